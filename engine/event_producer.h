@@ -1,0 +1,30 @@
+// ProduceEvents: writes a TransactionGenerator's records to a Kafka topic
+// through an idempotent producer (acks=all), each to partition
+// PartitionForKey(user_id, partitions), and waits until every record is
+// acknowledged. Used by `kappa gen` and by tests. Blocking; one call per thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "engine/base/status.h"
+#include "engine/kafka_config.h"
+#include "engine/transaction_generator.h"
+
+namespace kappa {
+
+struct ProduceSummary {
+  GeneratorStats stats;
+  int32_t partitions = 0;
+  uint64_t bytes = 0;
+  double seconds = 0;
+};
+
+// Called about four times a second while producing: records sent so far.
+using ProgressFn = std::function<void(uint64_t sent, uint64_t total, double seconds)>;
+
+Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::string& topic,
+                                     const GeneratorOptions& options, const ProgressFn& progress = {});
+
+}  // namespace kappa

@@ -1,0 +1,47 @@
+// Thin RAII and lookup helpers over librdkafka's C API, shared by the
+// commands: create a producer/consumer from a KafkaConfig, read a topic's
+// partition count and watermarks with a deadline, and turn every failure into
+// one Status line that names the broker and the topic. Handles are
+// thread-safe as librdkafka's are.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/base/status.h"
+#include "engine/kafka_config.h"
+
+struct rd_kafka_s;
+
+namespace kappa {
+
+struct KafkaHandleDeleter {
+  void operator()(rd_kafka_s* rk) const;
+};
+using KafkaHandle = std::unique_ptr<rd_kafka_s, KafkaHandleDeleter>;
+
+enum class ClientKind { kProducer, kConsumer };
+
+// Creates a client. `defaults` are applied before the user's -X properties.
+Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
+                                 const std::vector<std::pair<std::string, std::string>>& defaults);
+
+// Partition count of `topic`. NotFound if the topic does not exist (without
+// creating it), Unavailable if no broker answers within timeout_ms.
+Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms);
+
+struct Watermarks {
+  int64_t low = 0;   // log start offset
+  int64_t high = 0;  // log end offset (next offset to be written)
+};
+Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int32_t partition,
+                                   int timeout_ms);
+Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::string& topic,
+                                                   int32_t partitions, int timeout_ms);
+
+std::string BrokersOf(const KafkaConfig& config);
+
+}  // namespace kappa
