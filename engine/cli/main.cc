@@ -15,7 +15,8 @@ const char kUsage[] =
     "commands:\n"
     "  broker    run the embedded Kafka-protocol broker (in memory, for development and tests)\n"
     "  gen       generate the deterministic fintech transaction workload into a topic\n"
-    "  consume   read a topic back: per-partition counts, optionally each record as JSON\n";
+    "  consume   read a topic back: per-partition counts, optionally each record as JSON\n"
+    "  run       run one version of a job (a YAML job spec) over its source topic\n";
 
 }  // namespace
 
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   if (command == "broker") return kappa::cli::BrokerCommand(argc - 1, argv + 1);
   if (command == "gen") return kappa::cli::GenCommand(argc - 1, argv + 1);
   if (command == "consume") return kappa::cli::ConsumeCommand(argc - 1, argv + 1);
+  if (command == "run") return kappa::cli::RunCommand(argc - 1, argv + 1);
   std::cerr << "kappa: unknown command '" << command << "' (see `kappa --help`)" << std::endl;
   return 2;
 }

@@ -1,1 +1,145 @@
-// placeholder: being written
+#include "tests/support/test_support.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace kappa::testing {
+
+namespace {
+std::atomic<int> g_counter{0};
+}
+
+ScratchDir::ScratchDir(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string test = info ? std::string(info->test_suite_name()) + "." + info->name() : "global";
+  for (auto& c : test) {
+    if (c == '/') c = '_';
+  }
+  path_ = std::filesystem::path(KAPPA_TEST_TMP) /
+          (test + "." + name + "." + std::to_string(::getpid()) + "." + std::to_string(g_counter++));
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  if (!std::getenv("KAPPA_KEEP_TMP")) {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+}
+
+void BrokerTest::SetUp() {
+  EmbeddedBroker::Options options;
+  auto broker = EmbeddedBroker::Start(options);
+  ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+  broker_ = std::move(*broker);
+}
+
+void BrokerTest::TearDown() { broker_.reset(); }
+
+void BrokerTest::CreateTopic(const std::string& name, int partitions) {
+  Status st = broker_->CreateTopic({name, partitions});
+  ASSERT_TRUE(st.ok()) << st.ToString();
+}
+
+KafkaConfig BrokerTest::Config() const {
+  KafkaConfig config;
+  config.brokers = broker_->bootstrap();
+  return config;
+}
+
+ChildProcess::ChildProcess(std::vector<std::string> args, const std::string& log_prefix) {
+  static std::atomic<int> n{0};
+  const std::string base = std::string(KAPPA_TEST_TMP) + "/child." + std::to_string(::getpid()) + "." +
+                           std::to_string(n++) + (log_prefix.empty() ? "" : "." + log_prefix);
+  std::filesystem::create_directories(KAPPA_TEST_TMP);
+  out_path_ = base + ".out";
+  err_path_ = base + ".err";
+  args.insert(args.begin(), KAPPA_BINARY);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    FILE* out = std::freopen(out_path_.c_str(), "w", stdout);
+    FILE* err = std::freopen(err_path_.c_str(), "w", stderr);
+    (void)out;
+    (void)err;
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::perror("execv");
+    ::_exit(127);
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && status_ < 0) {
+    ::kill(pid_, SIGKILL);
+    Wait();
+  }
+}
+
+static int DecodeStatus(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+int ChildProcess::Wait() {
+  if (status_ >= 0) return DecodeStatus(status_);
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  status_ = status;
+  return DecodeStatus(status_);
+}
+
+int ChildProcess::WaitFor(int timeout_ms) {
+  if (status_ >= 0) return DecodeStatus(status_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      status_ = status;
+      return DecodeStatus(status_);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void ChildProcess::Kill(int signal) {
+  if (status_ < 0) ::kill(pid_, signal);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string ChildProcess::Stdout() const { return ReadFile(out_path_); }
+std::string ChildProcess::Stderr() const { return ReadFile(err_path_); }
+
+int RunKappa(const std::vector<std::string>& args, std::string* out, std::string* err,
+             const std::string& log_prefix) {
+  ChildProcess child(args, log_prefix);
+  int rc = child.WaitFor(300000);
+  if (rc < 0) {
+    child.Kill(SIGKILL);
+    rc = child.Wait();
+  }
+  if (out) *out = child.Stdout();
+  if (err) *err = child.Stderr();
+  return rc;
+}
+
+}  // namespace kappa::testing

@@ -1,0 +1,59 @@
+// JobSpec: one version of a job, parsed once from a YAML file into plain
+// structs (nothing deeper reads YAML). The spec hash covers everything that
+// decides output (source, operators, lateness, sink topics, delivery), not
+// operational knobs (checkpoint interval, state directory), so changing logic
+// under the same version is detected and refused, while tuning is not.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/base/status.h"
+#include "operators/operator_spec.h"
+
+namespace kappa {
+
+enum class StartPosition { kEarliest, kLatest, kTimestamp };
+enum class DeliveryMode { kAtLeastOnce, kExactlyOnce };
+
+struct JobSpec {
+  std::string job;
+  int32_t version = 0;
+
+  std::string source_topic;
+  StartPosition start = StartPosition::kEarliest;
+  int64_t start_timestamp_ms = 0;
+  // Start at the log start offset when history below it is gone (the gap is
+  // recorded in metrics and lineage) instead of refusing.
+  bool allow_truncated_history = false;
+
+  DecodeSpec decode;
+  std::vector<OperatorSpec> operators;
+  int64_t allowed_lateness_ms = 0;
+
+  std::string sink_topic;  // the base name; outputs go to <sink_topic>.v<version>
+  std::string dlq_topic;
+  std::string late_topic;
+  DeliveryMode delivery = DeliveryMode::kAtLeastOnce;
+
+  // Operational (not hashed).
+  int64_t checkpoint_interval_ms = 5000;
+  std::string state_dir;  // default .kappa/state/<job>.v<version>
+
+  std::string spec_hash;  // 16 hex digits
+
+  std::string OutputTopic() const { return sink_topic + ".v" + std::to_string(version); }
+  std::string ConsumerGroup() const { return job + ".v" + std::to_string(version); }
+  // The canonical text the hash is computed over (stable across whitespace,
+  // comments and key order in the YAML).
+  std::string CanonicalLogic() const;
+};
+
+Result<JobSpec> LoadJobSpec(const std::string& path);
+Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& origin = "spec");
+
+// "250ms", "5s", "10m", "1h", "2d", or a plain number of milliseconds.
+Result<int64_t> ParseDurationMs(const std::string& text);
+
+}  // namespace kappa

@@ -1,0 +1,66 @@
+#include "engine/task.h"
+
+namespace kappa {
+namespace {
+const char* KindName(const OperatorSpec& spec) {
+  switch (spec.index()) {
+    case 0: return "dedup";
+    case 1: return "filter";
+    case 2: return "map";
+    case 3: return "window";
+    default: return "emit";
+  }
+}
+}  // namespace
+
+Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spec, OutputCollector* out) {
+  std::unique_ptr<Task> task(new Task());
+  task->partition_ = partition;
+  task->chain_.push_back(MakeDecodeValidate(spec.decode));
+  for (size_t i = 0; i < spec.operators.size(); ++i) {
+    const std::string state_name = "op" + std::to_string(i + 1) + "_" + KindName(spec.operators[i]);
+    auto op = MakeOperator(spec.operators[i], state_name, task->registry_);
+    if (!op.ok()) return op.status();
+    task->chain_.push_back(std::move(*op));
+  }
+  task->context_.partition = partition;
+  task->context_.allowed_lateness_ms = spec.allowed_lateness_ms;
+  task->context_.out = out;
+  task->context_.counters = &task->checkpoint_.counters;
+  task->checkpoint_.partition = partition;
+  task->checkpoint_.max_event_time_ms = kNoTime;
+  return task;
+}
+
+Result<std::vector<std::string>> Task::StateTableNames(const JobSpec& spec) {
+  auto probe = Create(-1, spec, nullptr);
+  if (!probe.ok()) return probe.status();
+  std::vector<std::string> names;
+  for (const auto& t : (*probe)->registry_.tables()) names.push_back(t->name());
+  return names;
+}
+
+void Task::Process() {
+  if (batch_.records.empty()) return;
+  batch_.partition = partition_;
+  checkpoint_.counters.in += static_cast<int64_t>(batch_.records.size());
+  batch_.SelectAll();
+  for (auto& op : chain_) op->Process(batch_, context_);
+  for (auto& op : chain_) op->OnBatchEnd(context_);
+  checkpoint_.next_offset = batch_.records.back().offset + 1;
+  checkpoint_.max_event_time_ms = context_.max_event_time_ms;
+  batch_.records.clear();
+  batch_.selection.clear();
+}
+
+void Task::Restore(const TaskCheckpointData& data) {
+  checkpoint_ = data;
+  context_.max_event_time_ms = data.max_event_time_ms;
+}
+
+void Task::StartAt(int64_t offset) {
+  checkpoint_.next_offset = offset;
+  checkpoint_.start_offset = offset;
+}
+
+}  // namespace kappa

@@ -1,0 +1,52 @@
+// Task: the processing of ONE input partition by one job version: its
+// operator chain (decode first), its state tables, its counters, its next
+// offset and watermark. Its output is a function of its partition's records
+// in offset order and the spec, nothing else (DESIGN invariant 3). Driven by
+// one thread; not thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/job_spec.h"
+#include "operators/operator.h"
+#include "state/keyed_state.h"
+#include "state/state_backend.h"
+
+namespace kappa {
+
+class Task {
+ public:
+  static Result<std::unique_ptr<Task>> Create(int32_t partition, const JobSpec& spec, OutputCollector* out);
+
+  // Column family names the chain of `spec` registers, in chain order.
+  static Result<std::vector<std::string>> StateTableNames(const JobSpec& spec);
+
+  int32_t partition() const { return partition_; }
+  // The batch to fill before Process(); reused to avoid allocations.
+  RecordBatch& batch() { return batch_; }
+  // Runs batch() through the chain, then advances next_offset past it.
+  void Process();
+
+  StateRegistry& registry() { return registry_; }
+  // Checkpoint view of this task (offset, watermark, counters).
+  const TaskCheckpointData& checkpoint() const { return checkpoint_; }
+  void Restore(const TaskCheckpointData& data);
+  void StartAt(int64_t offset);
+
+  int64_t next_offset() const { return checkpoint_.next_offset; }
+  const RecordCounters& counters() const { return checkpoint_.counters; }
+  int64_t watermark_ms() const { return context_.watermark_ms(); }
+
+ private:
+  Task() = default;
+  int32_t partition_ = 0;
+  StateRegistry registry_;
+  std::vector<std::unique_ptr<Operator>> chain_;
+  TaskContext context_;
+  TaskCheckpointData checkpoint_;
+  RecordBatch batch_;
+};
+
+}  // namespace kappa

@@ -1,0 +1,20 @@
+// Emit: the end of a stateless chain. Writes each surviving record's original
+// bytes to the sink, keyed by a field (txn_id by default), with its own
+// offset as lineage.
+#pragma once
+
+#include "operators/operator.h"
+
+namespace kappa {
+
+class Emit final : public Operator {
+ public:
+  explicit Emit(const EmitSpec& spec) : spec_(spec) {}
+  std::string_view name() const override { return "emit"; }
+  void Process(RecordBatch& batch, TaskContext& ctx) override;
+
+ private:
+  EmitSpec spec_;
+};
+
+}  // namespace kappa
