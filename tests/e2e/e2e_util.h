@@ -1,0 +1,109 @@
+// Helpers for the end-to-end stories: write a job spec, read a job's output
+// topic back into a map, parse the metrics file kappa run writes.
+#pragma once
+
+#include <fstream>
+#include <map>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/kafka_client.h"
+#include "engine/topic_reader.h"
+#include "schemas/window_aggregate_generated.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+
+struct SpecOptions {
+  std::string job = "user-spend";
+  int version = 1;
+  std::string source = "transactions";
+  std::string sink = "user-spend-hourly";
+  std::string filter = "status != cancelled";
+  std::string lateness = "10m";
+  std::string checkpoint_interval = "1s";
+  std::string state_dir;
+  bool allow_truncated = false;
+};
+
+inline std::string WriteSpec(const ScratchDir& dir, const std::string& name, const SpecOptions& o) {
+  const std::string path = dir / name;
+  std::ofstream out(path);
+  out << "job: " << o.job << "\nversion: " << o.version << "\nsource:\n  topic: " << o.source
+      << "\n  start: earliest\n";
+  if (o.allow_truncated) out << "  allow_truncated_history: true\n";
+  out << "operators:\n  - dedup: {field: txn_id, ttl: 1h}\n";
+  if (!o.filter.empty()) out << "  - filter: [\"" << o.filter << "\"]\n";
+  out << "  - window: {type: tumbling, size: 1h, key: user_id, aggregates: [count, sum, min, max, avg]}\n"
+      << "allowed_lateness: " << o.lateness << "\nsink: {topic: " << o.sink << "}\ndlq: {topic: " << o.job
+      << ".dlq}\nlate: {topic: " << o.job << ".late}\ncheckpoint: {interval: " << o.checkpoint_interval
+      << ", dir: " << o.state_dir << "}\n";
+  return path;
+}
+
+struct OutputRow {
+  std::string value;  // raw bytes
+  std::map<std::string, std::string> headers;
+  int32_t partition = 0;
+};
+
+// Every record of `topic`, by key; `copies` counts how often each key appeared.
+struct TopicContents {
+  std::map<std::string, OutputRow> rows;
+  std::map<std::string, int> copies;
+  int64_t total = 0;
+  bool all_copies_identical = true;
+};
+
+inline TopicContents ReadOutputs(const KafkaConfig& config, const std::string& topic) {
+  TopicContents out;
+  auto st = ReadTopic(config, topic, [&](const ConsumedRecord& r) {
+    std::string key(r.key);
+    ++out.total;
+    auto it = out.rows.find(key);
+    if (it != out.rows.end() && it->second.value != r.value) out.all_copies_identical = false;
+    OutputRow row;
+    row.value = std::string(r.value);
+    for (const auto& [k, v] : r.headers) row.headers[k] = v;
+    row.partition = r.partition;
+    out.rows[key] = std::move(row);
+    ++out.copies[key];
+  });
+  EXPECT_TRUE(st.ok()) << st.status().ToString();
+  return out;
+}
+
+inline const schema::WindowAggregate* AsWindow(const std::string& bytes) {
+  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  if (!schema::VerifyWindowAggregateBuffer(v)) return nullptr;
+  return schema::GetWindowAggregate(bytes.data());
+}
+
+// Reads an integer field of the metrics JSON kappa run writes.
+inline int64_t MetricsField(const std::string& metrics_json, const std::string& field) {
+  std::smatch m;
+  std::regex re("\"" + field + "\": (-?[0-9]+)");
+  if (!std::regex_search(metrics_json, m, re)) {
+    ADD_FAILURE() << "no " << field << " in metrics: " << metrics_json;
+    return -1;
+  }
+  return std::stoll(m[1]);
+}
+
+inline void ExpectLogStartsAtZero(const KafkaConfig& config, const std::string& topic) {
+  auto consumer = CreateClient(ClientKind::kConsumer, config, {{"group.id", "probe"}});
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  auto n = TopicPartitionCount(consumer->get(), topic, 10000);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  auto marks = QueryAllWatermarks(consumer->get(), topic, *n, 10000);
+  ASSERT_TRUE(marks.ok()) << marks.status().ToString();
+  for (int32_t p = 0; p < *n; ++p) {
+    ASSERT_EQ((*marks)[p].low, 0) << topic << "[" << p << "] lost history to the embedded broker's 5 MiB "
+                                  << "retention: the test must use more partitions or fewer records";
+  }
+}
+
+}  // namespace kappa::testing
