@@ -81,12 +81,17 @@ struct JobRunner::Impl {
   KafkaHandle consumer;
   std::vector<std::unique_ptr<Task>> tasks;
   std::vector<int64_t> end_offsets;  // log end as of start (stop_at_end)
+  // exactly_once recovery: per partition, the offset Kafka's transactions
+  // committed beyond RocksDB's checkpoint (-1: none). Records below it are
+  // re-read with outputs suppressed; they were already delivered.
+  std::vector<int64_t> gap_end;
   int64_t epoch = 0;
   KillSwitch kill_switch;
   RunSummary* summary = nullptr;
 
   Status Open();
   Status Assign();
+  Status FindCommittedGaps();
   Status Loop(volatile int* stop);
   Status Checkpoint();
   void PrintStatus(double rate, bool final_line);
@@ -109,11 +114,6 @@ JobRunner::JobRunner(JobSpec spec, KafkaConfig config, RunOptions options) : imp
 JobRunner::~JobRunner() = default;
 
 Status JobRunner::Impl::Open() {
-  if (spec.delivery == DeliveryMode::kExactlyOnce) {
-    return Status::InvalidArgument(
-        "delivery: exactly_once is not available yet; use at_least_once (outputs are keyed "
-        "deterministically, so a duplicate after a crash collapses in an upsert or compacted sink)");
-  }
   auto names = Task::StateTableNames(spec);
   if (!names.ok()) return names.status();
   auto backend_or = StateBackend::Open(spec.state_dir, *names);
@@ -207,14 +207,59 @@ Status JobRunner::Impl::Assign() {
   rd_kafka_resp_err_t err = rd_kafka_assign(rk, assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
   if (err) return Status::Unavailable("cannot assign " + spec.source_topic + ": " + rd_kafka_err2str(err));
+  gap_end.assign(tasks.size(), -1);
+  if (sink->transactional()) return FindCommittedGaps();
+  return Status::OK();
+}
+
+// A crash between a Kafka transaction commit and the RocksDB checkpoint
+// leaves Kafka's committed offset ahead of RocksDB's. Those outputs are
+// delivered; the state is not. Re-reading the gap with outputs suppressed
+// rebuilds exactly that state (invariant 3) without emitting twice.
+Status JobRunner::Impl::FindCommittedGaps() {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(tasks.size()));
+  for (const auto& t : tasks) rd_kafka_topic_partition_list_add(list, spec.source_topic.c_str(), t->partition());
+  rd_kafka_resp_err_t err = rd_kafka_committed(consumer.get(), list, kKafkaTimeoutMs);
+  if (err) {
+    rd_kafka_topic_partition_list_destroy(list);
+    return Status::Unavailable("cannot read the committed offsets of group " + spec.ConsumerGroup() + ": " +
+                               rd_kafka_err2str(err));
+  }
+  const std::string tag = EosOffsetTag(spec);
+  for (int i = 0; i < list->cnt; ++i) {
+    const int32_t p = list->elems[i].partition;
+    const int64_t committed = list->elems[i].offset;
+    if (p < 0 || p >= static_cast<int32_t>(tasks.size()) || committed < 0) continue;
+    const std::string metadata(static_cast<const char*>(list->elems[i].metadata), list->elems[i].metadata_size);
+    if (metadata != tag) continue;  // not committed by this spec's transactions
+    if (committed > tasks[p]->next_offset()) {
+      gap_end[p] = committed;
+      sink->SetSuppressed(p, true);
+      std::fprintf(stderr, "kappa run: %s[%d]: offsets %lld..%lld were committed by a Kafka transaction after the "
+                   "last checkpoint; re-reading them with outputs suppressed\n", spec.source_topic.c_str(), p,
+                   static_cast<long long>(tasks[p]->next_offset()), static_cast<long long>(committed - 1));
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
   return Status::OK();
 }
 
 Status JobRunner::Impl::Checkpoint() {
   kill_switch.At("before-flush");
-  // At-least-once barrier: every output of the inputs this checkpoint covers
-  // is acknowledged before the offsets move past those inputs.
-  KAPPA_RETURN_IF_ERROR(sink->Flush(150000));
+  if (sink->transactional()) {
+    // exactly_once: the epoch's outputs and its input offsets commit together
+    // in one Kafka transaction; a partition still re-reading a committed gap
+    // keeps the committed offset where it was.
+    std::vector<std::pair<int32_t, int64_t>> offsets;
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      offsets.emplace_back(tasks[i]->partition(), std::max(tasks[i]->next_offset(), gap_end[i]));
+    }
+    KAPPA_RETURN_IF_ERROR(sink->CommitEpoch(consumer.get(), spec.source_topic, offsets));
+  } else {
+    // At-least-once barrier: every output of the inputs this checkpoint covers
+    // is acknowledged before the offsets move past those inputs.
+    KAPPA_RETURN_IF_ERROR(sink->Flush(150000));
+  }
   kill_switch.At("after-flush");
   std::vector<StateBackend::TaskSnapshot> snapshots;
   snapshots.reserve(tasks.size());
@@ -224,6 +269,7 @@ Status JobRunner::Impl::Checkpoint() {
   ++epoch;
   ++summary->epochs;
   kill_switch.At("after-commit");
+  if (sink->transactional()) return Status::OK();
   // Informational only: the group's committed offsets mirror RocksDB's.
   rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(tasks.size()));
   for (const auto& t : tasks) {
@@ -341,6 +387,12 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
       if (m->partition < 0 || m->partition >= static_cast<int32_t>(tasks.size())) continue;
       Task* task = tasks[m->partition].get();
       if (m->offset < task->next_offset()) continue;  // already covered by the checkpoint
+      if (gap_end[m->partition] >= 0 && m->offset >= gap_end[m->partition]) {
+        // The end of a suppressed gap: finish its batch, then emit again.
+        task->Process();
+        sink->SetSuppressed(m->partition, false);
+        gap_end[m->partition] = -1;
+      }
       RecordBatch& batch = task->batch();
       if (batch.records.empty()) touched.push_back(task);
       InputRecord& r = batch.records.emplace_back();

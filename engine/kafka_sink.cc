@@ -61,12 +61,36 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   rd_kafka_conf_set_error_cb(*conf, ErrorCallback);
   rd_kafka_conf_set_opaque(*conf, sink.get());
   char errstr[512];
+  if (spec.delivery == DeliveryMode::kExactlyOnce) {
+    // One transactional id per job version: a second live instance of the
+    // same version fences the first on a real cluster.
+    const std::string txn_id = "kappa." + spec.ConsumerGroup();
+    // The transaction must outlive message.timeout.ms (120 s above).
+    if (rd_kafka_conf_set(*conf, "transactional.id", txn_id.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(*conf, "transaction.timeout.ms", "150000", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(*conf);
+      return Status::InvalidArgument(std::string("transactional.id: ") + errstr);
+    }
+    sink->transactional_ = true;
+  }
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, *conf, errstr, sizeof(errstr));
   if (!rk) {
     rd_kafka_conf_destroy(*conf);
     return Status::InvalidArgument(std::string("cannot create Kafka producer: ") + errstr);
   }
   sink->producer_.reset(rk);
+  if (sink->transactional_) {
+    if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk, 30000)) {
+      Status st = Status::Unavailable(std::string("cannot initialise Kafka transactions: ") + rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+      return st;
+    }
+    if (rd_kafka_error_t* e = rd_kafka_begin_transaction(rk)) {
+      Status st = Status::Unavailable(std::string("cannot begin a Kafka transaction: ") + rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+      return st;
+    }
+  }
   return sink;
 }
 
@@ -85,9 +109,15 @@ Status KafkaSink::failure() const {
 
 void KafkaSink::Poll() const { rd_kafka_poll(producer_.get(), 0); }
 
-void KafkaSink::Produce(const std::string& topic, std::string_view key, const void* value, size_t size,
-                        rd_kafka_headers_t* headers) {
-  if (suppressed_) {
+void KafkaSink::SetSuppressed(int32_t partition, bool suppressed) {
+  if (partition < 0) return;
+  if (static_cast<size_t>(partition) >= suppressed_.size()) suppressed_.resize(partition + 1, false);
+  suppressed_[partition] = suppressed;
+}
+
+void KafkaSink::Produce(int32_t partition, const std::string& topic, std::string_view key, const void* value,
+                        size_t size, rd_kafka_headers_t* headers) {
+  if (partition >= 0 && static_cast<size_t>(partition) < suppressed_.size() && suppressed_[partition]) {
     rd_kafka_headers_destroy(headers);
     return;
   }
@@ -120,7 +150,7 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
   n = std::snprintf(buf, sizeof(buf), "%lld-%lld", static_cast<long long>(lineage.first_offset),
                     static_cast<long long>(lineage.last_offset));
   rd_kafka_header_add(h, "kappa.offsets", -1, buf, n);
-  Produce(output_topic_, key, value, size, h);
+  Produce(lineage.partition, output_topic_, key, value, size, h);
 }
 
 void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) {
@@ -141,7 +171,7 @@ void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason 
   rd_kafka_headers_t* h = rd_kafka_headers_new(2);
   rd_kafka_header_add(h, "kappa.job", -1, spec_->job.data(), spec_->job.size());
   rd_kafka_header_add(h, "kappa.version", -1, version_text_.data(), version_text_.size());
-  Produce(spec_->dlq_topic, std::string_view(reinterpret_cast<const char*>(record.key), record.key_size),
+  Produce(partition, spec_->dlq_topic, std::string_view(reinterpret_cast<const char*>(record.key), record.key_size),
           fbb.GetBufferPointer(), fbb.GetSize(), h);
 }
 
@@ -156,7 +186,7 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   rd_kafka_header_add(h, "kappa.offset", -1, buf, n);
   n = std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(record.watermark_ms));
   rd_kafka_header_add(h, "kappa.watermark_ms", -1, buf, n);
-  Produce(spec_->late_topic, std::string_view(reinterpret_cast<const char*>(record.key), record.key_size),
+  Produce(partition, spec_->late_topic, std::string_view(reinterpret_cast<const char*>(record.key), record.key_size),
           record.payload, record.size, h);
 }
 
@@ -172,6 +202,53 @@ Status KafkaSink::Flush(int timeout_ms) {
     }
   }
   if (failed()) return failure();
+  return Status::OK();
+}
+
+}  // namespace kappa
+
+namespace kappa {
+
+std::string EosOffsetTag(const JobSpec& spec) { return "kappa eos " + spec.spec_hash; }
+
+Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
+                              const std::vector<std::pair<int32_t, int64_t>>& offsets) {
+  if (failed()) return failure();
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+  const std::string tag = EosOffsetTag(*spec_);
+  for (const auto& [p, o] : offsets) {
+    rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+    tp->offset = o;
+    // Tagged, so recovery trusts only offsets this spec committed transactionally.
+    tp->metadata = const_cast<char*>(tag.c_str());
+    tp->metadata_size = tag.size();
+  }
+  rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer);
+  rd_kafka_error_t* error = rd_kafka_send_offsets_to_transaction(producer_.get(), list, group, 60000);
+  rd_kafka_consumer_group_metadata_destroy(group);
+  for (int i = 0; i < list->cnt; ++i) {
+    list->elems[i].metadata = nullptr;  // not ours to free
+    list->elems[i].metadata_size = 0;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  // commit_transaction flushes every produced record first.
+  if (!error) error = rd_kafka_commit_transaction(producer_.get(), 150000);
+  if (error) {
+    Status st = Status::Unavailable(std::string("Kafka transaction failed: ") + rd_kafka_error_string(error) +
+                                    "; the job stopped with its last checkpoint intact, restart it to resume");
+    if (rd_kafka_error_txn_requires_abort(error)) {
+      rd_kafka_error_t* abort_error = rd_kafka_abort_transaction(producer_.get(), 30000);
+      if (abort_error) rd_kafka_error_destroy(abort_error);
+    }
+    rd_kafka_error_destroy(error);
+    return st;
+  }
+  if (failed()) return failure();
+  if (rd_kafka_error_t* e = rd_kafka_begin_transaction(producer_.get())) {
+    Status st = Status::Unavailable(std::string("cannot begin a Kafka transaction: ") + rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return st;
+  }
   return Status::OK();
 }
 

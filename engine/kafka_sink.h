@@ -4,13 +4,17 @@
 // DLQ topic as FlatBuffers DlqRecords, late records (original bytes) to the
 // late topic. Transient errors are retried by the producer with backoff; a
 // record that still fails, or a fatal producer error, makes Flush() return an
-// error so the job stops before checkpointing past it. Outputs can be
-// suppressed (rebuilding state without re-emitting). One thread.
+// error so the job stops before checkpointing past it. With exactly_once
+// delivery every epoch is a Kafka transaction that also carries the input
+// offsets (CommitEpoch). Outputs of a partition can be suppressed while its
+// already-committed records are re-read to rebuild state. One thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/base/status.h"
 #include "engine/job_spec.h"
@@ -25,6 +29,12 @@ class FlatBufferBuilder;
 
 namespace kappa {
 
+// Metadata attached to input offsets committed inside an exactly_once
+// transaction. Recovery trusts a committed offset only with this tag: other
+// commits to the same group (informational ones of an at-least-once run, a
+// different spec) say nothing about what this spec delivered.
+std::string EosOffsetTag(const JobSpec& spec);
+
 class KafkaSink final : public OutputCollector {
  public:
   ~KafkaSink() override;
@@ -37,10 +47,17 @@ class KafkaSink final : public OutputCollector {
   // Waits until every record produced so far is acknowledged (the
   // at-least-once barrier before a checkpoint). Error if any delivery failed.
   Status Flush(int timeout_ms);
+  // exactly_once: sends `offsets` (next offset per input partition) to the
+  // group of `consumer` inside the open transaction, commits it, and opens
+  // the next one. An error leaves nothing committed for this epoch.
+  Status CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
+                     const std::vector<std::pair<int32_t, int64_t>>& offsets);
+  bool transactional() const { return transactional_; }
+  // Outputs caused by records of `partition` are dropped while suppressed.
+  void SetSuppressed(int32_t partition, bool suppressed);
   // First delivery or fatal error seen, if any (checked on the hot path).
   bool failed() const { return failed_.load(std::memory_order_relaxed); }
   Status failure() const;
-  void set_suppressed(bool suppressed) { suppressed_ = suppressed; }
   void Poll() const;
   int64_t produced() const { return produced_; }
   rd_kafka_s* handle() const { return producer_.get(); }
@@ -50,7 +67,7 @@ class KafkaSink final : public OutputCollector {
 
  private:
   KafkaSink() = default;
-  void Produce(const std::string& topic, std::string_view key, const void* value, size_t size,
+  void Produce(int32_t partition, const std::string& topic, std::string_view key, const void* value, size_t size,
                rd_kafka_headers_s* headers);
 
   KafkaHandle producer_;
@@ -60,7 +77,8 @@ class KafkaSink final : public OutputCollector {
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
   std::atomic<bool> failed_{false};
   mutable std::string failure_;
-  bool suppressed_ = false;
+  std::vector<bool> suppressed_;
+  bool transactional_ = false;
   int64_t produced_ = 0;
 };
 

@@ -27,6 +27,7 @@ struct SpecOptions {
   std::string checkpoint_interval = "1s";
   std::string state_dir;
   bool allow_truncated = false;
+  std::string delivery = "at_least_once";
 };
 
 inline std::string WriteSpec(const ScratchDir& dir, const std::string& name, const SpecOptions& o) {
@@ -40,7 +41,7 @@ inline std::string WriteSpec(const ScratchDir& dir, const std::string& name, con
   out << "  - window: {type: tumbling, size: 1h, key: user_id, aggregates: [count, sum, min, max, avg]}\n"
       << "allowed_lateness: " << o.lateness << "\nsink: {topic: " << o.sink << "}\ndlq: {topic: " << o.job
       << ".dlq}\nlate: {topic: " << o.job << ".late}\ncheckpoint: {interval: " << o.checkpoint_interval
-      << ", dir: " << o.state_dir << "}\n";
+      << ", dir: " << o.state_dir << "}\ndelivery: " << o.delivery << "\n";
   return path;
 }
 
