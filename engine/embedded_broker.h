@@ -50,6 +50,9 @@ class EmbeddedBroker {
   // The mock's own listener list (ephemeral ports).
   const std::string& mock_bootstraps() const { return mock_bootstraps_; }
   Status CreateTopic(const TopicSpec& topic);
+  // The underlying mock cluster, for tests that inject broker errors
+  // (rdkafka_mock.h: rd_kafka_mock_push_request_errors...).
+  rd_kafka_mock_cluster_s* mock_cluster() const { return cluster_; }
 
   // What this broker is, for --help and start-up banners.
   static const char* Description();

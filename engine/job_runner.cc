@@ -451,7 +451,9 @@ Status JobRunner::Run(volatile int* stop) {
   }
   if (!impl_->tasks.empty()) {
     summary_.counters = impl_->Totals();
-    if (impl_->backend) impl_->WriteMetrics();
+    // After a failure the in-memory counters are ahead of the last checkpoint;
+    // the metrics file keeps describing what is durably committed.
+    if (impl_->backend && st.ok()) impl_->WriteMetrics();
   }
   if (impl_->consumer) rd_kafka_consumer_close(impl_->consumer.get());
   return st;
