@@ -172,6 +172,9 @@ Status JobRunner::Impl::Assign() {
                                    " in " + spec.source_topic + "[" + std::to_string(p) + "]: " + rd_kafka_err2str(err));
       }
       if (wanted < 0) wanted = w.high;  // no record at or after that time yet
+      std::fprintf(stderr, "kappa run: %s[%d]: start time %lld resolves to offset %lld (log %lld..%lld)\n",
+                   spec.source_topic.c_str(), p, static_cast<long long>(spec.start_timestamp_ms),
+                   static_cast<long long>(wanted), static_cast<long long>(w.low), static_cast<long long>(w.high));
     } else {
       wanted = 0;  // earliest: all of history, from offset zero
     }
