@@ -27,11 +27,11 @@ void Dedup::Process(RecordBatch& batch, TaskContext& ctx) {
 }
 
 void Dedup::OnBatchEnd(TaskContext& ctx) {
-  // Purge expired entries every quarter TTL of event time: bounded state,
-  // amortised cost.
+  // Purge expired entries once per TTL of event time: state stays within
+  // about two TTLs' worth of keys and the scan costs O(1) per record.
   const int64_t wm = ctx.watermark_ms();
   if (wm == kNoTime) return;
-  if (last_purge_watermark_ != kNoTime && wm - last_purge_watermark_ < spec_.ttl_ms / 4) return;
+  if (last_purge_watermark_ != kNoTime && wm - last_purge_watermark_ < spec_.ttl_ms) return;
   last_purge_watermark_ = wm;
   seen_->EraseIf([&](std::string_view, const Entry& e) { return wm > e.first_seen_ms + spec_.ttl_ms; });
 }

@@ -13,7 +13,6 @@
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "engine/base/status.h"
@@ -66,10 +65,7 @@ class KeyedState final : public StateTable {
   V& Upsert(std::string_view key, const V& initial, bool* inserted = nullptr) {
     auto it = map_.find(key);
     bool is_new = it == map_.end();
-    if (is_new) {
-      it = map_.emplace(std::string(key), Entry{initial, false}).first;
-      if (!erased_.empty()) erased_.erase(it->first);
-    }
+    if (is_new) it = map_.emplace(std::string(key), Entry{initial, false}).first;
     if (!it->second.dirty) {
       it->second.dirty = true;
       ++dirty_count_;
@@ -81,7 +77,7 @@ class KeyedState final : public StateTable {
     auto it = map_.find(key);
     if (it == map_.end()) return;
     if (it->second.dirty) --dirty_count_;
-    erased_.insert(it->first);
+    erased_.push_back(it->first);
     map_.erase(it);
   }
   // fn(std::string_view key, const V& value) for every entry, unordered.
@@ -96,7 +92,7 @@ class KeyedState final : public StateTable {
     for (auto it = map_.begin(); it != map_.end();) {
       if (pred(std::string_view(it->first), it->second.value)) {
         if (it->second.dirty) --dirty_count_;
-        erased_.insert(it->first);
+        erased_.push_back(it->first);
         it = map_.erase(it);
         ++n;
       } else {
@@ -142,7 +138,9 @@ class KeyedState final : public StateTable {
     bool dirty;
   };
   std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map_;
-  std::unordered_set<std::string, StringHash, std::equal_to<>> erased_;
+  // Erased since the last commit; may repeat or be re-inserted later, which
+  // is fine because the backend writes deletions before puts.
+  std::vector<std::string> erased_;
   size_t dirty_count_ = 0;
 };
 
