@@ -96,6 +96,7 @@ struct JobRunner::Impl {
   Status Checkpoint();
   void PrintStatus(double rate, bool final_line);
   void WriteMetrics();
+  ProgressSnapshot Snapshot(double rate);
   RecordCounters Totals() const {
     RecordCounters c;
     for (const auto& t : tasks) c.Add(t->counters());
@@ -316,6 +317,26 @@ void JobRunner::Impl::PrintStatus(double rate, bool final_line) {
   std::fflush(stderr);
 }
 
+ProgressSnapshot JobRunner::Impl::Snapshot(double rate) {
+  ProgressSnapshot s;
+  s.epoch = epoch;
+  s.checkpoint_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+  s.records_per_second = rate;
+  s.counters = Totals();
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    int64_t low = 0, high = 0;
+    rd_kafka_get_watermark_offsets(consumer.get(), spec.source_topic.c_str(), tasks[i]->partition(), &low, &high);
+    PartitionProgress p;
+    p.partition = tasks[i]->partition();
+    p.position = tasks[i]->next_offset();
+    p.log_end = std::max(high, end_offsets[i]);
+    p.watermark_ms = tasks[i]->watermark_ms() == kNoTime ? 0 : tasks[i]->watermark_ms();
+    s.partitions.push_back(p);
+  }
+  return s;
+}
+
 void JobRunner::Impl::WriteMetrics() {
   const RecordCounters c = Totals();
   const std::string tmp = options.metrics_file + ".tmp";
@@ -346,6 +367,7 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
   auto last_checkpoint = Clock::now();
   auto last_status = Clock::now();
   int64_t in_at_last_status = Totals().in;
+  int64_t in_at_last_checkpoint = in_at_last_status;
   int64_t processed = 0;
   Status result;
 
@@ -421,7 +443,10 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
       result = Checkpoint();
       if (!result.ok()) break;
       WriteMetrics();
+      const double rate = (Totals().in - in_at_last_checkpoint) / std::max(1e-3, SecondsSince(last_checkpoint));
+      in_at_last_checkpoint = Totals().in;
       last_checkpoint = Clock::now();
+      if (options.on_checkpoint && !options.on_checkpoint(Snapshot(rate))) break;  // asked to stop
     }
     if (options.status_interval_ms > 0 &&
         Clock::now() - last_status >= std::chrono::milliseconds(options.status_interval_ms)) {
@@ -436,6 +461,7 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
   // Final checkpoint on a clean stop (signal or end of log).
   KAPPA_RETURN_IF_ERROR(Checkpoint());
   summary->seconds = SecondsSince(start);
+  if (options.on_checkpoint) options.on_checkpoint(Snapshot(summary->seconds > 0 ? processed / summary->seconds : 0));
   if (options.status_interval_ms > 0) {
     PrintStatus(summary->seconds > 0 ? processed / summary->seconds : 0, true);
   }

@@ -10,7 +10,7 @@ namespace po = boost::program_options;
 namespace kappa::cli {
 namespace {
 Status CheckFraction(const char* name, double v) {
-  if (v < 0 || v > 1) return Status::InvalidArgument(std::string("--") + name + " must be between 0 and 1");
+  if (!(v >= 0 && v <= 1)) return Status::InvalidArgument(std::string("--") + name + " must be between 0 and 1");
   return Status::OK();
 }
 }  // namespace
