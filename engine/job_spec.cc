@@ -242,7 +242,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
   try {
     KAPPA_RETURN_IF_ERROR(CheckKeys(origin, root,
                                     {"job", "version", "source", "validate", "operators", "allowed_lateness",
-                                     "sink", "dlq", "late", "checkpoint", "delivery"},
+                                     "sink", "dlq", "late", "checkpoint", "delivery", "promote"},
                                     "the job spec"));
     JobSpec spec;
     auto job = RequireString(origin, root, "job", "the job spec ");
@@ -343,6 +343,15 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
       if (*interval <= 0) return SpecError(origin, c, "checkpoint `interval` must be positive");
       spec.checkpoint_interval_ms = *interval;
       if (c["dir"].IsDefined()) spec.state_dir = c["dir"].as<std::string>();
+    }
+    if (YAML::Node pr = root["promote"]; pr.IsDefined()) {
+      KAPPA_RETURN_IF_ERROR(CheckKeys(origin, pr, {"max_changed_share"}, "promote"));
+      if (pr["max_changed_share"].IsDefined()) {
+        spec.max_changed_share = pr["max_changed_share"].as<double>();
+        if (spec.max_changed_share < 0 || spec.max_changed_share > 1) {
+          return SpecError(origin, pr, "`max_changed_share` must be between 0 and 1");
+        }
+      }
     }
     if (spec.state_dir.empty()) spec.state_dir = ".kappa/state/" + spec.job + ".v" + std::to_string(spec.version);
     spec.spec_hash = HashToHex(Fnv1a64(spec.CanonicalLogic()));

@@ -40,6 +40,9 @@ struct JobSpec {
   // Operational (not hashed).
   int64_t checkpoint_interval_ms = 5000;
   std::string state_dir;  // default .kappa/state/<job>.v<version>
+  // Promotion gate: refuse to promote this version when more than this share
+  // of the rows both versions produced changed (< 0: no gate).
+  double max_changed_share = -1;
 
   std::string spec_hash;  // 16 hex digits
 

@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "engine/kafka_client.h"
@@ -17,7 +18,7 @@ std::string ConsumedRecord::Header(std::string_view name) const {
 
 Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
                                    const std::function<void(const ConsumedRecord&)>& on_record,
-                                   int idle_timeout_ms) {
+                                   int idle_timeout_ms, const std::vector<int64_t>* from) {
   auto consumer = CreateClient(ClientKind::kConsumer, config,
                                {{"group.id", "kappa-reader"},
                                 {"enable.auto.commit", "false"},
@@ -38,8 +39,9 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
   for (int32_t p = 0; p < *partitions; ++p) {
     summary.log_start_offsets.push_back((*marks)[p].low);
     position[p] = (*marks)[p].low;
-    if ((*marks)[p].high > (*marks)[p].low) {
-      rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = (*marks)[p].low;
+    if (from && p < static_cast<int32_t>(from->size())) position[p] = std::max(position[p], (*from)[p]);
+    if ((*marks)[p].high > position[p]) {
+      rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = position[p];
       ++remaining;
     }
   }

@@ -33,8 +33,10 @@ struct TopicReadSummary {
   int64_t total = 0;
 };
 
+// `from` (optional) gives the first offset to read per partition instead of
+// the log start (e.g. to resume an incremental reader).
 Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
                                    const std::function<void(const ConsumedRecord&)>& on_record,
-                                   int idle_timeout_ms = 15000);
+                                   int idle_timeout_ms = 15000, const std::vector<int64_t>* from = nullptr);
 
 }  // namespace kappa

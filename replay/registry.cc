@@ -23,7 +23,8 @@ std::string EncodeJob(const JobRecord& r) {
   for (const auto& v : r.versions) {
     versions.push_back(schema::CreateVersionEntryDirect(
         fbb, v.version, v.spec_hash.c_str(), static_cast<schema::VersionState>(v.state), v.source_topic.c_str(),
-        v.output_topic.c_str(), v.group.c_str(), v.state_dir.c_str(), v.registered_at_ms, v.retired_at_ms));
+        v.output_topic.c_str(), v.group.c_str(), v.state_dir.c_str(), v.registered_at_ms, v.retired_at_ms,
+        v.max_changed_share));
   }
   auto root = schema::CreateJobRegistryDirect(fbb, r.job.c_str(), &versions, r.serving, &r.previous_serving,
                                               r.updated_at_ms);
@@ -52,6 +53,7 @@ std::optional<JobRecord> DecodeJob(const std::string& bytes) {
       info.state_dir = Str(e->state_dir());
       info.registered_at_ms = e->registered_at_ms();
       info.retired_at_ms = e->retired_at_ms();
+      info.max_changed_share = e->max_changed_share();
       r.versions.push_back(info);
     }
   }

@@ -35,6 +35,7 @@ struct VersionInfo {
   std::string state_dir;
   int64_t registered_at_ms = 0;
   int64_t retired_at_ms = 0;
+  double max_changed_share = -1;  // promotion gate from the spec; < 0: none
 };
 
 struct JobRecord {

@@ -17,6 +17,13 @@ int BrokerCommand(int argc, char** argv);
 int GenCommand(int argc, char** argv);
 int ConsumeCommand(int argc, char** argv);
 int RunCommand(int argc, char** argv);
+int DeployCommand(int argc, char** argv);
+int ReplayCommand(int argc, char** argv);
+int StatusCommand(int argc, char** argv);
+int PromoteCommand(int argc, char** argv);
+int RollbackCommand(int argc, char** argv);
+int RetireCommand(int argc, char** argv);
+int GetCommand(int argc, char** argv);
 
 // --brokers and -X key=value, shared by every command that talks to Kafka.
 void AddKafkaOptions(boost::program_options::options_description& desc);

@@ -1,0 +1,35 @@
+// Deployment: running one version of a job under the registry. `deploy`
+// starts a version live (the first version becomes the serving one);
+// `replay` starts a new version from offset zero beside the running ones,
+// with its own state directory, group <job>.v<N> and output <sink>.v<N>. While
+// it runs, the version's progress is published to the registry at every
+// checkpoint, it is marked caught-up once every partition has stayed within
+// `catch_up_max_lag` records of the log end for `catch_up_hold_ms`, and it
+// stops cleanly when the registry says it was retired.
+#pragma once
+
+#include "engine/job_runner.h"
+#include "engine/job_spec.h"
+#include "replay/registry.h"
+
+namespace kappa {
+
+struct DeploymentOptions {
+  bool replay = false;
+  RunOptions run;
+  int64_t catch_up_max_lag = 1000;   // records per partition
+  int64_t catch_up_hold_ms = 3000;
+  int64_t registry_poll_ms = 2000;   // how often a running version re-reads the registry
+};
+
+// Registers spec's version (or checks it matches the registered one) and
+// returns the registry record. FailedPrecondition for a changed spec under a
+// registered version number, or a retired version.
+Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay);
+
+// Registers and runs the version until stopped, retired, or (stop_at_end)
+// caught up with the log as it was at start.
+Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const DeploymentOptions& options,
+                     Registry& registry, volatile int* stop, RunSummary* summary = nullptr);
+
+}  // namespace kappa

@@ -1,0 +1,30 @@
+// MaterializedTable: a local RocksDB table of a job version's output topic,
+// upserted by key (the idempotent-sink pattern: a re-emitted duplicate simply
+// overwrites itself). CatchUp() reads from the offsets it stored last time to
+// the topic's current end and commits values and offsets in one write, so it
+// is incremental and crash-safe. Backs `kappa get`. Not thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/base/status.h"
+#include "engine/kafka_config.h"
+
+namespace kappa {
+
+class MaterializedTable {
+ public:
+  static Result<std::unique_ptr<MaterializedTable>> Open(const std::string& dir, const std::string& topic);
+  ~MaterializedTable();
+  // Applies every record added to the topic since the last call; returns how many.
+  Result<int64_t> CatchUp(const KafkaConfig& config);
+  Result<std::optional<std::string>> Get(const std::string& key);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kappa

@@ -1,0 +1,55 @@
+// Promotion, rollback and retirement of a job's versions. Promote switches
+// the serving alias with ONE registry record, after checking that the
+// candidate has caught up (every partition within a lag of the log end, now)
+// and after comparing its outputs with the serving version's on the keys
+// both have produced; it refuses over the changed-share gate unless accepted.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "replay/registry.h"
+
+namespace kappa {
+
+struct FieldChange {
+  std::string field;
+  int64_t changed = 0;
+  double largest = 0;  // largest absolute change
+  double mean = 0;     // mean absolute change over changed rows
+};
+
+struct OutputDiff {
+  int64_t compared = 0;  // keys both versions produced
+  int64_t equal = 0;
+  int64_t changed = 0;
+  int64_t only_serving = 0;
+  int64_t only_candidate = 0;
+  std::vector<FieldChange> fields;
+  double changed_share() const { return compared ? static_cast<double>(changed) / compared : 0; }
+  std::string ToString() const;
+};
+
+// Latest value per key of each topic (upsert semantics), compared on the
+// keys present in both. Values are WindowAggregates; other payloads compare
+// as bytes.
+Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& serving_topic,
+                                  const std::string& candidate_topic);
+
+struct PromoteOptions {
+  bool force = false;              // skip the caught-up check
+  bool accept = false;             // skip the changed-share gate
+  double max_changed_share = -1;   // overrides the spec's gate when >= 0
+  int64_t max_lag = 1000;          // caught up: every partition within this many records
+};
+
+// On success *report holds the diff summary and what changed.
+Status Promote(Registry& registry, const KafkaConfig& config, const std::string& job, int32_t version,
+               const PromoteOptions& options, std::string* report);
+Status Rollback(Registry& registry, const std::string& job, std::string* report);
+// Marks the version retired (its process stops at its next registry check)
+// and deletes the local state of versions retired more than retention_ms ago.
+Status Retire(Registry& registry, const std::string& job, int32_t version, int64_t retention_ms,
+              std::string* report);
+
+}  // namespace kappa
