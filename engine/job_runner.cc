@@ -418,15 +418,9 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
         sink->SetSuppressed(m->partition, false);
         gap_end[m->partition] = -1;
       }
-      RecordBatch& batch = task->batch();
-      if (batch.records.empty()) touched.push_back(task);
-      InputRecord& r = batch.records.emplace_back();
-      r.payload = static_cast<const uint8_t*>(m->payload);
-      r.size = static_cast<uint32_t>(m->len);
-      r.key = static_cast<const uint8_t*>(m->key);
-      r.key_size = static_cast<uint32_t>(m->key_len);
-      r.offset = m->offset;
-      r.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
+      if (!task->has_pending()) touched.push_back(task);
+      task->Append(m->payload, static_cast<uint32_t>(m->len), m->key, static_cast<uint32_t>(m->key_len), m->offset,
+                   rd_kafka_message_timestamp(m, nullptr));
     }
     for (Task* t : touched) t->Process();
     touched.clear();

@@ -1,5 +1,8 @@
 #include "engine/task.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace kappa {
 namespace {
 const char* KindName(const OperatorSpec& spec) {
@@ -40,8 +43,27 @@ Result<std::vector<std::string>> Task::StateTableNames(const JobSpec& spec) {
   return names;
 }
 
+void Task::Append(const void* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
+                  int64_t timestamp_ms) {
+  const size_t words = (size + 7) / 8;
+  if (arena_.size() < arena_words_ + words) arena_.resize(std::max(arena_.size() * 2, arena_words_ + words + 1024));
+  if (size) std::memcpy(arena_.data() + arena_words_, payload, size);
+  InputRecord& r = batch_.records.emplace_back();
+  // The arena may still move while the batch fills: keep the word index
+  // here and turn it into a pointer in Process().
+  r.payload = reinterpret_cast<const uint8_t*>(arena_words_);
+  r.size = size;
+  r.key = static_cast<const uint8_t*>(key);
+  r.key_size = key_size;
+  r.offset = offset;
+  r.timestamp_ms = timestamp_ms;
+  arena_words_ += words;
+}
+
 void Task::Process() {
   if (batch_.records.empty()) return;
+  const auto* base = reinterpret_cast<const uint8_t*>(arena_.data());
+  for (auto& r : batch_.records) r.payload = base + 8 * reinterpret_cast<size_t>(r.payload);
   batch_.partition = partition_;
   checkpoint_.counters.in += static_cast<int64_t>(batch_.records.size());
   batch_.SelectAll();
@@ -51,6 +73,7 @@ void Task::Process() {
   checkpoint_.max_event_time_ms = context_.max_event_time_ms;
   batch_.records.clear();
   batch_.selection.clear();
+  arena_words_ = 0;
 }
 
 void Task::Restore(const TaskCheckpointData& data) {

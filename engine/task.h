@@ -24,8 +24,14 @@ class Task {
   static Result<std::vector<std::string>> StateTableNames(const JobSpec& spec);
 
   int32_t partition() const { return partition_; }
-  // The batch to fill before Process(); reused to avoid allocations.
-  RecordBatch& batch() { return batch_; }
+  // Appends a record to the next batch. The payload is copied into an
+  // 8-byte-aligned arena: Kafka hands payloads out at arbitrary addresses and
+  // FlatBuffers reads scalars in place, which needs alignment to be defined
+  // behaviour. The arena is reused, so this allocates nothing once warm.
+  // `key` must stay valid until Process().
+  void Append(const void* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
+              int64_t timestamp_ms);
+  bool has_pending() const { return !batch_.records.empty(); }
   // Runs batch() through the chain, then advances next_offset past it.
   void Process();
 
@@ -47,6 +53,8 @@ class Task {
   TaskContext context_;
   TaskCheckpointData checkpoint_;
   RecordBatch batch_;
+  std::vector<uint64_t> arena_;
+  size_t arena_words_ = 0;
 };
 
 }  // namespace kappa

@@ -25,7 +25,8 @@ namespace kappa {
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
 
 // One input record. payload/key point into the source's buffers and are
-// valid only while the batch is being processed (zero copy).
+// valid only while the batch is being processed. The payload is 8-byte
+// aligned (the task copies it into an arena) so FlatBuffers can read it in place.
 struct InputRecord {
   const uint8_t* payload = nullptr;
   uint32_t size = 0;
