@@ -33,12 +33,15 @@ struct ModelSpec {
   int64_t lateness_ms = 0;
 };
 
-// Runs the model over the generator's records, partitioned as kappa gen does.
-inline ModelResult RunModel(const GeneratorOptions& options, int32_t partitions, const ModelSpec& spec) {
+// Runs the model over the records of several generator runs produced one
+// after the other to the same topic, partitioned as kappa gen does.
+inline ModelResult RunModel(const std::vector<GeneratorOptions>& batches, int32_t partitions, const ModelSpec& spec) {
   std::vector<std::vector<GeneratedRecord>> by_partition(partitions);
-  TransactionGenerator gen(options);
-  GeneratedRecord r;
-  while (gen.Next(&r)) by_partition[PartitionForKey(r.key, partitions)].push_back(r);
+  for (const auto& options : batches) {
+    TransactionGenerator gen(options);
+    GeneratedRecord r;
+    while (gen.Next(&r)) by_partition[PartitionForKey(r.key, partitions)].push_back(r);
+  }
 
   ModelResult result;
   for (int32_t p = 0; p < partitions; ++p) {
@@ -88,6 +91,10 @@ inline ModelResult RunModel(const GeneratorOptions& options, int32_t partitions,
     }
   }
   return result;
+}
+
+inline ModelResult RunModel(const GeneratorOptions& options, int32_t partitions, const ModelSpec& spec) {
+  return RunModel(std::vector<GeneratorOptions>{options}, partitions, spec);
 }
 
 }  // namespace kappa::testing
