@@ -190,8 +190,13 @@ TEST_F(CliBrokerTest, MissingTopicIsNamedAndNotCreated) {
 
 TEST_F(CliBrokerTest, PropertiesPassThroughToLibrdkafka) {
   CreateTopic("t", 2);
+  // TLS against the plaintext embedded broker cannot connect: proof that the
+  // property reaches the client. It takes the 10 s metadata timeout, so it
+  // runs alongside the rest.
+  ChildProcess tls({"gen", "-b", bootstrap(), "-t", "t", "-n", "10", "-X", "security.protocol=ssl"}, "tls");
+
   std::string out, err;
-  // librdkafka judges the property, and the message names it.
+  // librdkafka judges each property, and the message names it.
   EXPECT_EQ(RunKappa({"gen", "-b", bootstrap(), "-t", "t", "-n", "10", "-X", "bogus.property=1"}, nullptr, &err), 2);
   EXPECT_TRUE(Contains(err, "bogus.property")) << err;
   EXPECT_EQ(Lines(err), 1) << err;
@@ -202,17 +207,27 @@ TEST_F(CliBrokerTest, PropertiesPassThroughToLibrdkafka) {
             2);
   EXPECT_TRUE(Contains(err, "compression.codec")) << err;
 
-  // Valid properties are applied: the address itself can come through -X, as with kcat.
-  ASSERT_EQ(RunKappa({"gen", "-t", "t", "-n", "10", "-X", "bootstrap.servers=" + bootstrap(), "-X", "client.id=x",
-                      "-X", "compression.codec=lz4"},
+  ASSERT_EQ(RunKappa({"gen", "-b", bootstrap(), "-t", "t", "-n", "10", "-X", "client.id=x", "-X",
+                      "compression.codec=lz4"},
                      &out, &err),
             0)
       << err;
-  ASSERT_EQ(RunKappa({"consume", "-t", "t", "-X", "bootstrap.servers=" + bootstrap(), "-X", "client.id=x"}, &out,
-                     &err),
+  // -X wins over --brokers (kafka_config.h): a dead --brokers is overridden.
+  LoopbackPort refusing(/*listen=*/false);
+  ASSERT_EQ(RunKappa({"gen", "-b", refusing.address(), "-t", "t", "-n", "5", "-X", "bootstrap.servers=" + bootstrap()},
+                     &out, &err),
             0)
       << err;
-  EXPECT_TRUE(Contains(out, "t: 10 records")) << out;
+  ASSERT_EQ(RunKappa({"consume", "-b", refusing.address(), "-t", "t", "-X", "bootstrap.servers=" + bootstrap(), "-X",
+                      "client.id=x"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(Contains(out, "t: 15 records")) << out;
+
+  ASSERT_NE(tls.WaitFor(30000), -1) << "gen with TLS against a plaintext broker hangs";
+  EXPECT_EQ(tls.Wait(), 1) << tls.Stderr();
+  EXPECT_TRUE(Contains(tls.Stderr(), "cannot reach Kafka")) << tls.Stderr();
 }
 
 TEST(CliTest, BrokerServesOnItsFixedPortUntilInterrupted) {
