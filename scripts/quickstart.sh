@@ -1,41 +1,76 @@
 #!/usr/bin/env bash
-# The quickstart, end to end on the embedded broker: installs what is
-# missing, builds kappa (Release), starts `kappa broker`, generates a day of
-# transactions with duplicates, late and malformed records, runs the
-# user-spend job to the end of the log, reads its outputs back and prints a
-# summary. Everything it starts is stopped when it ends.
+# The quickstart, end to end on the embedded broker: the story kappa exists
+# for. Installs what is missing, builds kappa (Release), starts `kappa
+# broker`, generates a day of transactions (duplicate sends, out-of-order,
+# malformed records), deploys version 1 of the per-user hourly spend job live
+# (it wrongly counts cancelled transactions), replays the fixed version 2
+# from offset zero beside it while new events arrive, promotes v2 once it has
+# caught up, and shows the corrected values served by `kappa get`, then a
+# rollback. Everything it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(scripts/setup.sh Release | tail -n 1)
-kappa="$dir/engine/kappa"
+kappa="$PWD/$dir/engine/kappa"
 work=$(mktemp -d /tmp/kappa-quickstart.XXXXXX)
+pids=()
 cleanup() {
-  [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
+spec() { sed "s#checkpoint: {interval: 1s}#checkpoint: {interval: 1s, dir: $work/state-$1}#" "scripts/jobs/spend_$1.yaml" > "$work/spend_$1.yaml"; echo "$work/spend_$1.yaml"; }
+wait_for() {  # wait_for DESCRIPTION COMMAND...: polls up to 60 s
+  local what=$1; shift
+  for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "quickstart: timed out waiting for $what" >&2; exit 1
+}
+in_count() { grep -o '"records_in": [0-9]*' "$work/state-$1/metrics.json" 2>/dev/null | head -n 1 | grep -o '[0-9]*$'; }
 
-echo "== starting the embedded broker"
+echo "== starting the embedded broker (in memory, for development and tests)"
 "$kappa" broker --topic transactions:8 --address-file "$work/address" >/dev/null 2>"$work/broker.log" &
-broker_pid=$!
-for _ in $(seq 100); do [ -s "$work/address" ] && break; sleep 0.1; done
-brokers=$(cat "$work/address")
-echo "   bootstrap $brokers"
+pids+=($!)
+wait_for "the broker" test -s "$work/address"
+B=$(cat "$work/address")
+echo "   bootstrap $B"
 
-echo "== generating 200,000 transactions (2% duplicate sends, 5% out of order, 0.5% malformed)"
-"$kappa" gen -b "$brokers" -t transactions -n 200000 --users 2000 --zipf 0.8 --rate 3 \
+echo "== generating history: 150,000 transactions (10% cancelled, 2% duplicate sends, 5% late, 0.5% malformed)"
+"$kappa" gen -b "$B" -t transactions -n 150000 --users 2000 --zipf 0.8 --rate 2 --seed 1 \
   --duplicate-fraction 0.02 --late-fraction 0.05 --max-delay-ms 900000 --malformed-fraction 0.005
 
-echo "== running job user-spend v1 to the end of the log"
-spec="$work/user_spend.yaml"
-sed "s#checkpoint: {interval: 2s}.*#checkpoint: {interval: 2s, dir: $work/state}#" scripts/jobs/user_spend.yaml > "$spec"
-"$kappa" run "$spec" -b "$brokers" --stop-at-end --status-interval-ms 1000
+echo "== deploying spend v1 live (it counts cancelled transactions: the bug)"
+"$kappa" deploy "$(spec v1)" -b "$B" --status-interval-ms 0 >"$work/v1.out" 2>"$work/v1.log" &
+pids+=($!)
+v1_has_history() { [ "$(in_count v1)" = 150000 ]; }
+wait_for "v1 to process the history" v1_has_history
 
-echo "== reading the outputs back"
-"$kappa" consume -b "$brokers" -t user-spend-hourly.v1 --print > "$work/out.jsonl" 2>/dev/null
-"$kappa" consume -b "$brokers" -t user-spend.dlq --print > "$work/dlq.jsonl" 2>/dev/null
-echo "   $(wc -l < "$work/out.jsonl") hourly rows in user-spend-hourly.v1, e.g.:"
-head -n 2 "$work/out.jsonl" | sed 's/^/     /'
-echo "   $(wc -l < "$work/dlq.jsonl") malformed records in user-spend.dlq, e.g.:"
-head -n 1 "$work/dlq.jsonl" | sed 's/^/     /'
+echo "== replaying the fix, spend v2, from offset zero beside v1 while new events arrive"
+"$kappa" replay "$(spec v2)" -b "$B" --max-rate 100000 --catch-up-hold-ms 1000 --status-interval-ms 500 \
+  >"$work/v2.out" 2>"$work/v2.log" &
+pids+=($!)
+"$kappa" gen -b "$B" -t transactions -n 30000 --users 2000 --zipf 0.8 --rate 2 --seed 2 \
+  --start-time-ms 1767307000000 --duplicate-fraction 0.02 >/dev/null
+last=""
+for _ in $(seq 1200); do
+  line=$(tr '\r' '\n' < "$work/v2.log" | grep "rec/s" | tail -n 1 || true)
+  if [ -n "$line" ] && [ "$line" != "$last" ]; then echo "   $line"; last=$line; fi
+  grep -q "caught up" "$work/v2.log" && break
+  sleep 0.5
+done
+grep "caught up" "$work/v2.log" | sed 's/^/   /' || { echo "quickstart: v2 did not catch up" >&2; exit 1; }
+
+echo "== status"
+"$kappa" status spend -b "$B" | sed 's/^/   /'
+
+echo "== promoting v2 (after comparing its outputs with v1's)"
+"$kappa" promote spend --version 2 -b "$B" | sed 's/^/   /'
+
+"$kappa" consume -b "$B" -t spend-hourly.v2 --print >"$work/v2-rows.jsonl" 2>/dev/null
+# A window of the busiest user that held a cancellation (where v1 and v2 differ).
+key=$(grep -m 1 '"key":"u0000000|' "$work/v2-rows.jsonl" | sed 's/^{"partition":[0-9]*,"offset":[0-9]*,"key":"\([^"]*\)".*/\1/')
+echo "== kappa get spend '$key' (served by v2, cancellations no longer counted)"
+"$kappa" get spend "$key" -b "$B" --table-dir "$work/tables" | sed 's/^/   /'
+echo "== rollback: v1 serves again"
+"$kappa" rollback spend -b "$B" | sed 's/^/   /'
+"$kappa" get spend "$key" -b "$B" --table-dir "$work/tables" | sed 's/^/   /'
 echo "== quickstart done"
