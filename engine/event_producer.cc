@@ -38,9 +38,9 @@ Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::strin
   if (!conf.ok()) return conf.status();
   rd_kafka_conf_set_dr_msg_cb(*conf, OnDelivery);
   rd_kafka_conf_set_opaque(*conf, &delivery);
-  if (config.brokers.empty()) {
+  if (Status st = RequireBootstrap(config); !st.ok()) {
     rd_kafka_conf_destroy(*conf);
-    return Status::InvalidArgument("no Kafka address: pass --brokers HOST:PORT (start one with `kappa broker`)");
+    return st;
   }
   char errstr[512];
   KafkaHandle producer(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, errstr, sizeof(errstr)));

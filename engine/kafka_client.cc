@@ -14,18 +14,17 @@ std::string BrokersOf(const KafkaConfig& config) {
   return config.brokers.empty() ? std::string("(no --brokers given)") : config.brokers;
 }
 
+Status RequireBootstrap(const KafkaConfig& config) {
+  if (!config.brokers.empty()) return Status::OK();
+  for (const auto& [k, v] : config.properties) {
+    if ((k == "bootstrap.servers" || k == "metadata.broker.list") && !v.empty()) return Status::OK();
+  }
+  return Status::InvalidArgument("no Kafka address: pass --brokers HOST:PORT (start one with `kappa broker`)");
+}
+
 Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
                                  const std::vector<std::pair<std::string, std::string>>& defaults) {
-  if (config.brokers.empty()) {
-    bool has_bootstrap = false;
-    for (const auto& [k, v] : config.properties) {
-      if (k == "bootstrap.servers" || k == "metadata.broker.list") has_bootstrap = true;
-    }
-    if (!has_bootstrap) {
-      return Status::InvalidArgument(
-          "no Kafka address: pass --brokers HOST:PORT (start one with `kappa broker`)");
-    }
-  }
+  KAPPA_RETURN_IF_ERROR(RequireBootstrap(config));
   auto conf = config.Build(defaults);
   if (!conf.ok()) return conf.status();
   char errstr[512];
@@ -43,8 +42,11 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
   // all_topics=1 so that asking never auto-creates the topic.
   rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms);
   if (err) {
-    return Status::Unavailable("cannot reach Kafka at " + std::string(rd_kafka_name(rk)) +
-                               " brokers within " + std::to_string(timeout_ms / 1000) + " s (" +
+    char servers[512] = "(unknown)";
+    size_t size = sizeof(servers);
+    rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+    return Status::Unavailable("cannot reach Kafka at " + std::string(servers) + " within " +
+                               std::to_string(timeout_ms / 1000) + " s (" +
                                rd_kafka_err2str(err) + "): is the broker running and --brokers right?");
   }
   int32_t count = -1;

@@ -25,6 +25,9 @@ using KafkaHandle = std::unique_ptr<rd_kafka_s, KafkaHandleDeleter>;
 
 enum class ClientKind { kProducer, kConsumer };
 
+// InvalidArgument unless --brokers or -X bootstrap.servers gives an address.
+Status RequireBootstrap(const KafkaConfig& config);
+
 // Creates a client. `defaults` are applied before the user's -X properties.
 Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
                                  const std::vector<std::pair<std::string, std::string>>& defaults);

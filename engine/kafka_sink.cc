@@ -46,9 +46,7 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   sink->output_topic_ = spec.OutputTopic();
   sink->version_text_ = std::to_string(spec.version);
   sink->dlq_builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(1024);
-  if (config.brokers.empty()) {
-    return Status::InvalidArgument("no Kafka address: pass --brokers HOST:PORT (start one with `kappa broker`)");
-  }
+  KAPPA_RETURN_IF_ERROR(RequireBootstrap(config));
   auto conf = config.Build({{"enable.idempotence", "true"},
                             {"acks", "all"},
                             {"linger.ms", "5"},

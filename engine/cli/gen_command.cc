@@ -19,13 +19,15 @@ int GenCommand(int argc, char** argv) {
   po::options_description desc("options");
   GeneratorOptions g;
   std::string topic;
+  // Signed on purpose: Boost parses "-5" into an unsigned as 2^64-5.
+  int64_t count = 0, users = 0, seed = 0;
   desc.add_options()
       ("help,h", "show this help")
       ("topic,t", po::value<std::string>(&topic)->required(), "topic to write (must exist; records are keyed by user_id over all its partitions)")
-      ("count,n", po::value<uint64_t>(&g.count)->default_value(g.count), "records in total (valid + duplicate + malformed)")
-      ("users", po::value<uint64_t>(&g.users)->default_value(g.users), "distinct users (Zipf-skewed activity)")
+      ("count,n", po::value<int64_t>(&count)->default_value(static_cast<int64_t>(g.count)), "records in total (valid + duplicate + malformed)")
+      ("users", po::value<int64_t>(&users)->default_value(static_cast<int64_t>(g.users)), "distinct users (Zipf-skewed activity), at most 100,000,000")
       ("zipf", po::value<double>(&g.zipf_exponent)->default_value(g.zipf_exponent), "Zipf exponent of user activity")
-      ("seed", po::value<uint64_t>(&g.seed)->default_value(g.seed), "random seed: same seed, same bytes")
+      ("seed", po::value<int64_t>(&seed)->default_value(static_cast<int64_t>(g.seed)), "random seed (non-negative): same seed, same bytes")
       ("rate", po::value<double>(&g.events_per_second)->default_value(g.events_per_second), "events per second of EVENT time (not of wall-clock time)")
       ("start-time-ms", po::value<int64_t>(&g.start_time_ms)->default_value(g.start_time_ms), "event time of the first record (ms since epoch)")
       ("late-fraction", po::value<double>(&g.out_of_order_fraction)->default_value(0.0), "fraction of transactions sent out of order (event time moved back)")
@@ -46,7 +48,16 @@ int GenCommand(int argc, char** argv) {
   if (st.ok()) st = CheckFraction("duplicate-fraction", g.duplicate_fraction);
   if (st.ok()) st = CheckFraction("malformed-fraction", g.malformed_fraction);
   if (st.ok() && g.duplicate_fraction + g.malformed_fraction > 1) st = Status::InvalidArgument("--duplicate-fraction plus --malformed-fraction exceeds 1");
-  if (st.ok() && g.users == 0) st = Status::InvalidArgument("--users must be at least 1");
+  if (st.ok() && count < 0) st = Status::InvalidArgument("--count must not be negative");
+  if (st.ok() && (users < 1 || users > 100000000)) st = Status::InvalidArgument("--users must be between 1 and 100,000,000");
+  if (st.ok() && seed < 0) st = Status::InvalidArgument("--seed must not be negative");
+  if (st.ok() && !(g.zipf_exponent >= 0 && g.zipf_exponent <= 10)) st = Status::InvalidArgument("--zipf must be between 0 (uniform) and 10");
+  if (st.ok() && g.out_of_order_fraction > 0 && g.max_delay_ms <= 0) {
+    st = Status::InvalidArgument("--late-fraction needs a positive --max-delay-ms (how far back a late event goes)");
+  }
+  g.count = static_cast<uint64_t>(count);
+  g.users = static_cast<uint64_t>(users);
+  g.seed = static_cast<uint64_t>(seed);
   if (st.ok() && g.events_per_second <= 0) st = Status::InvalidArgument("--rate must be positive");
   if (!st.ok()) return Fail("gen", st);
 

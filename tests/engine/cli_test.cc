@@ -139,6 +139,12 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"gen", "-b", b, "-t", "x", "--duplicate-fraction", "0.6", "--malformed-fraction", "0.6"},
                    {"--duplicate-fraction", "--malformed-fraction"});
   ExpectUsageError({"gen", "-b", b, "-t", "x", "--users", "0"}, {"--users"});
+  // Negative numbers must not wrap around to huge unsigned values.
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "-n", "-5"}, {"--count"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--users", "-1"}, {"--users"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--seed", "-1"}, {"--seed"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--zipf", "-1"}, {"--zipf"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--late-fraction", "0.1", "--max-delay-ms", "0"}, {"--max-delay-ms"});
   ExpectUsageError({"gen", "-b", b, "-t", "x", "--rate", "0"}, {"--rate"});
   ExpectUsageError({"gen", "-b", b, "-t", "x", "-X", "noequals"}, {"key=value", "noequals"});
   ExpectUsageError({"broker", "--topic", "t:0"}, {"t:0"});
@@ -171,6 +177,7 @@ TEST(CliTest, UnreachableOrSilentBrokerIsOneLineWithinThirtySeconds) {
     const std::string err = child->Stderr();
     EXPECT_EQ(rc, 1) << err;
     EXPECT_TRUE(Contains(err, "cannot reach Kafka")) << err;
+    EXPECT_TRUE(Contains(err, "127.0.0.1:")) << "the message names the address the user gave: " << err;
     EXPECT_EQ(Lines(err), 1) << err;
   }
 }
