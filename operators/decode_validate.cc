@@ -7,49 +7,56 @@
 
 namespace kappa {
 
-DlqReason DecodeValidate::Classify(const uint8_t* data, size_t size, std::string* message) const {
-  // A buffer with our identifier and an intact root table whose vtable lacks
-  // a required field is "missing field"; anything else is undecodable.
-  if (size >= 8 && flatbuffers::BufferHasIdentifier(data, schema::TransactionIdentifier())) {
-    const uint32_t table = flatbuffers::ReadScalar<uint32_t>(data);
-    if (table + 4 <= size) {
-      const int64_t vtable = static_cast<int64_t>(table) - flatbuffers::ReadScalar<int32_t>(data + table);
-      if (vtable >= 0 && vtable + 4 <= static_cast<int64_t>(size)) {
-        const uint16_t vsize = flatbuffers::ReadScalar<uint16_t>(data + vtable);
-        if (vsize >= 4 && vtable + vsize <= static_cast<int64_t>(size)) {
-          const std::pair<uint16_t, const char*> required[] = {{schema::Transaction::VT_TXN_ID, "txn_id"},
-                                                                {schema::Transaction::VT_USER_ID, "user_id"},
-                                                                {schema::Transaction::VT_CURRENCY, "currency"}};
-          for (const auto& [vt, field] : required) {
-            if (vt >= vsize || flatbuffers::ReadScalar<uint16_t>(data + vtable + vt) == 0) {
-              *message = std::string("required field ") + field + " is missing";
-              return DlqReason::kMissingField;
-            }
-          }
-        }
-      }
+DlqReason DecodeValidate::Classify(const uint8_t* data, size_t size, std::string* message) {
+  // Re-verify the buffer with the library's checks, but leniently: the root
+  // table and every field that is present must be well-formed; only then is
+  // an absent required field the reason. Anything else is undecodable.
+  auto undecodable = [&] {
+    *message = "not a valid Transaction FlatBuffer (" + std::to_string(size) +
+               " bytes: garbage, truncated or another schema)";
+    return DlqReason::kUndecodable;
+  };
+  if (data == nullptr || size < 2 * sizeof(flatbuffers::uoffset_t) ||
+      !flatbuffers::BufferHasIdentifier(data, schema::TransactionIdentifier())) {
+    return undecodable();
+  }
+  flatbuffers::Verifier verifier(data, size);
+  const flatbuffers::uoffset_t root = verifier.VerifyOffset(0);
+  if (root == 0) return undecodable();
+  // schema::Transaction hides its Table base; the verifying calls are on Table.
+  const auto* t = reinterpret_cast<const flatbuffers::Table*>(data + root);
+  using T = schema::Transaction;
+  auto string_ok = [&](flatbuffers::voffset_t field) {
+    return t->VerifyOffset(verifier, field) &&
+           verifier.VerifyString(t->GetPointer<const flatbuffers::String*>(field));
+  };
+  const bool present_fields_ok =
+      t->VerifyTableStart(verifier) && string_ok(T::VT_TXN_ID) && string_ok(T::VT_USER_ID) &&
+      t->VerifyField<int8_t>(verifier, T::VT_STATUS, 1) &&
+      t->VerifyField<int64_t>(verifier, T::VT_AMOUNT_CENTS, 8) && string_ok(T::VT_CURRENCY) &&
+      t->VerifyField<int64_t>(verifier, T::VT_EVENT_TIME_MS, 8) && verifier.EndTable();
+  if (!present_fields_ok) return undecodable();
+  const std::pair<flatbuffers::voffset_t, const char*> required[] = {
+      {T::VT_TXN_ID, "txn_id"}, {T::VT_USER_ID, "user_id"}, {T::VT_CURRENCY, "currency"}};
+  for (const auto& [field, name] : required) {
+    if (t->GetOptionalFieldOffset(field) == 0) {
+      *message = std::string("required field ") + name + " is missing";
+      return DlqReason::kMissingField;
     }
   }
-  *message = "not a valid Transaction FlatBuffer (" + std::to_string(size) +
-             " bytes: garbage, truncated or wrong schema)";
-  return DlqReason::kUndecodable;
+  return undecodable();
 }
 
 bool DecodeValidate::CheckValues(const schema::Transaction* t, std::string* message) const {
   const int64_t amount = t->amount_cents();
   if (amount < spec_.min_amount_cents || amount > spec_.max_amount_cents) {
-    *message = "amount_cents " + std::to_string(amount) + " outside [" + std::to_string(spec_.min_amount_cents) +
-               ", " + std::to_string(spec_.max_amount_cents) + "]";
+    *message = "amount_cents " + std::to_string(amount) + " is outside [" +
+               std::to_string(spec_.min_amount_cents) + ", " + std::to_string(spec_.max_amount_cents) + "]";
     return false;
   }
   if (t->event_time_ms() < spec_.min_event_time_ms) {
-    *message = "event_time_ms " + std::to_string(t->event_time_ms()) + " is before " +
+    *message = "event_time_ms " + std::to_string(t->event_time_ms()) + " is below the minimum " +
                std::to_string(spec_.min_event_time_ms);
-    return false;
-  }
-  const auto status = static_cast<int>(t->status());
-  if (status < static_cast<int>(schema::TxnStatus::MIN) || status > static_cast<int>(schema::TxnStatus::MAX)) {
-    *message = "status " + std::to_string(status) + " is not approved, cancelled or refunded";
     return false;
   }
   const std::string_view currency(t->currency()->c_str(), t->currency()->size());
@@ -60,7 +67,14 @@ bool DecodeValidate::CheckValues(const schema::Transaction* t, std::string* mess
   if (!spec_.allowed_currencies.empty() &&
       std::find(spec_.allowed_currencies.begin(), spec_.allowed_currencies.end(), currency) ==
           spec_.allowed_currencies.end()) {
-    *message = "currency " + std::string(currency) + " is not allowed";
+    *message = "currency `" + std::string(currency) + "` is not in the allowed list";
+    return false;
+  }
+  // The verifier does not check enum ranges.
+  const auto status = static_cast<int>(t->status());
+  if (status < static_cast<int>(schema::TxnStatus::MIN) ||
+      status > static_cast<int>(schema::TxnStatus::MAX)) {
+    *message = "status " + std::to_string(status) + " is not approved (0), cancelled (1) or refunded (2)";
     return false;
   }
   return true;
@@ -70,10 +84,14 @@ void DecodeValidate::Process(RecordBatch& batch, TaskContext& ctx) {
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
     InputRecord& rec = batch.records[idx];
+    if (rec.payload == nullptr) {
+      ctx.out->EmitDlq(batch.partition, rec, DlqReason::kUndecodable, "empty payload (tombstone)");
+      ++ctx.counters->dlq;
+      continue;
+    }
     flatbuffers::Verifier verifier(rec.payload, rec.size);
-    if (rec.payload == nullptr || !schema::VerifyTransactionBuffer(verifier)) {
-      const DlqReason reason = rec.payload ? Classify(rec.payload, rec.size, &message_) : DlqReason::kUndecodable;
-      if (!rec.payload) message_ = "empty payload";
+    if (!schema::VerifyTransactionBuffer(verifier)) {
+      const DlqReason reason = Classify(rec.payload, rec.size, &message_);
       ctx.out->EmitDlq(batch.partition, rec, reason, message_);
       ++ctx.counters->dlq;
       continue;

@@ -1,10 +1,14 @@
 // DecodeValidate: the first operator of every chain. Verifies each payload as
-// a FlatBuffers Transaction (zero copy), checks field values, and sends every
-// failure to the DLQ with its reason: Undecodable (garbage, truncated),
-// MissingField (a required field absent), InvalidValue. For valid records it
-// advances the task's max event time and stamps each record with the
-// watermark right after it, so later operators never depend on batching.
+// a FlatBuffers Transaction ("KTX1", zero copy), checks field values, and
+// sends every failure to the DLQ with its reason: Undecodable (garbage,
+// truncated, wrong schema), MissingField (a well-formed Transaction lacking a
+// required field), InvalidValue (decoded, but a value is out of range). For
+// valid records it advances the task's max event time and stamps each record
+// with the watermark right after it, so later operators never depend on
+// batching. Counts dlq; `in` is counted by the runtime. One task, one thread.
 #pragma once
+
+#include <string>
 
 #include "operators/operator.h"
 
@@ -16,13 +20,17 @@ class DecodeValidate final : public Operator {
   std::string_view name() const override { return "decode"; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
 
+  // Why a payload that failed verification is bad, and a message for the DLQ
+  // (exposed for tests). MissingField only when everything present in the
+  // buffer is well-formed and a required field is absent.
+  static DlqReason Classify(const uint8_t* data, size_t size, std::string* message);
+
  private:
-  // Why a payload failed verification, and a message for the DLQ.
-  DlqReason Classify(const uint8_t* data, size_t size, std::string* message) const;
+  // False (and a message naming the field and its value) if a value fails.
   bool CheckValues(const schema::Transaction* t, std::string* message) const;
 
   DecodeSpec spec_;
-  std::string message_;
+  std::string message_;  // reused: only failures build a message
 };
 
 }  // namespace kappa

@@ -4,36 +4,53 @@
 
 namespace kappa {
 
+Status Dedup::Validate(const DedupSpec& spec) {
+  if (spec.ttl_ms <= 0) {
+    return Status::InvalidArgument("dedup ttl must be positive, got " + std::to_string(spec.ttl_ms) + " ms");
+  }
+  return Status::OK();
+}
+
 Dedup::Dedup(const DedupSpec& spec, const std::string& state_name, StateRegistry& registry)
     : spec_(spec), seen_(registry.Register<Entry>(state_name)) {}
 
+bool Dedup::Expired(int64_t first_seen_ms, int64_t ttl_ms, int64_t watermark_ms) {
+  int64_t limit;
+  if (__builtin_add_overflow(first_seen_ms, ttl_ms, &limit)) return false;  // never, in practice
+  return watermark_ms > limit;
+}
+
 void Dedup::Process(RecordBatch& batch, TaskContext& ctx) {
-  char scratch[24];
+  char scratch[kFieldTextScratchBytes];
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
     const std::string_view key = FieldText(rec.txn, spec_.field, scratch);
-    const Entry* e = seen_->Find(key);
-    if (e && rec.watermark_ms <= e->first_seen_ms + spec_.ttl_ms) {
-      ++ctx.counters->deduped;
-      continue;
-    }
+    // One hash lookup per record; only a new key allocates. A repeat marks
+    // its unchanged entry dirty, which costs one rewrite at the checkpoint.
     bool inserted = false;
     Entry& entry = seen_->Upsert(key, Entry{rec.event_time_ms}, &inserted);
-    if (!inserted) entry.first_seen_ms = rec.event_time_ms;  // the old one had expired
+    if (!inserted) {
+      if (!Expired(entry.first_seen_ms, spec_.ttl_ms, rec.watermark_ms)) {
+        ++ctx.counters->deduped;
+        continue;
+      }
+      entry.first_seen_ms = rec.event_time_ms;  // the old entry had expired: seen anew
+    }
     batch.selection[kept++] = idx;
   }
   batch.selection.resize(kept);
 }
 
 void Dedup::OnBatchEnd(TaskContext& ctx) {
-  // Purge expired entries once per TTL of event time: state stays within
-  // about two TTLs' worth of keys and the scan costs O(1) per record.
+  // Purge once per TTL of event time: state stays within about two TTLs'
+  // worth of keys and the scan costs O(1) amortised per record.
   const int64_t wm = ctx.watermark_ms();
   if (wm == kNoTime) return;
-  if (last_purge_watermark_ != kNoTime && wm - last_purge_watermark_ < spec_.ttl_ms) return;
+  if (last_purge_watermark_ != kNoTime && !Expired(last_purge_watermark_, spec_.ttl_ms - 1, wm)) return;
   last_purge_watermark_ = wm;
-  seen_->EraseIf([&](std::string_view, const Entry& e) { return wm > e.first_seen_ms + spec_.ttl_ms; });
+  seen_->EraseIf(
+      [&](std::string_view, const Entry& e) { return Expired(e.first_seen_ms, spec_.ttl_ms, wm); });
 }
 
 }  // namespace kappa

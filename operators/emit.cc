@@ -5,7 +5,7 @@
 namespace kappa {
 
 void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
-  char scratch[24];
+  char scratch[kFieldTextScratchBytes];
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
     ctx.out->Emit(FieldText(rec.txn, spec_.key_field, scratch), rec.payload, rec.size,

@@ -1,6 +1,7 @@
 // Emit: the end of a stateless chain. Writes each surviving record's original
-// bytes to the sink, keyed by a field (txn_id by default), with its own
-// offset as lineage.
+// bytes (no copy) to the sink in offset order, keyed by a field (txn_id by
+// default, numbers in decimal), with its own offset as lineage. Counts `out`
+// and `outputs` once per record. Stateless; one task, one thread.
 #pragma once
 
 #include "operators/operator.h"

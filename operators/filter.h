@@ -1,5 +1,7 @@
-// Filter: keeps the records for which every predicate holds; the others are
-// counted as filtered. Stateless.
+// Filter: keeps the records for which every predicate holds, in order; the
+// others are counted as `filtered`. Numeric fields compare as integers,
+// string fields and status (by name: approved, cancelled, refunded) compare
+// as text, bytewise. Stateless; one task, one thread.
 #pragma once
 
 #include "operators/operator.h"
@@ -8,10 +10,13 @@ namespace kappa {
 
 class Filter final : public Operator {
  public:
+  // InvalidArgument for a predicate ParsePredicate would not have produced
+  // (a status that is not approved, cancelled or refunded).
+  static Status Validate(const FilterSpec& spec);
   explicit Filter(FilterSpec spec);
   std::string_view name() const override { return "filter"; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
-  // Whether one transaction passes (exposed for tests).
+  // Whether one verified transaction passes every predicate.
   bool Matches(const schema::Transaction* t) const;
 
  private:

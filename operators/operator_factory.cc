@@ -1,3 +1,5 @@
+// MakeOperator / MakeDecodeValidate: spec -> operator, validating the spec
+// first so a bad one is a Status, never a half-built chain.
 #include "operators/decode_validate.h"
 #include "operators/dedup.h"
 #include "operators/emit.h"
@@ -10,23 +12,23 @@ namespace kappa {
 Result<std::unique_ptr<Operator>> MakeOperator(const OperatorSpec& spec, const std::string& state_name,
                                                StateRegistry& registry) {
   if (auto* d = std::get_if<DedupSpec>(&spec)) {
-    if (d->ttl_ms <= 0) return Status::InvalidArgument("dedup ttl must be positive");
+    KAPPA_RETURN_IF_ERROR(Dedup::Validate(*d));
     return std::unique_ptr<Operator>(new Dedup(*d, state_name, registry));
   }
-  if (auto* f = std::get_if<FilterSpec>(&spec)) return std::unique_ptr<Operator>(new Filter(*f));
+  if (auto* f = std::get_if<FilterSpec>(&spec)) {
+    KAPPA_RETURN_IF_ERROR(Filter::Validate(*f));
+    return std::unique_ptr<Operator>(new Filter(*f));
+  }
   if (auto* m = std::get_if<MapSpec>(&spec)) {
-    if (!IsNumericField(m->value_field)) return Status::InvalidArgument("map value must be a numeric field");
-    if (m->divide == 0) return Status::InvalidArgument("map divide must not be 0");
+    KAPPA_RETURN_IF_ERROR(Map::Validate(*m));
     return std::unique_ptr<Operator>(new Map(*m));
   }
   if (auto* w = std::get_if<WindowSpec>(&spec)) {
-    if (w->size_ms <= 0 || w->slide_ms <= 0 || w->slide_ms > w->size_ms) {
-      return Status::InvalidArgument("window size and slide must be positive, slide at most size");
-    }
+    KAPPA_RETURN_IF_ERROR(WindowAggregate::Validate(*w));
     return std::unique_ptr<Operator>(new WindowAggregate(*w, state_name, registry));
   }
   if (auto* e = std::get_if<EmitSpec>(&spec)) return std::unique_ptr<Operator>(new Emit(*e));
-  return Status::InvalidArgument("unknown operator");
+  return Status::InvalidArgument("unknown operator kind");
 }
 
 std::unique_ptr<Operator> MakeDecodeValidate(const DecodeSpec& spec) {

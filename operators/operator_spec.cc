@@ -1,6 +1,7 @@
 #include "operators/operator_spec.h"
 
 #include <cctype>
+#include <charconv>
 #include <string>
 
 #include "operators/field_access.h"
@@ -9,15 +10,19 @@ namespace kappa {
 
 namespace {
 constexpr std::pair<std::string_view, Field> kFields[] = {
-    {"txn_id", Field::kTxnId},           {"user_id", Field::kUserId},   {"status", Field::kStatus},
-    {"amount_cents", Field::kAmountCents}, {"currency", Field::kCurrency}, {"event_time_ms", Field::kEventTime}};
+    {"txn_id", Field::kTxnId},      {"user_id", Field::kUserId},
+    {"status", Field::kStatus},     {"amount_cents", Field::kAmountCents},
+    {"currency", Field::kCurrency}, {"event_time_ms", Field::kEventTime}};
 }  // namespace
 
 std::string_view StatusName(schema::TxnStatus status) {
   switch (status) {
-    case schema::TxnStatus::Approved: return "approved";
-    case schema::TxnStatus::Cancelled: return "cancelled";
-    case schema::TxnStatus::Refunded: return "refunded";
+    case schema::TxnStatus::Approved:
+      return "approved";
+    case schema::TxnStatus::Cancelled:
+      return "cancelled";
+    case schema::TxnStatus::Refunded:
+      return "refunded";
   }
   return "unknown";
 }
@@ -26,8 +31,9 @@ Result<Field> ParseField(std::string_view name) {
   for (const auto& [n, f] : kFields) {
     if (n == name) return f;
   }
-  return Status::InvalidArgument("unknown field `" + std::string(name) +
-                                 "` (fields: txn_id, user_id, status, amount_cents, currency, event_time_ms)");
+  return Status::InvalidArgument(
+      "unknown field `" + std::string(name) +
+      "` (fields: txn_id, user_id, status, amount_cents, currency, event_time_ms)");
 }
 
 std::string_view FieldName(Field field) {
@@ -37,13 +43,16 @@ std::string_view FieldName(Field field) {
   return "?";
 }
 
-bool IsNumericField(Field field) { return field == Field::kAmountCents || field == Field::kEventTime; }
+bool IsNumericField(Field field) {
+  return field == Field::kAmountCents || field == Field::kEventTime;
+}
 
 Result<Predicate> ParsePredicate(std::string_view text) {
   const std::string original(text);
   auto bad = [&](const std::string& why) {
-    return Status::InvalidArgument("predicate \"" + original + "\": " + why +
-                                   " (write FIELD OP VALUE, OP one of == != < <= > >=, e.g. \"status != cancelled\")");
+    return Status::InvalidArgument(
+        "predicate \"" + original + "\": " + why +
+        " (write FIELD OP VALUE, OP one of == != < <= > >=, e.g. \"status != cancelled\")");
   };
   size_t i = 0;
   auto skip = [&] {
@@ -52,6 +61,7 @@ Result<Predicate> ParsePredicate(std::string_view text) {
   skip();
   size_t start = i;
   while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '_')) ++i;
+  if (i == start) return bad("missing field name");
   auto field = ParseField(text.substr(start, i - start));
   if (!field.ok()) return bad(field.status().message());
   skip();
@@ -60,13 +70,30 @@ Result<Predicate> ParsePredicate(std::string_view text) {
   const std::string_view op = text.substr(start, i - start);
   Predicate p;
   p.field = *field;
-  if (op == "==") p.op = Predicate::Op::kEq;
-  else if (op == "!=") p.op = Predicate::Op::kNe;
-  else if (op == "<") p.op = Predicate::Op::kLt;
-  else if (op == "<=") p.op = Predicate::Op::kLe;
-  else if (op == ">") p.op = Predicate::Op::kGt;
-  else if (op == ">=") p.op = Predicate::Op::kGe;
-  else {
+  if (op == "==")
+    p.op = Predicate::Op::kEq;
+  else if (op == "!=")
+    p.op = Predicate::Op::kNe;
+  else if (op == "<")
+    p.op = Predicate::Op::kLt;
+  else if (op == "<=")
+    p.op = Predicate::Op::kLe;
+  else if (op == ">")
+    p.op = Predicate::Op::kGt;
+  else if (op == ">=")
+    p.op = Predicate::Op::kGe;
+  else if (op.empty()) {
+    // Name a stray operator ("~", "=~") rather than call it missing.
+    size_t end = i;
+    while (end < text.size() && std::ispunct(static_cast<unsigned char>(text[end])) && text[end] != '"' &&
+           text[end] != '\'' && text[end] != '-') {
+      ++end;
+    }
+    if (end == i) return bad("missing operator after `" + std::string(FieldName(p.field)) + "`");
+    std::string why = "unknown operator `";
+    why.append(text.substr(i, end - i)).append("`");
+    return bad(why);
+  } else {
     std::string why = "unknown operator `";
     why.append(op).append("`");
     return bad(why);
