@@ -38,6 +38,7 @@ int64_t NowMs() {
 }
 
 pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::fflush(stdout);  // or the child inherits (and prints) unflushed output
   pid_t pid = fork();
   if (pid == 0) {
     FILE* f = std::freopen(log.c_str(), "w", stderr);

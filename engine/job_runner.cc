@@ -135,7 +135,7 @@ Status JobRunner::Impl::Open() {
                                    {"auto.offset.reset", "error"},
                                    {"enable.partition.eof", "false"},
                                    {"queued.min.messages", "50000"},
-                                   {"fetch.wait.max.ms", "100"}});
+                                   {"fetch.wait.max.ms", "20"}});
   if (!consumer_or.ok()) return consumer_or.status();
   consumer = std::move(*consumer_or);
   return Status::OK();
@@ -386,7 +386,9 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
     }
     int want = kConsumeBatch;
     if (options.max_rate > 0) want = std::max(1, std::min(want, static_cast<int>(options.max_rate / 20)));
-    ssize_t n = rd_kafka_consume_batch_queue(queue, 100, messages.data(), want);
+    // The call waits until the batch is full or the timeout passes: a short
+    // timeout bounds live latency; during a replay batches fill at once.
+    ssize_t n = rd_kafka_consume_batch_queue(queue, 10, messages.data(), want);
     if (n < 0) {
       result = Status::Unavailable(std::string("consume failed: ") + rd_kafka_err2str(rd_kafka_last_error()));
       break;
