@@ -19,32 +19,14 @@
 #include <vector>
 
 #include "engine/topic_reader.h"
+#include "tests/support/test_support.h"
 
 namespace kappa {
 namespace {
 
-// Runs a shell command (always under `timeout`) and returns its stdout.
-std::string RunShell(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
+using kappa::testing::CanConnect;
+using kappa::testing::RunShell;
 
-bool CanConnect(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return ok;
-}
 
 // A loopback port nobody listens on right now: bind port 0, note, release.
 int FreePort() {

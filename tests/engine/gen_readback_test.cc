@@ -24,18 +24,6 @@ namespace {
 constexpr int kPartitions = 8;
 constexpr uint64_t kCount = 50000;
 
-// Runs a shell command (always under `timeout`) and returns its stdout.
-std::string RunShell(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 struct Record {
   std::string key;
   std::string value;

@@ -69,4 +69,10 @@ int RunKappa(const std::vector<std::string>& args, std::string* out = nullptr, s
 
 std::string ReadFile(const std::string& path);
 
+// Runs a shell command (callers wrap it in `timeout`) and returns its stdout.
+std::string RunShell(const std::string& command);
+
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool CanConnect(int port);
+
 }  // namespace kappa::testing
