@@ -286,7 +286,7 @@ Status JobRunner::Impl::Checkpoint() {
 
 void JobRunner::Impl::PrintStatus(double rate, bool final_line) {
   const RecordCounters c = Totals();
-  int64_t lag = 0, max_lag = -1;
+  int64_t lag = 0, max_lag = -1, done = 0, total = 0;
   int32_t max_lag_partition = 0;
   int64_t watermark = kNoTime;
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -295,6 +295,8 @@ void JobRunner::Impl::PrintStatus(double rate, bool final_line) {
     high = std::max(high, end_offsets[i]);
     const int64_t l = std::max<int64_t>(0, high - tasks[i]->next_offset());
     lag += l;
+    done += tasks[i]->next_offset() - tasks[i]->checkpoint().start_offset;
+    total += high - tasks[i]->checkpoint().start_offset;
     if (l > max_lag) {
       max_lag = l;
       max_lag_partition = tasks[i]->partition();
@@ -304,12 +306,16 @@ void JobRunner::Impl::PrintStatus(double rate, bool final_line) {
     }
   }
   std::string eta;
-  if (rate > 0 && lag > 0) eta = ", ETA " + std::to_string(static_cast<int64_t>(lag / rate)) + " s";
+  if (rate > 0 && lag > 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), ", ETA %.1f s", lag / rate);
+    eta = buf;
+  }
   std::fprintf(stderr,
-               "%skappa run %s v%d: %s rec/s, in %s, lag %s (max p%d %s%s), watermark %s, out %s, outputs %s, "
+               "%skappa run %s v%d: %.1f%% done, %s rec/s, in %s, lag %s (max p%d %s%s), watermark %s, out %s, outputs %s, "
                "deduped %s, filtered %s, late %lld, dlq %lld, epoch %lld%s",
                options.progress_on_terminal && !final_line ? "\r" : "", spec.job.c_str(), spec.version,
-               Human(rate).c_str(), Human(c.in).c_str(), Human(lag).c_str(), max_lag_partition,
+               total > 0 ? 100.0 * done / total : 100.0, Human(rate).c_str(), Human(c.in).c_str(), Human(lag).c_str(), max_lag_partition,
                Human(std::max<int64_t>(0, max_lag)).c_str(), eta.c_str(), FormatTime(watermark).c_str(),
                Human(c.out).c_str(), Human(c.outputs).c_str(), Human(c.deduped).c_str(), Human(c.filtered).c_str(),
                static_cast<long long>(c.late), static_cast<long long>(c.dlq), static_cast<long long>(epoch),
