@@ -3,6 +3,8 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
 #include "schemas/dlq_record_generated.h"
 #include "schemas/transaction_generated.h"
@@ -33,6 +35,11 @@ std::string Str(const flatbuffers::String* s) { return s ? JsonEscape(s->str()) 
 }  // namespace
 
 std::string FormatRecordJson(const uint8_t* data, size_t size) {
+  // FlatBuffers reads scalars in place: Kafka buffers are not aligned, so
+  // decode from an aligned copy (this path is for people, not throughput).
+  std::vector<uint64_t> aligned((size + 7) / 8 + 1);
+  if (size) std::memcpy(aligned.data(), data, size);
+  data = reinterpret_cast<const uint8_t*>(aligned.data());
   char buf[1024];
   {
     flatbuffers::Verifier v(data, size);

@@ -52,9 +52,10 @@ TEST_F(DeadLettersAndStopTest, EveryMalformedRecordReachesTheDlqIntact) {
   int64_t seen = 0;
   auto st = ReadTopic(Config(), "user-spend.dlq", [&](const ConsumedRecord& c) {
     ++seen;
-    flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(c.value.data()), c.value.size());
+    const std::string bytes(c.value);  // an aligned copy: FlatBuffers reads in place
+    flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
     ASSERT_TRUE(schema::VerifyDlqRecordBuffer(v));
-    const auto* d = schema::GetDlqRecord(c.value.data());
+    const auto* d = schema::GetDlqRecord(bytes.data());
     EXPECT_EQ(d->source_topic()->str(), "transactions");
     ASSERT_GE(d->source_partition(), 0);
     ASSERT_LT(d->source_partition(), kPartitions);
