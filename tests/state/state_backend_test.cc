@@ -1,13 +1,17 @@
 // The RocksDB state backend on a real directory: checkpoint/restore round
-// trips per partition, erasures, identity checks, exclusive use, corruption.
+// trips per partition, erasures, identity checks, refused commits leaving no
+// trace, exclusive use (in this process and from another), corruption.
 #include "state/state_backend.h"
 
+#include <gtest/gtest.h>
+#include <poll.h>
 #include <rocksdb/db.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 
-#include <gtest/gtest.h>
+#include "schemas/checkpoint_generated.h"
 
 namespace kappa {
 namespace {
@@ -17,18 +21,45 @@ struct Value {
   int64_t b;
 };
 
+const std::vector<std::string> kTables = {"op1_window", "op2_dedup"};
+
+std::string Partition4(uint32_t p) {
+  return std::string{static_cast<char>(p >> 24), static_cast<char>(p >> 16), static_cast<char>(p >> 8),
+                     static_cast<char>(p)};
+}
+
+// Writes one raw value into a closed state directory, as damage from outside would.
+void RawPut(const std::string& dir, const std::string& family, const std::string& key,
+            const std::string& value) {
+  rocksdb::Options options;
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(options, dir, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(options, dir, cfs, &handles, &db).ok());
+  bool written = false;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == family) written = db->Put(rocksdb::WriteOptions(), handles[i], key, value).ok();
+  }
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+  ASSERT_TRUE(written) << "no column family " << family;
+}
+
 class StateBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = (std::filesystem::temp_directory_path() /
-            ("kappa-state-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
-             std::to_string(::getpid())))
+            ("kappa-state-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+             "-" + std::to_string(::getpid())))
                .string();
     std::filesystem::remove_all(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::unique_ptr<StateBackend> OpenOrDie() {
-    auto b = StateBackend::Open(dir_, {"op1_window", "op2_dedup"});
+  std::unique_ptr<StateBackend> OpenOrDie(const std::vector<std::string>& tables = kTables) {
+    auto b = StateBackend::Open(dir_, tables);
     EXPECT_TRUE(b.ok()) << b.status().ToString();
     return b.ok() ? std::move(*b) : nullptr;
   }
@@ -41,59 +72,93 @@ TEST_F(StateBackendTest, CommitThenReopenRestoresStateAndCheckpointsPerPartition
   t0.partition = 0;
   t0.next_offset = 42;
   t0.max_event_time_ms = 1000;
-  t0.counters.in = 42;
-  t0.counters.out = 40;
-  t0.counters.dlq = 2;
+  t0.counters = {.in = 42, .out = 30, .deduped = 3, .filtered = 4, .late = 3, .dlq = 2, .outputs = 17};
   t0.start_offset = 0;
   t1.partition = 1;
   t1.next_offset = 7;
+  t1.start_offset = 5;  // history below 5 was missing; max_event_time stays "none seen"
   {
     auto backend = OpenOrDie();
     ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    EXPECT_EQ(backend->last_epoch(), 0);
     StateRegistry r0, r1;
     auto* w0 = r0.Register<Value>("op1_window");
+    auto* d0 = r0.Register<int64_t>("op2_dedup");
     auto* w1 = r1.Register<Value>("op1_window");
     w0->Upsert("alice", Value{1, 2});
     w0->Upsert("bob", Value{3, 4});
+    d0->Upsert("txn-1", 111);
     w1->Upsert("alice", Value{9, 9});
     auto stats = backend->Commit(1, {{&t0, &r0}, {&t1, &r1}});
     ASSERT_TRUE(stats.ok()) << stats.status().ToString();
-    EXPECT_EQ(stats->dirty_entries, 3u);
+    EXPECT_EQ(stats->epoch, 1);
+    EXPECT_EQ(stats->dirty_entries, 4u);
+    EXPECT_EQ(stats->erased_entries, 0u);
+    EXPECT_GT(stats->bytes, 0u);
+    EXPECT_EQ(backend->last_epoch(), 1);
     EXPECT_EQ(w0->DirtyCount(), 0u);
-    // A second commit without changes writes no state entries.
+    EXPECT_EQ(d0->DirtyCount(), 0u);
+    EXPECT_EQ(w1->DirtyCount(), 0u);
+    // A second commit without changes writes no state entries, only the records.
+    t0.next_offset = 50;
     auto again = backend->Commit(2, {{&t0, &r0}, {&t1, &r1}});
-    ASSERT_TRUE(again.ok());
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
     EXPECT_EQ(again->dirty_entries, 0u);
+    EXPECT_EQ(again->erased_entries, 0u);
+    EXPECT_LT(again->bytes, stats->bytes);
   }
   auto backend = OpenOrDie();
   ASSERT_TRUE(backend->CheckIdentity(id_).ok());
   EXPECT_EQ(backend->last_epoch(), 2);
-  auto stored = backend->ReadTask(0);
-  ASSERT_TRUE(stored.ok());
-  ASSERT_TRUE(stored->has_value());
-  EXPECT_EQ((*stored)->next_offset, 42);
-  EXPECT_EQ((*stored)->max_event_time_ms, 1000);
-  EXPECT_EQ((*stored)->counters.in, 42);
-  EXPECT_EQ((*stored)->counters.out, 40);
-  EXPECT_EQ((*stored)->counters.dlq, 2);
+  EXPECT_EQ(backend->StoredPartitions(), (std::vector<int32_t>{0, 1}));
+
+  auto stored0 = backend->ReadTask(0);
+  ASSERT_TRUE(stored0.ok()) << stored0.status().ToString();
+  ASSERT_TRUE(stored0->has_value());
+  const TaskCheckpointData& c0 = **stored0;
+  EXPECT_EQ(c0.partition, 0);
+  EXPECT_EQ(c0.next_offset, 50);
+  EXPECT_EQ(c0.max_event_time_ms, 1000);
+  EXPECT_EQ(c0.start_offset, 0);
+  EXPECT_EQ(c0.counters.in, 42);
+  EXPECT_EQ(c0.counters.out, 30);
+  EXPECT_EQ(c0.counters.deduped, 3);
+  EXPECT_EQ(c0.counters.filtered, 4);
+  EXPECT_EQ(c0.counters.late, 3);
+  EXPECT_EQ(c0.counters.dlq, 2);
+  EXPECT_EQ(c0.counters.outputs, 17);
+  EXPECT_TRUE(c0.counters.Balanced());
+  auto stored1 = backend->ReadTask(1);
+  ASSERT_TRUE(stored1.ok() && stored1->has_value());
+  EXPECT_EQ((*stored1)->next_offset, 7);
+  EXPECT_EQ((*stored1)->start_offset, 5);
+  EXPECT_EQ((*stored1)->max_event_time_ms, std::numeric_limits<int64_t>::min());
+  EXPECT_EQ((*stored1)->counters.in, 0);
   auto none = backend->ReadTask(5);
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
-  EXPECT_EQ(backend->StoredPartitions(), (std::vector<int32_t>{0, 1}));
 
   StateRegistry r0;
   auto* w0 = r0.Register<Value>("op1_window");
+  auto* d0 = r0.Register<int64_t>("op2_dedup");
   ASSERT_TRUE(backend->Restore(0, r0).ok());
   EXPECT_EQ(w0->size(), 2u) << "only partition 0's entries";
   ASSERT_NE(w0->Find("alice"), nullptr);
   EXPECT_EQ(w0->Find("alice")->a, 1);
+  EXPECT_EQ(w0->Find("alice")->b, 2);
+  ASSERT_NE(w0->Find("bob"), nullptr);
+  EXPECT_EQ(w0->Find("bob")->a, 3);
   EXPECT_EQ(w0->Find("bob")->b, 4);
-  EXPECT_EQ(w0->DirtyCount(), 0u) << "restored entries are clean";
+  ASSERT_EQ(d0->size(), 1u);
+  EXPECT_EQ(*d0->Find("txn-1"), 111);
+  EXPECT_EQ(w0->DirtyCount() + d0->DirtyCount(), 0u) << "restored entries are clean";
   StateRegistry r1;
   auto* w1 = r1.Register<Value>("op1_window");
+  auto* d1 = r1.Register<int64_t>("op2_dedup");
   ASSERT_TRUE(backend->Restore(1, r1).ok());
   ASSERT_EQ(w1->size(), 1u);
   EXPECT_EQ(w1->Find("alice")->a, 9);
+  EXPECT_EQ(d1->size(), 0u);
 }
 
 TEST_F(StateBackendTest, ErasuresPersistAndEraseThenReinsertKeepsTheNewValue) {
@@ -105,19 +170,26 @@ TEST_F(StateBackendTest, ErasuresPersistAndEraseThenReinsertKeepsTheNewValue) {
     auto* s = r.Register<Value>("op2_dedup");
     s->Upsert("gone", Value{1, 1});
     s->Upsert("back", Value{2, 2});
+    s->Upsert("kept", Value{4, 4});
     ASSERT_TRUE(backend->Commit(1, {{&t, &r}}).ok());
     s->Erase("gone");
     s->Erase("back");
     s->Upsert("back", Value{3, 3});
-    ASSERT_TRUE(backend->Commit(2, {{&t, &r}}).ok());
+    auto stats = backend->Commit(2, {{&t, &r}});
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    EXPECT_EQ(stats->erased_entries, 2u);
+    EXPECT_EQ(stats->dirty_entries, 1u);
   }
   auto backend = OpenOrDie();
   StateRegistry r;
   auto* s = r.Register<Value>("op2_dedup");
   ASSERT_TRUE(backend->Restore(0, r).ok());
+  EXPECT_EQ(s->size(), 2u);
   EXPECT_EQ(s->Find("gone"), nullptr);
   ASSERT_NE(s->Find("back"), nullptr);
   EXPECT_EQ(s->Find("back")->a, 3);
+  ASSERT_NE(s->Find("kept"), nullptr);
+  EXPECT_EQ(s->Find("kept")->a, 4);
 }
 
 TEST_F(StateBackendTest, UncommittedChangesAreNotVisibleAfterReopen) {
@@ -131,6 +203,7 @@ TEST_F(StateBackendTest, UncommittedChangesAreNotVisibleAfterReopen) {
     s->Upsert("kept", Value{1, 1});
     ASSERT_TRUE(backend->Commit(1, {{&t, &r}}).ok());
     s->Upsert("lost", Value{2, 2});  // the process dies before the next checkpoint
+    s->Erase("kept");
   }
   auto backend = OpenOrDie();
   StateRegistry r;
@@ -141,12 +214,62 @@ TEST_F(StateBackendTest, UncommittedChangesAreNotVisibleAfterReopen) {
   EXPECT_EQ((*backend->ReadTask(0))->next_offset, 10);
 }
 
-TEST_F(StateBackendTest, IdentityMismatchIsRefusedWithBothHashes) {
+TEST_F(StateBackendTest, PartitionsDoNotSeeEachOthersState) {
+  // 255/256 straddle a byte of the big-endian prefix; -1 is the all-0xff prefix.
+  const std::vector<int32_t> partitions = {0, 1, 255, 256, -1};
+  std::vector<TaskCheckpointData> tasks(partitions.size());
+  std::vector<StateRegistry> registries(partitions.size());
   {
     auto backend = OpenOrDie();
     ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    std::vector<StateBackend::TaskSnapshot> snapshots;
+    for (size_t i = 0; i < partitions.size(); ++i) {
+      tasks[i].partition = partitions[i];
+      tasks[i].next_offset = 100 + i;
+      auto* s = registries[i].Register<Value>("op1_window");
+      s->Upsert("shared", Value{partitions[i], 0});
+      s->Upsert("only-" + std::to_string(partitions[i]), Value{1, 1});
+      snapshots.push_back({&tasks[i], &registries[i]});
+    }
+    ASSERT_TRUE(backend->Commit(1, snapshots).ok());
+    // Erasing the shared key in partition 255 must not touch partition 256's.
+    static_cast<KeyedState<Value>*>(registries[2].tables()[0].get())->Erase("shared");
+    ASSERT_TRUE(backend->Commit(2, snapshots).ok());
   }
   auto backend = OpenOrDie();
+  EXPECT_EQ(backend->StoredPartitions(), (std::vector<int32_t>{0, 1, 255, 256, -1}));
+  for (size_t i = 0; i < partitions.size(); ++i) {
+    SCOPED_TRACE("partition " + std::to_string(partitions[i]));
+    StateRegistry r;
+    auto* s = r.Register<Value>("op1_window");
+    ASSERT_TRUE(backend->Restore(partitions[i], r).ok());
+    ASSERT_NE(s->Find("only-" + std::to_string(partitions[i])), nullptr);
+    if (partitions[i] == 255) {
+      EXPECT_EQ(s->size(), 1u);
+      EXPECT_EQ(s->Find("shared"), nullptr);
+    } else {
+      EXPECT_EQ(s->size(), 2u);
+      ASSERT_NE(s->Find("shared"), nullptr);
+      EXPECT_EQ(s->Find("shared")->a, partitions[i]);
+    }
+    auto stored = backend->ReadTask(partitions[i]);
+    ASSERT_TRUE(stored.ok() && stored->has_value());
+    EXPECT_EQ((*stored)->next_offset, static_cast<int64_t>(100 + i));
+  }
+  StateRegistry empty;
+  auto* s = empty.Register<Value>("op1_window");
+  ASSERT_TRUE(backend->Restore(7, empty).ok());
+  EXPECT_EQ(s->size(), 0u);
+}
+
+TEST_F(StateBackendTest, IdentityMismatchIsRefusedNamingBothSides) {
+  {
+    auto backend = OpenOrDie();
+    ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    // No Commit: the identity alone must already be durable.
+  }
+  auto backend = OpenOrDie();
+  EXPECT_EQ(backend->last_epoch(), 0);
   JobIdentity changed = id_;
   changed.spec_hash = "fedcba9876543210";
   Status st = backend->CheckIdentity(changed);
@@ -154,52 +277,244 @@ TEST_F(StateBackendTest, IdentityMismatchIsRefusedWithBothHashes) {
   EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
   EXPECT_NE(st.message().find("0123456789abcdef"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("fedcba9876543210"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("new version"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(dir_), std::string::npos) << st.message();
+  EXPECT_EQ(st.message().find('\n'), std::string::npos) << "one line";
+
   JobIdentity other_version = id_;
   other_version.version = 2;
-  EXPECT_FALSE(backend->CheckIdentity(other_version).ok());
+  st = backend->CheckIdentity(other_version);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(st.message().find("version 1"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("version 2"), std::string::npos) << st.message();
+
+  JobIdentity other_job = id_;
+  other_job.job = "payments";
+  st = backend->CheckIdentity(other_job);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(st.message().find("job job"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("job payments"), std::string::npos) << st.message();
+
   EXPECT_TRUE(backend->CheckIdentity(id_).ok());
 }
 
-TEST_F(StateBackendTest, ASecondOpenOfTheSameDirectoryFailsClearly) {
-  auto first = OpenOrDie();
-  auto second = StateBackend::Open(dir_, {"op1_window"});
-  ASSERT_FALSE(second.ok());
-  EXPECT_NE(second.status().message().find("in use by another kappa process"), std::string::npos)
-      << second.status().message();
+TEST_F(StateBackendTest, CommitBeforeCheckIdentityOrWithAnOldEpochIsRefused) {
+  auto backend = OpenOrDie();
+  TaskCheckpointData t;
+  StateRegistry r;
+  r.Register<Value>("op1_window")->Upsert("k", Value{1, 1});
+  auto early = backend->Commit(1, {{&t, &r}});
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_EQ(r.tables()[0]->DirtyCount(), 1u);
+
+  ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+  ASSERT_TRUE(backend->Commit(3, {{&t, &r}}).ok());
+  static_cast<KeyedState<Value>*>(r.tables()[0].get())->Upsert("k2", Value{2, 2});
+  for (int64_t stale : {3, 2, 0}) {
+    auto old = backend->Commit(stale, {{&t, &r}});
+    ASSERT_FALSE(old.ok()) << "epoch " << stale;
+    EXPECT_EQ(old.status().code(), Status::Code::kInvalidArgument);
+  }
+  EXPECT_EQ(backend->last_epoch(), 3);
+  EXPECT_EQ(r.tables()[0]->DirtyCount(), 1u);
 }
 
-TEST_F(StateBackendTest, CorruptCheckpointRecordIsReportedNotTrusted) {
+TEST_F(StateBackendTest, ARefusedCommitWritesNothingAndClearsNothing) {
+  TaskCheckpointData t0, t1;
+  t0.partition = 0;
+  t0.next_offset = 9;
+  t1.partition = 1;
   {
     auto backend = OpenOrDie();
     ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    StateRegistry r0, r1;
+    auto* w0 = r0.Register<Value>("op1_window");
+    w0->Upsert("a", Value{1, 1});
+    r1.Register<Value>("op9_unknown")->Upsert("b", Value{2, 2});
+    auto bad = backend->Commit(1, {{&t0, &r0}, {&t1, &r1}});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.status().code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(bad.status().message().find("op9_unknown"), std::string::npos) << bad.status().message();
+
+    t1.partition = 0;  // the same partition twice
+    StateRegistry r2;
+    auto twice = backend->Commit(1, {{&t0, &r0}, {&t1, &r2}});
+    ASSERT_FALSE(twice.ok());
+    EXPECT_EQ(twice.status().code(), Status::Code::kInvalidArgument);
+
+    auto null = backend->Commit(1, {{&t0, nullptr}});
+    EXPECT_EQ(null.status().code(), Status::Code::kInvalidArgument);
+
+    EXPECT_EQ(w0->DirtyCount(), 1u) << "nothing cleared";
+    EXPECT_EQ(backend->last_epoch(), 0);
+  }
+  auto backend = OpenOrDie();
+  EXPECT_EQ(backend->last_epoch(), 0);
+  EXPECT_TRUE(backend->StoredPartitions().empty());
+  auto stored = backend->ReadTask(0);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_FALSE(stored->has_value());
+  StateRegistry r;
+  auto* w = r.Register<Value>("op1_window");
+  ASSERT_TRUE(backend->Restore(0, r).ok());
+  EXPECT_EQ(w->size(), 0u);
+}
+
+TEST_F(StateBackendTest, FamiliesNotNamedAtOpenAreKeptNotDropped) {
+  TaskCheckpointData t;
+  {
+    auto backend = OpenOrDie({"op1_window", "op2_dedup"});
+    ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    StateRegistry r;
+    r.Register<Value>("op2_dedup")->Upsert("k", Value{5, 6});
+    ASSERT_TRUE(backend->Commit(1, {{&t, &r}}).ok());
   }
   {
-    // Overwrite partition 3's checkpoint record with garbage through RocksDB itself.
-    rocksdb::Options options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(options, dir_, &names).ok());
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, dir_, cfs, &handles, &db).ok());
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "meta") {
-        ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], std::string("task/\0\0\0\3", 9), "garbage!").ok());
-      }
-    }
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-    delete db;
+    auto backend = OpenOrDie({"op1_window"});  // op2_dedup not named this time
+    StateRegistry r;
+    auto* d = r.Register<Value>("op2_dedup");
+    ASSERT_TRUE(backend->Restore(0, r).ok()) << "a family on disk is still open";
+    ASSERT_EQ(d->size(), 1u);
   }
+  auto backend = OpenOrDie({"op1_window", "op2_dedup"});
+  StateRegistry r;
+  auto* d = r.Register<Value>("op2_dedup");
+  ASSERT_TRUE(backend->Restore(0, r).ok());
+  ASSERT_NE(d->Find("k"), nullptr);
+  EXPECT_EQ(d->Find("k")->b, 6);
+
+  StateRegistry unknown;
+  unknown.Register<Value>("op3_never_opened");
+  EXPECT_EQ(backend->Restore(0, unknown).code(), Status::Code::kInvalidArgument);
+}
+
+TEST_F(StateBackendTest, ReservedOrEmptyTableNamesAreRefused) {
+  for (const std::string name : {"meta", "default", ""}) {
+    auto b = StateBackend::Open(dir_, {"op1_window", name});
+    ASSERT_FALSE(b.ok()) << "'" << name << "'";
+    EXPECT_EQ(b.status().code(), Status::Code::kInvalidArgument);
+  }
+}
+
+TEST_F(StateBackendTest, ASecondOpenInThisProcessFailsClearly) {
+  auto first = OpenOrDie();
+  ASSERT_NE(first, nullptr);
+  auto second = StateBackend::Open(dir_, {"op1_window"});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Status::Code::kUnavailable);
+  EXPECT_NE(second.status().message().find("RocksDB LOCK held"), std::string::npos)
+      << second.status().message();
+  EXPECT_NE(second.status().message().find(dir_), std::string::npos) << second.status().message();
+  first.reset();
+  EXPECT_TRUE(StateBackend::Open(dir_, {"op1_window"}).ok()) << "free again once the first is closed";
+}
+
+TEST_F(StateBackendTest, AnotherProcessHoldingTheDirectoryIsNamedInOneLine) {
+  int ready[2], release[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(release), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The other kappa process: hold the directory until the parent lets go
+    // (EOF on `release`, also when the parent dies); never outlive 60 s.
+    ::close(ready[0]);
+    ::close(release[1]);
+    ::alarm(60);
+    auto held = StateBackend::Open(dir_, kTables);
+    const char c = held.ok() ? 'y' : 'n';
+    if (::write(ready[1], &c, 1) != 1) ::_exit(2);
+    char ignored;
+    while (::read(release[0], &ignored, 1) > 0) {
+    }
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  ::close(release[0]);
+  struct Reaper {  // lets the child go and reaps it whatever the test outcome
+    int fd;
+    pid_t pid;
+    ~Reaper() {
+      ::close(fd);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+    }
+  } reaper{release[1], child};
+
+  pollfd p{ready[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 30000), 1) << "the holding process did not open the directory in 30 s";
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ::close(ready[0]);
+  ASSERT_EQ(c, 'y') << "the holding process could not open " << dir_;
+
+  auto second = StateBackend::Open(dir_, kTables);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Status::Code::kUnavailable);
+  EXPECT_EQ(
+      second.status().message(),
+      "state directory " + dir_ + " is in use by another kappa process (RocksDB LOCK held): stop it first");
+}
+
+TEST_F(StateBackendTest, CorruptCheckpointRecordIsReportedNotTrusted) {
+  TaskCheckpointData t;
+  t.partition = 3;
+  {
+    auto backend = OpenOrDie();
+    ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    StateRegistry r;
+    ASSERT_TRUE(backend->Commit(1, {{&t, &r}}).ok());
+  }
+  RawPut(dir_, "meta", "task/" + Partition4(3), "garbage!");
+  // A well-formed record of partition 7 stored under partition 4's key.
+  flatbuffers::FlatBufferBuilder fbb;
+  schema::FinishTaskCheckpointBuffer(fbb,
+                                     schema::CreateTaskCheckpoint(fbb, /*partition=*/7, /*next_offset=*/1));
+  RawPut(dir_, "meta", "task/" + Partition4(4),
+         std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()));
+
   auto backend = OpenOrDie();
   auto stored = backend->ReadTask(3);
   ASSERT_FALSE(stored.ok());
   EXPECT_EQ(stored.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(stored.status().message().find("partition 3"), std::string::npos) << stored.status().message();
+  auto misfiled = backend->ReadTask(4);
+  ASSERT_FALSE(misfiled.ok());
+  EXPECT_EQ(misfiled.status().code(), Status::Code::kCorruption);
+}
+
+TEST_F(StateBackendTest, CorruptJobRecordRefusesToOpen) {
+  {
+    auto backend = OpenOrDie();
+    ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+  }
+  RawPut(dir_, "meta", "job", std::string("\x04\0\0\0xx", 6));
+  auto backend = StateBackend::Open(dir_, kTables);
+  ASSERT_FALSE(backend.ok());
+  EXPECT_EQ(backend.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(backend.status().message().find(dir_), std::string::npos) << backend.status().message();
+}
+
+TEST_F(StateBackendTest, StoredValuesOfTheWrongSizeAreCorruptionOnRestore) {
+  TaskCheckpointData t;
+  {
+    auto backend = OpenOrDie();
+    ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    StateRegistry r;
+    r.Register<Value>("op1_window")->Upsert("k", Value{1, 2});
+    ASSERT_TRUE(backend->Commit(1, {{&t, &r}}).ok());
+  }
+  auto backend = OpenOrDie();
+  StateRegistry r;
+  r.Register<int32_t>("op1_window");  // a different value type than was stored
+  EXPECT_EQ(backend->Restore(0, r).code(), Status::Code::kCorruption);
 }
 
 TEST_F(StateBackendTest, LargeCommitRoundTrips) {
   constexpr int kKeys = 200000;
   TaskCheckpointData t;
+  t.next_offset = kKeys;
   {
     auto backend = OpenOrDie();
     ASSERT_TRUE(backend->CheckIdentity(id_).ok());
@@ -211,15 +526,25 @@ TEST_F(StateBackendTest, LargeCommitRoundTrips) {
       s->Upsert(key, Value{i, -i});
     }
     auto stats = backend->Commit(1, {{&t, &r}});
-    ASSERT_TRUE(stats.ok());
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
     EXPECT_EQ(stats->dirty_entries, static_cast<size_t>(kKeys));
+    EXPECT_GT(stats->bytes, static_cast<size_t>(kKeys) * sizeof(Value));
+    EXPECT_EQ(s->DirtyCount(), 0u);
   }
   auto backend = OpenOrDie();
   StateRegistry r;
   auto* s = r.Register<Value>("op2_dedup");
   ASSERT_TRUE(backend->Restore(0, r).ok());
   ASSERT_EQ(s->size(), static_cast<size_t>(kKeys));
-  EXPECT_EQ(s->Find("txn-199999")->b, -199999);
+  std::string key;
+  int wrong = 0;
+  for (int i = 0; i < kKeys; ++i) {
+    key.assign("txn-").append(std::to_string(i));
+    const Value* v = s->Find(key);
+    if (v == nullptr || v->a != i || v->b != -i) ++wrong;
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ((*backend->ReadTask(0))->next_offset, kKeys);
 }
 
 }  // namespace
