@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "engine/base/kill_switch.h"
 #include "engine/kafka_client.h"
 #include "engine/kafka_sink.h"
 #include "engine/task.h"
@@ -44,31 +45,6 @@ std::string Human(double n) {
   else std::snprintf(buf, sizeof(buf), "%.0f", n);
   return buf;
 }
-
-// Test-only crash injection: KAPPA_TEST_KILL_AT=<point>:<n> sends SIGKILL to
-// this process the n-th time it reaches <point> (before-flush, after-flush,
-// after-commit), so tests can kill -9 at exact awkward moments.
-class KillSwitch {
- public:
-  KillSwitch() {
-    const char* env = std::getenv("KAPPA_TEST_KILL_AT");
-    if (!env) return;
-    std::string s(env);
-    auto colon = s.find(':');
-    point_ = s.substr(0, colon);
-    remaining_ = colon == std::string::npos ? 1 : std::atoi(s.c_str() + colon + 1);
-  }
-  void At(const char* point) {
-    if (!point_.empty() && point_ == point && --remaining_ == 0) {
-      std::fprintf(stderr, "kappa run: KAPPA_TEST_KILL_AT reached %s: SIGKILL\n", point);
-      ::kill(::getpid(), SIGKILL);
-    }
-  }
-
- private:
-  std::string point_;
-  int remaining_ = 0;
-};
 
 }  // namespace
 
