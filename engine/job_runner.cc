@@ -547,12 +547,18 @@ Status JobRunner::Impl::ArchivePhase(volatile int* stop, bool* asked_to_stop) {
     if (pending.empty()) break;
     while (!pending.empty() && !*stop && !*asked_to_stop) {
       if (options.stop_at_end && AtEnd()) break;
+      // A rate cap makes rounds small (about 50 ms of records), so the
+      // cap holds and checkpoints stay on time.
+      const int64_t budget =
+          options.max_rate > 0
+              ? std::max<int64_t>(1, static_cast<int64_t>(options.max_rate / 20) / static_cast<int64_t>(pending.size()))
+              : kRoundRecords;
       if (sink->failed()) return sink->failure();
       std::atomic<size_t> next{0};
       pool.Run([&](int w) {
         for (size_t k = next++; k < pending.size(); k = next++) {
           int64_t done = 0;
-          Status st = ArchiveSlice(pending[k], kRoundRecords, &blocks[w], &done);
+          Status st = ArchiveSlice(pending[k], budget, &blocks[w], &done);
           counts[w] += done;
           if (!st.ok() && errors[w].ok()) errors[w] = st;
         }
