@@ -93,6 +93,7 @@ struct JobRunner::Impl {
   Status KafkaLoop(volatile int* stop, bool* asked_to_stop);
   Status Tick(bool* asked_to_stop);
   Status Checkpoint();
+  Status CheckpointNow();
   void PrintStatus(double rate, bool final_line);
   void WriteMetrics();
   ProgressSnapshot Snapshot(double rate);
@@ -360,6 +361,15 @@ Status JobRunner::Impl::FindCommittedGaps() {
 }
 
 Status JobRunner::Impl::Checkpoint() {
+  const auto began = Clock::now();
+  Status st = CheckpointNow();
+  const double ms = SecondsSince(began) * 1000;
+  summary->checkpoint_max_ms = std::max(summary->checkpoint_max_ms, ms);
+  summary->checkpoint_total_ms += ms;
+  return st;
+}
+
+Status JobRunner::Impl::CheckpointNow() {
   kill_switch.At("before-flush");
   if (sink->transactional()) {
     // exactly_once: the epoch's outputs and its input offsets commit together

@@ -74,6 +74,10 @@ struct RunSummary {
   int64_t epochs = 0;
   int64_t history_gap_records = 0;  // records skipped below log start (allow_truncated_history)
   int64_t archive_records = 0;      // records served by the archive (the rest came from Kafka)
+  // Checkpoints: how long processing stood still for them (sink flush +
+  // state commit), the longest and in total.
+  double checkpoint_max_ms = 0;
+  double checkpoint_total_ms = 0;
   double seconds = 0;
 };
 
