@@ -58,7 +58,7 @@ struct Config {
   int64_t users = 10000;
   double zipf = 1.0;
   int64_t naive_records = 1000000;
-  int64_t kafka_records = 640000;
+  int64_t kafka_records = 400000;
   std::string data_dir = "/tmp/kappa-bench";
   std::string results_dir = KAPPA_SOURCE_DIR "/bench/results";
   bool duckdb = true;
@@ -465,7 +465,7 @@ int main(int argc, char** argv) {
     else {
       std::printf(
           "usage: replay_throughput [--records N (20000000)] [--partitions P (16)] [--users U (10000)] [--zipf S (1.0)]\n"
-          "       [--naive-records N (1000000)] [--kafka-records N (640000)] [--data-dir DIR (/tmp/kappa-bench)]\n"
+          "       [--naive-records N (1000000)] [--kafka-records N (400000)] [--data-dir DIR (/tmp/kappa-bench)]\n"
           "       [--results-dir DIR (bench/results)] [--no-duckdb]\n\n"
           "The end-to-end replay benchmark (see the comment at the top of bench/replay_throughput.cc).\n"
           "Run it through scripts/bench.sh, which also installs DuckDB from npm.\n");
