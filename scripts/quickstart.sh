@@ -4,7 +4,8 @@
 # broker`, generates a day of transactions (duplicate sends, out-of-order,
 # malformed records), deploys version 1 of the per-user hourly spend job live
 # (it wrongly counts cancelled transactions), replays the fixed version 2
-# from offset zero beside it while new events arrive, promotes v2 once it has
+# from offset zero beside it (history from `kappa archive`, on 2 threads,
+# then Kafka) while new events arrive, promotes v2 once it has
 # caught up, and shows the corrected values served by `kappa get`, then a
 # rollback. Everything it starts is stopped when it ends.
 set -euo pipefail
@@ -38,6 +39,13 @@ echo "== generating history: 150,000 transactions (10% cancelled, 2% duplicate s
 "$kappa" gen -b "$B" -t transactions -n 150000 --users 2000 --zipf 0.8 --rate 2 --seed 1 \
   --duplicate-fraction 0.02 --late-fraction 0.05 --max-delay-ms 900000 --malformed-fraction 0.005
 
+echo "== archiving the topic (kappa archive: durable history beyond Kafka's retention, kept following)"
+"$kappa" archive -a "$work/archive" -t transactions -b "$B" --status-interval-ms 0 >/dev/null 2>"$work/archive.log" &
+pids+=($!)
+archived() { "$kappa" archive -a "$work/archive" --list -t transactions | grep -q "^transactions: .* 150000 records"; }
+wait_for "the archive to hold the history" archived
+"$kappa" archive -a "$work/archive" --list -t transactions | tail -n 1 | sed 's/^/   /'
+
 echo "== deploying spend v1 live (it counts cancelled transactions: the bug)"
 "$kappa" deploy "$(spec v1)" -b "$B" --status-interval-ms 0 >"$work/v1.out" 2>"$work/v1.log" &
 pids+=($!)
@@ -45,7 +53,9 @@ v1_has_history() { [ "$(in_count v1)" = 150000 ]; }
 wait_for "v1 to process the history" v1_has_history
 
 echo "== replaying the fix, spend v2, from offset zero beside v1 while new events arrive"
-"$kappa" replay "$(spec v2)" -b "$B" --max-rate 100000 --catch-up-hold-ms 1000 --status-interval-ms 500 \
+echo "   (history from the archive on 2 threads, then Kafka from exactly where the archive ends)"
+"$kappa" replay "$(spec v2)" -b "$B" --archive "$work/archive" --parallelism 2 --max-rate 100000 \
+  --catch-up-hold-ms 1000 --status-interval-ms 500 \
   >"$work/v2.out" 2>"$work/v2.log" &
 pids+=($!)
 "$kappa" gen -b "$B" -t transactions -n 30000 --users 2000 --zipf 0.8 --rate 2 --seed 2 \
@@ -58,6 +68,7 @@ for _ in $(seq 1200); do
   sleep 0.5
 done
 grep "caught up" "$work/v2.log" | sed 's/^/   /' || { echo "quickstart: v2 did not catch up" >&2; exit 1; }
+grep -m 2 "switching to Kafka" "$work/v2.log" | sed 's/^/   /' || true
 
 echo "== status"
 "$kappa" status spend -b "$B" | sed 's/^/   /'
