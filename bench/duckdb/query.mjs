@@ -13,6 +13,7 @@
 //
 //   node query.mjs --csv FILE [--threads 1,2] [--json OUT] [--runs 3] [--warmup 1]
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -156,6 +157,9 @@ if (rows === 0) die(`${opts.csv} has a header but no rows`);
 const distinctTxns = Number(await scalar('SELECT count(DISTINCT txn_id) FROM events'));
 const cancelledRows = Number(await scalar(`SELECT count(*) FROM events WHERE status = 'cancelled'`));
 
+// A shared machine makes wall-clock numbers noisy: record how busy it was.
+const cpus = os.availableParallelism ? os.availableParallelism() : os.cpus().length;
+const loadBefore = os.loadavg()[0];
 const fmt = (x, d) => x.toFixed(d);
 const print = (s = '') => process.stdout.write(s + '\n');
 print(`DuckDB ${duckdbVersion} (@duckdb/node-api), in-memory table from ${opts.csv}`);
@@ -210,6 +214,13 @@ for (const threads of threadCounts.map(Number)) {
   }
 }
 
+const loadAfter = os.loadavg()[0];
+print(`\nmachine: ${cpus} CPUs, 1-minute load average ${fmt(loadBefore, 2)} before the queries, ${fmt(loadAfter, 2)} after`);
+if (Math.max(loadBefore, loadAfter) > cpus) {
+  print('note: the machine was busier than it has CPUs: other processes took CPU time, so wall-clock ' +
+        'numbers are pessimistic; compare cpu s, or run again on a quiet machine');
+}
+
 if (opts.json) {
   const out = {
     duckdb_version: duckdbVersion,
@@ -219,6 +230,8 @@ if (opts.json) {
     cancelled_rows: cancelledRows,
     load_seconds: loadSeconds,
     load_threads: loadThreads,
+    cpus,
+    load_average_1m: { before: loadBefore, after: loadAfter },
     timing,
     dedup_form: dedupForm,
     runs: results,
@@ -227,5 +240,5 @@ if (opts.json) {
   const text = JSON.stringify(out, (k, v) => (typeof v === 'bigint' ? `__bigint__${v}` : v), 2)
     .replace(/"__bigint__(-?\d+)"/g, '$1');
   try { fs.writeFileSync(opts.json, text + '\n'); } catch (e) { die(`cannot write ${opts.json}: ${e.message}`); }
-  print(`\nwrote ${opts.json}`);
+  print(`wrote ${opts.json}`);
 }
