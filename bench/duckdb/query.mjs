@@ -165,7 +165,8 @@ const print = (s = '') => process.stdout.write(s + '\n');
 print(`DuckDB ${duckdbVersion} (@duckdb/node-api), in-memory table from ${opts.csv}`);
 print(`rows ${rows} (distinct txn_id ${distinctTxns}, cancelled ${cancelledRows}); ` +
       `load ${fmt(loadSeconds, 2)} s on ${loadThreads} threads (not counted below)`);
-const timing = `${warmup} warm-up run${warmup === 1 ? '' : 's'} + best of ${runs} timed`;
+const timing = `${warmup} warm-up round${warmup === 1 ? '' : 's'} + best of ${runs} timed rounds, ` +
+  'each round running every (threads, query) once';
 print(`timing: ${timing}; rows/s = input rows / best query seconds (wall clock); ` +
       `cpu s = process CPU time of that run; dedup form: ${dedupForm}`);
 print();
@@ -175,43 +176,56 @@ const row = (cells) => cells.map((c, i) => String(c)[i < 1 ? 'padEnd' : 'padStar
 print(row(cols));
 
 const queries = [['dedup', DEDUP_FORMS[dedupForm]], ['nodedup', NODEDUP]];
+const cases = [];
+for (const threads of threadCounts.map(Number)) {
+  for (const [name, sql] of queries) cases.push({ threads, name, sql, seconds: [], cpuSeconds: [], check: null });
+}
+// Rounds: each round runs every (threads, query) case once, so a burst of
+// load from other processes hits all cases alike instead of one of them.
+// The first `warmup` rounds are not timed.
+const rounds = warmup + runs;
+for (let round = 0; round < rounds; round++) {
+  process.stderr.write(`query.mjs: ${round < warmup ? 'warm-up' : 'timed'} round ${round + 1}/${rounds}\n`);
+  for (const cs of cases) {
+    await con.run(`SET threads = ${cs.threads}`);
+    await con.run('DROP TABLE IF EXISTS r');
+    const cpu = process.cpuUsage();
+    const t = performance.now();
+    await con.run(`CREATE TEMP TABLE r AS ${cs.sql}`);
+    const s = (performance.now() - t) / 1000;
+    const c = process.cpuUsage(cpu);
+    if (round >= warmup) { cs.seconds.push(s); cs.cpuSeconds.push((c.user + c.system) / 1e6); }
+    const [g, n, sum] = (await con.runAndReadAll('SELECT count(*), sum(n), sum(total) FROM r')).getRows()[0];
+    const check = { groups: BigInt(g), total_count: BigInt(n ?? 0), total_sum: BigInt(sum ?? 0) };
+    if (cs.check && (cs.check.groups !== check.groups || cs.check.total_count !== check.total_count ||
+                     cs.check.total_sum !== check.total_sum)) {
+      die(`${cs.name} on ${cs.threads} threads gave different results in two runs`);
+    }
+    cs.check = check;
+    await con.run('DROP TABLE r');
+  }
+}
+await con.run(`SET threads = ${loadThreads}`);
+
 const results = [];
 const checks = {};
-for (const threads of threadCounts.map(Number)) {
-  await con.run(`SET threads = ${threads}`);
-  for (const [name, sql] of queries) {
-    const seconds = [], cpuSeconds = [];
-    let check;
-    for (let i = 0; i < warmup + runs; i++) {
-      await con.run('DROP TABLE IF EXISTS r');
-      const cpu = process.cpuUsage();
-      const t = performance.now();
-      await con.run(`CREATE TEMP TABLE r AS ${sql}`);
-      const s = (performance.now() - t) / 1000;
-      const c = process.cpuUsage(cpu);
-      if (i >= warmup) { seconds.push(s); cpuSeconds.push((c.user + c.system) / 1e6); }
-      if (i === 0) {
-        const [g, c, sum] = (await con.runAndReadAll('SELECT count(*), sum(n), sum(total) FROM r')).getRows()[0];
-        check = { groups: BigInt(g), total_count: BigInt(c ?? 0), total_sum: BigInt(sum ?? 0) };
-      }
-    }
-    await con.run('DROP TABLE IF EXISTS r');
-    const bestIndex = seconds.indexOf(Math.min(...seconds));
-    const best = seconds[bestIndex];
-    const median = [...seconds].sort((a, b) => a - b)[Math.floor(seconds.length / 2)];
-    const prev = checks[name];
-    if (prev && (prev.groups !== check.groups || prev.total_count !== check.total_count || prev.total_sum !== check.total_sum)) {
-      process.stderr.write(`query.mjs: WARNING: ${name} gave different results on ${threads} threads\n`);
-    }
-    checks[name] = check;
-    results.push({
-      query: name, threads, seconds: best, median_seconds: median, all_seconds: seconds,
-      cpu_seconds: cpuSeconds[bestIndex], all_cpu_seconds: cpuSeconds,
-      rows_per_second: rows / best, ...check,
-    });
-    print(row([name, threads, fmt(best, 3), fmt(median, 3), fmt(cpuSeconds[bestIndex], 3), fmt(rows / best / 1e6, 2),
-               check.groups, check.total_count, check.total_sum]));
+for (const cs of cases) {
+  const { threads, name, seconds, cpuSeconds, check } = cs;
+  const bestIndex = seconds.indexOf(Math.min(...seconds));
+  const best = seconds[bestIndex];
+  const median = [...seconds].sort((a, b) => a - b)[Math.floor(seconds.length / 2)];
+  const prev = checks[name];
+  if (prev && (prev.groups !== check.groups || prev.total_count !== check.total_count || prev.total_sum !== check.total_sum)) {
+    process.stderr.write(`query.mjs: WARNING: ${name} gave different results on ${threads} threads\n`);
   }
+  checks[name] = check;
+  results.push({
+    query: name, threads, seconds: best, median_seconds: median, all_seconds: seconds,
+    cpu_seconds: cpuSeconds[bestIndex], all_cpu_seconds: cpuSeconds,
+    rows_per_second: rows / best, ...check,
+  });
+  print(row([name, threads, fmt(best, 3), fmt(median, 3), fmt(cpuSeconds[bestIndex], 3), fmt(rows / best / 1e6, 2),
+             check.groups, check.total_count, check.total_sum]));
 }
 
 const loadAfter = os.loadavg()[0];
