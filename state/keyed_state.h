@@ -332,7 +332,7 @@ class KeyedState final : public StateTable {
     bool operator()(const HashedKey& k, uint32_t i) const { return Matches(table->At(i), k); }
     static bool Matches(const Slot& s, const HashedKey& k) {
       return s.hash == k.hash && s.key_size == k.key.size() &&
-             std::memcmp(s.key_data(), k.key.data(), k.key.size()) == 0;
+             (k.key.empty() || std::memcmp(s.key_data(), k.key.data(), k.key.size()) == 0);
     }
   };
 
@@ -367,7 +367,7 @@ class KeyedState final : public StateTable {
     Slot* s = new (&At(i)) Slot{hk.hash, static_cast<uint32_t>(hk.key.size()), state_internal::kClean, {}, initial};
     char* dst = s->k.inline_key;
     if (hk.key.size() > kInlineKeyBytes) dst = s->k.heap_key = new char[hk.key.size()];
-    std::memcpy(dst, hk.key.data(), hk.key.size());
+    if (!hk.key.empty()) std::memcpy(dst, hk.key.data(), hk.key.size());
     return i;
   }
   void MarkDirty(uint32_t i, Slot& s) {

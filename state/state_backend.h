@@ -82,6 +82,8 @@ class StateBackend {
   // Corruption if the stored job record fails verification, IOError else.
   static Result<std::unique_ptr<StateBackend>> Open(const std::string& dir,
                                                     const std::vector<std::string>& table_names);
+  // Finishes the pending commits (each is a valid checkpoint) before
+  // closing; call WaitForCommits first to learn whether they succeeded.
   ~StateBackend();
   StateBackend(const StateBackend&) = delete;
   StateBackend& operator=(const StateBackend&) = delete;

@@ -146,6 +146,19 @@ TEST(KeyedStateTest, EraseThenReinsertRecordsTheDeletionAndTheNewValue) {
   EXPECT_EQ(c.put_count + c.erased_count, 0u);
 }
 
+TEST(KeyedStateTest, TheEmptyKeyIsAKeyLikeAnyOther) {
+  KeyedState<Value> t("t");
+  EXPECT_EQ(t.Find(std::string_view()), nullptr);
+  t.Upsert(std::string_view(), Value{1, 1}).a = 2;
+  ASSERT_NE(t.Find(""), nullptr);
+  EXPECT_EQ(t.Find("")->a, 2);
+  t.Erase("");
+  EXPECT_EQ(t.size(), 0u);
+  std::vector<std::string> erased;
+  t.ForEachErased([&](std::string_view k) { erased.emplace_back(k); });
+  EXPECT_EQ(erased, std::vector<std::string>{""});
+}
+
 TEST(KeyedStateTest, LoadedEntriesAreCleanAndWrongSizesAreCorruption) {
   KeyedState<Value> t("t");
   Value v{5, 6};
