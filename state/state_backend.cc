@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "schemas/checkpoint_generated.h"
 
@@ -142,6 +143,7 @@ struct StateBackend::Impl {
   Status error;                                       // first write error; sticky
   CommitStats last_stats;                             // of the last durable commit
   bool stop = false;
+  std::optional<std::string> fail_next;  // FailNextWriteForTesting
   std::thread writer;
 
   ~Impl() {
@@ -170,9 +172,13 @@ struct StateBackend::Impl {
       if (queue.empty()) return;  // stop, and nothing left
       PendingCommit* c = queue.front().get();
       const bool failed_before = !error.ok();
+      std::optional<std::string> injected = std::exchange(fail_next, std::nullopt);
       lock.unlock();
       CommitStats stats;
-      Status s = failed_before ? Status::OK() : Write(*c, &stats);
+      Status s = failed_before ? Status::OK()
+                 : injected    ? Status::IOError("checkpoint " + std::to_string(c->epoch) +
+                                                 " could not be written to " + dir + ": " + *injected)
+                               : Write(*c, &stats);
       lock.lock();
       if (!failed_before) {
         if (s.ok()) {
@@ -532,6 +538,11 @@ Result<CommitStats> StateBackend::WaitForCommits() {
   impl_->done_cv.wait(lock, [&] { return impl_->queue.empty(); });
   if (!impl_->error.ok()) return impl_->error;
   return impl_->last_stats;
+}
+
+void StateBackend::FailNextWriteForTesting(std::string message) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->fail_next = std::move(message);
 }
 
 Result<CommitStats> StateBackend::Commit(int64_t epoch, const std::vector<TaskSnapshot>& tasks) {

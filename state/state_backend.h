@@ -140,6 +140,11 @@ class StateBackend {
   // BeginCommit + WaitForCommits: returns once `epoch` is durable.
   Result<CommitStats> Commit(int64_t epoch, const std::vector<TaskSnapshot>& tasks);
   const std::string& dir() const { return dir_; }
+  // Tests only: the writer thread fails the next checkpoint write with
+  // IOError(`message`) instead of writing it, as a disk error would (a real
+  // WAL error may instead abort the process inside Debian's RocksDB, whose
+  // debug assertions are on).
+  void FailNextWriteForTesting(std::string message);
 
  private:
   struct Impl;
