@@ -54,6 +54,13 @@ class ByteBuffer {
     size_ += n;
     return p;
   }
+  // Ensures capacity for n bytes and touches every page of it, so that
+  // filling it later takes no page faults. Keeps the contents.
+  void Prefault(size_t n) {
+    if (n <= capacity_) return;
+    Grow(n);
+    std::memset(data_.get() + size_, 0, capacity_ - size_);
+  }
   void swap(ByteBuffer& o) noexcept {
     data_.swap(o.data_);
     std::swap(size_, o.size_);
