@@ -296,6 +296,29 @@ TEST_F(BackgroundCommitTest, ARealWriteErrorLeavesThePreviousCheckpointWhole) {
   EXPECT_EQ(stored.at("win/" + Key(7)), 7);
 }
 
+TEST_F(BackgroundCommitTest, ReadsRightAfterBeginCommitSeeThatCheckpoint) {
+  auto backend = OpenOrDie(dir_);
+  ASSERT_TRUE(backend);
+  StateRegistry r;
+  auto* win = r.Register<Value>("win");
+  r.Register<Value>("dedup");
+  TaskCheckpointData t;
+  t.partition = 5;
+  for (int i = 0; i < 100000; ++i) win->Upsert(Key(i), Value{i, -i});
+  t.next_offset = 42;
+  ASSERT_TRUE(backend->BeginCommit(1, {{&t, &r}}).ok());
+  // No WaitForCommits: the reads wait for the pending write themselves.
+  auto task = backend->ReadTask(5);
+  ASSERT_TRUE(task.ok() && *task);
+  EXPECT_EQ((*task)->next_offset, 42);
+  EXPECT_EQ(backend->last_epoch(), 1);
+  EXPECT_EQ(backend->StoredPartitions(), std::vector<int32_t>{5});
+  StateRegistry restored;
+  auto* w = restored.Register<Value>("win");
+  ASSERT_TRUE(backend->Restore(5, restored).ok());
+  EXPECT_EQ(w->size(), 100000u);
+}
+
 TEST_F(BackgroundCommitTest, ClosingWithCommitsPendingFinishesThem) {
   {
     auto backend = OpenOrDie(dir_);
