@@ -1,23 +1,123 @@
 // KeyedState<V>: one operator's state for one task (input partition), held in
 // memory as a write-back cache over RocksDB. Operators read and update it on
 // the hot path without touching RocksDB; the runtime persists the dirty
-// entries and erasures at each checkpoint (StateBackend::Commit) and reloads
-// them on restore. Keys are the operator's own keys; the backend prefixes
-// them with the partition. Not thread-safe: owned by one task's thread.
+// entries and erasures at each checkpoint (StateBackend::BeginCommit) and
+// reloads them on restore. Keys are the operator's own keys; the backend
+// prefixes them with the partition. Not thread-safe: owned by one task's
+// thread.
+//
+// Layout (the hot path of every stateful operator): entries live in a slab of
+// slots that never move (geometrically growing chunks, so a slot's address is
+// fixed from insertion to erasure), each holding the key's hash, the key
+// inline when it has at most kInlineKeyBytes bytes (txn ids, "<user>|<start>"
+// window keys) or on the heap otherwise, the value and its position in the
+// dirty list. An absl::flat_hash_set of slot numbers (SwissTable: SIMD probing
+// of one control byte per slot) finds a key's slot; lookups take a
+// std::string_view and never build a std::string. The dirty list makes the
+// checkpoint capture O(dirty entries), not O(table size).
 #pragma once
 
+#include <absl/container/flat_hash_set.h>
+#include <absl/hash/hash.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/base/status.h"
 
 namespace kappa {
+
+// A growable byte buffer that neither zero-fills nor shrinks: cleared and
+// refilled checkpoint after checkpoint, it keeps its (already faulted-in)
+// memory.
+class ByteBuffer {
+ public:
+  const char* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
+  void clear() { size_ = 0; }
+  // Grows by n bytes (uninitialised) and returns where they start.
+  char* Extend(size_t n) {
+    if (n > capacity_ - size_) Grow(size_ + n);
+    char* p = data_.get() + size_;
+    size_ += n;
+    return p;
+  }
+  // Ensures capacity for n bytes and touches every page of it, so that
+  // filling it later takes no page faults. Keeps the contents.
+  void Prefault(size_t n) {
+    if (n <= capacity_) return;
+    Grow(n);
+    std::memset(data_.get() + size_, 0, capacity_ - size_);
+  }
+  void swap(ByteBuffer& o) noexcept {
+    data_.swap(o.data_);
+    std::swap(size_, o.size_);
+    std::swap(capacity_, o.capacity_);
+  }
+
+ private:
+  void Grow(size_t need) {
+    size_t cap = std::max<size_t>({need, capacity_ * 2, 256});
+    auto fresh = std::make_unique_for_overwrite<char[]>(cap);
+    if (size_ > 0) std::memcpy(fresh.get(), data_.get(), size_);
+    data_ = std::move(fresh);
+    capacity_ = cap;
+  }
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+// One table's changes since the previous capture, copied out of the table
+// (StateTable::TakeChanges) so that the table can be changed again at once
+// while these bytes are written elsewhere. Immutable once captured.
+struct TableChanges {
+  size_t value_size = 0;
+  size_t erased_count = 0;
+  size_t put_count = 0;
+  ByteBuffer erased;  // per erased key: uint32_t length, key bytes
+  ByteBuffer puts;    // per dirty entry: uint32_t key length, key bytes, value_size value bytes
+
+  void clear() {
+    erased_count = put_count = 0;
+    erased.clear();
+    puts.clear();
+  }
+  // fn(std::string_view key), in erasure order; keys may repeat.
+  template <typename F>
+  void ForEachErased(F&& fn) const {
+    const char* p = erased.data();
+    for (size_t i = 0; i < erased_count; ++i) {
+      uint32_t n;
+      std::memcpy(&n, p, sizeof(n));
+      fn(std::string_view(p + sizeof(n), n));
+      p += sizeof(n) + n;
+    }
+  }
+  // fn(std::string_view key, std::string_view value), unordered.
+  template <typename F>
+  void ForEachPut(F&& fn) const {
+    const char* p = puts.data();
+    for (size_t i = 0; i < put_count; ++i) {
+      uint32_t n;
+      std::memcpy(&n, p, sizeof(n));
+      fn(std::string_view(p + sizeof(n), n), std::string_view(p + sizeof(n) + n, value_size));
+      p += sizeof(n) + n + value_size;
+    }
+  }
+};
 
 // Type-erased view the state backend uses to persist and restore a table.
 class StateTable {
@@ -33,6 +133,10 @@ class StateTable {
   virtual void ForEachErased(const std::function<void(std::string_view key)>& fn) const = 0;
   virtual size_t DirtyCount() const = 0;
   virtual void ClearDirty() = 0;
+  // The checkpoint capture: replaces *out (whose buffers are reused) with
+  // the erased keys and a copy of every dirty entry, then clears the dirty
+  // set as ClearDirty() does. O(dirty + erased), one memcpy per entry.
+  virtual void TakeChanges(TableChanges* out) = 0;
   // Restore one stored entry; Corruption if the value has the wrong size.
   virtual Status Load(std::string_view key, std::string_view value) = 0;
   virtual size_t size() const = 0;
@@ -46,78 +150,136 @@ struct StringHash {
   size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
 
+namespace state_internal {
+
+inline constexpr size_t kInlineKeyBytes = 24;
+inline constexpr uint32_t kClean = std::numeric_limits<uint32_t>::max();    // Slot::dirty_pos
+inline constexpr uint32_t kFreeSlot = std::numeric_limits<uint32_t>::max();  // Slot::key_size
+inline constexpr uint32_t kFirstChunkShift = 4;                              // 16 slots
+inline constexpr size_t kMaxChunks = 28;  // 16 * (2^28 - 1) slots: the uint32_t slot numbers
+
+inline size_t HashKey(std::string_view key) { return absl::Hash<std::string_view>{}(key); }
+
+// A lookup key with its hash computed once (absl's table and our slots use
+// the same value).
+struct HashedKey {
+  std::string_view key;
+  size_t hash;
+};
+
+}  // namespace state_internal
+
 // V must be trivially copyable: it is stored as its raw bytes (little-endian
 // x86-64 layout; a state directory is not portable across architectures).
+//
+// Pointer stability: an entry's value (the V& from Upsert, the const V* from
+// Find) and its key (the string_view ForEach/EraseIf pass) stay where they
+// are until that entry is erased, whatever else is inserted or erased.
 template <typename V>
 class KeyedState final : public StateTable {
   static_assert(std::is_trivially_copyable_v<V>, "state values are stored as raw bytes");
+  using HashedKey = state_internal::HashedKey;
 
  public:
-  explicit KeyedState(std::string name) : StateTable(std::move(name)) {}
+  static constexpr size_t kInlineKeyBytes = state_internal::kInlineKeyBytes;
+
+  explicit KeyedState(std::string name)
+      : StateTable(std::move(name)), index_(0, SlotHash{this}, SlotEq{this}) {}
+  ~KeyedState() override {
+    ForEachSlot([](uint32_t, Slot& s) { FreeKey(s); });
+    for (size_t c = 0; c < kMaxChunks; ++c) {
+      if (chunks_[c]) ::operator delete(chunks_[c], std::align_val_t{alignof(Slot)});
+    }
+  }
+  KeyedState(const KeyedState&) = delete;
+  KeyedState& operator=(const KeyedState&) = delete;
 
   // The value for key, or nullptr. Does not mark it dirty.
   const V* Find(std::string_view key) const {
-    auto it = map_.find(key);
-    return it == map_.end() ? nullptr : &it->second.value;
+    auto it = index_.find(HashedKey{key, state_internal::HashKey(key)});
+    return it == index_.end() ? nullptr : &At(*it).value;
   }
   // The value for key, inserting `initial` if absent; marks it dirty.
   // *inserted (if given) says whether it was absent.
   V& Upsert(std::string_view key, const V& initial, bool* inserted = nullptr) {
-    auto it = map_.find(key);
-    bool is_new = it == map_.end();
-    if (is_new) it = map_.emplace(std::string(key), Entry{initial, false}).first;
-    if (!it->second.dirty) {
-      it->second.dirty = true;
-      ++dirty_count_;
-    }
+    const HashedKey hk{key, state_internal::HashKey(key)};
+    bool is_new = false;
+    auto it = index_.lazy_emplace(hk, [&](const auto& construct) {
+      is_new = true;
+      construct(NewSlot(hk, initial));
+    });
+    const uint32_t i = *it;
+    Slot& s = At(i);
+    if (s.dirty_pos == state_internal::kClean) MarkDirty(i, s);
     if (inserted) *inserted = is_new;
-    return it->second.value;
+    return s.value;
   }
   void Erase(std::string_view key) {
-    auto it = map_.find(key);
-    if (it == map_.end()) return;
-    if (it->second.dirty) --dirty_count_;
-    erased_.push_back(it->first);
-    map_.erase(it);
+    auto it = index_.find(HashedKey{key, state_internal::HashKey(key)});
+    if (it == index_.end()) return;
+    const uint32_t i = *it;
+    index_.erase(it);
+    Release(i);
   }
   // fn(std::string_view key, const V& value) for every entry, unordered.
   template <typename F>
   void ForEach(F&& fn) const {
-    for (const auto& [k, e] : map_) fn(std::string_view(k), e.value);
+    const_cast<KeyedState*>(this)->ForEachSlot([&](uint32_t, Slot& s) { fn(s.key(), s.value); });
   }
   // Erases every entry for which pred(key, value) is true.
   template <typename F>
   size_t EraseIf(F&& pred) {
     size_t n = 0;
-    for (auto it = map_.begin(); it != map_.end();) {
-      if (pred(std::string_view(it->first), it->second.value)) {
-        if (it->second.dirty) --dirty_count_;
-        erased_.push_back(it->first);
-        it = map_.erase(it);
-        ++n;
-      } else {
-        ++it;
-      }
-    }
+    ForEachSlot([&](uint32_t i, Slot& s) {
+      if (!pred(s.key(), static_cast<const V&>(s.value))) return;
+      index_.erase(HashedKey{s.key(), s.hash});
+      Release(i);
+      ++n;
+    });
     return n;
   }
 
   void ForEachDirty(const std::function<void(std::string_view, std::string_view)>& fn) const override {
-    if (dirty_count_ == 0) return;
-    for (const auto& [k, e] : map_) {
-      if (e.dirty) fn(k, std::string_view(reinterpret_cast<const char*>(&e.value), sizeof(V)));
+    for (uint32_t i : dirty_) {
+      const Slot& s = At(i);
+      fn(s.key(), std::string_view(reinterpret_cast<const char*>(&s.value), sizeof(V)));
     }
   }
   void ForEachErased(const std::function<void(std::string_view)>& fn) const override {
-    for (const auto& k : erased_) fn(k);
+    erased_.ForEachErased(fn);
   }
-  size_t DirtyCount() const override { return dirty_count_; }
+  size_t DirtyCount() const override { return dirty_.size(); }
   void ClearDirty() override {
-    if (dirty_count_ > 0) {
-      for (auto& [k, e] : map_) e.dirty = false;
-    }
-    dirty_count_ = 0;
+    for (uint32_t i : dirty_) At(i).dirty_pos = state_internal::kClean;
+    dirty_.clear();
+    dirty_key_bytes_ = 0;
     erased_.clear();
+  }
+  void TakeChanges(TableChanges* out) override {
+    out->clear();
+    out->value_size = sizeof(V);
+    // The erasures change hands whole; the table keeps out's old buffer.
+    out->erased.swap(erased_.erased);
+    out->erased_count = erased_.erased_count;
+    erased_.clear();
+    // One exact-size reservation, then per entry one copy of length, key
+    // and value, prefetching a few slots ahead (dirty slots are scattered).
+    const size_t n = dirty_.size();
+    char* p = out->puts.Extend(n * (sizeof(uint32_t) + sizeof(V)) + dirty_key_bytes_);
+    constexpr size_t kAhead = 8;
+    for (size_t j = 0; j < n; ++j) {
+      if (j + kAhead < n) __builtin_prefetch(&At(dirty_[j + kAhead]));
+      Slot& s = At(dirty_[j]);
+      const uint32_t len = s.key_size;
+      std::memcpy(p, &len, sizeof(len));
+      std::memcpy(p + sizeof(len), s.key_data(), len);
+      std::memcpy(p + sizeof(len) + len, &s.value, sizeof(V));
+      p += sizeof(len) + len + sizeof(V);
+      s.dirty_pos = state_internal::kClean;
+    }
+    out->put_count = n;
+    dirty_.clear();
+    dirty_key_bytes_ = 0;
   }
   Status Load(std::string_view key, std::string_view value) override {
     if (value.size() != sizeof(V)) {
@@ -127,21 +289,132 @@ class KeyedState final : public StateTable {
     }
     V v;
     std::memcpy(&v, value.data(), sizeof(V));
-    map_.insert_or_assign(std::string(key), Entry{v, false});
+    const HashedKey hk{key, state_internal::HashKey(key)};
+    auto it = index_.lazy_emplace(hk, [&](const auto& construct) { construct(NewSlot(hk, v)); });
+    Slot& s = At(*it);
+    s.value = v;  // insert or assign; a loaded entry is clean
+    if (s.dirty_pos != state_internal::kClean) Undirty(s);
     return Status::OK();
   }
-  size_t size() const override { return map_.size(); }
+  size_t size() const override { return index_.size(); }
 
  private:
-  struct Entry {
+  struct Slot {
+    size_t hash;
+    uint32_t key_size;   // kFreeSlot: unused
+    uint32_t dirty_pos;  // index in dirty_, or kClean
+    union {
+      char inline_key[kInlineKeyBytes];
+      char* heap_key;
+    } k;
     V value;
-    bool dirty;
+
+    const char* key_data() const { return key_size <= kInlineKeyBytes ? k.inline_key : k.heap_key; }
+    std::string_view key() const { return std::string_view(key_data(), key_size); }
   };
-  std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map_;
-  // Erased since the last commit; may repeat or be re-inserted later, which
-  // is fine because the backend writes deletions before puts.
-  std::vector<std::string> erased_;
-  size_t dirty_count_ = 0;
+  static constexpr size_t kMaxChunks = state_internal::kMaxChunks;
+  static constexpr uint32_t kShift = state_internal::kFirstChunkShift;
+
+  // Chunk c holds 2^(c + kShift) slots, numbered from 2^kShift * (2^c - 1).
+  static size_t ChunkOf(uint32_t i) { return std::bit_width((i >> kShift) + 1) - 1; }
+  static uint32_t ChunkStart(size_t c) { return ((uint32_t{1} << c) - 1) << kShift; }
+  Slot& At(uint32_t i) const {
+    const size_t c = ChunkOf(i);
+    return chunks_[c][i - ChunkStart(c)];
+  }
+
+  // The hash and equality absl's table sees: its elements are slot numbers,
+  // looked up by HashedKey (heterogeneous lookup, no key is ever built).
+  struct SlotHash {
+    using is_transparent = void;
+    const KeyedState* table;
+    size_t operator()(uint32_t i) const { return table->At(i).hash; }
+    size_t operator()(const HashedKey& k) const { return k.hash; }
+  };
+  struct SlotEq {
+    using is_transparent = void;
+    const KeyedState* table;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t i, const HashedKey& k) const { return Matches(table->At(i), k); }
+    bool operator()(const HashedKey& k, uint32_t i) const { return Matches(table->At(i), k); }
+    static bool Matches(const Slot& s, const HashedKey& k) {
+      return s.hash == k.hash && s.key_size == k.key.size() &&
+             (k.key.empty() || std::memcmp(s.key_data(), k.key.data(), k.key.size()) == 0);
+    }
+  };
+
+  static void FreeKey(Slot& s) {
+    if (s.key_size > kInlineKeyBytes) delete[] s.k.heap_key;
+  }
+  template <typename F>
+  void ForEachSlot(F&& fn) {
+    for (size_t c = 0; c < kMaxChunks && ChunkStart(c) < next_slot_; ++c) {
+      const uint32_t start = ChunkStart(c);
+      const uint32_t end = std::min(next_slot_, ChunkStart(c + 1));
+      Slot* chunk = chunks_[c];
+      for (uint32_t i = start; i < end; ++i) {
+        Slot& s = chunk[i - start];
+        if (s.key_size != state_internal::kFreeSlot) fn(i, s);
+      }
+    }
+  }
+  uint32_t NewSlot(const HashedKey& hk, const V& initial) {
+    uint32_t i;
+    if (!free_.empty()) {
+      i = free_.back();
+      free_.pop_back();
+    } else {
+      i = next_slot_++;
+      const size_t c = ChunkOf(i);
+      if (chunks_[c] == nullptr) {
+        const size_t n = size_t{1} << (c + kShift);
+        chunks_[c] = static_cast<Slot*>(::operator new(n * sizeof(Slot), std::align_val_t{alignof(Slot)}));
+      }
+    }
+    Slot* s = new (&At(i)) Slot{hk.hash, static_cast<uint32_t>(hk.key.size()), state_internal::kClean, {}, initial};
+    char* dst = s->k.inline_key;
+    if (hk.key.size() > kInlineKeyBytes) dst = s->k.heap_key = new char[hk.key.size()];
+    if (!hk.key.empty()) std::memcpy(dst, hk.key.data(), hk.key.size());
+    return i;
+  }
+  void MarkDirty(uint32_t i, Slot& s) {
+    s.dirty_pos = static_cast<uint32_t>(dirty_.size());
+    dirty_.push_back(i);
+    dirty_key_bytes_ += s.key_size;
+  }
+  void Undirty(Slot& s) {
+    const uint32_t pos = s.dirty_pos;
+    const uint32_t last = dirty_.back();
+    dirty_[pos] = last;
+    At(last).dirty_pos = pos;
+    dirty_.pop_back();
+    dirty_key_bytes_ -= s.key_size;
+    s.dirty_pos = state_internal::kClean;
+  }
+  // Frees slot i (already out of index_), recording its key as erased.
+  void Release(uint32_t i) {
+    Slot& s = At(i);
+    const uint32_t len = s.key_size;
+    char* p = erased_.erased.Extend(sizeof(len) + len);
+    std::memcpy(p, &len, sizeof(len));
+    std::memcpy(p + sizeof(len), s.key_data(), len);
+    ++erased_.erased_count;
+    if (s.dirty_pos != state_internal::kClean) Undirty(s);
+    FreeKey(s);
+    s.key_size = state_internal::kFreeSlot;
+    free_.push_back(i);
+  }
+
+  absl::flat_hash_set<uint32_t, SlotHash, SlotEq> index_;
+  std::array<Slot*, kMaxChunks> chunks_{};
+  uint32_t next_slot_ = 0;       // slots ever handed out
+  std::vector<uint32_t> free_;   // erased slots, reused first
+  std::vector<uint32_t> dirty_;  // dirty slots, in the order they became dirty
+  size_t dirty_key_bytes_ = 0;   // total key length of the dirty slots
+  // Erased since the last commit (only its erased buffer and count are
+  // used); may repeat or be re-inserted later, which is fine because the
+  // backend writes deletions before puts.
+  TableChanges erased_;
 };
 
 // The state tables of one task. Operators register their tables when they

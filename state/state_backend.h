@@ -1,12 +1,27 @@
 // StateBackend: the RocksDB store behind a job version's state. One column
 // family per stateful operator (keys prefixed by the 4-byte big-endian input
 // partition) plus a "meta" family for task checkpoints and the job identity.
-// Commit() writes every dirty entry, every task's next offset, watermark and
-// counters, the epoch and the spec hash in ONE WriteBatch with sync=true, so
-// a crash leaves either the whole checkpoint or none of it (DESIGN
-// invariant 1). Not thread-safe: owned by the job's driving thread. Only the
-// runtime includes this header; operators see state/keyed_state.h, and no
-// RocksDB header leaks through here.
+// A checkpoint writes every dirty entry, every task's next offset, watermark
+// and counters, the epoch and the spec hash in ONE WriteBatch with
+// sync=true, so a crash leaves either the whole checkpoint or none of it
+// (DESIGN invariant 1).
+//
+// Checkpoints are written in the background: BeginCommit captures the
+// checkpoint on the caller's thread (the only stall: one copy of each dirty
+// entry, no hashing, no RocksDB) and hands it to the backend's writer
+// thread, which writes the captures one by one, in epoch order, each as its
+// own synced WriteBatch. The tables can be changed again as soon as
+// BeginCommit returns; those changes belong to the next checkpoint.
+// WaitForCommits waits until everything begun is durable. Commit is
+// BeginCommit + WaitForCommits.
+//
+// Threads: the public methods are for one driving thread (the job's), as
+// before; the writer thread is internal. Reads (ReadTask, StoredPartitions,
+// Restore) and CheckIdentity first wait for pending commits, so they never
+// race a write and always see the last begun checkpoint.
+//
+// Only the runtime includes this header; operators see
+// state/keyed_state.h, and no RocksDB header leaks through here.
 #pragma once
 
 #include <cstdint>
@@ -37,12 +52,25 @@ struct JobIdentity {
   std::string spec_hash;
 };
 
+// What BeginCommit captured, and how long the caller was held up.
+struct SnapshotStats {
+  int64_t epoch = 0;
+  size_t dirty_entries = 0;   // state entries to put
+  size_t erased_entries = 0;  // state entries to delete
+  size_t bytes = 0;           // captured key and value bytes
+  double wait_ms = 0;         // waiting for room behind earlier pending commits
+  double capture_ms = 0;      // copying the changes out: the processing stall
+};
+
+// A durable checkpoint.
 struct CommitStats {
   int64_t epoch = 0;
   size_t dirty_entries = 0;   // state entries put
   size_t erased_entries = 0;  // state entries deleted
   size_t bytes = 0;           // size of the WriteBatch
-  double write_ms = 0;        // building and writing the batch, fsync included
+  double write_ms = 0;        // building and writing the batch, fsync included (writer thread)
+  double capture_ms = 0;      // the BeginCommit stall of this checkpoint
+  double total_ms = 0;        // from BeginCommit to durable
 };
 
 class StateBackend {
@@ -54,11 +82,13 @@ class StateBackend {
   // Corruption if the stored job record fails verification, IOError else.
   static Result<std::unique_ptr<StateBackend>> Open(const std::string& dir,
                                                     const std::vector<std::string>& table_names);
+  // Finishes the pending commits (each is a valid checkpoint) before
+  // closing; call WaitForCommits first to learn whether they succeeded.
   ~StateBackend();
   StateBackend(const StateBackend&) = delete;
   StateBackend& operator=(const StateBackend&) = delete;
 
-  // Must be called once before the first Commit. On a fresh directory it
+  // Must be called once before the first (Begin)Commit. On a fresh directory it
   // records `id` at once, in its own synced write, so a crash before the
   // first checkpoint still leaves the directory owned by this spec. Later:
   // FailedPrecondition, naming both sides, if the job, version or spec hash
@@ -70,8 +100,9 @@ class StateBackend {
   // Partitions that have a task checkpoint, in key order (0, 1, ... then
   // negative ones). Stops early, silently, on a read error.
   std::vector<int32_t> StoredPartitions();
-  // Epoch of the last successful Commit (stored or in this process); 0 if none.
-  int64_t last_epoch() const { return last_epoch_; }
+  // Epoch of the last DURABLE checkpoint (stored or written by this
+  // process); 0 if none. A begun commit counts once it is durable.
+  int64_t last_epoch() const;
   // Loads every stored entry of `partition` into the registry's tables (by
   // table name == column family) through StateTable::Load; entries stay
   // clean. InvalidArgument if a table has no column family (neither named
@@ -82,26 +113,51 @@ class StateBackend {
     const TaskCheckpointData* task;
     StateRegistry* registry;
   };
-  // One atomic, synced checkpoint of every task: per table its erasures
-  // (Delete) then its dirty entries (Put), each task's checkpoint record,
-  // and the job record (identity, epoch, wall-clock commit time). On success
-  // every table's dirty set is cleared and last_epoch() becomes `epoch`. On
-  // failure nothing is cleared and the previous checkpoint stands:
-  // IOError if RocksDB could not write, FailedPrecondition before
-  // CheckIdentity, InvalidArgument for a caller bug (epoch not above
-  // last_epoch(), a null pointer, a partition twice, an unknown table).
+  // At most this many begun commits wait to be written (one being written,
+  // one queued); BeginCommit waits for room before capturing.
+  static constexpr size_t kMaxPendingCommits = 2;
+
+  // Begins one atomic, synced checkpoint of every task: per table its
+  // erasures (Delete) then its dirty entries (Put), each task's checkpoint
+  // record, and the job record (identity, epoch, wall-clock capture time).
+  // Captures all of it now, clears every table's dirty set, and queues the
+  // write for the writer thread; returns without waiting for the disk. The
+  // caller must have made the outputs of the inputs this checkpoint covers
+  // durable first (at-least-once: flush the sink BEFORE BeginCommit).
+  // Refusals change nothing (no capture, dirty sets kept): FailedPrecondition
+  // before CheckIdentity, InvalidArgument for a caller bug (epoch not above
+  // the last begun one, a null pointer, a partition twice, an unknown
+  // table). If an earlier background write failed, returns that error.
+  Result<SnapshotStats> BeginCommit(int64_t epoch, const std::vector<TaskSnapshot>& tasks);
+  // Waits until every begun commit is durable (or failed). Returns the
+  // stats of the last durable one, or the first write error. A write error
+  // is sticky: the failed checkpoint's changes have left the tables' dirty
+  // sets, so no later checkpoint may claim to include them; every later
+  // BeginCommit, WaitForCommits and Commit returns the error (IOError), and
+  // the job must stop and restart from the last durable checkpoint (the
+  // store itself holds the whole previous checkpoint, never a mix).
+  Result<CommitStats> WaitForCommits();
+  // BeginCommit + WaitForCommits: returns once `epoch` is durable.
   Result<CommitStats> Commit(int64_t epoch, const std::vector<TaskSnapshot>& tasks);
   const std::string& dir() const { return dir_; }
+  // Tests only: the writer thread fails the next checkpoint write with
+  // IOError(`message`) instead of writing it, as a disk error would (a real
+  // WAL error may instead abort the process inside Debian's RocksDB, whose
+  // debug assertions are on).
+  void FailNextWriteForTesting(std::string message);
 
  private:
   struct Impl;
   StateBackend(std::string dir, std::unique_ptr<Impl> impl);
   Status LoadIdentity();
+  // Waits for pending commits; their error (if any) is left for the callers
+  // of BeginCommit/WaitForCommits.
+  void WaitIdle();
 
   std::string dir_;
   std::unique_ptr<Impl> impl_;
   std::optional<JobIdentity> identity_;  // set once stored or checked
-  int64_t last_epoch_ = 0;
+  int64_t last_begun_epoch_ = 0;         // stored, or the last BeginCommit
 };
 
 }  // namespace kappa
