@@ -25,7 +25,7 @@ void Dedup::Process(RecordBatch& batch, TaskContext& ctx) {
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
-    const std::string_view key = FieldText(rec.txn, spec_.field, scratch);
+    const std::string_view key = FieldText(rec, spec_.field, scratch);
     // One hash lookup per record; only a new key allocates. A repeat marks
     // its unchanged entry dirty, which costs one rewrite at the checkpoint.
     bool inserted = false;

@@ -1,15 +1,59 @@
 #include "operators/emit.h"
 
+#include <flatbuffers/flatbuffers.h>
+
 #include "operators/field_access.h"
+#include "schemas/row_generated.h"
 
 namespace kappa {
 
+Status Emit::Validate(const EmitSpec& spec) {
+  for (Field f : spec.row) {
+    if (!IsNumericField(f)) {
+      return Status::InvalidArgument("emit row fields must be numeric, not `" + std::string(FieldName(f)) + "`");
+    }
+  }
+  return Status::OK();
+}
+
+Emit::Emit(const EmitSpec& spec) : spec_(spec) {
+  if (spec_.row.empty()) return;
+  flatbuffers::FlatBufferBuilder fbb(64);
+  const std::vector<int64_t> zeros(spec_.row.size(), 0);
+  auto values = fbb.CreateVector(zeros);
+  schema::FinishRowBuffer(fbb, schema::CreateRow(fbb, values));
+  row_.assign(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  const auto* v = schema::GetRow(row_.data())->values();
+  values_at_ = static_cast<size_t>(reinterpret_cast<const uint8_t*>(v->data()) - row_.data());
+}
+
 void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
   char scratch[kFieldTextScratchBytes];
+  char offset_key_text[2 * kFieldTextScratchBytes];
+  const bool offset_key = spec_.key_field == Field::kOffset;
+  std::string_view key;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
-    ctx.out->Emit(FieldText(rec.txn, spec_.key_field, scratch), rec.payload, rec.size,
-                  OutputLineage{batch.partition, rec.offset, rec.offset});
+    if (offset_key) {
+      // "<partition>|<offset>": names exactly one input record.
+      char* const end = offset_key_text + sizeof(offset_key_text);
+      char* p = std::to_chars(offset_key_text, offset_key_text + 11, batch.partition).ptr;  // int32: <= 11
+      *p++ = '|';
+      p = std::to_chars(p, end, rec.offset).ptr;
+      key = std::string_view(offset_key_text, static_cast<size_t>(p - offset_key_text));
+    } else {
+      key = FieldText(rec, spec_.key_field, scratch);
+    }
+    const OutputLineage lineage{batch.partition, rec.offset, rec.offset};
+    if (row_.empty()) {
+      ctx.out->Emit(key, rec.payload, rec.size, lineage);
+    } else {
+      uint8_t* values = row_.data() + values_at_;
+      for (size_t i = 0; i < spec_.row.size(); ++i) {
+        flatbuffers::WriteScalar<int64_t>(values + 8 * i, NumericField(rec, spec_.row[i]));
+      }
+      ctx.out->Emit(key, row_.data(), row_.size(), lineage);
+    }
     ++ctx.counters->out;
     ++ctx.counters->outputs;
   }
