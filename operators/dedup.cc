@@ -5,6 +5,7 @@
 namespace kappa {
 
 Status Dedup::Validate(const DedupSpec& spec) {
+  if (IsKeyOnlyField(spec.field)) return Status::InvalidArgument("dedup cannot be by `partition`");
   if (spec.ttl_ms <= 0) {
     return Status::InvalidArgument("dedup ttl must be positive, got " + std::to_string(spec.ttl_ms) + " ms");
   }

@@ -41,6 +41,9 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
       *p++ = '|';
       p = std::to_chars(p, end, rec.offset).ptr;
       key = std::string_view(offset_key_text, static_cast<size_t>(p - offset_key_text));
+    } else if (spec_.key_field == Field::kPartition) {
+      key = std::string_view(scratch, static_cast<size_t>(
+                                          std::to_chars(scratch, scratch + sizeof(scratch), batch.partition).ptr - scratch));
     } else {
       key = FieldText(rec, spec_.key_field, scratch);
     }

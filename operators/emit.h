@@ -1,7 +1,7 @@
 // Emit: the end of a stateless chain. Writes each surviving record's original
 // bytes (no copy) to the sink in offset order, keyed by a field (txn_id by
 // default, numbers in decimal; `offset` keys "<partition>|<offset>", unique
-// per input record), with its own offset as lineage. With a `row` it writes a
+// per input record; `partition` keys the partition number), with its own offset as lineage. With a `row` it writes a
 // FlatBuffers kappa.schema.Row of those numeric fields instead (`value` is the
 // number the last map set): the row's layout is fixed per spec, so it is a
 // template whose values are patched in place, no builder per record. Counts

@@ -24,7 +24,7 @@ constexpr std::pair<std::string_view, Field> kFields[] = {
     {"email_address", Field::kEmail}, {"credit_card", Field::kCreditCard},
     {"city", Field::kCity},         {"state", Field::kState},
     {"extra", Field::kExtra},       {"offset", Field::kOffset},
-    {"value", Field::kValue}};
+    {"value", Field::kValue},       {"partition", Field::kPartition}};
 }  // namespace
 
 Result<RecordFormat> ParseRecordFormat(std::string_view name) {
@@ -38,7 +38,7 @@ std::string_view RecordFormatName(RecordFormat format) {
 }
 
 bool FieldInFormat(Field field, RecordFormat format) {
-  if (field == Field::kOffset || field == Field::kValue) return true;
+  if (field == Field::kOffset || field == Field::kValue || field == Field::kPartition) return true;
   const bool txn = static_cast<int>(field) <= static_cast<int>(Field::kEventTime);
   return txn == (format == RecordFormat::kTransaction);
 }
@@ -79,7 +79,8 @@ Result<Field> ParseField(std::string_view name) {
       "unknown field `" + std::string(name) +
       "` (fields: txn_id, user_id, status, amount_cents, currency, event_time_ms; nexmark: type, "
       "auction, bidder, price, channel, url, date_time, id, item_name, description, initial_bid, reserve, "
-      "expires, seller, category, name, email_address, credit_card, city, state, extra; any: offset, value)");
+      "expires, seller, category, name, email_address, credit_card, city, state, extra; any: offset, value, "
+      "partition)");
 }
 
 std::string_view FieldName(Field field) {
@@ -128,6 +129,7 @@ Result<Predicate> ParsePredicate(std::string_view text) {
   if (i == start) return bad("missing field name");
   auto field = ParseField(text.substr(start, i - start));
   if (!field.ok()) return bad(field.status().message());
+  if (IsKeyOnlyField(*field)) return bad("`partition` can only key a window or an emit");
   skip();
   int64_t modulus = 0;
   if (i < text.size() && text[i] == '%') {

@@ -52,12 +52,15 @@ enum class Field {
   // Any format
   kOffset,      // the record's input offset; as an emit key "<partition>|<offset>"
   kValue,       // the number aggregates use: set by decode (amount_cents, bid price) and by map
+  kPartition,   // the task's input partition: only a window or emit key (one group per task)
 };
 Result<Field> ParseField(std::string_view name);
 std::string_view FieldName(Field field);
 bool IsNumericField(Field field);  // amount_cents, event_time_ms, the Nexmark numbers, offset, value
-// Whether records of `format` have the field (offset and value: every format).
+// Whether records of `format` have the field (offset, value, partition: every format).
 bool FieldInFormat(Field field, RecordFormat format);
+// `partition` is not a field of the record: it can only key a window or an emit.
+inline bool IsKeyOnlyField(Field field) { return field == Field::kPartition; }
 
 // Always first in the chain: FlatBuffers verification (garbage, truncated
 // buffers, missing required fields -> DLQ) and value checks.
@@ -118,7 +121,7 @@ struct WindowSpec {
   Kind kind = Kind::kTumbling;
   int64_t size_ms = 0;
   int64_t slide_ms = 0;
-  Field key_field = Field::kUserId;
+  Field key_field = Field::kUserId;  // `partition`: one group per task (e.g. the max bid of each window)
   std::vector<Aggregate> aggregates;  // which fields of the output are filled
   // > 0: of the windows ending at the same time, emit only those whose count
   // ranks in the top `top` (ties at the boundary all included, so `top: 1`
@@ -140,7 +143,7 @@ constexpr size_t kMaxArgmaxFields = 4;
 // kappa.schema.Row (schemas/row.fbs) of those fields instead of the record.
 struct EmitSpec {
   Field key_field = Field::kTxnId;
-  std::vector<Field> row;
+  std::vector<Field> row{};
 };
 
 using OperatorSpec = std::variant<DedupSpec, FilterSpec, MapSpec, WindowSpec, EmitSpec>;

@@ -120,10 +120,17 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
   EnsureIndex(table);
   char scratch[kFieldTextScratchBytes];
   const size_t arg_count = spec_.argmax.size();
+  // `key: partition`: one group per task.
+  char partition_text[kFieldTextScratchBytes];
+  const std::string_view partition_key(
+      partition_text,
+      static_cast<size_t>(std::to_chars(partition_text, partition_text + sizeof(partition_text), batch.partition).ptr -
+                          partition_text));
+  const bool by_partition = spec_.key_field == Field::kPartition;
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
-    const std::string_view key = FieldText(rec, spec_.key_field, scratch);
+    const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
     const int64_t t = rec.event_time_ms;
     bool accepted = false;
     // Windows containing t: starts s = k*slide with s <= t < s + size.

@@ -78,7 +78,7 @@ std::vector<OperatorSpec> Q5() {
 }
 
 std::vector<OperatorSpec> Q7() {
-  WindowSpec w = Tumbling(10 * kSecond, Field::kType);
+  WindowSpec w = Tumbling(10 * kSecond, Field::kPartition);
   w.aggregates = {Aggregate::kMax};
   w.argmax = {Field::kAuction, Field::kBidder};
   return {FilterSpec{{P("type == bid")}}, w};
@@ -227,7 +227,7 @@ TEST(NexmarkQueriesTest, Q7EmitsTheHighestBidPerTumblingWindow) {
   std::vector<std::string> want, got;
   for (const auto& [end, b] : best) {
     if (end > watermark) break;
-    want.push_back("bid|" + std::to_string(end) + " " + std::to_string(b.price) + " " +
+    want.push_back("0|" + std::to_string(end) + " " + std::to_string(b.price) + " " +
                    std::to_string(b.auction) + " " + std::to_string(b.bidder));
   }
   for (const auto& out : chain.out.emitted) {
