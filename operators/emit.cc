@@ -31,15 +31,15 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
   char scratch[kFieldTextScratchBytes];
   char offset_key_text[2 * kFieldTextScratchBytes];
   const bool offset_key = spec_.key_field == Field::kOffset;
+  // "<partition>|" once per batch; each record adds its offset.
+  char* const offset_at = std::to_chars(offset_key_text, offset_key_text + 11, batch.partition).ptr + 1;
+  offset_at[-1] = '|';
   std::string_view key;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
     if (offset_key) {
       // "<partition>|<offset>": names exactly one input record.
-      char* const end = offset_key_text + sizeof(offset_key_text);
-      char* p = std::to_chars(offset_key_text, offset_key_text + 11, batch.partition).ptr;  // int32: <= 11
-      *p++ = '|';
-      p = std::to_chars(p, end, rec.offset).ptr;
+      char* const p = std::to_chars(offset_at, offset_key_text + sizeof(offset_key_text), rec.offset).ptr;
       key = std::string_view(offset_key_text, static_cast<size_t>(p - offset_key_text));
     } else if (spec_.key_field == Field::kPartition) {
       key = std::string_view(scratch, static_cast<size_t>(
@@ -57,9 +57,12 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
       }
       ctx.out->Emit(key, row_.data(), row_.size(), lineage);
     }
-    ++ctx.counters->out;
-    ++ctx.counters->outputs;
   }
+  // Counted once per batch: the collector call could alias the counters,
+  // which would force two memory increments per record.
+  const auto n = static_cast<int64_t>(batch.selection.size());
+  ctx.counters->out += n;
+  ctx.counters->outputs += n;
 }
 
 }  // namespace kappa

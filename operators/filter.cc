@@ -44,6 +44,13 @@ Status Filter::Validate(const FilterSpec& spec) {
 Filter::Filter(FilterSpec spec) : spec_(std::move(spec)) {
   for (Predicate& p : spec_.all_of) {
     if (p.field == Field::kType) p.number = NexmarkTypeCode(p.text);
+    if (IsNumericField(p.field)) {
+      how_.push_back(How::kNumber);
+    } else if (p.field == Field::kType && (p.op == Predicate::Op::kEq || p.op == Predicate::Op::kNe)) {
+      how_.push_back(How::kTypeCode);  // the type's code stands for its name: no text compare
+    } else {
+      how_.push_back(How::kText);
+    }
   }
 }
 
@@ -55,16 +62,21 @@ bool Filter::Matches(const schema::Transaction* t) const {
 
 bool Filter::Matches(const InputRecord& r) const {
   char scratch[kFieldTextScratchBytes];
-  for (const Predicate& p : spec_.all_of) {
+  for (size_t i = 0; i < spec_.all_of.size(); ++i) {
+    const Predicate& p = spec_.all_of[i];
     bool ok;
-    if (IsNumericField(p.field)) {
-      const int64_t v = NumericField(r, p.field);
-      ok = Compare(p.modulus > 0 ? v % p.modulus : v, p.op, p.number);
-    } else if (p.field == Field::kType && (p.op == Predicate::Op::kEq || p.op == Predicate::Op::kNe)) {
-      // The type's code stands for its name: no text compare per record.
-      ok = Compare(static_cast<int64_t>(r.nexmark_type), p.op, p.number);
-    } else {
-      ok = Compare(FieldText(r, p.field, scratch), p.op, std::string_view(p.text));
+    switch (how_[i]) {
+      case How::kNumber: {
+        const int64_t v = NumericField(r, p.field);
+        ok = Compare(p.modulus > 0 ? v % p.modulus : v, p.op, p.number);
+        break;
+      }
+      case How::kTypeCode:
+        ok = Compare(static_cast<int64_t>(r.nexmark_type), p.op, p.number);
+        break;
+      default:
+        ok = Compare(FieldText(r, p.field, scratch), p.op, std::string_view(p.text));
+        break;
     }
     if (!ok) return false;
   }
@@ -74,12 +86,9 @@ bool Filter::Matches(const InputRecord& r) const {
 void Filter::Process(RecordBatch& batch, TaskContext& ctx) {
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
-    if (Matches(batch.records[idx])) {
-      batch.selection[kept++] = idx;
-    } else {
-      ++ctx.counters->filtered;
-    }
+    if (Matches(batch.records[idx])) batch.selection[kept++] = idx;
   }
+  ctx.counters->filtered += static_cast<int64_t>(batch.selection.size() - kept);
   batch.selection.resize(kept);
 }
 

@@ -6,6 +6,8 @@
 // Stateless; one task, one thread.
 #pragma once
 
+#include <vector>
+
 #include "operators/operator.h"
 
 namespace kappa {
@@ -25,6 +27,9 @@ class Filter final : public Operator {
 
  private:
   FilterSpec spec_;
+  // Per predicate, decided once: how it compares (not per record).
+  enum class How : uint8_t { kNumber, kTypeCode, kText };
+  std::vector<How> how_;
 };
 
 }  // namespace kappa
