@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -24,10 +25,19 @@ int64_t FloorDiv(int64_t a, int64_t b) {
 // State key: <group key> '|' <window start, 8 bytes big-endian>. The group
 // key is everything before the last 9 bytes, so any key text is unambiguous.
 void MakeStateKey(std::string* out, std::string_view key, int64_t start) {
-  out->assign(key);
-  out->push_back('|');
+  out->resize(key.size() + 1 + kStartBytes);
+  std::memcpy(out->data(), key.data(), key.size());
+  (*out)[key.size()] = '|';
   const uint64_t u = static_cast<uint64_t>(start);
-  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(u >> (8 * i)));
+  char* p = out->data() + key.size() + 1;
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(u >> (8 * (7 - i)));
+}
+
+// Rewrites the start of a key MakeStateKey built.
+void SetStateKeyStart(std::string* key, int64_t start) {
+  const uint64_t u = static_cast<uint64_t>(start);
+  char* p = key->data() + key->size() - kStartBytes;
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(u >> (8 * (7 - i)));
 }
 
 std::string_view GroupKey(std::string_view state_key) {
@@ -133,11 +143,14 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
     const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
     const int64_t t = rec.event_time_ms;
     bool accepted = false;
+    // The state key's group part once per record; each window patches only
+    // its 8 start bytes.
+    MakeStateKey(&key_scratch_, key, 0);
     // Windows containing t: starts s = k*slide with s <= t < s + size.
     for (int64_t s = FloorDiv(t, slide_ms_) * slide_ms_; s > t - spec_.size_ms; s -= slide_ms_) {
       const int64_t end = s + spec_.size_ms;
       if (end <= rec.watermark_ms) continue;  // closed (emitted or due): too late for this one
-      MakeStateKey(&key_scratch_, key, s);
+      SetStateKeyStart(&key_scratch_, s);
       bool inserted = false;
       A initial{};
       Base(initial) = Accumulator{s, 0, 0, std::numeric_limits<int64_t>::max(),
