@@ -13,6 +13,7 @@
 #include "engine/base/hash.h"
 #include "engine/job_spec.h"
 #include "engine/nexmark_generator.h"
+#include "engine/record_format.h"
 #include "engine/topic_reader.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/row_generated.h"
@@ -139,6 +140,23 @@ TEST(NexmarkGeneratorTest, BuffersVerifyAndHoldWhatTheGeneratorSays) {
   EXPECT_NEAR(bytes[NexmarkEventType::kAuction] / count[NexmarkEventType::kAuction], 560, 60);
   // 10,000 events/s of event time by default.
   EXPECT_EQ(events.back().event_time_ms - events.front().event_time_ms, 19999 / 10);
+}
+
+TEST(NexmarkGeneratorTest, ConsumePrintRendersEventsAndRows) {
+  const auto events = Make(Options(5, 2));
+  const auto json = [](const std::string& bytes) {
+    return FormatRecordJson(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  };
+  EXPECT_EQ(json(events[0].value).rfind("{\"type\":\"person\",\"id\":1000,", 0), 0u) << json(events[0].value);
+  EXPECT_EQ(json(events[1].value).rfind("{\"type\":\"auction\",\"id\":1000,", 0), 0u) << json(events[1].value);
+  EXPECT_NE(json(events[4].value).find("\"type\":\"bid\",\"auction\":" + std::to_string(events[4].auction)),
+            std::string::npos)
+      << json(events[4].value);
+  flatbuffers::FlatBufferBuilder fbb;
+  const std::vector<int64_t> values = {7, -1};
+  schema::FinishRowBuffer(fbb, schema::CreateRow(fbb, fbb.CreateVector(values)));
+  const std::string row(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  EXPECT_EQ(json(row), "{\"type\":\"row\",\"values\":[7,-1]}");
 }
 
 std::string SourcePath(const std::string& relative) { return std::string(KAPPA_SOURCE_DIR) + "/" + relative; }
