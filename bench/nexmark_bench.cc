@@ -92,6 +92,15 @@ std::string CpuModel() {
   return "unknown";
 }
 
+// The 1-minute load average: on a shared machine, other processes' load
+// slows this thread's CPU time too (caches, memory bandwidth, SMT siblings).
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one;
+  in >> one;
+  return one.empty() ? "unknown" : one;
+}
+
 std::string Millions(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f M", v / 1e6);
@@ -217,13 +226,15 @@ int Main(int argc, char** argv) {
   // The report.
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
   const std::string cpu = CpuModel();
+  const std::string load = LoadAverage();
   char date[32];
   const time_t now = time(nullptr);
   strftime(date, sizeof(date), "%Y-%m-%d", gmtime(&now));
   std::ostringstream md;
   md << "# Nexmark in kappa, " << date << "\n\n"
-     << "Machine: " << cores << " cores (nproc), " << cpu << ". One thread; events/s per core = input events "
-     << "/ thread CPU time.\n\n"
+     << "Machine: " << cores << " cores (nproc), " << cpu << ", load average " << load
+     << " at the end of the run. One thread; events/s per core = input events / thread CPU time (best of "
+     << repeat << ").\n\n"
      << "Command: `build/bench/kappa_nexmark_bench --events " << events << " --partitions " << partitions
      << " --batch " << batch << " --seed " << seed << " --rate " << rate << " --repeat " << repeat << "`\n\n"
      << "Input: " << stats.total << " events (" << stats.persons << " persons, " << stats.auctions
@@ -235,7 +246,8 @@ int Main(int argc, char** argv) {
      << "|---|---|---:|---:|---:|---:|---|\n";
   std::ostringstream json;
   json << "{\n  \"date\": \"" << date << "\",\n  \"machine\": {\"nproc\": " << cores << ", \"cpu\": \"" << cpu
-       << "\"},\n  \"events\": " << stats.total << ",\n  \"persons\": " << stats.persons
+       << "\", \"load_average\": " << load
+       << "},\n  \"repeat\": " << repeat << ",\n  \"events\": " << stats.total << ",\n  \"persons\": " << stats.persons
        << ",\n  \"auctions\": " << stats.auctions << ",\n  \"bids\": " << stats.bids
        << ",\n  \"partitions\": " << partitions << ",\n  \"batch\": " << batch << ",\n  \"seed\": " << seed
        << ",\n  \"rate\": " << rate << ",\n  \"queries\": [";
