@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,9 +14,12 @@
 #include <fstream>
 #include <thread>
 
+#include "engine/base/kill_switch.h"
 #include "engine/kafka_client.h"
 #include "engine/kafka_sink.h"
 #include "engine/task.h"
+#include "engine/worker_pool.h"
+#include "replay/archive.h"
 #include "state/state_backend.h"
 
 namespace kappa {
@@ -45,31 +49,6 @@ std::string Human(double n) {
   return buf;
 }
 
-// Test-only crash injection: KAPPA_TEST_KILL_AT=<point>:<n> sends SIGKILL to
-// this process the n-th time it reaches <point> (before-flush, after-flush,
-// after-commit), so tests can kill -9 at exact awkward moments.
-class KillSwitch {
- public:
-  KillSwitch() {
-    const char* env = std::getenv("KAPPA_TEST_KILL_AT");
-    if (!env) return;
-    std::string s(env);
-    auto colon = s.find(':');
-    point_ = s.substr(0, colon);
-    remaining_ = colon == std::string::npos ? 1 : std::atoi(s.c_str() + colon + 1);
-  }
-  void At(const char* point) {
-    if (!point_.empty() && point_ == point && --remaining_ == 0) {
-      std::fprintf(stderr, "kappa run: KAPPA_TEST_KILL_AT reached %s: SIGKILL\n", point);
-      ::kill(::getpid(), SIGKILL);
-    }
-  }
-
- private:
-  std::string point_;
-  int remaining_ = 0;
-};
-
 }  // namespace
 
 struct JobRunner::Impl {
@@ -85,18 +64,52 @@ struct JobRunner::Impl {
   // committed beyond RocksDB's checkpoint (-1: none). Records below it are
   // re-read with outputs suppressed; they were already delivered.
   std::vector<int64_t> gap_end;
+  // The archive phase: per task, a reader positioned at the task's next
+  // offset and the archived end it reads up to (null / -1: Kafka only).
+  std::string archive_dir;
+  bool archive_only = false;
+  int parallelism = 1;
+  std::vector<std::unique_ptr<ArchiveReader>> readers;
+  std::vector<int64_t> archive_end;
   int64_t epoch = 0;
   KillSwitch kill_switch;
   RunSummary* summary = nullptr;
 
+  // Progress bookkeeping shared by the archive and Kafka loops.
+  Clock::time_point start;
+  Clock::time_point last_checkpoint;
+  Clock::time_point last_status;
+  int64_t in_at_last_status = 0;
+  int64_t in_at_last_checkpoint = 0;
+  int64_t processed = 0;
+
   Status Open();
   Status Assign();
   Status FindCommittedGaps();
+  Status StartKafka();
   Status Loop(volatile int* stop);
+  Status ArchivePhase(volatile int* stop, bool* asked_to_stop);
+  Status ArchiveSlice(size_t task_index, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done);
+  Status KafkaLoop(volatile int* stop, bool* asked_to_stop);
+  Status Tick(bool* asked_to_stop);
   Status Checkpoint();
+  Status CheckpointNow();
   void PrintStatus(double rate, bool final_line);
   void WriteMetrics();
   ProgressSnapshot Snapshot(double rate);
+  int64_t LogEnd(size_t i) const {
+    int64_t low = 0, high = 0;
+    if (!archive_only) {
+      rd_kafka_get_watermark_offsets(consumer.get(), spec.source_topic.c_str(), tasks[i]->partition(), &low, &high);
+    }
+    return std::max(high, end_offsets[i]);
+  }
+  bool AtEnd() const {
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (tasks[i]->next_offset() < end_offsets[i]) return false;
+    }
+    return true;
+  }
   RecordCounters Totals() const {
     RecordCounters c;
     for (const auto& t : tasks) c.Add(t->counters());
@@ -110,6 +123,9 @@ JobRunner::JobRunner(JobSpec spec, KafkaConfig config, RunOptions options) : imp
   impl_->options = std::move(options);
   impl_->summary = &summary_;
   if (impl_->options.metrics_file.empty()) impl_->options.metrics_file = impl_->spec.state_dir + "/metrics.json";
+  impl_->archive_dir = impl_->options.archive_dir.empty() ? impl_->spec.archive_dir : impl_->options.archive_dir;
+  impl_->archive_only = impl_->options.archive_only;
+  impl_->parallelism = impl_->options.parallelism > 0 ? impl_->options.parallelism : impl_->spec.parallelism;
 }
 
 JobRunner::~JobRunner() = default;
@@ -143,16 +159,49 @@ Status JobRunner::Impl::Open() {
 
 Status JobRunner::Impl::Assign() {
   rd_kafka_t* rk = consumer.get();
-  auto partitions = TopicPartitionCount(rk, spec.source_topic, kKafkaTimeoutMs);
-  if (!partitions.ok()) return partitions.status();
-  auto marks = QueryAllWatermarks(rk, spec.source_topic, *partitions, kKafkaTimeoutMs);
-  if (!marks.ok()) return marks.status();
+  const bool use_archive = !archive_dir.empty();
+  // What the archive holds, per partition.
+  std::vector<ArchiveRange> ranges;
+  if (use_archive) {
+    auto r = ArchiveRanges(archive_dir, spec.source_topic);
+    if (!r.ok()) return r.status();
+    ranges = std::move(*r);
+    if (archive_only && ranges.empty()) {
+      return Status::NotFound("nothing archived for topic " + spec.source_topic + " in " + archive_dir +
+                              " (build it with `kappa archive`)");
+    }
+  }
+  int32_t partitions = 0;
+  std::vector<Watermarks> marks;
+  if (archive_only) {
+    partitions = static_cast<int32_t>(ranges.size());
+    for (int32_t p = 0; p < partitions; ++p) {
+      if (ranges[p].partition != p) {
+        return Status::Corruption("the archive of " + spec.source_topic + " in " + archive_dir + " lacks partition " +
+                                  std::to_string(p));
+      }
+    }
+  } else {
+    auto count = TopicPartitionCount(rk, spec.source_topic, kKafkaTimeoutMs);
+    if (!count.ok()) return count.status();
+    partitions = *count;
+    auto m = QueryAllWatermarks(rk, spec.source_topic, partitions, kKafkaTimeoutMs);
+    if (!m.ok()) return m.status();
+    marks = std::move(*m);
+  }
 
-  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(*partitions);
-  for (int32_t p = 0; p < *partitions; ++p) {
+  readers.resize(partitions);
+  archive_end.assign(partitions, -1);
+  for (int32_t p = 0; p < partitions; ++p) {
     auto task = Task::Create(p, spec, sink.get());
     if (!task.ok()) return task.status();
-    const Watermarks& w = (*marks)[p];
+    // Archive [a0, e) and Kafka [low, high) of this partition.
+    int64_t a0 = -1, e = 0;
+    for (const auto& r : ranges) {
+      if (r.partition == p && r.records > 0) a0 = r.first_offset, e = r.end_offset;
+    }
+    const int64_t low = archive_only ? (a0 < 0 ? e : a0) : marks[p].low;
+    const int64_t high = archive_only ? e : marks[p].high;
     auto stored = backend->ReadTask(p);
     if (!stored.ok()) return stored.status();
     int64_t wanted = 0;
@@ -161,8 +210,9 @@ Status JobRunner::Impl::Assign() {
       (*task)->Restore(**stored);
       wanted = (**stored).next_offset;
     } else if (spec.start == StartPosition::kLatest) {
-      wanted = w.high;
+      wanted = high;
     } else if (spec.start == StartPosition::kTimestamp) {
+      if (archive_only) return Status::InvalidArgument("a timestamp start is not supported with --archive-only");
       rd_kafka_topic_partition_list_t* q = rd_kafka_topic_partition_list_new(1);
       rd_kafka_topic_partition_list_add(q, spec.source_topic.c_str(), p)->offset = spec.start_timestamp_ms;
       rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, q, kKafkaTimeoutMs);
@@ -172,47 +222,109 @@ Status JobRunner::Impl::Assign() {
         return Status::Unavailable("cannot look up the offset of time " + std::to_string(spec.start_timestamp_ms) +
                                    " in " + spec.source_topic + "[" + std::to_string(p) + "]: " + rd_kafka_err2str(err));
       }
-      if (wanted < 0) wanted = w.high;  // no record at or after that time yet
+      if (wanted < 0) wanted = high;  // no record at or after that time yet
       std::fprintf(stderr, "kappa run: %s[%d]: start time %lld resolves to offset %lld (log %lld..%lld)\n",
                    spec.source_topic.c_str(), p, static_cast<long long>(spec.start_timestamp_ms),
-                   static_cast<long long>(wanted), static_cast<long long>(w.low), static_cast<long long>(w.high));
+                   static_cast<long long>(wanted), static_cast<long long>(low), static_cast<long long>(high));
     } else {
       wanted = 0;  // earliest: all of history, from offset zero
     }
-    if (wanted < w.low) {
-      // Invariant 7: history is never skipped silently.
+    const bool in_archive = a0 >= 0 && wanted >= a0 && wanted < e;
+    if (!in_archive && wanted < low) {
+      // Invariant 7: history is never skipped silently. Neither the archive
+      // nor Kafka holds `wanted`: the next record either has is `next`.
+      int64_t next = low;
+      if (a0 > wanted) next = std::min(next, a0);
+      const std::string where =
+          spec.source_topic + "[" + std::to_string(p) + "]: wanted offset " + std::to_string(wanted) + " but " +
+          (archive_only ? std::string() : "the Kafka log starts at " + std::to_string(low)) +
+          (use_archive ? (archive_only ? "" : " and ") +
+                             (a0 < 0 ? std::string("the archive holds nothing")
+                                     : "the archive holds " + std::to_string(a0) + ".." + std::to_string(e - 1))
+                       : std::string()) +
+          ": records " + std::to_string(wanted) + ".." + std::to_string(next - 1) + " are gone";
       if (!spec.allow_truncated_history) {
-        rd_kafka_topic_partition_list_destroy(assignment);
-        return Status::DataLoss(
-            spec.source_topic + "[" + std::to_string(p) + "]: wanted offset " + std::to_string(wanted) +
-            " but the log starts at " + std::to_string(w.low) + ": records " + std::to_string(wanted) + ".." +
-            std::to_string(w.low - 1) + " were deleted by retention. Restore them from an archive, or set "
-            "`source: {allow_truncated_history: true}` to start at " + std::to_string(w.low) +
-            " with the gap recorded");
+        return Status::DataLoss(where + " (deleted by retention before they were archived). Restore them into an "
+                                "archive (`kappa archive --import`), or set `source: {allow_truncated_history: true}` "
+                                "to start at " + std::to_string(next) + " with the gap recorded");
       }
-      summary->history_gap_records += w.low - wanted;
-      std::fprintf(stderr, "kappa run: WARNING %s[%d]: records %lld..%lld are gone (retention); starting at %lld "
-                   "as allow_truncated_history permits\n", spec.source_topic.c_str(), p,
-                   static_cast<long long>(wanted), static_cast<long long>(w.low - 1), static_cast<long long>(w.low));
-      wanted = w.low;
+      summary->history_gap_records += next - wanted;
+      sink->SetHistoryGap(p, std::to_string(wanted) + "-" + std::to_string(next - 1));
+      std::fprintf(stderr, "kappa run: WARNING %s; starting at %lld as allow_truncated_history permits\n",
+                   where.c_str(), static_cast<long long>(next));
+      wanted = next;
     }
     if (!stored->has_value() || (*task)->next_offset() != wanted) (*task)->StartAt(wanted);
-    if (wanted > w.high) {
-      rd_kafka_topic_partition_list_destroy(assignment);
+    const bool from_archive = a0 >= 0 && wanted >= a0 && wanted < e;
+    if (!from_archive && wanted > high) {
       return Status::FailedPrecondition(
           spec.source_topic + "[" + std::to_string(p) + "]: the checkpoint is at offset " + std::to_string(wanted) +
-          " but the log ends at " + std::to_string(w.high) +
+          " but the log ends at " + std::to_string(high) +
           ": the topic was recreated or truncated; this state belongs to another log");
     }
-    rd_kafka_topic_partition_list_add(assignment, spec.source_topic.c_str(), p)->offset = wanted;
-    end_offsets.push_back(w.high);
+    if (from_archive) {
+      auto reader = ArchiveReader::Open(archive_dir, spec.source_topic, p);
+      if (!reader.ok()) return reader.status();
+      KAPPA_RETURN_IF_ERROR((*reader)->Seek(wanted));
+      readers[p] = std::move(*reader);
+      archive_end[p] = e;
+    }
+    end_offsets.push_back(std::max(high, from_archive ? e : 0));
     tasks.push_back(std::move(*task));
+  }
+  gap_end.assign(tasks.size(), -1);
+  sink->SetPartitions(partitions);
+  if (sink->transactional()) return FindCommittedGaps();
+  return Status::OK();
+}
+
+// Assigns the consumer at every task's next offset: the switch from the
+// archive (or the start) to Kafka, exactly at the offset the task needs.
+Status JobRunner::Impl::StartKafka() {
+  rd_kafka_t* rk = consumer.get();
+  auto marks = QueryAllWatermarks(rk, spec.source_topic, static_cast<int32_t>(tasks.size()), kKafkaTimeoutMs);
+  if (!marks.ok()) return marks.status();
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(static_cast<int>(tasks.size()));
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    Task& t = *tasks[i];
+    const Watermarks& w = (*marks)[i];
+    int64_t next = t.next_offset();
+    if (next < w.low) {
+      const std::string where = spec.source_topic + "[" + std::to_string(t.partition()) + "]: " +
+                                (archive_end[i] >= 0 ? "the archive ends at " : "the job is at ") +
+                                std::to_string(next) + " but the Kafka log now starts at " + std::to_string(w.low) +
+                                ": records " + std::to_string(next) + ".." + std::to_string(w.low - 1) + " are gone";
+      if (!spec.allow_truncated_history) {
+        rd_kafka_topic_partition_list_destroy(assignment);
+        return Status::DataLoss(where + " (retention deleted them; keep `kappa archive` running so the archive "
+                                "covers them), or set `source: {allow_truncated_history: true}` to skip them with "
+                                "the gap recorded");
+      }
+      summary->history_gap_records += w.low - next;
+      sink->SetHistoryGap(t.partition(), std::to_string(next) + "-" + std::to_string(w.low - 1));
+      std::fprintf(stderr, "kappa run: WARNING %s; skipping to %lld as allow_truncated_history permits\n",
+                   where.c_str(), static_cast<long long>(w.low));
+      t.SkipTo(w.low);
+      next = w.low;
+    }
+    if (next > w.high) {
+      rd_kafka_topic_partition_list_destroy(assignment);
+      return Status::FailedPrecondition(
+          spec.source_topic + "[" + std::to_string(t.partition()) + "]: the job is at offset " + std::to_string(next) +
+          " but the Kafka log ends at " + std::to_string(w.high) +
+          ": the topic was recreated, or the archive belongs to another log");
+    }
+    if (archive_end[i] >= 0) {
+      std::fprintf(stderr, "kappa run: %s[%d]: archive done at offset %lld, switching to Kafka (log %lld..%lld)\n",
+                   spec.source_topic.c_str(), t.partition(), static_cast<long long>(next),
+                   static_cast<long long>(w.low), static_cast<long long>(w.high));
+    }
+    end_offsets[i] = std::max(end_offsets[i], w.high);
+    rd_kafka_topic_partition_list_add(assignment, spec.source_topic.c_str(), t.partition())->offset = next;
   }
   rd_kafka_resp_err_t err = rd_kafka_assign(rk, assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
   if (err) return Status::Unavailable("cannot assign " + spec.source_topic + ": " + rd_kafka_err2str(err));
-  gap_end.assign(tasks.size(), -1);
-  if (sink->transactional()) return FindCommittedGaps();
   return Status::OK();
 }
 
@@ -249,6 +361,15 @@ Status JobRunner::Impl::FindCommittedGaps() {
 }
 
 Status JobRunner::Impl::Checkpoint() {
+  const auto began = Clock::now();
+  Status st = CheckpointNow();
+  const double ms = SecondsSince(began) * 1000;
+  summary->checkpoint_max_ms = std::max(summary->checkpoint_max_ms, ms);
+  summary->checkpoint_total_ms += ms;
+  return st;
+}
+
+Status JobRunner::Impl::CheckpointNow() {
   kill_switch.At("before-flush");
   if (sink->transactional()) {
     // exactly_once: the epoch's outputs and its input offsets commit together
@@ -273,7 +394,7 @@ Status JobRunner::Impl::Checkpoint() {
   ++epoch;
   ++summary->epochs;
   kill_switch.At("after-commit");
-  if (sink->transactional()) return Status::OK();
+  if (sink->transactional() || archive_only) return Status::OK();
   // Informational only: the group's committed offsets mirror RocksDB's.
   rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(tasks.size()));
   for (const auto& t : tasks) {
@@ -290,9 +411,7 @@ void JobRunner::Impl::PrintStatus(double rate, bool final_line) {
   int32_t max_lag_partition = 0;
   int64_t watermark = kNoTime;
   for (size_t i = 0; i < tasks.size(); ++i) {
-    int64_t low = 0, high = 0;
-    rd_kafka_get_watermark_offsets(consumer.get(), spec.source_topic.c_str(), tasks[i]->partition(), &low, &high);
-    high = std::max(high, end_offsets[i]);
+    const int64_t high = LogEnd(i);
     const int64_t l = std::max<int64_t>(0, high - tasks[i]->next_offset());
     lag += l;
     done += tasks[i]->next_offset() - tasks[i]->checkpoint().start_offset;
@@ -331,12 +450,10 @@ ProgressSnapshot JobRunner::Impl::Snapshot(double rate) {
   s.records_per_second = rate;
   s.counters = Totals();
   for (size_t i = 0; i < tasks.size(); ++i) {
-    int64_t low = 0, high = 0;
-    rd_kafka_get_watermark_offsets(consumer.get(), spec.source_topic.c_str(), tasks[i]->partition(), &low, &high);
     PartitionProgress p;
     p.partition = tasks[i]->partition();
     p.position = tasks[i]->next_offset();
-    p.log_end = std::max(high, end_offsets[i]);
+    p.log_end = LogEnd(i);
     p.watermark_ms = tasks[i]->watermark_ms() == kNoTime ? 0 : tasks[i]->watermark_ms();
     s.partitions.push_back(p);
   }
@@ -364,28 +481,131 @@ void JobRunner::Impl::WriteMetrics() {
   std::rename(tmp.c_str(), options.metrics_file.c_str());
 }
 
-Status JobRunner::Impl::Loop(volatile int* stop) {
+// Every loop iteration of either phase ends here: rate cap, checkpoint on
+// schedule, status line.
+Status JobRunner::Impl::Tick(bool* asked_to_stop) {
+  if (options.max_rate > 0) {
+    const double ahead = processed / options.max_rate - SecondsSince(start);
+    if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(ahead, 0.5)));
+  }
+  if (Clock::now() - last_checkpoint >= std::chrono::milliseconds(spec.checkpoint_interval_ms)) {
+    KAPPA_RETURN_IF_ERROR(Checkpoint());
+    WriteMetrics();
+    const int64_t in = Totals().in;
+    const double rate = (in - in_at_last_checkpoint) / std::max(1e-3, SecondsSince(last_checkpoint));
+    in_at_last_checkpoint = in;
+    last_checkpoint = Clock::now();
+    if (options.on_checkpoint && !options.on_checkpoint(Snapshot(rate))) *asked_to_stop = true;
+  }
+  if (options.status_interval_ms > 0 &&
+      Clock::now() - last_status >= std::chrono::milliseconds(options.status_interval_ms)) {
+    const int64_t in = Totals().in;
+    PrintStatus((in - in_at_last_status) / SecondsSince(last_status), false);
+    in_at_last_status = in;
+    last_status = Clock::now();
+  }
+  return Status::OK();
+}
+
+// Up to `budget` records of one task from its archive reader, block by
+// block: the payloads stay in the reader's aligned block buffer (no copy).
+Status JobRunner::Impl::ArchiveSlice(size_t i, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done) {
+  Task* task = tasks[i].get();
+  ArchiveReader* reader = readers[i].get();
+  const int64_t limit = archive_end[i];
+  while (*done < budget && task->next_offset() < limit) {
+    KAPPA_RETURN_IF_ERROR(reader->NextBlock(block, limit));
+    if (block->empty()) {
+      return Status::Corruption("the archive of " + spec.source_topic + "[" + std::to_string(task->partition()) +
+                                "] ended at offset " + std::to_string(task->next_offset()) + ", before its end " +
+                                std::to_string(limit) + " listed when the job started");
+    }
+    for (const ArchiveRecord& r : *block) {
+      if (gap_end[i] >= 0 && r.offset >= gap_end[i]) {
+        // The end of an already-delivered gap (exactly_once): emit again.
+        task->Process();
+        sink->SetSuppressed(task->partition(), false);
+        gap_end[i] = -1;
+      }
+      task->AppendBorrowed(r.value.data(), static_cast<uint32_t>(r.value.size()), r.key.data(),
+                           static_cast<uint32_t>(r.key.size()), r.offset, r.timestamp_ms);
+    }
+    task->Process();
+    *done += static_cast<int64_t>(block->size());
+  }
+  return Status::OK();
+}
+
+// Replays every partition that has archived records ahead of it, in rounds:
+// in each round the workers take partitions off a shared index and process
+// up to kRoundRecords of each; between rounds (all workers idle) the
+// coordinator checkpoints and reports. A partition is processed by one
+// thread at a time, in offset order, so the output equals a single-threaded
+// run. When a pass ends, ends are re-read: an archiver may have added more.
+Status JobRunner::Impl::ArchivePhase(volatile int* stop, bool* asked_to_stop) {
+  constexpr int64_t kRoundRecords = 1 << 16;
+  WorkerPool pool(parallelism);
+  sink->SetConcurrent(pool.size() > 1);
+  std::vector<std::vector<ArchiveRecord>> blocks(pool.size());
+  std::vector<Status> errors(pool.size());
+  std::vector<int64_t> counts(pool.size());
+  for (int pass = 0; pass < 4 && !*stop && !*asked_to_stop; ++pass) {
+    std::vector<size_t> pending;
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (readers[i] && tasks[i]->next_offset() < archive_end[i]) pending.push_back(i);
+    }
+    if (pending.empty()) break;
+    while (!pending.empty() && !*stop && !*asked_to_stop) {
+      if (options.stop_at_end && AtEnd()) break;
+      // A rate cap makes rounds small (about 50 ms of records), so the
+      // cap holds and checkpoints stay on time.
+      const int64_t budget =
+          options.max_rate > 0
+              ? std::max<int64_t>(1, static_cast<int64_t>(options.max_rate / 20) / static_cast<int64_t>(pending.size()))
+              : kRoundRecords;
+      if (sink->failed()) return sink->failure();
+      std::atomic<size_t> next{0};
+      pool.Run([&](int w) {
+        for (size_t k = next++; k < pending.size(); k = next++) {
+          int64_t done = 0;
+          Status st = ArchiveSlice(pending[k], budget, &blocks[w], &done);
+          counts[w] += done;
+          if (!st.ok() && errors[w].ok()) errors[w] = st;
+        }
+      });
+      for (size_t w = 0; w < errors.size(); ++w) {
+        if (!errors[w].ok()) return errors[w];
+        processed += counts[w];
+        summary->archive_records += counts[w];
+        counts[w] = 0;
+      }
+      std::erase_if(pending, [&](size_t i) { return tasks[i]->next_offset() >= archive_end[i]; });
+      sink->Poll();
+      KAPPA_RETURN_IF_ERROR(Tick(asked_to_stop));
+    }
+    // More may have been archived meanwhile: read it at archive speed too.
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      if (!readers[i] || tasks[i]->next_offset() < archive_end[i]) continue;
+      auto range = readers[i]->Range();
+      if (!range.ok()) return range.status();
+      if (range->end_offset > archive_end[i]) {
+        archive_end[i] = range->end_offset;
+        end_offsets[i] = std::max(end_offsets[i], archive_end[i]);
+      }
+    }
+  }
+  sink->SetConcurrent(false);
+  return Status::OK();
+}
+
+Status JobRunner::Impl::KafkaLoop(volatile int* stop, bool* asked_to_stop) {
   rd_kafka_queue_t* queue = rd_kafka_queue_get_consumer(consumer.get());
   std::vector<rd_kafka_message_t*> messages(kConsumeBatch);
   std::vector<Task*> touched;
   touched.reserve(tasks.size());
-  const auto start = Clock::now();
-  auto last_checkpoint = Clock::now();
-  auto last_status = Clock::now();
-  int64_t in_at_last_status = Totals().in;
-  int64_t in_at_last_checkpoint = in_at_last_status;
-  int64_t processed = 0;
   Status result;
-
-  auto at_end = [&] {
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      if (tasks[i]->next_offset() < end_offsets[i]) return false;
-    }
-    return true;
-  };
-
-  while (!*stop) {
-    if (options.stop_at_end && at_end()) break;
+  while (!*stop && !*asked_to_stop) {
+    if (options.stop_at_end && AtEnd()) break;
     if (sink->failed()) {
       result = sink->failure();
       break;
@@ -436,31 +656,25 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
     processed += n;
     if (!result.ok()) break;
     sink->Poll();
-
-    if (options.max_rate > 0) {
-      const double ahead = processed / options.max_rate - SecondsSince(start);
-      if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(ahead, 0.5)));
-    }
-    if (Clock::now() - last_checkpoint >= std::chrono::milliseconds(spec.checkpoint_interval_ms)) {
-      result = Checkpoint();
-      if (!result.ok()) break;
-      WriteMetrics();
-      const double rate = (Totals().in - in_at_last_checkpoint) / std::max(1e-3, SecondsSince(last_checkpoint));
-      in_at_last_checkpoint = Totals().in;
-      last_checkpoint = Clock::now();
-      if (options.on_checkpoint && !options.on_checkpoint(Snapshot(rate))) break;  // asked to stop
-    }
-    if (options.status_interval_ms > 0 &&
-        Clock::now() - last_status >= std::chrono::milliseconds(options.status_interval_ms)) {
-      const int64_t in = Totals().in;
-      PrintStatus((in - in_at_last_status) / SecondsSince(last_status), false);
-      in_at_last_status = in;
-      last_status = Clock::now();
-    }
+    result = Tick(asked_to_stop);
+    if (!result.ok()) break;
   }
   rd_kafka_queue_destroy(queue);
-  if (!result.ok()) return result;  // no checkpoint past a failure
-  // Final checkpoint on a clean stop (signal or end of log).
+  return result;
+}
+
+Status JobRunner::Impl::Loop(volatile int* stop) {
+  start = last_checkpoint = last_status = Clock::now();
+  in_at_last_status = in_at_last_checkpoint = Totals().in;
+  bool asked_to_stop = false;
+  bool archive_work = false;
+  for (size_t i = 0; i < tasks.size(); ++i) archive_work |= readers[i] && tasks[i]->next_offset() < archive_end[i];
+  if (archive_work) KAPPA_RETURN_IF_ERROR(ArchivePhase(stop, &asked_to_stop));  // no checkpoint past a failure
+  if (!archive_only && !*stop && !asked_to_stop && !(options.stop_at_end && AtEnd())) {
+    KAPPA_RETURN_IF_ERROR(StartKafka());
+    KAPPA_RETURN_IF_ERROR(KafkaLoop(stop, &asked_to_stop));
+  }
+  // Final checkpoint on a clean stop (signal, end of log, asked to stop).
   KAPPA_RETURN_IF_ERROR(Checkpoint());
   summary->seconds = SecondsSince(start);
   if (options.on_checkpoint) options.on_checkpoint(Snapshot(summary->seconds > 0 ? processed / summary->seconds : 0));
@@ -471,13 +685,26 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
 }
 
 Status JobRunner::Run(volatile int* stop) {
-  Status st = impl_->Open();
+  Status st;
+  if (impl_->archive_only && impl_->archive_dir.empty()) {
+    st = Status::InvalidArgument("--archive-only needs an archive (--archive DIR or source.archive in the spec)");
+  }
+  if (st.ok()) st = impl_->Open();
   if (st.ok()) st = impl_->Assign();
   if (st.ok()) {
-    std::fprintf(stderr, "kappa run: %s v%d (spec %s) from %s[0..%zu] to %s, state %s, epoch %lld\n",
+    int64_t from_archive = 0;
+    for (size_t i = 0; i < impl_->tasks.size(); ++i) {
+      if (impl_->archive_end[i] >= 0) from_archive += impl_->archive_end[i] - impl_->tasks[i]->next_offset();
+    }
+    std::fprintf(stderr, "kappa run: %s v%d (spec %s) from %s[0..%zu]%s to %s, state %s, epoch %lld\n",
                  impl_->spec.job.c_str(), impl_->spec.version, impl_->spec.spec_hash.c_str(),
-                 impl_->spec.source_topic.c_str(), impl_->tasks.size() - 1, impl_->spec.OutputTopic().c_str(),
-                 impl_->spec.state_dir.c_str(), static_cast<long long>(impl_->epoch));
+                 impl_->spec.source_topic.c_str(), impl_->tasks.size() - 1,
+                 impl_->archive_dir.empty()
+                     ? ""
+                     : (" (" + std::to_string(from_archive) + " records from the archive " + impl_->archive_dir +
+                        " on " + std::to_string(impl_->parallelism) + " worker(s)" +
+                        (impl_->archive_only ? ", archive only" : ", then Kafka") + ")").c_str(),
+                 impl_->spec.OutputTopic().c_str(), impl_->spec.state_dir.c_str(), static_cast<long long>(impl_->epoch));
     st = impl_->Loop(stop);
   }
   if (!impl_->tasks.empty()) {

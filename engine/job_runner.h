@@ -1,5 +1,9 @@
 // JobRunner: runs one version of a job over its source topic, live or
-// replaying: the same code path either way. It restores every task from
+// replaying: the same code path either way. With an archive (source.archive
+// or RunOptions::archive_dir) each partition is first read from the log
+// archive up to its archived end, by `parallelism` worker threads, then from
+// Kafka at exactly that offset; checkpoints store the offset whatever served
+// it, so a run stops and resumes anywhere across the switch. It restores every task from
 // RocksDB (the only source of truth for input offsets), consumes batches,
 // runs each partition's task, and every checkpoint interval flushes the sink
 // (all acks) and then commits dirty state + offsets + watermarks + epoch +
@@ -57,12 +61,23 @@ struct RunOptions {
   std::string metrics_file;     // default <state_dir>/metrics.json
   bool progress_on_terminal = false;
   CheckpointHook on_checkpoint;
+  // Override the spec's source.archive and parallelism (empty / 0: the spec's).
+  std::string archive_dir;
+  int parallelism = 0;
+  // Read only the archive, up to its end, then stop (a batch backfill; no
+  // Kafka source needed). Requires an archive.
+  bool archive_only = false;
 };
 
 struct RunSummary {
   RecordCounters counters;
   int64_t epochs = 0;
   int64_t history_gap_records = 0;  // records skipped below log start (allow_truncated_history)
+  int64_t archive_records = 0;      // records served by the archive (the rest came from Kafka)
+  // Checkpoints: how long processing stood still for them (sink flush +
+  // state commit), the longest and in total.
+  double checkpoint_max_ms = 0;
+  double checkpoint_total_ms = 0;
   double seconds = 0;
 };
 

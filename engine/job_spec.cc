@@ -320,7 +320,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
     KAPPA_RETURN_IF_ERROR(CheckKeys(origin, root,
                                     {"job", "version", "format", "source", "validate", "operators",
                                      "allowed_lateness", "sink", "dlq", "late", "checkpoint", "delivery",
-                                     "promote"},
+                                     "promote", "parallelism"},
                                     "the job spec"));
     JobSpec spec;
     auto job = RequireString(origin, root, "job", "the job spec ");
@@ -338,7 +338,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
 
     YAML::Node source = root["source"];
     if (!source.IsDefined()) return SpecError(origin, root, "needs `source:` with `topic:`");
-    KAPPA_RETURN_IF_ERROR(CheckKeys(origin, source, {"topic", "start", "allow_truncated_history"}, "source"));
+    KAPPA_RETURN_IF_ERROR(CheckKeys(origin, source, {"topic", "start", "allow_truncated_history", "archive"}, "source"));
     auto topic = RequireString(origin, source, "topic", "source ");
     if (!topic.ok()) return topic.status();
     spec.source_topic = *topic;
@@ -359,6 +359,13 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
       }
     }
     if (source["allow_truncated_history"].IsDefined()) spec.allow_truncated_history = source["allow_truncated_history"].as<bool>();
+    if (source["archive"].IsDefined()) spec.archive_dir = source["archive"].as<std::string>();
+    if (root["parallelism"].IsDefined()) {
+      auto workers = IntField(origin, root, "parallelism", 1);
+      if (!workers.ok()) return workers.status();
+      if (*workers < 1 || *workers > 256) return SpecError(origin, root["parallelism"], "`parallelism` must be between 1 and 256");
+      spec.parallelism = static_cast<int>(*workers);
+    }
 
     if (YAML::Node f = root["format"]; f.IsDefined()) {
       auto format = ParseRecordFormat(f.IsScalar() ? f.Scalar() : std::string());

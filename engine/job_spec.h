@@ -38,6 +38,12 @@ struct JobSpec {
   DeliveryMode delivery = DeliveryMode::kAtLeastOnce;
 
   // Operational (not hashed).
+  // The log archive (replay/archive.h) holding this topic's history: each
+  // partition is read from it up to its archived end, then from Kafka at
+  // exactly that offset. Empty: Kafka only.
+  std::string archive_dir;
+  // Worker threads replaying partitions in parallel (archive phase).
+  int parallelism = 1;
   int64_t checkpoint_interval_ms = 5000;
   std::string state_dir;  // default .kappa/state/<job>.v<version>
   // Promotion gate: refuse to promote this version when more than this share

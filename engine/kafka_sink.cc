@@ -107,10 +107,21 @@ Status KafkaSink::failure() const {
 
 void KafkaSink::Poll() const { rd_kafka_poll(producer_.get(), 0); }
 
+void KafkaSink::SetPartitions(int32_t partitions) {
+  if (partitions > static_cast<int32_t>(suppressed_.size())) suppressed_.resize(partitions, 0);
+  if (partitions > static_cast<int32_t>(history_gap_.size())) history_gap_.resize(partitions);
+}
+
 void KafkaSink::SetSuppressed(int32_t partition, bool suppressed) {
   if (partition < 0) return;
-  if (static_cast<size_t>(partition) >= suppressed_.size()) suppressed_.resize(partition + 1, false);
-  suppressed_[partition] = suppressed;
+  SetPartitions(partition + 1);
+  suppressed_[partition] = suppressed ? 1 : 0;
+}
+
+void KafkaSink::SetHistoryGap(int32_t partition, std::string gap) {
+  if (partition < 0) return;
+  SetPartitions(partition + 1);
+  history_gap_[partition] = std::move(gap);
 }
 
 void KafkaSink::Produce(int32_t partition, const std::string& topic, std::string_view key, const void* value,
@@ -137,7 +148,9 @@ void KafkaSink::Produce(int32_t partition, const std::string& topic, std::string
 }
 
 void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) {
-  rd_kafka_headers_t* h = rd_kafka_headers_new(6);
+  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
+  if (concurrent_) lock.lock();
+  rd_kafka_headers_t* h = rd_kafka_headers_new(7);
   rd_kafka_header_add(h, "kappa.job", -1, spec_->job.data(), spec_->job.size());
   rd_kafka_header_add(h, "kappa.version", -1, version_text_.data(), version_text_.size());
   rd_kafka_header_add(h, "kappa.spec_hash", -1, spec_->spec_hash.data(), spec_->spec_hash.size());
@@ -148,10 +161,17 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
   n = std::snprintf(buf, sizeof(buf), "%lld-%lld", static_cast<long long>(lineage.first_offset),
                     static_cast<long long>(lineage.last_offset));
   rd_kafka_header_add(h, "kappa.offsets", -1, buf, n);
+  if (lineage.partition >= 0 && static_cast<size_t>(lineage.partition) < history_gap_.size() &&
+      !history_gap_[lineage.partition].empty()) {
+    const std::string& gap = history_gap_[lineage.partition];
+    rd_kafka_header_add(h, "kappa.history_gap", -1, gap.data(), gap.size());
+  }
   Produce(lineage.partition, output_topic_, key, value, size, h);
 }
 
 void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) {
+  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
+  if (concurrent_) lock.lock();
   auto& fbb = *dlq_builder_;
   fbb.Clear();
   schema::DlqErrorType type = reason == DlqReason::kUndecodable    ? schema::DlqErrorType::Undecodable
@@ -174,6 +194,8 @@ void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason 
 }
 
 void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
+  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
+  if (concurrent_) lock.lock();
   rd_kafka_headers_t* h = rd_kafka_headers_new(5);
   rd_kafka_header_add(h, "kappa.job", -1, spec_->job.data(), spec_->job.size());
   rd_kafka_header_add(h, "kappa.version", -1, version_text_.data(), version_text_.size());

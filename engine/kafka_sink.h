@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -54,7 +55,17 @@ class KafkaSink final : public OutputCollector {
                      const std::vector<std::pair<int32_t, int64_t>>& offsets);
   bool transactional() const { return transactional_; }
   // Outputs caused by records of `partition` are dropped while suppressed.
+  // Call with every partition (SetPartitions) before workers run, so that
+  // workers only touch their own partition's entry.
   void SetSuppressed(int32_t partition, bool suppressed);
+  void SetPartitions(int32_t partitions);
+  // Several worker threads emit at once (partitions processed in parallel):
+  // the emit paths then take a mutex. Set before the workers start.
+  void SetConcurrent(bool concurrent) { concurrent_ = concurrent; }
+  // Records history_gap ("<from>-<to>", offsets skipped because retention
+  // deleted them and the spec allowed it) for `partition`: every output of
+  // that partition carries it as the kappa.history_gap lineage header.
+  void SetHistoryGap(int32_t partition, std::string gap);
   // First delivery or fatal error seen, if any (checked on the hot path).
   bool failed() const { return failed_.load(std::memory_order_relaxed); }
   Status failure() const;
@@ -77,7 +88,10 @@ class KafkaSink final : public OutputCollector {
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
   std::atomic<bool> failed_{false};
   mutable std::string failure_;
-  std::vector<bool> suppressed_;
+  std::vector<uint8_t> suppressed_;
+  std::vector<std::string> history_gap_;
+  bool concurrent_ = false;
+  std::mutex emit_mutex_;
   bool transactional_ = false;
   int64_t produced_ = 0;
 };

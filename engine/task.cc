@@ -60,10 +60,25 @@ void Task::Append(const void* payload, uint32_t size, const void* key, uint32_t 
   arena_words_ += words;
 }
 
+void Task::AppendBorrowed(const void* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
+                          int64_t timestamp_ms) {
+  borrowed_ = true;
+  InputRecord& r = batch_.records.emplace_back();
+  r.payload = static_cast<const uint8_t*>(payload);
+  r.size = size;
+  r.key = static_cast<const uint8_t*>(key);
+  r.key_size = key_size;
+  r.offset = offset;
+  r.timestamp_ms = timestamp_ms;
+}
+
 void Task::Process() {
   if (batch_.records.empty()) return;
-  const auto* base = reinterpret_cast<const uint8_t*>(arena_.data());
-  for (auto& r : batch_.records) r.payload = base + 8 * reinterpret_cast<size_t>(r.payload);
+  if (!borrowed_) {
+    const auto* base = reinterpret_cast<const uint8_t*>(arena_.data());
+    for (auto& r : batch_.records) r.payload = base + 8 * reinterpret_cast<size_t>(r.payload);
+  }
+  borrowed_ = false;
   batch_.partition = partition_;
   checkpoint_.counters.in += static_cast<int64_t>(batch_.records.size());
   batch_.SelectAll();

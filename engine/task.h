@@ -31,6 +31,11 @@ class Task {
   // `key` must stay valid until Process().
   void Append(const void* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
               int64_t timestamp_ms);
+  // Appends a record whose payload is already 8-byte aligned and stays valid
+  // until Process() (the archive's block buffer): no copy. A batch holds
+  // either borrowed or copied records, never both.
+  void AppendBorrowed(const void* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
+                      int64_t timestamp_ms);
   bool has_pending() const { return !batch_.records.empty(); }
   // Runs batch() through the chain, then advances next_offset past it.
   void Process();
@@ -40,6 +45,9 @@ class Task {
   const TaskCheckpointData& checkpoint() const { return checkpoint_; }
   void Restore(const TaskCheckpointData& data);
   void StartAt(int64_t offset);
+  // Moves the next offset forward over records that are gone (an allowed
+  // history gap), keeping start_offset.
+  void SkipTo(int64_t offset) { checkpoint_.next_offset = offset; }
 
   int64_t next_offset() const { return checkpoint_.next_offset; }
   const RecordCounters& counters() const { return checkpoint_.counters; }
@@ -55,6 +63,7 @@ class Task {
   RecordBatch batch_;
   std::vector<uint64_t> arena_;
   size_t arena_words_ = 0;
+  bool borrowed_ = false;
 };
 
 }  // namespace kappa

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build pkg-config git
   librdkafka-dev librocksdb-dev libflatbuffers-dev flatbuffers-compiler
   libboost-program-options-dev libbenchmark-dev libgtest-dev libyaml-cpp-dev
-  kcat)
+  kcat liblz4-dev libxxhash-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -33,6 +33,8 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
       ("spec", po::value<std::string>(&spec_path)->required(), "job spec file (YAML); also the first positional argument")
       ("state-dir", po::value<std::string>(), "RocksDB state directory (overrides checkpoint.dir)")
       ("max-rate", po::value<double>(&options.run.max_rate)->default_value(0), "cap on records per second so a replay never starves the live version (0: none)")
+      ("archive", po::value<std::string>(&options.run.archive_dir), "log archive to read history from before switching to Kafka (overrides source.archive)")
+      ("parallelism", po::value<int>(&options.run.parallelism)->default_value(0), "worker threads replaying archived partitions in parallel (0: the spec's parallelism, default 1)")
       ("stop-at-end", "stop once every partition reaches the log end it had at start")
       ("catch-up-lag", po::value<int64_t>(&options.catch_up_max_lag)->default_value(1000), "caught up: every partition within this many records of the log end...")
       ("catch-up-hold-ms", po::value<int64_t>(&options.catch_up_hold_ms)->default_value(3000), "...held for this long")

@@ -14,7 +14,8 @@ const char kUsage[] =
     "\n"
     "commands:\n"
     "  broker    run the embedded Kafka-protocol broker (in memory, for development and tests)\n"
-    "  gen       generate the deterministic fintech transaction workload into a topic\n"
+    "  gen       generate the deterministic fintech transaction workload into a topic or a record file\n"
+    "  archive   keep a topic's history in a durable log archive; import, list and dump archives\n"
     "  consume   read a topic back: per-partition counts, optionally each record as JSON\n"
     "  run       run one version of a job (a YAML job spec) over its source topic\n"
     "  deploy    register a version of a job and run it live\n"
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   if (command == "rollback") return kappa::cli::RollbackCommand(argc - 1, argv + 1);
   if (command == "retire") return kappa::cli::RetireCommand(argc - 1, argv + 1);
   if (command == "get") return kappa::cli::GetCommand(argc - 1, argv + 1);
+  if (command == "archive") return kappa::cli::ArchiveCommand(argc - 1, argv + 1);
   std::cerr << "kappa: unknown command '" << command << "' (see `kappa --help`)" << std::endl;
   return 2;
 }

@@ -20,6 +20,9 @@ int RunCommand(int argc, char** argv) {
       ("state-dir", po::value<std::string>(), "RocksDB state directory (overrides checkpoint.dir of the spec)")
       ("stop-at-end", "stop (after a final checkpoint) once every partition reaches the log end offset it had at start")
       ("max-rate", po::value<double>(&options.max_rate)->default_value(0), "cap on records per second (0: no cap)")
+      ("archive", po::value<std::string>(&options.archive_dir), "log archive (kappa archive) to read each partition from up to its archived end, then Kafka (overrides source.archive)")
+      ("archive-only", "read only the archive, up to its end, then stop (no Kafka source needed)")
+      ("parallelism", po::value<int>(&options.parallelism)->default_value(0), "worker threads replaying archived partitions in parallel (0: the spec's parallelism, default 1)")
       ("status-interval-ms", po::value<int>(&options.status_interval_ms)->default_value(5000), "print a status line this often (0: never)")
       ("metrics-file", po::value<std::string>(&options.metrics_file), "where to write metrics JSON (default <state dir>/metrics.json)")
       ("print-spec-hash", "print the spec hash and exit");
@@ -46,6 +49,10 @@ int RunCommand(int argc, char** argv) {
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("run", st);
   if (options.max_rate < 0) return Fail("run", Status::InvalidArgument("--max-rate must not be negative"));
   options.stop_at_end = vm.count("stop-at-end") > 0;
+  options.archive_only = vm.count("archive-only") > 0;
+  if (options.parallelism < 0 || options.parallelism > 256) {
+    return Fail("run", Status::InvalidArgument("--parallelism must be between 1 and 256"));
+  }
   options.progress_on_terminal = StderrIsTerminal();
   volatile int* stop = InstallStopSignals();
   JobRunner runner(*spec, config, options);
@@ -59,6 +66,10 @@ int RunCommand(int argc, char** argv) {
               static_cast<long long>(s.counters.deduped), static_cast<long long>(s.counters.filtered),
               static_cast<long long>(s.counters.late), static_cast<long long>(s.counters.dlq),
               static_cast<long long>(s.counters.outputs), spec->OutputTopic().c_str());
+  if (s.archive_records > 0) {
+    std::printf("kappa run: %lld records came from the archive, %lld from Kafka\n",
+                static_cast<long long>(s.archive_records), static_cast<long long>(s.counters.in - s.archive_records));
+  }
   return 0;
 }
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The benchmark, one command: builds Release, then runs
+#   1. kappa_micro_bench    (decode, each operator, state get/put, checkpoint
+#                            10k/100k/1M dirty keys, archive write/read)
+#   2. replay_throughput    (20 M transactions archived over 16 partitions:
+#                            archive read, stateless and stateful replay at 1
+#                            and 2 threads, naive RocksDB job, DuckDB via npm,
+#                            bare consume vs the job on the embedded broker)
+#   3. kappa_nexmark_bench  (q0 q1 q2 q5 q7 per core, when built)
+# and writes bench/results/*.md and *.json with this machine's description.
+#   scripts/bench.sh [replay_throughput options, e.g. --records 2000000]
+# Needs ~4 GB free under /tmp (archive + CSV, reused across runs) and Node.js
+# 20+ with npm for the DuckDB baseline (--no-duckdb skips it). Takes about
+# 15 minutes on 2 cores. Never part of the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=$(scripts/setup.sh Release | tail -n 1)
+mkdir -p bench/results
+
+echo "== micro benchmarks" >&2
+"$dir/bench/kappa_micro_bench" --benchmark_min_time=0.3 \
+  --benchmark_out=bench/results/micro.json --benchmark_out_format=json | tee bench/results/micro.txt
+
+echo "== replay_throughput" >&2
+"$dir/bench/replay_throughput" "$@"
+
+if [ -x "$dir/bench/kappa_nexmark_bench" ]; then
+  echo "== nexmark" >&2
+  "$dir/bench/kappa_nexmark_bench"
+fi
+echo "bench: results in bench/results/" >&2
