@@ -15,6 +15,8 @@
 #include "engine/nexmark_generator.h"
 #include "engine/record_format.h"
 #include "engine/topic_reader.h"
+#include "replay/archive.h"
+#include "replay/archiver.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/row_generated.h"
 #include "tests/support/test_support.h"
@@ -234,6 +236,42 @@ TEST(NexmarkSpecTest, ErrorsNameTheFormat) {
     auto spec = ParseJobSpec(yaml, "q.yaml");
     ASSERT_FALSE(spec.ok()) << yaml;
     EXPECT_NE(spec.status().message().find(message), std::string::npos) << spec.status().ToString();
+  }
+}
+
+TEST(NexmarkArchiveTest, GenToArchiveWritesEveryEventToItsPartitionInOrder) {
+  // kappa gen --workload nexmark --to-archive, imported into an archive, holds
+  // the generator's events partitioned by key with offsets 0, 1, ...
+  ScratchDir dir("nexmark_archive");
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"gen", "--workload", "nexmark", "--to-archive", dir / "events.krec", "--partitions", "3",
+                      "-n", "2000", "--seed", "4"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_NE(out.find("bids 1840"), std::string::npos) << out;
+  auto imported = ImportRecordFile(dir / "events.krec", dir / "archive", "nexmark");
+  ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+  EXPECT_EQ(imported->records, 2000);
+  std::vector<std::vector<NexmarkRecord>> want(3);
+  for (const NexmarkRecord& r : Make(Options(2000, 4))) want[PartitionForKey(r.key, 3)].push_back(r);
+  for (int32_t p = 0; p < 3; ++p) {
+    auto reader = ArchiveReader::Open(dir / "archive", "nexmark", p);
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    ArchiveRecord rec;
+    size_t i = 0;
+    while (true) {
+      auto more = (*reader)->Next(&rec);
+      ASSERT_TRUE(more.ok()) << more.status().ToString();
+      if (!*more) break;
+      ASSERT_LT(i, want[p].size());
+      EXPECT_EQ(rec.offset, static_cast<int64_t>(i));
+      EXPECT_EQ(rec.key, want[p][i].key);
+      EXPECT_EQ(rec.value, want[p][i].value);
+      EXPECT_EQ(rec.timestamp_ms, want[p][i].event_time_ms);
+      ++i;
+    }
+    EXPECT_EQ(i, want[p].size());
   }
 }
 
