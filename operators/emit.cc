@@ -35,27 +35,37 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
   char* const offset_at = std::to_chars(offset_key_text, offset_key_text + 11, batch.partition).ptr + 1;
   offset_at[-1] = '|';
   std::string_view key;
+  // Loop invariants in locals: the collector call could alias `this`, which
+  // would make the compiler reload them per record.
+  const Field key_field = spec_.key_field;
+  const Field* const row_fields = spec_.row.data();
+  const size_t row_count = spec_.row.size();
+  const uint8_t* const row = row_.data();
+  const size_t row_size = row_.size();
+  uint8_t* const values = row_.data() + values_at_;
+  OutputCollector* const out = ctx.out;
+  const int32_t partition = batch.partition;
+  const InputRecord* const records = batch.records.data();
   for (uint32_t idx : batch.selection) {
-    const InputRecord& rec = batch.records[idx];
+    const InputRecord& rec = records[idx];
     if (offset_key) {
       // "<partition>|<offset>": names exactly one input record.
       char* const p = std::to_chars(offset_at, offset_key_text + sizeof(offset_key_text), rec.offset).ptr;
       key = std::string_view(offset_key_text, static_cast<size_t>(p - offset_key_text));
-    } else if (spec_.key_field == Field::kPartition) {
+    } else if (key_field == Field::kPartition) {
       key = std::string_view(scratch, static_cast<size_t>(
-                                          std::to_chars(scratch, scratch + sizeof(scratch), batch.partition).ptr - scratch));
+                                          std::to_chars(scratch, scratch + sizeof(scratch), partition).ptr - scratch));
     } else {
-      key = FieldText(rec, spec_.key_field, scratch);
+      key = FieldText(rec, key_field, scratch);
     }
-    const OutputLineage lineage{batch.partition, rec.offset, rec.offset};
-    if (row_.empty()) {
-      ctx.out->Emit(key, rec.payload, rec.size, lineage);
+    const OutputLineage lineage{partition, rec.offset, rec.offset};
+    if (row_count == 0) {
+      out->Emit(key, rec.payload, rec.size, lineage);
     } else {
-      uint8_t* values = row_.data() + values_at_;
-      for (size_t i = 0; i < spec_.row.size(); ++i) {
-        flatbuffers::WriteScalar<int64_t>(values + 8 * i, NumericField(rec, spec_.row[i]));
+      for (size_t i = 0; i < row_count; ++i) {
+        flatbuffers::WriteScalar<int64_t>(values + 8 * i, NumericField(rec, row_fields[i]));
       }
-      ctx.out->Emit(key, row_.data(), row_.size(), lineage);
+      out->Emit(key, row, row_size, lineage);
     }
   }
   // Counted once per batch: the collector call could alias the counters,
