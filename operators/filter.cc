@@ -33,6 +33,7 @@ Status Filter::Validate(const FilterSpec& spec) {
     if (p.field == Field::kType && NexmarkTypeCode(p.text) == 0) {
       return Status::InvalidArgument("filter: type is person, auction or bid, not `" + p.text + "`");
     }
+    if (IsKeyOnlyField(p.field)) return Status::InvalidArgument("filter: `partition` can only key a window or an emit");
     if (p.modulus < 0 || (p.modulus > 0 && !IsNumericField(p.field))) {
       return Status::InvalidArgument("filter: `%` needs a positive modulus and a numeric field (`" +
                                      std::string(FieldName(p.field)) + "`)");

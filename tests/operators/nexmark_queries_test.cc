@@ -10,6 +10,7 @@
 
 #include "engine/base/hash.h"
 #include "engine/nexmark_generator.h"
+#include "operators/filter.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/row_generated.h"
 #include "tests/operators/operator_test_util.h"
@@ -343,6 +344,13 @@ TEST(NexmarkQueriesTest, TypeAndModuloPredicates) {
   EXPECT_FALSE(ParsePredicate("url % 3 == 0").ok());
   EXPECT_FALSE(ParsePredicate("auction % 0 == 0").ok());
   EXPECT_FALSE(ParsePredicate("auction % x == 0").ok());
+  EXPECT_FALSE(ParsePredicate("partition == 1").ok());
+  Predicate by_partition;
+  by_partition.field = Field::kPartition;
+  EXPECT_FALSE(Filter::Validate(FilterSpec{{by_partition}}).ok());
+  Predicate modulo_text = P("url == x");
+  modulo_text.modulus = 3;
+  EXPECT_FALSE(Filter::Validate(FilterSpec{{modulo_text}}).ok());
 }
 
 }  // namespace
