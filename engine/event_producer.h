@@ -10,12 +10,14 @@
 
 #include "engine/base/status.h"
 #include "engine/kafka_config.h"
+#include "engine/nexmark_generator.h"
 #include "engine/transaction_generator.h"
 
 namespace kappa {
 
 struct ProduceSummary {
   GeneratorStats stats;
+  NexmarkStats nexmark;  // ProduceNexmark only
   int32_t partitions = 0;
   uint64_t bytes = 0;
   double seconds = 0;
@@ -26,5 +28,10 @@ using ProgressFn = std::function<void(uint64_t sent, uint64_t total, double seco
 
 Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::string& topic,
                                      const GeneratorOptions& options, const ProgressFn& progress = {});
+
+// The same for the Nexmark workload (engine/nexmark_generator.h): each event
+// to PartitionForKey(its key) with its date_time as the Kafka timestamp.
+Result<ProduceSummary> ProduceNexmark(const KafkaConfig& config, const std::string& topic,
+                                      const NexmarkOptions& options, const ProgressFn& progress = {});
 
 }  // namespace kappa

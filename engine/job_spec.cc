@@ -77,6 +77,54 @@ Result<Field> FieldOf(const std::string& origin, const YAML::Node& n, const char
   return *f;
 }
 
+// An optional list of numeric fields (emit row, window argmax).
+Result<std::vector<Field>> FieldList(const std::string& origin, const YAML::Node& n, const char* key) {
+  std::vector<Field> fields;
+  YAML::Node v = n[key];
+  if (!v.IsDefined()) return fields;
+  if (!v.IsSequence() || v.size() == 0) {
+    return SpecError(origin, v, std::string("`") + key + "` must be a non-empty list of numeric fields");
+  }
+  for (const auto& item : v) {
+    auto f = ParseField(item.as<std::string>());
+    if (!f.ok()) return SpecError(origin, item, f.status().message());
+    if (!IsNumericField(*f)) {
+      return SpecError(origin, item, std::string("`") + key + "` takes numeric fields, not `" + item.as<std::string>() + "`");
+    }
+    fields.push_back(*f);
+  }
+  return fields;
+}
+
+// Every field the operators name must exist in the job's record format.
+Status CheckFieldsInFormat(const std::string& origin, const YAML::Node& ops, const JobSpec& spec) {
+  auto check = [&](Field f, size_t i) -> Status {
+    if (FieldInFormat(f, spec.decode.format)) return Status::OK();
+    return SpecError(origin, ops[i], "field `" + std::string(FieldName(f)) + "` is not in format " +
+                                         std::string(RecordFormatName(spec.decode.format)) +
+                                         (spec.decode.format == RecordFormat::kTransaction
+                                              ? " (Nexmark fields need top-level `format: nexmark`)"
+                                              : ""));
+  };
+  for (size_t i = 0; i < spec.operators.size(); ++i) {
+    const OperatorSpec& op = spec.operators[i];
+    if (auto* d = std::get_if<DedupSpec>(&op)) {
+      KAPPA_RETURN_IF_ERROR(check(d->field, i));
+    } else if (auto* f = std::get_if<FilterSpec>(&op)) {
+      for (const auto& p : f->all_of) KAPPA_RETURN_IF_ERROR(check(p.field, i));
+    } else if (auto* m = std::get_if<MapSpec>(&op)) {
+      KAPPA_RETURN_IF_ERROR(check(m->value_field, i));
+    } else if (auto* w = std::get_if<WindowSpec>(&op)) {
+      KAPPA_RETURN_IF_ERROR(check(w->key_field, i));
+      for (Field a : w->argmax) KAPPA_RETURN_IF_ERROR(check(a, i));
+    } else if (auto* e = std::get_if<EmitSpec>(&op)) {
+      KAPPA_RETURN_IF_ERROR(check(e->key_field, i));
+      for (Field r : e->row) KAPPA_RETURN_IF_ERROR(check(r, i));
+    }
+  }
+  return Status::OK();
+}
+
 Result<OperatorSpec> ParseOperator(const std::string& origin, const YAML::Node& item) {
   if (!item.IsMap() || item.size() != 1) {
     return SpecError(origin, item, "each operator is a one-key mapping: dedup, filter, map, window or emit");
@@ -120,7 +168,7 @@ Result<OperatorSpec> ParseOperator(const std::string& origin, const YAML::Node& 
     MapSpec spec;
     auto field = FieldOf(origin, body, "value", Field::kAmountCents);
     if (!field.ok()) return field.status();
-    if (!IsNumericField(*field)) return SpecError(origin, body["value"], "map `value` must be a numeric field (amount_cents, event_time_ms)");
+    if (!IsNumericField(*field)) return SpecError(origin, body["value"], "map `value` must be a numeric field (amount_cents, event_time_ms; nexmark: price, auction, ...)");
     spec.value_field = *field;
     auto mul = IntField(origin, body, "multiply", 1);
     if (!mul.ok()) return mul.status();
@@ -132,7 +180,8 @@ Result<OperatorSpec> ParseOperator(const std::string& origin, const YAML::Node& 
     return OperatorSpec(spec);
   }
   if (kind == "window") {
-    KAPPA_RETURN_IF_ERROR(CheckKeys(origin, body, {"type", "size", "slide", "key", "aggregates"}, "window"));
+    KAPPA_RETURN_IF_ERROR(
+        CheckKeys(origin, body, {"type", "size", "slide", "key", "aggregates", "top", "argmax"}, "window"));
     WindowSpec spec;
     const std::string type = body["type"].IsDefined() ? body["type"].as<std::string>() : "tumbling";
     if (type == "tumbling") {
@@ -164,23 +213,46 @@ Result<OperatorSpec> ParseOperator(const std::string& origin, const YAML::Node& 
         spec.aggregates.push_back(*agg);
       }
     }
+    auto top = IntField(origin, body, "top", 0);
+    if (!top.ok()) return top.status();
+    if (*top < 0) return SpecError(origin, body["top"], "window `top` must not be negative");
+    spec.top = *top;
+    auto argmax = FieldList(origin, body, "argmax");
+    if (!argmax.ok()) return argmax.status();
+    spec.argmax = *argmax;
+    if (spec.argmax.size() > kMaxArgmaxFields) {
+      return SpecError(origin, body["argmax"], "window `argmax` takes at most " + std::to_string(kMaxArgmaxFields) + " fields");
+    }
     return OperatorSpec(spec);
   }
   if (kind == "emit") {
     EmitSpec spec;
     if (body.IsMap()) {
-      KAPPA_RETURN_IF_ERROR(CheckKeys(origin, body, {"key"}, "emit"));
+      KAPPA_RETURN_IF_ERROR(CheckKeys(origin, body, {"key", "row"}, "emit"));
       auto key = FieldOf(origin, body, "key", Field::kTxnId);
       if (!key.ok()) return key.status();
       spec.key_field = *key;
+      auto row = FieldList(origin, body, "row");
+      if (!row.ok()) return row.status();
+      spec.row = *row;
     }
     return OperatorSpec(spec);
   }
   return SpecError(origin, item, "unknown operator `" + kind + "` (expected dedup, filter, map, window or emit)");
 }
 
+// New options are appended only when set, so the hash of every spec written
+// before they existed is unchanged.
 void AppendPredicate(std::ostringstream& os, const Predicate& p) {
-  os << FieldName(p.field) << ' ' << static_cast<int>(p.op) << ' ' << p.text << ' ' << p.number << ';';
+  os << FieldName(p.field) << ' ' << static_cast<int>(p.op) << ' ' << p.text << ' ' << p.number;
+  if (p.modulus != 0) os << " %" << p.modulus;
+  os << ';';
+}
+
+void AppendFields(std::ostringstream& os, const char* name, const std::vector<Field>& fields) {
+  if (fields.empty()) return;
+  os << ',' << name << '=';
+  for (Field f : fields) os << FieldName(f) << '/';
 }
 
 }  // namespace
@@ -222,13 +294,18 @@ std::string JobSpec::CanonicalLogic() const {
       os << "window(" << static_cast<int>(w->kind) << ',' << w->size_ms << ',' << w->slide_ms << ','
          << FieldName(w->key_field);
       for (auto a : w->aggregates) os << ',' << static_cast<int>(a);
+      if (w->top != 0) os << ",top=" << w->top;
+      AppendFields(os, "argmax", w->argmax);
       os << ')';
     } else if (auto* e = std::get_if<EmitSpec>(&op)) {
-      os << "emit(" << FieldName(e->key_field) << ')';
+      os << "emit(" << FieldName(e->key_field);
+      AppendFields(os, "row", e->row);
+      os << ')';
     }
   }
   os << ";sink=" << sink_topic << ";dlq=" << dlq_topic << ";late=" << late_topic
      << ";delivery=" << static_cast<int>(delivery);
+  if (decode.format != RecordFormat::kTransaction) os << ";format=" << RecordFormatName(decode.format);
   return os.str();
 }
 
@@ -241,8 +318,9 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
   }
   try {
     KAPPA_RETURN_IF_ERROR(CheckKeys(origin, root,
-                                    {"job", "version", "source", "validate", "operators", "allowed_lateness",
-                                     "sink", "dlq", "late", "checkpoint", "delivery", "promote", "parallelism"},
+                                    {"job", "version", "format", "source", "validate", "operators",
+                                     "allowed_lateness", "sink", "dlq", "late", "checkpoint", "delivery",
+                                     "promote", "parallelism"},
                                     "the job spec"));
     JobSpec spec;
     auto job = RequireString(origin, root, "job", "the job spec ");
@@ -289,6 +367,14 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
       spec.parallelism = static_cast<int>(*workers);
     }
 
+    if (YAML::Node f = root["format"]; f.IsDefined()) {
+      auto format = ParseRecordFormat(f.IsScalar() ? f.Scalar() : std::string());
+      if (!format.ok()) return SpecError(origin, f, format.status().message());
+      spec.decode.format = *format;
+    }
+    if (YAML::Node v = root["validate"]; v.IsDefined() && spec.decode.format != RecordFormat::kTransaction) {
+      return SpecError(origin, v, "`validate` (amounts, currencies) applies to format transaction only");
+    }
     if (YAML::Node v = root["validate"]; v.IsDefined()) {
       KAPPA_RETURN_IF_ERROR(CheckKeys(origin, v, {"min_amount_cents", "max_amount_cents", "currencies"}, "validate"));
       auto mn = IntField(origin, v, "min_amount_cents", spec.decode.min_amount_cents);
@@ -318,6 +404,7 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
         return SpecError(origin, ops[i], "the operator chain must end with exactly one `window` or `emit`, as its last operator");
       }
     }
+    KAPPA_RETURN_IF_ERROR(CheckFieldsInFormat(origin, ops, spec));
 
     auto lateness = DurationField(origin, root, "allowed_lateness", 0, false);
     if (!lateness.ok()) return lateness.status();

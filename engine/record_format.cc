@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "schemas/dlq_record_generated.h"
+#include "schemas/nexmark_generated.h"
+#include "schemas/row_generated.h"
 #include "schemas/transaction_generated.h"
 #include "schemas/window_aggregate_generated.h"
 
@@ -67,7 +69,13 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
                     static_cast<long long>(w->sum()), static_cast<long long>(w->min()),
                     static_cast<long long>(w->max()), w->avg(), static_cast<long long>(w->first_offset()),
                     static_cast<long long>(w->last_offset()));
-      return buf;
+      if (w->argmax() == nullptr) return buf;
+      std::string out(buf, std::strlen(buf) - 1);  // without the closing brace
+      out += ",\"argmax\":[";
+      for (flatbuffers::uoffset_t i = 0; i < w->argmax()->size(); ++i) {
+        out += (i ? "," : "") + std::to_string(w->argmax()->Get(i));
+      }
+      return out + "]}";
     }
   }
   {
@@ -82,6 +90,47 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
                     Str(d->error_message()).c_str(), d->payload() ? d->payload()->size() : 0u,
                     Str(d->job()).c_str(), d->version(), Str(d->spec_hash()).c_str());
       return buf;
+    }
+  }
+  {
+    flatbuffers::Verifier v(data, size);
+    if (schema::VerifyNexmarkEventBuffer(v)) {
+      const auto* e = schema::GetNexmarkEvent(data);
+      auto num = [](const char* name, int64_t value) {
+        return std::string(",\"") + name + "\":" + std::to_string(value);
+      };
+      auto str = [](const char* name, const flatbuffers::String* value) {
+        return std::string(",\"") + name + "\":\"" + Str(value) + "\"";
+      };
+      if (const auto* b = e->body_as_Bid()) {
+        return "{\"type\":\"bid\"" + num("auction", b->auction()) + num("bidder", b->bidder()) +
+               num("price", b->price()) + str("channel", b->channel()) + str("url", b->url()) +
+               num("date_time", b->date_time()) + str("extra", b->extra()) + "}";
+      }
+      if (const auto* a = e->body_as_Auction()) {
+        return "{\"type\":\"auction\"" + num("id", a->id()) + str("item_name", a->item_name()) +
+               str("description", a->description()) + num("initial_bid", a->initial_bid()) +
+               num("reserve", a->reserve()) + num("date_time", a->date_time()) + num("expires", a->expires()) +
+               num("seller", a->seller()) + num("category", a->category()) + str("extra", a->extra()) + "}";
+      }
+      if (const auto* p = e->body_as_Person()) {
+        return "{\"type\":\"person\"" + num("id", p->id()) + str("name", p->name()) +
+               str("email_address", p->email_address()) + str("credit_card", p->credit_card()) +
+               str("city", p->city()) + str("state", p->state()) + num("date_time", p->date_time()) +
+               str("extra", p->extra()) + "}";
+      }
+      return "{\"type\":\"nexmark\",\"body_type\":" + std::to_string(static_cast<int>(e->body_type())) + "}";
+    }
+  }
+  {
+    flatbuffers::Verifier v(data, size);
+    if (schema::VerifyRowBuffer(v)) {
+      std::string out = "{\"type\":\"row\",\"values\":[";
+      const auto* values = schema::GetRow(data)->values();
+      for (flatbuffers::uoffset_t i = 0; values && i < values->size(); ++i) {
+        out += (i ? "," : "") + std::to_string(values->Get(i));
+      }
+      return out + "]}";
     }
   }
   std::snprintf(buf, sizeof(buf), "{\"type\":\"undecodable\",\"bytes\":%zu}", size);

@@ -1,5 +1,5 @@
 // Renders kappa's FlatBuffers payloads (Transaction, DlqRecord,
-// WindowAggregate, recognised by file identifier) as one line of JSON, for
+// WindowAggregate, NexmarkEvent, Row, recognised by file identifier) as one line of JSON, for
 // `kappa consume --print` and for people reading topics. Verifies first:
 // a payload that fails verification is shown as {"undecodable": N bytes}.
 #pragma once

@@ -6,6 +6,9 @@
 // valid records it advances the task's max event time and stamps each record
 // with the watermark right after it, so later operators never depend on
 // batching. Counts dlq; `in` is counted by the runtime. One task, one thread.
+// With `format: nexmark` (DecodeSpec::format) it verifies NexmarkEvents
+// ("KNX1") instead, with the same DLQ reasons, and takes event time from the
+// event's date_time.
 #pragma once
 
 #include <string>
@@ -28,6 +31,11 @@ class DecodeValidate final : public Operator {
  private:
   // False (and a message naming the field and its value) if a value fails.
   bool CheckValues(const schema::Transaction* t, std::string* message) const;
+  // format: nexmark. Verifies one NexmarkEvent and fills rec's nexmark,
+  // nexmark_type, event_time_ms (date_time) and value (a bid's price, else 0);
+  // false with the DLQ reason and message if it is bad.
+  bool DecodeNexmark(InputRecord& rec, DlqReason* reason, std::string* message) const;
+  void ProcessNexmark(RecordBatch& batch, TaskContext& ctx);
 
   DecodeSpec spec_;
   std::string message_;  // reused: only failures build a message

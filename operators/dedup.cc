@@ -5,6 +5,7 @@
 namespace kappa {
 
 Status Dedup::Validate(const DedupSpec& spec) {
+  if (IsKeyOnlyField(spec.field)) return Status::InvalidArgument("dedup cannot be by `partition`");
   if (spec.ttl_ms <= 0) {
     return Status::InvalidArgument("dedup ttl must be positive, got " + std::to_string(spec.ttl_ms) + " ms");
   }
@@ -25,7 +26,7 @@ void Dedup::Process(RecordBatch& batch, TaskContext& ctx) {
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
-    const std::string_view key = FieldText(rec.txn, spec_.field, scratch);
+    const std::string_view key = FieldText(rec, spec_.field, scratch);
     // One hash lookup per record; only a new key allocates. A repeat marks
     // its unchanged entry dirty, which costs one rewrite at the checkpoint.
     bool inserted = false;

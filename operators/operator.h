@@ -32,16 +32,22 @@ struct InputRecord {
   uint32_t size = 0;
   const uint8_t* key = nullptr;
   uint32_t key_size = 0;
+  // Filled by DecodeValidate for Nexmark records: which table `nexmark`
+  // points to (schema::NexmarkBody: 1 Person, 2 Auction, 3 Bid), 0 otherwise.
+  uint8_t nexmark_type = 0;
   int64_t offset = 0;
   int64_t timestamp_ms = 0;  // Kafka record timestamp
   // Filled by DecodeValidate for valid records:
+  // One of these, by the job's format: a tag and a pointer, so operators read
+  // fields with a switch (operators/field_access.h), never a virtual call.
   const schema::Transaction* txn = nullptr;
+  const void* nexmark = nullptr;  // the event's body table (schema::Bid, ...)
   int64_t event_time_ms = kNoTime;
   // The task watermark right after this record was seen: max event time of
   // the task's valid records up to and including this one, minus the allowed
   // lateness. Per record, so results never depend on batch boundaries.
   int64_t watermark_ms = kNoTime;
-  int64_t value = 0;  // the number aggregates use (MapSpec; default amount_cents)
+  int64_t value = 0;  // the number aggregates use (MapSpec; default amount_cents, a bid's price)
 };
 
 struct RecordBatch {

@@ -27,7 +27,10 @@ Result<std::unique_ptr<Operator>> MakeOperator(const OperatorSpec& spec, const s
     KAPPA_RETURN_IF_ERROR(WindowAggregate::Validate(*w));
     return std::unique_ptr<Operator>(new WindowAggregate(*w, state_name, registry));
   }
-  if (auto* e = std::get_if<EmitSpec>(&spec)) return std::unique_ptr<Operator>(new Emit(*e));
+  if (auto* e = std::get_if<EmitSpec>(&spec)) {
+    KAPPA_RETURN_IF_ERROR(Emit::Validate(*e));
+    return std::unique_ptr<Operator>(new Emit(*e));
+  }
   return Status::InvalidArgument("unknown operator kind");
 }
 

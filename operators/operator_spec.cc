@@ -12,8 +12,52 @@ namespace {
 constexpr std::pair<std::string_view, Field> kFields[] = {
     {"txn_id", Field::kTxnId},      {"user_id", Field::kUserId},
     {"status", Field::kStatus},     {"amount_cents", Field::kAmountCents},
-    {"currency", Field::kCurrency}, {"event_time_ms", Field::kEventTime}};
+    {"currency", Field::kCurrency}, {"event_time_ms", Field::kEventTime},
+    {"type", Field::kType},         {"auction", Field::kAuction},
+    {"bidder", Field::kBidder},     {"price", Field::kPrice},
+    {"channel", Field::kChannel},   {"url", Field::kUrl},
+    {"date_time", Field::kDateTime}, {"id", Field::kId},
+    {"item_name", Field::kItemName}, {"description", Field::kDescription},
+    {"initial_bid", Field::kInitialBid}, {"reserve", Field::kReserve},
+    {"expires", Field::kExpires},   {"seller", Field::kSeller},
+    {"category", Field::kCategory}, {"name", Field::kName},
+    {"email_address", Field::kEmail}, {"credit_card", Field::kCreditCard},
+    {"city", Field::kCity},         {"state", Field::kState},
+    {"extra", Field::kExtra},       {"offset", Field::kOffset},
+    {"value", Field::kValue},       {"partition", Field::kPartition}};
 }  // namespace
+
+Result<RecordFormat> ParseRecordFormat(std::string_view name) {
+  if (name == "transaction") return RecordFormat::kTransaction;
+  if (name == "nexmark") return RecordFormat::kNexmark;
+  return Status::InvalidArgument("unknown format `" + std::string(name) + "` (transaction or nexmark)");
+}
+
+std::string_view RecordFormatName(RecordFormat format) {
+  return format == RecordFormat::kNexmark ? "nexmark" : "transaction";
+}
+
+bool FieldInFormat(Field field, RecordFormat format) {
+  if (field == Field::kOffset || field == Field::kValue || field == Field::kPartition) return true;
+  const bool txn = static_cast<int>(field) <= static_cast<int>(Field::kEventTime);
+  return txn == (format == RecordFormat::kTransaction);
+}
+
+std::string_view NexmarkTypeName(int type) {
+  switch (type) {
+    case 1: return "person";
+    case 2: return "auction";
+    case 3: return "bid";
+  }
+  return "none";
+}
+
+int NexmarkTypeCode(std::string_view name) {
+  if (name == "person") return 1;
+  if (name == "auction") return 2;
+  if (name == "bid") return 3;
+  return 0;
+}
 
 std::string_view StatusName(schema::TxnStatus status) {
   switch (status) {
@@ -33,7 +77,10 @@ Result<Field> ParseField(std::string_view name) {
   }
   return Status::InvalidArgument(
       "unknown field `" + std::string(name) +
-      "` (fields: txn_id, user_id, status, amount_cents, currency, event_time_ms)");
+      "` (fields: txn_id, user_id, status, amount_cents, currency, event_time_ms; nexmark: type, "
+      "auction, bidder, price, channel, url, date_time, id, item_name, description, initial_bid, reserve, "
+      "expires, seller, category, name, email_address, credit_card, city, state, extra; any: offset, value, "
+      "partition)");
 }
 
 std::string_view FieldName(Field field) {
@@ -44,7 +91,25 @@ std::string_view FieldName(Field field) {
 }
 
 bool IsNumericField(Field field) {
-  return field == Field::kAmountCents || field == Field::kEventTime;
+  switch (field) {
+    case Field::kAmountCents:
+    case Field::kEventTime:
+    case Field::kAuction:
+    case Field::kBidder:
+    case Field::kPrice:
+    case Field::kDateTime:
+    case Field::kId:
+    case Field::kInitialBid:
+    case Field::kReserve:
+    case Field::kExpires:
+    case Field::kSeller:
+    case Field::kCategory:
+    case Field::kOffset:
+    case Field::kValue:
+      return true;
+    default:
+      return false;
+  }
 }
 
 Result<Predicate> ParsePredicate(std::string_view text) {
@@ -64,12 +129,29 @@ Result<Predicate> ParsePredicate(std::string_view text) {
   if (i == start) return bad("missing field name");
   auto field = ParseField(text.substr(start, i - start));
   if (!field.ok()) return bad(field.status().message());
+  if (IsKeyOnlyField(*field)) return bad("`partition` can only key a window or an emit");
   skip();
+  int64_t modulus = 0;
+  if (i < text.size() && text[i] == '%') {
+    ++i;
+    skip();
+    start = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    auto r = std::from_chars(text.data() + start, text.data() + i, modulus);
+    if (i == start || r.ec != std::errc() || modulus <= 0) return bad("`%` needs a positive integer modulus");
+    if (!IsNumericField(*field)) {
+      std::string why = "`%` applies to numeric fields, not `";
+      why.append(FieldName(*field)).append("`");
+      return bad(why);
+    }
+    skip();
+  }
   start = i;
   while (i < text.size() && std::string_view("=!<>").find(text[i]) != std::string_view::npos) ++i;
   const std::string_view op = text.substr(start, i - start);
   Predicate p;
   p.field = *field;
+  p.modulus = modulus;
   if (op == "==")
     p.op = Predicate::Op::kEq;
   else if (op == "!=")
@@ -116,6 +198,10 @@ Result<Predicate> ParsePredicate(std::string_view text) {
     if (value != "approved" && value != "cancelled" && value != "refunded") {
       return bad("status is approved, cancelled or refunded, not `" + value + "`");
     }
+    p.text = value;
+  } else if (p.field == Field::kType) {
+    p.number = NexmarkTypeCode(value);
+    if (p.number == 0) return bad("type is person, auction or bid, not `" + value + "`");
     p.text = value;
   } else {
     p.text = value;

@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <functional>
+#include <iterator>
 #include <limits>
+#include <type_traits>
 
 #include "operators/field_access.h"
 #include "schemas/window_aggregate_generated.h"
@@ -21,10 +25,19 @@ int64_t FloorDiv(int64_t a, int64_t b) {
 // State key: <group key> '|' <window start, 8 bytes big-endian>. The group
 // key is everything before the last 9 bytes, so any key text is unambiguous.
 void MakeStateKey(std::string* out, std::string_view key, int64_t start) {
-  out->assign(key);
-  out->push_back('|');
+  out->resize(key.size() + 1 + kStartBytes);
+  std::memcpy(out->data(), key.data(), key.size());
+  (*out)[key.size()] = '|';
   const uint64_t u = static_cast<uint64_t>(start);
-  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(u >> (8 * i)));
+  char* p = out->data() + key.size() + 1;
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(u >> (8 * (7 - i)));
+}
+
+// Rewrites the start of a key MakeStateKey built.
+void SetStateKeyStart(std::string* key, int64_t start) {
+  const uint64_t u = static_cast<uint64_t>(start);
+  char* p = key->data() + key->size() - kStartBytes;
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(u >> (8 * (7 - i)));
 }
 
 std::string_view GroupKey(std::string_view state_key) {
@@ -34,6 +47,11 @@ std::string_view GroupKey(std::string_view state_key) {
 int64_t WrappingAdd(int64_t a, int64_t b) {
   return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
 }
+
+WindowAggregate::Accumulator& Base(WindowAggregate::Accumulator& a) { return a; }
+WindowAggregate::Accumulator& Base(WindowAggregate::ArgmaxAccumulator& a) { return a.acc; }
+const WindowAggregate::Accumulator& Base(const WindowAggregate::Accumulator& a) { return a; }
+const WindowAggregate::Accumulator& Base(const WindowAggregate::ArgmaxAccumulator& a) { return a.acc; }
 
 }  // namespace
 
@@ -54,6 +72,17 @@ Status WindowAggregate::Validate(const WindowSpec& spec) {
           std::to_string(kMaxWindowsPerRecord) + " windows per record are allowed");
     }
   }
+  if (spec.top < 0) return Status::InvalidArgument("window top must not be negative");
+  if (spec.argmax.size() > kMaxArgmaxFields) {
+    return Status::InvalidArgument("window argmax takes at most " + std::to_string(kMaxArgmaxFields) +
+                                   " fields, got " + std::to_string(spec.argmax.size()));
+  }
+  for (Field f : spec.argmax) {
+    if (!IsNumericField(f)) {
+      return Status::InvalidArgument("window argmax fields must be numeric, not `" +
+                                     std::string(FieldName(f)) + "`");
+    }
+  }
   return Status::OK();
 }
 
@@ -61,8 +90,13 @@ WindowAggregate::WindowAggregate(const WindowSpec& spec, const std::string& stat
                                  StateRegistry& registry)
     : spec_(spec),
       slide_ms_(spec.kind == WindowSpec::Kind::kTumbling ? spec.size_ms : spec.slide_ms),
-      windows_(registry.Register<Accumulator>(state_name)),
-      fbb_(std::make_unique<flatbuffers::FlatBufferBuilder>(256)) {}
+      fbb_(std::make_unique<flatbuffers::FlatBufferBuilder>(256)) {
+  if (spec_.argmax.empty()) {
+    windows_ = registry.Register<Accumulator>(state_name);
+  } else {
+    argmax_windows_ = registry.Register<ArgmaxAccumulator>(state_name);
+  }
+}
 
 WindowAggregate::~WindowAggregate() = default;
 
@@ -70,37 +104,65 @@ bool WindowAggregate::Wants(Aggregate a) const {
   return std::find(spec_.aggregates.begin(), spec_.aggregates.end(), a) != spec_.aggregates.end();
 }
 
-void WindowAggregate::EnsureIndex() {
+template <typename A>
+void WindowAggregate::EnsureIndex(KeyedState<A>* table) {
   if (index_known_) return;
   // A fresh operator, possibly over restored state: derive the index from it.
   min_open_end_ = kNoTime;
-  windows_->ForEach([&](std::string_view, const Accumulator& a) {
-    const int64_t end = a.window_start + spec_.size_ms;
+  table->ForEach([&](std::string_view, const A& v) {
+    const int64_t end = Base(v).window_start + spec_.size_ms;
     if (min_open_end_ == kNoTime || end < min_open_end_) min_open_end_ = end;
   });
   index_known_ = true;
 }
 
 void WindowAggregate::Process(RecordBatch& batch, TaskContext& ctx) {
-  EnsureIndex();
+  if (windows_) {
+    ProcessWith(windows_, batch, ctx);
+  } else {
+    ProcessWith(argmax_windows_, batch, ctx);
+  }
+}
+
+template <typename A>
+void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, TaskContext& ctx) {
+  constexpr bool kArgmax = std::is_same_v<A, ArgmaxAccumulator>;
+  EnsureIndex(table);
   char scratch[kFieldTextScratchBytes];
+  const size_t arg_count = spec_.argmax.size();
+  // `key: partition`: one group per task.
+  char partition_text[kFieldTextScratchBytes];
+  const std::string_view partition_key(
+      partition_text,
+      static_cast<size_t>(std::to_chars(partition_text, partition_text + sizeof(partition_text), batch.partition).ptr -
+                          partition_text));
+  const bool by_partition = spec_.key_field == Field::kPartition;
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = batch.records[idx];
-    const std::string_view key = FieldText(rec.txn, spec_.key_field, scratch);
+    const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
     const int64_t t = rec.event_time_ms;
     bool accepted = false;
+    // The state key's group part once per record; each window patches only
+    // its 8 start bytes.
+    MakeStateKey(&key_scratch_, key, 0);
     // Windows containing t: starts s = k*slide with s <= t < s + size.
     for (int64_t s = FloorDiv(t, slide_ms_) * slide_ms_; s > t - spec_.size_ms; s -= slide_ms_) {
       const int64_t end = s + spec_.size_ms;
       if (end <= rec.watermark_ms) continue;  // closed (emitted or due): too late for this one
-      MakeStateKey(&key_scratch_, key, s);
+      SetStateKeyStart(&key_scratch_, s);
       bool inserted = false;
-      Accumulator& a =
-          windows_->Upsert(key_scratch_,
-                           Accumulator{s, 0, 0, std::numeric_limits<int64_t>::max(),
-                                       std::numeric_limits<int64_t>::min(), rec.offset, rec.offset},
-                           &inserted);
+      A initial{};
+      Base(initial) = Accumulator{s, 0, 0, std::numeric_limits<int64_t>::max(),
+                                  std::numeric_limits<int64_t>::min(), rec.offset, rec.offset};
+      A& v = table->Upsert(key_scratch_, initial, &inserted);
+      Accumulator& a = Base(v);
+      if constexpr (kArgmax) {
+        // The first record (in offset order) with the largest value wins.
+        if (inserted || rec.value > a.max) {
+          for (size_t i = 0; i < arg_count; ++i) v.arg[i] = NumericField(rec, spec_.argmax[i]);
+        }
+      }
       ++a.count;
       a.sum = WrappingAdd(a.sum, rec.value);
       a.min = std::min(a.min, rec.value);
@@ -122,19 +184,32 @@ void WindowAggregate::Process(RecordBatch& batch, TaskContext& ctx) {
 }
 
 void WindowAggregate::OnBatchEnd(TaskContext& ctx) {
-  EnsureIndex();
+  if (windows_) {
+    EnsureIndex(windows_);
+  } else {
+    EnsureIndex(argmax_windows_);
+  }
   const int64_t wm = ctx.watermark_ms();
   if (wm == kNoTime || min_open_end_ == kNoTime || wm < min_open_end_) return;
-  Fire(ctx, wm);
+  if (windows_) {
+    Fire(windows_, ctx, wm);
+  } else {
+    Fire(argmax_windows_, ctx, wm);
+  }
 }
 
-void WindowAggregate::Fire(TaskContext& ctx, int64_t watermark) {
+template <typename A>
+void WindowAggregate::Fire(KeyedState<A>* table, TaskContext& ctx, int64_t watermark) {
   ready_.clear();
   int64_t next_min = kNoTime;
-  windows_->ForEach([&](std::string_view k, const Accumulator& a) {
+  table->ForEach([&](std::string_view k, const A& v) {
+    const Accumulator& a = Base(v);
     const int64_t end = a.window_start + spec_.size_ms;
     if (end <= watermark) {
-      ready_.push_back(Ready{end, k, a});
+      Ready& r = ready_.emplace_back(Ready{end, k, a, {}});
+      if constexpr (std::is_same_v<A, ArgmaxAccumulator>) {
+        std::copy(std::begin(v.arg), std::end(v.arg), r.arg);
+      }
     } else if (next_min == kNoTime || end < next_min) {
       next_min = end;
     }
@@ -143,29 +218,53 @@ void WindowAggregate::Fire(TaskContext& ctx, int64_t watermark) {
   std::sort(ready_.begin(), ready_.end(), [](const Ready& x, const Ready& y) {
     return x.end != y.end ? x.end < y.end : GroupKey(x.state_key) < GroupKey(y.state_key);
   });
-  const bool want_sum = Wants(Aggregate::kSum), want_min = Wants(Aggregate::kMin);
-  const bool want_max = Wants(Aggregate::kMax), want_avg = Wants(Aggregate::kAvg);
-  auto& fbb = *fbb_;
-  for (const Ready& r : ready_) {
-    const std::string_view group = GroupKey(r.state_key);
-    const Accumulator& a = r.acc;
-    fbb.Clear();
-    auto key = fbb.CreateString(group.data(), group.size());
-    auto root = schema::CreateWindowAggregate(
-        fbb, key, a.window_start, r.end, a.count, want_sum ? a.sum : 0, want_min ? a.min : 0,
-        want_max ? a.max : 0, want_avg ? static_cast<double>(a.sum) / static_cast<double>(a.count) : 0.0,
-        a.first_offset, a.last_offset);
-    schema::FinishWindowAggregateBuffer(fbb, root);
-    char end_text[kFieldTextScratchBytes];
-    const auto printed = std::to_chars(end_text, end_text + sizeof(end_text), r.end);
-    out_key_.assign(group).append(1, '|').append(end_text, printed.ptr);
-    ctx.out->Emit(out_key_, fbb.GetBufferPointer(), fbb.GetSize(),
-                  OutputLineage{ctx.partition, a.first_offset, a.last_offset});
-    ++ctx.counters->outputs;
-    windows_->Erase(r.state_key);  // invalidates r.state_key only
+  for (size_t begin = 0; begin < ready_.size();) {
+    size_t end = begin + 1;
+    while (end < ready_.size() && ready_[end].end == ready_[begin].end) ++end;
+    EmitRows(table, ctx, begin, end);
+    begin = end;
   }
   ready_.clear();
   min_open_end_ = next_min;
+}
+
+template <typename A>
+void WindowAggregate::EmitRows(KeyedState<A>* table, TaskContext& ctx, size_t begin, size_t end) {
+  // `top`: the count a row needs, the top-th largest of this window end.
+  int64_t min_count = std::numeric_limits<int64_t>::min();
+  if (spec_.top > 0 && static_cast<size_t>(spec_.top) < end - begin) {
+    top_counts_.clear();
+    for (size_t i = begin; i < end; ++i) top_counts_.push_back(ready_[i].acc.count);
+    const auto nth = top_counts_.begin() + (spec_.top - 1);
+    std::nth_element(top_counts_.begin(), nth, top_counts_.end(), std::greater<int64_t>());
+    min_count = *nth;
+  }
+  const bool want_sum = Wants(Aggregate::kSum), want_min = Wants(Aggregate::kMin);
+  const bool want_max = Wants(Aggregate::kMax), want_avg = Wants(Aggregate::kAvg);
+  auto& fbb = *fbb_;
+  for (size_t i = begin; i < end; ++i) {
+    const Ready& r = ready_[i];
+    const std::string_view group = GroupKey(r.state_key);
+    const Accumulator& a = r.acc;
+    if (a.count >= min_count) {
+      fbb.Clear();
+      auto key = fbb.CreateString(group.data(), group.size());
+      flatbuffers::Offset<flatbuffers::Vector<int64_t>> argmax;
+      if (!spec_.argmax.empty()) argmax = fbb.CreateVector(r.arg, spec_.argmax.size());
+      auto root = schema::CreateWindowAggregate(
+          fbb, key, a.window_start, r.end, a.count, want_sum ? a.sum : 0, want_min ? a.min : 0,
+          want_max ? a.max : 0, want_avg ? static_cast<double>(a.sum) / static_cast<double>(a.count) : 0.0,
+          a.first_offset, a.last_offset, argmax);
+      schema::FinishWindowAggregateBuffer(fbb, root);
+      char end_text[kFieldTextScratchBytes];
+      const auto printed = std::to_chars(end_text, end_text + sizeof(end_text), r.end);
+      out_key_.assign(group).append(1, '|').append(end_text, printed.ptr);
+      ctx.out->Emit(out_key_, fbb.GetBufferPointer(), fbb.GetSize(),
+                    OutputLineage{ctx.partition, a.first_offset, a.last_offset});
+      ++ctx.counters->outputs;
+    }
+    table->Erase(r.state_key);  // invalidates r.state_key only
+  }
 }
 
 }  // namespace kappa

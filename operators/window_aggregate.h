@@ -12,6 +12,12 @@
 // survive restores. The firing index (smallest open window end) lives only
 // in memory and is rebuilt from the table on the first Process/OnBatchEnd,
 // so state must be loaded before then. One task, one thread.
+//
+// Options: `top: N` emits, of the windows ending at the same time, only those
+// whose count ranks in the top N (ties included), in key order; the others
+// are erased unemitted. `argmax: [fields]` keeps those numeric fields of the
+// first record holding the window's max value (an ArgmaxAccumulator per
+// window instead of an Accumulator) and writes them to the output's argmax.
 #pragma once
 
 #include <memory>
@@ -38,11 +44,17 @@ class WindowAggregate final : public Operator {
     int64_t first_offset;
     int64_t last_offset;
   };
+  // Only with `argmax`: the fields of the record that set `acc.max`.
+  struct ArgmaxAccumulator {
+    Accumulator acc;
+    int64_t arg[kMaxArgmaxFields];
+  };
   // At most this many windows per record (size / slide), so one record never
   // costs unbounded work.
   static constexpr int64_t kMaxWindowsPerRecord = 1000;
   // InvalidArgument unless size > 0 and, for sliding windows, 0 < slide <=
-  // size with size / slide <= kMaxWindowsPerRecord. Tumbling ignores slide_ms.
+  // size with size / slide <= kMaxWindowsPerRecord (tumbling ignores
+  // slide_ms), top >= 0, and argmax holds at most kMaxArgmaxFields numeric fields.
   static Status Validate(const WindowSpec& spec);
   // `spec` must have passed Validate. Registers the table `state_name`.
   WindowAggregate(const WindowSpec& spec, const std::string& state_name, StateRegistry& registry);
@@ -58,12 +70,21 @@ class WindowAggregate final : public Operator {
   bool Wants(Aggregate a) const;
 
  private:
-  void EnsureIndex();
-  void Fire(TaskContext& ctx, int64_t watermark);
+  template <typename A>
+  void EnsureIndex(KeyedState<A>* table);
+  template <typename A>
+  void ProcessWith(KeyedState<A>* table, RecordBatch& batch, TaskContext& ctx);
+  template <typename A>
+  void Fire(KeyedState<A>* table, TaskContext& ctx, int64_t watermark);
+  // Emits the ready rows [begin, end) of one window end (all, or the top).
+  template <typename A>
+  void EmitRows(KeyedState<A>* table, TaskContext& ctx, size_t begin, size_t end);
 
   WindowSpec spec_;
   int64_t slide_ms_;  // size for tumbling windows
-  KeyedState<Accumulator>* windows_;
+  // Exactly one is set: Accumulators, or ArgmaxAccumulators with `argmax`.
+  KeyedState<Accumulator>* windows_ = nullptr;
+  KeyedState<ArgmaxAccumulator>* argmax_windows_ = nullptr;
   // Smallest end of any open window (kNoTime: none); valid once index_known_.
   int64_t min_open_end_ = kNoTime;
   bool index_known_ = false;
@@ -74,8 +95,10 @@ class WindowAggregate final : public Operator {
     int64_t end;
     std::string_view state_key;  // into the table; valid until that entry is erased
     Accumulator acc;
+    int64_t arg[kMaxArgmaxFields];  // argmax only
   };
   std::vector<Ready> ready_;
+  std::vector<int64_t> top_counts_;  // reused by `top`
 };
 
 }  // namespace kappa

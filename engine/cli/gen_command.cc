@@ -8,6 +8,7 @@
 #include "engine/base/hash.h"
 #include "engine/cli/command.h"
 #include "engine/event_producer.h"
+#include "engine/nexmark_generator.h"
 #include "engine/transaction_generator.h"
 #include "replay/archiver.h"
 
@@ -54,12 +55,62 @@ int GenToFile(const GeneratorOptions& g, const std::string& path, int partitions
   return 0;
 }
 
+
+// kappa gen --workload nexmark: the Nexmark events instead of transactions,
+// to a topic or (with --to-archive) a record file.
+int GenNexmark(const KafkaConfig& config, const std::string& topic, const GeneratorOptions& g,
+               bool default_rate, const std::string& to_archive, int partitions) {
+  NexmarkOptions n;
+  n.count = g.count;
+  n.seed = g.seed;
+  n.start_time_ms = g.start_time_ms;
+  if (!default_rate) n.events_per_second = g.events_per_second;
+  const bool tty = StderrIsTerminal();
+  if (!to_archive.empty()) {
+    auto writer = RecordFileWriter::Create(to_archive);
+    if (!writer.ok()) return Fail("gen", writer.status());
+    NexmarkGenerator generator(n);
+    NexmarkRecord record;
+    std::vector<int64_t> next(static_cast<size_t>(partitions), 0);
+    while (generator.Next(&record)) {
+      const int32_t p = PartitionForKey(record.key, partitions);
+      Status st = (*writer)->Append(p, next[p]++, record.event_time_ms, record.key, record.value);
+      if (!st.ok()) return Fail("gen", st);
+    }
+    if (Status st = (*writer)->Close(); !st.ok()) return Fail("gen", st);
+    const auto& s = generator.stats();
+    std::printf("kappa gen: %llu nexmark events (%.1f MB) over %d partitions to %s\n"
+                "  persons %llu, auctions %llu, bids %llu\n",
+                static_cast<unsigned long long>(s.total), s.bytes / 1e6, partitions, to_archive.c_str(),
+                static_cast<unsigned long long>(s.persons), static_cast<unsigned long long>(s.auctions),
+                static_cast<unsigned long long>(s.bids));
+    return 0;
+  }
+  auto progress = [&](uint64_t sent, uint64_t total, double seconds) {
+    if (!tty) return;
+    std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)  %.0f events/s   ", static_cast<unsigned long long>(sent),
+                 static_cast<unsigned long long>(total), total ? 100.0 * sent / total : 100.0,
+                 seconds > 0 ? sent / seconds : 0.0);
+  };
+  auto summary = ProduceNexmark(config, topic, n, progress);
+  if (tty) std::fprintf(stderr, "\n");
+  if (!summary.ok()) return Fail("gen", summary.status());
+  const auto& s = summary->nexmark;
+  std::printf("kappa gen: %llu nexmark events to %s (%d partitions) in %.2f s, %.0f events/s, %.1f MB\n"
+              "  persons %llu, auctions %llu, bids %llu\n",
+              static_cast<unsigned long long>(s.total), topic.c_str(), summary->partitions, summary->seconds,
+              summary->seconds > 0 ? s.total / summary->seconds : 0.0, summary->bytes / 1e6,
+              static_cast<unsigned long long>(s.persons), static_cast<unsigned long long>(s.auctions),
+              static_cast<unsigned long long>(s.bids));
+  return 0;
+}
 }  // namespace
 
 int GenCommand(int argc, char** argv) {
   po::options_description desc("options");
   GeneratorOptions g;
   std::string topic;
+  std::string workload = "transactions";
   // Signed on purpose: Boost parses "-5" into an unsigned as 2^64-5.
   int64_t count = 0, users = 0, seed = 0;
   std::string to_archive;
@@ -78,7 +129,8 @@ int GenCommand(int argc, char** argv) {
       ("late-fraction", po::value<double>(&g.out_of_order_fraction)->default_value(0.0), "fraction of transactions sent out of order (event time moved back)")
       ("max-delay-ms", po::value<int64_t>(&g.max_delay_ms)->default_value(g.max_delay_ms), "largest delay of an out-of-order event")
       ("duplicate-fraction", po::value<double>(&g.duplicate_fraction)->default_value(0.0), "fraction of records that resend a recent txn_id (a retrying producer)")
-      ("malformed-fraction", po::value<double>(&g.malformed_fraction)->default_value(0.0), "fraction of malformed payloads (garbage, truncated, missing fields)");
+      ("malformed-fraction", po::value<double>(&g.malformed_fraction)->default_value(0.0), "fraction of malformed payloads (garbage, truncated, missing fields)")
+      ("workload", po::value<std::string>(&workload)->default_value(workload), "transactions, or nexmark: the Nexmark benchmark's Person/Auction/Bid events (schemas/nexmark.fbs, 1:3:46), keyed by auction id (persons by person id); uses --count, --seed, --start-time-ms and --rate (default 10000 events/s of event time for nexmark)");
   AddKafkaOptions(desc);
   const std::string usage =
       "usage: kappa gen --brokers HOST:PORT --topic TOPIC [options]\n"
@@ -112,7 +164,13 @@ int GenCommand(int argc, char** argv) {
   g.users = static_cast<uint64_t>(users);
   g.seed = static_cast<uint64_t>(seed);
   if (st.ok() && g.events_per_second <= 0) st = Status::InvalidArgument("--rate must be positive");
+  if (st.ok() && workload != "transactions" && workload != "nexmark") {
+    st = Status::InvalidArgument("--workload must be transactions or nexmark, not `" + workload + "`");
+  }
   if (!st.ok()) return Fail("gen", st);
+  if (workload == "nexmark") {
+    return GenNexmark(config, topic, g, vm["rate"].defaulted(), file_mode ? to_archive : std::string(), partitions);
+  }
 
   const bool tty = StderrIsTerminal();
   if (file_mode) return GenToFile(g, to_archive, partitions, tty);
