@@ -94,6 +94,11 @@ struct JobRunner::Impl {
   Status Tick(bool* asked_to_stop);
   Status Checkpoint();
   Status CheckpointNow();
+  void CommitGroupOffsets(bool wait);
+  // The offsets of the last begun checkpoint, committed to the consumer
+  // group (informational) once that checkpoint is durable.
+  int64_t pending_group_epoch = 0;
+  std::vector<std::pair<int32_t, int64_t>> pending_group_offsets;
   void PrintStatus(double rate, bool final_line);
   void WriteMetrics();
   ProgressSnapshot Snapshot(double rate);
@@ -394,20 +399,39 @@ Status JobRunner::Impl::CheckpointNow() {
   std::vector<StateBackend::TaskSnapshot> snapshots;
   snapshots.reserve(tasks.size());
   for (auto& t : tasks) snapshots.push_back({&t->checkpoint(), &t->registry()});
-  auto stats = backend->Commit(epoch + 1, snapshots);
+  // The stall is only the capture: the writer thread makes it durable in
+  // the background, in epoch order (StateBackend::BeginCommit).
+  auto stats = backend->BeginCommit(epoch + 1, snapshots);
   if (!stats.ok()) return stats.status();
   ++epoch;
   ++summary->epochs;
+  if (kill_switch.Armed("after-commit")) {
+    // The crash tests mean "after the checkpoint is durable".
+    auto durable = backend->WaitForCommits();
+    if (!durable.ok()) return durable.status();
+  }
   kill_switch.At("after-commit");
   if (sink->transactional() || archive_only) return Status::OK();
-  // Informational only: the group's committed offsets mirror RocksDB's.
-  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(static_cast<int>(tasks.size()));
-  for (const auto& t : tasks) {
-    rd_kafka_topic_partition_list_add(offsets, spec.source_topic.c_str(), t->partition())->offset = t->next_offset();
-  }
-  rd_kafka_commit(consumer.get(), offsets, 1);
-  rd_kafka_topic_partition_list_destroy(offsets);
+  // Informational only: the group's committed offsets mirror RocksDB's
+  // durable ones, so a checkpoint's offsets are committed once it is durable
+  // (at the next checkpoint, or at the end).
+  CommitGroupOffsets(false);
+  pending_group_epoch = epoch;
+  pending_group_offsets.clear();
+  for (const auto& t : tasks) pending_group_offsets.emplace_back(t->partition(), t->next_offset());
   return Status::OK();
+}
+
+void JobRunner::Impl::CommitGroupOffsets(bool wait) {
+  if (pending_group_offsets.empty() || backend->last_epoch() < pending_group_epoch) return;
+  rd_kafka_topic_partition_list_t* offsets =
+      rd_kafka_topic_partition_list_new(static_cast<int>(pending_group_offsets.size()));
+  for (const auto& [p, o] : pending_group_offsets) {
+    rd_kafka_topic_partition_list_add(offsets, spec.source_topic.c_str(), p)->offset = o;
+  }
+  rd_kafka_commit(consumer.get(), offsets, wait ? 0 : 1);
+  rd_kafka_topic_partition_list_destroy(offsets);
+  pending_group_offsets.clear();
 }
 
 void JobRunner::Impl::PrintStatus(double rate, bool final_line) {
@@ -687,8 +711,12 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
     KAPPA_RETURN_IF_ERROR(StartKafka());
     KAPPA_RETURN_IF_ERROR(KafkaLoop(stop, &asked_to_stop));
   }
-  // Final checkpoint on a clean stop (signal, end of log, asked to stop).
+  // Final checkpoint on a clean stop (signal, end of log, asked to stop),
+  // durable before we return.
   KAPPA_RETURN_IF_ERROR(Checkpoint());
+  auto durable = backend->WaitForCommits();
+  if (!durable.ok()) return durable.status();
+  if (!sink->transactional() && !archive_only) CommitGroupOffsets(true);
   summary->seconds = SecondsSince(start);
   if (options.on_checkpoint) options.on_checkpoint(Snapshot(summary->seconds > 0 ? processed / summary->seconds : 0));
   if (options.status_interval_ms > 0) {

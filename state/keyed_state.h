@@ -128,7 +128,9 @@ class StateTable {
   const std::string& name() const { return name_; }
   // Entries changed since the last ClearDirty(), as raw value bytes.
   virtual void ForEachDirty(const std::function<void(std::string_view key, std::string_view value)>& fn) const = 0;
-  // Keys erased since the last ClearDirty(). The backend applies these
+  // Keys erased since the last ClearDirty() that the store may hold (loaded,
+  // or handed to an earlier checkpoint); an entry inserted and erased between
+  // two checkpoints is not listed. The backend applies these
   // deletions before the dirty puts of the same commit.
   virtual void ForEachErased(const std::function<void(std::string_view key)>& fn) const = 0;
   virtual size_t DirtyCount() const = 0;
@@ -158,7 +160,11 @@ inline constexpr uint32_t kFreeSlot = std::numeric_limits<uint32_t>::max();  // 
 inline constexpr uint32_t kFirstChunkShift = 4;                              // 16 slots
 inline constexpr size_t kMaxChunks = 28;  // 16 * (2^28 - 1) slots: the uint32_t slot numbers
 
-inline size_t HashKey(std::string_view key) { return absl::Hash<std::string_view>{}(key); }
+// The top bit of a slot's stored hash says whether the entry exists in
+// RocksDB (loaded, or handed to a checkpoint): only then does erasing it
+// need a Delete. Key hashes never have it set.
+inline constexpr size_t kStoredBit = size_t{1} << 63;
+inline size_t HashKey(std::string_view key) { return absl::Hash<std::string_view>{}(key) & ~kStoredBit; }
 
 // A lookup key with its hash computed once (absl's table and our slots use
 // the same value).
@@ -232,7 +238,7 @@ class KeyedState final : public StateTable {
     size_t n = 0;
     ForEachSlot([&](uint32_t i, Slot& s) {
       if (!pred(s.key(), static_cast<const V&>(s.value))) return;
-      index_.erase(HashedKey{s.key(), s.hash});
+      index_.erase(HashedKey{s.key(), s.hash & ~state_internal::kStoredBit});
       Release(i);
       ++n;
     });
@@ -250,7 +256,10 @@ class KeyedState final : public StateTable {
   }
   size_t DirtyCount() const override { return dirty_.size(); }
   void ClearDirty() override {
-    for (uint32_t i : dirty_) At(i).dirty_pos = state_internal::kClean;
+    for (uint32_t i : dirty_) {
+      At(i).dirty_pos = state_internal::kClean;
+      At(i).hash |= state_internal::kStoredBit;
+    }
     dirty_.clear();
     dirty_key_bytes_ = 0;
     erased_.clear();
@@ -276,6 +285,7 @@ class KeyedState final : public StateTable {
       std::memcpy(p + sizeof(len) + len, &s.value, sizeof(V));
       p += sizeof(len) + len + sizeof(V);
       s.dirty_pos = state_internal::kClean;
+      s.hash |= state_internal::kStoredBit;
     }
     out->put_count = n;
     dirty_.clear();
@@ -293,6 +303,7 @@ class KeyedState final : public StateTable {
     auto it = index_.lazy_emplace(hk, [&](const auto& construct) { construct(NewSlot(hk, v)); });
     Slot& s = At(*it);
     s.value = v;  // insert or assign; a loaded entry is clean
+    s.hash |= state_internal::kStoredBit;
     if (s.dirty_pos != state_internal::kClean) Undirty(s);
     return Status::OK();
   }
@@ -328,7 +339,7 @@ class KeyedState final : public StateTable {
   struct SlotHash {
     using is_transparent = void;
     const KeyedState* table;
-    size_t operator()(uint32_t i) const { return table->At(i).hash; }
+    size_t operator()(uint32_t i) const { return table->At(i).hash & ~state_internal::kStoredBit; }
     size_t operator()(const HashedKey& k) const { return k.hash; }
   };
   struct SlotEq {
@@ -338,7 +349,7 @@ class KeyedState final : public StateTable {
     bool operator()(uint32_t i, const HashedKey& k) const { return Matches(table->At(i), k); }
     bool operator()(const HashedKey& k, uint32_t i) const { return Matches(table->At(i), k); }
     static bool Matches(const Slot& s, const HashedKey& k) {
-      return s.hash == k.hash && s.key_size == k.key.size() &&
+      return (s.hash & ~state_internal::kStoredBit) == k.hash && s.key_size == k.key.size() &&
              (k.key.empty() || std::memcmp(s.key_data(), k.key.data(), k.key.size()) == 0);
     }
   };
@@ -391,14 +402,18 @@ class KeyedState final : public StateTable {
     dirty_key_bytes_ -= s.key_size;
     s.dirty_pos = state_internal::kClean;
   }
-  // Frees slot i (already out of index_), recording its key as erased.
+  // Frees slot i (already out of index_), recording its key as erased if
+  // RocksDB has it. An entry born and erased between two checkpoints (most
+  // dedup keys during a replay) costs the store nothing.
   void Release(uint32_t i) {
     Slot& s = At(i);
     const uint32_t len = s.key_size;
-    char* p = erased_.erased.Extend(sizeof(len) + len);
-    std::memcpy(p, &len, sizeof(len));
-    std::memcpy(p + sizeof(len), s.key_data(), len);
-    ++erased_.erased_count;
+    if (s.hash & state_internal::kStoredBit) {
+      char* p = erased_.erased.Extend(sizeof(len) + len);
+      std::memcpy(p, &len, sizeof(len));
+      std::memcpy(p + sizeof(len), s.key_data(), len);
+      ++erased_.erased_count;
+    }
     if (s.dirty_pos != state_internal::kClean) Undirty(s);
     FreeKey(s);
     s.key_size = state_internal::kFreeSlot;
