@@ -1,5 +1,7 @@
 #include "operators/dedup.h"
 
+#include <algorithm>
+
 #include "operators/field_access.h"
 
 namespace kappa {
@@ -23,14 +25,29 @@ bool Dedup::Expired(int64_t first_seen_ms, int64_t ttl_ms, int64_t watermark_ms)
 
 void Dedup::Process(RecordBatch& batch, TaskContext& ctx) {
   char scratch[kFieldTextScratchBytes];
+  char ahead_scratch[kFieldTextScratchBytes];
   size_t kept = 0;
-  for (uint32_t idx : batch.selection) {
+  // A replay's dedup table outgrows the caches: look kAhead records ahead so
+  // the lookups' cache misses overlap.
+  constexpr size_t kAhead = 8;
+  size_t hashes[kAhead];  // of records j .. j + kAhead - 1, by j % kAhead
+  const size_t n = batch.selection.size();
+  auto ahead = [&](size_t j) {
+    const std::string_view k = FieldText(batch.records[batch.selection[j]], spec_.field, ahead_scratch);
+    hashes[j % kAhead] = KeyedState<Entry>::HashOf(k);
+    seen_->Prefetch(k, hashes[j % kAhead]);
+  };
+  for (size_t j = 0; j < std::min(kAhead, n); ++j) ahead(j);
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t idx = batch.selection[j];
+    const size_t hash = hashes[j % kAhead];
+    if (j + kAhead < n) ahead(j + kAhead);
     const InputRecord& rec = batch.records[idx];
     const std::string_view key = FieldText(rec, spec_.field, scratch);
     // One hash lookup per record; only a new key allocates. A repeat marks
     // its unchanged entry dirty, which costs one rewrite at the checkpoint.
     bool inserted = false;
-    Entry& entry = seen_->Upsert(key, Entry{rec.event_time_ms}, &inserted);
+    Entry& entry = seen_->Upsert(key, hash, Entry{rec.event_time_ms}, &inserted);
     if (!inserted) {
       if (!Expired(entry.first_seen_ms, spec_.ttl_ms, rec.watermark_ms)) {
         ++ctx.counters->deduped;
