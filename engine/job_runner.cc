@@ -393,7 +393,9 @@ Status JobRunner::Impl::CheckpointNow() {
   } else {
     // At-least-once barrier: every output of the inputs this checkpoint covers
     // is acknowledged before the offsets move past those inputs.
+    const auto flush_began = Clock::now();
     KAPPA_RETURN_IF_ERROR(sink->Flush(150000));
+    summary->flush_total_ms += SecondsSince(flush_began) * 1000;
   }
   kill_switch.At("after-flush");
   std::vector<StateBackend::TaskSnapshot> snapshots;
@@ -714,7 +716,9 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
   // Final checkpoint on a clean stop (signal, end of log, asked to stop),
   // durable before we return.
   KAPPA_RETURN_IF_ERROR(Checkpoint());
+  const auto wait_began = Clock::now();
   auto durable = backend->WaitForCommits();
+  summary->final_durable_ms = SecondsSince(wait_began) * 1000;
   if (!durable.ok()) return durable.status();
   if (!sink->transactional() && !archive_only) CommitGroupOffsets(true);
   summary->seconds = SecondsSince(start);

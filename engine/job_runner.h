@@ -78,6 +78,8 @@ struct RunSummary {
   // state commit), the longest and in total.
   double checkpoint_max_ms = 0;
   double checkpoint_total_ms = 0;
+  double flush_total_ms = 0;       // of which: waiting for the sink's acks
+  double final_durable_ms = 0;     // waiting at the end for the last checkpoint to be durable
   double seconds = 0;
 };
 
