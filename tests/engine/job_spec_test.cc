@@ -62,6 +62,26 @@ TEST(JobSpecTest, HashIgnoresFormattingAndOperationalKnobsButNotLogic) {
   EXPECT_NE(ParseJobSpec(lateness)->spec_hash, base->spec_hash);
 }
 
+TEST(JobSpecTest, ArchiveAndParallelismAreOperationalNotLogic) {
+  auto base = ParseJobSpec(kSpec);
+  ASSERT_TRUE(base.ok());
+  EXPECT_TRUE(base->archive_dir.empty());
+  EXPECT_EQ(base->parallelism, 1);
+  std::string hybrid = kSpec;
+  hybrid.replace(hybrid.find("start: earliest}"), 16, "start: earliest, archive: /data/archive}");
+  hybrid += "parallelism: 4\n";
+  auto spec = ParseJobSpec(hybrid);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->archive_dir, "/data/archive");
+  EXPECT_EQ(spec->parallelism, 4);
+  // Where history is read from and how many threads replay it change no
+  // output: the same version may switch between them.
+  EXPECT_EQ(spec->spec_hash, base->spec_hash);
+  auto bad = ParseJobSpec(std::string(kSpec) + "parallelism: 0\n", "job.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("parallelism"), std::string::npos) << bad.status().message();
+}
+
 TEST(JobSpecTest, ErrorsNameTheFileLineAndProblem) {
   struct Case {
     std::string yaml;
