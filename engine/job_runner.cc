@@ -431,7 +431,10 @@ void JobRunner::Impl::CommitGroupOffsets(bool wait) {
   for (const auto& [p, o] : pending_group_offsets) {
     rd_kafka_topic_partition_list_add(offsets, spec.source_topic.c_str(), p)->offset = o;
   }
-  rd_kafka_commit(consumer.get(), offsets, wait ? 0 : 1);
+  // Asynchronous: a synchronous commit to a coordinator that is gone left
+  // a request that rd_kafka_consumer_close() then waited for forever.
+  (void)wait;
+  rd_kafka_commit(consumer.get(), offsets, 1);
   rd_kafka_topic_partition_list_destroy(offsets);
   pending_group_offsets.clear();
 }
@@ -720,7 +723,7 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
   auto durable = backend->WaitForCommits();
   summary->final_durable_ms = SecondsSince(wait_began) * 1000;
   if (!durable.ok()) return durable.status();
-  if (!sink->transactional() && !archive_only) CommitGroupOffsets(true);
+  if (!sink->transactional() && !archive_only) CommitGroupOffsets(false);
   summary->seconds = SecondsSince(start);
   if (options.on_checkpoint) options.on_checkpoint(Snapshot(summary->seconds > 0 ? processed / summary->seconds : 0));
   if (options.status_interval_ms > 0) {
@@ -758,7 +761,7 @@ Status JobRunner::Run(volatile int* stop) {
     // the metrics file keeps describing what is durably committed.
     if (impl_->backend && st.ok()) impl_->WriteMetrics();
   }
-  if (impl_->consumer) rd_kafka_consumer_close(impl_->consumer.get());
+  CloseConsumer(impl_->consumer, 10000);
   return st;
 }
 

@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <chrono>
+
 #include <cstring>
 
 namespace kappa {
@@ -87,6 +89,24 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
     out.push_back(*w);
   }
   return out;
+}
+
+void CloseConsumer(KafkaHandle& consumer, int timeout_ms) {
+  rd_kafka_t* rk = consumer.get();
+  if (!rk) return;
+  bool closed = false;
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk, q)) {
+    rd_kafka_error_destroy(e);
+  } else {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!(closed = rd_kafka_consumer_closed(rk)) && std::chrono::steady_clock::now() < deadline) {
+      if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 100)) rd_kafka_event_destroy(ev);
+    }
+  }
+  rd_kafka_queue_destroy(q);
+  consumer.release();
+  rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
 }  // namespace kappa

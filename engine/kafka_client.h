@@ -47,4 +47,10 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
 
 std::string BrokersOf(const KafkaConfig& config);
 
+// Closes a consumer, waiting at most timeout_ms for librdkafka's close (which
+// can wait forever for a broker that is gone, e.g. for an in-flight offset
+// commit); after that the handle is destroyed without a consumer close.
+// Leaves `consumer` empty.
+void CloseConsumer(KafkaHandle& consumer, int timeout_ms);
+
 }  // namespace kappa

@@ -232,7 +232,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
   rd_kafka_queue_destroy(queue);
   // What was appended before a failure is good data: make it durable.
   Status flushed = flush_all();
-  rd_kafka_consumer_close(rk);
+  CloseConsumer(*consumer_or, 10000);
   if (options.progress_on_terminal && options.status_interval_ms > 0) std::fprintf(stderr, "\n");
   if (!result.ok()) return result;
   if (!flushed.ok()) return flushed;

@@ -14,9 +14,11 @@ dir=$(scripts/setup.sh Release | tail -n 1)
 kappa="$PWD/$dir/engine/kappa"
 work=$(mktemp -d /tmp/kappa-quickstart.XXXXXX)
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+cleanup() {  # the jobs and the archiver first (they take a final checkpoint), the broker last
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
