@@ -9,9 +9,11 @@
 //            (event_time_ms // 3600000): count(*), sum(amount_cents)
 //   nodedup: the same without the dedup
 // Each result is materialized in full (CREATE TEMP TABLE r AS ...), and
-// dropped between runs. rows/s = input rows / best query seconds.
+// dropped between runs. Runs go in rounds, each running every (threads, query)
+// case once; rows/s = input rows / best query seconds.
 //
 //   node query.mjs --csv FILE [--threads 1,2] [--json OUT] [--runs 3] [--warmup 1]
+//                  [--dedup-form dupjoin|qualify|argmin]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -154,6 +156,11 @@ try {
 const loadSeconds = (performance.now() - t0) / 1000;
 const rows = Number(await scalar('SELECT count(*) FROM events'));
 if (rows === 0) die(`${opts.csv} has a header but no rows`);
+// The dedup forms pack (partition, offset) into one BIGINT.
+if (!(await scalar(`SELECT min(partition) >= 0 AND max(partition) < 8388608 AND
+                           min("offset") >= 0 AND max("offset") < 1099511627776 FROM events`))) {
+  die(`${opts.csv}: partitions must be in [0, 2^23) and offsets in [0, 2^40)`);
+}
 const distinctTxns = Number(await scalar('SELECT count(DISTINCT txn_id) FROM events'));
 const cancelledRows = Number(await scalar(`SELECT count(*) FROM events WHERE status = 'cancelled'`));
 
