@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config git
   librdkafka-dev librocksdb-dev libflatbuffers-dev flatbuffers-compiler
-  libboost-program-options-dev libbenchmark-dev libgtest-dev libyaml-cpp-dev libabsl-dev
+  libboost-program-options-dev libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev libabsl-dev
   kcat liblz4-dev libxxhash-dev)
 
 missing=()
