@@ -1,7 +1,7 @@
 // End-to-end latency of a live version (produce -> output), alone and beside
 // a concurrent replay at full speed or with --max-rate. A measurement, never a
 // test assertion. Runs the real `kappa` binary against an embedded broker:
-//   build/bench/kappa_latency_bench build/engine/kappa [history] [live_rate] [seconds]
+//   build/bench/kappa_latency_bench build/kappa [history] [live_rate] [seconds]
 // The job is a pass-through (decode, emit keyed by txn_id), so latency is the
 // engine's own: consume, decode, produce, plus the sink's linger. Inputs carry
 // their wall-clock produce time as Kafka timestamp; outputs get theirs from
@@ -21,12 +21,12 @@
 #include <thread>
 #include <vector>
 
-#include "engine/base/hash.h"
-#include "engine/embedded_broker.h"
-#include "engine/event_producer.h"
-#include "engine/kafka_client.h"
-#include "engine/topic_reader.h"
-#include "engine/transaction_generator.h"
+#include "base/hash.h"
+#include "kafka/embedded_broker.h"
+#include "workload/event_producer.h"
+#include "kafka/kafka_client.h"
+#include "kafka/topic_reader.h"
+#include "workload/transaction_generator.h"
 #include "schemas/transaction_generated.h"
 
 namespace kappa {

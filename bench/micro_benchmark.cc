@@ -6,7 +6,7 @@
 
 #include <filesystem>
 
-#include "engine/transaction_generator.h"
+#include "workload/transaction_generator.h"
 #include "operators/operator.h"
 #include "schemas/transaction_generated.h"
 #include "state/state_backend.h"

@@ -2,7 +2,7 @@
 // through the real task path (Task::Create, Append, Process: decode and
 // verification, the operator chain, state, emit), without Kafka. N generated
 // events are split over P partitions by key hash as Kafka would. By default
-// they are read from the log archive (replay/archive.h, topic `nexmark`
+// they are read from the log archive (archive/archive.h, topic `nexmark`
 // under --archive, written first if it does not hold exactly these events):
 // each partition's blocks are read, LZ4-decompressed and handed to the task
 // without a copy (Task::AppendBorrowed), one batch per block, as a replay
@@ -29,11 +29,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/base/hash.h"
+#include "base/hash.h"
 #include "engine/job_spec.h"
-#include "engine/nexmark_generator.h"
+#include "workload/nexmark_generator.h"
 #include "engine/task.h"
-#include "replay/archive.h"
+#include "archive/archive.h"
 
 namespace kappa {
 namespace {

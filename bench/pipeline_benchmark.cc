@@ -9,9 +9,9 @@
 
 #include <filesystem>
 
-#include "engine/transaction_generator.h"
+#include "workload/transaction_generator.h"
 #include "operators/operator.h"
-#include "replay/archive.h"
+#include "archive/archive.h"
 
 namespace kappa {
 namespace {

@@ -34,14 +34,14 @@
 #include <thread>
 #include <vector>
 
-#include "engine/base/hash.h"
-#include "engine/embedded_broker.h"
-#include "engine/event_producer.h"
+#include "base/hash.h"
+#include "kafka/embedded_broker.h"
+#include "workload/event_producer.h"
 #include "engine/job_runner.h"
 #include "engine/job_spec.h"
-#include "engine/kafka_client.h"
-#include "engine/transaction_generator.h"
-#include "replay/archive.h"
+#include "kafka/kafka_client.h"
+#include "workload/transaction_generator.h"
+#include "archive/archive.h"
 #include "schemas/transaction_generated.h"
 
 namespace fs = std::filesystem;

@@ -14,12 +14,12 @@
 #include <fstream>
 #include <thread>
 
-#include "engine/base/kill_switch.h"
-#include "engine/kafka_client.h"
+#include "base/kill_switch.h"
+#include "kafka/kafka_client.h"
 #include "engine/kafka_sink.h"
 #include "engine/task.h"
-#include "engine/worker_pool.h"
-#include "replay/archive.h"
+#include "base/worker_pool.h"
+#include "archive/archive.h"
 #include "state/state_backend.h"
 
 namespace kappa {

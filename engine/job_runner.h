@@ -18,10 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/base/record_counters.h"
-#include "engine/base/status.h"
+#include "base/record_counters.h"
+#include "base/status.h"
 #include "engine/job_spec.h"
-#include "engine/kafka_config.h"
+#include "kafka/kafka_config.h"
 
 namespace kappa {
 

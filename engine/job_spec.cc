@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/base/hash.h"
+#include "base/hash.h"
 
 namespace kappa {
 namespace {

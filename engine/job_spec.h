@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/base/status.h"
+#include "base/status.h"
 #include "operators/operator_spec.h"
 
 namespace kappa {
@@ -38,7 +38,7 @@ struct JobSpec {
   DeliveryMode delivery = DeliveryMode::kAtLeastOnce;
 
   // Operational (not hashed).
-  // The log archive (replay/archive.h) holding this topic's history: each
+  // The log archive (archive/archive.h) holding this topic's history: each
   // partition is read from it up to its archived end, then from Kafka at
   // exactly that offset. Empty: Kafka only.
   std::string archive_dir;

@@ -17,9 +17,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine/base/status.h"
+#include "base/status.h"
 #include "engine/job_spec.h"
-#include "engine/kafka_client.h"
+#include "kafka/kafka_client.h"
 #include "operators/operator.h"
 
 struct rd_kafka_headers_s;

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/base/record_counters.h"
-#include "engine/base/status.h"
+#include "base/record_counters.h"
+#include "base/status.h"
 #include "operators/operator_spec.h"
 #include "state/keyed_state.h"
 

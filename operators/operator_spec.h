@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-#include "engine/base/status.h"
+#include "base/status.h"
 
 namespace kappa {
 

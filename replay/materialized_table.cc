@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "engine/topic_reader.h"
+#include "kafka/topic_reader.h"
 
 namespace kappa {
 

@@ -9,8 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "engine/base/status.h"
-#include "engine/kafka_config.h"
+#include "base/status.h"
+#include "kafka/kafka_config.h"
 
 namespace kappa {
 

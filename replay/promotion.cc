@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <map>
 
-#include "engine/kafka_client.h"
-#include "engine/topic_reader.h"
+#include "kafka/kafka_client.h"
+#include "kafka/topic_reader.h"
 #include "schemas/window_aggregate_generated.h"
 
 namespace kappa {

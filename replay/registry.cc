@@ -5,7 +5,7 @@
 
 #include <chrono>
 
-#include "engine/topic_reader.h"
+#include "kafka/topic_reader.h"
 #include "schemas/control_generated.h"
 
 namespace kappa {

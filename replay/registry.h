@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/base/status.h"
+#include "base/status.h"
 #include "engine/job_runner.h"
-#include "engine/kafka_client.h"
-#include "engine/kafka_config.h"
+#include "kafka/kafka_client.h"
+#include "kafka/kafka_config.h"
 
 namespace kappa {
 

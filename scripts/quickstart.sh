@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(scripts/setup.sh Release | tail -n 1)
-kappa="$PWD/$dir/engine/kappa"
+kappa="$PWD/$dir/kappa"
 work=$(mktemp -d /tmp/kappa-quickstart.XXXXXX)
 pids=()
 cleanup() {  # the jobs and the archiver first (they take a final checkpoint), the broker last

@@ -38,7 +38,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "engine/base/status.h"
+#include "base/status.h"
 
 namespace kappa {
 

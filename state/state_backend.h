@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/base/record_counters.h"
-#include "engine/base/status.h"
+#include "base/record_counters.h"
+#include "base/status.h"
 #include "state/keyed_state.h"
 
 namespace kappa {

@@ -17,8 +17,8 @@
 #include <set>
 #include <sstream>
 
-#include "engine/event_producer.h"
-#include "engine/kafka_client.h"
+#include "workload/event_producer.h"
+#include "kafka/kafka_client.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {

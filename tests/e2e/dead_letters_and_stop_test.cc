@@ -8,8 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/base/hash.h"
-#include "engine/event_producer.h"
+#include "base/hash.h"
+#include "workload/event_producer.h"
 #include "schemas/dlq_record_generated.h"
 #include "tests/e2e/e2e_util.h"
 

@@ -3,7 +3,7 @@
 // promise that one code path gives one answer, live or replayed.
 #include <gtest/gtest.h>
 
-#include "engine/event_producer.h"
+#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {

@@ -10,8 +10,8 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/kafka_client.h"
-#include "engine/topic_reader.h"
+#include "kafka/kafka_client.h"
+#include "kafka/topic_reader.h"
 #include "schemas/window_aggregate_generated.h"
 #include "tests/support/test_support.h"
 

@@ -20,8 +20,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/base/hash.h"
-#include "engine/event_producer.h"
+#include "base/hash.h"
+#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {

@@ -6,7 +6,7 @@
 // for every input record.
 #include <gtest/gtest.h>
 
-#include "engine/event_producer.h"
+#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/reference_model.h"
 

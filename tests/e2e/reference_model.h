@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/base/hash.h"
-#include "engine/transaction_generator.h"
+#include "base/hash.h"
+#include "workload/transaction_generator.h"
 #include "schemas/transaction_generated.h"
 
 namespace kappa::testing {

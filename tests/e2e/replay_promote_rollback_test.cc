@@ -13,7 +13,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/event_producer.h"
+#include "workload/event_producer.h"
 #include "replay/registry.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/reference_model.h"

@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/event_producer.h"
+#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {

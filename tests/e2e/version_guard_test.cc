@@ -4,7 +4,7 @@
 // longer has is never skipped silently.
 #include <gtest/gtest.h>
 
-#include "engine/event_producer.h"
+#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {

@@ -9,7 +9,7 @@
 
 #include <set>
 
-#include "engine/base/random.h"
+#include "base/random.h"
 #include "tests/operators/operator_test_util.h"
 
 namespace kappa::testing {

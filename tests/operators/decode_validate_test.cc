@@ -8,7 +8,7 @@
 
 #include <cstring>
 
-#include "engine/base/random.h"
+#include "base/random.h"
 #include "tests/operators/operator_test_util.h"
 
 namespace kappa::testing {

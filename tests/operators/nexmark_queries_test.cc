@@ -8,8 +8,8 @@
 #include <map>
 #include <set>
 
-#include "engine/base/hash.h"
-#include "engine/nexmark_generator.h"
+#include "base/hash.h"
+#include "workload/nexmark_generator.h"
 #include "operators/filter.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/row_generated.h"

@@ -13,8 +13,8 @@
 
 #include <gtest/gtest.h>
 
-#include "engine/embedded_broker.h"
-#include "engine/kafka_config.h"
+#include "kafka/embedded_broker.h"
+#include "kafka/kafka_config.h"
 
 namespace kappa::testing {
 

@@ -1,0 +1,162 @@
+// kappa archive: follows topics into the log archive, imports record files,
+// lists and dumps what an archive holds.
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/record_format.h"
+#include "archive/archive.h"
+#include "archive/archiver.h"
+
+namespace po = boost::program_options;
+
+namespace kappa::cli {
+namespace {
+
+std::string Hex(std::string_view bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 15]);
+  }
+  return out;
+}
+
+int List(const std::string& root, const std::vector<std::string>& topics) {
+  for (const auto& topic : topics) {
+    auto ranges = ArchiveRanges(root, topic);
+    if (!ranges.ok()) return Fail("archive", ranges.status());
+    if (ranges->empty()) {
+      std::printf("%s: nothing archived in %s\n", topic.c_str(), root.c_str());
+      continue;
+    }
+    int64_t records = 0, bytes = 0;
+    for (const auto& r : *ranges) {
+      std::printf("%s[%d]: offsets %lld..%lld, %lld records, %.1f MB stored\n", topic.c_str(), r.partition,
+                  static_cast<long long>(r.first_offset), static_cast<long long>(r.end_offset - 1),
+                  static_cast<long long>(r.records), r.stored_bytes / 1e6);
+      records += r.records;
+      bytes += r.stored_bytes;
+    }
+    std::printf("%s: %zu partitions, %lld records, %.1f MB stored\n", topic.c_str(), ranges->size(),
+                static_cast<long long>(records), bytes / 1e6);
+  }
+  return 0;
+}
+
+// One JSON line per record; keys, values and header values in hex (they are
+// binary), null as JSON null.
+int Dump(const std::string& root, const std::string& topic, int partition, int64_t from, bool decode) {
+  auto partitions = ArchivedPartitions(root, topic);
+  if (!partitions.ok()) return Fail("archive", partitions.status());
+  if (partitions->empty()) return Fail("archive", Status::NotFound("nothing archived for topic " + topic + " in " + root));
+  for (int32_t p : *partitions) {
+    if (partition >= 0 && p != partition) continue;
+    auto reader = ArchiveReader::Open(root, topic, p);
+    if (!reader.ok()) return Fail("archive", reader.status());
+    if (Status st = (*reader)->Seek(from); !st.ok()) return Fail("archive", st);
+    ArchiveRecord r;
+    for (;;) {
+      auto more = (*reader)->Next(&r);
+      if (!more.ok()) return Fail("archive", more.status());
+      if (!*more) break;
+      std::string line = "{\"partition\":" + std::to_string(p) + ",\"offset\":" + std::to_string(r.offset) +
+                         ",\"timestamp_ms\":" + std::to_string(r.timestamp_ms) + ",\"key\":" +
+                         (r.key_null ? "null" : "\"" + Hex(r.key) + "\"") + ",\"value\":" +
+                         (r.value_null ? "null" : "\"" + Hex(r.value) + "\"") + ",\"headers\":[";
+      for (size_t i = 0; i < r.headers.size(); ++i) {
+        line += (i ? ",[\"" : "[\"") + JsonEscape(std::string(r.headers[i].name)) + "\"," +
+                (r.headers[i].value_null ? "null" : "\"" + Hex(r.headers[i].value) + "\"") + "]";
+      }
+      line += "]";
+      if (decode && !r.value_null) {
+        line += ",\"decoded\":" + FormatRecordJson(reinterpret_cast<const uint8_t*>(r.value.data()), r.value.size());
+      }
+      line += "}\n";
+      std::fwrite(line.data(), 1, line.size(), stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int ArchiveCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  ArchiverOptions options;
+  std::string import_file;
+  int partition = -1;
+  int64_t from = 0;
+  int block_kb = static_cast<int>(options.block_bytes / 1024);
+  desc.add_options()
+      ("help,h", "show this help")
+      ("archive,a", po::value<std::string>(&options.root)->required(), "archive directory (created if missing)")
+      ("topic,t", po::value<std::vector<std::string>>(&options.topics), "topic to archive, import into, list or dump (repeatable)")
+      ("stop-at-end", "follow: stop once every partition reaches the log end offset it had at start")
+      ("flush-interval-ms", po::value<int>(&options.flush_interval_ms)->default_value(options.flush_interval_ms), "follow: fdatasync at least this often")
+      ("block-kb", po::value<int>(&block_kb)->default_value(block_kb), "size of a compressed block before compression, in KiB")
+      ("status-interval-ms", po::value<int>(&options.status_interval_ms)->default_value(options.status_interval_ms), "follow: print progress this often (0: never)")
+      ("import", po::value<std::string>(&import_file), "load a record file (e.g. from `kappa gen --to-archive`) into --topic instead of following Kafka")
+      ("list", "print each archived partition's offset range, record count and size")
+      ("dump", "print every archived record of --topic as a JSON line (bytes in hex)")
+      ("decode", "with --dump: also decode kappa FlatBuffers payloads")
+      ("partition,p", po::value<int>(&partition)->default_value(-1), "with --dump: only this partition")
+      ("from", po::value<int64_t>(&from)->default_value(0), "with --dump: start at this offset");
+  AddKafkaOptions(desc);
+  const std::string usage =
+      "usage: kappa archive --archive DIR --topic TOPIC... --brokers HOST:PORT [--stop-at-end]\n"
+      "       kappa archive --archive DIR --topic TOPIC --import FILE\n"
+      "       kappa archive --archive DIR --list [--topic TOPIC]\n"
+      "       kappa archive --archive DIR --topic TOPIC --dump [--partition P] [--from OFFSET]\n\n"
+      "Keeps Kafka history beyond retention: appends every record of every partition (exact\n"
+      "offset, timestamp, key, value, headers) to DIR/<topic>/<partition>/ as LZ4-compressed,\n"
+      "checksummed blocks. Resumable after any crash (the archive is its own progress record);\n"
+      "refuses to leave a hole when Kafka already deleted records it has not archived. Jobs\n"
+      "replay from it with `source: {archive: DIR}` or `--archive DIR`.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "archive", usage, desc, nullptr, vm); rc >= 0) return rc;
+  if (block_kb < 1 || block_kb > 16384) return Fail("archive", Status::InvalidArgument("--block-kb must be between 1 and 16384"));
+  options.block_bytes = static_cast<size_t>(block_kb) * 1024;
+  const int modes = (vm.count("import") ? 1 : 0) + (vm.count("list") ? 1 : 0) + (vm.count("dump") ? 1 : 0);
+  if (modes > 1) return Fail("archive", Status::InvalidArgument("--import, --list and --dump exclude each other"));
+
+  if (vm.count("list")) {
+    std::vector<std::string> topics = options.topics;
+    if (topics.empty()) {
+      for (const auto& entry : std::filesystem::directory_iterator(options.root)) {
+        if (entry.is_directory()) topics.push_back(entry.path().filename().string());
+      }
+    }
+    return List(options.root, topics);
+  }
+  if (options.topics.empty()) return Fail("archive", Status::InvalidArgument("--topic is required"));
+  if (vm.count("dump")) {
+    if (options.topics.size() != 1) return Fail("archive", Status::InvalidArgument("--dump takes one --topic"));
+    return Dump(options.root, options.topics[0], partition, from, vm.count("decode") > 0);
+  }
+  if (vm.count("import")) {
+    if (options.topics.size() != 1) return Fail("archive", Status::InvalidArgument("--import takes one --topic"));
+    auto summary = ImportRecordFile(import_file, options.root, options.topics[0]);
+    if (!summary.ok()) return Fail("archive", summary.status());
+    std::printf("kappa archive: imported %lld records into %s/%s (%d partitions); %lld already archived were skipped\n",
+                static_cast<long long>(summary->records), options.root.c_str(), options.topics[0].c_str(),
+                summary->partitions, static_cast<long long>(summary->skipped));
+    return 0;
+  }
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("archive", st);
+  options.stop_at_end = vm.count("stop-at-end") > 0;
+  options.progress_on_terminal = StderrIsTerminal();
+  volatile int* stop = InstallStopSignals();
+  auto summary = RunArchiver(config, options, stop);
+  if (!summary.ok()) return Fail("archive", summary.status());
+  std::printf("kappa archive: archived %lld records (%.1f MB) in %.1f s into %s\n",
+              static_cast<long long>(summary->records), summary->bytes / 1e6, summary->seconds, options.root.c_str());
+  return 0;
+}
+
+}  // namespace kappa::cli

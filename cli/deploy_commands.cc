@@ -1,0 +1,266 @@
+// Versioned deployments: deploy, replay, status, promote, rollback, retire,
+// get. The logic lives in replay/; these parse flags and print.
+#include <cstdio>
+#include <iostream>
+
+#include "cli/command.h"
+#include "engine/job_spec.h"
+#include "kafka/kafka_client.h"
+#include "cli/record_format.h"
+#include "replay/deployment.h"
+#include "replay/materialized_table.h"
+#include "replay/promotion.h"
+#include "replay/registry.h"
+
+namespace po = boost::program_options;
+
+namespace kappa::cli {
+namespace {
+
+void AddControlOption(po::options_description& desc) {
+  desc.add_options()("control-topic", po::value<std::string>()->default_value("kappa.control"),
+                     "the registry's control topic (compacted on a real cluster)");
+}
+
+int DeployOrReplay(int argc, char** argv, bool replay) {
+  const std::string command = replay ? "replay" : "deploy";
+  po::options_description desc("options");
+  std::string spec_path;
+  DeploymentOptions options;
+  options.replay = replay;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("spec", po::value<std::string>(&spec_path)->required(), "job spec file (YAML); also the first positional argument")
+      ("state-dir", po::value<std::string>(), "RocksDB state directory (overrides checkpoint.dir)")
+      ("max-rate", po::value<double>(&options.run.max_rate)->default_value(0), "cap on records per second so a replay never starves the live version (0: none)")
+      ("archive", po::value<std::string>(&options.run.archive_dir), "log archive to read history from before switching to Kafka (overrides source.archive)")
+      ("parallelism", po::value<int>(&options.run.parallelism)->default_value(0), "worker threads replaying archived partitions in parallel (0: the spec's parallelism, default 1)")
+      ("stop-at-end", "stop once every partition reaches the log end it had at start")
+      ("catch-up-lag", po::value<int64_t>(&options.catch_up_max_lag)->default_value(1000), "caught up: every partition within this many records of the log end...")
+      ("catch-up-hold-ms", po::value<int64_t>(&options.catch_up_hold_ms)->default_value(3000), "...held for this long")
+      ("status-interval-ms", po::value<int>(&options.run.status_interval_ms)->default_value(replay ? 1000 : 5000), "progress line interval (0: never)");
+  AddControlOption(desc);
+  AddKafkaOptions(desc);
+  po::positional_options_description positional;
+  positional.add("spec", 1);
+  const std::string usage = replay
+      ? "usage: kappa replay SPEC --brokers HOST:PORT [options]\n\n"
+        "Starts a NEW version of a job from offset zero (or the spec's start) in this process,\n"
+        "beside the running versions, with its own state directory, consumer group <job>.v<N>\n"
+        "and output topic <sink>.v<N>. Shows per-partition lag, rate, percent done and ETA;\n"
+        "marks the version caught-up in the registry once it has kept up; then keeps running\n"
+        "live until stopped or retired. Promote it with `kappa promote`."
+      : "usage: kappa deploy SPEC --brokers HOST:PORT [options]\n\n"
+        "Registers a version of a job in the registry (the control topic) and runs it live.\n"
+        "The first version of a job becomes the serving one. Restarting a registered version\n"
+        "resumes from its checkpoint; a different spec under the same version is refused.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, command, usage, desc, &positional, vm); rc >= 0) return rc;
+  auto spec = LoadJobSpec(spec_path);
+  if (!spec.ok()) return Fail(command, spec.status());
+  if (vm.count("state-dir")) spec->state_dir = vm["state-dir"].as<std::string>();
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail(command, st);
+  options.run.stop_at_end = vm.count("stop-at-end") > 0;
+  options.run.progress_on_terminal = StderrIsTerminal();
+  Registry registry(config, vm["control-topic"].as<std::string>());
+  volatile int* stop = InstallStopSignals();
+  RunSummary summary;
+  Status st = RunDeployment(config, *spec, options, registry, stop, &summary);
+  if (!st.ok()) return Fail(command, st);
+  std::printf("kappa %s: %s v%d stopped cleanly: in %lld, %lld outputs to %s\n", command.c_str(), spec->job.c_str(),
+              spec->version, static_cast<long long>(summary.counters.in),
+              static_cast<long long>(summary.counters.outputs), spec->OutputTopic().c_str());
+  return 0;
+}
+
+}  // namespace
+
+int DeployCommand(int argc, char** argv) { return DeployOrReplay(argc, argv, false); }
+int ReplayCommand(int argc, char** argv) { return DeployOrReplay(argc, argv, true); }
+
+int StatusCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  desc.add_options()("help,h", "show this help")("job", po::value<std::string>(), "only this job (positional)");
+  AddControlOption(desc);
+  AddKafkaOptions(desc);
+  po::positional_options_description positional;
+  positional.add("job", 1);
+  const std::string usage =
+      "usage: kappa status [JOB] --brokers HOST:PORT\n\n"
+      "Shows every version of every job in the registry: state (live, replaying, caught-up,\n"
+      "retired), which version serves, per-partition position and lag, rate, last checkpoint,\n"
+      "DLQ and late counts, and whether its process still reports.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "status", usage, desc, &positional, vm); rc >= 0) return rc;
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("status", st);
+  Registry registry(config, vm["control-topic"].as<std::string>());
+  if (Status st = registry.Refresh(); !st.ok()) return Fail("status", st);
+  auto consumer = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-status"}});
+  if (!consumer.ok()) return Fail("status", consumer.status());
+  const int64_t now = WallClockMs();
+  int shown = 0;
+  for (const auto& name : registry.Jobs()) {
+    if (vm.count("job") && vm["job"].as<std::string>() != name) continue;
+    auto job = registry.Job(name);
+    if (!job) continue;
+    ++shown;
+    std::printf("job %s: serving v%d%s\n", name.c_str(), job->serving,
+                job->previous_serving.empty() ? "" : (" (rollback to v" + std::to_string(job->previous_serving.back()) + ")").c_str());
+    for (const auto& v : job->versions) {
+      auto progress = registry.Progress(name, v.version);
+      std::printf("  v%d %-9s%s spec %s  output %s  state %s\n", v.version, VersionStateName(v.state),
+                  job->serving == v.version ? " SERVING" : "        ", v.spec_hash.c_str(), v.output_topic.c_str(),
+                  v.state_dir.c_str());
+      if (!progress) {
+        std::printf("      no progress reported yet\n");
+        continue;
+      }
+      const auto& s = progress->snapshot;
+      int64_t lag = 0, pos = 0, end = 0;
+      std::string parts;
+      for (const auto& p : s.partitions) {
+        auto w = QueryWatermarks(consumer->get(), v.source_topic, p.partition, 10000);
+        const int64_t high = w.ok() ? w->high : p.log_end;
+        lag += std::max<int64_t>(0, high - p.position);
+        pos += p.position;
+        end += high;
+        parts += " p" + std::to_string(p.partition) + ":" + std::to_string(p.position) + "/" + std::to_string(high);
+      }
+      std::printf("      %s, %.0f rec/s, lag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s\n",
+                  progress->stopped ? "stopped" : "running", s.records_per_second, static_cast<long long>(lag),
+                  end ? 100.0 * pos / end : 100.0, static_cast<long long>(s.epoch),
+                  static_cast<long long>((now - s.checkpoint_ms) / 1000), static_cast<long long>(s.counters.in),
+                  static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
+                  static_cast<long long>(s.counters.late), progress->caught_up_since_ms ? ", within catch-up lag" : "");
+      std::printf("      positions/ends:%s\n", parts.c_str());
+    }
+  }
+  if (shown == 0) std::printf("no jobs registered in %s\n", registry.control_topic().c_str());
+  return 0;
+}
+
+int PromoteCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string job;
+  int version = 0;
+  PromoteOptions options;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("job", po::value<std::string>(&job)->required(), "job name (positional)")
+      ("version", po::value<int>(&version)->required(), "version to promote")
+      ("force", "promote even if the version has not caught up")
+      ("accept", "promote even if more rows changed than the gate allows")
+      ("max-changed-share", po::value<double>(&options.max_changed_share)->default_value(-1), "gate: refuse when more than this share of compared rows changed (overrides the spec's promote.max_changed_share)")
+      ("max-lag", po::value<int64_t>(&options.max_lag)->default_value(1000), "caught up: every partition within this many records of the log end");
+  AddControlOption(desc);
+  AddKafkaOptions(desc);
+  po::positional_options_description positional;
+  positional.add("job", 1);
+  const std::string usage =
+      "usage: kappa promote JOB --version N --brokers HOST:PORT [--force] [--accept]\n\n"
+      "Switches the job's serving alias to version N with one registry record. Refuses if N\n"
+      "has not caught up (unless --force). Compares N's outputs with the serving version's on\n"
+      "the keys both produced and prints the diff; refuses over the changed-share gate unless\n"
+      "--accept.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "promote", usage, desc, &positional, vm); rc >= 0) return rc;
+  options.force = vm.count("force") > 0;
+  options.accept = vm.count("accept") > 0;
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("promote", st);
+  Registry registry(config, vm["control-topic"].as<std::string>());
+  std::string report;
+  Status st = Promote(registry, config, job, version, options, &report);
+  if (!report.empty()) std::printf("%s\n", report.c_str());
+  if (!st.ok()) return Fail("promote", st);
+  return 0;
+}
+
+int RollbackCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string job;
+  desc.add_options()("help,h", "show this help")("job", po::value<std::string>(&job)->required(), "job name (positional)");
+  AddControlOption(desc);
+  AddKafkaOptions(desc);
+  po::positional_options_description positional;
+  positional.add("job", 1);
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "rollback", "usage: kappa rollback JOB --brokers HOST:PORT\n\nMakes the previously serving version serve again.", desc, &positional, vm); rc >= 0) return rc;
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("rollback", st);
+  Registry registry(config, vm["control-topic"].as<std::string>());
+  std::string report;
+  Status st = Rollback(registry, job, &report);
+  if (!st.ok()) return Fail("rollback", st);
+  std::printf("%s\n", report.c_str());
+  return 0;
+}
+
+int RetireCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string job, retention;
+  int version = 0;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("job", po::value<std::string>(&job)->required(), "job name (positional)")
+      ("version", po::value<int>(&version)->required(), "version to retire")
+      ("retention", po::value<std::string>(&retention)->default_value("24h"), "delete the local state of versions retired longer ago than this");
+  AddControlOption(desc);
+  AddKafkaOptions(desc);
+  po::positional_options_description positional;
+  positional.add("job", 1);
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire.", desc, &positional, vm); rc >= 0) return rc;
+  auto retention_ms = ParseDurationMs(retention);
+  if (!retention_ms.ok()) return Fail("retire", Status::InvalidArgument("--retention: " + retention_ms.status().message()));
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("retire", st);
+  Registry registry(config, vm["control-topic"].as<std::string>());
+  std::string report;
+  Status st = Retire(registry, job, version, *retention_ms, &report);
+  if (!st.ok()) return Fail("retire", st);
+  std::printf("%s\n", report.c_str());
+  return 0;
+}
+
+int GetCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string job, key, table_dir;
+  int version = 0;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("job", po::value<std::string>(&job)->required(), "job name (positional)")
+      ("key", po::value<std::string>(&key)->required(), "output key, e.g. u0000042|1767229200000 (positional)")
+      ("version", po::value<int>(&version)->default_value(0), "read this version instead of the serving one")
+      ("table-dir", po::value<std::string>(&table_dir)->default_value(".kappa/tables"), "where the local materialized tables live");
+  AddControlOption(desc);
+  AddKafkaOptions(desc);
+  po::positional_options_description positional;
+  positional.add("job", 1).add("key", 1);
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "get", "usage: kappa get JOB KEY --brokers HOST:PORT\n\nPrints the latest output for KEY from the version that serves JOB, read from a local\ntable materialized from its output topic (upsert by key, caught up on every call).", desc, &positional, vm); rc >= 0) return rc;
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("get", st);
+  Registry registry(config, vm["control-topic"].as<std::string>());
+  if (Status st = registry.Refresh(); !st.ok()) return Fail("get", st);
+  auto record = registry.Job(job);
+  if (!record) return Fail("get", Status::NotFound("no job " + job + " in the registry"));
+  const int32_t v = version ? version : record->serving;
+  const VersionInfo* info = record->Find(v);
+  if (!info) return Fail("get", Status::NotFound("job " + job + " has no version " + std::to_string(v) + " (nothing serves yet?)"));
+  auto table = MaterializedTable::Open(table_dir + "/" + info->output_topic, info->output_topic);
+  if (!table.ok()) return Fail("get", table.status());
+  auto applied = (*table)->CatchUp(config);
+  if (!applied.ok()) return Fail("get", applied.status());
+  auto value = (*table)->Get(key);
+  if (!value.ok()) return Fail("get", value.status());
+  if (!value->has_value()) return Fail("get", Status::NotFound("no output for key " + key + " in " + info->output_topic));
+  const std::string& bytes = **value;
+  std::printf("{\"job\":\"%s\",\"version\":%d,\"key\":\"%s\",\"value\":%s}\n", job.c_str(), v, JsonEscape(key).c_str(),
+              FormatRecordJson(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()).c_str());
+  return 0;
+}
+
+}  // namespace kappa::cli

@@ -1,0 +1,199 @@
+// kappa gen: produces the deterministic transaction workload into a topic.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <vector>
+
+#include "base/hash.h"
+#include "cli/command.h"
+#include "workload/event_producer.h"
+#include "workload/nexmark_generator.h"
+#include "workload/transaction_generator.h"
+#include "archive/archiver.h"
+
+namespace po = boost::program_options;
+
+namespace kappa::cli {
+namespace {
+Status CheckFraction(const char* name, double v) {
+  if (!(v >= 0 && v <= 1)) return Status::InvalidArgument(std::string("--") + name + " must be between 0 and 1");
+  return Status::OK();
+}
+
+// Writes the workload to a record file: partition by key as the producer
+// does, offsets 0, 1, ... per partition as Kafka would assign them, the
+// event time as the timestamp (malformed records: the start time).
+int GenToFile(const GeneratorOptions& g, const std::string& path, int partitions, bool tty) {
+  auto writer = RecordFileWriter::Create(path);
+  if (!writer.ok()) return Fail("gen", writer.status());
+  TransactionGenerator generator(g);
+  GeneratedRecord record;
+  std::vector<int64_t> next(static_cast<size_t>(partitions), 0);
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t written = 0, bytes = 0;
+  while (generator.Next(&record)) {
+    const int32_t p = PartitionForKey(record.key, partitions);
+    const bool has_time = record.kind == RecordKind::kValid || record.kind == RecordKind::kDuplicate;
+    Status st = (*writer)->Append(p, next[p]++, has_time ? record.event_time_ms : g.start_time_ms, record.key, record.value);
+    if (!st.ok()) return Fail("gen", st);
+    bytes += record.key.size() + record.value.size();
+    if (tty && ++written % 1000000 == 0) {
+      std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)   ", static_cast<unsigned long long>(written),
+                   static_cast<unsigned long long>(g.count), 100.0 * written / std::max<uint64_t>(1, g.count));
+    }
+  }
+  if (Status st = (*writer)->Close(); !st.ok()) return Fail("gen", st);
+  if (tty) std::fprintf(stderr, "\n");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto& s = generator.stats();
+  std::printf("kappa gen: %llu records (%.1f MB) over %d partitions to %s in %.2f s; valid %llu, duplicates %llu, "
+              "malformed %llu\n",
+              static_cast<unsigned long long>(s.total), bytes / 1e6, partitions, path.c_str(), seconds,
+              static_cast<unsigned long long>(s.valid), static_cast<unsigned long long>(s.duplicates),
+              static_cast<unsigned long long>(s.malformed()));
+  return 0;
+}
+
+
+// kappa gen --workload nexmark: the Nexmark events instead of transactions,
+// to a topic or (with --to-archive) a record file.
+int GenNexmark(const KafkaConfig& config, const std::string& topic, const GeneratorOptions& g,
+               bool default_rate, const std::string& to_archive, int partitions) {
+  NexmarkOptions n;
+  n.count = g.count;
+  n.seed = g.seed;
+  n.start_time_ms = g.start_time_ms;
+  if (!default_rate) n.events_per_second = g.events_per_second;
+  const bool tty = StderrIsTerminal();
+  if (!to_archive.empty()) {
+    auto writer = RecordFileWriter::Create(to_archive);
+    if (!writer.ok()) return Fail("gen", writer.status());
+    NexmarkGenerator generator(n);
+    NexmarkRecord record;
+    std::vector<int64_t> next(static_cast<size_t>(partitions), 0);
+    while (generator.Next(&record)) {
+      const int32_t p = PartitionForKey(record.key, partitions);
+      Status st = (*writer)->Append(p, next[p]++, record.event_time_ms, record.key, record.value);
+      if (!st.ok()) return Fail("gen", st);
+    }
+    if (Status st = (*writer)->Close(); !st.ok()) return Fail("gen", st);
+    const auto& s = generator.stats();
+    std::printf("kappa gen: %llu nexmark events (%.1f MB) over %d partitions to %s\n"
+                "  persons %llu, auctions %llu, bids %llu\n",
+                static_cast<unsigned long long>(s.total), s.bytes / 1e6, partitions, to_archive.c_str(),
+                static_cast<unsigned long long>(s.persons), static_cast<unsigned long long>(s.auctions),
+                static_cast<unsigned long long>(s.bids));
+    return 0;
+  }
+  auto progress = [&](uint64_t sent, uint64_t total, double seconds) {
+    if (!tty) return;
+    std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)  %.0f events/s   ", static_cast<unsigned long long>(sent),
+                 static_cast<unsigned long long>(total), total ? 100.0 * sent / total : 100.0,
+                 seconds > 0 ? sent / seconds : 0.0);
+  };
+  auto summary = ProduceNexmark(config, topic, n, progress);
+  if (tty) std::fprintf(stderr, "\n");
+  if (!summary.ok()) return Fail("gen", summary.status());
+  const auto& s = summary->nexmark;
+  std::printf("kappa gen: %llu nexmark events to %s (%d partitions) in %.2f s, %.0f events/s, %.1f MB\n"
+              "  persons %llu, auctions %llu, bids %llu\n",
+              static_cast<unsigned long long>(s.total), topic.c_str(), summary->partitions, summary->seconds,
+              summary->seconds > 0 ? s.total / summary->seconds : 0.0, summary->bytes / 1e6,
+              static_cast<unsigned long long>(s.persons), static_cast<unsigned long long>(s.auctions),
+              static_cast<unsigned long long>(s.bids));
+  return 0;
+}
+}  // namespace
+
+int GenCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  GeneratorOptions g;
+  std::string topic;
+  std::string workload = "transactions";
+  // Signed on purpose: Boost parses "-5" into an unsigned as 2^64-5.
+  int64_t count = 0, users = 0, seed = 0;
+  std::string to_archive;
+  int partitions = 0;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("topic,t", po::value<std::string>(&topic), "topic to write (must exist; records are keyed by user_id over all its partitions)")
+      ("to-archive", po::value<std::string>(&to_archive), "write a record file for `kappa archive --import` instead of producing to Kafka (no broker needed)")
+      ("partitions", po::value<int>(&partitions)->default_value(0), "with --to-archive: partitions to spread the records over (by key, as the producer does)")
+      ("count,n", po::value<int64_t>(&count)->default_value(static_cast<int64_t>(g.count)), "records in total (valid + duplicate + malformed)")
+      ("users", po::value<int64_t>(&users)->default_value(static_cast<int64_t>(g.users)), "distinct users (Zipf-skewed activity), at most 100,000,000")
+      ("zipf", po::value<double>(&g.zipf_exponent)->default_value(g.zipf_exponent), "Zipf exponent of user activity")
+      ("seed", po::value<int64_t>(&seed)->default_value(static_cast<int64_t>(g.seed)), "random seed (non-negative): same seed, same bytes")
+      ("rate", po::value<double>(&g.events_per_second)->default_value(g.events_per_second), "events per second of EVENT time (not of wall-clock time)")
+      ("start-time-ms", po::value<int64_t>(&g.start_time_ms)->default_value(g.start_time_ms), "event time of the first record (ms since epoch)")
+      ("late-fraction", po::value<double>(&g.out_of_order_fraction)->default_value(0.0), "fraction of transactions sent out of order (event time moved back)")
+      ("max-delay-ms", po::value<int64_t>(&g.max_delay_ms)->default_value(g.max_delay_ms), "largest delay of an out-of-order event")
+      ("duplicate-fraction", po::value<double>(&g.duplicate_fraction)->default_value(0.0), "fraction of records that resend a recent txn_id (a retrying producer)")
+      ("malformed-fraction", po::value<double>(&g.malformed_fraction)->default_value(0.0), "fraction of malformed payloads (garbage, truncated, missing fields)")
+      ("workload", po::value<std::string>(&workload)->default_value(workload), "transactions, or nexmark: the Nexmark benchmark's Person/Auction/Bid events (schemas/nexmark.fbs, 1:3:46), keyed by auction id (persons by person id); uses --count, --seed, --start-time-ms and --rate (default 10000 events/s of event time for nexmark)");
+  AddKafkaOptions(desc);
+  const std::string usage =
+      "usage: kappa gen --brokers HOST:PORT --topic TOPIC [options]\n"
+      "       kappa gen --to-archive FILE --partitions N [options]\n\n"
+      "Generates FlatBuffers Transaction records (txn_id, user_id, status, amount_cents,\n"
+      "currency, event_time_ms) deterministically and produces them, keyed by user_id, with\n"
+      "an idempotent producer, or writes them with their partition and offset to a record file\n"
+      "that `kappa archive --import` loads (the way to build a large history without a broker).\n"
+      "Shows progress on a terminal and prints a summary.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "gen", usage, desc, nullptr, vm); rc >= 0) return rc;
+  KafkaConfig config;
+  const bool file_mode = vm.count("to-archive") > 0;
+  Status st = file_mode ? Status::OK() : KafkaConfigFromOptions(vm, &config);
+  if (st.ok() && !file_mode && topic.empty()) st = Status::InvalidArgument("--topic is required (or --to-archive FILE)");
+  if (st.ok() && file_mode && (partitions < 1 || partitions > 100000)) {
+    st = Status::InvalidArgument("--to-archive needs --partitions between 1 and 100000");
+  }
+  if (st.ok()) st = CheckFraction("late-fraction", g.out_of_order_fraction);
+  if (st.ok()) st = CheckFraction("duplicate-fraction", g.duplicate_fraction);
+  if (st.ok()) st = CheckFraction("malformed-fraction", g.malformed_fraction);
+  if (st.ok() && g.duplicate_fraction + g.malformed_fraction > 1) st = Status::InvalidArgument("--duplicate-fraction plus --malformed-fraction exceeds 1");
+  if (st.ok() && count < 0) st = Status::InvalidArgument("--count must not be negative");
+  if (st.ok() && (users < 1 || users > 100000000)) st = Status::InvalidArgument("--users must be between 1 and 100,000,000");
+  if (st.ok() && seed < 0) st = Status::InvalidArgument("--seed must not be negative");
+  if (st.ok() && !(g.zipf_exponent >= 0 && g.zipf_exponent <= 10)) st = Status::InvalidArgument("--zipf must be between 0 (uniform) and 10");
+  if (st.ok() && g.out_of_order_fraction > 0 && g.max_delay_ms <= 0) {
+    st = Status::InvalidArgument("--late-fraction needs a positive --max-delay-ms (how far back a late event goes)");
+  }
+  g.count = static_cast<uint64_t>(count);
+  g.users = static_cast<uint64_t>(users);
+  g.seed = static_cast<uint64_t>(seed);
+  if (st.ok() && g.events_per_second <= 0) st = Status::InvalidArgument("--rate must be positive");
+  if (st.ok() && workload != "transactions" && workload != "nexmark") {
+    st = Status::InvalidArgument("--workload must be transactions or nexmark, not `" + workload + "`");
+  }
+  if (!st.ok()) return Fail("gen", st);
+  if (workload == "nexmark") {
+    return GenNexmark(config, topic, g, vm["rate"].defaulted(), file_mode ? to_archive : std::string(), partitions);
+  }
+
+  const bool tty = StderrIsTerminal();
+  if (file_mode) return GenToFile(g, to_archive, partitions, tty);
+  auto progress = [&](uint64_t sent, uint64_t total, double seconds) {
+    if (!tty) return;
+    std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)  %.0f records/s   ", static_cast<unsigned long long>(sent),
+                 static_cast<unsigned long long>(total), total ? 100.0 * sent / total : 100.0,
+                 seconds > 0 ? sent / seconds : 0.0);
+  };
+  auto summary = ProduceEvents(config, topic, g, progress);
+  if (tty) std::fprintf(stderr, "\n");
+  if (!summary.ok()) return Fail("gen", summary.status());
+  const auto& s = summary->stats;
+  std::printf(
+      "kappa gen: %llu records to %s (%d partitions) in %.2f s, %.0f records/s, %.1f MB\n"
+      "  valid %llu (out of order %llu), duplicates %llu, malformed %llu (garbage %llu, truncated %llu, missing field %llu)\n",
+      static_cast<unsigned long long>(s.total), topic.c_str(), summary->partitions, summary->seconds,
+      summary->seconds > 0 ? s.total / summary->seconds : 0.0, summary->bytes / 1e6,
+      static_cast<unsigned long long>(s.valid), static_cast<unsigned long long>(s.out_of_order),
+      static_cast<unsigned long long>(s.duplicates), static_cast<unsigned long long>(s.malformed()),
+      static_cast<unsigned long long>(s.garbage), static_cast<unsigned long long>(s.truncated),
+      static_cast<unsigned long long>(s.missing_field));
+  return 0;
+}
+
+}  // namespace kappa::cli

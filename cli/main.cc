@@ -1,0 +1,52 @@
+// kappa: the command-line entry point. Dispatches to one subcommand.
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "cli/command.h"
+
+namespace {
+
+const char kUsage[] =
+    "kappa: a Kappa-style replayable log processor\n"
+    "\n"
+    "usage: kappa COMMAND [options]    (kappa COMMAND --help for its options)\n"
+    "\n"
+    "commands:\n"
+    "  broker    run the embedded Kafka-protocol broker (in memory, for development and tests)\n"
+    "  gen       generate the deterministic fintech transaction workload into a topic or a record file\n"
+    "  archive   keep a topic's history in a durable log archive; import, list and dump archives\n"
+    "  consume   read a topic back: per-partition counts, optionally each record as JSON\n"
+    "  run       run one version of a job (a YAML job spec) over its source topic\n"
+    "  deploy    register a version of a job and run it live\n"
+    "  replay    start a new version from offset zero beside the running one\n"
+    "  status    show every version of every job: state, lag, rate, serving alias\n"
+    "  promote   switch a job's serving alias to a caught-up version (with an output diff)\n"
+    "  rollback  make the previously serving version serve again\n"
+    "  retire    stop a version; its state is deleted after a retention time\n"
+    "  get       read the latest output for a key from the serving version\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  if (command == "broker") return kappa::cli::BrokerCommand(argc - 1, argv + 1);
+  if (command == "gen") return kappa::cli::GenCommand(argc - 1, argv + 1);
+  if (command == "consume") return kappa::cli::ConsumeCommand(argc - 1, argv + 1);
+  if (command == "run") return kappa::cli::RunCommand(argc - 1, argv + 1);
+  if (command == "deploy") return kappa::cli::DeployCommand(argc - 1, argv + 1);
+  if (command == "replay") return kappa::cli::ReplayCommand(argc - 1, argv + 1);
+  if (command == "status") return kappa::cli::StatusCommand(argc - 1, argv + 1);
+  if (command == "promote") return kappa::cli::PromoteCommand(argc - 1, argv + 1);
+  if (command == "rollback") return kappa::cli::RollbackCommand(argc - 1, argv + 1);
+  if (command == "retire") return kappa::cli::RetireCommand(argc - 1, argv + 1);
+  if (command == "get") return kappa::cli::GetCommand(argc - 1, argv + 1);
+  if (command == "archive") return kappa::cli::ArchiveCommand(argc - 1, argv + 1);
+  std::cerr << "kappa: unknown command '" << command << "' (see `kappa --help`)" << std::endl;
+  return 2;
+}

@@ -1,0 +1,112 @@
+#include "kafka/kafka_client.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+
+#include <cstring>
+
+namespace kappa {
+
+void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
+  if (rk) rd_kafka_destroy(rk);
+}
+
+std::string BrokersOf(const KafkaConfig& config) {
+  return config.brokers.empty() ? std::string("(no --brokers given)") : config.brokers;
+}
+
+Status RequireBootstrap(const KafkaConfig& config) {
+  if (!config.brokers.empty()) return Status::OK();
+  for (const auto& [k, v] : config.properties) {
+    if ((k == "bootstrap.servers" || k == "metadata.broker.list") && !v.empty()) return Status::OK();
+  }
+  return Status::InvalidArgument("no Kafka address: pass --brokers HOST:PORT (start one with `kappa broker`)");
+}
+
+Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
+                                 const std::vector<std::pair<std::string, std::string>>& defaults) {
+  KAPPA_RETURN_IF_ERROR(RequireBootstrap(config));
+  auto conf = config.Build(defaults);
+  if (!conf.ok()) return conf.status();
+  char errstr[512];
+  rd_kafka_t* rk = rd_kafka_new(kind == ClientKind::kProducer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
+                                *conf, errstr, sizeof(errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(*conf);
+    return Status::InvalidArgument(std::string("cannot create Kafka client: ") + errstr);
+  }
+  return KafkaHandle(rk);
+}
+
+Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {
+  const rd_kafka_metadata_t* md = nullptr;
+  // all_topics=1 so that asking never auto-creates the topic.
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms);
+  if (err) {
+    char servers[512] = "(unknown)";
+    size_t size = sizeof(servers);
+    rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+    return Status::Unavailable("cannot reach Kafka at " + std::string(servers) + " within " +
+                               std::to_string(timeout_ms / 1000) + " s (" +
+                               rd_kafka_err2str(err) + "): is the broker running and --brokers right?");
+  }
+  int32_t count = -1;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (topic == md->topics[i].topic) {
+      if (md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) count = md->topics[i].partition_cnt;
+      break;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  if (count < 0) {
+    return Status::NotFound("topic '" + topic +
+                            "' does not exist: create it first (embedded broker: `kappa broker "
+                            "--topic " + topic + ":PARTITIONS`)");
+  }
+  return count;
+}
+
+Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int32_t partition,
+                                   int timeout_ms) {
+  Watermarks w;
+  rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &w.low, &w.high, timeout_ms);
+  if (err) {
+    return Status::Unavailable("cannot read offsets of " + topic + "[" + std::to_string(partition) +
+                               "]: " + rd_kafka_err2str(err));
+  }
+  return w;
+}
+
+Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::string& topic,
+                                                   int32_t partitions, int timeout_ms) {
+  std::vector<Watermarks> out;
+  out.reserve(partitions);
+  for (int32_t p = 0; p < partitions; ++p) {
+    auto w = QueryWatermarks(rk, topic, p, timeout_ms);
+    if (!w.ok()) return w.status();
+    out.push_back(*w);
+  }
+  return out;
+}
+
+void CloseConsumer(KafkaHandle& consumer, int timeout_ms) {
+  rd_kafka_t* rk = consumer.get();
+  if (!rk) return;
+  bool closed = false;
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk, q)) {
+    rd_kafka_error_destroy(e);
+  } else {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (!(closed = rd_kafka_consumer_closed(rk)) && std::chrono::steady_clock::now() < deadline) {
+      if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 100)) rd_kafka_event_destroy(ev);
+    }
+  }
+  rd_kafka_queue_destroy(q);
+  consumer.release();
+  rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+}  // namespace kappa

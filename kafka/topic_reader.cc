@@ -1,0 +1,105 @@
+#include "kafka/topic_reader.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "kafka/kafka_client.h"
+
+namespace kappa {
+
+std::string ConsumedRecord::Header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
+                                   const std::function<void(const ConsumedRecord&)>& on_record,
+                                   int idle_timeout_ms, const std::vector<int64_t>* from) {
+  auto consumer = CreateClient(ClientKind::kConsumer, config,
+                               {{"group.id", "kappa-reader"},
+                                {"enable.auto.commit", "false"},
+                                {"enable.auto.offset.store", "false"},
+                                {"auto.offset.reset", "error"}});
+  if (!consumer.ok()) return consumer.status();
+  rd_kafka_t* rk = consumer->get();
+  auto partitions = TopicPartitionCount(rk, topic, 10000);
+  if (!partitions.ok()) return partitions.status();
+  auto marks = QueryAllWatermarks(rk, topic, *partitions, 10000);
+  if (!marks.ok()) return marks.status();
+
+  TopicReadSummary summary;
+  summary.records_per_partition.assign(*partitions, 0);
+  std::vector<int64_t> position(*partitions);
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(*partitions);
+  int remaining = 0;
+  for (int32_t p = 0; p < *partitions; ++p) {
+    summary.log_start_offsets.push_back((*marks)[p].low);
+    position[p] = (*marks)[p].low;
+    if (from && p < static_cast<int32_t>(from->size())) position[p] = std::max(position[p], (*from)[p]);
+    if ((*marks)[p].high > position[p]) {
+      rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = position[p];
+      ++remaining;
+    }
+  }
+  rd_kafka_resp_err_t err = rd_kafka_assign(rk, assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  if (err) return Status::Unavailable("cannot assign " + topic + ": " + rd_kafka_err2str(err));
+
+  auto last_progress = std::chrono::steady_clock::now();
+  ConsumedRecord record;
+  while (remaining > 0) {
+    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 200);
+    if (!msg) {
+      if (std::chrono::steady_clock::now() - last_progress > std::chrono::milliseconds(idle_timeout_ms)) {
+        rd_kafka_consumer_close(rk);
+        return Status::Unavailable("reading " + topic + ": no progress for " +
+                                   std::to_string(idle_timeout_ms / 1000) + " s with " +
+                                   std::to_string(remaining) + " partitions unfinished");
+      }
+      continue;
+    }
+    if (msg->err) {
+      const bool eof = msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+      std::string what = rd_kafka_message_errstr(msg);
+      rd_kafka_message_destroy(msg);
+      if (eof) continue;
+      rd_kafka_consumer_close(rk);
+      return Status::Unavailable("reading " + topic + ": " + what);
+    }
+    last_progress = std::chrono::steady_clock::now();
+    const int32_t p = msg->partition;
+    const int64_t high = (*marks)[p].high;
+    if (msg->offset < high) {
+      record.partition = p;
+      record.offset = msg->offset;
+      record.timestamp_ms = rd_kafka_message_timestamp(msg, nullptr);
+      record.key = std::string_view(static_cast<const char*>(msg->key), msg->key_len);
+      record.value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
+      record.headers.clear();
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name;
+        const void* value;
+        size_t size;
+        for (size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
+          record.headers.emplace_back(name, std::string(static_cast<const char*>(value), size));
+        }
+      }
+      if (on_record) on_record(record);
+      ++summary.records_per_partition[p];
+      ++summary.total;
+    }
+    const int64_t before = position[p];
+    position[p] = msg->offset + 1;
+    if (before < high && position[p] >= high) --remaining;
+    rd_kafka_message_destroy(msg);
+  }
+  rd_kafka_consumer_close(rk);
+  return summary;
+}
+
+}  // namespace kappa

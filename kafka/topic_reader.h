@@ -1,0 +1,42 @@
+// ReadTopic: reads every partition of a topic from its log start offset to
+// the log end offset as of the call (a snapshot), in offset order per
+// partition, with a plain librdkafka consumer (no group commits). Used by
+// `kappa consume` and by tests to read outputs back. Fails with Unavailable if
+// no progress is made for `idle_timeout_ms`, never hangs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "kafka/kafka_config.h"
+
+namespace kappa {
+
+struct ConsumedRecord {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int64_t timestamp_ms = 0;
+  std::string_view key;
+  std::string_view value;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string Header(std::string_view name) const;
+};
+
+struct TopicReadSummary {
+  std::vector<int64_t> records_per_partition;
+  std::vector<int64_t> log_start_offsets;
+  int64_t total = 0;
+};
+
+// `from` (optional) gives the first offset to read per partition instead of
+// the log start (e.g. to resume an incremental reader).
+Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
+                                   const std::function<void(const ConsumedRecord&)>& on_record,
+                                   int idle_timeout_ms = 15000, const std::vector<int64_t>* from = nullptr);
+
+}  // namespace kappa

@@ -1,0 +1,37 @@
+// ProduceEvents: writes a TransactionGenerator's records to a Kafka topic
+// through an idempotent producer (acks=all), each to partition
+// PartitionForKey(user_id, partitions), and waits until every record is
+// acknowledged. Used by `kappa gen` and by tests. Blocking; one call per thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "base/status.h"
+#include "kafka/kafka_config.h"
+#include "workload/nexmark_generator.h"
+#include "workload/transaction_generator.h"
+
+namespace kappa {
+
+struct ProduceSummary {
+  GeneratorStats stats;
+  NexmarkStats nexmark;  // ProduceNexmark only
+  int32_t partitions = 0;
+  uint64_t bytes = 0;
+  double seconds = 0;
+};
+
+// Called about four times a second while producing: records sent so far.
+using ProgressFn = std::function<void(uint64_t sent, uint64_t total, double seconds)>;
+
+Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::string& topic,
+                                     const GeneratorOptions& options, const ProgressFn& progress = {});
+
+// The same for the Nexmark workload (engine/nexmark_generator.h): each event
+// to PartitionForKey(its key) with its date_time as the Kafka timestamp.
+Result<ProduceSummary> ProduceNexmark(const KafkaConfig& config, const std::string& topic,
+                                      const NexmarkOptions& options, const ProgressFn& progress = {});
+
+}  // namespace kappa
