@@ -14,7 +14,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "base/kill_switch.h"
+#include "base/test_hooks.h"
 
 namespace kappa {
 namespace {
@@ -197,7 +197,7 @@ struct ArchiveWriter::Impl {
   int64_t pending_first = -1;
   int64_t pending_last = -1;
   std::string compressed;
-  KillSwitch kill_switch;
+  KAPPA_KILL_SWITCH(kill_switch);
 
   ~Impl() {
     if (fd >= 0) ::close(fd);
@@ -238,11 +238,11 @@ struct ArchiveWriter::Impl {
     if (fd < 0 || (segment_size > 0 && segment_size + static_cast<int64_t>(total) > segment_bytes)) {
       KAPPA_RETURN_IF_ERROR(OpenSegment(pending_first));
     }
-    if (kill_switch.Reached("archive-torn-block")) {
+    if (KAPPA_KILL_REACHED(kill_switch, "archive-torn-block")) {
       // Half a block reaches the disk, then the process dies.
       (void)!::write(fd, compressed.data(), total / 2);
       ::fdatasync(fd);
-      KillSwitch::Kill("archive-torn-block");
+      KAPPA_KILL_NOW("archive-torn-block");
     }
     size_t written = 0;
     while (written < total) {

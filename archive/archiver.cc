@@ -34,7 +34,7 @@ struct Followed {
 
 }  // namespace
 
-Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOptions& options, volatile int* stop) {
+Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOptions& options, StopToken stop) {
   if (options.root.empty()) return Status::InvalidArgument("no archive directory given (--archive DIR)");
   if (options.topics.empty()) return Status::InvalidArgument("no topic to archive (--topic NAME)");
   auto consumer_or = CreateClient(ClientKind::kConsumer, config,
@@ -122,7 +122,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
     return Status::OK();
   };
 
-  while (!*stop) {
+  while (!stop.stop_requested()) {
     if (options.stop_at_end && at_end()) break;
     ssize_t n = rd_kafka_consume_batch_queue(queue, 100, batch.data(), batch.size());
     if (n < 0) {

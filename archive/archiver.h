@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/stop_token.h"
 #include "kafka/kafka_config.h"
 #include "archive/archive.h"
 
@@ -38,7 +39,7 @@ struct ArchiverSummary {
 // partition's log start offset is past what the archive holds (history
 // deleted before it could be archived) or moves past it while following.
 Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOptions& options,
-                                    volatile int* stop);
+                                    StopToken stop);
 
 // A file of size-prefixed FlatBuffers LogRecords (schemas/log_record.fbs).
 class RecordFileWriter {

@@ -261,8 +261,7 @@ Result<Row> RunJob(const Config& c, EmbeddedBroker& broker, const std::string& n
   options.parallelism = threads;
   ResetPeakRss();
   JobRunner runner(*spec, kc, options);
-  volatile int stop = 0;
-  Status st = runner.Run(&stop);
+  Status st = runner.Run(StopToken());
   if (!st.ok()) return st;
   Row row;
   row.threads = threads;

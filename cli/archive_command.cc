@@ -151,7 +151,7 @@ int ArchiveCommand(int argc, char** argv) {
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("archive", st);
   options.stop_at_end = vm.count("stop-at-end") > 0;
   options.progress_on_terminal = StderrIsTerminal();
-  volatile int* stop = InstallStopSignals();
+  StopToken stop = InstallStopSignals();
   auto summary = RunArchiver(config, options, stop);
   if (!summary.ok()) return Fail("archive", summary.status());
   std::printf("kappa archive: archived %lld records (%.1f MB) in %.1f s into %s\n",

@@ -34,7 +34,7 @@ int BrokerCommand(int argc, char** argv) {
       options.topics.push_back(*spec);
     }
   }
-  volatile int* stop = InstallStopSignals();
+  StopToken stop = InstallStopSignals();
   auto broker = EmbeddedBroker::Start(options);
   if (!broker.ok()) return Fail("broker", broker.status());
   std::cerr << "kappa broker: " << EmbeddedBroker::Description() << "\n";
@@ -52,7 +52,7 @@ int BrokerCommand(int argc, char** argv) {
       return Fail("broker", Status::IOError("cannot write address file " + path));
     }
   }
-  while (!*stop) ::usleep(100000);
+  while (!stop.stop_requested()) ::usleep(100000);
   std::cerr << "kappa broker: stopping" << std::endl;
   return 0;
 }

@@ -55,17 +55,17 @@ int Fail(const std::string& command, const Status& status) {
 bool StderrIsTerminal() { return ::isatty(STDERR_FILENO) == 1; }
 
 namespace {
-volatile int g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+StopSource g_stop;
+void OnSignal(int) { g_stop.RequestStop(); }
 }  // namespace
 
-volatile int* InstallStopSignals() {
+StopToken InstallStopSignals() {
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  return &g_stop;
+  return StopToken(g_stop);
 }
 
 }  // namespace kappa::cli

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/stop_token.h"
 #include "kafka/kafka_config.h"
 
 namespace kappa::cli {
@@ -44,6 +45,6 @@ int Fail(const std::string& command, const Status& status);
 bool StderrIsTerminal();
 
 // Installs SIGINT/SIGTERM handlers that set the returned flag.
-volatile int* InstallStopSignals();
+StopToken InstallStopSignals();
 
 }  // namespace kappa::cli

@@ -64,7 +64,7 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   options.run.stop_at_end = vm.count("stop-at-end") > 0;
   options.run.progress_on_terminal = StderrIsTerminal();
   Registry registry(config, vm["control-topic"].as<std::string>());
-  volatile int* stop = InstallStopSignals();
+  StopToken stop = InstallStopSignals();
   RunSummary summary;
   Status st = RunDeployment(config, *spec, options, registry, stop, &summary);
   if (!st.ok()) return Fail(command, st);

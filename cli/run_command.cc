@@ -54,7 +54,7 @@ int RunCommand(int argc, char** argv) {
     return Fail("run", Status::InvalidArgument("--parallelism must be between 1 and 256"));
   }
   options.progress_on_terminal = StderrIsTerminal();
-  volatile int* stop = InstallStopSignals();
+  StopToken stop = InstallStopSignals();
   JobRunner runner(*spec, config, options);
   Status st = runner.Run(stop);
   if (!st.ok()) return Fail("run", st);

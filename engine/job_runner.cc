@@ -14,7 +14,7 @@
 #include <fstream>
 #include <thread>
 
-#include "base/kill_switch.h"
+#include "base/test_hooks.h"
 #include "kafka/kafka_client.h"
 #include "engine/kafka_sink.h"
 #include "engine/task.h"
@@ -72,7 +72,7 @@ struct JobRunner::Impl {
   std::vector<std::unique_ptr<ArchiveReader>> readers;
   std::vector<int64_t> archive_end;
   int64_t epoch = 0;
-  KillSwitch kill_switch;
+  KAPPA_KILL_SWITCH(kill_switch);
   RunSummary* summary = nullptr;
 
   // Progress bookkeeping shared by the archive and Kafka loops.
@@ -87,10 +87,10 @@ struct JobRunner::Impl {
   Status Assign();
   Status FindCommittedGaps();
   Status StartKafka();
-  Status Loop(volatile int* stop);
-  Status ArchivePhase(volatile int* stop, bool* asked_to_stop);
+  Status Loop(StopToken stop);
+  Status ArchivePhase(StopToken stop, bool* asked_to_stop);
   Status ArchiveSlice(size_t task_index, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done);
-  Status KafkaLoop(volatile int* stop, bool* asked_to_stop);
+  Status KafkaLoop(StopToken stop, bool* asked_to_stop);
   Status Tick(bool* asked_to_stop);
   Status Checkpoint();
   Status CheckpointNow();
@@ -380,7 +380,7 @@ Status JobRunner::Impl::Checkpoint() {
 }
 
 Status JobRunner::Impl::CheckpointNow() {
-  kill_switch.At("before-flush");
+  KAPPA_KILL_POINT(kill_switch, "before-flush");
   if (sink->transactional()) {
     // exactly_once: the epoch's outputs and its input offsets commit together
     // in one Kafka transaction; a partition still re-reading a committed gap
@@ -397,7 +397,7 @@ Status JobRunner::Impl::CheckpointNow() {
     KAPPA_RETURN_IF_ERROR(sink->Flush(150000));
     summary->flush_total_ms += SecondsSince(flush_began) * 1000;
   }
-  kill_switch.At("after-flush");
+  KAPPA_KILL_POINT(kill_switch, "after-flush");
   std::vector<StateBackend::TaskSnapshot> snapshots;
   snapshots.reserve(tasks.size());
   for (auto& t : tasks) snapshots.push_back({&t->checkpoint(), &t->registry()});
@@ -407,12 +407,12 @@ Status JobRunner::Impl::CheckpointNow() {
   if (!stats.ok()) return stats.status();
   ++epoch;
   ++summary->epochs;
-  if (kill_switch.Armed("after-commit")) {
+  if (KAPPA_KILL_ARMED(kill_switch, "after-commit")) {
     // The crash tests mean "after the checkpoint is durable".
     auto durable = backend->WaitForCommits();
     if (!durable.ok()) return durable.status();
   }
-  kill_switch.At("after-commit");
+  KAPPA_KILL_POINT(kill_switch, "after-commit");
   if (sink->transactional() || archive_only) return Status::OK();
   // Informational only: the group's committed offsets mirror RocksDB's
   // durable ones, so a checkpoint's offsets are committed once it is durable
@@ -576,20 +576,20 @@ Status JobRunner::Impl::ArchiveSlice(size_t i, int64_t budget, std::vector<Archi
 // coordinator checkpoints and reports. A partition is processed by one
 // thread at a time, in offset order, so the output equals a single-threaded
 // run. When a pass ends, ends are re-read: an archiver may have added more.
-Status JobRunner::Impl::ArchivePhase(volatile int* stop, bool* asked_to_stop) {
+Status JobRunner::Impl::ArchivePhase(StopToken stop, bool* asked_to_stop) {
   constexpr int64_t kRoundRecords = 1 << 16;
   WorkerPool pool(parallelism);
   sink->SetConcurrent(pool.size() > 1);
   std::vector<std::vector<ArchiveRecord>> blocks(pool.size());
   std::vector<Status> errors(pool.size());
   std::vector<int64_t> counts(pool.size());
-  for (int pass = 0; pass < 4 && !*stop && !*asked_to_stop; ++pass) {
+  for (int pass = 0; pass < 4 && !stop.stop_requested() && !*asked_to_stop; ++pass) {
     std::vector<size_t> pending;
     for (size_t i = 0; i < tasks.size(); ++i) {
       if (readers[i] && tasks[i]->next_offset() < archive_end[i]) pending.push_back(i);
     }
     if (pending.empty()) break;
-    while (!pending.empty() && !*stop && !*asked_to_stop) {
+    while (!pending.empty() && !stop.stop_requested() && !*asked_to_stop) {
       if (options.stop_at_end && AtEnd()) break;
       // A rate cap makes rounds small (about 50 ms of records), so the
       // cap holds and checkpoints stay on time.
@@ -632,13 +632,13 @@ Status JobRunner::Impl::ArchivePhase(volatile int* stop, bool* asked_to_stop) {
   return Status::OK();
 }
 
-Status JobRunner::Impl::KafkaLoop(volatile int* stop, bool* asked_to_stop) {
+Status JobRunner::Impl::KafkaLoop(StopToken stop, bool* asked_to_stop) {
   rd_kafka_queue_t* queue = rd_kafka_queue_get_consumer(consumer.get());
   std::vector<rd_kafka_message_t*> messages(kConsumeBatch);
   std::vector<Task*> touched;
   touched.reserve(tasks.size());
   Status result;
-  while (!*stop && !*asked_to_stop) {
+  while (!stop.stop_requested() && !*asked_to_stop) {
     if (options.stop_at_end && AtEnd()) break;
     if (sink->failed()) {
       result = sink->failure();
@@ -705,14 +705,14 @@ Status JobRunner::Impl::KafkaLoop(volatile int* stop, bool* asked_to_stop) {
   return result;
 }
 
-Status JobRunner::Impl::Loop(volatile int* stop) {
+Status JobRunner::Impl::Loop(StopToken stop) {
   start = last_checkpoint = last_status = Clock::now();
   in_at_last_status = in_at_last_checkpoint = Totals().in;
   bool asked_to_stop = false;
   bool archive_work = false;
   for (size_t i = 0; i < tasks.size(); ++i) archive_work |= readers[i] && tasks[i]->next_offset() < archive_end[i];
   if (archive_work) KAPPA_RETURN_IF_ERROR(ArchivePhase(stop, &asked_to_stop));  // no checkpoint past a failure
-  if (!archive_only && !*stop && !asked_to_stop && !(options.stop_at_end && AtEnd())) {
+  if (!archive_only && !stop.stop_requested() && !asked_to_stop && !(options.stop_at_end && AtEnd())) {
     KAPPA_RETURN_IF_ERROR(StartKafka());
     KAPPA_RETURN_IF_ERROR(KafkaLoop(stop, &asked_to_stop));
   }
@@ -732,7 +732,7 @@ Status JobRunner::Impl::Loop(volatile int* stop) {
   return Status::OK();
 }
 
-Status JobRunner::Run(volatile int* stop) {
+Status JobRunner::Run(StopToken stop) {
   Status st;
   if (impl_->archive_only && impl_->archive_dir.empty()) {
     st = Status::InvalidArgument("--archive-only needs an archive (--archive DIR or source.archive in the spec)");

@@ -20,6 +20,7 @@
 
 #include "base/record_counters.h"
 #include "base/status.h"
+#include "base/stop_token.h"
 #include "engine/job_spec.h"
 #include "kafka/kafka_config.h"
 
@@ -87,7 +88,7 @@ class JobRunner {
  public:
   JobRunner(JobSpec spec, KafkaConfig config, RunOptions options);
   ~JobRunner();
-  Status Run(volatile int* stop_flag);
+  Status Run(StopToken stop);
   const RunSummary& summary() const { return summary_; }
 
  private:

@@ -53,7 +53,7 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
 }
 
 Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const DeploymentOptions& options,
-                     Registry& registry, volatile int* stop, RunSummary* summary) {
+                     Registry& registry, StopToken stop, RunSummary* summary) {
   auto registered = RegisterVersion(registry, spec, options.replay);
   if (!registered.ok()) return registered.status();
   std::fprintf(stderr, "kappa %s: job %s version %d registered (%s); %s\n", options.replay ? "replay" : "deploy",

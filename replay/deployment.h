@@ -30,6 +30,6 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
 // Registers and runs the version until stopped, retired, or (stop_at_end)
 // caught up with the log as it was at start.
 Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const DeploymentOptions& options,
-                     Registry& registry, volatile int* stop, RunSummary* summary = nullptr);
+                     Registry& registry, StopToken stop, RunSummary* summary = nullptr);
 
 }  // namespace kappa

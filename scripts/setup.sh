@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kappa builds with (only those missing), then
 # configures and builds it. Idempotent: quick when everything is in place.
-#   scripts/setup.sh [Release|Debug|Sanitize]   (default Release; build dir build/ or build-<type>/)
+#   scripts/setup.sh [Release|Test|Debug|Sanitize]   (default Release; build dir build/ or build-<type>/)
+# Release is what the quickstart and the benchmark run; Test is Release with
+# the crash tests' kill points compiled in (KAPPA_TEST_HOOKS); Debug and
+# Sanitize have them too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,13 +30,13 @@ fi
 
 type="${1:-Release}"
 case "$type" in
-  Release) dir=build; flags=(-DCMAKE_BUILD_TYPE=Release) ;;
-  Debug) dir=build-debug; flags=(-DCMAKE_BUILD_TYPE=Debug) ;;
-  Sanitize) dir=build-sanitize; flags=(-DCMAKE_BUILD_TYPE=Debug -DKAPPA_SANITIZE=ON -DKAPPA_BUILD_BENCH=OFF) ;;
-  *) echo "setup: unknown build type '$type' (Release, Debug or Sanitize)" >&2; exit 2 ;;
+  Release) dir=build; flags=(-DCMAKE_BUILD_TYPE=Release -DKAPPA_TEST_HOOKS=OFF) ;;
+  Test) dir=build-test; flags=(-DCMAKE_BUILD_TYPE=Release -DKAPPA_TEST_HOOKS=ON -DKAPPA_BUILD_BENCH=OFF) ;;
+  Debug) dir=build-debug; flags=(-DCMAKE_BUILD_TYPE=Debug -DKAPPA_TEST_HOOKS=ON) ;;
+  Sanitize) dir=build-sanitize; flags=(-DCMAKE_BUILD_TYPE=Debug -DKAPPA_TEST_HOOKS=ON -DKAPPA_SANITIZE=ON -DKAPPA_BUILD_BENCH=OFF) ;;
+  *) echo "setup: unknown build type '$type' (Release, Test, Debug or Sanitize)" >&2; exit 2 ;;
 esac
-if [ ! -f "$dir/build.ninja" ]; then
-  cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
-fi
+# Configure every time: cheap, and the options follow the build type.
+cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
 echo "$dir"

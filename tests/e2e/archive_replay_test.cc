@@ -172,6 +172,7 @@ TEST_F(ArchiveReplayTest, ArchiveHoldsExactlyWhatKcatReadsIncludingHeaders) {
 }
 
 TEST_F(ArchiveReplayTest, ArchiverKilledMidBlockResumesWithoutGapsOrDuplicates) {
+  KAPPA_REQUIRE_TEST_HOOKS();
   CreateTopic("events", 3);
   ProduceWithHeaders("events", 6000);
   ScratchDir dir("archive_kill");
@@ -236,6 +237,7 @@ TEST_F(ArchiveReplayTest, HybridSourceReadsEveryRecordOnceAcrossTheSwitch) {
 }
 
 TEST_F(ArchiveReplayTest, KilledAndResumedAcrossTheSwitchEqualsAnUninterruptedRun) {
+  KAPPA_REQUIRE_TEST_HOOKS();
   CreateTopic("transactions", 4);
   Produce("transactions", 12000, 1);
   ScratchDir dir("hybrid_resume");

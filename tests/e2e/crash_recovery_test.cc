@@ -35,6 +35,7 @@ class CrashRecoveryTest : public BrokerTest {
 };
 
 TEST_F(CrashRecoveryTest, KilledRunsConvergeToTheUninterruptedOutput) {
+  KAPPA_REQUIRE_TEST_HOOKS();
   CreateTopic("transactions", 8);
   auto produced = ProduceEvents(Config(), "transactions", Workload());
   ASSERT_TRUE(produced.ok()) << produced.status().ToString();

@@ -52,6 +52,7 @@ class ExactlyOnceTest : public BrokerTest {
 };
 
 TEST_F(ExactlyOnceTest, TransactionalRunsMatchAtLeastOnceAndConvergeAfterKills) {
+  KAPPA_REQUIRE_TEST_HOOKS();
   CreateTopic("transactions", 4);
   ASSERT_TRUE(ProduceEvents(Config(), "transactions", Workload()).ok());
   ScratchDir dir("eos");
@@ -88,6 +89,7 @@ TEST_F(ExactlyOnceTest, TransactionalRunsMatchAtLeastOnceAndConvergeAfterKills) 
 }
 
 TEST_F(ExactlyOnceTest, ACommittedGapIsReReadWithOutputsSuppressed) {
+  KAPPA_REQUIRE_TEST_HOOKS();
   CreateTopic("transactions", 1);
   const GeneratorOptions gen = Workload();
   ASSERT_TRUE(ProduceEvents(Config(), "transactions", gen).ok());

@@ -1,0 +1,74 @@
+// Test hooks that steer control flow, like RocksDB's TEST_SYNC_POINT: they
+// exist only in builds configured with KAPPA_TEST_HOOKS (CMake option, on
+// by default; scripts/setup.sh turns it off for the release build the
+// quickstart and the benchmark use, and the test build keeps it on). In a build
+// without it every hook below compiles to nothing.
+//
+// KAPPA_TEST_KILL_AT=<point>:<n> sends SIGKILL to the process the n-th time
+// it reaches <point> (the checkpoint coordinator's before-flush, after-flush,
+// after-commit; the archive writer's archive-torn-block), so the crash tests
+// can kill -9 at exact awkward moments. Without the variable a hook is one
+// string compare.
+#pragma once
+
+#if defined(KAPPA_TEST_HOOKS)
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace kappa {
+
+class KillSwitch {
+ public:
+  KillSwitch() {
+    const char* env = std::getenv("KAPPA_TEST_KILL_AT");
+    if (!env) return;
+    std::string s(env);
+    auto colon = s.find(':');
+    point_ = s.substr(0, colon);
+    remaining_ = colon == std::string::npos ? 1 : std::atoi(s.c_str() + colon + 1);
+  }
+  bool Armed(const char* point) const { return !point_.empty() && point_ == point; }
+  // True when this call is the n-th arrival (the caller may then do its
+  // damage before Kill()).
+  bool Reached(const char* point) { return Armed(point) && --remaining_ == 0; }
+  static void Kill(const char* point) {
+    std::fprintf(stderr, "kappa: KAPPA_TEST_KILL_AT reached %s: SIGKILL\n", point);
+    std::fflush(stderr);
+    ::kill(::getpid(), SIGKILL);
+  }
+  void At(const char* point) {
+    if (Reached(point)) Kill(point);
+  }
+
+ private:
+  std::string point_;
+  int remaining_ = 0;
+};
+
+}  // namespace kappa
+
+#define KAPPA_TEST_HOOKS_ENABLED 1
+// Declares a member or local KillSwitch named `name` (nothing without hooks).
+#define KAPPA_KILL_SWITCH(name) ::kappa::KillSwitch name
+// Kills the process at `point` when KAPPA_TEST_KILL_AT says so.
+#define KAPPA_KILL_POINT(ks, point) (ks).At(point)
+// Evaluates to whether `point` is armed / reached (false without hooks).
+#define KAPPA_KILL_ARMED(ks, point) (ks).Armed(point)
+#define KAPPA_KILL_REACHED(ks, point) (ks).Reached(point)
+#define KAPPA_KILL_NOW(point) ::kappa::KillSwitch::Kill(point)
+
+#else
+
+#define KAPPA_TEST_HOOKS_ENABLED 0
+#define KAPPA_KILL_SWITCH(name) static_assert(true, "no test hooks in this build")
+#define KAPPA_KILL_POINT(ks, point) ((void)0)
+#define KAPPA_KILL_ARMED(ks, point) false
+#define KAPPA_KILL_REACHED(ks, point) false
+#define KAPPA_KILL_NOW(point) ((void)0)
+
+#endif

@@ -1,0 +1,39 @@
+#include "kafka/partition_list.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <utility>
+
+namespace kappa {
+
+PartitionList::PartitionList(int capacity) : list_(rd_kafka_topic_partition_list_new(capacity)) {}
+
+PartitionList::~PartitionList() {
+  if (list_) rd_kafka_topic_partition_list_destroy(list_);
+}
+
+PartitionList::PartitionList(PartitionList&& other) noexcept : list_(std::exchange(other.list_, nullptr)) {}
+
+PartitionList& PartitionList::operator=(PartitionList&& other) noexcept {
+  if (this != &other) {
+    if (list_) rd_kafka_topic_partition_list_destroy(list_);
+    list_ = std::exchange(other.list_, nullptr);
+  }
+  return *this;
+}
+
+void PartitionList::Add(const std::string& topic, int32_t partition, int64_t offset) {
+  rd_kafka_topic_partition_list_add(list_, topic.c_str(), partition)->offset = offset;
+}
+
+int PartitionList::size() const { return list_ ? list_->cnt : 0; }
+
+rd_kafka_topic_partition_t& PartitionList::operator[](int i) const { return list_->elems[i]; }
+
+std::string PartitionList::Metadata(int i) const {
+  const auto& e = list_->elems[i];
+  if (!e.metadata || e.metadata_size == 0) return std::string();
+  return std::string(static_cast<const char*>(e.metadata), e.metadata_size);
+}
+
+}  // namespace kappa
