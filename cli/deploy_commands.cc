@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/progress_printer.h"
 #include "engine/job_spec.h"
 #include "kafka/kafka_client.h"
 #include "cli/record_format.h"
@@ -62,7 +63,8 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail(command, st);
   options.run.stop_at_end = vm.count("stop-at-end") > 0;
-  options.run.progress_on_terminal = StderrIsTerminal();
+  options.run.on_status = StatusPrinter("kappa " + spec->job + " v" + std::to_string(spec->version), true);
+  options.run.on_note = NotePrinter("kappa " + command);
   Registry registry(config, vm["control-topic"].as<std::string>());
   StopToken stop = InstallStopSignals();
   RunSummary summary;

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/progress_printer.h"
 #include "engine/job_runner.h"
 #include "engine/job_spec.h"
 
@@ -53,7 +54,8 @@ int RunCommand(int argc, char** argv) {
   if (options.parallelism < 0 || options.parallelism > 256) {
     return Fail("run", Status::InvalidArgument("--parallelism must be between 1 and 256"));
   }
-  options.progress_on_terminal = StderrIsTerminal();
+  options.on_status = StatusPrinter("kappa run " + spec->job + " v" + std::to_string(spec->version), true);
+  options.on_note = NotePrinter("kappa run");
   StopToken stop = InstallStopSignals();
   JobRunner runner(*spec, config, options);
   Status st = runner.Run(stop);

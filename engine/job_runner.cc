@@ -25,29 +25,11 @@
 namespace kappa {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyTime = std::chrono::steady_clock;
 constexpr int kConsumeBatch = 8192;
 constexpr int kKafkaTimeoutMs = 10000;
 
-double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string FormatTime(int64_t ms) {
-  if (ms == kNoTime) return "none";
-  std::time_t s = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string Human(double n) {
-  char buf[32];
-  if (n >= 1e6) std::snprintf(buf, sizeof(buf), "%.2fM", n / 1e6);
-  else if (n >= 1e3) std::snprintf(buf, sizeof(buf), "%.1fk", n / 1e3);
-  else std::snprintf(buf, sizeof(buf), "%.0f", n);
-  return buf;
-}
+double SecondsSince(SteadyTime::time_point t) { return std::chrono::duration<double>(SteadyTime::now() - t).count(); }
 
 }  // namespace
 
@@ -76,9 +58,9 @@ struct JobRunner::Impl {
   RunSummary* summary = nullptr;
 
   // Progress bookkeeping shared by the archive and Kafka loops.
-  Clock::time_point start;
-  Clock::time_point last_checkpoint;
-  Clock::time_point last_status;
+  SteadyTime::time_point start;
+  SteadyTime::time_point last_checkpoint;
+  SteadyTime::time_point last_status;
   int64_t in_at_last_status = 0;
   int64_t in_at_last_checkpoint = 0;
   int64_t processed = 0;
@@ -100,6 +82,7 @@ struct JobRunner::Impl {
   int64_t pending_group_epoch = 0;
   std::vector<std::pair<int32_t, int64_t>> pending_group_offsets;
   void PrintStatus(double rate, bool final_line);
+  void Note(NoteLevel level, const std::string& text);
   void WriteMetrics();
   ProgressSnapshot Snapshot(double rate);
   int64_t LogEnd(size_t i) const {
@@ -371,7 +354,7 @@ Status JobRunner::Impl::FindCommittedGaps() {
 }
 
 Status JobRunner::Impl::Checkpoint() {
-  const auto began = Clock::now();
+  const auto began = SteadyTime::now();
   Status st = CheckpointNow();
   const double ms = SecondsSince(began) * 1000;
   summary->checkpoint_max_ms = std::max(summary->checkpoint_max_ms, ms);
@@ -393,7 +376,7 @@ Status JobRunner::Impl::CheckpointNow() {
   } else {
     // At-least-once barrier: every output of the inputs this checkpoint covers
     // is acknowledged before the offsets move past those inputs.
-    const auto flush_began = Clock::now();
+    const auto flush_began = SteadyTime::now();
     KAPPA_RETURN_IF_ERROR(sink->Flush(150000));
     summary->flush_total_ms += SecondsSince(flush_began) * 1000;
   }
@@ -440,40 +423,13 @@ void JobRunner::Impl::CommitGroupOffsets(bool wait) {
 }
 
 void JobRunner::Impl::PrintStatus(double rate, bool final_line) {
-  const RecordCounters c = Totals();
-  int64_t lag = 0, max_lag = -1, done = 0, total = 0;
-  int32_t max_lag_partition = 0;
-  int64_t watermark = kNoTime;
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    const int64_t high = LogEnd(i);
-    const int64_t l = std::max<int64_t>(0, high - tasks[i]->next_offset());
-    lag += l;
-    done += tasks[i]->next_offset() - tasks[i]->checkpoint().start_offset;
-    total += high - tasks[i]->checkpoint().start_offset;
-    if (l > max_lag) {
-      max_lag = l;
-      max_lag_partition = tasks[i]->partition();
-    }
-    if (tasks[i]->watermark_ms() != kNoTime) {
-      watermark = watermark == kNoTime ? tasks[i]->watermark_ms() : std::min(watermark, tasks[i]->watermark_ms());
-    }
-  }
-  std::string eta;
-  if (rate > 0 && lag > 0) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), ", ETA %.1f s", lag / rate);
-    eta = buf;
-  }
-  std::fprintf(stderr,
-               "%skappa run %s v%d: %.1f%% done, %s rec/s, in %s, lag %s (max p%d %s%s), watermark %s, out %s, outputs %s, "
-               "deduped %s, filtered %s, late %lld, dlq %lld, epoch %lld%s",
-               options.progress_on_terminal && !final_line ? "\r" : "", spec.job.c_str(), spec.version,
-               total > 0 ? 100.0 * done / total : 100.0, Human(rate).c_str(), Human(c.in).c_str(), Human(lag).c_str(), max_lag_partition,
-               Human(std::max<int64_t>(0, max_lag)).c_str(), eta.c_str(), FormatTime(watermark).c_str(),
-               Human(c.out).c_str(), Human(c.outputs).c_str(), Human(c.deduped).c_str(), Human(c.filtered).c_str(),
-               static_cast<long long>(c.late), static_cast<long long>(c.dlq), static_cast<long long>(epoch),
-               options.progress_on_terminal && !final_line ? "   " : "\n");
-  std::fflush(stderr);
+  if (!options.on_status) return;
+  ProgressSnapshot snapshot = Snapshot(rate);
+  options.on_status(snapshot, final_line);
+}
+
+void JobRunner::Impl::Note(NoteLevel level, const std::string& text) {
+  if (options.on_note) options.on_note(level, text);
 }
 
 ProgressSnapshot JobRunner::Impl::Snapshot(double rate) {
@@ -486,6 +442,7 @@ ProgressSnapshot JobRunner::Impl::Snapshot(double rate) {
   for (size_t i = 0; i < tasks.size(); ++i) {
     PartitionProgress p;
     p.partition = tasks[i]->partition();
+    p.start_offset = tasks[i]->checkpoint().start_offset;
     p.position = tasks[i]->next_offset();
     p.log_end = LogEnd(i);
     p.watermark_ms = tasks[i]->watermark_ms() == kNoTime ? 0 : tasks[i]->watermark_ms();
@@ -522,21 +479,21 @@ Status JobRunner::Impl::Tick(bool* asked_to_stop) {
     const double ahead = processed / options.max_rate - SecondsSince(start);
     if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(ahead, 0.5)));
   }
-  if (Clock::now() - last_checkpoint >= std::chrono::milliseconds(spec.checkpoint_interval_ms)) {
+  if (SteadyTime::now() - last_checkpoint >= std::chrono::milliseconds(spec.checkpoint_interval_ms)) {
     KAPPA_RETURN_IF_ERROR(Checkpoint());
     WriteMetrics();
     const int64_t in = Totals().in;
     const double rate = (in - in_at_last_checkpoint) / std::max(1e-3, SecondsSince(last_checkpoint));
     in_at_last_checkpoint = in;
-    last_checkpoint = Clock::now();
+    last_checkpoint = SteadyTime::now();
     if (options.on_checkpoint && !options.on_checkpoint(Snapshot(rate))) *asked_to_stop = true;
   }
   if (options.status_interval_ms > 0 &&
-      Clock::now() - last_status >= std::chrono::milliseconds(options.status_interval_ms)) {
+      SteadyTime::now() - last_status >= std::chrono::milliseconds(options.status_interval_ms)) {
     const int64_t in = Totals().in;
     PrintStatus((in - in_at_last_status) / SecondsSince(last_status), false);
     in_at_last_status = in;
-    last_status = Clock::now();
+    last_status = SteadyTime::now();
   }
   return Status::OK();
 }
@@ -706,7 +663,7 @@ Status JobRunner::Impl::KafkaLoop(StopToken stop, bool* asked_to_stop) {
 }
 
 Status JobRunner::Impl::Loop(StopToken stop) {
-  start = last_checkpoint = last_status = Clock::now();
+  start = last_checkpoint = last_status = SteadyTime::now();
   in_at_last_status = in_at_last_checkpoint = Totals().in;
   bool asked_to_stop = false;
   bool archive_work = false;
@@ -719,7 +676,7 @@ Status JobRunner::Impl::Loop(StopToken stop) {
   // Final checkpoint on a clean stop (signal, end of log, asked to stop),
   // durable before we return.
   KAPPA_RETURN_IF_ERROR(Checkpoint());
-  const auto wait_began = Clock::now();
+  const auto wait_began = SteadyTime::now();
   auto durable = backend->WaitForCommits();
   summary->final_durable_ms = SecondsSince(wait_began) * 1000;
   if (!durable.ok()) return durable.status();

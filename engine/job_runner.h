@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/progress.h"
 #include "base/record_counters.h"
 #include "base/status.h"
 #include "base/stop_token.h"
@@ -26,31 +27,6 @@
 
 namespace kappa {
 
-// What a running version reports at every checkpoint (and at exit), for
-// progress displays and the deployment registry.
-struct PartitionProgress {
-  int32_t partition = 0;
-  int64_t position = 0;  // next offset to process (checkpointed)
-  int64_t log_end = 0;   // latest known log end offset
-  int64_t watermark_ms = 0;
-};
-struct ProgressSnapshot {
-  int64_t epoch = 0;
-  int64_t checkpoint_ms = 0;  // wall clock of the checkpoint
-  double records_per_second = 0;
-  RecordCounters counters;
-  std::vector<PartitionProgress> partitions;
-  int64_t total_lag() const {
-    int64_t lag = 0;
-    for (const auto& p : partitions) lag += p.log_end > p.position ? p.log_end - p.position : 0;
-    return lag;
-  }
-  int64_t max_lag() const {
-    int64_t lag = 0;
-    for (const auto& p : partitions) lag = std::max(lag, p.log_end - p.position);
-    return lag;
-  }
-};
 // Called on the job's thread after each checkpoint; returning false stops the
 // job cleanly (final checkpoint, exit 0), e.g. when its version is retired.
 using CheckpointHook = std::function<bool(const ProgressSnapshot&)>;
@@ -60,8 +36,12 @@ struct RunOptions {
   double max_rate = 0;          // records/s cap (0: none), so a replay never starves the live job
   int status_interval_ms = 5000;
   std::string metrics_file;     // default <state_dir>/metrics.json
-  bool progress_on_terminal = false;
   CheckpointHook on_checkpoint;
+  // Where progress goes: a status every status_interval_ms (and a final one),
+  // and one-line notes (start, archive-to-Kafka switches, warnings). The
+  // runner never prints; null callbacks drop them.
+  ProgressReporter::StatusCallback on_status;
+  NoteCallback on_note;
   // Override the spec's source.archive and parallelism (empty / 0: the spec's).
   std::string archive_dir;
   int parallelism = 0;

@@ -100,11 +100,6 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
 
 }  // namespace
 
-int64_t WallClockMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 const char* VersionStateName(VersionState state) {
   switch (state) {
     case VersionState::kLive: return "live";

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/status.h"
 #include "engine/job_runner.h"
 #include "kafka/kafka_client.h"
@@ -79,6 +80,5 @@ class Registry {
   std::map<std::string, std::string> latest_;  // key -> latest value bytes
 };
 
-int64_t WallClockMs();
 
 }  // namespace kappa

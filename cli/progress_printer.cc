@@ -1,0 +1,71 @@
+#include "cli/progress_printer.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace kappa::cli {
+
+std::string HumanCount(double n) {
+  char buf[32];
+  if (n >= 1e6) std::snprintf(buf, sizeof(buf), "%.2fM", n / 1e6);
+  else if (n >= 1e3) std::snprintf(buf, sizeof(buf), "%.1fk", n / 1e3);
+  else std::snprintf(buf, sizeof(buf), "%.0f", n);
+  return buf;
+}
+
+std::string FormatTimeMs(int64_t ms) {
+  if (ms == 0) return "none";
+  std::time_t s = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s, bool with_epoch) {
+  const RecordCounters& c = s.counters;
+  std::string eta;
+  if (s.total_lag() > 0 && s.eta_seconds() >= 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), ", ETA %.1f s", s.eta_seconds());
+    eta = buf;
+  }
+  char line[512];
+  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s, in %s, lag %s (max p%d %s%s)", label.c_str(),
+                s.percent_done(), HumanCount(s.records_per_second).c_str(), HumanCount(c.in).c_str(),
+                HumanCount(s.total_lag()).c_str(), std::max(0, s.max_lag_partition()),
+                HumanCount(s.max_lag()).c_str(), eta.c_str());
+  std::string out = line;
+  if (!with_epoch) return out;
+  std::snprintf(line, sizeof(line),
+                ", watermark %s, out %s, outputs %s, deduped %s, filtered %s, late %lld, dlq %lld, epoch %lld",
+                FormatTimeMs(s.min_watermark_ms()).c_str(), HumanCount(c.out).c_str(), HumanCount(c.outputs).c_str(),
+                HumanCount(c.deduped).c_str(), HumanCount(c.filtered).c_str(), static_cast<long long>(c.late),
+                static_cast<long long>(c.dlq), static_cast<long long>(s.epoch));
+  return out + line;
+}
+
+NoteCallback NotePrinter(const std::string& command) {
+  return [command](NoteLevel level, const std::string& text) {
+    std::fprintf(stderr, "%s: %s%s\n", command.c_str(), level == NoteLevel::kWarning ? "WARNING " : "", text.c_str());
+    std::fflush(stderr);
+  };
+}
+
+ProgressReporter::StatusCallback StatusPrinter(const std::string& label, bool with_epoch) {
+  const bool terminal = ::isatty(STDERR_FILENO) == 1;
+  return [label, with_epoch, terminal](const ProgressSnapshot& snapshot, bool final) {
+    const std::string line = FormatStatusLine(label, snapshot, with_epoch);
+    if (terminal && !final) {
+      std::fprintf(stderr, "\r%s   ", line.c_str());
+    } else {
+      std::fprintf(stderr, "%s%s\n", terminal ? "\r" : "", line.c_str());
+    }
+    std::fflush(stderr);
+  };
+}
+
+}  // namespace kappa::cli

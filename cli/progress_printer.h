@@ -1,0 +1,28 @@
+// How long-running commands show progress on a terminal: notes as one line
+// each on stderr ("kappa run: ...", warnings marked WARNING), and status
+// lines (percent done, rate, lag with the slowest partition, ETA, watermark,
+// counters), rewritten in place when stderr is a terminal. The only place
+// progress is formatted; the libraries hand over ProgressSnapshots.
+#pragma once
+
+#include <string>
+
+#include "base/progress.h"
+
+namespace kappa::cli {
+
+// "1.23M", "45.6k", "789".
+std::string HumanCount(double n);
+// "2026-01-01T10:00:00Z", or "none" for 0.
+std::string FormatTimeMs(int64_t ms);
+// One status line (without a newline), e.g. "kappa run spend v2: 41.0% done, ...".
+// `label` names what runs; `epoch` is shown when >= 0.
+std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& snapshot, bool with_epoch);
+
+// Prints notes on stderr as "<command>: <text>" ("<command>: WARNING <text>").
+NoteCallback NotePrinter(const std::string& command);
+// Prints status lines on stderr; on a terminal the line is rewritten in
+// place until the final one.
+ProgressReporter::StatusCallback StatusPrinter(const std::string& label, bool with_epoch);
+
+}  // namespace kappa::cli

@@ -1,0 +1,143 @@
+#include "kafka/partition_consumer.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+
+#include "kafka/kafka_status.h"
+
+namespace kappa {
+
+void MessageBatch::Clear() {
+  for (size_t i = 0; i < count_; ++i) rd_kafka_message_destroy(messages_[i]);
+  count_ = 0;
+}
+
+Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const KafkaConfig& config,
+                                                                     PartitionConsumerOptions options) {
+  auto consumer = CreateClient(ClientKind::kConsumer, config,
+                               {{"group.id", options.group},
+                                {"enable.auto.commit", "false"},
+                                {"enable.auto.offset.store", "false"},
+                                // Never jump silently: a missing offset is an error we report.
+                                {"auto.offset.reset", "error"},
+                                {"enable.partition.eof", "false"},
+                                {"queued.min.messages", std::to_string(options.queued_min_messages)},
+                                {"queued.max.messages.kbytes", std::to_string(options.queued_max_kbytes)},
+                                {"fetch.wait.max.ms", std::to_string(options.fetch_wait_max_ms)}});
+  if (!consumer.ok()) return consumer.status();
+  std::unique_ptr<PartitionConsumer> c(new PartitionConsumer());
+  c->options_ = std::move(options);
+  c->consumer_ = std::move(*consumer);
+  c->queue_ = rd_kafka_queue_get_consumer(c->consumer_.get());
+  return c;
+}
+
+PartitionConsumer::~PartitionConsumer() {
+  if (queue_) rd_kafka_queue_destroy(queue_);
+  CloseConsumer(consumer_, 10000);
+}
+
+Result<int32_t> PartitionConsumer::PartitionCount(const std::string& topic) const {
+  return TopicPartitionCount(consumer_.get(), topic, options_.metadata_timeout_ms);
+}
+
+Result<std::vector<Watermarks>> PartitionConsumer::AllWatermarks(const std::string& topic, int32_t partitions) const {
+  return QueryAllWatermarks(consumer_.get(), topic, partitions, options_.metadata_timeout_ms);
+}
+
+int64_t PartitionConsumer::CachedLogEnd(const std::string& topic, int32_t partition) const {
+  int64_t low = 0, high = 0;
+  if (rd_kafka_get_watermark_offsets(consumer_.get(), topic.c_str(), partition, &low, &high)) return 0;
+  return std::max<int64_t>(0, high);
+}
+
+Result<int64_t> PartitionConsumer::OffsetForTime(const std::string& topic, int32_t partition,
+                                                 int64_t timestamp_ms) const {
+  PartitionList query(1);
+  query.Add(topic, partition, timestamp_ms);
+  const rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(consumer_.get(), query.get(), options_.metadata_timeout_ms);
+  if (err) {
+    return StatusFromKafka(err, "cannot look up the offset of time " + std::to_string(timestamp_ms) + " in " +
+                                    topic + "[" + std::to_string(partition) + "]");
+  }
+  if (query[0].err) {
+    return StatusFromKafka(query[0].err, "cannot look up the offset of time " + std::to_string(timestamp_ms) +
+                                             " in " + topic + "[" + std::to_string(partition) + "]");
+  }
+  return query[0].offset < 0 ? int64_t{-1} : query[0].offset;
+}
+
+Status PartitionConsumer::Assign(const PartitionList& assignment) {
+  return StatusFromKafka(rd_kafka_assign(consumer_.get(), assignment.get()), "cannot assign partitions");
+}
+
+Status PartitionConsumer::Classify(rd_kafka_message_t* m) {
+  const std::string where = std::string(m->rkt ? rd_kafka_topic_name(m->rkt) : "?") + "[" +
+                            std::to_string(m->partition) + "]";
+  switch (m->err) {
+    case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+      return Status::OK();
+    case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+      return Status::DataLoss(where + ": the offset to read is out of range (retention deleted it while the reader " +
+                              "was behind): " + rd_kafka_message_errstr(m) +
+                              "; records would be skipped, so reading stops");
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+      return Status::Unavailable("source " + where + ": " + rd_kafka_message_errstr(m));
+    default:
+      if (options_.on_transient) {
+        options_.on_transient("transient consumer error on " + where + " (retrying): " + rd_kafka_message_errstr(m));
+      }
+      return Status::OK();
+  }
+}
+
+Status PartitionConsumer::Poll(int max, int wait_ms, MessageBatch* batch) {
+  batch->Clear();
+  if (batch->messages_.size() < static_cast<size_t>(max)) batch->messages_.resize(max);
+  rd_kafka_message_t** out = batch->messages_.data();
+  // consume_batch_queue with a timeout waits for a FULL batch, which costs up
+  // to the timeout per batch; take what is there, and block only for the first.
+  ssize_t n = rd_kafka_consume_batch_queue(queue_, 0, out, max);
+  if (n == 0 && wait_ms > 0) {
+    if (rd_kafka_message_t* first = rd_kafka_consume_queue(queue_, wait_ms)) {
+      out[0] = first;
+      const ssize_t more = max > 1 ? rd_kafka_consume_batch_queue(queue_, 0, out + 1, max - 1) : 0;
+      n = 1 + std::max<ssize_t>(0, more);
+    }
+  }
+  if (n < 0) return StatusFromKafka(rd_kafka_last_error(), "consume failed");
+  // Error messages leave the batch here; the rest keep their order.
+  Status result;
+  size_t kept = 0;
+  for (ssize_t i = 0; i < n; ++i) {
+    rd_kafka_message_t* m = out[i];
+    if (!m->err) {
+      out[kept++] = m;
+      continue;
+    }
+    if (result.ok()) result = Classify(m);
+    rd_kafka_message_destroy(m);
+  }
+  batch->count_ = kept;
+  return result;
+}
+
+Status PartitionConsumer::Positions(PartitionList* partitions) const {
+  return StatusFromKafka(rd_kafka_position(consumer_.get(), partitions->get()), "cannot read the consumer's positions");
+}
+
+Status PartitionConsumer::Committed(PartitionList* partitions, int timeout_ms) const {
+  return StatusFromKafka(rd_kafka_committed(consumer_.get(), partitions->get(), timeout_ms),
+                         "cannot read the committed offsets of group " + options_.group);
+}
+
+void PartitionConsumer::CommitAsync(const PartitionList& offsets) {
+  if (offsets.size() > 0) rd_kafka_commit(consumer_.get(), offsets.get(), 1);
+}
+
+}  // namespace kappa

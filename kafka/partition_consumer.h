@@ -1,0 +1,105 @@
+// PartitionConsumer: reads topic partitions that the caller assigns at exact
+// offsets (no group rebalancing, no auto-commit, never an automatic offset
+// reset), in offset order per partition. The one consume loop of kappa: the
+// job's Kafka source and the archiver both read through it, so a Kafka error
+// is classified in one place: an offset out of range (retention deleted
+// records the reader still needed) is DataLoss, a fatal error or a vanished
+// topic stops with Unavailable, anything else is transient, reported through
+// `on_transient` and retried by librdkafka. One thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "kafka/kafka_client.h"
+#include "kafka/kafka_config.h"
+#include "kafka/partition_list.h"
+
+struct rd_kafka_message_s;
+struct rd_kafka_queue_s;
+
+namespace kappa {
+
+struct PartitionConsumerOptions {
+  std::string group;          // group.id (commits only; partitions are assigned, not balanced)
+  int fetch_wait_max_ms = 20;
+  // Keep fetching while a replay drains the local queue: at librdkafka 2.0's
+  // defaults it stops fetching when the queue is full and looks again only
+  // up to a second later (measured: 3x slower replays).
+  int queued_min_messages = 1000000;
+  int queued_max_kbytes = 262144;
+  int metadata_timeout_ms = 10000;
+  // Called with a one-line description of each transient error (the consumer
+  // keeps going). Null: ignored.
+  std::function<void(const std::string&)> on_transient;
+};
+
+// Messages taken by one Poll(); owned until the next Poll() or destruction.
+class MessageBatch {
+ public:
+  MessageBatch() = default;
+  ~MessageBatch() { Clear(); }
+  MessageBatch(const MessageBatch&) = delete;
+  MessageBatch& operator=(const MessageBatch&) = delete;
+  size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  rd_kafka_message_s* operator[](size_t i) const { return messages_[i]; }
+  void Clear();
+
+ private:
+  friend class PartitionConsumer;
+  std::vector<rd_kafka_message_s*> messages_;
+  size_t count_ = 0;
+};
+
+class PartitionConsumer {
+ public:
+  static Result<std::unique_ptr<PartitionConsumer>> Create(const KafkaConfig& config,
+                                                           PartitionConsumerOptions options);
+  ~PartitionConsumer();  // closes the consumer, waiting at most a few seconds for a broker that is gone
+
+  // Partition count of a topic (NotFound if it does not exist) and every
+  // partition's log start/end offsets.
+  Result<int32_t> PartitionCount(const std::string& topic) const;
+  Result<std::vector<Watermarks>> AllWatermarks(const std::string& topic, int32_t partitions) const;
+  // The latest log end this consumer has seen for topic[partition], from its
+  // cached fetch state (no request); 0 if unknown.
+  int64_t CachedLogEnd(const std::string& topic, int32_t partition) const;
+  // The first offset whose timestamp is >= timestamp_ms, or -1 if none yet.
+  Result<int64_t> OffsetForTime(const std::string& topic, int32_t partition, int64_t timestamp_ms) const;
+
+  // Starts reading each listed partition at its offset (replaces any earlier
+  // assignment).
+  Status Assign(const PartitionList& assignment);
+  // Takes up to `max` messages that are already fetched without waiting;
+  // when there are none, waits up to wait_ms for the first. Error messages
+  // never reach `batch`: they either end the poll with a Status or are
+  // reported as transient.
+  Status Poll(int max, int wait_ms, MessageBatch* batch);
+  // Fills each listed partition's offset with the consumer's position (the
+  // next offset it will return; it passes transaction markers that never
+  // arrive as messages).
+  Status Positions(PartitionList* partitions) const;
+  // The group's committed offsets (with their metadata) for the listed partitions.
+  Status Committed(PartitionList* partitions, int timeout_ms) const;
+  // Commits offsets to the group without waiting (informational commits: a
+  // synchronous commit to a coordinator that is gone could block the close).
+  void CommitAsync(const PartitionList& offsets);
+
+  rd_kafka_s* handle() const { return consumer_.get(); }
+
+ private:
+  PartitionConsumer() = default;
+  Status Classify(rd_kafka_message_s* message);
+
+  PartitionConsumerOptions options_;
+  KafkaHandle consumer_;
+  rd_kafka_queue_s* queue_ = nullptr;
+};
+
+}  // namespace kappa
