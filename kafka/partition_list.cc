@@ -30,6 +30,10 @@ int PartitionList::size() const { return list_ ? list_->cnt : 0; }
 
 rd_kafka_topic_partition_t& PartitionList::operator[](int i) const { return list_->elems[i]; }
 
+int32_t PartitionList::partition(int i) const { return list_->elems[i].partition; }
+int64_t PartitionList::offset(int i) const { return list_->elems[i].offset; }
+int PartitionList::error(int i) const { return list_->elems[i].err; }
+
 std::string PartitionList::Metadata(int i) const {
   const auto& e = list_->elems[i];
   if (!e.metadata || e.metadata_size == 0) return std::string();

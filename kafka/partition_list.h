@@ -24,6 +24,10 @@ class PartitionList {
   void Add(const std::string& topic, int32_t partition, int64_t offset = -1001 /* RD_KAFKA_OFFSET_INVALID */);
   int size() const;
   rd_kafka_topic_partition_s& operator[](int i) const;
+  // Element i's fields, without including librdkafka.
+  int32_t partition(int i) const;
+  int64_t offset(int i) const;
+  int error(int i) const;  // an rd_kafka_resp_err_t
   // The metadata bytes of element i (empty if none).
   std::string Metadata(int i) const;
 

@@ -1,0 +1,195 @@
+#include "engine/archive_source.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "engine/kafka_sink.h"
+#include "engine/task.h"
+
+namespace kappa {
+namespace {
+constexpr int64_t kRoundRecords = 1 << 16;  // per partition and round, without a rate cap
+constexpr int kPasses = 4;                  // times the ends are re-read after reaching them
+}  // namespace
+
+ArchiveSource::ArchiveSource(const JobSpec& spec, std::string dir, int parallelism, KafkaSink* sink,
+                             CommittedGaps& gaps, HistoryGapRule& gap_rule)
+    : spec_(spec), dir_(std::move(dir)), parallelism_(std::max(1, parallelism)), sink_(sink), gaps_(gaps),
+      gap_rule_(gap_rule) {}
+
+ArchiveSource::~ArchiveSource() = default;
+
+Status ArchiveSource::ReadRanges() {
+  auto ranges = ArchiveRanges(dir_, spec_.source_topic);
+  if (!ranges.ok()) return ranges.status();
+  ranges_.clear();
+  for (const ArchiveRange& r : *ranges) {
+    if (r.partition < 0) continue;
+    if (static_cast<size_t>(r.partition) >= ranges_.size()) ranges_.resize(r.partition + 1);
+    ranges_[r.partition] = r;
+  }
+  for (size_t p = 0; p < ranges_.size(); ++p) ranges_[p].partition = static_cast<int32_t>(p);
+  return Status::OK();
+}
+
+Result<int32_t> ArchiveSource::Partitions() {
+  auto ranges = ArchiveRanges(dir_, spec_.source_topic);
+  if (!ranges.ok()) return ranges.status();
+  if (ranges->empty()) {
+    return Status::NotFound("nothing archived for topic " + spec_.source_topic + " in " + dir_ +
+                            " (build it with `kappa archive`)");
+  }
+  for (size_t p = 0; p < ranges->size(); ++p) {
+    if ((*ranges)[p].partition != static_cast<int32_t>(p)) {
+      return Status::Corruption("the archive of " + spec_.source_topic + " in " + dir_ + " lacks partition " +
+                                std::to_string(p));
+    }
+  }
+  KAPPA_RETURN_IF_ERROR(ReadRanges());
+  return static_cast<int32_t>(ranges_.size());
+}
+
+void ArchiveSource::Attach(const std::vector<Task*>& tasks) {
+  tasks_ = tasks;
+  readers_.resize(tasks.size());
+  end_.assign(tasks.size(), -1);
+  ranges_.resize(std::max(ranges_.size(), tasks.size()));
+}
+
+Status ArchiveSource::Serve(size_t i) {
+  auto reader = ArchiveReader::Open(dir_, spec_.source_topic, tasks_[i]->partition());
+  if (!reader.ok()) return reader.status();
+  KAPPA_RETURN_IF_ERROR((*reader)->Seek(tasks_[i]->next_offset()));
+  readers_[i] = std::move(*reader);
+  end_[i] = ranges_[i].end_offset;
+  if (tasks_[i]->next_offset() < end_[i]) pending_.push_back(i);
+  return Status::OK();
+}
+
+Status ArchiveSource::Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) {
+  Attach(tasks);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    Task& t = *tasks[i];
+    const ArchiveRange& r = ranges_[i];
+    auto wanted = WantedOffset(spec_, restored[i], t.next_offset(), r.end_offset, nullptr);
+    if (!wanted.ok()) return wanted.status();
+    if (!restored[i]) t.StartAt(*wanted);
+    const int64_t first = r.records > 0 ? r.first_offset : r.end_offset;
+    if (t.next_offset() < first) {
+      auto next = gap_rule_.Apply(
+          t.partition(), t.next_offset(), first,
+          r.records > 0 ? "the archive holds " + std::to_string(first) + ".." + std::to_string(r.end_offset - 1)
+                        : std::string("the archive holds nothing"),
+          "they were never archived; restore them into the archive with `kappa archive --import`");
+      if (!next.ok()) return next.status();
+      if (restored[i]) t.SkipTo(*next);
+      else t.StartAt(*next);
+    }
+    if (t.next_offset() > r.end_offset) {
+      return Status::FailedPrecondition(spec_.source_topic + "[" + std::to_string(t.partition()) +
+                                        "]: the checkpoint is at offset " + std::to_string(t.next_offset()) +
+                                        " but the archive ends at " + std::to_string(r.end_offset) +
+                                        ": this state belongs to another log");
+    }
+    if (Holds(i, t.next_offset())) KAPPA_RETURN_IF_ERROR(Serve(i));
+  }
+  return Status::OK();
+}
+
+// Up to `budget` records of task i, block by block.
+Status ArchiveSource::Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done) {
+  Task* task = tasks_[i];
+  ArchiveReader* reader = readers_[i].get();
+  const int64_t limit = end_[i];
+  while (*done < budget && task->next_offset() < limit) {
+    KAPPA_RETURN_IF_ERROR(reader->NextBlock(block, limit));
+    if (block->empty()) {
+      return Status::Corruption("the archive of " + spec_.source_topic + "[" + std::to_string(task->partition()) +
+                                "] ended at offset " + std::to_string(task->next_offset()) + ", before its end " +
+                                std::to_string(limit) + " listed when the job started");
+    }
+    for (const ArchiveRecord& r : *block) {
+      gaps_.BeforeAppend(i, *task, r.offset);
+      task->AppendBorrowed(r.value.data(), static_cast<uint32_t>(r.value.size()), r.key.data(),
+                           static_cast<uint32_t>(r.key.size()), r.offset, r.timestamp_ms);
+    }
+    task->Process();
+    *done += static_cast<int64_t>(block->size());
+  }
+  return Status::OK();
+}
+
+// One round over the pending partitions on the worker pool.
+Status ArchiveSource::Round(int64_t budget, int64_t* records) {
+  if (!pool_) {
+    pool_ = std::make_unique<WorkerPool>(parallelism_);
+    blocks_.resize(pool_->size());
+  }
+  // A rate cap makes rounds small, so the cap holds and checkpoints stay on time.
+  const int64_t per_partition =
+      budget > 0 ? std::max<int64_t>(1, budget / static_cast<int64_t>(pending_.size())) : kRoundRecords;
+  std::vector<Status> errors(pool_->size());
+  std::vector<int64_t> counts(pool_->size(), 0);
+  std::atomic<size_t> next{0};
+  sink_->SetConcurrent(pool_->size() > 1);
+  pool_->Run([&](int w) {
+    for (size_t k = next++; k < pending_.size(); k = next++) {
+      Status st = Slice(pending_[k], per_partition, &blocks_[w], &counts[w]);
+      if (!st.ok() && errors[w].ok()) errors[w] = st;
+    }
+  });
+  sink_->SetConcurrent(false);
+  for (size_t w = 0; w < errors.size(); ++w) {
+    KAPPA_RETURN_IF_ERROR(errors[w]);
+    *records += counts[w];
+  }
+  records_ += *records;
+  std::erase_if(pending_, [&](size_t i) { return tasks_[i]->next_offset() >= end_[i]; });
+  return Status::OK();
+}
+
+// Every served partition reached its end: more may have been archived
+// meanwhile; read it at archive speed too, a few passes at most.
+Status ArchiveSource::NextPass() {
+  while (pending_.empty() && passes_ < kPasses) {
+    ++passes_;
+    bool grew = false;
+    for (size_t i = 0; i < tasks_.size(); ++i) {
+      if (!readers_[i]) continue;
+      auto range = readers_[i]->Range();
+      if (!range.ok()) return range.status();
+      if (range->end_offset > end_[i]) {
+        end_[i] = ranges_[i].end_offset = range->end_offset;
+        if (tasks_[i]->next_offset() < end_[i]) pending_.push_back(i), grew = true;
+      }
+    }
+    if (!grew) break;
+  }
+  if (pending_.empty()) {
+    exhausted_ = true;
+    pool_.reset();  // the workers are not needed past the archive
+  }
+  return Status::OK();
+}
+
+Status ArchiveSource::Read(int64_t budget, int64_t* records) {
+  *records = 0;
+  if (exhausted_) return Status::OK();
+  if (pending_.empty()) {
+    KAPPA_RETURN_IF_ERROR(NextPass());
+    if (exhausted_) return Status::OK();
+  }
+  if (sink_->failed()) return sink_->failure();
+  return Round(budget, records);
+}
+
+std::string ArchiveSource::Describe() const {
+  int64_t ahead = 0;
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    if (readers_[i]) ahead += std::max<int64_t>(0, end_[i] - tasks_[i]->next_offset());
+  }
+  return std::to_string(ahead) + " records from the archive " + dir_ + " on " + std::to_string(parallelism_) +
+         " worker(s)";
+}
+
+}  // namespace kappa

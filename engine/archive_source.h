@@ -1,0 +1,81 @@
+// ArchiveSource: replays partitions from the log archive (archive/), in
+// rounds on `parallelism` worker threads: in a round the workers take
+// partitions off a shared index and process up to a budget of each, so a
+// partition is only ever processed by one thread at a time, in offset order,
+// and the output equals a single-threaded run; between rounds (all workers
+// idle) the runner checkpoints and reports. Payloads stay in the reader's
+// aligned block buffer (no copy). When every partition has reached the end
+// listed at open, the ends are read again (an archiver may have added more)
+// up to a few passes; then the source is exhausted. Read() is called by one
+// thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "archive/archive.h"
+#include "base/worker_pool.h"
+#include "engine/committed_gaps.h"
+#include "engine/job_spec.h"
+#include "engine/source.h"
+#include "engine/start_position.h"
+
+namespace kappa {
+
+class KafkaSink;
+
+class ArchiveSource final : public Source {
+ public:
+  ArchiveSource(const JobSpec& spec, std::string dir, int parallelism, KafkaSink* sink, CommittedGaps& gaps,
+                HistoryGapRule& gap_rule);
+  ~ArchiveSource() override;
+
+  // The archived partitions; they must be 0..n-1 (an archive-only job has
+  // no Kafka topic to ask).
+  Result<int32_t> Partitions() override;
+  // Archive only: every task's start must be in the archive (the gap rule
+  // applies below its first offset).
+  Status Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) override;
+  Status Read(int64_t budget, int64_t* records) override;
+  bool exhausted() const override { return exhausted_; }
+  int64_t LogEnd(size_t i) const override { return std::max<int64_t>(end_[i], 0); }
+  int64_t EndAtOpen(size_t i) const override { return std::max<int64_t>(end_[i], 0); }
+  int64_t archive_records() const override { return records_; }
+  std::string Describe() const override;
+
+  // For the hybrid source: what the archive holds of each partition (read
+  // once), and serving task i from `offset` (inside the archive) to its end.
+  Status ReadRanges();
+  const ArchiveRange& Range(size_t i) const { return ranges_[i]; }
+  bool Holds(size_t i, int64_t offset) const {
+    return ranges_[i].records > 0 && offset >= ranges_[i].first_offset && offset < ranges_[i].end_offset;
+  }
+  void Attach(const std::vector<Task*>& tasks);
+  Status Serve(size_t i);
+  bool serving(size_t i) const { return readers_[i] != nullptr; }
+
+ private:
+  Status Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done);
+  Status Round(int64_t budget, int64_t* records);
+  Status NextPass();
+
+  const JobSpec& spec_;
+  std::string dir_;
+  int parallelism_;
+  KafkaSink* sink_;
+  CommittedGaps& gaps_;
+  HistoryGapRule& gap_rule_;
+  std::vector<ArchiveRange> ranges_;  // by partition
+  std::vector<Task*> tasks_;
+  std::vector<std::unique_ptr<ArchiveReader>> readers_;  // null: not served from the archive
+  std::vector<int64_t> end_;                             // per task: the end it reads to (-1: none)
+  std::vector<size_t> pending_;
+  std::unique_ptr<WorkerPool> pool_;
+  std::vector<std::vector<ArchiveRecord>> blocks_;
+  int passes_ = 0;
+  bool exhausted_ = false;
+  int64_t records_ = 0;
+};
+
+}  // namespace kappa

@@ -1,0 +1,94 @@
+#include "engine/checkpoint_coordinator.h"
+
+#include <algorithm>
+
+#include "engine/task.h"
+#include "kafka/partition_consumer.h"
+#include "kafka/partition_list.h"
+#include "state/state_backend.h"
+
+namespace kappa {
+namespace {
+constexpr int kFlushTimeoutMs = 150000;
+}  // namespace
+
+CheckpointCoordinator::CheckpointCoordinator(std::vector<Task*> tasks, StateBackend& backend,
+                                             OutputBarrier& barrier, PartitionConsumer* group, std::string topic,
+                                             const CommittedGaps& gaps, int64_t interval_ms, const Clock& clock)
+    : tasks_(std::move(tasks)), backend_(backend), barrier_(barrier), group_(group), topic_(std::move(topic)),
+      gaps_(gaps), interval_ms_(interval_ms), clock_(clock), epoch_(backend.last_epoch()), last_ms_(clock.NowMs()) {}
+
+Status CheckpointCoordinator::Checkpoint() {
+  const int64_t began = clock_.NowMs();
+  Status st = CheckpointNow();
+  const double ms = static_cast<double>(clock_.NowMs() - began);
+  stats_.max_ms = std::max(stats_.max_ms, ms);
+  stats_.total_ms += ms;
+  last_ms_ = clock_.NowMs();
+  return st;
+}
+
+// Step 1: nothing moves the offsets past an input whose outputs are not
+// safely in the sink.
+Status CheckpointCoordinator::SinkBarrier() {
+  if (barrier_.transactional()) {
+    std::vector<std::pair<int32_t, int64_t>> offsets;
+    offsets.reserve(tasks_.size());
+    for (size_t i = 0; i < tasks_.size(); ++i) {
+      offsets.emplace_back(tasks_[i]->partition(), gaps_.CommitOffset(i, tasks_[i]->next_offset()));
+    }
+    return barrier_.CommitEpoch(offsets);
+  }
+  const int64_t began = clock_.NowMs();
+  Status st = barrier_.Flush(kFlushTimeoutMs);
+  stats_.flush_total_ms += static_cast<double>(clock_.NowMs() - began);
+  return st;
+}
+
+Status CheckpointCoordinator::CheckpointNow() {
+  KAPPA_KILL_POINT(kill_switch_, "before-flush");
+  KAPPA_RETURN_IF_ERROR(SinkBarrier());
+  KAPPA_KILL_POINT(kill_switch_, "after-flush");
+  // Step 2. The stall is only the capture; the backend's writer makes it
+  // durable in the background, in epoch order.
+  std::vector<StateBackend::TaskSnapshot> snapshots;
+  snapshots.reserve(tasks_.size());
+  for (Task* t : tasks_) snapshots.push_back({&t->checkpoint(), &t->registry()});
+  auto captured = backend_.BeginCommit(epoch_ + 1, snapshots);
+  if (!captured.ok()) return captured.status();
+  ++epoch_;
+  ++stats_.epochs;
+  if (KAPPA_KILL_ARMED(kill_switch_, "after-commit")) {
+    // The crash tests mean "after the checkpoint is durable".
+    auto durable = backend_.WaitForCommits();
+    if (!durable.ok()) return durable.status();
+  }
+  KAPPA_KILL_POINT(kill_switch_, "after-commit");
+  // Step 3, for the previous checkpoint if it is durable by now.
+  if (barrier_.transactional() || !group_) return Status::OK();
+  CommitGroupOffsets();
+  pending_group_epoch_ = epoch_;
+  pending_group_offsets_.clear();
+  for (const Task* t : tasks_) pending_group_offsets_.emplace_back(t->partition(), t->next_offset());
+  return Status::OK();
+}
+
+void CheckpointCoordinator::CommitGroupOffsets() {
+  if (pending_group_offsets_.empty() || backend_.last_epoch() < pending_group_epoch_) return;
+  PartitionList offsets(static_cast<int>(pending_group_offsets_.size()));
+  for (const auto& [partition, offset] : pending_group_offsets_) offsets.Add(topic_, partition, offset);
+  group_->CommitAsync(offsets);
+  pending_group_offsets_.clear();
+}
+
+Status CheckpointCoordinator::Finish() {
+  KAPPA_RETURN_IF_ERROR(Checkpoint());
+  const int64_t began = clock_.NowMs();
+  auto durable = backend_.WaitForCommits();
+  stats_.final_durable_ms = static_cast<double>(clock_.NowMs() - began);
+  if (!durable.ok()) return durable.status();
+  if (!barrier_.transactional() && group_) CommitGroupOffsets();
+  return Status::OK();
+}
+
+}  // namespace kappa

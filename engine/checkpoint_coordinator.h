@@ -1,0 +1,95 @@
+// CheckpointCoordinator: takes a job's checkpoints in the one order that
+// makes them safe (DESIGN invariants 1 and 6), readable here and nowhere
+// else:
+//   1. the sink: at-least-once flushes every output so far (all acks);
+//      exactly-once commits the epoch's Kafka transaction together with
+//      the input offsets (a partition re-reading a committed gap keeps the
+//      offset Kafka already has);
+//   2. the state: every task's dirty state, next offset, watermark and
+//      counters, the epoch and the spec hash in ONE synced RocksDB write
+//      (captured now, made durable in the background, in epoch order);
+//   3. the consumer group (informational, at-least-once only): the offsets
+//      of the last checkpoint that is durable.
+// A failure in 1 leaves 2 undone, so the job stops with its last checkpoint
+// intact. The clock is passed in (checkpoint intervals, stall times).
+// Driven by the job's thread while no worker runs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/status.h"
+#include "base/test_hooks.h"
+#include "engine/committed_gaps.h"
+
+namespace kappa {
+
+class PartitionConsumer;
+class StateBackend;
+class Task;
+
+// What the coordinator needs of the sink.
+class OutputBarrier {
+ public:
+  virtual ~OutputBarrier() = default;
+  virtual bool transactional() const = 0;
+  // At-least-once: returns once every output so far is acknowledged, or the
+  // first delivery failure.
+  virtual Status Flush(int timeout_ms) = 0;
+  // Exactly-once: commits the epoch's outputs and `offsets` (next offset per
+  // input partition) in one transaction and opens the next one.
+  virtual Status CommitEpoch(const std::vector<std::pair<int32_t, int64_t>>& offsets) = 0;
+};
+
+struct CheckpointStats {
+  int64_t epochs = 0;          // taken by this run
+  double max_ms = 0;           // the longest stall of processing for one checkpoint
+  double total_ms = 0;
+  double flush_total_ms = 0;   // of which: waiting for the sink's acks
+  double final_durable_ms = 0; // at the end: waiting for the last checkpoint to be durable
+};
+
+class CheckpointCoordinator {
+ public:
+  // `group`: where informational offsets go (null: nowhere, e.g. an
+  // archive-only run). `tasks` and every collaborator outlive the coordinator.
+  CheckpointCoordinator(std::vector<Task*> tasks, StateBackend& backend, OutputBarrier& barrier,
+                        PartitionConsumer* group, std::string topic, const CommittedGaps& gaps,
+                        int64_t interval_ms, const Clock& clock = SteadyClock::Instance());
+
+  // The epoch of the last checkpoint begun (the stored one at start).
+  int64_t epoch() const { return epoch_; }
+  bool Due() const { return clock_.NowMs() - last_ms_ >= interval_ms_; }
+  // Takes one checkpoint now.
+  Status Checkpoint();
+  // The final checkpoint of a clean stop, durable before it returns.
+  Status Finish();
+  const CheckpointStats& stats() const { return stats_; }
+
+ private:
+  Status CheckpointNow();
+  Status SinkBarrier();
+  void CommitGroupOffsets();
+
+  std::vector<Task*> tasks_;
+  StateBackend& backend_;
+  OutputBarrier& barrier_;
+  PartitionConsumer* group_;
+  std::string topic_;
+  const CommittedGaps& gaps_;
+  int64_t interval_ms_;
+  const Clock& clock_;
+  int64_t epoch_ = 0;
+  int64_t last_ms_ = 0;
+  // The offsets of the last begun checkpoint, committed to the group once
+  // that checkpoint is durable.
+  int64_t pending_group_epoch_ = 0;
+  std::vector<std::pair<int32_t, int64_t>> pending_group_offsets_;
+  CheckpointStats stats_;
+  KAPPA_KILL_SWITCH(kill_switch_);
+};
+
+}  // namespace kappa

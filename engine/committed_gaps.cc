@@ -1,0 +1,40 @@
+#include "engine/committed_gaps.h"
+
+#include "engine/kafka_sink.h"
+#include "kafka/partition_consumer.h"
+#include "kafka/partition_list.h"
+
+namespace kappa {
+
+Status CommittedGaps::Find(const JobSpec& spec, PartitionConsumer& consumer, const std::vector<Task*>& tasks,
+                           const NoteCallback& note) {
+  Reset(tasks.size());
+  PartitionList list(static_cast<int>(tasks.size()));
+  for (const Task* t : tasks) list.Add(spec.source_topic, t->partition());
+  KAPPA_RETURN_IF_ERROR(consumer.Committed(&list, 10000));
+  const std::string tag = EosOffsetTag(spec);
+  for (int i = 0; i < list.size(); ++i) {
+    const int32_t p = list.partition(i);
+    const int64_t committed = list.offset(i);
+    if (p < 0 || p >= static_cast<int32_t>(tasks.size()) || committed < 0) continue;
+    if (list.Metadata(i) != tag) continue;  // not committed by this spec's transactions
+    if (committed <= tasks[p]->next_offset()) continue;
+    end_[p] = committed;
+    sink_->SetSuppressed(p, true);
+    if (note) {
+      note(NoteLevel::kInfo, spec.source_topic + "[" + std::to_string(p) + "]: offsets " +
+                                 std::to_string(tasks[p]->next_offset()) + ".." + std::to_string(committed - 1) +
+                                 " were committed by a Kafka transaction after the last checkpoint; re-reading them "
+                                 "with outputs suppressed");
+    }
+  }
+  return Status::OK();
+}
+
+void CommittedGaps::EndGap(size_t i, Task& task) {
+  task.Process();
+  sink_->SetSuppressed(task.partition(), false);
+  end_[i] = -1;
+}
+
+}  // namespace kappa

@@ -1,0 +1,53 @@
+// Exactly-once recovery (DESIGN invariant 6). A crash between a Kafka
+// transaction's commit and the RocksDB checkpoint leaves Kafka's committed
+// offset (tagged with this spec's EosOffsetTag) ahead of RocksDB's: those
+// outputs were delivered, the state was not saved. The records of that gap
+// are re-read with the partition's outputs suppressed, which rebuilds
+// exactly that state (determinism) without emitting twice; at the gap's end
+// the partition emits again. Every source calls BeforeAppend for each record
+// it hands a task, so the gap ends in one place. One thread per partition.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "engine/job_spec.h"
+#include "engine/task.h"
+
+namespace kappa {
+
+class KafkaSink;
+class PartitionConsumer;
+
+class CommittedGaps {
+ public:
+  explicit CommittedGaps(KafkaSink* sink) : sink_(sink) {}
+
+  // Reads the group's committed offsets; every partition whose tagged
+  // offset is ahead of its task starts suppressed.
+  Status Find(const JobSpec& spec, PartitionConsumer& consumer, const std::vector<Task*>& tasks,
+              const NoteCallback& note);
+  // For tests and for runs without exactly_once: no gaps, `partitions` of them.
+  void Reset(size_t partitions) { end_.assign(partitions, -1); }
+
+  // Before task i takes the record at `offset`: at the end of its gap, the
+  // gap's last batch is processed (still suppressed) and outputs resume.
+  void BeforeAppend(size_t i, Task& task, int64_t offset) {
+    if (end_[i] >= 0 && offset >= end_[i]) EndGap(i, task);
+  }
+  // The offset to commit for task i inside a transaction: a partition still
+  // re-reading its gap keeps the committed offset where it was.
+  int64_t CommitOffset(size_t i, int64_t next_offset) const {
+    return end_[i] > next_offset ? end_[i] : next_offset;
+  }
+  bool suppressing(size_t i) const { return end_[i] >= 0; }
+
+ private:
+  void EndGap(size_t i, Task& task);
+  KafkaSink* sink_;
+  std::vector<int64_t> end_;  // per task: the gap's end (-1: none)
+};
+
+}  // namespace kappa

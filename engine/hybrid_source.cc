@@ -1,0 +1,77 @@
+#include "engine/hybrid_source.h"
+
+#include <algorithm>
+
+#include "engine/task.h"
+
+namespace kappa {
+
+// Where task i starts, with the archive [first, end) and Kafka [low, high)
+// both in view.
+Status HybridSource::Position(Task& t, size_t i, bool restored, const Watermarks& w) {
+  auto wanted = kafka_.Wanted(t, restored, w);
+  if (!wanted.ok()) return wanted.status();
+  if (!restored) t.StartAt(*wanted);
+  const ArchiveRange& r = archive_.Range(i);
+  if (!archive_.Holds(i, t.next_offset()) && t.next_offset() < w.low) {
+    // Neither store holds it: the next record either has is `next`.
+    int64_t next = w.low;
+    if (r.records > 0 && r.first_offset > t.next_offset()) next = std::min(next, r.first_offset);
+    const std::string holdings =
+        "the Kafka log starts at " + std::to_string(w.low) + " and " +
+        (r.records > 0 ? "the archive holds " + std::to_string(r.first_offset) + ".." + std::to_string(r.end_offset - 1)
+                       : std::string("the archive holds nothing"));
+    auto moved = gap_rule_.Apply(t.partition(), t.next_offset(), next, holdings,
+                                 "deleted by retention before they were archived; restore them into an archive "
+                                 "with `kappa archive --import`");
+    if (!moved.ok()) return moved.status();
+    if (restored) t.SkipTo(*moved);
+    else t.StartAt(*moved);
+  }
+  if (archive_.Holds(i, t.next_offset())) {
+    after_archive_[i] = true;
+    return archive_.Serve(i);
+  }
+  if (t.next_offset() > w.high) {
+    return Status::FailedPrecondition(spec_.source_topic + "[" + std::to_string(t.partition()) +
+                                      "]: the checkpoint is at offset " + std::to_string(t.next_offset()) +
+                                      " but neither the archive nor the Kafka log (ending at " +
+                                      std::to_string(w.high) + ") reaches it: this state belongs to another log");
+  }
+  return Status::OK();
+}
+
+Status HybridSource::Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) {
+  tasks_ = tasks;
+  after_archive_.assign(tasks.size(), false);
+  KAPPA_RETURN_IF_ERROR(archive_.ReadRanges());
+  archive_.Attach(tasks);
+  auto marks = kafka_.ReadWatermarks(tasks.size());
+  if (!marks.ok()) return marks.status();
+  for (size_t i = 0; i < tasks.size(); ++i) KAPPA_RETURN_IF_ERROR(Position(*tasks[i], i, restored[i], (*marks)[i]));
+  return Status::OK();
+}
+
+Status HybridSource::Read(int64_t budget, int64_t* records) {
+  if (!switched_) {
+    if (!archive_.exhausted()) {
+      KAPPA_RETURN_IF_ERROR(archive_.Read(budget, records));
+      if (*records > 0 || !archive_.exhausted()) return Status::OK();
+    }
+    // The switch: every task reads on from Kafka at exactly its next offset.
+    KAPPA_RETURN_IF_ERROR(kafka_.Continue(tasks_, after_archive_));
+    switched_ = true;
+  }
+  return kafka_.Read(budget, records);
+}
+
+int64_t HybridSource::LogEnd(size_t i) const { return std::max(kafka_.LogEnd(i), archive_.LogEnd(i)); }
+
+int64_t HybridSource::EndAtOpen(size_t i) const { return std::max(kafka_.EndAtOpen(i), archive_.EndAtOpen(i)); }
+
+std::string HybridSource::Describe() const {
+  return spec_.source_topic + "[0.." + std::to_string(tasks_.empty() ? 0 : tasks_.size() - 1) + "] (" +
+         archive_.Describe() + ", then Kafka)";
+}
+
+}  // namespace kappa

@@ -1,0 +1,44 @@
+// HybridSource: each partition is read from the log archive up to its
+// archived end, then from Kafka at exactly that offset (DESIGN: the log
+// archive). A task whose start lies in the archive is served by the
+// ArchiveSource (in parallel rounds); the others, and every task once the
+// archive is exhausted, by the KafkaSource. The start rule and the gap rule
+// see both stores: history below Kafka's log start is fine while the archive
+// holds it. One thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/archive_source.h"
+#include "engine/kafka_source.h"
+
+namespace kappa {
+
+class HybridSource final : public Source {
+ public:
+  HybridSource(ArchiveSource& archive, KafkaSource& kafka, HistoryGapRule& gap_rule, const JobSpec& spec)
+      : archive_(archive), kafka_(kafka), gap_rule_(gap_rule), spec_(spec) {}
+
+  Result<int32_t> Partitions() override { return kafka_.Partitions(); }
+  Status Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) override;
+  Status Read(int64_t budget, int64_t* records) override;
+  bool exhausted() const override { return false; }
+  int64_t LogEnd(size_t i) const override;
+  int64_t EndAtOpen(size_t i) const override;
+  int64_t archive_records() const override { return archive_.archive_records(); }
+  std::string Describe() const override;
+
+ private:
+  Status Position(Task& task, size_t i, bool restored, const Watermarks& marks);
+
+  ArchiveSource& archive_;
+  KafkaSource& kafka_;
+  HistoryGapRule& gap_rule_;
+  const JobSpec& spec_;
+  std::vector<Task*> tasks_;
+  std::vector<bool> after_archive_;
+  bool switched_ = false;
+};
+
+}  // namespace kappa

@@ -1,0 +1,61 @@
+#include "engine/job_progress.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include "engine/source.h"
+#include "engine/task.h"
+
+namespace kappa {
+namespace {
+int64_t WatermarkOrZero(const Task& t) { return t.watermark_ms() == kNoTime ? 0 : t.watermark_ms(); }
+}  // namespace
+
+RecordCounters TotalCounters(const std::vector<Task*>& tasks) {
+  RecordCounters c;
+  for (const Task* t : tasks) c.Add(t->counters());
+  return c;
+}
+
+ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& source, int64_t epoch) {
+  ProgressSnapshot s;
+  s.epoch = epoch;
+  s.checkpoint_ms = WallClockMs();
+  s.counters = TotalCounters(tasks);
+  s.partitions.reserve(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    PartitionProgress p;
+    p.partition = tasks[i]->partition();
+    p.start_offset = tasks[i]->checkpoint().start_offset;
+    p.position = tasks[i]->next_offset();
+    p.log_end = source.LogEnd(i);
+    p.watermark_ms = WatermarkOrZero(*tasks[i]);
+    s.partitions.push_back(p);
+  }
+  return s;
+}
+
+Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
+                        int64_t history_gap_records) {
+  const RecordCounters c = TotalCounters(tasks);
+  const std::string tmp = path + ".tmp";
+  std::ofstream out(tmp);
+  out << "{\n  \"job\": \"" << spec.job << "\",\n  \"version\": " << spec.version << ",\n  \"spec_hash\": \""
+      << spec.spec_hash << "\",\n  \"epoch\": " << epoch << ",\n  \"records_in\": " << c.in
+      << ",\n  \"records_out\": " << c.out << ",\n  \"deduped\": " << c.deduped << ",\n  \"filtered\": " << c.filtered
+      << ",\n  \"late\": " << c.late << ",\n  \"dlq\": " << c.dlq << ",\n  \"outputs\": " << c.outputs
+      << ",\n  \"history_gap_records\": " << history_gap_records << ",\n  \"partitions\": [";
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const Task& t = *tasks[i];
+    out << (i ? "," : "") << "\n    {\"partition\": " << t.partition() << ", \"next_offset\": " << t.next_offset()
+        << ", \"start_offset\": " << t.checkpoint().start_offset << ", \"watermark_ms\": " << WatermarkOrZero(t)
+        << ", \"records_in\": " << t.counters().in << ", \"outputs\": " << t.counters().outputs << "}";
+  }
+  out << "\n  ]\n}\n";
+  out.close();
+  if (!out) return Status::IOError("cannot write the metrics file " + tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError("cannot rename " + tmp + " to " + path);
+  return Status::OK();
+}
+
+}  // namespace kappa

@@ -1,0 +1,130 @@
+#include "engine/kafka_source.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+
+#include "engine/task.h"
+
+namespace kappa {
+namespace {
+constexpr int kConsumeBatch = 8192;
+constexpr int kPollWaitMs = 10;
+}  // namespace
+
+KafkaSource::KafkaSource(const JobSpec& spec, PartitionConsumer& consumer, CommittedGaps& gaps,
+                         HistoryGapRule& gap_rule, NoteCallback note)
+    : spec_(spec), consumer_(consumer), gaps_(gaps), gap_rule_(gap_rule), note_(std::move(note)) {}
+
+Result<int32_t> KafkaSource::Partitions() { return consumer_.PartitionCount(spec_.source_topic); }
+
+Result<std::vector<Watermarks>> KafkaSource::ReadWatermarks(size_t partitions) {
+  auto marks = consumer_.AllWatermarks(spec_.source_topic, static_cast<int32_t>(partitions));
+  if (!marks.ok()) return marks.status();
+  end_at_open_.resize(partitions, 0);
+  for (size_t i = 0; i < partitions; ++i) end_at_open_[i] = std::max(end_at_open_[i], (*marks)[i].high);
+  return marks;
+}
+
+Result<int64_t> KafkaSource::Wanted(const Task& task, bool restored, const Watermarks& marks) {
+  const int32_t p = task.partition();
+  auto by_time = [&](int64_t ms) -> Result<int64_t> {
+    auto offset = consumer_.OffsetForTime(spec_.source_topic, p, ms);
+    if (offset.ok() && note_) {
+      note_(NoteLevel::kInfo, spec_.source_topic + "[" + std::to_string(p) + "]: start time " + std::to_string(ms) +
+                                  " resolves to offset " + std::to_string(*offset < 0 ? marks.high : *offset) +
+                                  " (log " + std::to_string(marks.low) + ".." + std::to_string(marks.high) + ")");
+    }
+    return offset;
+  };
+  return WantedOffset(spec_, restored, task.next_offset(), marks.high, by_time);
+}
+
+Status KafkaSource::Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) {
+  auto marks = ReadWatermarks(tasks.size());
+  if (!marks.ok()) return marks.status();
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    auto wanted = Wanted(*tasks[i], restored[i], (*marks)[i]);
+    if (!wanted.ok()) return wanted.status();
+    if (!restored[i]) tasks[i]->StartAt(*wanted);
+  }
+  std::vector<bool> fresh(restored.size());
+  for (size_t i = 0; i < restored.size(); ++i) fresh[i] = !restored[i];
+  return Assign(tasks, *marks, std::vector<bool>(tasks.size(), false), fresh);
+}
+
+Status KafkaSource::Continue(const std::vector<Task*>& tasks, const std::vector<bool>& after_archive) {
+  auto marks = ReadWatermarks(tasks.size());
+  if (!marks.ok()) return marks.status();
+  return Assign(tasks, *marks, after_archive, std::vector<bool>(tasks.size(), false));
+}
+
+// Every task reads on from its next offset: the one place where Kafka's log
+// start and end are held against where a task is.
+Status KafkaSource::Assign(const std::vector<Task*>& tasks, const std::vector<Watermarks>& marks,
+                           const std::vector<bool>& after_archive, const std::vector<bool>& fresh) {
+  tasks_ = tasks;
+  PartitionList assignment(static_cast<int>(tasks.size()));
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    Task& t = *tasks[i];
+    const Watermarks& w = marks[i];
+    const std::string where = spec_.source_topic + "[" + std::to_string(t.partition()) + "]";
+    if (t.next_offset() < w.low) {
+      const std::string holdings =
+          std::string(after_archive[i] ? "the archive ends there and " : "") + "the Kafka log starts at " +
+          std::to_string(w.low);
+      auto next = gap_rule_.Apply(t.partition(), t.next_offset(), w.low, holdings,
+                                  after_archive[i] ? "retention deleted them; keep `kappa archive` running so the "
+                                                     "archive covers them"
+                                                   : "deleted by retention before they were archived; restore them "
+                                                     "into an archive with `kappa archive --import`");
+      if (!next.ok()) return next.status();
+      if (fresh[i]) t.StartAt(*next);
+      else t.SkipTo(*next);
+    }
+    if (t.next_offset() > w.high) {
+      return Status::FailedPrecondition(where + ": the job is at offset " + std::to_string(t.next_offset()) +
+                                        " but the Kafka log ends at " + std::to_string(w.high) +
+                                        ": the topic was recreated or truncated, or this state or archive belongs "
+                                        "to another log");
+    }
+    if (after_archive[i] && note_) {
+      note_(NoteLevel::kInfo, where + ": archive done at offset " + std::to_string(t.next_offset()) +
+                                  ", switching to Kafka (log " + std::to_string(w.low) + ".." +
+                                  std::to_string(w.high) + ")");
+    }
+    assignment.Add(spec_.source_topic, t.partition(), t.next_offset());
+  }
+  return consumer_.Assign(assignment);
+}
+
+Status KafkaSource::Read(int64_t budget, int64_t* records) {
+  const int want = budget > 0 ? static_cast<int>(std::min<int64_t>(kConsumeBatch, budget)) : kConsumeBatch;
+  *records = 0;
+  KAPPA_RETURN_IF_ERROR(consumer_.Poll(want, kPollWaitMs, &batch_));
+  for (size_t k = 0; k < batch_.size(); ++k) {
+    const rd_kafka_message_t* m = batch_[k];
+    if (m->partition < 0 || static_cast<size_t>(m->partition) >= tasks_.size()) continue;
+    Task* task = tasks_[m->partition];
+    if (m->offset < task->next_offset()) continue;  // already covered by the checkpoint
+    gaps_.BeforeAppend(m->partition, *task, m->offset);
+    if (!task->has_pending()) touched_.push_back(task);
+    task->Append(m->payload, static_cast<uint32_t>(m->len), m->key, static_cast<uint32_t>(m->key_len), m->offset,
+                 rd_kafka_message_timestamp(m, nullptr));
+  }
+  for (Task* t : touched_) t->Process();
+  touched_.clear();
+  *records = static_cast<int64_t>(batch_.size());
+  batch_.Clear();
+  return Status::OK();
+}
+
+int64_t KafkaSource::LogEnd(size_t i) const {
+  return std::max(consumer_.CachedLogEnd(spec_.source_topic, static_cast<int32_t>(i)), end_at_open_[i]);
+}
+
+std::string KafkaSource::Describe() const {
+  return spec_.source_topic + "[0.." + std::to_string(tasks_.empty() ? 0 : tasks_.size() - 1) + "] from Kafka";
+}
+
+}  // namespace kappa

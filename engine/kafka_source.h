@@ -1,0 +1,61 @@
+// KafkaSource: reads the job's source topic from exact offsets through one
+// PartitionConsumer (manually assigned, no rebalancing, no automatic offset
+// reset), routes each message to its partition's task in offset order and
+// runs the touched tasks' chains once per batch. Records below a task's next
+// offset (already covered by its checkpoint) are dropped here. A position
+// below Kafka's log start goes through the history-gap rule; a position
+// past the log end means the state belongs to another log and is refused.
+// One thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/committed_gaps.h"
+#include "engine/job_spec.h"
+#include "engine/source.h"
+#include "engine/start_position.h"
+#include "kafka/partition_consumer.h"
+
+namespace kappa {
+
+class KafkaSource final : public Source {
+ public:
+  KafkaSource(const JobSpec& spec, PartitionConsumer& consumer, CommittedGaps& gaps, HistoryGapRule& gap_rule,
+              NoteCallback note);
+
+  Result<int32_t> Partitions() override;
+  Status Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) override;
+  Status Read(int64_t budget, int64_t* records) override;
+  bool exhausted() const override { return false; }
+  int64_t LogEnd(size_t i) const override;
+  int64_t EndAtOpen(size_t i) const override { return end_at_open_[i]; }
+  std::string Describe() const override;
+
+  // For the hybrid source. Reads every partition's log start and end now
+  // (the ends become EndAtOpen).
+  Result<std::vector<Watermarks>> ReadWatermarks(size_t partitions);
+  // The offset a task wants by the spec's start rule on this topic.
+  Result<int64_t> Wanted(const Task& task, bool restored, const Watermarks& marks);
+  // Starts reading every task at its next offset (the switch from the
+  // archive, for tasks with after_archive[i]). Applies the gap rule against
+  // the log start as it is now.
+  Status Continue(const std::vector<Task*>& tasks, const std::vector<bool>& after_archive);
+
+ private:
+  // `fresh[i]`: task i starts here (a skipped gap moves its start offset too).
+  Status Assign(const std::vector<Task*>& tasks, const std::vector<Watermarks>& marks,
+                const std::vector<bool>& after_archive, const std::vector<bool>& fresh);
+
+  const JobSpec& spec_;
+  PartitionConsumer& consumer_;
+  CommittedGaps& gaps_;
+  HistoryGapRule& gap_rule_;
+  NoteCallback note_;
+  std::vector<Task*> tasks_;
+  std::vector<int64_t> end_at_open_;
+  std::vector<Task*> touched_;
+  MessageBatch batch_;
+};
+
+}  // namespace kappa

@@ -1,0 +1,44 @@
+#include "engine/start_position.h"
+
+#include "engine/kafka_sink.h"
+
+namespace kappa {
+
+Result<int64_t> WantedOffset(const JobSpec& spec, bool restored, int64_t checkpoint_offset, int64_t latest,
+                             const std::function<Result<int64_t>(int64_t)>& offset_for_time) {
+  if (restored) return checkpoint_offset;
+  switch (spec.start) {
+    case StartPosition::kEarliest:
+      return int64_t{0};  // all of history, from offset zero
+    case StartPosition::kLatest:
+      return latest;
+    case StartPosition::kTimestamp: {
+      if (!offset_for_time) {
+        return Status::InvalidArgument("a timestamp start is not supported with --archive-only");
+      }
+      auto offset = offset_for_time(spec.start_timestamp_ms);
+      if (!offset.ok()) return offset.status();
+      return *offset < 0 ? latest : *offset;  // no record at or after that time yet: the end
+    }
+  }
+  return int64_t{0};
+}
+
+Result<int64_t> HistoryGapRule::Apply(int32_t partition, int64_t wanted, int64_t next, const std::string& holdings,
+                                      const std::string& advice) {
+  const std::string where = spec_.source_topic + "[" + std::to_string(partition) + "]: wanted offset " +
+                            std::to_string(wanted) + " but " + holdings + ": records " + std::to_string(wanted) +
+                            ".." + std::to_string(next - 1) + " are gone";
+  if (!spec_.allow_truncated_history) {
+    return Status::DataLoss(where + " (" + advice + "), or set `source: {allow_truncated_history: true}` to start at " +
+                            std::to_string(next) + " with the gap recorded");
+  }
+  gap_records_ += next - wanted;
+  if (sink_) sink_->SetHistoryGap(partition, std::to_string(wanted) + "-" + std::to_string(next - 1));
+  if (note_) {
+    note_(NoteLevel::kWarning, where + "; starting at " + std::to_string(next) + " as allow_truncated_history permits");
+  }
+  return next;
+}
+
+}  // namespace kappa
