@@ -62,6 +62,8 @@ struct JobRunner::Impl {
   std::unique_ptr<ProgressReporter> reporter;
   Stopwatch run_time;
   int64_t processed = 0;  // records read by this run (rate cap, rates)
+  int64_t processed_at_checkpoint = 0;
+  Stopwatch since_checkpoint;
 
   Status Open();
   Status MakeSource();
@@ -171,17 +173,18 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(ahead, 0.5)));
   }
   if (coordinator->Due()) {
-    const int64_t in_before = TotalCounters(tasks).in;
-    const double seconds = run_time.Seconds();
     KAPPA_RETURN_IF_ERROR(coordinator->Checkpoint());
     KAPPA_RETURN_IF_ERROR(WriteMetricsFile(options.metrics_file, spec, tasks, coordinator->epoch(),
                                            gap_rule->gap_records()));
     if (options.on_checkpoint) {
+      // The rate since the previous checkpoint.
       ProgressSnapshot snapshot = Snapshot();
-      snapshot.records_per_second = seconds > 0 ? static_cast<double>(processed) / seconds : 0;
-      (void)in_before;
+      snapshot.records_per_second =
+          static_cast<double>(processed - processed_at_checkpoint) / std::max(1e-3, since_checkpoint.Seconds());
       if (!options.on_checkpoint(snapshot)) *asked_to_stop = true;
     }
+    processed_at_checkpoint = processed;
+    since_checkpoint.Reset();
   }
   if (reporter->Due()) reporter->Report(Snapshot(), processed);
   return Status::OK();
@@ -190,6 +193,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
 Status JobRunner::Impl::Loop(StopToken stop) {
   reporter->Start(0);
   run_time.Reset();
+  since_checkpoint.Reset();
   bool asked_to_stop = false;
   // The budget of one read: about 50 ms of records under a rate cap.
   const int64_t budget = options.max_rate > 0 ? std::max<int64_t>(1, static_cast<int64_t>(options.max_rate / 20)) : 0;
