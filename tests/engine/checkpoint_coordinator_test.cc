@@ -1,0 +1,178 @@
+// The checkpoint coordinator with real RocksDB state and the real sink on
+// the test's embedded broker: the sink barrier comes before the state
+// commit, a failed barrier commits nothing, the stored offsets are the
+// tasks', and under exactly-once a committed gap keeps its offset.
+#include <librdkafka/rdkafka.h>
+
+#include <gtest/gtest.h>
+
+#include "engine/checkpoint_coordinator.h"
+#include "engine/committed_gaps.h"
+#include "engine/kafka_source.h"
+#include "kafka/kafka_client.h"
+#include "kafka/partition_consumer.h"
+#include "kafka/partition_list.h"
+#include "state/state_backend.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace kappa::testing {
+namespace {
+
+// A barrier in front of the real sink that records what the state store
+// held when the barrier ran, and can be told to fail.
+class ObservingBarrier final : public OutputBarrier {
+ public:
+  ObservingBarrier(KafkaSink& sink, StateBackend& backend, bool transactional)
+      : sink_(sink), backend_(backend), transactional_(transactional) {}
+  bool transactional() const override { return transactional_; }
+  Status Flush(int timeout_ms) override {
+    durable_epoch_at_barrier.push_back(Durable());
+    if (fail) return Status::Unavailable("sink delivery failed (injected)");
+    return sink_.Flush(timeout_ms);
+  }
+  Status CommitEpoch(const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
+    durable_epoch_at_barrier.push_back(Durable());
+    committed_offsets.push_back(offsets);
+    return fail ? Status::Unavailable("transaction failed (injected)") : Status::OK();
+  }
+  int64_t Durable() {
+    auto w = backend_.WaitForCommits();
+    EXPECT_TRUE(w.ok());
+    return backend_.last_epoch();
+  }
+  bool fail = false;
+  std::vector<int64_t> durable_epoch_at_barrier;
+  std::vector<std::vector<std::pair<int32_t, int64_t>>> committed_offsets;
+
+ private:
+  KafkaSink& sink_;
+  StateBackend& backend_;
+  bool transactional_;
+};
+
+// A clock the test moves.
+class StepClock final : public Clock {
+ public:
+  int64_t NowMs() const override { return now; }
+  int64_t now = 1000;
+};
+
+class CheckpointCoordinatorTest : public EngineTest {
+ protected:
+  void SetUpJob(const std::string& name, int partitions, uint64_t records) {
+    Produce("tx", partitions, records);
+    dir_ = std::make_unique<ScratchDir>(name);
+    spec_ = Spec("tx", *dir_ / "state");
+    MakeTasks(spec_, partitions);
+    auto names = Task::StateTableNames(spec_);
+    ASSERT_TRUE(names.ok());
+    auto backend = StateBackend::Open(spec_.state_dir, *names);
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    backend_ = std::move(*backend);
+    ASSERT_TRUE(backend_->CheckIdentity({spec_.job, spec_.version, spec_.spec_hash}).ok());
+    PartitionConsumerOptions options;
+    options.group = spec_.ConsumerGroup();
+    auto consumer = PartitionConsumer::Create(Config(), options);
+    ASSERT_TRUE(consumer.ok());
+    consumer_ = std::move(*consumer);
+    gaps_ = std::make_unique<CommittedGaps>(sink_.get());
+    gaps_->Reset(partitions);
+  }
+  // Reads everything through a Kafka source.
+  void ProcessAll() {
+    HistoryGapRule rule(spec_, sink_.get(), nullptr);
+    KafkaSource source(spec_, *consumer_, *gaps_, rule, nullptr);
+    ASSERT_TRUE(source.Open(tasks_, std::vector<bool>(tasks_.size(), false)).ok());
+    for (int idle = 0; idle < 300;) {
+      bool done = true;
+      for (size_t i = 0; i < tasks_.size(); ++i) done &= tasks_[i]->next_offset() >= source.EndAtOpen(i);
+      if (done) return;
+      int64_t n = 0;
+      ASSERT_TRUE(source.Read(0, &n).ok());
+      idle = n == 0 ? idle + 1 : 0;
+    }
+    FAIL() << "the topic was not read to its end";
+  }
+  int64_t StoredOffset(int32_t partition) {
+    auto stored = backend_->ReadTask(partition);
+    EXPECT_TRUE(stored.ok());
+    return stored.ok() && stored->has_value() ? (**stored).next_offset : -1;
+  }
+
+  JobSpec spec_;
+  std::unique_ptr<ScratchDir> dir_;
+  std::unique_ptr<StateBackend> backend_;
+  std::unique_ptr<PartitionConsumer> consumer_;
+  std::unique_ptr<CommittedGaps> gaps_;
+};
+
+TEST_F(CheckpointCoordinatorTest, TheSinkBarrierRunsBeforeTheStateCommitAndTheOffsetsAreTheTasks) {
+  SetUpJob("order", 2, 2000);
+  ObservingBarrier barrier(*sink_, *backend_, false);
+  StepClock clock;
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000, clock);
+  EXPECT_FALSE(coordinator.Due());
+  clock.now += 5000;
+  EXPECT_TRUE(coordinator.Due()) << "due after the interval on the given clock";
+
+  ProcessAll();
+  Status st = coordinator.Checkpoint();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  st = coordinator.Finish();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(barrier.durable_epoch_at_barrier.size(), 2u);
+  EXPECT_EQ(barrier.durable_epoch_at_barrier[0], 0) << "outputs are flushed before their state is committed";
+  EXPECT_EQ(barrier.durable_epoch_at_barrier[1], 1);
+  EXPECT_EQ(backend_->last_epoch(), 2);
+  EXPECT_EQ(coordinator.stats().epochs, 2);
+  EXPECT_FALSE(coordinator.Due()) << "a checkpoint restarts the interval";
+  for (int32_t p = 0; p < 2; ++p) EXPECT_EQ(StoredOffset(p), tasks_[p]->next_offset()) << p;
+  EXPECT_EQ(tasks_[0]->counters().in + tasks_[1]->counters().in, 2000);
+}
+
+TEST_F(CheckpointCoordinatorTest, AFailedBarrierCommitsNoState) {
+  SetUpJob("failed-barrier", 1, 1000);
+  ObservingBarrier barrier(*sink_, *backend_, false);
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  ProcessAll();
+  barrier.fail = true;
+  Status st = coordinator.Checkpoint();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("injected"), std::string::npos) << st.ToString();
+  ASSERT_TRUE(backend_->WaitForCommits().ok());
+  EXPECT_EQ(backend_->last_epoch(), 0) << "nothing moved past outputs that were not delivered";
+  EXPECT_EQ(StoredOffset(0), -1);
+}
+
+TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceACommittedGapKeepsItsOffsetUntilItIsReRead) {
+  SetUpJob("eos-gap", 1, 1000);
+  // Kafka's group holds offset 600, tagged by this spec's transactions;
+  // RocksDB holds nothing: offsets 0..599 were delivered but their state lost.
+  {
+    auto committer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", spec_.ConsumerGroup()}});
+    ASSERT_TRUE(committer.ok());
+    PartitionList offsets(1);
+    offsets.Add("tx", 0, 600);
+    const std::string tag = EosOffsetTag(spec_);
+    offsets[0].metadata = ::strdup(tag.c_str());
+    offsets[0].metadata_size = tag.size();
+    ASSERT_EQ(rd_kafka_commit(committer->get(), offsets.get(), 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  Status found = gaps_->Find(spec_, *consumer_, tasks_, nullptr);
+  ASSERT_TRUE(found.ok()) << found.ToString();
+  ASSERT_TRUE(gaps_->suppressing(0)) << "the tagged offset ahead of the state opens a suppressed gap";
+  ObservingBarrier barrier(*sink_, *backend_, true);
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  ASSERT_TRUE(coordinator.Checkpoint().ok());
+  ASSERT_EQ(barrier.committed_offsets.size(), 1u);
+  EXPECT_EQ(barrier.committed_offsets[0][0].second, 600) << "the transaction keeps the offset Kafka already has";
+
+  ProcessAll();
+  EXPECT_FALSE(gaps_->suppressing(0)) << "the gap ended when its last record was re-read";
+  ASSERT_TRUE(coordinator.Checkpoint().ok());
+  EXPECT_EQ(barrier.committed_offsets[1][0].second, tasks_[0]->next_offset());
+  EXPECT_EQ(tasks_[0]->counters().in, 1000) << "the gap was re-read to rebuild the state";
+}
+
+}  // namespace
+}  // namespace kappa::testing

@@ -1,0 +1,217 @@
+// The sources in-process, against the test's embedded broker and a real log
+// archive on disk: where tasks start (fresh, restored, latest), the
+// history-gap rule, the archive's parallel rounds, and the hybrid switch
+// reading every record exactly once.
+#include <gtest/gtest.h>
+
+#include "engine/archive_source.h"
+#include "engine/committed_gaps.h"
+#include "engine/hybrid_source.h"
+#include "engine/kafka_source.h"
+#include "engine/start_position.h"
+#include "kafka/partition_consumer.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace kappa::testing {
+namespace {
+
+class SourceTest : public EngineTest {
+ protected:
+  std::unique_ptr<PartitionConsumer> Consumer() {
+    PartitionConsumerOptions options;
+    options.group = "source-test";
+    auto c = PartitionConsumer::Create(Config(), options);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+  std::vector<Watermarks> Marks(const std::string& topic, int partitions) {
+    auto c = Consumer();
+    auto marks = c->AllWatermarks(topic, partitions);
+    EXPECT_TRUE(marks.ok());
+    return marks.ok() ? *marks : std::vector<Watermarks>{};
+  }
+  // Reads until every task is at `end` or nothing comes for a while.
+  static Status Drain(Source& source, const std::vector<Task*>& tasks, const std::vector<int64_t>& end,
+                      int64_t* records) {
+    for (int idle = 0; idle < 300;) {
+      bool done = true;
+      for (size_t i = 0; i < tasks.size(); ++i) done &= tasks[i]->next_offset() >= end[i];
+      if (done) return Status::OK();
+      int64_t n = 0;
+      KAPPA_RETURN_IF_ERROR(source.Read(0, &n));
+      *records += n;
+      idle = n == 0 ? idle + 1 : 0;
+      if (n == 0 && source.exhausted()) return Status::OK();
+    }
+    return Status::Unavailable("no progress");
+  }
+  std::vector<std::string> notes_;
+  NoteCallback Notes() {
+    return [this](NoteLevel level, const std::string& text) {
+      notes_.push_back((level == NoteLevel::kWarning ? "WARNING " : "") + text);
+    };
+  }
+  bool NoteContains(const std::string& text) const {
+    for (const auto& n : notes_) {
+      if (n.find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+TEST_F(SourceTest, KafkaSourceStartsFreshTasksAtZeroRestoredOnesAtTheirCheckpointAndReadsEachRecordOnce) {
+  Produce("tx", 2, 3000);
+  const auto marks = Marks("tx", 2);
+  ScratchDir dir("kafka-source");
+  const JobSpec spec = Spec("tx", dir / "state");
+  MakeTasks(spec, 2);
+  // Partition 1 restored at offset 100: it must not see 0..99 again.
+  TaskCheckpointData restored_at;
+  restored_at.partition = 1;
+  restored_at.next_offset = 100;
+  tasks_[1]->Restore(restored_at);
+
+  auto consumer = Consumer();
+  CommittedGaps gaps(sink_.get());
+  gaps.Reset(2);
+  HistoryGapRule rule(spec, sink_.get(), Notes());
+  KafkaSource source(spec, *consumer, gaps, rule, Notes());
+  ASSERT_EQ(*source.Partitions(), 2);
+  ASSERT_TRUE(source.Open(tasks_, {false, true}).ok());
+  EXPECT_EQ(tasks_[0]->next_offset(), 0);
+  EXPECT_EQ(tasks_[1]->next_offset(), 100);
+  EXPECT_EQ(source.EndAtOpen(0), marks[0].high);
+
+  int64_t records = 0;
+  ASSERT_TRUE(Drain(source, tasks_, {marks[0].high, marks[1].high}, &records).ok());
+  EXPECT_EQ(tasks_[0]->next_offset(), marks[0].high);
+  EXPECT_EQ(tasks_[1]->next_offset(), marks[1].high);
+  EXPECT_EQ(tasks_[0]->counters().in, marks[0].high);
+  EXPECT_EQ(tasks_[1]->counters().in, marks[1].high - 100) << "records below the checkpoint are not processed again";
+  EXPECT_EQ(source.LogEnd(1), marks[1].high);
+  EXPECT_EQ(source.archive_records(), 0);
+}
+
+TEST_F(SourceTest, LatestStartsAtTheLogEnd) {
+  Produce("tx", 1, 500);
+  ScratchDir dir("latest");
+  const JobSpec spec = Spec("tx", dir / "state", "", "latest");
+  MakeTasks(spec, 1);
+  auto consumer = Consumer();
+  CommittedGaps gaps(sink_.get());
+  gaps.Reset(1);
+  HistoryGapRule rule(spec, sink_.get(), Notes());
+  KafkaSource source(spec, *consumer, gaps, rule, Notes());
+  ASSERT_TRUE(source.Open(tasks_, {false}).ok());
+  EXPECT_EQ(tasks_[0]->next_offset(), 500);
+  EXPECT_EQ(tasks_[0]->checkpoint().start_offset, 500);
+}
+
+TEST_F(SourceTest, HistoryBelowTheLogStartIsRefusedOrRecordedOnce) {
+  // The embedded broker keeps ~5 MiB per partition: enough records push the
+  // log start past zero.
+  Produce("tx", 1, 80000);
+  const auto marks = Marks("tx", 1);
+  ASSERT_GT(marks[0].low, 0) << "the broker kept everything; produce more";
+  ScratchDir dir("gap");
+  {
+    const JobSpec strict = Spec("tx", dir / "strict");
+    MakeTasks(strict, 1);
+    auto consumer = Consumer();
+    CommittedGaps gaps(sink_.get());
+    HistoryGapRule rule(strict, sink_.get(), Notes());
+    KafkaSource source(strict, *consumer, gaps, rule, Notes());
+    Status st = source.Open(tasks_, {false});
+    EXPECT_EQ(st.code(), Status::Code::kDataLoss) << st.ToString();
+    EXPECT_NE(st.message().find("tx[0]"), std::string::npos) << st.ToString();
+    EXPECT_NE(st.message().find("0.." + std::to_string(marks[0].low - 1)), std::string::npos) << st.ToString();
+    EXPECT_NE(st.message().find("allow_truncated_history"), std::string::npos) << st.ToString();
+  }
+  tasks_.clear();
+  owned_.clear();
+  const JobSpec lenient = Spec("tx", dir / "lenient", "  allow_truncated_history: true\n");
+  MakeTasks(lenient, 1);
+  auto consumer = Consumer();
+  CommittedGaps gaps(sink_.get());
+  gaps.Reset(1);
+  HistoryGapRule rule(lenient, sink_.get(), Notes());
+  KafkaSource source(lenient, *consumer, gaps, rule, Notes());
+  ASSERT_TRUE(source.Open(tasks_, {false}).ok());
+  EXPECT_EQ(tasks_[0]->next_offset(), marks[0].low);
+  EXPECT_EQ(tasks_[0]->checkpoint().start_offset, marks[0].low);
+  EXPECT_EQ(rule.gap_records(), marks[0].low);
+  EXPECT_TRUE(NoteContains("WARNING tx[0]")) << "the gap is announced";
+}
+
+TEST_F(SourceTest, ArchiveSourceReplaysEveryPartitionInParallelRoundsThenIsExhausted) {
+  Produce("tx", 3, 6000);
+  const auto marks = Marks("tx", 3);
+  ScratchDir dir("archive-source");
+  ArchiveHead(dir / "archive", "tx", {marks[0].high, marks[1].high, marks[2].high});
+  const JobSpec spec = Spec("tx", dir / "state");
+  MakeTasks(spec, 3);
+  CommittedGaps gaps(sink_.get());
+  gaps.Reset(3);
+  HistoryGapRule rule(spec, sink_.get(), Notes());
+  ArchiveSource source(spec, dir / "archive", 2, sink_.get(), gaps, rule);
+  ASSERT_EQ(*source.Partitions(), 3);
+  ASSERT_TRUE(source.Open(tasks_, {false, false, false}).ok());
+  int64_t records = 0;
+  ASSERT_TRUE(Drain(source, tasks_, {INT64_MAX, INT64_MAX, INT64_MAX}, &records).ok());
+  EXPECT_TRUE(source.exhausted());
+  for (int p = 0; p < 3; ++p) {
+    EXPECT_EQ(tasks_[p]->next_offset(), marks[p].high) << p;
+    EXPECT_EQ(tasks_[p]->counters().in, marks[p].high) << p;
+  }
+  EXPECT_EQ(records, 6000);
+  EXPECT_EQ(source.archive_records(), 6000);
+}
+
+TEST_F(SourceTest, ArchiveSourceRefusesACheckpointOutsideTheArchive) {
+  Produce("tx", 1, 1000);
+  ScratchDir dir("archive-outside");
+  ArchiveHead(dir / "archive", "tx", {600});
+  const JobSpec spec = Spec("tx", dir / "state");
+  MakeTasks(spec, 1);
+  TaskCheckpointData beyond;
+  beyond.next_offset = 700;
+  tasks_[0]->Restore(beyond);
+  CommittedGaps gaps(sink_.get());
+  HistoryGapRule rule(spec, sink_.get(), Notes());
+  ArchiveSource source(spec, dir / "archive", 1, sink_.get(), gaps, rule);
+  ASSERT_TRUE(source.Partitions().ok());
+  Status st = source.Open(tasks_, {true});
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("archive ends at 600"), std::string::npos) << st.ToString();
+}
+
+TEST_F(SourceTest, HybridReadsTheArchiveThenSwitchesToKafkaAtExactlyItsEnd) {
+  Produce("tx", 2, 4000);
+  const auto marks = Marks("tx", 2);
+  ScratchDir dir("hybrid");
+  // Partition 0's archive stops at 700, partition 1 has none.
+  ArchiveHead(dir / "archive", "tx", {700, 0});
+  const JobSpec spec = Spec("tx", dir / "state");
+  MakeTasks(spec, 2);
+  auto consumer = Consumer();
+  CommittedGaps gaps(sink_.get());
+  gaps.Reset(2);
+  HistoryGapRule rule(spec, sink_.get(), Notes());
+  ArchiveSource archive(spec, dir / "archive", 2, sink_.get(), gaps, rule);
+  KafkaSource kafka(spec, *consumer, gaps, rule, Notes());
+  HybridSource source(archive, kafka, rule, spec);
+  ASSERT_EQ(*source.Partitions(), 2);
+  ASSERT_TRUE(source.Open(tasks_, {false, false}).ok());
+  int64_t records = 0;
+  ASSERT_TRUE(Drain(source, tasks_, {marks[0].high, marks[1].high}, &records).ok());
+  EXPECT_EQ(tasks_[0]->next_offset(), marks[0].high);
+  EXPECT_EQ(tasks_[1]->next_offset(), marks[1].high);
+  EXPECT_EQ(tasks_[0]->counters().in, marks[0].high) << "every record once across the switch";
+  EXPECT_EQ(tasks_[1]->counters().in, marks[1].high);
+  EXPECT_EQ(source.archive_records(), 700);
+  EXPECT_TRUE(NoteContains("tx[0]: archive done at offset 700, switching to Kafka")) << "the switch is announced";
+  EXPECT_FALSE(NoteContains("tx[1]: archive done")) << "partition 1 never read the archive";
+}
+
+}  // namespace
+}  // namespace kappa::testing
