@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/progress_printer.h"
 #include "cli/record_format.h"
 #include "archive/archive.h"
 #include "archive/archiver.h"
@@ -140,7 +141,7 @@ int ArchiveCommand(int argc, char** argv) {
   }
   if (vm.count("import")) {
     if (options.topics.size() != 1) return Fail("archive", Status::InvalidArgument("--import takes one --topic"));
-    auto summary = ImportRecordFile(import_file, options.root, options.topics[0]);
+    auto summary = ImportRecordFile(import_file, options.root, options.topics[0], NotePrinter("kappa archive"));
     if (!summary.ok()) return Fail("archive", summary.status());
     std::printf("kappa archive: imported %lld records into %s/%s (%d partitions); %lld already archived were skipped\n",
                 static_cast<long long>(summary->records), options.root.c_str(), options.topics[0].c_str(),
@@ -150,7 +151,8 @@ int ArchiveCommand(int argc, char** argv) {
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("archive", st);
   options.stop_at_end = vm.count("stop-at-end") > 0;
-  options.progress_on_terminal = StderrIsTerminal();
+  options.on_status = StatusPrinter("kappa archive", /*with_epoch=*/false);
+  options.on_note = NotePrinter("kappa archive");
   StopToken stop = InstallStopSignals();
   auto summary = RunArchiver(config, options, stop);
   if (!summary.ok()) return Fail("archive", summary.status());

@@ -1,16 +1,15 @@
-// kappa gen: produces the deterministic transaction workload into a topic.
+// kappa gen: produces a deterministic workload (transactions or Nexmark)
+// into a topic, or writes it to a record file for `kappa archive --import`.
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <vector>
 
-#include "base/hash.h"
 #include "cli/command.h"
 #include "workload/event_producer.h"
+#include "workload/record_file_export.h"
 #include "workload/nexmark_generator.h"
 #include "workload/transaction_generator.h"
-#include "archive/archiver.h"
 
 namespace po = boost::program_options;
 
@@ -21,36 +20,25 @@ Status CheckFraction(const char* name, double v) {
   return Status::OK();
 }
 
-// Writes the workload to a record file: partition by key as the producer
-// does, offsets 0, 1, ... per partition as Kafka would assign them, the
-// event time as the timestamp (malformed records: the start time).
+// Shows `kappa gen --to-archive` progress on a terminal.
+ProgressFn FileProgress(bool tty) {
+  return [tty](uint64_t written, uint64_t total, double) {
+    if (!tty) return;
+    std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)   ", static_cast<unsigned long long>(written),
+                 static_cast<unsigned long long>(total), 100.0 * written / std::max<uint64_t>(1, total));
+  };
+}
+
+// Writes the transaction workload to a record file (workload/record_file_export.h).
 int GenToFile(const GeneratorOptions& g, const std::string& path, int partitions, bool tty) {
-  auto writer = RecordFileWriter::Create(path);
-  if (!writer.ok()) return Fail("gen", writer.status());
-  TransactionGenerator generator(g);
-  GeneratedRecord record;
-  std::vector<int64_t> next(static_cast<size_t>(partitions), 0);
-  const auto start = std::chrono::steady_clock::now();
-  uint64_t written = 0, bytes = 0;
-  while (generator.Next(&record)) {
-    const int32_t p = PartitionForKey(record.key, partitions);
-    const bool has_time = record.kind == RecordKind::kValid || record.kind == RecordKind::kDuplicate;
-    Status st = (*writer)->Append(p, next[p]++, has_time ? record.event_time_ms : g.start_time_ms, record.key, record.value);
-    if (!st.ok()) return Fail("gen", st);
-    bytes += record.key.size() + record.value.size();
-    if (tty && ++written % 1000000 == 0) {
-      std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)   ", static_cast<unsigned long long>(written),
-                   static_cast<unsigned long long>(g.count), 100.0 * written / std::max<uint64_t>(1, g.count));
-    }
-  }
-  if (Status st = (*writer)->Close(); !st.ok()) return Fail("gen", st);
+  auto summary = WriteEventsToFile(path, g, partitions, FileProgress(tty));
   if (tty) std::fprintf(stderr, "\n");
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const auto& s = generator.stats();
+  if (!summary.ok()) return Fail("gen", summary.status());
+  const auto& s = summary->stats;
   std::printf("kappa gen: %llu records (%.1f MB) over %d partitions to %s in %.2f s; valid %llu, duplicates %llu, "
               "malformed %llu\n",
-              static_cast<unsigned long long>(s.total), bytes / 1e6, partitions, path.c_str(), seconds,
-              static_cast<unsigned long long>(s.valid), static_cast<unsigned long long>(s.duplicates),
+              static_cast<unsigned long long>(s.total), summary->bytes / 1e6, partitions, path.c_str(),
+              summary->seconds, static_cast<unsigned long long>(s.valid), static_cast<unsigned long long>(s.duplicates),
               static_cast<unsigned long long>(s.malformed()));
   return 0;
 }
@@ -67,18 +55,10 @@ int GenNexmark(const KafkaConfig& config, const std::string& topic, const Genera
   if (!default_rate) n.events_per_second = g.events_per_second;
   const bool tty = StderrIsTerminal();
   if (!to_archive.empty()) {
-    auto writer = RecordFileWriter::Create(to_archive);
-    if (!writer.ok()) return Fail("gen", writer.status());
-    NexmarkGenerator generator(n);
-    NexmarkRecord record;
-    std::vector<int64_t> next(static_cast<size_t>(partitions), 0);
-    while (generator.Next(&record)) {
-      const int32_t p = PartitionForKey(record.key, partitions);
-      Status st = (*writer)->Append(p, next[p]++, record.event_time_ms, record.key, record.value);
-      if (!st.ok()) return Fail("gen", st);
-    }
-    if (Status st = (*writer)->Close(); !st.ok()) return Fail("gen", st);
-    const auto& s = generator.stats();
+    auto summary = WriteNexmarkToFile(to_archive, n, partitions, FileProgress(tty));
+    if (tty) std::fprintf(stderr, "\n");
+    if (!summary.ok()) return Fail("gen", summary.status());
+    const auto& s = summary->nexmark;
     std::printf("kappa gen: %llu nexmark events (%.1f MB) over %d partitions to %s\n"
                 "  persons %llu, auctions %llu, bids %llu\n",
                 static_cast<unsigned long long>(s.total), s.bytes / 1e6, partitions, to_archive.c_str(),

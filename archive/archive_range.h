@@ -1,0 +1,32 @@
+// What the log archive (archive/archive.h) holds: the archived partitions of
+// a topic and each one's offset range, from the block headers alone.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace kappa {
+
+// The archived range of one partition.
+struct ArchiveRange {
+  int32_t partition = 0;
+  int64_t first_offset = -1;  // -1: empty
+  int64_t end_offset = 0;     // last archived offset + 1 (0 when empty)
+  int64_t records = 0;
+  int64_t stored_bytes = 0;
+};
+
+// The range of one partition directory (<root>/<topic>/<partition>):
+// NotFound if it does not exist; Corruption if a sealed segment (not the
+// newest) has an invalid block.
+Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition);
+
+// Partitions archived for `topic` (their directory exists), ascending.
+Result<std::vector<int32_t>> ArchivedPartitions(const std::string& root, const std::string& topic);
+// The range of each archived partition of `topic` (empty vector: no archive).
+Result<std::vector<ArchiveRange>> ArchiveRanges(const std::string& root, const std::string& topic);
+
+}  // namespace kappa

@@ -1,0 +1,203 @@
+#include "archive/archive_reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "archive/segment_file.h"
+#include "archive/segment_format.h"
+
+namespace kappa {
+
+using namespace segment_format;
+using namespace segment_file;
+
+struct ArchiveReader::Impl {
+  std::string dir;
+  int32_t partition = 0;
+  std::vector<int64_t> segments;
+  size_t segment_index = 0;
+  int fd = -1;
+  int64_t file_pos = 0;   // start of the next block to read in the segment
+  int64_t position = 0;   // next offset wanted
+  std::string stored;
+  std::vector<uint64_t> block;  // decompressed, 8-byte aligned
+  size_t block_bytes = 0;
+  // Records of the decoded block not yet returned by Next().
+  std::vector<ArchiveRecord> pending;
+  size_t pending_index = 0;
+
+  ~Impl() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  Status OpenSegmentAt(size_t index) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    segment_index = index;
+    file_pos = 0;
+    if (index >= segments.size()) return Status::OK();
+    const std::string path = dir + "/" + SegmentName(segments[index]);
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::IOError(Errno("open " + path));
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return Status::OK();
+  }
+
+  Status Refresh() {
+    auto list = ListSegments(dir);
+    if (!list.ok()) return list.status();
+    segments = std::move(*list);
+    return Status::OK();
+  }
+
+  // Reads the next block at or after `position` into `block`; false at the
+  // current end of the archive.
+  Result<bool> LoadBlock(BlockHeader* out) {
+    for (;;) {
+      if (fd < 0) {
+        if (segment_index >= segments.size()) {
+          // Maybe a writer rolled to a new segment since.
+          const size_t known = segments.size();
+          KAPPA_RETURN_IF_ERROR(Refresh());
+          if (segments.size() == known || segment_index >= segments.size()) return false;
+        }
+        KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index));
+      }
+      struct stat st{};
+      ::fstat(fd, &st);
+      const int64_t size = st.st_size;
+      const bool last_segment = segment_index + 1 >= segments.size();
+      BlockHeader h;
+      bool complete = file_pos + static_cast<int64_t>(kHeaderBytes) <= size && PreadAll(fd, &h, kHeaderBytes, file_pos) &&
+                      HeaderSane(h) && file_pos + static_cast<int64_t>(kHeaderBytes + h.stored_size) <= size;
+      if (!complete) {
+        if (file_pos >= size && !last_segment) {
+          KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index + 1));
+          continue;
+        }
+        if (file_pos >= size || last_segment) {
+          if (last_segment) {
+            // The tail of the newest segment: a block still being written.
+            // Look again whether a new segment appeared meanwhile.
+            const size_t known = segments.size();
+            KAPPA_RETURN_IF_ERROR(Refresh());
+            if (segments.size() > known && file_pos >= size) {
+              KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index + 1));
+              continue;
+            }
+          }
+          return false;
+        }
+        return Status::Corruption("archive " + dir + "/" + SegmentName(segments[segment_index]) +
+                                  ": invalid block header at byte " + std::to_string(file_pos));
+      }
+      if (h.last_offset < position) {  // the offset index: skip without reading the payload
+        file_pos += static_cast<int64_t>(kHeaderBytes + h.stored_size);
+        continue;
+      }
+      stored.resize(h.stored_size);
+      if (!PreadAll(fd, stored.data(), h.stored_size, file_pos + static_cast<int64_t>(kHeaderBytes))) {
+        return Status::IOError(Errno("read " + dir));
+      }
+      if (Checksum(h, stored.data(), stored.size()) != h.checksum) {
+        const bool tail = last_segment && file_pos + static_cast<int64_t>(kHeaderBytes + h.stored_size) == size;
+        if (tail) return false;  // being written right now
+        return Status::Corruption("archive " + dir + "/" + SegmentName(segments[segment_index]) +
+                                  ": checksum mismatch in the block at byte " + std::to_string(file_pos) +
+                                  " (offsets " + std::to_string(h.first_offset) + ".." +
+                                  std::to_string(h.last_offset) + ")");
+      }
+      if (!DecompressPayload(h, stored.data(), &block)) {
+        return Status::Corruption("archive " + dir + ": block at byte " + std::to_string(file_pos) +
+                                  " does not decompress");
+      }
+      block_bytes = h.raw_size;
+      file_pos += static_cast<int64_t>(kHeaderBytes + h.stored_size);
+      *out = h;
+      return true;
+    }
+  }
+
+  // Parses the loaded block's records with offset in [position, limit).
+  Status Parse(std::vector<ArchiveRecord>* records, int64_t limit, bool with_headers) {
+    Status st = ParseRecords(reinterpret_cast<const char*>(block.data()), block_bytes, position, limit, with_headers,
+                             records);
+    if (!st.ok()) return Status::Corruption("archive " + dir + ": " + st.message());
+    return st;
+  }
+};
+
+ArchiveReader::ArchiveReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ArchiveReader::~ArchiveReader() = default;
+
+Result<std::unique_ptr<ArchiveReader>> ArchiveReader::Open(const std::string& root, const std::string& topic,
+                                                           int32_t partition) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = PartitionDir(root, topic, partition);
+  impl->partition = partition;
+  KAPPA_RETURN_IF_ERROR(impl->Refresh());
+  KAPPA_RETURN_IF_ERROR(impl->OpenSegmentAt(0));
+  return std::unique_ptr<ArchiveReader>(new ArchiveReader(std::move(impl)));
+}
+
+Status ArchiveReader::Seek(int64_t offset) {
+  Impl& s = *impl_;
+  KAPPA_RETURN_IF_ERROR(s.Refresh());
+  size_t index = 0;
+  for (size_t i = 0; i < s.segments.size(); ++i) {
+    if (s.segments[i] <= offset) index = i;
+  }
+  s.position = offset;
+  s.pending.clear();
+  s.pending_index = 0;
+  return s.OpenSegmentAt(index);
+}
+
+Result<bool> ArchiveReader::Next(ArchiveRecord* out) {
+  Impl& s = *impl_;
+  while (s.pending_index >= s.pending.size()) {
+    BlockHeader h;
+    auto loaded = s.LoadBlock(&h);
+    if (!loaded.ok()) return loaded.status();
+    if (!*loaded) return false;
+    KAPPA_RETURN_IF_ERROR(s.Parse(&s.pending, INT64_MAX, true));
+    s.pending_index = 0;
+  }
+  *out = s.pending[s.pending_index++];
+  s.position = out->offset + 1;
+  return true;
+}
+
+Status ArchiveReader::NextBlock(std::vector<ArchiveRecord>* records, int64_t limit) {
+  Impl& s = *impl_;
+  records->clear();
+  if (s.position >= limit) return Status::OK();
+  s.pending.clear();
+  s.pending_index = 0;
+  for (;;) {
+    BlockHeader h;
+    const int64_t block_start = s.file_pos;
+    const size_t segment = s.segment_index;
+    auto loaded = s.LoadBlock(&h);
+    if (!loaded.ok()) return loaded.status();
+    if (!*loaded) return Status::OK();
+    KAPPA_RETURN_IF_ERROR(s.Parse(records, limit, false));
+    if (h.last_offset >= limit) {
+      // The limit falls inside this block: read it again next time, and
+      // everything below the limit has been returned.
+      if (s.segment_index == segment) s.file_pos = block_start;
+      if (records->empty()) s.position = limit;
+    }
+    if (!records->empty()) {
+      s.position = records->back().offset + 1;
+      if (h.last_offset >= limit) s.position = limit;
+      return Status::OK();
+    }
+    if (h.last_offset >= limit) return Status::OK();
+  }
+}
+
+Result<ArchiveRange> ArchiveReader::Range() { return PartitionRange(impl_->dir, impl_->partition); }
+
+}  // namespace kappa

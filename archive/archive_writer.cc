@@ -1,0 +1,192 @@
+#include "archive/archive_writer.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "base/test_hooks.h"
+#include "archive/segment_file.h"
+#include "archive/segment_format.h"
+
+namespace kappa {
+
+using namespace segment_format;
+using namespace segment_file;
+
+struct ArchiveWriter::Impl {
+  std::string dir;
+  int32_t partition = 0;
+  size_t block_bytes = 0;
+  int64_t segment_bytes = 0;
+  int lock_fd = -1;
+  int fd = -1;
+  int64_t segment_size = 0;
+  int64_t first_offset = -1;
+  int64_t end_offset = 0;
+  int64_t durable_end = 0;
+  // The block being filled.
+  std::string raw;
+  uint32_t pending_records = 0;
+  int64_t pending_first = -1;
+  int64_t pending_last = -1;
+  std::string block;
+  KAPPA_KILL_SWITCH(kill_switch);
+
+  ~Impl() {
+    if (fd >= 0) ::close(fd);
+    if (lock_fd >= 0) ::close(lock_fd);
+  }
+
+  Status OpenSegment(int64_t base) {
+    if (fd >= 0) {
+      if (::fdatasync(fd) != 0) return Status::IOError(Errno("fdatasync " + dir));
+      ::close(fd);
+    }
+    const std::string path = dir + "/" + SegmentName(base);
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::IOError(Errno("create " + path));
+    segment_size = 0;
+    return SyncDir(dir);
+  }
+
+  Status WriteBlock() {
+    if (pending_records == 0) return Status::OK();
+    if (Status st = EncodeBlock(raw, pending_records, pending_first, pending_last, &block); !st.ok()) {
+      return Status::IOError(st.message() + " in " + dir);
+    }
+    const size_t total = block.size();
+    if (fd < 0 || (segment_size > 0 && segment_size + static_cast<int64_t>(total) > segment_bytes)) {
+      KAPPA_RETURN_IF_ERROR(OpenSegment(pending_first));
+    }
+    if (KAPPA_KILL_REACHED(kill_switch, "archive-torn-block")) {
+      // Half a block reaches the disk, then the process dies.
+      (void)!::write(fd, block.data(), total / 2);
+      ::fdatasync(fd);
+      KAPPA_KILL_NOW("archive-torn-block");
+    }
+    size_t written = 0;
+    while (written < total) {
+      ssize_t n = ::write(fd, block.data() + written, total - written);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Status::IOError(Errno("write " + dir));
+      written += static_cast<size_t>(n);
+    }
+    segment_size += static_cast<int64_t>(total);
+    raw.clear();
+    pending_records = 0;
+    pending_first = pending_last = -1;
+    return Status::OK();
+  }
+
+  // Finds the archived end in the existing segments, cutting a torn tail
+  // block off the newest one, and opens it for appending.
+  Status Recover(const std::vector<int64_t>& segments, const NoteCallback& on_note) {
+    // The first offset comes from the first segment with records; the end,
+    // and a torn tail to cut, from the last one.
+    for (size_t i = 0; i < segments.size(); ++i) {
+      const bool last = i + 1 == segments.size();
+      const std::string path = dir + "/" + SegmentName(segments[i]);
+      if (!last && first_offset >= 0) continue;
+      auto scan = ScanSegment(path, last);
+      if (!scan.ok()) return scan.status();
+      if (first_offset < 0) first_offset = scan->first_offset;
+      if (!last) {
+        end_offset = scan->last_offset + 1;
+        continue;
+      }
+      if (scan->torn_tail) {
+        if (on_note) {
+          on_note(NoteLevel::kInfo, path + ": dropping " + std::to_string(scan->file_bytes - scan->valid_bytes) +
+                                        " bytes of an incomplete block at the tail (a crash mid-write); those "
+                                        "records are fetched again");
+        }
+        if (::truncate(path.c_str(), scan->valid_bytes) != 0) return Status::IOError(Errno("truncate " + path));
+      }
+      if (scan->records > 0) {
+        end_offset = scan->last_offset + 1;
+      } else if (segments.size() > 1) {
+        // An empty newest segment: the end is the previous segment's.
+        auto prev = ScanSegment(dir + "/" + SegmentName(segments[i - 1]), false);
+        if (!prev.ok()) return prev.status();
+        end_offset = prev->last_offset + 1;
+      }
+      fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (fd < 0) return Status::IOError(Errno("open " + path));
+      segment_size = scan->valid_bytes;
+    }
+    durable_end = end_offset;
+    return Status::OK();
+  }
+};
+
+ArchiveWriter::ArchiveWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ArchiveWriter::~ArchiveWriter() = default;
+
+Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& root, const std::string& topic,
+                                                           int32_t partition, size_t block_bytes,
+                                                           int64_t segment_bytes, const NoteCallback& on_note) {
+  if (topic.empty() || topic.find('/') != std::string::npos || topic == "." || topic == "..") {
+    return Status::InvalidArgument("invalid topic name for an archive: '" + topic + "'");
+  }
+  if (partition < 0) return Status::InvalidArgument("negative partition " + std::to_string(partition));
+  auto impl = std::make_unique<Impl>();
+  impl->dir = PartitionDir(root, topic, partition);
+  impl->partition = partition;
+  impl->block_bytes = std::clamp<size_t>(block_bytes, 1024, kMaxRawBlock / 2);
+  impl->segment_bytes = std::max<int64_t>(segment_bytes, 1 << 16);
+  KAPPA_RETURN_IF_ERROR(MakeDirs(impl->dir));
+  const std::string lock_path = impl->dir + "/LOCK";
+  impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (impl->lock_fd < 0) return Status::IOError(Errno("open " + lock_path));
+  if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return Status::Unavailable("archive partition " + impl->dir +
+                               " is being written by another process (a second `kappa archive` on the same "
+                               "directory and topic?); stop it first");
+  }
+  auto segments = ListSegments(impl->dir);
+  if (!segments.ok()) return segments.status();
+  if (!segments->empty()) KAPPA_RETURN_IF_ERROR(impl->Recover(*segments, on_note));
+  impl->raw.reserve(impl->block_bytes + 4096);
+  return std::unique_ptr<ArchiveWriter>(new ArchiveWriter(std::move(impl)));
+}
+
+Status ArchiveWriter::Append(const ArchiveRecord& r) {
+  Impl& s = *impl_;
+  if (r.offset < s.end_offset) {
+    return Status::InvalidArgument("archive " + s.dir + ": offset " + std::to_string(r.offset) +
+                                   " is below the archived end " + std::to_string(s.end_offset) +
+                                   " (a duplicate or out-of-order record)");
+  }
+  const size_t need = EncodedRecordBytes(r);
+  if (need > kMaxRecordBytes) {
+    return Status::InvalidArgument("archive " + s.dir + ": record at offset " + std::to_string(r.offset) +
+                                   " is " + std::to_string(need) + " bytes; the archive takes records up to 32 MiB");
+  }
+  if (s.pending_records > 0 && s.raw.size() + need > s.block_bytes) KAPPA_RETURN_IF_ERROR(s.WriteBlock());
+  AppendRecord(r, &s.raw);
+  if (s.pending_records == 0) s.pending_first = r.offset;
+  s.pending_last = r.offset;
+  ++s.pending_records;
+  if (s.first_offset < 0) s.first_offset = r.offset;
+  s.end_offset = r.offset + 1;
+  if (s.raw.size() >= s.block_bytes) return s.WriteBlock();
+  return Status::OK();
+}
+
+Status ArchiveWriter::Flush() {
+  Impl& s = *impl_;
+  KAPPA_RETURN_IF_ERROR(s.WriteBlock());
+  if (s.fd >= 0 && ::fdatasync(s.fd) != 0) return Status::IOError(Errno("fdatasync " + s.dir));
+  s.durable_end = s.end_offset;
+  return Status::OK();
+}
+
+int32_t ArchiveWriter::partition() const { return impl_->partition; }
+int64_t ArchiveWriter::end_offset() const { return impl_->end_offset; }
+int64_t ArchiveWriter::durable_end_offset() const { return impl_->durable_end; }
+int64_t ArchiveWriter::first_offset() const { return impl_->first_offset; }
+
+}  // namespace kappa

@@ -1,0 +1,56 @@
+// ArchiveWriter: appends records to one partition of the log archive
+// (archive/archive.h), in blocks made durable with fdatasync.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "archive/archive_record.h"
+
+namespace kappa {
+
+// One writer per partition at a time (an flock on the partition directory
+// enforces it, across processes).
+class ArchiveWriter {
+ public:
+  static constexpr size_t kDefaultBlockBytes = 1 << 20;
+  static constexpr int64_t kDefaultSegmentBytes = 256ll << 20;
+
+  // Opens (creating) <root>/<topic>/<partition>, truncates a torn tail block
+  // left by a crash (and says so through `on_note`), and positions after the
+  // last complete block.
+  static Result<std::unique_ptr<ArchiveWriter>> Open(const std::string& root, const std::string& topic,
+                                                     int32_t partition, size_t block_bytes = kDefaultBlockBytes,
+                                                     int64_t segment_bytes = kDefaultSegmentBytes,
+                                                     const NoteCallback& on_note = {});
+  ~ArchiveWriter();
+
+  // Buffers a record; writes a block when the buffer is full. The offset
+  // must be >= end_offset() (InvalidArgument otherwise: a duplicate or a
+  // reordering would corrupt the archive).
+  Status Append(const ArchiveRecord& record);
+  // Writes the buffered records as a block (if any) and fdatasync()s: after
+  // OK every record appended so far survives a crash.
+  Status Flush();
+
+  int32_t partition() const;
+  // Offset after the last appended record (buffered ones included).
+  int64_t end_offset() const;
+  // Offset after the last record made durable by Flush (or found on open).
+  int64_t durable_end_offset() const;
+  int64_t first_offset() const;  // -1 if empty
+  // Test-only crash injection (base/test_hooks.h): with
+  // KAPPA_TEST_KILL_AT=archive-torn-block:<n> the n-th block is written only
+  // half, then the process SIGKILLs itself.
+  struct Impl;
+
+ private:
+  explicit ArchiveWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kappa

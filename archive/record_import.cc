@@ -1,0 +1,59 @@
+#include "archive/record_import.h"
+
+#include <map>
+#include <memory>
+
+#include "archive/archive_writer.h"
+#include "archive/record_file.h"
+
+namespace kappa {
+
+Result<ImportSummary> ImportRecordFile(const std::string& file, const std::string& root, const std::string& topic,
+                                       const NoteCallback& on_note) {
+  auto reader = RecordFileReader::Open(file);
+  if (!reader.ok()) return reader.status();
+  std::map<int32_t, std::unique_ptr<ArchiveWriter>> writers;
+  ImportSummary summary;
+  Status result;
+  RecordFileEntry entry;
+  auto flush_all = [&]() -> Status {
+    for (auto& [p, w] : writers) KAPPA_RETURN_IF_ERROR(w->Flush());
+    return Status::OK();
+  };
+  for (;;) {
+    auto more = (*reader)->Next(&entry);
+    if (!more.ok()) {
+      result = more.status();
+      break;
+    }
+    if (!*more) break;
+    auto& writer = writers[entry.partition];
+    if (!writer) {
+      auto w = ArchiveWriter::Open(root, topic, entry.partition, ArchiveWriter::kDefaultBlockBytes,
+                                   ArchiveWriter::kDefaultSegmentBytes, on_note);
+      if (!w.ok()) {
+        writers.erase(entry.partition);
+        result = w.status();
+        break;
+      }
+      writer = std::move(*w);
+    }
+    if (entry.record.offset < writer->end_offset()) {
+      ++summary.skipped;
+      continue;
+    }
+    result = writer->Append(entry.record);
+    if (!result.ok()) break;
+    if (++summary.records % 4000000 == 0) {
+      result = flush_all();
+      if (!result.ok()) break;
+    }
+  }
+  Status flushed = flush_all();
+  summary.partitions = static_cast<int32_t>(writers.size());
+  if (!result.ok()) return result;
+  if (!flushed.ok()) return flushed;
+  return summary;
+}
+
+}  // namespace kappa

@@ -1,0 +1,171 @@
+#include "archive/segment_format.h"
+
+#include <lz4.h>
+#include <xxhash.h>
+
+#include <cstddef>
+#include <cstring>
+
+namespace kappa::segment_format {
+
+uint64_t Checksum(const BlockHeader& h, const void* payload, size_t size) {
+  return XXH3_64bits_withSeed(payload, size, XXH3_64bits(&h, offsetof(BlockHeader, checksum)));
+}
+
+bool HeaderSane(const BlockHeader& h) {
+  return h.magic == kMagic && h.codec == kCodecLz4 && h.raw_size <= kMaxRawBlock &&
+         h.stored_size <= static_cast<uint32_t>(LZ4_compressBound(static_cast<int>(kMaxRawBlock))) &&
+         h.record_count > 0 && h.first_offset >= 0 && h.last_offset >= h.first_offset;
+}
+
+namespace {
+size_t HeadersBytes(const ArchiveRecord& r) {
+  size_t n = 0;
+  for (const auto& h : r.headers) n += 8 + h.name.size() + h.value.size();
+  return n;
+}
+}  // namespace
+
+size_t EncodedRecordBytes(const ArchiveRecord& r) {
+  return kRecordFixedBytes + Pad8(r.value.size()) + Pad8(r.key.size() + HeadersBytes(r));
+}
+
+void AppendRecord(const ArchiveRecord& r, std::string* raw) {
+  const size_t headers_size = HeadersBytes(r);
+  RecordFixed f;
+  f.offset = r.offset;
+  f.timestamp_ms = r.timestamp_ms;
+  f.key_size = r.key_null ? -1 : static_cast<int32_t>(r.key.size());
+  f.value_size = r.value_null ? -1 : static_cast<int32_t>(r.value.size());
+  f.header_count = static_cast<uint32_t>(r.headers.size());
+  f.headers_size = static_cast<uint32_t>(headers_size);
+  const size_t value_padded = Pad8(r.value.size());
+  const size_t need = kRecordFixedBytes + value_padded + Pad8(r.key.size() + headers_size);
+  const size_t at = raw->size();
+  raw->resize(at + need, '\0');
+  char* p = raw->data() + at;
+  std::memcpy(p, &f, kRecordFixedBytes);
+  p += kRecordFixedBytes;
+  if (!r.value.empty()) std::memcpy(p, r.value.data(), r.value.size());
+  p += value_padded;
+  if (!r.key.empty()) std::memcpy(p, r.key.data(), r.key.size());
+  p += r.key.size();
+  for (const auto& h : r.headers) {
+    const uint32_t name_size = static_cast<uint32_t>(h.name.size());
+    const int32_t value_size = h.value_null ? -1 : static_cast<int32_t>(h.value.size());
+    std::memcpy(p, &name_size, 4);
+    std::memcpy(p + 4, &value_size, 4);
+    p += 8;
+    if (!h.name.empty()) std::memcpy(p, h.name.data(), h.name.size());
+    p += h.name.size();
+    if (!h.value.empty()) std::memcpy(p, h.value.data(), h.value.size());
+    p += h.value.size();
+  }
+}
+
+Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_offset, int64_t last_offset,
+                   std::string* block) {
+  if (raw.size() > kMaxRawBlock) return Status::InvalidArgument("block payload over 64 MiB");
+  // One contiguous buffer, header first, so the block goes out in one write().
+  block->resize(kHeaderBytes + static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+  char* payload = block->data() + kHeaderBytes;
+  const int stored = LZ4_compress_default(raw.data(), payload, static_cast<int>(raw.size()),
+                                          static_cast<int>(block->size() - kHeaderBytes));
+  if (stored <= 0) return Status::IOError("LZ4 compression failed");
+  BlockHeader h{};
+  h.magic = kMagic;
+  h.codec = kCodecLz4;
+  h.raw_size = static_cast<uint32_t>(raw.size());
+  h.stored_size = static_cast<uint32_t>(stored);
+  h.record_count = record_count;
+  h.first_offset = first_offset;
+  h.last_offset = last_offset;
+  h.checksum = Checksum(h, payload, static_cast<size_t>(stored));
+  std::memcpy(block->data(), &h, kHeaderBytes);
+  block->resize(kHeaderBytes + static_cast<size_t>(stored));
+  return Status::OK();
+}
+
+const char* BlockStateName(BlockState state) {
+  switch (state) {
+    case BlockState::kComplete: return "complete";
+    case BlockState::kIncomplete: return "incomplete";
+    case BlockState::kInvalidHeader: return "invalid header";
+    case BlockState::kChecksumMismatch: return "checksum mismatch";
+  }
+  return "?";
+}
+
+BlockState InspectBlock(std::string_view bytes, BlockHeader* header) {
+  if (bytes.size() < kHeaderBytes) return BlockState::kIncomplete;
+  BlockHeader h;
+  std::memcpy(&h, bytes.data(), kHeaderBytes);
+  if (header) *header = h;
+  if (!HeaderSane(h)) return BlockState::kInvalidHeader;
+  if (bytes.size() < kHeaderBytes + h.stored_size) return BlockState::kIncomplete;
+  if (Checksum(h, bytes.data() + kHeaderBytes, h.stored_size) != h.checksum) return BlockState::kChecksumMismatch;
+  return BlockState::kComplete;
+}
+
+bool DecompressPayload(const BlockHeader& h, const char* stored, std::vector<uint64_t>* raw) {
+  if (raw->size() * 8 < h.raw_size) raw->resize(h.raw_size / 8 + 1);
+  const int n = LZ4_decompress_safe(stored, reinterpret_cast<char*>(raw->data()), static_cast<int>(h.stored_size),
+                                    static_cast<int>(h.raw_size));
+  return n == static_cast<int>(h.raw_size);
+}
+
+Status ParseRecords(const char* base, size_t raw_bytes, int64_t from, int64_t limit, bool with_headers,
+                    std::vector<ArchiveRecord>* records) {
+  records->clear();
+  size_t at = 0;
+  while (at + kRecordFixedBytes <= raw_bytes) {
+    RecordFixed f;
+    std::memcpy(&f, base + at, kRecordFixedBytes);
+    const size_t value_size = f.value_size < 0 ? 0 : static_cast<size_t>(f.value_size);
+    const size_t key_size = f.key_size < 0 ? 0 : static_cast<size_t>(f.key_size);
+    const size_t total = kRecordFixedBytes + Pad8(value_size) + Pad8(key_size + f.headers_size);
+    if (at + total > raw_bytes) return Status::Corruption("record overruns its block");
+    if (f.offset >= from && f.offset < limit) {
+      ArchiveRecord& r = records->emplace_back();
+      const char* p = base + at + kRecordFixedBytes;
+      r.offset = f.offset;
+      r.timestamp_ms = f.timestamp_ms;
+      r.value = std::string_view(p, value_size);
+      r.value_null = f.value_size < 0;
+      p += Pad8(value_size);
+      r.key = std::string_view(p, key_size);
+      r.key_null = f.key_size < 0;
+      p += key_size;
+      if (with_headers) {
+        for (uint32_t i = 0; i < f.header_count; ++i) {
+          uint32_t name_size;
+          int32_t hv;
+          std::memcpy(&name_size, p, 4);
+          std::memcpy(&hv, p + 4, 4);
+          p += 8;
+          ArchiveHeader h;
+          h.name = std::string_view(p, name_size);
+          p += name_size;
+          h.value_null = hv < 0;
+          h.value = std::string_view(p, hv < 0 ? 0 : static_cast<size_t>(hv));
+          p += h.value.size();
+          r.headers.push_back(h);
+        }
+      }
+    }
+    at += total;
+  }
+  return Status::OK();
+}
+
+Status DecodeBlock(std::string_view bytes, std::vector<uint64_t>* raw, std::vector<ArchiveRecord>* records,
+                   BlockHeader* header) {
+  BlockHeader h{};
+  const BlockState state = InspectBlock(bytes, &h);
+  if (state != BlockState::kComplete) return Status::Corruption(std::string("block: ") + BlockStateName(state));
+  if (!DecompressPayload(h, bytes.data() + kHeaderBytes, raw)) return Status::Corruption("block does not decompress");
+  if (header) *header = h;
+  return ParseRecords(reinterpret_cast<const char*>(raw->data()), h.raw_size, INT64_MIN, INT64_MAX, true, records);
+}
+
+}  // namespace kappa::segment_format

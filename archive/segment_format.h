@@ -1,0 +1,105 @@
+// The archive's block format: how records are laid out in a block, and how a
+// block is compressed, checksummed and checked. No files here (segment
+// files: archive/segment_file.h). Little-endian:
+//
+//   block  = header (48 bytes) + compressed payload
+//   header = magic "KAB1" | codec u32 (1 = LZ4) | raw_size u32 | stored_size u32
+//            | record_count u32 | reserved u32 | first_offset i64 | last_offset i64
+//            | checksum u64 (XXH3-64 of the payload, seeded with the XXH3-64 of the
+//            first 40 header bytes)
+//   record = offset i64 | timestamp_ms i64 | key_size i32 (-1: null) | value_size i32 (-1: null)
+//            | header_count u32 | headers_size u32 | value, padded to 8 | key | headers, padded to 8
+//   header = name_size u32 | value_size i32 (-1: null) | name | value
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "archive/archive_record.h"
+
+namespace kappa::segment_format {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the archive format is little-endian");
+
+constexpr uint32_t kMagic = 0x3142414b;  // "KAB1"
+constexpr uint32_t kCodecLz4 = 1;
+constexpr size_t kHeaderBytes = 48;
+constexpr size_t kRecordFixedBytes = 32;
+constexpr uint32_t kMaxRawBlock = 64u << 20;
+// The largest record a block takes (encoded size).
+constexpr size_t kMaxRecordBytes = kMaxRawBlock / 2;
+
+struct BlockHeader {
+  uint32_t magic;
+  uint32_t codec;
+  uint32_t raw_size;
+  uint32_t stored_size;
+  uint32_t record_count;
+  uint32_t reserved;
+  int64_t first_offset;
+  int64_t last_offset;
+  uint64_t checksum;
+};
+static_assert(sizeof(BlockHeader) == kHeaderBytes);
+
+struct RecordFixed {
+  int64_t offset;
+  int64_t timestamp_ms;
+  int32_t key_size;
+  int32_t value_size;
+  uint32_t header_count;
+  uint32_t headers_size;
+};
+static_assert(sizeof(RecordFixed) == kRecordFixedBytes);
+
+inline size_t Pad8(size_t n) { return (n + 7) & ~size_t{7}; }
+
+// XXH3-64 of the payload seeded with the hash of the header before its
+// checksum field: both are covered.
+uint64_t Checksum(const BlockHeader& header, const void* payload, size_t size);
+// Magic, codec, sizes within bounds, at least one record, offsets ordered.
+bool HeaderSane(const BlockHeader& header);
+
+// Bytes `record` takes in a block's raw payload.
+size_t EncodedRecordBytes(const ArchiveRecord& record);
+// Appends `record` to a block's raw payload.
+void AppendRecord(const ArchiveRecord& record, std::string* raw);
+
+// Compresses a raw payload of `record_count` records with offsets
+// first..last into a complete block (header + payload) in *block.
+Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_offset, int64_t last_offset,
+                   std::string* block);
+
+// What the bytes at the start of a buffer are.
+enum class BlockState {
+  kComplete,        // a whole block whose checksum matches
+  kIncomplete,      // shorter than a header, or than the size its header gives: torn (or still being written)
+  kInvalidHeader,   // not a block header
+  kChecksumMismatch,
+};
+const char* BlockStateName(BlockState state);
+// Classifies the block at the start of `bytes`; fills *header when one was read.
+BlockState InspectBlock(std::string_view bytes, BlockHeader* header);
+
+// Decompresses a block's payload (`stored`, header.stored_size bytes) into
+// *raw (8-byte aligned, so values can be read in place). False if it does
+// not decompress to header.raw_size bytes.
+bool DecompressPayload(const BlockHeader& header, const char* stored, std::vector<uint64_t>* raw);
+
+// Parses the records of a raw payload with offset in [from, limit) into
+// *records (views into `raw`). Headers are decoded only `with_headers`.
+// Corruption if a record overruns the payload.
+Status ParseRecords(const char* raw, size_t raw_bytes, int64_t from, int64_t limit, bool with_headers,
+                    std::vector<ArchiveRecord>* records);
+
+// A whole block in memory (header + payload) to records: InspectBlock,
+// DecompressPayload and ParseRecords with headers. `raw` holds the record
+// bytes the views point to. Corruption unless the block is complete and valid.
+Status DecodeBlock(std::string_view bytes, std::vector<uint64_t>* raw, std::vector<ArchiveRecord>* records,
+                   BlockHeader* header = nullptr);
+
+}  // namespace kappa::segment_format

@@ -1,0 +1,172 @@
+// Record files: what the writer appends comes back from the reader field by
+// field (explicit offsets and AppendNext's per-partition numbering); a file
+// cut anywhere inside a record is Corruption naming that record's byte
+// position; the import loads a file into the archive once, however often it
+// runs.
+#include "archive/record_file.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "archive/archive.h"
+#include "archive/record_import.h"
+#include "tests/support/test_support.h"
+
+namespace kappa {
+namespace {
+
+using testing::ScratchDir;
+
+struct Row {
+  int32_t partition;
+  int64_t offset;
+  int64_t timestamp_ms;
+  std::string key;
+  std::string value;
+};
+
+std::vector<Row> Rows() {
+  std::vector<Row> rows;
+  for (int i = 0; i < 300; ++i) {
+    rows.push_back({i % 3, i / 3, 1767225600000 + i, "key-" + std::to_string(i),
+                    std::string(static_cast<size_t>(i % 50), static_cast<char>('A' + i % 26))});
+  }
+  return rows;
+}
+
+void Write(const std::string& path, const std::vector<Row>& rows) {
+  auto w = RecordFileWriter::Create(path);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  for (const auto& r : rows) {
+    const Status st = r.offset % 2 == 0 ? (*w)->Append(r.partition, r.offset, r.timestamp_ms, r.key, r.value)
+                                        : (*w)->AppendNext(r.partition, r.timestamp_ms, r.key, r.value);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  EXPECT_EQ((*w)->records(), static_cast<int64_t>(rows.size()));
+  const Status st = (*w)->Close();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+}
+
+// Byte positions where each record starts, found by reading the file.
+std::vector<int64_t> RecordStarts(const std::string& path) {
+  std::vector<int64_t> starts;
+  auto r = RecordFileReader::Open(path);
+  EXPECT_TRUE(r.ok());
+  RecordFileEntry e;
+  for (;;) {
+    const int64_t at = (*r)->position();
+    auto more = (*r)->Next(&e);
+    EXPECT_TRUE(more.ok()) << more.status().ToString();
+    if (!more.ok() || !*more) break;
+    starts.push_back(at);
+  }
+  return starts;
+}
+
+TEST(RecordFileTest, WhatIsWrittenIsReadBack) {
+  ScratchDir dir("record_file_roundtrip");
+  const std::string path = dir / "records.krec";
+  const auto rows = Rows();
+  Write(path, rows);
+  auto r = RecordFileReader::Open(path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  RecordFileEntry e;
+  size_t i = 0;
+  for (;; ++i) {
+    auto more = (*r)->Next(&e);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    ASSERT_LT(i, rows.size());
+    EXPECT_EQ(e.partition, rows[i].partition);
+    EXPECT_EQ(e.record.offset, rows[i].offset) << "AppendNext numbers 0, 1, ... per partition";
+    EXPECT_EQ(e.record.timestamp_ms, rows[i].timestamp_ms);
+    EXPECT_EQ(e.record.key, rows[i].key);
+    EXPECT_EQ(e.record.value, rows[i].value);
+    EXPECT_TRUE(e.record.headers.empty());
+  }
+  EXPECT_EQ(i, rows.size());
+  EXPECT_EQ((*r)->position(), static_cast<int64_t>(std::filesystem::file_size(path)));
+}
+
+TEST(RecordFileTest, ATruncatedFileIsCorruptionWithTheBytePosition) {
+  ScratchDir dir("record_file_truncated");
+  const std::string path = dir / "records.krec";
+  Write(path, Rows());
+  const auto starts = RecordStarts(path);
+  ASSERT_EQ(starts.size(), 300u);
+  const int64_t size = static_cast<int64_t>(std::filesystem::file_size(path));
+  // Cut inside the length prefix of record 100, and inside the body of record 200.
+  for (const auto& [cut, record] : std::vector<std::pair<int64_t, size_t>>{{starts[100] + 2, 100},
+                                                                            {starts[200] + 9, 200},
+                                                                            {size - 1, 299}}) {
+    std::filesystem::copy_file(path, dir / "cut.krec", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::resize_file(dir / "cut.krec", static_cast<uintmax_t>(cut));
+    auto r = RecordFileReader::Open(dir / "cut.krec");
+    ASSERT_TRUE(r.ok());
+    RecordFileEntry e;
+    size_t read = 0;
+    Status failure;
+    for (;;) {
+      auto more = (*r)->Next(&e);
+      if (!more.ok()) {
+        failure = more.status();
+        break;
+      }
+      ASSERT_TRUE(*more) << "the cut file must not end cleanly";
+      ++read;
+    }
+    EXPECT_EQ(read, record) << "every record before the cut is read";
+    EXPECT_EQ(failure.code(), Status::Code::kCorruption) << failure.ToString();
+    EXPECT_NE(failure.message().find("at byte " + std::to_string(starts[record])), std::string::npos)
+        << failure.ToString();
+  }
+}
+
+TEST(RecordFileTest, NotARecordFileIsCorruptionAndAMissingOneNotFound) {
+  ScratchDir dir("record_file_garbage");
+  {
+    std::FILE* f = std::fopen((dir / "garbage").c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const char junk[] = "\x10\x00\x00\x00this is not a flatbuffer";
+    std::fwrite(junk, 1, sizeof(junk) - 1, f);
+    std::fclose(f);
+  }
+  auto r = RecordFileReader::Open(dir / "garbage");
+  ASSERT_TRUE(r.ok());
+  RecordFileEntry e;
+  auto more = (*r)->Next(&e);
+  ASSERT_FALSE(more.ok());
+  EXPECT_EQ(more.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(more.status().message().find("at byte 0"), std::string::npos) << more.status().ToString();
+  EXPECT_EQ(RecordFileReader::Open(dir / "missing").status().code(), Status::Code::kNotFound);
+}
+
+TEST(RecordFileTest, ImportLoadsEachRecordOnceAcrossRuns) {
+  ScratchDir dir("record_file_import");
+  const std::string path = dir / "records.krec";
+  Write(path, Rows());
+  auto first = ImportRecordFile(path, dir / "archive", "t");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->records, 300);
+  EXPECT_EQ(first->skipped, 0);
+  EXPECT_EQ(first->partitions, 3);
+  auto again = ImportRecordFile(path, dir / "archive", "t");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->records, 0);
+  EXPECT_EQ(again->skipped, 300);
+  auto ranges = ArchiveRanges(dir / "archive", "t");
+  ASSERT_TRUE(ranges.ok());
+  ASSERT_EQ(ranges->size(), 3u);
+  for (const auto& range : *ranges) {
+    EXPECT_EQ(range.first_offset, 0);
+    EXPECT_EQ(range.end_offset, 100);
+    EXPECT_EQ(range.records, 100);
+  }
+}
+
+}  // namespace
+}  // namespace kappa
