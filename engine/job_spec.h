@@ -9,8 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "base/config_node.h"  // ParseDurationMs
 #include "base/status.h"
-#include "operators/operator_spec.h"
+#include "operators/operator_registry.h"
 
 namespace kappa {
 
@@ -61,8 +62,5 @@ struct JobSpec {
 
 Result<JobSpec> LoadJobSpec(const std::string& path);
 Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& origin = "spec");
-
-// "250ms", "5s", "10m", "1h", "2d", or a plain number of milliseconds.
-Result<int64_t> ParseDurationMs(const std::string& text);
 
 }  // namespace kappa

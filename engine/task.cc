@@ -5,14 +5,9 @@
 
 namespace kappa {
 namespace {
-const char* KindName(const OperatorSpec& spec) {
-  switch (spec.index()) {
-    case 0: return "dedup";
-    case 1: return "filter";
-    case 2: return "map";
-    case 3: return "window";
-    default: return "emit";
-  }
+// The column family of the i-th operator (0-based) of a chain: "op2_window".
+std::string StateName(size_t i, const OperatorSpec& op) {
+  return "op" + std::to_string(i + 1) + "_" + std::string(KindOf(op).name);
 }
 }  // namespace
 
@@ -21,7 +16,7 @@ Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spe
   task->partition_ = partition;
   task->chain_.push_back(MakeDecodeValidate(spec.decode));
   for (size_t i = 0; i < spec.operators.size(); ++i) {
-    const std::string state_name = "op" + std::to_string(i + 1) + "_" + KindName(spec.operators[i]);
+    const std::string state_name = StateName(i, spec.operators[i]);
     auto op = MakeOperator(spec.operators[i], state_name, task->registry_);
     if (!op.ok()) return op.status();
     task->chain_.push_back(std::move(*op));
@@ -36,10 +31,12 @@ Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spe
 }
 
 Result<std::vector<std::string>> Task::StateTableNames(const JobSpec& spec) {
-  auto probe = Create(-1, spec, nullptr);
-  if (!probe.ok()) return probe.status();
   std::vector<std::string> names;
-  for (const auto& t : (*probe)->registry_.tables()) names.push_back(t->name());
+  for (size_t i = 0; i < spec.operators.size(); ++i) {
+    const OperatorKind& kind = KindOf(spec.operators[i]);
+    KAPPA_RETURN_IF_ERROR(kind.validate(spec.operators[i]));
+    kind.append_state_tables(spec.operators[i], StateName(i, spec.operators[i]), names);
+  }
   return names;
 }
 

@@ -13,7 +13,8 @@
 
 #include <string>
 
-#include "operators/operator.h"
+#include "operators/operator_interface.h"
+#include "operators/operator_spec.h"
 
 namespace kappa {
 

@@ -6,6 +6,33 @@
 
 namespace kappa {
 
+Result<DedupSpec> Dedup::Parse(const ConfigNode& body) {
+  KAPPA_RETURN_IF_ERROR(body.CheckKeys({"field", "ttl"}, "dedup"));
+  DedupSpec spec;
+  auto field = FieldAt(body, "field", Field::kTxnId);
+  if (!field.ok()) return field.status();
+  spec.field = *field;
+  auto ttl = body.DurationAt("ttl", 0, /*required=*/true);
+  if (!ttl.ok()) return ttl.status();
+  spec.ttl_ms = *ttl;
+  return spec;
+}
+
+void Dedup::AppendCanonical(const DedupSpec& spec, std::string& out) {
+  out.append("dedup(").append(FieldName(spec.field)).append(",").append(std::to_string(spec.ttl_ms)).append(")");
+}
+
+void Dedup::AppendFields(const DedupSpec& spec, std::vector<Field>& out) { out.push_back(spec.field); }
+
+void Dedup::AppendStateTables(const DedupSpec&, const std::string& state_name, std::vector<std::string>& out) {
+  out.push_back(state_name);
+}
+
+std::unique_ptr<Operator> Dedup::Create(const DedupSpec& spec, const std::string& state_name,
+                                        StateRegistry& registry) {
+  return std::make_unique<Dedup>(spec, state_name, registry);
+}
+
 Status Dedup::Validate(const DedupSpec& spec) {
   if (IsKeyOnlyField(spec.field)) return Status::InvalidArgument("dedup cannot be by `partition`");
   if (spec.ttl_ms <= 0) {

@@ -6,12 +6,38 @@
 // State: KeyedState<Entry> named by the chain. One task, one thread.
 #pragma once
 
-#include "operators/operator.h"
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "operators/operator_interface.h"
+#include "operators/operator_spec.h"
 
 namespace kappa {
 
+// Drops a record whose `field` value was already seen by this task within
+// `ttl_ms` of event time. An entry first seen at time t expires once the
+// task's watermark passes t + ttl_ms.
+struct DedupSpec {
+  Field field = Field::kTxnId;
+  int64_t ttl_ms = 0;
+};
+
 class Dedup final : public Operator {
  public:
+  // The registry entry (operators/operator_registry.h).
+  using Spec = DedupSpec;
+  static constexpr std::string_view kKind = "dedup";
+  static constexpr bool kTerminal = false;
+  // The spec from its section of the job spec (`dedup: ...`); Validate is
+  // applied after.
+  static Result<DedupSpec> Parse(const ConfigNode& body);
+  static void AppendCanonical(const DedupSpec& spec, std::string& out);
+  static void AppendFields(const DedupSpec& spec, std::vector<Field>& out);
+  static void AppendStateTables(const DedupSpec& spec, const std::string& state_name, std::vector<std::string>& out);
+  // `spec` must have passed Validate.
+  static std::unique_ptr<Operator> Create(const DedupSpec& spec, const std::string& state_name,
+                                          StateRegistry& registry);
   struct Entry {
     int64_t first_seen_ms;  // event time of the record that (re)inserted the key
   };
@@ -19,7 +45,7 @@ class Dedup final : public Operator {
   static Status Validate(const DedupSpec& spec);
   // `spec` must have passed Validate. Registers the table `state_name`.
   Dedup(const DedupSpec& spec, const std::string& state_name, StateRegistry& registry);
-  std::string_view name() const override { return "dedup"; }
+  std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
   // Purges expired entries, at most once per ttl_ms of watermark progress.
   void OnBatchEnd(TaskContext& ctx) override;

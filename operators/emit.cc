@@ -7,10 +7,40 @@
 
 namespace kappa {
 
+Result<EmitSpec> Emit::Parse(const ConfigNode& body) {
+  EmitSpec spec;
+  if (body.IsNull()) return spec;  // `- emit:`
+  KAPPA_RETURN_IF_ERROR(body.CheckKeys({"key", "row"}, "emit"));
+  auto key = FieldAt(body, "key", Field::kTxnId);
+  if (!key.ok()) return key.status();
+  spec.key_field = *key;
+  auto row = FieldsAt(body, "row", "numeric fields");
+  if (!row.ok()) return row.status();
+  spec.row = *row;
+  return spec;
+}
+
+void Emit::AppendCanonical(const EmitSpec& spec, std::string& out) {
+  out.append("emit(").append(FieldName(spec.key_field));
+  AppendCanonicalFields(out, "row", spec.row);
+  out.append(")");
+}
+
+void Emit::AppendFields(const EmitSpec& spec, std::vector<Field>& out) {
+  out.push_back(spec.key_field);
+  out.insert(out.end(), spec.row.begin(), spec.row.end());
+}
+
+void Emit::AppendStateTables(const EmitSpec&, const std::string&, std::vector<std::string>&) {}
+
+std::unique_ptr<Operator> Emit::Create(const EmitSpec& spec, const std::string&, StateRegistry&) {
+  return std::make_unique<Emit>(spec);
+}
+
 Status Emit::Validate(const EmitSpec& spec) {
   for (Field f : spec.row) {
     if (!IsNumericField(f)) {
-      return Status::InvalidArgument("emit row fields must be numeric, not `" + std::string(FieldName(f)) + "`");
+      return Status::InvalidArgument("emit `row` takes numeric fields, not `" + std::string(FieldName(f)) + "`");
     }
   }
   return Status::OK();

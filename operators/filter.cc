@@ -24,6 +24,56 @@ bool Compare(const T& a, Predicate::Op op, const T& b) {
 }
 }  // namespace
 
+Result<FilterSpec> Filter::Parse(const ConfigNode& body) {
+  // filter: ["status != cancelled", ...], filter: {where: [...]} or one
+  // predicate as a string.
+  const ConfigNode* list = &body;
+  if (body.IsMap()) {
+    KAPPA_RETURN_IF_ERROR(body.CheckKeys({"where"}, "filter"));
+    list = body.Find("where");
+  }
+  FilterSpec spec;
+  auto add = [&](const ConfigNode& item) -> Status {
+    auto text = item.String();
+    if (!text.ok()) return text.status();
+    auto pred = ParsePredicate(*text);
+    if (!pred.ok()) return item.Error(pred.status().message());
+    spec.all_of.push_back(*pred);
+    return Status::OK();
+  };
+  if (list != nullptr && list->IsScalar()) {
+    KAPPA_RETURN_IF_ERROR(add(*list));
+    return spec;
+  }
+  if (list == nullptr || !list->IsList() || list->size() == 0) {
+    return body.Error("filter needs a list of predicates like \"status != cancelled\"");
+  }
+  for (const ConfigNode& item : list->items()) KAPPA_RETURN_IF_ERROR(add(item));
+  return spec;
+}
+
+void Filter::AppendCanonical(const FilterSpec& spec, std::string& out) {
+  out.append("filter(");
+  for (const Predicate& p : spec.all_of) {
+    out.append(FieldName(p.field)).append(" ").append(std::to_string(static_cast<int>(p.op))).append(" ");
+    out.append(p.text).append(" ").append(std::to_string(p.number));
+    // Appended only when set, so specs written before `%` keep their hash.
+    if (p.modulus != 0) out.append(" %").append(std::to_string(p.modulus));
+    out.append(";");
+  }
+  out.append(")");
+}
+
+void Filter::AppendFields(const FilterSpec& spec, std::vector<Field>& out) {
+  for (const Predicate& p : spec.all_of) out.push_back(p.field);
+}
+
+void Filter::AppendStateTables(const FilterSpec&, const std::string&, std::vector<std::string>&) {}
+
+std::unique_ptr<Operator> Filter::Create(const FilterSpec& spec, const std::string&, StateRegistry&) {
+  return std::make_unique<Filter>(spec);
+}
+
 Status Filter::Validate(const FilterSpec& spec) {
   for (const Predicate& p : spec.all_of) {
     if (p.field == Field::kStatus && p.text != "approved" && p.text != "cancelled" && p.text != "refunded") {

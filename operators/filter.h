@@ -6,19 +6,40 @@
 // Stateless; one task, one thread.
 #pragma once
 
+#include <memory>
+#include <string>
 #include <vector>
 
-#include "operators/operator.h"
+#include "operators/operator_interface.h"
+#include "operators/operator_spec.h"
 
 namespace kappa {
 
+// Keeps records for which every predicate holds.
+struct FilterSpec {
+  std::vector<Predicate> all_of;
+};
+
 class Filter final : public Operator {
  public:
+  // The registry entry (operators/operator_registry.h).
+  using Spec = FilterSpec;
+  static constexpr std::string_view kKind = "filter";
+  static constexpr bool kTerminal = false;
+  // The spec from its section of the job spec (`filter: ...`); Validate is
+  // applied after.
+  static Result<FilterSpec> Parse(const ConfigNode& body);
+  static void AppendCanonical(const FilterSpec& spec, std::string& out);
+  static void AppendFields(const FilterSpec& spec, std::vector<Field>& out);
+  static void AppendStateTables(const FilterSpec& spec, const std::string& state_name, std::vector<std::string>& out);
+  // `spec` must have passed Validate.
+  static std::unique_ptr<Operator> Create(const FilterSpec& spec, const std::string& state_name,
+                                          StateRegistry& registry);
   // InvalidArgument for a predicate ParsePredicate would not have produced
   // (a status that is not approved, cancelled or refunded).
   static Status Validate(const FilterSpec& spec);
   explicit Filter(FilterSpec spec);
-  std::string_view name() const override { return "filter"; }
+  std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
   // Whether one verified transaction passes every predicate.
   bool Matches(const schema::Transaction* t) const;

@@ -4,6 +4,34 @@
 
 namespace kappa {
 
+Result<MapSpec> Map::Parse(const ConfigNode& body) {
+  KAPPA_RETURN_IF_ERROR(body.CheckKeys({"value", "multiply", "divide"}, "map"));
+  MapSpec spec;
+  auto field = FieldAt(body, "value", Field::kAmountCents);
+  if (!field.ok()) return field.status();
+  spec.value_field = *field;
+  auto mul = body.IntAt("multiply", 1);
+  if (!mul.ok()) return mul.status();
+  auto div = body.IntAt("divide", 1);
+  if (!div.ok()) return div.status();
+  spec.multiply = *mul;
+  spec.divide = *div;
+  return spec;
+}
+
+void Map::AppendCanonical(const MapSpec& spec, std::string& out) {
+  out.append("map(").append(FieldName(spec.value_field)).append(",").append(std::to_string(spec.multiply));
+  out.append(",").append(std::to_string(spec.divide)).append(")");
+}
+
+void Map::AppendFields(const MapSpec& spec, std::vector<Field>& out) { out.push_back(spec.value_field); }
+
+void Map::AppendStateTables(const MapSpec&, const std::string&, std::vector<std::string>&) {}
+
+std::unique_ptr<Operator> Map::Create(const MapSpec& spec, const std::string&, StateRegistry&) {
+  return std::make_unique<Map>(spec);
+}
+
 Status Map::Validate(const MapSpec& spec) {
   if (!IsNumericField(spec.value_field)) {
     if (FieldInFormat(spec.value_field, RecordFormat::kTransaction)) {

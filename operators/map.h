@@ -3,17 +3,43 @@
 // toward zero) so results are exact and deterministic. Stateless.
 #pragma once
 
-#include "operators/operator.h"
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "operators/operator_interface.h"
+#include "operators/operator_spec.h"
 
 namespace kappa {
 
+// Sets the numeric value later aggregates use: value = field * multiply / divide.
+// Without a map the value is amount_cents.
+struct MapSpec {
+  Field value_field = Field::kAmountCents;
+  int64_t multiply = 1;
+  int64_t divide = 1;
+};
+
 class Map final : public Operator {
  public:
+  // The registry entry (operators/operator_registry.h).
+  using Spec = MapSpec;
+  static constexpr std::string_view kKind = "map";
+  static constexpr bool kTerminal = false;
+  // The spec from its section of the job spec (`map: ...`); Validate is
+  // applied after.
+  static Result<MapSpec> Parse(const ConfigNode& body);
+  static void AppendCanonical(const MapSpec& spec, std::string& out);
+  static void AppendFields(const MapSpec& spec, std::vector<Field>& out);
+  static void AppendStateTables(const MapSpec& spec, const std::string& state_name, std::vector<std::string>& out);
+  // `spec` must have passed Validate.
+  static std::unique_ptr<Operator> Create(const MapSpec& spec, const std::string& state_name,
+                                          StateRegistry& registry);
   // InvalidArgument unless the field is numeric and divide != 0.
   static Status Validate(const MapSpec& spec);
   // `spec` must have passed Validate.
   explicit Map(const MapSpec& spec) : spec_(spec) {}
-  std::string_view name() const override { return "map"; }
+  std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
 
  private:

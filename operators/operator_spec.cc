@@ -218,4 +218,37 @@ Result<Aggregate> ParseAggregate(std::string_view name) {
   return Status::InvalidArgument("unknown aggregate `" + std::string(name) + "` (count, sum, min, max, avg)");
 }
 
+Result<Field> FieldAt(const ConfigNode& body, std::string_view key, Field fallback) {
+  const ConfigNode* v = body.Find(key);
+  if (v == nullptr) return fallback;
+  auto name = v->String();
+  if (!name.ok()) return name.status();
+  auto f = ParseField(*name);
+  if (!f.ok()) return v->Error(f.status().message());
+  return *f;
+}
+
+Result<std::vector<Field>> FieldsAt(const ConfigNode& body, std::string_view key, std::string_view what) {
+  std::vector<Field> fields;
+  const ConfigNode* v = body.Find(key);
+  if (v == nullptr) return fields;
+  if (!v->IsList() || v->size() == 0) {
+    return v->Error("`" + std::string(key) + "` must be a non-empty list of " + std::string(what));
+  }
+  for (const ConfigNode& item : v->items()) {
+    auto name = item.String();
+    if (!name.ok()) return name.status();
+    auto f = ParseField(*name);
+    if (!f.ok()) return item.Error(f.status().message());
+    fields.push_back(*f);
+  }
+  return fields;
+}
+
+void AppendCanonicalFields(std::string& out, std::string_view name, const std::vector<Field>& fields) {
+  if (fields.empty()) return;
+  out.append(",").append(name).append("=");
+  for (Field f : fields) out.append(FieldName(f)).append("/");
+}
+
 }  // namespace kappa

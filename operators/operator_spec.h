@@ -1,15 +1,17 @@
-// Plain configuration structs for the built-in operators. The job spec loader
-// (engine/job_spec.h) parses YAML into these once, at the edge; operators
-// never see YAML or raw strings.
+// The vocabulary of operator specs: record formats, fields, predicates,
+// aggregates, the decode step's spec, and the helpers every kind's parser
+// uses to read its section of the job spec (a base/config_node.h tree, never
+// YAML). Each kind's own plain spec struct lives in its file (DedupSpec in
+// operators/dedup.h ...); operators/operator_registry.h lists the kinds.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
+#include "base/config_node.h"
 #include "base/status.h"
 
 namespace kappa {
@@ -76,14 +78,6 @@ struct DecodeSpec {
   RecordFormat format = RecordFormat::kTransaction;
 };
 
-// Drops a record whose `field` value was already seen by this task within
-// `ttl_ms` of event time. An entry first seen at time t expires once the
-// task's watermark passes t + ttl_ms.
-struct DedupSpec {
-  Field field = Field::kTxnId;
-  int64_t ttl_ms = 0;
-};
-
 struct Predicate {
   enum class Op { kEq, kNe, kLt, kLe, kGt, kGe };
   Field field = Field::kStatus;
@@ -98,54 +92,20 @@ struct Predicate {
 // "type == bid".
 Result<Predicate> ParsePredicate(std::string_view text);
 
-// Keeps records for which every predicate holds.
-struct FilterSpec {
-  std::vector<Predicate> all_of;
-};
-
-// Sets the numeric value later aggregates use: value = field * multiply / divide.
-// Without a map the value is amount_cents.
-struct MapSpec {
-  Field value_field = Field::kAmountCents;
-  int64_t multiply = 1;
-  int64_t divide = 1;
-};
-
 enum class Aggregate { kCount, kSum, kMin, kMax, kAvg };
 Result<Aggregate> ParseAggregate(std::string_view name);
 
-// Keyed event-time window. Tumbling: slide_ms == size_ms. Windows are aligned
-// to the epoch: [k*slide, k*slide + size).
-struct WindowSpec {
-  enum class Kind { kTumbling, kSliding };
-  Kind kind = Kind::kTumbling;
-  int64_t size_ms = 0;
-  int64_t slide_ms = 0;
-  Field key_field = Field::kUserId;  // `partition`: one group per task (e.g. the max bid of each window)
-  std::vector<Aggregate> aggregates;  // which fields of the output are filled
-  // > 0: of the windows ending at the same time, emit only those whose count
-  // ranks in the top `top` (ties at the boundary all included, so `top: 1`
-  // is every key with the highest count), in key order. Per task: kappa has
-  // no shuffle, so this is the top of one input partition; a consumer takes
-  // the best of the partitions' rows (exact when the window key is the
-  // partitioning key, as for Nexmark bids by auction).
-  int64_t top = 0;
-  // Numeric fields of the first record (in offset order) holding the
-  // window's max value, written to the output's `argmax` (e.g. [auction,
-  // bidder] for the highest bid). At most kMaxArgmaxFields.
-  std::vector<Field> argmax;
-};
+// At most this many `argmax` fields per window (WindowSpec::argmax).
 constexpr size_t kMaxArgmaxFields = 4;
 
-// Emits each surviving record to the sink unchanged, keyed by `key_field`
-// (a stateless job); the end of a chain that has no window. With `row`
-// (numeric fields, `value` being the mapped number) it writes a FlatBuffers
-// kappa.schema.Row (schemas/row.fbs) of those fields instead of the record.
-struct EmitSpec {
-  Field key_field = Field::kTxnId;
-  std::vector<Field> row{};
-};
-
-using OperatorSpec = std::variant<DedupSpec, FilterSpec, MapSpec, WindowSpec, EmitSpec>;
+// Helpers for the kinds' parsers, over the body of one operator entry.
+// The field named at `key`, or `fallback` when absent.
+Result<Field> FieldAt(const ConfigNode& body, std::string_view key, Field fallback);
+// The list of fields at `key`: empty when absent, else a non-empty list
+// (`what` says what it should hold, for the message).
+Result<std::vector<Field>> FieldsAt(const ConfigNode& body, std::string_view key, std::string_view what);
+// Appends ",<name>=f1/f2/" to the canonical text, nothing for no fields (so
+// a spec written before the option existed keeps its hash).
+void AppendCanonicalFields(std::string& out, std::string_view name, const std::vector<Field>& fields);
 
 }  // namespace kappa

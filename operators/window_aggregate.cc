@@ -55,6 +55,81 @@ const WindowAggregate::Accumulator& Base(const WindowAggregate::ArgmaxAccumulato
 
 }  // namespace
 
+Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
+  KAPPA_RETURN_IF_ERROR(
+      body.CheckKeys({"type", "size", "slide", "key", "aggregates", "top", "argmax"}, "window"));
+  WindowSpec spec;
+  if (const ConfigNode* type = body.Find("type")) {
+    auto name = type->String();
+    if (!name.ok()) return name.status();
+    if (*name == "sliding" || *name == "hopping") {
+      spec.kind = WindowSpec::Kind::kSliding;
+    } else if (*name != "tumbling") {
+      return type->Error("window `type` must be tumbling or sliding, not `" + *name + "`");
+    }
+  }
+  const bool sliding = spec.kind == WindowSpec::Kind::kSliding;
+  auto size = body.DurationAt("size", 0, /*required=*/true);
+  if (!size.ok()) return size.status();
+  spec.size_ms = *size;
+  auto slide = body.DurationAt("slide", *size, /*required=*/sliding);
+  if (!slide.ok()) return slide.status();
+  // A tumbling window's slide is its size; one written anyway must still
+  // make sense (Validate checks a sliding window's).
+  if (!sliding && body.Find("slide") != nullptr && (*slide <= 0 || *slide > *size)) {
+    return body.Error("window `slide` must be positive and at most `size`");
+  }
+  spec.slide_ms = sliding ? *slide : *size;
+  auto key = FieldAt(body, "key", Field::kUserId);
+  if (!key.ok()) return key.status();
+  spec.key_field = *key;
+  if (const ConfigNode* aggs = body.Find("aggregates")) {
+    if (!aggs->IsList()) return aggs->Error("window `aggregates` must be a list (count, sum, min, max, avg)");
+    for (const ConfigNode& a : aggs->items()) {
+      auto name = a.String();
+      if (!name.ok()) return name.status();
+      auto agg = ParseAggregate(*name);
+      if (!agg.ok()) return a.Error(agg.status().message());
+      spec.aggregates.push_back(*agg);
+    }
+  } else {
+    spec.aggregates = {Aggregate::kCount, Aggregate::kSum, Aggregate::kMin, Aggregate::kMax, Aggregate::kAvg};
+  }
+  auto top = body.IntAt("top", 0);
+  if (!top.ok()) return top.status();
+  spec.top = *top;
+  auto argmax = FieldsAt(body, "argmax", "numeric fields");
+  if (!argmax.ok()) return argmax.status();
+  spec.argmax = *argmax;
+  return spec;
+}
+
+void WindowAggregate::AppendCanonical(const WindowSpec& spec, std::string& out) {
+  out.append("window(").append(std::to_string(static_cast<int>(spec.kind))).append(",");
+  out.append(std::to_string(spec.size_ms)).append(",").append(std::to_string(spec.slide_ms)).append(",");
+  out.append(FieldName(spec.key_field));
+  for (Aggregate a : spec.aggregates) out.append(",").append(std::to_string(static_cast<int>(a)));
+  // Options are appended only when set, so older specs keep their hash.
+  if (spec.top != 0) out.append(",top=").append(std::to_string(spec.top));
+  AppendCanonicalFields(out, "argmax", spec.argmax);
+  out.append(")");
+}
+
+void WindowAggregate::AppendFields(const WindowSpec& spec, std::vector<Field>& out) {
+  out.push_back(spec.key_field);
+  out.insert(out.end(), spec.argmax.begin(), spec.argmax.end());
+}
+
+void WindowAggregate::AppendStateTables(const WindowSpec&, const std::string& state_name,
+                                        std::vector<std::string>& out) {
+  out.push_back(state_name);
+}
+
+std::unique_ptr<Operator> WindowAggregate::Create(const WindowSpec& spec, const std::string& state_name,
+                                                  StateRegistry& registry) {
+  return std::make_unique<WindowAggregate>(spec, state_name, registry);
+}
+
 Status WindowAggregate::Validate(const WindowSpec& spec) {
   if (spec.size_ms <= 0) {
     return Status::InvalidArgument("window size must be positive, got " + std::to_string(spec.size_ms) +
@@ -72,14 +147,14 @@ Status WindowAggregate::Validate(const WindowSpec& spec) {
           std::to_string(kMaxWindowsPerRecord) + " windows per record are allowed");
     }
   }
-  if (spec.top < 0) return Status::InvalidArgument("window top must not be negative");
+  if (spec.top < 0) return Status::InvalidArgument("window `top` must not be negative");
   if (spec.argmax.size() > kMaxArgmaxFields) {
-    return Status::InvalidArgument("window argmax takes at most " + std::to_string(kMaxArgmaxFields) +
+    return Status::InvalidArgument("window `argmax` takes at most " + std::to_string(kMaxArgmaxFields) +
                                    " fields, got " + std::to_string(spec.argmax.size()));
   }
   for (Field f : spec.argmax) {
     if (!IsNumericField(f)) {
-      return Status::InvalidArgument("window argmax fields must be numeric, not `" +
+      return Status::InvalidArgument("window `argmax` takes numeric fields, not `" +
                                      std::string(FieldName(f)) + "`");
     }
   }

@@ -25,7 +25,8 @@
 #include <string_view>
 #include <vector>
 
-#include "operators/operator.h"
+#include "operators/operator_interface.h"
+#include "operators/operator_spec.h"
 
 namespace flatbuffers {
 class FlatBufferBuilder;
@@ -33,8 +34,43 @@ class FlatBufferBuilder;
 
 namespace kappa {
 
+// Keyed event-time window. Tumbling: slide_ms == size_ms. Windows are aligned
+// to the epoch: [k*slide, k*slide + size).
+struct WindowSpec {
+  enum class Kind { kTumbling, kSliding };
+  Kind kind = Kind::kTumbling;
+  int64_t size_ms = 0;
+  int64_t slide_ms = 0;
+  Field key_field = Field::kUserId;  // `partition`: one group per task (e.g. the max bid of each window)
+  std::vector<Aggregate> aggregates;  // which fields of the output are filled
+  // > 0: of the windows ending at the same time, emit only those whose count
+  // ranks in the top `top` (ties at the boundary all included, so `top: 1`
+  // is every key with the highest count), in key order. Per task: kappa has
+  // no shuffle, so this is the top of one input partition; a consumer takes
+  // the best of the partitions' rows (exact when the window key is the
+  // partitioning key, as for Nexmark bids by auction).
+  int64_t top = 0;
+  // Numeric fields of the first record (in offset order) holding the
+  // window's max value, written to the output's `argmax` (e.g. [auction,
+  // bidder] for the highest bid). At most kMaxArgmaxFields.
+  std::vector<Field> argmax;
+};
+
 class WindowAggregate final : public Operator {
  public:
+  // The registry entry (operators/operator_registry.h).
+  using Spec = WindowSpec;
+  static constexpr std::string_view kKind = "window";
+  static constexpr bool kTerminal = true;
+  // The spec from its section of the job spec (`window: ...`); Validate is
+  // applied after.
+  static Result<WindowSpec> Parse(const ConfigNode& body);
+  static void AppendCanonical(const WindowSpec& spec, std::string& out);
+  static void AppendFields(const WindowSpec& spec, std::vector<Field>& out);
+  static void AppendStateTables(const WindowSpec& spec, const std::string& state_name, std::vector<std::string>& out);
+  // `spec` must have passed Validate.
+  static std::unique_ptr<Operator> Create(const WindowSpec& spec, const std::string& state_name,
+                                          StateRegistry& registry);
   struct Accumulator {
     int64_t window_start;
     int64_t count;
@@ -59,7 +95,7 @@ class WindowAggregate final : public Operator {
   // `spec` must have passed Validate. Registers the table `state_name`.
   WindowAggregate(const WindowSpec& spec, const std::string& state_name, StateRegistry& registry);
   ~WindowAggregate() override;
-  std::string_view name() const override { return "window"; }
+  std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
   // Emits and erases every window with end <= ctx.watermark_ms(). Scans the
   // table only when the watermark has passed the smallest open window end.

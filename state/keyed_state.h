@@ -1,8 +1,11 @@
 // KeyedState<V>: one operator's state for one task (input partition), held in
-// memory as a write-back cache over RocksDB. Operators read and update it on
-// the hot path without touching RocksDB; the runtime persists the dirty
-// entries and erasures at each checkpoint (StateBackend::BeginCommit) and
-// reloads them on restore. Keys are the operator's own keys; the backend
+// memory as a write-back cache over RocksDB. Operators hold it as a handle
+// and see only Find/Upsert/Erase/ForEach (and EraseIf, Prefetch); the change
+// capture and restore (TakeChanges, Load) are reachable only through the
+// StateTable view (KeyedTable<V>) that the StateRegistry hands to the state
+// backend, which persists the dirty entries and erasures at each checkpoint
+// (StateBackend::BeginCommit) and reloads them on restore. All calls are
+// inline and non-virtual; only the backend's per-table calls are virtual. Keys are the operator's own keys; the backend
 // prefixes them with the partition. Not thread-safe: owned by one task's
 // thread.
 //
@@ -124,6 +127,7 @@ struct TableChanges {
 };
 
 // Type-erased view the state backend uses to persist and restore a table.
+// Only the backend (and tests) reach it: StateRegistry::tables() is private.
 class StateTable {
  public:
   explicit StateTable(std::string name) : name_(std::move(name)) {}
@@ -188,16 +192,18 @@ struct HashedKey {
 // Find) and its key (the string_view ForEach/EraseIf pass) stay where they
 // are until that entry is erased, whatever else is inserted or erased.
 template <typename V>
-class KeyedState final : public StateTable {
+class KeyedTable;
+
+template <typename V>
+class KeyedState final {
   static_assert(std::is_trivially_copyable_v<V>, "state values are stored as raw bytes");
   using HashedKey = state_internal::HashedKey;
 
  public:
   static constexpr size_t kInlineKeyBytes = state_internal::kInlineKeyBytes;
 
-  explicit KeyedState(std::string name)
-      : StateTable(std::move(name)), index_(0, SlotHash{this}, SlotEq{this}) {}
-  ~KeyedState() override {
+  explicit KeyedState(std::string name) : name_(std::move(name)), index_(0, SlotHash{this}, SlotEq{this}) {}
+  ~KeyedState() {
     ForEachSlot([](uint32_t, Slot& s) { FreeKey(s); });
     for (size_t c = 0; c < kMaxChunks; ++c) {
       if (chunks_[c]) ::operator delete(chunks_[c], std::align_val_t{alignof(Slot)});
@@ -275,17 +281,24 @@ class KeyedState final : public StateTable {
     return n;
   }
 
-  void ForEachDirty(const std::function<void(std::string_view, std::string_view)>& fn) const override {
+  size_t size() const { return index_.size(); }
+  const std::string& name() const { return name_; }
+
+ private:
+  // The change capture and restore: for KeyedTable (the backend's view) only.
+  friend class KeyedTable<V>;
+  friend struct StateRegistryTestAccess;  // tests/state/state_test_access.h
+  void ForEachDirty(const std::function<void(std::string_view, std::string_view)>& fn) const {
     for (uint32_t i : dirty_) {
       const Slot& s = At(i);
       fn(s.key(), std::string_view(reinterpret_cast<const char*>(&s.value), sizeof(V)));
     }
   }
-  void ForEachErased(const std::function<void(std::string_view)>& fn) const override {
+  void ForEachErased(const std::function<void(std::string_view)>& fn) const {
     erased_.ForEachErased(fn);
   }
-  size_t DirtyCount() const override { return dirty_.size(); }
-  void ClearDirty() override {
+  size_t DirtyCount() const { return dirty_.size(); }
+  void ClearDirty() {
     for (uint32_t i : dirty_) {
       At(i).dirty_pos = state_internal::kClean;
       At(i).hash |= state_internal::kStoredBit;
@@ -294,7 +307,7 @@ class KeyedState final : public StateTable {
     dirty_key_bytes_ = 0;
     erased_.clear();
   }
-  void TakeChanges(TableChanges* out) override {
+  void TakeChanges(TableChanges* out) {
     out->clear();
     out->value_size = sizeof(V);
     // The erasures change hands whole; the table keeps out's old buffer.
@@ -321,7 +334,7 @@ class KeyedState final : public StateTable {
     dirty_.clear();
     dirty_key_bytes_ = 0;
   }
-  Status Load(std::string_view key, std::string_view value) override {
+  Status Load(std::string_view key, std::string_view value) {
     if (value.size() != sizeof(V)) {
       return Status::Corruption("state table '" + name() + "': stored value has " +
                                 std::to_string(value.size()) + " bytes, expected " +
@@ -337,9 +350,7 @@ class KeyedState final : public StateTable {
     if (s.dirty_pos != state_internal::kClean) Undirty(s);
     return Status::OK();
   }
-  size_t size() const override { return index_.size(); }
 
- private:
   struct Slot {
     size_t hash;
     uint32_t key_size;   // kFreeSlot: unused
@@ -450,6 +461,7 @@ class KeyedState final : public StateTable {
     free_.push_back(i);
   }
 
+  std::string name_;
   absl::flat_hash_set<uint32_t, SlotHash, SlotEq> index_;
   std::array<Slot*, kMaxChunks> chunks_{};
   uint32_t next_slot_ = 0;       // slots ever handed out
@@ -463,20 +475,56 @@ class KeyedState final : public StateTable {
   TableChanges erased_;
 };
 
+// The backend's view of one KeyedState: the StateTable interface over the
+// handle's change capture. Owned by a StateRegistry.
+template <typename V>
+class KeyedTable final : public StateTable {
+ public:
+  explicit KeyedTable(std::string name) : StateTable(name), state_(std::move(name)) {}
+  KeyedState<V>& state() { return state_; }
+  const KeyedState<V>& state() const { return state_; }
+
+  void ForEachDirty(const std::function<void(std::string_view, std::string_view)>& fn) const override {
+    state_.ForEachDirty(fn);
+  }
+  void ForEachErased(const std::function<void(std::string_view)>& fn) const override { state_.ForEachErased(fn); }
+  size_t DirtyCount() const override { return state_.DirtyCount(); }
+  void ClearDirty() override { state_.ClearDirty(); }
+  void TakeChanges(TableChanges* out) override { state_.TakeChanges(out); }
+  Status Load(std::string_view key, std::string_view value) override { return state_.Load(key, value); }
+  size_t size() const override { return state_.size(); }
+
+ private:
+  KeyedState<V> state_;
+};
+
+class StateBackend;
+
 // The state tables of one task. Operators register their tables when they
-// are built; the runtime hands the registry to the backend to commit/restore.
+// are built and keep the KeyedState handle; the runtime hands the registry
+// to the backend, the only code that reaches the tables' change capture.
 class StateRegistry {
  public:
   template <typename V>
   KeyedState<V>* Register(std::string name) {
-    auto table = std::make_unique<KeyedState<V>>(std::move(name));
-    auto* raw = table.get();
+    auto table = std::make_unique<KeyedTable<V>>(std::move(name));
+    auto* state = &table->state();
     tables_.push_back(std::move(table));
-    return raw;
+    return state;
   }
-  const std::vector<std::unique_ptr<StateTable>>& tables() const { return tables_; }
+  size_t table_count() const { return tables_.size(); }
+  std::vector<std::string> table_names() const {
+    std::vector<std::string> names;
+    for (const auto& t : tables_) names.push_back(t->name());
+    return names;
+  }
 
  private:
+  friend class StateBackend;
+  // Defined by tests that play the backend's part (tests/support).
+  friend struct StateRegistryTestAccess;
+  const std::vector<std::unique_ptr<StateTable>>& tables() const { return tables_; }
+
   std::vector<std::unique_ptr<StateTable>> tables_;
 };
 

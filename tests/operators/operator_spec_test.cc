@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/operators/operator_test_util.h"
+#include "tests/state/state_test_access.h"
 
 namespace kappa::testing {
 namespace {
@@ -122,7 +123,7 @@ std::string MakeError(const OperatorSpec& spec) {
   auto op = MakeOperator(spec, "op1", registry);
   EXPECT_FALSE(op.ok());
   EXPECT_EQ(op.status().code(), Status::Code::kInvalidArgument);
-  EXPECT_TRUE(registry.tables().empty()) << "a rejected spec registers no state";
+  EXPECT_TRUE(StateRegistryTestAccess::Tables(registry).empty()) << "a rejected spec registers no state";
   return op.status().message();
 }
 
@@ -161,10 +162,10 @@ TEST(MakeOperatorTest, BuildsEachOperatorAndRegistersStateOnlyForStatefulOnes) {
     ASSERT_TRUE(op.ok()) << name << ": " << op.status().ToString();
     EXPECT_EQ((*op)->name(), name);
   }
-  ASSERT_EQ(registry.tables().size(), 3u);
-  EXPECT_EQ(registry.tables()[0]->name(), "op1");
-  EXPECT_EQ(registry.tables()[1]->name(), "op4");
-  EXPECT_EQ(registry.tables()[2]->name(), "op5");
+  ASSERT_EQ(StateRegistryTestAccess::Tables(registry).size(), 3u);
+  EXPECT_EQ(StateRegistryTestAccess::Tables(registry)[0]->name(), "op1");
+  EXPECT_EQ(StateRegistryTestAccess::Tables(registry)[1]->name(), "op4");
+  EXPECT_EQ(StateRegistryTestAccess::Tables(registry)[2]->name(), "op5");
   EXPECT_EQ(MakeDecodeValidate(DecodeSpec{})->name(), "decode");
 }
 

@@ -19,6 +19,7 @@
 #include "operators/operator.h"
 #include "schemas/transaction_generated.h"
 #include "schemas/window_aggregate_generated.h"
+#include "tests/state/state_test_access.h"
 
 namespace kappa::testing {
 
@@ -120,7 +121,7 @@ class CollectingOutput : public OutputCollector {
 class FakeStateStore {
  public:
   void Commit(StateRegistry& registry) {
-    for (const auto& table : registry.tables()) {
+    for (const auto& table : StateRegistryTestAccess::Tables(registry)) {
       auto& stored = tables_[table->name()];
       table->ForEachErased([&](std::string_view k) { stored.erase(std::string(k)); });
       table->ForEachDirty(
@@ -129,7 +130,7 @@ class FakeStateStore {
     }
   }
   void Restore(StateRegistry& registry) const {
-    for (const auto& table : registry.tables()) {
+    for (const auto& table : StateRegistryTestAccess::Tables(registry)) {
       auto it = tables_.find(table->name());
       if (it == tables_.end()) continue;
       for (const auto& [k, v] : it->second) ASSERT_TRUE(table->Load(k, v).ok()) << table->name();
@@ -215,7 +216,7 @@ class Chain {
 
   int64_t watermark() const { return ctx_.watermark_ms(); }
   StateRegistry& registry() { return registry_; }
-  const StateTable& table(size_t op_index) const { return *registry_.tables().at(op_index); }
+  const StateTable& table(size_t op_index) const { return *StateRegistryTestAccess::Tables(registry_).at(op_index); }
   // The records that survived the whole chain in the last batch.
   const RecordBatch& last_batch() const { return batch_; }
 

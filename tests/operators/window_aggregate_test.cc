@@ -10,6 +10,7 @@
 #include <set>
 
 #include "tests/operators/operator_test_util.h"
+#include "tests/state/state_test_access.h"
 
 namespace kappa::testing {
 namespace {
@@ -245,7 +246,7 @@ TEST(WindowAggregateTest, OnBatchEndAloneFiresRestoredWindows) {
   ctx.max_event_time_ms = kT0 + kHour;  // e.g. the watermark restored from the checkpoint
   (*op)->OnBatchEnd(ctx);
   EXPECT_EQ(out.EmittedKeys(), (Keys{OutKey("u1", kT0 + kHour), OutKey("u2", kT0 + kHour)}));
-  EXPECT_EQ(registry.tables()[0]->size(), 0u);
+  EXPECT_EQ(StateRegistryTestAccess::Tables(registry)[0]->size(), 0u);
 }
 
 TEST(WindowAggregateTest, ValidateBoundsTheWindowsPerRecord) {

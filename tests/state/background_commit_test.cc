@@ -13,6 +13,7 @@
 #include <map>
 
 #include "state/state_backend.h"
+#include "tests/state/state_test_access.h"
 
 namespace kappa {
 namespace {
@@ -95,7 +96,7 @@ TEST_F(BackgroundCommitTest, BeginThenWaitStoresWhatCommitStores) {
         auto begun = backend->BeginCommit(epoch, {{&t, &r}});
         ASSERT_TRUE(begun.ok()) << begun.status().ToString();
         EXPECT_EQ(begun->epoch, epoch);
-        EXPECT_EQ(win->DirtyCount() + dedup->DirtyCount(), 0u) << "the capture clears the dirty sets";
+        EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*win) + StateRegistryTestAccess::DirtyCount(*dedup), 0u) << "the capture clears the dirty sets";
         stats = backend->WaitForCommits();
         ASSERT_TRUE(stats.ok()) << stats.status().ToString();
         EXPECT_EQ(stats->dirty_entries, begun->dirty_entries);
@@ -222,7 +223,7 @@ TEST_F(BackgroundCommitTest, AFailedWriteSurfacesAtTheNextCallAndSticks) {
     auto third = backend->BeginCommit(3, {{&t, &r}});
     if (!third.ok()) {
       EXPECT_EQ(third.status().code(), Status::Code::kIOError);
-      EXPECT_EQ(win->DirtyCount(), 1u) << "a refused BeginCommit captures nothing";
+      EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*win), 1u) << "a refused BeginCommit captures nothing";
     }
     auto waited = backend->WaitForCommits();
     ASSERT_FALSE(waited.ok());

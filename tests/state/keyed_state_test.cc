@@ -2,6 +2,7 @@
 // (values, dirty set, erasures, the checkpoint capture), long keys that live
 // on the heap, and the pointer-stability promise operators rely on.
 #include "state/keyed_state.h"
+#include "tests/state/state_test_access.h"
 
 #include <gtest/gtest.h>
 
@@ -45,7 +46,7 @@ void ExpectSame(const KeyedState<Value>& t, const Model& m) {
     EXPECT_EQ(got->b, v.b) << k;
     EXPECT_EQ(seen.at(k).a, v.a) << k;
   }
-  EXPECT_EQ(t.DirtyCount(), m.dirty.size());
+  EXPECT_EQ(StateRegistryTestAccess::DirtyCount(t), m.dirty.size());
 }
 
 // Applies a capture the way the backend does (deletions, then puts).
@@ -100,12 +101,12 @@ TEST(KeyedStateTest, MatchesAMapModelThroughUpsertsErasuresAndCaptures) {
     } else {
       // A checkpoint: the capture holds exactly the dirty entries and erasures.
       std::set<std::string> erased;
-      t.ForEachErased([&](std::string_view e) { erased.insert(std::string(e)); });
+      StateRegistryTestAccess::ForEachErased(t, [&](std::string_view e) { erased.insert(std::string(e)); });
       EXPECT_EQ(erased, m.erased);
-      t.TakeChanges(&changes);
+      StateRegistryTestAccess::TakeChanges(t, &changes);
       EXPECT_EQ(changes.put_count, m.dirty.size());
       Apply(changes, &stored);
-      EXPECT_EQ(t.DirtyCount(), 0u);
+      EXPECT_EQ(StateRegistryTestAccess::DirtyCount(t), 0u);
       m.dirty.clear();
       m.erased.clear();
       ASSERT_EQ(stored.size(), m.values.size());
@@ -134,17 +135,17 @@ TEST(KeyedStateTest, ValuesAndKeysStayPutUntilTheirEntryIsErased) {
 TEST(KeyedStateTest, EraseThenReinsertRecordsTheDeletionAndTheNewValue) {
   KeyedState<Value> t("t");
   t.Upsert("a", Value{1, 1});
-  t.ClearDirty();
+  StateRegistryTestAccess::ClearDirty(t);
   t.Erase("a");
   t.Upsert("a", Value{2, 2});
   TableChanges c;
-  t.TakeChanges(&c);
+  StateRegistryTestAccess::TakeChanges(t, &c);
   std::map<std::string, Value> stored{{"a", Value{1, 1}}};
   Apply(c, &stored);
   ASSERT_EQ(stored.size(), 1u);
   EXPECT_EQ(stored.at("a").a, 2);
   // The next capture is empty, and reuses the buffers.
-  t.TakeChanges(&c);
+  StateRegistryTestAccess::TakeChanges(t, &c);
   EXPECT_EQ(c.put_count + c.erased_count, 0u);
 }
 
@@ -155,12 +156,12 @@ TEST(KeyedStateTest, TheEmptyKeyIsAKeyLikeAnyOther) {
   ASSERT_NE(t.Find(""), nullptr);
   EXPECT_EQ(t.Find("")->a, 2);
   TableChanges c;
-  t.TakeChanges(&c);  // now in the store: erasing it must delete it there
+  StateRegistryTestAccess::TakeChanges(t, &c);  // now in the store: erasing it must delete it there
   EXPECT_EQ(c.put_count, 1u);
   t.Erase("");
   EXPECT_EQ(t.size(), 0u);
   std::vector<std::string> erased;
-  t.ForEachErased([&](std::string_view k) { erased.emplace_back(k); });
+  StateRegistryTestAccess::ForEachErased(t, [&](std::string_view k) { erased.emplace_back(k); });
   EXPECT_EQ(erased, std::vector<std::string>{""});
 }
 
@@ -168,16 +169,16 @@ TEST(KeyedStateTest, AnEntryBornAndErasedBetweenCapturesCostsTheStoreNothing) {
   KeyedState<Value> t("t");
   TableChanges c;
   t.Upsert("stored", Value{1, 1});
-  t.TakeChanges(&c);
+  StateRegistryTestAccess::TakeChanges(t, &c);
   t.Upsert("transient", Value{2, 2});
   t.Erase("transient");
   t.Erase("stored");
-  ASSERT_TRUE(t.Load("loaded", std::string_view(reinterpret_cast<const char*>(&c), 0)).code() ==
+  ASSERT_TRUE(StateRegistryTestAccess::Load(t, "loaded", std::string_view(reinterpret_cast<const char*>(&c), 0)).code() ==
               Status::Code::kCorruption);
   Value v{3, 3};
-  ASSERT_TRUE(t.Load("loaded", std::string_view(reinterpret_cast<const char*>(&v), sizeof(v))).ok());
+  ASSERT_TRUE(StateRegistryTestAccess::Load(t, "loaded", std::string_view(reinterpret_cast<const char*>(&v), sizeof(v))).ok());
   t.Erase("loaded");
-  t.TakeChanges(&c);
+  StateRegistryTestAccess::TakeChanges(t, &c);
   std::set<std::string> erased;
   c.ForEachErased([&](std::string_view k) { erased.insert(std::string(k)); });
   EXPECT_EQ(erased, (std::set<std::string>{"loaded", "stored"}));
@@ -187,10 +188,10 @@ TEST(KeyedStateTest, AnEntryBornAndErasedBetweenCapturesCostsTheStoreNothing) {
 TEST(KeyedStateTest, LoadedEntriesAreCleanAndWrongSizesAreCorruption) {
   KeyedState<Value> t("t");
   Value v{5, 6};
-  ASSERT_TRUE(t.Load("a", std::string_view(reinterpret_cast<const char*>(&v), sizeof(v))).ok());
-  EXPECT_EQ(t.DirtyCount(), 0u);
+  ASSERT_TRUE(StateRegistryTestAccess::Load(t, "a", std::string_view(reinterpret_cast<const char*>(&v), sizeof(v))).ok());
+  EXPECT_EQ(StateRegistryTestAccess::DirtyCount(t), 0u);
   EXPECT_EQ(t.Find("a")->a, 5);
-  EXPECT_EQ(t.Load("b", "xx").code(), Status::Code::kCorruption);
+  EXPECT_EQ(StateRegistryTestAccess::Load(t, "b", "xx").code(), Status::Code::kCorruption);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "schemas/checkpoint_generated.h"
+#include "tests/state/state_test_access.h"
 
 namespace kappa {
 namespace {
@@ -96,9 +97,9 @@ TEST_F(StateBackendTest, CommitThenReopenRestoresStateAndCheckpointsPerPartition
     EXPECT_EQ(stats->erased_entries, 0u);
     EXPECT_GT(stats->bytes, 0u);
     EXPECT_EQ(backend->last_epoch(), 1);
-    EXPECT_EQ(w0->DirtyCount(), 0u);
-    EXPECT_EQ(d0->DirtyCount(), 0u);
-    EXPECT_EQ(w1->DirtyCount(), 0u);
+    EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*w0), 0u);
+    EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*d0), 0u);
+    EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*w1), 0u);
     // A second commit without changes writes no state entries, only the records.
     t0.next_offset = 50;
     auto again = backend->Commit(2, {{&t0, &r0}, {&t1, &r1}});
@@ -151,7 +152,7 @@ TEST_F(StateBackendTest, CommitThenReopenRestoresStateAndCheckpointsPerPartition
   EXPECT_EQ(w0->Find("bob")->b, 4);
   ASSERT_EQ(d0->size(), 1u);
   EXPECT_EQ(*d0->Find("txn-1"), 111);
-  EXPECT_EQ(w0->DirtyCount() + d0->DirtyCount(), 0u) << "restored entries are clean";
+  EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*w0) + StateRegistryTestAccess::DirtyCount(*d0), 0u) << "restored entries are clean";
   StateRegistry r1;
   auto* w1 = r1.Register<Value>("op1_window");
   auto* d1 = r1.Register<int64_t>("op2_dedup");
@@ -233,7 +234,7 @@ TEST_F(StateBackendTest, PartitionsDoNotSeeEachOthersState) {
     }
     ASSERT_TRUE(backend->Commit(1, snapshots).ok());
     // Erasing the shared key in partition 255 must not touch partition 256's.
-    static_cast<KeyedState<Value>*>(registries[2].tables()[0].get())->Erase("shared");
+    static_cast<KeyedTable<Value>*>(StateRegistryTestAccess::Tables(registries[2])[0].get())->state().Erase("shared");
     ASSERT_TRUE(backend->Commit(2, snapshots).ok());
   }
   auto backend = OpenOrDie();
@@ -306,18 +307,18 @@ TEST_F(StateBackendTest, CommitBeforeCheckIdentityOrWithAnOldEpochIsRefused) {
   auto early = backend->Commit(1, {{&t, &r}});
   ASSERT_FALSE(early.ok());
   EXPECT_EQ(early.status().code(), Status::Code::kFailedPrecondition);
-  EXPECT_EQ(r.tables()[0]->DirtyCount(), 1u);
+  EXPECT_EQ(StateRegistryTestAccess::Tables(r)[0]->DirtyCount(), 1u);
 
   ASSERT_TRUE(backend->CheckIdentity(id_).ok());
   ASSERT_TRUE(backend->Commit(3, {{&t, &r}}).ok());
-  static_cast<KeyedState<Value>*>(r.tables()[0].get())->Upsert("k2", Value{2, 2});
+  static_cast<KeyedTable<Value>*>(StateRegistryTestAccess::Tables(r)[0].get())->state().Upsert("k2", Value{2, 2});
   for (int64_t stale : {3, 2, 0}) {
     auto old = backend->Commit(stale, {{&t, &r}});
     ASSERT_FALSE(old.ok()) << "epoch " << stale;
     EXPECT_EQ(old.status().code(), Status::Code::kInvalidArgument);
   }
   EXPECT_EQ(backend->last_epoch(), 3);
-  EXPECT_EQ(r.tables()[0]->DirtyCount(), 1u);
+  EXPECT_EQ(StateRegistryTestAccess::Tables(r)[0]->DirtyCount(), 1u);
 }
 
 TEST_F(StateBackendTest, ARefusedCommitWritesNothingAndClearsNothing) {
@@ -346,7 +347,7 @@ TEST_F(StateBackendTest, ARefusedCommitWritesNothingAndClearsNothing) {
     auto null = backend->Commit(1, {{&t0, nullptr}});
     EXPECT_EQ(null.status().code(), Status::Code::kInvalidArgument);
 
-    EXPECT_EQ(w0->DirtyCount(), 1u) << "nothing cleared";
+    EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*w0), 1u) << "nothing cleared";
     EXPECT_EQ(backend->last_epoch(), 0);
   }
   auto backend = OpenOrDie();
@@ -529,7 +530,7 @@ TEST_F(StateBackendTest, LargeCommitRoundTrips) {
     ASSERT_TRUE(stats.ok()) << stats.status().ToString();
     EXPECT_EQ(stats->dirty_entries, static_cast<size_t>(kKeys));
     EXPECT_GT(stats->bytes, static_cast<size_t>(kKeys) * sizeof(Value));
-    EXPECT_EQ(s->DirtyCount(), 0u);
+    EXPECT_EQ(StateRegistryTestAccess::DirtyCount(*s), 0u);
   }
   auto backend = OpenOrDie();
   StateRegistry r;

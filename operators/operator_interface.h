@@ -1,0 +1,117 @@
+// The operator interface (operators/operator.h is the module's public
+// header: this plus the registry of kinds). Operators process a batch of records of ONE task
+// (input partition) in offset order and see only two things: keyed state
+// handles (state/keyed_state.h, registered at construction) and an output
+// collector. They never include librdkafka or RocksDB. One virtual call per
+// batch, not per record. Operators are not thread-safe: one task, one thread.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "base/record_counters.h"
+#include "base/status.h"
+#include "state/keyed_state.h"
+
+namespace kappa::schema {
+struct Transaction;
+}
+
+namespace kappa {
+
+constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
+
+// One input record. payload/key point into the source's buffers and are
+// valid only while the batch is being processed. The payload is 8-byte
+// aligned (the task copies it into an arena) so FlatBuffers can read it in place.
+struct InputRecord {
+  const uint8_t* payload = nullptr;
+  uint32_t size = 0;
+  const uint8_t* key = nullptr;
+  uint32_t key_size = 0;
+  // Filled by DecodeValidate for Nexmark records: which table `nexmark`
+  // points to (schema::NexmarkBody: 1 Person, 2 Auction, 3 Bid), 0 otherwise.
+  uint8_t nexmark_type = 0;
+  int64_t offset = 0;
+  int64_t timestamp_ms = 0;  // Kafka record timestamp
+  // Filled by DecodeValidate for valid records:
+  // One of these, by the job's format: a tag and a pointer, so operators read
+  // fields with a switch (operators/field_access.h), never a virtual call.
+  const schema::Transaction* txn = nullptr;
+  const void* nexmark = nullptr;  // the event's body table (schema::Bid, ...)
+  int64_t event_time_ms = kNoTime;
+  // The task watermark right after this record was seen: max event time of
+  // the task's valid records up to and including this one, minus the allowed
+  // lateness. Per record, so results never depend on batch boundaries.
+  int64_t watermark_ms = kNoTime;
+  int64_t value = 0;  // the number aggregates use (MapSpec; default amount_cents, a bid's price)
+};
+
+struct RecordBatch {
+  int32_t partition = 0;
+  std::vector<InputRecord> records;
+  // Indices into records still in the chain, ascending (offset order).
+  std::vector<uint32_t> selection;
+
+  void Reset(int32_t p) {
+    partition = p;
+    records.clear();
+    selection.clear();
+  }
+  void SelectAll() {
+    selection.resize(records.size());
+    for (uint32_t i = 0; i < records.size(); ++i) selection[i] = i;
+  }
+};
+
+enum class DlqReason { kUndecodable, kMissingField, kInvalidValue };
+
+// Which input records an output row came from (output lineage headers).
+struct OutputLineage {
+  int32_t partition = 0;
+  int64_t first_offset = 0;
+  int64_t last_offset = 0;
+};
+
+// Where records leave the chain. Implemented by the runtime (Kafka sink,
+// DLQ and late topics) and by tests. Called per output, never per input
+// record on the common path.
+class OutputCollector {
+ public:
+  virtual ~OutputCollector() = default;
+  virtual void Emit(std::string_view key, const uint8_t* value, size_t size,
+                    const OutputLineage& lineage) = 0;
+  virtual void EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason,
+                       std::string_view message) = 0;
+  virtual void EmitLate(int32_t partition, const InputRecord& record) = 0;
+};
+
+// What a task gives its operators.
+struct TaskContext {
+  int32_t partition = 0;
+  int64_t allowed_lateness_ms = 0;
+  int64_t max_event_time_ms = kNoTime;  // maintained by DecodeValidate
+  RecordCounters* counters = nullptr;
+  OutputCollector* out = nullptr;
+
+  int64_t watermark_ms() const {
+    return max_event_time_ms == kNoTime ? kNoTime : max_event_time_ms - allowed_lateness_ms;
+  }
+};
+
+class Operator {
+ public:
+  virtual ~Operator() = default;
+  virtual std::string_view name() const = 0;
+  // Processes batch.records[batch.selection] in order and narrows the
+  // selection to the records that continue down the chain.
+  virtual void Process(RecordBatch& batch, TaskContext& ctx) = 0;
+  // After each batch: the watermark may have advanced (fire windows, expire
+  // state). Called before any checkpoint that covers the batch.
+  virtual void OnBatchEnd(TaskContext& /*ctx*/) {}
+};
+
+}  // namespace kappa
