@@ -40,6 +40,8 @@
 #include "engine/job_runner.h"
 #include "engine/job_spec.h"
 #include "kafka/kafka_client.h"
+#include "kafka/kafka_status.h"
+#include "kafka/partition_list.h"
 #include "workload/transaction_generator.h"
 #include "archive/archive.h"
 #include "schemas/transaction_generated.h"
@@ -391,14 +393,13 @@ Result<Row> BareConsume(const std::string& bootstrap, const std::string& topic, 
   rd_kafka_t* rk = consumer->get();
   auto marks = QueryAllWatermarks(rk, topic, partitions, 10000);
   if (!marks.ok()) return marks.status();
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  PartitionList list(partitions);
   int64_t total = 0;
   for (int p = 0; p < partitions; ++p) {
-    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = 0;
+    list.Add(topic, p, 0);
     total += (*marks)[p].high;
   }
-  rd_kafka_assign(rk, list);
-  rd_kafka_topic_partition_list_destroy(list);
+  if (Status st = StatusFromKafka(rd_kafka_assign(rk, list.get()), "cannot assign " + topic); !st.ok()) return st;
   rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(rk);
   std::vector<rd_kafka_message_t*> batch(8192);
   Row row;

@@ -1,5 +1,7 @@
 // KafkaSink: where a job's records leave it. Implements the operators'
-// OutputCollector over one idempotent librdkafka producer (acks=all):
+// OutputCollector over one idempotent KafkaProducer (kafka/kafka_producer.h,
+// acks=all), which does the transport (delivery reports, flush, fatal
+// errors, transactions); this class adds what a job means by an output:
 // results to the version's output topic with lineage headers, failures to the
 // DLQ topic as FlatBuffers DlqRecords, late records (original bytes) to the
 // late topic. Transient errors are retried by the producer with backoff; a
@@ -10,9 +12,9 @@
 // already-committed records are re-read to rebuild state. One thread.
 #pragma once
 
-#include <atomic>
-#include <mutex>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,9 +22,8 @@
 #include "base/status.h"
 #include "engine/job_spec.h"
 #include "kafka/kafka_client.h"
+#include "kafka/kafka_producer.h"
 #include "operators/operator.h"
-
-struct rd_kafka_headers_s;
 
 namespace flatbuffers {
 class FlatBufferBuilder;
@@ -53,7 +54,7 @@ class KafkaSink final : public OutputCollector {
   // the next one. An error leaves nothing committed for this epoch.
   Status CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
                      const std::vector<std::pair<int32_t, int64_t>>& offsets);
-  bool transactional() const { return transactional_; }
+  bool transactional() const { return producer_->transactional(); }
   // Outputs caused by records of `partition` are dropped while suppressed.
   // Call with every partition (SetPartitions) before workers run, so that
   // workers only touch their own partition's entry.
@@ -67,33 +68,27 @@ class KafkaSink final : public OutputCollector {
   // that partition carries it as the kappa.history_gap lineage header.
   void SetHistoryGap(int32_t partition, std::string gap);
   // First delivery or fatal error seen, if any (checked on the hot path).
-  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  bool failed() const { return producer_->failed(); }
   Status failure() const;
-  void Poll() const;
-  int64_t produced() const { return produced_; }
-  rd_kafka_s* handle() const { return producer_.get(); }
-
-  // Delivery-report hook (internal).
-  void OnDelivery(int err, const std::string& message);
+  void Poll() const { producer_->Poll(0); }
+  int64_t produced() const { return producer_->produced(); }
+  rd_kafka_s* handle() const { return producer_->handle(); }
 
  private:
   KafkaSink() = default;
-  void Produce(int32_t partition, const std::string& topic, std::string_view key, const void* value, size_t size,
-               rd_kafka_headers_s* headers);
+  bool Suppressed(int32_t partition) const {
+    return partition >= 0 && static_cast<size_t>(partition) < suppressed_.size() && suppressed_[partition];
+  }
 
-  KafkaHandle producer_;
+  std::unique_ptr<KafkaProducer> producer_;
   const JobSpec* spec_ = nullptr;
   std::string output_topic_;
   std::string version_text_;
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
-  std::atomic<bool> failed_{false};
-  mutable std::string failure_;
   std::vector<uint8_t> suppressed_;
   std::vector<std::string> history_gap_;
   bool concurrent_ = false;
   std::mutex emit_mutex_;
-  bool transactional_ = false;
-  int64_t produced_ = 0;
 };
 
 }  // namespace kappa

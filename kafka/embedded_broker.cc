@@ -13,6 +13,8 @@
 #include <cstring>
 #include <map>
 
+#include "kafka/kafka_status.h"
+
 namespace kappa {
 
 Result<TopicSpec> ParseTopicSpec(const std::string& text) {
@@ -69,6 +71,9 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(const Options& opt
     broker->listen_fd_ = fd;
   }
 
+  // Not a producer that produces: librdkafka hosts a mock cluster on a
+  // client handle of either kind, and nothing is ever sent through this one
+  // (so it does not go through CreateProducer, which needs a bootstrap).
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
@@ -103,7 +108,7 @@ Status EmbeddedBroker::CreateTopic(const TopicSpec& topic) {
   rd_kafka_resp_err_t err =
       rd_kafka_mock_topic_create(cluster_, topic.name.c_str(), topic.partitions, replication);
   if (err) {
-    return Status::InvalidArgument("cannot create topic " + topic.name + ": " + rd_kafka_err2str(err));
+    return StatusFromKafka(err, "cannot create topic " + topic.name);
   }
   return Status::OK();
 }

@@ -3,8 +3,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
-
 #include <cstring>
+
+#include "kafka/kafka_status.h"
 
 namespace kappa {
 
@@ -47,9 +48,10 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
     char servers[512] = "(unknown)";
     size_t size = sizeof(servers);
     rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
-    return Status::Unavailable("cannot reach Kafka at " + std::string(servers) + " within " +
-                               std::to_string(timeout_ms / 1000) + " s (" +
-                               rd_kafka_err2str(err) + "): is the broker running and --brokers right?");
+    return StatusFromKafka(err,
+                           "cannot reach Kafka at " + std::string(servers) + " within " +
+                               std::to_string(timeout_ms / 1000) + " s",
+                           "is the broker running and --brokers right?");
   }
   int32_t count = -1;
   for (int i = 0; i < md->topic_cnt; ++i) {
@@ -72,10 +74,8 @@ Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int
   Watermarks w;
   rd_kafka_resp_err_t err =
       rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &w.low, &w.high, timeout_ms);
-  if (err) {
-    return Status::Unavailable("cannot read offsets of " + topic + "[" + std::to_string(partition) +
-                               "]: " + rd_kafka_err2str(err));
-  }
+  KAPPA_RETURN_IF_ERROR(
+      StatusFromKafka(err, "cannot read offsets of " + topic + "[" + std::to_string(partition) + "]"));
   return w;
 }
 

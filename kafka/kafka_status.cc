@@ -2,12 +2,13 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <utility>
+
 namespace kappa {
 
-Status StatusFromKafka(int code, const std::string& what) {
-  const auto err = static_cast<rd_kafka_resp_err_t>(code);
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::OK();
-  const std::string message = what + ": " + rd_kafka_err2name(err) + ": " + rd_kafka_err2str(err);
+namespace {
+
+Status WithCode(rd_kafka_resp_err_t err, std::string message) {
   switch (err) {
     case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
     case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
@@ -29,6 +30,26 @@ Status StatusFromKafka(int code, const std::string& what) {
     default:
       return IsTransientKafkaError(err) ? Status::Unavailable(message) : Status::IOError(message);
   }
+}
+
+}  // namespace
+
+Status StatusFromKafka(int code, const std::string& what, const std::string& hint) {
+  const auto err = static_cast<rd_kafka_resp_err_t>(code);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::OK();
+  std::string message = what + ": " + rd_kafka_err2name(err) + ": " + rd_kafka_err2str(err);
+  if (!hint.empty()) message += "; " + hint;
+  return WithCode(err, std::move(message));
+}
+
+Status StatusFromKafkaError(const rd_kafka_error_t* error, const std::string& what, const std::string& hint) {
+  if (!error) return Status::OK();
+  const rd_kafka_resp_err_t err = rd_kafka_error_code(error);
+  std::string message = what + ": " + rd_kafka_error_name(error) + ": " + rd_kafka_error_string(error);
+  if (!hint.empty()) message += "; " + hint;
+  // A fatal error is carried as its underlying code; say so, it ends the client.
+  if (rd_kafka_error_is_fatal(error)) message += " (fatal)";
+  return WithCode(err == RD_KAFKA_RESP_ERR_NO_ERROR ? RD_KAFKA_RESP_ERR__FAIL : err, std::move(message));
 }
 
 bool IsTransientKafkaError(int code) {

@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 namespace kappa {
@@ -24,6 +26,17 @@ PartitionList& PartitionList::operator=(PartitionList&& other) noexcept {
 
 void PartitionList::Add(const std::string& topic, int32_t partition, int64_t offset) {
   rd_kafka_topic_partition_list_add(list_, topic.c_str(), partition)->offset = offset;
+}
+
+void PartitionList::Add(const std::string& topic, int32_t partition, int64_t offset, std::string_view metadata) {
+  rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_add(list_, topic.c_str(), partition);
+  tp->offset = offset;
+  if (!metadata.empty()) {
+    // librdkafka frees metadata with free() when the list is destroyed.
+    tp->metadata = std::malloc(metadata.size());
+    std::memcpy(tp->metadata, metadata.data(), metadata.size());
+    tp->metadata_size = metadata.size();
+  }
 }
 
 int PartitionList::size() const { return list_ ? list_->cnt : 0; }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 struct rd_kafka_topic_partition_list_s;
 struct rd_kafka_topic_partition_s;
@@ -22,6 +23,8 @@ class PartitionList {
 
   // Adds topic[partition] at `offset` (librdkafka's logical offsets allowed).
   void Add(const std::string& topic, int32_t partition, int64_t offset = -1001 /* RD_KAFKA_OFFSET_INVALID */);
+  // The same with commit metadata (copied; freed with the list).
+  void Add(const std::string& topic, int32_t partition, int64_t offset, std::string_view metadata);
   int size() const;
   rd_kafka_topic_partition_s& operator[](int i) const;
   // Element i's fields, without including librdkafka.

@@ -6,6 +6,8 @@
 #include <chrono>
 
 #include "kafka/kafka_client.h"
+#include "kafka/kafka_status.h"
+#include "kafka/partition_list.h"
 
 namespace kappa {
 
@@ -34,20 +36,18 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
   TopicReadSummary summary;
   summary.records_per_partition.assign(*partitions, 0);
   std::vector<int64_t> position(*partitions);
-  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(*partitions);
+  PartitionList assignment(*partitions);
   int remaining = 0;
   for (int32_t p = 0; p < *partitions; ++p) {
     summary.log_start_offsets.push_back((*marks)[p].low);
     position[p] = (*marks)[p].low;
     if (from && p < static_cast<int32_t>(from->size())) position[p] = std::max(position[p], (*from)[p]);
     if ((*marks)[p].high > position[p]) {
-      rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = position[p];
+      assignment.Add(topic, p, position[p]);
       ++remaining;
     }
   }
-  rd_kafka_resp_err_t err = rd_kafka_assign(rk, assignment);
-  rd_kafka_topic_partition_list_destroy(assignment);
-  if (err) return Status::Unavailable("cannot assign " + topic + ": " + rd_kafka_err2str(err));
+  KAPPA_RETURN_IF_ERROR(StatusFromKafka(rd_kafka_assign(rk, assignment.get()), "cannot assign " + topic));
 
   auto last_progress = std::chrono::steady_clock::now();
   ConsumedRecord record;

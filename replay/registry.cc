@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "kafka/kafka_producer.h"
+#include "kafka/kafka_status.h"
 #include "kafka/topic_reader.h"
 #include "schemas/control_generated.h"
 
@@ -168,39 +170,33 @@ Status Registry::PutProgress(const ProgressRecord& record) {
 }
 
 namespace {
-void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+// The delivery result of one registry write, through its per-message opaque.
+void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   if (msg->err) *static_cast<rd_kafka_resp_err_t*>(msg->_private) = msg->err;
-  (void)opaque;
 }
 }  // namespace
 
 Status Registry::Put(const std::string& key, const std::string& value) {
   if (!producer_) {
-    auto conf = config_.Build({{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "0"},
-                               {"message.timeout.ms", "30000"}});
-    if (!conf.ok()) return conf.status();
-    rd_kafka_conf_set_dr_msg_cb(*conf, OnDelivery);
-    char errstr[512];
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, *conf, errstr, sizeof(errstr));
-    if (!rk) {
-      rd_kafka_conf_destroy(*conf);
-      return Status::InvalidArgument(std::string("cannot create the registry producer: ") + errstr);
-    }
-    producer_.reset(rk);
+    ProducerOptions options;
+    options.linger_ms = 0;  // one write at a time, each waited for
+    options.message_timeout_ms = 30000;
+    options.on_delivery = OnDelivery;
+    auto producer = CreateProducer(config_, options);
+    if (!producer.ok()) return producer.status();
+    producer_ = std::move(*producer);
   }
   rd_kafka_resp_err_t delivery = RD_KAFKA_RESP_ERR_NO_ERROR;
   rd_kafka_resp_err_t err = rd_kafka_producev(
       producer_.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
       RD_KAFKA_V_OPAQUE(&delivery), RD_KAFKA_V_END);
-  if (err) return Status::Unavailable("cannot write to the control topic " + topic_ + ": " + rd_kafka_err2str(err));
+  if (err) return StatusFromKafka(err, "cannot write to the control topic " + topic_);
   rd_kafka_flush(producer_.get(), 35000);
   if (rd_kafka_outq_len(producer_.get()) > 0) {
     return Status::Unavailable("the control topic " + topic_ + " did not acknowledge a registry write within 35 s");
   }
-  if (delivery) {
-    return Status::Unavailable("registry write to " + topic_ + " failed: " + rd_kafka_err2str(delivery));
-  }
+  if (delivery) return StatusFromKafka(delivery, "registry write to " + topic_ + " failed");
   latest_[key] = value;
   return Status::OK();
 }

@@ -1,28 +1,15 @@
 #include "workload/event_producer.h"
 
-#include <librdkafka/rdkafka.h>
-
 #include <atomic>
 #include <chrono>
 #include <thread>
 
 #include "base/hash.h"
 #include "kafka/kafka_client.h"
+#include "kafka/kafka_producer.h"
 
 namespace kappa {
 namespace {
-
-struct DeliveryState {
-  std::atomic<uint64_t> failed{0};
-  std::string first_error;
-};
-
-void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
-  if (msg->err) {
-    auto* state = static_cast<DeliveryState*>(opaque);
-    if (state->failed++ == 0) state->first_error = rd_kafka_err2str(msg->err);
-  }
-}
 
 // What the produce loop needs of one generated record.
 struct OutRecord {
@@ -37,27 +24,17 @@ struct OutRecord {
 template <typename Next>
 Result<ProduceSummary> ProduceAll(const KafkaConfig& config, const std::string& topic, uint64_t total,
                                   Next&& next, const ProgressFn& progress) {
-  DeliveryState delivery;
-  auto conf = config.Build({{"enable.idempotence", "true"},
-                            {"acks", "all"},
-                            {"linger.ms", "20"},
-                            {"batch.num.messages", "10000"},
-                            {"queue.buffering.max.messages", "1000000"},
-                            {"message.timeout.ms", "60000"}});
-  if (!conf.ok()) return conf.status();
-  rd_kafka_conf_set_dr_msg_cb(*conf, OnDelivery);
-  rd_kafka_conf_set_opaque(*conf, &delivery);
-  if (Status st = RequireBootstrap(config); !st.ok()) {
-    rd_kafka_conf_destroy(*conf);
-    return st;
-  }
-  char errstr[512];
-  KafkaHandle producer(rd_kafka_new(RD_KAFKA_PRODUCER, *conf, errstr, sizeof(errstr)));
-  if (!producer) {
-    rd_kafka_conf_destroy(*conf);
-    return Status::InvalidArgument(std::string("cannot create Kafka producer: ") + errstr);
-  }
-  auto partitions = TopicPartitionCount(producer.get(), topic, 10000);
+  ProducerOptions options;
+  options.idempotent = true;
+  options.acks = "all";
+  options.linger_ms = 20;
+  options.batch_num_messages = 10000;
+  options.queue_buffering_max_messages = 1000000;
+  options.message_timeout_ms = 60000;
+  auto producer_or = KafkaProducer::Create(config, std::move(options));
+  if (!producer_or.ok()) return producer_or.status();
+  KafkaProducer& producer = **producer_or;
+  auto partitions = TopicPartitionCount(producer.handle(), topic, 10000);
   if (!partitions.ok()) return partitions.status();
 
   ProduceSummary summary;
@@ -73,38 +50,28 @@ Result<ProduceSummary> ProduceAll(const KafkaConfig& config, const std::string& 
     const std::string& key = *record.key;
     const std::string& value = *record.value;
     const int32_t partition = PartitionForKey(key, *partitions);
-    for (;;) {
-      rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-          RD_KAFKA_V_TIMESTAMP(record.timestamp_ms), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        rd_kafka_poll(producer.get(), 50);  // back-pressure: wait for deliveries
-        continue;
-      }
-      if (err) return Status::Unavailable("produce to " + topic + " failed: " + rd_kafka_err2str(err));
-      break;
-    }
+    if (Status st = producer.Produce(topic, partition, key, value, {}, record.timestamp_ms); !st.ok()) return st;
     ++sent;
     summary.bytes += value.size() + key.size();
     if ((sent & 1023) == 0) {
-      rd_kafka_poll(producer.get(), 0);
-      if (delivery.failed > 0) break;
+      producer.Poll(0);
+      if (producer.failed()) break;
       if (progress && std::chrono::steady_clock::now() - last_progress > std::chrono::milliseconds(250)) {
         last_progress = std::chrono::steady_clock::now();
         progress(sent, total, elapsed());
       }
     }
   }
-  // Wait for every acknowledgement; give up only after message.timeout.ms.
-  while (rd_kafka_outq_len(producer.get()) > 0 && delivery.failed == 0) {
-    rd_kafka_flush(producer.get(), 500);
+  // Wait for every acknowledgement; give up only after message.timeout.ms
+  // (librdkafka then fails the record, and Flush reports it).
+  for (;;) {
+    Status st = producer.Flush(500);
+    if (st.ok()) break;
+    if (producer.failed()) {
+      return Status::Unavailable(std::to_string(producer.failed_count()) + " records to " + topic +
+                                 " were not acknowledged: " + st.message());
+    }
     if (progress) progress(sent, total, elapsed());
-  }
-  if (delivery.failed > 0) {
-    return Status::Unavailable(std::to_string(delivery.failed.load()) + " records to " + topic +
-                               " were not acknowledged: " + delivery.first_error);
   }
   summary.seconds = elapsed();
   if (progress) progress(sent, total, summary.seconds);

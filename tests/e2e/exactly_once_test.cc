@@ -21,6 +21,8 @@
 #include <cstring>
 
 #include "base/hash.h"
+#include "kafka/kafka_status.h"
+#include "kafka/partition_list.h"
 #include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
@@ -113,16 +115,11 @@ TEST_F(ExactlyOnceTest, ACommittedGapIsReReadWithOutputsSuppressed) {
   {
     auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "user-spend.v1"}});
     ASSERT_TRUE(consumer.ok());
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    PartitionList list(1);
     // Tagged as the transactional path tags it: only such offsets are trusted.
-    const std::string tag = "kappa eos " + hash;
-    rd_kafka_topic_partition_t* tp = rd_kafka_topic_partition_list_add(list, "transactions", 0);
-    tp->offset = K;
-    tp->metadata = std::malloc(tag.size());
-    std::memcpy(tp->metadata, tag.data(), tag.size());
-    tp->metadata_size = tag.size();
-    ASSERT_EQ(rd_kafka_commit(consumer->get(), list, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
-    rd_kafka_topic_partition_list_destroy(list);
+    list.Add("transactions", 0, K, "kappa eos " + hash);
+    const Status committed = StatusFromKafka(rd_kafka_commit(consumer->get(), list.get(), 0), "commit");
+    ASSERT_TRUE(committed.ok()) << committed.ToString();
   }
   ASSERT_EQ(RunKappa(Run(dir, "eos", eos), nullptr, &err), 0) << err;
   EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;

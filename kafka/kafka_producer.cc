@@ -1,0 +1,205 @@
+#include "kafka/kafka_producer.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <utility>
+
+#include "kafka/kafka_status.h"
+#include "kafka/partition_list.h"
+
+namespace kappa {
+
+Result<KafkaHandle> CreateProducer(const KafkaConfig& config, const ProducerOptions& options) {
+  KAPPA_RETURN_IF_ERROR(RequireBootstrap(config));
+  std::vector<std::pair<std::string, std::string>> defaults = {
+      {"enable.idempotence", options.idempotent ? "true" : "false"},
+      {"acks", options.acks},
+      {"linger.ms", std::to_string(options.linger_ms)},
+      {"message.timeout.ms", std::to_string(options.message_timeout_ms)},
+  };
+  if (options.batch_num_messages > 0) {
+    defaults.emplace_back("batch.num.messages", std::to_string(options.batch_num_messages));
+  }
+  if (options.queue_buffering_max_messages > 0) {
+    defaults.emplace_back("queue.buffering.max.messages", std::to_string(options.queue_buffering_max_messages));
+  }
+  if (options.retry_backoff_ms > 0) defaults.emplace_back("retry.backoff.ms", std::to_string(options.retry_backoff_ms));
+  if (!options.transactional_id.empty()) {
+    defaults.emplace_back("transactional.id", options.transactional_id);
+    defaults.emplace_back("transaction.timeout.ms", std::to_string(options.transaction_timeout_ms));
+  }
+  auto conf = config.Build(defaults);
+  if (!conf.ok()) return conf.status();
+  if (options.on_delivery) rd_kafka_conf_set_dr_msg_cb(*conf, options.on_delivery);
+  if (options.on_error) rd_kafka_conf_set_error_cb(*conf, options.on_error);
+  if (options.opaque) rd_kafka_conf_set_opaque(*conf, options.opaque);
+  char errstr[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, *conf, errstr, sizeof(errstr));
+  if (!rk) {
+    rd_kafka_conf_destroy(*conf);
+    return Status::InvalidArgument(std::string("cannot create Kafka producer: ") + errstr);
+  }
+  return KafkaHandle(rk);
+}
+
+Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& config, ProducerOptions options) {
+  std::unique_ptr<KafkaProducer> p(new KafkaProducer());
+  options.on_delivery = &KafkaProducer::OnDeliveryReport;
+  options.on_error = &KafkaProducer::OnClientError;
+  options.opaque = p.get();
+  auto handle = CreateProducer(config, options);
+  if (!handle.ok()) return handle.status();
+  p->producer_ = std::move(*handle);
+  p->transactional_ = !options.transactional_id.empty();
+  if (p->transactional_) {
+    rd_kafka_t* rk = p->producer_.get();
+    if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk, 30000)) {
+      Status st = StatusFromKafkaError(e, "cannot initialise Kafka transactions (" + options.transactional_id + ")");
+      rd_kafka_error_destroy(e);
+      return st;
+    }
+    if (rd_kafka_error_t* e = rd_kafka_begin_transaction(rk)) {
+      Status st = StatusFromKafkaError(e, "cannot begin a Kafka transaction");
+      rd_kafka_error_destroy(e);
+      return st;
+    }
+  }
+  return p;
+}
+
+KafkaProducer::~KafkaProducer() = default;
+
+void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+  if (!msg->err) return;
+  auto* self = static_cast<KafkaProducer*>(opaque);
+  self->failed_count_.fetch_add(1, std::memory_order_relaxed);
+  if (self->failed()) return;  // only the first failure is described
+  const char* topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "?";
+  self->RecordFailure(StatusFromKafka(
+      msg->err, std::string("delivery to ") + topic + "[" + std::to_string(msg->partition) + "] failed"));
+}
+
+void KafkaProducer::OnClientError(rd_kafka_t* rk, int err, const char*, void* opaque) {
+  // Only fatal errors stop the producer; transport errors are retried by librdkafka.
+  if (err != RD_KAFKA_RESP_ERR__FATAL) return;
+  char reason[512];
+  const rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, reason, sizeof(reason));
+  static_cast<KafkaProducer*>(opaque)->RecordFailure(
+      StatusFromKafka(cause ? cause : RD_KAFKA_RESP_ERR__FATAL, std::string("fatal producer error: ") + reason));
+}
+
+void KafkaProducer::RecordFailure(Status status) {
+  std::lock_guard<std::mutex> lock(failure_mutex_);
+  if (failure_.ok()) failure_ = std::move(status);
+  failed_.store(true, std::memory_order_relaxed);
+}
+
+Status KafkaProducer::failure() const {
+  std::lock_guard<std::mutex> lock(failure_mutex_);
+  return failure_;
+}
+
+Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::string_view key,
+                              std::string_view value, std::span<const KafkaHeader> headers, int64_t timestamp_ms) {
+  rd_kafka_headers_t* h = nullptr;
+  if (!headers.empty()) {
+    h = rd_kafka_headers_new(headers.size());
+    for (const KafkaHeader& header : headers) {
+      rd_kafka_header_add(h, header.name.data(), static_cast<ssize_t>(header.name.size()), header.value.data(),
+                          static_cast<ssize_t>(header.value.size()));
+    }
+  }
+  rd_kafka_t* rk = producer_.get();
+  void* payload = const_cast<char*>(value.data());
+  for (;;) {
+    // On success librdkafka owns the headers.
+    const rd_kafka_resp_err_t err =
+        h ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
+                              RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
+                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)
+          : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
+                              RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
+                              RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(rk, 20);  // back-pressure: serve delivery reports until there is room
+      continue;
+    }
+    if (h) rd_kafka_headers_destroy(h);
+    Status st = StatusFromKafka(err, "cannot produce to " + topic);
+    RecordFailure(st);
+    return st;
+  }
+  ++produced_;
+  return Status::OK();
+}
+
+Status KafkaProducer::Flush(int timeout_ms) {
+  rd_kafka_t* rk = producer_.get();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (rd_kafka_outq_len(rk) > 0) {
+    if (failed()) return failure();
+    rd_kafka_flush(rk, 100);
+    if (std::chrono::steady_clock::now() > deadline) {
+      if (failed()) return failure();
+      const int left = rd_kafka_outq_len(rk);
+      if (left == 0) break;
+      return Status::Unavailable(std::to_string(left) + " records not acknowledged within " +
+                                 std::to_string(timeout_ms / 1000) + " s; is the broker reachable?");
+    }
+  }
+  // rd_kafka_flush serves the last delivery reports only if the queue had
+  // any; serve any left so that a failure is seen here.
+  rd_kafka_poll(rk, 0);
+  if (failed()) return failure();
+  return Status::OK();
+}
+
+void KafkaProducer::Poll(int timeout_ms) const { rd_kafka_poll(producer_.get(), timeout_ms); }
+
+int KafkaProducer::InFlight() const { return rd_kafka_outq_len(producer_.get()); }
+
+Status KafkaProducer::CommitTransaction(rd_kafka_s* consumer, const PartitionList& offsets, int timeout_ms) {
+  if (!transactional_) return Status::FailedPrecondition("CommitTransaction on a producer without transactional.id");
+  if (failed()) return failure();
+  rd_kafka_t* rk = producer_.get();
+  rd_kafka_error_t* error = nullptr;
+  if (offsets.size() > 0) {
+    rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer);
+    error = rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, timeout_ms);
+    rd_kafka_consumer_group_metadata_destroy(group);
+  }
+  // commit_transaction flushes every produced record first.
+  if (!error) error = rd_kafka_commit_transaction(rk, timeout_ms);
+  if (error) {
+    Status st = StatusFromKafkaError(error, "Kafka transaction failed");
+    if (rd_kafka_error_txn_requires_abort(error)) {
+      if (rd_kafka_error_t* abort_error = rd_kafka_abort_transaction(rk, 30000)) rd_kafka_error_destroy(abort_error);
+    }
+    rd_kafka_error_destroy(error);
+    return st;
+  }
+  if (failed()) return failure();
+  if (rd_kafka_error_t* e = rd_kafka_begin_transaction(rk)) {
+    Status st = StatusFromKafkaError(e, "cannot begin a Kafka transaction");
+    rd_kafka_error_destroy(e);
+    return st;
+  }
+  return Status::OK();
+}
+
+void KafkaProducer::WarmUp(const std::vector<std::string>& topics, int timeout_ms) const {
+  rd_kafka_t* rk = producer_.get();
+  for (const std::string& t : topics) {
+    if (t.empty()) continue;
+    rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, t.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk, 0, topic, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(topic);
+  }
+}
+
+}  // namespace kappa

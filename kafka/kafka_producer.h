@@ -1,0 +1,130 @@
+// The one way kappa makes a Kafka producer. CreateProducer turns a
+// KafkaConfig plus ProducerOptions (idempotence, acks, linger, batching,
+// timeouts, transactional id, callbacks) into a librdkafka handle, so every
+// producer sets its properties in one place; the user's -X properties still
+// win. KafkaProducer is the transport on top of it: produce with headers,
+// delivery-report failure tracking, Flush(timeout) that returns the first
+// failure (naming the topic), fatal-error handling and, for a transactional
+// producer, one transaction per epoch that also carries a consumer group's
+// offsets. It knows plain values only (topic, partition, key, value,
+// headers), nothing of jobs or operators.
+//
+// Thread-safety: Produce may be called from one thread at a time (callers
+// serialize); failed()/failure() from any thread; delivery reports arrive on
+// the thread that calls Poll/Flush.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "kafka/kafka_client.h"
+#include "kafka/kafka_config.h"
+
+struct rd_kafka_message_s;
+
+namespace kappa {
+
+class PartitionList;
+
+struct ProducerOptions {
+  bool idempotent = true;            // enable.idempotence
+  std::string acks = "all";          // acks
+  int linger_ms = 5;                 // linger.ms
+  int batch_num_messages = 0;        // batch.num.messages; 0: librdkafka's default
+  int queue_buffering_max_messages = 0;  // 0: librdkafka's default
+  int retry_backoff_ms = 0;          // retry.backoff.ms; 0: librdkafka's default
+  int message_timeout_ms = 120000;   // message.timeout.ms: give up on a record after this
+  // Non-empty: a transactional producer with this transactional.id (a second
+  // live producer with the same id fences the first). The transaction must
+  // outlive message.timeout.ms.
+  std::string transactional_id;
+  int transaction_timeout_ms = 150000;
+  // librdkafka callbacks, both given `opaque`. Only for CreateProducer;
+  // KafkaProducer installs its own.
+  void (*on_delivery)(rd_kafka_s*, const rd_kafka_message_s*, void*) = nullptr;
+  void (*on_error)(rd_kafka_s*, int, const char*, void*) = nullptr;
+  void* opaque = nullptr;
+};
+
+// A producer handle; InvalidArgument for a missing bootstrap address or a bad
+// property. Transactions are not initialised (KafkaProducer::Create does).
+Result<KafkaHandle> CreateProducer(const KafkaConfig& config, const ProducerOptions& options);
+
+// One record header; both views must stay valid for the Produce call only.
+struct KafkaHeader {
+  std::string_view name;
+  std::string_view value;
+};
+
+class KafkaProducer {
+ public:
+  // Creates the producer; a transactional one also initialises transactions
+  // and opens the first transaction.
+  static Result<std::unique_ptr<KafkaProducer>> Create(const KafkaConfig& config, ProducerOptions options);
+  ~KafkaProducer();
+  KafkaProducer(const KafkaProducer&) = delete;
+  KafkaProducer& operator=(const KafkaProducer&) = delete;
+
+  static constexpr int32_t kAnyPartition = -1;  // RD_KAFKA_PARTITION_UA: the partitioner picks
+
+  // Queues one record (key, value and headers are copied). Waits while the
+  // local queue is full. An error (also recorded as the failure) only if
+  // librdkafka refuses the record outright; delivery failures surface in
+  // failed()/Flush(). timestamp_ms 0: librdkafka stamps the current time.
+  Status Produce(const std::string& topic, int32_t partition, std::string_view key, std::string_view value,
+                 std::span<const KafkaHeader> headers = {}, int64_t timestamp_ms = 0);
+
+  // Waits until every queued record is acknowledged. The first failure if
+  // any delivery failed (or a fatal error happened); Unavailable if records
+  // are still unacknowledged after timeout_ms.
+  Status Flush(int timeout_ms);
+  // Serves delivery reports; waits at most timeout_ms.
+  void Poll(int timeout_ms = 0) const;
+  // Records queued and not yet acknowledged.
+  int InFlight() const;
+
+  bool transactional() const { return transactional_; }
+  // Transactional only: sends `offsets` (with their metadata) to the group of
+  // `consumer` inside the open transaction, commits it (which flushes every
+  // record first) and opens the next one. On error the transaction is
+  // aborted where librdkafka allows it, so nothing of this epoch is visible.
+  Status CommitTransaction(rd_kafka_s* consumer, const PartitionList& offsets, int timeout_ms = 150000);
+
+  // Fetches the metadata (leaders) of `topics` now rather than at the first
+  // flush. Failures are not errors: they surface at the first flush.
+  void WarmUp(const std::vector<std::string>& topics, int timeout_ms = 5000) const;
+
+  // First delivery, produce or fatal error seen, if any (cheap: hot path).
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  // That failure, e.g. "delivery to out[3] failed: ERR_MSG_SIZE_TOO_LARGE: ...";
+  // OK if none.
+  Status failure() const;
+  // Records whose delivery failed.
+  uint64_t failed_count() const { return failed_count_.load(std::memory_order_relaxed); }
+  // Records accepted by Produce.
+  int64_t produced() const { return produced_; }
+  rd_kafka_s* handle() const { return producer_.get(); }
+
+ private:
+  KafkaProducer() = default;
+  static void OnDeliveryReport(rd_kafka_s* rk, const rd_kafka_message_s* msg, void* opaque);
+  static void OnClientError(rd_kafka_s* rk, int err, const char* reason, void* opaque);
+  void RecordFailure(Status status);
+
+  KafkaHandle producer_;
+  bool transactional_ = false;
+  int64_t produced_ = 0;
+  std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> failed_count_{0};
+  mutable std::mutex failure_mutex_;
+  Status failure_;
+};
+
+}  // namespace kappa
