@@ -100,6 +100,14 @@ class ProgressPublisher {
     cv_.notify_one();
     if (thread_.joinable()) thread_.join();
   }
+  // After Stop(), on the caller's thread: a catch-up that became due with
+  // the last checkpoints is still recorded (a replay run to the end).
+  void FinishCatchUp() {
+    const int64_t since = latest_ ? latest_->caught_up_since_ms : 0;
+    if (since != 0 && !caught_up_settled_ && WallClockMs() - since >= options_.catch_up_hold_ms) {
+      CheckRegistry(since);
+    }
+  }
   // The last offered record, published or not.
   std::optional<ProgressRecord> latest() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -245,6 +253,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   Status st = runner.Run(stop);
   if (summary) *summary = runner.summary();
   publisher.Stop();
+  publisher.FinishCatchUp();
   drain_notes();
   // Say the process has stopped, so status never shows a dead version as
   // running; this one write is awaited.

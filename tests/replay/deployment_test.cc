@@ -162,5 +162,27 @@ TEST_F(DeploymentTest, AReplayIsMarkedCaughtUpAndStopsWhenRetired) {
   EXPECT_EQ(progress->snapshot.counters.in, 20000);
 }
 
+TEST_F(DeploymentTest, AReplayRunToTheEndIsMarkedCaughtUpBeforeItReturns) {
+  ScratchDir dir("to-the-end");
+  const JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  DeploymentOptions options;
+  options.replay = true;
+  options.run.stop_at_end = true;
+  options.run.status_interval_ms = 0;
+  options.catch_up_hold_ms = 0;
+  options.registry_poll_ms = 60000;  // no poll while it runs: the end decides
+  options.on_note = Collect();
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  auto job = other.Job(spec.job);
+  ASSERT_TRUE(job.has_value());
+  ASSERT_NE(job->Find(1), nullptr);
+  EXPECT_EQ(job->Find(1)->state, VersionState::kCaughtUp) << Notes();
+  EXPECT_EQ(job->serving, 0) << "a replay does not serve by itself";
+  EXPECT_NE(Notes().find("ready to promote"), std::string::npos) << Notes();
+}
+
 }  // namespace
 }  // namespace kappa::testing
