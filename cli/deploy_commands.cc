@@ -4,9 +4,9 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/job_options.h"
 #include "cli/progress_printer.h"
 #include "engine/job_spec.h"
-#include "kafka/kafka_client.h"
 #include "cli/record_format.h"
 #include "replay/deployment.h"
 #include "replay/materialized_table.h"
@@ -26,24 +26,16 @@ void AddControlOption(po::options_description& desc) {
 int DeployOrReplay(int argc, char** argv, bool replay) {
   const std::string command = replay ? "replay" : "deploy";
   po::options_description desc("options");
-  std::string spec_path;
+  po::positional_options_description positional;
+  JobOptions job;
   DeploymentOptions options;
   options.replay = replay;
+  desc.add_options()("help,h", "show this help");
+  AddJobOptions(desc, positional, &job, replay ? 1000 : 5000);
   desc.add_options()
-      ("help,h", "show this help")
-      ("spec", po::value<std::string>(&spec_path)->required(), "job spec file (YAML); also the first positional argument")
-      ("state-dir", po::value<std::string>(), "RocksDB state directory (overrides checkpoint.dir)")
-      ("max-rate", po::value<double>(&options.run.max_rate)->default_value(0), "cap on records per second so a replay never starves the live version (0: none)")
-      ("archive", po::value<std::string>(&options.run.archive_dir), "log archive to read history from before switching to Kafka (overrides source.archive)")
-      ("parallelism", po::value<int>(&options.run.parallelism)->default_value(0), "worker threads replaying archived partitions in parallel (0: the spec's parallelism, default 1)")
-      ("stop-at-end", "stop once every partition reaches the log end it had at start")
       ("catch-up-lag", po::value<int64_t>(&options.catch_up_max_lag)->default_value(1000), "caught up: every partition within this many records of the log end...")
-      ("catch-up-hold-ms", po::value<int64_t>(&options.catch_up_hold_ms)->default_value(3000), "...held for this long")
-      ("status-interval-ms", po::value<int>(&options.run.status_interval_ms)->default_value(replay ? 1000 : 5000), "progress line interval (0: never)");
+      ("catch-up-hold-ms", po::value<int64_t>(&options.catch_up_hold_ms)->default_value(3000), "...held for this long");
   AddControlOption(desc);
-  AddKafkaOptions(desc);
-  po::positional_options_description positional;
-  positional.add("spec", 1);
   const std::string usage = replay
       ? "usage: kappa replay SPEC --brokers HOST:PORT [options]\n\n"
         "Starts a NEW version of a job from offset zero (or the spec's start) in this process,\n"
@@ -57,14 +49,17 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
         "resumes from its checkpoint; a different spec under the same version is refused.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, command, usage, desc, &positional, vm); rc >= 0) return rc;
-  auto spec = LoadJobSpec(spec_path);
-  if (!spec.ok()) return Fail(command, spec.status());
-  if (vm.count("state-dir")) spec->state_dir = vm["state-dir"].as<std::string>();
+  JobSpec spec_value;
   KafkaConfig config;
-  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail(command, st);
-  options.run.stop_at_end = vm.count("stop-at-end") > 0;
+  if (Status st = LoadJob(vm, &job, &spec_value, &config); !st.ok()) return Fail(command, st);
+  if (options.catch_up_max_lag < 0 || options.catch_up_hold_ms < 0) {
+    return Fail(command, Status::InvalidArgument("--catch-up-lag and --catch-up-hold-ms must not be negative"));
+  }
+  const JobSpec* spec = &spec_value;
+  options.run = job.run;
   options.run.on_status = StatusPrinter("kappa " + spec->job + " v" + std::to_string(spec->version), true);
   options.run.on_note = NotePrinter("kappa " + command);
+  options.on_note = NotePrinter("kappa " + command);
   Registry registry(config, vm["control-topic"].as<std::string>());
   StopToken stop = InstallStopSignals();
   RunSummary summary;
@@ -99,8 +94,6 @@ int StatusCommand(int argc, char** argv) {
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("status", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
   if (Status st = registry.Refresh(); !st.ok()) return Fail("status", st);
-  auto consumer = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-status"}});
-  if (!consumer.ok()) return Fail("status", consumer.status());
   const int64_t now = WallClockMs();
   int shown = 0;
   for (const auto& name : registry.Jobs()) {
@@ -119,20 +112,16 @@ int StatusCommand(int argc, char** argv) {
         std::printf("      no progress reported yet\n");
         continue;
       }
-      const auto& s = progress->snapshot;
-      int64_t lag = 0, pos = 0, end = 0;
+      // Lag as of now: the reported positions against the source's current ends.
+      ProgressSnapshot s = progress->snapshot;
+      (void)RefreshLogEnds(config, v.source_topic, &s);  // unreadable ends: the reported ones
       std::string parts;
       for (const auto& p : s.partitions) {
-        auto w = QueryWatermarks(consumer->get(), v.source_topic, p.partition, 10000);
-        const int64_t high = w.ok() ? w->high : p.log_end;
-        lag += std::max<int64_t>(0, high - p.position);
-        pos += p.position;
-        end += high;
-        parts += " p" + std::to_string(p.partition) + ":" + std::to_string(p.position) + "/" + std::to_string(high);
+        parts += " p" + std::to_string(p.partition) + ":" + std::to_string(p.position) + "/" + std::to_string(p.log_end);
       }
       std::printf("      %s, %.0f rec/s, lag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s\n",
-                  progress->stopped ? "stopped" : "running", s.records_per_second, static_cast<long long>(lag),
-                  end ? 100.0 * pos / end : 100.0, static_cast<long long>(s.epoch),
+                  progress->stopped ? "stopped" : "running", s.records_per_second, static_cast<long long>(s.total_lag()),
+                  s.percent_done(), static_cast<long long>(s.epoch),
                   static_cast<long long>((now - s.checkpoint_ms) / 1000), static_cast<long long>(s.counters.in),
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
                   static_cast<long long>(s.counters.late), progress->caught_up_since_ms ? ", within catch-up lag" : "");

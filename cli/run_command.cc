@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/job_options.h"
 #include "cli/progress_printer.h"
 #include "engine/job_runner.h"
 #include "engine/job_spec.h"
@@ -13,23 +14,15 @@ namespace kappa::cli {
 
 int RunCommand(int argc, char** argv) {
   po::options_description desc("options");
-  std::string spec_path;
-  RunOptions options;
+  po::positional_options_description positional;
+  JobOptions job;
+  desc.add_options()("help,h", "show this help");
+  AddJobOptions(desc, positional, &job, 5000);
+  RunOptions& options = job.run;
   desc.add_options()
-      ("help,h", "show this help")
-      ("spec", po::value<std::string>(&spec_path)->required(), "job spec file (YAML); also the first positional argument")
-      ("state-dir", po::value<std::string>(), "RocksDB state directory (overrides checkpoint.dir of the spec)")
-      ("stop-at-end", "stop (after a final checkpoint) once every partition reaches the log end offset it had at start")
-      ("max-rate", po::value<double>(&options.max_rate)->default_value(0), "cap on records per second (0: no cap)")
-      ("archive", po::value<std::string>(&options.archive_dir), "log archive (kappa archive) to read each partition from up to its archived end, then Kafka (overrides source.archive)")
       ("archive-only", "read only the archive, up to its end, then stop (no Kafka source needed)")
-      ("parallelism", po::value<int>(&options.parallelism)->default_value(0), "worker threads replaying archived partitions in parallel (0: the spec's parallelism, default 1)")
-      ("status-interval-ms", po::value<int>(&options.status_interval_ms)->default_value(5000), "print a status line this often (0: never)")
       ("metrics-file", po::value<std::string>(&options.metrics_file), "where to write metrics JSON (default <state dir>/metrics.json)")
       ("print-spec-hash", "print the spec hash and exit");
-  AddKafkaOptions(desc);
-  po::positional_options_description positional;
-  positional.add("spec", 1);
   const std::string usage =
       "usage: kappa run JOB_SPEC --brokers HOST:PORT [options]\n\n"
       "Runs one version of a job: restores its state and input offsets from RocksDB (or starts\n"
@@ -39,21 +32,15 @@ int RunCommand(int argc, char** argv) {
       "different spec under the same version is refused: a logic change is a new version.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "run", usage, desc, &positional, vm); rc >= 0) return rc;
-  auto spec = LoadJobSpec(spec_path);
-  if (!spec.ok()) return Fail("run", spec.status());
+  JobSpec spec_value;
+  KafkaConfig config;
+  if (Status st = LoadJob(vm, &job, &spec_value, &config); !st.ok()) return Fail("run", st);
+  const JobSpec* spec = &spec_value;
   if (vm.count("print-spec-hash")) {
     std::printf("%s\n", spec->spec_hash.c_str());
     return 0;
   }
-  if (vm.count("state-dir")) spec->state_dir = vm["state-dir"].as<std::string>();
-  KafkaConfig config;
-  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("run", st);
-  if (options.max_rate < 0) return Fail("run", Status::InvalidArgument("--max-rate must not be negative"));
-  options.stop_at_end = vm.count("stop-at-end") > 0;
   options.archive_only = vm.count("archive-only") > 0;
-  if (options.parallelism < 0 || options.parallelism > 256) {
-    return Fail("run", Status::InvalidArgument("--parallelism must be between 1 and 256"));
-  }
   options.on_status = StatusPrinter("kappa run " + spec->job + " v" + std::to_string(spec->version), true);
   options.on_note = NotePrinter("kappa run");
   StopToken stop = InstallStopSignals();

@@ -1,6 +1,14 @@
 #include "replay/deployment.h"
 
-#include <cstdio>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
 
 namespace kappa {
 
@@ -52,59 +60,209 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
   return record;
 }
 
+namespace {
+
+// The deployment's one thread that talks to the control topic while the job
+// runs: publishes the latest offered progress (an older unpublished snapshot
+// is simply replaced), re-reads the registry every registry_poll_ms to see a
+// retirement, and marks a replaying version caught up. Its notes are queued
+// and handed to on_note on the job's thread (TakeNotes).
+class ProgressPublisher {
+ public:
+  ProgressPublisher(Registry& registry, const JobSpec& spec, const DeploymentOptions& options)
+      : registry_(registry), job_(spec.job), version_(spec.version), options_(options) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~ProgressPublisher() { Stop(); }
+  ProgressPublisher(const ProgressPublisher&) = delete;
+  ProgressPublisher& operator=(const ProgressPublisher&) = delete;
+
+  // Job thread: never waits for the registry.
+  void Offer(ProgressRecord record) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      latest_ = record;
+      pending_ = std::move(record);
+    }
+    cv_.notify_one();
+  }
+  bool retired() const { return retired_.load(std::memory_order_acquire); }
+  std::vector<std::pair<NoteLevel, std::string>> TakeNotes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::exchange(notes_, {});
+  }
+  // Stops the thread (after a write in flight) and joins it.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  // After Stop(), on the caller's thread: a catch-up that became due with
+  // the last checkpoints is still recorded (a replay run to the end).
+  void FinishCatchUp() {
+    const int64_t since = latest_ ? latest_->caught_up_since_ms : 0;
+    if (since != 0 && !caught_up_settled_ && WallClockMs() - since >= options_.catch_up_hold_ms) {
+      CheckRegistry(since);
+    }
+  }
+  // The last offered record, published or not.
+  std::optional<ProgressRecord> latest() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return latest_;
+  }
+
+ private:
+  using SteadyTime = std::chrono::steady_clock;
+
+  void Note(NoteLevel level, std::string text) {
+    std::lock_guard<std::mutex> lock(mu_);
+    notes_.emplace_back(level, std::move(text));
+  }
+
+  void Loop() {
+    const auto poll = std::chrono::milliseconds(std::max<int64_t>(1, options_.registry_poll_ms));
+    SteadyTime::time_point next_poll = SteadyTime::now() + poll;
+    SteadyTime::time_point retry_at = SteadyTime::now();
+    SteadyTime::time_point last_check = SteadyTime::now();
+    constexpr auto kMinCheckGap = std::chrono::milliseconds(200);
+    bool failing = false;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      // The next thing due: a pending write, the registry poll, the end of
+      // the catch-up hold.
+      SteadyTime::time_point wake = next_poll;
+      if (pending_) wake = std::min(wake, retry_at);
+      const int64_t since = latest_ ? latest_->caught_up_since_ms : 0;
+      if (since != 0 && !caught_up_settled_) {
+        const int64_t left = std::max<int64_t>(0, since + options_.catch_up_hold_ms - WallClockMs());
+        wake = std::min(wake, std::max(SteadyTime::now() + std::chrono::milliseconds(left), last_check + kMinCheckGap));
+      }
+      cv_.wait_until(lock, wake, [&] { return stopping_ || (pending_ && SteadyTime::now() >= retry_at); });
+      if (stopping_) break;
+      if (pending_ && SteadyTime::now() >= retry_at) {
+        ProgressRecord record = std::move(*pending_);
+        pending_.reset();
+        lock.unlock();
+        Status st = registry_.PutProgress(record);
+        lock.lock();
+        if (!st.ok()) {
+          if (!pending_) pending_ = std::move(record);  // retried, unless a newer one came
+          retry_at = SteadyTime::now() + std::chrono::seconds(1);
+          if (!failing) {
+            notes_.emplace_back(NoteLevel::kWarning, "could not publish progress (will retry): " + st.ToString());
+          }
+          failing = true;
+        } else {
+          if (failing) notes_.emplace_back(NoteLevel::kInfo, "publishing progress again");
+          failing = false;
+        }
+      }
+      const int64_t caught_up_since = latest_ ? latest_->caught_up_since_ms : 0;
+      const auto now = SteadyTime::now();
+      const bool hold_over = caught_up_since != 0 && !caught_up_settled_ && now >= last_check + kMinCheckGap &&
+                             WallClockMs() - caught_up_since >= options_.catch_up_hold_ms;
+      if (now >= next_poll || hold_over) {
+        next_poll = now + poll;
+        last_check = now;
+        lock.unlock();
+        CheckRegistry(caught_up_since);
+        lock.lock();
+      }
+    }
+  }
+
+  // Off the lock: re-reads the registry; sees a retirement; marks caught up.
+  void CheckRegistry(int64_t caught_up_since) {
+    if (!registry_.Refresh().ok()) return;  // transient: try again at the next poll
+    auto job = registry_.Job(job_);
+    if (!job) return;
+    VersionInfo* self = job->Find(version_);
+    if (!self) return;
+    if (self->state == VersionState::kRetired) {
+      if (!retired_.exchange(true)) {
+        Note(NoteLevel::kInfo, "job " + job_ + " version " + std::to_string(version_) + " was retired; stopping");
+      }
+      return;
+    }
+    if (self->state != VersionState::kReplaying) {
+      caught_up_settled_ = true;  // live or already caught up: nothing to mark
+      return;
+    }
+    if (caught_up_since != 0 && !caught_up_settled_ &&
+        WallClockMs() - caught_up_since >= options_.catch_up_hold_ms) {
+      self->state = VersionState::kCaughtUp;
+      if (registry_.PutJob(*job).ok()) {
+        caught_up_settled_ = true;
+        Note(NoteLevel::kInfo, "job " + job_ + " version " + std::to_string(version_) +
+                                   " caught up (every partition within " + std::to_string(options_.catch_up_max_lag) +
+                                   " records of the end for " + std::to_string(options_.catch_up_hold_ms) +
+                                   " ms); ready to promote");
+      }
+    }
+  }
+
+  Registry& registry_;
+  const std::string job_;
+  const int32_t version_;
+  const DeploymentOptions& options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<ProgressRecord> pending_;  // offered, not yet published
+  std::optional<ProgressRecord> latest_;   // the last offered
+  std::vector<std::pair<NoteLevel, std::string>> notes_;
+  bool stopping_ = false;
+  bool caught_up_settled_ = false;  // publisher thread only: marked caught up, or nothing to mark
+  std::atomic<bool> retired_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
 Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const DeploymentOptions& options,
                      Registry& registry, StopToken stop, RunSummary* summary) {
+  auto note = [&](NoteLevel level, const std::string& text) {
+    if (options.on_note) options.on_note(level, text);
+  };
   auto registered = RegisterVersion(registry, spec, options.replay);
   if (!registered.ok()) return registered.status();
-  std::fprintf(stderr, "kappa %s: job %s version %d registered (%s); %s\n", options.replay ? "replay" : "deploy",
-               spec.job.c_str(), spec.version, registered->serving == spec.version ? "serving" : "not serving",
-               options.replay ? "replaying from offset 0 beside the running versions" : "running live");
+  note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) + " registered (" +
+                             (registered->serving == spec.version ? "serving" : "not serving") + "); " +
+                             (options.replay ? "replaying from offset 0 beside the running versions" : "running live"));
 
+  // From here until the job returns, only the publisher touches the registry.
+  ProgressPublisher publisher(registry, spec, options);
+  auto drain_notes = [&] {
+    for (auto& [level, text] : publisher.TakeNotes()) note(level, text);
+  };
   int64_t caught_up_since = 0;
-  int64_t last_poll = 0;
-  bool marked_caught_up = false;
-  Status hook_error;
   RunOptions run = options.run;
   run.on_checkpoint = [&](const ProgressSnapshot& snapshot) -> bool {
-    const int64_t now = WallClockMs();
     if (snapshot.max_lag() <= options.catch_up_max_lag) {
-      if (caught_up_since == 0) caught_up_since = now;
+      if (caught_up_since == 0) caught_up_since = WallClockMs();
     } else {
       caught_up_since = 0;
     }
-    ProgressRecord progress{spec.job, spec.version, snapshot, caught_up_since, false};
-    Status st = registry.PutProgress(progress);
-    if (!st.ok()) std::fprintf(stderr, "kappa: could not publish progress (will retry): %s\n", st.ToString().c_str());
-    if (now - last_poll < options.registry_poll_ms && !(caught_up_since && !marked_caught_up)) return true;
-    last_poll = now;
-    if (!registry.Refresh().ok()) return true;  // transient: try again next checkpoint
-    auto job = registry.Job(spec.job);
-    if (!job) return true;
-    VersionInfo* self = job->Find(spec.version);
-    if (!self) return true;
-    if (self->state == VersionState::kRetired) {
-      std::fprintf(stderr, "kappa: job %s version %d was retired; stopping\n", spec.job.c_str(), spec.version);
-      return false;
-    }
-    if (self->state == VersionState::kReplaying && caught_up_since != 0 &&
-        now - caught_up_since >= options.catch_up_hold_ms) {
-      self->state = VersionState::kCaughtUp;
-      if (registry.PutJob(*job).ok()) {
-        marked_caught_up = true;
-        std::fprintf(stderr, "kappa: job %s version %d caught up (every partition within %lld records of the end "
-                     "for %lld ms); ready to promote\n", spec.job.c_str(), spec.version,
-                     static_cast<long long>(options.catch_up_max_lag), static_cast<long long>(options.catch_up_hold_ms));
-      }
-    }
-    return true;
+    publisher.Offer(ProgressRecord{spec.job, spec.version, snapshot, caught_up_since, false});
+    drain_notes();
+    return !publisher.retired();
   };
   JobRunner runner(spec, config, run);
   Status st = runner.Run(stop);
   if (summary) *summary = runner.summary();
-  // Say the process has stopped, so status never shows a dead version as running.
-  if (auto last = registry.Progress(spec.job, spec.version)) {
+  publisher.Stop();
+  publisher.FinishCatchUp();
+  drain_notes();
+  // Say the process has stopped, so status never shows a dead version as
+  // running; this one write is awaited.
+  std::optional<ProgressRecord> last = publisher.latest();
+  if (!last) last = registry.Progress(spec.job, spec.version);
+  if (last) {
     last->stopped = true;
-    (void)registry.PutProgress(*last);
+    Status put = registry.PutProgress(*last);
+    if (!put.ok()) note(NoteLevel::kWarning, "could not record that the version stopped: " + put.ToString());
   }
   return st;
 }

@@ -6,6 +6,12 @@
 // checkpoint, it is marked caught-up once every partition has stayed within
 // `catch_up_max_lag` records of the log end for `catch_up_hold_ms`, and it
 // stops cleanly when the registry says it was retired.
+//
+// The job's thread never waits for the control topic: its checkpoint hook
+// hands the latest snapshot to a publisher thread owned by the deployment
+// (latest snapshot wins), which writes progress, re-reads the registry
+// (retirement, catch-up) and is joined before RunDeployment returns; the
+// final "stopped" record is then written and awaited on the calling thread.
 #pragma once
 
 #include "engine/job_runner.h"
@@ -20,6 +26,10 @@ struct DeploymentOptions {
   int64_t catch_up_max_lag = 1000;   // records per partition
   int64_t catch_up_hold_ms = 3000;
   int64_t registry_poll_ms = 2000;   // how often a running version re-reads the registry
+  // The deployment's one-line notes (registered, caught up, retired, a
+  // progress write that failed). Called on the thread that runs the
+  // deployment (from the checkpoint hook, or after the job); null drops them.
+  NoteCallback on_note;
 };
 
 // Registers spec's version (or checks it matches the registered one) and

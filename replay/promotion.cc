@@ -93,6 +93,21 @@ Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& 
   return diff;
 }
 
+Status RefreshLogEnds(const KafkaConfig& config, const std::string& topic, ProgressSnapshot* snapshot) {
+  auto consumer = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-progress"}});
+  if (!consumer.ok()) return consumer.status();
+  Status first;
+  for (auto& p : snapshot->partitions) {
+    auto w = QueryWatermarks(consumer->get(), topic, p.partition, 10000);
+    if (w.ok()) {
+      p.log_end = w->high;
+    } else if (first.ok()) {
+      first = w.status();
+    }
+  }
+  return first;
+}
+
 Status Promote(Registry& registry, const KafkaConfig& config, const std::string& job, int32_t version,
                const PromoteOptions& options, std::string* report) {
   KAPPA_RETURN_IF_ERROR(registry.Refresh());
@@ -118,17 +133,13 @@ Status Promote(Registry& registry, const KafkaConfig& config, const std::string&
       return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
                                         " has reported no progress yet; wait, or --force");
     }
-    auto consumer = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-promote"}});
-    if (!consumer.ok()) return consumer.status();
-    for (const auto& p : progress->snapshot.partitions) {
-      auto w = QueryWatermarks(consumer->get(), candidate->source_topic, p.partition, 10000);
-      if (!w.ok()) return w.status();
-      if (w->high - p.position > options.max_lag) {
-        return Status::FailedPrecondition(
-            "job " + job + " version " + std::to_string(version) + " is " + std::to_string(w->high - p.position) +
-            " records behind on " + candidate->source_topic + "[" + std::to_string(p.partition) +
-            "] (more than " + std::to_string(options.max_lag) + "); wait until it catches up, or --force");
-      }
+    ProgressSnapshot now = progress->snapshot;
+    KAPPA_RETURN_IF_ERROR(RefreshLogEnds(config, candidate->source_topic, &now));
+    if (now.max_lag() > options.max_lag) {
+      return Status::FailedPrecondition(
+          "job " + job + " version " + std::to_string(version) + " is " + std::to_string(now.max_lag()) +
+          " records behind on " + candidate->source_topic + "[" + std::to_string(now.max_lag_partition()) +
+          "] (more than " + std::to_string(options.max_lag) + "); wait until it catches up, or --force");
     }
   }
   if (record->serving != 0) {

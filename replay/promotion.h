@@ -36,6 +36,12 @@ struct OutputDiff {
 Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& serving_topic,
                                   const std::string& candidate_topic);
 
+// Sets each partition's log_end in *snapshot (a version's reported progress)
+// to `topic`'s end now, so its lag() and percent_done() say how far behind
+// the version is now. A partition whose end cannot be read keeps the log_end
+// it reported; the first such error is returned.
+Status RefreshLogEnds(const KafkaConfig& config, const std::string& topic, ProgressSnapshot* snapshot);
+
 struct PromoteOptions {
   bool force = false;              // skip the caught-up check
   bool accept = false;             // skip the changed-share gate

@@ -92,7 +92,14 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   r.snapshot.counters.late = p->late();
   if (p->partitions()) {
     for (const auto* pp : *p->partitions()) {
-      r.snapshot.partitions.push_back({pp->partition(), pp->position(), pp->log_end(), pp->watermark_ms()});
+      // By name: PartitionProgress also has start_offset, which the control
+      // record does not carry (it stays 0).
+      PartitionProgress part;
+      part.partition = pp->partition();
+      part.position = pp->position();
+      part.log_end = pp->log_end();
+      part.watermark_ms = pp->watermark_ms();
+      r.snapshot.partitions.push_back(part);
     }
   }
   r.caught_up_since_ms = p->caught_up_since_ms();

@@ -133,6 +133,32 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   EXPECT_TRUE(Contains(err, "/nonexistent/spec.yaml")) << err;
 }
 
+// run, deploy and replay share their job options and their checks: an
+// out-of-range --parallelism (0 included: it is not "the spec's") or a
+// negative --max-rate is refused before the spec is read or a broker asked.
+TEST(CliTest, JobCommandsRejectOutOfRangeParallelismAndRate) {
+  LoopbackPort closed(/*listen=*/false);
+  const std::string b = closed.address();
+  for (const char* cmd : {"run", "deploy", "replay"}) {
+    for (const char* n : {"0", "257", "100000"}) {
+      ExpectUsageError({cmd, "/nonexistent/spec.yaml", "-b", b, "--parallelism", n},
+                       {"--parallelism", "between 1 and 256", n});
+    }
+    ExpectUsageError({cmd, "/nonexistent/spec.yaml", "-b", b, "--max-rate=-5"}, {"--max-rate"});
+    ExpectUsageError({cmd, "-b", b}, {"spec"});
+    ExpectUsageError({cmd, "--nonsense"}, {"nonsense", "--help"});
+    std::string out, err;
+    ASSERT_EQ(RunKappa({cmd, "--help"}, &out, &err), 0) << cmd << ": " << err;
+    for (const char* o : {"--state-dir", "--archive", "--parallelism", "--max-rate", "--stop-at-end",
+                          "--status-interval-ms", "--brokers", "--property"}) {
+      EXPECT_TRUE(Contains(out, o)) << cmd << " --help lacks " << o << "\n" << out;
+    }
+    // In range, the spec is read next: a missing spec is named, exit 1.
+    EXPECT_EQ(RunKappa({cmd, "/nonexistent/spec.yaml", "-b", b, "--parallelism", "256"}, nullptr, &err), 1) << err;
+    EXPECT_TRUE(Contains(err, "/nonexistent/spec.yaml")) << err;
+  }
+}
+
 TEST(CliTest, UnreachableOrSilentBrokerIsOneLineWithinThirtySeconds) {
   LoopbackPort refusing(/*listen=*/false);  // connection refused
   LoopbackPort silent(/*listen=*/true);     // accepted, never answered

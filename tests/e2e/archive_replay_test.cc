@@ -17,7 +17,6 @@
 #include <set>
 #include <sstream>
 
-#include "workload/event_producer.h"
 #include "kafka/kafka_client.h"
 #include "tests/e2e/e2e_util.h"
 
@@ -46,17 +45,11 @@ std::vector<std::string> Split(const std::string& s, char sep) {
 class ArchiveReplayTest : public BrokerTest {
  protected:
   void Produce(const std::string& topic, uint64_t count, uint64_t seed, double rate = 2) {
-    GeneratorOptions gen;
-    gen.count = count;
-    gen.users = 300;
-    gen.zipf_exponent = 0.8;
-    gen.seed = seed;
-    gen.events_per_second = rate;  // hours of event time: hourly windows close
+    GeneratorOptions gen = SmallWorkload(seed, count, 300, rate);  // hours of event time: hourly windows close
     gen.duplicate_fraction = 0.02;
     gen.malformed_fraction = 0.005;
     gen.start_time_ms = 1767225600000 + static_cast<int64_t>(seed - 1) * 86400000;  // later seeds, later days
-    auto st = ProduceEvents(Config(), topic, gen);
-    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    ProduceWorkload(Config(), topic, gen);
   }
 
   int Archive(const std::string& root, const std::string& topic, std::string* err = nullptr,

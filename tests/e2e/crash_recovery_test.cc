@@ -11,7 +11,6 @@
 
 #include <gtest/gtest.h>
 
-#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {
@@ -20,12 +19,7 @@ namespace {
 class CrashRecoveryTest : public BrokerTest {
  protected:
   GeneratorOptions Workload() {
-    GeneratorOptions gen;
-    gen.count = 60000;
-    gen.users = 1500;
-    gen.zipf_exponent = 0.8;
-    gen.seed = 7;
-    gen.events_per_second = 2;
+    GeneratorOptions gen = SmallWorkload(7, 60000, 1500, 2);
     gen.out_of_order_fraction = 0.05;
     gen.max_delay_ms = 20 * 60 * 1000;
     gen.duplicate_fraction = 0.02;
@@ -37,8 +31,7 @@ class CrashRecoveryTest : public BrokerTest {
 TEST_F(CrashRecoveryTest, KilledRunsConvergeToTheUninterruptedOutput) {
   KAPPA_REQUIRE_TEST_HOOKS();
   CreateTopic("transactions", 8);
-  auto produced = ProduceEvents(Config(), "transactions", Workload());
-  ASSERT_TRUE(produced.ok()) << produced.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
   ExpectLogStartsAtZero(Config(), "transactions");
   ScratchDir dir("crash");
 

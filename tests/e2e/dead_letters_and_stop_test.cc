@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include "base/hash.h"
-#include "workload/event_producer.h"
 #include "schemas/dlq_record_generated.h"
 #include "tests/e2e/e2e_util.h"
 
@@ -19,12 +18,7 @@ namespace {
 class DeadLettersAndStopTest : public BrokerTest {
  protected:
   GeneratorOptions Workload(uint64_t count) {
-    GeneratorOptions gen;
-    gen.count = count;
-    gen.users = 800;
-    gen.zipf_exponent = 0.8;
-    gen.seed = 5;
-    gen.events_per_second = 1;
+    GeneratorOptions gen = SmallWorkload(5, count, 800, 1);
     gen.malformed_fraction = 0.05;
     gen.duplicate_fraction = 0.02;
     return gen;
@@ -35,7 +29,7 @@ TEST_F(DeadLettersAndStopTest, EveryMalformedRecordReachesTheDlqIntact) {
   constexpr int kPartitions = 4;
   CreateTopic("transactions", kPartitions);
   const GeneratorOptions gen = Workload(20000);
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", gen).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
   ScratchDir dir("dlq");
   SpecOptions spec;
   spec.state_dir = dir / "state";
@@ -80,7 +74,7 @@ TEST_F(DeadLettersAndStopTest, EveryMalformedRecordReachesTheDlqIntact) {
 
 TEST_F(DeadLettersAndStopTest, SigtermTakesAFinalCheckpointAndResumesThere) {
   CreateTopic("transactions", 4);
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", Workload(20000)).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload(20000)));
   ScratchDir dir("sigterm");
   SpecOptions spec;
   spec.state_dir = dir / "state";

@@ -3,7 +3,6 @@
 // promise that one code path gives one answer, live or replayed.
 #include <gtest/gtest.h>
 
-#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {
@@ -13,17 +12,12 @@ class DeterminismTest : public BrokerTest {};
 
 TEST_F(DeterminismTest, TwoRunsOfOneVersionGiveByteIdenticalOutputs) {
   CreateTopic("transactions", 8);
-  GeneratorOptions gen;
-  gen.count = 50000;
-  gen.users = 1000;
-  gen.zipf_exponent = 0.8;
-  gen.seed = 99;
-  gen.events_per_second = 2;
+  GeneratorOptions gen = SmallWorkload(99, 50000, 1000, 2);
   gen.out_of_order_fraction = 0.1;
   gen.max_delay_ms = 30 * 60 * 1000;
   gen.duplicate_fraction = 0.05;
   gen.malformed_fraction = 0.01;
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", gen).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
   ExpectLogStartsAtZero(Config(), "transactions");
   ScratchDir dir("determinism");
 

@@ -1,5 +1,6 @@
-// Helpers for the end-to-end stories: write a job spec, read a job's output
-// topic back into a map, parse the metrics file kappa run writes.
+// Helpers for the end-to-end stories: produce the transaction workload,
+// write a job spec, read a job's output topic back into a map, parse the
+// metrics file kappa run writes.
 #pragma once
 
 #include <fstream>
@@ -14,8 +15,33 @@
 #include "kafka/topic_reader.h"
 #include "schemas/window_aggregate_generated.h"
 #include "tests/support/test_support.h"
+#include "workload/event_producer.h"
 
 namespace kappa::testing {
+
+// The stories' workload: `count` transactions by `users` users (Zipf 0.8),
+// `events_per_second` of event time (low rates span hours, so hourly windows
+// close), no disorder, duplicates or malformed records unless the story
+// sets them on the result.
+inline GeneratorOptions SmallWorkload(uint64_t seed, uint64_t count, uint64_t users = 300,
+                                      double events_per_second = 1) {
+  GeneratorOptions gen;
+  gen.count = count;
+  gen.users = users;
+  gen.zipf_exponent = 0.8;
+  gen.seed = seed;
+  gen.events_per_second = events_per_second;
+  return gen;
+}
+
+// Produces gen to topic and waits for every ack (a fatal failure otherwise;
+// wrap in ASSERT_NO_FATAL_FAILURE to stop the test there).
+inline void ProduceWorkload(const KafkaConfig& config, const std::string& topic, const GeneratorOptions& gen,
+                            ProduceSummary* summary = nullptr) {
+  auto produced = ProduceEvents(config, topic, gen);
+  ASSERT_TRUE(produced.ok()) << "producing the workload to " << topic << ": " << produced.status().ToString();
+  if (summary) *summary = *produced;
+}
 
 struct SpecOptions {
   std::string job = "user-spend";

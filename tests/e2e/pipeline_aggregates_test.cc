@@ -6,7 +6,6 @@
 // for every input record.
 #include <gtest/gtest.h>
 
-#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/reference_model.h"
 
@@ -18,18 +17,13 @@ class PipelineAggregatesTest : public BrokerTest {};
 TEST_F(PipelineAggregatesTest, EveryOutputMatchesIndependentComputationAndCountersBalance) {
   constexpr int kPartitions = 12;
   CreateTopic("transactions", kPartitions);
-  GeneratorOptions gen;
-  gen.count = 200000;
-  gen.users = 3000;
-  gen.zipf_exponent = 0.8;
-  gen.seed = 42;
-  gen.events_per_second = 5;  // ~11 hours of event time
+  GeneratorOptions gen = SmallWorkload(42, 200000, 3000, 5);  // ~11 hours of event time
   gen.out_of_order_fraction = 0.05;
   gen.max_delay_ms = 20 * 60 * 1000;  // some beyond the 10 min lateness: late records
   gen.duplicate_fraction = 0.02;
   gen.malformed_fraction = 0.01;
-  auto produced = ProduceEvents(Config(), "transactions", gen);
-  ASSERT_TRUE(produced.ok()) << produced.status().ToString();
+  ProduceSummary produced;
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen, &produced));
   ExpectLogStartsAtZero(Config(), "transactions");
 
   ScratchDir dir("pipeline");
@@ -97,7 +91,7 @@ TEST_F(PipelineAggregatesTest, EveryOutputMatchesIndependentComputationAndCounte
   // The side outputs hold exactly the DLQ'd and late records.
   const TopicContents dlq = ReadOutputs(Config(), "user-spend.dlq");
   EXPECT_EQ(dlq.total, expected.dlq);
-  EXPECT_EQ(static_cast<uint64_t>(dlq.total), produced->stats.malformed());
+  EXPECT_EQ(static_cast<uint64_t>(dlq.total), produced.stats.malformed());
   const TopicContents late = ReadOutputs(Config(), "user-spend.late");
   EXPECT_EQ(late.total, expected.late);
 }

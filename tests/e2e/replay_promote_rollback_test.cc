@@ -13,7 +13,6 @@
 
 #include <gtest/gtest.h>
 
-#include "workload/event_producer.h"
 #include "replay/registry.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/reference_model.h"
@@ -27,12 +26,7 @@ constexpr int64_t kHour = 3600 * 1000;
 class ReplayPromoteRollbackTest : public BrokerTest {
  protected:
   GeneratorOptions Batch(uint64_t seed, uint64_t count, int64_t start_time_ms) {
-    GeneratorOptions gen;
-    gen.count = count;
-    gen.users = 300;
-    gen.zipf_exponent = 0.8;
-    gen.seed = seed;
-    gen.events_per_second = 1;
+    GeneratorOptions gen = SmallWorkload(seed, count, 300, 1);
     gen.start_time_ms = start_time_ms;
     return gen;
   }
@@ -72,7 +66,7 @@ TEST_F(ReplayPromoteRollbackTest, FixedVersionReplaysBesideLiveOnePromotesAndRol
   const int64_t t0 = 1767225600000;
   const GeneratorOptions history = Batch(1, 12000, t0);
   const GeneratorOptions fresh = Batch(2, 4000, t0 + 12000 * 1000 + 2 * kHour);
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", history).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", history));
   ScratchDir dir("story");
 
   // v1 serves live.
@@ -83,7 +77,7 @@ TEST_F(ReplayPromoteRollbackTest, FixedVersionReplaysBesideLiveOnePromotesAndRol
   ChildProcess v2(Cmd({"replay", Spec(dir, 2, true), "--status-interval-ms", "0", "--catch-up-hold-ms", "500",
                        "--max-rate", "20000"}),
                   "v2");
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", fresh).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", fresh));
   WaitForRecordsIn(dir / "state-v1/metrics.json", 16000);
   WaitForRecordsIn(dir / "state-v2/metrics.json", 16000);
 
@@ -156,7 +150,7 @@ TEST_F(ReplayPromoteRollbackTest, FixedVersionReplaysBesideLiveOnePromotesAndRol
 
 TEST_F(ReplayPromoteRollbackTest, PromoteRefusesWhileBehindAndOverTheDiffGate) {
   CreateTopic("transactions", kPartitions);
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", Batch(3, 20000, 1767225600000)).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Batch(3, 20000, 1767225600000)));
   ScratchDir dir("refusals");
   std::string out, err;
   ASSERT_EQ(RunKappa(Cmd({"deploy", Spec(dir, 1, false), "--stop-at-end", "--status-interval-ms", "0"}), &out, &err), 0)
@@ -185,7 +179,7 @@ TEST_F(ReplayPromoteRollbackTest, PromoteRefusesWhileBehindAndOverTheDiffGate) {
 
 TEST_F(ReplayPromoteRollbackTest, SameLogicUnderANewVersionReproducesTheLiveOutputsAndSharesNothing) {
   CreateTopic("transactions", kPartitions);
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", Batch(4, 15000, 1767225600000)).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Batch(4, 15000, 1767225600000)));
   ScratchDir dir("identical");
   std::string out, err;
   ASSERT_EQ(RunKappa(Cmd({"deploy", Spec(dir, 1, true), "--stop-at-end", "--status-interval-ms", "0"}), &out, &err), 0)

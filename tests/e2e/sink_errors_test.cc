@@ -7,7 +7,6 @@
 
 #include <gtest/gtest.h>
 
-#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {
@@ -18,12 +17,7 @@ constexpr int16_t kProduceApi = 0;  // Kafka ApiKey of Produce requests
 class SinkErrorsTest : public BrokerTest {
  protected:
   GeneratorOptions Workload(uint64_t seed) {
-    GeneratorOptions gen;
-    gen.count = 10000;
-    gen.users = 300;
-    gen.zipf_exponent = 0.8;
-    gen.seed = seed;
-    gen.events_per_second = 0.5;
+    GeneratorOptions gen = SmallWorkload(seed, 10000, 300, 0.5);
     gen.start_time_ms = 1767225600000 + static_cast<int64_t>(seed - 1) * 20000 * 1000;
     return gen;
   }
@@ -35,7 +29,7 @@ class SinkErrorsTest : public BrokerTest {
 
 TEST_F(SinkErrorsTest, TransientProduceErrorsAreRetriedAndNothingIsLost) {
   CreateTopic("transactions", 2);
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", Workload(1)).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload(1)));
   ScratchDir dir("transient");
   SpecOptions clean;
   clean.sink = "clean-out";
@@ -63,7 +57,7 @@ TEST_F(SinkErrorsTest, TransientProduceErrorsAreRetriedAndNothingIsLost) {
 
 TEST_F(SinkErrorsTest, APermanentProduceErrorStopsTheJobWithItsLastCheckpointIntact) {
   CreateTopic("transactions", 2);
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", Workload(1)).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload(1)));
   ScratchDir dir("fatal");
   SpecOptions spec;
   spec.state_dir = dir / "state";
@@ -74,7 +68,7 @@ TEST_F(SinkErrorsTest, APermanentProduceErrorStopsTheJobWithItsLastCheckpointInt
   const TopicContents first = ReadOutputs(Config(), "user-spend-hourly.v1");
 
   // More history arrives; the sink now refuses every write for a while.
-  ASSERT_TRUE(ProduceEvents(Config(), "transactions", Workload(2)).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload(2)));
   std::vector<rd_kafka_resp_err_t> errors(50, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
   rd_kafka_mock_push_request_errors_array(broker_->mock_cluster(), kProduceApi, errors.size(), errors.data());
   EXPECT_EQ(RunKappa(Args(path), nullptr, &err), 1);

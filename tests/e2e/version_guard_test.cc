@@ -4,7 +4,6 @@
 // longer has is never skipped silently.
 #include <gtest/gtest.h>
 
-#include "workload/event_producer.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {
@@ -13,14 +12,8 @@ namespace {
 class VersionGuardTest : public BrokerTest {
  protected:
   void Produce(const std::string& topic, uint64_t count, uint64_t seed) {
-    GeneratorOptions gen;
-    gen.count = count;
-    gen.users = 500;
-    gen.zipf_exponent = 0.8;
-    gen.seed = seed;
-    gen.events_per_second = 0.5;  // hours of event time, so hourly windows close
-    auto st = ProduceEvents(Config(), topic, gen);
-    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    // 0.5 events/s: hours of event time, so hourly windows close.
+    ProduceWorkload(Config(), topic, SmallWorkload(seed, count, 500, 0.5));
   }
 };
 

@@ -1,0 +1,48 @@
+#include "cli/job_options.h"
+
+#include <cmath>
+
+#include "cli/command.h"
+
+namespace po = boost::program_options;
+
+namespace kappa::cli {
+
+void AddJobOptions(po::options_description& desc, po::positional_options_description& positional, JobOptions* out,
+                   int default_status_interval_ms) {
+  desc.add_options()
+      ("spec", po::value<std::string>(&out->spec_path)->required(), "job spec file (YAML); also the first positional argument")
+      ("state-dir", po::value<std::string>(), "RocksDB state directory (overrides checkpoint.dir of the spec)")
+      ("stop-at-end", "stop (after a final checkpoint) once every partition reaches the log end offset it had at start")
+      ("max-rate", po::value<double>(&out->run.max_rate)->default_value(0), "cap on records per second, e.g. so a replay never starves the live version (0: no cap)")
+      ("archive", po::value<std::string>(&out->run.archive_dir), "log archive (kappa archive) to read each partition from up to its archived end, then Kafka (overrides source.archive)")
+      ("parallelism", po::value<int>(), "worker threads replaying archived partitions in parallel, 1..256 (default: the spec's parallelism, else 1)")
+      ("status-interval-ms", po::value<int>(&out->run.status_interval_ms)->default_value(default_status_interval_ms), "print a status line this often (0: never)");
+  AddKafkaOptions(desc);
+  positional.add("spec", 1);
+}
+
+Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, KafkaConfig* config) {
+  RunOptions& run = options->run;
+  if (!(run.max_rate >= 0) || std::isinf(run.max_rate)) {
+    return Status::InvalidArgument("--max-rate must be a finite number >= 0 (0: no cap)");
+  }
+  if (run.status_interval_ms < 0) return Status::InvalidArgument("--status-interval-ms must not be negative");
+  run.parallelism = 0;  // the spec's
+  if (vm.count("parallelism")) {
+    const int n = vm["parallelism"].as<int>();
+    if (n < 1 || n > 256) {
+      return Status::InvalidArgument("--parallelism must be between 1 and 256, not " + std::to_string(n));
+    }
+    run.parallelism = n;
+  }
+  run.stop_at_end = vm.count("stop-at-end") > 0;
+  KAPPA_RETURN_IF_ERROR(KafkaConfigFromOptions(vm, config));
+  auto loaded = LoadJobSpec(options->spec_path);
+  if (!loaded.ok()) return loaded.status();
+  *spec = std::move(*loaded);
+  if (vm.count("state-dir")) spec->state_dir = vm["state-dir"].as<std::string>();
+  return Status::OK();
+}
+
+}  // namespace kappa::cli

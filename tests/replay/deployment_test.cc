@@ -1,0 +1,188 @@
+// A deployment's job thread never waits for the control topic: with every
+// registry write acknowledged only after 3 s, the job still checkpoints at
+// its own pace, the last "stopped" record is still written (and awaited);
+// and a version retired from elsewhere stops at its next check.
+#include "replay/deployment.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <chrono>
+#include <future>
+#include <mutex>
+
+#include <gtest/gtest.h>
+
+#include "replay/promotion.h"
+#include "tests/e2e/e2e_util.h"
+
+namespace kappa::testing {
+namespace {
+
+using SteadyTime = std::chrono::steady_clock;
+
+double SecondsSince(SteadyTime::time_point t) {
+  return std::chrono::duration<double>(SteadyTime::now() - t).count();
+}
+
+class DeploymentTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    BrokerTest::SetUp();
+    auto control = EmbeddedBroker::Start({});
+    ASSERT_TRUE(control.ok()) << control.status().ToString();
+    control_ = std::move(*control);
+    ASSERT_TRUE(control_->CreateTopic({"kappa.control", 1}).ok());
+    CreateTopic("transactions", 2);
+    ProduceWorkload(Config(), "transactions", SmallWorkload(1, 20000));
+  }
+  void TearDown() override {
+    control_.reset();
+    BrokerTest::TearDown();
+  }
+  KafkaConfig ControlConfig() const {
+    KafkaConfig c;
+    c.brokers = control_->bootstrap();
+    return c;
+  }
+  JobSpec Spec(const ScratchDir& dir) {
+    SpecOptions o;
+    o.checkpoint_interval = "100ms";
+    o.state_dir = dir / "state";
+    auto spec = LoadJobSpec(WriteSpec(dir, "job.yaml", o));
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? *spec : JobSpec{};
+  }
+  // Notes, collected from whatever thread calls.
+  NoteCallback Collect() {
+    return [this](NoteLevel, const std::string& text) {
+      std::lock_guard<std::mutex> lock(mu_);
+      notes_ += text + "\n";
+    };
+  }
+  std::string Notes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return notes_;
+  }
+
+  std::unique_ptr<EmbeddedBroker> control_;
+  std::mutex mu_;
+  std::string notes_;
+};
+
+TEST_F(DeploymentTest, ASlowControlTopicDoesNotBlockTheJobThread) {
+  ScratchDir dir("slow-control");
+  const JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  ASSERT_TRUE(RegisterVersion(registry, spec, false).ok());
+  // From now on every produce to the control topic (a progress write) is
+  // answered only after 3 s.
+  constexpr int kDelayMs = 3000;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(control_->mock_cluster(), 1, 0 /* Produce */, 1,
+                                                           RD_KAFKA_RESP_ERR_NO_ERROR, kDelayMs),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  DeploymentOptions options;
+  options.run.stop_at_end = true;
+  options.run.max_rate = 8000;  // ~2.5 s for 20,000 records: many 100 ms checkpoints
+  options.run.status_interval_ms = 0;
+  options.registry_poll_ms = 500;
+  options.on_note = Collect();
+  RunSummary summary;
+  const auto began = SteadyTime::now();
+  Status st = RunDeployment(Config(), spec, options, registry, StopSource(), &summary);
+  const double elapsed = SecondsSince(began);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(summary.counters.in, 20000);
+  // A hook that waited for each write would take >= 3 s per checkpoint.
+  EXPECT_GE(summary.epochs, 5);
+  EXPECT_LT(summary.seconds, 6.0) << summary.epochs << " checkpoints";
+  EXPECT_LT(summary.seconds * 1000, kDelayMs * static_cast<double>(summary.epochs) / 2);
+  // The final record is written and awaited (its ack alone takes 3 s).
+  EXPECT_GE(elapsed, kDelayMs / 1000.0);
+  EXPECT_NE(Notes().find("version 1 registered (serving)"), std::string::npos) << Notes();
+
+  Registry reader(ControlConfig());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto progress = reader.Progress(spec.job, spec.version);
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_TRUE(progress->stopped);
+  EXPECT_EQ(progress->snapshot.counters.in, 20000);
+  EXPECT_EQ(progress->snapshot.total_lag(), 0);
+}
+
+TEST_F(DeploymentTest, AReplayIsMarkedCaughtUpAndStopsWhenRetired) {
+  ScratchDir dir("retire");
+  const JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  DeploymentOptions options;
+  options.replay = true;
+  options.run.status_interval_ms = 0;
+  options.registry_poll_ms = 200;
+  options.catch_up_hold_ms = 300;
+  options.on_note = Collect();
+  StopSource stop;
+  RunSummary summary;
+  auto running = std::async(std::launch::async, [&] {
+    return RunDeployment(Config(), spec, options, registry, stop, &summary);
+  });
+
+  // The publisher marks it caught up once it has kept up for the hold.
+  Registry other(ControlConfig());
+  const auto began = SteadyTime::now();
+  bool caught_up = false;
+  while (!caught_up && SecondsSince(began) < 30) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_TRUE(other.Refresh().ok());
+    auto job = other.Job(spec.job);
+    caught_up = job && job->Find(1) && job->Find(1)->state == VersionState::kCaughtUp;
+  }
+  EXPECT_TRUE(caught_up) << Notes();
+  auto progress = other.Progress(spec.job, 1);
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_FALSE(progress->stopped);
+
+  std::string report;
+  ASSERT_TRUE(Retire(other, spec.job, 1, 24 * 3600 * 1000, &report).ok()) << report;
+  const auto retired_at = SteadyTime::now();
+  if (running.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    stop.RequestStop();
+    ADD_FAILURE() << "the retired version did not stop: " << Notes();
+  }
+  Status st = running.get();
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_LT(SecondsSince(retired_at), 10.0);
+  EXPECT_NE(Notes().find("caught up"), std::string::npos) << Notes();
+  EXPECT_NE(Notes().find("version 1 was retired; stopping"), std::string::npos) << Notes();
+  ASSERT_TRUE(other.Refresh().ok());
+  progress = other.Progress(spec.job, 1);
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_TRUE(progress->stopped);
+  EXPECT_EQ(progress->snapshot.counters.in, 20000);
+}
+
+TEST_F(DeploymentTest, AReplayRunToTheEndIsMarkedCaughtUpBeforeItReturns) {
+  ScratchDir dir("to-the-end");
+  const JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  DeploymentOptions options;
+  options.replay = true;
+  options.run.stop_at_end = true;
+  options.run.status_interval_ms = 0;
+  options.catch_up_hold_ms = 0;
+  options.registry_poll_ms = 60000;  // no poll while it runs: the end decides
+  options.on_note = Collect();
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  auto job = other.Job(spec.job);
+  ASSERT_TRUE(job.has_value());
+  ASSERT_NE(job->Find(1), nullptr);
+  EXPECT_EQ(job->Find(1)->state, VersionState::kCaughtUp) << Notes();
+  EXPECT_EQ(job->serving, 0) << "a replay does not serve by itself";
+  EXPECT_NE(Notes().find("ready to promote"), std::string::npos) << Notes();
+}
+
+}  // namespace
+}  // namespace kappa::testing

@@ -1,0 +1,182 @@
+// Promotion, rollback and retirement against registry records built by hand
+// and topics produced here: Promote refuses a version that is behind and
+// names the partition; Rollback restores the previous serving version;
+// Retire marks a version retired; CompareOutputs counts compared, equal and
+// changed keys on the latest value per key.
+#include "replay/promotion.h"
+
+#include <gtest/gtest.h>
+
+#include "kafka/kafka_client.h"
+#include "tests/replay/replay_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+namespace {
+
+class PromotionTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    BrokerTest::SetUp();
+    CreateTopic("kappa.control", 1);
+    CreateTopic("transactions", 2);
+  }
+  // Partition p of "transactions" gets counts[p] records.
+  void FillSource(const std::vector<int>& counts) {
+    auto producer = CreateClient(ClientKind::kProducer, Config(), {{"acks", "all"}});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    for (int32_t p = 0; p < static_cast<int32_t>(counts.size()); ++p) {
+      for (int i = 0; i < counts[p]; ++i) {
+        const std::string v = "r" + std::to_string(i);
+        ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("transactions"), RD_KAFKA_V_PARTITION(p),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                    RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()), RD_KAFKA_V_END),
+                  RD_KAFKA_RESP_ERR_NO_ERROR);
+      }
+    }
+    ASSERT_EQ(rd_kafka_flush(producer->get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  // Job "spend": v1 live and serving, v2 caught up, each with an output topic.
+  void RegisterTwoVersions(Registry& registry) {
+    JobRecord job;
+    job.job = "spend";
+    job.versions = {Version(1, VersionState::kLive), Version(2, VersionState::kCaughtUp)};
+    job.serving = 1;
+    ASSERT_TRUE(registry.PutJob(job).ok());
+  }
+};
+
+TEST_F(PromotionTest, CompareOutputsCountsTheLatestValuePerKey) {
+  // Serving: a=1, b=2 (then b=3), c=9, only_s=0. Candidate: a=1, b=3, c=8, only_c=0.
+  ProduceRaw(Config(), "serving", {{"a", "1"}, {"b", "2"}, {"c", "9"}, {"b", "3"}, {"only_s", "0"}});
+  ProduceRaw(Config(), "candidate", {{"c", "7"}, {"a", "1"}, {"b", "3"}, {"c", "8"}, {"only_c", "0"}});
+  auto diff = CompareOutputs(Config(), "serving", "candidate");
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_EQ(diff->compared, 3);
+  EXPECT_EQ(diff->equal, 2);  // a, and b once its latest value counts
+  EXPECT_EQ(diff->changed, 1);  // c
+  EXPECT_EQ(diff->only_serving, 1);
+  EXPECT_EQ(diff->only_candidate, 1);
+  EXPECT_DOUBLE_EQ(diff->changed_share(), 1.0 / 3);
+  EXPECT_NE(diff->ToString().find("compared 3 rows: 2 equal, 1 changed"), std::string::npos) << diff->ToString();
+
+  // A topic nobody has produced to yet compares as empty.
+  auto empty = CompareOutputs(Config(), "serving", "nothing.yet");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty->compared, 0);
+  EXPECT_EQ(empty->only_serving, 4);
+}
+
+TEST_F(PromotionTest, PromoteRefusesAVersionThatIsBehindAndNamesThePartition) {
+  FillSource({30, 500});
+  Registry registry(Config());
+  RegisterTwoVersions(registry);
+  // v2 reported itself at the end of partition 0 but 400 records short on partition 1.
+  ASSERT_TRUE(registry.PutProgress(Progress("spend", 2, {{0, 30}, {1, 100}})).ok());
+  PromoteOptions options;
+  options.max_lag = 50;
+  std::string report;
+  Status st = Promote(registry, Config(), "spend", 2, options, &report);
+  ASSERT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("400 records behind on transactions[1]"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("more than 50"), std::string::npos) << st.ToString();
+
+  // A replaying version has not caught up, whatever its offsets say.
+  Registry fresh(Config());
+  ASSERT_TRUE(fresh.Refresh().ok());
+  JobRecord job = *fresh.Job("spend");
+  job.Find(2)->state = VersionState::kReplaying;
+  ASSERT_TRUE(fresh.PutJob(job).ok());
+  st = Promote(fresh, Config(), "spend", 2, options, &report);
+  EXPECT_NE(st.message().find("has not caught up"), std::string::npos) << st.ToString();
+
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->serving, 1) << "nothing was promoted";
+}
+
+TEST_F(PromotionTest, PromoteSwitchesACaughtUpVersionAndRollbackRestoresThePrevious) {
+  FillSource({30, 40});
+  ProduceRaw(Config(), "out.v1", {{"k1", "x"}, {"k2", "y"}});
+  ProduceRaw(Config(), "out.v2", {{"k1", "x"}, {"k2", "z"}});
+  Registry registry(Config());
+  RegisterTwoVersions(registry);
+  ASSERT_TRUE(registry.PutProgress(Progress("spend", 2, {{0, 30}, {1, 35}})).ok());
+  PromoteOptions options;
+  options.max_lag = 10;
+  options.max_changed_share = 0.6;  // 1 of 2 changed: under the gate
+  std::string report;
+  Status st = Promote(registry, Config(), "spend", 2, options, &report);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_NE(report.find("compared 2 rows: 1 equal, 1 changed"), std::string::npos) << report;
+  EXPECT_NE(report.find("version 2 now serves"), std::string::npos) << report;
+
+  Registry other(Config());
+  ASSERT_TRUE(other.Refresh().ok());
+  EXPECT_EQ(other.Job("spend")->serving, 2);
+  EXPECT_EQ(other.Job("spend")->previous_serving, (std::vector<int32_t>{1}));
+
+  st = Rollback(other, "spend", &report);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_NE(report.find("version 1 serves again (was 2)"), std::string::npos) << report;
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->serving, 1);
+  EXPECT_TRUE(registry.Job("spend")->previous_serving.empty());
+  // Nothing earlier to roll back to.
+  EXPECT_EQ(Rollback(registry, "spend", &report).code(), Status::Code::kFailedPrecondition);
+}
+
+TEST_F(PromotionTest, PromoteRefusesOverTheChangedShareGateUnlessAccepted) {
+  FillSource({10, 10});
+  ProduceRaw(Config(), "out.v1", {{"k1", "x"}, {"k2", "y"}});
+  ProduceRaw(Config(), "out.v2", {{"k1", "x"}, {"k2", "z"}});
+  Registry registry(Config());
+  RegisterTwoVersions(registry);
+  ASSERT_TRUE(registry.PutProgress(Progress("spend", 2, {{0, 10}, {1, 10}})).ok());
+  PromoteOptions options;
+  options.max_changed_share = 0.05;
+  std::string report;
+  Status st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(st.message().find("over the 5.0% gate"), std::string::npos) << st.ToString();
+  EXPECT_NE(report.find("compared 2 rows"), std::string::npos) << report;
+  options.accept = true;
+  ASSERT_TRUE(Promote(registry, Config(), "spend", 2, options, &report).ok());
+  EXPECT_NE(report.find("version 2 now serves"), std::string::npos) << report;
+}
+
+TEST_F(PromotionTest, RetireMarksTheVersionRetiredButNeverTheServingOne) {
+  Registry registry(Config());
+  RegisterTwoVersions(registry);
+  std::string report;
+  Status st = Retire(registry, "spend", 1, 0, &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(st.message().find("serves"), std::string::npos) << st.ToString();
+
+  ScratchDir dir("retire");
+  ASSERT_TRUE(registry.Refresh().ok());
+  JobRecord job = *registry.Job("spend");
+  job.Find(2)->state_dir = dir / "v2";
+  std::filesystem::create_directories(dir / "v2");
+  ASSERT_TRUE(registry.PutJob(job).ok());
+  // A long retention keeps the state.
+  ASSERT_TRUE(Retire(registry, "spend", 2, 3600 * 1000, &report).ok());
+  EXPECT_NE(report.find("version 2 retired"), std::string::npos) << report;
+  EXPECT_TRUE(std::filesystem::exists(dir / "v2"));
+
+  Registry other(Config());
+  ASSERT_TRUE(other.Refresh().ok());
+  const VersionInfo* v2 = other.Job("spend")->Find(2);
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(v2->state, VersionState::kRetired);
+  EXPECT_GT(v2->retired_at_ms, 0);
+  EXPECT_EQ(other.Job("spend")->serving, 1);
+  // A retired version cannot be promoted; with no retention its state goes.
+  PromoteOptions options;
+  EXPECT_EQ(Promote(other, Config(), "spend", 2, options, &report).code(), Status::Code::kFailedPrecondition);
+  ASSERT_TRUE(Retire(other, "spend", 2, 0, &report).ok());
+  EXPECT_NE(report.find("deleted the state of version 2"), std::string::npos) << report;
+  EXPECT_FALSE(std::filesystem::exists(dir / "v2"));
+}
+
+}  // namespace
+}  // namespace kappa::testing

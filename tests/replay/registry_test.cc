@@ -1,0 +1,119 @@
+// The registry in its control topic: what one Registry writes, a fresh one
+// reads back (the latest record per key); a missing control topic is an
+// empty registry; two registries see each other's writes.
+#include "replay/registry.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/replay/replay_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+namespace {
+
+class RegistryTest : public BrokerTest {};
+
+TEST_F(RegistryTest, MissingControlTopicIsAnEmptyRegistry) {
+  Registry registry(Config(), "no.such.control");
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_TRUE(registry.Jobs().empty());
+  EXPECT_FALSE(registry.Job("spend").has_value());
+  EXPECT_FALSE(registry.Progress("spend", 1).has_value());
+}
+
+TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
+  CreateTopic("kappa.control", 1);
+  {
+    Registry writer(Config());
+    JobRecord job;
+    job.job = "spend";
+    job.versions = {Version(1, VersionState::kLive)};
+    job.serving = 1;
+    ASSERT_TRUE(writer.PutJob(job).ok());
+    job.versions.push_back(Version(2, VersionState::kReplaying));
+    ASSERT_TRUE(writer.PutJob(job).ok());  // supersedes the first
+    JobRecord other;
+    other.job = "fraud";
+    other.versions = {Version(7, VersionState::kLive)};
+    other.serving = 7;
+    ASSERT_TRUE(writer.PutJob(other).ok());
+    ASSERT_TRUE(writer.PutProgress(Progress("spend", 2, {{0, 10}, {1, 20}}, 1)).ok());
+    ProgressRecord later = Progress("spend", 2, {{0, 15}, {1, 25}}, 2);
+    later.caught_up_since_ms = 1234;
+    later.snapshot.counters.in = 40;
+    later.snapshot.partitions[1].log_end = 90;
+    later.snapshot.partitions[1].watermark_ms = 1767225600123;
+    ASSERT_TRUE(writer.PutProgress(later).ok());
+    ASSERT_TRUE(writer.PutProgress(Progress("spend", 1, {{0, 99}})).ok());
+  }
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto jobs = reader.Jobs();
+  EXPECT_EQ(jobs, (std::vector<std::string>{"fraud", "spend"}));
+  auto spend = reader.Job("spend");
+  ASSERT_TRUE(spend.has_value());
+  ASSERT_EQ(spend->versions.size(), 2u);
+  EXPECT_EQ(spend->serving, 1);
+  EXPECT_EQ(spend->versions[1].state, VersionState::kReplaying);
+  EXPECT_EQ(spend->versions[1].output_topic, "out.v2");
+  EXPECT_GT(spend->updated_at_ms, 0);
+  auto fraud = reader.Job("fraud");
+  ASSERT_TRUE(fraud.has_value());
+  EXPECT_EQ(fraud->serving, 7);
+
+  auto v2 = reader.Progress("spend", 2);
+  ASSERT_TRUE(v2.has_value());
+  EXPECT_EQ(v2->snapshot.epoch, 2);
+  EXPECT_EQ(v2->caught_up_since_ms, 1234);
+  EXPECT_EQ(v2->snapshot.counters.in, 40);
+  ASSERT_EQ(v2->snapshot.partitions.size(), 2u);
+  EXPECT_EQ(v2->snapshot.partitions[0].position, 15);
+  EXPECT_EQ(v2->snapshot.partitions[1].partition, 1);
+  EXPECT_EQ(v2->snapshot.partitions[1].position, 25);
+  EXPECT_EQ(v2->snapshot.partitions[1].log_end, 90);
+  EXPECT_EQ(v2->snapshot.partitions[1].watermark_ms, 1767225600123);
+  EXPECT_EQ(v2->snapshot.partitions[1].lag(), 65);
+  EXPECT_EQ(v2->snapshot.max_lag_partition(), 1);
+  EXPECT_FALSE(v2->stopped);
+  auto v1 = reader.Progress("spend", 1);
+  ASSERT_TRUE(v1.has_value());
+  EXPECT_EQ(v1->snapshot.partitions.at(0).position, 99);
+  EXPECT_FALSE(reader.Progress("spend", 3).has_value());
+}
+
+TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
+  CreateTopic("kappa.control", 1);
+  Registry a(Config()), b(Config());
+  ASSERT_TRUE(a.Refresh().ok());
+  ASSERT_TRUE(b.Refresh().ok());
+
+  JobRecord job;
+  job.job = "spend";
+  job.versions = {Version(1, VersionState::kLive)};
+  job.serving = 1;
+  ASSERT_TRUE(a.PutJob(job).ok());
+  EXPECT_TRUE(a.Job("spend").has_value()) << "the writer's own view is updated on success";
+  EXPECT_FALSE(b.Job("spend").has_value()) << "b has not refreshed yet";
+  ASSERT_TRUE(b.Refresh().ok());
+  auto seen = b.Job("spend");
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->serving, 1);
+
+  // b modifies what a wrote; a sees b's version after a refresh.
+  seen->versions.push_back(Version(2, VersionState::kCaughtUp));
+  seen->previous_serving.push_back(1);
+  seen->serving = 2;
+  ASSERT_TRUE(b.PutJob(*seen).ok());
+  ASSERT_TRUE(b.PutProgress(Progress("spend", 2, {{0, 5}})).ok());
+  ASSERT_TRUE(a.Refresh().ok());
+  auto back = a.Job("spend");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->serving, 2);
+  EXPECT_EQ(back->previous_serving, (std::vector<int32_t>{1}));
+  ASSERT_NE(back->Find(2), nullptr);
+  EXPECT_EQ(back->Find(2)->state, VersionState::kCaughtUp);
+  ASSERT_TRUE(a.Progress("spend", 2).has_value());
+}
+
+}  // namespace
+}  // namespace kappa::testing
