@@ -66,7 +66,7 @@ std::string EncodeProgress(const ProgressRecord& r) {
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<flatbuffers::Offset<schema::PartitionPosition>> parts;
   for (const auto& p : r.snapshot.partitions) {
-    parts.push_back(schema::CreatePartitionPosition(fbb, p.partition, p.position, p.log_end, p.watermark_ms));
+    parts.push_back(schema::CreatePartitionPosition(fbb, p.partition, p.position, p.log_end, p.watermark_ms, p.start_offset));
   }
   const auto& c = r.snapshot.counters;
   auto root = schema::CreateVersionProgressDirect(fbb, r.job.c_str(), r.version, r.snapshot.epoch,
@@ -92,13 +92,14 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   r.snapshot.counters.late = p->late();
   if (p->partitions()) {
     for (const auto* pp : *p->partitions()) {
-      // By name: PartitionProgress also has start_offset, which the control
-      // record does not carry (it stays 0).
+      // Field by field: a positional initializer silently shifted fields
+      // when PartitionProgress gained one.
       PartitionProgress part;
       part.partition = pp->partition();
       part.position = pp->position();
       part.log_end = pp->log_end();
       part.watermark_ms = pp->watermark_ms();
+      part.start_offset = pp->start_offset();
       r.snapshot.partitions.push_back(part);
     }
   }

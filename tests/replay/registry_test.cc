@@ -43,6 +43,7 @@ TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
     later.snapshot.counters.in = 40;
     later.snapshot.partitions[1].log_end = 90;
     later.snapshot.partitions[1].watermark_ms = 1767225600123;
+    later.snapshot.partitions[1].start_offset = 5;
     ASSERT_TRUE(writer.PutProgress(later).ok());
     ASSERT_TRUE(writer.PutProgress(Progress("spend", 1, {{0, 99}})).ok());
   }
@@ -73,6 +74,7 @@ TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
   EXPECT_EQ(v2->snapshot.partitions[1].log_end, 90);
   EXPECT_EQ(v2->snapshot.partitions[1].watermark_ms, 1767225600123);
   EXPECT_EQ(v2->snapshot.partitions[1].lag(), 65);
+  EXPECT_EQ(v2->snapshot.partitions[1].start_offset, 5) << "percent done counts from where the version started";
   EXPECT_EQ(v2->snapshot.max_lag_partition(), 1);
   EXPECT_FALSE(v2->stopped);
   auto v1 = reader.Progress("spend", 1);
