@@ -15,6 +15,16 @@ namespace po = boost::program_options;
 
 namespace kappa::cli {
 namespace {
+
+// The produce loop's progress, rewritten in place on a terminal.
+ProgressFn GenProgress(bool tty, const char* unit) {
+  if (!tty) return {};
+  return [unit](uint64_t sent, uint64_t total, double seconds) {
+    std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)  %.0f %s/s   ", static_cast<unsigned long long>(sent),
+                 static_cast<unsigned long long>(total), total ? 100.0 * sent / total : 100.0,
+                 seconds > 0 ? sent / seconds : 0.0, unit);
+  };
+}
 Status CheckFraction(const char* name, double v) {
   if (!(v >= 0 && v <= 1)) return Status::InvalidArgument(std::string("--") + name + " must be between 0 and 1");
   return Status::OK();
@@ -66,12 +76,7 @@ int GenNexmark(const KafkaConfig& config, const std::string& topic, const Genera
                 static_cast<unsigned long long>(s.bids));
     return 0;
   }
-  auto progress = [&](uint64_t sent, uint64_t total, double seconds) {
-    if (!tty) return;
-    std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)  %.0f events/s   ", static_cast<unsigned long long>(sent),
-                 static_cast<unsigned long long>(total), total ? 100.0 * sent / total : 100.0,
-                 seconds > 0 ? sent / seconds : 0.0);
-  };
+  const ProgressFn progress = GenProgress(tty, "events");
   auto summary = ProduceNexmark(config, topic, n, progress);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", summary.status());
@@ -154,12 +159,7 @@ int GenCommand(int argc, char** argv) {
 
   const bool tty = StderrIsTerminal();
   if (file_mode) return GenToFile(g, to_archive, partitions, tty);
-  auto progress = [&](uint64_t sent, uint64_t total, double seconds) {
-    if (!tty) return;
-    std::fprintf(stderr, "\r  gen %llu/%llu (%3.0f%%)  %.0f records/s   ", static_cast<unsigned long long>(sent),
-                 static_cast<unsigned long long>(total), total ? 100.0 * sent / total : 100.0,
-                 seconds > 0 ? sent / seconds : 0.0);
-  };
+  const ProgressFn progress = GenProgress(tty, "records");
   auto summary = ProduceEvents(config, topic, g, progress);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", summary.status());

@@ -32,12 +32,8 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   sink->output_topic_ = spec.OutputTopic();
   sink->version_text_ = std::to_string(spec.version);
   sink->dlq_builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(1024);
-  ProducerOptions options;
-  options.idempotent = true;
-  options.acks = "all";
+  ProducerOptions options = BulkProducerOptions();
   options.linger_ms = 5;
-  options.batch_num_messages = 10000;
-  options.queue_buffering_max_messages = 1000000;
   options.retry_backoff_ms = 200;
   options.message_timeout_ms = 120000;
   if (spec.delivery == DeliveryMode::kExactlyOnce) {

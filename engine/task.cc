@@ -45,28 +45,16 @@ void Task::Append(const void* payload, uint32_t size, const void* key, uint32_t 
   const size_t words = (size + 7) / 8;
   if (arena_.size() < arena_words_ + words) arena_.resize(std::max(arena_.size() * 2, arena_words_ + words + 1024));
   if (size) std::memcpy(arena_.data() + arena_words_, payload, size);
-  InputRecord& r = batch_.records.emplace_back();
   // The arena may still move while the batch fills: keep the word index
   // here and turn it into a pointer in Process().
-  r.payload = reinterpret_cast<const uint8_t*>(arena_words_);
-  r.size = size;
-  r.key = static_cast<const uint8_t*>(key);
-  r.key_size = key_size;
-  r.offset = offset;
-  r.timestamp_ms = timestamp_ms;
+  Push(reinterpret_cast<const uint8_t*>(arena_words_), size, key, key_size, offset, timestamp_ms);
   arena_words_ += words;
 }
 
 void Task::AppendBorrowed(const void* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
                           int64_t timestamp_ms) {
   borrowed_ = true;
-  InputRecord& r = batch_.records.emplace_back();
-  r.payload = static_cast<const uint8_t*>(payload);
-  r.size = size;
-  r.key = static_cast<const uint8_t*>(key);
-  r.key_size = key_size;
-  r.offset = offset;
-  r.timestamp_ms = timestamp_ms;
+  Push(static_cast<const uint8_t*>(payload), size, key, key_size, offset, timestamp_ms);
 }
 
 void Task::Process() {

@@ -55,6 +55,16 @@ class Task {
 
  private:
   Task() = default;
+  void Push(const uint8_t* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
+            int64_t timestamp_ms) {
+    InputRecord& r = batch_.records.emplace_back();
+    r.payload = payload;
+    r.size = size;
+    r.key = static_cast<const uint8_t*>(key);
+    r.key_size = key_size;
+    r.offset = offset;
+    r.timestamp_ms = timestamp_ms;
+  }
   int32_t partition_ = 0;
   StateRegistry registry_;
   std::vector<std::unique_ptr<Operator>> chain_;

@@ -10,6 +10,15 @@
 
 namespace kappa {
 
+ProducerOptions BulkProducerOptions() {
+  ProducerOptions options;
+  options.idempotent = true;
+  options.acks = "all";
+  options.batch_num_messages = 10000;
+  options.queue_buffering_max_messages = 1000000;
+  return options;
+}
+
 Result<KafkaHandle> CreateProducer(const KafkaConfig& config, const ProducerOptions& options) {
   KAPPA_RETURN_IF_ERROR(RequireBootstrap(config));
   std::vector<std::pair<std::string, std::string>> defaults = {

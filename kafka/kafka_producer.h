@@ -53,6 +53,11 @@ struct ProducerOptions {
   void* opaque = nullptr;
 };
 
+// The settings of every producer that writes many records it must not lose
+// (a job's sink, the generators): idempotent, acks=all, batches of 10,000,
+// a deep local queue. Callers tune linger and timeouts on top.
+ProducerOptions BulkProducerOptions();
+
 // A producer handle; InvalidArgument for a missing bootstrap address or a bad
 // property. Transactions are not initialised (KafkaProducer::Create does).
 Result<KafkaHandle> CreateProducer(const KafkaConfig& config, const ProducerOptions& options);

@@ -24,12 +24,8 @@ struct OutRecord {
 template <typename Next>
 Result<ProduceSummary> ProduceAll(const KafkaConfig& config, const std::string& topic, uint64_t total,
                                   Next&& next, const ProgressFn& progress) {
-  ProducerOptions options;
-  options.idempotent = true;
-  options.acks = "all";
+  ProducerOptions options = BulkProducerOptions();
   options.linger_ms = 20;
-  options.batch_num_messages = 10000;
-  options.queue_buffering_max_messages = 1000000;
   options.message_timeout_ms = 60000;
   auto producer_or = KafkaProducer::Create(config, std::move(options));
   if (!producer_or.ok()) return producer_or.status();
