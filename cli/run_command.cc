@@ -21,6 +21,7 @@ int RunCommand(int argc, char** argv) {
   RunOptions& options = job.run;
   desc.add_options()
       ("archive-only", "read only the archive, up to its end, then stop (no Kafka source needed)")
+      ("final-watermark", "with --stop-at-end or --archive-only: at the end of the input, advance event time to its end so every open window is emitted, as a batch job would (the version's input is then over: later records are late)")
       ("metrics-file", po::value<std::string>(&options.metrics_file), "where to write metrics JSON (default <state dir>/metrics.json)")
       ("print-spec-hash", "print the spec hash and exit");
   const std::string usage =
@@ -41,6 +42,11 @@ int RunCommand(int argc, char** argv) {
     return 0;
   }
   options.archive_only = vm.count("archive-only") > 0;
+  options.final_watermark = vm.count("final-watermark") > 0;
+  if (options.final_watermark && !options.stop_at_end && !options.archive_only) {
+    return Fail("run", Status::InvalidArgument("--final-watermark ends the input, so it needs a bounded run: "
+                                               "add --stop-at-end or --archive-only"));
+  }
   options.on_status = StatusPrinter("kappa run " + spec->job + " v" + std::to_string(spec->version), true);
   options.on_note = NotePrinter("kappa run");
   StopToken stop = InstallStopSignals();

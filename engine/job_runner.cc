@@ -70,7 +70,7 @@ struct JobRunner::Impl {
   Status MakeTasks();
   Status Loop(StopToken stop);
   Status AfterRead(bool* asked_to_stop);
-  Status Finish();
+  Status Finish(bool input_ended);
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
   }
@@ -197,22 +197,35 @@ Status JobRunner::Impl::Loop(StopToken stop) {
   bool asked_to_stop = false;
   // The budget of one read: about 50 ms of records under a rate cap.
   const int64_t budget = options.max_rate > 0 ? std::max<int64_t>(1, static_cast<int64_t>(options.max_rate / 20)) : 0;
+  bool input_ended = false;
   while (!stop.stop_requested() && !asked_to_stop) {
-    if (options.stop_at_end && AtEnd()) break;
+    if (options.stop_at_end && AtEnd()) {
+      input_ended = true;
+      break;
+    }
     if (sink->failed()) return sink->failure();
     int64_t records = 0;
     KAPPA_RETURN_IF_ERROR(source->Read(budget, &records));  // no checkpoint past a failure
-    if (records == 0 && source->exhausted()) break;
+    if (records == 0 && source->exhausted()) {
+      input_ended = true;
+      break;
+    }
     processed += records;
     sink->Poll();
     KAPPA_RETURN_IF_ERROR(AfterRead(&asked_to_stop));
   }
-  return Finish();
+  return Finish(input_ended);
 }
 
 // The final checkpoint of a clean stop (signal, end of log, asked to stop),
 // durable before the run returns.
-Status JobRunner::Impl::Finish() {
+Status JobRunner::Impl::Finish(bool input_ended) {
+  if (options.final_watermark && input_ended) {
+    const int64_t before = TotalCounters(tasks).outputs;
+    for (Task* t : tasks) t->EndOfInput();
+    Note(NoteLevel::kInfo, "end of input: the final watermark emitted " +
+                               std::to_string(TotalCounters(tasks).outputs - before) + " open window(s)");
+  }
   KAPPA_RETURN_IF_ERROR(coordinator->Finish());
   const CheckpointStats& c = coordinator->stats();
   summary->epochs = c.epochs;

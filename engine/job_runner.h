@@ -48,6 +48,12 @@ struct RunOptions {
   // Read only the archive, up to its end, then stop (a batch backfill; no
   // Kafka source needed). Requires an archive.
   bool archive_only = false;
+  // At the end of a bounded run (stop_at_end reached, or the archive of an
+  // archive_only run exhausted; not on a stop request): advance every task's
+  // event time to its end so every open window is emitted before the final
+  // checkpoint (Task::EndOfInput). A live run never does this: windows still
+  // open may get records tomorrow.
+  bool final_watermark = false;
 };
 
 struct RunSummary {

@@ -76,6 +76,13 @@ void Task::Process() {
   arena_words_ = 0;
 }
 
+void Task::EndOfInput() {
+  Process();
+  context_.max_event_time_ms = kEndOfInputTime;
+  checkpoint_.max_event_time_ms = kEndOfInputTime;
+  for (auto& op : chain_) op->OnBatchEnd(context_);
+}
+
 void Task::Restore(const TaskCheckpointData& data) {
   checkpoint_ = data;
   context_.max_event_time_ms = data.max_event_time_ms;

@@ -39,6 +39,12 @@ class Task {
   bool has_pending() const { return !batch_.records.empty(); }
   // Runs batch() through the chain, then advances next_offset past it.
   void Process();
+  // The end of a bounded input (a backfill's last record): event time jumps
+  // to the end of time, so every open window fires now, as a batch job's
+  // would, and any record after this is late. Persisted with the next
+  // checkpoint. Never for a live run: its input has no end.
+  void EndOfInput();
+  bool ended() const { return checkpoint_.max_event_time_ms == kEndOfInputTime; }
 
   StateRegistry& registry() { return registry_; }
   // Checkpoint view of this task (offset, watermark, counters).

@@ -89,6 +89,10 @@ class OutputCollector {
   virtual void EmitLate(int32_t partition, const InputRecord& record) = 0;
 };
 
+// Event time at the end of a bounded input: the watermark it implies closes
+// every window (Task::EndOfInput).
+constexpr int64_t kEndOfInputTime = std::numeric_limits<int64_t>::max();
+
 // What a task gives its operators.
 struct TaskContext {
   int32_t partition = 0;

@@ -165,7 +165,9 @@ TEST_F(PromotionTest, RetireMarksTheVersionRetiredButNeverTheServingOne) {
 
   Registry other(Config());
   ASSERT_TRUE(other.Refresh().ok());
-  const VersionInfo* v2 = other.Job("spend")->Find(2);
+  const std::optional<JobRecord> after = other.Job("spend");  // Find points into it: keep it alive
+  ASSERT_TRUE(after.has_value());
+  const VersionInfo* v2 = after->Find(2);
   ASSERT_NE(v2, nullptr);
   EXPECT_EQ(v2->state, VersionState::kRetired);
   EXPECT_GT(v2->retired_at_ms, 0);
