@@ -48,6 +48,13 @@ struct RunOptions {
   // Read only the archive, up to its end, then stop (a batch backfill; no
   // Kafka source needed). Requires an archive.
   bool archive_only = false;
+  // Start over: delete the files kappa created in the state directory
+  // (StateBackend::Reset) before opening it. Without it a damaged state
+  // directory is an error, never a silent restart from epoch 0.
+  bool reset_state = false;
+  // Free space each checkpoint needs in the state directory: at least this
+  // many MiB, and twice the last checkpoint (0: no minimum).
+  int64_t state_headroom_mib = 64;
 };
 
 struct RunSummary {

@@ -761,6 +761,7 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
   c->snapshot.wait_ms = std::chrono::duration<double, std::milli>(captured - start).count();
   c->snapshot.capture_ms = std::chrono::duration<double, std::milli>(end - captured).count();
   SnapshotStats stats = c->snapshot;
+  last_checkpoint_bytes_ = stats.bytes;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->queue.push_back(std::move(c));
