@@ -10,7 +10,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 
 #include "state/state_backend.h"
 #include "state/state_headroom.h"
@@ -63,7 +62,6 @@ class DamagedStateTest : public ::testing::Test {
     ASSERT_FALSE(backend.ok()) << "a damaged state directory was opened (epoch " << (*backend)->last_epoch()
                                << ")";
     const std::string& m = backend.status().message();
-    std::cout << "refused: " << m << "\n";
     EXPECT_EQ(backend.status().code(), Status::Code::kCorruption) << backend.status().ToString();
     EXPECT_NE(m.find(dir_), std::string::npos) << m;
     EXPECT_NE(m.find(problem), std::string::npos) << m;
