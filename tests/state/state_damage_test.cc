@@ -6,7 +6,11 @@
 // start over; StateBackend::Reset starts over deleting only kappa's files.
 // Also the free-space headroom check, with an injected free-space function.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -192,6 +196,61 @@ TEST_F(DamagedStateTest, ResetRefusesADirectoryInUse) {
   ASSERT_FALSE(reset.ok());
   EXPECT_EQ(reset.status().code(), Status::Code::kUnavailable);
   EXPECT_TRUE(fs::exists(fs::path(dir_) / "CURRENT"));
+}
+
+// A RocksDB write that fails for want of space (no headroom check here) is
+// an IOError from the background writer, never an abort inside RocksDB, and
+// the store reopens at its last durable checkpoint. Needs root (mount).
+TEST_F(DamagedStateTest, AWriteOnAFullDiskIsAStatusNotAnAbort) {
+  const std::string mnt = dir_ + "-fs";
+  fs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
+    const int e = errno;
+    fs::remove_all(mnt);
+    GTEST_SKIP() << "cannot mount a small tmpfs (" << std::strerror(e) << "): needs root or CAP_SYS_ADMIN";
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() {
+      ::umount2(path.c_str(), MNT_DETACH);
+      fs::remove_all(path);
+    }
+  } unmount{mnt};
+  const std::string state = mnt + "/state";
+  {
+    auto backend = StateBackend::Open(state, kTables);
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    ASSERT_TRUE((*backend)->CheckIdentity(id_).ok());
+    StateRegistry r;
+    auto* table = r.Register<int64_t>("op1_window");
+    TaskCheckpointData t;
+    table->Upsert("a", 1);
+    ASSERT_TRUE((*backend)->Commit(1, {{&t, &r}}).ok());
+    // Fill the disk, then write checkpoints bigger than what is left.
+    {
+      std::ofstream filler(mnt + "/filler", std::ios::binary);
+      const std::string block(4096, 'x');
+      while (filler.write(block.data(), block.size())) {
+      }
+    }
+    Status failed;
+    for (int64_t e = 2; e < 6 && failed.ok(); ++e) {
+      for (int i = 0; i < 20000; ++i) table->Upsert("key-" + std::to_string(e) + "-" + std::to_string(i), i);
+      auto c = (*backend)->Commit(e, {{&t, &r}});
+      if (!c.ok()) failed = c.status();
+    }
+    ASSERT_FALSE(failed.ok()) << "the disk never filled up";
+    EXPECT_EQ(failed.code(), Status::Code::kIOError) << failed.ToString();
+    EXPECT_NE(failed.message().find(state), std::string::npos) << failed.message();
+  }  // closing a store whose write failed must not abort either
+  fs::remove(mnt + "/filler");
+  auto marker = ReadEpochMarker(state);
+  ASSERT_TRUE(marker.ok()) << marker.status().ToString();
+  auto backend = StateBackend::Open(state, kTables);
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  EXPECT_GE((*backend)->last_epoch(), 1);
+  ASSERT_TRUE(marker->has_value());
+  EXPECT_LE(**marker, (*backend)->last_epoch());
 }
 
 // The headroom check alone, with the free space injected.
