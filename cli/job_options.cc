@@ -17,6 +17,8 @@ void AddJobOptions(po::options_description& desc, po::positional_options_descrip
       ("max-rate", po::value<double>(&out->run.max_rate)->default_value(0), "cap on records per second, e.g. so a replay never starves the live version (0: no cap)")
       ("archive", po::value<std::string>(&out->run.archive_dir), "log archive (kappa archive) to read each partition from up to its archived end, then Kafka (overrides source.archive)")
       ("parallelism", po::value<int>(), "worker threads replaying archived partitions in parallel, 1..256 (default: the spec's parallelism, else 1)")
+      ("reset-state", "start over: delete the files kappa created in the state directory (RocksDB's files, its epoch marker, metrics.json; nothing else) and process from the spec's start position. Without it a damaged state directory is an error")
+      ("state-headroom-mib", po::value<int64_t>(&out->run.state_headroom_mib)->default_value(64), "free space each checkpoint needs in the state directory, in MiB (also at least twice the last checkpoint); below it the job stops with an error before RocksDB runs out (0: only the 2x rule)")
       ("status-interval-ms", po::value<int>(&out->run.status_interval_ms)->default_value(default_status_interval_ms), "print a status line this often (0: never)");
   AddKafkaOptions(desc);
   positional.add("spec", 1);
@@ -37,6 +39,11 @@ Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, 
     run.parallelism = n;
   }
   run.stop_at_end = vm.count("stop-at-end") > 0;
+  run.reset_state = vm.count("reset-state") > 0;
+  if (run.state_headroom_mib < 0 || run.state_headroom_mib > (int64_t{1} << 30)) {
+    return Status::InvalidArgument("--state-headroom-mib must be between 0 and 1073741824, not " +
+                                   std::to_string(run.state_headroom_mib));
+  }
   KAPPA_RETURN_IF_ERROR(KafkaConfigFromOptions(vm, config));
   auto loaded = LoadJobSpec(options->spec_path);
   if (!loaded.ok()) return loaded.status();

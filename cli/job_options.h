@@ -1,6 +1,7 @@
 // The options `kappa run`, `deploy` and `replay` share: the job spec (also
 // the first positional argument), --state-dir, --archive, --parallelism,
-// --max-rate, --stop-at-end, --status-interval-ms and the Kafka options;
+// --max-rate, --stop-at-end, --reset-state, --state-headroom-mib,
+// --status-interval-ms and the Kafka options;
 // and loading and validating them in one place.
 #pragma once
 
@@ -16,7 +17,7 @@ namespace kappa::cli {
 
 struct JobOptions {
   std::string spec_path;
-  RunOptions run;  // max_rate, archive_dir, parallelism, stop_at_end, status_interval_ms
+  RunOptions run;  // max_rate, archive_dir, parallelism, stop_at_end, reset_state, state_headroom_mib, status_interval_ms
 };
 
 // Declares the shared options in desc (bound to *out, which must outlive the

@@ -46,6 +46,9 @@ Status CheckpointCoordinator::SinkBarrier() {
 }
 
 Status CheckpointCoordinator::CheckpointNow() {
+  // Step 0: room for this checkpoint, before anything is committed anywhere.
+  KAPPA_RETURN_IF_ERROR(CheckHeadroom(backend_.dir(), static_cast<int64_t>(backend_.last_checkpoint_bytes()),
+                                      headroom_, free_space_));
   KAPPA_KILL_POINT(kill_switch_, "before-flush");
   KAPPA_RETURN_IF_ERROR(SinkBarrier());
   KAPPA_KILL_POINT(kill_switch_, "after-flush");

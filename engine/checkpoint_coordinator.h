@@ -10,6 +10,10 @@
 //      (captured now, made durable in the background, in epoch order);
 //   3. the consumer group (informational, at-least-once only): the offsets
 //      of the last checkpoint that is durable.
+// Before 1, the state directory's free space is checked (a headroom of the
+// larger of a minimum and twice the last checkpoint's size): a full disk
+// stops the job with a clear error and its last checkpoint intact, before
+// RocksDB can fail mid-write.
 // A failure in 1 leaves 2 undone, so the job stops with its last checkpoint
 // intact. The clock is passed in (checkpoint intervals, stall times).
 // Driven by the job's thread while no worker runs.
@@ -24,6 +28,7 @@
 #include "base/status.h"
 #include "base/test_hooks.h"
 #include "engine/committed_gaps.h"
+#include "state/state_headroom.h"
 
 namespace kappa {
 
@@ -63,6 +68,12 @@ class CheckpointCoordinator {
   // The epoch of the last checkpoint begun (the stored one at start).
   int64_t epoch() const { return epoch_; }
   bool Due() const { return clock_.NowMs() - last_ms_ >= interval_ms_; }
+  // The free space each checkpoint needs first (default: 64 MiB or twice
+  // the last checkpoint), and how it is measured (tests inject one).
+  void SetHeadroom(HeadroomPolicy policy, FreeSpaceFn free_space = StatvfsFreeBytes) {
+    headroom_ = policy;
+    free_space_ = std::move(free_space);
+  }
   // Takes one checkpoint now.
   Status Checkpoint();
   // The final checkpoint of a clean stop, durable before it returns.
@@ -89,6 +100,8 @@ class CheckpointCoordinator {
   int64_t pending_group_epoch_ = 0;
   std::vector<std::pair<int32_t, int64_t>> pending_group_offsets_;
   CheckpointStats stats_;
+  HeadroomPolicy headroom_;
+  FreeSpaceFn free_space_ = StatvfsFreeBytes;
   KAPPA_KILL_SWITCH(kill_switch_);
 };
 

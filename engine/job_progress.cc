@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "engine/source.h"
 #include "engine/task.h"
@@ -35,11 +36,10 @@ ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& sourc
   return s;
 }
 
-Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
-                        int64_t history_gap_records) {
+std::string RenderMetrics(const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
+                          int64_t history_gap_records) {
   const RecordCounters c = TotalCounters(tasks);
-  const std::string tmp = path + ".tmp";
-  std::ofstream out(tmp);
+  std::ostringstream out;
   out << "{\n  \"job\": \"" << spec.job << "\",\n  \"version\": " << spec.version << ",\n  \"spec_hash\": \""
       << spec.spec_hash << "\",\n  \"epoch\": " << epoch << ",\n  \"records_in\": " << c.in
       << ",\n  \"records_out\": " << c.out << ",\n  \"deduped\": " << c.deduped << ",\n  \"filtered\": " << c.filtered
@@ -52,10 +52,22 @@ Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std:
         << ", \"records_in\": " << t.counters().in << ", \"outputs\": " << t.counters().outputs << "}";
   }
   out << "\n  ]\n}\n";
+  return out.str();
+}
+
+Status WriteMetricsText(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream out(tmp);
+  out << text;
   out.close();
   if (!out) return Status::IOError("cannot write the metrics file " + tmp);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError("cannot rename " + tmp + " to " + path);
   return Status::OK();
+}
+
+Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
+                        int64_t history_gap_records) {
+  return WriteMetricsText(path, RenderMetrics(spec, tasks, epoch, history_gap_records));
 }
 
 }  // namespace kappa

@@ -1,8 +1,9 @@
 // A job's progress as data: the ProgressSnapshot of its tasks against the
 // source's log ends (lag and everything derived from it come from
 // base/progress.h), and the metrics file (<state_dir>/metrics.json) written
-// at each checkpoint and at a clean exit, atomically (write, then rename),
-// describing what is durably committed. Called by the job's thread.
+// once each checkpoint is durable and at a clean exit, atomically (write,
+// then rename), describing only what is durably committed: the text is
+// rendered when a checkpoint is begun and written once it is durable. Called by the job's thread.
 #pragma once
 
 #include <string>
@@ -19,6 +20,12 @@ class Task;
 
 RecordCounters TotalCounters(const std::vector<Task*>& tasks);
 ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& source, int64_t epoch);
+// The metrics file's JSON for the tasks as they are now, labelled `epoch`.
+std::string RenderMetrics(const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
+                          int64_t history_gap_records);
+// Writes `text` to path.tmp, then renames it to path.
+Status WriteMetricsText(const std::string& path, const std::string& text);
+// RenderMetrics + WriteMetricsText.
 Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
                         int64_t history_gap_records);
 

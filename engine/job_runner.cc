@@ -1,7 +1,9 @@
 #include "engine/job_runner.h"
 
 #include <algorithm>
+#include <deque>
 #include <thread>
+#include <utility>
 
 #include "engine/archive_source.h"
 #include "engine/checkpoint_coordinator.h"
@@ -64,6 +66,8 @@ struct JobRunner::Impl {
   int64_t processed = 0;  // records read by this run (rate cap, rates)
   int64_t processed_at_checkpoint = 0;
   Stopwatch since_checkpoint;
+  // Metrics rendered when a checkpoint was begun, written once it is durable.
+  std::deque<std::pair<int64_t, std::string>> pending_metrics;
 
   Status Open();
   Status MakeSource();
@@ -71,6 +75,8 @@ struct JobRunner::Impl {
   Status Loop(StopToken stop);
   Status AfterRead(bool* asked_to_stop);
   Status Finish(bool input_ended);
+  Status ResetState();
+  Status WriteDurableMetrics();
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
   }
@@ -104,6 +110,7 @@ Status JobRunner::Impl::Open() {
   }
   auto names = Task::StateTableNames(spec);
   if (!names.ok()) return names.status();
+  if (options.reset_state) KAPPA_RETURN_IF_ERROR(ResetState());
   auto backend_or = StateBackend::Open(spec.state_dir, *names);
   if (!backend_or.ok()) return backend_or.status();
   backend = std::move(*backend_or);
@@ -118,6 +125,35 @@ Status JobRunner::Impl::Open() {
   if (!consumer_or.ok()) return consumer_or.status();
   consumer = std::move(*consumer_or);
   return MakeSource();
+}
+
+// --reset-state: only what kappa created goes, and the note says what.
+Status JobRunner::Impl::ResetState() {
+  auto reset = StateBackend::Reset(spec.state_dir);
+  if (!reset.ok()) return reset.status();
+  std::string text = "--reset-state: deleted " + std::to_string(reset->removed.size()) +
+                     " files kappa created in " + spec.state_dir +
+                     " (RocksDB's files, its epoch marker, metrics.json); starting from scratch";
+  if (!reset->kept.empty()) {
+    text += "; left " + std::to_string(reset->kept.size()) + " other entries alone:";
+    for (size_t i = 0; i < reset->kept.size() && i < 5; ++i) text += " " + reset->kept[i];
+    if (reset->kept.size() > 5) text += " ...";
+  }
+  Note(NoteLevel::kWarning, text);
+  return Status::OK();
+}
+
+// Writes the newest metrics whose checkpoint is durable by now; never one
+// that is only begun.
+Status JobRunner::Impl::WriteDurableMetrics() {
+  const int64_t durable = backend->last_epoch();
+  std::string text;
+  while (!pending_metrics.empty() && pending_metrics.front().first <= durable) {
+    text = std::move(pending_metrics.front().second);
+    pending_metrics.pop_front();
+  }
+  if (text.empty()) return Status::OK();
+  return WriteMetricsText(options.metrics_file, text);
 }
 
 // Archive only, Kafka only, or the archive then Kafka.
@@ -161,6 +197,9 @@ Status JobRunner::Impl::MakeTasks() {
   coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier,
                                                         archive_only ? nullptr : consumer.get(), spec.source_topic,
                                                         *gaps, spec.checkpoint_interval_ms);
+  HeadroomPolicy headroom;
+  headroom.min_bytes = options.state_headroom_mib << 20;
+  coordinator->SetHeadroom(headroom);
   reporter = std::make_unique<ProgressReporter>(options.status_interval_ms, options.on_status);
   return Status::OK();
 }
@@ -172,10 +211,12 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     const double ahead = static_cast<double>(processed) / options.max_rate - run_time.Seconds();
     if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(ahead, 0.5)));
   }
+  KAPPA_RETURN_IF_ERROR(WriteDurableMetrics());
   if (coordinator->Due()) {
     KAPPA_RETURN_IF_ERROR(coordinator->Checkpoint());
-    KAPPA_RETURN_IF_ERROR(WriteMetricsFile(options.metrics_file, spec, tasks, coordinator->epoch(),
-                                           gap_rule->gap_records()));
+    // Begun, not yet durable: its metrics wait for the backend's writer.
+    pending_metrics.emplace_back(coordinator->epoch(),
+                                 RenderMetrics(spec, tasks, coordinator->epoch(), gap_rule->gap_records()));
     if (options.on_checkpoint) {
       // The rate since the previous checkpoint.
       ProgressSnapshot snapshot = Snapshot();
@@ -258,8 +299,13 @@ Status JobRunner::Run(StopToken stop) {
     // After a failure the in-memory counters are ahead of the last checkpoint;
     // the metrics file keeps describing what is durably committed.
     if (st.ok() && d.coordinator) {
+      // Finish made the final checkpoint durable.
       st = WriteMetricsFile(d.options.metrics_file, d.spec, d.tasks, d.coordinator->epoch(),
                             summary_.history_gap_records);
+    } else if (d.backend) {
+      // The begun checkpoints that did become durable before the failure.
+      (void)d.backend->WaitForCommits();
+      (void)d.WriteDurableMetrics();
     }
   }
   // The sources hold the consumer by reference: they go first.

@@ -54,6 +54,13 @@ struct RunOptions {
   // checkpoint (Task::EndOfInput). A live run never does this: windows still
   // open may get records tomorrow.
   bool final_watermark = false;
+  // Start over: delete the files kappa created in the state directory
+  // (StateBackend::Reset) before opening it. Without it a damaged state
+  // directory is an error, never a silent restart from epoch 0.
+  bool reset_state = false;
+  // Free space each checkpoint needs in the state directory: at least this
+  // many MiB, and twice the last checkpoint (0: no minimum).
+  int64_t state_headroom_mib = 64;
 };
 
 struct RunSummary {

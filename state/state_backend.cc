@@ -3,17 +3,26 @@
 #include <flatbuffers/flatbuffers.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/memtablerep.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -107,6 +116,116 @@ std::string Describe(const JobIdentity& id) {
   return "job " + id.job + " version " + std::to_string(id.version);
 }
 
+constexpr char kMarkerPrefix[] = "kappa state epoch ";
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Writes `text` to dir/name atomically and durably: a temp file, fsync,
+// rename over the old one, fsync of the directory.
+Status WriteFileAtomically(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(Errno("cannot create " + tmp));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      Status st = Status::IOError(Errno("cannot write " + tmp));
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    Status st = Status::IOError(Errno("cannot fsync " + tmp));
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return Status::IOError(Errno("cannot close " + tmp));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status st = Status::IOError(Errno("cannot rename " + tmp + " to " + path));
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return Status::IOError(Errno("cannot open " + dir + " to fsync it"));
+  const int rc = ::fsync(dfd);
+  ::close(dfd);
+  if (rc != 0) return Status::IOError(Errno("cannot fsync " + dir));
+  return Status::OK();
+}
+
+Status WriteEpochMarker(const std::string& dir, int64_t epoch) {
+  return WriteFileAtomically(dir, kEpochMarkerFile, kMarkerPrefix + std::to_string(epoch) + "\n");
+}
+
+// The files RocksDB creates in a DB directory (with the default options
+// kappa uses: WAL and info log in the directory itself).
+bool IsRocksDbFile(const std::string& name) {
+  auto number_then = [&](size_t from, const std::string& suffix) {
+    if (name.size() <= from + suffix.size() || !name.ends_with(suffix)) return false;
+    for (size_t i = from; i < name.size() - suffix.size(); ++i) {
+      if (name[i] < '0' || name[i] > '9') return false;
+    }
+    return true;
+  };
+  if (name == "CURRENT" || name == "IDENTITY" || name == "LOCK" || name == "LOG") return true;
+  if (name.starts_with("LOG.old.") || name.starts_with("MANIFEST-") || name.starts_with("OPTIONS-")) return true;
+  return number_then(0, ".log") || number_then(0, ".sst") || number_then(0, ".blob") || number_then(0, ".dbtmp");
+}
+
+// RocksDB files that hold data (not the lock or the info log): their
+// presence means a store was created here.
+bool IsRocksDbDataFile(const std::string& name) {
+  return IsRocksDbFile(name) && name != "LOCK" && name != "LOG" && !name.starts_with("LOG.old.");
+}
+
+// RocksDB's info log (DIR/LOG), written without RocksDB's file writer:
+// when the disk is full that writer's failed append leaves it in an error
+// state, and logging the resulting background error through it trips a
+// debug assertion (abort) in Debian's RocksDB. Here a failed write is
+// simply dropped: the error reaches kappa as a Status of the write itself.
+class StateInfoLogger final : public rocksdb::Logger {
+ public:
+  explicit StateInfoLogger(const std::string& path) : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL) {
+    std::error_code ec;
+    const bool too_big = std::filesystem::file_size(path, ec) > (uintmax_t{8} << 20);
+    file_ = std::fopen(path.c_str(), too_big || ec ? "w" : "a");
+  }
+  ~StateInfoLogger() override {
+    if (file_) std::fclose(file_);
+  }
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    if (!file_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vfprintf(file_, format, ap);
+    std::fputc('\n', file_);
+    std::fflush(file_);
+    std::clearerr(file_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::FILE* file_ = nullptr;
+};
+
+std::string HowToStartOver(const std::string& dir) {
+  return ". To start over from scratch (reprocessing from the spec's start position), rerun with --reset-state, "
+         "which deletes kappa's files in " + dir;
+}
+
+Status Damaged(const std::string& dir, const std::string& problem) {
+  return Status::Corruption("state directory " + dir + " is damaged: " + problem + HowToStartOver(dir));
+}
+
 }  // namespace
 
 // One begun checkpoint: everything its WriteBatch will hold, copied out of
@@ -180,6 +299,9 @@ struct StateBackend::Impl {
                  : injected    ? Status::IOError("checkpoint " + std::to_string(c->epoch) +
                                                  " could not be written to " + dir + ": " + *injected)
                                : Write(*c, &stats);
+      // The marker follows the durable checkpoint (never precedes it): a
+      // crash in between leaves it one behind, which Open accepts.
+      Status marker = s.ok() && !failed_before ? WriteEpochMarker(dir, c->epoch) : Status::OK();
       if (s.ok() && !failed_before) {
         // Ready the buffers for a next capture of up to 1.25 times this
         // size, here rather than inside that capture's stall: a fresh
@@ -196,6 +318,14 @@ struct StateBackend::Impl {
         if (s.ok()) {
           durable_epoch.store(c->epoch, std::memory_order_release);
           last_stats = stats;
+          if (!marker.ok()) {
+            // The checkpoint is durable, but a store without its marker
+            // loses the check against going backwards: stop like for a
+            // write error; a restart resumes from this checkpoint.
+            error = Status::IOError("checkpoint " + std::to_string(c->epoch) + " of " + dir +
+                                    " is durable, but its epoch marker could not be written: " +
+                                    marker.message());
+          }
         } else {
           error = std::move(s);  // later queued commits are dropped: they build on this one
         }
@@ -261,6 +391,80 @@ StateBackend::StateBackend(std::string dir, std::unique_ptr<Impl> impl)
     : dir_(std::move(dir)), impl_(std::move(impl)) {}
 StateBackend::~StateBackend() = default;
 
+Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir) {
+  const std::string path = dir + "/" + kEpochMarkerFile;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    if (ec) return Status::IOError("cannot look for " + path + ": " + ec.message());
+    return std::optional<int64_t>();
+  }
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) return Status::IOError("cannot read " + path);
+  const std::string prefix = kMarkerPrefix;
+  bool ok = text.starts_with(prefix) && text.size() > prefix.size() + 1 && text.back() == '\n' &&
+            text.size() < prefix.size() + 21;
+  int64_t epoch = 0;
+  for (size_t i = prefix.size(); ok && i + 1 < text.size(); ++i) {
+    ok = text[i] >= '0' && text[i] <= '9';
+    if (ok) epoch = epoch * 10 + (text[i] - '0');
+  }
+  if (!ok) {
+    return Damaged(dir, std::string("its epoch marker ") + kEpochMarkerFile + " is not \"" + prefix +
+                            "<N>\" (" + std::to_string(text.size()) + " bytes)");
+  }
+  return std::optional<int64_t>(epoch);
+}
+
+Result<StateResetReport> StateBackend::Reset(const std::string& dir) {
+  StateResetReport report;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return report;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return Status::FailedPrecondition("cannot reset state directory " + dir + ": it is not a directory");
+  }
+  // Take RocksDB's own lock (its Env also knows the locks of this process),
+  // so a running job's store is never deleted under it.
+  rocksdb::Env* env = rocksdb::Env::Default();
+  rocksdb::FileLock* lock = nullptr;
+  const std::string lock_path = dir + "/LOCK";
+  if (std::filesystem::exists(lock_path, ec)) {
+    rocksdb::Status s = env->LockFile(lock_path, &lock);
+    if (!s.ok()) {
+      return Status::Unavailable("cannot reset state directory " + dir +
+                                 ": it is in use (RocksDB LOCK held): stop the job first");
+    }
+  }
+  std::vector<std::filesystem::path> entries;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) entries.push_back(e.path());
+  if (ec) {
+    if (lock) (void)env->UnlockFile(lock);
+    return Status::IOError("cannot list state directory " + dir + ": " + ec.message());
+  }
+  std::sort(entries.begin(), entries.end());
+  Status st;
+  for (const auto& path : entries) {
+    const std::string name = path.filename().string();
+    const bool ours = name == kEpochMarkerFile || name == std::string(kEpochMarkerFile) + ".tmp" ||
+                      name == "metrics.json" || name == "metrics.json.tmp" || IsRocksDbFile(name);
+    if (!ours || name == "LOCK" || !std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec))) {
+      if (name != "LOCK") report.kept.push_back(name);
+      continue;
+    }
+    if (!std::filesystem::remove(path, ec) && ec && st.ok()) {
+      st = Status::IOError("cannot delete " + path.string() + ": " + ec.message());
+    }
+    if (!ec) report.removed.push_back(name);
+  }
+  if (lock) (void)env->UnlockFile(lock);
+  if (std::filesystem::exists(lock_path, ec)) {
+    if (std::filesystem::remove(lock_path, ec)) report.removed.push_back("LOCK");
+  }
+  std::sort(report.removed.begin(), report.removed.end());
+  if (!st.ok()) return st;
+  return report;
+}
+
 Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
                                                          const std::vector<std::string>& table_names) {
   for (const auto& n : table_names) {
@@ -272,12 +476,36 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status::IOError("cannot create state directory " + dir + ": " + ec.message());
 
+  // What is there before RocksDB touches it: a directory with kappa's files
+  // is an existing store, to be opened as it was or refused, never created
+  // afresh over what is left of it.
+  bool has_store_files = false;
+  bool has_current = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    has_store_files = has_store_files || IsRocksDbDataFile(name);
+    has_current = has_current || name == "CURRENT";
+  }
+  if (ec) return Status::IOError("cannot list state directory " + dir + ": " + ec.message());
+  auto marker = ReadEpochMarker(dir);
+  if (!marker.ok()) return marker.status();
+  if (has_store_files && !has_current) {
+    return Damaged(dir, "RocksDB's CURRENT file is missing, so the MANIFEST naming the live files cannot be found");
+  }
+  if (!has_store_files && marker->has_value()) {
+    return Damaged(dir, "RocksDB's files are gone, but " + std::string(kEpochMarkerFile) + " says checkpoint epoch " +
+                            std::to_string(**marker) + " was durable here");
+  }
+  const bool store_exists = has_store_files;
+
   rocksdb::Options options;
-  options.create_if_missing = true;
+  options.create_if_missing = !store_exists;
+  // A synced WAL that goes missing is an error, not an empty memtable.
+  options.track_and_verify_wals_in_manifest = true;
   options.create_missing_column_families = true;
   options.max_background_jobs = 2;
   options.db_write_buffer_size = size_t{256} << 20;  // across all families
-  options.keep_log_file_num = 4;                     // RocksDB's info LOGs, not the WAL
+  options.info_log = std::make_shared<StateInfoLogger>(dir + "/LOG");
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.compression = PickCompression();
   cf_options.write_buffer_size = size_t{64} << 20;
@@ -290,10 +518,17 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, dir, &existing);
   if (s.ok()) {
     for (const auto& n : existing) add(n);
-  } else if (std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec)) {
+  } else if (store_exists) {
     // A store is there but unreadable: report that, not RocksDB's later
     // complaint about unopened column families.
-    return FromRocks(s, "cannot list the column families of state directory " + dir);
+    if (s.IsIOError() && !s.IsPathNotFound()) {
+      return FromRocks(s, "cannot list the column families of state directory " + dir);
+    }
+    return Damaged(dir, "RocksDB cannot read its MANIFEST (" + s.ToString() + ")");
+  }
+  if (store_exists && std::find(existing.begin(), existing.end(), kMetaFamily) == existing.end()) {
+    return Damaged(dir, "the MANIFEST lists no \"meta\" column family, so the checkpoints are lost (a truncated "
+                        "or replaced MANIFEST)");
   }
   for (const auto& n : table_names) add(n);
   // State tables take a checkpoint's puts and deletes in bulk and are read
@@ -314,7 +549,12 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   auto impl = std::make_unique<Impl>();
   rocksdb::DB* raw = nullptr;
   s = rocksdb::DB::Open(options, dir, descriptors, &impl->handles, &raw);
-  if (!s.ok()) return FromOpenError(s, dir);
+  if (!s.ok()) {
+    if (store_exists && (s.IsCorruption() || s.IsPathNotFound() || s.IsInvalidArgument())) {
+      return Damaged(dir, "RocksDB cannot open it consistently (" + s.ToString() + ")");
+    }
+    return FromOpenError(s, dir);
+  }
   impl->db.reset(raw);
   impl->dir = dir;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -327,6 +567,12 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
 
   std::unique_ptr<StateBackend> backend(new StateBackend(dir, std::move(impl)));
   KAPPA_RETURN_IF_ERROR(backend->LoadIdentity());
+  if (marker->has_value() && backend->last_epoch() < **marker) {
+    return Damaged(dir, "its last checkpoint is epoch " + std::to_string(backend->last_epoch()) + ", but " +
+                            kEpochMarkerFile + " says epoch " + std::to_string(**marker) +
+                            " was durable: the epoch went backwards, so RocksDB lost data (a truncated MANIFEST, "
+                            "a deleted WAL *.log, or an older copy of the directory)");
+  }
   backend->impl_->StartWriter();
   return backend;
 }
@@ -548,6 +794,7 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
   c->snapshot.wait_ms = std::chrono::duration<double, std::milli>(captured - start).count();
   c->snapshot.capture_ms = std::chrono::duration<double, std::milli>(end - captured).count();
   SnapshotStats stats = c->snapshot;
+  last_checkpoint_bytes_ = stats.bytes;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->queue.push_back(std::move(c));

@@ -73,15 +73,42 @@ struct CommitStats {
   double total_ms = 0;        // from BeginCommit to durable
 };
 
+// kappa's own marker next to RocksDB's files: the epoch of the last durable
+// checkpoint, rewritten atomically (temp file, fsync, rename, fsync of the
+// directory) by the writer thread after each checkpoint is durable. It lives
+// outside RocksDB so that a store that lost data (a truncated MANIFEST, a
+// deleted WAL, an older copy) cannot pass for an earlier, valid one: Open
+// refuses a store whose last epoch is below it.
+inline constexpr char kEpochMarkerFile[] = "KAPPA_EPOCH";
+// The marker's epoch; nullopt if there is none. Corruption if unreadable.
+Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir);
+
+// What StateBackend::Reset did: the files it deleted and the entries it left
+// (not kappa's), by name, sorted.
+struct StateResetReport {
+  std::vector<std::string> removed;
+  std::vector<std::string> kept;
+};
+
 class StateBackend {
  public:
   // Opens (creating if missing) the store at `dir` with a column family per
   // table name. Column families found on disk are opened too, never dropped.
-  // "default" and "meta" are reserved. Errors: Unavailable if the directory
-  // is locked by another open StateBackend (this or another process),
-  // Corruption if the stored job record fails verification, IOError else.
+  // "default" and "meta" are reserved. A directory holding kappa's files
+  // that cannot be opened consistently is never taken for a fresh one:
+  // Corruption, naming the directory, what is wrong (CURRENT missing, a
+  // MANIFEST RocksDB cannot read, the meta family gone, a last epoch below
+  // the KAPPA_EPOCH marker, a garbled marker) and how to start over
+  // (--reset-state). Other errors: Unavailable if the directory is locked by
+  // another open StateBackend (this or another process), Corruption if the
+  // stored job record fails verification, IOError else.
   static Result<std::unique_ptr<StateBackend>> Open(const std::string& dir,
                                                     const std::vector<std::string>& table_names);
+  // Starts over: deletes the files kappa created in `dir` (RocksDB's files,
+  // the KAPPA_EPOCH marker, the default metrics.json) and nothing else; the
+  // directory itself stays. A missing directory is nothing to do.
+  // Unavailable if the store is open (this or another process).
+  static Result<StateResetReport> Reset(const std::string& dir);
   // Finishes the pending commits (each is a valid checkpoint) before
   // closing; call WaitForCommits first to learn whether they succeeded.
   ~StateBackend();
@@ -145,6 +172,9 @@ class StateBackend {
   // WAL error may instead abort the process inside Debian's RocksDB, whose
   // debug assertions are on).
   void FailNextWriteForTesting(std::string message);
+  // Bytes captured by the last BeginCommit (0 before the first): what the
+  // next checkpoint's free-space headroom is measured against.
+  size_t last_checkpoint_bytes() const { return last_checkpoint_bytes_; }
 
  private:
   struct Impl;
@@ -158,6 +188,7 @@ class StateBackend {
   std::unique_ptr<Impl> impl_;
   std::optional<JobIdentity> identity_;  // set once stored or checked
   int64_t last_begun_epoch_ = 0;         // stored, or the last BeginCommit
+  size_t last_checkpoint_bytes_ = 0;
 };
 
 }  // namespace kappa

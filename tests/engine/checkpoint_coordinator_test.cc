@@ -130,6 +130,38 @@ TEST_F(CheckpointCoordinatorTest, TheSinkBarrierRunsBeforeTheStateCommitAndTheOf
   EXPECT_EQ(tasks_[0]->counters().in + tasks_[1]->counters().in, 2000);
 }
 
+TEST_F(CheckpointCoordinatorTest, TooLittleFreeSpaceStopsBeforeTheSinkAndTheStateAreTouched) {
+  SetUpJob("headroom", 1, 1000);
+  ObservingBarrier barrier(*sink_, *backend_, false);
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  const int64_t mib = int64_t{1} << 20;
+  int64_t free_bytes = 100 * mib;
+  std::vector<std::string> asked;
+  coordinator.SetHeadroom(HeadroomPolicy{}, [&](const std::string& dir) -> Result<int64_t> {
+    asked.push_back(dir);
+    return free_bytes;
+  });
+  ProcessAll();
+  Status st = coordinator.Checkpoint();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(backend_->WaitForCommits().ok());
+  EXPECT_EQ(backend_->last_epoch(), 1);
+  EXPECT_EQ(asked, std::vector<std::string>{spec_.state_dir});
+
+  free_bytes = 10 * mib;  // below the 64 MiB minimum
+  st = coordinator.Checkpoint();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
+  EXPECT_EQ(st.message(), "state dir " + spec_.state_dir +
+                              " has 10 MiB free, needs 64 MiB: free space or move --state-dir");
+  EXPECT_EQ(barrier.durable_epoch_at_barrier.size(), 1u) << "the sink barrier must not run without room";
+  EXPECT_EQ(coordinator.epoch(), 1);
+  st = coordinator.Finish();
+  EXPECT_FALSE(st.ok()) << "no final checkpoint without room either";
+  ASSERT_TRUE(backend_->WaitForCommits().ok());
+  EXPECT_EQ(backend_->last_epoch(), 1) << "the last durable checkpoint stays the last one";
+}
+
 TEST_F(CheckpointCoordinatorTest, AFailedBarrierCommitsNoState) {
   SetUpJob("failed-barrier", 1, 1000);
   ObservingBarrier barrier(*sink_, *backend_, false);

@@ -1,0 +1,108 @@
+// Story: a job runs to a checkpoint with the real kappa binary; then its
+// state directory is damaged the ways a disk, an operator or a bad copy
+// would (the WAL deleted, the MANIFEST truncated, CURRENT missing). Each
+// rerun exits non-zero naming the directory and the problem, never
+// restarting silently from epoch 0 (which, with `start: earliest`, would
+// re-emit every output). With --reset-state the run starts over from
+// scratch, deletes only kappa's files, and says so.
+#include <filesystem>
+#include <functional>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace kappa::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+class DamagedStateTest : public BrokerTest {};
+
+TEST_F(DamagedStateTest, DamagedStateIsAnErrorAndResetStateStartsOver) {
+  constexpr uint64_t kRecords = 8000;
+  CreateTopic("transactions", 4);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(11, kRecords, 300, 0.5)));
+  ScratchDir dir("damaged-state");
+  SpecOptions o;
+  o.state_dir = dir / "good";
+  o.filter = "";
+  const std::string spec = WriteSpec(dir, "job.yaml", o);
+  std::string err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err),
+            0)
+      << err;
+  const int64_t epoch = MetricsField(ReadFile(dir / "good/metrics.json"), "epoch");
+  ASSERT_GE(epoch, 1);
+  EXPECT_EQ(ReadFile(dir / "good/KAPPA_EPOCH"), "kappa state epoch " + std::to_string(epoch) + "\n");
+  const int64_t outputs = ReadOutputs(Config(), "user-spend-hourly.v1").total;
+  ASSERT_GT(outputs, 0);
+
+  struct Damage {
+    const char* name;
+    const char* expect;  // in the error
+    std::function<void(const fs::path&)> apply;
+  };
+  auto each = [](const fs::path& d, const std::string& prefix, const std::string& suffix,
+                 const std::function<void(const fs::path&)>& fn) {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(d)) {
+      const std::string name = e.path().filename().string();
+      if (name.starts_with(prefix) && name.ends_with(suffix)) {
+        fn(e.path());
+        ++n;
+      }
+    }
+    ASSERT_GT(n, 0) << "no " << prefix << "*" << suffix << " in " << d;
+  };
+  const std::vector<Damage> damages = {
+      {"wal-deleted", "epoch went backwards",
+       [&](const fs::path& d) { each(d, "", ".log", [](const fs::path& p) { fs::remove(p); }); }},
+      {"manifest-truncated", "MANIFEST",
+       [&](const fs::path& d) {
+         each(d, "MANIFEST-", "", [](const fs::path& p) { fs::resize_file(p, fs::file_size(p) / 3); });
+       }},
+      {"current-missing", "CURRENT", [](const fs::path& d) { fs::remove(d / "CURRENT"); }},
+  };
+  for (const Damage& damage : damages) {
+    SCOPED_TRACE(damage.name);
+    const fs::path copy = dir / damage.name;
+    fs::copy(dir / "good", copy, fs::copy_options::recursive);
+    ASSERT_NO_FATAL_FAILURE(damage.apply(copy));
+    const int rc = RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0",
+                             "--state-dir", copy.string()},
+                            nullptr, &err);
+    EXPECT_NE(rc, 0) << "a damaged state directory was accepted: " << err;
+    EXPECT_NE(err.find("state directory " + copy.string() + " is damaged"), std::string::npos) << err;
+    EXPECT_NE(err.find(damage.expect), std::string::npos) << err;
+    EXPECT_NE(err.find("--reset-state"), std::string::npos) << err;
+  }
+  EXPECT_EQ(ReadOutputs(Config(), "user-spend-hourly.v1").total, outputs) << "a refused run emitted outputs";
+
+  // Starting over is explicit: --reset-state deletes kappa's files only and
+  // reprocesses from the spec's start (earliest), counting every record.
+  const fs::path damaged = dir / "wal-deleted";
+  std::ofstream(damaged / "operator-notes.txt") << "not kappa's";
+  std::string out;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0", "--state-dir",
+                      damaged.string(), "--reset-state"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("--reset-state: deleted"), std::string::npos) << err;
+  EXPECT_NE(err.find("operator-notes.txt"), std::string::npos) << "the note names what was left alone: " << err;
+  EXPECT_TRUE(fs::exists(damaged / "operator-notes.txt"));
+  const std::string metrics = ReadFile((damaged / "metrics.json").string());
+  EXPECT_EQ(MetricsField(metrics, "records_in"), static_cast<int64_t>(kRecords)) << "not from scratch";
+  EXPECT_GE(MetricsField(metrics, "epoch"), 1);
+  // And the reset directory is healthy again: a plain rerun accepts it.
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0", "--state-dir",
+                      damaged.string()},
+                     nullptr, &err),
+            0)
+      << err;
+}
+
+}  // namespace
+}  // namespace kappa::testing
