@@ -203,7 +203,7 @@ int RetireCommand(int argc, char** argv) {
   po::positional_options_description positional;
   positional.add("job", 1);
   po::variables_map vm;
-  if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire.", desc, &positional, vm); rc >= 0) return rc;
+  if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire: only a state directory kappa\ncreated for that version (it holds a KAPPA_STATE marker naming it), and in it only the\nRocksDB files and kappa's own; anything else is left in place and named.", desc, &positional, vm); rc >= 0) return rc;
   auto retention_ms = ParseDurationMs(retention);
   if (!retention_ms.ok()) return Fail("retire", Status::InvalidArgument("--retention: " + retention_ms.status().message()));
   KafkaConfig config;

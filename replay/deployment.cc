@@ -1,19 +1,36 @@
 #include "replay/deployment.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 #include <utility>
 #include <vector>
 
 namespace kappa {
 
-Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay) {
-  KAPPA_RETURN_IF_ERROR(registry.Refresh());
+namespace {
+
+// Whether a registered state dir (absolute; relative if registered by an
+// older kappa) is the spec's.
+bool SameStateDir(const std::string& registered, const std::string& spec_dir, const std::string& absolute) {
+  if (registered == absolute) return true;
+  return std::filesystem::path(registered).is_relative() && registered == spec_dir;
+}
+
+// One read-modify-write of the registration. *won: false when the write lost
+// to a concurrent one (the registry view is then the newer state).
+Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool replay, bool* won) {
+  *won = true;
+  const std::string state_dir = AbsoluteStateDir(spec.state_dir);
   JobRecord record;
   if (auto existing = registry.Job(spec.job)) record = *existing;
   record.job = spec.job;
@@ -28,15 +45,15 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
       return Status::FailedPrecondition("job " + spec.job + " version " + std::to_string(spec.version) +
                                         " is retired; deploy a new version number instead");
     }
-    if (v->state_dir != spec.state_dir) {
+    if (!SameStateDir(v->state_dir, spec.state_dir, state_dir)) {
       return Status::FailedPrecondition("job " + spec.job + " version " + std::to_string(spec.version) +
-                                        " keeps its state in " + v->state_dir + ", not " + spec.state_dir);
+                                        " keeps its state in " + v->state_dir + ", not " + state_dir);
     }
     return record;  // a restart of a registered version
   }
   for (const auto& v : record.versions) {
-    if (v.state_dir == spec.state_dir) {
-      return Status::FailedPrecondition("state directory " + spec.state_dir + " belongs to version " +
+    if (SameStateDir(v.state_dir, spec.state_dir, state_dir)) {
+      return Status::FailedPrecondition("state directory " + state_dir + " belongs to version " +
                                         std::to_string(v.version) + "; each version needs its own");
     }
     if (v.output_topic == spec.OutputTopic() || v.group == spec.ConsumerGroup()) {
@@ -51,13 +68,106 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
   info.source_topic = spec.source_topic;
   info.output_topic = spec.OutputTopic();
   info.group = spec.ConsumerGroup();
-  info.state_dir = spec.state_dir;
+  info.state_dir = state_dir;
   info.registered_at_ms = WallClockMs();
   info.max_changed_share = spec.max_changed_share;
   record.versions.push_back(info);
   if (record.serving == 0 && !replay) record.serving = spec.version;  // the first live version serves
-  KAPPA_RETURN_IF_ERROR(registry.PutJob(record));
+  auto put = registry.TryPutJob(record);
+  if (!put.ok()) return put.status();
+  *won = *put;
   return record;
+}
+
+}  // namespace
+
+Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay) {
+  constexpr int kAttempts = 50;
+  std::mt19937 rng(std::random_device{}());
+  KAPPA_RETURN_IF_ERROR(registry.Refresh());
+  for (int attempt = 1;; ++attempt) {
+    bool won = false;
+    auto record = TryRegister(registry, spec, replay, &won);
+    if (!record.ok() || won) return record;
+    // Lost to a concurrent write: the view is now the newer state; redo it.
+    if (attempt == kAttempts) {
+      return Status::Unavailable("job " + spec.job + " kept changing concurrently; version " +
+                                 std::to_string(spec.version) + " was not registered after " +
+                                 std::to_string(kAttempts) + " attempts: try again");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 20 * std::min(attempt, 5))(rng)));
+  }
+}
+
+std::string AbsoluteStateDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(dir, ec);
+  if (ec) p = std::filesystem::path(dir);
+  p = p.lexically_normal();
+  std::string s = p.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+std::optional<StateMarker> ReadStateMarker(const std::string& dir) {
+  std::ifstream in(std::filesystem::path(dir) / kStateMarkerFile);
+  if (!in) return std::nullopt;
+  StateMarker marker;
+  bool has_job = false, has_version = false;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("job: ", 0) == 0) {
+      marker.job = line.substr(5);
+      has_job = true;
+    } else if (line.rfind("version: ", 0) == 0) {
+      try {
+        marker.version = std::stoi(line.substr(9));
+        has_version = true;
+      } catch (const std::exception&) {
+        return std::nullopt;
+      }
+    }
+  }
+  if (!has_job || !has_version) return std::nullopt;
+  return marker;
+}
+
+Status ClaimStateDir(const std::string& dir, const std::string& job, int32_t version) {
+  namespace fs = std::filesystem;
+  const std::string who = "job " + job + " version " + std::to_string(version);
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    // Built beside it and renamed into place: the directory never exists
+    // without its marker.
+    const fs::path target = fs::path(AbsoluteStateDir(dir));
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) return Status::IOError("cannot create " + target.parent_path().string() + ": " + ec.message());
+    const fs::path temp = target.string() + ".kappa-new-" + std::to_string(::getpid());
+    fs::remove_all(temp, ec);
+    fs::create_directory(temp, ec);
+    if (ec) return Status::IOError("cannot create the state directory " + temp.string() + ": " + ec.message());
+    {
+      std::ofstream out(temp / kStateMarkerFile);
+      out << "# written by kappa when it created this state directory; `kappa retire` deletes only\n"
+             "# directories that hold this file, and only the files kappa wrote\n"
+          << "job: " << job << "\nversion: " << version << "\n";
+      out.flush();
+      if (!out) {
+        fs::remove_all(temp, ec);
+        return Status::IOError("cannot write " + (temp / kStateMarkerFile).string());
+      }
+    }
+    fs::rename(temp, target, ec);
+    if (!ec) return Status::OK();
+    fs::remove_all(temp, ec);  // someone else created it meanwhile: check theirs
+  }
+  auto marker = ReadStateMarker(dir);
+  if (marker && (marker->job != job || marker->version != version)) {
+    return Status::FailedPrecondition("state directory " + AbsoluteStateDir(dir) + " belongs to job " + marker->job +
+                                      " version " + std::to_string(marker->version) + " (its " + kStateMarkerFile +
+                                      " says so), not to " + who + "; give this version its own checkpoint dir");
+  }
+  return Status::OK();
 }
 
 namespace {
@@ -193,13 +303,23 @@ class ProgressPublisher {
     }
     if (caught_up_since != 0 && !caught_up_settled_ &&
         WallClockMs() - caught_up_since >= options_.catch_up_hold_ms) {
-      self->state = VersionState::kCaughtUp;
-      if (registry_.PutJob(*job).ok()) {
-        caught_up_settled_ = true;
-        Note(NoteLevel::kInfo, "job " + job_ + " version " + std::to_string(version_) +
-                                   " caught up (every partition within " + std::to_string(options_.catch_up_max_lag) +
-                                   " records of the end for " + std::to_string(options_.catch_up_hold_ms) +
-                                   " ms); ready to promote");
+      // A write that loses to a concurrent one is redone on the new state (a
+      // failure is retried at the next check).
+      for (int attempt = 0; attempt < 5; ++attempt) {
+        self->state = VersionState::kCaughtUp;
+        auto won = registry_.TryPutJob(*job);
+        if (!won.ok()) return;
+        if (*won) {
+          caught_up_settled_ = true;
+          Note(NoteLevel::kInfo, "job " + job_ + " version " + std::to_string(version_) +
+                                     " caught up (every partition within " +
+                                     std::to_string(options_.catch_up_max_lag) + " records of the end for " +
+                                     std::to_string(options_.catch_up_hold_ms) + " ms); ready to promote");
+          return;
+        }
+        job = registry_.Job(job_);
+        self = job ? job->Find(version_) : nullptr;
+        if (!self || self->state != VersionState::kReplaying) return;  // the next check sees what changed
       }
     }
   }
@@ -228,6 +348,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   };
   auto registered = RegisterVersion(registry, spec, options.replay);
   if (!registered.ok()) return registered.status();
+  KAPPA_RETURN_IF_ERROR(ClaimStateDir(spec.state_dir, spec.job, spec.version));
   note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) + " registered (" +
                              (registered->serving == spec.version ? "serving" : "not serving") + "); " +
                              (options.replay ? "replaying from offset 0 beside the running versions" : "running live"));

@@ -14,6 +14,9 @@
 // final "stopped" record is then written and awaited on the calling thread.
 #pragma once
 
+#include <optional>
+#include <string>
+
 #include "engine/job_runner.h"
 #include "engine/job_spec.h"
 #include "replay/registry.h"
@@ -34,8 +37,32 @@ struct DeploymentOptions {
 
 // Registers spec's version (or checks it matches the registered one) and
 // returns the registry record. FailedPrecondition for a changed spec under a
-// registered version number, or a retired version.
+// registered version number, or a retired version. The state directory is
+// registered as an absolute path, resolved here (in the process that owns
+// the state). A registration that loses to a concurrent write of the same
+// job is redone on the new state, so none is lost.
 Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay);
+
+// The marker kappa writes into a state directory it creates, naming the job
+// and version; `kappa retire` deletes only directories that hold it.
+inline constexpr const char kStateMarkerFile[] = "KAPPA_STATE";
+
+// `dir` as an absolute, normalized path (against the current directory).
+std::string AbsoluteStateDir(const std::string& dir);
+
+// Before a version runs: creates its state directory with the marker if it
+// does not exist (atomically: the directory appears with its marker), and
+// refuses (FailedPrecondition) a directory whose marker names another job or
+// version. An existing directory without a marker is used as it is (state
+// from before markers) but never deleted by retire.
+Status ClaimStateDir(const std::string& dir, const std::string& job, int32_t version);
+
+struct StateMarker {
+  std::string job;
+  int32_t version = 0;
+};
+// What `dir`'s marker says; nullopt without a readable marker.
+std::optional<StateMarker> ReadStateMarker(const std::string& dir);
 
 // Registers and runs the version until stopped, retired, or (stop_at_end)
 // caught up with the log as it was at start.

@@ -2,13 +2,17 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <regex>
+#include <vector>
 
 #include "kafka/kafka_client.h"
 #include "kafka/topic_reader.h"
+#include "replay/deployment.h"
 #include "schemas/window_aggregate_generated.h"
 
 namespace kappa {
@@ -108,9 +112,17 @@ Status RefreshLogEnds(const KafkaConfig& config, const std::string& topic, Progr
   return first;
 }
 
-Status Promote(Registry& registry, const KafkaConfig& config, const std::string& job, int32_t version,
-               const PromoteOptions& options, std::string* report) {
-  KAPPA_RETURN_IF_ERROR(registry.Refresh());
+namespace {
+
+constexpr int kWriteAttempts = 20;
+
+// One attempt of Promote on the registry's current view. *lost: the write
+// lost to a concurrent one. *serving_seen: the serving version the checks
+// and the diff were made against.
+Status TryPromote(Registry& registry, const KafkaConfig& config, const std::string& job, int32_t version,
+                  const PromoteOptions& options, int32_t expected_serving, std::string* report, bool* lost,
+                  int32_t* serving_seen) {
+  *lost = false;
   auto record = registry.Job(job);
   if (!record) return Status::NotFound("no job " + job + " in the registry (" + registry.control_topic() + ")");
   VersionInfo* candidate = record->Find(version);
@@ -122,6 +134,13 @@ Status Promote(Registry& registry, const KafkaConfig& config, const std::string&
     *report = "job " + job + " version " + std::to_string(version) + " already serves";
     return Status::OK();
   }
+  if (expected_serving >= 0 && record->serving != expected_serving) {
+    return Status::FailedPrecondition(
+        "job " + job + ": version " + std::to_string(record->serving) + " was made the serving one (was " +
+        std::to_string(expected_serving) + ") by someone else while this promotion ran; version " +
+        std::to_string(version) + " was NOT promoted: review `kappa status` and promote again if still wanted");
+  }
+  *serving_seen = record->serving;
   std::string text;
   if (!options.force) {
     if (candidate->state == VersionState::kReplaying) {
@@ -158,57 +177,176 @@ Status Promote(Registry& registry, const KafkaConfig& config, const std::string&
     record->previous_serving.push_back(record->serving);
   }
   record->serving = version;
-  KAPPA_RETURN_IF_ERROR(registry.PutJob(*record));
+  auto won = registry.TryPutJob(*record);
+  if (!won.ok()) return won.status();
+  if (!*won) {
+    *lost = true;
+    return Status::OK();
+  }
   *report = text + (text.empty() ? "" : "\n") + "job " + job + ": version " + std::to_string(version) + " now serves";
   return Status::OK();
 }
 
+Status GaveUp(const std::string& job, const std::string& what) {
+  return Status::Unavailable("job " + job + " kept changing concurrently; " + what + " not done after " +
+                             std::to_string(kWriteAttempts) + " attempts: try again");
+}
+
+}  // namespace
+
+// A promotion that loses to a concurrent write is redone on the new state:
+// its checks run again, and it is refused if another version was made the
+// serving one meanwhile (the diff was against a version that no longer
+// serves). A success is always in the log.
+Status Promote(Registry& registry, const KafkaConfig& config, const std::string& job, int32_t version,
+               const PromoteOptions& options, std::string* report) {
+  KAPPA_RETURN_IF_ERROR(registry.Refresh());
+  int32_t expected_serving = -1;
+  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    bool lost = false;
+    int32_t serving_seen = 0;
+    report->clear();
+    Status st = TryPromote(registry, config, job, version, options, expected_serving, report, &lost, &serving_seen);
+    if (!st.ok() || !lost) return st;
+    expected_serving = serving_seen;  // the view is now the newer state
+  }
+  return GaveUp(job, "the promotion was");
+}
+
 Status Rollback(Registry& registry, const std::string& job, std::string* report) {
   KAPPA_RETURN_IF_ERROR(registry.Refresh());
-  auto record = registry.Job(job);
-  if (!record) return Status::NotFound("no job " + job + " in the registry");
-  while (!record->previous_serving.empty()) {
-    const int32_t previous = record->previous_serving.back();
-    record->previous_serving.pop_back();
-    const VersionInfo* v = record->Find(previous);
-    if (v && v->state != VersionState::kRetired) {
-      const int32_t from = record->serving;
-      record->serving = previous;
-      KAPPA_RETURN_IF_ERROR(registry.PutJob(*record));
-      *report = "job " + job + ": version " + std::to_string(previous) + " serves again (was " +
-                std::to_string(from) + ")";
-      return Status::OK();
+  int32_t expected_serving = -1;
+  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    auto record = registry.Job(job);
+    if (!record) return Status::NotFound("no job " + job + " in the registry");
+    if (expected_serving >= 0 && record->serving != expected_serving) {
+      return Status::FailedPrecondition("job " + job + ": version " + std::to_string(record->serving) +
+                                        " was made the serving one by someone else while rolling back (was " +
+                                        std::to_string(expected_serving) +
+                                        "); nothing was rolled back: review `kappa status`");
+    }
+    expected_serving = record->serving;
+    bool found = false;
+    while (!record->previous_serving.empty()) {
+      const int32_t previous = record->previous_serving.back();
+      record->previous_serving.pop_back();
+      const VersionInfo* v = record->Find(previous);
+      if (v && v->state != VersionState::kRetired) {
+        const int32_t from = record->serving;
+        record->serving = previous;
+        auto won = registry.TryPutJob(*record);
+        if (!won.ok()) return won.status();
+        if (*won) {
+          *report = "job " + job + ": version " + std::to_string(previous) + " serves again (was " +
+                    std::to_string(from) + ")";
+          return Status::OK();
+        }
+        found = true;
+        break;
+      }
+    }
+    if (!found) return Status::FailedPrecondition("job " + job + " has no earlier serving version to roll back to");
+  }
+  return GaveUp(job, "the rollback was");
+}
+
+namespace {
+
+// The files kappa writes into a state directory: RocksDB's and its own.
+bool IsKappaStateFile(const std::string& name) {
+  static const std::regex kFiles(
+      R"((CURRENT|IDENTITY|LOCK|LOG|LOG\.old\.\d+|MANIFEST-\d+|OPTIONS-\d+|OPTIONS-\d+\.dbtmp|\d+\.(sst|log|blob|dbtmp))"
+      R"(|metrics\.json|metrics\.json\.tmp|KAPPA_STATE))");
+  return std::regex_match(name, kFiles);
+}
+
+// Deletes a retired version's state directory, but only one kappa created
+// for this job and version (its marker says so), and in it only the files
+// kappa wrote; anything else is kept and named. Returns the report line.
+std::string DeleteVersionState(const std::string& job, const VersionInfo& v) {
+  namespace fs = std::filesystem;
+  const std::string what = "the state of version " + std::to_string(v.version) + " (" + v.state_dir + ")";
+  if (fs::path(v.state_dir).is_relative()) {
+    return "not deleting " + what + ": the registry holds a relative path (registered by an older kappa), " +
+           "which cannot say which directory it was; delete it yourself";
+  }
+  std::error_code ec;
+  const auto status = fs::symlink_status(v.state_dir, ec);
+  if (ec || status.type() == fs::file_type::not_found) return "";
+  if (status.type() != fs::file_type::directory) {
+    return "not deleting " + what + ": it is not a directory kappa created";
+  }
+  auto marker = ReadStateMarker(v.state_dir);
+  if (!marker) {
+    return "not deleting " + what + ": it holds no " + std::string(kStateMarkerFile) +
+           " marker, so kappa did not create it; delete it yourself if it is no longer needed";
+  }
+  if (marker->job != job || marker->version != v.version) {
+    return "not deleting " + what + ": its " + std::string(kStateMarkerFile) + " names job " + marker->job +
+           " version " + std::to_string(marker->version);
+  }
+  std::vector<fs::path> ours;
+  std::vector<std::string> foreign;
+  for (const auto& entry : fs::directory_iterator(v.state_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool regular = entry.symlink_status(ec).type() == fs::file_type::regular;
+    if (regular && IsKappaStateFile(name)) {
+      if (name != kStateMarkerFile) ours.push_back(entry.path());
+    } else {
+      foreign.push_back(name + (entry.symlink_status(ec).type() == fs::file_type::directory ? "/" : ""));
     }
   }
-  return Status::FailedPrecondition("job " + job + " has no earlier serving version to roll back to");
+  if (ec) return "not deleting " + what + ": cannot list it: " + ec.message();
+  std::sort(foreign.begin(), foreign.end());
+  std::string failed;
+  for (const auto& file : ours) {
+    if (!fs::remove(file, ec) && ec) failed += " " + file.filename().string();
+  }
+  if (!failed.empty()) return "could not delete all of " + what + ": cannot remove" + failed;
+  if (!foreign.empty()) {
+    std::string names;
+    for (const auto& f : foreign) names += (names.empty() ? "" : ", ") + f;
+    return "deleted kappa's files from " + what + " but kept the directory: it also holds what kappa did not " +
+           "write, left untouched: " + names;
+  }
+  fs::remove(fs::path(v.state_dir) / kStateMarkerFile, ec);
+  fs::remove(v.state_dir, ec);
+  if (ec) return "could not delete " + what + ": " + ec.message();
+  return "deleted " + what;
 }
+
+}  // namespace
 
 Status Retire(Registry& registry, const std::string& job, int32_t version, int64_t retention_ms, std::string* report) {
   KAPPA_RETURN_IF_ERROR(registry.Refresh());
-  auto record = registry.Job(job);
-  if (!record) return Status::NotFound("no job " + job + " in the registry");
-  VersionInfo* v = record->Find(version);
-  if (!v) return Status::NotFound("job " + job + " has no version " + std::to_string(version));
-  if (record->serving == version) {
-    return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
-                                      " serves; promote another version (or roll back) before retiring it");
-  }
-  const int64_t now = WallClockMs();
-  if (v->state != VersionState::kRetired) {
-    v->state = VersionState::kRetired;
-    v->retired_at_ms = now;
-  }
-  *report = "job " + job + ": version " + std::to_string(version) + " retired; its process stops at its next check";
-  // Local state of versions retired longer ago than the retention is deleted.
-  for (auto& other : record->versions) {
-    if (other.state == VersionState::kRetired && now - other.retired_at_ms >= retention_ms &&
-        !other.state_dir.empty() && std::filesystem::exists(other.state_dir)) {
-      std::error_code ec;
-      std::filesystem::remove_all(other.state_dir, ec);
-      if (!ec) *report += "\n  deleted the state of version " + std::to_string(other.version) + " (" + other.state_dir + ")";
+  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    auto record = registry.Job(job);
+    if (!record) return Status::NotFound("no job " + job + " in the registry");
+    VersionInfo* v = record->Find(version);
+    if (!v) return Status::NotFound("job " + job + " has no version " + std::to_string(version));
+    if (record->serving == version) {
+      return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
+                                        " serves; promote another version (or roll back) before retiring it");
     }
+    const int64_t now = WallClockMs();
+    if (v->state != VersionState::kRetired) {
+      v->state = VersionState::kRetired;
+      v->retired_at_ms = now;
+      auto won = registry.TryPutJob(*record);
+      if (!won.ok()) return won.status();
+      if (!*won) continue;  // redone on the newer state
+    }
+    *report = "job " + job + ": version " + std::to_string(version) + " retired; its process stops at its next check";
+    // Local state of versions retired longer ago than the retention is deleted.
+    for (const auto& other : record->versions) {
+      if (other.state == VersionState::kRetired && now - other.retired_at_ms >= retention_ms && !other.state_dir.empty()) {
+        const std::string line = DeleteVersionState(job, other);
+        if (!line.empty()) *report += "\n  " + line;
+      }
+    }
+    return Status::OK();
   }
-  return registry.PutJob(*record);
+  return GaveUp(job, "the retirement was");
 }
 
 }  // namespace kappa

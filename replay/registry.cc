@@ -3,7 +3,14 @@
 #include <flatbuffers/flatbuffers.h>
 #include <librdkafka/rdkafka.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <random>
+#include <thread>
 
 #include "kafka/kafka_producer.h"
 #include "kafka/kafka_status.h"
@@ -19,7 +26,17 @@ std::string ProgressKey(const std::string& job, int32_t version) {
 }
 std::string Str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
 
-std::string EncodeJob(const JobRecord& r) {
+// A random tag that makes each job write's key unique.
+std::string Nonce() {
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ (static_cast<uint64_t>(::getpid()) << 32));
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(rng() ^ counter.fetch_add(1)));
+  return buf;
+}
+
+// `base`: the sequence the record was computed from; it sets base + 1.
+std::string EncodeJob(const JobRecord& r, int64_t base) {
   flatbuffers::FlatBufferBuilder fbb(1024);
   std::vector<flatbuffers::Offset<schema::VersionEntry>> versions;
   for (const auto& v : r.versions) {
@@ -29,7 +46,7 @@ std::string EncodeJob(const JobRecord& r) {
         v.max_changed_share));
   }
   auto root = schema::CreateJobRegistryDirect(fbb, r.job.c_str(), &versions, r.serving, &r.previous_serving,
-                                              r.updated_at_ms);
+                                              r.updated_at_ms, base + 1, base);
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -132,59 +149,146 @@ Registry::Registry(KafkaConfig config, std::string control_topic)
     : config_(std::move(config)), topic_(std::move(control_topic)) {}
 Registry::~Registry() = default;
 
-Status Registry::Refresh() {
-  std::map<std::string, std::string> latest;
+Status Registry::Refresh() { return Load(nullptr, nullptr); }
+
+Status Registry::Load(const std::string* watch_key, int* watched) {
+  struct JobWrite {
+    std::string key;
+    JobRecord record;
+    int64_t base_seq = 0;
+    int64_t seq = 0;  // 0: written before sequences existed
+    int32_t partition = 0;
+    int64_t offset = 0;
+  };
+  std::vector<JobWrite> writes;
+  std::map<std::string, std::string> progress;
   auto summary = ReadTopic(config_, topic_, [&](const ConsumedRecord& r) {
-    latest[std::string(r.key)] = std::string(r.value);
+    if (r.key.rfind("job/", 0) == 0) {
+      const std::string bytes(r.value);
+      auto record = DecodeJob(bytes);
+      if (!record) return;  // not a job record this kappa can read
+      const auto* j = flatbuffers::GetRoot<schema::JobRegistry>(bytes.data());
+      writes.push_back(JobWrite{std::string(r.key), std::move(*record), j->base_seq(), j->seq(), r.partition, r.offset});
+    } else {
+      progress[std::string(r.key)] = std::string(r.value);
+    }
   });
+  if (watched) *watched = 0;
   if (!summary.ok()) {
     if (summary.status().code() == Status::Code::kNotFound) {
-      latest_.clear();
+      jobs_.clear();
+      progress_.clear();
       return Status::OK();  // no deployment has been registered yet
     }
     return summary.status();
   }
-  latest_ = std::move(latest);
+  // Records from before sequences (one key per job, latest wins) come first,
+  // then the sequenced ones, all in partition 0, in log order.
+  std::stable_sort(writes.begin(), writes.end(), [](const JobWrite& a, const JobWrite& b) {
+    const bool a_new = a.seq != 0, b_new = b.seq != 0;
+    if (a_new != b_new) return !a_new;
+    if (a.partition != b.partition) return a.partition < b.partition;
+    return a.offset < b.offset;
+  });
+  std::map<std::string, JobRecord> jobs;
+  for (auto& w : writes) {
+    auto it = jobs.find(w.record.job);
+    const int64_t current = it == jobs.end() ? 0 : it->second.seq;
+    bool accepted = false;
+    if (w.seq == 0) {
+      w.record.seq = current;  // unsequenced: applied as it always was
+      accepted = true;
+    } else if (w.base_seq == current && w.seq == current + 1) {
+      w.record.seq = w.seq;
+      accepted = true;
+    }
+    if (watch_key && watched && w.key == *watch_key) *watched = accepted ? 1 : -1;
+    if (accepted) jobs[w.record.job] = std::move(w.record);
+  }
+  jobs_ = std::move(jobs);
+  progress_ = std::move(progress);
   return Status::OK();
 }
 
 std::vector<std::string> Registry::Jobs() const {
   std::vector<std::string> jobs;
-  for (const auto& [k, v] : latest_) {
-    if (k.rfind("job/", 0) == 0) jobs.push_back(k.substr(4));
-  }
+  for (const auto& [name, record] : jobs_) jobs.push_back(name);
   return jobs;
 }
 
 std::optional<JobRecord> Registry::Job(const std::string& job) const {
-  auto it = latest_.find(JobKey(job));
-  if (it == latest_.end()) return std::nullopt;
-  return DecodeJob(it->second);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t version) const {
-  auto it = latest_.find(ProgressKey(job, version));
-  if (it == latest_.end()) return std::nullopt;
+  auto it = progress_.find(ProgressKey(job, version));
+  if (it == progress_.end()) return std::nullopt;
   return DecodeProgress(it->second);
 }
 
-Status Registry::PutJob(JobRecord record) {
+Result<bool> Registry::TryPutJob(JobRecord& record) {
+  const int64_t base = record.seq;
   record.updated_at_ms = WallClockMs();
-  return Put(JobKey(record.job), EncodeJob(record));
+  const std::string key = JobKey(record.job) + "/" + std::to_string(base + 1) + "-" + Nonce();
+  int64_t offset = -1;
+  // Every job record in partition 0: one log order for all of them.
+  KAPPA_RETURN_IF_ERROR(Put(key, EncodeJob(record, base), 0, &offset));
+  // Read back until the write is seen (a leader may acknowledge before the
+  // high watermark covers it); the log order decides who won.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    int watched = 0;
+    KAPPA_RETURN_IF_ERROR(Load(&key, &watched));
+    if (watched != 0) {
+      if (watched < 0) return false;
+      record.seq = base + 1;
+      return true;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::Unavailable("wrote job " + record.job + " to " + topic_ + " (offset " + std::to_string(offset) +
+                                 ") but could not read it back within 30 s; whether it took effect is unknown: "
+                                 "check `kappa status`");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+Status Registry::PutJob(JobRecord& record) {
+  const int64_t base = record.seq;
+  auto won = TryPutJob(record);
+  if (!won.ok()) return won.status();
+  if (!*won) {
+    return Status::FailedPrecondition("job " + record.job + " changed concurrently: the write based on registry sequence " +
+                                      std::to_string(base) + " lost to another one; re-read and retry");
+  }
+  return Status::OK();
 }
 
 Status Registry::PutProgress(const ProgressRecord& record) {
-  return Put(ProgressKey(record.job, record.version), EncodeProgress(record));
+  const std::string key = ProgressKey(record.job, record.version);
+  const std::string value = EncodeProgress(record);
+  int64_t offset = -1;
+  KAPPA_RETURN_IF_ERROR(Put(key, value, RD_KAFKA_PARTITION_UA, &offset));
+  progress_[key] = value;
+  return Status::OK();
 }
 
 namespace {
+struct Delivery {
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  int64_t offset = -1;
+};
 // The delivery result of one registry write, through its per-message opaque.
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
-  if (msg->err) *static_cast<rd_kafka_resp_err_t*>(msg->_private) = msg->err;
+  auto* d = static_cast<Delivery*>(msg->_private);
+  d->err = msg->err;
+  d->offset = msg->offset;
 }
 }  // namespace
 
-Status Registry::Put(const std::string& key, const std::string& value) {
+Status Registry::Put(const std::string& key, const std::string& value, int32_t partition, int64_t* offset) {
   if (!producer_) {
     ProducerOptions options;
     options.linger_ms = 0;  // one write at a time, each waited for
@@ -194,18 +298,22 @@ Status Registry::Put(const std::string& key, const std::string& value) {
     if (!producer.ok()) return producer.status();
     producer_ = std::move(*producer);
   }
-  rd_kafka_resp_err_t delivery = RD_KAFKA_RESP_ERR_NO_ERROR;
+  Delivery delivery;
   rd_kafka_resp_err_t err = rd_kafka_producev(
-      producer_.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-      RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-      RD_KAFKA_V_OPAQUE(&delivery), RD_KAFKA_V_END);
+      producer_.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_PARTITION(partition),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_OPAQUE(&delivery), RD_KAFKA_V_END);
   if (err) return StatusFromKafka(err, "cannot write to the control topic " + topic_);
   rd_kafka_flush(producer_.get(), 35000);
   if (rd_kafka_outq_len(producer_.get()) > 0) {
+    // The delivery report still points at `delivery`: wait it out rather than
+    // return with the opaque dangling.
+    rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_flush(producer_.get(), 5000);
     return Status::Unavailable("the control topic " + topic_ + " did not acknowledge a registry write within 35 s");
   }
-  if (delivery) return StatusFromKafka(delivery, "registry write to " + topic_ + " failed");
-  latest_[key] = value;
+  if (delivery.err) return StatusFromKafka(delivery.err, "registry write to " + topic_ + " failed");
+  *offset = delivery.offset;
   return Status::OK();
 }
 

@@ -1,11 +1,20 @@
 // Registry: the deployment registry, kept in a Kafka control topic (default
-// "kappa.control", compacted on a real cluster) as FlatBuffers records keyed
-// "job/<job>" (versions, states, serving alias, rollback stack) and
-// "progress/<job>/v<N>" (what a running version last reported). Refresh()
-// reads the topic to its end and keeps the latest record per key, so every
-// process on every machine sees the same truth; a promotion is one record.
-// Writers are expected to be one operator at a time (read, modify, write);
-// concurrent writers to the same job race, last write wins. Not thread-safe.
+// "kappa.control", compacted on a real cluster) as FlatBuffers records: job
+// records (versions, states, serving alias, rollback stack) and progress
+// records keyed "progress/<job>/v<N>" (what a running version last reported;
+// the latest per key wins). The control topic is the single source of truth
+// and job changes are linearizable:
+//  - every job record carries the job's registry sequence it was computed
+//    from (base) and the one it sets (base + 1); all job records go to
+//    partition 0, each under its own key "job/<job>/<seq>-<nonce>" (so
+//    compaction never replaces the write that won by one that lost);
+//  - readers apply job records in log order and accept one only if its base
+//    is the job's current sequence: of two writes based on the same state,
+//    the first in the log wins and the other is ignored by every reader;
+//  - a writer reads the topic back past its own write to learn whether it
+//    won (TryPutJob); a loser re-reads and redoes its read-modify-write, or
+//    refuses.
+// A promotion is one record. Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +54,9 @@ struct JobRecord {
   int32_t serving = 0;  // 0: nothing serves yet
   std::vector<int32_t> previous_serving;
   int64_t updated_at_ms = 0;
+  // The job's registry sequence this state was read at (how many writes were
+  // accepted); a write of this record is based on it. Set by the Registry.
+  int64_t seq = 0;
   VersionInfo* Find(int32_t version);
   const VersionInfo* Find(int32_t version) const;
 };
@@ -66,18 +78,28 @@ class Registry {
   std::vector<std::string> Jobs() const;
   std::optional<JobRecord> Job(const std::string& job) const;
   std::optional<ProgressRecord> Progress(const std::string& job, int32_t version) const;
-  // Writes one record and waits for its acknowledgement; the local view is
-  // updated on success.
-  Status PutJob(JobRecord record);
+  // Writes `record` based on record.seq, waits for its acknowledgement and
+  // reads the control topic back past it: true if the write won (record.seq
+  // is then the new sequence), false if another write based on the same
+  // state came first in the log (it is ignored by every reader). Either way
+  // the local view is then the log's, as of the read-back.
+  Result<bool> TryPutJob(JobRecord& record);
+  // TryPutJob; a lost write is FailedPrecondition ("changed concurrently").
+  Status PutJob(JobRecord& record);
   Status PutProgress(const ProgressRecord& record);
   const std::string& control_topic() const { return topic_; }
 
  private:
-  Status Put(const std::string& key, const std::string& value);
+  // Reads the topic to its end; *watched (if given) is set to whether the
+  // job record keyed watch_key was accepted (1), rejected (-1) or not seen (0).
+  Status Load(const std::string* watch_key, int* watched);
+  // Produces and waits for the ack; *offset: where it was written.
+  Status Put(const std::string& key, const std::string& value, int32_t partition, int64_t* offset);
   KafkaConfig config_;
   std::string topic_;
   KafkaHandle producer_;
-  std::map<std::string, std::string> latest_;  // key -> latest value bytes
+  std::map<std::string, JobRecord> jobs_;       // job -> its accepted state
+  std::map<std::string, std::string> progress_;  // progress key -> latest value bytes
 };
 
 

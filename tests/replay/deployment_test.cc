@@ -182,6 +182,19 @@ TEST_F(DeploymentTest, AReplayRunToTheEndIsMarkedCaughtUpBeforeItReturns) {
   EXPECT_EQ(job->Find(1)->state, VersionState::kCaughtUp) << Notes();
   EXPECT_EQ(job->serving, 0) << "a replay does not serve by itself";
   EXPECT_NE(Notes().find("ready to promote"), std::string::npos) << Notes();
+
+  // The deployment created its state dir with kappa's marker, registered its
+  // absolute path; a retire past the retention deletes everything the run
+  // wrote there, and the directory.
+  EXPECT_EQ(job->Find(1)->state_dir, AbsoluteStateDir(spec.state_dir));
+  auto marker = ReadStateMarker(spec.state_dir);
+  ASSERT_TRUE(marker.has_value());
+  EXPECT_EQ(marker->job, spec.job);
+  EXPECT_EQ(marker->version, 1);
+  std::string report;
+  ASSERT_TRUE(Retire(other, spec.job, 1, 0, &report).ok()) << report;
+  EXPECT_NE(report.find("deleted the state of version 1"), std::string::npos) << report;
+  EXPECT_FALSE(std::filesystem::exists(spec.state_dir)) << report;
 }
 
 }  // namespace

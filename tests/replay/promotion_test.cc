@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "kafka/kafka_client.h"
+#include "replay/deployment.h"
 #include "tests/replay/replay_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -156,7 +157,7 @@ TEST_F(PromotionTest, RetireMarksTheVersionRetiredButNeverTheServingOne) {
   ASSERT_TRUE(registry.Refresh().ok());
   JobRecord job = *registry.Job("spend");
   job.Find(2)->state_dir = dir / "v2";
-  std::filesystem::create_directories(dir / "v2");
+  ASSERT_TRUE(ClaimStateDir(dir / "v2", "spend", 2).ok());  // as a deployment does
   ASSERT_TRUE(registry.PutJob(job).ok());
   // A long retention keeps the state.
   ASSERT_TRUE(Retire(registry, "spend", 2, 3600 * 1000, &report).ok());
