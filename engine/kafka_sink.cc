@@ -230,7 +230,8 @@ Status KafkaSink::Flush(int timeout_ms) {
   Status st = producer_->Flush(timeout_ms);
   if (st.ok()) return st;
   if (failed()) return failure();
-  return Status::Unavailable("sink: " + st.message());
+  return Status::Unavailable("sink: " + st.message() + "; no checkpoint was taken past those outputs; " +
+                             kCheckpointIntact);
 }
 
 Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
