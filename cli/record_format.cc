@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/hash.h"
 #include "schemas/dlq_record_generated.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/row_generated.h"
@@ -82,14 +83,20 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
     flatbuffers::Verifier v(data, size);
     if (schema::VerifyDlqRecordBuffer(v)) {
       auto* d = schema::GetDlqRecord(data);
-      std::snprintf(buf, sizeof(buf),
+      const int n = std::snprintf(buf, sizeof(buf),
                     "{\"type\":\"dlq\",\"source\":\"%s[%d]@%lld\",\"error_type\":\"%s\",\"error\":\"%s\","
                     "\"payload_bytes\":%u,\"job\":\"%s\",\"version\":%d,\"spec_hash\":\"%s\"}",
                     Str(d->source_topic()).c_str(), d->source_partition(),
                     static_cast<long long>(d->source_offset()), schema::EnumNameDlqErrorType(d->error_type()),
                     Str(d->error_message()).c_str(), d->payload() ? d->payload()->size() : 0u,
                     Str(d->job()).c_str(), d->version(), Str(d->spec_hash()).c_str());
-      return buf;
+      if (!d->truncated() || n <= 0 || static_cast<size_t>(n) >= sizeof(buf)) return buf;
+      // Cut to fit the sink's record size limit: what the whole was.
+      std::string out(buf, std::strlen(buf) - 1);  // without the closing brace
+      out += ",\"truncated\":true,\"original_size\":" + std::to_string(d->original_size()) +
+             ",\"original_key_size\":" + std::to_string(d->original_key_size()) + ",\"payload_xxh3\":\"" +
+             HashToHex(d->payload_xxh3()) + "\"}";
+      return out;
     }
   }
   {

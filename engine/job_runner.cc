@@ -115,7 +115,7 @@ Status JobRunner::Impl::Open() {
   if (!backend_or.ok()) return backend_or.status();
   backend = std::move(*backend_or);
   KAPPA_RETURN_IF_ERROR(backend->CheckIdentity({spec.job, spec.version, spec.spec_hash}));
-  auto sink_or = KafkaSink::Create(config, spec);
+  auto sink_or = KafkaSink::Create(config, spec, options.on_note);
   if (!sink_or.ok()) return sink_or.status();
   sink = std::move(*sink_or);
   PartitionConsumerOptions consumer_options;
@@ -232,6 +232,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
 }
 
 Status JobRunner::Impl::Loop(StopToken stop) {
+  sink->SetStopToken(stop);  // a stopping job does not wait long for a broker that is gone
   reporter->Start(0);
   run_time.Reset();
   since_checkpoint.Reset();

@@ -1,11 +1,18 @@
 #include "engine/kafka_sink.h"
 
 #include <flatbuffers/flatbuffers.h>
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+
+#include <algorithm>
 
 #include <array>
 #include <chrono>
 #include <cstdio>
 
+#include "base/hash.h"
 #include "kafka/partition_list.h"
 #include "schemas/dlq_record_generated.h"
 
@@ -20,13 +27,23 @@ int64_t NowMs() {
 
 constexpr const char* kCheckpointIntact = "the job stopped with its last checkpoint intact, restart it to resume";
 
+// Room kept below message.max.bytes for what an estimate may miss.
+constexpr size_t kSizeMargin = 256;
+// A key over this is cut too when its record must be truncated (the DLQ
+// record carries the key twice: as the Kafka key and inside).
+constexpr size_t kMaxKeptKey = 16384;
+constexpr size_t kMaxKeptMessage = 4096;
+
+uint64_t Xxh3(const uint8_t* data, size_t size) { return XXH3_64bits(data, size); }
+
 }  // namespace
 
 std::string EosOffsetTag(const JobSpec& spec) { return "kappa eos " + spec.spec_hash; }
 
 KafkaSink::~KafkaSink() = default;
 
-Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, const JobSpec& spec) {
+Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, const JobSpec& spec,
+                                                     NoteCallback on_note) {
   std::unique_ptr<KafkaSink> sink(new KafkaSink());
   sink->spec_ = &spec;
   sink->output_topic_ = spec.OutputTopic();
@@ -36,6 +53,12 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   options.linger_ms = 5;
   options.retry_backoff_ms = 200;
   options.message_timeout_ms = 120000;
+  options.client = "sink producer";
+  if (on_note) {
+    options.on_warning = [on_note = std::move(on_note)](const std::string& text) {
+      on_note(NoteLevel::kWarning, text);
+    };
+  }
   if (spec.delivery == DeliveryMode::kExactlyOnce) {
     // One transactional id per job version: a second live instance of the
     // same version fences the first on a real cluster. The transaction must
@@ -56,7 +79,7 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
 Status KafkaSink::failure() const {
   Status cause = producer_->failure();
   if (cause.ok()) return cause;
-  return Status::Unavailable("sink delivery failed after retries: " + cause.message() + "; " + kCheckpointIntact);
+  return Status::Unavailable("sink delivery failed: " + cause.message() + "; " + kCheckpointIntact);
 }
 
 void KafkaSink::SetPartitions(int32_t partitions) {
@@ -99,33 +122,60 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
       !history_gap_[lineage.partition].empty()) {
     h[count++] = {"kappa.history_gap", history_gap_[lineage.partition]};
   }
-  // A refused record is recorded as the producer's failure (failed()).
+  // A refused record (one over message.max.bytes too, named with its size)
+  // is recorded as the producer's failure (failed()): the job stops there.
   (void)producer_->Produce(output_topic_, KafkaProducer::kAnyPartition, key,
                            std::string_view(reinterpret_cast<const char*>(value), size),
                            std::span<const KafkaHeader>(h.data(), count));
+}
+
+void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message,
+                         size_t key_keep, size_t payload_keep, uint64_t payload_xxh3) {
+  auto& fbb = *dlq_builder_;
+  fbb.Clear();
+  schema::DlqErrorType type = reason == DlqReason::kUndecodable    ? schema::DlqErrorType::Undecodable
+                              : reason == DlqReason::kMissingField ? schema::DlqErrorType::MissingField
+                                                                   : schema::DlqErrorType::InvalidValue;
+  const bool truncated = key_keep < record.key_size || payload_keep < record.size;
+  if (truncated && message.size() > kMaxKeptMessage) message = message.substr(0, kMaxKeptMessage);
+  auto topic = fbb.CreateString(spec_->source_topic);
+  auto key = fbb.CreateVector(record.key, std::min<size_t>(key_keep, record.key_size));
+  auto payload = fbb.CreateVector(record.payload, std::min<size_t>(payload_keep, record.size));
+  auto msg = fbb.CreateString(message.data(), message.size());
+  auto job = fbb.CreateString(spec_->job);
+  auto hash = fbb.CreateString(spec_->spec_hash);
+  auto root = schema::CreateDlqRecord(fbb, topic, partition, record.offset, record.timestamp_ms, key, payload,
+                                      type, msg, job, spec_->version, hash, NowMs(), truncated, record.size,
+                                      payload_xxh3, record.key_size);
+  schema::FinishDlqRecordBuffer(fbb, root);
 }
 
 void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) {
   if (Suppressed(partition)) return;
   std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
   if (concurrent_) lock.lock();
-  auto& fbb = *dlq_builder_;
-  fbb.Clear();
-  schema::DlqErrorType type = reason == DlqReason::kUndecodable    ? schema::DlqErrorType::Undecodable
-                              : reason == DlqReason::kMissingField ? schema::DlqErrorType::MissingField
-                                                                   : schema::DlqErrorType::InvalidValue;
-  auto topic = fbb.CreateString(spec_->source_topic);
-  auto key = fbb.CreateVector(record.key, record.key_size);
-  auto payload = fbb.CreateVector(record.payload, record.size);
-  auto msg = fbb.CreateString(message.data(), message.size());
-  auto job = fbb.CreateString(spec_->job);
-  auto hash = fbb.CreateString(spec_->spec_hash);
-  auto root = schema::CreateDlqRecord(fbb, topic, partition, record.offset, record.timestamp_ms, key, payload,
-                                      type, msg, job, spec_->version, hash, NowMs());
-  schema::FinishDlqRecordBuffer(fbb, root);
   const std::array<KafkaHeader, 2> h = {{{"kappa.job", spec_->job}, {"kappa.version", version_text_}}};
+  const uint64_t checksum = Xxh3(record.payload, record.size);
+  const size_t limit = producer_->max_message_bytes();
+  size_t key_keep = record.key_size;
+  BuildDlq(partition, record, reason, message, key_keep, record.size, checksum);
+  auto& fbb = *dlq_builder_;
+  if (KafkaProducer::RecordSize(key_keep, fbb.GetSize(), h) + kSizeMargin > limit) {
+    // Too large to dead-letter whole (a poison pill otherwise: every restart
+    // would stop at it): keep the metadata and the payload's first bytes.
+    key_keep = std::min<size_t>(record.key_size, kMaxKeptKey);
+    BuildDlq(partition, record, reason, message, key_keep, 0, checksum);
+    const size_t fixed = KafkaProducer::RecordSize(key_keep, fbb.GetSize(), h) + kSizeMargin;
+    size_t payload_keep = limit > fixed ? std::min<size_t>(limit - fixed, record.size) : 0;
+    for (;;) {
+      BuildDlq(partition, record, reason, message, key_keep, payload_keep, checksum);
+      const size_t size = KafkaProducer::RecordSize(key_keep, fbb.GetSize(), h) + kSizeMargin;
+      if (size <= limit || payload_keep == 0) break;
+      payload_keep -= std::min(payload_keep, size - limit);  // FlatBuffers padding: shrink by the excess
+    }
+  }
   (void)producer_->Produce(spec_->dlq_topic, KafkaProducer::kAnyPartition,
-                           std::string_view(reinterpret_cast<const char*>(record.key), record.key_size),
+                           std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
                            std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()), h);
 }
 
@@ -140,23 +190,48 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   const int on = std::snprintf(offset_buf, sizeof(offset_buf), "%lld", static_cast<long long>(record.offset));
   const int wn =
       std::snprintf(watermark_buf, sizeof(watermark_buf), "%lld", static_cast<long long>(record.watermark_ms));
-  const std::array<KafkaHeader, 5> h = {{
+  std::array<KafkaHeader, 9> h = {{
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
       {"kappa.partition", std::string_view(partition_buf, pn)},
       {"kappa.offset", std::string_view(offset_buf, on)},
       {"kappa.watermark_ms", std::string_view(watermark_buf, wn)},
   }};
+  size_t count = 5;
+  size_t key_keep = record.key_size;
+  size_t payload_keep = record.size;
+  char size_buf[24];
+  char key_size_buf[24];
+  std::string checksum;
+  const size_t limit = producer_->max_message_bytes();
+  if (KafkaProducer::RecordSize(key_keep, payload_keep, std::span<const KafkaHeader>(h.data(), count)) +
+          kSizeMargin > limit) {
+    // The original bytes do not fit the sink's limit: the first ones that
+    // do, marked truncated, with the original sizes and a checksum.
+    const int sn = std::snprintf(size_buf, sizeof(size_buf), "%u", record.size);
+    const int kn = std::snprintf(key_size_buf, sizeof(key_size_buf), "%u", record.key_size);
+    checksum = HashToHex(Xxh3(record.payload, record.size));
+    h[count++] = {"kappa.truncated", "true"};
+    h[count++] = {"kappa.original_size", std::string_view(size_buf, sn)};
+    h[count++] = {"kappa.original_key_size", std::string_view(key_size_buf, kn)};
+    h[count++] = {"kappa.payload_xxh3", checksum};
+    key_keep = std::min<size_t>(key_keep, kMaxKeptKey);
+    const size_t fixed =
+        KafkaProducer::RecordSize(key_keep, 0, std::span<const KafkaHeader>(h.data(), count)) + kSizeMargin;
+    payload_keep = limit > fixed ? std::min<size_t>(limit - fixed, record.size) : 0;
+  }
   (void)producer_->Produce(spec_->late_topic, KafkaProducer::kAnyPartition,
-                           std::string_view(reinterpret_cast<const char*>(record.key), record.key_size),
-                           std::string_view(reinterpret_cast<const char*>(record.payload), record.size), h);
+                           std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
+                           std::string_view(reinterpret_cast<const char*>(record.payload), payload_keep),
+                           std::span<const KafkaHeader>(h.data(), count));
 }
 
 Status KafkaSink::Flush(int timeout_ms) {
   Status st = producer_->Flush(timeout_ms);
   if (st.ok()) return st;
   if (failed()) return failure();
-  return Status::Unavailable("sink: " + st.message());
+  return Status::Unavailable("sink: " + st.message() + "; no checkpoint was taken past those outputs; " +
+                             kCheckpointIntact);
 }
 
 Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,

@@ -4,9 +4,15 @@
 // errors, transactions); this class adds what a job means by an output:
 // results to the version's output topic with lineage headers, failures to the
 // DLQ topic as FlatBuffers DlqRecords, late records (original bytes) to the
-// late topic. Transient errors are retried by the producer with backoff; a
-// record that still fails, or a fatal producer error, makes Flush() return an
-// error so the job stops before checkpointing past it. With exactly_once
+// late topic. A DLQ or late record never exceeds the producer's
+// message.max.bytes: one that would keeps its metadata and as much of the
+// payload (and key) as fits, marked truncated with the original size and an
+// XXH3-64 checksum, so one huge input can never stop the job. An output
+// (a result) over the limit is a job error naming its size. Transient
+// errors are retried by the producer with backoff (and reported through the
+// note callback); a record that still fails, or a fatal producer error,
+// makes Flush() return an error so the job stops before checkpointing past
+// it. Once a stop is requested, Flush gives up within a few seconds. With exactly_once
 // delivery every epoch is a Kafka transaction that also carries the input
 // offsets (CommitEpoch). Outputs of a partition can be suppressed while its
 // already-committed records are re-read to rebuild state. One thread.
@@ -19,7 +25,9 @@
 #include <utility>
 #include <vector>
 
+#include "base/progress.h"
 #include "base/status.h"
+#include "base/stop_token.h"
 #include "engine/job_spec.h"
 #include "kafka/kafka_client.h"
 #include "kafka/kafka_producer.h"
@@ -40,7 +48,14 @@ std::string EosOffsetTag(const JobSpec& spec);
 class KafkaSink final : public OutputCollector {
  public:
   ~KafkaSink() override;
-  static Result<std::unique_ptr<KafkaSink>> Create(const KafkaConfig& config, const JobSpec& spec);
+  // `on_note` receives warnings about the broker (unreachable, all brokers
+  // down) while the job runs; null: dropped.
+  static Result<std::unique_ptr<KafkaSink>> Create(const KafkaConfig& config, const JobSpec& spec,
+                                                   NoteCallback on_note = nullptr);
+  // After `stop` is requested, Flush and CommitEpoch give up on a broker
+  // that does not answer within a few seconds (an error: no checkpoint past
+  // unacknowledged outputs), so that a stopping job exits promptly.
+  void SetStopToken(StopToken stop) { producer_->SetStopToken(stop); }
 
   void Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) override;
   void EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) override;
@@ -84,6 +99,11 @@ class KafkaSink final : public OutputCollector {
   const JobSpec* spec_ = nullptr;
   std::string output_topic_;
   std::string version_text_;
+  // Builds the DLQ record of `record` into dlq_builder_, keeping at most
+  // key_keep/payload_keep bytes of its key/payload.
+  void BuildDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message,
+                size_t key_keep, size_t payload_keep, uint64_t payload_xxh3);
+
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
   std::vector<uint8_t> suppressed_;
   std::vector<std::string> history_gap_;

@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -17,6 +18,17 @@ std::string BrokersOf(const KafkaConfig& config) {
   return config.brokers.empty() ? std::string("(no --brokers given)") : config.brokers;
 }
 
+std::string MessageErrorText(const rd_kafka_message_t* m) {
+  if (!m || !m->err) return std::string();
+  if (!m->payload || m->len == 0) return rd_kafka_err2str(m->err);
+  std::string text(static_cast<const char*>(m->payload), std::min<size_t>(m->len, 512));
+  while (!text.empty() && text.back() == '\0') text.pop_back();
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  }
+  return text;
+}
+
 Status RequireBootstrap(const KafkaConfig& config) {
   if (!config.brokers.empty()) return Status::OK();
   for (const auto& [k, v] : config.properties) {
@@ -26,10 +38,13 @@ Status RequireBootstrap(const KafkaConfig& config) {
 }
 
 Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
-                                 const std::vector<std::pair<std::string, std::string>>& defaults) {
+                                 const std::vector<std::pair<std::string, std::string>>& defaults,
+                                 void (*error_cb)(rd_kafka_s*, int, const char*, void*), void* opaque) {
   KAPPA_RETURN_IF_ERROR(RequireBootstrap(config));
   auto conf = config.Build(defaults);
   if (!conf.ok()) return conf.status();
+  if (error_cb) rd_kafka_conf_set_error_cb(*conf, error_cb);
+  if (opaque) rd_kafka_conf_set_opaque(*conf, opaque);
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(kind == ClientKind::kProducer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
                                 *conf, errstr, sizeof(errstr));
@@ -38,6 +53,40 @@ Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
     return Status::InvalidArgument(std::string("cannot create Kafka client: ") + errstr);
   }
   return KafkaHandle(rk);
+}
+
+std::string ClientErrorNotes::Describe(const std::string& client, int code, const char* reason) {
+  const auto err = static_cast<rd_kafka_resp_err_t>(code);
+  const std::string why = std::string(reason ? reason : rd_kafka_err2str(err)) + " (" + rd_kafka_err2name(err) + ")";
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+      return "Kafka broker unreachable (" + client + "): " + why + "; retrying";
+    default:
+      return "Kafka error (" + client + "): " + why + "; retrying";
+  }
+}
+
+void ClientErrorNotes::OnError(int err, const char* reason) {
+  if (!warn_ || err == RD_KAFKA_RESP_ERR__FATAL) return;
+  std::string text = Describe(client_, err, reason);  // copied now: `reason` dies with the call
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto [it, first] = last_ms_.emplace(err, now);
+    if (!first && now - it->second < interval_ms_) {
+      ++suppressed_;
+      return;
+    }
+    if (suppressed_ > 0) text += " (" + std::to_string(suppressed_) + " similar errors since the last warning)";
+    it->second = now;
+    suppressed_ = 0;
+  }
+  warn_(text);
 }
 
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {

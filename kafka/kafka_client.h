@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +18,7 @@
 #include "kafka/kafka_config.h"
 
 struct rd_kafka_s;
+struct rd_kafka_message_s;
 
 namespace kappa {
 
@@ -29,8 +33,35 @@ enum class ClientKind { kProducer, kConsumer };
 Status RequireBootstrap(const KafkaConfig& config);
 
 // Creates a client. `defaults` are applied before the user's -X properties.
+// `error_cb` (with `opaque`), if given, receives librdkafka's client errors
+// (a broker unreachable, all brokers down...), served by rd_kafka_poll.
 Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
-                                 const std::vector<std::pair<std::string, std::string>>& defaults);
+                                 const std::vector<std::pair<std::string, std::string>>& defaults,
+                                 void (*error_cb)(rd_kafka_s*, int, const char*, void*) = nullptr,
+                                 void* opaque = nullptr);
+
+// Turns librdkafka's non-fatal client errors (its error callback: a broker
+// refusing connections, all brokers down, a name that does not resolve)
+// into one-line warnings for a human: the first of each kind at once, then
+// at most one per `interval_ms` (librdkafka repeats them at every reconnect
+// attempt). Thread-safe; `warn` is called with no lock of the caller held.
+class ClientErrorNotes {
+ public:
+  ClientErrorNotes(std::string client, std::function<void(const std::string&)> warn, int interval_ms = 10000)
+      : client_(std::move(client)), warn_(std::move(warn)), interval_ms_(interval_ms) {}
+  // `reason` is librdkafka's text, valid during the call only.
+  void OnError(int err, const char* reason);
+  // A warning's text, e.g. "Kafka broker unreachable (sink producer): ...".
+  static std::string Describe(const std::string& client, int err, const char* reason);
+
+ private:
+  std::string client_;
+  std::function<void(const std::string&)> warn_;
+  int interval_ms_;
+  std::mutex mutex_;
+  std::map<int, int64_t> last_ms_;  // by error code: when it was last reported
+  int64_t suppressed_ = 0;
+};
 
 // Partition count of `topic`. NotFound if the topic does not exist (without
 // creating it), Unavailable if no broker answers within timeout_ms.
@@ -46,6 +77,12 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
                                                    int32_t partitions, int timeout_ms);
 
 std::string BrokersOf(const KafkaConfig& config);
+
+// The text of an error message's error: its payload, taken with its length
+// (never read as a NUL-terminated string: a delivery report's payload is the
+// record itself), with unprintable bytes as '?'; librdkafka's text for the
+// code if there is none. Empty if the message is not an error.
+std::string MessageErrorText(const rd_kafka_message_s* message);
 
 // Closes a consumer, waiting at most timeout_ms for librdkafka's close (which
 // can wait forever for a broker that is gone, e.g. for an in-flight offset

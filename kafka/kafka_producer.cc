@@ -2,7 +2,9 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <utility>
 
 #include "kafka/kafka_status.h"
@@ -57,12 +59,20 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& 
   options.on_delivery = &KafkaProducer::OnDeliveryReport;
   options.on_error = &KafkaProducer::OnClientError;
   options.opaque = p.get();
+  if (options.on_warning) p->error_notes_ = std::make_unique<ClientErrorNotes>(options.client, options.on_warning);
   auto handle = CreateProducer(config, options);
   if (!handle.ok()) return handle.status();
   p->producer_ = std::move(*handle);
   p->transactional_ = !options.transactional_id.empty();
+  rd_kafka_t* rk = p->producer_.get();
+  {
+    char value[64];
+    size_t size = sizeof(value);
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK) {
+      p->max_message_bytes_ = static_cast<size_t>(std::strtoull(value, nullptr, 10));
+    }
+  }
   if (p->transactional_) {
-    rd_kafka_t* rk = p->producer_.get();
     if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk, 30000)) {
       Status st = StatusFromKafkaError(e, "cannot initialise Kafka transactions (" + options.transactional_id + ")");
       rd_kafka_error_destroy(e);
@@ -77,7 +87,25 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& 
   return p;
 }
 
-KafkaProducer::~KafkaProducer() = default;
+KafkaProducer::~KafkaProducer() {
+  rd_kafka_t* rk = producer_.get();
+  if (!rk) return;
+  // Whatever is still unacknowledged was either flushed before (a clean end)
+  // or is abandoned (a failure, a stop): drop it rather than let
+  // rd_kafka_destroy wait for requests to a broker that may be gone.
+  if (rd_kafka_outq_len(rk) > 0) rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  // Destroyed here, while the members its callbacks touch are alive.
+  producer_.reset();
+}
+
+size_t KafkaProducer::RecordSize(size_t key_size, size_t value_size, std::span<const KafkaHeader> headers) {
+  // librdkafka's RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD (length, attributes,
+  // timestamp and offset deltas, key/value lengths, header count: 36 bytes),
+  // and per header two length varints (at most 5 bytes each).
+  size_t size = 36 + key_size + value_size;
+  for (const KafkaHeader& h : headers) size += 10 + h.name.size() + h.value.size();
+  return size;
+}
 
 void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
   if (!msg->err) return;
@@ -89,13 +117,18 @@ void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg,
       msg->err, std::string("delivery to ") + topic + "[" + std::to_string(msg->partition) + "] failed"));
 }
 
-void KafkaProducer::OnClientError(rd_kafka_t* rk, int err, const char*, void* opaque) {
-  // Only fatal errors stop the producer; transport errors are retried by librdkafka.
-  if (err != RD_KAFKA_RESP_ERR__FATAL) return;
-  char reason[512];
-  const rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, reason, sizeof(reason));
+void KafkaProducer::OnClientError(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  // Only fatal errors stop the producer; transport errors are retried by
+  // librdkafka, and said (a broker lost must not go unnoticed).
+  if (err != RD_KAFKA_RESP_ERR__FATAL) {
+    auto* self = static_cast<KafkaProducer*>(opaque);
+    if (self->error_notes_) self->error_notes_->OnError(err, reason);
+    return;
+  }
+  char fatal[512];
+  const rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
   static_cast<KafkaProducer*>(opaque)->RecordFailure(
-      StatusFromKafka(cause ? cause : RD_KAFKA_RESP_ERR__FATAL, std::string("fatal producer error: ") + reason));
+      StatusFromKafka(cause ? cause : RD_KAFKA_RESP_ERR__FATAL, std::string("fatal producer error: ") + fatal));
 }
 
 void KafkaProducer::RecordFailure(Status status) {
@@ -138,7 +171,13 @@ Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::
       continue;
     }
     if (h) rd_kafka_headers_destroy(h);
-    Status st = StatusFromKafka(err, "cannot produce to " + topic);
+    const std::string what =
+        err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+            ? "cannot produce a record of " + std::to_string(RecordSize(key.size(), value.size(), headers)) +
+                  " bytes to " + topic + ": more than the producer's message.max.bytes (" +
+                  std::to_string(max_message_bytes_) + "; raise it with -X message.max.bytes=N if the topic allows)"
+            : "cannot produce to " + topic;
+    Status st = StatusFromKafka(err, what);
     RecordFailure(st);
     return st;
   }
@@ -146,16 +185,31 @@ Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::
   return Status::OK();
 }
 
+bool KafkaProducer::PastDeadline(std::chrono::steady_clock::time_point deadline,
+                                 std::chrono::steady_clock::time_point* stop_deadline) const {
+  const auto now = std::chrono::steady_clock::now();
+  if (stop_.stop_requested() && *stop_deadline == std::chrono::steady_clock::time_point::max()) {
+    *stop_deadline = now + std::chrono::milliseconds(kStopBoundMs);
+  }
+  return now > deadline || now > *stop_deadline;
+}
+
 Status KafkaProducer::Flush(int timeout_ms) {
   rd_kafka_t* rk = producer_.get();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto stop_deadline = std::chrono::steady_clock::time_point::max();
   while (rd_kafka_outq_len(rk) > 0) {
     if (failed()) return failure();
     rd_kafka_flush(rk, 100);
-    if (std::chrono::steady_clock::now() > deadline) {
+    if (PastDeadline(deadline, &stop_deadline)) {
       if (failed()) return failure();
       const int left = rd_kafka_outq_len(rk);
       if (left == 0) break;
+      if (stop_.stop_requested()) {
+        return Status::Unavailable(std::to_string(left) + " records not acknowledged " +
+                                   std::to_string(kStopBoundMs / 1000) +
+                                   " s after the stop request (is the broker reachable?); not waiting longer");
+      }
       return Status::Unavailable(std::to_string(left) + " records not acknowledged within " +
                                  std::to_string(timeout_ms / 1000) + " s; is the broker reachable?");
     }
@@ -175,18 +229,35 @@ Status KafkaProducer::CommitTransaction(rd_kafka_s* consumer, const PartitionLis
   if (!transactional_) return Status::FailedPrecondition("CommitTransaction on a producer without transactional.id");
   if (failed()) return failure();
   rd_kafka_t* rk = producer_.get();
+  // Each call waits in slices of at most a second and is retried while its
+  // error is retriable (a timeout is), so that a stop request is seen.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto stop_deadline = std::chrono::steady_clock::time_point::max();
+  auto in_slices = [&](auto call) -> rd_kafka_error_t* {
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::min(deadline, stop_deadline) - std::chrono::steady_clock::now())
+                            .count();
+      rd_kafka_error_t* e = call(static_cast<int>(std::clamp<int64_t>(left, 1, 1000)));
+      if (!e || !rd_kafka_error_is_retriable(e) || PastDeadline(deadline, &stop_deadline)) return e;
+      rd_kafka_error_destroy(e);
+    }
+  };
   rd_kafka_error_t* error = nullptr;
   if (offsets.size() > 0) {
     rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer);
-    error = rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, timeout_ms);
+    error = in_slices([&](int ms) { return rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, ms); });
     rd_kafka_consumer_group_metadata_destroy(group);
   }
   // commit_transaction flushes every produced record first.
-  if (!error) error = rd_kafka_commit_transaction(rk, timeout_ms);
+  if (!error) error = in_slices([&](int ms) { return rd_kafka_commit_transaction(rk, ms); });
   if (error) {
     Status st = StatusFromKafkaError(error, "Kafka transaction failed");
     if (rd_kafka_error_txn_requires_abort(error)) {
-      if (rd_kafka_error_t* abort_error = rd_kafka_abort_transaction(rk, 30000)) rd_kafka_error_destroy(abort_error);
+      const int abort_ms = stop_.stop_requested() ? 1000 : 30000;
+      if (rd_kafka_error_t* abort_error = rd_kafka_abort_transaction(rk, abort_ms)) {
+        rd_kafka_error_destroy(abort_error);
+      }
     }
     rd_kafka_error_destroy(error);
     return st;

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/stop_token.h"
 #include "kafka/kafka_client.h"
 #include "kafka/kafka_config.h"
 
@@ -51,6 +54,12 @@ struct ProducerOptions {
   void (*on_delivery)(rd_kafka_s*, const rd_kafka_message_s*, void*) = nullptr;
   void (*on_error)(rd_kafka_s*, int, const char*, void*) = nullptr;
   void* opaque = nullptr;
+  // KafkaProducer only: one-line warnings about non-fatal client errors (a
+  // broker unreachable, all brokers down), at most one per kind every 10 s,
+  // named after `client` (e.g. "sink producer"). Called on the thread that
+  // polls or flushes. Null: ignored.
+  std::function<void(const std::string&)> on_warning;
+  std::string client = "producer";
 };
 
 // The settings of every producer that writes many records it must not lose
@@ -88,8 +97,14 @@ class KafkaProducer {
 
   // Waits until every queued record is acknowledged. The first failure if
   // any delivery failed (or a fatal error happened); Unavailable if records
-  // are still unacknowledged after timeout_ms.
+  // are still unacknowledged after timeout_ms, or kStopBoundMs after a stop
+  // was requested (SetStopToken): a stopping process does not wait for a
+  // broker that may never answer.
   Status Flush(int timeout_ms);
+  // After `stop` is requested, Flush and CommitTransaction give up within
+  // kStopBoundMs, and the destructor drops what is still unacknowledged.
+  void SetStopToken(StopToken stop) { stop_ = stop; }
+  static constexpr int kStopBoundMs = 4000;
   // Serves delivery reports; waits at most timeout_ms.
   void Poll(int timeout_ms = 0) const;
   // Records queued and not yet acknowledged.
@@ -101,6 +116,13 @@ class KafkaProducer {
   // record first) and opens the next one. On error the transaction is
   // aborted where librdkafka allows it, so nothing of this epoch is visible.
   Status CommitTransaction(rd_kafka_s* consumer, const PartitionList& offsets, int timeout_ms = 150000);
+
+  // message.max.bytes: the largest record this producer accepts. A record
+  // over it is refused by Produce (MSG_SIZE_TOO_LARGE) and fails the producer.
+  size_t max_message_bytes() const { return max_message_bytes_; }
+  // An upper bound of the size librdkafka counts against message.max.bytes
+  // for one record (key, value, headers and the record's framing).
+  static size_t RecordSize(size_t key_size, size_t value_size, std::span<const KafkaHeader> headers);
 
   // Fetches the metadata (leaders) of `topics` now rather than at the first
   // flush. Failures are not errors: they surface at the first flush.
@@ -122,8 +144,15 @@ class KafkaProducer {
   static void OnDeliveryReport(rd_kafka_s* rk, const rd_kafka_message_s* msg, void* opaque);
   static void OnClientError(rd_kafka_s* rk, int err, const char* reason, void* opaque);
   void RecordFailure(Status status);
+  // The deadline of a blocking call of timeout_ms begun now: earlier once a
+  // stop is requested.
+  bool PastDeadline(std::chrono::steady_clock::time_point deadline,
+                    std::chrono::steady_clock::time_point* stop_deadline) const;
 
   KafkaHandle producer_;
+  std::unique_ptr<ClientErrorNotes> error_notes_;
+  StopToken stop_;
+  size_t max_message_bytes_ = 1000000;
   bool transactional_ = false;
   int64_t produced_ = 0;
   std::atomic<bool> failed_{false};

@@ -15,6 +15,10 @@ void MessageBatch::Clear() {
 
 Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const KafkaConfig& config,
                                                                      PartitionConsumerOptions options) {
+  std::unique_ptr<PartitionConsumer> c(new PartitionConsumer());
+  if (options.on_transient) {
+    c->error_notes_ = std::make_unique<ClientErrorNotes>("source consumer", options.on_transient);
+  }
   auto consumer = CreateClient(ClientKind::kConsumer, config,
                                {{"group.id", options.group},
                                 {"enable.auto.commit", "false"},
@@ -24,9 +28,9 @@ Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const Kafka
                                 {"enable.partition.eof", "false"},
                                 {"queued.min.messages", std::to_string(options.queued_min_messages)},
                                 {"queued.max.messages.kbytes", std::to_string(options.queued_max_kbytes)},
-                                {"fetch.wait.max.ms", std::to_string(options.fetch_wait_max_ms)}});
+                                {"fetch.wait.max.ms", std::to_string(options.fetch_wait_max_ms)}},
+                               &PartitionConsumer::OnClientError, c.get());
   if (!consumer.ok()) return consumer.status();
-  std::unique_ptr<PartitionConsumer> c(new PartitionConsumer());
   c->options_ = std::move(options);
   c->consumer_ = std::move(*consumer);
   c->queue_ = rd_kafka_queue_get_consumer(c->consumer_.get());
@@ -35,7 +39,12 @@ Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const Kafka
 
 PartitionConsumer::~PartitionConsumer() {
   if (queue_) rd_kafka_queue_destroy(queue_);
-  CloseConsumer(consumer_, 10000);
+  CloseConsumer(consumer_, options_.close_timeout_ms);
+}
+
+void PartitionConsumer::OnClientError(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  auto* self = static_cast<PartitionConsumer*>(opaque);
+  if (self->error_notes_) self->error_notes_->OnError(err, reason);
 }
 
 Result<int32_t> PartitionConsumer::PartitionCount(const std::string& topic) const {
@@ -81,16 +90,16 @@ Status PartitionConsumer::Classify(rd_kafka_message_t* m) {
     case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
     case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
       return Status::DataLoss(where + ": the offset to read is out of range (retention deleted it while the reader " +
-                              "was behind): " + rd_kafka_message_errstr(m) +
+                              "was behind): " + MessageErrorText(m) +
                               "; records would be skipped, so reading stops");
     case RD_KAFKA_RESP_ERR__FATAL:
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-      return Status::Unavailable("source " + where + ": " + rd_kafka_message_errstr(m));
+      return Status::Unavailable("source " + where + ": " + MessageErrorText(m));
     default:
       if (options_.on_transient) {
-        options_.on_transient("transient consumer error on " + where + " (retrying): " + rd_kafka_message_errstr(m));
+        options_.on_transient("transient consumer error on " + where + " (retrying): " + MessageErrorText(m));
       }
       return Status::OK();
   }
@@ -98,6 +107,8 @@ Status PartitionConsumer::Classify(rd_kafka_message_t* m) {
 
 Status PartitionConsumer::Poll(int max, int wait_ms, MessageBatch* batch) {
   batch->Clear();
+  // Client errors (a broker gone) arrive on the main queue, not with messages.
+  rd_kafka_poll(consumer_.get(), 0);
   if (batch->messages_.size() < static_cast<size_t>(max)) batch->messages_.resize(max);
   rd_kafka_message_t** out = batch->messages_.data();
   // consume_batch_queue with a timeout waits for a FULL batch, which costs up

@@ -35,8 +35,13 @@ struct PartitionConsumerOptions {
   int queued_max_kbytes = 262144;
   int metadata_timeout_ms = 10000;
   // Called with a one-line description of each transient error (the consumer
-  // keeps going). Null: ignored.
+  // keeps going), including librdkafka's client errors (a broker that is
+  // unreachable, all brokers down), those at most once per kind every
+  // 10 s. Called on the thread that calls Poll. Null: ignored.
   std::function<void(const std::string&)> on_transient;
+  // How long the destructor waits for librdkafka's consumer close before
+  // destroying the handle without it (a broker that is gone never answers).
+  int close_timeout_ms = 2000;
 };
 
 // Messages taken by one Poll(); owned until the next Poll() or destruction.
@@ -61,7 +66,7 @@ class PartitionConsumer {
  public:
   static Result<std::unique_ptr<PartitionConsumer>> Create(const KafkaConfig& config,
                                                            PartitionConsumerOptions options);
-  ~PartitionConsumer();  // closes the consumer, waiting at most a few seconds for a broker that is gone
+  ~PartitionConsumer();  // closes the consumer, waiting at most close_timeout_ms for a broker that is gone
 
   // Partition count of a topic (NotFound if it does not exist) and every
   // partition's log start/end offsets.
@@ -96,10 +101,12 @@ class PartitionConsumer {
  private:
   PartitionConsumer() = default;
   Status Classify(rd_kafka_message_s* message);
+  static void OnClientError(rd_kafka_s* rk, int err, const char* reason, void* opaque);
 
   PartitionConsumerOptions options_;
   KafkaHandle consumer_;
   rd_kafka_queue_s* queue_ = nullptr;
+  std::unique_ptr<ClientErrorNotes> error_notes_;
 };
 
 }  // namespace kappa

@@ -10,11 +10,14 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "base/stop_token.h"
 #include "kafka/kafka_client.h"
 #include "kafka/kafka_status.h"
 #include "kafka/partition_list.h"
@@ -126,6 +129,81 @@ TEST_F(ProducerTest, ATooLargeRecordIsRefusedNamingTheTopic) {
   EXPECT_TRUE((*producer)->failed());
   Status flushed = (*producer)->Flush(5000);
   EXPECT_EQ(flushed.message(), st.message());
+}
+
+// Issue 10, item 6: with the broker gone, the producer says so (through
+// on_warning) and, once a stop is requested, Flush gives up within
+// kStopBoundMs instead of waiting out message.timeout.ms.
+TEST_F(ProducerTest, WithTheBrokerGoneItWarnsAndAStopBoundsTheFlush) {
+  CreateTopic("out", 1);
+  std::mutex mutex;
+  std::vector<std::string> warnings;
+  ProducerOptions options;
+  options.client = "test producer";
+  options.on_warning = [&](const std::string& text) {
+    std::lock_guard<std::mutex> lock(mutex);
+    warnings.push_back(text);
+  };
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  StopSource stop;
+  (*producer)->SetStopToken(stop);
+  ASSERT_TRUE((*producer)->Produce("out", 0, "k", "v").ok());
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+  broker_.reset();  // the broker is lost
+  ASSERT_TRUE((*producer)->Produce("out", 0, "k", "v").ok());
+  EXPECT_FALSE((*producer)->Flush(2000).ok()) << "nothing can be acknowledged";
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    ASSERT_FALSE(warnings.empty());
+    EXPECT_TRUE(Contains(warnings[0], "Kafka broker unreachable (test producer)")) << warnings[0];
+  }
+  stop.RequestStop();
+  const auto began = std::chrono::steady_clock::now();
+  Status st = (*producer)->Flush(150000);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "after the stop request")) << st.ToString();
+  EXPECT_LT(took, KafkaProducer::kStopBoundMs / 1000.0 + 2);
+  producer->reset();  // drops what is unacknowledged at once
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count(),
+            KafkaProducer::kStopBoundMs / 1000.0 + 4);
+}
+
+TEST(ClientErrorNotesTest, WarnsOncePerKindAndInterval) {
+  std::vector<std::string> notes;
+  ClientErrorNotes errors("consumer", [&](const std::string& text) { notes.push_back(text); }, 60000);
+  errors.OnError(RD_KAFKA_RESP_ERR__TRANSPORT, "127.0.0.1:9/1: Connect failed: Connection refused");
+  errors.OnError(RD_KAFKA_RESP_ERR__TRANSPORT, "127.0.0.1:9/1: Connect failed: Connection refused");
+  errors.OnError(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, "1/1 brokers are down");
+  errors.OnError(RD_KAFKA_RESP_ERR__FATAL, "fatal: not a warning");
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_EQ(notes[0],
+            "Kafka broker unreachable (consumer): 127.0.0.1:9/1: Connect failed: Connection refused (_TRANSPORT); "
+            "retrying");
+  EXPECT_TRUE(Contains(notes[1], "1/1 brokers are down (_ALL_BROKERS_DOWN)")) << notes[1];
+  EXPECT_TRUE(Contains(notes[1], "1 similar errors")) << notes[1];
+}
+
+// The garbled "sink delivery failed after retries: $ (_MSG_TIMED_OUT)" of
+// issue 10 came from reading a message's payload as a NUL-terminated error
+// string; error text is taken with its length and made printable.
+TEST(MessageErrorTextTest, ReadsThePayloadWithItsLengthOnly) {
+  const char bytes[] = {'$', 0, 0, 0, 'x', 'y'};
+  rd_kafka_message_t m{};
+  m.err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+  m.payload = const_cast<char*>(bytes);
+  m.len = 4;
+  EXPECT_EQ(MessageErrorText(&m), "$");
+  const char text[] = {'b', 'a', 'd', '\x01', 'r'};
+  m.payload = const_cast<char*>(text);
+  m.len = sizeof(text);
+  EXPECT_EQ(MessageErrorText(&m), "bad?r");
+  m.payload = nullptr;
+  m.len = 0;
+  EXPECT_EQ(MessageErrorText(&m), rd_kafka_err2str(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT));
+  m.err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  EXPECT_EQ(MessageErrorText(&m), "");
 }
 
 TEST_F(ProducerTest, ATransactionalEpochCommitsItsOffsetsToTheGroup) {

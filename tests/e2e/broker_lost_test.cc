@@ -1,0 +1,165 @@
+// Stories about losing the broker while `kappa run` runs (issue 10, item 6):
+// a warning appears within one status interval; SIGTERM ends the process
+// within 10 s whatever the broker does, without a checkpoint past outputs
+// the broker never acknowledged, and a rerun against a fresh broker resumes
+// from the last durable checkpoint; when the sink gives up on its outputs
+// the error names the topic and the cause in readable text.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace kappa::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return -1;
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The broker on a fixed bootstrap port, so that a fresh one can take the
+// place of one that was lost.
+class BrokerLostTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = FreePort();
+    ASSERT_GT(port_, 0);
+    ASSERT_NO_FATAL_FAILURE(StartBroker());
+  }
+  void StartBroker() {
+    EmbeddedBroker::Options options;
+    options.port = port_;
+    options.topics = {{"transactions", 2}};
+    auto broker = EmbeddedBroker::Start(options);
+    ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+    broker_ = std::move(*broker);
+  }
+  KafkaConfig Config() const {
+    KafkaConfig config;
+    config.brokers = "127.0.0.1:" + std::to_string(port_);
+    return config;
+  }
+  GeneratorOptions Workload() const { return SmallWorkload(21, 20000, 300, 0.5); }
+  // Waits up to timeout_ms for pred; false on timeout.
+  template <typename Pred>
+  static bool WaitUntil(int timeout_ms, Pred pred) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (Clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return pred();
+  }
+  static int64_t Epoch(const std::string& metrics_path) {
+    const std::string metrics = ReadFile(metrics_path);
+    return metrics.empty() ? -1 : MetricsField(metrics, "epoch");
+  }
+  // Runs the job live (no end), rate-capped so that it is mid-stream with
+  // outputs in flight when the broker goes, until it has checkpointed.
+  std::unique_ptr<ChildProcess> StartLive(const std::string& spec, const std::string& metrics,
+                                          std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"run", spec, "-b", Config().brokers, "--max-rate", "2000",
+                                     "--status-interval-ms", "1000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto child = std::make_unique<ChildProcess>(args, "live");
+    EXPECT_TRUE(WaitUntil(30000, [&] { return Epoch(metrics) >= 2; })) << child->Stderr();
+    return child;
+  }
+
+  int port_ = 0;
+  std::unique_ptr<EmbeddedBroker> broker_;
+};
+
+TEST_F(BrokerLostTest, WarnsWithinAStatusIntervalAndSigtermExitsWithinTenSeconds) {
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  ScratchDir dir("broker-lost");
+  SpecOptions spec;
+  spec.state_dir = dir / "state";
+  spec.checkpoint_interval = "1s";
+  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  const std::string metrics = dir / "state/metrics.json";
+  auto live = StartLive(path, metrics);
+  ASSERT_EQ(live->WaitFor(0), -1) << live->Stderr();
+  ASSERT_EQ(live->Stderr().find("unreachable"), std::string::npos) << live->Stderr();
+
+  broker_.reset();  // the broker is lost
+  const auto lost = Clock::now();
+  // One status interval (1 s), plus slack for a loaded machine.
+  EXPECT_TRUE(WaitUntil(3000, [&] { return live->Stderr().find("Kafka broker unreachable") != std::string::npos; }))
+      << "no warning within a status interval of losing the broker:\n" << live->Stderr();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000) - (Clock::now() - lost));
+
+  live->Kill(SIGTERM);
+  const auto asked = Clock::now();
+  const int rc = live->WaitFor(10000);
+  const double took = std::chrono::duration<double>(Clock::now() - asked).count();
+  ASSERT_NE(rc, -1) << "SIGTERM did not end the job within 10 s with the broker gone:\n" << live->Stderr();
+  EXPECT_LT(took, 10.0);
+  if (rc != 0) {
+    EXPECT_EQ(rc, 1) << live->Stderr();
+    EXPECT_NE(live->Stderr().find("last checkpoint intact"), std::string::npos) << live->Stderr();
+  }
+  const int64_t durable = Epoch(metrics);
+  ASSERT_GE(durable, 2);
+  const int64_t records_at_stop = MetricsField(ReadFile(metrics), "records_in");
+  ASSERT_LT(records_at_stop, 20000) << "the rate cap should have kept it mid-stream";
+
+  // A fresh broker with the same history: the state reopens at its last
+  // durable epoch and the job completes from there.
+  ASSERT_NO_FATAL_FAILURE(StartBroker());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"run", path, "-b", Config().brokers, "--stop-at-end", "--status-interval-ms", "0"}, &out, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("epoch " + std::to_string(durable)), std::string::npos)
+      << "the rerun starts from the last durable epoch " << durable << ":\n" << err;
+  EXPECT_EQ(MetricsField(ReadFile(metrics), "records_in"), 20000);
+  EXPECT_GT(Epoch(metrics), durable);
+}
+
+TEST_F(BrokerLostTest, OutputsThatTimeOutStopTheJobWithAReadableError) {
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  ScratchDir dir("broker-lost-timeout");
+  SpecOptions spec;
+  spec.state_dir = dir / "state";
+  spec.checkpoint_interval = "1s";
+  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  const std::string metrics = dir / "state/metrics.json";
+  auto live = StartLive(path, metrics, {"-X", "message.timeout.ms=3000"});
+  ASSERT_EQ(live->WaitFor(0), -1) << live->Stderr();
+
+  broker_.reset();
+  const int rc = live->WaitFor(60000);
+  ASSERT_NE(rc, -1) << "the job kept running with its outputs timed out:\n" << live->Stderr();
+  EXPECT_EQ(rc, 1);
+  const std::string err = live->Stderr();
+  const size_t at = err.find("sink delivery failed");
+  ASSERT_NE(at, std::string::npos) << err;
+  const std::string line = err.substr(at, err.find('\n', at) - at);
+  EXPECT_NE(line.find("delivery to user-spend-hourly.v1["), std::string::npos) << line;
+  EXPECT_NE(line.find("_MSG_TIMED_OUT"), std::string::npos) << line;
+  EXPECT_NE(line.find("last checkpoint intact"), std::string::npos) << line;
+  for (char c : line) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "unreadable byte " << int(c) << " in: " << line;
+  EXPECT_GE(Epoch(metrics), 2);
+}
+
+}  // namespace
+}  // namespace kappa::testing
