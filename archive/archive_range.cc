@@ -1,6 +1,7 @@
 #include "archive/archive_range.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,12 +20,10 @@ Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition) {
   if (!segments.ok()) return segments.status();
   for (size_t i = 0; i < segments->size(); ++i) {
     const bool last = i + 1 == segments->size();
-    auto scan = ScanSegment(dir + "/" + SegmentName((*segments)[i]), last);
+    const std::string path = dir + "/" + SegmentName((*segments)[i]);
+    auto scan = ScanSegment(path, /*verify_payloads=*/false);
     if (!scan.ok()) return scan.status();
-    if (scan->torn_tail && !last) {
-      return Status::Corruption("archive " + dir + "/" + SegmentName((*segments)[i]) + ": invalid block at byte " +
-                                std::to_string(scan->valid_bytes) + " in a sealed segment");
-    }
+    if (scan->damaged || (scan->torn_tail && !last)) return Status::Corruption(DamageMessage(path, *scan));
     if (scan->records == 0) continue;
     if (range.first_offset < 0) range.first_offset = scan->first_offset;
     range.end_offset = scan->last_offset + 1;
@@ -34,7 +33,40 @@ Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition) {
   return range;
 }
 
+namespace {
+// NotFound if the archive root does not exist; it must be a directory.
+Status CheckRoot(const std::string& root) {
+  if (root.empty()) return Status::InvalidArgument("no archive directory given");
+  struct stat st{};
+  if (::stat(root.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound("archive directory " + root + " does not exist");
+    return Status::IOError(Errno("stat " + root));
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::FailedPrecondition("archive directory " + root + " is not a directory");
+  return Status::OK();
+}
+}  // namespace
+
+Result<std::vector<std::string>> ArchivedTopics(const std::string& root) {
+  KAPPA_RETURN_IF_ERROR(CheckRoot(root));
+  DIR* d = ::opendir(root.c_str());
+  if (!d) return Status::IOError(Errno("opendir " + root));
+  std::vector<std::string> topics;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (!ValidateTopic(name).ok()) continue;
+    struct stat st{};
+    const std::string path = root + "/" + name;
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) topics.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(topics.begin(), topics.end());
+  return topics;
+}
+
 Result<std::vector<int32_t>> ArchivedPartitions(const std::string& root, const std::string& topic) {
+  KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
+  KAPPA_RETURN_IF_ERROR(CheckRoot(root));
   const std::string dir = root + "/" + topic;
   DIR* d = ::opendir(dir.c_str());
   std::vector<int32_t> partitions;
@@ -44,7 +76,7 @@ Result<std::vector<int32_t>> ArchivedPartitions(const std::string& root, const s
   }
   while (dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (name.empty() || name.size() > 9 || name.find_first_not_of("0123456789") != std::string::npos) continue;
     partitions.push_back(std::atoi(name.c_str()));
   }
   ::closedir(d);

@@ -20,13 +20,20 @@ struct ArchiveRange {
 };
 
 // The range of one partition directory (<root>/<topic>/<partition>):
-// NotFound if it does not exist; Corruption if a sealed segment (not the
-// newest) has an invalid block.
+// NotFound if it does not exist; Corruption, naming the file and byte, if a
+// block header fails its checksum or a sealed segment (not the newest) ends
+// in an incomplete block (payloads are verified by the reader).
 Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition);
 
+// Topics archived under `root` (their directory exists), by name. NotFound
+// if `root` does not exist.
+Result<std::vector<std::string>> ArchivedTopics(const std::string& root);
 // Partitions archived for `topic` (their directory exists), ascending.
+// InvalidArgument for a topic name Kafka would refuse; NotFound if `root`
+// does not exist (a missing archive is not an empty one).
 Result<std::vector<int32_t>> ArchivedPartitions(const std::string& root, const std::string& topic);
-// The range of each archived partition of `topic` (empty vector: no archive).
+// The range of each archived partition of `topic` (empty vector: the root
+// exists but holds nothing of `topic`).
 Result<std::vector<ArchiveRange>> ArchiveRanges(const std::string& root, const std::string& topic);
 
 }  // namespace kappa

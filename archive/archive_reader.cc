@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "archive/segment_file.h"
 #include "archive/segment_format.h"
 
@@ -44,6 +46,10 @@ struct ArchiveReader::Impl {
     return Status::OK();
   }
 
+  std::string SegmentPath() const {
+    return dir + "/" + (segment_index < segments.size() ? SegmentName(segments[segment_index]) : std::string("?"));
+  }
+
   Status Refresh() {
     auto list = ListSegments(dir);
     if (!list.ok()) return list.status();
@@ -65,32 +71,42 @@ struct ArchiveReader::Impl {
         KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index));
       }
       struct stat st{};
-      ::fstat(fd, &st);
+      if (::fstat(fd, &st) != 0) return Status::IOError(Errno("stat " + SegmentPath()));
       const int64_t size = st.st_size;
       const bool last_segment = segment_index + 1 >= segments.size();
-      BlockHeader h;
-      bool complete = file_pos + static_cast<int64_t>(kHeaderBytes) <= size && PreadAll(fd, &h, kHeaderBytes, file_pos) &&
-                      HeaderSane(h) && file_pos + static_cast<int64_t>(kHeaderBytes + h.stored_size) <= size;
-      if (!complete) {
+      BlockHeader h{};
+      BlockState state = BlockState::kIncomplete;
+      if (file_pos < size) {
+        char bytes[kHeaderBytes];
+        const size_t have = static_cast<size_t>(std::min<int64_t>(kHeaderBytes, size - file_pos));
+        if (!PreadAll(fd, bytes, have, file_pos)) return Status::IOError(Errno("read " + SegmentPath()));
+        state = InspectHeader(bytes, have, static_cast<uint64_t>(size - file_pos), &h);
+      }
+      if (state == BlockState::kOldFormat && file_pos == 0) {
+        return Status::FailedPrecondition(OldFormatMessage(SegmentPath()));
+      }
+      if (state == BlockState::kIncomplete) {
         if (file_pos >= size && !last_segment) {
           KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index + 1));
           continue;
         }
-        if (file_pos >= size || last_segment) {
-          if (last_segment) {
-            // The tail of the newest segment: a block still being written.
-            // Look again whether a new segment appeared meanwhile.
-            const size_t known = segments.size();
-            KAPPA_RETURN_IF_ERROR(Refresh());
-            if (segments.size() > known && file_pos >= size) {
-              KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index + 1));
-              continue;
-            }
-          }
-          return false;
+        if (!last_segment) {
+          return Status::Corruption("archive " + SegmentPath() + ": the block at byte " + std::to_string(file_pos) +
+                                    " is incomplete, in a sealed segment (not the newest)");
         }
-        return Status::Corruption("archive " + dir + "/" + SegmentName(segments[segment_index]) +
-                                  ": invalid block header at byte " + std::to_string(file_pos));
+        // The tail of the newest segment: the end, or a block still being
+        // written. Look again whether a new segment appeared meanwhile.
+        const size_t known = segments.size();
+        KAPPA_RETURN_IF_ERROR(Refresh());
+        if (segments.size() > known && file_pos >= size) {
+          KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index + 1));
+          continue;
+        }
+        return false;
+      }
+      if (state != BlockState::kComplete) {
+        return Status::Corruption("archive " + SegmentPath() + ": the block at byte " + std::to_string(file_pos) +
+                                  " fails: " + BlockStateName(state) + ": the archive is damaged");
       }
       if (h.last_offset < position) {  // the offset index: skip without reading the payload
         file_pos += static_cast<int64_t>(kHeaderBytes + h.stored_size);
@@ -100,16 +116,16 @@ struct ArchiveReader::Impl {
       if (!PreadAll(fd, stored.data(), h.stored_size, file_pos + static_cast<int64_t>(kHeaderBytes))) {
         return Status::IOError(Errno("read " + dir));
       }
-      if (Checksum(h, stored.data(), stored.size()) != h.checksum) {
-        const bool tail = last_segment && file_pos + static_cast<int64_t>(kHeaderBytes + h.stored_size) == size;
-        if (tail) return false;  // being written right now
-        return Status::Corruption("archive " + dir + "/" + SegmentName(segments[segment_index]) +
-                                  ": checksum mismatch in the block at byte " + std::to_string(file_pos) +
+      if (PayloadChecksum(stored.data(), stored.size()) != h.payload_checksum) {
+        // A complete block is never being written (one write() puts it
+        // there, and the size grows only after its bytes are in): damage.
+        return Status::Corruption("archive " + SegmentPath() + ": the block at byte " + std::to_string(file_pos) +
+                                  " fails: payload checksum mismatch" +
                                   " (offsets " + std::to_string(h.first_offset) + ".." +
                                   std::to_string(h.last_offset) + ")");
       }
       if (!DecompressPayload(h, stored.data(), &block)) {
-        return Status::Corruption("archive " + dir + ": block at byte " + std::to_string(file_pos) +
+        return Status::Corruption("archive " + SegmentPath() + ": the block at byte " + std::to_string(file_pos) +
                                   " does not decompress");
       }
       block_bytes = h.raw_size;
@@ -133,6 +149,7 @@ ArchiveReader::~ArchiveReader() = default;
 
 Result<std::unique_ptr<ArchiveReader>> ArchiveReader::Open(const std::string& root, const std::string& topic,
                                                            int32_t partition) {
+  KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
   auto impl = std::make_unique<Impl>();
   impl->dir = PartitionDir(root, topic, partition);
   impl->partition = partition;

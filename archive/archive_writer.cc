@@ -81,22 +81,27 @@ struct ArchiveWriter::Impl {
     return Status::OK();
   }
 
-  // Finds the archived end in the existing segments, cutting a torn tail
-  // block off the newest one, and opens it for appending.
-  Status Recover(const std::vector<int64_t>& segments, const NoteCallback& on_note) {
-    // The first offset comes from the first segment with records; the end,
-    // and a torn tail to cut, from the last one.
+  // Finds the archived end in the existing segments and opens the newest
+  // for appending. Every header is checked, and the newest segment's
+  // payloads too (the only one written since it was last sealed). An
+  // incomplete block at its very end (a crash mid-write) is cut; a complete
+  // block that fails a checksum, anywhere, is Corruption and nothing is cut.
+  Status Recover(const std::vector<int64_t>& segments, const std::string& repair_hint, const NoteCallback& on_note) {
     for (size_t i = 0; i < segments.size(); ++i) {
       const bool last = i + 1 == segments.size();
       const std::string path = dir + "/" + SegmentName(segments[i]);
-      if (!last && first_offset >= 0) continue;
-      auto scan = ScanSegment(path, last);
+      auto scan = ScanSegment(path, /*verify_payloads=*/last);
       if (!scan.ok()) return scan.status();
-      if (first_offset < 0) first_offset = scan->first_offset;
-      if (!last) {
-        end_offset = scan->last_offset + 1;
-        continue;
+      if (scan->damaged || (scan->torn_tail && !last)) {
+        return Status::Corruption(DamageMessage(path, *scan) + "; nothing was cut or skipped. " + repair_hint);
       }
+      if (first_offset < 0) first_offset = scan->first_offset;
+      if (scan->records > 0) {
+        end_offset = scan->last_offset + 1;
+      } else if (i == 0) {
+        end_offset = segments[0];  // named after the first offset it was to hold
+      }
+      if (!last) continue;
       if (scan->torn_tail) {
         if (on_note) {
           on_note(NoteLevel::kInfo, path + ": dropping " + std::to_string(scan->file_bytes - scan->valid_bytes) +
@@ -104,14 +109,6 @@ struct ArchiveWriter::Impl {
                                         "records are fetched again");
         }
         if (::truncate(path.c_str(), scan->valid_bytes) != 0) return Status::IOError(Errno("truncate " + path));
-      }
-      if (scan->records > 0) {
-        end_offset = scan->last_offset + 1;
-      } else if (segments.size() > 1) {
-        // An empty newest segment: the end is the previous segment's.
-        auto prev = ScanSegment(dir + "/" + SegmentName(segments[i - 1]), false);
-        if (!prev.ok()) return prev.status();
-        end_offset = prev->last_offset + 1;
       }
       fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (fd < 0) return Status::IOError(Errno("open " + path));
@@ -128,9 +125,7 @@ ArchiveWriter::~ArchiveWriter() = default;
 Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& root, const std::string& topic,
                                                            int32_t partition, size_t block_bytes,
                                                            int64_t segment_bytes, const NoteCallback& on_note) {
-  if (topic.empty() || topic.find('/') != std::string::npos || topic == "." || topic == "..") {
-    return Status::InvalidArgument("invalid topic name for an archive: '" + topic + "'");
-  }
+  KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
   if (partition < 0) return Status::InvalidArgument("negative partition " + std::to_string(partition));
   auto impl = std::make_unique<Impl>();
   impl->dir = PartitionDir(root, topic, partition);
@@ -148,7 +143,11 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& ro
   }
   auto segments = ListSegments(impl->dir);
   if (!segments.ok()) return segments.status();
-  if (!segments->empty()) KAPPA_RETURN_IF_ERROR(impl->Recover(*segments, on_note));
+  if (!segments->empty()) {
+    const std::string hint = "`kappa archive -a " + root + " -t " + topic +
+                             " -b BROKERS --repair` refetches the damaged range from Kafka while it still holds it";
+    KAPPA_RETURN_IF_ERROR(impl->Recover(*segments, hint, on_note));
+  }
   impl->raw.reserve(impl->block_bytes + 4096);
   return std::unique_ptr<ArchiveWriter>(new ArchiveWriter(std::move(impl)));
 }

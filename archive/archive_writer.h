@@ -21,8 +21,12 @@ class ArchiveWriter {
   static constexpr int64_t kDefaultSegmentBytes = 256ll << 20;
 
   // Opens (creating) <root>/<topic>/<partition>, truncates a torn tail block
-  // left by a crash (and says so through `on_note`), and positions after the
-  // last complete block.
+  // left by a crash (an incomplete block at the very end of the newest
+  // segment; says so through `on_note`), and positions after the last
+  // complete block. InvalidArgument for a topic name Kafka would refuse;
+  // Corruption, naming the file and byte and cutting nothing, if a complete
+  // block fails its checksum (every header; the newest segment's payloads);
+  // FailedPrecondition for an archive of the old block format.
   static Result<std::unique_ptr<ArchiveWriter>> Open(const std::string& root, const std::string& topic,
                                                      int32_t partition, size_t block_bytes = kDefaultBlockBytes,
                                                      int64_t segment_bytes = kDefaultSegmentBytes,

@@ -5,11 +5,13 @@
 
 #include "archive/archive_writer.h"
 #include "archive/record_file.h"
+#include "archive/segment_file.h"
 
 namespace kappa {
 
 Result<ImportSummary> ImportRecordFile(const std::string& file, const std::string& root, const std::string& topic,
                                        const NoteCallback& on_note) {
+  KAPPA_RETURN_IF_ERROR(segment_file::ValidateTopic(topic));
   auto reader = RecordFileReader::Open(file);
   if (!reader.ok()) return reader.status();
   std::map<int32_t, std::unique_ptr<ArchiveWriter>> writers;

@@ -19,6 +19,19 @@ using namespace segment_format;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
+Status ValidateTopic(const std::string& topic) {
+  const bool valid = !topic.empty() && topic.size() <= 249 && topic != "." && topic != ".." &&
+                     topic.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+                         std::string::npos;
+  if (valid) return Status::OK();
+  std::string shown;
+  for (char c : topic.substr(0, 60)) shown.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  if (topic.size() > 60) shown += "... (" + std::to_string(topic.size()) + " characters)";
+  return Status::InvalidArgument("invalid topic name '" + shown +
+                                 "': a Kafka topic name is 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', "
+                                 "and not '.' or '..'");
+}
+
 std::string PartitionDir(const std::string& root, const std::string& topic, int32_t partition) {
   return root + "/" + topic + "/" + std::to_string(partition);
 }
@@ -78,40 +91,82 @@ bool PreadAll(int fd, void* buf, size_t size, int64_t at) {
   return true;
 }
 
-Result<SegmentScan> ScanSegment(const std::string& path, bool verify_last) {
+Result<SegmentScan> ScanSegment(const std::string& path, bool verify_payloads) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::IOError(Errno("open " + path));
   struct stat st{};
-  ::fstat(fd, &st);
+  if (::fstat(fd, &st) != 0) {
+    Status failed = Status::IOError(Errno("stat " + path));
+    ::close(fd);
+    return failed;
+  }
   SegmentScan scan;
   scan.file_bytes = st.st_size;
-  std::vector<std::pair<int64_t, BlockHeader>> blocks;
+  Status status;
+  std::string payload;
   int64_t pos = 0;
-  while (pos + static_cast<int64_t>(kHeaderBytes) <= scan.file_bytes) {
-    BlockHeader h;
-    if (!PreadAll(fd, &h, kHeaderBytes, pos)) break;
-    if (!HeaderSane(h) || pos + static_cast<int64_t>(kHeaderBytes + h.stored_size) > scan.file_bytes) break;
-    if (!blocks.empty() && h.first_offset <= blocks.back().second.last_offset) break;
-    blocks.emplace_back(pos, h);
-    pos += static_cast<int64_t>(kHeaderBytes + h.stored_size);
-  }
-  if (verify_last && !blocks.empty()) {
-    const auto& [last_pos, last] = blocks.back();
-    std::string payload(last.stored_size, '\0');
-    if (!PreadAll(fd, payload.data(), payload.size(), last_pos + static_cast<int64_t>(kHeaderBytes)) ||
-        Checksum(last, payload.data(), payload.size()) != last.checksum) {
-      blocks.pop_back();  // torn: its bytes count as tail
+  while (pos < scan.file_bytes) {
+    char bytes[kHeaderBytes];
+    const size_t have = static_cast<size_t>(std::min<int64_t>(kHeaderBytes, scan.file_bytes - pos));
+    if (!PreadAll(fd, bytes, have, pos)) {
+      status = Status::IOError(Errno("read " + path));
+      break;
     }
-  }
-  ::close(fd);
-  for (const auto& [at, h] : blocks) {
+    BlockHeader h{};
+    BlockState state = InspectHeader(bytes, have, static_cast<uint64_t>(scan.file_bytes - pos), &h);
+    if (state == BlockState::kOldFormat && pos == 0) {
+      status = Status::FailedPrecondition(OldFormatMessage(path));
+      break;
+    }
+    if (state == BlockState::kIncomplete) {
+      scan.torn_tail = true;
+      break;
+    }
+    if (state == BlockState::kComplete && verify_payloads) {
+      payload.resize(h.stored_size);
+      if (!PreadAll(fd, payload.data(), payload.size(), pos + static_cast<int64_t>(kHeaderBytes))) {
+        status = Status::IOError(Errno("read " + path));
+        break;
+      }
+      if (PayloadChecksum(payload.data(), payload.size()) != h.payload_checksum) state = BlockState::kChecksumMismatch;
+    }
+    if (state != BlockState::kComplete) {
+      scan.damaged = true;
+      scan.damage = std::string("fails: ") + BlockStateName(state);
+      if (state == BlockState::kChecksumMismatch) {
+        scan.damaged_first = h.first_offset;
+        scan.damaged_last = h.last_offset;
+      }
+      break;
+    }
+    if (scan.records > 0 && h.first_offset <= scan.last_offset) {
+      scan.damaged = true;
+      scan.damage = "does not continue the offsets of the block before it (offsets " + std::to_string(h.first_offset) +
+                    ".." + std::to_string(h.last_offset) + " after " + std::to_string(scan.last_offset) + ")";
+      break;
+    }
     if (scan.first_offset < 0) scan.first_offset = h.first_offset;
     scan.last_offset = h.last_offset;
     scan.records += h.record_count;
-    scan.valid_bytes = at + static_cast<int64_t>(kHeaderBytes + h.stored_size);
+    pos += static_cast<int64_t>(kHeaderBytes + h.stored_size);
+    scan.valid_bytes = pos;
   }
-  scan.torn_tail = scan.valid_bytes < scan.file_bytes;
+  ::close(fd);
+  if (!status.ok()) return status;
   return scan;
+}
+
+std::string DamageMessage(const std::string& path, const SegmentScan& scan) {
+  std::string what = "archive " + path + ": the block at byte " + std::to_string(scan.valid_bytes);
+  if (scan.damaged) {
+    what += " " + scan.damage;
+    if (scan.damaged_first >= 0) {
+      what += " (offsets " + std::to_string(scan.damaged_first) + ".." + std::to_string(scan.damaged_last) + ")";
+    }
+  } else {
+    what += " is incomplete, in a sealed segment (not the newest)";
+  }
+  return what + ": the archive is damaged, not torn by a crash";
 }
 
 }  // namespace kappa::segment_file

@@ -15,6 +15,10 @@ namespace kappa::segment_file {
 
 // "<what>: <strerror(errno)>".
 std::string Errno(const std::string& what);
+// Kafka's rule for topic names ([a-zA-Z0-9._-], 1 to 249 characters, not
+// "." or ".."): InvalidArgument otherwise. Checked before a topic becomes
+// part of a path.
+Status ValidateTopic(const std::string& topic);
 std::string PartitionDir(const std::string& root, const std::string& topic, int32_t partition);
 std::string SegmentName(int64_t base);
 // mkdir -p.
@@ -29,19 +33,29 @@ bool PreadAll(int fd, void* buf, size_t size, int64_t at);
 
 // What a scan of one segment file found.
 struct SegmentScan {
-  int64_t valid_bytes = 0;  // end of the last complete, valid block
+  int64_t valid_bytes = 0;  // end of the last good block before a torn tail or damage
   int64_t file_bytes = 0;
-  int64_t first_offset = -1;
+  int64_t first_offset = -1;  // of the good blocks
   int64_t last_offset = -1;
   int64_t records = 0;
-  bool torn_tail = false;  // bytes after valid_bytes that are not a valid block
+  // An incomplete block at valid_bytes running to the end of the file (a
+  // torn write if this is the newest segment; damage in a sealed one).
+  bool torn_tail = false;
+  // A complete block at valid_bytes that is damaged: what is wrong with it,
+  // and its header's offsets when the header itself is intact (-1 if not).
+  bool damaged = false;
+  std::string damage;
+  int64_t damaged_first = -1;
+  int64_t damaged_last = -1;
 };
 
-// Walks the block headers of a segment (the offset index). Every block's
-// header must be sane and continue the offsets; the payload checksum is
-// verified for the last block only when `verify_last` (a torn write can only
-// be at the tail, and the reader verifies every block it reads). Whatever
-// follows the last good block is reported as a torn tail.
-Result<SegmentScan> ScanSegment(const std::string& path, bool verify_last);
+// Walks the blocks of a segment: every header's own checksum (the headers
+// are the offset index) and that the offsets increase; every payload's
+// checksum too when `verify_payloads`. Stops at the first torn or damaged
+// block. FailedPrecondition for a segment of the old block format.
+Result<SegmentScan> ScanSegment(const std::string& path, bool verify_payloads);
+// "archive <path>: the block at byte N <damage> ..." for a scan that found
+// damage or (in a sealed segment) an incomplete block.
+std::string DamageMessage(const std::string& path, const SegmentScan& scan);
 
 }  // namespace kappa::segment_file

@@ -3,17 +3,18 @@
 #include <lz4.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
 namespace kappa::segment_format {
 
-uint64_t Checksum(const BlockHeader& h, const void* payload, size_t size) {
-  return XXH3_64bits_withSeed(payload, size, XXH3_64bits(&h, offsetof(BlockHeader, checksum)));
-}
+uint64_t PayloadChecksum(const void* payload, size_t size) { return XXH3_64bits(payload, size); }
+
+uint64_t HeaderChecksum(const BlockHeader& h) { return XXH3_64bits(&h, offsetof(BlockHeader, header_checksum)); }
 
 bool HeaderSane(const BlockHeader& h) {
-  return h.magic == kMagic && h.codec == kCodecLz4 && h.raw_size <= kMaxRawBlock &&
+  return h.magic == kMagic && h.format == kFormatVersion && h.codec == kCodecLz4 && h.raw_size <= kMaxRawBlock &&
          h.stored_size <= static_cast<uint32_t>(LZ4_compressBound(static_cast<int>(kMaxRawBlock))) &&
          h.record_count > 0 && h.first_offset >= 0 && h.last_offset >= h.first_offset;
 }
@@ -74,13 +75,15 @@ Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_of
   if (stored <= 0) return Status::IOError("LZ4 compression failed");
   BlockHeader h{};
   h.magic = kMagic;
+  h.format = kFormatVersion;
   h.codec = kCodecLz4;
   h.raw_size = static_cast<uint32_t>(raw.size());
   h.stored_size = static_cast<uint32_t>(stored);
   h.record_count = record_count;
   h.first_offset = first_offset;
   h.last_offset = last_offset;
-  h.checksum = Checksum(h, payload, static_cast<size_t>(stored));
+  h.payload_checksum = PayloadChecksum(payload, static_cast<size_t>(stored));
+  h.header_checksum = HeaderChecksum(h);
   std::memcpy(block->data(), &h, kHeaderBytes);
   block->resize(kHeaderBytes + static_cast<size_t>(stored));
   return Status::OK();
@@ -90,21 +93,47 @@ const char* BlockStateName(BlockState state) {
   switch (state) {
     case BlockState::kComplete: return "complete";
     case BlockState::kIncomplete: return "incomplete";
+    case BlockState::kOldFormat: return "a block of archive format 1";
+    case BlockState::kHeaderChecksumMismatch: return "header checksum mismatch";
     case BlockState::kInvalidHeader: return "invalid header";
-    case BlockState::kChecksumMismatch: return "checksum mismatch";
+    case BlockState::kChecksumMismatch: return "payload checksum mismatch";
   }
   return "?";
 }
 
-BlockState InspectBlock(std::string_view bytes, BlockHeader* header) {
-  if (bytes.size() < kHeaderBytes) return BlockState::kIncomplete;
+BlockState InspectHeader(const char* bytes, size_t have, uint64_t available, BlockHeader* header) {
+  if (have >= 4) {
+    uint32_t magic;
+    std::memcpy(&magic, bytes, 4);
+    if (magic == kMagicV1) return BlockState::kOldFormat;
+  }
+  if (have < kHeaderBytes || available < kHeaderBytes) return BlockState::kIncomplete;
   BlockHeader h;
-  std::memcpy(&h, bytes.data(), kHeaderBytes);
+  std::memcpy(&h, bytes, kHeaderBytes);
   if (header) *header = h;
+  if (HeaderChecksum(h) != h.header_checksum) return BlockState::kHeaderChecksumMismatch;
   if (!HeaderSane(h)) return BlockState::kInvalidHeader;
-  if (bytes.size() < kHeaderBytes + h.stored_size) return BlockState::kIncomplete;
-  if (Checksum(h, bytes.data() + kHeaderBytes, h.stored_size) != h.checksum) return BlockState::kChecksumMismatch;
+  if (available < kHeaderBytes + h.stored_size) return BlockState::kIncomplete;
   return BlockState::kComplete;
+}
+
+BlockState InspectBlock(std::string_view bytes, BlockHeader* header) {
+  BlockHeader h{};
+  const BlockState state = InspectHeader(bytes.data(), std::min(bytes.size(), kHeaderBytes), bytes.size(), &h);
+  if (header) *header = h;
+  if (state != BlockState::kComplete) return state;
+  if (PayloadChecksum(bytes.data() + kHeaderBytes, h.stored_size) != h.payload_checksum) {
+    return BlockState::kChecksumMismatch;
+  }
+  return BlockState::kComplete;
+}
+
+std::string OldFormatMessage(const std::string& path) {
+  return "archive " + path +
+         " is of block format 1 (written by an older kappa, before block headers had their own checksum); this "
+         "kappa reads format 2 only; rebuild the archive: move the archive directory aside and run `kappa archive "
+         "-a DIR -t TOPIC -b BROKERS --stop-at-end` again while Kafka still holds the history (or re-import the "
+         "record file with `kappa archive --import`)";
 }
 
 bool DecompressPayload(const BlockHeader& h, const char* stored, std::vector<uint64_t>* raw) {

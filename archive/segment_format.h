@@ -1,15 +1,21 @@
 // The archive's block format: how records are laid out in a block, and how a
 // block is compressed, checksummed and checked. No files here (segment
-// files: archive/segment_file.h). Little-endian:
+// files: archive/segment_file.h). Little-endian; format version 2:
 //
-//   block  = header (48 bytes) + compressed payload
-//   header = magic "KAB1" | codec u32 (1 = LZ4) | raw_size u32 | stored_size u32
-//            | record_count u32 | reserved u32 | first_offset i64 | last_offset i64
-//            | checksum u64 (XXH3-64 of the payload, seeded with the XXH3-64 of the
-//            first 40 header bytes)
+//   block  = header (56 bytes) + compressed payload
+//   header = magic "KAB2" | format u32 (2) | codec u32 (1 = LZ4) | raw_size u32 | stored_size u32
+//            | record_count u32 | first_offset i64 | last_offset i64
+//            | payload_checksum u64 (XXH3-64 of the payload)
+//            | header_checksum u64 (XXH3-64 of the 48 header bytes before it)
 //   record = offset i64 | timestamp_ms i64 | key_size i32 (-1: null) | value_size i32 (-1: null)
 //            | header_count u32 | headers_size u32 | value, padded to 8 | key | headers, padded to 8
 //   header = name_size u32 | value_size i32 (-1: null) | name | value
+//
+// The header has its own checksum so that a block cut short by a crash (a
+// header or payload shorter than the header says: torn) can be told from a
+// complete block that is damaged (a checksum fails): a flipped bit in
+// stored_size would otherwise look like a torn tail. Format 1 ("KAB1", a
+// 48-byte header with one checksum over both) is recognised and refused.
 #pragma once
 
 #include <cstddef>
@@ -25,9 +31,11 @@ namespace kappa::segment_format {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the archive format is little-endian");
 
-constexpr uint32_t kMagic = 0x3142414b;  // "KAB1"
+constexpr uint32_t kMagic = 0x3242414b;    // "KAB2"
+constexpr uint32_t kMagicV1 = 0x3142414b;  // "KAB1": format 1, refused
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint32_t kCodecLz4 = 1;
-constexpr size_t kHeaderBytes = 48;
+constexpr size_t kHeaderBytes = 56;
 constexpr size_t kRecordFixedBytes = 32;
 constexpr uint32_t kMaxRawBlock = 64u << 20;
 // The largest record a block takes (encoded size).
@@ -35,14 +43,15 @@ constexpr size_t kMaxRecordBytes = kMaxRawBlock / 2;
 
 struct BlockHeader {
   uint32_t magic;
+  uint32_t format;
   uint32_t codec;
   uint32_t raw_size;
   uint32_t stored_size;
   uint32_t record_count;
-  uint32_t reserved;
   int64_t first_offset;
   int64_t last_offset;
-  uint64_t checksum;
+  uint64_t payload_checksum;
+  uint64_t header_checksum;
 };
 static_assert(sizeof(BlockHeader) == kHeaderBytes);
 
@@ -58,10 +67,11 @@ static_assert(sizeof(RecordFixed) == kRecordFixedBytes);
 
 inline size_t Pad8(size_t n) { return (n + 7) & ~size_t{7}; }
 
-// XXH3-64 of the payload seeded with the hash of the header before its
-// checksum field: both are covered.
-uint64_t Checksum(const BlockHeader& header, const void* payload, size_t size);
-// Magic, codec, sizes within bounds, at least one record, offsets ordered.
+// XXH3-64 of the payload.
+uint64_t PayloadChecksum(const void* payload, size_t size);
+// XXH3-64 of the header bytes before header_checksum.
+uint64_t HeaderChecksum(const BlockHeader& header);
+// Magic, format, codec, sizes within bounds, at least one record, offsets ordered.
 bool HeaderSane(const BlockHeader& header);
 
 // Bytes `record` takes in a block's raw payload.
@@ -74,16 +84,27 @@ void AppendRecord(const ArchiveRecord& record, std::string* raw);
 Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_offset, int64_t last_offset,
                    std::string* block);
 
-// What the bytes at the start of a buffer are.
+// What the bytes at the start of a buffer are. Only kIncomplete is a torn
+// write (at the tail of the newest segment); the rest but kComplete is damage.
 enum class BlockState {
-  kComplete,        // a whole block whose checksum matches
-  kIncomplete,      // shorter than a header, or than the size its header gives: torn (or still being written)
-  kInvalidHeader,   // not a block header
-  kChecksumMismatch,
+  kComplete,                // a whole block whose checksums match
+  kIncomplete,              // shorter than a header, or than the size its header gives: torn (or being written)
+  kOldFormat,               // a format-1 block ("KAB1")
+  kHeaderChecksumMismatch,  // a complete header whose own checksum fails
+  kInvalidHeader,           // the header checksum holds but the fields do not (an unknown format)
+  kChecksumMismatch,        // the payload checksum fails
 };
 const char* BlockStateName(BlockState state);
-// Classifies the block at the start of `bytes`; fills *header when one was read.
+// Classifies a block from its header alone: `have` bytes of it are in
+// `bytes` (at most kHeaderBytes are looked at) and `available` bytes lie
+// between its start and the end of the file. kComplete here means the
+// header is valid and the payload is all there (not yet verified).
+BlockState InspectHeader(const char* bytes, size_t have, uint64_t available, BlockHeader* header);
+// Classifies the block at the start of `bytes` (header and payload); fills
+// *header when one was read.
 BlockState InspectBlock(std::string_view bytes, BlockHeader* header);
+// What to tell a user whose archive is of format 1.
+std::string OldFormatMessage(const std::string& path);
 
 // Decompresses a block's payload (`stored`, header.stored_size bytes) into
 // *raw (8-byte aligned, so values can be read in place). False if it does

@@ -2,14 +2,15 @@
 // lists and dumps what an archive holds.
 #include <cinttypes>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 
 #include "cli/command.h"
 #include "cli/progress_printer.h"
 #include "cli/record_format.h"
 #include "archive/archive.h"
+#include "archive/archive_repair.h"
 #include "archive/archiver.h"
+#include "archive/segment_file.h"
 
 namespace po = boost::program_options;
 
@@ -103,6 +104,7 @@ int ArchiveCommand(int argc, char** argv) {
       ("status-interval-ms", po::value<int>(&options.status_interval_ms)->default_value(options.status_interval_ms), "follow: print progress this often (0: never)")
       ("import", po::value<std::string>(&import_file), "load a record file (e.g. from `kappa gen --to-archive`) into --topic instead of following Kafka")
       ("list", "print each archived partition's offset range, record count and size")
+      ("repair", "verify every block of --topic; refetch from Kafka what follows the first damaged block of each partition (the damaged tail is kept as <segment>.damaged), or say which offsets are lost")
       ("dump", "print every archived record of --topic as a JSON line (bytes in hex)")
       ("decode", "with --dump: also decode kappa FlatBuffers payloads")
       ("partition,p", po::value<int>(&partition)->default_value(-1), "with --dump: only this partition")
@@ -112,7 +114,8 @@ int ArchiveCommand(int argc, char** argv) {
       "usage: kappa archive --archive DIR --topic TOPIC... --brokers HOST:PORT [--stop-at-end]\n"
       "       kappa archive --archive DIR --topic TOPIC --import FILE\n"
       "       kappa archive --archive DIR --list [--topic TOPIC]\n"
-      "       kappa archive --archive DIR --topic TOPIC --dump [--partition P] [--from OFFSET]\n\n"
+      "       kappa archive --archive DIR --topic TOPIC --dump [--partition P] [--from OFFSET]\n"
+      "       kappa archive --archive DIR --topic TOPIC... --brokers HOST:PORT --repair\n\n"
       "Keeps Kafka history beyond retention: appends every record of every partition (exact\n"
       "offset, timestamp, key, value, headers) to DIR/<topic>/<partition>/ as LZ4-compressed,\n"
       "checksummed blocks. Resumable after any crash (the archive is its own progress record);\n"
@@ -122,17 +125,24 @@ int ArchiveCommand(int argc, char** argv) {
   if (int rc = ParseOrExit(argc, argv, "archive", usage, desc, nullptr, vm); rc >= 0) return rc;
   if (block_kb < 1 || block_kb > 16384) return Fail("archive", Status::InvalidArgument("--block-kb must be between 1 and 16384"));
   options.block_bytes = static_cast<size_t>(block_kb) * 1024;
-  const int modes = (vm.count("import") ? 1 : 0) + (vm.count("list") ? 1 : 0) + (vm.count("dump") ? 1 : 0);
-  if (modes > 1) return Fail("archive", Status::InvalidArgument("--import, --list and --dump exclude each other"));
-
-  if (vm.count("list")) {
-    std::vector<std::string> topics = options.topics;
-    if (topics.empty()) {
-      for (const auto& entry : std::filesystem::directory_iterator(options.root)) {
-        if (entry.is_directory()) topics.push_back(entry.path().filename().string());
-      }
+  const int modes = (vm.count("import") ? 1 : 0) + (vm.count("list") ? 1 : 0) + (vm.count("dump") ? 1 : 0) +
+                    (vm.count("repair") ? 1 : 0);
+  if (modes > 1) {
+    return Fail("archive", Status::InvalidArgument("--import, --list, --dump and --repair exclude each other"));
+  }
+  for (const auto& topic : options.topics) {
+    if (Status st = segment_file::ValidateTopic(topic); !st.ok()) return Fail("archive", st);
+  }
+  if (vm.count("list") || vm.count("dump") || vm.count("repair")) {
+    // These read an existing archive: a directory that is not there is a
+    // mistake on the command line, not an empty archive.
+    auto topics = ArchivedTopics(options.root);
+    if (!topics.ok()) {
+      const Status& st = topics.status();
+      const bool usage = st.code() == Status::Code::kNotFound || st.code() == Status::Code::kFailedPrecondition;
+      return Fail("archive", usage ? Status::InvalidArgument(st.message()) : st);
     }
-    return List(options.root, topics);
+    if (vm.count("list")) return List(options.root, options.topics.empty() ? *topics : options.topics);
   }
   if (options.topics.empty()) return Fail("archive", Status::InvalidArgument("--topic is required"));
   if (vm.count("dump")) {
@@ -150,6 +160,19 @@ int ArchiveCommand(int argc, char** argv) {
   }
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("archive", st);
+  if (vm.count("repair")) {
+    options.on_status = StatusPrinter("kappa archive", /*with_epoch=*/false);
+    options.on_note = NotePrinter("kappa archive");
+    StopToken stop = InstallStopSignals();
+    auto repaired = RepairArchive(config, options, stop);
+    if (!repaired.ok()) return Fail("archive", repaired.status());
+    for (const auto& line : repaired->lines) std::printf("kappa archive: %s\n", line.c_str());
+    if (repaired->damaged > 0) {
+      std::printf("kappa archive: repaired %d partition(s); refetched %lld records from Kafka\n", repaired->damaged,
+                  static_cast<long long>(repaired->refetched));
+    }
+    return 0;
+  }
   options.stop_at_end = vm.count("stop-at-end") > 0;
   options.on_status = StatusPrinter("kappa archive", /*with_epoch=*/false);
   options.on_note = NotePrinter("kappa archive");

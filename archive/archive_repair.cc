@@ -1,0 +1,245 @@
+#include "archive/archive_repair.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+
+#include "kafka/partition_consumer.h"
+#include "archive/archive_range.h"
+#include "archive/segment_file.h"
+
+namespace kappa {
+
+using namespace segment_file;
+
+namespace {
+
+std::string Range(const std::string& topic, int32_t p, int64_t from, int64_t to_exclusive) {
+  return topic + "[" + std::to_string(p) + "] offsets " + std::to_string(from) + ".." + std::to_string(to_exclusive - 1);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st{};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// <path>.damaged, or .damaged.2, .damaged.3... if taken.
+std::string AsideName(const std::string& path) {
+  std::string name = path + ".damaged";
+  for (int i = 2; Exists(name); ++i) name = path + ".damaged." + std::to_string(i);
+  return name;
+}
+
+// Copies bytes [from, end) of `path` into a new file `to`, made durable.
+Status CopyTail(const std::string& path, int64_t from, const std::string& to) {
+  int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Status::IOError(Errno("open " + path));
+  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    Status failed = Status::IOError(Errno("create " + to));
+    ::close(in);
+    return failed;
+  }
+  Status result;
+  std::string buf(1 << 20, '\0');
+  for (int64_t at = from;;) {
+    ssize_t n = ::pread(in, buf.data(), buf.size(), at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      result = Status::IOError(Errno("read " + path));
+      break;
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        result = Status::IOError(Errno("write " + to));
+        break;
+      }
+      done += w;
+    }
+    if (!result.ok()) break;
+    at += n;
+  }
+  if (result.ok() && ::fsync(out) != 0) result = Status::IOError(Errno("fsync " + to));
+  ::close(out);
+  ::close(in);
+  return result;
+}
+
+// Holds the partition's writer lock (the one ArchiveWriter takes) while
+// the damage is looked at and moved aside.
+class PartitionLock {
+ public:
+  Status Lock(const std::string& dir) {
+    const std::string path = dir + "/LOCK";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) return Status::IOError(Errno("open " + path));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      return Status::Unavailable("archive partition " + dir + " is being written by another process (a running "
+                                 "`kappa archive`?); stop it before --repair");
+    }
+    return Status::OK();
+  }
+  ~PartitionLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
+Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const std::string& topic,
+                                                  int32_t partition) {
+  KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
+  const std::string dir = PartitionDir(root, topic, partition);
+  auto segments = ListSegments(dir);
+  if (!segments.ok()) return segments.status();
+  int64_t end = -1;  // after the last good block so far
+  for (size_t i = 0; i < segments->size(); ++i) {
+    const bool last = i + 1 == segments->size();
+    const std::string path = dir + "/" + SegmentName((*segments)[i]);
+    auto scan = ScanSegment(path, /*verify_payloads=*/true);
+    if (!scan.ok()) return scan.status();
+    const int64_t end_before = end;
+    if (scan->records > 0) end = scan->last_offset + 1;
+    if (!scan->damaged && !(scan->torn_tail && !last)) continue;
+    PartitionDamage d;
+    d.topic = topic;
+    d.partition = partition;
+    d.segment = path;
+    d.byte = scan->valid_bytes;
+    d.what = DamageMessage(path, *scan);
+    if (scan->records > 0) {
+      d.from = scan->last_offset + 1;
+    } else {
+      d.from = end_before >= 0 ? end_before : (*segments)[i];  // a segment is named after its first offset
+    }
+    if (scan->damaged_last >= 0) {
+      d.damaged_end = scan->damaged_last + 1;
+    } else if (!last) {
+      d.damaged_end = (*segments)[i + 1];
+    }
+    for (size_t j = i + 1; j < segments->size(); ++j) d.later_segments.push_back(dir + "/" + SegmentName((*segments)[j]));
+    return std::optional<PartitionDamage>(std::move(d));
+  }
+  return std::optional<PartitionDamage>();
+}
+
+Status MoveDamagedTailAside(const PartitionDamage& d, std::vector<std::string>* moved) {
+  const std::string dir = d.segment.substr(0, d.segment.rfind('/'));
+  const std::string aside = AsideName(d.segment);
+  KAPPA_RETURN_IF_ERROR(CopyTail(d.segment, d.byte, aside));
+  moved->push_back(aside);
+  KAPPA_RETURN_IF_ERROR(SyncDir(dir));
+  if (::truncate(d.segment.c_str(), d.byte) != 0) return Status::IOError(Errno("truncate " + d.segment));
+  {
+    int fd = ::open(d.segment.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return Status::IOError(Errno("open " + d.segment));
+    const int rc = ::fdatasync(fd);
+    ::close(fd);
+    if (rc != 0) return Status::IOError(Errno("fdatasync " + d.segment));
+  }
+  for (const auto& later : d.later_segments) {
+    const std::string name = AsideName(later);
+    if (::rename(later.c_str(), name.c_str()) != 0) return Status::IOError(Errno("rename " + later));
+    moved->push_back(name);
+  }
+  return SyncDir(dir);
+}
+
+Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOptions& options, StopToken stop) {
+  if (options.root.empty()) return Status::InvalidArgument("no archive directory given (--archive DIR)");
+  if (options.topics.empty()) return Status::InvalidArgument("no topic to repair (--topic NAME)");
+  RepairSummary summary;
+  std::vector<PartitionDamage> damaged;
+  for (const auto& topic : options.topics) {
+    auto partitions = ArchivedPartitions(options.root, topic);
+    if (!partitions.ok()) return partitions.status();
+    if (partitions->empty()) {
+      return Status::NotFound("nothing archived for topic " + topic + " in " + options.root);
+    }
+    size_t bad = 0;
+    for (int32_t p : *partitions) {
+      auto found = FindDamage(options.root, topic, p);
+      if (!found.ok()) return found.status();
+      if (*found) {
+        damaged.push_back(std::move(**found));
+        ++bad;
+      }
+    }
+    summary.lines.push_back(topic + ": every block of " + std::to_string(partitions->size()) + " partition(s) verified; " +
+                            (bad == 0 ? std::string("no damage") : std::to_string(bad) + " damaged"));
+  }
+  if (damaged.empty()) return summary;
+
+  // Where Kafka's logs start: whether each damaged range can be refetched.
+  PartitionConsumerOptions consumer_options;
+  consumer_options.group = "kappa-archive";
+  auto consumer = PartitionConsumer::Create(config, consumer_options);
+  if (!consumer.ok()) return consumer.status();
+  std::string lost;
+  for (const auto& d : damaged) {
+    auto count = (*consumer)->PartitionCount(d.topic);
+    if (!count.ok()) return count.status();
+    if (d.partition >= *count) {
+      lost += (lost.empty() ? "" : "; ") + Range(d.topic, d.partition, d.from, d.damaged_end) + " are lost: " +
+              d.what + ", and Kafka's topic has no partition " + std::to_string(d.partition);
+      continue;
+    }
+    auto marks = (*consumer)->AllWatermarks(d.topic, *count);
+    if (!marks.ok()) return marks.status();
+    const Watermarks& w = (*marks)[d.partition];
+    if (w.low > d.from) {
+      lost += (lost.empty() ? "" : "; ") + Range(d.topic, d.partition, d.from, std::min(w.low, d.damaged_end)) +
+              " are lost: " + d.what + ", and Kafka's log of that partition now starts at " + std::to_string(w.low);
+    } else if (w.high < d.from) {
+      lost += (lost.empty() ? "" : "; ") + d.what + ", and Kafka's log of " + d.topic + "[" +
+              std::to_string(d.partition) + "] ends at " + std::to_string(w.high) + ", before the archive's " +
+              std::to_string(d.from) + " (the topic was recreated?)";
+    }
+  }
+  consumer->reset();
+  if (!lost.empty()) {
+    return Status::DataLoss(lost + ". Nothing was changed: the blocks around the damage are intact, but the archive "
+                                   "cannot be read or extended across it");
+  }
+
+  std::vector<std::string> topics;
+  for (const auto& d : damaged) {
+    PartitionLock lock;
+    KAPPA_RETURN_IF_ERROR(lock.Lock(d.segment.substr(0, d.segment.rfind('/'))));
+    // Looked at again under the lock: an archiver may have run meanwhile.
+    auto again = FindDamage(options.root, d.topic, d.partition);
+    if (!again.ok()) return again.status();
+    if (!*again || (*again)->segment != d.segment || (*again)->byte != d.byte) {
+      return Status::Aborted("the archive of " + d.topic + "[" + std::to_string(d.partition) +
+                             "] changed during --repair; run it again");
+    }
+    std::vector<std::string> moved;
+    KAPPA_RETURN_IF_ERROR(MoveDamagedTailAside(d, &moved));
+    std::string line = d.topic + "[" + std::to_string(d.partition) + "]: " + d.what + "; moved aside to";
+    for (const auto& m : moved) line += " " + m;
+    line += "; refetching from offset " + std::to_string(d.from);
+    summary.lines.push_back(line);
+    if (std::find(topics.begin(), topics.end(), d.topic) == topics.end()) topics.push_back(d.topic);
+    ++summary.damaged;
+  }
+  ArchiverOptions refetch = options;
+  refetch.topics = topics;
+  refetch.stop_at_end = true;
+  auto archived = RunArchiver(config, refetch, stop);
+  if (!archived.ok()) return archived.status();
+  summary.refetched = archived->records;
+  return summary;
+}
+
+}  // namespace kappa

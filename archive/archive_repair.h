@@ -1,0 +1,62 @@
+// `kappa archive --repair`: finds the first damaged block of each archived
+// partition (a complete block whose header or payload checksum fails, or an
+// incomplete block in a sealed segment) and, while Kafka still holds the
+// offsets from there on, moves the damaged tail aside (<segment>.damaged)
+// and refetches it; when Kafka no longer holds them, says exactly which
+// offsets are lost and changes nothing. A torn tail (an incomplete block at
+// the very end) is not damage: the archiver cuts it on its own.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "base/stop_token.h"
+#include "kafka/kafka_config.h"
+#include "archive/archiver.h"
+
+namespace kappa {
+
+// The first damaged block of one partition.
+struct PartitionDamage {
+  std::string topic;
+  int32_t partition = 0;
+  std::string segment;  // path of the segment holding it
+  int64_t byte = 0;     // where the block starts in it
+  std::string what;     // "archive <segment>: the block at byte N fails: ..."
+  // The archive is good below `from` (the end of the last good block); the
+  // damaged block's offsets are below `damaged_end` (INT64_MAX when its
+  // header is damaged and nothing after it tells).
+  int64_t from = 0;
+  int64_t damaged_end = INT64_MAX;
+  std::vector<std::string> later_segments;  // paths of the segments after it
+};
+
+// Verifies every block (headers and payloads) of <root>/<topic>/<partition>;
+// nullopt if none is damaged. FailedPrecondition for the old block format.
+Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const std::string& topic,
+                                                  int32_t partition);
+
+// Moves the damaged tail aside: the damaged segment's bytes from the bad
+// block on into <segment>.damaged (the segment is cut there), and each later
+// segment renamed to <name>.damaged (".damaged.2"... if taken). The paths
+// written go to *moved.
+Status MoveDamagedTailAside(const PartitionDamage& damage, std::vector<std::string>* moved);
+
+struct RepairSummary {
+  std::vector<std::string> lines;  // one per partition: no damage, or what was moved aside and refetched
+  int damaged = 0;                 // partitions repaired
+  int64_t refetched = 0;           // records archived while refetching
+};
+
+// Repairs `options.topics` in `options.root`: finds the damage in every
+// partition first; if Kafka no longer holds a damaged range, DataLoss naming
+// each lost range (topic[p] offsets a..b, the file and byte) and nothing is
+// changed. Otherwise moves each damaged tail aside and runs the archiver
+// (with stop_at_end) to refetch it.
+Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOptions& options, StopToken stop);
+
+}  // namespace kappa

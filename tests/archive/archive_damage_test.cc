@@ -1,0 +1,310 @@
+// Damage versus a torn tail, on real files. A torn tail is only an
+// incomplete write at the very end of the newest segment (a header or a
+// payload shorter than declared): the writer cuts it, a reader stops there.
+// A complete block that fails its header or payload checksum, anywhere
+// (the last block too), is Corruption naming the file and the byte: never
+// cut by the writer, never skipped by a reader or the range listing. An
+// archive of the old block format is refused with how to rebuild it.
+// Topic names are checked before any path is built; a missing archive root
+// is NotFound, not an empty archive.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "archive/archive.h"
+#include "archive/archive_repair.h"
+#include "archive/record_import.h"
+#include "archive/segment_format.h"
+#include "tests/support/test_support.h"
+
+namespace kappa {
+namespace {
+
+using testing::ScratchDir;
+using namespace segment_format;
+
+std::string Value(int64_t offset) { return "value-" + std::to_string(offset) + std::string(static_cast<size_t>(offset % 200), 'v'); }
+
+// Offsets [0, n) into <root>/t/0, in blocks of ~4 KiB, one segment.
+void WriteAll(const std::string& root, int64_t n) {
+  auto w = ArchiveWriter::Open(root, "t", 0, 4096, 64 << 20);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  for (int64_t o = 0; o < n; ++o) {
+    const std::string key = "k" + std::to_string(o % 17);
+    const std::string value = Value(o);
+    ArchiveRecord r;
+    r.offset = o;
+    r.timestamp_ms = 1767225600000 + o;
+    r.key = key;
+    r.value = value;
+    ASSERT_TRUE((*w)->Append(r).ok());
+  }
+  ASSERT_TRUE((*w)->Flush().ok());
+}
+
+std::string OnlySegment(const std::string& root) {
+  std::string segment;
+  for (auto& e : std::filesystem::directory_iterator(root + "/t/0")) {
+    if (e.path().extension() == ".kseg") segment = e.path().string();
+  }
+  return segment;
+}
+
+struct BlockPos {
+  int64_t at;
+  BlockHeader header;
+};
+
+std::vector<BlockPos> Blocks(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<BlockPos> blocks;
+  size_t at = 0;
+  while (at + kHeaderBytes <= bytes.size()) {
+    BlockPos b;
+    b.at = static_cast<int64_t>(at);
+    std::memcpy(&b.header, bytes.data() + at, kHeaderBytes);
+    blocks.push_back(b);
+    at += kHeaderBytes + b.header.stored_size;
+  }
+  return blocks;
+}
+
+void FlipBit(const std::string& path, int64_t at, int bit = 0) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char c;
+  ASSERT_EQ(::pread(fd, &c, 1, at), 1);
+  c = static_cast<char>(c ^ (1 << bit));
+  ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
+  ::close(fd);
+}
+
+// Reads every record of t/0; the status of the first failure, or OK with
+// the count read.
+Status ReadAll(const std::string& root, int64_t* count) {
+  auto r = ArchiveReader::Open(root, "t", 0);
+  if (!r.ok()) return r.status();
+  ArchiveRecord got;
+  *count = 0;
+  for (;;) {
+    auto more = (*r)->Next(&got);
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::OK();
+    ++*count;
+  }
+}
+
+struct Damage {
+  const char* name;
+  bool last_block;
+  size_t byte_in_block;  // relative to the block start; >= kHeaderBytes: payload
+};
+
+class DamagedBlockTest : public ::testing::TestWithParam<Damage> {};
+
+TEST_P(DamagedBlockTest, IsCorruptionNamingFileAndByteNeverCutNorSkipped) {
+  const Damage d = GetParam();
+  ScratchDir dir(std::string("archive_damage_") + d.name);
+  const std::string root = dir.path().string();
+  ASSERT_NO_FATAL_FAILURE(WriteAll(root, 3000));
+  const std::string segment = OnlySegment(root);
+  const auto blocks = Blocks(segment);
+  ASSERT_GT(blocks.size(), 4u);
+  const BlockPos& b = d.last_block ? blocks.back() : blocks[blocks.size() / 2];
+  const size_t byte = d.byte_in_block >= kHeaderBytes ? kHeaderBytes + 17 : d.byte_in_block;
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segment, b.at + static_cast<int64_t>(byte), 3));
+  const auto size = std::filesystem::file_size(segment);
+  const std::string where = "byte " + std::to_string(b.at);
+
+  // The reader fails at the block instead of ending there.
+  int64_t count = 0;
+  Status read = ReadAll(root, &count);
+  EXPECT_EQ(read.code(), Status::Code::kCorruption) << read.ToString() << " after " << count << " records";
+  EXPECT_NE(read.message().find(segment), std::string::npos) << read.message();
+  EXPECT_NE(read.message().find(where), std::string::npos) << read.message();
+
+  // The writer (the archiver's open) refuses, and cuts nothing.
+  auto w = ArchiveWriter::Open(root, "t", 0);
+  ASSERT_FALSE(w.ok()) << "a damaged block was taken for a torn tail";
+  EXPECT_EQ(w.status().code(), Status::Code::kCorruption) << w.status().ToString();
+  EXPECT_NE(w.status().message().find(segment), std::string::npos) << w.status().message();
+  EXPECT_NE(w.status().message().find(where), std::string::npos) << w.status().message();
+  EXPECT_NE(w.status().message().find("--repair"), std::string::npos) << w.status().message();
+  EXPECT_EQ(std::filesystem::file_size(segment), size) << "nothing is cut";
+
+  // A damaged header is found by the range listing too (it reads only headers).
+  if (d.byte_in_block < kHeaderBytes) {
+    auto ranges = ArchiveRanges(root, "t");
+    EXPECT_EQ(ranges.status().code(), Status::Code::kCorruption) << ranges.status().ToString();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Blocks, DamagedBlockTest,
+    ::testing::Values(Damage{"middle_payload", false, kHeaderBytes}, Damage{"last_payload", true, kHeaderBytes},
+                      Damage{"middle_stored_size", false, offsetof(BlockHeader, stored_size) + 1},
+                      Damage{"last_stored_size", true, offsetof(BlockHeader, stored_size) + 1},
+                      Damage{"middle_record_count", false, offsetof(BlockHeader, record_count)},
+                      Damage{"last_last_offset", true, offsetof(BlockHeader, last_offset)},
+                      Damage{"last_magic", true, 0}),
+    [](const ::testing::TestParamInfo<Damage>& info) { return std::string(info.param.name); });
+
+TEST(ArchiveDamageTest, ATruncatedLastBlockIsTornAndCut) {
+  // Cut inside the header and inside the payload of the last block.
+  for (int64_t keep_in_block : {int64_t{10}, static_cast<int64_t>(kHeaderBytes) + 5}) {
+    ScratchDir dir("archive_truncated_" + std::to_string(keep_in_block));
+    const std::string root = dir.path().string();
+    ASSERT_NO_FATAL_FAILURE(WriteAll(root, 3000));
+    const std::string segment = OnlySegment(root);
+    const auto blocks = Blocks(segment);
+    const BlockPos last = blocks.back();
+    std::filesystem::resize_file(segment, static_cast<uintmax_t>(last.at + keep_in_block));
+    int64_t count = 0;
+    Status read = ReadAll(root, &count);
+    ASSERT_TRUE(read.ok()) << read.ToString();
+    EXPECT_EQ(count, last.header.first_offset) << "the reader ends before the torn block";
+    auto w = ArchiveWriter::Open(root, "t", 0);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    EXPECT_EQ((*w)->end_offset(), last.header.first_offset);
+    EXPECT_EQ(std::filesystem::file_size(segment), static_cast<uintmax_t>(last.at)) << "the torn block was cut";
+  }
+}
+
+TEST(ArchiveDamageTest, AnIncompleteBlockInASealedSegmentIsCorruption) {
+  ScratchDir dir("archive_sealed_short");
+  const std::string root = dir.path().string();
+  {
+    auto w = ArchiveWriter::Open(root, "t", 0, 4096, 1 << 16);
+    ASSERT_TRUE(w.ok());
+    for (int64_t o = 0; o < 3000; ++o) {
+      const std::string value = Value(o);
+      ArchiveRecord r;
+      r.offset = o;
+      r.value = value;
+      ASSERT_TRUE((*w)->Append(r).ok());
+    }
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  std::vector<std::string> segments;
+  for (auto& e : std::filesystem::directory_iterator(root + "/t/0")) {
+    if (e.path().extension() == ".kseg") segments.push_back(e.path().string());
+  }
+  std::sort(segments.begin(), segments.end());
+  ASSERT_GE(segments.size(), 2u);
+  const auto blocks = Blocks(segments[0]);
+  std::filesystem::resize_file(segments[0], static_cast<uintmax_t>(blocks.back().at + 70));
+  int64_t count = 0;
+  EXPECT_EQ(ReadAll(root, &count).code(), Status::Code::kCorruption);
+  EXPECT_EQ(ArchiveRanges(root, "t").status().code(), Status::Code::kCorruption);
+  EXPECT_EQ(ArchiveWriter::Open(root, "t", 0).status().code(), Status::Code::kCorruption);
+}
+
+TEST(ArchiveDamageTest, AnArchiveOfTheOldFormatIsRefusedSayingHowToRebuildIt) {
+  ScratchDir dir("archive_old_format");
+  const std::string root = dir.path().string();
+  std::filesystem::create_directories(root + "/t/0");
+  const std::string segment = root + "/t/0/00000000000000000000.kseg";
+  {
+    // A format-1 block header ("KAB1", 48 bytes) and some payload.
+    std::string bytes(48 + 64, '\0');
+    std::memcpy(bytes.data(), "KAB1", 4);
+    const uint32_t codec = 1, raw = 64, stored = 64, count = 1;
+    std::memcpy(bytes.data() + 4, &codec, 4);
+    std::memcpy(bytes.data() + 8, &raw, 4);
+    std::memcpy(bytes.data() + 12, &stored, 4);
+    std::memcpy(bytes.data() + 16, &count, 4);
+    std::ofstream(segment, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  const auto size = std::filesystem::file_size(segment);
+  int64_t count = 0;
+  Status read = ReadAll(root, &count);
+  EXPECT_EQ(read.code(), Status::Code::kFailedPrecondition) << read.ToString();
+  EXPECT_NE(read.message().find("rebuild"), std::string::npos) << read.message();
+  auto w = ArchiveWriter::Open(root, "t", 0);
+  EXPECT_EQ(w.status().code(), Status::Code::kFailedPrecondition) << w.status().ToString();
+  EXPECT_NE(w.status().message().find("rebuild"), std::string::npos) << w.status().message();
+  EXPECT_EQ(std::filesystem::file_size(segment), size);
+  auto ranges = ArchiveRanges(root, "t");
+  EXPECT_EQ(ranges.status().code(), Status::Code::kFailedPrecondition) << ranges.status().ToString();
+}
+
+TEST(ArchiveDamageTest, RepairFindsTheFirstDamagedBlockAndMovesTheTailAside) {
+  ScratchDir dir("archive_repair_aside");
+  const std::string root = dir.path().string();
+  ASSERT_NO_FATAL_FAILURE(WriteAll(root, 3000));
+  const std::string segment = OnlySegment(root);
+  const auto blocks = Blocks(segment);
+  ASSERT_GT(blocks.size(), 4u);
+  auto none = FindDamage(root, "t", 0);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+
+  const BlockPos& b = blocks[blocks.size() / 2];
+  const BlockPos& prev = blocks[blocks.size() / 2 - 1];
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segment, b.at + static_cast<int64_t>(kHeaderBytes) + 9));
+  const std::string before = testing::ReadFile(segment);
+  auto found = FindDamage(root, "t", 0);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  ASSERT_TRUE(found->has_value());
+  const PartitionDamage& d = **found;
+  EXPECT_EQ(d.segment, segment);
+  EXPECT_EQ(d.byte, b.at);
+  EXPECT_EQ(d.from, prev.header.last_offset + 1);
+  EXPECT_EQ(d.damaged_end, b.header.last_offset + 1);
+  EXPECT_NE(d.what.find("byte " + std::to_string(b.at)), std::string::npos) << d.what;
+
+  std::vector<std::string> moved;
+  ASSERT_TRUE(MoveDamagedTailAside(d, &moved).ok());
+  ASSERT_EQ(moved, std::vector<std::string>{segment + ".damaged"});
+  EXPECT_EQ(testing::ReadFile(segment + ".damaged"), before.substr(static_cast<size_t>(b.at)));
+  EXPECT_EQ(std::filesystem::file_size(segment), static_cast<uintmax_t>(b.at));
+  // What remains is whole: the writer resumes at the damaged block's first offset.
+  int64_t count = 0;
+  ASSERT_TRUE(ReadAll(root, &count).ok());
+  EXPECT_EQ(count, b.header.first_offset);
+  auto w = ArchiveWriter::Open(root, "t", 0);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ((*w)->end_offset(), b.header.first_offset);
+}
+
+TEST(ArchiveDamageTest, TopicNamesFollowKafkasRuleBeforeAnyPathIsBuilt) {
+  ScratchDir dir("archive_topic_names");
+  const std::string root = dir.path().string();
+  for (const std::string& bad : std::vector<std::string>{"../../x", "a/b", "..", ".", "", "bad topic", "x\n", std::string(250, 'a')}) {
+    EXPECT_EQ(ArchiveWriter::Open(root, bad, 0).status().code(), Status::Code::kInvalidArgument) << bad;
+    EXPECT_EQ(ArchiveReader::Open(root, bad, 0).status().code(), Status::Code::kInvalidArgument) << bad;
+    EXPECT_EQ(ArchiveRanges(root, bad).status().code(), Status::Code::kInvalidArgument) << bad;
+    EXPECT_EQ(ArchivedPartitions(root, bad).status().code(), Status::Code::kInvalidArgument) << bad;
+    EXPECT_EQ(ImportRecordFile(root + "/none.bin", root, bad).status().code(), Status::Code::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path().parent_path() / "x"));
+  EXPECT_TRUE(ArchiveWriter::Open(root, std::string(249, 'a') + "", 0).ok());
+  EXPECT_TRUE(ArchiveWriter::Open(root, "Ok.topic_name-1", 0).ok());
+}
+
+TEST(ArchiveDamageTest, AMissingArchiveRootIsNotFoundNotEmpty) {
+  ScratchDir dir("archive_missing_root");
+  const std::string missing = dir / "does-not-exist";
+  EXPECT_EQ(ArchiveRanges(missing, "t").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(ArchivedPartitions(missing, "t").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(ArchivedTopics(missing).status().code(), Status::Code::kNotFound);
+  const std::string file = dir / "a-file";
+  std::ofstream(file) << "x";
+  EXPECT_FALSE(ArchiveRanges(file, "t").ok());
+  // An existing root without the topic: nothing archived (not an error).
+  auto empty = ArchiveRanges(dir.path().string(), "t");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_TRUE(empty->empty());
+}
+
+}  // namespace
+}  // namespace kappa
