@@ -1,5 +1,7 @@
 #include "replay/promotion.h"
 
+#include "state/state_backend.h"
+
 #include <flatbuffers/flatbuffers.h>
 
 #include <algorithm>
@@ -252,13 +254,9 @@ Status Rollback(Registry& registry, const std::string& job, std::string* report)
 
 namespace {
 
-// The files kappa writes into a state directory: RocksDB's and its own.
-bool IsKappaStateFile(const std::string& name) {
-  static const std::regex kFiles(
-      R"((CURRENT|IDENTITY|LOCK|LOG|LOG\.old\.\d+|MANIFEST-\d+|OPTIONS-\d+|OPTIONS-\d+\.dbtmp|\d+\.(sst|log|blob|dbtmp))"
-      R"(|metrics\.json|metrics\.json\.tmp|KAPPA_STATE))");
-  return std::regex_match(name, kFiles);
-}
+// The files kappa writes into a state directory: the state's and the
+// deployment's marker.
+bool IsKappaStateFile(const std::string& name) { return IsStateFile(name) || name == "KAPPA_STATE"; }
 
 // Deletes a retired version's state directory, but only one kappa created
 // for this job and version (its marker says so), and in it only the files

@@ -181,6 +181,15 @@ bool IsRocksDbFile(const std::string& name) {
   return number_then(0, ".log") || number_then(0, ".sst") || number_then(0, ".blob") || number_then(0, ".dbtmp");
 }
 
+}  // namespace
+
+bool IsStateFile(const std::string& name) {
+  return name == kEpochMarkerFile || name == std::string(kEpochMarkerFile) + ".tmp" || name == "metrics.json" ||
+         name == "metrics.json.tmp" || IsRocksDbFile(name);
+}
+
+namespace {
+
 // RocksDB files that hold data (not the lock or the info log): their
 // presence means a store was created here.
 bool IsRocksDbDataFile(const std::string& name) {
@@ -445,8 +454,7 @@ Result<StateResetReport> StateBackend::Reset(const std::string& dir) {
   Status st;
   for (const auto& path : entries) {
     const std::string name = path.filename().string();
-    const bool ours = name == kEpochMarkerFile || name == std::string(kEpochMarkerFile) + ".tmp" ||
-                      name == "metrics.json" || name == "metrics.json.tmp" || IsRocksDbFile(name);
+    const bool ours = IsStateFile(name);
     if (!ours || name == "LOCK" || !std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec))) {
       if (name != "LOCK") report.kept.push_back(name);
       continue;

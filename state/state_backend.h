@@ -83,6 +83,11 @@ inline constexpr char kEpochMarkerFile[] = "KAPPA_EPOCH";
 // The marker's epoch; nullopt if there is none. Corruption if unreadable.
 Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir);
 
+// Whether `name` (a file name in a state directory) is one kappa writes
+// there: RocksDB's files, the epoch marker, the default metrics file. The
+// one list Reset and retirement delete from.
+bool IsStateFile(const std::string& name);
+
 // What StateBackend::Reset did: the files it deleted and the entries it left
 // (not kappa's), by name, sorted.
 struct StateResetReport {
