@@ -20,10 +20,22 @@ namespace {
 
 // The YAML document as a ConfigNode tree: the only place that reads YAML.
 // yaml-cpp keeps both entries of a repeated key (and Find would take the
-// first); a repeated key is refused here, naming both lines.
+// first); a repeated key is refused here, naming both lines. Aliases are
+// expanded, so a few hundred bytes of nested aliases could stand for 10^10
+// values: past kMaxSpecValues the tree stops growing and *error says so.
+constexpr size_t kMaxSpecValues = 100000;
+
 ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::string>& origin, std::string path,
-                    Status* error) {
+                    Status* error, size_t* values) {
   const int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+  if (++*values > kMaxSpecValues) {
+    if (error->ok()) {
+      *error = Status::InvalidArgument(*origin + ":" + std::to_string(line) + ": the spec holds more than " +
+                                       std::to_string(kMaxSpecValues) +
+                                       " values (counting each use of an alias); a job spec needs a few dozen");
+    }
+    return ConfigNode(ConfigNode::Kind::kNull, origin, std::move(path), line);
+  }
   if (node.IsMap()) {
     ConfigNode map(ConfigNode::Kind::kMap, origin, path, line);
     for (const auto& kv : node) {
@@ -38,14 +50,17 @@ ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::str
           break;
         }
       }
-      map.AddEntry(std::move(key_node), FromYaml(kv.second, origin, ConfigNode::ChildPath(path, key), error));
+      ConfigNode value = FromYaml(kv.second, origin, ConfigNode::ChildPath(path, key), error, values);
+      map.AddEntry(std::move(key_node), std::move(value));
     }
     return map;
   }
   if (node.IsSequence()) {
     ConfigNode list(ConfigNode::Kind::kList, origin, path, line);
     size_t i = 0;
-    for (const auto& item : node) list.AddItem(FromYaml(item, origin, ConfigNode::ItemPath(path, i++), error));
+    for (const auto& item : node) {
+      list.AddItem(FromYaml(item, origin, ConfigNode::ItemPath(path, i++), error, values));
+    }
     return list;
   }
   if (node.IsScalar()) {
@@ -366,9 +381,10 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
-  Status duplicate;
-  ConfigNode tree = FromYaml(root, std::make_shared<const std::string>(origin), "", &duplicate);
-  if (!duplicate.ok()) return duplicate;
+  Status error;
+  size_t values = 0;
+  ConfigNode tree = FromYaml(root, std::make_shared<const std::string>(origin), "", &error, &values);
+  if (!error.ok()) return error;
   return ParseTree(tree);
 }
 
@@ -384,7 +400,9 @@ Result<JobSpec> LoadJobSpec(const std::string& path) {
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in.gcount()));
   if (in.bad()) return Status::NotFound("cannot read job spec " + path);
-  if (text.size() > kMaxSpecBytes) return SizeLimitError(path, ec ? text.size() : std::max<uintmax_t>(size, text.size()));
+  if (text.size() > kMaxSpecBytes) {
+    return SizeLimitError(path, ec ? text.size() : std::max<uintmax_t>(size, text.size()));
+  }
   return ParseJobSpec(text, path);
 }
 

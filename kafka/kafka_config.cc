@@ -120,7 +120,9 @@ Status KafkaConfig::AddPropertiesFromFile(const std::string& path) {
                                      ": expected key=value (one librdkafka property per line, # for comments)");
     }
     auto value = ResolveValue(key, Trim(text.substr(eq + 1)));
-    if (!value.ok()) return Status::InvalidArgument(path + ":" + std::to_string(line) + ": " + value.status().message());
+    if (!value.ok()) {
+      return Status::InvalidArgument(path + ":" + std::to_string(line) + ": " + value.status().message());
+    }
     properties.emplace_back(key, std::move(*value));
   }
   return Status::OK();

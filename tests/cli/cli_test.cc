@@ -309,7 +309,8 @@ TEST(CliTest, UnwritableMetricsFileIsRefused) {
   WriteFile(dir / "existing.json", "{}");
   EXPECT_TRUE(cli::CheckWritableFile(dir / "existing.json", "--metrics-file").ok());
   EXPECT_EQ(ReadFile(dir / "existing.json"), "{}") << "the check does not truncate";
-  for (const std::string& bad : {dir / "no/such/dir/metrics.json", dir.path().string(), dir / "existing.json/metrics.json"}) {
+  for (const std::string& bad :
+       {dir / "no/such/dir/metrics.json", dir.path().string(), dir / "existing.json/metrics.json"}) {
     Status st = cli::CheckWritableFile(bad, "--metrics-file");
     ASSERT_FALSE(st.ok()) << bad;
     EXPECT_EQ(st.code(), Status::Code::kInvalidArgument);

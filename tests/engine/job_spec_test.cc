@@ -200,7 +200,8 @@ TEST(JobSpecTest, TopicNamesFollowKafkasRule) {
   const std::string long_name(300, 'a');
   for (const auto& f : fields) {
     const bool flow_end = f.from.back() == '}';
-    for (const std::string& bad : {std::string("\"bad topic/../x\""), std::string("\"..\""), std::string("\".\""), long_name,
+    for (const std::string& bad : {std::string("\"bad topic/../x\""), std::string("\"..\""), std::string("\".\""),
+                                   long_name,
                                   std::string("\"caf\xc3\xa9\"")}) {
       auto spec = ParseJobSpec(SpecWith(f.from, "topic: " + bad + (flow_end ? "}" : "")), "job.yaml");
       ASSERT_FALSE(spec.ok()) << f.field << " = " << bad;
@@ -287,6 +288,23 @@ TEST(JobSpecTest, OversizeAndDeeplyNestedSpecsAreRefusedFast) {
   ASSERT_FALSE(quoted.ok()) << "status is never [[[...";
   EXPECT_TRUE(Has(quoted.status().message(), "status is approved, cancelled or refunded"))
       << quoted.status().message();
+}
+
+// Aliases expand in the tree: ten levels of ten (a "billion laughs") would
+// build 10^10 nodes from a few hundred bytes. Refused by count, fast.
+TEST(JobSpecTest, AliasBombIsRefusedFast) {
+  std::string yaml = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 10; ++i) {
+    std::string row;
+    for (int j = 0; j < 10; ++j) row += (j ? ", *l" : "*l") + std::to_string(i - 1);
+    yaml += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [" + row + "]\n";
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto spec = ParseJobSpec(yaml, "job.yaml");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_TRUE(Has(spec.status().message(), "more than 100000 values")) << spec.status().message();
+  EXPECT_EQ(spec.status().message().rfind("job.yaml", 0), 0u) << spec.status().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
 // A `start:` timestamp beyond int64 was clamped by strtoll in silence.
