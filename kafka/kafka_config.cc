@@ -95,6 +95,11 @@ Status CheckTopicName(std::string_view name) {
 Status KafkaConfig::AddProperty(const std::string& kv) {
   auto eq = kv.find('=');
   if (eq == std::string::npos || eq == 0) {
+    // "sasl.password:SECRET" (':' typed for '=') must not echo the secret.
+    if (IsSecretProperty(kv)) {
+      return Status::InvalidArgument("-X expects key=value, got an argument without '=' that names a secret "
+                                     "(not shown)");
+    }
     return Status::InvalidArgument("-X expects key=value, got '" + kv + "'");
   }
   const std::string key = kv.substr(0, eq);

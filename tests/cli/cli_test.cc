@@ -328,6 +328,10 @@ TEST(CliTest, KafkaPropertyErrorsDoNotEchoSecrets) {
     EXPECT_TRUE(Contains(err, "sasl.pasword")) << err;
     EXPECT_FALSE(Contains(err, "SECRET")) << err;
     EXPECT_EQ(Lines(err), 1) << err;
+    // A ':' typed for the '=' must not echo it either.
+    EXPECT_EQ(RunKappa({cmd, "-b", closed.address(), "-t", "x", "-X", "sasl.password:SECRET"}, nullptr, &err), 2);
+    EXPECT_TRUE(Contains(err, "key=value")) << err;
+    EXPECT_FALSE(Contains(err, "SECRET")) << err;
   }
 }
 
