@@ -135,9 +135,6 @@ Result<int64_t> ParseDurationMs(const std::string& text) {
   size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
   if (i == 0) return Status::InvalidArgument("'" + text + "' is not a duration (use e.g. 500ms, 5s, 10m, 1h, 1d)");
-  int64_t n = 0;
-  auto r = std::from_chars(text.data(), text.data() + i, n);
-  if (r.ec != std::errc()) return Status::InvalidArgument("'" + text + "' is too large a duration");
   const std::string unit = text.substr(i);
   int64_t scale = 0;
   if (unit.empty() || unit == "ms") scale = 1;
@@ -146,6 +143,13 @@ Result<int64_t> ParseDurationMs(const std::string& text) {
   else if (unit == "h") scale = 3600 * 1000;
   else if (unit == "d") scale = 24 * 3600 * 1000LL;
   else return Status::InvalidArgument("'" + text + "': unknown unit '" + unit + "' (use ms, s, m, h or d)");
+  int64_t n = 0;
+  auto r = std::from_chars(text.data(), text.data() + i, n);
+  // Out of int64's range, or beyond the limit once scaled (checked before
+  // multiplying, so nothing overflows).
+  if (r.ec != std::errc() || n > kMaxDurationMs / scale) {
+    return Status::InvalidArgument("'" + text + "' is longer than the longest duration allowed, 36500d (100 years)");
+  }
   return n * scale;
 }
 

@@ -85,7 +85,13 @@ class ConfigNode {
   std::vector<std::pair<ConfigNode, ConfigNode>> entries_;
 };
 
-// "250ms", "5s", "10m", "1h", "2d", or a plain number of milliseconds.
+// The longest duration a spec may give: 36500d (100 years). Far beyond any
+// window, TTL or lateness, and small enough that sums of event times and
+// durations cannot overflow int64 milliseconds.
+inline constexpr int64_t kMaxDurationMs = 36500LL * 24 * 3600 * 1000;
+
+// "250ms", "5s", "10m", "1h", "2d", or a plain number of milliseconds, at
+// most kMaxDurationMs (InvalidArgument naming the limit beyond it).
 Result<int64_t> ParseDurationMs(const std::string& text);
 
 }  // namespace kappa

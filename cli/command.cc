@@ -1,8 +1,13 @@
 #include "cli/command.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 namespace po = boost::program_options;
@@ -13,15 +18,46 @@ void AddKafkaOptions(po::options_description& desc) {
   desc.add_options()
       ("brokers,b", po::value<std::string>(), "Kafka bootstrap servers HOST:PORT[,HOST:PORT...] (a real cluster, or the address `kappa broker` prints)")
       ("property,X", po::value<std::vector<std::string>>()->composing(),
-       "librdkafka property key=value, passed through as kcat does (repeatable), e.g. -X security.protocol=SASL_SSL");
+       "librdkafka property key=value, passed through as kcat does (repeatable), e.g. -X security.protocol=SASL_SSL; "
+       "a value @env:VAR or @file:PATH is read from there, e.g. -X sasl.password=@env:KAFKA_PASSWORD")
+      ("config-file,F", po::value<std::vector<std::string>>()->composing(),
+       "file of librdkafka properties, one key=value per line, # comments (as kcat -F); -X wins over it");
 }
 
 Status KafkaConfigFromOptions(const po::variables_map& vm, KafkaConfig* out) {
   if (vm.count("brokers")) out->brokers = vm["brokers"].as<std::string>();
+  if (vm.count("config-file")) {
+    for (const auto& path : vm["config-file"].as<std::vector<std::string>>()) {
+      KAPPA_RETURN_IF_ERROR(out->AddPropertiesFromFile(path));
+    }
+  }
   if (vm.count("property")) {
     for (const auto& kv : vm["property"].as<std::vector<std::string>>()) {
       KAPPA_RETURN_IF_ERROR(out->AddProperty(kv));
     }
+  }
+  return Status::OK();
+}
+
+Status CheckWritableFile(const std::string& path, const std::string& flag) {
+  auto refuse = [&](const std::string& why) { return Status::InvalidArgument(flag + " " + path + ": " + why); };
+  if (path.empty()) return Status::InvalidArgument(flag + " is empty");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return refuse("is a directory, not a file");
+    // Opened for appending: nothing is truncated.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) return refuse(std::string("cannot be written: ") + std::strerror(errno));
+    ::close(fd);
+    return Status::OK();
+  }
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return refuse("directory " + dir.string() + " does not exist");
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return refuse("directory " + dir.string() + " is not writable: " + std::strerror(errno));
   }
   return Status::OK();
 }

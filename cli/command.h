@@ -31,6 +31,13 @@ int ArchiveCommand(int argc, char** argv);
 void AddKafkaOptions(boost::program_options::options_description& desc);
 Status KafkaConfigFromOptions(const boost::program_options::variables_map& vm, KafkaConfig* out);
 
+// InvalidArgument "<flag> <path>: ..." unless `path` can be opened for
+// writing (its directory exists and is writable, it is not a directory).
+// Creates nothing and truncates nothing. For output files given on the
+// command line (--metrics-file), checked at start rather than failing in
+// silence at the first write.
+Status CheckWritableFile(const std::string& path, const std::string& flag);
+
 // Parses argv into vm. Returns -1 to go on, or the exit code to return now
 // (0 after printing --help, 2 after a usage error).
 int ParseOrExit(int argc, char** argv, const std::string& command, const std::string& usage,

@@ -33,8 +33,9 @@ int ConsumeCommand(int argc, char** argv) {
       [&](const ConsumedRecord& r) {
         if (!print) return;
         std::string line = "{\"partition\":" + std::to_string(r.partition) +
-                           ",\"offset\":" + std::to_string(r.offset) + ",\"key\":\"" +
-                           JsonEscape(std::string(r.key)) + "\",\"value\":" +
+                           ",\"offset\":" + std::to_string(r.offset) + ",\"key\":" +
+                           (r.key_null ? std::string("null") : "\"" + JsonEscape(std::string(r.key)) + "\"") +
+                           ",\"value\":" +
                            FormatRecordJson(reinterpret_cast<const uint8_t*>(r.value.data()), r.value.size());
         if (!r.headers.empty()) {
           line += ",\"headers\":{";

@@ -94,6 +94,20 @@ int StatusCommand(int argc, char** argv) {
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("status", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
   if (Status st = registry.Refresh(); !st.ok()) return Fail("status", st);
+  if (vm.count("job")) {
+    // A job that is not registered is an error naming those that are, not
+    // "no jobs registered" and success.
+    const std::string& wanted = vm["job"].as<std::string>();
+    if (!registry.Job(wanted)) {
+      const std::vector<std::string> names = registry.Jobs();  // sorted (the registry's map order)
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      return Fail("status", Status::NotFound("no job named " + wanted + " (" +
+                                             (names.empty() ? "no jobs registered in " + registry.control_topic()
+                                                            : "registered: " + list) +
+                                             ")"));
+    }
+  }
   const int64_t now = WallClockMs();
   int shown = 0;
   for (const auto& name : registry.Jobs()) {

@@ -2,33 +2,65 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <climits>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 
 #include "base/hash.h"
+#include "kafka/kafka_config.h"
 
 namespace kappa {
 namespace {
 
 // The YAML document as a ConfigNode tree: the only place that reads YAML.
-ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::string>& origin, std::string path) {
+// yaml-cpp keeps both entries of a repeated key (and Find would take the
+// first); a repeated key is refused here, naming both lines. Aliases are
+// expanded, so a few hundred bytes of nested aliases could stand for 10^10
+// values: past kMaxSpecValues the tree stops growing and *error says so.
+constexpr size_t kMaxSpecValues = 100000;
+
+ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::string>& origin, std::string path,
+                    Status* error, size_t* values) {
   const int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+  if (++*values > kMaxSpecValues) {
+    if (error->ok()) {
+      *error = Status::InvalidArgument(*origin + ":" + std::to_string(line) + ": the spec holds more than " +
+                                       std::to_string(kMaxSpecValues) +
+                                       " values (counting each use of an alias); a job spec needs a few dozen");
+    }
+    return ConfigNode(ConfigNode::Kind::kNull, origin, std::move(path), line);
+  }
   if (node.IsMap()) {
     ConfigNode map(ConfigNode::Kind::kMap, origin, path, line);
     for (const auto& kv : node) {
       const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       ConfigNode key_node(ConfigNode::Kind::kScalar, origin, path, kv.first.Mark().line + 1);
       key_node.set_scalar(key);
-      map.AddEntry(std::move(key_node), FromYaml(kv.second, origin, ConfigNode::ChildPath(path, key)));
+      if (error->ok()) {
+        for (const auto& [earlier, value] : map.entries()) {
+          if (earlier.scalar() != key) continue;
+          *error = key_node.Error("`" + ConfigNode::ChildPath(path, key) + "` is given twice (also on line " +
+                                  std::to_string(earlier.line()) + "); keep one");
+          break;
+        }
+      }
+      ConfigNode value = FromYaml(kv.second, origin, ConfigNode::ChildPath(path, key), error, values);
+      map.AddEntry(std::move(key_node), std::move(value));
     }
     return map;
   }
   if (node.IsSequence()) {
     ConfigNode list(ConfigNode::Kind::kList, origin, path, line);
     size_t i = 0;
-    for (const auto& item : node) list.AddItem(FromYaml(item, origin, ConfigNode::ItemPath(path, i++)));
+    for (const auto& item : node) {
+      list.AddItem(FromYaml(item, origin, ConfigNode::ItemPath(path, i++), error, values));
+    }
     return list;
   }
   if (node.IsScalar()) {
@@ -37,6 +69,70 @@ ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::str
     return scalar;
   }
   return ConfigNode(ConfigNode::Kind::kNull, origin, std::move(path), line);
+}
+
+// Refuses input nested deeper than kMaxSpecNesting before yaml-cpp sees it:
+// its scanner holds every open flow collection (10 MB of `[` took 12 s and
+// 2.4 GB). Counts open `[`/`{` outside quotes and comments, plus the block
+// levels: a stack of the columns where lines (and compact `- `/`? ` items)
+// start. At worst an over-estimate, far above what any job spec needs.
+Status CheckNesting(const std::string& text, const std::string& origin) {
+  int flow = 0;
+  int line = 1;
+  size_t line_begin = 0;
+  char quote = 0;
+  bool comment = false;
+  bool line_start = true;  // only indentation and item indicators so far
+  std::vector<size_t> block;  // columns of the open block levels
+  auto too_deep = [&] {
+    return Status::InvalidArgument(origin + ":" + std::to_string(line) + ": nested more than " +
+                                   std::to_string(kMaxSpecNesting) +
+                                   " levels deep; a job spec needs a few (is this the right file?)");
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const char prev = i > 0 ? text[i - 1] : '\n';
+    const char next = i + 1 < text.size() ? text[i + 1] : '\n';
+    if (c == '\n') {
+      ++line;
+      line_begin = i + 1;
+      comment = false;
+      line_start = quote == 0 && flow == 0;
+      continue;
+    }
+    if (comment) continue;
+    if (quote != 0) {
+      if (quote == '"' && c == '\\') ++i;
+      else if (c == quote) quote = 0;
+      continue;
+    }
+    if (line_start) {
+      if (c == ' ' || c == '\t' || c == '\r') continue;
+      if (c == '#') {
+        comment = true;
+        line_start = false;
+        continue;
+      }
+      const size_t col = i - line_begin;
+      while (!block.empty() && block.back() >= col) block.pop_back();
+      block.push_back(col);
+      if (block.size() > static_cast<size_t>(kMaxSpecNesting)) return too_deep();
+      if ((c == '-' || c == '?') && (next == ' ' || next == '\n')) continue;
+      line_start = false;
+    }
+    const bool token_start = prev == ' ' || prev == '\t' || prev == '\n' || prev == '[' || prev == '{' ||
+                             prev == ',' || prev == ':';
+    if (c == '#' && (prev == ' ' || prev == '\t')) {
+      comment = true;
+    } else if ((c == '"' || c == '\'') && token_start) {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      if (++flow + static_cast<int>(block.size()) > kMaxSpecNesting) return too_deep();
+    } else if ((c == ']' || c == '}') && flow > 0) {
+      --flow;
+    }
+  }
+  return Status::OK();
 }
 
 // Every field the operators read must exist in the job's record format.
@@ -63,6 +159,9 @@ Status ParseSource(const ConfigNode& root, JobSpec& spec) {
   KAPPA_RETURN_IF_ERROR(source->CheckKeys({"topic", "start", "allow_truncated_history", "archive"}, "source"));
   auto topic = source->RequiredStringAt("topic", "source ");
   if (!topic.ok()) return topic.status();
+  if (Status st = CheckTopicName(*topic); !st.ok()) {
+    return source->Find("topic")->Error("`source.topic`: " + st.message());
+  }
   spec.source_topic = *topic;
   if (const ConfigNode* start_node = source->Find("start")) {
     auto start = start_node->String();
@@ -72,9 +171,9 @@ Status ParseSource(const ConfigNode& root, JobSpec& spec) {
     } else if (*start == "latest") {
       spec.start = StartPosition::kLatest;
     } else {
-      char* end = nullptr;
-      long long ts = std::strtoll(start->c_str(), &end, 10);
-      if (start->empty() || *end != '\0' || ts < 0) {
+      int64_t ts = -1;
+      auto r = std::from_chars(start->data(), start->data() + start->size(), ts);
+      if (start->empty() || r.ec != std::errc() || r.ptr != start->data() + start->size() || ts < 0) {
         return start_node->Error("`start` must be earliest, latest or a timestamp in ms since the epoch");
       }
       spec.start = StartPosition::kTimestamp;
@@ -155,6 +254,18 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
     KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic"}, key));
     auto t = n->RequiredStringAt("topic", std::string(key) + " ");
     if (!t.ok()) return t.status();
+    const ConfigNode* topic = n->Find("topic");
+    const std::string field = "`" + std::string(key) + ".topic`: ";
+    if (Status st = CheckTopicName(*t); !st.ok()) return topic->Error(field + st.message());
+    // Outputs go to <sink>.v<version>, which must be a valid name as well.
+    if (std::string_view(key) == "sink") {
+      const std::string output = *t + ".v" + std::to_string(spec.version);
+      if (output.size() > kMaxTopicNameLength) {
+        return topic->Error(field + "the output topic <sink>.v" + std::to_string(spec.version) + " would be " +
+                            std::to_string(output.size()) + " characters, more than Kafka's 249; shorten it to " +
+                            std::to_string(kMaxTopicNameLength - (output.size() - t->size())) + " at most");
+      }
+    }
     *out = *t;
     return Status::OK();
   };
@@ -209,9 +320,13 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
       return root.Find("job")->Error("`job` may hold only letters, digits, '-', '_' and '.'");
     }
   }
-  auto version = root.IntAt("version", 0);
-  if (!version.ok()) return version.status();
-  if (*version < 1) return root.Error("needs `version:` (a positive integer)");
+  const ConfigNode* version_node = root.Find("version");
+  if (version_node == nullptr) return root.Error("needs `version:` (an integer from 1 to 2147483647)");
+  auto version = version_node->Int();
+  if (!version.ok() || *version < 1 || *version > INT32_MAX) {
+    return version_node->Error("`version` must be an integer from 1 to 2147483647, not " +
+                               (version_node->IsScalar() ? "'" + version_node->scalar() + "'" : std::string("that")));
+  }
   spec.version = static_cast<int32_t>(*version);
 
   KAPPA_RETURN_IF_ERROR(ParseSource(root, spec));
@@ -248,22 +363,47 @@ std::string JobSpec::CanonicalLogic() const {
   return os.str();
 }
 
+namespace {
+
+Status SizeLimitError(const std::string& origin, uintmax_t bytes) {
+  return Status::InvalidArgument(origin + ": spec is " + std::to_string(bytes) + " bytes, more than the 1 MiB limit" +
+                                 " (is this the right file?)");
+}
+
+}  // namespace
+
 Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& origin) {
+  if (yaml_text.size() > kMaxSpecBytes) return SizeLimitError(origin, yaml_text.size());
+  KAPPA_RETURN_IF_ERROR(CheckNesting(yaml_text, origin));
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
-  return ParseTree(FromYaml(root, std::make_shared<const std::string>(origin), ""));
+  Status error;
+  size_t values = 0;
+  ConfigNode tree = FromYaml(root, std::make_shared<const std::string>(origin), "", &error, &values);
+  if (!error.ok()) return error;
+  return ParseTree(tree);
 }
 
 Result<JobSpec> LoadJobSpec(const std::string& path) {
-  std::ifstream in(path);
+  std::error_code ec;
+  // Checked before reading: a huge file is refused without loading it.
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxSpecBytes) return SizeLimitError(path, size);
+  std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot read job spec " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseJobSpec(ss.str(), path);
+  // At most one byte over the limit, also for a pipe or a file that grew.
+  std::string text(kMaxSpecBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (in.bad()) return Status::NotFound("cannot read job spec " + path);
+  if (text.size() > kMaxSpecBytes) {
+    return SizeLimitError(path, ec ? text.size() : std::max<uintmax_t>(size, text.size()));
+  }
+  return ParseJobSpec(text, path);
 }
 
 }  // namespace kappa

@@ -60,6 +60,11 @@ struct JobSpec {
   std::string CanonicalLogic() const;
 };
 
+// A job spec is a few hundred bytes; anything over 1 MiB is refused before
+// it is read, and nesting deeper than kMaxSpecNesting before it is parsed.
+inline constexpr size_t kMaxSpecBytes = 1 << 20;
+inline constexpr int kMaxSpecNesting = 64;
+
 Result<JobSpec> LoadJobSpec(const std::string& path);
 Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& origin = "spec");
 

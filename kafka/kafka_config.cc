@@ -2,8 +2,11 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace kappa {
 namespace {
@@ -23,14 +26,110 @@ void LogToStderr(const rd_kafka_t* rk, int level, const char* facility, const ch
   if (level <= KafkaLogLevel()) std::fprintf(stderr, "kappa: librdkafka %s %s: %s\n", rd_kafka_name(rk), facility, message);
 }
 
+std::string Trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return s.substr(b, e - b);
+}
+
+// Resolves "@env:VAR" and "@file:PATH"; other values are returned as given.
+Result<std::string> ResolveValue(const std::string& key, const std::string& value) {
+  if (value.rfind("@env:", 0) == 0) {
+    const std::string var = value.substr(5);
+    const char* v = var.empty() ? nullptr : std::getenv(var.c_str());
+    if (v == nullptr) {
+      return Status::InvalidArgument("Kafka property " + key + "=@env:" + var + ": environment variable " +
+                                     (var.empty() ? "name is empty" : var + " is not set"));
+    }
+    return std::string(v);
+  }
+  if (value.rfind("@file:", 0) == 0) {
+    const std::string path = value.substr(6);
+    std::ifstream in(path, std::ios::binary);
+    if (path.empty() || !in) {
+      return Status::InvalidArgument("Kafka property " + key + "=@file:" + path + ": cannot read " +
+                                     (path.empty() ? "an empty path" : path));
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    return text;
+  }
+  return value;
+}
+
 }  // namespace
+
+bool IsSecretProperty(std::string_view name) {
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.find("password") != std::string::npos || lower.find("secret") != std::string::npos ||
+         lower.find("key") != std::string::npos;
+}
+
+Status CheckTopicName(std::string_view name) {
+  const std::string rule = " (a Kafka topic name is 1 to 249 of [a-zA-Z0-9._-], and not '.' or '..')";
+  std::string shown(name.substr(0, 64));
+  if (name.size() > shown.size()) shown += "... (" + std::to_string(name.size()) + " characters)";
+  if (name.empty()) return Status::InvalidArgument("topic name is empty" + rule);
+  if (name.size() > kMaxTopicNameLength) {
+    return Status::InvalidArgument("topic name '" + shown + "' is longer than 249 characters" + rule);
+  }
+  if (name == "." || name == "..") return Status::InvalidArgument("topic name '" + shown + "' is not allowed" + rule);
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (ok) continue;
+    char what[16];
+    if (c > ' ' && c < 127) std::snprintf(what, sizeof(what), "'%c'", c);
+    else if (c == ' ') std::snprintf(what, sizeof(what), "a space");
+    else std::snprintf(what, sizeof(what), "byte 0x%02x", static_cast<unsigned char>(c));
+    return Status::InvalidArgument("topic name '" + shown + "' has " + what + ", which Kafka refuses" + rule);
+  }
+  return Status::OK();
+}
 
 Status KafkaConfig::AddProperty(const std::string& kv) {
   auto eq = kv.find('=');
   if (eq == std::string::npos || eq == 0) {
+    // "sasl.password:SECRET" (':' typed for '=') must not echo the secret.
+    if (IsSecretProperty(kv)) {
+      return Status::InvalidArgument("-X expects key=value, got an argument without '=' that names a secret "
+                                     "(not shown)");
+    }
     return Status::InvalidArgument("-X expects key=value, got '" + kv + "'");
   }
-  properties.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  const std::string key = kv.substr(0, eq);
+  auto value = ResolveValue(key, kv.substr(eq + 1));
+  if (!value.ok()) return value.status();
+  properties.emplace_back(key, std::move(*value));
+  return Status::OK();
+}
+
+Status KafkaConfig::AddPropertiesFromFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument("-F " + path + ": cannot read the properties file");
+  std::string raw;
+  int line = 0;
+  while (std::getline(in, raw)) {
+    ++line;
+    const std::string text = Trim(raw);
+    if (text.empty() || text.front() == '#') continue;
+    const size_t eq = text.find('=');
+    const std::string key = eq == std::string::npos ? std::string() : Trim(text.substr(0, eq));
+    if (key.empty()) {
+      return Status::InvalidArgument(path + ":" + std::to_string(line) +
+                                     ": expected key=value (one librdkafka property per line, # for comments)");
+    }
+    auto value = ResolveValue(key, Trim(text.substr(eq + 1)));
+    if (!value.ok()) {
+      return Status::InvalidArgument(path + ":" + std::to_string(line) + ": " + value.status().message());
+    }
+    properties.emplace_back(key, std::move(*value));
+  }
   return Status::OK();
 }
 
@@ -40,7 +139,17 @@ Result<rd_kafka_conf_s*> KafkaConfig::Build(
   rd_kafka_conf_set_log_cb(conf, LogToStderr);
   char err[512];
   auto set = [&](const std::string& k, const std::string& v) -> Status {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+    const rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err));
+    if (res != RD_KAFKA_CONF_OK) {
+      // An unknown name may be a misspelled secret (sasl.pasword=...): show
+      // the name only. A secret's value never appears, so neither does
+      // librdkafka's text (it quotes the value).
+      if (res == RD_KAFKA_CONF_UNKNOWN) {
+        return Status::InvalidArgument("Kafka property " + k +
+                                       ": no such librdkafka property (check the spelling; see librdkafka's "
+                                       "CONFIGURATION.md)");
+      }
+      if (IsSecretProperty(k)) return Status::InvalidArgument("Kafka property " + k + "=***: invalid value");
       return Status::InvalidArgument("Kafka property " + k + "=" + v + ": " + err);
     }
     return Status::OK();

@@ -78,6 +78,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
       record.offset = msg->offset;
       record.timestamp_ms = rd_kafka_message_timestamp(msg, nullptr);
       record.key = std::string_view(static_cast<const char*>(msg->key), msg->key_len);
+      record.key_null = msg->key == nullptr;
       record.value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
       record.headers.clear();
       rd_kafka_headers_t* headers = nullptr;

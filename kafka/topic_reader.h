@@ -22,6 +22,7 @@ struct ConsumedRecord {
   int64_t offset = 0;
   int64_t timestamp_ms = 0;
   std::string_view key;
+  bool key_null = false;  // no key at all (key is then ""), as opposed to an empty one
   std::string_view value;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string Header(std::string_view name) const;

@@ -15,12 +15,15 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cli/command.h"
+#include "replay/registry.h"
 #include "tests/support/test_support.h"
 
 namespace kappa::testing {
@@ -238,6 +241,201 @@ TEST_F(CliBrokerTest, PropertiesPassThroughToLibrdkafka) {
   ASSERT_NE(tls.WaitFor(30000), -1) << "gen with TLS against a plaintext broker hangs";
   EXPECT_EQ(tls.Wait(), 1) << tls.Stderr();
   EXPECT_TRUE(Contains(tls.Stderr(), "cannot reach Kafka")) << tls.Stderr();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+const char kGoodSpec[] =
+    "job: j\n"
+    "version: 1\n"
+    "source: {topic: transactions}\n"
+    "operators:\n"
+    "  - window: {size: 1h, key: user_id, aggregates: [count]}\n"
+    "sink: {topic: out}\n"
+    "dlq: {topic: out.dlq}\n"
+    "late: {topic: out.late}\n";
+
+std::string GoodSpecWith(const std::string& from, const std::string& to) {
+  std::string s = kGoodSpec;
+  s.replace(s.find(from), from.size(), to);
+  return s;
+}
+
+// Issue 10 item 9: every bad spec is one line naming file:line and what to
+// fix, exit 2, before any broker is asked; none aborts (a 20-digit duration
+// threw std::out_of_range) and none runs (v-2147483648, topic "..").
+TEST(CliTest, BadSpecsAreOneLineNamingFileAndLineAndExitTwo) {
+  LoopbackPort closed(/*listen=*/false);
+  ScratchDir dir("badspec");
+  struct Case {
+    std::string name, text;
+    std::vector<std::string> words;
+  };
+  std::string deep;
+  for (int i = 0; i < 200; ++i) deep += "[";
+  const std::vector<Case> cases = {
+      {"huge", GoodSpecWith("size: 1h", "size: 99999999999999999999d"), {":5:", "`size`", "36500d"}},
+      {"overflow", GoodSpecWith("size: 1h", "size: 99999999999999d"), {":5:", "`size`", "36500d"}},
+      {"version", GoodSpecWith("version: 1", "version: 2147483648"), {":2:", "`version`", "2147483647"}},
+      {"sink", GoodSpecWith("topic: out}", "topic: \"bad topic/../x\"}"), {":6:", "`sink.topic`"}},
+      {"dlq", GoodSpecWith("topic: out.dlq}", "topic: ..}"), {":7:", "`dlq.topic`"}},
+      {"late", GoodSpecWith("topic: out.late}", "topic: " + std::string(300, 'x') + "}"), {":8:", "`late.topic`", "249"}},
+      {"source", GoodSpecWith("topic: transactions", "topic: \"a b\""), {":3:", "`source.topic`"}},
+      {"dupkey", std::string(kGoodSpec) + "job: k\n", {":9:", "`job`", "line 1"}},
+      {"big", std::string(kGoodSpec) + "#" + std::string(2 << 20, 'x') + "\n", {"more than the 1 MiB limit"}},
+      {"deep", "job: " + deep + "\n", {":1:", "nested more than 64 levels deep"}},
+  };
+  for (const auto& c : cases) {
+    const std::string path = dir / (c.name + ".yaml");
+    WriteFile(path, c.text);
+    std::vector<std::string> words = c.words;
+    for (auto& w : words) {
+      if (w.front() == ':') w = path + w;
+    }
+    words.push_back(path);
+    ExpectUsageError({"run", path, "-b", closed.address()}, words);
+  }
+}
+
+// Issue 10, smaller: --metrics-file in a directory that does not exist (or
+// cannot be written) must fail at start, not be skipped in silence.
+TEST(CliTest, UnwritableMetricsFileIsRefused) {
+  ScratchDir dir("metrics");
+  EXPECT_TRUE(cli::CheckWritableFile(dir / "metrics.json", "--metrics-file").ok());
+  EXPECT_FALSE(std::filesystem::exists(dir / "metrics.json")) << "the check leaves nothing behind";
+  WriteFile(dir / "existing.json", "{}");
+  EXPECT_TRUE(cli::CheckWritableFile(dir / "existing.json", "--metrics-file").ok());
+  EXPECT_EQ(ReadFile(dir / "existing.json"), "{}") << "the check does not truncate";
+  for (const std::string& bad :
+       {dir / "no/such/dir/metrics.json", dir.path().string(), dir / "existing.json/metrics.json"}) {
+    Status st = cli::CheckWritableFile(bad, "--metrics-file");
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.code(), Status::Code::kInvalidArgument);
+    EXPECT_TRUE(Contains(st.message(), "--metrics-file")) << st.message();
+    EXPECT_TRUE(Contains(st.message(), bad)) << st.message();
+  }
+}
+
+// Issue 10, smaller: a misspelled secret property must not echo the secret.
+TEST(CliTest, KafkaPropertyErrorsDoNotEchoSecrets) {
+  LoopbackPort closed(/*listen=*/false);
+  std::string err;
+  for (const char* cmd : {"gen", "consume"}) {
+    EXPECT_EQ(RunKappa({cmd, "-b", closed.address(), "-t", "x", "-X", "sasl.pasword=SECRET"}, nullptr, &err), 2);
+    EXPECT_TRUE(Contains(err, "sasl.pasword")) << err;
+    EXPECT_FALSE(Contains(err, "SECRET")) << err;
+    EXPECT_EQ(Lines(err), 1) << err;
+    // A ':' typed for the '=' must not echo it either.
+    EXPECT_EQ(RunKappa({cmd, "-b", closed.address(), "-t", "x", "-X", "sasl.password:SECRET"}, nullptr, &err), 2);
+    EXPECT_TRUE(Contains(err, "key=value")) << err;
+    EXPECT_FALSE(Contains(err, "SECRET")) << err;
+  }
+}
+
+// Issue 10, smaller: secrets from a file (-F, kcat style) or the
+// environment (-X key=@env:VAR, -X key=@file:PATH) instead of argv.
+TEST(CliTest, KafkaPropertiesFromFileOrEnvironmentAreCheckedWithoutEchoingThem) {
+  LoopbackPort closed(/*listen=*/false);
+  ScratchDir dir("props");
+  const std::string b = closed.address();
+  WriteFile(dir / "bad.properties", "# comment\n\nclient.id = x\nsasl.pasword=SECRET\n");
+  std::string err;
+  EXPECT_EQ(RunKappa({"consume", "-b", b, "-t", "x", "-F", dir / "bad.properties"}, nullptr, &err), 2);
+  EXPECT_TRUE(Contains(err, "sasl.pasword")) << err;
+  EXPECT_FALSE(Contains(err, "SECRET")) << err;
+  WriteFile(dir / "noeq.properties", "client.id=x\nSECRETWITHOUTEQUALS\n");
+  ExpectUsageError({"consume", "-b", b, "-t", "x", "-F", dir / "noeq.properties"}, {"noeq.properties:2", "key=value"});
+  EXPECT_EQ(RunKappa({"consume", "-b", b, "-t", "x", "-F", dir / "noeq.properties"}, nullptr, &err), 2);
+  EXPECT_FALSE(Contains(err, "SECRET")) << err;
+  ExpectUsageError({"consume", "-b", b, "-t", "x", "-F", dir / "missing.properties"}, {"missing.properties"});
+  ExpectUsageError({"consume", "-b", b, "-t", "x", "-X", "sasl.password=@env:KAPPA_TEST_NO_SUCH_VAR"},
+                   {"KAPPA_TEST_NO_SUCH_VAR", "sasl.password"});
+  ExpectUsageError({"consume", "-b", b, "-t", "x", "-X", "sasl.password=@file:" + (dir / "missing")},
+                   {dir / "missing", "sasl.password"});
+  ::setenv("KAPPA_TEST_SECRET", "SECRET", 1);
+  EXPECT_EQ(RunKappa({"consume", "-b", b, "-t", "x", "-X", "sasl.pasword=@env:KAPPA_TEST_SECRET"}, nullptr, &err), 2);
+  EXPECT_TRUE(Contains(err, "sasl.pasword")) << err;
+  EXPECT_FALSE(Contains(err, "SECRET")) << err;
+}
+
+TEST_F(CliBrokerTest, KafkaPropertiesFromFileAndEnvironmentReachTheClient) {
+  CreateTopic("t", 1);
+  ScratchDir dir("props");
+  LoopbackPort refusing(/*listen=*/false);
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"gen", "-b", bootstrap(), "-t", "t", "-n", "7"}, &out, &err), 0) << err;
+  // The file's bootstrap.servers wins over a dead --brokers, as -X does.
+  WriteFile(dir / "client.properties", "# kcat -F style\nbootstrap.servers=" + bootstrap() + "\n  client.id = x  \n");
+  ASSERT_EQ(RunKappa({"consume", "-b", refusing.address(), "-t", "t", "-F", dir / "client.properties"}, &out, &err), 0)
+      << err;
+  EXPECT_TRUE(Contains(out, "t: 7 records")) << out;
+  // -X after -F wins.
+  WriteFile(dir / "dead.properties", "bootstrap.servers=" + refusing.address() + "\n");
+  ASSERT_EQ(RunKappa({"consume", "-b", refusing.address(), "-t", "t", "-F", dir / "dead.properties", "-X",
+                      "bootstrap.servers=" + bootstrap()},
+                     &out, &err),
+            0)
+      << err;
+  WriteFile(dir / "servers", bootstrap() + "\n");
+  ASSERT_EQ(RunKappa({"consume", "-b", refusing.address(), "-t", "t", "-X", "bootstrap.servers=@file:" + (dir / "servers")},
+                     &out, &err),
+            0)
+      << err;
+  ::setenv("KAPPA_TEST_BOOTSTRAP", bootstrap().c_str(), 1);
+  ASSERT_EQ(RunKappa({"consume", "-b", refusing.address(), "-t", "t", "-X", "bootstrap.servers=@env:KAPPA_TEST_BOOTSTRAP"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(Contains(out, "t: 7 records")) << out;
+}
+
+// Issue 10, smaller: `kappa status nosuchjob` said "no jobs registered" and
+// exited 0 while other jobs existed.
+TEST_F(CliBrokerTest, StatusOfAnUnknownJobNamesTheRegisteredOnes) {
+  std::string out, err;
+  EXPECT_EQ(RunKappa({"status", "nosuchjob", "-b", bootstrap()}, &out, &err), 1) << out << err;
+  EXPECT_TRUE(Contains(err, "no job named nosuchjob")) << err;
+  EXPECT_EQ(Lines(err), 1) << err;
+  ASSERT_EQ(RunKappa({"status", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "no jobs registered")) << out;
+
+  Registry registry(Config());
+  ASSERT_TRUE(registry.Refresh().ok());
+  for (const char* name : {"b", "a"}) {
+    JobRecord job;
+    job.job = name;
+    VersionInfo v;
+    v.version = 1;
+    v.spec_hash = "0123456789abcdef";
+    v.source_topic = "transactions";
+    v.output_topic = "out.v1";
+    job.versions.push_back(v);
+    ASSERT_TRUE(registry.PutJob(job).ok());
+  }
+  EXPECT_EQ(RunKappa({"status", "nosuchjob", "-b", bootstrap()}, &out, &err), 1) << out << err;
+  EXPECT_TRUE(Contains(err, "no job named nosuchjob (registered: a, b)")) << err;
+  EXPECT_EQ(Lines(err), 1) << err;
+  ASSERT_EQ(RunKappa({"status", "a", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "job a:")) << out;
+  EXPECT_FALSE(Contains(out, "job b:")) << out;
+}
+
+// Issue 10, smaller: `consume --print` showed a null key as "" (the same as
+// an empty key).
+TEST_F(CliBrokerTest, ConsumePrintTellsANullKeyFromAnEmptyOne) {
+  CreateTopic("keys", 1);
+  const std::string b = bootstrap();
+  RunShell("printf 'k:v1\\n:v2\\n' | timeout 20 kcat -P -b " + b + " -t keys -p 0 -K: 2>&1");
+  RunShell("printf 'v3\\n' | timeout 20 kcat -P -b " + b + " -t keys -p 0 2>&1");
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"consume", "-b", b, "-t", "keys", "--print"}, &out, &err), 0) << err;
+  ASSERT_EQ(Lines(out), 3) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":0,\"key\":\"k\"")) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":1,\"key\":\"\"")) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":2,\"key\":null")) << out;
 }
 
 TEST(CliTest, BrokerServesOnItsFixedPortUntilInterrupted) {

@@ -4,6 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
 namespace kappa {
 namespace {
 
@@ -116,6 +123,195 @@ TEST(JobSpecTest, Durations) {
   EXPECT_EQ(*ParseDurationMs("42"), 42);
   EXPECT_FALSE(ParseDurationMs("h").ok());
   EXPECT_FALSE(ParseDurationMs("5 s").ok());
+}
+
+
+// Replaces the first `from` in kSpec by `to`.
+std::string SpecWith(const std::string& from, const std::string& to) {
+  std::string s = kSpec;
+  const size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+bool Has(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+// Issue 10 item 9: a 20-digit count threw std::out_of_range from stoll
+// (abort); 14 digits of days overflowed int64 milliseconds in silence.
+TEST(JobSpecTest, DurationsTooLongAreRefusedWithTheLimit) {
+  EXPECT_EQ(*ParseDurationMs("36500d"), kMaxDurationMs);
+  for (const char* text : {"99999999999999999999d", "99999999999999d", "36501d", "9223372036854775807",
+                           "99999999999999999999", "876001h"}) {
+    auto d = ParseDurationMs(text);
+    ASSERT_FALSE(d.ok()) << text << " = " << *d;
+    EXPECT_TRUE(Has(d.status().message(), "36500d")) << d.status().message();
+  }
+  struct Case {
+    std::string from, to;
+    int line;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"size: 1h", "size: 99999999999999999999d", 9, "size"},
+      {"size: 1h", "size: 99999999999999d", 9, "size"},
+      {"slide: 15m", "slide: 99999999999999d", 9, "slide"},
+      {"ttl: 1h", "ttl: 99999999999999d", 6, "ttl"},
+      {"allowed_lateness: 5m", "allowed_lateness: 99999999999999d", 10, "allowed_lateness"},
+      {"interval: 3s", "interval: 99999999999999d", 14, "interval"},
+  };
+  for (const auto& c : cases) {
+    auto spec = ParseJobSpec(SpecWith(c.from, c.to), "job.yaml");
+    ASSERT_FALSE(spec.ok()) << c.to;
+    const std::string m = spec.status().message();
+    EXPECT_EQ(spec.status().code(), Status::Code::kInvalidArgument) << m;
+    EXPECT_TRUE(Has(m, "job.yaml:" + std::to_string(c.line) + ":")) << m;
+    EXPECT_TRUE(Has(m, "`" + c.field + "`")) << m;
+    EXPECT_TRUE(Has(m, "36500d")) << m;
+  }
+}
+
+// Issue 10 item 9: `version: 2147483648` ran as v-2147483648.
+TEST(JobSpecTest, VersionMustFitAPositiveInt32) {
+  for (const char* v : {"2147483648", "4294967297", "99999999999999999999", "-1", "0", "1.5"}) {
+    auto spec = ParseJobSpec(SpecWith("version: 2", std::string("version: ") + v), "job.yaml");
+    ASSERT_FALSE(spec.ok()) << v << " parsed as v" << spec->version;
+    EXPECT_TRUE(Has(spec.status().message(), "job.yaml:3:")) << spec.status().message();
+    EXPECT_TRUE(Has(spec.status().message(), "2147483647")) << spec.status().message();
+  }
+  auto max = ParseJobSpec(SpecWith("version: 2", "version: 2147483647"));
+  ASSERT_TRUE(max.ok()) << max.status().ToString();
+  EXPECT_EQ(max->version, 2147483647);
+}
+
+// Issue 10 item 9: sink/DLQ topic names like "bad topic/../x", ".." and 300
+// characters were accepted; a source topic with invalid characters failed at
+// run time with "does not exist".
+TEST(JobSpecTest, TopicNamesFollowKafkasRule) {
+  struct Case {
+    std::string from;
+    std::string field;
+    int line;
+  };
+  const std::vector<Case> fields = {{"topic: transactions", "source.topic", 4},
+                                    {"topic: out}", "sink.topic", 11},
+                                    {"topic: out.dlq}", "dlq.topic", 12},
+                                    {"topic: out.late}", "late.topic", 13}};
+  const std::string long_name(300, 'a');
+  for (const auto& f : fields) {
+    const bool flow_end = f.from.back() == '}';
+    for (const std::string& bad : {std::string("\"bad topic/../x\""), std::string("\"..\""), std::string("\".\""),
+                                   long_name,
+                                  std::string("\"caf\xc3\xa9\"")}) {
+      auto spec = ParseJobSpec(SpecWith(f.from, "topic: " + bad + (flow_end ? "}" : "")), "job.yaml");
+      ASSERT_FALSE(spec.ok()) << f.field << " = " << bad;
+      const std::string m = spec.status().message();
+      EXPECT_TRUE(Has(m, "job.yaml:" + std::to_string(f.line) + ":")) << m;
+      EXPECT_TRUE(Has(m, "`" + f.field + "`")) << m;
+      EXPECT_TRUE(Has(m, "249")) << m;
+    }
+  }
+  // 249 characters is the limit; the sink's versioned output topic
+  // (<sink>.v<version>) must fit too.
+  EXPECT_TRUE(ParseJobSpec(SpecWith("topic: out.dlq}", "topic: " + std::string(249, 'd') + "}")).ok());
+  EXPECT_TRUE(ParseJobSpec(SpecWith("topic: out}", "topic: " + std::string(246, 's') + "}")).ok());
+  auto sink = ParseJobSpec(SpecWith("topic: out}", "topic: " + std::string(247, 's') + "}"), "job.yaml");
+  ASSERT_FALSE(sink.ok());
+  EXPECT_TRUE(Has(sink.status().message(), "job.yaml:11:")) << sink.status().message();
+  EXPECT_TRUE(Has(sink.status().message(), ".v2")) << sink.status().message();
+  EXPECT_TRUE(ParseJobSpec(SpecWith("topic: out}", "topic: A-z_0.9}")).ok());
+}
+
+// Issue 10 item 9: a second `job:` key was accepted in silence (the first
+// won). Anywhere in the document, a repeated key names both lines.
+TEST(JobSpecTest, DuplicateKeysAreRefusedNamingBothLines) {
+  auto top = ParseJobSpec(std::string(kSpec) + "job: other\n", "job.yaml");
+  ASSERT_FALSE(top.ok());
+  EXPECT_TRUE(Has(top.status().message(), "job.yaml:15:")) << top.status().message();
+  EXPECT_TRUE(Has(top.status().message(), "`job`")) << top.status().message();
+  EXPECT_TRUE(Has(top.status().message(), "line 2")) << top.status().message();
+  auto nested = ParseJobSpec(SpecWith("{field: txn_id, ttl: 1h}", "{field: txn_id, ttl: 1h,\n      ttl: 2h}"),
+                             "job.yaml");
+  ASSERT_FALSE(nested.ok());
+  EXPECT_TRUE(Has(nested.status().message(), "job.yaml:7:")) << nested.status().message();
+  EXPECT_TRUE(Has(nested.status().message(), "`operators[0].dedup.ttl` is given twice")) << nested.status().message();
+  EXPECT_TRUE(Has(nested.status().message(), "line 6")) << nested.status().message();
+}
+
+// Issue 10 item 9: 10 MB of `[` took 12 s and 2.4 GB, then said "invalid
+// YAML: bad file". The size is capped before anything is read, and deep
+// nesting is refused before the YAML parser sees it.
+TEST(JobSpecTest, OversizeAndDeeplyNestedSpecsAreRefusedFast) {
+  const auto start = std::chrono::steady_clock::now();
+  auto big = ParseJobSpec(std::string(kMaxSpecBytes + 1, '#'), "job.yaml");
+  ASSERT_FALSE(big.ok());
+  EXPECT_TRUE(Has(big.status().message(), "job.yaml: spec is 1048577 bytes, more than the 1 MiB limit"))
+      << big.status().message();
+
+  const std::string path = ::testing::TempDir() + "/deep_" + std::to_string(::getpid()) + ".yaml";
+  {
+    std::ofstream out(path);
+    out << std::string(10 * 1024 * 1024, '[');
+  }
+  auto file = LoadJobSpec(path);
+  std::filesystem::remove(path);
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(Has(file.status().message(), "spec is 10485760 bytes, more than the 1 MiB limit"))
+      << file.status().message();
+
+  const std::vector<std::string> deep = {
+      std::string(kMaxSpecBytes - 1, '['),
+      "job: " + std::string(1000, '{'),
+      "operators:\n" + [] {
+        std::string s;
+        for (int i = 0; i < 100000; ++i) s += "- ";
+        return s + "x\n";
+      }(),
+      "a:\n" + [] {
+        std::string s;
+        for (int i = 1; i < 1000; ++i) s += std::string(i, ' ') + "k:\n";
+        return s;
+      }(),
+  };
+  for (const auto& text : deep) {
+    auto spec = ParseJobSpec(text, "job.yaml");
+    ASSERT_FALSE(spec.ok());
+    EXPECT_TRUE(Has(spec.status().message(), "nested more than 64 levels deep")) << spec.status().message();
+    EXPECT_EQ(spec.status().message().rfind("job.yaml:", 0), 0u) << spec.status().message();
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::seconds(2));
+  // Brackets and dashes inside quotes, comments and scalars do not count.
+  auto quoted = ParseJobSpec(SpecWith("status != cancelled", "status != " + std::string(100, '[')) + "# " +
+                             std::string(100, '{') + "\n");
+  ASSERT_FALSE(quoted.ok()) << "status is never [[[...";
+  EXPECT_TRUE(Has(quoted.status().message(), "status is approved, cancelled or refunded"))
+      << quoted.status().message();
+}
+
+// Aliases expand in the tree: ten levels of ten (a "billion laughs") would
+// build 10^10 nodes from a few hundred bytes. Refused by count, fast.
+TEST(JobSpecTest, AliasBombIsRefusedFast) {
+  std::string yaml = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 10; ++i) {
+    std::string row;
+    for (int j = 0; j < 10; ++j) row += (j ? ", *l" : "*l") + std::to_string(i - 1);
+    yaml += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [" + row + "]\n";
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto spec = ParseJobSpec(yaml, "job.yaml");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_TRUE(Has(spec.status().message(), "more than 100000 values")) << spec.status().message();
+  EXPECT_EQ(spec.status().message().rfind("job.yaml", 0), 0u) << spec.status().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+// A `start:` timestamp beyond int64 was clamped by strtoll in silence.
+TEST(JobSpecTest, StartTimestampOutOfRangeIsRefused) {
+  auto spec = ParseJobSpec(SpecWith("start: earliest", "start: 99999999999999999999"), "job.yaml");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_TRUE(Has(spec.status().message(), "job.yaml:4:")) << spec.status().message();
 }
 
 }  // namespace

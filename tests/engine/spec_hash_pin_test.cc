@@ -209,7 +209,10 @@ std::vector<Bad> BadSpecs() {
       {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\nsink: {topic: o}\ndlq: {topic: d}\n"),
        "bad.yaml:1: needs `late:` with `topic:`"},
       {std::string("job: j\nversion: 0\nsource: {topic: t}\noperators:\n  - emit: {}\n") + kTopics,
-       "bad.yaml:1: needs `version:` (a positive integer)"},
+       // Issue 10 item 9: the line of the bad value and the range it must be in.
+       "bad.yaml:2: `version` must be an integer from 1 to 2147483647, not '0'"},
+      {std::string("job: j\nsource: {topic: t}\noperators:\n  - emit: {}\n") + kTopics,
+       "bad.yaml:1: needs `version:` (an integer from 1 to 2147483647)"},
       {std::string("version: 1\nsource: {topic: t}\noperators:\n  - emit: {}\n") + kTopics,
        "bad.yaml:1: the job spec needs `job:` (a non-empty string)"},
       {std::string("job: j\nversion: 1\nsource: t\noperators:\n  - emit: {}\n") + kTopics,
