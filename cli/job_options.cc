@@ -30,6 +30,7 @@ Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, 
     return Status::InvalidArgument("--max-rate must be a finite number >= 0 (0: no cap)");
   }
   if (run.status_interval_ms < 0) return Status::InvalidArgument("--status-interval-ms must not be negative");
+  if (!run.metrics_file.empty()) KAPPA_RETURN_IF_ERROR(CheckWritableFile(run.metrics_file, "--metrics-file"));
   run.parallelism = 0;  // the spec's
   if (vm.count("parallelism")) {
     const int n = vm["parallelism"].as<int>();

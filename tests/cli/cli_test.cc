@@ -317,6 +317,15 @@ TEST(CliTest, UnwritableMetricsFileIsRefused) {
     EXPECT_TRUE(Contains(st.message(), "--metrics-file")) << st.message();
     EXPECT_TRUE(Contains(st.message(), bad)) << st.message();
   }
+  // And `kappa run` checks it before it runs (it used to ignore it in silence).
+  std::string err;
+  const std::string spec = dir / "job.yaml";
+  WriteFile(spec, "job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - window: {type: tumbling, size: 1h, "
+                  "key: user_id, aggregates: [count]}\nsink: {topic: o}\ndlq: {topic: d}\nlate: {topic: l}\n");
+  EXPECT_EQ(RunKappa({"run", spec, "-b", "127.0.0.1:1", "--metrics-file", dir / "no/such/dir/m.json"}, nullptr, &err),
+            2);
+  EXPECT_TRUE(Contains(err, "--metrics-file")) << err;
+  EXPECT_EQ(Lines(err), 1) << err;
 }
 
 // Issue 10, smaller: a misspelled secret property must not echo the secret.
