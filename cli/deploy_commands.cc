@@ -23,6 +23,14 @@ void AddControlOption(po::options_description& desc) {
                      "the registry's control topic (compacted on a real cluster)");
 }
 
+// The options of the commands that act on a job in the registry: the control
+// topic, the Kafka options, and the job name as the first positional argument.
+void AddJobCommandOptions(po::options_description& desc, po::positional_options_description& positional) {
+  AddControlOption(desc);
+  AddKafkaOptions(desc);
+  positional.add("job", 1);
+}
+
 int DeployOrReplay(int argc, char** argv, bool replay) {
   const std::string command = replay ? "replay" : "deploy";
   po::options_description desc("options");
@@ -79,10 +87,8 @@ int ReplayCommand(int argc, char** argv) { return DeployOrReplay(argc, argv, tru
 int StatusCommand(int argc, char** argv) {
   po::options_description desc("options");
   desc.add_options()("help,h", "show this help")("job", po::value<std::string>(), "only this job (positional)");
-  AddControlOption(desc);
-  AddKafkaOptions(desc);
   po::positional_options_description positional;
-  positional.add("job", 1);
+  AddJobCommandOptions(desc, positional);
   const std::string usage =
       "usage: kappa status [JOB] --brokers HOST:PORT\n\n"
       "Shows every version of every job in the registry: state (live, replaying, caught-up,\n"
@@ -159,10 +165,8 @@ int PromoteCommand(int argc, char** argv) {
       ("accept", "promote even if more rows changed than the gate allows")
       ("max-changed-share", po::value<double>(&options.max_changed_share)->default_value(-1), "gate: refuse when more than this share of compared rows changed (overrides the spec's promote.max_changed_share)")
       ("max-lag", po::value<int64_t>(&options.max_lag)->default_value(1000), "caught up: every partition within this many records of the log end");
-  AddControlOption(desc);
-  AddKafkaOptions(desc);
   po::positional_options_description positional;
-  positional.add("job", 1);
+  AddJobCommandOptions(desc, positional);
   const std::string usage =
       "usage: kappa promote JOB --version N --brokers HOST:PORT [--force] [--accept]\n\n"
       "Switches the job's serving alias to version N with one registry record. Refuses if N\n"
@@ -187,10 +191,8 @@ int RollbackCommand(int argc, char** argv) {
   po::options_description desc("options");
   std::string job;
   desc.add_options()("help,h", "show this help")("job", po::value<std::string>(&job)->required(), "job name (positional)");
-  AddControlOption(desc);
-  AddKafkaOptions(desc);
   po::positional_options_description positional;
-  positional.add("job", 1);
+  AddJobCommandOptions(desc, positional);
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "rollback", "usage: kappa rollback JOB --brokers HOST:PORT\n\nMakes the previously serving version serve again.", desc, &positional, vm); rc >= 0) return rc;
   KafkaConfig config;
@@ -212,10 +214,8 @@ int RetireCommand(int argc, char** argv) {
       ("job", po::value<std::string>(&job)->required(), "job name (positional)")
       ("version", po::value<int>(&version)->required(), "version to retire")
       ("retention", po::value<std::string>(&retention)->default_value("24h"), "delete the local state of versions retired longer ago than this");
-  AddControlOption(desc);
-  AddKafkaOptions(desc);
   po::positional_options_description positional;
-  positional.add("job", 1);
+  AddJobCommandOptions(desc, positional);
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire: only a state directory kappa\ncreated for that version (it holds a KAPPA_STATE marker naming it), and in it only the\nRocksDB files and kappa's own; anything else is left in place and named.", desc, &positional, vm); rc >= 0) return rc;
   auto retention_ms = ParseDurationMs(retention);
@@ -240,10 +240,9 @@ int GetCommand(int argc, char** argv) {
       ("key", po::value<std::string>(&key)->required(), "output key, e.g. u0000042|1767229200000 (positional)")
       ("version", po::value<int>(&version)->default_value(0), "read this version instead of the serving one")
       ("table-dir", po::value<std::string>(&table_dir)->default_value(".kappa/tables"), "where the local materialized tables live");
-  AddControlOption(desc);
-  AddKafkaOptions(desc);
   po::positional_options_description positional;
-  positional.add("job", 1).add("key", 1);
+  AddJobCommandOptions(desc, positional);
+  positional.add("key", 1);
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "get", "usage: kappa get JOB KEY --brokers HOST:PORT\n\nPrints the latest output for KEY from the version that serves JOB, read from a local\ntable materialized from its output topic (upsert by key, caught up on every call).", desc, &positional, vm); rc >= 0) return rc;
   KafkaConfig config;
