@@ -192,7 +192,7 @@ for _ in $(seq 1 600); do  # 60 s
     node_pid "$dir/node$i" >/dev/null || { tail -n 5 "$dir/node$i/stdout.log" >&2 || true; stop_cluster; \
       die "broker $i exited while starting (see $dir/node$i/server.log)"; }
   done
-  up="$(kcat -L -b "$bootstrap" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1)"
+  up="$(kcat -L -b "$bootstrap" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1 || true)"
   if [ "${up:-0}" = "$brokers" ]; then
     echo "$bootstrap" >"$dir/bootstrap"
     echo "$bootstrap"
