@@ -159,6 +159,9 @@ transaction.state.log.num.partitions=4
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$minisr
 group.initial.rebalance.delay.ms=0
+# Records keep their event time as timestamp (kappa gen starts at 2026-01-01):
+# no time-based retention unless a topic asks for it.
+log.retention.ms=-1
 auto.create.topics.enable=true
 PROPS
 done
