@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# A real Apache Kafka (KRaft, no ZooKeeper) on loopback, for the real-broker
+# tests and for trying kappa against the real thing.
+#   scripts/kafka.sh start [--brokers 1|3] [--dir DIR]   prints the bootstrap address (last line)
+#   scripts/kafka.sh stop [--dir DIR]
+# DIR (default build/realkafka) holds the configs, data, logs (nodeN/server.log,
+# nodeN/stdout.log), the pid files and DIR/bootstrap. Every node is a combined
+# broker+controller with a 256 MiB heap on free 127.0.0.1 ports. The broker's
+# jars are resolved once with Maven (scripts/kafka/pom.xml) into
+# ${KAPPA_CACHE:-~/.cache/kappa}/kafka-<version>/lib and reused.
+# `start` is idempotent (a running cluster in DIR is reused; otherwise DIR's
+# data is wiped and formatted afresh); `stop` ends exactly the processes the
+# script started there (DIR/nodeN/pid) and waits for them.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-4.1.1}"
+CACHE="${KAPPA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kappa}/kafka-$KAFKA_VERSION"
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+usage() { echo "usage: scripts/kafka.sh start [--brokers 1|3] [--dir DIR] | stop [--dir DIR]" >&2; exit 2; }
+
+cmd="${1:-}"; shift || true
+brokers=1; dir="$ROOT/build/realkafka"
+while (($#)); do
+  case "$1" in
+    --brokers) [ $# -ge 2 ] || usage; brokers="$2"; shift 2 ;;
+    --dir) [ $# -ge 2 ] || usage; dir="$2"; shift 2 ;;
+    *) usage ;;
+  esac
+done
+case "$brokers" in 1|3) ;; *) die "--brokers must be 1 or 3, not '$brokers'" ;; esac
+mkdir -p "$dir" && dir="$(cd "$dir" && pwd)"
+
+# The pid in nodeN/pid if it is still the broker this script started there.
+node_pid() {
+  local f="$1/pid" pid
+  [ -f "$f" ] || return 1
+  pid="$(cat "$f")"
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$1/server.properties" || return 1
+  echo "$pid"
+}
+
+stop_cluster() {
+  local pids=() n pid
+  for n in "$dir"/node*; do
+    [ -d "$n" ] || continue
+    if pid="$(node_pid "$n")"; then pids+=("$pid"); fi
+  done
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 150); do  # 15 s for a clean shutdown, then SIGKILL
+      local alive=()
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+      ((${#alive[@]})) || break
+      sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; done
+  fi
+  rm -f "$dir"/node*/pid "$dir/bootstrap"
+}
+
+if [ "$cmd" = stop ]; then
+  stop_cluster
+  exit 0
+fi
+[ "$cmd" = start ] || usage
+
+# Already running here: same answer again.
+if [ -f "$dir/bootstrap" ]; then
+  running=0; total=0
+  for n in "$dir"/node*; do
+    [ -d "$n" ] || continue
+    total=$((total + 1))
+    node_pid "$n" >/dev/null && running=$((running + 1))
+  done
+  if ((total == brokers && running == total)) && kcat -L -b "$(cat "$dir/bootstrap")" -m 5 >/dev/null 2>&1; then
+    cat "$dir/bootstrap"
+    exit 0
+  fi
+fi
+stop_cluster
+
+command -v java >/dev/null 2>&1 || die "no java on PATH (scripts/setup.sh installs default-jre-headless)"
+command -v python3 >/dev/null 2>&1 || die "no python3 on PATH (needed to pick free ports)"
+command -v kcat >/dev/null 2>&1 || die "no kcat on PATH (scripts/setup.sh installs it)"
+
+# The broker's jars, resolved once per version; the lock keeps parallel starts
+# from downloading into each other.
+if [ ! -f "$CACHE/lib/.complete" ]; then
+  command -v mvn >/dev/null 2>&1 || die "no mvn on PATH (scripts/setup.sh installs maven)"
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock 9
+  if [ ! -f "$CACHE/lib/.complete" ]; then
+    echo "kafka.sh: resolving Apache Kafka $KAFKA_VERSION with Maven into $CACHE/lib" >&2
+    rm -rf "$CACHE/lib.tmp" "$CACHE/lib"
+    if ! mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$CACHE/lib.tmp" \
+        >"$CACHE/mvn.log" 2>&1; then
+      die "downloading Apache Kafka $KAFKA_VERSION with Maven failed (see $CACHE/mvn.log)"
+    fi
+    touch "$CACHE/lib.tmp/.complete"
+    mv "$CACHE/lib.tmp" "$CACHE/lib"
+  fi
+  exec 9>&-
+fi
+CP="$CACHE/lib/*"
+
+# 2 free loopback ports per node (client, controller), and Kafka-style ids
+# (16 random bytes, URL-safe base64, not starting with '-').
+read -r -a ports <<<"$(python3 - "$((2 * brokers))" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+)"
+kafka_uuid() {
+  python3 -c 'import base64, os
+while True:
+    u = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    if not u.startswith("-"): print(u); break'
+}
+cluster_id="$(kafka_uuid)"
+bootstrap=""; quorum=""; initial=""
+for ((i = 1; i <= brokers; i++)); do
+  bport="${ports[$((2 * i - 2))]}"; cport="${ports[$((2 * i - 1))]}"
+  bootstrap+="${bootstrap:+,}127.0.0.1:$bport"
+  quorum+="${quorum:+,}127.0.0.1:$cport"
+  initial+="${initial:+,}$i@127.0.0.1:$cport:$(kafka_uuid)"
+done
+rf=$(( brokers < 3 ? brokers : 3 ))
+minisr=$(( brokers < 3 ? 1 : 2 ))
+
+for ((i = 1; i <= brokers; i++)); do
+  n="$dir/node$i"
+  rm -rf "$n"; mkdir -p "$n/data"
+  cat >"$n/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=$i
+controller.quorum.bootstrap.servers=$quorum
+listeners=PLAINTEXT://127.0.0.1:${ports[$((2 * i - 2))]},CONTROLLER://127.0.0.1:${ports[$((2 * i - 1))]}
+advertised.listeners=PLAINTEXT://127.0.0.1:${ports[$((2 * i - 2))]},CONTROLLER://127.0.0.1:${ports[$((2 * i - 1))]}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$n/data
+num.partitions=1
+default.replication.factor=$rf
+min.insync.replicas=$minisr
+offsets.topic.replication.factor=$rf
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$minisr
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$minisr
+group.initial.rebalance.delay.ms=0
+# Records keep their event time as timestamp (kappa gen starts at 2026-01-01):
+# no time-based retention unless a topic asks for it.
+log.retention.ms=-1
+auto.create.topics.enable=true
+PROPS
+done
+
+format() {
+  local n="$dir/node$1" quorum_flag
+  if ((brokers == 1)); then quorum_flag=(--standalone); else quorum_flag=(--initial-controllers "$initial"); fi
+  java -Xmx256m -cp "$CP" -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+    kafka.tools.StorageTool format -t "$cluster_id" -c "$n/server.properties" "${quorum_flag[@]}" \
+    >"$n/format.log" 2>&1
+}
+fpids=()
+for ((i = 1; i <= brokers; i++)); do format "$i" & fpids+=($!); done
+for ((i = 1; i <= brokers; i++)); do
+  wait "${fpids[$((i - 1))]}" || die "formatting $dir/node$i failed: $(tail -n 1 "$dir/node$i/format.log")"
+done
+
+for ((i = 1; i <= brokers; i++)); do
+  n="$dir/node$i"
+  # Detached: its own session, no terminal, every stream to a file, so a
+  # caller waiting on our stdout (CTest) is not held open by the broker.
+  setsid java -Xmx256m -Xms64m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+    -cp "$CP" kafka.Kafka "$n/server.properties" </dev/null >"$n/stdout.log" 2>&1 &
+  echo $! >"$n/pid"
+done
+
+# Ready when every broker is in the metadata.
+for _ in $(seq 1 600); do  # 60 s
+  for ((i = 1; i <= brokers; i++)); do
+    node_pid "$dir/node$i" >/dev/null || { tail -n 5 "$dir/node$i/stdout.log" >&2 || true; stop_cluster; \
+      die "broker $i exited while starting (see $dir/node$i/server.log)"; }
+  done
+  up="$(kcat -L -b "$bootstrap" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1 || true)"
+  if [ "${up:-0}" = "$brokers" ]; then
+    echo "$bootstrap" >"$dir/bootstrap"
+    echo "$bootstrap"
+    exit 0
+  fi
+  sleep 0.1
+done
+stop_cluster
+die "the cluster in $dir did not answer within 60 s (see $dir/node*/server.log)"
