@@ -23,11 +23,15 @@
 #include "archive/archive_repair.h"
 #include "archive/record_import.h"
 #include "archive/segment_format.h"
+#include "tests/support/archive_bytes.h"
 #include "tests/support/test_support.h"
 
 namespace kappa {
 namespace {
 
+using testing::Blocks;
+using testing::BlockPos;
+using testing::FlipBit;
 using testing::ScratchDir;
 using namespace segment_format;
 
@@ -56,36 +60,6 @@ std::string OnlySegment(const std::string& root) {
     if (e.path().extension() == ".kseg") segment = e.path().string();
   }
   return segment;
-}
-
-struct BlockPos {
-  int64_t at;
-  BlockHeader header;
-};
-
-std::vector<BlockPos> Blocks(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<BlockPos> blocks;
-  size_t at = 0;
-  while (at + kHeaderBytes <= bytes.size()) {
-    BlockPos b;
-    b.at = static_cast<int64_t>(at);
-    std::memcpy(&b.header, bytes.data() + at, kHeaderBytes);
-    blocks.push_back(b);
-    at += kHeaderBytes + b.header.stored_size;
-  }
-  return blocks;
-}
-
-void FlipBit(const std::string& path, int64_t at, int bit = 0) {
-  int fd = ::open(path.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  char c;
-  ASSERT_EQ(::pread(fd, &c, 1, at), 1);
-  c = static_cast<char>(c ^ (1 << bit));
-  ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
-  ::close(fd);
 }
 
 // Reads every record of t/0; the status of the first failure, or OK with
@@ -250,7 +224,7 @@ TEST(ArchiveDamageTest, RepairFindsTheFirstDamagedBlockAndMovesTheTailAside) {
 
   const BlockPos& b = blocks[blocks.size() / 2];
   const BlockPos& prev = blocks[blocks.size() / 2 - 1];
-  ASSERT_NO_FATAL_FAILURE(FlipBit(segment, b.at + static_cast<int64_t>(kHeaderBytes) + 9));
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segment, b.at + static_cast<int64_t>(kHeaderBytes) + 9, 0));
   const std::string before = testing::ReadFile(segment);
   auto found = FindDamage(root, "t", 0);
   ASSERT_TRUE(found.ok()) << found.status().ToString();

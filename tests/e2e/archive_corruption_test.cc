@@ -21,6 +21,7 @@
 #include "archive/segment_format.h"
 #include "kafka/kafka_client.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/archive_bytes.h"
 
 namespace kappa::testing {
 namespace {
@@ -30,44 +31,6 @@ using segment_format::BlockHeader;
 using segment_format::kHeaderBytes;
 
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
-
-std::vector<std::string> Segments(const std::string& partition_dir) {
-  std::vector<std::string> out;
-  for (auto& e : fs::directory_iterator(partition_dir)) {
-    if (e.path().extension() == ".kseg") out.push_back(e.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-struct BlockPos {
-  int64_t at;
-  BlockHeader header;
-};
-
-std::vector<BlockPos> Blocks(const std::string& path) {
-  const std::string bytes = ReadFile(path);
-  std::vector<BlockPos> blocks;
-  size_t at = 0;
-  while (at + kHeaderBytes <= bytes.size()) {
-    BlockPos b;
-    b.at = static_cast<int64_t>(at);
-    std::memcpy(&b.header, bytes.data() + at, kHeaderBytes);
-    blocks.push_back(b);
-    at += kHeaderBytes + b.header.stored_size;
-  }
-  return blocks;
-}
-
-void FlipBit(const std::string& path, int64_t at) {
-  int fd = ::open(path.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  char c;
-  ASSERT_EQ(::pread(fd, &c, 1, at), 1);
-  c = static_cast<char>(c ^ 0x08);
-  ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
-  ::close(fd);
-}
 
 class ArchiveCorruptionTest : public BrokerTest {
  protected:
@@ -120,12 +83,12 @@ TEST_F(ArchiveCorruptionTest, AFlippedBitInAMiddleOrTheLastBlockStopsTheArchiver
     SCOPED_TRACE(c.name);
     const std::string root = dir / c.name;
     fs::copy(dir / "good", root, fs::copy_options::recursive);
-    const auto segments = Segments(root + "/transactions/0");
+    const auto segments = SegmentFiles(root + "/transactions/0");
     ASSERT_EQ(segments.size(), 1u);
     const auto blocks = Blocks(segments[0]);
     ASSERT_GT(blocks.size(), 4u);
     const BlockPos& b = c.last ? blocks.back() : blocks[blocks.size() / 2];
-    ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], b.at + static_cast<int64_t>(c.byte)));
+    ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], b.at + static_cast<int64_t>(c.byte), 3));
     const auto size = fs::file_size(segments[0]);
 
     // The archiver refuses to continue, naming the file and the byte, and cuts nothing.
@@ -162,7 +125,7 @@ TEST_F(ArchiveCorruptionTest, ATornTailIsStillCutAndRefetched) {
   std::string err;
   ASSERT_EQ(Archive(dir / "arch", "transactions", &err), 0) << err;
   const std::string good_dump = Dump(dir / "arch", "transactions");
-  const auto segments = Segments(dir / "arch/transactions/0");
+  const auto segments = SegmentFiles(dir / "arch/transactions/0");
   ASSERT_EQ(segments.size(), 1u);
   const auto blocks = Blocks(segments[0]);
   // Mid-payload of the last block, then mid-header.
@@ -180,12 +143,12 @@ TEST_F(ArchiveCorruptionTest, RepairSaysExactlyWhatIsLostWhenKafkaNoLongerHoldsI
   ScratchDir dir("archive_lost");
   std::string err;
   ASSERT_EQ(Archive(dir / "arch", "transactions", &err), 0) << err;
-  const auto segments = Segments(dir / "arch/transactions/0");
+  const auto segments = SegmentFiles(dir / "arch/transactions/0");
   ASSERT_EQ(segments.size(), 1u);
   const auto blocks = Blocks(segments[0]);
   ASSERT_GT(blocks.size(), 4u);
   const BlockPos b = blocks[blocks.size() / 2];
-  ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], b.at + static_cast<int64_t>(kHeaderBytes) + 40));
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], b.at + static_cast<int64_t>(kHeaderBytes) + 40, 3));
   const std::string damaged_bytes = ReadFile(segments[0]);
 
   // More than the embedded broker's 5 MiB: the log start moves past the damaged block.
