@@ -16,20 +16,12 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/test_support.h"
+#include "tests/archive/owned_record.h"
 
 namespace kappa {
 namespace {
 
 using testing::ScratchDir;
-
-struct Owned {
-  int64_t offset;
-  int64_t timestamp_ms;
-  std::string key;
-  bool key_null;
-  std::string value;
-  std::vector<std::pair<std::string, std::string>> headers;
-};
 
 Owned Make(int64_t offset) {
   Owned o;
@@ -40,17 +32,6 @@ Owned Make(int64_t offset) {
   o.value = std::string(static_cast<size_t>(offset % 301), static_cast<char>('a' + offset % 26)) + std::to_string(offset);
   if (offset % 5 == 0) o.headers = {{"h1", "v" + std::to_string(offset)}, {"empty", ""}};
   return o;
-}
-
-ArchiveRecord View(const Owned& o) {
-  ArchiveRecord r;
-  r.offset = o.offset;
-  r.timestamp_ms = o.timestamp_ms;
-  r.key = o.key;
-  r.key_null = o.key_null;
-  r.value = o.value;
-  for (const auto& [n, v] : o.headers) r.headers.push_back({n, v, false});
-  return r;
 }
 
 void ExpectSame(const Owned& want, const ArchiveRecord& got) {

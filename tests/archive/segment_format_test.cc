@@ -2,6 +2,7 @@
 // flipped byte fails the checksum (or the header check); a block cut short
 // is recognised as torn, not as damage.
 #include "archive/segment_format.h"
+#include "tests/archive/owned_record.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -15,16 +16,6 @@ namespace kappa {
 namespace {
 
 using namespace segment_format;
-
-struct Owned {
-  int64_t offset;
-  int64_t timestamp_ms;
-  std::string key;
-  bool key_null;
-  std::string value;
-  bool value_null;
-  std::vector<std::pair<std::string, std::string>> headers;
-};
 
 std::vector<Owned> Sample() {
   std::vector<Owned> all;
@@ -40,18 +31,6 @@ std::vector<Owned> Sample() {
     all.push_back(o);
   }
   return all;
-}
-
-ArchiveRecord View(const Owned& o) {
-  ArchiveRecord r;
-  r.offset = o.offset;
-  r.timestamp_ms = o.timestamp_ms;
-  r.key = o.key;
-  r.key_null = o.key_null;
-  r.value = o.value;
-  r.value_null = o.value_null;
-  for (const auto& [name, value] : o.headers) r.headers.push_back({name, value, false});
-  return r;
 }
 
 std::string Encode(const std::vector<Owned>& all) {
