@@ -86,10 +86,7 @@ Status ArchiveSource::Open(const std::vector<Task*>& tasks, const std::vector<bo
       else t.StartAt(*next);
     }
     if (t.next_offset() > r.end_offset) {
-      return Status::FailedPrecondition(spec_.source_topic + "[" + std::to_string(t.partition()) +
-                                        "]: the checkpoint is at offset " + std::to_string(t.next_offset()) +
-                                        " but the archive ends at " + std::to_string(r.end_offset) +
-                                        ": this state belongs to another log");
+      return PastTheEnd(spec_, t.partition(), t.next_offset(), "the archive ends at " + std::to_string(r.end_offset));
     }
     if (Holds(i, t.next_offset())) KAPPA_RETURN_IF_ERROR(Serve(i));
   }

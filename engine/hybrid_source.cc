@@ -33,10 +33,8 @@ Status HybridSource::Position(Task& t, size_t i, bool restored, const Watermarks
     return archive_.Serve(i);
   }
   if (t.next_offset() > w.high) {
-    return Status::FailedPrecondition(spec_.source_topic + "[" + std::to_string(t.partition()) +
-                                      "]: the checkpoint is at offset " + std::to_string(t.next_offset()) +
-                                      " but neither the archive nor the Kafka log (ending at " +
-                                      std::to_string(w.high) + ") reaches it: this state belongs to another log");
+    return PastTheEnd(spec_, t.partition(), t.next_offset(),
+                      "neither the archive nor the Kafka log (ending at " + std::to_string(w.high) + ") reaches it");
   }
   return Status::OK();
 }

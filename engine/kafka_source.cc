@@ -83,10 +83,7 @@ Status KafkaSource::Assign(const std::vector<Task*>& tasks, const std::vector<Wa
       else t.SkipTo(*next);
     }
     if (t.next_offset() > w.high) {
-      return Status::FailedPrecondition(where + ": the job is at offset " + std::to_string(t.next_offset()) +
-                                        " but the Kafka log ends at " + std::to_string(w.high) +
-                                        ": the topic was recreated or truncated, or this state or archive belongs "
-                                        "to another log");
+      return PastTheEnd(spec_, t.partition(), t.next_offset(), "the Kafka log ends at " + std::to_string(w.high));
     }
     if (after_archive[i] && note_) {
       note_(NoteLevel::kInfo, where + ": archive done at offset " + std::to_string(t.next_offset()) +

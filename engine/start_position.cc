@@ -24,6 +24,13 @@ Result<int64_t> WantedOffset(const JobSpec& spec, bool restored, int64_t checkpo
   return int64_t{0};
 }
 
+Status PastTheEnd(const JobSpec& spec, int32_t partition, int64_t offset, const std::string& ends) {
+  return Status::FailedPrecondition(spec.source_topic + "[" + std::to_string(partition) + "]: the job is at offset " +
+                                    std::to_string(offset) + " but " + ends +
+                                    ": the topic was recreated or truncated, or this state or archive belongs to "
+                                    "another log");
+}
+
 Result<int64_t> HistoryGapRule::Apply(int32_t partition, int64_t wanted, int64_t next, const std::string& holdings,
                                       const std::string& advice) {
   const std::string where = spec_.source_topic + "[" + std::to_string(partition) + "]: wanted offset " +

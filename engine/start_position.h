@@ -28,6 +28,11 @@ class KafkaSink;
 Result<int64_t> WantedOffset(const JobSpec& spec, bool restored, int64_t checkpoint_offset, int64_t latest,
                              const std::function<Result<int64_t>(int64_t)>& offset_for_time);
 
+// A task positioned past the end of every store that could serve it: its
+// state belongs to another log (the topic was recreated or truncated, or
+// the archive is another cluster's). `ends` says where the stores end.
+Status PastTheEnd(const JobSpec& spec, int32_t partition, int64_t offset, const std::string& ends);
+
 class HistoryGapRule {
  public:
   HistoryGapRule(const JobSpec& spec, KafkaSink* sink, NoteCallback note)
