@@ -40,6 +40,9 @@ case "$type" in
   Sanitize) dir=build-sanitize; flags=(-DCMAKE_BUILD_TYPE=Debug -DKAPPA_TEST_HOOKS=ON -DKAPPA_SANITIZE=ON -DKAPPA_BUILD_BENCH=OFF) ;;
   *) echo "setup: unknown build type '$type' (Release, Test, Debug or Sanitize)" >&2; exit 2 ;;
 esac
+# Where ccache is installed (developer machines), compiles are cached across
+# build dirs and worktrees; CI has none and builds plainly.
+if command -v ccache >/dev/null 2>&1; then flags+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache); fi
 # Configure every time: cheap, and the options follow the build type.
 cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
