@@ -1,5 +1,7 @@
 #include "tests/support/test_support.h"
 
+#include "tests/support/real_kafka.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -39,23 +41,49 @@ ScratchDir::~ScratchDir() {
   }
 }
 
+bool WantRealBroker() {
+  const char* broker = std::getenv("KAPPA_TEST_BROKER");
+  return broker && std::string(broker) == "real";
+}
+
+BrokerTest::BrokerTest() = default;
+BrokerTest::~BrokerTest() = default;
+
 void BrokerTest::SetUp() {
+  if (WantRealBroker()) {
+    real_dir_ = std::make_unique<ScratchDir>("kafka");
+    auto kafka = RealKafka::Start(real_dir_->path().string());
+    ASSERT_TRUE(kafka.ok()) << kafka.status().ToString();
+    real_ = std::move(*kafka);
+    bootstrap_ = real_->bootstrap();
+    return;
+  }
   EmbeddedBroker::Options options;
   auto broker = EmbeddedBroker::Start(options);
   ASSERT_TRUE(broker.ok()) << broker.status().ToString();
   broker_ = std::move(*broker);
+  bootstrap_ = broker_->bootstrap();
 }
 
-void BrokerTest::TearDown() { broker_.reset(); }
+void BrokerTest::TearDown() {
+  broker_.reset();
+  real_.reset();
+  real_dir_.reset();
+}
 
 void BrokerTest::CreateTopic(const std::string& name, int partitions) {
+  if (real_) {
+    Status st = CreateTopicAdmin(Config(), name, partitions);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    return;
+  }
   Status st = broker_->CreateTopic({name, partitions});
   ASSERT_TRUE(st.ok()) << st.ToString();
 }
 
 KafkaConfig BrokerTest::Config() const {
   KafkaConfig config;
-  config.brokers = broker_->bootstrap();
+  config.brokers = bootstrap_;
   return config;
 }
 

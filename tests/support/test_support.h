@@ -40,16 +40,38 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
-// Fixture: a one-broker embedded cluster for the test's lifetime.
+class RealKafka;
+
+// Fixture: a one-broker cluster for the test's lifetime, started on free
+// loopback ports and stopped at the end. Which broker is the parameter of the
+// end-to-end stories: the embedded broker (librdkafka's mock cluster) by
+// default, a real Apache Kafka (scripts/kafka.sh, a node of its own per test)
+// when the environment says KAPPA_TEST_BROKER=real (tests/e2e registers every
+// story both ways).
 class BrokerTest : public ::testing::Test {
+ public:
+  BrokerTest();
+  ~BrokerTest() override;
+
  protected:
   void SetUp() override;
   void TearDown() override;
   void CreateTopic(const std::string& name, int partitions);
   KafkaConfig Config() const;
-  const std::string& bootstrap() const { return broker_->bootstrap(); }
+  const std::string& bootstrap() const { return bootstrap_; }
+  bool real_broker() const { return real_ != nullptr; }
+  // Only on the embedded broker (null on a real one): its mock cluster, for
+  // stories that inject broker errors.
   std::unique_ptr<EmbeddedBroker> broker_;
+  std::unique_ptr<RealKafka> real_;
+
+ private:
+  std::unique_ptr<ScratchDir> real_dir_;
+  std::string bootstrap_;
 };
+
+// Whether this test process runs its stories on a real Kafka (KAPPA_TEST_BROKER=real).
+bool WantRealBroker();
 
 // The real kappa binary, run as a child process with stdout/stderr sent to
 // files. Killed with SIGKILL by the destructor if still running.

@@ -1,0 +1,183 @@
+#include "tests/support/real_kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "kafka/kafka_client.h"
+#include "kafka/partition_list.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+
+namespace {
+
+std::string KafkaScript() { return std::string(KAPPA_SOURCE_DIR) + "/scripts/kafka.sh"; }
+
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+bool TopicReady(rd_kafka_t* rk, const std::string& name, int partitions) {
+  rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, name.c_str(), nullptr);
+  const rd_kafka_metadata_t* metadata = nullptr;
+  bool ready = false;
+  if (rd_kafka_metadata(rk, 0, topic, &metadata, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (metadata->topic_cnt == 1 && metadata->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        metadata->topics[0].partition_cnt == partitions) {
+      ready = true;
+      for (int p = 0; p < partitions; ++p) ready = ready && metadata->topics[0].partitions[p].leader >= 0;
+    }
+    rd_kafka_metadata_destroy(metadata);
+  }
+  rd_kafka_topic_destroy(topic);
+  return ready;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RealKafka>> RealKafka::Start(const std::string& dir, int brokers) {
+  std::filesystem::create_directories(dir);
+  const std::string cmd = "timeout 600 " + Quote(KafkaScript()) + " start --brokers " + std::to_string(brokers) +
+                          " --dir " + Quote(dir) + " 2>" + Quote(dir + "/start.err");
+  const std::string out = RunShell(cmd);
+  std::unique_ptr<RealKafka> kafka(new RealKafka());
+  kafka->dir_ = dir;
+  kafka->brokers_ = brokers;
+  std::ifstream in(dir + "/bootstrap");
+  std::getline(in, kafka->bootstrap_);
+  if (kafka->bootstrap_.empty()) {
+    return Status::Unavailable("scripts/kafka.sh start --dir " + dir + " failed: " + out +
+                               ReadFile(dir + "/start.err"));
+  }
+  return kafka;
+}
+
+RealKafka::~RealKafka() { RunShell("timeout 120 " + Quote(KafkaScript()) + " stop --dir " + Quote(dir_) + " 2>&1"); }
+
+pid_t RealKafka::NodePid(int id) const {
+  std::ifstream in(dir_ + "/node" + std::to_string(id) + "/pid");
+  pid_t pid = -1;
+  if (!(in >> pid)) return -1;
+  return ::kill(pid, 0) == 0 ? pid : -1;
+}
+
+std::string SharedRealKafkaBootstrap(const std::string& realkafka_dir) {
+  std::ifstream in(realkafka_dir + "/bootstrap");
+  std::string bootstrap;
+  std::getline(in, bootstrap);
+  return bootstrap;
+}
+
+Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int partitions, int replication,
+                        const std::map<std::string, std::string>& topic_configs) {
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  rd_kafka_t* rk = client->get();
+  char err[512];
+  rd_kafka_NewTopic_t* topic =
+      rd_kafka_NewTopic_new(name.c_str(), partitions, replication > 0 ? replication : -1, err, sizeof err);
+  if (!topic) return Status::InvalidArgument(std::string("topic ") + name + ": " + err);
+  for (const auto& [k, v] : topic_configs) rd_kafka_NewTopic_set_config(topic, k.c_str(), v.c_str());
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(options, 20000, err, sizeof err);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, &topic, 1, options, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  std::string error;
+  if (!event) {
+    error = "no answer to CreateTopics within 30 s";
+  } else if (rd_kafka_event_error(event)) {
+    error = rd_kafka_event_error_string(event);
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
+    if (n != 1) {
+      error = "CreateTopics answered for " + std::to_string(n) + " topics";
+    } else if (rd_kafka_topic_result_error(results[0])) {
+      error = rd_kafka_topic_result_error_string(results[0]);
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_NewTopic_destroy(topic);
+  if (!error.empty()) return Status::Unavailable("creating topic " + name + ": " + error);
+  // The controller has it; wait until the broker's metadata shows every
+  // partition with a leader (a producer asking earlier is told it does not exist).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!TopicReady(rk, name, partitions)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::Unavailable(name + " has no leaders 30 s after its creation");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Status::OK();
+}
+
+Result<CommittedContents> ReadCommitted(const KafkaConfig& config, const std::string& topic, int timeout_ms) {
+  CommittedContents out;
+  std::random_device rd;
+  auto consumer = CreateClient(ClientKind::kConsumer, config,
+                               {{"group.id", "read-committed-" + std::to_string(rd())},
+                                {"enable.auto.commit", "false"},
+                                {"isolation.level", "read_committed"},
+                                {"enable.partition.eof", "true"},
+                                {"auto.offset.reset", "earliest"}});
+  if (!consumer.ok()) return consumer.status();
+  rd_kafka_t* rk = consumer->get();
+  auto n = TopicPartitionCount(rk, topic, 10000);
+  if (!n.ok()) return n.status();
+  auto marks = QueryAllWatermarks(rk, topic, *n, 10000);
+  if (!marks.ok()) return marks.status();
+  PartitionList assignment(*n);
+  for (int32_t p = 0; p < *n; ++p) assignment.Add(topic, p, RD_KAFKA_OFFSET_BEGINNING);
+  if (rd_kafka_assign(rk, assignment.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable("assigning " + topic);
+  }
+  std::set<int32_t> done;
+  std::string error;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (static_cast<int32_t>(done.size()) < *n && std::chrono::steady_clock::now() < deadline && error.empty()) {
+    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 200);
+    if (!msg) continue;
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (msg->offset >= (*marks)[msg->partition].high) done.insert(msg->partition);
+    } else if (msg->err) {
+      error = "reading " + topic + ": " + rd_kafka_message_errstr(msg);
+    } else {
+      std::string key(static_cast<const char*>(msg->key), msg->key_len);
+      std::string value(static_cast<const char*>(msg->payload), msg->len);
+      auto it = out.values.find(key);
+      if (it != out.values.end() && it->second != value) out.all_copies_identical = false;
+      out.values[key] = std::move(value);
+      ++out.copies[key];
+      ++out.total;
+    }
+    rd_kafka_message_destroy(msg);
+  }
+  rd_kafka_consumer_close(rk);
+  if (!error.empty()) return Status::Unavailable(error);
+  if (static_cast<int32_t>(done.size()) < *n) {
+    return Status::Unavailable("read_committed did not reach the end of " + topic + " in " +
+                               std::to_string(timeout_ms / 1000) + " s (a transaction left open?)");
+  }
+  return out;
+}
+
+}  // namespace kappa::testing

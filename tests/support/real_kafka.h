@@ -1,0 +1,63 @@
+// Real Apache Kafka for the tests (scripts/kafka.sh: KRaft, jars from Maven
+// Central, free loopback ports). A RealKafka owns a cluster in a directory of
+// its own and stops it when destroyed; the suite-wide broker of the CTest
+// fixture `realkafka` is reached through SharedRealKafkaBootstrap().
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "kafka/kafka_config.h"
+
+namespace kappa::testing {
+
+class RealKafka {
+ public:
+  // Starts `brokers` (1 or 3) nodes in dir (wiped first). Each node is a
+  // combined broker+controller; with 3, topics default to replication 3 and
+  // min.insync.replicas 2.
+  static Result<std::unique_ptr<RealKafka>> Start(const std::string& dir, int brokers = 1);
+  ~RealKafka();  // stops every node it started
+  RealKafka(const RealKafka&) = delete;
+  RealKafka& operator=(const RealKafka&) = delete;
+
+  const std::string& bootstrap() const { return bootstrap_; }
+  const std::string& dir() const { return dir_; }
+  int brokers() const { return brokers_; }
+  // The pid of node `id` (1-based), or -1 if it is not running.
+  pid_t NodePid(int id) const;
+
+ private:
+  RealKafka() = default;
+  std::string dir_;
+  std::string bootstrap_;
+  int brokers_ = 1;
+};
+
+// The bootstrap address of the suite's shared broker (KAPPA_REALKAFKA_DIR/
+// bootstrap, written by `scripts/kafka.sh start`), or "" when none runs.
+std::string SharedRealKafkaBootstrap(const std::string& realkafka_dir);
+
+// Creates a topic through the admin API (CreateTopics) and waits until every
+// partition has a leader. replication 0 means the broker's default.
+Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int partitions, int replication = 0,
+                        const std::map<std::string, std::string>& topic_configs = {});
+
+// Every record of a topic as an isolation.level=read_committed consumer sees
+// it, read up to the high watermark as of the call (a partition is done when
+// the consumer reports its end at or past that mark; with a transaction left
+// open it stops at the last stable offset and never gets there: an error).
+struct CommittedContents {
+  std::map<std::string, std::string> values;  // key -> last value
+  std::map<std::string, int> copies;          // key -> how often it appeared
+  int64_t total = 0;
+  bool all_copies_identical = true;
+};
+Result<CommittedContents> ReadCommitted(const KafkaConfig& config, const std::string& topic,
+                                        int timeout_ms = 30000);
+
+}  // namespace kappa::testing
