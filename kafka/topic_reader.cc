@@ -25,7 +25,11 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
                                {{"group.id", "kappa-reader"},
                                 {"enable.auto.commit", "false"},
                                 {"enable.auto.offset.store", "false"},
-                                {"auto.offset.reset", "error"}});
+                                {"auto.offset.reset", "error"},
+                                // The end of a partition is where the consumer says it is: on a
+                                // transactional topic the last offsets are commit markers (no
+                                // record is ever delivered there) or not yet stable.
+                                {"enable.partition.eof", "true"}});
   if (!consumer.ok()) return consumer.status();
   rd_kafka_t* rk = consumer->get();
   auto partitions = TopicPartitionCount(rk, topic, 10000);
@@ -36,6 +40,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
   TopicReadSummary summary;
   summary.records_per_partition.assign(*partitions, 0);
   std::vector<int64_t> position(*partitions);
+  std::vector<bool> done(*partitions, true);
   PartitionList assignment(*partitions);
   int remaining = 0;
   for (int32_t p = 0; p < *partitions; ++p) {
@@ -44,6 +49,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
     if (from && p < static_cast<int32_t>(from->size())) position[p] = std::max(position[p], (*from)[p]);
     if ((*marks)[p].high > position[p]) {
       assignment.Add(topic, p, position[p]);
+      done[p] = false;
       ++remaining;
     }
   }
@@ -65,8 +71,19 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
     if (msg->err) {
       const bool eof = msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
       std::string what = rd_kafka_message_errstr(msg);
+      const int32_t p = msg->partition;
       rd_kafka_message_destroy(msg);
-      if (eof) continue;
+      if (eof) {
+        // Everything readable is read: up to the high watermark asked for
+        // above, or, with isolation.level=read_committed (librdkafka's
+        // default), up to the last stable offset when a transaction is open.
+        if (p >= 0 && p < *partitions && !done[p]) {
+          done[p] = true;
+          --remaining;
+        }
+        last_progress = std::chrono::steady_clock::now();
+        continue;
+      }
       rd_kafka_consumer_close(rk);
       return Status::Unavailable("reading " + topic + ": " + what);
     }
@@ -94,9 +111,11 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
       ++summary.records_per_partition[p];
       ++summary.total;
     }
-    const int64_t before = position[p];
     position[p] = msg->offset + 1;
-    if (before < high && position[p] >= high) --remaining;
+    if (!done[p] && position[p] >= high) {
+      done[p] = true;
+      --remaining;
+    }
     rd_kafka_message_destroy(msg);
   }
   rd_kafka_consumer_close(rk);

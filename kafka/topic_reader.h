@@ -1,6 +1,9 @@
 // ReadTopic: reads every partition of a topic from its log start offset to
 // the log end offset as of the call (a snapshot), in offset order per
-// partition, with a plain librdkafka consumer (no group commits). Used by
+// partition, with a plain librdkafka consumer (no group commits). It reads
+// committed records only (isolation.level=read_committed, librdkafka's
+// default): a partition with an open transaction is read up to its last
+// stable offset, and commit markers at the end do not keep it waiting. Used by
 // `kappa consume` and by tests to read outputs back. Fails with Unavailable if
 // no progress is made for `idle_timeout_ms`, never hangs.
 #pragma once

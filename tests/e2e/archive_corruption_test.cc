@@ -153,6 +153,7 @@ TEST_F(ArchiveCorruptionTest, RepairSaysExactlyWhatIsLostWhenKafkaNoLongerHoldsI
 
   // More than the embedded broker's 5 MiB: the log start moves past the damaged block.
   Produce("transactions", 80000, 4);
+  ASSERT_NO_FATAL_FAILURE(ExpireOldestRecords("transactions", 0));
   auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "probe"}});
   ASSERT_TRUE(consumer.ok());
   auto marks = QueryWatermarks(consumer->get(), "transactions", 0, 10000);

@@ -130,6 +130,40 @@ Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int 
   return Status::OK();
 }
 
+Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset) {
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  rd_kafka_t* rk = client->get();
+  PartitionList offsets(1);
+  offsets.Add(topic, partition, offset);
+  rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(offsets.get());
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_DeleteRecords(rk, &del, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  std::string error;
+  if (!event) {
+    error = "no answer to DeleteRecords within 30 s";
+  } else if (rd_kafka_event_error(event)) {
+    error = rd_kafka_event_error_string(event);
+  } else {
+    const rd_kafka_topic_partition_list_t* result =
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(event));
+    if (!result || result->cnt != 1) {
+      error = "DeleteRecords answered for no partition";
+    } else if (result->elems[0].err) {
+      error = rd_kafka_err2str(result->elems[0].err);
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_DeleteRecords_destroy(del);
+  if (!error.empty()) {
+    return Status::Unavailable("deleting " + topic + "[" + std::to_string(partition) + "] before offset " +
+                               std::to_string(offset) + ": " + error);
+  }
+  return Status::OK();
+}
+
 Result<CommittedContents> ReadCommitted(const KafkaConfig& config, const std::string& topic, int timeout_ms) {
   CommittedContents out;
   std::random_device rd;

@@ -47,6 +47,10 @@ std::string SharedRealKafkaBootstrap(const std::string& realkafka_dir);
 Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int partitions, int replication = 0,
                         const std::map<std::string, std::string>& topic_configs = {});
 
+// Moves the log start offset of topic[partition] to `offset` through the admin
+// API (DeleteRecords): what retention does to a real topic, on demand.
+Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset);
+
 // Every record of a topic as an isolation.level=read_committed consumer sees
 // it, read up to the high watermark as of the call (a partition is done when
 // the consumer reports its end at or past that mark; with a transaction left

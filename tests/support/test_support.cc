@@ -1,6 +1,7 @@
 #include "tests/support/test_support.h"
 
 #include "tests/support/real_kafka.h"
+#include "kafka/kafka_client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -71,13 +72,24 @@ void BrokerTest::TearDown() {
   real_dir_.reset();
 }
 
-void BrokerTest::CreateTopic(const std::string& name, int partitions) {
+void BrokerTest::CreateTopic(const std::string& name, int partitions,
+                             const std::map<std::string, std::string>& topic_configs) {
   if (real_) {
-    Status st = CreateTopicAdmin(Config(), name, partitions);
+    Status st = CreateTopicAdmin(Config(), name, partitions, 0, topic_configs);
     ASSERT_TRUE(st.ok()) << st.ToString();
     return;
   }
   Status st = broker_->CreateTopic({name, partitions});
+  ASSERT_TRUE(st.ok()) << st.ToString();
+}
+
+void BrokerTest::ExpireOldestRecords(const std::string& topic, int32_t partition) {
+  if (!real_) return;
+  auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "expire-probe"}});
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  auto marks = QueryWatermarks(consumer->get(), topic, partition, 10000);
+  ASSERT_TRUE(marks.ok()) << marks.status().ToString();
+  Status st = DeleteRecordsBefore(Config(), topic, partition, marks->low + (marks->high - marks->low) / 2);
   ASSERT_TRUE(st.ok()) << st.ToString();
 }
 

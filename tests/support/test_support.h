@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,10 +57,17 @@ class BrokerTest : public ::testing::Test {
  protected:
   void SetUp() override;
   void TearDown() override;
-  void CreateTopic(const std::string& name, int partitions);
+  // topic_configs apply on a real broker only (the embedded one has none).
+  void CreateTopic(const std::string& name, int partitions,
+                   const std::map<std::string, std::string>& topic_configs = {});
   KafkaConfig Config() const;
   const std::string& bootstrap() const { return bootstrap_; }
   bool real_broker() const { return real_ != nullptr; }
+  // Retention took the older records of topic[partition]: on the embedded
+  // broker a story produces more than its 5 MiB, which drops the oldest by
+  // itself (nothing to do here); on a real broker this moves the log start
+  // to the middle of what is there (DeleteRecords), as retention would.
+  void ExpireOldestRecords(const std::string& topic, int32_t partition);
   // Only on the embedded broker (null on a real one): its mock cluster, for
   // stories that inject broker errors.
   std::unique_ptr<EmbeddedBroker> broker_;
