@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "kafka/kafka_config.h"
@@ -30,6 +31,13 @@ class RealKafka {
   int brokers() const { return brokers_; }
   // The pid of node `id` (1-based), or -1 if it is not running.
   pid_t NodePid(int id) const;
+  // Node `id` goes down and stays down: StopNode is a clean shutdown
+  // (SIGTERM), KillNode a crash (SIGKILL). Both return once the process is gone.
+  Status StopNode(int id);
+  Status KillNode(int id);
+  // Starts node `id` again with its ports, config and data, and returns once
+  // the cluster's metadata, asked through that node, lists every node.
+  Status StartNode(int id);
 
  private:
   RealKafka() = default;
@@ -46,6 +54,10 @@ std::string SharedRealKafkaBootstrap(const std::string& realkafka_dir);
 // partition has a leader. replication 0 means the broker's default.
 Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int partitions, int replication = 0,
                         const std::map<std::string, std::string>& topic_configs = {});
+
+// The leader (node id, 1-based) of each partition of topic as the cluster's
+// metadata says now; -1 for a partition without one.
+Result<std::vector<int32_t>> PartitionLeaders(const KafkaConfig& config, const std::string& topic);
 
 // Every record of a topic as an isolation.level=read_committed consumer sees
 // it, read up to the high watermark as of the call (a partition is done when
