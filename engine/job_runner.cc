@@ -64,6 +64,9 @@ struct JobRunner::Impl {
   std::unique_ptr<ProgressReporter> reporter;
   Stopwatch run_time;
   int64_t processed = 0;  // records read by this run (rate cap, rates)
+  // Rate cap: seconds of run_time that do not count (stalls beyond the burst).
+  static constexpr double kRateBurstS = 1.0;
+  double rate_paused_s = 0;
   int64_t processed_at_checkpoint = 0;
   Stopwatch since_checkpoint;
   // Metrics rendered when a checkpoint was begun, written once it is durable.
@@ -208,8 +211,12 @@ Status JobRunner::Impl::MakeTasks() {
 // metrics file and the checkpoint hook), a status when one is due.
 Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   if (options.max_rate > 0) {
-    const double ahead = static_cast<double>(processed) / options.max_rate - run_time.Seconds();
+    const double ahead = static_cast<double>(processed) / options.max_rate - (run_time.Seconds() - rate_paused_s);
     if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(ahead, 0.5)));
+    // Time the job could not read (a broker away, a slow checkpoint) is not
+    // made up by a burst past the cap: a capped replay would starve the live
+    // job just when that one has a backlog too. At most kRateBurstS of credit.
+    if (ahead < -kRateBurstS) rate_paused_s += -ahead - kRateBurstS;
   }
   KAPPA_RETURN_IF_ERROR(WriteDurableMetrics());
   if (coordinator->Due()) {

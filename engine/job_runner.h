@@ -33,7 +33,8 @@ using CheckpointHook = std::function<bool(const ProgressSnapshot&)>;
 
 struct RunOptions {
   bool stop_at_end = false;     // stop once every partition reaches its end offset as of start
-  double max_rate = 0;          // records/s cap (0: none), so a replay never starves the live job
+  double max_rate = 0;          // records/s cap (0: none), so a replay never starves the live job;
+                                // a stall (broker away) earns at most 1 s of burst, not a catch-up
   int status_interval_ms = 5000;
   std::string metrics_file;     // default <state_dir>/metrics.json
   CheckpointHook on_checkpoint;

@@ -3,6 +3,12 @@
 # tests and for trying kappa against the real thing.
 #   scripts/kafka.sh start [--brokers 1|3] [--dir DIR]   prints the bootstrap address (last line)
 #   scripts/kafka.sh stop [--dir DIR]
+#   scripts/kafka.sh stop-node --node N [--signal TERM|KILL] [--dir DIR]
+#   scripts/kafka.sh start-node --node N [--dir DIR]
+# stop-node ends one node of a running cluster (TERM: a clean shutdown, KILL:
+# a crash) and waits for it to exit; start-node starts it again with the same
+# server.properties, ports and data, and returns once the cluster's metadata,
+# asked through that node, lists every node of DIR again.
 # DIR (default build/realkafka) holds the configs, data, logs (nodeN/server.log,
 # nodeN/stdout.log), the pid files and DIR/bootstrap. Every node is a combined
 # broker+controller with a 256 MiB heap on free 127.0.0.1 ports. The broker's
@@ -17,12 +23,18 @@ KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-4.1.1}"
 CACHE="${KAPPA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kappa}/kafka-$KAFKA_VERSION"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
-usage() { echo "usage: scripts/kafka.sh start [--brokers 1|3] [--dir DIR] | stop [--dir DIR]" >&2; exit 2; }
+usage() {
+  echo "usage: scripts/kafka.sh start [--brokers 1|3] [--dir DIR] | stop [--dir DIR]" \
+    "| stop-node --node N [--signal TERM|KILL] [--dir DIR] | start-node --node N [--dir DIR]" >&2
+  exit 2
+}
 
 cmd="${1:-}"; shift || true
-brokers=1; dir="$ROOT/build/realkafka"
+brokers=1; dir="$ROOT/build/realkafka"; node=""; signal=TERM
 while (($#)); do
   case "$1" in
+    --node) [ $# -ge 2 ] || usage; node="$2"; shift 2 ;;
+    --signal) [ $# -ge 2 ] || usage; signal="$2"; shift 2 ;;
     --brokers) [ $# -ge 2 ] || usage; brokers="$2"; shift 2 ;;
     --dir) [ $# -ge 2 ] || usage; dir="$2"; shift 2 ;;
     *) usage ;;
@@ -64,6 +76,51 @@ stop_cluster() {
 if [ "$cmd" = stop ]; then
   stop_cluster
   exit 0
+fi
+
+# One node of a running cluster: its directory, checked.
+one_node() {
+  [[ "$node" =~ ^[1-9][0-9]*$ ]] || die "$cmd needs --node N (1-based), not '$node'"
+  [ -f "$dir/node$node/server.properties" ] || die "no node $node in $dir (start the cluster first)"
+  echo "$dir/node$node"
+}
+
+if [ "$cmd" = stop-node ]; then
+  n="$(one_node)"
+  case "$signal" in TERM|KILL) ;; *) die "--signal must be TERM or KILL, not '$signal'" ;; esac
+  if pid="$(node_pid "$n")"; then
+    kill -"$signal" "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do  # 30 s for a clean shutdown, then SIGKILL
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  fi
+  rm -f "$n/pid"
+  exit 0
+fi
+
+if [ "$cmd" = start-node ]; then
+  n="$(one_node)"
+  [ -f "$CACHE/lib/.complete" ] || die "no Kafka jars in $CACHE/lib (run scripts/kafka.sh start first)"
+  if ! node_pid "$n" >/dev/null; then
+    setsid java -Xmx256m -Xms64m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+      -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+      -cp "$CACHE/lib/*" kafka.Kafka "$n/server.properties" </dev/null >>"$n/stdout.log" 2>&1 &
+    echo $! >"$n/pid"
+  fi
+  address="$(sed -n 's|^listeners=PLAINTEXT://\([^,]*\),.*|\1|p' "$n/server.properties")"
+  total=0
+  for m in "$dir"/node*; do [ -d "$m" ] && total=$((total + 1)); done
+  for _ in $(seq 1 600); do  # 60 s
+    node_pid "$n" >/dev/null || { tail -n 5 "$n/stdout.log" >&2 || true; \
+      die "node $node exited while starting (see $n/server.log)"; }
+    up="$(kcat -L -b "$address" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1 || true)"
+    [ "${up:-0}" = "$total" ] && exit 0
+    sleep 0.1
+  done
+  die "node $node in $dir did not rejoin within 60 s (see $n/server.log)"
 fi
 [ "$cmd" = start ] || usage
 

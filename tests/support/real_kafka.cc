@@ -69,6 +69,30 @@ Result<std::unique_ptr<RealKafka>> RealKafka::Start(const std::string& dir, int 
 
 RealKafka::~RealKafka() { RunShell("timeout 120 " + Quote(KafkaScript()) + " stop --dir " + Quote(dir_) + " 2>&1"); }
 
+namespace {
+
+Status RunNodeCommand(const std::string& dir, const std::string& args) {
+  const std::string err = dir + "/node-command.err";
+  const std::string out = RunShell("timeout 120 " + Quote(KafkaScript()) + " " + args + " --dir " + Quote(dir) +
+                                   " 2>" + Quote(err) + "; echo rc=$?");
+  if (out.find("rc=0") == std::string::npos) {
+    return Status::Unavailable("scripts/kafka.sh " + args + " --dir " + dir + " failed: " + out + ReadFile(err));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status RealKafka::StopNode(int id) {
+  return RunNodeCommand(dir_, "stop-node --node " + std::to_string(id) + " --signal TERM");
+}
+
+Status RealKafka::KillNode(int id) {
+  return RunNodeCommand(dir_, "stop-node --node " + std::to_string(id) + " --signal KILL");
+}
+
+Status RealKafka::StartNode(int id) { return RunNodeCommand(dir_, "start-node --node " + std::to_string(id)); }
+
 pid_t RealKafka::NodePid(int id) const {
   std::ifstream in(dir_ + "/node" + std::to_string(id) + "/pid");
   pid_t pid = -1;
@@ -162,6 +186,33 @@ Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, 
                                std::to_string(offset) + ": " + error);
   }
   return Status::OK();
+}
+
+Result<std::vector<int32_t>> PartitionLeaders(const KafkaConfig& config, const std::string& topic) {
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  rd_kafka_t* rk = client->get();
+  rd_kafka_topic_t* handle = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* metadata = nullptr;
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, handle, &metadata, 10000);
+  rd_kafka_topic_destroy(handle);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable("metadata of " + topic + ": " + rd_kafka_err2str(err));
+  }
+  std::vector<int32_t> leaders;
+  std::string error;
+  if (metadata->topic_cnt != 1 || metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    error = "no metadata for topic " + topic;
+  } else {
+    leaders.assign(metadata->topics[0].partition_cnt, -1);
+    for (int i = 0; i < metadata->topics[0].partition_cnt; ++i) {
+      const auto& p = metadata->topics[0].partitions[i];
+      if (p.id >= 0 && p.id < static_cast<int32_t>(leaders.size())) leaders[p.id] = p.leader;
+    }
+  }
+  rd_kafka_metadata_destroy(metadata);
+  if (!error.empty()) return Status::Unavailable(error);
+  return leaders;
 }
 
 Result<CommittedContents> ReadCommitted(const KafkaConfig& config, const std::string& topic, int timeout_ms) {

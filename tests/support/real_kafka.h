@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "kafka/kafka_config.h"
@@ -30,6 +31,13 @@ class RealKafka {
   int brokers() const { return brokers_; }
   // The pid of node `id` (1-based), or -1 if it is not running.
   pid_t NodePid(int id) const;
+  // Node `id` goes down and stays down: StopNode is a clean shutdown
+  // (SIGTERM), KillNode a crash (SIGKILL). Both return once the process is gone.
+  Status StopNode(int id);
+  Status KillNode(int id);
+  // Starts node `id` again with its ports, config and data, and returns once
+  // the cluster's metadata, asked through that node, lists every node.
+  Status StartNode(int id);
 
  private:
   RealKafka() = default;
@@ -50,6 +58,10 @@ Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int 
 // Moves the log start offset of topic[partition] to `offset` through the admin
 // API (DeleteRecords): what retention does to a real topic, on demand.
 Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset);
+
+// The leader (node id, 1-based) of each partition of topic as the cluster's
+// metadata says now; -1 for a partition without one.
+Result<std::vector<int32_t>> PartitionLeaders(const KafkaConfig& config, const std::string& topic);
 
 // Every record of a topic as an isolation.level=read_committed consumer sees
 // it, read up to the high watermark as of the call (a partition is done when
