@@ -181,7 +181,7 @@ class ExactlyOnceRealTest : public ::testing::Test {
 
 TEST_F(ExactlyOnceRealTest, TwentyKillsAtEveryStepOfAnEpochLeaveEveryOutputExactlyOnce) {
   KAPPA_REQUIRE_TEST_HOOKS();
-  constexpr int kRecords = 40000;
+  constexpr int kRecords = 24000;
   ScratchDir dir("eos-kills");
   SpecOptions eos;
   CommittedContents want;
