@@ -1,6 +1,7 @@
 #include "engine/kafka_sink.h"
 
 #include <flatbuffers/flatbuffers.h>
+#include <librdkafka/rdkafka.h>
 #ifndef XXH_INLINE_ALL
 #define XXH_INLINE_ALL
 #endif
@@ -64,6 +65,7 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
     // same version fences the first on a real cluster. The transaction must
     // outlive message.timeout.ms (120 s above).
     options.transactional_id = "kappa." + spec.ConsumerGroup();
+    sink->transactional_id_ = options.transactional_id;
     options.transaction_timeout_ms = 150000;
   }
   auto producer = KafkaProducer::Create(config, std::move(options));
@@ -76,9 +78,28 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   return sink;
 }
 
+bool KafkaSink::Fenced() const {
+  if (transactional_id_.empty()) return false;
+  char text[256];
+  const rd_kafka_resp_err_t err = rd_kafka_fatal_error(producer_->handle(), text, sizeof(text));
+  return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+         err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+Status KafkaSink::FencedError() const {
+  // Not "restart it": a restart would fence the other process in turn.
+  return Status::Aborted(spec_->job + " v" + version_text_ +
+                         ": another process of this job version took over its Kafka transactions (transactional.id " +
+                         transactional_id_ +
+                         ") and fenced this one, which stops: its open transaction is aborted and the other process "
+                         "carries on from the last committed one. Only one process of a job version may run; do not "
+                         "restart this one while the other runs");
+}
+
 Status KafkaSink::failure() const {
   Status cause = producer_->failure();
   if (cause.ok()) return cause;
+  if (Fenced()) return FencedError();
   return Status::Unavailable("sink delivery failed: " + cause.message() + "; " + kCheckpointIntact);
 }
 
@@ -127,6 +148,12 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
   (void)producer_->Produce(output_topic_, KafkaProducer::kAnyPartition, key,
                            std::string_view(reinterpret_cast<const char*>(value), size),
                            std::span<const KafkaHeader>(h.data(), count));
+  if (KAPPA_KILL_REACHED(kill_switch_, "mid-transaction") && transactional()) {
+    // The crash tests mean "with this transaction's outputs so far in the
+    // broker's log, uncommitted": send them before dying.
+    (void)producer_->Flush(30000);
+    KAPPA_KILL_NOW("mid-transaction");
+  }
 }
 
 void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message,
@@ -243,6 +270,7 @@ Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
   for (const auto& [p, o] : offsets) list.Add(topic, p, o, tag);
   Status st = producer_->CommitTransaction(consumer, list, 150000);
   if (st.ok()) return st;
+  if (Fenced()) return FencedError();
   if (failed()) return failure();
   return Status::Unavailable(st.message() + "; " + kCheckpointIntact);
 }

@@ -14,7 +14,9 @@
 // makes Flush() return an error so the job stops before checkpointing past
 // it. Once a stop is requested, Flush gives up within a few seconds. With exactly_once
 // delivery every epoch is a Kafka transaction that also carries the input
-// offsets (CommitEpoch). Outputs of a partition can be suppressed while its
+// offsets (CommitEpoch). A process fenced by another one with the same
+// transactional.id (the same job version started elsewhere) stops with an
+// error saying so. Outputs of a partition can be suppressed while its
 // already-committed records are re-read to rebuild state. One thread.
 #pragma once
 
@@ -27,6 +29,7 @@
 
 #include "base/progress.h"
 #include "base/status.h"
+#include "base/test_hooks.h"
 #include "base/stop_token.h"
 #include "engine/job_spec.h"
 #include "kafka/kafka_client.h"
@@ -91,6 +94,11 @@ class KafkaSink final : public OutputCollector {
 
  private:
   KafkaSink() = default;
+  // Whether another producer with this transactional.id fenced this one
+  // (librdkafka's fatal error is _FENCED, PRODUCER_FENCED or
+  // INVALID_PRODUCER_EPOCH), and the error that says so.
+  bool Fenced() const;
+  Status FencedError() const;
   bool Suppressed(int32_t partition) const {
     return partition >= 0 && static_cast<size_t>(partition) < suppressed_.size() && suppressed_[partition];
   }
@@ -98,6 +106,7 @@ class KafkaSink final : public OutputCollector {
   std::unique_ptr<KafkaProducer> producer_;
   const JobSpec* spec_ = nullptr;
   std::string output_topic_;
+  std::string transactional_id_;
   std::string version_text_;
   // Builds the DLQ record of `record` into dlq_builder_, keeping at most
   // key_keep/payload_keep bytes of its key/payload.
@@ -109,6 +118,9 @@ class KafkaSink final : public OutputCollector {
   std::vector<std::string> history_gap_;
   bool concurrent_ = false;
   std::mutex emit_mutex_;
+  // "mid-transaction": the n-th output of this process, inside an open
+  // exactly_once transaction (test builds only).
+  KAPPA_KILL_SWITCH(kill_switch_);
 };
 
 }  // namespace kappa

@@ -2,10 +2,7 @@
 // the CTest fixture `realkafka`): what librdkafka's mock cluster cannot show.
 //   - `start: <timestamp>` resolves through ListOffsets by time
 //     (offsetsForTimes), which the mock does not implement;
-//   - exactly-once: after kill -9 between the Kafka transaction commit and the
-//     RocksDB checkpoint, a read_committed consumer sees every output once,
-//     equal to an uninterrupted at-least-once run (the mock shows aborted
-//     records and stores no transactional offsets, so it cannot).
+// (Exactly-once on the real broker: exactly_once_real_test.cc.)
 // Each test uses its own topics, job names and groups, so they may share the
 // broker and run in parallel.
 #include <librdkafka/rdkafka.h>
@@ -35,14 +32,6 @@
 
 namespace kappa::testing {
 namespace {
-
-// Every record of a topic as a read_committed consumer sees it, by key.
-struct CommittedContents {
-  std::map<std::string, std::string> values;
-  std::map<std::string, int> copies;
-  int64_t total = 0;
-  bool all_copies_identical = true;
-};
 
 class RealBrokerTest : public ::testing::Test {
  protected:
@@ -120,56 +109,6 @@ class RealBrokerTest : public ::testing::Test {
     }
     rd_kafka_topic_destroy(topic);
     return ready;
-  }
-
-  // Reads the whole topic with isolation.level=read_committed, up to its
-  // high watermark as of the call: each partition is done when the consumer
-  // reports its end at or past that mark (with an open transaction it stops
-  // at the last stable offset and never gets there).
-  CommittedContents ReadCommitted(const std::string& topic) {
-    CommittedContents out;
-    auto consumer = CreateClient(ClientKind::kConsumer, Config(),
-                                 {{"group.id", Unique("rk-reader")},
-                                  {"enable.auto.commit", "false"},
-                                  {"isolation.level", "read_committed"},
-                                  {"enable.partition.eof", "true"},
-                                  {"auto.offset.reset", "earliest"}});
-    EXPECT_TRUE(consumer.ok()) << consumer.status().ToString();
-    if (!consumer.ok()) return out;
-    rd_kafka_t* rk = consumer->get();
-    auto n = TopicPartitionCount(rk, topic, 10000);
-    EXPECT_TRUE(n.ok()) << n.status().ToString();
-    if (!n.ok()) return out;
-    auto marks = QueryAllWatermarks(rk, topic, *n, 10000);
-    EXPECT_TRUE(marks.ok()) << marks.status().ToString();
-    if (!marks.ok()) return out;
-    PartitionList assignment(*n);
-    for (int32_t p = 0; p < *n; ++p) assignment.Add(topic, p, RD_KAFKA_OFFSET_BEGINNING);
-    EXPECT_EQ(rd_kafka_assign(rk, assignment.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
-    std::set<int32_t> done;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (static_cast<int32_t>(done.size()) < *n && std::chrono::steady_clock::now() < deadline) {
-      rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 200);
-      if (!msg) continue;
-      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        if (msg->offset >= (*marks)[msg->partition].high) done.insert(msg->partition);
-      } else if (msg->err) {
-        ADD_FAILURE() << "reading " << topic << ": " << rd_kafka_message_errstr(msg);
-      } else {
-        std::string key(static_cast<const char*>(msg->key), msg->key_len);
-        std::string value(static_cast<const char*>(msg->payload), msg->len);
-        auto it = out.values.find(key);
-        if (it != out.values.end() && it->second != value) out.all_copies_identical = false;
-        out.values[key] = std::move(value);
-        ++out.copies[key];
-        ++out.total;
-      }
-      rd_kafka_message_destroy(msg);
-    }
-    EXPECT_EQ(static_cast<int32_t>(done.size()), *n)
-        << "read_committed did not reach the end of " << topic << " in 30 s (a transaction left open?)";
-    rd_kafka_consumer_close(rk);
-    return out;
   }
 
   std::vector<std::string> Run(const std::string& spec, std::vector<std::string> extra = {}) const {
@@ -258,66 +197,6 @@ TEST_F(RealBrokerTest, StartAtATimestampResolvesThroughOffsetsForTimes) {
     EXPECT_EQ(partitions.at(p).records_in, end[p] - want[p]) << "partition " << p << "\n" << metrics;
   }
   EXPECT_EQ(MetricsField(metrics, "records_in"), want_records);
-}
-
-TEST_F(RealBrokerTest, ExactlyOnceSurvivesAKillBetweenTheKafkaCommitAndTheCheckpoint) {
-  KAPPA_REQUIRE_TEST_HOOKS();
-  const std::string topic = Unique("rk-eos-in");
-  ASSERT_NO_FATAL_FAILURE(CreateTopic(topic, 4));
-  GeneratorOptions gen = SmallWorkload(21, 20000, 600);
-  gen.start_time_ms = WallClockMs() - 8 * 3600 * 1000;
-  gen.out_of_order_fraction = 0.05;
-  gen.max_delay_ms = 20 * 60 * 1000;
-  gen.duplicate_fraction = 0.02;
-  gen.malformed_fraction = 0.01;
-  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), topic, gen));
-  ScratchDir dir("rk-eos");
-  std::string err;
-
-  // The reference: one uninterrupted at-least-once run.
-  SpecOptions alo;
-  alo.job = Unique("rk-alo");
-  alo.source = topic;
-  alo.sink = Unique("rk-alo-out");
-  alo.state_dir = dir / "alo";
-  ASSERT_EQ(RunKappa(Run(WriteSpec(dir, "alo.yaml", alo)), nullptr, &err, "rk-alo"), 0) << err;
-
-  SpecOptions eos = alo;
-  eos.job = Unique("rk-eos");
-  eos.sink = Unique("rk-eos-out");
-  eos.state_dir = dir / "eos";
-  eos.delivery = "exactly_once";
-  eos.checkpoint_interval = "200ms";
-  const std::string eos_spec = WriteSpec(dir, "eos.yaml", eos);
-  {
-    // kill -9 after the 2nd epoch's transaction is committed in Kafka and
-    // before its RocksDB checkpoint.
-    setenv("KAPPA_TEST_KILL_AT", "after-flush:2", 1);
-    ChildProcess child(Run(eos_spec, {"--max-rate", "15000"}), "rk-eos-killed");
-    const int rc = child.WaitFor(60000);
-    unsetenv("KAPPA_TEST_KILL_AT");
-    ASSERT_EQ(rc, 128 + SIGKILL) << child.Stderr();
-  }
-  // The killed run's committed transactions are visible already: the rerun
-  // must not repeat them although RocksDB does not know about the last one.
-  const CommittedContents before = ReadCommitted(eos.sink + ".v1");
-  ASSERT_GT(before.total, 0) << "the kill came before any output was committed: it proves nothing";
-  ASSERT_EQ(RunKappa(Run(eos_spec), nullptr, &err, "rk-eos"), 0) << err;
-  EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;
-
-  const CommittedContents want = ReadCommitted(alo.sink + ".v1");
-  const CommittedContents got = ReadCommitted(eos.sink + ".v1");
-  ASSERT_GT(want.values.size(), 50u);
-  EXPECT_EQ(want.total, static_cast<int64_t>(want.values.size())) << "the uninterrupted run repeated outputs";
-  EXPECT_TRUE(got.all_copies_identical);
-  for (const auto& [key, copies] : got.copies) EXPECT_EQ(copies, 1) << key << " seen " << copies << " times";
-  EXPECT_EQ(got.total, want.total);
-  EXPECT_EQ(got.values.size(), want.values.size());
-  for (const auto& [key, value] : want.values) {
-    ASSERT_TRUE(got.values.count(key)) << key << " is missing";
-    EXPECT_EQ(got.values.at(key), value) << key;
-  }
-  EXPECT_EQ(MetricsField(ReadFile(dir / "eos/metrics.json"), "records_in"), 20000);
 }
 
 }  // namespace

@@ -1,0 +1,307 @@
+// Exactly-once on a real Apache Kafka (the suite's broker, CTest fixture
+// `realkafka`): what the mock cluster cannot show, because it stores no
+// transactional offsets, shows aborted records and fences nobody.
+//   - kill -9 at 20 moments of one exactly_once job (before the flush, between
+//     the Kafka transaction commit and the RocksDB checkpoint, after the
+//     checkpoint, in the middle of a transaction), each time re-run: a
+//     read_committed consumer sees every output once, equal to an
+//     uninterrupted at-least-once run; the records of the transactions the
+//     kills interrupted are in the log but invisible to it;
+//   - a zombie: a second process of the same job version (same
+//     transactional.id) fences the first, which stops saying so; the outputs
+//     are still exactly once after the survivor finishes.
+// Each test uses its own topics and job names, so they may share the broker
+// and run in parallel.
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "base/clock.h"
+#include "kafka/kafka_client.h"
+#include "kafka/partition_list.h"
+#include "tests/e2e/e2e_util.h"
+#include "tests/support/real_kafka.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+namespace {
+
+// One record of the log, where it is.
+struct LogRecord {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string key;
+  std::string value;
+};
+
+class ExactlyOnceRealTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
+    if (bootstrap_.empty()) {
+      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
+                   << KAPPA_REALKAFKA_DIR;
+    }
+    std::random_device rd;
+    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+  }
+
+  KafkaConfig Config() const {
+    KafkaConfig config;
+    config.brokers = bootstrap_;
+    return config;
+  }
+  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
+
+  std::vector<std::string> Run(const std::string& spec, std::vector<std::string> extra = {}) const {
+    std::vector<std::string> args = {"run", spec, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  // The input (4 partitions, disorder, duplicates, malformed records; an
+  // hourly window closes every ~900 records, so outputs come all along) and
+  // the reference: its outputs from one uninterrupted at-least-once run.
+  void MakeInputAndReference(const ScratchDir& dir, uint64_t seed, uint64_t count, SpecOptions* spec,
+                             CommittedContents* reference) {
+    const std::string topic = Unique("eos-in");
+    Status created = CreateTopicAdmin(Config(), topic, 4, 1);
+    ASSERT_TRUE(created.ok()) << created.ToString();
+    GeneratorOptions gen = SmallWorkload(seed, count, 300, 0.25);
+    gen.start_time_ms = WallClockMs() - 48LL * 3600 * 1000;
+    gen.out_of_order_fraction = 0.05;
+    gen.max_delay_ms = 20 * 60 * 1000;
+    gen.duplicate_fraction = 0.02;
+    gen.malformed_fraction = 0.01;
+    ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), topic, gen));
+    SpecOptions alo;
+    alo.job = Unique("eos-ref");
+    alo.source = topic;
+    alo.sink = Unique("eos-ref-out");
+    alo.state_dir = dir / "ref";
+    std::string err;
+    ASSERT_EQ(RunKappa(Run(WriteSpec(dir, "ref.yaml", alo)), nullptr, &err, "eos-ref"), 0) << err;
+    auto want = ReadCommitted(Config(), alo.sink + ".v1");
+    ASSERT_TRUE(want.ok()) << want.status().ToString();
+    ASSERT_GT(want->values.size(), 1000u) << "too few outputs to prove anything";
+    ASSERT_EQ(want->total, static_cast<int64_t>(want->values.size())) << "the uninterrupted run repeated outputs";
+    *reference = std::move(*want);
+    *spec = alo;
+    spec->job = Unique("eos");
+    spec->sink = Unique("eos-out");
+    spec->state_dir = dir / "eos";
+    spec->delivery = "exactly_once";
+    spec->checkpoint_interval = "200ms";
+  }
+
+  // Every record of `topic` up to its high watermark as of the call, read
+  // with the given isolation.level.
+  std::vector<LogRecord> ReadLog(const std::string& topic, const std::string& isolation) {
+    std::vector<LogRecord> out;
+    std::random_device rd;
+    auto consumer = CreateClient(ClientKind::kConsumer, Config(),
+                                 {{"group.id", Unique("eos-log") + std::to_string(rd())},
+                                  {"enable.auto.commit", "false"},
+                                  {"isolation.level", isolation},
+                                  {"enable.partition.eof", "true"},
+                                  {"auto.offset.reset", "earliest"}});
+    EXPECT_TRUE(consumer.ok()) << consumer.status().ToString();
+    if (!consumer.ok()) return out;
+    rd_kafka_t* rk = consumer->get();
+    auto n = TopicPartitionCount(rk, topic, 10000);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    if (!n.ok()) return out;
+    auto marks = QueryAllWatermarks(rk, topic, *n, 10000);
+    EXPECT_TRUE(marks.ok()) << marks.status().ToString();
+    if (!marks.ok()) return out;
+    PartitionList assignment(*n);
+    for (int32_t p = 0; p < *n; ++p) assignment.Add(topic, p, RD_KAFKA_OFFSET_BEGINNING);
+    EXPECT_EQ(rd_kafka_assign(rk, assignment.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
+    std::set<int32_t> done;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (static_cast<int32_t>(done.size()) < *n && std::chrono::steady_clock::now() < deadline) {
+      rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 200);
+      if (!msg) continue;
+      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (msg->offset >= (*marks)[msg->partition].high) done.insert(msg->partition);
+      } else if (msg->err) {
+        ADD_FAILURE() << "reading " << topic << ": " << rd_kafka_message_errstr(msg);
+      } else {
+        out.push_back({msg->partition, msg->offset,
+                       std::string(static_cast<const char*>(msg->key), msg->key_len),
+                       std::string(static_cast<const char*>(msg->payload), msg->len)});
+      }
+      rd_kafka_message_destroy(msg);
+    }
+    EXPECT_EQ(static_cast<int32_t>(done.size()), *n) << "reading " << topic << " (" << isolation
+                                                     << ") did not reach its end in 30 s";
+    rd_kafka_consumer_close(rk);
+    return out;
+  }
+
+  // The exactly-once claim: every reference output once, with its value.
+  static void ExpectExactlyTheReference(const CommittedContents& got, const CommittedContents& want) {
+    EXPECT_TRUE(got.all_copies_identical);
+    int repeated = 0;
+    for (const auto& [key, copies] : got.copies) {
+      if (copies != 1 && ++repeated <= 5) ADD_FAILURE() << key << " seen " << copies << " times";
+    }
+    EXPECT_EQ(repeated, 0) << "outputs seen more than once";
+    EXPECT_EQ(got.total, want.total);
+    EXPECT_EQ(got.values.size(), want.values.size());
+    int missing = 0, differ = 0;
+    for (const auto& [key, value] : want.values) {
+      auto it = got.values.find(key);
+      if (it == got.values.end()) {
+        if (++missing <= 5) ADD_FAILURE() << key << " is missing";
+      } else if (it->second != value) {
+        if (++differ <= 5) ADD_FAILURE() << key << " differs from the uninterrupted run";
+      }
+    }
+    EXPECT_EQ(missing, 0) << "outputs missing";
+    EXPECT_EQ(differ, 0) << "outputs with another value than the uninterrupted run's";
+  }
+
+  std::string bootstrap_;
+  std::string id_;
+};
+
+TEST_F(ExactlyOnceRealTest, TwentyKillsAtEveryStepOfAnEpochLeaveEveryOutputExactlyOnce) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  constexpr int kRecords = 24000;
+  ScratchDir dir("eos-kills");
+  SpecOptions eos;
+  CommittedContents want;
+  ASSERT_NO_FATAL_FAILURE(MakeInputAndReference(dir, 31, kRecords, &eos, &want));
+  const std::string spec = WriteSpec(dir, "eos.yaml", eos);
+  const std::string out_topic = eos.sink + ".v1";
+
+  // Each process dies at the n-th time it reaches the point: before the
+  // epoch's transaction is committed, after it is committed but before the
+  // RocksDB checkpoint, after the checkpoint is durable, or after the n-th
+  // output produced inside an open transaction (sent to the broker first).
+  const std::vector<std::string> kills = {
+      "after-flush:1",  "mid-transaction:5",   "before-flush:2",      "after-commit:1",
+      "mid-transaction:150", "after-flush:3",  "before-flush:1",      "mid-transaction:40",
+      "after-commit:3", "after-flush:2",       "mid-transaction:300", "before-flush:4",
+      "after-flush:1",  "mid-transaction:1",   "after-commit:2",      "before-flush:3",
+      "mid-transaction:80", "after-flush:4",   "after-commit:1",      "mid-transaction:200",
+  };
+  ASSERT_EQ(kills.size(), 20u);
+  // The newest output in the log when a mid-transaction kill struck: part of
+  // the transaction the kill left open.
+  std::vector<LogRecord> interrupted;
+  for (size_t i = 0; i < kills.size(); ++i) {
+    const std::string point = kills[i].substr(0, kills[i].find(':'));
+    setenv("KAPPA_TEST_KILL_AT", kills[i].c_str(), 1);
+    ChildProcess child(Run(spec, {"--max-rate", "2500"}), "eos-kill-" + std::to_string(i));
+    const int rc = child.WaitFor(30000);
+    unsetenv("KAPPA_TEST_KILL_AT");
+    ASSERT_EQ(rc, 128 + SIGKILL) << "kill " << i << " (" << kills[i] << ") did not happen\n" << child.Stderr();
+    ASSERT_NE(child.Stderr().find("KAPPA_TEST_KILL_AT reached " + point), std::string::npos) << child.Stderr();
+    if (point == "mid-transaction") {
+      const std::vector<LogRecord> log = ReadLog(out_topic, "read_uncommitted");
+      ASSERT_FALSE(log.empty()) << "kill " << i << ": the open transaction's outputs are not in the log";
+      // The output topic has one partition (auto-created): its newest
+      // record is the one produced and sent just before the kill.
+      LogRecord newest = log.front();
+      for (const LogRecord& r : log) {
+        ASSERT_EQ(r.partition, 0) << "the output topic has several partitions: which record is newest?";
+        if (r.offset > newest.offset) newest = r;
+      }
+      interrupted.push_back(newest);
+    }
+  }
+  const CommittedContents before = *ReadCommitted(Config(), out_topic);
+  ASSERT_GT(before.total, 0) << "the kills came before any output was committed: they prove nothing";
+  ASSERT_LT(before.total, want.total) << "the killed runs got to the end: the last kills prove nothing";
+
+  std::string err;
+  ASSERT_EQ(RunKappa(Run(spec), nullptr, &err, "eos-final"), 0) << err;
+  auto got = ReadCommitted(Config(), out_topic);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ExpectExactlyTheReference(*got, want);
+  EXPECT_EQ(MetricsField(ReadFile(dir / "eos/metrics.json"), "records_in"), kRecords);
+
+  // The interrupted transactions were aborted: their records stay in the log
+  // (read_uncommitted sees them) and read_committed skips every one.
+  const std::vector<LogRecord> all = ReadLog(out_topic, "read_uncommitted");
+  const std::vector<LogRecord> committed = ReadLog(out_topic, "read_committed");
+  EXPECT_EQ(static_cast<int64_t>(committed.size()), want.total);
+  EXPECT_GT(all.size(), committed.size()) << "no aborted record in the log";
+  std::set<std::pair<int32_t, int64_t>> visible;
+  for (const LogRecord& r : committed) visible.insert({r.partition, r.offset});
+  for (const LogRecord& r : interrupted) {
+    EXPECT_FALSE(visible.count({r.partition, r.offset}))
+        << "the output " << r.key << " at " << r.partition << ":" << r.offset
+        << " of a transaction killed mid-way is visible to read_committed";
+  }
+  std::printf("exactly_once: %lld of %lld outputs committed before the final run; %zu committed once in the "
+              "end; %zu records of aborted transactions in the log\n",
+              static_cast<long long>(before.total), static_cast<long long>(want.total), committed.size(),
+              all.size() - committed.size());
+}
+
+TEST_F(ExactlyOnceRealTest, AZombieOfTheSameVersionIsFencedAndStopsSayingSo) {
+  constexpr int kRecords = 24000;
+  ScratchDir dir("eos-zombie");
+  SpecOptions eos;
+  CommittedContents want;
+  ASSERT_NO_FATAL_FAILURE(MakeInputAndReference(dir, 32, kRecords, &eos, &want));
+  // Two processes of one job version, as on two machines: each with a state
+  // directory of its own, the same transactional.id (kappa.<job>.v<version>).
+  SpecOptions other = eos;
+  other.state_dir = dir / "eos-other";
+  const std::string first_spec = WriteSpec(dir, "eos.yaml", eos);
+  const std::string second_spec = WriteSpec(dir, "eos-other.yaml", other);
+
+  ChildProcess first(Run(first_spec, {"--max-rate", "2000"}), "eos-zombie-first");
+  // Until the first process has committed a checkpoint (and so transactions).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!std::filesystem::exists(dir / "eos/metrics.json")) {
+    ASSERT_EQ(first.WaitFor(0), -1) << "the first process ended early\n" << first.Stderr();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no checkpoint in 30 s\n" << first.Stderr();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(first.WaitFor(0), -1) << "the first process ended before the second started\n" << first.Stderr();
+
+  ChildProcess second(Run(second_spec), "eos-zombie-second");
+  // The first one is fenced at its next transactional step: it stops, not
+  // hangs, retries or crashes, and says why.
+  const int first_rc = first.WaitFor(30000);
+  ASSERT_NE(first_rc, -1) << "the fenced process still runs 30 s after another took over\n" << first.Stderr();
+  EXPECT_EQ(first_rc, 1) << first.Stderr();
+  const std::string said = first.Stderr();
+  EXPECT_NE(said.find(eos.job + " v1"), std::string::npos) << said;
+  EXPECT_NE(said.find("another process"), std::string::npos) << said;
+  EXPECT_NE(said.find("kappa." + eos.job + ".v1"), std::string::npos) << "names the transactional.id\n" << said;
+  EXPECT_EQ(said.find("restart it to resume"), std::string::npos) << "restarting the zombie would fence the other\n"
+                                                                 << said;
+
+  const int second_rc = second.WaitFor(60000);
+  ASSERT_EQ(second_rc, 0) << second.Stderr();
+  // It started from nothing but the Kafka transactions' offsets: what the
+  // first one committed is re-read only to rebuild the state.
+  EXPECT_NE(second.Stderr().find("re-reading them with outputs suppressed"), std::string::npos) << second.Stderr();
+  auto got = ReadCommitted(Config(), eos.sink + ".v1");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ExpectExactlyTheReference(*got, want);
+  EXPECT_EQ(MetricsField(ReadFile(dir / "eos-other/metrics.json"), "records_in"), kRecords);
+}
+
+}  // namespace
+}  // namespace kappa::testing
