@@ -37,8 +37,13 @@ Result<int64_t> HistoryGapRule::Apply(int32_t partition, int64_t wanted, int64_t
                             std::to_string(wanted) + " but " + holdings + ": records " + std::to_string(wanted) +
                             ".." + std::to_string(next - 1) + " are gone";
   if (!spec_.allow_truncated_history) {
-    return Status::DataLoss(where + " (" + advice + "), or set `source: {allow_truncated_history: true}` to start at " +
-                            std::to_string(next) + " with the gap recorded");
+    // The setting is part of the spec hash, which the state directory is
+    // bound to from the first run on: editing it in place is refused, so the
+    // way on without the records is a new version.
+    return Status::DataLoss(where + " (" + advice + "). To go on without them, set `source: {allow_truncated_history: " +
+                            "true}` in a new version (bump `version:`, with its own state directory): the setting " +
+                            "is part of the spec hash, so " + spec_.state_dir + " cannot take it; the new version " +
+                            "starts at the log start with the gap recorded");
   }
   gap_records_ += next - wanted;
   if (sink_) sink_->SetHistoryGap(partition, std::to_string(wanted) + "-" + std::to_string(next - 1));

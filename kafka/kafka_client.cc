@@ -159,3 +159,73 @@ void CloseConsumer(KafkaHandle& consumer, int timeout_ms) {
 }
 
 }  // namespace kappa
+
+namespace kappa {
+
+Result<TopicCreation> CreateTopicIfMissing(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
+                                           const std::map<std::string, std::string>& configs, int timeout_ms,
+                                           std::string* reason) {
+  auto count = TopicPartitionCount(rk, topic, timeout_ms);  // never auto-creates it
+  if (count.ok()) return TopicCreation::kExisted;
+  if (count.status().code() != Status::Code::kNotFound) return count.status();
+  // The embedded broker (librdkafka's mock cluster, cluster id
+  // "mockCluster...") has no CreateTopics: the request would wait for a
+  // controller until it times out. Its topics are created on first use.
+  char* cluster = rd_kafka_clusterid(rk, 0);  // known from the metadata answer above
+  const bool mock = cluster && std::strncmp(cluster, "mockCluster", 11) == 0;
+  if (cluster) rd_kafka_mem_free(rk, cluster);
+  if (mock) {
+    if (reason) *reason = "the embedded broker has no CreateTopics";
+    return TopicCreation::kRefused;
+  }
+  char errstr[512];
+  rd_kafka_NewTopic_t* request = rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, errstr, sizeof errstr);
+  if (!request) return Status::InvalidArgument("cannot create topic " + topic + ": " + errstr);
+  for (const auto& [name, value] : configs) {
+    if (rd_kafka_resp_err_t err = rd_kafka_NewTopic_set_config(request, name.c_str(), value.c_str())) {
+      rd_kafka_NewTopic_destroy(request);
+      return StatusFromKafka(err, "cannot create topic " + topic + " with " + name + "=" + value);
+    }
+  }
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof errstr);
+  rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, errstr, sizeof errstr);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, &request, 1, options, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, timeout_ms + 5000);
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+  std::string text = "no answer within " + std::to_string(timeout_ms / 1000) + " s";
+  if (event && rd_kafka_event_error(event)) {
+    err = rd_kafka_event_error(event);
+    text = rd_kafka_event_error_string(event);
+  } else if (event) {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
+    err = n == 1 ? rd_kafka_topic_result_error(results[0]) : RD_KAFKA_RESP_ERR__BAD_MSG;
+    const char* s = n == 1 ? rd_kafka_topic_result_error_string(results[0]) : nullptr;
+    text = s ? s : rd_kafka_err2str(err);
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_NewTopic_destroy(request);
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+      return TopicCreation::kCreated;
+    case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
+      return TopicCreation::kExisted;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUEST:
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+      if (reason) *reason = std::string(rd_kafka_err2name(err)) + ": " + text;
+      return TopicCreation::kRefused;
+    default:
+      return StatusFromKafka(err, "cannot create topic " + topic + " (" + text + ")");
+  }
+}
+
+}  // namespace kappa

@@ -78,6 +78,16 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
 
 std::string BrokersOf(const KafkaConfig& config);
 
+// Creates `topic` with the admin API (CreateTopics: `partitions`, the
+// broker's default replication, `configs` as topic configs) unless it
+// exists. kRefused: this client may not create topics there (authorization
+// or a create policy) or the broker has no CreateTopics (the embedded
+// broker); *reason then says which. Other failures are errors.
+enum class TopicCreation { kCreated, kExisted, kRefused };
+Result<TopicCreation> CreateTopicIfMissing(rd_kafka_s* rk, const std::string& topic, int32_t partitions,
+                                           const std::map<std::string, std::string>& configs, int timeout_ms,
+                                           std::string* reason);
+
 // The text of an error message's error: its payload, taken with its length
 // (never read as a NUL-terminated string: a delivery report's payload is the
 // record itself), with unprintable bytes as '?'; librdkafka's text for the

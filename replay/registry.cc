@@ -288,6 +288,29 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
 }
 }  // namespace
 
+const std::map<std::string, std::string>& Registry::TopicConfigs() {
+  static const std::map<std::string, std::string> configs = {{"cleanup.policy", "compact"}};
+  return configs;
+}
+
+Status Registry::EnsureTopic() {
+  if (topic_ensured_) return Status::OK();
+  // Before the producer's first write: an auto-created topic would get the
+  // broker's default cleanup.policy=delete, and retention would delete the
+  // registry's job records after retention.ms (7 days by default).
+  std::string refused;
+  auto created = CreateTopicIfMissing(producer_.get(), topic_, 1, TopicConfigs(), 20000, &refused);
+  if (!created.ok()) {
+    return Status::Unavailable(created.status().message() + "; create the control topic " + topic_ +
+                               " yourself with cleanup.policy=compact (see the README), then retry");
+  }
+  // kRefused: no right to create topics here (then an administrator created
+  // it, compacted as the README says) or a broker without CreateTopics (the
+  // embedded one, whose topics are created on first use).
+  topic_ensured_ = true;
+  return Status::OK();
+}
+
 Status Registry::Put(const std::string& key, const std::string& value, int32_t partition, int64_t* offset) {
   if (!producer_) {
     ProducerOptions options;
@@ -298,6 +321,7 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
     if (!producer.ok()) return producer.status();
     producer_ = std::move(*producer);
   }
+  KAPPA_RETURN_IF_ERROR(EnsureTopic());
   Delivery delivery;
   rd_kafka_resp_err_t err = rd_kafka_producev(
       producer_.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_PARTITION(partition),

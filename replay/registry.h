@@ -1,5 +1,6 @@
 // Registry: the deployment registry, kept in a Kafka control topic (default
-// "kappa.control", compacted on a real cluster) as FlatBuffers records: job
+// "kappa.control", compacted: created so by the first write if missing) as
+// FlatBuffers records: job
 // records (versions, states, serving alias, rollback stack) and progress
 // records keyed "progress/<job>/v<N>" (what a running version last reported;
 // the latest per key wins). The control topic is the single source of truth
@@ -88,6 +89,12 @@ class Registry {
   Status PutJob(JobRecord& record);
   Status PutProgress(const ProgressRecord& record);
   const std::string& control_topic() const { return topic_; }
+  // The topic configs kappa creates a missing control topic with (before its
+  // first write, through the admin API, one partition, the broker's default
+  // replication): compacted, never deleted by time or size, since job
+  // records are the registry's history (each under a key of its own, so
+  // compaction keeps every one) and progress records are latest-per-key.
+  static const std::map<std::string, std::string>& TopicConfigs();
 
  private:
   // Reads the topic to its end; *watched (if given) is set to whether the
@@ -95,8 +102,11 @@ class Registry {
   Status Load(const std::string* watch_key, int* watched);
   // Produces and waits for the ack; *offset: where it was written.
   Status Put(const std::string& key, const std::string& value, int32_t partition, int64_t* offset);
+  // Creates the control topic compacted if it does not exist (once).
+  Status EnsureTopic();
   KafkaConfig config_;
   std::string topic_;
+  bool topic_ensured_ = false;
   KafkaHandle producer_;
   std::map<std::string, JobRecord> jobs_;       // job -> its accepted state
   std::map<std::string, std::string> progress_;  // progress key -> latest value bytes

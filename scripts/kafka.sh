@@ -220,6 +220,10 @@ group.initial.rebalance.delay.ms=0
 # no time-based retention unless a topic asks for it.
 log.retention.ms=-1
 auto.create.topics.enable=true
+# The log cleaner and the retention check are broker-wide (15 s and 300 s by
+# default): every second, so compaction and retention stories end in seconds.
+log.cleaner.backoff.ms=1000
+log.retention.check.interval.ms=1000
 PROPS
 done
 

@@ -1,0 +1,321 @@
+// Retention on a real Apache Kafka (the suite's broker, CTest fixture
+// `realkafka`): history deleted under a job or an archiver.
+//   - a job stopped part-way whose checkpoint retention then passes refuses
+//     to restart, naming the partition and the missing range, unless its spec
+//     accepts truncated history (then the gap is counted and carried as a
+//     lineage header);
+//   - with the archive following the topic, a replay after the log start
+//     moved reads the deleted range from the archive and ends with the same
+//     outputs as a run over the whole history made before the deletion;
+//   - an archiver that retention beat (resumed after the log start passed its
+//     end, or started after history was deleted) refuses, naming the partition
+//     and the missing range, and writes nothing: the archive never has a
+//     silent hole, and a replay over it names the same range.
+//
+// How the log start is moved: the admin API's DeleteRecords, which advances
+// the partition's log start offset exactly as retention does (the same
+// OffsetOutOfRange / low watermark to every client), to an offset the test
+// chooses, at once. Time-based retention cannot be made both fast and exact
+// here: retention.ms deletes whole closed segments only, on the broker-wide
+// log.retention.check.interval.ms, and the workload's records carry event
+// timestamps from 2026-01-01, so a small retention.ms would delete everything.
+// Each test uses its own topics, job names and state, so they may share the
+// broker and run in parallel.
+#include <librdkafka/rdkafka.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "kafka/kafka_client.h"
+#include "tests/e2e/e2e_util.h"
+#include "tests/support/real_kafka.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+namespace {
+
+class RetentionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
+    if (bootstrap_.empty()) {
+      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
+                   << KAPPA_REALKAFKA_DIR;
+    }
+    std::random_device rd;
+    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+  }
+
+  KafkaConfig Config() const {
+    KafkaConfig config;
+    config.brokers = bootstrap_;
+    return config;
+  }
+  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
+
+  void Produce(const std::string& topic, uint64_t count, uint64_t seed) {
+    GeneratorOptions gen = SmallWorkload(seed, count, 300, 2);
+    gen.duplicate_fraction = 0.02;
+    gen.start_time_ms = 1767225600000 + static_cast<int64_t>(seed - 1) * 86400000;  // later seeds, later days
+    ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), topic, gen));
+  }
+
+  std::vector<Watermarks> Marks(const std::string& topic) {
+    auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", Unique("probe")}});
+    EXPECT_TRUE(consumer.ok()) << consumer.status().ToString();
+    if (!consumer.ok()) return {};
+    auto n = TopicPartitionCount(consumer->get(), topic, 10000);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    if (!n.ok()) return {};
+    auto marks = QueryAllWatermarks(consumer->get(), topic, *n, 10000);
+    EXPECT_TRUE(marks.ok()) << marks.status().ToString();
+    return marks.ok() ? *marks : std::vector<Watermarks>{};
+  }
+
+  // Moves the log start of topic[partition] to `before` with DeleteRecords
+  // and checks the broker reports it as the partition's low watermark.
+  void DeleteRecordsBefore(const std::string& topic, int32_t partition, int64_t before) {
+    auto client = CreateClient(ClientKind::kProducer, Config(), {});
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    rd_kafka_t* rk = client->get();
+    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(offsets, topic.c_str(), partition)->offset = before;
+    rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(offsets);
+    rd_kafka_topic_partition_list_destroy(offsets);
+    char errstr[512];
+    rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETERECORDS);
+    rd_kafka_AdminOptions_set_operation_timeout(options, 20000, errstr, sizeof errstr);
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteRecords(rk, &del, 1, options, queue);
+    rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+    std::string error;
+    if (!event) {
+      error = "no answer to DeleteRecords within 30 s";
+    } else if (rd_kafka_event_error(event)) {
+      error = rd_kafka_event_error_string(event);
+    } else {
+      const rd_kafka_topic_partition_list_t* result =
+          rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(event));
+      if (!result || result->cnt != 1) {
+        error = "DeleteRecords answered for an unexpected number of partitions";
+      } else if (result->elems[0].err) {
+        error = rd_kafka_err2str(result->elems[0].err);
+      } else if (result->elems[0].offset != before) {
+        error = "the log start moved to " + std::to_string(result->elems[0].offset);
+      }
+    }
+    if (event) rd_kafka_event_destroy(event);
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_DeleteRecords_destroy(del);
+    ASSERT_EQ(error, "") << "deleting " << topic << "[" << partition << "] before " << before;
+    const auto marks = Marks(topic);
+    ASSERT_GT(marks.size(), static_cast<size_t>(partition));
+    ASSERT_EQ(marks[partition].low, before) << "the broker does not report the new log start";
+  }
+
+  std::vector<std::string> Run(const std::string& spec, std::vector<std::string> extra = {}) const {
+    std::vector<std::string> args = {"run", spec, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+  std::vector<std::string> Archive(const std::string& root, const std::string& topic) const {
+    return {"archive", "-a", root, "-t", topic, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
+  }
+  int64_t ArchivedRecords(const std::string& root, const std::string& topic) {
+    std::string out, err;
+    EXPECT_EQ(RunKappa({"archive", "-a", root, "-t", topic, "--dump"}, &out, &err), 0) << err;
+    return std::count(out.begin(), out.end(), '\n');
+  }
+
+  std::string bootstrap_;
+  std::string id_;
+};
+
+std::string Range(int64_t from, int64_t to_exclusive) {
+  return std::to_string(from) + ".." + std::to_string(to_exclusive - 1);
+}
+
+TEST_F(RetentionTest, RestartPastRetentionRefusesNamingTheRangeUnlessTruncatedHistoryIsAllowed) {
+  const std::string topic = Unique("ret-restart-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 4000, 1));
+  ScratchDir dir("ret-restart");
+
+  // Two jobs read the first 4000 records and stop: one strict, one whose
+  // spec accepts truncated history from the start.
+  SpecOptions strict;
+  strict.job = Unique("ret-strict");
+  strict.source = topic;
+  strict.sink = Unique("ret-strict-out");
+  strict.state_dir = dir / "strict";
+  SpecOptions lenient = strict;
+  lenient.job = Unique("ret-lenient");
+  lenient.sink = Unique("ret-lenient-out");
+  lenient.state_dir = dir / "lenient";
+  lenient.allow_truncated = true;
+  const std::string strict_spec = WriteSpec(dir, "strict.yaml", strict);
+  const std::string lenient_spec = WriteSpec(dir, "lenient.yaml", lenient);
+  std::string err;
+  ASSERT_EQ(RunKappa(Run(strict_spec), nullptr, &err, "ret-strict"), 0) << err;
+  ASSERT_EQ(RunKappa(Run(lenient_spec), nullptr, &err, "ret-lenient"), 0) << err;
+  const auto stopped = Marks(topic);
+  ASSERT_EQ(stopped.size(), 2u);
+
+  // While they are stopped, new records arrive and retention passes their
+  // checkpoint on partition 0 (by 700 records); partition 1 keeps everything.
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 4000, 2));
+  const int64_t checkpoint = stopped[0].high;
+  const int64_t log_start = checkpoint + 700;
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, log_start));
+  const auto now = Marks(topic);
+
+  // The strict job refuses, naming the partition and the missing range.
+  EXPECT_NE(RunKappa(Run(strict_spec), nullptr, &err, "ret-strict-again"), 0) << err;
+  EXPECT_NE(err.find(topic + "[0]"), std::string::npos) << err;
+  EXPECT_NE(err.find("records " + Range(checkpoint, log_start) + " are gone"), std::string::npos) << err;
+  EXPECT_NE(err.find("allow_truncated_history"), std::string::npos) << err;
+  EXPECT_EQ(err.find(topic + "[1]"), std::string::npos) << "partition 1 lost nothing: " << err;
+  // Its advice works: the setting is part of the spec hash (an in-place edit
+  // is refused), so it names a new version, which starts with the gap recorded.
+  EXPECT_NE(err.find("in a new version"), std::string::npos) << err;
+  SpecOptions edited = strict;
+  edited.allow_truncated = true;
+  EXPECT_NE(RunKappa(Run(WriteSpec(dir, "edited.yaml", edited)), nullptr, &err, "ret-strict-edited"), 0);
+  EXPECT_NE(err.find("never an in-place edit"), std::string::npos) << err;
+  SpecOptions next = edited;
+  next.version = 2;
+  next.state_dir = dir / "strict-v2";
+  ASSERT_EQ(RunKappa(Run(WriteSpec(dir, "strict-v2.yaml", next)), nullptr, &err, "ret-strict-v2"), 0) << err;
+  EXPECT_EQ(MetricsField(ReadFile(dir / "strict-v2/metrics.json"), "history_gap_records"), log_start);
+
+  // The lenient one continues past the gap, says so, counts it and marks
+  // partition 0's outputs with it.
+  ASSERT_EQ(RunKappa(Run(lenient_spec), nullptr, &err, "ret-lenient-again"), 0) << err;
+  EXPECT_NE(err.find("WARNING"), std::string::npos) << err;
+  EXPECT_NE(err.find(Range(checkpoint, log_start)), std::string::npos) << err;
+  const std::string metrics = ReadFile(dir / "lenient/metrics.json");
+  EXPECT_EQ(MetricsField(metrics, "history_gap_records"), 700);
+  EXPECT_EQ(MetricsField(metrics, "records_in"), now[0].high + now[1].high - 700);
+  const TopicContents outputs = ReadOutputs(Config(), lenient.sink + ".v1");
+  int marked = 0;
+  for (const auto& [key, row] : outputs.rows) {
+    auto gap = row.headers.find("kappa.history_gap");
+    if (gap == row.headers.end()) continue;
+    ++marked;
+    EXPECT_EQ(row.headers.at("kappa.partition"), "0") << key;
+    EXPECT_EQ(gap->second, std::to_string(checkpoint) + "-" + std::to_string(log_start - 1)) << key;
+  }
+  EXPECT_GT(marked, 0) << "no output carries the gap";
+}
+
+TEST_F(RetentionTest, ReplayReadsTheDeletedRangeFromTheArchiveAndEqualsTheWholeHistory) {
+  const std::string topic = Unique("ret-archive-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 6000, 1));
+  ScratchDir dir("ret-archive");
+  std::string err;
+  // The archive follows the topic; more records arrive after it stopped
+  // (only in Kafka).
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-archiver"), 0) << err;
+  const auto archived = Marks(topic);
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 2000, 2));
+
+  // The reference: the whole history read from Kafka before any deletion.
+  SpecOptions reference;
+  reference.job = Unique("ret-ref");
+  reference.source = topic;
+  reference.sink = Unique("ret-ref-out");
+  reference.state_dir = dir / "ref";
+  ASSERT_EQ(RunKappa(Run(WriteSpec(dir, "ref.yaml", reference)), nullptr, &err, "ret-ref"), 0) << err;
+
+  // Retention deletes most of what the archive holds, on both partitions.
+  std::vector<int64_t> log_start;
+  for (int32_t p = 0; p < 2; ++p) {
+    log_start.push_back(archived[p].high - 500);
+    ASSERT_GT(log_start[p], 1000);
+    ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, p, log_start[p]));
+  }
+  const auto now = Marks(topic);
+
+  // From Kafka alone that history is gone...
+  SpecOptions kafka_only = reference;
+  kafka_only.job = Unique("ret-kafka");
+  kafka_only.sink = Unique("ret-kafka-out");
+  kafka_only.state_dir = dir / "kafka";
+  EXPECT_NE(RunKappa(Run(WriteSpec(dir, "kafka.yaml", kafka_only)), nullptr, &err, "ret-kafka"), 0) << err;
+  EXPECT_NE(err.find("records " + Range(0, log_start[0]) + " are gone"), std::string::npos) << err;
+
+  // ...but the archive holds it: the replay reads it there, switches to Kafka
+  // at the archive's end and equals the reference.
+  SpecOptions replay = reference;
+  replay.job = Unique("ret-replay");
+  replay.sink = Unique("ret-replay-out");
+  replay.state_dir = dir / "replay";
+  ASSERT_EQ(RunKappa(Run(WriteSpec(dir, "replay.yaml", replay), {"--archive", dir / "arch"}), nullptr, &err,
+                     "ret-replay"), 0) << err;
+  EXPECT_NE(err.find("switching to Kafka"), std::string::npos) << err;
+  const std::string metrics = ReadFile(dir / "replay/metrics.json");
+  EXPECT_EQ(MetricsField(metrics, "records_in"), now[0].high + now[1].high);
+  EXPECT_EQ(MetricsField(metrics, "history_gap_records"), 0);
+
+  const TopicContents want = ReadOutputs(Config(), reference.sink + ".v1");
+  const TopicContents got = ReadOutputs(Config(), replay.sink + ".v1");
+  ASSERT_GT(want.rows.size(), 50u) << "windows closed";
+  EXPECT_EQ(got.total, want.total);
+  ASSERT_EQ(got.rows.size(), want.rows.size());
+  for (const auto& [key, row] : want.rows) {
+    auto it = got.rows.find(key);
+    ASSERT_NE(it, got.rows.end()) << key;
+    EXPECT_EQ(it->second.value, row.value) << key;
+    EXPECT_EQ(it->second.headers.at("kappa.offsets"), row.headers.at("kappa.offsets")) << key;
+  }
+}
+
+TEST_F(RetentionTest, ArchiverBeatenByRetentionNamesTheMissingRangeAndWritesNoHole) {
+  const std::string topic = Unique("ret-gap-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 1));
+  ScratchDir dir("ret-gap");
+  std::string err;
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-gap-archiver"), 0) << err;
+  ASSERT_EQ(ArchivedRecords(dir / "arch", topic), 3000);
+
+  // The archiver is stopped; records arrive and retention deletes past what
+  // it holds.
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, 4000));
+
+  // Resuming, it refuses with the partition and the range, and writes nothing.
+  EXPECT_NE(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-gap-resume"), 0) << err;
+  EXPECT_NE(err.find(topic + "[0] offsets 3000..3999"), std::string::npos) << err;
+  EXPECT_NE(err.find("now starts at 4000"), std::string::npos) << err;
+  EXPECT_EQ(ArchivedRecords(dir / "arch", topic), 3000) << "the archive must not continue past a hole";
+
+  // A new archive started after the deletion: the same, for 0..3999.
+  EXPECT_NE(RunKappa(Archive(dir / "late", topic), nullptr, &err, "ret-gap-late"), 0) << err;
+  EXPECT_NE(err.find(topic + "[0] offsets 0..3999"), std::string::npos) << err;
+  EXPECT_EQ(ArchivedRecords(dir / "late", topic), 0);
+
+  // A replay over the old archive finds the same range in neither store.
+  SpecOptions job;
+  job.job = Unique("ret-gap-job");
+  job.source = topic;
+  job.sink = Unique("ret-gap-out");
+  job.state_dir = dir / "state";
+  EXPECT_NE(RunKappa(Run(WriteSpec(dir, "job.yaml", job), {"--archive", dir / "arch"}), nullptr, &err,
+                     "ret-gap-job"), 0) << err;
+  EXPECT_NE(err.find(topic + "[0]"), std::string::npos) << err;
+  EXPECT_NE(err.find("records 3000..3999 are gone"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace kappa::testing
