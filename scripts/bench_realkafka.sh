@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# kappa on a real Apache Kafka, one command: builds Release, starts a broker
+# of its own (scripts/kafka.sh) in a temporary directory, and in ONE run
+# measures the produce rate of `kappa gen` to it, then over that topic the
+# bare librdkafka consume loop (d), the stateful job at_least_once (e) and
+# exactly_once (eos) (bench/realkafka_bench.cc); writes
+# bench/results/realkafka.{md,json}. Stops the broker on exit.
+#   scripts/bench_realkafka.sh [--records N (10000000)] [--partitions P (4)]
+# About 2.5 minutes on 2 cores (10 M records, ~1.2 GB under /tmp while it runs). Never part of the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=10000000 partitions=4
+while (($#)); do
+  case "$1" in
+    --records) records="$2"; shift 2 ;;
+    --partitions) partitions="$2"; shift 2 ;;
+    *) echo "usage: scripts/bench_realkafka.sh [--records N] [--partitions P]" >&2; exit 2 ;;
+  esac
+done
+dir=$(scripts/setup.sh Release | tail -n 1)
+tmp=$(mktemp -d /tmp/kappa-realkafka-bench.XXXXXX)
+trap 'scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+echo "== starting Apache Kafka in $tmp/kafka" >&2
+bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
+kafka_version=$(sed -n 's/^KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-\(.*\)}"$/\1/p' scripts/kafka.sh)
+kafka_version=${KAPPA_KAFKA_VERSION:-$kafka_version}
+cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
+java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create \
+  --topic bench-tx --partitions "$partitions" >&2
+
+echo "== kappa gen: $records records" >&2
+start=$(date +%s.%N)
+# The replay_throughput workload: 10000 users, 2% duplicates, 5% out of order.
+"$dir/kappa" gen -b "$bootstrap" -t bench-tx -n "$records" --users 10000 --zipf 1.0 --rate 100 --seed 42 \
+  --duplicate-fraction 0.02 --malformed-fraction 0.001 --late-fraction 0.05 --max-delay-ms 300000 >&2
+gen_seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
+
+echo "== realkafka_bench" >&2
+"$dir/bench/realkafka_bench" --bootstrap "$bootstrap" --topic bench-tx --partitions "$partitions" \
+  --gen-records "$records" --gen-seconds "$gen_seconds" --kafka-version "$kafka_version" --results-dir bench/results
