@@ -18,6 +18,13 @@
 namespace kappa::testing {
 namespace {
 
+// A clock the test moves.
+class StepClock final : public Clock {
+ public:
+  int64_t NowMs() const override { return now; }
+  int64_t now = 1000;
+};
+
 // A barrier in front of the real sink that records what the state store
 // held when the barrier ran, and can be told to fail.
 class ObservingBarrier final : public OutputBarrier {
@@ -32,6 +39,7 @@ class ObservingBarrier final : public OutputBarrier {
   }
   Status CommitEpoch(const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
     durable_epoch_at_barrier.push_back(Durable());
+    if (clock) clock->now += commit_ms;
     committed_offsets.push_back(offsets);
     return fail ? Status::Unavailable("transaction failed (injected)") : Status::OK();
   }
@@ -41,6 +49,8 @@ class ObservingBarrier final : public OutputBarrier {
     return backend_.last_epoch();
   }
   bool fail = false;
+  StepClock* clock = nullptr;  // moved by commit_ms per transaction commit
+  int64_t commit_ms = 0;
   std::vector<int64_t> durable_epoch_at_barrier;
   std::vector<std::vector<std::pair<int32_t, int64_t>>> committed_offsets;
 
@@ -50,12 +60,6 @@ class ObservingBarrier final : public OutputBarrier {
   bool transactional_;
 };
 
-// A clock the test moves.
-class StepClock final : public Clock {
- public:
-  int64_t NowMs() const override { return now; }
-  int64_t now = 1000;
-};
 
 class CheckpointCoordinatorTest : public EngineTest {
  protected:
@@ -204,6 +208,19 @@ TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceACommittedGapKeepsItsOffsetUnt
   ASSERT_TRUE(coordinator.Checkpoint().ok());
   EXPECT_EQ(barrier.committed_offsets[1][0].second, tasks_[0]->next_offset());
   EXPECT_EQ(tasks_[0]->counters().in, 1000) << "the gap was re-read to rebuild the state";
+}
+
+TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceTheTransactionCommitIsTheTimedSinkBarrier) {
+  SetUpJob("eos-timed", 1, 100);
+  ObservingBarrier barrier(*sink_, *backend_, true);
+  StepClock clock;
+  barrier.clock = &clock;
+  barrier.commit_ms = 40;
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000, clock);
+  ProcessAll();
+  ASSERT_TRUE(coordinator.Checkpoint().ok());
+  ASSERT_TRUE(coordinator.Checkpoint().ok());
+  EXPECT_EQ(coordinator.stats().flush_total_ms, 80) << "the time in the two transaction commits is the sink's share";
 }
 
 }  // namespace
