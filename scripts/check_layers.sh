@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Checks that includes only go downward through the layers:
-#   base < kafka < archive < state < operators < engine < replay < workload < cli
+#   base < kafka < formats < archive < state < operators < engine < replay < workload < cli
 # A file in one of these folders may include its own folder, any folder to
 # its left, and the generated schemas/ headers; nothing to its right.
 # Prints each offending include and exits 1; silent and 0 when clean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-layers=(base kafka archive state operators engine replay workload cli)
+layers=(base kafka formats archive state operators engine replay workload cli)
 rank() { local i; for i in "${!layers[@]}"; do [ "${layers[$i]}" = "$1" ] && { echo "$i"; return; }; done; echo -1; }
 bad=0
 for dir in "${layers[@]}"; do
