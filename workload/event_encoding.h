@@ -98,7 +98,8 @@ const char* CountryOf(std::string_view user_id);
 size_t MerchantOf(std::string_view txn_id, char* buf);
 const char* StatusName(int8_t status);  // approved, cancelled, refunded
 // ISO-8601 UTC with milliseconds ("2026-01-01T00:00:00.123Z") into buf (at
-// least 32 bytes); returns its length.
+// least 32 bytes); returns its length. Years outside 0..9999 come out as the
+// plain epoch ms.
 size_t IsoTime(int64_t epoch_ms, char* buf);
 
 // One function per format: a valid (or duplicate) generated transaction

@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <string>
@@ -226,6 +227,28 @@ TEST(EventEncodingTest, TransactionFormatIsTheGeneratorsOwnBytes) {
   }
   EXPECT_EQ((*enc)->stats().of(MalformedClass::kGarbage), gen.stats().garbage);
   EXPECT_EQ((*enc)->stats().of(MalformedClass::kMissingField), gen.stats().missing_field);
+}
+
+TEST(EventEncodingTest, IsoTimeAgreesWithGmtime) {
+  // The JSON event_time, formatted without gmtime: leap days, month and
+  // year ends, before 1970, and a spread of instants over 200 years.
+  std::vector<int64_t> instants = {0, -1, 951782400000, 951868799999, 1767225599999, 1767225600123,
+                                   -2208988800000, 4102444799999, 1709164800000};
+  Random random(3);
+  for (int i = 0; i < 20000; ++i) instants.push_back(static_cast<int64_t>(random.Uniform(6311390400000)) - 3155695200000);
+  for (int64_t ms : instants) {
+    int64_t secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0) frac += 1000, --secs;
+    const time_t t = static_cast<time_t>(secs);
+    struct tm tm {};
+    gmtime_r(&t, &tm);
+    char want[40];
+    const size_t n = std::strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(want + n, sizeof(want) - n, ".%03dZ", static_cast<int>(frac));
+    char got[32];
+    const size_t len = IsoTime(ms, got);
+    ASSERT_EQ(std::string(got, len), want) << ms;
+  }
 }
 
 TEST(EventEncodingTest, JsonDecodesBackWithPythonsJsonModule) {
