@@ -1,11 +1,14 @@
 // kappa gen: produces a deterministic workload (transactions or Nexmark)
 // into a topic, or writes it to a record file for `kappa archive --import`.
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <vector>
 
 #include "cli/command.h"
+#include "workload/event_encoding.h"
 #include "workload/event_producer.h"
 #include "workload/record_file_export.h"
 #include "workload/nexmark_generator.h"
@@ -39,9 +42,22 @@ ProgressFn FileProgress(bool tty) {
   };
 }
 
+// The malformed records by the classes of a user format (json, avro,
+// flatbuffers; workload/event_encoding.h), after the summary line.
+void PrintMalformedClasses(const EncodingOptions& e, const EncodingStats& stats) {
+  if (e.format == EventFormat::kTransaction) return;
+  std::printf("  format %s, malformed by class:", EventFormatName(e.format));
+  for (int c = 1; c < kMalformedClasses; ++c) {
+    if (stats.count[c] == 0) continue;
+    std::printf(" %s %llu", MalformedClassName(static_cast<MalformedClass>(c)),
+                static_cast<unsigned long long>(stats.count[c]));
+  }
+  std::printf("\n");
+}
+
 // Writes the transaction workload to a record file (workload/record_file_export.h).
-int GenToFile(const GeneratorOptions& g, const std::string& path, int partitions, bool tty) {
-  auto summary = WriteEventsToFile(path, g, partitions, FileProgress(tty));
+int GenToFile(const GeneratorOptions& g, const EncodingOptions& e, const std::string& path, int partitions, bool tty) {
+  auto summary = WriteEventsToFile(path, g, partitions, FileProgress(tty), e);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", summary.status());
   const auto& s = summary->stats;
@@ -50,6 +66,7 @@ int GenToFile(const GeneratorOptions& g, const std::string& path, int partitions
               static_cast<unsigned long long>(s.total), summary->bytes / 1e6, partitions, path.c_str(),
               summary->seconds, static_cast<unsigned long long>(s.valid), static_cast<unsigned long long>(s.duplicates),
               static_cast<unsigned long long>(s.malformed()));
+  PrintMalformedClasses(e, summary->encoding);
   return 0;
 }
 
@@ -100,6 +117,8 @@ int GenCommand(int argc, char** argv) {
   int64_t count = 0, users = 0, seed = 0;
   std::string to_archive;
   int partitions = 0;
+  std::string format_name = "transaction";
+  int64_t schema_id = 1;
   desc.add_options()
       ("help,h", "show this help")
       ("topic,t", po::value<std::string>(&topic), "topic to write (must exist; records are keyed by user_id over all its partitions)")
@@ -115,13 +134,22 @@ int GenCommand(int argc, char** argv) {
       ("max-delay-ms", po::value<int64_t>(&g.max_delay_ms)->default_value(g.max_delay_ms), "largest delay of an out-of-order event")
       ("duplicate-fraction", po::value<double>(&g.duplicate_fraction)->default_value(0.0), "fraction of records that resend a recent txn_id (a retrying producer)")
       ("malformed-fraction", po::value<double>(&g.malformed_fraction)->default_value(0.0), "fraction of malformed payloads (garbage, truncated, missing fields)")
+      ("format", po::value<std::string>(&format_name)->default_value(format_name),
+       "encoding of the transactions (the same events in every format): transaction (kappa's schemas/transaction.fbs), "
+       "json (one object per record, fields in schemas/examples/transactions.json-fields.md), "
+       "avro (schemas/examples/payment.avsc, Confluent wire format: byte 0, schema id, Avro binary) or "
+       "flatbuffers (the user schema schemas/examples/payment.fbs)")
+      ("schema-id", po::value<int64_t>(&schema_id)->default_value(schema_id),
+       "with --format avro: the schema id written into every record's header; give the id under which your Schema "
+       "Registry holds schemas/examples/payment.avsc (kappa gen does not register it)")
       ("workload", po::value<std::string>(&workload)->default_value(workload), "transactions, or nexmark: the Nexmark benchmark's Person/Auction/Bid events (schemas/nexmark.fbs, 1:3:46), keyed by auction id (persons by person id); uses --count, --seed, --start-time-ms and --rate (default 10000 events/s of event time for nexmark)");
   AddKafkaOptions(desc);
   const std::string usage =
       "usage: kappa gen --brokers HOST:PORT --topic TOPIC [options]\n"
       "       kappa gen --to-archive FILE --partitions N [options]\n\n"
-      "Generates FlatBuffers Transaction records (txn_id, user_id, status, amount_cents,\n"
-      "currency, event_time_ms) deterministically and produces them, keyed by user_id, with\n"
+      "Generates transactions (txn_id, user_id, status, amount_cents, currency, event_time_ms)\n"
+      "deterministically, as FlatBuffers Transaction records or (--format) JSON, Avro or a user\n"
+      "FlatBuffers schema, and produces them, keyed by user_id, with\n"
       "an idempotent producer, or writes them with their partition and offset to a record file\n"
       "that `kappa archive --import` loads (the way to build a large history without a broker).\n"
       "Shows progress on a terminal and prints a summary.";
@@ -152,15 +180,29 @@ int GenCommand(int argc, char** argv) {
   if (st.ok() && workload != "transactions" && workload != "nexmark") {
     st = Status::InvalidArgument("--workload must be transactions or nexmark, not `" + workload + "`");
   }
+  EncodingOptions encoding;
+  if (st.ok()) {
+    auto format = ParseEventFormat(format_name);
+    if (format.ok()) encoding.format = *format;
+    else st = Status::InvalidArgument("--format: " + format.status().message());
+  }
+  if (st.ok() && (schema_id < 0 || schema_id > INT32_MAX)) st = Status::InvalidArgument("--schema-id must be between 0 and 2147483647");
+  if (st.ok() && vm.count("schema-id") && !vm["schema-id"].defaulted() && encoding.format != EventFormat::kAvro) {
+    st = Status::InvalidArgument("--schema-id applies to --format avro only");
+  }
+  if (st.ok() && workload == "nexmark" && encoding.format != EventFormat::kTransaction) {
+    st = Status::InvalidArgument("--format applies to the transactions workload; nexmark events are kappa's FlatBuffers only");
+  }
+  encoding.schema_id = static_cast<int32_t>(schema_id);
   if (!st.ok()) return Fail("gen", st);
   if (workload == "nexmark") {
     return GenNexmark(config, topic, g, vm["rate"].defaulted(), file_mode ? to_archive : std::string(), partitions);
   }
 
   const bool tty = StderrIsTerminal();
-  if (file_mode) return GenToFile(g, to_archive, partitions, tty);
+  if (file_mode) return GenToFile(g, encoding, to_archive, partitions, tty);
   const ProgressFn progress = GenProgress(tty, "records");
-  auto summary = ProduceEvents(config, topic, g, progress);
+  auto summary = ProduceEvents(config, topic, g, progress, encoding);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", summary.status());
   const auto& s = summary->stats;
@@ -173,6 +215,7 @@ int GenCommand(int argc, char** argv) {
       static_cast<unsigned long long>(s.duplicates), static_cast<unsigned long long>(s.malformed()),
       static_cast<unsigned long long>(s.garbage), static_cast<unsigned long long>(s.truncated),
       static_cast<unsigned long long>(s.missing_field));
+  PrintMalformedClasses(encoding, summary->encoding);
   return 0;
 }
 

@@ -77,20 +77,29 @@ Result<ProduceSummary> ProduceAll(const KafkaConfig& config, const std::string& 
 }  // namespace
 
 Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::string& topic,
-                                     const GeneratorOptions& options, const ProgressFn& progress) {
+                                     const GeneratorOptions& options, const ProgressFn& progress,
+                                     const EncodingOptions& encoding) {
   TransactionGenerator generator(options);
+  auto encoder = EventEncoder::Create(encoding, options);
+  if (!encoder.ok()) return encoder.status();
   GeneratedRecord record;
+  Status encode_status;
   auto summary = ProduceAll(config, topic, options.count, [&](OutRecord* out) {
     if (!generator.Next(&record)) return false;
+    encode_status = (*encoder)->Encode(record, &out->value);
+    if (!encode_status.ok()) return false;
     out->key = &record.key;
-    out->value = &record.value;
     // Valid records carry their event time as the Kafka timestamp; 0 lets
     // the producer stamp malformed ones with the current time.
     out->timestamp_ms =
         record.kind == RecordKind::kValid || record.kind == RecordKind::kDuplicate ? record.event_time_ms : 0;
     return true;
   }, progress);
-  if (summary.ok()) summary->stats = generator.stats();
+  if (!encode_status.ok()) return encode_status;
+  if (summary.ok()) {
+    summary->stats = generator.stats();
+    summary->encoding = (*encoder)->stats();
+  }
   return summary;
 }
 

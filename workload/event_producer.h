@@ -10,6 +10,7 @@
 
 #include "base/status.h"
 #include "kafka/kafka_config.h"
+#include "workload/event_encoding.h"
 #include "workload/nexmark_generator.h"
 #include "workload/transaction_generator.h"
 
@@ -18,6 +19,7 @@ namespace kappa {
 struct ProduceSummary {
   GeneratorStats stats;
   NexmarkStats nexmark;  // ProduceNexmark only
+  EncodingStats encoding;  // ProduceEvents: the records by malformed class of their format
   int32_t partitions = 0;
   uint64_t bytes = 0;
   double seconds = 0;
@@ -26,8 +28,11 @@ struct ProduceSummary {
 // Called about four times a second while producing: records sent so far.
 using ProgressFn = std::function<void(uint64_t sent, uint64_t total, double seconds)>;
 
+// `encoding` picks the format of the values (workload/event_encoding.h);
+// the keys, partitions and timestamps are the same in every format.
 Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::string& topic,
-                                     const GeneratorOptions& options, const ProgressFn& progress = {});
+                                     const GeneratorOptions& options, const ProgressFn& progress = {},
+                                     const EncodingOptions& encoding = {});
 
 // The same for the Nexmark workload (engine/nexmark_generator.h): each event
 // to PartitionForKey(its key) with its date_time as the Kafka timestamp.

@@ -36,20 +36,27 @@ Status WriteAll(const std::string& path, int32_t partitions, uint64_t total, con
 }  // namespace
 
 Result<ProduceSummary> WriteEventsToFile(const std::string& path, const GeneratorOptions& options,
-                                         int32_t partitions, const ProgressFn& progress) {
+                                         int32_t partitions, const ProgressFn& progress,
+                                         const EncodingOptions& encoding) {
   TransactionGenerator generator(options);
+  auto encoder = EventEncoder::Create(encoding, options);
+  if (!encoder.ok()) return encoder.status();
   GeneratedRecord record;
+  Status encode_status;
   auto next = [&](const std::string** key, const std::string** value, int64_t* timestamp_ms) {
     if (!generator.Next(&record)) return false;
+    encode_status = (*encoder)->Encode(record, value);
+    if (!encode_status.ok()) return false;
     const bool has_time = record.kind == RecordKind::kValid || record.kind == RecordKind::kDuplicate;
     *key = &record.key;
-    *value = &record.value;
     *timestamp_ms = has_time ? record.event_time_ms : options.start_time_ms;
     return true;
   };
   ProduceSummary summary;
   KAPPA_RETURN_IF_ERROR(WriteAll(path, partitions, options.count, progress, next, &summary));
+  KAPPA_RETURN_IF_ERROR(encode_status);
   summary.stats = generator.stats();
+  summary.encoding = (*encoder)->stats();
   return summary;
 }
 

@@ -16,10 +16,12 @@
 namespace kappa {
 
 // The transaction workload (malformed records carry the start time as
-// their timestamp). Fills `stats`, `partitions`, `bytes` (key + value) and
-// `seconds`; `progress` is called every million records.
+// their timestamp), its values in `encoding`'s format. Fills `stats`,
+// `encoding`, `partitions`, `bytes` (key + value) and `seconds`; `progress`
+// is called every million records.
 Result<ProduceSummary> WriteEventsToFile(const std::string& path, const GeneratorOptions& options,
-                                         int32_t partitions, const ProgressFn& progress = {});
+                                         int32_t partitions, const ProgressFn& progress = {},
+                                         const EncodingOptions& encoding = {});
 
 // The Nexmark workload (timestamps are the events' date_time). Fills
 // `nexmark` instead of `stats`.

@@ -1,0 +1,469 @@
+// `kappa gen --format transaction|json|avro|flatbuffers`: the fintech
+// workload in users' formats. Each encoder's output is decoded back with a
+// decoder that is not kappa's (Python's json module, Avro C's generic reader
+// on the .avsc file, the accessors flatc generates from the user's .fbs) and
+// equals the generated transaction; the same seed gives the same events in
+// every format (same keys, partitions, timestamps, txn ids, amounts, times);
+// every malformed class of each format is present, at the configured
+// fraction, and really does not decode; and `kappa gen --format json` to a
+// broker writes every record (kappa consume counts them).
+#include "workload/event_encoding.h"
+
+#include <avro.h>
+#include <flatbuffers/flatbuffers.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "archive/record_file.h"
+#include "base/hash.h"
+#include "schemas/examples/payment_generated.h"
+#include "schemas/transaction_generated.h"
+#include "tests/support/test_support.h"
+
+namespace kappa {
+namespace {
+
+using testing::ReadFile;
+using testing::RunKappa;
+using testing::RunShell;
+using testing::ScratchDir;
+
+std::string SourcePath(const std::string& rel) { return std::string(KAPPA_SOURCE_DIR) + "/" + rel; }
+
+GeneratorOptions Options(uint64_t count, uint64_t seed = 5) {
+  GeneratorOptions o;
+  o.count = count;
+  o.users = 300;
+  o.seed = seed;
+  o.events_per_second = 37;  // event times with milliseconds
+  o.out_of_order_fraction = 0.1;
+  o.duplicate_fraction = 0.03;
+  o.malformed_fraction = 0.08;
+  return o;
+}
+
+bool IsValid(const GeneratedRecord& r) { return r.kind == RecordKind::kValid || r.kind == RecordKind::kDuplicate; }
+
+// The generator's records with their encoding in `format`.
+struct Encoded {
+  GeneratedRecord record;
+  std::string value;
+  MalformedClass cls;
+};
+std::vector<Encoded> EncodeAll(const GeneratorOptions& o, EventFormat format, int32_t schema_id = 1,
+                               EncodingStats* stats = nullptr) {
+  TransactionGenerator gen(o);
+  auto enc = EventEncoder::Create({format, schema_id}, o);
+  EXPECT_TRUE(enc.ok()) << enc.status().ToString();
+  std::vector<Encoded> out;
+  GeneratedRecord r;
+  while (gen.Next(&r)) {
+    const std::string* value = nullptr;
+    Status st = (*enc)->Encode(r, &value);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    out.push_back({r, *value, (*enc)->last_class()});
+  }
+  if (stats) *stats = (*enc)->stats();
+  return out;
+}
+
+// ---- Avro, decoded with Avro C's generic reader on schemas/examples/payment.avsc ----
+
+struct AvroReader {
+  avro_schema_t schema = nullptr;
+  avro_value_iface_t* iface = nullptr;
+  avro_value_t value{};
+  AvroReader() {
+    const std::string json = ReadFile(SourcePath("schemas/examples/payment.avsc"));
+    EXPECT_EQ(avro_schema_from_json_length(json.data(), json.size(), &schema), 0) << avro_strerror();
+    iface = avro_generic_class_from_schema(schema);
+    EXPECT_EQ(avro_generic_value_new(iface, &value), 0);
+  }
+  ~AvroReader() {
+    avro_value_decref(&value);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+  }
+  // Reads a Confluent-framed record; false (with why) when it does not decode.
+  bool Read(const std::string& bytes, int32_t* schema_id, std::string* why) {
+    if (bytes.size() < 5) return *why = "shorter than the 5 header bytes", false;
+    if (bytes[0] != 0) return *why = "bad magic byte", false;
+    *schema_id = static_cast<int32_t>((static_cast<uint8_t>(bytes[1]) << 24) | (static_cast<uint8_t>(bytes[2]) << 16) |
+                                      (static_cast<uint8_t>(bytes[3]) << 8) | static_cast<uint8_t>(bytes[4]));
+    avro_reader_t reader = avro_reader_memory(bytes.data() + 5, static_cast<int64_t>(bytes.size() - 5));
+    const int rc = avro_value_read(reader, &value);
+    avro_reader_free(reader);
+    if (rc != 0) return *why = std::string("body does not decode: ") + avro_strerror(), false;
+    // (avro_reader_is_eof is always false on a memory reader: compare sizes.)
+    size_t size = 0;
+    EXPECT_EQ(avro_value_sizeof(&value, &size), 0);
+    if (size != bytes.size() - 5) return *why = "bytes after the record", false;
+    return true;
+  }
+  std::string String(const char* path_a, const char* path_b = nullptr) {
+    avro_value_t f;
+    EXPECT_EQ(avro_value_get_by_name(&value, path_a, &f, nullptr), 0) << path_a;
+    if (path_b) {
+      avro_value_t g;
+      EXPECT_EQ(avro_value_get_by_name(&f, path_b, &g, nullptr), 0) << path_b;
+      f = g;
+    }
+    const char* s = nullptr;
+    size_t size = 0;
+    EXPECT_EQ(avro_value_get_string(&f, &s, &size), 0);
+    return std::string(s, size - 1);
+  }
+  int64_t Long(const char* path_a, const char* path_b = nullptr) {
+    avro_value_t f;
+    EXPECT_EQ(avro_value_get_by_name(&value, path_a, &f, nullptr), 0) << path_a;
+    if (path_b) {
+      avro_value_t g;
+      EXPECT_EQ(avro_value_get_by_name(&f, path_b, &g, nullptr), 0) << path_b;
+      f = g;
+    }
+    int64_t v = 0;
+    EXPECT_EQ(avro_value_get_long(&f, &v), 0);
+    return v;
+  }
+  int Enum(const char* name) {
+    avro_value_t f;
+    EXPECT_EQ(avro_value_get_by_name(&value, name, &f, nullptr), 0);
+    int v = -1;
+    EXPECT_EQ(avro_value_get_enum(&f, &v), 0);
+    return v;
+  }
+};
+
+// The transaction a format's bytes carry, as decoded by the independent decoders.
+struct Decoded {
+  std::string txn_id, user_id, country, currency, merchant;
+  int status = -1;
+  int64_t cents = 0, event_time_ms = 0;
+  bool operator==(const Decoded&) const = default;
+};
+
+std::string MerchantString(const std::string& txn_id) {
+  char buf[8];
+  return std::string(buf, MerchantOf(txn_id, buf));
+}
+
+Decoded Expected(const GeneratedRecord& r) {
+  return {r.txn_id, r.user_id, CountryOf(r.user_id), r.currency, MerchantString(r.txn_id), r.status,
+          r.amount_cents, r.event_time_ms};
+}
+
+bool DecodePayment(std::string_view bytes, Decoded* d) {
+  // FlatBuffers reads need alignment; copy into an aligned buffer.
+  std::vector<uint64_t> aligned((bytes.size() + 7) / 8);
+  std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  const auto* p = reinterpret_cast<const uint8_t*>(aligned.data());
+  flatbuffers::Verifier v(p, bytes.size());
+  if (!acme::payments::VerifyPaymentBuffer(v)) return false;
+  const auto* pay = acme::payments::GetPayment(p);
+  d->txn_id = pay->payment_ref()->str();
+  d->user_id = pay->payer()->id()->str();
+  d->country = pay->payer()->country() ? pay->payer()->country()->str() : "";
+  d->status = static_cast<int>(pay->state());
+  d->cents = pay->amount()->minor_units();
+  d->currency = pay->amount()->currency_code()->str();
+  EXPECT_EQ(pay->created_at_us() % 1000, 0) << "µs of a ms-precise event time";
+  d->event_time_ms = pay->created_at_us() / 1000;
+  d->merchant = pay->merchant_id() ? pay->merchant_id()->str() : "";
+  return true;
+}
+
+bool DecodeAvro(AvroReader& avro, const std::string& bytes, int32_t want_id, Decoded* d) {
+  int32_t id = -1;
+  std::string why;
+  if (!avro.Read(bytes, &id, &why)) return false;
+  EXPECT_EQ(id, want_id);
+  d->txn_id = avro.String("txn_id");
+  d->user_id = avro.String("user", "id");
+  d->country = avro.String("user", "country");
+  d->status = avro.Enum("status");
+  d->cents = avro.Long("amount", "cents");
+  d->currency = avro.String("amount", "currency");
+  d->event_time_ms = avro.Long("event_time");
+  d->merchant = avro.String("merchant");
+  return true;
+}
+
+bool DecodeTransaction(std::string_view bytes, Decoded* d) {
+  std::vector<uint64_t> aligned((bytes.size() + 7) / 8);
+  std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  const auto* p = reinterpret_cast<const uint8_t*>(aligned.data());
+  flatbuffers::Verifier v(p, bytes.size());
+  if (!schema::VerifyTransactionBuffer(v)) return false;
+  const auto* t = schema::GetTransaction(p);
+  d->txn_id = t->txn_id()->str();
+  d->user_id = t->user_id()->str();
+  d->country = CountryOf(d->user_id);
+  d->status = static_cast<int>(t->status());
+  d->cents = t->amount_cents();
+  d->currency = t->currency()->str();
+  d->event_time_ms = t->event_time_ms();
+  d->merchant = MerchantString(d->txn_id);
+  return true;
+}
+
+TEST(EventEncodingTest, TransactionFormatIsTheGeneratorsOwnBytes) {
+  // The default keeps `kappa gen` byte-identical to what it wrote before formats.
+  const auto o = Options(3000);
+  TransactionGenerator gen(o);
+  auto enc = EventEncoder::Create({}, o);
+  ASSERT_TRUE(enc.ok());
+  GeneratedRecord r;
+  while (gen.Next(&r)) {
+    const std::string* value = nullptr;
+    ASSERT_TRUE((*enc)->Encode(r, &value).ok());
+    ASSERT_EQ(value, &r.value);
+  }
+  EXPECT_EQ((*enc)->stats().of(MalformedClass::kGarbage), gen.stats().garbage);
+  EXPECT_EQ((*enc)->stats().of(MalformedClass::kMissingField), gen.stats().missing_field);
+}
+
+TEST(EventEncodingTest, IsoTimeAgreesWithGmtime) {
+  // The JSON event_time, formatted without gmtime: leap days, month and
+  // year ends, before 1970, and a spread of instants over 200 years.
+  std::vector<int64_t> instants = {0, -1, 951782400000, 951868799999, 1767225599999, 1767225600123,
+                                   -2208988800000, 4102444799999, 1709164800000};
+  Random random(3);
+  for (int i = 0; i < 20000; ++i) instants.push_back(static_cast<int64_t>(random.Uniform(6311390400000)) - 3155695200000);
+  for (int64_t ms : instants) {
+    int64_t secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0) frac += 1000, --secs;
+    const time_t t = static_cast<time_t>(secs);
+    struct tm tm {};
+    gmtime_r(&t, &tm);
+    char want[40];
+    const size_t n = std::strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(want + n, sizeof(want) - n, ".%03dZ", static_cast<int>(frac));
+    char got[32];
+    const size_t len = IsoTime(ms, got);
+    ASSERT_EQ(std::string(got, len), want) << ms;
+  }
+}
+
+TEST(EventEncodingTest, JsonDecodesBackWithPythonsJsonModule) {
+  ScratchDir dir("event_encoding_json");
+  const auto all = EncodeAll(Options(4000), EventFormat::kJson);
+  std::ofstream records(dir / "records.txt"), expected(dir / "expected.txt");
+  size_t bytes = 0, valid = 0;
+  for (const Encoded& e : all) {
+    ASSERT_EQ(e.value.find('\n'), std::string::npos);
+    records << MalformedClassName(e.cls) << '\t' << e.value << '\n';
+    if (e.cls != MalformedClass::kNone) continue;
+    const Decoded d = Expected(e.record);
+    expected << d.txn_id << '\t' << d.user_id << '\t' << d.country << '\t' << StatusName(e.record.status) << '\t'
+             << d.cents << '\t' << d.currency << '\t' << d.event_time_ms << '\t' << d.merchant << '\n';
+    bytes += e.value.size();
+    ++valid;
+  }
+  records.close();
+  expected.close();
+  const double mean = static_cast<double>(bytes) / valid;
+  EXPECT_GE(mean, 150);
+  EXPECT_LE(mean, 230);
+  std::ofstream(dir / "check.py") << R"PY(
+import json, sys, datetime
+d = sys.argv[1]
+want = [l.rstrip('\n').split('\t') for l in open(d + '/expected.txt')]
+seen = {}
+i = 0
+for line in open(d + '/records.txt'):
+    cls, text = line.rstrip('\n').split('\t', 1)
+    seen[cls] = seen.get(cls, 0) + 1
+    try:
+        o = json.loads(text)
+    except ValueError:
+        assert cls in ('invalid_json', 'truncated'), (cls, text)
+        continue
+    assert cls not in ('invalid_json', 'truncated'), (cls, text)
+    if cls == 'missing_field':
+        assert 'id' not in o['user'] or 'cents' not in o['amount'], text
+        continue
+    if cls == 'wrong_type':
+        assert isinstance(o['amount']['cents'], str), text
+        continue
+    w = want[i]; i += 1
+    assert o['txn_id'] == w[0] and o['user']['id'] == w[1] and o['user']['country'] == w[2], (text, w)
+    assert o['status'] == w[3] and o['amount']['currency'] == w[5] and o['merchant'] == w[7], (text, w)
+    assert type(o['amount']['cents']) is int and o['amount']['cents'] == int(w[4]), (text, w)
+    assert type(o['event_time_ms']) is int and o['event_time_ms'] == int(w[6]), (text, w)
+    t = datetime.datetime.strptime(o['event_time'], '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=datetime.timezone.utc)
+    assert round(t.timestamp() * 1000) == int(w[6]), (text, w)
+assert i == len(want), (i, len(want))
+print('OK', i, sorted(seen.items()))
+)PY";
+  const std::string out = RunShell("timeout 60 python3 " + (dir / "check.py") + " " + dir.path().string() + " 2>&1");
+  EXPECT_EQ(out.rfind("OK " + std::to_string(valid), 0), 0u) << out;
+}
+
+TEST(EventEncodingTest, AvroDecodesBackWithAvroCsGenericReader) {
+  const auto all = EncodeAll(Options(4000), EventFormat::kAvro, 4242);
+  AvroReader avro;
+  uint64_t decoded = 0;
+  for (const Encoded& e : all) {
+    Decoded d;
+    const bool ok = DecodeAvro(avro, e.value, 4242, &d);
+    if (e.cls == MalformedClass::kNone) {
+      ASSERT_TRUE(ok) << e.record.txn_id;
+      ASSERT_EQ(d, Expected(e.record));
+      ++decoded;
+    } else {
+      EXPECT_FALSE(ok) << MalformedClassName(e.cls) << " decoded";
+      if (e.cls == MalformedClass::kTruncated) EXPECT_GE(e.value.size(), 5u) << "a truncated body keeps its header";
+    }
+  }
+  EXPECT_GT(decoded, 3000u);
+}
+
+TEST(EventEncodingTest, FlatBuffersDecodesBackWithTheUsersGeneratedAccessors) {
+  const auto all = EncodeAll(Options(4000), EventFormat::kFlatBuffers);
+  uint64_t decoded = 0;
+  for (const Encoded& e : all) {
+    Decoded d;
+    const bool ok = DecodePayment(e.value, &d);
+    if (e.cls == MalformedClass::kNone) {
+      ASSERT_TRUE(ok) << e.record.txn_id;
+      ASSERT_EQ(d, Expected(e.record));
+      ++decoded;
+    } else {
+      EXPECT_FALSE(ok) << MalformedClassName(e.cls) << " verified";
+    }
+  }
+  EXPECT_GT(decoded, 3000u);
+}
+
+TEST(EventEncodingTest, EveryMalformedClassOfEveryFormatAtTheConfiguredFraction) {
+  auto o = Options(40000);
+  o.malformed_fraction = 0.05;
+  const std::map<EventFormat, std::vector<MalformedClass>> classes = {
+      {EventFormat::kTransaction, {MalformedClass::kGarbage, MalformedClass::kTruncated, MalformedClass::kMissingField}},
+      {EventFormat::kJson,
+       {MalformedClass::kInvalidJson, MalformedClass::kTruncated, MalformedClass::kMissingField,
+        MalformedClass::kWrongType}},
+      {EventFormat::kAvro, {MalformedClass::kBadMagic, MalformedClass::kTruncated, MalformedClass::kTruncatedHeader}},
+      {EventFormat::kFlatBuffers,
+       {MalformedClass::kGarbage, MalformedClass::kTruncated, MalformedClass::kMissingField}},
+  };
+  for (const auto& [format, want] : classes) {
+    EncodingStats stats;
+    EncodeAll(o, format, 1, &stats);
+    uint64_t malformed = 0;
+    for (MalformedClass c : want) {
+      EXPECT_GT(stats.of(c), 0u) << EventFormatName(format) << " " << MalformedClassName(c);
+      malformed += stats.of(c);
+    }
+    EXPECT_EQ(malformed + stats.of(MalformedClass::kNone), o.count)
+        << EventFormatName(format) << ": no record outside the format's classes";
+    const double sigma = std::sqrt(o.count * o.malformed_fraction * (1 - o.malformed_fraction));
+    EXPECT_NEAR(static_cast<double>(malformed), o.count * o.malformed_fraction, 5 * sigma) << EventFormatName(format);
+  }
+}
+
+TEST(EventEncodingTest, GenToFileWritesTheSameEventsInEveryFormat) {
+  // kappa gen --to-archive --format X with one seed: the same keys,
+  // partitions, offsets and timestamps, and the values decode to the same
+  // transactions in all four formats.
+  ScratchDir dir("event_encoding_same");
+  const std::vector<std::string> formats = {"transaction", "json", "avro", "flatbuffers"};
+  struct Row {
+    int32_t partition;
+    int64_t offset, timestamp_ms;
+    std::string key, value;
+  };
+  std::map<std::string, std::vector<Row>> rows;
+  for (const std::string& f : formats) {
+    std::vector<std::string> args = {"gen", "--format", f, "--to-archive", dir / (f + ".krec"), "--partitions", "3",
+                                     "-n", "3000", "--seed", "21", "--malformed-fraction", "0.05",
+                                     "--duplicate-fraction", "0.02", "--rate", "37"};
+    if (f == "avro") args.insert(args.end(), {"--schema-id", "77"});
+    std::string out, err;
+    ASSERT_EQ(RunKappa(args, &out, &err), 0) << err;
+    if (f != "transaction") EXPECT_NE(out.find("format " + f + ", malformed by class:"), std::string::npos) << out;
+    auto reader = RecordFileReader::Open(dir / (f + ".krec"));
+    ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+    RecordFileEntry entry;
+    while (true) {
+      auto more = (*reader)->Next(&entry);
+      ASSERT_TRUE(more.ok()) << more.status().ToString();
+      if (!*more) break;
+      rows[f].push_back({entry.partition, entry.record.offset, entry.record.timestamp_ms,
+                         std::string(entry.record.key), std::string(entry.record.value)});
+    }
+    ASSERT_EQ(rows[f].size(), 3000u) << f;
+  }
+  AvroReader avro;
+  uint64_t compared = 0;
+  for (size_t i = 0; i < 3000; ++i) {
+    const Row& t = rows["transaction"][i];
+    Decoded want;
+    const bool valid = DecodeTransaction(t.value, &want);
+    for (const std::string& f : formats) {
+      const Row& r = rows[f][i];
+      ASSERT_EQ(r.partition, t.partition) << f << " #" << i;
+      ASSERT_EQ(r.offset, t.offset) << f << " #" << i;
+      ASSERT_EQ(r.key, t.key) << f << " #" << i;
+      ASSERT_EQ(r.timestamp_ms, t.timestamp_ms) << f << " #" << i;
+    }
+    Decoded d;
+    ASSERT_EQ(DecodePayment(rows["flatbuffers"][i].value, &d), valid) << i;
+    if (valid) EXPECT_EQ(d, want) << "flatbuffers #" << i;
+    ASSERT_EQ(DecodeAvro(avro, rows["avro"][i].value, 77, &d), valid) << i;
+    if (valid) EXPECT_EQ(d, want) << "avro #" << i;
+    if (!valid) continue;
+    const std::string& json = rows["json"][i].value;
+    for (const std::string& part : {"\"txn_id\":\"" + want.txn_id + "\"", "\"id\":\"" + want.user_id + "\"",
+                                    "\"cents\":" + std::to_string(want.cents) + ",",
+                                    "\"event_time_ms\":" + std::to_string(want.event_time_ms) + ","}) {
+      EXPECT_NE(json.find(part), std::string::npos) << json << " lacks " << part;
+    }
+    ++compared;
+  }
+  EXPECT_GT(compared, 2700u);
+}
+
+TEST(EventEncodingTest, GenRejectsUnknownFormatsAndMisplacedFlags) {
+  std::string out, err;
+  EXPECT_NE(RunKappa({"gen", "--format", "xml", "--to-archive", "/dev/null", "--partitions", "1", "-n", "1"}, &out, &err), 0);
+  EXPECT_NE(err.find("json, avro or flatbuffers"), std::string::npos) << err;
+  EXPECT_NE(RunKappa({"gen", "--format", "json", "--schema-id", "3", "--to-archive", "/dev/null", "--partitions", "1",
+                      "-n", "1"},
+                     &out, &err),
+            0);
+  EXPECT_NE(err.find("--format avro only"), std::string::npos) << err;
+  EXPECT_NE(RunKappa({"gen", "--format", "avro", "--schema-id", "-1", "--to-archive", "/dev/null", "--partitions",
+                      "1", "-n", "1"},
+                     &out, &err),
+            0);
+  EXPECT_NE(err.find("--schema-id must be between"), std::string::npos) << err;
+}
+
+class EventEncodingBrokerTest : public testing::BrokerTest {};
+
+TEST_F(EventEncodingBrokerTest, GenJsonAndAvroToABrokerThenConsumeCountsThem) {
+  for (const std::string f : {"json", "avro"}) {
+    const std::string topic = "payments-" + f;
+    CreateTopic(topic, 3);
+    std::string out, err;
+    ASSERT_EQ(RunKappa({"gen", "-b", bootstrap(), "-t", topic, "--format", f, "-n", "2500", "--seed", "8",
+                        "--malformed-fraction", "0.04"},
+                       &out, &err),
+              0)
+        << err;
+    EXPECT_NE(out.find("kappa gen: 2500 records to " + topic + " (3 partitions)"), std::string::npos) << out;
+    ASSERT_EQ(RunKappa({"consume", "-b", bootstrap(), "-t", topic}, &out, &err), 0) << err;
+    EXPECT_NE(out.find(topic + ": 2500 records"), std::string::npos) << out;
+  }
+}
+
+}  // namespace
+}  // namespace kappa
