@@ -12,7 +12,8 @@
 # registry is built once with Maven (scripts/schema_registry/pom.xml: the
 # Quarkus build step over apicurio-registry-app) into
 # ${KAPPA_CACHE:-~/.cache/kappa}/apicurio-registry-<version>/app and reused.
-# The first build downloads ~130 MB of jars and takes 1-3 minutes; a start
+# The first build downloads ~260 MB of jars into ~/.m2 and takes about 3
+# minutes on 2 cores (1.5 with the jars already in ~/.m2); a start
 # afterwards takes 10-20 s (Quarkus boot on 2 cores), about 250 MB of memory.
 # Storage is in memory: a stop forgets every schema. `start` is idempotent (a
 # running registry in DIR is reused); `stop` ends exactly the process this

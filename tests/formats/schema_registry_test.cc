@@ -152,6 +152,52 @@ TEST_F(SchemaRegistryTest, WrongBasePathSaysSo) {
   EXPECT_NE(schema.status().message().find("base"), std::string::npos) << schema.status().message();
 }
 
+// A registry of the test's own, stopped by the destructor.
+class OwnRegistry {
+ public:
+  explicit OwnRegistry(const std::string& dir) : dir_(dir) {
+    url_ = testing::RunShell("timeout 300 " + std::string(KAPPA_SOURCE_DIR) +
+                             "/scripts/schema_registry.sh start --dir " + dir_ + " | tail -n 1");
+    while (!url_.empty() && (url_.back() == '\n' || url_.back() == ' ')) url_.pop_back();
+  }
+  ~OwnRegistry() { Stop(); }
+  void Stop() {
+    testing::RunShell("timeout 60 " + std::string(KAPPA_SOURCE_DIR) + "/scripts/schema_registry.sh stop --dir " +
+                      dir_);
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string dir_;
+  std::string url_;
+};
+
+// A consumer that has its writer schemas keeps decoding while the registry is
+// down; only a schema it has not seen yet needs the registry.
+TEST(SchemaRegistryOwnTest, CachedSchemasOutliveTheRegistry) {
+  testing::ScratchDir scratch("registry_down");
+  OwnRegistry registry(scratch / "registry");
+  ASSERT_EQ(registry.url().rfind("http://127.0.0.1:", 0), 0u) << "no registry started: '" << registry.url() << "'";
+  auto writer = Client(registry.url());
+  Result<int32_t> v1 = writer->Register("down-value", kPaymentV1);
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  Result<int32_t> v2 = writer->Register("down-value", kPaymentV2);
+  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+
+  auto reader = Client(registry.url(), std::chrono::milliseconds(2000));
+  ASSERT_TRUE(reader->SchemaById(*v1).ok());
+  registry.Stop();
+
+  Result<std::string> cached = reader->SchemaById(*v1);
+  ASSERT_TRUE(cached.ok()) << cached.status().ToString();
+  EXPECT_EQ(WithoutSpace(*cached), WithoutSpace(kPaymentV1));
+  auto start = steady_clock::now();
+  Result<std::string> uncached = reader->SchemaById(*v2);
+  EXPECT_EQ(uncached.status().code(), Status::Code::kUnavailable) << uncached.status().ToString();
+  EXPECT_NE(uncached.status().message().find(registry.url()), std::string::npos) << uncached.status().message();
+  EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(5));
+}
+
 // A loopback port where nothing listens.
 int ClosedPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
