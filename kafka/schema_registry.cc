@@ -1,0 +1,407 @@
+#include "kafka/schema_registry.h"
+
+#include <httplib.h>
+
+#include <charconv>
+#include <cstdio>
+
+namespace kappa {
+
+namespace {
+
+constexpr const char* kContentType = "application/vnd.schemaregistry.v1+json";
+
+// ---- a minimal JSON reader for the registry's documents -------------------
+
+void SkipSpace(std::string_view s, size_t& i) {
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+}
+
+void AppendUtf8(uint32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+bool ParseHex4(std::string_view s, size_t i, uint32_t& out) {
+  if (i + 4 > s.size()) return false;
+  out = 0;
+  for (size_t k = i; k < i + 4; ++k) {
+    char c = s[k];
+    out <<= 4;
+    if (c >= '0' && c <= '9') out |= static_cast<uint32_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') out |= static_cast<uint32_t>(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') out |= static_cast<uint32_t>(c - 'A' + 10);
+    else return false;
+  }
+  return true;
+}
+
+// A JSON string starting at s[i] == '"'; i ends past the closing quote.
+bool ParseString(std::string_view s, size_t& i, std::string* out) {
+  if (i >= s.size() || s[i] != '"') return false;
+  ++i;
+  while (i < s.size()) {
+    char c = s[i++];
+    if (c == '"') return true;
+    if (c != '\\') {
+      if (out) *out += c;
+      continue;
+    }
+    if (i >= s.size()) return false;
+    char e = s[i++];
+    char plain = 0;
+    switch (e) {
+      case '"': plain = '"'; break;
+      case '\\': plain = '\\'; break;
+      case '/': plain = '/'; break;
+      case 'b': plain = '\b'; break;
+      case 'f': plain = '\f'; break;
+      case 'n': plain = '\n'; break;
+      case 'r': plain = '\r'; break;
+      case 't': plain = '\t'; break;
+      case 'u': {
+        uint32_t cp = 0;
+        if (!ParseHex4(s, i, cp)) return false;
+        i += 4;
+        if (cp >= 0xD800 && cp < 0xDC00) {  // a surrogate pair
+          uint32_t low = 0;
+          if (i + 1 < s.size() && s[i] == '\\' && s[i + 1] == 'u' && ParseHex4(s, i + 2, low) &&
+              low >= 0xDC00 && low < 0xE000) {
+            i += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          } else {
+            return false;
+          }
+        }
+        if (out) AppendUtf8(cp, *out);
+        continue;
+      }
+      default: return false;
+    }
+    if (out) *out += plain;
+  }
+  return false;
+}
+
+// Skips any JSON value at s[i].
+bool SkipValue(std::string_view s, size_t& i) {
+  SkipSpace(s, i);
+  if (i >= s.size()) return false;
+  if (s[i] == '"') return ParseString(s, i, nullptr);
+  if (s[i] == '{' || s[i] == '[') {
+    int depth = 0;
+    while (i < s.size()) {
+      char c = s[i];
+      if (c == '"') {
+        if (!ParseString(s, i, nullptr)) return false;
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') --depth;
+      ++i;
+      if (depth == 0) return true;
+    }
+    return false;
+  }
+  size_t start = i;
+  while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\n' &&
+         s[i] != '\r' && s[i] != '\t') {
+    ++i;
+  }
+  return i > start;
+}
+
+// The raw text of a top-level member's value (a string's including quotes).
+Result<std::string_view> MemberRaw(std::string_view json, std::string_view name) {
+  size_t i = 0;
+  SkipSpace(json, i);
+  if (i >= json.size() || json[i] != '{') return Status::InvalidArgument("not a JSON object");
+  ++i;
+  while (true) {
+    SkipSpace(json, i);
+    if (i < json.size() && json[i] == '}') break;
+    std::string key;
+    if (!ParseString(json, i, &key)) return Status::InvalidArgument("malformed JSON object");
+    SkipSpace(json, i);
+    if (i >= json.size() || json[i] != ':') return Status::InvalidArgument("malformed JSON object");
+    ++i;
+    SkipSpace(json, i);
+    size_t value_start = i;
+    if (!SkipValue(json, i)) return Status::InvalidArgument("malformed JSON value");
+    if (key == name) return json.substr(value_start, i - value_start);
+    SkipSpace(json, i);
+    if (i < json.size() && json[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (i < json.size() && json[i] == '}') break;
+    return Status::InvalidArgument("malformed JSON object");
+  }
+  return Status::NotFound("no member \"" + std::string(name) + "\"");
+}
+
+// Percent-encodes a path segment (a subject may hold any character).
+std::string EncodePathSegment(std::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof(buf), "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// Splits http(s)://host[:port][/path] into origin and base path.
+Status SplitUrl(const std::string& url, std::string& origin, std::string& base_path) {
+  std::string_view u = url;
+  size_t scheme_end = u.find("://");
+  std::string_view scheme = scheme_end == std::string_view::npos ? "" : u.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") {
+    return Status::InvalidArgument("schema.registry.url '" + url +
+                                   "' must start with http:// or https:// (e.g. http://127.0.0.1:8081)");
+  }
+  size_t host_start = scheme_end + 3;
+  size_t path_start = u.find('/', host_start);
+  std::string_view host_port = u.substr(host_start, path_start == std::string_view::npos
+                                                        ? std::string_view::npos
+                                                        : path_start - host_start);
+  if (host_port.empty() || host_port.front() == ':') {
+    return Status::InvalidArgument("schema.registry.url '" + url + "' names no host");
+  }
+  if (host_port.find_first_of("?#@") != std::string_view::npos) {
+    return Status::InvalidArgument("schema.registry.url '" + url +
+                                   "' must be scheme://host[:port][/base/path], without credentials, "
+                                   "query or fragment");
+  }
+  origin = std::string(u.substr(0, path_start));
+  base_path = path_start == std::string_view::npos ? "" : std::string(u.substr(path_start));
+  if (base_path.find_first_of("?#") != std::string::npos) {
+    return Status::InvalidArgument("schema.registry.url '" + url + "' must not have a query or fragment");
+  }
+  while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string JsonQuote(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04X", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+Result<std::string> JsonMemberString(std::string_view json, std::string_view name) {
+  Result<std::string_view> raw = MemberRaw(json, name);
+  if (!raw.ok()) return raw.status();
+  std::string out;
+  size_t i = 0;
+  if (raw->empty() || (*raw)[0] != '"' || !ParseString(*raw, i, &out)) {
+    return Status::InvalidArgument("member \"" + std::string(name) + "\" is not a string");
+  }
+  return out;
+}
+
+Result<int64_t> JsonMemberInt(std::string_view json, std::string_view name) {
+  Result<std::string_view> raw = MemberRaw(json, name);
+  if (!raw.ok()) return raw.status();
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(raw->data(), raw->data() + raw->size(), value);
+  if (ec != std::errc() || end != raw->data() + raw->size()) {
+    return Status::InvalidArgument("member \"" + std::string(name) + "\" is not an integer");
+  }
+  return value;
+}
+
+Result<SchemaRegistryOptions> SchemaRegistryOptions::FromProperties(
+    const std::vector<std::pair<std::string, std::string>>& properties) {
+  SchemaRegistryOptions options;
+  for (const auto& [key, value] : properties) {
+    if (key == "schema.registry.url") {
+      options.url = value;
+    } else if (key == "schema.registry.timeout.ms") {
+      int64_t ms = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
+      if (ec != std::errc() || end != value.data() + value.size() || ms <= 0) {
+        return Status::InvalidArgument("schema.registry.timeout.ms must be a positive number of "
+                                       "milliseconds, not '" + value + "'");
+      }
+      options.timeout = std::chrono::milliseconds(ms);
+    }
+  }
+  if (options.url.empty()) {
+    return Status::InvalidArgument(
+        "schema.registry.url is not set: Avro in the Confluent wire format needs the Schema Registry "
+        "that the producers use (e.g. schema.registry.url=http://127.0.0.1:8081)");
+  }
+  return options;
+}
+
+Result<std::unique_ptr<SchemaRegistryClient>> SchemaRegistryClient::Create(SchemaRegistryOptions options) {
+  std::string origin, base_path;
+  KAPPA_RETURN_IF_ERROR(SplitUrl(options.url, origin, base_path));
+  if (options.timeout.count() <= 0) {
+    return Status::InvalidArgument("schema.registry.timeout.ms must be positive");
+  }
+  return std::unique_ptr<SchemaRegistryClient>(
+      new SchemaRegistryClient(std::move(options), std::move(origin), std::move(base_path)));
+}
+
+SchemaRegistryClient::SchemaRegistryClient(SchemaRegistryOptions options, std::string origin,
+                                           std::string base_path)
+    : options_(std::move(options)), origin_(std::move(origin)), base_path_(std::move(base_path)) {
+  client_ = std::make_unique<httplib::Client>(origin_);
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(options_.timeout);
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(options_.timeout - seconds);
+  client_->set_connection_timeout(seconds.count(), micros.count());
+  client_->set_read_timeout(seconds.count(), micros.count());
+  client_->set_write_timeout(seconds.count(), micros.count());
+  client_->set_keep_alive(true);
+}
+
+SchemaRegistryClient::~SchemaRegistryClient() = default;
+
+uint64_t SchemaRegistryClient::requests() const {
+  std::lock_guard<std::mutex> lock(http_mu_);
+  return requests_;
+}
+
+Result<SchemaRegistryClient::Response> SchemaRegistryClient::Send(const char* method, const std::string& path,
+                                                                  const std::string& body) {
+  std::lock_guard<std::mutex> lock(http_mu_);
+  ++requests_;
+  httplib::Headers headers = {{"Accept", kContentType}};
+  httplib::Result result = std::string_view(method) == "POST"
+                               ? client_->Post(path, headers, body, kContentType)
+                               : client_->Get(path, headers);
+  if (!result) {
+    httplib::Error error = result.error();
+    std::string cause;
+    switch (error) {
+      case httplib::Error::Connection: cause = "could not connect"; break;
+      case httplib::Error::ConnectionTimeout:
+        cause = "no connection within " + std::to_string(options_.timeout.count()) + " ms";
+        break;
+      case httplib::Error::Read:
+        cause = "no answer within " + std::to_string(options_.timeout.count()) +
+                " ms (or the connection was closed)";
+        break;
+      default: cause = httplib::to_string(error); break;
+    }
+    return Status::Unavailable("schema registry at " + options_.url + " is unreachable (" + method + " " +
+                               path + ": " + cause +
+                               "): check that it is running and that schema.registry.url is right; "
+                               "schema.registry.timeout.ms bounds the wait");
+  }
+  return Response{result->status, result->body};
+}
+
+Status SchemaRegistryClient::ErrorFrom(const Response& response, const std::string& what) const {
+  Result<std::string> message = JsonMemberString(response.body, "message");
+  Result<int64_t> code = JsonMemberInt(response.body, "error_code");
+  std::string detail = "HTTP " + std::to_string(response.status);
+  if (code.ok()) detail += ", error_code " + std::to_string(*code);
+  if (message.ok()) detail += ": " + *message;
+  std::string text = what + " failed at " + options_.url + " (" + detail + ")";
+  if (response.status == 409) {
+    return Status::FailedPrecondition(text + ": the schema is incompatible with the subject's earlier "
+                                      "versions under its compatibility rule");
+  }
+  if (response.status == 422 || response.status == 400) return Status::InvalidArgument(text);
+  if (response.status == 404) {
+    return Status::NotFound(text + ": is schema.registry.url the API's base (for Apicurio "
+                            "http://host:port/apis/ccompat/v7)?");
+  }
+  if (response.status == 401 || response.status == 403) {
+    return Status::FailedPrecondition(text + ": the registry refuses this client");
+  }
+  return Status::Unavailable(text);
+}
+
+Result<int32_t> SchemaRegistryClient::Register(const std::string& subject, const std::string& avro_schema_json) {
+  {
+    std::shared_lock<std::shared_mutex> lock(cache_mu_);
+    auto it = ids_by_subject_schema_.find({subject, avro_schema_json});
+    if (it != ids_by_subject_schema_.end()) return it->second;
+  }
+  std::string path = base_path_ + "/subjects/" + EncodePathSegment(subject) + "/versions";
+  std::string body = "{\"schemaType\":\"AVRO\",\"schema\":" + JsonQuote(avro_schema_json) + "}";
+  Result<Response> response = Send("POST", path, body);
+  if (!response.ok()) return response.status();
+  std::string what = "registering a schema under subject '" + subject + "'";
+  if (response->status / 100 != 2) return ErrorFrom(*response, what);
+  Result<int64_t> id = JsonMemberInt(response->body, "id");
+  if (!id.ok() || *id < 0 || *id > INT32_MAX) {
+    return Status::Unavailable(what + " at " + options_.url + ": the answer has no schema id (HTTP " +
+                               std::to_string(response->status) + "): is this a Confluent-compatible "
+                               "Schema Registry API?");
+  }
+  std::unique_lock<std::shared_mutex> lock(cache_mu_);
+  ids_by_subject_schema_[{subject, avro_schema_json}] = static_cast<int32_t>(*id);
+  return static_cast<int32_t>(*id);
+}
+
+Result<std::string> SchemaRegistryClient::SchemaById(int32_t id) {
+  {
+    std::shared_lock<std::shared_mutex> lock(cache_mu_);
+    auto it = schemas_by_id_.find(id);
+    if (it != schemas_by_id_.end()) return it->second;
+  }
+  Result<Response> response = Send("GET", base_path_ + "/schemas/ids/" + std::to_string(id), "");
+  if (!response.ok()) return response.status();
+  // 40403 is the API's "schema not found"; another 404 is a wrong URL.
+  Result<int64_t> error_code = JsonMemberInt(response->body, "error_code");
+  if (response->status == 404 && error_code.ok() && *error_code == 40403) {
+    return Status::NotFound("unknown schema id " + std::to_string(id) + " at schema registry " +
+                            options_.url + ": the record names a writer schema this registry does not "
+                            "have (is schema.registry.url the registry its producer used?)");
+  }
+  std::string what = "fetching schema id " + std::to_string(id);
+  if (response->status / 100 != 2) return ErrorFrom(*response, what);
+  Result<std::string> schema = JsonMemberString(response->body, "schema");
+  if (!schema.ok()) {
+    return Status::Unavailable(what + " at " + options_.url + ": the answer has no \"schema\" (HTTP " +
+                               std::to_string(response->status) + "): is this a Confluent-compatible "
+                               "Schema Registry API?");
+  }
+  std::unique_lock<std::shared_mutex> lock(cache_mu_);
+  return schemas_by_id_.emplace(id, std::move(*schema)).first->second;
+}
+
+}  // namespace kappa

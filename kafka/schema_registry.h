@@ -1,0 +1,112 @@
+// SchemaRegistryClient: the Confluent Schema Registry REST API, as Avro
+// producers and consumers use it, for the Avro input (Confluent wire format:
+// magic byte 0, a 4-byte big-endian schema id, Avro binary) and the Avro sink.
+// The registry is any server of that API: Confluent's, Karapace, Redpanda's,
+// or Apicurio's compatibility API (base path /apis/ccompat/v7).
+//
+// The URL is `schema.registry.url`: scheme, host, port and the API's base
+// path, e.g. http://127.0.0.1:8081 or http://host:8080/apis/ccompat/v7;
+// https works too. Writer schemas are immutable once registered, so every
+// schema fetched by id is cached for the client's life: a registry that goes
+// down stops nothing that already decoded its schemas. Thread-safe: one
+// client is shared by every worker; requests to the registry are serialised
+// (they are rare: one per schema id), cache hits take a shared lock only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace kappa {
+
+struct SchemaRegistryOptions {
+  // schema.registry.url (required).
+  std::string url;
+  // schema.registry.timeout.ms: the bound on connecting and on waiting for
+  // each response; a registry that does not answer within it is Unavailable.
+  std::chrono::milliseconds timeout{5000};
+
+  // From key=value properties (the source's settings, or -X flags): reads
+  // schema.registry.url and schema.registry.timeout.ms, ignores the rest.
+  // InvalidArgument if the URL is missing or the timeout is not a positive
+  // number of milliseconds.
+  static Result<SchemaRegistryOptions> FromProperties(
+      const std::vector<std::pair<std::string, std::string>>& properties);
+};
+
+class SchemaRegistryClient {
+ public:
+  // InvalidArgument if the URL is not http(s)://host[:port][/base/path].
+  // Connects to nothing yet: the first request does.
+  static Result<std::unique_ptr<SchemaRegistryClient>> Create(SchemaRegistryOptions options);
+  ~SchemaRegistryClient();
+  SchemaRegistryClient(const SchemaRegistryClient&) = delete;
+  SchemaRegistryClient& operator=(const SchemaRegistryClient&) = delete;
+
+  // Registers an Avro schema (its JSON text) under `subject` (by convention
+  // "<topic>-value"); returns its global id. Registering the same schema
+  // again returns the same id. Errors: InvalidArgument (the registry rejects
+  // the schema: its message is included), FailedPrecondition (incompatible
+  // with the subject's earlier versions under its compatibility rule),
+  // Unavailable (unreachable or failing).
+  Result<int32_t> Register(const std::string& subject, const std::string& avro_schema_json);
+
+  // The writer schema (JSON text, as the registry stores it) with this id;
+  // cached after the first fetch. NotFound("unknown schema id N ...") if the
+  // registry has no such id; Unavailable if it cannot be reached.
+  Result<std::string> SchemaById(int32_t id);
+
+  // The URL as configured (for messages).
+  const std::string& url() const { return options_.url; }
+  // HTTP requests sent so far (for tests and metrics: a cache hit sends none).
+  uint64_t requests() const;
+
+ private:
+  struct Response {
+    int status = 0;
+    std::string body;
+  };
+  SchemaRegistryClient(SchemaRegistryOptions options, std::string origin, std::string base_path);
+  // One request; Unavailable (naming the URL and the cause) when no HTTP
+  // response came back.
+  Result<Response> Send(const char* method, const std::string& path, const std::string& body);
+  // A non-2xx response as a Status: the registry's own message and code.
+  Status ErrorFrom(const Response& response, const std::string& what) const;
+
+  const SchemaRegistryOptions options_;
+  const std::string origin_;     // scheme://host:port
+  const std::string base_path_;  // "" or "/apis/ccompat/v7" (no trailing '/')
+
+  mutable std::mutex http_mu_;  // guards client_ and requests_
+  std::unique_ptr<httplib::Client> client_;
+  uint64_t requests_ = 0;
+
+  mutable std::shared_mutex cache_mu_;
+  std::unordered_map<int32_t, std::string> schemas_by_id_;
+  std::map<std::pair<std::string, std::string>, int32_t> ids_by_subject_schema_;
+};
+
+// JSON helpers for the registry's small documents (exposed for tests).
+// The JSON string literal (with quotes) for `text`.
+std::string JsonQuote(std::string_view text);
+// The value of a top-level member of a JSON object: a string member's
+// unescaped text, a number's digits. NotFound if absent, InvalidArgument if
+// the document is not a JSON object or the member has another type.
+Result<std::string> JsonMemberString(std::string_view json, std::string_view name);
+Result<int64_t> JsonMemberInt(std::string_view json, std::string_view name);
+
+}  // namespace kappa

@@ -1,0 +1,281 @@
+// The Schema Registry client against a real registry (the suite's, started by
+// scripts/schema_registry.sh): what the Avro input relies on to turn a
+// record's schema id into its writer schema.
+#include "kafka/schema_registry.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_support.h"
+
+namespace kappa {
+namespace {
+
+using std::chrono::steady_clock;
+
+std::string SharedRegistryUrl() {
+  std::ifstream in(std::string(KAPPA_SCHEMA_REGISTRY_DIR) + "/url");
+  std::string url;
+  std::getline(in, url);
+  return url;
+}
+
+std::unique_ptr<SchemaRegistryClient> Client(const std::string& url,
+                                              std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  SchemaRegistryOptions options;
+  options.url = url;
+  options.timeout = timeout;
+  auto client = SchemaRegistryClient::Create(options);
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() ? std::move(*client) : nullptr;
+}
+
+// A subject no other test (or earlier run against the same registry) uses.
+std::string UniqueSubject(const std::string& name) {
+  return name + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(steady_clock::now().time_since_epoch().count()) + "-value";
+}
+
+std::string WithoutSpace(std::string s) {
+  s.erase(std::remove_if(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\n' || c == '\t'; }),
+          s.end());
+  return s;
+}
+
+const std::string kPaymentV1 =
+    R"({"type":"record","name":"Payment","namespace":"kappa.test","fields":[)"
+    R"({"name":"user","type":"string"},{"name":"amount","type":"double"}]})";
+// v2 adds a field with a default: a backward-compatible evolution.
+const std::string kPaymentV2 =
+    R"({"type":"record","name":"Payment","namespace":"kappa.test","fields":[)"
+    R"({"name":"user","type":"string"},{"name":"amount","type":"double"},)"
+    R"({"name":"currency","type":"string","default":"EUR"}]})";
+
+class SchemaRegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = SharedRegistryUrl();
+    ASSERT_FALSE(url_.empty()) << "no " << KAPPA_SCHEMA_REGISTRY_DIR
+                               << "/url: run through CTest (fixture schema_registry)";
+  }
+  std::string url_;
+};
+
+TEST_F(SchemaRegistryTest, RegistersTwoVersionsAndFetchesEachByItsId) {
+  auto client = Client(url_);
+  ASSERT_TRUE(client);
+  std::string subject = UniqueSubject("payments");
+  Result<int32_t> v1 = client->Register(subject, kPaymentV1);
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  Result<int32_t> v2 = client->Register(subject, kPaymentV2);
+  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+  EXPECT_NE(*v1, *v2);
+
+  // A new client (a consumer elsewhere) knows nothing but the ids.
+  auto reader = Client(url_);
+  Result<std::string> s1 = reader->SchemaById(*v1);
+  ASSERT_TRUE(s1.ok()) << s1.status().ToString();
+  Result<std::string> s2 = reader->SchemaById(*v2);
+  ASSERT_TRUE(s2.ok()) << s2.status().ToString();
+  EXPECT_EQ(WithoutSpace(*s1), WithoutSpace(kPaymentV1));
+  EXPECT_EQ(WithoutSpace(*s2), WithoutSpace(kPaymentV2));
+
+  // The same schema again is the same id (what a restarted producer does).
+  auto again = Client(url_);
+  Result<int32_t> v1_again = again->Register(subject, kPaymentV1);
+  ASSERT_TRUE(v1_again.ok()) << v1_again.status().ToString();
+  EXPECT_EQ(*v1_again, *v1);
+}
+
+TEST_F(SchemaRegistryTest, SecondFetchOfAnIdIsServedFromTheCache) {
+  auto writer = Client(url_);
+  Result<int32_t> id = writer->Register(UniqueSubject("cached"), kPaymentV2);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+
+  auto client = Client(url_);
+  Result<std::string> first = client->SchemaById(*id);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(client->requests(), 1u);
+  // From several threads at once, as the decode workers ask.
+  std::vector<std::thread> threads;
+  std::vector<std::string> seen(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        Result<std::string> again = client->SchemaById(*id);
+        if (again.ok()) seen[t] = *again;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(client->requests(), 1u) << "every fetch after the first must come from the cache";
+  for (const std::string& schema : seen) EXPECT_EQ(schema, *first);
+}
+
+TEST_F(SchemaRegistryTest, UnknownIdIsNotFoundAndNamesTheId) {
+  auto client = Client(url_);
+  Result<std::string> schema = client->SchemaById(2000000123);
+  ASSERT_FALSE(schema.ok());
+  EXPECT_EQ(schema.status().code(), Status::Code::kNotFound) << schema.status().ToString();
+  EXPECT_NE(schema.status().message().find("unknown schema id 2000000123"), std::string::npos)
+      << schema.status().message();
+  // Not cached: a later registration of that id would be found.
+  (void)client->SchemaById(2000000123);
+  EXPECT_EQ(client->requests(), 2u);
+}
+
+TEST_F(SchemaRegistryTest, InvalidSchemaIsInvalidArgumentWithTheRegistrysReason) {
+  auto client = Client(url_);
+  Result<int32_t> id = client->Register(UniqueSubject("invalid"), R"({"type":"record","name":"X"})");
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), Status::Code::kInvalidArgument) << id.status().ToString();
+}
+
+TEST_F(SchemaRegistryTest, WrongBasePathSaysSo) {
+  // The registry's root without the compatibility API's path.
+  std::string root = url_.substr(0, url_.find('/', std::string("http://").size()));
+  auto client = Client(root);
+  Result<std::string> schema = client->SchemaById(1);
+  ASSERT_FALSE(schema.ok());
+  EXPECT_EQ(schema.status().code(), Status::Code::kNotFound) << schema.status().ToString();
+  EXPECT_NE(schema.status().message().find("base"), std::string::npos) << schema.status().message();
+}
+
+// A registry of the test's own, stopped by the destructor.
+class OwnRegistry {
+ public:
+  explicit OwnRegistry(const std::string& dir) : dir_(dir) {
+    url_ = testing::RunShell("timeout 300 " + std::string(KAPPA_SOURCE_DIR) +
+                             "/scripts/schema_registry.sh start --dir " + dir_ + " | tail -n 1");
+    while (!url_.empty() && (url_.back() == '\n' || url_.back() == ' ')) url_.pop_back();
+  }
+  ~OwnRegistry() { Stop(); }
+  void Stop() {
+    testing::RunShell("timeout 60 " + std::string(KAPPA_SOURCE_DIR) + "/scripts/schema_registry.sh stop --dir " +
+                      dir_);
+  }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string dir_;
+  std::string url_;
+};
+
+// A consumer that has its writer schemas keeps decoding while the registry is
+// down; only a schema it has not seen yet needs the registry.
+TEST(SchemaRegistryOwnTest, CachedSchemasOutliveTheRegistry) {
+  testing::ScratchDir scratch("registry_down");
+  OwnRegistry registry(scratch / "registry");
+  ASSERT_EQ(registry.url().rfind("http://127.0.0.1:", 0), 0u) << "no registry started: '" << registry.url() << "'";
+  auto writer = Client(registry.url());
+  Result<int32_t> v1 = writer->Register("down-value", kPaymentV1);
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  Result<int32_t> v2 = writer->Register("down-value", kPaymentV2);
+  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+
+  auto reader = Client(registry.url(), std::chrono::milliseconds(2000));
+  ASSERT_TRUE(reader->SchemaById(*v1).ok());
+  registry.Stop();
+
+  Result<std::string> cached = reader->SchemaById(*v1);
+  ASSERT_TRUE(cached.ok()) << cached.status().ToString();
+  EXPECT_EQ(WithoutSpace(*cached), WithoutSpace(kPaymentV1));
+  auto start = steady_clock::now();
+  Result<std::string> uncached = reader->SchemaById(*v2);
+  EXPECT_EQ(uncached.status().code(), Status::Code::kUnavailable) << uncached.status().ToString();
+  EXPECT_NE(uncached.status().message().find(registry.url()), std::string::npos) << uncached.status().message();
+  EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// A loopback port where nothing listens.
+int ClosedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(SchemaRegistryUnreachableTest, RefusedConnectionIsUnavailableAndNamesTheUrl) {
+  std::string url = "http://127.0.0.1:" + std::to_string(ClosedPort()) + "/apis/ccompat/v7";
+  auto client = Client(url, std::chrono::milliseconds(2000));
+  auto start = steady_clock::now();
+  Result<std::string> schema = client->SchemaById(1);
+  ASSERT_FALSE(schema.ok());
+  EXPECT_EQ(schema.status().code(), Status::Code::kUnavailable) << schema.status().ToString();
+  EXPECT_NE(schema.status().message().find(url), std::string::npos) << schema.status().message();
+  EXPECT_NE(schema.status().message().find("schema.registry.url"), std::string::npos);
+  EXPECT_LT(steady_clock::now() - start, std::chrono::seconds(3));
+  Result<int32_t> id = client->Register("s-value", kPaymentV1);
+  EXPECT_EQ(id.status().code(), Status::Code::kUnavailable) << id.status().ToString();
+}
+
+TEST(SchemaRegistryUnreachableTest, SilentServerIsUnavailableWithinTheTimeout) {
+  // Accepts connections (the kernel completes the handshake) but never answers.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto client = Client(url, std::chrono::milliseconds(500));
+  auto start = steady_clock::now();
+  Result<std::string> schema = client->SchemaById(7);
+  auto waited = steady_clock::now() - start;
+  ::close(fd);
+  ASSERT_FALSE(schema.ok());
+  EXPECT_EQ(schema.status().code(), Status::Code::kUnavailable) << schema.status().ToString();
+  EXPECT_NE(schema.status().message().find("500 ms"), std::string::npos) << schema.status().message();
+  EXPECT_GE(waited, std::chrono::milliseconds(400));
+  EXPECT_LT(waited, std::chrono::seconds(3));
+}
+
+TEST(SchemaRegistryOptionsTest, UrlAndTimeoutFromProperties) {
+  auto options = SchemaRegistryOptions::FromProperties(
+      {{"bootstrap.servers", "x"}, {"schema.registry.url", "http://h:1/apis/ccompat/v7/"},
+       {"schema.registry.timeout.ms", "250"}});
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  EXPECT_EQ(options->url, "http://h:1/apis/ccompat/v7/");
+  EXPECT_EQ(options->timeout, std::chrono::milliseconds(250));
+  auto missing = SchemaRegistryOptions::FromProperties({});
+  EXPECT_EQ(missing.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(missing.status().message().find("schema.registry.url"), std::string::npos);
+  auto bad_timeout = SchemaRegistryOptions::FromProperties({{"schema.registry.url", "http://h"},
+                                                            {"schema.registry.timeout.ms", "soon"}});
+  EXPECT_EQ(bad_timeout.status().code(), Status::Code::kInvalidArgument);
+  SchemaRegistryOptions no_scheme;
+  no_scheme.url = "127.0.0.1:8081";
+  EXPECT_EQ(SchemaRegistryClient::Create(no_scheme).status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(JsonTest, QuoteAndMembersRoundTrip) {
+  std::string text = "a\"b\\c\n\t\x01 é";
+  std::string doc = "{\"other\": [1, {\"x\": \"}\"}], \"s\": " + JsonQuote(text) + ", \"n\": 42}";
+  Result<std::string> s = JsonMemberString(doc, "s");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(*s, text);
+  EXPECT_EQ(*JsonMemberInt(doc, "n"), 42);
+  EXPECT_EQ(JsonMemberString(doc, "missing").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(*JsonMemberString(R"({"u":"\u00e9\ud83d\ude00"})", "u"), "é\xF0\x9F\x98\x80");
+}
+
+}  // namespace
+}  // namespace kappa
