@@ -473,7 +473,10 @@ class Compiler {
   int ParseTextValue(bool in_list = false) {
     const int n = static_cast<int>(text_.size());
     const int start = SkipSpace(pos_);
-    if (start < n && (text_[start] == '"' || text_[start] == '\'')) {
+    // An opening quote without a closing one is part of bare text, as the
+    // original syntax read it (`name == 'x` is the text 'x).
+    if (start < n && (text_[start] == '"' || text_[start] == '\'') &&
+        (in_list || text_.find(text_[start], start + 1) != std::string_view::npos)) {
       const Token t = Lex(start);
       if (t.kind == Token::kBad) return Fail(t.begin, t.bad);
       Advance(t);

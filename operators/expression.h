@@ -30,7 +30,10 @@
 //    closing an open parenthesis, or to a following `and`/`or`/`&&`/`||`
 //    (its first word is always text: `state == OR`); a value holding those
 //    words must be quoted. Quoted text cannot contain its own quote character
-//    (use the other quote). In `in (...)` lists bare words are text too.
+//    (use the other quote) nor be followed by more text (`'a' b`: the
+//    original syntax read the text `'a' b`, this is an error); a quote that
+//    is never closed is part of the bare text. In `in (...)` lists bare
+//    words are text too.
 //  - A quoted literal compared with an int64 field is read as an integer when
 //    it is one (`amount_cents >= "100"`, as the original syntax accepted).
 //  - Arithmetic on two int64s is int64 (wrapping on overflow; `/` truncates
