@@ -10,17 +10,6 @@
 
 namespace kappa {
 
-std::string_view ValueTypeName(ValueType type) {
-  switch (type) {
-    case ValueType::kString: return "string";
-    case ValueType::kInt64: return "int64";
-    case ValueType::kDouble: return "double";
-    case ValueType::kBool: return "bool";
-    case ValueType::kTimestamp: return "timestamp";
-  }
-  return "?";
-}
-
 FieldResolver ResolverFor(std::vector<ExprField> fields) {
   return [fields = std::move(fields)](std::string_view name) -> std::optional<std::pair<int, ValueType>> {
     for (const ExprField& f : fields) {

@@ -58,11 +58,9 @@
 #include <vector>
 
 #include "base/status.h"
+#include "formats/record_view.h"  // ValueType, ValueTypeName: the declared fields' types
 
 namespace kappa {
-
-enum class ValueType { kString, kInt64, kDouble, kBool, kTimestamp };
-std::string_view ValueTypeName(ValueType type);
 
 // The slot and type of a declared field, or nullopt when no field has the name.
 using FieldResolver = std::function<std::optional<std::pair<int, ValueType>>(std::string_view name)>;
