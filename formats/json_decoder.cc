@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -77,9 +78,8 @@ std::string_view JsonTypeName(od::json_type t) {
 
 // The token as written, for messages: trailing spaces dropped, long ones cut.
 std::string Excerpt(std::string_view token) {
-  while (!token.empty() && (token.back() == ' ' || token.back() == '\n' || token.back() == '\r' ||
-                            token.back() == '\t' || token.back() == ',' || token.back() == '}' ||
-                            token.back() == ']')) {
+  while (!token.empty() &&
+         (token.back() == ' ' || token.back() == '\n' || token.back() == '\r' || token.back() == '\t')) {
     token.remove_suffix(1);
   }
   if (token.size() > 40) return std::string(token.substr(0, 40)) + "...";
@@ -272,7 +272,9 @@ struct JsonDecoder::Impl {
     if (!VisitObject(obj, root)) return false;
     const char* rest;
     if (!doc.current_location().get(rest)) {
-      return Undecodable("content after the JSON object: `" + Excerpt(std::string_view(rest, 20)) + "`");
+      const size_t left = static_cast<size_t>(input.data() + r.size - rest);
+      return Undecodable("content after the JSON object: `" + Excerpt(std::string_view(rest, std::min<size_t>(left, 20))) +
+                         "`");
     }
 
     for (int slot : kafka_key_slots) {

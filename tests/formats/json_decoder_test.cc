@@ -17,8 +17,14 @@
 
 // Counts heap allocations, to show a steady stream of records costs none.
 // (malloc/free underneath: GCC cannot see that new and delete are replaced.)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+// Not under AddressSanitizer, whose own operator new the shared libraries
+// (simdjson's) bind to.
 static std::atomic<long> g_allocations{0};
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kCountsAllocations = false;
+#else
+constexpr bool kCountsAllocations = true;
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
@@ -26,6 +32,7 @@ void* operator new(size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
+#endif
 
 namespace kappa {
 namespace {
@@ -189,6 +196,13 @@ TEST(JsonDecoderTest, RecordsThatAreNotJsonObjectsAreUndecodable) {
             std::string::npos);
   EXPECT_NE(ErrorFor(*d, 1, "{\"a\":1} {\"a\":2}").message.find("content after the JSON object"),
             std::string::npos);
+  EXPECT_NE(ErrorFor(*d, 1, "{\"a\":1} {\"a\":2}").message.find("`{\"a\":2}`"), std::string::npos)
+      << ErrorFor(*d, 1, "{\"a\":1} {\"a\":2}").message;
+  // Whitespace around the object is fine (JSON-lines producers end with \n).
+  FieldValue v;
+  DecodeError e;
+  EXPECT_TRUE(d->Decode(Raw(" \t{\"a\": 7 }\r\n\n"), &v, &e)) << e.message;
+  EXPECT_EQ(v.i, 7);
 }
 
 TEST(JsonDecoderTest, MissingFieldsNameTheirPath) {
@@ -284,9 +298,9 @@ TEST(JsonDecoderTest, OptionalFieldsAbsentOrNullHaveNoValue) {
   ASSERT_TRUE(d->Decode(Raw(R"({"flagged":null,"meta":null,"id":"a"})"), out.data(), &e)) << e.message;
   EXPECT_FALSE(out[1].present);
   EXPECT_FALSE(out[2].present);
-  ASSERT_TRUE(d->Decode(Raw(R"({"meta":{"seen":"2026-01-01T00:00:00Z","note":"hi"},"flagged":false,"id":"a"})"),
-                        out.data(), &e))
-      << e.message;
+  // The payload outlives the batch's strings (the RecordDecoder contract).
+  const std::string full = R"({"meta":{"seen":"2026-01-01T00:00:00Z","note":"hi"},"flagged":false,"id":"a"})";
+  ASSERT_TRUE(d->Decode(Raw(full), out.data(), &e)) << e.message;
   EXPECT_TRUE(out[1].present);
   EXPECT_EQ(out[1].i, 0);
   EXPECT_EQ(out[2].text(), "hi");
@@ -461,7 +475,7 @@ TEST(JsonDecoderTest, HundredThousandRecordsAllocateNothingAfterTheFirstBatch) {
       allocations += g_allocations.load() - before;
     }
   }
-  EXPECT_EQ(allocations, 0) << "heap allocations in 99k records after the first batch";
+  if (kCountsAllocations) EXPECT_EQ(allocations, 0) << "heap allocations in 99k records after the first batch";
   EXPECT_EQ(d->ScratchBytes(), scratch_after_first);
   EXPECT_GT(scratch_after_first, 0u);
   EXPECT_LT(scratch_after_first, 1u << 20) << "scratch for 1000 records of ~300 bytes";
