@@ -475,7 +475,9 @@ TEST(JsonDecoderTest, HundredThousandRecordsAllocateNothingAfterTheFirstBatch) {
       allocations += g_allocations.load() - before;
     }
   }
-  if (kCountsAllocations) EXPECT_EQ(allocations, 0) << "heap allocations in 99k records after the first batch";
+  if (kCountsAllocations) {
+    EXPECT_EQ(allocations, 0) << "heap allocations in 99k records after the first batch";
+  }
   EXPECT_EQ(d->ScratchBytes(), scratch_after_first);
   EXPECT_GT(scratch_after_first, 0u);
   EXPECT_LT(scratch_after_first, 1u << 20) << "scratch for 1000 records of ~300 bytes";
