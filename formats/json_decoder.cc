@@ -114,6 +114,13 @@ struct JsonDecoder::Impl {
   bool Undecodable(simdjson::error_code e) {
     return Undecodable(std::string("not valid JSON: ") + simdjson::error_message(e));
   }
+  // A declared value that simdjson cannot read (1e999, 01, a broken string).
+  bool BadValue(int slot, simdjson::error_code e, od::value& v) {
+    const char* what = e == simdjson::NUMBER_ERROR ? "a number" : e == simdjson::STRING_ERROR ? "a string" : "a value";
+    return Fail(DecodeError::Kind::kUndecodable, slot,
+                "field `" + schema.field(slot).name + "` at `" + schema.field(slot).path + "`: not valid JSON (" +
+                    what + "): " + Excerpt(v.raw_json_token()));
+  }
   bool WrongType(int slot, std::string_view expected, std::string_view found) {
     return Fail(DecodeError::Kind::kWrongType, slot,
                 "field `" + schema.field(slot).name + "` at `" + schema.field(slot).path + "`: expected " +
@@ -156,16 +163,18 @@ struct JsonDecoder::Impl {
   // An integer, or a number with no fraction within int64 range.
   bool ReadInt(od::value& v, int slot, std::string_view expected, int64_t* result) {
     od::number_type nt;
-    if (auto e = v.get_number_type().get(nt)) return Undecodable(e);
+    if (auto e = v.get_number_type().get(nt)) return BadValue(slot, e, v);
     if (nt == od::number_type::signed_integer) {
-      if (auto e = v.get_int64().get(*result)) return Undecodable(e);
-      return true;
+      auto e = v.get_int64().get(*result);
+      if (!e) return true;
+      if (e == simdjson::NUMBER_ERROR) return BadValue(slot, e, v);
+      return WrongType(slot, expected, "an integer beyond int64 (" + Excerpt(v.raw_json_token()) + ")");
     }
     if (nt == od::number_type::unsigned_integer) {
       return WrongType(slot, expected, "an integer beyond int64 (" + Excerpt(v.raw_json_token()) + ")");
     }
     double d;
-    if (auto e = v.get_double().get(d)) return Undecodable(e);
+    if (auto e = v.get_double().get(d)) return BadValue(slot, e, v);
     if (std::isfinite(d) && d == std::trunc(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
       *result = static_cast<int64_t>(d);
       return true;
@@ -175,10 +184,10 @@ struct JsonDecoder::Impl {
 
   // The string's bytes in the payload when it has no escapes, else unescaped
   // into the arena.
-  bool ReadString(od::value& v, std::string_view* result) {
+  bool ReadString(od::value& v, int slot, std::string_view* result) {
     std::string_view raw = v.raw_json_token();  // "..." plus any spaces after it
     std::string_view s;
-    if (auto e = v.get_string().get(s)) return Undecodable(e);
+    if (auto e = v.get_string().get(s)) return BadValue(slot, e, v);
     size_t end = raw.size();
     while (end > 0 && raw[end - 1] != '"') --end;
     if (end >= 2 && end - 2 == s.size()) {  // escapes always shorten a string: none here
@@ -205,7 +214,7 @@ struct JsonDecoder::Impl {
       case ValueType::kString: {
         if (t != od::json_type::string) return WrongType(slot, "string", found);
         std::string_view s;
-        if (!ReadString(v, &s)) return false;
+        if (!ReadString(v, slot, &s)) return false;
         fv.str = s.data();
         fv.len = static_cast<uint32_t>(s.size());
         break;
@@ -216,12 +225,12 @@ struct JsonDecoder::Impl {
         break;
       case ValueType::kDouble:
         if (t != od::json_type::number) return WrongType(slot, "double", found);
-        if (auto e = v.get_double().get(fv.d)) return Undecodable(e);
+        if (auto e = v.get_double().get(fv.d)) return BadValue(slot, e, v);
         break;
       case ValueType::kBool: {
         if (t != od::json_type::boolean) return WrongType(slot, "bool", found);
         bool b;
-        if (auto e = v.get_bool().get(b)) return Undecodable(e);
+        if (auto e = v.get_bool().get(b)) return BadValue(slot, e, v);
         fv.i = b ? 1 : 0;
         break;
       }
@@ -229,7 +238,7 @@ struct JsonDecoder::Impl {
         if (f.timestamp == TimestampEncoding::kIso8601) {
           if (t != od::json_type::string) return WrongType(slot, "an ISO-8601 timestamp string", found);
           std::string_view s;
-          if (auto e = v.get_string().get(s)) return Undecodable(e);
+          if (auto e = v.get_string().get(s)) return BadValue(slot, e, v);
           auto ms = ParseIso8601Millis(s);
           if (!ms) return WrongType(slot, "an ISO-8601 timestamp", "\"" + Excerpt(s) + "\"");
           fv.i = *ms;
@@ -300,6 +309,12 @@ struct JsonDecoder::Impl {
 
 Result<std::unique_ptr<JsonDecoder>> JsonDecoder::Create(const RecordSchema& schema) {
   KAPPA_RETURN_IF_ERROR(ValidateRecordSchema(schema));
+  for (const FieldDecl& f : schema.fields()) {
+    if (f.path.find_first_of("\"\\") != std::string::npos) {
+      return Status::InvalidArgument("field `" + f.name + "`: JSON paths with `\"` or `\\` in a key are not supported (`" +
+                                     f.path + "`)");
+    }
+  }
   auto impl = std::make_unique<Impl>();
   impl->schema = schema;
   impl->was_null.assign(static_cast<size_t>(schema.size()), 0);

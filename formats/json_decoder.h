@@ -16,7 +16,9 @@
 // Values: int64 from JSON integers (or a number with no fraction such as
 // 2.0 or 1e3); double from any number; bool from true/false; timestamps
 // from integers (epoch_ms, epoch_us) or ISO-8601 strings. A declared value
-// that is null counts as absent. Arrays are not addressable by paths.
+// that is null counts as absent. Arrays are not addressable by paths. Keys
+// are matched as written: a key spelled with escapes ("user\u005fid") does
+// not match `user_id`; a key given twice in one object: the last counts.
 //
 // On-Demand parsing validates what it reads: a syntax error inside a value
 // the schema does not declare may go unnoticed (the record still decodes
@@ -40,7 +42,9 @@ class JsonDecoder final : public RecordDecoder {
   JsonDecoder& operator=(const JsonDecoder&) = delete;
 
   void BeginBatch() override;
-  // kUndecodable: not JSON, not an object, or content after the object.
+  // kUndecodable: not JSON, not an object, or content after the object
+  // (path ""); or a declared value simdjson cannot read, such as 1e999 or 01
+  // (path = its path).
   // kMissingField: a required field absent or null (path = its path).
   // kWrongType: "expected int64, found string" and the like (path = its path;
   // for an object on the way that is not one, the first field under it).

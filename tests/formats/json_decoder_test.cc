@@ -263,6 +263,7 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
            {doc("n", "1e300"), "v.n", "expected int64, found double (1e300)"},
            {doc("n", "18446744073709551615"), "v.n", "expected int64, found an integer beyond int64"},
            {doc("n", "true"), "v.n", "expected int64, found bool"},
+           {doc("n", "-9223372036854775809"), "v.n", "expected int64, found an integer beyond int64"},
            {doc("n", "[1]"), "v.n", "expected int64, found array"},
            {doc("d", R"("1.5")"), "v.d", "expected double, found string"},
            {doc("d", "{}"), "v.d", "expected double, found object"},
@@ -278,6 +279,16 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
     DecodeError e = ErrorFor(*d, 7, c.json);
     EXPECT_EQ(e.kind, DecodeError::Kind::kWrongType) << c.json << ": " << e.message;
     EXPECT_EQ(e.path, c.path) << c.json;
+    EXPECT_NE(e.message.find(c.message), std::string::npos) << e.message;
+  }
+  // A declared value that is not valid JSON: undecodable, at its path.
+  for (const Case& c : std::vector<Case>{{doc("d", "1e999"), "v.d", "(a number): 1e999"},
+                                         {doc("n", "01"), "v.n", "(a number): 01"},
+                                         {doc("b", "tru"), "v.b", "(a value): tru"}}) {
+    DecodeError e = ErrorFor(*d, 7, c.json);
+    EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << c.json << ": " << e.message;
+    EXPECT_EQ(e.path, c.path) << c.json;
+    EXPECT_NE(e.message.find("not valid JSON"), std::string::npos) << e.message;
     EXPECT_NE(e.message.find(c.message), std::string::npos) << e.message;
   }
 }
@@ -486,6 +497,7 @@ TEST(JsonDecoderTest, HundredThousandRecordsAllocateNothingAfterTheFirstBatch) {
 TEST(JsonDecoderTest, RefusesSchemasNoDocumentCanSatisfy) {
   EXPECT_FALSE(JsonDecoder::Create(Schema({{"a", ValueType::kString, "p"}, {"b", ValueType::kString, "p.q"}})).ok());
   EXPECT_FALSE(JsonDecoder::Create(Schema({{"a", ValueType::kString, "p..q"}})).ok());
+  EXPECT_FALSE(JsonDecoder::Create(Schema({{"a", ValueType::kString, "p.\"q"}})).ok());
 }
 
 }  // namespace
