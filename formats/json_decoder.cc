@@ -1,0 +1,366 @@
+#include "formats/json_decoder.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "formats/schema_spec.h"
+
+namespace kappa {
+
+namespace od = simdjson::ondemand;
+
+namespace {
+
+// Strings unescaped during a batch: fixed chunks reused from batch to
+// batch, so a steady stream of escaped strings allocates nothing.
+class StringArena {
+ public:
+  static constexpr size_t kChunk = 64 * 1024;
+  static constexpr size_t kLarge = kChunk / 4;
+
+  const char* Copy(std::string_view s) {
+    if (s.size() > kLarge) {
+      large_.push_back(std::make_unique<char[]>(s.size()));
+      std::memcpy(large_.back().get(), s.data(), s.size());
+      return large_.back().get();
+    }
+    if (chunk_ == chunks_.size() || used_ + s.size() > kChunk) {
+      if (chunk_ < chunks_.size()) ++chunk_;
+      if (chunk_ == chunks_.size()) chunks_.push_back(std::make_unique<char[]>(kChunk));
+      used_ = 0;
+    }
+    char* dst = chunks_[chunk_].get() + used_;
+    std::memcpy(dst, s.data(), s.size());
+    used_ += s.size();
+    return dst;
+  }
+  void Reset() {
+    chunk_ = 0;
+    used_ = 0;
+    large_.clear();
+  }
+  size_t Bytes() const { return chunks_.size() * kChunk; }
+
+ private:
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t chunk_ = 0;  // the chunk being filled; chunks_.size() before the first
+  size_t used_ = 0;
+  std::vector<std::unique_ptr<char[]>> large_;
+};
+
+// A key on a declared path: a leaf (slot >= 0) or an object holding more.
+struct Node {
+  std::string key;
+  std::string prefix;  // the path up to and including key: "user.address"
+  int slot = -1;
+  int first_slot = -1;  // the first declared field at or under this node (for error paths)
+  std::vector<Node> children;
+};
+
+std::string_view JsonTypeName(od::json_type t) {
+  switch (t) {
+    case od::json_type::array: return "array";
+    case od::json_type::object: return "object";
+    case od::json_type::number: return "number";
+    case od::json_type::string: return "string";
+    case od::json_type::boolean: return "bool";
+    case od::json_type::null: return "null";
+  }
+  return "?";
+}
+
+// The token as written, for messages: trailing spaces dropped, long ones cut.
+std::string Excerpt(std::string_view token) {
+  while (!token.empty() &&
+         (token.back() == ' ' || token.back() == '\n' || token.back() == '\r' || token.back() == '\t')) {
+    token.remove_suffix(1);
+  }
+  if (token.size() > 40) return std::string(token.substr(0, 40)) + "...";
+  return std::string(token);
+}
+
+}  // namespace
+
+struct JsonDecoder::Impl {
+  RecordSchema schema;
+  Node root;
+  std::vector<int> kafka_key_slots;
+  std::vector<int> kafka_ts_slots;
+  std::vector<uint8_t> was_null;  // per slot, this record
+
+  od::parser parser;
+  std::vector<char> input;  // the record copied with SIMDJSON_PADDING after it
+  StringArena arena;
+
+  // This record.
+  const RawRecord* record = nullptr;
+  FieldValue* out = nullptr;
+  DecodeError* error = nullptr;
+
+  bool Fail(DecodeError::Kind kind, int slot, std::string message) {
+    error->kind = kind;
+    error->path = slot >= 0 ? schema.field(slot).path : std::string();
+    error->message = std::move(message);
+    return false;
+  }
+  bool Undecodable(std::string what) { return Fail(DecodeError::Kind::kUndecodable, -1, std::move(what)); }
+  bool Undecodable(simdjson::error_code e) {
+    return Undecodable(std::string("not valid JSON: ") + simdjson::error_message(e));
+  }
+  // A declared value that simdjson cannot read (1e999, 01, a broken string).
+  bool BadValue(int slot, simdjson::error_code e, od::value& v) {
+    const char* what = e == simdjson::NUMBER_ERROR ? "a number" : e == simdjson::STRING_ERROR ? "a string" : "a value";
+    return Fail(DecodeError::Kind::kUndecodable, slot,
+                "field `" + schema.field(slot).name + "` at `" + schema.field(slot).path + "`: not valid JSON (" +
+                    what + "): " + Excerpt(v.raw_json_token()));
+  }
+  bool WrongType(int slot, std::string_view expected, std::string_view found) {
+    return Fail(DecodeError::Kind::kWrongType, slot,
+                "field `" + schema.field(slot).name + "` at `" + schema.field(slot).path + "`: expected " +
+                    std::string(expected) + ", found " + std::string(found));
+  }
+
+  const Node* Match(const Node& node, od::raw_json_string key) const {
+    for (const Node& c : node.children) {
+      if (key.unsafe_is_equal(c.key)) return &c;
+    }
+    return nullptr;
+  }
+
+  bool VisitObject(od::object& obj, const Node& node) {
+    for (auto item : obj) {
+      od::field field;
+      if (auto e = std::move(item).get(field)) return Undecodable(e);
+      const Node* child = Match(node, field.key());
+      if (child == nullptr) continue;  // skipped, unparsed, when the loop moves on
+      od::value& v = field.value();
+      if (child->slot >= 0) {
+        if (!ReadValue(v, child->slot)) return false;
+        continue;
+      }
+      od::json_type t;
+      if (auto e = v.type().get(t)) return Undecodable(e);
+      if (t == od::json_type::null) continue;  // its fields are absent
+      if (t != od::json_type::object) {
+        return Fail(DecodeError::Kind::kWrongType, child->first_slot,
+                    "expected an object at `" + child->prefix + "` (holding `" +
+                        schema.field(child->first_slot).path + "`), found " + std::string(JsonTypeName(t)));
+      }
+      od::object sub;
+      if (auto e = v.get_object().get(sub)) return Undecodable(e);
+      if (!VisitObject(sub, *child)) return false;
+    }
+    return true;
+  }
+
+  // An integer, or a number with no fraction within int64 range.
+  bool ReadInt(od::value& v, int slot, std::string_view expected, int64_t* result) {
+    od::number_type nt;
+    if (auto e = v.get_number_type().get(nt)) return BadValue(slot, e, v);
+    if (nt == od::number_type::signed_integer) {
+      auto e = v.get_int64().get(*result);
+      if (!e) return true;
+      if (e == simdjson::NUMBER_ERROR) return BadValue(slot, e, v);
+      return WrongType(slot, expected, "an integer beyond int64 (" + Excerpt(v.raw_json_token()) + ")");
+    }
+    if (nt == od::number_type::unsigned_integer) {
+      return WrongType(slot, expected, "an integer beyond int64 (" + Excerpt(v.raw_json_token()) + ")");
+    }
+    double d;
+    if (auto e = v.get_double().get(d)) return BadValue(slot, e, v);
+    if (std::isfinite(d) && d == std::trunc(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+      *result = static_cast<int64_t>(d);
+      return true;
+    }
+    return WrongType(slot, expected, "double (" + Excerpt(v.raw_json_token()) + ")");
+  }
+
+  // The string's bytes in the payload when it has no escapes, else unescaped
+  // into the arena.
+  bool ReadString(od::value& v, int slot, std::string_view* result) {
+    std::string_view raw = v.raw_json_token();  // "..." plus any spaces after it
+    std::string_view s;
+    if (auto e = v.get_string().get(s)) return BadValue(slot, e, v);
+    size_t end = raw.size();
+    while (end > 0 && raw[end - 1] != '"') --end;
+    if (end >= 2 && end - 2 == s.size()) {  // escapes always shorten a string: none here
+      const size_t offset = static_cast<size_t>(raw.data() + 1 - input.data());
+      *result = std::string_view(reinterpret_cast<const char*>(record->payload) + offset, s.size());
+    } else {
+      *result = std::string_view(arena.Copy(s), s.size());
+    }
+    return true;
+  }
+
+  bool ReadValue(od::value& v, int slot) {
+    const FieldDecl& f = schema.field(slot);
+    FieldValue& fv = out[slot];
+    od::json_type t;
+    if (auto e = v.type().get(t)) return Undecodable(e);
+    if (t == od::json_type::null) {
+      fv.present = false;
+      was_null[static_cast<size_t>(slot)] = 1;
+      return true;
+    }
+    const std::string_view found = JsonTypeName(t);
+    switch (f.type) {
+      case ValueType::kString: {
+        if (t != od::json_type::string) return WrongType(slot, "string", found);
+        std::string_view s;
+        if (!ReadString(v, slot, &s)) return false;
+        fv.str = s.data();
+        fv.len = static_cast<uint32_t>(s.size());
+        break;
+      }
+      case ValueType::kInt64:
+        if (t != od::json_type::number) return WrongType(slot, "int64", found);
+        if (!ReadInt(v, slot, "int64", &fv.i)) return false;
+        break;
+      case ValueType::kDouble:
+        if (t != od::json_type::number) return WrongType(slot, "double", found);
+        if (auto e = v.get_double().get(fv.d)) return BadValue(slot, e, v);
+        break;
+      case ValueType::kBool: {
+        if (t != od::json_type::boolean) return WrongType(slot, "bool", found);
+        bool b;
+        if (auto e = v.get_bool().get(b)) return BadValue(slot, e, v);
+        fv.i = b ? 1 : 0;
+        break;
+      }
+      case ValueType::kTimestamp:
+        if (f.timestamp == TimestampEncoding::kIso8601) {
+          if (t != od::json_type::string) return WrongType(slot, "an ISO-8601 timestamp string", found);
+          std::string_view s;
+          if (auto e = v.get_string().get(s)) return BadValue(slot, e, v);
+          auto ms = ParseIso8601Millis(s);
+          if (!ms) return WrongType(slot, "an ISO-8601 timestamp", "\"" + Excerpt(s) + "\"");
+          fv.i = *ms;
+        } else {
+          const bool micros = f.timestamp == TimestampEncoding::kEpochMicros;
+          const std::string_view expected = micros ? "an epoch_us integer" : "an epoch_ms integer";
+          if (t != od::json_type::number) return WrongType(slot, expected, found);
+          int64_t n;
+          if (!ReadInt(v, slot, expected, &n)) return false;
+          fv.i = micros ? (n >= 0 ? n / 1000 : -((-(n + 1)) / 1000) - 1) : n;
+        }
+        break;
+    }
+    fv.present = true;
+    was_null[static_cast<size_t>(slot)] = 0;
+    return true;
+  }
+
+  bool Decode(const RawRecord& r, FieldValue* o, DecodeError* err) {
+    record = &r;
+    out = o;
+    error = err;
+    const int n = schema.size();
+    for (int i = 0; i < n; ++i) out[i] = FieldValue{{0}, nullptr, 0, false};
+    std::memset(was_null.data(), 0, was_null.size());
+
+    const size_t need = size_t{r.size} + simdjson::SIMDJSON_PADDING;
+    if (input.size() < need) input.resize(std::max(need, input.size() * 2));
+    if (r.size > 0) std::memcpy(input.data(), r.payload, r.size);
+    od::document doc;
+    if (auto e = parser.iterate(input.data(), r.size, input.size()).get(doc)) return Undecodable(e);
+    od::object obj;
+    if (auto e = doc.get_object().get(obj)) {
+      od::json_type t;
+      if (e == simdjson::INCORRECT_TYPE && !doc.type().get(t)) {
+        return Undecodable("not a JSON object: the record is a JSON " + std::string(JsonTypeName(t)));
+      }
+      return Undecodable(e);
+    }
+    if (!VisitObject(obj, root)) return false;
+    const char* rest;
+    if (!doc.current_location().get(rest)) {
+      const size_t left = static_cast<size_t>(input.data() + r.size - rest);
+      return Undecodable("content after the JSON object: `" + Excerpt(std::string_view(rest, std::min<size_t>(left, 20))) +
+                         "`");
+    }
+
+    for (int slot : kafka_key_slots) {
+      if (r.key == nullptr) continue;  // a null key: absent
+      out[slot].str = reinterpret_cast<const char*>(r.key);
+      out[slot].len = r.key_size;
+      out[slot].present = true;
+    }
+    for (int slot : kafka_ts_slots) {
+      out[slot].i = r.timestamp_ms;
+      out[slot].present = true;
+    }
+    for (int i = 0; i < n; ++i) {
+      const FieldDecl& f = schema.field(i);
+      if (out[i].present || f.optional) continue;
+      return Fail(DecodeError::Kind::kMissingField, i,
+                  "required field `" + f.name + "` at `" + f.path + "` is " +
+                      (was_null[static_cast<size_t>(i)] ? "null" : "absent"));
+    }
+    return true;
+  }
+};
+
+Result<std::unique_ptr<JsonDecoder>> JsonDecoder::Create(const RecordSchema& schema) {
+  KAPPA_RETURN_IF_ERROR(ValidateRecordSchema(schema));
+  for (const FieldDecl& f : schema.fields()) {
+    if (f.path.find_first_of("\"\\") != std::string::npos) {
+      return Status::InvalidArgument("field `" + f.name + "`: JSON paths with `\"` or `\\` in a key are not supported (`" +
+                                     f.path + "`)");
+    }
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->schema = schema;
+  impl->was_null.assign(static_cast<size_t>(schema.size()), 0);
+  for (int slot = 0; slot < schema.size(); ++slot) {
+    const std::string& path = schema.field(slot).path;
+    if (path == "kafka.key") {
+      impl->kafka_key_slots.push_back(slot);
+      continue;
+    }
+    if (path == "kafka.timestamp") {
+      impl->kafka_ts_slots.push_back(slot);
+      continue;
+    }
+    Node* node = &impl->root;
+    size_t start = 0;
+    while (true) {
+      const size_t dot = path.find('.', start);
+      const std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      Node* child = nullptr;
+      for (Node& c : node->children) {
+        if (c.key == key) child = &c;
+      }
+      if (child == nullptr) {
+        node->children.push_back(Node{key, path.substr(0, dot), -1, slot, {}});
+        child = &node->children.back();
+      }
+      node = child;
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    node->slot = slot;  // ValidateRecordSchema: no other field is on or under this path
+  }
+  return std::unique_ptr<JsonDecoder>(new JsonDecoder(std::move(impl)));
+}
+
+JsonDecoder::JsonDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+JsonDecoder::~JsonDecoder() = default;
+
+void JsonDecoder::BeginBatch() { impl_->arena.Reset(); }
+
+bool JsonDecoder::Decode(const RawRecord& record, FieldValue* out, DecodeError* error) {
+  return impl_->Decode(record, out, error);
+}
+
+size_t JsonDecoder::ScratchBytes() const {
+  return impl_->input.capacity() + impl_->arena.Bytes() + impl_->parser.capacity() * 2;
+}
+
+}  // namespace kappa
