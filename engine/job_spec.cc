@@ -1,5 +1,8 @@
 #include "engine/job_spec.h"
 
+#include "formats/schema_spec.h"
+#include "operators/decode_validate.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -153,10 +156,68 @@ Status CheckFieldsInFormat(const ConfigNode& ops, const JobSpec& spec) {
   return Status::OK();
 }
 
+// A user's own format, declared in the source: `format: json`, the fields
+// the job reads (formats/schema_spec.h), which is the event time and which
+// the value aggregates use by default.
+Status ParseDeclaredFormat(const ConfigNode& source, JobSpec& spec) {
+  const ConfigNode* format_node = source.Find("format");
+  if (format_node == nullptr) {
+    for (const char* key : {"fields", "event_time", "value"}) {
+      if (const ConfigNode* n = source.Find(key)) {
+        return n->Error(std::string("`source.") + key + "` belongs to a declared format: add `format: json`");
+      }
+    }
+    return Status::OK();
+  }
+  auto format = ParseRecordFormat(format_node->IsScalar() ? format_node->scalar() : std::string());
+  if (!format.ok()) return format_node->Error(format.status().message());
+  spec.decode.format = *format;
+  if (!IsDeclaredFormat(*format)) {
+    if (source.Find("fields")) return source.Find("fields")->Error("the built-in formats have their fields already");
+    return Status::OK();
+  }
+  const ConfigNode* fields = source.Find("fields");
+  if (fields == nullptr) {
+    return format_node->Error("format " + std::string(RecordFormatName(*format)) +
+                              " needs `source.fields`: the fields the job reads, with their types and paths");
+  }
+  auto schema = ParseRecordSchema(*fields);
+  if (!schema.ok()) return schema.status();
+  auto slot_of = [&](const char* key, bool required, ValueType want, int* slot) -> Status {
+    const ConfigNode* n = source.Find(key);
+    if (n == nullptr) {
+      if (!required) return Status::OK();
+      return source.Error(std::string("needs `") + key + ":` naming the declared timestamp field that is the event time");
+    }
+    auto name = n->String();
+    if (!name.ok()) return name.status();
+    auto found = schema->Find(*name);
+    if (!found) return n->Error("`" + *name + "` is not a declared field (source.fields)");
+    if (schema->field(*found).type != want) {
+      return n->Error("`" + std::string(key) + ": " + *name + "` must be a " + std::string(ValueTypeName(want)) +
+                      " field, not " + std::string(ValueTypeName(schema->field(*found).type)));
+    }
+    *slot = *found;
+    return Status::OK();
+  };
+  KAPPA_RETURN_IF_ERROR(slot_of("event_time", true, ValueType::kTimestamp, &spec.decode.event_time_slot));
+  KAPPA_RETURN_IF_ERROR(slot_of("value", false, ValueType::kInt64, &spec.decode.value_slot));
+  if (schema->field(spec.decode.event_time_slot).optional) {
+    return source.Find("event_time")->Error("the event time field must not be optional");
+  }
+  spec.decode.schema = std::make_shared<const RecordSchema>(std::move(*schema));
+  // The decoder is built per task; building one here makes a schema it
+  // cannot read a spec error, at the fields' line.
+  auto decoder = MakeRecordDecoder(spec.decode);
+  if (!decoder.ok()) return fields->Error(decoder.status().message());
+  return Status::OK();
+}
+
 Status ParseSource(const ConfigNode& root, JobSpec& spec) {
   const ConfigNode* source = root.Find("source");
   if (source == nullptr) return root.Error("needs `source:` with `topic:`");
-  KAPPA_RETURN_IF_ERROR(source->CheckKeys({"topic", "start", "allow_truncated_history", "archive"}, "source"));
+  KAPPA_RETURN_IF_ERROR(source->CheckKeys(
+      {"topic", "start", "allow_truncated_history", "archive", "format", "fields", "event_time", "value"}, "source"));
   auto topic = source->RequiredStringAt("topic", "source ");
   if (!topic.ok()) return topic.status();
   if (Status st = CheckTopicName(*topic); !st.ok()) {
@@ -190,11 +251,14 @@ Status ParseSource(const ConfigNode& root, JobSpec& spec) {
     if (!dir.ok()) return dir.status();
     spec.archive_dir = *dir;
   }
-  return Status::OK();
+  return ParseDeclaredFormat(*source, spec);
 }
 
 Status ParseFormatAndValidate(const ConfigNode& root, JobSpec& spec) {
   if (const ConfigNode* f = root.Find("format")) {
+    if (root.Find("source") && root.Find("source")->Find("format")) {
+      return f->Error("the format is given twice: keep `source.format` and remove the top-level `format:`");
+    }
     auto format = ParseRecordFormat(f->IsScalar() ? f->scalar() : std::string());
     if (!format.ok()) return f->Error(format.status().message());
     spec.decode.format = *format;
@@ -229,6 +293,8 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
   if (ops == nullptr || !ops->IsList() || ops->size() == 0) {
     return root.Error("needs `operators:`, a list ending in a " + OperatorKindNames(/*terminal_only=*/true));
   }
+  // A declared format's operators name its declared fields.
+  DeclaredFieldsScope scope(IsDeclaredFormat(spec.decode.format) ? spec.decode.schema.get() : nullptr);
   for (const ConfigNode& item : ops->items()) {
     auto op = ParseOperatorSpec(item);
     if (!op.ok()) return op.status();
@@ -360,6 +426,10 @@ std::string JobSpec::CanonicalLogic() const {
   os << ";sink=" << sink_topic << ";dlq=" << dlq_topic << ";late=" << late_topic
      << ";delivery=" << static_cast<int>(delivery);
   if (decode.format != RecordFormat::kTransaction) os << ";format=" << RecordFormatName(decode.format);
+  if (decode.schema) {
+    os << ";fields=" << CanonicalSchemaText(*decode.schema) << ";event_time=" << decode.event_time_slot
+       << ";value=" << decode.value_slot;
+  }
   return os.str();
 }
 

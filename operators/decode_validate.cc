@@ -3,11 +3,38 @@
 #include <algorithm>
 #include <cstring>
 
+#include "formats/json_decoder.h"
 #include "operators/field_access.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/transaction_generated.h"
 
 namespace kappa {
+
+Result<std::unique_ptr<RecordDecoder>> MakeRecordDecoder(const DecodeSpec& spec) {
+  if (!spec.schema) return Status::InvalidArgument("a declared format needs its declared fields");
+  switch (spec.format) {
+    case RecordFormat::kJson: {
+      auto decoder = JsonDecoder::Create(*spec.schema);
+      if (!decoder.ok()) return decoder.status();
+      return std::unique_ptr<RecordDecoder>(std::move(*decoder));
+    }
+    default:
+      return Status::InvalidArgument("format " + std::string(RecordFormatName(spec.format)) +
+                                     " has no declared fields");
+  }
+}
+
+DecodeValidate::DecodeValidate(DecodeSpec spec) : spec_(std::move(spec)) {
+  if (!IsDeclaredFormat(spec_.format)) return;
+  auto decoder = MakeRecordDecoder(spec_);
+  if (decoder.ok()) {
+    decoder_ = std::move(*decoder);
+  } else {
+    decoder_status_ = decoder.status();
+  }
+}
+
+DecodeValidate::~DecodeValidate() = default;
 
 DlqReason DecodeValidate::Classify(const uint8_t* data, size_t size, std::string* message) {
   // Re-verify the buffer with the library's checks, but leniently: the root
@@ -150,6 +177,10 @@ void DecodeValidate::Process(RecordBatch& batch, TaskContext& ctx) {
     ProcessNexmark(batch, ctx);
     return;
   }
+  if (IsDeclaredFormat(spec_.format)) {
+    ProcessDeclared(batch, ctx);
+    return;
+  }
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
     InputRecord& rec = batch.records[idx];
@@ -198,6 +229,61 @@ void DecodeValidate::ProcessNexmark(RecordBatch& batch, TaskContext& ctx) {
       ++ctx.counters->dlq;
       continue;
     }
+    if (ctx.max_event_time_ms == kNoTime || rec.event_time_ms > ctx.max_event_time_ms) {
+      ctx.max_event_time_ms = rec.event_time_ms;
+    }
+    rec.watermark_ms = ctx.watermark_ms();
+    batch.selection[kept++] = idx;
+  }
+  batch.selection.resize(kept);
+}
+
+void DecodeValidate::ProcessDeclared(RecordBatch& batch, TaskContext& ctx) {
+  const size_t width = static_cast<size_t>(spec_.schema->size());
+  // Sized once per batch: records keep pointers into it until the batch ends.
+  slots_.resize(batch.records.size() * width);
+  if (decoder_) decoder_->BeginBatch();
+  DecodeError error;
+  size_t kept = 0;
+  for (uint32_t idx : batch.selection) {
+    InputRecord& rec = batch.records[idx];
+    if (rec.payload == nullptr) {
+      ctx.out->EmitDlq(batch.partition, rec, DlqReason::kUndecodable, "empty payload (tombstone)");
+      ++ctx.counters->dlq;
+      continue;
+    }
+    if (!decoder_) {
+      ctx.out->EmitDlq(batch.partition, rec, DlqReason::kUndecodable, decoder_status_.ToString());
+      ++ctx.counters->dlq;
+      continue;
+    }
+    FieldValue* values = slots_.data() + static_cast<size_t>(idx) * width;
+    RawRecord raw;
+    raw.payload = rec.payload;
+    raw.size = rec.size;
+    raw.key = rec.key;
+    raw.key_size = rec.key_size;
+    raw.timestamp_ms = rec.timestamp_ms;
+    if (!decoder_->Decode(raw, values, &error)) {
+      const DlqReason reason = error.kind == DecodeError::Kind::kUndecodable   ? DlqReason::kUndecodable
+                               : error.kind == DecodeError::Kind::kMissingField ? DlqReason::kMissingField
+                                                                                : DlqReason::kInvalidValue;
+      message_ = error.path.empty() ? error.message : error.path + ": " + error.message;
+      ctx.out->EmitDlq(batch.partition, rec, reason, message_);
+      ++ctx.counters->dlq;
+      continue;
+    }
+    const int64_t event_time = values[spec_.event_time_slot].i;
+    if (event_time < spec_.min_event_time_ms) {
+      message_ = spec_.schema->field(spec_.event_time_slot).path + ": event time " + std::to_string(event_time) +
+                 " is below the minimum " + std::to_string(spec_.min_event_time_ms);
+      ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, message_);
+      ++ctx.counters->dlq;
+      continue;
+    }
+    rec.fields = values;
+    rec.event_time_ms = event_time;
+    rec.value = spec_.value_slot >= 0 && values[spec_.value_slot].present ? values[spec_.value_slot].i : 0;
     if (ctx.max_event_time_ms == kNoTime || rec.event_time_ms > ctx.max_event_time_ms) {
       ctx.max_event_time_ms = rec.event_time_ms;
     }

@@ -8,19 +8,30 @@
 // batching. Counts dlq; `in` is counted by the runtime. One task, one thread.
 // With `format: nexmark` (DecodeSpec::format) it verifies NexmarkEvents
 // ("KNX1") instead, with the same DLQ reasons, and takes event time from the
-// event's date_time.
+// event's date_time. With a declared format (`source.format: json`) its
+// RecordDecoder (formats/) fills one FieldValue per declared field into a
+// per-batch arena that every record's `fields` points into; a record that
+// does not parse, lacks a required field or has one of the wrong type goes to
+// the DLQ with the field's path (wrong type: InvalidValue).
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "operators/operator_interface.h"
 #include "operators/operator_spec.h"
 
 namespace kappa {
 
+// The decoder of a declared format (spec.format json ...), built from its
+// declared fields; an error if they do not make one.
+Result<std::unique_ptr<RecordDecoder>> MakeRecordDecoder(const DecodeSpec& spec);
+
 class DecodeValidate final : public Operator {
  public:
-  explicit DecodeValidate(DecodeSpec spec) : spec_(std::move(spec)) {}
+  explicit DecodeValidate(DecodeSpec spec);
+  ~DecodeValidate() override;
   std::string_view name() const override { return "decode"; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
 
@@ -37,9 +48,14 @@ class DecodeValidate final : public Operator {
   // false with the DLQ reason and message if it is bad.
   bool DecodeNexmark(InputRecord& rec, DlqReason* reason, std::string* message) const;
   void ProcessNexmark(RecordBatch& batch, TaskContext& ctx);
+  void ProcessDeclared(RecordBatch& batch, TaskContext& ctx);
 
   DecodeSpec spec_;
   std::string message_;  // reused: only failures build a message
+  // A declared format's decoder, or why it could not be built.
+  std::unique_ptr<RecordDecoder> decoder_;
+  Status decoder_status_;
+  std::vector<FieldValue> slots_;  // records x declared fields, per batch
 };
 
 }  // namespace kappa

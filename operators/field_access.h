@@ -148,8 +148,17 @@ inline std::string_view NexmarkText(const InputRecord& r, Field f) {
 }
 }  // namespace field_access_detail
 
-// A numeric field of a decoded record (type: its code; status: its enum value).
+// A declared field's slot (IsDeclaredField(f)); set by the decode step.
+inline const FieldValue& DeclaredSlot(const InputRecord& r, Field f) { return r.fields[DeclaredSlotOf(f)]; }
+
+// A numeric field of a decoded record (type: its code; status: its enum
+// value; a declared int64, timestamp (epoch ms) or bool (0/1); 0 when a
+// declared optional field is absent).
 inline int64_t NumericField(const InputRecord& r, Field f) {
+  if (IsDeclaredField(f)) [[unlikely]] {
+    const FieldValue& v = DeclaredSlot(r, f);
+    return v.present ? v.i : 0;
+  }
   // The Nexmark numbers first: one range check, then a table lookup.
   if (static_cast<unsigned>(static_cast<int>(f) - static_cast<int>(Field::kType)) <
           static_cast<unsigned>(field_access_detail::kNexmarkFieldCount) &&
@@ -174,6 +183,13 @@ inline int64_t NumericField(const InputRecord& r, Field f) {
 
 // Any field of a decoded record as text (numbers in decimal into `scratch`).
 inline std::string_view FieldText(const InputRecord& r, Field f, char* scratch) {
+  if (IsDeclaredField(f)) [[unlikely]] {
+    const FieldValue& v = DeclaredSlot(r, f);
+    if (!v.present) return {};
+    if (DeclaredTypeOf(f) == ValueType::kString) return v.text();
+    auto p = std::to_chars(scratch, scratch + kFieldTextScratchBytes, v.i);
+    return std::string_view(scratch, static_cast<size_t>(p.ptr - scratch));
+  }
   switch (f) {
     case Field::kTxnId:
     case Field::kUserId:

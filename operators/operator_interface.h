@@ -14,6 +14,7 @@
 
 #include "base/record_counters.h"
 #include "base/status.h"
+#include "formats/record_view.h"
 #include "state/keyed_state.h"
 
 namespace kappa::schema {
@@ -42,6 +43,9 @@ struct InputRecord {
   // fields with a switch (operators/field_access.h), never a virtual call.
   const schema::Transaction* txn = nullptr;
   const void* nexmark = nullptr;  // the event's body table (schema::Bid, ...)
+  // A declared format's record view: one value per declared field, in slot
+  // order (formats/record_view.h), valid while the batch is processed.
+  const FieldValue* fields = nullptr;
   int64_t event_time_ms = kNoTime;
   // The task watermark right after this record was seen: max event time of
   // the task's valid records up to and including this one, minus the allowed

@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <charconv>
+#include <deque>
+#include <mutex>
 #include <string>
 
 #include "operators/field_access.h"
@@ -30,18 +32,80 @@ constexpr std::pair<std::string_view, Field> kFields[] = {
 Result<RecordFormat> ParseRecordFormat(std::string_view name) {
   if (name == "transaction") return RecordFormat::kTransaction;
   if (name == "nexmark") return RecordFormat::kNexmark;
-  return Status::InvalidArgument("unknown format `" + std::string(name) + "` (transaction or nexmark)");
+  if (name == "json") return RecordFormat::kJson;
+  return Status::InvalidArgument("unknown format `" + std::string(name) + "` (transaction, nexmark or json)");
 }
 
 std::string_view RecordFormatName(RecordFormat format) {
-  return format == RecordFormat::kNexmark ? "nexmark" : "transaction";
+  switch (format) {
+    case RecordFormat::kNexmark: return "nexmark";
+    case RecordFormat::kJson: return "json";
+    case RecordFormat::kTransaction: break;
+  }
+  return "transaction";
 }
 
 bool FieldInFormat(Field field, RecordFormat format) {
   if (field == Field::kOffset || field == Field::kValue || field == Field::kPartition) return true;
+  if (IsDeclaredField(field)) return IsDeclaredFormat(format);
+  if (IsDeclaredFormat(format)) return false;
   const bool txn = static_cast<int>(field) <= static_cast<int>(Field::kEventTime);
   return txn == (format == RecordFormat::kTransaction);
 }
+
+namespace {
+
+// The declared fields ever interned, append-only: a Field stays valid for
+// the process's life. Entries are never moved (deque), so readers need the
+// lock only to find the entry, which they do at parse and build time, never
+// per record.
+struct DeclaredTable {
+  std::mutex mu;
+  std::deque<DeclaredFieldInfo> entries;
+};
+DeclaredTable& Declared() {
+  static DeclaredTable* table = new DeclaredTable();  // never destroyed: Fields outlive statics
+  return *table;
+}
+thread_local const RecordSchema* t_declared_scope = nullptr;
+
+constexpr size_t kMaxDeclaredEntries = 1 << 12;
+
+Field DeclaredFieldValue(size_t index, int slot, ValueType type) {
+  return static_cast<Field>(static_cast<int>(Field::kDeclaredBase) +
+                            (static_cast<int>(index) << 16 | slot << 3 | static_cast<int>(type)));
+}
+
+}  // namespace
+
+const DeclaredFieldInfo& DeclaredFieldOf(Field field) {
+  DeclaredTable& t = Declared();
+  std::lock_guard<std::mutex> lock(t.mu);
+  return t.entries.at(static_cast<size_t>((static_cast<int>(field) - static_cast<int>(Field::kDeclaredBase)) >> 16));
+}
+
+Result<Field> InternDeclaredField(const std::string& name, ValueType type, int slot) {
+  if (slot < 0 || slot >= kMaxDeclaredSlots) {
+    return Status::InvalidArgument("at most " + std::to_string(kMaxDeclaredSlots) + " declared fields");
+  }
+  DeclaredTable& t = Declared();
+  std::lock_guard<std::mutex> lock(t.mu);
+  for (size_t i = 0; i < t.entries.size(); ++i) {
+    const DeclaredFieldInfo& e = t.entries[i];
+    if (e.name == name && e.type == type && e.slot == slot) return DeclaredFieldValue(i, slot, type);
+  }
+  if (t.entries.size() >= kMaxDeclaredEntries) {
+    return Status::InvalidArgument("more than " + std::to_string(kMaxDeclaredEntries) +
+                                   " distinct declared fields in one process");
+  }
+  t.entries.push_back({name, type, slot});
+  return DeclaredFieldValue(t.entries.size() - 1, slot, type);
+}
+
+DeclaredFieldsScope::DeclaredFieldsScope(const RecordSchema* schema) : previous_(t_declared_scope) {
+  t_declared_scope = schema;
+}
+DeclaredFieldsScope::~DeclaredFieldsScope() { t_declared_scope = previous_; }
 
 std::string_view NexmarkTypeName(int type) {
   switch (type) {
@@ -72,6 +136,26 @@ std::string_view StatusName(schema::TxnStatus status) {
 }
 
 Result<Field> ParseField(std::string_view name) {
+  if (const RecordSchema* schema = t_declared_scope) {
+    if (auto slot = schema->Find(name)) {
+      const FieldDecl& decl = schema->field(*slot);
+      if (decl.type == ValueType::kDouble) {
+        // Until named features (issue 12, point 4) aggregate doubles, the
+        // operators compute in int64: a double would be truncated silently.
+        return Status::InvalidArgument("field `" + decl.name +
+                                       "` is a double; operators read int64, timestamp, bool and string fields "
+                                       "for now (declare cents as int64)");
+      }
+      return InternDeclaredField(decl.name, decl.type, *slot);
+    }
+    if (name == "offset") return Field::kOffset;
+    if (name == "value") return Field::kValue;
+    if (name == "partition") return Field::kPartition;
+    std::string known;
+    for (const FieldDecl& decl : schema->fields()) known.append(known.empty() ? "" : ", ").append(decl.name);
+    return Status::InvalidArgument("unknown field `" + std::string(name) + "` (declared in source.fields: " +
+                                   known + "; any format: offset, value, partition)");
+  }
   for (const auto& [n, f] : kFields) {
     if (n == name) return f;
   }
@@ -84,6 +168,7 @@ Result<Field> ParseField(std::string_view name) {
 }
 
 std::string_view FieldName(Field field) {
+  if (IsDeclaredField(field)) return DeclaredFieldOf(field).name;
   for (const auto& [n, f] : kFields) {
     if (f == field) return n;
   }
@@ -91,6 +176,10 @@ std::string_view FieldName(Field field) {
 }
 
 bool IsNumericField(Field field) {
+  if (IsDeclaredField(field)) {
+    const ValueType type = DeclaredTypeOf(field);
+    return type == ValueType::kInt64 || type == ValueType::kTimestamp || type == ValueType::kBool;
+  }
   switch (field) {
     case Field::kAmountCents:
     case Field::kEventTime:

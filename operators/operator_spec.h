@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,13 +14,17 @@
 
 #include "base/config_node.h"
 #include "base/status.h"
+#include "formats/record_view.h"
 
 namespace kappa {
 
-// Which record schema a job's source topic holds (top-level `format:` of the
-// spec): FlatBuffers kappa.schema.Transaction (the default) or
-// kappa.schema.NexmarkEvent (schemas/nexmark.fbs).
-enum class RecordFormat { kTransaction, kNexmark };
+// Which record schema a job's source topic holds: FlatBuffers
+// kappa.schema.Transaction (the default) or kappa.schema.NexmarkEvent
+// (schemas/nexmark.fbs), both built in; or a user's own format whose fields
+// the spec declares (`source: {format: json, fields: ...}`, formats/).
+enum class RecordFormat { kTransaction, kNexmark, kJson };
+// A user format: its fields are declared, not built in.
+inline bool IsDeclaredFormat(RecordFormat format) { return format == RecordFormat::kJson; }
 Result<RecordFormat> ParseRecordFormat(std::string_view name);
 std::string_view RecordFormatName(RecordFormat format);
 
@@ -55,10 +60,51 @@ enum class Field {
   kOffset,      // the record's input offset; as an emit key "<partition>|<offset>"
   kValue,       // the number aggregates use: set by decode (amount_cents, bid price) and by map
   kPartition,   // the task's input partition: only a window or emit key (one group per task)
+  // Fields a user format declares (source.fields) are kDeclaredBase plus
+  // (n << 16 | slot << 3 | type), n indexing a process-wide table of
+  // (name, type, slot) (DeclaredFieldOf): a Field names its declared field
+  // completely, so operators need no schema, and the slot and type are read
+  // from the Field itself on the per-record path, without the table.
+  kDeclaredBase = 1 << 30,
+};
+struct DeclaredFieldInfo {
+  std::string name;
+  ValueType type = ValueType::kString;
+  int slot = 0;  // in InputRecord::fields
+};
+inline bool IsDeclaredField(Field field) { return static_cast<int>(field) >= static_cast<int>(Field::kDeclaredBase); }
+constexpr int kMaxDeclaredSlots = 1 << 13;
+inline int DeclaredSlotOf(Field field) {
+  return ((static_cast<int>(field) - static_cast<int>(Field::kDeclaredBase)) >> 3) & (kMaxDeclaredSlots - 1);
+}
+inline ValueType DeclaredTypeOf(Field field) {
+  return static_cast<ValueType>((static_cast<int>(field) - static_cast<int>(Field::kDeclaredBase)) & 7);
+}
+// The entry of a declared field (IsDeclaredField(field) must hold). Takes a
+// lock: for parsing, building and messages, not per record.
+const DeclaredFieldInfo& DeclaredFieldOf(Field field);
+// The Field of a declared field (the same Field for the same triple).
+Result<Field> InternDeclaredField(const std::string& name, ValueType type, int slot);
+
+// While one lives (on this thread), ParseField resolves names against the
+// declared schema of a user format (and the pseudo fields offset, value,
+// partition), not the built-in formats' names. The job spec loader holds
+// one while it parses the operators of a job whose format is declared.
+class DeclaredFieldsScope {
+ public:
+  explicit DeclaredFieldsScope(const RecordSchema* schema);
+  ~DeclaredFieldsScope();
+  DeclaredFieldsScope(const DeclaredFieldsScope&) = delete;
+  DeclaredFieldsScope& operator=(const DeclaredFieldsScope&) = delete;
+
+ private:
+  const RecordSchema* previous_;
 };
 Result<Field> ParseField(std::string_view name);
 std::string_view FieldName(Field field);
-bool IsNumericField(Field field);  // amount_cents, event_time_ms, the Nexmark numbers, offset, value
+// amount_cents, event_time_ms, the Nexmark numbers, offset, value; declared
+// int64, timestamp and bool fields.
+bool IsNumericField(Field field);
 // Whether records of `format` have the field (offset, value, partition: every format).
 bool FieldInFormat(Field field, RecordFormat format);
 // `partition` is not a field of the record: it can only key a window or an emit.
@@ -76,6 +122,12 @@ struct DecodeSpec {
   // non-negative prices (InvalidValue); the amount and currency checks above
   // are the Transaction's only.
   RecordFormat format = RecordFormat::kTransaction;
+  // A declared format's fields (source.fields), in slot order, and which of
+  // them is the event time (a timestamp; required) and the value aggregates
+  // use by default (an int64; optional, else 0 unless a map sets it).
+  std::shared_ptr<const RecordSchema> schema;
+  int event_time_slot = -1;
+  int value_slot = -1;
 };
 
 struct Predicate {
