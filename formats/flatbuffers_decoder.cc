@@ -1,0 +1,572 @@
+#include "formats/flatbuffers_decoder.h"
+
+#include <flatbuffers/idl.h>
+#include <flatbuffers/reflection.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace kappa {
+
+// One declared field, resolved at load. Decode() follows `tables` from the
+// root (one vtable read and one offset each), then reads the leaf at `slot`.
+struct FlatBuffersDecoder::Plan {
+  enum class Source : uint8_t { kRecord, kKafkaKey, kKafkaTimestamp };
+  enum class Leaf : uint8_t { kBool, kI8, kU8, kI16, kU16, kI32, kU32, kI64, kU64, kF32, kF64, kString };
+  enum class Out : uint8_t { kInt64, kDouble, kBool, kString, kMillis, kMicros, kIso, kEnumName };
+
+  Source source = Source::kRecord;
+  Leaf leaf = Leaf::kI64;
+  Out out = Out::kInt64;
+  bool optional = false;         // declared optional: absent -> present=false
+  bool schema_optional = false;  // an optional scalar (`= null`): absent is absent, no default
+  bool in_struct = false;        // `slot` is a struct in the last table; the leaf is at struct_offset in it
+  std::vector<flatbuffers::voffset_t> tables;  // table hops from the root
+  flatbuffers::voffset_t slot = 0;
+  uint32_t struct_offset = 0;
+  int64_t default_i = 0;
+  double default_d = 0;
+  // Enum names (Out::kEnumName): dense table from enum_min, else sorted pairs.
+  int64_t enum_min = 0;
+  std::vector<std::string_view> enum_dense;
+  std::vector<std::pair<int64_t, std::string_view>> enum_sparse;
+  std::string enum_name;
+  std::string path;
+};
+
+FlatBuffersDecoder::FlatBuffersDecoder() = default;
+FlatBuffersDecoder::~FlatBuffersDecoder() = default;
+
+namespace {
+
+using reflection::BaseType;
+using Plan = FlatBuffersDecoder::Plan;
+
+bool IsInteger(BaseType t) { return t >= reflection::Byte && t <= reflection::ULong; }
+bool IsFloat(BaseType t) { return t == reflection::Float || t == reflection::Double; }
+
+std::string BaseTypeName(BaseType t) {
+  switch (t) {
+    case reflection::Bool: return "bool";
+    case reflection::Byte: return "byte";
+    case reflection::UByte: return "ubyte";
+    case reflection::Short: return "short";
+    case reflection::UShort: return "ushort";
+    case reflection::Int: return "int";
+    case reflection::UInt: return "uint";
+    case reflection::Long: return "long";
+    case reflection::ULong: return "ulong";
+    case reflection::Float: return "float";
+    case reflection::Double: return "double";
+    case reflection::String: return "string";
+    case reflection::Vector: return "vector";
+    case reflection::Obj: return "table";
+    case reflection::Union: return "union";
+    case reflection::UType: return "union type";
+    case reflection::Array: return "array";
+    default: return "?";
+  }
+}
+
+// "long", "enum acme.Status (byte)", "table acme.Money", "vector of string"...
+std::string DescribeType(const reflection::Schema& schema, const reflection::Field& f) {
+  const auto* type = f.type();
+  const BaseType bt = type->base_type();
+  if (bt == reflection::Obj) {
+    const auto* obj = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+    return std::string(obj->is_struct() ? "struct " : "table ") + obj->name()->str();
+  }
+  if (bt == reflection::Vector || bt == reflection::Array) {
+    return BaseTypeName(bt) + " of " + BaseTypeName(type->element());
+  }
+  if (IsInteger(bt) && type->index() >= 0) {
+    const auto* e = schema.enums()->Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+    return "enum " + e->name()->str() + " (" + BaseTypeName(bt) + ")";
+  }
+  return BaseTypeName(bt);
+}
+
+// "a long", "an int", "an enum ...".
+std::string WithArticle(const std::string& noun) {
+  return (noun.empty() || std::string_view("aeiou").find(noun[0]) == std::string_view::npos ? "a " : "an ") + noun;
+}
+
+// The object's usable fields, in declaration order: "id, user, amount".
+std::string FieldList(const reflection::Object& obj) {
+  std::vector<const reflection::Field*> fields;
+  for (const auto* f : *obj.fields()) {
+    if (!f->deprecated() && f->type()->base_type() != reflection::UType) fields.push_back(f);
+  }
+  std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) { return a->id() < b->id(); });
+  std::string out;
+  for (const auto* f : fields) {
+    if (!out.empty()) out += ", ";
+    out += f->name()->str();
+  }
+  return out.empty() ? "(none)" : out;
+}
+
+std::string ObjectList(const reflection::Schema& schema) {
+  std::string out;
+  for (const auto* o : *schema.objects()) {
+    if (o->is_struct()) continue;
+    if (!out.empty()) out += ", ";
+    out += o->name()->str();
+  }
+  return out.empty() ? "(none)" : out;
+}
+
+Plan::Leaf LeafOf(BaseType t) {
+  switch (t) {
+    case reflection::Bool: return Plan::Leaf::kBool;
+    case reflection::Byte: return Plan::Leaf::kI8;
+    case reflection::UByte: return Plan::Leaf::kU8;
+    case reflection::Short: return Plan::Leaf::kI16;
+    case reflection::UShort: return Plan::Leaf::kU16;
+    case reflection::Int: return Plan::Leaf::kI32;
+    case reflection::UInt: return Plan::Leaf::kU32;
+    case reflection::Long: return Plan::Leaf::kI64;
+    case reflection::ULong: return Plan::Leaf::kU64;
+    case reflection::Float: return Plan::Leaf::kF32;
+    case reflection::Double: return Plan::Leaf::kF64;
+    default: return Plan::Leaf::kString;
+  }
+}
+
+Result<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IOError("cannot read the FlatBuffers schema " + path + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool LooksBinarySchema(const std::string& bytes) {
+  return bytes.size() >= 8 && flatbuffers::BufferHasIdentifier(bytes.data(), reflection::SchemaIdentifier());
+}
+
+// Resolves one declared field against the root table.
+Status Resolve(const reflection::Schema& schema, const reflection::Object& root, const FieldDecl& decl, Plan* plan) {
+  plan->optional = decl.optional;
+  plan->path = decl.path;
+  const std::string what = "field `" + decl.name + "` (path `" + decl.path + "`)";
+
+  if (decl.path == "kafka.key") {
+    if (decl.type != ValueType::kString) {
+      return Status::InvalidArgument(what + " is the Kafka key, a string, but is declared " +
+                                     std::string(ValueTypeName(decl.type)) + "; declare it string");
+    }
+    plan->source = Plan::Source::kKafkaKey;
+    plan->out = Plan::Out::kString;
+    return Status::OK();
+  }
+  if (decl.path == "kafka.timestamp") {
+    if (decl.type != ValueType::kTimestamp && decl.type != ValueType::kInt64) {
+      return Status::InvalidArgument(what + " is the Kafka timestamp (epoch ms) but is declared " +
+                                     std::string(ValueTypeName(decl.type)) + "; declare it timestamp or int64");
+    }
+    plan->source = Plan::Source::kKafkaTimestamp;
+    plan->out = Plan::Out::kInt64;
+    return Status::OK();
+  }
+
+  // Walk the path: tables, then at most a run of structs, then the leaf.
+  const reflection::Object* obj = &root;
+  std::string at = root.name()->str();  // where we are, for messages
+  size_t start = 0;
+  const reflection::Field* leaf = nullptr;
+  bool in_struct = false;
+  uint32_t struct_offset = 0;
+  for (;;) {
+    const size_t dot = decl.path.find('.', start);
+    const std::string element = decl.path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (element.empty()) return Status::InvalidArgument(what + ": the path has an empty element");
+    const reflection::Field* f = obj->fields()->LookupByKey(element.c_str());
+    if (f == nullptr || f->type()->base_type() == reflection::UType) {
+      return Status::InvalidArgument(what + ": " + std::string(obj->is_struct() ? "struct " : "table ") +
+                                     obj->name()->str() +
+                                     " has no field `" + element + "`; its fields: " + FieldList(*obj));
+    }
+    if (f->deprecated()) {
+      return Status::InvalidArgument(what + ": `" + at + "." + element +
+                                     "` is deprecated in the schema, so records no longer carry it");
+    }
+    const BaseType bt = f->type()->base_type();
+    const std::string here = at + "." + element;
+    if (dot == std::string::npos) {
+      leaf = f;
+      if (in_struct) struct_offset += f->offset();
+      break;
+    }
+    // Not the last element: it must be a table or a struct to go into.
+    if (bt != reflection::Obj) {
+      return Status::InvalidArgument(what + ": `" + here + "` is " + WithArticle(DescribeType(schema, *f)) +
+                                     ", not a table, so the path cannot go on to `" + decl.path.substr(dot + 1) + "`");
+    }
+    const auto* next = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(f->type()->index()));
+    if (next->is_struct()) {
+      if (!in_struct) {
+        in_struct = true;
+        plan->slot = f->offset();
+        struct_offset = 0;
+      } else {
+        struct_offset += f->offset();  // a struct nested in a struct: inline at this offset
+      }
+    } else {
+      plan->tables.push_back(f->offset());
+    }
+    obj = next;
+    at = here;
+    start = dot + 1;
+  }
+
+  const BaseType bt = leaf->type()->base_type();
+  const std::string here = at + "." + leaf->name()->str();
+  const std::string declared = std::string(ValueTypeName(decl.type));
+  auto mismatch = [&](const std::string& hint) {
+    return Status::InvalidArgument(what + " is declared " + declared + ", but `" + here + "` is " +
+                                   WithArticle(DescribeType(schema, *leaf)) + hint);
+  };
+  if (bt == reflection::Obj) {
+    const auto* o = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(leaf->type()->index()));
+    return mismatch("; declare a path to a field inside it (its fields: " + FieldList(*o) + ")");
+  }
+  if (bt == reflection::Vector || bt == reflection::Array || bt == reflection::Union) {
+    return mismatch("; vectors and unions cannot be declared as fields");
+  }
+  const bool is_enum = IsInteger(bt) && leaf->type()->index() >= 0;
+  plan->in_struct = in_struct;
+  if (!in_struct) plan->slot = leaf->offset();
+  plan->struct_offset = struct_offset;
+  plan->leaf = LeafOf(bt);
+  plan->default_i = leaf->default_integer();
+  plan->default_d = leaf->default_real();
+  plan->schema_optional = leaf->optional() && bt != reflection::String;
+
+  switch (decl.type) {
+    case ValueType::kInt64:
+      if (!IsInteger(bt)) return mismatch("; int64 reads integer and enum fields");
+      plan->out = Plan::Out::kInt64;
+      break;
+    case ValueType::kDouble:
+      if (!IsInteger(bt) && !IsFloat(bt)) return mismatch("; double reads float, double and integer fields");
+      if (is_enum) return mismatch("; declare an enum int64 (its value) or string (its name)");
+      plan->out = Plan::Out::kDouble;
+      break;
+    case ValueType::kBool:
+      if (bt != reflection::Bool) return mismatch("; bool reads bool fields");
+      plan->out = Plan::Out::kBool;
+      break;
+    case ValueType::kString:
+      if (bt == reflection::String) {
+        plan->out = Plan::Out::kString;
+      } else if (is_enum) {
+        const auto* e = schema.enums()->Get(static_cast<flatbuffers::uoffset_t>(leaf->type()->index()));
+        plan->out = Plan::Out::kEnumName;
+        plan->enum_name = e->name()->str();
+        int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+        for (const auto* v : *e->values()) {
+          lo = std::min(lo, v->value());
+          hi = std::max(hi, v->value());
+          plan->enum_sparse.emplace_back(v->value(), v->name()->string_view());
+        }
+        std::sort(plan->enum_sparse.begin(), plan->enum_sparse.end());
+        if (!plan->enum_sparse.empty() && static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) < 4096) {
+          plan->enum_min = lo;
+          plan->enum_dense.assign(static_cast<size_t>(hi - lo + 1), std::string_view());
+          for (const auto& [value, name] : plan->enum_sparse) plan->enum_dense[static_cast<size_t>(value - lo)] = name;
+        }
+      } else {
+        return mismatch("; string reads string fields and enums (by name)");
+      }
+      break;
+    case ValueType::kTimestamp:
+      if (decl.timestamp == TimestampEncoding::kIso8601) {
+        if (bt != reflection::String) return mismatch("; an ISO-8601 timestamp reads a string field");
+        plan->out = Plan::Out::kIso;
+      } else {
+        if (!IsInteger(bt) || is_enum) {
+          return mismatch("; an epoch timestamp reads an integer field (or declare timestamp: iso8601 for a string)");
+        }
+        plan->out = decl.timestamp == TimestampEncoding::kEpochMicros ? Plan::Out::kMicros : Plan::Out::kMillis;
+      }
+      break;
+  }
+  return Status::OK();
+}
+
+int64_t FloorDiv1000(int64_t v) {
+  int64_t q = v / 1000;
+  if ((v % 1000) < 0) --q;
+  return q;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::Create(const RecordSchema& schema,
+                                                                       const std::string& schema_path,
+                                                                       std::string root_type) {
+  auto bytes = ReadWholeFile(schema_path);
+  if (!bytes.ok()) return bytes.status();
+  if (LooksBinarySchema(*bytes)) {
+    return CreateFromBinarySchema(schema, std::move(*bytes), std::move(root_type), schema_path);
+  }
+  // A .fbs: compile it with FlatBuffers' own parser (what `flatc -b --schema`
+  // runs); `include "x.fbs"` is looked up next to the file.
+  flatbuffers::IDLOptions opts;
+  flatbuffers::Parser parser(opts);
+  const std::string dir = std::filesystem::path(schema_path).parent_path().string();
+  const std::string include_dir = dir.empty() ? "." : dir;
+  const char* include_paths[] = {include_dir.c_str(), nullptr};
+  if (!parser.Parse(bytes->c_str(), include_paths, schema_path.c_str())) {
+    std::string err = parser.error_;
+    while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+    return Status::InvalidArgument("the FlatBuffers schema " + schema_path + " does not compile: " + err);
+  }
+  parser.Serialize();
+  std::string bfbs(reinterpret_cast<const char*>(parser.builder_.GetBufferPointer()), parser.builder_.GetSize());
+  return CreateFromBinarySchema(schema, std::move(bfbs), std::move(root_type), schema_path);
+}
+
+Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinarySchema(const RecordSchema& schema,
+                                                                                       std::string bfbs,
+                                                                                       std::string root_type,
+                                                                                       const std::string& origin) {
+  std::unique_ptr<FlatBuffersDecoder> d(new FlatBuffersDecoder());
+  // Copy into 8-byte aligned storage the verifier accepts (std::string's
+  // buffer is at least 16-byte aligned from the heap; a short string is SSO).
+  d->bfbs_ = std::move(bfbs);
+  d->bfbs_.reserve(32);
+  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(d->bfbs_.data()), d->bfbs_.size());
+  if (!reflection::VerifySchemaBuffer(verifier)) {
+    return Status::InvalidArgument(origin +
+                                   " is not a valid binary FlatBuffers schema (.bfbs); give a .fbs or the output of "
+                                   "`flatc -b --schema`");
+  }
+  d->schema_ = reflection::GetSchema(d->bfbs_.data());
+  const reflection::Schema& s = *d->schema_;
+  if (s.objects() == nullptr || s.objects()->size() == 0) {
+    return Status::InvalidArgument(origin + " declares no tables");
+  }
+  if (root_type.empty()) {
+    if (s.root_table() == nullptr) {
+      return Status::InvalidArgument(origin + " declares no root_type; name the table records are (root_type), one of: " +
+                                     ObjectList(s));
+    }
+    d->root_ = s.root_table();
+    if (s.file_ident() != nullptr) d->file_ident_ = s.file_ident()->str();
+  } else {
+    const reflection::Object* found = s.objects()->LookupByKey(root_type.c_str());
+    if (found == nullptr) {
+      int matches = 0;
+      for (const auto* o : *s.objects()) {
+        const std::string name = o->name()->str();
+        if (name.size() > root_type.size() && name.compare(name.size() - root_type.size(), root_type.size(), root_type) == 0 &&
+            name[name.size() - root_type.size() - 1] == '.') {
+          found = o;
+          ++matches;
+        }
+      }
+      if (matches > 1) {
+        return Status::InvalidArgument("root type `" + root_type + "` is ambiguous in " + origin +
+                                       "; qualify it with its namespace, one of: " + ObjectList(s));
+      }
+    }
+    if (found == nullptr) {
+      return Status::InvalidArgument(origin + " has no table `" + root_type + "`; its tables: " + ObjectList(s));
+    }
+    if (found->is_struct()) {
+      return Status::InvalidArgument("root type `" + root_type + "` in " + origin +
+                                     " is a struct; a record is a table, one of: " + ObjectList(s));
+    }
+    d->root_ = found;
+    if (s.root_table() == found && s.file_ident() != nullptr) d->file_ident_ = s.file_ident()->str();
+  }
+  d->root_name_ = d->root_->name()->str();
+  for (const auto* f : *d->root_->fields()) {
+    if (f->required() && !f->deprecated()) d->required_.emplace_back(f->offset(), f->name()->str());
+  }
+  d->plans_.resize(static_cast<size_t>(schema.size()));
+  for (int i = 0; i < schema.size(); ++i) {
+    KAPPA_RETURN_IF_ERROR(Resolve(s, *d->root_, schema.field(i), &d->plans_[static_cast<size_t>(i)]));
+  }
+  return d;
+}
+
+bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, DecodeError* error) {
+  const uint8_t* buf = record.payload;
+  if (buf == nullptr || record.size < 8 ||
+      !flatbuffers::Verify(*schema_, *root_, buf, record.size)) {
+    error->kind = DecodeError::Kind::kUndecodable;
+    error->path.clear();
+    error->message = "not a valid FlatBuffer of " + root_name_ + " (" + std::to_string(record.size) +
+                     " bytes; truncated, corrupt, missing a required field, or another schema)";
+    return false;
+  }
+  if (!file_ident_.empty() && !flatbuffers::BufferHasIdentifier(buf, file_ident_.c_str())) {
+    error->kind = DecodeError::Kind::kUndecodable;
+    error->path.clear();
+    error->message = "the buffer's file identifier is not `" + file_ident_ + "` (" + root_name_ + ")";
+    return false;
+  }
+  const uint8_t* root = buf + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(buf);
+  // The reflection verifier does not check `(required)` (the generated one
+  // does): the root table's required fields are checked here.
+  for (const auto& [slot, name] : required_) {
+    if (reinterpret_cast<const flatbuffers::Table*>(root)->GetOptionalFieldOffset(slot) == 0) {
+      error->kind = DecodeError::Kind::kMissingField;
+      error->path = name;
+      error->message = "the record lacks `" + name + "`, which " + root_name_ + " requires";
+      return false;
+    }
+  }
+
+  const size_t n = plans_.size();
+  for (size_t i = 0; i < n; ++i) {
+    const Plan& p = plans_[i];
+    FieldValue& v = out[i];
+    v.i = 0;
+    v.str = nullptr;
+    v.len = 0;
+    v.present = true;
+    switch (p.source) {
+      case Plan::Source::kRecord: break;
+      case Plan::Source::kKafkaKey:
+        if (record.key == nullptr) goto absent;
+        v.str = reinterpret_cast<const char*>(record.key);
+        v.len = record.key_size;
+        continue;
+      case Plan::Source::kKafkaTimestamp:
+        v.i = record.timestamp_ms;
+        continue;
+    }
+    {
+      const uint8_t* t = root;
+      for (const flatbuffers::voffset_t hop : p.tables) {
+        const flatbuffers::voffset_t off = reinterpret_cast<const flatbuffers::Table*>(t)->GetOptionalFieldOffset(hop);
+        if (off == 0) goto absent;
+        t += off;
+        t += flatbuffers::ReadScalar<flatbuffers::uoffset_t>(t);
+      }
+      const flatbuffers::voffset_t off = reinterpret_cast<const flatbuffers::Table*>(t)->GetOptionalFieldOffset(p.slot);
+      const uint8_t* at;
+      if (off == 0) {
+        if (p.in_struct || p.leaf == Plan::Leaf::kString || p.schema_optional) goto absent;
+        at = nullptr;  // the schema's default
+      } else {
+        at = t + off + p.struct_offset;
+      }
+
+      if (p.leaf == Plan::Leaf::kString) {
+        const uint8_t* s = at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(at);
+        const uint32_t len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(s);
+        const char* chars = reinterpret_cast<const char*>(s + sizeof(flatbuffers::uoffset_t));
+        if (p.out == Plan::Out::kString) {
+          v.str = chars;
+          v.len = len;
+        } else {  // kIso
+          const auto ms = ParseIso8601Millis(std::string_view(chars, len));
+          if (!ms) {
+            error->kind = DecodeError::Kind::kWrongType;
+            error->path = p.path;
+            error->message = "`" + p.path + "` is not an ISO-8601 timestamp: \"" +
+                             std::string(chars, std::min<uint32_t>(len, 64)) + "\"";
+            return false;
+          }
+          v.i = *ms;
+        }
+        continue;
+      }
+
+      // A scalar: read it as int64, uint64 or double.
+      int64_t iv = 0;
+      double dv = 0;
+      bool is_float = false, is_u64 = false;
+      uint64_t uv = 0;
+      if (at == nullptr) {
+        if (p.leaf == Plan::Leaf::kF32 || p.leaf == Plan::Leaf::kF64) {
+          dv = p.default_d;
+          is_float = true;
+        } else {
+          iv = p.default_i;
+          if (p.leaf == Plan::Leaf::kU64) {
+            is_u64 = true;
+            uv = static_cast<uint64_t>(iv);
+          }
+        }
+      } else {
+        switch (p.leaf) {
+          case Plan::Leaf::kBool: iv = flatbuffers::ReadScalar<uint8_t>(at) != 0; break;
+          case Plan::Leaf::kI8: iv = flatbuffers::ReadScalar<int8_t>(at); break;
+          case Plan::Leaf::kU8: iv = flatbuffers::ReadScalar<uint8_t>(at); break;
+          case Plan::Leaf::kI16: iv = flatbuffers::ReadScalar<int16_t>(at); break;
+          case Plan::Leaf::kU16: iv = flatbuffers::ReadScalar<uint16_t>(at); break;
+          case Plan::Leaf::kI32: iv = flatbuffers::ReadScalar<int32_t>(at); break;
+          case Plan::Leaf::kU32: iv = flatbuffers::ReadScalar<uint32_t>(at); break;
+          case Plan::Leaf::kI64: iv = flatbuffers::ReadScalar<int64_t>(at); break;
+          case Plan::Leaf::kU64:
+            uv = flatbuffers::ReadScalar<uint64_t>(at);
+            iv = static_cast<int64_t>(uv);
+            is_u64 = true;
+            break;
+          case Plan::Leaf::kF32: dv = flatbuffers::ReadScalar<float>(at); is_float = true; break;
+          case Plan::Leaf::kF64: dv = flatbuffers::ReadScalar<double>(at); is_float = true; break;
+          case Plan::Leaf::kString: break;  // handled above
+        }
+      }
+      switch (p.out) {
+        case Plan::Out::kDouble:
+          v.d = is_float ? dv : (is_u64 ? static_cast<double>(uv) : static_cast<double>(iv));
+          continue;
+        case Plan::Out::kBool:
+          v.i = iv != 0;
+          continue;
+        case Plan::Out::kEnumName: {
+          std::string_view name;
+          if (!p.enum_dense.empty()) {
+            const uint64_t idx = static_cast<uint64_t>(iv) - static_cast<uint64_t>(p.enum_min);
+            if (idx < p.enum_dense.size()) name = p.enum_dense[idx];
+          } else {
+            auto it = std::lower_bound(p.enum_sparse.begin(), p.enum_sparse.end(), std::make_pair(iv, std::string_view()));
+            if (it != p.enum_sparse.end() && it->first == iv) name = it->second;
+          }
+          if (name.empty()) {
+            error->kind = DecodeError::Kind::kWrongType;
+            error->path = p.path;
+            error->message = "`" + p.path + "` is " + std::to_string(iv) + ", which enum " + p.enum_name +
+                             " does not name (a newer schema?)";
+            return false;
+          }
+          v.str = name.data();
+          v.len = static_cast<uint32_t>(name.size());
+          continue;
+        }
+        default: break;  // integers
+      }
+      if (is_u64 && uv > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        error->kind = DecodeError::Kind::kWrongType;
+        error->path = p.path;
+        error->message = "`" + p.path + "` is " + std::to_string(uv) + ", beyond int64";
+        return false;
+      }
+      v.i = p.out == Plan::Out::kMicros ? FloorDiv1000(iv) : iv;
+      continue;
+    }
+  absent:
+    v.present = false;
+    if (!p.optional) {
+      error->kind = DecodeError::Kind::kMissingField;
+      error->path = p.path;
+      error->message = "the record has no `" + p.path + "`";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace kappa
