@@ -39,6 +39,20 @@ struct FlatBuffersDecoder::Plan {
   std::string path;
 };
 
+// One field of one table, for the compiled verifier.
+struct FlatBuffersDecoder::VCheck {
+  enum class Kind : uint8_t { kScalar, kString, kTable, kVectorScalar, kVectorString, kVectorTable, kUnion };
+  Kind kind = Kind::kScalar;
+  bool required = false;
+  flatbuffers::voffset_t slot = 0;
+  flatbuffers::voffset_t type_slot = 0;  // kUnion: the slot of its _type field
+  uint32_t size = 0;                     // kScalar: bytes (structs too); vectors: element bytes
+  uint32_t align = 1;
+  int obj = -1;                   // kTable, kVectorTable
+  std::vector<int> union_objs;    // kUnion: the table for each type value (-1: none/unknown)
+  std::string name;               // for the path of a missing required field
+};
+
 FlatBuffersDecoder::FlatBuffersDecoder() = default;
 FlatBuffersDecoder::~FlatBuffersDecoder() = default;
 
@@ -308,6 +322,174 @@ int64_t FloorDiv1000(int64_t v) {
 
 }  // namespace
 
+bool FlatBuffersDecoder::CompileVerifier() {
+  const auto& objects = *schema_->objects();
+  vchecks_.assign(objects.size(), {});
+  std::vector<bool> seen(objects.size(), false);
+  std::vector<int> work;
+  auto visit = [&](int obj) {
+    if (!seen[static_cast<size_t>(obj)]) {
+      seen[static_cast<size_t>(obj)] = true;
+      work.push_back(obj);
+    }
+  };
+  int root_index = -1;
+  for (flatbuffers::uoffset_t i = 0; i < objects.size(); ++i) {
+    if (objects.Get(i) == root_) root_index = static_cast<int>(i);
+  }
+  if (root_index < 0) return false;
+  visit(root_index);
+  while (!work.empty()) {
+    const int obj = work.back();
+    work.pop_back();
+    std::vector<const reflection::Field*> fields(objects.Get(static_cast<flatbuffers::uoffset_t>(obj))->fields()->begin(),
+                                                 objects.Get(static_cast<flatbuffers::uoffset_t>(obj))->fields()->end());
+    std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) { return a->id() < b->id(); });
+    std::vector<VCheck>& checks = vchecks_[static_cast<size_t>(obj)];
+    for (const auto* f : fields) {
+      VCheck c;
+      c.slot = f->offset();
+      c.required = f->required();
+      c.name = f->name()->str();
+      const auto* type = f->type();
+      const auto bt = type->base_type();
+      if (bt == reflection::Obj) {
+        const auto* o = objects.Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+        if (o->is_struct()) {
+          c.kind = VCheck::Kind::kScalar;
+          c.size = static_cast<uint32_t>(o->bytesize());
+          c.align = static_cast<uint32_t>(o->minalign());
+        } else {
+          c.kind = VCheck::Kind::kTable;
+          c.obj = type->index();
+          visit(c.obj);
+        }
+      } else if (bt == reflection::String) {
+        c.kind = VCheck::Kind::kString;
+      } else if (bt == reflection::Vector) {
+        const auto el = type->element();
+        if (el == reflection::String) {
+          c.kind = VCheck::Kind::kVectorString;
+        } else if (el == reflection::Obj) {
+          const auto* o = objects.Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+          if (o->is_struct()) {
+            c.kind = VCheck::Kind::kVectorScalar;
+            c.size = static_cast<uint32_t>(o->bytesize());
+          } else {
+            c.kind = VCheck::Kind::kVectorTable;
+            c.obj = type->index();
+            visit(c.obj);
+          }
+        } else if (el == reflection::Union || el == reflection::Vector || el == reflection::Array) {
+          return false;
+        } else {
+          c.kind = VCheck::Kind::kVectorScalar;
+          c.size = static_cast<uint32_t>(flatbuffers::GetTypeSize(el));
+        }
+      } else if (bt == reflection::Union) {
+        c.kind = VCheck::Kind::kUnion;
+        const auto* e = schema_->enums()->Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+        const flatbuffers::voffset_t type_slot = static_cast<flatbuffers::voffset_t>(c.slot - sizeof(flatbuffers::voffset_t));
+        c.type_slot = type_slot;
+        for (const auto* v : *e->values()) {
+          if (v->value() == 0) continue;  // NONE
+          if (v->value() < 0 || v->value() > 255) return false;
+          const auto* ut = v->union_type();
+          if (ut == nullptr || ut->base_type() != reflection::Obj) return false;
+          const auto* o = objects.Get(static_cast<flatbuffers::uoffset_t>(ut->index()));
+          if (o->is_struct()) return false;
+          if (c.union_objs.size() <= static_cast<size_t>(v->value())) c.union_objs.resize(static_cast<size_t>(v->value()) + 1, -1);
+          c.union_objs[static_cast<size_t>(v->value())] = ut->index();
+          visit(ut->index());
+        }
+      } else if (bt == reflection::Array || bt == reflection::None) {
+        return false;
+      } else {  // scalars, union types
+        c.kind = VCheck::Kind::kScalar;
+        c.size = c.align = static_cast<uint32_t>(flatbuffers::GetTypeSize(bt));
+      }
+      checks.push_back(std::move(c));
+    }
+  }
+  root_index_ = root_index;
+  return true;
+}
+
+// What generated Verify() code does for one table, from the compiled checks.
+bool FlatBuffersDecoder::VerifyTable(flatbuffers::Verifier& v, int obj, const uint8_t* table,
+                                     std::string* missing) const {
+  using flatbuffers::uoffset_t;
+  if (!v.VerifyTableStart(table)) return false;
+  const auto* t = reinterpret_cast<const flatbuffers::Table*>(table);
+  for (const VCheck& c : vchecks_[static_cast<size_t>(obj)]) {
+    const flatbuffers::voffset_t off = t->GetOptionalFieldOffset(c.slot);
+    if (off == 0) {
+      if (c.required) {
+        *missing = c.name;
+        return false;
+      }
+      // A union's type without its value (as the reflection verifier rejects).
+      if (c.kind == VCheck::Kind::kUnion && t->GetField<uint8_t>(c.type_slot, 0) != 0) return false;
+      continue;
+    }
+    if (c.kind == VCheck::Kind::kScalar) {
+      if (!v.VerifyFieldStruct(table, off, c.size, c.align)) return false;
+      continue;
+    }
+    const uoffset_t o = v.VerifyOffset(table, off);
+    if (o == 0) return false;
+    const uint8_t* p = table + off + o;
+    switch (c.kind) {
+      case VCheck::Kind::kScalar: break;
+      case VCheck::Kind::kString:
+        if (!v.VerifyString(reinterpret_cast<const flatbuffers::String*>(p))) return false;
+        break;
+      case VCheck::Kind::kTable:
+        if (!VerifyTable(v, c.obj, p, missing)) {
+          if (!missing->empty()) *missing = c.name + "." + *missing;
+          return false;
+        }
+        break;
+      case VCheck::Kind::kVectorScalar:
+        if (!v.VerifyVectorOrString(p, c.size)) return false;
+        break;
+      case VCheck::Kind::kVectorString:
+        if (!v.VerifyVectorOrString(p, sizeof(uoffset_t)) ||
+            !v.VerifyVectorOfStrings(reinterpret_cast<const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>*>(p))) {
+          return false;
+        }
+        break;
+      case VCheck::Kind::kVectorTable: {
+        if (!v.VerifyVectorOrString(p, sizeof(uoffset_t))) return false;
+        const uoffset_t n = flatbuffers::ReadScalar<uoffset_t>(p);
+        const uint8_t* elems = p + sizeof(uoffset_t);
+        for (uoffset_t i = 0; i < n; ++i) {
+          const uint8_t* at = elems + i * sizeof(uoffset_t);
+          const uoffset_t eo = v.VerifyOffset(at, 0);
+          if (eo == 0) return false;
+          if (!VerifyTable(v, c.obj, at + eo, missing)) {
+            if (!missing->empty()) *missing = c.name + "." + *missing;
+            return false;
+          }
+        }
+        break;
+      }
+      case VCheck::Kind::kUnion: {
+        const uint8_t type = t->GetField<uint8_t>(c.type_slot, 0);
+        // A type the schema does not know is rejected, as the reflection
+        // verifier does (generated code would skip it).
+        if (type >= c.union_objs.size() || c.union_objs[type] < 0) return false;
+        if (!VerifyTable(v, c.union_objs[type], p, missing)) {
+          if (!missing->empty()) *missing = c.name + "." + *missing;
+          return false;
+        }
+        break;
+      }
+    }
+  }
+  return v.EndTable();
+}
+
 Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::Create(const RecordSchema& schema,
                                                                        const std::string& schema_path,
                                                                        std::string root_type) {
@@ -391,6 +573,8 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
   for (const auto* f : *d->root_->fields()) {
     if (f->required() && !f->deprecated()) d->required_.emplace_back(f->offset(), f->name()->str());
   }
+  d->compiled_verifier_ = d->CompileVerifier();
+  if (d->compiled_verifier_) d->required_.clear();
   d->plans_.resize(static_cast<size_t>(schema.size()));
   for (int i = 0; i < schema.size(); ++i) {
     KAPPA_RETURN_IF_ERROR(Resolve(s, *d->root_, schema.field(i), &d->plans_[static_cast<size_t>(i)]));
@@ -398,31 +582,72 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
   return d;
 }
 
+namespace {
+
+// The failure paths, out of the hot loop.
+[[gnu::cold, gnu::noinline]] bool Fail(DecodeError* error, DecodeError::Kind kind, const std::string& path,
+                                       std::string message) {
+  error->kind = kind;
+  error->path = path;
+  error->message = std::move(message);
+  return false;
+}
+[[gnu::cold, gnu::noinline]] bool FailMissing(DecodeError* error, const std::string& path) {
+  return Fail(error, DecodeError::Kind::kMissingField, path, "the record has no `" + path + "`");
+}
+[[gnu::cold, gnu::noinline]] bool FailIso(DecodeError* error, const std::string& path, const char* chars, uint32_t len) {
+  return Fail(error, DecodeError::Kind::kWrongType, path,
+              "`" + path + "` is not an ISO-8601 timestamp: \"" + std::string(chars, std::min<uint32_t>(len, 64)) + "\"");
+}
+[[gnu::cold, gnu::noinline]] bool FailEnum(DecodeError* error, const Plan& p, int64_t value) {
+  return Fail(error, DecodeError::Kind::kWrongType, p.path,
+              "`" + p.path + "` is " + std::to_string(value) + ", which enum " + p.enum_name +
+                  " does not name (a newer schema?)");
+}
+[[gnu::cold, gnu::noinline]] bool FailU64(DecodeError* error, const std::string& path, uint64_t value) {
+  return Fail(error, DecodeError::Kind::kWrongType, path, "`" + path + "` is " + std::to_string(value) + ", beyond int64");
+}
+
+}  // namespace
+
+[[gnu::cold, gnu::noinline]] bool FlatBuffersDecoder::FailRecord(const RawRecord& record, DecodeError* error) const {
+  if (!missing_.empty()) {
+    return Fail(error, DecodeError::Kind::kMissingField, missing_,
+                "the record lacks `" + missing_ + "`, which the schema requires");
+  }
+  if (record.payload != nullptr && record.size >= 8 && !file_ident_.empty() &&
+      std::memcmp(record.payload + sizeof(flatbuffers::uoffset_t), file_ident_.data(), file_ident_.size()) != 0) {
+    return Fail(error, DecodeError::Kind::kUndecodable, "",
+                "the buffer's file identifier is not `" + file_ident_ + "` (" + root_name_ +
+                    "): a record of another schema, or not a FlatBuffer");
+  }
+  return Fail(error, DecodeError::Kind::kUndecodable, "",
+              "not a valid FlatBuffer of " + root_name_ + " (" + std::to_string(record.size) +
+                  " bytes; truncated, corrupt, or of another schema)");
+}
+
 bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, DecodeError* error) {
   const uint8_t* buf = record.payload;
-  if (buf == nullptr || record.size < 8 ||
-      !flatbuffers::Verify(*schema_, *root_, buf, record.size)) {
-    error->kind = DecodeError::Kind::kUndecodable;
-    error->path.clear();
-    error->message = "not a valid FlatBuffer of " + root_name_ + " (" + std::to_string(record.size) +
-                     " bytes; truncated, corrupt, missing a required field, or another schema)";
-    return false;
+  missing_.clear();
+  if (buf == nullptr || record.size < 8) return FailRecord(record, error);
+  if (!file_ident_.empty() &&
+      std::memcmp(buf + sizeof(flatbuffers::uoffset_t), file_ident_.data(), file_ident_.size()) != 0) {
+    return FailRecord(record, error);
   }
-  if (!file_ident_.empty() && !flatbuffers::BufferHasIdentifier(buf, file_ident_.c_str())) {
-    error->kind = DecodeError::Kind::kUndecodable;
-    error->path.clear();
-    error->message = "the buffer's file identifier is not `" + file_ident_ + "` (" + root_name_ + ")";
-    return false;
+  if (compiled_verifier_) {
+    flatbuffers::Verifier v(buf, record.size);
+    const flatbuffers::uoffset_t o = v.VerifyOffset(0);
+    if (o == 0 || !VerifyTable(v, root_index_, buf + o, &missing_)) return FailRecord(record, error);
+  } else if (!flatbuffers::Verify(*schema_, *root_, buf, record.size)) {
+    return FailRecord(record, error);
   }
   const uint8_t* root = buf + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(buf);
-  // The reflection verifier does not check `(required)` (the generated one
-  // does): the root table's required fields are checked here.
+  // The reflection verifier does not check `(required)` (the generated one,
+  // and the compiled one, do): then the root table's are checked here.
   for (const auto& [slot, name] : required_) {
     if (reinterpret_cast<const flatbuffers::Table*>(root)->GetOptionalFieldOffset(slot) == 0) {
-      error->kind = DecodeError::Kind::kMissingField;
-      error->path = name;
-      error->message = "the record lacks `" + name + "`, which " + root_name_ + " requires";
-      return false;
+      missing_ = name;
+      return FailRecord(record, error);
     }
   }
 
@@ -434,16 +659,15 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
     v.str = nullptr;
     v.len = 0;
     v.present = true;
-    switch (p.source) {
-      case Plan::Source::kRecord: break;
-      case Plan::Source::kKafkaKey:
-        if (record.key == nullptr) goto absent;
-        v.str = reinterpret_cast<const char*>(record.key);
-        v.len = record.key_size;
-        continue;
-      case Plan::Source::kKafkaTimestamp:
+    if (p.source != Plan::Source::kRecord) [[unlikely]] {
+      if (p.source == Plan::Source::kKafkaTimestamp) {
         v.i = record.timestamp_ms;
         continue;
+      }
+      if (record.key == nullptr) goto absent;
+      v.str = reinterpret_cast<const char*>(record.key);
+      v.len = record.key_size;
+      continue;
     }
     {
       const uint8_t* t = root;
@@ -466,18 +690,12 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
         const uint8_t* s = at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(at);
         const uint32_t len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(s);
         const char* chars = reinterpret_cast<const char*>(s + sizeof(flatbuffers::uoffset_t));
-        if (p.out == Plan::Out::kString) {
+        if (p.out == Plan::Out::kString) [[likely]] {
           v.str = chars;
           v.len = len;
         } else {  // kIso
           const auto ms = ParseIso8601Millis(std::string_view(chars, len));
-          if (!ms) {
-            error->kind = DecodeError::Kind::kWrongType;
-            error->path = p.path;
-            error->message = "`" + p.path + "` is not an ISO-8601 timestamp: \"" +
-                             std::string(chars, std::min<uint32_t>(len, 64)) + "\"";
-            return false;
-          }
+          if (!ms) return FailIso(error, p.path, chars, len);
           v.i = *ms;
         }
         continue;
@@ -535,36 +753,20 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
             auto it = std::lower_bound(p.enum_sparse.begin(), p.enum_sparse.end(), std::make_pair(iv, std::string_view()));
             if (it != p.enum_sparse.end() && it->first == iv) name = it->second;
           }
-          if (name.empty()) {
-            error->kind = DecodeError::Kind::kWrongType;
-            error->path = p.path;
-            error->message = "`" + p.path + "` is " + std::to_string(iv) + ", which enum " + p.enum_name +
-                             " does not name (a newer schema?)";
-            return false;
-          }
+          if (name.empty()) return FailEnum(error, p, iv);
           v.str = name.data();
           v.len = static_cast<uint32_t>(name.size());
           continue;
         }
         default: break;  // integers
       }
-      if (is_u64 && uv > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        error->kind = DecodeError::Kind::kWrongType;
-        error->path = p.path;
-        error->message = "`" + p.path + "` is " + std::to_string(uv) + ", beyond int64";
-        return false;
-      }
+      if (is_u64 && uv > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return FailU64(error, p.path, uv);
       v.i = p.out == Plan::Out::kMicros ? FloorDiv1000(iv) : iv;
       continue;
     }
   absent:
     v.present = false;
-    if (!p.optional) {
-      error->kind = DecodeError::Kind::kMissingField;
-      error->path = p.path;
-      error->message = "the record has no `" + p.path + "`";
-      return false;
-    }
+    if (!p.optional) return FailMissing(error, p.path);
   }
   return true;
 }

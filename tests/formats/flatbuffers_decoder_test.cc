@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <flatbuffers/reflection.h>
+
 #include "payment_test_generated.h"
 
 namespace kappa {
@@ -63,9 +65,12 @@ Payload FullPayment() {
   auto merchant = ev::CreateMerchantDirect(fbb, "Corner Shop", "DE", owner);
   std::vector<flatbuffers::Offset<flatbuffers::String>> tags = {fbb.CreateString("a")};
   ev::Geo geo(52.5, 13.4);
+  std::vector<flatbuffers::Offset<ev::Money>> items = {ev::CreateMoneyDirect(fbb, 1, "EUR"),
+                                                       ev::CreateMoneyDirect(fbb, 2, "EUR")};
+  auto card = ev::CreateCardDirect(fbb, "4242");
   auto p = ev::CreatePaymentDirect(fbb, "txn-1", "user-42", money, merchant, ev::Status::declined, -3, -300, 250,
                                    uint64_t{1} << 40, 2.25, 0.5f, true, 1700000000000, -1500,
-                                   "2026-01-01T00:00:01.250Z", 77, &tags, &geo);
+                                   "2026-01-01T00:00:01.250Z", 77, &tags, &geo, &items, ev::Method::Card, card.Union());
   fbb.Finish(p, ev::PaymentIdentifier());
   return Payload(fbb);
 }
@@ -304,6 +309,58 @@ TEST(FlatBuffersDecoderTest, BadBuffersAreUndecodable) {
   expect_undecodable(Payload(other), "file identifier");
 }
 
+// The verifier compiled from the schema at load must reject whatever
+// FlatBuffers' own reflection verifier rejects: every byte of a record with
+// nested tables, strings, a vector of tables and a union, corrupted.
+TEST(FlatBuffersDecoderTest, CompiledVerifierIsAsStrictAsTheReflectionVerifier) {
+  std::ifstream in(KAPPA_PAYMENT_BFBS, std::ios::binary);
+  const std::string bfbs((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const reflection::Schema* schema = reflection::GetSchema(bfbs.data());
+  auto d = Load(Schema({F("id", ValueType::kString)}));
+  ASSERT_TRUE(d);
+  const Payload good = FullPayment();
+  FieldValue v;
+  DecodeError err;
+  ASSERT_TRUE(flatbuffers::Verify(*schema, *schema->root_table(), good.data(), good.size));
+  ASSERT_TRUE(d->Decode(good.raw(), &v, &err)) << err.message;
+  int rejected = 0;
+  for (uint32_t i = 0; i < good.size; ++i) {
+    for (const uint8_t value : {uint8_t{0}, uint8_t{0xff}, uint8_t{0x7f}, uint8_t{0x40}, uint8_t(good.data()[i] + 1)}) {
+      Payload bad = good;
+      reinterpret_cast<uint8_t*>(bad.words.data())[i] = value;
+      const bool reflection_ok = flatbuffers::Verify(*schema, *schema->root_table(), bad.data(), bad.size);
+      const bool ok = d->Decode(bad.raw(), &v, &err);
+      if (!reflection_ok) {
+        EXPECT_FALSE(ok) << "byte " << i << " = " << int(value) << " passes, the reflection verifier rejects it";
+        if (!ok) {
+          EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable) << err.message;
+        }
+      }
+      rejected += !ok;
+    }
+  }
+  EXPECT_GT(rejected, 0);
+}
+
+TEST(FlatBuffersDecoderTest, RequiredFieldsMissingAnywhereNameTheirPath) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto id = fbb.CreateString("txn-5");
+  const auto wstart = fbb.StartTable();  // a Wallet without its required provider
+  const auto wallet = flatbuffers::Offset<ev::Wallet>(fbb.EndTable(wstart));
+  ev::PaymentBuilder b(fbb);
+  b.add_id(id);
+  b.add_method_type(ev::Method::Wallet);
+  b.add_method(wallet.Union());
+  fbb.Finish(b.Finish(), ev::PaymentIdentifier());
+  auto d = Load(Schema({F("id", ValueType::kString)}));
+  ASSERT_TRUE(d);
+  FieldValue v;
+  DecodeError err;
+  EXPECT_FALSE(d->Decode(Payload(fbb).raw(), &v, &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "method.provider");
+}
+
 TEST(FlatBuffersDecoderTest, ValuesTheDeclaredTypeCannotHoldAreWrongType) {
   flatbuffers::FlatBufferBuilder fbb;
   auto id = fbb.CreateString("txn-4");
@@ -427,6 +484,39 @@ TEST(FlatBuffersDecoderTest, RootTypeCanBeNamed) {
 
   EXPECT_NE(LoadError(s, KAPPA_PAYMENT_FBS, "Nope").find("has no table `Nope`; its tables: "), std::string::npos);
   EXPECT_NE(LoadError(s, KAPPA_PAYMENT_FBS, "Geo").find("is a struct"), std::string::npos);
+}
+
+// A schema the compiled verifier does not cover (a vector of unions) is
+// verified by FlatBuffers' reflection verifier instead.
+TEST_F(FlatBuffersSchemaFileTest, VectorsOfUnionsFallBackToTheReflectionVerifier) {
+  const std::string fbs = Write("vu.fbs", "table A { s: string; }\nunion U { A }\n"
+                                          "table R { x: int; name: string (required); us: [U]; }\nroot_type R;\n");
+  auto d = FlatBuffersDecoder::Create(Schema({F("x", ValueType::kInt64)}), fbs);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  flatbuffers::FlatBufferBuilder fbb;
+  auto name = fbb.CreateString("n");
+  const auto start = fbb.StartTable();
+  fbb.AddElement<int32_t>(4, 5, 0);
+  fbb.AddOffset(6, name);
+  fbb.Finish(flatbuffers::Offset<void>(fbb.EndTable(start)));
+  const Payload good(fbb);
+  FieldValue v;
+  DecodeError err;
+  ASSERT_TRUE((*d)->Decode(good.raw(), &v, &err)) << err.message;
+  EXPECT_EQ(v.i, 5);
+  // Cut into the table or its string (the last bytes are the string's padding).
+  for (uint32_t n = 0; n + 2 < good.size; ++n) {
+    EXPECT_FALSE((*d)->Decode(Payload(good.data(), n).raw(), &v, &err)) << n;
+    EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable);
+  }
+  // The root's required field is still checked.
+  flatbuffers::FlatBufferBuilder nameless;
+  const auto s2 = nameless.StartTable();
+  nameless.AddElement<int32_t>(4, 5, 0);
+  nameless.Finish(flatbuffers::Offset<void>(nameless.EndTable(s2)));
+  EXPECT_FALSE((*d)->Decode(Payload(nameless).raw(), &v, &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "name");
 }
 
 TEST_F(FlatBuffersSchemaFileTest, IncludesAreFoundNextToTheSchema) {
