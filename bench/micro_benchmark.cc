@@ -99,14 +99,18 @@ void BM_FlatBuffersReflectionDecode(benchmark::State& state) {
   if (!d.ok()) return state.SkipWithError(d.status().ToString().c_str());
   FieldValue out[6];
   DecodeError err;
-  int64_t sum = 0;
+  int64_t sum = 0, failed = 0;
   for (auto _ : state) {
     for (const auto& w : payloads) {
-      if (!(*d)->Decode({reinterpret_cast<const uint8_t*>(w.data()), uint32_t(w.size() * 8)}, out, &err)) continue;
+      if (!(*d)->Decode({reinterpret_cast<const uint8_t*>(w.data()), uint32_t(w.size() * 8)}, out, &err)) {
+        ++failed;
+        continue;
+      }
       sum += out[0].len + out[1].len + out[2].len + out[3].len + out[4].i + out[5].i;
     }
   }
   benchmark::DoNotOptimize(sum);
+  state.counters["failed"] = static_cast<double>(failed);
   state.SetItemsProcessed(state.iterations() * payloads.size());
 }
 BENCHMARK(BM_FlatBuffersReflectionDecode);

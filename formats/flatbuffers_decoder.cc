@@ -19,6 +19,10 @@ struct FlatBuffersDecoder::Plan {
   enum class Source : uint8_t { kRecord, kKafkaKey, kKafkaTimestamp };
   enum class Leaf : uint8_t { kBool, kI8, kU8, kI16, kU16, kI32, kU32, kI64, kU64, kF32, kF64, kString };
   enum class Out : uint8_t { kInt64, kDouble, kBool, kString, kMillis, kMicros, kIso, kEnumName };
+  // The common shapes, a field of the root table read as is, take a short
+  // path in Decode(); everything else takes the general one.
+  enum class Fast : uint8_t { kNone, kString, kI64, kI32, kF64 };
+  Fast fast = Fast::kNone;
 
   Source source = Source::kRecord;
   Leaf leaf = Leaf::kI64;
@@ -415,12 +419,50 @@ bool FlatBuffersDecoder::CompileVerifier() {
   return true;
 }
 
+// The bounds checks of flatbuffers::Verifier (same rules: alignment relative
+// to the buffer's start, offsets non-zero and forward, strings
+// NUL-terminated, depth <= 64 and <= 1M tables), on positions, so that they
+// inline into the compiled checks.
+struct FlatBuffersDecoder::Bounds {
+  const uint8_t* buf;
+  size_t size;
+  uint32_t depth = 0;
+  uint32_t tables = 0;
+
+  bool In(size_t pos, size_t len) const { return len <= size && pos <= size - len; }
+  static bool Aligned(size_t pos, size_t align) { return (pos & (align - 1)) == 0; }
+  uint32_t U32(size_t pos) const { return flatbuffers::ReadScalar<uint32_t>(buf + pos); }
+  // The target of the offset at pos, or 0.
+  size_t Offset(size_t pos) const {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return 0;
+    const uint32_t o = U32(pos);
+    if (o == 0 || static_cast<int32_t>(o) < 0 || !In(pos + o, 1)) return 0;
+    return pos + o;
+  }
+  bool TableStart(size_t pos) {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return false;
+    const int64_t vt = static_cast<int64_t>(pos) - flatbuffers::ReadScalar<int32_t>(buf + pos);
+    if (++depth > 64 || ++tables > 1000000) return false;
+    if (vt < 0 || !Aligned(static_cast<size_t>(vt), 2) || !In(static_cast<size_t>(vt), 2)) return false;
+    const uint16_t vsize = flatbuffers::ReadScalar<uint16_t>(buf + vt);
+    return (vsize & 1) == 0 && In(static_cast<size_t>(vt), vsize);
+  }
+  bool Vector(size_t pos, size_t elem) const {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return false;
+    const uint32_t n = U32(pos);
+    return n < FLATBUFFERS_MAX_BUFFER_SIZE / elem && In(pos + 4, size_t{n} * elem);
+  }
+  bool String(size_t pos) const {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return false;
+    const uint32_t n = U32(pos);
+    return In(pos + 4, size_t{n} + 1) && buf[pos + 4 + n] == 0;
+  }
+};
+
 // What generated Verify() code does for one table, from the compiled checks.
-bool FlatBuffersDecoder::VerifyTable(flatbuffers::Verifier& v, int obj, const uint8_t* table,
-                                     std::string* missing) const {
-  using flatbuffers::uoffset_t;
-  if (!v.VerifyTableStart(table)) return false;
-  const auto* t = reinterpret_cast<const flatbuffers::Table*>(table);
+bool FlatBuffersDecoder::VerifyTable(Bounds& b, int obj, size_t pos, std::string* missing) const {
+  if (!b.TableStart(pos)) return false;
+  const auto* t = reinterpret_cast<const flatbuffers::Table*>(b.buf + pos);
   for (const VCheck& c : vchecks_[static_cast<size_t>(obj)]) {
     const flatbuffers::voffset_t off = t->GetOptionalFieldOffset(c.slot);
     if (off == 0) {
@@ -432,42 +474,37 @@ bool FlatBuffersDecoder::VerifyTable(flatbuffers::Verifier& v, int obj, const ui
       if (c.kind == VCheck::Kind::kUnion && t->GetField<uint8_t>(c.type_slot, 0) != 0) return false;
       continue;
     }
+    const size_t at = pos + off;
     if (c.kind == VCheck::Kind::kScalar) {
-      if (!v.VerifyFieldStruct(table, off, c.size, c.align)) return false;
+      if (!Bounds::Aligned(at, c.align) || !b.In(at, c.size)) return false;
       continue;
     }
-    const uoffset_t o = v.VerifyOffset(table, off);
-    if (o == 0) return false;
-    const uint8_t* p = table + off + o;
+    const size_t p = b.Offset(at);
+    if (p == 0) return false;
     switch (c.kind) {
       case VCheck::Kind::kScalar: break;
       case VCheck::Kind::kString:
-        if (!v.VerifyString(reinterpret_cast<const flatbuffers::String*>(p))) return false;
+        if (!b.String(p)) return false;
         break;
       case VCheck::Kind::kTable:
-        if (!VerifyTable(v, c.obj, p, missing)) {
+        if (!VerifyTable(b, c.obj, p, missing)) {
           if (!missing->empty()) *missing = c.name + "." + *missing;
           return false;
         }
         break;
       case VCheck::Kind::kVectorScalar:
-        if (!v.VerifyVectorOrString(p, c.size)) return false;
+        if (!b.Vector(p, c.size)) return false;
         break;
       case VCheck::Kind::kVectorString:
-        if (!v.VerifyVectorOrString(p, sizeof(uoffset_t)) ||
-            !v.VerifyVectorOfStrings(reinterpret_cast<const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>*>(p))) {
-          return false;
-        }
-        break;
       case VCheck::Kind::kVectorTable: {
-        if (!v.VerifyVectorOrString(p, sizeof(uoffset_t))) return false;
-        const uoffset_t n = flatbuffers::ReadScalar<uoffset_t>(p);
-        const uint8_t* elems = p + sizeof(uoffset_t);
-        for (uoffset_t i = 0; i < n; ++i) {
-          const uint8_t* at = elems + i * sizeof(uoffset_t);
-          const uoffset_t eo = v.VerifyOffset(at, 0);
-          if (eo == 0) return false;
-          if (!VerifyTable(v, c.obj, at + eo, missing)) {
+        if (!b.Vector(p, 4)) return false;
+        const uint32_t n = b.U32(p);
+        for (uint32_t i = 0; i < n; ++i) {
+          const size_t e = b.Offset(p + 4 + size_t{i} * 4);
+          if (e == 0) return false;
+          if (c.kind == VCheck::Kind::kVectorString) {
+            if (!b.String(e)) return false;
+          } else if (!VerifyTable(b, c.obj, e, missing)) {
             if (!missing->empty()) *missing = c.name + "." + *missing;
             return false;
           }
@@ -479,7 +516,7 @@ bool FlatBuffersDecoder::VerifyTable(flatbuffers::Verifier& v, int obj, const ui
         // A type the schema does not know is rejected, as the reflection
         // verifier does (generated code would skip it).
         if (type >= c.union_objs.size() || c.union_objs[type] < 0) return false;
-        if (!VerifyTable(v, c.union_objs[type], p, missing)) {
+        if (!VerifyTable(b, c.union_objs[type], p, missing)) {
           if (!missing->empty()) *missing = c.name + "." + *missing;
           return false;
         }
@@ -487,7 +524,8 @@ bool FlatBuffersDecoder::VerifyTable(flatbuffers::Verifier& v, int obj, const ui
       }
     }
   }
-  return v.EndTable();
+  --b.depth;
+  return true;
 }
 
 Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::Create(const RecordSchema& schema,
@@ -574,10 +612,24 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
     if (f->required() && !f->deprecated()) d->required_.emplace_back(f->offset(), f->name()->str());
   }
   d->compiled_verifier_ = d->CompileVerifier();
+  if (d->file_ident_.size() == flatbuffers::kFileIdentifierLength) {
+    d->check_ident_ = true;
+    d->ident_ = flatbuffers::ReadScalar<uint32_t>(d->file_ident_.data());
+  } else {
+    d->file_ident_.clear();
+  }
   if (d->compiled_verifier_) d->required_.clear();
   d->plans_.resize(static_cast<size_t>(schema.size()));
   for (int i = 0; i < schema.size(); ++i) {
-    KAPPA_RETURN_IF_ERROR(Resolve(s, *d->root_, schema.field(i), &d->plans_[static_cast<size_t>(i)]));
+    Plan& p = d->plans_[static_cast<size_t>(i)];
+    KAPPA_RETURN_IF_ERROR(Resolve(s, *d->root_, schema.field(i), &p));
+    if (p.source == Plan::Source::kRecord && p.tables.empty() && !p.in_struct && !p.schema_optional) {
+      const bool integer = p.out == Plan::Out::kInt64 || p.out == Plan::Out::kMillis;
+      if (p.leaf == Plan::Leaf::kString && p.out == Plan::Out::kString) p.fast = Plan::Fast::kString;
+      if (p.leaf == Plan::Leaf::kI64 && integer) p.fast = Plan::Fast::kI64;
+      if (p.leaf == Plan::Leaf::kI32 && integer) p.fast = Plan::Fast::kI32;
+      if (p.leaf == Plan::Leaf::kF64 && p.out == Plan::Out::kDouble) p.fast = Plan::Fast::kF64;
+    }
   }
   return d;
 }
@@ -630,14 +682,13 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
   const uint8_t* buf = record.payload;
   missing_.clear();
   if (buf == nullptr || record.size < 8) return FailRecord(record, error);
-  if (!file_ident_.empty() &&
-      std::memcmp(buf + sizeof(flatbuffers::uoffset_t), file_ident_.data(), file_ident_.size()) != 0) {
+  if (check_ident_ && flatbuffers::ReadScalar<uint32_t>(buf + sizeof(flatbuffers::uoffset_t)) != ident_) {
     return FailRecord(record, error);
   }
   if (compiled_verifier_) {
-    flatbuffers::Verifier v(buf, record.size);
-    const flatbuffers::uoffset_t o = v.VerifyOffset(0);
-    if (o == 0 || !VerifyTable(v, root_index_, buf + o, &missing_)) return FailRecord(record, error);
+    Bounds b{buf, record.size};
+    const size_t root_pos = b.Offset(0);
+    if (root_pos == 0 || !VerifyTable(b, root_index_, root_pos, &missing_)) return FailRecord(record, error);
   } else if (!flatbuffers::Verify(*schema_, *root_, buf, record.size)) {
     return FailRecord(record, error);
   }
@@ -651,20 +702,45 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
     }
   }
 
+  // The root's vtable, once for all fields.
+  const uint8_t* root_vt = root - flatbuffers::ReadScalar<flatbuffers::soffset_t>(root);
+  const flatbuffers::voffset_t root_vsize = flatbuffers::ReadScalar<flatbuffers::voffset_t>(root_vt);
   const size_t n = plans_.size();
   for (size_t i = 0; i < n; ++i) {
     const Plan& p = plans_[i];
     FieldValue& v = out[i];
-    v.i = 0;
-    v.str = nullptr;
-    v.len = 0;
     v.present = true;
+    if (p.fast != Plan::Fast::kNone) {
+      const flatbuffers::voffset_t off =
+          p.slot < root_vsize ? flatbuffers::ReadScalar<flatbuffers::voffset_t>(root_vt + p.slot) : 0;
+      const uint8_t* at = root + off;
+      switch (p.fast) {
+        case Plan::Fast::kString: {
+          if (off == 0) goto absent;
+          const uint8_t* str = at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(at);
+          v.i = 0;
+          v.str = reinterpret_cast<const char*>(str + sizeof(flatbuffers::uoffset_t));
+          v.len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(str);
+          continue;
+        }
+        case Plan::Fast::kI64: v.i = off ? flatbuffers::ReadScalar<int64_t>(at) : p.default_i; break;
+        case Plan::Fast::kI32: v.i = off ? flatbuffers::ReadScalar<int32_t>(at) : p.default_i; break;
+        case Plan::Fast::kF64: v.d = off ? flatbuffers::ReadScalar<double>(at) : p.default_d; break;
+        case Plan::Fast::kNone: break;
+      }
+      v.str = nullptr;
+      v.len = 0;
+      continue;
+    }
     if (p.source != Plan::Source::kRecord) [[unlikely]] {
+      v.str = nullptr;
+      v.len = 0;
       if (p.source == Plan::Source::kKafkaTimestamp) {
         v.i = record.timestamp_ms;
         continue;
       }
       if (record.key == nullptr) goto absent;
+      v.i = 0;
       v.str = reinterpret_cast<const char*>(record.key);
       v.len = record.key_size;
       continue;
@@ -691,17 +767,22 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
         const uint32_t len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(s);
         const char* chars = reinterpret_cast<const char*>(s + sizeof(flatbuffers::uoffset_t));
         if (p.out == Plan::Out::kString) [[likely]] {
+          v.i = 0;
           v.str = chars;
           v.len = len;
         } else {  // kIso
           const auto ms = ParseIso8601Millis(std::string_view(chars, len));
           if (!ms) return FailIso(error, p.path, chars, len);
           v.i = *ms;
+          v.str = nullptr;
+          v.len = 0;
         }
         continue;
       }
 
       // A scalar: read it as int64, uint64 or double.
+      v.str = nullptr;
+      v.len = 0;
       int64_t iv = 0;
       double dv = 0;
       bool is_float = false, is_u64 = false;
@@ -754,6 +835,7 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
             if (it != p.enum_sparse.end() && it->first == iv) name = it->second;
           }
           if (name.empty()) return FailEnum(error, p, iv);
+          v.i = 0;
           v.str = name.data();
           v.len = static_cast<uint32_t>(name.size());
           continue;
@@ -765,6 +847,9 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
       continue;
     }
   absent:
+    v.i = 0;
+    v.str = nullptr;
+    v.len = 0;
     v.present = false;
     if (!p.optional) return FailMissing(error, p.path);
   }
