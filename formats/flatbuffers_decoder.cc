@@ -21,7 +21,7 @@ struct FlatBuffersDecoder::Plan {
   enum class Out : uint8_t { kInt64, kDouble, kBool, kString, kMillis, kMicros, kIso, kEnumName };
   // The common shapes, a field of the root table read as is, take a short
   // path in Decode(); everything else takes the general one.
-  enum class Fast : uint8_t { kNone, kString, kI64, kI32, kF64 };
+  enum class Fast : uint8_t { kNone, kString, kI64, kI32, kF64, kEnumName8 };
   Fast fast = Fast::kNone;
 
   Source source = Source::kRecord;
@@ -629,6 +629,10 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
       if (p.leaf == Plan::Leaf::kI64 && integer) p.fast = Plan::Fast::kI64;
       if (p.leaf == Plan::Leaf::kI32 && integer) p.fast = Plan::Fast::kI32;
       if (p.leaf == Plan::Leaf::kF64 && p.out == Plan::Out::kDouble) p.fast = Plan::Fast::kF64;
+      if ((p.leaf == Plan::Leaf::kI8 || p.leaf == Plan::Leaf::kU8) && p.out == Plan::Out::kEnumName &&
+          !p.enum_dense.empty()) {
+        p.fast = Plan::Fast::kEnumName8;
+      }
     }
   }
   return d;
@@ -726,6 +730,17 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
         case Plan::Fast::kI64: v.i = off ? flatbuffers::ReadScalar<int64_t>(at) : p.default_i; break;
         case Plan::Fast::kI32: v.i = off ? flatbuffers::ReadScalar<int32_t>(at) : p.default_i; break;
         case Plan::Fast::kF64: v.d = off ? flatbuffers::ReadScalar<double>(at) : p.default_d; break;
+        case Plan::Fast::kEnumName8: {
+          const int64_t value = !off                          ? p.default_i
+                                : p.leaf == Plan::Leaf::kI8 ? flatbuffers::ReadScalar<int8_t>(at)
+                                                            : flatbuffers::ReadScalar<uint8_t>(at);
+          const uint64_t idx = static_cast<uint64_t>(value) - static_cast<uint64_t>(p.enum_min);
+          if (idx >= p.enum_dense.size() || p.enum_dense[idx].empty()) return FailEnum(error, p, value);
+          v.i = 0;
+          v.str = p.enum_dense[idx].data();
+          v.len = static_cast<uint32_t>(p.enum_dense[idx].size());
+          continue;
+        }
         case Plan::Fast::kNone: break;
       }
       v.str = nullptr;
