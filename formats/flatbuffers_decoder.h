@@ -32,8 +32,9 @@
 // ("merchant.name"), found by the verifier as generated code would.
 //
 // A buffer that fails verification (truncated, garbage, offsets out of
-// bounds, the wrong file_identifier when the schema declares one) is
-// kUndecodable. Payloads must be 8-byte aligned (the task copies them into an
+// bounds, the wrong file_identifier when the schema declares one, a union
+// type the schema does not know, as FlatBuffers' reflection verifier
+// rejects it) is kUndecodable. Payloads must be 8-byte aligned (the task copies them into an
 // arena); a misaligned one fails verification.
 #pragma once
 
