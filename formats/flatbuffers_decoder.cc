@@ -1,0 +1,874 @@
+#include "formats/flatbuffers_decoder.h"
+
+#include <flatbuffers/idl.h>
+#include <flatbuffers/reflection.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace kappa {
+
+// One declared field, resolved at load. Decode() follows `tables` from the
+// root (one vtable read and one offset each), then reads the leaf at `slot`.
+struct FlatBuffersDecoder::Plan {
+  enum class Source : uint8_t { kRecord, kKafkaKey, kKafkaTimestamp };
+  enum class Leaf : uint8_t { kBool, kI8, kU8, kI16, kU16, kI32, kU32, kI64, kU64, kF32, kF64, kString };
+  enum class Out : uint8_t { kInt64, kDouble, kBool, kString, kMillis, kMicros, kIso, kEnumName };
+  // The common shapes, a field of the root table read as is, take a short
+  // path in Decode(); everything else takes the general one.
+  enum class Fast : uint8_t { kNone, kString, kI64, kI32, kF64, kEnumName8 };
+  Fast fast = Fast::kNone;
+
+  Source source = Source::kRecord;
+  Leaf leaf = Leaf::kI64;
+  Out out = Out::kInt64;
+  bool optional = false;         // declared optional: absent -> present=false
+  bool schema_optional = false;  // an optional scalar (`= null`): absent is absent, no default
+  bool in_struct = false;        // `slot` is a struct in the last table; the leaf is at struct_offset in it
+  std::vector<flatbuffers::voffset_t> tables;  // table hops from the root
+  flatbuffers::voffset_t slot = 0;
+  uint32_t struct_offset = 0;
+  int64_t default_i = 0;
+  double default_d = 0;
+  // Enum names (Out::kEnumName): dense table from enum_min, else sorted pairs.
+  int64_t enum_min = 0;
+  std::vector<std::string_view> enum_dense;
+  std::vector<std::pair<int64_t, std::string_view>> enum_sparse;
+  std::string enum_name;
+  std::string path;
+};
+
+// One field of one table, for the compiled verifier.
+struct FlatBuffersDecoder::VCheck {
+  enum class Kind : uint8_t { kScalar, kString, kTable, kVectorScalar, kVectorString, kVectorTable, kUnion };
+  Kind kind = Kind::kScalar;
+  bool required = false;
+  flatbuffers::voffset_t slot = 0;
+  flatbuffers::voffset_t type_slot = 0;  // kUnion: the slot of its _type field
+  uint32_t size = 0;                     // kScalar: bytes (structs too); vectors: element bytes
+  uint32_t align = 1;
+  int obj = -1;                   // kTable, kVectorTable
+  std::vector<int> union_objs;    // kUnion: the table for each type value (-1: none/unknown)
+  std::string name;               // for the path of a missing required field
+};
+
+FlatBuffersDecoder::FlatBuffersDecoder() = default;
+FlatBuffersDecoder::~FlatBuffersDecoder() = default;
+
+namespace {
+
+using reflection::BaseType;
+using Plan = FlatBuffersDecoder::Plan;
+
+bool IsInteger(BaseType t) { return t >= reflection::Byte && t <= reflection::ULong; }
+bool IsFloat(BaseType t) { return t == reflection::Float || t == reflection::Double; }
+
+std::string BaseTypeName(BaseType t) {
+  switch (t) {
+    case reflection::Bool: return "bool";
+    case reflection::Byte: return "byte";
+    case reflection::UByte: return "ubyte";
+    case reflection::Short: return "short";
+    case reflection::UShort: return "ushort";
+    case reflection::Int: return "int";
+    case reflection::UInt: return "uint";
+    case reflection::Long: return "long";
+    case reflection::ULong: return "ulong";
+    case reflection::Float: return "float";
+    case reflection::Double: return "double";
+    case reflection::String: return "string";
+    case reflection::Vector: return "vector";
+    case reflection::Obj: return "table";
+    case reflection::Union: return "union";
+    case reflection::UType: return "union type";
+    case reflection::Array: return "array";
+    default: return "?";
+  }
+}
+
+// "long", "enum acme.Status (byte)", "table acme.Money", "vector of string"...
+std::string DescribeType(const reflection::Schema& schema, const reflection::Field& f) {
+  const auto* type = f.type();
+  const BaseType bt = type->base_type();
+  if (bt == reflection::Obj) {
+    const auto* obj = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+    return std::string(obj->is_struct() ? "struct " : "table ") + obj->name()->str();
+  }
+  if (bt == reflection::Vector || bt == reflection::Array) {
+    return BaseTypeName(bt) + " of " + BaseTypeName(type->element());
+  }
+  if (IsInteger(bt) && type->index() >= 0) {
+    const auto* e = schema.enums()->Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+    return "enum " + e->name()->str() + " (" + BaseTypeName(bt) + ")";
+  }
+  return BaseTypeName(bt);
+}
+
+// "a long", "an int", "an enum ...".
+std::string WithArticle(const std::string& noun) {
+  return (noun.empty() || std::string_view("aeiou").find(noun[0]) == std::string_view::npos ? "a " : "an ") + noun;
+}
+
+// The object's usable fields, in declaration order: "id, user, amount".
+std::string FieldList(const reflection::Object& obj) {
+  std::vector<const reflection::Field*> fields;
+  for (const auto* f : *obj.fields()) {
+    if (!f->deprecated() && f->type()->base_type() != reflection::UType) fields.push_back(f);
+  }
+  std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) { return a->id() < b->id(); });
+  std::string out;
+  for (const auto* f : fields) {
+    if (!out.empty()) out += ", ";
+    out += f->name()->str();
+  }
+  return out.empty() ? "(none)" : out;
+}
+
+std::string ObjectList(const reflection::Schema& schema) {
+  std::string out;
+  for (const auto* o : *schema.objects()) {
+    if (o->is_struct()) continue;
+    if (!out.empty()) out += ", ";
+    out += o->name()->str();
+  }
+  return out.empty() ? "(none)" : out;
+}
+
+Plan::Leaf LeafOf(BaseType t) {
+  switch (t) {
+    case reflection::Bool: return Plan::Leaf::kBool;
+    case reflection::Byte: return Plan::Leaf::kI8;
+    case reflection::UByte: return Plan::Leaf::kU8;
+    case reflection::Short: return Plan::Leaf::kI16;
+    case reflection::UShort: return Plan::Leaf::kU16;
+    case reflection::Int: return Plan::Leaf::kI32;
+    case reflection::UInt: return Plan::Leaf::kU32;
+    case reflection::Long: return Plan::Leaf::kI64;
+    case reflection::ULong: return Plan::Leaf::kU64;
+    case reflection::Float: return Plan::Leaf::kF32;
+    case reflection::Double: return Plan::Leaf::kF64;
+    default: return Plan::Leaf::kString;
+  }
+}
+
+Result<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IOError("cannot read the FlatBuffers schema " + path + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool LooksBinarySchema(const std::string& bytes) {
+  return bytes.size() >= 8 && flatbuffers::BufferHasIdentifier(bytes.data(), reflection::SchemaIdentifier());
+}
+
+// Resolves one declared field against the root table.
+Status Resolve(const reflection::Schema& schema, const reflection::Object& root, const FieldDecl& decl, Plan* plan) {
+  plan->optional = decl.optional;
+  plan->path = decl.path;
+  const std::string what = "field `" + decl.name + "` (path `" + decl.path + "`)";
+
+  if (decl.path == "kafka.key") {
+    if (decl.type != ValueType::kString) {
+      return Status::InvalidArgument(what + " is the Kafka key, a string, but is declared " +
+                                     std::string(ValueTypeName(decl.type)) + "; declare it string");
+    }
+    plan->source = Plan::Source::kKafkaKey;
+    plan->out = Plan::Out::kString;
+    return Status::OK();
+  }
+  if (decl.path == "kafka.timestamp") {
+    if (decl.type != ValueType::kTimestamp && decl.type != ValueType::kInt64) {
+      return Status::InvalidArgument(what + " is the Kafka timestamp (epoch ms) but is declared " +
+                                     std::string(ValueTypeName(decl.type)) + "; declare it timestamp or int64");
+    }
+    plan->source = Plan::Source::kKafkaTimestamp;
+    plan->out = Plan::Out::kInt64;
+    return Status::OK();
+  }
+
+  // Walk the path: tables, then at most a run of structs, then the leaf.
+  const reflection::Object* obj = &root;
+  std::string at = root.name()->str();  // where we are, for messages
+  size_t start = 0;
+  const reflection::Field* leaf = nullptr;
+  bool in_struct = false;
+  uint32_t struct_offset = 0;
+  for (;;) {
+    const size_t dot = decl.path.find('.', start);
+    const std::string element = decl.path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (element.empty()) return Status::InvalidArgument(what + ": the path has an empty element");
+    const reflection::Field* f = obj->fields()->LookupByKey(element.c_str());
+    if (f == nullptr || f->type()->base_type() == reflection::UType) {
+      return Status::InvalidArgument(what + ": " + std::string(obj->is_struct() ? "struct " : "table ") +
+                                     obj->name()->str() +
+                                     " has no field `" + element + "`; its fields: " + FieldList(*obj));
+    }
+    if (f->deprecated()) {
+      return Status::InvalidArgument(what + ": `" + at + "." + element +
+                                     "` is deprecated in the schema, so records no longer carry it");
+    }
+    const BaseType bt = f->type()->base_type();
+    const std::string here = at + "." + element;
+    if (dot == std::string::npos) {
+      leaf = f;
+      if (in_struct) struct_offset += f->offset();
+      break;
+    }
+    // Not the last element: it must be a table or a struct to go into.
+    if (bt != reflection::Obj) {
+      return Status::InvalidArgument(what + ": `" + here + "` is " + WithArticle(DescribeType(schema, *f)) +
+                                     ", not a table, so the path cannot go on to `" + decl.path.substr(dot + 1) + "`");
+    }
+    const auto* next = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(f->type()->index()));
+    if (next->is_struct()) {
+      if (!in_struct) {
+        in_struct = true;
+        plan->slot = f->offset();
+        struct_offset = 0;
+      } else {
+        struct_offset += f->offset();  // a struct nested in a struct: inline at this offset
+      }
+    } else {
+      plan->tables.push_back(f->offset());
+    }
+    obj = next;
+    at = here;
+    start = dot + 1;
+  }
+
+  const BaseType bt = leaf->type()->base_type();
+  const std::string here = at + "." + leaf->name()->str();
+  const std::string declared = std::string(ValueTypeName(decl.type));
+  auto mismatch = [&](const std::string& hint) {
+    return Status::InvalidArgument(what + " is declared " + declared + ", but `" + here + "` is " +
+                                   WithArticle(DescribeType(schema, *leaf)) + hint);
+  };
+  if (bt == reflection::Obj) {
+    const auto* o = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(leaf->type()->index()));
+    return mismatch("; declare a path to a field inside it (its fields: " + FieldList(*o) + ")");
+  }
+  if (bt == reflection::Vector || bt == reflection::Array || bt == reflection::Union) {
+    return mismatch("; vectors and unions cannot be declared as fields");
+  }
+  const bool is_enum = IsInteger(bt) && leaf->type()->index() >= 0;
+  plan->in_struct = in_struct;
+  if (!in_struct) plan->slot = leaf->offset();
+  plan->struct_offset = struct_offset;
+  plan->leaf = LeafOf(bt);
+  plan->default_i = leaf->default_integer();
+  plan->default_d = leaf->default_real();
+  plan->schema_optional = leaf->optional() && bt != reflection::String;
+
+  switch (decl.type) {
+    case ValueType::kInt64:
+      if (!IsInteger(bt)) return mismatch("; int64 reads integer and enum fields");
+      plan->out = Plan::Out::kInt64;
+      break;
+    case ValueType::kDouble:
+      if (!IsInteger(bt) && !IsFloat(bt)) return mismatch("; double reads float, double and integer fields");
+      if (is_enum) return mismatch("; declare an enum int64 (its value) or string (its name)");
+      plan->out = Plan::Out::kDouble;
+      break;
+    case ValueType::kBool:
+      if (bt != reflection::Bool) return mismatch("; bool reads bool fields");
+      plan->out = Plan::Out::kBool;
+      break;
+    case ValueType::kString:
+      if (bt == reflection::String) {
+        plan->out = Plan::Out::kString;
+      } else if (is_enum) {
+        const auto* e = schema.enums()->Get(static_cast<flatbuffers::uoffset_t>(leaf->type()->index()));
+        plan->out = Plan::Out::kEnumName;
+        plan->enum_name = e->name()->str();
+        int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+        for (const auto* v : *e->values()) {
+          lo = std::min(lo, v->value());
+          hi = std::max(hi, v->value());
+          plan->enum_sparse.emplace_back(v->value(), v->name()->string_view());
+        }
+        std::sort(plan->enum_sparse.begin(), plan->enum_sparse.end());
+        if (!plan->enum_sparse.empty() && static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) < 4096) {
+          plan->enum_min = lo;
+          plan->enum_dense.assign(static_cast<size_t>(hi - lo + 1), std::string_view());
+          for (const auto& [value, name] : plan->enum_sparse) plan->enum_dense[static_cast<size_t>(value - lo)] = name;
+        }
+      } else {
+        return mismatch("; string reads string fields and enums (by name)");
+      }
+      break;
+    case ValueType::kTimestamp:
+      if (decl.timestamp == TimestampEncoding::kIso8601) {
+        if (bt != reflection::String) return mismatch("; an ISO-8601 timestamp reads a string field");
+        plan->out = Plan::Out::kIso;
+      } else {
+        if (!IsInteger(bt) || is_enum) {
+          return mismatch("; an epoch timestamp reads an integer field (or declare timestamp: iso8601 for a string)");
+        }
+        plan->out = decl.timestamp == TimestampEncoding::kEpochMicros ? Plan::Out::kMicros : Plan::Out::kMillis;
+      }
+      break;
+  }
+  return Status::OK();
+}
+
+int64_t FloorDiv1000(int64_t v) {
+  int64_t q = v / 1000;
+  if ((v % 1000) < 0) --q;
+  return q;
+}
+
+}  // namespace
+
+bool FlatBuffersDecoder::CompileVerifier() {
+  const auto& objects = *schema_->objects();
+  vchecks_.assign(objects.size(), {});
+  std::vector<bool> seen(objects.size(), false);
+  std::vector<int> work;
+  auto visit = [&](int obj) {
+    if (!seen[static_cast<size_t>(obj)]) {
+      seen[static_cast<size_t>(obj)] = true;
+      work.push_back(obj);
+    }
+  };
+  int root_index = -1;
+  for (flatbuffers::uoffset_t i = 0; i < objects.size(); ++i) {
+    if (objects.Get(i) == root_) root_index = static_cast<int>(i);
+  }
+  if (root_index < 0) return false;
+  visit(root_index);
+  while (!work.empty()) {
+    const int obj = work.back();
+    work.pop_back();
+    std::vector<const reflection::Field*> fields(objects.Get(static_cast<flatbuffers::uoffset_t>(obj))->fields()->begin(),
+                                                 objects.Get(static_cast<flatbuffers::uoffset_t>(obj))->fields()->end());
+    std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) { return a->id() < b->id(); });
+    std::vector<VCheck>& checks = vchecks_[static_cast<size_t>(obj)];
+    for (const auto* f : fields) {
+      VCheck c;
+      c.slot = f->offset();
+      c.required = f->required();
+      c.name = f->name()->str();
+      const auto* type = f->type();
+      const auto bt = type->base_type();
+      if (bt == reflection::Obj) {
+        const auto* o = objects.Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+        if (o->is_struct()) {
+          c.kind = VCheck::Kind::kScalar;
+          c.size = static_cast<uint32_t>(o->bytesize());
+          c.align = static_cast<uint32_t>(o->minalign());
+        } else {
+          c.kind = VCheck::Kind::kTable;
+          c.obj = type->index();
+          visit(c.obj);
+        }
+      } else if (bt == reflection::String) {
+        c.kind = VCheck::Kind::kString;
+      } else if (bt == reflection::Vector) {
+        const auto el = type->element();
+        if (el == reflection::String) {
+          c.kind = VCheck::Kind::kVectorString;
+        } else if (el == reflection::Obj) {
+          const auto* o = objects.Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+          if (o->is_struct()) {
+            c.kind = VCheck::Kind::kVectorScalar;
+            c.size = static_cast<uint32_t>(o->bytesize());
+          } else {
+            c.kind = VCheck::Kind::kVectorTable;
+            c.obj = type->index();
+            visit(c.obj);
+          }
+        } else if (el == reflection::Union || el == reflection::Vector || el == reflection::Array) {
+          return false;
+        } else {
+          c.kind = VCheck::Kind::kVectorScalar;
+          c.size = static_cast<uint32_t>(flatbuffers::GetTypeSize(el));
+        }
+      } else if (bt == reflection::Union) {
+        c.kind = VCheck::Kind::kUnion;
+        const auto* e = schema_->enums()->Get(static_cast<flatbuffers::uoffset_t>(type->index()));
+        const flatbuffers::voffset_t type_slot = static_cast<flatbuffers::voffset_t>(c.slot - sizeof(flatbuffers::voffset_t));
+        c.type_slot = type_slot;
+        for (const auto* v : *e->values()) {
+          if (v->value() == 0) continue;  // NONE
+          if (v->value() < 0 || v->value() > 255) return false;
+          const auto* ut = v->union_type();
+          if (ut == nullptr || ut->base_type() != reflection::Obj) return false;
+          const auto* o = objects.Get(static_cast<flatbuffers::uoffset_t>(ut->index()));
+          if (o->is_struct()) return false;
+          if (c.union_objs.size() <= static_cast<size_t>(v->value())) c.union_objs.resize(static_cast<size_t>(v->value()) + 1, -1);
+          c.union_objs[static_cast<size_t>(v->value())] = ut->index();
+          visit(ut->index());
+        }
+      } else if (bt == reflection::Array || bt == reflection::None) {
+        return false;
+      } else {  // scalars, union types
+        c.kind = VCheck::Kind::kScalar;
+        c.size = c.align = static_cast<uint32_t>(flatbuffers::GetTypeSize(bt));
+      }
+      checks.push_back(std::move(c));
+    }
+  }
+  root_index_ = root_index;
+  return true;
+}
+
+// The bounds checks of flatbuffers::Verifier (same rules: alignment relative
+// to the buffer's start, offsets non-zero and forward, strings
+// NUL-terminated, depth <= 64 and <= 1M tables), on positions, so that they
+// inline into the compiled checks.
+struct FlatBuffersDecoder::Bounds {
+  const uint8_t* buf;
+  size_t size;
+  uint32_t depth = 0;
+  uint32_t tables = 0;
+
+  bool In(size_t pos, size_t len) const { return len <= size && pos <= size - len; }
+  static bool Aligned(size_t pos, size_t align) { return (pos & (align - 1)) == 0; }
+  uint32_t U32(size_t pos) const { return flatbuffers::ReadScalar<uint32_t>(buf + pos); }
+  // The target of the offset at pos, or 0.
+  size_t Offset(size_t pos) const {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return 0;
+    const uint32_t o = U32(pos);
+    if (o == 0 || static_cast<int32_t>(o) < 0 || !In(pos + o, 1)) return 0;
+    return pos + o;
+  }
+  bool TableStart(size_t pos) {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return false;
+    const int64_t vt = static_cast<int64_t>(pos) - flatbuffers::ReadScalar<int32_t>(buf + pos);
+    if (++depth > 64 || ++tables > 1000000) return false;
+    if (vt < 0 || !Aligned(static_cast<size_t>(vt), 2) || !In(static_cast<size_t>(vt), 2)) return false;
+    const uint16_t vsize = flatbuffers::ReadScalar<uint16_t>(buf + vt);
+    return (vsize & 1) == 0 && In(static_cast<size_t>(vt), vsize);
+  }
+  bool Vector(size_t pos, size_t elem) const {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return false;
+    const uint32_t n = U32(pos);
+    return n < FLATBUFFERS_MAX_BUFFER_SIZE / elem && In(pos + 4, size_t{n} * elem);
+  }
+  bool String(size_t pos) const {
+    if (!Aligned(pos, 4) || !In(pos, 4)) return false;
+    const uint32_t n = U32(pos);
+    return In(pos + 4, size_t{n} + 1) && buf[pos + 4 + n] == 0;
+  }
+};
+
+// What generated Verify() code does for one table, from the compiled checks.
+bool FlatBuffersDecoder::VerifyTable(Bounds& b, int obj, size_t pos, std::string* missing) const {
+  if (!b.TableStart(pos)) return false;
+  const auto* t = reinterpret_cast<const flatbuffers::Table*>(b.buf + pos);
+  for (const VCheck& c : vchecks_[static_cast<size_t>(obj)]) {
+    const flatbuffers::voffset_t off = t->GetOptionalFieldOffset(c.slot);
+    if (off == 0) {
+      if (c.required) {
+        *missing = c.name;
+        return false;
+      }
+      // A union's type without its value (as the reflection verifier rejects).
+      if (c.kind == VCheck::Kind::kUnion && t->GetField<uint8_t>(c.type_slot, 0) != 0) return false;
+      continue;
+    }
+    const size_t at = pos + off;
+    if (c.kind == VCheck::Kind::kScalar) {
+      if (!Bounds::Aligned(at, c.align) || !b.In(at, c.size)) return false;
+      continue;
+    }
+    const size_t p = b.Offset(at);
+    if (p == 0) return false;
+    switch (c.kind) {
+      case VCheck::Kind::kScalar: break;
+      case VCheck::Kind::kString:
+        if (!b.String(p)) return false;
+        break;
+      case VCheck::Kind::kTable:
+        if (!VerifyTable(b, c.obj, p, missing)) {
+          if (!missing->empty()) *missing = c.name + "." + *missing;
+          return false;
+        }
+        break;
+      case VCheck::Kind::kVectorScalar:
+        if (!b.Vector(p, c.size)) return false;
+        break;
+      case VCheck::Kind::kVectorString:
+      case VCheck::Kind::kVectorTable: {
+        if (!b.Vector(p, 4)) return false;
+        const uint32_t n = b.U32(p);
+        for (uint32_t i = 0; i < n; ++i) {
+          const size_t e = b.Offset(p + 4 + size_t{i} * 4);
+          if (e == 0) return false;
+          if (c.kind == VCheck::Kind::kVectorString) {
+            if (!b.String(e)) return false;
+          } else if (!VerifyTable(b, c.obj, e, missing)) {
+            if (!missing->empty()) *missing = c.name + "." + *missing;
+            return false;
+          }
+        }
+        break;
+      }
+      case VCheck::Kind::kUnion: {
+        const uint8_t type = t->GetField<uint8_t>(c.type_slot, 0);
+        // A type the schema does not know is rejected, as the reflection
+        // verifier does (generated code would skip it).
+        if (type >= c.union_objs.size() || c.union_objs[type] < 0) return false;
+        if (!VerifyTable(b, c.union_objs[type], p, missing)) {
+          if (!missing->empty()) *missing = c.name + "." + *missing;
+          return false;
+        }
+        break;
+      }
+    }
+  }
+  --b.depth;
+  return true;
+}
+
+Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::Create(const RecordSchema& schema,
+                                                                       const std::string& schema_path,
+                                                                       std::string root_type) {
+  auto bytes = ReadWholeFile(schema_path);
+  if (!bytes.ok()) return bytes.status();
+  if (LooksBinarySchema(*bytes)) {
+    return CreateFromBinarySchema(schema, std::move(*bytes), std::move(root_type), schema_path);
+  }
+  // A .fbs: compile it with FlatBuffers' own parser (what `flatc -b --schema`
+  // runs); `include "x.fbs"` is looked up next to the file.
+  flatbuffers::IDLOptions opts;
+  flatbuffers::Parser parser(opts);
+  const std::string dir = std::filesystem::path(schema_path).parent_path().string();
+  const std::string include_dir = dir.empty() ? "." : dir;
+  const char* include_paths[] = {include_dir.c_str(), nullptr};
+  if (!parser.Parse(bytes->c_str(), include_paths, schema_path.c_str())) {
+    std::string err = parser.error_;
+    while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
+    return Status::InvalidArgument("the FlatBuffers schema " + schema_path + " does not compile: " + err);
+  }
+  parser.Serialize();
+  std::string bfbs(reinterpret_cast<const char*>(parser.builder_.GetBufferPointer()), parser.builder_.GetSize());
+  return CreateFromBinarySchema(schema, std::move(bfbs), std::move(root_type), schema_path);
+}
+
+Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinarySchema(const RecordSchema& schema,
+                                                                                       std::string bfbs,
+                                                                                       std::string root_type,
+                                                                                       const std::string& origin) {
+  std::unique_ptr<FlatBuffersDecoder> d(new FlatBuffersDecoder());
+  // Copy into 8-byte aligned storage the verifier accepts (std::string's
+  // buffer is at least 16-byte aligned from the heap; a short string is SSO).
+  d->bfbs_ = std::move(bfbs);
+  d->bfbs_.reserve(32);
+  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(d->bfbs_.data()), d->bfbs_.size());
+  if (!reflection::VerifySchemaBuffer(verifier)) {
+    return Status::InvalidArgument(origin +
+                                   " is not a valid binary FlatBuffers schema (.bfbs); give a .fbs or the output of "
+                                   "`flatc -b --schema`");
+  }
+  d->schema_ = reflection::GetSchema(d->bfbs_.data());
+  const reflection::Schema& s = *d->schema_;
+  if (s.objects() == nullptr || s.objects()->size() == 0) {
+    return Status::InvalidArgument(origin + " declares no tables");
+  }
+  if (root_type.empty()) {
+    if (s.root_table() == nullptr) {
+      return Status::InvalidArgument(origin + " declares no root_type; name the table records are (root_type), one of: " +
+                                     ObjectList(s));
+    }
+    d->root_ = s.root_table();
+    if (s.file_ident() != nullptr) d->file_ident_ = s.file_ident()->str();
+  } else {
+    const reflection::Object* found = s.objects()->LookupByKey(root_type.c_str());
+    if (found == nullptr) {
+      int matches = 0;
+      for (const auto* o : *s.objects()) {
+        const std::string name = o->name()->str();
+        if (name.size() > root_type.size() && name.compare(name.size() - root_type.size(), root_type.size(), root_type) == 0 &&
+            name[name.size() - root_type.size() - 1] == '.') {
+          found = o;
+          ++matches;
+        }
+      }
+      if (matches > 1) {
+        return Status::InvalidArgument("root type `" + root_type + "` is ambiguous in " + origin +
+                                       "; qualify it with its namespace, one of: " + ObjectList(s));
+      }
+    }
+    if (found == nullptr) {
+      return Status::InvalidArgument(origin + " has no table `" + root_type + "`; its tables: " + ObjectList(s));
+    }
+    if (found->is_struct()) {
+      return Status::InvalidArgument("root type `" + root_type + "` in " + origin +
+                                     " is a struct; a record is a table, one of: " + ObjectList(s));
+    }
+    d->root_ = found;
+    if (s.root_table() == found && s.file_ident() != nullptr) d->file_ident_ = s.file_ident()->str();
+  }
+  d->root_name_ = d->root_->name()->str();
+  for (const auto* f : *d->root_->fields()) {
+    if (f->required() && !f->deprecated()) d->required_.emplace_back(f->offset(), f->name()->str());
+  }
+  d->compiled_verifier_ = d->CompileVerifier();
+  if (d->file_ident_.size() == flatbuffers::kFileIdentifierLength) {
+    d->check_ident_ = true;
+    d->ident_ = flatbuffers::ReadScalar<uint32_t>(d->file_ident_.data());
+  } else {
+    d->file_ident_.clear();
+  }
+  if (d->compiled_verifier_) d->required_.clear();
+  d->plans_.resize(static_cast<size_t>(schema.size()));
+  for (int i = 0; i < schema.size(); ++i) {
+    Plan& p = d->plans_[static_cast<size_t>(i)];
+    KAPPA_RETURN_IF_ERROR(Resolve(s, *d->root_, schema.field(i), &p));
+    if (p.source == Plan::Source::kRecord && p.tables.empty() && !p.in_struct && !p.schema_optional) {
+      const bool integer = p.out == Plan::Out::kInt64 || p.out == Plan::Out::kMillis;
+      if (p.leaf == Plan::Leaf::kString && p.out == Plan::Out::kString) p.fast = Plan::Fast::kString;
+      if (p.leaf == Plan::Leaf::kI64 && integer) p.fast = Plan::Fast::kI64;
+      if (p.leaf == Plan::Leaf::kI32 && integer) p.fast = Plan::Fast::kI32;
+      if (p.leaf == Plan::Leaf::kF64 && p.out == Plan::Out::kDouble) p.fast = Plan::Fast::kF64;
+      if ((p.leaf == Plan::Leaf::kI8 || p.leaf == Plan::Leaf::kU8) && p.out == Plan::Out::kEnumName &&
+          !p.enum_dense.empty()) {
+        p.fast = Plan::Fast::kEnumName8;
+      }
+    }
+  }
+  return d;
+}
+
+namespace {
+
+// The failure paths, out of the hot loop.
+[[gnu::cold, gnu::noinline]] bool Fail(DecodeError* error, DecodeError::Kind kind, const std::string& path,
+                                       std::string message) {
+  error->kind = kind;
+  error->path = path;
+  error->message = std::move(message);
+  return false;
+}
+[[gnu::cold, gnu::noinline]] bool FailMissing(DecodeError* error, const std::string& path) {
+  return Fail(error, DecodeError::Kind::kMissingField, path, "the record has no `" + path + "`");
+}
+[[gnu::cold, gnu::noinline]] bool FailIso(DecodeError* error, const std::string& path, const char* chars, uint32_t len) {
+  return Fail(error, DecodeError::Kind::kWrongType, path,
+              "`" + path + "` is not an ISO-8601 timestamp: \"" + std::string(chars, std::min<uint32_t>(len, 64)) + "\"");
+}
+[[gnu::cold, gnu::noinline]] bool FailEnum(DecodeError* error, const Plan& p, int64_t value) {
+  return Fail(error, DecodeError::Kind::kWrongType, p.path,
+              "`" + p.path + "` is " + std::to_string(value) + ", which enum " + p.enum_name +
+                  " does not name (a newer schema?)");
+}
+[[gnu::cold, gnu::noinline]] bool FailU64(DecodeError* error, const std::string& path, uint64_t value) {
+  return Fail(error, DecodeError::Kind::kWrongType, path, "`" + path + "` is " + std::to_string(value) + ", beyond int64");
+}
+
+}  // namespace
+
+[[gnu::cold, gnu::noinline]] bool FlatBuffersDecoder::FailRecord(const RawRecord& record, DecodeError* error) const {
+  if (!missing_.empty()) {
+    return Fail(error, DecodeError::Kind::kMissingField, missing_,
+                "the record lacks `" + missing_ + "`, which the schema requires");
+  }
+  if (record.payload != nullptr && record.size >= 8 && !file_ident_.empty() &&
+      std::memcmp(record.payload + sizeof(flatbuffers::uoffset_t), file_ident_.data(), file_ident_.size()) != 0) {
+    return Fail(error, DecodeError::Kind::kUndecodable, "",
+                "the buffer's file identifier is not `" + file_ident_ + "` (" + root_name_ +
+                    "): a record of another schema, or not a FlatBuffer");
+  }
+  return Fail(error, DecodeError::Kind::kUndecodable, "",
+              "not a valid FlatBuffer of " + root_name_ + " (" + std::to_string(record.size) +
+                  " bytes; truncated, corrupt, or of another schema)");
+}
+
+bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, DecodeError* error) {
+  const uint8_t* buf = record.payload;
+  missing_.clear();
+  if (buf == nullptr || record.size < 8) return FailRecord(record, error);
+  if (check_ident_ && flatbuffers::ReadScalar<uint32_t>(buf + sizeof(flatbuffers::uoffset_t)) != ident_) {
+    return FailRecord(record, error);
+  }
+  if (compiled_verifier_) {
+    Bounds b{buf, record.size};
+    const size_t root_pos = b.Offset(0);
+    if (root_pos == 0 || !VerifyTable(b, root_index_, root_pos, &missing_)) return FailRecord(record, error);
+  } else if (!flatbuffers::Verify(*schema_, *root_, buf, record.size)) {
+    return FailRecord(record, error);
+  }
+  const uint8_t* root = buf + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(buf);
+  // The reflection verifier does not check `(required)` (the generated one,
+  // and the compiled one, do): then the root table's are checked here.
+  for (const auto& [slot, name] : required_) {
+    if (reinterpret_cast<const flatbuffers::Table*>(root)->GetOptionalFieldOffset(slot) == 0) {
+      missing_ = name;
+      return FailRecord(record, error);
+    }
+  }
+
+  // The root's vtable, once for all fields.
+  const uint8_t* root_vt = root - flatbuffers::ReadScalar<flatbuffers::soffset_t>(root);
+  const flatbuffers::voffset_t root_vsize = flatbuffers::ReadScalar<flatbuffers::voffset_t>(root_vt);
+  const size_t n = plans_.size();
+  for (size_t i = 0; i < n; ++i) {
+    const Plan& p = plans_[i];
+    FieldValue& v = out[i];
+    v.present = true;
+    if (p.fast != Plan::Fast::kNone) {
+      const flatbuffers::voffset_t off =
+          p.slot < root_vsize ? flatbuffers::ReadScalar<flatbuffers::voffset_t>(root_vt + p.slot) : 0;
+      const uint8_t* at = root + off;
+      switch (p.fast) {
+        case Plan::Fast::kString: {
+          if (off == 0) goto absent;
+          const uint8_t* str = at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(at);
+          v.i = 0;
+          v.str = reinterpret_cast<const char*>(str + sizeof(flatbuffers::uoffset_t));
+          v.len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(str);
+          continue;
+        }
+        case Plan::Fast::kI64: v.i = off ? flatbuffers::ReadScalar<int64_t>(at) : p.default_i; break;
+        case Plan::Fast::kI32: v.i = off ? flatbuffers::ReadScalar<int32_t>(at) : p.default_i; break;
+        case Plan::Fast::kF64: v.d = off ? flatbuffers::ReadScalar<double>(at) : p.default_d; break;
+        case Plan::Fast::kEnumName8: {
+          const int64_t value = !off                          ? p.default_i
+                                : p.leaf == Plan::Leaf::kI8 ? flatbuffers::ReadScalar<int8_t>(at)
+                                                            : flatbuffers::ReadScalar<uint8_t>(at);
+          const uint64_t idx = static_cast<uint64_t>(value) - static_cast<uint64_t>(p.enum_min);
+          if (idx >= p.enum_dense.size() || p.enum_dense[idx].empty()) return FailEnum(error, p, value);
+          v.i = 0;
+          v.str = p.enum_dense[idx].data();
+          v.len = static_cast<uint32_t>(p.enum_dense[idx].size());
+          continue;
+        }
+        case Plan::Fast::kNone: break;
+      }
+      v.str = nullptr;
+      v.len = 0;
+      continue;
+    }
+    if (p.source != Plan::Source::kRecord) [[unlikely]] {
+      v.str = nullptr;
+      v.len = 0;
+      if (p.source == Plan::Source::kKafkaTimestamp) {
+        v.i = record.timestamp_ms;
+        continue;
+      }
+      if (record.key == nullptr) goto absent;
+      v.i = 0;
+      v.str = reinterpret_cast<const char*>(record.key);
+      v.len = record.key_size;
+      continue;
+    }
+    {
+      const uint8_t* t = root;
+      for (const flatbuffers::voffset_t hop : p.tables) {
+        const flatbuffers::voffset_t off = reinterpret_cast<const flatbuffers::Table*>(t)->GetOptionalFieldOffset(hop);
+        if (off == 0) goto absent;
+        t += off;
+        t += flatbuffers::ReadScalar<flatbuffers::uoffset_t>(t);
+      }
+      const flatbuffers::voffset_t off = reinterpret_cast<const flatbuffers::Table*>(t)->GetOptionalFieldOffset(p.slot);
+      const uint8_t* at;
+      if (off == 0) {
+        if (p.in_struct || p.leaf == Plan::Leaf::kString || p.schema_optional) goto absent;
+        at = nullptr;  // the schema's default
+      } else {
+        at = t + off + p.struct_offset;
+      }
+
+      if (p.leaf == Plan::Leaf::kString) {
+        const uint8_t* s = at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(at);
+        const uint32_t len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(s);
+        const char* chars = reinterpret_cast<const char*>(s + sizeof(flatbuffers::uoffset_t));
+        if (p.out == Plan::Out::kString) [[likely]] {
+          v.i = 0;
+          v.str = chars;
+          v.len = len;
+        } else {  // kIso
+          const auto ms = ParseIso8601Millis(std::string_view(chars, len));
+          if (!ms) return FailIso(error, p.path, chars, len);
+          v.i = *ms;
+          v.str = nullptr;
+          v.len = 0;
+        }
+        continue;
+      }
+
+      // A scalar: read it as int64, uint64 or double.
+      v.str = nullptr;
+      v.len = 0;
+      int64_t iv = 0;
+      double dv = 0;
+      bool is_float = false, is_u64 = false;
+      uint64_t uv = 0;
+      if (at == nullptr) {
+        if (p.leaf == Plan::Leaf::kF32 || p.leaf == Plan::Leaf::kF64) {
+          dv = p.default_d;
+          is_float = true;
+        } else {
+          iv = p.default_i;
+          if (p.leaf == Plan::Leaf::kU64) {
+            is_u64 = true;
+            uv = static_cast<uint64_t>(iv);
+          }
+        }
+      } else {
+        switch (p.leaf) {
+          case Plan::Leaf::kBool: iv = flatbuffers::ReadScalar<uint8_t>(at) != 0; break;
+          case Plan::Leaf::kI8: iv = flatbuffers::ReadScalar<int8_t>(at); break;
+          case Plan::Leaf::kU8: iv = flatbuffers::ReadScalar<uint8_t>(at); break;
+          case Plan::Leaf::kI16: iv = flatbuffers::ReadScalar<int16_t>(at); break;
+          case Plan::Leaf::kU16: iv = flatbuffers::ReadScalar<uint16_t>(at); break;
+          case Plan::Leaf::kI32: iv = flatbuffers::ReadScalar<int32_t>(at); break;
+          case Plan::Leaf::kU32: iv = flatbuffers::ReadScalar<uint32_t>(at); break;
+          case Plan::Leaf::kI64: iv = flatbuffers::ReadScalar<int64_t>(at); break;
+          case Plan::Leaf::kU64:
+            uv = flatbuffers::ReadScalar<uint64_t>(at);
+            iv = static_cast<int64_t>(uv);
+            is_u64 = true;
+            break;
+          case Plan::Leaf::kF32: dv = flatbuffers::ReadScalar<float>(at); is_float = true; break;
+          case Plan::Leaf::kF64: dv = flatbuffers::ReadScalar<double>(at); is_float = true; break;
+          case Plan::Leaf::kString: break;  // handled above
+        }
+      }
+      switch (p.out) {
+        case Plan::Out::kDouble:
+          v.d = is_float ? dv : (is_u64 ? static_cast<double>(uv) : static_cast<double>(iv));
+          continue;
+        case Plan::Out::kBool:
+          v.i = iv != 0;
+          continue;
+        case Plan::Out::kEnumName: {
+          std::string_view name;
+          if (!p.enum_dense.empty()) {
+            const uint64_t idx = static_cast<uint64_t>(iv) - static_cast<uint64_t>(p.enum_min);
+            if (idx < p.enum_dense.size()) name = p.enum_dense[idx];
+          } else {
+            auto it = std::lower_bound(p.enum_sparse.begin(), p.enum_sparse.end(), std::make_pair(iv, std::string_view()));
+            if (it != p.enum_sparse.end() && it->first == iv) name = it->second;
+          }
+          if (name.empty()) return FailEnum(error, p, iv);
+          v.i = 0;
+          v.str = name.data();
+          v.len = static_cast<uint32_t>(name.size());
+          continue;
+        }
+        default: break;  // integers
+      }
+      if (is_u64 && uv > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return FailU64(error, p.path, uv);
+      v.i = p.out == Plan::Out::kMicros ? FloorDiv1000(iv) : iv;
+      continue;
+    }
+  absent:
+    v.i = 0;
+    v.str = nullptr;
+    v.len = 0;
+    v.present = false;
+    if (!p.optional) return FailMissing(error, p.path);
+  }
+  return true;
+}
+
+}  // namespace kappa

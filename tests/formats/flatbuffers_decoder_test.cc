@@ -1,0 +1,543 @@
+// FlatBuffers with a user's own schema: records built with the generated C++
+// of tests/formats/payment_test.fbs are decoded through reflection (the
+// decoder never sees generated code) and must read what the generated
+// accessors read; every load-time error names the field, the path element
+// and what is there; bad buffers and absent fields fail as the DLQ expects.
+#include "formats/flatbuffers_decoder.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <flatbuffers/reflection.h>
+
+#include "payment_test_generated.h"
+
+namespace kappa {
+namespace {
+
+namespace ev = acme::events;
+
+FieldDecl F(std::string name, ValueType type, std::string path = "", bool optional = false,
+            TimestampEncoding ts = TimestampEncoding::kEpochMillis) {
+  FieldDecl f;
+  f.name = std::move(name);
+  f.type = type;
+  f.path = std::move(path);
+  f.optional = optional;
+  f.timestamp = ts;
+  return f;
+}
+
+RecordSchema Schema(std::vector<FieldDecl> fields) {
+  RecordSchema s;
+  for (auto& f : fields) EXPECT_TRUE(s.Add(std::move(f)).ok());
+  return s;
+}
+
+// A finished buffer copied 8-byte aligned, as the task's arena holds it.
+struct Payload {
+  std::vector<uint64_t> words;
+  uint32_t size = 0;
+  explicit Payload(const flatbuffers::FlatBufferBuilder& fbb) : Payload(fbb.GetBufferPointer(), fbb.GetSize()) {}
+  Payload(const uint8_t* data, size_t n) : words((n + 7) / 8 + 1), size(static_cast<uint32_t>(n)) {
+    std::memcpy(words.data(), data, n);
+  }
+  const uint8_t* data() const { return reinterpret_cast<const uint8_t*>(words.data()); }
+  RawRecord raw(const char* key = "k-1", int64_t ts = 1700000000123) const {
+    RawRecord r;
+    r.payload = data();
+    r.size = size;
+    r.key = reinterpret_cast<const uint8_t*>(key);
+    r.key_size = key ? static_cast<uint32_t>(std::strlen(key)) : 0;
+    r.timestamp_ms = ts;
+    return r;
+  }
+};
+
+Payload FullPayment() {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto money = ev::CreateMoneyDirect(fbb, 12345, "EUR");
+  auto owner = ev::CreateMoneyDirect(fbb, -9, "USD");
+  auto merchant = ev::CreateMerchantDirect(fbb, "Corner Shop", "DE", owner);
+  std::vector<flatbuffers::Offset<flatbuffers::String>> tags = {fbb.CreateString("a")};
+  ev::Geo geo(52.5, 13.4);
+  std::vector<flatbuffers::Offset<ev::Money>> items = {ev::CreateMoneyDirect(fbb, 1, "EUR"),
+                                                       ev::CreateMoneyDirect(fbb, 2, "EUR")};
+  auto card = ev::CreateCardDirect(fbb, "4242");
+  auto p = ev::CreatePaymentDirect(fbb, "txn-1", "user-42", money, merchant, ev::Status::declined, -3, -300, 250,
+                                   uint64_t{1} << 40, 2.25, 0.5f, true, 1700000000000, -1500,
+                                   "2026-01-01T00:00:01.250Z", 77, &tags, &geo, &items, ev::Method::Card, card.Union());
+  fbb.Finish(p, ev::PaymentIdentifier());
+  return Payload(fbb);
+}
+
+std::unique_ptr<FlatBuffersDecoder> Load(const RecordSchema& s, const std::string& path = KAPPA_PAYMENT_FBS,
+                                         const std::string& root = "") {
+  auto d = FlatBuffersDecoder::Create(s, path, root);
+  EXPECT_TRUE(d.ok()) << d.status().ToString();
+  return d.ok() ? std::move(*d) : nullptr;
+}
+
+std::string LoadError(const RecordSchema& s, const std::string& path = KAPPA_PAYMENT_FBS, const std::string& root = "") {
+  auto d = FlatBuffersDecoder::Create(s, path, root);
+  EXPECT_FALSE(d.ok());
+  return d.ok() ? "" : d.status().ToString();
+}
+
+RecordSchema AllFields() {
+  return Schema({
+      F("id", ValueType::kString),
+      F("user", ValueType::kString),
+      F("cents", ValueType::kInt64, "amount.cents"),
+      F("cents_d", ValueType::kDouble, "amount.cents"),
+      F("currency", ValueType::kString, "amount.currency"),
+      F("merchant", ValueType::kString, "merchant.name"),
+      F("owner_cents", ValueType::kInt64, "merchant.owner.cents"),
+      F("status", ValueType::kString),
+      F("status_n", ValueType::kInt64, "status"),
+      F("count", ValueType::kInt64),
+      F("small", ValueType::kInt64),
+      F("tiny", ValueType::kInt64),
+      F("big", ValueType::kInt64),
+      F("score", ValueType::kDouble),
+      F("ratio", ValueType::kDouble),
+      F("flagged", ValueType::kBool),
+      F("ts", ValueType::kTimestamp, "ts_ms"),
+      F("ts_us", ValueType::kTimestamp, "ts_us", false, TimestampEncoding::kEpochMicros),
+      F("created", ValueType::kTimestamp, "created", false, TimestampEncoding::kIso8601),
+      F("refund", ValueType::kInt64),
+      F("lat", ValueType::kDouble, "geo.lat"),
+      F("lon", ValueType::kDouble, "geo.lon"),
+      F("key", ValueType::kString, "kafka.key"),
+      F("kts", ValueType::kTimestamp, "kafka.timestamp"),
+  });
+}
+
+void ExpectFullPayment(const RecordSchema& s, FlatBuffersDecoder& d) {
+  const Payload payload = FullPayment();
+  const ev::Payment* g = ev::GetPayment(payload.data());  // the generated accessors: the truth
+  std::vector<FieldValue> v(static_cast<size_t>(s.size()));
+  DecodeError err;
+  ASSERT_TRUE(d.Decode(payload.raw(), v.data(), &err)) << err.message;
+  auto at = [&](const char* name) { return v[static_cast<size_t>(*s.Find(name))]; };
+  for (const auto& f : v) EXPECT_TRUE(f.present);
+  EXPECT_EQ(at("id").text(), g->id()->string_view());
+  EXPECT_EQ(at("user").text(), g->user()->string_view());
+  EXPECT_EQ(at("cents").i, g->amount()->cents());
+  EXPECT_EQ(at("cents_d").d, static_cast<double>(g->amount()->cents()));
+  EXPECT_EQ(at("currency").text(), "EUR");
+  EXPECT_EQ(at("merchant").text(), g->merchant()->name()->string_view());
+  EXPECT_EQ(at("owner_cents").i, g->merchant()->owner()->cents());
+  EXPECT_EQ(at("status").text(), ev::EnumNameStatus(g->status()));
+  EXPECT_EQ(at("status").text(), "declined");
+  EXPECT_EQ(at("status_n").i, static_cast<int64_t>(g->status()));
+  EXPECT_EQ(at("count").i, g->count());
+  EXPECT_EQ(at("small").i, g->small());
+  EXPECT_EQ(at("tiny").i, g->tiny());
+  EXPECT_EQ(at("big").i, static_cast<int64_t>(g->big()));
+  EXPECT_EQ(at("score").d, g->score());
+  EXPECT_EQ(at("ratio").d, static_cast<double>(g->ratio()));
+  EXPECT_EQ(at("flagged").i, 1);
+  EXPECT_EQ(at("ts").i, g->ts_ms());
+  EXPECT_EQ(at("ts_us").i, -2);  // -1500 µs is -1.5 ms: toward negative infinity
+  EXPECT_EQ(at("created").i, 1767225601250);
+  EXPECT_EQ(at("refund").i, *g->refund());
+  EXPECT_EQ(at("lat").d, g->geo()->lat());
+  EXPECT_EQ(at("lon").d, g->geo()->lon());
+  EXPECT_EQ(at("key").text(), "k-1");
+  EXPECT_EQ(at("kts").i, 1700000000123);
+}
+
+TEST(FlatBuffersDecoderTest, ReadsWhatTheGeneratedAccessorsRead) {
+  const RecordSchema s = AllFields();
+  auto d = Load(s);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->root_type(), "acme.events.Payment");
+  ExpectFullPayment(s, *d);
+}
+
+TEST(FlatBuffersDecoderTest, BinarySchemaFromFlatcWorksToo) {
+  const RecordSchema s = AllFields();
+  auto d = Load(s, KAPPA_PAYMENT_BFBS);
+  ASSERT_TRUE(d);
+  ExpectFullPayment(s, *d);
+}
+
+TEST(FlatBuffersDecoderTest, AbsentScalarsReadTheSchemaDefault) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto id = fbb.CreateString("txn-2");
+  ev::PaymentBuilder b(fbb);
+  b.add_id(id);
+  fbb.Finish(b.Finish(), ev::PaymentIdentifier());
+  const Payload payload(fbb);
+  const RecordSchema s = Schema({F("status", ValueType::kString), F("status_n", ValueType::kInt64, "status"),
+                                 F("count", ValueType::kInt64), F("score", ValueType::kDouble),
+                                 F("flagged", ValueType::kBool), F("big", ValueType::kInt64),
+                                 F("refund", ValueType::kInt64, "", /*optional=*/true)});
+  auto d = Load(s);
+  ASSERT_TRUE(d);
+  std::vector<FieldValue> v(static_cast<size_t>(s.size()));
+  DecodeError err;
+  ASSERT_TRUE(d->Decode(payload.raw(), v.data(), &err)) << err.message;
+  EXPECT_TRUE(v[0].present);
+  EXPECT_EQ(v[0].text(), "approved");
+  EXPECT_EQ(v[1].i, 1);
+  EXPECT_EQ(v[2].i, 7);
+  EXPECT_EQ(v[3].d, 1.5);
+  EXPECT_TRUE(v[4].present);
+  EXPECT_EQ(v[4].i, 0);
+  EXPECT_EQ(v[5].i, 0);
+  // `refund: long = null` has no default: absent is absent.
+  EXPECT_FALSE(v[6].present);
+
+  // The same optional scalar declared required is a MissingField.
+  const RecordSchema required = Schema({F("refund", ValueType::kInt64)});
+  auto d2 = Load(required);
+  ASSERT_TRUE(d2);
+  EXPECT_FALSE(d2->Decode(payload.raw(), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "refund");
+}
+
+TEST(FlatBuffersDecoderTest, AbsentStringsAndTablesAreMissingFieldsWithTheirPath) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto id = fbb.CreateString("txn-3");
+  auto merchant = ev::CreateMerchantDirect(fbb, "Shop");  // no owner
+  ev::PaymentBuilder b(fbb);
+  b.add_id(id);
+  b.add_merchant(merchant);
+  fbb.Finish(b.Finish(), ev::PaymentIdentifier());
+  const Payload payload(fbb);
+  std::vector<FieldValue> v(4);
+  DecodeError err;
+
+  struct Case {
+    FieldDecl decl;
+  } cases[] = {{F("user", ValueType::kString)},
+               {F("cents", ValueType::kInt64, "amount.cents")},
+               {F("owner", ValueType::kInt64, "merchant.owner.cents")},
+               {F("lat", ValueType::kDouble, "geo.lat")},
+               {F("country", ValueType::kString, "merchant.country")}};
+  for (const auto& c : cases) {
+    const RecordSchema s = Schema({F("id", ValueType::kString), c.decl});
+    auto d = Load(s);
+    ASSERT_TRUE(d);
+    EXPECT_FALSE(d->Decode(payload.raw(), v.data(), &err)) << c.decl.path;
+    EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField) << c.decl.path;
+    const std::string path = c.decl.path.empty() ? c.decl.name : c.decl.path;
+    EXPECT_EQ(err.path, path);
+    EXPECT_NE(err.message.find(path), std::string::npos) << err.message;
+
+    FieldDecl opt = c.decl;
+    opt.optional = true;
+    const RecordSchema so = Schema({F("id", ValueType::kString), opt});
+    auto dopt = Load(so);
+    ASSERT_TRUE(dopt);
+    ASSERT_TRUE(dopt->Decode(payload.raw(), v.data(), &err)) << err.message;
+    EXPECT_TRUE(v[0].present);
+    EXPECT_FALSE(v[1].present) << c.decl.path;
+  }
+
+  // A record without a Kafka key lacks kafka.key.
+  const RecordSchema sk = Schema({F("key", ValueType::kString, "kafka.key")});
+  auto dk = Load(sk);
+  ASSERT_TRUE(dk);
+  EXPECT_FALSE(dk->Decode(payload.raw(nullptr), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "kafka.key");
+}
+
+TEST(FlatBuffersDecoderTest, BadBuffersAreUndecodable) {
+  const RecordSchema s = Schema({F("id", ValueType::kString), F("user", ValueType::kString)});
+  auto d = Load(s);
+  ASSERT_TRUE(d);
+  const Payload good = FullPayment();
+  std::vector<FieldValue> v(2);
+  DecodeError err;
+  ASSERT_TRUE(d->Decode(good.raw(), v.data(), &err)) << err.message;
+
+  auto expect_undecodable = [&](const Payload& p, const std::string& what) {
+    DecodeError e;
+    EXPECT_FALSE(d->Decode(p.raw(), v.data(), &e)) << what;
+    EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << what;
+    EXPECT_EQ(e.path, "") << what;
+    EXPECT_FALSE(e.message.empty());
+  };
+  // Every truncation of a real record.
+  for (uint32_t n = 0; n < good.size; ++n) expect_undecodable(Payload(good.data(), n), "truncated to " + std::to_string(n));
+  // Garbage: JSON text, random bytes, all ones.
+  const std::string json = R"({"id":"txn-1","user":"u"})";
+  expect_undecodable(Payload(reinterpret_cast<const uint8_t*>(json.data()), json.size()), "json");
+  std::vector<uint8_t> noise(200);
+  uint32_t x = 12345;
+  for (auto& b : noise) b = static_cast<uint8_t>((x = x * 1103515245 + 12345) >> 16);
+  expect_undecodable(Payload(noise.data(), noise.size()), "noise");
+  std::vector<uint8_t> ones(64, 0xff);
+  expect_undecodable(Payload(ones.data(), ones.size()), "0xff");
+  // Offsets pointing outside the buffer: corrupt the root offset.
+  Payload corrupt = good;
+  reinterpret_cast<uint32_t*>(corrupt.words.data())[0] = 0x7fffff00;
+  expect_undecodable(corrupt, "root offset out of range");
+
+  // A Payment without its (required) id is a MissingField `id`.
+  flatbuffers::FlatBufferBuilder fbb;
+  auto user = fbb.CreateString("u");
+  const auto start = fbb.StartTable();
+  fbb.AddOffset(ev::Payment::VT_USER, user);
+  fbb.Finish(flatbuffers::Offset<ev::Payment>(fbb.EndTable(start)), ev::PaymentIdentifier());
+  DecodeError e;
+  EXPECT_FALSE(d->Decode(Payload(fbb).raw(), v.data(), &e));
+  EXPECT_EQ(e.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(e.path, "id");
+  // ... even when no declared field reads it.
+  auto d_user = Load(Schema({F("user", ValueType::kString)}));
+  ASSERT_TRUE(d_user);
+  EXPECT_FALSE(d_user->Decode(Payload(fbb).raw(), v.data(), &e));
+  EXPECT_EQ(e.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(e.path, "id");
+
+  // Another schema's buffer (the file identifier differs).
+  flatbuffers::FlatBufferBuilder other;
+  auto id = other.CreateString("txn");
+  ev::PaymentBuilder pb(other);
+  pb.add_id(id);
+  other.Finish(pb.Finish(), "XXXX");
+  expect_undecodable(Payload(other), "file identifier");
+}
+
+// The verifier compiled from the schema at load must reject whatever
+// FlatBuffers' own reflection verifier rejects: every byte of a record with
+// nested tables, strings, a vector of tables and a union, corrupted.
+TEST(FlatBuffersDecoderTest, CompiledVerifierIsAsStrictAsTheReflectionVerifier) {
+  std::ifstream in(KAPPA_PAYMENT_BFBS, std::ios::binary);
+  const std::string bfbs((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const reflection::Schema* schema = reflection::GetSchema(bfbs.data());
+  auto d = Load(Schema({F("id", ValueType::kString)}));
+  ASSERT_TRUE(d);
+  const Payload good = FullPayment();
+  FieldValue v;
+  DecodeError err;
+  ASSERT_TRUE(flatbuffers::Verify(*schema, *schema->root_table(), good.data(), good.size));
+  ASSERT_TRUE(d->Decode(good.raw(), &v, &err)) << err.message;
+  int rejected = 0;
+  for (uint32_t i = 0; i < good.size; ++i) {
+    for (const uint8_t value : {uint8_t{0}, uint8_t{0xff}, uint8_t{0x7f}, uint8_t{0x40}, uint8_t(good.data()[i] + 1)}) {
+      Payload bad = good;
+      reinterpret_cast<uint8_t*>(bad.words.data())[i] = value;
+      const bool reflection_ok = flatbuffers::Verify(*schema, *schema->root_table(), bad.data(), bad.size);
+      const bool ok = d->Decode(bad.raw(), &v, &err);
+      if (!reflection_ok) {
+        EXPECT_FALSE(ok) << "byte " << i << " = " << int(value) << " passes, the reflection verifier rejects it";
+        if (!ok) {
+          EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable) << err.message;
+        }
+      }
+      rejected += !ok;
+    }
+  }
+  EXPECT_GT(rejected, 0);
+}
+
+TEST(FlatBuffersDecoderTest, RequiredFieldsMissingAnywhereNameTheirPath) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto id = fbb.CreateString("txn-5");
+  const auto wstart = fbb.StartTable();  // a Wallet without its required provider
+  const auto wallet = flatbuffers::Offset<ev::Wallet>(fbb.EndTable(wstart));
+  ev::PaymentBuilder b(fbb);
+  b.add_id(id);
+  b.add_method_type(ev::Method::Wallet);
+  b.add_method(wallet.Union());
+  fbb.Finish(b.Finish(), ev::PaymentIdentifier());
+  auto d = Load(Schema({F("id", ValueType::kString)}));
+  ASSERT_TRUE(d);
+  FieldValue v;
+  DecodeError err;
+  EXPECT_FALSE(d->Decode(Payload(fbb).raw(), &v, &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "method.provider");
+}
+
+TEST(FlatBuffersDecoderTest, ValuesTheDeclaredTypeCannotHoldAreWrongType) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto id = fbb.CreateString("txn-4");
+  auto created = fbb.CreateString("yesterday");
+  ev::PaymentBuilder b(fbb);
+  b.add_id(id);
+  b.add_status(static_cast<ev::Status>(9));  // written by a newer schema
+  b.add_big(~uint64_t{0});
+  b.add_created(created);
+  fbb.Finish(b.Finish(), ev::PaymentIdentifier());
+  const Payload payload(fbb);
+  std::vector<FieldValue> v(1);
+  DecodeError err;
+  const std::pair<FieldDecl, std::string> cases[] = {
+      {F("status", ValueType::kString), "9"},
+      {F("big", ValueType::kInt64), "18446744073709551615"},
+      {F("created", ValueType::kTimestamp, "created", false, TimestampEncoding::kIso8601), "yesterday"},
+  };
+  for (const auto& [decl, shown] : cases) {
+    auto d = Load(Schema({decl}));
+    ASSERT_TRUE(d);
+    EXPECT_FALSE(d->Decode(payload.raw(), v.data(), &err)) << decl.path;
+    EXPECT_EQ(err.kind, DecodeError::Kind::kWrongType) << decl.path;
+    EXPECT_EQ(err.path, decl.path.empty() ? decl.name : decl.path);
+    EXPECT_NE(err.message.find(shown), std::string::npos) << err.message;
+  }
+  // The enum's number is still readable as int64.
+  auto d = Load(Schema({F("status", ValueType::kInt64)}));
+  ASSERT_TRUE(d);
+  ASSERT_TRUE(d->Decode(payload.raw(), v.data(), &err));
+  EXPECT_EQ(v[0].i, 9);
+}
+
+// Every load-time error names the field, the path element and what is there.
+TEST(FlatBuffersDecoderTest, LoadErrorsSayWhatIsThere) {
+  struct Case {
+    FieldDecl decl;
+    std::vector<std::string> says;
+  };
+  const Case cases[] = {
+      {F("amount", ValueType::kInt64, "amont"),
+       {"field `amount`", "acme.events.Payment has no field `amont`", "its fields: id, user, amount, merchant, status"}},
+      {F("cents", ValueType::kInt64, "amount.centz"), {"acme.events.Money has no field `centz`", "cents, currency"}},
+      {F("x", ValueType::kInt64, "count.x"), {"`acme.events.Payment.count` is an int, not a table", "`x`"}},
+      {F("amount", ValueType::kInt64, "amount"), {"is a table acme.events.Money", "cents, currency"}},
+      {F("tags", ValueType::kString), {"vector of string", "vectors and unions"}},
+      {F("user", ValueType::kInt64), {"declared int64, but `acme.events.Payment.user` is a string"}},
+      {F("status", ValueType::kDouble), {"enum acme.events.Status (byte)", "int64 (its value) or string (its name)"}},
+      {F("flagged", ValueType::kInt64), {"declared int64", "is a bool"}},
+      {F("count", ValueType::kBool), {"declared bool", "is an int"}},
+      {F("score", ValueType::kTimestamp), {"declared timestamp", "is a double"}},
+      {F("ts", ValueType::kTimestamp, "ts_ms", false, TimestampEncoding::kIso8601), {"ISO-8601", "is a long"}},
+      {F("created", ValueType::kTimestamp), {"is a string", "iso8601"}},
+      {F("lat", ValueType::kInt64, "geo.lat"), {"`acme.events.Payment.geo.lat` is a double"}},
+      {F("geo", ValueType::kDouble, "geo.alt"), {"struct acme.events.Geo has no field `alt`", "lat, lon"}},
+      {F("old", ValueType::kInt64), {"deprecated"}},
+      {F("key", ValueType::kInt64, "kafka.key"), {"Kafka key", "declare it string"}},
+      {F("kts", ValueType::kString, "kafka.timestamp"), {"Kafka timestamp", "timestamp or int64"}},
+      {F("e", ValueType::kInt64, "amount..cents"), {"empty element"}},
+  };
+  for (const auto& c : cases) {
+    const std::string error = LoadError(Schema({F("id", ValueType::kString), c.decl}));
+    for (const auto& s : c.says) EXPECT_NE(error.find(s), std::string::npos) << "want `" << s << "` in: " << error;
+  }
+}
+
+class FlatBuffersSchemaFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kappa-fbs-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(FlatBuffersSchemaFileTest, SchemaFileErrors) {
+  const RecordSchema s = Schema({F("id", ValueType::kString)});
+  EXPECT_NE(LoadError(s, (dir_ / "nope.fbs").string()).find("cannot read the FlatBuffers schema"), std::string::npos);
+
+  const std::string bad = Write("bad.fbs", "table T { x: int; }\ntable U { y: nosuchtype; }\n");
+  const std::string error = LoadError(s, bad);
+  EXPECT_NE(error.find("does not compile"), std::string::npos) << error;
+  EXPECT_NE(error.find("bad.fbs"), std::string::npos) << error;
+  EXPECT_NE(error.find("nosuchtype"), std::string::npos) << error;
+
+  std::string garbage(64, '\x5a');
+  std::memcpy(garbage.data() + 4, "BFBS", 4);
+  const std::string g = Write("garbage.bfbs", garbage);
+  EXPECT_NE(LoadError(s, g).find("not a valid binary FlatBuffers schema"), std::string::npos);
+
+  const std::string no_root = Write("noroot.fbs", "namespace n; table A { id: string; } table B { id: string; }\n");
+  EXPECT_NE(LoadError(s, no_root).find("declares no root_type; name the table records are (root_type), one of: n.A, n.B"),
+            std::string::npos)
+      << LoadError(s, no_root);
+  EXPECT_TRUE(FlatBuffersDecoder::Create(s, no_root, "B").ok());
+  EXPECT_TRUE(FlatBuffersDecoder::Create(s, no_root, "n.A").ok());
+  const std::string two_ns = Write("twons.fbs", "namespace p; table A { id: string; }\nnamespace q; table A { id: string; }\n");
+  EXPECT_NE(LoadError(s, two_ns, "A").find("ambiguous"), std::string::npos);
+}
+
+TEST(FlatBuffersDecoderTest, RootTypeCanBeNamed) {
+  const RecordSchema s = Schema({F("x", ValueType::kInt64)});
+  auto other = FlatBuffersDecoder::Create(s, KAPPA_PAYMENT_FBS, "Other");
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ((*other)->root_type(), "acme.events.Other");
+  // Records of a non-root table carry no file identifier to check.
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(ev::CreateOther(fbb, 5));
+  const Payload payload(fbb);
+  FieldValue v;
+  DecodeError err;
+  ASSERT_TRUE((*other)->Decode(payload.raw(), &v, &err)) << err.message;
+  EXPECT_EQ(v.i, 5);
+
+  EXPECT_NE(LoadError(s, KAPPA_PAYMENT_FBS, "Nope").find("has no table `Nope`; its tables: "), std::string::npos);
+  EXPECT_NE(LoadError(s, KAPPA_PAYMENT_FBS, "Geo").find("is a struct"), std::string::npos);
+}
+
+// A schema the compiled verifier does not cover (a vector of unions) is
+// verified by FlatBuffers' reflection verifier instead.
+TEST_F(FlatBuffersSchemaFileTest, VectorsOfUnionsFallBackToTheReflectionVerifier) {
+  const std::string fbs = Write("vu.fbs", "table A { s: string; }\nunion U { A }\n"
+                                          "table R { x: int; name: string (required); us: [U]; }\nroot_type R;\n");
+  auto d = FlatBuffersDecoder::Create(Schema({F("x", ValueType::kInt64)}), fbs);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  flatbuffers::FlatBufferBuilder fbb;
+  auto name = fbb.CreateString("n");
+  const auto start = fbb.StartTable();
+  fbb.AddElement<int32_t>(4, 5, 0);
+  fbb.AddOffset(6, name);
+  fbb.Finish(flatbuffers::Offset<void>(fbb.EndTable(start)));
+  const Payload good(fbb);
+  FieldValue v;
+  DecodeError err;
+  ASSERT_TRUE((*d)->Decode(good.raw(), &v, &err)) << err.message;
+  EXPECT_EQ(v.i, 5);
+  // Cut into the table or its string (the last bytes are the string's padding).
+  for (uint32_t n = 0; n + 2 < good.size; ++n) {
+    EXPECT_FALSE((*d)->Decode(Payload(good.data(), n).raw(), &v, &err)) << n;
+    EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable);
+  }
+  // The root's required field is still checked.
+  flatbuffers::FlatBufferBuilder nameless;
+  const auto s2 = nameless.StartTable();
+  nameless.AddElement<int32_t>(4, 5, 0);
+  nameless.Finish(flatbuffers::Offset<void>(nameless.EndTable(s2)));
+  EXPECT_FALSE((*d)->Decode(Payload(nameless).raw(), &v, &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "name");
+}
+
+TEST_F(FlatBuffersSchemaFileTest, IncludesAreFoundNextToTheSchema) {
+  Write("common.fbs", "namespace c; table Money { cents: long; }\n");
+  const std::string main = Write("main.fbs", "include \"common.fbs\";\nnamespace m; table E { amount: c.Money; }\nroot_type E;\n");
+  const RecordSchema s = Schema({F("cents", ValueType::kInt64, "amount.cents")});
+  auto d = FlatBuffersDecoder::Create(s, main);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  flatbuffers::FlatBufferBuilder fbb;
+  const auto money_start = fbb.StartTable();
+  fbb.AddElement<int64_t>(4, 99, 0);
+  const auto money = fbb.EndTable(money_start);
+  const auto e_start = fbb.StartTable();
+  fbb.AddOffset(4, flatbuffers::Offset<void>(money));
+  fbb.Finish(flatbuffers::Offset<void>(fbb.EndTable(e_start)));
+  const Payload payload(fbb);
+  FieldValue v;
+  DecodeError err;
+  ASSERT_TRUE((*d)->Decode(payload.raw(), &v, &err)) << err.message;
+  EXPECT_EQ(v.i, 99);
+}
+
+}  // namespace
+}  // namespace kappa
