@@ -695,7 +695,7 @@ struct AvroDecoder::Impl {
     auto it = plans.find(id);
     if (it == plans.end()) {
       std::unique_ptr<Plan> plan;
-      if (registry == nullptr) {
+      if (registry == nullptr || id < 0) {  // ids are 0 .. 2^31-1: a negative one is no registry's
         plan = UnknownPlan(id, "");
       } else {
         Result<std::string> text = registry->SchemaById(id);

@@ -11,7 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
+#include <cstdlib>
+#include <new>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -23,6 +26,20 @@
 #include "kafka/schema_registry.h"
 #include "workload/event_encoding.h"
 #include "workload/transaction_generator.h"
+
+// Counts heap allocations, to show a steady stream of records costs none
+// (as in json_decoder_test). Not under AddressSanitizer.
+static std::atomic<long> g_allocations{0};
+#if !defined(__SANITIZE_ADDRESS__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#endif
 
 namespace kappa {
 namespace {
@@ -175,6 +192,27 @@ TEST(AvroDecoderTest, GeneratedWorkloadDecodesToTheGeneratedValues) {
   EXPECT_TRUE(decoder->last_fatal().ok());
 }
 
+TEST(AvroDecoderTest, ASteadyStreamCostsNoAllocation) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "allocations are not counted under AddressSanitizer";
+#endif
+  const auto txns = Generate(500);
+  const auto encoded = EncodeAll(txns, 7);
+  auto decoder = WithSchemas(PaymentFields(), {{7, kPayment()}});
+  ASSERT_TRUE(decoder);
+  std::vector<FieldValue> out(10);
+  DecodeError error;
+  ASSERT_TRUE(decoder->Decode(Raw(encoded[0], &txns[0].key), out.data(), &error));
+  const long before = g_allocations.load();
+  int decoded = 0;
+  for (int round = 0; round < 4; ++round) {
+    decoder->BeginBatch();
+    for (size_t i = 0; i < txns.size(); ++i) decoded += decoder->Decode(Raw(encoded[i], &txns[i].key), out.data(), &error);
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_EQ(decoded, 2000);
+}
+
 TEST(AvroDecoderTest, EnumAsIndexAndTimestampFromAPlainLong) {
   const auto txns = Generate(50);
   const auto encoded = EncodeAll(txns, 3);
@@ -226,6 +264,7 @@ TEST(AvroDecoderTest, MalformedRecordsAreUndecodable) {
   }
   expect_undecodable(good + "x", "1 bytes after the record");
   expect_undecodable(WithId(good, 6), "unknown schema id 6");
+  expect_undecodable(WithId(good, -2), "unknown schema id -2");
   // txn_id's length as a varint of 11 bytes.
   expect_undecodable(good.substr(0, 5) + std::string(10, '\xff') + "\x01" + good.substr(6), "varint longer than 10 bytes");
   // A negative string length.
@@ -550,6 +589,11 @@ TEST_F(AvroRegistryTest, AnUnknownSchemaIdIsUndecodableAndAskedOnce) {
   const uint64_t requests = client_->requests();
   for (int i = 0; i < 100; ++i) EXPECT_FALSE(decoder->Decode(Raw(bytes), out.data(), &error));
   EXPECT_EQ(client_->requests(), requests) << "an unknown id is remembered";
+  // An id with the top bit set is no registry's (ids are 0 .. 2^31-1).
+  EXPECT_FALSE(decoder->Decode(Raw(WithId(bytes, -2)), out.data(), &error));
+  EXPECT_EQ(error.kind, Kind::kUndecodable);
+  EXPECT_NE(error.message.find("unknown schema id -2"), std::string::npos) << error.message;
+  EXPECT_TRUE(decoder->last_fatal().ok()) << decoder->last_fatal().ToString();
 }
 
 }  // namespace
