@@ -1,0 +1,600 @@
+// The Avro input: Confluent-framed Avro records decoded into the declared
+// fields. The AvroDecoderTest cases give the writer schemas directly
+// (CreateWithWriterSchemas) and need no registry; the AvroRegistryTest cases
+// run against the suite's real Schema Registry (CTest fixture
+// schema_registry) and skip, saying so, when it is not there.
+#include "formats/avro_decoder.h"
+
+#include <arpa/inet.h>
+#include <avro.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <cstdlib>
+#include <new>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kafka/schema_registry.h"
+#include "workload/event_encoding.h"
+#include "workload/transaction_generator.h"
+
+// Counts heap allocations, to show a steady stream of records costs none
+// (as in json_decoder_test). Not under AddressSanitizer.
+static std::atomic<long> g_allocations{0};
+#if !defined(__SANITIZE_ADDRESS__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#endif
+
+namespace kappa {
+namespace {
+
+using Kind = DecodeError::Kind;
+
+RawRecord Raw(const std::string& bytes, const std::string* key = nullptr, int64_t ts = 0) {
+  RawRecord r;
+  r.payload = reinterpret_cast<const uint8_t*>(bytes.data());
+  r.size = static_cast<uint32_t>(bytes.size());
+  if (key != nullptr) {
+    r.key = reinterpret_cast<const uint8_t*>(key->data());
+    r.key_size = static_cast<uint32_t>(key->size());
+  }
+  r.timestamp_ms = ts;
+  return r;
+}
+
+RecordSchema Schema(std::initializer_list<FieldDecl> fields) {
+  RecordSchema s;
+  for (const FieldDecl& f : fields) EXPECT_TRUE(s.Add(f).ok()) << f.name;
+  return s;
+}
+
+FieldDecl F(std::string name, ValueType type, std::string path = "", bool optional = false) {
+  FieldDecl f{std::move(name), type, std::move(path)};
+  f.optional = optional;
+  return f;
+}
+
+FieldDecl Ts(std::string name, std::string path, TimestampEncoding enc) {
+  FieldDecl f{std::move(name), ValueType::kTimestamp, std::move(path)};
+  f.timestamp = enc;
+  return f;
+}
+
+// Every field of payment.avsc. event_time is declared epoch_us: the writer's
+// timestamp-millis annotation must win.
+RecordSchema PaymentFields() {
+  return Schema({F("txn_id", ValueType::kString), F("user_id", ValueType::kString, "user.id"),
+                 F("country", ValueType::kString, "user.country"), F("status", ValueType::kString),
+                 F("amount", ValueType::kInt64, "amount.cents"), F("currency", ValueType::kString, "amount.currency"),
+                 Ts("event_time", "event_time", TimestampEncoding::kEpochMicros), F("merchant", ValueType::kString),
+                 F("key", ValueType::kString, "kafka.key"), Ts("kafka_ts", "kafka.timestamp", TimestampEncoding::kEpochMillis)});
+}
+
+std::vector<GeneratedRecord> Generate(uint64_t count) {
+  GeneratorOptions options;
+  options.count = count;
+  options.users = 50;
+  options.seed = 12;
+  TransactionGenerator gen(options);
+  std::vector<GeneratedRecord> out;
+  GeneratedRecord r;
+  while (gen.Next(&r)) out.push_back(r);
+  return out;
+}
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::unique_ptr<AvroDecoder> WithSchemas(const RecordSchema& schema,
+                                         const std::vector<std::pair<int32_t, std::string>>& writers) {
+  auto d = AvroDecoder::CreateWithWriterSchemas(schema, writers);
+  EXPECT_TRUE(d.ok()) << d.status().ToString();
+  return d.ok() ? std::move(*d) : nullptr;
+}
+
+std::vector<std::string> EncodeAll(const std::vector<GeneratedRecord>& txns, int32_t id) {
+  auto enc = AvroPaymentEncoder::Create(id);
+  EXPECT_TRUE(enc.ok()) << enc.status().ToString();
+  std::vector<std::string> out;
+  for (const GeneratedRecord& t : txns) {
+    std::string bytes;
+    EXPECT_TRUE((*enc)->Encode(t, &bytes).ok());
+    out.push_back(bytes);
+  }
+  return out;
+}
+
+// Decodes every record and checks each field against the generated transaction.
+void ExpectPayments(AvroDecoder* decoder, const std::vector<GeneratedRecord>& txns,
+                    const std::vector<std::string>& encoded) {
+  const RecordSchema schema = PaymentFields();
+  std::vector<FieldValue> out(static_cast<size_t>(schema.size()));
+  for (size_t i = 0; i < txns.size(); ++i) {
+    const GeneratedRecord& t = txns[i];
+    DecodeError error;
+    ASSERT_TRUE(decoder->Decode(Raw(encoded[i], &t.key, 1000 + static_cast<int64_t>(i)), out.data(), &error))
+        << i << ": " << error.path << ": " << error.message;
+    for (int s = 0; s < schema.size(); ++s) ASSERT_TRUE(out[static_cast<size_t>(s)].present) << schema.field(s).name;
+    char merchant[16];
+    const size_t mlen = MerchantOf(t.txn_id, merchant);
+    EXPECT_EQ(out[0].text(), t.txn_id);
+    EXPECT_EQ(out[1].text(), t.user_id);
+    EXPECT_EQ(out[2].text(), CountryOf(t.user_id));
+    EXPECT_EQ(out[3].text(), Upper(StatusName(t.status)));
+    EXPECT_EQ(out[4].i, t.amount_cents);
+    EXPECT_EQ(out[5].text(), t.currency);
+    EXPECT_EQ(out[6].i, t.event_time_ms) << "timestamp-millis read as ms although declared epoch_us";
+    EXPECT_EQ(out[7].text(), std::string_view(merchant, mlen));
+    EXPECT_EQ(out[8].text(), t.key);
+    EXPECT_EQ(out[9].i, 1000 + static_cast<int64_t>(i));
+  }
+}
+
+const char* kPayment() { return AvroPaymentEncoder::SchemaJson(); }
+
+// payment.avsc with `extra` spliced in as its last field(s).
+std::string PaymentWith(const std::string& extra) {
+  std::string s = kPayment();
+  const size_t merchant = s.find(R"({"name": "merchant", "type": "string"})");
+  EXPECT_NE(merchant, std::string::npos);
+  const size_t close = s.find('}', merchant);
+  return s.substr(0, close + 1) + extra + s.substr(close + 1);
+}
+
+// payment.avsc without its last field, merchant.
+std::string PaymentWithoutMerchant() {
+  std::string s = kPayment();
+  const size_t merchant = s.find(R"(,)" "\n" R"(    {"name": "merchant")");
+  EXPECT_NE(merchant, std::string::npos) << s;
+  const size_t close = s.find('}', merchant);
+  return s.substr(0, merchant) + s.substr(close + 1);
+}
+
+// Avro's string encoding (zigzag length, bytes), for fields appended to a body.
+std::string AvroString(const std::string& s) {
+  EXPECT_LT(s.size(), 64u);
+  return std::string(1, static_cast<char>(s.size() * 2)) + s;
+}
+
+std::string WithId(std::string record, int32_t id) {
+  record[1] = static_cast<char>((id >> 24) & 0xff);
+  record[2] = static_cast<char>((id >> 16) & 0xff);
+  record[3] = static_cast<char>((id >> 8) & 0xff);
+  record[4] = static_cast<char>(id & 0xff);
+  return record;
+}
+
+TEST(AvroDecoderTest, GeneratedWorkloadDecodesToTheGeneratedValues) {
+  const auto txns = Generate(2000);
+  const auto encoded = EncodeAll(txns, 7);
+  auto decoder = WithSchemas(PaymentFields(), {{7, kPayment()}});
+  ASSERT_TRUE(decoder);
+  ExpectPayments(decoder.get(), txns, encoded);
+  EXPECT_EQ(decoder->cached_plans(), 1u);
+  EXPECT_TRUE(decoder->last_fatal().ok());
+}
+
+TEST(AvroDecoderTest, ASteadyStreamCostsNoAllocation) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "allocations are not counted under AddressSanitizer";
+#endif
+  const auto txns = Generate(500);
+  const auto encoded = EncodeAll(txns, 7);
+  auto decoder = WithSchemas(PaymentFields(), {{7, kPayment()}});
+  ASSERT_TRUE(decoder);
+  std::vector<FieldValue> out(10);
+  DecodeError error;
+  ASSERT_TRUE(decoder->Decode(Raw(encoded[0], &txns[0].key), out.data(), &error));
+  const long before = g_allocations.load();
+  int decoded = 0;
+  for (int round = 0; round < 4; ++round) {
+    decoder->BeginBatch();
+    for (size_t i = 0; i < txns.size(); ++i) decoded += decoder->Decode(Raw(encoded[i], &txns[i].key), out.data(), &error);
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_EQ(decoded, 2000);
+}
+
+TEST(AvroDecoderTest, EnumAsIndexAndTimestampFromAPlainLong) {
+  const auto txns = Generate(50);
+  const auto encoded = EncodeAll(txns, 3);
+  // amount.cents is a plain long: as a timestamp it is read by the declared encoding.
+  auto decoder = WithSchemas(Schema({F("status", ValueType::kInt64), Ts("us", "amount.cents", TimestampEncoding::kEpochMicros),
+                                     F("cents_d", ValueType::kDouble, "user.country", true)}),
+                             {{3, kPayment()}});
+  ASSERT_TRUE(decoder);
+  FieldValue out[3];
+  DecodeError error;
+  for (size_t i = 0; i < txns.size(); ++i) {
+    bool ok = decoder->Decode(Raw(encoded[i]), out, &error);
+    ASSERT_FALSE(ok) << "user.country is a string, declared double";
+    EXPECT_EQ(error.kind, Kind::kWrongType);
+    EXPECT_EQ(error.path, "user.country");
+    EXPECT_NE(error.message.find("writer schema 3 has string"), std::string::npos) << error.message;
+  }
+  decoder = WithSchemas(Schema({F("status", ValueType::kInt64), Ts("us", "amount.cents", TimestampEncoding::kEpochMicros)}),
+                        {{3, kPayment()}});
+  for (size_t i = 0; i < txns.size(); ++i) {
+    ASSERT_TRUE(decoder->Decode(Raw(encoded[i]), out, &error)) << error.message;
+    EXPECT_EQ(out[0].i, txns[i].status);
+    const int64_t c = txns[i].amount_cents;
+    EXPECT_EQ(out[1].i, c >= 0 ? c / 1000 : -((-(c + 1)) / 1000) - 1);
+  }
+}
+
+TEST(AvroDecoderTest, MalformedRecordsAreUndecodable) {
+  const auto txns = Generate(1);
+  const std::string good = EncodeAll(txns, 5)[0];
+  auto decoder = WithSchemas(PaymentFields(), {{5, kPayment()}});
+  ASSERT_TRUE(decoder);
+  std::vector<FieldValue> out(10);
+  DecodeError error;
+  auto expect_undecodable = [&](const std::string& bytes, const std::string& says) {
+    EXPECT_FALSE(decoder->Decode(Raw(bytes, &txns[0].key), out.data(), &error)) << says;
+    EXPECT_EQ(error.kind, Kind::kUndecodable) << says;
+    EXPECT_EQ(error.path, "");
+    EXPECT_NE(error.message.find(says), std::string::npos) << error.message;
+    EXPECT_TRUE(decoder->last_fatal().ok()) << "a bad record is not a registry failure";
+  };
+  std::string bad_magic = good;
+  bad_magic[0] = 'X';
+  expect_undecodable(bad_magic, "not the Confluent wire format (magic byte 88");
+  expect_undecodable("", "empty record");
+  expect_undecodable(std::string("\0\0\0", 3), "shorter than the 5-byte header");
+  for (size_t cut = 5; cut < good.size(); ++cut) {
+    expect_undecodable(good.substr(0, cut), "cut short");
+  }
+  expect_undecodable(good + "x", "1 bytes after the record");
+  expect_undecodable(WithId(good, 6), "unknown schema id 6");
+  expect_undecodable(WithId(good, -2), "unknown schema id -2");
+  // txn_id's length as a varint of 11 bytes.
+  expect_undecodable(good.substr(0, 5) + std::string(10, '\xff') + "\x01" + good.substr(6), "varint longer than 10 bytes");
+  // A negative string length.
+  expect_undecodable(good.substr(0, 5) + "\x01" + good.substr(6), "negative length");
+  // An enum index beyond the symbols: status follows txn_id and user.
+  std::string bad_enum = good;
+  const size_t status_at = 5 + 1 + txns[0].txn_id.size() + 1 + txns[0].user_id.size() + 1 + 2;
+  ASSERT_EQ(static_cast<uint8_t>(bad_enum[status_at]), txns[0].status * 2);
+  bad_enum[status_at] = 6 * 2;
+  expect_undecodable(bad_enum, "enum index 6 of 3");
+  // And it still decodes the good one after all that.
+  EXPECT_TRUE(decoder->Decode(Raw(good, &txns[0].key), out.data(), &error)) << error.message;
+}
+
+TEST(AvroDecoderTest, AFieldTheWriterLacksIsMissingIfRequiredAbsentIfOptional) {
+  const auto txns = Generate(20);
+  const auto encoded = EncodeAll(txns, 1);
+  auto required = WithSchemas(Schema({F("txn_id", ValueType::kString), F("region", ValueType::kString, "user.region")}),
+                              {{1, kPayment()}});
+  auto optional = WithSchemas(
+      Schema({F("txn_id", ValueType::kString), F("region", ValueType::kString, "user.region", true)}), {{1, kPayment()}});
+  ASSERT_TRUE(required && optional);
+  FieldValue out[2];
+  DecodeError error;
+  for (size_t i = 0; i < txns.size(); ++i) {
+    EXPECT_FALSE(required->Decode(Raw(encoded[i]), out, &error));
+    EXPECT_EQ(error.kind, Kind::kMissingField);
+    EXPECT_EQ(error.path, "user.region");
+    EXPECT_NE(error.message.find("writer schema 1 has no field `region` in record User"), std::string::npos)
+        << error.message;
+    ASSERT_TRUE(optional->Decode(Raw(encoded[i]), out, &error)) << error.message;
+    EXPECT_EQ(out[0].text(), txns[i].txn_id);
+    EXPECT_FALSE(out[1].present);
+  }
+}
+
+// A writer schema exercising every Avro type, written by Avro C (not by
+// kappa), with the declared fields between values to skip.
+const char* kAllTypes = R"({"type": "record", "name": "All", "fields": [
+  {"name": "tags", "type": {"type": "array", "items": "string"}},
+  {"name": "i", "type": "int"},
+  {"name": "counts", "type": {"type": "map", "values": "long"}},
+  {"name": "f", "type": "float"},
+  {"name": "hash", "type": {"type": "fixed", "name": "Hash", "size": 4}},
+  {"name": "b", "type": "boolean"},
+  {"name": "raw", "type": "bytes"},
+  {"name": "note", "type": ["null", "string"]},
+  {"name": "opt", "type": ["null", {"type": "record", "name": "Inner", "fields": [
+     {"name": "x", "type": "double"}, {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}}]}]},
+  {"name": "again", "type": ["null", "Inner"]},
+  {"name": "last", "type": "string"}
+]})";
+
+struct AllTypesWriter {
+  avro_schema_t schema = nullptr;
+  avro_value_iface_t* iface = nullptr;
+  avro_value_t value{};
+  AllTypesWriter() {
+    EXPECT_EQ(avro_schema_from_json_length(kAllTypes, std::strlen(kAllTypes), &schema), 0) << avro_strerror();
+    iface = avro_generic_class_from_schema(schema);
+    EXPECT_EQ(avro_generic_value_new(iface, &value), 0);
+  }
+  ~AllTypesWriter() {
+    avro_value_decref(&value);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+  }
+  std::string Write(int32_t id, int row, bool with_inner) {
+    avro_value_reset(&value);
+    avro_value_t f, item, branch;
+    avro_value_get_by_name(&value, "tags", &f, nullptr);
+    for (int k = 0; k < row % 4; ++k) {
+      avro_value_append(&f, &item, nullptr);
+      avro_value_set_string(&item, "tag");
+    }
+    avro_value_get_by_name(&value, "i", &f, nullptr);
+    avro_value_set_int(&f, -row * 1000);
+    avro_value_get_by_name(&value, "counts", &f, nullptr);
+    for (int k = 0; k < row % 3; ++k) {
+      avro_value_add(&f, ("k" + std::to_string(k)).c_str(), &item, nullptr, nullptr);
+      avro_value_set_long(&item, k * 1000000007LL);
+    }
+    avro_value_get_by_name(&value, "f", &f, nullptr);
+    avro_value_set_float(&f, 0.5f * row);
+    avro_value_get_by_name(&value, "hash", &f, nullptr);
+    char hash[4] = {1, 2, 3, 4};
+    avro_value_set_fixed(&f, hash, 4);
+    avro_value_get_by_name(&value, "b", &f, nullptr);
+    avro_value_set_boolean(&f, row % 2);
+    avro_value_get_by_name(&value, "raw", &f, nullptr);
+    std::string raw = "r" + std::to_string(row);
+    avro_value_set_bytes(&f, raw.data(), raw.size());
+    avro_value_get_by_name(&value, "note", &f, nullptr);
+    avro_value_set_branch(&f, row % 2, &branch);
+    if (row % 2) avro_value_set_string(&branch, "hello");
+    else avro_value_set_null(&branch);
+    for (const char* name : {"opt", "again"}) {
+      avro_value_get_by_name(&value, name, &f, nullptr);
+      avro_value_set_branch(&f, with_inner ? 1 : 0, &branch);
+      if (!with_inner) {
+        avro_value_set_null(&branch);
+        continue;
+      }
+      avro_value_get_by_name(&branch, "x", &item, nullptr);
+      avro_value_set_double(&item, row + 0.25);
+      avro_value_get_by_name(&branch, "ts", &item, nullptr);
+      avro_value_set_long(&item, 1767225600123456LL + row);
+    }
+    avro_value_get_by_name(&value, "last", &f, nullptr);
+    avro_value_set_string(&f, "end");
+    std::string buf(4096, '\0');
+    avro_writer_t w = avro_writer_memory(buf.data() + 5, static_cast<int64_t>(buf.size() - 5));
+    EXPECT_EQ(avro_value_write(w, &value), 0) << avro_strerror();
+    buf.resize(5 + static_cast<size_t>(avro_writer_tell(w)));
+    avro_writer_free(w);
+    return WithId(buf, id);
+  }
+};
+
+TEST(AvroDecoderTest, EveryAvroTypeIsReadOrSkipped) {
+  AllTypesWriter writer;
+  const RecordSchema schema =
+      Schema({F("i", ValueType::kInt64), F("i_d", ValueType::kDouble, "f"), F("b", ValueType::kBool),
+              F("raw", ValueType::kString), F("note", ValueType::kString, "", true),
+              F("x", ValueType::kDouble, "opt.x", true), Ts("ts", "again.ts", TimestampEncoding::kEpochMillis),
+              F("last", ValueType::kString)});
+  auto decoder = WithSchemas(schema, {{9, kAllTypes}});
+  ASSERT_TRUE(decoder);
+  FieldValue out[8];
+  DecodeError error;
+  for (int row = 0; row < 12; ++row) {
+    const std::string bytes = writer.Write(9, row, /*with_inner=*/true);
+    ASSERT_TRUE(decoder->Decode(Raw(bytes), out, &error)) << row << ": " << error.message;
+    EXPECT_EQ(out[0].i, -row * 1000);
+    EXPECT_EQ(out[1].d, 0.5 * row);
+    EXPECT_EQ(out[2].i, row % 2);
+    EXPECT_EQ(out[3].text(), "r" + std::to_string(row));
+    EXPECT_EQ(out[4].present, row % 2 == 1);
+    if (row % 2) {
+      EXPECT_EQ(out[4].text(), "hello");
+    }
+    EXPECT_EQ(out[5].d, row + 0.25);
+    EXPECT_EQ(out[6].i, (1767225600123456LL + row) / 1000) << "timestamp-micros through a named-type reference";
+    EXPECT_EQ(out[7].text(), "end");
+    // Null on the way: the optional x is absent, the required ts is missing.
+    const std::string nulls = writer.Write(9, row, /*with_inner=*/false);
+    EXPECT_FALSE(decoder->Decode(Raw(nulls), out, &error));
+    EXPECT_EQ(error.kind, Kind::kMissingField);
+    EXPECT_EQ(error.path, "again.ts");
+    EXPECT_NE(error.message.find("is null"), std::string::npos) << error.message;
+  }
+}
+
+std::string SharedRegistryUrl() {
+  std::ifstream in(std::string(KAPPA_SCHEMA_REGISTRY_DIR) + "/url");
+  std::string url;
+  std::getline(in, url);
+  return url;
+}
+
+std::unique_ptr<SchemaRegistryClient> Client(const std::string& url) {
+  SchemaRegistryOptions options;
+  options.url = url;
+  options.timeout = std::chrono::seconds(5);
+  auto client = SchemaRegistryClient::Create(options);
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() ? std::move(*client) : nullptr;
+}
+
+TEST(AvroDecoderTest, AnUnreachableRegistryIsFatalNotABadRecord) {
+  // A port nothing listens on: bound, then closed.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  auto client = Client("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  ASSERT_TRUE(client);
+  auto d = AvroDecoder::Create(PaymentFields(), client.get());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const auto txns = Generate(1);
+  const std::string bytes = EncodeAll(txns, 4)[0];
+  std::vector<FieldValue> out(10);
+  DecodeError error;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    EXPECT_FALSE((*d)->Decode(Raw(bytes), out.data(), &error));
+    EXPECT_EQ((*d)->last_fatal().code(), Status::Code::kUnavailable) << (*d)->last_fatal().ToString();
+    EXPECT_NE(error.message.find("could not be fetched"), std::string::npos) << error.message;
+    EXPECT_EQ((*d)->cached_plans(), 0u) << "a registry failure is not cached";
+  }
+  // A bad record afterwards clears it.
+  EXPECT_FALSE((*d)->Decode(Raw("garbage"), out.data(), &error));
+  EXPECT_TRUE((*d)->last_fatal().ok());
+}
+
+// ---- Against the suite's real Schema Registry ----
+
+class AvroRegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = SharedRegistryUrl();
+    if (url_.empty()) {
+      GTEST_SKIP() << "no Schema Registry (" << KAPPA_SCHEMA_REGISTRY_DIR
+                   << "/url missing: run through CTest, fixture schema_registry): Avro registry tests skipped";
+    }
+    client_ = Client(url_);
+    ASSERT_TRUE(client_);
+    subject_ = "avro-decoder-" + std::to_string(::getpid()) + "-" +
+               std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "-" +
+               ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-value";
+  }
+  std::unique_ptr<AvroDecoder> Decoder(const RecordSchema& schema) {
+    auto d = AvroDecoder::Create(schema, client_.get());
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    return d.ok() ? std::move(*d) : nullptr;
+  }
+  int32_t Register(const std::string& subject, const std::string& schema) {
+    Result<int32_t> id = client_->Register(subject, schema);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.ok() ? *id : -1;
+  }
+  std::string url_;
+  std::unique_ptr<SchemaRegistryClient> client_;
+  std::string subject_;
+};
+
+TEST_F(AvroRegistryTest, RegisteredPaymentDecodesAndThePlanIsBuiltOnce) {
+  const int32_t id = Register(subject_, kPayment());
+  ASSERT_GE(id, 0);
+  const auto txns = Generate(3000);
+  const auto encoded = EncodeAll(txns, id);
+  auto decoder = Decoder(PaymentFields());
+  ASSERT_TRUE(decoder);
+  std::vector<FieldValue> out(10);
+  DecodeError error;
+  ASSERT_TRUE(decoder->Decode(Raw(encoded[0], &txns[0].key), out.data(), &error)) << error.message;
+  const uint64_t requests = client_->requests();
+  ExpectPayments(decoder.get(), txns, encoded);
+  EXPECT_EQ(client_->requests(), requests) << "the writer schema is fetched once, not per record";
+  EXPECT_EQ(decoder->cached_plans(), 1u);
+
+  // A second decoder on the same client: the client's cache, no request.
+  auto second = Decoder(PaymentFields());
+  ExpectPayments(second.get(), txns, encoded);
+  EXPECT_EQ(client_->requests(), requests);
+}
+
+TEST_F(AvroRegistryTest, WriterSchemasV1AndV2InOneBatch) {
+  const int32_t v1 = Register(subject_, kPayment());
+  // v2 adds a field with a default (backward compatible).
+  const int32_t v2 = Register(subject_, PaymentWith(R"(, {"name": "channel", "type": "string", "default": "web"})"));
+  ASSERT_GE(v1, 0);
+  ASSERT_GE(v2, 0);
+  ASSERT_NE(v1, v2);
+  const RecordSchema schema = Schema({F("txn_id", ValueType::kString), F("amount", ValueType::kInt64, "amount.cents"),
+                                      F("merchant", ValueType::kString), F("channel", ValueType::kString, "", true)});
+  auto decoder = Decoder(schema);
+  ASSERT_TRUE(decoder);
+  const auto txns = Generate(400);
+  const auto encoded = EncodeAll(txns, v1);
+  FieldValue out[4];
+  DecodeError error;
+  for (size_t i = 0; i < txns.size(); ++i) {
+    const bool newer = i % 3 == 0;
+    // A v2 record: v1's body with channel appended (it is the last field).
+    const std::string bytes = newer ? WithId(encoded[i], v2) + AvroString(i % 2 ? "app" : "web") : encoded[i];
+    ASSERT_TRUE(decoder->Decode(Raw(bytes), out, &error)) << i << ": " << error.message;
+    EXPECT_EQ(out[0].text(), txns[i].txn_id);
+    EXPECT_EQ(out[1].i, txns[i].amount_cents);
+    char merchant[16];
+    EXPECT_EQ(out[2].text(), std::string_view(merchant, MerchantOf(txns[i].txn_id, merchant)));
+    ASSERT_EQ(out[3].present, newer) << i;
+    if (newer) {
+      EXPECT_EQ(out[3].text(), i % 2 ? "app" : "web");
+    }
+  }
+  EXPECT_EQ(decoder->cached_plans(), 2u);
+}
+
+TEST_F(AvroRegistryTest, AFieldRemovedByTheWriterIsMissingWithItsPath) {
+  const int32_t v1 = Register(subject_, kPayment());
+  const int32_t v3 = Register(subject_ + "-nomerchant", PaymentWithoutMerchant());
+  ASSERT_GE(v1, 0);
+  ASSERT_GE(v3, 0);
+  auto decoder = Decoder(Schema({F("txn_id", ValueType::kString), F("merchant", ValueType::kString)}));
+  ASSERT_TRUE(decoder);
+  const auto txns = Generate(50);
+  const auto encoded = EncodeAll(txns, v1);
+  FieldValue out[2];
+  DecodeError error;
+  for (size_t i = 0; i < txns.size(); ++i) {
+    ASSERT_TRUE(decoder->Decode(Raw(encoded[i]), out, &error)) << error.message;
+    // v3's record: v1's without the trailing merchant string.
+    char merchant[16];
+    const size_t mlen = MerchantOf(txns[i].txn_id, merchant);
+    const std::string old = WithId(encoded[i].substr(0, encoded[i].size() - 1 - mlen), v3);
+    EXPECT_FALSE(decoder->Decode(Raw(old), out, &error));
+    EXPECT_EQ(error.kind, Kind::kMissingField);
+    EXPECT_EQ(error.path, "merchant");
+    EXPECT_NE(error.message.find("writer schema " + std::to_string(v3) + " has no field `merchant`"), std::string::npos)
+        << error.message;
+  }
+}
+
+TEST_F(AvroRegistryTest, AnUnknownSchemaIdIsUndecodableAndAskedOnce) {
+  const int32_t id = Register(subject_, kPayment());
+  ASSERT_GE(id, 0);
+  auto decoder = Decoder(PaymentFields());
+  ASSERT_TRUE(decoder);
+  const auto txns = Generate(1);
+  const int32_t unknown = 2000000000;
+  const std::string bytes = EncodeAll(txns, unknown)[0];
+  std::vector<FieldValue> out(10);
+  DecodeError error;
+  EXPECT_FALSE(decoder->Decode(Raw(bytes), out.data(), &error));
+  EXPECT_EQ(error.kind, Kind::kUndecodable);
+  EXPECT_NE(error.message.find("unknown schema id " + std::to_string(unknown)), std::string::npos) << error.message;
+  EXPECT_TRUE(decoder->last_fatal().ok()) << decoder->last_fatal().ToString();
+  const uint64_t requests = client_->requests();
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(decoder->Decode(Raw(bytes), out.data(), &error));
+  EXPECT_EQ(client_->requests(), requests) << "an unknown id is remembered";
+  // An id with the top bit set is no registry's (ids are 0 .. 2^31-1).
+  EXPECT_FALSE(decoder->Decode(Raw(WithId(bytes, -2)), out.data(), &error));
+  EXPECT_EQ(error.kind, Kind::kUndecodable);
+  EXPECT_NE(error.message.find("unknown schema id -2"), std::string::npos) << error.message;
+  EXPECT_TRUE(decoder->last_fatal().ok()) << decoder->last_fatal().ToString();
+}
+
+}  // namespace
+}  // namespace kappa
