@@ -111,6 +111,7 @@ Status ArchiveSource::Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>
                            static_cast<uint32_t>(r.key.size()), r.offset, r.timestamp_ms);
     }
     task->Process();
+    if (!task->fatal().ok()) return task->fatal();
     *done += static_cast<int64_t>(block->size());
   }
   return Status::OK();

@@ -162,7 +162,7 @@ Status CheckFieldsInFormat(const ConfigNode& ops, const JobSpec& spec) {
 Status ParseDeclaredFormat(const ConfigNode& source, JobSpec& spec) {
   const ConfigNode* format_node = source.Find("format");
   if (format_node == nullptr) {
-    for (const char* key : {"fields", "event_time", "value"}) {
+    for (const char* key : {"fields", "event_time", "value", "schema", "root_type", "schema_registry"}) {
       if (const ConfigNode* n = source.Find(key)) {
         return n->Error(std::string("`source.") + key + "` belongs to a declared format: add `format: json`");
       }
@@ -206,6 +206,28 @@ Status ParseDeclaredFormat(const ConfigNode& source, JobSpec& spec) {
     return source.Find("event_time")->Error("the event time field must not be optional");
   }
   spec.decode.schema = std::make_shared<const RecordSchema>(std::move(*schema));
+  auto string_at = [&](const char* key, RecordFormat only, std::string* out) -> Status {
+    const ConfigNode* n = source.Find(key);
+    if (n == nullptr) return Status::OK();
+    if (*format != only) {
+      return n->Error(std::string("`source.") + key + "` applies to format " + std::string(RecordFormatName(only)));
+    }
+    auto text = n->String();
+    if (!text.ok()) return text.status();
+    *out = *text;
+    return Status::OK();
+  };
+  KAPPA_RETURN_IF_ERROR(string_at("schema", RecordFormat::kFlatBuffers, &spec.decode.schema_file));
+  KAPPA_RETURN_IF_ERROR(string_at("root_type", RecordFormat::kFlatBuffers, &spec.decode.root_type));
+  KAPPA_RETURN_IF_ERROR(string_at("schema_registry", RecordFormat::kAvro, &spec.decode.schema_registry_url));
+  if (*format == RecordFormat::kFlatBuffers && !spec.decode.schema_file.empty()) {
+    // A relative schema path is relative to the spec file.
+    std::filesystem::path file(spec.decode.schema_file);
+    if (file.is_relative() && !source.origin().empty()) {
+      file = std::filesystem::path(source.origin()).parent_path() / file;
+    }
+    spec.decode.schema_file = file.string();
+  }
   // The decoder is built per task; building one here makes a schema it
   // cannot read a spec error, at the fields' line.
   auto decoder = MakeRecordDecoder(spec.decode);
@@ -217,7 +239,9 @@ Status ParseSource(const ConfigNode& root, JobSpec& spec) {
   const ConfigNode* source = root.Find("source");
   if (source == nullptr) return root.Error("needs `source:` with `topic:`");
   KAPPA_RETURN_IF_ERROR(source->CheckKeys(
-      {"topic", "start", "allow_truncated_history", "archive", "format", "fields", "event_time", "value"}, "source"));
+      {"topic", "start", "allow_truncated_history", "archive", "format", "fields", "event_time", "value", "schema",
+       "root_type", "schema_registry"},
+      "source"));
   auto topic = source->RequiredStringAt("topic", "source ");
   if (!topic.ok()) return topic.status();
   if (Status st = CheckTopicName(*topic); !st.ok()) {
@@ -429,6 +453,14 @@ std::string JobSpec::CanonicalLogic() const {
   if (decode.schema) {
     os << ";fields=" << CanonicalSchemaText(*decode.schema) << ";event_time=" << decode.event_time_slot
        << ";value=" << decode.value_slot;
+    // The user's FlatBuffers schema is logic: its bytes, not its path. (An
+    // Avro writer schema is data: each record names its own.)
+    if (!decode.schema_file.empty()) {
+      std::ifstream in(decode.schema_file, std::ios::binary);
+      std::ostringstream bytes;
+      bytes << in.rdbuf();
+      os << ";schema=" << HashToHex(Fnv1a64(bytes.str())) << ";root=" << decode.root_type;
+    }
   }
   return os.str();
 }

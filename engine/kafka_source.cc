@@ -110,6 +110,13 @@ Status KafkaSource::Read(int64_t budget, int64_t* records) {
                  rd_kafka_message_timestamp(m, nullptr));
   }
   for (Task* t : touched_) t->Process();
+  for (Task* t : touched_) {
+    if (!t->fatal().ok()) {
+      touched_.clear();
+      batch_.Clear();
+      return t->fatal();
+    }
+  }
   touched_.clear();
   *records = static_cast<int64_t>(batch_.size());
   batch_.Clear();

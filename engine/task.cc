@@ -68,6 +68,14 @@ void Task::Process() {
   checkpoint_.counters.in += static_cast<int64_t>(batch_.records.size());
   batch_.SelectAll();
   for (auto& op : chain_) op->Process(batch_, context_);
+  if (!context_.fatal.ok()) {
+    // Nothing of this batch counts as processed: the job stops here.
+    checkpoint_.counters.in -= static_cast<int64_t>(batch_.records.size());
+    batch_.records.clear();
+    batch_.selection.clear();
+    arena_words_ = 0;
+    return;
+  }
   for (auto& op : chain_) op->OnBatchEnd(context_);
   checkpoint_.next_offset = batch_.records.back().offset + 1;
   checkpoint_.max_event_time_ms = context_.max_event_time_ms;

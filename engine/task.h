@@ -56,6 +56,10 @@ class Task {
   void SkipTo(int64_t offset) { checkpoint_.next_offset = offset; }
 
   int64_t next_offset() const { return checkpoint_.next_offset; }
+  // Not OK once an operator stopped the task (TaskContext::fatal): the
+  // batch it was in is not committed; the sources return this error and
+  // the job stops without a checkpoint.
+  const Status& fatal() const { return context_.fatal; }
   const RecordCounters& counters() const { return checkpoint_.counters; }
   int64_t watermark_ms() const { return context_.watermark_ms(); }
 

@@ -93,7 +93,7 @@ class AvroDecoder final : public RecordDecoder {
   // OK unless the last Decode failed because its writer schema could not be
   // fetched (registry unreachable or failing): then that Status
   // (Unavailable, ...), and the record is not a bad record.
-  const Status& last_fatal() const;
+  const Status& last_fatal() const override;
   // Writer schema ids with a plan (or a cached error) so far.
   size_t cached_plans() const;
 

@@ -114,6 +114,13 @@ class RecordDecoder {
   // the record does not parse, lacks a required field or has a field of the
   // wrong type. Fields at kafka.key / kafka.timestamp are filled here too.
   virtual bool Decode(const RawRecord& record, FieldValue* out, DecodeError* error) = 0;
+  // After Decode returned false: not OK when the record is not at fault but
+  // the decoder cannot work (a Schema Registry it cannot reach). The job
+  // then stops without a checkpoint instead of dead-lettering the record.
+  virtual const Status& last_fatal() const {
+    static const Status ok;
+    return ok;
+  }
 };
 
 // Parses an ISO-8601 timestamp ("2026-01-01T00:00:00Z",

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "formats/avro_decoder.h"
+#include "formats/flatbuffers_decoder.h"
 #include "formats/json_decoder.h"
+#include "kafka/schema_registry.h"
 #include "operators/field_access.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/transaction_generated.h"
@@ -17,6 +20,39 @@ Result<std::unique_ptr<RecordDecoder>> MakeRecordDecoder(const DecodeSpec& spec)
       auto decoder = JsonDecoder::Create(*spec.schema);
       if (!decoder.ok()) return decoder.status();
       return std::unique_ptr<RecordDecoder>(std::move(*decoder));
+    }
+    case RecordFormat::kFlatBuffers: {
+      if (spec.schema_file.empty()) {
+        return Status::InvalidArgument("format flatbuffers needs `source.schema`: the .fbs (or .bfbs) file");
+      }
+      auto decoder = FlatBuffersDecoder::Create(*spec.schema, spec.schema_file, spec.root_type);
+      if (!decoder.ok()) return decoder.status();
+      return std::unique_ptr<RecordDecoder>(std::move(*decoder));
+    }
+    case RecordFormat::kAvro: {
+      if (spec.schema_registry_url.empty()) {
+        return Status::InvalidArgument(
+            "format avro needs `source.schema_registry`: the URL of the Schema Registry holding the writer schemas");
+      }
+      auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", spec.schema_registry_url}});
+      if (!options.ok()) return options.status();
+      auto client = SchemaRegistryClient::Create(*options);
+      if (!client.ok()) return client.status();
+      std::shared_ptr<SchemaRegistryClient> registry(std::move(*client));
+      auto decoder = AvroDecoder::Create(*spec.schema, registry.get());
+      if (!decoder.ok()) return decoder.status();
+      // The decoder borrows the client: keep it alive beside it.
+      struct Owning final : RecordDecoder {
+        std::shared_ptr<SchemaRegistryClient> registry;
+        std::unique_ptr<AvroDecoder> decoder;
+        void BeginBatch() override { decoder->BeginBatch(); }
+        bool Decode(const RawRecord& r, FieldValue* out, DecodeError* e) override { return decoder->Decode(r, out, e); }
+        const Status& last_fatal() const override { return decoder->last_fatal(); }
+      };
+      auto owning = std::make_unique<Owning>();
+      owning->registry = std::move(registry);
+      owning->decoder = std::move(*decoder);
+      return std::unique_ptr<RecordDecoder>(std::move(owning));
     }
     default:
       return Status::InvalidArgument("format " + std::string(RecordFormatName(spec.format)) +
@@ -265,6 +301,13 @@ void DecodeValidate::ProcessDeclared(RecordBatch& batch, TaskContext& ctx) {
     raw.key_size = rec.key_size;
     raw.timestamp_ms = rec.timestamp_ms;
     if (!decoder_->Decode(raw, values, &error)) {
+      if (!decoder_->last_fatal().ok()) {
+        // Not the record's fault: stop the task here; nothing of this
+        // batch is committed (Task::Process), the job stops and resumes.
+        ctx.fatal = decoder_->last_fatal();
+        batch.selection.clear();
+        return;
+      }
       const DlqReason reason = error.kind == DecodeError::Kind::kUndecodable   ? DlqReason::kUndecodable
                                : error.kind == DecodeError::Kind::kMissingField ? DlqReason::kMissingField
                                                                                 : DlqReason::kInvalidValue;

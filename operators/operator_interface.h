@@ -104,6 +104,10 @@ struct TaskContext {
   int64_t max_event_time_ms = kNoTime;  // maintained by DecodeValidate
   RecordCounters* counters = nullptr;
   OutputCollector* out = nullptr;
+  // Set by an operator that cannot go on for a reason outside the records
+  // (a decoder's Schema Registry unreachable): the task commits nothing of
+  // the batch and the job stops with this error, its last checkpoint intact.
+  Status fatal;
 
   int64_t watermark_ms() const {
     return max_event_time_ms == kNoTime ? kNoTime : max_event_time_ms - allowed_lateness_ms;

@@ -33,13 +33,18 @@ Result<RecordFormat> ParseRecordFormat(std::string_view name) {
   if (name == "transaction") return RecordFormat::kTransaction;
   if (name == "nexmark") return RecordFormat::kNexmark;
   if (name == "json") return RecordFormat::kJson;
-  return Status::InvalidArgument("unknown format `" + std::string(name) + "` (transaction, nexmark or json)");
+  if (name == "avro") return RecordFormat::kAvro;
+  if (name == "flatbuffers") return RecordFormat::kFlatBuffers;
+  return Status::InvalidArgument("unknown format `" + std::string(name) +
+                                 "` (transaction, nexmark, json, avro or flatbuffers)");
 }
 
 std::string_view RecordFormatName(RecordFormat format) {
   switch (format) {
     case RecordFormat::kNexmark: return "nexmark";
     case RecordFormat::kJson: return "json";
+    case RecordFormat::kAvro: return "avro";
+    case RecordFormat::kFlatBuffers: return "flatbuffers";
     case RecordFormat::kTransaction: break;
   }
   return "transaction";

@@ -22,9 +22,11 @@ namespace kappa {
 // kappa.schema.Transaction (the default) or kappa.schema.NexmarkEvent
 // (schemas/nexmark.fbs), both built in; or a user's own format whose fields
 // the spec declares (`source: {format: json, fields: ...}`, formats/).
-enum class RecordFormat { kTransaction, kNexmark, kJson };
+enum class RecordFormat { kTransaction, kNexmark, kJson, kAvro, kFlatBuffers };
 // A user format: its fields are declared, not built in.
-inline bool IsDeclaredFormat(RecordFormat format) { return format == RecordFormat::kJson; }
+inline bool IsDeclaredFormat(RecordFormat format) {
+  return format == RecordFormat::kJson || format == RecordFormat::kAvro || format == RecordFormat::kFlatBuffers;
+}
 Result<RecordFormat> ParseRecordFormat(std::string_view name);
 std::string_view RecordFormatName(RecordFormat format);
 
@@ -128,6 +130,12 @@ struct DecodeSpec {
   std::shared_ptr<const RecordSchema> schema;
   int event_time_slot = -1;
   int value_slot = -1;
+  // flatbuffers: the user's schema (.fbs or .bfbs) and its root table ("":
+  // the schema's root_type); avro: the Schema Registry holding the writer
+  // schemas (a URL; its path is the API's base path).
+  std::string schema_file;
+  std::string root_type;
+  std::string schema_registry_url;
 };
 
 struct Predicate {

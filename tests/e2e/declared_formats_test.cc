@@ -29,15 +29,69 @@ constexpr const char* kJsonSource = R"(  format: json
   value: amount_cents
 )";
 
-std::string WriteJsonSpec(const ScratchDir& dir, const SpecOptions& o) {
+// The user-spend spec of the stories (e2e_util.h) with a declared source.
+std::string WriteDeclaredSpec(const ScratchDir& dir, const SpecOptions& o, const std::string& source_block,
+                              const std::string& name = "json.yaml") {
   std::string text = ReadFile(WriteSpec(dir, "builtin-shape.yaml", o));
   const std::string anchor = "  start: earliest\n";
   const size_t at = text.find(anchor);
   EXPECT_NE(at, std::string::npos) << text;
-  text.insert(at + anchor.size(), kJsonSource);
-  const std::string path = dir / "json.yaml";
+  text.insert(at + anchor.size(), source_block);
+  const std::string path = dir / name;
   std::ofstream(path) << text;
   return path;
+}
+std::string WriteJsonSpec(const ScratchDir& dir, const SpecOptions& o) { return WriteDeclaredSpec(dir, o, kJsonSource); }
+
+// The user's own FlatBuffers schema (schemas/examples/payment.fbs): other
+// names, nested tables, an enum read by name, the time in microseconds.
+std::string FlatBuffersSource() {
+  return std::string("  format: flatbuffers\n  schema: ") + KAPPA_SOURCE_DIR +
+         "/schemas/examples/payment.fbs\n"
+         "  fields:\n"
+         "    txn_id: {type: string, path: payment_ref}\n"
+         "    user_id: {type: string, path: payer.id}\n"
+         "    status: {type: string, path: state}\n"
+         "    amount_cents: {type: int64, path: amount.minor_units}\n"
+         "    event_time: {type: timestamp, path: created_at_us, encoding: epoch_us}\n"
+         "  event_time: event_time\n"
+         "  value: amount_cents\n";
+}
+
+// Runs the built-in spec over `transactions` and the declared one over
+// `topic` (the same events in another format); outputs and counters equal.
+void ExpectSameOutputs(const KafkaConfig& config, const ScratchDir& dir, const std::string& bootstrap,
+                       const std::string& declared_spec, const std::string& declared_sink,
+                       const std::string& declared_state) {
+  std::string err;
+  SpecOptions builtin;
+  builtin.sink = "builtin-out";
+  builtin.state_dir = dir / "builtin";
+  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap, "--stop-at-end",
+                      "--status-interval-ms", "0"},
+                     nullptr, &err),
+            0)
+      << err;
+  ASSERT_EQ(RunKappa({"run", declared_spec, "-b", bootstrap, "--stop-at-end", "--status-interval-ms", "0"}, nullptr,
+                     &err),
+            0)
+      << err << "\n" << ReadFile(declared_spec);
+  const TopicContents want = ReadOutputs(config, "builtin-out.v1");
+  const TopicContents got = ReadOutputs(config, declared_sink + ".v1");
+  ASSERT_GT(want.rows.size(), 100u);
+  EXPECT_EQ(got.total, want.total);
+  ASSERT_EQ(got.rows.size(), want.rows.size());
+  for (const auto& [key, row] : want.rows) {
+    auto it = got.rows.find(key);
+    ASSERT_NE(it, got.rows.end()) << key;
+    EXPECT_EQ(it->second.value, row.value) << key << ": the declared format computed another aggregate";
+    EXPECT_EQ(it->second.headers.at("kappa.offsets"), row.headers.at("kappa.offsets")) << key;
+  }
+  const std::string builtin_metrics = ReadFile(dir / "builtin/metrics.json");
+  const std::string declared_metrics = ReadFile(declared_state + "/metrics.json");
+  for (const char* counter : {"records_in", "deduped", "filtered", "dlq", "late"}) {
+    EXPECT_EQ(MetricsField(declared_metrics, counter), MetricsField(builtin_metrics, counter)) << counter;
+  }
 }
 
 TEST_F(DeclaredFormatsTest, JsonInputGivesTheOutputsOfTheBuiltInPathAndDeadLettersWithThePath) {
@@ -120,6 +174,31 @@ TEST_F(DeclaredFormatsTest, JsonInputGivesTheOutputsOfTheBuiltInPathAndDeadLette
   EXPECT_EQ(by_type[schema::DlqErrorType::InvalidValue],
             static_cast<int>(produced->encoding.of(MalformedClass::kWrongType)));
   EXPECT_GT(with_path, 0);
+}
+
+TEST_F(DeclaredFormatsTest, UserFlatBuffersGiveTheOutputsOfTheBuiltInPath) {
+  constexpr int kPartitions = 4;
+  CreateTopic("transactions", kPartitions);
+  CreateTopic("payments-fb", kPartitions);
+  GeneratorOptions gen = SmallWorkload(43, 12000, 400);
+  gen.out_of_order_fraction = 0.05;
+  gen.max_delay_ms = 20 * 60 * 1000;
+  gen.duplicate_fraction = 0.02;
+  gen.malformed_fraction = 0.03;
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  EncodingOptions fb;
+  fb.format = EventFormat::kFlatBuffers;
+  auto produced = ProduceEvents(Config(), "payments-fb", gen, {}, fb);
+  ASSERT_TRUE(produced.ok()) << produced.status().ToString();
+  ScratchDir dir("declared-fb");
+  SpecOptions declared;
+  declared.job = "user-spend-fb";
+  declared.source = "payments-fb";
+  declared.sink = "fb-out";
+  declared.filter = "status != Cancelled";  // the user's enum, by name
+  declared.state_dir = dir / "fb";
+  const std::string spec = WriteDeclaredSpec(dir, declared, FlatBuffersSource(), "fb.yaml");
+  ASSERT_NO_FATAL_FAILURE(ExpectSameOutputs(Config(), dir, bootstrap(), spec, "fb-out", dir / "fb"));
 }
 
 TEST_F(DeclaredFormatsTest, ADeclaredSpecNamesWhatIsWrongAtItsLine) {

@@ -173,7 +173,7 @@ std::vector<Bad> BadSpecs() {
       {Head("  - 42\n  - emit: {}\n"),
        "bad.yaml:5: each operator is a one-key mapping: dedup, filter, map, window or emit"},
       {Head("  - emit: {}\n", "format: csv\n"),
-       "bad.yaml:4: unknown format `csv` (transaction, nexmark or json)"},
+       "bad.yaml:4: unknown format `csv` (transaction, nexmark, json, avro or flatbuffers)"},
       {Head("  - emit: {}\n", "validate: {currencies: [EUR]}\nformat: nexmark\n"),
        "bad.yaml:4: `validate` (amounts, currencies) applies to format transaction only"},
       {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators: []\n") + kTopics,
