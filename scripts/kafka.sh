@@ -114,7 +114,7 @@ if [ "$cmd" = start-node ]; then
   total=0
   for m in "$dir"/node*; do [ -d "$m" ] && total=$((total + 1)); done
   for _ in $(seq 1 600); do  # 60 s
-    node_pid "$n" >/dev/null || { tail -n 5 "$n/stdout.log" >&2 || true; \
+    kill -0 "$(cat "$n/pid")" 2>/dev/null || { tail -n 5 "$n/stdout.log" >&2 || true; \
       die "node $node exited while starting (see $n/server.log)"; }
     up="$(kcat -L -b "$address" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1 || true)"
     [ "${up:-0}" = "$total" ] && exit 0
@@ -253,7 +253,9 @@ done
 # Ready when every broker is in the metadata.
 for _ in $(seq 1 600); do  # 60 s
   for ((i = 1; i <= brokers; i++)); do
-    node_pid "$dir/node$i" >/dev/null || { tail -n 5 "$dir/node$i/stdout.log" >&2 || true; stop_cluster; \
+    # kill -0, not node_pid: until the child has exec'd java its command line
+    # is still this script's.
+    kill -0 "$(cat "$dir/node$i/pid")" 2>/dev/null || { tail -n 5 "$dir/node$i/stdout.log" >&2 || true; stop_cluster; \
       die "broker $i exited while starting (see $dir/node$i/server.log)"; }
   done
   up="$(kcat -L -b "$bootstrap" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1 || true)"

@@ -129,10 +129,13 @@ REGISTRY_LOG_LEVEL=WARN LOG_LEVEL=WARN setsid java -Xmx256m -Xms64m -XX:+UseSeri
   -Djava.awt.headless=true -Dkappa.registry.dir="$dir" \
   -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$port" \
   -jar "$JAR" </dev/null >"$dir/registry.log" 2>&1 &
-echo $! >"$dir/pid"
+started=$!
+echo "$started" >"$dir/pid"
 
 for _ in $(seq 1 1200); do  # 120 s: the first boot on a busy 2-core machine
-  registry_pid >/dev/null || { tail -n 5 "$dir/registry.log" >&2 || true; \
+  # Alive is kill -0 here: until the child has exec'd java, its command line
+  # is still this script's (registry_pid would call it gone).
+  kill -0 "$started" 2>/dev/null || { tail -n 5 "$dir/registry.log" >&2 || true; \
     die "the registry exited while starting (see $dir/registry.log)"; }
   if answers "$url"; then
     echo "$url" >"$dir/url"
