@@ -31,14 +31,15 @@ wait_for() {  # wait_for DESCRIPTION COMMAND...: polls up to 60 s
 in_count() { grep -o '"records_in": [0-9]*' "$work/state-$1/metrics.json" 2>/dev/null | head -n 1 | grep -o '[0-9]*$'; }
 
 echo "== starting the embedded broker (in memory, for development and tests)"
-"$kappa" broker --topic transactions:8 --address-file "$work/address" >/dev/null 2>"$work/broker.log" &
+# 24 partitions: JSON records are ~215 bytes, and the embedded broker keeps at most 5 MiB per partition.
+"$kappa" broker --topic transactions:24 --address-file "$work/address" >/dev/null 2>"$work/broker.log" &
 pids+=($!)
 wait_for "the broker" test -s "$work/address"
 B=$(cat "$work/address")
 echo "   bootstrap $B"
 
-echo "== generating history: 150,000 transactions (10% cancelled, 2% duplicate sends, 5% late, 0.5% malformed)"
-"$kappa" gen -b "$B" -t transactions -n 150000 --users 2000 --zipf 0.8 --rate 2 --seed 1 \
+echo "== generating history: 150,000 transactions as JSON (10% cancelled, 2% duplicate sends, 5% late, 0.5% malformed)"
+"$kappa" gen --format json -b "$B" -t transactions -n 150000 --users 2000 --zipf 0.8 --rate 2 --seed 1 \
   --duplicate-fraction 0.02 --late-fraction 0.05 --max-delay-ms 900000 --malformed-fraction 0.005
 
 echo "== archiving the topic (kappa archive: durable history beyond Kafka's retention, kept following)"
@@ -60,7 +61,7 @@ echo "   (history from the archive on 2 threads, then Kafka from exactly where t
   --catch-up-hold-ms 1000 --status-interval-ms 500 \
   >"$work/v2.out" 2>"$work/v2.log" &
 pids+=($!)
-"$kappa" gen -b "$B" -t transactions -n 30000 --users 2000 --zipf 0.8 --rate 2 --seed 2 \
+"$kappa" gen --format json -b "$B" -t transactions -n 30000 --users 2000 --zipf 0.8 --rate 2 --seed 2 \
   --start-time-ms 1767307000000 --duplicate-fraction 0.02 >/dev/null
 last=""
 for _ in $(seq 1200); do
