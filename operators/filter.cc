@@ -23,19 +23,27 @@ bool Compare(const T& a, Predicate::Op op, const T& b) {
   return false;
 }
 
-// Whether `text` uses expression syntax: a keyword word (and, or, not, in,
-// any case the grammar accepts), `&&`, `||` or a parenthesis. Such entries
-// never take the simple-predicate path, even where ParsePredicate would
-// have read the rest as text.
+// Whether `text` uses expression syntax outside quotes: a keyword word (and,
+// or, not, in, any case the grammar accepts), `&&`, `||` or a parenthesis.
+// Such entries never take the simple-predicate path, even where
+// ParsePredicate would have read the rest as text. Quoted text (`city ==
+// "Salt and Pepper"`) means the same on both paths, so it does not count.
 bool UsesExpressionSyntax(std::string_view text) {
-  if (text.find_first_of("()") != std::string_view::npos) return true;
-  if (text.find("&&") != std::string_view::npos || text.find("||") != std::string_view::npos) return true;
   auto is_word_char = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
   };
   size_t i = 0;
   while (i < text.size()) {
-    if (!is_word_char(text[i])) {
+    const char c = text[i];
+    if (c == '"' || c == '\'') {
+      const size_t close = text.find(c, i + 1);
+      if (close == std::string_view::npos) return false;  // an unclosed quote is bare text
+      i = close + 1;
+      continue;
+    }
+    if (c == '(' || c == ')') return true;
+    if ((c == '&' || c == '|') && i + 1 < text.size() && text[i + 1] == c) return true;
+    if (!is_word_char(c)) {
       ++i;
       continue;
     }

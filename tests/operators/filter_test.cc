@@ -179,6 +179,13 @@ TEST(FilterExpressionTest, SimplePredicatesKeepTheirCanonicalTextSoSpecHashesHol
   // existing jobs are pinned on it).
   EXPECT_EQ(CanonicalOf({"status != cancelled", "amount_cents >= 100", "auction % 123 == 0"}),
             "filter(status 1 cancelled 0;amount_cents 5  100;auction 0  0 %123;)");
+  // Quoted text holding keywords or parentheses is one value on both paths:
+  // still a simple predicate.
+  auto quoted = Entries({"user_id == 'salt and (pepper)'"});
+  ASSERT_TRUE(quoted.ok()) << quoted.status().ToString();
+  EXPECT_EQ(quoted->all_of.size(), 1u);
+  EXPECT_TRUE(Keeps({"user_id == 'salt and (pepper)'"}, Txn("a", "salt and (pepper)", kT0)));
+  EXPECT_TRUE(Keeps({"user_id == 'u' or txn_id == \"a\""}, Txn("a", "v", kT0))) << "`or` outside the quotes";
   // An expression is hashed by its normal form: spacing, quoting, `&&` and
   // redundant parentheses do not change it, the meaning does.
   EXPECT_EQ(CanonicalOf({"amount_cents>1 && (currency in ('EUR', USD))"}),
