@@ -22,7 +22,122 @@ bool Compare(const T& a, Predicate::Op op, const T& b) {
   }
   return false;
 }
+
+// Whether `text` uses expression syntax outside quotes: a keyword word (and,
+// or, not, in, any case the grammar accepts), `&&`, `||` or a parenthesis.
+// Such entries never take the simple-predicate path, even where
+// ParsePredicate would have read the rest as text. Quoted text (`city ==
+// "Salt and Pepper"`) means the same on both paths, so it does not count.
+bool UsesExpressionSyntax(std::string_view text) {
+  auto is_word_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+  };
+  size_t i = 0;
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '"' || c == '\'') {
+      const size_t close = text.find(c, i + 1);
+      if (close == std::string_view::npos) return false;  // an unclosed quote is bare text
+      i = close + 1;
+      continue;
+    }
+    if (c == '(' || c == ')') return true;
+    if ((c == '&' || c == '|') && i + 1 < text.size() && text[i + 1] == c) return true;
+    if (!is_word_char(c)) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < text.size() && is_word_char(text[j])) ++j;
+    const std::string_view w = text.substr(i, j - i);
+    for (std::string_view k : {"and", "or", "not", "in", "AND", "OR", "NOT", "IN"}) {
+      if (w == k) return true;
+    }
+    i = j;
+  }
+  return false;
+}
+
+// The expression type of a field: declared fields their declared type,
+// built-in numeric fields int64, the others (status and type by name) text.
+ValueType ExprTypeOf(Field f) {
+  if (IsDeclaredField(f)) return DeclaredTypeOf(f);
+  return IsNumericField(f) ? ValueType::kInt64 : ValueType::kString;
+}
+
+// Reads expression slots from one record through the spec's slot->Field map.
+struct RecordAccessor {
+  const InputRecord& r;
+  const std::vector<Field>& fields;
+  // Only numeric fields are formatted into it, and those are read as Int,
+  // never Str, so views returned by Str never point here.
+  char* scratch;
+
+  bool Present(int slot) const {
+    const Field f = fields[static_cast<size_t>(slot)];
+    return !IsDeclaredField(f) || (r.fields != nullptr && r.fields[DeclaredSlotOf(f)].present);
+  }
+  int64_t Int(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]); }
+  double Double(int slot) const {
+    const Field f = fields[static_cast<size_t>(slot)];
+    if (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble) return r.fields[DeclaredSlotOf(f)].d;
+    return static_cast<double>(NumericField(r, f));
+  }
+  std::string_view Str(int slot) const { return FieldText(r, fields[static_cast<size_t>(slot)], scratch); }
+  bool Bool(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]) != 0; }
+};
 }  // namespace
+
+Status AddFilterEntry(FilterSpec& spec, std::string_view text) {
+  // Text without expression syntax is a simple predicate when ParsePredicate
+  // reads it (the path and canonical text it always had). When it does not,
+  // it may still be an expression (`amount_cents * 2 > 100`, `is_fraud`,
+  // `amount > fee`); otherwise, and wherever the simple form's value checks
+  // would apply (status and type names, partition), ParsePredicate's error
+  // stands, as it always read.
+  const bool expression_syntax = UsesExpressionSyntax(text);
+  Result<Predicate> pred = Status::InvalidArgument("");
+  if (!expression_syntax) {
+    pred = ParsePredicate(text);
+    if (pred.ok()) {
+      spec.all_of.push_back(*pred);
+      return Status::OK();
+    }
+  }
+  // Each distinct field gets the next slot; the resolver remembers why a
+  // name was refused (ParseField lists the known fields, or says why a
+  // declared field cannot be used).
+  std::string refused;
+  std::vector<Field> read;
+  FieldResolver resolve = [&](std::string_view name) -> std::optional<std::pair<int, ValueType>> {
+    auto field = ParseField(name);
+    if (!field.ok()) {
+      refused = field.status().message();
+      return std::nullopt;
+    }
+    read.push_back(*field);
+    size_t slot = 0;
+    while (slot < spec.expr_fields.size() && spec.expr_fields[slot] != *field) ++slot;
+    if (slot == spec.expr_fields.size()) spec.expr_fields.push_back(*field);
+    return std::make_pair(static_cast<int>(slot), ExprTypeOf(*field));
+  };
+  const size_t fields_before = spec.expr_fields.size();
+  auto expr = Compile(text, resolve);
+  bool use = expr.ok();
+  if (use && !expression_syntax) {
+    for (Field f : read) {
+      if (f == Field::kStatus || f == Field::kType || IsKeyOnlyField(f)) use = false;
+    }
+  }
+  if (!use) {
+    spec.expr_fields.resize(fields_before);
+    if (!expression_syntax) return pred.status();
+    if (!refused.empty()) return Status::InvalidArgument("filter `" + std::string(text) + "`: " + refused);
+    return expr.status();
+  }
+  spec.exprs.push_back(std::move(*expr));
+  return Status::OK();
+}
 
 Result<FilterSpec> Filter::Parse(const ConfigNode& body) {
   // filter: ["status != cancelled", ...], filter: {where: [...]} or one
@@ -36,9 +151,8 @@ Result<FilterSpec> Filter::Parse(const ConfigNode& body) {
   auto add = [&](const ConfigNode& item) -> Status {
     auto text = item.String();
     if (!text.ok()) return text.status();
-    auto pred = ParsePredicate(*text);
-    if (!pred.ok()) return item.Error(pred.status().message());
-    spec.all_of.push_back(*pred);
+    Status added = AddFilterEntry(spec, *text);
+    if (!added.ok()) return item.Error(added.message());
     return Status::OK();
   };
   if (list != nullptr && list->IsScalar()) {
@@ -61,11 +175,15 @@ void Filter::AppendCanonical(const FilterSpec& spec, std::string& out) {
     if (p.modulus != 0) out.append(" %").append(std::to_string(p.modulus));
     out.append(";");
   }
+  // Only expressions add text, so filters of simple predicates keep their
+  // hash. Canonical names fields, not slots.
+  for (const CompiledExpr& e : spec.exprs) out.append("expr ").append(Canonical(e)).append(";");
   out.append(")");
 }
 
 void Filter::AppendFields(const FilterSpec& spec, std::vector<Field>& out) {
   for (const Predicate& p : spec.all_of) out.push_back(p.field);
+  for (Field f : spec.expr_fields) out.push_back(f);
 }
 
 void Filter::AppendStateTables(const FilterSpec&, const std::string&, std::vector<std::string>&) {}
@@ -88,6 +206,9 @@ Status Filter::Validate(const FilterSpec& spec) {
       return Status::InvalidArgument("filter: `%` needs a positive modulus and a numeric field (`" +
                                      std::string(FieldName(p.field)) + "`)");
     }
+  }
+  for (Field f : spec.expr_fields) {
+    if (IsKeyOnlyField(f)) return Status::InvalidArgument("filter: `partition` can only key a window or an emit");
   }
   return Status::OK();
 }
@@ -130,6 +251,12 @@ bool Filter::Matches(const InputRecord& r) const {
         break;
     }
     if (!ok) return false;
+  }
+  if (!spec_.exprs.empty()) {
+    RecordAccessor acc{r, spec_.expr_fields, scratch};
+    for (const CompiledExpr& e : spec_.exprs) {
+      if (!e.Matches(acc)) return false;
+    }
   }
   return true;
 }

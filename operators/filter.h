@@ -3,6 +3,11 @@
 // string fields and status (by name: approved, cancelled, refunded) compare
 // as text, bytewise; the Nexmark type (person, auction, bid) compares by name
 // too (== and != by its code). "field % m op n" compares the remainder.
+// An entry may also be an expression (operators/expression.h) with and/or/
+// not, parentheses, `in (...)` and arithmetic over any field, built-in or
+// declared: "amount_cents > 100 and (currency in (EUR, USD) or not status ==
+// cancelled)". Entries that are simple predicates keep the path (and the
+// canonical text, so the spec hash) they had before expressions existed.
 // Stateless; one task, one thread.
 #pragma once
 
@@ -10,15 +15,25 @@
 #include <string>
 #include <vector>
 
+#include "operators/expression.h"
 #include "operators/operator_interface.h"
 #include "operators/operator_spec.h"
 
 namespace kappa {
 
-// Keeps records for which every predicate holds.
+// Keeps records for which every predicate and every expression holds.
 struct FilterSpec {
   std::vector<Predicate> all_of;
+  // The entries that are expressions (not simple predicates), compiled with
+  // expression slots 0..n-1 standing for expr_fields[0..n-1]: each distinct
+  // field the expressions read, shared by all of them.
+  std::vector<CompiledExpr> exprs = {};
+  std::vector<Field> expr_fields = {};
 };
+// Adds one `filter` entry: a simple predicate ("status != cancelled") to
+// all_of as before, anything else compiled as an expression (names resolve
+// through ParseField, so declared fields work under a DeclaredFieldsScope).
+Status AddFilterEntry(FilterSpec& spec, std::string_view text);
 
 class Filter final : public Operator {
  public:

@@ -2,11 +2,86 @@
 
 #include "operators/field_access.h"
 
+#include <cmath>
+
 namespace kappa {
+namespace {
+// Whether `text` is one field name as FieldAt reads it (letters, digits,
+// `_` and `.`): such values keep the field path and its canonical text.
+bool IsOneName(std::string_view text) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+ValueType ExprTypeOf(Field f) {
+  if (IsDeclaredField(f)) return DeclaredTypeOf(f);
+  return IsNumericField(f) ? ValueType::kInt64 : ValueType::kString;
+}
+
+struct RecordAccessor {
+  const InputRecord& r;
+  const std::vector<Field>& fields;
+  char* scratch;  // numeric fields only, which are read as Int, never Str
+
+  bool Present(int slot) const {
+    const Field f = fields[static_cast<size_t>(slot)];
+    return !IsDeclaredField(f) || (r.fields != nullptr && r.fields[DeclaredSlotOf(f)].present);
+  }
+  int64_t Int(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]); }
+  double Double(int slot) const {
+    const Field f = fields[static_cast<size_t>(slot)];
+    if (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble) return r.fields[DeclaredSlotOf(f)].d;
+    return static_cast<double>(NumericField(r, f));
+  }
+  std::string_view Str(int slot) const { return FieldText(r, fields[static_cast<size_t>(slot)], scratch); }
+  bool Bool(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]) != 0; }
+};
+
+// A double value as int64: truncated toward zero, saturating; NaN is 0.
+int64_t ToInt64(double d) {
+  if (std::isnan(d)) return 0;
+  if (d >= 9223372036854775807.0) return INT64_MAX;
+  if (d <= -9223372036854775808.0) return INT64_MIN;
+  return static_cast<int64_t>(d);
+}
+}  // namespace
 
 Result<MapSpec> Map::Parse(const ConfigNode& body) {
   KAPPA_RETURN_IF_ERROR(body.CheckKeys({"value", "multiply", "divide"}, "map"));
   MapSpec spec;
+  if (const ConfigNode* value = body.Find("value"); value != nullptr && value->IsScalar()) {
+    auto text = value->String();
+    if (!text.ok()) return text.status();
+    if (!IsOneName(*text)) {
+      if (body.Find("multiply") != nullptr || body.Find("divide") != nullptr) {
+        return value->Error("map: with an expression as value, write the scaling in it (`" + *text +
+                            " * 3 / 100`) instead of multiply/divide");
+      }
+      std::string refused;
+      FieldResolver resolve = [&](std::string_view name) -> std::optional<std::pair<int, ValueType>> {
+        auto field = ParseField(name);
+        if (!field.ok()) {
+          refused = field.status().message();
+          return std::nullopt;
+        }
+        size_t slot = 0;
+        while (slot < spec.expr_fields.size() && spec.expr_fields[slot] != *field) ++slot;
+        if (slot == spec.expr_fields.size()) spec.expr_fields.push_back(*field);
+        return std::make_pair(static_cast<int>(slot), ExprTypeOf(*field));
+      };
+      auto expr = CompileNumeric(*text, resolve);
+      if (!expr.ok()) {
+        if (!refused.empty()) return value->Error("map `" + *text + "`: " + refused);
+        return value->Error(expr.status().message());
+      }
+      spec.value_expr.push_back(std::move(*expr));
+      return spec;
+    }
+  }
   auto field = FieldAt(body, "value", Field::kAmountCents);
   if (!field.ok()) return field.status();
   spec.value_field = *field;
@@ -20,11 +95,22 @@ Result<MapSpec> Map::Parse(const ConfigNode& body) {
 }
 
 void Map::AppendCanonical(const MapSpec& spec, std::string& out) {
+  if (!spec.value_expr.empty()) {
+    // A new form: maps of one field keep the text (and spec hash) they had.
+    out.append("map(expr ").append(Canonical(spec.value_expr[0])).append(")");
+    return;
+  }
   out.append("map(").append(FieldName(spec.value_field)).append(",").append(std::to_string(spec.multiply));
   out.append(",").append(std::to_string(spec.divide)).append(")");
 }
 
-void Map::AppendFields(const MapSpec& spec, std::vector<Field>& out) { out.push_back(spec.value_field); }
+void Map::AppendFields(const MapSpec& spec, std::vector<Field>& out) {
+  if (spec.value_expr.empty()) {
+    out.push_back(spec.value_field);
+  } else {
+    for (Field f : spec.expr_fields) out.push_back(f);
+  }
+}
 
 void Map::AppendStateTables(const MapSpec&, const std::string&, std::vector<std::string>&) {}
 
@@ -33,6 +119,12 @@ std::unique_ptr<Operator> Map::Create(const MapSpec& spec, const std::string&, S
 }
 
 Status Map::Validate(const MapSpec& spec) {
+  if (!spec.value_expr.empty()) {
+    for (Field f : spec.expr_fields) {
+      if (IsKeyOnlyField(f)) return Status::InvalidArgument("map: `partition` can only key a window or an emit");
+    }
+    return Status::OK();
+  }
   if (!IsNumericField(spec.value_field)) {
     if (FieldInFormat(spec.value_field, RecordFormat::kTransaction)) {
       return Status::InvalidArgument(
@@ -47,7 +139,25 @@ Status Map::Validate(const MapSpec& spec) {
   return Status::OK();
 }
 
-void Map::Process(RecordBatch& batch, TaskContext& /*ctx*/) {
+void Map::Process(RecordBatch& batch, TaskContext& ctx) {
+  if (!spec_.value_expr.empty()) {
+    const CompiledExpr& expr = spec_.value_expr[0];
+    char scratch[kFieldTextScratchBytes];
+    size_t kept = 0;
+    for (uint32_t idx : batch.selection) {
+      InputRecord& rec = batch.records[idx];
+      const ExprValue v = expr.Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
+      if (!v.present) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, kAbsentValue);
+        ++ctx.counters->dlq;
+        continue;
+      }
+      rec.value = v.is_double ? ToInt64(v.d) : v.i;
+      batch.selection[kept++] = idx;
+    }
+    batch.selection.resize(kept);
+    return;
+  }
   for (uint32_t idx : batch.selection) {
     InputRecord& rec = batch.records[idx];
     const int64_t v = NumericField(rec, spec_.value_field);

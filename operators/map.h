@@ -1,12 +1,17 @@
 // Map: sets the number later aggregates use, value = field * multiply /
 // divide, in integer arithmetic (128-bit intermediate, quotient truncated
-// toward zero) so results are exact and deterministic. Stateless.
+// toward zero) so results are exact and deterministic. Or value = an
+// expression over any fields (operators/expression.h): `value: "amount_cents
+// * 2 - 100"`; int64 arithmetic wraps, a double result truncates toward zero,
+// and a record whose value is absent (an absent field, a division by zero)
+// goes to the DLQ as an invalid value. Stateless.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "operators/expression.h"
 #include "operators/operator_interface.h"
 #include "operators/operator_spec.h"
 
@@ -18,6 +23,10 @@ struct MapSpec {
   Field value_field = Field::kAmountCents;
   int64_t multiply = 1;
   int64_t divide = 1;
+  // Set when `value` is an expression rather than one field (value_field is
+  // then unused): compiled with slots 0..n-1 standing for expr_fields.
+  std::vector<CompiledExpr> value_expr = {};  // empty or one
+  std::vector<Field> expr_fields = {};
 };
 
 class Map final : public Operator {
@@ -39,6 +48,8 @@ class Map final : public Operator {
   static Status Validate(const MapSpec& spec);
   // `spec` must have passed Validate.
   explicit Map(const MapSpec& spec) : spec_(spec) {}
+  // The message of the DLQ records whose value is absent.
+  static constexpr std::string_view kAbsentValue = "map value is absent (an absent field or a division by zero)";
   std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
 

@@ -93,5 +93,208 @@ TEST(FilterTest, ValidateRejectsUnknownStatusNames) {
   EXPECT_FALSE(Filter::Validate(FilterSpec{{p}}).ok());
 }
 
+// A filter spec from entries as they would appear in the job spec.
+Result<FilterSpec> Entries(const std::vector<std::string>& texts) {
+  auto origin = std::make_shared<const std::string>("spec.yaml");
+  ConfigNode list(ConfigNode::Kind::kList, origin, "operators[0].filter", 3);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    ConfigNode item(ConfigNode::Kind::kScalar, origin, ConfigNode::ItemPath("operators[0].filter", i), 4);
+    item.set_scalar(texts[i]);
+    list.AddItem(std::move(item));
+  }
+  auto spec = Filter::Parse(list);
+  if (spec.ok()) KAPPA_RETURN_IF_ERROR(Filter::Validate(*spec));
+  return spec;
+}
+
+bool Keeps(const std::vector<std::string>& texts, const std::string& payload) {
+  auto spec = Entries(texts);
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  if (!spec.ok()) return false;
+  return Filter(*spec).Matches(schema::GetTransaction(payload.data()));
+}
+
+std::string CanonicalOf(const std::vector<std::string>& texts) {
+  auto spec = Entries(texts);
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  std::string out;
+  if (spec.ok()) Filter::AppendCanonical(*spec, out);
+  return out;
+}
+
+TEST(FilterExpressionTest, AndOrNotInAndParenthesesOverTransactionFields) {
+  const std::string expr = "amount_cents > 100 and (currency in (EUR, USD) or not status == approved)";
+  EXPECT_TRUE(Keeps({expr}, Txn("a", "u", kT0, 101, schema::TxnStatus::Approved, "EUR")));
+  EXPECT_TRUE(Keeps({expr}, Txn("a", "u", kT0, 101, schema::TxnStatus::Approved, "USD")));
+  EXPECT_FALSE(Keeps({expr}, Txn("a", "u", kT0, 100, schema::TxnStatus::Approved, "EUR"))) << "and: left false";
+  EXPECT_FALSE(Keeps({expr}, Txn("a", "u", kT0, 101, schema::TxnStatus::Approved, "GBP")))
+      << "neither side of the or";
+  EXPECT_TRUE(Keeps({expr}, Txn("a", "u", kT0, 101, schema::TxnStatus::Refunded, "GBP"))) << "not status";
+  // Without the parentheses `and` binds tighter: a refunded GBP record of 5
+  // cents passes through the `or`.
+  const std::string loose = "amount_cents > 100 and currency in (EUR, USD) or not status == approved";
+  EXPECT_TRUE(Keeps({loose}, Txn("a", "u", kT0, 5, schema::TxnStatus::Refunded, "GBP")));
+  EXPECT_FALSE(Keeps({expr}, Txn("a", "u", kT0, 5, schema::TxnStatus::Refunded, "GBP")));
+  // not in, status by name in a list, arithmetic, && / ||.
+  EXPECT_TRUE(Keeps({"currency not in (EUR, 'USD')"}, Txn("a", "u", kT0, 1, schema::TxnStatus::Approved, "GBP")));
+  EXPECT_FALSE(Keeps({"currency not in (EUR, 'USD')"}, Txn("a", "u", kT0, 1, schema::TxnStatus::Approved, "USD")));
+  EXPECT_TRUE(Keeps({"status in (cancelled, refunded)"}, Txn("a", "u", kT0, 1, schema::TxnStatus::Refunded)));
+  EXPECT_FALSE(Keeps({"status in (cancelled, refunded)"}, Txn("a", "u", kT0, 1, schema::TxnStatus::Approved)));
+  EXPECT_TRUE(Keeps({"amount_cents * 2 - 100 >= 100"}, Txn("a", "u", kT0, 100)));
+  EXPECT_FALSE(Keeps({"amount_cents * 2 - 100 >= 100"}, Txn("a", "u", kT0, 99)));
+  EXPECT_TRUE(Keeps({"user_id == u1 || txn_id == b"}, Txn("b", "u2", kT0)));
+  EXPECT_FALSE(Keeps({"user_id == u1 && txn_id == b"}, Txn("b", "u2", kT0)));
+}
+
+TEST(FilterExpressionTest, ExpressionsAndSimplePredicatesAreAllAnded) {
+  const std::vector<std::string> entries = {"status != cancelled", "currency == EUR or amount_cents >= 1000"};
+  auto spec = Entries(entries);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->all_of.size(), 1u);
+  EXPECT_EQ(spec->exprs.size(), 1u);
+  EXPECT_TRUE(Keeps(entries, Txn("a", "u", kT0, 1, schema::TxnStatus::Approved, "EUR")));
+  EXPECT_TRUE(Keeps(entries, Txn("a", "u", kT0, 1000, schema::TxnStatus::Approved, "USD")));
+  EXPECT_FALSE(Keeps(entries, Txn("a", "u", kT0, 999, schema::TxnStatus::Approved, "USD")));
+  EXPECT_FALSE(Keeps(entries, Txn("a", "u", kT0, 1000, schema::TxnStatus::Cancelled, "EUR")));
+}
+
+TEST(FilterExpressionTest, OnePlainStringIsOneExpression) {
+  auto origin = std::make_shared<const std::string>("spec.yaml");
+  ConfigNode body(ConfigNode::Kind::kScalar, origin, "operators[0].filter", 3);
+  body.set_scalar("amount_cents > 1 and (amount_cents in (2, 3) or not currency == EUR)");
+  auto spec = Filter::Parse(body);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ASSERT_EQ(spec->exprs.size(), 1u);
+  // One slot per distinct field, however often it is read.
+  EXPECT_EQ(spec->expr_fields, (std::vector<Field>{Field::kAmountCents, Field::kCurrency}));
+  const Filter f(*spec);
+  EXPECT_TRUE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 3, schema::TxnStatus::Approved, "EUR").data())));
+  EXPECT_TRUE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 9, schema::TxnStatus::Approved, "USD").data())));
+  EXPECT_FALSE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 9, schema::TxnStatus::Approved, "EUR").data())));
+  EXPECT_FALSE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 1, schema::TxnStatus::Approved, "USD").data())));
+}
+
+TEST(FilterExpressionTest, SimplePredicatesKeepTheirCanonicalTextSoSpecHashesHold) {
+  // The text the filter had before expressions existed (spec hashes of
+  // existing jobs are pinned on it).
+  EXPECT_EQ(CanonicalOf({"status != cancelled", "amount_cents >= 100", "auction % 123 == 0"}),
+            "filter(status 1 cancelled 0;amount_cents 5  100;auction 0  0 %123;)");
+  // Quoted text holding keywords or parentheses is one value on both paths:
+  // still a simple predicate.
+  auto quoted = Entries({"user_id == 'salt and (pepper)'"});
+  ASSERT_TRUE(quoted.ok()) << quoted.status().ToString();
+  EXPECT_EQ(quoted->all_of.size(), 1u);
+  EXPECT_TRUE(Keeps({"user_id == 'salt and (pepper)'"}, Txn("a", "salt and (pepper)", kT0)));
+  EXPECT_TRUE(Keeps({"user_id == 'u' or txn_id == \"a\""}, Txn("a", "v", kT0))) << "`or` outside the quotes";
+  // An expression is hashed by its normal form: spacing, quoting, `&&` and
+  // redundant parentheses do not change it, the meaning does.
+  EXPECT_EQ(CanonicalOf({"amount_cents>1 && (currency in ('EUR', USD))"}),
+            CanonicalOf({"amount_cents > 1 and currency in (EUR, \"USD\")"}));
+  EXPECT_NE(CanonicalOf({"amount_cents > 1 and currency in (EUR, USD)"}),
+            CanonicalOf({"amount_cents > 1 or currency in (EUR, USD)"}));
+  EXPECT_NE(CanonicalOf({"amount_cents > 1 and currency in (EUR, USD)"}),
+            CanonicalOf({"amount_cents > 1 and currency in (EUR, GBP)"}));
+}
+
+TEST(FilterExpressionTest, ErrorsNameTheEntryAndTheField) {
+  auto unknown = Entries({"amount_cents > 1 and colour == red"});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown field `colour`"), std::string::npos)
+      << unknown.status().ToString();
+  EXPECT_NE(unknown.status().message().find("spec.yaml:4"), std::string::npos)
+      << unknown.status().ToString();
+  auto syntax = Entries({"amount_cents > 1 and (currency == EUR"});
+  EXPECT_FALSE(syntax.ok());
+  auto types = Entries({"amount_cents + currency > 1"});
+  EXPECT_FALSE(types.ok()) << "arithmetic on a string";
+  // Without and/or/not/in/parentheses, text the simple syntax refuses is an
+  // expression only when it compiles and reads no status, type or
+  // partition: their messages stay those of the simple syntax.
+  auto status = Entries({"status != pending"});
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.status().message().find("status is approved, cancelled or refunded, not `pending`"),
+            std::string::npos)
+      << status.status().ToString();
+  auto ten = Entries({"amount_cents >= ten"});
+  ASSERT_FALSE(ten.ok());
+  EXPECT_NE(ten.status().message().find("is not an integer"), std::string::npos) << ten.status().ToString();
+  auto arithmetic = Entries({"amount_cents * 2 > 100"});
+  ASSERT_TRUE(arithmetic.ok()) << arithmetic.status().ToString();
+  EXPECT_TRUE(arithmetic->all_of.empty());
+  EXPECT_EQ(arithmetic->exprs.size(), 1u);
+  auto partition = Entries({"partition == 1 or amount_cents > 1"});
+  EXPECT_FALSE(partition.ok()) << "partition only keys windows and emits";
+}
+
+TEST(FilterExpressionTest, DeclaredFieldsOfAUserFormat) {
+  RecordSchema schema;
+  ASSERT_TRUE(schema.Add({"merchant", ValueType::kString, "", TimestampEncoding::kEpochMillis, false}).ok());
+  ASSERT_TRUE(schema.Add({"amount", ValueType::kInt64, "payload.amount", TimestampEncoding::kEpochMillis, false}).ok());
+  ASSERT_TRUE(schema.Add({"is_fraud", ValueType::kBool, "", TimestampEncoding::kEpochMillis, true}).ok());
+  FilterSpec spec;
+  {
+    DeclaredFieldsScope scope(&schema);
+    auto parsed = Entries({"amount >= 100 and (merchant in (acme, 'big shop') or not is_fraud)"});
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    spec = *parsed;
+  }
+  ASSERT_EQ(spec.expr_fields.size(), 3u);
+  for (Field f : spec.expr_fields) EXPECT_TRUE(IsDeclaredField(f));
+  std::vector<Field> fields;
+  Filter::AppendFields(spec, fields);
+  EXPECT_EQ(fields, spec.expr_fields);
+  const Filter filter(spec);
+
+  auto text = [](const char* s) {
+    FieldValue v{};
+    v.str = s;
+    v.len = static_cast<uint32_t>(std::string_view(s).size());
+    v.present = true;
+    return v;
+  };
+  auto number = [](int64_t i) {
+    FieldValue v{};
+    v.i = i;
+    v.present = true;
+    return v;
+  };
+  FieldValue absent{};
+  auto keeps = [&](FieldValue merchant, FieldValue amount, FieldValue is_fraud) {
+    const FieldValue values[3] = {merchant, amount, is_fraud};
+    InputRecord r;
+    r.fields = values;
+    return filter.Matches(r);
+  };
+  EXPECT_TRUE(keeps(text("acme"), number(100), number(1)));
+  EXPECT_TRUE(keeps(text("big shop"), number(100), number(1)));
+  EXPECT_FALSE(keeps(text("acme"), number(99), number(0)));
+  EXPECT_FALSE(keeps(text("other"), number(100), number(1))) << "fraud at another merchant";
+  EXPECT_TRUE(keeps(text("other"), number(100), number(0)));
+  // An absent optional bool is false where a condition is expected; `not`
+  // of it is true.
+  EXPECT_TRUE(keeps(text("other"), number(100), absent));
+  EXPECT_FALSE(keeps(text("acme"), absent, number(0))) << "a comparison with an absent field is false";
+
+  // A bool field alone is a condition, and fields compare with fields.
+  {
+    DeclaredFieldsScope scope(&schema);
+    auto bare = Entries({"!is_fraud", "amount > 0"});
+    ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+    EXPECT_EQ(bare->all_of.size(), 1u) << "`amount > 0` is a simple predicate";
+    EXPECT_EQ(bare->exprs.size(), 1u);
+    const Filter f(*bare);
+    const FieldValue fraud[3] = {text("x"), number(5), number(1)};
+    const FieldValue clean[3] = {text("x"), number(5), number(0)};
+    InputRecord r;
+    r.fields = fraud;
+    EXPECT_FALSE(f.Matches(r));
+    r.fields = clean;
+    EXPECT_TRUE(f.Matches(r));
+  }
+
+  // Outside the scope the declared names are not fields.
+  EXPECT_FALSE(Entries({"amount >= 100 and merchant == acme"}).ok());
+}
+
 }  // namespace
 }  // namespace kappa::testing

@@ -57,5 +57,90 @@ TEST(MapTest, AggregatesUseTheMappedValue) {
   EXPECT_EQ(w->max(), 12);
 }
 
+Result<MapSpec> MapOf(const std::string& value, const char* extra_key = nullptr) {
+  auto origin = std::make_shared<const std::string>("spec.yaml");
+  ConfigNode body(ConfigNode::Kind::kMap, origin, "operators[0].map", 3);
+  auto add = [&](const char* k, const std::string& v) {
+    ConfigNode key(ConfigNode::Kind::kScalar, origin, "operators[0].map", 3);
+    key.set_scalar(k);
+    ConfigNode val(ConfigNode::Kind::kScalar, origin, ConfigNode::ChildPath("operators[0].map", k), 3);
+    val.set_scalar(v);
+    body.AddEntry(std::move(key), std::move(val));
+  };
+  add("value", value);
+  if (extra_key != nullptr) add(extra_key, "2");
+  auto spec = Map::Parse(body);
+  if (spec.ok()) KAPPA_RETURN_IF_ERROR(Map::Validate(*spec));
+  return spec;
+}
+
+TEST(MapExpressionTest, ComputesTheValueFromAnExpression) {
+  auto spec = MapOf("amount_cents * 2 - 100");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(Values(*spec, {Txn("a", "u", kT0, 1250), Txn("b", "u", kT0, 0), Txn("c", "u", kT0, -7)}),
+            (std::vector<int64_t>{2400, -100, -114}));
+  // Precedence and parentheses; `/` truncates toward zero.
+  auto euros = MapOf("(amount_cents + 50) / 100");
+  ASSERT_TRUE(euros.ok()) << euros.status().ToString();
+  EXPECT_EQ(Values(*euros, {Txn("a", "u", kT0, 1250), Txn("b", "u", kT0, 149), Txn("c", "u", kT0, -250)}),
+            (std::vector<int64_t>{13, 1, -2}));
+  // A double result truncates toward zero.
+  auto tenth = MapOf("amount_cents * 0.1");
+  ASSERT_TRUE(tenth.ok()) << tenth.status().ToString();
+  EXPECT_EQ(Values(*tenth, {Txn("a", "u", kT0, 1259), Txn("b", "u", kT0, -1259)}), (std::vector<int64_t>{125, -125}));
+}
+
+TEST(MapExpressionTest, OneFieldKeepsItsCanonicalTextAndExpressionsHashByMeaning) {
+  auto field = MapOf("amount_cents");
+  ASSERT_TRUE(field.ok()) << field.status().ToString();
+  EXPECT_TRUE(field->value_expr.empty());
+  std::string out;
+  Map::AppendCanonical(*field, out);
+  EXPECT_EQ(out, "map(amount_cents,1,1)") << "the text pinned spec hashes were computed from";
+  auto canonical = [](const std::string& text) {
+    auto spec = MapOf(text);
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    std::string s;
+    if (spec.ok()) Map::AppendCanonical(*spec, s);
+    return s;
+  };
+  EXPECT_EQ(canonical("amount_cents*2-100"), canonical("(amount_cents * 2) - 100"));
+  EXPECT_NE(canonical("amount_cents * 2 - 100"), canonical("amount_cents * (2 - 100)"));
+  std::vector<Field> fields;
+  Map::AppendFields(*MapOf("amount_cents * 2 + event_time_ms"), fields);
+  EXPECT_EQ(fields, (std::vector<Field>{Field::kAmountCents, Field::kEventTime}));
+}
+
+TEST(MapExpressionTest, ErrorsSayWhatToWrite) {
+  auto text = MapOf("amount_cents + currency");
+  ASSERT_FALSE(text.ok());
+  auto unknown = MapOf("amount_cents * rate");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown field `rate`"), std::string::npos) << unknown.status().ToString();
+  auto boolean = MapOf("amount_cents > 1");
+  EXPECT_FALSE(boolean.ok()) << "a map value is a number";
+  auto scaled = MapOf("amount_cents * 2", "multiply");
+  ASSERT_FALSE(scaled.ok());
+  EXPECT_NE(scaled.status().message().find("instead of multiply/divide"), std::string::npos)
+      << scaled.status().ToString();
+  EXPECT_FALSE(MapOf("partition * 2").ok());
+}
+
+TEST(MapExpressionTest, AnAbsentValueGoesToTheDlqAndAggregatesUseTheRest) {
+  auto spec = MapOf("amount_cents / (amount_cents - 5)");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  Chain chain({*spec, Tumbling()});
+  chain.Feed({Txn("a", "u1", kT0, 10), Txn("b", "u1", kT0 + 1, 5), Txn("c", "u1", kT0 + 2, 7),
+              Txn("z", "u1", kT0 + 2 * kHour, 6)});
+  ASSERT_EQ(chain.out.dlq.size(), 1u) << "division by zero";
+  EXPECT_EQ(chain.out.dlq[0].offset, 1);
+  EXPECT_EQ(chain.out.dlq[0].reason, DlqReason::kInvalidValue);
+  EXPECT_EQ(chain.counters.dlq, 1);
+  ASSERT_EQ(chain.out.emitted.size(), 1u);
+  const auto* w = AsWindow(chain.out.emitted[0]);
+  EXPECT_EQ(w->sum(), 2 + 3);
+  EXPECT_TRUE(chain.counters.Balanced());
+}
+
 }  // namespace
 }  // namespace kappa::testing
