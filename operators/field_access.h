@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "operators/operator.h"
 #include "operators/operator_spec.h"
@@ -214,6 +215,35 @@ inline std::string_view FieldText(const InputRecord& r, Field f, char* scratch) 
       return std::string_view(scratch, static_cast<size_t>(p.ptr - scratch));
     }
   }
+}
+
+// The expression accessor (operators/expression.h) over one record: the
+// expression's slot i reads fields[i] through NumericField / FieldText.
+// `scratch` (kFieldTextScratchBytes) holds numbers formatted as text; numeric
+// fields are read as Int, never Str, so a Str view never points there.
+struct RecordAccessor {
+  const InputRecord& r;
+  const std::vector<Field>& fields;
+  char* scratch;
+
+  bool Present(int slot) const {
+    const Field f = fields[static_cast<size_t>(slot)];
+    return !IsDeclaredField(f) || (r.fields != nullptr && r.fields[DeclaredSlotOf(f)].present);
+  }
+  int64_t Int(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]); }
+  double Double(int slot) const {
+    const Field f = fields[static_cast<size_t>(slot)];
+    if (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble) return r.fields[DeclaredSlotOf(f)].d;
+    return static_cast<double>(NumericField(r, f));
+  }
+  std::string_view Str(int slot) const { return FieldText(r, fields[static_cast<size_t>(slot)], scratch); }
+  bool Bool(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]) != 0; }
+};
+
+// The expression type a Field reads as.
+inline ValueType ExprTypeOf(Field f) {
+  if (IsDeclaredField(f)) return DeclaredTypeOf(f);
+  return IsNumericField(f) ? ValueType::kInt64 : ValueType::kString;
 }
 
 }  // namespace kappa

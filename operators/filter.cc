@@ -60,32 +60,7 @@ bool UsesExpressionSyntax(std::string_view text) {
 
 // The expression type of a field: declared fields their declared type,
 // built-in numeric fields int64, the others (status and type by name) text.
-ValueType ExprTypeOf(Field f) {
-  if (IsDeclaredField(f)) return DeclaredTypeOf(f);
-  return IsNumericField(f) ? ValueType::kInt64 : ValueType::kString;
-}
-
 // Reads expression slots from one record through the spec's slot->Field map.
-struct RecordAccessor {
-  const InputRecord& r;
-  const std::vector<Field>& fields;
-  // Only numeric fields are formatted into it, and those are read as Int,
-  // never Str, so views returned by Str never point here.
-  char* scratch;
-
-  bool Present(int slot) const {
-    const Field f = fields[static_cast<size_t>(slot)];
-    return !IsDeclaredField(f) || (r.fields != nullptr && r.fields[DeclaredSlotOf(f)].present);
-  }
-  int64_t Int(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]); }
-  double Double(int slot) const {
-    const Field f = fields[static_cast<size_t>(slot)];
-    if (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble) return r.fields[DeclaredSlotOf(f)].d;
-    return static_cast<double>(NumericField(r, f));
-  }
-  std::string_view Str(int slot) const { return FieldText(r, fields[static_cast<size_t>(slot)], scratch); }
-  bool Bool(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]) != 0; }
-};
 }  // namespace
 
 Status AddFilterEntry(FilterSpec& spec, std::string_view text) {

@@ -17,30 +17,6 @@ bool IsOneName(std::string_view text) {
   return true;
 }
 
-ValueType ExprTypeOf(Field f) {
-  if (IsDeclaredField(f)) return DeclaredTypeOf(f);
-  return IsNumericField(f) ? ValueType::kInt64 : ValueType::kString;
-}
-
-struct RecordAccessor {
-  const InputRecord& r;
-  const std::vector<Field>& fields;
-  char* scratch;  // numeric fields only, which are read as Int, never Str
-
-  bool Present(int slot) const {
-    const Field f = fields[static_cast<size_t>(slot)];
-    return !IsDeclaredField(f) || (r.fields != nullptr && r.fields[DeclaredSlotOf(f)].present);
-  }
-  int64_t Int(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]); }
-  double Double(int slot) const {
-    const Field f = fields[static_cast<size_t>(slot)];
-    if (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble) return r.fields[DeclaredSlotOf(f)].d;
-    return static_cast<double>(NumericField(r, f));
-  }
-  std::string_view Str(int slot) const { return FieldText(r, fields[static_cast<size_t>(slot)], scratch); }
-  bool Bool(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]) != 0; }
-};
-
 // A double value as int64: truncated toward zero, saturating; NaN is 0.
 int64_t ToInt64(double d) {
   if (std::isnan(d)) return 0;

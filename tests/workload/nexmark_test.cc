@@ -221,7 +221,7 @@ TEST(NexmarkSpecTest, ErrorsNameTheFormat) {
   const std::pair<std::string, std::string> cases[] = {
       {head + "operators:\n  - filter: [\"type == bid\"]\n  - emit: {}\n" + tail, "format: nexmark"},
       {"format: nexmark\n" + head + "operators:\n  - emit: {key: user_id}\n" + tail, "not in format nexmark"},
-      {"format: avro\n" + head + "operators:\n  - emit: {}\n" + tail, "unknown format `avro`"},
+      {"format: csv\n" + head + "operators:\n  - emit: {}\n" + tail, "unknown format `csv`"},
       {"format: nexmark\n" + head + "validate: {min_amount_cents: 1}\noperators:\n  - emit: {key: auction}\n" + tail,
        "format transaction only"},
       {"format: nexmark\n" + head + "operators:\n  - emit: {key: auction, row: [url]}\n" + tail,
