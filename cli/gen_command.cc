@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "kafka/schema_registry.h"
 #include "workload/event_encoding.h"
 #include "workload/event_producer.h"
 #include "workload/record_file_export.h"
@@ -119,6 +120,7 @@ int GenCommand(int argc, char** argv) {
   int partitions = 0;
   std::string format_name = "transaction";
   int64_t schema_id = 1;
+  std::string schema_registry;
   desc.add_options()
       ("help,h", "show this help")
       ("topic,t", po::value<std::string>(&topic), "topic to write (must exist; records are keyed by user_id over all its partitions)")
@@ -141,7 +143,10 @@ int GenCommand(int argc, char** argv) {
        "flatbuffers (the user schema schemas/examples/payment.fbs)")
       ("schema-id", po::value<int64_t>(&schema_id)->default_value(schema_id),
        "with --format avro: the schema id written into every record's header; give the id under which your Schema "
-       "Registry holds schemas/examples/payment.avsc (kappa gen does not register it)")
+       "Registry holds schemas/examples/payment.avsc, or let --schema-registry register it")
+      ("schema-registry", po::value<std::string>(&schema_registry),
+       "with --format avro: register schemas/examples/payment.avsc at this Schema Registry URL (its path is the API's "
+       "base path) under the subject <topic>-value and write the id it gets")
       ("workload", po::value<std::string>(&workload)->default_value(workload), "transactions, or nexmark: the Nexmark benchmark's Person/Auction/Bid events (schemas/nexmark.fbs, 1:3:46), keyed by auction id (persons by person id); uses --count, --seed, --start-time-ms and --rate (default 10000 events/s of event time for nexmark)");
   AddKafkaOptions(desc);
   const std::string usage =
@@ -190,10 +195,30 @@ int GenCommand(int argc, char** argv) {
   if (st.ok() && vm.count("schema-id") && !vm["schema-id"].defaulted() && encoding.format != EventFormat::kAvro) {
     st = Status::InvalidArgument("--schema-id applies to --format avro only");
   }
+  if (st.ok() && !schema_registry.empty() && encoding.format != EventFormat::kAvro) {
+    st = Status::InvalidArgument("--schema-registry applies to --format avro only");
+  }
+  if (st.ok() && !schema_registry.empty() && vm.count("schema-id") && !vm["schema-id"].defaulted()) {
+    st = Status::InvalidArgument("give --schema-id or --schema-registry, not both");
+  }
   if (st.ok() && workload == "nexmark" && encoding.format != EventFormat::kTransaction) {
     st = Status::InvalidArgument("--format applies to the transactions workload; nexmark events are kappa's FlatBuffers only");
   }
   encoding.schema_id = static_cast<int32_t>(schema_id);
+  if (st.ok() && !schema_registry.empty()) {
+    // The Confluent convention: the value schema of topic T is subject T-value.
+    auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", schema_registry}});
+    auto client = options.ok() ? SchemaRegistryClient::Create(*options)
+                               : Result<std::unique_ptr<SchemaRegistryClient>>(options.status());
+    auto id = client.ok() ? (*client)->Register((file_mode ? std::string("kappa-gen") : topic) + "-value",
+                                                AvroPaymentEncoder::SchemaJson())
+                          : Result<int32_t>(client.status());
+    if (id.ok()) {
+      encoding.schema_id = *id;
+    } else {
+      st = id.status();  // it names the registry's URL and what to do
+    }
+  }
   if (!st.ok()) return Fail("gen", st);
   if (workload == "nexmark") {
     return GenNexmark(config, topic, g, vm["rate"].defaulted(), file_mode ? to_archive : std::string(), partitions);
