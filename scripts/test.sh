@@ -10,4 +10,5 @@ cd "$(dirname "$0")/.."
 type="${1:-Test}"
 shift || true
 dir=$(scripts/setup.sh "$type" | tail -n 1)
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" --timeout 600 "$@"

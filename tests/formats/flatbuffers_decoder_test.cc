@@ -309,31 +309,36 @@ TEST(FlatBuffersDecoderTest, BadBuffersAreUndecodable) {
   expect_undecodable(Payload(other), "file identifier");
 }
 
-// The verifier compiled from the schema at load must reject whatever
-// FlatBuffers' own reflection verifier rejects: every byte of a record with
-// nested tables, strings, a vector of tables and a union, corrupted.
-TEST(FlatBuffersDecoderTest, CompiledVerifierIsAsStrictAsTheReflectionVerifier) {
-  std::ifstream in(KAPPA_PAYMENT_BFBS, std::ios::binary);
-  const std::string bfbs((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const reflection::Schema* schema = reflection::GetSchema(bfbs.data());
+// The verifier compiled from the schema at load must reject whatever the
+// generated verifier of the same schema rejects: every byte of a record with
+// nested tables, strings, a vector of tables and a union, corrupted. (Not
+// FlatBuffers' reflection verifier: in 2.0.8 it reads out of bounds on some
+// of these buffers, which AddressSanitizer reports.)
+TEST(FlatBuffersDecoderTest, CompiledVerifierIsAsStrictAsTheGeneratedVerifier) {
   auto d = Load(Schema({F("id", ValueType::kString)}));
   ASSERT_TRUE(d);
   const Payload good = FullPayment();
   FieldValue v;
   DecodeError err;
-  ASSERT_TRUE(flatbuffers::Verify(*schema, *schema->root_table(), good.data(), good.size));
+  {
+    flatbuffers::Verifier verifier(good.data(), good.size);
+    ASSERT_TRUE(ev::VerifyPaymentBuffer(verifier));
+  }
   ASSERT_TRUE(d->Decode(good.raw(), &v, &err)) << err.message;
   int rejected = 0;
   for (uint32_t i = 0; i < good.size; ++i) {
     for (const uint8_t value : {uint8_t{0}, uint8_t{0xff}, uint8_t{0x7f}, uint8_t{0x40}, uint8_t(good.data()[i] + 1)}) {
       Payload bad = good;
       reinterpret_cast<uint8_t*>(bad.words.data())[i] = value;
-      const bool reflection_ok = flatbuffers::Verify(*schema, *schema->root_table(), bad.data(), bad.size);
+      flatbuffers::Verifier verifier(bad.data(), bad.size);
+      const bool generated_ok = ev::VerifyPaymentBuffer(verifier);
       const bool ok = d->Decode(bad.raw(), &v, &err);
-      if (!reflection_ok) {
-        EXPECT_FALSE(ok) << "byte " << i << " = " << int(value) << " passes, the reflection verifier rejects it";
+      if (!generated_ok) {
+        EXPECT_FALSE(ok) << "byte " << i << " = " << int(value) << " passes, the generated verifier rejects it";
         if (!ok) {
-          EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable) << err.message;
+          // A corrupted vtable entry can hide a required field: that is named.
+          EXPECT_TRUE(err.kind == DecodeError::Kind::kUndecodable || err.kind == DecodeError::Kind::kMissingField)
+              << err.message;
         }
       }
       rejected += !ok;
@@ -488,35 +493,14 @@ TEST(FlatBuffersDecoderTest, RootTypeCanBeNamed) {
 
 // A schema the compiled verifier does not cover (a vector of unions) is
 // verified by FlatBuffers' reflection verifier instead.
-TEST_F(FlatBuffersSchemaFileTest, VectorsOfUnionsFallBackToTheReflectionVerifier) {
+TEST_F(FlatBuffersSchemaFileTest, VectorsOfUnionsAreRefusedAtLoad) {
+  // FlatBuffers 2.0.8's reflection verifier, the only one that could check
+  // them, reads out of bounds on corrupt records: refused, not risked.
   const std::string fbs = Write("vu.fbs", "table A { s: string; }\nunion U { A }\n"
                                           "table R { x: int; name: string (required); us: [U]; }\nroot_type R;\n");
   auto d = FlatBuffersDecoder::Create(Schema({F("x", ValueType::kInt64)}), fbs);
-  ASSERT_TRUE(d.ok()) << d.status().ToString();
-  flatbuffers::FlatBufferBuilder fbb;
-  auto name = fbb.CreateString("n");
-  const auto start = fbb.StartTable();
-  fbb.AddElement<int32_t>(4, 5, 0);
-  fbb.AddOffset(6, name);
-  fbb.Finish(flatbuffers::Offset<void>(fbb.EndTable(start)));
-  const Payload good(fbb);
-  FieldValue v;
-  DecodeError err;
-  ASSERT_TRUE((*d)->Decode(good.raw(), &v, &err)) << err.message;
-  EXPECT_EQ(v.i, 5);
-  // Cut into the table or its string (the last bytes are the string's padding).
-  for (uint32_t n = 0; n + 2 < good.size; ++n) {
-    EXPECT_FALSE((*d)->Decode(Payload(good.data(), n).raw(), &v, &err)) << n;
-    EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable);
-  }
-  // The root's required field is still checked.
-  flatbuffers::FlatBufferBuilder nameless;
-  const auto s2 = nameless.StartTable();
-  nameless.AddElement<int32_t>(4, 5, 0);
-  nameless.Finish(flatbuffers::Offset<void>(nameless.EndTable(s2)));
-  EXPECT_FALSE((*d)->Decode(Payload(nameless).raw(), &v, &err));
-  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
-  EXPECT_EQ(err.path, "name");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("vector of unions"), std::string::npos) << d.status().ToString();
 }
 
 TEST_F(FlatBuffersSchemaFileTest, IncludesAreFoundNextToTheSchema) {
