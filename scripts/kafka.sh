@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Apache Kafka (KRaft, no ZooKeeper) on loopback, for the real-broker
 # tests and for trying kappa against the real thing.
-#   scripts/kafka.sh start [--brokers 1|3] [--dir DIR]   prints the bootstrap address (last line)
+#   scripts/kafka.sh start [--brokers 1|3] [--dir DIR] [--owner PID]   prints the bootstrap address (last line)
 #   scripts/kafka.sh stop [--dir DIR]
 #   scripts/kafka.sh stop-node --node N [--signal TERM|KILL] [--dir DIR]
 #   scripts/kafka.sh start-node --node N [--dir DIR]
@@ -16,7 +16,9 @@
 # ${KAPPA_CACHE:-~/.cache/kappa}/kafka-<version>/lib and reused.
 # `start` is idempotent (a running cluster in DIR is reused; otherwise DIR's
 # data is wiped and formatted afresh); `stop` ends exactly the processes the
-# script started there (DIR/nodeN/pid) and waits for them.
+# script started there (DIR/nodeN/pid) and waits for them. With --owner PID
+# (a test process), a watcher stops the cluster once PID has exited, so a
+# test that crashes leaves no broker behind.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-4.1.1}"
@@ -30,13 +32,14 @@ usage() {
 }
 
 cmd="${1:-}"; shift || true
-brokers=1; dir="$ROOT/build/realkafka"; node=""; signal=TERM
+brokers=1; dir="$ROOT/build/realkafka"; node=""; signal=TERM; owner=""
 while (($#)); do
   case "$1" in
     --node) [ $# -ge 2 ] || usage; node="$2"; shift 2 ;;
     --signal) [ $# -ge 2 ] || usage; signal="$2"; shift 2 ;;
     --brokers) [ $# -ge 2 ] || usage; brokers="$2"; shift 2 ;;
     --dir) [ $# -ge 2 ] || usage; dir="$2"; shift 2 ;;
+    --owner) [ $# -ge 2 ] || usage; owner="$2"; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -261,6 +264,12 @@ for _ in $(seq 1 600); do  # 60 s
   up="$(kcat -L -b "$bootstrap" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1 || true)"
   if [ "${up:-0}" = "$brokers" ]; then
     echo "$bootstrap" >"$dir/bootstrap"
+    if [ -n "$owner" ]; then
+      # Detached like the brokers; ends on its own once the cluster is gone.
+      setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -f "$3/bootstrap" ]; do sleep 1; done
+        [ -f "$3/bootstrap" ] && exec "$2" stop --dir "$3"' watcher "$owner" "$ROOT/scripts/kafka.sh" "$dir" \
+        </dev/null >/dev/null 2>&1 &
+    fi
     echo "$bootstrap"
     exit 0
   fi

@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -53,7 +54,7 @@ bool TopicReady(rd_kafka_t* rk, const std::string& name, int partitions) {
 Result<std::unique_ptr<RealKafka>> RealKafka::Start(const std::string& dir, int brokers) {
   std::filesystem::create_directories(dir);
   const std::string cmd = "timeout 600 " + Quote(KafkaScript()) + " start --brokers " + std::to_string(brokers) +
-                          " --dir " + Quote(dir) + " 2>" + Quote(dir + "/start.err");
+                          " --dir " + Quote(dir) + " --owner " + std::to_string(::getpid()) + " 2>" + Quote(dir + "/start.err");
   const std::string out = RunShell(cmd);
   std::unique_ptr<RealKafka> kafka(new RealKafka());
   kafka->dir_ = dir;
