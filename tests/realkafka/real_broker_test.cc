@@ -27,6 +27,7 @@
 #include "kafka/partition_list.h"
 #include "kafka/topic_reader.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/real_kafka.h"
 #include "tests/support/test_support.h"
 #include "workload/event_producer.h"
 
@@ -55,60 +56,8 @@ class RealBrokerTest : public ::testing::Test {
 
   // Creates the topic with the admin API (CreateTopics), replication 1.
   void CreateTopic(const std::string& name, int partitions) {
-    auto client = CreateClient(ClientKind::kProducer, Config(), {});
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    rd_kafka_t* rk = client->get();
-    char err[512];
-    rd_kafka_NewTopic_t* topic = rd_kafka_NewTopic_new(name.c_str(), partitions, 1, err, sizeof err);
-    ASSERT_NE(topic, nullptr) << err;
-    rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(options, 20000, err, sizeof err);
-    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &topic, 1, options, queue);
-    rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
-    std::string error;
-    if (!event) {
-      error = "no answer to CreateTopics within 30 s";
-    } else if (rd_kafka_event_error(event)) {
-      error = rd_kafka_event_error_string(event);
-    } else {
-      size_t n = 0;
-      const rd_kafka_topic_result_t** results =
-          rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
-      if (n != 1) {
-        error = "CreateTopics answered for " + std::to_string(n) + " topics";
-      } else if (rd_kafka_topic_result_error(results[0])) {
-        error = rd_kafka_topic_result_error_string(results[0]);
-      }
-    }
-    if (event) rd_kafka_event_destroy(event);
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_AdminOptions_destroy(options);
-    rd_kafka_NewTopic_destroy(topic);
-    ASSERT_EQ(error, "") << "creating " << name;
-    // The controller has it; wait until the broker's metadata shows every
-    // partition with a leader (a producer asking earlier is told it does not exist).
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (!TopicReady(rk, name, partitions)) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << name << " has no leaders 20 s after its creation";
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-
-  static bool TopicReady(rd_kafka_t* rk, const std::string& name, int partitions) {
-    rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, name.c_str(), nullptr);
-    const rd_kafka_metadata_t* metadata = nullptr;
-    bool ready = false;
-    if (rd_kafka_metadata(rk, 0, topic, &metadata, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (metadata->topic_cnt == 1 && metadata->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-          metadata->topics[0].partition_cnt == partitions) {
-        ready = true;
-        for (int p = 0; p < partitions; ++p) ready = ready && metadata->topics[0].partitions[p].leader >= 0;
-      }
-      rd_kafka_metadata_destroy(metadata);
-    }
-    rd_kafka_topic_destroy(topic);
-    return ready;
+    const Status st = CreateTopicAdmin(Config(), name, partitions, 1);
+    ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
   std::vector<std::string> Run(const std::string& spec, std::vector<std::string> extra = {}) const {

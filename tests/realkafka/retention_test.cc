@@ -83,40 +83,8 @@ class RetentionTest : public ::testing::Test {
   // Moves the log start of topic[partition] to `before` with DeleteRecords
   // and checks the broker reports it as the partition's low watermark.
   void DeleteRecordsBefore(const std::string& topic, int32_t partition, int64_t before) {
-    auto client = CreateClient(ClientKind::kProducer, Config(), {});
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    rd_kafka_t* rk = client->get();
-    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(offsets, topic.c_str(), partition)->offset = before;
-    rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(offsets);
-    rd_kafka_topic_partition_list_destroy(offsets);
-    char errstr[512];
-    rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETERECORDS);
-    rd_kafka_AdminOptions_set_operation_timeout(options, 20000, errstr, sizeof errstr);
-    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteRecords(rk, &del, 1, options, queue);
-    rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
-    std::string error;
-    if (!event) {
-      error = "no answer to DeleteRecords within 30 s";
-    } else if (rd_kafka_event_error(event)) {
-      error = rd_kafka_event_error_string(event);
-    } else {
-      const rd_kafka_topic_partition_list_t* result =
-          rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(event));
-      if (!result || result->cnt != 1) {
-        error = "DeleteRecords answered for an unexpected number of partitions";
-      } else if (result->elems[0].err) {
-        error = rd_kafka_err2str(result->elems[0].err);
-      } else if (result->elems[0].offset != before) {
-        error = "the log start moved to " + std::to_string(result->elems[0].offset);
-      }
-    }
-    if (event) rd_kafka_event_destroy(event);
-    rd_kafka_queue_destroy(queue);
-    rd_kafka_AdminOptions_destroy(options);
-    rd_kafka_DeleteRecords_destroy(del);
-    ASSERT_EQ(error, "") << "deleting " << topic << "[" << partition << "] before " << before;
+    const Status st = kappa::testing::DeleteRecordsBefore(Config(), topic, partition, before);
+    ASSERT_TRUE(st.ok()) << st.ToString();
     const auto marks = Marks(topic);
     ASSERT_GT(marks.size(), static_cast<size_t>(partition));
     ASSERT_EQ(marks[partition].low, before) << "the broker does not report the new log start";

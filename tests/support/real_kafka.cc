@@ -177,6 +177,8 @@ Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, 
       error = "DeleteRecords answered for no partition";
     } else if (result->elems[0].err) {
       error = rd_kafka_err2str(result->elems[0].err);
+    } else if (result->elems[0].offset != offset) {
+      error = "the log start moved to " + std::to_string(result->elems[0].offset);
     }
   }
   if (event) rd_kafka_event_destroy(event);
