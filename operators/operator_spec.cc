@@ -140,16 +140,17 @@ std::string_view StatusName(schema::TxnStatus status) {
   return "unknown";
 }
 
-Result<Field> ParseField(std::string_view name) {
+Result<Field> ParseField(std::string_view name, bool allow_double) {
   if (const RecordSchema* schema = t_declared_scope) {
     if (auto slot = schema->Find(name)) {
       const FieldDecl& decl = schema->field(*slot);
-      if (decl.type == ValueType::kDouble) {
-        // Until named features (issue 12, point 4) aggregate doubles, the
-        // operators compute in int64: a double would be truncated silently.
+      if (decl.type == ValueType::kDouble && !allow_double) {
+        // Only named features aggregate doubles; the other operators compute
+        // in int64, where a double would be truncated silently.
         return Status::InvalidArgument("field `" + decl.name +
-                                       "` is a double; operators read int64, timestamp, bool and string fields "
-                                       "for now (declare cents as int64)");
+                                       "` is a double; only window features (sum, min, max, avg, first, last, "
+                                       "count_distinct) read doubles; other operators read int64, timestamp, bool "
+                                       "and string fields (declare cents as int64)");
       }
       return InternDeclaredField(decl.name, decl.type, *slot);
     }

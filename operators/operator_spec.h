@@ -102,7 +102,9 @@ class DeclaredFieldsScope {
  private:
   const RecordSchema* previous_;
 };
-Result<Field> ParseField(std::string_view name);
+// A declared double is refused unless `allow_double` (named features
+// aggregate doubles; the other operators compute in int64).
+Result<Field> ParseField(std::string_view name, bool allow_double = false);
 std::string_view FieldName(Field field);
 // amount_cents, event_time_ms, the Nexmark numbers, offset, value; declared
 // int64, timestamp and bool fields.

@@ -52,12 +52,53 @@ WindowAggregate::Accumulator& Base(WindowAggregate::Accumulator& a) { return a; 
 WindowAggregate::Accumulator& Base(WindowAggregate::ArgmaxAccumulator& a) { return a.acc; }
 const WindowAggregate::Accumulator& Base(const WindowAggregate::Accumulator& a) { return a; }
 const WindowAggregate::Accumulator& Base(const WindowAggregate::ArgmaxAccumulator& a) { return a.acc; }
+WindowAggregate::Accumulator& Base(WindowAggregate::FeatureAccumulator& a) { return a.acc; }
+const WindowAggregate::Accumulator& Base(const WindowAggregate::FeatureAccumulator& a) { return a.acc; }
+
+int64_t DoubleBits(double d) {
+  int64_t b;
+  std::memcpy(&b, &d, 8);
+  return b;
+}
+double BitsDouble(int64_t b) {
+  double d;
+  std::memcpy(&d, &b, 8);
+  return d;
+}
+
+// count_distinct's state key: <window start, 8 bytes big-endian> <feature
+// index, 1 byte> <group length, 4 bytes> <group> <value: text, or 8 bytes>.
+// The start leads so the firing can find a closed window's values by key.
+void MakeDistinctKey(std::string* out, int64_t start, size_t feature, std::string_view group,
+                     std::string_view value) {
+  out->resize(8 + 1 + 4 + group.size() + value.size());
+  char* p = out->data();
+  const uint64_t u = static_cast<uint64_t>(start);
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(u >> (8 * (7 - i)));
+  p[8] = static_cast<char>(feature);
+  const auto n = static_cast<uint32_t>(group.size());
+  for (int i = 0; i < 4; ++i) p[9 + i] = static_cast<char>(n >> (8 * (3 - i)));
+  std::memcpy(p + 13, group.data(), group.size());
+  std::memcpy(p + 13 + group.size(), value.data(), value.size());
+}
+int64_t DistinctKeyStart(std::string_view key) {
+  uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u = u << 8 | static_cast<uint8_t>(key[static_cast<size_t>(i)]);
+  return static_cast<int64_t>(u);
+}
+
+bool HasDistinct(const WindowSpec& spec) {
+  for (const FeatureSpec& f : spec.features) {
+    if (f.kind == FeatureKind::kCountDistinct) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
 Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
   KAPPA_RETURN_IF_ERROR(
-      body.CheckKeys({"type", "size", "slide", "key", "aggregates", "top", "argmax"}, "window"));
+      body.CheckKeys({"type", "size", "slide", "key", "aggregates", "top", "argmax", "features"}, "window"));
   WindowSpec spec;
   if (const ConfigNode* type = body.Find("type")) {
     auto name = type->String();
@@ -83,7 +124,14 @@ Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
   auto key = FieldAt(body, "key", Field::kUserId);
   if (!key.ok()) return key.status();
   spec.key_field = *key;
-  if (const ConfigNode* aggs = body.Find("aggregates")) {
+  if (const ConfigNode* features = body.Find("features")) {
+    if (body.Find("aggregates") || body.Find("top") || body.Find("argmax")) {
+      return features->Error("window `features` replaces `aggregates`, and does not combine with top or argmax");
+    }
+    auto parsed = ParseFeatures(*features);
+    if (!parsed.ok()) return parsed.status();
+    spec.features = std::move(*parsed);
+  } else if (const ConfigNode* aggs = body.Find("aggregates")) {
     if (!aggs->IsList()) return aggs->Error("window `aggregates` must be a list (count, sum, min, max, avg)");
     for (const ConfigNode& a : aggs->items()) {
       auto name = a.String();
@@ -112,17 +160,32 @@ void WindowAggregate::AppendCanonical(const WindowSpec& spec, std::string& out) 
   // Options are appended only when set, so older specs keep their hash.
   if (spec.top != 0) out.append(",top=").append(std::to_string(spec.top));
   AppendCanonicalFields(out, "argmax", spec.argmax);
+  if (!spec.features.empty()) {
+    AppendCanonicalFeatures(out, spec.features);
+    out.append(",rows=").append(RowFormatName(spec.row_format));
+  }
   out.append(")");
 }
 
 void WindowAggregate::AppendFields(const WindowSpec& spec, std::vector<Field>& out) {
   out.push_back(spec.key_field);
   out.insert(out.end(), spec.argmax.begin(), spec.argmax.end());
+  for (const FeatureSpec& f : spec.features) {
+    if (f.kind != FeatureKind::kCount) out.push_back(f.field);
+  }
 }
 
-void WindowAggregate::AppendStateTables(const WindowSpec&, const std::string& state_name,
+std::vector<RowColumn> WindowSpec::RowColumns() const {
+  return FeatureRowColumns({{"key", ValueType::kString},
+                            {"window_start", ValueType::kTimestamp},
+                            {"window_end", ValueType::kTimestamp}},
+                           features);
+}
+
+void WindowAggregate::AppendStateTables(const WindowSpec& spec, const std::string& state_name,
                                         std::vector<std::string>& out) {
   out.push_back(state_name);
+  if (HasDistinct(spec)) out.push_back(state_name + "_distinct");
 }
 
 std::unique_ptr<Operator> WindowAggregate::Create(const WindowSpec& spec, const std::string& state_name,
@@ -152,6 +215,10 @@ Status WindowAggregate::Validate(const WindowSpec& spec) {
     return Status::InvalidArgument("window `argmax` takes at most " + std::to_string(kMaxArgmaxFields) +
                                    " fields, got " + std::to_string(spec.argmax.size()));
   }
+  if (!spec.features.empty() && (spec.top != 0 || !spec.argmax.empty())) {
+    return Status::InvalidArgument("window `features` does not combine with top or argmax");
+  }
+  KAPPA_RETURN_IF_ERROR(ValidateFeatures(spec.features));
   for (Field f : spec.argmax) {
     if (!IsNumericField(f)) {
       return Status::InvalidArgument("window `argmax` takes numeric fields, not `" +
@@ -166,7 +233,11 @@ WindowAggregate::WindowAggregate(const WindowSpec& spec, const std::string& stat
     : spec_(spec),
       slide_ms_(spec.kind == WindowSpec::Kind::kTumbling ? spec.size_ms : spec.slide_ms),
       fbb_(std::make_unique<flatbuffers::FlatBufferBuilder>(256)) {
-  if (spec_.argmax.empty()) {
+  if (!spec_.features.empty()) {
+    feature_windows_ = registry.Register<FeatureAccumulator>(state_name);
+    if (HasDistinct(spec_)) distinct_ = registry.Register<uint8_t>(state_name + "_distinct");
+    rows_ = std::make_unique<RowEncoder>(spec_.row_format, spec_.RowColumns(), spec_.avro_schema_id);
+  } else if (spec_.argmax.empty()) {
     windows_ = registry.Register<Accumulator>(state_name);
   } else {
     argmax_windows_ = registry.Register<ArgmaxAccumulator>(state_name);
@@ -194,6 +265,8 @@ void WindowAggregate::EnsureIndex(KeyedState<A>* table) {
 void WindowAggregate::Process(RecordBatch& batch, TaskContext& ctx) {
   if (windows_) {
     ProcessWith(windows_, batch, ctx);
+  } else if (feature_windows_) {
+    ProcessWith(feature_windows_, batch, ctx);
   } else {
     ProcessWith(argmax_windows_, batch, ctx);
   }
@@ -202,6 +275,9 @@ void WindowAggregate::Process(RecordBatch& batch, TaskContext& ctx) {
 template <typename A>
 void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, TaskContext& ctx) {
   constexpr bool kArgmax = std::is_same_v<A, ArgmaxAccumulator>;
+  constexpr bool kFeatures = std::is_same_v<A, FeatureAccumulator>;
+  int64_t in[kMaxFeatures];  // each feature's input of this record (int64 or double bits)
+  const size_t feature_count = spec_.features.size();
   EnsureIndex(table);
   char scratch[kFieldTextScratchBytes];
   const size_t arg_count = spec_.argmax.size();
@@ -221,6 +297,13 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
     // The state key's group part once per record; each window patches only
     // its 8 start bytes.
     MakeStateKey(&key_scratch_, key, 0);
+    if constexpr (kFeatures) {
+      for (size_t i = 0; i < feature_count; ++i) {
+        const FeatureSpec& f = spec_.features[i];
+        if (f.kind == FeatureKind::kCount || f.kind == FeatureKind::kCountDistinct) continue;
+        in[i] = FeatureInputIsDouble(f) ? DoubleBits(DeclaredSlot(rec, f.field).d) : NumericField(rec, f.field);
+      }
+    }
     // Windows containing t: starts s = k*slide with s <= t < s + size.
     for (int64_t s = FloorDiv(t, slide_ms_) * slide_ms_; s > t - spec_.size_ms; s -= slide_ms_) {
       const int64_t end = s + spec_.size_ms;
@@ -230,7 +313,9 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
       A initial{};
       Base(initial) = Accumulator{s, 0, 0, std::numeric_limits<int64_t>::max(),
                                   std::numeric_limits<int64_t>::min(), rec.offset, rec.offset};
+      if constexpr (kFeatures) InitFeatures(initial);
       A& v = table->Upsert(key_scratch_, initial, &inserted);
+      if constexpr (kFeatures) UpdateFeatures(v, rec, inserted, key, in);
       Accumulator& a = Base(v);
       if constexpr (kArgmax) {
         // The first record (in offset order) with the largest value wins.
@@ -261,6 +346,8 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
 void WindowAggregate::OnBatchEnd(TaskContext& ctx) {
   if (windows_) {
     EnsureIndex(windows_);
+  } else if (feature_windows_) {
+    EnsureIndex(feature_windows_);
   } else {
     EnsureIndex(argmax_windows_);
   }
@@ -268,6 +355,13 @@ void WindowAggregate::OnBatchEnd(TaskContext& ctx) {
   if (wm == kNoTime || min_open_end_ == kNoTime || wm < min_open_end_) return;
   if (windows_) {
     Fire(windows_, ctx, wm);
+  } else if (feature_windows_) {
+    Fire(feature_windows_, ctx, wm);
+    if (distinct_) {
+      // The values of the windows just emitted.
+      const int64_t size = spec_.size_ms;
+      distinct_->EraseIf([&](std::string_view k, const uint8_t&) { return DistinctKeyStart(k) + size <= wm; });
+    }
   } else {
     Fire(argmax_windows_, ctx, wm);
   }
@@ -281,7 +375,7 @@ void WindowAggregate::Fire(KeyedState<A>* table, TaskContext& ctx, int64_t water
     const Accumulator& a = Base(v);
     const int64_t end = a.window_start + spec_.size_ms;
     if (end <= watermark) {
-      Ready& r = ready_.emplace_back(Ready{end, k, a, {}});
+      Ready& r = ready_.emplace_back(Ready{end, k, a, {}, &v});
       if constexpr (std::is_same_v<A, ArgmaxAccumulator>) {
         std::copy(std::begin(v.arg), std::end(v.arg), r.arg);
       }
@@ -321,7 +415,9 @@ void WindowAggregate::EmitRows(KeyedState<A>* table, TaskContext& ctx, size_t be
     const Ready& r = ready_[i];
     const std::string_view group = GroupKey(r.state_key);
     const Accumulator& a = r.acc;
-    if (a.count >= min_count) {
+    if constexpr (std::is_same_v<A, FeatureAccumulator>) {
+      EmitFeatureRow(*static_cast<const FeatureAccumulator*>(r.value), group, r.end, ctx);
+    } else if (a.count >= min_count) {
       fbb.Clear();
       auto key = fbb.CreateString(group.data(), group.size());
       flatbuffers::Offset<flatbuffers::Vector<int64_t>> argmax;
@@ -340,6 +436,127 @@ void WindowAggregate::EmitRows(KeyedState<A>* table, TaskContext& ctx, size_t be
     }
     table->Erase(r.state_key);  // invalidates r.state_key only
   }
+}
+
+}  // namespace kappa
+
+namespace kappa {
+
+void WindowAggregate::InitFeatures(FeatureAccumulator& v) const {
+  v.first_time = 0;
+  v.last_time = 0;
+  for (size_t i = 0; i < spec_.features.size(); ++i) {
+    const FeatureSpec& f = spec_.features[i];
+    const bool dbl = FeatureInputIsDouble(f);
+    int64_t c = 0;
+    if (f.kind == FeatureKind::kMin) {
+      c = dbl ? DoubleBits(std::numeric_limits<double>::infinity()) : std::numeric_limits<int64_t>::max();
+    } else if (f.kind == FeatureKind::kMax) {
+      c = dbl ? DoubleBits(-std::numeric_limits<double>::infinity()) : std::numeric_limits<int64_t>::min();
+    } else if (dbl) {
+      c = DoubleBits(0.0);
+    }
+    v.cells[i] = c;
+  }
+}
+
+void WindowAggregate::UpdateFeatures(FeatureAccumulator& v, const InputRecord& rec, bool inserted,
+                                     std::string_view group, const int64_t* in) {
+  const int64_t t = rec.event_time_ms;
+  // Records of a task come in offset order: a later one is `first` only with
+  // a strictly smaller event time, `last` with an equal or larger one.
+  const bool becomes_first = inserted || t < v.first_time;
+  const bool becomes_last = inserted || t >= v.last_time;
+  char scratch[kFieldTextScratchBytes];
+  for (size_t i = 0; i < spec_.features.size(); ++i) {
+    const FeatureSpec& f = spec_.features[i];
+    int64_t& c = v.cells[i];
+    const bool dbl = FeatureInputIsDouble(f);
+    switch (f.kind) {
+      case FeatureKind::kCount:
+        break;
+      case FeatureKind::kSum:
+      case FeatureKind::kAvg:
+        c = dbl ? DoubleBits(BitsDouble(c) + BitsDouble(in[i])) : WrappingAdd(c, in[i]);
+        break;
+      case FeatureKind::kMin:
+        if (dbl ? BitsDouble(in[i]) < BitsDouble(c) : in[i] < c) c = in[i];
+        break;
+      case FeatureKind::kMax:
+        if (dbl ? BitsDouble(in[i]) > BitsDouble(c) : in[i] > c) c = in[i];
+        break;
+      case FeatureKind::kFirst:
+        if (becomes_first) c = in[i];
+        break;
+      case FeatureKind::kLast:
+        if (becomes_last) c = in[i];
+        break;
+      case FeatureKind::kCountDistinct: {
+        // Numbers by their 8 bytes (a double by its value: -0.0 is 0.0),
+        // text as it is; an absent optional field is a value of its own ("").
+        std::string_view value;
+        int64_t number;
+        if (IsDeclaredField(f.field) && DeclaredTypeOf(f.field) == ValueType::kString) {
+          value = FieldText(rec, f.field, scratch);
+        } else if (IsNumericField(f.field) || FeatureInputIsDouble(f)) {
+          if (FeatureInputIsDouble(f)) {
+            const double d = DeclaredSlot(rec, f.field).d;
+            number = DoubleBits(d == 0.0 ? 0.0 : d);
+          } else {
+            number = NumericField(rec, f.field);
+          }
+          value = std::string_view(reinterpret_cast<const char*>(&number), 8);
+        } else {
+          value = FieldText(rec, f.field, scratch);
+        }
+        MakeDistinctKey(&distinct_key_, Base(v).window_start, i, group, value);
+        bool fresh = false;
+        distinct_->Upsert(distinct_key_, uint8_t{1}, &fresh);
+        if (fresh) ++c;
+        break;
+      }
+    }
+  }
+  if (becomes_first) v.first_time = t;
+  if (becomes_last) v.last_time = t;
+}
+
+void WindowAggregate::EmitFeatureRow(const FeatureAccumulator& v, std::string_view group, int64_t end,
+                                     TaskContext& ctx) {
+  const Accumulator& a = v.acc;
+  RowEncoder& row = *rows_;
+  row.Begin();
+  row.Str(group);
+  row.Int(a.window_start);
+  row.Int(end);
+  for (size_t i = 0; i < spec_.features.size(); ++i) {
+    const FeatureSpec& f = spec_.features[i];
+    const int64_t c = v.cells[i];
+    const bool dbl = FeatureInputIsDouble(f);
+    switch (f.kind) {
+      case FeatureKind::kCount:
+        row.Int(a.count);
+        break;
+      case FeatureKind::kAvg:
+        row.Double((dbl ? BitsDouble(c) : static_cast<double>(c)) / static_cast<double>(a.count));
+        break;
+      case FeatureKind::kCountDistinct:
+        row.Int(c);
+        break;
+      default:
+        if (dbl) {
+          row.Double(BitsDouble(c));
+        } else {
+          row.Int(c);
+        }
+    }
+  }
+  const auto bytes = row.Finish();
+  char end_text[kFieldTextScratchBytes];
+  const auto printed = std::to_chars(end_text, end_text + sizeof(end_text), end);
+  out_key_.assign(group).append(1, '|').append(end_text, printed.ptr);
+  ctx.out->Emit(out_key_, bytes.data(), bytes.size(), OutputLineage{ctx.partition, a.first_offset, a.last_offset});
+  ++ctx.counters->outputs;
 }
 
 }  // namespace kappa

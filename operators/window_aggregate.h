@@ -18,6 +18,14 @@
 // are erased unemitted. `argmax: [fields]` keeps those numeric fields of the
 // first record holding the window's max value (an ArgmaxAccumulator per
 // window instead of an Accumulator) and writes them to the output's argmax.
+//
+// Named features (`features: {n: count, spend: sum(amount)}`,
+// operators/features.h) replace `aggregates`: a FeatureAccumulator per
+// window holds one cell per feature, count_distinct keeps its values in a
+// second table "<state_name>_distinct" keyed by (window start, feature,
+// group, value), and each window becomes one row of columns key,
+// window_start, window_end and the features, written as JSON, Avro or
+// FlatBuffers (WindowSpec::row_format, from the sink) under the same key.
 #pragma once
 
 #include <memory>
@@ -25,6 +33,7 @@
 #include <string_view>
 #include <vector>
 
+#include "operators/features.h"
 #include "operators/operator_interface.h"
 #include "operators/operator_spec.h"
 
@@ -54,6 +63,16 @@ struct WindowSpec {
   // window's max value, written to the output's `argmax` (e.g. [auction,
   // bidder] for the highest bid). At most kMaxArgmaxFields.
   std::vector<Field> argmax;
+  // Named features instead of `aggregates` (not with top or argmax).
+  std::vector<FeatureSpec> features;
+  // How feature rows are written: set from the job's sink (`sink.format`).
+  RowFormat row_format = RowFormat::kJson;
+  // Avro rows: the id the Schema Registry gave AvroRowSchema(RowColumns()).
+  // Set by the runtime when the job starts; not part of the spec's logic.
+  int32_t avro_schema_id = 0;
+
+  // The columns of a feature row (features only).
+  std::vector<RowColumn> RowColumns() const;
 };
 
 class WindowAggregate final : public Operator {
@@ -79,6 +98,15 @@ class WindowAggregate final : public Operator {
     int64_t max;
     int64_t first_offset;
     int64_t last_offset;
+  };
+  // Only with `features`: the record with the smallest / largest (event
+  // time, offset) sets the `first` / `last` features; one cell per feature
+  // (int64, or a double's bits).
+  struct FeatureAccumulator {
+    Accumulator acc;
+    int64_t first_time;
+    int64_t last_time;
+    int64_t cells[kMaxFeatures];
   };
   // Only with `argmax`: the fields of the record that set `acc.max`.
   struct ArgmaxAccumulator {
@@ -115,12 +143,21 @@ class WindowAggregate final : public Operator {
   // Emits the ready rows [begin, end) of one window end (all, or the top).
   template <typename A>
   void EmitRows(KeyedState<A>* table, TaskContext& ctx, size_t begin, size_t end);
+  // Features: one record's contribution to one window.
+  void UpdateFeatures(FeatureAccumulator& v, const InputRecord& rec, bool inserted, std::string_view group,
+                      const int64_t* in);
+  void InitFeatures(FeatureAccumulator& v) const;
+  void EmitFeatureRow(const FeatureAccumulator& v, std::string_view group, int64_t end, TaskContext& ctx);
 
   WindowSpec spec_;
   int64_t slide_ms_;  // size for tumbling windows
   // Exactly one is set: Accumulators, or ArgmaxAccumulators with `argmax`.
   KeyedState<Accumulator>* windows_ = nullptr;
   KeyedState<ArgmaxAccumulator>* argmax_windows_ = nullptr;
+  KeyedState<FeatureAccumulator>* feature_windows_ = nullptr;
+  KeyedState<uint8_t>* distinct_ = nullptr;  // count_distinct values (features)
+  std::string distinct_key_;                 // reused per record and feature
+  std::unique_ptr<RowEncoder> rows_;         // features only
   // Smallest end of any open window (kNoTime: none); valid once index_known_.
   int64_t min_open_end_ = kNoTime;
   bool index_known_ = false;
@@ -132,6 +169,7 @@ class WindowAggregate final : public Operator {
     std::string_view state_key;  // into the table; valid until that entry is erased
     Accumulator acc;
     int64_t arg[kMaxArgmaxFields];  // argmax only
+    const void* value = nullptr;    // the state value (features); valid until erased
   };
   std::vector<Ready> ready_;
   std::vector<int64_t> top_counts_;  // reused by `top`
