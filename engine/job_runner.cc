@@ -15,6 +15,7 @@
 #include "engine/start_position.h"
 #include "engine/task.h"
 #include "kafka/partition_consumer.h"
+#include "kafka/schema_registry.h"
 #include "state/state_backend.h"
 
 namespace kappa {
@@ -75,6 +76,9 @@ struct JobRunner::Impl {
   Status Open();
   Status MakeSource();
   Status MakeTasks();
+  // Avro feature rows: registers the row schema under "<output topic>-value"
+  // and gives the window its id.
+  Status RegisterRowSchema();
   Status Loop(StopToken stop);
   Status AfterRead(bool* asked_to_stop);
   Status Finish(bool input_ended);
@@ -170,6 +174,26 @@ Status JobRunner::Impl::MakeSource() {
   if (archive && kafka) hybrid = std::make_unique<HybridSource>(*archive, *kafka, *gap_rule, spec);
   source = hybrid ? static_cast<Source*>(hybrid.get())
                   : archive ? static_cast<Source*>(archive.get()) : static_cast<Source*>(kafka.get());
+  return Status::OK();
+}
+
+Status JobRunner::Impl::RegisterRowSchema() {
+  WindowSpec* window = spec.FeatureWindow();
+  if (window == nullptr || window->row_format != RowFormat::kAvro) return Status::OK();
+  auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", spec.sink_schema_registry_url}});
+  if (!options.ok()) return options.status();
+  auto client = SchemaRegistryClient::Create(*options);
+  if (!client.ok()) return client.status();
+  const std::string subject = spec.OutputTopic() + "-value";
+  auto id = (*client)->Register(subject, AvroRowSchema("FeatureRow", window->RowColumns()));
+  if (!id.ok()) {
+    std::string msg = "registering the Avro schema of the output rows under `" + subject + "` at " +
+                      spec.sink_schema_registry_url + ": " + id.status().message();
+    return id.status().code() == Status::Code::kUnavailable ? Status::Unavailable(std::move(msg))
+                                                            : Status::FailedPrecondition(std::move(msg));
+  }
+  window->avro_schema_id = *id;
+  Note(NoteLevel::kInfo, "output rows are Avro, schema id " + std::to_string(*id) + " (subject " + subject + ")");
   return Status::OK();
 }
 
@@ -293,6 +317,7 @@ Status JobRunner::Impl::Finish(bool input_ended) {
 Status JobRunner::Run(StopToken stop) {
   Impl& d = *impl_;
   Status st = d.Open();
+  if (st.ok()) st = d.RegisterRowSchema();
   if (st.ok()) st = d.MakeTasks();
   if (st.ok()) {
     d.Note(NoteLevel::kInfo, d.spec.job + " v" + std::to_string(d.spec.version) + " (spec " + d.spec.spec_hash +

@@ -333,6 +333,38 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
   return CheckFieldsInFormat(*ops, spec);
 }
 
+// `sink.format` and `sink.schema_registry`: how a feature window's rows are
+// written. Only a window with `features` writes rows of its own; any other
+// chain writes the records or kappa's fixed tables.
+Status ParseSinkFormat(const ConfigNode& sink, JobSpec& spec) {
+  WindowSpec* window = spec.FeatureWindow();
+  const ConfigNode* format = sink.Find("format");
+  if (format != nullptr && window == nullptr) {
+    return format->Error("`sink.format` applies to the rows of a window with `features`; this chain ends in " +
+                         std::string(KindOf(spec.operators.back()).name) + " without features");
+  }
+  if (window == nullptr) return Status::OK();
+  if (format != nullptr) {
+    auto name = format->String();
+    if (!name.ok()) return name.status();
+    auto parsed = ParseRowFormat(*name);
+    if (!parsed.ok()) return format->Error("`sink.format`: " + parsed.status().message());
+    window->row_format = *parsed;
+  }
+  if (const ConfigNode* url = sink.Find("schema_registry")) {
+    auto u = url->String();
+    if (!u.ok()) return u.status();
+    spec.sink_schema_registry_url = *u;
+  } else {
+    spec.sink_schema_registry_url = spec.decode.schema_registry_url;
+  }
+  if (window->row_format == RowFormat::kAvro && spec.sink_schema_registry_url.empty()) {
+    return sink.Error("`sink.format: avro` needs `sink.schema_registry` (the URL of the Schema Registry the row "
+                      "schema is registered with)");
+  }
+  return Status::OK();
+}
+
 Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   auto lateness = root.DurationAt("allowed_lateness", 0, /*required=*/false);
   if (!lateness.ok()) return lateness.status();
@@ -341,7 +373,11 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   auto topic_of = [&](const char* key, std::string* out) -> Status {
     const ConfigNode* n = root.Find(key);
     if (n == nullptr) return root.Error(std::string("needs `") + key + ":` with `topic:`");
-    KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic"}, key));
+    if (std::string_view(key) == "sink") {
+      KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic", "format", "schema_registry"}, key));
+    } else {
+      KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic"}, key));
+    }
     auto t = n->RequiredStringAt("topic", std::string(key) + " ");
     if (!t.ok()) return t.status();
     const ConfigNode* topic = n->Find("topic");
@@ -362,6 +398,7 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   KAPPA_RETURN_IF_ERROR(topic_of("sink", &spec.sink_topic));
   KAPPA_RETURN_IF_ERROR(topic_of("dlq", &spec.dlq_topic));
   KAPPA_RETURN_IF_ERROR(topic_of("late", &spec.late_topic));
+  KAPPA_RETURN_IF_ERROR(ParseSinkFormat(*root.Find("sink"), spec));
 
   if (const ConfigNode* d = root.Find("delivery")) {
     auto mode = d->String();
@@ -435,6 +472,14 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
 }
 
 }  // namespace
+
+WindowSpec* JobSpec::FeatureWindow() {
+  if (operators.empty()) return nullptr;
+  auto* w = std::get_if<WindowSpec>(&operators.back());
+  return w != nullptr && !w->features.empty() ? w : nullptr;
+}
+
+const WindowSpec* JobSpec::FeatureWindow() const { return const_cast<JobSpec*>(this)->FeatureWindow(); }
 
 std::string JobSpec::CanonicalLogic() const {
   std::ostringstream os;

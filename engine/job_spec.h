@@ -34,6 +34,11 @@ struct JobSpec {
   int64_t allowed_lateness_ms = 0;
 
   std::string sink_topic;  // the base name; outputs go to <sink_topic>.v<version>
+  // Feature rows (a window with `features`): `sink.format` (json by
+  // default), and for avro the Schema Registry the row schema is registered
+  // with (`sink.schema_registry`, else the source's). Copied into the
+  // window's spec, whose canonical text covers the format.
+  std::string sink_schema_registry_url;
   std::string dlq_topic;
   std::string late_topic;
   DeliveryMode delivery = DeliveryMode::kAtLeastOnce;
@@ -52,6 +57,10 @@ struct JobSpec {
   double max_changed_share = -1;
 
   std::string spec_hash;  // 16 hex digits
+
+  // The feature window ending the chain (a window with `features`), or null.
+  WindowSpec* FeatureWindow();
+  const WindowSpec* FeatureWindow() const;
 
   std::string OutputTopic() const { return sink_topic + ".v" + std::to_string(version); }
   std::string ConsumerGroup() const { return job + ".v" + std::to_string(version); }

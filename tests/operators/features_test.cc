@@ -1,0 +1,521 @@
+// Named window features: every aggregate compared with an independent
+// computation over a shuffled stream (late records included), restored state
+// giving the rows of an uninterrupted run (count_distinct's table too), the
+// same rows in JSON, Avro (decoded by Avro C) and FlatBuffers (read through
+// the reflection of the schema kappa prints), and the spec's errors.
+#include "operators/features.h"
+
+#include <avro.h>
+#include <flatbuffers/idl.h>
+#include <flatbuffers/reflection.h>
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include "engine/job_spec.h"
+#include "operators/window_aggregate.h"
+#include "tests/operators/operator_test_util.h"
+
+namespace kappa::testing {
+namespace {
+
+// A row as column name -> value (numbers as double, the key as text).
+struct Row {
+  std::string key;
+  std::map<std::string, double> values;
+  bool operator==(const Row& o) const { return key == o.key && values == o.values; }
+};
+void PrintTo(const Row& r, std::ostream* os) {
+  *os << r.key << " {";
+  for (const auto& [k, v] : r.values) *os << k << "=" << v << " ";
+  *os << "}";
+}
+
+Row ParseJsonRow(const std::string& text) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object obj = parser.parse(text).get_object();
+  Row row;
+  for (auto field : obj) {
+    const std::string name(field.key);
+    if (name == "key") {
+      row.key = std::string(std::string_view(field.value.get_string()));
+    } else if (field.value.is_int64()) {
+      row.values[name] = static_cast<double>(int64_t(field.value));
+    } else {
+      row.values[name] = double(field.value);
+    }
+  }
+  return row;
+}
+
+WindowSpec FeatureWindow(RowFormat format = RowFormat::kJson) {
+  WindowSpec w;
+  w.kind = WindowSpec::Kind::kTumbling;
+  w.size_ms = kHour;
+  w.slide_ms = kHour;
+  w.key_field = Field::kUserId;
+  w.features = {{"n", FeatureKind::kCount, Field::kValue},
+                {"spend", FeatureKind::kSum, Field::kAmountCents},
+                {"lo", FeatureKind::kMin, Field::kAmountCents},
+                {"hi", FeatureKind::kMax, Field::kAmountCents},
+                {"mean", FeatureKind::kAvg, Field::kAmountCents},
+                {"first_amount", FeatureKind::kFirst, Field::kAmountCents},
+                {"last_amount", FeatureKind::kLast, Field::kAmountCents},
+                {"currencies", FeatureKind::kCountDistinct, Field::kCurrency},
+                {"amounts", FeatureKind::kCountDistinct, Field::kAmountCents}};
+  w.row_format = format;
+  return w;
+}
+
+struct Event {
+  std::string id, user, currency;
+  int64_t time = 0, amount = 0;
+};
+
+// A shuffled stream: 12 users over 8 hours, times jittered by up to 25
+// minutes against a 10-minute lateness (so some records are late), repeated
+// amounts and currencies, many equal event times.
+std::vector<Event> Stream(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const char* currencies[] = {"EUR", "USD", "GBP", "CHF"};
+  std::vector<Event> events;
+  for (size_t i = 0; i < n; ++i) {
+    Event e;
+    e.id = "t" + std::to_string(i);
+    e.user = "u" + std::to_string(rng() % 12);
+    e.currency = currencies[rng() % 4];
+    const int64_t base = kT0 + static_cast<int64_t>(i) * (8 * kHour) / static_cast<int64_t>(n);
+    e.time = base - static_cast<int64_t>(rng() % (25 * kMinute));
+    e.time -= e.time % (2 * kMinute);  // many equal event times: first/last break ties by offset
+    e.amount = 1 + static_cast<int64_t>(rng() % 40);
+    events.push_back(e);
+  }
+  return events;
+}
+
+std::vector<std::string> Payloads(const std::vector<Event>& events) {
+  std::vector<std::string> out;
+  for (const Event& e : events) out.push_back(Txn(e.id, e.user, e.time, e.amount, schema::TxnStatus::Approved, e.currency));
+  return out;
+}
+
+// The rows the definition gives, computed from scratch: a record joins its
+// hour unless that hour's end is at or below the watermark before... after
+// it (max event time so far minus lateness); a window is emitted once the
+// final watermark reaches its end; first/last by (event time, offset).
+std::vector<Row> Expected(const std::vector<Event>& events, int64_t lateness, std::vector<int64_t>* late) {
+  struct Acc {
+    std::vector<std::pair<std::pair<int64_t, int64_t>, int64_t>> members;  // ((time, offset), amount)
+    std::set<std::string> currencies;
+    std::set<int64_t> amounts;
+  };
+  std::map<std::pair<int64_t, std::string>, Acc> windows;  // (end, user)
+  int64_t max_time = kNoTime;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
+    max_time = std::max(max_time, e.time);
+    const int64_t watermark = max_time - lateness;
+    const int64_t start = e.time - ((e.time % kHour) + kHour) % kHour;
+    const int64_t end = start + kHour;
+    if (end <= watermark) {
+      late->push_back(static_cast<int64_t>(i));
+      continue;
+    }
+    Acc& a = windows[{end, e.user}];
+    a.members.push_back({{e.time, static_cast<int64_t>(i)}, e.amount});
+    a.currencies.insert(e.currency);
+    a.amounts.insert(e.amount);
+  }
+  const int64_t final_watermark = max_time - lateness;
+  std::vector<Row> rows;
+  for (auto& [k, a] : windows) {
+    if (k.first > final_watermark) continue;
+    Row r;
+    r.key = k.second;
+    int64_t sum = 0, lo = INT64_MAX, hi = INT64_MIN;
+    for (const auto& m : a.members) {
+      sum += m.second;
+      lo = std::min(lo, m.second);
+      hi = std::max(hi, m.second);
+    }
+    auto sorted = a.members;
+    std::sort(sorted.begin(), sorted.end());
+    r.values = {{"window_start", static_cast<double>(k.first - kHour)},
+                {"window_end", static_cast<double>(k.first)},
+                {"n", static_cast<double>(a.members.size())},
+                {"spend", static_cast<double>(sum)},
+                {"lo", static_cast<double>(lo)},
+                {"hi", static_cast<double>(hi)},
+                {"mean", static_cast<double>(sum) / static_cast<double>(a.members.size())},
+                {"first_amount", static_cast<double>(sorted.front().second)},
+                {"last_amount", static_cast<double>(sorted.back().second)},
+                {"currencies", static_cast<double>(a.currencies.size())},
+                {"amounts", static_cast<double>(a.amounts.size())}};
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+std::vector<Row> JsonRows(const CollectingOutput& out) {
+  std::vector<Row> rows;
+  for (const Emitted& e : out.emitted) {
+    Row r = ParseJsonRow(e.value);
+    EXPECT_EQ(e.key, r.key + "|" + std::to_string(static_cast<int64_t>(r.values["window_end"])));
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+TEST(FeaturesTest, EveryAggregateEqualsAnIndependentComputation) {
+  const int64_t lateness = 10 * kMinute;
+  const auto events = Stream(3000, 7);
+  std::vector<int64_t> late;
+  const auto expected = Expected(events, lateness, &late);
+  ASSERT_GT(late.size(), 50u) << "the stream must exercise late records";
+  ASSERT_GT(expected.size(), 60u);
+
+  Chain chain({FeatureWindow()}, lateness);
+  chain.Feed(Payloads(events), 97);
+  auto rows = JsonRows(chain.out);
+  // Emitted in (end, key) order; the expectation is in the same order.
+  EXPECT_EQ(rows, expected);
+  EXPECT_EQ(chain.out.late, late);
+  EXPECT_EQ(chain.counters.outputs, static_cast<int64_t>(expected.size()));
+  EXPECT_EQ(chain.counters.late, static_cast<int64_t>(late.size()));
+}
+
+TEST(FeaturesTest, RestoredStateGivesTheRowsOfAnUninterruptedRun) {
+  const int64_t lateness = 10 * kMinute;
+  const auto payloads = Payloads(Stream(2000, 11));
+  const std::vector<OperatorSpec> specs = {FeatureWindow()};
+  Chain whole(specs, lateness);
+  whole.Feed(payloads, 50);
+
+  // Stop at several points; each restart resumes from the checkpoint.
+  for (size_t cut : {size_t{1}, size_t{333}, size_t{1000}, size_t{1999}}) {
+    Chain first(specs, lateness);
+    const std::vector<std::string> head(payloads.begin(), payloads.begin() + static_cast<long>(cut));
+    first.Feed(head, 50);
+    Checkpoint cp;
+    first.CommitTo(&cp);
+    EXPECT_FALSE(cp.state.table("op1_distinct").empty() && cut > 1) << "count_distinct keeps its values in state";
+    auto second = Chain::Restore(specs, lateness, cp);
+    const std::vector<std::string> tail(payloads.begin() + static_cast<long>(cut), payloads.end());
+    second->Feed(tail, 50);
+    std::vector<Emitted> both = first.out.emitted;
+    both.insert(both.end(), second->out.emitted.begin(), second->out.emitted.end());
+    EXPECT_EQ(both, whole.out.emitted) << "cut at " << cut;
+  }
+  // Closed windows leave nothing behind, count_distinct's values included.
+  Checkpoint end;
+  whole.CommitTo(&end);
+  for (const auto& [key, value] : end.state.table("op1_distinct")) {
+    uint64_t start = 0;
+    for (int i = 0; i < 8; ++i) start = start << 8 | static_cast<uint8_t>(key[static_cast<size_t>(i)]);
+    EXPECT_GT(static_cast<int64_t>(start) + kHour, whole.watermark()) << "a closed window's value was kept";
+  }
+}
+
+// Reads a FlatBuffers row through the reflection of FlatBuffersRowSchema.
+class FlatBuffersRows {
+ public:
+  explicit FlatBuffersRows(const std::vector<RowColumn>& columns) {
+    const std::string fbs = FlatBuffersRowSchema("FeatureRow", columns);
+    EXPECT_TRUE(parser_.Parse(fbs.c_str())) << parser_.error_ << "\n" << fbs;
+    parser_.Serialize();
+    bfbs_.assign(reinterpret_cast<const char*>(parser_.builder_.GetBufferPointer()), parser_.builder_.GetSize());
+  }
+  Row Read(const std::string& bytes) {
+    const reflection::Schema* schema = reflection::GetSchema(bfbs_.data());
+    const reflection::Object* root = schema->root_table();
+    flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    EXPECT_TRUE(flatbuffers::Verify(*schema, *root, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+    const flatbuffers::Table& t = *flatbuffers::GetAnyRoot(reinterpret_cast<const uint8_t*>(bytes.data()));
+    Row row;
+    for (const reflection::Field* f : *root->fields()) {
+      const std::string name = f->name()->str();
+      if (name == "key") {
+        row.key = flatbuffers::GetAnyFieldS(t, *f, schema);
+      } else {
+        row.values[name] = flatbuffers::GetAnyFieldF(t, *f);
+      }
+    }
+    return row;
+  }
+
+ private:
+  flatbuffers::Parser parser_;
+  std::string bfbs_;
+};
+
+// Reads a Confluent-framed Avro row with Avro C, against AvroRowSchema.
+class AvroRows {
+ public:
+  explicit AvroRows(const std::vector<RowColumn>& columns) : columns_(columns) {
+    const std::string json = AvroRowSchema("FeatureRow", columns);
+    EXPECT_EQ(avro_schema_from_json_length(json.data(), json.size(), &schema_), 0) << avro_strerror() << json;
+    iface_ = avro_generic_class_from_schema(schema_);
+  }
+  ~AvroRows() {
+    avro_value_iface_decref(iface_);
+    avro_schema_decref(schema_);
+  }
+  Row Read(const std::string& bytes, int32_t expected_id) {
+    EXPECT_GE(bytes.size(), 5u);
+    EXPECT_EQ(bytes[0], 0) << "magic byte";
+    const int32_t id = static_cast<int32_t>((static_cast<uint8_t>(bytes[1]) << 24) | (static_cast<uint8_t>(bytes[2]) << 16) |
+                                            (static_cast<uint8_t>(bytes[3]) << 8) | static_cast<uint8_t>(bytes[4]));
+    EXPECT_EQ(id, expected_id);
+    avro_value_t value;
+    EXPECT_EQ(avro_generic_value_new(iface_, &value), 0);
+    avro_reader_t reader = avro_reader_memory(bytes.data() + 5, static_cast<int64_t>(bytes.size() - 5));
+    EXPECT_EQ(avro_value_read(reader, &value), 0) << avro_strerror();
+    avro_reader_free(reader);
+    size_t size = 0;
+    EXPECT_EQ(avro_value_sizeof(&value, &size), 0);
+    EXPECT_EQ(size, bytes.size() - 5) << "the row is exactly one record";
+    Row row;
+    for (const RowColumn& c : columns_) {
+      avro_value_t f;
+      EXPECT_EQ(avro_value_get_by_name(&value, c.name.c_str(), &f, nullptr), 0) << c.name;
+      if (c.type == ValueType::kString) {
+        const char* s = nullptr;
+        size_t n = 0;
+        EXPECT_EQ(avro_value_get_string(&f, &s, &n), 0);
+        row.key = std::string(s, n - 1);
+      } else if (c.type == ValueType::kDouble) {
+        double d = 0;
+        EXPECT_EQ(avro_value_get_double(&f, &d), 0);
+        row.values[c.name] = d;
+      } else {
+        int64_t l = 0;
+        EXPECT_EQ(avro_value_get_long(&f, &l), 0);
+        row.values[c.name] = static_cast<double>(l);
+      }
+    }
+    avro_value_decref(&value);
+    return row;
+  }
+
+ private:
+  std::vector<RowColumn> columns_;
+  avro_schema_t schema_ = nullptr;
+  avro_value_iface_t* iface_ = nullptr;
+};
+
+TEST(FeaturesTest, AvroAndFlatBuffersRowsHoldTheJsonRowsValues) {
+  const auto payloads = Payloads(Stream(1500, 3));
+  Chain json({FeatureWindow(RowFormat::kJson)}, 10 * kMinute);
+  json.Feed(payloads);
+  WindowSpec avro_spec = FeatureWindow(RowFormat::kAvro);
+  avro_spec.avro_schema_id = 4242;
+  Chain avro({avro_spec}, 10 * kMinute);
+  avro.Feed(payloads);
+  Chain fb({FeatureWindow(RowFormat::kFlatBuffers)}, 10 * kMinute);
+  fb.Feed(payloads);
+
+  const auto columns = FeatureWindow().RowColumns();
+  ASSERT_EQ(columns.size(), 12u);
+  EXPECT_EQ(columns[0].name, "key");
+  EXPECT_EQ(columns[1].type, ValueType::kTimestamp);
+  EXPECT_EQ(columns[7].name, "mean");
+  EXPECT_EQ(columns[7].type, ValueType::kDouble);
+  AvroRows avro_rows(columns);
+  FlatBuffersRows fb_rows(columns);
+  const auto expected = JsonRows(json.out);
+  ASSERT_FALSE(expected.empty());
+  ASSERT_EQ(avro.out.emitted.size(), expected.size());
+  ASSERT_EQ(fb.out.emitted.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(avro_rows.Read(avro.out.emitted[i].value, 4242), expected[i]) << i;
+    EXPECT_EQ(fb_rows.Read(fb.out.emitted[i].value), expected[i]) << i;
+    EXPECT_EQ(avro.out.emitted[i].key, json.out.emitted[i].key);
+    EXPECT_EQ(fb.out.emitted[i].key, json.out.emitted[i].key);
+  }
+}
+
+TEST(FeaturesTest, JsonRowsEscapeKeysAndWriteDoublesExactly) {
+  RowEncoder rows(RowFormat::kJson, {{"key", ValueType::kString}, {"x", ValueType::kDouble},
+                                     {"ok", ValueType::kBool}, {"n", ValueType::kInt64}});
+  rows.Begin();
+  rows.Str("a\"b\\c\n\x01");
+  rows.Double(0.1);
+  rows.Int(1);
+  rows.Int(-9223372036854775807 - 1);
+  const auto bytes = rows.Finish();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+            R"({"key":"a\"b\\c\n\u0001","x":0.1,"ok":true,"n":-9223372036854775808})");
+  rows.Begin();
+  rows.Str("");
+  rows.Double(std::numeric_limits<double>::quiet_NaN());
+  rows.Int(0);
+  rows.Int(0);
+  const auto again = rows.Finish();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(again.data()), again.size()),
+            R"({"key":"","x":null,"ok":false,"n":0})")
+      << "JSON has no NaN";
+}
+
+constexpr const char* kTxnSource = "source: {topic: in}\n";
+constexpr const char* kJsonSource =
+    "source: {topic: in, format: json, fields: {user: string, score: double, at: timestamp}, event_time: at}\n";
+
+// A whole job spec around one chain (the loader resolves declared fields).
+Result<JobSpec> ParseSpec(const std::string& operators, const char* source = kTxnSource,
+                          const std::string& sink = "{topic: out}") {
+  return ParseJobSpec("job: t\nversion: 1\n" + std::string(source) + "operators:\n" + operators +
+                      "sink: " + sink + "\ndlq: {topic: d}\nlate: {topic: l}\n");
+}
+
+Result<WindowSpec> ParseWindow(const std::string& window, const char* source = kTxnSource) {
+  auto spec = ParseSpec("  - " + window + "\n", source);
+  if (!spec.ok()) return spec.status();
+  return std::get<WindowSpec>(spec->operators.back());
+}
+
+TEST(FeaturesTest, TheSpecNamesFeaturesInOrder) {
+  auto w = ParseWindow(
+      "window: {size: 1h, key: user_id, features: {spend_1h: sum(amount_cents), txn_count_1h: count, "
+      "distinct_currencies: 'count_distinct( currency )', last: last(amount_cents)}}");
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  ASSERT_EQ(w->features.size(), 4u);
+  EXPECT_EQ(w->features[0].name, "spend_1h");
+  EXPECT_EQ(w->features[0].kind, FeatureKind::kSum);
+  EXPECT_EQ(w->features[0].field, Field::kAmountCents);
+  EXPECT_EQ(w->features[1].kind, FeatureKind::kCount);
+  EXPECT_EQ(w->features[2].kind, FeatureKind::kCountDistinct);
+  EXPECT_EQ(w->features[2].field, Field::kCurrency);
+  std::vector<std::string> tables;
+  WindowAggregate::AppendStateTables(*w, "op2", tables);
+  EXPECT_EQ(tables, (std::vector<std::string>{"op2", "op2_distinct"}));
+  std::string a, b;
+  WindowAggregate::AppendCanonical(*w, a);
+  auto reordered = ParseWindow(
+      "window: {size: 1h, key: user_id, features: {txn_count_1h: count, spend_1h: sum(amount_cents), "
+      "distinct_currencies: count_distinct(currency), last: last(amount_cents)}}");
+  ASSERT_TRUE(reordered.ok());
+  WindowAggregate::AppendCanonical(*reordered, b);
+  EXPECT_NE(a, b) << "the column order is part of the output";
+}
+
+TEST(FeaturesTest, BadFeaturesAreRefusedWithWhatIsAllowed) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"{n: median(amount_cents)}", "unknown aggregate `median`"},
+      {"{n: sum(currency)}", "takes a numeric field, not `currency`"},
+      {"{n: sum}", "needs a field"},
+      {"{n: count(amount_cents)}", "count takes no field"},
+      {"{n: sum(amount_cents}", "closing parenthesis"},
+      {"{n: sum(nope)}", "unknown field `nope`"},
+      {"{window_end: count}", "taken by a row column"},
+      {"{'1st': count}", "letters, digits and _"},
+      {"[count]", "must map output names"},
+  };
+  for (const auto& [features, message] : cases) {
+    auto w = ParseWindow("window: {size: 1h, features: " + features + "}");
+    ASSERT_FALSE(w.ok()) << features;
+    EXPECT_NE(w.status().message().find(message), std::string::npos) << w.status().message();
+  }
+  auto with_top = ParseWindow("window: {size: 1h, top: 1, features: {n: count}}");
+  ASSERT_FALSE(with_top.ok());
+  EXPECT_NE(with_top.status().message().find("does not combine"), std::string::npos) << with_top.status().message();
+  std::string many = "{";
+  for (int i = 0; i <= static_cast<int>(kMaxFeatures); ++i) many += (i ? ", f" : "f") + std::to_string(i) + ": count";
+  auto too_many = ParseWindow("window: {size: 1h, features: " + many + "}}");
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_NE(too_many.status().message().find("at most 16 features"), std::string::npos) << too_many.status().message();
+}
+
+TEST(FeaturesTest, TheSinkChoosesTheRowFormat) {
+  const std::string window = "  - window: {size: 1h, features: {n: count}}\n";
+  auto json = ParseSpec(window);
+  ASSERT_TRUE(json.ok()) << json.status().ToString();
+  EXPECT_EQ(json->FeatureWindow()->row_format, RowFormat::kJson) << "JSON by default";
+  auto fb = ParseSpec(window, kTxnSource, "{topic: out, format: flatbuffers}");
+  ASSERT_TRUE(fb.ok()) << fb.status().ToString();
+  EXPECT_EQ(fb->FeatureWindow()->row_format, RowFormat::kFlatBuffers);
+  EXPECT_NE(fb->spec_hash, json->spec_hash) << "the row format decides the output bytes";
+  auto avro = ParseSpec(window, kTxnSource, "{topic: out, format: avro, schema_registry: 'http://127.0.0.1:1'}");
+  ASSERT_TRUE(avro.ok()) << avro.status().ToString();
+  EXPECT_EQ(avro->sink_schema_registry_url, "http://127.0.0.1:1");
+
+  const std::pair<std::string, std::string> bad[] = {
+      {"{topic: out, format: avro}", "needs `sink.schema_registry`"},
+      {"{topic: out, format: csv}", "unknown row format `csv`"},
+  };
+  for (const auto& [sink, message] : bad) {
+    auto s = ParseSpec(window, kTxnSource, sink);
+    ASSERT_FALSE(s.ok()) << sink;
+    EXPECT_NE(s.status().message().find(message), std::string::npos) << s.status().message();
+  }
+  auto not_features = ParseSpec("  - window: {size: 1h}\n", kTxnSource, "{topic: out, format: json}");
+  ASSERT_FALSE(not_features.ok());
+  EXPECT_NE(not_features.status().message().find("applies to the rows of a window with `features`"),
+            std::string::npos)
+      << not_features.status().message();
+}
+
+TEST(FeaturesTest, DoubleFieldsAggregateInDoubleOnlyInFeatures) {
+  auto w = ParseWindow(
+      "window: {size: 1h, key: user, features: {total: sum(score), best: max(score), mean: avg(score), "
+      "scores: count_distinct(score), latest: max(at)}}",
+      kJsonSource);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  auto dedup = ParseSpec("  - dedup: {field: score, ttl: 1h}\n  - window: {size: 1h, features: {n: count}}\n",
+                         kJsonSource);
+  ASSERT_FALSE(dedup.ok());
+  EXPECT_NE(dedup.status().message().find("is a double; only window features"), std::string::npos)
+      << dedup.status().message();
+  EXPECT_EQ(FeatureOutputType(w->features[0]), ValueType::kDouble);
+  EXPECT_EQ(FeatureOutputType(w->features[2]), ValueType::kDouble);
+  EXPECT_EQ(FeatureOutputType(w->features[3]), ValueType::kInt64);
+  EXPECT_EQ(FeatureOutputType(w->features[4]), ValueType::kTimestamp) << "max of a timestamp stays one";
+
+  // Records with declared slots, fed to the operator directly.
+  StateRegistry registry;
+  auto op = MakeOperator(*w, "op1", registry);
+  ASSERT_TRUE(op.ok()) << op.status().ToString();
+  const double scores[] = {0.1, 0.2, -0.0, 0.0, 2.5};
+  std::vector<std::array<FieldValue, 3>> slots(5);
+  RecordBatch batch;
+  for (size_t i = 0; i < 5; ++i) {
+    slots[i][0] = FieldValue{};
+    slots[i][0].str = "u";
+    slots[i][0].len = 1;
+    slots[i][0].present = true;
+    slots[i][1] = FieldValue{};
+    slots[i][1].d = scores[i];
+    slots[i][1].present = true;
+    slots[i][2] = FieldValue{};
+    slots[i][2].i = kT0 + static_cast<int64_t>(i);
+    slots[i][2].present = true;
+    InputRecord r;
+    r.offset = static_cast<int64_t>(i);
+    r.fields = slots[i].data();
+    r.event_time_ms = kT0 + static_cast<int64_t>(i);
+    r.watermark_ms = r.event_time_ms;
+    batch.records.push_back(r);
+  }
+  batch.SelectAll();
+  CollectingOutput out;
+  RecordCounters counters;
+  TaskContext ctx;
+  ctx.counters = &counters;
+  ctx.out = &out;
+  (*op)->Process(batch, ctx);
+  ctx.max_event_time_ms = kT0 + kHour;
+  (*op)->OnBatchEnd(ctx);
+  ASSERT_EQ(out.emitted.size(), 1u);
+  const Row row = ParseJsonRow(out.emitted[0].value);
+  EXPECT_DOUBLE_EQ(row.values.at("total"), ((0.1 + 0.2) + -0.0 + 0.0) + 2.5);
+  EXPECT_EQ(row.values.at("best"), 2.5);
+  EXPECT_DOUBLE_EQ(row.values.at("mean"), (0.1 + 0.2 + 2.5) / 5);
+  EXPECT_EQ(row.values.at("scores"), 4) << "-0.0 and 0.0 are one value";
+  EXPECT_EQ(row.values.at("latest"), static_cast<double>(kT0 + 4));
+}
+
+}  // namespace
+}  // namespace kappa::testing
