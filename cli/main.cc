@@ -24,7 +24,8 @@ const char kUsage[] =
     "  promote   switch a job's serving alias to a caught-up version (with an output diff)\n"
     "  rollback  make the previously serving version serve again\n"
     "  retire    stop a version; its state is deleted after a retention time\n"
-    "  get       read the latest output for a key from the serving version\n";
+    "  get       read the latest output for a key from the serving version\n"
+    "  schema    print the schema (Avro, .fbs or JSON columns) of a job's feature rows\n";
 
 }  // namespace
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   if (command == "retire") return kappa::cli::RetireCommand(argc - 1, argv + 1);
   if (command == "get") return kappa::cli::GetCommand(argc - 1, argv + 1);
   if (command == "archive") return kappa::cli::ArchiveCommand(argc - 1, argv + 1);
+  if (command == "schema") return kappa::cli::SchemaCommand(argc - 1, argv + 1);
   std::cerr << "kappa: unknown command '" << command << "' (see `kappa --help`)" << std::endl;
   return 2;
 }

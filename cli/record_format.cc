@@ -140,6 +140,12 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
       return out + "]}";
     }
   }
+  // Text that looks like a JSON object (feature rows, JSON inputs): as it is.
+  if (size >= 2 && data[0] == '{' && data[size - 1] == '}') {
+    bool text = true;
+    for (size_t i = 0; i < size && text; ++i) text = data[i] >= 0x20 || data[i] == '\t';
+    if (text) return std::string(reinterpret_cast<const char*>(data), size);
+  }
   std::snprintf(buf, sizeof(buf), "{\"type\":\"undecodable\",\"bytes\":%zu}", size);
   return buf;
 }

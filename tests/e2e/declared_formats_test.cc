@@ -6,9 +6,14 @@
 // its error type and the path of the field.
 #include <gtest/gtest.h>
 
+#include <flatbuffers/idl.h>
+#include <flatbuffers/reflection.h>
+#include <simdjson.h>
+
 #include <fstream>
 
 #include "schemas/dlq_record_generated.h"
+#include "schemas/window_aggregate_generated.h"
 #include "tests/e2e/e2e_util.h"
 #include "workload/event_encoding.h"
 
@@ -230,6 +235,112 @@ TEST_F(DeclaredFormatsTest, ADeclaredSpecNamesWhatIsWrongAtItsLine) {
   text.replace(text.find("  format: json\n"), 15, "");
   EXPECT_EQ(run(text, &err), 2) << err;
   EXPECT_NE(err.find("add `format: json`"), std::string::npos) << err;
+}
+
+// Named features over the JSON source: the rows (JSON, then FlatBuffers read
+// through the .fbs `kappa schema` prints) hold, for every window, the count,
+// sum, min, max and avg the built-in path writes in kappa.schema.
+// WindowAggregate, under the same key and lineage.
+TEST_F(DeclaredFormatsTest, NamedFeaturesInJsonAndFlatBuffersRowsEqualTheBuiltInAggregates) {
+  constexpr int kPartitions = 3;
+  CreateTopic("transactions", kPartitions);
+  CreateTopic("payments-json", kPartitions);
+  GeneratorOptions gen = SmallWorkload(44, 8000, 300);
+  gen.out_of_order_fraction = 0.05;
+  gen.max_delay_ms = 20 * 60 * 1000;
+  gen.duplicate_fraction = 0.02;
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  EncodingOptions json;
+  json.format = EventFormat::kJson;
+  ASSERT_TRUE(ProduceEvents(Config(), "payments-json", gen, {}, json).ok());
+
+  ScratchDir dir("declared-features");
+  std::string err;
+  SpecOptions builtin;
+  builtin.sink = "builtin-out";
+  builtin.state_dir = dir / "builtin";
+  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap(), "--stop-at-end",
+                      "--status-interval-ms", "0"},
+                     nullptr, &err),
+            0)
+      << err;
+  const TopicContents want = ReadOutputs(Config(), "builtin-out.v1");
+  ASSERT_GT(want.rows.size(), 100u);
+
+  // The same job naming its features, with rows in `format`.
+  auto features_spec = [&](const std::string& format) {
+    SpecOptions o;
+    o.job = "features-" + format;
+    o.source = "payments-json";
+    o.sink = "features-" + format;
+    o.state_dir = dir / format;
+    std::string text = ReadFile(WriteDeclaredSpec(dir, o, kJsonSource, format + "-base.yaml"));
+    const std::string window = "aggregates: [count, sum, min, max, avg]";
+    const size_t at = text.find(window);
+    EXPECT_NE(at, std::string::npos) << text;
+    text.replace(at, window.size(),
+                 "features: {txn_count_1h: count, spend_1h: sum(amount_cents), min_amount_1h: min(amount_cents), "
+                 "max_amount_1h: max(amount_cents), avg_amount_1h: avg(amount_cents)}");
+    const std::string sink = "sink: {topic: " + o.sink + "}";
+    text.replace(text.find(sink), sink.size(), "sink: {topic: " + o.sink + ", format: " + format + "}");
+    const std::string path = dir / (format + ".yaml");
+    std::ofstream(path) << text;
+    return path;
+  };
+  // Each row as the five numbers, in order.
+  using Numbers = std::vector<double>;
+  std::map<std::string, Numbers> expected;
+  for (const auto& [key, row] : want.rows) {
+    const auto* w = flatbuffers::GetRoot<schema::WindowAggregate>(row.value.data());
+    expected[key] = {static_cast<double>(w->count()), static_cast<double>(w->sum()), static_cast<double>(w->min()),
+                     static_cast<double>(w->max()), w->avg()};
+  }
+  const char* names[] = {"txn_count_1h", "spend_1h", "min_amount_1h", "max_amount_1h", "avg_amount_1h"};
+
+  const std::string json_spec = features_spec("json");
+  ASSERT_EQ(RunKappa({"run", json_spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr,
+                     &err),
+            0)
+      << err << ReadFile(json_spec);
+  const TopicContents json_rows = ReadOutputs(Config(), "features-json.v1");
+  ASSERT_EQ(json_rows.rows.size(), want.rows.size());
+  simdjson::dom::parser parser;
+  for (const auto& [key, row] : json_rows.rows) {
+    ASSERT_TRUE(expected.count(key)) << key;
+    simdjson::dom::object obj = parser.parse(row.value).get_object();
+    EXPECT_EQ(key, std::string(std::string_view(obj["key"].get_string())) + "|" +
+                       std::to_string(int64_t(obj["window_end"])));
+    Numbers got;
+    for (const char* n : names) got.push_back(n == std::string("avg_amount_1h") ? double(obj[n]) : double(int64_t(obj[n])));
+    EXPECT_EQ(got, expected[key]) << key << ": " << row.value;
+    EXPECT_EQ(row.headers.at("kappa.offsets"), want.rows.at(key).headers.at("kappa.offsets")) << key;
+    EXPECT_EQ(row.headers.at("kappa.spec_hash").size(), 16u) << "rows carry the lineage headers";
+  }
+
+  // FlatBuffers rows, read through the schema `kappa schema` prints.
+  const std::string fb_spec = features_spec("flatbuffers");
+  std::string fbs;
+  ASSERT_EQ(RunKappa({"schema", fb_spec}, &fbs, &err), 0) << err;
+  flatbuffers::Parser fb_parser;
+  ASSERT_TRUE(fb_parser.Parse(fbs.c_str())) << fb_parser.error_ << fbs;
+  fb_parser.Serialize();
+  const std::string bfbs(reinterpret_cast<const char*>(fb_parser.builder_.GetBufferPointer()),
+                         fb_parser.builder_.GetSize());
+  const reflection::Schema* schema = reflection::GetSchema(bfbs.data());
+  ASSERT_EQ(RunKappa({"run", fb_spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr,
+                     &err),
+            0)
+      << err;
+  const TopicContents fb_rows = ReadOutputs(Config(), "features-flatbuffers.v1");
+  ASSERT_EQ(fb_rows.rows.size(), want.rows.size());
+  for (const auto& [key, row] : fb_rows.rows) {
+    const auto* data = reinterpret_cast<const uint8_t*>(row.value.data());
+    ASSERT_TRUE(flatbuffers::Verify(*schema, *schema->root_table(), data, row.value.size())) << key;
+    const flatbuffers::Table& t = *flatbuffers::GetAnyRoot(data);
+    Numbers got;
+    for (const char* n : names) got.push_back(flatbuffers::GetAnyFieldF(t, *schema->root_table()->fields()->LookupByKey(n)));
+    EXPECT_EQ(got, expected[key]) << key;
+  }
 }
 
 }  // namespace

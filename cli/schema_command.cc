@@ -1,0 +1,65 @@
+// kappa schema: prints the schema of the rows a job's feature window writes,
+// for the readers of its output topic (an Avro schema to register or read
+// with, a .fbs to compile with flatc, or the JSON rows' columns).
+#include <cstdio>
+#include <iostream>
+
+#include "cli/command.h"
+#include "engine/job_spec.h"
+
+namespace po = boost::program_options;
+
+namespace kappa::cli {
+
+int SchemaCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  po::positional_options_description positional;
+  std::string spec_path, format_name;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("spec", po::value<std::string>(&spec_path)->required(), "the job spec (YAML)")
+      ("format", po::value<std::string>(&format_name),
+       "avro, flatbuffers or json (default: the spec's sink.format)");
+  positional.add("spec", 1);
+  const std::string usage =
+      "usage: kappa schema JOB_SPEC [--format avro|flatbuffers|json]\n\n"
+      "Prints the schema of the rows the job's window writes to <sink>.v<version> when it names\n"
+      "its `features`: for avro the record schema kappa registers under <output topic>-value, for\n"
+      "flatbuffers a .fbs to compile with flatc (field i has id i), for json one line per column\n"
+      "with its type. Columns: key, window_start, window_end (a rolling window: key, event_time),\n"
+      "then the features in the order the spec names them; times are epoch milliseconds.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "schema", usage, desc, &positional, vm); rc >= 0) return rc;
+  auto spec = LoadJobSpec(spec_path);
+  if (!spec.ok()) return Fail("schema", spec.status());
+  const WindowSpec* window = spec->FeatureWindow();
+  if (window == nullptr) {
+    return Fail("schema", Status::InvalidArgument(
+                              spec_path + ": the chain does not end in a window with `features`, so its rows have "
+                              "kappa's own formats (the input records, or kappa.schema.WindowAggregate in "
+                              "schemas/window_aggregate.fbs)"));
+  }
+  RowFormat format = window->row_format;
+  if (!format_name.empty()) {
+    auto parsed = ParseRowFormat(format_name);
+    if (!parsed.ok()) return Fail("schema", Status::InvalidArgument("--format: " + parsed.status().message()));
+    format = *parsed;
+  }
+  const auto columns = window->RowColumns();
+  switch (format) {
+    case RowFormat::kAvro:
+      std::printf("%s\n", AvroRowSchema("FeatureRow", columns).c_str());
+      break;
+    case RowFormat::kFlatBuffers:
+      std::printf("%s", FlatBuffersRowSchema("FeatureRow", columns).c_str());
+      break;
+    case RowFormat::kJson:
+      for (const RowColumn& c : columns) {
+        std::printf("%s: %s\n", c.name.c_str(), std::string(ValueTypeName(c.type)).c_str());
+      }
+      break;
+  }
+  return 0;
+}
+
+}  // namespace kappa::cli
