@@ -1,5 +1,7 @@
 #include "replay/promotion.h"
 
+#include <simdjson.h>
+
 #include "state/state_backend.h"
 
 #include <flatbuffers/flatbuffers.h>
@@ -35,6 +37,24 @@ const schema::WindowAggregate* AsWindow(const std::string& bytes) {
   return schema::VerifyWindowAggregateBuffer(v) ? schema::GetWindowAggregate(bytes.data()) : nullptr;
 }
 
+// A feature row written as JSON (a flat object): its numeric columns.
+bool JsonNumbers(simdjson::dom::parser& parser, const std::string& bytes, std::map<std::string, double>* out) {
+  out->clear();
+  if (bytes.size() < 2 || bytes.front() != '{') return false;
+  simdjson::dom::object obj;
+  if (parser.parse(bytes).get_object().get(obj) != simdjson::SUCCESS) return false;
+  for (auto field : obj) {
+    double d;
+    if (field.value.is_int64()) {
+      d = static_cast<double>(int64_t(field.value));
+    } else if (field.value.get_double().get(d) != simdjson::SUCCESS) {
+      continue;  // the key, text columns
+    }
+    (*out)[std::string(field.key)] = d;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string OutputDiff::ToString() const {
@@ -63,6 +83,9 @@ Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& 
   std::vector<double> total(5, 0);
   diff.fields.resize(5);
   for (int i = 0; i < 5; ++i) diff.fields[i].field = names[i];
+  simdjson::dom::parser parser;
+  std::map<std::string, double> jx, jy;
+  std::map<std::string, size_t> feature_index;  // JSON feature column -> its entry in diff.fields
   for (const auto& [key, value] : *a) {
     auto it = b->find(key);
     if (it == b->end()) {
@@ -77,7 +100,27 @@ Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& 
     ++diff.changed;
     const auto* x = AsWindow(value);
     const auto* y = AsWindow(it->second);
-    if (!x || !y) continue;
+    if (!x || !y) {
+      // Feature rows in JSON: the change per named column.
+      if (JsonNumbers(parser, value, &jx) && JsonNumbers(parser, it->second, &jy)) {
+        for (const auto& [name, vx] : jx) {
+          auto vy = jy.find(name);
+          if (vy == jy.end() || vy->second == vx) continue;
+          auto slot = feature_index.try_emplace(name, diff.fields.size());
+          if (slot.second) {
+            diff.fields.push_back(FieldChange{});
+            diff.fields.back().field = name;
+            total.push_back(0);
+          }
+          FieldChange& f = diff.fields[slot.first->second];
+          const double d = std::fabs(vx - vy->second);
+          ++f.changed;
+          f.largest = std::max(f.largest, d);
+          total[slot.first->second] += d;
+        }
+      }
+      continue;
+    }
     const double dx[] = {static_cast<double>(x->count()), static_cast<double>(x->sum()), static_cast<double>(x->min()),
                          static_cast<double>(x->max()), x->avg()};
     const double dy[] = {static_cast<double>(y->count()), static_cast<double>(y->sum()), static_cast<double>(y->min()),
@@ -93,8 +136,8 @@ Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& 
   for (const auto& [key, value] : *b) {
     if (!a->count(key)) ++diff.only_candidate;
   }
-  for (int i = 0; i < 5; ++i) {
-    if (diff.fields[i].changed) diff.fields[i].mean = total[i] / diff.fields[i].changed;
+  for (size_t i = 0; i < diff.fields.size(); ++i) {
+    if (diff.fields[i].changed) diff.fields[i].mean = total[i] / static_cast<double>(diff.fields[i].changed);
   }
   return diff;
 }

@@ -31,8 +31,8 @@ struct OutputDiff {
 };
 
 // Latest value per key of each topic (upsert semantics), compared on the
-// keys present in both. Values are WindowAggregates; other payloads compare
-// as bytes.
+// keys present in both. WindowAggregates are compared per aggregate, JSON
+// feature rows per named numeric column; other payloads compare as bytes.
 Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& serving_topic,
                                   const std::string& candidate_topic);
 

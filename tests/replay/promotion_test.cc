@@ -68,6 +68,30 @@ TEST_F(PromotionTest, CompareOutputsCountsTheLatestValuePerKey) {
   EXPECT_EQ(empty->only_serving, 4);
 }
 
+TEST_F(PromotionTest, CompareOutputsDiffsJsonFeatureRowsPerNamedColumn) {
+  ProduceRaw(Config(), "serving.json",
+             {{"u1|1", R"({"key":"u1","window_end":1,"n":3,"spend":300,"mean":100.0})"},
+              {"u2|1", R"({"key":"u2","window_end":1,"n":1,"spend":50,"mean":50.0})"},
+              {"u3|1", R"({"key":"u3","window_end":1,"n":2,"spend":20,"mean":10.0})"}});
+  ProduceRaw(Config(), "candidate.json",
+             {{"u1|1", R"({"key":"u1","window_end":1,"n":2,"spend":200,"mean":100.0})"},
+              {"u2|1", R"({"key":"u2","window_end":1,"n":1,"spend":50,"mean":50.0})"},
+              {"u3|1", R"({"key":"u3","window_end":1,"n":2,"spend":26,"mean":13.0})"}});
+  auto diff = CompareOutputs(Config(), "serving.json", "candidate.json");
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_EQ(diff->changed, 2);
+  std::map<std::string, FieldChange> by_name;
+  for (const FieldChange& f : diff->fields) by_name[f.field] = f;
+  EXPECT_EQ(by_name["n"].changed, 1);
+  EXPECT_EQ(by_name["spend"].changed, 2);
+  EXPECT_DOUBLE_EQ(by_name["spend"].largest, 100);
+  EXPECT_DOUBLE_EQ(by_name["spend"].mean, 53);
+  EXPECT_EQ(by_name["mean"].changed, 1);
+  EXPECT_EQ(by_name["window_end"].changed, 0);
+  EXPECT_NE(diff->ToString().find("spend  changed in 2 rows, largest change 100.00"), std::string::npos)
+      << diff->ToString();
+}
+
 TEST_F(PromotionTest, PromoteRefusesAVersionThatIsBehindAndNamesThePartition) {
   FillSource({30, 500});
   Registry registry(Config());
