@@ -60,7 +60,7 @@ struct FlatBuffersDecoder::VCheck {
 // One field of the root table, as Decode() runs it per record: the
 // verifier's check of it and, when a declared field reads it as is (a string,
 // a long/int/double, a byte enum's name), that read too, in one pass over the
-// root's vtable. 16 bytes, so the root's steps sit in one or two cache lines.
+// root's vtable. 12 bytes, so the root's steps sit in one or two cache lines.
 struct FlatBuffersDecoder::Step {
   // What the step does with a present field: one dispatch per field.
   enum class Op : uint8_t {
