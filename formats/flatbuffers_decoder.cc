@@ -60,7 +60,7 @@ struct FlatBuffersDecoder::VCheck {
 // One field of the root table, as Decode() runs it per record: the
 // verifier's check of it and, when a declared field reads it as is (a string,
 // a long/int/double, a byte enum's name), that read too, in one pass over the
-// root's vtable. 12 bytes, so the root's steps sit in one or two cache lines.
+// root's vtable. 40 bytes, so the root's steps sit in a few cache lines.
 struct FlatBuffersDecoder::Step {
   // What the step does with a present field: one dispatch per field.
   enum class Op : uint8_t {
@@ -73,12 +73,20 @@ struct FlatBuffersDecoder::Step {
     kReadString,  // ... and read it
     kOther,       // a table, vector or union: VerifyReferenced
   };
+  // What the step does with an absent field.
+  enum class IfAbsent : uint8_t {
+    kNothing,  // an unread, optional field: nothing to check or write
+    kValue,    // write absent_ (the schema's default, or present=false)
+    kCheck,    // Absent(): a required field, a union, or a field ReadField must fail
+  };
   Op op = Op::kScalar;
+  IfAbsent if_absent = IfAbsent::kNothing;
   uint8_t align_mask = 0;  // scalars: align - 1
   flatbuffers::voffset_t slot = 0;
   uint16_t out = 0;   // a reading op: the declared field's index
   uint16_t size = 0;  // scalars: bytes
   uint32_t check = 0;  // index in the root's VCheck list
+  FieldValue absent{};  // kValue: what an absent field reads as
   bool reads() const { return op != Op::kScalar && op != Op::kString && op != Op::kOther; }
 };
 
@@ -712,6 +720,23 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
     }
     if (!fused) d->rest_.push_back(static_cast<uint32_t>(i));
   }
+  // What an absent field means, worked out once: Absent() with a throwaway
+  // FieldValue gives the value a reading step writes, and whether the case
+  // needs Absent() per record at all.
+  for (Step& st : d->steps_) {
+    const VCheck& c = root_checks[st.check];
+    if (c.required || c.kind == VCheck::Kind::kUnion) {
+      st.if_absent = Step::IfAbsent::kCheck;
+    } else if (!st.reads()) {
+      st.if_absent = Step::IfAbsent::kNothing;
+    } else {
+      std::vector<FieldValue> one(d->plans_.size());
+      bool later = false;
+      (void)d->Absent(st, nullptr, one.data(), &later);
+      st.if_absent = later ? Step::IfAbsent::kCheck : Step::IfAbsent::kValue;
+      st.absent = one[st.out];
+    }
+  }
   return d;
 }
 
@@ -830,29 +855,35 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
     const flatbuffers::voffset_t off =
         st.slot < vsize ? flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + st.slot) : 0;
     if (off == 0) {
-      if (!Absent(st, root, out, &later)) return FailRecord(record, error);
+      if (st.if_absent == Step::IfAbsent::kValue) {
+        out[st.out] = st.absent;
+      } else if (st.if_absent == Step::IfAbsent::kCheck && !Absent(st, root, out, &later)) [[unlikely]] {
+        return FailRecord(record, error);
+      }
       continue;
     }
     const size_t at = root_pos + off;
     const uint8_t* field = buf + at;
-    FieldValue* v = out + st.out;  // only written by reading ops (out may be null: no fields)
+    // Only reading ops write it (out may be null: no fields), and only the
+    // member of the declared type and `present`, as the other decoders do.
+    FieldValue* v = out + st.out;
     switch (st.op) {
       case Step::Op::kScalar:
         if ((at & st.align_mask) != 0 || at + st.size > size) [[unlikely]] return FailRecord(record, error);
         continue;
       case Step::Op::kI64:
         if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return FailRecord(record, error);
-        *v = FieldValue{{flatbuffers::ReadScalar<int64_t>(field)}, nullptr, 0, true};
+        v->i = flatbuffers::ReadScalar<int64_t>(field);
+        v->present = true;
         continue;
       case Step::Op::kI32:
         if ((at & 3) != 0 || at + 4 > size) [[unlikely]] return FailRecord(record, error);
-        *v = FieldValue{{flatbuffers::ReadScalar<int32_t>(field)}, nullptr, 0, true};
+        v->i = flatbuffers::ReadScalar<int32_t>(field);
+        v->present = true;
         continue;
       case Step::Op::kF64: {
         if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return FailRecord(record, error);
         v->d = flatbuffers::ReadScalar<double>(field);
-        v->str = nullptr;
-        v->len = 0;
         v->present = true;
         continue;
       }
@@ -878,7 +909,9 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
         const uint32_t n = flatbuffers::ReadScalar<uint32_t>(buf + s);
         if (s + 4 + size_t{n} + 1 > size || buf[s + 4 + n] != 0) [[unlikely]] return FailRecord(record, error);
         if (st.op == Step::Op::kReadString) {
-          *v = FieldValue{{0}, reinterpret_cast<const char*>(buf + s + sizeof(flatbuffers::uoffset_t)), n, true};
+          v->str = reinterpret_cast<const char*>(buf + s + sizeof(flatbuffers::uoffset_t));
+          v->len = n;
+          v->present = true;
         }
         continue;
       }
