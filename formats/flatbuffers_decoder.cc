@@ -57,6 +57,39 @@ struct FlatBuffersDecoder::VCheck {
   std::string name;               // for the path of a missing required field
 };
 
+// One field of the root table, as Decode() runs it per record: the
+// verifier's check of it and, when a declared field reads it as is (a string,
+// a long/int/double, a byte enum's name), that read too, in one pass over the
+// root's vtable. 40 bytes, so the root's steps sit in a few cache lines.
+struct FlatBuffersDecoder::Step {
+  // What the step does with a present field: one dispatch per field.
+  enum class Op : uint8_t {
+    kScalar,      // check bounds and alignment
+    kI64,         // ... and read a long (int64, epoch ms)
+    kI32,         // ... and read an int
+    kF64,         // ... and read a double
+    kEnum8,       // ... and read a byte/ubyte enum's name
+    kString,      // check the string
+    kReadString,  // ... and read it
+    kOther,       // a table, vector or union: VerifyReferenced
+  };
+  // What the step does with an absent field.
+  enum class IfAbsent : uint8_t {
+    kNothing,  // an unread, optional field: nothing to check or write
+    kValue,    // write absent_ (the schema's default, or present=false)
+    kCheck,    // Absent(): a required field, a union, or a field ReadField must fail
+  };
+  Op op = Op::kScalar;
+  IfAbsent if_absent = IfAbsent::kNothing;
+  uint8_t align_mask = 0;  // scalars: align - 1
+  flatbuffers::voffset_t slot = 0;
+  uint16_t out = 0;   // a reading op: the declared field's index
+  uint16_t size = 0;  // scalars: bytes
+  uint32_t check = 0;  // index in the root's VCheck list
+  FieldValue absent{};  // kValue: what an absent field reads as
+  bool reads() const { return op != Op::kScalar && op != Op::kString && op != Op::kOther; }
+};
+
 FlatBuffersDecoder::FlatBuffersDecoder() = default;
 FlatBuffersDecoder::~FlatBuffersDecoder() = default;
 
@@ -429,17 +462,19 @@ struct FlatBuffersDecoder::Bounds {
   uint32_t depth = 0;
   uint32_t tables = 0;
 
-  bool In(size_t pos, size_t len) const { return len <= size && pos <= size - len; }
+  // Every pos and len given is below 2^34 (a 32-bit size, plus at most a
+  // 32-bit offset or length), so the sum cannot overflow.
+  [[gnu::always_inline]] bool In(size_t pos, size_t len) const { return pos + len <= size; }
   static bool Aligned(size_t pos, size_t align) { return (pos & (align - 1)) == 0; }
   uint32_t U32(size_t pos) const { return flatbuffers::ReadScalar<uint32_t>(buf + pos); }
   // The target of the offset at pos, or 0.
-  size_t Offset(size_t pos) const {
+  [[gnu::always_inline]] size_t Offset(size_t pos) const {
     if (!Aligned(pos, 4) || !In(pos, 4)) return 0;
     const uint32_t o = U32(pos);
     if (o == 0 || static_cast<int32_t>(o) < 0 || !In(pos + o, 1)) return 0;
     return pos + o;
   }
-  bool TableStart(size_t pos) {
+  [[gnu::always_inline]] bool TableStart(size_t pos) {
     if (!Aligned(pos, 4) || !In(pos, 4)) return false;
     const int64_t vt = static_cast<int64_t>(pos) - flatbuffers::ReadScalar<int32_t>(buf + pos);
     if (++depth > 64 || ++tables > 1000000) return false;
@@ -452,7 +487,7 @@ struct FlatBuffersDecoder::Bounds {
     const uint32_t n = U32(pos);
     return n < FLATBUFFERS_MAX_BUFFER_SIZE / elem && In(pos + 4, size_t{n} * elem);
   }
-  bool String(size_t pos) const {
+  [[gnu::always_inline]] bool String(size_t pos) const {
     if (!Aligned(pos, 4) || !In(pos, 4)) return false;
     const uint32_t n = U32(pos);
     return In(pos + 4, size_t{n} + 1) && buf[pos + 4 + n] == 0;
@@ -479,52 +514,59 @@ bool FlatBuffersDecoder::VerifyTable(Bounds& b, int obj, size_t pos, std::string
       if (!Bounds::Aligned(at, c.align) || !b.In(at, c.size)) return false;
       continue;
     }
-    const size_t p = b.Offset(at);
-    if (p == 0) return false;
-    switch (c.kind) {
-      case VCheck::Kind::kScalar: break;
-      case VCheck::Kind::kString:
-        if (!b.String(p)) return false;
-        break;
-      case VCheck::Kind::kTable:
-        if (!VerifyTable(b, c.obj, p, missing)) {
-          if (!missing->empty()) *missing = c.name + "." + *missing;
-          return false;
-        }
-        break;
-      case VCheck::Kind::kVectorScalar:
-        if (!b.Vector(p, c.size)) return false;
-        break;
-      case VCheck::Kind::kVectorString:
-      case VCheck::Kind::kVectorTable: {
-        if (!b.Vector(p, 4)) return false;
-        const uint32_t n = b.U32(p);
-        for (uint32_t i = 0; i < n; ++i) {
-          const size_t e = b.Offset(p + 4 + size_t{i} * 4);
-          if (e == 0) return false;
-          if (c.kind == VCheck::Kind::kVectorString) {
-            if (!b.String(e)) return false;
-          } else if (!VerifyTable(b, c.obj, e, missing)) {
-            if (!missing->empty()) *missing = c.name + "." + *missing;
-            return false;
-          }
-        }
-        break;
-      }
-      case VCheck::Kind::kUnion: {
-        const uint8_t type = t->GetField<uint8_t>(c.type_slot, 0);
-        // A type the schema does not know is rejected, as the reflection
-        // verifier does (generated code would skip it).
-        if (type >= c.union_objs.size() || c.union_objs[type] < 0) return false;
-        if (!VerifyTable(b, c.union_objs[type], p, missing)) {
-          if (!missing->empty()) *missing = c.name + "." + *missing;
-          return false;
-        }
-        break;
-      }
-    }
+    if (!VerifyReferenced(b, c, pos, at, missing)) return false;
   }
   --b.depth;
+  return true;
+}
+
+bool FlatBuffersDecoder::VerifyReferenced(Bounds& b, const VCheck& c, size_t table_pos, size_t at,
+                                          std::string* missing) const {
+  const size_t p = b.Offset(at);
+  if (p == 0) return false;
+  switch (c.kind) {
+    case VCheck::Kind::kScalar: break;
+    case VCheck::Kind::kString:
+      if (!b.String(p)) return false;
+      break;
+    case VCheck::Kind::kTable:
+      if (!VerifyTable(b, c.obj, p, missing)) {
+        if (!missing->empty()) *missing = c.name + "." + *missing;
+        return false;
+      }
+      break;
+    case VCheck::Kind::kVectorScalar:
+      if (!b.Vector(p, c.size)) return false;
+      break;
+    case VCheck::Kind::kVectorString:
+    case VCheck::Kind::kVectorTable: {
+      if (!b.Vector(p, 4)) return false;
+      const uint32_t n = b.U32(p);
+      for (uint32_t i = 0; i < n; ++i) {
+        const size_t e = b.Offset(p + 4 + size_t{i} * 4);
+        if (e == 0) return false;
+        if (c.kind == VCheck::Kind::kVectorString) {
+          if (!b.String(e)) return false;
+        } else if (!VerifyTable(b, c.obj, e, missing)) {
+          if (!missing->empty()) *missing = c.name + "." + *missing;
+          return false;
+        }
+      }
+      break;
+    }
+    case VCheck::Kind::kUnion: {
+      const auto* t = reinterpret_cast<const flatbuffers::Table*>(b.buf + table_pos);
+      const uint8_t type = t->GetField<uint8_t>(c.type_slot, 0);
+      // A type the schema does not know is rejected, as the reflection
+      // verifier does (generated code would skip it).
+      if (type >= c.union_objs.size() || c.union_objs[type] < 0) return false;
+      if (!VerifyTable(b, c.union_objs[type], p, missing)) {
+        if (!missing->empty()) *missing = c.name + "." + *missing;
+        return false;
+      }
+      break;
+    }
+  }
   return true;
 }
 
@@ -608,11 +650,7 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
     if (s.root_table() == found && s.file_ident() != nullptr) d->file_ident_ = s.file_ident()->str();
   }
   d->root_name_ = d->root_->name()->str();
-  for (const auto* f : *d->root_->fields()) {
-    if (f->required() && !f->deprecated()) d->required_.emplace_back(f->offset(), f->name()->str());
-  }
-  d->compiled_verifier_ = d->CompileVerifier();
-  if (!d->compiled_verifier_) {
+  if (!d->CompileVerifier()) {
     // The only other verifier is FlatBuffers 2.0.8's reflection verifier,
     // which reads out of bounds on some corrupt records (AddressSanitizer
     // showed it): a bad record must be a dead letter, never a crash.
@@ -626,7 +664,6 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
   } else {
     d->file_ident_.clear();
   }
-  if (d->compiled_verifier_) d->required_.clear();
   d->plans_.resize(static_cast<size_t>(schema.size()));
   for (int i = 0; i < schema.size(); ++i) {
     Plan& p = d->plans_[static_cast<size_t>(i)];
@@ -641,6 +678,63 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
           !p.enum_dense.empty()) {
         p.fast = Plan::Fast::kEnumName8;
       }
+    }
+  }
+  // The root's steps: every field the verifier checks, in the same order;
+  // a declared field of the common shapes is read by the step of its slot
+  // (one declared field per step; a second one reading the same slot, and
+  // every other declared field, is read after verification by ReadField).
+  const std::vector<VCheck>& root_checks = d->vchecks_[static_cast<size_t>(d->root_index_)];
+  for (size_t c = 0; c < root_checks.size(); ++c) {
+    const VCheck& vc = root_checks[c];
+    Step st;
+    st.slot = vc.slot;
+    st.op = vc.kind == VCheck::Kind::kScalar   ? Step::Op::kScalar
+            : vc.kind == VCheck::Kind::kString ? Step::Op::kString
+                                               : Step::Op::kOther;
+    // A struct is at most a few KB; larger ones take the general check.
+    if (vc.kind == VCheck::Kind::kScalar && vc.size > std::numeric_limits<uint16_t>::max()) st.op = Step::Op::kOther;
+    st.size = static_cast<uint16_t>(vc.size);
+    st.align_mask = static_cast<uint8_t>(vc.align - 1);
+    st.check = static_cast<uint32_t>(c);
+    d->steps_.push_back(st);
+  }
+  for (size_t i = 0; i < d->plans_.size(); ++i) {
+    const Plan& p = d->plans_[i];
+    bool fused = false;
+    if (p.fast != Plan::Fast::kNone && i <= std::numeric_limits<uint16_t>::max()) {
+      for (Step& st : d->steps_) {
+        if (st.slot != p.slot || st.reads() || st.op == Step::Op::kOther) continue;
+        switch (p.fast) {
+          case Plan::Fast::kString: st.op = Step::Op::kReadString; break;
+          case Plan::Fast::kI64: st.op = Step::Op::kI64; break;
+          case Plan::Fast::kI32: st.op = Step::Op::kI32; break;
+          case Plan::Fast::kF64: st.op = Step::Op::kF64; break;
+          case Plan::Fast::kEnumName8: st.op = Step::Op::kEnum8; break;
+          case Plan::Fast::kNone: break;
+        }
+        st.out = static_cast<uint16_t>(i);
+        fused = true;
+        break;
+      }
+    }
+    if (!fused) d->rest_.push_back(static_cast<uint32_t>(i));
+  }
+  // What an absent field means, worked out once: Absent() with a throwaway
+  // FieldValue gives the value a reading step writes, and whether the case
+  // needs Absent() per record at all.
+  for (Step& st : d->steps_) {
+    const VCheck& c = root_checks[st.check];
+    if (c.required || c.kind == VCheck::Kind::kUnion) {
+      st.if_absent = Step::IfAbsent::kCheck;
+    } else if (!st.reads()) {
+      st.if_absent = Step::IfAbsent::kNothing;
+    } else {
+      std::vector<FieldValue> one(d->plans_.size());
+      bool later = false;
+      (void)d->Absent(st, nullptr, one.data(), &later);
+      st.if_absent = later ? Step::IfAbsent::kCheck : Step::IfAbsent::kValue;
+      st.absent = one[st.out];
     }
   }
   return d;
@@ -668,16 +762,27 @@ namespace {
               "`" + p.path + "` is " + std::to_string(value) + ", which enum " + p.enum_name +
                   " does not name (a newer schema?)");
 }
+// A small enum's name from its dense table; false if the schema names no such value.
+inline bool EnumName8(const Plan& p, int64_t value, FieldValue& v) {
+  const uint64_t idx = static_cast<uint64_t>(value) - static_cast<uint64_t>(p.enum_min);
+  if (idx >= p.enum_dense.size() || p.enum_dense[idx].empty()) [[unlikely]] return false;
+  v.i = 0;
+  v.str = p.enum_dense[idx].data();
+  v.len = static_cast<uint32_t>(p.enum_dense[idx].size());
+  return true;
+}
 [[gnu::cold, gnu::noinline]] bool FailU64(DecodeError* error, const std::string& path, uint64_t value) {
   return Fail(error, DecodeError::Kind::kWrongType, path, "`" + path + "` is " + std::to_string(value) + ", beyond int64");
 }
 
 }  // namespace
 
-[[gnu::cold, gnu::noinline]] bool FlatBuffersDecoder::FailRecord(const RawRecord& record, DecodeError* error) const {
+[[gnu::cold, gnu::noinline]] bool FlatBuffersDecoder::FailRecord(const RawRecord& record, DecodeError* error) {
   if (!missing_.empty()) {
-    return Fail(error, DecodeError::Kind::kMissingField, missing_,
-                "the record lacks `" + missing_ + "`, which the schema requires");
+    const std::string missing = std::move(missing_);
+    missing_.clear();
+    return Fail(error, DecodeError::Kind::kMissingField, missing,
+                "the record lacks `" + missing + "`, which the schema requires");
   }
   if (record.payload != nullptr && record.size >= 8 && !file_ident_.empty() &&
       std::memcmp(record.payload + sizeof(flatbuffers::uoffset_t), file_ident_.data(), file_ident_.size()) != 0) {
@@ -690,81 +795,164 @@ namespace {
                   " bytes; truncated, corrupt, or of another schema)");
 }
 
+// A root field absent from the record's vtable: fails (false) on an absent
+// `(required)` field (missing_ says which) or a union type without its
+// value; a reading step writes the schema's default, or leaves the field to
+// ReadField (*later) when that is an error or an unnamed enum value.
+bool FlatBuffersDecoder::Absent(const Step& st, const uint8_t* root, FieldValue* out, bool* later) {
+  const VCheck& c = vchecks_[static_cast<size_t>(root_index_)][st.check];
+  if (c.required) [[unlikely]] {
+    missing_ = c.name;
+    return false;
+  }
+  if (c.kind == VCheck::Kind::kUnion &&
+      reinterpret_cast<const flatbuffers::Table*>(root)->GetField<uint8_t>(c.type_slot, 0) != 0) {
+    return false;
+  }
+  if (!st.reads()) return true;
+  FieldValue& v = out[st.out];
+  const Plan& p = plans_[st.out];
+  v = FieldValue{{p.default_i}, nullptr, 0, true};
+  switch (st.op) {
+    case Step::Op::kReadString:
+      v.i = 0;
+      v.present = false;
+      *later |= !p.optional;  // ReadField fails the record, after verification
+      break;
+    case Step::Op::kF64: v.d = p.default_d; break;
+    case Step::Op::kEnum8: *later |= !EnumName8(p, p.default_i, v); break;
+    default: break;
+  }
+  return true;
+}
+
+// Per record: the root table's fields are verified in one pass over its
+// vtable (what generated Verify() code does: every field of the record, down
+// through nested tables, vectors and unions, not only the declared ones, so a
+// record the generated verifier rejects is a dead letter here too, and an
+// absent `(required)` field anywhere is named), and a declared field of the
+// root is read by the same step that verified it; the other declared fields
+// (nested paths, structs, other types, the Kafka key and timestamp) are read
+// by ReadField after the whole record is verified. A declared field that is
+// absent, or an enum value the schema does not name, is left to ReadField
+// too, after verification, so that a corrupt record is kUndecodable whatever
+// its fields hold.
 bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, DecodeError* error) {
   const uint8_t* buf = record.payload;
-  missing_.clear();
-  if (buf == nullptr || record.size < 8) return FailRecord(record, error);
-  if (check_ident_ && flatbuffers::ReadScalar<uint32_t>(buf + sizeof(flatbuffers::uoffset_t)) != ident_) {
+  if (buf == nullptr || record.size < 8) [[unlikely]] return FailRecord(record, error);
+  if (check_ident_ && flatbuffers::ReadScalar<uint32_t>(buf + sizeof(flatbuffers::uoffset_t)) != ident_) [[unlikely]] {
     return FailRecord(record, error);
   }
-  {  // Create refuses a schema it has no compiled verifier for.
-    Bounds b{buf, record.size};
-    const size_t root_pos = b.Offset(0);
-    if (root_pos == 0 || !VerifyTable(b, root_index_, root_pos, &missing_)) return FailRecord(record, error);
-  }
-  const uint8_t* root = buf + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(buf);
-  // The reflection verifier does not check `(required)` (the generated one,
-  // and the compiled one, do): then the root table's are checked here.
-  for (const auto& [slot, name] : required_) {
-    if (reinterpret_cast<const flatbuffers::Table*>(root)->GetOptionalFieldOffset(slot) == 0) {
-      missing_ = name;
-      return FailRecord(record, error);
+  Bounds b{buf, record.size};
+  const size_t root_pos = b.Offset(0);
+  if (root_pos == 0 || !b.TableStart(root_pos)) [[unlikely]] return FailRecord(record, error);
+  const uint8_t* root = buf + root_pos;
+  const uint8_t* vt = root - flatbuffers::ReadScalar<flatbuffers::soffset_t>(root);
+  const flatbuffers::voffset_t vsize = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt);
+  bool later = false;  // a read step left its field to ReadField
+  const size_t size = record.size;
+  for (const Step& st : steps_) {
+    const flatbuffers::voffset_t off =
+        st.slot < vsize ? flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + st.slot) : 0;
+    if (off == 0) {
+      if (st.if_absent == Step::IfAbsent::kValue) {
+        out[st.out] = st.absent;
+      } else if (st.if_absent == Step::IfAbsent::kCheck && !Absent(st, root, out, &later)) [[unlikely]] {
+        return FailRecord(record, error);
+      }
+      continue;
+    }
+    const size_t at = root_pos + off;
+    const uint8_t* field = buf + at;
+    // Only reading ops write it (out may be null: no fields), and only the
+    // member of the declared type and `present`, as the other decoders do.
+    FieldValue* v = out + st.out;
+    switch (st.op) {
+      case Step::Op::kScalar:
+        if ((at & st.align_mask) != 0 || at + st.size > size) [[unlikely]] return FailRecord(record, error);
+        continue;
+      case Step::Op::kI64:
+        if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return FailRecord(record, error);
+        v->i = flatbuffers::ReadScalar<int64_t>(field);
+        v->present = true;
+        continue;
+      case Step::Op::kI32:
+        if ((at & 3) != 0 || at + 4 > size) [[unlikely]] return FailRecord(record, error);
+        v->i = flatbuffers::ReadScalar<int32_t>(field);
+        v->present = true;
+        continue;
+      case Step::Op::kF64: {
+        if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return FailRecord(record, error);
+        v->d = flatbuffers::ReadScalar<double>(field);
+        v->present = true;
+        continue;
+      }
+      case Step::Op::kEnum8: {
+        if (at >= size) [[unlikely]] return FailRecord(record, error);
+        const Plan& p = plans_[st.out];
+        const int64_t value = p.leaf == Plan::Leaf::kI8 ? flatbuffers::ReadScalar<int8_t>(field)
+                                                        : flatbuffers::ReadScalar<uint8_t>(field);
+        v->present = true;
+        later |= !EnumName8(p, value, *v);
+        continue;
+      }
+      case Step::Op::kString:
+      case Step::Op::kReadString: {
+        // Bounds::Offset and Bounds::String, on locals kept in registers
+        // (b escapes into VerifyReferenced, so its members live in memory).
+        if ((at & 3) != 0 || at + 4 > size) [[unlikely]] return FailRecord(record, error);
+        const uint32_t o = flatbuffers::ReadScalar<uint32_t>(field);
+        const size_t s = at + o;
+        if (o == 0 || static_cast<int32_t>(o) < 0 || (s & 3) != 0 || s + 4 > size) [[unlikely]] {
+          return FailRecord(record, error);
+        }
+        const uint32_t n = flatbuffers::ReadScalar<uint32_t>(buf + s);
+        if (s + 4 + size_t{n} + 1 > size || buf[s + 4 + n] != 0) [[unlikely]] return FailRecord(record, error);
+        if (st.op == Step::Op::kReadString) {
+          v->str = reinterpret_cast<const char*>(buf + s + sizeof(flatbuffers::uoffset_t));
+          v->len = n;
+          v->present = true;
+        }
+        continue;
+      }
+      case Step::Op::kOther:
+        if (!VerifyReferenced(b, vchecks_[static_cast<size_t>(root_index_)][st.check], root_pos, at, &missing_))
+            [[unlikely]] {
+          return FailRecord(record, error);
+        }
+        continue;
     }
   }
 
-  // The root's vtable, once for all fields.
-  const uint8_t* root_vt = root - flatbuffers::ReadScalar<flatbuffers::soffset_t>(root);
-  const flatbuffers::voffset_t root_vsize = flatbuffers::ReadScalar<flatbuffers::voffset_t>(root_vt);
-  const size_t n = plans_.size();
-  for (size_t i = 0; i < n; ++i) {
-    const Plan& p = plans_[i];
-    FieldValue& v = out[i];
-    v.present = true;
-    if (p.fast != Plan::Fast::kNone) {
-      const flatbuffers::voffset_t off =
-          p.slot < root_vsize ? flatbuffers::ReadScalar<flatbuffers::voffset_t>(root_vt + p.slot) : 0;
-      const uint8_t* at = root + off;
-      switch (p.fast) {
-        case Plan::Fast::kString: {
-          if (off == 0) goto absent;
-          const uint8_t* str = at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(at);
-          v.i = 0;
-          v.str = reinterpret_cast<const char*>(str + sizeof(flatbuffers::uoffset_t));
-          v.len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(str);
-          continue;
-        }
-        case Plan::Fast::kI64: v.i = off ? flatbuffers::ReadScalar<int64_t>(at) : p.default_i; break;
-        case Plan::Fast::kI32: v.i = off ? flatbuffers::ReadScalar<int32_t>(at) : p.default_i; break;
-        case Plan::Fast::kF64: v.d = off ? flatbuffers::ReadScalar<double>(at) : p.default_d; break;
-        case Plan::Fast::kEnumName8: {
-          const int64_t value = !off                          ? p.default_i
-                                : p.leaf == Plan::Leaf::kI8 ? flatbuffers::ReadScalar<int8_t>(at)
-                                                            : flatbuffers::ReadScalar<uint8_t>(at);
-          const uint64_t idx = static_cast<uint64_t>(value) - static_cast<uint64_t>(p.enum_min);
-          if (idx >= p.enum_dense.size() || p.enum_dense[idx].empty()) return FailEnum(error, p, value);
-          v.i = 0;
-          v.str = p.enum_dense[idx].data();
-          v.len = static_cast<uint32_t>(p.enum_dense[idx].size());
-          continue;
-        }
-        case Plan::Fast::kNone: break;
-      }
-      v.str = nullptr;
-      v.len = 0;
-      continue;
+  // Verified. The declared fields not read above.
+  if (later) [[unlikely]] {
+    for (size_t i = 0; i < plans_.size(); ++i) {
+      if (!ReadField(plans_[i], record, root, out[i], error)) return false;
     }
+    return true;
+  }
+  for (const uint32_t i : rest_) {
+    if (!ReadField(plans_[i], record, root, out[i], error)) return false;
+  }
+  return true;
+}
+
+bool FlatBuffersDecoder::ReadField(const Plan& p, const RawRecord& record, const uint8_t* root, FieldValue& v,
+                                   DecodeError* error) const {
+  v.present = true;
+  {
     if (p.source != Plan::Source::kRecord) [[unlikely]] {
       v.str = nullptr;
       v.len = 0;
       if (p.source == Plan::Source::kKafkaTimestamp) {
         v.i = record.timestamp_ms;
-        continue;
+        return true;
       }
       if (record.key == nullptr) goto absent;
       v.i = 0;
       v.str = reinterpret_cast<const char*>(record.key);
       v.len = record.key_size;
-      continue;
+      return true;
     }
     {
       const uint8_t* t = root;
@@ -798,7 +986,7 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
           v.str = nullptr;
           v.len = 0;
         }
-        continue;
+        return true;
       }
 
       // A scalar: read it as int64, uint64 or double.
@@ -842,10 +1030,10 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
       switch (p.out) {
         case Plan::Out::kDouble:
           v.d = is_float ? dv : (is_u64 ? static_cast<double>(uv) : static_cast<double>(iv));
-          continue;
+          return true;
         case Plan::Out::kBool:
           v.i = iv != 0;
-          continue;
+          return true;
         case Plan::Out::kEnumName: {
           std::string_view name;
           if (!p.enum_dense.empty()) {
@@ -859,21 +1047,21 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
           v.i = 0;
           v.str = name.data();
           v.len = static_cast<uint32_t>(name.size());
-          continue;
+          return true;
         }
         default: break;  // integers
       }
       if (is_u64 && uv > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return FailU64(error, p.path, uv);
       v.i = p.out == Plan::Out::kMicros ? FloorDiv1000(iv) : iv;
-      continue;
+      return true;
     }
-  absent:
-    v.i = 0;
-    v.str = nullptr;
-    v.len = 0;
-    v.present = false;
-    if (!p.optional) return FailMissing(error, p.path);
   }
+absent:
+  v.i = 0;
+  v.str = nullptr;
+  v.len = 0;
+  v.present = false;
+  if (!p.optional) return FailMissing(error, p.path);
   return true;
 }
 

@@ -76,19 +76,26 @@ class FlatBuffersDecoder : public RecordDecoder {
 
   struct Plan;    // one resolved field (defined in the .cc)
   struct VCheck;  // one field of one table for the verifier (defined in the .cc)
+  struct Step;    // one field of the root table: verified, and read if declared (defined in the .cc)
   ~FlatBuffersDecoder() override;
 
  private:
   FlatBuffersDecoder();
   // The schema's verification compiled to per-table check lists (what
-  // generated Verify() code does): decode is ~3x faster than with
-  // FlatBuffers' reflection verifier, which walks the schema per record. False if the schema has
+  // generated Verify() code does), instead of FlatBuffers' reflection
+  // verifier, which walks the schema per record. False if the schema has
   // something it does not cover (vectors of unions, unions of structs or
-  // strings): the reflection verifier is used then.
+  // strings): Create refuses the schema then.
   bool CompileVerifier();
   struct Bounds;
   bool VerifyTable(Bounds& b, int obj, size_t pos, std::string* missing) const;
-  bool FailRecord(const RawRecord& record, DecodeError* error) const;
+  // Verifies what the field of check `c` at buf+at points to (a string, a
+  // table, a vector, a union's table): everything but an inline scalar.
+  bool VerifyReferenced(Bounds& b, const VCheck& c, size_t table_pos, size_t at, std::string* missing) const;
+  bool Absent(const Step& st, const uint8_t* root, FieldValue* out, bool* later);
+  // Reads declared field `p` of a verified record (the general path).
+  bool ReadField(const Plan& p, const RawRecord& record, const uint8_t* root, FieldValue& v, DecodeError* error) const;
+  bool FailRecord(const RawRecord& record, DecodeError* error);
 
   std::string bfbs_;  // owns the binary schema; schema_/root_/enum names point into it
   const reflection::Schema* schema_ = nullptr;
@@ -98,13 +105,16 @@ class FlatBuffersDecoder : public RecordDecoder {
   bool check_ident_ = false;
   uint32_t ident_ = 0;  // file_ident_ as read from a buffer's bytes 4..8
   std::vector<Plan> plans_;  // one per declared field, in slot order
-  // The root's (required) fields (vtable slot, name), checked per record
-  // only when the reflection verifier is used.
-  std::vector<std::pair<uint16_t, std::string>> required_;
-  bool compiled_verifier_ = false;
   int root_index_ = -1;
-  std::string missing_;  // scratch: the path of a missing required field
+  // Scratch: the path of a missing required field; empty except between the
+  // verifier finding one and FailRecord reporting it.
+  std::string missing_;
   std::vector<std::vector<VCheck>> vchecks_;  // by object index of the schema
+  // The root table's fields in id order (vchecks_[root_index_]), each
+  // verified per record and, for a declared field of the root read as is,
+  // read in the same pass; plans_ indexes of the declared fields read after.
+  std::vector<Step> steps_;
+  std::vector<uint32_t> rest_;
 };
 
 }  // namespace kappa

@@ -347,6 +347,68 @@ TEST(FlatBuffersDecoderTest, CompiledVerifierIsAsStrictAsTheGeneratedVerifier) {
   EXPECT_GT(rejected, 0);
 }
 
+// Decode verifies a declared field of the root and reads it in one step: a
+// read field whose vtable entry points past the buffer, or misaligns it, is
+// a dead letter (kUndecodable), never a read out of bounds; a field declared
+// twice reads the same; a record that lacks a declared field AND is corrupt
+// elsewhere is kUndecodable (the corruption wins, as when verifying first).
+TEST(FlatBuffersDecoderTest, ReadFieldsOutOfBoundsAreUndecodable) {
+  const RecordSchema s = Schema({F("id", ValueType::kString), F("user", ValueType::kString),
+                                 F("count", ValueType::kInt64), F("ts", ValueType::kTimestamp, "ts_ms"),
+                                 F("score", ValueType::kDouble), F("status", ValueType::kString),
+                                 F("status_again", ValueType::kString, "status")});
+  auto d = Load(s);
+  ASSERT_TRUE(d);
+  const Payload good = FullPayment();
+  std::vector<FieldValue> v(static_cast<size_t>(s.size()));
+  DecodeError err;
+  ASSERT_TRUE(d->Decode(good.raw(), v.data(), &err)) << err.message;
+  EXPECT_EQ(v[0].text(), "txn-1");
+  EXPECT_EQ(v[1].text(), "user-42");
+  EXPECT_EQ(v[2].i, -3);
+  EXPECT_EQ(v[3].i, 1700000000000);
+  EXPECT_EQ(v[4].d, 2.25);
+  EXPECT_EQ(v[5].text(), "declined");
+  EXPECT_EQ(v[6].text(), "declined");
+
+  // The vtable entry of a root field: buf + root - soffset + slot.
+  auto vtable_entry = [](Payload& p, flatbuffers::voffset_t slot) {
+    auto* buf = reinterpret_cast<uint8_t*>(p.words.data());
+    const uint32_t root = flatbuffers::ReadScalar<uint32_t>(buf);
+    return reinterpret_cast<uint16_t*>(buf + root - flatbuffers::ReadScalar<int32_t>(buf + root) + slot);
+  };
+  using P = ev::Payment;
+  for (const auto slot : {P::VT_ID, P::VT_USER, P::VT_COUNT, P::VT_TS_MS, P::VT_SCORE, P::VT_STATUS}) {
+    for (const bool misalign : {false, true}) {
+      Payload bad = good;
+      uint16_t* entry = vtable_entry(bad, slot);
+      ASSERT_NE(*entry, 0) << slot;
+      if (slot == P::VT_STATUS && misalign) continue;  // a byte is never misaligned
+      *entry = misalign ? static_cast<uint16_t>(*entry + 1) : static_cast<uint16_t>(0xfff0);
+      DecodeError e;
+      EXPECT_FALSE(d->Decode(bad.raw(), v.data(), &e)) << "slot " << slot << (misalign ? " misaligned" : " past the end");
+      EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << "slot " << slot << ": " << e.message;
+    }
+  }
+
+  // No `user` (declared, not optional) and `count` (not declared) corrupt.
+  flatbuffers::FlatBufferBuilder fbb;
+  auto id = fbb.CreateString("txn-3");
+  ev::PaymentBuilder b(fbb);
+  b.add_id(id);
+  b.add_count(5);
+  fbb.Finish(b.Finish(), ev::PaymentIdentifier());
+  auto d_ids = Load(Schema({F("id", ValueType::kString), F("user", ValueType::kString)}));
+  ASSERT_TRUE(d_ids);
+  Payload lacking(fbb);
+  EXPECT_FALSE(d_ids->Decode(lacking.raw(), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "user");
+  *vtable_entry(lacking, P::VT_COUNT) = 0xfff0;
+  EXPECT_FALSE(d_ids->Decode(lacking.raw(), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable) << err.message;
+}
+
 TEST(FlatBuffersDecoderTest, RequiredFieldsMissingAnywhereNameTheirPath) {
   flatbuffers::FlatBufferBuilder fbb;
   auto id = fbb.CreateString("txn-5");
