@@ -550,6 +550,7 @@ int main(int argc, char** argv) {
   std::map<EventFormat, ArchiveInfo> archives;
   if (Status st = BuildArchives(c, formats, schema_id, &archives); !st.ok()) return fail(st);
 
+  const std::string load_before = Shell("cut -d' ' -f1-3 /proc/loadavg");
   EmbeddedBroker::Options bo;
   auto broker = EmbeddedBroker::Start(bo);
   if (!broker.ok()) return fail(broker.status());
@@ -624,7 +625,7 @@ int main(int argc, char** argv) {
   const Run& ref = *best["builtin"];
   std::ostringstream md;
   md << "# formats: the user-spend query per input format (issue 12)\n\n"
-     << "Measured " << date << " on " << machine << "; load average at the end " << load << ".\n";
+     << "Measured " << date << " on " << machine << "; load average (1, 5, 15 min) " << load_before << " before the runs, " << load << " at the end.\n";
   if (!c.load_note.empty()) md << "\n**" << c.load_note << "**\n";
   md << "\nThe same " << c.records << " generated events (" << c.users << " users, Zipf " << c.zipf
      << ", 2% duplicate sends, 5% out of order, 0.1% malformed, " << c.partitions
@@ -677,7 +678,7 @@ int main(int argc, char** argv) {
   }
 
   std::ostringstream js;
-  js << "{\n  \"date\": \"" << date << "\",\n  \"machine\": \"" << JsonEscape(machine) << "\",\n  \"load_average\": \""
+  js << "{\n  \"date\": \"" << date << "\",\n  \"machine\": \"" << JsonEscape(machine) << "\",\n  \"load_average_before\": \"" << load_before << "\",\n  \"load_average_after\": \""
      << load << "\",\n  \"note\": \"" << JsonEscape(c.load_note) << "\",\n  \"records\": " << c.records
      << ",\n  \"partitions\": " << c.partitions << ",\n  \"users\": " << c.users << ",\n  \"zipf\": " << c.zipf
      << ",\n  \"threads\": " << c.threads << ",\n  \"rounds\": " << c.repeat << ",\n  \"outputs\": " << ref.outputs.rows
