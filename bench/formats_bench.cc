@@ -334,7 +334,7 @@ struct Run {
   std::string id;
   int rep = 0;
   double wall = 0, cpu = 0;
-  double peak_rss_mb = 0;
+  double peak_rss_mb = 0;  // growth of the process's RSS during the run
   RecordCounters counters;
   int64_t epochs = 0;
   Outputs outputs;
@@ -343,18 +343,23 @@ struct Run {
 };
 
 void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
-double PeakRssMb() {
+double StatusMb(const char* field) {  // VmHWM: peak RSS, VmRSS: RSS now
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(std::strlen(field))) / 1024.0;
   }
   return 0;
 }
 
 constexpr int kOutputPartitions = 64;  // the embedded broker keeps 5 MiB a partition: room for every output
 
-Result<Run> RunCase(const Config& c, EmbeddedBroker& broker, const Case& k, int rep) {
+// Each run gets a broker of its own (the embedded broker keeps every record
+// in memory: a shared one would grow by every earlier run's outputs).
+Result<Run> RunCase(const Config& c, const Case& k, int rep) {
+  auto started = EmbeddedBroker::Start(EmbeddedBroker::Options{});
+  if (!started.ok()) return started.status();
+  EmbeddedBroker& broker = **started;
   const std::string name = "fmt-" + k.id + "-r" + std::to_string(rep);
   const std::string sink = name + ".v1";
   KAPPA_RETURN_IF_ERROR(broker.CreateTopic({sink, kOutputPartitions}));
@@ -376,6 +381,7 @@ Result<Run> RunCase(const Config& c, EmbeddedBroker& broker, const Case& k, int 
   options.archive_only = true;
   options.parallelism = c.threads;
   ResetPeakRss();
+  const double rss0 = StatusMb("VmRSS:");
   Run run;
   run.id = k.id;
   run.rep = rep;
@@ -390,7 +396,7 @@ Result<Run> RunCase(const Config& c, EmbeddedBroker& broker, const Case& k, int 
     run.counters = runner.summary().counters;
     run.epochs = runner.summary().epochs;
   }
-  run.peak_rss_mb = PeakRssMb();
+  run.peak_rss_mb = StatusMb("VmHWM:") - rss0;
   fs::remove_all(state);
   // Every output row, as an order-independent multiset hash.
   std::unordered_set<uint64_t> keys;
@@ -551,16 +557,13 @@ int main(int argc, char** argv) {
   if (Status st = BuildArchives(c, formats, schema_id, &archives); !st.ok()) return fail(st);
 
   const std::string load_before = Shell("cut -d' ' -f1-3 /proc/loadavg");
-  EmbeddedBroker::Options bo;
-  auto broker = EmbeddedBroker::Start(bo);
-  if (!broker.ok()) return fail(broker.status());
 
   // Interleaved repeats (case after case, R rounds) spread the machine's
   // noise over every case alike; the best round of each case is reported.
   std::vector<Run> runs;
   for (int rep = 0; rep < c.repeat; ++rep) {
     for (const Case& k : cases) {
-      auto r = RunCase(c, **broker, k, rep);
+      auto r = RunCase(c, k, rep);
       if (!r.ok()) return fail(r.status());
       std::fprintf(stderr, "  %-12s round %d: %s events/s per CPU second (%.2f s CPU, %.2f s wall), %lld outputs %s\n",
                    k.id.c_str(), rep + 1, Rate(r->cpu_rate()).c_str(), r->cpu, r->wall,
@@ -634,7 +637,7 @@ int main(int argc, char** argv) {
      << " worker thread(s) (real RocksDB checkpoints, Kafka sink on the in-process embedded broker). "
      << "events/s per core = input records / CPU seconds of the whole process during JobRunner::Run "
      << "(so it includes the sink's producer and the in-process broker taking " << ref.counters.outputs
-     << " outputs, alike for every case); wall = the same over wall seconds. Best of " << c.repeat
+     << " outputs, alike for every case); wall = the same over wall seconds; RSS growth = peak RSS during the run minus RSS at its start. Best of " << c.repeat
      << " interleaved rounds (least CPU). Command: `scripts/bench_formats.sh";
   if (c.records != 20000000) md << " --records " << c.records;
   md << "`.\n\n"
@@ -642,7 +645,7 @@ int main(int argc, char** argv) {
      << " rows of its sink topic: key, value and kappa.offsets header, as a multiset hash) and counters ("
      << CountersText(ref.counters) << "; " << ref.counters.outputs << " outputs) equal the built-in run's, in every round.\n\n"
      << "| case | what | mean record bytes | archive MB (LZ4) | events/s per core (CPU) | events/s (wall, 1 thread) | "
-        "ratio to built-in (CPU / wall) | CPU s | wall s | peak RSS MB | outputs checksum |\n"
+        "ratio to built-in (CPU / wall) | CPU s | wall s | RSS growth MB | outputs checksum |\n"
      << "|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Case& k : cases) {
     const Run& r = *best[k.id];
@@ -694,7 +697,7 @@ int main(int argc, char** argv) {
        << ", \"events_per_cpu_second\": " << r.cpu_rate() << ", \"events_per_wall_second\": " << r.wall_rate()
        << ", \"ratio_to_builtin_cpu\": " << (k.ratio_to.empty() ? 1.0 : ratio(k))
        << ", \"ratio_to_builtin_wall\": " << (k.ratio_to.empty() ? 1.0 : wall_ratio(k))
-       << ", \"peak_rss_mb\": " << r.peak_rss_mb << ", \"outputs\": " << r.outputs.rows << ", \"outputs_checksum\": \""
+       << ", \"rss_growth_mb\": " << r.peak_rss_mb << ", \"outputs\": " << r.outputs.rows << ", \"outputs_checksum\": \""
        << r.outputs.Checksum() << "\", \"all_rounds_cpu_seconds\": [";
     bool f = true;
     for (const auto& x : runs) {
