@@ -65,14 +65,7 @@ TEST_F(AvroFormatTest, AvroThroughTheRegistryGivesTheBuiltInOutputsAndALostRegis
       << err;
 
   ScratchDir dir("avro");
-  SpecOptions builtin;
-  builtin.sink = "builtin-out";
-  builtin.state_dir = dir / "builtin";
-  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap(), "--stop-at-end",
-                      "--status-interval-ms", "0"},
-                     nullptr, &err),
-            0)
-      << err;
+  ASSERT_NO_FATAL_FAILURE(RunBuiltinReference(dir, bootstrap()));
 
   SpecOptions declared;
   declared.job = "user-spend-avro";
@@ -123,14 +116,7 @@ TEST_F(AvroFormatTest, FeatureRowsInAvroAreReadableThroughTheRegisteredSchema) {
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(45, 6000, 200)));
   ScratchDir dir("avro-rows");
   std::string err;
-  SpecOptions builtin;
-  builtin.sink = "builtin-out";
-  builtin.state_dir = dir / "builtin";
-  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap(), "--stop-at-end",
-                      "--status-interval-ms", "0"},
-                     nullptr, &err),
-            0)
-      << err;
+  ASSERT_NO_FATAL_FAILURE(RunBuiltinReference(dir, bootstrap()));
 
   SpecOptions o;
   o.job = "features-avro";

@@ -69,14 +69,7 @@ void ExpectSameOutputs(const KafkaConfig& config, const ScratchDir& dir, const s
                        const std::string& declared_spec, const std::string& declared_sink,
                        const std::string& declared_state) {
   std::string err;
-  SpecOptions builtin;
-  builtin.sink = "builtin-out";
-  builtin.state_dir = dir / "builtin";
-  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap, "--stop-at-end",
-                      "--status-interval-ms", "0"},
-                     nullptr, &err),
-            0)
-      << err;
+  ASSERT_NO_FATAL_FAILURE(RunBuiltinReference(dir, bootstrap));
   ASSERT_EQ(RunKappa({"run", declared_spec, "-b", bootstrap, "--stop-at-end", "--status-interval-ms", "0"}, nullptr,
                      &err),
             0)
@@ -116,14 +109,7 @@ TEST_F(DeclaredFormatsTest, JsonInputGivesTheOutputsOfTheBuiltInPathAndDeadLette
 
   ScratchDir dir("declared-json");
   std::string err;
-  SpecOptions builtin;
-  builtin.sink = "builtin-out";
-  builtin.state_dir = dir / "builtin";
-  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap(), "--stop-at-end",
-                      "--status-interval-ms", "0"},
-                     nullptr, &err),
-            0)
-      << err;
+  ASSERT_NO_FATAL_FAILURE(RunBuiltinReference(dir, bootstrap()));
 
   SpecOptions declared;
   declared.job = "user-spend-json";
@@ -256,14 +242,7 @@ TEST_F(DeclaredFormatsTest, NamedFeaturesInJsonAndFlatBuffersRowsEqualTheBuiltIn
 
   ScratchDir dir("declared-features");
   std::string err;
-  SpecOptions builtin;
-  builtin.sink = "builtin-out";
-  builtin.state_dir = dir / "builtin";
-  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap(), "--stop-at-end",
-                      "--status-interval-ms", "0"},
-                     nullptr, &err),
-            0)
-      << err;
+  ASSERT_NO_FATAL_FAILURE(RunBuiltinReference(dir, bootstrap()));
   const TopicContents want = ReadOutputs(Config(), "builtin-out.v1");
   ASSERT_GT(want.rows.size(), 100u);
 

@@ -71,6 +71,21 @@ inline std::string WriteSpec(const ScratchDir& dir, const std::string& name, con
   return path;
 }
 
+// The reference of the format stories: the built-in user-spend spec over
+// `transactions`, run to the end of its input into builtin-out.v1, state in
+// dir/builtin.
+inline void RunBuiltinReference(const ScratchDir& dir, const std::string& bootstrap) {
+  SpecOptions builtin;
+  builtin.sink = "builtin-out";
+  builtin.state_dir = dir / "builtin";
+  std::string err;
+  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "builtin.yaml", builtin), "-b", bootstrap, "--stop-at-end",
+                      "--status-interval-ms", "0"},
+                     nullptr, &err),
+            0)
+      << err;
+}
+
 struct OutputRow {
   std::string value;  // raw bytes
   std::map<std::string, std::string> headers;
