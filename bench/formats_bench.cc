@@ -57,6 +57,11 @@
 namespace fs = std::filesystem;
 using namespace kappa;
 
+#include "bench/bench_report.h"
+
+using kappa::bench::Machine;
+using kappa::bench::Shell;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -450,27 +455,6 @@ Result<Run> RunCase(const Config& c, const Case& k, int rep) {
 }
 
 // ---- report ------------------------------------------------------------------
-
-std::string Shell(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-std::string Machine() {
-  utsname u{};
-  ::uname(&u);
-  std::string cpu = Shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
-  std::string mem = Shell("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo");
-  return std::to_string(std::thread::hardware_concurrency()) + " cores (" + (cpu.empty() ? "unknown CPU" : cpu.substr(1)) +
-         "), " + mem + ", " + u.sysname + " " + u.release;
-}
 
 std::string Fmt(double v, const char* f = "%.2f") {
   char buf[64];

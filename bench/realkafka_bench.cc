@@ -35,6 +35,11 @@
 namespace fs = std::filesystem;
 using namespace kappa;
 
+#include "bench/bench_report.h"
+
+using kappa::bench::Machine;
+using kappa::bench::Shell;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -48,26 +53,6 @@ struct Row {
   double checkpoint_max_ms = -1, checkpoint_total_ms = -1;
   double rate() const { return seconds > 0 ? records / seconds : 0; }
 };
-
-std::string Shell(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[256];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    ::pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-std::string Machine() {
-  utsname u{};
-  ::uname(&u);
-  std::string cpu = Shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
-  std::string mem = Shell("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo");
-  return std::to_string(std::thread::hardware_concurrency()) + " cores (" + (cpu.empty() ? "unknown CPU" : cpu.substr(1)) +
-         "), " + mem + ", " + u.sysname + " " + u.release;
-}
 
 // (d) the transport limit: a bare consume loop over every partition.
 Result<Row> BareConsume(const std::string& bootstrap, const std::string& topic, int partitions) {
