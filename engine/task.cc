@@ -15,10 +15,7 @@ Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spe
   std::unique_ptr<Task> task(new Task());
   task->partition_ = partition;
   // The decode step fills the record view with the fields the operators read.
-  DecodeSpec decode = spec.decode;
-  decode.read_fields.clear();
-  for (const OperatorSpec& op : spec.operators) KindOf(op).append_fields(op, decode.read_fields);
-  task->chain_.push_back(MakeDecodeValidate(decode));
+  task->chain_.push_back(MakeDecodeValidate(spec.decode, spec.operators));
   for (size_t i = 0; i < spec.operators.size(); ++i) {
     const std::string state_name = StateName(i, spec.operators[i]);
     auto op = MakeOperator(spec.operators[i], state_name, task->registry_);

@@ -152,14 +152,15 @@ struct Checkpoint {
   RecordCounters counters;
 };
 
-// A chain (decode first) over one partition, fed like the runtime feeds it.
+// A chain (decode first) over one partition, fed like the runtime feeds it
+// (the decode step fills the fields the operators read, as in a Task).
 // Operator i (1-based) has state name "op<i>".
 class Chain {
  public:
   explicit Chain(const std::vector<OperatorSpec>& specs, int64_t lateness_ms = 0,
                  const DecodeSpec& decode = DecodeSpec{}, int32_t partition = 0)
       : partition_(partition) {
-    ops_.push_back(MakeDecodeValidate(decode));
+    ops_.push_back(MakeDecodeValidate(decode, specs));
     for (size_t i = 0; i < specs.size(); ++i) {
       auto op = MakeOperator(specs[i], "op" + std::to_string(i + 1), registry_);
       if (!op.ok()) throw std::runtime_error(op.status().ToString());
