@@ -96,6 +96,11 @@ class NexmarkDecoder {
   // (kBuiltinSlotCount wide).
   BuiltinVerdict Decode(const uint8_t* payload, uint32_t size, FieldValue* out, BuiltinRecordTimes* times,
                         std::string* message) const;
+  // The lowest and highest slot Decode writes: records' views may overlap
+  // outside [first, last] (a view `last - first + 1` apart from the next
+  // keeps a batch's views dense, so reading them stays in cache).
+  int first_slot() const { return first_slot_; }
+  int last_slot() const { return last_slot_; }
 
  private:
   struct Fill {
@@ -105,6 +110,8 @@ class NexmarkDecoder {
   };
   int64_t min_event_time_ms_;
   bool type_slot_ = false;
+  int first_slot_ = kSlotType;
+  int last_slot_ = kSlotType;
   std::vector<Fill> plan_[4];  // per event type (1 person, 2 auction, 3 bid)
 };
 

@@ -107,18 +107,22 @@ DlqReason DecodeValidate::Classify(const uint8_t* data, size_t size, std::string
 
 void DecodeValidate::Process(RecordBatch& batch, TaskContext& ctx) {
   if (transaction_) {
-    ProcessBuiltin(*transaction_, kTransactionSlotCount, batch, ctx);
+    ProcessBuiltin(*transaction_, kTransactionSlotCount, kTransactionSlotCount - 1, batch, ctx);
   } else if (nexmark_) {
-    ProcessBuiltin(*nexmark_, kBuiltinSlotCount, batch, ctx);
+    const int first = nexmark_->first_slot(), last = nexmark_->last_slot();
+    ProcessBuiltin(*nexmark_, static_cast<size_t>(last - first + 1), static_cast<size_t>(last), batch, ctx);
   } else {
     ProcessDeclared(batch, ctx);
   }
 }
 
 template <typename Decoder>
-void DecodeValidate::ProcessBuiltin(const Decoder& decoder, size_t width, RecordBatch& batch, TaskContext& ctx) {
+void DecodeValidate::ProcessBuiltin(const Decoder& decoder, size_t stride, size_t last, RecordBatch& batch,
+                                    TaskContext& ctx) {
   // Sized once per batch: records keep pointers into it until the batch ends.
-  if (slots_.size() < batch.records.size() * width) slots_.resize(batch.records.size() * width);
+  // The last record's view reaches slot `last`.
+  const size_t needed = batch.records.size() * stride + (last + 1 - stride);
+  if (slots_.size() < needed) slots_.resize(needed);
   BuiltinRecordTimes times;
   size_t kept = 0;
   for (uint32_t idx : batch.selection) {
@@ -128,7 +132,7 @@ void DecodeValidate::ProcessBuiltin(const Decoder& decoder, size_t width, Record
       ++ctx.counters->dlq;
       continue;
     }
-    FieldValue* values = slots_.data() + static_cast<size_t>(idx) * width;
+    FieldValue* values = slots_.data() + static_cast<size_t>(idx) * stride;
     const BuiltinVerdict verdict = decoder.Decode(rec.payload, rec.size, values, &times, &message_);
     if (verdict != BuiltinVerdict::kOk) [[unlikely]] {
       ctx.out->EmitDlq(batch.partition, rec, ReasonOf(verdict), message_);

@@ -46,8 +46,10 @@ class DecodeValidate final : public Operator {
 
  private:
   // format transaction or nexmark: one of the built-in decoders.
+  // Record i's view is slots_ + i * stride; the decoder writes its slots
+  // [first, last] only (stride = last - first + 1), so views are dense.
   template <typename Decoder>
-  void ProcessBuiltin(const Decoder& decoder, size_t width, RecordBatch& batch, TaskContext& ctx);
+  void ProcessBuiltin(const Decoder& decoder, size_t stride, size_t last, RecordBatch& batch, TaskContext& ctx);
   void ProcessDeclared(RecordBatch& batch, TaskContext& ctx);
 
   DecodeSpec spec_;
