@@ -14,7 +14,8 @@ std::string StateName(size_t i, const OperatorSpec& op) {
 Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spec, OutputCollector* out) {
   std::unique_ptr<Task> task(new Task());
   task->partition_ = partition;
-  task->chain_.push_back(MakeDecodeValidate(spec.decode));
+  // The decode step fills the record view with the fields the operators read.
+  task->chain_.push_back(MakeDecodeValidate(spec.decode, spec.operators));
   for (size_t i = 0; i < spec.operators.size(); ++i) {
     const std::string state_name = StateName(i, spec.operators[i]);
     auto op = MakeOperator(spec.operators[i], state_name, task->registry_);

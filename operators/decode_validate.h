@@ -12,13 +12,17 @@
 // RecordDecoder (formats/) fills one FieldValue per declared field into a
 // per-batch arena that every record's `fields` points into; a record that
 // does not parse, lacks a required field or has one of the wrong type goes to
-// the DLQ with the field's path (wrong type: InvalidValue).
+// the DLQ with the field's path (wrong type: InvalidValue). The built-in
+// formats are decoded the same way (formats/builtin_decoders.h: Transaction
+// into its six fixed slots, Nexmark into the slots the job reads), so every
+// operator after this one reads InputRecord::fields and names no schema.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "formats/builtin_decoders.h"
 #include "operators/operator_interface.h"
 #include "operators/operator_spec.h"
 
@@ -41,13 +45,11 @@ class DecodeValidate final : public Operator {
   static DlqReason Classify(const uint8_t* data, size_t size, std::string* message);
 
  private:
-  // False (and a message naming the field and its value) if a value fails.
-  bool CheckValues(const schema::Transaction* t, std::string* message) const;
-  // format: nexmark. Verifies one NexmarkEvent and fills rec's nexmark,
-  // nexmark_type, event_time_ms (date_time) and value (a bid's price, else 0);
-  // false with the DLQ reason and message if it is bad.
-  bool DecodeNexmark(InputRecord& rec, DlqReason* reason, std::string* message) const;
-  void ProcessNexmark(RecordBatch& batch, TaskContext& ctx);
+  // format transaction or nexmark: one of the built-in decoders.
+  // Record i's view is slots_ + i * stride; the decoder writes its slots
+  // [first, last] only (stride = last - first + 1), so views are dense.
+  template <typename Decoder>
+  void ProcessBuiltin(const Decoder& decoder, size_t stride, size_t last, RecordBatch& batch, TaskContext& ctx);
   void ProcessDeclared(RecordBatch& batch, TaskContext& ctx);
 
   DecodeSpec spec_;
@@ -55,7 +57,9 @@ class DecodeValidate final : public Operator {
   // A declared format's decoder, or why it could not be built.
   std::unique_ptr<RecordDecoder> decoder_;
   Status decoder_status_;
-  std::vector<FieldValue> slots_;  // records x declared fields, per batch
+  std::unique_ptr<TransactionDecoder> transaction_;  // format transaction
+  std::unique_ptr<NexmarkDecoder> nexmark_;          // format nexmark
+  std::vector<FieldValue> slots_;  // records x slots, per batch
 };
 
 }  // namespace kappa

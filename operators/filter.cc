@@ -201,12 +201,6 @@ Filter::Filter(FilterSpec spec) : spec_(std::move(spec)) {
   }
 }
 
-bool Filter::Matches(const schema::Transaction* t) const {
-  InputRecord r;
-  r.txn = t;
-  return Matches(r);
-}
-
 bool Filter::Matches(const InputRecord& r) const {
   char scratch[kFieldTextScratchBytes];
   for (size_t i = 0; i < spec_.all_of.size(); ++i) {
@@ -219,7 +213,7 @@ bool Filter::Matches(const InputRecord& r) const {
         break;
       }
       case How::kTypeCode:
-        ok = Compare(static_cast<int64_t>(r.nexmark_type), p.op, p.number);
+        ok = Compare(NumericField(r, Field::kType), p.op, p.number);
         break;
       default:
         ok = Compare(FieldText(r, p.field, scratch), p.op, std::string_view(p.text));

@@ -56,8 +56,6 @@ class Filter final : public Operator {
   explicit Filter(FilterSpec spec);
   std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
-  // Whether one verified transaction passes every predicate.
-  bool Matches(const schema::Transaction* t) const;
   // Whether one decoded record (any format) passes every predicate.
   bool Matches(const InputRecord& r) const;
 

@@ -17,10 +17,6 @@
 #include "formats/record_view.h"
 #include "state/keyed_state.h"
 
-namespace kappa::schema {
-struct Transaction;
-}
-
 namespace kappa {
 
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
@@ -33,18 +29,14 @@ struct InputRecord {
   uint32_t size = 0;
   const uint8_t* key = nullptr;
   uint32_t key_size = 0;
-  // Filled by DecodeValidate for Nexmark records: which table `nexmark`
-  // points to (schema::NexmarkBody: 1 Person, 2 Auction, 3 Bid), 0 otherwise.
-  uint8_t nexmark_type = 0;
   int64_t offset = 0;
   int64_t timestamp_ms = 0;  // Kafka record timestamp
   // Filled by DecodeValidate for valid records:
-  // One of these, by the job's format: a tag and a pointer, so operators read
-  // fields with a switch (operators/field_access.h), never a virtual call.
-  const schema::Transaction* txn = nullptr;
-  const void* nexmark = nullptr;  // the event's body table (schema::Bid, ...)
-  // A declared format's record view: one value per declared field, in slot
-  // order (formats/record_view.h), valid while the batch is processed.
+  // The record view (formats/record_view.h), whatever the format: one value
+  // per slot, valid while the batch is processed. A declared format's fields
+  // in slot order; a built-in format's (Transaction, Nexmark) at fixed slots
+  // (formats/builtin_decoders.h). Operators read it through
+  // operators/field_access.h, never a schema.
   const FieldValue* fields = nullptr;
   int64_t event_time_ms = kNoTime;
   // The task watermark right after this record was seen: max event time of

@@ -99,4 +99,11 @@ std::unique_ptr<Operator> MakeDecodeValidate(const DecodeSpec& spec) {
   return std::make_unique<DecodeValidate>(spec);
 }
 
+std::unique_ptr<Operator> MakeDecodeValidate(const DecodeSpec& spec, const std::vector<OperatorSpec>& ops) {
+  DecodeSpec decode = spec;
+  decode.read_fields.clear();
+  for (const OperatorSpec& op : ops) KindOf(op).append_fields(op, decode.read_fields);
+  return std::make_unique<DecodeValidate>(std::move(decode));
+}
+
 }  // namespace kappa

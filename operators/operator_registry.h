@@ -94,5 +94,9 @@ Result<std::unique_ptr<Operator>> MakeOperator(const OperatorSpec& spec, const s
 // The first operator of every chain. Updates ctx.max_event_time_ms and each
 // record's watermark_ms; sends failures to ctx.out->EmitDlq.
 std::unique_ptr<Operator> MakeDecodeValidate(const DecodeSpec& spec);
+// The decode step of the chain `ops`: spec with read_fields set to every
+// field the operators read (their AppendFields), so a record's view holds
+// those (a Nexmark record fills only them).
+std::unique_ptr<Operator> MakeDecodeValidate(const DecodeSpec& spec, const std::vector<OperatorSpec>& ops);
 
 }  // namespace kappa

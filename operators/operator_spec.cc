@@ -112,34 +112,6 @@ DeclaredFieldsScope::DeclaredFieldsScope(const RecordSchema* schema) : previous_
 }
 DeclaredFieldsScope::~DeclaredFieldsScope() { t_declared_scope = previous_; }
 
-std::string_view NexmarkTypeName(int type) {
-  switch (type) {
-    case 1: return "person";
-    case 2: return "auction";
-    case 3: return "bid";
-  }
-  return "none";
-}
-
-int NexmarkTypeCode(std::string_view name) {
-  if (name == "person") return 1;
-  if (name == "auction") return 2;
-  if (name == "bid") return 3;
-  return 0;
-}
-
-std::string_view StatusName(schema::TxnStatus status) {
-  switch (status) {
-    case schema::TxnStatus::Approved:
-      return "approved";
-    case schema::TxnStatus::Cancelled:
-      return "cancelled";
-    case schema::TxnStatus::Refunded:
-      return "refunded";
-  }
-  return "unknown";
-}
-
 Result<Field> ParseField(std::string_view name, bool allow_double) {
   if (const RecordSchema* schema = t_declared_scope) {
     if (auto slot = schema->Find(name)) {

@@ -138,6 +138,10 @@ struct DecodeSpec {
   std::string schema_file;
   std::string root_type;
   std::string schema_registry_url;
+  // The fields the job's operators read (AppendFields; Task::Create fills
+  // it): a Nexmark record's view holds only these. Empty: every field.
+  // Not part of the spec's hash (it follows from the operators).
+  std::vector<Field> read_fields;
 };
 
 struct Predicate {

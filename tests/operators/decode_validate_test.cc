@@ -73,7 +73,8 @@ TEST(DecodeValidateTest, StampsValidRecordsWithTheWatermarkRightAfterEach) {
   run.Run(payloads);
   ASSERT_EQ(run.batch.selection, (std::vector<uint32_t>{0, 1, 2}));
   const auto& r = run.batch.records;
-  EXPECT_EQ(r[0].txn->txn_id()->str(), "a");
+  EXPECT_EQ(r[0].fields[kSlotTxnId].text(), "a");
+  EXPECT_EQ(r[0].fields[kSlotStatus].text(), "approved");
   EXPECT_EQ(r[0].event_time_ms, kT0 + 100);
   EXPECT_EQ(r[0].value, 7);
   EXPECT_EQ(r[0].watermark_ms, kT0 + 90);

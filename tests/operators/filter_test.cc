@@ -19,7 +19,7 @@ bool Passes(const std::vector<std::string>& predicates, const std::string& paylo
     spec.all_of.push_back(*p);
   }
   EXPECT_TRUE(Filter::Validate(spec).ok());
-  return Filter(spec).Matches(schema::GetTransaction(payload.data()));
+  return Filter(spec).Matches(DecodedTxn(payload).record);
 }
 
 TEST(FilterTest, NumericComparisonsAtTheBoundary) {
@@ -111,7 +111,7 @@ bool Keeps(const std::vector<std::string>& texts, const std::string& payload) {
   auto spec = Entries(texts);
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
   if (!spec.ok()) return false;
-  return Filter(*spec).Matches(schema::GetTransaction(payload.data()));
+  return Filter(*spec).Matches(DecodedTxn(payload).record);
 }
 
 std::string CanonicalOf(const std::vector<std::string>& texts) {
@@ -168,10 +168,10 @@ TEST(FilterExpressionTest, OnePlainStringIsOneExpression) {
   // One slot per distinct field, however often it is read.
   EXPECT_EQ(spec->expr_fields, (std::vector<Field>{Field::kAmountCents, Field::kCurrency}));
   const Filter f(*spec);
-  EXPECT_TRUE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 3, schema::TxnStatus::Approved, "EUR").data())));
-  EXPECT_TRUE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 9, schema::TxnStatus::Approved, "USD").data())));
-  EXPECT_FALSE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 9, schema::TxnStatus::Approved, "EUR").data())));
-  EXPECT_FALSE(f.Matches(schema::GetTransaction(Txn("a", "u", kT0, 1, schema::TxnStatus::Approved, "USD").data())));
+  EXPECT_TRUE(f.Matches(DecodedTxn(Txn("a", "u", kT0, 3, schema::TxnStatus::Approved, "EUR")).record));
+  EXPECT_TRUE(f.Matches(DecodedTxn(Txn("a", "u", kT0, 9, schema::TxnStatus::Approved, "USD")).record));
+  EXPECT_FALSE(f.Matches(DecodedTxn(Txn("a", "u", kT0, 9, schema::TxnStatus::Approved, "EUR")).record));
+  EXPECT_FALSE(f.Matches(DecodedTxn(Txn("a", "u", kT0, 1, schema::TxnStatus::Approved, "USD")).record));
 }
 
 TEST(FilterExpressionTest, SimplePredicatesKeepTheirCanonicalTextSoSpecHashesHold) {

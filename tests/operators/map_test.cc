@@ -11,7 +11,8 @@ namespace {
 
 std::vector<int64_t> Values(const MapSpec& spec, const std::vector<std::string>& payloads) {
   EXPECT_TRUE(Map::Validate(spec).ok());
-  RecordBatch batch = DecodedBatch(payloads);
+  DecodedBatch decoded(payloads);
+  RecordBatch& batch = decoded.batch;
   RecordCounters counters;
   TaskContext ctx;
   ctx.counters = &counters;

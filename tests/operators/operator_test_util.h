@@ -10,12 +10,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "formats/builtin_decoders.h"
 #include "operators/operator.h"
 #include "schemas/transaction_generated.h"
 #include "schemas/window_aggregate_generated.h"
@@ -150,14 +152,15 @@ struct Checkpoint {
   RecordCounters counters;
 };
 
-// A chain (decode first) over one partition, fed like the runtime feeds it.
+// A chain (decode first) over one partition, fed like the runtime feeds it
+// (the decode step fills the fields the operators read, as in a Task).
 // Operator i (1-based) has state name "op<i>".
 class Chain {
  public:
   explicit Chain(const std::vector<OperatorSpec>& specs, int64_t lateness_ms = 0,
                  const DecodeSpec& decode = DecodeSpec{}, int32_t partition = 0)
       : partition_(partition) {
-    ops_.push_back(MakeDecodeValidate(decode));
+    ops_.push_back(MakeDecodeValidate(decode, specs));
     for (size_t i = 0; i < specs.size(); ++i) {
       auto op = MakeOperator(specs[i], "op" + std::to_string(i + 1), registry_);
       if (!op.ok()) throw std::runtime_error(op.status().ToString());
@@ -232,29 +235,63 @@ class Chain {
   int64_t next_offset_ = 0;
 };
 
+// Transactions decoded into the record view as DecodeValidate does
+// (formats/builtin_decoders.h), but without its value checks (any amount,
+// time and currency), for driving operators directly. `payload` must
+// outlive it; not copyable (the record points into it).
+struct DecodedTxn {
+  explicit DecodedTxn(const std::string& payload) {
+    record.payload = reinterpret_cast<const uint8_t*>(payload.data());
+    record.size = static_cast<uint32_t>(payload.size());
+    Decode(record, slots.data());
+  }
+  DecodedTxn(const DecodedTxn&) = delete;
+  DecodedTxn& operator=(const DecodedTxn&) = delete;
+
+  // Fills `slots` (kTransactionSlotCount) and r's fields, event time and value.
+  static void Decode(InputRecord& r, FieldValue* slots) {
+    TransactionChecks any;
+    any.min_amount_cents = INT64_MIN;
+    any.min_event_time_ms = INT64_MIN;
+    BuiltinRecordTimes times;
+    std::string message;
+    const BuiltinVerdict verdict = TransactionDecoder(any).Decode(r.payload, r.size, slots, &times, &message);
+    if (verdict != BuiltinVerdict::kOk) ADD_FAILURE() << "not a valid Transaction: " << message;
+    r.fields = slots;
+    r.event_time_ms = times.event_time_ms;
+    r.value = times.value;
+  }
+
+  std::array<FieldValue, kTransactionSlotCount> slots{};
+  InputRecord record;
+};
+
 // A batch of already decoded records, for driving one operator directly.
 // Each record's watermark is the running max event time (lateness 0), as
-// DecodeValidate would set it.
-// `payloads` must outlive the batch.
-inline RecordBatch DecodedBatch(const std::vector<std::string>& payloads, int32_t partition = 0) {
-  RecordBatch batch;
-  batch.partition = partition;
-  int64_t max_time = kNoTime;
-  for (size_t i = 0; i < payloads.size(); ++i) {
-    InputRecord r;
-    r.payload = reinterpret_cast<const uint8_t*>(payloads[i].data());
-    r.size = static_cast<uint32_t>(payloads[i].size());
-    r.offset = static_cast<int64_t>(i);
-    r.txn = schema::GetTransaction(r.payload);
-    r.event_time_ms = r.txn->event_time_ms();
-    r.value = r.txn->amount_cents();
-    max_time = std::max(max_time, r.event_time_ms);
-    r.watermark_ms = max_time;
-    batch.records.push_back(r);
+// DecodeValidate would set it. `payloads` must outlive it; not copyable.
+struct DecodedBatch {
+  explicit DecodedBatch(const std::vector<std::string>& payloads, int32_t partition = 0) {
+    batch.partition = partition;
+    slots.resize(payloads.size() * kTransactionSlotCount);
+    int64_t max_time = kNoTime;
+    for (size_t i = 0; i < payloads.size(); ++i) {
+      InputRecord r;
+      r.payload = reinterpret_cast<const uint8_t*>(payloads[i].data());
+      r.size = static_cast<uint32_t>(payloads[i].size());
+      r.offset = static_cast<int64_t>(i);
+      DecodedTxn::Decode(r, slots.data() + i * kTransactionSlotCount);
+      max_time = std::max(max_time, r.event_time_ms);
+      r.watermark_ms = max_time;
+      batch.records.push_back(r);
+    }
+    batch.SelectAll();
   }
-  batch.SelectAll();
-  return batch;
-}
+  DecodedBatch(const DecodedBatch&) = delete;
+  DecodedBatch& operator=(const DecodedBatch&) = delete;
+
+  std::vector<FieldValue> slots;
+  RecordBatch batch;
+};
 
 inline const schema::WindowAggregate* AsWindow(const Emitted& e) {
   return flatbuffers::GetRoot<schema::WindowAggregate>(e.value.data());
