@@ -150,7 +150,9 @@ class RollingWindow final : public Operator {
     EnsureIndex();
     const int64_t wm = ctx.watermark_ms();
     if (wm == kNoTime) return;
-    if (last_sweep_ != kNoTime && wm - last_sweep_ < std::max<int64_t>(1, spec_.size_ms / 16)) return;
+    // Sweep when the watermark moved by size / 16 (wm may be kEndOfInputTime).
+    const auto step = static_cast<uint64_t>(std::max<int64_t>(1, spec_.size_ms / 16));
+    if (last_sweep_ != kNoTime && static_cast<uint64_t>(wm) - static_cast<uint64_t>(last_sweep_) < step) return;
     last_sweep_ = wm;
     for (auto it = groups_.begin(); it != groups_.end();) {
       Evict(*it->second, it->first, wm);

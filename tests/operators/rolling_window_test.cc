@@ -373,6 +373,31 @@ TEST(RollingWindowTest, DeclaredDoubleFieldsSumInEventTimeOrderAndSurviveARestor
   EXPECT_EQ(k, straight.size());
 }
 
+TEST(RollingWindowTest, TheEndOfABoundedInputEvictsEveryEvent) {
+  // `--final-watermark`: event time jumps to the end of time; nothing later
+  // can be on time, so no event can be in a future range.
+  const WindowSpec spec = Rolling(kHour);
+  StateRegistry registry;
+  auto op = WindowAggregate::Create(spec, "op1", registry);
+  const auto payloads = std::vector<std::string>{Txn("a", "u1", kT0, 5), Txn("b", "u2", kT0 + 1, 6)};
+  RecordBatch batch = DecodedBatch(payloads);
+  CollectingOutput out;
+  RecordCounters counters;
+  TaskContext ctx;
+  ctx.counters = &counters;
+  ctx.out = &out;
+  ctx.max_event_time_ms = kT0 + 1;
+  op->Process(batch, ctx);
+  op->OnBatchEnd(ctx);
+  EXPECT_EQ(out.emitted.size(), 2u);
+  const auto& tables = StateRegistryTestAccess::Tables(registry);
+  EXPECT_EQ(tables.at(0)->size(), 2u);
+  ctx.max_event_time_ms = kEndOfInputTime;
+  op->OnBatchEnd(ctx);
+  EXPECT_EQ(tables.at(0)->size(), 0u);
+  EXPECT_EQ(tables.at(1)->size(), 0u);
+}
+
 TEST(RollingWindowTest, SpecErrorsSayWhatARollingWindowNeeds) {
   auto no_features = ParseJobSpec(JobYaml("{type: rolling, size: 7d, key: user_id}"));
   ASSERT_FALSE(no_features.ok());
