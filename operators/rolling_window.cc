@@ -190,18 +190,14 @@ class RollingWindow final : public Operator {
     PutBE(out->data() + group.size(), time);
     PutBE(out->data() + group.size() + 8, offset);
   }
-  void DistinctKey(std::string* out, std::string_view group, int64_t time, int64_t offset, size_t feature,
-                   std::string_view value) const {
-    out->resize(4 + group.size() + kTimeOffsetBytes + 1 + value.size());
+  // Offsets are unique within a task, so the offset names the event; short
+  // keys stay inline in the table's slots.
+  void DistinctKey(std::string* out, int64_t offset, size_t feature, std::string_view value) const {
+    out->resize(8 + 1 + value.size());
     char* p = out->data();
-    const auto n = static_cast<uint32_t>(group.size());
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(n >> (8 * (3 - i)));
-    std::memcpy(p + 4, group.data(), group.size());
-    p += 4 + group.size();
-    PutBE(p, time);
-    PutBE(p + 8, offset);
-    p[16] = static_cast<char>(feature);
-    std::memcpy(p + 17, value.data(), value.size());
+    PutBE(p, offset);
+    p[8] = static_cast<char>(feature);
+    std::memcpy(p + 9, value.data(), value.size());
   }
 
   // The record's count_distinct value of feature f, as the window keys it.
@@ -251,7 +247,7 @@ class RollingWindow final : public Operator {
       auto [it, fresh] = g.distinct[s].try_emplace(value, 0);
       ++it->second;
       e.d[s] = &it->first;
-      DistinctKey(&distinct_key_, key, t, rec.offset, i, value);
+      DistinctKey(&distinct_key_, rec.offset, i, value);
       distinct_->Upsert(distinct_key_, uint8_t{1});
     }
     AddTotals(g, e);
@@ -271,7 +267,7 @@ class RollingWindow final : public Operator {
         set.erase(set.find(OrderedValue(i, e.v->c[cell_[i]])));
       }
       for (size_t s = 0; s < distinct_features_.size(); ++s) {
-        DistinctKey(&distinct_key_, key, e.time, e.offset, distinct_features_[s], *e.d[s]);
+        DistinctKey(&distinct_key_, e.offset, distinct_features_[s], *e.d[s]);
         distinct_->Erase(distinct_key_);
         auto it = g.distinct[s].find(*e.d[s]);
         if (--it->second == 0) g.distinct[s].erase(it);
@@ -414,25 +410,18 @@ class RollingWindow final : public Operator {
     };
     for (auto& [key, g] : groups_) std::sort(g->events.begin(), g->events.end(), before);
     if (distinct_) {
+      absl::flat_hash_map<int64_t, std::pair<Group*, Event*>> by_offset;
+      for (auto& [key, g] : groups_) {
+        for (Event& e : g->events) by_offset[e.offset] = {g.get(), &e};
+      }
       distinct_->ForEach([&](std::string_view k, const uint8_t&) {
-        uint32_t len = 0;
-        for (int i = 0; i < 4; ++i) len = len << 8 | static_cast<uint8_t>(k[static_cast<size_t>(i)]);
-        const std::string_view group = k.substr(4, len);
-        const char* p = k.data() + 4 + len;
-        Event probe{};
-        probe.time = GetBE(p);
-        probe.offset = GetBE(p + 8);
-        const size_t feature = static_cast<uint8_t>(p[16]);
-        const std::string_view value = k.substr(4 + len + kTimeOffsetBytes + 1);
-        auto git = groups_.find(group);
-        if (git == groups_.end()) return;  // not written without its event
-        Group& g = *git->second;
-        auto eit = std::lower_bound(g.events.begin(), g.events.end(), probe, before);
-        if (eit == g.events.end() || eit->time != probe.time || eit->offset != probe.offset) return;
-        const size_t s = static_cast<size_t>(distinct_slot_[feature]);
-        auto [it, fresh] = g.distinct[s].try_emplace(value, 0);
-        ++it->second;
-        eit->d[s] = &it->first;
+        const auto it = by_offset.find(GetBE(k.data()));
+        if (it == by_offset.end()) return;  // never written without its event
+        const auto [g, e] = it->second;
+        const size_t s = static_cast<size_t>(distinct_slot_[static_cast<uint8_t>(k[8])]);
+        auto [v, fresh] = g->distinct[s].try_emplace(k.substr(9), 0);
+        ++v->second;
+        e->d[s] = &v->first;
       });
     }
     for (auto& [key, g] : groups_) {

@@ -28,7 +28,8 @@
 // "<key><event time 8B BE><offset 8B BE>", valued one int64 cell per distinct
 // input field of the features (a double's bits), and for count_distinct a
 // second table "<state_name>_distinct" with one entry per (event, feature)
-// keyed "<key length 4B BE><key><time 8B><offset 8B><feature 1B><value>".
+// keyed "<offset 8B BE><feature 1B><value>" (an offset names one event of
+// the task).
 // In memory (rebuilt from the tables on the first Process / OnBatchEnd after
 // a restore): per key a deque of its events in (time, offset) order and
 // running totals (count, wrapping int sums, an ordered multiset per min / max
