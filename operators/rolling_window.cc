@@ -128,7 +128,19 @@ class RollingWindow final : public Operator {
                             partition_text));
     const bool by_partition = spec_.key_field == Field::kPartition;
     size_t kept = 0;
-    for (uint32_t idx : batch.selection) {
+    const size_t count = batch.selection.size();
+    for (size_t pos = 0; pos < count; ++pos) {
+      // The state of the records a few places ahead is fetched into the cache
+      // while this one is processed (the tables are far larger than the cache).
+      if (pos + kFarAhead < count) {
+        const InputRecord& ahead = batch.records[batch.selection[pos + kFarAhead]];
+        PrefetchInserted(ahead, by_partition ? partition_key : FieldText(ahead, spec_.key_field, scratch),
+                         &ahead_groups_[(pos + kFarAhead) % kRing]);
+      }
+      if (pos + kNearAhead < count) {
+        PrefetchEvicted(batch.records[batch.selection[pos + kNearAhead]], ahead_groups_[(pos + kNearAhead) % kRing]);
+      }
+      const uint32_t idx = batch.selection[pos];
       const InputRecord& rec = batch.records[idx];
       const int64_t t = rec.event_time_ms;
       if (rec.watermark_ms != kNoTime && t < rec.watermark_ms) {
@@ -155,12 +167,23 @@ class RollingWindow final : public Operator {
     if (last_sweep_ != kNoTime && static_cast<uint64_t>(wm) - static_cast<uint64_t>(last_sweep_) < step) return;
     last_sweep_ = wm;
     for (auto it = groups_.begin(); it != groups_.end();) {
-      Evict(*it->second, it->first, wm);
-      if (it->second->events.empty()) {
+      Group& g = *it->second;
+      Evict(g, it->first, wm);
+      if (g.events.empty()) {
         groups_.erase(it++);
-      } else {
-        ++it;
+        continue;
       }
+      for (size_t s = 0; s < distinct_features_.size(); ++s) {
+        if (static_cast<size_t>(g.live[s]) == g.distinct[s].size()) continue;
+        for (auto d = g.distinct[s].begin(); d != g.distinct[s].end();) {
+          if (d->second == 0) {
+            g.distinct[s].erase(d++);
+          } else {
+            ++d;
+          }
+        }
+      }
+      ++it;
     }
   }
 
@@ -168,15 +191,49 @@ class RollingWindow final : public Operator {
   struct Event {
     int64_t time;
     int64_t offset;
-    const Cells<N>* v;        // the state entry (pointer-stable until erased)
-    const std::string* d[N];  // count_distinct values, per distinct feature (keys of Group::distinct)
+    int64_t c[N];  // the cells, as in the state entry (a copy: one cache miss less per eviction)
+    // count_distinct values, per distinct feature: entries of Group::distinct
+    // (node map: stable), value and number of events holding it.
+    std::pair<const std::string, int64_t>* d[N];
   };
   struct Group {
     std::deque<Event> events;  // (time, offset) order
     int64_t sums[kMaxFeatures] = {};
     absl::btree_multiset<int64_t> ordered[kMaxFeatures];  // min / max features (doubles by OrderKey)
-    StringNodeMap<int64_t> distinct[N];  // per distinct feature: value -> events
+    // Per distinct feature: value -> events holding it. A value whose count
+    // drops to 0 stays (no node freed and allocated again per event) until
+    // the next sweep; live[s] counts the values with events.
+    StringNodeMap<int64_t> distinct[N];
+    int64_t live[N] = {};
   };
+
+  static constexpr size_t kFarAhead = 8, kNearAhead = 4, kRing = 16;
+
+  void PrefetchInserted(const InputRecord& rec, std::string_view key, Group** group) {
+    auto it = groups_.find(key);
+    *group = it == groups_.end() ? nullptr : it->second.get();
+    if (*group && !(*group)->events.empty()) __builtin_prefetch(&(*group)->events.front());
+    EventKey(&key_scratch_, key, rec.event_time_ms, rec.offset);
+    events_->Prefetch(key_scratch_);
+    char scratch[kFieldTextScratchBytes];
+    for (size_t s = 0; s < distinct_features_.size(); ++s) {
+      int64_t number;
+      const size_t i = distinct_features_[s];
+      DistinctKey(&distinct_key_, rec.offset, i, DistinctValue(rec, spec_.features[i], scratch, &number));
+      distinct_->Prefetch(distinct_key_);
+    }
+  }
+  // The entries the record's eviction will erase (the usual one: its group's oldest).
+  void PrefetchEvicted(const InputRecord& rec, Group* g) {
+    if (g == nullptr || g->events.empty() || rec.watermark_ms == kNoTime) return;
+    const Event& e = g->events.front();
+    if (!AtOrBefore(e.time, rec.watermark_ms, spec_.size_ms)) return;
+    for (size_t s = 0; s < distinct_features_.size(); ++s) {
+      __builtin_prefetch(e.d[s]);
+      DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
+      distinct_->Prefetch(distinct_key_);
+    }
+  }
 
   Group& FindOrAddGroup(std::string_view key) {
     auto it = groups_.find(key);
@@ -221,8 +278,8 @@ class RollingWindow final : public Operator {
 
   // Adds an event (already in g.events) to the totals.
   void AddTotals(Group& g, const Event& e) {
-    for (size_t i : int_sum_features_) g.sums[i] = WrappingAdd(g.sums[i], e.v->c[cell_[i]]);
-    for (size_t i : ordered_features_) g.ordered[i].insert(OrderedValue(i, e.v->c[cell_[i]]));
+    for (size_t i : int_sum_features_) g.sums[i] = WrappingAdd(g.sums[i], e.c[cell_[i]]);
+    for (size_t i : ordered_features_) g.ordered[i].insert(OrderedValue(i, e.c[cell_[i]]));
   }
 
   void Insert(Group& g, std::string_view key, const InputRecord& rec) {
@@ -234,19 +291,19 @@ class RollingWindow final : public Operator {
       cells.c[j] = IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble ? DoubleBits(DeclaredSlot(rec, f).d)
                                                                                  : NumericField(rec, f);
     }
-    const Cells<N>& stored = events_->Upsert(key_scratch_, cells);
+    events_->Upsert(key_scratch_, cells);
     Event e;
     e.time = t;
     e.offset = rec.offset;
-    e.v = &stored;
+    std::memcpy(e.c, cells.c, sizeof(e.c));
     char scratch[kFieldTextScratchBytes];
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       const size_t i = distinct_features_[s];
       int64_t number;
       const std::string_view value = DistinctValue(rec, spec_.features[i], scratch, &number);
       auto [it, fresh] = g.distinct[s].try_emplace(value, 0);
-      ++it->second;
-      e.d[s] = &it->first;
+      if (it->second++ == 0) ++g.live[s];
+      e.d[s] = &*it;
       DistinctKey(&distinct_key_, rec.offset, i, value);
       distinct_->Upsert(distinct_key_, uint8_t{1});
     }
@@ -261,16 +318,15 @@ class RollingWindow final : public Operator {
   void Evict(Group& g, std::string_view key, int64_t watermark) {
     while (!g.events.empty() && AtOrBefore(g.events.front().time, watermark, spec_.size_ms)) {
       const Event& e = g.events.front();
-      for (size_t i : int_sum_features_) g.sums[i] = WrappingSub(g.sums[i], e.v->c[cell_[i]]);
+      for (size_t i : int_sum_features_) g.sums[i] = WrappingSub(g.sums[i], e.c[cell_[i]]);
       for (size_t i : ordered_features_) {
         auto& set = g.ordered[i];
-        set.erase(set.find(OrderedValue(i, e.v->c[cell_[i]])));
+        set.erase(set.find(OrderedValue(i, e.c[cell_[i]])));
       }
       for (size_t s = 0; s < distinct_features_.size(); ++s) {
-        DistinctKey(&distinct_key_, e.offset, distinct_features_[s], *e.d[s]);
+        DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
         distinct_->Erase(distinct_key_);
-        auto it = g.distinct[s].find(*e.d[s]);
-        if (--it->second == 0) g.distinct[s].erase(it);
+        if (--e.d[s]->second == 0) --g.live[s];
       }
       EventKey(&key_scratch_, key, e.time, e.offset);
       events_->Erase(key_scratch_);
@@ -302,13 +358,13 @@ class RollingWindow final : public Operator {
         case FeatureKind::kAvg: {
           if (dbl) {
             double sum = 0;
-            for (size_t k = i0; k < i1; ++k) sum += BitsDouble(g.events[k].v->c[cell_[i]]);
+            for (size_t k = i0; k < i1; ++k) sum += BitsDouble(g.events[k].c[cell_[i]]);
             row.Double(f.kind == FeatureKind::kSum ? sum : sum / static_cast<double>(count));
           } else {
             int64_t sum = g.sums[i];
             if (slivers) {
-              for (size_t k = 0; k < i0; ++k) sum = WrappingSub(sum, g.events[k].v->c[cell_[i]]);
-              for (size_t k = i1; k < n; ++k) sum = WrappingSub(sum, g.events[k].v->c[cell_[i]]);
+              for (size_t k = 0; k < i0; ++k) sum = WrappingSub(sum, g.events[k].c[cell_[i]]);
+              for (size_t k = i1; k < n; ++k) sum = WrappingSub(sum, g.events[k].c[cell_[i]]);
             }
             if (f.kind == FeatureKind::kSum) {
               row.Int(sum);
@@ -330,7 +386,7 @@ class RollingWindow final : public Operator {
         }
         case FeatureKind::kFirst:
         case FeatureKind::kLast: {
-          const int64_t c = g.events[f.kind == FeatureKind::kFirst ? i0 : i1 - 1].v->c[cell_[i]];
+          const int64_t c = g.events[f.kind == FeatureKind::kFirst ? i0 : i1 - 1].c[cell_[i]];
           if (dbl) {
             row.Double(BitsDouble(c));
           } else {
@@ -340,7 +396,7 @@ class RollingWindow final : public Operator {
         }
         case FeatureKind::kCountDistinct: {
           const size_t s = static_cast<size_t>(distinct_slot_[i]);
-          int64_t distinct = static_cast<int64_t>(g.distinct[s].size());
+          int64_t distinct = g.live[s];
           if (slivers) {
             sliver_values_.clear();
             for (size_t k = 0; k < i0; ++k) sliver_values_.push_back(g.events[k].d[s]);
@@ -349,7 +405,7 @@ class RollingWindow final : public Operator {
             for (size_t a = 0; a < sliver_values_.size();) {
               size_t b = a + 1;
               while (b < sliver_values_.size() && sliver_values_[b] == sliver_values_[a]) ++b;
-              if (g.distinct[s].find(*sliver_values_[a])->second == static_cast<int64_t>(b - a)) --distinct;
+              if (sliver_values_[a]->second == static_cast<int64_t>(b - a)) --distinct;
               a = b;
             }
           }
@@ -374,8 +430,8 @@ class RollingWindow final : public Operator {
   int64_t Extreme(const Group& g, size_t i, size_t i0, size_t i1, bool largest) {
     const size_t n = g.events.size();
     sliver_numbers_.clear();
-    for (size_t k = 0; k < i0; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].v->c[cell_[i]]));
-    for (size_t k = i1; k < n; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].v->c[cell_[i]]));
+    for (size_t k = 0; k < i0; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
+    for (size_t k = i1; k < n; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
     const auto& set = g.ordered[i];
     auto walk = [&](auto it, auto end) -> int64_t {
       while (true) {
@@ -402,7 +458,7 @@ class RollingWindow final : public Operator {
       Event e{};
       e.time = GetBE(k.data() + group.size());
       e.offset = GetBE(k.data() + group.size() + 8);
-      e.v = &v;
+      std::memcpy(e.c, v.c, sizeof(e.c));
       g.events.push_back(e);
     });
     auto before = [](const Event& a, const Event& b) {
@@ -420,8 +476,8 @@ class RollingWindow final : public Operator {
         const auto [g, e] = it->second;
         const size_t s = static_cast<size_t>(distinct_slot_[static_cast<uint8_t>(k[8])]);
         auto [v, fresh] = g->distinct[s].try_emplace(k.substr(9), 0);
-        ++v->second;
-        e->d[s] = &v->first;
+        if (v->second++ == 0) ++g->live[s];
+        e->d[s] = &*v;
       });
     }
     for (auto& [key, g] : groups_) {
@@ -442,7 +498,8 @@ class RollingWindow final : public Operator {
   bool index_known_ = false;
   int64_t last_sweep_ = kNoTime;
   std::string key_scratch_, distinct_key_, out_key_;
-  std::vector<const std::string*> sliver_values_;
+  Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing (prefetching only)
+  std::vector<const std::pair<const std::string, int64_t>*> sliver_values_;
   std::vector<int64_t> sliver_numbers_;
 };
 
