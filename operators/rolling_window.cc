@@ -77,9 +77,16 @@ using StringMap = absl::flat_hash_map<std::string, V, StringHash, StringEq>;
 template <typename V>
 using StringNodeMap = absl::node_hash_map<std::string, V, StringHash, StringEq>;
 
+// An event's state value: its numeric inputs, and its count_distinct values
+// of at most 8 bytes (numbers, short text) inline; a longer value is in the
+// distinct table (dlen kInTable).
+constexpr uint8_t kInTable = 0xFF;
+constexpr size_t kInlineValueBytes = 8;
 template <size_t N>
 struct Cells {
   int64_t c[N];
+  char dv[N][kInlineValueBytes];
+  uint8_t dlen[(N + 7) / 8 * 8];  // rounded up: no padding bytes in the stored value
 };
 
 template <size_t N>
@@ -195,6 +202,7 @@ class RollingWindow final : public Operator {
     // count_distinct values, per distinct feature: entries of Group::distinct
     // (node map: stable), value and number of events holding it.
     std::pair<const std::string, int64_t>* d[N];
+    uint32_t in_table;  // bit s: distinct feature s's value is in the distinct table
   };
   struct Group {
     std::deque<Event> events;  // (time, offset) order
@@ -219,7 +227,9 @@ class RollingWindow final : public Operator {
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       int64_t number;
       const size_t i = distinct_features_[s];
-      DistinctKey(&distinct_key_, rec.offset, i, DistinctValue(rec, spec_.features[i], scratch, &number));
+      const std::string_view value = DistinctValue(rec, spec_.features[i], scratch, &number);
+      if (value.size() <= kInlineValueBytes) continue;
+      DistinctKey(&distinct_key_, rec.offset, i, value);
       distinct_->Prefetch(distinct_key_);
     }
   }
@@ -229,7 +239,7 @@ class RollingWindow final : public Operator {
     const Event& e = g->events.front();
     if (!AtOrBefore(e.time, rec.watermark_ms, spec_.size_ms)) return;
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
-      __builtin_prefetch(e.d[s]);
+      if (!(e.in_table >> s & 1)) continue;
       DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
       distinct_->Prefetch(distinct_key_);
     }
@@ -291,10 +301,10 @@ class RollingWindow final : public Operator {
       cells.c[j] = IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble ? DoubleBits(DeclaredSlot(rec, f).d)
                                                                                  : NumericField(rec, f);
     }
-    events_->Upsert(key_scratch_, cells);
     Event e;
     e.time = t;
     e.offset = rec.offset;
+    e.in_table = 0;
     std::memcpy(e.c, cells.c, sizeof(e.c));
     char scratch[kFieldTextScratchBytes];
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
@@ -304,9 +314,17 @@ class RollingWindow final : public Operator {
       auto [it, fresh] = g.distinct[s].try_emplace(value, 0);
       if (it->second++ == 0) ++g.live[s];
       e.d[s] = &*it;
-      DistinctKey(&distinct_key_, rec.offset, i, value);
-      distinct_->Upsert(distinct_key_, uint8_t{1});
+      if (value.size() <= kInlineValueBytes) {
+        std::memcpy(cells.dv[s], value.data(), value.size());
+        cells.dlen[s] = static_cast<uint8_t>(value.size());
+      } else {
+        cells.dlen[s] = kInTable;
+        e.in_table |= uint32_t{1} << s;
+        DistinctKey(&distinct_key_, rec.offset, i, value);
+        distinct_->Upsert(distinct_key_, uint8_t{1});
+      }
     }
+    events_->Upsert(key_scratch_, cells);
     AddTotals(g, e);
     // Offsets only grow: the record goes after every event with time <= t.
     auto pos = g.events.end();
@@ -324,8 +342,10 @@ class RollingWindow final : public Operator {
         set.erase(set.find(OrderedValue(i, e.c[cell_[i]])));
       }
       for (size_t s = 0; s < distinct_features_.size(); ++s) {
-        DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
-        distinct_->Erase(distinct_key_);
+        if (e.in_table >> s & 1) {
+          DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
+          distinct_->Erase(distinct_key_);
+        }
         if (--e.d[s]->second == 0) --g.live[s];
       }
       EventKey(&key_scratch_, key, e.time, e.offset);
@@ -459,6 +479,15 @@ class RollingWindow final : public Operator {
       e.time = GetBE(k.data() + group.size());
       e.offset = GetBE(k.data() + group.size() + 8);
       std::memcpy(e.c, v.c, sizeof(e.c));
+      for (size_t s = 0; s < distinct_features_.size(); ++s) {
+        if (v.dlen[s] == kInTable) {
+          e.in_table |= uint32_t{1} << s;  // e.d[s] is set from the distinct table below
+          continue;
+        }
+        auto [d, fresh] = g.distinct[s].try_emplace(std::string_view(v.dv[s], v.dlen[s]), 0);
+        if (d->second++ == 0) ++g.live[s];
+        e.d[s] = &*d;
+      }
       g.events.push_back(e);
     });
     auto before = [](const Event& a, const Event& b) {

@@ -26,10 +26,10 @@
 //
 // State: the durable truth is one KeyedState entry per live event, keyed
 // "<key><event time 8B BE><offset 8B BE>", valued one int64 cell per distinct
-// input field of the features (a double's bits), and for count_distinct a
-// second table "<state_name>_distinct" with one entry per (event, feature)
-// keyed "<offset 8B BE><feature 1B><value>" (an offset names one event of
-// the task).
+// input field of the features (a double's bits) and its count_distinct
+// values of at most 8 bytes (numbers, short text); a longer value is an
+// entry of a second table "<state_name>_distinct" keyed "<offset 8B BE>
+// <feature 1B><value>" (an offset names one event of the task).
 // In memory (rebuilt from the tables on the first Process / OnBatchEnd after
 // a restore): per key a deque of its events in (time, offset) order and
 // running totals (count, wrapping int sums, an ordered multiset per min / max

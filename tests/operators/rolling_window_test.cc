@@ -55,7 +55,8 @@ std::vector<Txn_> Generate(size_t n, int64_t lateness, uint32_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<Txn_> out;
   int64_t clock = kT0;
-  const char* currencies[] = {"EUR", "USD", "GBP", "CHF", "JPY"};
+  // Values over 8 bytes are kept in the distinct table, shorter ones inline.
+  const char* currencies[] = {"EUR", "USD", "GBP", "CHF", "JPY", "a-long-currency-name"};
   for (size_t i = 0; i < n; ++i) {
     clock += static_cast<int64_t>(rng() % (2 * kMinute));
     int64_t t = clock;
@@ -70,7 +71,7 @@ std::vector<Txn_> Generate(size_t n, int64_t lateness, uint32_t seed) {
     if (rng() % 200 == 0) t = clock - lateness;  // exactly at the watermark: on time
     int64_t amount = static_cast<int64_t>(rng() % 50) * 10;
     if (rng() % 300 == 0) amount = std::numeric_limits<int64_t>::max() - static_cast<int64_t>(rng() % 5);
-    out.push_back({"t" + std::to_string(i), Name('u', rng() % 20), currencies[rng() % 5], t, amount});
+    out.push_back({"t" + std::to_string(i), Name('u', rng() % 20), currencies[rng() % 6], t, amount});
   }
   return out;
 }
@@ -236,7 +237,7 @@ TEST(RollingWindowTest, StateHoldsAboutTheEventsOfTheLastSizePlusLateness) {
   const int64_t n = 20000;        // ~33 hours
   for (int64_t i = 0; i < n; ++i) {
     payloads.push_back(Txn(Name('t', static_cast<uint64_t>(i)), Name('u', static_cast<uint64_t>(i % 20)),
-                           kT0 + i * step, i % 7, schema::TxnStatus::Approved, i % 3 ? "EUR" : "USD"));
+                           kT0 + i * step, i % 7, schema::TxnStatus::Approved, i % 3 ? "EUR" : "LONG-CURRENCY-NAME"));
   }
   chain.Feed(payloads, 500);
   ASSERT_EQ(chain.out.emitted.size(), static_cast<size_t>(n));
@@ -246,8 +247,9 @@ TEST(RollingWindowTest, StateHoldsAboutTheEventsOfTheLastSizePlusLateness) {
   const size_t events = chain.table(0).size();
   EXPECT_GE(events, live - 1);
   EXPECT_LE(events, live + static_cast<size_t>(size / 16 / step) + 500);
-  // One count_distinct value per event.
-  EXPECT_EQ(chain.table(1).size(), 2 * events);  // currencies and amounts
+  // The currencies over 8 bytes (every third event) are in the distinct
+  // table; amounts and short currencies are inline in the event.
+  EXPECT_NEAR(static_cast<double>(chain.table(1).size()), static_cast<double>(events) / 3, 1.5);
   // The last row counts exactly the last hour of its user (one event a 2 minutes).
   EXPECT_NE(chain.out.emitted.back().value.find("\"n\":30,"), std::string::npos) << chain.out.emitted.back().value;
 }
