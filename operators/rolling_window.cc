@@ -136,6 +136,13 @@ class RollingWindow final : public Operator {
     const bool by_partition = spec_.key_field == Field::kPartition;
     size_t kept = 0;
     const size_t count = batch.selection.size();
+    // Groups found ahead are valid within this batch only (a sweep may erase
+    // them): look up the first ones afresh.
+    for (size_t pos = 0; pos < std::min(count, kFarAhead); ++pos) {
+      const InputRecord& ahead = batch.records[batch.selection[pos]];
+      PrefetchInserted(ahead, by_partition ? partition_key : FieldText(ahead, spec_.key_field, scratch),
+                       &ahead_groups_[pos % kRing]);
+    }
     for (size_t pos = 0; pos < count; ++pos) {
       // The state of the records a few places ahead is fetched into the cache
       // while this one is processed (the tables are far larger than the cache).
