@@ -187,16 +187,6 @@ class RollingWindow final : public Operator {
         groups_.erase(it++);
         continue;
       }
-      for (size_t s = 0; s < distinct_features_.size(); ++s) {
-        if (static_cast<size_t>(g.live[s]) == g.distinct[s].size()) continue;
-        for (auto d = g.distinct[s].begin(); d != g.distinct[s].end();) {
-          if (d->second == 0) {
-            g.distinct[s].erase(d++);
-          } else {
-            ++d;
-          }
-        }
-      }
       ++it;
     }
   }
@@ -215,9 +205,8 @@ class RollingWindow final : public Operator {
     std::deque<Event> events;  // (time, offset) order
     int64_t sums[kMaxFeatures] = {};
     absl::btree_multiset<int64_t> ordered[kMaxFeatures];  // min / max features (doubles by OrderKey)
-    // Per distinct feature: value -> events holding it. A value whose count
-    // drops to 0 stays (no node freed and allocated again per event) until
-    // the next sweep; live[s] counts the values with events.
+    // Per distinct feature: value -> events holding it (> 0; erased at 0:
+    // keeping them for a sweep measured slower); live[s] is its size.
     StringNodeMap<int64_t> distinct[N];
     int64_t live[N] = {};
   };
@@ -353,7 +342,10 @@ class RollingWindow final : public Operator {
           DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
           distinct_->Erase(distinct_key_);
         }
-        if (--e.d[s]->second == 0) --g.live[s];
+        if (--e.d[s]->second == 0) {
+          --g.live[s];
+          g.distinct[s].erase(e.d[s]->first);
+        }
       }
       EventKey(&key_scratch_, key, e.time, e.offset);
       events_->Erase(key_scratch_);
