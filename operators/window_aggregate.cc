@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "operators/field_access.h"
+#include "operators/rolling_window.h"
 #include "schemas/window_aggregate_generated.h"
 
 namespace kappa {
@@ -105,8 +106,22 @@ Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
     if (!name.ok()) return name.status();
     if (*name == "sliding" || *name == "hopping") {
       spec.kind = WindowSpec::Kind::kSliding;
+    } else if (*name == "rolling") {
+      spec.kind = WindowSpec::Kind::kRolling;
     } else if (*name != "tumbling") {
-      return type->Error("window `type` must be tumbling or sliding, not `" + *name + "`");
+      return type->Error("window `type` must be tumbling, sliding or rolling, not `" + *name + "`");
+    }
+  }
+  if (spec.kind == WindowSpec::Kind::kRolling) {
+    for (const char* option : {"slide", "top", "argmax", "aggregates"}) {
+      if (const ConfigNode* n = body.Find(option)) {
+        return n->Error(std::string("a rolling window takes no `") + option +
+                        "`: it emits one row of `features` per record, over (event time - size, event time]");
+      }
+    }
+    if (body.Find("features") == nullptr) {
+      return body.Error(
+          "a rolling window needs `features`, e.g. features: {txn_count_7d: count, spend_7d: sum(amount_cents)}");
     }
   }
   const bool sliding = spec.kind == WindowSpec::Kind::kSliding;
@@ -176,6 +191,9 @@ void WindowAggregate::AppendFields(const WindowSpec& spec, std::vector<Field>& o
 }
 
 std::vector<RowColumn> WindowSpec::RowColumns() const {
+  if (kind == Kind::kRolling) {
+    return FeatureRowColumns({{"key", ValueType::kString}, {"event_time", ValueType::kTimestamp}}, features);
+  }
   return FeatureRowColumns({{"key", ValueType::kString},
                             {"window_start", ValueType::kTimestamp},
                             {"window_end", ValueType::kTimestamp}},
@@ -190,6 +208,7 @@ void WindowAggregate::AppendStateTables(const WindowSpec& spec, const std::strin
 
 std::unique_ptr<Operator> WindowAggregate::Create(const WindowSpec& spec, const std::string& state_name,
                                                   StateRegistry& registry) {
+  if (spec.kind == WindowSpec::Kind::kRolling) return MakeRollingWindow(spec, state_name, registry);
   return std::make_unique<WindowAggregate>(spec, state_name, registry);
 }
 
@@ -209,6 +228,12 @@ Status WindowAggregate::Validate(const WindowSpec& spec) {
           "sliding window size / slide is " + std::to_string(spec.size_ms / spec.slide_ms) + ", at most " +
           std::to_string(kMaxWindowsPerRecord) + " windows per record are allowed");
     }
+  }
+  if (spec.kind == WindowSpec::Kind::kRolling &&
+      (spec.features.empty() || spec.top != 0 || !spec.argmax.empty() || !spec.aggregates.empty())) {
+    return Status::InvalidArgument(
+        "a rolling window needs `features` and takes no aggregates, top or argmax, e.g. features: "
+        "{txn_count_7d: count, spend_7d: sum(amount_cents)}");
   }
   if (spec.top < 0) return Status::InvalidArgument("window `top` must not be negative");
   if (spec.argmax.size() > kMaxArgmaxFields) {

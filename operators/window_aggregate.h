@@ -46,7 +46,8 @@ namespace kappa {
 // Keyed event-time window. Tumbling: slide_ms == size_ms. Windows are aligned
 // to the epoch: [k*slide, k*slide + size).
 struct WindowSpec {
-  enum class Kind { kTumbling, kSliding };
+  // kRolling: one row per record over (t - size, t] (operators/rolling_window.h).
+  enum class Kind { kTumbling, kSliding, kRolling };
   Kind kind = Kind::kTumbling;
   int64_t size_ms = 0;
   int64_t slide_ms = 0;

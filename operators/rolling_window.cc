@@ -1,0 +1,552 @@
+#include "operators/rolling_window.h"
+
+#include <absl/container/btree_set.h>
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/node_hash_map.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <vector>
+
+#include "operators/field_access.h"
+
+namespace kappa {
+namespace {
+
+constexpr size_t kTimeOffsetBytes = 16;
+
+void PutBE(char* p, int64_t v) {
+  const uint64_t u = static_cast<uint64_t>(v);
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(u >> (8 * (7 - i)));
+}
+int64_t GetBE(const char* p) {
+  uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u = u << 8 | static_cast<uint8_t>(p[i]);
+  return static_cast<int64_t>(u);
+}
+
+int64_t WrappingAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t WrappingSub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+int64_t DoubleBits(double d) {
+  int64_t b;
+  std::memcpy(&b, &d, 8);
+  return b;
+}
+double BitsDouble(int64_t b) {
+  double d;
+  std::memcpy(&d, &b, 8);
+  return d;
+}
+// A double's bits mapped so that int64 order is the double order (-0.0 and
+// 0.0 compare equal, as `<` does, because both map to 0.0's bits first).
+int64_t OrderKey(int64_t bits) {
+  const double d = BitsDouble(bits);
+  if (d == 0.0) bits = 0;
+  const uint64_t u = static_cast<uint64_t>(bits);
+  const uint64_t k = (u >> 63) ? ~u : (u | (uint64_t{1} << 63));
+  return static_cast<int64_t>(k ^ (uint64_t{1} << 63));
+}
+int64_t FromOrderKey(int64_t key) {
+  const uint64_t k = static_cast<uint64_t>(key) ^ (uint64_t{1} << 63);
+  const uint64_t u = (k >> 63) ? (k & ~(uint64_t{1} << 63)) : ~k;
+  return static_cast<int64_t>(u);
+}
+
+// time <= t - size, without overflow (false when t - size is below int64).
+bool AtOrBefore(int64_t time, int64_t t, int64_t size) {
+  int64_t bound;
+  if (__builtin_sub_overflow(t, size, &bound)) return false;
+  return time <= bound;
+}
+
+// Transparent string_view lookups (this absl's own string hash takes only
+// absl::string_view, which is not std::string_view here).
+struct StringEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+};
+template <typename V>
+using StringMap = absl::flat_hash_map<std::string, V, StringHash, StringEq>;
+template <typename V>
+using StringNodeMap = absl::node_hash_map<std::string, V, StringHash, StringEq>;
+
+// An event's state value: its numeric inputs, and its count_distinct values
+// of at most 8 bytes (numbers, short text) inline; a longer value is in the
+// distinct table (dlen kInTable).
+constexpr uint8_t kInTable = 0xFF;
+constexpr size_t kInlineValueBytes = 8;
+template <size_t N>
+struct Cells {
+  int64_t c[N];
+  char dv[N][kInlineValueBytes];
+  uint8_t dlen[(N + 7) / 8 * 8];  // rounded up: no padding bytes in the stored value
+};
+
+template <size_t N>
+class RollingWindow final : public Operator {
+ public:
+  RollingWindow(const WindowSpec& spec, const std::string& state_name, StateRegistry& registry)
+      : spec_(spec), rows_(spec.row_format, spec.RowColumns(), spec.avro_schema_id) {
+    events_ = registry.Register<Cells<N>>(state_name);
+    int next_cell = 0;
+    std::vector<Field> cell_fields;
+    for (size_t i = 0; i < spec_.features.size(); ++i) {
+      const FeatureSpec& f = spec_.features[i];
+      cell_[i] = -1;
+      distinct_slot_[i] = -1;
+      dbl_[i] = FeatureInputIsDouble(f);
+      if (f.kind == FeatureKind::kCount) continue;
+      if (f.kind == FeatureKind::kCountDistinct) {
+        distinct_slot_[i] = static_cast<int>(distinct_features_.size());
+        distinct_features_.push_back(i);
+        continue;
+      }
+      const auto it = std::find(cell_fields.begin(), cell_fields.end(), f.field);
+      if (it != cell_fields.end()) {
+        cell_[i] = static_cast<int>(it - cell_fields.begin());
+      } else {
+        cell_[i] = next_cell++;
+        cell_fields.push_back(f.field);
+      }
+      if (f.kind == FeatureKind::kMin || f.kind == FeatureKind::kMax) ordered_features_.push_back(i);
+      if ((f.kind == FeatureKind::kSum || f.kind == FeatureKind::kAvg) && !dbl_[i]) int_sum_features_.push_back(i);
+    }
+    cell_field_ = cell_fields;
+    if (!distinct_features_.empty()) distinct_ = registry.Register<uint8_t>(state_name + "_distinct");
+  }
+
+  std::string_view name() const override { return WindowAggregate::kKind; }
+
+  void Process(RecordBatch& batch, TaskContext& ctx) override {
+    EnsureIndex();
+    char scratch[kFieldTextScratchBytes];
+    char partition_text[kFieldTextScratchBytes];
+    const std::string_view partition_key(
+        partition_text, static_cast<size_t>(
+                            std::to_chars(partition_text, partition_text + sizeof(partition_text), batch.partition)
+                                .ptr -
+                            partition_text));
+    const bool by_partition = spec_.key_field == Field::kPartition;
+    size_t kept = 0;
+    const size_t count = batch.selection.size();
+    // Groups found ahead are valid within this batch only (a sweep may erase
+    // them): look up the first ones afresh.
+    for (size_t pos = 0; pos < std::min(count, kFarAhead); ++pos) {
+      const InputRecord& ahead = batch.records[batch.selection[pos]];
+      PrefetchInserted(ahead, by_partition ? partition_key : FieldText(ahead, spec_.key_field, scratch),
+                       &ahead_groups_[pos % kRing]);
+    }
+    for (size_t pos = 0; pos < count; ++pos) {
+      // The state of the records a few places ahead is fetched into the cache
+      // while this one is processed (the tables are far larger than the cache).
+      if (pos + kFarAhead < count) {
+        const InputRecord& ahead = batch.records[batch.selection[pos + kFarAhead]];
+        PrefetchInserted(ahead, by_partition ? partition_key : FieldText(ahead, spec_.key_field, scratch),
+                         &ahead_groups_[(pos + kFarAhead) % kRing]);
+      }
+      if (pos + kNearAhead < count) {
+        PrefetchEvicted(batch.records[batch.selection[pos + kNearAhead]], ahead_groups_[(pos + kNearAhead) % kRing]);
+      }
+      const uint32_t idx = batch.selection[pos];
+      const InputRecord& rec = batch.records[idx];
+      const int64_t t = rec.event_time_ms;
+      if (rec.watermark_ms != kNoTime && t < rec.watermark_ms) {
+        ctx.out->EmitLate(batch.partition, rec);
+        ++ctx.counters->late;
+        continue;
+      }
+      const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
+      Group& g = FindOrAddGroup(key);
+      if (rec.watermark_ms != kNoTime) Evict(g, key, rec.watermark_ms);
+      Insert(g, key, rec);
+      EmitRow(g, key, rec, batch.partition, ctx);
+      batch.selection[kept++] = idx;
+    }
+    batch.selection.resize(kept);
+  }
+
+  void OnBatchEnd(TaskContext& ctx) override {
+    EnsureIndex();
+    const int64_t wm = ctx.watermark_ms();
+    if (wm == kNoTime) return;
+    // Sweep when the watermark moved by size / 16 (wm may be kEndOfInputTime).
+    const auto step = static_cast<uint64_t>(std::max<int64_t>(1, spec_.size_ms / 16));
+    if (last_sweep_ != kNoTime && static_cast<uint64_t>(wm) - static_cast<uint64_t>(last_sweep_) < step) return;
+    last_sweep_ = wm;
+    for (auto it = groups_.begin(); it != groups_.end();) {
+      Group& g = *it->second;
+      Evict(g, it->first, wm);
+      if (g.events.empty()) {
+        groups_.erase(it++);
+        continue;
+      }
+      ++it;
+    }
+  }
+
+ private:
+  struct Event {
+    int64_t time;
+    int64_t offset;
+    int64_t c[N];  // the cells, as in the state entry (a copy: one cache miss less per eviction)
+    // count_distinct values, per distinct feature: entries of Group::distinct
+    // (node map: stable), value and number of events holding it.
+    std::pair<const std::string, int64_t>* d[N];
+    uint32_t in_table;  // bit s: distinct feature s's value is in the distinct table
+  };
+  struct Group {
+    std::deque<Event> events;  // (time, offset) order
+    int64_t sums[kMaxFeatures] = {};
+    absl::btree_multiset<int64_t> ordered[kMaxFeatures];  // min / max features (doubles by OrderKey)
+    // Per distinct feature: value -> events holding it (> 0; erased at 0:
+    // keeping them for a sweep measured slower); live[s] is its size.
+    StringNodeMap<int64_t> distinct[N];
+    int64_t live[N] = {};
+  };
+
+  static constexpr size_t kFarAhead = 8, kNearAhead = 4, kRing = 16;
+
+  void PrefetchInserted(const InputRecord& rec, std::string_view key, Group** group) {
+    auto it = groups_.find(key);
+    *group = it == groups_.end() ? nullptr : it->second.get();
+    if (*group && !(*group)->events.empty()) __builtin_prefetch(&(*group)->events.front());
+    EventKey(&key_scratch_, key, rec.event_time_ms, rec.offset);
+    events_->Prefetch(key_scratch_);
+    char scratch[kFieldTextScratchBytes];
+    for (size_t s = 0; s < distinct_features_.size(); ++s) {
+      int64_t number;
+      const size_t i = distinct_features_[s];
+      const std::string_view value = DistinctValue(rec, spec_.features[i], scratch, &number);
+      if (value.size() <= kInlineValueBytes) continue;
+      DistinctKey(&distinct_key_, rec.offset, i, value);
+      distinct_->Prefetch(distinct_key_);
+    }
+  }
+  // The entries the record's eviction will erase (the usual one: its group's oldest).
+  void PrefetchEvicted(const InputRecord& rec, Group* g) {
+    if (g == nullptr || g->events.empty() || rec.watermark_ms == kNoTime) return;
+    const Event& e = g->events.front();
+    if (!AtOrBefore(e.time, rec.watermark_ms, spec_.size_ms)) return;
+    for (size_t s = 0; s < distinct_features_.size(); ++s) {
+      if (!(e.in_table >> s & 1)) continue;
+      DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
+      distinct_->Prefetch(distinct_key_);
+    }
+  }
+
+  Group& FindOrAddGroup(std::string_view key) {
+    auto it = groups_.find(key);
+    if (it != groups_.end()) return *it->second;
+    return *groups_.emplace(std::string(key), std::make_unique<Group>()).first->second;
+  }
+
+  void EventKey(std::string* out, std::string_view group, int64_t time, int64_t offset) const {
+    out->resize(group.size() + kTimeOffsetBytes);
+    std::memcpy(out->data(), group.data(), group.size());
+    PutBE(out->data() + group.size(), time);
+    PutBE(out->data() + group.size() + 8, offset);
+  }
+  // Offsets are unique within a task, so the offset names the event; short
+  // keys stay inline in the table's slots.
+  void DistinctKey(std::string* out, int64_t offset, size_t feature, std::string_view value) const {
+    out->resize(8 + 1 + value.size());
+    char* p = out->data();
+    PutBE(p, offset);
+    p[8] = static_cast<char>(feature);
+    std::memcpy(p + 9, value.data(), value.size());
+  }
+
+  // The record's count_distinct value of feature f, as the window keys it.
+  std::string_view DistinctValue(const InputRecord& rec, const FeatureSpec& f, char* scratch, int64_t* number) {
+    if (IsDeclaredField(f.field) && DeclaredTypeOf(f.field) == ValueType::kString) {
+      return FieldText(rec, f.field, scratch);
+    }
+    if (IsNumericField(f.field) || FeatureInputIsDouble(f)) {
+      if (FeatureInputIsDouble(f)) {
+        const double d = DeclaredSlot(rec, f.field).d;
+        *number = DoubleBits(d == 0.0 ? 0.0 : d);
+      } else {
+        *number = NumericField(rec, f.field);
+      }
+      return std::string_view(reinterpret_cast<const char*>(number), 8);
+    }
+    return FieldText(rec, f.field, scratch);
+  }
+
+  int64_t OrderedValue(size_t i, int64_t cell) const { return dbl_[i] ? OrderKey(cell) : cell; }
+
+  // Adds an event (already in g.events) to the totals.
+  void AddTotals(Group& g, const Event& e) {
+    for (size_t i : int_sum_features_) g.sums[i] = WrappingAdd(g.sums[i], e.c[cell_[i]]);
+    for (size_t i : ordered_features_) g.ordered[i].insert(OrderedValue(i, e.c[cell_[i]]));
+  }
+
+  void Insert(Group& g, std::string_view key, const InputRecord& rec) {
+    const int64_t t = rec.event_time_ms;
+    EventKey(&key_scratch_, key, t, rec.offset);
+    Cells<N> cells{};
+    for (size_t j = 0; j < cell_field_.size(); ++j) {
+      const Field f = cell_field_[j];
+      cells.c[j] = IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble ? DoubleBits(DeclaredSlot(rec, f).d)
+                                                                                 : NumericField(rec, f);
+    }
+    Event e;
+    e.time = t;
+    e.offset = rec.offset;
+    e.in_table = 0;
+    std::memcpy(e.c, cells.c, sizeof(e.c));
+    char scratch[kFieldTextScratchBytes];
+    for (size_t s = 0; s < distinct_features_.size(); ++s) {
+      const size_t i = distinct_features_[s];
+      int64_t number;
+      const std::string_view value = DistinctValue(rec, spec_.features[i], scratch, &number);
+      auto [it, fresh] = g.distinct[s].try_emplace(value, 0);
+      if (it->second++ == 0) ++g.live[s];
+      e.d[s] = &*it;
+      if (value.size() <= kInlineValueBytes) {
+        std::memcpy(cells.dv[s], value.data(), value.size());
+        cells.dlen[s] = static_cast<uint8_t>(value.size());
+      } else {
+        cells.dlen[s] = kInTable;
+        e.in_table |= uint32_t{1} << s;
+        DistinctKey(&distinct_key_, rec.offset, i, value);
+        distinct_->Upsert(distinct_key_, uint8_t{1});
+      }
+    }
+    events_->Upsert(key_scratch_, cells);
+    AddTotals(g, e);
+    // Offsets only grow: the record goes after every event with time <= t.
+    auto pos = g.events.end();
+    while (pos != g.events.begin() && std::prev(pos)->time > t) --pos;
+    g.events.insert(pos, e);
+  }
+
+  // Drops the events of g with time <= watermark - size, from memory and state.
+  void Evict(Group& g, std::string_view key, int64_t watermark) {
+    while (!g.events.empty() && AtOrBefore(g.events.front().time, watermark, spec_.size_ms)) {
+      const Event& e = g.events.front();
+      for (size_t i : int_sum_features_) g.sums[i] = WrappingSub(g.sums[i], e.c[cell_[i]]);
+      for (size_t i : ordered_features_) {
+        auto& set = g.ordered[i];
+        set.erase(set.find(OrderedValue(i, e.c[cell_[i]])));
+      }
+      for (size_t s = 0; s < distinct_features_.size(); ++s) {
+        if (e.in_table >> s & 1) {
+          DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
+          distinct_->Erase(distinct_key_);
+        }
+        if (--e.d[s]->second == 0) {
+          --g.live[s];
+          g.distinct[s].erase(e.d[s]->first);
+        }
+      }
+      EventKey(&key_scratch_, key, e.time, e.offset);
+      events_->Erase(key_scratch_);
+      g.events.pop_front();
+    }
+  }
+
+  void EmitRow(Group& g, std::string_view key, const InputRecord& rec, int32_t partition, TaskContext& ctx) {
+    const int64_t t = rec.event_time_ms;
+    const size_t n = g.events.size();
+    size_t i1 = n;  // range [i0, i1)
+    while (i1 > 0 && g.events[i1 - 1].time > t) --i1;
+    size_t i0 = 0;
+    while (i0 < i1 && AtOrBefore(g.events[i0].time, t, spec_.size_ms)) ++i0;
+    const int64_t count = static_cast<int64_t>(i1 - i0);
+    const bool slivers = i0 > 0 || i1 < n;
+    RowEncoder& row = rows_;
+    row.Begin();
+    row.Str(key);
+    row.Int(t);
+    for (size_t i = 0; i < spec_.features.size(); ++i) {
+      const FeatureSpec& f = spec_.features[i];
+      const bool dbl = dbl_[i];
+      switch (f.kind) {
+        case FeatureKind::kCount:
+          row.Int(count);
+          break;
+        case FeatureKind::kSum:
+        case FeatureKind::kAvg: {
+          if (dbl) {
+            double sum = 0;
+            for (size_t k = i0; k < i1; ++k) sum += BitsDouble(g.events[k].c[cell_[i]]);
+            row.Double(f.kind == FeatureKind::kSum ? sum : sum / static_cast<double>(count));
+          } else {
+            int64_t sum = g.sums[i];
+            if (slivers) {
+              for (size_t k = 0; k < i0; ++k) sum = WrappingSub(sum, g.events[k].c[cell_[i]]);
+              for (size_t k = i1; k < n; ++k) sum = WrappingSub(sum, g.events[k].c[cell_[i]]);
+            }
+            if (f.kind == FeatureKind::kSum) {
+              row.Int(sum);
+            } else {
+              row.Double(static_cast<double>(sum) / static_cast<double>(count));
+            }
+          }
+          break;
+        }
+        case FeatureKind::kMin:
+        case FeatureKind::kMax: {
+          const int64_t v = Extreme(g, i, i0, i1, f.kind == FeatureKind::kMax);
+          if (dbl) {
+            row.Double(BitsDouble(FromOrderKey(v)));
+          } else {
+            row.Int(v);
+          }
+          break;
+        }
+        case FeatureKind::kFirst:
+        case FeatureKind::kLast: {
+          const int64_t c = g.events[f.kind == FeatureKind::kFirst ? i0 : i1 - 1].c[cell_[i]];
+          if (dbl) {
+            row.Double(BitsDouble(c));
+          } else {
+            row.Int(c);
+          }
+          break;
+        }
+        case FeatureKind::kCountDistinct: {
+          const size_t s = static_cast<size_t>(distinct_slot_[i]);
+          int64_t distinct = g.live[s];
+          if (slivers) {
+            sliver_values_.clear();
+            for (size_t k = 0; k < i0; ++k) sliver_values_.push_back(g.events[k].d[s]);
+            for (size_t k = i1; k < n; ++k) sliver_values_.push_back(g.events[k].d[s]);
+            std::sort(sliver_values_.begin(), sliver_values_.end());
+            for (size_t a = 0; a < sliver_values_.size();) {
+              size_t b = a + 1;
+              while (b < sliver_values_.size() && sliver_values_[b] == sliver_values_[a]) ++b;
+              if (sliver_values_[a]->second == static_cast<int64_t>(b - a)) --distinct;
+              a = b;
+            }
+          }
+          row.Int(distinct);
+          break;
+        }
+      }
+    }
+    const auto bytes = row.Finish();
+    char offset_text[kFieldTextScratchBytes];
+    char partition_text[kFieldTextScratchBytes];
+    const auto po = std::to_chars(offset_text, offset_text + sizeof(offset_text), rec.offset);
+    const auto pp = std::to_chars(partition_text, partition_text + sizeof(partition_text), partition);
+    out_key_.assign(key).append(1, '|').append(partition_text, pp.ptr).append(1, '|').append(offset_text, po.ptr);
+    ctx.out->Emit(out_key_, bytes.data(), bytes.size(), OutputLineage{partition, rec.offset, rec.offset});
+    ++ctx.counters->out;
+    ++ctx.counters->outputs;
+  }
+
+  // The smallest (largest) ordered value of feature i over events [i0, i1):
+  // the multiset's first value not wholly made of sliver events.
+  int64_t Extreme(const Group& g, size_t i, size_t i0, size_t i1, bool largest) {
+    const size_t n = g.events.size();
+    sliver_numbers_.clear();
+    for (size_t k = 0; k < i0; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
+    for (size_t k = i1; k < n; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
+    const auto& set = g.ordered[i];
+    auto walk = [&](auto it, auto end) -> int64_t {
+      while (true) {
+        const int64_t v = *it;
+        const auto k = std::count(sliver_numbers_.begin(), sliver_numbers_.end(), v);
+        if (k == 0) return v;
+        auto j = it;
+        for (int64_t step = 0; step < k; ++step) ++j;
+        if (j != end && *j == v) return v;  // more occurrences than the slivers hold
+        it = j;                             // every occurrence of v is outside the range
+      }
+    };
+    return largest ? walk(set.rbegin(), set.rend()) : walk(set.begin(), set.end());
+  }
+
+  // A fresh operator, possibly over restored state: rebuild the groups.
+  void EnsureIndex() {
+    if (index_known_) return;
+    index_known_ = true;
+    groups_.clear();
+    events_->ForEach([&](std::string_view k, const Cells<N>& v) {
+      const std::string_view group = k.substr(0, k.size() - kTimeOffsetBytes);
+      Group& g = FindOrAddGroup(group);
+      Event e{};
+      e.time = GetBE(k.data() + group.size());
+      e.offset = GetBE(k.data() + group.size() + 8);
+      std::memcpy(e.c, v.c, sizeof(e.c));
+      for (size_t s = 0; s < distinct_features_.size(); ++s) {
+        if (v.dlen[s] == kInTable) {
+          e.in_table |= uint32_t{1} << s;  // e.d[s] is set from the distinct table below
+          continue;
+        }
+        auto [d, fresh] = g.distinct[s].try_emplace(std::string_view(v.dv[s], v.dlen[s]), 0);
+        if (d->second++ == 0) ++g.live[s];
+        e.d[s] = &*d;
+      }
+      g.events.push_back(e);
+    });
+    auto before = [](const Event& a, const Event& b) {
+      return a.time != b.time ? a.time < b.time : a.offset < b.offset;
+    };
+    for (auto& [key, g] : groups_) std::sort(g->events.begin(), g->events.end(), before);
+    if (distinct_) {
+      absl::flat_hash_map<int64_t, std::pair<Group*, Event*>> by_offset;
+      for (auto& [key, g] : groups_) {
+        for (Event& e : g->events) by_offset[e.offset] = {g.get(), &e};
+      }
+      distinct_->ForEach([&](std::string_view k, const uint8_t&) {
+        const auto it = by_offset.find(GetBE(k.data()));
+        if (it == by_offset.end()) return;  // never written without its event
+        const auto [g, e] = it->second;
+        const size_t s = static_cast<size_t>(distinct_slot_[static_cast<uint8_t>(k[8])]);
+        auto [v, fresh] = g->distinct[s].try_emplace(k.substr(9), 0);
+        if (v->second++ == 0) ++g->live[s];
+        e->d[s] = &*v;
+      });
+    }
+    for (auto& [key, g] : groups_) {
+      for (const Event& e : g->events) AddTotals(*g, e);
+    }
+  }
+
+  WindowSpec spec_;
+  RowEncoder rows_;
+  KeyedState<Cells<N>>* events_ = nullptr;
+  KeyedState<uint8_t>* distinct_ = nullptr;
+  int cell_[kMaxFeatures] = {};           // feature -> its input's cell (-1: none)
+  int distinct_slot_[kMaxFeatures] = {};  // feature -> its count_distinct slot (-1: none)
+  bool dbl_[kMaxFeatures] = {};
+  std::vector<Field> cell_field_;  // cell -> field
+  std::vector<size_t> distinct_features_, ordered_features_, int_sum_features_;
+  StringMap<std::unique_ptr<Group>> groups_;
+  bool index_known_ = false;
+  int64_t last_sweep_ = kNoTime;
+  std::string key_scratch_, distinct_key_, out_key_;
+  Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing (prefetching only)
+  std::vector<const std::pair<const std::string, int64_t>*> sliver_values_;
+  std::vector<int64_t> sliver_numbers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Operator> MakeRollingWindow(const WindowSpec& spec, const std::string& state_name,
+                                            StateRegistry& registry) {
+  size_t cells = 0, distinct = 0;
+  std::vector<Field> fields;
+  for (const FeatureSpec& f : spec.features) {
+    if (f.kind == FeatureKind::kCountDistinct) {
+      ++distinct;
+    } else if (f.kind != FeatureKind::kCount && std::find(fields.begin(), fields.end(), f.field) == fields.end()) {
+      fields.push_back(f.field);
+      ++cells;
+    }
+  }
+  if (std::max(cells, distinct) <= 4) return std::make_unique<RollingWindow<4>>(spec, state_name, registry);
+  return std::make_unique<RollingWindow<kMaxFeatures>>(spec, state_name, registry);
+}
+
+}  // namespace kappa
