@@ -22,30 +22,6 @@ namespace {
 
 class DeclaredFormatsTest : public BrokerTest {};
 
-constexpr const char* kJsonSource = R"(  format: json
-  fields:
-    txn_id: string
-    user_id: {type: string, path: user.id}
-    status: string
-    amount_cents: {type: int64, path: amount.cents}
-    currency: {type: string, path: amount.currency}
-    event_time: {type: timestamp, path: event_time, encoding: iso8601}
-  event_time: event_time
-  value: amount_cents
-)";
-
-// The user-spend spec of the stories (e2e_util.h) with a declared source.
-std::string WriteDeclaredSpec(const ScratchDir& dir, const SpecOptions& o, const std::string& source_block,
-                              const std::string& name = "json.yaml") {
-  std::string text = ReadFile(WriteSpec(dir, "builtin-shape.yaml", o));
-  const std::string anchor = "  start: earliest\n";
-  const size_t at = text.find(anchor);
-  EXPECT_NE(at, std::string::npos) << text;
-  text.insert(at + anchor.size(), source_block);
-  const std::string path = dir / name;
-  std::ofstream(path) << text;
-  return path;
-}
 std::string WriteJsonSpec(const ScratchDir& dir, const SpecOptions& o) { return WriteDeclaredSpec(dir, o, kJsonSource); }
 
 // The user's own FlatBuffers schema (schemas/examples/payment.fbs): other

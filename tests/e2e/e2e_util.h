@@ -71,6 +71,31 @@ inline std::string WriteSpec(const ScratchDir& dir, const std::string& name, con
   return path;
 }
 
+constexpr const char* kJsonSource = R"(  format: json
+  fields:
+    txn_id: string
+    user_id: {type: string, path: user.id}
+    status: string
+    amount_cents: {type: int64, path: amount.cents}
+    currency: {type: string, path: amount.currency}
+    event_time: {type: timestamp, path: event_time, encoding: iso8601}
+  event_time: event_time
+  value: amount_cents
+)";
+
+// The user-spend spec of the stories with a declared source block inserted
+// after `start:` (kJsonSource: the JSON `kappa gen --format json` writes).
+inline std::string WriteDeclaredSpec(const ScratchDir& dir, const SpecOptions& o, const std::string& source_block,
+                              const std::string& name = "json.yaml") {
+  std::string text = ReadFile(WriteSpec(dir, "builtin-shape.yaml", o));
+  const std::string anchor = "  start: earliest\n";
+  const size_t at = text.find(anchor);
+  EXPECT_NE(at, std::string::npos) << text;
+  text.insert(at + anchor.size(), source_block);
+  const std::string path = dir / name;
+  std::ofstream(path) << text;
+  return path;
+}
 // The reference of the format stories: the built-in user-spend spec over
 // `transactions`, run to the end of its input into builtin-out.v1, state in
 // dir/builtin.
