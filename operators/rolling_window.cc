@@ -1,6 +1,5 @@
 #include "operators/rolling_window.h"
 
-#include <absl/container/btree_set.h>
 #include <absl/container/flat_hash_map.h>
 #include <absl/container/node_hash_map.h>
 
@@ -115,7 +114,10 @@ class RollingWindow final : public Operator {
         cell_[i] = next_cell++;
         cell_fields.push_back(f.field);
       }
-      if (f.kind == FeatureKind::kMin || f.kind == FeatureKind::kMax) ordered_features_.push_back(i);
+      if (f.kind == FeatureKind::kMin || f.kind == FeatureKind::kMax) {
+        ordered_features_.push_back(i);
+        largest_[i] = f.kind == FeatureKind::kMax;
+      }
       if ((f.kind == FeatureKind::kSum || f.kind == FeatureKind::kAvg) && !dbl_[i]) int_sum_features_.push_back(i);
     }
     cell_field_ = cell_fields;
@@ -201,10 +203,24 @@ class RollingWindow final : public Operator {
     std::pair<const std::string, int64_t>* d[N];
     uint32_t in_table;  // bit s: distinct feature s's value is in the distinct table
   };
+  // The events of a group that are a min / max feature's extreme of some
+  // suffix of the group's events: each one's value is strictly better than
+  // every later event's, so the first candidate at or after an event is the
+  // extreme of the events from it on. In (time, offset) order, [head, end).
+  struct Candidate {
+    int64_t time;
+    int64_t offset;
+    int64_t value;  // ordered value
+  };
+  struct Candidates {
+    std::vector<Candidate> v;
+    size_t head = 0;
+  };
   struct Group {
     std::deque<Event> events;  // (time, offset) order
     int64_t sums[kMaxFeatures] = {};
-    absl::btree_multiset<int64_t> ordered[kMaxFeatures];  // min / max features (doubles by OrderKey)
+    // Per min / max feature: its candidates (doubles by OrderKey).
+    Candidates extreme[kMaxFeatures];
     // Per distinct feature: value -> events holding it (> 0; erased at 0:
     // keeping them for a sweep measured slower); live[s] is its size.
     StringNodeMap<int64_t> distinct[N];
@@ -285,7 +301,41 @@ class RollingWindow final : public Operator {
   // Adds an event (already in g.events) to the totals.
   void AddTotals(Group& g, const Event& e) {
     for (size_t i : int_sum_features_) g.sums[i] = WrappingAdd(g.sums[i], e.c[cell_[i]]);
-    for (size_t i : ordered_features_) g.ordered[i].insert(OrderedValue(i, e.c[cell_[i]]));
+    for (size_t i : ordered_features_) AddCandidate(g.extreme[i], e, OrderedValue(i, e.c[cell_[i]]), largest_[i]);
+  }
+  static bool Better(int64_t a, int64_t b, bool largest) { return largest ? a > b : a < b; }
+  // Keeps the candidates canonical when e joins the group (after every event
+  // with time <= e.time): usually at the end, O(1) amortised.
+  static void AddCandidate(Candidates& c, const Event& e, int64_t value, bool largest) {
+    auto& v = c.v;
+    size_t pos = v.size();
+    while (pos > c.head && v[pos - 1].time > e.time) --pos;
+    if (pos < v.size() && !Better(value, v[pos].value, largest)) return;  // a later event is as good
+    size_t from = pos;
+    while (from > c.head && !Better(v[from - 1].value, value, largest)) --from;
+    const Candidate cand{e.time, e.offset, value};
+    if (from == pos) {
+      if (pos == v.size()) {
+        v.push_back(cand);
+      } else {
+        v.insert(v.begin() + static_cast<ptrdiff_t>(pos), cand);
+      }
+      return;
+    }
+    v[from] = cand;  // replaces the candidates [from, pos) it beats
+    v.erase(v.begin() + static_cast<ptrdiff_t>(from) + 1, v.begin() + static_cast<ptrdiff_t>(pos));
+  }
+  // e, the group's oldest event, leaves.
+  static void DropCandidate(Candidates& c, const Event& e) {
+    if (c.head < c.v.size() && c.v[c.head].offset == e.offset) {
+      if (++c.head == c.v.size()) {
+        c.v.clear();
+        c.head = 0;
+      } else if (c.head >= 32 && c.head * 2 >= c.v.size()) {
+        c.v.erase(c.v.begin(), c.v.begin() + static_cast<ptrdiff_t>(c.head));
+        c.head = 0;
+      }
+    }
   }
 
   void Insert(Group& g, std::string_view key, const InputRecord& rec) {
@@ -333,10 +383,7 @@ class RollingWindow final : public Operator {
     while (!g.events.empty() && AtOrBefore(g.events.front().time, watermark, spec_.size_ms)) {
       const Event& e = g.events.front();
       for (size_t i : int_sum_features_) g.sums[i] = WrappingSub(g.sums[i], e.c[cell_[i]]);
-      for (size_t i : ordered_features_) {
-        auto& set = g.ordered[i];
-        set.erase(set.find(OrderedValue(i, e.c[cell_[i]])));
-      }
+      for (size_t i : ordered_features_) DropCandidate(g.extreme[i], e);
       for (size_t s = 0; s < distinct_features_.size(); ++s) {
         if (e.in_table >> s & 1) {
           DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
@@ -395,7 +442,7 @@ class RollingWindow final : public Operator {
         }
         case FeatureKind::kMin:
         case FeatureKind::kMax: {
-          const int64_t v = Extreme(g, i, i0, i1, f.kind == FeatureKind::kMax);
+          const int64_t v = Extreme(g, i, i0, i1, t, f.kind == FeatureKind::kMax);
           if (dbl) {
             row.Double(BitsDouble(FromOrderKey(v)));
           } else {
@@ -444,26 +491,22 @@ class RollingWindow final : public Operator {
     ++ctx.counters->outputs;
   }
 
-  // The smallest (largest) ordered value of feature i over events [i0, i1):
-  // the multiset's first value not wholly made of sliver events.
-  int64_t Extreme(const Group& g, size_t i, size_t i0, size_t i1, bool largest) {
-    const size_t n = g.events.size();
-    sliver_numbers_.clear();
-    for (size_t k = 0; k < i0; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
-    for (size_t k = i1; k < n; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
-    const auto& set = g.ordered[i];
-    auto walk = [&](auto it, auto end) -> int64_t {
-      while (true) {
-        const int64_t v = *it;
-        const auto k = std::count(sliver_numbers_.begin(), sliver_numbers_.end(), v);
-        if (k == 0) return v;
-        auto j = it;
-        for (int64_t step = 0; step < k; ++step) ++j;
-        if (j != end && *j == v) return v;  // more occurrences than the slivers hold
-        it = j;                             // every occurrence of v is outside the range
-      }
-    };
-    return largest ? walk(set.rbegin(), set.rend()) : walk(set.begin(), set.end());
+  // The smallest (largest) ordered value of feature i over events [i0, i1)
+  // of g, t being the record's time: with no event after the range (the
+  // record arrived in order) the first candidate in the range, else a scan.
+  int64_t Extreme(const Group& g, size_t i, size_t i0, size_t i1, int64_t t, bool largest) {
+    if (i1 == g.events.size()) {
+      const Candidates& c = g.extreme[i];
+      size_t k = c.head;
+      while (AtOrBefore(c.v[k].time, t, spec_.size_ms)) ++k;  // the range's last event is a candidate
+      return c.v[k].value;
+    }
+    int64_t best = OrderedValue(i, g.events[i0].c[cell_[i]]);
+    for (size_t k = i0 + 1; k < i1; ++k) {
+      const int64_t v = OrderedValue(i, g.events[k].c[cell_[i]]);
+      if (Better(v, best, largest)) best = v;
+    }
+    return best;
   }
 
   // A fresh operator, possibly over restored state: rebuild the groups.
@@ -520,6 +563,7 @@ class RollingWindow final : public Operator {
   int cell_[kMaxFeatures] = {};           // feature -> its input's cell (-1: none)
   int distinct_slot_[kMaxFeatures] = {};  // feature -> its count_distinct slot (-1: none)
   bool dbl_[kMaxFeatures] = {};
+  bool largest_[kMaxFeatures] = {};  // max (not min) feature
   std::vector<Field> cell_field_;  // cell -> field
   std::vector<size_t> distinct_features_, ordered_features_, int_sum_features_;
   StringMap<std::unique_ptr<Group>> groups_;
@@ -528,7 +572,6 @@ class RollingWindow final : public Operator {
   std::string key_scratch_, distinct_key_, out_key_;
   Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing (prefetching only)
   std::vector<const std::pair<const std::string, int64_t>*> sliver_values_;
-  std::vector<int64_t> sliver_numbers_;
 };
 
 }  // namespace
