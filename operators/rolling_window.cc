@@ -154,7 +154,9 @@ class RollingWindow final : public Operator {
                          &ahead_groups_[(pos + kFarAhead) % kRing]);
       }
       if (pos + kNearAhead < count) {
-        PrefetchEvicted(batch.records[batch.selection[pos + kNearAhead]], ahead_groups_[(pos + kNearAhead) % kRing]);
+        const InputRecord& near = batch.records[batch.selection[pos + kNearAhead]];
+        PrefetchEvicted(near, by_partition ? partition_key : FieldText(near, spec_.key_field, scratch),
+                        ahead_groups_[(pos + kNearAhead) % kRing]);
       }
       const uint32_t idx = batch.selection[pos];
       const InputRecord& rec = batch.records[idx];
@@ -165,7 +167,9 @@ class RollingWindow final : public Operator {
         continue;
       }
       const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
-      Group& g = FindOrAddGroup(key);
+      // Found ahead in this batch: still there (only OnBatchEnd erases groups).
+      Group* found = ahead_groups_[pos % kRing];
+      Group& g = found != nullptr ? *found : FindOrAddGroup(key);
       if (rec.watermark_ms != kNoTime) Evict(g, key, rec.watermark_ms);
       Insert(g, key, rec);
       EmitRow(g, key, rec, batch.partition, ctx);
@@ -232,7 +236,13 @@ class RollingWindow final : public Operator {
   void PrefetchInserted(const InputRecord& rec, std::string_view key, Group** group) {
     auto it = groups_.find(key);
     *group = it == groups_.end() ? nullptr : it->second.get();
-    if (*group && !(*group)->events.empty()) __builtin_prefetch(&(*group)->events.front());
+    if (*group) {
+      Group* g = *group;
+      __builtin_prefetch(&g->events);
+      __builtin_prefetch(g->sums);
+      for (size_t i : ordered_features_) __builtin_prefetch(&g->extreme[i]);
+      for (size_t s = 0; s < distinct_features_.size(); ++s) __builtin_prefetch(&g->distinct[s]);
+    }
     EventKey(&key_scratch_, key, rec.event_time_ms, rec.offset);
     events_->Prefetch(key_scratch_);
     char scratch[kFieldTextScratchBytes];
@@ -246,10 +256,19 @@ class RollingWindow final : public Operator {
     }
   }
   // The entries the record's eviction will erase (the usual one: its group's oldest).
-  void PrefetchEvicted(const InputRecord& rec, Group* g) {
-    if (g == nullptr || g->events.empty() || rec.watermark_ms == kNoTime) return;
+  void PrefetchEvicted(const InputRecord& rec, std::string_view key, Group* g) {
+    if (g == nullptr || g->events.empty()) return;
+    __builtin_prefetch(&g->events.back());
+    if (rec.watermark_ms == kNoTime) return;
     const Event& e = g->events.front();
     if (!AtOrBefore(e.time, rec.watermark_ms, spec_.size_ms)) return;
+    EventKey(&evict_key_, key, e.time, e.offset);
+    events_->Prefetch(evict_key_);
+    for (size_t i : ordered_features_) {
+      const Candidates& c = g->extreme[i];
+      if (c.head < c.v.size()) __builtin_prefetch(&c.v[c.head]);
+    }
+    for (size_t s = 0; s < distinct_features_.size(); ++s) __builtin_prefetch(e.d[s]);
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       if (!(e.in_table >> s & 1)) continue;
       DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
@@ -569,8 +588,8 @@ class RollingWindow final : public Operator {
   StringMap<std::unique_ptr<Group>> groups_;
   bool index_known_ = false;
   int64_t last_sweep_ = kNoTime;
-  std::string key_scratch_, distinct_key_, out_key_;
-  Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing (prefetching only)
+  std::string key_scratch_, distinct_key_, out_key_, evict_key_;
+  Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing in this batch (or nullptr)
   std::vector<const std::pair<const std::string, int64_t>*> sliver_values_;
 };
 
