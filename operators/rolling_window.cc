@@ -198,13 +198,15 @@ class RollingWindow final : public Operator {
   }
 
  private:
+  // A count_distinct value of the task and the number of live events holding it.
+  using ValueEntry = std::pair<const std::string, int64_t>;
   struct Event {
     int64_t time;
     int64_t offset;
     int64_t c[N];  // the cells, as in the state entry (a copy: one cache miss less per eviction)
-    // count_distinct values, per distinct feature: entries of Group::distinct
-    // (node map: stable), value and number of events holding it.
-    std::pair<const std::string, int64_t>* d[N];
+    // count_distinct values, per distinct feature: its entry of values_ (node
+    // map: stable; the pointer names the value in Group::distinct).
+    ValueEntry* d[N];
     uint32_t in_table;  // bit s: distinct feature s's value is in the distinct table
   };
   // The events of a group that are a min / max feature's extreme of some
@@ -225,10 +227,10 @@ class RollingWindow final : public Operator {
     int64_t sums[kMaxFeatures] = {};
     // Per min / max feature: its candidates (doubles by OrderKey).
     Candidates extreme[kMaxFeatures];
-    // Per distinct feature: value -> events holding it (> 0; erased at 0:
-    // keeping them for a sweep measured slower); live[s] is its size.
-    StringNodeMap<int64_t> distinct[N];
-    int64_t live[N] = {};
+    // Per distinct feature: value -> events of the group holding it (> 0;
+    // erased at 0: keeping them for a sweep measured slower). Keyed by the
+    // task's entry of the value: a flat map of pointers, no node per value.
+    absl::flat_hash_map<const ValueEntry*, int64_t> distinct[N];
   };
 
   static constexpr size_t kFarAhead = 8, kNearAhead = 4, kRing = 16;
@@ -259,6 +261,16 @@ class RollingWindow final : public Operator {
   void PrefetchEvicted(const InputRecord& rec, std::string_view key, Group* g) {
     if (g == nullptr || g->events.empty()) return;
     __builtin_prefetch(&g->events.back());
+    for (size_t i : ordered_features_) {
+      const Candidates& c = g->extreme[i];
+      if (!c.v.empty()) __builtin_prefetch(&c.v.back());
+    }
+    char scratch[kFieldTextScratchBytes];
+    for (size_t s = 0; s < distinct_features_.size(); ++s) {
+      int64_t number;
+      const auto v = values_[s].find(DistinctValue(rec, spec_.features[distinct_features_[s]], scratch, &number));
+      if (v != values_[s].end()) g->distinct[s].prefetch(&*v);
+    }
     if (rec.watermark_ms == kNoTime) return;
     const Event& e = g->events.front();
     if (!AtOrBefore(e.time, rec.watermark_ms, spec_.size_ms)) return;
@@ -268,7 +280,7 @@ class RollingWindow final : public Operator {
       const Candidates& c = g->extreme[i];
       if (c.head < c.v.size()) __builtin_prefetch(&c.v[c.head]);
     }
-    for (size_t s = 0; s < distinct_features_.size(); ++s) __builtin_prefetch(e.d[s]);
+    for (size_t s = 0; s < distinct_features_.size(); ++s) g->distinct[s].prefetch(e.d[s]);
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       if (!(e.in_table >> s & 1)) continue;
       DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
@@ -313,6 +325,14 @@ class RollingWindow final : public Operator {
       return std::string_view(reinterpret_cast<const char*>(number), 8);
     }
     return FieldText(rec, f.field, scratch);
+  }
+
+  // Counts one more event of g holding value as distinct feature s's.
+  ValueEntry* AddDistinct(Group& g, size_t s, std::string_view value) {
+    ValueEntry* v = &*values_[s].try_emplace(value, 0).first;
+    ++v->second;
+    ++g.distinct[s][v];
+    return v;
   }
 
   int64_t OrderedValue(size_t i, int64_t cell) const { return dbl_[i] ? OrderKey(cell) : cell; }
@@ -376,9 +396,7 @@ class RollingWindow final : public Operator {
       const size_t i = distinct_features_[s];
       int64_t number;
       const std::string_view value = DistinctValue(rec, spec_.features[i], scratch, &number);
-      auto [it, fresh] = g.distinct[s].try_emplace(value, 0);
-      if (it->second++ == 0) ++g.live[s];
-      e.d[s] = &*it;
+      e.d[s] = AddDistinct(g, s, value);
       if (value.size() <= kInlineValueBytes) {
         std::memcpy(cells.dv[s], value.data(), value.size());
         cells.dlen[s] = static_cast<uint8_t>(value.size());
@@ -408,10 +426,9 @@ class RollingWindow final : public Operator {
           DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
           distinct_->Erase(distinct_key_);
         }
-        if (--e.d[s]->second == 0) {
-          --g.live[s];
-          g.distinct[s].erase(e.d[s]->first);
-        }
+        const auto held = g.distinct[s].find(e.d[s]);
+        if (--held->second == 0) g.distinct[s].erase(held);
+        if (--e.d[s]->second == 0) values_[s].erase(e.d[s]->first);
       }
       EventKey(&key_scratch_, key, e.time, e.offset);
       events_->Erase(key_scratch_);
@@ -481,7 +498,7 @@ class RollingWindow final : public Operator {
         }
         case FeatureKind::kCountDistinct: {
           const size_t s = static_cast<size_t>(distinct_slot_[i]);
-          int64_t distinct = g.live[s];
+          auto distinct = static_cast<int64_t>(g.distinct[s].size());
           if (slivers) {
             sliver_values_.clear();
             for (size_t k = 0; k < i0; ++k) sliver_values_.push_back(g.events[k].d[s]);
@@ -490,7 +507,7 @@ class RollingWindow final : public Operator {
             for (size_t a = 0; a < sliver_values_.size();) {
               size_t b = a + 1;
               while (b < sliver_values_.size() && sliver_values_[b] == sliver_values_[a]) ++b;
-              if (sliver_values_[a]->second == static_cast<int64_t>(b - a)) --distinct;
+              if (g.distinct[s].find(sliver_values_[a])->second == static_cast<int64_t>(b - a)) --distinct;
               a = b;
             }
           }
@@ -533,6 +550,7 @@ class RollingWindow final : public Operator {
     if (index_known_) return;
     index_known_ = true;
     groups_.clear();
+    for (auto& values : values_) values.clear();
     events_->ForEach([&](std::string_view k, const Cells<N>& v) {
       const std::string_view group = k.substr(0, k.size() - kTimeOffsetBytes);
       Group& g = FindOrAddGroup(group);
@@ -545,9 +563,7 @@ class RollingWindow final : public Operator {
           e.in_table |= uint32_t{1} << s;  // e.d[s] is set from the distinct table below
           continue;
         }
-        auto [d, fresh] = g.distinct[s].try_emplace(std::string_view(v.dv[s], v.dlen[s]), 0);
-        if (d->second++ == 0) ++g.live[s];
-        e.d[s] = &*d;
+        e.d[s] = AddDistinct(g, s, std::string_view(v.dv[s], v.dlen[s]));
       }
       g.events.push_back(e);
     });
@@ -565,9 +581,7 @@ class RollingWindow final : public Operator {
         if (it == by_offset.end()) return;  // never written without its event
         const auto [g, e] = it->second;
         const size_t s = static_cast<size_t>(distinct_slot_[static_cast<uint8_t>(k[8])]);
-        auto [v, fresh] = g->distinct[s].try_emplace(k.substr(9), 0);
-        if (v->second++ == 0) ++g->live[s];
-        e->d[s] = &*v;
+        e->d[s] = AddDistinct(*g, s, k.substr(9));
       });
     }
     for (auto& [key, g] : groups_) {
@@ -590,7 +604,8 @@ class RollingWindow final : public Operator {
   int64_t last_sweep_ = kNoTime;
   std::string key_scratch_, distinct_key_, out_key_, evict_key_;
   Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing in this batch (or nullptr)
-  std::vector<const std::pair<const std::string, int64_t>*> sliver_values_;
+  std::vector<const ValueEntry*> sliver_values_;
+  StringNodeMap<int64_t> values_[N];  // per distinct feature: the live events' values
 };
 
 }  // namespace

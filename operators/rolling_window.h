@@ -32,8 +32,9 @@
 // <feature 1B><value>" (an offset names one event of the task).
 // In memory (rebuilt from the tables on the first Process / OnBatchEnd after
 // a restore): per key a deque of its events in (time, offset) order and
-// running totals (count, wrapping int sums, a value -> count map per
-// count_distinct feature) and per min / max feature its candidates: the
+// running totals (count, wrapping int sums, per count_distinct feature a
+// flat map of the task's interned values (one node per distinct value of
+// the task, not per key) -> count) and per min / max feature its candidates: the
 // events whose value beats every later event's (a monotonic queue, in
 // (time, offset) order; a function of the events, so a restore rebuilds it
 // exactly). A record's row is the totals minus the two small slivers outside
