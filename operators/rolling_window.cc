@@ -1,6 +1,5 @@
 #include "operators/rolling_window.h"
 
-#include <absl/container/btree_set.h>
 #include <absl/container/flat_hash_map.h>
 #include <absl/container/node_hash_map.h>
 
@@ -115,7 +114,10 @@ class RollingWindow final : public Operator {
         cell_[i] = next_cell++;
         cell_fields.push_back(f.field);
       }
-      if (f.kind == FeatureKind::kMin || f.kind == FeatureKind::kMax) ordered_features_.push_back(i);
+      if (f.kind == FeatureKind::kMin || f.kind == FeatureKind::kMax) {
+        ordered_features_.push_back(i);
+        largest_[i] = f.kind == FeatureKind::kMax;
+      }
       if ((f.kind == FeatureKind::kSum || f.kind == FeatureKind::kAvg) && !dbl_[i]) int_sum_features_.push_back(i);
     }
     cell_field_ = cell_fields;
@@ -152,7 +154,9 @@ class RollingWindow final : public Operator {
                          &ahead_groups_[(pos + kFarAhead) % kRing]);
       }
       if (pos + kNearAhead < count) {
-        PrefetchEvicted(batch.records[batch.selection[pos + kNearAhead]], ahead_groups_[(pos + kNearAhead) % kRing]);
+        const InputRecord& near = batch.records[batch.selection[pos + kNearAhead]];
+        PrefetchEvicted(near, by_partition ? partition_key : FieldText(near, spec_.key_field, scratch),
+                        ahead_groups_[(pos + kNearAhead) % kRing]);
       }
       const uint32_t idx = batch.selection[pos];
       const InputRecord& rec = batch.records[idx];
@@ -163,7 +167,9 @@ class RollingWindow final : public Operator {
         continue;
       }
       const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
-      Group& g = FindOrAddGroup(key);
+      // Found ahead in this batch: still there (only OnBatchEnd erases groups).
+      Group* found = ahead_groups_[pos % kRing];
+      Group& g = found != nullptr ? *found : FindOrAddGroup(key);
       if (rec.watermark_ms != kNoTime) Evict(g, key, rec.watermark_ms);
       Insert(g, key, rec);
       EmitRow(g, key, rec, batch.partition, ctx);
@@ -192,23 +198,39 @@ class RollingWindow final : public Operator {
   }
 
  private:
+  // A count_distinct value of the task and the number of live events holding it.
+  using ValueEntry = std::pair<const std::string, int64_t>;
   struct Event {
     int64_t time;
     int64_t offset;
     int64_t c[N];  // the cells, as in the state entry (a copy: one cache miss less per eviction)
-    // count_distinct values, per distinct feature: entries of Group::distinct
-    // (node map: stable), value and number of events holding it.
-    std::pair<const std::string, int64_t>* d[N];
+    // count_distinct values, per distinct feature: its entry of values_ (node
+    // map: stable; the pointer names the value in Group::distinct).
+    ValueEntry* d[N];
     uint32_t in_table;  // bit s: distinct feature s's value is in the distinct table
+  };
+  // The events of a group that are a min / max feature's extreme of some
+  // suffix of the group's events: each one's value is strictly better than
+  // every later event's, so the first candidate at or after an event is the
+  // extreme of the events from it on. In (time, offset) order, [head, end).
+  struct Candidate {
+    int64_t time;
+    int64_t offset;
+    int64_t value;  // ordered value
+  };
+  struct Candidates {
+    std::vector<Candidate> v;
+    size_t head = 0;
   };
   struct Group {
     std::deque<Event> events;  // (time, offset) order
     int64_t sums[kMaxFeatures] = {};
-    absl::btree_multiset<int64_t> ordered[kMaxFeatures];  // min / max features (doubles by OrderKey)
-    // Per distinct feature: value -> events holding it (> 0; erased at 0:
-    // keeping them for a sweep measured slower); live[s] is its size.
-    StringNodeMap<int64_t> distinct[N];
-    int64_t live[N] = {};
+    // Per min / max feature: its candidates (doubles by OrderKey).
+    Candidates extreme[kMaxFeatures];
+    // Per distinct feature: value -> events of the group holding it (> 0;
+    // erased at 0: keeping them for a sweep measured slower). Keyed by the
+    // task's entry of the value: a flat map of pointers, no node per value.
+    absl::flat_hash_map<const ValueEntry*, int64_t> distinct[N];
   };
 
   static constexpr size_t kFarAhead = 8, kNearAhead = 4, kRing = 16;
@@ -216,7 +238,13 @@ class RollingWindow final : public Operator {
   void PrefetchInserted(const InputRecord& rec, std::string_view key, Group** group) {
     auto it = groups_.find(key);
     *group = it == groups_.end() ? nullptr : it->second.get();
-    if (*group && !(*group)->events.empty()) __builtin_prefetch(&(*group)->events.front());
+    if (*group) {
+      Group* g = *group;
+      __builtin_prefetch(&g->events);
+      __builtin_prefetch(g->sums);
+      for (size_t i : ordered_features_) __builtin_prefetch(&g->extreme[i]);
+      for (size_t s = 0; s < distinct_features_.size(); ++s) __builtin_prefetch(&g->distinct[s]);
+    }
     EventKey(&key_scratch_, key, rec.event_time_ms, rec.offset);
     events_->Prefetch(key_scratch_);
     char scratch[kFieldTextScratchBytes];
@@ -230,10 +258,29 @@ class RollingWindow final : public Operator {
     }
   }
   // The entries the record's eviction will erase (the usual one: its group's oldest).
-  void PrefetchEvicted(const InputRecord& rec, Group* g) {
-    if (g == nullptr || g->events.empty() || rec.watermark_ms == kNoTime) return;
+  void PrefetchEvicted(const InputRecord& rec, std::string_view key, Group* g) {
+    if (g == nullptr || g->events.empty()) return;
+    __builtin_prefetch(&g->events.back());
+    for (size_t i : ordered_features_) {
+      const Candidates& c = g->extreme[i];
+      if (!c.v.empty()) __builtin_prefetch(&c.v.back());
+    }
+    char scratch[kFieldTextScratchBytes];
+    for (size_t s = 0; s < distinct_features_.size(); ++s) {
+      int64_t number;
+      const auto v = values_[s].find(DistinctValue(rec, spec_.features[distinct_features_[s]], scratch, &number));
+      if (v != values_[s].end()) g->distinct[s].prefetch(&*v);
+    }
+    if (rec.watermark_ms == kNoTime) return;
     const Event& e = g->events.front();
     if (!AtOrBefore(e.time, rec.watermark_ms, spec_.size_ms)) return;
+    EventKey(&evict_key_, key, e.time, e.offset);
+    events_->Prefetch(evict_key_);
+    for (size_t i : ordered_features_) {
+      const Candidates& c = g->extreme[i];
+      if (c.head < c.v.size()) __builtin_prefetch(&c.v[c.head]);
+    }
+    for (size_t s = 0; s < distinct_features_.size(); ++s) g->distinct[s].prefetch(e.d[s]);
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       if (!(e.in_table >> s & 1)) continue;
       DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
@@ -280,12 +327,54 @@ class RollingWindow final : public Operator {
     return FieldText(rec, f.field, scratch);
   }
 
+  // Counts one more event of g holding value as distinct feature s's.
+  ValueEntry* AddDistinct(Group& g, size_t s, std::string_view value) {
+    ValueEntry* v = &*values_[s].try_emplace(value, 0).first;
+    ++v->second;
+    ++g.distinct[s][v];
+    return v;
+  }
+
   int64_t OrderedValue(size_t i, int64_t cell) const { return dbl_[i] ? OrderKey(cell) : cell; }
 
   // Adds an event (already in g.events) to the totals.
   void AddTotals(Group& g, const Event& e) {
     for (size_t i : int_sum_features_) g.sums[i] = WrappingAdd(g.sums[i], e.c[cell_[i]]);
-    for (size_t i : ordered_features_) g.ordered[i].insert(OrderedValue(i, e.c[cell_[i]]));
+    for (size_t i : ordered_features_) AddCandidate(g.extreme[i], e, OrderedValue(i, e.c[cell_[i]]), largest_[i]);
+  }
+  static bool Better(int64_t a, int64_t b, bool largest) { return largest ? a > b : a < b; }
+  // Keeps the candidates canonical when e joins the group (after every event
+  // with time <= e.time): usually at the end, O(1) amortised.
+  static void AddCandidate(Candidates& c, const Event& e, int64_t value, bool largest) {
+    auto& v = c.v;
+    size_t pos = v.size();
+    while (pos > c.head && v[pos - 1].time > e.time) --pos;
+    if (pos < v.size() && !Better(value, v[pos].value, largest)) return;  // a later event is as good
+    size_t from = pos;
+    while (from > c.head && !Better(v[from - 1].value, value, largest)) --from;
+    const Candidate cand{e.time, e.offset, value};
+    if (from == pos) {
+      if (pos == v.size()) {
+        v.push_back(cand);
+      } else {
+        v.insert(v.begin() + static_cast<ptrdiff_t>(pos), cand);
+      }
+      return;
+    }
+    v[from] = cand;  // replaces the candidates [from, pos) it beats
+    v.erase(v.begin() + static_cast<ptrdiff_t>(from) + 1, v.begin() + static_cast<ptrdiff_t>(pos));
+  }
+  // e, the group's oldest event, leaves.
+  static void DropCandidate(Candidates& c, const Event& e) {
+    if (c.head < c.v.size() && c.v[c.head].offset == e.offset) {
+      if (++c.head == c.v.size()) {
+        c.v.clear();
+        c.head = 0;
+      } else if (c.head >= 32 && c.head * 2 >= c.v.size()) {
+        c.v.erase(c.v.begin(), c.v.begin() + static_cast<ptrdiff_t>(c.head));
+        c.head = 0;
+      }
+    }
   }
 
   void Insert(Group& g, std::string_view key, const InputRecord& rec) {
@@ -307,9 +396,7 @@ class RollingWindow final : public Operator {
       const size_t i = distinct_features_[s];
       int64_t number;
       const std::string_view value = DistinctValue(rec, spec_.features[i], scratch, &number);
-      auto [it, fresh] = g.distinct[s].try_emplace(value, 0);
-      if (it->second++ == 0) ++g.live[s];
-      e.d[s] = &*it;
+      e.d[s] = AddDistinct(g, s, value);
       if (value.size() <= kInlineValueBytes) {
         std::memcpy(cells.dv[s], value.data(), value.size());
         cells.dlen[s] = static_cast<uint8_t>(value.size());
@@ -333,19 +420,15 @@ class RollingWindow final : public Operator {
     while (!g.events.empty() && AtOrBefore(g.events.front().time, watermark, spec_.size_ms)) {
       const Event& e = g.events.front();
       for (size_t i : int_sum_features_) g.sums[i] = WrappingSub(g.sums[i], e.c[cell_[i]]);
-      for (size_t i : ordered_features_) {
-        auto& set = g.ordered[i];
-        set.erase(set.find(OrderedValue(i, e.c[cell_[i]])));
-      }
+      for (size_t i : ordered_features_) DropCandidate(g.extreme[i], e);
       for (size_t s = 0; s < distinct_features_.size(); ++s) {
         if (e.in_table >> s & 1) {
           DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
           distinct_->Erase(distinct_key_);
         }
-        if (--e.d[s]->second == 0) {
-          --g.live[s];
-          g.distinct[s].erase(e.d[s]->first);
-        }
+        const auto held = g.distinct[s].find(e.d[s]);
+        if (--held->second == 0) g.distinct[s].erase(held);
+        if (--e.d[s]->second == 0) values_[s].erase(e.d[s]->first);
       }
       EventKey(&key_scratch_, key, e.time, e.offset);
       events_->Erase(key_scratch_);
@@ -395,7 +478,7 @@ class RollingWindow final : public Operator {
         }
         case FeatureKind::kMin:
         case FeatureKind::kMax: {
-          const int64_t v = Extreme(g, i, i0, i1, f.kind == FeatureKind::kMax);
+          const int64_t v = Extreme(g, i, i0, i1, t, f.kind == FeatureKind::kMax);
           if (dbl) {
             row.Double(BitsDouble(FromOrderKey(v)));
           } else {
@@ -415,7 +498,7 @@ class RollingWindow final : public Operator {
         }
         case FeatureKind::kCountDistinct: {
           const size_t s = static_cast<size_t>(distinct_slot_[i]);
-          int64_t distinct = g.live[s];
+          auto distinct = static_cast<int64_t>(g.distinct[s].size());
           if (slivers) {
             sliver_values_.clear();
             for (size_t k = 0; k < i0; ++k) sliver_values_.push_back(g.events[k].d[s]);
@@ -424,7 +507,7 @@ class RollingWindow final : public Operator {
             for (size_t a = 0; a < sliver_values_.size();) {
               size_t b = a + 1;
               while (b < sliver_values_.size() && sliver_values_[b] == sliver_values_[a]) ++b;
-              if (sliver_values_[a]->second == static_cast<int64_t>(b - a)) --distinct;
+              if (g.distinct[s].find(sliver_values_[a])->second == static_cast<int64_t>(b - a)) --distinct;
               a = b;
             }
           }
@@ -444,26 +527,22 @@ class RollingWindow final : public Operator {
     ++ctx.counters->outputs;
   }
 
-  // The smallest (largest) ordered value of feature i over events [i0, i1):
-  // the multiset's first value not wholly made of sliver events.
-  int64_t Extreme(const Group& g, size_t i, size_t i0, size_t i1, bool largest) {
-    const size_t n = g.events.size();
-    sliver_numbers_.clear();
-    for (size_t k = 0; k < i0; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
-    for (size_t k = i1; k < n; ++k) sliver_numbers_.push_back(OrderedValue(i, g.events[k].c[cell_[i]]));
-    const auto& set = g.ordered[i];
-    auto walk = [&](auto it, auto end) -> int64_t {
-      while (true) {
-        const int64_t v = *it;
-        const auto k = std::count(sliver_numbers_.begin(), sliver_numbers_.end(), v);
-        if (k == 0) return v;
-        auto j = it;
-        for (int64_t step = 0; step < k; ++step) ++j;
-        if (j != end && *j == v) return v;  // more occurrences than the slivers hold
-        it = j;                             // every occurrence of v is outside the range
-      }
-    };
-    return largest ? walk(set.rbegin(), set.rend()) : walk(set.begin(), set.end());
+  // The smallest (largest) ordered value of feature i over events [i0, i1)
+  // of g, t being the record's time: with no event after the range (the
+  // record arrived in order) the first candidate in the range, else a scan.
+  int64_t Extreme(const Group& g, size_t i, size_t i0, size_t i1, int64_t t, bool largest) {
+    if (i1 == g.events.size()) {
+      const Candidates& c = g.extreme[i];
+      size_t k = c.head;
+      while (AtOrBefore(c.v[k].time, t, spec_.size_ms)) ++k;  // the range's last event is a candidate
+      return c.v[k].value;
+    }
+    int64_t best = OrderedValue(i, g.events[i0].c[cell_[i]]);
+    for (size_t k = i0 + 1; k < i1; ++k) {
+      const int64_t v = OrderedValue(i, g.events[k].c[cell_[i]]);
+      if (Better(v, best, largest)) best = v;
+    }
+    return best;
   }
 
   // A fresh operator, possibly over restored state: rebuild the groups.
@@ -471,6 +550,7 @@ class RollingWindow final : public Operator {
     if (index_known_) return;
     index_known_ = true;
     groups_.clear();
+    for (auto& values : values_) values.clear();
     events_->ForEach([&](std::string_view k, const Cells<N>& v) {
       const std::string_view group = k.substr(0, k.size() - kTimeOffsetBytes);
       Group& g = FindOrAddGroup(group);
@@ -483,9 +563,7 @@ class RollingWindow final : public Operator {
           e.in_table |= uint32_t{1} << s;  // e.d[s] is set from the distinct table below
           continue;
         }
-        auto [d, fresh] = g.distinct[s].try_emplace(std::string_view(v.dv[s], v.dlen[s]), 0);
-        if (d->second++ == 0) ++g.live[s];
-        e.d[s] = &*d;
+        e.d[s] = AddDistinct(g, s, std::string_view(v.dv[s], v.dlen[s]));
       }
       g.events.push_back(e);
     });
@@ -503,9 +581,7 @@ class RollingWindow final : public Operator {
         if (it == by_offset.end()) return;  // never written without its event
         const auto [g, e] = it->second;
         const size_t s = static_cast<size_t>(distinct_slot_[static_cast<uint8_t>(k[8])]);
-        auto [v, fresh] = g->distinct[s].try_emplace(k.substr(9), 0);
-        if (v->second++ == 0) ++g->live[s];
-        e->d[s] = &*v;
+        e->d[s] = AddDistinct(*g, s, k.substr(9));
       });
     }
     for (auto& [key, g] : groups_) {
@@ -520,15 +596,16 @@ class RollingWindow final : public Operator {
   int cell_[kMaxFeatures] = {};           // feature -> its input's cell (-1: none)
   int distinct_slot_[kMaxFeatures] = {};  // feature -> its count_distinct slot (-1: none)
   bool dbl_[kMaxFeatures] = {};
+  bool largest_[kMaxFeatures] = {};  // max (not min) feature
   std::vector<Field> cell_field_;  // cell -> field
   std::vector<size_t> distinct_features_, ordered_features_, int_sum_features_;
   StringMap<std::unique_ptr<Group>> groups_;
   bool index_known_ = false;
   int64_t last_sweep_ = kNoTime;
-  std::string key_scratch_, distinct_key_, out_key_;
-  Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing (prefetching only)
-  std::vector<const std::pair<const std::string, int64_t>*> sliver_values_;
-  std::vector<int64_t> sliver_numbers_;
+  std::string key_scratch_, distinct_key_, out_key_, evict_key_;
+  Group* ahead_groups_[kRing] = {};  // the group of the record at position p % kRing in this batch (or nullptr)
+  std::vector<const ValueEntry*> sliver_values_;
+  StringNodeMap<int64_t> values_[N];  // per distinct feature: the live events' values
 };
 
 }  // namespace

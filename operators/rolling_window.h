@@ -32,13 +32,18 @@
 // <feature 1B><value>" (an offset names one event of the task).
 // In memory (rebuilt from the tables on the first Process / OnBatchEnd after
 // a restore): per key a deque of its events in (time, offset) order and
-// running totals (count, wrapping int sums, an ordered multiset per min / max
-// feature, a value -> count map per count_distinct feature). A record's row
-// is the totals minus the two small slivers outside its range (events at or
-// before t - size at the front, after t at the back; both bounded by the
-// allowed lateness), so a record costs O(sliver + log n), not O(range);
-// double sums / avg sum the range in deque order, so a restored run's bytes
-// equal an uninterrupted run's.
+// running totals (count, wrapping int sums, per count_distinct feature a
+// flat map of the task's interned values (one node per distinct value of
+// the task, not per key) -> count) and per min / max feature its candidates: the
+// events whose value beats every later event's (a monotonic queue, in
+// (time, offset) order; a function of the events, so a restore rebuilds it
+// exactly). A record's row is the totals minus the two small slivers outside
+// its range (events at or before t - size at the front, after t at the back;
+// both bounded by the allowed lateness), so a record costs O(sliver), not
+// O(range); min / max of an in-order record (no event after t: the range is
+// a suffix) is the first candidate in the range, O(1) amortised; of an
+// out-of-order record a scan of its range. Double sums / avg sum the range in
+// deque order, so a restored run's bytes equal an uninterrupted run's.
 //
 // Eviction: an event with time <= watermark - size is in no future range
 // (every future accepted record has t >= watermark); a key's such events are
