@@ -319,6 +319,7 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
   }
   // A declared format's operators name its declared fields.
   DeclaredFieldsScope scope(IsDeclaredFormat(spec.decode.format) ? spec.decode.schema.get() : nullptr);
+  ComputedFieldsScope computed;  // values a map names, for the operators after it
   for (const ConfigNode& item : ops->items()) {
     auto op = ParseOperatorSpec(item);
     if (!op.ok()) return op.status();
@@ -328,6 +329,24 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
     if (KindOf(spec.operators[i]).terminal != (i + 1 == spec.operators.size())) {
       return ops->items()[i].Error("the operator chain must end with exactly one " +
                                    OperatorKindNames(/*terminal_only=*/true) + ", as its last operator");
+    }
+  }
+  // A value a map names must be read after it: a name nothing reads is a
+  // typo (`vaule:`) that would otherwise change nothing in silence.
+  for (size_t i = 0; i < spec.operators.size(); ++i) {
+    const auto* map = std::get_if<MapSpec>(&spec.operators[i]);
+    if (map == nullptr) continue;
+    for (const auto& c : map->computed) {
+      bool read = false;
+      for (size_t j = i + 1; j < spec.operators.size() && !read; ++j) {
+        std::vector<Field> fields;
+        KindOf(spec.operators[j]).append_fields(spec.operators[j], fields);
+        read = std::find(fields.begin(), fields.end(), c.field) != fields.end();
+      }
+      if (!read) {
+        return ops->items()[i].Error("map computes `" + std::string(FieldName(c.field)) +
+                                     "` but no operator after it reads it (a misspelt `value`?)");
+      }
     }
   }
   return CheckFieldsInFormat(*ops, spec);

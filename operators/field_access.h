@@ -47,7 +47,10 @@ static_assert(static_cast<int>(Field::kTxnId) == kSlotTxnId && static_cast<int>(
 inline bool IsBuiltinSlotField(Field f) { return static_cast<unsigned>(f) < static_cast<unsigned>(kBuiltinSlotCount); }
 
 // A declared field's slot (IsDeclaredField(f)); set by the decode step.
-inline const FieldValue& DeclaredSlot(const InputRecord& r, Field f) { return r.fields[DeclaredSlotOf(f)]; }
+inline const FieldValue& DeclaredSlot(const InputRecord& r, Field f) {
+  const int slot = DeclaredSlotOf(f);
+  return slot < kComputedSlotBase ? r.fields[slot] : r.computed[slot - kComputedSlotBase];
+}
 
 // A numeric field of a decoded record (type: its code; status: its enum
 // value; a declared int64, timestamp (epoch ms) or bool (0/1); 0 when a
@@ -93,12 +96,12 @@ struct RecordAccessor {
 
   bool Present(int slot) const {
     const Field f = fields[static_cast<size_t>(slot)];
-    return !IsDeclaredField(f) || (r.fields != nullptr && r.fields[DeclaredSlotOf(f)].present);
+    return !IsDeclaredField(f) || DeclaredSlot(r, f).present;
   }
   int64_t Int(int slot) const { return NumericField(r, fields[static_cast<size_t>(slot)]); }
   double Double(int slot) const {
     const Field f = fields[static_cast<size_t>(slot)];
-    if (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble) return r.fields[DeclaredSlotOf(f)].d;
+    if (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble) return DeclaredSlot(r, f).d;
     return static_cast<double>(NumericField(r, f));
   }
   std::string_view Str(int slot) const { return FieldText(r, fields[static_cast<size_t>(slot)], scratch); }

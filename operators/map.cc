@@ -2,6 +2,7 @@
 
 #include "operators/field_access.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace kappa {
@@ -27,12 +28,53 @@ int64_t ToInt64(double d) {
 }  // namespace
 
 Result<MapSpec> Map::Parse(const ConfigNode& body) {
-  KAPPA_RETURN_IF_ERROR(body.CheckKeys({"value", "multiply", "divide"}, "map"));
+  if (!body.IsMap()) return body.Error("map must be a mapping: {value: ...} or {name: \"expression\", ...}");
   MapSpec spec;
+  // Named values first (in the order written), so that `value` may use them.
+  for (const auto& [key, node] : body.entries()) {
+    const std::string& name = key.scalar();
+    if (name == "value" || name == "multiply" || name == "divide") continue;
+    bool identifier = !name.empty() && !(name[0] >= '0' && name[0] <= '9');
+    for (char c : name) {
+      identifier &= (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    }
+    if (!identifier) {
+      return key.Error("map: `" + name + "` is not a name for a computed value (letters, digits and _; or value, "
+                       "multiply, divide)");
+    }
+    auto text = node.String();
+    if (!text.ok()) return text.status();
+    std::string refused;
+    FieldResolver resolve = [&](std::string_view n) -> std::optional<std::pair<int, ValueType>> {
+      auto field = ParseField(n);
+      if (!field.ok()) {
+        refused = field.status().message();
+        return std::nullopt;
+      }
+      size_t slot = 0;
+      while (slot < spec.expr_fields.size() && spec.expr_fields[slot] != *field) ++slot;
+      if (slot == spec.expr_fields.size()) spec.expr_fields.push_back(*field);
+      return std::make_pair(static_cast<int>(slot), ExprTypeOf(*field));
+    };
+    auto expr = CompileNumeric(*text, resolve);
+    if (!expr.ok()) {
+      if (!refused.empty()) return node.Error("map `" + name + "`: " + refused);
+      return node.Error("map `" + name + "`: " + expr.status().message());
+    }
+    auto field = DeclareComputedField(name, expr->type() == ValueType::kDouble ? ValueType::kDouble : ValueType::kInt64);
+    if (!field.ok()) return key.Error(field.status().message());
+    spec.computed.push_back({*field, std::move(*expr)});
+  }
+  if (!spec.computed.empty()) {
+    if (body.Find("multiply") != nullptr || body.Find("divide") != nullptr) {
+      return body.Error("map: with named values, write any scaling into the expressions instead of multiply/divide");
+    }
+    if (body.Find("value") == nullptr) return spec;  // only named values: the record's value stays as it was
+  }
   if (const ConfigNode* value = body.Find("value"); value != nullptr && value->IsScalar()) {
     auto text = value->String();
     if (!text.ok()) return text.status();
-    if (!IsOneName(*text)) {
+    if (!IsOneName(*text) || !spec.computed.empty()) {
       if (body.Find("multiply") != nullptr || body.Find("divide") != nullptr) {
         return value->Error("map: with an expression as value, write the scaling in it (`" + *text +
                             " * 3 / 100`) instead of multiply/divide");
@@ -71,6 +113,15 @@ Result<MapSpec> Map::Parse(const ConfigNode& body) {
 }
 
 void Map::AppendCanonical(const MapSpec& spec, std::string& out) {
+  if (!spec.computed.empty()) {
+    out.append("map(");
+    for (const auto& c : spec.computed) {
+      out.append(FieldName(c.field)).append("=").append(Canonical(c.expr)).append(";");
+    }
+    if (!spec.value_expr.empty()) out.append("value=").append(Canonical(spec.value_expr[0]));
+    out.append(")");
+    return;
+  }
   if (!spec.value_expr.empty()) {
     // A new form: maps of one field keep the text (and spec hash) they had.
     out.append("map(expr ").append(Canonical(spec.value_expr[0])).append(")");
@@ -81,6 +132,10 @@ void Map::AppendCanonical(const MapSpec& spec, std::string& out) {
 }
 
 void Map::AppendFields(const MapSpec& spec, std::vector<Field>& out) {
+  if (!spec.computed.empty()) {
+    for (Field f : spec.expr_fields) out.push_back(f);
+    return;
+  }
   if (spec.value_expr.empty()) {
     out.push_back(spec.value_field);
   } else {
@@ -94,8 +149,14 @@ std::unique_ptr<Operator> Map::Create(const MapSpec& spec, const std::string&, S
   return std::make_unique<Map>(spec);
 }
 
+Map::Map(const MapSpec& spec) : spec_(spec) {
+  if (spec_.computed.empty()) return;
+  first_computed_ = DeclaredSlotOf(spec_.computed.front().field) - kComputedSlotBase;
+  computed_width_ = DeclaredSlotOf(spec_.computed.back().field) - kComputedSlotBase + 1;
+}
+
 Status Map::Validate(const MapSpec& spec) {
-  if (!spec.value_expr.empty()) {
+  if (!spec.value_expr.empty() || !spec.computed.empty()) {
     for (Field f : spec.expr_fields) {
       if (IsKeyOnlyField(f)) return Status::InvalidArgument("map: `partition` can only key a window or an emit");
     }
@@ -116,6 +177,48 @@ Status Map::Validate(const MapSpec& spec) {
 }
 
 void Map::Process(RecordBatch& batch, TaskContext& ctx) {
+  if (!spec_.computed.empty()) {
+    // Each record's computed values: those of earlier maps copied, then
+    // this map's, in order (a later one may read an earlier one).
+    const size_t width = static_cast<size_t>(computed_width_);
+    arena_.resize(batch.selection.size() * width);
+    char scratch[kFieldTextScratchBytes];
+    size_t kept = 0, row = 0;
+    for (uint32_t idx : batch.selection) {
+      InputRecord& rec = batch.records[idx];
+      FieldValue* values = arena_.data() + row++ * width;
+      if (rec.computed != nullptr && first_computed_ > 0) {
+        std::copy(rec.computed, rec.computed + first_computed_, values);
+      }
+      rec.computed = values;
+      bool ok = true;
+      for (size_t i = 0; i < spec_.computed.size() && ok; ++i) {
+        const ExprValue v = spec_.computed[i].expr.Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
+        FieldValue& out = values[first_computed_ + static_cast<int>(i)];
+        out = FieldValue{};
+        out.present = v.present;
+        if (v.is_double) {
+          out.d = v.d;
+        } else {
+          out.i = v.i;
+        }
+        ok = v.present;
+      }
+      if (ok && !spec_.value_expr.empty()) {
+        const ExprValue v = spec_.value_expr[0].Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
+        ok = v.present;
+        if (ok) rec.value = v.is_double ? ToInt64(v.d) : v.i;
+      }
+      if (!ok) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, kAbsentValue);
+        ++ctx.counters->dlq;
+        continue;
+      }
+      batch.selection[kept++] = idx;
+    }
+    batch.selection.resize(kept);
+    return;
+  }
   if (!spec_.value_expr.empty()) {
     const CompiledExpr& expr = spec_.value_expr[0];
     char scratch[kFieldTextScratchBytes];

@@ -4,7 +4,12 @@
 // expression over any fields (operators/expression.h): `value: "amount_cents
 // * 2 - 100"`; int64 arithmetic wraps, a double result truncates toward zero,
 // and a record whose value is absent (an absent field, a division by zero)
-// goes to the DLQ as an invalid value. Stateless.
+// goes to the DLQ as an invalid value. Any other key names a value the map
+// computes from an expression (`spend_eur: "amount_cents * 92 / 100"`):
+// int64 or double by the expression's type, readable by the operators after
+// the map under that name (a window feature `sum(spend_eur)`), kept per
+// record in the batch's computed values (InputRecord::computed); an absent
+// result dead-letters the record as for `value`. Stateless.
 #pragma once
 
 #include <memory>
@@ -27,6 +32,13 @@ struct MapSpec {
   // then unused): compiled with slots 0..n-1 standing for expr_fields.
   std::vector<CompiledExpr> value_expr = {};  // empty or one
   std::vector<Field> expr_fields = {};
+  // Named values, in the order written (each a computed field,
+  // operators/operator_spec.h), their expressions over expr_fields' slots.
+  struct Computed {
+    Field field;
+    CompiledExpr expr;
+  };
+  std::vector<Computed> computed = {};
 };
 
 class Map final : public Operator {
@@ -47,7 +59,7 @@ class Map final : public Operator {
   // InvalidArgument unless the field is numeric and divide != 0.
   static Status Validate(const MapSpec& spec);
   // `spec` must have passed Validate.
-  explicit Map(const MapSpec& spec) : spec_(spec) {}
+  explicit Map(const MapSpec& spec);
   // The message of the DLQ records whose value is absent.
   static constexpr std::string_view kAbsentValue = "map value is absent (an absent field or a division by zero)";
   std::string_view name() const override { return kKind; }
@@ -55,6 +67,9 @@ class Map final : public Operator {
 
  private:
   MapSpec spec_;
+  int first_computed_ = 0;        // the computed slot of spec_.computed[0]
+  int computed_width_ = 0;        // computed slots per record once this map ran
+  std::vector<FieldValue> arena_;  // the batch's computed values, records x width
 };
 
 }  // namespace kappa

@@ -38,6 +38,9 @@ struct InputRecord {
   // (formats/builtin_decoders.h). Operators read it through
   // operators/field_access.h, never a schema.
   const FieldValue* fields = nullptr;
+  // The values the chain's maps computed so far (computed slot i at [i]),
+  // valid while the batch is processed; null before the first such map.
+  const FieldValue* computed = nullptr;
   int64_t event_time_ms = kNoTime;
   // The task watermark right after this record was seen: max event time of
   // the task's valid records up to and including this one, minus the allowed

@@ -52,6 +52,7 @@ std::string_view RecordFormatName(RecordFormat format) {
 
 bool FieldInFormat(Field field, RecordFormat format) {
   if (field == Field::kOffset || field == Field::kValue || field == Field::kPartition) return true;
+  if (IsComputedField(field)) return true;  // a map of the chain computes it, whatever the format
   if (IsDeclaredField(field)) return IsDeclaredFormat(format);
   if (IsDeclaredFormat(format)) return false;
   const bool txn = static_cast<int>(field) <= static_cast<int>(Field::kEventTime);
@@ -107,12 +108,49 @@ Result<Field> InternDeclaredField(const std::string& name, ValueType type, int s
   return DeclaredFieldValue(t.entries.size() - 1, slot, type);
 }
 
+namespace {
+struct ComputedNames {
+  std::vector<std::pair<std::string, Field>> fields;
+};
+thread_local ComputedNames* t_computed_scope = nullptr;
+}  // namespace
+
+ComputedFieldsScope::ComputedFieldsScope() : previous_(t_computed_scope) { t_computed_scope = new ComputedNames(); }
+ComputedFieldsScope::~ComputedFieldsScope() {
+  delete t_computed_scope;
+  t_computed_scope = static_cast<ComputedNames*>(previous_);
+}
+
+Result<Field> DeclareComputedField(const std::string& name, ValueType type) {
+  if (ParseField(name, /*allow_double=*/true).ok()) {
+    return Status::InvalidArgument("map: `" + name + "` is already a field; name the computed value otherwise");
+  }
+  const int index = t_computed_scope ? static_cast<int>(t_computed_scope->fields.size()) : 0;
+  if (kComputedSlotBase + index >= kMaxDeclaredSlots) {
+    return Status::InvalidArgument("a chain computes at most " + std::to_string(kMaxDeclaredSlots - kComputedSlotBase) +
+                                   " named values");
+  }
+  auto field = InternDeclaredField(name, type, kComputedSlotBase + index);
+  if (!field.ok()) return field.status();
+  if (t_computed_scope) t_computed_scope->fields.emplace_back(name, *field);
+  return *field;
+}
+
 DeclaredFieldsScope::DeclaredFieldsScope(const RecordSchema* schema) : previous_(t_declared_scope) {
   t_declared_scope = schema;
 }
 DeclaredFieldsScope::~DeclaredFieldsScope() { t_declared_scope = previous_; }
 
 Result<Field> ParseField(std::string_view name, bool allow_double) {
+  if (t_computed_scope != nullptr) {
+    for (const auto& [n, f] : t_computed_scope->fields) {
+      if (n != name) continue;
+      if (DeclaredTypeOf(f) == ValueType::kDouble && !allow_double) {
+        return Status::InvalidArgument("`" + n + "` is a double a map computes; only window features read doubles");
+      }
+      return f;
+    }
+  }
   if (const RecordSchema* schema = t_declared_scope) {
     if (auto slot = schema->Find(name)) {
       const FieldDecl& decl = schema->field(*slot);

@@ -82,6 +82,29 @@ inline int DeclaredSlotOf(Field field) {
 inline ValueType DeclaredTypeOf(Field field) {
   return static_cast<ValueType>((static_cast<int>(field) - static_cast<int>(Field::kDeclaredBase)) & 7);
 }
+// Named values a `map` computes (`map: {amount_eur: "amount_cents * 92 /
+// 100"}`) are declared fields too, with slots from kComputedSlotBase up: the
+// record view keeps them beside the decoded fields (InputRecord::computed),
+// so operators after the map read them like any field.
+constexpr int kComputedSlotBase = kMaxDeclaredSlots / 2;
+inline bool IsComputedField(Field field) { return IsDeclaredField(field) && DeclaredSlotOf(field) >= kComputedSlotBase; }
+// While one lives (on this thread: the job spec loader holds one while it
+// parses a chain), the names of values computed by earlier maps of the chain
+// resolve in ParseField, and each new one gets the next computed slot.
+class ComputedFieldsScope {
+ public:
+  ComputedFieldsScope();
+  ~ComputedFieldsScope();
+  ComputedFieldsScope(const ComputedFieldsScope&) = delete;
+  ComputedFieldsScope& operator=(const ComputedFieldsScope&) = delete;
+
+ private:
+  void* previous_;
+};
+// Declares a value a map computes (int64 or double): its Field, at the next
+// computed slot of the chain being parsed (the first one outside a scope).
+// InvalidArgument if the name is already a field of the chain.
+Result<Field> DeclareComputedField(const std::string& name, ValueType type);
 // The entry of a declared field (IsDeclaredField(field) must hold). Takes a
 // lock: for parsing, building and messages, not per record.
 const DeclaredFieldInfo& DeclaredFieldOf(Field field);

@@ -133,7 +133,7 @@ std::vector<Bad> BadSpecs() {
       {Head("  - map: {multiply: x}\n  - emit: {}\n"),
        "bad.yaml:5: `multiply` must be an integer"},
       {Head("  - map: {value: amount_cents, scale: 2}\n  - emit: {}\n"),
-       "bad.yaml:5: unknown key `scale` in map (expected one of: value, multiply, divide)"},
+       "bad.yaml:5: map computes `scale` but no operator after it reads it (a misspelt `value`?)"},
       {Head("  - window: {size: 1x}\n"),
        "bad.yaml:5: `size`: '1x': unknown unit 'x' (use ms, s, m, h or d)"},
       {Head("  - window: {type: session, size: 1h}\n"),

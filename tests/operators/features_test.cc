@@ -458,6 +458,66 @@ TEST(FeaturesTest, TheSinkChoosesTheRowFormat) {
       << not_features.status().message();
 }
 
+TEST(FeaturesTest, NamedValuesAMapComputesAreFeaturesInputs) {
+  // Two maps: the second reads the first's value; features aggregate both.
+  auto spec = ParseSpec(
+      "  - map: {amount_eur: \"amount_cents * 92 / 100\", third: \"amount_cents / 3.0\"}\n"
+      "  - map: {eur_plus_one: \"amount_eur + 1\"}\n"
+      "  - window: {size: 1h, key: user_id, features: {n: count, eur: sum(amount_eur), hi_third: max(third), "
+      "plus: sum(eur_plus_one)}}\n");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  const int64_t lateness = 10 * kMinute;
+  const auto events = Stream(2000, 5);
+  Chain chain(spec->operators, lateness);
+  chain.Feed(Payloads(events), 64);
+  // The same windows computed here from the definition.
+  struct Acc {
+    int64_t n = 0, eur = 0, plus = 0;
+    double hi = -1e300;
+  };
+  std::map<std::pair<int64_t, std::string>, Acc> windows;
+  int64_t max_time = kNoTime;
+  for (const Event& e : events) {
+    max_time = std::max(max_time, e.time);
+    const int64_t end = e.time - ((e.time % kHour) + kHour) % kHour + kHour;
+    if (end <= max_time - lateness) continue;
+    Acc& a = windows[{end, e.user}];
+    ++a.n;
+    a.eur += e.amount * 92 / 100;
+    a.plus += e.amount * 92 / 100 + 1;
+    a.hi = std::max(a.hi, static_cast<double>(e.amount) / 3.0);
+  }
+  size_t compared = 0;
+  for (const Emitted& e : chain.out.emitted) {
+    const Row r = ParseJsonRow(e.value);
+    const Acc& a = windows.at({static_cast<int64_t>(r.values.at("window_end")), r.key});
+    EXPECT_EQ(r.values.at("n"), a.n) << e.key;
+    EXPECT_EQ(r.values.at("eur"), a.eur) << e.key;
+    EXPECT_EQ(r.values.at("plus"), a.plus) << e.key;
+    EXPECT_EQ(r.values.at("hi_third"), a.hi) << e.key;
+    ++compared;
+  }
+  EXPECT_GT(compared, 50u);
+
+  const std::pair<std::string, std::string> bad[] = {
+      {"  - map: {amount_eur: \"amount_cents * 92 / 100\"}\n  - window: {size: 1h, features: {n: count}}\n",
+       "map computes `amount_eur` but no operator after it reads it"},
+      {"  - map: {currency: \"amount_cents * 2\"}\n  - window: {size: 1h, features: {n: sum(currency)}}\n",
+       "`currency` is already a field"},
+      {"  - map: {third: \"amount_cents / 3.0\"}\n  - dedup: {field: third, ttl: 1h}\n"
+       "  - window: {size: 1h, features: {n: count}}\n",
+       "is a double a map computes; only window features read doubles"},
+      {"  - map: {x: \"currency + 1\"}\n  - window: {size: 1h, features: {n: sum(x)}}\n", "map `x`"},
+      {"  - map: {x: \"amount_cents\", multiply: 2}\n  - window: {size: 1h, features: {n: sum(x)}}\n",
+       "instead of multiply/divide"},
+  };
+  for (const auto& [ops, message] : bad) {
+    auto s = ParseSpec(ops);
+    ASSERT_FALSE(s.ok()) << ops;
+    EXPECT_NE(s.status().message().find(message), std::string::npos) << s.status().message();
+  }
+}
+
 TEST(FeaturesTest, DoubleFieldsAggregateInDoubleOnlyInFeatures) {
   auto w = ParseWindow(
       "window: {size: 1h, key: user, features: {total: sum(score), best: max(score), mean: avg(score), "
