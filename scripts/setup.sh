@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build pkg-config git
   librdkafka-dev librocksdb-dev libflatbuffers-dev flatbuffers-compiler
   libboost-program-options-dev libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev libabsl-dev
-  kcat liblz4-dev libxxhash-dev libavro-dev libcpp-httplib-dev curl libsimdjson-dev)
+  kcat liblz4-dev libxxhash-dev libavro-dev libcpp-httplib-dev curl libsimdjson-dev
+  postgresql-15 libpq-dev)
 # The real-broker tests (scripts/kafka.sh) run Apache Kafka: a JRE and Maven,
 # from Debian only where the commands are missing.
 command -v java >/dev/null 2>&1 || PACKAGES+=(default-jre-headless)
