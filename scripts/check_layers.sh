@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks that includes only go downward through the layers:
-#   base < kafka < formats < archive < state < operators < engine < replay < workload < cli
+#   base < kafka < postgres < formats < archive < state < operators < engine < replay < workload < cli
 # A file in one of these folders may include its own folder, any folder to
 # its left, and the generated schemas/ headers; nothing to its right.
 # Operators read every format through the record view (InputRecord::fields,
@@ -10,7 +10,7 @@
 # Prints each offending include and exits 1; silent and 0 when clean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-layers=(base kafka formats archive state operators engine replay workload cli)
+layers=(base kafka postgres formats archive state operators engine replay workload cli)
 rank() { local i; for i in "${!layers[@]}"; do [ "${layers[$i]}" = "$1" ] && { echo "$i"; return; }; done; echo -1; }
 bad=0
 for dir in "${layers[@]}"; do

@@ -1,0 +1,215 @@
+#include "postgres/pg_client.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace kappa {
+namespace {
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// key=value form: each `password = value` (value bare or single-quoted with
+// backslash escapes) becomes password=***.
+std::string RedactKeyValue(std::string_view dsn) {
+  std::string out;
+  size_t i = 0;
+  while (i < dsn.size()) {
+    if (IsSpace(dsn[i])) {
+      out.push_back(dsn[i++]);
+      continue;
+    }
+    size_t key_end = i;
+    while (key_end < dsn.size() && dsn[key_end] != '=' && !IsSpace(dsn[key_end])) ++key_end;
+    const std::string_view key = dsn.substr(i, key_end - i);
+    size_t j = key_end;
+    while (j < dsn.size() && IsSpace(dsn[j])) ++j;
+    if (j >= dsn.size() || dsn[j] != '=') {  // not key=value: keep as it is
+      out.append(dsn.substr(i, key_end - i));
+      i = key_end;
+      continue;
+    }
+    ++j;
+    while (j < dsn.size() && IsSpace(dsn[j])) ++j;
+    size_t v = j;
+    if (v < dsn.size() && dsn[v] == '\'') {
+      ++v;
+      while (v < dsn.size() && dsn[v] != '\'') v += (dsn[v] == '\\' && v + 1 < dsn.size()) ? 2 : 1;
+      if (v < dsn.size()) ++v;
+    } else {
+      while (v < dsn.size() && !IsSpace(dsn[v])) v += (dsn[v] == '\\' && v + 1 < dsn.size()) ? 2 : 1;
+    }
+    out.append(key).append("=");
+    out.append(key == "password" ? std::string_view("***") : dsn.substr(j, v - j));
+    i = v;
+  }
+  return out;
+}
+
+// URI form: postgresql://user:secret@host/db?password=secret&...
+std::string RedactUri(std::string_view dsn) {
+  std::string out(dsn);
+  const size_t scheme = out.find("://");
+  const size_t authority = scheme + 3;
+  const size_t end = out.find_first_of("/?", authority);
+  const size_t at = out.rfind('@', end == std::string::npos ? out.size() : end);
+  if (at != std::string::npos && at > authority) {
+    const size_t colon = out.find(':', authority);
+    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+  }
+  for (size_t q = out.find("password=", 0); q != std::string::npos; q = out.find("password=", q + 1)) {
+    if (q > 0 && out[q - 1] != '?' && out[q - 1] != '&') continue;
+    const size_t v = q + 9;
+    const size_t amp = out.find('&', v);
+    out.replace(v, (amp == std::string::npos ? out.size() : amp) - v, "***");
+  }
+  return out;
+}
+
+std::string ServerMessage(const PGresult* r, pg_conn* conn) {
+  std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  if (state != nullptr) msg += " (SQLSTATE " + std::string(state) + ")";
+  return msg;
+}
+
+}  // namespace
+
+std::string RedactDsn(std::string_view dsn) {
+  if (dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0) return RedactUri(dsn);
+  return RedactKeyValue(dsn);
+}
+
+std::string QuoteIdentifier(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std::chrono::seconds timeout) {
+  const std::string redacted = RedactDsn(dsn);
+  const std::string timeout_text = std::to_string(std::max<int64_t>(1, timeout.count()));
+  // The DSN as given, plus a connect timeout unless it sets one.
+  const char* keys[] = {"dbname", "connect_timeout", nullptr};
+  const char* values[] = {dsn.c_str(), timeout_text.c_str(), nullptr};
+  pg_conn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (conn == nullptr) return Status::Unavailable("PostgreSQL " + redacted + ": out of memory connecting");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    std::string msg = PQerrorMessage(conn);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    PQfinish(conn);
+    // libpq's messages name host and port, never the password; strip it
+    // anyway should a future one echo the connection string.
+    if (const size_t p = dsn.find("password="); p != std::string::npos) {
+      const std::string secret = dsn.substr(p + 9, dsn.find_first_of(" &", p + 9) - (p + 9));
+      for (size_t at = secret.empty() ? std::string::npos : msg.find(secret); at != std::string::npos;
+           at = msg.find(secret)) {
+        msg.replace(at, secret.size(), "***");
+      }
+    }
+    const bool refused = msg.find("authentication") != std::string::npos ||
+                         msg.find("does not exist") != std::string::npos ||
+                         msg.find("no pg_hba.conf entry") != std::string::npos;
+    const std::string text = "PostgreSQL " + redacted + ": " + msg;
+    if (refused) return Status::FailedPrecondition(text + "; check the user, password and database in the dsn");
+    return Status::Unavailable(text + "; is the server running and reachable at that host and port?");
+  }
+  return std::unique_ptr<PgClient>(new PgClient(conn, redacted));
+}
+
+PgClient::~PgClient() { PQfinish(conn_); }
+
+Status PgClient::ConnectionError(const std::string& what) const {
+  std::string msg = PQerrorMessage(conn_);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return Status::Unavailable("PostgreSQL " + redacted_ + ": " + what + ": " + msg);
+}
+
+Result<PgRows> PgClient::Exec(const std::string& sql) {
+  PGresult* r = PQexec(conn_, sql.c_str());
+  if (r == nullptr || PQstatus(conn_) != CONNECTION_OK) {
+    if (r) PQclear(r);
+    return ConnectionError("connection lost");
+  }
+  PgRows out;
+  const ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_TUPLES_OK) {
+    const int cols = PQnfields(r);
+    for (int c = 0; c < cols; ++c) out.columns.emplace_back(PQfname(r, c));
+    for (int row = 0; row < PQntuples(r); ++row) {
+      auto& values = out.rows.emplace_back();
+      for (int c = 0; c < cols; ++c) values.emplace_back(PQgetvalue(r, row, c), PQgetlength(r, row, c));
+    }
+  } else if (st == PGRES_COMMAND_OK) {
+    const char* n = PQcmdTuples(r);
+    out.affected = (n && *n) ? std::stoll(n) : 0;
+  } else {
+    const std::string msg = ServerMessage(r, conn_);
+    PQclear(r);
+    return Status::InvalidArgument("PostgreSQL " + redacted_ + " refused the statement: " + msg);
+  }
+  PQclear(r);
+  return out;
+}
+
+Result<int64_t> PgClient::CopyIn(const std::string& table, const std::vector<std::string>& columns,
+                                 const std::vector<std::vector<std::string>>& rows) {
+  std::string sql = "COPY " + table + " (";
+  for (size_t i = 0; i < columns.size(); ++i) sql += (i ? ", " : "") + QuoteIdentifier(columns[i]);
+  sql += ") FROM STDIN";
+  PGresult* r = PQexec(conn_, sql.c_str());
+  if (r == nullptr) return ConnectionError("COPY");
+  if (PQresultStatus(r) != PGRES_COPY_IN) {
+    const std::string msg = ServerMessage(r, conn_);
+    PQclear(r);
+    return Status::InvalidArgument("PostgreSQL " + redacted_ + " refused the COPY: " + msg);
+  }
+  PQclear(r);
+  std::string buf;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i) buf.push_back('\t');
+      for (char c : row[i]) {
+        switch (c) {
+          case '\\': buf.append("\\\\"); break;
+          case '\t': buf.append("\\t"); break;
+          case '\n': buf.append("\\n"); break;
+          case '\r': buf.append("\\r"); break;
+          default: buf.push_back(c);
+        }
+      }
+    }
+    buf.push_back('\n');
+    if (buf.size() >= (1 << 16)) {
+      if (PQputCopyData(conn_, buf.data(), static_cast<int>(buf.size())) != 1) return ConnectionError("COPY data");
+      buf.clear();
+    }
+  }
+  if (!buf.empty() && PQputCopyData(conn_, buf.data(), static_cast<int>(buf.size())) != 1) {
+    return ConnectionError("COPY data");
+  }
+  if (PQputCopyEnd(conn_, nullptr) != 1) return ConnectionError("COPY end");
+  r = PQgetResult(conn_);
+  int64_t copied = 0;
+  Status st;
+  if (r == nullptr) {
+    st = ConnectionError("COPY result");
+  } else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    st = Status::InvalidArgument("PostgreSQL " + redacted_ + " refused a row of the COPY into " + table + ": " +
+                                 ServerMessage(r, conn_));
+  } else {
+    const char* n = PQcmdTuples(r);
+    copied = (n && *n) ? std::stoll(n) : 0;
+  }
+  if (r) PQclear(r);
+  while ((r = PQgetResult(conn_)) != nullptr) PQclear(r);
+  if (!st.ok()) return st;
+  return copied;
+}
+
+}  // namespace kappa

@@ -1,0 +1,67 @@
+// PgClient: one libpq connection to PostgreSQL, for the PostgreSQL sink and
+// the serving views (issue 13). Statements run one at a time; errors carry
+// the server's message and SQLSTATE, never the password of the DSN (every
+// message names the server through RedactDsn). Not thread-safe: one per
+// thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+struct pg_conn;
+
+namespace kappa {
+
+// The DSN with its password replaced by "***", in both libpq forms:
+// key=value ("host=h password=secret", quoted values included) and URI
+// ("postgresql://user:secret@host/db", "?password=secret").
+std::string RedactDsn(std::string_view dsn);
+
+// One result: rows of text values (NULL reads as "").
+struct PgRows {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+  int64_t affected = 0;  // INSERT/UPDATE/DELETE/COPY: rows the statement touched
+};
+
+class PgClient {
+ public:
+  // Connects within `timeout`. Unavailable when the server cannot be reached
+  // (down, wrong port), FailedPrecondition when it refuses (authentication,
+  // unknown database); the message names the redacted DSN and what to do.
+  static Result<std::unique_ptr<PgClient>> Connect(const std::string& dsn,
+                                                   std::chrono::seconds timeout = std::chrono::seconds(10));
+  ~PgClient();
+  PgClient(const PgClient&) = delete;
+  PgClient& operator=(const PgClient&) = delete;
+
+  // Runs one or more statements (no parameters). Errors: InvalidArgument
+  // for what the server refuses (syntax, constraint: the message has the
+  // server's text and SQLSTATE), Unavailable when the connection is lost.
+  Result<PgRows> Exec(const std::string& sql);
+  // COPY `table` (`columns`) FROM STDIN in text format, one row per entry
+  // (values escaped here: backslash, tab, newline, carriage return). Returns
+  // the rows copied. A row the table refuses fails the whole COPY.
+  Result<int64_t> CopyIn(const std::string& table, const std::vector<std::string>& columns,
+                         const std::vector<std::vector<std::string>>& rows);
+
+  // "host=127.0.0.1 port=5432 ... password=***".
+  const std::string& redacted_dsn() const { return redacted_; }
+
+ private:
+  PgClient(pg_conn* conn, std::string redacted) : conn_(conn), redacted_(std::move(redacted)) {}
+  Status ConnectionError(const std::string& what) const;
+
+  pg_conn* conn_;
+  std::string redacted_;
+};
+
+// A SQL identifier, double-quoted ("user_spend_v2", quotes doubled).
+std::string QuoteIdentifier(std::string_view name);
+
+}  // namespace kappa

@@ -1,0 +1,97 @@
+// PgClient against a real PostgreSQL 15 (scripts/postgres.sh, CTest fixture
+// `postgres`): statements, COPY with values that need escaping, the server's
+// refusal of a row (its message and SQLSTATE), and connection errors that
+// never carry the password.
+#include "postgres/pg_client.h"
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+namespace {
+
+std::string Dsn() {
+  std::ifstream in(std::string(KAPPA_POSTGRES_DIR) + "/dsn");
+  std::string dsn;
+  std::getline(in, dsn);
+  return dsn;
+}
+
+TEST(RedactDsnTest, ThePasswordNeverSurvives) {
+  EXPECT_EQ(RedactDsn("host=h port=5432 user=u password=s3cret dbname=d"),
+            "host=h port=5432 user=u password=*** dbname=d");
+  EXPECT_EQ(RedactDsn("password = 's3 cr\\'et' host=h"), "password=*** host=h");
+  EXPECT_EQ(RedactDsn("host=h"), "host=h");
+  EXPECT_EQ(RedactDsn("postgresql://u:s3cret@h:5432/d?sslmode=disable"), "postgresql://u:***@h:5432/d?sslmode=disable");
+  EXPECT_EQ(RedactDsn("postgres://h/d?user=u&password=s3cret&x=1"), "postgres://h/d?user=u&password=***&x=1");
+  EXPECT_EQ(QuoteIdentifier("user_spend\"v2"), "\"user_spend\"\"v2\"");
+}
+
+class PgClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dsn_ = Dsn();
+    if (dsn_.empty()) GTEST_SKIP() << "no PostgreSQL: CTest starts one (fixture postgres)";
+  }
+  std::string dsn_;
+};
+
+TEST_F(PgClientTest, StatementsCopyAndRefusedRows) {
+  auto pg = PgClient::Connect(dsn_);
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  PgClient& c = **pg;
+  EXPECT_EQ(c.redacted_dsn().find(dsn_.substr(dsn_.find("password=") + 9)), std::string::npos);
+  ASSERT_TRUE(c.Exec("DROP TABLE IF EXISTS pg_client_t; CREATE TABLE pg_client_t (k text PRIMARY KEY, n bigint NOT NULL CHECK (n >= 0))").ok());
+  const std::vector<std::vector<std::string>> rows = {{"a", "1"}, {"tab\there", "2"}, {"new\nline\\back", "3"}};
+  auto copied = c.CopyIn("pg_client_t", {"k", "n"}, rows);
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  EXPECT_EQ(*copied, 3);
+  auto read = c.Exec("SELECT k, n FROM pg_client_t ORDER BY n");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->rows.size(), 3u);
+  EXPECT_EQ(read->columns, (std::vector<std::string>{"k", "n"}));
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(read->rows[i], rows[i]);
+  auto upsert = c.Exec("INSERT INTO pg_client_t VALUES ('a', 10) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n");
+  ASSERT_TRUE(upsert.ok());
+  EXPECT_EQ(upsert->affected, 1);
+
+  // A row the table refuses fails the COPY with the server's words and
+  // leaves the connection usable.
+  auto bad = c.CopyIn("pg_client_t", {"k", "n"}, {{"b", "5"}, {"c", "-1"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("violates check constraint"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("SQLSTATE 23514"), std::string::npos) << bad.status().message();
+  auto count = c.Exec("SELECT count(*) FROM pg_client_t");
+  ASSERT_TRUE(count.ok()) << count.status().ToString();
+  EXPECT_EQ(count->rows[0][0], "3") << "the refused COPY added nothing";
+  auto syntax = c.Exec("SELEC 1");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_NE(syntax.status().message().find("syntax error"), std::string::npos);
+  ASSERT_TRUE(c.Exec("DROP TABLE pg_client_t").ok());
+}
+
+TEST_F(PgClientTest, ConnectionErrorsSayWhatToDoAndHideThePassword) {
+  const std::string password = dsn_.substr(dsn_.find("password=") + 9);
+  // A wrong password: refused, FailedPrecondition.
+  std::string wrong = dsn_.substr(0, dsn_.find("password=")) + "password=not-" + password;
+  auto refused = PgClient::Connect(wrong);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kFailedPrecondition) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("password authentication failed"), std::string::npos);
+  EXPECT_NE(refused.status().message().find("password=***"), std::string::npos);
+  EXPECT_EQ(refused.status().message().find(password), std::string::npos) << "the password was printed";
+  // Nothing listening: Unavailable, within the timeout.
+  auto down = PgClient::Connect("host=127.0.0.1 port=9 dbname=postgres user=kappa password=" + password,
+                                std::chrono::seconds(2));
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.status().code(), Status::Code::kUnavailable) << down.status().ToString();
+  EXPECT_NE(down.status().message().find("is the server running"), std::string::npos);
+  EXPECT_EQ(down.status().message().find(password), std::string::npos) << "the password was printed";
+}
+
+}  // namespace
+}  // namespace kappa::testing
