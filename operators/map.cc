@@ -25,6 +25,22 @@ int64_t ToInt64(double d) {
   if (d <= -9223372036854775808.0) return INT64_MIN;
   return static_cast<int64_t>(d);
 }
+// Resolves an expression's field names into the slots of spec.expr_fields
+// (shared by every expression of one map); why a name was refused goes to
+// *refused.
+FieldResolver ResolverFor(MapSpec& spec, std::string* refused) {
+  return [&spec, refused](std::string_view name) -> std::optional<std::pair<int, ValueType>> {
+    auto field = ParseField(name);
+    if (!field.ok()) {
+      *refused = field.status().message();
+      return std::nullopt;
+    }
+    size_t slot = 0;
+    while (slot < spec.expr_fields.size() && spec.expr_fields[slot] != *field) ++slot;
+    if (slot == spec.expr_fields.size()) spec.expr_fields.push_back(*field);
+    return std::make_pair(static_cast<int>(slot), ExprTypeOf(*field));
+  };
+}
 }  // namespace
 
 Result<MapSpec> Map::Parse(const ConfigNode& body) {
@@ -45,17 +61,7 @@ Result<MapSpec> Map::Parse(const ConfigNode& body) {
     auto text = node.String();
     if (!text.ok()) return text.status();
     std::string refused;
-    FieldResolver resolve = [&](std::string_view n) -> std::optional<std::pair<int, ValueType>> {
-      auto field = ParseField(n);
-      if (!field.ok()) {
-        refused = field.status().message();
-        return std::nullopt;
-      }
-      size_t slot = 0;
-      while (slot < spec.expr_fields.size() && spec.expr_fields[slot] != *field) ++slot;
-      if (slot == spec.expr_fields.size()) spec.expr_fields.push_back(*field);
-      return std::make_pair(static_cast<int>(slot), ExprTypeOf(*field));
-    };
+    const FieldResolver resolve = ResolverFor(spec, &refused);
     auto expr = CompileNumeric(*text, resolve);
     if (!expr.ok()) {
       if (!refused.empty()) return node.Error("map `" + name + "`: " + refused);
@@ -80,17 +86,7 @@ Result<MapSpec> Map::Parse(const ConfigNode& body) {
                             " * 3 / 100`) instead of multiply/divide");
       }
       std::string refused;
-      FieldResolver resolve = [&](std::string_view name) -> std::optional<std::pair<int, ValueType>> {
-        auto field = ParseField(name);
-        if (!field.ok()) {
-          refused = field.status().message();
-          return std::nullopt;
-        }
-        size_t slot = 0;
-        while (slot < spec.expr_fields.size() && spec.expr_fields[slot] != *field) ++slot;
-        if (slot == spec.expr_fields.size()) spec.expr_fields.push_back(*field);
-        return std::make_pair(static_cast<int>(slot), ExprTypeOf(*field));
-      };
+      const FieldResolver resolve = ResolverFor(spec, &refused);
       auto expr = CompileNumeric(*text, resolve);
       if (!expr.ok()) {
         if (!refused.empty()) return value->Error("map `" + *text + "`: " + refused);
