@@ -21,7 +21,7 @@ struct FlatBuffersDecoder::Plan {
   enum class Out : uint8_t { kInt64, kDouble, kBool, kString, kMillis, kMicros, kIso, kEnumName };
   // The common shapes, a field of the root table read as is, take a short
   // path in Decode(); everything else takes the general one.
-  enum class Fast : uint8_t { kNone, kString, kI64, kI32, kF64, kEnumName8 };
+  enum class Fast : uint8_t { kNone, kString, kI64, kI64Micros, kI32, kF64, kEnumName8 };
   Fast fast = Fast::kNone;
 
   Source source = Source::kRecord;
@@ -66,28 +66,33 @@ struct FlatBuffersDecoder::Step {
   enum class Op : uint8_t {
     kScalar,      // check bounds and alignment
     kI64,         // ... and read a long (int64, epoch ms)
+    kI64Micros,   // ... and read a long of epoch µs as epoch ms
     kI32,         // ... and read an int
     kF64,         // ... and read a double
     kEnum8,       // ... and read a byte/ubyte enum's name
     kString,      // check the string
     kReadString,  // ... and read it
     kOther,       // a table, vector or union: VerifyReferenced
+    kTable,       // a table of scalars and strings: verified, and its declared
+                  // fields read, by its own steps (steps_[out, out + size))
   };
   // What the step does with an absent field.
   enum class IfAbsent : uint8_t {
     kNothing,  // an unread, optional field: nothing to check or write
     kValue,    // write absent_ (the schema's default, or present=false)
     kCheck,    // Absent(): a required field, a union, or a field ReadField must fail
+    kLater,    // a kTable whose steps read: ReadField reads its fields
   };
   Op op = Op::kScalar;
   IfAbsent if_absent = IfAbsent::kNothing;
   uint8_t align_mask = 0;  // scalars: align - 1
   flatbuffers::voffset_t slot = 0;
   uint16_t out = 0;   // a reading op: the declared field's index
-  uint16_t size = 0;  // scalars: bytes
-  uint32_t check = 0;  // index in the root's VCheck list
+  uint16_t size = 0;  // scalars: bytes; kTable: its number of steps
+  uint16_t obj = 0;    // the object index of the table the field is in
+  uint32_t check = 0;  // index in that table's VCheck list
   FieldValue absent{};  // kValue: what an absent field reads as
-  bool reads() const { return op != Op::kScalar && op != Op::kString && op != Op::kOther; }
+  bool reads() const { return op != Op::kScalar && op != Op::kString && op != Op::kOther && op != Op::kTable; }
 };
 
 FlatBuffersDecoder::FlatBuffersDecoder() = default;
@@ -668,10 +673,12 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
   for (int i = 0; i < schema.size(); ++i) {
     Plan& p = d->plans_[static_cast<size_t>(i)];
     KAPPA_RETURN_IF_ERROR(Resolve(s, *d->root_, schema.field(i), &p));
-    if (p.source == Plan::Source::kRecord && p.tables.empty() && !p.in_struct && !p.schema_optional) {
+    // The root's fields and those of a table the root holds (one hop), read as is.
+    if (p.source == Plan::Source::kRecord && p.tables.size() <= 1 && !p.in_struct && !p.schema_optional) {
       const bool integer = p.out == Plan::Out::kInt64 || p.out == Plan::Out::kMillis;
       if (p.leaf == Plan::Leaf::kString && p.out == Plan::Out::kString) p.fast = Plan::Fast::kString;
       if (p.leaf == Plan::Leaf::kI64 && integer) p.fast = Plan::Fast::kI64;
+      if (p.leaf == Plan::Leaf::kI64 && p.out == Plan::Out::kMicros) p.fast = Plan::Fast::kI64Micros;
       if (p.leaf == Plan::Leaf::kI32 && integer) p.fast = Plan::Fast::kI32;
       if (p.leaf == Plan::Leaf::kF64 && p.out == Plan::Out::kDouble) p.fast = Plan::Fast::kF64;
       if ((p.leaf == Plan::Leaf::kI8 || p.leaf == Plan::Leaf::kU8) && p.out == Plan::Out::kEnumName &&
@@ -680,34 +687,80 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
       }
     }
   }
-  // The root's steps: every field the verifier checks, in the same order;
-  // a declared field of the common shapes is read by the step of its slot
+  // The steps of the fields of one table, in the verifier's order.
+  auto table_steps = [&](int obj) {
+    const std::vector<VCheck>& checks = d->vchecks_[static_cast<size_t>(obj)];
+    std::vector<Step> steps;
+    for (size_t c = 0; c < checks.size(); ++c) {
+      const VCheck& vc = checks[c];
+      Step st;
+      st.slot = vc.slot;
+      st.op = vc.kind == VCheck::Kind::kScalar   ? Step::Op::kScalar
+              : vc.kind == VCheck::Kind::kString ? Step::Op::kString
+                                                 : Step::Op::kOther;
+      // A struct is at most a few KB; larger ones take the general check.
+      if (vc.kind == VCheck::Kind::kScalar && vc.size > std::numeric_limits<uint16_t>::max()) st.op = Step::Op::kOther;
+      st.size = static_cast<uint16_t>(vc.size);
+      st.align_mask = static_cast<uint8_t>(vc.align - 1);
+      st.obj = static_cast<uint16_t>(obj);
+      st.check = static_cast<uint32_t>(c);
+      steps.push_back(st);
+    }
+    return steps;
+  };
+  // The root's steps: every field the verifier checks, in the same order.
+  // A field that is a table of only scalars and strings (`amount: Money`) is
+  // verified by steps of its own, appended after the root's, in the same
+  // order VerifyTable checks them.
+  const std::vector<VCheck>& root_checks = d->vchecks_[static_cast<size_t>(d->root_index_)];
+  const size_t objects = d->vchecks_.size();
+  d->steps_ = table_steps(d->root_index_);
+  d->root_steps_ = d->steps_.size();
+  if (objects > std::numeric_limits<uint16_t>::max()) {
+    d->steps_.clear();
+    d->root_steps_ = 0;
+    return Status::InvalidArgument(origin + " has more than 65535 tables");
+  }
+  for (size_t r = 0; r < d->root_steps_; ++r) {
+    const VCheck& vc = root_checks[d->steps_[r].check];
+    if (vc.kind != VCheck::Kind::kTable) continue;
+    bool flat = true;
+    for (const VCheck& sub : d->vchecks_[static_cast<size_t>(vc.obj)]) {
+      flat &= sub.kind == VCheck::Kind::kString ||
+              (sub.kind == VCheck::Kind::kScalar && sub.size <= std::numeric_limits<uint16_t>::max());
+    }
+    const std::vector<Step> sub = table_steps(vc.obj);
+    if (!flat || d->steps_.size() + sub.size() > std::numeric_limits<uint16_t>::max()) continue;
+    d->steps_[r].op = Step::Op::kTable;
+    d->steps_[r].out = static_cast<uint16_t>(d->steps_.size());
+    d->steps_[r].size = static_cast<uint16_t>(sub.size());
+    d->steps_.insert(d->steps_.end(), sub.begin(), sub.end());
+  }
+  // A declared field of the common shapes is read by the step of its slot
   // (one declared field per step; a second one reading the same slot, and
   // every other declared field, is read after verification by ReadField).
-  const std::vector<VCheck>& root_checks = d->vchecks_[static_cast<size_t>(d->root_index_)];
-  for (size_t c = 0; c < root_checks.size(); ++c) {
-    const VCheck& vc = root_checks[c];
-    Step st;
-    st.slot = vc.slot;
-    st.op = vc.kind == VCheck::Kind::kScalar   ? Step::Op::kScalar
-            : vc.kind == VCheck::Kind::kString ? Step::Op::kString
-                                               : Step::Op::kOther;
-    // A struct is at most a few KB; larger ones take the general check.
-    if (vc.kind == VCheck::Kind::kScalar && vc.size > std::numeric_limits<uint16_t>::max()) st.op = Step::Op::kOther;
-    st.size = static_cast<uint16_t>(vc.size);
-    st.align_mask = static_cast<uint8_t>(vc.align - 1);
-    st.check = static_cast<uint32_t>(c);
-    d->steps_.push_back(st);
-  }
   for (size_t i = 0; i < d->plans_.size(); ++i) {
     const Plan& p = d->plans_[i];
     bool fused = false;
     if (p.fast != Plan::Fast::kNone && i <= std::numeric_limits<uint16_t>::max()) {
-      for (Step& st : d->steps_) {
-        if (st.slot != p.slot || st.reads() || st.op == Step::Op::kOther) continue;
+      size_t first = 0, last = d->root_steps_;
+      if (!p.tables.empty()) {  // in a table of the root: that table's steps, if it has them
+        last = 0;
+        for (size_t r = 0; r < d->root_steps_; ++r) {
+          const Step& t = d->steps_[r];
+          if (t.op == Step::Op::kTable && t.slot == p.tables[0]) {
+            first = t.out;
+            last = first + t.size;
+          }
+        }
+      }
+      for (size_t k = first; k < last; ++k) {
+        Step& st = d->steps_[k];
+        if (st.slot != p.slot || st.reads() || st.op == Step::Op::kOther || st.op == Step::Op::kTable) continue;
         switch (p.fast) {
           case Plan::Fast::kString: st.op = Step::Op::kReadString; break;
           case Plan::Fast::kI64: st.op = Step::Op::kI64; break;
+          case Plan::Fast::kI64Micros: st.op = Step::Op::kI64Micros; break;
           case Plan::Fast::kI32: st.op = Step::Op::kI32; break;
           case Plan::Fast::kF64: st.op = Step::Op::kF64; break;
           case Plan::Fast::kEnumName8: st.op = Step::Op::kEnum8; break;
@@ -724,9 +777,14 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::CreateFromBinary
   // FieldValue gives the value a reading step writes, and whether the case
   // needs Absent() per record at all.
   for (Step& st : d->steps_) {
-    const VCheck& c = root_checks[st.check];
+    const VCheck& c = d->vchecks_[st.obj][st.check];
     if (c.required || c.kind == VCheck::Kind::kUnion) {
       st.if_absent = Step::IfAbsent::kCheck;
+    } else if (st.op == Step::Op::kTable) {
+      // An absent table: its declared fields are absent, which ReadField says.
+      bool reads = false;
+      for (size_t k = st.out; k < size_t{st.out} + st.size; ++k) reads |= d->steps_[k].reads();
+      st.if_absent = reads ? Step::IfAbsent::kLater : Step::IfAbsent::kNothing;
     } else if (!st.reads()) {
       st.if_absent = Step::IfAbsent::kNothing;
     } else {
@@ -800,7 +858,7 @@ inline bool EnumName8(const Plan& p, int64_t value, FieldValue& v) {
 // value; a reading step writes the schema's default, or leaves the field to
 // ReadField (*later) when that is an error or an unnamed enum value.
 bool FlatBuffersDecoder::Absent(const Step& st, const uint8_t* root, FieldValue* out, bool* later) {
-  const VCheck& c = vchecks_[static_cast<size_t>(root_index_)][st.check];
+  const VCheck& c = vchecks_[st.obj][st.check];
   if (c.required) [[unlikely]] {
     missing_ = c.name;
     return false;
@@ -826,17 +884,120 @@ bool FlatBuffersDecoder::Absent(const Step& st, const uint8_t* root, FieldValue*
   return true;
 }
 
+template <bool kRoot>
+[[gnu::always_inline]] inline bool FlatBuffersDecoder::RunSteps(const Step* first, const Step* last, Bounds& b,
+                                                                size_t table_pos, FieldValue* out, bool* later) {
+  // The buffer in locals kept in registers (b escapes into VerifyReferenced,
+  // so its members live in memory).
+  const uint8_t* const buf = b.buf;
+  const size_t size = b.size;
+  const uint8_t* table = buf + table_pos;
+  const uint8_t* vt = table - flatbuffers::ReadScalar<flatbuffers::soffset_t>(table);
+  const flatbuffers::voffset_t vsize = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt);
+  for (const Step* sp = first; sp != last; ++sp) {
+    const Step& st = *sp;
+    const flatbuffers::voffset_t off =
+        st.slot < vsize ? flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + st.slot) : 0;
+    if (off == 0) {
+      if (st.if_absent == Step::IfAbsent::kValue) {
+        out[st.out] = st.absent;
+      } else if (st.if_absent == Step::IfAbsent::kCheck) {
+        if (!Absent(st, table, out, later)) [[unlikely]] return false;
+      } else if (st.if_absent == Step::IfAbsent::kLater) {
+        *later = true;
+      }
+      continue;
+    }
+    const size_t at = table_pos + off;
+    const uint8_t* field = buf + at;
+    // Only reading ops write it (out may be null: no fields), and only the
+    // member of the declared type and `present`, as the other decoders do.
+    FieldValue* v = out + st.out;
+    switch (st.op) {
+      case Step::Op::kScalar:
+        if ((at & st.align_mask) != 0 || at + st.size > size) [[unlikely]] return false;
+        continue;
+      case Step::Op::kI64:
+        if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return false;
+        v->i = flatbuffers::ReadScalar<int64_t>(field);
+        v->present = true;
+        continue;
+      case Step::Op::kI64Micros:
+        if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return false;
+        v->i = FloorDiv1000(flatbuffers::ReadScalar<int64_t>(field));
+        v->present = true;
+        continue;
+      case Step::Op::kI32:
+        if ((at & 3) != 0 || at + 4 > size) [[unlikely]] return false;
+        v->i = flatbuffers::ReadScalar<int32_t>(field);
+        v->present = true;
+        continue;
+      case Step::Op::kF64: {
+        if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return false;
+        v->d = flatbuffers::ReadScalar<double>(field);
+        v->present = true;
+        continue;
+      }
+      case Step::Op::kEnum8: {
+        if (at >= size) [[unlikely]] return false;
+        const Plan& p = plans_[st.out];
+        const int64_t value = p.leaf == Plan::Leaf::kI8 ? flatbuffers::ReadScalar<int8_t>(field)
+                                                        : flatbuffers::ReadScalar<uint8_t>(field);
+        v->present = true;
+        *later |= !EnumName8(p, value, *v);
+        continue;
+      }
+      case Step::Op::kString:
+      case Step::Op::kReadString: {
+        // Bounds::Offset and Bounds::String.
+        if ((at & 3) != 0 || at + 4 > size) [[unlikely]] return false;
+        const uint32_t o = flatbuffers::ReadScalar<uint32_t>(field);
+        const size_t s = at + o;
+        if (o == 0 || static_cast<int32_t>(o) < 0 || (s & 3) != 0 || s + 4 > size) [[unlikely]] return false;
+        const uint32_t n = flatbuffers::ReadScalar<uint32_t>(buf + s);
+        if (s + 4 + size_t{n} + 1 > size || buf[s + 4 + n] != 0) [[unlikely]] return false;
+        if (st.op == Step::Op::kReadString) {
+          v->str = reinterpret_cast<const char*>(buf + s + sizeof(flatbuffers::uoffset_t));
+          v->len = n;
+          v->present = true;
+        }
+        continue;
+      }
+      case Step::Op::kTable:
+        if constexpr (kRoot) {
+          // VerifyReferenced and VerifyTable of a table of scalars and
+          // strings, its declared fields read on the way.
+          const size_t t = b.Offset(at);
+          if (t == 0 || !b.TableStart(t)) [[unlikely]] return false;
+          const Step* sub = steps_.data() + st.out;
+          if (!RunSteps<false>(sub, sub + st.size, b, t, out, later)) [[unlikely]] {
+            if (!missing_.empty()) missing_ = vchecks_[st.obj][st.check].name + "." + missing_;
+            return false;
+          }
+          --b.depth;
+          continue;
+        } else {
+          return false;  // not built: a table's steps hold no tables
+        }
+      case Step::Op::kOther:
+        if (!VerifyReferenced(b, vchecks_[st.obj][st.check], table_pos, at, &missing_)) [[unlikely]] return false;
+        continue;
+    }
+  }
+  return true;
+}
+
 // Per record: the root table's fields are verified in one pass over its
 // vtable (what generated Verify() code does: every field of the record, down
 // through nested tables, vectors and unions, not only the declared ones, so a
 // record the generated verifier rejects is a dead letter here too, and an
 // absent `(required)` field anywhere is named), and a declared field of the
-// root is read by the same step that verified it; the other declared fields
-// (nested paths, structs, other types, the Kafka key and timestamp) are read
-// by ReadField after the whole record is verified. A declared field that is
-// absent, or an enum value the schema does not name, is left to ReadField
-// too, after verification, so that a corrupt record is kUndecodable whatever
-// its fields hold.
+// root, or of a table of scalars and strings in it, is read by the same step
+// that verified it; the other declared fields (deeper paths, structs, other
+// types, the Kafka key and timestamp) are read by ReadField after the whole
+// record is verified. A declared field that is absent, or an enum value the
+// schema does not name, is left to ReadField too, after verification, so
+// that a corrupt record is kUndecodable whatever its fields hold.
 bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, DecodeError* error) {
   const uint8_t* buf = record.payload;
   if (buf == nullptr || record.size < 8) [[unlikely]] return FailRecord(record, error);
@@ -847,81 +1008,9 @@ bool FlatBuffersDecoder::Decode(const RawRecord& record, FieldValue* out, Decode
   const size_t root_pos = b.Offset(0);
   if (root_pos == 0 || !b.TableStart(root_pos)) [[unlikely]] return FailRecord(record, error);
   const uint8_t* root = buf + root_pos;
-  const uint8_t* vt = root - flatbuffers::ReadScalar<flatbuffers::soffset_t>(root);
-  const flatbuffers::voffset_t vsize = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt);
   bool later = false;  // a read step left its field to ReadField
-  const size_t size = record.size;
-  for (const Step& st : steps_) {
-    const flatbuffers::voffset_t off =
-        st.slot < vsize ? flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + st.slot) : 0;
-    if (off == 0) {
-      if (st.if_absent == Step::IfAbsent::kValue) {
-        out[st.out] = st.absent;
-      } else if (st.if_absent == Step::IfAbsent::kCheck && !Absent(st, root, out, &later)) [[unlikely]] {
-        return FailRecord(record, error);
-      }
-      continue;
-    }
-    const size_t at = root_pos + off;
-    const uint8_t* field = buf + at;
-    // Only reading ops write it (out may be null: no fields), and only the
-    // member of the declared type and `present`, as the other decoders do.
-    FieldValue* v = out + st.out;
-    switch (st.op) {
-      case Step::Op::kScalar:
-        if ((at & st.align_mask) != 0 || at + st.size > size) [[unlikely]] return FailRecord(record, error);
-        continue;
-      case Step::Op::kI64:
-        if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return FailRecord(record, error);
-        v->i = flatbuffers::ReadScalar<int64_t>(field);
-        v->present = true;
-        continue;
-      case Step::Op::kI32:
-        if ((at & 3) != 0 || at + 4 > size) [[unlikely]] return FailRecord(record, error);
-        v->i = flatbuffers::ReadScalar<int32_t>(field);
-        v->present = true;
-        continue;
-      case Step::Op::kF64: {
-        if ((at & 7) != 0 || at + 8 > size) [[unlikely]] return FailRecord(record, error);
-        v->d = flatbuffers::ReadScalar<double>(field);
-        v->present = true;
-        continue;
-      }
-      case Step::Op::kEnum8: {
-        if (at >= size) [[unlikely]] return FailRecord(record, error);
-        const Plan& p = plans_[st.out];
-        const int64_t value = p.leaf == Plan::Leaf::kI8 ? flatbuffers::ReadScalar<int8_t>(field)
-                                                        : flatbuffers::ReadScalar<uint8_t>(field);
-        v->present = true;
-        later |= !EnumName8(p, value, *v);
-        continue;
-      }
-      case Step::Op::kString:
-      case Step::Op::kReadString: {
-        // Bounds::Offset and Bounds::String, on locals kept in registers
-        // (b escapes into VerifyReferenced, so its members live in memory).
-        if ((at & 3) != 0 || at + 4 > size) [[unlikely]] return FailRecord(record, error);
-        const uint32_t o = flatbuffers::ReadScalar<uint32_t>(field);
-        const size_t s = at + o;
-        if (o == 0 || static_cast<int32_t>(o) < 0 || (s & 3) != 0 || s + 4 > size) [[unlikely]] {
-          return FailRecord(record, error);
-        }
-        const uint32_t n = flatbuffers::ReadScalar<uint32_t>(buf + s);
-        if (s + 4 + size_t{n} + 1 > size || buf[s + 4 + n] != 0) [[unlikely]] return FailRecord(record, error);
-        if (st.op == Step::Op::kReadString) {
-          v->str = reinterpret_cast<const char*>(buf + s + sizeof(flatbuffers::uoffset_t));
-          v->len = n;
-          v->present = true;
-        }
-        continue;
-      }
-      case Step::Op::kOther:
-        if (!VerifyReferenced(b, vchecks_[static_cast<size_t>(root_index_)][st.check], root_pos, at, &missing_))
-            [[unlikely]] {
-          return FailRecord(record, error);
-        }
-        continue;
-    }
+  if (!RunSteps<true>(steps_.data(), steps_.data() + root_steps_, b, root_pos, out, &later)) [[unlikely]] {
+    return FailRecord(record, error);
   }
 
   // Verified. The declared fields not read above.

@@ -93,6 +93,10 @@ class FlatBuffersDecoder : public RecordDecoder {
   // table, a vector, a union's table): everything but an inline scalar.
   bool VerifyReferenced(Bounds& b, const VCheck& c, size_t table_pos, size_t at, std::string* missing) const;
   bool Absent(const Step& st, const uint8_t* root, FieldValue* out, bool* later);
+  // Runs steps [first, last) over the table at table_pos of a buffer of
+  // `size` bytes: false if the record fails verification.
+  template <bool kRoot>
+  bool RunSteps(const Step* first, const Step* last, Bounds& b, size_t table_pos, FieldValue* out, bool* later);
   // Reads declared field `p` of a verified record (the general path).
   bool ReadField(const Plan& p, const RawRecord& record, const uint8_t* root, FieldValue& v, DecodeError* error) const;
   bool FailRecord(const RawRecord& record, DecodeError* error);
@@ -114,6 +118,9 @@ class FlatBuffersDecoder : public RecordDecoder {
   // verified per record and, for a declared field of the root read as is,
   // read in the same pass; plans_ indexes of the declared fields read after.
   std::vector<Step> steps_;
+  // steps_[0, root_steps_) are the root's; after them, those of the root's
+  // tables verified and read by steps (Step::Op::kTable).
+  size_t root_steps_ = 0;
   std::vector<uint32_t> rest_;
 };
 

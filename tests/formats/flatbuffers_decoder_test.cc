@@ -585,5 +585,82 @@ TEST_F(FlatBuffersSchemaFileTest, IncludesAreFoundNextToTheSchema) {
   EXPECT_EQ(v.i, 99);
 }
 
+// A table of scalars and strings in the root (`amount: Money`) is verified,
+// and its declared fields read, in the same pass as the root's fields: the
+// values, an absent field's default, an absent table, a missing required
+// field named with its path, and a corrupt vtable entry in the nested table.
+TEST_F(FlatBuffersSchemaFileTest, FieldsOfANestedTableReadAsTheGeneralPathReadsThem) {
+  const std::string fbs = Write("nested.fbs",
+                                "table Money { cents: long; code: string (required); at_us: long; }\n"
+                                "table E { id: string; amount: Money; }\nroot_type E;\n");
+  auto schema = [](bool optional) {
+    return Schema({F("id", ValueType::kString), F("cents", ValueType::kInt64, "amount.cents", optional),
+                   F("code", ValueType::kString, "amount.code", optional),
+                   F("at", ValueType::kTimestamp, "amount.at_us", optional, TimestampEncoding::kEpochMicros)});
+  };
+  auto d = FlatBuffersDecoder::Create(schema(false), fbs);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  auto dopt = FlatBuffersDecoder::Create(schema(true), fbs);
+  ASSERT_TRUE(dopt.ok()) << dopt.status().ToString();
+  // E{id: "t", amount: Money{cents?, code?, at_us: -1500}}, or no amount.
+  auto build = [](bool amount, bool cents, bool code) {
+    flatbuffers::FlatBufferBuilder fbb;
+    const auto id = fbb.CreateString("t");
+    const auto c = fbb.CreateString("EUR");
+    flatbuffers::uoffset_t money = 0;
+    if (amount) {
+      const auto start = fbb.StartTable();
+      if (cents) fbb.AddElement<int64_t>(4, 12345, 0);
+      if (code) fbb.AddOffset(6, c);
+      fbb.AddElement<int64_t>(8, -1500, 0);
+      money = fbb.EndTable(start);
+    }
+    const auto start = fbb.StartTable();
+    fbb.AddOffset(4, id);
+    if (amount) fbb.AddOffset(6, flatbuffers::Offset<void>(money));
+    fbb.Finish(flatbuffers::Offset<void>(fbb.EndTable(start)));
+    return Payload(fbb);
+  };
+  std::vector<FieldValue> v(4);
+  DecodeError err;
+  const Payload full = build(true, true, true);
+  ASSERT_TRUE((*d)->Decode(full.raw(), v.data(), &err)) << err.message;
+  EXPECT_EQ(v[0].text(), "t");
+  EXPECT_EQ(v[1].i, 12345);
+  EXPECT_EQ(v[2].text(), "EUR");
+  EXPECT_EQ(v[3].i, -2);  // -1500 µs is -1.5 ms: toward negative infinity
+  for (const auto& f : v) EXPECT_TRUE(f.present);
+
+  ASSERT_TRUE((*d)->Decode(build(true, false, true).raw(), v.data(), &err)) << err.message;
+  EXPECT_TRUE(v[1].present);
+  EXPECT_EQ(v[1].i, 0);  // the schema's default
+
+  EXPECT_FALSE((*d)->Decode(build(true, true, false).raw(), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "amount.code");
+
+  EXPECT_FALSE((*d)->Decode(build(false, false, false).raw(), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kMissingField);
+  EXPECT_EQ(err.path, "amount.cents");
+  ASSERT_TRUE((*dopt)->Decode(build(false, false, false).raw(), v.data(), &err)) << err.message;
+  EXPECT_TRUE(v[0].present);
+  EXPECT_FALSE(v[1].present);
+  EXPECT_FALSE(v[2].present);
+  EXPECT_FALSE(v[3].present);
+
+  // Money's vtable entry of `cents` (slot 4) pointing past the buffer.
+  Payload bad = full;
+  auto* buf = reinterpret_cast<uint8_t*>(bad.words.data());
+  const uint32_t root = flatbuffers::ReadScalar<uint32_t>(buf);
+  const uint8_t* root_vt = buf + root - flatbuffers::ReadScalar<int32_t>(buf + root);
+  const uint32_t amount_at = root + flatbuffers::ReadScalar<uint16_t>(root_vt + 6);
+  const uint32_t money = amount_at + flatbuffers::ReadScalar<uint32_t>(buf + amount_at);
+  auto* entry = reinterpret_cast<uint16_t*>(buf + money - flatbuffers::ReadScalar<int32_t>(buf + money) + 4);
+  ASSERT_NE(*entry, 0);
+  *entry = 0xfff0;
+  EXPECT_FALSE((*d)->Decode(bad.raw(), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable) << err.message;
+}
+
 }  // namespace
 }  // namespace kappa
