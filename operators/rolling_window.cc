@@ -105,6 +105,62 @@ struct Block {
   StoredEvent<N> ev[kBlockEvents];
 };
 
+// Value -> count (> 0; erased at 0) of a group's count_distinct feature: the
+// first few values inline (in the group's own cache lines, fetched with it),
+// the rest in a flat map. A value is in one of the two.
+template <typename P>
+class SmallCounts {
+ public:
+  size_t size() const { return inline_size_ + more_.size(); }
+  void Add(P p) {
+    for (uint32_t k = 0; k < inline_size_; ++k) {
+      if (inline_[k].first == p) {
+        ++inline_[k].second;
+        return;
+      }
+    }
+    if (!more_.empty()) {
+      const auto it = more_.find(p);
+      if (it != more_.end()) {
+        ++it->second;
+        return;
+      }
+    }
+    if (inline_size_ < kInline) {
+      inline_[inline_size_++] = {p, 1};
+    } else {
+      more_.emplace(p, 1);
+    }
+  }
+  void Remove(P p) {
+    for (uint32_t k = 0; k < inline_size_; ++k) {
+      if (inline_[k].first == p) {
+        if (--inline_[k].second == 0) inline_[k] = inline_[--inline_size_];
+        return;
+      }
+    }
+    const auto it = more_.find(p);
+    if (--it->second == 0) more_.erase(it);
+  }
+  int64_t Count(P p) const {
+    for (uint32_t k = 0; k < inline_size_; ++k) {
+      if (inline_[k].first == p) return inline_[k].second;
+    }
+    const auto it = more_.find(p);
+    return it == more_.end() ? 0 : it->second;
+  }
+  void Prefetch(P p) const {
+    __builtin_prefetch(inline_);
+    if (!more_.empty()) more_.prefetch(p);
+  }
+
+ private:
+  static constexpr uint32_t kInline = 3;
+  uint32_t inline_size_ = 0;
+  std::pair<P, int64_t> inline_[kInline];
+  absl::flat_hash_map<P, int64_t> more_;
+};
+
 template <size_t N>
 class RollingWindow final : public Operator {
  public:
@@ -259,8 +315,9 @@ class RollingWindow final : public Operator {
     Candidates extreme[kMaxFeatures];
     // Per distinct feature: value -> events of the group holding it (> 0;
     // erased at 0: keeping them for a sweep measured slower). Keyed by the
-    // task's entry of the value: a flat map of pointers, no node per value.
-    absl::flat_hash_map<const ValueEntry*, int64_t> distinct[N];
+    // task's entry of the value: the first few inline, then a flat map of
+    // pointers, no node per value.
+    SmallCounts<const ValueEntry*> distinct[N];
   };
 
   static constexpr size_t kFarAhead = 8, kMidAhead = 6, kNearAhead = 4, kRing = 16;
@@ -279,7 +336,10 @@ class RollingWindow final : public Operator {
       __builtin_prefetch(g);  // the block fields and events
       __builtin_prefetch(g->sums);
       for (size_t i : ordered_features_) __builtin_prefetch(&g->extreme[i]);
-      for (size_t s = 0; s < distinct_features_.size(); ++s) __builtin_prefetch(&g->distinct[s]);
+      for (size_t s = 0; s < distinct_features_.size(); ++s) {
+        __builtin_prefetch(&g->distinct[s]);
+        __builtin_prefetch(reinterpret_cast<const char*>(&g->distinct[s]) + 64);
+      }
     }
     if (*group == nullptr) {
       BlockKey(&key_scratch_, key, 0);  // a new key's first block
@@ -321,7 +381,7 @@ class RollingWindow final : public Operator {
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       int64_t number;
       const auto v = values_[s].find(DistinctValue(rec, spec_.features[distinct_features_[s]], scratch, &number));
-      if (v != values_[s].end()) g->distinct[s].prefetch(&*v);
+      if (v != values_[s].end()) g->distinct[s].Prefetch(&*v);
     }
     if (rec.watermark_ms == kNoTime) return;
     const Event& e = g->events.front();
@@ -333,7 +393,7 @@ class RollingWindow final : public Operator {
       const Candidates& c = g->extreme[i];
       if (c.head < c.v.size()) __builtin_prefetch(&c.v[c.head]);
     }
-    for (size_t s = 0; s < distinct_features_.size(); ++s) g->distinct[s].prefetch(e.d[s]);
+    for (size_t s = 0; s < distinct_features_.size(); ++s) g->distinct[s].Prefetch(e.d[s]);
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       if (!(e.in_table >> s & 1)) continue;
       DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
@@ -383,7 +443,7 @@ class RollingWindow final : public Operator {
   ValueEntry* AddDistinct(Group& g, size_t s, std::string_view value) {
     ValueEntry* v = &*values_[s].try_emplace(value, 0).first;
     ++v->second;
-    ++g.distinct[s][v];
+    g.distinct[s].Add(v);
     return v;
   }
 
@@ -493,8 +553,7 @@ class RollingWindow final : public Operator {
           DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
           distinct_->Erase(distinct_key_);
         }
-        const auto held = g.distinct[s].find(e.d[s]);
-        if (--held->second == 0) g.distinct[s].erase(held);
+        g.distinct[s].Remove(e.d[s]);
         if (--e.d[s]->second == 0) values_[s].erase(e.d[s]->first);
       }
       // Its slot is marked evicted; a block goes when none of its events is live.
@@ -583,7 +642,7 @@ class RollingWindow final : public Operator {
             for (size_t a = 0; a < sliver_values_.size();) {
               size_t b = a + 1;
               while (b < sliver_values_.size() && sliver_values_[b] == sliver_values_[a]) ++b;
-              if (g.distinct[s].find(sliver_values_[a])->second == static_cast<int64_t>(b - a)) --distinct;
+              if (g.distinct[s].Count(sliver_values_[a]) == static_cast<int64_t>(b - a)) --distinct;
               a = b;
             }
           }

@@ -41,8 +41,8 @@
 // In memory (rebuilt from the tables on the first Process / OnBatchEnd after
 // a restore): per key a deque of its events in (time, offset) order and
 // running totals (count, wrapping int sums, per count_distinct feature a
-// flat map of the task's interned values (one node per distinct value of
-// the task, not per key) -> count) and per min / max feature its candidates: the
+// map of the task's interned values (one node per distinct value of
+// the task, not per key) -> count: the first few inline, then a flat map) and per min / max feature its candidates: the
 // events whose value beats every later event's (a monotonic queue, in
 // (time, offset) order; a function of the events, so a restore rebuilds it
 // exactly). A record's row is the totals minus the two small slivers outside
