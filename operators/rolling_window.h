@@ -70,7 +70,7 @@
 namespace kappa {
 
 // Events per state entry (block) of a rolling window.
-inline constexpr uint32_t kRollingBlockEvents = 16;
+inline constexpr uint32_t kRollingBlockEvents = 8;
 
 // `spec.kind` must be kRolling and spec must have passed
 // WindowAggregate::Validate. Registers `state_name` and, with count_distinct,
