@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -15,7 +16,9 @@
 namespace kappa {
 namespace {
 
-constexpr size_t kTimeOffsetBytes = 16;
+constexpr size_t kSeqBytes = 8;  // a block's sequence number in its key
+constexpr uint32_t kBlockEvents = kRollingBlockEvents;
+static_assert(kBlockEvents <= 32, "Block::live is a 32-bit mask");
 
 void PutBE(char* p, int64_t v) {
   const uint64_t u = static_cast<uint64_t>(v);
@@ -87,13 +90,83 @@ struct Cells {
   char dv[N][kInlineValueBytes];
   uint8_t dlen[(N + 7) / 8 * 8];  // rounded up: no padding bytes in the stored value
 };
+// An event as persisted: its time, offset and cells.
+template <size_t N>
+struct StoredEvent {
+  int64_t time;
+  int64_t offset;
+  Cells<N> cells;
+};
+// A state entry: up to kBlockEvents events of one key, in arrival order.
+template <size_t N>
+struct Block {
+  uint32_t used;  // slots [0, used) were filled
+  uint32_t live;  // bit k: slot k's event is live (not evicted)
+  StoredEvent<N> ev[kBlockEvents];
+};
+
+// Value -> count (> 0; erased at 0) of a group's count_distinct feature: the
+// first few values inline (in the group's own cache lines, fetched with it),
+// the rest in a flat map. A value is in one of the two.
+template <typename P>
+class SmallCounts {
+ public:
+  size_t size() const { return inline_size_ + more_.size(); }
+  void Add(P p) {
+    for (uint32_t k = 0; k < inline_size_; ++k) {
+      if (inline_[k].first == p) {
+        ++inline_[k].second;
+        return;
+      }
+    }
+    if (!more_.empty()) {
+      const auto it = more_.find(p);
+      if (it != more_.end()) {
+        ++it->second;
+        return;
+      }
+    }
+    if (inline_size_ < kInline) {
+      inline_[inline_size_++] = {p, 1};
+    } else {
+      more_.emplace(p, 1);
+    }
+  }
+  void Remove(P p) {
+    for (uint32_t k = 0; k < inline_size_; ++k) {
+      if (inline_[k].first == p) {
+        if (--inline_[k].second == 0) inline_[k] = inline_[--inline_size_];
+        return;
+      }
+    }
+    const auto it = more_.find(p);
+    if (--it->second == 0) more_.erase(it);
+  }
+  int64_t Count(P p) const {
+    for (uint32_t k = 0; k < inline_size_; ++k) {
+      if (inline_[k].first == p) return inline_[k].second;
+    }
+    const auto it = more_.find(p);
+    return it == more_.end() ? 0 : it->second;
+  }
+  void Prefetch(P p) const {
+    __builtin_prefetch(inline_);
+    if (!more_.empty()) more_.prefetch(p);
+  }
+
+ private:
+  static constexpr uint32_t kInline = 3;
+  uint32_t inline_size_ = 0;
+  std::pair<P, int64_t> inline_[kInline];
+  absl::flat_hash_map<P, int64_t> more_;
+};
 
 template <size_t N>
 class RollingWindow final : public Operator {
  public:
   RollingWindow(const WindowSpec& spec, const std::string& state_name, StateRegistry& registry)
       : spec_(spec), rows_(spec.row_format, spec.RowColumns(), spec.avro_schema_id) {
-    events_ = registry.Register<Cells<N>>(state_name);
+    events_ = registry.Register<Block<N>>(state_name);
     int next_cell = 0;
     std::vector<Field> cell_fields;
     for (size_t i = 0; i < spec_.features.size(); ++i) {
@@ -153,6 +226,11 @@ class RollingWindow final : public Operator {
         PrefetchInserted(ahead, by_partition ? partition_key : FieldText(ahead, spec_.key_field, scratch),
                          &ahead_groups_[(pos + kFarAhead) % kRing]);
       }
+      if (pos + kMidAhead < count) {
+        const InputRecord& mid = batch.records[batch.selection[pos + kMidAhead]];
+        PrefetchMid(by_partition ? partition_key : FieldText(mid, spec_.key_field, scratch),
+                    ahead_groups_[(pos + kMidAhead) % kRing]);
+      }
       if (pos + kNearAhead < count) {
         const InputRecord& near = batch.records[batch.selection[pos + kNearAhead]];
         PrefetchEvicted(near, by_partition ? partition_key : FieldText(near, spec_.key_field, scratch),
@@ -208,6 +286,9 @@ class RollingWindow final : public Operator {
     // map: stable; the pointer names the value in Group::distinct).
     ValueEntry* d[N];
     uint32_t in_table;  // bit s: distinct feature s's value is in the distinct table
+    uint32_t slot;      // its slot in its block
+    uint64_t seq;       // its block's sequence number
+    Block<N>* block;    // its block's value (stable until erased): for prefetching
   };
   // The events of a group that are a min / max feature's extreme of some
   // suffix of the group's events: each one's value is strictly better than
@@ -223,30 +304,47 @@ class RollingWindow final : public Operator {
     size_t head = 0;
   };
   struct Group {
+    // Blocks: the next sequence number; block next_seq - 1 takes the next
+    // event iff last_used < kBlockEvents (else a new block is started).
+    uint64_t next_seq = 0;
+    uint32_t last_used = kBlockEvents;
+    Block<N>* last = nullptr;  // block next_seq - 1's value while it takes events (stable until erased)
     std::deque<Event> events;  // (time, offset) order
     int64_t sums[kMaxFeatures] = {};
     // Per min / max feature: its candidates (doubles by OrderKey).
     Candidates extreme[kMaxFeatures];
     // Per distinct feature: value -> events of the group holding it (> 0;
     // erased at 0: keeping them for a sweep measured slower). Keyed by the
-    // task's entry of the value: a flat map of pointers, no node per value.
-    absl::flat_hash_map<const ValueEntry*, int64_t> distinct[N];
+    // task's entry of the value: the first few inline, then a flat map of
+    // pointers, no node per value.
+    SmallCounts<const ValueEntry*> distinct[N];
   };
 
-  static constexpr size_t kFarAhead = 8, kNearAhead = 4, kRing = 16;
+  static constexpr size_t kFarAhead = 8, kMidAhead = 6, kNearAhead = 4, kRing = 16;
+  // Prefetches a block's state entry: its value and the table slot's header
+  // before it (hash, key: what an Upsert compares).
+  static void PrefetchBlock(const Block<N>* b, size_t at = 0) {
+    __builtin_prefetch(reinterpret_cast<const char*>(b) - 40);
+    __builtin_prefetch(reinterpret_cast<const char*>(b) + at);
+  }
 
   void PrefetchInserted(const InputRecord& rec, std::string_view key, Group** group) {
     auto it = groups_.find(key);
     *group = it == groups_.end() ? nullptr : it->second.get();
     if (*group) {
       Group* g = *group;
-      __builtin_prefetch(&g->events);
+      __builtin_prefetch(g);  // the block fields and events
       __builtin_prefetch(g->sums);
       for (size_t i : ordered_features_) __builtin_prefetch(&g->extreme[i]);
-      for (size_t s = 0; s < distinct_features_.size(); ++s) __builtin_prefetch(&g->distinct[s]);
+      for (size_t s = 0; s < distinct_features_.size(); ++s) {
+        __builtin_prefetch(&g->distinct[s]);
+        __builtin_prefetch(reinterpret_cast<const char*>(&g->distinct[s]) + 64);
+      }
     }
-    EventKey(&key_scratch_, key, rec.event_time_ms, rec.offset);
-    events_->Prefetch(key_scratch_);
+    if (*group == nullptr) {
+      BlockKey(&key_scratch_, key, 0);  // a new key's first block
+      events_->Prefetch(key_scratch_);
+    }
     char scratch[kFieldTextScratchBytes];
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       int64_t number;
@@ -256,6 +354,20 @@ class RollingWindow final : public Operator {
       DistinctKey(&distinct_key_, rec.offset, i, value);
       distinct_->Prefetch(distinct_key_);
     }
+  }
+  // With the group arrived: its oldest events (the usual ones to evict) and
+  // the block the record will append to.
+  void PrefetchMid(std::string_view key, const Group* g) {
+    if (g == nullptr) return;
+    if (!g->events.empty()) {
+      const char* front = reinterpret_cast<const char*>(&g->events.front());
+      __builtin_prefetch(front);
+      __builtin_prefetch(front + sizeof(Event));  // the loop's next check (maybe past the deque's chunk: harmless)
+    }
+    const bool new_block = g->last_used >= kBlockEvents;
+    BlockKey(&key_scratch_, key, new_block ? g->next_seq : g->next_seq - 1);
+    events_->Prefetch(key_scratch_);
+    if (!new_block) PrefetchBlock(g->last, offsetof(Block<N>, ev) + g->last_used * sizeof(StoredEvent<N>));
   }
   // The entries the record's eviction will erase (the usual one: its group's oldest).
   void PrefetchEvicted(const InputRecord& rec, std::string_view key, Group* g) {
@@ -269,18 +381,19 @@ class RollingWindow final : public Operator {
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       int64_t number;
       const auto v = values_[s].find(DistinctValue(rec, spec_.features[distinct_features_[s]], scratch, &number));
-      if (v != values_[s].end()) g->distinct[s].prefetch(&*v);
+      if (v != values_[s].end()) g->distinct[s].Prefetch(&*v);
     }
     if (rec.watermark_ms == kNoTime) return;
     const Event& e = g->events.front();
     if (!AtOrBefore(e.time, rec.watermark_ms, spec_.size_ms)) return;
-    EventKey(&evict_key_, key, e.time, e.offset);
+    BlockKey(&evict_key_, key, e.seq);
     events_->Prefetch(evict_key_);
+    PrefetchBlock(e.block);
     for (size_t i : ordered_features_) {
       const Candidates& c = g->extreme[i];
       if (c.head < c.v.size()) __builtin_prefetch(&c.v[c.head]);
     }
-    for (size_t s = 0; s < distinct_features_.size(); ++s) g->distinct[s].prefetch(e.d[s]);
+    for (size_t s = 0; s < distinct_features_.size(); ++s) g->distinct[s].Prefetch(e.d[s]);
     for (size_t s = 0; s < distinct_features_.size(); ++s) {
       if (!(e.in_table >> s & 1)) continue;
       DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
@@ -294,11 +407,10 @@ class RollingWindow final : public Operator {
     return *groups_.emplace(std::string(key), std::make_unique<Group>()).first->second;
   }
 
-  void EventKey(std::string* out, std::string_view group, int64_t time, int64_t offset) const {
-    out->resize(group.size() + kTimeOffsetBytes);
+  void BlockKey(std::string* out, std::string_view group, uint64_t seq) const {
+    out->resize(group.size() + kSeqBytes);
     std::memcpy(out->data(), group.data(), group.size());
-    PutBE(out->data() + group.size(), time);
-    PutBE(out->data() + group.size() + 8, offset);
+    PutBE(out->data() + group.size(), static_cast<int64_t>(seq));
   }
   // Offsets are unique within a task, so the offset names the event; short
   // keys stay inline in the table's slots.
@@ -331,7 +443,7 @@ class RollingWindow final : public Operator {
   ValueEntry* AddDistinct(Group& g, size_t s, std::string_view value) {
     ValueEntry* v = &*values_[s].try_emplace(value, 0).first;
     ++v->second;
-    ++g.distinct[s][v];
+    g.distinct[s].Add(v);
     return v;
   }
 
@@ -379,7 +491,6 @@ class RollingWindow final : public Operator {
 
   void Insert(Group& g, std::string_view key, const InputRecord& rec) {
     const int64_t t = rec.event_time_ms;
-    EventKey(&key_scratch_, key, t, rec.offset);
     Cells<N> cells{};
     for (size_t j = 0; j < cell_field_.size(); ++j) {
       const Field f = cell_field_[j];
@@ -407,7 +518,23 @@ class RollingWindow final : public Operator {
         distinct_->Upsert(distinct_key_, uint8_t{1});
       }
     }
-    events_->Upsert(key_scratch_, cells);
+    // Appended to the key's last block, or to a new one when that is full.
+    if (g.last_used >= kBlockEvents) {
+      g.last_used = 0;
+      ++g.next_seq;
+    }
+    BlockKey(&key_scratch_, key, g.next_seq - 1);
+    Block<N>& b = events_->Upsert(key_scratch_, empty_block_);
+    e.seq = g.next_seq - 1;
+    e.slot = b.used;
+    e.block = &b;
+    StoredEvent<N>& stored = b.ev[b.used];
+    stored.time = t;
+    stored.offset = rec.offset;
+    stored.cells = cells;
+    b.live |= uint32_t{1} << b.used;
+    g.last_used = ++b.used;
+    g.last = &b;
     AddTotals(g, e);
     // Offsets only grow: the record goes after every event with time <= t.
     auto pos = g.events.end();
@@ -426,12 +553,20 @@ class RollingWindow final : public Operator {
           DistinctKey(&distinct_key_, e.offset, distinct_features_[s], e.d[s]->first);
           distinct_->Erase(distinct_key_);
         }
-        const auto held = g.distinct[s].find(e.d[s]);
-        if (--held->second == 0) g.distinct[s].erase(held);
+        g.distinct[s].Remove(e.d[s]);
         if (--e.d[s]->second == 0) values_[s].erase(e.d[s]->first);
       }
-      EventKey(&key_scratch_, key, e.time, e.offset);
-      events_->Erase(key_scratch_);
+      // Its slot is marked evicted; a block goes when none of its events is live.
+      BlockKey(&key_scratch_, key, e.seq);
+      Block<N>& b = events_->Upsert(key_scratch_, empty_block_);
+      b.live &= ~(uint32_t{1} << e.slot);
+      if (b.live == 0) {
+        if (e.seq == g.next_seq - 1) {
+          g.last_used = kBlockEvents;
+          g.last = nullptr;
+        }
+        events_->Erase(key_scratch_);
+      }
       g.events.pop_front();
     }
   }
@@ -507,7 +642,7 @@ class RollingWindow final : public Operator {
             for (size_t a = 0; a < sliver_values_.size();) {
               size_t b = a + 1;
               while (b < sliver_values_.size() && sliver_values_[b] == sliver_values_[a]) ++b;
-              if (g.distinct[s].find(sliver_values_[a])->second == static_cast<int64_t>(b - a)) --distinct;
+              if (g.distinct[s].Count(sliver_values_[a]) == static_cast<int64_t>(b - a)) --distinct;
               a = b;
             }
           }
@@ -551,21 +686,36 @@ class RollingWindow final : public Operator {
     index_known_ = true;
     groups_.clear();
     for (auto& values : values_) values.clear();
-    events_->ForEach([&](std::string_view k, const Cells<N>& v) {
-      const std::string_view group = k.substr(0, k.size() - kTimeOffsetBytes);
+    // Blocks hold each key's live events unordered (arrival order, out-of-order
+    // records included): sorted below.
+    events_->ForEach([&](std::string_view k, const Block<N>& b) {
+      const std::string_view group = k.substr(0, k.size() - kSeqBytes);
       Group& g = FindOrAddGroup(group);
-      Event e{};
-      e.time = GetBE(k.data() + group.size());
-      e.offset = GetBE(k.data() + group.size() + 8);
-      std::memcpy(e.c, v.c, sizeof(e.c));
-      for (size_t s = 0; s < distinct_features_.size(); ++s) {
-        if (v.dlen[s] == kInTable) {
-          e.in_table |= uint32_t{1} << s;  // e.d[s] is set from the distinct table below
-          continue;
-        }
-        e.d[s] = AddDistinct(g, s, std::string_view(v.dv[s], v.dlen[s]));
+      const auto seq = static_cast<uint64_t>(GetBE(k.data() + group.size()));
+      if (seq + 1 > g.next_seq) {
+        g.next_seq = seq + 1;
+        g.last_used = b.used;
+        g.last = const_cast<Block<N>*>(&b);
       }
-      g.events.push_back(e);
+      for (uint32_t slot = 0; slot < b.used; ++slot) {
+        if (!(b.live >> slot & 1)) continue;
+        const StoredEvent<N>& v = b.ev[slot];
+        Event e{};
+        e.time = v.time;
+        e.offset = v.offset;
+        e.seq = seq;
+        e.slot = slot;
+        e.block = const_cast<Block<N>*>(&b);
+        std::memcpy(e.c, v.cells.c, sizeof(e.c));
+        for (size_t s = 0; s < distinct_features_.size(); ++s) {
+          if (v.cells.dlen[s] == kInTable) {
+            e.in_table |= uint32_t{1} << s;  // e.d[s] is set from the distinct table below
+            continue;
+          }
+          e.d[s] = AddDistinct(g, s, std::string_view(v.cells.dv[s], v.cells.dlen[s]));
+        }
+        g.events.push_back(e);
+      }
     });
     auto before = [](const Event& a, const Event& b) {
       return a.time != b.time ? a.time < b.time : a.offset < b.offset;
@@ -591,7 +741,8 @@ class RollingWindow final : public Operator {
 
   WindowSpec spec_;
   RowEncoder rows_;
-  KeyedState<Cells<N>>* events_ = nullptr;
+  KeyedState<Block<N>>* events_ = nullptr;
+  const Block<N> empty_block_{};
   KeyedState<uint8_t>* distinct_ = nullptr;
   int cell_[kMaxFeatures] = {};           // feature -> its input's cell (-1: none)
   int distinct_slot_[kMaxFeatures] = {};  // feature -> its count_distinct slot (-1: none)

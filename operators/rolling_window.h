@@ -24,17 +24,25 @@
 //   "<key>|<partition>|<offset>", lineage {partition, offset, offset}. Counts
 //   `out` and `outputs` per row.
 //
-// State: the durable truth is one KeyedState entry per live event, keyed
-// "<key><event time 8B BE><offset 8B BE>", valued one int64 cell per distinct
+// State: the durable truth is each key's live events in blocks: KeyedState
+// entries keyed "<key><block sequence number 8B BE>", each holding up to
+// kRollingBlockEvents events (time, offset, one int64 cell per distinct
 // input field of the features (a double's bits) and its count_distinct
-// values of at most 8 bytes (numbers, short text); a longer value is an
-// entry of a second table "<state_name>_distinct" keyed "<offset 8B BE>
-// <feature 1B><value>" (an offset names one event of the task).
+// values of at most 8 bytes (numbers, short text)) in arrival order, with a
+// mask of the slots still live. A record appends to its key's last block (a
+// new block every kRollingBlockEvents records); an evicted event's slot is
+// marked, and a block is erased when none of its events is live. So a
+// record costs an update of an entry its key's previous record touched, not
+// an insert and an erase in a table of every live event. The blocks are a
+// multiset of each key's live events: a restore sorts them. A longer
+// count_distinct value is an entry of a second table
+// "<state_name>_distinct" keyed "<offset 8B BE><feature 1B><value>" (an
+// offset names one event of the task), erased when its event is evicted.
 // In memory (rebuilt from the tables on the first Process / OnBatchEnd after
 // a restore): per key a deque of its events in (time, offset) order and
 // running totals (count, wrapping int sums, per count_distinct feature a
-// flat map of the task's interned values (one node per distinct value of
-// the task, not per key) -> count) and per min / max feature its candidates: the
+// map of the task's interned values (one node per distinct value of
+// the task, not per key) -> count: the first few inline, then a flat map) and per min / max feature its candidates: the
 // events whose value beats every later event's (a monotonic queue, in
 // (time, offset) order; a function of the events, so a restore rebuilds it
 // exactly). A record's row is the totals minus the two small slivers outside
@@ -52,6 +60,7 @@
 // the events of the last size + allowed lateness. One task, one thread.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -59,6 +68,9 @@
 #include "operators/window_aggregate.h"
 
 namespace kappa {
+
+// Events per state entry (block) of a rolling window.
+inline constexpr uint32_t kRollingBlockEvents = 8;
 
 // `spec.kind` must be kRolling and spec must have passed
 // WindowAggregate::Validate. Registers `state_name` and, with count_distinct,
