@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -35,6 +36,25 @@ class FlatBufferBuilder;
 }
 
 namespace kappa {
+
+// A feature's accumulator cell is an int64: an int64 value, or a double's
+// bits. Sums of int64 wrap on overflow rather than being undefined.
+inline int64_t DoubleBits(double d) {
+  int64_t b;
+  std::memcpy(&b, &d, 8);
+  return b;
+}
+inline double BitsDouble(int64_t b) {
+  double d;
+  std::memcpy(&d, &b, 8);
+  return d;
+}
+inline int64_t WrappingAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+inline int64_t WrappingSub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
 
 enum class FeatureKind : uint8_t { kCount, kSum, kMin, kMax, kAvg, kFirst, kLast, kCountDistinct };
 

@@ -30,22 +30,6 @@ int64_t GetBE(const char* p) {
   return static_cast<int64_t>(u);
 }
 
-int64_t WrappingAdd(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
-}
-int64_t WrappingSub(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
-}
-int64_t DoubleBits(double d) {
-  int64_t b;
-  std::memcpy(&b, &d, 8);
-  return b;
-}
-double BitsDouble(int64_t b) {
-  double d;
-  std::memcpy(&d, &b, 8);
-  return d;
-}
 // A double's bits mapped so that int64 order is the double order (-0.0 and
 // 0.0 compare equal, as `<` does, because both map to 0.0's bits first).
 int64_t OrderKey(int64_t bits) {

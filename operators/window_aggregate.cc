@@ -45,9 +45,6 @@ std::string_view GroupKey(std::string_view state_key) {
   return state_key.substr(0, state_key.size() - kStartBytes - 1);
 }
 
-int64_t WrappingAdd(int64_t a, int64_t b) {
-  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
-}
 
 WindowAggregate::Accumulator& Base(WindowAggregate::Accumulator& a) { return a; }
 WindowAggregate::Accumulator& Base(WindowAggregate::ArgmaxAccumulator& a) { return a.acc; }
@@ -56,16 +53,6 @@ const WindowAggregate::Accumulator& Base(const WindowAggregate::ArgmaxAccumulato
 WindowAggregate::Accumulator& Base(WindowAggregate::FeatureAccumulator& a) { return a.acc; }
 const WindowAggregate::Accumulator& Base(const WindowAggregate::FeatureAccumulator& a) { return a.acc; }
 
-int64_t DoubleBits(double d) {
-  int64_t b;
-  std::memcpy(&b, &d, 8);
-  return b;
-}
-double BitsDouble(int64_t b) {
-  double d;
-  std::memcpy(&d, &b, 8);
-  return d;
-}
 
 // count_distinct's state key: <window start, 8 bytes big-endian> <feature
 // index, 1 byte> <group length, 4 bytes> <group> <value: text, or 8 bytes>.
