@@ -1,15 +1,22 @@
-// What every benchmark report starts with: the machine it ran on. Shared by
+// What every benchmark report starts with: the machine it ran on, and the
+// wall-clock helper the runs are timed with. Shared by
 // the benchmarks that write bench/results/*.md (replay_throughput,
 // realkafka_bench, formats_bench).
 #pragma once
 
 #include <sys/utsname.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
 
 namespace kappa::bench {
+
+// Seconds of wall time since t.
+inline double Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
 
 // The standard output of `cmd` (sh -c), without trailing newlines and spaces.
 inline std::string Shell(const std::string& cmd) {

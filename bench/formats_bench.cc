@@ -43,6 +43,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "bench/bench_report.h"
 #include "archive/archive.h"
 #include "base/hash.h"
 #include "engine/job_runner.h"
@@ -56,15 +57,13 @@
 namespace fs = std::filesystem;
 using namespace kappa;
 
-#include "bench/bench_report.h"
-
 using kappa::bench::Machine;
 using kappa::bench::Shell;
+using kappa::bench::Since;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 double CpuSeconds() {
   rusage u{};

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_report.h"
 #include "engine/job_runner.h"
 #include "engine/job_spec.h"
 #include "kafka/kafka_client.h"
@@ -35,15 +36,13 @@
 namespace fs = std::filesystem;
 using namespace kappa;
 
-#include "bench/bench_report.h"
-
 using kappa::bench::Machine;
 using kappa::bench::Shell;
+using kappa::bench::Since;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct Row {
   std::string id, what, note;

@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_report.h"
 #include "base/hash.h"
 #include "kafka/embedded_broker.h"
 #include "workload/event_producer.h"
@@ -49,15 +50,13 @@
 namespace fs = std::filesystem;
 using namespace kappa;
 
-#include "bench/bench_report.h"
-
 using kappa::bench::Machine;
 using kappa::bench::Shell;
+using kappa::bench::Since;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct Config {
   int64_t records = 20000000;
