@@ -94,7 +94,8 @@ std::string QuoteIdentifier(std::string_view name) {
 Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std::chrono::seconds timeout) {
   const std::string redacted = RedactDsn(dsn);
   const std::string timeout_text = std::to_string(std::max<int64_t>(1, timeout.count()));
-  // The DSN as given, plus a connect timeout unless it sets one.
+  // The DSN as given, its connect_timeout (if any) replaced by `timeout`:
+  // libpq lets parameters after the expanded dbname override it.
   const char* keys[] = {"dbname", "connect_timeout", nullptr};
   const char* values[] = {dsn.c_str(), timeout_text.c_str(), nullptr};
   pg_conn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
