@@ -439,9 +439,7 @@ void WindowAggregate::EmitRows(KeyedState<A>* table, TaskContext& ctx, size_t be
           want_max ? a.max : 0, want_avg ? static_cast<double>(a.sum) / static_cast<double>(a.count) : 0.0,
           a.first_offset, a.last_offset, argmax);
       schema::FinishWindowAggregateBuffer(fbb, root);
-      char end_text[kFieldTextScratchBytes];
-      const auto printed = std::to_chars(end_text, end_text + sizeof(end_text), r.end);
-      out_key_.assign(group).append(1, '|').append(end_text, printed.ptr);
+      SetOutputKey(group, r.end);
       ctx.out->Emit(out_key_, fbb.GetBufferPointer(), fbb.GetSize(),
                     OutputLineage{ctx.partition, a.first_offset, a.last_offset});
       ++ctx.counters->outputs;
@@ -453,6 +451,12 @@ void WindowAggregate::EmitRows(KeyedState<A>* table, TaskContext& ctx, size_t be
 }  // namespace kappa
 
 namespace kappa {
+
+void WindowAggregate::SetOutputKey(std::string_view group, int64_t end) {
+  char end_text[kFieldTextScratchBytes];
+  const auto printed = std::to_chars(end_text, end_text + sizeof(end_text), end);
+  out_key_.assign(group).append(1, '|').append(end_text, printed.ptr);
+}
 
 void WindowAggregate::InitFeatures(FeatureAccumulator& v) const {
   v.first_time = 0;
@@ -564,9 +568,7 @@ void WindowAggregate::EmitFeatureRow(const FeatureAccumulator& v, std::string_vi
     }
   }
   const auto bytes = row.Finish();
-  char end_text[kFieldTextScratchBytes];
-  const auto printed = std::to_chars(end_text, end_text + sizeof(end_text), end);
-  out_key_.assign(group).append(1, '|').append(end_text, printed.ptr);
+  SetOutputKey(group, end);
   ctx.out->Emit(out_key_, bytes.data(), bytes.size(), OutputLineage{ctx.partition, a.first_offset, a.last_offset});
   ++ctx.counters->outputs;
 }

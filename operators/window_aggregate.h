@@ -149,6 +149,8 @@ class WindowAggregate final : public Operator {
                       const int64_t* in);
   void InitFeatures(FeatureAccumulator& v) const;
   void EmitFeatureRow(const FeatureAccumulator& v, std::string_view group, int64_t end, TaskContext& ctx);
+  // out_key_ = "<group>|<window end>", the key of every window's output.
+  void SetOutputKey(std::string_view group, int64_t end);
 
   WindowSpec spec_;
   int64_t slide_ms_;  // size for tumbling windows
