@@ -1,11 +1,13 @@
 // kappa schema: prints the schema of the rows a job's feature window writes,
 // for the readers of its output topic (an Avro schema to register or read
 // with, a .fbs to compile with flatc, or the JSON rows' columns).
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 
 #include "cli/command.h"
 #include "engine/job_spec.h"
+#include "engine/postgres_table.h"
 
 namespace po = boost::program_options;
 
@@ -19,10 +21,10 @@ int SchemaCommand(int argc, char** argv) {
       ("help,h", "show this help")
       ("spec", po::value<std::string>(&spec_path)->required(), "the job spec (YAML)")
       ("format", po::value<std::string>(&format_name),
-       "avro, flatbuffers or json (default: the spec's sink.format)");
+       "avro, flatbuffers, json or postgres (default: the spec's sink: its format, or postgres)");
   positional.add("spec", 1);
   const std::string usage =
-      "usage: kappa schema JOB_SPEC [--format avro|flatbuffers|json]\n\n"
+      "usage: kappa schema JOB_SPEC [--format avro|flatbuffers|json|postgres]\n\n"
       "Prints the schema of the rows the job's window writes to <sink>.v<version> when it names\n"
       "its `features`: for avro the record schema kappa registers under <output topic>-value, for\n"
       "flatbuffers a .fbs to compile with flatc (field i has id i), for json one line per column\n"
@@ -40,7 +42,13 @@ int SchemaCommand(int argc, char** argv) {
                               "schemas/window_aggregate.fbs)"));
   }
   RowFormat format = window->row_format;
-  if (!format_name.empty()) {
+  if (format_name == "postgres") {
+    format = RowFormat::kPostgres;
+    // A spec without sink.postgres: the table its topic would name.
+    if (!spec->postgres()) {
+      for (char c : spec->sink_topic) spec->postgres_table.push_back(std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '_');
+    }
+  } else if (!format_name.empty()) {
     auto parsed = ParseRowFormat(format_name);
     if (!parsed.ok()) return Fail("schema", Status::InvalidArgument("--format: " + parsed.status().message()));
     format = *parsed;
@@ -52,6 +60,9 @@ int SchemaCommand(int argc, char** argv) {
       break;
     case RowFormat::kFlatBuffers:
       std::printf("%s", FlatBuffersRowSchema("FeatureRow", columns).c_str());
+      break;
+    case RowFormat::kPostgres:
+      std::printf("%s;\n", PostgresCreateTable(*spec).c_str());
       break;
     case RowFormat::kJson:
       for (const RowColumn& c : columns) {

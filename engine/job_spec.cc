@@ -384,6 +384,62 @@ Status ParseSinkFormat(const ConfigNode& sink, JobSpec& spec) {
   return Status::OK();
 }
 
+// `sink.postgres: {dsn, table}`: the rows of a feature window go to
+// PostgreSQL, table <table>_v<version>, whose columns are the row's.
+Status ParsePostgresSink(const ConfigNode& sink, JobSpec& spec) {
+  const ConfigNode* pg = sink.Find("postgres");
+  if (pg == nullptr) return Status::OK();
+  KAPPA_RETURN_IF_ERROR(pg->CheckKeys({"dsn", "table"}, "sink.postgres"));
+  WindowSpec* window = spec.FeatureWindow();
+  if (window == nullptr) {
+    return pg->Error("`sink.postgres` writes the rows of a window with `features` (their columns make the table); "
+                     "this chain ends in " + std::string(KindOf(spec.operators.back()).name) + " without features");
+  }
+  if (sink.Find("format") != nullptr) {
+    return sink.Find("format")->Error("`sink.format` chooses the rows' encoding in a topic; with `sink.postgres` "
+                                      "the rows are table rows: remove `format`");
+  }
+  auto dsn = pg->RequiredStringAt("dsn", "sink.postgres ");
+  if (!dsn.ok()) return dsn.status();
+  auto table = pg->RequiredStringAt("table", "sink.postgres ");
+  if (!table.ok()) return table.status();
+  // [schema.]name, each an unquoted identifier: the names people type in SQL.
+  const std::string versioned = *table + "_v" + std::to_string(spec.version);
+  size_t parts = 1;
+  bool ok = !table->empty();
+  size_t start = 0;
+  for (size_t i = 0; i <= table->size() && ok; ++i) {
+    if (i == table->size() || (*table)[i] == '.') {
+      if (i == start || (i < table->size() && ++parts > 2)) ok = false;
+      start = i + 1;
+      continue;
+    }
+    const char c = (*table)[i];
+    const bool letter = (c >= 'a' && c <= 'z') || c == '_';
+    if (!letter && !(i > start && c >= '0' && c <= '9')) ok = false;
+  }
+  if (!ok) {
+    return pg->Find("table")->Error("`sink.postgres.table` must be a lower-case SQL name ([schema.]name: letters "
+                                    "a-z, digits, '_'; not starting with a digit), got `" + *table + "`");
+  }
+  const size_t dot = versioned.find('.');
+  const size_t name_len = dot == std::string::npos ? versioned.size() : versioned.size() - dot - 1;
+  if (name_len > 63) {
+    return pg->Find("table")->Error("`sink.postgres.table`: the version's table " + versioned + " would be " +
+                                    std::to_string(name_len) + " characters, more than PostgreSQL's 63");
+  }
+  for (const FeatureSpec& f : window->features) {
+    if (f.name.rfind("kappa_", 0) == 0) {
+      return pg->Error("feature `" + f.name + "`: names starting with kappa_ are kappa's own columns in a "
+                       "PostgreSQL table; rename it");
+    }
+  }
+  spec.postgres_dsn = *dsn;
+  spec.postgres_table = *table;
+  window->row_format = RowFormat::kPostgres;
+  return Status::OK();
+}
+
 Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   auto lateness = root.DurationAt("allowed_lateness", 0, /*required=*/false);
   if (!lateness.ok()) return lateness.status();
@@ -393,7 +449,12 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
     const ConfigNode* n = root.Find(key);
     if (n == nullptr) return root.Error(std::string("needs `") + key + ":` with `topic:`");
     if (std::string_view(key) == "sink") {
-      KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic", "format", "schema_registry"}, key));
+      KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic", "format", "schema_registry", "postgres"}, key));
+      // A PostgreSQL sink needs no topic: the name only labels the outputs.
+      if (n->Find("postgres") != nullptr && n->Find("topic") == nullptr) {
+        *out = "";
+        return Status::OK();
+      }
     } else {
       KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic"}, key));
     }
@@ -418,6 +479,9 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   KAPPA_RETURN_IF_ERROR(topic_of("dlq", &spec.dlq_topic));
   KAPPA_RETURN_IF_ERROR(topic_of("late", &spec.late_topic));
   KAPPA_RETURN_IF_ERROR(ParseSinkFormat(*root.Find("sink"), spec));
+  KAPPA_RETURN_IF_ERROR(ParsePostgresSink(*root.Find("sink"), spec));
+  // Without a topic, the table names the outputs where a topic name is shown.
+  if (spec.sink_topic.empty()) spec.sink_topic = spec.postgres_table;
 
   if (const ConfigNode* d = root.Find("delivery")) {
     auto mode = d->String();
@@ -513,6 +577,7 @@ std::string JobSpec::CanonicalLogic() const {
   os << ops;
   os << ";sink=" << sink_topic << ";dlq=" << dlq_topic << ";late=" << late_topic
      << ";delivery=" << static_cast<int>(delivery);
+  if (postgres()) os << ";postgres=" << postgres_table;
   if (decode.format != RecordFormat::kTransaction) os << ";format=" << RecordFormatName(decode.format);
   if (decode.schema) {
     os << ";fields=" << CanonicalSchemaText(*decode.schema) << ";event_time=" << decode.event_time_slot

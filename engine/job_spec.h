@@ -39,6 +39,11 @@ struct JobSpec {
   // with (`sink.schema_registry`, else the source's). Copied into the
   // window's spec, whose canonical text covers the format.
   std::string sink_schema_registry_url;
+  // `sink.postgres`: the feature rows go to PostgreSQL instead of a topic,
+  // table <postgres_table>_v<version> (the table is logic, hashed; the dsn is
+  // where, not what: not hashed). Empty: a Kafka sink.
+  std::string postgres_dsn;
+  std::string postgres_table;  // [schema.]name
   std::string dlq_topic;
   std::string late_topic;
   DeliveryMode delivery = DeliveryMode::kAtLeastOnce;
@@ -63,6 +68,11 @@ struct JobSpec {
   const WindowSpec* FeatureWindow() const;
 
   std::string OutputTopic() const { return sink_topic + ".v" + std::to_string(version); }
+  bool postgres() const { return !postgres_table.empty(); }
+  // The PostgreSQL table this version writes: <table>_v<version>.
+  std::string PostgresTable() const { return postgres_table + "_v" + std::to_string(version); }
+  // Where the outputs go, for people: the topic or "postgres table T".
+  std::string OutputName() const { return postgres() ? "postgres table " + PostgresTable() : OutputTopic(); }
   std::string ConsumerGroup() const { return job + ".v" + std::to_string(version); }
   // The canonical text the hash is computed over (stable across whitespace,
   // comments and key order in the YAML).

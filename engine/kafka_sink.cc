@@ -60,7 +60,10 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
       on_note(NoteLevel::kWarning, text);
     };
   }
-  if (spec.delivery == DeliveryMode::kExactlyOnce) {
+  // With a PostgreSQL sink the rows' exactly-once is the database's
+  // transaction (PostgresSink); this producer only carries DLQ and late
+  // records, at least once.
+  if (spec.delivery == DeliveryMode::kExactlyOnce && !spec.postgres()) {
     // One transactional id per job version: a second live instance of the
     // same version fences the first on a real cluster. The transaction must
     // outlive message.timeout.ms (120 s above).
@@ -74,7 +77,11 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   // Connect and learn the sink topics' leaders now, not when the first
   // checkpoint waits for acks (measured: the first flush took ~600 ms on the
   // embedded broker without this).
-  sink->producer_->WarmUp({sink->output_topic_, spec.dlq_topic, spec.late_topic});
+  if (spec.postgres()) {
+    sink->producer_->WarmUp({spec.dlq_topic, spec.late_topic});
+  } else {
+    sink->producer_->WarmUp({sink->output_topic_, spec.dlq_topic, spec.late_topic});
+  }
   return sink;
 }
 
@@ -162,6 +169,7 @@ void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason
   fbb.Clear();
   schema::DlqErrorType type = reason == DlqReason::kUndecodable    ? schema::DlqErrorType::Undecodable
                               : reason == DlqReason::kMissingField ? schema::DlqErrorType::MissingField
+                              : reason == DlqReason::kSinkRejected ? schema::DlqErrorType::SinkRejected
                                                                    : schema::DlqErrorType::InvalidValue;
   const bool truncated = key_keep < record.key_size || payload_keep < record.size;
   if (truncated && message.size() > kMaxKeptMessage) message = message.substr(0, kMaxKeptMessage);

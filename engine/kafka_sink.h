@@ -81,6 +81,12 @@ class KafkaSink final : public OutputCollector {
   // Several worker threads emit at once (partitions processed in parallel):
   // the emit paths then take a mutex. Set before the workers start.
   void SetConcurrent(bool concurrent) { concurrent_ = concurrent; }
+  bool concurrent() const { return concurrent_; }
+  // Whether outputs caused by records of `partition` are dropped now (a
+  // PostgreSQL sink beside this one follows the same suppression).
+  bool Suppressed(int32_t partition) const {
+    return partition >= 0 && static_cast<size_t>(partition) < suppressed_.size() && suppressed_[partition];
+  }
   // Records history_gap ("<from>-<to>", offsets skipped because retention
   // deleted them and the spec allowed it) for `partition`: every output of
   // that partition carries it as the kappa.history_gap lineage header.
@@ -99,9 +105,6 @@ class KafkaSink final : public OutputCollector {
   // INVALID_PRODUCER_EPOCH), and the error that says so.
   bool Fenced() const;
   Status FencedError() const;
-  bool Suppressed(int32_t partition) const {
-    return partition >= 0 && static_cast<size_t>(partition) < suppressed_.size() && suppressed_[partition];
-  }
 
   std::unique_ptr<KafkaProducer> producer_;
   const JobSpec* spec_ = nullptr;

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <set>
 
+#include "base/iso_time.h"
+#include "postgres/copy_text.h"
+
 namespace kappa {
 namespace {
 
@@ -206,6 +209,7 @@ std::string_view RowFormatName(RowFormat format) {
     case RowFormat::kJson: return "json";
     case RowFormat::kAvro: return "avro";
     case RowFormat::kFlatBuffers: return "flatbuffers";
+    case RowFormat::kPostgres: return "postgres";
   }
   return "?";
 }
@@ -277,6 +281,7 @@ void RowEncoder::Begin() {
       break;
     }
     case RowFormat::kFlatBuffers:
+    case RowFormat::kPostgres:
       break;
   }
 }
@@ -299,6 +304,10 @@ void RowEncoder::Str(std::string_view v) {
       break;
     case RowFormat::kFlatBuffers:
       pending_[next_].s = v;
+      break;
+    case RowFormat::kPostgres:
+      if (next_ > 0) out_.push_back('\t');
+      AppendCopyText(out_, v);
       break;
   }
   ++next_;
@@ -326,6 +335,18 @@ void RowEncoder::Int(int64_t v) {
     case RowFormat::kFlatBuffers:
       pending_[next_].i = v;
       break;
+    case RowFormat::kPostgres: {
+      if (next_ > 0) out_.push_back('\t');
+      char buf[32];
+      if (columns_[next_].type == ValueType::kBool) {
+        out_.push_back(v ? 't' : 'f');
+      } else if (columns_[next_].type == ValueType::kTimestamp) {
+        out_.append(buf, IsoTime(v, buf));  // timestamptz; out of its range: the database refuses the row
+      } else {
+        out_.append(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
+      }
+      break;
+    }
   }
   ++next_;
 }
@@ -350,6 +371,17 @@ void RowEncoder::Double(double v) {
     }
     case RowFormat::kFlatBuffers:
       pending_[next_].d = v;
+      break;
+    case RowFormat::kPostgres:
+      if (next_ > 0) out_.push_back('\t');
+      if (std::isnan(v)) {
+        out_.append("NaN");
+      } else if (std::isinf(v)) {
+        out_.append(v > 0 ? "Infinity" : "-Infinity");
+      } else {
+        char buf[32];  // shortest text that reads back as the same double
+        out_.append(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
+      }
       break;
   }
   ++next_;

@@ -87,7 +87,10 @@ ValueType FeatureOutputType(const FeatureSpec& f);
 // The leading columns are not features: these names are taken.
 bool IsLeadingColumnName(std::string_view name);
 
-enum class RowFormat : uint8_t { kJson, kAvro, kFlatBuffers };
+// kPostgres: one line of PostgreSQL's COPY text format (tab-separated,
+// escaped, timestamps as ISO-8601 UTC, bools t/f, no newline); chosen by
+// `sink.postgres`, never by `sink.format`.
+enum class RowFormat : uint8_t { kJson, kAvro, kFlatBuffers, kPostgres };
 Result<RowFormat> ParseRowFormat(std::string_view name);
 std::string_view RowFormatName(RowFormat format);
 

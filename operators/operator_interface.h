@@ -66,7 +66,9 @@ struct RecordBatch {
   }
 };
 
-enum class DlqReason { kUndecodable, kMissingField, kInvalidValue };
+// kSinkRejected: an output row the sink refused (a database constraint);
+// the "record" is the row, at the coordinates of the input that closed it.
+enum class DlqReason { kUndecodable, kMissingField, kInvalidValue, kSinkRejected };
 
 // Which input records an output row came from (output lineage headers).
 struct OutputLineage {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "postgres/copy_text.h"
+
 namespace kappa {
 namespace {
 
@@ -67,11 +69,13 @@ std::string RedactUri(std::string_view dsn) {
   return out;
 }
 
-std::string ServerMessage(const PGresult* r, pg_conn* conn) {
+// The server's message with its SQLSTATE, which also goes to *sqlstate.
+std::string ServerMessage(const PGresult* r, pg_conn* conn, std::string* sqlstate) {
   std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
   if (state != nullptr) msg += " (SQLSTATE " + std::string(state) + ")";
+  *sqlstate = state != nullptr ? state : "";
   return msg;
 }
 
@@ -89,6 +93,15 @@ std::string QuoteIdentifier(std::string_view name) {
     out.push_back(c);
   }
   return out + "\"";
+}
+
+std::string QuoteLiteral(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'') out.push_back('\'');
+    out.push_back(c);
+  }
+  return out + "'";
 }
 
 Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std::chrono::seconds timeout) {
@@ -132,6 +145,7 @@ Status PgClient::ConnectionError(const std::string& what) const {
 }
 
 Result<PgRows> PgClient::Exec(const std::string& sql) {
+  last_sqlstate_.clear();
   PGresult* r = PQexec(conn_, sql.c_str());
   if (r == nullptr || PQstatus(conn_) != CONNECTION_OK) {
     if (r) PQclear(r);
@@ -150,7 +164,7 @@ Result<PgRows> PgClient::Exec(const std::string& sql) {
     const char* n = PQcmdTuples(r);
     out.affected = (n && *n) ? std::stoll(n) : 0;
   } else {
-    const std::string msg = ServerMessage(r, conn_);
+    const std::string msg = ServerMessage(r, conn_, &last_sqlstate_);
     PQclear(r);
     return Status::InvalidArgument("PostgreSQL " + redacted_ + " refused the statement: " + msg);
   }
@@ -160,49 +174,48 @@ Result<PgRows> PgClient::Exec(const std::string& sql) {
 
 Result<int64_t> PgClient::CopyIn(const std::string& table, const std::vector<std::string>& columns,
                                  const std::vector<std::vector<std::string>>& rows) {
+  std::string data;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i) data.push_back('\t');
+      AppendCopyText(data, row[i]);
+    }
+    data.push_back('\n');
+  }
+  return CopyInText(table, columns, data);
+}
+
+Result<int64_t> PgClient::CopyInText(const std::string& table, const std::vector<std::string>& columns,
+                                     std::string_view data) {
+  last_sqlstate_.clear();
   std::string sql = "COPY " + table + " (";
   for (size_t i = 0; i < columns.size(); ++i) sql += (i ? ", " : "") + QuoteIdentifier(columns[i]);
   sql += ") FROM STDIN";
   PGresult* r = PQexec(conn_, sql.c_str());
-  if (r == nullptr) return ConnectionError("COPY");
+  if (r == nullptr || PQstatus(conn_) != CONNECTION_OK) {
+    if (r) PQclear(r);
+    return ConnectionError("COPY");
+  }
   if (PQresultStatus(r) != PGRES_COPY_IN) {
-    const std::string msg = ServerMessage(r, conn_);
+    const std::string msg = ServerMessage(r, conn_, &last_sqlstate_);
     PQclear(r);
     return Status::InvalidArgument("PostgreSQL " + redacted_ + " refused the COPY: " + msg);
   }
   PQclear(r);
-  std::string buf;
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (i) buf.push_back('\t');
-      for (char c : row[i]) {
-        switch (c) {
-          case '\\': buf.append("\\\\"); break;
-          case '\t': buf.append("\\t"); break;
-          case '\n': buf.append("\\n"); break;
-          case '\r': buf.append("\\r"); break;
-          default: buf.push_back(c);
-        }
-      }
-    }
-    buf.push_back('\n');
-    if (buf.size() >= (1 << 16)) {
-      if (PQputCopyData(conn_, buf.data(), static_cast<int>(buf.size())) != 1) return ConnectionError("COPY data");
-      buf.clear();
-    }
-  }
-  if (!buf.empty() && PQputCopyData(conn_, buf.data(), static_cast<int>(buf.size())) != 1) {
-    return ConnectionError("COPY data");
+  constexpr size_t kChunk = 1 << 16;
+  for (size_t at = 0; at < data.size(); at += kChunk) {
+    const size_t n = std::min(kChunk, data.size() - at);
+    if (PQputCopyData(conn_, data.data() + at, static_cast<int>(n)) != 1) return ConnectionError("COPY data");
   }
   if (PQputCopyEnd(conn_, nullptr) != 1) return ConnectionError("COPY end");
   r = PQgetResult(conn_);
   int64_t copied = 0;
   Status st;
-  if (r == nullptr) {
+  if (r == nullptr || PQstatus(conn_) != CONNECTION_OK) {
     st = ConnectionError("COPY result");
   } else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     st = Status::InvalidArgument("PostgreSQL " + redacted_ + " refused a row of the COPY into " + table + ": " +
-                                 ServerMessage(r, conn_));
+                                 ServerMessage(r, conn_, &last_sqlstate_));
   } else {
     const char* n = PQcmdTuples(r);
     copied = (n && *n) ? std::stoll(n) : 0;

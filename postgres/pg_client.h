@@ -49,6 +49,13 @@ class PgClient {
   // the rows copied. A row the table refuses fails the whole COPY.
   Result<int64_t> CopyIn(const std::string& table, const std::vector<std::string>& columns,
                          const std::vector<std::vector<std::string>>& rows);
+  // The same with the rows already in COPY text format (each line escaped
+  // with AppendCopyText, tab-separated, ending in a newline).
+  Result<int64_t> CopyInText(const std::string& table, const std::vector<std::string>& columns,
+                             std::string_view data);
+  // The SQLSTATE of the last statement the server refused ("" after a
+  // success or a lost connection), e.g. "23505" for a unique violation.
+  const std::string& last_sqlstate() const { return last_sqlstate_; }
 
   // "host=127.0.0.1 port=5432 ... password=***".
   const std::string& redacted_dsn() const { return redacted_; }
@@ -59,9 +66,13 @@ class PgClient {
 
   pg_conn* conn_;
   std::string redacted_;
+  std::string last_sqlstate_;
 };
 
 // A SQL identifier, double-quoted ("user_spend_v2", quotes doubled).
 std::string QuoteIdentifier(std::string_view name);
+// A string literal ('it''s'); standard_conforming_strings is on in every
+// supported PostgreSQL, so backslashes are plain characters.
+std::string QuoteLiteral(std::string_view value);
 
 }  // namespace kappa

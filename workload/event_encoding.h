@@ -55,6 +55,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/iso_time.h"  // IsoTime
 #include "base/random.h"
 #include "base/status.h"
 #include "workload/transaction_generator.h"
@@ -97,10 +98,6 @@ const char* CountryOf(std::string_view user_id);
 // "m-NNNNN" into buf (at least 8 bytes); returns its length.
 size_t MerchantOf(std::string_view txn_id, char* buf);
 const char* StatusName(int8_t status);  // approved, cancelled, refunded
-// ISO-8601 UTC with milliseconds ("2026-01-01T00:00:00.123Z") into buf (at
-// least 32 bytes); returns its length. Years outside 0..9999 come out as the
-// plain epoch ms.
-size_t IsoTime(int64_t epoch_ms, char* buf);
 
 // One function per format: a valid (or duplicate) generated transaction
 // into bytes, replacing *out (whose capacity is reused).
