@@ -41,7 +41,7 @@ Status CheckpointCoordinator::SinkBarrier() {
     for (size_t i = 0; i < tasks_.size(); ++i) {
       offsets.emplace_back(tasks_[i]->partition(), gaps_.CommitOffset(i, tasks_[i]->next_offset()));
     }
-    st = barrier_.CommitEpoch(offsets);
+    st = barrier_.CommitEpoch(epoch_ + 1, offsets);
   } else {
     st = barrier_.Flush(kFlushTimeoutMs);
   }

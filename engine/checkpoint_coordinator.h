@@ -2,9 +2,9 @@
 // makes them safe (DESIGN invariants 1 and 6), readable here and nowhere
 // else:
 //   1. the sink: at-least-once flushes every output so far (all acks);
-//      exactly-once commits the epoch's Kafka transaction together with
-//      the input offsets (a partition re-reading a committed gap keeps the
-//      offset Kafka already has);
+//      exactly-once commits the epoch's Kafka transaction (or PostgreSQL
+//      transaction) together with the input offsets (a partition re-reading
+//      a committed gap keeps the offset the sink already has);
 //   2. the state: every task's dirty state, next offset, watermark and
 //      counters, the epoch and the spec hash in ONE synced RocksDB write
 //      (captured now, made durable in the background, in epoch order);
@@ -45,8 +45,9 @@ class OutputBarrier {
   // first delivery failure.
   virtual Status Flush(int timeout_ms) = 0;
   // Exactly-once: commits the epoch's outputs and `offsets` (next offset per
-  // input partition) in one transaction and opens the next one.
-  virtual Status CommitEpoch(const std::vector<std::pair<int32_t, int64_t>>& offsets) = 0;
+  // input partition) in one transaction and opens the next one. `epoch` is
+  // the checkpoint's number (a database sink records it beside the offsets).
+  virtual Status CommitEpoch(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) = 0;
 };
 
 struct CheckpointStats {

@@ -19,16 +19,30 @@ Status CommittedGaps::Find(const JobSpec& spec, PartitionConsumer& consumer, con
     if (p < 0 || p >= static_cast<int32_t>(tasks.size()) || committed < 0) continue;
     if (list.Metadata(i) != tag) continue;  // not committed by this spec's transactions
     if (committed <= tasks[p]->next_offset()) continue;
-    end_[p] = committed;
-    sink_->SetSuppressed(p, true);
-    if (note) {
-      note(NoteLevel::kInfo, spec.source_topic + "[" + std::to_string(p) + "]: offsets " +
-                                 std::to_string(tasks[p]->next_offset()) + ".." + std::to_string(committed - 1) +
-                                 " were committed by a Kafka transaction after the last checkpoint; re-reading them "
-                                 "with outputs suppressed");
-    }
+    Suppress(spec, *tasks[p], p, committed, "a Kafka transaction", note);
   }
   return Status::OK();
+}
+
+void CommittedGaps::FromCommitted(const JobSpec& spec, const std::vector<Task*>& tasks,
+                                  const std::vector<int64_t>& committed, const std::string& by,
+                                  const NoteCallback& note) {
+  Reset(tasks.size());
+  for (size_t i = 0; i < tasks.size() && i < committed.size(); ++i) {
+    if (committed[i] > tasks[i]->next_offset()) Suppress(spec, *tasks[i], i, committed[i], by, note);
+  }
+}
+
+void CommittedGaps::Suppress(const JobSpec& spec, Task& task, size_t i, int64_t committed, const std::string& by,
+                             const NoteCallback& note) {
+  end_[i] = committed;
+  sink_->SetSuppressed(task.partition(), true);
+  if (note) {
+    note(NoteLevel::kInfo, spec.source_topic + "[" + std::to_string(task.partition()) + "]: offsets " +
+                               std::to_string(task.next_offset()) + ".." + std::to_string(committed - 1) +
+                               " were committed by " + by + " after the last checkpoint; re-reading them "
+                               "with outputs suppressed");
+  }
 }
 
 void CommittedGaps::EndGap(size_t i, Task& task) {

@@ -29,6 +29,11 @@ class CommittedGaps {
   // offset is ahead of its task starts suppressed.
   Status Find(const JobSpec& spec, PartitionConsumer& consumer, const std::vector<Task*>& tasks,
               const NoteCallback& note);
+  // The same from offsets committed elsewhere (a PostgreSQL sink's
+  // kappa_offsets): committed[i] is task i's committed next offset (-1:
+  // none); `by` names where, for the note.
+  void FromCommitted(const JobSpec& spec, const std::vector<Task*>& tasks, const std::vector<int64_t>& committed,
+                     const std::string& by, const NoteCallback& note);
   // For tests and for runs without exactly_once: no gaps, `partitions` of them.
   void Reset(size_t partitions) { end_.assign(partitions, -1); }
 
@@ -46,6 +51,8 @@ class CommittedGaps {
 
  private:
   void EndGap(size_t i, Task& task);
+  void Suppress(const JobSpec& spec, Task& task, size_t i, int64_t committed, const std::string& by,
+                const NoteCallback& note);
   KafkaSink* sink_;
   std::vector<int64_t> end_;  // per task: the gap's end (-1: none)
 };

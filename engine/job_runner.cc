@@ -12,6 +12,7 @@
 #include "engine/job_progress.h"
 #include "engine/kafka_sink.h"
 #include "engine/kafka_source.h"
+#include "engine/postgres_sink.h"
 #include "engine/start_position.h"
 #include "engine/task.h"
 #include "kafka/partition_consumer.h"
@@ -28,7 +29,7 @@ class SinkBarrier final : public OutputBarrier {
       : sink_(sink), consumer_(consumer), topic_(topic) {}
   bool transactional() const override { return sink_.transactional(); }
   Status Flush(int timeout_ms) override { return sink_.Flush(timeout_ms); }
-  Status CommitEpoch(const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
+  Status CommitEpoch(int64_t /*epoch*/, const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
     return sink_.CommitEpoch(consumer_.handle(), topic_, offsets);
   }
 
@@ -36,6 +37,21 @@ class SinkBarrier final : public OutputBarrier {
   KafkaSink& sink_;
   PartitionConsumer& consumer_;
   const std::string& topic_;
+};
+
+// The coordinator's view of a PostgreSQL sink: every checkpoint is one
+// database transaction of rows and offsets.
+class PostgresBarrier final : public OutputBarrier {
+ public:
+  explicit PostgresBarrier(PostgresSink& sink) : sink_(sink) {}
+  bool transactional() const override { return true; }
+  Status Flush(int /*timeout_ms*/) override { return Status::OK(); }
+  Status CommitEpoch(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
+    return sink_.CommitEpoch(epoch, offsets);
+  }
+
+ private:
+  PostgresSink& sink_;
 };
 
 }  // namespace
@@ -51,6 +67,7 @@ struct JobRunner::Impl {
 
   std::unique_ptr<StateBackend> backend;
   std::unique_ptr<KafkaSink> sink;
+  std::unique_ptr<PostgresSink> pg;  // sink.postgres: the rows (DLQ and late still go through `sink`)
   std::unique_ptr<PartitionConsumer> consumer;
   std::vector<std::unique_ptr<Task>> owned_tasks;
   std::vector<Task*> tasks;
@@ -60,7 +77,7 @@ struct JobRunner::Impl {
   std::unique_ptr<KafkaSource> kafka;
   std::unique_ptr<HybridSource> hybrid;
   Source* source = nullptr;
-  std::unique_ptr<SinkBarrier> barrier;
+  std::unique_ptr<OutputBarrier> barrier;
   std::unique_ptr<CheckpointCoordinator> coordinator;
   std::unique_ptr<ProgressReporter> reporter;
   Stopwatch run_time;
@@ -79,6 +96,7 @@ struct JobRunner::Impl {
   // Avro feature rows: registers the row schema under "<output topic>-value"
   // and gives the window its id.
   Status RegisterRowSchema();
+  Status PostgresGaps(const std::vector<bool>& restored);
   Status Loop(StopToken stop);
   Status AfterRead(bool* asked_to_stop);
   Status Finish(bool input_ended);
@@ -125,6 +143,11 @@ Status JobRunner::Impl::Open() {
   auto sink_or = KafkaSink::Create(config, spec, options.on_note);
   if (!sink_or.ok()) return sink_or.status();
   sink = std::move(*sink_or);
+  if (spec.postgres()) {
+    auto pg_or = PostgresSink::Create(spec, sink.get(), options.on_note);
+    if (!pg_or.ok()) return pg_or.status();
+    pg = std::move(*pg_or);
+  }
   PartitionConsumerOptions consumer_options;
   consumer_options.group = spec.ConsumerGroup();
   consumer_options.on_transient = [this](const std::string& text) { Note(NoteLevel::kWarning, text); };
@@ -204,7 +227,7 @@ Status JobRunner::Impl::MakeTasks() {
   if (!partitions.ok()) return partitions.status();
   std::vector<bool> restored(*partitions, false);
   for (int32_t p = 0; p < *partitions; ++p) {
-    auto task = Task::Create(p, spec, sink.get());
+    auto task = Task::Create(p, spec, pg ? static_cast<OutputCollector*>(pg.get()) : sink.get());
     if (!task.ok()) return task.status();
     auto stored = backend->ReadTask(p);
     if (!stored.ok()) return stored.status();
@@ -218,9 +241,14 @@ Status JobRunner::Impl::MakeTasks() {
   }
   sink->SetPartitions(*partitions);
   KAPPA_RETURN_IF_ERROR(source->Open(tasks, restored));
-  if (sink->transactional()) KAPPA_RETURN_IF_ERROR(gaps->Find(spec, *consumer, tasks, options.on_note));
-  else gaps->Reset(tasks.size());
-  barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic);
+  if (pg) {
+    KAPPA_RETURN_IF_ERROR(PostgresGaps(restored));
+    barrier = std::make_unique<PostgresBarrier>(*pg);
+  } else {
+    if (sink->transactional()) KAPPA_RETURN_IF_ERROR(gaps->Find(spec, *consumer, tasks, options.on_note));
+    else gaps->Reset(tasks.size());
+    barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic);
+  }
   coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier,
                                                         archive_only ? nullptr : consumer.get(), spec.source_topic,
                                                         *gaps, spec.checkpoint_interval_ms);
@@ -228,6 +256,28 @@ Status JobRunner::Impl::MakeTasks() {
   headroom.min_bytes = options.state_headroom_mib << 20;
   coordinator->SetHeadroom(headroom);
   reporter = std::make_unique<ProgressReporter>(options.status_interval_ms, options.on_status);
+  return Status::OK();
+}
+
+// The database's offsets against RocksDB's: ahead, the gap is re-read with
+// outputs suppressed; behind (only when the database lost what it had
+// committed: restored from a backup, rows deleted), the state cannot be
+// wound back, so the job stops and says how to rebuild.
+Status JobRunner::Impl::PostgresGaps(const std::vector<bool>& restored) {
+  auto committed = pg->CommittedOffsets(static_cast<int32_t>(tasks.size()));
+  if (!committed.ok()) return committed.status();
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (!restored[i] || std::max<int64_t>((*committed)[i], 0) >= tasks[i]->next_offset()) continue;
+    return Status::FailedPrecondition(
+        "the state in " + spec.state_dir + " is at offset " + std::to_string(tasks[i]->next_offset()) + " of " +
+        spec.source_topic + "[" + std::to_string(tasks[i]->partition()) + "], but PostgreSQL's kappa_offsets " +
+        ((*committed)[i] < 0 ? std::string("has no offset for it")
+                             : "is at " + std::to_string((*committed)[i])) +
+        ": rows the job committed are missing from " + spec.PostgresTable() +
+        " (the database restored from a backup, or rows deleted). Rebuild from history with --reset-state: the "
+        "job re-reads the input, emitting only past what the database holds");
+  }
+  gaps->FromCommitted(spec, tasks, *committed, "PostgreSQL (kappa_offsets)", options.on_note);
   return Status::OK();
 }
 
@@ -264,6 +314,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
 
 Status JobRunner::Impl::Loop(StopToken stop) {
   sink->SetStopToken(stop);  // a stopping job does not wait long for a broker that is gone
+  if (pg) pg->SetStopToken(stop);
   reporter->Start(0);
   run_time.Reset();
   since_checkpoint.Reset();
@@ -321,7 +372,7 @@ Status JobRunner::Run(StopToken stop) {
   if (st.ok()) st = d.MakeTasks();
   if (st.ok()) {
     d.Note(NoteLevel::kInfo, d.spec.job + " v" + std::to_string(d.spec.version) + " (spec " + d.spec.spec_hash +
-                                 ") from " + d.source->Describe() + " to " + d.spec.OutputTopic() + ", state " +
+                                 ") from " + d.source->Describe() + " to " + d.spec.OutputName() + ", state " +
                                  d.spec.state_dir + ", epoch " + std::to_string(d.coordinator->epoch()));
     st = d.Loop(stop);
   }
@@ -346,6 +397,7 @@ Status JobRunner::Run(StopToken stop) {
   d.kafka.reset();
   d.archive.reset();
   d.consumer.reset();
+  d.pg.reset();
   return st;
 }
 

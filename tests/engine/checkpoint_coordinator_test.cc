@@ -37,7 +37,7 @@ class ObservingBarrier final : public OutputBarrier {
     if (fail) return Status::Unavailable("sink delivery failed (injected)");
     return sink_.Flush(timeout_ms);
   }
-  Status CommitEpoch(const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
+  Status CommitEpoch(int64_t /*epoch*/, const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
     durable_epoch_at_barrier.push_back(Durable());
     if (clock) clock->now += commit_ms;
     committed_offsets.push_back(offsets);

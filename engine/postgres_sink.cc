@@ -1,0 +1,298 @@
+#include "engine/postgres_sink.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <thread>
+
+#include "base/clock.h"
+#include "engine/kafka_sink.h"
+#include "engine/postgres_table.h"
+#include "postgres/copy_text.h"
+#include "postgres/pg_client.h"
+
+namespace kappa {
+namespace {
+
+constexpr const char* kTempTable = "kappa_epoch_rows";
+constexpr int kFlushTimeoutMs = 150000;
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+
+// A refusal of one row's values: integrity constraints (23: NOT NULL,
+// CHECK, UNIQUE other than the key, foreign keys) and data exceptions (22:
+// out of range, invalid text, a timestamp outside the type's range).
+bool RowRefusal(const std::string& sqlstate) {
+  return sqlstate.size() == 5 && (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0);
+}
+
+// Worth waiting for: the server gone, restarting, out of connections or
+// of disk (class 53), or a transaction that lost a conflict.
+bool Transient(const Status& st, const std::string& sqlstate) {
+  if (st.code() == Status::Code::kUnavailable) return true;
+  return sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("53", 0) == 0 || sqlstate.rfind("57P", 0) == 0 ||
+         sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03";
+}
+
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
+}
+
+}  // namespace
+
+PostgresSink::PostgresSink(const JobSpec& spec, KafkaSink* kafka, NoteCallback on_note)
+    : spec_(spec), kafka_(kafka), on_note_(std::move(on_note)) {}
+
+PostgresSink::~PostgresSink() = default;
+
+Result<std::unique_ptr<PostgresSink>> PostgresSink::Create(const JobSpec& spec, KafkaSink* kafka,
+                                                           NoteCallback on_note) {
+  std::unique_ptr<PostgresSink> sink(new PostgresSink(spec, kafka, std::move(on_note)));
+  sink->table_ = QuoteQualified(spec.PostgresTable());
+  sink->offsets_ = PgOffsetsTable(spec.postgres_table);
+  sink->version_text_ = std::to_string(spec.version);
+  std::string names, updates, changed_old, changed_new;
+  for (const PgColumn& c : PostgresColumns(spec)) {
+    const std::string q = QuoteIdentifier(c.name);
+    sink->columns_.push_back(c.name);
+    names += (names.empty() ? "" : ", ") + q;
+    if (c.name == "kappa_key") continue;
+    updates += (updates.empty() ? "" : ", ") + q + " = EXCLUDED." + q;
+    changed_old += (changed_old.empty() ? "" : ", ") + sink->table_ + "." + q;
+    changed_new += (changed_new.empty() ? "" : ", ") + std::string("EXCLUDED.") + q;
+  }
+  // A row that is already there unchanged is not rewritten (a re-run of
+  // the same history leaves the table as it was, without dead tuples).
+  sink->upsert_sql_ = "INSERT INTO " + sink->table_ + " (" + names + ") SELECT " + names + " FROM " + kTempTable +
+                      " ON CONFLICT (kappa_key) DO UPDATE SET " + updates + " WHERE (" + changed_old +
+                      ") IS DISTINCT FROM (" + changed_new + ")";
+  KAPPA_RETURN_IF_ERROR(sink->Connect(/*with_temp_table=*/false));
+  KAPPA_RETURN_IF_ERROR(sink->PrepareTables());
+  return sink;
+}
+
+Status PostgresSink::Connect(bool with_temp_table) {
+  auto client = PgClient::Connect(spec_.postgres_dsn, kConnectTimeout);
+  if (!client.ok()) return client.status();
+  client_ = std::move(*client);
+  if (!with_temp_table) return Status::OK();
+  // Rows of an epoch wait here; ON COMMIT DELETE ROWS empties it for the next.
+  Status st = client_->Exec("CREATE TEMP TABLE IF NOT EXISTS " + std::string(kTempTable) + " (LIKE " + table_ +
+                            " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+                  .status();
+  if (!st.ok()) client_.reset();
+  return st;
+}
+
+Status PostgresSink::PrepareTables() {
+  const std::string schema = PgSchemaPrefix(spec_.postgres_table);
+  std::string ddl = "BEGIN; SELECT pg_advisory_xact_lock(hashtext('kappa ddl')); ";
+  if (!schema.empty()) {
+    ddl += "CREATE SCHEMA IF NOT EXISTS " + QuoteIdentifier(schema.substr(0, schema.size() - 1)) + "; ";
+  }
+  ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; COMMIT";
+  if (auto st = client_->Exec(ddl); !st.ok()) {
+    (void)client_->Exec("ROLLBACK");
+    return Status::FailedPrecondition("creating " + spec_.PostgresTable() + " and kappa_offsets: " +
+                                      st.status().message());
+  }
+  // A table made beforehand (by a user, or an earlier run): its columns must
+  // be this spec's.
+  const std::string schema_name = schema.empty() ? "current_schema()" : QuoteLiteral(schema.substr(0, schema.size() - 1));
+  auto existing = client_->Exec(
+      "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = " + schema_name +
+      " AND table_name = " + QuoteLiteral(PgBareName(spec_.PostgresTable())));
+  if (!existing.ok()) return existing.status();
+  std::unordered_map<std::string, std::string> types;
+  for (const auto& row : existing->rows) types[row[0]] = row[1];
+  for (const PgColumn& c : PostgresColumns(spec_)) {
+    auto it = types.find(c.name);
+    if (it == types.end() || it->second != c.type) {
+      return Status::FailedPrecondition(
+          "PostgreSQL table " + spec_.PostgresTable() + " exists but does not fit this spec: column `" + c.name +
+          "` " + (it == types.end() ? "is missing" : "is " + it->second) + ", the spec's rows need " + c.type +
+          " (`kappa schema SPEC` prints the table it expects); drop or fix the table, or name another "
+          "sink.postgres.table");
+    }
+  }
+  // Now that the table exists, a connection with the temporary table.
+  return Connect(/*with_temp_table=*/true);
+}
+
+Result<std::vector<int64_t>> PostgresSink::CommittedOffsets(int32_t partitions) {
+  std::vector<int64_t> out(std::max(0, partitions), -1);
+  auto rows = client_->Exec("SELECT partition, next_offset, spec_hash, epoch FROM " + offsets_ + " WHERE job = " +
+                            QuoteLiteral(spec_.job) + " AND version = " + version_text_);
+  if (!rows.ok()) return rows.status();
+  for (const auto& r : rows->rows) {
+    if (r[2] != spec_.spec_hash) {
+      return Status::FailedPrecondition(
+          "PostgreSQL " + client_->redacted_dsn() + ": kappa_offsets holds offsets of " + spec_.job + " v" +
+          version_text_ + " committed by spec " + r[2] + ", but this spec is " + spec_.spec_hash + " (table " +
+          spec_.PostgresTable() + " has that spec's rows); a changed spec needs a new version");
+    }
+    const int64_t p = std::stoll(r[0]);
+    if (p >= 0 && p < partitions) out[p] = std::stoll(r[1]);
+  }
+  return out;
+}
+
+void PostgresSink::Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) {
+  if (kafka_->Suppressed(lineage.partition)) return;
+  std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+  if (kafka_->concurrent()) lock.lock();
+  auto [it, inserted] = index_.try_emplace(std::string(key), rows_.size());
+  Row& row = inserted ? rows_.emplace_back() : rows_[it->second];
+  row.line.clear();
+  AppendCopyText(row.line, key);
+  row.line.push_back('\t');
+  row.line.append(reinterpret_cast<const char*>(value), size);
+  row.line.push_back('\t');
+  row.line.append(version_text_);
+  row.line.push_back('\t');
+  AppendInt(row.line, lineage.partition);
+  row.line.push_back('\t');
+  AppendInt(row.line, lineage.first_offset);
+  row.line.push_back('\t');
+  AppendInt(row.line, lineage.last_offset);
+  row.line.push_back('\n');
+  if (inserted) row.key = key;
+  row.partition = lineage.partition;
+  row.offset = lineage.last_offset;
+}
+
+void PostgresSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) {
+  kafka_->EmitDlq(partition, record, reason, message);
+}
+
+void PostgresSink::EmitLate(int32_t partition, const InputRecord& record) { kafka_->EmitLate(partition, record); }
+
+Status PostgresSink::UpsertOffsets(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
+  if (offsets.empty()) return Status::OK();
+  std::string sql = "INSERT INTO " + offsets_ + " (job, version, partition, next_offset, epoch, spec_hash) VALUES ";
+  const std::string job = QuoteLiteral(spec_.job), hash = QuoteLiteral(spec_.spec_hash);
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    sql += (i ? ", (" : "(") + job + ", " + version_text_ + ", " + std::to_string(offsets[i].first) + ", " +
+           std::to_string(offsets[i].second) + ", " + std::to_string(epoch) + ", " + hash + ")";
+  }
+  sql += " ON CONFLICT (job, version, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
+         "epoch = EXCLUDED.epoch, spec_hash = EXCLUDED.spec_hash";
+  auto st = client_->Exec(sql);
+  return st.ok() ? Status::OK() : st.status();
+}
+
+Status PostgresSink::InsertRowByRow() {
+  std::vector<std::pair<size_t, std::string>> refused;
+  for (size_t i = 0; i < rows_.size(); ++i) {
+    KAPPA_RETURN_IF_ERROR(client_->Exec("SAVEPOINT kappa_row").status());
+    auto copied = client_->CopyInText(kTempTable, columns_, rows_[i].line);
+    Status st = copied.ok() ? client_->Exec(upsert_sql_).status() : copied.status();
+    if (st.ok()) st = client_->Exec("DELETE FROM " + std::string(kTempTable) + "; RELEASE SAVEPOINT kappa_row").status();
+    if (st.ok()) continue;
+    if (!RowRefusal(client_->last_sqlstate())) return st;
+    refused.emplace_back(i, st.message());
+    KAPPA_RETURN_IF_ERROR(client_->Exec("ROLLBACK TO SAVEPOINT kappa_row").status());
+  }
+  if (refused.empty()) return Status::OK();
+  for (const auto& [i, message] : refused) {
+    const Row& row = rows_[i];
+    InputRecord record;
+    record.payload = reinterpret_cast<const uint8_t*>(row.line.data());
+    record.size = static_cast<uint32_t>(row.line.size() - 1);  // without the newline
+    record.key = reinterpret_cast<const uint8_t*>(row.key.data());
+    record.key_size = static_cast<uint32_t>(row.key.size());
+    record.offset = row.offset;
+    kafka_->EmitDlq(row.partition, record, DlqReason::kSinkRejected, message);
+  }
+  // The refused rows are safely in the DLQ before the others commit.
+  KAPPA_RETURN_IF_ERROR(kafka_->Flush(kFlushTimeoutMs));
+  rows_rejected_ += static_cast<int64_t>(refused.size());
+  Note(NoteLevel::kWarning, "PostgreSQL refused " + std::to_string(refused.size()) + " of " +
+                                std::to_string(rows_.size()) + " rows for " + spec_.PostgresTable() + "; they went to " +
+                                spec_.dlq_topic + " (error type SinkRejected); the first: key " +
+                                rows_[refused[0].first].key + ": " + refused[0].second);
+  return Status::OK();
+}
+
+Status PostgresSink::Attempt(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
+  if (client_ == nullptr) KAPPA_RETURN_IF_ERROR(Connect(/*with_temp_table=*/true));
+  KAPPA_RETURN_IF_ERROR(client_->Exec("BEGIN").status());
+  auto fail = [&](Status st) {
+    (void)client_->Exec("ROLLBACK");
+    return st;
+  };
+  if (!rows_.empty()) {
+    std::string data;
+    size_t bytes = 0;
+    for (const Row& r : rows_) bytes += r.line.size();
+    data.reserve(bytes);
+    for (const Row& r : rows_) data += r.line;
+    auto copied = client_->CopyInText(kTempTable, columns_, data);
+    Status st = copied.ok() ? client_->Exec(upsert_sql_).status() : copied.status();
+    if (!st.ok()) {
+      if (!RowRefusal(client_->last_sqlstate())) return fail(st);
+      // Some row is refused: find which, send those to the DLQ, keep the rest.
+      KAPPA_RETURN_IF_ERROR(client_->Exec("ROLLBACK; BEGIN").status());
+      if (Status rows = InsertRowByRow(); !rows.ok()) return fail(rows);
+    }
+  }
+  if (Status st = UpsertOffsets(epoch, offsets); !st.ok()) return fail(st);
+  KAPPA_KILL_POINT(kill_switch_, "pg-before-commit");
+  return client_->Exec("COMMIT").status();
+}
+
+Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
+  // DLQ and late records of this epoch are acknowledged before the database
+  // moves the offsets past their inputs.
+  KAPPA_RETURN_IF_ERROR(kafka_->Flush(kFlushTimeoutMs));
+  if (rows_.empty() && offsets == committed_) return Status::OK();  // nothing new
+  Stopwatch waiting;
+  double next_note_s = 0;
+  int attempts = 0;
+  auto backoff = std::chrono::milliseconds(250);
+  while (true) {
+    ++attempts;
+    Status st = Attempt(epoch, offsets);
+    if (st.ok()) {
+      if (attempts > 1) {
+        Note(NoteLevel::kInfo, "PostgreSQL " + client_->redacted_dsn() + " is back: epoch " + std::to_string(epoch) +
+                                   " committed after " + std::to_string(attempts) + " attempts, " +
+                                   std::to_string(static_cast<int>(waiting.Seconds())) + " s");
+      }
+      rows_written_ += static_cast<int64_t>(rows_.size());
+      rows_.clear();
+      index_.clear();
+      committed_ = offsets;
+      return Status::OK();
+    }
+    const std::string sqlstate = client_ ? client_->last_sqlstate() : "";
+    if (!Transient(st, sqlstate)) {
+      const std::string text = "writing epoch " + std::to_string(epoch) + " to PostgreSQL table " +
+                                   spec_.PostgresTable() + ": " + st.message() +
+                                   "; nothing of this epoch was committed and the job stopped with its last "
+                                   "checkpoint intact: fix the cause, then restart it to resume";
+      return st.code() == Status::Code::kFailedPrecondition ? Status::FailedPrecondition(text)
+                                                            : Status::InvalidArgument(text);
+    }
+    client_.reset();  // reconnect for the next attempt
+    if (stop_.stop_requested()) {
+      return Status::Unavailable("PostgreSQL for " + spec_.PostgresTable() + " still unreachable while stopping (" +
+                                 st.message() + "); epoch " + std::to_string(epoch) +
+                                 " was not committed, the last checkpoint is intact: restart the job to resume");
+    }
+    if (waiting.Seconds() >= next_note_s) {
+      Note(NoteLevel::kWarning,
+           "PostgreSQL unreachable (" + st.message() + "): epoch " + std::to_string(epoch) + " (" +
+               std::to_string(rows_.size()) + " rows) waits, nothing is read meanwhile; retrying (attempt " +
+               std::to_string(attempts) + ", waiting " + std::to_string(static_cast<int>(waiting.Seconds())) + " s)");
+      next_note_s = waiting.Seconds() + 10;
+    }
+    const auto until = std::chrono::steady_clock::now() + backoff;
+    while (std::chrono::steady_clock::now() < until && !stop_.stop_requested()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  }
+}
+
+}  // namespace kappa
