@@ -5,6 +5,8 @@
 # no Unix socket (a test's directory path is too long for one).
 #   scripts/postgres.sh start [--dir DIR] [--owner PID]   prints the DSN (last line), also in DIR/dsn
 #   scripts/postgres.sh stop [--dir DIR]
+#   scripts/postgres.sh down|up [--dir DIR]   stop the server keeping its data / start it again
+#                                             on the same port (tests of a database that goes away)
 # start runs initdb into DIR/data (a leftover data directory is removed
 # first), starts the server with pg_ctl and waits until it accepts
 # connections. stop stops only the server this script started in DIR and
@@ -17,7 +19,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${KAPPA_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 die() { echo "postgres.sh: $*" >&2; exit 1; }
-usage() { die "usage: postgres.sh start|stop [--dir DIR] [--owner PID]"; }
+usage() { die "usage: postgres.sh start|stop|down|up [--dir DIR] [--owner PID]"; }
 
 [ $# -ge 1 ] || usage
 cmd="$1"; shift
@@ -42,13 +44,23 @@ stop() {
     as_server "$BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 ||
       as_server "$BIN/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
   fi
-  rm -rf "$dir/data" "$dir/dsn" "$dir/pwfile"
+  rm -rf "$dir/data" "$dir/dsn" "$dir/pwfile" "$dir/port"
 }
 
 case "$cmd" in
   stop)
     stop
     exit 0
+    ;;
+  down)
+    [ -f "$dir/data/postmaster.pid" ] || die "no server running in $dir"
+    as_server "$BIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null
+    ;;
+  up)
+    [ -f "$dir/port" ] && [ -d "$dir/data" ] || die "no server data in $dir (start one first)"
+    as_server "$BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+      -o "-p $(cat "$dir/port") -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start >/dev/null ||
+      die "the server did not start (see $dir/postgres.log)"
     ;;
   start)
     stop
@@ -72,6 +84,7 @@ case "$cmd" in
     as_server "$BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
       -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start >/dev/null ||
       die "the server did not start (see $dir/postgres.log)"
+    printf '%s\n' "$port" >"$dir/port"
     dsn="host=127.0.0.1 port=$port dbname=postgres user=kappa password=$password"
     printf '%s\n' "$dsn" >"$dir/dsn"
     if [ -n "$owner" ]; then

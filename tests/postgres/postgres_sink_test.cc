@@ -1,0 +1,250 @@
+// Issue 13: the PostgreSQL sink, end to end: the real kappa binary over the
+// embedded broker writes a feature job's rows into a real PostgreSQL 15
+// (the suite's server, or one of the test's own where the server is
+// stopped mid-run). The rows equal the same job's JSON rows in a topic;
+// a re-run leaves the table byte-identical; the database away at start is
+// a clear error, away mid-run is waited out with nothing lost or doubled;
+// a row the database refuses goes to the DLQ with its message; a table of
+// another shape, and a state ahead of the database, are refused.
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "schemas/dlq_record_generated.h"
+#include "tests/postgres/pg_sink_util.h"
+
+namespace kappa::testing {
+namespace {
+
+class PostgresSinkTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    dsn_ = SuiteDsn();
+    if (dsn_.empty()) GTEST_SKIP() << "no PostgreSQL: CTest starts one (fixture postgres)";
+    BrokerTest::SetUp();
+    auto pg = PgClient::Connect(dsn_);
+    ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+    pg_ = std::move(*pg);
+  }
+
+  // The workload in `topic` (4 partitions): 6,000 transactions over a few
+  // hours of event time, with duplicates, late and malformed records.
+  void Produce(const std::string& topic, uint64_t seed = 7, uint64_t count = 6000) {
+    CreateTopic(topic, 4);
+    GeneratorOptions gen = SmallWorkload(seed, count, 200);
+    gen.duplicate_fraction = 0.02;
+    gen.out_of_order_fraction = 0.05;
+    ProduceWorkload(Config(), topic, gen);
+  }
+
+  SpecOptions Options(const std::string& job, const std::string& source, const ScratchDir& dir,
+                      const std::string& state) {
+    SpecOptions o;
+    o.job = job;
+    o.source = source;
+    o.sink = job + "-out";
+    o.state_dir = dir / state;
+    o.checkpoint_interval = "200ms";
+    return o;
+  }
+
+  int Run(const std::string& spec, std::string* err, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark",
+                                     "--status-interval-ms", "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return RunKappa(args, nullptr, err);
+  }
+
+  // The same job's rows as JSON in a topic, by output key.
+  TopicContents Reference(const std::string& job, const std::string& source, const ScratchDir& dir) {
+    SpecOptions o = Options(job + "-ref", source, dir, "ref-state");
+    CreateTopic(o.sink + ".v1", 4);
+    std::string err;
+    EXPECT_EQ(Run(FeatureSpec(dir, "ref", o, "{topic: " + o.sink + "}"), &err), 0) << err;
+    return ReadOutputs(Config(), o.sink + ".v1");
+  }
+
+  // Every reference row is in `table` with the same features, and nothing else.
+  void ExpectTableEquals(const std::string& table, const TopicContents& reference) {
+    auto rows = pg_->Exec("SELECT kappa_key, txns, spend, biggest, mean, kappa_version FROM " + table);
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    EXPECT_EQ(rows->rows.size(), reference.rows.size());
+    for (const auto& r : rows->rows) {
+      auto it = reference.rows.find(r[0]);
+      ASSERT_NE(it, reference.rows.end()) << "row " << r[0] << " is not in the reference";
+      const std::string& json = it->second.value;
+      EXPECT_EQ(r[1], JsonNumber(json, "txns")) << r[0];
+      EXPECT_EQ(r[2], JsonNumber(json, "spend")) << r[0];
+      EXPECT_EQ(r[3], JsonNumber(json, "biggest")) << r[0];
+      EXPECT_EQ(std::stod(r[4]), std::stod(JsonNumber(json, "mean"))) << r[0];
+      EXPECT_EQ(r[5], "1");
+    }
+  }
+
+  std::string dsn_;
+  std::unique_ptr<PgClient> pg_;
+};
+
+TEST_F(PostgresSinkTest, RowsEqualTheSameJobsRowsInATopicAndTheOffsetsAreCommittedBesideThem) {
+  Produce("pgs-rows-in");
+  ScratchDir dir("pg-rows");
+  const TopicContents reference = Reference("pgs-rows", "pgs-rows-in", dir);
+  ASSERT_GT(reference.rows.size(), 100u);
+  std::string err;
+  const SpecOptions o = Options("pgs-rows", "pgs-rows-in", dir, "state");
+  ASSERT_EQ(Run(FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_rows")), &err), 0) << err;
+  ExpectTableEquals("pgs_rows_v1", reference);
+  // The input offsets in the same database: the log end of every partition.
+  auto offsets = pg_->Exec("SELECT partition, next_offset FROM kappa_offsets WHERE job = 'pgs-rows' ORDER BY 1");
+  ASSERT_TRUE(offsets.ok());
+  ASSERT_EQ(offsets->rows.size(), 4u);
+  int64_t total = 0;
+  for (const auto& r : offsets->rows) total += std::stoll(r[1]);
+  EXPECT_GE(total, 6000);
+  // Lineage: every row names the partition and the offsets it came from.
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_rows_v1 WHERE kappa_first_offset > kappa_last_offset OR "
+                          "kappa_partition NOT BETWEEN 0 AND 3"),
+            0);
+  // The password never reaches the output.
+  const std::string password = dsn_.substr(dsn_.find("password=") + 9);
+  EXPECT_EQ(err.find(password), std::string::npos) << err;
+}
+
+TEST_F(PostgresSinkTest, ARerunOfTheSameHistoryLeavesTheTableByteIdentical) {
+  Produce("pgs-rerun-in");
+  ScratchDir dir("pg-rerun");
+  const SpecOptions o = Options("pgs-rerun", "pgs-rerun-in", dir, "state");
+  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_rerun"));
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  const std::string first = DumpTable(*pg_, "pgs_rerun_v1");
+  ASSERT_GT(first.size(), 1000u);
+  // From scratch: the database's offsets say everything is there, so the
+  // history is re-read with outputs suppressed.
+  ASSERT_EQ(Run(spec, &err, {"--reset-state"}), 0) << err;
+  EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;
+  EXPECT_EQ(DumpTable(*pg_, "pgs_rerun_v1"), first);
+  // And with the offsets gone too: every row is written again, to the same bytes.
+  ASSERT_TRUE(pg_->Exec("DELETE FROM kappa_offsets WHERE job = 'pgs-rerun'").ok());
+  ASSERT_EQ(Run(spec, &err, {"--reset-state"}), 0) << err;
+  EXPECT_EQ(DumpTable(*pg_, "pgs_rerun_v1"), first);
+}
+
+TEST_F(PostgresSinkTest, ADatabaseThatIsDownAtStartIsAClearErrorWithoutThePassword) {
+  Produce("pgs-down-in", 7, 500);
+  ScratchDir dir("pg-down");
+  // A port nothing listens on.
+  const std::string dsn = "host=127.0.0.1 port=1 dbname=postgres user=kappa password=hunter2secret";
+  const SpecOptions o = Options("pgs-down", "pgs-down-in", dir, "state");
+  std::string err;
+  EXPECT_EQ(Run(FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn, "pgs_down")), &err), 1) << err;
+  EXPECT_NE(err.find("is the server running"), std::string::npos) << err;
+  EXPECT_NE(err.find("password=***"), std::string::npos) << err;
+  EXPECT_EQ(err.find("hunter2secret"), std::string::npos) << err;
+}
+
+TEST_F(PostgresSinkTest, ADatabaseLostMidRunIsWaitedOutWithNothingLostOrDoubled) {
+  Produce("pgs-lost-in", 8, 8000);
+  ScratchDir dir("pg-lost");
+  const TopicContents reference = Reference("pgs-lost", "pgs-lost-in", dir);
+  // A server of this test's own, stopped and started again mid-run.
+  const std::string script = std::string(KAPPA_SOURCE_DIR) + "/scripts/postgres.sh";
+  const std::string own = dir / "server";
+  const std::string start = RunShell("timeout 120 " + script + " start --dir " + own + " --owner " +
+                                     std::to_string(getpid()) + " | tail -n 1");
+  ASSERT_NE(start.find("host=127.0.0.1"), std::string::npos) << start;
+  const std::string dsn = start.substr(0, start.find('\n'));
+  const SpecOptions o = Options("pgs-lost", "pgs-lost-in", dir, "state");
+  ChildProcess job({"run", FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn, "pgs_lost")), "-b", bootstrap(),
+                    "--stop-at-end", "--final-watermark", "--max-rate", "1500", "--status-interval-ms", "500"},
+                   "pg-lost");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  RunShell("timeout 60 " + script + " down --dir " + own);
+  // The job waits and says so.
+  bool warned = false;
+  for (int i = 0; i < 100 && !warned; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    warned = job.Stderr().find("PostgreSQL unreachable") != std::string::npos;
+  }
+  EXPECT_TRUE(warned) << job.Stderr();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  RunShell("timeout 60 " + script + " up --dir " + own);
+  ASSERT_EQ(job.WaitFor(120000), 0) << job.Stderr();
+  EXPECT_NE(job.Stderr().find("is back"), std::string::npos) << job.Stderr();
+  auto pg = PgClient::Connect(dsn);
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  std::swap(pg_, *pg);
+  ExpectTableEquals("pgs_lost_v1", reference);
+  RunShell("timeout 60 " + script + " stop --dir " + own);
+}
+
+TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
+  Produce("pgs-check-in");
+  ScratchDir dir("pg-check");
+  const TopicContents reference = Reference("pgs-check", "pgs-check-in", dir);
+  int64_t big = 0;
+  for (const auto& [key, row] : reference.rows) big += std::stoll(JsonNumber(row.value, "spend")) >= 300000;
+  ASSERT_GT(big, 0);
+  ASSERT_LT(big, static_cast<int64_t>(reference.rows.size()));
+  // The table made beforehand, with a constraint of the team's own.
+  const SpecOptions o = Options("pgs-check", "pgs-check-in", dir, "state");
+  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_check"));
+  std::string ddl;
+  ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
+  ASSERT_TRUE(pg_->Exec(ddl).ok());
+  ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_check_v1 ADD CONSTRAINT spend_below_3000 CHECK (spend < 300000)").ok());
+  CreateTopic("pgs-check.dlq", 1);
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  EXPECT_NE(err.find("PostgreSQL refused"), std::string::npos) << err;
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_check_v1"), static_cast<int64_t>(reference.rows.size()) - big);
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_check_v1 WHERE spend >= 300000"), 0);
+  // Each refused row is in the DLQ, with the database's message.
+  std::set<std::string> refused;
+  auto st = ReadTopic(Config(), "pgs-check.dlq", [&](const ConsumedRecord& r) {
+    auto* d = schema::GetDlqRecord(r.value.data());
+    if (d->error_type() != schema::DlqErrorType::SinkRejected) return;
+    refused.insert(std::string(r.key));
+    EXPECT_NE(d->error_message()->str().find("spend_below_3000"), std::string::npos) << d->error_message()->str();
+    EXPECT_NE(d->error_message()->str().find("23514"), std::string::npos) << d->error_message()->str();
+  });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(static_cast<int64_t>(refused.size()), big);
+  for (const auto& key : refused) {
+    EXPECT_GE(std::stoll(JsonNumber(reference.rows.at(key).value, "spend")), 300000) << key;
+  }
+}
+
+TEST_F(PostgresSinkTest, ATableOfAnotherShapeIsRefusedNamingTheColumn) {
+  Produce("pgs-shape-in", 7, 300);
+  ScratchDir dir("pg-shape");
+  ASSERT_TRUE(pg_->Exec("CREATE TABLE pgs_shape_v1 (kappa_key text PRIMARY KEY, key text, spend text)").ok());
+  const SpecOptions o = Options("pgs-shape", "pgs-shape-in", dir, "state");
+  std::string err;
+  EXPECT_EQ(Run(FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_shape")), &err), 1) << err;
+  EXPECT_NE(err.find("does not fit this spec"), std::string::npos) << err;
+  EXPECT_NE(err.find("`window_start` is missing"), std::string::npos) << err;
+}
+
+TEST_F(PostgresSinkTest, AStateAheadOfTheDatabaseIsRefusedAndResetStateRebuildsIt) {
+  Produce("pgs-ahead-in");
+  ScratchDir dir("pg-ahead");
+  const TopicContents reference = Reference("pgs-ahead", "pgs-ahead-in", dir);
+  const SpecOptions o = Options("pgs-ahead", "pgs-ahead-in", dir, "state");
+  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_ahead"));
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  // The database "restored from a backup" of before the run.
+  ASSERT_TRUE(pg_->Exec("DELETE FROM kappa_offsets WHERE job = 'pgs-ahead'; DELETE FROM pgs_ahead_v1").ok());
+  EXPECT_EQ(Run(spec, &err), 1) << err;
+  EXPECT_NE(err.find("--reset-state"), std::string::npos) << err;
+  EXPECT_NE(err.find("missing from pgs_ahead_v1"), std::string::npos) << err;
+  ASSERT_EQ(Run(spec, &err, {"--reset-state"}), 0) << err;
+  ExpectTableEquals("pgs_ahead_v1", reference);
+}
+
+}  // namespace
+}  // namespace kappa::testing
