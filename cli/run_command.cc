@@ -60,7 +60,7 @@ int RunCommand(int argc, char** argv) {
               static_cast<long long>(s.counters.in), static_cast<long long>(s.counters.out),
               static_cast<long long>(s.counters.deduped), static_cast<long long>(s.counters.filtered),
               static_cast<long long>(s.counters.late), static_cast<long long>(s.counters.dlq),
-              static_cast<long long>(s.counters.outputs), spec->OutputTopic().c_str());
+              static_cast<long long>(s.counters.outputs), spec->OutputName().c_str());
   if (s.archive_records > 0) {
     std::printf("kappa run: %lld records came from the archive, %lld from Kafka\n",
                 static_cast<long long>(s.archive_records), static_cast<long long>(s.counters.in - s.archive_records));

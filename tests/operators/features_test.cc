@@ -12,6 +12,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -456,6 +457,67 @@ TEST(FeaturesTest, TheSinkChoosesTheRowFormat) {
   EXPECT_NE(not_features.status().message().find("applies to the rows of a window with `features`"),
             std::string::npos)
       << not_features.status().message();
+}
+
+TEST(FeaturesTest, APostgresSinkWritesTheRowsToTheVersionsTable) {
+  const std::string window = "  - window: {size: 1h, key: user_id, features: {n: count, total: sum(amount_cents)}}\n";
+  auto pg = ParseSpec(window, kTxnSource, "{postgres: {dsn: 'host=a password=x', table: analytics.spend}}");
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  EXPECT_TRUE(pg->postgres());
+  EXPECT_EQ(pg->PostgresTable(), "analytics.spend_v1");
+  EXPECT_EQ(pg->FeatureWindow()->row_format, RowFormat::kPostgres);
+  EXPECT_EQ(pg->OutputName(), "postgres table analytics.spend_v1");
+  // The table is what the rows are; the dsn only where they go.
+  auto other_dsn = ParseSpec(window, kTxnSource, "{postgres: {dsn: 'host=b', table: analytics.spend}}");
+  auto other_table = ParseSpec(window, kTxnSource, "{postgres: {dsn: 'host=a password=x', table: spend}}");
+  ASSERT_TRUE(other_dsn.ok() && other_table.ok());
+  EXPECT_EQ(other_dsn->spec_hash, pg->spec_hash);
+  EXPECT_NE(other_table->spec_hash, pg->spec_hash);
+
+  const std::pair<std::string, std::string> bad[] = {
+      {"{postgres: {dsn: x, table: Spend}}", "must be a lower-case SQL name"},
+      {"{postgres: {dsn: x, table: 1spend}}", "must be a lower-case SQL name"},
+      {"{postgres: {dsn: x, table: a.b.c}}", "must be a lower-case SQL name"},
+      {"{postgres: {dsn: x, table: \"sp;end\"}}", "must be a lower-case SQL name"},
+      {"{postgres: {dsn: x, table: " + std::string(61, 'a') + "}}", "more than PostgreSQL's 63"},
+      {"{postgres: {table: spend}}", "dsn"},
+      {"{postgres: {dsn: x, table: spend}, format: json}", "remove `format`"},
+      {"{postgres: {dsn: x, table: spend, user: me}}", "unknown key `user`"},
+  };
+  for (const auto& [sink, message] : bad) {
+    auto s = ParseSpec(window, kTxnSource, sink);
+    ASSERT_FALSE(s.ok()) << sink;
+    EXPECT_NE(s.status().message().find(message), std::string::npos) << sink << ": " << s.status().message();
+  }
+  auto aggregates = ParseSpec("  - window: {size: 1h}\n", kTxnSource, "{postgres: {dsn: x, table: spend}}");
+  ASSERT_FALSE(aggregates.ok());
+  EXPECT_NE(aggregates.status().message().find("writes the rows of a window with `features`"), std::string::npos)
+      << aggregates.status().message();
+  auto reserved = ParseSpec("  - window: {size: 1h, features: {kappa_n: count}}\n", kTxnSource,
+                            "{postgres: {dsn: x, table: spend}}");
+  ASSERT_FALSE(reserved.ok());
+  EXPECT_NE(reserved.status().message().find("kappa's own columns"), std::string::npos);
+}
+
+TEST(FeaturesTest, PostgresRowsAreCopyTextThatReadsBackExactly) {
+  RowEncoder rows(RowFormat::kPostgres, {{"key", ValueType::kString},
+                                         {"at", ValueType::kTimestamp},
+                                         {"n", ValueType::kInt64},
+                                         {"ok", ValueType::kBool},
+                                         {"x", ValueType::kDouble},
+                                         {"y", ValueType::kDouble},
+                                         {"z", ValueType::kDouble}});
+  rows.Begin();
+  rows.Str("a\tb\nc\\d\re");
+  rows.Int(1767229200123);
+  rows.Int(-42);
+  rows.Int(1);
+  rows.Double(0.1);
+  rows.Double(std::nan(""));
+  rows.Double(-std::numeric_limits<double>::infinity());
+  const auto bytes = rows.Finish();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+            "a\\tb\\nc\\\\d\\re\t2026-01-01T01:00:00.123Z\t-42\tt\t0.1\tNaN\t-Infinity");
 }
 
 TEST(FeaturesTest, NamedValuesAMapComputesAreFeaturesInputs) {
