@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/job_options.h"
+#include "cli/metrics_endpoint.h"
 #include "cli/progress_printer.h"
 #include "engine/job_spec.h"
 #include "cli/record_format.h"
@@ -65,6 +66,9 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   }
   const JobSpec* spec = &spec_value;
   options.run = job.run;
+  JobEndpoint endpoint;
+  if (Status st = StartJobEndpoint(vm, *spec, command, &endpoint); !st.ok()) return Fail(command, st);
+  options.run.metrics = endpoint.metrics.get();
   options.run.on_status = StatusPrinter("kappa " + spec->job + " v" + std::to_string(spec->version), true);
   options.run.on_note = NotePrinter("kappa " + command);
   options.on_note = NotePrinter("kappa " + command);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cli/command.h"
+#include "cli/metrics_endpoint.h"
 
 namespace po = boost::program_options;
 
@@ -20,6 +21,7 @@ void AddJobOptions(po::options_description& desc, po::positional_options_descrip
       ("reset-state", "start over: delete the files kappa created in the state directory (RocksDB's files, its epoch marker, metrics.json; nothing else) and process from the spec's start position. Without it a damaged state directory is an error")
       ("state-headroom-mib", po::value<int64_t>(&out->run.state_headroom_mib)->default_value(64), "free space each checkpoint needs in the state directory, in MiB (also at least twice the last checkpoint); below it the job stops with an error before RocksDB runs out (0: only the 2x rule)")
       ("status-interval-ms", po::value<int>(&out->run.status_interval_ms)->default_value(default_status_interval_ms), "print a status line this often (0: never)");
+  AddMetricsOptions(desc);
   AddKafkaOptions(desc);
   positional.add("spec", 1);
 }

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/metrics_endpoint.h"
 #include "cli/job_options.h"
 #include "cli/progress_printer.h"
 #include "engine/job_runner.h"
@@ -47,6 +48,9 @@ int RunCommand(int argc, char** argv) {
     return Fail("run", Status::InvalidArgument("--final-watermark ends the input, so it needs a bounded run: "
                                                "add --stop-at-end or --archive-only"));
   }
+  JobEndpoint endpoint;
+  if (Status st = StartJobEndpoint(vm, *spec, "run", &endpoint); !st.ok()) return Fail("run", st);
+  options.metrics = endpoint.metrics.get();
   options.on_status = StatusPrinter("kappa run " + spec->job + " v" + std::to_string(spec->version), true);
   options.on_note = NotePrinter("kappa run");
   StopToken stop = InstallStopSignals();

@@ -23,6 +23,7 @@ Status CheckpointCoordinator::Checkpoint() {
   Status st = CheckpointNow();
   const double ms = static_cast<double>(clock_.NowMs() - began);
   stats_.max_ms = std::max(stats_.max_ms, ms);
+  stats_.last_ms = ms;
   stats_.total_ms += ms;
   last_ms_ = clock_.NowMs();
   return st;

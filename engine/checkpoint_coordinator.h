@@ -53,6 +53,7 @@ class OutputBarrier {
 struct CheckpointStats {
   int64_t epochs = 0;          // taken by this run
   double max_ms = 0;           // the longest stall of processing for one checkpoint
+  double last_ms = 0;          // the stall of the last one
   double total_ms = 0;
   double flush_total_ms = 0;   // of which: the sink barrier (acks, or the whole transaction commit)
   double final_durable_ms = 0; // at the end: waiting for the last checkpoint to be durable

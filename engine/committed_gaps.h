@@ -48,6 +48,14 @@ class CommittedGaps {
     return end_[i] > next_offset ? end_[i] : next_offset;
   }
   bool suppressing(size_t i) const { return end_[i] >= 0; }
+  // Records still to re-read with outputs suppressed, over all tasks.
+  int64_t remaining(const std::vector<Task*>& tasks) const {
+    int64_t n = 0;
+    for (size_t i = 0; i < end_.size() && i < tasks.size(); ++i) {
+      if (end_[i] > tasks[i]->next_offset()) n += end_[i] - tasks[i]->next_offset();
+    }
+    return n;
+  }
 
  private:
   void EndGap(size_t i, Task& task);

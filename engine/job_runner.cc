@@ -9,6 +9,7 @@
 #include "engine/checkpoint_coordinator.h"
 #include "engine/committed_gaps.h"
 #include "engine/hybrid_source.h"
+#include "engine/job_metrics.h"
 #include "engine/job_progress.h"
 #include "engine/kafka_sink.h"
 #include "engine/kafka_source.h"
@@ -87,6 +88,8 @@ struct JobRunner::Impl {
   double rate_paused_s = 0;
   int64_t processed_at_checkpoint = 0;
   Stopwatch since_checkpoint;
+  Stopwatch since_metrics;
+  double last_checkpoint_ms = 0;
   // Metrics rendered when a checkpoint was begun, written once it is durable.
   std::deque<std::pair<int64_t, std::string>> pending_metrics;
 
@@ -101,6 +104,7 @@ struct JobRunner::Impl {
   Status AfterRead(bool* asked_to_stop);
   Status Finish(bool input_ended);
   Status ResetState();
+  void PublishMetrics();
   Status WriteDurableMetrics();
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
@@ -309,13 +313,32 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     since_checkpoint.Reset();
   }
   if (reporter->Due()) reporter->Report(Snapshot(), processed);
+  if (options.metrics != nullptr && since_metrics.Millis() >= 1000) PublishMetrics();
   return Status::OK();
+}
+
+void JobRunner::Impl::PublishMetrics() {
+  since_metrics.Reset();
+  JobMetricsSample sample;
+  sample.now_ms = WallClockMs();
+  sample.progress = Snapshot();
+  const CheckpointStats& c = coordinator->stats();
+  sample.checkpoints = c.epochs;
+  sample.checkpoint_max_ms = c.max_ms;
+  sample.checkpoint_total_ms = c.total_ms;
+  sample.sink_flush_total_ms = c.flush_total_ms;
+  sample.last_checkpoint_ms = c.last_ms;
+  sample.state_bytes = static_cast<int64_t>(backend->ApproximateBytes());
+  sample.dlq_by_type = sink->DlqByType();
+  sample.restore_records_remaining = gaps->remaining(tasks);
+  options.metrics->Publish(std::move(sample));
 }
 
 Status JobRunner::Impl::Loop(StopToken stop) {
   sink->SetStopToken(stop);  // a stopping job does not wait long for a broker that is gone
   if (pg) pg->SetStopToken(stop);
   reporter->Start(0);
+  if (options.metrics != nullptr) PublishMetrics();
   run_time.Reset();
   since_checkpoint.Reset();
   bool asked_to_stop = false;
@@ -362,6 +385,7 @@ Status JobRunner::Impl::Finish(bool input_ended) {
   final_snapshot.records_per_second = summary->seconds > 0 ? static_cast<double>(processed) / summary->seconds : 0;
   if (options.on_checkpoint) options.on_checkpoint(final_snapshot);
   reporter->ReportFinal(final_snapshot, processed);
+  if (options.metrics != nullptr) PublishMetrics();
   return Status::OK();
 }
 

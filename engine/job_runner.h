@@ -27,6 +27,8 @@
 
 namespace kappa {
 
+class JobMetrics;
+
 // Called on the job's thread after each checkpoint; returning false stops the
 // job cleanly (final checkpoint, exit 0), e.g. when its version is retired.
 using CheckpointHook = std::function<bool(const ProgressSnapshot&)>;
@@ -37,6 +39,9 @@ struct RunOptions {
                                 // a stall (broker away) earns at most 1 s of burst, not a catch-up
   int status_interval_ms = 5000;
   std::string metrics_file;     // default <state_dir>/metrics.json
+  // Where /metrics gets its numbers (engine/job_metrics.h): published about
+  // once a second and at the end (null: nowhere).
+  JobMetrics* metrics = nullptr;
   CheckpointHook on_checkpoint;
   // Where progress goes: a status every status_interval_ms (and a final one),
   // and one-line notes (start, archive-to-Kafka switches, warnings). The

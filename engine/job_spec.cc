@@ -519,7 +519,7 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
 Result<JobSpec> ParseTree(const ConfigNode& root) {
   KAPPA_RETURN_IF_ERROR(root.CheckKeys({"job", "version", "format", "source", "validate", "operators",
                                         "allowed_lateness", "sink", "dlq", "late", "checkpoint", "delivery",
-                                        "promote", "parallelism"},
+                                        "promote", "parallelism", "metrics", "alerts"},
                                        "the job spec"));
   JobSpec spec;
   auto job = root.RequiredStringAt("job", "the job spec ");
@@ -540,6 +540,39 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
   spec.version = static_cast<int32_t>(*version);
 
   KAPPA_RETURN_IF_ERROR(ParseSource(root, spec));
+  if (const ConfigNode* m = root.Find("metrics")) {
+    KAPPA_RETURN_IF_ERROR(m->CheckKeys({"port", "bind"}, "metrics"));
+    auto port = m->IntAt("port", -1);
+    if (!port.ok()) return port.status();
+    if (*port < 0 || *port > 65535) return m->Error("`metrics.port` must be between 0 (a free port) and 65535");
+    spec.metrics_port = static_cast<int>(*port);
+    if (const ConfigNode* bind = m->Find("bind")) {
+      auto b = bind->String();
+      if (!b.ok()) return b.status();
+      spec.metrics_bind = *b;
+    }
+  }
+  if (const ConfigNode* a = root.Find("alerts")) {
+    KAPPA_RETURN_IF_ERROR(a->CheckKeys({"dlq_per_hour", "late_fraction", "lag_records"}, "alerts"));
+    if (const ConfigNode* v = a->Find("dlq_per_hour")) {
+      auto d = v->Double();
+      if (!d.ok()) return d.status();
+      if (*d < 0) return v->Error("`alerts.dlq_per_hour` must not be negative");
+      spec.alerts.dlq_per_hour = *d;
+    }
+    if (const ConfigNode* v = a->Find("late_fraction")) {
+      auto d = v->Double();
+      if (!d.ok()) return d.status();
+      if (*d < 0 || *d > 1) return v->Error("`alerts.late_fraction` must be between 0 and 1");
+      spec.alerts.late_fraction = *d;
+    }
+    if (a->Find("lag_records") != nullptr) {
+      auto n = a->IntAt("lag_records", -1);
+      if (!n.ok()) return n.status();
+      if (*n < 0) return a->Find("lag_records")->Error("`alerts.lag_records` must not be negative");
+      spec.alerts.lag_records = *n;
+    }
+  }
   if (const ConfigNode* p = root.Find("parallelism")) {
     auto workers = root.IntAt("parallelism", 1);
     if (!workers.ok()) return workers.status();

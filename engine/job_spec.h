@@ -16,6 +16,14 @@
 namespace kappa {
 
 enum class StartPosition { kEarliest, kLatest, kTimestamp };
+
+// `alerts:` in the spec: thresholds that become kappa_alert{name=...} 1 on
+// /metrics and a warning line when crossed (< 0: not set).
+struct AlertSpec {
+  double dlq_per_hour = -1;   // DLQ records per hour, over the last hour (or since start)
+  double late_fraction = -1;  // late records / records read, over the same window
+  int64_t lag_records = -1;   // total lag of the input partitions, now
+};
 enum class DeliveryMode { kAtLeastOnce, kExactlyOnce };
 
 struct JobSpec {
@@ -57,6 +65,11 @@ struct JobSpec {
   int parallelism = 1;
   int64_t checkpoint_interval_ms = 5000;
   std::string state_dir;  // default .kappa/state/<job>.v<version>
+  // `metrics: {port, bind}`: serve /metrics there (-1: not unless
+  // --metrics-port says so; 0: a free port, printed).
+  int metrics_port = -1;
+  std::string metrics_bind = "127.0.0.1";
+  AlertSpec alerts;
   // Promotion gate: refuse to promote this version when more than this share
   // of the rows both versions produced changed (< 0: no gate).
   double max_changed_share = -1;

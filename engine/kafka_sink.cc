@@ -26,6 +26,16 @@ int64_t NowMs() {
       .count();
 }
 
+schema::DlqErrorType DlqTypeOf(DlqReason reason) {
+  switch (reason) {
+    case DlqReason::kUndecodable: return schema::DlqErrorType::Undecodable;
+    case DlqReason::kMissingField: return schema::DlqErrorType::MissingField;
+    case DlqReason::kInvalidValue: return schema::DlqErrorType::InvalidValue;
+    case DlqReason::kSinkRejected: return schema::DlqErrorType::SinkRejected;
+  }
+  return schema::DlqErrorType::Unknown;
+}
+
 constexpr const char* kCheckpointIntact = "the job stopped with its last checkpoint intact, restart it to resume";
 
 // Room kept below message.max.bytes for what an estimate may miss.
@@ -167,10 +177,7 @@ void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason
                          size_t key_keep, size_t payload_keep, uint64_t payload_xxh3) {
   auto& fbb = *dlq_builder_;
   fbb.Clear();
-  schema::DlqErrorType type = reason == DlqReason::kUndecodable    ? schema::DlqErrorType::Undecodable
-                              : reason == DlqReason::kMissingField ? schema::DlqErrorType::MissingField
-                              : reason == DlqReason::kSinkRejected ? schema::DlqErrorType::SinkRejected
-                                                                   : schema::DlqErrorType::InvalidValue;
+  const schema::DlqErrorType type = DlqTypeOf(reason);
   const bool truncated = key_keep < record.key_size || payload_keep < record.size;
   if (truncated && message.size() > kMaxKeptMessage) message = message.substr(0, kMaxKeptMessage);
   auto topic = fbb.CreateString(spec_->source_topic);
@@ -183,6 +190,14 @@ void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason
                                       type, msg, job, spec_->version, hash, NowMs(), truncated, record.size,
                                       payload_xxh3, record.key_size);
   schema::FinishDlqRecordBuffer(fbb, root);
+}
+
+std::vector<std::pair<std::string, int64_t>> KafkaSink::DlqByType() const {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (size_t i = 1; i < dlq_by_type_.size(); ++i) {
+    out.emplace_back(schema::EnumNameDlqErrorType(static_cast<schema::DlqErrorType>(i)), dlq_by_type_[i].load());
+  }
+  return out;
 }
 
 void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) {
@@ -209,6 +224,7 @@ void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason 
       payload_keep -= std::min(payload_keep, size - limit);  // FlatBuffers padding: shrink by the excess
     }
   }
+  dlq_by_type_[static_cast<size_t>(DlqTypeOf(reason))].fetch_add(1, std::memory_order_relaxed);
   (void)producer_->Produce(spec_->dlq_topic, KafkaProducer::kAnyPartition,
                            std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
                            std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()), h);

@@ -20,6 +20,8 @@
 // already-committed records are re-read to rebuild state. One thread.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -96,6 +98,9 @@ class KafkaSink final : public OutputCollector {
   Status failure() const;
   void Poll() const { producer_->Poll(0); }
   int64_t produced() const { return producer_->produced(); }
+  // DLQ records written by this process, per error type name
+  // (Undecodable, MissingField, InvalidValue, SinkRejected).
+  std::vector<std::pair<std::string, int64_t>> DlqByType() const;
   rd_kafka_s* handle() const { return producer_->handle(); }
 
  private:
@@ -121,6 +126,7 @@ class KafkaSink final : public OutputCollector {
   std::vector<std::string> history_gap_;
   bool concurrent_ = false;
   std::mutex emit_mutex_;
+  std::array<std::atomic<int64_t>, 5> dlq_by_type_{};  // by schema::DlqErrorType
   // "mid-transaction": the n-th output of this process, inside an open
   // exactly_once transaction (test builds only).
   KAPPA_KILL_SWITCH(kill_switch_);

@@ -12,7 +12,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config git
   librdkafka-dev librocksdb-dev libflatbuffers-dev flatbuffers-compiler
   libboost-program-options-dev libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev libabsl-dev
   kcat liblz4-dev libxxhash-dev libavro-dev libcpp-httplib-dev curl libsimdjson-dev
-  postgresql-15 libpq-dev)
+  postgresql-15 libpq-dev
+  python3-prometheus-client)  # the /metrics test parses the exposition with the reference parser
 # The real-broker tests (scripts/kafka.sh) run Apache Kafka: a JRE and Maven,
 # from Debian only where the commands are missing.
 command -v java >/dev/null 2>&1 || PACKAGES+=(default-jre-headless)

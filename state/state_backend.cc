@@ -830,4 +830,14 @@ Result<CommitStats> StateBackend::Commit(int64_t epoch, const std::vector<TaskSn
   return WaitForCommits();
 }
 
+uint64_t StateBackend::ApproximateBytes() const {
+  uint64_t total = 0;
+  for (rocksdb::ColumnFamilyHandle* h : impl_->handles) {
+    uint64_t v = 0;
+    if (impl_->db->GetIntProperty(h, rocksdb::DB::Properties::kLiveSstFilesSize, &v)) total += v;
+    if (impl_->db->GetIntProperty(h, rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) total += v;
+  }
+  return total;
+}
+
 }  // namespace kappa

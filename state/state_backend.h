@@ -180,6 +180,9 @@ class StateBackend {
   // Bytes captured by the last BeginCommit (0 before the first): what the
   // next checkpoint's free-space headroom is measured against.
   size_t last_checkpoint_bytes() const { return last_checkpoint_bytes_; }
+  // The state's size on disk and in memory as RocksDB estimates it (live
+  // SST files plus memtables, every table): the metrics' state size.
+  uint64_t ApproximateBytes() const;
 
  private:
   struct Impl;

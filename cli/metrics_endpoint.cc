@@ -1,0 +1,66 @@
+#include "cli/metrics_endpoint.h"
+
+#include <httplib.h>
+
+#include <cstdio>
+
+#include "cli/progress_printer.h"
+#include "engine/job_metrics.h"
+
+namespace po = boost::program_options;
+
+namespace kappa::cli {
+
+Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::string& bind, int port,
+                                                                std::function<std::string()> render) {
+  std::unique_ptr<MetricsEndpoint> e(new MetricsEndpoint());
+  e->server_ = std::make_unique<httplib::Server>();
+  e->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
+    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  const int bound = port == 0 ? e->server_->bind_to_any_port(bind) : (e->server_->bind_to_port(bind, port) ? port : -1);
+  if (bound < 0) {
+    return Status::FailedPrecondition("cannot listen for /metrics on " + bind + ":" + std::to_string(port) +
+                                      " (in use, or not an address of this machine); choose another --metrics-port "
+                                      "(0: any free port)");
+  }
+  e->port_ = bound;
+  httplib::Server* server = e->server_.get();
+  e->thread_ = std::thread([server] { server->listen_after_bind(); });
+  return e;
+}
+
+MetricsEndpoint::~MetricsEndpoint() {
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void AddMetricsOptions(po::options_description& desc) {
+  desc.add_options()
+      ("metrics-port", po::value<int>(), "serve Prometheus metrics at http://BIND:PORT/metrics (0: a free port, printed; overrides the spec's metrics.port)")
+      ("metrics-bind", po::value<std::string>(), "address the metrics endpoint listens on (default: the spec's metrics.bind, else 127.0.0.1)");
+}
+
+JobEndpoint::~JobEndpoint() {
+  endpoint.reset();  // the server thread reads metrics: it stops first
+  metrics.reset();
+}
+
+Status StartJobEndpoint(const po::variables_map& vm, const JobSpec& spec, const std::string& command,
+                        JobEndpoint* out) {
+  int port = spec.metrics_port;
+  if (vm.count("metrics-port")) port = vm["metrics-port"].as<int>();
+  if (port < 0) return Status::OK();
+  if (port > 65535) return Status::InvalidArgument("--metrics-port must be between 0 and 65535");
+  const std::string bind = vm.count("metrics-bind") ? vm["metrics-bind"].as<std::string>() : spec.metrics_bind;
+  out->metrics = std::make_unique<JobMetrics>(spec, NotePrinter("kappa " + command));
+  JobMetrics* metrics = out->metrics.get();
+  auto endpoint = MetricsEndpoint::Start(bind, port, [metrics] { return metrics->Render(); });
+  if (!endpoint.ok()) return endpoint.status();
+  out->endpoint = std::move(*endpoint);
+  std::fprintf(stderr, "kappa %s: metrics at http://%s:%d/metrics\n", command.c_str(), bind.c_str(),
+               out->endpoint->port());
+  return Status::OK();
+}
+
+}  // namespace kappa::cli

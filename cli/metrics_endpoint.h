@@ -1,0 +1,53 @@
+// The HTTP endpoint of a long-running command (issue 15): Prometheus text
+// exposition at /metrics, served by cpp-httplib (Debian's libcpp-httplib:
+// a maintained server, not one of ours) on its own thread from a JobMetrics
+// (engine/job_metrics.h). Binds loopback unless told otherwise; port 0 picks
+// a free one. Stopped and joined by the destructor.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <boost/program_options.hpp>
+
+#include "base/status.h"
+#include "engine/job_metrics.h"
+#include "engine/job_spec.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace kappa::cli {
+
+class MetricsEndpoint {
+ public:
+  // `render` is called on the server's thread for each scrape.
+  static Result<std::unique_ptr<MetricsEndpoint>> Start(const std::string& bind, int port,
+                                                        std::function<std::string()> render);
+  ~MetricsEndpoint();
+  int port() const { return port_; }
+
+ private:
+  MetricsEndpoint() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// --metrics-port and --metrics-bind, for run, deploy and replay.
+void AddMetricsOptions(boost::program_options::options_description& desc);
+
+// The job's metrics and their endpoint when --metrics-port or the spec's
+// metrics.port asks for one (both null otherwise); prints where it listens.
+struct JobEndpoint {
+  std::unique_ptr<JobMetrics> metrics;
+  std::unique_ptr<MetricsEndpoint> endpoint;
+  ~JobEndpoint();
+};
+Status StartJobEndpoint(const boost::program_options::variables_map& vm, const JobSpec& spec,
+                        const std::string& command, JobEndpoint* out);
+
+}  // namespace kappa::cli

@@ -1,0 +1,204 @@
+#include "engine/job_metrics.h"
+
+#include <charconv>
+#include <cmath>
+
+namespace kappa {
+namespace {
+
+constexpr int64_t kAlertWindowMs = 3600 * 1000;
+// Rates over less than this are noise: no DLQ/late alert before it.
+constexpr int64_t kAlertMinWindowMs = 5000;
+
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out.append("\\n");
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string Number(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[32];
+  return std::string(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
+}
+
+std::string Number(int64_t v) { return std::to_string(v); }
+
+// Builds the exposition: each family's HELP and TYPE once, then its samples.
+class Exposition {
+ public:
+  explicit Exposition(std::string base_labels) : base_(std::move(base_labels)) {}
+  void Family(const char* name, const char* type, const char* help) {
+    out_.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out_.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  }
+  template <typename V>
+  void Sample(const char* name, V value, const std::string& extra_labels = "") {
+    out_.append(name).append("{").append(base_);
+    if (!extra_labels.empty()) out_.append(",").append(extra_labels);
+    out_.append("} ").append(Number(value)).append("\n");
+  }
+  template <typename V>
+  void One(const char* name, const char* type, const char* help, V value) {
+    Family(name, type, help);
+    Sample(name, value);
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string base_;
+  std::string out_;
+};
+
+std::string PartitionLabel(int32_t p) { return "partition=\"" + std::to_string(p) + "\""; }
+
+}  // namespace
+
+JobMetrics::JobMetrics(const JobSpec& spec, NoteCallback on_note)
+    : job_(spec.job),
+      version_(std::to_string(spec.version)),
+      spec_hash_(spec.spec_hash),
+      output_(spec.OutputName()),
+      alerts_(spec.alerts),
+      on_note_(std::move(on_note)) {
+  if (alerts_.dlq_per_hour >= 0) firing_.emplace_back("dlq_per_hour", false);
+  if (alerts_.late_fraction >= 0) firing_.emplace_back("late_fraction", false);
+  if (alerts_.lag_records >= 0) firing_.emplace_back("lag_records", false);
+  for (const auto& [name, on] : firing_) alert_values_.emplace_back(name, 0.0);
+}
+
+void JobMetrics::Publish(JobMetricsSample sample) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (has_sample_ && sample.now_ms > latest_.now_ms) {
+    const double dt = static_cast<double>(sample.now_ms - latest_.now_ms) / 1000.0;
+    in_per_s_ = static_cast<double>(sample.progress.counters.in - latest_.progress.counters.in) / dt;
+    outputs_per_s_ = static_cast<double>(sample.progress.counters.outputs - latest_.progress.counters.outputs) / dt;
+  }
+  const RecordCounters& c = sample.progress.counters;
+  window_.push_back({sample.now_ms, c.in, c.dlq, c.late});
+  while (window_.size() > 2 && window_.front().ms < sample.now_ms - kAlertWindowMs) window_.pop_front();
+  Evaluate(sample);
+  latest_ = std::move(sample);
+  has_sample_ = true;
+}
+
+void JobMetrics::Evaluate(const JobMetricsSample& sample) {
+  const Window& first = window_.front();
+  const Window& last = window_.back();
+  const int64_t span_ms = last.ms - first.ms;
+  for (size_t i = 0; i < firing_.size(); ++i) {
+    const std::string& name = firing_[i].first;
+    double value = 0, threshold = 0;
+    bool known = true;
+    if (name == "dlq_per_hour") {
+      threshold = alerts_.dlq_per_hour;
+      known = span_ms >= kAlertMinWindowMs;
+      if (known) value = static_cast<double>(last.dlq - first.dlq) * 3600000.0 / static_cast<double>(span_ms);
+    } else if (name == "late_fraction") {
+      threshold = alerts_.late_fraction;
+      known = span_ms >= kAlertMinWindowMs && last.in > first.in;
+      if (known) value = static_cast<double>(last.late - first.late) / static_cast<double>(last.in - first.in);
+    } else {
+      threshold = static_cast<double>(alerts_.lag_records);
+      value = static_cast<double>(sample.progress.total_lag());
+    }
+    if (known) alert_values_[i].second = value;
+    const bool fire = known && value > threshold;
+    if (fire == firing_[i].second || !known) continue;
+    firing_[i].second = fire;
+    const double shown = std::round(value * 1000) / 1000;  // 63692.3 per hour, 0.012 late
+    const std::string text = "alert " + name + " " + (fire ? "firing" : "cleared") + ": " + Number(shown) +
+                             (fire ? " > " : " <= ") + Number(threshold) + " (" + job_ + " v" + version_ + ")";
+    Note(fire ? NoteLevel::kWarning : NoteLevel::kInfo, text);
+  }
+}
+
+std::vector<std::pair<std::string, bool>> JobMetrics::Alerts() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return firing_;
+}
+
+std::string JobMetrics::Render() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!has_sample_) return "";
+  const JobMetricsSample& s = latest_;
+  const RecordCounters& c = s.progress.counters;
+  Exposition e("job=\"" + LabelValue(job_) + "\",version=\"" + version_ + "\"");
+  e.Family("kappa_info", "gauge", "The job version this process runs (always 1).");
+  e.Sample("kappa_info", int64_t{1},
+           "spec_hash=\"" + LabelValue(spec_hash_) + "\",output=\"" + LabelValue(output_) + "\"");
+  e.One("kappa_records_in_total", "counter", "Input records read (restored with the checkpoint on a restart).", c.in);
+  e.One("kappa_records_out_total", "counter", "Input records that reached the end of the chain.", c.out);
+  e.One("kappa_records_deduped_total", "counter", "Input records dropped as repeats.", c.deduped);
+  e.One("kappa_records_filtered_total", "counter", "Input records dropped by a filter.", c.filtered);
+  e.One("kappa_records_late_total", "counter", "Input records sent to the late topic.", c.late);
+  e.One("kappa_records_dlq_total", "counter", "Input records sent to the DLQ topic.", c.dlq);
+  e.One("kappa_outputs_total", "counter", "Rows written to the sink.", c.outputs);
+  e.Family("kappa_dlq_written_total", "counter", "DLQ records written by this process, by error type.");
+  for (const auto& [type, n] : s.dlq_by_type) e.Sample("kappa_dlq_written_total", n, "error_type=\"" + type + "\"");
+  e.One("kappa_input_records_per_second", "gauge", "Input records read per second, over the last second or so.",
+        in_per_s_);
+  e.One("kappa_outputs_per_second", "gauge", "Rows written per second, over the last second or so.",
+        outputs_per_s_);
+  e.Family("kappa_partition_position", "gauge", "Next input offset to process, per partition.");
+  for (const auto& p : s.progress.partitions) e.Sample("kappa_partition_position", p.position, PartitionLabel(p.partition));
+  e.Family("kappa_partition_log_end_offset", "gauge", "The input partition's log end offset as last seen.");
+  for (const auto& p : s.progress.partitions) {
+    e.Sample("kappa_partition_log_end_offset", p.log_end, PartitionLabel(p.partition));
+  }
+  e.Family("kappa_partition_lag_records", "gauge", "Records between the position and the log end, per partition.");
+  for (const auto& p : s.progress.partitions) e.Sample("kappa_partition_lag_records", p.lag(), PartitionLabel(p.partition));
+  e.One("kappa_lag_records", "gauge", "Records between the positions and the log ends, all partitions.",
+        s.progress.total_lag());
+  e.Family("kappa_partition_watermark_seconds", "gauge", "Event-time watermark per partition (Unix seconds).");
+  for (const auto& p : s.progress.partitions) {
+    if (p.watermark_ms != 0) {
+      e.Sample("kappa_partition_watermark_seconds", static_cast<double>(p.watermark_ms) / 1000.0,
+               PartitionLabel(p.partition));
+    }
+  }
+  const int64_t watermark = s.progress.min_watermark_ms();
+  if (watermark != 0) {
+    e.One("kappa_watermark_seconds", "gauge", "The smallest partition watermark (Unix seconds).",
+          static_cast<double>(watermark) / 1000.0);
+    e.One("kappa_watermark_delay_seconds", "gauge", "Wall clock minus the smallest watermark.",
+          static_cast<double>(s.now_ms - watermark) / 1000.0);
+  }
+  e.One("kappa_checkpoints_total", "counter", "Checkpoints taken by this process.", s.checkpoints);
+  e.One("kappa_checkpoint_epoch", "gauge", "The epoch of the last checkpoint begun.", s.progress.epoch);
+  e.One("kappa_checkpoint_last_duration_seconds", "gauge", "How long the last checkpoint stalled processing.",
+        s.last_checkpoint_ms / 1000.0);
+  e.One("kappa_checkpoint_stall_max_seconds", "gauge", "The longest checkpoint stall of this process.",
+        s.checkpoint_max_ms / 1000.0);
+  e.One("kappa_checkpoint_stall_seconds_total", "counter", "Time processing stood still for checkpoints.",
+        s.checkpoint_total_ms / 1000.0);
+  e.One("kappa_sink_flush_seconds_total", "counter",
+        "Of the checkpoint stalls: the sink barrier (acks, or the sink's transaction).", s.sink_flush_total_ms / 1000.0);
+  e.One("kappa_state_size_bytes", "gauge", "RocksDB's estimate of the state (live SST files and memtables).",
+        s.state_bytes);
+  e.One("kappa_restore_records_remaining", "gauge",
+        "Records still to re-read with outputs suppressed to restore state after a crash.",
+        s.restore_records_remaining);
+  e.One("kappa_progress_ratio", "gauge", "Share of the input from the start to the log end processed (0 to 1).",
+        s.progress.percent_done() / 100.0);
+  const double eta = s.progress.eta_seconds();
+  e.One("kappa_eta_seconds", "gauge", "Seconds until the lag is worked off at the current rate (NaN: unknown).",
+        eta < 0 ? std::nan("") : eta);
+  if (!firing_.empty()) {
+    e.Family("kappa_alert", "gauge", "1 while the alert set in the spec's alerts is crossed.");
+    for (const auto& [name, on] : firing_) e.Sample("kappa_alert", int64_t{on ? 1 : 0}, "name=\"" + name + "\"");
+    e.Family("kappa_alert_value", "gauge", "What each alert compares with its threshold.");
+    for (const auto& [name, value] : alert_values_) e.Sample("kappa_alert_value", value, "name=\"" + name + "\"");
+  }
+  return e.Take();
+}
+
+}  // namespace kappa

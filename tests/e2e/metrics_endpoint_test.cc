@@ -1,0 +1,158 @@
+// Issue 15: /metrics. A job run with --metrics-port 0 serves Prometheus text
+// exposition that the reference parser (python3-prometheus-client) reads;
+// its numbers are the job's own counters (equal to the metrics file written
+// at exit), its positions the log ends once caught up, its DLQ series by
+// error type add up to the DLQ counter; the spec's alerts turn into
+// kappa_alert series and warning lines when crossed, and clear again.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <regex>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/e2e_util.h"
+
+namespace kappa::testing {
+namespace {
+
+class MetricsEndpointTest : public BrokerTest {};
+
+// name{labels} -> value, through the reference parser. Empty when the text
+// does not parse (a failure is recorded).
+std::map<std::string, double> Scrape(const std::string& url) {
+  const std::string text = RunShell("timeout 10 curl -sf " + url);
+  const std::string file = "/tmp/kappa-metrics-" + std::to_string(getpid()) + ".txt";
+  std::ofstream(file) << text;
+  const std::string parsed = RunShell("timeout 20 /usr/bin/python3 " + std::string(KAPPA_SOURCE_DIR) +
+                                      "/tests/support/parse_metrics.py < " + file + " 2>&1; echo \"rc=$?\"");
+  std::remove(file.c_str());
+  std::map<std::string, double> out;
+  if (parsed.find("rc=0") == std::string::npos) {
+    ADD_FAILURE() << "the reference parser refused /metrics: " << parsed << "\n" << text;
+    return out;
+  }
+  std::istringstream lines(parsed);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t space = line.rfind(' ');
+    if (space == std::string::npos || line.rfind("rc=", 0) == 0) continue;
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
+}
+
+TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
+  CreateTopic("mx-in", 4);
+  GeneratorOptions gen = SmallWorkload(3, 6000, 200);
+  gen.malformed_fraction = 0.02;
+  gen.duplicate_fraction = 0.02;
+  ProduceWorkload(Config(), "mx-in", gen);
+  ScratchDir dir("metrics-endpoint");
+  SpecOptions o;
+  o.job = "mx";
+  o.source = "mx-in";
+  o.sink = "mx-out";
+  o.state_dir = dir / "state";
+  o.checkpoint_interval = "300ms";
+  const std::string spec = WriteSpec(dir, "mx.yaml", o);
+  std::ofstream(spec, std::ios::app) << "alerts: {lag_records: 1000, dlq_per_hour: 1}\n";
+  ChildProcess job({"run", spec, "-b", bootstrap(), "--metrics-port", "0", "--max-rate", "2000",
+                    "--status-interval-ms", "0"},
+                   "mx");
+  std::string url;
+  for (int i = 0; i < 100 && url.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::smatch m;
+    const std::string err = job.Stderr();
+    if (std::regex_search(err, m, std::regex("metrics at (http://127\\.0\\.0\\.1:[0-9]+/metrics)"))) url = m[1];
+  }
+  ASSERT_FALSE(url.empty()) << job.Stderr();
+  const std::string labels = "job=mx,version=1";
+  // While it works off its backlog at 2,000 records/s, the lag alert fires.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto early = Scrape(url);
+  EXPECT_EQ(early["kappa_alert{job=mx,name=lag_records,version=1}"], 1) << job.Stderr();
+  EXPECT_GT(early["kappa_lag_records{" + labels + "}"], 1000);
+  // Caught up: everything read, every position at its log end; and once
+  // the DLQ rate has 5 s of samples behind it, its alert fires.
+  std::map<std::string, double> m;
+  for (int i = 0; i < 200; ++i) {
+    m = Scrape(url);
+    if (m["kappa_records_in_total{" + labels + "}"] == 6000 + 0.0 && m["kappa_lag_records{" + labels + "}"] == 0 &&
+        m["kappa_alert{job=mx,name=lag_records,version=1}"] == 0 &&
+        m["kappa_alert{job=mx,name=dlq_per_hour,version=1}"] == 1) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const double in = m["kappa_records_in_total{" + labels + "}"];
+  EXPECT_GE(in, 6000);
+  EXPECT_EQ(m["kappa_lag_records{" + labels + "}"], 0);
+  for (int p = 0; p < 4; ++p) {
+    const std::string pl = "{job=mx,partition=" + std::to_string(p) + ",version=1}";
+    EXPECT_EQ(m["kappa_partition_position" + pl], m["kappa_partition_log_end_offset" + pl]) << p;
+    EXPECT_GT(m["kappa_partition_position" + pl], 0) << p;
+  }
+  double by_type = 0;
+  for (const char* type : {"Undecodable", "MissingField", "InvalidValue", "SinkRejected"}) {
+    by_type += m[std::string("kappa_dlq_written_total{error_type=") + type + ",job=mx,version=1}"];
+  }
+  const double dlq = m["kappa_records_dlq_total{" + labels + "}"];
+  EXPECT_GT(dlq, 0);
+  EXPECT_EQ(by_type, dlq);
+  EXPECT_EQ(m["kappa_alert{job=mx,name=dlq_per_hour,version=1}"], 1);
+  EXPECT_EQ(m["kappa_alert{job=mx,name=lag_records,version=1}"], 0);
+  EXPECT_GT(m["kappa_checkpoints_total{" + labels + "}"], 0);
+  EXPECT_GT(m["kappa_state_size_bytes{" + labels + "}"], 0);
+  EXPECT_EQ(m["kappa_progress_ratio{" + labels + "}"], 1);
+  EXPECT_GT(m["kappa_watermark_seconds{" + labels + "}"], 1.7e9);
+  // The warning lines said so.
+  EXPECT_NE(job.Stderr().find("alert lag_records firing"), std::string::npos) << job.Stderr();
+  EXPECT_NE(job.Stderr().find("alert lag_records cleared"), std::string::npos) << job.Stderr();
+  EXPECT_NE(job.Stderr().find("alert dlq_per_hour firing"), std::string::npos) << job.Stderr();
+  // The job's own counters: the metrics file written at its clean exit.
+  job.Kill(SIGTERM);
+  ASSERT_EQ(job.WaitFor(60000), 0) << job.Stderr();
+  const std::string file = ReadFile(o.state_dir + "/metrics.json");
+  EXPECT_EQ(in, MetricsField(file, "records_in"));
+  EXPECT_EQ(m["kappa_records_out_total{" + labels + "}"], MetricsField(file, "records_out"));
+  EXPECT_EQ(m["kappa_records_deduped_total{" + labels + "}"], MetricsField(file, "deduped"));
+  EXPECT_EQ(m["kappa_records_late_total{" + labels + "}"], MetricsField(file, "late"));
+  EXPECT_EQ(dlq, MetricsField(file, "dlq"));
+  EXPECT_EQ(m["kappa_outputs_total{" + labels + "}"], MetricsField(file, "outputs"));
+}
+
+TEST_F(MetricsEndpointTest, APortInUseIsAClearError) {
+  CreateTopic("mx2-in", 1);
+  ScratchDir dir("metrics-port");
+  SpecOptions o;
+  o.job = "mx2";
+  o.source = "mx2-in";
+  o.state_dir = dir / "state";
+  const std::string spec = WriteSpec(dir, "mx2.yaml", o);
+  // A port this test holds.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  std::string err;
+  EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--metrics-port", port, "--stop-at-end"}, nullptr, &err), 1)
+      << err;
+  EXPECT_NE(err.find("cannot listen for /metrics on 127.0.0.1:" + port), std::string::npos) << err;
+  close(fd);
+}
+
+}  // namespace
+}  // namespace kappa::testing
