@@ -217,7 +217,10 @@ int PromoteCommand(int argc, char** argv) {
       "Switches the job's serving alias to version N with one registry record. Refuses if N\n"
       "has not caught up (unless --force). Compares N's outputs with the serving version's on\n"
       "the keys both produced and prints the diff; refuses over the changed-share gate unless\n"
-      "--accept.";
+      "--accept. For a job with sink.postgres the diff runs in the database, and the view\n"
+      "<table> is then pointed at <table>_vN in one transaction with kappa_serving (after the\n"
+      "registry record: the registry wins; status, get, promote and rollback repair a view\n"
+      "left behind by a crash).";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "promote", usage, desc, &positional, vm); rc >= 0) return rc;
   options.force = vm.count("force") > 0;
@@ -263,7 +266,7 @@ int RetireCommand(int argc, char** argv) {
   po::positional_options_description positional;
   AddJobCommandOptions(desc, positional);
   po::variables_map vm;
-  if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire: only a state directory kappa\ncreated for that version (it holds a KAPPA_STATE marker naming it), and in it only the\nRocksDB files and kappa's own; anything else is left in place and named.", desc, &positional, vm); rc >= 0) return rc;
+  if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire: only a state directory kappa\ncreated for that version (it holds a KAPPA_STATE marker naming it), and in it only the\nRocksDB files and kappa's own; anything else is left in place and named. With\nsink.postgres its table <table>_vN and kappa_offsets rows are dropped then too.", desc, &positional, vm); rc >= 0) return rc;
   auto retention_ms = ParseDurationMs(retention);
   if (!retention_ms.ok()) return Fail("retire", Status::InvalidArgument("--retention: " + retention_ms.status().message()));
   KafkaConfig config;

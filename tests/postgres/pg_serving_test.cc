@@ -70,7 +70,7 @@ class PgServingTest : public BrokerTest {
     auto pg = PgClient::Connect(dsn_);
     ASSERT_TRUE(pg.ok()) << pg.status().ToString();
     pg_ = std::move(*pg);
-    ASSERT_TRUE(pg_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_).ok());
+    ASSERT_TRUE(pg_->Exec("SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_).ok());
   }
   void TearDown() override {
     if (pg_) (void)pg_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
@@ -300,6 +300,54 @@ TEST_F(PgServingTest, ThePromotionDiffRunsInSqlAndFeedsTheGate) {
   ASSERT_TRUE(Promote(registry, Config(), job_, 2, options, &report).ok()) << report;
   EXPECT_EQ(ViewVersion(), 2);
   EXPECT_EQ(KappaServing(), 2);
+}
+
+// The start of a deployment creates the version's table (the sink's DDL)
+// and makes the view agree with the registry: the first version serves.
+TEST_F(PgServingTest, ADeploymentStartCreatesTheTableAndTheView) {
+  CreateTopic("transactions", 1);
+  Registry registry(Config());
+  StopSource stop;
+  stop.RequestStop();
+  DeploymentOptions options;
+  std::vector<std::string> notes;
+  options.on_note = [&](NoteLevel, const std::string& text) { notes.push_back(text); };
+  Status st = RunDeployment(Config(), Spec(1), options, registry, stop);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::string all;
+  for (const auto& n : notes) all += n + "\n";
+  EXPECT_NE(all.find("PostgreSQL view " + base_ + " now serves v1"), std::string::npos) << all;
+  EXPECT_TRUE(TableExists(base_ + "_v1"));
+  EXPECT_EQ(KappaServing(), 1);
+  auto kind = pg_->Exec("SELECT relkind FROM pg_class WHERE oid = to_regclass(" + QuoteLiteral(base_) + ")");
+  ASSERT_TRUE(kind.ok());
+  ASSERT_EQ(kind->rows.size(), 1u);
+  EXPECT_EQ(kind->rows[0][0], "v");
+}
+
+// A reconciler that read the registry before a promotion (a `kappa status`
+// started just before it) must not swap the view back afterwards.
+TEST_F(PgServingTest, AStaleReconcilerDoesNotUndoANewerSwap) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  const JobRecord before = *registry.Job(job_);
+  PromoteOptions options;
+  options.force = true;
+  options.postgres_dsn = dsn_;
+  std::string report;
+  ASSERT_TRUE(Promote(registry, Config(), job_, 2, options, &report).ok()) << report;
+  ASSERT_EQ(ViewVersion(), 2);
+  auto line = ReconcileServing(before, dsn_);
+  ASSERT_TRUE(line.ok()) << line.status().ToString();
+  EXPECT_EQ(*line, "");
+  EXPECT_EQ(ViewVersion(), 2);
+  EXPECT_EQ(KappaServing(), 2);
+  // The current record still repairs a view changed behind kappa's back.
+  ASSERT_TRUE(SwapServingView(*pg_, job_, base_, 1).ok());
+  line = ReconcileServing(*registry.Job(job_), dsn_);
+  ASSERT_TRUE(line.ok()) << line.status().ToString();
+  EXPECT_NE(line->find("now serves v2"), std::string::npos) << *line;
+  EXPECT_EQ(ViewVersion(), 2);
 }
 
 TEST_F(PgServingTest, RetireDropsATableAfterItsRetentionNeverTheServingOne) {
