@@ -1,6 +1,7 @@
 // Versioned deployments: deploy, replay, status, promote, rollback, retire,
 // get. The logic lives in replay/; these parse flags and print.
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/command.h"
@@ -11,6 +12,7 @@
 #include "cli/record_format.h"
 #include "replay/deployment.h"
 #include "replay/materialized_table.h"
+#include "replay/pg_serving.h"
 #include "replay/promotion.h"
 #include "replay/registry.h"
 
@@ -25,11 +27,23 @@ void AddControlOption(po::options_description& desc) {
 }
 
 // The options of the commands that act on a job in the registry: the control
-// topic, the Kafka options, and the job name as the first positional argument.
+// topic, the Kafka options, --postgres, and the job name as the first
+// positional argument.
 void AddJobCommandOptions(po::options_description& desc, po::positional_options_description& positional) {
   AddControlOption(desc);
   AddKafkaOptions(desc);
+  // No default_value: help would print a DSN from the environment, password and all.
+  desc.add_options()("postgres", po::value<std::string>(),
+                     "PostgreSQL DSN for jobs with sink.postgres (default: $KAPPA_POSTGRES_DSN, else the DSN "
+                     "registered, which has no password: libpq takes it from PGPASSWORD or ~/.pgpass)");
   positional.add("job", 1);
+}
+
+// --postgres, else $KAPPA_POSTGRES_DSN, else "" (the registered DSN).
+std::string PostgresDsn(const po::variables_map& vm) {
+  if (vm.count("postgres")) return vm["postgres"].as<std::string>();
+  const char* env = std::getenv("KAPPA_POSTGRES_DSN");
+  return env ? env : "";
 }
 
 int DeployOrReplay(int argc, char** argv, bool replay) {
@@ -88,6 +102,33 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
 int DeployCommand(int argc, char** argv) { return DeployOrReplay(argc, argv, false); }
 int ReplayCommand(int argc, char** argv) { return DeployOrReplay(argc, argv, true); }
 
+namespace {
+
+// Status of a job served through PostgreSQL: makes the view agree with the
+// registry (the registry wins) and says which version the view serves.
+void PrintPostgresServing(const JobRecord& job, const VersionInfo& serving, const std::string& dsn) {
+  auto line = ReconcileServing(job, dsn);
+  if (!line.ok()) {
+    std::printf("  postgres view %s: not checked: %s\n", serving.postgres_table.c_str(), line.status().message().c_str());
+    return;
+  }
+  if (!line->empty()) std::printf("  %s\n", line->c_str());
+  auto pg = PgClient::Connect(ServingDsn(serving, dsn));
+  Result<std::optional<int32_t>> version = pg.ok() ? ServingVersion(**pg, job.job, serving.postgres_table)
+                                                   : Result<std::optional<int32_t>>(pg.status());
+  if (!version.ok()) {
+    std::printf("  postgres view %s: not read: %s\n", serving.postgres_table.c_str(), version.status().message().c_str());
+  } else if (!version->has_value()) {
+    std::printf("  postgres view %s: not created yet (v%d has not created %s)\n", serving.postgres_table.c_str(),
+                job.serving, serving.PostgresVersionTable().c_str());
+  } else {
+    std::printf("  postgres view %s serves v%d (%s)\n", serving.postgres_table.c_str(), **version,
+                (serving.postgres_table + "_v" + std::to_string(**version)).c_str());
+  }
+}
+
+}  // namespace
+
 int StatusCommand(int argc, char** argv) {
   po::options_description desc("options");
   desc.add_options()("help,h", "show this help")("job", po::value<std::string>(), "only this job (positional)");
@@ -127,10 +168,14 @@ int StatusCommand(int argc, char** argv) {
     ++shown;
     std::printf("job %s: serving v%d%s\n", name.c_str(), job->serving,
                 job->previous_serving.empty() ? "" : (" (rollback to v" + std::to_string(job->previous_serving.back()) + ")").c_str());
+    if (const VersionInfo* serving = job->Find(job->serving); serving && !serving->postgres_table.empty()) {
+      PrintPostgresServing(*job, *serving, PostgresDsn(vm));
+    }
     for (const auto& v : job->versions) {
       auto progress = registry.Progress(name, v.version);
+      const std::string output = v.postgres_table.empty() ? v.output_topic : "postgres table " + v.PostgresVersionTable();
       std::printf("  v%d %-9s%s spec %s  output %s  state %s\n", v.version, VersionStateName(v.state),
-                  job->serving == v.version ? " SERVING" : "        ", v.spec_hash.c_str(), v.output_topic.c_str(),
+                  job->serving == v.version ? " SERVING" : "        ", v.spec_hash.c_str(), output.c_str(),
                   v.state_dir.c_str());
       if (!progress) {
         std::printf("      no progress reported yet\n");
@@ -176,11 +221,15 @@ int PromoteCommand(int argc, char** argv) {
       "Switches the job's serving alias to version N with one registry record. Refuses if N\n"
       "has not caught up (unless --force). Compares N's outputs with the serving version's on\n"
       "the keys both produced and prints the diff; refuses over the changed-share gate unless\n"
-      "--accept.";
+      "--accept. For a job with sink.postgres the diff runs in the database, and the view\n"
+      "<table> is then pointed at <table>_vN in one transaction with kappa_serving (after the\n"
+      "registry record: the registry wins; status, get, promote and rollback repair a view\n"
+      "left behind by a crash).";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "promote", usage, desc, &positional, vm); rc >= 0) return rc;
   options.force = vm.count("force") > 0;
   options.accept = vm.count("accept") > 0;
+  options.postgres_dsn = PostgresDsn(vm);
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("promote", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
@@ -203,7 +252,7 @@ int RollbackCommand(int argc, char** argv) {
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("rollback", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
   std::string report;
-  Status st = Rollback(registry, job, &report);
+  Status st = Rollback(registry, job, &report, PostgresDsn(vm));
   if (!st.ok()) return Fail("rollback", st);
   std::printf("%s\n", report.c_str());
   return 0;
@@ -221,14 +270,14 @@ int RetireCommand(int argc, char** argv) {
   po::positional_options_description positional;
   AddJobCommandOptions(desc, positional);
   po::variables_map vm;
-  if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire: only a state directory kappa\ncreated for that version (it holds a KAPPA_STATE marker naming it), and in it only the\nRocksDB files and kappa's own; anything else is left in place and named.", desc, &positional, vm); rc >= 0) return rc;
+  if (int rc = ParseOrExit(argc, argv, "retire", "usage: kappa retire JOB --version N --brokers HOST:PORT\n\nStops a (non-serving) version: its process exits at its next registry check. Its state\nis kept for --retention, then deleted by a later retire: only a state directory kappa\ncreated for that version (it holds a KAPPA_STATE marker naming it), and in it only the\nRocksDB files and kappa's own; anything else is left in place and named. With\nsink.postgres its table <table>_vN and kappa_offsets rows are dropped then too.", desc, &positional, vm); rc >= 0) return rc;
   auto retention_ms = ParseDurationMs(retention);
   if (!retention_ms.ok()) return Fail("retire", Status::InvalidArgument("--retention: " + retention_ms.status().message()));
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("retire", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
   std::string report;
-  Status st = Retire(registry, job, version, *retention_ms, &report);
+  Status st = Retire(registry, job, version, *retention_ms, &report, PostgresDsn(vm));
   if (!st.ok()) return Fail("retire", st);
   std::printf("%s\n", report.c_str());
   return 0;
@@ -248,7 +297,7 @@ int GetCommand(int argc, char** argv) {
   AddJobCommandOptions(desc, positional);
   positional.add("key", 1);
   po::variables_map vm;
-  if (int rc = ParseOrExit(argc, argv, "get", "usage: kappa get JOB KEY --brokers HOST:PORT\n\nPrints the latest output for KEY from the version that serves JOB, read from a local\ntable materialized from its output topic (upsert by key, caught up on every call).", desc, &positional, vm); rc >= 0) return rc;
+  if (int rc = ParseOrExit(argc, argv, "get", "usage: kappa get JOB KEY --brokers HOST:PORT\n\nPrints the latest output for KEY from the version that serves JOB, read from a local\ntable materialized from its output topic (upsert by key, caught up on every call).\nA job with sink.postgres is read from PostgreSQL: the view <table> (the serving\nversion), or with --version N its table <table>_vN.", desc, &positional, vm); rc >= 0) return rc;
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("get", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
@@ -258,6 +307,23 @@ int GetCommand(int argc, char** argv) {
   const int32_t v = version ? version : record->serving;
   const VersionInfo* info = record->Find(v);
   if (!info) return Fail("get", Status::NotFound("job " + job + " has no version " + std::to_string(v) + " (nothing serves yet?)"));
+  if (!info->postgres_table.empty()) {
+    // Served from PostgreSQL: the view (made to agree with the registry
+    // first), or with --version that version's table.
+    const std::string dsn = PostgresDsn(vm);
+    if (version == 0) {
+      if (auto line = ReconcileServing(*record, dsn); !line.ok()) return Fail("get", line.status());
+    }
+    auto pg = PgClient::Connect(ServingDsn(*info, dsn));
+    if (!pg.ok()) return Fail("get", pg.status());
+    const std::string table = version ? info->PostgresVersionTable() : info->postgres_table;
+    auto row = PgRowJson(**pg, table, key);
+    if (!row.ok()) return Fail("get", row.status());
+    if (!row->has_value()) return Fail("get", Status::NotFound("no row for key " + key + " in PostgreSQL " + table));
+    std::printf("{\"job\":\"%s\",\"version\":%d,\"key\":\"%s\",\"value\":%s}\n", JsonEscape(job).c_str(), v,
+                JsonEscape(key).c_str(), (*row)->c_str());
+    return 0;
+  }
   auto table = MaterializedTable::Open(table_dir + "/" + info->output_topic, info->output_topic);
   if (!table.ok()) return Fail("get", table.status());
   auto applied = (*table)->CatchUp(config);

@@ -14,7 +14,8 @@ bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // key=value form: each `password = value` (value bare or single-quoted with
 // backslash escapes) becomes password=***.
-std::string RedactKeyValue(std::string_view dsn) {
+// With drop, the password's key=value goes altogether (and the space before it).
+std::string RedactKeyValue(std::string_view dsn, bool drop = false) {
   std::string out;
   size_t i = 0;
   while (i < dsn.size()) {
@@ -42,6 +43,11 @@ std::string RedactKeyValue(std::string_view dsn) {
     } else {
       while (v < dsn.size() && !IsSpace(dsn[v])) v += (dsn[v] == '\\' && v + 1 < dsn.size()) ? 2 : 1;
     }
+    if (key == "password" && drop) {
+      while (!out.empty() && IsSpace(out.back())) out.pop_back();
+      i = v;
+      continue;
+    }
     out.append(key).append("=");
     out.append(key == "password" ? std::string_view("***") : dsn.substr(j, v - j));
     i = v;
@@ -50,7 +56,8 @@ std::string RedactKeyValue(std::string_view dsn) {
 }
 
 // URI form: postgresql://user:secret@host/db?password=secret&...
-std::string RedactUri(std::string_view dsn) {
+// With drop, ":secret" and the password parameter go altogether.
+std::string RedactUri(std::string_view dsn, bool drop = false) {
   std::string out(dsn);
   const size_t scheme = out.find("://");
   const size_t authority = scheme + 3;
@@ -58,13 +65,28 @@ std::string RedactUri(std::string_view dsn) {
   const size_t at = out.rfind('@', end == std::string::npos ? out.size() : end);
   if (at != std::string::npos && at > authority) {
     const size_t colon = out.find(':', authority);
-    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    if (colon != std::string::npos && colon < at) {
+      if (drop) {
+        out.erase(colon, at - colon);
+      } else {
+        out.replace(colon + 1, at - colon - 1, "***");
+      }
+    }
   }
   for (size_t q = out.find("password=", 0); q != std::string::npos; q = out.find("password=", q + 1)) {
     if (q > 0 && out[q - 1] != '?' && out[q - 1] != '&') continue;
     const size_t v = q + 9;
     const size_t amp = out.find('&', v);
-    out.replace(v, (amp == std::string::npos ? out.size() : amp) - v, "***");
+    if (!drop) {
+      out.replace(v, (amp == std::string::npos ? out.size() : amp) - v, "***");
+      continue;
+    }
+    if (amp != std::string::npos) {
+      out.erase(q, amp + 1 - q);  // "password=x&" (the next parameter takes its separator)
+    } else {
+      out.erase(q - 1);  // "?password=x" or "&password=x" at the end
+    }
+    q = q > 0 ? q - 1 : 0;
   }
   return out;
 }
@@ -84,6 +106,13 @@ std::string ServerMessage(const PGresult* r, pg_conn* conn, std::string* sqlstat
 std::string RedactDsn(std::string_view dsn) {
   if (dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0) return RedactUri(dsn);
   return RedactKeyValue(dsn);
+}
+
+std::string DsnWithoutPassword(std::string_view dsn) {
+  if (dsn.rfind("postgresql://", 0) == 0 || dsn.rfind("postgres://", 0) == 0) return RedactUri(dsn, true);
+  std::string out = RedactKeyValue(dsn, true);
+  while (!out.empty() && IsSpace(out.front())) out.erase(out.begin());
+  return out;
 }
 
 std::string QuoteIdentifier(std::string_view name) {

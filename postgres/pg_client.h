@@ -21,6 +21,10 @@ namespace kappa {
 // key=value ("host=h password=secret", quoted values included) and URI
 // ("postgresql://user:secret@host/db", "?password=secret").
 std::string RedactDsn(std::string_view dsn);
+// The DSN with its password removed altogether (both forms), for what kappa
+// stores (the registry in the control topic): libpq then takes the password
+// from PGPASSWORD or ~/.pgpass.
+std::string DsnWithoutPassword(std::string_view dsn);
 
 // One result: rows of text values (NULL reads as "").
 struct PgRows {

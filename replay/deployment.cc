@@ -1,5 +1,9 @@
 #include "replay/deployment.h"
 
+#include "engine/postgres_table.h"
+#include "postgres/pg_client.h"
+#include "replay/pg_serving.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,6 +75,10 @@ Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool repl
   info.state_dir = state_dir;
   info.registered_at_ms = WallClockMs();
   info.max_changed_share = spec.max_changed_share;
+  if (spec.postgres()) {
+    info.postgres_table = spec.postgres_table;
+    info.postgres_dsn = DsnWithoutPassword(spec.postgres_dsn);
+  }
   record.versions.push_back(info);
   if (record.serving == 0 && !replay) record.serving = spec.version;  // the first live version serves
   auto put = registry.TryPutJob(record);
@@ -341,6 +349,30 @@ class ProgressPublisher {
 
 }  // namespace
 
+namespace {
+
+// sink.postgres: the version's table exists from the start (the sink's own
+// DDL, IF NOT EXISTS) and the serving view agrees with the registry (the
+// registry wins, replay/pg_serving.h). The sink reports a database it cannot
+// reach; here that is only a warning.
+template <typename Note>
+void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note) {
+  auto pg = PgClient::Connect(spec.postgres_dsn);
+  Status st = pg.status();
+  if (pg.ok()) {
+    auto created = (*pg)->Exec(PostgresCreateTable(spec));
+    st = created.status();
+  }
+  if (st.ok()) {
+    auto line = ReconcileServing(record, spec.postgres_dsn);
+    st = line.status();
+    if (line.ok() && !line->empty()) note(NoteLevel::kInfo, *line);
+  }
+  if (!st.ok()) note(NoteLevel::kWarning, "the PostgreSQL serving view was not checked: " + st.ToString());
+}
+
+}  // namespace
+
 Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const DeploymentOptions& options,
                      Registry& registry, StopToken stop, RunSummary* summary) {
   auto note = [&](NoteLevel level, const std::string& text) {
@@ -349,6 +381,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   auto registered = RegisterVersion(registry, spec, options.replay);
   if (!registered.ok()) return registered.status();
   KAPPA_RETURN_IF_ERROR(ClaimStateDir(spec.state_dir, spec.job, spec.version));
+  if (spec.postgres()) ReconcilePostgres(spec, *registered, note);
   note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) + " registered (" +
                              (registered->serving == spec.version ? "serving" : "not serving") + "); " +
                              (options.replay ? "replaying from offset 0 beside the running versions" : "running live"));

@@ -14,9 +14,11 @@
 #include <regex>
 #include <vector>
 
+#include "base/test_hooks.h"
 #include "kafka/kafka_client.h"
 #include "kafka/topic_reader.h"
 #include "replay/deployment.h"
+#include "replay/pg_serving.h"
 #include "schemas/window_aggregate_generated.h"
 
 namespace kappa {
@@ -161,6 +163,52 @@ namespace {
 
 constexpr int kWriteAttempts = 20;
 
+// The test hooks' kill points between the registry record and the view swap.
+KAPPA_KILL_SWITCH(kill_switch);
+
+// The diff of two versions: their output topics, or their PostgreSQL tables
+// (in the database). Versions that write to different kinds of sink cannot
+// be compared: the result is then nullopt and *why says so.
+Result<std::optional<OutputDiff>> CompareVersions(const KafkaConfig& config, const VersionInfo& serving,
+                                                  const VersionInfo& candidate, const std::string& postgres_dsn,
+                                                  std::string* why) {
+  if (serving.postgres_table.empty() && candidate.postgres_table.empty()) {
+    auto diff = CompareOutputs(config, serving.output_topic, candidate.output_topic);
+    if (!diff.ok()) return diff.status();
+    return std::optional<OutputDiff>(*diff);
+  }
+  if (serving.postgres_table.empty() || candidate.postgres_table.empty()) {
+    *why = "outputs not compared: v" + std::to_string(serving.version) + " writes " +
+           (serving.postgres_table.empty() ? "topic " + serving.output_topic : "PostgreSQL table " + serving.PostgresVersionTable()) +
+           ", v" + std::to_string(candidate.version) + " " +
+           (candidate.postgres_table.empty() ? "topic " + candidate.output_topic
+                                             : "PostgreSQL table " + candidate.PostgresVersionTable());
+    return std::optional<OutputDiff>();
+  }
+  auto pg = PgClient::Connect(ServingDsn(candidate, postgres_dsn));
+  if (!pg.ok()) return pg.status();
+  auto diff = ComparePgTables(**pg, serving.PostgresVersionTable(), candidate.PostgresVersionTable());
+  if (!diff.ok()) return diff.status();
+  return std::optional<OutputDiff>(*diff);
+}
+
+// After a registry write: makes PostgreSQL serve what the registry now says.
+// Appends its line to *report; a failure says the registry already changed.
+Status SwapAfterRegistry(Registry& registry, const std::string& job, const std::string& postgres_dsn,
+                         std::string* report) {
+  auto record = registry.Job(job);
+  if (!record) return Status::OK();
+  auto line = ReconcileServing(*record, postgres_dsn);
+  if (!line.ok()) {
+    return Status::Unavailable(
+                  "the registry records v" + std::to_string(record->serving) + " as serving job " + job +
+                      ", but the PostgreSQL view could not be switched: " + line.status().message() +
+                      "; the next kappa promote, rollback, status or get makes PostgreSQL agree with the registry");
+  }
+  if (!line->empty()) *report += (report->empty() ? "" : "\n") + *line;
+  return Status::OK();
+}
+
 // One attempt of Promote on the registry's current view. *lost: the write
 // lost to a concurrent one. *serving_seen: the serving version the checks
 // and the diff were made against.
@@ -208,11 +256,20 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
   }
   if (record->serving != 0) {
     const VersionInfo* serving = record->Find(record->serving);
-    auto diff = CompareOutputs(config, serving->output_topic, candidate->output_topic);
-    if (!diff.ok()) return diff.status();
-    text = "v" + std::to_string(record->serving) + " -> v" + std::to_string(version) + ": " + diff->ToString();
+    std::string why;
+    auto compared = CompareVersions(config, *serving, *candidate, options.postgres_dsn, &why);
+    if (!compared.ok()) return compared.status();
     const double gate = options.max_changed_share >= 0 ? options.max_changed_share : candidate->max_changed_share;
-    if (gate >= 0 && diff->changed_share() > gate && !options.accept) {
+    if (!compared->has_value()) {
+      text = "v" + std::to_string(record->serving) + " -> v" + std::to_string(version) + ": " + why;
+      if (gate >= 0 && !options.accept) {
+        *report = text;
+        return Status::FailedPrecondition("the changed-share gate cannot be checked; promote with --accept to proceed");
+      }
+    }
+    const OutputDiff* diff = compared->has_value() ? &**compared : nullptr;
+    if (diff) text = "v" + std::to_string(record->serving) + " -> v" + std::to_string(version) + ": " + diff->ToString();
+    if (diff && gate >= 0 && diff->changed_share() > gate && !options.accept) {
       *report = text;
       char buf[160];
       std::snprintf(buf, sizeof(buf), "%.1f%% of compared rows changed, over the %.1f%% gate", 100 * diff->changed_share(),
@@ -229,6 +286,7 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     return Status::OK();
   }
   *report = text + (text.empty() ? "" : "\n") + "job " + job + ": version " + std::to_string(version) + " now serves";
+  KAPPA_KILL_POINT(kill_switch, "promote-registry-written");
   return Status::OK();
 }
 
@@ -252,13 +310,14 @@ Status Promote(Registry& registry, const KafkaConfig& config, const std::string&
     int32_t serving_seen = 0;
     report->clear();
     Status st = TryPromote(registry, config, job, version, options, expected_serving, report, &lost, &serving_seen);
-    if (!st.ok() || !lost) return st;
+    if (!st.ok()) return st;
+    if (!lost) return SwapAfterRegistry(registry, job, options.postgres_dsn, report);
     expected_serving = serving_seen;  // the view is now the newer state
   }
   return GaveUp(job, "the promotion was");
 }
 
-Status Rollback(Registry& registry, const std::string& job, std::string* report) {
+Status Rollback(Registry& registry, const std::string& job, std::string* report, const std::string& postgres_dsn) {
   KAPPA_RETURN_IF_ERROR(registry.Refresh());
   int32_t expected_serving = -1;
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
@@ -284,7 +343,8 @@ Status Rollback(Registry& registry, const std::string& job, std::string* report)
         if (*won) {
           *report = "job " + job + ": version " + std::to_string(previous) + " serves again (was " +
                     std::to_string(from) + ")";
-          return Status::OK();
+          KAPPA_KILL_POINT(kill_switch, "rollback-registry-written");
+          return SwapAfterRegistry(registry, job, postgres_dsn, report);
         }
         found = true;
         break;
@@ -358,7 +418,8 @@ std::string DeleteVersionState(const std::string& job, const VersionInfo& v) {
 
 }  // namespace
 
-Status Retire(Registry& registry, const std::string& job, int32_t version, int64_t retention_ms, std::string* report) {
+Status Retire(Registry& registry, const std::string& job, int32_t version, int64_t retention_ms, std::string* report,
+              const std::string& postgres_dsn) {
   KAPPA_RETURN_IF_ERROR(registry.Refresh());
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
     auto record = registry.Job(job);
@@ -383,6 +444,30 @@ Status Retire(Registry& registry, const std::string& job, int32_t version, int64
       if (other.state == VersionState::kRetired && now - other.retired_at_ms >= retention_ms && !other.state_dir.empty()) {
         const std::string line = DeleteVersionState(job, other);
         if (!line.empty()) *report += "\n  " + line;
+      }
+    }
+    // Their PostgreSQL tables too (never the serving version's).
+    std::unique_ptr<PgClient> pg;
+    for (const auto& other : record->versions) {
+      if (other.state != VersionState::kRetired || now - other.retired_at_ms < retention_ms ||
+          other.postgres_table.empty() || other.version == record->serving) {
+        continue;
+      }
+      Result<std::string> line = std::string();
+      if (!pg) {
+        auto connected = PgClient::Connect(ServingDsn(other, postgres_dsn));
+        if (connected.ok()) {
+          pg = std::move(*connected);
+        } else {
+          line = connected.status();
+        }
+      }
+      if (pg) line = DropVersionTable(*pg, job, other);
+      if (!line.ok()) {
+        *report += "\n  could not drop PostgreSQL table " + other.PostgresVersionTable() + ": " +
+                   line.status().message() + "; a later retire tries again";
+      } else if (!line->empty()) {
+        *report += "\n  " + *line;
       }
     }
     return Status::OK();

@@ -47,15 +47,26 @@ struct PromoteOptions {
   bool accept = false;             // skip the changed-share gate
   double max_changed_share = -1;   // overrides the spec's gate when >= 0
   int64_t max_lag = 1000;          // caught up: every partition within this many records
+  // PostgreSQL versions (sink.postgres): the DSN to use instead of the
+  // registered one (which has no password); "" uses the registered one.
+  std::string postgres_dsn;
 };
 
 // On success *report holds the diff summary and what changed.
+// For versions that write PostgreSQL tables, the diff runs in the database
+// (ComparePgTables) and, after the registry record, the view <table> is
+// swapped to the version's table (ReconcileServing, replay/pg_serving.h):
+// the registry is written first and wins; a crash between the two is
+// repaired by the next promote, rollback, status, get or deployment start.
 Status Promote(Registry& registry, const KafkaConfig& config, const std::string& job, int32_t version,
                const PromoteOptions& options, std::string* report);
-Status Rollback(Registry& registry, const std::string& job, std::string* report);
+// The same order as Promote: the registry record, then the view.
+Status Rollback(Registry& registry, const std::string& job, std::string* report,
+                const std::string& postgres_dsn = "");
 // Marks the version retired (its process stops at its next registry check)
-// and deletes the local state of versions retired more than retention_ms ago.
+// and deletes the local state of versions retired more than retention_ms ago,
+// and their PostgreSQL tables and kappa_offsets rows (never the serving one's).
 Status Retire(Registry& registry, const std::string& job, int32_t version, int64_t retention_ms,
-              std::string* report);
+              std::string* report, const std::string& postgres_dsn = "");
 
 }  // namespace kappa

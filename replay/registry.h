@@ -47,6 +47,13 @@ struct VersionInfo {
   int64_t registered_at_ms = 0;
   int64_t retired_at_ms = 0;
   double max_changed_share = -1;  // promotion gate from the spec; < 0: none
+  // sink.postgres: the base table ([schema.]name; the version's rows are in
+  // <postgres_table>_v<version>, readers use the view <postgres_table>), ""
+  // for a Kafka sink; and the spec's DSN with its password removed (never
+  // stored in the control topic).
+  std::string postgres_table;
+  std::string postgres_dsn;
+  std::string PostgresVersionTable() const { return postgres_table + "_v" + std::to_string(version); }
 };
 
 struct JobRecord {

@@ -30,6 +30,23 @@ TEST(RedactDsnTest, ThePasswordNeverSurvives) {
   EXPECT_EQ(QuoteIdentifier("user_spend\"v2"), "\"user_spend\"\"v2\"");
 }
 
+// What the registry stores: the DSN without any trace of the password
+// (libpq then takes it from PGPASSWORD or ~/.pgpass).
+TEST(RedactDsnTest, DsnWithoutPasswordRemovesItInBothForms) {
+  EXPECT_EQ(DsnWithoutPassword("host=h port=5432 user=u password=s3cret dbname=d"), "host=h port=5432 user=u dbname=d");
+  EXPECT_EQ(DsnWithoutPassword("password = 's3 cr\\'et' host=h"), "host=h");
+  EXPECT_EQ(DsnWithoutPassword("host=h password=s3cret"), "host=h");
+  EXPECT_EQ(DsnWithoutPassword("host=h"), "host=h");
+  EXPECT_EQ(DsnWithoutPassword("postgresql://u:s3cret@h:5432/d?sslmode=disable"), "postgresql://u@h:5432/d?sslmode=disable");
+  EXPECT_EQ(DsnWithoutPassword("postgres://h/d?user=u&password=s3cret&x=1"), "postgres://h/d?user=u&x=1");
+  EXPECT_EQ(DsnWithoutPassword("postgres://h/d?password=s3cret&x=1"), "postgres://h/d?x=1");
+  EXPECT_EQ(DsnWithoutPassword("postgres://h/d?user=u&password=s3cret"), "postgres://h/d?user=u");
+  EXPECT_EQ(DsnWithoutPassword("postgresql://u@h/d"), "postgresql://u@h/d");
+  for (const char* dsn : {"host=h password=s3cret", "postgresql://u:s3cret@h/d?password=s3cret"}) {
+    EXPECT_EQ(DsnWithoutPassword(dsn).find("s3cret"), std::string::npos) << dsn;
+  }
+}
+
 class PgClientTest : public ::testing::Test {
  protected:
   void SetUp() override {

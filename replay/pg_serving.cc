@@ -1,0 +1,298 @@
+#include "replay/pg_serving.h"
+
+#include <cstdlib>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "engine/postgres_table.h"
+#include "operators/features.h"
+
+namespace kappa {
+namespace {
+
+using Columns = std::vector<std::pair<std::string, std::string>>;  // name, type
+
+// The columns of a table or view, in order (empty when it does not exist).
+Result<Columns> RelationColumns(PgClient& pg, const std::string& table) {
+  auto rows = pg.Exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass(" +
+                      QuoteLiteral(QuoteQualified(table)) +
+                      ") AND attnum > 0 AND NOT attisdropped ORDER BY attnum");
+  if (!rows.ok()) return rows.status();
+  Columns out;
+  for (const auto& r : rows->rows) out.emplace_back(r[0], r[1]);
+  return out;
+}
+
+// pg_class.relkind of `table` ("" when it does not exist).
+Result<std::string> RelKind(PgClient& pg, const std::string& table) {
+  auto rows = pg.Exec("SELECT relkind FROM pg_class WHERE oid = to_regclass(" + QuoteLiteral(QuoteQualified(table)) + ")");
+  if (!rows.ok()) return rows.status();
+  return rows->rows.empty() ? std::string() : rows->rows[0][0];
+}
+
+// Runs `body` between BEGIN and COMMIT; ROLLBACK when it fails.
+template <typename Body>
+Status InTransaction(PgClient& pg, Body body) {
+  auto begin = pg.Exec("BEGIN");
+  if (!begin.ok()) return begin.status();
+  Status st = body();
+  if (st.ok()) {
+    auto commit = pg.Exec("COMMIT");
+    return commit.ok() ? Status::OK() : commit.status();
+  }
+  (void)pg.Exec("ROLLBACK");
+  return st;
+}
+
+Status EnsureServingTable(PgClient& pg, const std::string& base_table) {
+  auto exists = PgRelationExists(pg, PgSchemaPrefix(base_table) + "kappa_serving");
+  if (!exists.ok()) return exists.status();
+  if (*exists) return Status::OK();
+  // Two processes creating it at once: CREATE TABLE IF NOT EXISTS alone can
+  // still fail on the catalog's unique index; the lock serializes them.
+  return InTransaction(pg, [&]() -> Status {
+    auto st = pg.Exec("SELECT pg_advisory_xact_lock(hashtext('kappa_serving ddl')); " +
+                      PgCreateServingTable(base_table));
+    return st.ok() ? Status::OK() : st.status();
+  });
+}
+
+bool IsNumericType(const std::string& type) {
+  return type == "bigint" || type == "integer" || type == "smallint" || type == "double precision" ||
+         type == "real" || type == "boolean" || type.rfind("numeric", 0) == 0;
+}
+
+// A column as a number for the change magnitude.
+std::string AsDouble(const std::string& expr, const std::string& type) {
+  return type == "boolean" ? "(" + expr + ")::int::float8" : "(" + expr + ")::float8";
+}
+
+double ToDouble(const std::string& text) { return text.empty() ? 0 : std::strtod(text.c_str(), nullptr); }
+int64_t ToInt(const std::string& text) { return text.empty() ? 0 : std::strtoll(text.c_str(), nullptr, 10); }
+
+}  // namespace
+
+std::string PgServingTable(std::string_view base_table) {
+  return QuoteQualified(PgSchemaPrefix(base_table) + "kappa_serving");
+}
+
+std::string PgCreateServingTable(std::string_view base_table) {
+  return "CREATE TABLE IF NOT EXISTS " + PgServingTable(base_table) +
+         " (job text PRIMARY KEY, version integer NOT NULL, table_name text NOT NULL, "
+         "promoted_at timestamptz NOT NULL DEFAULT now(), registry_seq bigint NOT NULL DEFAULT 0)";
+}
+
+Result<bool> PgRelationExists(PgClient& pg, const std::string& table) {
+  auto kind = RelKind(pg, table);
+  if (!kind.ok()) return kind.status();
+  return !kind->empty();
+}
+
+Status SwapServingView(PgClient& pg, const std::string& job, const std::string& base_table, int32_t version,
+                       int64_t registry_seq, bool* applied) {
+  if (applied) *applied = false;
+  const std::string target = base_table + "_v" + std::to_string(version);
+  KAPPA_RETURN_IF_ERROR(EnsureServingTable(pg, base_table));
+  bool done = false;
+  Status st = InTransaction(pg, [&]() -> Status {
+    // One swap of this job at a time; the second sees the first's row.
+    auto lock = pg.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
+    if (!lock.ok()) return lock.status();
+    auto row = pg.Exec("SELECT version, registry_seq FROM " + PgServingTable(base_table) + " WHERE job = " +
+                       QuoteLiteral(job) + " FOR UPDATE");
+    if (!row.ok()) return row.status();
+    if (registry_seq > 0 && !row->rows.empty() && ToInt(row->rows[0][1]) > registry_seq) {
+      return Status::OK();  // a swap from a later registry state came first: it stands
+    }
+    auto columns = RelationColumns(pg, target);
+    if (!columns.ok()) return columns.status();
+    if (columns->empty()) {
+      return Status::FailedPrecondition("PostgreSQL table " + target + " (job " + job + " version " +
+                                        std::to_string(version) +
+                                        ") does not exist: the version creates it when it starts; deploy or replay it first");
+    }
+    auto kind = RelKind(pg, base_table);
+    if (!kind.ok()) return kind.status();
+    if (!kind->empty() && *kind != "v") {
+      return Status::FailedPrecondition("PostgreSQL " + base_table + " exists and is not a view: kappa serves job " + job +
+                                        " through a view of that name over " + target +
+                                        "; rename or drop what is there");
+    }
+    std::string sql;
+    if (!kind->empty()) {
+      auto view_columns = RelationColumns(pg, base_table);
+      if (!view_columns.ok()) return view_columns.status();
+      // CREATE OR REPLACE VIEW only appends columns; other changes need the
+      // view dropped and created again (in this same transaction).
+      if (*view_columns != *columns) sql = "DROP VIEW " + QuoteQualified(base_table) + "; ";
+    }
+    sql += "CREATE OR REPLACE VIEW " + QuoteQualified(base_table) + " AS SELECT * FROM " + QuoteQualified(target) + "; ";
+    sql += "INSERT INTO " + PgServingTable(base_table) + " (job, version, table_name, promoted_at, registry_seq) VALUES (" +
+           QuoteLiteral(job) + ", " + std::to_string(version) + ", " + QuoteLiteral(target) + ", now(), " +
+           std::to_string(registry_seq) +
+           ") ON CONFLICT (job) DO UPDATE SET version = EXCLUDED.version, table_name = EXCLUDED.table_name, "
+           "promoted_at = EXCLUDED.promoted_at, registry_seq = GREATEST(" +
+           PgServingTable(base_table) + ".registry_seq, EXCLUDED.registry_seq)";
+    auto swap = pg.Exec(sql);
+    if (!swap.ok()) return swap.status();
+    done = true;
+    return Status::OK();
+  });
+  if (st.ok() && applied) *applied = done;
+  return st;
+}
+
+Result<std::optional<int32_t>> ServingVersion(PgClient& pg, const std::string& job, const std::string& base_table) {
+  auto exists = PgRelationExists(pg, PgSchemaPrefix(base_table) + "kappa_serving");
+  if (!exists.ok()) return exists.status();
+  if (!*exists) return std::optional<int32_t>();
+  auto rows = pg.Exec("SELECT version FROM " + PgServingTable(base_table) + " WHERE job = " + QuoteLiteral(job));
+  if (!rows.ok()) return rows.status();
+  if (rows->rows.empty()) return std::optional<int32_t>();
+  return std::optional<int32_t>(static_cast<int32_t>(ToInt(rows->rows[0][0])));
+}
+
+std::string ServingDsn(const VersionInfo& v, const std::string& override_dsn) {
+  return override_dsn.empty() ? v.postgres_dsn : override_dsn;
+}
+
+Result<std::string> ReconcileServing(const JobRecord& record, const std::string& override_dsn) {
+  if (record.serving == 0) return std::string();
+  const VersionInfo* v = record.Find(record.serving);
+  if (v == nullptr || v->postgres_table.empty()) return std::string();
+  auto pg = PgClient::Connect(ServingDsn(*v, override_dsn));
+  if (!pg.ok()) return pg.status();
+  auto exists = PgRelationExists(**pg, v->PostgresVersionTable());
+  if (!exists.ok()) return exists.status();
+  if (!*exists) return std::string();  // the version has not created its table yet
+  auto current = ServingVersion(**pg, record.job, v->postgres_table);
+  if (!current.ok()) return current.status();
+  auto view = RelKind(**pg, v->postgres_table);
+  if (!view.ok()) return view.status();
+  if (*current == record.serving && *view == "v") return std::string();
+  bool applied = false;
+  KAPPA_RETURN_IF_ERROR(SwapServingView(**pg, record.job, v->postgres_table, record.serving, record.seq, &applied));
+  if (!applied) return std::string();
+  return "PostgreSQL view " + v->postgres_table + " now serves v" + std::to_string(record.serving) +
+         ", the registry's serving version (kappa_serving said " +
+         (*current ? "v" + std::to_string(**current) : std::string("nothing")) + ")";
+}
+
+Result<OutputDiff> ComparePgTables(PgClient& pg, const std::string& serving_table, const std::string& candidate_table) {
+  auto sc = RelationColumns(pg, serving_table);
+  if (!sc.ok()) return sc.status();
+  auto cc = RelationColumns(pg, candidate_table);
+  if (!cc.ok()) return cc.status();
+  for (const auto& [table, cols] : {std::pair{serving_table, &*sc}, std::pair{candidate_table, &*cc}}) {
+    if (cols->empty()) {
+      return Status::FailedPrecondition("PostgreSQL table " + table +
+                                        " does not exist, so the versions cannot be compared; has its version run?");
+    }
+  }
+  std::map<std::string, std::string> candidate_types(cc->begin(), cc->end());
+  const std::string both = "s.kappa_key IS NOT NULL AND c.kappa_key IS NOT NULL";
+  std::string row_s, row_c;
+  struct Feature {
+    std::string name;
+    bool numeric;
+  };
+  std::vector<Feature> features;
+  std::string per_feature;
+  for (const auto& [name, type] : *sc) {
+    auto it = candidate_types.find(name);
+    if (it == candidate_types.end() || name.rfind("kappa_", 0) == 0) continue;  // lineage differs by design
+    const bool same_type = it->second == type;
+    const std::string s = "s." + QuoteIdentifier(name) + (same_type ? "" : "::text");
+    const std::string c = "c." + QuoteIdentifier(name) + (same_type ? "" : "::text");
+    row_s += (row_s.empty() ? "" : ", ") + s;
+    row_c += (row_c.empty() ? "" : ", ") + c;
+    if (IsLeadingColumnName(name)) continue;
+    const bool numeric = IsNumericType(type) && IsNumericType(it->second);
+    features.push_back({name, numeric});
+    const std::string changed = both + " AND " + s + " IS DISTINCT FROM " + c;
+    per_feature += ", count(*) FILTER (WHERE " + changed + ")";
+    if (numeric) {
+      const std::string delta = "abs(" + AsDouble("c." + QuoteIdentifier(name), it->second) + " - " +
+                                AsDouble("s." + QuoteIdentifier(name), type) + ")";
+      per_feature += ", max(" + delta + ") FILTER (WHERE " + changed + "), avg(" + delta + ") FILTER (WHERE " + changed + ")";
+    } else {
+      per_feature += ", NULL, NULL";
+    }
+  }
+  const std::string row_changed =
+      row_s.empty() ? "false" : "ROW(" + row_s + ") IS DISTINCT FROM ROW(" + row_c + ")";
+  const std::string sql = "SELECT count(*) FILTER (WHERE " + both + "), count(*) FILTER (WHERE " + both + " AND NOT (" +
+                          row_changed + ")), count(*) FILTER (WHERE " + both + " AND " + row_changed +
+                          "), count(*) FILTER (WHERE c.kappa_key IS NULL), count(*) FILTER (WHERE s.kappa_key IS NULL)" +
+                          per_feature + " FROM " + QuoteQualified(serving_table) + " s FULL OUTER JOIN " +
+                          QuoteQualified(candidate_table) + " c ON s.kappa_key = c.kappa_key";
+  auto result = pg.Exec(sql);
+  if (!result.ok()) return result.status();
+  if (result->rows.size() != 1) return Status::IOError("the promotion diff query returned no row");
+  const auto& r = result->rows[0];
+  OutputDiff diff;
+  diff.compared = ToInt(r[0]);
+  diff.equal = ToInt(r[1]);
+  diff.changed = ToInt(r[2]);
+  diff.only_serving = ToInt(r[3]);
+  diff.only_candidate = ToInt(r[4]);
+  for (size_t i = 0; i < features.size(); ++i) {
+    FieldChange f;
+    f.field = features[i].name;
+    f.changed = ToInt(r[5 + 3 * i]);
+    f.largest = ToDouble(r[6 + 3 * i]);
+    f.mean = ToDouble(r[7 + 3 * i]);
+    diff.fields.push_back(f);
+  }
+  return diff;
+}
+
+Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const VersionInfo& v) {
+  const std::string table = v.PostgresVersionTable();
+  std::string line;
+  Status st = InTransaction(pg, [&]() -> Status {
+    auto lock = pg.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
+    if (!lock.ok()) return lock.status();
+    auto serving = ServingVersion(pg, job, v.postgres_table);
+    if (!serving.ok()) return serving.status();
+    if (*serving == v.version) {
+      line = "not dropping PostgreSQL table " + table + ": kappa_serving says it serves job " + job +
+             " (run `kappa status` to make PostgreSQL agree with the registry, then retire again)";
+      return Status::OK();
+    }
+    auto exists = PgRelationExists(pg, table);
+    if (!exists.ok()) return exists.status();
+    int64_t offsets = 0;
+    auto offsets_table = PgRelationExists(pg, PgSchemaPrefix(v.postgres_table) + "kappa_offsets");
+    if (!offsets_table.ok()) return offsets_table.status();
+    if (*offsets_table) {
+      auto deleted = pg.Exec("DELETE FROM " + PgOffsetsTable(v.postgres_table) + " WHERE job = " + QuoteLiteral(job) +
+                             " AND version = " + std::to_string(v.version));
+      if (!deleted.ok()) return deleted.status();
+      offsets = deleted->affected;
+    }
+    if (*exists) {
+      // No CASCADE: a view someone built on it makes PostgreSQL refuse, and says so.
+      auto dropped = pg.Exec("DROP TABLE " + QuoteQualified(table));
+      if (!dropped.ok()) return dropped.status();
+    }
+    if (*exists || offsets > 0) {
+      line = "dropped PostgreSQL table " + table + (*exists ? "" : " (already gone)") + " and its " +
+             std::to_string(offsets) + " kappa_offsets rows";
+    }
+    return Status::OK();
+  });
+  if (!st.ok()) return st;
+  return line;
+}
+
+Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& table, const std::string& key) {
+  auto rows = pg.Exec("SELECT row_to_json(t)::text FROM " + QuoteQualified(table) + " t WHERE kappa_key = " +
+                      QuoteLiteral(key));
+  if (!rows.ok()) return rows.status();
+  if (rows->rows.empty()) return std::optional<std::string>();
+  return std::optional<std::string>(rows->rows[0][0]);
+}
+
+}  // namespace kappa

@@ -1,0 +1,430 @@
+// Serving and promotion through PostgreSQL (issue 13, points 3 and 4), on the
+// suite's real PostgreSQL (fixture `postgres`) with the registry on an
+// embedded broker: the versions' tables are made with the sink's DDL
+// (PostgresCreateTable from parsed specs) and filled with INSERTs. Each test
+// works in a schema of its own (the server is shared by parallel tests).
+//  - a reader of the view during 20 promote/rollback cycles sees one version
+//    at a time, never an error;
+//  - kill -9 of `kappa promote` between the registry record and the swap: the
+//    view still serves the old version, and `kappa status` makes it the
+//    registry's (the registry wins);
+//  - the promotion diff computed in SQL, and the gate on it;
+//  - retire drops a version's table and kappa_offsets rows after the
+//    retention, not before, and never the serving one's;
+//  - `kappa get` and `kappa status` read PostgreSQL, with the password from
+//    --postgres or PGPASSWORD (the registry holds none).
+#include "replay/pg_serving.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "engine/job_spec.h"
+#include "engine/postgres_table.h"
+#include "postgres/pg_client.h"
+#include "replay/deployment.h"
+#include "replay/promotion.h"
+#include "replay/registry.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+namespace {
+
+std::string SuiteDsn() {
+  std::ifstream in(std::string(KAPPA_POSTGRES_DIR) + "/dsn");
+  std::string dsn;
+  std::getline(in, dsn);
+  return dsn;
+}
+
+std::string PasswordOf(const std::string& dsn) {
+  const size_t p = dsn.find("password=");
+  if (p == std::string::npos) return "";
+  return dsn.substr(p + 9, dsn.find(' ', p + 9) - (p + 9));
+}
+
+struct Row {
+  std::string key;  // the entity; kappa_key is "<key>|1767229200000"
+  int64_t n;
+  int64_t spend;
+};
+
+class PgServingTest : public BrokerTest {
+ protected:
+  void SetUp() override {
+    dsn_ = SuiteDsn();
+    if (dsn_.empty()) GTEST_SKIP() << "no PostgreSQL: CTest starts one (fixture postgres)";
+    BrokerTest::SetUp();
+    CreateTopic("kappa.control", 1);
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    schema_ = "pgs_" + std::to_string(::getpid());
+    for (char c : test) schema_.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    schema_ = schema_.substr(0, 60);
+    base_ = schema_ + ".spend";
+    job_ = schema_;
+    auto pg = PgClient::Connect(dsn_);
+    ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+    pg_ = std::move(*pg);
+    ASSERT_TRUE(pg_->Exec("SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_).ok());
+  }
+  void TearDown() override {
+    if (pg_) (void)pg_->Exec("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
+    BrokerTest::TearDown();
+  }
+
+  // A parsed spec of version `version` writing <base>_v<version>; `mean`
+  // adds a third feature (so the table's columns differ).
+  JobSpec Spec(int version, bool mean = false) {
+    const std::string yaml =
+        "job: " + job_ + "\nversion: " + std::to_string(version) +
+        "\nsource: {topic: transactions}\noperators:\n"
+        "  - window: {size: 1h, key: user_id, features: {n: count, spend: sum(amount_cents)" +
+        std::string(mean ? ", mean: avg(amount_cents)" : "") + "}}\n" +
+        "sink: {postgres: {dsn: \"" + dsn_ + "\", table: " + base_ + "}}\ndlq: {topic: " + job_ +
+        ".dlq}\nlate: {topic: " + job_ + ".late}\ncheckpoint: {dir: " + dir_ / ("state.v" + std::to_string(version)) +
+        "}\n";
+    auto spec = ParseJobSpec(yaml);
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString() << "\n" << yaml;
+    return spec.ok() ? *spec : JobSpec{};
+  }
+  // Registers the spec (the first live one serves) and creates its table with `rows`.
+  void AddVersion(Registry& registry, const JobSpec& spec, const std::vector<Row>& rows, bool replay) {
+    auto registered = RegisterVersion(registry, spec, replay);
+    ASSERT_TRUE(registered.ok()) << registered.status().ToString();
+    ASSERT_TRUE(pg_->Exec(PostgresCreateTable(spec)).ok());
+    const bool mean = PostgresColumns(spec).size() > 10;
+    int64_t offset = 0;
+    for (const Row& r : rows) {
+      std::string sql = "INSERT INTO " + QuoteQualified(spec.PostgresTable()) + " VALUES (" +
+                        QuoteLiteral(r.key + "|1767229200000") + ", " + QuoteLiteral(r.key) +
+                        ", '2026-01-01T00:00:00Z', '2026-01-01T01:00:00Z', " + std::to_string(r.n) + ", " +
+                        std::to_string(r.spend) + (mean ? ", " + std::to_string(r.n ? double(r.spend) / r.n : 0) : "") +
+                        ", " + std::to_string(spec.version) + ", 0, " + std::to_string(offset) + ", " +
+                        std::to_string(offset + r.n) + ")";
+      offset += r.n + 1;
+      auto done = pg_->Exec(sql);
+      ASSERT_TRUE(done.ok()) << done.status().ToString();
+    }
+  }
+  static std::vector<Row> Rows(int count, int64_t spend_scale) {
+    std::vector<Row> rows;
+    for (int i = 0; i < count; ++i) rows.push_back({"u" + std::to_string(i), 1 + i % 3, spend_scale * (i + 1)});
+    return rows;
+  }
+  // The kappa_version of the view's rows (0: none or mixed).
+  int ViewVersion() {
+    auto rows = pg_->Exec("SELECT min(kappa_version), max(kappa_version) FROM " + QuoteQualified(base_));
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    if (!rows.ok() || rows->rows.empty() || rows->rows[0][0] != rows->rows[0][1] || rows->rows[0][0].empty()) return 0;
+    return std::stoi(rows->rows[0][0]);
+  }
+  int KappaServing() {
+    auto v = ServingVersion(*pg_, job_, base_);
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() && v->has_value() ? **v : 0;
+  }
+  bool TableExists(const std::string& table) {
+    auto exists = PgRelationExists(*pg_, table);
+    EXPECT_TRUE(exists.ok());
+    return exists.ok() && *exists;
+  }
+  // Registers v1 (serving, 200 rows) and v2 (150 rows, one more column), and
+  // makes PostgreSQL agree with the registry (v1 serves through the view).
+  void TwoVersions(Registry& registry) {
+    AddVersion(registry, Spec(1), Rows(200, 100), false);
+    AddVersion(registry, Spec(2, /*mean=*/true), Rows(150, 90), true);
+    ASSERT_TRUE(registry.Refresh().ok());
+    auto line = ReconcileServing(*registry.Job(job_), dsn_);
+    ASSERT_TRUE(line.ok()) << line.status().ToString();
+    ASSERT_EQ(ViewVersion(), 1);
+  }
+  std::vector<std::string> Kappa(const std::string& command, const std::vector<std::string>& args) {
+    std::vector<std::string> out{command, job_};
+    out.insert(out.end(), args.begin(), args.end());
+    out.insert(out.end(), {"--brokers", bootstrap(), "--control-topic", "kappa.control"});
+    return out;
+  }
+
+  ScratchDir dir_{"pg_serving"};
+  std::string dsn_, schema_, base_, job_;
+  std::unique_ptr<PgClient> pg_;
+};
+
+TEST_F(PgServingTest, TheRegistryRecordsTheTableAndADsnWithoutPassword) {
+  Registry registry(Config());
+  AddVersion(registry, Spec(1), Rows(3, 1), false);
+  ASSERT_TRUE(registry.Refresh().ok());
+  auto job = registry.Job(job_);
+  ASSERT_TRUE(job);
+  const VersionInfo* v = job->Find(1);
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->postgres_table, base_);
+  EXPECT_EQ(v->PostgresVersionTable(), base_ + "_v1");
+  EXPECT_EQ(v->postgres_dsn, DsnWithoutPassword(dsn_));
+  ASSERT_FALSE(PasswordOf(dsn_).empty());
+  EXPECT_EQ(v->postgres_dsn.find(PasswordOf(dsn_)), std::string::npos) << v->postgres_dsn;
+}
+
+TEST_F(PgServingTest, AReaderOfTheViewNeverSeesTwoVersionsDuringPromotions) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  // v3: the same columns as v2 (CREATE OR REPLACE VIEW), v1/v2 differ (DROP + CREATE).
+  AddVersion(registry, Spec(3, /*mean=*/true), Rows(120, 80), true);
+  const std::map<std::string, std::string> count_of = {{"1", "200"}, {"2", "150"}, {"3", "120"}};
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0}, bad{0};
+  std::string first_bad;
+  std::thread reader([&] {
+    auto pg = PgClient::Connect(dsn_);
+    if (!pg.ok()) {
+      first_bad = pg.status().ToString();
+      ++bad;
+      return;
+    }
+    const std::string sql =
+        "SELECT count(DISTINCT kappa_version), count(*), min(kappa_version) FROM " + QuoteQualified(base_);
+    while (!stop) {
+      auto rows = (*pg)->Exec(sql);
+      ++reads;
+      std::string problem;
+      if (!rows.ok()) {
+        problem = rows.status().ToString();
+      } else if (rows->rows.size() != 1 || rows->rows[0][0] != "1" || count_of.count(rows->rows[0][2]) == 0 ||
+                 count_of.at(rows->rows[0][2]) != rows->rows[0][1]) {
+        problem = "versions " + rows->rows[0][0] + ", rows " + rows->rows[0][1] + ", version " + rows->rows[0][2];
+      }
+      if (!problem.empty() && bad++ == 0) first_bad = problem;
+    }
+  });
+  PromoteOptions options;
+  options.force = true;  // nothing reports progress here
+  options.postgres_dsn = dsn_;
+  for (int cycle = 0; cycle < 20; ++cycle) {
+    std::string report;
+    ASSERT_TRUE(Promote(registry, Config(), job_, 2, options, &report).ok()) << report;
+    ASSERT_TRUE(Promote(registry, Config(), job_, 3, options, &report).ok()) << report;
+    ASSERT_EQ(KappaServing(), 3);
+    ASSERT_TRUE(Rollback(registry, job_, &report, dsn_).ok()) << report;
+    ASSERT_TRUE(Rollback(registry, job_, &report, dsn_).ok()) << report;
+    ASSERT_EQ(KappaServing(), 1);
+  }
+  stop = true;
+  reader.join();
+  EXPECT_EQ(bad.load(), 0) << first_bad;
+  EXPECT_GT(reads.load(), 80) << "the reader barely ran";
+  EXPECT_EQ(ViewVersion(), 1);
+}
+
+TEST_F(PgServingTest, ACrashBetweenRegistryAndSwapIsRepairedByTheRegistry) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  Registry registry(Config());
+  TwoVersions(registry);
+  ::setenv("KAPPA_TEST_KILL_AT", "promote-registry-written", 1);
+  ChildProcess promote(Kappa("promote", {"--version", "2", "--force", "--postgres", dsn_}), "pg_promote");
+  ::unsetenv("KAPPA_TEST_KILL_AT");
+  ASSERT_EQ(promote.Wait(), 128 + 9) << promote.Stdout() << promote.Stderr();
+  ASSERT_NE(promote.Stderr().find("promote-registry-written"), std::string::npos) << promote.Stderr();
+  // The registry says v2; PostgreSQL still serves all of v1.
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job(job_)->serving, 2);
+  EXPECT_EQ(KappaServing(), 1);
+  EXPECT_EQ(ViewVersion(), 1);
+  // The next command that looks makes PostgreSQL agree with the registry.
+  std::string out, err;
+  ASSERT_EQ(RunKappa(Kappa("status", {"--postgres", dsn_}), &out, &err), 0) << out << err;
+  EXPECT_NE(out.find("now serves v2, the registry's serving version (kappa_serving said v1)"), std::string::npos) << out;
+  EXPECT_NE(out.find("postgres view " + base_ + " serves v2"), std::string::npos) << out;
+  EXPECT_EQ(KappaServing(), 2);
+  EXPECT_EQ(ViewVersion(), 2);
+
+  // The same for rollback, repaired this time by the next rollback-free command, get.
+  ::setenv("KAPPA_TEST_KILL_AT", "rollback-registry-written", 1);
+  ChildProcess rollback(Kappa("rollback", {"--postgres", dsn_}), "pg_rollback");
+  ::unsetenv("KAPPA_TEST_KILL_AT");
+  ASSERT_EQ(rollback.Wait(), 128 + 9) << rollback.Stdout() << rollback.Stderr();
+  EXPECT_EQ(ViewVersion(), 2);
+  ASSERT_EQ(RunKappa(Kappa("get", {"u7|1767229200000", "--postgres", dsn_}), &out, &err), 0) << out << err;
+  EXPECT_NE(out.find("\"version\":1"), std::string::npos) << out;
+  EXPECT_EQ(KappaServing(), 1);
+  EXPECT_EQ(ViewVersion(), 1);
+}
+
+TEST_F(PgServingTest, ThePromotionDiffRunsInSqlAndFeedsTheGate) {
+  Registry registry(Config());
+  // v1: u1..u5. v2: u1 same, u2 n 3->5 and spend 300->250, u3 spend
+  // 100->130, u4 same, no u5, a new u6.
+  AddVersion(registry, Spec(1), {{"u1", 1, 10}, {"u2", 3, 300}, {"u3", 2, 100}, {"u4", 1, 7}, {"u5", 1, 1}}, false);
+  AddVersion(registry, Spec(2, /*mean=*/true), {{"u1", 1, 10}, {"u2", 5, 250}, {"u3", 2, 130}, {"u4", 1, 7}, {"u6", 1, 1}},
+             true);
+  auto diff = ComparePgTables(*pg_, base_ + "_v1", base_ + "_v2");
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_EQ(diff->compared, 4);
+  EXPECT_EQ(diff->equal, 2);
+  EXPECT_EQ(diff->changed, 2);
+  EXPECT_EQ(diff->only_serving, 1);
+  EXPECT_EQ(diff->only_candidate, 1);
+  ASSERT_EQ(diff->fields.size(), 2u);  // the common features; `mean` is only in v2
+  EXPECT_EQ(diff->fields[0].field, "n");
+  EXPECT_EQ(diff->fields[0].changed, 1);
+  EXPECT_DOUBLE_EQ(diff->fields[0].largest, 2);
+  EXPECT_DOUBLE_EQ(diff->fields[0].mean, 2);
+  EXPECT_EQ(diff->fields[1].field, "spend");
+  EXPECT_EQ(diff->fields[1].changed, 2);
+  EXPECT_DOUBLE_EQ(diff->fields[1].largest, 50);
+  EXPECT_DOUBLE_EQ(diff->fields[1].mean, 40);
+  EXPECT_TRUE(ReconcileServing(*registry.Job(job_), dsn_).ok());
+
+  // The gate: half of the compared rows changed, over 25%.
+  PromoteOptions options;
+  options.force = true;
+  options.postgres_dsn = dsn_;
+  options.max_changed_share = 0.25;
+  std::string report;
+  Status refused = Promote(registry, Config(), job_, 2, options, &report);
+  EXPECT_EQ(refused.code(), Status::Code::kFailedPrecondition) << refused.ToString();
+  EXPECT_NE(refused.message().find("50.0% of compared rows changed, over the 25.0% gate"), std::string::npos)
+      << refused.message();
+  EXPECT_NE(report.find("compared 4 rows: 2 equal, 2 changed (50.0%); only in serving 1, only in candidate 1"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("spend  changed in 2 rows, largest change 50.00, mean change 40.00"), std::string::npos) << report;
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job(job_)->serving, 1);
+  EXPECT_EQ(ViewVersion(), 1);
+  options.accept = true;
+  ASSERT_TRUE(Promote(registry, Config(), job_, 2, options, &report).ok()) << report;
+  EXPECT_EQ(ViewVersion(), 2);
+  EXPECT_EQ(KappaServing(), 2);
+}
+
+// The start of a deployment creates the version's table (the sink's DDL)
+// and makes the view agree with the registry: the first version serves.
+TEST_F(PgServingTest, ADeploymentStartCreatesTheTableAndTheView) {
+  CreateTopic("transactions", 1);
+  Registry registry(Config());
+  StopSource stop;
+  stop.RequestStop();
+  DeploymentOptions options;
+  std::vector<std::string> notes;
+  options.on_note = [&](NoteLevel, const std::string& text) { notes.push_back(text); };
+  Status st = RunDeployment(Config(), Spec(1), options, registry, stop);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::string all;
+  for (const auto& n : notes) all += n + "\n";
+  EXPECT_NE(all.find("PostgreSQL view " + base_ + " now serves v1"), std::string::npos) << all;
+  EXPECT_TRUE(TableExists(base_ + "_v1"));
+  EXPECT_EQ(KappaServing(), 1);
+  auto kind = pg_->Exec("SELECT relkind FROM pg_class WHERE oid = to_regclass(" + QuoteLiteral(base_) + ")");
+  ASSERT_TRUE(kind.ok());
+  ASSERT_EQ(kind->rows.size(), 1u);
+  EXPECT_EQ(kind->rows[0][0], "v");
+}
+
+// A reconciler that read the registry before a promotion (a `kappa status`
+// started just before it) must not swap the view back afterwards.
+TEST_F(PgServingTest, AStaleReconcilerDoesNotUndoANewerSwap) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  const JobRecord before = *registry.Job(job_);
+  PromoteOptions options;
+  options.force = true;
+  options.postgres_dsn = dsn_;
+  std::string report;
+  ASSERT_TRUE(Promote(registry, Config(), job_, 2, options, &report).ok()) << report;
+  ASSERT_EQ(ViewVersion(), 2);
+  auto line = ReconcileServing(before, dsn_);
+  ASSERT_TRUE(line.ok()) << line.status().ToString();
+  EXPECT_EQ(*line, "");
+  EXPECT_EQ(ViewVersion(), 2);
+  EXPECT_EQ(KappaServing(), 2);
+  // The current record still repairs a view changed behind kappa's back.
+  ASSERT_TRUE(SwapServingView(*pg_, job_, base_, 1).ok());
+  line = ReconcileServing(*registry.Job(job_), dsn_);
+  ASSERT_TRUE(line.ok()) << line.status().ToString();
+  EXPECT_NE(line->find("now serves v2"), std::string::npos) << *line;
+  EXPECT_EQ(ViewVersion(), 2);
+}
+
+TEST_F(PgServingTest, RetireDropsATableAfterItsRetentionNeverTheServingOne) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  AddVersion(registry, Spec(3), Rows(5, 1), true);
+  ASSERT_TRUE(pg_->Exec(PgCreateOffsetsTable(base_)).ok());
+  for (int v = 1; v <= 3; ++v) {
+    ASSERT_TRUE(pg_->Exec("INSERT INTO " + PgOffsetsTable(base_) + " VALUES (" + QuoteLiteral(job_) + ", " +
+                          std::to_string(v) + ", 0, 10, 1, 'h'), (" + QuoteLiteral(job_) + ", " + std::to_string(v) +
+                          ", 1, 20, 1, 'h')")
+                    .ok());
+  }
+  auto offsets_of = [&](int v) {
+    auto rows = pg_->Exec("SELECT count(*) FROM " + PgOffsetsTable(base_) + " WHERE job = " + QuoteLiteral(job_) +
+                          " AND version = " + std::to_string(v));
+    EXPECT_TRUE(rows.ok());
+    return rows.ok() ? std::stoi(rows->rows[0][0]) : -1;
+  };
+  std::string report;
+  // Within the retention: kept.
+  ASSERT_TRUE(Retire(registry, job_, 2, 3600 * 1000, &report, dsn_).ok()) << report;
+  EXPECT_TRUE(TableExists(base_ + "_v2")) << report;
+  EXPECT_EQ(offsets_of(2), 2);
+  // The serving one cannot be retired.
+  EXPECT_FALSE(Retire(registry, job_, 1, 0, &report, dsn_).ok());
+  // PostgreSQL serving v3 against the registry (a crash left it so): v3's
+  // table is not dropped, whatever its retention.
+  ASSERT_TRUE(SwapServingView(*pg_, job_, base_, 3).ok());
+  ASSERT_TRUE(Retire(registry, job_, 3, 0, &report, dsn_).ok()) << report;
+  EXPECT_NE(report.find("not dropping PostgreSQL table " + base_ + "_v3"), std::string::npos) << report;
+  EXPECT_TRUE(TableExists(base_ + "_v3"));
+  EXPECT_EQ(offsets_of(3), 2);
+  // v2 is past a retention of zero now: dropped with its offsets.
+  EXPECT_NE(report.find("dropped PostgreSQL table " + base_ + "_v2 and its 2 kappa_offsets rows"), std::string::npos)
+      << report;
+  EXPECT_FALSE(TableExists(base_ + "_v2"));
+  EXPECT_EQ(offsets_of(2), 0);
+  // Once PostgreSQL agrees with the registry again, v3 goes too; v1 stays.
+  ASSERT_TRUE(registry.Refresh().ok());
+  ASSERT_TRUE(ReconcileServing(*registry.Job(job_), dsn_).ok());
+  ASSERT_TRUE(Retire(registry, job_, 3, 0, &report, dsn_).ok()) << report;
+  EXPECT_FALSE(TableExists(base_ + "_v3")) << report;
+  EXPECT_EQ(offsets_of(3), 0);
+  EXPECT_TRUE(TableExists(base_ + "_v1"));
+  EXPECT_EQ(offsets_of(1), 2);
+  EXPECT_EQ(ViewVersion(), 1);
+}
+
+TEST_F(PgServingTest, GetAndStatusReadPostgres) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  std::string out, err;
+  // The registry's DSN has no password: PGPASSWORD supplies it.
+  ::setenv("PGPASSWORD", PasswordOf(dsn_).c_str(), 1);
+  ::unsetenv("KAPPA_POSTGRES_DSN");
+  int rc = RunKappa(Kappa("get", {"u3|1767229200000"}), &out, &err);
+  ::unsetenv("PGPASSWORD");
+  ASSERT_EQ(rc, 0) << out << err;
+  EXPECT_EQ(out.rfind("{\"job\":\"" + job_ + "\",\"version\":1,\"key\":\"u3|1767229200000\",\"value\":{", 0), 0u) << out;
+  EXPECT_NE(out.find("\"n\":1,\"spend\":400,\"kappa_version\":1"), std::string::npos) << out;
+  // --version N reads that version's table.
+  ASSERT_EQ(RunKappa(Kappa("get", {"u3|1767229200000", "--version", "2", "--postgres", dsn_}), &out, &err), 0) << out << err;
+  EXPECT_NE(out.find("\"version\":2"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"spend\":360,\"mean\":360"), std::string::npos) << out;
+  // A key with no row is an error that says where it looked.
+  EXPECT_NE(RunKappa(Kappa("get", {"nobody|1", "--postgres", dsn_}), &out, &err), 0);
+  EXPECT_NE(err.find("no row for key nobody|1 in PostgreSQL " + base_), std::string::npos) << err;
+  // status: the tables and the view's version, through KAPPA_POSTGRES_DSN; never the password.
+  ::setenv("KAPPA_POSTGRES_DSN", dsn_.c_str(), 1);
+  rc = RunKappa(Kappa("status", {}), &out, &err);
+  ::unsetenv("KAPPA_POSTGRES_DSN");
+  ASSERT_EQ(rc, 0) << out << err;
+  EXPECT_NE(out.find("postgres view " + base_ + " serves v1 (" + base_ + "_v1)"), std::string::npos) << out;
+  EXPECT_NE(out.find("output postgres table " + base_ + "_v2"), std::string::npos) << out;
+  EXPECT_EQ((out + err).find(PasswordOf(dsn_)), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kappa::testing
