@@ -162,6 +162,9 @@ Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std:
     if (refused) return Status::FailedPrecondition(text + "; check the user, password and database in the dsn");
     return Status::Unavailable(text + "; is the server running and reachable at that host and port?");
   }
+  // The server's notices ("relation ... already exists, skipping" after
+  // IF NOT EXISTS) are not errors; libpq would print them to stderr.
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PgClient>(new PgClient(conn, redacted));
 }
 
