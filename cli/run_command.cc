@@ -65,6 +65,12 @@ int RunCommand(int argc, char** argv) {
               static_cast<long long>(s.counters.deduped), static_cast<long long>(s.counters.filtered),
               static_cast<long long>(s.counters.late), static_cast<long long>(s.counters.dlq),
               static_cast<long long>(s.counters.outputs), spec->OutputName().c_str());
+  if (s.epochs > 0) {
+    std::printf("kappa run: checkpoints stalled processing %.0f ms in total (mean %.0f ms, max %.0f ms), of which "
+                "%.0f ms waiting for the sink (%s); %.1f s in all\n",
+                s.checkpoint_total_ms, s.checkpoint_total_ms / static_cast<double>(s.epochs), s.checkpoint_max_ms,
+                s.flush_total_ms, spec->postgres() ? "the database transaction" : "Kafka acks", s.seconds);
+  }
   if (s.archive_records > 0) {
     std::printf("kappa run: %lld records came from the archive, %lld from Kafka\n",
                 static_cast<long long>(s.archive_records), static_cast<long long>(s.counters.in - s.archive_records));
