@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/metrics_endpoint.h"
 #include "cli/progress_printer.h"
 #include "cli/record_format.h"
 #include "archive/archive.h"
@@ -109,6 +110,7 @@ int ArchiveCommand(int argc, char** argv) {
       ("decode", "with --dump: also decode kappa FlatBuffers payloads")
       ("partition,p", po::value<int>(&partition)->default_value(-1), "with --dump: only this partition")
       ("from", po::value<int64_t>(&from)->default_value(0), "with --dump: start at this offset");
+  AddMetricsOptions(desc);
   AddKafkaOptions(desc);
   const std::string usage =
       "usage: kappa archive --archive DIR --topic TOPIC... --brokers HOST:PORT [--stop-at-end]\n"
@@ -175,6 +177,26 @@ int ArchiveCommand(int argc, char** argv) {
   }
   options.stop_at_end = vm.count("stop-at-end") > 0;
   options.on_status = StatusPrinter("kappa archive", /*with_epoch=*/false);
+  JobEndpoint endpoint;
+  if (Status st = StartArchiveEndpoint(vm, options.root, &endpoint); !st.ok()) return Fail("archive", st);
+  if (endpoint.metrics) {
+    // /metrics is refreshed every second; the status line keeps its interval.
+    auto print = std::move(options.on_status);
+    const int print_ms = options.status_interval_ms;
+    auto last_print = std::make_shared<Stopwatch>();
+    JobMetrics* metrics = endpoint.metrics.get();
+    options.on_status = [print, print_ms, last_print, metrics](const ProgressSnapshot& s, bool final) {
+      JobMetricsSample sample;
+      sample.now_ms = WallClockMs();
+      sample.progress = s;
+      metrics->Publish(std::move(sample));
+      if (print && print_ms > 0 && (final || last_print->Millis() >= print_ms)) {
+        last_print->Reset();
+        print(s, final);
+      }
+    };
+    options.status_interval_ms = 1000;
+  }
   options.on_note = NotePrinter("kappa archive");
   StopToken stop = InstallStopSignals();
   auto summary = RunArchiver(config, options, stop);

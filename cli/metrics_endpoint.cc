@@ -46,14 +46,10 @@ JobEndpoint::~JobEndpoint() {
   metrics.reset();
 }
 
-Status StartJobEndpoint(const po::variables_map& vm, const JobSpec& spec, const std::string& command,
-                        JobEndpoint* out) {
-  int port = spec.metrics_port;
-  if (vm.count("metrics-port")) port = vm["metrics-port"].as<int>();
-  if (port < 0) return Status::OK();
+namespace {
+
+Status Listen(const std::string& bind, int port, const std::string& command, JobEndpoint* out) {
   if (port > 65535) return Status::InvalidArgument("--metrics-port must be between 0 and 65535");
-  const std::string bind = vm.count("metrics-bind") ? vm["metrics-bind"].as<std::string>() : spec.metrics_bind;
-  out->metrics = std::make_unique<JobMetrics>(spec, NotePrinter("kappa " + command));
   JobMetrics* metrics = out->metrics.get();
   auto endpoint = MetricsEndpoint::Start(bind, port, [metrics] { return metrics->Render(); });
   if (!endpoint.ok()) return endpoint.status();
@@ -61,6 +57,25 @@ Status StartJobEndpoint(const po::variables_map& vm, const JobSpec& spec, const 
   std::fprintf(stderr, "kappa %s: metrics at http://%s:%d/metrics\n", command.c_str(), bind.c_str(),
                out->endpoint->port());
   return Status::OK();
+}
+
+}  // namespace
+
+Status StartJobEndpoint(const po::variables_map& vm, const JobSpec& spec, const std::string& command,
+                        JobEndpoint* out) {
+  int port = spec.metrics_port;
+  if (vm.count("metrics-port")) port = vm["metrics-port"].as<int>();
+  if (port < 0) return Status::OK();
+  const std::string bind = vm.count("metrics-bind") ? vm["metrics-bind"].as<std::string>() : spec.metrics_bind;
+  out->metrics = std::make_unique<JobMetrics>(spec, NotePrinter("kappa " + command));
+  return Listen(bind, port, command, out);
+}
+
+Status StartArchiveEndpoint(const po::variables_map& vm, const std::string& root, JobEndpoint* out) {
+  if (!vm.count("metrics-port") || vm["metrics-port"].as<int>() < 0) return Status::OK();
+  const std::string bind = vm.count("metrics-bind") ? vm["metrics-bind"].as<std::string>() : "127.0.0.1";
+  out->metrics = std::make_unique<JobMetrics>("archive", "0", "", root, AlertSpec{}, NotePrinter("kappa archive"));
+  return Listen(bind, vm["metrics-port"].as<int>(), "archive", out);
 }
 
 }  // namespace kappa::cli

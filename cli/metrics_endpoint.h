@@ -49,5 +49,10 @@ struct JobEndpoint {
 };
 Status StartJobEndpoint(const boost::program_options::variables_map& vm, const JobSpec& spec,
                         const std::string& command, JobEndpoint* out);
+// The same for the archiver (--metrics-port only): series labelled
+// job="archive", version="0", output=<the archive directory>; records_in
+// counts the records archived.
+Status StartArchiveEndpoint(const boost::program_options::variables_map& vm, const std::string& root,
+                            JobEndpoint* out);
 
 }  // namespace kappa::cli

@@ -63,11 +63,16 @@ std::string PartitionLabel(int32_t p) { return "partition=\"" + std::to_string(p
 }  // namespace
 
 JobMetrics::JobMetrics(const JobSpec& spec, NoteCallback on_note)
-    : job_(spec.job),
-      version_(std::to_string(spec.version)),
-      spec_hash_(spec.spec_hash),
-      output_(spec.OutputName()),
-      alerts_(spec.alerts),
+    : JobMetrics(spec.job, std::to_string(spec.version), spec.spec_hash, spec.OutputName(), spec.alerts,
+                 std::move(on_note)) {}
+
+JobMetrics::JobMetrics(std::string job, std::string version, std::string spec_hash, std::string output,
+                       AlertSpec alerts, NoteCallback on_note)
+    : job_(std::move(job)),
+      version_(std::move(version)),
+      spec_hash_(std::move(spec_hash)),
+      output_(std::move(output)),
+      alerts_(alerts),
       on_note_(std::move(on_note)) {
   if (alerts_.dlq_per_hour >= 0) firing_.emplace_back("dlq_per_hour", false);
   if (alerts_.late_fraction >= 0) firing_.emplace_back("late_fraction", false);

@@ -40,6 +40,9 @@ struct JobMetricsSample {
 class JobMetrics {
  public:
   JobMetrics(const JobSpec& spec, NoteCallback on_note);
+  // For what is not a job version (the archiver): labels and alerts given.
+  JobMetrics(std::string job, std::string version, std::string spec_hash, std::string output, AlertSpec alerts,
+             NoteCallback on_note);
 
   // Rates over the time since the previous sample; alert evaluation.
   void Publish(JobMetricsSample sample);

@@ -128,6 +128,33 @@ TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
   EXPECT_EQ(m["kappa_outputs_total{" + labels + "}"], MetricsField(file, "outputs"));
 }
 
+TEST_F(MetricsEndpointTest, TheArchiverServesItsProgressToo) {
+  CreateTopic("mxa-in", 2);
+  ProduceWorkload(Config(), "mxa-in", SmallWorkload(4, 3000, 100));
+  ScratchDir dir("metrics-archive");
+  ChildProcess archiver({"archive", "-a", dir / "archive", "-t", "mxa-in", "-b", bootstrap(), "--metrics-port", "0",
+                         "--status-interval-ms", "0"},
+                        "mxa");
+  std::string url;
+  for (int i = 0; i < 100 && url.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::smatch m;
+    const std::string err = archiver.Stderr();
+    if (std::regex_search(err, m, std::regex("metrics at (http://127\\.0\\.0\\.1:[0-9]+/metrics)"))) url = m[1];
+  }
+  ASSERT_FALSE(url.empty()) << archiver.Stderr();
+  std::map<std::string, double> m;
+  for (int i = 0; i < 100; ++i) {
+    m = Scrape(url);
+    if (m["kappa_records_in_total{job=archive,version=0}"] == 3000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(m["kappa_records_in_total{job=archive,version=0}"], 3000);
+  EXPECT_EQ(m["kappa_lag_records{job=archive,version=0}"], 0);
+  archiver.Kill(SIGTERM);
+  EXPECT_EQ(archiver.WaitFor(60000), 0) << archiver.Stderr();
+}
+
 TEST_F(MetricsEndpointTest, APortInUseIsAClearError) {
   CreateTopic("mx2-in", 1);
   ScratchDir dir("metrics-port");
