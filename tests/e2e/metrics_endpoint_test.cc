@@ -47,6 +47,17 @@ std::map<std::string, double> Scrape(const std::string& url) {
   return out;
 }
 
+// The URL a command started with --metrics-port 0 prints ("" after 10 s without).
+std::string MetricsUrl(const ChildProcess& process) {
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::smatch m;
+    const std::string err = process.Stderr();
+    if (std::regex_search(err, m, std::regex("metrics at (http://127\\.0\\.0\\.1:[0-9]+/metrics)"))) return m[1];
+  }
+  return "";
+}
+
 TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
   CreateTopic("mx-in", 4);
   GeneratorOptions gen = SmallWorkload(3, 6000, 200);
@@ -65,13 +76,7 @@ TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
   ChildProcess job({"run", spec, "-b", bootstrap(), "--metrics-port", "0", "--max-rate", "2000",
                     "--status-interval-ms", "0"},
                    "mx");
-  std::string url;
-  for (int i = 0; i < 100 && url.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    std::smatch m;
-    const std::string err = job.Stderr();
-    if (std::regex_search(err, m, std::regex("metrics at (http://127\\.0\\.0\\.1:[0-9]+/metrics)"))) url = m[1];
-  }
+  const std::string url = MetricsUrl(job);
   ASSERT_FALSE(url.empty()) << job.Stderr();
   const std::string labels = "job=mx,version=1";
   // While it works off its backlog at 2,000 records/s, the lag alert fires.
@@ -135,13 +140,7 @@ TEST_F(MetricsEndpointTest, TheArchiverServesItsProgressToo) {
   ChildProcess archiver({"archive", "-a", dir / "archive", "-t", "mxa-in", "-b", bootstrap(), "--metrics-port", "0",
                          "--status-interval-ms", "0"},
                         "mxa");
-  std::string url;
-  for (int i = 0; i < 100 && url.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    std::smatch m;
-    const std::string err = archiver.Stderr();
-    if (std::regex_search(err, m, std::regex("metrics at (http://127\\.0\\.0\\.1:[0-9]+/metrics)"))) url = m[1];
-  }
+  const std::string url = MetricsUrl(archiver);
   ASSERT_FALSE(url.empty()) << archiver.Stderr();
   std::map<std::string, double> m;
   for (int i = 0; i < 100; ++i) {

@@ -8,17 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/postgres/suite_dsn.h"
 #include "tests/support/test_support.h"
 
 namespace kappa::testing {
 namespace {
-
-std::string Dsn() {
-  std::ifstream in(std::string(KAPPA_POSTGRES_DIR) + "/dsn");
-  std::string dsn;
-  std::getline(in, dsn);
-  return dsn;
-}
 
 TEST(RedactDsnTest, ThePasswordNeverSurvives) {
   EXPECT_EQ(RedactDsn("host=h port=5432 user=u password=s3cret dbname=d"),
@@ -50,7 +44,7 @@ TEST(RedactDsnTest, DsnWithoutPasswordRemovesItInBothForms) {
 class PgClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dsn_ = Dsn();
+    dsn_ = SuiteDsn();
     if (dsn_.empty()) GTEST_SKIP() << "no PostgreSQL: CTest starts one (fixture postgres)";
   }
   std::string dsn_;

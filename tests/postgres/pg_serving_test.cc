@@ -30,17 +30,11 @@
 #include "replay/deployment.h"
 #include "replay/promotion.h"
 #include "replay/registry.h"
+#include "tests/postgres/suite_dsn.h"
 #include "tests/support/test_support.h"
 
 namespace kappa::testing {
 namespace {
-
-std::string SuiteDsn() {
-  std::ifstream in(std::string(KAPPA_POSTGRES_DIR) + "/dsn");
-  std::string dsn;
-  std::getline(in, dsn);
-  return dsn;
-}
 
 std::string PasswordOf(const std::string& dsn) {
   const size_t p = dsn.find("password=");

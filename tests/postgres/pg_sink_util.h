@@ -10,17 +10,10 @@
 #include <gtest/gtest.h>
 
 #include "postgres/pg_client.h"
+#include "tests/postgres/suite_dsn.h"
 #include "tests/e2e/e2e_util.h"
 
 namespace kappa::testing {
-
-// The suite server's DSN (CTest fixture `postgres`), "" without one.
-inline std::string SuiteDsn() {
-  std::ifstream in(std::string(KAPPA_POSTGRES_DIR) + "/dsn");
-  std::string dsn;
-  std::getline(in, dsn);
-  return dsn;
-}
 
 inline constexpr const char* kFeatureWindow =
     "{type: tumbling, size: 1h, key: user_id, features: {txns: count, spend: sum(amount_cents), "
