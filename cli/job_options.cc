@@ -17,7 +17,7 @@ void AddJobOptions(po::options_description& desc, po::positional_options_descrip
       ("stop-at-end", "stop (after a final checkpoint) once every partition reaches the log end offset it had at start")
       ("max-rate", po::value<double>(&out->run.max_rate)->default_value(0), "cap on records per second, e.g. so a replay never starves the live version (0: no cap)")
       ("archive", po::value<std::string>(&out->run.archive_dir), "log archive (kappa archive) to read each partition from up to its archived end, then Kafka (overrides source.archive)")
-      ("parallelism", po::value<int>(), "worker threads replaying archived partitions in parallel, 1..256 (default: the spec's parallelism, else 1)")
+      ("parallelism", po::value<int>(), "worker threads running partitions in parallel, from the archive and from Kafka, 1..256 (default: the spec's parallelism, else 1)")
       ("reset-state", "start over: delete the files kappa created in the state directory (RocksDB's files, its epoch marker, metrics.json; nothing else) and process from the spec's start position. Without it a damaged state directory is an error")
       ("state-headroom-mib", po::value<int64_t>(&out->run.state_headroom_mib)->default_value(64), "free space each checkpoint needs in the state directory, in MiB (also at least twice the last checkpoint); below it the job stops with an error before RocksDB runs out (0: only the 2x rule)")
       ("status-interval-ms", po::value<int>(&out->run.status_interval_ms)->default_value(default_status_interval_ms), "print a status line this often (0: never)");

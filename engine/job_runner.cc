@@ -197,7 +197,9 @@ Status JobRunner::Impl::MakeSource() {
   if (!archive_dir.empty()) {
     archive = std::make_unique<ArchiveSource>(spec, archive_dir, parallelism, sink.get(), *gaps, *gap_rule);
   }
-  if (!archive_only) kafka = std::make_unique<KafkaSource>(spec, *consumer, *gaps, *gap_rule, options.on_note);
+  if (!archive_only) {
+    kafka = std::make_unique<KafkaSource>(spec, *consumer, *gaps, *gap_rule, options.on_note, parallelism, sink.get());
+  }
   if (archive && kafka) hybrid = std::make_unique<HybridSource>(*archive, *kafka, *gap_rule, spec);
   source = hybrid ? static_cast<Source*>(hybrid.get())
                   : archive ? static_cast<Source*>(archive.get()) : static_cast<Source*>(kafka.get());

@@ -1,8 +1,9 @@
 // JobRunner: runs one version of a job over its source topic, live or
 // replaying: the same code path either way. With an archive (source.archive
 // or RunOptions::archive_dir) each partition is first read from the log
-// archive up to its archived end, by `parallelism` worker threads, then from
-// Kafka at exactly that offset; checkpoints store the offset whatever served
+// archive up to its archived end, then from Kafka at exactly that offset,
+// both phases on `parallelism` worker threads (a partition's task on one
+// thread at a time); checkpoints store the offset whatever served
 // it, so a run stops and resumes anywhere across the switch. It restores every task from
 // RocksDB (the only source of truth for input offsets), consumes batches,
 // runs each partition's task, and every checkpoint interval flushes the sink

@@ -61,7 +61,7 @@ struct JobSpec {
   // partition is read from it up to its archived end, then from Kafka at
   // exactly that offset. Empty: Kafka only.
   std::string archive_dir;
-  // Worker threads replaying partitions in parallel (archive phase).
+  // Worker threads running the partitions' tasks in parallel (archive and Kafka phases).
   int parallelism = 1;
   int64_t checkpoint_interval_ms = 5000;
   std::string state_dir;  // default .kappa/state/<job>.v<version>

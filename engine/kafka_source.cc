@@ -3,7 +3,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <atomic>
 
+#include "engine/kafka_sink.h"
 #include "engine/task.h"
 
 namespace kappa {
@@ -13,8 +15,16 @@ constexpr int kPollWaitMs = 10;
 }  // namespace
 
 KafkaSource::KafkaSource(const JobSpec& spec, PartitionConsumer& consumer, CommittedGaps& gaps,
-                         HistoryGapRule& gap_rule, NoteCallback note)
-    : spec_(spec), consumer_(consumer), gaps_(gaps), gap_rule_(gap_rule), note_(std::move(note)) {}
+                         HistoryGapRule& gap_rule, NoteCallback note, int parallelism, KafkaSink* sink)
+    : spec_(spec),
+      consumer_(consumer),
+      gaps_(gaps),
+      gap_rule_(gap_rule),
+      note_(std::move(note)),
+      parallelism_(sink != nullptr ? std::max(1, parallelism) : 1),
+      sink_(sink) {}
+
+KafkaSource::~KafkaSource() = default;
 
 Result<int32_t> KafkaSource::Partitions() { return consumer_.PartitionCount(spec_.source_topic); }
 
@@ -109,7 +119,17 @@ Status KafkaSource::Read(int64_t budget, int64_t* records) {
     task->Append(m->payload, static_cast<uint32_t>(m->len), m->key, static_cast<uint32_t>(m->key_len), m->offset,
                  rd_kafka_message_timestamp(m, nullptr));
   }
-  for (Task* t : touched_) t->Process();
+  if (parallelism_ > 1 && touched_.size() > 1) {
+    if (!pool_) pool_ = std::make_unique<WorkerPool>(parallelism_);
+    // The archive phase before this may have ended the sink's concurrency.
+    sink_->SetConcurrent(true);
+    std::atomic<size_t> next{0};
+    pool_->Run([&](int) {
+      for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < touched_.size();) touched_[i]->Process();
+    });
+  } else {
+    for (Task* t : touched_) t->Process();
+  }
   for (Task* t : touched_) {
     if (!t->fatal().ok()) {
       touched_.clear();

@@ -1,16 +1,21 @@
 // KafkaSource: reads the job's source topic from exact offsets through one
 // PartitionConsumer (manually assigned, no rebalancing, no automatic offset
 // reset), routes each message to its partition's task in offset order and
-// runs the touched tasks' chains once per batch. Records below a task's next
+// runs the touched tasks' chains once per batch, on `parallelism` worker
+// threads when there is more than one (each task on one thread at a time:
+// its outputs are those of a single-threaded run; the sink is then
+// concurrent). Records below a task's next
 // offset (already covered by its checkpoint) are dropped here. A position
 // below Kafka's log start goes through the history-gap rule; a position
 // past the log end means the state belongs to another log and is refused.
-// One thread.
+// Driven by one thread.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "base/worker_pool.h"
 #include "engine/committed_gaps.h"
 #include "engine/job_spec.h"
 #include "engine/source.h"
@@ -19,10 +24,13 @@
 
 namespace kappa {
 
+class KafkaSink;
+
 class KafkaSource final : public Source {
  public:
   KafkaSource(const JobSpec& spec, PartitionConsumer& consumer, CommittedGaps& gaps, HistoryGapRule& gap_rule,
-              NoteCallback note);
+              NoteCallback note, int parallelism = 1, KafkaSink* sink = nullptr);
+  ~KafkaSource() override;
 
   Result<int32_t> Partitions() override;
   Status Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) override;
@@ -56,6 +64,9 @@ class KafkaSource final : public Source {
   std::vector<int64_t> end_at_open_;
   std::vector<Task*> touched_;
   MessageBatch batch_;
+  int parallelism_;
+  KafkaSink* sink_;
+  std::unique_ptr<WorkerPool> pool_;  // made on the first batch that touches two tasks
 };
 
 }  // namespace kappa
