@@ -455,6 +455,17 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
         *out = "";
         return Status::OK();
       }
+    } else if (std::string_view(key) == "dlq") {
+      KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic", "max_retries"}, key));
+      if (n->Find("max_retries") != nullptr) {
+        auto retries = n->IntAt("max_retries", spec.dlq_max_retries);
+        if (!retries.ok()) return retries.status();
+        if (*retries < 0 || *retries > 1000000) {
+          return n->Find("max_retries")->Error("`dlq.max_retries` must be between 0 and 1000000, got " +
+                                               std::to_string(*retries));
+        }
+        spec.dlq_max_retries = static_cast<int>(*retries);
+      }
     } else {
       KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic"}, key));
     }
