@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/hash.h"
+#include "kafka/kafka_producer.h"
 #include "schemas/dlq_record_generated.h"
 #include "tests/e2e/e2e_util.h"
 
@@ -35,12 +36,13 @@ class DlqTriageTest : public BrokerTest {
  protected:
   // A stateless job: every valid record out, keyed by txn_id; records in a
   // currency outside `currencies` are InvalidValue in the DLQ.
-  std::string Spec(const ScratchDir& dir, int version, const std::string& currencies, const std::string& start) {
+  std::string Spec(const ScratchDir& dir, int version, const std::string& currencies, const std::string& start,
+                   const std::string& dlq_extra = "") {
     const std::string path = dir / ("v" + std::to_string(version) + ".yaml");
     std::ofstream(path) << "job: pay\nversion: " << version << "\nsource: {topic: transactions, start: " << start
                         << "}\nvalidate: {currencies: [" << currencies << "]}\n"
                         << "operators:\n  - emit: {key: txn_id}\nallowed_lateness: 30d\n"
-                        << "sink: {topic: pay-out}\ndlq: {topic: " << kDlq << "}\nlate: {topic: pay.late}\n"
+                        << "sink: {topic: pay-out}\ndlq: {topic: " << kDlq << dlq_extra << "}\nlate: {topic: pay.late}\n"
                         << "checkpoint: {interval: 1s, dir: " << (dir / ("state" + std::to_string(version)))
                         << "}\n";
     return path;
@@ -58,10 +60,14 @@ class DlqTriageTest : public BrokerTest {
     if (getenv("DLQ_DEBUG")) std::cerr << out << err;
   }
   // "N records re-injected" of a `kappa dlq replay` run.
-  int64_t Replay() {
-    const std::string out = Kappa({"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap()});
+  int64_t Replay(std::vector<std::string> extra = {}, std::string* err_out = nullptr) {
+    std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::string out, err;
+    EXPECT_EQ(RunKappa(args, &out, &err), 0) << err << out;
+    if (err_out) *err_out = err;
     std::smatch m;
-    if (!std::regex_search(out, m, std::regex("([0-9]+) records re-injected"))) {
+    if (!std::regex_search(out, m, std::regex("([0-9]+) records (would be )?re-injected"))) {
       ADD_FAILURE() << out;
       return -1;
     }
@@ -199,6 +205,75 @@ TEST_F(DlqTriageTest, FixedRecordsPassTheOthersComeBackCountedThenParked) {
   EXPECT_EQ(Count(kDlq), dlq_before_park) << "parked records are not dead-lettered again";
   EXPECT_EQ(Replay(), 0);
   EXPECT_EQ(ReadOutputs(Config(), "pay-out.v2").rows.size(), gbp_txns.size());
+}
+
+// Filters pick what is re-injected and leave the rest for later; a DLQ
+// record truncated to fit is refused by name; `dlq.max_retries: 1` parks a
+// record at its second failure.
+TEST_F(DlqTriageTest, FiltersTruncatedRecordsAndMaxRetriesFromTheSpec) {
+  CreateTopic("transactions", 2, {{"max.message.bytes", "4000000"}});  // the giant record below
+  GeneratorOptions gen = SmallWorkload(7, 400, 100, 1);
+  gen.malformed_fraction = 0.1;
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  {
+    KafkaConfig big = Config();
+    ASSERT_TRUE(big.AddProperty("message.max.bytes=4000000").ok());
+    auto producer = KafkaProducer::Create(big, ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    ASSERT_TRUE((*producer)->Produce("transactions", 1, "giant-key", std::string(1 << 20, 'x')).ok());
+    Status st = (*producer)->Flush(30000);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  int64_t missing = 0, invalid = 0, undecodable = 1;  // the giant record
+  TransactionGenerator g(gen);
+  GeneratedRecord r;
+  while (g.Next(&r)) {
+    if (r.kind == RecordKind::kMissingField) ++missing;
+    else if (r.kind == RecordKind::kGarbage || r.kind == RecordKind::kTruncated) ++undecodable;
+    else if (r.currency != "EUR" && r.currency != "USD") ++invalid;  // valid or duplicate
+  }
+  ASSERT_GT(missing, 3);
+  ScratchDir dir("dlq-filters");
+  const std::string v1 = Spec(dir, 1, "EUR, USD", "earliest", ", max_retries: 1");
+  Run(v1);
+  const int64_t source = Count("transactions");
+  const std::string stats = Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  EXPECT_EQ(StatLine(stats, "MissingField"), missing) << stats;
+  EXPECT_EQ(StatLine(stats, "Undecodable"), undecodable) << stats;
+  EXPECT_EQ(StatLine(stats, "InvalidValue"), invalid) << stats;
+
+  // --dry-run injects nothing; --error-type re-injects that type only, once.
+  EXPECT_EQ(Replay({"--error-type", "MissingField", "--dry-run"}), missing);
+  EXPECT_EQ(Count("transactions"), source);
+  EXPECT_EQ(Replay({"--error-type", "MissingField"}), missing);
+  EXPECT_EQ(Count("transactions"), source + missing);
+  EXPECT_EQ(Replay({"--error-type", "MissingField"}), 0);
+  // The rest, but the truncated one, which is refused by name.
+  std::string err;
+  EXPECT_EQ(Replay({"--since", "1h"}, &err), invalid + undecodable - 1);
+  EXPECT_NE(err.find("refused " + std::string(kDlq) + "["), std::string::npos) << err;
+  EXPECT_NE(err.find("source transactions[1]@"), std::string::npos) << err;
+  EXPECT_NE(err.find("original size 1048576"), std::string::npos) << err;
+  EXPECT_EQ(Count("transactions"), source + missing + invalid + undecodable - 1);
+  EXPECT_EQ(Replay(), 0) << "everything but the refused record was re-injected already";
+  // A --since after every failure selects nothing.
+  EXPECT_EQ(Replay({"--since", std::to_string(WallClockMs() + 60000)}), 0);
+
+  // The same spec fails them again: retry_count 2 > max_retries 1: parked.
+  const int64_t dlq_before = Count(kDlq);
+  Run(v1);
+  EXPECT_EQ(Count(kDlq), dlq_before) << "nothing re-injected is dead-lettered again: "
+                                     << Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  const auto parked = ReadDlq(std::string(kDlq) + ".parked");
+  EXPECT_EQ(static_cast<int64_t>(parked.size()), missing + invalid + undecodable - 1);
+  for (const DlqSeen& d : parked) EXPECT_EQ(d.retry_count, 2);
+  const std::string parked_stats = Kappa({"dlq", "stats", std::string(kDlq) + ".parked", "-b", bootstrap()});
+  EXPECT_EQ(StatLine(parked_stats, "MissingField"), missing) << parked_stats;
+
+  // A topic that is not there: an error that names it.
+  std::string out;
+  EXPECT_EQ(RunKappa({"dlq", "stats", "no.such.dlq", "-b", bootstrap()}, &out, &err), 1);
+  EXPECT_NE(err.find("no.such.dlq"), std::string::npos) << err;
 }
 
 }  // namespace
