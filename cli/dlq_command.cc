@@ -320,7 +320,9 @@ int Replay(int argc, char** argv) {
       "kappa.first_failure_at_ms, so that a record failing again comes back to the DLQ with retry_count + 1\n"
       "and its first failure time; past the spec's dlq.max_retries (default 3) it goes to <dlq>.parked.\n"
       "Truncated DLQ records (too large to keep whole) are refused and named on stderr at every run (their\n"
-      "bytes are not in the DLQ, re-produce them from their origin); they do not change the exit status.\n\n"
+      "bytes are not in the DLQ, re-produce them from their origin); they do not change the exit status.\n"
+      "The retry headers are read from Kafka: a re-injected record read back from a log archive (which keeps\n"
+      "no headers) counts as a first failure.\n\n"
       "Idempotent: the DLQ offsets re-injected are recorded per DLQ partition in the compacted control topic\n"
       "(key dlq-replayed/<TOPIC>/<partition>, written after the producer's flush acknowledged them), and\n"
       "offsets recorded there are never re-injected again, so running it twice injects nothing the second\n"
@@ -492,7 +494,7 @@ int DlqCommand(int argc, char** argv) {
       "  show     the DLQ records decoded, with their original coordinates, error and retry count\n"
       "  replay   re-inject the original records into their source topic after a fix (idempotent)";
   if (argc < 2) {
-    std::cerr << "kappa dlq: which subcommand?\n" << usage << std::endl;
+    std::cerr << "kappa dlq: which subcommand? stats, show or replay (see `kappa dlq --help`)" << std::endl;
     return 2;
   }
   const std::string sub = argv[1];
@@ -503,7 +505,8 @@ int DlqCommand(int argc, char** argv) {
     std::cout << usage << std::endl;
     return 0;
   }
-  std::cerr << "kappa dlq: unknown subcommand " << sub << "\n" << usage << std::endl;
+  std::cerr << "kappa dlq: unknown subcommand " << sub << ": stats, show or replay (see `kappa dlq --help`)"
+            << std::endl;
   return 2;
 }
 
