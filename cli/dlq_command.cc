@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/config_node.h"
+#include "base/test_hooks.h"
 #include "cli/command.h"
 #include "cli/record_format.h"
 #include "kafka/kafka_client.h"
@@ -28,9 +29,9 @@ namespace {
 
 constexpr int64_t kHourMs = 3600LL * 1000;
 constexpr int64_t kDayMs = 24 * kHourMs;
-// Records re-injected between two flushes (and marker writes): the most a
-// crash between a flush and its marker write can inject twice.
-constexpr size_t kReplayBatch = 5000;
+// Records re-injected between two flushes (and marker writes) by default:
+// the most a crash between a flush and its marker write can inject twice.
+constexpr int64_t kReplayBatch = 5000;
 
 // One DLQ record, decoded from an aligned copy of its bytes.
 struct DlqEntry {
@@ -308,7 +309,9 @@ int Replay(int argc, char** argv) {
       "only records whose last failure is at or after this time: ms since the epoch, or a duration back "
       "from now (30m, 2h, 7d)")("control-topic", po::value<std::string>(&control_topic)->default_value("kappa.control"),
                                 "where the re-injection markers are kept")(
-      "dry-run", "print what would be re-injected, inject nothing");
+      "dry-run", "print what would be re-injected, inject nothing")(
+      "batch-records", po::value<int64_t>()->default_value(kReplayBatch),
+      "records per flush and marker write: the most a crash can make a rerun inject twice");
   AddKafkaOptions(desc);
   po::positional_options_description pos;
   pos.add("topic", 1);
@@ -327,7 +330,7 @@ int Replay(int argc, char** argv) {
       "(key dlq-replayed/<TOPIC>/<partition>, written after the producer's flush acknowledged them), and\n"
       "offsets recorded there are never re-injected again, so running it twice injects nothing the second\n"
       "time; records filtered out stay available to a later run. Failure window: records are flushed and\n"
-      "marked in batches of 5000; a crash between a batch's flush and its marker write re-injects at most\n"
+      "marked in batches (--batch-records, 5000); a crash between a batch's flush and its marker write re-injects at most\n"
       "that batch on the next run. Not for two replays of the same DLQ at once. Exit 1 if a read or write\n"
       "failed (rerun once fixed: what was marked is not injected again).";
   po::variables_map vm;
@@ -335,6 +338,14 @@ int Replay(int argc, char** argv) {
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("dlq replay", st);
   const bool dry_run = vm.count("dry-run") > 0;
+  const int64_t batch_records = vm["batch-records"].as<int64_t>();
+  if (batch_records < 1) {
+    return Fail("dlq replay", Status::InvalidArgument("--batch-records must be at least 1, got " +
+                                                      std::to_string(batch_records)));
+  }
+  // "dlq-replay-after-flush" / "dlq-replay-after-mark": the n-th batch was
+  // acknowledged, before / after its markers were written (test builds).
+  KAPPA_KILL_SWITCH(kill_switch);
   std::optional<schema::DlqErrorType> type;
   if (!error_type.empty()) {
     auto t = ParseErrorType(error_type);
@@ -419,7 +430,7 @@ int Replay(int argc, char** argv) {
   size_t injected = 0;
   size_t begin = 0;
   while (begin < selected.size()) {
-    const size_t end = std::min(selected.size(), begin + kReplayBatch);
+    const size_t end = std::min(selected.size(), begin + static_cast<size_t>(batch_records));
     for (size_t i = begin; i < end; ++i) {
       const DlqEntry& e = selected[i];
       const auto* d = e.record;
@@ -448,6 +459,7 @@ int Replay(int argc, char** argv) {
                                       "; rerun once the broker is back (some records of the failed batch may "
                                       "already be in " + to + " and would be injected again)"));
     }
+    KAPPA_KILL_POINT(kill_switch, "dlq-replay-after-flush");
     // Acknowledged: record them as done, per DLQ partition, as ranges of
     // records that follow each other in what was read (so offsets without a
     // record, e.g. transaction markers, do not split a range); a record read
@@ -471,10 +483,11 @@ int Replay(int argc, char** argv) {
         return Fail("dlq replay",
                     Status::Unavailable("records were re-injected into " + to + " but marking them in " +
                                         control_topic + " failed: " + ws.message() +
-                                        "; a rerun would inject this batch (up to " + std::to_string(kReplayBatch) +
+                                        "; a rerun would inject this batch (up to " + std::to_string(batch_records) +
                                         " records) again"));
       }
     }
+    KAPPA_KILL_POINT(kill_switch, "dlq-replay-after-mark");
     injected += end - begin;
     begin = end;
   }

@@ -276,5 +276,40 @@ TEST_F(DlqTriageTest, FiltersTruncatedRecordsAndMaxRetriesFromTheSpec) {
   EXPECT_NE(err.find("no.such.dlq"), std::string::npos) << err;
 }
 
+// The failure window of `kappa dlq replay`, with batches of 40: killed -9
+// after a batch's markers are written, a rerun injects only the rest
+// (each record once); killed between a batch's flush and its markers, a
+// rerun injects that batch again and nothing more.
+TEST_F(DlqTriageTest, AReplayKilledMidwayInjectsAtMostOneBatchTwice) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  CreateTopic("transactions", 2);
+  CreateTopic(kDlq, 2);  // markers per DLQ partition
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(3, 300, 100, 1)));
+  ScratchDir dir("dlq-crash");
+  Run(Spec(dir, 1, "EUR", "earliest"));  // about three quarters rejected
+  const int64_t dead = Count(kDlq);
+  ASSERT_GT(dead, 160);
+  const std::vector<std::string> replay = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap(),
+                                           "--batch-records", "40"};
+  auto killed_at = [&](const char* point) {
+    setenv("KAPPA_TEST_KILL_AT", point, 1);
+    std::string out, err;
+    const int rc = RunKappa(replay, &out, &err);
+    unsetenv("KAPPA_TEST_KILL_AT");
+    EXPECT_NE(rc, 0) << point << " was not reached: " << out << err;
+    EXPECT_NE(err.find("KAPPA_TEST_KILL_AT reached"), std::string::npos) << err;
+  };
+  // Two batches injected and marked, then killed.
+  killed_at("dlq-replay-after-mark:2");
+  EXPECT_EQ(Count("transactions"), 300 + 80);
+  // The third batch flushed, killed before its markers: it is injected again.
+  killed_at("dlq-replay-after-flush:1");
+  EXPECT_EQ(Count("transactions"), 300 + 80 + 40);
+  EXPECT_EQ(Replay({"--batch-records", "40"}), dead - 80);
+  EXPECT_EQ(Count("transactions"), 300 + dead + 40) << "at most the one unmarked batch twice";
+  EXPECT_EQ(Replay(), 0);
+  EXPECT_EQ(Count("transactions"), 300 + dead + 40);
+}
+
 }  // namespace
 }  // namespace kappa::testing
