@@ -6,7 +6,8 @@
 //
 // KAPPA_TEST_KILL_AT=<point>:<n> sends SIGKILL to the process the n-th time
 // it reaches <point> (the checkpoint coordinator's before-flush, after-flush,
-// after-commit; the Kafka sink's mid-transaction; the archive writer's
+// after-commit; the Kafka sink's mid-transaction; kappa dlq replay's
+// dlq-replay-after-flush and dlq-replay-after-mark; the archive writer's
 // archive-torn-block), so the crash tests can kill -9 at exact awkward moments. Without the variable a hook is one
 // string compare.
 #pragma once

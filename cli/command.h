@@ -27,6 +27,7 @@ int RetireCommand(int argc, char** argv);
 int GetCommand(int argc, char** argv);
 int ArchiveCommand(int argc, char** argv);
 int SchemaCommand(int argc, char** argv);
+int DlqCommand(int argc, char** argv);
 
 // --brokers and -X key=value, shared by every command that talks to Kafka.
 void AddKafkaOptions(boost::program_options::options_description& desc);

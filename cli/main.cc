@@ -17,6 +17,7 @@ const char kUsage[] =
     "  gen       generate the deterministic fintech transaction workload into a topic or a record file\n"
     "  archive   keep a topic's history in a durable log archive; import, list and dump archives\n"
     "  consume   read a topic back: per-partition counts, optionally each record as JSON\n"
+    "  dlq       triage a dead-letter topic (stats, show) and re-inject its records after a fix (replay)\n"
     "  run       run one version of a job (a YAML job spec) over its source topic\n"
     "  deploy    register a version of a job and run it live\n"
     "  replay    start a new version from offset zero beside the running one\n"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   if (command == "get") return kappa::cli::GetCommand(argc - 1, argv + 1);
   if (command == "archive") return kappa::cli::ArchiveCommand(argc - 1, argv + 1);
   if (command == "schema") return kappa::cli::SchemaCommand(argc - 1, argv + 1);
+  if (command == "dlq") return kappa::cli::DlqCommand(argc - 1, argv + 1);
   std::cerr << "kappa: unknown command '" << command << "' (see `kappa --help`)" << std::endl;
   return 2;
 }

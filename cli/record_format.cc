@@ -1,5 +1,7 @@
 #include "cli/record_format.h"
 
+#include <algorithm>
+
 #include <flatbuffers/flatbuffers.h>
 
 #include <cstdio>
@@ -85,11 +87,15 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
       auto* d = schema::GetDlqRecord(data);
       const int n = std::snprintf(buf, sizeof(buf),
                     "{\"type\":\"dlq\",\"source\":\"%s[%d]@%lld\",\"error_type\":\"%s\",\"error\":\"%s\","
-                    "\"payload_bytes\":%u,\"job\":\"%s\",\"version\":%d,\"spec_hash\":\"%s\"}",
+                    "\"payload_bytes\":%u,\"job\":\"%s\",\"version\":%d,\"spec_hash\":\"%s\","
+                    "\"retry_count\":%d,\"first_failure_at_ms\":%lld,\"last_failure_at_ms\":%lld}",
                     Str(d->source_topic()).c_str(), d->source_partition(),
                     static_cast<long long>(d->source_offset()), schema::EnumNameDlqErrorType(d->error_type()),
                     Str(d->error_message()).c_str(), d->payload() ? d->payload()->size() : 0u,
-                    Str(d->job()).c_str(), d->version(), Str(d->spec_hash()).c_str());
+                    Str(d->job()).c_str(), d->version(), Str(d->spec_hash()).c_str(),
+                    std::max(1, d->retry_count()),
+                    static_cast<long long>(d->first_failure_at_ms() ? d->first_failure_at_ms() : d->failed_at_ms()),
+                    static_cast<long long>(d->last_failure_at_ms() ? d->last_failure_at_ms() : d->failed_at_ms()));
       if (!d->truncated() || n <= 0 || static_cast<size_t>(n) >= sizeof(buf)) return buf;
       // Cut to fit the sink's record size limit: what the whole was.
       std::string out(buf, std::strlen(buf) - 1);  // without the closing brace

@@ -455,6 +455,17 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
         *out = "";
         return Status::OK();
       }
+    } else if (std::string_view(key) == "dlq") {
+      KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic", "max_retries"}, key));
+      if (n->Find("max_retries") != nullptr) {
+        auto retries = n->IntAt("max_retries", spec.dlq_max_retries);
+        if (!retries.ok()) return retries.status();
+        if (*retries < 0 || *retries > 1000000) {
+          return n->Find("max_retries")->Error("`dlq.max_retries` must be between 0 and 1000000, got " +
+                                               std::to_string(*retries));
+        }
+        spec.dlq_max_retries = static_cast<int>(*retries);
+      }
     } else {
       KAPPA_RETURN_IF_ERROR(n->CheckKeys({"topic"}, key));
     }
@@ -463,6 +474,12 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
     const ConfigNode* topic = n->Find("topic");
     const std::string field = "`" + std::string(key) + ".topic`: ";
     if (Status st = CheckTopicName(*t); !st.ok()) return topic->Error(field + st.message());
+    // Records failing past dlq.max_retries go to <dlq>.parked.
+    if (std::string_view(key) == "dlq" && t->size() + 7 > kMaxTopicNameLength) {
+      return topic->Error(field + "the parked topic <dlq>.parked would be " + std::to_string(t->size() + 7) +
+                          " characters, more than Kafka's 249; shorten it to " +
+                          std::to_string(kMaxTopicNameLength - 7) + " at most");
+    }
     // Outputs go to <sink>.v<version>, which must be a valid name as well.
     if (std::string_view(key) == "sink") {
       const std::string output = *t + ".v" + std::to_string(spec.version);

@@ -53,6 +53,11 @@ struct JobSpec {
   std::string postgres_dsn;
   std::string postgres_table;  // [schema.]name
   std::string dlq_topic;
+  // `dlq.max_retries`: a record that failed more often than this (counting
+  // re-injections by `kappa dlq replay`) goes to <dlq_topic>.parked instead
+  // of the DLQ. Operational: not hashed.
+  int dlq_max_retries = 3;
+  std::string ParkedTopic() const { return dlq_topic + ".parked"; }
   std::string late_topic;
   DeliveryMode delivery = DeliveryMode::kAtLeastOnce;
 

@@ -59,6 +59,7 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   sink->spec_ = &spec;
   sink->output_topic_ = spec.OutputTopic();
   sink->version_text_ = std::to_string(spec.version);
+  sink->parked_topic_ = spec.ParkedTopic();
   sink->dlq_builder_ = std::make_unique<flatbuffers::FlatBufferBuilder>(1024);
   ProducerOptions options = BulkProducerOptions();
   options.linger_ms = 5;
@@ -186,9 +187,13 @@ void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason
   auto msg = fbb.CreateString(message.data(), message.size());
   auto job = fbb.CreateString(spec_->job);
   auto hash = fbb.CreateString(spec_->spec_hash);
+  const int64_t now = NowMs();
+  const int32_t retry_count = record.retry_count + 1;
+  const int64_t first_failure = record.retry_count > 0 && record.first_failure_at_ms > 0 ? record.first_failure_at_ms
+                                                                                         : now;
   auto root = schema::CreateDlqRecord(fbb, topic, partition, record.offset, record.timestamp_ms, key, payload,
-                                      type, msg, job, spec_->version, hash, NowMs(), truncated, record.size,
-                                      payload_xxh3, record.key_size);
+                                      type, msg, job, spec_->version, hash, now, truncated, record.size,
+                                      payload_xxh3, record.key_size, retry_count, first_failure, now);
   schema::FinishDlqRecordBuffer(fbb, root);
 }
 
@@ -225,7 +230,10 @@ void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason 
     }
   }
   dlq_by_type_[static_cast<size_t>(DlqTypeOf(reason))].fetch_add(1, std::memory_order_relaxed);
-  (void)producer_->Produce(spec_->dlq_topic, KafkaProducer::kAnyPartition,
+  // Failed more often than dlq.max_retries (re-injections included): parked,
+  // out of the DLQ that `kappa dlq replay` keeps re-injecting.
+  const std::string& topic = record.retry_count + 1 > spec_->dlq_max_retries ? parked_topic_ : spec_->dlq_topic;
+  (void)producer_->Produce(topic, KafkaProducer::kAnyPartition,
                            std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
                            std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()), h);
 }

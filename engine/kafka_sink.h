@@ -3,7 +3,8 @@
 // acks=all), which does the transport (delivery reports, flush, fatal
 // errors, transactions); this class adds what a job means by an output:
 // results to the version's output topic with lineage headers, failures to the
-// DLQ topic as FlatBuffers DlqRecords, late records (original bytes) to the
+// DLQ topic as FlatBuffers DlqRecords (those that failed more than
+// dlq.max_retries times, re-injections counted, to <dlq>.parked), late records (original bytes) to the
 // late topic. A DLQ or late record never exceeds the producer's
 // message.max.bytes: one that would keeps its metadata and as much of the
 // payload (and key) as fits, marked truncated with the original size and an
@@ -116,6 +117,7 @@ class KafkaSink final : public OutputCollector {
   std::string output_topic_;
   std::string transactional_id_;
   std::string version_text_;
+  std::string parked_topic_;  // <dlq topic>.parked (dlq.max_retries)
   // Builds the DLQ record of `record` into dlq_builder_, keeping at most
   // key_keep/payload_keep bytes of its key/payload.
   void BuildDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message,

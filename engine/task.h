@@ -36,6 +36,12 @@ class Task {
   // either borrowed or copied records, never both.
   void AppendBorrowed(const void* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
                       int64_t timestamp_ms);
+  // Marks the record appended last as re-injected by `kappa dlq replay`
+  // (InputRecord::retry_count, first_failure_at_ms).
+  void SetLastRetry(int32_t retry_count, int64_t first_failure_at_ms) {
+    batch_.records.back().retry_count = retry_count;
+    batch_.records.back().first_failure_at_ms = first_failure_at_ms;
+  }
   bool has_pending() const { return !batch_.records.empty(); }
   // Runs batch() through the chain, then advances next_offset past it.
   void Process();

@@ -31,6 +31,12 @@ struct InputRecord {
   uint32_t key_size = 0;
   int64_t offset = 0;
   int64_t timestamp_ms = 0;  // Kafka record timestamp
+  // A record re-injected by `kappa dlq replay` (headers kappa.retry_count and
+  // kappa.first_failure_at_ms, read by the Kafka source): how often it failed
+  // before and when it first did; 0 for any other record (and for a record
+  // read from the archive, which stores no headers: it fails as a first).
+  int32_t retry_count = 0;
+  int64_t first_failure_at_ms = 0;
   // Filled by DecodeValidate for valid records:
   // The record view (formats/record_view.h), whatever the format: one value
   // per slot, valid while the batch is processed. A declared format's fields

@@ -277,6 +277,19 @@ Status Registry::PutProgress(const ProgressRecord& record) {
   return Status::OK();
 }
 
+std::optional<std::string> Registry::Value(const std::string& key) const {
+  auto it = progress_.find(key);
+  if (it == progress_.end()) return std::nullopt;
+  return it->second;
+}
+
+Status Registry::PutValue(const std::string& key, const std::string& value) {
+  int64_t offset = -1;
+  KAPPA_RETURN_IF_ERROR(Put(key, value, RD_KAFKA_PARTITION_UA, &offset));
+  progress_[key] = value;
+  return Status::OK();
+}
+
 namespace {
 struct Delivery {
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;

@@ -95,6 +95,12 @@ class Registry {
   // TryPutJob; a lost write is FailedPrecondition ("changed concurrently").
   Status PutJob(JobRecord& record);
   Status PutProgress(const ProgressRecord& record);
+  // Other tools' latest-per-key records in the control topic (e.g. `kappa
+  // dlq replay`'s "dlq-replayed/<topic>/<partition>" markers): the value last
+  // written under `key` as of the last Refresh, and a write that waits for
+  // its acknowledgement. Keys must not start with "job/" or "progress/".
+  std::optional<std::string> Value(const std::string& key) const;
+  Status PutValue(const std::string& key, const std::string& value);
   const std::string& control_topic() const { return topic_; }
   // The topic configs kappa creates a missing control topic with (before its
   // first write, through the admin API, one partition, the broker's default

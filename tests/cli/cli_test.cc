@@ -162,6 +162,38 @@ TEST(CliTest, JobCommandsRejectOutOfRangeParallelismAndRate) {
   }
 }
 
+// kappa dlq: each subcommand has --help naming its options (replay's says
+// what makes it idempotent and its failure window); bad usage is one line,
+// exit 2, before any broker is asked.
+TEST(CliTest, DlqSubcommandsHaveHelpAndRefuseBadUsage) {
+  LoopbackPort closed(/*listen=*/false);
+  const std::string b = closed.address();
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"--help"}, &out), 0);
+  EXPECT_TRUE(Contains(out, "dlq")) << out;
+  ASSERT_EQ(RunKappa({"dlq", "--help"}, &out, &err), 0) << err;
+  for (const char* s : {"stats", "show", "replay"}) EXPECT_TRUE(Contains(out, s)) << out;
+  const std::map<std::string, std::vector<std::string>> options = {
+      {"stats", {"--brokers", "error type", "version", "partition", "<1h", "oldest"}},
+      {"show", {"--error-type", "--limit", "--brokers", "coordinates"}},
+      {"replay", {"--to", "--error-type", "--since", "--dry-run", "--control-topic", "--brokers", "Idempotent",
+                  "dlq-replayed/", "crash between", "kappa.retry_count", "kappa.first_failure_at_ms", "parked",
+                  "Truncated", "archive"}}};
+  for (const auto& [sub, opts] : options) {
+    ASSERT_EQ(RunKappa({"dlq", sub, "--help"}, &out, &err), 0) << sub << ": " << err;
+    EXPECT_TRUE(Contains(out, "usage: kappa dlq " + sub)) << out;
+    for (const auto& o : opts) EXPECT_TRUE(Contains(out, o)) << "dlq " << sub << " --help lacks " << o << "\n" << out;
+    ExpectUsageError({"dlq", sub, "--nonsense"}, {"nonsense", "--help"});
+  }
+  ExpectUsageError({"dlq"}, {"stats, show or replay"});
+  ExpectUsageError({"dlq", "frobnicate"}, {"frobnicate", "stats, show or replay"});
+  ExpectUsageError({"dlq", "replay", "x.dlq", "-b", b}, {"--to"});
+  ExpectUsageError({"dlq", "show", "x.dlq", "-b", b, "--error-type", "Nonsense"},
+                   {"Nonsense", "InvalidValue", "MissingField"});
+  ExpectUsageError({"dlq", "replay", "x.dlq", "--to", "t", "-b", b, "--since", "yesterday"},
+                   {"--since", "yesterday", "2h"});
+}
+
 TEST(CliTest, UnreachableOrSilentBrokerIsOneLineWithinThirtySeconds) {
   LoopbackPort refusing(/*listen=*/false);  // connection refused
   LoopbackPort silent(/*listen=*/true);     // accepted, never answered

@@ -212,8 +212,9 @@ TEST(JobSpecTest, TopicNamesFollowKafkasRule) {
     }
   }
   // 249 characters is the limit; the sink's versioned output topic
-  // (<sink>.v<version>) must fit too.
-  EXPECT_TRUE(ParseJobSpec(SpecWith("topic: out.dlq}", "topic: " + std::string(249, 'd') + "}")).ok());
+  // (<sink>.v<version>) and the DLQ's parked topic (<dlq>.parked) must fit too.
+  EXPECT_TRUE(ParseJobSpec(SpecWith("topic: out.dlq}", "topic: " + std::string(242, 'd') + "}")).ok());
+  EXPECT_FALSE(ParseJobSpec(SpecWith("topic: out.dlq}", "topic: " + std::string(243, 'd') + "}")).ok());
   EXPECT_TRUE(ParseJobSpec(SpecWith("topic: out}", "topic: " + std::string(246, 's') + "}")).ok());
   auto sink = ParseJobSpec(SpecWith("topic: out}", "topic: " + std::string(247, 's') + "}"), "job.yaml");
   ASSERT_FALSE(sink.ok());
@@ -315,6 +316,35 @@ TEST(JobSpecTest, StartTimestampOutOfRangeIsRefused) {
   auto spec = ParseJobSpec(SpecWith("start: earliest", "start: 99999999999999999999"), "job.yaml");
   ASSERT_FALSE(spec.ok());
   EXPECT_TRUE(Has(spec.status().message(), "job.yaml:4:")) << spec.status().message();
+}
+
+// dlq.max_retries: how often a record may fail (re-injections by `kappa dlq
+// replay` counted) before it is parked in <dlq>.parked; operational, so a
+// change keeps the spec hash (and the version's state).
+TEST(JobSpecTest, DlqMaxRetriesDefaultsToThreeAndIsOperational) {
+  auto base = ParseJobSpec(kSpec);
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  EXPECT_EQ(base->dlq_max_retries, 3);
+  EXPECT_EQ(base->ParkedTopic(), "out.dlq.parked");
+  auto five = ParseJobSpec(SpecWith("dlq: {topic: out.dlq}", "dlq: {topic: out.dlq, max_retries: 5}"));
+  ASSERT_TRUE(five.ok()) << five.status().ToString();
+  EXPECT_EQ(five->dlq_max_retries, 5);
+  EXPECT_EQ(five->spec_hash, base->spec_hash);
+  for (const char* bad : {"-1", "many", "2000000"}) {
+    auto spec = ParseJobSpec(SpecWith("dlq: {topic: out.dlq}", std::string("dlq: {topic: out.dlq, max_retries: ") +
+                                                                   bad + "}"),
+                             "job.yaml");
+    ASSERT_FALSE(spec.ok()) << bad;
+    EXPECT_TRUE(Has(spec.status().message(), "job.yaml:")) << spec.status().ToString();
+    EXPECT_TRUE(Has(spec.status().message(), "max_retries")) << spec.status().ToString();
+  }
+  auto typo = ParseJobSpec(SpecWith("dlq: {topic: out.dlq}", "dlq: {topic: out.dlq, max_retry: 5}"), "job.yaml");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_TRUE(Has(typo.status().message(), "max_retry")) << typo.status().ToString();
+  const std::string long_name(245, 'd');
+  auto too_long = ParseJobSpec(SpecWith("dlq: {topic: out.dlq}", "dlq: {topic: " + long_name + "}"), "job.yaml");
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_TRUE(Has(too_long.status().message(), ".parked")) << too_long.status().ToString();
 }
 
 }  // namespace

@@ -1,0 +1,526 @@
+// kappa dlq stats|show|replay: triage of a dead-letter topic and
+// re-injection of its records into their source topic after a fix.
+#include <flatbuffers/flatbuffers.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/config_node.h"
+#include "base/test_hooks.h"
+#include "cli/command.h"
+#include "cli/record_format.h"
+#include "kafka/kafka_client.h"
+#include "kafka/kafka_producer.h"
+#include "kafka/topic_reader.h"
+#include "replay/registry.h"
+#include "schemas/dlq_record_generated.h"
+
+namespace po = boost::program_options;
+
+namespace kappa::cli {
+namespace {
+
+constexpr int64_t kHourMs = 3600LL * 1000;
+constexpr int64_t kDayMs = 24 * kHourMs;
+// Records re-injected between two flushes (and marker writes) by default:
+// the most a crash between a flush and its marker write can inject twice.
+constexpr int64_t kReplayBatch = 5000;
+
+// One DLQ record, decoded from an aligned copy of its bytes.
+struct DlqEntry {
+  int32_t dlq_partition = 0;
+  int64_t dlq_offset = 0;
+  int64_t prev_offset = -1;  // of the record read before it in its partition; -1: none
+  std::string bytes;  // aligned copy: FlatBuffers reads in place
+  const schema::DlqRecord* record = nullptr;
+
+  int32_t retry_count() const { return std::max(1, record->retry_count()); }
+  int64_t first_failure_ms() const {
+    return record->first_failure_at_ms() > 0 ? record->first_failure_at_ms() : record->failed_at_ms();
+  }
+  int64_t last_failure_ms() const {
+    return record->last_failure_at_ms() > 0 ? record->last_failure_at_ms() : record->failed_at_ms();
+  }
+  std::string error_type() const { return schema::EnumNameDlqErrorType(record->error_type()); }
+  std::string source() const {
+    return (record->source_topic() ? record->source_topic()->str() : std::string("?")) + "[" +
+           std::to_string(record->source_partition()) + "]@" + std::to_string(record->source_offset());
+  }
+  std::string where(const std::string& topic) const {
+    return topic + "[" + std::to_string(dlq_partition) + "]@" + std::to_string(dlq_offset);
+  }
+};
+
+// Reads every record of the DLQ topic; *undecodable counts those that are
+// not DlqRecords (another producer's records in the topic).
+Status ReadDlq(const KafkaConfig& config, const std::string& topic, const std::function<void(DlqEntry&)>& on_entry,
+               int64_t* undecodable, std::vector<int64_t>* per_partition = nullptr) {
+  *undecodable = 0;
+  std::map<int32_t, int64_t> last;
+  auto summary = ReadTopic(config, topic, [&](const ConsumedRecord& r) {
+    DlqEntry e;
+    e.dlq_partition = r.partition;
+    e.dlq_offset = r.offset;
+    auto it = last.find(r.partition);
+    e.prev_offset = it == last.end() ? -1 : it->second;
+    last[r.partition] = r.offset;
+    e.bytes.assign(r.value.data(), r.value.size());
+    flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(e.bytes.data()), e.bytes.size());
+    if (!schema::VerifyDlqRecordBuffer(v)) {
+      ++*undecodable;
+      return;
+    }
+    e.record = schema::GetDlqRecord(e.bytes.data());
+    on_entry(e);
+  });
+  if (!summary.ok()) {
+    if (summary.status().code() == Status::Code::kNotFound) {
+      return Status::NotFound("DLQ topic " + topic + " does not exist: check the name (the spec's `dlq.topic`; "
+                              "records that failed more than dlq.max_retries times are in <topic>.parked)");
+    }
+    return summary.status();
+  }
+  if (per_partition) *per_partition = summary->records_per_partition;
+  return Status::OK();
+}
+
+Result<schema::DlqErrorType> ParseErrorType(const std::string& text) {
+  for (int i = static_cast<int>(schema::DlqErrorType::MIN); i <= static_cast<int>(schema::DlqErrorType::MAX); ++i) {
+    const auto t = static_cast<schema::DlqErrorType>(i);
+    std::string name = schema::EnumNameDlqErrorType(t);
+    std::string a = name, b = text;
+    std::transform(a.begin(), a.end(), a.begin(), ::tolower);
+    std::transform(b.begin(), b.end(), b.begin(), ::tolower);
+    if (a == b) return t;
+  }
+  std::string names;
+  for (const char* const* n = schema::EnumNamesDlqErrorType(); *n; ++n) names += std::string(names.empty() ? "" : ", ") + *n;
+  return Status::InvalidArgument("--error-type " + text + ": not an error type; one of " + names);
+}
+
+// --since: ms since the epoch, or a duration back from now (30m, 2h, 7d).
+Result<int64_t> ParseSince(const std::string& text) {
+  int64_t ms = 0;
+  auto r = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (!text.empty() && r.ec == std::errc() && r.ptr == text.data() + text.size() && ms >= 0) return ms;
+  auto d = ParseDurationMs(text);
+  if (!d.ok()) {
+    return Status::InvalidArgument("--since " + text +
+                                   ": give a time in ms since the epoch or a duration back from now (30m, 2h, 7d)");
+  }
+  return WallClockMs() - *d;
+}
+
+std::string Age(int64_t ms) {
+  if (ms < 0) ms = 0;
+  if (ms < 60000) return std::to_string(ms / 1000) + "s";
+  if (ms < kHourMs) return std::to_string(ms / 60000) + "m";
+  if (ms < kDayMs) return std::to_string(ms / kHourMs) + "h" + std::to_string(ms % kHourMs / 60000) + "m";
+  return std::to_string(ms / kDayMs) + "d" + std::to_string(ms % kDayMs / kHourMs) + "h";
+}
+
+int Stats(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string topic;
+  desc.add_options()("help,h", "show this help")("topic", po::value<std::string>(&topic)->required(), "DLQ topic");
+  AddKafkaOptions(desc);
+  po::positional_options_description pos;
+  pos.add("topic", 1);
+  const std::string usage =
+      "usage: kappa dlq stats TOPIC --brokers HOST:PORT\n\n"
+      "Reads the DLQ topic TOPIC to its current end and prints how many records it holds by error type,\n"
+      "by pipeline version, by source partition and by age (since the record FIRST failed, re-injections\n"
+      "included: <1h, 1h-1d, 1d-7d, >7d), and the oldest record with its coordinates and age.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "dlq stats", usage, desc, &pos, vm); rc >= 0) return rc;
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("dlq stats", st);
+  const int64_t now = WallClockMs();
+  std::map<std::string, int64_t> by_type;
+  std::map<int32_t, int64_t> by_version;
+  std::map<std::string, int64_t> by_source;
+  std::map<int32_t, int64_t> by_retry;
+  int64_t ages[4] = {0, 0, 0, 0};
+  int64_t total = 0, undecodable = 0;
+  std::optional<std::string> oldest_line;
+  int64_t oldest_ms = 0;
+  Status st = ReadDlq(
+      config, topic,
+      [&](DlqEntry& e) {
+        ++total;
+        ++by_type[e.error_type()];
+        ++by_version[e.record->version()];
+        ++by_source[(e.record->source_topic() ? e.record->source_topic()->str() : std::string("?")) + "[" +
+                    std::to_string(e.record->source_partition()) + "]"];
+        ++by_retry[e.retry_count()];
+        const int64_t first = e.first_failure_ms();
+        const int64_t age = now - first;
+        ages[age < kHourMs ? 0 : age < kDayMs ? 1 : age < 7 * kDayMs ? 2 : 3]++;
+        if (!oldest_line || first < oldest_ms) {
+          oldest_ms = first;
+          oldest_line = e.source() + " (at " + e.where(topic) + "), first failed " + Age(age) + " ago (" +
+                        std::to_string(first) + " ms), " + e.error_type() + ", retry_count " +
+                        std::to_string(e.retry_count()) + ", version " + std::to_string(e.record->version());
+        }
+      },
+      &undecodable);
+  if (!st.ok()) return Fail("dlq stats", st);
+  std::printf("kappa dlq stats: %s: %lld records\n", topic.c_str(), static_cast<long long>(total));
+  if (undecodable) {
+    std::printf("  %lld records that are not DLQ records (ignored)\n", static_cast<long long>(undecodable));
+  }
+  std::printf("by error type:\n");
+  for (const auto& [k, n] : by_type) std::printf("  %s: %lld\n", k.c_str(), static_cast<long long>(n));
+  std::printf("by version:\n");
+  for (const auto& [k, n] : by_version) std::printf("  v%d: %lld\n", k, static_cast<long long>(n));
+  std::printf("by source partition:\n");
+  for (const auto& [k, n] : by_source) std::printf("  %s: %lld\n", k.c_str(), static_cast<long long>(n));
+  std::printf("by retry count:\n");
+  for (const auto& [k, n] : by_retry) std::printf("  %d: %lld\n", k, static_cast<long long>(n));
+  std::printf("by age since first failure:\n  <1h: %lld\n  1h-1d: %lld\n  1d-7d: %lld\n  >7d: %lld\n",
+              static_cast<long long>(ages[0]), static_cast<long long>(ages[1]), static_cast<long long>(ages[2]),
+              static_cast<long long>(ages[3]));
+  std::printf("oldest: %s\n", oldest_line ? oldest_line->c_str() : "none");
+  return 0;
+}
+
+int Show(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string topic;
+  std::string error_type;
+  int64_t limit = 20;
+  desc.add_options()("help,h", "show this help")("topic", po::value<std::string>(&topic)->required(), "DLQ topic")(
+      "error-type", po::value<std::string>(&error_type), "only records of this error type (e.g. InvalidValue)")(
+      "limit", po::value<int64_t>(&limit)->default_value(20), "print at most this many records (0: all)");
+  AddKafkaOptions(desc);
+  po::positional_options_description pos;
+  pos.add("topic", 1);
+  const std::string usage =
+      "usage: kappa dlq show TOPIC --brokers HOST:PORT [--error-type T] [--limit N]\n\n"
+      "Prints the DLQ records of TOPIC (in partition and offset order), one JSON line each: where it is\n"
+      "in the DLQ, the original coordinates (source topic[partition]@offset), key, error type and\n"
+      "message, retry count, first and last failure time, job, version and spec hash.";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "dlq show", usage, desc, &pos, vm); rc >= 0) return rc;
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("dlq show", st);
+  std::optional<schema::DlqErrorType> type;
+  if (!error_type.empty()) {
+    auto t = ParseErrorType(error_type);
+    if (!t.ok()) return Fail("dlq show", t.status());
+    type = *t;
+  }
+  int64_t shown = 0, matched = 0, undecodable = 0;
+  Status st = ReadDlq(
+      config, topic,
+      [&](DlqEntry& e) {
+        if (type && e.record->error_type() != *type) return;
+        ++matched;
+        if (limit > 0 && shown >= limit) return;
+        ++shown;
+        const std::string key = e.record->key() ? std::string(reinterpret_cast<const char*>(e.record->key()->data()),
+                                                              e.record->key()->size())
+                                                : std::string();
+        std::string line = "{\"dlq\":\"" + JsonEscape(e.where(topic)) + "\",\"source\":\"" + JsonEscape(e.source()) +
+                           "\",\"key\":\"" + JsonEscape(key) + "\",\"record\":" +
+                           FormatRecordJson(reinterpret_cast<const uint8_t*>(e.bytes.data()), e.bytes.size()) +
+                           "}\n";
+        std::fputs(line.c_str(), stdout);
+      },
+      &undecodable);
+  if (!st.ok()) return Fail("dlq show", st);
+  std::fprintf(stderr, "kappa dlq show: %s: %lld matching records, %lld shown%s\n", topic.c_str(),
+               static_cast<long long>(matched), static_cast<long long>(shown),
+               limit > 0 && matched > shown ? " (raise --limit, 0 for all)" : "");
+  return 0;
+}
+
+// The DLQ offsets already re-injected from one DLQ partition: sorted,
+// disjoint, inclusive ranges, stored as "a-b,c-d" under
+// "dlq-replayed/<dlq topic>/<partition>" in the control topic.
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+
+Ranges ParseRanges(const std::string& text) {
+  Ranges out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t comma = text.find(',', i);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string part = text.substr(i, comma - i);
+    const size_t dash = part.find('-');
+    if (dash != std::string::npos) {
+      int64_t a = 0, b = 0;
+      std::from_chars(part.data(), part.data() + dash, a);
+      std::from_chars(part.data() + dash + 1, part.data() + part.size(), b);
+      if (a <= b) out.emplace_back(a, b);
+    }
+    i = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string FormatRanges(const Ranges& ranges) {
+  std::string out;
+  for (const auto& [a, b] : ranges) out += (out.empty() ? "" : ",") + std::to_string(a) + "-" + std::to_string(b);
+  return out;
+}
+
+bool Covered(const Ranges& ranges, int64_t offset) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), std::make_pair(offset, INT64_MAX));
+  if (it == ranges.begin()) return false;
+  --it;
+  return offset >= it->first && offset <= it->second;
+}
+
+// Adds [a, b] to ranges, merging what overlaps or touches.
+void AddRange(Ranges& ranges, int64_t a, int64_t b) {
+  ranges.emplace_back(a, b);
+  std::sort(ranges.begin(), ranges.end());
+  Ranges merged;
+  for (const auto& r : ranges) {
+    if (!merged.empty() && r.first <= merged.back().second + 1) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  ranges = std::move(merged);
+}
+
+std::string MarkerKey(const std::string& topic, int32_t partition) {
+  return "dlq-replayed/" + topic + "/" + std::to_string(partition);
+}
+
+int Replay(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string topic, to, error_type, since_text, control_topic;
+  desc.add_options()("help,h", "show this help")("topic", po::value<std::string>(&topic)->required(), "DLQ topic")(
+      "to", po::value<std::string>(&to)->required(), "the source topic to re-inject into")(
+      "error-type", po::value<std::string>(&error_type), "only records of this error type (e.g. InvalidValue)")(
+      "since", po::value<std::string>(&since_text),
+      "only records whose last failure is at or after this time: ms since the epoch, or a duration back "
+      "from now (30m, 2h, 7d)")("control-topic", po::value<std::string>(&control_topic)->default_value("kappa.control"),
+                                "where the re-injection markers are kept")(
+      "dry-run", "print what would be re-injected, inject nothing")(
+      "batch-records", po::value<int64_t>()->default_value(kReplayBatch),
+      "records per flush and marker write: the most a crash can make a rerun inject twice");
+  AddKafkaOptions(desc);
+  po::positional_options_description pos;
+  pos.add("topic", 1);
+  const std::string usage =
+      "usage: kappa dlq replay TOPIC --to SOURCE_TOPIC --brokers HOST:PORT [--error-type T] [--since TIME]\n\n"
+      "Re-injects the DLQ records of TOPIC (those matching the filters) into SOURCE_TOPIC after a fix:\n"
+      "the ORIGINAL key and payload bytes, into the partition they came from when SOURCE_TOPIC has it\n"
+      "(else the partitioner picks), with headers kappa.retry_count (how often it failed so far) and\n"
+      "kappa.first_failure_at_ms, so that a record failing again comes back to the DLQ with retry_count + 1\n"
+      "and its first failure time; past the spec's dlq.max_retries (default 3) it goes to <dlq>.parked.\n"
+      "Truncated DLQ records (too large to keep whole) are refused and named on stderr at every run (their\n"
+      "bytes are not in the DLQ, re-produce them from their origin); they do not change the exit status.\n"
+      "The retry headers are read from Kafka: a re-injected record read back from a log archive (which keeps\n"
+      "no headers) counts as a first failure.\n\n"
+      "Idempotent: the DLQ offsets re-injected are recorded per DLQ partition in the compacted control topic\n"
+      "(key dlq-replayed/<TOPIC>/<partition>, written after the producer's flush acknowledged them), and\n"
+      "offsets recorded there are never re-injected again, so running it twice injects nothing the second\n"
+      "time; records filtered out stay available to a later run. Failure window: records are flushed and\n"
+      "marked in batches (--batch-records, 5000); a crash between a batch's flush and its marker write re-injects at most\n"
+      "that batch on the next run. Not for two replays of the same DLQ at once. Exit 1 if a read or write\n"
+      "failed (rerun once fixed: what was marked is not injected again).";
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "dlq replay", usage, desc, &pos, vm); rc >= 0) return rc;
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("dlq replay", st);
+  const bool dry_run = vm.count("dry-run") > 0;
+  const int64_t batch_records = vm["batch-records"].as<int64_t>();
+  if (batch_records < 1) {
+    return Fail("dlq replay", Status::InvalidArgument("--batch-records must be at least 1, got " +
+                                                      std::to_string(batch_records)));
+  }
+  // "dlq-replay-after-flush" / "dlq-replay-after-mark": the n-th batch was
+  // acknowledged, before / after its markers were written (test builds).
+  KAPPA_KILL_SWITCH(kill_switch);
+  std::optional<schema::DlqErrorType> type;
+  if (!error_type.empty()) {
+    auto t = ParseErrorType(error_type);
+    if (!t.ok()) return Fail("dlq replay", t.status());
+    type = *t;
+  }
+  int64_t since = 0;
+  if (!since_text.empty()) {
+    auto s = ParseSince(since_text);
+    if (!s.ok()) return Fail("dlq replay", s.status());
+    since = *s;
+  }
+
+  Registry registry(config, control_topic);
+  if (Status st = registry.Refresh(); !st.ok()) {
+    return Fail("dlq replay", Status::Unavailable("cannot read the control topic " + control_topic +
+                                                  " (where re-injections are recorded): " + st.message()));
+  }
+  std::map<int32_t, Ranges> done;  // per DLQ partition
+  auto ranges_of = [&](int32_t p) -> Ranges& {
+    auto it = done.find(p);
+    if (it != done.end()) return it->second;
+    auto value = registry.Value(MarkerKey(topic, p));
+    return done[p] = value ? ParseRanges(*value) : Ranges{};
+  };
+
+  // What to inject, in DLQ order.
+  std::vector<DlqEntry> selected;
+  std::vector<std::string> refused;
+  int64_t skipped_done = 0, filtered = 0, undecodable = 0;
+  Status st = ReadDlq(
+      config, topic,
+      [&](DlqEntry& e) {
+        if (Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
+          ++skipped_done;
+          return;
+        }
+        if ((type && e.record->error_type() != *type) || e.last_failure_ms() < since) {
+          ++filtered;
+          return;
+        }
+        if (e.record->truncated()) {
+          refused.push_back(e.where(topic) + " (source " + e.source() + ", original size " +
+                            std::to_string(e.record->original_size()) + " bytes)");
+          return;
+        }
+        selected.push_back(std::move(e));
+      },
+      &undecodable);
+  if (!st.ok()) return Fail("dlq replay", st);
+
+  for (const auto& r : refused) {
+    std::fprintf(stderr,
+                 "kappa dlq replay: refused %s: truncated in the DLQ, its original bytes are gone; re-produce it "
+                 "from its origin (payload_xxh3 in `kappa dlq show` identifies it)\n",
+                 r.c_str());
+  }
+  if (dry_run || selected.empty()) {
+    for (const auto& e : selected) {
+      std::printf("would re-inject %s -> %s[%d] (retry_count %d, %s)\n", e.where(topic).c_str(), to.c_str(),
+                  e.record->source_partition(), e.retry_count(), e.error_type().c_str());
+    }
+    std::printf("kappa dlq replay: %s -> %s: %zu records %s, %lld already re-injected before, %lld filtered out, "
+                "%zu refused (truncated)\n",
+                topic.c_str(), to.c_str(), selected.size(), dry_run ? "would be re-injected" : "re-injected",
+                static_cast<long long>(skipped_done), static_cast<long long>(filtered), refused.size());
+    return 0;
+  }
+
+  ProducerOptions options = BulkProducerOptions();
+  options.client = "dlq replay producer";
+  options.message_timeout_ms = 60000;
+  auto producer = KafkaProducer::Create(config, std::move(options));
+  if (!producer.ok()) return Fail("dlq replay", producer.status());
+  auto partitions = TopicPartitionCount((*producer)->handle(), to, 15000);
+  if (!partitions.ok()) {
+    return Fail("dlq replay", Status::NotFound("the target topic " + to + " is not there (" +
+                                               partitions.status().message() +
+                                               "): --to names the job's source topic, which must exist"));
+  }
+
+  size_t injected = 0;
+  size_t begin = 0;
+  while (begin < selected.size()) {
+    const size_t end = std::min(selected.size(), begin + static_cast<size_t>(batch_records));
+    for (size_t i = begin; i < end; ++i) {
+      const DlqEntry& e = selected[i];
+      const auto* d = e.record;
+      const std::string retries = std::to_string(e.retry_count());
+      const std::string first = std::to_string(e.first_failure_ms());
+      const std::string from = e.where(topic);
+      const KafkaHeader headers[] = {
+          {"kappa.retry_count", retries}, {"kappa.first_failure_at_ms", first}, {"kappa.dlq", from}};
+      const int32_t partition =
+          d->source_partition() >= 0 && d->source_partition() < *partitions ? d->source_partition()
+                                                                             : KafkaProducer::kAnyPartition;
+      const std::string_view key = d->key() ? std::string_view(reinterpret_cast<const char*>(d->key()->data()),
+                                                               d->key()->size())
+                                            : std::string_view();
+      const std::string_view payload =
+          d->payload() ? std::string_view(reinterpret_cast<const char*>(d->payload()->data()), d->payload()->size())
+                       : std::string_view();
+      if (Status ps = (*producer)->Produce(to, partition, key, payload, headers); !ps.ok()) {
+        return Fail("dlq replay", Status::Unavailable(ps.message() + "; nothing of this batch is marked: rerun"));
+      }
+    }
+    if (Status fs = (*producer)->Flush(60000); !fs.ok()) {
+      return Fail("dlq replay",
+                  Status::Unavailable("re-injecting into " + to + " failed after " + std::to_string(injected) +
+                                      " records were re-injected and marked: " + fs.message() +
+                                      "; rerun once the broker is back (some records of the failed batch may "
+                                      "already be in " + to + " and would be injected again)"));
+    }
+    KAPPA_KILL_POINT(kill_switch, "dlq-replay-after-flush");
+    // Acknowledged: record them as done, per DLQ partition, as ranges of
+    // records that follow each other in what was read (so offsets without a
+    // record, e.g. transaction markers, do not split a range); a record read
+    // but not selected (filtered, refused) does.
+    std::map<int32_t, std::pair<int64_t, int64_t>> open;  // partition -> range being built
+    std::map<int32_t, bool> touched;
+    for (size_t i = begin; i < end; ++i) {
+      const DlqEntry& e = selected[i];
+      touched[e.dlq_partition] = true;
+      auto it = open.find(e.dlq_partition);
+      if (it != open.end() && e.prev_offset == it->second.second) {
+        it->second.second = e.dlq_offset;
+        continue;
+      }
+      if (it != open.end()) AddRange(ranges_of(e.dlq_partition), it->second.first, it->second.second);
+      open[e.dlq_partition] = {e.dlq_offset, e.dlq_offset};
+    }
+    for (const auto& [p, r] : open) AddRange(ranges_of(p), r.first, r.second);
+    for (const auto& [p, _] : touched) {
+      if (Status ws = registry.PutValue(MarkerKey(topic, p), FormatRanges(ranges_of(p))); !ws.ok()) {
+        return Fail("dlq replay",
+                    Status::Unavailable("records were re-injected into " + to + " but marking them in " +
+                                        control_topic + " failed: " + ws.message() +
+                                        "; a rerun would inject this batch (up to " + std::to_string(batch_records) +
+                                        " records) again"));
+      }
+    }
+    KAPPA_KILL_POINT(kill_switch, "dlq-replay-after-mark");
+    injected += end - begin;
+    begin = end;
+  }
+  std::printf("kappa dlq replay: %s -> %s: %zu records re-injected, %lld already re-injected before, %lld filtered "
+              "out, %zu refused (truncated)\n",
+              topic.c_str(), to.c_str(), injected, static_cast<long long>(skipped_done),
+              static_cast<long long>(filtered), refused.size());
+  return 0;
+}
+
+}  // namespace
+
+int DlqCommand(int argc, char** argv) {
+  const std::string usage =
+      "usage: kappa dlq stats|show|replay TOPIC ... (kappa dlq <subcommand> --help)\n\n"
+      "  stats    counts of a DLQ topic by error type, version, source partition and age; the oldest record\n"
+      "  show     the DLQ records decoded, with their original coordinates, error and retry count\n"
+      "  replay   re-inject the original records into their source topic after a fix (idempotent)";
+  if (argc < 2) {
+    std::cerr << "kappa dlq: which subcommand? stats, show or replay (see `kappa dlq --help`)" << std::endl;
+    return 2;
+  }
+  const std::string sub = argv[1];
+  if (sub == "stats") return Stats(argc - 1, argv + 1);
+  if (sub == "show") return Show(argc - 1, argv + 1);
+  if (sub == "replay") return Replay(argc - 1, argv + 1);
+  if (sub == "--help" || sub == "-h" || sub == "help") {
+    std::cout << usage << std::endl;
+    return 0;
+  }
+  std::cerr << "kappa dlq: unknown subcommand " << sub << ": stats, show or replay (see `kappa dlq --help`)"
+            << std::endl;
+  return 2;
+}
+
+}  // namespace kappa::cli

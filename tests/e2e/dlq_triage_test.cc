@@ -1,0 +1,315 @@
+// Stories about the DLQ after a failure: `kappa dlq stats` counts what the
+// job dead-lettered; after a fix, `kappa dlq replay` re-injects the original
+// records: the fixed ones come out, the others come back with retry_count
+// + 1 and their first failure time, and past dlq.max_retries they are
+// parked. Re-injecting twice injects nothing the second time.
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "base/clock.h"
+#include "base/hash.h"
+#include "kafka/kafka_producer.h"
+#include "schemas/dlq_record_generated.h"
+#include "tests/e2e/e2e_util.h"
+
+namespace kappa::testing {
+namespace {
+
+constexpr int kPartitions = 3;
+constexpr const char* kDlq = "pay.dlq";
+
+struct DlqSeen {
+  std::string payload;
+  int32_t source_partition = 0;
+  int32_t version = 0;
+  int32_t retry_count = 0;
+  int64_t first_failure_at_ms = 0;
+  int64_t last_failure_at_ms = 0;
+};
+
+class DlqTriageTest : public BrokerTest {
+ protected:
+  // A stateless job: every valid record out, keyed by txn_id; records in a
+  // currency outside `currencies` are InvalidValue in the DLQ.
+  std::string Spec(const ScratchDir& dir, int version, const std::string& currencies, const std::string& start,
+                   const std::string& dlq_extra = "") {
+    const std::string path = dir / ("v" + std::to_string(version) + ".yaml");
+    std::ofstream(path) << "job: pay\nversion: " << version << "\nsource: {topic: transactions, start: " << start
+                        << "}\nvalidate: {currencies: [" << currencies << "]}\n"
+                        << "operators:\n  - emit: {key: txn_id}\nallowed_lateness: 30d\n"
+                        << "sink: {topic: pay-out}\ndlq: {topic: " << kDlq << dlq_extra << "}\nlate: {topic: pay.late}\n"
+                        << "checkpoint: {interval: 1s, dir: " << (dir / ("state" + std::to_string(version)))
+                        << "}\n";
+    return path;
+  }
+
+  std::string Kappa(std::vector<std::string> args, int expect_rc = 0) {
+    std::string out, err;
+    EXPECT_EQ(RunKappa(args, &out, &err), expect_rc) << "kappa " << args[0] << " " << args[1] << ": " << err << out;
+    return out;
+  }
+  void Run(const std::string& spec) {
+    std::string out, err;
+    EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+        << err << out;
+    if (getenv("DLQ_DEBUG")) std::cerr << out << err;
+  }
+  // "N records re-injected" of a `kappa dlq replay` run.
+  int64_t Replay(std::vector<std::string> extra = {}, std::string* err_out = nullptr) {
+    std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::string out, err;
+    EXPECT_EQ(RunKappa(args, &out, &err), 0) << err << out;
+    if (err_out) *err_out = err;
+    std::smatch m;
+    if (!std::regex_search(out, m, std::regex("([0-9]+) records (would be )?re-injected"))) {
+      ADD_FAILURE() << out;
+      return -1;
+    }
+    return std::stoll(m[1]);
+  }
+  std::vector<DlqSeen> ReadDlq(const std::string& topic) {
+    std::vector<DlqSeen> out;
+    auto st = ReadTopic(Config(), topic, [&](const ConsumedRecord& c) {
+      const std::string bytes(c.value);
+      flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+      EXPECT_TRUE(schema::VerifyDlqRecordBuffer(v));
+      const auto* d = schema::GetDlqRecord(bytes.data());
+      out.push_back({std::string(reinterpret_cast<const char*>(d->payload()->data()), d->payload()->size()),
+                     d->source_partition(), d->version(), d->retry_count(), d->first_failure_at_ms(),
+                     d->last_failure_at_ms()});
+    });
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return out;
+  }
+  int64_t Count(const std::string& topic) {
+    auto summary = ReadTopic(Config(), topic, [](const ConsumedRecord&) {});
+    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+    return summary.ok() ? summary->total : -1;
+  }
+};
+
+int64_t StatLine(const std::string& stats, const std::string& label) {
+  std::smatch m;
+  if (!std::regex_search(stats, m, std::regex("\n  " + std::regex_replace(label, std::regex(R"([\[\]<>])"), R"(\$&)") +
+                                              ": ([0-9]+)\n"))) {
+    return 0;
+  }
+  return std::stoll(m[1]);
+}
+
+TEST_F(DlqTriageTest, FixedRecordsPassTheOthersComeBackCountedThenParked) {
+  CreateTopic("transactions", kPartitions);
+  const GeneratorOptions gen = SmallWorkload(21, 600, 200, 1);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  // Version 1 allows EUR and USD: GBP and JPY records are dead-lettered.
+  // Version 2 also allows GBP: those pass, JPY fails again.
+  std::set<std::string> gbp_txns, jpy_payloads;
+  std::map<int32_t, int64_t> rejected_by_partition;
+  int64_t rejected = 0;
+  TransactionGenerator g(gen);
+  GeneratedRecord r;
+  while (g.Next(&r)) {
+    ASSERT_EQ(r.kind, RecordKind::kValid);
+    if (r.currency == "EUR" || r.currency == "USD") continue;
+    ++rejected;
+    ++rejected_by_partition[PartitionForKey(r.key, kPartitions)];
+    if (r.currency == "GBP") gbp_txns.insert(r.txn_id);
+    else jpy_payloads.insert(r.value);
+  }
+  ASSERT_GT(gbp_txns.size(), 20u);
+  ASSERT_GT(jpy_payloads.size(), 20u);
+
+  ScratchDir dir("dlq-triage");
+  const int64_t before_v1 = WallClockMs();
+  Run(Spec(dir, 1, "EUR, USD", "earliest"));
+
+  // stats: every rejected record, by type, version, source partition, age.
+  const std::string stats = Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  EXPECT_EQ(StatLine(stats, "InvalidValue"), rejected) << stats;
+  EXPECT_EQ(StatLine(stats, "v1"), rejected) << stats;
+  for (int32_t p = 0; p < kPartitions; ++p) {
+    EXPECT_EQ(StatLine(stats, "transactions[" + std::to_string(p) + "]"), rejected_by_partition[p]) << stats;
+  }
+  EXPECT_EQ(StatLine(stats, "<1h"), rejected) << stats;
+  EXPECT_EQ(StatLine(stats, "1"), rejected) << "retry count 1: " << stats;
+  EXPECT_NE(stats.find("oldest: transactions["), std::string::npos) << stats;
+  for (const DlqSeen& d : ReadDlq(kDlq)) {
+    EXPECT_EQ(d.retry_count, 1);
+    EXPECT_GE(d.first_failure_at_ms, before_v1);
+    EXPECT_EQ(d.first_failure_at_ms, d.last_failure_at_ms);
+  }
+  // show: decoded, filtered by type, limited.
+  const std::string shown = Kappa({"dlq", "show", kDlq, "--error-type", "invalidvalue", "--limit", "5", "-b",
+                                   bootstrap()});
+  EXPECT_EQ(std::count(shown.begin(), shown.end(), '\n'), 5) << shown;
+  EXPECT_NE(shown.find("\"source\":\"transactions["), std::string::npos) << shown;
+  EXPECT_NE(shown.find("\"retry_count\":1"), std::string::npos) << shown;
+  EXPECT_EQ(Kappa({"dlq", "show", kDlq, "--error-type", "Undecodable", "-b", bootstrap()}), "");
+  Kappa({"dlq", "show", kDlq, "--error-type", "Nonsense", "-b", bootstrap()}, 2);
+
+  // The fix: version 2 allows GBP too. It starts at the end of the source
+  // (a first run pins its position there), so it reads only what is
+  // re-injected. (Not `start: <time>`: the embedded broker resolves any
+  // time to the log end.)
+  const std::string v2 = Spec(dir, 2, "EUR, USD, GBP", "latest");
+  Run(v2);
+  const int64_t source_before = Count("transactions");
+  ASSERT_EQ(source_before, 600);
+  EXPECT_EQ(Replay(), rejected);
+  EXPECT_EQ(Count("transactions"), 600 + rejected);
+  EXPECT_EQ(Replay(), 0) << "a second replay of the same DLQ injects nothing";
+  EXPECT_EQ(Count("transactions"), 600 + rejected);
+
+  Run(v2);
+  const TopicContents out = ReadOutputs(Config(), "pay-out.v2");
+  std::set<std::string> passed;
+  for (const auto& [key, row] : out.rows) passed.insert(key);
+  EXPECT_EQ(passed, gbp_txns) << "the records the fix accepts, and only them, come out";
+
+  // The others came back: retry_count 2, version 2, first failure kept.
+  std::map<std::string, int64_t> first_failure;
+  for (const DlqSeen& d : ReadDlq(kDlq)) {
+    if (d.retry_count == 1) first_failure[d.payload] = d.first_failure_at_ms;
+  }
+  auto expect_round = [&](const std::string& topic, int32_t retry_count) {
+    std::set<std::string> payloads;
+    for (const DlqSeen& d : ReadDlq(topic)) {
+      if (d.retry_count != retry_count) continue;
+      payloads.insert(d.payload);
+      EXPECT_EQ(d.version, 2);
+      EXPECT_EQ(d.first_failure_at_ms, first_failure[d.payload]) << "the first failure time is kept";
+      EXPECT_GT(d.last_failure_at_ms, d.first_failure_at_ms);
+    }
+    EXPECT_TRUE(payloads == jpy_payloads) << topic << ": retry_count " << retry_count << ": " << payloads.size()
+                                          << " records, want the " << jpy_payloads.size() << " JPY ones";
+  };
+  expect_round(kDlq, 2);
+  EXPECT_EQ(StatLine(Kappa({"dlq", "stats", kDlq, "-b", bootstrap()}), "2"),
+            static_cast<int64_t>(jpy_payloads.size()));
+
+  // Again: only the new failures are re-injected; retry_count 3.
+  EXPECT_EQ(Replay(), static_cast<int64_t>(jpy_payloads.size()));
+  Run(v2);
+  expect_round(kDlq, 3);
+  // Past max_retries (3 by default): parked, not in the DLQ.
+  const int64_t dlq_before_park = Count(kDlq);
+  EXPECT_EQ(Replay(), static_cast<int64_t>(jpy_payloads.size()));
+  Run(v2);
+  expect_round(std::string(kDlq) + ".parked", 4);
+  EXPECT_EQ(Count(kDlq), dlq_before_park) << "parked records are not dead-lettered again";
+  EXPECT_EQ(Replay(), 0);
+  EXPECT_EQ(ReadOutputs(Config(), "pay-out.v2").rows.size(), gbp_txns.size());
+}
+
+// Filters pick what is re-injected and leave the rest for later; a DLQ
+// record truncated to fit is refused by name; `dlq.max_retries: 1` parks a
+// record at its second failure.
+TEST_F(DlqTriageTest, FiltersTruncatedRecordsAndMaxRetriesFromTheSpec) {
+  CreateTopic("transactions", 2, {{"max.message.bytes", "4000000"}});  // the giant record below
+  GeneratorOptions gen = SmallWorkload(7, 400, 100, 1);
+  gen.malformed_fraction = 0.1;
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  {
+    KafkaConfig big = Config();
+    ASSERT_TRUE(big.AddProperty("message.max.bytes=4000000").ok());
+    auto producer = KafkaProducer::Create(big, ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    ASSERT_TRUE((*producer)->Produce("transactions", 1, "giant-key", std::string(1 << 20, 'x')).ok());
+    Status st = (*producer)->Flush(30000);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  int64_t missing = 0, invalid = 0, undecodable = 1;  // the giant record
+  TransactionGenerator g(gen);
+  GeneratedRecord r;
+  while (g.Next(&r)) {
+    if (r.kind == RecordKind::kMissingField) ++missing;
+    else if (r.kind == RecordKind::kGarbage || r.kind == RecordKind::kTruncated) ++undecodable;
+    else if (r.currency != "EUR" && r.currency != "USD") ++invalid;  // valid or duplicate
+  }
+  ASSERT_GT(missing, 3);
+  ScratchDir dir("dlq-filters");
+  const std::string v1 = Spec(dir, 1, "EUR, USD", "earliest", ", max_retries: 1");
+  Run(v1);
+  const int64_t source = Count("transactions");
+  const std::string stats = Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  EXPECT_EQ(StatLine(stats, "MissingField"), missing) << stats;
+  EXPECT_EQ(StatLine(stats, "Undecodable"), undecodable) << stats;
+  EXPECT_EQ(StatLine(stats, "InvalidValue"), invalid) << stats;
+
+  // --dry-run injects nothing; --error-type re-injects that type only, once.
+  EXPECT_EQ(Replay({"--error-type", "MissingField", "--dry-run"}), missing);
+  EXPECT_EQ(Count("transactions"), source);
+  EXPECT_EQ(Replay({"--error-type", "MissingField"}), missing);
+  EXPECT_EQ(Count("transactions"), source + missing);
+  EXPECT_EQ(Replay({"--error-type", "MissingField"}), 0);
+  // The rest, but the truncated one, which is refused by name.
+  std::string err;
+  EXPECT_EQ(Replay({"--since", "1h"}, &err), invalid + undecodable - 1);
+  EXPECT_NE(err.find("refused " + std::string(kDlq) + "["), std::string::npos) << err;
+  EXPECT_NE(err.find("source transactions[1]@"), std::string::npos) << err;
+  EXPECT_NE(err.find("original size 1048576"), std::string::npos) << err;
+  EXPECT_EQ(Count("transactions"), source + missing + invalid + undecodable - 1);
+  EXPECT_EQ(Replay(), 0) << "everything but the refused record was re-injected already";
+  // A --since after every failure selects nothing.
+  EXPECT_EQ(Replay({"--since", std::to_string(WallClockMs() + 60000)}), 0);
+
+  // The same spec fails them again: retry_count 2 > max_retries 1: parked.
+  const int64_t dlq_before = Count(kDlq);
+  Run(v1);
+  EXPECT_EQ(Count(kDlq), dlq_before) << "nothing re-injected is dead-lettered again: "
+                                     << Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  const auto parked = ReadDlq(std::string(kDlq) + ".parked");
+  EXPECT_EQ(static_cast<int64_t>(parked.size()), missing + invalid + undecodable - 1);
+  for (const DlqSeen& d : parked) EXPECT_EQ(d.retry_count, 2);
+  const std::string parked_stats = Kappa({"dlq", "stats", std::string(kDlq) + ".parked", "-b", bootstrap()});
+  EXPECT_EQ(StatLine(parked_stats, "MissingField"), missing) << parked_stats;
+
+  // A topic that is not there: an error that names it.
+  std::string out;
+  EXPECT_EQ(RunKappa({"dlq", "stats", "no.such.dlq", "-b", bootstrap()}, &out, &err), 1);
+  EXPECT_NE(err.find("no.such.dlq"), std::string::npos) << err;
+}
+
+// The failure window of `kappa dlq replay`, with batches of 40: killed -9
+// after a batch's markers are written, a rerun injects only the rest
+// (each record once); killed between a batch's flush and its markers, a
+// rerun injects that batch again and nothing more.
+TEST_F(DlqTriageTest, AReplayKilledMidwayInjectsAtMostOneBatchTwice) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  CreateTopic("transactions", 2);
+  CreateTopic(kDlq, 2);  // markers per DLQ partition
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(3, 300, 100, 1)));
+  ScratchDir dir("dlq-crash");
+  Run(Spec(dir, 1, "EUR", "earliest"));  // about three quarters rejected
+  const int64_t dead = Count(kDlq);
+  ASSERT_GT(dead, 160);
+  const std::vector<std::string> replay = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap(),
+                                           "--batch-records", "40"};
+  auto killed_at = [&](const char* point) {
+    setenv("KAPPA_TEST_KILL_AT", point, 1);
+    std::string out, err;
+    const int rc = RunKappa(replay, &out, &err);
+    unsetenv("KAPPA_TEST_KILL_AT");
+    EXPECT_NE(rc, 0) << point << " was not reached: " << out << err;
+    EXPECT_NE(err.find("KAPPA_TEST_KILL_AT reached"), std::string::npos) << err;
+  };
+  // Two batches injected and marked, then killed.
+  killed_at("dlq-replay-after-mark:2");
+  EXPECT_EQ(Count("transactions"), 300 + 80);
+  // The third batch flushed, killed before its markers: it is injected again.
+  killed_at("dlq-replay-after-flush:1");
+  EXPECT_EQ(Count("transactions"), 300 + 80 + 40);
+  EXPECT_EQ(Replay({"--batch-records", "40"}), dead - 80);
+  EXPECT_EQ(Count("transactions"), 300 + dead + 40) << "at most the one unmarked batch twice";
+  EXPECT_EQ(Replay(), 0);
+  EXPECT_EQ(Count("transactions"), 300 + dead + 40);
+}
+
+}  // namespace
+}  // namespace kappa::testing
