@@ -277,6 +277,19 @@ Status Registry::PutProgress(const ProgressRecord& record) {
   return Status::OK();
 }
 
+Status Registry::PutText(const std::string& key, const std::string& text) {
+  int64_t offset = -1;
+  KAPPA_RETURN_IF_ERROR(Put(key, text, RD_KAFKA_PARTITION_UA, &offset));
+  progress_[key] = text;
+  return Status::OK();
+}
+
+std::optional<std::string> Registry::Text(const std::string& key) const {
+  auto it = progress_.find(key);
+  if (it == progress_.end()) return std::nullopt;
+  return it->second;
+}
+
 namespace {
 struct Delivery {
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;

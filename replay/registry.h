@@ -95,6 +95,11 @@ class Registry {
   // TryPutJob; a lost write is FailedPrecondition ("changed concurrently").
   Status PutJob(JobRecord& record);
   Status PutProgress(const ProgressRecord& record);
+  // Free text under its own key (latest per key wins), e.g. the report of the
+  // last promotion under PromotionKey(job), which the status page shows.
+  Status PutText(const std::string& key, const std::string& text);
+  std::optional<std::string> Text(const std::string& key) const;
+  static std::string PromotionKey(const std::string& job) { return "promotion/" + job; }
   const std::string& control_topic() const { return topic_; }
   // The topic configs kappa creates a missing control topic with (before its
   // first write, through the admin API, one partition, the broker's default
