@@ -17,9 +17,10 @@ std::string Num(double v) {
 std::string Num(int64_t v) { return std::to_string(v); }
 std::string Str(const std::string& s) { return "\"" + JsonEscape(s) + "\""; }
 
-void ProgressFields(const ProgressSnapshot& p, std::string& out) {
-  const double eta = p.eta_seconds();
-  out += "\"rate\":" + Num(p.records_per_second) + ",\"lag\":" + Num(p.total_lag()) +
+// A stopped version reads nothing: no rate, no ETA.
+void ProgressFields(const ProgressSnapshot& p, bool stopped, std::string& out) {
+  const double eta = stopped ? -1 : p.eta_seconds();
+  out += "\"rate\":" + (stopped ? std::string("null") : Num(p.records_per_second)) + ",\"lag\":" + Num(p.total_lag()) +
          ",\"percent\":" + Num(p.percent_done()) + ",\"eta_s\":" + (eta < 0 ? "null" : Num(eta));
 }
 
@@ -58,7 +59,10 @@ std::string StatusBoard::Json() const {
            ",\"late\":" + Num(c.late) + ",\"dlq\":" + Num(c.dlq) + ",\"rate\":" + Num(v.in_per_s) +
            ",\"outputs_rate\":" + Num(v.outputs_per_s) + ",\"lag\":" + Num(s.progress.total_lag()) +
            ",\"percent\":" + Num(s.progress.percent_done());
-    const double eta = s.progress.eta_seconds();
+    // ETA at the rate measured over the last second (the snapshot's own
+    // rate is set only where the status line is printed).
+    const int64_t lag = s.progress.total_lag();
+    const double eta = lag == 0 ? 0 : v.in_per_s > 0 ? static_cast<double>(lag) / v.in_per_s : -1;
     out += ",\"eta_s\":" + (eta < 0 ? std::string("null") : Num(eta)) + ",\"checkpoints\":" + Num(s.checkpoints) +
            ",\"last_checkpoint_ms\":" + Num(s.last_checkpoint_ms) + ",\"state_bytes\":" + Num(s.state_bytes) +
            ",\"watermark_delay_s\":" +
@@ -105,7 +109,7 @@ std::string StatusBoard::Json() const {
       if (p != progress_.end()) {
         out += ",\"stopped\":" + std::string(p->second.stopped ? "true" : "false") +
                ",\"progress_ms\":" + Num(p->second.snapshot.checkpoint_ms) + ",";
-        ProgressFields(p->second.snapshot, out);
+        ProgressFields(p->second.snapshot, p->second.stopped, out);
       }
       out += ",\"history\":[";
       auto h = history_.find(info.version);
@@ -172,8 +176,8 @@ svg{width:100%;height:170px;background:#fbfbfd}
 <p class="muted" id="versions-note"></p>
 <h2>Last promotion</h2><pre id="promotion">none recorded</pre>
 </section>
-<section><h2>Throughput (records/s), last minutes</h2><div class="legend" id="legend-rate"></div><svg id="chart-rate"></svg></section>
-<section><h2>Lag (records), last minutes</h2><div class="legend" id="legend-lag"></div><svg id="chart-lag"></svg></section>
+<section><h2>Throughput (records/s), up to the last 5 minutes</h2><div class="legend" id="legend-rate"></div><svg id="chart-rate"></svg></section>
+<section><h2>Lag (records), up to the last 5 minutes</h2><div class="legend" id="legend-lag"></div><svg id="chart-lag"></svg></section>
 <section><h2>Dead letters and late records</h2>
 <table><thead><tr><th>error type</th><th class="n">records</th></tr></thead><tbody id="dlq-types"></tbody></table>
 <p>late (after the allowed lateness): <b id="late-count">-</b></p>
@@ -185,18 +189,20 @@ svg{width:100%;height:170px;background:#fbfbfd}
 const COLORS=["#3a7bd5","#e07b39","#2e9e5b","#9b59b6","#c0392b","#16a085"];
 const $=id=>document.getElementById(id);
 const int=n=>n==null?"-":Math.round(n).toLocaleString("en-US");
-const dur=s=>{if(s==null)return"-";s=Math.round(s);if(s<60)return s+" s";if(s<3600)return Math.floor(s/60)+" min "+(s%60)+" s";return Math.floor(s/3600)+" h "+Math.floor(s%3600/60)+" min";};
+const dur=s=>{if(s==null)return"-";s=Math.round(s);if(s<60)return s+" s";if(s<3600)return Math.floor(s/60)+" min "+(s%60)+" s";if(s<172800)return Math.floor(s/3600)+" h "+Math.floor(s%3600/60)+" min";return Math.floor(s/86400)+" days";};
 const pct=p=>p==null?"-":p.toFixed(1)+" %";
 const esc=t=>String(t).replace(/[&<>"]/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
 function set(id,text){const e=$(id);if(e.textContent!==text)e.textContent=text;}
 function chart(svgId,legendId,series,nowMs){
   const svg=$(svgId),W=svg.clientWidth||460,H=svg.clientHeight||170,L=56,R=8,T=8,B=20;
-  const span=5*60*1000,x0=nowMs-span;let max=1;
+  let first=nowMs;for(const s of series)for(const p of s.points)first=Math.min(first,p[0]);
+  const span=Math.min(5*60*1000,Math.max(60*1000,Math.ceil((nowMs-first)/30000)*30000)),x0=nowMs-span;let max=1;
   for(const s of series)for(const p of s.points)if(p[0]>=x0)max=Math.max(max,p[1]);
   max*=1.1;const X=ms=>L+(ms-x0)/span*(W-L-R),Y=v=>T+(1-v/max)*(H-T-B);
   let g=`<line x1="${L}" y1="${H-B}" x2="${W-R}" y2="${H-B}" stroke="#ccd"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H-B}" stroke="#ccd"/>`;
   for(const f of [0.5,1]){const v=max/1.1*f;g+=`<text x="${L-4}" y="${Y(v)+4}" font-size="10" text-anchor="end" fill="#667">${int(v)}</text><line x1="${L}" x2="${W-R}" y1="${Y(v)}" y2="${Y(v)}" stroke="#eef"/>`;}
-  for(const m of [5,4,3,2,1])g+=`<text x="${X(nowMs-m*60000)}" y="${H-6}" font-size="10" text-anchor="middle" fill="#889">-${m} min</text>`;
+  const tick=span>120000?60000:span>60000?30000:15000;
+  for(let t=tick;t<=span;t+=tick)g+=`<text x="${X(nowMs-t)}" y="${H-6}" font-size="10" text-anchor="middle" fill="#889">-${t>=60000&&t%60000===0?t/60000+" min":t/1000+" s"}</text>`;
   series.forEach((s,i)=>{const pts=s.points.filter(p=>p[0]>=x0).map(p=>X(p[0]).toFixed(1)+","+Y(p[1]).toFixed(1)).join(" ");
     if(pts)g+=`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts}"/>`;});
   svg.innerHTML=g;
