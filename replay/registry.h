@@ -3,7 +3,8 @@
 // FlatBuffers records: job
 // records (versions, states, serving alias, rollback stack) and progress
 // records keyed "progress/<job>/v<N>" (what a running version last reported;
-// the latest per key wins). The control topic is the single source of truth
+// the latest per key wins), and text records under their own keys (the last
+// promotion's report, "promotion/<job>", for status pages). The control topic is the single source of truth
 // and job changes are linearizable:
 //  - every job record carries the job's registry sequence it was computed
 //    from (base) and the one it sets (base + 1); all job records go to
