@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "base/iso_time.h"
 #include "cli/command.h"
 #include "cli/job_options.h"
 #include "cli/metrics_endpoint.h"
@@ -83,6 +84,9 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   JobEndpoint endpoint;
   if (Status st = StartJobEndpoint(vm, *spec, command, &endpoint); !st.ok()) return Fail(command, st);
   options.run.metrics = endpoint.metrics.get();
+  if (StatusBoard* board = endpoint.board.get()) {
+    options.on_registry_read = [board, job = spec->job](const Registry& registry) { board->OnRegistry(registry, job); };
+  }
   options.run.on_status = StatusPrinter("kappa " + spec->job + " v" + std::to_string(spec->version), true);
   options.run.on_note = NotePrinter("kappa " + command);
   options.on_note = NotePrinter("kappa " + command);
@@ -237,6 +241,15 @@ int PromoteCommand(int argc, char** argv) {
   Status st = Promote(registry, config, job, version, options, &report);
   if (!report.empty()) std::printf("%s\n", report.c_str());
   if (!st.ok()) return Fail("promote", st);
+  // The status pages of the job's running versions show the last promotion
+  // and its diff. The promotion itself is done: a failure here only warns.
+  char when[40];
+  const std::string text = "v" + std::to_string(version) + " at " + std::string(when, IsoTime(WallClockMs(), when)) +
+                           "\n" + report;
+  if (Status put = registry.PutValue(Registry::PromotionKey(job), text); !put.ok()) {
+    std::fprintf(stderr, "kappa promote: warning: the promotion report was not recorded for status pages: %s\n",
+                 put.ToString().c_str());
+  }
   return 0;
 }
 

@@ -12,12 +12,22 @@ namespace po = boost::program_options;
 namespace kappa::cli {
 
 Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::string& bind, int port,
-                                                                std::function<std::string()> render) {
+                                                                std::function<std::string()> render,
+                                                                std::function<std::string()> status) {
   std::unique_ptr<MetricsEndpoint> e(new MetricsEndpoint());
   e->server_ = std::make_unique<httplib::Server>();
   e->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
     res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
   });
+  if (status) {
+    e->server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kStatusPageHtml, "text/html; charset=utf-8");
+    });
+    e->server_->Get("/api/status", [status](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(status(), "application/json");
+    });
+  }
   const int bound = port == 0 ? e->server_->bind_to_any_port(bind) : (e->server_->bind_to_port(bind, port) ? port : -1);
   if (bound < 0) {
     return Status::FailedPrecondition("cannot listen for /metrics on " + bind + ":" + std::to_string(port) +
@@ -37,12 +47,13 @@ MetricsEndpoint::~MetricsEndpoint() {
 
 void AddMetricsOptions(po::options_description& desc) {
   desc.add_options()
-      ("metrics-port", po::value<int>(), "serve Prometheus metrics at http://BIND:PORT/metrics (0: a free port, printed; overrides the spec's metrics.port)")
+      ("metrics-port", po::value<int>(), "serve Prometheus metrics at http://BIND:PORT/metrics and a live status page at http://BIND:PORT/ (0: a free port, printed; overrides the spec's metrics.port)")
       ("metrics-bind", po::value<std::string>(), "address the metrics endpoint listens on (default: the spec's metrics.bind, else 127.0.0.1)");
 }
 
 JobEndpoint::~JobEndpoint() {
   endpoint.reset();  // the server thread reads metrics: it stops first
+  board.reset();
   metrics.reset();
 }
 
@@ -51,11 +62,14 @@ namespace {
 Status Listen(const std::string& bind, int port, const std::string& command, JobEndpoint* out) {
   if (port > 65535) return Status::InvalidArgument("--metrics-port must be between 0 and 65535");
   JobMetrics* metrics = out->metrics.get();
-  auto endpoint = MetricsEndpoint::Start(bind, port, [metrics] { return metrics->Render(); });
+  out->board = std::make_unique<StatusBoard>(command, metrics);
+  StatusBoard* board = out->board.get();
+  auto endpoint = MetricsEndpoint::Start(bind, port, [metrics] { return metrics->Render(); },
+                                         [board] { return board->Json(); });
   if (!endpoint.ok()) return endpoint.status();
   out->endpoint = std::move(*endpoint);
-  std::fprintf(stderr, "kappa %s: metrics at http://%s:%d/metrics\n", command.c_str(), bind.c_str(),
-               out->endpoint->port());
+  std::fprintf(stderr, "kappa %s: metrics at http://%s:%d/metrics, status page at http://%s:%d/\n",
+               command.c_str(), bind.c_str(), out->endpoint->port(), bind.c_str(), out->endpoint->port());
   return Status::OK();
 }
 

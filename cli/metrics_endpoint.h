@@ -1,7 +1,8 @@
 // The HTTP endpoint of a long-running command (issue 15): Prometheus text
 // exposition at /metrics, served by cpp-httplib (Debian's libcpp-httplib:
 // a maintained server, not one of ours) on its own thread from a JobMetrics
-// (engine/job_metrics.h). Binds loopback unless told otherwise; port 0 picks
+// (engine/job_metrics.h), and the live status page at / with its JSON at
+// /api/status (cli/status_page.h). Binds loopback unless told otherwise; port 0 picks
 // a free one. Stopped and joined by the destructor.
 #pragma once
 
@@ -14,6 +15,7 @@
 
 #include "base/status.h"
 #include "engine/job_metrics.h"
+#include "cli/status_page.h"
 #include "engine/job_spec.h"
 
 namespace httplib {
@@ -24,9 +26,11 @@ namespace kappa::cli {
 
 class MetricsEndpoint {
  public:
-  // `render` is called on the server's thread for each scrape.
+  // `render` is called on the server's thread for each scrape, `status`
+  // (if set) for each GET /api/status, which the page at / polls.
   static Result<std::unique_ptr<MetricsEndpoint>> Start(const std::string& bind, int port,
-                                                        std::function<std::string()> render);
+                                                        std::function<std::string()> render,
+                                                        std::function<std::string()> status = nullptr);
   ~MetricsEndpoint();
   int port() const { return port_; }
 
@@ -44,6 +48,7 @@ void AddMetricsOptions(boost::program_options::options_description& desc);
 // metrics.port asks for one (both null otherwise); prints where it listens.
 struct JobEndpoint {
   std::unique_ptr<JobMetrics> metrics;
+  std::unique_ptr<StatusBoard> board;  // the status page's data
   std::unique_ptr<MetricsEndpoint> endpoint;
   ~JobEndpoint();
 };

@@ -90,6 +90,8 @@ void JobMetrics::Publish(JobMetricsSample sample) {
   const RecordCounters& c = sample.progress.counters;
   window_.push_back({sample.now_ms, c.in, c.dlq, c.late});
   while (window_.size() > 2 && window_.front().ms < sample.now_ms - kAlertWindowMs) window_.pop_front();
+  history_.push_back({sample.now_ms, in_per_s_, sample.progress.total_lag()});
+  while (history_.size() > 2 && history_.front().ms < sample.now_ms - kHistoryMs) history_.pop_front();
   Evaluate(sample);
   latest_ = std::move(sample);
   has_sample_ = true;
@@ -129,6 +131,21 @@ void JobMetrics::Evaluate(const JobMetricsSample& sample) {
 std::vector<std::pair<std::string, bool>> JobMetrics::Alerts() const {
   std::lock_guard<std::mutex> lock(mu_);
   return firing_;
+}
+
+JobMetrics::View JobMetrics::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  View v;
+  v.has_sample = has_sample_;
+  v.job = job_;
+  v.version = version_;
+  v.latest = latest_;
+  v.in_per_s = in_per_s_;
+  v.outputs_per_s = outputs_per_s_;
+  v.firing = firing_;
+  v.alert_values = alert_values_;
+  v.history.assign(history_.begin(), history_.end());
+  return v;
 }
 
 std::string JobMetrics::Render() const {

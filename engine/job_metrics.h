@@ -51,6 +51,26 @@ class JobMetrics {
   // name -> firing, in the spec's order (only the alerts the spec sets).
   std::vector<std::pair<std::string, bool>> Alerts() const;
 
+  // What the status page shows (cli/status_page.h): the latest sample, its
+  // rates and alerts, and one point per published sample over the last
+  // kHistoryMs, oldest first, so charts start full when a page opens.
+  static constexpr int64_t kHistoryMs = 5 * 60 * 1000;
+  struct HistoryPoint {
+    int64_t ms;
+    double in_per_s;
+    int64_t lag;
+  };
+  struct View {
+    bool has_sample = false;
+    std::string job, version;
+    JobMetricsSample latest;
+    double in_per_s = 0, outputs_per_s = 0;
+    std::vector<std::pair<std::string, bool>> firing;
+    std::vector<std::pair<std::string, double>> alert_values;
+    std::vector<HistoryPoint> history;
+  };
+  View Snapshot() const;
+
  private:
   struct Window {  // one sample's counters, for rates over the alert window
     int64_t ms, in, dlq, late;
@@ -68,6 +88,7 @@ class JobMetrics {
   JobMetricsSample latest_;
   double in_per_s_ = 0, outputs_per_s_ = 0;
   std::deque<Window> window_;  // the last hour of samples
+  std::deque<HistoryPoint> history_;  // the last kHistoryMs of samples
   std::vector<std::pair<std::string, bool>> firing_;
   std::vector<std::pair<std::string, double>> alert_values_;
 };

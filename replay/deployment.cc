@@ -295,6 +295,7 @@ class ProgressPublisher {
   // Off the lock: re-reads the registry; sees a retirement; marks caught up.
   void CheckRegistry(int64_t caught_up_since) {
     if (!registry_.Refresh().ok()) return;  // transient: try again at the next poll
+    if (options_.on_registry_read) options_.on_registry_read(registry_);
     auto job = registry_.Job(job_);
     if (!job) return;
     VersionInfo* self = job->Find(version_);
@@ -386,6 +387,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
                              (registered->serving == spec.version ? "serving" : "not serving") + "); " +
                              (options.replay ? "replaying from offset 0 beside the running versions" : "running live"));
 
+  if (options.on_registry_read) options.on_registry_read(registry);
   // From here until the job returns, only the publisher touches the registry.
   ProgressPublisher publisher(registry, spec, options);
   auto drain_notes = [&] {

@@ -14,6 +14,7 @@
 // final "stopped" record is then written and awaited on the calling thread.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -33,6 +34,11 @@ struct DeploymentOptions {
   // progress write that failed). Called on the thread that runs the
   // deployment (from the checkpoint hook, or after the job); null drops them.
   NoteCallback on_note;
+  // Called with the registry just read: once after registering, then after
+  // each re-read (every registry_poll_ms) on the publisher's thread, never
+  // the job's; the registry is the callback's to read (not to keep) until
+  // it returns. The status page takes the job's versions from it. May be null.
+  std::function<void(const Registry&)> on_registry_read;
 };
 
 // Registers spec's version (or checks it matches the registered one) and

@@ -3,7 +3,8 @@
 // FlatBuffers records: job
 // records (versions, states, serving alias, rollback stack) and progress
 // records keyed "progress/<job>/v<N>" (what a running version last reported;
-// the latest per key wins). The control topic is the single source of truth
+// the latest per key wins), and text records under their own keys (the last
+// promotion's report, "promotion/<job>", for status pages). The control topic is the single source of truth
 // and job changes are linearizable:
 //  - every job record carries the job's registry sequence it was computed
 //    from (base) and the one it sets (base + 1); all job records go to
@@ -101,6 +102,9 @@ class Registry {
   // its acknowledgement. Keys must not start with "job/" or "progress/".
   std::optional<std::string> Value(const std::string& key) const;
   Status PutValue(const std::string& key, const std::string& value);
+  // The key of the last promotion's report (Value/PutValue), which the
+  // status page shows.
+  static std::string PromotionKey(const std::string& job) { return "promotion/" + job; }
   const std::string& control_topic() const { return topic_; }
   // The topic configs kappa creates a missing control topic with (before its
   // first write, through the admin API, one partition, the broker's default

@@ -13,11 +13,14 @@ PACKAGES=(build-essential cmake ninja-build pkg-config git
   libboost-program-options-dev libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev libabsl-dev
   kcat liblz4-dev libxxhash-dev libavro-dev libcpp-httplib-dev curl libsimdjson-dev
   postgresql-15 libpq-dev
-  python3-prometheus-client)  # the /metrics test parses the exposition with the reference parser
+  python3-prometheus-client  # the /metrics test parses the exposition with the reference parser
+  chromium)  # the status page test: Debian's chromium, headless, driven by playwright-core from npm
 # The real-broker tests (scripts/kafka.sh) run Apache Kafka: a JRE and Maven,
 # from Debian only where the commands are missing.
 command -v java >/dev/null 2>&1 || PACKAGES+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || PACKAGES+=(maven)
+# The status page test's driver runs on Node (Debian's, where there is none).
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -117,6 +117,15 @@ TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
   EXPECT_GT(m["kappa_state_size_bytes{" + labels + "}"], 0);
   EXPECT_EQ(m["kappa_progress_ratio{" + labels + "}"], 1);
   EXPECT_GT(m["kappa_watermark_seconds{" + labels + "}"], 1.7e9);
+  // The status page beside it (kappa run: no registry, so no versions but
+  // this process's): the page itself, and its JSON with the same counters.
+  const std::string root = url.substr(0, url.size() - std::string("metrics").size());
+  EXPECT_NE(RunShell("timeout 10 curl -sf " + root).find("<title>kappa status</title>"), std::string::npos);
+  const std::string status = RunShell("timeout 10 curl -sf " + root + "api/status");
+  EXPECT_NE(status.find("\"records_in\":" + std::to_string(static_cast<int64_t>(in)) + ","), std::string::npos)
+      << status;
+  EXPECT_NE(status.find("\"lag\":0,"), std::string::npos) << status;
+  EXPECT_NE(status.find("\"registry\":null"), std::string::npos) << status;
   // The warning lines said so.
   EXPECT_NE(job.Stderr().find("alert lag_records firing"), std::string::npos) << job.Stderr();
   EXPECT_NE(job.Stderr().find("alert lag_records cleared"), std::string::npos) << job.Stderr();

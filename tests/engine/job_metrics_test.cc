@@ -1,0 +1,48 @@
+// JobMetrics' history for the status page (issue 15): one point per
+// published sample with the rate over the second before it and the lag,
+// bounded to the last five minutes, so a page opened during a long run draws
+// the last minutes at once and a job running for days keeps 300 points.
+#include "engine/job_metrics.h"
+
+#include <gtest/gtest.h>
+
+namespace kappa {
+namespace {
+
+JobMetricsSample Sample(int64_t now_ms, int64_t in, int64_t log_end) {
+  JobMetricsSample s;
+  s.now_ms = now_ms;
+  s.progress.counters.in = in;
+  PartitionProgress p;
+  p.partition = 0;
+  p.position = in;
+  p.log_end = log_end;
+  s.progress.partitions.push_back(p);
+  return s;
+}
+
+TEST(JobMetricsHistory, KeepsTheLastFiveMinutesOfRatesAndLag) {
+  JobSpec spec;
+  spec.job = "h";
+  spec.version = 3;
+  JobMetrics metrics(spec, nullptr);
+  EXPECT_FALSE(metrics.Snapshot().has_sample);
+  const int64_t t0 = 1'700'000'000'000;
+  // An hour at 500 records/s, one sample a second, the log end 10,000 ahead.
+  for (int64_t i = 0; i <= 3600; ++i) metrics.Publish(Sample(t0 + i * 1000, i * 500, i * 500 + 10'000));
+  const JobMetrics::View v = metrics.Snapshot();
+  ASSERT_TRUE(v.has_sample);
+  EXPECT_EQ(v.job, "h");
+  EXPECT_EQ(v.version, "3");
+  EXPECT_EQ(v.in_per_s, 500);
+  ASSERT_EQ(v.history.size(), 301u);  // 5 minutes of one-second samples, both ends included
+  EXPECT_EQ(v.history.front().ms, t0 + 3300 * 1000);
+  EXPECT_EQ(v.history.back().ms, t0 + 3600 * 1000);
+  for (const auto& point : v.history) {
+    EXPECT_EQ(point.in_per_s, 500);
+    EXPECT_EQ(point.lag, 10'000);
+  }
+}
+
+}  // namespace
+}  // namespace kappa
