@@ -199,7 +199,7 @@ std::vector<Bad> BadSpecs() {
       {std::string("job: [unclosed\n"),
        "bad.yaml:2: invalid YAML: end of sequence flow not found"},
       {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\nextra: 1\n") + kTopics,
-       "bad.yaml:6: unknown key `extra` in the job spec (expected one of: job, version, format, source, validate, operators, allowed_lateness, sink, dlq, late, checkpoint, delivery, promote, parallelism)"},
+       "bad.yaml:6: unknown key `extra` in the job spec (expected one of: job, version, format, source, validate, operators, allowed_lateness, sink, dlq, late, checkpoint, delivery, promote, parallelism, metrics, alerts)"},
       {Head("  - map: {divide: 1.5}\n  - emit: {}\n"),
        "bad.yaml:5: `divide` must be an integer"},
       {Head("  - dedup: {ttl: 1h}\n  - emit: {}\n  - emit: {}\n"),
