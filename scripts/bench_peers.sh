@@ -7,9 +7,10 @@
 # one topic of P partitions, appends one end marker per partition, then runs
 # over that topic, one after the other:
 #   kappa run bench/peers/spend_peer.yaml --stop-at-end --final-watermark
+#   (with --eos: the same with delivery: exactly_once)
 #   Kafka Streams, 1 and 2 stream threads, at_least_once (and exactly_once_v2
 #   with --eos)
-# CHECKS that every Kafka Streams output equals kappa's (scripts/bench_peers_check.py)
+# CHECKS that every other output equals kappa's at_least_once one (scripts/bench_peers_check.py)
 # before reporting anything, then writes bench/results/peers.md.
 #   scripts/bench_peers.sh [--records N (1000000)] [--partitions P (4)] [--eos] [--no-results]
 #
@@ -86,14 +87,36 @@ measure() {  # name threads guarantee -- command...: runs it under GNU time, set
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
 }
 
-echo "== kappa run (Kafka source, one task per partition, 1 thread)" >&2
-sed -e "s|TOPIC|$topic|; s|SINK|peers-kappa|; s|LATE|peers-kappa.late|; s|DLQ|peers-kappa.dlq|" \
-  -e "s|STATE_DIR|$tmp/kappa-state|" bench/peers/spend_peer.yaml >"$tmp/spend_peer.yaml"
-measure kappa 1 at_least_once -- "$dir/kappa" run "$tmp/spend_peer.yaml" -b "$bootstrap" --stop-at-end \
-  --final-watermark --status-interval-ms 0
-read_topic peers-kappa.v1 >"$tmp/kappa.rows"
-kappa_late=$(read_topic peers-kappa.late | wc -l)
-rows+=("kappa|1|at_least_once|$wall|$cpu|$rss|$(grep -vc '"~end"' "$tmp/kappa.rows")|$kappa_late|reference")
+kappa_run() {  # name delivery: runs spend_peer.yaml as job <name>, output <name>.v1
+  local name=$1 delivery=$2
+  echo "== kappa run ($delivery; Kafka source, one task per partition, 1 thread)" >&2
+  sed -e "s|^job: spendpeer|job: $name|; s|TOPIC|$topic|; s|SINK|$name|; s|LATE|$name.late|; s|DLQ|$name.dlq|" \
+    -e "s|STATE_DIR|$tmp/$name-state|" bench/peers/spend_peer.yaml >"$tmp/$name.yaml"
+  echo "delivery: $delivery" >>"$tmp/$name.yaml"
+  measure "$name" 1 "$delivery" -- "$dir/kappa" run "$tmp/$name.yaml" -b "$bootstrap" --stop-at-end \
+    --final-watermark --status-interval-ms 0
+  read_topic "$name.v1" >"$tmp/$name.rows"
+  read_topic "$name.late" | sort >"$tmp/$name.late"
+}
+check() {  # name: its rows and late records against kappa's (at_least_once) or exit 1
+  local name=$1 out
+  echo "== checking $name against kappa" >&2
+  out=$(python3 scripts/bench_peers_check.py "$tmp/kappa.rows" "$tmp/$name.rows" --ignore-key '~end') || {
+    echo "bench_peers: $name does not answer kappa's question:" >&2; echo "$out" >&2; exit 1; }
+  cmp -s "$tmp/kappa.late" "$tmp/$name.late" || {
+    echo "bench_peers: the late records differ ($name): kappa $(wc -l <"$tmp/kappa.late"), $name $(wc -l <"$tmp/$name.late"); first differences:" >&2
+    diff "$tmp/kappa.late" "$tmp/$name.late" | head -n 6 >&2; exit 1; }
+  echo "   $out; the same $(wc -l <"$tmp/$name.late") late records" >&2
+}
+
+kappa_run kappa at_least_once
+kappa_late=$(wc -l <"$tmp/kappa.late")
+rows+=("kappa|1|at_least_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/kappa.rows")|$kappa_late|reference")
+if ((eos)); then
+  kappa_run kappaeos exactly_once
+  check kappaeos
+  rows+=("kappa|1|exactly_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/kappaeos.rows")|$kappa_late|equal")
+fi
 
 runs=("1 at_least_once" "2 at_least_once")
 ((eos)) && runs+=("1 exactly_once_v2" "2 exactly_once_v2")
@@ -105,23 +128,22 @@ for run in "${runs[@]}"; do
     --output "peers-$name" --late "peers-$name.late" --state-dir "$tmp/$name-state" --app-id "peers-$name" \
     --threads "$threads" --guarantee "$guarantee"
   read_topic "peers-$name" >"$tmp/$name.rows"
-  late=$(read_topic "peers-$name.late" | wc -l)
-  echo "== checking $name against kappa" >&2
-  check=$(python3 scripts/bench_peers_check.py "$tmp/kappa.rows" "$tmp/$name.rows" --ignore-key '~end') || {
-    echo "bench_peers: Kafka Streams ($threads threads, $guarantee) does not answer kappa's question:" >&2
-    echo "$check" >&2; exit 1; }
-  [ "$late" = "$kappa_late" ] || {
-    echo "bench_peers: late records differ: kappa $kappa_late, Kafka Streams $late ($name)" >&2; exit 1; }
-  echo "   $check; late records $late on both" >&2
-  rows+=("Kafka Streams|$threads|$guarantee|$wall|$cpu|$rss|$(wc -l <"$tmp/$name.rows")|$late|equal")
+  read_topic "peers-$name.late" | sort >"$tmp/$name.late"
+  late=$(wc -l <"$tmp/$name.late")
+  check "$name"
+  # The app's own time from streams.start() to the end marker of every
+  # partition, plus close(): the wall time without JVM start and group join.
+  inapp=$(sed -n 's/^streams_seconds_to_end=\([0-9.]*\) close_seconds=\([0-9.]*\).*/\1 \2/p' "$tmp/$name.out" |
+    awk '{ printf "%.2f", $1 + $2 }')
+  rows+=("Kafka Streams|$threads|$guarantee|$wall|$cpu|$rss|$inapp|$(wc -l <"$tmp/$name.rows")|$late|equal")
 done
 
 table=$(for r in "${rows[@]}"; do
-  IFS='|' read -r sys threads guarantee wall cpu rss outs late check <<<"$r"
+  IFS='|' read -r sys threads guarantee wall cpu rss inapp outs late check <<<"$r"
   awk -v s="$sys" -v t="$threads" -v g="$guarantee" -v w="$wall" -v c="$cpu" -v m="$rss" -v o="$outs" \
-    -v l="$late" -v k="$check" -v n="$input" 'BEGIN {
-      printf "| %s | %s | %s | %.2f | %.0f | %.2f | %.0f | %.0f | %d | %d | %s |\n",
-        s, t, g, w, n / w, c, (c > 0 ? n / c : 0), m / 1024, o, l, k }'
+    -v l="$late" -v k="$check" -v n="$input" -v a="$inapp" 'BEGIN {
+      printf "| %s | %s | %s | %.2f | %.0f | %s | %.2f | %.0f | %.0f | %d | %d | %s |\n",
+        s, t, g, w, n / w, (a == "-" ? "-" : sprintf("%.0f", n / a)), c, (c > 0 ? n / c : 0), m / 1024, o, l, k }'
 done)
 echo "$table"
 ((results)) || exit 0
@@ -144,17 +166,20 @@ marker per partition). The job (scripts/jobs/spend_v2.yaml's logic; bench/peers/
 bench/peers/kafka-streams): dedup by txn_id (1 h event time), drop cancelled, hourly tumbling windows
 per user with count/sum/min/max/avg of amount cents, 10 min allowed lateness / grace, late records to a
 side topic, one final row per window. Every Kafka Streams output was checked equal to kappa's (same
-(user, window) rows, same count/sum/min/max, avg within 1e-9 relative, same number of late records)
+(user, window) rows, same count/sum/min/max, avg within 1e-9 relative, the same late records byte for byte)
 before these numbers were written.
 
-| system | threads | guarantee | wall s | events/s | CPU s | events/s per core | peak RSS MiB | rows | late | output |
-|---|---|---|---|---|---|---|---|---|---|---|
+| system | threads | guarantee | wall s | events/s | events/s after start | CPU s | events/s per core | peak RSS MiB | rows | late | output |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 $table
 
 - wall: process start to exit, the exit coming after the last output is flushed (kappa: \`--stop-at-end
   --final-watermark\`, final checkpoint included; Kafka Streams: JVM start, then exit once the end
   marker of every partition has gone through the topology, then \`close()\`, which flushes the
-  producer and commits). events/s = input records / wall.
+  producer and commits). events/s = input records / wall. events/s after start (Kafka Streams
+  only): input records / the app's own time from \`streams.start()\` to the end marker of every
+  partition plus \`close()\`, i.e. without JVM start and the consumer group's join; kappa starts in
+  milliseconds.
 - CPU: user + system seconds of the process and its threads (GNU time, from wait4's rusage);
   events/s per core = input records / CPU seconds. Peak RSS: GNU time's maximum resident set size.
 - kappa reads from Kafka with one thread (its Kafka source has one task per partition on one
