@@ -146,7 +146,15 @@ table=$(for r in "${rows[@]}"; do
         s, t, g, w, n / w, (a == "-" ? "-" : sprintf("%.0f", n / a)), c, (c > 0 ? n / c : 0), m / 1024, o, l, k }'
 done)
 echo "$table"
+# kappa / Kafka Streams, events/s per core, same guarantee (exactly_once
+# against exactly_once_v2), per Kafka Streams thread count.
+ratios=$(for r in "${rows[@]}"; do echo "$r"; done | awk -F'|' -v n="$input" '
+  $1 == "kappa" { k[$3 == "exactly_once" ? "exactly_once_v2" : $3] = n / $5 }
+  $1 == "Kafka Streams" && ($3 in k) {
+    printf "%s- kappa / Kafka Streams (%s thread(s), %s), events/s per core: %.1fx\n", sep, $2, $3, k[$3] / (n / $5) }')
+echo "$ratios"
 ((results)) || exit 0
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 cat >bench/results/peers.md <<MD
 # kappa beside Kafka Streams: the user-spend job on a real Kafka (the Kafka Streams half of issue 16)
@@ -156,7 +164,7 @@ Flink is not measured yet (it comes later); this is the Kafka Streams half only.
 
 Machine: $cpu_model, $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM,
 $(uname -sr); Java $(java -version 2>&1 | head -n 1 | cut -d'"' -f2), Apache Kafka 4.1.1 (one broker, KRaft, on the
-same machine), Kafka Streams 4.1.1. Load average when the runs started: $load (1, 5, 15 min): **other
+same machine), Kafka Streams 4.1.1. Load average when the runs started: $load, when they ended: $load_end (1, 5, 15 min): **other
 builds shared the 2 cores, so these numbers are noisy; the committed numbers are to be re-measured on
 a quiet machine.**
 
@@ -173,20 +181,24 @@ before these numbers were written.
 |---|---|---|---|---|---|---|---|---|---|---|---|
 $table
 
+$ratios
+
 - wall: process start to exit, the exit coming after the last output is flushed (kappa: \`--stop-at-end
   --final-watermark\`, final checkpoint included; Kafka Streams: JVM start, then exit once the end
   marker of every partition has gone through the topology, then \`close()\`, which flushes the
   producer and commits). events/s = input records / wall. events/s after start (Kafka Streams
   only): input records / the app's own time from \`streams.start()\` to the end marker of every
-  partition plus \`close()\`, i.e. without JVM start and the consumer group's join; kappa starts in
-  milliseconds.
+  partition plus \`close()\`, i.e. without JVM start and the consumer group's join (kappa's wall
+  includes its own start too: consumer, RocksDB open).
 - CPU: user + system seconds of the process and its threads (GNU time, from wait4's rusage);
   events/s per core = input records / CPU seconds. Peak RSS: GNU time's maximum resident set size.
 - kappa reads from Kafka with one thread (its Kafka source has one task per partition on one
   thread); Kafka Streams runs 1 or 2 stream threads. The broker runs on the same cores.
 - Kafka Streams runs with its defaults (commit.interval.ms 30 s at_least_once / 100 ms
   exactly_once_v2, 10 MiB record cache, RocksDB stores); the input is keyed by user id, so
-  groupByKey needs no repartition topic.
+  groupByKey needs no repartition topic. kappa runs bench/peers/spend_peer.yaml: checkpoint every
+  1 s (under exactly_once one Kafka transaction per checkpoint; Kafka Streams commits its
+  transaction every 100 ms by default).
 - Late records: Kafka Streams drops records behind the grace period without a side output, so the
   job routes them itself, judging against the task's stream time (largest event time read,
   cancelled and duplicates included), which is kappa's rule; the window's own drop would judge
