@@ -190,6 +190,8 @@ $ratios
   only): input records / the app's own time from \`streams.start()\` to the end marker of every
   partition plus \`close()\`, i.e. without JVM start and the consumer group's join (kappa's wall
   includes its own start too: consumer, RocksDB open).
+- The JVM runs with its default heap (at most 1/4 of RAM) and collector: Kafka Streams' peak RSS
+  shows how far the JVM lets the heap grow as much as what the job needs.
 - CPU: user + system seconds of the process and its threads (GNU time, from wait4's rusage);
   events/s per core = input records / CPU seconds. Peak RSS: GNU time's maximum resident set size.
 - kappa reads from Kafka with one thread (its Kafka source has one task per partition on one
