@@ -103,20 +103,19 @@ class ThrottleTest : public BrokerTest {
   }
 };
 
-// The status interval of the stories below, and how long after `kappa
-// throttle` returns its effect must show in the metrics: one status interval
-// (the registry poll is 1 s) plus one checkpoint interval (metrics.json is
-// written at checkpoints) plus a margin for a loaded 2-core machine.
-constexpr double kStatusIntervalS = 1.0;
-constexpr double kEffectS = kStatusIntervalS + 0.2 + 0.3;
+// The status interval of the story below (2 s), and how long after `kappa
+// throttle` returns its effect must show in the metrics: one status interval.
+// It covers the registry poll (every 1 s) and the checkpoint interval (200 ms)
+// through which metrics.json reports, with a margin for a loaded 2-core box.
+constexpr double kEffectS = 2.0;
 
 TEST_F(ThrottleTest, MaxRatePauseAndResumeTakeEffectWithinOneStatusInterval) {
-  CreateTopic("throttled", 4);
-  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "throttled", SmallWorkload(1, 80000)));
+  CreateTopic("throttled", 8);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "throttled", SmallWorkload(1, 100000, 20000)));
   ScratchDir dir("throttle");
   const std::string metrics = dir / "thr-v1/metrics.json";
   ChildProcess v1(Cmd({"deploy", Spec(dir, "thr", "throttled", 1), "--max-rate", "2000", "--status-interval-ms",
-                       "1000"}),
+                       "2000"}),
                   "thr-v1");
   ASSERT_NO_FATAL_FAILURE(WaitForRecordsIn(metrics, 1));
 
@@ -142,7 +141,7 @@ TEST_F(ThrottleTest, MaxRatePauseAndResumeTakeEffectWithinOneStatusInterval) {
   ASSERT_NO_FATAL_FAILURE(Throttle("thr", 1, {"--pause"}, &out));
   auto paused = SampleFor(metrics, kEffectS + 2.5);
   EXPECT_EQ(At(paused, kEffectS), paused.back().in) << "still reading after --pause: " << Show(paused);
-  EXPECT_LT(paused.back().in, 80000) << "the workload ran out before the pause could show";
+  EXPECT_LT(paused.back().in, 100000) << "the workload ran out before the pause could show";
   EXPECT_EQ(v1.WaitFor(0), -1) << v1.Stderr();
   ASSERT_EQ(RunKappa(Cmd({"status", "thr"}), &status, &err), 0) << err;
   EXPECT_NE(status.find("throttle: paused (max-rate 8000 rec/s on resume)"), std::string::npos) << status;
