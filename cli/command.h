@@ -24,6 +24,7 @@ int StatusCommand(int argc, char** argv);
 int PromoteCommand(int argc, char** argv);
 int RollbackCommand(int argc, char** argv);
 int RetireCommand(int argc, char** argv);
+int ThrottleCommand(int argc, char** argv);
 int GetCommand(int argc, char** argv);
 int ArchiveCommand(int argc, char** argv);
 int SchemaCommand(int argc, char** argv);

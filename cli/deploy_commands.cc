@@ -1,5 +1,6 @@
 // Versioned deployments: deploy, replay, status, promote, rollback, retire,
 // get. The logic lives in replay/; these parse flags and print.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -59,6 +60,12 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   desc.add_options()
       ("catch-up-lag", po::value<int64_t>(&options.catch_up_max_lag)->default_value(1000), "caught up: every partition within this many records of the log end...")
       ("catch-up-hold-ms", po::value<int64_t>(&options.catch_up_hold_ms)->default_value(3000), "...held for this long");
+  if (replay) {
+    desc.add_options()("protect-live-lag", po::value<int64_t>(&options.protect_live_lag)->default_value(0),
+                       "while the serving version reports a lag over this many records, halve this replay's rate "
+                       "at every registry poll (1 s; floor 1% of the cap, at least 100 rec/s); raise it x1.5 per "
+                       "poll once that lag is under half of it (0: off)");
+  }
   AddControlOption(desc);
   const std::string usage = replay
       ? "usage: kappa replay SPEC --brokers HOST:PORT [options]\n\n"
@@ -66,7 +73,9 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
         "beside the running versions, with its own state directory, consumer group <job>.v<N>\n"
         "and output topic <sink>.v<N>. Shows per-partition lag, rate, percent done and ETA;\n"
         "marks the version caught-up in the registry once it has kept up; then keeps running\n"
-        "live until stopped or retired. Promote it with `kappa promote`."
+        "live until stopped or retired. Promote it with `kappa promote`. Change its rate while\n"
+        "it runs with `kappa throttle`; --protect-live-lag slows it whenever the serving version\n"
+        "falls behind."
       : "usage: kappa deploy SPEC --brokers HOST:PORT [options]\n\n"
         "Registers a version of a job in the registry (the control topic) and runs it live.\n"
         "The first version of a job becomes the serving one. Restarting a registered version\n"
@@ -76,6 +85,9 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   JobSpec spec_value;
   KafkaConfig config;
   if (Status st = LoadJob(vm, &job, &spec_value, &config); !st.ok()) return Fail(command, st);
+  if (options.protect_live_lag < 0) {
+    return Fail(command, Status::InvalidArgument("--protect-live-lag must not be negative (0: off)"));
+  }
   if (options.catch_up_max_lag < 0 || options.catch_up_hold_ms < 0) {
     return Fail(command, Status::InvalidArgument("--catch-up-lag and --catch-up-hold-ms must not be negative"));
   }
@@ -199,6 +211,10 @@ int StatusCommand(int argc, char** argv) {
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
                   static_cast<long long>(s.counters.late), progress->caught_up_since_ms ? ", within catch-up lag" : "");
       std::printf("      positions/ends:%s\n", parts.c_str());
+      if (auto throttle = registry.Throttle(name, v.version)) {
+        std::printf("      throttle: %s (set %llds ago)\n", DescribeThrottle(*throttle).c_str(),
+                    static_cast<long long>((now - throttle->updated_at_ms) / 1000));
+      }
     }
   }
   if (shown == 0) std::printf("no jobs registered in %s\n", registry.control_topic().c_str());
@@ -293,6 +309,72 @@ int RetireCommand(int argc, char** argv) {
   Status st = Retire(registry, job, version, *retention_ms, &report, PostgresDsn(vm));
   if (!st.ok()) return Fail("retire", st);
   std::printf("%s\n", report.c_str());
+  return 0;
+}
+
+int ThrottleCommand(int argc, char** argv) {
+  po::options_description desc("options");
+  std::string job;
+  int version = 0;
+  double max_rate = -1;
+  desc.add_options()
+      ("help,h", "show this help")
+      ("job", po::value<std::string>(&job)->required(), "job name (positional)")
+      ("version", po::value<int>(&version)->required(), "the running version to throttle")
+      ("max-rate", po::value<double>(&max_rate), "new cap in records per second (0: no cap)")
+      ("pause", "read nothing until --resume (checkpoints, status and retirement still work)")
+      ("resume", "read again, at the cap in force");
+  po::positional_options_description positional;
+  AddJobCommandOptions(desc, positional);
+  po::variables_map vm;
+  if (int rc = ParseOrExit(argc, argv, "throttle",
+                           "usage: kappa throttle JOB --version N (--max-rate R | --pause | --resume) --brokers HOST:PORT\n\n"
+                           "Changes the rate of a running version (e.g. a replay that competes with the live one)\n"
+                           "through the registry: the version's process applies it at its next registry poll\n"
+                           "(about 1 s) and keeps it across restarts. --max-rate and --resume may be combined.\n"
+                           "`kappa status` shows it.",
+                           desc, &positional, vm);
+      rc >= 0) {
+    return rc;
+  }
+  const bool pause = vm.count("pause") > 0, resume = vm.count("resume") > 0, rate = vm.count("max-rate") > 0;
+  if (pause && resume) return Fail("throttle", Status::InvalidArgument("--pause and --resume exclude each other"));
+  if (!pause && !resume && !rate) {
+    return Fail("throttle", Status::InvalidArgument("say what to change: --max-rate R, --pause or --resume"));
+  }
+  if (rate && (!(max_rate >= 0) || std::isinf(max_rate))) {
+    return Fail("throttle", Status::InvalidArgument("--max-rate must be a finite number >= 0 (0: no cap)"));
+  }
+  KafkaConfig config;
+  if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("throttle", st);
+  Registry registry(config, vm["control-topic"].as<std::string>());
+  if (Status st = registry.Refresh(); !st.ok()) return Fail("throttle", st);
+  auto record = registry.Job(job);
+  if (!record) return Fail("throttle", Status::NotFound("no job " + job + " in the registry " + registry.control_topic()));
+  const VersionInfo* info = record->Find(version);
+  if (!info) {
+    std::string list;
+    for (const auto& v : record->versions) list += (list.empty() ? "v" : ", v") + std::to_string(v.version);
+    return Fail("throttle", Status::NotFound("job " + job + " has no version " + std::to_string(version) +
+                                             " (registered: " + list + ")"));
+  }
+  if (info->state == VersionState::kRetired) {
+    return Fail("throttle", Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
+                                                       " is retired: nothing runs to throttle"));
+  }
+  ThrottleRecord wish;
+  if (auto old = registry.Throttle(job, version)) wish = *old;  // --pause keeps the rate, --max-rate the pause
+  wish.job = job;
+  wish.version = version;
+  if (rate) wish.max_rate = max_rate;
+  if (pause) wish.paused = true;
+  if (resume) wish.paused = false;
+  wish.updated_at_ms = WallClockMs();
+  if (Status st = registry.PutThrottle(wish); !st.ok()) return Fail("throttle", st);
+  auto progress = registry.Progress(job, version);
+  std::printf("kappa throttle: %s v%d: %s (applied by its process within about 1 s%s)\n", job.c_str(), version,
+              DescribeThrottle(wish).c_str(),
+              progress && !progress->stopped ? "" : "; it reports no running process now: applied when it starts");
   return 0;
 }
 

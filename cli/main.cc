@@ -24,6 +24,7 @@ const char kUsage[] =
     "  status    show every version of every job: state, lag, rate, serving alias\n"
     "  promote   switch a job's serving alias to a caught-up version (with an output diff)\n"
     "  rollback  make the previously serving version serve again\n"
+    "  throttle  change a running version's rate cap, pause or resume it\n"
     "  retire    stop a version; its state is deleted after a retention time\n"
     "  get       read the latest output for a key from the serving version\n"
     "  schema    print the schema (Avro, .fbs or JSON columns) of a job's feature rows\n";
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   if (command == "status") return kappa::cli::StatusCommand(argc - 1, argv + 1);
   if (command == "promote") return kappa::cli::PromoteCommand(argc - 1, argv + 1);
   if (command == "rollback") return kappa::cli::RollbackCommand(argc - 1, argv + 1);
+  if (command == "throttle") return kappa::cli::ThrottleCommand(argc - 1, argv + 1);
   if (command == "retire") return kappa::cli::RetireCommand(argc - 1, argv + 1);
   if (command == "get") return kappa::cli::GetCommand(argc - 1, argv + 1);
   if (command == "archive") return kappa::cli::ArchiveCommand(argc - 1, argv + 1);

@@ -86,6 +86,11 @@ struct JobRunner::Impl {
   // Rate cap: seconds of run_time that do not count (stalls beyond the burst).
   static constexpr double kRateBurstS = 1.0;
   double rate_paused_s = 0;
+  // The cap in force and where its accounting starts (reset by a change).
+  double rate_cap = 0;
+  int64_t rate_base_processed = 0;
+  double rate_base_s = 0;
+  bool paused = false;
   int64_t processed_at_checkpoint = 0;
   Stopwatch since_checkpoint;
   Stopwatch since_metrics;
@@ -102,6 +107,7 @@ struct JobRunner::Impl {
   Status PostgresGaps(const std::vector<bool>& restored);
   Status Loop(StopToken stop);
   Status AfterRead(bool* asked_to_stop);
+  void UpdateRate();
   Status Finish(bool input_ended);
   Status ResetState();
   void PublishMetrics();
@@ -289,9 +295,29 @@ Status JobRunner::Impl::PostgresGaps(const std::vector<bool>& restored) {
 
 // After each read: the rate cap, a checkpoint when one is due (then the
 // metrics file and the checkpoint hook), a status when one is due.
+// The cap in force now: options.max_rate, or the rate control's. A change
+// (or a pause) starts the accounting afresh: no burst for the time at the
+// old rate, no debt from it either.
+void JobRunner::Impl::UpdateRate() {
+  double cap = options.max_rate;
+  bool now_paused = false;
+  if (options.rate_control) {
+    cap = options.rate_control->max_rate.load(std::memory_order_relaxed);
+    now_paused = options.rate_control->paused.load(std::memory_order_relaxed);
+  }
+  if (cap != rate_cap || now_paused || now_paused != paused) {
+    rate_cap = cap;
+    rate_base_processed = processed;
+    rate_base_s = run_time.Seconds();
+    rate_paused_s = 0;
+  }
+  paused = now_paused;
+}
+
 Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
-  if (options.max_rate > 0) {
-    const double ahead = static_cast<double>(processed) / options.max_rate - (run_time.Seconds() - rate_paused_s);
+  if (rate_cap > 0 && !paused) {
+    const double ahead = static_cast<double>(processed - rate_base_processed) / rate_cap -
+                         (run_time.Seconds() - rate_base_s - rate_paused_s);
     if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::min(ahead, 0.5)));
     // Time the job could not read (a broker away, a slow checkpoint) is not
     // made up by a burst past the cap: a capped replay would starve the live
@@ -344,15 +370,24 @@ Status JobRunner::Impl::Loop(StopToken stop) {
   run_time.Reset();
   since_checkpoint.Reset();
   bool asked_to_stop = false;
-  // The budget of one read: about 50 ms of records under a rate cap.
-  const int64_t budget = options.max_rate > 0 ? std::max<int64_t>(1, static_cast<int64_t>(options.max_rate / 20)) : 0;
   bool input_ended = false;
+  UpdateRate();
   while (!stop.stop_requested() && !asked_to_stop) {
     if (options.stop_at_end && AtEnd()) {
       input_ended = true;
       break;
     }
     if (sink->failed()) return sink->failure();
+    UpdateRate();
+    if (paused) {
+      // Reads nothing; checkpoints, status and the hook go on.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      sink->Poll();
+      KAPPA_RETURN_IF_ERROR(AfterRead(&asked_to_stop));
+      continue;
+    }
+    // The budget of one read: about 50 ms of records under a rate cap.
+    const int64_t budget = rate_cap > 0 ? std::max<int64_t>(1, static_cast<int64_t>(rate_cap / 20)) : 0;
     int64_t records = 0;
     KAPPA_RETURN_IF_ERROR(source->Read(budget, &records));  // no checkpoint past a failure
     if (records == 0 && source->exhausted()) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,10 +35,23 @@ class JobMetrics;
 // job cleanly (final checkpoint, exit 0), e.g. when its version is retired.
 using CheckpointHook = std::function<bool(const ProgressSnapshot&)>;
 
+// A rate cap another thread changes while the job runs (`kappa throttle`,
+// --protect-live-lag): the job reads it before every read. paused: the job
+// reads nothing but keeps its loop (checkpoints, status, metrics, signals,
+// the checkpoint hook) alive.
+struct RateControl {
+  explicit RateControl(double rate = 0) : max_rate(rate) {}
+  std::atomic<double> max_rate{0};  // records/s (0: none)
+  std::atomic<bool> paused{false};
+};
+
 struct RunOptions {
   bool stop_at_end = false;     // stop once every partition reaches its end offset as of start
   double max_rate = 0;          // records/s cap (0: none), so a replay never starves the live job;
                                 // a stall (broker away) earns at most 1 s of burst, not a catch-up
+  // When set, the cap (and pause) are read from here instead of max_rate,
+  // at every read; a change starts the rate accounting afresh.
+  std::shared_ptr<RateControl> rate_control;
   int status_interval_ms = 5000;
   std::string metrics_file;     // default <state_dir>/metrics.json
   // Where /metrics gets its numbers (engine/job_metrics.h): published about

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -187,8 +188,12 @@ namespace {
 // and handed to on_note on the job's thread (TakeNotes).
 class ProgressPublisher {
  public:
-  ProgressPublisher(Registry& registry, const JobSpec& spec, const DeploymentOptions& options)
-      : registry_(registry), job_(spec.job), version_(spec.version), options_(options) {
+  ProgressPublisher(Registry& registry, const JobSpec& spec, const DeploymentOptions& options,
+                    std::shared_ptr<RateControl> rate)
+      : registry_(registry), job_(spec.job), version_(spec.version), options_(options), rate_(std::move(rate)),
+        started_cap_(options.run.max_rate) {
+    // A throttle from before this start is already applied (and said so).
+    if (auto throttle = registry_.Throttle(job_, version_)) throttle_at_ = throttle->updated_at_ms;
     thread_ = std::thread([this] { Loop(); });
   }
   ~ProgressPublisher() { Stop(); }
@@ -306,6 +311,7 @@ class ProgressPublisher {
       }
       return;
     }
+    ApplyRate(*job);
     if (self->state != VersionState::kReplaying) {
       caught_up_settled_ = true;  // live or already caught up: nothing to mark
       return;
@@ -333,10 +339,80 @@ class ProgressPublisher {
     }
   }
 
+  static std::string Rate(double r) {
+    return r > 0 ? std::to_string(static_cast<int64_t>(r + 0.5)) + " rec/s" : std::string("no cap");
+  }
+
+  // Publisher thread: the throttle record and the serving version's lag
+  // decide the job's cap (read by the job thread at its next read).
+  void ApplyRate(const JobRecord& job) {
+    auto throttle = registry_.Throttle(job_, version_);
+    const double cap = throttle && throttle->max_rate >= 0 ? throttle->max_rate : started_cap_;
+    const bool paused = throttle && throttle->paused;
+    const int64_t at = throttle ? throttle->updated_at_ms : 0;
+    if (at != throttle_at_) {
+      throttle_at_ = at;
+      if (throttle) {
+        Note(NoteLevel::kInfo, "throttle: v" + std::to_string(version_) + " " + (paused ? "paused" : "at " + Rate(cap)) +
+                                   " (kappa throttle, " + std::to_string(WallClockMs() - at) + " ms ago)");
+      }
+    }
+    if (options_.protect_live_lag > 0 && job.serving != 0 && job.serving != version_) {
+      auto live = registry_.Progress(job_, job.serving);
+      if (live && !live->stopped) {
+        const int64_t lag = live->snapshot.total_lag();
+        const int64_t limit = options_.protect_live_lag;
+        const std::string who = "live v" + std::to_string(job.serving) + " lag " + std::to_string(lag);
+        if (lag > limit) {
+          double base = protect_rate_;
+          if (base <= 0) {
+            double measured = 0;
+            {
+              std::lock_guard<std::mutex> lock(mu_);
+              if (latest_) measured = latest_->snapshot.records_per_second;
+            }
+            base = cap > 0 ? (measured > 0 ? std::min(cap, measured) : cap) : measured;
+            unprotected_rate_ = base;
+          }
+          const double ceiling = cap > 0 ? cap : unprotected_rate_;
+          const double floor = std::max(100.0, ceiling * 0.01);
+          const double lowered = std::max(floor, base / 2);
+          if (base <= 0 || lowered < base || protect_rate_ <= 0) {
+            protect_rate_ = base <= 0 ? floor : lowered;
+            Note(NoteLevel::kInfo, "protect-live-lag: " + who + " > " + std::to_string(limit) +
+                                       ", replay rate lowered to " + Rate(protect_rate_));
+          }
+        } else if (protect_rate_ > 0 && lag < limit / 2) {
+          const double ceiling = cap > 0 ? cap : unprotected_rate_;
+          const double raised = protect_rate_ * 1.5;
+          if (raised >= ceiling) {
+            protect_rate_ = 0;
+            Note(NoteLevel::kInfo, "protect-live-lag: " + who + " < " + std::to_string(limit / 2) +
+                                       ", replay rate back to " + Rate(cap));
+          } else {
+            protect_rate_ = raised;
+            Note(NoteLevel::kInfo, "protect-live-lag: " + who + " < " + std::to_string(limit / 2) +
+                                       ", replay rate raised to " + Rate(protect_rate_));
+          }
+        }
+      }
+    }
+    double effective = cap;
+    if (protect_rate_ > 0) effective = cap > 0 ? std::min(cap, protect_rate_) : protect_rate_;
+    rate_->max_rate.store(effective, std::memory_order_relaxed);
+    rate_->paused.store(paused, std::memory_order_relaxed);
+  }
+
   Registry& registry_;
   const std::string job_;
   const int32_t version_;
   const DeploymentOptions& options_;
+  const std::shared_ptr<RateControl> rate_;
+  const double started_cap_;
+  // Publisher thread only.
+  int64_t throttle_at_ = 0;        // the throttle record last applied (its time)
+  double protect_rate_ = 0;        // > 0: protect_live_lag holds the rate here
+  double unprotected_rate_ = 0;    // the rate before protection began (for a run without cap)
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<ProgressRecord> pending_;  // offered, not yet published
@@ -387,14 +463,25 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
                              (registered->serving == spec.version ? "serving" : "not serving") + "); " +
                              (options.replay ? "replaying from offset 0 beside the running versions" : "running live"));
 
+  // The cap the job reads at every read, set by the publisher from the
+  // throttle record and protect_live_lag; a throttle written before this
+  // start applies from the first read.
+  auto rate = std::make_shared<RateControl>(options.run.max_rate);
+  if (auto throttle = registry.Throttle(spec.job, spec.version)) {
+    if (throttle->max_rate >= 0) rate->max_rate.store(throttle->max_rate);
+    rate->paused.store(throttle->paused);
+    note(NoteLevel::kInfo, "throttle: v" + std::to_string(spec.version) + " starts " + DescribeThrottle(*throttle) +
+                               " (kappa throttle; --resume / --max-rate to change)");
+  }
   if (options.on_registry_read) options.on_registry_read(registry);
   // From here until the job returns, only the publisher touches the registry.
-  ProgressPublisher publisher(registry, spec, options);
+  ProgressPublisher publisher(registry, spec, options, rate);
   auto drain_notes = [&] {
     for (auto& [level, text] : publisher.TakeNotes()) note(level, text);
   };
   int64_t caught_up_since = 0;
   RunOptions run = options.run;
+  run.rate_control = rate;
   run.on_checkpoint = [&](const ProgressSnapshot& snapshot) -> bool {
     if (snapshot.max_lag() <= options.catch_up_max_lag) {
       if (caught_up_since == 0) caught_up_since = WallClockMs();

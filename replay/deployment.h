@@ -5,7 +5,10 @@
 // it runs, the version's progress is published to the registry at every
 // checkpoint, it is marked caught-up once every partition has stayed within
 // `catch_up_max_lag` records of the log end for `catch_up_hold_ms`, and it
-// stops cleanly when the registry says it was retired.
+// stops cleanly when the registry says it was retired. Its rate cap can be
+// changed, paused and resumed while it runs (`kappa throttle`, a throttle
+// record in the registry) and lowered automatically to protect the serving
+// version's lag (protect_live_lag).
 //
 // The job's thread never waits for the control topic: its checkpoint hook
 // hands the latest snapshot to a publisher thread owned by the deployment
@@ -29,7 +32,14 @@ struct DeploymentOptions {
   RunOptions run;
   int64_t catch_up_max_lag = 1000;   // records per partition
   int64_t catch_up_hold_ms = 3000;
-  int64_t registry_poll_ms = 2000;   // how often a running version re-reads the registry
+  // How often a running version re-reads the registry: retirement, `kappa
+  // throttle`, the serving version's lag for protect_live_lag.
+  int64_t registry_poll_ms = 1000;
+  // > 0: at every registry poll, while the serving version (another one) reports
+  // a lag over this many records, halve this version's rate (floor: 1% of
+  // its cap, at least 100 rec/s); once that lag is under half of it, raise
+  // it x1.5 per poll back to the cap (none: the rate it had before).
+  int64_t protect_live_lag = 0;
   // The deployment's one-line notes (registered, caught up, retired, a
   // progress write that failed). Called on the thread that runs the
   // deployment (from the checkpoint hook, or after the job); null drops them.

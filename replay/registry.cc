@@ -24,6 +24,35 @@ std::string JobKey(const std::string& job) { return "job/" + job; }
 std::string ProgressKey(const std::string& job, int32_t version) {
   return "progress/" + job + "/v" + std::to_string(version);
 }
+std::string ThrottleKey(const std::string& job, int32_t version) {
+  return "throttle/" + job + "/v" + std::to_string(version);
+}
+constexpr char kThrottlePrefix[] = "kappa-throttle-1 ";
+
+std::string EncodeThrottle(const ThrottleRecord& r) {
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "%smax_rate=%.17g paused=%d updated_at_ms=%lld version=%d", kThrottlePrefix,
+                r.max_rate, r.paused ? 1 : 0, static_cast<long long>(r.updated_at_ms), r.version);
+  return buf;
+}
+
+std::optional<ThrottleRecord> DecodeThrottle(const std::string& job, const std::string& bytes) {
+  if (bytes.rfind(kThrottlePrefix, 0) != 0) return std::nullopt;
+  ThrottleRecord r;
+  r.job = job;
+  int paused = 0;
+  long long at = 0;
+  int version = 0;
+  if (std::sscanf(bytes.c_str() + sizeof(kThrottlePrefix) - 1, "max_rate=%lf paused=%d updated_at_ms=%lld version=%d",
+                  &r.max_rate, &paused, &at, &version) != 4) {
+    return std::nullopt;
+  }
+  r.paused = paused != 0;
+  r.updated_at_ms = at;
+  r.version = version;
+  return r;
+}
+
 std::string Str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
 
 // A random tag that makes each job write's key unique.
@@ -129,6 +158,20 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
 
 }  // namespace
 
+std::string DescribeThrottle(const ThrottleRecord& r) {
+  std::string rate;
+  if (r.max_rate < 0) {
+    rate = "started cap";
+  } else if (r.max_rate == 0) {
+    rate = "no cap";
+  } else {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "max-rate %.0f rec/s", r.max_rate);
+    rate = buf;
+  }
+  return r.paused ? "paused (" + rate + " on resume)" : rate;
+}
+
 const char* VersionStateName(VersionState state) {
   switch (state) {
     case VersionState::kLive: return "live";
@@ -228,6 +271,16 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   auto it = progress_.find(ProgressKey(job, version));
   if (it == progress_.end()) return std::nullopt;
   return DecodeProgress(it->second);
+}
+
+std::optional<ThrottleRecord> Registry::Throttle(const std::string& job, int32_t version) const {
+  auto value = Value(ThrottleKey(job, version));
+  if (!value) return std::nullopt;
+  return DecodeThrottle(job, *value);
+}
+
+Status Registry::PutThrottle(const ThrottleRecord& record) {
+  return PutValue(ThrottleKey(record.job, record.version), EncodeThrottle(record));
 }
 
 Result<bool> Registry::TryPutJob(JobRecord& record) {

@@ -4,7 +4,9 @@
 // records (versions, states, serving alias, rollback stack) and progress
 // records keyed "progress/<job>/v<N>" (what a running version last reported;
 // the latest per key wins), and text records under their own keys (the last
-// promotion's report, "promotion/<job>", for status pages). The control topic is the single source of truth
+// promotion's report, "promotion/<job>", for status pages), and throttle
+// records keyed "throttle/<job>/v<N>" (a running version's rate wish, latest
+// wins; plain text). The control topic is the single source of truth
 // and job changes are linearizable:
 //  - every job record carries the job's registry sequence it was computed
 //    from (base) and the one it sets (base + 1); all job records go to
@@ -78,6 +80,19 @@ struct ProgressRecord {
   bool stopped = false;
 };
 
+// What `kappa throttle` asked of a running version, keyed
+// "throttle/<job>/v<N>" (the latest per key wins); the version's deployment
+// applies it at its next registry poll.
+struct ThrottleRecord {
+  std::string job;
+  int32_t version = 0;
+  double max_rate = -1;  // records/s (0: no cap); < 0: the cap the version was started with
+  bool paused = false;
+  int64_t updated_at_ms = 0;
+};
+// "paused", "max-rate 5000 rec/s", "no cap", "started cap" (+ ", paused").
+std::string DescribeThrottle(const ThrottleRecord& record);
+
 class Registry {
  public:
   explicit Registry(KafkaConfig config, std::string control_topic = "kappa.control");
@@ -105,6 +120,8 @@ class Registry {
   // The key of the last promotion's report (Value/PutValue), which the
   // status page shows.
   static std::string PromotionKey(const std::string& job) { return "promotion/" + job; }
+  std::optional<ThrottleRecord> Throttle(const std::string& job, int32_t version) const;
+  Status PutThrottle(const ThrottleRecord& record);
   const std::string& control_topic() const { return topic_; }
   // The topic configs kappa creates a missing control topic with (before its
   // first write, through the admin API, one partition, the broker's default

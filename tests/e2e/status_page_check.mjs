@@ -3,7 +3,7 @@
 // into a cache directory; no browser download). Loads the page of a running
 // job, waits until it shows numbers while the job still has lag, then reads
 // the numbers it displays and fetches /metrics in the same moment and checks
-// they agree: records in and lag within one second's worth of records
+// they agree: records in and lag within one sample (two seconds' worth) of records
 // (--max-rate) every time, and exactly (with the DLQ count) when both show
 // the same sample; and the DLQ by error type adding up.
 // Saves a screenshot; with --promote, waits for this version to be shown
@@ -71,10 +71,13 @@ try {
     const mIn = metric(m, "kappa_records_in_total"), mLag = metric(m, "kappa_lag_records"), mDlq = metric(m, "kappa_records_dlq_total");
     const row = { attempt, page_in: num(s.in), metrics_in: mIn, page_lag: num(s.lag), metrics_lag: mLag, page_dlq: num(s.dlq), metrics_dlq: mDlq };
     console.log("compare " + JSON.stringify(row));
-    if (!(Math.abs(row.page_in - mIn) <= maxRate && Math.abs(row.page_lag - mLag) <= maxRate)) close = false;
+    // A sample is published a second or a little more after the previous one
+    // (more on a loaded machine, and the rate cap allows a burst): two
+    // seconds' worth bounds one sample's move.
+    if (!(Math.abs(row.page_in - mIn) <= 2 * maxRate && Math.abs(row.page_lag - mLag) <= 2 * maxRate)) close = false;
     if (row.page_in === mIn && row.page_lag === mLag && row.page_dlq === mDlq && mLag > 0) matched = row;
   }
-  check(close, "page numbers within one second's worth of /metrics in every attempt (records in, lag)");
+  check(close, "page numbers within one sample (two seconds' worth) of /metrics in every attempt (records in, lag)");
   check(matched !== null, "page numbers match /metrics during the run (records in, lag and DLQ of the same sample)");
   if (last) {
     const byType = last.shown.byType.reduce((a, [, n]) => a + num(n), 0);
