@@ -324,6 +324,13 @@ class ProtectLiveLagTest : public ThrottleTest {
 // limit) the replay raises its rate x1.5 per poll back to its cap. Without
 // --protect-live-lag the same replay keeps its cap throughout.
 TEST_F(ProtectLiveLagTest, ReplayYieldsWhileTheServingVersionLagsAndRecovers) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The story sets rates against the wall clock (a live version falling
+  // behind its producer, a replay at 20,000 rec/s); the Debug + ASan build
+  // runs the jobs several times slower, so its timings say nothing. The
+  // memory checks of this path run in ThrottleTest under the sanitizers.
+  GTEST_SKIP() << "timing story: not under the sanitizers";
+#endif
   constexpr int64_t kHistoryRecords = 300000;
   constexpr int64_t kLimit = 3000;
   const std::string topic = "guarded";
