@@ -8,16 +8,23 @@
 namespace kappa::testing {
 namespace {
 
-class DeterminismTest : public BrokerTest {};
+class DeterminismTest : public BrokerTest {
+ protected:
+  // `count` transactions into `transactions` (8 partitions) with every kind
+  // of disorder: out of order, duplicate sends, malformed records.
+  void ProduceDisorderly(uint64_t seed, uint64_t count) {
+    CreateTopic("transactions", 8);
+    GeneratorOptions gen = SmallWorkload(seed, count, 1000, 2);
+    gen.out_of_order_fraction = 0.1;
+    gen.max_delay_ms = 30 * 60 * 1000;
+    gen.duplicate_fraction = 0.05;
+    gen.malformed_fraction = 0.01;
+    ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  }
+};
 
 TEST_F(DeterminismTest, TwoRunsOfOneVersionGiveByteIdenticalOutputs) {
-  CreateTopic("transactions", 8);
-  GeneratorOptions gen = SmallWorkload(99, 50000, 1000, 2);
-  gen.out_of_order_fraction = 0.1;
-  gen.max_delay_ms = 30 * 60 * 1000;
-  gen.duplicate_fraction = 0.05;
-  gen.malformed_fraction = 0.01;
-  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  ASSERT_NO_FATAL_FAILURE(ProduceDisorderly(99, 50000));
   ExpectLogStartsAtZero(Config(), "transactions");
   ScratchDir dir("determinism");
 
@@ -54,13 +61,7 @@ TEST_F(DeterminismTest, TwoRunsOfOneVersionGiveByteIdenticalOutputs) {
 }
 
 TEST_F(DeterminismTest, WorkerThreadsInTheKafkaPhaseGiveTheOutputsOfOneThread) {
-  CreateTopic("transactions", 8);
-  GeneratorOptions gen = SmallWorkload(98, 40000, 1000, 2);
-  gen.out_of_order_fraction = 0.1;
-  gen.max_delay_ms = 30 * 60 * 1000;
-  gen.duplicate_fraction = 0.05;
-  gen.malformed_fraction = 0.01;
-  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", gen));
+  ASSERT_NO_FATAL_FAILURE(ProduceDisorderly(98, 40000));
   ScratchDir dir("determinism-threads");
   std::map<int, TopicContents> outputs;
   std::map<int, std::string> metrics;
