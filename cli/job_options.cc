@@ -18,6 +18,8 @@ void AddJobOptions(po::options_description& desc, po::positional_options_descrip
       ("max-rate", po::value<double>(&out->run.max_rate)->default_value(0), "cap on records per second, e.g. so a replay never starves the live version (0: no cap)")
       ("archive", po::value<std::string>(&out->run.archive_dir), "log archive (kappa archive) to read each partition from up to its archived end, then Kafka (overrides source.archive)")
       ("parallelism", po::value<int>(), "worker threads running partitions in parallel, from the archive and from Kafka, 1..256 (default: the spec's parallelism, else 1)")
+      ("scale-out", "join the version's consumer group and share its partitions with the other processes of the version (as the spec's scale_out: true); state moves through the changelog topic <job>.v<N>.changelog")
+      ("instance", po::value<std::string>(), "this process's name in a scaled-out version (default: host name and a hash of the state directory; stable across restarts)")
       ("reset-state", "start over: delete the files kappa created in the state directory (RocksDB's files, its epoch marker, metrics.json; nothing else) and process from the spec's start position. Without it a damaged state directory is an error")
       ("state-headroom-mib", po::value<int64_t>(&out->run.state_headroom_mib)->default_value(64), "free space each checkpoint needs in the state directory, in MiB (also at least twice the last checkpoint); below it the job stops with an error before RocksDB runs out (0: only the 2x rule)")
       ("status-interval-ms", po::value<int>(&out->run.status_interval_ms)->default_value(default_status_interval_ms), "print a status line this often (0: never)");
@@ -52,6 +54,19 @@ Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, 
   if (!loaded.ok()) return loaded.status();
   *spec = std::move(*loaded);
   if (vm.count("state-dir")) spec->state_dir = vm["state-dir"].as<std::string>();
+  if (vm.count("scale-out")) spec->scale_out.enabled = true;
+  if (vm.count("instance")) {
+    const std::string name = vm["instance"].as<std::string>();
+    if (name.empty() || name.size() > 100 ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
+      return Status::InvalidArgument("--instance must be 1..100 letters, digits, '.', '_' or '-', not '" + name + "'");
+    }
+    if (!spec->scale_out.enabled) {
+      return Status::InvalidArgument("--instance names a process of a scaled-out version: add --scale-out (or "
+                                     "scale_out: true in the spec)");
+    }
+    spec->scale_out.instance = name;
+  }
   return Status::OK();
 }
 

@@ -31,16 +31,16 @@ Status CheckpointCoordinator::Checkpoint() {
 
 // Step 1: nothing moves the offsets past an input whose outputs are not
 // safely in the sink.
-Status CheckpointCoordinator::SinkBarrier() {
+Status CheckpointCoordinator::SinkBarrier(const std::vector<Task*>& tasks) {
   // Timed either way: the flush of an at-least-once sink, or the whole
   // transaction commit (flush, offsets, commit) of an exactly-once one.
   const int64_t began = clock_.NowMs();
   Status st;
   if (barrier_.transactional()) {
     std::vector<std::pair<int32_t, int64_t>> offsets;
-    offsets.reserve(tasks_.size());
-    for (size_t i = 0; i < tasks_.size(); ++i) {
-      offsets.emplace_back(tasks_[i]->partition(), gaps_.CommitOffset(i, tasks_[i]->next_offset()));
+    offsets.reserve(tasks.size());
+    for (const Task* t : tasks) {
+      offsets.emplace_back(t->partition(), gaps_.CommitOffset(static_cast<size_t>(t->partition()), t->next_offset()));
     }
     st = barrier_.CommitEpoch(epoch_ + 1, offsets);
   } else {
@@ -54,14 +54,20 @@ Status CheckpointCoordinator::CheckpointNow() {
   // Step 0: room for this checkpoint, before anything is committed anywhere.
   KAPPA_RETURN_IF_ERROR(CheckHeadroom(backend_.dir(), static_cast<int64_t>(backend_.last_checkpoint_bytes()),
                                       headroom_, free_space_));
+  std::vector<Task*> active;
+  active.reserve(tasks_.size());
+  for (Task* t : tasks_) {
+    if (!owned_ || (*owned_)[static_cast<size_t>(t->partition())]) active.push_back(t);
+  }
+  if (before_barrier_) KAPPA_RETURN_IF_ERROR(before_barrier_(active, epoch_ + 1));
   KAPPA_KILL_POINT(kill_switch_, "before-flush");
-  KAPPA_RETURN_IF_ERROR(SinkBarrier());
+  KAPPA_RETURN_IF_ERROR(SinkBarrier(active));
   KAPPA_KILL_POINT(kill_switch_, "after-flush");
   // Step 2. The stall is only the capture; the backend's writer makes it
   // durable in the background, in epoch order.
   std::vector<StateBackend::TaskSnapshot> snapshots;
-  snapshots.reserve(tasks_.size());
-  for (Task* t : tasks_) snapshots.push_back({&t->checkpoint(), &t->registry()});
+  snapshots.reserve(active.size());
+  for (Task* t : active) snapshots.push_back({&t->checkpoint(), &t->registry()});
   auto captured = backend_.BeginCommit(epoch_ + 1, snapshots);
   if (!captured.ok()) return captured.status();
   ++epoch_;
@@ -77,7 +83,7 @@ Status CheckpointCoordinator::CheckpointNow() {
   CommitGroupOffsets();
   pending_group_epoch_ = epoch_;
   pending_group_offsets_.clear();
-  for (const Task* t : tasks_) pending_group_offsets_.emplace_back(t->partition(), t->next_offset());
+  for (const Task* t : active) pending_group_offsets_.emplace_back(t->partition(), t->next_offset());
   return Status::OK();
 }
 

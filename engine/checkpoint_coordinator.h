@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -76,6 +77,16 @@ class CheckpointCoordinator {
     headroom_ = policy;
     free_space_ = std::move(free_space);
   }
+  // Scale-out: only the tasks whose partition is marked in *owned take part
+  // (offsets, state, group commits); the rest belong to other processes.
+  // Null: every task. The vector outlives the coordinator.
+  void SetOwned(const std::vector<uint8_t>* owned) { owned_ = owned; }
+  // Replaces task i (scale-out: a partition handed over gets a fresh task).
+  void SetTask(size_t i, Task* task) { tasks_[i] = task; }
+  // Called with the taking part tasks and the new epoch before step 1 (the
+  // changelog's entries and markers, which the barrier then makes durable).
+  using BeforeBarrier = std::function<Status(const std::vector<Task*>& tasks, int64_t epoch)>;
+  void SetBeforeBarrier(BeforeBarrier hook) { before_barrier_ = std::move(hook); }
   // Takes one checkpoint now.
   Status Checkpoint();
   // The final checkpoint of a clean stop, durable before it returns.
@@ -84,10 +95,12 @@ class CheckpointCoordinator {
 
  private:
   Status CheckpointNow();
-  Status SinkBarrier();
+  Status SinkBarrier(const std::vector<Task*>& tasks);
   void CommitGroupOffsets();
 
   std::vector<Task*> tasks_;
+  const std::vector<uint8_t>* owned_ = nullptr;
+  BeforeBarrier before_barrier_;
   StateBackend& backend_;
   OutputBarrier& barrier_;
   PartitionConsumer* group_;

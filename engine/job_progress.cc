@@ -29,7 +29,7 @@ ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& sourc
     p.partition = tasks[i]->partition();
     p.start_offset = tasks[i]->checkpoint().start_offset;
     p.position = tasks[i]->next_offset();
-    p.log_end = source.LogEnd(i);
+    p.log_end = source.LogEnd(static_cast<size_t>(tasks[i]->partition()));
     p.watermark_ms = WatermarkOrZero(*tasks[i]);
     s.partitions.push_back(p);
   }

@@ -1,11 +1,15 @@
 #include "engine/job_runner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <deque>
 #include <thread>
 #include <utility>
 
 #include "engine/archive_source.h"
+#include "engine/changelog.h"
 #include "engine/checkpoint_coordinator.h"
 #include "engine/committed_gaps.h"
 #include "engine/hybrid_source.h"
@@ -72,6 +76,15 @@ struct JobRunner::Impl {
   std::unique_ptr<PartitionConsumer> consumer;
   std::vector<std::unique_ptr<Task>> owned_tasks;
   std::vector<Task*> tasks;
+  // Scale-out (spec.scale_out): which partitions the group gave this
+  // process (owned[p]), their tasks (active), the changelog writer, and
+  // whether the consumer is closing (a revoke then only lets go).
+  bool group = false;
+  std::vector<uint8_t> owned;
+  std::vector<Task*> active;
+  std::unique_ptr<ChangelogWriter> changelog;
+  std::vector<std::string> table_names;
+  bool closing = false;
   std::unique_ptr<CommittedGaps> gaps;
   std::unique_ptr<HistoryGapRule> gap_rule;
   std::unique_ptr<ArchiveSource> archive;
@@ -105,6 +118,13 @@ struct JobRunner::Impl {
   // and gives the window its id.
   Status RegisterRowSchema();
   Status PostgresGaps(const std::vector<bool>& restored);
+  Status MakeGroupTasks(int32_t partitions);
+  Status OnRebalance(RebalanceEvent event, const std::vector<int32_t>& partitions, std::vector<int64_t>* offsets);
+  Status TakePartition(int32_t p, int64_t* offset);
+  Status FreshTask(int32_t p);
+  void UpdateActive();
+  // The tasks this process runs now: every task, or the owned ones.
+  const std::vector<Task*>& Running() const { return group ? active : tasks; }
   Status Loop(StopToken stop);
   Status AfterRead(bool* asked_to_stop);
   void UpdateRate();
@@ -116,12 +136,14 @@ struct JobRunner::Impl {
     if (options.on_note) options.on_note(level, text);
   }
   bool AtEnd() const {
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      if (tasks[i]->next_offset() < source->EndAtOpen(i)) return false;
+    // A member of a group is at the end once it has partitions, all there.
+    if (group && (!consumer->joined() || active.empty())) return false;
+    for (const Task* t : Running()) {
+      if (t->next_offset() < source->EndAtOpen(static_cast<size_t>(t->partition()))) return false;
     }
     return true;
   }
-  ProgressSnapshot Snapshot() const { return SnapshotOf(tasks, *source, coordinator->epoch()); }
+  ProgressSnapshot Snapshot() const { return SnapshotOf(Running(), *source, coordinator->epoch()); }
 };
 
 JobRunner::JobRunner(JobSpec spec, KafkaConfig config, RunOptions options) : impl_(std::make_unique<Impl>()) {
@@ -150,6 +172,29 @@ Status JobRunner::Impl::Open() {
   if (!backend_or.ok()) return backend_or.status();
   backend = std::move(*backend_or);
   KAPPA_RETURN_IF_ERROR(backend->CheckIdentity({spec.job, spec.version, spec.spec_hash}));
+  if (spec.scale_out.enabled) {
+    group = true;
+    if (!archive_dir.empty()) {
+      return Status::InvalidArgument(
+          "scale_out reads from Kafka only for now: a replay from the archive runs in one process (drop "
+          "source.archive / --archive, or scale_out)");
+    }
+    if (spec.postgres()) {
+      return Status::InvalidArgument("scale_out with a PostgreSQL sink is not supported yet: run one process");
+    }
+    if (spec.scale_out.instance.empty()) {
+      // Stable across restarts of the same process (host and state dir):
+      // under exactly_once a restarted instance aborts its own open
+      // transaction at once instead of waiting for it to time out.
+      char host[256] = "host";
+      (void)gethostname(host, sizeof(host) - 1);
+      std::error_code ec;
+      const std::string dir = std::filesystem::absolute(spec.state_dir, ec).string();
+      char hex[17];
+      std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(std::hash<std::string>{}(dir)));
+      spec.scale_out.instance = std::string(host) + "-" + std::string(hex, 8);
+    }
+  }
   auto sink_or = KafkaSink::Create(config, spec, options.on_note);
   if (!sink_or.ok()) return sink_or.status();
   sink = std::move(*sink_or);
@@ -160,6 +205,8 @@ Status JobRunner::Impl::Open() {
   }
   PartitionConsumerOptions consumer_options;
   consumer_options.group = spec.ConsumerGroup();
+  consumer_options.group_member = group;
+  consumer_options.session_timeout_ms = spec.scale_out.session_timeout_ms;
   consumer_options.on_transient = [this](const std::string& text) { Note(NoteLevel::kWarning, text); };
   auto consumer_or = PartitionConsumer::Create(config, std::move(consumer_options));
   if (!consumer_or.ok()) return consumer_or.status();
@@ -237,6 +284,7 @@ Status JobRunner::Impl::RegisterRowSchema() {
 Status JobRunner::Impl::MakeTasks() {
   auto partitions = source->Partitions();
   if (!partitions.ok()) return partitions.status();
+  if (group) return MakeGroupTasks(*partitions);
   std::vector<bool> restored(*partitions, false);
   for (int32_t p = 0; p < *partitions; ++p) {
     auto task = Task::Create(p, spec, pg ? static_cast<OutputCollector*>(pg.get()) : sink.get());
@@ -268,6 +316,185 @@ Status JobRunner::Impl::MakeTasks() {
   headroom.min_bytes = options.state_headroom_mib << 20;
   coordinator->SetHeadroom(headroom);
   reporter = std::make_unique<ProgressReporter>(options.status_interval_ms, options.on_status);
+  return Status::OK();
+}
+
+// Scale-out: a task per partition, none owned until the group assigns it
+// (OnRebalance, inside the consumer's poll on this thread).
+Status JobRunner::Impl::MakeGroupTasks(int32_t partitions) {
+  auto names = Task::StateTableNames(spec);
+  if (!names.ok()) return names.status();
+  table_names = *names;
+  KAPPA_RETURN_IF_ERROR(EnsureChangelogTopic(config, spec, partitions));
+  owned.assign(static_cast<size_t>(partitions), 0);
+  owned_tasks.resize(static_cast<size_t>(partitions));
+  tasks.assign(static_cast<size_t>(partitions), nullptr);
+  for (int32_t p = 0; p < partitions; ++p) KAPPA_RETURN_IF_ERROR(FreshTask(p));
+  sink->SetPartitions(partitions);
+  gaps->Reset(static_cast<size_t>(partitions));
+  KAPPA_RETURN_IF_ERROR(kafka->OpenForGroup(tasks, &owned));
+  changelog = std::make_unique<ChangelogWriter>(spec, *sink);
+  barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic);
+  coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier, consumer.get(), spec.source_topic,
+                                                        *gaps, spec.checkpoint_interval_ms);
+  coordinator->SetOwned(&owned);
+  coordinator->SetBeforeBarrier([this](const std::vector<Task*>& running, int64_t epoch) {
+    for (const Task* t : running) KAPPA_RETURN_IF_ERROR(changelog->WriteEpoch(*t, epoch));
+    return Status::OK();
+  });
+  HeadroomPolicy headroom;
+  headroom.min_bytes = options.state_headroom_mib << 20;
+  coordinator->SetHeadroom(headroom);
+  reporter = std::make_unique<ProgressReporter>(options.status_interval_ms, options.on_status);
+  Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " joining consumer group " + spec.ConsumerGroup() +
+                             " (cooperative-sticky, session timeout " +
+                             std::to_string(spec.scale_out.session_timeout_ms) + " ms); state also to " +
+                             spec.ChangelogTopic());
+  return consumer->Subscribe(spec.source_topic,
+                             [this](RebalanceEvent event, const std::vector<int32_t>& ps, std::vector<int64_t>* offsets) {
+                               return OnRebalance(event, ps, offsets);
+                             });
+}
+
+// A partition handed back (or never had) gets a fresh task: its state
+// leaves memory, and the next owner restores it.
+Status JobRunner::Impl::FreshTask(int32_t p) {
+  auto task = Task::Create(p, spec, sink.get());
+  if (!task.ok()) return task.status();
+  tasks[static_cast<size_t>(p)] = task->get();
+  owned_tasks[static_cast<size_t>(p)] = std::move(*task);
+  // (Before the source and coordinator are made, MakeGroupTasks hands them
+  // the whole vector; while closing, the source is gone.)
+  if (coordinator) {
+    if (kafka) kafka->SetTask(static_cast<size_t>(p), tasks[static_cast<size_t>(p)]);
+    coordinator->SetTask(static_cast<size_t>(p), tasks[static_cast<size_t>(p)]);
+  }
+  return Status::OK();
+}
+
+void JobRunner::Impl::UpdateActive() {
+  active.clear();
+  for (size_t p = 0; p < owned.size(); ++p) {
+    if (owned[p]) active.push_back(tasks[p]);
+  }
+}
+
+Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int32_t>& partitions,
+                                    std::vector<int64_t>* offsets) {
+  std::string list;
+  for (int32_t p : partitions) list += (list.empty() ? "" : ",") + std::to_string(p);
+  if (event == RebalanceEvent::kAssign) {
+    for (size_t i = 0; i < partitions.size(); ++i) KAPPA_RETURN_IF_ERROR(TakePartition(partitions[i], &(*offsets)[i]));
+    UpdateActive();
+    Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " took partition(s) " + list + " of " +
+                               spec.source_topic + "; it runs " + std::to_string(active.size()) + " now");
+    return Status::OK();
+  }
+  if (closing) return Status::OK();  // the final checkpoint is taken
+  if (event == RebalanceEvent::kLost) {
+    if (sink->transactional()) {
+      return Status::Aborted("instance " + spec.scale_out.instance + " lost partition(s) " + list + " of " +
+                             spec.source_topic + " (it missed its group session, " +
+                             std::to_string(spec.scale_out.session_timeout_ms) +
+                             " ms): its open transaction cannot commit; restart it");
+    }
+    Note(NoteLevel::kWarning, "instance " + spec.scale_out.instance + " lost partition(s) " + list +
+                                  " (it missed its group session): their outputs since the last checkpoint may "
+                                  "be written again, identically, by the new owner");
+  } else {
+    // Cooperative revoke: the partitions' last checkpoint first, so the next
+    // owner restores exactly where this one stopped.
+    KAPPA_RETURN_IF_ERROR(coordinator->Checkpoint());
+  }
+  for (int32_t p : partitions) {
+    owned[static_cast<size_t>(p)] = 0;
+    KAPPA_RETURN_IF_ERROR(FreshTask(p));
+  }
+  UpdateActive();
+  Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " handed over partition(s) " + list + "; it runs " +
+                             std::to_string(active.size()) + " now");
+  return Status::OK();
+}
+
+// Restores partition p's task: from local RocksDB when its checkpoint is
+// the changelog's latest marker, otherwise from the changelog (see
+// engine/changelog.h); a partition nobody checkpointed starts where the spec
+// says. *offset: where to read from.
+Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
+  Task& task = *tasks[static_cast<size_t>(p)];
+  const std::string topic = spec.ChangelogTopic();
+  const std::string where = spec.source_topic + "[" + std::to_string(p) + "]";
+  auto tail = ReadChangelogTail(config, topic, p);
+  if (!tail.ok()) return tail.status();
+  auto local = backend->ReadTask(p);
+  if (!local.ok()) return local.status();
+  auto check_hash = [&](const ChangelogMarker& m) -> Status {
+    if (m.spec_hash == spec.spec_hash) return Status::OK();
+    return Status::FailedPrecondition(topic + "[" + std::to_string(p) + "] holds state of spec " + m.spec_hash +
+                                      ", this is spec " + spec.spec_hash +
+                                      " of the same version: a logic change is a new version");
+  };
+  auto from_local = [&]() -> Status {
+    KAPPA_RETURN_IF_ERROR(backend->Restore(p, task.registry()));
+    task.Restore(**local);
+    return Status::OK();
+  };
+  bool restored = false;
+  std::string how;
+  if (local->has_value() && tail->marker && (*local)->next_offset == tail->marker->task.next_offset) {
+    KAPPA_RETURN_IF_ERROR(check_hash(*tail->marker));
+    KAPPA_RETURN_IF_ERROR(from_local());
+    restored = true;
+    how = "restored from local state (it matches the changelog)";
+  } else if (tail->empty) {
+    if (local->has_value()) {
+      KAPPA_RETURN_IF_ERROR(from_local());
+      KAPPA_RETURN_IF_ERROR(changelog->WriteAll(p, *backend, table_names));
+      restored = true;
+      how = "restored from local state, which seeds the empty changelog";
+    }
+  } else {
+    const auto began = std::chrono::steady_clock::now();
+    auto contents = ReadChangelog(config, topic, p, options.on_note);
+    if (!contents.ok()) return contents.status();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    if (contents->marker && (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {
+      KAPPA_RETURN_IF_ERROR(check_hash(*contents->marker));
+      TaskCheckpointData data = contents->marker->task;
+      data.partition = p;
+      KAPPA_RETURN_IF_ERROR(backend->ReplacePartition(p, contents->entries, data));
+      KAPPA_RETURN_IF_ERROR(backend->Restore(p, task.registry()));
+      task.Restore(data);
+      KAPPA_RETURN_IF_ERROR(changelog->Rewrite(p, contents->orphans, contents->entries));
+      restored = true;
+      char rate[64];
+      std::snprintf(rate, sizeof(rate), "%.1f MB/s", static_cast<double>(contents->bytes) / 1e6 / std::max(1e-3, s));
+      how = "restored from the changelog (" + std::to_string(contents->entries.size()) + " entries from " +
+            std::to_string(contents->records) + " records, " + std::to_string(contents->bytes) + " bytes in " +
+            std::to_string(static_cast<int64_t>(s * 1000)) + " ms, " + rate + "; written by " +
+            contents->marker->writer + ")";
+      if (!contents->orphans.empty()) {
+        how += "; " + std::to_string(contents->orphans.size()) + " entries a writer left after its last marker "
+               "are rewritten";
+      }
+    } else {
+      // No marker at all, or local state ahead of it (the changelog lost
+      // records): local state if any, written to the changelog whole; the
+      // entries without a marker are not state.
+      KAPPA_RETURN_IF_ERROR(changelog->Rewrite(p, contents->orphans, {}));
+      if (local->has_value()) {
+        KAPPA_RETURN_IF_ERROR(from_local());
+        KAPPA_RETURN_IF_ERROR(changelog->WriteAll(p, *backend, table_names));
+        restored = true;
+        how = "restored from local state, ahead of the changelog, which it reseeds";
+      }
+    }
+  }
+  KAPPA_RETURN_IF_ERROR(kafka->PositionAssigned(task, restored));
+  owned[static_cast<size_t>(p)] = 1;
+  *offset = task.next_offset();
+  Note(NoteLevel::kInfo, where + ": " + (restored ? how : std::string("no checkpoint anywhere, starts fresh")) +
+                             "; reading from offset " + std::to_string(task.next_offset()));
   return Status::OK();
 }
 
@@ -329,7 +556,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     KAPPA_RETURN_IF_ERROR(coordinator->Checkpoint());
     // Begun, not yet durable: its metrics wait for the backend's writer.
     pending_metrics.emplace_back(coordinator->epoch(),
-                                 RenderMetrics(spec, tasks, coordinator->epoch(), gap_rule->gap_records()));
+                                 RenderMetrics(spec, Running(), coordinator->epoch(), gap_rule->gap_records()));
     if (options.on_checkpoint) {
       // The rate since the previous checkpoint.
       ProgressSnapshot snapshot = Snapshot();
@@ -405,10 +632,10 @@ Status JobRunner::Impl::Loop(StopToken stop) {
 // durable before the run returns.
 Status JobRunner::Impl::Finish(bool input_ended) {
   if (options.final_watermark && input_ended) {
-    const int64_t before = TotalCounters(tasks).outputs;
-    for (Task* t : tasks) t->EndOfInput();
+    const int64_t before = TotalCounters(Running()).outputs;
+    for (Task* t : Running()) t->EndOfInput();
     Note(NoteLevel::kInfo, "end of input: the final watermark emitted " +
-                               std::to_string(TotalCounters(tasks).outputs - before) + " open window(s)");
+                               std::to_string(TotalCounters(Running()).outputs - before) + " open window(s)");
   }
   KAPPA_RETURN_IF_ERROR(coordinator->Finish());
   const CheckpointStats& c = coordinator->stats();
@@ -438,14 +665,14 @@ Status JobRunner::Run(StopToken stop) {
     st = d.Loop(stop);
   }
   if (!d.tasks.empty()) {
-    summary_.counters = TotalCounters(d.tasks);
+    summary_.counters = TotalCounters(d.Running());
     summary_.history_gap_records = d.gap_rule ? d.gap_rule->gap_records() : 0;
     summary_.archive_records = d.source ? d.source->archive_records() : 0;
     // After a failure the in-memory counters are ahead of the last checkpoint;
     // the metrics file keeps describing what is durably committed.
     if (st.ok() && d.coordinator) {
       // Finish made the final checkpoint durable.
-      st = WriteMetricsFile(d.options.metrics_file, d.spec, d.tasks, d.coordinator->epoch(),
+      st = WriteMetricsFile(d.options.metrics_file, d.spec, d.Running(), d.coordinator->epoch(),
                             summary_.history_gap_records);
     } else if (d.backend) {
       // The begun checkpoints that did become durable before the failure.
@@ -453,7 +680,9 @@ Status JobRunner::Run(StopToken stop) {
       (void)d.WriteDurableMetrics();
     }
   }
-  // The sources hold the consumer by reference: they go first.
+  // The sources hold the consumer by reference: they go first. A group
+  // member's close hands its partitions back; the final checkpoint is taken.
+  d.closing = true;
   d.hybrid.reset();
   d.kafka.reset();
   d.archive.reset();

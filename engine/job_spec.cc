@@ -536,7 +536,7 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
 Result<JobSpec> ParseTree(const ConfigNode& root) {
   KAPPA_RETURN_IF_ERROR(root.CheckKeys({"job", "version", "format", "source", "validate", "operators",
                                         "allowed_lateness", "sink", "dlq", "late", "checkpoint", "delivery",
-                                        "promote", "parallelism", "metrics", "alerts"},
+                                        "promote", "parallelism", "metrics", "alerts", "scale_out"},
                                        "the job spec"));
   JobSpec spec;
   auto job = root.RequiredStringAt("job", "the job spec ");
@@ -588,6 +588,23 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
       if (!n.ok()) return n.status();
       if (*n < 0) return a->Find("lag_records")->Error("`alerts.lag_records` must not be negative");
       spec.alerts.lag_records = *n;
+    }
+  }
+  if (const ConfigNode* so = root.Find("scale_out")) {
+    spec.scale_out.enabled = true;
+    if (!so->IsScalar()) {
+      KAPPA_RETURN_IF_ERROR(so->CheckKeys({"session_timeout"}, "scale_out"));
+      auto timeout = so->DurationAt("session_timeout", spec.scale_out.session_timeout_ms, /*required=*/false);
+      if (!timeout.ok()) return timeout.status();
+      if (*timeout < 1000 || *timeout > 300000) {
+        return so->Error("`scale_out.session_timeout` must be between 1s and 5m");
+      }
+      spec.scale_out.session_timeout_ms = static_cast<int>(*timeout);
+    } else {
+      auto on = so->String();
+      if (!on.ok()) return on.status();
+      if (*on == "false" || *on == "off") spec.scale_out.enabled = false;
+      else if (*on != "true" && *on != "on") return so->Error("`scale_out` is true, false or a map {session_timeout}");
     }
   }
   if (const ConfigNode* p = root.Find("parallelism")) {

@@ -26,6 +26,18 @@ struct AlertSpec {
 };
 enum class DeliveryMode { kAtLeastOnce, kExactlyOnce };
 
+// `scale_out:` in the spec: the version's processes join the consumer group
+// <job>.v<N> and share its partitions; each task's state also goes to the
+// changelog topic <job>.v<N>.changelog (engine/changelog.h). Operational
+// (not hashed): a version can go from one process to several.
+struct ScaleOutSpec {
+  bool enabled = false;
+  int session_timeout_ms = 10000;  // how soon a silent instance's partitions move
+  // This process's name in the group (--instance; default host:state dir):
+  // its transactional.id under exactly_once and its line in `kappa status`.
+  std::string instance;
+};
+
 struct JobSpec {
   std::string job;
   int32_t version = 0;
@@ -72,6 +84,7 @@ struct JobSpec {
   std::string state_dir;  // default .kappa/state/<job>.v<version>
   // `metrics: {port, bind}`: serve /metrics there (-1: not unless
   // --metrics-port says so; 0: a free port, printed).
+  ScaleOutSpec scale_out;
   int metrics_port = -1;
   std::string metrics_bind = "127.0.0.1";
   AlertSpec alerts;
@@ -92,6 +105,7 @@ struct JobSpec {
   // Where the outputs go, for people: the topic or "postgres table T".
   std::string OutputName() const { return postgres() ? "postgres table " + PostgresTable() : OutputTopic(); }
   std::string ConsumerGroup() const { return job + ".v" + std::to_string(version); }
+  std::string ChangelogTopic() const { return ConsumerGroup() + ".changelog"; }
   // The canonical text the hash is computed over (stable across whitespace,
   // comments and key order in the YAML).
   std::string CanonicalLogic() const;

@@ -79,6 +79,10 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
     // same version fences the first on a real cluster. The transaction must
     // outlive message.timeout.ms (120 s above).
     options.transactional_id = "kappa." + spec.ConsumerGroup();
+    // Instances of a scaled-out version each have their own transactions;
+    // the group's generation fences a zombie (KIP-447), the stable
+    // instance name lets a restarted instance abort its own open one.
+    if (spec.scale_out.enabled) options.transactional_id += "." + spec.scale_out.instance;
     sink->transactional_id_ = options.transactional_id;
     options.transaction_timeout_ms = 150000;
   }
@@ -94,6 +98,11 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
     sink->producer_->WarmUp({sink->output_topic_, spec.dlq_topic, spec.late_topic});
   }
   return sink;
+}
+
+Status KafkaSink::ProduceState(const std::string& topic, int32_t partition, std::string_view key,
+                               std::string_view value) {
+  return producer_->Produce(topic, partition, key, value);
 }
 
 bool KafkaSink::Fenced() const {

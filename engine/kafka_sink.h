@@ -76,6 +76,11 @@ class KafkaSink final : public OutputCollector {
   Status CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
                      const std::vector<std::pair<int32_t, int64_t>>& offsets);
   bool transactional() const { return producer_->transactional(); }
+  // A state record for the changelog (engine/changelog.h), through the
+  // same producer: flushed by Flush, inside the epoch's transaction under
+  // exactly_once. A value with a null data() is a tombstone. Job thread
+  // only, while no worker runs.
+  Status ProduceState(const std::string& topic, int32_t partition, std::string_view key, std::string_view value);
   // Outputs caused by records of `partition` are dropped while suppressed.
   // Call with every partition (SetPartitions) before workers run, so that
   // workers only touch their own partition's entry.

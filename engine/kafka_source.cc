@@ -77,33 +77,55 @@ Status KafkaSource::Assign(const std::vector<Task*>& tasks, const std::vector<Wa
   tasks_ = tasks;
   PartitionList assignment(static_cast<int>(tasks.size()));
   for (size_t i = 0; i < tasks.size(); ++i) {
-    Task& t = *tasks[i];
-    const Watermarks& w = marks[i];
-    const std::string where = spec_.source_topic + "[" + std::to_string(t.partition()) + "]";
-    if (t.next_offset() < w.low) {
-      const std::string holdings =
-          std::string(after_archive[i] ? "the archive ends there and " : "") + "the Kafka log starts at " +
-          std::to_string(w.low);
-      auto next = gap_rule_.Apply(t.partition(), t.next_offset(), w.low, holdings,
-                                  after_archive[i] ? "retention deleted them; keep `kappa archive` running so the "
-                                                     "archive covers them"
-                                                   : "deleted by retention before they were archived; restore them "
-                                                     "into an archive with `kappa archive --import`");
-      if (!next.ok()) return next.status();
-      if (fresh[i]) t.StartAt(*next);
-      else t.SkipTo(*next);
-    }
-    if (t.next_offset() > w.high) {
-      return PastTheEnd(spec_, t.partition(), t.next_offset(), "the Kafka log ends at " + std::to_string(w.high));
-    }
-    if (after_archive[i] && note_) {
-      note_(NoteLevel::kInfo, where + ": archive done at offset " + std::to_string(t.next_offset()) +
-                                  ", switching to Kafka (log " + std::to_string(w.low) + ".." +
-                                  std::to_string(w.high) + ")");
-    }
-    assignment.Add(spec_.source_topic, t.partition(), t.next_offset());
+    KAPPA_RETURN_IF_ERROR(PositionOne(*tasks[i], marks[i], after_archive[i], fresh[i]));
+    assignment.Add(spec_.source_topic, tasks[i]->partition(), tasks[i]->next_offset());
   }
   return consumer_.Assign(assignment);
+}
+
+Status KafkaSource::PositionOne(Task& t, const Watermarks& w, bool after_archive, bool fresh) {
+  const std::string where = spec_.source_topic + "[" + std::to_string(t.partition()) + "]";
+  if (t.next_offset() < w.low) {
+    const std::string holdings =
+        std::string(after_archive ? "the archive ends there and " : "") + "the Kafka log starts at " +
+        std::to_string(w.low);
+    auto next = gap_rule_.Apply(t.partition(), t.next_offset(), w.low, holdings,
+                                after_archive ? "retention deleted them; keep `kappa archive` running so the "
+                                                "archive covers them"
+                                              : "deleted by retention before they were archived; restore them "
+                                                "into an archive with `kappa archive --import`");
+    if (!next.ok()) return next.status();
+    if (fresh) t.StartAt(*next);
+    else t.SkipTo(*next);
+  }
+  if (t.next_offset() > w.high) {
+    return PastTheEnd(spec_, t.partition(), t.next_offset(), "the Kafka log ends at " + std::to_string(w.high));
+  }
+  if (after_archive && note_) {
+    note_(NoteLevel::kInfo, where + ": archive done at offset " + std::to_string(t.next_offset()) +
+                                ", switching to Kafka (log " + std::to_string(w.low) + ".." + std::to_string(w.high) +
+                                ")");
+  }
+  return Status::OK();
+}
+
+Status KafkaSource::OpenForGroup(const std::vector<Task*>& tasks, const std::vector<uint8_t>* owned) {
+  auto marks = ReadWatermarks(tasks.size());
+  if (!marks.ok()) return marks.status();
+  tasks_ = tasks;
+  owned_ = owned;
+  return Status::OK();
+}
+
+Status KafkaSource::PositionAssigned(Task& t, bool restored) {
+  const int32_t p = t.partition();
+  auto marks = consumer_.PartitionWatermarks(spec_.source_topic, p);
+  if (!marks.ok()) return marks.status();
+  if (static_cast<size_t>(p) < end_at_open_.size()) end_at_open_[p] = std::max(end_at_open_[p], marks->high);
+  auto wanted = Wanted(t, restored, *marks);
+  if (!wanted.ok()) return wanted.status();
+  if (!restored) t.StartAt(*wanted);
+  return PositionOne(t, *marks, false, !restored);
 }
 
 namespace {
@@ -137,6 +159,7 @@ Status KafkaSource::Read(int64_t budget, int64_t* records) {
   for (size_t k = 0; k < batch_.size(); ++k) {
     const rd_kafka_message_t* m = batch_[k];
     if (m->partition < 0 || static_cast<size_t>(m->partition) >= tasks_.size()) continue;
+    if (owned_ && !(*owned_)[m->partition]) continue;  // fetched before its partition was revoked
     Task* task = tasks_[m->partition];
     if (m->offset < task->next_offset()) continue;  // already covered by the checkpoint
     gaps_.BeforeAppend(m->partition, *task, m->offset);

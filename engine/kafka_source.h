@@ -50,7 +50,20 @@ class KafkaSource final : public Source {
   // the log start as it is now.
   Status Continue(const std::vector<Task*>& tasks, const std::vector<bool>& after_archive);
 
+  // Scale-out (the consumer joined its group; the runner positions tasks as
+  // the group assigns them): `tasks` has one task per partition, and only
+  // those marked in *owned (outliving the source) get records; a record of
+  // another partition (fetched before a revoke) is dropped. Reads every
+  // partition's log end for EndAtOpen.
+  Status OpenForGroup(const std::vector<Task*>& tasks, const std::vector<uint8_t>* owned);
+  // Replaces task i (a partition handed back gets a fresh task).
+  void SetTask(size_t i, Task* task) { tasks_[i] = task; }
+  // Where task `t`, just assigned, starts reading: its checkpoint (restored)
+  // or the spec's start, through the gap rule and the past-the-end check.
+  Status PositionAssigned(Task& t, bool restored);
+
  private:
+  Status PositionOne(Task& t, const Watermarks& w, bool after_archive, bool fresh);
   // `fresh[i]`: task i starts here (a skipped gap moves its start offset too).
   Status Assign(const std::vector<Task*>& tasks, const std::vector<Watermarks>& marks,
                 const std::vector<bool>& after_archive, const std::vector<bool>& fresh);
@@ -61,6 +74,7 @@ class KafkaSource final : public Source {
   HistoryGapRule& gap_rule_;
   NoteCallback note_;
   std::vector<Task*> tasks_;
+  const std::vector<uint8_t>* owned_ = nullptr;
   std::vector<int64_t> end_at_open_;
   std::vector<Task*> touched_;
   MessageBatch batch_;

@@ -53,6 +53,7 @@ class Task {
   bool ended() const { return checkpoint_.max_event_time_ms == kEndOfInputTime; }
 
   StateRegistry& registry() { return registry_; }
+  const StateRegistry& registry() const { return registry_; }
   // Checkpoint view of this task (offset, watermark, counters).
   const TaskCheckpointData& checkpoint() const { return checkpoint_; }
   void Restore(const TaskCheckpointData& data);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string_view>
 #include <cstring>
 
 #include "kafka/kafka_status.h"
@@ -39,12 +40,14 @@ Status RequireBootstrap(const KafkaConfig& config) {
 
 Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
                                  const std::vector<std::pair<std::string, std::string>>& defaults,
-                                 void (*error_cb)(rd_kafka_s*, int, const char*, void*), void* opaque) {
+                                 void (*error_cb)(rd_kafka_s*, int, const char*, void*), void* opaque,
+                                 const std::function<void(rd_kafka_conf_s*)>& configure) {
   KAPPA_RETURN_IF_ERROR(RequireBootstrap(config));
   auto conf = config.Build(defaults);
   if (!conf.ok()) return conf.status();
   if (error_cb) rd_kafka_conf_set_error_cb(*conf, error_cb);
   if (opaque) rd_kafka_conf_set_opaque(*conf, opaque);
+  if (configure) configure(*conf);
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(kind == ClientKind::kProducer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
                                 *conf, errstr, sizeof(errstr));
@@ -150,7 +153,22 @@ void CloseConsumer(KafkaHandle& consumer, int timeout_ms) {
   } else {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (!(closed = rd_kafka_consumer_closed(rk)) && std::chrono::steady_clock::now() < deadline) {
-      if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 100)) rd_kafka_event_destroy(ev);
+      rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 100);
+      if (ev == nullptr) continue;
+      // A group member's close revokes its partitions through this queue:
+      // unless they are let go here, the close never completes.
+      if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+        rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev);
+        const bool assign = rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        rd_kafka_error_t* e = nullptr;
+        if (std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE") {
+          e = assign ? rd_kafka_incremental_assign(rk, parts) : rd_kafka_incremental_unassign(rk, parts);
+        } else {
+          (void)rd_kafka_assign(rk, assign ? parts : nullptr);
+        }
+        if (e) rd_kafka_error_destroy(e);
+      }
+      rd_kafka_event_destroy(ev);
     }
   }
   rd_kafka_queue_destroy(q);

@@ -18,6 +18,7 @@
 #include "kafka/kafka_config.h"
 
 struct rd_kafka_s;
+struct rd_kafka_conf_s;
 struct rd_kafka_message_s;
 
 namespace kappa {
@@ -38,7 +39,8 @@ Status RequireBootstrap(const KafkaConfig& config);
 Result<KafkaHandle> CreateClient(ClientKind kind, const KafkaConfig& config,
                                  const std::vector<std::pair<std::string, std::string>>& defaults,
                                  void (*error_cb)(rd_kafka_s*, int, const char*, void*) = nullptr,
-                                 void* opaque = nullptr);
+                                 void* opaque = nullptr,
+                                 const std::function<void(rd_kafka_conf_s*)>& configure = nullptr);
 
 // Turns librdkafka's non-fatal client errors (its error callback: a broker
 // refusing connections, all brokers down, a name that does not resolve)

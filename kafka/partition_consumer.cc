@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "kafka/kafka_status.h"
 
@@ -19,8 +20,7 @@ Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const Kafka
   if (options.on_transient) {
     c->error_notes_ = std::make_unique<ClientErrorNotes>("source consumer", options.on_transient);
   }
-  auto consumer = CreateClient(ClientKind::kConsumer, config,
-                               {{"group.id", options.group},
+  std::vector<std::pair<std::string, std::string>> defaults = {{"group.id", options.group},
                                 {"enable.auto.commit", "false"},
                                 {"enable.auto.offset.store", "false"},
                                 // Never jump silently: a missing offset is an error we report.
@@ -28,8 +28,21 @@ Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const Kafka
                                 {"enable.partition.eof", "false"},
                                 {"queued.min.messages", std::to_string(options.queued_min_messages)},
                                 {"queued.max.messages.kbytes", std::to_string(options.queued_max_kbytes)},
-                                {"fetch.wait.max.ms", std::to_string(options.fetch_wait_max_ms)}},
-                               &PartitionConsumer::OnClientError, c.get());
+                                {"fetch.wait.max.ms", std::to_string(options.fetch_wait_max_ms)}};
+  std::function<void(rd_kafka_conf_t*)> configure;
+  if (options.group_member) {
+    defaults.emplace_back("partition.assignment.strategy", "cooperative-sticky");
+    defaults.emplace_back("session.timeout.ms", std::to_string(options.session_timeout_ms));
+    defaults.emplace_back("heartbeat.interval.ms", std::to_string(std::max(100, options.session_timeout_ms / 5)));
+    configure = [](rd_kafka_conf_t* conf) {
+      rd_kafka_conf_set_rebalance_cb(conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                                              rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+        PartitionConsumer::OnRebalance(rk, err, partitions, opaque);
+      });
+    };
+  }
+  auto consumer = CreateClient(ClientKind::kConsumer, config, defaults, &PartitionConsumer::OnClientError, c.get(),
+                               configure);
   if (!consumer.ok()) return consumer.status();
   c->options_ = std::move(options);
   c->consumer_ = std::move(*consumer);
@@ -53,6 +66,10 @@ Result<int32_t> PartitionConsumer::PartitionCount(const std::string& topic) cons
 
 Result<std::vector<Watermarks>> PartitionConsumer::AllWatermarks(const std::string& topic, int32_t partitions) const {
   return QueryAllWatermarks(consumer_.get(), topic, partitions, options_.metadata_timeout_ms);
+}
+
+Result<Watermarks> PartitionConsumer::PartitionWatermarks(const std::string& topic, int32_t partition) const {
+  return QueryWatermarks(consumer_.get(), topic, partition, options_.metadata_timeout_ms);
 }
 
 int64_t PartitionConsumer::CachedLogEnd(const std::string& topic, int32_t partition) const {
@@ -79,6 +96,72 @@ Result<int64_t> PartitionConsumer::OffsetForTime(const std::string& topic, int32
 
 Status PartitionConsumer::Assign(const PartitionList& assignment) {
   return StatusFromKafka(rd_kafka_assign(consumer_.get(), assignment.get()), "cannot assign partitions");
+}
+
+Status PartitionConsumer::Subscribe(const std::string& topic, RebalanceHandler handler) {
+  if (!options_.group_member) {
+    return Status::FailedPrecondition("PartitionConsumer::Subscribe on a consumer made for Assign (group_member unset)");
+  }
+  topic_ = topic;
+  rebalance_ = std::move(handler);
+  PartitionList topics(1);
+  topics.Add(topic, RD_KAFKA_PARTITION_UA);
+  return StatusFromKafka(rd_kafka_subscribe(consumer_.get(), topics.get()),
+                         "cannot join consumer group " + options_.group + " for " + topic);
+}
+
+void PartitionConsumer::OnRebalance(rd_kafka_t*, int err, rd_kafka_topic_partition_list_t* partitions,
+                                    void* opaque) {
+  auto* self = static_cast<PartitionConsumer*>(opaque);
+  Status st = self->HandleRebalance(err, partitions);
+  if (!st.ok() && self->rebalance_error_.ok()) self->rebalance_error_ = std::move(st);
+}
+
+// Cooperative protocol: every callback is incremental. The handler runs
+// first (restore, or checkpoint), then librdkafka is told; a failing
+// handler still leaves librdkafka's assignment consistent (a failed assign
+// is not taken, a revoke always is) and the error ends the next Poll.
+Status PartitionConsumer::HandleRebalance(int err, rd_kafka_topic_partition_list_t* partitions) {
+  rd_kafka_t* rk = consumer_.get();
+  std::vector<int32_t> ids;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    if (topic_ == partitions->elems[i].topic) ids.push_back(partitions->elems[i].partition);
+  }
+  std::sort(ids.begin(), ids.end());
+  joined_ = true;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    std::vector<int64_t> offsets(ids.size(), RD_KAFKA_OFFSET_INVALID);
+    Status st = rebalance_ && !ids.empty() ? rebalance_(RebalanceEvent::kAssign, ids, &offsets) : Status::OK();
+    PartitionList start(static_cast<int>(ids.size()));
+    if (st.ok()) {
+      for (size_t i = 0; i < ids.size(); ++i) start.Add(topic_, ids[i], offsets[i]);
+    }
+    // An empty incremental assign still completes the rebalance.
+    rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, start.get());
+    if (e != nullptr) {
+      Status failed = Status::Unavailable(std::string("cannot take the partitions group ") + options_.group +
+                                          " assigned: " + rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+      return failed;
+    }
+    if (st.ok()) {
+      assigned_.insert(assigned_.end(), ids.begin(), ids.end());
+      std::sort(assigned_.begin(), assigned_.end());
+    }
+    return st;
+  }
+  const bool lost = rd_kafka_assignment_lost(rk) != 0;
+  Status st = rebalance_ && !ids.empty()
+                  ? rebalance_(lost ? RebalanceEvent::kLost : RebalanceEvent::kRevoke, ids, nullptr)
+                  : Status::OK();
+  rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, partitions);
+  if (e != nullptr) {
+    if (st.ok()) st = Status::Unavailable(std::string("cannot give back partitions to group ") + options_.group + ": " +
+                                          rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+  }
+  std::erase_if(assigned_, [&](int32_t p) { return std::binary_search(ids.begin(), ids.end(), p); });
+  return st;
 }
 
 Status PartitionConsumer::Classify(rd_kafka_message_t* m) {
@@ -122,6 +205,11 @@ Status PartitionConsumer::Poll(int max, int wait_ms, MessageBatch* batch) {
     }
   }
   if (n < 0) return StatusFromKafka(rd_kafka_last_error(), "consume failed");
+  if (!rebalance_error_.ok()) {
+    for (ssize_t i = 0; i < n; ++i) rd_kafka_message_destroy(out[i]);
+    batch->count_ = 0;
+    return std::exchange(rebalance_error_, Status::OK());
+  }
   // Error messages leave the batch here; the rest keep their order.
   Status result;
   size_t kept = 0;

@@ -22,11 +22,29 @@
 
 struct rd_kafka_message_s;
 struct rd_kafka_queue_s;
+struct rd_kafka_topic_partition_list_s;
 
 namespace kappa {
 
+// Group membership (Subscribe): what the group gives this consumer and takes
+// away. `partitions` of the subscribed topic; on kAssign the handler fills
+// *offsets (one per partition, the offset to read from) before the consumer
+// starts reading them; on kRevoke the consumer stops reading them once the
+// handler returns (cooperative revoke: the handler checkpoints them first);
+// kLost: the group already gave them to another member (this one missed its
+// session): nothing may be committed for them any more. An error from the
+// handler ends the next Poll with it.
+enum class RebalanceEvent { kAssign, kRevoke, kLost };
+using RebalanceHandler =
+    std::function<Status(RebalanceEvent event, const std::vector<int32_t>& partitions, std::vector<int64_t>* offsets)>;
+
 struct PartitionConsumerOptions {
-  std::string group;          // group.id (commits only; partitions are assigned, not balanced)
+  std::string group;          // group.id (assign mode: commits only; Subscribe: the group joined)
+  // Subscribe only: how soon the group gives a silent member's partitions to
+  // the others (session.timeout.ms).
+  int session_timeout_ms = 10000;
+  // Made for Subscribe (group membership, cooperative-sticky); otherwise Assign.
+  bool group_member = false;
   int fetch_wait_max_ms = 20;
   // Keep fetching while a replay drains the local queue: at librdkafka 2.0's
   // defaults it stops fetching when the queue is full and looks again only
@@ -72,6 +90,7 @@ class PartitionConsumer {
   // partition's log start/end offsets.
   Result<int32_t> PartitionCount(const std::string& topic) const;
   Result<std::vector<Watermarks>> AllWatermarks(const std::string& topic, int32_t partitions) const;
+  Result<Watermarks> PartitionWatermarks(const std::string& topic, int32_t partition) const;
   // The latest log end this consumer has seen for topic[partition], from its
   // cached fetch state (no request); 0 if unknown.
   int64_t CachedLogEnd(const std::string& topic, int32_t partition) const;
@@ -81,6 +100,15 @@ class PartitionConsumer {
   // Starts reading each listed partition at its offset (replaces any earlier
   // assignment).
   Status Assign(const PartitionList& assignment);
+  // Joins the consumer group `group` for `topic` (cooperative-sticky
+  // assignment: a rebalance moves only the partitions that must move) and
+  // reads what the group assigns, through `handler`, which runs inside Poll
+  // on the polling thread. Instead of Assign, never both.
+  Status Subscribe(const std::string& topic, RebalanceHandler handler);
+  // Partitions the group assigned to this consumer (Subscribe), sorted.
+  const std::vector<int32_t>& assigned() const { return assigned_; }
+  // Whether the group has assigned this member anything yet (even nothing).
+  bool joined() const { return joined_; }
   // Takes up to `max` messages that are already fetched without waiting;
   // when there are none, waits up to wait_ms for the first. Error messages
   // never reach `batch`: they either end the poll with a Status or are
@@ -102,11 +130,18 @@ class PartitionConsumer {
   PartitionConsumer() = default;
   Status Classify(rd_kafka_message_s* message);
   static void OnClientError(rd_kafka_s* rk, int err, const char* reason, void* opaque);
+  static void OnRebalance(rd_kafka_s* rk, int err, rd_kafka_topic_partition_list_s* partitions, void* opaque);
+  Status HandleRebalance(int err, rd_kafka_topic_partition_list_s* partitions);
 
   PartitionConsumerOptions options_;
   KafkaHandle consumer_;
   rd_kafka_queue_s* queue_ = nullptr;
   std::unique_ptr<ClientErrorNotes> error_notes_;
+  std::string topic_;              // Subscribe
+  RebalanceHandler rebalance_;     // Subscribe
+  std::vector<int32_t> assigned_;  // Subscribe
+  bool joined_ = false;
+  Status rebalance_error_;         // returned by the next Poll
 };
 
 }  // namespace kappa

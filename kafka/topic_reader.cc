@@ -20,7 +20,7 @@ std::string ConsumedRecord::Header(std::string_view name) const {
 
 Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
                                    const std::function<void(const ConsumedRecord&)>& on_record,
-                                   int idle_timeout_ms, const std::vector<int64_t>* from) {
+                                   int idle_timeout_ms, const std::vector<int64_t>* from, int32_t only_partition) {
   auto consumer = CreateClient(ClientKind::kConsumer, config,
                                {{"group.id", "kappa-reader"},
                                 {"enable.auto.commit", "false"},
@@ -47,7 +47,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
     summary.log_start_offsets.push_back((*marks)[p].low);
     position[p] = (*marks)[p].low;
     if (from && p < static_cast<int32_t>(from->size())) position[p] = std::max(position[p], (*from)[p]);
-    if ((*marks)[p].high > position[p]) {
+    if ((*marks)[p].high > position[p] && (only_partition < 0 || p == only_partition)) {
       assignment.Add(topic, p, position[p]);
       done[p] = false;
       ++remaining;
@@ -97,6 +97,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
       record.key = std::string_view(static_cast<const char*>(msg->key), msg->key_len);
       record.key_null = msg->key == nullptr;
       record.value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
+      record.value_null = msg->payload == nullptr;
       record.headers.clear();
       rd_kafka_headers_t* headers = nullptr;
       if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {

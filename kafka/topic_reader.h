@@ -27,6 +27,7 @@ struct ConsumedRecord {
   std::string_view key;
   bool key_null = false;  // no key at all (key is then ""), as opposed to an empty one
   std::string_view value;
+  bool value_null = false;  // a tombstone (no value at all)
   std::vector<std::pair<std::string, std::string>> headers;
   std::string Header(std::string_view name) const;
 };
@@ -38,9 +39,11 @@ struct TopicReadSummary {
 };
 
 // `from` (optional) gives the first offset to read per partition instead of
-// the log start (e.g. to resume an incremental reader).
+// the log start (e.g. to resume an incremental reader). `only_partition` >=
+// 0: that partition alone.
 Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
                                    const std::function<void(const ConsumedRecord&)>& on_record,
-                                   int idle_timeout_ms = 15000, const std::vector<int64_t>* from = nullptr);
+                                   int idle_timeout_ms = 15000, const std::vector<int64_t>* from = nullptr,
+                                   int32_t only_partition = -1);
 
 }  // namespace kappa

@@ -513,6 +513,11 @@ class StateRegistry {
     return state;
   }
   size_t table_count() const { return tables_.size(); }
+  // Each table, read only: its change capture (ForEachDirty, ForEachErased)
+  // is what the changelog (engine/changelog.h) sends.
+  void ForEachTable(const std::function<void(const StateTable&)>& fn) const {
+    for (const auto& t : tables_) fn(*t);
+  }
   std::vector<std::string> table_names() const {
     std::vector<std::string> names;
     for (const auto& t : tables_) names.push_back(t->name());

@@ -710,6 +710,80 @@ Status StateBackend::Restore(int32_t partition, StateRegistry& registry) {
   return Status::OK();
 }
 
+Status StateBackend::ForEachEntry(int32_t partition, const std::vector<std::string>& tables,
+                                  const std::function<Status(const std::string& table, std::string_view key,
+                                                             std::string_view value)>& fn) {
+  WaitIdle();
+  const std::string prefix = PartitionPrefix(partition);
+  const std::string end = PrefixEnd(prefix);
+  const rocksdb::Slice upper(end);
+  for (const std::string& name : tables) {
+    auto found = impl_->tables.find(name);
+    if (found == impl_->tables.end()) {
+      return Status::InvalidArgument("state table " + name + " has no column family in " + dir_);
+    }
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    if (!end.empty()) ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, found->second));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      rocksdb::Slice k = it->key();
+      k.remove_prefix(prefix.size());
+      const rocksdb::Slice v = it->value();
+      KAPPA_RETURN_IF_ERROR(fn(name, std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size())));
+    }
+    KAPPA_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read table " + name + " of partition " +
+                                                      std::to_string(partition) + " from " + dir_));
+  }
+  return Status::OK();
+}
+
+Status StateBackend::ReplacePartition(int32_t partition, const std::vector<Entry>& entries,
+                                      const TaskCheckpointData& task) {
+  WaitIdle();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (!impl_->error.ok()) return impl_->error;
+  }
+  const std::string prefix = PartitionPrefix(partition);
+  std::string end = PrefixEnd(prefix);
+  if (end.empty()) end = std::string(5, '\xff');
+  rocksdb::WriteBatch batch;
+  // Key by key: the vector memtable this store uses has no range deletes.
+  const rocksdb::Slice upper(end);
+  for (const auto& [name, cf] : impl_->tables) {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, cf));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      KAPPA_RETURN_IF_ERROR(FromRocks(batch.Delete(cf, it->key()), "cannot stage a deletion"));
+    }
+    KAPPA_RETURN_IF_ERROR(FromRocks(it->status(), "cannot clear partition " + std::to_string(partition) + " in " + dir_));
+  }
+  for (const Entry& e : entries) {
+    auto found = impl_->tables.find(e.table);
+    if (found == impl_->tables.end()) {
+      return Status::InvalidArgument("state table " + e.table + " has no column family in " + dir_);
+    }
+    KAPPA_RETURN_IF_ERROR(FromRocks(batch.Put(found->second, prefix + e.key, e.value), "cannot stage state"));
+  }
+  flatbuffers::FlatBufferBuilder fbb(256);
+  auto root = schema::CreateTaskCheckpoint(fbb, partition, task.next_offset, task.max_event_time_ms,
+                                           last_begun_epoch_, task.counters.in, task.counters.out,
+                                           task.counters.deduped, task.counters.filtered, task.counters.late,
+                                           task.counters.dlq, task.counters.outputs, task.start_offset);
+  schema::FinishTaskCheckpointBuffer(fbb, root);
+  KAPPA_RETURN_IF_ERROR(FromRocks(
+      batch.Put(impl_->meta, TaskKey(partition),
+                rocksdb::Slice(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize())),
+      "cannot stage the task checkpoint"));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(impl_->db->Write(wo, &batch), "cannot write the restored state of partition " +
+                                                     std::to_string(partition) + " to " + dir_);
+}
+
 Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector<TaskSnapshot>& tasks) {
   const auto start = std::chrono::steady_clock::now();
   {

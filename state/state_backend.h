@@ -25,6 +25,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -140,6 +142,25 @@ class StateBackend {
   // clean. InvalidArgument if a table has no column family (neither named
   // to Open nor found on disk).
   Status Restore(int32_t partition, StateRegistry& registry);
+
+  // Every stored entry of `partition`, table by table (key without the
+  // partition prefix): what a changelog is seeded with when a task's state
+  // was never in it. InvalidArgument for an unknown table name.
+  Status ForEachEntry(int32_t partition, const std::vector<std::string>& tables,
+                      const std::function<Status(const std::string& table, std::string_view key,
+                                                 std::string_view value)>& fn);
+  // One state entry of a partition, for ReplacePartition.
+  struct Entry {
+    std::string table;
+    std::string key;    // without the partition prefix
+    std::string value;
+  };
+  // Replaces everything stored for `partition` (every table's entries and
+  // its task checkpoint) with `entries` and `task` in one synced write, as
+  // if a checkpoint of exactly that had been taken: the state of a task
+  // restored from elsewhere (the changelog) becomes this store's. Waits
+  // for pending commits first; the epoch stays.
+  Status ReplacePartition(int32_t partition, const std::vector<Entry>& entries, const TaskCheckpointData& task);
 
   struct TaskSnapshot {
     const TaskCheckpointData* task;

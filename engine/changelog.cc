@@ -1,0 +1,257 @@
+#include "engine/changelog.h"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "engine/kafka_sink.h"
+#include "engine/task.h"
+#include "kafka/kafka_client.h"
+#include "kafka/topic_reader.h"
+#include "schemas/checkpoint_generated.h"
+
+namespace kappa {
+namespace {
+
+constexpr std::string_view kMarkerKey("\0marker", 7);
+
+}  // namespace
+
+std::string ChangelogStateKey(std::string_view table, std::string_view key) {
+  std::string out;
+  out.reserve(table.size() + 1 + key.size());
+  out.append(table);
+  out.push_back('\0');
+  out.append(key);
+  return out;
+}
+
+std::string EncodeChangelogMarker(const ChangelogMarker& m) {
+  flatbuffers::FlatBufferBuilder fbb(256);
+  const TaskCheckpointData& t = m.task;
+  auto task = schema::CreateTaskCheckpoint(fbb, t.partition, t.next_offset, t.max_event_time_ms, m.epoch,
+                                           t.counters.in, t.counters.out, t.counters.deduped, t.counters.filtered,
+                                           t.counters.late, t.counters.dlq, t.counters.outputs, t.start_offset);
+  auto root = schema::CreateChangelogMarker(fbb, task, fbb.CreateString(m.spec_hash), fbb.CreateString(m.writer),
+                                            m.epoch);
+  fbb.Finish(root);
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+}
+
+Result<ChangelogMarker> DecodeChangelogMarker(std::string_view bytes) {
+  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  if (!verifier.VerifyBuffer<schema::ChangelogMarker>(nullptr)) {
+    return Status::Corruption("a changelog marker of " + std::to_string(bytes.size()) + " bytes fails verification");
+  }
+  const auto* m = flatbuffers::GetRoot<schema::ChangelogMarker>(bytes.data());
+  if (m->task() == nullptr) return Status::Corruption("a changelog marker has no task checkpoint");
+  ChangelogMarker out;
+  const auto* t = m->task();
+  out.task.partition = t->partition();
+  out.task.next_offset = t->next_offset();
+  out.task.max_event_time_ms = t->max_event_time_ms();
+  out.task.counters.in = t->records_in();
+  out.task.counters.out = t->records_out();
+  out.task.counters.deduped = t->deduped();
+  out.task.counters.filtered = t->filtered();
+  out.task.counters.late = t->late();
+  out.task.counters.dlq = t->dlq();
+  out.task.counters.outputs = t->outputs();
+  out.task.start_offset = t->start_offset();
+  out.spec_hash = m->spec_hash() ? m->spec_hash()->str() : "";
+  out.writer = m->writer() ? m->writer()->str() : "";
+  out.epoch = m->epoch();
+  return out;
+}
+
+Status EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int32_t partitions) {
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  const std::string topic = spec.ChangelogTopic();
+  std::string refused;
+  // Compacted: the latest value of each key (and the latest marker) is the
+  // state. Compaction waits an hour after a write, so the entries a dying
+  // writer left after its last marker are rewritten by the next owner long
+  // before compaction could drop the values they shadow.
+  auto created = CreateTopicIfMissing(client->get(), topic, partitions,
+                                      {{"cleanup.policy", "compact"}, {"min.compaction.lag.ms", "3600000"}}, 20000,
+                                      &refused);
+  if (!created.ok()) return created.status();
+  auto count = TopicPartitionCount(client->get(), topic, 10000);
+  if (!count.ok()) {
+    if (count.status().code() == Status::Code::kNotFound) {
+      return Status::FailedPrecondition(
+          "the changelog topic " + topic + " does not exist and cannot be created here (" + refused +
+          "): create it, compacted, with " + std::to_string(partitions) + " partitions like " + spec.source_topic +
+          " (on the embedded broker: kappa broker --topic " + topic + ":" + std::to_string(partitions) + ")");
+    }
+    return count.status();
+  }
+  if (*count != partitions) {
+    return Status::FailedPrecondition("the changelog topic " + topic + " has " + std::to_string(*count) +
+                                      " partitions, but " + spec.source_topic + " has " +
+                                      std::to_string(partitions) +
+                                      ": a task's state must live in the partition of its input; delete " + topic +
+                                      " only if no instance of this version runs, or deploy a new version");
+  }
+  return Status::OK();
+}
+
+Result<ChangelogTail> ReadChangelogTail(const KafkaConfig& config, const std::string& topic, int32_t partition) {
+  auto client = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-changelog-tail"}});
+  if (!client.ok()) return client.status();
+  auto marks = QueryWatermarks(client->get(), topic, partition, 10000);
+  if (!marks.ok()) return marks.status();
+  ChangelogTail tail;
+  tail.empty = marks->high <= marks->low;
+  if (tail.empty) return tail;
+  // The last two offsets: the marker, and a transaction's commit record.
+  std::vector<int64_t> from(static_cast<size_t>(partition) + 1, 0);
+  from[partition] = std::max(marks->low, marks->high - 2);
+  bool ends_with_marker = false;
+  Status bad;
+  auto read = ReadTopic(
+      config, topic,
+      [&](const ConsumedRecord& r) {
+        if (r.key == kMarkerKey && !r.value_null) {
+          auto m = DecodeChangelogMarker(r.value);
+          if (!m.ok()) {
+            bad = m.status();
+            return;
+          }
+          tail.marker = std::move(*m);
+          ends_with_marker = true;
+        } else {
+          ends_with_marker = false;
+        }
+      },
+      15000, &from, partition);
+  if (!read.ok()) return read.status();
+  if (!bad.ok()) return Status::Corruption(topic + "[" + std::to_string(partition) + "]: " + bad.message());
+  if (!ends_with_marker) tail.marker.reset();
+  return tail;
+}
+
+Result<ChangelogContents> ReadChangelog(const KafkaConfig& config, const std::string& topic, int32_t partition,
+                                        const NoteCallback& note) {
+  ChangelogContents out;
+  using Key = std::pair<std::string, std::string>;
+  std::map<Key, std::optional<std::string>> committed, pending;
+  Status bad;
+  const auto started = std::chrono::steady_clock::now();
+  auto last_note = started;
+  int64_t low = -1, total = 0;
+  {
+    auto client = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-changelog-restore"}});
+    if (!client.ok()) return client.status();
+    auto marks = QueryWatermarks(client->get(), topic, partition, 10000);
+    if (!marks.ok()) return marks.status();
+    low = marks->low;
+    total = marks->high - marks->low;
+  }
+  const std::string where = topic + "[" + std::to_string(partition) + "]";
+  auto read = ReadTopic(
+      config, topic,
+      [&](const ConsumedRecord& r) {
+        if (!bad.ok()) return;
+        ++out.records;
+        out.bytes += static_cast<int64_t>(r.key.size() + r.value.size());
+        if (r.key == kMarkerKey) {
+          if (r.value_null) return;
+          auto m = DecodeChangelogMarker(r.value);
+          if (!m.ok()) {
+            bad = m.status();
+            return;
+          }
+          for (auto& [k, v] : pending) committed[k] = std::move(v);
+          pending.clear();
+          out.marker = std::move(*m);
+        } else {
+          const size_t nul = r.key.find('\0');
+          if (nul == std::string_view::npos || nul == 0) {
+            bad = Status::Corruption("a record at offset " + std::to_string(r.offset) +
+                                     " has a key that is neither a state entry nor the marker");
+            return;
+          }
+          Key k(std::string(r.key.substr(0, nul)), std::string(r.key.substr(nul + 1)));
+          if (r.value_null) pending[std::move(k)].reset();
+          else pending[std::move(k)] = std::string(r.value);
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (note && now - last_note > std::chrono::seconds(2)) {
+          last_note = now;
+          const double s = std::chrono::duration<double>(now - started).count();
+          const double rate = static_cast<double>(out.records) / std::max(1e-3, s);
+          const int64_t left = std::max<int64_t>(0, total - (r.offset + 1 - low));
+          note(NoteLevel::kInfo, "restoring " + where + " from the changelog: " + std::to_string(out.records) +
+                                     " records, " + std::to_string(out.bytes >> 20) + " MiB, " +
+                                     std::to_string(static_cast<int64_t>(rate)) + " records/s, ETA " +
+                                     std::to_string(static_cast<int64_t>(static_cast<double>(left) / rate)) + " s");
+        }
+      },
+      30000, nullptr, partition);
+  if (!read.ok()) return read.status();
+  if (!bad.ok()) return Status::Corruption(where + ": " + bad.message() + "; the changelog is damaged: rebuild "
+                                           "this version's state from its input (--reset-state on every instance)");
+  for (auto& [k, v] : committed) {
+    if (v) out.entries.push_back({k.first, k.second, std::move(*v)});
+  }
+  for (auto& [k, v] : pending) out.orphans.push_back(k);
+  return out;
+}
+
+Status ChangelogWriter::Put(int32_t partition, std::string_view table, std::string_view key, std::string_view value) {
+  key_.clear();
+  key_.append(table);
+  key_.push_back('\0');
+  key_.append(key);
+  ++records_;
+  return sink_.ProduceState(topic_, partition, key_, value);
+}
+
+Status ChangelogWriter::WriteEpoch(const Task& task, int64_t epoch) {
+  const int32_t p = task.partition();
+  Status st;
+  task.registry().ForEachTable([&](const StateTable& table) {
+    if (!st.ok()) return;
+    table.ForEachErased([&](std::string_view key) {
+      if (st.ok()) st = Put(p, table.name(), key, std::string_view());
+    });
+    table.ForEachDirty([&](std::string_view key, std::string_view value) {
+      // A present value is never a tombstone, even an empty one.
+      if (st.ok()) st = Put(p, table.name(), key, value.data() ? value : std::string_view("", 0));
+    });
+  });
+  if (!st.ok()) return st;
+  ChangelogMarker m;
+  m.task = task.checkpoint();
+  m.spec_hash = spec_.spec_hash;
+  m.writer = spec_.scale_out.instance;
+  m.epoch = epoch;
+  ++records_;
+  return sink_.ProduceState(topic_, p, kMarkerKey, EncodeChangelogMarker(m));
+}
+
+Status ChangelogWriter::WriteAll(int32_t partition, StateBackend& backend, const std::vector<std::string>& tables) {
+  return backend.ForEachEntry(partition, tables,
+                              [&](const std::string& table, std::string_view key, std::string_view value) {
+                                return Put(partition, table, key, value.data() ? value : std::string_view("", 0));
+                              });
+}
+
+Status ChangelogWriter::Rewrite(int32_t partition, const std::vector<std::pair<std::string, std::string>>& orphans,
+                                const std::vector<StateBackend::Entry>& entries) {
+  std::map<std::pair<std::string_view, std::string_view>, std::string_view> by_key;
+  for (const auto& e : entries) by_key[{e.table, e.key}] = e.value;
+  for (const auto& [table, key] : orphans) {
+    auto it = by_key.find({table, key});
+    KAPPA_RETURN_IF_ERROR(Put(partition, table, key,
+                              it == by_key.end() ? std::string_view()
+                                                 : (it->second.data() ? it->second : std::string_view("", 0))));
+  }
+  return Status::OK();
+}
+
+}  // namespace kappa

@@ -1,0 +1,110 @@
+// Changelog: how a task's state moves with its partition between the
+// processes of a scaled-out version (spec `scale_out:`, DESIGN "Scale-out
+// rides on Kafka"). Every checkpoint, before the sink barrier, each task the
+// process owns writes its changed state entries (erasures as tombstones)
+// and then a marker (next offset, watermark, counters, epoch, spec hash,
+// writer) to its partition of the compacted topic <job>.v<N>.changelog,
+// partitioned like the source, through the sink's producer: flushed by the
+// at-least-once barrier, inside the epoch's transaction under exactly_once.
+// The local RocksDB checkpoint follows, so the changelog is never behind it.
+//
+// Record keys: "<table>\0<key>" for a state entry (value: the raw bytes, a
+// tombstone for an erasure), "\0marker" for the marker (a FlatBuffers
+// ChangelogMarker). Compaction keeps the latest of each.
+//
+// A process given a partition reads the latest marker (the tail of the
+// partition, normally its last record): if its local RocksDB checkpoint is
+// at the same offset it restores locally, otherwise it reads the whole
+// partition and keeps the entries written before the latest marker. Entries
+// after the latest marker (a writer that died between its entries and its
+// marker, at-least-once) are "orphans": they are not state, and the new
+// owner rewrites their keys with the restored values at once, so a later
+// marker never covers them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/progress.h"
+#include "base/status.h"
+#include "engine/job_spec.h"
+#include "kafka/kafka_config.h"
+#include "state/state_backend.h"
+
+namespace kappa {
+
+class KafkaSink;
+class Task;
+
+struct ChangelogMarker {
+  TaskCheckpointData task;
+  std::string spec_hash;
+  std::string writer;
+  int64_t epoch = 0;
+};
+
+std::string ChangelogStateKey(std::string_view table, std::string_view key);
+std::string EncodeChangelogMarker(const ChangelogMarker& marker);
+// Corruption if the bytes are not a marker.
+Result<ChangelogMarker> DecodeChangelogMarker(std::string_view bytes);
+
+// What a full read of one changelog partition found.
+struct ChangelogContents {
+  std::optional<ChangelogMarker> marker;       // the latest one
+  std::vector<StateBackend::Entry> entries;    // the state as of that marker
+  std::vector<std::pair<std::string, std::string>> orphans;  // (table, key) written after it
+  int64_t records = 0;
+  int64_t bytes = 0;
+};
+
+// Creates the changelog topic (compacted, `partitions` partitions) unless it
+// exists; FailedPrecondition if it exists with another partition count, or
+// cannot be created (the embedded broker: then it must be made beforehand,
+// `kappa broker --topic <job>.v<N>.changelog:P`).
+Status EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int32_t partitions);
+
+// The latest marker of `partition` from the partition's last records, and
+// whether the partition ends with it (no orphans after it). nullopt: the
+// partition is empty, or does not end with a marker (then read it whole).
+struct ChangelogTail {
+  std::optional<ChangelogMarker> marker;
+  bool empty = true;
+};
+Result<ChangelogTail> ReadChangelogTail(const KafkaConfig& config, const std::string& topic, int32_t partition);
+
+// Reads `partition` from its log start to its end (the last stable offset
+// under transactions), reporting progress through `note` about every 2 s.
+Result<ChangelogContents> ReadChangelog(const KafkaConfig& config, const std::string& topic, int32_t partition,
+                                        const NoteCallback& note);
+
+// Writes one process's share of the changelog.
+class ChangelogWriter {
+ public:
+  ChangelogWriter(const JobSpec& spec, KafkaSink& sink) : spec_(spec), sink_(sink), topic_(spec.ChangelogTopic()) {}
+  // The task's changes since its last checkpoint, then its marker (before
+  // the checkpoint's sink barrier; the tables' dirty sets are not cleared).
+  Status WriteEpoch(const Task& task, int64_t epoch);
+  // Every stored entry of `partition` in `backend` (a changelog that never
+  // had this task's state: a version that ran without scale_out before).
+  Status WriteAll(int32_t partition, StateBackend& backend, const std::vector<std::string>& tables);
+  // Rewrites `orphans` with the restored state (`entries`; absent: a
+  // tombstone), so that no later marker covers a dead writer's entries.
+  Status Rewrite(int32_t partition, const std::vector<std::pair<std::string, std::string>>& orphans,
+                 const std::vector<StateBackend::Entry>& entries);
+  int64_t records() const { return records_; }
+
+ private:
+  Status Put(int32_t partition, std::string_view table, std::string_view key, std::string_view value);
+
+  const JobSpec& spec_;
+  KafkaSink& sink_;
+  std::string topic_;
+  std::string key_;
+  int64_t records_ = 0;
+};
+
+}  // namespace kappa
