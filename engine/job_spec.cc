@@ -596,8 +596,10 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
       KAPPA_RETURN_IF_ERROR(so->CheckKeys({"session_timeout"}, "scale_out"));
       auto timeout = so->DurationAt("session_timeout", spec.scale_out.session_timeout_ms, /*required=*/false);
       if (!timeout.ok()) return timeout.status();
-      if (*timeout < 1000 || *timeout > 300000) {
-        return so->Error("`scale_out.session_timeout` must be between 1s and 5m");
+      // Kafka brokers refuse sessions outside group.min/max.session.timeout.ms
+      // (6 s and 30 min by default).
+      if (*timeout < 6000 || *timeout > 300000) {
+        return so->Error("`scale_out.session_timeout` must be between 6s (Kafka's group.min.session.timeout.ms) and 5m");
       }
       spec.scale_out.session_timeout_ms = static_cast<int>(*timeout);
     } else {

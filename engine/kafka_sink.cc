@@ -82,9 +82,16 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
     // Instances of a scaled-out version each have their own transactions;
     // the group's generation fences a zombie (KIP-447), the stable
     // instance name lets a restarted instance abort its own open one.
-    if (spec.scale_out.enabled) options.transactional_id += "." + spec.scale_out.instance;
+    if (spec.scale_out.enabled) {
+      options.transactional_id += "." + spec.scale_out.instance;
+      // A killed instance's open transaction holds back every read_committed
+      // reader of the outputs and the changelog (the next owner's restore
+      // too) until the broker aborts it: 15 s, not 150. A broker away for
+      // longer than the message timeout then stops the job (restartable).
+      options.message_timeout_ms = 12000;
+    }
     sink->transactional_id_ = options.transactional_id;
-    options.transaction_timeout_ms = 150000;
+    options.transaction_timeout_ms = spec.scale_out.enabled ? 15000 : 150000;
   }
   auto producer = KafkaProducer::Create(config, std::move(options));
   if (!producer.ok()) return producer.status();
