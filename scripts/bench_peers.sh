@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# kappa beside Kafka Streams on the same question, one command (issue 16, the
-# Kafka Streams half; Flink comes later). Builds kappa Release and the Kafka
-# Streams job (bench/peers/kafka-streams, Maven), starts a real Apache Kafka of
+# kappa beside Kafka Streams and Apache Flink on the same question, one command
+# (issue 16). Builds kappa Release, the Kafka Streams job
+# (bench/peers/kafka-streams, Maven) and the Flink job (bench/peers/flink,
+# Maven), starts a real Apache Kafka of
 # its own in a temporary directory (scripts/kafka.sh), generates N JSON
 # transactions (duplicates, out-of-order and late records, malformed ones) into
 # one topic of P partitions, appends one end marker per partition, then runs
@@ -10,6 +11,8 @@
 #   (with --eos: the same with delivery: exactly_once)
 #   Kafka Streams, 1 and 2 stream threads, at_least_once (and exactly_once_v2
 #   with --eos)
+#   Flink (DataStream API, a local MiniCluster in one JVM), parallelism 1 and 2,
+#   at_least_once (and exactly_once with --eos)
 # CHECKS that every other output equals kappa's at_least_once one (scripts/bench_peers_check.py)
 # before reporting anything, then writes bench/results/peers.md.
 #   scripts/bench_peers.sh [--records N (1000000)] [--partitions P (4)] [--eos] [--no-results]
@@ -17,13 +20,16 @@
 # End of input: the end marker (user "~end", event time 2 h after the data) moves every
 # task's event time past the end + grace of every real window, so Kafka Streams
 # emits every window (suppress untilWindowCloses) and kappa does too (it would
-# anyway with --final-watermark). Both then answer the same question over the
+# anyway with --final-watermark). All then answer the same question over the
 # whole input; the marker's own window is ignored by the checker. Kafka
 # Streams exits once the marker of every partition has gone through its
 # topology (then close(): producer flushed, offsets or transaction committed).
+# Flink's source is bounded by the offsets that were the latest at its start
+# (the markers included): the job ends by itself, after its final watermark
+# and final checkpoint.
 #
 # Measured per system: wall seconds from process start to exit (after its last
-# output is flushed; JVM start included for Kafka Streams), events/s = input
+# output is flushed; JVM start included for Kafka Streams and Flink), events/s = input
 # records / wall, CPU = user + system time of the process (GNU time, from
 # wait4's rusage), events/s per core = input records / CPU seconds, peak RSS
 # (GNU time's maximum resident set size). Never part of the tests.
@@ -46,6 +52,9 @@ dir=$(scripts/setup.sh Release | tail -n 1)
 echo "== building the Kafka Streams job (mvn package)" >&2
 (cd bench/peers/kafka-streams && mvn -q -B package >&2)
 jar=bench/peers/kafka-streams/target/spend-streams.jar
+echo "== building the Flink job (mvn package)" >&2
+(cd bench/peers/flink && mvn -q -B package >&2)
+flink_jar=bench/peers/flink/target/spend-flink.jar
 
 tmp=$(mktemp -d /tmp/kappa-peers-bench.XXXXXX)
 trap 'scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
@@ -138,6 +147,26 @@ for run in "${runs[@]}"; do
   rows+=("Kafka Streams|$threads|$guarantee|$wall|$cpu|$rss|$inapp|$(wc -l <"$tmp/$name.rows")|$late|equal")
 done
 
+runs=("1 at_least_once" "2 at_least_once")
+((eos)) && runs+=("1 exactly_once" "2 exactly_once")
+for run in "${runs[@]}"; do
+  read -r par guarantee <<<"$run"
+  name=flink-$par-$guarantee
+  echo "== Flink: parallelism $par, $guarantee" >&2
+  measure "$name" "$par" "$guarantee" -- java -jar "$flink_jar" --bootstrap "$bootstrap" --input "$topic" \
+    --output "peers-$name" --late "peers-$name.late" --state-dir "$tmp/$name-state" --name "peers-$name" \
+    --parallelism "$par" $([[ $guarantee == exactly_once ]] && echo --eos)
+  # The marker's own window is emitted by Flink (its final watermark closes it): not counted.
+  read_topic "peers-$name" | grep -v '"~end"' >"$tmp/$name.rows" || true
+  read_topic "peers-$name.late" | sort >"$tmp/$name.late"
+  late=$(wc -l <"$tmp/$name.late")
+  check "$name"
+  # The job's own run time in the MiniCluster (JobExecutionResult.getNetRuntime): without JVM and
+  # MiniCluster start.
+  inapp=$(sed -n 's/.*job_net_runtime_seconds=\([0-9.]*\).*/\1/p' "$tmp/$name.out")
+  rows+=("Flink|$par|$guarantee|$wall|$cpu|$rss|${inapp:--}|$(wc -l <"$tmp/$name.rows")|$late|equal")
+done
+
 table=$(for r in "${rows[@]}"; do
   IFS='|' read -r sys threads guarantee wall cpu rss inapp outs late check <<<"$r"
   awk -v s="$sys" -v t="$threads" -v g="$guarantee" -v w="$wall" -v c="$cpu" -v m="$rss" -v o="$outs" \
@@ -146,38 +175,40 @@ table=$(for r in "${rows[@]}"; do
         s, t, g, w, n / w, (a == "-" ? "-" : sprintf("%.0f", n / a)), c, (c > 0 ? n / c : 0), m / 1024, o, l, k }'
 done)
 echo "$table"
-# kappa / Kafka Streams, events/s per core, same guarantee (exactly_once
-# against exactly_once_v2), per Kafka Streams thread count.
+# kappa / Kafka Streams and kappa / Flink, events/s per core, same guarantee
+# (exactly_once against exactly_once_v2), per thread count / parallelism.
 ratios=$(for r in "${rows[@]}"; do echo "$r"; done | awk -F'|' -v n="$input" '
-  $1 == "kappa" { k[$3 == "exactly_once" ? "exactly_once_v2" : $3] = n / $5 }
+  $1 == "kappa" { k[$3] = n / $5; k[$3 == "exactly_once" ? "exactly_once_v2" : $3] = n / $5 }
   $1 == "Kafka Streams" && ($3 in k) {
-    printf "%s- kappa / Kafka Streams (%s thread(s), %s), events/s per core: %.1fx\n", sep, $2, $3, k[$3] / (n / $5) }')
+    printf "- kappa / Kafka Streams (%s thread(s), %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }
+  $1 == "Flink" && ($3 in k) {
+    printf "- kappa / Flink (parallelism %s, %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }')
 echo "$ratios"
 ((results)) || exit 0
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 cat >bench/results/peers.md <<MD
-# kappa beside Kafka Streams: the user-spend job on a real Kafka (the Kafka Streams half of issue 16)
+# kappa beside Kafka Streams and Apache Flink: the user-spend job on a real Kafka (issue 16)
 
 \`scripts/bench_peers.sh --records $records --partitions $partitions$( ((eos)) && echo " --eos")\`, $(date -u +%Y-%m-%d).
-Flink is not measured yet (it comes later); this is the Kafka Streams half only.
 
 Machine: $cpu_model, $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM,
 $(uname -sr); Java $(java -version 2>&1 | head -n 1 | cut -d'"' -f2), Apache Kafka 4.1.1 (one broker, KRaft, on the
-same machine), Kafka Streams 4.1.1. Load average when the runs started: $load, when they ended: $load_end (1, 5, 15 min): **other
+same machine), Kafka Streams 4.1.1, Apache Flink 2.2.1 with flink-connector-kafka 5.0.0-2.2 (a local
+MiniCluster in one JVM). Load average when the runs started: $load, when they ended: $load_end (1, 5, 15 min): **other
 builds shared the 2 cores, so these numbers are noisy; the committed numbers are to be re-measured on
 a quiet machine.**
 
 Input: $input records in one topic of $partitions partitions ($records generated by \`kappa gen --format json\`:
 10% cancelled, 2% duplicate sends, 5% out of order by up to 15 min, 0.5% malformed; plus one end
 marker per partition). The job (scripts/jobs/spend_v2.yaml's logic; bench/peers/spend_peer.yaml and
-bench/peers/kafka-streams): dedup by txn_id (1 h event time), drop cancelled, hourly tumbling windows
+bench/peers/kafka-streams, bench/peers/flink): dedup by txn_id (1 h event time), drop cancelled, hourly tumbling windows
 per user with count/sum/min/max/avg of amount cents, 10 min allowed lateness / grace, late records to a
-side topic, one final row per window. Every Kafka Streams output was checked equal to kappa's (same
+side topic, one final row per window. Every Kafka Streams and Flink output was checked equal to kappa's (same
 (user, window) rows, same count/sum/min/max, avg within 1e-9 relative, the same late records byte for byte)
 before these numbers were written.
 
-| system | threads | guarantee | wall s | events/s | events/s after start | CPU s | events/s per core | peak RSS MiB | rows | late | output |
+| system | threads / parallelism | guarantee | wall s | events/s | events/s after start | CPU s | events/s per core | peak RSS MiB | rows | late | output |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 $table
 
@@ -186,25 +217,41 @@ $ratios
 - wall: process start to exit, the exit coming after the last output is flushed (kappa: \`--stop-at-end
   --final-watermark\`, final checkpoint included; Kafka Streams: JVM start, then exit once the end
   marker of every partition has gone through the topology, then \`close()\`, which flushes the
-  producer and commits). events/s = input records / wall. events/s after start (Kafka Streams
-  only): input records / the app's own time from \`streams.start()\` to the end marker of every
-  partition plus \`close()\`, i.e. without JVM start and the consumer group's join (kappa's wall
-  includes its own start too: consumer, RocksDB open).
+  producer and commits; Flink: JVM and MiniCluster start, then the bounded job to its end: source
+  at the offsets that were the latest at its start, final watermark, final checkpoint).
+  events/s = input records / wall. events/s after start (the JVM systems only): input records /
+  for Kafka Streams the app's own time from \`streams.start()\` to the end marker of every
+  partition plus \`close()\`, i.e. without JVM start and the consumer group's join; for Flink the
+  job's net run time in the MiniCluster (\`JobExecutionResult.getNetRuntime()\`: without JVM and
+  MiniCluster start, with job deployment). kappa's wall includes its own start too: consumer,
+  RocksDB open.
 - The JVM runs with its default heap (at most 1/4 of RAM) and collector: Kafka Streams' peak RSS
   shows how far the JVM lets the heap grow as much as what the job needs.
 - CPU: user + system seconds of the process and its threads (GNU time, from wait4's rusage);
   events/s per core = input records / CPU seconds. Peak RSS: GNU time's maximum resident set size.
 - kappa reads from Kafka with one thread (its Kafka source has one task per partition on one
-  thread); Kafka Streams runs 1 or 2 stream threads. The broker runs on the same cores.
+  thread); Kafka Streams runs 1 or 2 stream threads; Flink runs every operator with parallelism 1
+  or 2 (each a thread of its own: source, dedup keyed by txn_id, the window keyed by user, the two
+  sinks, with the records crossing two keyed shuffles). The broker runs on the same cores.
 - Kafka Streams runs with its defaults (commit.interval.ms 30 s at_least_once / 100 ms
   exactly_once_v2, 10 MiB record cache, RocksDB stores); the input is keyed by user id, so
   groupByKey needs no repartition topic. kappa runs bench/peers/spend_peer.yaml: checkpoint every
   1 s (under exactly_once one Kafka transaction per checkpoint; Kafka Streams commits its
-  transaction every 100 ms by default).
+  transaction every 100 ms by default). Flink runs with its defaults (HashMap state backend on
+  the heap, checkpoints to files every 1 s, as kappa: at_least_once checkpoints without barrier
+  alignment, exactly_once aligned, and its KafkaSink commits one Kafka transaction per checkpoint).
 - Late records: Kafka Streams drops records behind the grace period without a side output, so the
   job routes them itself, judging against the task's stream time (largest event time read,
   cancelled and duplicates included), which is kappa's rule; the window's own drop would judge
   against the time of the records that reached it (after dedup and the cancelled filter) and could
-  then differ from kappa on records right at the boundary.
+  then differ from kappa on records right at the boundary. Flink's window operator judges lateness
+  against its watermark, the minimum over all the partitions its inputs read, which trails a
+  partition's own time as far as the partitions drift apart, so it would keep records kappa calls
+  late; the Flink job judges each record against its own partition's time as its source reads it
+  (kappa's rule), routes the late ones (after dedup and the cancelled filter) to the late topic,
+  and gives the windows the same 10 min of allowed lateness over a per-partition watermark (largest
+  event time - 1 ms), which never drops a record the source let through. Each window fires once,
+  at its end + allowed lateness (a trigger of the job's own; Flink's EventTimeTrigger would fire
+  again for every record within the allowed lateness).
 MD
 echo "wrote bench/results/peers.md" >&2
