@@ -211,6 +211,20 @@ int StatusCommand(int argc, char** argv) {
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
                   static_cast<long long>(s.counters.late), progress->caught_up_since_ms ? ", within catch-up lag" : "");
       std::printf("      positions/ends:%s\n", parts.c_str());
+      // A scaled-out version: which instance runs which partitions.
+      for (const auto& inst : registry.InstanceProgress(name, v.version)) {
+        std::string owned;
+        int64_t lag = 0;
+        for (const auto& p : inst.snapshot.partitions) {
+          owned += (owned.empty() ? "" : ",") + std::to_string(p.partition);
+          lag += std::max<int64_t>(0, p.log_end - p.position);
+        }
+        std::printf("      instance %s: %s, partitions %s, %.0f rec/s, lag %lld, checkpoint epoch %lld %llds ago\n",
+                    inst.instance.c_str(), inst.stopped ? "stopped" : "running", owned.empty() ? "none" : owned.c_str(),
+                    inst.snapshot.records_per_second, static_cast<long long>(lag),
+                    static_cast<long long>(inst.snapshot.epoch),
+                    static_cast<long long>((now - inst.snapshot.checkpoint_ms) / 1000));
+      }
       if (auto throttle = registry.Throttle(name, v.version)) {
         std::printf("      throttle: %s (set %llds ago)\n", DescribeThrottle(*throttle).c_str(),
                     static_cast<long long>((now - throttle->updated_at_ms) / 1000));

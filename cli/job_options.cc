@@ -67,6 +67,9 @@ Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, 
     }
     spec->scale_out.instance = name;
   }
+  if (spec->scale_out.enabled && spec->scale_out.instance.empty()) {
+    spec->scale_out.instance = DefaultInstanceName(spec->state_dir);
+  }
   return Status::OK();
 }
 

@@ -1,6 +1,7 @@
 #include "engine/changelog.h"
 
 #include <flatbuffers/flatbuffers.h>
+#include <librdkafka/rdkafka.h>
 
 #include <algorithm>
 #include <chrono>
@@ -9,7 +10,8 @@
 #include "engine/kafka_sink.h"
 #include "engine/task.h"
 #include "kafka/kafka_client.h"
-#include "kafka/topic_reader.h"
+#include "kafka/kafka_status.h"
+#include "kafka/partition_list.h"
 #include "schemas/checkpoint_generated.h"
 
 namespace kappa {
@@ -99,107 +101,163 @@ Status EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int3
   return Status::OK();
 }
 
-Result<ChangelogTail> ReadChangelogTail(const KafkaConfig& config, const std::string& topic, int32_t partition) {
-  auto client = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-changelog-tail"}});
+Result<std::unique_ptr<ChangelogReader>> ChangelogReader::Create(const KafkaConfig& config, std::string topic) {
+  auto client = CreateClient(ClientKind::kConsumer, config,
+                             {{"group.id", "kappa-changelog-reader"},
+                              {"enable.auto.commit", "false"},
+                              {"enable.auto.offset.store", "false"},
+                              {"auto.offset.reset", "error"},
+                              {"enable.partition.eof", "true"}});
   if (!client.ok()) return client.status();
-  auto marks = QueryWatermarks(client->get(), topic, partition, 10000);
+  std::unique_ptr<ChangelogReader> r(new ChangelogReader());
+  r->consumer_ = std::unique_ptr<rd_kafka_s, void (*)(rd_kafka_s*)>(client->release(), [](rd_kafka_s* rk) {
+    KafkaHandle handle(rk);
+    CloseConsumer(handle, 2000);
+  });
+  r->topic_ = std::move(topic);
+  return r;
+}
+
+ChangelogReader::~ChangelogReader() = default;
+
+Status ChangelogReader::Read(int32_t partition, int64_t from, int64_t high,
+                             const std::function<void(const Record&)>& fn) {
+  if (from >= high) return Status::OK();
+  rd_kafka_t* rk = consumer_.get();
+  const std::string where = topic_ + "[" + std::to_string(partition) + "]";
+  PartitionList assignment(1);
+  assignment.Add(topic_, partition, from);
+  KAPPA_RETURN_IF_ERROR(StatusFromKafka(rd_kafka_assign(rk, assignment.get()), "cannot read " + where));
+  Status st;
+  auto last_progress = std::chrono::steady_clock::now();
+  for (bool done = false; !done;) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 200);
+    if (m == nullptr) {
+      if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(30)) {
+        st = Status::Unavailable("reading " + where + ": no progress for 30 s");
+        break;
+      }
+      continue;
+    }
+    last_progress = std::chrono::steady_clock::now();
+    if (m->err) {
+      // The end of what is readable: the high watermark, or under
+      // read_committed the last stable offset.
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) done = true;
+      else st = Status::Unavailable("reading " + where + ": " + MessageErrorText(m));
+      rd_kafka_message_destroy(m);
+      if (!st.ok()) break;
+      continue;
+    }
+    if (m->partition == partition && m->offset >= from) {
+      fn(Record{m->offset, std::string_view(static_cast<const char*>(m->key), m->key_len),
+                std::string_view(static_cast<const char*>(m->payload), m->len), m->payload == nullptr});
+      if (m->offset + 1 >= high) done = true;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  (void)rd_kafka_assign(rk, nullptr);
+  return st;
+}
+
+Result<ChangelogTail> ChangelogReader::Tail(int32_t partition) {
+  auto marks = QueryWatermarks(consumer_.get(), topic_, partition, 10000);
   if (!marks.ok()) return marks.status();
   ChangelogTail tail;
   tail.empty = marks->high <= marks->low;
   if (tail.empty) return tail;
   // The last two offsets: the marker, and a transaction's commit record.
-  std::vector<int64_t> from(static_cast<size_t>(partition) + 1, 0);
-  from[partition] = std::max(marks->low, marks->high - 2);
   bool ends_with_marker = false;
   Status bad;
-  auto read = ReadTopic(
-      config, topic,
-      [&](const ConsumedRecord& r) {
-        if (r.key == kMarkerKey && !r.value_null) {
-          auto m = DecodeChangelogMarker(r.value);
-          if (!m.ok()) {
-            bad = m.status();
-            return;
-          }
-          tail.marker = std::move(*m);
-          ends_with_marker = true;
-        } else {
-          ends_with_marker = false;
-        }
-      },
-      15000, &from, partition);
-  if (!read.ok()) return read.status();
-  if (!bad.ok()) return Status::Corruption(topic + "[" + std::to_string(partition) + "]: " + bad.message());
+  KAPPA_RETURN_IF_ERROR(Read(partition, std::max(marks->low, marks->high - 2), marks->high, [&](const Record& r) {
+    if (r.key == kMarkerKey && !r.value_null) {
+      auto m = DecodeChangelogMarker(r.value);
+      if (!m.ok()) {
+        bad = m.status();
+        return;
+      }
+      tail.marker = std::move(*m);
+      ends_with_marker = true;
+    } else {
+      ends_with_marker = false;
+    }
+  }));
+  if (!bad.ok()) return Status::Corruption(topic_ + "[" + std::to_string(partition) + "]: " + bad.message());
   if (!ends_with_marker) tail.marker.reset();
   return tail;
 }
 
-Result<ChangelogContents> ReadChangelog(const KafkaConfig& config, const std::string& topic, int32_t partition,
-                                        const NoteCallback& note) {
+Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const NoteCallback& note) {
   ChangelogContents out;
   using Key = std::pair<std::string, std::string>;
   std::map<Key, std::optional<std::string>> committed, pending;
   Status bad;
   const auto started = std::chrono::steady_clock::now();
   auto last_note = started;
-  int64_t low = -1, total = 0;
-  {
-    auto client = CreateClient(ClientKind::kConsumer, config, {{"group.id", "kappa-changelog-restore"}});
-    if (!client.ok()) return client.status();
-    auto marks = QueryWatermarks(client->get(), topic, partition, 10000);
-    if (!marks.ok()) return marks.status();
-    low = marks->low;
-    total = marks->high - marks->low;
+  auto marks = QueryWatermarks(consumer_.get(), topic_, partition, 10000);
+  if (!marks.ok()) return marks.status();
+  const int64_t low = marks->low, total = marks->high - marks->low;
+  const std::string where = topic_ + "[" + std::to_string(partition) + "]";
+  KAPPA_RETURN_IF_ERROR(Read(partition, low, marks->high, [&](const Record& r) {
+    if (!bad.ok()) return;
+    ++out.records;
+    out.bytes += static_cast<int64_t>(r.key.size() + r.value.size());
+    if (r.key == kMarkerKey) {
+      if (r.value_null) return;
+      auto m = DecodeChangelogMarker(r.value);
+      if (!m.ok()) {
+        bad = m.status();
+        return;
+      }
+      for (auto& [k, v] : pending) committed[k] = std::move(v);
+      pending.clear();
+      out.marker = std::move(*m);
+    } else {
+      const size_t nul = r.key.find('\0');
+      if (nul == std::string_view::npos || nul == 0) {
+        bad = Status::Corruption("a record at offset " + std::to_string(r.offset) +
+                                 " has a key that is neither a state entry nor the marker");
+        return;
+      }
+      Key k(std::string(r.key.substr(0, nul)), std::string(r.key.substr(nul + 1)));
+      if (r.value_null) pending[std::move(k)].reset();
+      else pending[std::move(k)] = std::string(r.value);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (note && now - last_note > std::chrono::seconds(2)) {
+      last_note = now;
+      const double s = std::chrono::duration<double>(now - started).count();
+      const double rate = static_cast<double>(out.records) / std::max(1e-3, s);
+      const int64_t left = std::max<int64_t>(0, total - (r.offset + 1 - low));
+      note(NoteLevel::kInfo, "restoring " + where + " from the changelog: " + std::to_string(out.records) +
+                                 " records, " + std::to_string(out.bytes >> 20) + " MiB, " +
+                                 std::to_string(static_cast<int64_t>(rate)) + " records/s, ETA " +
+                                 std::to_string(static_cast<int64_t>(static_cast<double>(left) / rate)) + " s");
+    }
+  }));
+  if (!bad.ok()) {
+    return Status::Corruption(where + ": " + bad.message() +
+                              "; the changelog is damaged: rebuild this version's state from its input "
+                              "(--reset-state on every instance)");
   }
-  const std::string where = topic + "[" + std::to_string(partition) + "]";
-  auto read = ReadTopic(
-      config, topic,
-      [&](const ConsumedRecord& r) {
-        if (!bad.ok()) return;
-        ++out.records;
-        out.bytes += static_cast<int64_t>(r.key.size() + r.value.size());
-        if (r.key == kMarkerKey) {
-          if (r.value_null) return;
-          auto m = DecodeChangelogMarker(r.value);
-          if (!m.ok()) {
-            bad = m.status();
-            return;
-          }
-          for (auto& [k, v] : pending) committed[k] = std::move(v);
-          pending.clear();
-          out.marker = std::move(*m);
-        } else {
-          const size_t nul = r.key.find('\0');
-          if (nul == std::string_view::npos || nul == 0) {
-            bad = Status::Corruption("a record at offset " + std::to_string(r.offset) +
-                                     " has a key that is neither a state entry nor the marker");
-            return;
-          }
-          Key k(std::string(r.key.substr(0, nul)), std::string(r.key.substr(nul + 1)));
-          if (r.value_null) pending[std::move(k)].reset();
-          else pending[std::move(k)] = std::string(r.value);
-        }
-        const auto now = std::chrono::steady_clock::now();
-        if (note && now - last_note > std::chrono::seconds(2)) {
-          last_note = now;
-          const double s = std::chrono::duration<double>(now - started).count();
-          const double rate = static_cast<double>(out.records) / std::max(1e-3, s);
-          const int64_t left = std::max<int64_t>(0, total - (r.offset + 1 - low));
-          note(NoteLevel::kInfo, "restoring " + where + " from the changelog: " + std::to_string(out.records) +
-                                     " records, " + std::to_string(out.bytes >> 20) + " MiB, " +
-                                     std::to_string(static_cast<int64_t>(rate)) + " records/s, ETA " +
-                                     std::to_string(static_cast<int64_t>(static_cast<double>(left) / rate)) + " s");
-        }
-      },
-      30000, nullptr, partition);
-  if (!read.ok()) return read.status();
-  if (!bad.ok()) return Status::Corruption(where + ": " + bad.message() + "; the changelog is damaged: rebuild "
-                                           "this version's state from its input (--reset-state on every instance)");
   for (auto& [k, v] : committed) {
     if (v) out.entries.push_back({k.first, k.second, std::move(*v)});
   }
   for (auto& [k, v] : pending) out.orphans.push_back(k);
   return out;
+}
+
+Result<ChangelogTail> ReadChangelogTail(const KafkaConfig& config, const std::string& topic, int32_t partition) {
+  auto reader = ChangelogReader::Create(config, topic);
+  if (!reader.ok()) return reader.status();
+  return (*reader)->Tail(partition);
+}
+
+Result<ChangelogContents> ReadChangelog(const KafkaConfig& config, const std::string& topic, int32_t partition,
+                                        const NoteCallback& note) {
+  auto reader = ChangelogReader::Create(config, topic);
+  if (!reader.ok()) return reader.status();
+  return (*reader)->ReadAll(partition, note);
 }
 
 Status ChangelogWriter::Put(int32_t partition, std::string_view table, std::string_view key, std::string_view value) {

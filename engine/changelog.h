@@ -23,6 +23,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string_view>
 #include <functional>
 #include <optional>
 #include <string>
@@ -34,6 +36,8 @@
 #include "engine/job_spec.h"
 #include "kafka/kafka_config.h"
 #include "state/state_backend.h"
+
+struct rd_kafka_s;
 
 namespace kappa {
 
@@ -80,6 +84,31 @@ Result<ChangelogTail> ReadChangelogTail(const KafkaConfig& config, const std::st
 // under transactions), reporting progress through `note` about every 2 s.
 Result<ChangelogContents> ReadChangelog(const KafkaConfig& config, const std::string& topic, int32_t partition,
                                         const NoteCallback& note);
+
+// The same two reads through one consumer that lives as long as the job
+// (a consumer made and closed per partition cost seconds per partition on
+// a real broker: its group coordinator lookup and close). One thread.
+class ChangelogReader {
+ public:
+  static Result<std::unique_ptr<ChangelogReader>> Create(const KafkaConfig& config, std::string topic);
+  ~ChangelogReader();
+  Result<ChangelogTail> Tail(int32_t partition);
+  Result<ChangelogContents> ReadAll(int32_t partition, const NoteCallback& note);
+
+ private:
+  ChangelogReader() = default;
+  struct Record {
+    int64_t offset;
+    std::string_view key;
+    std::string_view value;
+    bool value_null;
+  };
+  // Calls `fn` for every record of `partition` from `from` to its end.
+  Status Read(int32_t partition, int64_t from, int64_t high, const std::function<void(const Record&)>& fn);
+
+  std::unique_ptr<rd_kafka_s, void (*)(rd_kafka_s*)> consumer_{nullptr, nullptr};
+  std::string topic_;
+};
 
 // Writes one process's share of the changelog.
 class ChangelogWriter {

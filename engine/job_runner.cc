@@ -83,6 +83,7 @@ struct JobRunner::Impl {
   std::vector<uint8_t> owned;
   std::vector<Task*> active;
   std::unique_ptr<ChangelogWriter> changelog;
+  std::unique_ptr<ChangelogReader> changelog_reader;
   std::vector<std::string> table_names;
   bool closing = false;
   std::unique_ptr<CommittedGaps> gaps;
@@ -182,18 +183,10 @@ Status JobRunner::Impl::Open() {
     if (spec.postgres()) {
       return Status::InvalidArgument("scale_out with a PostgreSQL sink is not supported yet: run one process");
     }
-    if (spec.scale_out.instance.empty()) {
-      // Stable across restarts of the same process (host and state dir):
-      // under exactly_once a restarted instance aborts its own open
-      // transaction at once instead of waiting for it to time out.
-      char host[256] = "host";
-      (void)gethostname(host, sizeof(host) - 1);
-      std::error_code ec;
-      const std::string dir = std::filesystem::absolute(spec.state_dir, ec).string();
-      char hex[17];
-      std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(std::hash<std::string>{}(dir)));
-      spec.scale_out.instance = std::string(host) + "-" + std::string(hex, 8);
-    }
+    // Stable across restarts of the same process (host and state dir): under
+    // exactly_once a restarted instance aborts its own open transaction at
+    // once instead of waiting for it to time out.
+    if (spec.scale_out.instance.empty()) spec.scale_out.instance = DefaultInstanceName(spec.state_dir);
   }
   auto sink_or = KafkaSink::Create(config, spec, options.on_note);
   if (!sink_or.ok()) return sink_or.status();
@@ -334,9 +327,16 @@ Status JobRunner::Impl::MakeGroupTasks(int32_t partitions) {
   gaps->Reset(static_cast<size_t>(partitions));
   KAPPA_RETURN_IF_ERROR(kafka->OpenForGroup(tasks, &owned));
   changelog = std::make_unique<ChangelogWriter>(spec, *sink);
+  auto reader = ChangelogReader::Create(config, spec.ChangelogTopic());
+  if (!reader.ok()) return reader.status();
+  changelog_reader = std::move(*reader);
   barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic);
-  coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier, consumer.get(), spec.source_topic,
-                                                        *gaps, spec.checkpoint_interval_ms);
+  // No informational group commits: the changelog's markers hold the
+  // positions, and a commit refused mid-rebalance makes librdkafka start
+  // another rebalance. (exactly_once still sends its offsets inside the
+  // transaction, where the group generation fences a zombie.)
+  coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier, nullptr, spec.source_topic, *gaps,
+                                                        spec.checkpoint_interval_ms);
   coordinator->SetOwned(&owned);
   coordinator->SetBeforeBarrier([this](const std::vector<Task*>& running, int64_t epoch) {
     for (const Task* t : running) KAPPA_RETURN_IF_ERROR(changelog->WriteEpoch(*t, epoch));
@@ -424,7 +424,7 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
   Task& task = *tasks[static_cast<size_t>(p)];
   const std::string topic = spec.ChangelogTopic();
   const std::string where = spec.source_topic + "[" + std::to_string(p) + "]";
-  auto tail = ReadChangelogTail(config, topic, p);
+  auto tail = changelog_reader->Tail(p);
   if (!tail.ok()) return tail.status();
   auto local = backend->ReadTask(p);
   if (!local.ok()) return local.status();
@@ -455,7 +455,7 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
     }
   } else {
     const auto began = std::chrono::steady_clock::now();
-    auto contents = ReadChangelog(config, topic, p, options.on_note);
+    auto contents = changelog_reader->ReadAll(p, options.on_note);
     if (!contents.ok()) return contents.status();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     if (contents->marker && (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {

@@ -1,5 +1,9 @@
 #include "engine/job_spec.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "formats/schema_spec.h"
 #include "operators/decode_validate.h"
 
@@ -624,6 +628,19 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
 }
 
 }  // namespace
+
+std::string DefaultInstanceName(const std::string& state_dir) {
+  char host[256] = "host";
+  (void)gethostname(host, sizeof(host) - 1);
+  host[sizeof(host) - 1] = '\0';
+  std::error_code ec;
+  const std::string dir = std::filesystem::absolute(state_dir, ec).string();
+  std::string name(host);
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') c = '-';
+  }
+  return name + "-" + HashToHex(Fnv1a64(dir)).substr(0, 8);
+}
 
 WindowSpec* JobSpec::FeatureWindow() {
   if (operators.empty()) return nullptr;

@@ -117,6 +117,9 @@ inline constexpr size_t kMaxSpecBytes = 1 << 20;
 inline constexpr int kMaxSpecNesting = 64;
 
 Result<JobSpec> LoadJobSpec(const std::string& path);
+// The default name of a scaled-out process: the host name and a hash of the
+// absolute state directory (stable across restarts of that process).
+std::string DefaultInstanceName(const std::string& state_dir);
 Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& origin = "spec");
 
 }  // namespace kappa

@@ -50,7 +50,9 @@ Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool repl
       return Status::FailedPrecondition("job " + spec.job + " version " + std::to_string(spec.version) +
                                         " is retired; deploy a new version number instead");
     }
-    if (!SameStateDir(v->state_dir, spec.state_dir, state_dir)) {
+    // The instances of a scaled-out version each have their own (the
+    // registry keeps the first one's).
+    if (!spec.scale_out.enabled && !SameStateDir(v->state_dir, spec.state_dir, state_dir)) {
       return Status::FailedPrecondition("job " + spec.job + " version " + std::to_string(spec.version) +
                                         " keeps its state in " + v->state_dir + ", not " + state_dir);
     }
@@ -488,7 +490,9 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
     } else {
       caught_up_since = 0;
     }
-    publisher.Offer(ProgressRecord{spec.job, spec.version, snapshot, caught_up_since, false});
+    ProgressRecord record{spec.job, spec.version, snapshot, caught_up_since, false};
+    if (spec.scale_out.enabled) record.instance = spec.scale_out.instance;
+    publisher.Offer(std::move(record));
     drain_notes();
     return !publisher.retired();
   };
@@ -504,6 +508,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   if (!last) last = registry.Progress(spec.job, spec.version);
   if (last) {
     last->stopped = true;
+    if (spec.scale_out.enabled) last->instance = spec.scale_out.instance;
     Status put = registry.PutProgress(*last);
     if (!put.ok()) note(NoteLevel::kWarning, "could not record that the version stopped: " + put.ToString());
   }

@@ -24,6 +24,10 @@ std::string JobKey(const std::string& job) { return "job/" + job; }
 std::string ProgressKey(const std::string& job, int32_t version) {
   return "progress/" + job + "/v" + std::to_string(version);
 }
+
+std::string ProgressKey(const ProgressRecord& r) {
+  return r.instance.empty() ? ProgressKey(r.job, r.version) : ProgressKey(r.job, r.version) + "/" + r.instance;
+}
 std::string ThrottleKey(const std::string& job, int32_t version) {
   return "throttle/" + job + "/v" + std::to_string(version);
 }
@@ -119,7 +123,8 @@ std::string EncodeProgress(const ProgressRecord& r) {
   const auto& c = r.snapshot.counters;
   auto root = schema::CreateVersionProgressDirect(fbb, r.job.c_str(), r.version, r.snapshot.epoch,
                                                   r.snapshot.checkpoint_ms, r.snapshot.records_per_second, c.in,
-                                                  c.outputs, c.dlq, c.late, &parts, r.caught_up_since_ms, r.stopped);
+                                                  c.outputs, c.dlq, c.late, &parts, r.caught_up_since_ms, r.stopped,
+                                                  r.instance.empty() ? nullptr : r.instance.c_str());
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -153,6 +158,7 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   }
   r.caught_up_since_ms = p->caught_up_since_ms();
   r.stopped = p->stopped();
+  r.instance = Str(p->instance());
   return r;
 }
 
@@ -267,10 +273,48 @@ std::optional<JobRecord> Registry::Job(const std::string& job) const {
   return it->second;
 }
 
+std::vector<ProgressRecord> Registry::InstanceProgress(const std::string& job, int32_t version) const {
+  std::vector<ProgressRecord> out;
+  const std::string prefix = ProgressKey(job, version) + "/";
+  for (auto it = progress_.lower_bound(prefix); it != progress_.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+    if (auto r = DecodeProgress(it->second)) out.push_back(std::move(*r));
+  }
+  return out;
+}
+
 std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t version) const {
+  std::vector<ProgressRecord> instances = InstanceProgress(job, version);
   auto it = progress_.find(ProgressKey(job, version));
-  if (it == progress_.end()) return std::nullopt;
-  return DecodeProgress(it->second);
+  if (instances.empty()) {
+    if (it == progress_.end()) return std::nullopt;
+    return DecodeProgress(it->second);
+  }
+  // Running instances speak for the version; once all stopped, all do.
+  bool all_stopped = true;
+  for (const auto& r : instances) all_stopped = all_stopped && r.stopped;
+  ProgressRecord merged;
+  merged.job = job;
+  merged.version = version;
+  merged.stopped = all_stopped;
+  bool all_caught_up = true;
+  std::map<int32_t, std::pair<int64_t, PartitionProgress>> parts;  // partition -> (checkpoint_ms, progress)
+  for (const auto& r : instances) {
+    if (r.stopped && !all_stopped) continue;
+    const ProgressSnapshot& s = r.snapshot;
+    merged.snapshot.epoch = std::max(merged.snapshot.epoch, s.epoch);
+    merged.snapshot.checkpoint_ms = std::max(merged.snapshot.checkpoint_ms, s.checkpoint_ms);
+    merged.snapshot.records_per_second += s.records_per_second;
+    merged.snapshot.counters.Add(s.counters);
+    if (r.caught_up_since_ms == 0) all_caught_up = false;
+    else merged.caught_up_since_ms = std::max(merged.caught_up_since_ms, r.caught_up_since_ms);
+    for (const auto& p : s.partitions) {
+      auto found = parts.find(p.partition);
+      if (found == parts.end() || found->second.first < s.checkpoint_ms) parts[p.partition] = {s.checkpoint_ms, p};
+    }
+  }
+  if (!all_caught_up) merged.caught_up_since_ms = 0;
+  for (auto& [p, entry] : parts) merged.snapshot.partitions.push_back(entry.second);
+  return merged;
 }
 
 std::optional<ThrottleRecord> Registry::Throttle(const std::string& job, int32_t version) const {
@@ -322,7 +366,7 @@ Status Registry::PutJob(JobRecord& record) {
 }
 
 Status Registry::PutProgress(const ProgressRecord& record) {
-  const std::string key = ProgressKey(record.job, record.version);
+  const std::string key = ProgressKey(record);
   const std::string value = EncodeProgress(record);
   int64_t offset = -1;
   KAPPA_RETURN_IF_ERROR(Put(key, value, RD_KAFKA_PARTITION_UA, &offset));

@@ -78,6 +78,9 @@ struct ProgressRecord {
   ProgressSnapshot snapshot;
   int64_t caught_up_since_ms = 0;
   bool stopped = false;
+  // A process of a scaled-out version: the record covers the partitions it
+  // runs; each instance has its own (empty: the version's one process).
+  std::string instance;
 };
 
 // What `kappa throttle` asked of a running version, keyed
@@ -101,7 +104,13 @@ class Registry {
   Status Refresh();
   std::vector<std::string> Jobs() const;
   std::optional<JobRecord> Job(const std::string& job) const;
+  // The version's progress: its one process's, or for a scaled-out version
+  // the instances' records merged (each partition from the instance that
+  // checkpointed it last; counters and rates summed; caught up when every
+  // running instance is; stopped when all are).
   std::optional<ProgressRecord> Progress(const std::string& job, int32_t version) const;
+  // The records of a scaled-out version's instances, by instance name.
+  std::vector<ProgressRecord> InstanceProgress(const std::string& job, int32_t version) const;
   // Writes `record` based on record.seq, waits for its acknowledgement and
   // reads the control topic back past it: true if the write won (record.seq
   // is then the new sequence), false if another write based on the same
