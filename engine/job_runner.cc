@@ -21,6 +21,7 @@
 #include "engine/start_position.h"
 #include "engine/task.h"
 #include "kafka/partition_consumer.h"
+#include "kafka/partition_list.h"
 #include "kafka/schema_registry.h"
 #include "state/state_backend.h"
 
@@ -122,6 +123,10 @@ struct JobRunner::Impl {
   Status MakeGroupTasks(int32_t partitions);
   Status OnRebalance(RebalanceEvent event, const std::vector<int32_t>& partitions, std::vector<int64_t>* offsets);
   Status TakePartition(int32_t p, int64_t* offset);
+  // A checkpoint of a scaled-out exactly_once version; a transaction the
+  // group fenced is rewound (RewindAbortedEpoch) instead of stopping the job.
+  Status GroupCheckpoint();
+  Status RewindAbortedEpoch(const Status& why);
   Status FreshTask(int32_t p);
   void UpdateActive();
   // The tasks this process runs now: every task, or the owned ones.
@@ -404,7 +409,7 @@ Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int3
   } else {
     // Cooperative revoke: the partitions' last checkpoint first, so the next
     // owner restores exactly where this one stopped.
-    KAPPA_RETURN_IF_ERROR(coordinator->Checkpoint());
+    KAPPA_RETURN_IF_ERROR(GroupCheckpoint());
   }
   for (int32_t p : partitions) {
     owned[static_cast<size_t>(p)] = 0;
@@ -414,6 +419,38 @@ Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int3
   Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " handed over partition(s) " + list + "; it runs " +
                              std::to_string(active.size()) + " now");
   return Status::OK();
+}
+
+Status JobRunner::Impl::GroupCheckpoint() {
+  Status st = coordinator->Checkpoint();
+  if (st.ok() || !group || !sink->LastCommitLostToRebalance()) return st;
+  return RewindAbortedEpoch(st);
+}
+
+// The group moved on while an epoch was committing (another instance joined
+// or died): the epoch's transaction is aborted, so its outputs and
+// changelog records are never visible, but the tasks ran past their last
+// checkpoint. Every owned task goes back to it (from local state, which
+// matches the changelog's latest committed marker) and reads again from
+// there, as Kafka Streams does when a task migrates mid-commit.
+Status JobRunner::Impl::RewindAbortedEpoch(const Status& why) {
+  Note(NoteLevel::kWarning, "the consumer group moved on while a checkpoint committed (" + why.message() +
+                                "): the epoch's transaction is aborted and its outputs are never visible; the "
+                                "partitions go back to their last checkpoint");
+  std::vector<int32_t> ps;
+  for (size_t p = 0; p < owned.size(); ++p) {
+    if (owned[p]) ps.push_back(static_cast<int32_t>(p));
+  }
+  PartitionList seek(static_cast<int>(ps.size()));
+  for (int32_t p : ps) {
+    owned[static_cast<size_t>(p)] = 0;
+    KAPPA_RETURN_IF_ERROR(FreshTask(p));
+    int64_t offset = 0;
+    KAPPA_RETURN_IF_ERROR(TakePartition(p, &offset));
+    seek.Add(spec.source_topic, p, offset);
+  }
+  UpdateActive();
+  return consumer->Seek(seek);
 }
 
 // Restores partition p's task: from local RocksDB when its checkpoint is
@@ -458,7 +495,16 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
     auto contents = changelog_reader->ReadAll(p, options.on_note);
     if (!contents.ok()) return contents.status();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-    if (contents->marker && (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {
+    if (contents->marker && local->has_value() && (*local)->next_offset == contents->marker->task.next_offset &&
+        contents->orphans.empty()) {
+      // The tail was an aborted transaction (not readable): local state is
+      // the latest marker's.
+      KAPPA_RETURN_IF_ERROR(check_hash(*contents->marker));
+      KAPPA_RETURN_IF_ERROR(from_local());
+      restored = true;
+      how = "restored from local state (it matches the changelog's latest committed marker)";
+    } else if (contents->marker &&
+               (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {
       KAPPA_RETURN_IF_ERROR(check_hash(*contents->marker));
       TaskCheckpointData data = contents->marker->task;
       data.partition = p;
@@ -553,7 +599,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   }
   KAPPA_RETURN_IF_ERROR(WriteDurableMetrics());
   if (coordinator->Due()) {
-    KAPPA_RETURN_IF_ERROR(coordinator->Checkpoint());
+    KAPPA_RETURN_IF_ERROR(GroupCheckpoint());
     // Begun, not yet durable: its metrics wait for the backend's writer.
     pending_metrics.emplace_back(coordinator->epoch(),
                                  RenderMetrics(spec, Running(), coordinator->epoch(), gap_rule->gap_records()));
@@ -637,7 +683,13 @@ Status JobRunner::Impl::Finish(bool input_ended) {
     Note(NoteLevel::kInfo, "end of input: the final watermark emitted " +
                                std::to_string(TotalCounters(Running()).outputs - before) + " open window(s)");
   }
-  KAPPA_RETURN_IF_ERROR(coordinator->Finish());
+  if (Status fin = coordinator->Finish(); !fin.ok()) {
+    // A stop that meets a rebalance: the last epoch is aborted, the state
+    // stays at the last checkpoint; nothing is lost or duplicated.
+    if (!(group && sink->LastCommitLostToRebalance())) return fin;
+    Note(NoteLevel::kWarning, "the final checkpoint met a rebalance (" + fin.message() +
+                                  "): its transaction is aborted; the partitions resume from the last checkpoint");
+  }
   const CheckpointStats& c = coordinator->stats();
   summary->epochs = c.epochs;
   summary->checkpoint_max_ms = c.max_ms;

@@ -112,6 +112,19 @@ Status KafkaSink::ProduceState(const std::string& topic, int32_t partition, std:
   return producer_->Produce(topic, partition, key, value);
 }
 
+bool KafkaSink::LastCommitLostToRebalance() const {
+  if (!producer_->last_commit_aborted() || producer_->failed()) return false;
+  switch (producer_->last_commit_error()) {
+    case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
+    case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool KafkaSink::Fenced() const {
   if (transactional_id_.empty()) return false;
   char text[256];

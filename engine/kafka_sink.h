@@ -76,6 +76,11 @@ class KafkaSink final : public OutputCollector {
   Status CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
                      const std::vector<std::pair<int32_t, int64_t>>& offsets);
   bool transactional() const { return producer_->transactional(); }
+  // The last CommitEpoch failed because the consumer group moved on (a
+  // rebalance: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS)
+  // and its transaction was aborted, the next one begun: nothing of the epoch
+  // is visible, and the job can rewind its tasks and go on.
+  bool LastCommitLostToRebalance() const;
   // A state record for the changelog (engine/changelog.h), through the
   // same producer: flushed by Flush, inside the epoch's transaction under
   // exactly_once. A value with a null data() is a tombstone. Job thread

@@ -251,12 +251,19 @@ Status KafkaProducer::CommitTransaction(rd_kafka_s* consumer, const PartitionLis
   }
   // commit_transaction flushes every produced record first.
   if (!error) error = in_slices([&](int ms) { return rd_kafka_commit_transaction(rk, ms); });
+  last_commit_error_ = 0;
+  last_commit_aborted_ = false;
   if (error) {
     Status st = StatusFromKafkaError(error, "Kafka transaction failed");
+    last_commit_error_ = rd_kafka_error_code(error);
     if (rd_kafka_error_txn_requires_abort(error)) {
       const int abort_ms = stop_.stop_requested() ? 1000 : 30000;
       if (rd_kafka_error_t* abort_error = rd_kafka_abort_transaction(rk, abort_ms)) {
         rd_kafka_error_destroy(abort_error);
+      } else if (rd_kafka_error_t* begin_error = rd_kafka_begin_transaction(rk)) {
+        rd_kafka_error_destroy(begin_error);
+      } else {
+        last_commit_aborted_ = true;  // nothing of the epoch is visible; the next one is open
       }
     }
     rd_kafka_error_destroy(error);

@@ -115,7 +115,13 @@ class KafkaProducer {
   // `consumer` inside the open transaction, commits it (which flushes every
   // record first) and opens the next one. On error the transaction is
   // aborted where librdkafka allows it, so nothing of this epoch is visible.
+  // After an abortable failure the next transaction is begun, so the
+  // producer can go on (last_commit_error() says what failed).
   Status CommitTransaction(rd_kafka_s* consumer, const PartitionList& offsets, int timeout_ms = 150000);
+  // The rd_kafka_resp_err_t of the last failed CommitTransaction (0: it
+  // succeeded), and whether that transaction was aborted and a new one begun.
+  int last_commit_error() const { return last_commit_error_; }
+  bool last_commit_aborted() const { return last_commit_aborted_; }
 
   // message.max.bytes: the largest record this producer accepts. A record
   // over it is refused by Produce (MSG_SIZE_TOO_LARGE) and fails the producer.
@@ -154,6 +160,8 @@ class KafkaProducer {
   StopToken stop_;
   size_t max_message_bytes_ = 1000000;
   bool transactional_ = false;
+  int last_commit_error_ = 0;
+  bool last_commit_aborted_ = false;
   int64_t produced_ = 0;
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> failed_count_{0};

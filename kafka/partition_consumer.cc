@@ -110,6 +110,23 @@ Status PartitionConsumer::Subscribe(const std::string& topic, RebalanceHandler h
                          "cannot join consumer group " + options_.group + " for " + topic);
 }
 
+Status PartitionConsumer::Seek(const PartitionList& positions) {
+  if (positions.size() == 0) return Status::OK();
+  rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), positions.get(), 10000);
+  if (e == nullptr) {
+    for (int i = 0; i < positions.size(); ++i) {
+      if (positions.error(i)) {
+        return StatusFromKafka(static_cast<rd_kafka_resp_err_t>(positions.error(i)),
+                               "cannot move the read position of partition " + std::to_string(positions.partition(i)));
+      }
+    }
+    return Status::OK();
+  }
+  Status st = StatusFromKafkaError(e, "cannot move the read positions");
+  rd_kafka_error_destroy(e);
+  return st;
+}
+
 void PartitionConsumer::OnRebalance(rd_kafka_t*, int err, rd_kafka_topic_partition_list_t* partitions,
                                     void* opaque) {
   auto* self = static_cast<PartitionConsumer*>(opaque);

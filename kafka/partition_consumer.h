@@ -105,6 +105,8 @@ class PartitionConsumer {
   // reads what the group assigns, through `handler`, which runs inside Poll
   // on the polling thread. Instead of Assign, never both.
   Status Subscribe(const std::string& topic, RebalanceHandler handler);
+  // Moves the listed partitions' read positions (they stay assigned).
+  Status Seek(const PartitionList& positions);
   // Partitions the group assigned to this consumer (Subscribe), sorted.
   const std::vector<int32_t>& assigned() const { return assigned_; }
   // Whether the group has assigned this member anything yet (even nothing).
