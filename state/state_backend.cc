@@ -683,31 +683,15 @@ std::vector<int32_t> StateBackend::StoredPartitions() {
 }
 
 Status StateBackend::Restore(int32_t partition, StateRegistry& registry) {
-  WaitIdle();
-  const std::string prefix = PartitionPrefix(partition);
-  const std::string end = PrefixEnd(prefix);
-  const rocksdb::Slice upper(end);
+  std::vector<std::string> names;
+  std::map<std::string, StateTable*, std::less<>> by_name;
   for (const auto& table : registry.tables()) {
-    auto found = impl_->tables.find(table->name());
-    if (found == impl_->tables.end()) {
-      return Status::InvalidArgument("state table " + table->name() + " has no column family in " + dir_ +
-                                     ": pass its name to StateBackend::Open");
-    }
-    rocksdb::ReadOptions ro;
-    ro.fill_cache = false;  // read once, kept in the table from now on
-    if (!end.empty()) ro.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, found->second));
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-      rocksdb::Slice k = it->key();
-      k.remove_prefix(prefix.size());
-      const rocksdb::Slice v = it->value();
-      KAPPA_RETURN_IF_ERROR(
-          table->Load(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size())));
-    }
-    KAPPA_RETURN_IF_ERROR(FromRocks(it->status(), "cannot restore table " + table->name() + " of partition " +
-                                                      std::to_string(partition) + " from " + dir_));
+    names.push_back(table->name());
+    by_name[table->name()] = table.get();
   }
-  return Status::OK();
+  return ForEachEntry(partition, names, [&](const std::string& table, std::string_view key, std::string_view value) {
+    return by_name.find(table)->second->Load(key, value);
+  });
 }
 
 Status StateBackend::ForEachEntry(int32_t partition, const std::vector<std::string>& tables,
@@ -720,10 +704,11 @@ Status StateBackend::ForEachEntry(int32_t partition, const std::vector<std::stri
   for (const std::string& name : tables) {
     auto found = impl_->tables.find(name);
     if (found == impl_->tables.end()) {
-      return Status::InvalidArgument("state table " + name + " has no column family in " + dir_);
+      return Status::InvalidArgument("state table " + name + " has no column family in " + dir_ +
+                                     ": pass its name to StateBackend::Open");
     }
     rocksdb::ReadOptions ro;
-    ro.fill_cache = false;
+    ro.fill_cache = false;  // read once, kept in the table from now on
     if (!end.empty()) ro.iterate_upper_bound = &upper;
     std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, found->second));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
@@ -732,7 +717,7 @@ Status StateBackend::ForEachEntry(int32_t partition, const std::vector<std::stri
       const rocksdb::Slice v = it->value();
       KAPPA_RETURN_IF_ERROR(fn(name, std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size())));
     }
-    KAPPA_RETURN_IF_ERROR(FromRocks(it->status(), "cannot read table " + name + " of partition " +
+    KAPPA_RETURN_IF_ERROR(FromRocks(it->status(), "cannot restore table " + name + " of partition " +
                                                       std::to_string(partition) + " from " + dir_));
   }
   return Status::OK();

@@ -18,14 +18,7 @@ namespace {
 
 class CrashRecoveryTest : public BrokerTest {
  protected:
-  GeneratorOptions Workload() {
-    GeneratorOptions gen = SmallWorkload(7, 60000, 1500, 2);
-    gen.out_of_order_fraction = 0.05;
-    gen.max_delay_ms = 20 * 60 * 1000;
-    gen.duplicate_fraction = 0.02;
-    gen.malformed_fraction = 0.01;
-    return gen;
-  }
+  GeneratorOptions Workload() { return DisorderlyWorkload(7, 60000, 1500, 2); }
 };
 
 TEST_F(CrashRecoveryTest, KilledRunsConvergeToTheUninterruptedOutput) {

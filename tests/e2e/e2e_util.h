@@ -34,6 +34,18 @@ inline GeneratorOptions SmallWorkload(uint64_t seed, uint64_t count, uint64_t us
   return gen;
 }
 
+// The crash stories' workload: SmallWorkload with 5% of records out of
+// order by up to 20 min (some beyond a 10 min lateness: late), 2% duplicate
+// sends and 1% malformed records.
+inline GeneratorOptions DisorderlyWorkload(uint64_t seed, uint64_t count, uint64_t users, double events_per_second) {
+  GeneratorOptions gen = SmallWorkload(seed, count, users, events_per_second);
+  gen.out_of_order_fraction = 0.05;
+  gen.max_delay_ms = 20 * 60 * 1000;
+  gen.duplicate_fraction = 0.02;
+  gen.malformed_fraction = 0.01;
+  return gen;
+}
+
 // Produces gen to topic and waits for every ack (a fatal failure otherwise;
 // wrap in ASSERT_NO_FATAL_FAILURE to stop the test there).
 inline void ProduceWorkload(const KafkaConfig& config, const std::string& topic, const GeneratorOptions& gen,

@@ -34,18 +34,9 @@ constexpr int kPartitions = 6;
 
 class ScaleOutTest : public BrokerTest {
  protected:
-  GeneratorOptions Workload() {
-    GeneratorOptions gen = SmallWorkload(21, 90000, 1500, 2);
-    gen.out_of_order_fraction = 0.05;
-    gen.max_delay_ms = 20 * 60 * 1000;
-    gen.duplicate_fraction = 0.02;
-    gen.malformed_fraction = 0.01;
-    return gen;
-  }
-
   void Produce() {
     CreateTopic("transactions", kPartitions);
-    ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+    ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", DisorderlyWorkload(21, 90000, 1500, 2)));
     if (!real_broker()) ExpectLogStartsAtZero(Config(), "transactions");
   }
 
@@ -149,6 +140,23 @@ class ScaleOutTest : public BrokerTest {
     }
   }
 
+  // Three instances of `spec` named `names`; once the group gave each some
+  // partitions and they have read for a while, the first is killed with
+  // SIGKILL mid-run.
+  void StartThreeKillOne(const ScratchDir& dir, const std::string& spec, const std::vector<std::string>& names,
+                         std::vector<std::unique_ptr<ChildProcess>>* instances) {
+    for (const std::string& name : names) {
+      instances->push_back(std::make_unique<ChildProcess>(Instance(dir, spec, name, 6000), name));
+    }
+    ASSERT_NO_FATAL_FAILURE(WaitUntilEachRunsSome(*instances, 90));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ASSERT_GT(Runs(*(*instances)[0]), 0) << (*instances)[0]->Stderr();
+    ASSERT_FALSE(AllCheckpointedAtEnd()) << "the input was finished before the kill";
+    Phase("three instances run");
+    (*instances)[0]->Kill(SIGKILL);
+    ASSERT_EQ((*instances)[0]->Wait(), 128 + SIGKILL) << (*instances)[0]->Stderr();
+  }
+
   static void ExpectSameOutputs(const TopicContents& want, const TopicContents& got) {
     ASSERT_GT(want.rows.size(), 100u);
     EXPECT_TRUE(got.all_copies_identical) << "a re-emitted row differs from its first emission";
@@ -236,17 +244,7 @@ TEST_F(ScaleOutTest, AKilledInstancesPartitionsMoveWithTheirStateAndTheOutputsEq
   const std::string spec = ScaledSpec(dir, "at_least_once");
 
   std::vector<std::unique_ptr<ChildProcess>> instances;
-  for (const char* name : {"i1", "i2", "i3"}) {
-    instances.push_back(std::make_unique<ChildProcess>(Instance(dir, spec, name, 6000), name));
-  }
-  ASSERT_NO_FATAL_FAILURE(WaitUntilEachRunsSome(instances, 90));
-  // Mid-run: each instance has read for a while, and checkpointed.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  ASSERT_GT(Runs(*instances[0]), 0) << instances[0]->Stderr();
-  ASSERT_FALSE(AllCheckpointedAtEnd()) << "the input was finished before the kill";
-  Phase("three instances run");
-  instances[0]->Kill(SIGKILL);
-  ASSERT_EQ(instances[0]->Wait(), 128 + SIGKILL) << instances[0]->Stderr();
+  ASSERT_NO_FATAL_FAILURE(StartThreeKillOne(dir, spec, {"i1", "i2", "i3"}, &instances));
 
   ASSERT_TRUE(WaitUntilAllAtEnd(180)) << "the instances did not finish the input:\n" << Logs(instances);
   Phase("all at end");
@@ -306,13 +304,7 @@ TEST_F(ScaleOutTest, ExactlyOnceAKilledInstanceLeavesNoDuplicateForAReadCommitte
   const TopicContents want = Reference(dir, "exactly_once");
   const std::string spec = ScaledSpec(dir, "exactly_once");
   std::vector<std::unique_ptr<ChildProcess>> instances;
-  for (const char* name : {"e1", "e2", "e3"}) {
-    instances.push_back(std::make_unique<ChildProcess>(Instance(dir, spec, name, 6000), name));
-  }
-  ASSERT_NO_FATAL_FAILURE(WaitUntilEachRunsSome(instances, 90));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  instances[0]->Kill(SIGKILL);
-  ASSERT_EQ(instances[0]->Wait(), 128 + SIGKILL) << instances[0]->Stderr();
+  ASSERT_NO_FATAL_FAILURE(StartThreeKillOne(dir, spec, {"e1", "e2", "e3"}, &instances));
   ASSERT_TRUE(WaitUntilAllAtEnd(240)) << "the instances did not finish the input:\n" << Logs(instances);
   for (size_t i = 1; i < instances.size(); ++i) {
     instances[i]->Kill(SIGTERM);
