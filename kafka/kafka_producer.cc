@@ -110,6 +110,13 @@ size_t KafkaProducer::RecordSize(size_t key_size, size_t value_size, std::span<c
 void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
   if (!msg->err) return;
   auto* self = static_cast<KafkaProducer*>(opaque);
+  // Records of an aborted transaction are purged from the queue (a
+  // scaled-out version aborts an epoch the group fenced, and goes on):
+  // dropped on purpose, never a failed delivery of a committed record.
+  if (self->transactional_ &&
+      (msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+    return;
+  }
   self->failed_count_.fetch_add(1, std::memory_order_relaxed);
   if (self->failed()) return;  // only the first failure is described
   const char* topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "?";
