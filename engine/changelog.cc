@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 
 #include "engine/kafka_sink.h"
@@ -43,11 +44,16 @@ std::string EncodeChangelogMarker(const ChangelogMarker& m) {
 }
 
 Result<ChangelogMarker> DecodeChangelogMarker(std::string_view bytes) {
-  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  // Kafka hands payloads out at any address; FlatBuffers reads scalars in
+  // place, which needs them aligned: an aligned copy first.
+  std::vector<uint64_t> aligned((bytes.size() + 7) / 8);
+  if (!bytes.empty()) std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  const auto* data = reinterpret_cast<const uint8_t*>(aligned.data());
+  flatbuffers::Verifier verifier(data, bytes.size());
   if (!verifier.VerifyBuffer<schema::ChangelogMarker>(nullptr)) {
     return Status::Corruption("a changelog marker of " + std::to_string(bytes.size()) + " bytes fails verification");
   }
-  const auto* m = flatbuffers::GetRoot<schema::ChangelogMarker>(bytes.data());
+  const auto* m = flatbuffers::GetRoot<schema::ChangelogMarker>(data);
   if (m->task() == nullptr) return Status::Corruption("a changelog marker has no task checkpoint");
   ChangelogMarker out;
   const auto* t = m->task();
