@@ -14,6 +14,7 @@
 #include "kafka/kafka_status.h"
 #include "kafka/partition_list.h"
 #include "schemas/checkpoint_generated.h"
+#include "state/task_checkpoint_codec.h"
 
 namespace kappa {
 namespace {
@@ -33,10 +34,7 @@ std::string ChangelogStateKey(std::string_view table, std::string_view key) {
 
 std::string EncodeChangelogMarker(const ChangelogMarker& m) {
   flatbuffers::FlatBufferBuilder fbb(256);
-  const TaskCheckpointData& t = m.task;
-  auto task = schema::CreateTaskCheckpoint(fbb, t.partition, t.next_offset, t.max_event_time_ms, m.epoch,
-                                           t.counters.in, t.counters.out, t.counters.deduped, t.counters.filtered,
-                                           t.counters.late, t.counters.dlq, t.counters.outputs, t.start_offset);
+  auto task = BuildTaskCheckpoint(fbb, m.task, m.epoch);
   auto root = schema::CreateChangelogMarker(fbb, task, fbb.CreateString(m.spec_hash), fbb.CreateString(m.writer),
                                             m.epoch);
   fbb.Finish(root);
@@ -56,18 +54,7 @@ Result<ChangelogMarker> DecodeChangelogMarker(std::string_view bytes) {
   const auto* m = flatbuffers::GetRoot<schema::ChangelogMarker>(data);
   if (m->task() == nullptr) return Status::Corruption("a changelog marker has no task checkpoint");
   ChangelogMarker out;
-  const auto* t = m->task();
-  out.task.partition = t->partition();
-  out.task.next_offset = t->next_offset();
-  out.task.max_event_time_ms = t->max_event_time_ms();
-  out.task.counters.in = t->records_in();
-  out.task.counters.out = t->records_out();
-  out.task.counters.deduped = t->deduped();
-  out.task.counters.filtered = t->filtered();
-  out.task.counters.late = t->late();
-  out.task.counters.dlq = t->dlq();
-  out.task.counters.outputs = t->outputs();
-  out.task.start_offset = t->start_offset();
+  out.task = TaskCheckpointFrom(*m->task());
   out.spec_hash = m->spec_hash() ? m->spec_hash()->str() : "";
   out.writer = m->writer() ? m->writer()->str() : "";
   out.epoch = m->epoch();

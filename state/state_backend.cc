@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "schemas/checkpoint_generated.h"
+#include "state/task_checkpoint_codec.h"
 
 namespace kappa {
 namespace {
@@ -655,18 +656,7 @@ Result<std::optional<TaskCheckpointData>> StateBackend::ReadTask(int32_t partiti
                               std::to_string(partition) + " says partition " +
                               std::to_string(t->partition()));
   }
-  TaskCheckpointData d;
-  d.partition = t->partition();
-  d.next_offset = t->next_offset();
-  d.max_event_time_ms = t->max_event_time_ms();
-  d.counters.in = t->records_in();
-  d.counters.out = t->records_out();
-  d.counters.deduped = t->deduped();
-  d.counters.filtered = t->filtered();
-  d.counters.late = t->late();
-  d.counters.dlq = t->dlq();
-  d.counters.outputs = t->outputs();
-  d.start_offset = t->start_offset();
+  TaskCheckpointData d = TaskCheckpointFrom(*t);
   return std::optional<TaskCheckpointData>(d);
 }
 
@@ -754,10 +744,9 @@ Status StateBackend::ReplacePartition(int32_t partition, const std::vector<Entry
     KAPPA_RETURN_IF_ERROR(FromRocks(batch.Put(found->second, prefix + e.key, e.value), "cannot stage state"));
   }
   flatbuffers::FlatBufferBuilder fbb(256);
-  auto root = schema::CreateTaskCheckpoint(fbb, partition, task.next_offset, task.max_event_time_ms,
-                                           last_begun_epoch_, task.counters.in, task.counters.out,
-                                           task.counters.deduped, task.counters.filtered, task.counters.late,
-                                           task.counters.dlq, task.counters.outputs, task.start_offset);
+  TaskCheckpointData stored = task;
+  stored.partition = partition;
+  auto root = BuildTaskCheckpoint(fbb, stored, last_begun_epoch_);
   schema::FinishTaskCheckpointBuffer(fbb, root);
   KAPPA_RETURN_IF_ERROR(FromRocks(
       batch.Put(impl_->meta, TaskKey(partition),
@@ -846,10 +835,7 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
     }
     const TaskCheckpointData& t = *snapshot.task;
     fbb.Clear();
-    auto root =
-        schema::CreateTaskCheckpoint(fbb, t.partition, t.next_offset, t.max_event_time_ms, epoch,
-                                     t.counters.in, t.counters.out, t.counters.deduped, t.counters.filtered,
-                                     t.counters.late, t.counters.dlq, t.counters.outputs, t.start_offset);
+    auto root = BuildTaskCheckpoint(fbb, t, epoch);
     schema::FinishTaskCheckpointBuffer(fbb, root);
     c->meta[ti].first = TaskKey(t.partition);
     c->meta[ti].second.assign(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
