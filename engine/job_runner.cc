@@ -1,9 +1,7 @@
 #include "engine/job_runner.h"
 
-#include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <deque>
 #include <thread>
 #include <utility>
