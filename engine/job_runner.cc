@@ -1,6 +1,5 @@
 #include "engine/job_runner.h"
 
-
 #include <algorithm>
 #include <deque>
 #include <thread>
