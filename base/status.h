@@ -38,6 +38,10 @@ class Status {
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
+  // The same error, its message led by `context` ("stage 2: ...").
+  Status WithContext(std::string_view context) const {
+    return ok() ? *this : Status(code_, std::string(context) + message_);
+  }
   std::string ToString() const;
   static std::string_view CodeName(Code code);
 

@@ -15,6 +15,7 @@
 #include "engine/kafka_sink.h"
 #include "engine/kafka_source.h"
 #include "engine/postgres_sink.h"
+#include "engine/stage_plan.h"
 #include "engine/start_position.h"
 #include "engine/task.h"
 #include "kafka/partition_consumer.h"
@@ -138,11 +139,22 @@ struct JobRunner::Impl {
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
   }
+  bool upstream_ends_read = false;  // options.upstream_ended: the final ends are read
   bool AtEnd() const {
     // A member of a group is at the end once it has partitions, all there.
     if (group && (!consumer->joined() || active.empty())) return false;
+    PartitionList positions;
+    if (upstream_ends_read) {
+      // The repartition topic of an exactly_once job ends in a transaction
+      // marker no record stands for: the consumer's position passes it.
+      for (const Task* t : Running()) positions.Add(spec.source_topic, t->partition());
+      if (!consumer->Positions(&positions).ok()) return false;
+    }
+    int i = 0;
     for (const Task* t : Running()) {
-      if (t->next_offset() < source->EndAtOpen(static_cast<size_t>(t->partition()))) return false;
+      int64_t next = t->next_offset();
+      if (upstream_ends_read) next = std::max(next, positions.offset(i++));
+      if (next < source->EndAtOpen(static_cast<size_t>(t->partition()))) return false;
     }
     return true;
   }
@@ -643,7 +655,15 @@ Status JobRunner::Impl::Loop(StopToken stop) {
   bool input_ended = false;
   UpdateRate();
   while (!stop.stop_requested() && !asked_to_stop) {
-    if (options.stop_at_end && AtEnd()) {
+    if (options.stop_at_end && options.upstream_ended && !upstream_ends_read &&
+        options.upstream_ended->load(std::memory_order_acquire)) {
+      // The upstream stage has ended and flushed: the ends now are the
+      // ends for good.
+      auto marks = kafka->ReadWatermarks(tasks.size());
+      if (!marks.ok()) return marks.status();
+      upstream_ends_read = true;
+    }
+    if (options.stop_at_end && (!options.upstream_ended || upstream_ends_read) && AtEnd()) {
       input_ended = true;
       break;
     }
@@ -688,6 +708,7 @@ Status JobRunner::Impl::Finish(bool input_ended) {
                                   "): its transaction is aborted; the partitions resume from the last checkpoint");
   }
   const CheckpointStats& c = coordinator->stats();
+  summary->input_ended = input_ended;
   summary->epochs = c.epochs;
   summary->checkpoint_max_ms = c.max_ms;
   summary->checkpoint_total_ms = c.total_ms;
@@ -704,6 +725,9 @@ Status JobRunner::Impl::Finish(bool input_ended) {
 
 Status JobRunner::Run(StopToken stop) {
   Impl& d = *impl_;
+  if (d.spec.stage == 0 && d.spec.stage_output_topic.empty() && IsRepartitioned(d.spec)) {
+    return RunRepartitioned(d.spec, d.config, d.options, stop, &summary_);
+  }
   Status st = d.Open();
   if (st.ok()) st = d.RegisterRowSchema();
   if (st.ok()) st = d.MakeTasks();

@@ -82,6 +82,11 @@ struct RunOptions {
   // Free space each checkpoint needs in the state directory: at least this
   // many MiB, and twice the last checkpoint (0: no minimum).
   int64_t state_headroom_mib = 64;
+  // A downstream stage of a repartitioned job (engine/stage_plan.h): set
+  // once the upstream stage has ended. With stop_at_end the run then reads
+  // its topic to the end as of that moment and stops; before, it never
+  // counts itself at the end.
+  std::shared_ptr<std::atomic<bool>> upstream_ended;
 };
 
 struct RunSummary {
@@ -96,6 +101,9 @@ struct RunSummary {
   double flush_total_ms = 0;       // of which: waiting for the sink's acks
   double final_durable_ms = 0;     // waiting at the end for the last checkpoint to be durable
   double seconds = 0;
+  // The run stopped because its input ended (stop_at_end reached, or an
+  // archive-only run exhausted), not because it was asked to.
+  bool input_ended = false;
 };
 
 class JobRunner {

@@ -316,6 +316,48 @@ Status ParseFormatAndValidate(const ConfigNode& root, JobSpec& spec) {
   return Status::OK();
 }
 
+// A repartition (operators/repartition.h) cuts the chain into two stages.
+// Before it, only what keeps the record as it came (dedup, filter): a map's
+// values would not travel with the record. After it, nothing whose result
+// depends on the order in which records of different upstream tasks arrive.
+Status CheckRepartition(const ConfigNode& ops, const JobSpec& spec) {
+  size_t at = spec.operators.size();
+  for (size_t i = 0; i < spec.operators.size(); ++i) {
+    if (!std::holds_alternative<RepartitionSpec>(spec.operators[i])) continue;
+    if (at != spec.operators.size()) {
+      return ops.items()[i].Error("one `repartition` per job for now (this is the second)");
+    }
+    at = i;
+  }
+  if (at == spec.operators.size()) return Status::OK();
+  for (size_t i = 0; i < at; ++i) {
+    if (!std::holds_alternative<DedupSpec>(spec.operators[i]) &&
+        !std::holds_alternative<FilterSpec>(spec.operators[i])) {
+      return ops.items()[i].Error("before a `repartition` only dedup and filter can run (a " +
+                                  std::string(KindOf(spec.operators[i]).name) +
+                                  "'s results do not travel with the record): move it after the repartition");
+    }
+  }
+  for (size_t i = at + 1; i < spec.operators.size(); ++i) {
+    const OperatorSpec& op = spec.operators[i];
+    std::string why;
+    if (std::holds_alternative<DedupSpec>(op)) {
+      why = "dedup keeps the first of equal records to arrive; put it before the repartition";
+    } else if (const auto* w = std::get_if<WindowSpec>(&op)) {
+      if (w->kind == WindowSpec::Kind::kRolling) {
+        why = "a rolling window's rows depend on the order records arrive in";
+      } else if (!w->features.empty()) {
+        why = "named features (first, last, double sums) depend on the order records arrive in; use aggregates";
+      }
+    }
+    if (!why.empty()) {
+      return ops.items()[i].Error("after a `repartition` records of different input partitions arrive in any "
+                                  "order, and the result must not depend on it: " + why);
+    }
+  }
+  return Status::OK();
+}
+
 Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
   const ConfigNode* ops = root.Find("operators");
   if (ops == nullptr || !ops->IsList() || ops->size() == 0) {
@@ -335,6 +377,7 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
                                    OperatorKindNames(/*terminal_only=*/true) + ", as its last operator");
     }
   }
+  KAPPA_RETURN_IF_ERROR(CheckRepartition(*ops, spec));
   // A value a map names must be read after it: a name nothing reads is a
   // typo (`vaule:`) that would otherwise change nothing in silence.
   for (size_t i = 0; i < spec.operators.size(); ++i) {

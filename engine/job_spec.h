@@ -94,17 +94,35 @@ struct JobSpec {
 
   std::string spec_hash;  // 16 hex digits
 
+  // Set by the runtime on the specs of the stages of a repartitioned job
+  // (engine/stage_plan.h), never by YAML. Stage k > 0 reads
+  // <job>.v<N>.repartition.<k> and has `stage_upstreams` upstream tasks;
+  // a stage that ends in a repartition writes `stage_output_topic`.
+  int32_t stage = 0;
+  int32_t stage_upstreams = 0;
+  std::string stage_output_topic;
+
   // The feature window ending the chain (a window with `features`), or null.
   WindowSpec* FeatureWindow();
   const WindowSpec* FeatureWindow() const;
 
-  std::string OutputTopic() const { return sink_topic + ".v" + std::to_string(version); }
+  std::string OutputTopic() const {
+    return stage_output_topic.empty() ? sink_topic + ".v" + std::to_string(version) : stage_output_topic;
+  }
   bool postgres() const { return !postgres_table.empty(); }
   // The PostgreSQL table this version writes: <table>_v<version>.
   std::string PostgresTable() const { return postgres_table + "_v" + std::to_string(version); }
   // Where the outputs go, for people: the topic or "postgres table T".
   std::string OutputName() const { return postgres() ? "postgres table " + PostgresTable() : OutputTopic(); }
-  std::string ConsumerGroup() const { return job + ".v" + std::to_string(version); }
+  // A stage k > 0 of a repartitioned job: <job>.v<N>.stage<k> (its own
+  // group, changelog and transactional ids).
+  std::string ConsumerGroup() const {
+    return job + ".v" + std::to_string(version) + (stage > 0 ? ".stage" + std::to_string(stage) : "");
+  }
+  // The topic between stage k-1 and stage k of a repartitioned job.
+  std::string RepartitionTopic(int32_t k) const {
+    return job + ".v" + std::to_string(version) + ".repartition." + std::to_string(k);
+  }
   std::string ChangelogTopic() const { return ConsumerGroup() + ".changelog"; }
   // The canonical text the hash is computed over (stable across whitespace,
   // comments and key order in the YAML).

@@ -203,6 +203,15 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
   }
 }
 
+void KafkaSink::EmitRepartitioned(int32_t to_partition, std::string_view key, const uint8_t* value, size_t size,
+                                  int32_t from_partition) {
+  if (Suppressed(from_partition)) return;
+  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
+  if (concurrent_) lock.lock();
+  (void)producer_->Produce(output_topic_, to_partition, key,
+                           std::string_view(reinterpret_cast<const char*>(value), size), {});
+}
+
 void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message,
                          size_t key_keep, size_t payload_keep, uint64_t payload_xxh3) {
   auto& fbb = *dlq_builder_;

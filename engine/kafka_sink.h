@@ -66,6 +66,11 @@ class KafkaSink final : public OutputCollector {
   void Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) override;
   void EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) override;
   void EmitLate(int32_t partition, const InputRecord& record) override;
+  // Stage 0 of a repartitioned job: to the repartition topic (the output
+  // topic of that stage's spec), partition `to_partition`, without headers
+  // (the envelope says where the record came from).
+  void EmitRepartitioned(int32_t to_partition, std::string_view key, const uint8_t* value, size_t size,
+                         int32_t from_partition) override;
 
   // Waits until every record produced so far is acknowledged (the
   // at-least-once barrier before a checkpoint). Error if any delivery failed.

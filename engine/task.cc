@@ -14,6 +14,12 @@ std::string StateName(size_t i, const OperatorSpec& op) {
 Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spec, OutputCollector* out) {
   std::unique_ptr<Task> task(new Task());
   task->partition_ = partition;
+  if (spec.stage_upstreams > 0) {
+    // A downstream stage of a repartitioned job: the envelope comes off
+    // before decode (operators/repartition.h).
+    task->chain_.push_back(std::make_unique<RepartitionReceive>(spec.stage_upstreams, task->registry_));
+    task->context_.watermark_from_upstreams = true;
+  }
   // The decode step fills the record view with the fields the operators read.
   task->chain_.push_back(MakeDecodeValidate(spec.decode, spec.operators));
   for (size_t i = 0; i < spec.operators.size(); ++i) {
@@ -33,6 +39,7 @@ Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spe
 
 Result<std::vector<std::string>> Task::StateTableNames(const JobSpec& spec) {
   std::vector<std::string> names;
+  if (spec.stage_upstreams > 0) names.push_back(RepartitionReceive::kStateTable);
   for (size_t i = 0; i < spec.operators.size(); ++i) {
     const OperatorKind& kind = KindOf(spec.operators[i]);
     KAPPA_RETURN_IF_ERROR(kind.validate(spec.operators[i]));

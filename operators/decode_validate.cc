@@ -145,7 +145,7 @@ void DecodeValidate::ProcessBuiltin(const Decoder& decoder, size_t stride, size_
     if (ctx.max_event_time_ms == kNoTime || rec.event_time_ms > ctx.max_event_time_ms) {
       ctx.max_event_time_ms = rec.event_time_ms;
     }
-    rec.watermark_ms = ctx.watermark_ms();
+    if (!ctx.watermark_from_upstreams) rec.watermark_ms = ctx.watermark_ms();
     batch.selection[kept++] = idx;
   }
   batch.selection.resize(kept);
@@ -207,7 +207,7 @@ void DecodeValidate::ProcessDeclared(RecordBatch& batch, TaskContext& ctx) {
     if (ctx.max_event_time_ms == kNoTime || rec.event_time_ms > ctx.max_event_time_ms) {
       ctx.max_event_time_ms = rec.event_time_ms;
     }
-    rec.watermark_ms = ctx.watermark_ms();
+    if (!ctx.watermark_from_upstreams) rec.watermark_ms = ctx.watermark_ms();
     batch.selection[kept++] = idx;
   }
   batch.selection.resize(kept);

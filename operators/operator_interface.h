@@ -94,6 +94,16 @@ class OutputCollector {
   virtual void EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason,
                        std::string_view message) = 0;
   virtual void EmitLate(int32_t partition, const InputRecord& record) = 0;
+  // A record (or watermark marker) of a repartitioned job on its way to
+  // partition `to_partition` of the repartition topic (operators/repartition.h),
+  // caused by input partition `from_partition`. The runtime's sink writes it
+  // there; this default, for collectors that are not a job's (tests,
+  // benchmarks), treats it as an output row.
+  virtual void EmitRepartitioned(int32_t to_partition, std::string_view key, const uint8_t* value, size_t size,
+                                 int32_t from_partition) {
+    (void)to_partition;
+    Emit(key, value, size, OutputLineage{from_partition, 0, 0});
+  }
 };
 
 // Event time at the end of a bounded input: the watermark it implies closes
@@ -111,8 +121,15 @@ struct TaskContext {
   // (a decoder's Schema Registry unreachable): the task commits nothing of
   // the batch and the job stops with this error, its last checkpoint intact.
   Status fatal;
+  // A downstream task of a repartitioned job (operators/repartition.h): its
+  // watermark is the minimum of its upstream tasks' (kept here by
+  // RepartitionReceive), not its own records' event time, and each record
+  // arrives with the watermark it is judged by (decode leaves it).
+  bool watermark_from_upstreams = false;
+  int64_t upstream_watermark_ms = kNoTime;
 
   int64_t watermark_ms() const {
+    if (watermark_from_upstreams && max_event_time_ms != kEndOfInputTime) return upstream_watermark_ms;
     return max_event_time_ms == kNoTime ? kNoTime : max_event_time_ms - allowed_lateness_ms;
   }
 };

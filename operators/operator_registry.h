@@ -29,6 +29,7 @@
 #include "operators/map.h"
 #include "operators/operator_interface.h"
 #include "operators/operator_spec.h"
+#include "operators/repartition.h"
 #include "operators/window_aggregate.h"
 
 namespace kappa {
@@ -44,7 +45,8 @@ using BuiltinOperatorKinds = OperatorKindList<
     Filter,
     Map,
     WindowAggregate,
-    Emit>;
+    Emit,
+    Repartition>;
 
 // One operator of a chain, as parsed from the spec: the kind's plain struct.
 using OperatorSpec = BuiltinOperatorKinds::Spec;

@@ -330,9 +330,18 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
       if constexpr (kFeatures) UpdateFeatures(v, rec, inserted, key, in);
       Accumulator& a = Base(v);
       if constexpr (kArgmax) {
-        // The first record (in offset order) with the largest value wins.
+        // The record with the largest value wins; among equals, the one with
+        // the smallest argmax values (in field order): a pure function of
+        // the window's records, whatever order they came in (a repartitioned
+        // stream interleaves its upstream tasks).
         if (inserted || rec.value > a.max) {
           for (size_t i = 0; i < arg_count; ++i) v.arg[i] = NumericField(rec, spec_.argmax[i]);
+        } else if (rec.value == a.max) {
+          int64_t cand[kMaxArgmaxFields];
+          for (size_t i = 0; i < arg_count; ++i) cand[i] = NumericField(rec, spec_.argmax[i]);
+          if (std::lexicographical_compare(cand, cand + arg_count, v.arg, v.arg + arg_count)) {
+            std::copy(cand, cand + arg_count, v.arg);
+          }
         }
       }
       ++a.count;

@@ -60,9 +60,11 @@ struct WindowSpec {
   // the best of the partitions' rows (exact when the window key is the
   // partitioning key, as for Nexmark bids by auction).
   int64_t top = 0;
-  // Numeric fields of the first record (in offset order) holding the
-  // window's max value, written to the output's `argmax` (e.g. [auction,
-  // bidder] for the highest bid). At most kMaxArgmaxFields.
+  // Numeric fields of the record holding the window's max value, written
+  // to the output's `argmax` (e.g. [auction, bidder] for the highest bid);
+  // among records with that value, the smallest such fields in order (not
+  // the first to arrive: order-free, so a repartitioned window gives the
+  // same answer). At most kMaxArgmaxFields.
   std::vector<Field> argmax;
   // Named features instead of `aggregates` (not with top or argmax).
   std::vector<FeatureSpec> features;

@@ -97,7 +97,7 @@ struct Bad {
 std::vector<Bad> BadSpecs() {
   return {
       {Head("  - frobnicate: {}\n"),
-       "bad.yaml:5: unknown operator `frobnicate` (expected dedup, filter, map, window or emit)"},
+       "bad.yaml:5: unknown operator `frobnicate` (expected dedup, filter, map, window, emit or repartition)"},
       {Head("  - dedup: {field: txn_id}\n  - emit: {}\n"),
        "bad.yaml:5: needs `ttl:` (a duration like 1h)"},
       {Head("  - dedup: {ttl: 0s}\n  - emit: {}\n"),

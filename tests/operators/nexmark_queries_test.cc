@@ -6,6 +6,7 @@
 
 #include <climits>
 #include <map>
+#include <tuple>
 #include <set>
 
 #include "base/hash.h"
@@ -333,13 +334,17 @@ TEST(NexmarkQueriesTest, Q7EmitsTheHighestBidPerTumblingWindow) {
   struct Best {
     int64_t price = -1, auction = 0, bidder = 0;
   };
-  std::map<int64_t, Best> best;  // window end -> the first bid with the highest price
+  // window end -> the highest bid; among bids at that price the smallest (auction, bidder)
+  std::map<int64_t, Best> best;
   int64_t watermark = kNoTime;
   for (const NexmarkRecord& r : e.records) {
     watermark = std::max(watermark, r.event_time_ms);
     if (r.type != NexmarkEventType::kBid) continue;
     Best& b = best[(r.event_time_ms / (10 * kSecond) + 1) * 10 * kSecond];
-    if (r.price > b.price) b = Best{r.price, r.auction, r.bidder};
+    if (r.price > b.price ||
+        (r.price == b.price && std::tie(r.auction, r.bidder) < std::tie(b.auction, b.bidder))) {
+      b = Best{r.price, r.auction, r.bidder};
+    }
   }
   std::vector<std::string> want, got;
   for (const auto& [end, b] : best) {

@@ -32,7 +32,7 @@ ConfigNode EmptyMap() {
 TEST(OperatorRegistryTest, EveryKindIsRegisteredInVariantOrder) {
   std::vector<std::string_view> names;
   for (const OperatorKind& k : OperatorKinds()) names.push_back(k.name);
-  EXPECT_THAT(names, ElementsAre("dedup", "filter", "map", "window", "emit"));
+  EXPECT_THAT(names, ElementsAre("dedup", "filter", "map", "window", "emit", "repartition"));
   EXPECT_EQ(OperatorKinds().size(), std::variant_size_v<OperatorSpec>);
   for (const OperatorKind& k : OperatorKinds()) {
     EXPECT_EQ(FindOperatorKind(k.name), &k);
@@ -48,7 +48,8 @@ TEST(OperatorRegistryTest, EveryKindIsRegisteredInVariantOrder) {
   EXPECT_FALSE(FindOperatorKind("dedup")->terminal);
   EXPECT_TRUE(FindOperatorKind("window")->terminal);
   EXPECT_TRUE(FindOperatorKind("emit")->terminal);
-  EXPECT_EQ(OperatorKindNames(), "dedup, filter, map, window or emit");
+  EXPECT_FALSE(FindOperatorKind("repartition")->terminal);
+  EXPECT_EQ(OperatorKindNames(), "dedup, filter, map, window, emit or repartition");
   EXPECT_EQ(OperatorKindNames(/*terminal_only=*/true), "`window` or `emit`");
 }
 
@@ -58,7 +59,7 @@ TEST(OperatorRegistryTest, AnUnknownKindIsAnErrorNamingTheKnownKinds) {
   ASSERT_FALSE(spec.ok());
   EXPECT_EQ(spec.status().code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(spec.status().message(),
-            "spec.yaml:3: unknown operator `frobnicate` (expected dedup, filter, map, window or emit)");
+            "spec.yaml:3: unknown operator `frobnicate` (expected dedup, filter, map, window, emit or repartition)");
 }
 
 TEST(OperatorRegistryTest, ParsesThroughTheKindAndValidatesOnce) {
