@@ -143,7 +143,7 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
   return out;
 }
 
-void CloseConsumer(KafkaHandle& consumer, int timeout_ms) {
+void CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy) {
   rd_kafka_t* rk = consumer.get();
   if (!rk) return;
   bool closed = false;
@@ -173,7 +173,7 @@ void CloseConsumer(KafkaHandle& consumer, int timeout_ms) {
   }
   rd_kafka_queue_destroy(q);
   consumer.release();
-  rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  if (destroy) rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 }
 
 }  // namespace kappa

@@ -99,7 +99,9 @@ std::string MessageErrorText(const rd_kafka_message_s* message);
 // Closes a consumer, waiting at most timeout_ms for librdkafka's close (which
 // can wait forever for a broker that is gone, e.g. for an in-flight offset
 // commit); after that the handle is destroyed without a consumer close.
-// Leaves `consumer` empty.
-void CloseConsumer(KafkaHandle& consumer, int timeout_ms);
+// `destroy` false: closed (a group member leaves its group) but not
+// destroyed, its memory and threads left to the process's exit (see
+// PartitionConsumer's destructor for when). Leaves `consumer` empty.
+void CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy = true);
 
 }  // namespace kappa

@@ -52,7 +52,14 @@ Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const Kafka
 
 PartitionConsumer::~PartitionConsumer() {
   if (queue_) rd_kafka_queue_destroy(queue_);
-  CloseConsumer(consumer_, options_.close_timeout_ms);
+  // librdkafka before 2.3.0 (Debian's is 2.0.2) asserts in rd_kafka_destroy
+  // for a cooperative-sticky member that joined its group but never got an
+  // assignment: its assignor state is still null (librdkafka issue #4312,
+  // fixed in 2.3.0). A scaled-out instance stopped during a rebalance died
+  // with SIGABRT. Such a member is closed (it leaves the group) and not
+  // destroyed: what it holds goes with the process.
+  const bool never_assigned = !topic_.empty() && !joined_ && rd_kafka_version() < 0x020300ff;
+  CloseConsumer(consumer_, options_.close_timeout_ms, /*destroy=*/!never_assigned);
 }
 
 void PartitionConsumer::OnClientError(rd_kafka_t*, int err, const char* reason, void* opaque) {

@@ -159,6 +159,98 @@ TEST_F(RepartitionTest, AKilledProcessRestartedGivesTheUninterruptedOutputs) {
   EXPECT_EQ(Rows(got), Rows(want));
 }
 
+// exactly_once (real broker only: the embedded broker shows aborted
+// transactions to read_committed readers): killed mid-run and restarted, a
+// read_committed reader of the output sees every row once, equal to an
+// uninterrupted run.
+TEST_F(RepartitionTest, ExactlyOnceAKilledProcessLeavesNoDuplicateForAReadCommittedReader) {
+  if (!real_broker()) GTEST_SKIP() << "the embedded broker shows aborted transactions to read_committed readers";
+  CreateTopic("transactions", kPartitions);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  ScratchDir dir("repartition-eos");
+  std::string err;
+  const std::string ref = CurrencySpec(dir, "eref");
+  std::ofstream(ref, std::ios::app) << "delivery: exactly_once\n";
+  ASSERT_EQ(Run({"run", ref, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
+                &err),
+            0)
+      << err;
+  const TopicContents want = ReadOutputs(Config(), "eref-out.v1");
+  const std::string spec = CurrencySpec(dir, "eos");
+  std::ofstream(spec, std::ios::app) << "delivery: exactly_once\n";
+  {
+    ChildProcess slow({"run", spec, "-b", bootstrap(), "--max-rate", "8000", "--status-interval-ms", "0"}, "eos");
+    std::this_thread::sleep_for(std::chrono::milliseconds(4000));
+    slow.Kill(SIGKILL);
+    ASSERT_EQ(slow.Wait(), 128 + SIGKILL) << slow.Stderr();
+  }
+  ASSERT_EQ(Run({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
+                &err),
+            0)
+      << err;
+  const TopicContents got = ReadOutputs(Config(), "eos-out.v1");
+  ASSERT_GT(want.rows.size(), 20u);
+  EXPECT_EQ(got.total, static_cast<int64_t>(got.rows.size())) << "a read_committed reader saw a row twice";
+  EXPECT_EQ(Rows(got), Rows(want));
+}
+
+// Scale-out: three instances of a repartitioned version (each runs both
+// stages, in two consumer groups); one is killed with SIGKILL. The outputs
+// equal a single process's.
+TEST_F(RepartitionTest, ThreeInstancesOneKilledGiveTheSingleProcessOutputs) {
+  CreateTopic("transactions", kPartitions);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  ScratchDir dir("repartition-scale");
+  std::string err;
+  // Live runs emit the windows their watermark closed: so does the reference.
+  ASSERT_EQ(Run({"run", CurrencySpec(dir, "sref"), "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"},
+                &err),
+            0)
+      << err;
+  const std::map<std::string, Agg> want = Rows(ReadOutputs(Config(), "sref-out.v1"));
+  ASSERT_GT(want.size(), 20u);
+
+  const std::string spec = CurrencySpec(dir, "rso");
+  std::ofstream(spec, std::ios::app) << "scale_out: {session_timeout: 6s}\n";
+  if (!real_broker()) {
+    CreateTopic("rso.v1.changelog", kPartitions, {{"cleanup.policy", "compact"}});
+    CreateTopic("rso.v1.stage1.changelog", 3, {{"cleanup.policy", "compact"}});
+  }
+  std::vector<std::unique_ptr<ChildProcess>> instances;
+  for (const char* name : {"r1", "r2", "r3"}) {
+    instances.push_back(std::make_unique<ChildProcess>(
+        std::vector<std::string>{"run", spec, "-b", bootstrap(), "--instance", name, "--state-dir", dir / name,
+                                 "--max-rate", "5000", "--status-interval-ms", "0"},
+        name));
+  }
+  // Until the first instance has taken partitions of both stages and read a while.
+  const auto joined = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (instances[0]->Stderr().find("(after the repartition): instance r1 took partition") == std::string::npos ||
+         instances[0]->Stderr().find("kappa run: instance r1 took partition") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), joined) << instances[0]->Stderr();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  instances[0]->Kill(SIGKILL);
+  ASSERT_EQ(instances[0]->Wait(), 128 + SIGKILL);
+
+  std::map<std::string, Agg> got;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(150);
+  TopicContents out;
+  while (std::chrono::steady_clock::now() < deadline) {
+    out = ReadOutputs(Config(), "rso-out.v1");
+    got = Rows(out);
+    if (got == want) break;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  for (size_t i = 1; i < instances.size(); ++i) {
+    instances[i]->Kill(SIGTERM);
+    EXPECT_EQ(instances[i]->WaitFor(60000), 0) << instances[i]->Stderr();
+  }
+  EXPECT_TRUE(out.all_copies_identical) << "a row written again differs";
+  EXPECT_EQ(got, want) << instances[1]->Stderr() << instances[2]->Stderr();
+}
+
 // Nexmark, globally: every bid to one task (`partitions: 1`).
 class NexmarkGlobalTest : public RepartitionTest {
  protected:
