@@ -9,6 +9,10 @@
 # over that topic, one after the other:
 #   kappa run bench/peers/spend_peer.yaml --stop-at-end --final-watermark
 #   (with --eos: the same with delivery: exactly_once)
+#   kappa archive --stop-at-end (the topic into a log archive, timed on its
+#   own: a one-off cost), then kappa run with --archive, parallelism 1 and 2
+#   (the replay path a user would take); its outputs must be identical to the
+#   Kafka run's (same rows, same late records)
 #   Kafka Streams, 1 and 2 stream threads, at_least_once (and exactly_once_v2
 #   with --eos)
 #   Flink (DataStream API, a local MiniCluster in one JVM), parallelism 1 and 2,
@@ -83,6 +87,15 @@ for ((p = 0; p < partitions; ++p)); do
 done
 input=$((records + partitions))
 
+echo "== kappa archive: the topic into $tmp/archive (a one-off cost, timed on its own)" >&2
+/usr/bin/time -f '%e %U %S %M' -o "$tmp/archive.time" "$dir/kappa" archive --archive "$tmp/archive" --topic "$topic" \
+  -b "$bootstrap" --stop-at-end --status-interval-ms 0 >"$tmp/archive.out" 2>"$tmp/archive.log" || {
+  echo "bench_peers: kappa archive failed; its log:" >&2; tail -n 30 "$tmp/archive.log" >&2; exit 1; }
+read -r archive_wall archive_user archive_sys archive_rss <"$tmp/archive.time"
+archive_cpu=$(awk -v u="$archive_user" -v s="$archive_sys" 'BEGIN { printf "%.2f", u + s }')
+archive_mib=$(du -sm "$tmp/archive" | cut -f1)
+"$dir/kappa" archive --archive "$tmp/archive" --list --topic "$topic" >&2
+
 read_topic() {  # topic -> its committed records' values, one a line
   kcat -C -b "$bootstrap" -t "$1" -o beginning -e -q -f '%s\n' -X isolation.level=read_committed 2>/dev/null || true
 }
@@ -96,20 +109,28 @@ measure() {  # name threads guarantee -- command...: runs it under GNU time, set
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
 }
 
-kappa_run() {  # name delivery: runs spend_peer.yaml as job <name>, output <name>.v1
-  local name=$1 delivery=$2
-  echo "== kappa run ($delivery; Kafka source, one task per partition, 1 thread)" >&2
+kappa_run() {  # name delivery what [kappa run options...]: runs spend_peer.yaml as job <name>, output <name>.v1
+  local name=$1 delivery=$2 what=$3; shift 3
+  echo "== kappa run ($delivery; $what)" >&2
   sed -e "s|^job: spendpeer|job: $name|; s|TOPIC|$topic|; s|SINK|$name|; s|LATE|$name.late|; s|DLQ|$name.dlq|" \
     -e "s|STATE_DIR|$tmp/$name-state|" bench/peers/spend_peer.yaml >"$tmp/$name.yaml"
   echo "delivery: $delivery" >>"$tmp/$name.yaml"
   measure "$name" 1 "$delivery" -- "$dir/kappa" run "$tmp/$name.yaml" -b "$bootstrap" --stop-at-end \
-    --final-watermark --status-interval-ms 0
+    --final-watermark --status-interval-ms 0 "$@"
   read_topic "$name.v1" >"$tmp/$name.rows"
   read_topic "$name.late" | sort >"$tmp/$name.late"
 }
-check() {  # name: its rows and late records against kappa's (at_least_once) or exit 1
+check() {  # name [identical]: its rows and late records against kappa's (at_least_once) or exit 1
   local name=$1 out
   echo "== checking $name against kappa" >&2
+  # Another kappa run of the same spec must write the very same rows (the
+  # marker's window included), whatever order its partitions interleave in.
+  if [[ ${2:-} == identical ]] && ! cmp -s <(sort "$tmp/kappa.rows") <(sort "$tmp/$name.rows"); then
+    echo "bench_peers: $name's rows are not identical to kappa's Kafka run: $(wc -l <"$tmp/kappa.rows") vs $(wc -l <"$tmp/$name.rows") rows; first differences:" >&2
+    diff <(sort "$tmp/kappa.rows") <(sort "$tmp/$name.rows") | head -n 6 >&2
+    python3 scripts/bench_peers_check.py "$tmp/kappa.rows" "$tmp/$name.rows" >&2 || true
+    exit 1
+  fi
   out=$(python3 scripts/bench_peers_check.py "$tmp/kappa.rows" "$tmp/$name.rows" --ignore-key '~end') || {
     echo "bench_peers: $name does not answer kappa's question:" >&2; echo "$out" >&2; exit 1; }
   cmp -s "$tmp/kappa.late" "$tmp/$name.late" || {
@@ -118,14 +139,20 @@ check() {  # name: its rows and late records against kappa's (at_least_once) or 
   echo "   $out; the same $(wc -l <"$tmp/$name.late") late records" >&2
 }
 
-kappa_run kappa at_least_once
+kappa_run kappa at_least_once "Kafka source, one task per partition, 1 thread"
 kappa_late=$(wc -l <"$tmp/kappa.late")
 rows+=("kappa|1|at_least_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/kappa.rows")|$kappa_late|reference")
 if ((eos)); then
-  kappa_run kappaeos exactly_once
+  kappa_run kappaeos exactly_once "Kafka source, one task per partition, 1 thread"
   check kappaeos
   rows+=("kappa|1|exactly_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/kappaeos.rows")|$kappa_late|equal")
 fi
+for par in 1 2; do
+  name=kappaarchive$par
+  kappa_run "$name" at_least_once "from the archive, parallelism $par" --archive "$tmp/archive" --parallelism "$par"
+  check "$name" identical
+  rows+=("kappa from the archive|$par|at_least_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/$name.rows")|$(wc -l <"$tmp/$name.late")|identical")
+done
 
 runs=("1 at_least_once" "2 at_least_once")
 ((eos)) && runs+=("1 exactly_once_v2" "2 exactly_once_v2")
@@ -182,8 +209,18 @@ ratios=$(for r in "${rows[@]}"; do echo "$r"; done | awk -F'|' -v n="$input" '
   $1 == "Kafka Streams" && ($3 in k) {
     printf "- kappa / Kafka Streams (%s thread(s), %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }
   $1 == "Flink" && ($3 in k) {
-    printf "- kappa / Flink (parallelism %s, %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }')
+    printf "- kappa / Flink (parallelism %s, %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }
+  $1 == "kappa from the archive" { a[$2] = n / $5 }
+  $1 == "Kafka Streams" && $3 == "at_least_once" { ks[$2] = n / $5 }
+  $1 == "Flink" && $3 == "at_least_once" { fl[$2] = n / $5 }
+  END {
+    for (p = 1; p <= 2; ++p) if ((p in a) && (p in ks) && (p in fl))
+      printf "- kappa from the archive / Kafka Streams / Flink (%d thread(s), at_least_once), events/s per core: %.1fx / %.1fx\n",
+        p, a[p] / ks[p], a[p] / fl[p]
+  }')
+archive_line="kappa archive (the whole topic into the archive, once, before the archive runs; not part of any replay): $archive_wall s wall, $archive_cpu CPU s, $((archive_rss / 1024)) MiB peak RSS, $archive_mib MiB on disk"
 echo "$ratios"
+echo "$archive_line"
 ((results)) || exit 0
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -205,14 +242,16 @@ marker per partition). The job (scripts/jobs/spend_v2.yaml's logic; bench/peers/
 bench/peers/kafka-streams, bench/peers/flink): dedup by txn_id (1 h event time), drop cancelled, hourly tumbling windows
 per user with count/sum/min/max/avg of amount cents, 10 min allowed lateness / grace, late records to a
 side topic, one final row per window. Every Kafka Streams and Flink output was checked equal to kappa's (same
-(user, window) rows, same count/sum/min/max, avg within 1e-9 relative, the same late records byte for byte)
-before these numbers were written.
+(user, window) rows, same count/sum/min/max, avg within 1e-9 relative, the same late records byte for byte),
+and kappa's runs from the archive identical to it, before these numbers were written.
 
 | system | threads / parallelism | guarantee | wall s | events/s | events/s after start | CPU s | events/s per core | peak RSS MiB | rows | late | output |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 $table
 
 $ratios
+
+$archive_line.
 
 - wall: process start to exit, the exit coming after the last output is flushed (kappa: \`--stop-at-end
   --final-watermark\`, final checkpoint included; Kafka Streams: JVM start, then exit once the end
@@ -227,6 +266,13 @@ $ratios
   RocksDB open.
 - The JVM runs with its default heap (at most 1/4 of RAM) and collector: Kafka Streams' peak RSS
   shows how far the JVM lets the heap grow as much as what the job needs.
+- kappa from the archive: \`kappa archive --stop-at-end\` first copied the topic (end markers
+  included) into a log archive on local disk (the line above: a one-off cost, paid once for every
+  later replay; in production the archiver follows the topic all along). Then \`kappa run --archive
+  DIR --parallelism 1|2 --stop-at-end --final-watermark\` read every partition from the archive to
+  its end (then Kafka, which had nothing more), the worker threads taking partitions in rounds.
+  Its rows (the marker's window included) and late records were checked identical, sorted and
+  byte for byte, to kappa's run from Kafka.
 - CPU: user + system seconds of the process and its threads (GNU time, from wait4's rusage);
   events/s per core = input records / CPU seconds. Peak RSS: GNU time's maximum resident set size.
 - kappa reads from Kafka with one thread (its Kafka source has one task per partition on one
