@@ -18,7 +18,9 @@
 #   Flink (DataStream API, a local MiniCluster in one JVM), parallelism 1 and 2,
 #   at_least_once (and exactly_once with --eos)
 # CHECKS that every other output equals kappa's at_least_once one (scripts/bench_peers_check.py)
-# before reporting anything, then writes bench/results/peers.md.
+# before reporting anything, then writes bench/results/peers.md and the chart
+# bench/results/peers.png (gnuplot, scripts/bench_peers_chart.gp: events per
+# CPU-second and events/s of the wall time per run).
 #   scripts/bench_peers.sh [--records N (1000000)] [--partitions P (4)] [--eos] [--no-results]
 #
 # End of input: the end marker (user "~end", event time 2 h after the data) moves every
@@ -52,6 +54,10 @@ done
 for tool in java mvn kcat python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench_peers: $tool is needed (apt-get install openjdk-17-jdk-headless maven kcat python3 time)" >&2; exit 1; }
 done
+if ((results)) && ! command -v gnuplot >/dev/null; then
+  echo "bench_peers: gnuplot is needed to draw bench/results/peers.png (apt-get install gnuplot-nox; scripts/setup.sh installs it too), or pass --no-results" >&2
+  exit 1
+fi
 dir=$(scripts/setup.sh Release | tail -n 1)
 echo "== building the Kafka Streams job (mvn package)" >&2
 (cd bench/peers/kafka-streams && mvn -q -B package >&2)
@@ -303,4 +309,20 @@ $archive_line.
   at its end + allowed lateness (a trigger of the job's own; Flink's EventTimeTrigger would fire
   again for every record within the allowed lateness).
 MD
-echo "wrote bench/results/peers.md" >&2
+for r in "${rows[@]}"; do
+  IFS='|' read -r sys threads guarantee wall cpu rss inapp outs late check <<<"$r"
+  t="$threads thread"; ((threads == 1)) || t+=s
+  case $sys in
+    kappa) label="kappa, from Kafka\n$t" ;;
+    "kappa from the archive") label="kappa, from the archive\n$t" ;;
+    Flink) label="Flink\nparallelism $threads" ;;
+    *) label="$sys\n$t" ;;
+  esac
+  [[ $guarantee == at_least_once ]] || label+=", EOS"
+  # ENVIRON, not -v: awk would turn the label's \n into a newline; gnuplot reads it in the quotes.
+  label=$label awk -v w="$wall" -v c="$cpu" -v n="$input" \
+    'BEGIN { printf "\"%s\"\t%.0f\t%.0f\n", ENVIRON["label"], n / c, n / w }'
+done >"$tmp/chart.dat"
+gnuplot -c scripts/bench_peers_chart.gp "$tmp/chart.dat" bench/results/peers.png \
+  "$input records, $partitions partitions, $(nproc) cores ($cpu_model), $(date -u +%Y-%m-%d); load average $load at the start, $load_end at the end"
+echo "wrote bench/results/peers.md and bench/results/peers.png" >&2
