@@ -19,16 +19,16 @@ set grid ytics
 set xtics scale 0 font "sans,9"
 set bmargin 4
 set yrange [0:*]
-set format y "%.0s%c"
+set format y "%.0f"
 set key off
 set multiplot layout 2,1 title "kappa beside Kafka Streams and Apache Flink: the user-spend job\n".subtitle font "sans,12"
 set title "events per CPU-second (input records / user+system CPU s)"
-set ylabel "events per CPU-second"
+set ylabel "thousand events per CPU-second"
 set offsets 0, 0, graph 0.08, 0
-plot data using 2:xtic(1) linecolor rgb "#2f6db5", \
-     '' using ($0):2:(sprintf("%.0fk", $2 / 1000)) with labels offset 0,0.8 font "sans,9"
+plot data using ($2 / 1000):xtic(1) linecolor rgb "#2f6db5", \
+     '' using ($0):($2 / 1000):(sprintf("%.0fk", $2 / 1000)) with labels offset 0,0.8 font "sans,9"
 set title "events/s of the wall time (input records / replay from offset zero, s)"
-set ylabel "events/s"
-plot data using 3:xtic(1) linecolor rgb "#d2691e", \
-     '' using ($0):3:(sprintf("%.0fk", $3 / 1000)) with labels offset 0,0.8 font "sans,9"
+set ylabel "thousand events/s"
+plot data using ($3 / 1000):xtic(1) linecolor rgb "#d2691e", \
+     '' using ($0):($3 / 1000):(sprintf("%.0fk", $3 / 1000)) with labels offset 0,0.8 font "sans,9"
 unset multiplot
