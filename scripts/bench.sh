@@ -12,8 +12,23 @@
 # Needs ~4 GB free under /tmp (archive + CSV, reused across runs) and Node.js
 # 20+ with npm for the DuckDB baseline (--no-duckdb skips it). Takes about
 # 15 minutes on 2 cores. Never part of the tests.
+#
+#   scripts/bench.sh --peers [--records N] [--partitions P] [--eos] [--no-results]
+# runs instead the benchmark beside Kafka Streams and Apache Flink,
+# scripts/bench_peers.sh, with every other argument passed to it: on a real
+# Kafka of its own, kappa from Kafka and from its archive, Kafka Streams and
+# Flink over the same topic, outputs checked equal, then
+# bench/results/peers.md and peers.png (needs Java 17, Maven, kcat, gnuplot;
+# ~3 minutes for 1 M records on 2 quiet cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+args=() peers=0
+for a in "$@"; do
+  if [[ $a == --peers ]]; then peers=1; else args+=("$a"); fi
+done
+if ((peers)); then
+  exec scripts/bench_peers.sh "${args[@]}"
+fi
 dir=$(scripts/setup.sh Release | tail -n 1)
 mkdir -p bench/results
 

@@ -9,12 +9,18 @@
 # over that topic, one after the other:
 #   kappa run bench/peers/spend_peer.yaml --stop-at-end --final-watermark
 #   (with --eos: the same with delivery: exactly_once)
+#   kappa archive --stop-at-end (the topic into a log archive, timed on its
+#   own: a one-off cost), then kappa run with --archive, parallelism 1 and 2
+#   (the replay path a user would take); its outputs must be identical to the
+#   Kafka run's (same rows, same late records)
 #   Kafka Streams, 1 and 2 stream threads, at_least_once (and exactly_once_v2
 #   with --eos)
 #   Flink (DataStream API, a local MiniCluster in one JVM), parallelism 1 and 2,
 #   at_least_once (and exactly_once with --eos)
 # CHECKS that every other output equals kappa's at_least_once one (scripts/bench_peers_check.py)
-# before reporting anything, then writes bench/results/peers.md.
+# before reporting anything, then writes bench/results/peers.md and the chart
+# bench/results/peers.png (gnuplot, scripts/bench_peers_chart.gp: events per
+# CPU-second and events/s of the wall time per run).
 #   scripts/bench_peers.sh [--records N (1000000)] [--partitions P (4)] [--eos] [--no-results]
 #
 # End of input: the end marker (user "~end", event time 2 h after the data) moves every
@@ -48,6 +54,10 @@ done
 for tool in java mvn kcat python3 /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench_peers: $tool is needed (apt-get install openjdk-17-jdk-headless maven kcat python3 time)" >&2; exit 1; }
 done
+if ((results)) && ! command -v gnuplot >/dev/null; then
+  echo "bench_peers: gnuplot is needed to draw bench/results/peers.png (apt-get install gnuplot-nox; scripts/setup.sh installs it too), or pass --no-results" >&2
+  exit 1
+fi
 dir=$(scripts/setup.sh Release | tail -n 1)
 echo "== building the Kafka Streams job (mvn package)" >&2
 (cd bench/peers/kafka-streams && mvn -q -B package >&2)
@@ -83,6 +93,15 @@ for ((p = 0; p < partitions; ++p)); do
 done
 input=$((records + partitions))
 
+echo "== kappa archive: the topic into $tmp/archive (a one-off cost, timed on its own)" >&2
+/usr/bin/time -f '%e %U %S %M' -o "$tmp/archive.time" "$dir/kappa" archive --archive "$tmp/archive" --topic "$topic" \
+  -b "$bootstrap" --stop-at-end --status-interval-ms 0 >"$tmp/archive.out" 2>"$tmp/archive.log" || {
+  echo "bench_peers: kappa archive failed; its log:" >&2; tail -n 30 "$tmp/archive.log" >&2; exit 1; }
+read -r archive_wall archive_user archive_sys archive_rss <"$tmp/archive.time"
+archive_cpu=$(awk -v u="$archive_user" -v s="$archive_sys" 'BEGIN { printf "%.2f", u + s }')
+archive_mib=$(du -sm "$tmp/archive" | cut -f1)
+"$dir/kappa" archive --archive "$tmp/archive" --list --topic "$topic" >&2
+
 read_topic() {  # topic -> its committed records' values, one a line
   kcat -C -b "$bootstrap" -t "$1" -o beginning -e -q -f '%s\n' -X isolation.level=read_committed 2>/dev/null || true
 }
@@ -96,20 +115,28 @@ measure() {  # name threads guarantee -- command...: runs it under GNU time, set
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
 }
 
-kappa_run() {  # name delivery: runs spend_peer.yaml as job <name>, output <name>.v1
-  local name=$1 delivery=$2
-  echo "== kappa run ($delivery; Kafka source, one task per partition, 1 thread)" >&2
+kappa_run() {  # name delivery what [kappa run options...]: runs spend_peer.yaml as job <name>, output <name>.v1
+  local name=$1 delivery=$2 what=$3; shift 3
+  echo "== kappa run ($delivery; $what)" >&2
   sed -e "s|^job: spendpeer|job: $name|; s|TOPIC|$topic|; s|SINK|$name|; s|LATE|$name.late|; s|DLQ|$name.dlq|" \
     -e "s|STATE_DIR|$tmp/$name-state|" bench/peers/spend_peer.yaml >"$tmp/$name.yaml"
   echo "delivery: $delivery" >>"$tmp/$name.yaml"
   measure "$name" 1 "$delivery" -- "$dir/kappa" run "$tmp/$name.yaml" -b "$bootstrap" --stop-at-end \
-    --final-watermark --status-interval-ms 0
+    --final-watermark --status-interval-ms 0 "$@"
   read_topic "$name.v1" >"$tmp/$name.rows"
   read_topic "$name.late" | sort >"$tmp/$name.late"
 }
-check() {  # name: its rows and late records against kappa's (at_least_once) or exit 1
+check() {  # name [identical]: its rows and late records against kappa's (at_least_once) or exit 1
   local name=$1 out
   echo "== checking $name against kappa" >&2
+  # Another kappa run of the same spec must write the very same rows (the
+  # marker's window included), whatever order its partitions interleave in.
+  if [[ ${2:-} == identical ]] && ! cmp -s <(sort "$tmp/kappa.rows") <(sort "$tmp/$name.rows"); then
+    echo "bench_peers: $name's rows are not identical to kappa's Kafka run: $(wc -l <"$tmp/kappa.rows") vs $(wc -l <"$tmp/$name.rows") rows; first differences:" >&2
+    diff <(sort "$tmp/kappa.rows") <(sort "$tmp/$name.rows") | head -n 6 >&2
+    python3 scripts/bench_peers_check.py "$tmp/kappa.rows" "$tmp/$name.rows" >&2 || true
+    exit 1
+  fi
   out=$(python3 scripts/bench_peers_check.py "$tmp/kappa.rows" "$tmp/$name.rows" --ignore-key '~end') || {
     echo "bench_peers: $name does not answer kappa's question:" >&2; echo "$out" >&2; exit 1; }
   cmp -s "$tmp/kappa.late" "$tmp/$name.late" || {
@@ -118,14 +145,20 @@ check() {  # name: its rows and late records against kappa's (at_least_once) or 
   echo "   $out; the same $(wc -l <"$tmp/$name.late") late records" >&2
 }
 
-kappa_run kappa at_least_once
+kappa_run kappa at_least_once "Kafka source, one task per partition, 1 thread"
 kappa_late=$(wc -l <"$tmp/kappa.late")
 rows+=("kappa|1|at_least_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/kappa.rows")|$kappa_late|reference")
 if ((eos)); then
-  kappa_run kappaeos exactly_once
+  kappa_run kappaeos exactly_once "Kafka source, one task per partition, 1 thread"
   check kappaeos
   rows+=("kappa|1|exactly_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/kappaeos.rows")|$kappa_late|equal")
 fi
+for par in 1 2; do
+  name=kappaarchive$par
+  kappa_run "$name" at_least_once "from the archive, parallelism $par" --archive "$tmp/archive" --parallelism "$par"
+  check "$name" identical
+  rows+=("kappa from the archive|$par|at_least_once|$wall|$cpu|$rss|-|$(grep -vc '"~end"' "$tmp/$name.rows")|$(wc -l <"$tmp/$name.late")|identical")
+done
 
 runs=("1 at_least_once" "2 at_least_once")
 ((eos)) && runs+=("1 exactly_once_v2" "2 exactly_once_v2")
@@ -182,8 +215,18 @@ ratios=$(for r in "${rows[@]}"; do echo "$r"; done | awk -F'|' -v n="$input" '
   $1 == "Kafka Streams" && ($3 in k) {
     printf "- kappa / Kafka Streams (%s thread(s), %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }
   $1 == "Flink" && ($3 in k) {
-    printf "- kappa / Flink (parallelism %s, %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }')
+    printf "- kappa / Flink (parallelism %s, %s), events/s per core: %.1fx\n", $2, $3, k[$3] / (n / $5) }
+  $1 == "kappa from the archive" { a[$2] = n / $5 }
+  $1 == "Kafka Streams" && $3 == "at_least_once" { ks[$2] = n / $5 }
+  $1 == "Flink" && $3 == "at_least_once" { fl[$2] = n / $5 }
+  END {
+    for (p = 1; p <= 2; ++p) if ((p in a) && (p in ks) && (p in fl))
+      printf "- kappa from the archive / Kafka Streams / Flink (%d thread(s), at_least_once), events/s per core: %.1fx / %.1fx\n",
+        p, a[p] / ks[p], a[p] / fl[p]
+  }')
+archive_line="kappa archive (the whole topic into the archive, once, before the archive runs; not part of any replay): $archive_wall s wall, $archive_cpu CPU s, $((archive_rss / 1024)) MiB peak RSS, $archive_mib MiB on disk"
 echo "$ratios"
+echo "$archive_line"
 ((results)) || exit 0
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -195,9 +238,11 @@ cat >bench/results/peers.md <<MD
 Machine: $cpu_model, $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM,
 $(uname -sr); Java $(java -version 2>&1 | head -n 1 | cut -d'"' -f2), Apache Kafka 4.1.1 (one broker, KRaft, on the
 same machine), Kafka Streams 4.1.1, Apache Flink 2.2.1 with flink-connector-kafka 5.0.0-2.2 (a local
-MiniCluster in one JVM). Load average when the runs started: $load, when they ended: $load_end (1, 5, 15 min): **other
-builds shared the 2 cores, so these numbers are noisy; the committed numbers are to be re-measured on
-a quiet machine.**
+MiniCluster in one JVM). Load average when the runs started: $load, when they ended: $load_end (1, 5, 15 min)$(
+  awk -v a="${load%% *}" -v n="$(nproc)" 'BEGIN {
+    if (a > n) printf ": **above the %d cores at the start, so other work shared them: the wall times are noisy, read the CPU times and the ratios**", n
+    else printf ": at most the %d cores at the start (the broker and the generator included), a quiet machine", n }').
+The load at the end counts the benchmark's own threads too (the JVMs', the broker's).
 
 Input: $input records in one topic of $partitions partitions ($records generated by \`kappa gen --format json\`:
 10% cancelled, 2% duplicate sends, 5% out of order by up to 15 min, 0.5% malformed; plus one end
@@ -205,21 +250,26 @@ marker per partition). The job (scripts/jobs/spend_v2.yaml's logic; bench/peers/
 bench/peers/kafka-streams, bench/peers/flink): dedup by txn_id (1 h event time), drop cancelled, hourly tumbling windows
 per user with count/sum/min/max/avg of amount cents, 10 min allowed lateness / grace, late records to a
 side topic, one final row per window. Every Kafka Streams and Flink output was checked equal to kappa's (same
-(user, window) rows, same count/sum/min/max, avg within 1e-9 relative, the same late records byte for byte)
-before these numbers were written.
+(user, window) rows, same count/sum/min/max, avg within 1e-9 relative, the same late records byte for byte),
+and kappa's runs from the archive identical to it, before these numbers were written.
 
-| system | threads / parallelism | guarantee | wall s | events/s | events/s after start | CPU s | events/s per core | peak RSS MiB | rows | late | output |
+| system | threads / parallelism | guarantee | replay from offset zero, s | events/s | events/s after start | CPU s | events/s per core | peak RSS MiB | rows | late | output |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 $table
 
 $ratios
 
-- wall: process start to exit, the exit coming after the last output is flushed (kappa: \`--stop-at-end
+$archive_line.
+
+- replay from offset zero: every run is one, what a user waits for after a bug fix: a fresh
+  consumer group (its own job name / application id) and empty state, from offset 0 of every
+  partition to the end of the history, all outputs written. It is the wall time from process
+  start to exit, the exit coming after the last output is flushed (kappa: \`--stop-at-end
   --final-watermark\`, final checkpoint included; Kafka Streams: JVM start, then exit once the end
   marker of every partition has gone through the topology, then \`close()\`, which flushes the
   producer and commits; Flink: JVM and MiniCluster start, then the bounded job to its end: source
   at the offsets that were the latest at its start, final watermark, final checkpoint).
-  events/s = input records / wall. events/s after start (the JVM systems only): input records /
+  events/s = input records / that wall time. events/s after start (the JVM systems only): input records /
   for Kafka Streams the app's own time from \`streams.start()\` to the end marker of every
   partition plus \`close()\`, i.e. without JVM start and the consumer group's join; for Flink the
   job's net run time in the MiniCluster (\`JobExecutionResult.getNetRuntime()\`: without JVM and
@@ -227,6 +277,13 @@ $ratios
   RocksDB open.
 - The JVM runs with its default heap (at most 1/4 of RAM) and collector: Kafka Streams' peak RSS
   shows how far the JVM lets the heap grow as much as what the job needs.
+- kappa from the archive: \`kappa archive --stop-at-end\` first copied the topic (end markers
+  included) into a log archive on local disk (the line above: a one-off cost, paid once for every
+  later replay; in production the archiver follows the topic all along). Then \`kappa run --archive
+  DIR --parallelism 1|2 --stop-at-end --final-watermark\` read every partition from the archive to
+  its end (then Kafka, which had nothing more), the worker threads taking partitions in rounds.
+  Its rows (the marker's window included) and late records were checked identical, sorted and
+  byte for byte, to kappa's run from Kafka.
 - CPU: user + system seconds of the process and its threads (GNU time, from wait4's rusage);
   events/s per core = input records / CPU seconds. Peak RSS: GNU time's maximum resident set size.
 - kappa reads from Kafka with one thread (its Kafka source has one task per partition on one
@@ -254,4 +311,20 @@ $ratios
   at its end + allowed lateness (a trigger of the job's own; Flink's EventTimeTrigger would fire
   again for every record within the allowed lateness).
 MD
-echo "wrote bench/results/peers.md" >&2
+for r in "${rows[@]}"; do
+  IFS='|' read -r sys threads guarantee wall cpu rss inapp outs late check <<<"$r"
+  t="$threads thread"; ((threads == 1)) || t+=s
+  case $sys in
+    kappa) label="kappa, from Kafka\n$t" ;;
+    "kappa from the archive") label="kappa, from the archive\n$t" ;;
+    Flink) label="Flink\nparallelism $threads" ;;
+    *) label="$sys\n$t" ;;
+  esac
+  [[ $guarantee == at_least_once ]] || label+=", EOS"
+  # ENVIRON, not -v: awk would turn the label's \n into a newline; gnuplot reads it in the quotes.
+  label=$label awk -v w="$wall" -v c="$cpu" -v n="$input" \
+    'BEGIN { printf "\"%s\"\t%.0f\t%.0f\n", ENVIRON["label"], n / c, n / w }'
+done >"$tmp/chart.dat"
+gnuplot -c scripts/bench_peers_chart.gp "$tmp/chart.dat" bench/results/peers.png \
+  "$input records, $partitions partitions, $(nproc) cores ($cpu_model), $(date -u +%Y-%m-%d); load average $load at the start, $load_end at the end"
+echo "wrote bench/results/peers.md and bench/results/peers.png" >&2

@@ -21,6 +21,8 @@ command -v java >/dev/null 2>&1 || PACKAGES+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || PACKAGES+=(maven)
 # The status page test's driver runs on Node (Debian's, where there is none).
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+# The peer benchmark's chart (scripts/bench_peers.sh, bench/results/peers.png).
+command -v gnuplot >/dev/null 2>&1 || PACKAGES+=(gnuplot-nox)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
