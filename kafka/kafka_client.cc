@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <string_view>
 #include <cstring>
 
@@ -230,9 +231,17 @@ Result<TopicCreation> CreateTopicIfMissing(rd_kafka_t* rk, const std::string& to
   rd_kafka_NewTopic_destroy(request);
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
-      return TopicCreation::kCreated;
-    case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
-      return TopicCreation::kExisted;
+    case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS: {
+      // The controller has it; the broker this client asks for metadata
+      // may learn of it a moment later (several instances creating one
+      // changelog at once met exactly that): wait until it answers too.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+      while (TopicPartitionCount(rk, topic, timeout_ms).status().code() == Status::Code::kNotFound &&
+             std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      return err == RD_KAFKA_RESP_ERR_NO_ERROR ? TopicCreation::kCreated : TopicCreation::kExisted;
+    }
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
