@@ -416,6 +416,31 @@ std::string DeleteVersionState(const std::string& job, const VersionInfo& v) {
   return "deleted " + what;
 }
 
+// A repartitioned version's second stage keeps its state beside the
+// first's (engine/stage_plan.h): <state_dir>.stage1, kappa's files only and
+// no marker of its own. It goes once the first stage's directory went.
+std::string DeleteStageState(const VersionInfo& v) {
+  namespace fs = std::filesystem;
+  const fs::path dir = v.state_dir + ".stage1";
+  std::error_code ec;
+  if (fs::symlink_status(dir, ec).type() != fs::file_type::directory) return "";
+  const std::string what = "the state of its stage 2 (" + dir.string() + ")";
+  std::vector<std::string> foreign;
+  std::string failed;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.symlink_status(ec).type() == fs::file_type::regular && IsKappaStateFile(name)) {
+      if (!fs::remove(entry.path(), ec) && ec) failed += " " + name;
+    } else {
+      foreign.push_back(name);
+    }
+  }
+  if (!failed.empty()) return "could not delete all of " + what + ": cannot remove" + failed;
+  if (!foreign.empty()) return "deleted kappa's files from " + what + " but kept the directory: it holds other files";
+  fs::remove(dir, ec);
+  return ec ? "could not delete " + what + ": " + ec.message() : "deleted " + what;
+}
+
 }  // namespace
 
 Status Retire(Registry& registry, const std::string& job, int32_t version, int64_t retention_ms, std::string* report,
@@ -444,6 +469,10 @@ Status Retire(Registry& registry, const std::string& job, int32_t version, int64
       if (other.state == VersionState::kRetired && now - other.retired_at_ms >= retention_ms && !other.state_dir.empty()) {
         const std::string line = DeleteVersionState(job, other);
         if (!line.empty()) *report += "\n  " + line;
+        if (line.rfind("deleted ", 0) == 0) {
+          const std::string stage = DeleteStageState(other);
+          if (!stage.empty()) *report += "\n  " + stage;
+        }
       }
     }
     // Their PostgreSQL tables too (never the serving version's).

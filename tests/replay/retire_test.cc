@@ -102,6 +102,23 @@ TEST_F(RetireTest, ARelativeStateDirIsRetiredWhereTheVersionRanNotWhereRetireRun
       << report;
 }
 
+// A repartitioned version's stage 2 keeps its state in <state_dir>.stage1
+// (engine/stage_plan.h): retiring the version deletes it too. Before, it
+// was left behind for good.
+TEST_F(RetireTest, ARepartitionedVersionsSecondStageStateGoesWithIt) {
+  ScratchDir dir("stage1");
+  const std::string state = dir / "v2";
+  Registry registry(Config());
+  RegisterTwo(registry, dir, state);
+  ASSERT_TRUE(ClaimStateDir(state, "spend", 2).ok());
+  FillLikeAState(state);
+  FillLikeAState(state + ".stage1");
+  const std::string report = RetireNow(2);
+  EXPECT_FALSE(fs::exists(state)) << report;
+  EXPECT_FALSE(fs::exists(state + ".stage1")) << report;
+  EXPECT_NE(report.find("deleted the state of its stage 2 (" + state + ".stage1)"), std::string::npos) << report;
+}
+
 TEST_F(RetireTest, FilesKappaDidNotWriteAreKeptAndNamed) {
   ScratchDir dir("foreign");
   const std::string state = dir / "v2";
