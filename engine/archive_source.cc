@@ -170,6 +170,21 @@ Status ArchiveSource::NextPass() {
   return Status::OK();
 }
 
+void ArchiveSource::Unserve(size_t i) {
+  readers_[i].reset();
+  end_[i] = -1;
+  std::erase(pending_, i);
+}
+
+bool ArchiveSource::Done(size_t i) const { return readers_[i] && tasks_[i]->next_offset() >= end_[i]; }
+
+Status ArchiveSource::ReadServed(int64_t budget, int64_t* records) {
+  *records = 0;
+  if (pending_.empty()) return Status::OK();
+  if (sink_->failed()) return sink_->failure();
+  return Round(budget, records);
+}
+
 Status ArchiveSource::Read(int64_t budget, int64_t* records) {
   *records = 0;
   if (exhausted_) return Status::OK();

@@ -55,6 +55,18 @@ class ArchiveSource final : public Source {
   Status Serve(size_t i);
   bool serving(size_t i) const { return readers_[i] != nullptr; }
 
+  // Scale-out (the runner serves the partitions the group gives it): task i
+  // replaced (a partition handed over gets a fresh task), served no more,
+  // and one round over the served tasks not yet at their end (none:
+  // *records 0), never reading the ends again: a partition switches to
+  // Kafka at the end the archive had when it was served.
+  void SetTask(size_t i, Task* task) { tasks_[i] = task; }
+  void Unserve(size_t i);
+  Status ReadServed(int64_t budget, int64_t* records);
+  bool has_pending() const { return !pending_.empty(); }
+  // Whether task i is served and has reached its end (its switch to Kafka is due).
+  bool Done(size_t i) const;
+
  private:
   Status Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done);
   Status Round(int64_t budget, int64_t* records);

@@ -63,6 +63,31 @@ Status HybridSource::Read(int64_t budget, int64_t* records) {
   return kafka_.Read(budget, records);
 }
 
+Status HybridSource::AttachGroup(const std::vector<Task*>& tasks) {
+  tasks_ = tasks;
+  after_archive_.assign(tasks.size(), false);
+  KAPPA_RETURN_IF_ERROR(archive_.ReadRanges());
+  archive_.Attach(tasks);
+  return Status::OK();
+}
+
+Status HybridSource::PositionAssigned(Task& t, bool restored) {
+  const size_t i = static_cast<size_t>(t.partition());
+  archive_.Unserve(i);
+  auto marks = kafka_.WatermarksOf(t.partition());
+  if (!marks.ok()) return marks.status();
+  KAPPA_RETURN_IF_ERROR(Position(t, i, restored, *marks));
+  if (archive_.serving(i)) return Status::OK();
+  return kafka_.PositionOne(t, *marks, false, !restored);
+}
+
+Status HybridSource::SwitchToKafka(size_t i) {
+  archive_.Unserve(i);
+  auto marks = kafka_.WatermarksOf(static_cast<int32_t>(i));
+  if (!marks.ok()) return marks.status();
+  return kafka_.PositionOne(*tasks_[i], *marks, true, false);
+}
+
 int64_t HybridSource::LogEnd(size_t i) const { return std::max(kafka_.LogEnd(i), archive_.LogEnd(i)); }
 
 int64_t HybridSource::EndAtOpen(size_t i) const { return std::max(kafka_.EndAtOpen(i), archive_.EndAtOpen(i)); }

@@ -29,6 +29,17 @@ class HybridSource final : public Source {
   int64_t archive_records() const override { return archive_.archive_records(); }
   std::string Describe() const override;
 
+  // Scale-out (the runner positions each partition as the group assigns it;
+  // it reads the archive and Kafka itself). AttachGroup: one task per
+  // partition. PositionAssigned: task t, just taken, starts in the archive
+  // when that holds its next offset (then served from it, up to the end the
+  // archive has now), else in Kafka. SwitchToKafka: its archive part is
+  // done; Kafka takes over at exactly its next offset (the gap rule applies).
+  Status AttachGroup(const std::vector<Task*>& tasks);
+  void SetTask(size_t i, Task* task) { tasks_[i] = task; }
+  Status PositionAssigned(Task& t, bool restored);
+  Status SwitchToKafka(size_t i);
+
  private:
   Status Position(Task& task, size_t i, bool restored, const Watermarks& marks);
 

@@ -125,6 +125,7 @@ struct JobRunner::Impl {
   // group fenced is rewound (RewindAbortedEpoch) instead of stopping the job.
   Status GroupCheckpoint();
   Status RewindAbortedEpoch(const Status& why);
+  Status SwitchFromArchive();
   Status FreshTask(int32_t p);
   void UpdateActive();
   // The tasks this process runs now: every task, or the owned ones.
@@ -189,10 +190,10 @@ Status JobRunner::Impl::Open() {
   KAPPA_RETURN_IF_ERROR(backend->CheckIdentity({spec.job, spec.version, spec.spec_hash}));
   if (spec.scale_out.enabled) {
     group = true;
-    if (!archive_dir.empty()) {
+    if (archive_only) {
       return Status::InvalidArgument(
-          "scale_out reads from Kafka only for now: a replay from the archive runs in one process (drop "
-          "source.archive / --archive, or scale_out)");
+          "--archive-only runs in one process: scale_out shares partitions through Kafka's consumer group (use "
+          "--archive: each instance reads its partitions from the archive, then from Kafka)");
     }
     if (spec.postgres()) {
       return Status::InvalidArgument("scale_out with a PostgreSQL sink is not supported yet: run one process");
@@ -261,6 +262,13 @@ Status JobRunner::Impl::MakeSource() {
     kafka = std::make_unique<KafkaSource>(spec, *consumer, *gaps, *gap_rule, options.on_note, parallelism, sink.get());
   }
   if (archive && kafka) hybrid = std::make_unique<HybridSource>(*archive, *kafka, *gap_rule, spec);
+  // A group member reads Kafka through its KafkaSource and the archive
+  // partition by partition (SwitchFromArchive); the hybrid source only
+  // positions its partitions.
+  if (group) {
+    source = kafka.get();
+    return Status::OK();
+  }
   source = hybrid ? static_cast<Source*>(hybrid.get())
                   : archive ? static_cast<Source*>(archive.get()) : static_cast<Source*>(kafka.get());
   return Status::OK();
@@ -340,6 +348,9 @@ Status JobRunner::Impl::MakeGroupTasks(int32_t partitions) {
   sink->SetPartitions(partitions);
   gaps->Reset(static_cast<size_t>(partitions));
   KAPPA_RETURN_IF_ERROR(kafka->OpenForGroup(tasks, &owned));
+  // With an archive, each partition this process is given is read from the
+  // archive first, then from Kafka (the hybrid source's rule, per partition).
+  if (hybrid) KAPPA_RETURN_IF_ERROR(hybrid->AttachGroup(tasks));
   changelog = std::make_unique<ChangelogWriter>(spec, *sink);
   auto reader = ChangelogReader::Create(config, spec.ChangelogTopic());
   if (!reader.ok()) return reader.status();
@@ -381,6 +392,11 @@ Status JobRunner::Impl::FreshTask(int32_t p) {
   // the whole vector; while closing, the source is gone.)
   if (coordinator) {
     if (kafka) kafka->SetTask(static_cast<size_t>(p), tasks[static_cast<size_t>(p)]);
+    if (hybrid) {
+      archive->Unserve(static_cast<size_t>(p));
+      archive->SetTask(static_cast<size_t>(p), tasks[static_cast<size_t>(p)]);
+      hybrid->SetTask(static_cast<size_t>(p), tasks[static_cast<size_t>(p)]);
+    }
     coordinator->SetTask(static_cast<size_t>(p), tasks[static_cast<size_t>(p)]);
   }
   return Status::OK();
@@ -428,6 +444,21 @@ Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int3
   Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " handed over partition(s) " + list + "; it runs " +
                              std::to_string(active.size()) + " now");
   return Status::OK();
+}
+
+// Scale-out with an archive: each owned partition whose archive part is
+// done goes on in Kafka at exactly its next offset (the consumer, assigned
+// at the archive's end and dropping what it fetched meanwhile, is moved
+// there).
+Status JobRunner::Impl::SwitchFromArchive() {
+  PartitionList seek;
+  for (size_t p = 0; p < owned.size(); ++p) {
+    if (owned[p] != 2 || !archive->Done(p)) continue;
+    KAPPA_RETURN_IF_ERROR(hybrid->SwitchToKafka(p));
+    owned[p] = 1;
+    seek.Add(spec.source_topic, static_cast<int32_t>(p), tasks[p]->next_offset());
+  }
+  return consumer->Seek(seek);
 }
 
 Status JobRunner::Impl::GroupCheckpoint() {
@@ -545,11 +576,21 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
       }
     }
   }
-  KAPPA_RETURN_IF_ERROR(kafka->PositionAssigned(task, restored));
-  owned[static_cast<size_t>(p)] = 1;
-  *offset = task.next_offset();
+  bool in_archive = false;
+  if (hybrid) {
+    KAPPA_RETURN_IF_ERROR(hybrid->PositionAssigned(task, restored));
+    in_archive = archive->serving(static_cast<size_t>(p));
+  } else {
+    KAPPA_RETURN_IF_ERROR(kafka->PositionAssigned(task, restored));
+  }
+  // 2: read from the archive for now; Kafka is assigned at the archive's end
+  // and its records are dropped until the switch seeks it (SwitchFromArchive).
+  owned[static_cast<size_t>(p)] = in_archive ? 2 : 1;
+  *offset = in_archive ? archive->Range(static_cast<size_t>(p)).end_offset : task.next_offset();
   Note(NoteLevel::kInfo, where + ": " + (restored ? how : std::string("no checkpoint anywhere, starts fresh")) +
-                             "; reading from offset " + std::to_string(task.next_offset()));
+                             "; reading from offset " + std::to_string(task.next_offset()) +
+                             (in_archive ? " in the archive (up to " + std::to_string(*offset) + "), then Kafka"
+                                         : std::string()));
   return Status::OK();
 }
 
@@ -679,6 +720,13 @@ Status JobRunner::Impl::Loop(StopToken stop) {
     // The budget of one read: about 50 ms of records under a rate cap.
     const int64_t budget = rate_cap > 0 ? std::max<int64_t>(1, static_cast<int64_t>(rate_cap / 20)) : 0;
     int64_t records = 0;
+    if (group && hybrid) {
+      // The partitions still read from the archive: a round of them first.
+      int64_t from_archive = 0;
+      KAPPA_RETURN_IF_ERROR(archive->ReadServed(budget, &from_archive));
+      processed += from_archive;
+      KAPPA_RETURN_IF_ERROR(SwitchFromArchive());
+    }
     KAPPA_RETURN_IF_ERROR(source->Read(budget, &records));  // no checkpoint past a failure
     if (records == 0 && source->exhausted()) {
       input_ended = true;
@@ -740,7 +788,7 @@ Status JobRunner::Run(StopToken stop) {
   if (!d.tasks.empty()) {
     summary_.counters = TotalCounters(d.Running());
     summary_.history_gap_records = d.gap_rule ? d.gap_rule->gap_records() : 0;
-    summary_.archive_records = d.source ? d.source->archive_records() : 0;
+    summary_.archive_records = d.archive ? d.archive->archive_records() : 0;
     // After a failure the in-memory counters are ahead of the last checkpoint;
     // the metrics file keeps describing what is durably committed.
     if (st.ok() && d.coordinator) {

@@ -117,11 +117,16 @@ Status KafkaSource::OpenForGroup(const std::vector<Task*>& tasks, const std::vec
   return Status::OK();
 }
 
-Status KafkaSource::PositionAssigned(Task& t, bool restored) {
-  const int32_t p = t.partition();
+Result<Watermarks> KafkaSource::WatermarksOf(int32_t p) {
   auto marks = consumer_.PartitionWatermarks(spec_.source_topic, p);
   if (!marks.ok()) return marks.status();
   if (static_cast<size_t>(p) < end_at_open_.size()) end_at_open_[p] = std::max(end_at_open_[p], marks->high);
+  return marks;
+}
+
+Status KafkaSource::PositionAssigned(Task& t, bool restored) {
+  auto marks = WatermarksOf(t.partition());
+  if (!marks.ok()) return marks.status();
   auto wanted = Wanted(t, restored, *marks);
   if (!wanted.ok()) return wanted.status();
   if (!restored) t.StartAt(*wanted);
@@ -159,7 +164,9 @@ Status KafkaSource::Read(int64_t budget, int64_t* records) {
   for (size_t k = 0; k < batch_.size(); ++k) {
     const rd_kafka_message_t* m = batch_[k];
     if (m->partition < 0 || static_cast<size_t>(m->partition) >= tasks_.size()) continue;
-    if (owned_ && !(*owned_)[m->partition]) continue;  // fetched before its partition was revoked
+    // Fetched before its partition was revoked, or while the partition is
+    // still read from the archive (the runner seeks it when it switches).
+    if (owned_ && (*owned_)[m->partition] != 1) continue;
     Task* task = tasks_[m->partition];
     if (m->offset < task->next_offset()) continue;  // already covered by the checkpoint
     gaps_.BeforeAppend(m->partition, *task, m->offset);

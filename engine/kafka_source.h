@@ -52,8 +52,9 @@ class KafkaSource final : public Source {
 
   // Scale-out (the consumer joined its group; the runner positions tasks as
   // the group assigns them): `tasks` has one task per partition, and only
-  // those marked in *owned (outliving the source) get records; a record of
-  // another partition (fetched before a revoke) is dropped. Reads every
+  // those marked 1 in *owned (outliving the source) get records; a record of
+  // another partition (fetched before a revoke, or of a partition still
+  // read from the archive: 2) is dropped. Reads every
   // partition's log end for EndAtOpen.
   Status OpenForGroup(const std::vector<Task*>& tasks, const std::vector<uint8_t>* owned);
   // Replaces task i (a partition handed back gets a fresh task).
@@ -61,9 +62,13 @@ class KafkaSource final : public Source {
   // Where task `t`, just assigned, starts reading: its checkpoint (restored)
   // or the spec's start, through the gap rule and the past-the-end check.
   Status PositionAssigned(Task& t, bool restored);
+  // Partition p's log start and end now (its end also becomes EndAtOpen).
+  Result<Watermarks> WatermarksOf(int32_t p);
+  // Applies the gap rule and the past-the-end check to task t against `w`
+  // (after_archive: it comes from the archive, which ended at its offset).
+  Status PositionOne(Task& t, const Watermarks& w, bool after_archive, bool fresh);
 
  private:
-  Status PositionOne(Task& t, const Watermarks& w, bool after_archive, bool fresh);
   // `fresh[i]`: task i starts here (a skipped gap moves its start offset too).
   Status Assign(const std::vector<Task*>& tasks, const std::vector<Watermarks>& marks,
                 const std::vector<bool>& after_archive, const std::vector<bool>& fresh);

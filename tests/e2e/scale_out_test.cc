@@ -295,6 +295,43 @@ TEST_F(ScaleOutTest, ScalingFromOneToThreeAndBackDuringAReplayKeepsTheOutputs) {
   ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
 }
 
+// A replay from the log archive split across instances: each instance
+// reads the partitions the group gives it from the archive up to the
+// archive's end, then from Kafka at exactly that offset (the newer records
+// were produced after archiving). Both instances read from the archive, and
+// the outputs equal a single process's.
+TEST_F(ScaleOutTest, AReplayFromTheArchiveIsSplitAcrossInstances) {
+  ASSERT_NO_FATAL_FAILURE(Produce());
+  ScratchDir dir("scaleout-archive");
+  std::string err;
+  ASSERT_EQ(RunKappa({"archive", "--archive", dir / "archive", "--topic", "transactions", "-b", bootstrap(),
+                      "--stop-at-end"},
+                     nullptr, &err),
+            0)
+      << err;
+  GeneratorOptions later = DisorderlyWorkload(22, 15000, 1500, 2);
+  later.start_time_ms += 45000 * 1000;  // after the first 90,000 records' event time
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", later));
+  const TopicContents want = Reference(dir, "at_least_once");
+  const std::string spec = ScaledSpec(dir, "at_least_once");
+  std::vector<std::unique_ptr<ChildProcess>> instances;
+  for (const char* name : {"a1", "a2"}) {
+    std::vector<std::string> args = Instance(dir, spec, name, 8000);
+    args.insert(args.end(), {"--archive", dir / "archive"});
+    instances.push_back(std::make_unique<ChildProcess>(args, name));
+  }
+  ASSERT_TRUE(WaitUntilAllAtEnd(180)) << "the instances did not finish the input:\n" << Logs(instances);
+  for (const auto& child : instances) {
+    EXPECT_NE(child->Stderr().find("in the archive (up to"), std::string::npos)
+        << "this instance read nothing from the archive:\n" << child->Stderr();
+    EXPECT_NE(child->Stderr().find("archive done at offset"), std::string::npos)
+        << "this instance never switched a partition to Kafka:\n" << child->Stderr();
+    child->Kill(SIGTERM);
+    EXPECT_EQ(child->WaitFor(60000), 0) << child->Stderr();
+  }
+  ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
+}
+
 TEST_F(ScaleOutTest, ExactlyOnceAKilledInstanceLeavesNoDuplicateForAReadCommittedReader) {
   if (!real_broker()) {
     GTEST_SKIP() << "the embedded broker shows aborted transactions to read_committed readers";
