@@ -75,7 +75,7 @@ int GenToFile(const GeneratorOptions& g, const EncodingOptions& e, const std::st
 // kappa gen --workload nexmark: the Nexmark events instead of transactions,
 // to a topic or (with --to-archive) a record file.
 int GenNexmark(const KafkaConfig& config, const std::string& topic, const GeneratorOptions& g,
-               bool default_rate, const std::string& to_archive, int partitions) {
+               bool default_rate, const std::string& to_archive, int partitions, EventFormat format) {
   NexmarkOptions n;
   n.count = g.count;
   n.seed = g.seed;
@@ -95,7 +95,7 @@ int GenNexmark(const KafkaConfig& config, const std::string& topic, const Genera
     return 0;
   }
   const ProgressFn progress = GenProgress(tty, "events");
-  auto summary = ProduceNexmark(config, topic, n, progress);
+  auto summary = ProduceNexmark(config, topic, n, progress, format);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", summary.status());
   const auto& s = summary->nexmark;
@@ -147,7 +147,7 @@ int GenCommand(int argc, char** argv) {
       ("schema-registry", po::value<std::string>(&schema_registry),
        "with --format avro: register schemas/examples/payment.avsc at this Schema Registry URL (its path is the API's "
        "base path) under the subject <topic>-value and write the id it gets")
-      ("workload", po::value<std::string>(&workload)->default_value(workload), "transactions, or nexmark: the Nexmark benchmark's Person/Auction/Bid events (schemas/nexmark.fbs, 1:3:46), keyed by auction id (persons by person id); uses --count, --seed, --start-time-ms and --rate (default 10000 events/s of event time for nexmark)");
+      ("workload", po::value<std::string>(&workload)->default_value(workload), "transactions, or nexmark: the Nexmark benchmark's Person/Auction/Bid events (schemas/nexmark.fbs, 1:3:46), keyed by auction id (persons by person id), or with --format json the same events as JSON objects (workload/event_encoding.h: EncodeNexmarkJson); uses --count, --seed, --start-time-ms and --rate (default 10000 events/s of event time for nexmark)");
   AddKafkaOptions(desc);
   const std::string usage =
       "usage: kappa gen --brokers HOST:PORT --topic TOPIC [options]\n"
@@ -201,8 +201,14 @@ int GenCommand(int argc, char** argv) {
   if (st.ok() && !schema_registry.empty() && vm.count("schema-id") && !vm["schema-id"].defaulted()) {
     st = Status::InvalidArgument("give --schema-id or --schema-registry, not both");
   }
-  if (st.ok() && workload == "nexmark" && encoding.format != EventFormat::kTransaction) {
-    st = Status::InvalidArgument("--format applies to the transactions workload; nexmark events are kappa's FlatBuffers only");
+  if (st.ok() && workload == "nexmark" && encoding.format != EventFormat::kTransaction &&
+      encoding.format != EventFormat::kJson) {
+    st = Status::InvalidArgument("--workload nexmark writes kappa's FlatBuffers (the default) or --format json, not " +
+                                 format_name);
+  }
+  if (st.ok() && workload == "nexmark" && file_mode && encoding.format == EventFormat::kJson) {
+    st = Status::InvalidArgument("--workload nexmark --format json writes to a topic only; drop --to-archive, or "
+                                 "--format for the FlatBuffers events that `kappa archive --import` loads");
   }
   encoding.schema_id = static_cast<int32_t>(schema_id);
   if (st.ok() && !schema_registry.empty()) {
@@ -221,7 +227,8 @@ int GenCommand(int argc, char** argv) {
   }
   if (!st.ok()) return Fail("gen", st);
   if (workload == "nexmark") {
-    return GenNexmark(config, topic, g, vm["rate"].defaulted(), file_mode ? to_archive : std::string(), partitions);
+    return GenNexmark(config, topic, g, vm["rate"].defaulted(), file_mode ? to_archive : std::string(), partitions,
+                      encoding.format);
   }
 
   const bool tty = StderrIsTerminal();

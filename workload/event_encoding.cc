@@ -9,6 +9,7 @@
 
 #include "base/hash.h"
 #include "schemas/examples/payment_generated.h"
+#include "schemas/nexmark_generated.h"
 #include "workload/payment_avsc.h"
 
 namespace kappa {
@@ -116,6 +117,96 @@ void EncodePayment(const GeneratedRecord& txn, flatbuffers::FlatBufferBuilder* f
                                 txn.event_time_ms * 1000, merchant_off);
   ap::FinishPaymentBuffer(*fbb, root);
   out->assign(reinterpret_cast<const char*>(fbb->GetBufferPointer()), fbb->GetSize());
+}
+
+// ---- Nexmark as JSON ----
+
+namespace {
+
+// A JSON string of s (quotes, backslashes and control characters escaped).
+void AppendJsonString(std::string* out, const flatbuffers::String* s) {
+  out->push_back('"');
+  if (s != nullptr) {
+    for (char c : s->string_view()) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out->push_back('\\');
+        out->push_back(c);
+      } else if (u < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+        out->append(buf);
+      } else {
+        out->push_back(c);
+      }
+    }
+  }
+  out->push_back('"');
+}
+
+// ,"<name>":<n>
+void Field(std::string* out, const char* name, int64_t v) {
+  out->append(",\"").append(name).append("\":");
+  AppendInt(out, v);
+}
+void Field(std::string* out, const char* name, const flatbuffers::String* s) {
+  out->append(",\"").append(name).append("\":");
+  AppendJsonString(out, s);
+}
+// ,"<iso_name>":"<ISO-8601>","<ms_name>":<ms>
+void TimeFields(std::string* out, const char* iso_name, const char* ms_name, int64_t ms) {
+  char iso[32];
+  const size_t len = IsoTime(ms, iso);
+  out->append(",\"").append(iso_name).append("\":\"").append(iso, len).append("\"");
+  Field(out, ms_name, ms);
+}
+
+}  // namespace
+
+Status EncodeNexmarkJson(std::string_view flatbuffer, std::string* out) {
+  namespace s = schema;
+  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(flatbuffer.data()), flatbuffer.size());
+  if (!s::VerifyNexmarkEventBuffer(verifier)) {
+    return Status::InvalidArgument("not a FlatBuffers NexmarkEvent (schemas/nexmark.fbs): cannot write it as JSON");
+  }
+  const s::NexmarkEvent* event = s::GetNexmarkEvent(flatbuffer.data());
+  out->clear();
+  if (const s::Bid* b = event->body_as_Bid()) {
+    out->append("{\"type\":\"bid\"");
+    Field(out, "auction", b->auction());
+    Field(out, "bidder", b->bidder());
+    Field(out, "price", b->price());
+    Field(out, "channel", b->channel());
+    Field(out, "url", b->url());
+    TimeFields(out, "dateTime", "date_time_ms", b->date_time());
+    Field(out, "extra", b->extra());
+  } else if (const s::Person* p = event->body_as_Person()) {
+    out->append("{\"type\":\"person\"");
+    Field(out, "id", p->id());
+    Field(out, "name", p->name());
+    Field(out, "emailAddress", p->email_address());
+    Field(out, "creditCard", p->credit_card());
+    Field(out, "city", p->city());
+    Field(out, "state", p->state());
+    TimeFields(out, "dateTime", "date_time_ms", p->date_time());
+    Field(out, "extra", p->extra());
+  } else if (const s::Auction* a = event->body_as_Auction()) {
+    out->append("{\"type\":\"auction\"");
+    Field(out, "id", a->id());
+    Field(out, "itemName", a->item_name());
+    Field(out, "description", a->description());
+    Field(out, "initialBid", a->initial_bid());
+    Field(out, "reserve", a->reserve());
+    TimeFields(out, "dateTime", "date_time_ms", a->date_time());
+    TimeFields(out, "expires", "expires_ms", a->expires());
+    Field(out, "seller", a->seller());
+    Field(out, "category", a->category());
+    Field(out, "extra", a->extra());
+  } else {
+    return Status::InvalidArgument("a NexmarkEvent without a body: nothing to write as JSON");
+  }
+  out->push_back('}');
+  return Status::OK();
 }
 
 // ---- Avro ----

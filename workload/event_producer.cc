@@ -104,16 +104,29 @@ Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::strin
 }
 
 Result<ProduceSummary> ProduceNexmark(const KafkaConfig& config, const std::string& topic,
-                                      const NexmarkOptions& options, const ProgressFn& progress) {
+                                      const NexmarkOptions& options, const ProgressFn& progress,
+                                      EventFormat format) {
+  if (format != EventFormat::kTransaction && format != EventFormat::kJson) {
+    return Status::InvalidArgument(std::string("nexmark events are written as kappa's FlatBuffers or as json, not ") +
+                                   EventFormatName(format));
+  }
   NexmarkGenerator generator(options);
   NexmarkRecord record;
+  std::string json;
+  Status encode_status;
   auto summary = ProduceAll(config, topic, options.count, [&](OutRecord* out) {
     if (!generator.Next(&record)) return false;
     out->key = &record.key;
     out->value = &record.value;
+    if (format == EventFormat::kJson) {
+      encode_status = EncodeNexmarkJson(record.value, &json);
+      if (!encode_status.ok()) return false;
+      out->value = &json;
+    }
     out->timestamp_ms = record.event_time_ms;
     return true;
   }, progress);
+  if (!encode_status.ok()) return encode_status;
   if (summary.ok()) {
     summary->nexmark = generator.stats();
     summary->stats.total = summary->stats.valid = generator.stats().total;

@@ -36,7 +36,11 @@ Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::strin
 
 // The same for the Nexmark workload (engine/nexmark_generator.h): each event
 // to PartitionForKey(its key) with its date_time as the Kafka timestamp.
+// `format`: kTransaction (the default) writes the generator's FlatBuffers
+// NexmarkEvent, kJson the same event as JSON (EncodeNexmarkJson); keys,
+// partitions and timestamps are the same in both. Other formats are refused.
 Result<ProduceSummary> ProduceNexmark(const KafkaConfig& config, const std::string& topic,
-                                      const NexmarkOptions& options, const ProgressFn& progress = {});
+                                      const NexmarkOptions& options, const ProgressFn& progress = {},
+                                      EventFormat format = EventFormat::kTransaction);
 
 }  // namespace kappa

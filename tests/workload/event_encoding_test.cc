@@ -23,9 +23,13 @@
 
 #include "archive/record_file.h"
 #include "base/hash.h"
+#include "kafka/topic_reader.h"
 #include "schemas/examples/payment_generated.h"
+#include "schemas/nexmark_generated.h"
 #include "schemas/transaction_generated.h"
 #include "tests/support/test_support.h"
+#include "workload/event_producer.h"
+#include "workload/nexmark_generator.h"
 
 namespace kappa {
 namespace {
@@ -451,6 +455,145 @@ TEST(EventEncodingTest, GenRejectsUnknownFormatsAndMisplacedFlags) {
   EXPECT_NE(err.find("--schema-id must be between"), std::string::npos) << err;
 }
 
+// ---- Nexmark as JSON (kappa gen --workload nexmark --format json) ----
+
+// The fields of one FlatBuffers NexmarkEvent, read with flatc's accessors, as
+// "name=value" tab-separated lines (strings in hex): what its JSON must carry.
+std::string NexmarkFields(const std::string& value) {
+  namespace s = schema;
+  const s::NexmarkEvent* e = s::GetNexmarkEvent(value.data());
+  std::string out;
+  auto add = [&](const char* name, const std::string& v) { out.append(name).append("=").append(v).append("\t"); };
+  // Strings in hex: they may hold tabs and newlines.
+  auto str = [](const flatbuffers::String* v) {
+    std::string hex;
+    static const char* kDigits = "0123456789abcdef";
+    for (unsigned char c : v ? v->string_view() : std::string_view()) {
+      hex.push_back(kDigits[c >> 4]);
+      hex.push_back(kDigits[c & 15]);
+    }
+    return hex;
+  };
+  if (const s::Bid* b = e->body_as_Bid()) {
+    add("type", "626964");  // "bid" in hex
+    add("auction", std::to_string(b->auction()));
+    add("bidder", std::to_string(b->bidder()));
+    add("price", std::to_string(b->price()));
+    add("channel", str(b->channel()));
+    add("url", str(b->url()));
+    add("date_time_ms", std::to_string(b->date_time()));
+    add("extra", str(b->extra()));
+  } else if (const s::Person* p = e->body_as_Person()) {
+    add("type", "706572736f6e");
+    add("id", std::to_string(p->id()));
+    add("name", str(p->name()));
+    add("emailAddress", str(p->email_address()));
+    add("creditCard", str(p->credit_card()));
+    add("city", str(p->city()));
+    add("state", str(p->state()));
+    add("date_time_ms", std::to_string(p->date_time()));
+    add("extra", str(p->extra()));
+  } else if (const s::Auction* a = e->body_as_Auction()) {
+    add("type", "61756374696f6e");
+    add("id", std::to_string(a->id()));
+    add("itemName", str(a->item_name()));
+    add("description", str(a->description()));
+    add("initialBid", std::to_string(a->initial_bid()));
+    add("reserve", std::to_string(a->reserve()));
+    add("date_time_ms", std::to_string(a->date_time()));
+    add("expires_ms", std::to_string(a->expires()));
+    add("seller", std::to_string(a->seller()));
+    add("category", std::to_string(a->category()));
+    add("extra", str(a->extra()));
+  }
+  if (!out.empty()) out.pop_back();
+  return out;
+}
+
+// Python: every JSON line of records.txt carries exactly the fields of the
+// same line of expected.txt (ints as JSON numbers, the ISO times equal to
+// their ms), nothing more.
+constexpr const char* kNexmarkJsonCheck = R"PY(
+import json, sys, datetime
+d = sys.argv[1]
+def ms(iso):
+    t = datetime.datetime.strptime(iso, '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=datetime.timezone.utc)
+    return round(t.timestamp() * 1000)
+n = 0
+kinds = {}
+for text, want in zip(open(d + '/records.txt', encoding='utf-8'), open(d + '/expected.txt', encoding='utf-8')):
+    o = json.loads(text)
+    w = dict(f.split('=', 1) for f in want.rstrip('\n').split('\t'))
+    iso = {'dateTime': 'date_time_ms', 'expires': 'expires_ms'}
+    keys = set(w) | {k for k, v in iso.items() if v in w}
+    assert set(o) == keys, (sorted(o), sorted(keys))
+    for k, v in w.items():
+        if k in ('type', 'channel', 'url', 'extra', 'name', 'emailAddress', 'creditCard', 'city', 'state',
+                 'itemName', 'description'):
+            assert o[k] == bytes.fromhex(v).decode('utf-8'), (k, o[k], v)
+        else:
+            assert type(o[k]) is int and o[k] == int(v), (k, o[k], v)
+    for k, v in iso.items():
+        if k in o:
+            assert ms(o[k]) == o[v], (k, o[k], o[v])
+    kinds[o['type']] = kinds.get(o['type'], 0) + 1
+    n += 1
+print('OK', n, sorted(kinds.items()))
+)PY";
+
+TEST(EventEncodingTest, NexmarkJsonCarriesTheFlatBuffersFieldsForPythonsJsonModule) {
+  NexmarkOptions o;
+  o.count = 3000;
+  o.seed = 9;
+  o.events_per_second = 37;  // event times with milliseconds
+  NexmarkGenerator gen(o);
+  NexmarkRecord r;
+  ScratchDir dir("nexmark-json");
+  std::ofstream records(dir / "records.txt"), expected(dir / "expected.txt");
+  std::string json;
+  uint64_t n = 0;
+  while (gen.Next(&r)) {
+    ASSERT_TRUE(EncodeNexmarkJson(r.value, &json).ok());
+    ASSERT_EQ(json.find('\n'), std::string::npos);
+    records << json << "\n";
+    expected << NexmarkFields(r.value) << "\n";
+    ++n;
+  }
+  // A bid whose strings need escaping: quotes, backslashes, control characters, UTF-8.
+  flatbuffers::FlatBufferBuilder fbb;
+  auto body = schema::CreateBidDirect(fbb, 1, 2, 3, "a\"b\\c", "tab\there\nnewline\x01", -5, "caf\xc3\xa9");
+  schema::FinishNexmarkEventBuffer(fbb, schema::CreateNexmarkEvent(fbb, schema::NexmarkBody::Bid, body.Union()));
+  const std::string odd(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  ASSERT_TRUE(EncodeNexmarkJson(odd, &json).ok());
+  records << json << "\n";
+  expected << NexmarkFields(odd) << "\n";
+  ++n;
+  records.close();
+  expected.close();
+  std::ofstream(dir / "check.py") << kNexmarkJsonCheck;
+  const std::string out = RunShell("timeout 60 python3 " + (dir / "check.py") + " " + dir.path().string() + " 2>&1");
+  EXPECT_EQ(out.rfind("OK " + std::to_string(n) + " [('auction', 180), ('bid', 2761), ('person', 60)]", 0), 0u)
+      << out;
+  // Bytes that are not a NexmarkEvent are an error, not an empty object.
+  const Status st = EncodeNexmarkJson("not flatbuffers at all", &json);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("NexmarkEvent"), std::string::npos) << st.ToString();
+}
+
+TEST(EventEncodingTest, GenNexmarkJsonOnlyToATopic) {
+  std::string out, err;
+  EXPECT_NE(RunKappa({"gen", "--workload", "nexmark", "--format", "avro", "--to-archive", "/dev/null",
+                      "--partitions", "1", "-n", "1"},
+                     &out, &err),
+            0);
+  EXPECT_NE(err.find("--format json, not avro"), std::string::npos) << err;
+  EXPECT_NE(RunKappa({"gen", "--workload", "nexmark", "--format", "json", "--to-archive", "/dev/null",
+                      "--partitions", "1", "-n", "1"},
+                     &out, &err),
+            0);
+  EXPECT_NE(err.find("writes to a topic only"), std::string::npos) << err;
+}
+
 class EventEncodingBrokerTest : public testing::BrokerTest {};
 
 TEST_F(EventEncodingBrokerTest, GenJsonAndAvroToABrokerThenConsumeCountsThem) {
@@ -467,6 +610,54 @@ TEST_F(EventEncodingBrokerTest, GenJsonAndAvroToABrokerThenConsumeCountsThem) {
     ASSERT_EQ(RunKappa({"consume", "-b", bootstrap(), "-t", topic}, &out, &err), 0) << err;
     EXPECT_NE(out.find(topic + ": 2500 records"), std::string::npos) << out;
   }
+}
+
+// The two encodings on a broker: `kappa gen --workload nexmark` with and
+// without --format json writes the same events with the same keys, to the
+// same partitions, with the same timestamps, in the same order; only the
+// value's encoding differs.
+TEST_F(EventEncodingBrokerTest, GenNexmarkJsonAndFlatBuffersSameKeysPartitionsTimestamps) {
+  CreateTopic("nexmark-fb", 3);
+  CreateTopic("nexmark-json", 3);
+  std::string out, err;
+  for (const auto& [topic, extra] : {std::pair<std::string, std::string>{"nexmark-fb", ""}, {"nexmark-json", "json"}}) {
+    std::vector<std::string> args = {"gen", "--workload", "nexmark", "-b", bootstrap(), "-t", topic,
+                                     "-n", "2000", "--seed", "4", "--rate", "333"};
+    if (!extra.empty()) args.insert(args.end(), {"--format", extra});
+    ASSERT_EQ(RunKappa(args, &out, &err), 0) << err;
+    EXPECT_NE(out.find("kappa gen: 2000 nexmark events to " + topic + " (3 partitions)"), std::string::npos) << out;
+  }
+  struct Rec {
+    std::string key, value;
+    int64_t ts;
+  };
+  auto read = [&](const std::string& topic) {
+    std::map<int32_t, std::vector<Rec>> by_partition;
+    auto summary = ReadTopic(Config(), topic, [&](const ConsumedRecord& r) {
+      by_partition[r.partition].push_back({std::string(r.key), std::string(r.value), r.timestamp_ms});
+    }, 3000);
+    EXPECT_TRUE(summary.ok()) << summary.status().ToString();
+    return by_partition;
+  };
+  const auto fb = read("nexmark-fb");
+  const auto js = read("nexmark-json");
+  ASSERT_EQ(fb.size(), 3u);
+  ASSERT_EQ(js.size(), 3u);
+  size_t total = 0;
+  std::string want;
+  for (const auto& [p, recs] : fb) {
+    const auto& other = js.at(p);
+    ASSERT_EQ(recs.size(), other.size()) << "partition " << p;
+    for (size_t i = 0; i < recs.size(); ++i) {
+      EXPECT_EQ(recs[i].key, other[i].key) << p << "/" << i;
+      EXPECT_EQ(recs[i].ts, other[i].ts) << p << "/" << i;
+      ASSERT_TRUE(EncodeNexmarkJson(recs[i].value, &want).ok());
+      EXPECT_EQ(other[i].value, want) << p << "/" << i;
+    }
+    total += recs.size();
+  }
+  EXPECT_EQ(total, 2000u);
+  EXPECT_EQ(js.at(0).front().value.rfind("{\"type\":", 0), 0u);
 }
 
 }  // namespace
