@@ -3,6 +3,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 #include "kafka/kafka_status.h"
@@ -255,8 +257,23 @@ Status PartitionConsumer::Positions(PartitionList* partitions) const {
 }
 
 Status PartitionConsumer::Committed(PartitionList* partitions, int timeout_ms) const {
-  return StatusFromKafka(rd_kafka_committed(consumer_.get(), partitions->get(), timeout_ms),
-                         "cannot read the committed offsets of group " + options_.group);
+  // A coordinator that is not there yet (a fresh broker making and loading
+  // __consumer_offsets, or one that just moved) answers NOT_COORDINATOR or
+  // COORDINATOR_LOAD_IN_PROGRESS, and librdkafka 2.0 hands that back at
+  // once: asked again until the timeout.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    const int left = static_cast<int>(std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
+    const rd_kafka_resp_err_t err = rd_kafka_committed(consumer_.get(), partitions->get(), left);
+    const bool coordinator_moving = err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+                                    err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+                                    err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+    if (!coordinator_moving || std::chrono::steady_clock::now() >= deadline) {
+      return StatusFromKafka(err, "cannot read the committed offsets of group " + options_.group);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 void PartitionConsumer::CommitAsync(const PartitionList& offsets) {

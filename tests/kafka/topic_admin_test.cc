@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 
 #include "kafka/kafka_client.h"
+#include "kafka/partition_consumer.h"
+#include "kafka/partition_list.h"
 #include "tests/support/test_support.h"
 
 namespace kappa {
@@ -55,6 +57,36 @@ TEST_F(TopicAdminTest, ClientsCreatingOneTopicAtOnceAllSeeItAtOnce) {
     for (const std::string& e : errors) EXPECT_EQ(e, "") << topic;
     EXPECT_EQ(seen.load(), 4) << topic;
   }
+}
+
+// The first group request on a fresh broker meets a coordinator that is
+// not there yet (NOT_COORDINATOR while __consumer_offsets is made and
+// loaded); reading a group's committed offsets then (what an exactly_once
+// job does as it starts) waits for it within its timeout instead of
+// stopping the job. An exactly_once repartitioned job, whose two stages ask
+// for two groups at once, stopped with "Broker: Not coordinator".
+TEST_F(TopicAdminTest, CommittedOffsetsOnAFreshBrokerWaitForTheCoordinator) {
+  if (!real_broker()) GTEST_SKIP() << "the embedded broker's coordinator is there from the start";
+  // Eight groups at once, before any other group request reached the broker.
+  std::vector<std::string> errors(8);
+  std::vector<std::thread> askers;
+  for (int g = 0; g < 8; ++g) {
+    askers.emplace_back([&, g] {
+      PartitionConsumerOptions o;
+      o.group = "fresh-group-" + std::to_string(g);
+      auto consumer = PartitionConsumer::Create(Config(), std::move(o));
+      if (!consumer.ok()) {
+        errors[g] = consumer.status().ToString();
+        return;
+      }
+      PartitionList list;
+      list.Add("fresh", 0);
+      Status st = (*consumer)->Committed(&list, 20000);
+      if (!st.ok()) errors[g] = st.ToString();
+    });
+  }
+  for (auto& t : askers) t.join();
+  for (const std::string& e : errors) EXPECT_EQ(e, "");
 }
 
 }  // namespace
