@@ -171,7 +171,13 @@ struct JobRunner::Impl {
     }
     return true;
   }
-  ProgressSnapshot Snapshot() const { return SnapshotOf(Running(), *source, coordinator->epoch()); }
+  ProgressSnapshot Snapshot() const {
+    ProgressSnapshot s = SnapshotOf(Running(), *source, coordinator->epoch());
+    if (standby) {
+      for (const auto& c : standby->Copies()) s.standbys.push_back({c.partition, c.lag_records, c.applied_next_offset});
+    }
+    return s;
+  }
 };
 
 JobRunner::JobRunner(JobSpec spec, KafkaConfig config, RunOptions options) : impl_(std::make_unique<Impl>()) {
