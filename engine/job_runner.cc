@@ -428,9 +428,13 @@ Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int3
     // A partition this process kept a copy of: the copy reads up to the
     // changelog's end first, so that TakePartition finds it at the latest
     // marker and restores locally.
+    // At most 5 s for all of them (under exactly_once a dead owner's open
+    // transaction holds the readable end back: the copy cannot get there).
     if (standby) {
+      Stopwatch catching_up;
       for (int32_t p : partitions) {
-        auto reached = standby->CatchUpAndDrop(p, 5000);
+        const int left = std::max(0, 5000 - static_cast<int>(catching_up.Millis()));
+        auto reached = standby->CatchUpAndDrop(p, left);
         if (!reached.ok()) return reached.status();
       }
     }

@@ -127,10 +127,11 @@ Status StandbyFollower::Handle(void* message) {
 
 Status StandbyFollower::Apply(int32_t p, Partition& s) {
   if (!s.marker) return Status::OK();
-  if (s.marker->spec_hash != spec_hash_) {
-    Note(NoteLevel::kWarning, "standby: " + topic_ + "[" + std::to_string(p) + "] holds state of spec " +
+  if (s.refused || s.marker->spec_hash != spec_hash_) {
+    if (!s.refused) Note(NoteLevel::kWarning, "standby: " + topic_ + "[" + std::to_string(p) + "] holds state of spec " +
                                   s.marker->spec_hash + ", this is spec " + spec_hash_ +
                                   ": no copy of it is kept (a logic change is a new version)");
+    s.refused = true;
     s.marker.reset();
     s.committed.clear();
     return Status::OK();

@@ -72,6 +72,7 @@ class StandbyFollower {
     bool written = false;      // a first write (clearing the store's copy) was made
     bool caught_up = false;    // noted once
     bool at_end = false;       // the last event was its end
+    bool refused = false;      // another spec's state: no copy is kept
     int64_t applied_next_offset = -1;
   };
   Status Assign();
