@@ -25,12 +25,21 @@ struct PartitionProgress {
   int64_t lag() const { return log_end > position ? log_end - position : 0; }
 };
 
+// A standby copy a scaled-out instance keeps of a partition another one
+// runs (engine/standby.h).
+struct StandbyProgress {
+  int32_t partition = 0;
+  int64_t lag_records = -1;  // changelog records behind its end (-1: unknown yet)
+  int64_t next_offset = -1;  // the input offset the copy is at (-1: nothing applied yet)
+};
+
 struct ProgressSnapshot {
   int64_t epoch = 0;
   int64_t checkpoint_ms = 0;  // wall clock of the snapshot
   double records_per_second = 0;
   RecordCounters counters;
   std::vector<PartitionProgress> partitions;
+  std::vector<StandbyProgress> standbys;  // scale_out.standbys: the copies this process keeps
 
   int64_t total_lag() const {
     int64_t lag = 0;

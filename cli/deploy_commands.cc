@@ -219,11 +219,17 @@ int StatusCommand(int argc, char** argv) {
           owned += (owned.empty() ? "" : ",") + std::to_string(p.partition);
           lag += std::max<int64_t>(0, p.log_end - p.position);
         }
-        std::printf("      instance %s: %s, partitions %s, %.0f rec/s, lag %lld, checkpoint epoch %lld %llds ago\n",
+        // Its standby copies: partition (changelog records behind).
+        std::string copies;
+        for (const auto& sb : inst.snapshot.standbys) {
+          copies += (copies.empty() ? ", standby copies " : ",") + std::to_string(sb.partition) + " (lag " +
+                    (sb.lag_records < 0 ? std::string("?") : std::to_string(sb.lag_records)) + ")";
+        }
+        std::printf("      instance %s: %s, partitions %s, %.0f rec/s, lag %lld, checkpoint epoch %lld %llds ago%s\n",
                     inst.instance.c_str(), inst.stopped ? "stopped" : "running", owned.empty() ? "none" : owned.c_str(),
                     inst.snapshot.records_per_second, static_cast<long long>(lag),
                     static_cast<long long>(inst.snapshot.epoch),
-                    static_cast<long long>((now - inst.snapshot.checkpoint_ms) / 1000));
+                    static_cast<long long>((now - inst.snapshot.checkpoint_ms) / 1000), copies.c_str());
       }
       if (auto throttle = registry.Throttle(name, v.version)) {
         std::printf("      throttle: %s (set %llds ago)\n", DescribeThrottle(*throttle).c_str(),

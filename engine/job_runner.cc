@@ -1,7 +1,11 @@
 #include "engine/job_runner.h"
 
+#include <librdkafka/rdkafka.h>
+
 #include <algorithm>
 #include <deque>
+#include <iterator>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -16,8 +20,10 @@
 #include "engine/kafka_source.h"
 #include "engine/postgres_sink.h"
 #include "engine/stage_plan.h"
+#include "engine/standby.h"
 #include "engine/start_position.h"
 #include "engine/task.h"
+#include "kafka/group_members.h"
 #include "kafka/partition_consumer.h"
 #include "kafka/partition_list.h"
 #include "kafka/schema_registry.h"
@@ -83,6 +89,12 @@ struct JobRunner::Impl {
   std::vector<Task*> active;
   std::unique_ptr<ChangelogWriter> changelog;
   std::unique_ptr<ChangelogReader> changelog_reader;
+  // scale_out.standbys: the copies this process keeps of its predecessor's
+  // partitions (engine/standby.h), placed from the group's assignments.
+  std::unique_ptr<StandbyFollower> standby;
+  std::unique_ptr<GroupAssignmentQuery> placement;
+  Stopwatch since_placement;
+  bool placement_due = true;
   std::vector<std::string> table_names;
   bool closing = false;
   std::unique_ptr<CommittedGaps> gaps;
@@ -121,6 +133,7 @@ struct JobRunner::Impl {
   Status MakeGroupTasks(int32_t partitions);
   Status OnRebalance(RebalanceEvent event, const std::vector<int32_t>& partitions, std::vector<int64_t>* offsets);
   Status TakePartition(int32_t p, int64_t* offset);
+  Status StandbyTurn();
   // A checkpoint of a scaled-out exactly_once version; a transaction the
   // group fenced is rewound (RewindAbortedEpoch) instead of stopping the job.
   Status GroupCheckpoint();
@@ -159,7 +172,13 @@ struct JobRunner::Impl {
     }
     return true;
   }
-  ProgressSnapshot Snapshot() const { return SnapshotOf(Running(), *source, coordinator->epoch()); }
+  ProgressSnapshot Snapshot() const {
+    ProgressSnapshot s = SnapshotOf(Running(), *source, coordinator->epoch());
+    if (standby) {
+      for (const auto& c : standby->Copies()) s.standbys.push_back({c.partition, c.lag_records, c.applied_next_offset});
+    }
+    return s;
+  }
 };
 
 JobRunner::JobRunner(JobSpec spec, KafkaConfig config, RunOptions options) : impl_(std::make_unique<Impl>()) {
@@ -355,6 +374,13 @@ Status JobRunner::Impl::MakeGroupTasks(int32_t partitions) {
   auto reader = ChangelogReader::Create(config, spec.ChangelogTopic());
   if (!reader.ok()) return reader.status();
   changelog_reader = std::move(*reader);
+  if (spec.scale_out.standbys > 0) {
+    auto follower = StandbyFollower::Create(config, spec.ChangelogTopic(), spec.source_topic, spec.spec_hash,
+                                            *backend, options.on_note);
+    if (!follower.ok()) return follower.status();
+    standby = std::move(*follower);
+    placement = std::make_unique<GroupAssignmentQuery>(consumer->handle(), spec.ConsumerGroup(), spec.source_topic);
+  }
   barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic);
   // No informational group commits: the changelog's markers hold the
   // positions, and a commit refused mid-rebalance makes librdkafka start
@@ -413,7 +439,21 @@ Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int3
                                     std::vector<int64_t>* offsets) {
   std::string list;
   for (int32_t p : partitions) list += (list.empty() ? "" : ",") + std::to_string(p);
+  placement_due = true;
   if (event == RebalanceEvent::kAssign) {
+    // A partition this process kept a copy of: the copy reads up to the
+    // changelog's end first, so that TakePartition finds it at the latest
+    // marker and restores locally.
+    // At most 5 s for all of them (under exactly_once a dead owner's open
+    // transaction holds the readable end back: the copy cannot get there).
+    if (standby) {
+      Stopwatch catching_up;
+      for (int32_t p : partitions) {
+        const int left = std::max(0, 5000 - static_cast<int>(catching_up.Millis()));
+        auto reached = standby->CatchUpAndDrop(p, left);
+        if (!reached.ok()) return reached.status();
+      }
+    }
     for (size_t i = 0; i < partitions.size(); ++i) KAPPA_RETURN_IF_ERROR(TakePartition(partitions[i], &(*offsets)[i]));
     UpdateActive();
     Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " took partition(s) " + list + " of " +
@@ -594,6 +634,47 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
   return Status::OK();
 }
 
+// Standbys, once per loop turn: about every 5 s and after each rebalance
+// the group's assignments are asked for (without waiting for the answer);
+// the members ordered by member id form a ring, and this process keeps
+// copies of the partitions of the member before it (none that it runs
+// itself). Then the copies follow the changelog for at most ~20 ms.
+Status JobRunner::Impl::StandbyTurn() {
+  if (!standby) return Status::OK();
+  if ((placement_due || since_placement.Millis() > 5000) && !placement->pending() && consumer->joined()) {
+    placement->Send(5000);
+    placement_due = false;
+    since_placement.Reset();
+  }
+  if (auto got = placement->TryGet()) {
+    if (!got->ok()) {
+      if (got->status().code() == Status::Code::kFailedPrecondition) {
+        Note(NoteLevel::kWarning, "standbys are off: " + got->status().message());
+        standby.reset();
+        return Status::OK();
+      }
+      Note(NoteLevel::kWarning, "standby placement: " + got->status().message() + " (asking again in 5 s)");
+    } else {
+      char* me_raw = rd_kafka_memberid(consumer->handle());
+      const std::string me = me_raw ? me_raw : "";
+      if (me_raw) rd_kafka_mem_free(consumer->handle(), me_raw);
+      const GroupAssignments& members = **got;
+      auto mine = members.find(me);
+      if (mine != members.end()) {  // else: not in the group's answer yet (joining)
+        std::set<int32_t> want;
+        if (members.size() > 1) {
+          auto before = mine == members.begin() ? std::prev(members.end()) : std::prev(mine);
+          for (int32_t p : before->second) {
+            if (p >= 0 && static_cast<size_t>(p) < owned.size() && !owned[static_cast<size_t>(p)]) want.insert(p);
+          }
+        }
+        KAPPA_RETURN_IF_ERROR(standby->Follow(want));
+      }
+    }
+  }
+  return standby->Step(20);
+}
+
 // The database's offsets against RocksDB's: ahead, the gap is re-read with
 // outputs suppressed; behind (only when the database lost what it had
 // committed: restored from a backup, rows deleted), the state cannot be
@@ -714,6 +795,7 @@ Status JobRunner::Impl::Loop(StopToken stop) {
       // Reads nothing; checkpoints, status and the hook go on.
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       sink->Poll();
+      KAPPA_RETURN_IF_ERROR(StandbyTurn());
       KAPPA_RETURN_IF_ERROR(AfterRead(&asked_to_stop));
       continue;
     }
@@ -734,6 +816,7 @@ Status JobRunner::Impl::Loop(StopToken stop) {
     }
     processed += records;
     sink->Poll();
+    KAPPA_RETURN_IF_ERROR(StandbyTurn());
     KAPPA_RETURN_IF_ERROR(AfterRead(&asked_to_stop));
   }
   return Finish(input_ended);

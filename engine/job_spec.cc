@@ -640,7 +640,7 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
   if (const ConfigNode* so = root.Find("scale_out")) {
     spec.scale_out.enabled = true;
     if (!so->IsScalar()) {
-      KAPPA_RETURN_IF_ERROR(so->CheckKeys({"session_timeout"}, "scale_out"));
+      KAPPA_RETURN_IF_ERROR(so->CheckKeys({"session_timeout", "standbys"}, "scale_out"));
       auto timeout = so->DurationAt("session_timeout", spec.scale_out.session_timeout_ms, /*required=*/false);
       if (!timeout.ok()) return timeout.status();
       // Kafka brokers refuse sessions outside group.min/max.session.timeout.ms
@@ -649,11 +649,18 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
         return so->Error("`scale_out.session_timeout` must be between 6s (Kafka's group.min.session.timeout.ms) and 5m");
       }
       spec.scale_out.session_timeout_ms = static_cast<int>(*timeout);
+      auto standbys = so->IntAt("standbys", 0);
+      if (!standbys.ok()) return standbys.status();
+      if (*standbys != 0 && *standbys != 1) {
+        return so->Find("standbys")->Error("`scale_out.standbys` is 0 or 1 (one warm copy of each partition's state on "
+                                           "another instance); got " + std::to_string(*standbys));
+      }
+      spec.scale_out.standbys = static_cast<int>(*standbys);
     } else {
       auto on = so->String();
       if (!on.ok()) return on.status();
       if (*on == "false" || *on == "off") spec.scale_out.enabled = false;
-      else if (*on != "true" && *on != "on") return so->Error("`scale_out` is true, false or a map {session_timeout}");
+      else if (*on != "true" && *on != "on") return so->Error("`scale_out` is true, false or a map {session_timeout, standbys}");
     }
   }
   if (const ConfigNode* p = root.Find("parallelism")) {

@@ -33,6 +33,10 @@ enum class DeliveryMode { kAtLeastOnce, kExactlyOnce };
 struct ScaleOutSpec {
   bool enabled = false;
   int session_timeout_ms = 10000;  // how soon a silent instance's partitions move
+  // `standbys: 1`: each instance also keeps a warm copy of the state of the
+  // partitions its predecessor in the group runs (by member id), following
+  // the changelog, so a failover restores locally (engine/standby.h). 0 or 1.
+  int standbys = 0;
   // This process's name in the group (--instance; default host:state dir):
   // its transactional.id under exactly_once and its line in `kappa status`.
   std::string instance;

@@ -120,11 +120,16 @@ std::string EncodeProgress(const ProgressRecord& r) {
   for (const auto& p : r.snapshot.partitions) {
     parts.push_back(schema::CreatePartitionPosition(fbb, p.partition, p.position, p.log_end, p.watermark_ms, p.start_offset));
   }
+  std::vector<flatbuffers::Offset<schema::StandbyCopy>> copies;
+  for (const auto& sb : r.snapshot.standbys) {
+    copies.push_back(schema::CreateStandbyCopy(fbb, sb.partition, sb.lag_records, sb.next_offset));
+  }
   const auto& c = r.snapshot.counters;
   auto root = schema::CreateVersionProgressDirect(fbb, r.job.c_str(), r.version, r.snapshot.epoch,
                                                   r.snapshot.checkpoint_ms, r.snapshot.records_per_second, c.in,
                                                   c.outputs, c.dlq, c.late, &parts, r.caught_up_since_ms, r.stopped,
-                                                  r.instance.empty() ? nullptr : r.instance.c_str());
+                                                  r.instance.empty() ? nullptr : r.instance.c_str(),
+                                                  copies.empty() ? nullptr : &copies);
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -159,6 +164,15 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   r.caught_up_since_ms = p->caught_up_since_ms();
   r.stopped = p->stopped();
   r.instance = Str(p->instance());
+  if (p->standbys()) {
+    for (const auto* sb : *p->standbys()) {
+      StandbyProgress copy;
+      copy.partition = sb->partition();
+      copy.lag_records = sb->lag_records();
+      copy.next_offset = sb->next_offset();
+      r.snapshot.standbys.push_back(copy);
+    }
+  }
   return r;
 }
 

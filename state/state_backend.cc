@@ -715,7 +715,13 @@ Status StateBackend::ForEachEntry(int32_t partition, const std::vector<std::stri
 
 Status StateBackend::ReplacePartition(int32_t partition, const std::vector<Entry>& entries,
                                       const TaskCheckpointData& task) {
-  WaitIdle();
+  return ApplyToPartition(partition, entries, {}, task, /*clear_first=*/true);
+}
+
+Status StateBackend::ApplyToPartition(int32_t partition, const std::vector<Entry>& entries,
+                                      const std::vector<std::pair<std::string, std::string>>& erased,
+                                      const TaskCheckpointData& task, bool clear_first) {
+  if (clear_first) WaitIdle();
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (!impl_->error.ok()) return impl_->error;
@@ -727,6 +733,7 @@ Status StateBackend::ReplacePartition(int32_t partition, const std::vector<Entry
   // Key by key: the vector memtable this store uses has no range deletes.
   const rocksdb::Slice upper(end);
   for (const auto& [name, cf] : impl_->tables) {
+    if (!clear_first) break;
     rocksdb::ReadOptions ro;
     ro.fill_cache = false;
     ro.iterate_upper_bound = &upper;
@@ -742,6 +749,13 @@ Status StateBackend::ReplacePartition(int32_t partition, const std::vector<Entry
       return Status::InvalidArgument("state table " + e.table + " has no column family in " + dir_);
     }
     KAPPA_RETURN_IF_ERROR(FromRocks(batch.Put(found->second, prefix + e.key, e.value), "cannot stage state"));
+  }
+  for (const auto& [table, key] : erased) {
+    auto found = impl_->tables.find(table);
+    if (found == impl_->tables.end()) {
+      return Status::InvalidArgument("state table " + table + " has no column family in " + dir_);
+    }
+    KAPPA_RETURN_IF_ERROR(FromRocks(batch.Delete(found->second, prefix + key), "cannot stage a deletion"));
   }
   flatbuffers::FlatBufferBuilder fbb(256);
   TaskCheckpointData stored = task;

@@ -31,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/record_counters.h"
@@ -161,6 +162,17 @@ class StateBackend {
   // restored from elsewhere (the changelog) becomes this store's. Waits
   // for pending commits first; the epoch stays.
   Status ReplacePartition(int32_t partition, const std::vector<Entry>& entries, const TaskCheckpointData& task);
+  // Standbys (engine/standby.h): applies one changelog marker's worth of
+  // changes to `partition` (`puts`, then `erased` deleted) with `task` as
+  // its checkpoint, in one synced write, leaving the partition's other
+  // entries alone (ReplacePartition wipes them); with `clear_first` the
+  // partition's stored entries go first, in the same write (a copy that
+  // starts over from the beginning of the changelog). Waits for pending
+  // commits only with `clear_first`: the caller must not be checkpointing
+  // `partition` (a partition this process does not run).
+  Status ApplyToPartition(int32_t partition, const std::vector<Entry>& puts,
+                          const std::vector<std::pair<std::string, std::string>>& erased,
+                          const TaskCheckpointData& task, bool clear_first);
 
   struct TaskSnapshot {
     const TaskCheckpointData* task;

@@ -464,6 +464,43 @@ TEST_F(CliBrokerTest, StatusOfAnUnknownJobNamesTheRegisteredOnes) {
   EXPECT_FALSE(Contains(out, "job b:")) << out;
 }
 
+// Issue 14 (standbys): `kappa status` shows, on a scaled-out instance's
+// line, the standby copies it keeps and how far behind the changelog each is.
+TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesAndTheirLag) {
+  CreateTopic("transactions", 4);
+  Registry registry(Config());
+  ASSERT_TRUE(registry.Refresh().ok());
+  JobRecord job;
+  job.job = "so";
+  VersionInfo v;
+  v.version = 1;
+  v.spec_hash = "0123456789abcdef";
+  v.source_topic = "transactions";
+  v.output_topic = "out.v1";
+  job.versions.push_back(v);
+  ASSERT_TRUE(registry.PutJob(job).ok());
+  for (const char* name : {"a", "b"}) {
+    ProgressRecord r;
+    r.job = "so";
+    r.version = 1;
+    r.instance = name;
+    r.snapshot.epoch = 3;
+    r.snapshot.checkpoint_ms = 1767225600000;
+    for (int32_t p : name == std::string("a") ? std::vector<int32_t>{0, 2} : std::vector<int32_t>{1, 3}) {
+      PartitionProgress part;
+      part.partition = p;
+      r.snapshot.partitions.push_back(part);
+    }
+    if (name == std::string("a")) r.snapshot.standbys = {{1, 0, 40}, {3, 12, 7}};
+    ASSERT_TRUE(registry.PutProgress(r).ok());
+  }
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"status", "so", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "instance a: running, partitions 0,2")) << out;
+  EXPECT_TRUE(Contains(out, ", standby copies 1 (lag 0),3 (lag 12)\n")) << out;
+  EXPECT_EQ(out.find("standby copies"), out.rfind("standby copies")) << "instance b keeps no copies:\n" << out;
+}
+
 // Issue 10, smaller: `consume --print` showed a null key as "" (the same as
 // an empty key).
 TEST_F(CliBrokerTest, ConsumePrintTellsANullKeyFromAnEmptyOne) {

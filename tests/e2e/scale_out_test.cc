@@ -58,7 +58,7 @@ class ScaleOutTest : public BrokerTest {
 
   // The scaled-out spec: job `so`, changelog so.v1.changelog (made here:
   // the embedded broker cannot create topics on request).
-  std::string ScaledSpec(const ScratchDir& dir, const std::string& delivery) {
+  std::string ScaledSpec(const ScratchDir& dir, const std::string& delivery, const std::string& extra = "") {
     CreateTopic("so.v1.changelog", kPartitions, {{"cleanup.policy", "compact"}});
     SpecOptions o;
     o.job = "so";
@@ -67,7 +67,7 @@ class ScaleOutTest : public BrokerTest {
     o.checkpoint_interval = "300ms";
     o.delivery = delivery;
     const std::string path = WriteSpec(dir, "so.yaml", o);
-    std::ofstream(path, std::ios::app) << "scale_out: {session_timeout: 6s}\n";
+    std::ofstream(path, std::ios::app) << "scale_out: {session_timeout: 6s" << extra << "}\n";
     return path;
   }
 
@@ -256,6 +256,63 @@ TEST_F(ScaleOutTest, AKilledInstancesPartitionsMoveWithTheirStateAndTheOutputsEq
     instances[i]->Kill(SIGTERM);
     EXPECT_EQ(instances[i]->WaitFor(60000), 0) << instances[i]->Stderr();
   }
+  ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
+}
+
+// standbys: 1: each of two instances keeps a copy of the other's partitions
+// by following the changelog; one is killed with SIGKILL and the survivor
+// restores the moved partitions from its local copy (no changelog read),
+// and the outputs still equal one process's.
+TEST_F(ScaleOutTest, WithStandbysAFailoverRestoresFromTheLocalCopyAndTheOutputsEqualOneProcess) {
+  if (!real_broker()) {
+    GTEST_SKIP() << "standbys place themselves with DescribeConsumerGroups, which the embedded broker "
+                    "(librdkafka 2.0.2's mock) does not have";
+  }
+  ASSERT_NO_FATAL_FAILURE(Produce());
+  ScratchDir dir("scaleout-standby");
+  const TopicContents want = Reference(dir, "at_least_once");
+  Phase("reference");
+  const std::string spec = ScaledSpec(dir, "at_least_once", ", standbys: 1");
+  std::vector<std::unique_ptr<ChildProcess>> instances;
+  for (const std::string name : {"s1", "s2"}) {
+    instances.push_back(std::make_unique<ChildProcess>(Instance(dir, spec, name, 4000), name));
+  }
+  ASSERT_NO_FATAL_FAILURE(WaitUntilEachRunsSome(instances, 90));
+  // The survivor-to-be has a caught-up copy of the partitions s1 runs.
+  ASSERT_NO_FATAL_FAILURE(WaitForLine(*instances[1], "standby: the copy of", 40));
+  Phase("s2's standby copy caught up");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ASSERT_GT(Runs(*instances[0]), 0) << instances[0]->Stderr();
+  ASSERT_FALSE(AllCheckpointedAtEnd()) << "the input was finished before the kill";
+  const size_t before_kill = instances[1]->Stderr().size();
+  instances[0]->Kill(SIGKILL);
+  ASSERT_EQ(instances[0]->Wait(), 128 + SIGKILL) << instances[0]->Stderr();
+  ASSERT_TRUE(WaitUntilAllAtEnd(120)) << "the survivor did not finish the input:\n" << Logs(instances);
+  Phase("all at end");
+  const std::string after = instances[1]->Stderr().substr(before_kill);
+  std::string moved;  // what the survivor said about the moved partitions
+  for (size_t at = 0, end; at < after.size(); at = end + 1) {
+    end = after.find('\n', at);
+    if (end == std::string::npos) end = after.size();
+    const std::string line = after.substr(at, end - at);
+    if (line.find("moves here") != std::string::npos || line.find("restored") != std::string::npos) moved += line + "\n";
+  }
+  Phase("after the kill, the survivor said:\n" + moved);
+  EXPECT_NE(after.find("moves here"), std::string::npos) << "no standby copy was taken over:\n" << after;
+  EXPECT_NE(after.find("restored from local state (it matches the changelog)"), std::string::npos)
+      << "the moved partitions were not restored from the standby copy:\n" << after;
+  // (A partition s1 had not read from yet restores "locally" at offset 0
+  // too: at least one must have carried state.)
+  const std::string local = "restored from local state (it matches the changelog); reading from offset ";
+  int64_t furthest = 0;
+  for (size_t at = moved.find(local); at != std::string::npos; at = moved.find(local, at + 1)) {
+    furthest = std::max<int64_t>(furthest, std::atoll(moved.c_str() + at + local.size()));
+  }
+  EXPECT_GT(furthest, 0) << "no moved partition was restored locally with any state:\n" << moved;
+  EXPECT_EQ(after.find("restored from the changelog"), std::string::npos)
+      << "a moved partition was read from the changelog despite its standby copy:\n" << after;
+  instances[1]->Kill(SIGTERM);
+  EXPECT_EQ(instances[1]->WaitFor(60000), 0) << instances[1]->Stderr();
   ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
 }
 

@@ -83,6 +83,34 @@ TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
   EXPECT_FALSE(reader.Progress("spend", 3).has_value());
 }
 
+// A scaled-out instance's record carries its standby copies and their lag
+// (what `kappa status` shows per instance); one without copies has none.
+TEST_F(RegistryTest, AnInstancesStandbyCopiesAndTheirLagRoundTrip) {
+  CreateTopic("kappa.control", 1);
+  {
+    Registry writer(Config());
+    ProgressRecord a = Progress("spend", 3, {{0, 10}, {2, 20}});
+    a.instance = "a";
+    a.snapshot.standbys = {{1, 0, 77}, {3, 12, 40}, {5, -1, -1}};
+    ASSERT_TRUE(writer.PutProgress(a).ok());
+    ProgressRecord b = Progress("spend", 3, {{1, 77}});
+    b.instance = "b";
+    ASSERT_TRUE(writer.PutProgress(b).ok());
+  }
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto instances = reader.InstanceProgress("spend", 3);
+  ASSERT_EQ(instances.size(), 2u);
+  const ProgressRecord& a = instances[0].instance == "a" ? instances[0] : instances[1];
+  const ProgressRecord& b = instances[0].instance == "a" ? instances[1] : instances[0];
+  ASSERT_EQ(a.snapshot.standbys.size(), 3u);
+  EXPECT_EQ(a.snapshot.standbys[1].partition, 3);
+  EXPECT_EQ(a.snapshot.standbys[1].lag_records, 12);
+  EXPECT_EQ(a.snapshot.standbys[1].next_offset, 40);
+  EXPECT_EQ(a.snapshot.standbys[2].lag_records, -1);
+  EXPECT_TRUE(b.snapshot.standbys.empty());
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());

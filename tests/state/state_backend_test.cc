@@ -548,5 +548,43 @@ TEST_F(StateBackendTest, LargeCommitRoundTrips) {
   EXPECT_EQ((*backend->ReadTask(0))->next_offset, kKeys);
 }
 
+// Standbys apply a changelog marker's changes on top of what the copy has
+// (ApplyToPartition without clear_first): puts overwrite, erasures delete,
+// other entries stay, and the checkpoint reads back as the marker's; other
+// partitions are untouched. With clear_first the partition starts over.
+TEST_F(StateBackendTest, ApplyToPartitionAddsAMarkersChangesWithoutWipingAndClearFirstStartsOver) {
+  auto backend = OpenOrDie();
+  ASSERT_NE(backend, nullptr);
+  ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+  const std::string table = kTables[0];
+  auto entries = [&](int32_t p) {
+    std::map<std::string, std::string> out;
+    EXPECT_TRUE(backend->ForEachEntry(p, {table}, [&](const std::string&, std::string_view k, std::string_view v) {
+      out[std::string(k)] = std::string(v);
+      return Status::OK();
+    }).ok());
+    return out;
+  };
+  TaskCheckpointData task;
+  task.next_offset = 10;
+  ASSERT_TRUE(backend->ApplyToPartition(1, {{table, "a", "1"}, {table, "b", "2"}}, {}, task, true).ok());
+  ASSERT_TRUE(backend->ApplyToPartition(2, {{table, "z", "9"}}, {}, task, true).ok());
+  task.next_offset = 20;
+  ASSERT_TRUE(backend->ApplyToPartition(1, {{table, "b", "3"}, {table, "c", "4"}}, {{table, "a"}}, task, false).ok());
+  EXPECT_EQ(entries(1), (std::map<std::string, std::string>{{"b", "3"}, {"c", "4"}}));
+  EXPECT_EQ(entries(2), (std::map<std::string, std::string>{{"z", "9"}}));
+  auto stored = backend->ReadTask(1);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->next_offset, 20);
+  EXPECT_EQ((*stored)->partition, 1);
+
+  task.next_offset = 5;
+  ASSERT_TRUE(backend->ApplyToPartition(1, {{table, "d", "5"}}, {}, task, true).ok());
+  EXPECT_EQ(entries(1), (std::map<std::string, std::string>{{"d", "5"}}));
+  EXPECT_EQ((*backend->ReadTask(1))->next_offset, 5);
+  EXPECT_EQ(backend->ApplyToPartition(1, {}, {{"no-such-table", "k"}}, task, false).code(),
+            Status::Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace kappa
