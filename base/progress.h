@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <optional>
 #include <vector>
 
 #include "base/clock.h"
@@ -33,6 +34,16 @@ struct StandbyProgress {
   int64_t next_offset = -1;  // the input offset the copy is at (-1: nothing applied yet)
 };
 
+// A partition a scaled-out instance is restoring from the changelog, while
+// it lasts (the restore runs inside the group's rebalance).
+struct RestoreProgress {
+  int32_t partition = -1;
+  int64_t records = 0;        // changelog records read so far
+  int64_t total_records = 0;  // in the changelog partition
+  int64_t bytes = 0;
+  double eta_seconds = -1;    // < 0: unknown yet
+};
+
 struct ProgressSnapshot {
   int64_t epoch = 0;
   int64_t checkpoint_ms = 0;  // wall clock of the snapshot
@@ -40,6 +51,7 @@ struct ProgressSnapshot {
   RecordCounters counters;
   std::vector<PartitionProgress> partitions;
   std::vector<StandbyProgress> standbys;  // scale_out.standbys: the copies this process keeps
+  std::optional<RestoreProgress> restoring;  // a restore from the changelog under way
 
   int64_t total_lag() const {
     int64_t lag = 0;

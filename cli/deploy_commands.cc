@@ -225,6 +225,16 @@ int StatusCommand(int argc, char** argv) {
           copies += (copies.empty() ? ", standby copies " : ",") + std::to_string(sb.partition) + " (lag " +
                     (sb.lag_records < 0 ? std::string("?") : std::to_string(sb.lag_records)) + ")";
         }
+        // A restore from the changelog under way (the instance runs nothing else meanwhile).
+        if (const auto& rs = inst.snapshot.restoring) {
+          char line[192];
+          std::snprintf(line, sizeof(line), ", restoring partition %d from the changelog: %lld/%lld records (%.0f%%), %.1f MB%s",
+                        rs->partition, static_cast<long long>(rs->records), static_cast<long long>(rs->total_records),
+                        rs->total_records > 0 ? 100.0 * static_cast<double>(rs->records) / static_cast<double>(rs->total_records) : 0.0,
+                        static_cast<double>(rs->bytes) / 1e6,
+                        rs->eta_seconds < 0 ? "" : (", ETA " + std::to_string(static_cast<int64_t>(rs->eta_seconds)) + " s").c_str());
+          copies += line;
+        }
         std::printf("      instance %s: %s, partitions %s, %.0f rec/s, lag %lld, checkpoint epoch %lld %llds ago%s\n",
                     inst.instance.c_str(), inst.stopped ? "stopped" : "running", owned.empty() ? "none" : owned.c_str(),
                     inst.snapshot.records_per_second, static_cast<long long>(lag),

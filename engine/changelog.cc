@@ -180,7 +180,8 @@ Result<ChangelogTail> ChangelogReader::Tail(int32_t partition) {
   return tail;
 }
 
-Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const NoteCallback& note) {
+Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const NoteCallback& note,
+                                                   const std::function<void(const RestoreProgress&)>& progress) {
   ChangelogContents out;
   using Key = std::pair<std::string, std::string>;
   std::map<Key, std::optional<std::string>> committed, pending;
@@ -191,6 +192,7 @@ Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const Note
   if (!marks.ok()) return marks.status();
   const int64_t low = marks->low, total = marks->high - marks->low;
   const std::string where = topic_ + "[" + std::to_string(partition) + "]";
+  if (progress) progress(RestoreProgress{partition, 0, total, 0, -1});
   KAPPA_RETURN_IF_ERROR(Read(partition, low, marks->high, [&](const Record& r) {
     if (!bad.ok()) return;
     ++out.records;
@@ -217,11 +219,13 @@ Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const Note
       else pending[std::move(k)] = std::string(r.value);
     }
     const auto now = std::chrono::steady_clock::now();
-    if (note && now - last_note > std::chrono::seconds(2)) {
+    if ((note || progress) && now - last_note > std::chrono::seconds(2)) {
       last_note = now;
       const double s = std::chrono::duration<double>(now - started).count();
       const double rate = static_cast<double>(out.records) / std::max(1e-3, s);
       const int64_t left = std::max<int64_t>(0, total - (r.offset + 1 - low));
+      if (progress) progress(RestoreProgress{partition, out.records, total, out.bytes, static_cast<double>(left) / rate});
+      if (!note) return;
       note(NoteLevel::kInfo, "restoring " + where + " from the changelog: " + std::to_string(out.records) +
                                  " records, " + std::to_string(out.bytes >> 20) + " MiB, " +
                                  std::to_string(static_cast<int64_t>(rate)) + " records/s, ETA " +

@@ -23,11 +23,11 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
-#include <string_view>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -93,7 +93,10 @@ class ChangelogReader {
   static Result<std::unique_ptr<ChangelogReader>> Create(const KafkaConfig& config, std::string topic);
   ~ChangelogReader();
   Result<ChangelogTail> Tail(int32_t partition);
-  Result<ChangelogContents> ReadAll(int32_t partition, const NoteCallback& note);
+  // `progress` (if set) is called as the read starts and about every 2 s,
+  // with the note.
+  Result<ChangelogContents> ReadAll(int32_t partition, const NoteCallback& note,
+                                    const std::function<void(const RestoreProgress&)>& progress = {});
 
  private:
   ChangelogReader() = default;

@@ -572,7 +572,14 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
     }
   } else {
     const auto began = std::chrono::steady_clock::now();
-    auto contents = changelog_reader->ReadAll(p, options.on_note);
+    // `kappa status` shows the restore while it lasts: a progress record
+    // as it starts and every 2 s (the loop publishes none meanwhile).
+    auto contents = changelog_reader->ReadAll(p, options.on_note, [this](const RestoreProgress& rp) {
+      if (!options.on_checkpoint) return;
+      ProgressSnapshot snapshot = Snapshot();
+      snapshot.restoring = rp;
+      (void)options.on_checkpoint(snapshot);
+    });
     if (!contents.ok()) return contents.status();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     if (contents->marker && local->has_value() && (*local)->next_offset == contents->marker->task.next_offset &&

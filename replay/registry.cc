@@ -124,12 +124,16 @@ std::string EncodeProgress(const ProgressRecord& r) {
   for (const auto& sb : r.snapshot.standbys) {
     copies.push_back(schema::CreateStandbyCopy(fbb, sb.partition, sb.lag_records, sb.next_offset));
   }
+  flatbuffers::Offset<schema::RestoreState> restoring;
+  if (const auto& rs = r.snapshot.restoring) {
+    restoring = schema::CreateRestoreState(fbb, rs->partition, rs->records, rs->total_records, rs->bytes, rs->eta_seconds);
+  }
   const auto& c = r.snapshot.counters;
   auto root = schema::CreateVersionProgressDirect(fbb, r.job.c_str(), r.version, r.snapshot.epoch,
                                                   r.snapshot.checkpoint_ms, r.snapshot.records_per_second, c.in,
                                                   c.outputs, c.dlq, c.late, &parts, r.caught_up_since_ms, r.stopped,
                                                   r.instance.empty() ? nullptr : r.instance.c_str(),
-                                                  copies.empty() ? nullptr : &copies);
+                                                  copies.empty() ? nullptr : &copies, restoring);
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -164,6 +168,10 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   r.caught_up_since_ms = p->caught_up_since_ms();
   r.stopped = p->stopped();
   r.instance = Str(p->instance());
+  if (const auto* rs = p->restoring()) {
+    r.snapshot.restoring =
+        RestoreProgress{rs->partition(), rs->records(), rs->total_records(), rs->bytes(), rs->eta_seconds()};
+  }
   if (p->standbys()) {
     for (const auto* sb : *p->standbys()) {
       StandbyProgress copy;

@@ -466,7 +466,7 @@ TEST_F(CliBrokerTest, StatusOfAnUnknownJobNamesTheRegisteredOnes) {
 
 // Issue 14 (standbys): `kappa status` shows, on a scaled-out instance's
 // line, the standby copies it keeps and how far behind the changelog each is.
-TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesAndTheirLag) {
+TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesTheirLagAndARestoreUnderWay) {
   CreateTopic("transactions", 4);
   Registry registry(Config());
   ASSERT_TRUE(registry.Refresh().ok());
@@ -492,6 +492,7 @@ TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesAndTheirLag) {
       r.snapshot.partitions.push_back(part);
     }
     if (name == std::string("a")) r.snapshot.standbys = {{1, 0, 40}, {3, 12, 7}};
+    if (name == std::string("b")) r.snapshot.restoring = RestoreProgress{3, 45000, 120000, 3500000, 4.2};
     ASSERT_TRUE(registry.PutProgress(r).ok());
   }
   std::string out, err;
@@ -499,6 +500,9 @@ TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesAndTheirLag) {
   EXPECT_TRUE(Contains(out, "instance a: running, partitions 0,2")) << out;
   EXPECT_TRUE(Contains(out, ", standby copies 1 (lag 0),3 (lag 12)\n")) << out;
   EXPECT_EQ(out.find("standby copies"), out.rfind("standby copies")) << "instance b keeps no copies:\n" << out;
+  EXPECT_TRUE(Contains(out, ", restoring partition 3 from the changelog: 45000/120000 records (38%), 3.5 MB, ETA 4 s\n"))
+      << out;
+  EXPECT_EQ(out.find("restoring"), out.rfind("restoring")) << "only instance b restores:\n" << out;
 }
 
 // Issue 10, smaller: `consume --print` showed a null key as "" (the same as

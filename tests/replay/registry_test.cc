@@ -111,6 +111,36 @@ TEST_F(RegistryTest, AnInstancesStandbyCopiesAndTheirLagRoundTrip) {
   EXPECT_TRUE(b.snapshot.standbys.empty());
 }
 
+// A restore from the changelog under way travels with the instance's
+// progress record (kappa status shows it while it lasts); none when the
+// record says nothing about one.
+TEST_F(RegistryTest, AnInstancesRestoreInProgressRoundTrips) {
+  CreateTopic("kappa.control", 1);
+  {
+    Registry writer(Config());
+    ProgressRecord a = Progress("spend", 4, {{0, 10}});
+    a.instance = "a";
+    a.snapshot.restoring = RestoreProgress{2, 45000, 120000, 3500000, 4.5};
+    ASSERT_TRUE(writer.PutProgress(a).ok());
+    ProgressRecord b = Progress("spend", 4, {{1, 7}});
+    b.instance = "b";
+    ASSERT_TRUE(writer.PutProgress(b).ok());
+  }
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto instances = reader.InstanceProgress("spend", 4);
+  ASSERT_EQ(instances.size(), 2u);
+  const ProgressRecord& a = instances[0].instance == "a" ? instances[0] : instances[1];
+  const ProgressRecord& b = instances[0].instance == "a" ? instances[1] : instances[0];
+  ASSERT_TRUE(a.snapshot.restoring.has_value());
+  EXPECT_EQ(a.snapshot.restoring->partition, 2);
+  EXPECT_EQ(a.snapshot.restoring->records, 45000);
+  EXPECT_EQ(a.snapshot.restoring->total_records, 120000);
+  EXPECT_EQ(a.snapshot.restoring->bytes, 3500000);
+  EXPECT_DOUBLE_EQ(a.snapshot.restoring->eta_seconds, 4.5);
+  EXPECT_FALSE(b.snapshot.restoring.has_value());
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());
