@@ -572,6 +572,8 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
     }
   } else {
     const auto began = std::chrono::steady_clock::now();
+    Note(NoteLevel::kInfo, where + ": restoring its state from the changelog " + topic + "[" + std::to_string(p) +
+                               "] (its local state is not at the latest marker)");
     // `kappa status` shows the restore while it lasts: a progress record
     // as it starts and every 2 s (the loop publishes none meanwhile).
     auto contents = changelog_reader->ReadAll(p, options.on_note, [this](const RestoreProgress& rp) {
