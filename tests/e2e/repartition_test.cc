@@ -159,39 +159,19 @@ TEST_F(RepartitionTest, AKilledProcessRestartedGivesTheUninterruptedOutputs) {
   EXPECT_EQ(Rows(got), Rows(want));
 }
 
-// exactly_once (real broker only: the embedded broker shows aborted
-// transactions to read_committed readers): killed mid-run and restarted, a
-// read_committed reader of the output sees every row once, equal to an
-// uninterrupted run.
-TEST_F(RepartitionTest, ExactlyOnceAKilledProcessLeavesNoDuplicateForAReadCommittedReader) {
-  if (!real_broker()) GTEST_SKIP() << "the embedded broker shows aborted transactions to read_committed readers";
+// exactly_once with a repartition is refused for now, with a message that
+// says what to use: a clean-clone CI run on a real Kafka once gave an
+// uninterrupted exactly_once repartitioned run incomplete windows (stage 2
+// missed records), cause not found. Nothing is read or written.
+TEST_F(RepartitionTest, ExactlyOnceIsRefusedForNowWithAClearMessage) {
   CreateTopic("transactions", kPartitions);
-  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
   ScratchDir dir("repartition-eos");
-  std::string err;
-  const std::string ref = CurrencySpec(dir, "eref");
-  std::ofstream(ref, std::ios::app) << "delivery: exactly_once\n";
-  ASSERT_EQ(Run({"run", ref, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
-                &err),
-            0)
-      << err;
-  const TopicContents want = ReadOutputs(Config(), "eref-out.v1");
   const std::string spec = CurrencySpec(dir, "eos");
   std::ofstream(spec, std::ios::app) << "delivery: exactly_once\n";
-  {
-    ChildProcess slow({"run", spec, "-b", bootstrap(), "--max-rate", "8000", "--status-interval-ms", "0"}, "eos");
-    std::this_thread::sleep_for(std::chrono::milliseconds(4000));
-    slow.Kill(SIGKILL);
-    ASSERT_EQ(slow.Wait(), 128 + SIGKILL) << slow.Stderr();
-  }
-  ASSERT_EQ(Run({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
-                &err),
-            0)
-      << err;
-  const TopicContents got = ReadOutputs(Config(), "eos-out.v1");
-  ASSERT_GT(want.rows.size(), 20u);
-  EXPECT_EQ(got.total, static_cast<int64_t>(got.rows.size())) << "a read_committed reader saw a row twice";
-  EXPECT_EQ(Rows(got), Rows(want));
+  std::string err;
+  EXPECT_NE(Run({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &err), 0);
+  EXPECT_NE(err.find("exactly_once with a `repartition` is not supported yet"), std::string::npos) << err;
+  EXPECT_NE(err.find("use at_least_once"), std::string::npos) << err;
 }
 
 // Scale-out: three instances of a repartitioned version (each runs both
