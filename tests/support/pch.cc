@@ -1,0 +1,1 @@
+// Compiles tests/support/pch.h once; the test executables reuse the result.
