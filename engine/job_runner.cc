@@ -154,6 +154,7 @@ struct JobRunner::Impl {
     if (options.on_note) options.on_note(level, text);
   }
   bool upstream_ends_read = false;  // options.upstream_ended: the final ends are read
+  Status ReadSettledEnds(const StopToken& stop);
   bool AtEnd() const {
     // A member of a group is at the end once it has partitions, all there.
     if (group && (!consumer->joined() || active.empty())) return false;
@@ -775,6 +776,44 @@ void JobRunner::Impl::PublishMetrics() {
   options.metrics->Publish(std::move(sample));
 }
 
+// The source is the repartition topic and its upstream stage has ended.
+// Under exactly_once the stage 2 consumer reads committed records only, and
+// the end a read_committed client is told is the last stable offset. Kafka
+// answers a producer's commit before it has written the commit's markers
+// into the partitions, so for a moment the last stable offset stops before
+// the final transaction's records: ends read then made stage 2 stop early
+// and emit windows without them (an uninterrupted run in CI). The ends are
+// settled once the last stable offset has reached the log end on every
+// partition: nothing is open any more.
+Status JobRunner::Impl::ReadSettledEnds(const StopToken& stop) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const auto n = static_cast<int32_t>(tasks.size());
+  while (true) {
+    auto all = QueryAllWatermarksUncommitted(config, spec.source_topic, n, 10000);
+    if (!all.ok()) return all.status().WithContext("reading the ends of " + spec.source_topic);
+    auto stable = kafka->ReadWatermarks(tasks.size());
+    if (!stable.ok()) return stable.status();
+    int32_t open = -1;
+    for (int32_t p = 0; p < n && open < 0; ++p) {
+      if ((*stable)[p].high < (*all)[p].high) open = p;
+    }
+    if (open < 0) {
+      upstream_ends_read = true;
+      return Status::OK();
+    }
+    if (stop.stop_requested()) return Status::OK();  // not settled: the run ends on the stop, not at the end
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::Unavailable(
+          "the upstream stage has ended, but " + spec.source_topic + "[" + std::to_string(open) +
+          "] still has records of an open transaction 60 s later (last stable offset " +
+          std::to_string((*stable)[open].high) + ", log end " + std::to_string((*all)[open].high) +
+          "); another producer is writing to the repartition topic, or the broker cannot complete the "
+          "transaction: check that no other process runs this version outside its group");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 Status JobRunner::Impl::Loop(StopToken stop) {
   sink->SetStopToken(stop);  // a stopping job does not wait long for a broker that is gone
   if (pg) pg->SetStopToken(stop);
@@ -788,11 +827,9 @@ Status JobRunner::Impl::Loop(StopToken stop) {
   while (!stop.stop_requested() && !asked_to_stop) {
     if (options.stop_at_end && options.upstream_ended && !upstream_ends_read &&
         options.upstream_ended->load(std::memory_order_acquire)) {
-      // The upstream stage has ended and flushed: the ends now are the
-      // ends for good.
-      auto marks = kafka->ReadWatermarks(tasks.size());
-      if (!marks.ok()) return marks.status();
-      upstream_ends_read = true;
+      // The upstream stage has ended and flushed: the ends, once settled,
+      // are the ends for good.
+      KAPPA_RETURN_IF_ERROR(ReadSettledEnds(stop));  // sets upstream_ends_read, unless stopped
     }
     if (options.stop_at_end && (!options.upstream_ended || upstream_ends_read) && AtEnd()) {
       input_ended = true;

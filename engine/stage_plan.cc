@@ -81,15 +81,6 @@ std::vector<JobSpec> PlanStages(const JobSpec& spec, int32_t source_partitions) 
 
 Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const RunOptions& options, StopToken stop,
                         RunSummary* summary) {
-  if (spec.delivery == DeliveryMode::kExactlyOnce) {
-    // A clean-clone CI run on a real Kafka once gave an uninterrupted
-    // exactly_once repartitioned run incomplete windows (stage 2 missed
-    // records); until that is found, refused rather than risked.
-    return Status::InvalidArgument(
-        "delivery: exactly_once with a `repartition` is not supported yet (an uninterrupted run under load once "
-        "lost records between the stages; the cause is not found): use at_least_once, whose repartitioned "
-        "outputs are exact (duplicates identical)");
-  }
   if (options.archive_only) {
     return Status::InvalidArgument(
         "a repartitioned job needs Kafka between its stages: run it with --archive (the archive, then Kafka) "

@@ -10,10 +10,10 @@
 //     acknowledged everything before it; stage 1 drops what an upstream task
 //     re-sends after a crash (per upstream partition, by offset), so
 //     duplicates in the repartition topic never count twice;
-//   exactly_once: refused for now (RunRepartitioned says why). The design is
-//     each stage's epoch a Kafka transaction (stage 0's holding its
-//     repartition records, stage 1 reading read_committed), but a CI run
-//     gave an uninterrupted run incomplete windows; the cause is not found.
+//   exactly_once: each stage's epoch is a Kafka transaction (stage 0's
+//     holds its repartition records; stage 1 reads read_committed and, once
+//     stage 0 has ended, waits for the topic's last stable offset to reach
+//     its log end before it takes the ends as final).
 // In one process the two stages run on two threads; with scale_out each
 // stage is a consumer group of its own (<job>.v<N> and <job>.v<N>.stage1),
 // and every instance runs both.

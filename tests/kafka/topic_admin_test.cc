@@ -7,11 +7,13 @@
 // with "does not exist and cannot be created here". Real broker only (the
 // embedded one has no CreateTopics).
 #include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
 
 #include "kafka/kafka_client.h"
 #include "kafka/partition_consumer.h"
@@ -87,6 +89,60 @@ TEST_F(TopicAdminTest, CommittedOffsetsOnAFreshBrokerWaitForTheCoordinator) {
   }
   for (auto& t : askers) t.join();
   for (const std::string& e : errors) EXPECT_EQ(e, "");
+}
+
+// The ends of a topic with a transaction open (real broker only: the
+// embedded broker keeps no last stable offset). A read_committed client is
+// told the last stable offset, which stops before the open transaction;
+// QueryAllWatermarksUncommitted sees the log end, even when the user's
+// properties ask for read_committed. A repartitioned exactly_once job's
+// stage 2 waits for the two to meet before it takes the ends as final
+// (without that, CI saw it stop before the last transaction's records).
+TEST_F(TopicAdminTest, AnOpenTransactionHidesTheLogEndFromReadCommittedOnly) {
+  if (!real_broker()) GTEST_SKIP() << "the embedded broker has no last stable offset";
+  CreateTopic("half-written", 1);
+  auto producer = CreateClient(ClientKind::kProducer, Config(), {{"transactional.id", "half-written-tx"}});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  rd_kafka_t* rk = producer->get();
+  auto ok = [](rd_kafka_error_t* e) {
+    const std::string what = e ? rd_kafka_error_string(e) : "";
+    if (e) rd_kafka_error_destroy(e);
+    return what;
+  };
+  ASSERT_EQ(ok(rd_kafka_init_transactions(rk, 30000)), "");
+  ASSERT_EQ(ok(rd_kafka_begin_transaction(rk)), "");
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("half-written"), RD_KAFKA_V_PARTITION(0),
+                                RD_KAFKA_V_VALUE(const_cast<char*>("v"), 1), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  ASSERT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  KafkaConfig committed_only = Config();
+  committed_only.properties.emplace_back("isolation.level", "read_committed");
+  auto reader = CreateClient(ClientKind::kConsumer, committed_only, {});
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto stable = QueryAllWatermarks(reader->get(), "half-written", 1, 10000);
+  ASSERT_TRUE(stable.ok()) << stable.status().ToString();
+  EXPECT_EQ((*stable)[0].high, 0) << "the last stable offset stops before the open transaction";
+  auto all = QueryAllWatermarksUncommitted(committed_only, "half-written", 1, 10000);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ((*all)[0].high, 5) << "the log end includes the open transaction's records";
+
+  ASSERT_EQ(ok(rd_kafka_commit_transaction(rk, 30000)), "");
+  // The commit's marker is one more offset; the last stable offset reaches
+  // the log end once the broker has written it.
+  int64_t lso = 0;
+  for (int i = 0; i < 200 && lso != 6; ++i) {
+    auto again = QueryAllWatermarks(reader->get(), "half-written", 1, 10000);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    lso = (*again)[0].high;
+    if (lso != 6) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(lso, 6);
+  auto after = QueryAllWatermarksUncommitted(committed_only, "half-written", 1, 10000);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ((*after)[0].high, 6);
 }
 
 }  // namespace
