@@ -54,7 +54,7 @@ bool TopicReady(rd_kafka_t* rk, const std::string& name, int partitions) {
 Result<std::unique_ptr<RealKafka>> RealKafka::Start(const std::string& dir, int brokers) {
   std::filesystem::create_directories(dir);
   const std::string cmd = "timeout 600 " + Quote(KafkaScript()) + " start --brokers " + std::to_string(brokers) +
-                          " --dir " + Quote(dir) + " --owner " + std::to_string(::getpid()) + " 2>" + Quote(dir + "/start.err");
+                          " --dir " + Quote(dir) + " --owner " + std::to_string(::getpid()) + " --test 2>" + Quote(dir + "/start.err");
   const std::string out = RunShell(cmd);
   std::unique_ptr<RealKafka> kafka(new RealKafka());
   kafka->dir_ = dir;
@@ -68,7 +68,10 @@ Result<std::unique_ptr<RealKafka>> RealKafka::Start(const std::string& dir, int 
   return kafka;
 }
 
-RealKafka::~RealKafka() { RunShell("timeout 120 " + Quote(KafkaScript()) + " stop --dir " + Quote(dir_) + " 2>&1"); }
+// The test's data goes with it: no clean shutdown to wait for.
+RealKafka::~RealKafka() {
+  RunShell("timeout 120 " + Quote(KafkaScript()) + " stop --signal KILL --dir " + Quote(dir_) + " 2>&1");
+}
 
 namespace {
 
