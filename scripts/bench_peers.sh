@@ -294,9 +294,10 @@ $archive_line.
   exactly_once_v2, 10 MiB record cache, RocksDB stores); the input is keyed by user id, so
   groupByKey needs no repartition topic. kappa runs bench/peers/spend_peer.yaml: checkpoint every
   1 s (under exactly_once one Kafka transaction per checkpoint; Kafka Streams commits its
-  transaction every 100 ms by default). Flink runs with its defaults (HashMap state backend on
-  the heap, checkpoints to files every 1 s, as kappa: at_least_once checkpoints without barrier
-  alignment, exactly_once aligned, and its KafkaSink commits one Kafka transaction per checkpoint).
+  transaction every 100 ms by default). Flink runs with the RocksDB state backend (full
+  checkpoints to files every 10 s: at_least_once checkpoints without barrier alignment,
+  exactly_once aligned, and its KafkaSink commits one Kafka transaction per checkpoint) and its
+  defaults otherwise.
 - Late records: Kafka Streams drops records behind the grace period without a side output, so the
   job routes them itself, judging against the task's stream time (largest event time read,
   cancelled and duplicates included), which is kappa's rule; the window's own drop would judge
