@@ -36,10 +36,7 @@ cleanup() {
 trap cleanup EXIT
 echo "== starting Apache Kafka in $tmp/kafka" >&2
 bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
-cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
-java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create \
-  --topic transactions --partitions "$partitions" >&2
-sleep 1
+scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic transactions --partitions "$partitions"
 # 1,000 events/s of event time: 1 M records span 17 minutes, inside the
 # dedup TTL, so every txn id is a key of state.
 echo "== kappa gen --format json: $records records into $partitions partitions" >&2

@@ -42,10 +42,8 @@ tmp=$(mktemp -d /tmp/kappa-nexmark-peers.XXXXXX)
 trap 'scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 echo "== starting Apache Kafka in $tmp/kafka" >&2
 bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
-cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
 create_topic() {  # name partitions
-  java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create \
-    --topic "$1" --partitions "$2" >&2
+  scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic "$1" --partitions "$2"
 }
 create_topic nexmark-fb "$partitions"
 create_topic nexmark-json "$partitions"

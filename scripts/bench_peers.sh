@@ -70,10 +70,8 @@ tmp=$(mktemp -d /tmp/kappa-peers-bench.XXXXXX)
 trap 'scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 echo "== starting Apache Kafka in $tmp/kafka" >&2
 bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
-cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
 topic=peers-tx
-java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create \
-  --topic "$topic" --partitions "$partitions" >&2
+scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic "$topic" --partitions "$partitions"
 
 echo "== kappa gen --format json: $records records into $partitions partitions" >&2
 # The quickstart's mix: 10% cancelled, 2% duplicate sends, 5% out of order by

@@ -24,9 +24,7 @@ echo "== starting Apache Kafka in $tmp/kafka" >&2
 bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
 kafka_version=$(sed -n 's/^KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-\(.*\)}"$/\1/p' scripts/kafka.sh)
 kafka_version=${KAPPA_KAFKA_VERSION:-$kafka_version}
-cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
-java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create \
-  --topic bench-tx --partitions "$partitions" >&2
+scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic bench-tx --partitions "$partitions"
 
 echo "== kappa gen: $records records" >&2
 start=$(date +%s.%N)

@@ -40,10 +40,7 @@ cleanup() {
 trap cleanup EXIT
 echo "== starting Apache Kafka in $tmp/kafka" >&2
 bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
-cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
-java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create \
-  --topic transactions --partitions "$partitions" >&2
-sleep 1
+scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic transactions --partitions "$partitions"
 echo "== kappa gen --format json: $records records into $partitions partitions" >&2
 # The quickstart's mix: duplicates, out-of-order and late records.
 "$kappa" gen --format json -b "$bootstrap" -t transactions -n "$records" --users 20000 --zipf 0.8 --rate 100 \
@@ -115,6 +112,7 @@ if a != b:
     sys.exit(f"bench_repartition: the repartitioned rows differ from the direct ones: {missing} missing, {extra} extra, {diff} different")
 print(f"   {len(a)} rows, equal", file=sys.stderr)
 PY
+cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
 repart_bytes=$(java -cp "$cp" org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$bootstrap" \
   --topic hop.v1.repartition.1 2>/dev/null | awk -F: '{ n += $3 } END { print n + 0 }')
 cost=$(awk -v n="$records" -v a="${cpu[direct]}" -v b="${cpu[hop]}" -v wa="${wall[direct]}" -v wb="${wall[hop]}" 'BEGIN {

@@ -36,10 +36,7 @@ cleanup() {
 trap cleanup EXIT
 echo "== starting Apache Kafka in $tmp/kafka" >&2
 bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
-cp=$(tr '\0' '\n' <"/proc/$(cat "$tmp/kafka/node1/pid")/cmdline" | grep -A1 -x -- -cp | tail -n 1)
-java -cp "$cp" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create \
-  --topic transactions --partitions "$partitions" >&2
-sleep 1
+scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic transactions --partitions "$partitions"
 echo "== kappa gen --format json: $records records into $partitions partitions" >&2
 "$kappa" gen --format json -b "$bootstrap" -t transactions -n "$records" --users 20000 --zipf 0.8 --rate 1000 \
   --seed 1 >&2

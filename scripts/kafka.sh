@@ -5,10 +5,13 @@
 #   scripts/kafka.sh stop [--dir DIR] [--signal TERM|KILL]
 #   scripts/kafka.sh stop-node --node N [--signal TERM|KILL] [--dir DIR]
 #   scripts/kafka.sh start-node --node N [--dir DIR]
+#   scripts/kafka.sh create-topic --topic T --partitions P [--dir DIR]
 # stop-node ends one node of a running cluster (TERM: a clean shutdown, KILL:
 # a crash) and waits for it to exit; start-node starts it again with the same
 # server.properties, ports and data, and returns once the cluster's metadata,
-# asked through that node, lists every node of DIR again.
+# asked through that node, lists every node of DIR again. create-topic makes
+# a topic on the running cluster in DIR with Kafka's own TopicCommand and
+# returns once every partition has a leader (the benchmarks' setup).
 # DIR (default build/realkafka) holds the configs, data, logs (nodeN/server.log,
 # nodeN/stdout.log), the pid files and DIR/bootstrap. Every node is a combined
 # broker+controller with a 256 MiB heap on free 127.0.0.1 ports. The broker's
@@ -32,12 +35,13 @@ CACHE="${KAPPA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kappa}/kafka-$KAFKA_VERSIO
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 usage() {
   echo "usage: scripts/kafka.sh start [--brokers 1|3] [--dir DIR] [--owner PID] [--test] | stop [--dir DIR] [--signal TERM|KILL]" \
+    "| create-topic --topic T --partitions P [--dir DIR]" \
     "| stop-node --node N [--signal TERM|KILL] [--dir DIR] | start-node --node N [--dir DIR]" >&2
   exit 2
 }
 
 cmd="${1:-}"; shift || true
-brokers=1; dir="$ROOT/build/realkafka"; node=""; signal=TERM; owner=""; test_jvm=0
+brokers=1; dir="$ROOT/build/realkafka"; node=""; signal=TERM; owner=""; test_jvm=0; topic=""; partitions=""
 while (($#)); do
   case "$1" in
     --node) [ $# -ge 2 ] || usage; node="$2"; shift 2 ;;
@@ -46,6 +50,8 @@ while (($#)); do
     --dir) [ $# -ge 2 ] || usage; dir="$2"; shift 2 ;;
     --owner) [ $# -ge 2 ] || usage; owner="$2"; shift 2 ;;
     --test) test_jvm=1; shift ;;
+    --topic) [ $# -ge 2 ] || usage; topic="$2"; shift 2 ;;
+    --partitions) [ $# -ge 2 ] || usage; partitions="$2"; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -117,6 +123,23 @@ if [ "$cmd" = stop-node ]; then
   fi
   rm -f "$n/pid"
   exit 0
+fi
+
+if [ "$cmd" = create-topic ]; then
+  [ -n "$topic" ] || die "create-topic needs --topic NAME"
+  [[ "$partitions" =~ ^[1-9][0-9]*$ ]] || die "create-topic needs --partitions N (N >= 1), not '$partitions'"
+  [ -f "$dir/bootstrap" ] || die "no cluster running in $dir (scripts/kafka.sh start --dir $dir first)"
+  [ -f "$CACHE/lib/.complete" ] || die "no Kafka jars in $CACHE/lib (run scripts/kafka.sh start first)"
+  address="$(cat "$dir/bootstrap")"
+  java -Xmx256m -cp "$CACHE/lib/*" -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$address" --create --topic "$topic" \
+    --partitions "$partitions" >&2 || die "creating topic $topic on $address failed"
+  for _ in $(seq 1 300); do  # 30 s
+    led="$(kcat -L -b "$address" -t "$topic" -m 2 2>/dev/null | grep -c 'partition .*leader [0-9]' || true)"
+    [ "${led:-0}" -ge "$partitions" ] && exit 0
+    sleep 0.1
+  done
+  die "topic $topic on $address: not every partition had a leader within 30 s"
 fi
 
 if [ "$cmd" = start-node ]; then
