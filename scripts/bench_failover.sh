@@ -26,16 +26,7 @@ while (($#)); do
 done
 dir=$(scripts/setup.sh Release | tail -n 1)
 kappa="$dir/kappa"
-tmp=$(mktemp -d /tmp/kappa-failover-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-echo "== starting Apache Kafka in $tmp/kafka" >&2
-bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
+source scripts/bench_kafka.sh failover-bench
 scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic transactions --partitions "$partitions"
 # 1,000 events/s of event time: 1 M records span 17 minutes, inside the
 # dedup TTL, so every txn id is a key of state.

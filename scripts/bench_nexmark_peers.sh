@@ -38,10 +38,7 @@ echo "== building the Flink SQL job (mvn package)" >&2
 (cd bench/peers/flink-nexmark && mvn -q -B package >&2)
 flink_jar=bench/peers/flink-nexmark/target/nexmark-flink.jar
 
-tmp=$(mktemp -d /tmp/kappa-nexmark-peers.XXXXXX)
-trap 'scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
-echo "== starting Apache Kafka in $tmp/kafka" >&2
-bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
+source scripts/bench_kafka.sh nexmark-peers
 create_topic() {  # name partitions
   scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic "$1" --partitions "$2"
 }

@@ -66,10 +66,7 @@ echo "== building the Flink job (mvn package)" >&2
 (cd bench/peers/flink && mvn -q -B package >&2)
 flink_jar=bench/peers/flink/target/spend-flink.jar
 
-tmp=$(mktemp -d /tmp/kappa-peers-bench.XXXXXX)
-trap 'scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
-echo "== starting Apache Kafka in $tmp/kafka" >&2
-bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
+source scripts/bench_kafka.sh peers-bench
 topic=peers-tx
 scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic "$topic" --partitions "$partitions"
 

@@ -18,10 +18,7 @@ while (($#)); do
   esac
 done
 dir=$(scripts/setup.sh Release | tail -n 1)
-tmp=$(mktemp -d /tmp/kappa-realkafka-bench.XXXXXX)
-trap 'scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
-echo "== starting Apache Kafka in $tmp/kafka" >&2
-bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
+source scripts/bench_kafka.sh realkafka-bench
 kafka_version=$(sed -n 's/^KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-\(.*\)}"$/\1/p' scripts/kafka.sh)
 kafka_version=${KAPPA_KAFKA_VERSION:-$kafka_version}
 scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic bench-tx --partitions "$partitions"

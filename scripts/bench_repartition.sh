@@ -32,14 +32,7 @@ for tool in java python3 /usr/bin/time; do
 done
 dir=$(scripts/setup.sh Release | tail -n 1)
 kappa="$dir/kappa"
-tmp=$(mktemp -d /tmp/kappa-repartition-bench.XXXXXX)
-cleanup() {
-  scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-echo "== starting Apache Kafka in $tmp/kafka" >&2
-bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
+source scripts/bench_kafka.sh repartition-bench
 scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic transactions --partitions "$partitions"
 echo "== kappa gen --format json: $records records into $partitions partitions" >&2
 # The quickstart's mix: duplicates, out-of-order and late records.

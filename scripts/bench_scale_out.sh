@@ -26,16 +26,7 @@ while (($#)); do
 done
 dir=$(scripts/setup.sh Release | tail -n 1)
 kappa="$dir/kappa"
-tmp=$(mktemp -d /tmp/kappa-scaleout-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  scripts/kafka.sh stop --dir "$tmp/kafka" >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-echo "== starting Apache Kafka in $tmp/kafka" >&2
-bootstrap=$(scripts/kafka.sh start --dir "$tmp/kafka" | tail -n 1)
+source scripts/bench_kafka.sh scaleout-bench
 scripts/kafka.sh create-topic --dir "$tmp/kafka" --topic transactions --partitions "$partitions"
 echo "== kappa gen --format json: $records records into $partitions partitions" >&2
 "$kappa" gen --format json -b "$bootstrap" -t transactions -n "$records" --users 20000 --zipf 0.8 --rate 1000 \
