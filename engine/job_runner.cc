@@ -788,9 +788,11 @@ void JobRunner::Impl::PublishMetrics() {
 Status JobRunner::Impl::ReadSettledEnds(const StopToken& stop) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   const auto n = static_cast<int32_t>(tasks.size());
+  auto uncommitted = CreateReadUncommittedClient(config);  // one client for every look
+  if (!uncommitted.ok()) return uncommitted.status();
   while (true) {
-    auto all = QueryAllWatermarksUncommitted(config, spec.source_topic, n, 10000);
-    if (!all.ok()) return all.status().WithContext("reading the ends of " + spec.source_topic);
+    auto all = QueryAllWatermarks(uncommitted->get(), spec.source_topic, n, 10000);
+    if (!all.ok()) return all.status().WithContext("reading the ends of " + spec.source_topic + ": ");
     auto stable = kafka->ReadWatermarks(tasks.size());
     if (!stable.ok()) return stable.status();
     int32_t open = -1;

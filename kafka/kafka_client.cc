@@ -144,16 +144,13 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
   return out;
 }
 
-Result<std::vector<Watermarks>> QueryAllWatermarksUncommitted(const KafkaConfig& config, const std::string& topic,
-                                                              int32_t partitions, int timeout_ms) {
+Result<KafkaHandle> CreateReadUncommittedClient(const KafkaConfig& config) {
   // Set after the user's properties: an isolation.level among them must not
   // turn this back into the last stable offset.
-  auto client = CreateClient(ClientKind::kConsumer, config, {}, nullptr, nullptr, [](rd_kafka_conf_t* conf) {
+  return CreateClient(ClientKind::kConsumer, config, {}, nullptr, nullptr, [](rd_kafka_conf_t* conf) {
     char errstr[256];
     rd_kafka_conf_set(conf, "isolation.level", "read_uncommitted", errstr, sizeof(errstr));
   });
-  if (!client.ok()) return client.status();
-  return QueryAllWatermarks(client->get(), topic, partitions, timeout_ms);
 }
 
 void CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy) {

@@ -81,10 +81,10 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
 // read_committed client (librdkafka's default) `high` is the last stable
 // offset, which stops before the first record of a transaction still open
 // (and, for a moment after its producer committed, before a committed one
-// whose markers the broker has not written yet). This one asks through a
-// short-lived read_uncommitted client, so `high` is the log end itself.
-Result<std::vector<Watermarks>> QueryAllWatermarksUncommitted(const KafkaConfig& config, const std::string& topic,
-                                                              int32_t partitions, int timeout_ms);
+// whose markers the broker has not written yet). Asked through this
+// client, `high` is the log end itself: a consumer that reads
+// read_uncommitted whatever the user's properties say.
+Result<KafkaHandle> CreateReadUncommittedClient(const KafkaConfig& config);
 
 std::string BrokersOf(const KafkaConfig& config);
 

@@ -94,7 +94,7 @@ TEST_F(TopicAdminTest, CommittedOffsetsOnAFreshBrokerWaitForTheCoordinator) {
 // The ends of a topic with a transaction open (real broker only: the
 // embedded broker keeps no last stable offset). A read_committed client is
 // told the last stable offset, which stops before the open transaction;
-// QueryAllWatermarksUncommitted sees the log end, even when the user's
+// a client from CreateReadUncommittedClient sees the log end, even when the user's
 // properties ask for read_committed. A repartitioned exactly_once job's
 // stage 2 waits for the two to meet before it takes the ends as final
 // (without that, CI saw it stop before the last transaction's records).
@@ -125,7 +125,9 @@ TEST_F(TopicAdminTest, AnOpenTransactionHidesTheLogEndFromReadCommittedOnly) {
   auto stable = QueryAllWatermarks(reader->get(), "half-written", 1, 10000);
   ASSERT_TRUE(stable.ok()) << stable.status().ToString();
   EXPECT_EQ((*stable)[0].high, 0) << "the last stable offset stops before the open transaction";
-  auto all = QueryAllWatermarksUncommitted(committed_only, "half-written", 1, 10000);
+  auto uncommitted = CreateReadUncommittedClient(committed_only);
+  ASSERT_TRUE(uncommitted.ok()) << uncommitted.status().ToString();
+  auto all = QueryAllWatermarks(uncommitted->get(), "half-written", 1, 10000);
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   EXPECT_EQ((*all)[0].high, 5) << "the log end includes the open transaction's records";
 
@@ -140,7 +142,7 @@ TEST_F(TopicAdminTest, AnOpenTransactionHidesTheLogEndFromReadCommittedOnly) {
     if (lso != 6) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(lso, 6);
-  auto after = QueryAllWatermarksUncommitted(committed_only, "half-written", 1, 10000);
+  auto after = QueryAllWatermarks(uncommitted->get(), "half-written", 1, 10000);
   ASSERT_TRUE(after.ok()) << after.status().ToString();
   EXPECT_EQ((*after)[0].high, 6);
 }
