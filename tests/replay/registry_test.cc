@@ -11,7 +11,28 @@
 namespace kappa::testing {
 namespace {
 
-class RegistryTest : public BrokerTest {};
+class RegistryTest : public BrokerTest {
+ protected:
+  // Writes the progress records of instances "a" and "b" (same job and
+  // version) and reads them back through a fresh registry, in that order.
+  void RoundTripInstances(ProgressRecord a, ProgressRecord b, ProgressRecord* got_a, ProgressRecord* got_b) {
+    CreateTopic("kappa.control", 1);
+    a.instance = "a";
+    b.instance = "b";
+    {
+      Registry writer(Config());
+      ASSERT_TRUE(writer.PutProgress(a).ok());
+      ASSERT_TRUE(writer.PutProgress(b).ok());
+    }
+    Registry reader(Config());
+    ASSERT_TRUE(reader.Refresh().ok());
+    auto instances = reader.InstanceProgress(a.job, a.version);
+    ASSERT_EQ(instances.size(), 2u);
+    const bool a_first = instances[0].instance == "a";
+    *got_a = instances[a_first ? 0 : 1];
+    *got_b = instances[a_first ? 1 : 0];
+  }
+};
 
 TEST_F(RegistryTest, MissingControlTopicIsAnEmptyRegistry) {
   Registry registry(Config(), "no.such.control");
@@ -86,23 +107,10 @@ TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
 // A scaled-out instance's record carries its standby copies and their lag
 // (what `kappa status` shows per instance); one without copies has none.
 TEST_F(RegistryTest, AnInstancesStandbyCopiesAndTheirLagRoundTrip) {
-  CreateTopic("kappa.control", 1);
-  {
-    Registry writer(Config());
-    ProgressRecord a = Progress("spend", 3, {{0, 10}, {2, 20}});
-    a.instance = "a";
-    a.snapshot.standbys = {{1, 0, 77}, {3, 12, 40}, {5, -1, -1}};
-    ASSERT_TRUE(writer.PutProgress(a).ok());
-    ProgressRecord b = Progress("spend", 3, {{1, 77}});
-    b.instance = "b";
-    ASSERT_TRUE(writer.PutProgress(b).ok());
-  }
-  Registry reader(Config());
-  ASSERT_TRUE(reader.Refresh().ok());
-  auto instances = reader.InstanceProgress("spend", 3);
-  ASSERT_EQ(instances.size(), 2u);
-  const ProgressRecord& a = instances[0].instance == "a" ? instances[0] : instances[1];
-  const ProgressRecord& b = instances[0].instance == "a" ? instances[1] : instances[0];
+  ProgressRecord with = Progress("spend", 3, {{0, 10}, {2, 20}});
+  with.snapshot.standbys = {{1, 0, 77}, {3, 12, 40}, {5, -1, -1}};
+  ProgressRecord a, b;
+  ASSERT_NO_FATAL_FAILURE(RoundTripInstances(with, Progress("spend", 3, {{1, 77}}), &a, &b));
   ASSERT_EQ(a.snapshot.standbys.size(), 3u);
   EXPECT_EQ(a.snapshot.standbys[1].partition, 3);
   EXPECT_EQ(a.snapshot.standbys[1].lag_records, 12);
@@ -115,23 +123,10 @@ TEST_F(RegistryTest, AnInstancesStandbyCopiesAndTheirLagRoundTrip) {
 // progress record (kappa status shows it while it lasts); none when the
 // record says nothing about one.
 TEST_F(RegistryTest, AnInstancesRestoreInProgressRoundTrips) {
-  CreateTopic("kappa.control", 1);
-  {
-    Registry writer(Config());
-    ProgressRecord a = Progress("spend", 4, {{0, 10}});
-    a.instance = "a";
-    a.snapshot.restoring = RestoreProgress{2, 45000, 120000, 3500000, 4.5};
-    ASSERT_TRUE(writer.PutProgress(a).ok());
-    ProgressRecord b = Progress("spend", 4, {{1, 7}});
-    b.instance = "b";
-    ASSERT_TRUE(writer.PutProgress(b).ok());
-  }
-  Registry reader(Config());
-  ASSERT_TRUE(reader.Refresh().ok());
-  auto instances = reader.InstanceProgress("spend", 4);
-  ASSERT_EQ(instances.size(), 2u);
-  const ProgressRecord& a = instances[0].instance == "a" ? instances[0] : instances[1];
-  const ProgressRecord& b = instances[0].instance == "a" ? instances[1] : instances[0];
+  ProgressRecord with = Progress("spend", 4, {{0, 10}});
+  with.snapshot.restoring = RestoreProgress{2, 45000, 120000, 3500000, 4.5};
+  ProgressRecord a, b;
+  ASSERT_NO_FATAL_FAILURE(RoundTripInstances(with, Progress("spend", 4, {{1, 7}}), &a, &b));
   ASSERT_TRUE(a.snapshot.restoring.has_value());
   EXPECT_EQ(a.snapshot.restoring->partition, 2);
   EXPECT_EQ(a.snapshot.restoring->records, 45000);
