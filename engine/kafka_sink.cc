@@ -167,10 +167,12 @@ void KafkaSink::SetHistoryGap(int32_t partition, std::string gap) {
   history_gap_[partition] = std::move(gap);
 }
 
+// Without the emit lock: librdkafka's producer is thread-safe, and what else
+// this reads (the suppressed partitions, the history gaps) only changes
+// between rounds, on the main thread. Two workers emitting at once no longer
+// wait for each other's header allocations.
 void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) {
   if (Suppressed(lineage.partition)) return;
-  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
-  if (concurrent_) lock.lock();
   char partition_buf[16];
   char offsets_buf[48];
   const int pn = std::snprintf(partition_buf, sizeof(partition_buf), "%d", lineage.partition);
@@ -195,6 +197,9 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
   (void)producer_->Produce(output_topic_, KafkaProducer::kAnyPartition, key,
                            std::string_view(reinterpret_cast<const char*>(value), size),
                            std::span<const KafkaHeader>(h.data(), count));
+  if (!KAPPA_KILL_ARMED(kill_switch_, "mid-transaction")) return;
+  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);  // the kill switch's countdown
+  if (concurrent_) lock.lock();
   if (KAPPA_KILL_REACHED(kill_switch_, "mid-transaction") && transactional()) {
     // The crash tests mean "with this transaction's outputs so far in the
     // broker's log, uncommitted": send them before dying.
@@ -206,8 +211,6 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
 void KafkaSink::EmitRepartitioned(int32_t to_partition, std::string_view key, const uint8_t* value, size_t size,
                                   int32_t from_partition) {
   if (Suppressed(from_partition)) return;
-  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
-  if (concurrent_) lock.lock();
   (void)producer_->Produce(output_topic_, to_partition, key,
                            std::string_view(reinterpret_cast<const char*>(value), size), {});
 }
@@ -277,9 +280,7 @@ void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason 
 }
 
 void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
-  if (Suppressed(partition)) return;
-  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
-  if (concurrent_) lock.lock();
+  if (Suppressed(partition)) return;  // no lock, as in Emit
   char partition_buf[16];
   char offset_buf[24];
   char watermark_buf[24];

@@ -97,7 +97,9 @@ class KafkaSink final : public OutputCollector {
   void SetSuppressed(int32_t partition, bool suppressed);
   void SetPartitions(int32_t partitions);
   // Several worker threads emit at once (partitions processed in parallel):
-  // the emit paths then take a mutex. Set before the workers start.
+  // the dead-letter path (one shared builder) then takes a mutex; outputs and
+  // late records go to the thread-safe producer without one. Set before the
+  // workers start.
   void SetConcurrent(bool concurrent) { concurrent_ = concurrent; }
   bool concurrent() const { return concurrent_; }
   // Whether outputs caused by records of `partition` are dropped now (a

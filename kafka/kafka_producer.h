@@ -142,7 +142,7 @@ class KafkaProducer {
   // Records whose delivery failed.
   uint64_t failed_count() const { return failed_count_.load(std::memory_order_relaxed); }
   // Records accepted by Produce.
-  int64_t produced() const { return produced_; }
+  int64_t produced() const { return produced_.load(std::memory_order_relaxed); }
   rd_kafka_s* handle() const { return producer_.get(); }
 
  private:
@@ -162,7 +162,7 @@ class KafkaProducer {
   bool transactional_ = false;
   int last_commit_error_ = 0;
   bool last_commit_aborted_ = false;
-  int64_t produced_ = 0;
+  std::atomic<int64_t> produced_{0};  // Produce is called from several workers at once
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> failed_count_{0};
   mutable std::mutex failure_mutex_;
