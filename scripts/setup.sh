@@ -12,6 +12,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config git
   librdkafka-dev librocksdb-dev libflatbuffers-dev flatbuffers-compiler
   libboost-program-options-dev libbenchmark-dev libgtest-dev libgmock-dev libyaml-cpp-dev libabsl-dev
   kcat liblz4-dev libxxhash-dev libavro-dev libcpp-httplib-dev curl libsimdjson-dev
+  libjemalloc-dev  # the programs' allocator (CMakeLists.txt says why)
   postgresql-15 libpq-dev
   python3-prometheus-client  # the /metrics test parses the exposition with the reference parser
   chromium)  # the status page test: Debian's chromium, headless, driven by playwright-core from npm
