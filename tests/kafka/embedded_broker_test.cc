@@ -5,9 +5,14 @@
 #include "kafka/embedded_broker.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -72,6 +77,60 @@ TEST(EmbeddedBrokerTest, ListensOnFreeLoopbackPortsAndClosesThemWhenDestroyed) {
   for (int port : ports) EXPECT_TRUE(CanConnect(port)) << port;
   a->reset();
   for (int port : ports) EXPECT_FALSE(CanConnect(port)) << "port " << port << " still open after the broker stopped";
+}
+
+// The local port of a connected socket, or its peer's.
+int PortOf(int fd, bool peer) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof(addr);
+  const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len)
+                      : ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return rc == 0 && addr.sin_family == AF_INET ? ntohs(addr.sin_port) : -1;
+}
+
+// The socket of this process that the broker accepted for a client whose
+// local port is client_port (-1 until the broker's thread has accepted it).
+int AcceptedFor(int client_port) {
+  int found = -1;
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (const dirent* e = dir ? ::readdir(dir) : nullptr) {
+    const int fd = std::atoi(e->d_name);
+    if (fd > 2 && fd != ::dirfd(dir) && PortOf(fd, /*peer=*/true) == client_port) found = fd;
+  }
+  if (dir) ::closedir(dir);
+  return found;
+}
+
+// Each flush of a producer (every checkpoint of a job) waited ~43 ms on the
+// embedded broker whatever it had to send: the mock answered with Nagle's
+// algorithm on, so a response written while the previous one was unacked
+// waited for the client's delayed ACK. The connections it accepts must have
+// TCP_NODELAY.
+TEST(EmbeddedBrokerTest, AcceptedConnectionsSendWithoutNagleDelay) {
+  EmbeddedBroker::Options options;
+  options.brokers = 2;
+  auto broker = EmbeddedBroker::Start(options);
+  ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+  for (int port : PortsOf((*broker)->mock_bootstraps())) {
+    const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << port;
+    int accepted = -1;
+    for (int i = 0; i < 200 && accepted < 0; ++i) {
+      accepted = AcceptedFor(PortOf(client, /*peer=*/false));
+      if (accepted < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_GE(accepted, 0) << "the broker on port " << port << " did not accept within 2 s";
+    EXPECT_EQ(PortOf(accepted, /*peer=*/false), port);
+    int nodelay = 0;
+    socklen_t len = sizeof(nodelay);
+    ASSERT_EQ(::getsockopt(accepted, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+    EXPECT_NE(nodelay, 0) << "the broker on port " << port << " answers with Nagle's algorithm on";
+    ::close(client);
+  }
 }
 
 TEST(EmbeddedBrokerTest, TopicSpecsAreNameColonPartitions) {
