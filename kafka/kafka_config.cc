@@ -156,6 +156,11 @@ Result<rd_kafka_conf_s*> KafkaConfig::Build(
   };
   Status st;
   if (!brokers.empty()) st = set("bootstrap.servers", brokers);
+  // Requests go out without Nagle's delay, as the Java client sends them (it
+  // sets TCP_NODELAY on every connection): with Nagle a small request behind
+  // an unacknowledged one waits for the broker's delayed ACK, up to 40 ms,
+  // in a checkpoint's flush or commit. -X socket.nagle.disable=false undoes it.
+  if (st.ok()) st = set("socket.nagle.disable", "true");
   for (const auto& [k, v] : defaults) {
     if (st.ok()) st = set(k, v);
   }

@@ -321,6 +321,28 @@ TEST(CreateProducerTest, NeedsABootstrapAddressAndValidProperties) {
   EXPECT_STREQ(value, "true");
 }
 
+// Every client sends without Nagle's delay, as the Java client does (a small
+// request behind an unacknowledged one would wait for the broker's delayed
+// ACK, up to 40 ms of a checkpoint); a user's -X still decides.
+TEST(CreateProducerTest, ClientsDisableNagleUnlessTheUserSaysOtherwise) {
+  KafkaConfig config;
+  config.brokers = "127.0.0.1:1";
+  auto nagle_off = CreateProducer(config, ProducerOptions{});
+  ASSERT_TRUE(nagle_off.ok()) << nagle_off.status().ToString();
+  char value[64];
+  size_t size = sizeof(value);
+  ASSERT_EQ(rd_kafka_conf_get(rd_kafka_conf(nagle_off->get()), "socket.nagle.disable", value, &size),
+            RD_KAFKA_CONF_OK);
+  EXPECT_STREQ(value, "true");
+  ASSERT_TRUE(config.AddProperty("socket.nagle.disable=false").ok());
+  auto nagle_on = CreateProducer(config, ProducerOptions{});
+  ASSERT_TRUE(nagle_on.ok()) << nagle_on.status().ToString();
+  size = sizeof(value);
+  ASSERT_EQ(rd_kafka_conf_get(rd_kafka_conf(nagle_on->get()), "socket.nagle.disable", value, &size),
+            RD_KAFKA_CONF_OK);
+  EXPECT_STREQ(value, "false");
+}
+
 TEST(StatusFromKafkaTest, NamesWhatTheCodeAndTheReason) {
   EXPECT_TRUE(StatusFromKafka(RD_KAFKA_RESP_ERR_NO_ERROR, "anything").ok());
   Status st = StatusFromKafka(RD_KAFKA_RESP_ERR__TRANSPORT, "cannot reach x", "is it running?");
