@@ -14,6 +14,10 @@
 //        that fits its retention (the transport limit)
 //   (e)  the stateful job over that same topic
 // and writes bench/results/replay_throughput.{md,json} with the machine.
+// (c) at 1 and 2 threads, and (d) with (e), run --repeat times interleaved
+// (default 3) and report the best run of each with the spread: on a shared
+// 2-core machine a single pair once gave 2 threads / 1 thread = 1.17 where
+// interleaved pairs of the same binary gave 1.33-1.46.
 // Every job runs the real JobRunner (real RocksDB checkpoints, real Kafka
 // sink on an in-process embedded broker). This is a benchmark, never a test.
 #include <librdkafka/rdkafka.h>
@@ -68,6 +72,7 @@ struct Config {
   std::string data_dir = "/tmp/kappa-bench";
   std::string results_dir = KAPPA_SOURCE_DIR "/bench/results";
   bool duckdb = true;
+  int repeat = 3;  // interleaved runs of (c) 1/2 threads and of (d)/(e); the best of each is reported
   std::string only;  // run only rows whose id starts with this (debugging)
 };
 
@@ -447,11 +452,12 @@ int main(int argc, char** argv) {
     else if (a == "--results-dir") c.results_dir = next();
     else if (a == "--no-duckdb") c.duckdb = false;
     else if (a == "--only") c.only = next();
+    else if (a == "--repeat") c.repeat = std::max(1, std::stoi(next()));
     else {
       std::printf(
           "usage: replay_throughput [--records N (20000000)] [--partitions P (16)] [--users U (10000)] [--zipf S (1.0)]\n"
           "       [--naive-records N (1000000)] [--kafka-records N (400000)] [--data-dir DIR (/tmp/kappa-bench)]\n"
-          "       [--results-dir DIR (bench/results)] [--no-duckdb]\n\n"
+          "       [--results-dir DIR (bench/results)] [--no-duckdb] [--repeat N (3)]\n\n"
           "The end-to-end replay benchmark (see the comment at the top of bench/replay_throughput.cc).\n"
           "Run it through scripts/bench.sh, which also installs DuckDB from npm.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
@@ -500,15 +506,40 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "  (b) %d thread(s): %s rec/s\n", threads, Rate(r->rate()).c_str());
     rows.push_back(*r);
   }
-  for (int threads : {1, 2}) {
-    if (!want("c")) break;
-    auto r = RunJob(c, **broker, "stateful" + std::to_string(threads), kStatefulOps, "transactions", threads, true);
-    if (!r.ok()) return fail(r.status());
-    r->id = "c";
-    r->what = "stateful job from the archive (decode, dedup, filter, hourly windows per user)";
-    r->bytes = archive_bytes;
-    std::fprintf(stderr, "  (c) %d thread(s): %s rec/s\n", threads, Rate(r->rate()).c_str());
-    rows.push_back(*r);
+  // The best of c.repeat runs, with the spread in its note.
+  struct Best {
+    Row row;
+    double low = 0, high = 0;
+    int runs = 0;
+    void Add(const Row& r) {
+      if (runs++ == 0 || r.rate() > row.rate()) row = r;
+      low = runs == 1 ? r.rate() : std::min(low, r.rate());
+      high = std::max(high, r.rate());
+    }
+    Row Report() const {
+      Row r = row;
+      if (runs > 1) {
+        r.note += (r.note.empty() ? "" : "; ") + std::string("best of ") + std::to_string(runs) +
+                  " interleaved runs (" + Rate(low) + " to " + Rate(high) + " rec/s)";
+      }
+      return r;
+    }
+  };
+  if (want("c")) {
+    Best best[2];
+    for (int rep = 0; rep < c.repeat; ++rep) {
+      for (int threads : {1, 2}) {
+        auto r = RunJob(c, **broker, "stateful" + std::to_string(threads), kStatefulOps, "transactions", threads, true);
+        if (!r.ok()) return fail(r.status());
+        r->id = "c";
+        r->what = "stateful job from the archive (decode, dedup, filter, hourly windows per user)";
+        r->bytes = archive_bytes;
+        std::fprintf(stderr, "  (c) %d thread(s), run %d: %s rec/s\n", threads, rep + 1, Rate(r->rate()).c_str());
+        best[threads - 1].Add(*r);
+      }
+    }
+    rows.push_back(best[0].Report());
+    rows.push_back(best[1].Report());
   }
   if (want("c0")) {
     auto r = Naive(c);
@@ -532,17 +563,22 @@ int main(int argc, char** argv) {
     for (const auto& m : *marks) {
       if (m.low != 0) return fail(Status::FailedPrecondition("the embedded broker dropped history: use fewer --kafka-records"));
     }
-    auto d = BareConsume(bootstrap, "kafka_tx", c.partitions);
-    if (!d.ok()) return fail(d.status());
-    std::fprintf(stderr, "  (d): %s rec/s\n", Rate(d->rate()).c_str());
-    rows.push_back(*d);
-    auto e = RunJob(c, **broker, "kafka", kStatefulOps, "kafka_tx", 1, false);
-    if (!e.ok()) return fail(e.status());
-    e->id = "e";
-    e->what = "stateful job over the same embedded-broker topic";
-    e->bytes = d->bytes;
-    std::fprintf(stderr, "  (e): %s rec/s\n", Rate(e->rate()).c_str());
-    rows.push_back(*e);
+    Best best_d, best_e;
+    for (int rep = 0; rep < c.repeat; ++rep) {
+      auto d = BareConsume(bootstrap, "kafka_tx", c.partitions);
+      if (!d.ok()) return fail(d.status());
+      std::fprintf(stderr, "  (d) run %d: %s rec/s\n", rep + 1, Rate(d->rate()).c_str());
+      best_d.Add(*d);
+      auto e = RunJob(c, **broker, "kafka", kStatefulOps, "kafka_tx", 1, false);
+      if (!e.ok()) return fail(e.status());
+      e->id = "e";
+      e->what = "stateful job over the same embedded-broker topic";
+      e->bytes = d->bytes;
+      std::fprintf(stderr, "  (e) run %d: %s rec/s\n", rep + 1, Rate(e->rate()).c_str());
+      best_e.Add(*e);
+    }
+    rows.push_back(best_d.Report());
+    rows.push_back(best_e.Report());
   }
 
   // ---- report

@@ -29,6 +29,12 @@ start=$(date +%s.%N)
 "$dir/kappa" gen -b "$bootstrap" -t bench-tx -n "$records" --users 10000 --zipf 1.0 --rate 100 --seed 42 \
   --duplicate-fraction 0.02 --malformed-fraction 0.001 --late-fraction 0.05 --max-delay-ms 300000 >&2
 gen_seconds=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { print e - s }')
+# The broker's 1+ GB of fresh log pages would reach the disk in the
+# background during the first rows, beside the jobs' synced checkpoints
+# (a `dd` beside a job stalls its checkpoints up to 1.6 s). Written out
+# first, so that every row starts on the same quiet disk.
+echo "== sync (the generated topic's pages to disk)" >&2
+sync
 
 echo "== realkafka_bench" >&2
 "$dir/bench/realkafka_bench" --bootstrap "$bootstrap" --topic bench-tx --partitions "$partitions" \
