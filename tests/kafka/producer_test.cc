@@ -219,7 +219,8 @@ TEST_F(ProducerTest, ATransactionalEpochCommitsItsOffsetsToTheGroup) {
 
   for (int epoch = 1; epoch <= 2; ++epoch) {
     for (int i = 0; i < 10; ++i) {
-      ASSERT_TRUE((*producer)->Produce("txn-out", 0, "k", "e" + std::to_string(epoch)).ok());
+      Status produced = (*producer)->Produce("txn-out", 0, "k", "e" + std::to_string(epoch));
+      ASSERT_TRUE(produced.ok()) << "epoch " << epoch << ", record " << i << ": " << produced.ToString();
     }
     PartitionList offsets;
     offsets.Add("in", 0, 100 * epoch, "tag " + std::to_string(epoch));
