@@ -1,21 +1,22 @@
 #include "kafka/embedded_broker.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
-#include <dirent.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <set>
+#include <vector>
 
 #include "kafka/kafka_status.h"
 
@@ -28,14 +29,19 @@ namespace {
 // (each checkpoint of a job) then took ~43 ms whatever it had to send.
 // librdkafka offers no setting for its mock's sockets, so TCP_NODELAY is set
 // on its listening sockets, which the connections it accepts inherit on Linux.
-void DisableNagleOnListeners(const std::string& bootstraps) {
-  std::set<int> ports;
+// The ports of a mock cluster's "host:port,host:port" bootstrap list, in order.
+std::vector<int> PortsOf(const std::string& bootstraps) {
+  std::vector<int> ports;
   for (size_t at = 0; at < bootstraps.size();) {
     const size_t comma = std::min(bootstraps.find(',', at), bootstraps.size());
     const size_t colon = bootstraps.rfind(':', comma - 1);
-    if (colon != std::string::npos && colon >= at) ports.insert(std::atoi(bootstraps.c_str() + colon + 1));
+    if (colon != std::string::npos && colon >= at) ports.push_back(std::atoi(bootstraps.c_str() + colon + 1));
     at = comma + 1;
   }
+  return ports;
+}
+
+void DisableNagleOnListeners(const std::vector<int>& ports) {
   DIR* dir = ::opendir("/proc/self/fd");
   if (dir == nullptr) return;
   while (const dirent* e = ::readdir(dir)) {
@@ -47,7 +53,7 @@ void DisableNagleOnListeners(const std::string& bootstraps) {
     sockaddr_in addr{};
     len = sizeof(addr);
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 || addr.sin_family != AF_INET) continue;
-    if (!ports.count(ntohs(addr.sin_port))) continue;
+    if (std::find(ports.begin(), ports.end(), ntohs(addr.sin_port)) == ports.end()) continue;
     const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
@@ -124,7 +130,8 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(const Options& opt
   if (!broker->cluster_) return Status::Unavailable("librdkafka could not start its mock cluster");
   broker->mock_bootstraps_ = rd_kafka_mock_cluster_bootstraps(broker->cluster_);
   broker->bootstrap_ = broker->mock_bootstraps_;
-  DisableNagleOnListeners(broker->mock_bootstraps_);
+  const std::vector<int> mock_ports = PortsOf(broker->mock_bootstraps_);
+  DisableNagleOnListeners(mock_ports);
 
   for (const auto& topic : options.topics) {
     KAPPA_RETURN_IF_ERROR(broker->CreateTopic(topic));
@@ -132,10 +139,8 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(const Options& opt
 
   if (broker->listen_fd_ >= 0) {
     // Forward to the first mock listener.
-    const std::string& first = broker->mock_bootstraps_;
-    auto colon = first.find(':');
-    auto comma = first.find(',');
-    broker->target_port_ = std::atoi(first.substr(colon + 1, comma == std::string::npos ? std::string::npos : comma - colon - 1).c_str());
+    if (mock_ports.empty()) return Status::Unavailable("the mock cluster listed no address: " + broker->mock_bootstraps_);
+    broker->target_port_ = mock_ports.front();
     if (::pipe2(broker->wake_pipe_, O_CLOEXEC) != 0) return Status::IOError("pipe: " + std::string(std::strerror(errno)));
     broker->bootstrap_ = "127.0.0.1:" + std::to_string(options.port);
     broker->forwarder_ = std::thread([b = broker.get()] { b->ForwardLoop(); });
