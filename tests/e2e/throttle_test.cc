@@ -91,6 +91,10 @@ class ThrottleTest : public BrokerTest {
     }
     return v;
   }
+  // records_in per second from the first sample to the last.
+  static double RateOf(const std::vector<Sample>& s) {
+    return (s.back().in - s.front().in) / (s.back().t - s.front().t);
+  }
   static std::string Show(const std::vector<Sample>& s) {
     std::string out;
     for (const auto& x : s) out += std::to_string(x.t).substr(0, 4) + ":" + std::to_string(x.in) + " ";
@@ -175,7 +179,7 @@ TEST_F(ThrottleTest, AStalledCappedJobDoesNotBurstPastItsCapAfterwards) {
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   v1.Kill(SIGCONT);
   auto after = SampleFor(metrics, 2.0);
-  const double rate = (after.back().in - after.front().in) / (after.back().t - after.front().t);
+  const double rate = RateOf(after);
   EXPECT_GT(rate, 1000) << "not reading again after SIGCONT: " << Show(after);
   EXPECT_LT(rate, 2600) << "a burst past the 2000 rec/s cap after the stall: " << Show(after);
   v1.Kill(SIGTERM);
@@ -436,8 +440,8 @@ TEST_F(ProtectLiveLagTest, ReplayYieldsWhileTheServingVersionLagsAndRecovers) {
   // rate cap's burst (0.2 s) stay well inside the bound.
   auto lowered = SampleFor(replay_metrics, 2.5);
   auto plain = SampleFor(plain_metrics, 2.5);
-  const double lowered_rate = (lowered.back().in - lowered.front().in) / (lowered.back().t - lowered.front().t);
-  const double plain_rate = (plain.back().in - plain.front().in) / (plain.back().t - plain.front().t);
+  const double lowered_rate = RateOf(lowered);
+  const double plain_rate = RateOf(plain);
   EXPECT_LT(lowered_rate, 6000) << Show(lowered) << "\n" << v2.Stderr();
   EXPECT_GT(plain_rate, 12000) << "the unprotected replay should keep its cap: " << Show(plain);
 
@@ -446,8 +450,7 @@ TEST_F(ProtectLiveLagTest, ReplayYieldsWhileTheServingVersionLagsAndRecovers) {
   ASSERT_TRUE(wait_for_note("replay rate raised to", 5)) << v2.Stderr();
   ASSERT_TRUE(wait_for_note("replay rate back to 20000 rec/s", 20)) << v2.Stderr();
   auto recovered = SampleFor(replay_metrics, 1.5);
-  const double recovered_rate =
-      (recovered.back().in - recovered.front().in) / (recovered.back().t - recovered.front().t);
+  const double recovered_rate = RateOf(recovered);
   EXPECT_GT(recovered_rate, 12000) << Show(recovered) << "\n" << v2.Stderr();
 
   for (ChildProcess* c : {&v3, &v2, &v1}) {
