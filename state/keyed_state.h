@@ -14,8 +14,9 @@
 // fixed from insertion to erasure), each holding the key's hash, the key
 // inline when it has at most kInlineKeyBytes bytes (txn ids, "<user>|<start>"
 // window keys) or on the heap otherwise, the value and its position in the
-// dirty list. An absl::flat_hash_set of slot numbers (SwissTable: SIMD probing
-// of one control byte per slot) finds a key's slot; lookups take a
+// dirty list. An absl::flat_hash_set of slot numbers, each with 32 more bits
+// of its key's hash (SwissTable: SIMD probing of one control byte per slot),
+// finds a key's slot; lookups take a
 // std::string_view and never build a std::string. The dirty list makes the
 // checkpoint capture O(dirty entries), not O(table size).
 #pragma once
@@ -223,7 +224,7 @@ class KeyedState final {
   // The value for key, or nullptr. Does not mark it dirty.
   const V* Find(std::string_view key) const {
     auto it = index_.find(HashedKey{key, state_internal::HashKey(key)});
-    return it == index_.end() ? nullptr : &At(*it).value;
+    return it == index_.end() ? nullptr : &At(SlotOf(*it)).value;
   }
   // The value for key, inserting `initial` if absent; marks it dirty.
   // *inserted (if given) says whether it was absent.
@@ -236,9 +237,9 @@ class KeyedState final {
     bool is_new = false;
     auto it = index_.lazy_emplace(hk, [&](const auto& construct) {
       is_new = true;
-      construct(NewSlot(hk, initial));
+      construct(Element(NewSlot(hk, initial), hk.hash));
     });
-    const uint32_t i = *it;
+    const uint32_t i = SlotOf(*it);
     Slot& s = At(i);
     if (s.dirty_pos == state_internal::kClean) MarkDirty(i, s);
     if (inserted) *inserted = is_new;
@@ -247,7 +248,7 @@ class KeyedState final {
   void Erase(std::string_view key) {
     auto it = index_.find(HashedKey{key, state_internal::HashKey(key)});
     if (it == index_.end()) return;
-    const uint32_t i = *it;
+    const uint32_t i = SlotOf(*it);
     index_.erase(it);
     Release(i);
   }
@@ -257,26 +258,25 @@ class KeyedState final {
     const_cast<KeyedState*>(this)->ForEachSlot([&](uint32_t, Slot& s) { fn(s.key(), s.value); });
   }
   // Erases every entry for which pred(key, value) is true.
-  // Two passes: a sequential scan picks the victims, then their index
-  // entries are erased looking a few ahead, so the random probes of a large
-  // table overlap (a replay's dedup purge erases most of its entries).
+  // Two passes: a sequential scan picks the victims (slot number and hash),
+  // then their index entries are erased by slot number, looking a few ahead,
+  // so the random probes of a large table overlap and never load a slot (a
+  // replay's dedup purge erases most of its entries).
   template <typename F>
   size_t EraseIf(F&& pred) {
     victims_.clear();
     ForEachSlot([&](uint32_t i, Slot& s) {
-      if (pred(s.key(), static_cast<const V&>(s.value))) victims_.push_back(i);
+      if (pred(s.key(), static_cast<const V&>(s.value))) {
+        victims_.push_back(SlotKey{i, s.hash & ~state_internal::kStoredBit});
+      }
     });
     constexpr size_t kAhead = 8;
-    auto key_of = [&](uint32_t i) {
-      const Slot& s = At(i);
-      return HashedKey{s.key(), s.hash & ~state_internal::kStoredBit};
-    };
     const size_t n = victims_.size();
-    for (size_t j = 0; j < std::min(kAhead, n); ++j) index_.prefetch(key_of(victims_[j]));
+    for (size_t j = 0; j < std::min(kAhead, n); ++j) index_.prefetch(victims_[j]);
     for (size_t j = 0; j < n; ++j) {
-      if (j + kAhead < n) index_.prefetch(key_of(victims_[j + kAhead]));
-      index_.erase(key_of(victims_[j]));
-      Release(victims_[j]);
+      if (j + kAhead < n) index_.prefetch(victims_[j + kAhead]);
+      index_.erase(victims_[j]);
+      Release(victims_[j].slot);
     }
     return n;
   }
@@ -343,8 +343,8 @@ class KeyedState final {
     V v;
     std::memcpy(&v, value.data(), sizeof(V));
     const HashedKey hk{key, state_internal::HashKey(key)};
-    auto it = index_.lazy_emplace(hk, [&](const auto& construct) { construct(NewSlot(hk, v)); });
-    Slot& s = At(*it);
+    auto it = index_.lazy_emplace(hk, [&](const auto& construct) { construct(Element(NewSlot(hk, v), hk.hash)); });
+    Slot& s = At(SlotOf(*it));
     s.value = v;  // insert or assign; a loaded entry is clean
     s.hash |= state_internal::kStoredBit;
     if (s.dirty_pos != state_internal::kClean) Undirty(s);
@@ -375,20 +375,39 @@ class KeyedState final {
     return chunks_[c][i - ChunkStart(c)];
   }
 
-  // The hash and equality absl's table sees: its elements are slot numbers,
-  // looked up by HashedKey (heterogeneous lookup, no key is ever built).
+  // absl's table holds one 64-bit element per entry: the slot number in the
+  // low half and the key hash's top 32 bits in the high half. absl places
+  // and filters by the hash's low bits (position and a 7-bit tag), so about
+  // one probe in ten meets a tag that matches by chance; the stored bits
+  // reject nearly all of those without loading the slot, which in a large
+  // table (a replay's dedup set) is a cache miss.
+  using Elem = uint64_t;
+  static Elem Element(uint32_t slot, size_t hash) { return (hash >> 32 << 32) | slot; }
+  static uint32_t SlotOf(Elem e) { return static_cast<uint32_t>(e); }
+  static bool SameHigh(Elem e, size_t hash) { return (e >> 32) == (hash >> 32); }
+  // An entry known by its slot number and hash (EraseIf): found without
+  // loading the slot.
+  struct SlotKey {
+    uint32_t slot;
+    size_t hash;
+  };
+  // The hash and equality absl's table sees, with lookups by HashedKey or
+  // SlotKey (heterogeneous lookup, no key is ever built).
   struct SlotHash {
     using is_transparent = void;
     const KeyedState* table;
-    size_t operator()(uint32_t i) const { return table->At(i).hash & ~state_internal::kStoredBit; }
+    size_t operator()(Elem e) const { return table->At(SlotOf(e)).hash & ~state_internal::kStoredBit; }
     size_t operator()(const HashedKey& k) const { return k.hash; }
+    size_t operator()(const SlotKey& k) const { return k.hash; }
   };
   struct SlotEq {
     using is_transparent = void;
     const KeyedState* table;
-    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-    bool operator()(uint32_t i, const HashedKey& k) const { return Matches(table->At(i), k); }
-    bool operator()(const HashedKey& k, uint32_t i) const { return Matches(table->At(i), k); }
+    bool operator()(Elem a, Elem b) const { return a == b; }
+    bool operator()(Elem e, const HashedKey& k) const { return SameHigh(e, k.hash) && Matches(table->At(SlotOf(e)), k); }
+    bool operator()(const HashedKey& k, Elem e) const { return (*this)(e, k); }
+    bool operator()(Elem e, const SlotKey& k) const { return SlotOf(e) == k.slot; }
+    bool operator()(const SlotKey& k, Elem e) const { return SlotOf(e) == k.slot; }
     static bool Matches(const Slot& s, const HashedKey& k) {
       return (s.hash & ~state_internal::kStoredBit) == k.hash && s.key_size == k.key.size() &&
              (k.key.empty() || std::memcmp(s.key_data(), k.key.data(), k.key.size()) == 0);
@@ -462,11 +481,11 @@ class KeyedState final {
   }
 
   std::string name_;
-  absl::flat_hash_set<uint32_t, SlotHash, SlotEq> index_;
+  absl::flat_hash_set<Elem, SlotHash, SlotEq> index_;
   std::array<Slot*, kMaxChunks> chunks_{};
   uint32_t next_slot_ = 0;       // slots ever handed out
   std::vector<uint32_t> free_;   // erased slots, reused first
-  std::vector<uint32_t> victims_;  // EraseIf's scratch
+  std::vector<SlotKey> victims_;  // EraseIf's scratch
   std::vector<uint32_t> dirty_;  // dirty slots, in the order they became dirty
   size_t dirty_key_bytes_ = 0;   // total key length of the dirty slots
   // Erased since the last commit (only its erased buffer and count are
