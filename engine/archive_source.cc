@@ -132,7 +132,13 @@ Status ArchiveSource::Round(int64_t budget, int64_t* records) {
   sink_->SetConcurrent(pool_->size() > 1);
   pool_->Run([&](int w) {
     for (size_t k = next++; k < pending_.size(); k = next++) {
-      Status st = Slice(pending_[k], per_partition, &blocks_[w], &counts[w]);
+      // Each partition's own count against the budget: a worker's running
+      // total made every slice after its first in a round read nothing, so
+      // a round served one partition per worker and the partitions were
+      // replayed one after the other.
+      int64_t done = 0;
+      Status st = Slice(pending_[k], per_partition, &blocks_[w], &done);
+      counts[w] += done;
       if (!st.ok() && errors[w].ok()) errors[w] = st;
     }
   });

@@ -167,6 +167,36 @@ TEST_F(SourceTest, ArchiveSourceReplaysEveryPartitionInParallelRoundsThenIsExhau
   EXPECT_EQ(source.archive_records(), 6000);
 }
 
+TEST_F(SourceTest, ArchiveSourceRoundTakesASliceOfEveryPendingPartition) {
+  // A capped round (budget 400 over 4 partitions: 100 each, rounded up to
+  // whole archive blocks) on one worker must move every partition forward,
+  // not spend the whole round on the first one.
+  Produce("tx", 4, 8000);
+  const auto marks = Marks("tx", 4);
+  ScratchDir dir("archive-round");
+  ArchiveHead(dir / "archive", "tx", {marks[0].high, marks[1].high, marks[2].high, marks[3].high});
+  const JobSpec spec = Spec("tx", dir / "state");
+  MakeTasks(spec, 4);
+  CommittedGaps gaps(sink_.get());
+  gaps.Reset(4);
+  HistoryGapRule rule(spec, sink_.get(), Notes());
+  ArchiveSource source(spec, dir / "archive", 1, sink_.get(), gaps, rule);
+  ASSERT_EQ(*source.Partitions(), 4);
+  ASSERT_TRUE(source.Open(tasks_, {false, false, false, false}).ok());
+  int64_t records = 0;
+  ASSERT_TRUE(source.Read(400, &records).ok());
+  int64_t moved = 0;
+  for (int p = 0; p < 4; ++p) {
+    EXPECT_GE(tasks_[p]->next_offset(), 100) << "partition " << p << " got no slice of the round";
+    moved += tasks_[p]->next_offset();
+  }
+  EXPECT_EQ(records, moved);
+  // The rest (if any), in further rounds, exactly once.
+  ASSERT_TRUE(Drain(source, tasks_, {marks[0].high, marks[1].high, marks[2].high, marks[3].high}, &records).ok());
+  for (int p = 0; p < 4; ++p) EXPECT_EQ(tasks_[p]->counters().in, marks[p].high) << p;
+  EXPECT_EQ(records, 8000);
+}
+
 TEST_F(SourceTest, ArchiveSourceRefusesACheckpointOutsideTheArchive) {
   Produce("tx", 1, 1000);
   ScratchDir dir("archive-outside");
