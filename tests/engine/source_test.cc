@@ -57,6 +57,29 @@ class SourceTest : public EngineTest {
     }
     return false;
   }
+  // Produces `records` over `partitions` partitions of tx, archives all of
+  // them under scratch dir `name`, makes their tasks and opens archive_ over
+  // them on `workers` threads. highs_ holds each partition's end.
+  void OpenArchive(const std::string& name, int partitions, int records, int workers) {
+    Produce("tx", partitions, records);
+    for (const auto& m : Marks("tx", partitions)) highs_.push_back(m.high);
+    dir_ = std::make_unique<ScratchDir>(name);
+    ArchiveHead(*dir_ / "archive", "tx", highs_);
+    spec_ = std::make_unique<JobSpec>(Spec("tx", *dir_ / "state"));
+    MakeTasks(*spec_, partitions);
+    gaps_ = std::make_unique<CommittedGaps>(sink_.get());
+    gaps_->Reset(partitions);
+    rule_ = std::make_unique<HistoryGapRule>(*spec_, sink_.get(), Notes());
+    archive_ = std::make_unique<ArchiveSource>(*spec_, *dir_ / "archive", workers, sink_.get(), *gaps_, *rule_);
+    ASSERT_EQ(*archive_->Partitions(), partitions);
+    ASSERT_TRUE(archive_->Open(tasks_, std::vector<bool>(partitions, false)).ok());
+  }
+  std::vector<int64_t> highs_;
+  std::unique_ptr<ScratchDir> dir_;
+  std::unique_ptr<JobSpec> spec_;
+  std::unique_ptr<CommittedGaps> gaps_;
+  std::unique_ptr<HistoryGapRule> rule_;
+  std::unique_ptr<ArchiveSource> archive_;  // declared last: destroyed first
 };
 
 TEST_F(SourceTest, KafkaSourceStartsFreshTasksAtZeroRestoredOnesAtTheirCheckpointAndReadsEachRecordOnce) {
@@ -144,47 +167,25 @@ TEST_F(SourceTest, HistoryBelowTheLogStartIsRefusedOrRecordedOnce) {
 }
 
 TEST_F(SourceTest, ArchiveSourceReplaysEveryPartitionInParallelRoundsThenIsExhausted) {
-  Produce("tx", 3, 6000);
-  const auto marks = Marks("tx", 3);
-  ScratchDir dir("archive-source");
-  ArchiveHead(dir / "archive", "tx", {marks[0].high, marks[1].high, marks[2].high});
-  const JobSpec spec = Spec("tx", dir / "state");
-  MakeTasks(spec, 3);
-  CommittedGaps gaps(sink_.get());
-  gaps.Reset(3);
-  HistoryGapRule rule(spec, sink_.get(), Notes());
-  ArchiveSource source(spec, dir / "archive", 2, sink_.get(), gaps, rule);
-  ASSERT_EQ(*source.Partitions(), 3);
-  ASSERT_TRUE(source.Open(tasks_, {false, false, false}).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenArchive("archive-source", 3, 6000, 2));
   int64_t records = 0;
-  ASSERT_TRUE(Drain(source, tasks_, {INT64_MAX, INT64_MAX, INT64_MAX}, &records).ok());
-  EXPECT_TRUE(source.exhausted());
+  ASSERT_TRUE(Drain(*archive_, tasks_, {INT64_MAX, INT64_MAX, INT64_MAX}, &records).ok());
+  EXPECT_TRUE(archive_->exhausted());
   for (int p = 0; p < 3; ++p) {
-    EXPECT_EQ(tasks_[p]->next_offset(), marks[p].high) << p;
-    EXPECT_EQ(tasks_[p]->counters().in, marks[p].high) << p;
+    EXPECT_EQ(tasks_[p]->next_offset(), highs_[p]) << p;
+    EXPECT_EQ(tasks_[p]->counters().in, highs_[p]) << p;
   }
   EXPECT_EQ(records, 6000);
-  EXPECT_EQ(source.archive_records(), 6000);
+  EXPECT_EQ(archive_->archive_records(), 6000);
 }
 
 TEST_F(SourceTest, ArchiveSourceRoundTakesASliceOfEveryPendingPartition) {
   // A capped round (budget 400 over 4 partitions: 100 each, rounded up to
   // whole archive blocks) on one worker must move every partition forward,
   // not spend the whole round on the first one.
-  Produce("tx", 4, 8000);
-  const auto marks = Marks("tx", 4);
-  ScratchDir dir("archive-round");
-  ArchiveHead(dir / "archive", "tx", {marks[0].high, marks[1].high, marks[2].high, marks[3].high});
-  const JobSpec spec = Spec("tx", dir / "state");
-  MakeTasks(spec, 4);
-  CommittedGaps gaps(sink_.get());
-  gaps.Reset(4);
-  HistoryGapRule rule(spec, sink_.get(), Notes());
-  ArchiveSource source(spec, dir / "archive", 1, sink_.get(), gaps, rule);
-  ASSERT_EQ(*source.Partitions(), 4);
-  ASSERT_TRUE(source.Open(tasks_, {false, false, false, false}).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenArchive("archive-round", 4, 8000, 1));
   int64_t records = 0;
-  ASSERT_TRUE(source.Read(400, &records).ok());
+  ASSERT_TRUE(archive_->Read(400, &records).ok());
   int64_t moved = 0;
   for (int p = 0; p < 4; ++p) {
     EXPECT_GE(tasks_[p]->next_offset(), 100) << "partition " << p << " got no slice of the round";
@@ -192,8 +193,8 @@ TEST_F(SourceTest, ArchiveSourceRoundTakesASliceOfEveryPendingPartition) {
   }
   EXPECT_EQ(records, moved);
   // The rest (if any), in further rounds, exactly once.
-  ASSERT_TRUE(Drain(source, tasks_, {marks[0].high, marks[1].high, marks[2].high, marks[3].high}, &records).ok());
-  for (int p = 0; p < 4; ++p) EXPECT_EQ(tasks_[p]->counters().in, marks[p].high) << p;
+  ASSERT_TRUE(Drain(*archive_, tasks_, highs_, &records).ok());
+  for (int p = 0; p < 4; ++p) EXPECT_EQ(tasks_[p]->counters().in, highs_[p]) << p;
   EXPECT_EQ(records, 8000);
 }
 
