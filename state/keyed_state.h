@@ -267,7 +267,7 @@ class KeyedState final {
     victims_.clear();
     ForEachSlot([&](uint32_t i, Slot& s) {
       if (pred(s.key(), static_cast<const V&>(s.value))) {
-        victims_.push_back(SlotKey{i, s.hash & ~state_internal::kStoredBit});
+        victims_.push_back(SlotKey{i, s.key_hash()});
       }
     });
     constexpr size_t kAhead = 8;
@@ -363,6 +363,8 @@ class KeyedState final {
 
     const char* key_data() const { return key_size <= kInlineKeyBytes ? k.inline_key : k.heap_key; }
     std::string_view key() const { return std::string_view(key_data(), key_size); }
+    // The key's hash (HashKey), without the stored bit.
+    size_t key_hash() const { return hash & ~state_internal::kStoredBit; }
   };
   static constexpr size_t kMaxChunks = state_internal::kMaxChunks;
   static constexpr uint32_t kShift = state_internal::kFirstChunkShift;
@@ -396,7 +398,7 @@ class KeyedState final {
   struct SlotHash {
     using is_transparent = void;
     const KeyedState* table;
-    size_t operator()(Elem e) const { return table->At(SlotOf(e)).hash & ~state_internal::kStoredBit; }
+    size_t operator()(Elem e) const { return table->At(SlotOf(e)).key_hash(); }
     size_t operator()(const HashedKey& k) const { return k.hash; }
     size_t operator()(const SlotKey& k) const { return k.hash; }
   };
@@ -407,9 +409,9 @@ class KeyedState final {
     bool operator()(Elem e, const HashedKey& k) const { return SameHigh(e, k.hash) && Matches(table->At(SlotOf(e)), k); }
     bool operator()(const HashedKey& k, Elem e) const { return (*this)(e, k); }
     bool operator()(Elem e, const SlotKey& k) const { return SlotOf(e) == k.slot; }
-    bool operator()(const SlotKey& k, Elem e) const { return SlotOf(e) == k.slot; }
+    bool operator()(const SlotKey& k, Elem e) const { return (*this)(e, k); }
     static bool Matches(const Slot& s, const HashedKey& k) {
-      return (s.hash & ~state_internal::kStoredBit) == k.hash && s.key_size == k.key.size() &&
+      return s.key_hash() == k.hash && s.key_size == k.key.size() &&
              (k.key.empty() || std::memcmp(s.key_data(), k.key.data(), k.key.size()) == 0);
     }
   };
