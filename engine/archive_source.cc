@@ -129,20 +129,32 @@ Status ArchiveSource::Round(int64_t budget, int64_t* records) {
   std::vector<Status> errors(pool_->size());
   std::vector<int64_t> counts(pool_->size(), 0);
   std::atomic<size_t> next{0};
+  std::atomic<size_t> taken{0};
+  std::atomic<int64_t> round_total{0};
+  const size_t n = pending_.size();
+  const size_t first = first_ % n;
   sink_->SetConcurrent(pool_->size() > 1);
   pool_->Run([&](int w) {
-    for (size_t k = next++; k < pending_.size(); k = next++) {
-      // Each partition's own count against the budget: a worker's running
+    for (size_t k = next++; k < n; k = next++) {
+      // A slice reads whole archive blocks (up to 1 MiB each), so a capped
+      // round that gave every partition one would read many times its
+      // budget at once: it stops at the budget, and the next capped round
+      // starts with the partitions this one did not reach.
+      if (budget > 0 && round_total.load() >= budget) break;
+      ++taken;
+      // Each partition's own count against its share: a worker's running
       // total made every slice after its first in a round read nothing, so
       // a round served one partition per worker and the partitions were
       // replayed one after the other.
       int64_t done = 0;
-      Status st = Slice(pending_[k], per_partition, &blocks_[w], &done);
+      Status st = Slice(pending_[(first + k) % n], per_partition, &blocks_[w], &done);
       counts[w] += done;
+      round_total += done;
       if (!st.ok() && errors[w].ok()) errors[w] = st;
     }
   });
   sink_->SetConcurrent(false);
+  first_ = first + taken.load();
   for (size_t w = 0; w < errors.size(); ++w) {
     KAPPA_RETURN_IF_ERROR(errors[w]);
     *records += counts[w];

@@ -83,6 +83,7 @@ class ArchiveSource final : public Source {
   std::vector<std::unique_ptr<ArchiveReader>> readers_;  // null: not served from the archive
   std::vector<int64_t> end_;                             // per task: the end it reads to (-1: none)
   std::vector<size_t> pending_;
+  size_t first_ = 0;  // where in pending_ the next capped round starts (they take turns)
   std::unique_ptr<WorkerPool> pool_;
   std::vector<std::vector<ArchiveRecord>> blocks_;
   int passes_ = 0;

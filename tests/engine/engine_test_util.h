@@ -46,13 +46,14 @@ class EngineTest : public BrokerTest {
   }
 
   // Copies offsets [0, below[p]) of every partition of `topic` into an archive.
-  void ArchiveHead(const std::string& root, const std::string& topic, const std::vector<int64_t>& below) {
+  void ArchiveHead(const std::string& root, const std::string& topic, const std::vector<int64_t>& below,
+                   size_t block_bytes = ArchiveWriter::kDefaultBlockBytes) {
     std::map<int32_t, std::unique_ptr<ArchiveWriter>> writers;
     auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord& r) {
       if (r.offset >= below[r.partition]) return;
       auto& w = writers[r.partition];
       if (!w) {
-        auto opened = ArchiveWriter::Open(root, topic, r.partition);
+        auto opened = ArchiveWriter::Open(root, topic, r.partition, block_bytes);
         ASSERT_TRUE(opened.ok()) << opened.status().ToString();
         w = std::move(*opened);
       }

@@ -59,12 +59,14 @@ class SourceTest : public EngineTest {
   }
   // Produces `records` over `partitions` partitions of tx, archives all of
   // them under scratch dir `name`, makes their tasks and opens archive_ over
-  // them on `workers` threads. highs_ holds each partition's end.
-  void OpenArchive(const std::string& name, int partitions, int records, int workers) {
+  // them on `workers` threads (in blocks of `block_bytes`). highs_ holds
+  // each partition's end.
+  void OpenArchive(const std::string& name, int partitions, int records, int workers,
+                   size_t block_bytes = ArchiveWriter::kDefaultBlockBytes) {
     Produce("tx", partitions, records);
     for (const auto& m : Marks("tx", partitions)) highs_.push_back(m.high);
     dir_ = std::make_unique<ScratchDir>(name);
-    ArchiveHead(*dir_ / "archive", "tx", highs_);
+    ArchiveHead(*dir_ / "archive", "tx", highs_, block_bytes);
     spec_ = std::make_unique<JobSpec>(Spec("tx", *dir_ / "state"));
     MakeTasks(*spec_, partitions);
     gaps_ = std::make_unique<CommittedGaps>(sink_.get());
@@ -181,9 +183,10 @@ TEST_F(SourceTest, ArchiveSourceReplaysEveryPartitionInParallelRoundsThenIsExhau
 
 TEST_F(SourceTest, ArchiveSourceRoundTakesASliceOfEveryPendingPartition) {
   // A capped round (budget 400 over 4 partitions: 100 each, rounded up to
-  // whole archive blocks) on one worker must move every partition forward,
-  // not spend the whole round on the first one.
-  ASSERT_NO_FATAL_FAILURE(OpenArchive("archive-round", 4, 8000, 1));
+  // whole archive blocks of 4 KiB) on one worker must move every partition
+  // forward, not spend the whole round on the first one, and read about its
+  // budget, not the partitions' whole archive.
+  ASSERT_NO_FATAL_FAILURE(OpenArchive("archive-round", 4, 8000, 1, 4096));
   int64_t records = 0;
   ASSERT_TRUE(archive_->Read(400, &records).ok());
   int64_t moved = 0;
@@ -192,10 +195,28 @@ TEST_F(SourceTest, ArchiveSourceRoundTakesASliceOfEveryPendingPartition) {
     moved += tasks_[p]->next_offset();
   }
   EXPECT_EQ(records, moved);
+  EXPECT_LT(records, 2000) << "a capped round read far past its budget";
   // The rest (if any), in further rounds, exactly once.
   ASSERT_TRUE(Drain(*archive_, tasks_, highs_, &records).ok());
   for (int p = 0; p < 4; ++p) EXPECT_EQ(tasks_[p]->counters().in, highs_[p]) << p;
   EXPECT_EQ(records, 8000);
+}
+
+TEST_F(SourceTest, ArchiveSourceCappedRoundsStopAtTheirBudgetAndTakeTurns) {
+  // Each partition's archive is one block here (2000 records): a capped
+  // round (budget 400) reads one partition's block and stops, where giving
+  // every partition a slice would read all 8000 records at once; the next
+  // round goes on with a partition this one did not reach.
+  ASSERT_NO_FATAL_FAILURE(OpenArchive("archive-capped", 4, 8000, 1));
+  int64_t total = 0;
+  for (int round = 0; round < 4; ++round) {
+    int64_t records = 0;
+    ASSERT_TRUE(archive_->Read(400, &records).ok());
+    EXPECT_LT(records, 8000) << "capped round " << round << " read every partition's block";
+    total += records;
+  }
+  for (int p = 0; p < 4; ++p) EXPECT_EQ(tasks_[p]->next_offset(), highs_[p]) << "partition " << p;
+  EXPECT_EQ(total, 8000);
 }
 
 TEST_F(SourceTest, ArchiveSourceRefusesACheckpointOutsideTheArchive) {
