@@ -138,6 +138,16 @@ for _ in $(seq 1 1200); do  # 120 s: the first boot on a busy 2-core machine
   kill -0 "$started" 2>/dev/null || { tail -n 5 "$dir/registry.log" >&2 || true; \
     die "the registry exited while starting (see $dir/registry.log)"; }
   if answers "$url"; then
+    # Ready means ready for writes: the first registration after a boot
+    # initialises the registry's storage and compiles its write path, and
+    # on a loaded machine (CTest running tests beside a starting Kafka) it
+    # outlasted the 5 s a client waits. One throwaway schema takes that
+    # cost here, then is removed (soft, then permanently).
+    warm="$url/subjects/kappa-registry-warmup-value"
+    curl -sf -m 120 -o /dev/null -X POST -H 'Content-Type: application/vnd.schemaregistry.v1+json' \
+      --data '{"schema": "\"string\""}' "$warm/versions" || true
+    curl -sf -m 60 -o /dev/null -X DELETE "$warm" || true
+    curl -sf -m 60 -o /dev/null -X DELETE "$warm?permanent=true" || true
     echo "$url" >"$dir/url"
     echo "$url"
     exit 0
