@@ -1,0 +1,176 @@
+#include "state/memtable_rep.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <shared_mutex>
+#include <utility>
+#include <vector>
+
+namespace kappa {
+namespace {
+
+using rocksdb::KeyHandle;
+using rocksdb::MemTableRep;
+using rocksdb::Slice;
+
+// Bytes [from, from + 8) of s as a big-endian integer, zero-padded: comparing
+// two such integers orders like memcmp of the padded bytes.
+uint64_t BigEndianWord(const Slice& s, size_t from) {
+  unsigned char b[8] = {};
+  if (from < s.size()) std::memcpy(b, s.data() + from, std::min<size_t>(8, s.size() - from));
+  uint64_t w = 0;
+  for (unsigned char c : b) w = (w << 8) | c;
+  return w;
+}
+
+class PrefixSortedVectorRep final : public MemTableRep {
+ public:
+  PrefixSortedVectorRep(const KeyComparator& cmp, rocksdb::Allocator* allocator)
+      : MemTableRep(allocator), cmp_(cmp) {}
+  ~PrefixSortedVectorRep() override {
+    for (void* p : iterator_memory_) ::operator delete(p);
+  }
+
+  void Insert(KeyHandle handle) override {
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    entries_.push_back(static_cast<const char*>(handle));
+  }
+
+  bool Contains(const char* key) const override {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    for (const char* e : entries_) {
+      if (cmp_(e, key) == 0) return true;
+    }
+    return false;
+  }
+
+  void MarkReadOnly() override {
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    read_only_ = true;
+  }
+
+  size_t ApproximateMemoryUsage() override {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return sizeof(*this) + entries_.capacity() * sizeof(const char*);
+  }
+
+  Iterator* GetIterator(rocksdb::Arena* arena) override;
+
+  // Sorts `v` in the comparator's order (the header says how).
+  void Sort(std::vector<const char*>* v) const {
+    struct Keyed {
+      uint64_t k0, k1;
+      const char* entry;
+    };
+    std::vector<Keyed> keyed;
+    keyed.reserve(v->size());
+    for (const char* e : *v) {
+      const Slice internal = cmp_.decode_key(e);
+      // The internal key is the user key and an 8-byte sequence/type trailer.
+      const Slice user(internal.data(), internal.size() >= 8 ? internal.size() - 8 : 0);
+      keyed.push_back(Keyed{BigEndianWord(user, 0), BigEndianWord(user, 8), e});
+    }
+    std::sort(keyed.begin(), keyed.end(), [this](const Keyed& a, const Keyed& b) {
+      if (a.k0 != b.k0) return a.k0 < b.k0;
+      if (a.k1 != b.k1) return a.k1 < b.k1;
+      return cmp_(a.entry, b.entry) < 0;
+    });
+    for (size_t i = 0; i < keyed.size(); ++i) (*v)[i] = keyed[i].entry;
+  }
+
+ private:
+  class Iter;
+
+  const KeyComparator& cmp_;
+  mutable std::shared_mutex mu_;
+  std::vector<const char*> entries_;  // insertion order until sorted_
+  bool read_only_ = false;
+  bool sorted_ = false;               // read-only and sorted in place
+  std::mutex iterator_memory_mu_;
+  std::vector<void*> iterator_memory_;  // iterators handed out in "arena" mode
+};
+
+// Over a sorted vector: the read-only memtable's own (shared), or a sorted
+// copy of a memtable still written to (owned).
+class PrefixSortedVectorRep::Iter final : public MemTableRep::Iterator {
+ public:
+  Iter(const KeyComparator& cmp, const std::vector<const char*>* shared, std::vector<const char*> owned)
+      : cmp_(cmp), owned_(std::move(owned)), v_(shared ? shared : &owned_), pos_(v_->size()) {}
+
+  bool Valid() const override { return pos_ < v_->size(); }
+  const char* key() const override { return (*v_)[pos_]; }
+  void Next() override { ++pos_; }
+  void Prev() override { pos_ = pos_ == 0 ? v_->size() : pos_ - 1; }
+  void Seek(const Slice& internal_key, const char* memtable_key) override {
+    pos_ = static_cast<size_t>(std::lower_bound(v_->begin(), v_->end(), nullptr,
+                                                [&](const char* e, std::nullptr_t) {
+                                                  return Compare(e, internal_key, memtable_key) < 0;
+                                                }) -
+                               v_->begin());
+  }
+  void SeekForPrev(const Slice& internal_key, const char* memtable_key) override {
+    // The last entry <= target: one before the first entry > target.
+    const size_t first_after = static_cast<size_t>(
+        std::upper_bound(v_->begin(), v_->end(), nullptr,
+                         [&](std::nullptr_t, const char* e) { return Compare(e, internal_key, memtable_key) > 0; }) -
+        v_->begin());
+    pos_ = first_after == 0 ? v_->size() : first_after - 1;
+  }
+  void SeekToFirst() override { pos_ = 0; }
+  void SeekToLast() override { pos_ = v_->empty() ? 0 : v_->size() - 1; }
+
+ private:
+  int Compare(const char* entry, const Slice& internal_key, const char* memtable_key) const {
+    return memtable_key != nullptr ? cmp_(entry, memtable_key) : cmp_(entry, internal_key);
+  }
+
+  const KeyComparator& cmp_;
+  std::vector<const char*> owned_;
+  const std::vector<const char*>* v_;
+  size_t pos_;
+};
+
+MemTableRep::Iterator* PrefixSortedVectorRep::GetIterator(rocksdb::Arena* arena) {
+  const std::vector<const char*>* shared = nullptr;
+  std::vector<const char*> owned;
+  {
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    if (read_only_) {
+      // Sorted once, in place; later iterators (the flush's, a restore's)
+      // share it. Nothing is inserted any more.
+      if (!sorted_) {
+        Sort(&entries_);
+        sorted_ = true;
+      }
+      shared = &entries_;
+    } else {
+      owned = entries_;  // still written to: a sorted copy
+    }
+  }
+  if (shared == nullptr) Sort(&owned);
+  if (arena == nullptr) return new Iter(cmp_, shared, std::move(owned));
+  // With an arena the caller only runs the destructor (the arena owns the
+  // bytes), and RocksDB's Arena is not in its public headers: the bytes are
+  // this memtable's, freed with it (an iterator holds the memtable alive).
+  void* mem = ::operator new(sizeof(Iter));
+  {
+    std::lock_guard<std::mutex> lock(iterator_memory_mu_);
+    iterator_memory_.push_back(mem);
+  }
+  return new (mem) Iter(cmp_, shared, std::move(owned));
+}
+
+}  // namespace
+
+rocksdb::MemTableRep* PrefixSortedVectorRepFactory::CreateMemTableRep(const rocksdb::MemTableRep::KeyComparator& cmp,
+                                                                      rocksdb::Allocator* allocator,
+                                                                      const rocksdb::SliceTransform*,
+                                                                      rocksdb::Logger*) {
+  return new PrefixSortedVectorRep(cmp, allocator);
+}
+
+}  // namespace kappa
