@@ -31,9 +31,7 @@ class PrefixSortedVectorRep final : public MemTableRep {
  public:
   PrefixSortedVectorRep(const KeyComparator& cmp, rocksdb::Allocator* allocator)
       : MemTableRep(allocator), cmp_(cmp) {}
-  ~PrefixSortedVectorRep() override {
-    for (void* p : iterator_memory_) ::operator delete(p);
-  }
+  ~PrefixSortedVectorRep() override;
 
   void Insert(KeyHandle handle) override {
     std::unique_lock<std::shared_mutex> lock(mu_);
@@ -59,6 +57,13 @@ class PrefixSortedVectorRep final : public MemTableRep {
   }
 
   Iterator* GetIterator(rocksdb::Arena* arena) override;
+  // RocksDB's MemTableRep::Get (which this rep, like VectorRep, would
+  // otherwise need RocksDB's internal LookupKey to replace) takes its
+  // iterator from here and never deletes it; pooled iterators make that
+  // safe either way (see Pooled). A Get therefore sorts a copy of a
+  // memtable still written to and keeps it until the memtable is dropped:
+  // fine for the state tables, which are read only through iterators.
+  Iterator* GetDynamicPrefixIterator(rocksdb::Arena* arena) override { return GetIterator(arena); }
 
   // Sorts `v` in the comparator's order (the header says how).
   void Sort(std::vector<const char*>* v) const {
@@ -90,16 +95,31 @@ class PrefixSortedVectorRep final : public MemTableRep {
   std::vector<const char*> entries_;  // insertion order until sorted_
   bool read_only_ = false;
   bool sorted_ = false;               // read-only and sorted in place
-  std::mutex iterator_memory_mu_;
-  std::vector<void*> iterator_memory_;  // iterators handed out in "arena" mode
+  // Every iterator handed out lives in memory this memtable owns (an
+  // iterator holds its memtable alive, so it never outlives it). Callers
+  // differ in how they end one: with an arena RocksDB only runs the
+  // destructor (the arena would own the bytes, and RocksDB's Arena is not in
+  // its public headers); without one it deletes it (the class's operator
+  // delete then leaves the bytes here); RocksDB's MemTableRep::Get does
+  // neither. Whatever was not destroyed is destroyed with the memtable.
+  struct Pooled {
+    void* memory = nullptr;
+    bool destroyed = false;
+  };
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Pooled>> pool_;
 };
 
 // Over a sorted vector: the read-only memtable's own (shared), or a sorted
 // copy of a memtable still written to (owned).
 class PrefixSortedVectorRep::Iter final : public MemTableRep::Iterator {
  public:
-  Iter(const KeyComparator& cmp, const std::vector<const char*>* shared, std::vector<const char*> owned)
-      : cmp_(cmp), owned_(std::move(owned)), v_(shared ? shared : &owned_), pos_(v_->size()) {}
+  Iter(const KeyComparator& cmp, const std::vector<const char*>* shared, std::vector<const char*> owned,
+       Pooled* pooled)
+      : cmp_(cmp), owned_(std::move(owned)), v_(shared ? shared : &owned_), pos_(v_->size()), pooled_(pooled) {}
+  ~Iter() override { pooled_->destroyed = true; }
+  // `delete` of an iterator: the bytes stay in the pool (see Pooled).
+  static void operator delete(void*) {}
 
   bool Valid() const override { return pos_ < v_->size(); }
   const char* key() const override { return (*v_)[pos_]; }
@@ -132,7 +152,15 @@ class PrefixSortedVectorRep::Iter final : public MemTableRep::Iterator {
   std::vector<const char*> owned_;
   const std::vector<const char*>* v_;
   size_t pos_;
+  Pooled* pooled_;
 };
+
+PrefixSortedVectorRep::~PrefixSortedVectorRep() {
+  for (const auto& p : pool_) {
+    if (!p->destroyed) static_cast<Iter*>(p->memory)->~Iter();
+    ::operator delete(p->memory);
+  }
+}
 
 MemTableRep::Iterator* PrefixSortedVectorRep::GetIterator(rocksdb::Arena* arena) {
   const std::vector<const char*>* shared = nullptr;
@@ -152,16 +180,18 @@ MemTableRep::Iterator* PrefixSortedVectorRep::GetIterator(rocksdb::Arena* arena)
     }
   }
   if (shared == nullptr) Sort(&owned);
-  if (arena == nullptr) return new Iter(cmp_, shared, std::move(owned));
-  // With an arena the caller only runs the destructor (the arena owns the
-  // bytes), and RocksDB's Arena is not in its public headers: the bytes are
-  // this memtable's, freed with it (an iterator holds the memtable alive).
-  void* mem = ::operator new(sizeof(Iter));
-  {
-    std::lock_guard<std::mutex> lock(iterator_memory_mu_);
-    iterator_memory_.push_back(mem);
-  }
-  return new (mem) Iter(cmp_, shared, std::move(owned));
+  (void)arena;  // pooled whatever the caller (see Pooled)
+  auto pooled = std::make_unique<Pooled>();
+  pooled->memory = ::operator new(sizeof(Iter));
+  Iter* it = new (pooled->memory) Iter(cmp_, shared, std::move(owned), pooled.get());
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  // Iterators already ended give their bytes back now.
+  std::erase_if(pool_, [](const std::unique_ptr<Pooled>& p) {
+    if (p->destroyed) ::operator delete(p->memory);
+    return p->destroyed;
+  });
+  pool_.push_back(std::move(pooled));
+  return it;
 }
 
 }  // namespace
