@@ -119,9 +119,18 @@ Status PartitionConsumer::Subscribe(const std::string& topic, RebalanceHandler h
                          "cannot join consumer group " + options_.group + " for " + topic);
 }
 
+// rd_kafka_seek_partitions waits for every partition's broker thread to
+// take its new position; librdkafka before 2.1.0 (Debian's is 2.0.2) waited
+// timeout_ms microseconds for each (librdkafka #4230), so a 10 s wait gave
+// up after 10 ms on a busy machine.
+static int SeekTimeoutArgument(int timeout_ms) {
+  return rd_kafka_version() < 0x02010000 ? timeout_ms * 1000 : timeout_ms;
+}
+
 Status PartitionConsumer::Seek(const PartitionList& positions) {
   if (positions.size() == 0) return Status::OK();
-  rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), positions.get(), 10000);
+  constexpr int kSeekTimeoutMs = 10000;
+  rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), positions.get(), SeekTimeoutArgument(kSeekTimeoutMs));
   if (e == nullptr) {
     for (int i = 0; i < positions.size(); ++i) {
       if (positions.error(i)) {
