@@ -790,28 +790,23 @@ void JobRunner::Impl::PublishMetrics() {
 // partition: nothing is open any more.
 Status JobRunner::Impl::ReadSettledEnds(const StopToken& stop) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  const auto n = static_cast<int32_t>(tasks.size());
   auto uncommitted = CreateReadUncommittedClient(config);  // one client for every look
   if (!uncommitted.ok()) return uncommitted.status();
   while (true) {
-    auto all = QueryAllWatermarks(uncommitted->get(), spec.source_topic, n, 10000);
-    if (!all.ok()) return all.status().WithContext("reading the ends of " + spec.source_topic + ": ");
     auto stable = kafka->ReadWatermarks(tasks.size());
     if (!stable.ok()) return stable.status();
-    int32_t open = -1;
-    for (int32_t p = 0; p < n && open < 0; ++p) {
-      if ((*stable)[p].high < (*all)[p].high) open = p;
-    }
-    if (open < 0) {
+    auto open = FirstOpenPartition(uncommitted->get(), spec.source_topic, *stable, 10000);
+    if (!open.ok()) return open.status();
+    if (open->partition < 0) {
       upstream_ends_read = true;
       return Status::OK();
     }
     if (stop.stop_requested()) return Status::OK();  // not settled: the run ends on the stop, not at the end
     if (std::chrono::steady_clock::now() > deadline) {
       return Status::Unavailable(
-          "the upstream stage has ended, but " + spec.source_topic + "[" + std::to_string(open) +
+          "the upstream stage has ended, but " + spec.source_topic + "[" + std::to_string(open->partition) +
           "] still has records of an open transaction 60 s later (last stable offset " +
-          std::to_string((*stable)[open].high) + ", log end " + std::to_string((*all)[open].high) +
+          std::to_string(open->last_stable) + ", log end " + std::to_string(open->log_end) +
           "); another producer is writing to the repartition topic, or the broker cannot complete the "
           "transaction: check that no other process runs this version outside its group");
     }

@@ -153,6 +153,17 @@ Result<KafkaHandle> CreateReadUncommittedClient(const KafkaConfig& config) {
   });
 }
 
+Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::string& topic,
+                                         const std::vector<Watermarks>& stable, int timeout_ms) {
+  const auto n = static_cast<int32_t>(stable.size());
+  auto ends = QueryAllWatermarks(uncommitted, topic, n, timeout_ms);
+  if (!ends.ok()) return ends.status().WithContext("reading the log ends of " + topic + ": ");
+  for (int32_t p = 0; p < n; ++p) {
+    if (stable[p].high < (*ends)[p].high) return OpenPartition{p, stable[p].high, (*ends)[p].high};
+  }
+  return OpenPartition{};
+}
+
 void CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy) {
   rd_kafka_t* rk = consumer.get();
   if (!rk) return;

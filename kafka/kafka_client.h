@@ -86,6 +86,21 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
 // read_uncommitted whatever the user's properties say.
 Result<KafkaHandle> CreateReadUncommittedClient(const KafkaConfig& config);
 
+// A partition whose last stable offset is short of its log end: a
+// transaction is open on it, or its producer has committed and the broker
+// has not yet written the commit markers (Kafka answers the commit first).
+struct OpenPartition {
+  int32_t partition = -1;  // -1: every partition has settled
+  int64_t last_stable = 0;
+  int64_t log_end = 0;
+};
+// Compares `stable` (one entry per partition of `topic`, as a
+// read_committed client reads them) with the log ends read through
+// `uncommitted` (CreateReadUncommittedClient) and returns the first
+// partition that has not settled.
+Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::string& topic,
+                                         const std::vector<Watermarks>& stable, int timeout_ms);
+
 std::string BrokersOf(const KafkaConfig& config);
 
 // Creates `topic` with the admin API (CreateTopics: `partitions`, the

@@ -156,11 +156,9 @@ inline bool WaitForSettledEnds(const KafkaConfig& config, const std::string& top
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   while (true) {
     auto stable = QueryAllWatermarks(committed->get(), topic, *n, 10000);
-    auto all = QueryAllWatermarks(uncommitted->get(), topic, *n, 10000);
-    if (stable.ok() && all.ok()) {
-      bool open = false;
-      for (int32_t p = 0; p < *n; ++p) open = open || (*stable)[p].high < (*all)[p].high;
-      if (!open) return true;
+    if (stable.ok()) {
+      auto open = FirstOpenPartition(uncommitted->get(), topic, *stable, 10000);
+      if (open.ok() && open->partition < 0) return true;
     }
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
