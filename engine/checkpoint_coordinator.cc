@@ -67,7 +67,7 @@ Status CheckpointCoordinator::CheckpointNow() {
   // durable in the background, in epoch order.
   std::vector<StateBackend::TaskSnapshot> snapshots;
   snapshots.reserve(active.size());
-  for (Task* t : active) snapshots.push_back({&t->checkpoint(), &t->registry()});
+  for (Task* t : active) snapshots.push_back({&t->checkpoint(), &t->registry(), t->expiry_watermark_ms()});
   auto captured = backend_.BeginCommit(epoch_ + 1, snapshots);
   if (!captured.ok()) return captured.status();
   ++epoch_;

@@ -20,6 +20,12 @@ Result<std::unique_ptr<Task>> Task::Create(int32_t partition, const JobSpec& spe
     task->chain_.push_back(std::make_unique<RepartitionReceive>(spec.stage_upstreams, task->registry_));
     task->context_.watermark_from_upstreams = true;
   }
+  // Expired entries (a dedup's keys) cost no delete where the store is the
+  // state's only copy and a restore gives back the checkpoint's watermark:
+  // not under scale_out (its changelog topic is compacted and needs the
+  // deletes) and not downstream of a repartition (its watermark comes from
+  // the upstream tasks).
+  if (!spec.scale_out.enabled && spec.stage_upstreams == 0) task->registry_.ForgetExpiredEntries();
   // The decode step fills the record view with the fields the operators read.
   task->chain_.push_back(MakeDecodeValidate(spec.decode, spec.operators));
   for (size_t i = 0; i < spec.operators.size(); ++i) {
@@ -97,6 +103,13 @@ void Task::EndOfInput() {
   context_.max_event_time_ms = kEndOfInputTime;
   checkpoint_.max_event_time_ms = kEndOfInputTime;
   for (auto& op : chain_) op->OnBatchEnd(context_);
+}
+
+int64_t Task::expiry_watermark_ms() const {
+  const int64_t max = checkpoint_.max_event_time_ms;
+  if (!registry_.forgets_expired_entries() || max == kNoTime) return kNoTime;
+  if (max == kEndOfInputTime) return kEndOfInputTime;
+  return max - context_.allowed_lateness_ms;  // TaskContext::watermark_ms after Restore(checkpoint())
 }
 
 void Task::Restore(const TaskCheckpointData& data) {

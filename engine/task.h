@@ -69,6 +69,11 @@ class Task {
   const Status& fatal() const { return context_.fatal; }
   const RecordCounters& counters() const { return checkpoint_.counters; }
   int64_t watermark_ms() const { return context_.watermark_ms(); }
+  // The watermark a restore of checkpoint() gives this task, for the store
+  // to drop the expiring tables' entries that are expired at it once the
+  // checkpoint is durable (StateBackend::TaskSnapshot); kNoTime unless the
+  // task's tables forget expired entries.
+  int64_t expiry_watermark_ms() const;
 
  private:
   Task() = default;

@@ -42,7 +42,7 @@ Status Dedup::Validate(const DedupSpec& spec) {
 }
 
 Dedup::Dedup(const DedupSpec& spec, const std::string& state_name, StateRegistry& registry)
-    : spec_(spec), seen_(registry.Register<Entry>(state_name)) {}
+    : spec_(spec), seen_(registry.RegisterExpiring<Entry>(state_name, spec.ttl_ms)) {}
 
 bool Dedup::Expired(int64_t first_seen_ms, int64_t ttl_ms, int64_t watermark_ms) {
   int64_t limit;
@@ -94,7 +94,9 @@ void Dedup::OnBatchEnd(TaskContext& ctx) {
   if (wm == kNoTime) return;
   if (last_purge_watermark_ != kNoTime && !Expired(last_purge_watermark_, spec_.ttl_ms - 1, wm)) return;
   last_purge_watermark_ = wm;
-  seen_->EraseIf(
+  // Expired by the table's own rule (Entry starts with first_seen_ms):
+  // where the store may forget them, they cost no delete.
+  seen_->ExpireIf(
       [&](std::string_view, const Entry& e) { return Expired(e.first_seen_ms, spec_.ttl_ms, wm); });
 }
 

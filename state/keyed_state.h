@@ -151,8 +151,21 @@ class StateTable {
   // Restore one stored entry; Corruption if the value has the wrong size.
   virtual Status Load(std::string_view key, std::string_view value) = 0;
   virtual size_t size() const = 0;
+  // An expiring table (StateRegistry::Register with expiry_ttl_ms > 0):
+  // each value starts with the int64_t event time its entry's TTL counts
+  // from, and the entry is expired once the task's watermark passes that
+  // time + expiry_ttl_ms(). 0: the table does not expire.
+  virtual int64_t expiry_ttl_ms() const = 0;
+  // Whether ExpireIf forgets entries without recording their erasure: the
+  // store then drops them by itself (StateBackend's compaction filter,
+  // against the watermark of the partition's last durable checkpoint).
+  virtual bool forgets_expired() const = 0;
 
  private:
+  friend class StateRegistry;
+  // StateRegistry::ForgetExpiredEntries; nothing for a table without expiry.
+  virtual void ForgetExpired() = 0;
+
   std::string name_;
 };
 
@@ -258,12 +271,31 @@ class KeyedState final {
     const_cast<KeyedState*>(this)->ForEachSlot([&](uint32_t, Slot& s) { fn(s.key(), s.value); });
   }
   // Erases every entry for which pred(key, value) is true.
+  template <typename F>
+  size_t EraseIf(F&& pred) {
+    return EraseWhere(pred, /*record=*/true);
+  }
+  // The same for entries pred finds EXPIRED under the table's TTL rule
+  // (StateTable::expiry_ttl_ms): where the registry lets expired entries
+  // be forgotten, their erasures are not recorded, so no checkpoint writes
+  // a delete for them; a stored copy left behind reads as expired to
+  // whoever loads it, and the store drops it at its next compaction.
+  template <typename F>
+  size_t ExpireIf(F&& pred) {
+    return EraseWhere(pred, /*record=*/!forget_expired_);
+  }
+
+  size_t size() const { return index_.size(); }
+  const std::string& name() const { return name_; }
+  int64_t expiry_ttl_ms() const { return expiry_ttl_ms_; }
+
+ private:
   // Two passes: a sequential scan picks the victims (slot number and hash),
   // then their index entries are erased by slot number, looking a few ahead,
   // so the random probes of a large table overlap and never load a slot (a
   // replay's dedup purge erases most of its entries).
   template <typename F>
-  size_t EraseIf(F&& pred) {
+  size_t EraseWhere(F& pred, bool record) {
     victims_.clear();
     ForEachSlot([&](uint32_t i, Slot& s) {
       if (pred(s.key(), static_cast<const V&>(s.value))) {
@@ -276,15 +308,11 @@ class KeyedState final {
     for (size_t j = 0; j < n; ++j) {
       if (j + kAhead < n) index_.prefetch(victims_[j + kAhead]);
       index_.erase(victims_[j]);
-      Release(victims_[j].slot);
+      Release(victims_[j].slot, record);
     }
     return n;
   }
 
-  size_t size() const { return index_.size(); }
-  const std::string& name() const { return name_; }
-
- private:
   // The change capture and restore: for KeyedTable (the backend's view) only.
   friend class KeyedTable<V>;
   friend struct StateRegistryTestAccess;  // tests/state/state_test_access.h
@@ -465,12 +493,12 @@ class KeyedState final {
     s.dirty_pos = state_internal::kClean;
   }
   // Frees slot i (already out of index_), recording its key as erased if
-  // RocksDB has it. An entry born and erased between two checkpoints (most
-  // dedup keys during a replay) costs the store nothing.
-  void Release(uint32_t i) {
+  // RocksDB has it (and `record`). An entry born and erased between two
+  // checkpoints (most dedup keys during a replay) costs the store nothing.
+  void Release(uint32_t i, bool record = true) {
     Slot& s = At(i);
     const uint32_t len = s.key_size;
-    if (s.hash & state_internal::kStoredBit) {
+    if (record && (s.hash & state_internal::kStoredBit)) {
       char* p = erased_.erased.Extend(sizeof(len) + len);
       std::memcpy(p, &len, sizeof(len));
       std::memcpy(p + sizeof(len), s.key_data(), len);
@@ -483,6 +511,8 @@ class KeyedState final {
   }
 
   std::string name_;
+  int64_t expiry_ttl_ms_ = 0;    // StateRegistry::Register
+  bool forget_expired_ = false;  // StateRegistry::ForgetExpiredEntries
   absl::flat_hash_set<Elem, SlotHash, SlotEq> index_;
   std::array<Slot*, kMaxChunks> chunks_{};
   uint32_t next_slot_ = 0;       // slots ever handed out
@@ -514,6 +544,14 @@ class KeyedTable final : public StateTable {
   void TakeChanges(TableChanges* out) override { state_.TakeChanges(out); }
   Status Load(std::string_view key, std::string_view value) override { return state_.Load(key, value); }
   size_t size() const override { return state_.size(); }
+  int64_t expiry_ttl_ms() const override { return state_.expiry_ttl_ms_; }
+  bool forgets_expired() const override { return state_.forget_expired_; }
+  void SetExpiry(int64_t ttl_ms) { state_.expiry_ttl_ms_ = ttl_ms; }
+
+ private:
+  void ForgetExpired() override { state_.forget_expired_ = state_.expiry_ttl_ms_ > 0; }
+
+ public:
 
  private:
   KeyedState<V> state_;
@@ -528,11 +566,29 @@ class StateRegistry {
  public:
   template <typename V>
   KeyedState<V>* Register(std::string name) {
-    auto table = std::make_unique<KeyedTable<V>>(std::move(name));
-    auto* state = &table->state();
-    tables_.push_back(std::move(table));
-    return state;
+    return Add(std::make_unique<KeyedTable<V>>(std::move(name)));
   }
+  // An expiring table (StateTable::expiry_ttl_ms, ttl_ms > 0): V starts
+  // with the int64_t event time its entry's TTL counts from, and the
+  // operator drops entries through ExpireIf with exactly that rule
+  // (expired once the watermark passes that time + ttl_ms).
+  template <typename V>
+  KeyedState<V>* RegisterExpiring(std::string name, int64_t ttl_ms) {
+    static_assert(sizeof(V) >= sizeof(int64_t), "an expiring table's value starts with an int64_t event time");
+    auto table = std::make_unique<KeyedTable<V>>(std::move(name));
+    table->SetExpiry(ttl_ms);
+    return Add(std::move(table));
+  }
+  // From now on the expiring tables' ExpireIf records no erasures (those
+  // registered later too). Only for a task whose restored watermark is the
+  // one its checkpoint had (a first stage, not a repartitioned one) and
+  // whose store is its only copy (no changelog: a compacted changelog
+  // topic needs the deletes).
+  void ForgetExpiredEntries() {
+    forget_expired_ = true;
+    for (const auto& t : tables_) t->ForgetExpired();
+  }
+  bool forgets_expired_entries() const { return forget_expired_; }
   size_t table_count() const { return tables_.size(); }
   // Each table, read only: its change capture (ForEachDirty, ForEachErased)
   // is what the changelog (engine/changelog.h) sends.
@@ -551,7 +607,16 @@ class StateRegistry {
   friend struct StateRegistryTestAccess;
   const std::vector<std::unique_ptr<StateTable>>& tables() const { return tables_; }
 
+  template <typename V>
+  KeyedState<V>* Add(std::unique_ptr<KeyedTable<V>> table) {
+    if (forget_expired_) static_cast<StateTable*>(table.get())->ForgetExpired();
+    auto* state = &table->state();
+    tables_.push_back(std::move(table));
+    return state;
+  }
+
   std::vector<std::unique_ptr<StateTable>> tables_;
+  bool forget_expired_ = false;
 };
 
 }  // namespace kappa

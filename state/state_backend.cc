@@ -1,6 +1,7 @@
 #include "state/state_backend.h"
 
 #include <flatbuffers/flatbuffers.h>
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -26,6 +27,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "schemas/checkpoint_generated.h"
@@ -239,6 +242,100 @@ Status Damaged(const std::string& dir, const std::string& problem) {
 
 }  // namespace
 
+// What the state tables' compaction filter may drop: entries of expiring
+// tables (StateTable::expiry_ttl_ms) that forget expired entries without
+// deleting them, once expired at the watermark of their partition's last
+// DURABLE checkpoint. A restore goes back to that checkpoint or a later
+// one, and restores a watermark at least as high, so a dropped entry
+// would read as expired there anyway. Set by the writer thread, read when
+// RocksDB starts a flush or compaction (each takes a copy).
+class ExpiryRules {
+ public:
+  struct Rules {
+    std::unordered_map<uint32_t, int64_t> ttl_ms;       // by column family id
+    std::unordered_map<int32_t, int64_t> watermark_ms;  // by partition
+  };
+  std::shared_ptr<const Rules> Get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rules_;
+  }
+  void SetTtl(uint32_t cf, int64_t ttl_ms) {
+    Update([&](Rules& r) { r.ttl_ms[cf] = ttl_ms; });
+  }
+  void SetWatermarks(const std::vector<std::pair<int32_t, int64_t>>& marks) {
+    if (marks.empty()) return;
+    Update([&](Rules& r) {
+      for (const auto& [p, wm] : marks) r.watermark_ms[p] = wm;
+    });
+  }
+  // The partition's entries are replaced from elsewhere (a changelog):
+  // nothing of it is dropped until this process checkpoints it again.
+  void Forget(int32_t partition) {
+    Update([&](Rules& r) { r.watermark_ms.erase(partition); });
+  }
+
+ private:
+  template <typename F>
+  void Update(F&& change) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto next = std::make_shared<Rules>(*rules_);
+    change(*next);
+    rules_ = std::move(next);
+  }
+  mutable std::mutex mu_;
+  std::shared_ptr<const Rules> rules_ = std::make_shared<Rules>();
+};
+
+namespace {
+
+// Keys are the 4-byte big-endian partition, then the operator's key; an
+// expiring table's value starts with the int64_t event time its TTL counts
+// from. Drops an entry once watermark > that time + TTL (Dedup::Expired).
+class ExpiredEntryFilter final : public rocksdb::CompactionFilter {
+ public:
+  ExpiredEntryFilter(std::shared_ptr<const ExpiryRules::Rules> rules, int64_t ttl_ms)
+      : rules_(std::move(rules)), ttl_ms_(ttl_ms) {}
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*, bool*) const override {
+    if (key.size() < 4 || value.size() < sizeof(int64_t)) return false;
+    const auto* k = reinterpret_cast<const unsigned char*>(key.data());
+    const auto partition = static_cast<int32_t>(uint32_t{k[0]} << 24 | uint32_t{k[1]} << 16 |
+                                                uint32_t{k[2]} << 8 | uint32_t{k[3]});
+    auto it = rules_->watermark_ms.find(partition);
+    if (it == rules_->watermark_ms.end()) return false;
+    int64_t since;
+    std::memcpy(&since, value.data(), sizeof(since));
+    int64_t limit;
+    if (__builtin_add_overflow(since, ttl_ms_, &limit)) return false;
+    return it->second > limit;
+  }
+  const char* Name() const override { return "kappa.ExpiredEntryFilter"; }
+
+ private:
+  std::shared_ptr<const ExpiryRules::Rules> rules_;
+  int64_t ttl_ms_;
+};
+
+class ExpiredEntryFilterFactory final : public rocksdb::CompactionFilterFactory {
+ public:
+  explicit ExpiredEntryFilterFactory(std::shared_ptr<ExpiryRules> rules) : rules_(std::move(rules)) {}
+  // Flushes too: an entry that expired before its memtable was flushed
+  // never reaches an SST file.
+  bool ShouldFilterTableFileCreation(rocksdb::TableFileCreationReason) const override { return true; }
+  std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
+      const rocksdb::CompactionFilter::Context& context) override {
+    auto rules = rules_->Get();
+    auto ttl = rules->ttl_ms.find(context.column_family_id);
+    if (ttl == rules->ttl_ms.end() || rules->watermark_ms.empty()) return nullptr;  // nothing to drop
+    return std::make_unique<ExpiredEntryFilter>(std::move(rules), ttl->second);
+  }
+  const char* Name() const override { return "kappa.ExpiredEntryFilterFactory"; }
+
+ private:
+  std::shared_ptr<ExpiryRules> rules_;
+};
+
+}  // namespace
+
 // One begun checkpoint: everything its WriteBatch will hold, copied out of
 // the tables, so the writer thread touches no table. Recycled (buffers and
 // all) for later checkpoints.
@@ -252,6 +349,8 @@ struct PendingCommit {
   std::vector<Part> parts;  // parts[0, used_parts) belong to this checkpoint
   size_t used_parts = 0;
   std::vector<std::pair<std::string, std::string>> meta;  // task records, then the job record
+  // (partition, TaskSnapshot::expiry_watermark_ms) of the tasks that gave one.
+  std::vector<std::pair<int32_t, int64_t>> expiry_watermarks;
   SnapshotStats snapshot;
   std::chrono::steady_clock::time_point begun;
 };
@@ -262,6 +361,8 @@ struct StateBackend::Impl {
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> tables;  // state tables only
   rocksdb::ColumnFamilyHandle* meta = nullptr;
   std::string dir;
+  std::shared_ptr<ExpiryRules> expiry = std::make_shared<ExpiryRules>();
+  std::unordered_set<uint32_t> expiring_families;  // driving thread: families whose TTL expiry knows
 
   std::atomic<int64_t> durable_epoch{0};
   std::mutex mu;
@@ -327,6 +428,7 @@ struct StateBackend::Impl {
       lock.lock();
       if (!failed_before) {
         if (s.ok()) {
+          expiry->SetWatermarks(c->expiry_watermarks);
           durable_epoch.store(c->epoch, std::memory_order_release);
           last_stats = stats;
           if (!marker.ok()) {
@@ -556,6 +658,8 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   // Kafka replay beside its broker on 2 cores, checkpoints then stalled the
   // job for up to 1.9 s. db_write_buffer_size still bounds their memory.
   table_options.max_write_buffer_number = 4;
+  auto expiry = std::make_shared<ExpiryRules>();
+  table_options.compaction_filter_factory = std::make_shared<ExpiredEntryFilterFactory>(expiry);
   options.allow_concurrent_memtable_write = false;  // required by the vector memtable
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& n : names) {
@@ -564,6 +668,7 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   }
 
   auto impl = std::make_unique<Impl>();
+  impl->expiry = expiry;
   rocksdb::DB* raw = nullptr;
   s = rocksdb::DB::Open(options, dir, descriptors, &impl->handles, &raw);
   if (!s.ok()) {
@@ -730,6 +835,7 @@ Status StateBackend::ApplyToPartition(int32_t partition, const std::vector<Entry
                                       const std::vector<std::pair<std::string, std::string>>& erased,
                                       const TaskCheckpointData& task, bool clear_first) {
   if (clear_first) WaitIdle();
+  impl_->expiry->Forget(partition);  // its entries come from elsewhere now
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (!impl_->error.ok()) return impl_->error;
@@ -842,6 +948,7 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
   if (c->parts.size() < table_count) c->parts.resize(table_count);
   c->used_parts = 0;
   c->meta.resize(tasks.size() + 1);
+  c->expiry_watermarks.clear();
   flatbuffers::FlatBufferBuilder fbb(256);
   for (size_t ti = 0; ti < tasks.size(); ++ti) {
     const auto& snapshot = tasks[ti];
@@ -850,12 +957,19 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
       PendingCommit::Part& part = c->parts[c->used_parts++];
       part.cf = impl_->tables.find(table->name())->second;
       std::memcpy(part.prefix, prefix.data(), 4);
+      if (table->forgets_expired() && table->expiry_ttl_ms() > 0 &&
+          impl_->expiring_families.insert(part.cf->GetID()).second) {
+        impl_->expiry->SetTtl(part.cf->GetID(), table->expiry_ttl_ms());
+      }
       table->TakeChanges(&part.changes);
       c->snapshot.dirty_entries += part.changes.put_count;
       c->snapshot.erased_entries += part.changes.erased_count;
       c->snapshot.bytes += part.changes.puts.size() + part.changes.erased.size();
     }
     const TaskCheckpointData& t = *snapshot.task;
+    if (snapshot.expiry_watermark_ms != kNoWatermark && snapshot.registry->forgets_expired_entries()) {
+      c->expiry_watermarks.emplace_back(t.partition, snapshot.expiry_watermark_ms);
+    }
     fbb.Clear();
     auto root = BuildTaskCheckpoint(fbb, t, epoch);
     schema::FinishTaskCheckpointBuffer(fbb, root);
@@ -895,6 +1009,18 @@ Result<CommitStats> StateBackend::Commit(int64_t epoch, const std::vector<TaskSn
   auto begun = BeginCommit(epoch, tasks);
   if (!begun.ok()) return begun.status();
   return WaitForCommits();
+}
+
+Status StateBackend::CompactForTesting() {
+  WaitIdle();
+  for (const auto& [name, cf] : impl_->tables) {
+    rocksdb::CompactRangeOptions o;
+    o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    rocksdb::Status s = impl_->db->Flush(rocksdb::FlushOptions(), cf);
+    if (s.ok()) s = impl_->db->CompactRange(o, cf, nullptr, nullptr);
+    if (!s.ok()) return FromRocks(s, "cannot compact state table " + name + " in " + dir_);
+  }
+  return Status::OK();
 }
 
 uint64_t StateBackend::ApproximateBytes() const {

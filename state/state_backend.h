@@ -40,6 +40,9 @@
 
 namespace kappa {
 
+// No watermark yet (TaskSnapshot::expiry_watermark_ms).
+inline constexpr int64_t kNoWatermark = std::numeric_limits<int64_t>::min();
+
 // What a task's checkpoint records for its input partition.
 struct TaskCheckpointData {
   int32_t partition = 0;
@@ -177,6 +180,12 @@ class StateBackend {
   struct TaskSnapshot {
     const TaskCheckpointData* task;
     StateRegistry* registry;
+    // For a registry that forgets expired entries (StateRegistry::
+    // ForgetExpiredEntries): the task's watermark as this checkpoint
+    // restores it. Once the checkpoint is durable, the store drops (in its
+    // flushes and compactions) the partition's expiring entries that are
+    // expired at it. kNoWatermark: none.
+    int64_t expiry_watermark_ms = kNoWatermark;
   };
   // At most this many begun commits wait to be written (one being written,
   // one queued); BeginCommit waits for room before capturing.
@@ -216,6 +225,10 @@ class StateBackend {
   // The state's size on disk and in memory as RocksDB estimates it (live
   // SST files plus memtables, every table): the metrics' state size.
   uint64_t ApproximateBytes() const;
+  // Tests only: waits for pending commits, then flushes and compacts every
+  // state table into one level, as RocksDB's background compactions
+  // eventually would.
+  Status CompactForTesting();
 
  private:
   struct Impl;

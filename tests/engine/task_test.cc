@@ -105,6 +105,56 @@ TEST(TaskTest, WatermarkIsMaxEventTimeMinusLatenessAndSurvivesRestore) {
   EXPECT_EQ(AsWindow(out.emitted[0])->count(), 2);
 }
 
+// A job whose store is its state's only copy forgets a dedup's expired
+// keys without deleting them: the checkpoint writes no delete, the store
+// drops them against the checkpoint's watermark (expiry_watermark_ms, the
+// watermark its restore gives back), and a restore that still finds one
+// (not yet compacted away) reads it as expired. Under scale_out (a
+// compacted changelog) the deletes stay.
+TEST(TaskTest, ExpiredDedupKeysCostNoDeleteAndAStaleCopyReadsAsUnseen) {
+  CollectingOutput out;
+  const JobSpec spec = Spec(kDedupEmit, "5m");
+  auto task = Task::Create(0, spec, &out);
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ((*task)->expiry_watermark_ms(), kNoTime);
+  Append(**task, Txn("old", "u", kT0), 0);
+  (*task)->Process();
+  FakeStateStore store;
+  store.Commit((*task)->registry());
+  Append(**task, Txn("live", "u", kT0 + 2 * kHour), 1);
+  (*task)->Process();  // the watermark (2h - 5m) expires "old"
+  EXPECT_EQ((*task)->expiry_watermark_ms(), kT0 + 2 * kHour - 5 * kMinute);
+  store.Commit((*task)->registry());
+  EXPECT_EQ(store.table("op1_dedup").count("old"), 1u) << "no delete was recorded for the expired key";
+  const TaskCheckpointData saved = (*task)->checkpoint();
+
+  auto restored = Task::Create(0, spec, &out);
+  ASSERT_TRUE(restored.ok());
+  store.Restore((*restored)->registry());  // with the stale "old"
+  (*restored)->Restore(saved);
+  EXPECT_EQ((*restored)->expiry_watermark_ms(), (*task)->expiry_watermark_ms());
+  out.emitted.clear();
+  Append(**restored, Txn("old", "u", kT0 + 2 * kHour), 2);   // expired: seen anew
+  Append(**restored, Txn("live", "u", kT0 + 2 * kHour), 3);  // within its TTL: a duplicate
+  (*restored)->Process();
+  EXPECT_EQ(out.emitted.size(), 1u);
+  EXPECT_EQ((*restored)->counters().deduped, 1);
+
+  JobSpec scaled = spec;
+  scaled.scale_out.enabled = true;
+  auto member = Task::Create(0, scaled, &out);
+  ASSERT_TRUE(member.ok());
+  Append(**member, Txn("old", "u", kT0), 0);
+  (*member)->Process();
+  FakeStateStore changelog_backed;
+  changelog_backed.Commit((*member)->registry());
+  Append(**member, Txn("live", "u", kT0 + 2 * kHour), 1);
+  (*member)->Process();
+  EXPECT_EQ((*member)->expiry_watermark_ms(), kNoTime);
+  changelog_backed.Commit((*member)->registry());
+  EXPECT_EQ(changelog_backed.table("op1_dedup").count("old"), 0u) << "under scale_out the expiry is a delete";
+}
+
 TEST(TaskTest, TheSameRecordsGiveTheSameOutputsThroughTwoTasksHoweverBatched) {
   const JobSpec spec = Spec("  - dedup: {ttl: 1h}\n  - filter: [\"status != cancelled\"]\n" + std::string(kWindow));
   std::vector<std::string> payloads;

@@ -194,5 +194,47 @@ TEST(KeyedStateTest, LoadedEntriesAreCleanAndWrongSizesAreCorruption) {
   EXPECT_EQ(StateRegistryTestAccess::Load(t, "b", "xx").code(), Status::Code::kCorruption);
 }
 
+// An expiring table (a dedup's) whose registry forgets expired entries:
+// ExpireIf leaves no erasure for the checkpoint to write, while EraseIf
+// and the same table in a registry that keeps them still record theirs.
+TEST(KeyedStateTest, ExpiredEntriesAreForgottenWithoutErasuresOnlyWhereTheRegistrySaysSo) {
+  struct Seen {
+    int64_t since_ms;
+  };
+  auto expire_all = [](KeyedState<Seen>* s) { return s->ExpireIf([](std::string_view, const Seen&) { return true; }); };
+  for (bool forget : {false, true}) {
+    SCOPED_TRACE(forget ? "forgetting" : "keeping erasures");
+    StateRegistry r;
+    if (forget) r.ForgetExpiredEntries();
+    auto* seen = r.RegisterExpiring<Seen>("op1_dedup", 1000);
+    auto* plain = r.Register<Seen>("op2_window");
+    TableChanges c;
+    for (auto* s : {seen, plain}) {
+      s->Upsert("stored", Seen{1});
+      StateRegistryTestAccess::TakeChanges(*s, &c);  // now in the store
+      s->Upsert("fresh", Seen{2});
+    }
+    for (const auto& t : StateRegistryTestAccess::Tables(r)) {
+      EXPECT_EQ(t->expiry_ttl_ms(), t->name() == "op1_dedup" ? 1000 : 0) << t->name();
+      EXPECT_EQ(t->forgets_expired(), forget && t->name() == "op1_dedup") << t->name();
+    }
+    EXPECT_EQ(expire_all(seen), 2u);
+    EXPECT_EQ(plain->ExpireIf([](std::string_view, const Seen&) { return true; }), 2u);
+    EXPECT_EQ(seen->size(), 0u);
+    StateRegistryTestAccess::TakeChanges(*seen, &c);
+    EXPECT_EQ(c.erased_count, forget ? 0u : 1u);
+    EXPECT_EQ(c.put_count, 0u);
+    // A table without expiry records its erasures whatever the registry says.
+    StateRegistryTestAccess::TakeChanges(*plain, &c);
+    EXPECT_EQ(c.erased_count, 1u);
+    // EraseIf is an erasure, not an expiry: recorded in both modes.
+    seen->Upsert("again", Seen{3});
+    StateRegistryTestAccess::TakeChanges(*seen, &c);
+    seen->EraseIf([](std::string_view, const Seen&) { return true; });
+    StateRegistryTestAccess::TakeChanges(*seen, &c);
+    EXPECT_EQ(c.erased_count, 1u);
+  }
+}
+
 }  // namespace
 }  // namespace kappa

@@ -586,5 +586,69 @@ TEST_F(StateBackendTest, ApplyToPartitionAddsAMarkersChangesWithoutWipingAndClea
             Status::Code::kInvalidArgument);
 }
 
+// A dedup's expired keys, forgotten without deletes (StateRegistry::
+// ForgetExpiredEntries), leave the store at its next flush or compaction
+// once the checkpoint whose watermark expires them is durable; nothing
+// else leaves: unexpired keys, a partition without a watermark, a table
+// without expiry, an expiring table that keeps its erasures.
+TEST_F(StateBackendTest, ForgottenExpiredEntriesLeaveTheStoreOnceTheirWatermarkIsDurable) {
+  struct Seen {
+    int64_t since_ms;
+  };
+  const std::vector<std::string> tables = {"op1_dedup", "op2_window", "op3_dedup"};
+  TaskCheckpointData t0, t1;
+  t0.partition = 0;
+  t1.partition = 1;
+  {
+    auto backend = OpenOrDie(tables);
+    ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+    StateRegistry r0, r1;
+    r0.ForgetExpiredEntries();
+    r1.ForgetExpiredEntries();
+    auto* seen0 = r0.RegisterExpiring<Seen>("op1_dedup", 1000);
+    auto* plain0 = r0.Register<Seen>("op2_window");
+    auto* seen1 = r1.RegisterExpiring<Seen>("op1_dedup", 1000);
+    StateRegistry kept;  // another job's kind of task: erasures kept (as under a changelog)
+    auto* seen_kept = kept.RegisterExpiring<Seen>("op3_dedup", 1000);
+    TaskCheckpointData t2;
+    t2.partition = 2;
+    for (int i = 0; i < 100; ++i) {
+      const std::string k = "txn-" + std::to_string(i);
+      seen0->Upsert(k, Seen{i * 100});  // expires once the watermark passes i * 100 + 1000
+      plain0->Upsert(k, Seen{i * 100});
+      seen1->Upsert(k, Seen{i * 100});
+      seen_kept->Upsert(k, Seen{i * 100});
+    }
+    auto first = backend->Commit(1, {{&t0, &r0, 500}, {&t1, &r1, 500}, {&t2, &kept, 500}});
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    // The watermark reaches 6000: keys 0..49 (since <= 4999) are expired.
+    auto expired = [](std::string_view, const Seen& s) { return 6000 > s.since_ms + 1000; };
+    EXPECT_EQ(seen0->ExpireIf(expired), 50u);
+    EXPECT_EQ(seen1->ExpireIf(expired), 50u);
+    EXPECT_EQ(seen_kept->ExpireIf(expired), 50u);
+    // Partition 1 gives no watermark this time: nothing of it may go.
+    auto second = backend->Commit(2, {{&t0, &r0, 6000}, {&t1, &r1, kNoWatermark}, {&t2, &kept, 6000}});
+    ASSERT_TRUE(second.ok()) << second.status().ToString();
+    EXPECT_EQ(second->erased_entries, 50u) << "only the table that keeps its erasures writes deletes";
+    ASSERT_TRUE(backend->CompactForTesting().ok());
+  }
+  auto backend = OpenOrDie(tables);
+  auto count = [&](int32_t p, const std::string& table, int64_t* min_since) {
+    StateRegistry r;
+    auto* s = r.Register<Seen>(table);
+    EXPECT_TRUE(backend->Restore(p, r).ok());
+    *min_since = std::numeric_limits<int64_t>::max();
+    s->ForEach([&](std::string_view, const Seen& v) { *min_since = std::min(*min_since, v.since_ms); });
+    return s->size();
+  };
+  int64_t min_since = 0;
+  EXPECT_EQ(count(0, "op1_dedup", &min_since), 50u);
+  EXPECT_EQ(min_since, 5000) << "the unexpired half stays";
+  EXPECT_EQ(count(0, "op2_window", &min_since), 100u) << "a table without expiry keeps everything";
+  EXPECT_EQ(count(1, "op1_dedup", &min_since), 100u) << "a partition without a durable watermark keeps everything";
+  EXPECT_EQ(count(2, "op3_dedup", &min_since), 50u) << "deleted by its erasures";
+  EXPECT_EQ(min_since, 5000);
+}
+
 }  // namespace
 }  // namespace kappa
