@@ -4,6 +4,8 @@
 // exactly where it stopped.
 #include <signal.h>
 
+#include <chrono>
+#include <regex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -81,8 +83,18 @@ TEST_F(DeadLettersAndStopTest, SigtermTakesAFinalCheckpointAndResumesThere) {
   spec.checkpoint_interval = "1h";  // only the final checkpoint can save progress
   const std::string path = WriteSpec(dir, "job.yaml", spec);
   {
-    ChildProcess live({"run", path, "-b", bootstrap(), "--max-rate", "5000", "--status-interval-ms", "0"}, "live");
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ChildProcess live({"run", path, "-b", bootstrap(), "--max-rate", "5000", "--status-interval-ms", "200"}, "live");
+    // Stopped once it has read something (its status line says "in N"):
+    // a fixed sleep was not always enough for a job starting on a loaded
+    // machine beside a real Kafka (it read nothing in 1.5 s, once in 129
+    // e2e tests run six at a time).
+    const std::regex reading(", in [1-9]");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!std::regex_search(live.Stderr(), reading)) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "read nothing in 60 s: " << live.Stderr();
+      ASSERT_EQ(live.WaitFor(50), -1) << live.Stderr();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
     live.Kill(SIGTERM);
     ASSERT_EQ(live.WaitFor(30000), 0) << live.Stderr();
     EXPECT_NE(live.Stdout().find("stopped cleanly"), std::string::npos) << live.Stdout();
