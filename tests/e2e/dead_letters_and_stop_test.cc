@@ -4,8 +4,6 @@
 // exactly where it stopped.
 #include <signal.h>
 
-#include <chrono>
-#include <regex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -88,12 +86,7 @@ TEST_F(DeadLettersAndStopTest, SigtermTakesAFinalCheckpointAndResumesThere) {
     // a fixed sleep was not always enough for a job starting on a loaded
     // machine beside a real Kafka (it read nothing in 1.5 s, once in 129
     // e2e tests run six at a time).
-    const std::regex reading(", in [1-9]");
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (!std::regex_search(live.Stderr(), reading)) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "read nothing in 60 s: " << live.Stderr();
-      ASSERT_EQ(live.WaitFor(50), -1) << live.Stderr();
-    }
+    ASSERT_TRUE(WaitUntilReading(live, 60)) << live.Stderr();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     live.Kill(SIGTERM);
     ASSERT_EQ(live.WaitFor(30000), 0) << live.Stderr();

@@ -165,6 +165,19 @@ inline bool WaitForSettledEnds(const KafkaConfig& config, const std::string& top
   }
 }
 
+// Waits (up to timeout_s) until a `kappa run` started with a positive
+// --status-interval-ms prints a status line with a non-zero input count
+// ("in N"): it has read something. A fixed sleep is not always enough for
+// a job starting on a loaded machine. False if it exits or times out first.
+inline bool WaitUntilReading(ChildProcess& job, int timeout_s) {
+  const std::regex reading(", in [1-9]");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (!std::regex_search(job.Stderr(), reading)) {
+    if (std::chrono::steady_clock::now() > deadline || job.WaitFor(50) != -1) return false;
+  }
+  return true;
+}
+
 // Every committed record of `topic`, read once no transaction is open on it
 // any more (up to 60 s; after that, what a read_committed reader sees then).
 inline TopicContents ReadOutputs(const KafkaConfig& config, const std::string& topic) {

@@ -150,8 +150,9 @@ TEST_F(RepartitionTest, AKilledProcessRestartedGivesTheUninterruptedOutputs) {
 
   const std::string spec = CurrencySpec(dir, "crash");
   {
-    ChildProcess slow({"run", spec, "-b", bootstrap(), "--max-rate", "8000", "--status-interval-ms", "0"}, "crash");
+    ChildProcess slow({"run", spec, "-b", bootstrap(), "--max-rate", "8000", "--status-interval-ms", "200"}, "crash");
     // A few checkpoints of both stages, with records in flight between them.
+    ASSERT_TRUE(WaitUntilReading(slow, 60)) << slow.Stderr();
     std::this_thread::sleep_for(std::chrono::milliseconds(2500));
     slow.Kill(SIGKILL);
     ASSERT_EQ(slow.Wait(), 128 + SIGKILL) << slow.Stderr();
