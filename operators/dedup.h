@@ -38,7 +38,7 @@ class Dedup final : public Operator {
   // `spec` must have passed Validate.
   static std::unique_ptr<Operator> Create(const DedupSpec& spec, const std::string& state_name,
                                           StateRegistry& registry);
-  // An expiring table's value (StateRegistry::Register): the event time
+  // An expiring table's value (StateRegistry::RegisterExpiring): the event time
   // first, the TTL counting from it.
   struct Entry {
     int64_t first_seen_ms;  // event time of the record that (re)inserted the key

@@ -151,12 +151,13 @@ class StateTable {
   // Restore one stored entry; Corruption if the value has the wrong size.
   virtual Status Load(std::string_view key, std::string_view value) = 0;
   virtual size_t size() const = 0;
-  // An expiring table (StateRegistry::Register with expiry_ttl_ms > 0):
+  // An expiring table (StateRegistry::RegisterExpiring):
   // each value starts with the int64_t event time its entry's TTL counts
   // from, and the entry is expired once the task's watermark passes that
   // time + expiry_ttl_ms(). 0: the table does not expire.
   virtual int64_t expiry_ttl_ms() const = 0;
-  // Whether ExpireIf forgets entries without recording their erasure: the
+  // Whether ExpireIf forgets entries without recording their erasure (only
+  // an expiring table, and only after ForgetExpiredEntries): the
   // store then drops them by itself (StateBackend's compaction filter,
   // against the watermark of the partition's last durable checkpoint).
   virtual bool forgets_expired() const = 0;
@@ -511,7 +512,7 @@ class KeyedState final {
   }
 
   std::string name_;
-  int64_t expiry_ttl_ms_ = 0;    // StateRegistry::Register
+  int64_t expiry_ttl_ms_ = 0;    // StateRegistry::RegisterExpiring
   bool forget_expired_ = false;  // StateRegistry::ForgetExpiredEntries
   absl::flat_hash_set<Elem, SlotHash, SlotEq> index_;
   std::array<Slot*, kMaxChunks> chunks_{};

@@ -297,10 +297,7 @@ class ExpiredEntryFilter final : public rocksdb::CompactionFilter {
       : rules_(std::move(rules)), ttl_ms_(ttl_ms) {}
   bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*, bool*) const override {
     if (key.size() < 4 || value.size() < sizeof(int64_t)) return false;
-    const auto* k = reinterpret_cast<const unsigned char*>(key.data());
-    const auto partition = static_cast<int32_t>(uint32_t{k[0]} << 24 | uint32_t{k[1]} << 16 |
-                                                uint32_t{k[2]} << 8 | uint32_t{k[3]});
-    auto it = rules_->watermark_ms.find(partition);
+    auto it = rules_->watermark_ms.find(DecodePartition(key));
     if (it == rules_->watermark_ms.end()) return false;
     int64_t since;
     std::memcpy(&since, value.data(), sizeof(since));
@@ -361,7 +358,7 @@ struct StateBackend::Impl {
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> tables;  // state tables only
   rocksdb::ColumnFamilyHandle* meta = nullptr;
   std::string dir;
-  std::shared_ptr<ExpiryRules> expiry = std::make_shared<ExpiryRules>();
+  std::shared_ptr<ExpiryRules> expiry;  // set by Open: shared with the tables' compaction filter factory
   std::unordered_set<uint32_t> expiring_families;  // driving thread: families whose TTL expiry knows
 
   std::atomic<int64_t> durable_epoch{0};
@@ -957,8 +954,7 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
       PendingCommit::Part& part = c->parts[c->used_parts++];
       part.cf = impl_->tables.find(table->name())->second;
       std::memcpy(part.prefix, prefix.data(), 4);
-      if (table->forgets_expired() && table->expiry_ttl_ms() > 0 &&
-          impl_->expiring_families.insert(part.cf->GetID()).second) {
+      if (table->forgets_expired() && impl_->expiring_families.insert(part.cf->GetID()).second) {
         impl_->expiry->SetTtl(part.cf->GetID(), table->expiry_ttl_ms());
       }
       table->TakeChanges(&part.changes);
