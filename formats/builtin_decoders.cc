@@ -100,8 +100,15 @@ BuiltinVerdict TransactionDecoder::Classify(const uint8_t* data, size_t size, st
 
 BuiltinVerdict TransactionDecoder::Decode(const uint8_t* payload, uint32_t size, FieldValue* out,
                                           BuiltinRecordTimes* times, std::string* message) const {
+  // The identifier by a 4-byte compare (VerifyTransactionBuffer's check is
+  // a strncmp call per record), then the full verification.
   flatbuffers::Verifier verifier(payload, size);
-  if (!schema::VerifyTransactionBuffer(verifier)) return Classify(payload, size, message);
+  if (size < 2 * sizeof(flatbuffers::uoffset_t) ||
+      std::memcmp(payload + sizeof(flatbuffers::uoffset_t), schema::TransactionIdentifier(),
+                  flatbuffers::kFileIdentifierLength) != 0 ||
+      !verifier.VerifyBuffer<schema::Transaction>(nullptr)) {
+    return Classify(payload, size, message);
+  }
   const schema::Transaction* t = schema::GetTransaction(payload);
   const int64_t amount = t->amount_cents();
   if (amount < checks_.min_amount_cents || amount > checks_.max_amount_cents) {
