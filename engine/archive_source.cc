@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <utility>
 
 #include "engine/kafka_sink.h"
 #include "engine/task.h"
 
 namespace kappa {
 namespace {
-constexpr int64_t kRoundRecords = 1 << 16;  // per partition and round, without a rate cap
 constexpr int kPasses = 4;                  // times the ends are re-read after reaching them
 }  // namespace
 
@@ -118,21 +118,43 @@ Status ArchiveSource::Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>
 }
 
 // One round over the pending partitions on the worker pool.
+//
+// Uncapped, a round's records are shared out in proportion to what each
+// partition has left, and the workers take the largest slices first: the
+// partitions reach their ends together. Equal slices let the light
+// partitions finish early and left a skewed topic's heaviest partition
+// (a Zipf-distributed key, say) to one thread for the replay's tail, while
+// the other workers idled.
 Status ArchiveSource::Round(int64_t budget, int64_t* records) {
   if (!pool_) {
     pool_ = std::make_unique<WorkerPool>(parallelism_);
     blocks_.resize(pool_->size());
   }
-  // A rate cap makes rounds small, so the cap holds and checkpoints stay on time.
-  const int64_t per_partition =
-      budget > 0 ? std::max<int64_t>(1, budget / static_cast<int64_t>(pending_.size())) : kRoundRecords;
+  const size_t n = pending_.size();
+  const size_t first = first_ % n;
+  // The round's slices, in the order the workers take them: (pending_ index, budget).
+  std::vector<std::pair<size_t, int64_t>> slices;
+  slices.reserve(n);
+  if (budget > 0) {
+    // A rate cap makes rounds small, so the cap holds and checkpoints stay on time.
+    const int64_t share = std::max<int64_t>(1, budget / static_cast<int64_t>(n));
+    for (size_t k = 0; k < n; ++k) slices.emplace_back(pending_[(first + k) % n], share);
+  } else {
+    double left_total = 0;
+    for (size_t i : pending_) left_total += static_cast<double>(end_[i] - tasks_[i]->next_offset());
+    const double round_total = static_cast<double>(round_records_) * static_cast<double>(n);
+    const int64_t least = std::max<int64_t>(1, round_records_ / 16);
+    for (size_t i : pending_) {
+      const double left = static_cast<double>(end_[i] - tasks_[i]->next_offset());
+      slices.emplace_back(i, std::max(least, static_cast<int64_t>(round_total * left / left_total) + 1));
+    }
+    std::stable_sort(slices.begin(), slices.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  }
   std::vector<Status> errors(pool_->size());
   std::vector<int64_t> counts(pool_->size(), 0);
   std::atomic<size_t> next{0};
   std::atomic<size_t> taken{0};
   std::atomic<int64_t> round_total{0};
-  const size_t n = pending_.size();
-  const size_t first = first_ % n;
   sink_->SetConcurrent(pool_->size() > 1);
   pool_->Run([&](int w) {
     for (size_t k = next++; k < n; k = next++) {
@@ -147,7 +169,7 @@ Status ArchiveSource::Round(int64_t budget, int64_t* records) {
       // a round served one partition per worker and the partitions were
       // replayed one after the other.
       int64_t done = 0;
-      Status st = Slice(pending_[(first + k) % n], per_partition, &blocks_[w], &done);
+      Status st = Slice(slices[k].first, slices[k].second, &blocks_[w], &done);
       counts[w] += done;
       round_total += done;
       if (!st.ok() && errors[w].ok()) errors[w] = st;

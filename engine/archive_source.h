@@ -1,6 +1,7 @@
 // ArchiveSource: replays partitions from the log archive (archive/), in
 // rounds on `parallelism` worker threads: in a round the workers take
-// partitions off a shared index and process up to a budget of each, so a
+// partitions off a shared index and process up to a budget of each (in
+// proportion to what each has left, unless a rate cap sets it), so a
 // partition is only ever processed by one thread at a time, in offset order,
 // and the output equals a single-threaded run; between rounds (all workers
 // idle) the runner checkpoints and reports. Payloads stay in the reader's
@@ -67,6 +68,11 @@ class ArchiveSource final : public Source {
   // Whether task i is served and has reached its end (its switch to Kafka is due).
   bool Done(size_t i) const;
 
+  // Records per pending partition in an uncapped round (shared out in
+  // proportion to what each has left); tests make it small.
+  static constexpr int64_t kRoundRecords = 1 << 16;
+  void SetRoundRecordsForTesting(int64_t records) { round_records_ = records; }
+
  private:
   Status Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done);
   Status Round(int64_t budget, int64_t* records);
@@ -89,6 +95,7 @@ class ArchiveSource final : public Source {
   int passes_ = 0;
   bool exhausted_ = false;
   int64_t records_ = 0;
+  int64_t round_records_ = kRoundRecords;
 };
 
 }  // namespace kappa

@@ -219,6 +219,50 @@ TEST_F(SourceTest, ArchiveSourceCappedRoundsStopAtTheirBudgetAndTakeTurns) {
   EXPECT_EQ(total, 8000);
 }
 
+TEST_F(SourceTest, ArchiveSourceRoundsShareOutRecordsByWhatEachPartitionHasLeft) {
+  // A skewed archive: partition 0 holds four times partition 1's records.
+  // Equal slices would finish partition 1 early and leave partition 0's
+  // tail to one worker; in proportion, both reach their ends together.
+  Produce("tx", 2, 8000);
+  for (const auto& m : Marks("tx", 2)) highs_.push_back(m.high);
+  const std::vector<int64_t> below = {highs_[0], highs_[1] / 4};
+  dir_ = std::make_unique<ScratchDir>("archive-skewed");
+  ArchiveHead(*dir_ / "archive", "tx", below, 4096);
+  spec_ = std::make_unique<JobSpec>(Spec("tx", *dir_ / "state"));
+  MakeTasks(*spec_, 2);
+  gaps_ = std::make_unique<CommittedGaps>(sink_.get());
+  gaps_->Reset(2);
+  rule_ = std::make_unique<HistoryGapRule>(*spec_, sink_.get(), Notes());
+  archive_ = std::make_unique<ArchiveSource>(*spec_, *dir_ / "archive", 2, sink_.get(), *gaps_, *rule_);
+  archive_->SetRoundRecordsForTesting(250);
+  ASSERT_EQ(*archive_->Partitions(), 2);
+  ASSERT_TRUE(archive_->Open(tasks_, {false, false}).ok());
+  ASSERT_GT(below[0], 3 * below[1]);
+  std::vector<int> ended_in(2, -1);
+  int64_t total = 0;
+  for (int round = 0; round < 100 && (ended_in[0] < 0 || ended_in[1] < 0); ++round) {
+    int64_t records = 0;
+    ASSERT_TRUE(archive_->Read(0, &records).ok());
+    total += records;
+    for (int p = 0; p < 2; ++p) {
+      if (ended_in[p] < 0 && tasks_[p]->next_offset() >= below[p]) ended_in[p] = round;
+    }
+    if (ended_in[0] < 0 && ended_in[1] < 0) {
+      // Blocks of 4 KiB hold a few dozen records: a slice overshoots its
+      // share by at most one block.
+      const double done0 = static_cast<double>(tasks_[0]->next_offset()) / below[0];
+      const double done1 = static_cast<double>(tasks_[1]->next_offset()) / below[1];
+      EXPECT_NEAR(done0, done1, 0.15) << "round " << round;
+    }
+  }
+  ASSERT_GE(ended_in[0], 0);
+  ASSERT_GE(ended_in[1], 0);
+  EXPECT_LE(std::abs(ended_in[0] - ended_in[1]), 1)
+      << "partition 0 ended in round " << ended_in[0] << ", partition 1 in round " << ended_in[1];
+  EXPECT_EQ(total, below[0] + below[1]);
+  for (int p = 0; p < 2; ++p) EXPECT_EQ(tasks_[p]->counters().in, below[p]) << p;
+}
+
 TEST_F(SourceTest, ArchiveSourceRefusesACheckpointOutsideTheArchive) {
   Produce("tx", 1, 1000);
   ScratchDir dir("archive-outside");
