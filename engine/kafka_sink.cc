@@ -8,8 +8,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
-
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 
@@ -173,11 +173,15 @@ void KafkaSink::SetHistoryGap(int32_t partition, std::string gap) {
 // wait for each other's header allocations.
 void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) {
   if (Suppressed(lineage.partition)) return;
+  // std::to_chars, not snprintf: this runs once per output row.
   char partition_buf[16];
   char offsets_buf[48];
-  const int pn = std::snprintf(partition_buf, sizeof(partition_buf), "%d", lineage.partition);
-  const int on = std::snprintf(offsets_buf, sizeof(offsets_buf), "%lld-%lld",
-                               static_cast<long long>(lineage.first_offset), static_cast<long long>(lineage.last_offset));
+  const int pn = static_cast<int>(std::to_chars(partition_buf, partition_buf + sizeof(partition_buf),
+                                                lineage.partition).ptr - partition_buf);
+  char* o = std::to_chars(offsets_buf, offsets_buf + 20, lineage.first_offset).ptr;
+  *o++ = '-';
+  o = std::to_chars(o, offsets_buf + sizeof(offsets_buf), lineage.last_offset).ptr;
+  const int on = static_cast<int>(o - offsets_buf);
   std::array<KafkaHeader, 7> h = {{
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
