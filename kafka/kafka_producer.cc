@@ -5,12 +5,32 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <utility>
 
 #include "kafka/kafka_status.h"
 #include "kafka/partition_list.h"
 
 namespace kappa {
+
+// Records per epoch, produced and settled (acknowledged or failed), in a
+// ring of slots: epoch e counts in slot e % kSlots, cumulatively (a slot is
+// reused only once its earlier epoch is settled, so equal totals mean the
+// epoch is settled). A record carries its slot as its librdkafka opaque.
+struct KafkaProducer::Epochs {
+  static constexpr int64_t kSlots = 64;
+  std::atomic<int64_t> produced[kSlots] = {};
+  std::atomic<int64_t> settled[kSlots] = {};
+  std::atomic<int64_t> open{1};  // the epoch records are produced into
+  std::mutex mu;                 // held by a waiter; guards the two below
+  KafkaProducer* producer = nullptr;  // null once the producer is destroyed
+  int64_t confirmed = 0;              // every epoch up to it is settled
+
+  bool Settled(int64_t epoch) const {
+    const int64_t slot = epoch % kSlots;
+    return settled[slot].load(std::memory_order_acquire) == produced[slot].load(std::memory_order_acquire);
+  }
+};
 
 ProducerOptions BulkProducerOptions() {
   ProducerOptions options;
@@ -56,6 +76,8 @@ Result<KafkaHandle> CreateProducer(const KafkaConfig& config, const ProducerOpti
 
 Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& config, ProducerOptions options) {
   std::unique_ptr<KafkaProducer> p(new KafkaProducer());
+  p->epochs_ = std::make_shared<Epochs>();
+  p->epochs_->producer = p.get();
   options.on_delivery = &KafkaProducer::OnDeliveryReport;
   options.on_error = &KafkaProducer::OnClientError;
   options.opaque = p.get();
@@ -88,6 +110,11 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& 
 }
 
 KafkaProducer::~KafkaProducer() {
+  if (epochs_) {
+    // A waiter still holding a CloseEpoch wait learns the producer is gone.
+    std::lock_guard<std::mutex> lock(epochs_->mu);
+    epochs_->producer = nullptr;
+  }
   rd_kafka_t* rk = producer_.get();
   if (!rk) return;
   // Whatever is still unacknowledged was either flushed before (a clean end)
@@ -108,8 +135,18 @@ size_t KafkaProducer::RecordSize(size_t key_size, size_t value_size, std::span<c
 }
 
 void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
-  if (!msg->err) return;
   auto* self = static_cast<KafkaProducer*>(opaque);
+  // Settled either way: a failed record only once its failure is recorded,
+  // so that a waiter that sees its epoch settled sees the failure too.
+  const auto slot = reinterpret_cast<intptr_t>(msg->_private);
+  if (!msg->err) {
+    self->epochs_->settled[slot].fetch_add(1, std::memory_order_release);
+    return;
+  }
+  struct SettleOnExit {
+    std::atomic<int64_t>& count;
+    ~SettleOnExit() { count.fetch_add(1, std::memory_order_release); }
+  } settle{self->epochs_->settled[slot]};
   // Records of an aborted transaction are purged from the queue (a
   // scaled-out version aborts an epoch the group fenced, and goes on):
   // dropped on purpose, never a failed delivery of a committed record.
@@ -161,23 +198,28 @@ Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::
   }
   rd_kafka_t* rk = producer_.get();
   void* payload = const_cast<char*>(value.data());
+  // Counted into its epoch before librdkafka can report it settled.
+  const int64_t slot = epochs_->open.load(std::memory_order_relaxed) % Epochs::kSlots;
+  void* tag = reinterpret_cast<void*>(static_cast<intptr_t>(slot));
+  epochs_->produced[slot].fetch_add(1, std::memory_order_release);
   for (;;) {
     // On success librdkafka owns the headers.
     const rd_kafka_resp_err_t err =
         h ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
                               RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
-                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)
+                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END)
           : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
                               RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
-                              RD_KAFKA_V_END);
+                              RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(rk, 20);  // back-pressure: serve delivery reports until there is room
       continue;
     }
     if (h) rd_kafka_headers_destroy(h);
+    epochs_->produced[slot].fetch_sub(1, std::memory_order_release);  // refused: never in flight
     const std::string what =
         err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
             ? "cannot produce a record of " + std::to_string(RecordSize(key.size(), value.size(), headers)) +
@@ -202,6 +244,7 @@ bool KafkaProducer::PastDeadline(std::chrono::steady_clock::time_point deadline,
 }
 
 Status KafkaProducer::Flush(int timeout_ms) {
+  std::lock_guard<std::mutex> polling(poll_mutex_);
   rd_kafka_t* rk = producer_.get();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   auto stop_deadline = std::chrono::steady_clock::time_point::max();
@@ -228,7 +271,67 @@ Status KafkaProducer::Flush(int timeout_ms) {
   return Status::OK();
 }
 
-void KafkaProducer::Poll(int timeout_ms) const { rd_kafka_poll(producer_.get(), timeout_ms); }
+KafkaProducer::EpochWait KafkaProducer::CloseEpoch(int timeout_ms) {
+  const int64_t closed = epochs_->open.load(std::memory_order_relaxed);
+  // The next epoch's slot last counted epoch closed + 1 - kSlots: settle it
+  // before counting anew (with a checkpoint queue of two, never in practice).
+  if (!epochs_->Settled(closed + 1)) (void)Flush(timeout_ms);
+  epochs_->open.store(closed + 1, std::memory_order_relaxed);
+  return [epochs = epochs_, closed, timeout_ms](bool* producer_failed) {
+    bool failed = false;
+    Status st = WaitForEpoch(epochs, closed, timeout_ms, &failed);
+    if (producer_failed) *producer_failed = failed;
+    return st;
+  };
+}
+
+Status KafkaProducer::WaitForEpoch(const std::shared_ptr<Epochs>& epochs, int64_t epoch, int timeout_ms,
+                                   bool* producer_failed) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto stop_deadline = std::chrono::steady_clock::time_point::max();
+  std::lock_guard<std::mutex> lock(epochs->mu);
+  for (;;) {
+    KafkaProducer* p = epochs->producer;
+    if (p == nullptr) {
+      return Status::Unavailable("the producer was closed before the records of epoch " + std::to_string(epoch) +
+                                 " were acknowledged");
+    }
+    auto failure = [&] {
+      *producer_failed = true;
+      return p->failure();
+    };
+    if (p->failed()) return failure();
+    while (epochs->confirmed < epoch && epochs->Settled(epochs->confirmed + 1)) ++epochs->confirmed;
+    if (epochs->confirmed >= epoch) {
+      // A failure reported just before the last settle is seen here.
+      if (p->failed()) return failure();
+      return Status::OK();
+    }
+    if (p->PastDeadline(deadline, &stop_deadline)) {
+      const int64_t slot = (epochs->confirmed + 1) % Epochs::kSlots;
+      const int64_t left = epochs->produced[slot].load() - epochs->settled[slot].load();
+      return Status::Unavailable(std::to_string(left) + " records not acknowledged " +
+                                 (p->stop_.stop_requested()
+                                      ? std::to_string(kStopBoundMs / 1000) + " s after the stop request"
+                                      : "within " + std::to_string(timeout_ms / 1000) + " s") +
+                                 "; is the broker reachable?");
+    }
+    // Serves delivery reports unless the job's thread is at it (Poll): the
+    // callbacks of one producer never run on two polling threads at once.
+    std::unique_lock<std::mutex> polling(p->poll_mutex_, std::try_to_lock);
+    if (polling.owns_lock()) {
+      rd_kafka_poll(p->producer_.get(), 10);
+    } else {
+      polling = std::unique_lock<std::mutex>();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+}
+
+void KafkaProducer::Poll(int timeout_ms) const {
+  std::lock_guard<std::mutex> polling(poll_mutex_);
+  rd_kafka_poll(producer_.get(), timeout_ms);
+}
 
 int KafkaProducer::InFlight() const { return rd_kafka_outq_len(producer_.get()); }
 

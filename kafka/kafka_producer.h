@@ -101,6 +101,21 @@ class KafkaProducer {
   // was requested (SetStopToken): a stopping process does not wait for a
   // broker that may never answer.
   Status Flush(int timeout_ms);
+  // Epochs: every record Produce accepts belongs to the open epoch, so that a
+  // checkpoint can wait for the acknowledgements of the records before it
+  // while later records are produced (at-least-once without stalling).
+  // CloseEpoch closes the open epoch (records produced from now on belong
+  // to the next) and returns what waits until every record of it and of the
+  // epochs before is settled: OK once all are acknowledged, the producer's
+  // failure if any delivery failed, Unavailable after timeout_ms (or
+  // kStopBoundMs after a stop) or once the producer is destroyed. The wait
+  // serves delivery reports itself and may run on another thread, also
+  // after the producer is gone. Its argument (if not null) is set to whether
+  // the error is the producer's recorded failure (failure()) rather than the
+  // wait giving up. Call CloseEpoch from one thread while no other thread
+  // produces.
+  using EpochWait = std::function<Status(bool* producer_failed)>;
+  EpochWait CloseEpoch(int timeout_ms);
   // After `stop` is requested, Flush and CommitTransaction give up within
   // kStopBoundMs, and the destructor drops what is still unacknowledged.
   void SetStopToken(StopToken stop) { stop_ = stop; }
@@ -155,7 +170,13 @@ class KafkaProducer {
   bool PastDeadline(std::chrono::steady_clock::time_point deadline,
                     std::chrono::steady_clock::time_point* stop_deadline) const;
 
+  struct Epochs;
+  // Waits for epochs up to `epoch` (CloseEpoch's waiter).
+  static Status WaitForEpoch(const std::shared_ptr<Epochs>& epochs, int64_t epoch, int timeout_ms,
+                             bool* producer_failed);
+
   KafkaHandle producer_;
+  std::shared_ptr<Epochs> epochs_;  // shared with the waiters CloseEpoch hands out
   std::unique_ptr<ClientErrorNotes> error_notes_;
   StopToken stop_;
   size_t max_message_bytes_ = 1000000;
@@ -166,6 +187,7 @@ class KafkaProducer {
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> failed_count_{0};
   mutable std::mutex failure_mutex_;
+  mutable std::mutex poll_mutex_;  // Poll and an epoch's waiter take turns serving callbacks
   Status failure_;
 };
 

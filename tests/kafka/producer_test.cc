@@ -170,6 +170,76 @@ TEST_F(ProducerTest, WithTheBrokerGoneItWarnsAndAStopBoundsTheFlush) {
             KafkaProducer::kStopBoundMs / 1000.0 + 4);
 }
 
+// An epoch's wait (CloseEpoch) is what lets a checkpoint go on processing:
+// it returns once the records of its epoch are acknowledged, whatever was
+// produced after it is still waiting for the broker.
+TEST_F(ProducerTest, AnEpochsWaitReturnsOnceItsOwnRecordsAreAcknowledged) {
+  CreateTopic("out", 2);
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE((*producer)->Produce("out", i % 2, "k", "first").ok());
+  auto first = (*producer)->CloseEpoch(30000);
+  ASSERT_TRUE(first(nullptr).ok());
+  // The broker now answers after 2 s: the second epoch's records stay out.
+  rd_kafka_mock_broker_set_rtt(broker_->mock_cluster(), -1, 2000);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE((*producer)->Produce("out", i % 2, "k", "second").ok());
+  auto second = (*producer)->CloseEpoch(30000);
+  const auto began = std::chrono::steady_clock::now();
+  ASSERT_TRUE(first(nullptr).ok());
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count(), 1.0)
+      << "the first epoch's wait waited for the second epoch's records";
+  EXPECT_GT((*producer)->InFlight(), 0);
+  Status st = second(nullptr);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ((*producer)->InFlight(), 0) << "the second epoch's wait returned before its records were acknowledged";
+  rd_kafka_mock_broker_set_rtt(broker_->mock_cluster(), -1, 0);
+}
+
+TEST_F(ProducerTest, AnEpochsWaitGivesTheFirstDeliveryFailure) {
+  CreateTopic("refused", 1);
+  std::vector<rd_kafka_resp_err_t> errors(20, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  rd_kafka_mock_push_request_errors_array(broker_->mock_cluster(), 0 /* Produce */, errors.size(), errors.data());
+  ProducerOptions options;
+  options.message_timeout_ms = 5000;
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  ASSERT_TRUE((*producer)->Produce("refused", KafkaProducer::kAnyPartition, "k", "v").ok());
+  auto wait = (*producer)->CloseEpoch(30000);
+  bool failed = false;
+  Status st = wait(&failed);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(failed);
+  EXPECT_TRUE(Contains(st.message(), "delivery to refused[0] failed")) << st.ToString();
+  EXPECT_TRUE(Contains(st.message(), "TOPIC_AUTHORIZATION_FAILED")) << st.ToString();
+}
+
+TEST_F(ProducerTest, AnEpochsWaitEndsWithAStopOrWithTheProducer) {
+  CreateTopic("out", 1);
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  StopSource stop;
+  (*producer)->SetStopToken(stop);
+  ASSERT_TRUE((*producer)->Produce("out", 0, "k", "v").ok());
+  ASSERT_TRUE((*producer)->CloseEpoch(10000)(nullptr).ok());
+  broker_.reset();  // the broker is lost: nothing more is acknowledged
+  ASSERT_TRUE((*producer)->Produce("out", 0, "k", "v").ok());
+  auto wait = (*producer)->CloseEpoch(150000);
+  stop.RequestStop();
+  const auto began = std::chrono::steady_clock::now();
+  bool failed = true;
+  Status st = wait(&failed);
+  EXPECT_FALSE(failed) << "the wait gave up; no delivery failed";
+  EXPECT_EQ(st.code(), Status::Code::kUnavailable) << st.ToString();
+  EXPECT_TRUE(Contains(st.message(), "1 records not acknowledged")) << st.ToString();
+  EXPECT_TRUE(Contains(st.message(), "after the stop request")) << st.ToString();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count(),
+            KafkaProducer::kStopBoundMs / 1000.0 + 2);
+  producer->reset();
+  st = wait(nullptr);  // the producer is gone: an error, not a crash or a hang
+  EXPECT_EQ(st.code(), Status::Code::kUnavailable) << st.ToString();
+  EXPECT_TRUE(Contains(st.message(), "producer was closed")) << st.ToString();
+}
+
 TEST(ClientErrorNotesTest, WarnsOncePerKindAndInterval) {
   std::vector<std::string> notes;
   ClientErrorNotes errors("consumer", [&](const std::string& text) { notes.push_back(text); }, 60000);
