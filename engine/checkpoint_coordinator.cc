@@ -31,7 +31,7 @@ Status CheckpointCoordinator::Checkpoint() {
 
 // Step 1: nothing moves the offsets past an input whose outputs are not
 // safely in the sink.
-Status CheckpointCoordinator::SinkBarrier(const std::vector<Task*>& tasks) {
+Status CheckpointCoordinator::SinkBarrier(const std::vector<Task*>& tasks, std::function<Status()>* acked) {
   // Timed either way: the flush of an at-least-once sink, or the whole
   // transaction commit (flush, offsets, commit) of an exactly-once one.
   const int64_t began = clock_.NowMs();
@@ -44,7 +44,8 @@ Status CheckpointCoordinator::SinkBarrier(const std::vector<Task*>& tasks) {
     }
     st = barrier_.CommitEpoch(epoch_ + 1, offsets);
   } else {
-    st = barrier_.Flush(kFlushTimeoutMs);
+    *acked = barrier_.CloseOutputs(kFlushTimeoutMs);
+    if (!*acked) st = barrier_.Flush(kFlushTimeoutMs);
   }
   stats_.flush_total_ms += static_cast<double>(clock_.NowMs() - began);
   return st;
@@ -61,14 +62,15 @@ Status CheckpointCoordinator::CheckpointNow() {
   }
   if (before_barrier_) KAPPA_RETURN_IF_ERROR(before_barrier_(active, epoch_ + 1));
   KAPPA_KILL_POINT(kill_switch_, "before-flush");
-  KAPPA_RETURN_IF_ERROR(SinkBarrier(active));
+  std::function<Status()> acked;  // set: the writer waits for the outputs' acks
+  KAPPA_RETURN_IF_ERROR(SinkBarrier(active, &acked));
   KAPPA_KILL_POINT(kill_switch_, "after-flush");
   // Step 2. The stall is only the capture; the backend's writer makes it
   // durable in the background, in epoch order.
   std::vector<StateBackend::TaskSnapshot> snapshots;
   snapshots.reserve(active.size());
   for (Task* t : active) snapshots.push_back({&t->checkpoint(), &t->registry(), t->expiry_watermark_ms()});
-  auto captured = backend_.BeginCommit(epoch_ + 1, snapshots);
+  auto captured = backend_.BeginCommit(epoch_ + 1, snapshots, std::move(acked));
   if (!captured.ok()) return captured.status();
   ++epoch_;
   ++stats_.epochs;
@@ -78,13 +80,21 @@ Status CheckpointCoordinator::CheckpointNow() {
     if (!durable.ok()) return durable.status();
   }
   KAPPA_KILL_POINT(kill_switch_, "after-commit");
-  // Step 3, for the previous checkpoint if it is durable by now.
+  // Step 3, once this checkpoint is durable (CommitDurableOffsets, called
+  // as the job goes on): not here for the previous one, which may have been
+  // durable for a whole interval. Since the state's writer waits for the
+  // sink's acks, a checkpoint is begun also while the broker is gone, and
+  // an informational commit sent then stays in flight: the consumer's
+  // close at a stop would wait for it.
   if (barrier_.transactional() || !group_) return Status::OK();
-  CommitGroupOffsets();
   pending_group_epoch_ = epoch_;
   pending_group_offsets_.clear();
   for (const Task* t : active) pending_group_offsets_.emplace_back(t->partition(), t->next_offset());
   return Status::OK();
+}
+
+void CheckpointCoordinator::CommitDurableOffsets() {
+  if (!barrier_.transactional() && group_) CommitGroupOffsets();
 }
 
 void CheckpointCoordinator::CommitGroupOffsets() {

@@ -1,7 +1,10 @@
 // CheckpointCoordinator: takes a job's checkpoints in the one order that
 // makes them safe (DESIGN invariants 1 and 6), readable here and nowhere
 // else:
-//   1. the sink: at-least-once flushes every output so far (all acks);
+//   1. the sink: at-least-once flushes every output so far (all acks), or
+//      where the sink can, closes them and hands the wait for their acks
+//      to the state backend's writer, which writes the checkpoint only
+//      after it (processing goes on meanwhile);
 //      exactly-once commits the epoch's Kafka transaction (or PostgreSQL
 //      transaction) together with the input offsets (a partition re-reading
 //      a committed gap keeps the offset the sink already has);
@@ -49,6 +52,11 @@ class OutputBarrier {
   // input partition) in one transaction and opens the next one. `epoch` is
   // the checkpoint's number (a database sink records it beside the offsets).
   virtual Status CommitEpoch(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) = 0;
+  // At-least-once, instead of Flush where the sink can: closes the outputs
+  // so far and returns what waits for their acknowledgements (run by the
+  // state backend's writer before it writes the checkpoint, so processing
+  // goes on meanwhile). Null: the sink cannot, and Flush is the barrier.
+  virtual std::function<Status()> CloseOutputs(int /*timeout_ms*/) { return nullptr; }
 };
 
 struct CheckpointStats {
@@ -92,10 +100,15 @@ class CheckpointCoordinator {
   // The final checkpoint of a clean stop, durable before it returns.
   Status Finish();
   const CheckpointStats& stats() const { return stats_; }
+  // Step 3: at-least-once with a group, the informational commit of the
+  // last begun checkpoint's offsets once it is durable (once). Cheap: the
+  // job calls it as it goes, so the commit follows durability closely.
+  void CommitDurableOffsets();
 
  private:
   Status CheckpointNow();
-  Status SinkBarrier(const std::vector<Task*>& tasks);
+  // Step 1; *acked: set when the sink hands over the wait for its acks (CloseOutputs).
+  Status SinkBarrier(const std::vector<Task*>& tasks, std::function<Status()>* acked);
   void CommitGroupOffsets();
 
   std::vector<Task*> tasks_;

@@ -32,13 +32,19 @@
 namespace kappa {
 namespace {
 
-// The coordinator's view of the Kafka sink.
+// The coordinator's view of the Kafka sink. `acks_in_writer`: an
+// at-least-once checkpoint does not stall on the broker's acks; the state
+// backend's writer waits for them before writing it (not under scale_out,
+// whose changelog must be acknowledged when the barrier returns).
 class SinkBarrier final : public OutputBarrier {
  public:
-  SinkBarrier(KafkaSink& sink, PartitionConsumer& consumer, const std::string& topic)
-      : sink_(sink), consumer_(consumer), topic_(topic) {}
+  SinkBarrier(KafkaSink& sink, PartitionConsumer& consumer, const std::string& topic, bool acks_in_writer)
+      : sink_(sink), consumer_(consumer), topic_(topic), acks_in_writer_(acks_in_writer) {}
   bool transactional() const override { return sink_.transactional(); }
   Status Flush(int timeout_ms) override { return sink_.Flush(timeout_ms); }
+  std::function<Status()> CloseOutputs(int timeout_ms) override {
+    return acks_in_writer_ ? sink_.CloseOutputs(timeout_ms) : nullptr;
+  }
   Status CommitEpoch(int64_t /*epoch*/, const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
     return sink_.CommitEpoch(consumer_.handle(), topic_, offsets);
   }
@@ -47,6 +53,7 @@ class SinkBarrier final : public OutputBarrier {
   KafkaSink& sink_;
   PartitionConsumer& consumer_;
   const std::string& topic_;
+  bool acks_in_writer_;
 };
 
 // The coordinator's view of a PostgreSQL sink: every checkpoint is one
@@ -345,7 +352,7 @@ Status JobRunner::Impl::MakeTasks() {
   } else {
     if (sink->transactional()) KAPPA_RETURN_IF_ERROR(gaps->Find(spec, *consumer, tasks, options.on_note));
     else gaps->Reset(tasks.size());
-    barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic);
+    barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic, /*acks_in_writer=*/true);
   }
   coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier,
                                                         archive_only ? nullptr : consumer.get(), spec.source_topic,
@@ -385,7 +392,7 @@ Status JobRunner::Impl::MakeGroupTasks(int32_t partitions) {
     standby = std::move(*follower);
     placement = std::make_unique<GroupAssignmentQuery>(consumer->handle(), spec.ConsumerGroup(), spec.source_topic);
   }
-  barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic);
+  barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic, /*acks_in_writer=*/false);
   // No informational group commits: the changelog's markers hold the
   // positions, and a commit refused mid-rebalance makes librdkafka start
   // another rebalance. (exactly_once still sends its offsets inside the
@@ -742,6 +749,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     if (ahead < -kRateBurstS) rate_paused_s += -ahead - kRateBurstS;
   }
   KAPPA_RETURN_IF_ERROR(WriteDurableMetrics());
+  coordinator->CommitDurableOffsets();
   if (coordinator->Due()) {
     KAPPA_RETURN_IF_ERROR(GroupCheckpoint());
     // Begun, not yet durable: its metrics wait for the backend's writer.

@@ -336,6 +336,18 @@ Status KafkaSink::Flush(int timeout_ms) {
                              kCheckpointIntact);
 }
 
+std::function<Status()> KafkaSink::CloseOutputs(int timeout_ms) {
+  // The messages Flush and failure() give (at-least-once: never fenced).
+  return [wait = producer_->CloseEpoch(timeout_ms)] {
+    bool failed = false;
+    Status st = wait(&failed);
+    if (st.ok()) return st;
+    if (failed) return Status::Unavailable("sink delivery failed: " + st.message() + "; " + kCheckpointIntact);
+    return Status::Unavailable("sink: " + st.message() + "; no checkpoint was taken past those outputs; " +
+                               kCheckpointIntact);
+  };
+}
+
 Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
                               const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   if (failed()) return failure();

@@ -24,6 +24,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -75,6 +76,13 @@ class KafkaSink final : public OutputCollector {
   // Waits until every record produced so far is acknowledged (the
   // at-least-once barrier before a checkpoint). Error if any delivery failed.
   Status Flush(int timeout_ms);
+  // At-least-once without stalling on the broker: closes the outputs so far
+  // (DLQ and late records too) into the checkpoint about to be taken and
+  // returns what waits until they are all acknowledged (OK), or the error
+  // Flush would give. The wait may run on another thread (the state
+  // backend's writer, before it writes that checkpoint), also after the
+  // sink is gone (an error then).
+  std::function<Status()> CloseOutputs(int timeout_ms);
   // exactly_once: sends `offsets` (next offset per input partition) to the
   // group of `consumer` inside the open transaction, commits it, and opens
   // the next one. An error leaves nothing committed for this epoch.

@@ -350,6 +350,7 @@ struct PendingCommit {
   std::vector<std::pair<int32_t, int64_t>> expiry_watermarks;
   SnapshotStats snapshot;
   std::chrono::steady_clock::time_point begun;
+  std::function<Status()> ready;  // BeginCommit's: called before the write
 };
 
 struct StateBackend::Impl {
@@ -404,10 +405,14 @@ struct StateBackend::Impl {
       std::optional<std::string> injected = std::exchange(fail_next, std::nullopt);
       lock.unlock();
       CommitStats stats;
-      Status s = failed_before ? Status::OK()
-                 : injected    ? Status::IOError("checkpoint " + std::to_string(c->epoch) +
-                                                 " could not be written to " + dir + ": " + *injected)
-                               : Write(*c, &stats);
+      // What the checkpoint waits for first (the sink's acks): not written without it.
+      Status s = failed_before || !c->ready ? Status::OK() : std::exchange(c->ready, nullptr)();
+      if (s.ok() && !failed_before) {
+        s = injected ? Status::IOError("checkpoint " + std::to_string(c->epoch) + " could not be written to " + dir +
+                                       ": " + *injected)
+                     : Write(*c, &stats);
+      }
+      c->ready = nullptr;
       // The marker follows the durable checkpoint (never precedes it): a
       // crash in between leaves it one behind, which Open accepts.
       Status marker = s.ok() && !failed_before ? WriteEpochMarker(dir, c->epoch) : Status::OK();
@@ -883,7 +888,8 @@ Status StateBackend::ApplyToPartition(int32_t partition, const std::vector<Entry
                                                      std::to_string(partition) + " to " + dir_);
 }
 
-Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector<TaskSnapshot>& tasks) {
+Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector<TaskSnapshot>& tasks,
+                                                std::function<Status()> ready) {
   const auto start = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -940,6 +946,7 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
 
   c->epoch = epoch;
   c->begun = start;
+  c->ready = std::move(ready);
   c->snapshot = SnapshotStats{};
   c->snapshot.epoch = epoch;
   if (c->parts.size() < table_count) c->parts.resize(table_count);

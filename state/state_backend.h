@@ -197,12 +197,16 @@ class StateBackend {
   // Captures all of it now, clears every table's dirty set, and queues the
   // write for the writer thread; returns without waiting for the disk. The
   // caller must have made the outputs of the inputs this checkpoint covers
-  // durable first (at-least-once: flush the sink BEFORE BeginCommit).
+  // durable first (at-least-once: flush the sink BEFORE BeginCommit), or
+  // pass `ready`: the writer calls it before writing this checkpoint (at
+  // most one at a time, in epoch order) and writes only if it returns OK;
+  // its error becomes the backend's sticky error, the checkpoint unwritten.
   // Refusals change nothing (no capture, dirty sets kept): FailedPrecondition
   // before CheckIdentity, InvalidArgument for a caller bug (epoch not above
   // the last begun one, a null pointer, a partition twice, an unknown
   // table). If an earlier background write failed, returns that error.
-  Result<SnapshotStats> BeginCommit(int64_t epoch, const std::vector<TaskSnapshot>& tasks);
+  Result<SnapshotStats> BeginCommit(int64_t epoch, const std::vector<TaskSnapshot>& tasks,
+                                    std::function<Status()> ready = nullptr);
   // Waits until every begun commit is durable (or failed). Returns the
   // stats of the last durable one, or the first write error. A write error
   // is sticky: the failed checkpoint's changes have left the tables' dirty

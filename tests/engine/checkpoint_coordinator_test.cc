@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
+#include <thread>
+
 #include "engine/checkpoint_coordinator.h"
 #include "engine/committed_gaps.h"
 #include "engine/kafka_source.h"
@@ -43,12 +47,21 @@ class ObservingBarrier final : public OutputBarrier {
     committed_offsets.push_back(offsets);
     return fail ? Status::Unavailable("transaction failed (injected)") : Status::OK();
   }
+  // Set: at-least-once hands this wait to the backend's writer instead of
+  // flushing (as the Kafka sink's CloseOutputs does).
+  std::function<Status()> CloseOutputs(int /*timeout_ms*/) override {
+    if (!handover) return nullptr;
+    ++handovers;
+    return handover;
+  }
   int64_t Durable() {
     auto w = backend_.WaitForCommits();
     EXPECT_TRUE(w.ok());
     return backend_.last_epoch();
   }
   bool fail = false;
+  std::function<Status()> handover;
+  int handovers = 0;
   StepClock* clock = nullptr;  // moved by commit_ms per transaction commit
   int64_t commit_ms = 0;
   std::vector<int64_t> durable_epoch_at_barrier;
@@ -178,6 +191,46 @@ TEST_F(CheckpointCoordinatorTest, AFailedBarrierCommitsNoState) {
   ASSERT_TRUE(backend_->WaitForCommits().ok());
   EXPECT_EQ(backend_->last_epoch(), 0) << "nothing moved past outputs that were not delivered";
   EXPECT_EQ(StoredOffset(0), -1);
+}
+
+// At-least-once without the stall: the checkpoint returns at once, and the
+// backend writes it only once the outputs before it are acknowledged.
+TEST_F(CheckpointCoordinatorTest, HandedToTheWriterTheAcksHoldTheCheckpointBackNotTheProcessing) {
+  SetUpJob("acks-in-writer", 2, 2000);
+  ObservingBarrier barrier(*sink_, *backend_, false);
+  std::promise<Status> acks;
+  std::shared_future<Status> acked = acks.get_future().share();
+  barrier.handover = [acked] { return acked.get(); };
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  ProcessAll();
+  Status st = coordinator.Checkpoint();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(barrier.handovers, 1);
+  EXPECT_TRUE(barrier.durable_epoch_at_barrier.empty()) << "Flush ran: the checkpoint stalled on the sink";
+  EXPECT_EQ(coordinator.epoch(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(backend_->last_epoch(), 0) << "the checkpoint was written before its outputs were acknowledged";
+  acks.set_value(Status::OK());
+  ASSERT_TRUE(backend_->WaitForCommits().ok());
+  EXPECT_EQ(backend_->last_epoch(), 1);
+  for (const Task* t : tasks_) EXPECT_EQ(StoredOffset(t->partition()), t->next_offset());
+}
+
+TEST_F(CheckpointCoordinatorTest, HandedToTheWriterAFailedDeliveryLeavesTheCheckpointUnwrittenAndStopsTheJob) {
+  SetUpJob("acks-failed", 1, 1000);
+  ObservingBarrier barrier(*sink_, *backend_, false);
+  barrier.handover = [] { return Status::Unavailable("delivery to out[0] failed (injected)"); };
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  ProcessAll();
+  ASSERT_TRUE(coordinator.Checkpoint().ok()) << "the capture itself succeeds";
+  auto durable = backend_->WaitForCommits();
+  ASSERT_FALSE(durable.ok());
+  EXPECT_NE(durable.status().message().find("injected"), std::string::npos) << durable.status().ToString();
+  EXPECT_EQ(backend_->last_epoch(), 0) << "nothing moved past outputs that were not delivered";
+  EXPECT_EQ(StoredOffset(0), -1);
+  Status st = coordinator.Checkpoint();
+  EXPECT_FALSE(st.ok()) << "the next checkpoint must stop the job";
+  EXPECT_NE(st.message().find("injected"), std::string::npos) << st.ToString();
 }
 
 TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceACommittedGapKeepsItsOffsetUntilItIsReRead) {
