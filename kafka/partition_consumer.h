@@ -30,7 +30,8 @@ namespace kappa {
 // away. `partitions` of the subscribed topic; on kAssign the handler fills
 // *offsets (one per partition, the offset to read from) before the consumer
 // starts reading them; on kRevoke the consumer stops reading them once the
-// handler returns (cooperative revoke: the handler checkpoints them first);
+// handler returns (cooperative revoke: the handler checkpoints them first;
+// `offsets` is null then, as on kLost);
 // kLost: the group already gave them to another member (this one missed its
 // session): nothing may be committed for them any more. An error from the
 // handler ends the next Poll with it.
