@@ -322,7 +322,6 @@ Status KafkaProducer::WaitForEpoch(const std::shared_ptr<Epochs>& epochs, int64_
     if (polling.owns_lock()) {
       rd_kafka_poll(p->producer_.get(), 10);
     } else {
-      polling = std::unique_lock<std::mutex>();
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
