@@ -328,7 +328,10 @@ Status KafkaProducer::WaitForEpoch(const std::shared_ptr<Epochs>& epochs, int64_
 }
 
 void KafkaProducer::Poll(int timeout_ms) const {
-  std::lock_guard<std::mutex> polling(poll_mutex_);
+  // Not behind an epoch's waiter (it serves the same callbacks, up to 10 ms
+  // a poll): the job's thread must not wait for it between reads.
+  std::unique_lock<std::mutex> polling(poll_mutex_, std::try_to_lock);
+  if (!polling.owns_lock()) return;
   rd_kafka_poll(producer_.get(), timeout_ms);
 }
 

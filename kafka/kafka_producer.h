@@ -120,7 +120,8 @@ class KafkaProducer {
   // kStopBoundMs, and the destructor drops what is still unacknowledged.
   void SetStopToken(StopToken stop) { stop_ = stop; }
   static constexpr int kStopBoundMs = 4000;
-  // Serves delivery reports; waits at most timeout_ms.
+  // Serves delivery reports; waits at most timeout_ms. Returns at once if
+  // an epoch's wait (CloseEpoch) is serving them on another thread.
   void Poll(int timeout_ms = 0) const;
   // Records queued and not yet acknowledged.
   int InFlight() const;
