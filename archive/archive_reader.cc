@@ -112,11 +112,21 @@ struct ArchiveReader::Impl {
         file_pos += static_cast<int64_t>(kHeaderBytes + h.stored_size);
         continue;
       }
-      stored.resize(h.stored_size);
-      if (!PreadAll(fd, stored.data(), h.stored_size, file_pos + static_cast<int64_t>(kHeaderBytes))) {
+      // An uncompressed payload is read straight into the aligned block
+      // buffer the records are parsed from: one copy, no decompression.
+      const bool as_is = h.codec == kCodecNone;
+      char* into;
+      if (as_is) {
+        if (block.size() * 8 < h.raw_size) block.resize(h.raw_size / 8 + 1);
+        into = reinterpret_cast<char*>(block.data());
+      } else {
+        stored.resize(h.stored_size);
+        into = stored.data();
+      }
+      if (!PreadAll(fd, into, h.stored_size, file_pos + static_cast<int64_t>(kHeaderBytes))) {
         return Status::IOError(Errno("read " + dir));
       }
-      if (PayloadChecksum(stored.data(), stored.size()) != h.payload_checksum) {
+      if (PayloadChecksum(into, h.stored_size) != h.payload_checksum) {
         // A complete block is never being written (one write() puts it
         // there, and the size grows only after its bytes are in): damage.
         return Status::Corruption("archive " + SegmentPath() + ": the block at byte " + std::to_string(file_pos) +
@@ -124,7 +134,7 @@ struct ArchiveReader::Impl {
                                   " (offsets " + std::to_string(h.first_offset) + ".." +
                                   std::to_string(h.last_offset) + ")");
       }
-      if (!DecompressPayload(h, stored.data(), &block)) {
+      if (!as_is && !DecompressPayload(h, stored.data(), &block)) {
         return Status::Corruption("archive " + SegmentPath() + ": the block at byte " + std::to_string(file_pos) +
                                   " does not decompress");
       }

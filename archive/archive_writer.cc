@@ -21,6 +21,7 @@ struct ArchiveWriter::Impl {
   int32_t partition = 0;
   size_t block_bytes = 0;
   int64_t segment_bytes = 0;
+  uint32_t codec = kCodecLz4;
   int lock_fd = -1;
   int fd = -1;
   int64_t segment_size = 0;
@@ -54,7 +55,7 @@ struct ArchiveWriter::Impl {
 
   Status WriteBlock() {
     if (pending_records == 0) return Status::OK();
-    if (Status st = EncodeBlock(raw, pending_records, pending_first, pending_last, &block); !st.ok()) {
+    if (Status st = EncodeBlock(raw, pending_records, pending_first, pending_last, &block, codec); !st.ok()) {
       return Status::IOError(st.message() + " in " + dir);
     }
     const size_t total = block.size();
@@ -119,12 +120,23 @@ struct ArchiveWriter::Impl {
   }
 };
 
+Result<ArchiveCompression> ParseArchiveCompression(std::string_view name) {
+  if (name == "lz4") return ArchiveCompression::kLz4;
+  if (name == "none") return ArchiveCompression::kNone;
+  return Status::InvalidArgument("unknown archive compression '" + std::string(name) + "': use lz4 or none");
+}
+
+const char* ArchiveCompressionName(ArchiveCompression compression) {
+  return compression == ArchiveCompression::kNone ? "none" : "lz4";
+}
+
 ArchiveWriter::ArchiveWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ArchiveWriter::~ArchiveWriter() = default;
 
 Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& root, const std::string& topic,
                                                            int32_t partition, size_t block_bytes,
-                                                           int64_t segment_bytes, const NoteCallback& on_note) {
+                                                           int64_t segment_bytes, const NoteCallback& on_note,
+                                                           ArchiveCompression compression) {
   KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
   if (partition < 0) return Status::InvalidArgument("negative partition " + std::to_string(partition));
   auto impl = std::make_unique<Impl>();
@@ -132,6 +144,7 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& ro
   impl->partition = partition;
   impl->block_bytes = std::clamp<size_t>(block_bytes, 1024, kMaxRawBlock / 2);
   impl->segment_bytes = std::max<int64_t>(segment_bytes, 1 << 16);
+  impl->codec = compression == ArchiveCompression::kNone ? kCodecNone : kCodecLz4;
   KAPPA_RETURN_IF_ERROR(MakeDirs(impl->dir));
   const std::string lock_path = impl->dir + "/LOCK";
   impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

@@ -6,12 +6,22 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "base/progress.h"
 #include "base/status.h"
 #include "archive/archive_record.h"
 
 namespace kappa {
+
+// How a writer stores its blocks: LZ4 (the default: 2-4x less disk) or as
+// they are (none: a replay reads them without decompressing, at the cost of
+// the disk and of reading more bytes). A partition may hold both; readers
+// take each block as its header says.
+enum class ArchiveCompression { kLz4, kNone };
+// "lz4" or "none"; InvalidArgument naming both otherwise.
+Result<ArchiveCompression> ParseArchiveCompression(std::string_view name);
+const char* ArchiveCompressionName(ArchiveCompression compression);
 
 // One writer per partition at a time (an flock on the partition directory
 // enforces it, across processes).
@@ -30,7 +40,8 @@ class ArchiveWriter {
   static Result<std::unique_ptr<ArchiveWriter>> Open(const std::string& root, const std::string& topic,
                                                      int32_t partition, size_t block_bytes = kDefaultBlockBytes,
                                                      int64_t segment_bytes = kDefaultSegmentBytes,
-                                                     const NoteCallback& on_note = {});
+                                                     const NoteCallback& on_note = {},
+                                                     ArchiveCompression compression = ArchiveCompression::kLz4);
   ~ArchiveWriter();
 
   // Buffers a record; writes a block when the buffer is full. The offset

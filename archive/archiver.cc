@@ -113,7 +113,7 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
     if (!marks.ok()) return marks.status();
     for (int32_t p = 0; p < *partitions; ++p) {
       auto writer = ArchiveWriter::Open(options.root, topic, p, options.block_bytes,
-                                        ArchiveWriter::kDefaultSegmentBytes, options.on_note);
+                                        ArchiveWriter::kDefaultSegmentBytes, options.on_note, options.compression);
       if (!writer.ok()) return writer.status();
       const Watermarks& w = (*marks)[p];
       const int64_t end = (*writer)->end_offset();

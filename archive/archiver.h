@@ -26,6 +26,8 @@ struct ArchiverOptions {
   bool stop_at_end = false;       // stop once every partition reaches its end offset as of start
   int flush_interval_ms = 1000;   // fdatasync at least this often (the archive's durability lag)
   size_t block_bytes = ArchiveWriter::kDefaultBlockBytes;
+  // How new blocks are stored (blocks already archived keep theirs).
+  ArchiveCompression compression = ArchiveCompression::kLz4;
   int status_interval_ms = 5000;  // 0: no status
   // Progress (position and log end of every followed partition, records
   // archived as counters.in) every status_interval_ms, and a final one.

@@ -10,7 +10,7 @@
 namespace kappa {
 
 Result<ImportSummary> ImportRecordFile(const std::string& file, const std::string& root, const std::string& topic,
-                                       const NoteCallback& on_note) {
+                                       const NoteCallback& on_note, ArchiveCompression compression) {
   KAPPA_RETURN_IF_ERROR(segment_file::ValidateTopic(topic));
   auto reader = RecordFileReader::Open(file);
   if (!reader.ok()) return reader.status();
@@ -32,7 +32,7 @@ Result<ImportSummary> ImportRecordFile(const std::string& file, const std::strin
     auto& writer = writers[entry.partition];
     if (!writer) {
       auto w = ArchiveWriter::Open(root, topic, entry.partition, ArchiveWriter::kDefaultBlockBytes,
-                                   ArchiveWriter::kDefaultSegmentBytes, on_note);
+                                   ArchiveWriter::kDefaultSegmentBytes, on_note, compression);
       if (!w.ok()) {
         writers.erase(entry.partition);
         result = w.status();

@@ -7,6 +7,7 @@
 
 #include "base/progress.h"
 #include "base/status.h"
+#include "archive/archive_writer.h"
 
 namespace kappa {
 
@@ -20,8 +21,9 @@ struct ImportSummary {
 // partition's archived end are skipped, so an interrupted import can simply
 // run again. Corruption (with the byte position) on a damaged file; what was
 // appended before it stays, durable. `on_note` hears about torn tail blocks
-// cut from an earlier crash.
+// cut from an earlier crash. New blocks are written with `compression`.
 Result<ImportSummary> ImportRecordFile(const std::string& file, const std::string& root, const std::string& topic,
-                                       const NoteCallback& on_note = {});
+                                       const NoteCallback& on_note = {},
+                                       ArchiveCompression compression = ArchiveCompression::kLz4);
 
 }  // namespace kappa

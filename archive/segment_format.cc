@@ -14,7 +14,8 @@ uint64_t PayloadChecksum(const void* payload, size_t size) { return XXH3_64bits(
 uint64_t HeaderChecksum(const BlockHeader& h) { return XXH3_64bits(&h, offsetof(BlockHeader, header_checksum)); }
 
 bool HeaderSane(const BlockHeader& h) {
-  return h.magic == kMagic && h.format == kFormatVersion && h.codec == kCodecLz4 && h.raw_size <= kMaxRawBlock &&
+  const bool codec = h.codec == kCodecLz4 || (h.codec == kCodecNone && h.stored_size == h.raw_size);
+  return h.magic == kMagic && h.format == kFormatVersion && codec && h.raw_size <= kMaxRawBlock &&
          h.stored_size <= static_cast<uint32_t>(LZ4_compressBound(static_cast<int>(kMaxRawBlock))) &&
          h.record_count > 0 && h.first_offset >= 0 && h.last_offset >= h.first_offset;
 }
@@ -65,18 +66,28 @@ void AppendRecord(const ArchiveRecord& r, std::string* raw) {
 }
 
 Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_offset, int64_t last_offset,
-                   std::string* block) {
+                   std::string* block, uint32_t codec) {
   if (raw.size() > kMaxRawBlock) return Status::InvalidArgument("block payload over 64 MiB");
+  if (codec != kCodecLz4 && codec != kCodecNone) return Status::InvalidArgument("unknown block codec");
   // One contiguous buffer, header first, so the block goes out in one write().
-  block->resize(kHeaderBytes + static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
-  char* payload = block->data() + kHeaderBytes;
-  const int stored = LZ4_compress_default(raw.data(), payload, static_cast<int>(raw.size()),
-                                          static_cast<int>(block->size() - kHeaderBytes));
-  if (stored <= 0) return Status::IOError("LZ4 compression failed");
+  char* payload;
+  int stored;
+  if (codec == kCodecNone) {
+    block->resize(kHeaderBytes + raw.size());
+    payload = block->data() + kHeaderBytes;
+    if (!raw.empty()) std::memcpy(payload, raw.data(), raw.size());
+    stored = static_cast<int>(raw.size());
+  } else {
+    block->resize(kHeaderBytes + static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+    payload = block->data() + kHeaderBytes;
+    stored = LZ4_compress_default(raw.data(), payload, static_cast<int>(raw.size()),
+                                  static_cast<int>(block->size() - kHeaderBytes));
+    if (stored <= 0) return Status::IOError("LZ4 compression failed");
+  }
   BlockHeader h{};
   h.magic = kMagic;
   h.format = kFormatVersion;
-  h.codec = kCodecLz4;
+  h.codec = codec;
   h.raw_size = static_cast<uint32_t>(raw.size());
   h.stored_size = static_cast<uint32_t>(stored);
   h.record_count = record_count;
@@ -138,6 +149,11 @@ std::string OldFormatMessage(const std::string& path) {
 
 bool DecompressPayload(const BlockHeader& h, const char* stored, std::vector<uint64_t>* raw) {
   if (raw->size() * 8 < h.raw_size) raw->resize(h.raw_size / 8 + 1);
+  if (h.codec == kCodecNone) {
+    if (h.stored_size != h.raw_size) return false;
+    if (h.raw_size > 0) std::memcpy(raw->data(), stored, h.raw_size);
+    return true;
+  }
   const int n = LZ4_decompress_safe(stored, reinterpret_cast<char*>(raw->data()), static_cast<int>(h.stored_size),
                                     static_cast<int>(h.raw_size));
   return n == static_cast<int>(h.raw_size);

@@ -3,7 +3,7 @@
 // files: archive/segment_file.h). Little-endian; format version 2:
 //
 //   block  = header (56 bytes) + compressed payload
-//   header = magic "KAB2" | format u32 (2) | codec u32 (1 = LZ4) | raw_size u32 | stored_size u32
+//   header = magic "KAB2" | format u32 (2) | codec u32 (1 = LZ4, 0 = none) | raw_size u32 | stored_size u32
 //            | record_count u32 | first_offset i64 | last_offset i64
 //            | payload_checksum u64 (XXH3-64 of the payload)
 //            | header_checksum u64 (XXH3-64 of the 48 header bytes before it)
@@ -14,7 +14,9 @@
 // The header has its own checksum so that a block cut short by a crash (a
 // header or payload shorter than the header says: torn) can be told from a
 // complete block that is damaged (a checksum fails): a flipped bit in
-// stored_size would otherwise look like a torn tail. Format 1 ("KAB1", a
+// stored_size would otherwise look like a torn tail. A block of codec none
+// stores its payload as is (stored_size == raw_size): twice to four times the
+// disk of LZ4, read without decompressing (`kappa archive --compression none`). Format 1 ("KAB1", a
 // 48-byte header with one checksum over both) is recognised and refused.
 #pragma once
 
@@ -34,6 +36,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the archive format is 
 constexpr uint32_t kMagic = 0x3242414b;    // "KAB2"
 constexpr uint32_t kMagicV1 = 0x3142414b;  // "KAB1": format 1, refused
 constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kCodecNone = 0;
 constexpr uint32_t kCodecLz4 = 1;
 constexpr size_t kHeaderBytes = 56;
 constexpr size_t kRecordFixedBytes = 32;
@@ -80,9 +83,10 @@ size_t EncodedRecordBytes(const ArchiveRecord& record);
 void AppendRecord(const ArchiveRecord& record, std::string* raw);
 
 // Compresses a raw payload of `record_count` records with offsets
-// first..last into a complete block (header + payload) in *block.
+// first..last into a complete block (header + payload) in *block, with
+// `codec` (kCodecLz4 or kCodecNone).
 Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_offset, int64_t last_offset,
-                   std::string* block);
+                   std::string* block, uint32_t codec = kCodecLz4);
 
 // What the bytes at the start of a buffer are. Only kIncomplete is a torn
 // write (at the tail of the newest segment); the rest but kComplete is damage.
@@ -107,8 +111,8 @@ BlockState InspectBlock(std::string_view bytes, BlockHeader* header);
 std::string OldFormatMessage(const std::string& path);
 
 // Decompresses a block's payload (`stored`, header.stored_size bytes) into
-// *raw (8-byte aligned, so values can be read in place). False if it does
-// not decompress to header.raw_size bytes.
+// *raw (8-byte aligned, so values can be read in place; codec none: a
+// copy). False if it does not decompress to header.raw_size bytes.
 bool DecompressPayload(const BlockHeader& header, const char* stored, std::vector<uint64_t>* raw);
 
 // Parses the records of a raw payload with offset in [from, limit) into

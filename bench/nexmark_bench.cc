@@ -86,6 +86,7 @@ double ThreadCpuSeconds() {
 struct Result {
   const Query* query;
   bool in_memory = false;
+  std::string source;  // "archive" (LZ4), "archive, none" (uncompressed) or "memory"
   uint64_t events = 0, outputs = 0, output_bytes = 0, dlq = 0, late = 0;
   double cpu_seconds = 0, wall_seconds = 0;
   double per_core() const { return cpu_seconds > 0 ? static_cast<double>(events) / cpu_seconds : 0; }
@@ -120,12 +121,13 @@ std::string Millions(double v) {
 
 // Writes the events to <root>/nexmark unless it already holds exactly them
 // (a parameters file beside it says which events it holds).
-Status EnsureArchive(const std::string& root, const NexmarkOptions& options, int partitions, bool* built) {
+Status EnsureArchive(const std::string& root, const NexmarkOptions& options, int partitions,
+                     ArchiveCompression compression, bool* built) {
   const std::string params = root + "/nexmark.params";
-  char want[160];
-  std::snprintf(want, sizeof(want), "events=%llu seed=%llu rate=%.3f partitions=%d\n",
+  char want[200];
+  std::snprintf(want, sizeof(want), "events=%llu seed=%llu rate=%.3f partitions=%d compression=%s\n",
                 static_cast<unsigned long long>(options.count), static_cast<unsigned long long>(options.seed),
-                options.events_per_second, partitions);
+                options.events_per_second, partitions, ArchiveCompressionName(compression));
   {
     std::ifstream in(params);
     std::stringstream have;
@@ -148,7 +150,8 @@ Status EnsureArchive(const std::string& root, const NexmarkOptions& options, int
   std::filesystem::create_directories(root, ec);
   std::vector<std::unique_ptr<ArchiveWriter>> writers;
   for (int p = 0; p < partitions; ++p) {
-    auto w = ArchiveWriter::Open(root, "nexmark", p);
+    auto w = ArchiveWriter::Open(root, "nexmark", p, ArchiveWriter::kDefaultBlockBytes,
+                                 ArchiveWriter::kDefaultSegmentBytes, {}, compression);
     if (!w.ok()) return w.status();
     writers.push_back(std::move(*w));
   }
@@ -171,8 +174,11 @@ Status EnsureArchive(const std::string& root, const NexmarkOptions& options, int
 int Usage(const char* why) {
   std::fprintf(stderr,
                "kappa_nexmark_bench: %s\nusage: kappa_nexmark_bench [--events N] [--partitions P] [--seed S] "
-               "[--rate R] [--source archive|memory|both] [--archive DIR] [--batch B] [--queries q0,q1,q2,q5,q7] "
-               "[--repeat K] [--results DIR] [--specs DIR]\n",
+               "[--rate R] [--source archive|memory|both] [--compression lz4|none|both] [--archive DIR] [--batch B] "
+               "[--queries q0,q1,q2,q5,q7] [--repeat K] [--results DIR] [--specs DIR]\n"
+               "  --compression: the archive's blocks, LZ4 (as `kappa archive` writes by default) or stored as they\n"
+               "  are (`--compression none`); both (the default) runs the archive source over each. An uncompressed\n"
+               "  archive is kept in DIR-none.\n",
                why);
   return 2;
 }
@@ -186,6 +192,7 @@ int Main(int argc, char** argv) {
   std::string specs_dir = std::string(KAPPA_SOURCE_DIR) + "/bench/nexmark";
   std::string archive_dir = std::string(KAPPA_BINARY_DIR) + "/nexmark-archive";
   std::string source = "both";
+  std::string compression = "both";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") return Usage("help") == 2 ? 0 : 0;
@@ -202,11 +209,26 @@ int Main(int argc, char** argv) {
     else if (a == "--specs") specs_dir = v;
     else if (a == "--archive") archive_dir = v;
     else if (a == "--source") source = v;
+    else if (a == "--compression") compression = v;
     else return Usage(("unknown option " + a).c_str());
   }
   if (events == 0 || partitions < 1 || batch < 1 || repeat < 1 || rate <= 0) return Usage("bad value");
   if (source != "archive" && source != "memory" && source != "both") return Usage("--source is archive, memory or both");
+  if (compression != "lz4" && compression != "none" && compression != "both") {
+    return Usage("--compression is lz4, none or both");
+  }
   const bool use_archive = source != "memory", use_memory = source != "archive";
+  // The archive source over each compression asked for: (label, root, compression).
+  struct ArchiveSource {
+    std::string label, root;
+    ArchiveCompression compression;
+    uint64_t bytes = 0;
+  };
+  std::vector<ArchiveSource> archives;
+  if (use_archive && compression != "none") archives.push_back({"archive", archive_dir, ArchiveCompression::kLz4});
+  if (use_archive && compression != "lz4") {
+    archives.push_back({"archive, none", archive_dir + "-none", ArchiveCompression::kNone});
+  }
 
   NexmarkOptions options;
   options.count = events;
@@ -222,20 +244,20 @@ int Main(int argc, char** argv) {
     }
   }
   stats.total = events;
-  uint64_t archive_bytes = 0, memory_bytes = 0;
-  if (use_archive) {
+  uint64_t memory_bytes = 0;
+  for (ArchiveSource& a : archives) {
     bool built = false;
     const auto start = std::chrono::steady_clock::now();
-    if (Status st = EnsureArchive(archive_dir, options, partitions, &built); !st.ok()) {
-      std::fprintf(stderr, "archive %s: %s\n", archive_dir.c_str(), st.ToString().c_str());
+    if (Status st = EnsureArchive(a.root, options, partitions, a.compression, &built); !st.ok()) {
+      std::fprintf(stderr, "archive %s: %s\n", a.root.c_str(), st.ToString().c_str());
       return 1;
     }
-    auto ranges = ArchiveRanges(archive_dir, "nexmark");
+    auto ranges = ArchiveRanges(a.root, "nexmark");
     if (ranges.ok()) {
-      for (const auto& range : *ranges) archive_bytes += static_cast<uint64_t>(range.stored_bytes);
+      for (const auto& range : *ranges) a.bytes += static_cast<uint64_t>(range.stored_bytes);
     }
-    std::fprintf(stderr, "%s the archive %s/nexmark (%.0f MB) in %.1f s\n", built ? "wrote" : "reusing",
-                 archive_dir.c_str(), archive_bytes / 1e6,
+    std::fprintf(stderr, "%s the archive %s/nexmark (%s, %.0f MB) in %.1f s\n", built ? "wrote" : "reusing",
+                 a.root.c_str(), ArchiveCompressionName(a.compression), a.bytes / 1e6,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   // In memory: one buffer per partition, offsets from 0, as Kafka would.
@@ -269,8 +291,11 @@ int Main(int argc, char** argv) {
 
   std::vector<Result> results;
   std::vector<ArchiveRecord> block;
-  for (const bool in_memory : {false, true}) {
-    if (in_memory ? !use_memory : !use_archive) continue;
+  // Each archive source, then memory.
+  for (size_t si = 0; si < archives.size() + (use_memory ? 1 : 0); ++si) {
+    const bool in_memory = si == archives.size();
+    const ArchiveSource* from = in_memory ? nullptr : &archives[si];
+    const std::string source_label = in_memory ? "memory" : from->label;
     for (const Query& q : kQueries) {
       if (("," + queries + ",").find(std::string(",") + q.name + ",") == std::string::npos) continue;
       auto spec = LoadJobSpec(specs_dir + "/" + q.name + ".yaml");
@@ -283,6 +308,7 @@ int Main(int argc, char** argv) {
         Result res;
         res.query = &q;
         res.in_memory = in_memory;
+        res.source = source_label;
         CountingCollector out;
         const double cpu0 = ThreadCpuSeconds();
         const auto wall0 = std::chrono::steady_clock::now();
@@ -309,7 +335,7 @@ int Main(int argc, char** argv) {
           } else {
             // As a replay reads the archive: block by block, payloads borrowed
             // from the reader's aligned block buffer, one batch per block.
-            auto reader = ArchiveReader::Open(archive_dir, "nexmark", p);
+            auto reader = ArchiveReader::Open(from->root, "nexmark", p);
             if (!reader.ok()) {
               std::fprintf(stderr, "%s\n", reader.status().ToString().c_str());
               return 1;
@@ -339,7 +365,7 @@ int Main(int argc, char** argv) {
         if (k == 0 || res.cpu_seconds < best.cpu_seconds) best = res;
       }
       std::fprintf(stderr, "%s from %s: %s events/s per core (%llu events, %llu outputs, %.2f s CPU)\n", q.name,
-                   in_memory ? "memory" : "the archive", Millions(best.per_core()).c_str(),
+                   source_label.c_str(), Millions(best.per_core()).c_str(),
                    static_cast<unsigned long long>(best.events), static_cast<unsigned long long>(best.outputs),
                    best.cpu_seconds);
       results.push_back(best);
@@ -347,6 +373,8 @@ int Main(int argc, char** argv) {
   }
 
   // The report.
+  uint64_t lz4_bytes = 0, none_bytes = 0;
+  for (const ArchiveSource& a : archives) (a.compression == ArchiveCompression::kNone ? none_bytes : lz4_bytes) = a.bytes;
   const long cores = sysconf(_SC_NPROCESSORS_ONLN);
   const std::string cpu = CpuModel();
   const std::string load = LoadAverage();
@@ -359,15 +387,19 @@ int Main(int argc, char** argv) {
      << " at the end of the run (shared with other builds). One thread; events/s per core = input events / "
      << "thread CPU time, best of " << repeat << ".\n\n"
      << "Command: `build/bench/kappa_nexmark_bench --events " << events << " --partitions " << partitions
-     << " --seed " << seed << " --rate " << rate << " --source " << source << " --batch " << batch
+     << " --seed " << seed << " --rate " << rate << " --source " << source << " --compression " << compression
+     << " --batch " << batch
      << " --repeat " << repeat << "`\n\n"
      << "Input: " << stats.total << " events (" << stats.persons << " persons, " << stats.auctions
      << " auctions, " << stats.bids << " bids), split over " << partitions << " partitions by key hash. "
      << "Every query runs decode (FlatBuffers verification), its chain (bench/nexmark/*.yaml), state and emit "
      << "through Task; outputs are counted and dropped.\n\n"
-     << "- archive: read from the log archive (" << archive_bytes / 1000000
+     << "- archive: read from the log archive (" << (lz4_bytes / 1000000)
      << " MB of LZ4 blocks, page cache warm): each partition's blocks are read, decompressed and handed to "
      << "its task without a copy (Task::AppendBorrowed), one Process per block, as a replay does.\n"
+     << "- archive, none: the same from an archive written with `--compression none` (" << (none_bytes / 1000000)
+     << " MB of blocks stored as they are): each block is read straight into the buffer its records are "
+     << "handed out from, no decompression.\n"
      << "- memory: the same events from memory (" << memory_bytes / 1000000
      << " MB of FlatBuffers, 8-byte aligned like an archive block), handed to the task without a copy in "
      << batch << "-record batches: the chain alone, without the archive's read and decompression.\n\n"
@@ -378,7 +410,7 @@ int Main(int argc, char** argv) {
        << "\", \"load_average\": " << load << "},\n  \"repeat\": " << repeat << ",\n  \"events\": " << stats.total
        << ",\n  \"persons\": " << stats.persons << ",\n  \"auctions\": " << stats.auctions
        << ",\n  \"bids\": " << stats.bids << ",\n  \"partitions\": " << partitions << ",\n  \"batch\": " << batch
-       << ",\n  \"seed\": " << seed << ",\n  \"rate\": " << rate << ",\n  \"archive_bytes\": " << archive_bytes
+       << ",\n  \"seed\": " << seed << ",\n  \"rate\": " << rate << ",\n  \"archive_bytes\": " << lz4_bytes << ",\n  \"archive_none_bytes\": " << none_bytes
        << ",\n  \"memory_bytes\": " << memory_bytes << ",\n  \"results\": [";
   for (size_t i = 0; i < results.size(); ++i) {
     const Result& res = results[i];
@@ -388,7 +420,7 @@ int Main(int argc, char** argv) {
     }
     char cpu_s[32];
     std::snprintf(cpu_s, sizeof(cpu_s), "%.2f", res.cpu_seconds);
-    const char* src = res.in_memory ? "memory" : "archive";
+    const char* src = res.source.c_str();
     md << "| " << res.query->name << " | " << src << " | " << res.query->what << " | " << res.events << " | "
        << res.outputs << " | " << cpu_s << " | " << Millions(res.per_core()) << " | " << target << " |\n";
     json << (i ? "," : "") << "\n    {\"query\": \"" << res.query->name << "\", \"source\": \"" << src

@@ -95,13 +95,15 @@ int ArchiveCommand(int argc, char** argv) {
   int partition = -1;
   int64_t from = 0;
   int block_kb = static_cast<int>(options.block_bytes / 1024);
+  std::string compression = "lz4";
   desc.add_options()
       ("help,h", "show this help")
       ("archive,a", po::value<std::string>(&options.root)->required(), "archive directory (created if missing)")
       ("topic,t", po::value<std::vector<std::string>>(&options.topics), "topic to archive, import into, list or dump (repeatable)")
       ("stop-at-end", "follow: stop once every partition reaches the log end offset it had at start")
       ("flush-interval-ms", po::value<int>(&options.flush_interval_ms)->default_value(options.flush_interval_ms), "follow: fdatasync at least this often")
-      ("block-kb", po::value<int>(&block_kb)->default_value(block_kb), "size of a compressed block before compression, in KiB")
+      ("block-kb", po::value<int>(&block_kb)->default_value(block_kb), "size of a block before compression, in KiB")
+      ("compression", po::value<std::string>(&compression)->default_value(compression), "follow and --import: how new blocks are stored: lz4 (2-4x less disk) or none (a replay reads them without decompressing: faster, at the cost of the disk); blocks already archived keep theirs")
       ("status-interval-ms", po::value<int>(&options.status_interval_ms)->default_value(options.status_interval_ms), "follow: print progress this often (0: never)")
       ("import", po::value<std::string>(&import_file), "load a record file (e.g. from `kappa gen --to-archive`) into --topic instead of following Kafka")
       ("list", "print each archived partition's offset range, record count and size")
@@ -119,14 +121,18 @@ int ArchiveCommand(int argc, char** argv) {
       "       kappa archive --archive DIR --topic TOPIC --dump [--partition P] [--from OFFSET]\n"
       "       kappa archive --archive DIR --topic TOPIC... --brokers HOST:PORT --repair\n\n"
       "Keeps Kafka history beyond retention: appends every record of every partition (exact\n"
-      "offset, timestamp, key, value, headers) to DIR/<topic>/<partition>/ as LZ4-compressed,\n"
-      "checksummed blocks. Resumable after any crash (the archive is its own progress record);\n"
-      "refuses to leave a hole when Kafka already deleted records it has not archived. Jobs\n"
-      "replay from it with `source: {archive: DIR}` or `--archive DIR`.";
+      "offset, timestamp, key, value, headers) to DIR/<topic>/<partition>/ as checksummed\n"
+      "blocks, LZ4-compressed unless --compression none. Resumable after any crash (the\n"
+      "archive is its own progress record); refuses to leave a hole when Kafka already\n"
+      "deleted records it has not archived. Jobs replay from it with `source: {archive: DIR}`\n"
+      "or `--archive DIR`.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "archive", usage, desc, nullptr, vm); rc >= 0) return rc;
   if (block_kb < 1 || block_kb > 16384) return Fail("archive", Status::InvalidArgument("--block-kb must be between 1 and 16384"));
   options.block_bytes = static_cast<size_t>(block_kb) * 1024;
+  auto parsed_compression = ParseArchiveCompression(compression);
+  if (!parsed_compression.ok()) return Fail("archive", parsed_compression.status());
+  options.compression = *parsed_compression;
   const int modes = (vm.count("import") ? 1 : 0) + (vm.count("list") ? 1 : 0) + (vm.count("dump") ? 1 : 0) +
                     (vm.count("repair") ? 1 : 0);
   if (modes > 1) {
@@ -153,7 +159,8 @@ int ArchiveCommand(int argc, char** argv) {
   }
   if (vm.count("import")) {
     if (options.topics.size() != 1) return Fail("archive", Status::InvalidArgument("--import takes one --topic"));
-    auto summary = ImportRecordFile(import_file, options.root, options.topics[0], NotePrinter("kappa archive"));
+    auto summary = ImportRecordFile(import_file, options.root, options.topics[0], NotePrinter("kappa archive"),
+                                    options.compression);
     if (!summary.ok()) return Fail("archive", summary.status());
     std::printf("kappa archive: imported %lld records into %s/%s (%d partitions); %lld already archived were skipped\n",
                 static_cast<long long>(summary->records), options.root.c_str(), options.topics[0].c_str(),

@@ -129,6 +129,86 @@ TEST(ArchiveTest, SeekAndBlockReadsRespectStartAndLimit) {
   EXPECT_GE(block.front().offset, limit);
 }
 
+TEST(ArchiveTest, APartitionMixingCompressionsReadsBackEveryRecordInOrder) {
+  // `kappa archive --compression none` on a partition archived with LZ4 (and
+  // back): each block is read as its header says, by record and by block.
+  ScratchDir dir("archive_mixed_codecs");
+  const std::string root = dir.path().string();
+  const auto offsets = Offsets(9000);
+  std::vector<Owned> all;
+  const ArchiveCompression runs[] = {ArchiveCompression::kLz4, ArchiveCompression::kNone, ArchiveCompression::kLz4};
+  for (int run = 0; run < 3; ++run) {
+    auto w = ArchiveWriter::Open(root, "t", 0, 16 << 10, 1 << 20, {}, runs[run]);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    for (size_t i = static_cast<size_t>(run) * 3000; i < static_cast<size_t>(run + 1) * 3000; ++i) {
+      all.push_back(Make(offsets[i]));
+      ASSERT_TRUE((*w)->Append(View(all.back())).ok());
+    }
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  auto r = ArchiveReader::Open(root, "t", 0);
+  ASSERT_TRUE(r.ok());
+  ArchiveRecord got;
+  size_t i = 0;
+  for (;;) {
+    auto more = (*r)->Next(&got);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    ASSERT_LT(i, all.size());
+    ExpectSame(all[i++], got);
+  }
+  EXPECT_EQ(i, all.size());
+  // Blocks, with a limit inside an uncompressed block (read again next time).
+  ASSERT_TRUE((*r)->Seek(0).ok());
+  const int64_t limit = all[4500].offset;
+  std::vector<ArchiveRecord> block;
+  std::vector<int64_t> seen;
+  for (;;) {
+    ASSERT_TRUE((*r)->NextBlock(&block, limit).ok());
+    if (block.empty()) break;
+    for (const auto& rec : block) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(rec.value.data()) % 8, 0u) << "values are 8-byte aligned";
+      seen.push_back(rec.offset);
+    }
+  }
+  ASSERT_EQ(seen.size(), 4500u);
+  EXPECT_EQ(seen.back(), all[4499].offset);
+  for (;;) {
+    ASSERT_TRUE((*r)->NextBlock(&block).ok());
+    if (block.empty()) break;
+    for (const auto& rec : block) seen.push_back(rec.offset);
+  }
+  ASSERT_EQ(seen.size(), all.size());
+  for (size_t k = 0; k < all.size(); ++k) ASSERT_EQ(seen[k], all[k].offset) << k;
+}
+
+TEST(ArchiveTest, AnUncompressedArchiveStoresTheRecordsAsTheyAre) {
+  ScratchDir lz4("archive_lz4_size"), none("archive_none_size");
+  int64_t raw = 0;
+  for (const auto& [root, compression] :
+       {std::pair{lz4.path().string(), ArchiveCompression::kLz4}, std::pair{none.path().string(), ArchiveCompression::kNone}}) {
+    auto w = ArchiveWriter::Open(root, "t", 0, 16 << 10, 1 << 20, {}, compression);
+    ASSERT_TRUE(w.ok());
+    raw = 0;
+    for (int64_t o : Offsets(5000)) {
+      const Owned rec = Make(o);
+      raw += static_cast<int64_t>(rec.value.size() + rec.key.size());
+      ASSERT_TRUE((*w)->Append(View(rec)).ok());
+    }
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  auto lz4_range = ArchiveRanges(lz4.path().string(), "t");
+  auto none_range = ArchiveRanges(none.path().string(), "t");
+  ASSERT_TRUE(lz4_range.ok() && none_range.ok());
+  EXPECT_GE((*none_range)[0].stored_bytes, raw) << "every value and key byte is on disk as it is";
+  EXPECT_LT((*lz4_range)[0].stored_bytes * 2, (*none_range)[0].stored_bytes) << "these values compress well";
+  EXPECT_EQ((*lz4_range)[0].records, (*none_range)[0].records);
+  EXPECT_EQ(ParseArchiveCompression("none").status().code(), Status::Code::kOk);
+  auto bad = ParseArchiveCompression("zstd");
+  EXPECT_EQ(bad.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("lz4 or none"), std::string::npos) << bad.status().message();
+}
+
 TEST(ArchiveTest, ReopenResumesAtTheEndAndRefusesDuplicates) {
   ScratchDir dir("archive_reopen");
   auto all = WriteAll(dir.path().string(), Offsets(3000));

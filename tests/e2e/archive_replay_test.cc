@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "archive/archive.h"
 #include "kafka/kafka_client.h"
 #include "tests/e2e/e2e_util.h"
 
@@ -317,6 +318,52 @@ TEST_F(ArchiveReplayTest, ParallelReplayEqualsSingleThreadedReplay) {
       EXPECT_EQ(it->second.value, row.value) << key << " with " << threads << " threads";
       EXPECT_EQ(it->second.headers.at("kappa.offsets"), row.headers.at("kappa.offsets"));
     }
+  }
+}
+
+TEST_F(ArchiveReplayTest, AnUncompressedArchiveReplaysToTheSameOutputs) {
+  // `kappa archive --compression none` trades disk for replay speed; the
+  // records, and so every output row, are the same as from LZ4 blocks.
+  CreateTopic("transactions", 1);
+  ScratchDir dir("hybrid_uncompressed");
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"gen", "--to-archive", dir / "records.bin", "--partitions", "4", "-n", "30000", "--users", "300",
+                      "--rate", "2", "--duplicate-fraction", "0.02", "--late-fraction", "0.05", "--max-delay-ms",
+                      "900000", "--malformed-fraction", "0.005"},
+                     &out, &err), 0) << err;
+  EXPECT_EQ(RunKappa({"archive", "-a", dir / "bad", "-t", "transactions", "--import", dir / "records.bin",
+                      "--compression", "zstd"},
+                     &out, &err), 2);
+  EXPECT_NE(err.find("zstd"), std::string::npos) << err;
+  EXPECT_NE(err.find("lz4 or none"), std::string::npos) << err;
+  std::map<std::string, TopicContents> results;
+  std::map<std::string, int64_t> stored;
+  for (const std::string compression : {"lz4", "none"}) {
+    const std::string arch = dir / ("arch-" + compression);
+    ASSERT_EQ(RunKappa({"archive", "-a", arch, "-t", "transactions", "--import", dir / "records.bin", "--compression",
+                        compression},
+                       &out, &err), 0) << err;
+    auto ranges = ArchiveRanges(arch, "transactions");
+    ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+    for (const auto& r : *ranges) stored[compression] += r.stored_bytes;
+    SpecOptions o;
+    o.sink = "codec-" + compression;
+    o.state_dir = dir / ("st-" + compression);
+    const std::string spec = WriteSpec(dir, o.sink + ".yaml", o);
+    ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--archive", arch, "--archive-only", "--parallelism", "2",
+                        "--status-interval-ms", "0"},
+                       &out, &err), 0) << err;
+    EXPECT_NE(out.find("30000 records came from the archive"), std::string::npos) << out;
+    results[compression] = ReadOutputs(Config(), o.sink + ".v1");
+  }
+  EXPECT_GT(stored["none"], 2 * stored["lz4"]) << "the uncompressed archive holds the records as they are";
+  ASSERT_GT(results["lz4"].rows.size(), 50u);
+  EXPECT_EQ(results["none"].total, results["lz4"].total);
+  ASSERT_EQ(results["none"].rows.size(), results["lz4"].rows.size());
+  for (const auto& [key, row] : results["lz4"].rows) {
+    auto it = results["none"].rows.find(key);
+    ASSERT_NE(it, results["none"].rows.end()) << key;
+    EXPECT_EQ(it->second.value, row.value) << key;
   }
 }
 
