@@ -74,6 +74,7 @@ struct Config {
   bool duckdb = true;
   int repeat = 3;  // interleaved runs of (c) 1/2 threads and of (d)/(e); the best of each is reported
   std::string only;  // run only rows whose id starts with this (debugging)
+  ArchiveCompression compression = ArchiveCompression::kLz4;  // of the archive's blocks
 };
 
 struct Row {
@@ -120,7 +121,8 @@ GeneratorOptions Workload(const Config& c, int64_t count) {
 // reused when a previous run built it with the same parameters.
 Status BuildArchive(const Config& c, Row* row) {
   const std::string stamp = std::to_string(c.records) + " " + std::to_string(c.partitions) + " " +
-                            std::to_string(c.users) + " " + std::to_string(c.zipf) + " v1";
+                            std::to_string(c.users) + " " + std::to_string(c.zipf) + " v1" +
+                            (c.compression == ArchiveCompression::kNone ? " none" : "");
   const std::string stamp_file = c.data_dir + "/archive.stamp";
   std::string existing;
   std::getline(std::ifstream(stamp_file), existing);
@@ -134,7 +136,8 @@ Status BuildArchive(const Config& c, Row* row) {
   fs::create_directories(c.data_dir);
   std::vector<std::unique_ptr<ArchiveWriter>> writers;
   for (int p = 0; p < c.partitions; ++p) {
-    auto w = ArchiveWriter::Open(c.data_dir + "/archive", "transactions", p);
+    auto w = ArchiveWriter::Open(c.data_dir + "/archive", "transactions", p, ArchiveWriter::kDefaultBlockBytes,
+                                 ArchiveWriter::kDefaultSegmentBytes, {}, c.compression);
     if (!w.ok()) return w.status();
     writers.push_back(std::move(*w));
   }
@@ -453,11 +456,18 @@ int main(int argc, char** argv) {
     else if (a == "--no-duckdb") c.duckdb = false;
     else if (a == "--only") c.only = next();
     else if (a == "--repeat") c.repeat = std::max(1, std::stoi(next()));
-    else {
+    else if (a == "--compression") {
+      auto parsed = ParseArchiveCompression(next());
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "replay_throughput: %s\n", parsed.status().message().c_str());
+        return 2;
+      }
+      c.compression = *parsed;
+    } else {
       std::printf(
           "usage: replay_throughput [--records N (20000000)] [--partitions P (16)] [--users U (10000)] [--zipf S (1.0)]\n"
           "       [--naive-records N (1000000)] [--kafka-records N (400000)] [--data-dir DIR (/tmp/kappa-bench)]\n"
-          "       [--results-dir DIR (bench/results)] [--no-duckdb] [--repeat N (3)]\n\n"
+          "       [--results-dir DIR (bench/results)] [--no-duckdb] [--repeat N (3)] [--compression lz4|none (lz4)]\n\n"
           "The end-to-end replay benchmark (see the comment at the top of bench/replay_throughput.cc).\n"
           "Run it through scripts/bench.sh, which also installs DuckDB from npm.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
@@ -472,7 +482,8 @@ int main(int argc, char** argv) {
 
   Row build;
   build.id = "w";
-  build.what = "archive write (LZ4 + XXH3 blocks, fdatasync at the end)";
+  build.what = c.compression == ArchiveCompression::kNone ? "archive write (uncompressed XXH3 blocks, fdatasync at the end)"
+                                                           : "archive write (LZ4 + XXH3 blocks, fdatasync at the end)";
   if (Status st = BuildArchive(c, &build); !st.ok()) return fail(st);
   auto ranges = ArchiveRanges(c.data_dir + "/archive", "transactions");
   if (!ranges.ok()) return fail(ranges.status());
@@ -596,7 +607,8 @@ int main(int argc, char** argv) {
      << "Measured " << date << " on " << machine << " (shared and noisy: compare ratios within one run).\n"
      << "Archive: " << archived << " generated transactions (" << c.users << " users, Zipf " << c.zipf
      << ", 2% duplicate sends, 5% out of order, 0.1% malformed), " << c.partitions << " partitions, "
-     << Fmt(stored / 1e6, "%.0f") << " MB stored (LZ4). Command: `scripts/bench.sh`.\n\n"
+     << Fmt(stored / 1e6, "%.0f") << " MB stored (" << (c.compression == ArchiveCompression::kNone ? "uncompressed" : "LZ4")
+     << "). Command: `scripts/bench.sh`.\n\n"
      << "| id | what | threads | records | seconds | records/s | MB/s | peak RSS MB | checkpoint max / total ms | note |\n"
      << "|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& r : rows) {
