@@ -6,7 +6,8 @@
 #                            archive read, stateless and stateful replay at 1
 #                            and 2 threads, naive RocksDB job, DuckDB via npm,
 #                            bare consume vs the job on the embedded broker)
-#   3. kappa_nexmark_bench  (q0 q1 q2 q5 q7 per core, when built)
+#   3. kappa_nexmark_bench  (q0 q1 q2 q5 q7 per core from LZ4 and uncompressed
+#                            archives and from memory, when built)
 # and writes bench/results/*.md and *.json with this machine's description.
 #   scripts/bench.sh [replay_throughput options, e.g. --records 2000000]
 # Needs ~4 GB free under /tmp (archive + CSV, reused across runs) and Node.js
