@@ -42,7 +42,8 @@ Status CheckpointCoordinator::SinkBarrier(const std::vector<Task*>& tasks, std::
     for (const Task* t : tasks) {
       offsets.emplace_back(t->partition(), gaps_.CommitOffset(static_cast<size_t>(t->partition()), t->next_offset()));
     }
-    st = barrier_.CommitEpoch(epoch_ + 1, offsets);
+    *acked = barrier_.CommitEpochLater(epoch_ + 1, offsets);
+    if (!*acked) st = barrier_.CommitEpoch(epoch_ + 1, offsets);
   } else {
     *acked = barrier_.CloseOutputs(kFlushTimeoutMs);
     if (!*acked) st = barrier_.Flush(kFlushTimeoutMs);
@@ -62,9 +63,19 @@ Status CheckpointCoordinator::CheckpointNow() {
   }
   if (before_barrier_) KAPPA_RETURN_IF_ERROR(before_barrier_(active, epoch_ + 1));
   KAPPA_KILL_POINT(kill_switch_, "before-flush");
-  std::function<Status()> acked;  // set: the writer waits for the outputs' acks
+  std::function<Status()> acked;  // set: the writer waits for the outputs' acks (or commits them)
   KAPPA_RETURN_IF_ERROR(SinkBarrier(active, &acked));
-  KAPPA_KILL_POINT(kill_switch_, "after-flush");
+  if (acked && KAPPA_KILL_REACHED(kill_switch_, "after-flush")) {
+    // "After the flush" still means: the outputs are safe in the sink and
+    // the state is not yet written. Here that moment is on the writer.
+    acked = [wait = std::move(acked)] {
+      Status st = wait();
+      if (st.ok()) KAPPA_KILL_NOW("after-flush");
+      return st;
+    };
+  } else {
+    KAPPA_KILL_POINT(kill_switch_, "after-flush");
+  }
   // Step 2. The stall is only the capture; the backend's writer makes it
   // durable in the background, in epoch order.
   std::vector<StateBackend::TaskSnapshot> snapshots;

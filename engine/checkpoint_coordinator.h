@@ -7,7 +7,10 @@
 //      after it (processing goes on meanwhile);
 //      exactly-once commits the epoch's Kafka transaction (or PostgreSQL
 //      transaction) together with the input offsets (a partition re-reading
-//      a committed gap keeps the offset the sink already has);
+//      a committed gap keeps the offset the sink already has), or where the
+//      sink can, hands that commit to the state backend's writer, which
+//      runs it before it writes the checkpoint, while processing goes on
+//      (the Kafka sink holds the new outputs for the next transaction);
 //   2. the state: every task's dirty state, next offset, watermark and
 //      counters, the epoch and the spec hash in ONE synced RocksDB write
 //      (captured now, made durable in the background, in epoch order);
@@ -57,6 +60,13 @@ class OutputBarrier {
   // state backend's writer before it writes the checkpoint, so processing
   // goes on meanwhile). Null: the sink cannot, and Flush is the barrier.
   virtual std::function<Status()> CloseOutputs(int /*timeout_ms*/) { return nullptr; }
+  // Exactly-once, instead of CommitEpoch where the sink can: returns what
+  // commits the epoch (run by the state backend's writer before it writes
+  // the checkpoint; one commit at a time). Null: CommitEpoch is the barrier.
+  virtual std::function<Status()> CommitEpochLater(int64_t /*epoch*/,
+                                                   const std::vector<std::pair<int32_t, int64_t>>& /*offsets*/) {
+    return nullptr;
+  }
 };
 
 struct CheckpointStats {
@@ -64,7 +74,8 @@ struct CheckpointStats {
   double max_ms = 0;           // the longest stall of processing for one checkpoint
   double last_ms = 0;          // the stall of the last one
   double total_ms = 0;
-  double flush_total_ms = 0;   // of which: the sink barrier (acks, or the whole transaction commit)
+  double flush_total_ms = 0;   // of which: the sink barrier (acks, or the whole transaction commit,
+                               // where the processing thread waits for them)
   double final_durable_ms = 0; // at the end: waiting for the last checkpoint to be durable
 };
 

@@ -33,9 +33,11 @@ namespace kappa {
 namespace {
 
 // The coordinator's view of the Kafka sink. `acks_in_writer`: an
-// at-least-once checkpoint does not stall on the broker's acks; the state
-// backend's writer waits for them before writing it (not under scale_out,
-// whose changelog must be acknowledged when the barrier returns).
+// at-least-once checkpoint does not stall on the broker's acks, nor an
+// exactly-once one on its transaction's commit; the state backend's writer
+// waits for them (or commits) before writing it (not under scale_out, whose
+// changelog must be acknowledged when the barrier returns, and whose
+// commit must fail at once when the group moves on).
 class SinkBarrier final : public OutputBarrier {
  public:
   SinkBarrier(KafkaSink& sink, PartitionConsumer& consumer, const std::string& topic, bool acks_in_writer)
@@ -47,6 +49,10 @@ class SinkBarrier final : public OutputBarrier {
   }
   Status CommitEpoch(int64_t /*epoch*/, const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
     return sink_.CommitEpoch(consumer_.handle(), topic_, offsets);
+  }
+  std::function<Status()> CommitEpochLater(int64_t /*epoch*/,
+                                           const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
+    return acks_in_writer_ ? sink_.CommitEpochLater(consumer_.handle(), topic_, offsets) : nullptr;
   }
 
  private:

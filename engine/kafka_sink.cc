@@ -125,13 +125,7 @@ bool KafkaSink::LastCommitLostToRebalance() const {
   }
 }
 
-bool KafkaSink::Fenced() const {
-  if (transactional_id_.empty()) return false;
-  char text[256];
-  const rd_kafka_resp_err_t err = rd_kafka_fatal_error(producer_->handle(), text, sizeof(text));
-  return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-         err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
-}
+bool KafkaSink::Fenced() const { return !transactional_id_.empty() && producer_->fenced(); }
 
 Status KafkaSink::FencedError() const {
   // Not "restart it": a restart would fence the other process in turn.
@@ -360,6 +354,23 @@ Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
   if (Fenced()) return FencedError();
   if (failed()) return failure();
   return Status::Unavailable(st.message() + "; " + kCheckpointIntact);
+}
+
+std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const std::string& topic,
+                                                    const std::vector<std::pair<int32_t, int64_t>>& offsets) {
+  if (failed()) return nullptr;  // CommitEpoch then says so at once
+  const std::string tag = EosOffsetTag(*spec_);
+  PartitionList list(static_cast<int>(offsets.size()));
+  for (const auto& [p, o] : offsets) list.Add(topic, p, o, tag);
+  // The messages CommitEpoch gives, built now: the sink may be gone when it runs.
+  return [commit = producer_->CommitTransactionLater(consumer, std::move(list), 150000),
+          fenced_error = FencedError()] {
+    bool fenced = false;
+    Status st = commit(&fenced);
+    if (st.ok()) return st;
+    if (fenced) return fenced_error;
+    return Status::Unavailable(st.message() + "; " + kCheckpointIntact);
+  };
 }
 
 }  // namespace kappa

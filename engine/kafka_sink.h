@@ -88,6 +88,15 @@ class KafkaSink final : public OutputCollector {
   // the next one. An error leaves nothing committed for this epoch.
   Status CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
                      const std::vector<std::pair<int32_t, int64_t>>& offsets);
+  // exactly_once without stalling the job: the same commit, run by the
+  // returned function (the state backend's writer runs it before it writes
+  // the checkpoint), while the job goes on and its records wait in memory
+  // for the next transaction (KafkaProducer::CommitTransactionLater). The
+  // function may run after the sink is gone (an error then). Not for a
+  // consumer group's member: a rebalance must see its commit fail at once.
+  // Null once the producer has failed (CommitEpoch gives the error now).
+  std::function<Status()> CommitEpochLater(rd_kafka_s* consumer, const std::string& topic,
+                                           const std::vector<std::pair<int32_t, int64_t>>& offsets);
   bool transactional() const { return producer_->transactional(); }
   // The last CommitEpoch failed because the consumer group moved on (a
   // rebalance: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS)

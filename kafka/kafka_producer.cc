@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <thread>
 #include <utility>
@@ -30,6 +31,27 @@ struct KafkaProducer::Epochs {
     const int64_t slot = epoch % kSlots;
     return settled[slot].load(std::memory_order_acquire) == produced[slot].load(std::memory_order_acquire);
   }
+};
+
+// A record Produce held while a transaction commits (CommitTransactionLater).
+struct KafkaProducer::Held {
+  std::string topic;
+  int32_t partition = 0;
+  std::string key, value;
+  bool key_null = false, value_null = false;
+  std::vector<std::pair<std::string, std::string>> headers;
+  int64_t timestamp_ms = 0;
+};
+
+// The records held while a transaction commits, in the order they came.
+struct KafkaProducer::Hold {
+  // Past this, Produce waits for the commit rather than hold more.
+  static constexpr size_t kMaxBytes = size_t{256} << 20;
+  std::mutex mu;  // guards the rest but `holding`; held by EndHold while it produces
+  std::condition_variable cv;
+  std::atomic<bool> holding{false};  // written under mu
+  std::vector<Held> records;
+  size_t bytes = 0;
 };
 
 ProducerOptions BulkProducerOptions() {
@@ -78,6 +100,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& 
   std::unique_ptr<KafkaProducer> p(new KafkaProducer());
   p->epochs_ = std::make_shared<Epochs>();
   p->epochs_->producer = p.get();
+  p->hold_ = std::make_shared<Hold>();
   options.on_delivery = &KafkaProducer::OnDeliveryReport;
   options.on_error = &KafkaProducer::OnClientError;
   options.opaque = p.get();
@@ -188,6 +211,33 @@ Status KafkaProducer::failure() const {
 
 Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::string_view key,
                               std::string_view value, std::span<const KafkaHeader> headers, int64_t timestamp_ms) {
+  if (hold_->holding.load(std::memory_order_acquire)) {
+    std::unique_lock<std::mutex> lock(hold_->mu);
+    hold_->cv.wait(lock, [&] {
+      return !hold_->holding.load(std::memory_order_relaxed) || hold_->bytes < Hold::kMaxBytes;
+    });
+    if (hold_->holding.load(std::memory_order_relaxed)) {
+      Held& r = hold_->records.emplace_back();
+      r.topic = topic;
+      r.partition = partition;
+      r.key_null = key.data() == nullptr;
+      r.value_null = value.data() == nullptr;
+      r.key.assign(key.data() ? key.data() : "", key.size());
+      r.value.assign(value.data() ? value.data() : "", value.size());
+      r.headers.reserve(headers.size());
+      for (const KafkaHeader& header : headers) r.headers.emplace_back(header.name, header.value);
+      r.timestamp_ms = timestamp_ms;
+      hold_->bytes += 64 + topic.size() + key.size() + value.size() + RecordSize(0, 0, headers);
+      return Status::OK();
+    }
+    // The commit ended the hold meanwhile (its held records are in): in turn.
+  }
+  return ProduceNow(topic, partition, key, value, headers, timestamp_ms);
+}
+
+Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, std::string_view key,
+                                 std::string_view value, std::span<const KafkaHeader> headers,
+                                 int64_t timestamp_ms) {
   rd_kafka_headers_t* h = nullptr;
   if (!headers.empty()) {
     h = rd_kafka_headers_new(headers.size());
@@ -339,6 +389,113 @@ int KafkaProducer::InFlight() const { return rd_kafka_outq_len(producer_.get());
 
 Status KafkaProducer::CommitTransaction(rd_kafka_s* consumer, const PartitionList& offsets, int timeout_ms) {
   if (!transactional_) return Status::FailedPrecondition("CommitTransaction on a producer without transactional.id");
+  if (offsets.size() == 0) return CommitOpenTransaction(nullptr, offsets, timeout_ms);
+  rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer);
+  Status st = CommitOpenTransaction(group, offsets, timeout_ms);
+  rd_kafka_consumer_group_metadata_destroy(group);
+  return st;
+}
+
+bool KafkaProducer::fenced() const {
+  if (!transactional_) return false;
+  char text[256];
+  const rd_kafka_resp_err_t err = rd_kafka_fatal_error(producer_.get(), text, sizeof(text));
+  return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+         err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+size_t KafkaProducer::held() const {
+  std::lock_guard<std::mutex> lock(hold_->mu);
+  return hold_->records.size();
+}
+
+Status KafkaProducer::EndHold(Hold& hold, KafkaProducer* producer, bool produce) {
+  std::lock_guard<std::mutex> lock(hold.mu);
+  Status st;
+  if (produce && producer) {
+    std::vector<KafkaHeader> headers;
+    for (const Held& r : hold.records) {
+      headers.clear();
+      for (const auto& [name, value] : r.headers) headers.push_back({name, value});
+      st = producer->ProduceNow(r.topic, r.partition, r.key_null ? std::string_view() : std::string_view(r.key),
+                                r.value_null ? std::string_view() : std::string_view(r.value), headers,
+                                r.timestamp_ms);
+      if (!st.ok()) break;  // recorded as the producer's failure: the job stops
+    }
+  }
+  if (hold.records.capacity() > 4096) {
+    std::vector<Held>().swap(hold.records);
+  } else {
+    hold.records.clear();
+  }
+  hold.bytes = 0;
+  hold.holding.store(false, std::memory_order_release);
+  hold.cv.notify_all();
+  return st;
+}
+
+KafkaProducer::CommitWait KafkaProducer::CommitTransactionLater(rd_kafka_s* consumer, PartitionList offsets,
+                                                                int timeout_ms) {
+  if (!transactional_) {
+    return [](bool*) {
+      return Status::FailedPrecondition("CommitTransactionLater on a producer without transactional.id");
+    };
+  }
+  {
+    // One commit at a time: the previous one's held records go in first.
+    std::unique_lock<std::mutex> lock(hold_->mu);
+    hold_->cv.wait(lock, [&] { return !hold_->holding.load(std::memory_order_relaxed); });
+    hold_->holding.store(true, std::memory_order_release);
+  }
+  std::shared_ptr<rd_kafka_consumer_group_metadata_t> group(
+      offsets.size() > 0 ? rd_kafka_consumer_group_metadata(consumer) : nullptr,
+      [](rd_kafka_consumer_group_metadata_t* g) {
+        if (g) rd_kafka_consumer_group_metadata_destroy(g);
+      });
+  // Ends the hold, dropping what it holds, if the commit never runs (the
+  // state's writer already failed): producers never wait for it forever.
+  struct Pending {
+    std::shared_ptr<Epochs> epochs;
+    std::shared_ptr<Hold> hold;
+    bool ran = false;
+    ~Pending() {
+      if (ran) return;
+      {
+        std::lock_guard<std::mutex> lock(epochs->mu);
+        if (epochs->producer) {
+          epochs->producer->RecordFailure(
+              Status::Aborted("a transaction was left uncommitted: its checkpoint was not taken"));
+        }
+      }
+      (void)EndHold(*hold, nullptr, false);
+    }
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->epochs = epochs_;
+  pending->hold = hold_;
+  auto list = std::make_shared<PartitionList>(std::move(offsets));
+  return [pending, group, list, timeout_ms](bool* fenced) -> Status {
+    pending->ran = true;
+    std::lock_guard<std::mutex> lock(pending->epochs->mu);
+    KafkaProducer* p = pending->epochs->producer;
+    if (p == nullptr) {
+      (void)EndHold(*pending->hold, nullptr, false);
+      return Status::Unavailable("the producer was closed before its transaction was committed");
+    }
+    Status st = p->failed() ? p->failure() : p->CommitOpenTransaction(group.get(), *list, timeout_ms);
+    if (st.ok()) {
+      st = EndHold(*pending->hold, p, true);
+    } else {
+      p->RecordFailure(st);
+      (void)EndHold(*pending->hold, p, false);
+    }
+    if (fenced) *fenced = p->fenced();
+    return st;
+  };
+}
+
+Status KafkaProducer::CommitOpenTransaction(const void* group_metadata, const PartitionList& offsets,
+                                            int timeout_ms) {
   if (failed()) return failure();
   rd_kafka_t* rk = producer_.get();
   // Each call waits in slices of at most a second and is retried while its
@@ -357,9 +514,8 @@ Status KafkaProducer::CommitTransaction(rd_kafka_s* consumer, const PartitionLis
   };
   rd_kafka_error_t* error = nullptr;
   if (offsets.size() > 0) {
-    rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer);
+    const auto* group = static_cast<const rd_kafka_consumer_group_metadata_t*>(group_metadata);
     error = in_slices([&](int ms) { return rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, ms); });
-    rd_kafka_consumer_group_metadata_destroy(group);
   }
   // commit_transaction flushes every produced record first.
   if (!error) error = in_slices([&](int ms) { return rd_kafka_commit_transaction(rk, ms); });

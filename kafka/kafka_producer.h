@@ -138,6 +138,28 @@ class KafkaProducer {
   // succeeded), and whether that transaction was aborted and a new one begun.
   int last_commit_error() const { return last_commit_error_; }
   bool last_commit_aborted() const { return last_commit_aborted_; }
+  // Transactional, without stalling the caller on the commit (exactly-once
+  // checkpoints of a job outside a consumer group's rebalances): closes the
+  // open transaction to new records, which Produce holds in memory from
+  // now on, and returns what commits it as CommitTransaction does, with
+  // `offsets` sent to the group of `consumer` (its metadata taken now), then
+  // begins the next transaction and produces the held records into it, in
+  // the order they came, before any record produced after them. The commit
+  // may run on another thread (the state backend's writer, before it
+  // writes the checkpoint); its argument (if not null) is set to whether
+  // another producer with the same transactional.id fenced this one. If the
+  // commit fails, or the returned function is dropped without running, the
+  // held records are dropped and the failure is recorded (failed()): the
+  // caller stops with its last checkpoint. Waits first until the previous
+  // such commit has handed its held records over: one at a time. Call from
+  // one thread while no other thread produces.
+  using CommitWait = std::function<Status(bool* fenced)>;
+  CommitWait CommitTransactionLater(rd_kafka_s* consumer, PartitionList offsets, int timeout_ms = 150000);
+  // Whether this producer's fatal error says another producer with its
+  // transactional.id fenced it.
+  bool fenced() const;
+  // Records held by an open CommitTransactionLater (tests).
+  size_t held() const;
 
   // message.max.bytes: the largest record this producer accepts. A record
   // over it is refused by Produce (MSG_SIZE_TOO_LARGE) and fails the producer.
@@ -171,6 +193,17 @@ class KafkaProducer {
   bool PastDeadline(std::chrono::steady_clock::time_point deadline,
                     std::chrono::steady_clock::time_point* stop_deadline) const;
 
+  // The body of CommitTransaction, with the group's metadata given.
+  Status CommitOpenTransaction(const void* group_metadata, const PartitionList& offsets, int timeout_ms);
+  // Hands `value` etc. to librdkafka now (Produce past the hold check).
+  Status ProduceNow(const std::string& topic, int32_t partition, std::string_view key, std::string_view value,
+                    std::span<const KafkaHeader> headers, int64_t timestamp_ms);
+  struct Held;
+  struct Hold;
+  // Ends the hold: produces the held records (produce) or drops them, and
+  // wakes producers waiting for it. Holds hold_->mu while it produces.
+  static Status EndHold(Hold& hold, KafkaProducer* producer, bool produce);
+
   struct Epochs;
   // Waits for epochs up to `epoch` (CloseEpoch's waiter).
   static Status WaitForEpoch(const std::shared_ptr<Epochs>& epochs, int64_t epoch, int timeout_ms,
@@ -178,6 +211,7 @@ class KafkaProducer {
 
   KafkaHandle producer_;
   std::shared_ptr<Epochs> epochs_;  // shared with the waiters CloseEpoch hands out
+  std::shared_ptr<Hold> hold_;      // shared with the commits CommitTransactionLater hands out
   std::unique_ptr<ClientErrorNotes> error_notes_;
   StopToken stop_;
   size_t max_message_bytes_ = 1000000;

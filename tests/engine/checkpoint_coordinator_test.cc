@@ -54,6 +54,15 @@ class ObservingBarrier final : public OutputBarrier {
     ++handovers;
     return handover;
   }
+  // Set: exactly-once hands this commit to the backend's writer too (as
+  // the Kafka sink's CommitEpochLater does).
+  std::function<Status()> CommitEpochLater(int64_t /*epoch*/,
+                                           const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
+    if (!handover) return nullptr;
+    ++handovers;
+    committed_offsets.push_back(offsets);
+    return handover;
+  }
   int64_t Durable() {
     auto w = backend_.WaitForCommits();
     EXPECT_TRUE(w.ok());
@@ -231,6 +240,31 @@ TEST_F(CheckpointCoordinatorTest, HandedToTheWriterAFailedDeliveryLeavesTheCheck
   Status st = coordinator.Checkpoint();
   EXPECT_FALSE(st.ok()) << "the next checkpoint must stop the job";
   EXPECT_NE(st.message().find("injected"), std::string::npos) << st.ToString();
+}
+
+// Exactly-once without the stall: the transaction's commit, offsets
+// included, runs on the backend's writer, and the state follows it.
+TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceTheWriterCommitsTheTransactionBeforeTheState) {
+  SetUpJob("eos-in-writer", 2, 2000);
+  ObservingBarrier barrier(*sink_, *backend_, true);
+  std::promise<Status> commit;
+  std::shared_future<Status> committed = commit.get_future().share();
+  barrier.handover = [committed] { return committed.get(); };
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  ProcessAll();
+  ASSERT_TRUE(coordinator.Checkpoint().ok());
+  EXPECT_EQ(barrier.handovers, 1);
+  EXPECT_TRUE(barrier.durable_epoch_at_barrier.empty()) << "CommitEpoch ran: the checkpoint stalled on the commit";
+  ASSERT_EQ(barrier.committed_offsets.size(), 1u);
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    EXPECT_EQ(barrier.committed_offsets[0][i].second, tasks_[i]->next_offset()) << "the commit carries the offsets";
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(backend_->last_epoch(), 0) << "the state was written before its transaction committed";
+  commit.set_value(Status::OK());
+  ASSERT_TRUE(backend_->WaitForCommits().ok());
+  EXPECT_EQ(backend_->last_epoch(), 1);
+  for (const Task* t : tasks_) EXPECT_EQ(StoredOffset(t->partition()), t->next_offset());
 }
 
 TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceACommittedGapKeepsItsOffsetUntilItIsReRead) {

@@ -9,11 +9,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -362,6 +365,131 @@ TEST_F(ProducerTest, AnEpochWhoseOffsetsAreRefusedIsAbortedWhole) {
   ASSERT_TRUE(summary.ok()) << summary.status().ToString();
   EXPECT_EQ(values, std::vector<std::string>{"committed"});
   CloseConsumer(*consumer, 5000);
+}
+
+TEST_F(ProducerTest, ACommitLaterHoldsNewRecordsForTheNextTransactionInTheirOrder) {
+  CreateTopic("in", 1);
+  CreateTopic("txn-out", 1);
+  ProducerOptions options;
+  options.transactional_id = "kappa.producer-test-later";
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "producer-test"}});
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  KafkaProducer& p = **producer;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch1-" + std::to_string(i)).ok());
+  PartitionList offsets;
+  offsets.Add("in", 0, 10, "tag");
+  KafkaProducer::CommitWait commit = p.CommitTransactionLater(consumer->get(), std::move(offsets), 30000);
+  // Produced while the first transaction is being committed: held, in
+  // order, with null keys and values and headers as they were.
+  const std::array<KafkaHeader, 1> header = {{{"h", "v"}}};
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(p.Produce("txn-out", 0, i == 3 ? std::string_view() : std::string_view("k"),
+                          i == 4 ? std::string_view() : std::string_view("epoch2-" + std::to_string(i)), header)
+                    .ok());
+  }
+  EXPECT_EQ(p.held(), 10u);
+  // The commit runs on another thread, as the state's writer runs it.
+  bool fenced = true;
+  Status committed;
+  std::thread writer([&] { committed = commit(&fenced); });
+  writer.join();
+  ASSERT_TRUE(committed.ok()) << committed.ToString();
+  EXPECT_FALSE(fenced);
+  EXPECT_EQ(p.held(), 0u) << "handed to the next transaction";
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(p.Produce("txn-out", 0, "k", "after-" + std::to_string(i)).ok());
+  EXPECT_EQ(p.held(), 0u) << "no commit under way: straight to librdkafka";
+  PartitionList second;
+  second.Add("in", 0, 20, "tag");
+  ASSERT_TRUE(p.CommitTransaction(consumer->get(), second, 30000).ok());
+  EXPECT_FALSE(p.failed());
+
+  std::vector<std::string> values;
+  std::vector<std::pair<bool, bool>> nulls;
+  std::vector<std::string> headers;
+  auto summary = ReadTopic(Config(), "txn-out", [&](const ConsumedRecord& r) {
+    values.emplace_back(r.value);
+    nulls.emplace_back(r.key_null, r.value_null);
+    headers.push_back(r.Header("h"));
+  });
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  std::vector<std::string> want;
+  for (int i = 0; i < 10; ++i) want.push_back("epoch1-" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) want.push_back(i == 4 ? "" : "epoch2-" + std::to_string(i));
+  for (int i = 0; i < 5; ++i) want.push_back("after-" + std::to_string(i));
+  EXPECT_EQ(values, want) << "held records follow the committed ones and precede the later ones";
+  ASSERT_EQ(nulls.size(), 25u);
+  EXPECT_EQ(nulls[13], std::make_pair(true, false)) << "a held null key stays null";
+  EXPECT_EQ(nulls[14], std::make_pair(false, true)) << "a held tombstone stays one";
+  EXPECT_EQ(headers[12], "v");
+  EXPECT_EQ(headers[2], "");
+  CloseConsumer(*consumer, 5000);
+}
+
+TEST_F(ProducerTest, ACommitLaterThatFailsDropsItsHeldRecordsAndFailsTheProducer) {
+  CreateTopic("in", 1);
+  CreateTopic("txn-out", 1);
+  ProducerOptions options;
+  options.transactional_id = "kappa.producer-test-later-refused";
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "producer-test"}});
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  KafkaProducer& p = **producer;
+  ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch1").ok());
+  rd_kafka_mock_push_request_errors(broker_->mock_cluster(), 28 /* TxnOffsetCommit */, 1,
+                                    RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+  PartitionList offsets;
+  offsets.Add("in", 0, 1, "tag");
+  auto commit = p.CommitTransactionLater(consumer->get(), std::move(offsets), 30000);
+  ASSERT_TRUE(p.Produce("txn-out", 0, "k", "held").ok());
+  bool fenced = true;
+  Status st = commit(&fenced);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "GROUP_AUTHORIZATION_FAILED")) << st.ToString();
+  EXPECT_FALSE(fenced);
+  EXPECT_TRUE(p.failed()) << "the job stops at its next checkpoint";
+  EXPECT_EQ(p.held(), 0u);
+  std::vector<std::string> values;
+  auto summary = ReadTopic(Config(), "txn-out", [&](const ConsumedRecord& r) { values.emplace_back(r.value); });
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_TRUE(std::find(values.begin(), values.end(), "held") == values.end()) << "the held record was dropped";
+  CloseConsumer(*consumer, 5000);
+}
+
+TEST_F(ProducerTest, CommitsLaterRunOneAtATimeAndOneNeverRunEndsItsHold) {
+  CreateTopic("txn-out", 1);
+  ProducerOptions options;
+  options.transactional_id = "kappa.producer-test-later-order";
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  KafkaProducer& p = **producer;
+  ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch1").ok());
+  auto first = p.CommitTransactionLater(nullptr, PartitionList(), 30000);
+  ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch2").ok());
+  // A second commit waits until the first has handed its held records over.
+  std::atomic<bool> second_begun{false};
+  KafkaProducer::CommitWait second;
+  std::thread job([&] {
+    second = p.CommitTransactionLater(nullptr, PartitionList(), 30000);
+    second_begun = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(second_begun.load()) << "began while the first commit's records were still held";
+  ASSERT_TRUE(first(nullptr).ok());
+  job.join();
+  EXPECT_TRUE(second_begun.load());
+  // Dropped without running (the state's writer failed before it): the
+  // hold ends, its records are dropped and the producer has failed.
+  ASSERT_TRUE(p.Produce("txn-out", 0, "k", "never").ok());
+  EXPECT_EQ(p.held(), 1u);
+  second = nullptr;
+  EXPECT_EQ(p.held(), 0u);
+  EXPECT_TRUE(p.failed());
+  EXPECT_TRUE(Contains(p.failure().message(), "uncommitted")) << p.failure().ToString();
+  auto third = p.CommitTransactionLater(nullptr, PartitionList(), 30000);  // does not wait forever
+  EXPECT_FALSE(third(nullptr).ok()) << "a failed producer commits nothing";
 }
 
 TEST_F(ProducerTest, CommitTransactionNeedsATransactionalProducer) {
