@@ -92,6 +92,9 @@ class KafkaProducer {
   // local queue is full. An error (also recorded as the failure) only if
   // librdkafka refuses the record outright; delivery failures surface in
   // failed()/Flush(). timestamp_ms 0: librdkafka stamps the current time.
+  // While a CommitTransactionLater commit is under way the record is held
+  // (copied) for the next transaction instead; past 256 MiB held, Produce
+  // waits for the commit.
   Status Produce(const std::string& topic, int32_t partition, std::string_view key, std::string_view value,
                  std::span<const KafkaHeader> headers = {}, int64_t timestamp_ms = 0);
 
