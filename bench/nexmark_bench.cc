@@ -260,6 +260,25 @@ int Main(int argc, char** argv) {
                  a.root.c_str(), ArchiveCompressionName(a.compression), a.bytes / 1e6,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
+  // One untimed pass over each archive, so that every query reads it from
+  // the page cache (the first one would otherwise pay the disk reads of an
+  // archive another benchmark pushed out).
+  for (const ArchiveSource& a : archives) {
+    std::vector<ArchiveRecord> warm;
+    for (int32_t p = 0; p < partitions; ++p) {
+      auto reader = ArchiveReader::Open(a.root, "nexmark", p);
+      if (!reader.ok()) {
+        std::fprintf(stderr, "%s\n", reader.status().ToString().c_str());
+        return 1;
+      }
+      do {
+        if (Status st = (*reader)->NextBlock(&warm); !st.ok()) {
+          std::fprintf(stderr, "%s\n", st.ToString().c_str());
+          return 1;
+        }
+      } while (!warm.empty());
+    }
+  }
   // In memory: one buffer per partition, offsets from 0, as Kafka would.
   std::vector<Partition> parts(use_memory ? partitions : 0);
   if (use_memory) {
