@@ -46,7 +46,7 @@ struct KafkaProducer::Held {
 // The records held while a transaction commits, in the order they came.
 struct KafkaProducer::Hold {
   // Past this, Produce waits for the commit rather than hold more.
-  static constexpr size_t kMaxBytes = size_t{256} << 20;
+  size_t max_bytes = size_t{256} << 20;
   std::mutex mu;  // guards the rest but `holding`; held by EndHold while it produces
   std::condition_variable cv;
   std::atomic<bool> holding{false};  // written under mu
@@ -214,7 +214,7 @@ Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::
   if (hold_->holding.load(std::memory_order_acquire)) {
     std::unique_lock<std::mutex> lock(hold_->mu);
     hold_->cv.wait(lock, [&] {
-      return !hold_->holding.load(std::memory_order_relaxed) || hold_->bytes < Hold::kMaxBytes;
+      return !hold_->holding.load(std::memory_order_relaxed) || hold_->bytes < hold_->max_bytes;
     });
     if (hold_->holding.load(std::memory_order_relaxed)) {
       Held& r = hold_->records.emplace_back();
@@ -402,6 +402,11 @@ bool KafkaProducer::fenced() const {
   const rd_kafka_resp_err_t err = rd_kafka_fatal_error(producer_.get(), text, sizeof(text));
   return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
          err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+void KafkaProducer::SetHoldLimitForTesting(size_t bytes) {
+  std::lock_guard<std::mutex> lock(hold_->mu);
+  hold_->max_bytes = bytes;
 }
 
 size_t KafkaProducer::held() const {

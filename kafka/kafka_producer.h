@@ -94,7 +94,7 @@ class KafkaProducer {
   // failed()/Flush(). timestamp_ms 0: librdkafka stamps the current time.
   // While a CommitTransactionLater commit is under way the record is held
   // (copied) for the next transaction instead; past 256 MiB held, Produce
-  // waits for the commit.
+  // waits for the commit (back-pressure, as with a full local queue).
   Status Produce(const std::string& topic, int32_t partition, std::string_view key, std::string_view value,
                  std::span<const KafkaHeader> headers = {}, int64_t timestamp_ms = 0);
 
@@ -163,6 +163,8 @@ class KafkaProducer {
   bool fenced() const;
   // Records held by an open CommitTransactionLater (tests).
   size_t held() const;
+  // The bytes held past which Produce waits for the commit (default 256 MiB).
+  void SetHoldLimitForTesting(size_t bytes);
 
   // message.max.bytes: the largest record this producer accepts. A record
   // over it is refused by Produce (MSG_SIZE_TOO_LARGE) and fails the producer.

@@ -492,6 +492,40 @@ TEST_F(ProducerTest, CommitsLaterRunOneAtATimeAndOneNeverRunEndsItsHold) {
   EXPECT_FALSE(third(nullptr).ok()) << "a failed producer commits nothing";
 }
 
+TEST_F(ProducerTest, PastItsLimitAHoldMakesProduceWaitForTheCommit) {
+  CreateTopic("txn-out", 1);
+  ProducerOptions options;
+  options.transactional_id = "kappa.producer-test-later-full";
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  KafkaProducer& p = **producer;
+  p.SetHoldLimitForTesting(4096);
+  auto commit = p.CommitTransactionLater(nullptr, PartitionList(), 30000);
+  // A worker producing 100 records of 1 KiB: the hold takes a few, then it waits.
+  std::atomic<int> produced{0};
+  std::thread worker([&] {
+    for (int i = 0; i < 100; ++i) {
+      ASSERT_TRUE(p.Produce("txn-out", 0, "k", std::to_string(i) + std::string(1024, 'x')).ok());
+      ++produced;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int while_held = produced.load();
+  EXPECT_GT(while_held, 0);
+  EXPECT_LT(while_held, 10) << "the hold grew past its limit";
+  EXPECT_EQ(p.held(), static_cast<size_t>(while_held));
+  ASSERT_TRUE(commit(nullptr).ok());
+  worker.join();
+  EXPECT_EQ(produced.load(), 100);
+  ASSERT_TRUE(p.CommitTransaction(nullptr, PartitionList(), 30000).ok());
+  std::vector<int> order;
+  auto summary = ReadTopic(Config(), "txn-out",
+                           [&](const ConsumedRecord& r) { order.push_back(std::atoi(std::string(r.value).c_str())); });
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  ASSERT_EQ(order.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(order[i], i) << "in the order produced";
+}
+
 TEST_F(ProducerTest, CommitTransactionNeedsATransactionalProducer) {
   auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
   ASSERT_TRUE(producer.ok()) << producer.status().ToString();
