@@ -78,16 +78,27 @@ TEST_F(ExactlyOnceTest, TransactionalRunsMatchAtLeastOnceAndConvergeAfterKills) 
   }
   ASSERT_EQ(RunKappa(Run(dir, "eos", eos), nullptr, &err), 0) << err;
 
+  // Two workers producing while each checkpoint's transaction commits on
+  // the state's writer: both hold their outputs for the next transaction.
+  SpecOptions par = eos;
+  par.sink = "eos-par-out";
+  par.state_dir = dir / "eos-par";
+  ASSERT_EQ(RunKappa(Run(dir, "eos-par", par, {"--parallelism", "2", "--max-rate", "30000"}), nullptr, &err), 0)
+      << err;
+
   const TopicContents want = ReadOutputs(Config(), "alo-out.v1");
-  const TopicContents got = ReadOutputs(Config(), "eos-out.v1");
   ASSERT_GT(want.rows.size(), 50u);
-  EXPECT_TRUE(got.all_copies_identical);
-  ASSERT_EQ(got.rows.size(), want.rows.size());
-  for (const auto& [key, row] : want.rows) {
-    ASSERT_TRUE(got.rows.count(key)) << key;
-    EXPECT_EQ(got.rows.at(key).value, row.value) << key;
+  for (const char* topic : {"eos-out.v1", "eos-par-out.v1"}) {
+    const TopicContents got = ReadOutputs(Config(), topic);
+    EXPECT_TRUE(got.all_copies_identical) << topic;
+    ASSERT_EQ(got.rows.size(), want.rows.size()) << topic;
+    for (const auto& [key, row] : want.rows) {
+      ASSERT_TRUE(got.rows.count(key)) << topic << ": " << key;
+      EXPECT_EQ(got.rows.at(key).value, row.value) << topic << ": " << key;
+    }
   }
   EXPECT_EQ(MetricsField(ReadFile(dir / "eos/metrics.json"), "records_in"), 30000);
+  EXPECT_EQ(MetricsField(ReadFile(dir / "eos-par/metrics.json"), "records_in"), 30000);
 }
 
 TEST_F(ExactlyOnceTest, ACommittedGapIsReReadWithOutputsSuppressed) {
