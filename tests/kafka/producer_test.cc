@@ -367,20 +367,38 @@ TEST_F(ProducerTest, AnEpochWhoseOffsetsAreRefusedIsAbortedWhole) {
   CloseConsumer(*consumer, 5000);
 }
 
-TEST_F(ProducerTest, ACommitLaterHoldsNewRecordsForTheNextTransactionInTheirOrder) {
-  CreateTopic("in", 1);
-  CreateTopic("txn-out", 1);
-  ProducerOptions options;
-  options.transactional_id = "kappa.producer-test-later";
-  auto producer = KafkaProducer::Create(Config(), options);
-  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "producer-test"}});
-  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
-  KafkaProducer& p = **producer;
+// CommitTransactionLater: topics "in" and "txn-out" (one partition each),
+// a transactional producer and, where offsets are sent, a consumer of the
+// group "producer-test".
+class CommitLaterTest : public ProducerTest {
+ protected:
+  void SetUp() override {
+    ProducerTest::SetUp();
+    CreateTopic("in", 1);
+    CreateTopic("txn-out", 1);
+  }
+  void Open(const std::string& id, bool with_consumer) {
+    ProducerOptions options;
+    options.transactional_id = id;
+    auto created = KafkaProducer::Create(Config(), options);
+    ASSERT_TRUE(created.ok()) << created.status().ToString();
+    producer = std::move(*created);
+    if (!with_consumer) return;
+    auto c = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "producer-test"}});
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    consumer = std::move(*c);
+  }
+  std::unique_ptr<KafkaProducer> producer;
+  KafkaHandle consumer;
+};
+
+TEST_F(CommitLaterTest, ACommitLaterHoldsNewRecordsForTheNextTransactionInTheirOrder) {
+  ASSERT_NO_FATAL_FAILURE(Open("kappa.producer-test-later", true));
+  KafkaProducer& p = *producer;
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch1-" + std::to_string(i)).ok());
   PartitionList offsets;
   offsets.Add("in", 0, 10, "tag");
-  KafkaProducer::CommitWait commit = p.CommitTransactionLater(consumer->get(), std::move(offsets), 30000);
+  KafkaProducer::CommitWait commit = p.CommitTransactionLater(consumer.get(), std::move(offsets), 30000);
   // Produced while the first transaction is being committed: held, in
   // order, with null keys and values and headers as they were.
   const std::array<KafkaHeader, 1> header = {{{"h", "v"}}};
@@ -402,7 +420,7 @@ TEST_F(ProducerTest, ACommitLaterHoldsNewRecordsForTheNextTransactionInTheirOrde
   EXPECT_EQ(p.held(), 0u) << "no commit under way: straight to librdkafka";
   PartitionList second;
   second.Add("in", 0, 20, "tag");
-  ASSERT_TRUE(p.CommitTransaction(consumer->get(), second, 30000).ok());
+  ASSERT_TRUE(p.CommitTransaction(consumer.get(), second, 30000).ok());
   EXPECT_FALSE(p.failed());
 
   std::vector<std::string> values;
@@ -424,25 +442,18 @@ TEST_F(ProducerTest, ACommitLaterHoldsNewRecordsForTheNextTransactionInTheirOrde
   EXPECT_EQ(nulls[14], std::make_pair(false, true)) << "a held tombstone stays one";
   EXPECT_EQ(headers[12], "v");
   EXPECT_EQ(headers[2], "");
-  CloseConsumer(*consumer, 5000);
+  CloseConsumer(consumer, 5000);
 }
 
-TEST_F(ProducerTest, ACommitLaterThatFailsDropsItsHeldRecordsAndFailsTheProducer) {
-  CreateTopic("in", 1);
-  CreateTopic("txn-out", 1);
-  ProducerOptions options;
-  options.transactional_id = "kappa.producer-test-later-refused";
-  auto producer = KafkaProducer::Create(Config(), options);
-  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "producer-test"}});
-  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
-  KafkaProducer& p = **producer;
+TEST_F(CommitLaterTest, ACommitLaterThatFailsDropsItsHeldRecordsAndFailsTheProducer) {
+  ASSERT_NO_FATAL_FAILURE(Open("kappa.producer-test-later-refused", true));
+  KafkaProducer& p = *producer;
   ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch1").ok());
   rd_kafka_mock_push_request_errors(broker_->mock_cluster(), 28 /* TxnOffsetCommit */, 1,
                                     RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
   PartitionList offsets;
   offsets.Add("in", 0, 1, "tag");
-  auto commit = p.CommitTransactionLater(consumer->get(), std::move(offsets), 30000);
+  auto commit = p.CommitTransactionLater(consumer.get(), std::move(offsets), 30000);
   ASSERT_TRUE(p.Produce("txn-out", 0, "k", "held").ok());
   bool fenced = true;
   Status st = commit(&fenced);
@@ -455,16 +466,12 @@ TEST_F(ProducerTest, ACommitLaterThatFailsDropsItsHeldRecordsAndFailsTheProducer
   auto summary = ReadTopic(Config(), "txn-out", [&](const ConsumedRecord& r) { values.emplace_back(r.value); });
   ASSERT_TRUE(summary.ok()) << summary.status().ToString();
   EXPECT_TRUE(std::find(values.begin(), values.end(), "held") == values.end()) << "the held record was dropped";
-  CloseConsumer(*consumer, 5000);
+  CloseConsumer(consumer, 5000);
 }
 
-TEST_F(ProducerTest, CommitsLaterRunOneAtATimeAndOneNeverRunEndsItsHold) {
-  CreateTopic("txn-out", 1);
-  ProducerOptions options;
-  options.transactional_id = "kappa.producer-test-later-order";
-  auto producer = KafkaProducer::Create(Config(), options);
-  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  KafkaProducer& p = **producer;
+TEST_F(CommitLaterTest, CommitsLaterRunOneAtATimeAndOneNeverRunEndsItsHold) {
+  ASSERT_NO_FATAL_FAILURE(Open("kappa.producer-test-later-order", false));
+  KafkaProducer& p = *producer;
   ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch1").ok());
   auto first = p.CommitTransactionLater(nullptr, PartitionList(), 30000);
   ASSERT_TRUE(p.Produce("txn-out", 0, "k", "epoch2").ok());
@@ -492,13 +499,9 @@ TEST_F(ProducerTest, CommitsLaterRunOneAtATimeAndOneNeverRunEndsItsHold) {
   EXPECT_FALSE(third(nullptr).ok()) << "a failed producer commits nothing";
 }
 
-TEST_F(ProducerTest, PastItsLimitAHoldMakesProduceWaitForTheCommit) {
-  CreateTopic("txn-out", 1);
-  ProducerOptions options;
-  options.transactional_id = "kappa.producer-test-later-full";
-  auto producer = KafkaProducer::Create(Config(), options);
-  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  KafkaProducer& p = **producer;
+TEST_F(CommitLaterTest, PastItsLimitAHoldMakesProduceWaitForTheCommit) {
+  ASSERT_NO_FATAL_FAILURE(Open("kappa.producer-test-later-full", false));
+  KafkaProducer& p = *producer;
   p.SetHoldLimitForTesting(4096);
   auto commit = p.CommitTransactionLater(nullptr, PartitionList(), 30000);
   // A worker producing 100 records of 1 KiB: the hold takes a few, then it waits.
@@ -509,11 +512,18 @@ TEST_F(ProducerTest, PastItsLimitAHoldMakesProduceWaitForTheCommit) {
       ++produced;
     }
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const int while_held = produced.load();
-  EXPECT_GT(while_held, 0);
-  EXPECT_LT(while_held, 10) << "the hold grew past its limit";
-  EXPECT_EQ(p.held(), static_cast<size_t>(while_held));
+  // Until the hold stops growing (the worker waits, or has produced all).
+  size_t while_held = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const size_t now_held = p.held();
+    if (now_held > 0 && now_held == while_held && produced.load() == static_cast<int>(now_held)) break;
+    while_held = now_held;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the worker never got going";
+  }
+  EXPECT_LT(while_held, 10u) << "the hold grew past its limit";
+  EXPECT_LT(produced.load(), 100);
   ASSERT_TRUE(commit(nullptr).ok());
   worker.join();
   EXPECT_EQ(produced.load(), 100);
