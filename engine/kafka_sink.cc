@@ -200,7 +200,9 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
   if (concurrent_) lock.lock();
   if (KAPPA_KILL_REACHED(kill_switch_, "mid-transaction") && transactional()) {
     // The crash tests mean "with this transaction's outputs so far in the
-    // broker's log, uncommitted": send them before dying.
+    // broker's log, uncommitted": send them before dying (once a commit
+    // under way has put the held ones into the open transaction).
+    producer_->WaitUntilNotHolding();
     (void)producer_->Flush(30000);
     KAPPA_KILL_NOW("mid-transaction");
   }

@@ -409,6 +409,11 @@ void KafkaProducer::SetHoldLimitForTesting(size_t bytes) {
   hold_->max_bytes = bytes;
 }
 
+void KafkaProducer::WaitUntilNotHolding() const {
+  std::unique_lock<std::mutex> lock(hold_->mu);
+  hold_->cv.wait(lock, [&] { return !hold_->holding.load(std::memory_order_relaxed); });
+}
+
 size_t KafkaProducer::held() const {
   std::lock_guard<std::mutex> lock(hold_->mu);
   return hold_->records.size();

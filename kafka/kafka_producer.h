@@ -163,6 +163,9 @@ class KafkaProducer {
   bool fenced() const;
   // Records held by an open CommitTransactionLater (tests).
   size_t held() const;
+  // Waits until no commit holds records back (they are then in the open
+  // transaction): for the crash tests' "mid-transaction" kill point.
+  void WaitUntilNotHolding() const;
   // The bytes held past which Produce waits for the commit (default 256 MiB).
   void SetHoldLimitForTesting(size_t bytes);
 
