@@ -3,7 +3,9 @@
 #include <httplib.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 namespace kappa {
 
@@ -363,6 +365,16 @@ Result<int32_t> SchemaRegistryClient::Register(const std::string& subject, const
   std::string path = base_path_ + "/subjects/" + EncodePathSegment(subject) + "/versions";
   std::string body = "{\"schemaType\":\"AVRO\",\"schema\":" + JsonQuote(avro_schema_json) + "}";
   Result<Response> response = Send("POST", path, body);
+  // Apicurio (ccompat) answers 409 "... version ... already exists" when a
+  // version is registered while the subject's previous one is still being
+  // stored: a transient conflict, not an incompatibility (registering is
+  // idempotent, so asking again is safe). A few times, 100 ms apart.
+  for (int retry = 0; retry < 5 && response.ok() && response->status == 409 &&
+                      response->body.find("already exists") != std::string::npos;
+       ++retry) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    response = Send("POST", path, body);
+  }
   if (!response.ok()) return response.status();
   std::string what = "registering a schema under subject '" + subject + "'";
   if (response->status / 100 != 2) return ErrorFrom(*response, what);

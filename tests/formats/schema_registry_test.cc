@@ -16,6 +16,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
 
 #include "tests/support/test_support.h"
 
@@ -246,6 +249,61 @@ TEST(SchemaRegistryUnreachableTest, SilentServerIsUnavailableWithinTheTimeout) {
   EXPECT_NE(schema.status().message().find("500 ms"), std::string::npos) << schema.status().message();
   EXPECT_GE(waited, std::chrono::milliseconds(400));
   EXPECT_LT(waited, std::chrono::seconds(3));
+}
+
+// A registry's answers to POST .../versions scripted in turn (the last one
+// repeated): for the answers a real registry gives only in a race.
+class ScriptedRegistry {
+ public:
+  explicit ScriptedRegistry(std::vector<std::pair<int, std::string>> answers) : answers_(std::move(answers)) {
+    server_.Post(R"(/subjects/([^/]+)/versions)", [this](const httplib::Request&, httplib::Response& res) {
+      const size_t n = static_cast<size_t>(posts_++);
+      const auto& [status, body] = answers_[std::min(n, answers_.size() - 1)];
+      res.status = status;
+      res.set_content(body, "application/vnd.schemaregistry.v1+json");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~ScriptedRegistry() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int posts() const { return posts_.load(); }
+
+ private:
+  std::vector<std::pair<int, std::string>> answers_;
+  httplib::Server server_;
+  std::atomic<int> posts_{0};
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST(SchemaRegistryConflictTest, ATransientVersionConflictIsAskedAgain) {
+  // Apicurio's answer to a version registered while the previous one is
+  // being stored (seen in CI): not an incompatibility.
+  ScriptedRegistry registry(
+      {{409, R"({"error_code":0,"message":"An artifact version 'null' for artifact ID 's-value' in group 'null' already exists."})"},
+       {409, R"({"error_code":0,"message":"An artifact version 'null' for artifact ID 's-value' in group 'null' already exists."})"},
+       {200, R"({"id":42})"}});
+  auto client = Client(registry.url(), std::chrono::milliseconds(2000));
+  Result<int32_t> id = client->Register("s-value", kPaymentV1);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(*id, 42);
+  EXPECT_EQ(registry.posts(), 3);
+}
+
+TEST(SchemaRegistryConflictTest, AnIncompatibleSchemaIsRefusedAtOnce) {
+  ScriptedRegistry registry(
+      {{409, R"({"error_code":409,"message":"Schema being registered is incompatible with an earlier schema"})"}});
+  auto client = Client(registry.url(), std::chrono::milliseconds(2000));
+  Result<int32_t> id = client->Register("s-value", kPaymentV1);
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), Status::Code::kFailedPrecondition) << id.status().ToString();
+  EXPECT_NE(id.status().message().find("incompatible"), std::string::npos) << id.status().message();
+  EXPECT_EQ(registry.posts(), 1) << "an incompatibility is not asked again";
 }
 
 TEST(SchemaRegistryOptionsTest, UrlAndTimeoutFromProperties) {
