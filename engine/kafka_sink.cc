@@ -38,6 +38,16 @@ schema::DlqErrorType DlqTypeOf(DlqReason reason) {
 
 constexpr const char* kCheckpointIntact = "the job stopped with its last checkpoint intact, restart it to resume";
 
+// The errors of the two barriers, from the producer's message: a delivery
+// failed, or outputs are still unacknowledged (the flush gave up).
+Status DeliveryFailed(const std::string& cause) {
+  return Status::Unavailable("sink delivery failed: " + cause + "; " + kCheckpointIntact);
+}
+Status Unacknowledged(const std::string& cause) {
+  return Status::Unavailable("sink: " + cause + "; no checkpoint was taken past those outputs; " +
+                             kCheckpointIntact);
+}
+
 // Room kept below message.max.bytes for what an estimate may miss.
 constexpr size_t kSizeMargin = 256;
 // A key over this is cut too when its record must be truncated (the DLQ
@@ -141,7 +151,7 @@ Status KafkaSink::failure() const {
   Status cause = producer_->failure();
   if (cause.ok()) return cause;
   if (Fenced()) return FencedError();
-  return Status::Unavailable("sink delivery failed: " + cause.message() + "; " + kCheckpointIntact);
+  return DeliveryFailed(cause.message());
 }
 
 void KafkaSink::SetPartitions(int32_t partitions) {
@@ -328,8 +338,7 @@ Status KafkaSink::Flush(int timeout_ms) {
   Status st = producer_->Flush(timeout_ms);
   if (st.ok()) return st;
   if (failed()) return failure();
-  return Status::Unavailable("sink: " + st.message() + "; no checkpoint was taken past those outputs; " +
-                             kCheckpointIntact);
+  return Unacknowledged(st.message());
 }
 
 std::function<Status()> KafkaSink::CloseOutputs(int timeout_ms) {
@@ -338,34 +347,34 @@ std::function<Status()> KafkaSink::CloseOutputs(int timeout_ms) {
     bool failed = false;
     Status st = wait(&failed);
     if (st.ok()) return st;
-    if (failed) return Status::Unavailable("sink delivery failed: " + st.message() + "; " + kCheckpointIntact);
-    return Status::Unavailable("sink: " + st.message() + "; no checkpoint was taken past those outputs; " +
-                               kCheckpointIntact);
+    return failed ? DeliveryFailed(st.message()) : Unacknowledged(st.message());
   };
 }
 
 Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
                               const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   if (failed()) return failure();
-  // Tagged, so recovery trusts only offsets this spec committed transactionally.
-  const std::string tag = EosOffsetTag(*spec_);
-  PartitionList list(static_cast<int>(offsets.size()));
-  for (const auto& [p, o] : offsets) list.Add(topic, p, o, tag);
-  Status st = producer_->CommitTransaction(consumer, list, 150000);
+  Status st = producer_->CommitTransaction(consumer, TaggedOffsets(topic, offsets), 150000);
   if (st.ok()) return st;
   if (Fenced()) return FencedError();
   if (failed()) return failure();
   return Status::Unavailable(st.message() + "; " + kCheckpointIntact);
 }
 
-std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const std::string& topic,
-                                                    const std::vector<std::pair<int32_t, int64_t>>& offsets) {
-  if (failed()) return nullptr;  // CommitEpoch then says so at once
+PartitionList KafkaSink::TaggedOffsets(const std::string& topic,
+                                       const std::vector<std::pair<int32_t, int64_t>>& offsets) const {
+  // Tagged, so recovery trusts only offsets this spec committed transactionally.
   const std::string tag = EosOffsetTag(*spec_);
   PartitionList list(static_cast<int>(offsets.size()));
   for (const auto& [p, o] : offsets) list.Add(topic, p, o, tag);
+  return list;
+}
+
+std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const std::string& topic,
+                                                    const std::vector<std::pair<int32_t, int64_t>>& offsets) {
+  if (failed()) return nullptr;  // CommitEpoch then says so at once
   // The messages CommitEpoch gives, built now: the sink may be gone when it runs.
-  return [commit = producer_->CommitTransactionLater(consumer, std::move(list), 150000),
+  return [commit = producer_->CommitTransactionLater(consumer, TaggedOffsets(topic, offsets), 150000),
           fenced_error = FencedError()] {
     bool fenced = false;
     Status st = commit(&fenced);

@@ -145,6 +145,8 @@ class KafkaSink final : public OutputCollector {
   // INVALID_PRODUCER_EPOCH), and the error that says so.
   bool Fenced() const;
   Status FencedError() const;
+  // `offsets` of `topic` with this spec's EosOffsetTag, as a transaction sends them.
+  PartitionList TaggedOffsets(const std::string& topic, const std::vector<std::pair<int32_t, int64_t>>& offsets) const;
 
   std::unique_ptr<KafkaProducer> producer_;
   const JobSpec* spec_ = nullptr;

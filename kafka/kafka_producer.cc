@@ -504,8 +504,8 @@ KafkaProducer::CommitWait KafkaProducer::CommitTransactionLater(rd_kafka_s* cons
   };
 }
 
-Status KafkaProducer::CommitOpenTransaction(const void* group_metadata, const PartitionList& offsets,
-                                            int timeout_ms) {
+Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metadata_s* group,
+                                            const PartitionList& offsets, int timeout_ms) {
   if (failed()) return failure();
   rd_kafka_t* rk = producer_.get();
   // Each call waits in slices of at most a second and is retried while its
@@ -524,7 +524,6 @@ Status KafkaProducer::CommitOpenTransaction(const void* group_metadata, const Pa
   };
   rd_kafka_error_t* error = nullptr;
   if (offsets.size() > 0) {
-    const auto* group = static_cast<const rd_kafka_consumer_group_metadata_t*>(group_metadata);
     error = in_slices([&](int ms) { return rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, ms); });
   }
   // commit_transaction flushes every produced record first.

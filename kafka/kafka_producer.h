@@ -31,6 +31,7 @@
 #include "kafka/kafka_config.h"
 
 struct rd_kafka_message_s;
+struct rd_kafka_consumer_group_metadata_s;
 
 namespace kappa {
 
@@ -202,7 +203,9 @@ class KafkaProducer {
                     std::chrono::steady_clock::time_point* stop_deadline) const;
 
   // The body of CommitTransaction, with the group's metadata given.
-  Status CommitOpenTransaction(const void* group_metadata, const PartitionList& offsets, int timeout_ms);
+  // `group` may be null when `offsets` is empty.
+  Status CommitOpenTransaction(const rd_kafka_consumer_group_metadata_s* group, const PartitionList& offsets,
+                               int timeout_ms);
   // Hands `value` etc. to librdkafka now (Produce past the hold check).
   Status ProduceNow(const std::string& topic, int32_t partition, std::string_view key, std::string_view value,
                     std::span<const KafkaHeader> headers, int64_t timestamp_ms);

@@ -124,6 +124,23 @@ class CheckpointCoordinatorTest : public EngineTest {
     EXPECT_TRUE(stored.ok());
     return stored.ok() && stored->has_value() ? (**stored).next_offset : -1;
   }
+  // `barrier` hands the writer a wait that returns only once the returned
+  // function is called (the acks come in, the transaction commits).
+  static std::function<void()> HoldHandover(ObservingBarrier& barrier) {
+    auto done = std::make_shared<std::promise<Status>>();
+    barrier.handover = [ready = done->get_future().share()] { return ready.get(); };
+    return [done] { done->set_value(Status::OK()); };
+  }
+  // Checkpoint 1, begun: unwritten until `release`, then durable with every
+  // task's offset. `early`: what writing it before would mean.
+  void ExpectWrittenOnlyAfter(const std::function<void()>& release, const char* early) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(backend_->last_epoch(), 0) << early;
+    release();
+    ASSERT_TRUE(backend_->WaitForCommits().ok());
+    EXPECT_EQ(backend_->last_epoch(), 1);
+    for (const Task* t : tasks_) EXPECT_EQ(StoredOffset(t->partition()), t->next_offset());
+  }
 
   JobSpec spec_;
   std::unique_ptr<ScratchDir> dir_;
@@ -207,9 +224,7 @@ TEST_F(CheckpointCoordinatorTest, AFailedBarrierCommitsNoState) {
 TEST_F(CheckpointCoordinatorTest, HandedToTheWriterTheAcksHoldTheCheckpointBackNotTheProcessing) {
   SetUpJob("acks-in-writer", 2, 2000);
   ObservingBarrier barrier(*sink_, *backend_, false);
-  std::promise<Status> acks;
-  std::shared_future<Status> acked = acks.get_future().share();
-  barrier.handover = [acked] { return acked.get(); };
+  const auto acks = HoldHandover(barrier);
   CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
   ProcessAll();
   Status st = coordinator.Checkpoint();
@@ -217,12 +232,7 @@ TEST_F(CheckpointCoordinatorTest, HandedToTheWriterTheAcksHoldTheCheckpointBackN
   EXPECT_EQ(barrier.handovers, 1);
   EXPECT_TRUE(barrier.durable_epoch_at_barrier.empty()) << "Flush ran: the checkpoint stalled on the sink";
   EXPECT_EQ(coordinator.epoch(), 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(backend_->last_epoch(), 0) << "the checkpoint was written before its outputs were acknowledged";
-  acks.set_value(Status::OK());
-  ASSERT_TRUE(backend_->WaitForCommits().ok());
-  EXPECT_EQ(backend_->last_epoch(), 1);
-  for (const Task* t : tasks_) EXPECT_EQ(StoredOffset(t->partition()), t->next_offset());
+  ExpectWrittenOnlyAfter(acks, "the checkpoint was written before its outputs were acknowledged");
 }
 
 TEST_F(CheckpointCoordinatorTest, HandedToTheWriterAFailedDeliveryLeavesTheCheckpointUnwrittenAndStopsTheJob) {
@@ -247,9 +257,7 @@ TEST_F(CheckpointCoordinatorTest, HandedToTheWriterAFailedDeliveryLeavesTheCheck
 TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceTheWriterCommitsTheTransactionBeforeTheState) {
   SetUpJob("eos-in-writer", 2, 2000);
   ObservingBarrier barrier(*sink_, *backend_, true);
-  std::promise<Status> commit;
-  std::shared_future<Status> committed = commit.get_future().share();
-  barrier.handover = [committed] { return committed.get(); };
+  const auto commit = HoldHandover(barrier);
   CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
   ProcessAll();
   ASSERT_TRUE(coordinator.Checkpoint().ok());
@@ -259,12 +267,7 @@ TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceTheWriterCommitsTheTransaction
   for (size_t i = 0; i < tasks_.size(); ++i) {
     EXPECT_EQ(barrier.committed_offsets[0][i].second, tasks_[i]->next_offset()) << "the commit carries the offsets";
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(backend_->last_epoch(), 0) << "the state was written before its transaction committed";
-  commit.set_value(Status::OK());
-  ASSERT_TRUE(backend_->WaitForCommits().ok());
-  EXPECT_EQ(backend_->last_epoch(), 1);
-  for (const Task* t : tasks_) EXPECT_EQ(StoredOffset(t->partition()), t->next_offset());
+  ExpectWrittenOnlyAfter(commit, "the state was written before its transaction committed");
 }
 
 TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceACommittedGapKeepsItsOffsetUntilItIsReRead) {
