@@ -526,10 +526,36 @@ Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metada
   if (offsets.size() > 0) {
     error = in_slices([&](int ms) { return rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, ms); });
   }
-  // commit_transaction flushes every produced record first.
-  if (!error) error = in_slices([&](int ms) { return rd_kafka_commit_transaction(rk, ms); });
   last_commit_error_ = 0;
   last_commit_aborted_ = false;
+  // commit_transaction is never called twice for one transaction: when a
+  // call times out while its EndTxn is pending and is called again to
+  // resume, librdkafka (2.0.2 and later) can hand each step of the resumed
+  // call the result of the step before, so begin_transaction returned
+  // before the new transaction was open and the next record was refused
+  // (_STATE) in CI. The records are flushed here first, in slices that see
+  // a stop; commit_transaction, left with the EndTxn round trip, gets what
+  // remains of the deadline in one call (a stop arriving during that round
+  // trip waits for it).
+  if (!error) {
+    while (rd_kafka_outq_len(rk) > 0) {
+      rd_kafka_flush(rk, 100);
+      if (PastDeadline(deadline, &stop_deadline) && rd_kafka_outq_len(rk) > 0) {
+        last_commit_error_ = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        const std::string left = std::to_string(rd_kafka_outq_len(rk));
+        return Status::Unavailable(
+            "Kafka transaction not committed: " + left + " records not acknowledged " +
+            (stop_.stop_requested() ? std::to_string(kStopBoundMs / 1000) + " s after the stop request"
+                                    : "within " + std::to_string(timeout_ms / 1000) + " s") +
+            " (is the broker reachable?)");
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::min(deadline, stop_deadline) - std::chrono::steady_clock::now())
+                          .count();
+    ++commit_calls_;
+    error = rd_kafka_commit_transaction(rk, static_cast<int>(std::clamp<int64_t>(left, 1000, INT32_MAX)));
+  }
   if (error) {
     Status st = StatusFromKafkaError(error, "Kafka transaction failed");
     last_commit_error_ = rd_kafka_error_code(error);

@@ -142,6 +142,9 @@ class KafkaProducer {
   // succeeded), and whether that transaction was aborted and a new one begun.
   int last_commit_error() const { return last_commit_error_; }
   bool last_commit_aborted() const { return last_commit_aborted_; }
+  // How many times librdkafka's commit_transaction was called (tests: a
+  // slow commit is waited for, never resumed).
+  int commit_calls() const { return commit_calls_; }
   // Transactional, without stalling the caller on the commit (exactly-once
   // checkpoints of a job outside a consumer group's rebalances): closes the
   // open transaction to new records, which Produce holds in memory from
@@ -229,6 +232,7 @@ class KafkaProducer {
   bool transactional_ = false;
   int last_commit_error_ = 0;
   bool last_commit_aborted_ = false;
+  int commit_calls_ = 0;
   std::atomic<int64_t> produced_{0};  // Produce is called from several workers at once
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> failed_count_{0};

@@ -323,6 +323,48 @@ TEST_F(ProducerTest, ATransactionalEpochCommitsItsOffsetsToTheGroup) {
   CloseConsumer(*consumer, 5000);
 }
 
+// A commit whose EndTxn outlasts librdkafka's first wait is waited for in
+// one commit_transaction call: resuming a timed-out call can hand its steps
+// each other's results, and then begin_transaction returned before the next
+// transaction was open and the next record was refused (_STATE; CI, under
+// load). Here the coordinator answers EndTxn after 1.5 s, past the second
+// the commit's calls were given before.
+TEST_F(ProducerTest, ACommitSlowerThanASecondIsWaitedForNotResumed) {
+  CreateTopic("in", 1);
+  CreateTopic("txn-out", 1);
+  ProducerOptions options;
+  options.transactional_id = "kappa.producer-test-slow-commit";
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "producer-test-slow"}});
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+
+  for (int epoch = 1; epoch <= 3; ++epoch) {
+    for (int i = 0; i < 5; ++i) {
+      Status produced = (*producer)->Produce("txn-out", 0, "k", "e" + std::to_string(epoch));
+      ASSERT_TRUE(produced.ok()) << "epoch " << epoch << ", record " << i << ": " << produced.ToString();
+    }
+    if (epoch < 3) {
+      rd_kafka_mock_broker_push_request_error_rtts(broker_->mock_cluster(), 1, 26 /* EndTxn */, 1,
+                                                   RD_KAFKA_RESP_ERR_NO_ERROR, 1500);
+    }
+    PartitionList offsets;
+    offsets.Add("in", 0, 10 * epoch);
+    const auto begun = std::chrono::steady_clock::now();
+    Status st = (*producer)->CommitTransaction(consumer->get(), offsets, 30000);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    if (epoch < 3) {
+      EXPECT_GE(std::chrono::steady_clock::now() - begun, std::chrono::milliseconds(1400))
+          << "the EndTxn was not delayed: the test shows nothing";
+    }
+    EXPECT_EQ((*producer)->commit_calls(), epoch) << "epoch " << epoch << "'s commit was resumed";
+  }
+  auto summary = ReadTopic(Config(), "txn-out", [](const ConsumedRecord&) {});
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  EXPECT_EQ(summary->total, 15);
+  CloseConsumer(*consumer, 5000);
+}
+
 TEST_F(ProducerTest, AnEpochWhoseOffsetsAreRefusedIsAbortedWhole) {
   CreateTopic("in", 1);
   CreateTopic("txn-out", 1);
