@@ -170,11 +170,12 @@ TEST_F(JavaInteropTest, ConsoleConsumerReadCommittedSeesExactlyTheCommittedOutpu
   eos.checkpoint_interval = "200ms";
   const std::string spec = WriteSpec(dir, "eos.yaml", eos);
   {
-    // kill -9 at the 5th checkpoint, before its transaction is committed:
-    // that epoch's outputs are in the log, in a transaction the rerun aborts.
-    // (The rate limit spreads the input over ~20 epochs; a faster run does
-    // it all in the first few, after the slow first one.)
-    setenv("KAPPA_TEST_KILL_AT", "before-flush:5", 1);
+    // kill -9 at the 300th output (of ~2200), once the open transaction's
+    // outputs so far are in the broker's log: the rerun aborts them. (A
+    // kill at a checkpoint's start found none there when the epoch's
+    // outputs had not left the producer yet.) The rate limit spreads the
+    // input over ~20 epochs, so earlier transactions are committed by then.
+    setenv("KAPPA_TEST_KILL_AT", "mid-transaction:300", 1);
     ChildProcess child(Run(spec, {"--max-rate", "3000"}), "rk-java-eos-killed");
     const int rc = child.WaitFor(60000);
     unsetenv("KAPPA_TEST_KILL_AT");
