@@ -155,6 +155,51 @@ void BM_LegacyMapInsertErase(benchmark::State& state) {
 }
 BENCHMARK(BM_LegacyMapInsertErase)->Arg(1000000)->Unit(benchmark::kMillisecond);
 
+// A replay's dedup table: a stream of new 16-byte txn ids, one per record,
+// event time rising by `step` ms per record, expired by the TTL rule once
+// per TTL of event time (as Dedup::OnBatchEnd does): range(0) records per
+// TTL, so the table holds one to two TTLs of keys. Per record: the upsert
+// and the record's share of the purge (the scan and the index erasures).
+void BM_DedupStream(benchmark::State& state) {
+  struct Entry {
+    int64_t first_seen_ms;
+  };
+  const int64_t per_ttl = state.range(0);
+  const int64_t ttl_ms = 3'600'000;
+  const int64_t step = ttl_ms / per_ttl;
+  KeyedState<Entry> table("dedup");
+  int64_t t = 0;
+  int64_t last_purge = 0;
+  uint64_t id = 0;
+  double purge_s = 0;
+  char key[16];
+  auto record = [&] {
+    ++id;
+    std::memcpy(key, &id, 8);
+    const uint64_t mixed = id * 0x9E3779B97F4A7C15ull;
+    std::memcpy(key + 8, &mixed, 8);
+    bool inserted;
+    table.Upsert(std::string_view(key, 16), Entry{t}, &inserted);
+    t += step;
+    if (t - last_purge >= ttl_ms) {
+      last_purge = t;
+      const auto began = std::chrono::steady_clock::now();
+      table.ExpireIf([&](std::string_view, const Entry& e) { return t > e.first_seen_ms + ttl_ms; });
+      purge_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    }
+  };
+  for (int64_t i = 0; i < 3 * per_ttl; ++i) record();  // warm: the steady state's size
+  purge_s = 0;
+  constexpr int64_t kBatch = 1 << 20;
+  for (auto _ : state) {
+    for (int64_t i = 0; i < kBatch; ++i) record();
+  }
+  state.counters["table"] = static_cast<double>(table.size());
+  state.counters["purge_ns_per_record"] = purge_s * 1e9 / static_cast<double>(state.iterations() * kBatch);
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+BENCHMARK(BM_DedupStream)->Arg(300000)->Unit(benchmark::kMillisecond)->MinTime(3.0);
+
 // Raw RocksDB point reads and (unsynced) writes of the same keys and value
 // size, for scale: why state is a write-back cache and not read through.
 struct ScratchDb {
