@@ -550,6 +550,7 @@ Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metada
             " (is the broker reachable?)");
       }
     }
+    (void)PastDeadline(deadline, &stop_deadline);  // a stop already requested bounds this call too
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::min(deadline, stop_deadline) - std::chrono::steady_clock::now())
                           .count();

@@ -365,6 +365,30 @@ TEST_F(ProducerTest, ACommitSlowerThanASecondIsWaitedForNotResumed) {
   CloseConsumer(*consumer, 5000);
 }
 
+// Once a stop is requested a commit gives up within the stop bound, also
+// when its records are all acknowledged and only the EndTxn is left (the
+// coordinator answers it after 20 s here): not resumed, not waited for.
+TEST_F(ProducerTest, AStopBoundsACommitWhoseEndTxnHangs) {
+  CreateTopic("txn-out", 1);
+  ProducerOptions options;
+  options.transactional_id = "kappa.producer-test-stop-commit";
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  StopSource stop;
+  (*producer)->SetStopToken(stop);
+  ASSERT_TRUE((*producer)->Produce("txn-out", 0, "k", "v").ok());
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+  rd_kafka_mock_broker_push_request_error_rtts(broker_->mock_cluster(), 1, 26 /* EndTxn */, 1,
+                                               RD_KAFKA_RESP_ERR_NO_ERROR, 20000);
+  stop.RequestStop();
+  const auto began = std::chrono::steady_clock::now();
+  Status st = (*producer)->CommitTransaction(nullptr, PartitionList(), 150000);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  EXPECT_FALSE(st.ok()) << "the EndTxn was not delayed: the test shows nothing";
+  EXPECT_LT(took, KafkaProducer::kStopBoundMs / 1000.0 + 2);
+  EXPECT_EQ((*producer)->commit_calls(), 1);
+}
+
 TEST_F(ProducerTest, AnEpochWhoseOffsetsAreRefusedIsAbortedWhole) {
   CreateTopic("in", 1);
   CreateTopic("txn-out", 1);
