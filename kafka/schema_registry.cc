@@ -334,6 +334,29 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::Send(const char* me
   return Response{result->status, result->body};
 }
 
+Result<SchemaRegistryClient::Response> SchemaRegistryClient::SendAgainIfTransient(const char* method,
+                                                                                  const std::string& path,
+                                                                                  const std::string& body,
+                                                                                  bool registering) {
+  // Seen in CI from Apicurio: 500 "Timeout trying to lock table" (its
+  // in-memory store, under concurrent registrations) and 409 "An artifact
+  // version ... already exists" (a version registered while the subject's
+  // previous one was being stored). Neither is the schema's fault; an
+  // incompatibility (409 without that text) is answered at once.
+  auto transient = [&](const Response& r) {
+    return r.status == 429 || r.status / 100 == 5 ||
+           (registering && r.status == 409 && r.body.find("already exists") != std::string::npos);
+  };
+  Result<Response> response = Send(method, path, body);
+  auto pause = std::chrono::milliseconds(100);
+  for (int retry = 0; retry < kTransientRetries && response.ok() && transient(*response); ++retry) {
+    std::this_thread::sleep_for(pause);
+    pause *= 2;
+    response = Send(method, path, body);
+  }
+  return response;
+}
+
 Status SchemaRegistryClient::ErrorFrom(const Response& response, const std::string& what) const {
   Result<std::string> message = JsonMemberString(response.body, "message");
   Result<int64_t> code = JsonMemberInt(response.body, "error_code");
@@ -364,17 +387,7 @@ Result<int32_t> SchemaRegistryClient::Register(const std::string& subject, const
   }
   std::string path = base_path_ + "/subjects/" + EncodePathSegment(subject) + "/versions";
   std::string body = "{\"schemaType\":\"AVRO\",\"schema\":" + JsonQuote(avro_schema_json) + "}";
-  Result<Response> response = Send("POST", path, body);
-  // Apicurio (ccompat) answers 409 "... version ... already exists" when a
-  // version is registered while the subject's previous one is still being
-  // stored: a transient conflict, not an incompatibility (registering is
-  // idempotent, so asking again is safe). A few times, 100 ms apart.
-  for (int retry = 0; retry < 5 && response.ok() && response->status == 409 &&
-                      response->body.find("already exists") != std::string::npos;
-       ++retry) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    response = Send("POST", path, body);
-  }
+  Result<Response> response = SendAgainIfTransient("POST", path, body, /*registering=*/true);
   if (!response.ok()) return response.status();
   std::string what = "registering a schema under subject '" + subject + "'";
   if (response->status / 100 != 2) return ErrorFrom(*response, what);
@@ -395,7 +408,8 @@ Result<std::string> SchemaRegistryClient::SchemaById(int32_t id) {
     auto it = schemas_by_id_.find(id);
     if (it != schemas_by_id_.end()) return it->second;
   }
-  Result<Response> response = Send("GET", base_path_ + "/schemas/ids/" + std::to_string(id), "");
+  Result<Response> response =
+      SendAgainIfTransient("GET", base_path_ + "/schemas/ids/" + std::to_string(id), "", /*registering=*/false);
   if (!response.ok()) return response.status();
   // 40403 is the API's "schema not found"; another 404 is a wrong URL.
   Result<int64_t> error_code = JsonMemberInt(response->body, "error_code");

@@ -74,6 +74,9 @@ class SchemaRegistryClient {
   const std::string& url() const { return options_.url; }
   // HTTP requests sent so far (for tests and metrics: a cache hit sends none).
   uint64_t requests() const;
+  // How many more times a transient answer (HTTP 5xx, 429, Apicurio's
+  // concurrent-version 409) is asked again: 100 ms apart, doubling.
+  static constexpr int kTransientRetries = 5;
 
  private:
   struct Response {
@@ -84,6 +87,13 @@ class SchemaRegistryClient {
   // One request; Unavailable (naming the URL and the cause) when no HTTP
   // response came back.
   Result<Response> Send(const char* method, const std::string& path, const std::string& body);
+  // Send, asked again while the answer is transient: a server error or
+  // overload (HTTP 5xx, 429) and, when `registering`, Apicurio's 409
+  // "... already exists" for a version stored concurrently. Registering
+  // and fetching are idempotent. At most kTransientRetries more times,
+  // 100 ms apart doubling; the last answer is returned as it is.
+  Result<Response> SendAgainIfTransient(const char* method, const std::string& path, const std::string& body,
+                                        bool registering);
   // A non-2xx response as a Status: the registry's own message and code.
   Status ErrorFrom(const Response& response, const std::string& what) const;
 
