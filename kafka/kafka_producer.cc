@@ -293,16 +293,15 @@ bool KafkaProducer::PastDeadline(std::chrono::steady_clock::time_point deadline,
   return now > deadline || now > *stop_deadline;
 }
 
-Status KafkaProducer::Flush(int timeout_ms) {
-  std::lock_guard<std::mutex> polling(poll_mutex_);
+Status KafkaProducer::DrainQueue(std::chrono::steady_clock::time_point deadline,
+                                 std::chrono::steady_clock::time_point* stop_deadline, int timeout_ms,
+                                 bool stop_at_failure) {
   rd_kafka_t* rk = producer_.get();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  auto stop_deadline = std::chrono::steady_clock::time_point::max();
   while (rd_kafka_outq_len(rk) > 0) {
-    if (failed()) return failure();
+    if (stop_at_failure && failed()) return failure();
     rd_kafka_flush(rk, 100);
-    if (PastDeadline(deadline, &stop_deadline)) {
-      if (failed()) return failure();
+    if (PastDeadline(deadline, stop_deadline)) {
+      if (stop_at_failure && failed()) return failure();
       const int left = rd_kafka_outq_len(rk);
       if (left == 0) break;
       if (stop_.stop_requested()) {
@@ -314,9 +313,17 @@ Status KafkaProducer::Flush(int timeout_ms) {
                                  std::to_string(timeout_ms / 1000) + " s; is the broker reachable?");
     }
   }
+  return Status::OK();
+}
+
+Status KafkaProducer::Flush(int timeout_ms) {
+  std::lock_guard<std::mutex> polling(poll_mutex_);
+  auto stop_deadline = std::chrono::steady_clock::time_point::max();
+  KAPPA_RETURN_IF_ERROR(DrainQueue(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms),
+                                   &stop_deadline, timeout_ms, /*stop_at_failure=*/true));
   // rd_kafka_flush serves the last delivery reports only if the queue had
   // any; serve any left so that a failure is seen here.
-  rd_kafka_poll(rk, 0);
+  rd_kafka_poll(producer_.get(), 0);
   if (failed()) return failure();
   return Status::OK();
 }
@@ -535,20 +542,15 @@ Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metada
   // before the new transaction was open and the next record was refused
   // (_STATE) in CI. The records are flushed here first, in slices that see
   // a stop; commit_transaction, left with the EndTxn round trip, gets what
-  // remains of the deadline in one call (a stop arriving during that round
-  // trip waits for it).
+  // remains of the deadline (or of the stop bound) in one call (a stop
+  // arriving during that round trip waits for it).
   if (!error) {
-    while (rd_kafka_outq_len(rk) > 0) {
-      rd_kafka_flush(rk, 100);
-      if (PastDeadline(deadline, &stop_deadline) && rd_kafka_outq_len(rk) > 0) {
-        last_commit_error_ = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        const std::string left = std::to_string(rd_kafka_outq_len(rk));
-        return Status::Unavailable(
-            "Kafka transaction not committed: " + left + " records not acknowledged " +
-            (stop_.stop_requested() ? std::to_string(kStopBoundMs / 1000) + " s after the stop request"
-                                    : "within " + std::to_string(timeout_ms / 1000) + " s") +
-            " (is the broker reachable?)");
-      }
+    // A failed delivery is not waited out here: commit_transaction
+    // reports it, and the transaction is aborted below.
+    Status drained = DrainQueue(deadline, &stop_deadline, timeout_ms, /*stop_at_failure=*/false);
+    if (!drained.ok()) {
+      last_commit_error_ = RD_KAFKA_RESP_ERR__TIMED_OUT;
+      return Status::Unavailable("Kafka transaction not committed: " + drained.message());
     }
     (void)PastDeadline(deadline, &stop_deadline);  // a stop already requested bounds this call too
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

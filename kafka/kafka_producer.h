@@ -205,6 +205,13 @@ class KafkaProducer {
   bool PastDeadline(std::chrono::steady_clock::time_point deadline,
                     std::chrono::steady_clock::time_point* stop_deadline) const;
 
+  // Serves delivery reports until librdkafka's queue is empty, in 100 ms
+  // slices. Unavailable (how many records are left) once `deadline` passes
+  // or kStopBoundMs after a stop request; with stop_at_failure, the
+  // producer's failure as soon as a delivery fails. Flush and the
+  // transaction's commit share it.
+  Status DrainQueue(std::chrono::steady_clock::time_point deadline,
+                    std::chrono::steady_clock::time_point* stop_deadline, int timeout_ms, bool stop_at_failure);
   // The body of CommitTransaction, with the group's metadata given.
   // `group` may be null when `offsets` is empty.
   Status CommitOpenTransaction(const rd_kafka_consumer_group_metadata_s* group, const PartitionList& offsets,
