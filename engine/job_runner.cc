@@ -151,9 +151,10 @@ struct JobRunner::Impl {
   Status TakePartition(int32_t p, int64_t* offset);
   Status StandbyTurn();
   // A checkpoint of a scaled-out exactly_once version; a transaction the
-  // group fenced is rewound (RewindAbortedEpoch) instead of stopping the job.
+  // group fenced, or that a sequence gap aborted, is rewound
+  // (RewindAbortedEpoch) instead of stopping the job.
   Status GroupCheckpoint();
-  Status RewindAbortedEpoch(const Status& why);
+  Status RewindAbortedEpoch(const Status& why, KafkaSink::AbortedCommit cause);
   Status SwitchFromArchive();
   Status FreshTask(int32_t p);
   void UpdateActive();
@@ -520,20 +521,28 @@ Status JobRunner::Impl::SwitchFromArchive() {
 
 Status JobRunner::Impl::GroupCheckpoint() {
   Status st = coordinator->Checkpoint();
-  if (st.ok() || !group || !sink->LastCommitLostToRebalance()) return st;
-  return RewindAbortedEpoch(st);
+  if (st.ok() || !group) return st;
+  const KafkaSink::AbortedCommit cause = sink->LastCommitAborted();
+  if (cause == KafkaSink::AbortedCommit::kNone) return st;
+  return RewindAbortedEpoch(st, cause);
 }
 
 // The group moved on while an epoch was committing (another instance joined
-// or died): the epoch's transaction is aborted, so its outputs and
+// or died), or the broker refused the epoch's outputs for a sequence gap an
+// earlier such abort left: the epoch's transaction is aborted, so its outputs and
 // changelog records are never visible, but the tasks ran past their last
 // checkpoint. Every owned task goes back to it (from local state, which
 // matches the changelog's latest committed marker) and reads again from
 // there, as Kafka Streams does when a task migrates mid-commit.
-Status JobRunner::Impl::RewindAbortedEpoch(const Status& why) {
-  Note(NoteLevel::kWarning, "the consumer group moved on while a checkpoint committed (" + why.message() +
-                                "): the epoch's transaction is aborted and its outputs are never visible; the "
-                                "partitions go back to their last checkpoint");
+Status JobRunner::Impl::RewindAbortedEpoch(const Status& why, KafkaSink::AbortedCommit cause) {
+  Note(NoteLevel::kWarning,
+       std::string(cause == KafkaSink::AbortedCommit::kRebalance
+                       ? "the consumer group moved on while a checkpoint committed ("
+                       : "the broker refused a checkpoint's outputs for a gap in the producer's sequence "
+                         "numbers, left by an earlier aborted epoch (") +
+           why.message() +
+           "): the epoch's transaction is aborted and its outputs are never visible; the "
+           "partitions go back to their last checkpoint");
   std::vector<int32_t> ps;
   for (size_t p = 0; p < owned.size(); ++p) {
     if (owned[p]) ps.push_back(static_cast<int32_t>(p));
@@ -892,10 +901,15 @@ Status JobRunner::Impl::Finish(bool input_ended) {
                                std::to_string(TotalCounters(Running()).outputs - before) + " open window(s)");
   }
   if (Status fin = coordinator->Finish(); !fin.ok()) {
-    // A stop that meets a rebalance: the last epoch is aborted, the state
-    // stays at the last checkpoint; nothing is lost or duplicated.
-    if (!(group && sink->LastCommitLostToRebalance())) return fin;
-    Note(NoteLevel::kWarning, "the final checkpoint met a rebalance (" + fin.message() +
+    // A stop that meets a rebalance (or a sequence gap): the last epoch is
+    // aborted, the state stays at the last checkpoint; nothing is lost or
+    // duplicated.
+    const KafkaSink::AbortedCommit cause = group ? sink->LastCommitAborted() : KafkaSink::AbortedCommit::kNone;
+    if (cause == KafkaSink::AbortedCommit::kNone) return fin;
+    Note(NoteLevel::kWarning, std::string(cause == KafkaSink::AbortedCommit::kRebalance
+                                              ? "the final checkpoint met a rebalance ("
+                                              : "the final checkpoint met a sequence gap (") +
+                                  fin.message() +
                                   "): its transaction is aborted; the partitions resume from the last checkpoint");
   }
   const CheckpointStats& c = coordinator->stats();

@@ -122,16 +122,18 @@ Status KafkaSink::ProduceState(const std::string& topic, int32_t partition, std:
   return producer_->Produce(topic, partition, key, value);
 }
 
-bool KafkaSink::LastCommitLostToRebalance() const {
-  if (!producer_->last_commit_aborted() || producer_->failed()) return false;
+KafkaSink::AbortedCommit KafkaSink::LastCommitAborted() const {
+  if (!producer_->last_commit_aborted() || producer_->failed()) return AbortedCommit::kNone;
   switch (producer_->last_commit_error()) {
     case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
     case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
     case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
-      return true;
+      return AbortedCommit::kRebalance;
+    case RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER:
+      return AbortedCommit::kSequenceGap;
     default:
-      return false;
+      return AbortedCommit::kNone;
   }
 }
 

@@ -98,11 +98,16 @@ class KafkaSink final : public OutputCollector {
   std::function<Status()> CommitEpochLater(rd_kafka_s* consumer, const std::string& topic,
                                            const std::vector<std::pair<int32_t, int64_t>>& offsets);
   bool transactional() const { return producer_->transactional(); }
-  // The last CommitEpoch failed because the consumer group moved on (a
-  // rebalance: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS)
-  // and its transaction was aborted, the next one begun: nothing of the epoch
-  // is visible, and the job can rewind its tasks and go on.
-  bool LastCommitLostToRebalance() const;
+  // Why the last CommitEpoch failed when its transaction was aborted and the
+  // next one begun, so that nothing of the epoch is visible and a member of
+  // a consumer group can rewind its tasks and go on: the group moved on (a
+  // rebalance: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS,
+  // FENCED_INSTANCE_ID), or the broker found a gap in the producer's
+  // sequence numbers (OUT_OF_ORDER_SEQUENCE_NUMBER: the records an earlier
+  // aborted epoch purged; librdkafka bumps the producer epoch and the
+  // transaction must be aborted). kNone: any other outcome.
+  enum class AbortedCommit { kNone, kRebalance, kSequenceGap };
+  AbortedCommit LastCommitAborted() const;
   // A state record for the changelog (engine/changelog.h), through the
   // same producer: flushed by Flush, inside the epoch's transaction under
   // exactly_once. A value with a null data() is a tombstone. Job thread
