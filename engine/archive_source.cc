@@ -93,12 +93,14 @@ Status ArchiveSource::Open(const std::vector<Task*>& tasks, const std::vector<bo
   return Status::OK();
 }
 
-// Up to `budget` records of task i, block by block.
-Status ArchiveSource::Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done) {
+// Up to `budget` records of task i, block by block, until `until` has passed.
+Status ArchiveSource::Slice(size_t i, int64_t budget, std::chrono::steady_clock::time_point until,
+                            std::vector<ArchiveRecord>* block, int64_t* done) {
   Task* task = tasks_[i];
   ArchiveReader* reader = readers_[i].get();
   const int64_t limit = end_[i];
-  while (*done < budget && task->next_offset() < limit) {
+  while (*done < budget && task->next_offset() < limit &&
+         (*done == 0 || std::chrono::steady_clock::now() < until)) {
     KAPPA_RETURN_IF_ERROR(reader->NextBlock(block, limit));
     if (block->empty()) {
       return Status::Corruption("the archive of " + spec_.source_topic + "[" + std::to_string(task->partition()) +
@@ -124,7 +126,10 @@ Status ArchiveSource::Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>
 // partitions reach their ends together. Equal slices let the light
 // partitions finish early and left a skewed topic's heaviest partition
 // (a Zipf-distributed key, say) to one thread for the replay's tail, while
-// the other workers idled.
+// the other workers idled. The round's time (kRoundMs) usually ends it
+// before every slice has run: a slice not taken, or cut short, leaves its
+// partition with more left than the others, so it is planned larger and
+// taken first in the next round.
 Status ArchiveSource::Round(int64_t budget, int64_t* records) {
   if (!pool_) {
     pool_ = std::make_unique<WorkerPool>(parallelism_);
@@ -155,6 +160,8 @@ Status ArchiveSource::Round(int64_t budget, int64_t* records) {
   std::atomic<size_t> next{0};
   std::atomic<size_t> taken{0};
   std::atomic<int64_t> round_total{0};
+  const auto until = budget > 0 ? std::chrono::steady_clock::time_point::max()
+                                : std::chrono::steady_clock::now() + std::chrono::milliseconds(round_ms_);
   sink_->SetConcurrent(pool_->size() > 1);
   pool_->Run([&](int w) {
     for (size_t k = next++; k < n; k = next++) {
@@ -163,13 +170,15 @@ Status ArchiveSource::Round(int64_t budget, int64_t* records) {
       // budget at once: it stops at the budget, and the next capped round
       // starts with the partitions this one did not reach.
       if (budget > 0 && round_total.load() >= budget) break;
+      // The first slice always runs: every round moves a partition forward.
+      if (budget == 0 && k > 0 && std::chrono::steady_clock::now() >= until) break;
       ++taken;
       // Each partition's own count against its share: a worker's running
       // total made every slice after its first in a round read nothing, so
       // a round served one partition per worker and the partitions were
       // replayed one after the other.
       int64_t done = 0;
-      Status st = Slice(slices[k].first, slices[k].second, &blocks_[w], &done);
+      Status st = Slice(slices[k].first, slices[k].second, until, &blocks_[w], &done);
       counts[w] += done;
       round_total += done;
       if (!st.ok() && errors[w].ok()) errors[w] = st;

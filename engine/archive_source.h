@@ -4,13 +4,18 @@
 // proportion to what each has left, unless a rate cap sets it), so a
 // partition is only ever processed by one thread at a time, in offset order,
 // and the output equals a single-threaded run; between rounds (all workers
-// idle) the runner checkpoints and reports. Payloads stay in the reader's
-// aligned block buffer (no copy). When every partition has reached the end
-// listed at open, the ends are read again (an archiver may have added more)
-// up to a few passes; then the source is exhausted. Read() is called by one
-// thread.
+// idle) the runner checkpoints and reports. An uncapped round ends after
+// about kRoundMs: its slices are large (a task's state is warm in the
+// core's cache for the whole slice) and stop at the next archive block once
+// the round's time is up, so the workers reach the barrier together and the
+// partitions a round did not reach have the most left, and go first, in
+// the next. Payloads stay in the reader's aligned block buffer (no copy).
+// When every partition has reached the end listed at open, the ends are
+// read again (an archiver may have added more) up to a few passes; then the
+// source is exhausted. Read() is called by one thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,13 +73,23 @@ class ArchiveSource final : public Source {
   // Whether task i is served and has reached its end (its switch to Kafka is due).
   bool Done(size_t i) const;
 
-  // Records per pending partition in an uncapped round (shared out in
-  // proportion to what each has left); tests make it small.
-  static constexpr int64_t kRoundRecords = 1 << 16;
+  // Records per pending partition planned for an uncapped round (shared out
+  // in proportion to what each has left); tests make it small. A slice of a
+  // partition is that large (about 0.1 s of the stateful replay) because
+  // switching a core to another task costs reloading the task's state into
+  // its cache: at 65,536 records a slice, that was 8% of the replay.
+  static constexpr int64_t kRoundRecords = 1 << 19;
+  // An uncapped round's time: the slices stop at their next archive block
+  // after it (the runner checkpoints, reports and sees a stop request
+  // between rounds).
+  static constexpr int kRoundMs = 250;
   void SetRoundRecordsForTesting(int64_t records) { round_records_ = records; }
+  void SetRoundMsForTesting(int ms) { round_ms_ = ms; }
 
  private:
-  Status Slice(size_t i, int64_t budget, std::vector<ArchiveRecord>* block, int64_t* done);
+  // `until`: where an uncapped round's time ends (time_point::max(): none).
+  Status Slice(size_t i, int64_t budget, std::chrono::steady_clock::time_point until,
+               std::vector<ArchiveRecord>* block, int64_t* done);
   Status Round(int64_t budget, int64_t* records);
   Status NextPass();
 
@@ -96,6 +111,7 @@ class ArchiveSource final : public Source {
   bool exhausted_ = false;
   int64_t records_ = 0;
   int64_t round_records_ = kRoundRecords;
+  int round_ms_ = kRoundMs;
 };
 
 }  // namespace kappa

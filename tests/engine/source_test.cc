@@ -4,6 +4,8 @@
 // reading every record exactly once.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "engine/archive_source.h"
 #include "engine/committed_gaps.h"
 #include "engine/hybrid_source.h"
@@ -261,6 +263,50 @@ TEST_F(SourceTest, ArchiveSourceRoundsShareOutRecordsByWhatEachPartitionHasLeft)
       << "partition 0 ended in round " << ended_in[0] << ", partition 1 in round " << ended_in[1];
   EXPECT_EQ(total, below[0] + below[1]);
   for (int p = 0; p < 2; ++p) EXPECT_EQ(tasks_[p]->counters().in, below[p]) << p;
+}
+
+TEST_F(SourceTest, ArchiveSourceRoundEndsOnItsTimeAndTheNextStartsWithThePartitionsItDidNotReach) {
+  // An uncapped round plans large slices of every partition (a task's state
+  // stays warm in the cache for a whole slice) and ends on its time: with no
+  // time at all, a round runs one archive block of its first slice and stops
+  // there, and the partitions it did not reach, now with the most left, go
+  // first in the next rounds: four rounds over four equal partitions move
+  // each one block, not one partition four blocks.
+  Produce("tx", 4, 8000);
+  for (const auto& m : Marks("tx", 4)) highs_.push_back(m.high);
+  const int64_t equal = *std::min_element(highs_.begin(), highs_.end());
+  ASSERT_GT(equal, 1000);
+  const std::vector<int64_t> below(4, equal);
+  dir_ = std::make_unique<ScratchDir>("archive-round-time");
+  ArchiveHead(*dir_ / "archive", "tx", below, 4096);
+  spec_ = std::make_unique<JobSpec>(Spec("tx", *dir_ / "state"));
+  MakeTasks(*spec_, 4);
+  gaps_ = std::make_unique<CommittedGaps>(sink_.get());
+  gaps_->Reset(4);
+  rule_ = std::make_unique<HistoryGapRule>(*spec_, sink_.get(), Notes());
+  archive_ = std::make_unique<ArchiveSource>(*spec_, *dir_ / "archive", 1, sink_.get(), *gaps_, *rule_);
+  ASSERT_EQ(*archive_->Partitions(), 4);
+  ASSERT_TRUE(archive_->Open(tasks_, std::vector<bool>(4, false)).ok());
+  archive_->SetRoundMsForTesting(0);
+  int64_t total = 0;
+  for (int round = 0; round < 4; ++round) {
+    int64_t records = 0;
+    ASSERT_TRUE(archive_->Read(0, &records).ok());
+    EXPECT_GT(records, 0) << "round " << round << " moved nothing";
+    EXPECT_LT(records, equal / 4) << "round " << round << " ran past its time (one 4 KiB block holds a few dozen)";
+    total += records;
+  }
+  int64_t moved = 0;
+  for (int p = 0; p < 4; ++p) {
+    EXPECT_GT(tasks_[p]->next_offset(), 0) << "partition " << p << " was left out of four rounds";
+    moved += tasks_[p]->next_offset();
+  }
+  EXPECT_EQ(moved, total);
+  // With time, the rest in further rounds, exactly once.
+  archive_->SetRoundMsForTesting(ArchiveSource::kRoundMs);
+  ASSERT_TRUE(Drain(*archive_, tasks_, below, &total).ok());
+  for (int p = 0; p < 4; ++p) EXPECT_EQ(tasks_[p]->counters().in, equal) << p;
+  EXPECT_EQ(total, 4 * equal);
 }
 
 TEST_F(SourceTest, ArchiveSourceRefusesACheckpointOutsideTheArchive) {
