@@ -93,7 +93,8 @@ Status ArchiveSource::Open(const std::vector<Task*>& tasks, const std::vector<bo
   return Status::OK();
 }
 
-// Up to `budget` records of task i, block by block, until `until` has passed.
+// Up to `budget` records of task i, block by block, until `until` has passed;
+// a block's records go through the chain kBatchRecords at a time.
 Status ArchiveSource::Slice(size_t i, int64_t budget, std::chrono::steady_clock::time_point until,
                             std::vector<ArchiveRecord>* block, int64_t* done) {
   Task* task = tasks_[i];
@@ -107,13 +108,17 @@ Status ArchiveSource::Slice(size_t i, int64_t budget, std::chrono::steady_clock:
                                 "] ended at offset " + std::to_string(task->next_offset()) + ", before its end " +
                                 std::to_string(limit) + " listed when the job started");
     }
-    for (const ArchiveRecord& r : *block) {
-      gaps_.BeforeAppend(i, *task, r.offset);
-      task->AppendBorrowed(r.value.data(), static_cast<uint32_t>(r.value.size()), r.key.data(),
-                           static_cast<uint32_t>(r.key.size()), r.offset, r.timestamp_ms);
+    for (size_t from = 0; from < block->size(); from += kBatchRecords) {
+      const size_t to = std::min(block->size(), from + kBatchRecords);
+      for (size_t j = from; j < to; ++j) {
+        const ArchiveRecord& r = (*block)[j];
+        gaps_.BeforeAppend(i, *task, r.offset);
+        task->AppendBorrowed(r.value.data(), static_cast<uint32_t>(r.value.size()), r.key.data(),
+                             static_cast<uint32_t>(r.key.size()), r.offset, r.timestamp_ms);
+      }
+      task->Process();
+      if (!task->fatal().ok()) return task->fatal();
     }
-    task->Process();
-    if (!task->fatal().ok()) return task->fatal();
     *done += static_cast<int64_t>(block->size());
   }
   return Status::OK();

@@ -83,6 +83,12 @@ class ArchiveSource final : public Source {
   // after it (the runner checkpoints, reports and sees a stop request
   // between rounds).
   static constexpr int kRoundMs = 250;
+  // Records a batch of the chain takes at most. An archive block holds
+  // thousands (up to 1 MiB): a batch that large streams its ~100-byte
+  // InputRecords through every operator from beyond the core's L2 (the
+  // task's state competes for it); 1,024 keep them close (3-5% of the
+  // stateful replay). Results never depend on batch boundaries.
+  static constexpr size_t kBatchRecords = 1024;
   void SetRoundRecordsForTesting(int64_t records) { round_records_ = records; }
   void SetRoundMsForTesting(int ms) { round_ms_ = ms; }
 
