@@ -5,8 +5,8 @@
 // they are read from the log archive (archive/archive.h, topic `nexmark`
 // under --archive, written first if it does not hold exactly these events):
 // each partition's blocks are read, LZ4-decompressed and handed to the task
-// without a copy (Task::AppendBorrowed), one batch per block, as a replay
-// does. And (--source both, the default) from memory, aligned and borrowed
+// without a copy (Task::AppendBorrowed), in batches of at most
+// ArchiveSource::kBatchRecords, as a replay does. And (--source both, the default) from memory, aligned and borrowed
 // the same way, in --batch batches: the chain alone. Each query runs every partition's task in
 // turn on this one thread, so events / thread CPU seconds is events/s per
 // core. Outputs go to a collector that only counts them. Writes
@@ -32,6 +32,7 @@
 #include "base/hash.h"
 #include "engine/job_spec.h"
 #include "workload/nexmark_generator.h"
+#include "engine/archive_source.h"
 #include "engine/task.h"
 #include "archive/archive.h"
 
@@ -352,8 +353,9 @@ int Main(int argc, char** argv) {
             }
             (*task)->Process();
           } else {
-            // As a replay reads the archive: block by block, payloads borrowed
-            // from the reader's aligned block buffer, one batch per block.
+            // As a replay reads the archive (engine/archive_source.cc): block
+            // by block, payloads borrowed from the reader's aligned block
+            // buffer, in batches of at most kBatchRecords.
             auto reader = ArchiveReader::Open(from->root, "nexmark", p);
             if (!reader.ok()) {
               std::fprintf(stderr, "%s\n", reader.status().ToString().c_str());
@@ -365,10 +367,15 @@ int Main(int argc, char** argv) {
                 return 1;
               }
               if (block.empty()) break;
+              size_t in_block_batch = 0;
               for (const ArchiveRecord& rec : block) {
                 (*task)->AppendBorrowed(rec.value.data(), static_cast<uint32_t>(rec.value.size()),
                                         rec.key.data(), static_cast<uint32_t>(rec.key.size()), rec.offset,
                                         rec.timestamp_ms);
+                if (++in_block_batch == kappa::ArchiveSource::kBatchRecords) {
+                  (*task)->Process();
+                  in_block_batch = 0;
+                }
               }
               (*task)->Process();
             }
