@@ -79,13 +79,14 @@ class Task {
   Task() = default;
   void Push(const uint8_t* payload, uint32_t size, const void* key, uint32_t key_size, int64_t offset,
             int64_t timestamp_ms) {
-    InputRecord& r = batch_.records.emplace_back();
-    r.payload = payload;
-    r.size = size;
-    r.key = static_cast<const uint8_t*>(key);
-    r.key_size = key_size;
-    r.offset = offset;
-    r.timestamp_ms = timestamp_ms;
+    // Built whole: emplace_back() then assignments zeroed each record first
+    // (a rep stos of its 104 bytes, most of this call in a profile).
+    batch_.records.push_back(InputRecord{.payload = payload,
+                                         .size = size,
+                                         .key = static_cast<const uint8_t*>(key),
+                                         .key_size = key_size,
+                                         .offset = offset,
+                                         .timestamp_ms = timestamp_ms});
   }
   int32_t partition_ = 0;
   StateRegistry registry_;
