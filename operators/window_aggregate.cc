@@ -300,8 +300,30 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
       static_cast<size_t>(std::to_chars(partition_text, partition_text + sizeof(partition_text), batch.partition).ptr -
                           partition_text));
   const bool by_partition = spec_.key_field == Field::kPartition;
+  // Tumbling windows (one per record): the state of a task's groups
+  // outgrows the core's L1/L2 beside the dedup set, so the lookup of the
+  // record kAhead places on is prefetched (its key and hash built once,
+  // the hash kept for the Upsert), and the cache misses overlap.
+  const bool tumbling = slide_ms_ == spec_.size_ms;
+  constexpr size_t kAhead = 8;
+  size_t hashes[kAhead];  // of the window keys of records j .. j + kAhead - 1, by j % kAhead
+  char ahead_text[kFieldTextScratchBytes];
+  const size_t n = batch.selection.size();
+  auto ahead = [&](size_t j) {
+    const InputRecord& r = batch.records[batch.selection[j]];
+    const std::string_view k = by_partition ? partition_key : FieldText(r, spec_.key_field, ahead_text);
+    MakeStateKey(&ahead_scratch_, k, FloorDiv(r.event_time_ms, slide_ms_) * slide_ms_);
+    hashes[j % kAhead] = KeyedState<A>::HashOf(ahead_scratch_);
+    table->Prefetch(ahead_scratch_, hashes[j % kAhead]);
+  };
+  if (tumbling) {
+    for (size_t j = 0; j < std::min(kAhead, n); ++j) ahead(j);
+  }
   size_t kept = 0;
-  for (uint32_t idx : batch.selection) {
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t idx = batch.selection[j];
+    const size_t hash = tumbling ? hashes[j % kAhead] : 0;
+    if (tumbling && j + kAhead < n) ahead(j + kAhead);
     const InputRecord& rec = batch.records[idx];
     const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
     const int64_t t = rec.event_time_ms;
@@ -326,7 +348,8 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
       Base(initial) = Accumulator{s, 0, 0, std::numeric_limits<int64_t>::max(),
                                   std::numeric_limits<int64_t>::min(), rec.offset, rec.offset};
       if constexpr (kFeatures) InitFeatures(initial);
-      A& v = table->Upsert(key_scratch_, initial, &inserted);
+      A& v = tumbling ? table->Upsert(key_scratch_, hash, initial, &inserted)
+                      : table->Upsert(key_scratch_, initial, &inserted);
       if constexpr (kFeatures) UpdateFeatures(v, rec, inserted, key, in);
       Accumulator& a = Base(v);
       if constexpr (kArgmax) {

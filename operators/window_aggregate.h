@@ -167,6 +167,7 @@ class WindowAggregate final : public Operator {
   int64_t min_open_end_ = kNoTime;
   bool index_known_ = false;
   std::string key_scratch_;  // composite state key, reused per record
+  std::string ahead_scratch_;  // the same for the record whose lookup is prefetched
   std::string out_key_;      // output key, reused per output
   std::unique_ptr<flatbuffers::FlatBufferBuilder> fbb_;
   struct Ready {
