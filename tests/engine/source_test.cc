@@ -67,8 +67,15 @@ class SourceTest : public EngineTest {
                    size_t block_bytes = ArchiveWriter::kDefaultBlockBytes) {
     Produce("tx", partitions, records);
     for (const auto& m : Marks("tx", partitions)) highs_.push_back(m.high);
+    OpenArchiveBelow(name, highs_, workers, block_bytes);
+  }
+  // An archive source over the first below[p] records of each partition of
+  // "tx" (already produced), its tasks fresh.
+  void OpenArchiveBelow(const std::string& name, const std::vector<int64_t>& below, int workers,
+                        size_t block_bytes) {
+    const int partitions = static_cast<int>(below.size());
     dir_ = std::make_unique<ScratchDir>(name);
-    ArchiveHead(*dir_ / "archive", "tx", highs_, block_bytes);
+    ArchiveHead(*dir_ / "archive", "tx", below, block_bytes);
     spec_ = std::make_unique<JobSpec>(Spec("tx", *dir_ / "state"));
     MakeTasks(*spec_, partitions);
     gaps_ = std::make_unique<CommittedGaps>(sink_.get());
@@ -228,17 +235,8 @@ TEST_F(SourceTest, ArchiveSourceRoundsShareOutRecordsByWhatEachPartitionHasLeft)
   Produce("tx", 2, 8000);
   for (const auto& m : Marks("tx", 2)) highs_.push_back(m.high);
   const std::vector<int64_t> below = {highs_[0], highs_[1] / 4};
-  dir_ = std::make_unique<ScratchDir>("archive-skewed");
-  ArchiveHead(*dir_ / "archive", "tx", below, 4096);
-  spec_ = std::make_unique<JobSpec>(Spec("tx", *dir_ / "state"));
-  MakeTasks(*spec_, 2);
-  gaps_ = std::make_unique<CommittedGaps>(sink_.get());
-  gaps_->Reset(2);
-  rule_ = std::make_unique<HistoryGapRule>(*spec_, sink_.get(), Notes());
-  archive_ = std::make_unique<ArchiveSource>(*spec_, *dir_ / "archive", 2, sink_.get(), *gaps_, *rule_);
+  ASSERT_NO_FATAL_FAILURE(OpenArchiveBelow("archive-skewed", below, 2, 4096));
   archive_->SetRoundRecordsForTesting(250);
-  ASSERT_EQ(*archive_->Partitions(), 2);
-  ASSERT_TRUE(archive_->Open(tasks_, {false, false}).ok());
   ASSERT_GT(below[0], 3 * below[1]);
   std::vector<int> ended_in(2, -1);
   int64_t total = 0;
@@ -277,16 +275,7 @@ TEST_F(SourceTest, ArchiveSourceRoundEndsOnItsTimeAndTheNextStartsWithThePartiti
   const int64_t equal = *std::min_element(highs_.begin(), highs_.end());
   ASSERT_GT(equal, 1000);
   const std::vector<int64_t> below(4, equal);
-  dir_ = std::make_unique<ScratchDir>("archive-round-time");
-  ArchiveHead(*dir_ / "archive", "tx", below, 4096);
-  spec_ = std::make_unique<JobSpec>(Spec("tx", *dir_ / "state"));
-  MakeTasks(*spec_, 4);
-  gaps_ = std::make_unique<CommittedGaps>(sink_.get());
-  gaps_->Reset(4);
-  rule_ = std::make_unique<HistoryGapRule>(*spec_, sink_.get(), Notes());
-  archive_ = std::make_unique<ArchiveSource>(*spec_, *dir_ / "archive", 1, sink_.get(), *gaps_, *rule_);
-  ASSERT_EQ(*archive_->Partitions(), 4);
-  ASSERT_TRUE(archive_->Open(tasks_, std::vector<bool>(4, false)).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenArchiveBelow("archive-round-time", below, 1, 4096));
   archive_->SetRoundMsForTesting(0);
   int64_t total = 0;
   for (int round = 0; round < 4; ++round) {
