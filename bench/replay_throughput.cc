@@ -75,6 +75,7 @@ struct Config {
   int repeat = 3;  // interleaved runs of (c) 1/2 threads and of (d)/(e); the best of each is reported
   std::string only;  // run only rows whose id starts with this (debugging)
   ArchiveCompression compression = ArchiveCompression::kLz4;  // of the archive's blocks
+  size_t block_bytes = ArchiveWriter::kDefaultBlockBytes;      // the archive's block size (raw records)
 };
 
 struct Row {
@@ -122,7 +123,10 @@ GeneratorOptions Workload(const Config& c, int64_t count) {
 Status BuildArchive(const Config& c, Row* row) {
   const std::string stamp = std::to_string(c.records) + " " + std::to_string(c.partitions) + " " +
                             std::to_string(c.users) + " " + std::to_string(c.zipf) + " v1" +
-                            (c.compression == ArchiveCompression::kNone ? " none" : "");
+                            (c.compression == ArchiveCompression::kNone ? " none" : "") +
+                            (c.block_bytes == ArchiveWriter::kDefaultBlockBytes
+                                 ? ""
+                                 : " block " + std::to_string(c.block_bytes));
   const std::string stamp_file = c.data_dir + "/archive.stamp";
   std::string existing;
   std::getline(std::ifstream(stamp_file), existing);
@@ -136,7 +140,7 @@ Status BuildArchive(const Config& c, Row* row) {
   fs::create_directories(c.data_dir);
   std::vector<std::unique_ptr<ArchiveWriter>> writers;
   for (int p = 0; p < c.partitions; ++p) {
-    auto w = ArchiveWriter::Open(c.data_dir + "/archive", "transactions", p, ArchiveWriter::kDefaultBlockBytes,
+    auto w = ArchiveWriter::Open(c.data_dir + "/archive", "transactions", p, c.block_bytes,
                                  ArchiveWriter::kDefaultSegmentBytes, {}, c.compression);
     if (!w.ok()) return w.status();
     writers.push_back(std::move(*w));
@@ -463,11 +467,14 @@ int main(int argc, char** argv) {
         return 2;
       }
       c.compression = *parsed;
+    } else if (a == "--block-kb") {
+      c.block_bytes = static_cast<size_t>(std::max(1, std::stoi(next()))) * 1024;
     } else {
       std::printf(
           "usage: replay_throughput [--records N (20000000)] [--partitions P (16)] [--users U (10000)] [--zipf S (1.0)]\n"
           "       [--naive-records N (1000000)] [--kafka-records N (400000)] [--data-dir DIR (/tmp/kappa-bench)]\n"
-          "       [--results-dir DIR (bench/results)] [--no-duckdb] [--repeat N (3)] [--compression lz4|none (lz4)]\n\n"
+          "       [--results-dir DIR (bench/results)] [--no-duckdb] [--repeat N (3)] [--compression lz4|none (lz4)]\n"
+          "       [--block-kb K (1024): the archive's block size]\n\n"
           "The end-to-end replay benchmark (see the comment at the top of bench/replay_throughput.cc).\n"
           "Run it through scripts/bench.sh, which also installs DuckDB from npm.\n");
       return a == "--help" || a == "-h" ? 0 : 2;
