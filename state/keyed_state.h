@@ -14,11 +14,13 @@
 // fixed from insertion to erasure), each holding the key's hash, the key
 // inline when it has at most kInlineKeyBytes bytes (txn ids, "<user>|<start>"
 // window keys) or on the heap otherwise, the value and its position in the
-// dirty list. An absl::flat_hash_set of slot numbers, each with 32 more bits
+// dirty set. An absl::flat_hash_set of slot numbers, each with 32 more bits
 // of its key's hash (SwissTable: SIMD probing of one control byte per slot),
 // finds a key's slot; lookups take a
-// std::string_view and never build a std::string. The dirty list makes the
-// checkpoint capture O(dirty entries), not O(table size).
+// std::string_view and never build a std::string. The dirty set is a bitmap
+// over the slot numbers (one bit a slot), so marking an entry dirty or clean
+// touches one word that stays in L1 beside a task's table, never another
+// slot; the checkpoint capture is O(dirty entries + slots / 64).
 #pragma once
 
 #include <absl/container/flat_hash_set.h>
@@ -178,7 +180,6 @@ struct StringHash {
 namespace state_internal {
 
 inline constexpr size_t kInlineKeyBytes = 24;
-inline constexpr uint32_t kClean = std::numeric_limits<uint32_t>::max();    // Slot::dirty_pos
 inline constexpr uint32_t kFreeSlot = std::numeric_limits<uint32_t>::max();  // Slot::key_size
 inline constexpr uint32_t kFirstChunkShift = 4;                              // 16 slots
 inline constexpr size_t kMaxChunks = 28;  // 16 * (2^28 - 1) slots: the uint32_t slot numbers
@@ -255,7 +256,7 @@ class KeyedState final {
     });
     const uint32_t i = SlotOf(*it);
     Slot& s = At(i);
-    if (s.dirty_pos == state_internal::kClean) MarkDirty(i, s);
+    if (!IsDirty(i)) MarkDirty(i, s);
     if (inserted) *inserted = is_new;
     return s.value;
   }
@@ -331,22 +332,18 @@ class KeyedState final {
   friend class KeyedTable<V>;
   friend struct StateRegistryTestAccess;  // tests/state/state_test_access.h
   void ForEachDirty(const std::function<void(std::string_view, std::string_view)>& fn) const {
-    for (uint32_t i : dirty_) {
+    ForEachDirtySlot([&](uint32_t i) {
       const Slot& s = At(i);
       fn(s.key(), std::string_view(reinterpret_cast<const char*>(&s.value), sizeof(V)));
-    }
+    });
   }
   void ForEachErased(const std::function<void(std::string_view)>& fn) const {
     erased_.ForEachErased(fn);
   }
-  size_t DirtyCount() const { return dirty_.size(); }
+  size_t DirtyCount() const { return dirty_count_; }
   void ClearDirty() {
-    for (uint32_t i : dirty_) {
-      At(i).dirty_pos = state_internal::kClean;
-      At(i).hash |= state_internal::kStoredBit;
-    }
-    dirty_.clear();
-    dirty_key_bytes_ = 0;
+    ForEachDirtySlot([&](uint32_t i) { At(i).hash |= state_internal::kStoredBit; });
+    ClearDirtyBits();
     erased_.clear();
   }
   void TakeChanges(TableChanges* out) {
@@ -357,24 +354,20 @@ class KeyedState final {
     out->erased_count = erased_.erased_count;
     erased_.clear();
     // One exact-size reservation, then per entry one copy of length, key
-    // and value, prefetching a few slots ahead (dirty slots are scattered).
-    const size_t n = dirty_.size();
+    // and value, in slot order (ascending addresses within each chunk).
+    const size_t n = dirty_count_;
     char* p = out->puts.Extend(n * (sizeof(uint32_t) + sizeof(V)) + dirty_key_bytes_);
-    constexpr size_t kAhead = 8;
-    for (size_t j = 0; j < n; ++j) {
-      if (j + kAhead < n) __builtin_prefetch(&At(dirty_[j + kAhead]));
-      Slot& s = At(dirty_[j]);
+    ForEachDirtySlot([&](uint32_t i) {
+      Slot& s = At(i);
       const uint32_t len = s.key_size;
       std::memcpy(p, &len, sizeof(len));
       std::memcpy(p + sizeof(len), s.key_data(), len);
       std::memcpy(p + sizeof(len) + len, &s.value, sizeof(V));
       p += sizeof(len) + len + sizeof(V);
-      s.dirty_pos = state_internal::kClean;
       s.hash |= state_internal::kStoredBit;
-    }
+    });
     out->put_count = n;
-    dirty_.clear();
-    dirty_key_bytes_ = 0;
+    ClearDirtyBits();
   }
   Status Load(std::string_view key, std::string_view value) {
     if (value.size() != sizeof(V)) {
@@ -386,17 +379,17 @@ class KeyedState final {
     std::memcpy(&v, value.data(), sizeof(V));
     const HashedKey hk{key, state_internal::HashKey(key)};
     auto it = index_.lazy_emplace(hk, [&](const auto& construct) { construct(Element(NewSlot(hk, v), hk.hash)); });
-    Slot& s = At(SlotOf(*it));
+    const uint32_t i = SlotOf(*it);
+    Slot& s = At(i);
     s.value = v;  // insert or assign; a loaded entry is clean
     s.hash |= state_internal::kStoredBit;
-    if (s.dirty_pos != state_internal::kClean) Undirty(s);
+    if (IsDirty(i)) Undirty(i, s);
     return Status::OK();
   }
 
   struct Slot {
     size_t hash;
-    uint32_t key_size;   // kFreeSlot: unused
-    uint32_t dirty_pos;  // index in dirty_, or kClean
+    uint32_t key_size;  // kFreeSlot: unused
     union {
       char inline_key[kInlineKeyBytes];
       char* heap_key;
@@ -484,27 +477,42 @@ class KeyedState final {
       if (chunks_[c] == nullptr) {
         const size_t n = size_t{1} << (c + kShift);
         chunks_[c] = static_cast<Slot*>(::operator new(n * sizeof(Slot), std::align_val_t{alignof(Slot)}));
+        const size_t words = (size_t{ChunkStart(c + 1)} + 63) / 64;  // dirty bits for every slot so far
+        if (dirty_bits_.size() < words) dirty_bits_.resize(words, 0);
       }
     }
-    Slot* s = new (&At(i)) Slot{hk.hash, static_cast<uint32_t>(hk.key.size()), state_internal::kClean, {}, initial};
+    Slot* s = new (&At(i)) Slot{hk.hash, static_cast<uint32_t>(hk.key.size()), {}, initial};
     char* dst = s->k.inline_key;
     if (hk.key.size() > kInlineKeyBytes) dst = s->k.heap_key = new char[hk.key.size()];
     if (!hk.key.empty()) std::memcpy(dst, hk.key.data(), hk.key.size());
     return i;
   }
-  void MarkDirty(uint32_t i, Slot& s) {
-    s.dirty_pos = static_cast<uint32_t>(dirty_.size());
-    dirty_.push_back(i);
+  bool IsDirty(uint32_t i) const { return (dirty_bits_[i >> 6] >> (i & 63)) & 1; }
+  void MarkDirty(uint32_t i, const Slot& s) {
+    dirty_bits_[i >> 6] |= uint64_t{1} << (i & 63);
+    ++dirty_count_;
     dirty_key_bytes_ += s.key_size;
   }
-  void Undirty(Slot& s) {
-    const uint32_t pos = s.dirty_pos;
-    const uint32_t last = dirty_.back();
-    dirty_[pos] = last;
-    At(last).dirty_pos = pos;
-    dirty_.pop_back();
+  void Undirty(uint32_t i, const Slot& s) {
+    dirty_bits_[i >> 6] &= ~(uint64_t{1} << (i & 63));
+    --dirty_count_;
     dirty_key_bytes_ -= s.key_size;
-    s.dirty_pos = state_internal::kClean;
+  }
+  // fn(uint32_t slot) for every dirty slot, in slot order; fn must not
+  // change the dirty set.
+  template <typename F>
+  void ForEachDirtySlot(F&& fn) const {
+    if (dirty_count_ == 0) return;
+    for (size_t w = 0; w < dirty_bits_.size(); ++w) {
+      for (uint64_t bits = dirty_bits_[w]; bits != 0; bits &= bits - 1) {
+        fn(static_cast<uint32_t>(w * 64 + std::countr_zero(bits)));
+      }
+    }
+  }
+  void ClearDirtyBits() {
+    if (dirty_count_ > 0) std::fill(dirty_bits_.begin(), dirty_bits_.end(), 0);
+    dirty_count_ = 0;
+    dirty_key_bytes_ = 0;
   }
   // Frees slot i (already out of index_), recording its key as erased if
   // RocksDB has it (and `record`). An entry born and erased between two
@@ -518,7 +526,7 @@ class KeyedState final {
       std::memcpy(p + sizeof(len), s.key_data(), len);
       ++erased_.erased_count;
     }
-    if (s.dirty_pos != state_internal::kClean) Undirty(s);
+    if (IsDirty(i)) Undirty(i, s);
     FreeKey(s);
     s.key_size = state_internal::kFreeSlot;
     free_.push_back(i);
@@ -532,8 +540,9 @@ class KeyedState final {
   uint32_t next_slot_ = 0;       // slots ever handed out
   std::vector<uint32_t> free_;   // erased slots, reused first
   std::vector<SlotKey> victims_;  // EraseIf's scratch
-  std::vector<uint32_t> dirty_;  // dirty slots, in the order they became dirty
-  size_t dirty_key_bytes_ = 0;   // total key length of the dirty slots
+  std::vector<uint64_t> dirty_bits_;  // bit i: slot i is dirty; covers every allocated chunk
+  size_t dirty_count_ = 0;            // bits set in dirty_bits_
+  size_t dirty_key_bytes_ = 0;        // total key length of the dirty slots
   // Erased since the last commit (only its erased buffer and count are
   // used); may repeat or be re-inserted later, which is fine because the
   // backend writes deletions before puts.
