@@ -19,6 +19,14 @@
 // transactional.id (the same job version started elsewhere) stops with an
 // error saying so. Outputs of a partition can be suppressed while its
 // already-committed records are re-read to rebuild state. One thread.
+//
+// DLQ and late records (sparse side outputs) are copied and handed to the
+// producer together: at each Poll (once per read of the job's loop), before
+// every barrier (Flush, CloseOutputs, CommitEpoch, CommitEpochLater) and
+// whenever kSideBatch of them (or kSideBatchBytes) wait. One at a time, each
+// found the sink's partition queue empty and woke the producer's thread: a
+// syscall and a cross-core wake-up per record (measured: one in five DLQ
+// records of an archive replay, 1.6% of the worker's time).
 #pragma once
 
 #include <array>
@@ -136,7 +144,12 @@ class KafkaSink final : public OutputCollector {
   // First delivery or fatal error seen, if any (checked on the hot path).
   bool failed() const { return producer_->failed(); }
   Status failure() const;
-  void Poll() const { producer_->Poll(0); }
+  // Hands the waiting DLQ and late records to the producer, then serves
+  // delivery reports.
+  void Poll() {
+    SendSideRecords();
+    producer_->Poll(0);
+  }
   int64_t produced() const { return producer_->produced(); }
   // DLQ records written by this process, per error type name
   // (Undecodable, MissingField, InvalidValue, SinkRejected).
@@ -163,6 +176,30 @@ class KafkaSink final : public OutputCollector {
   // key_keep/payload_keep bytes of its key/payload.
   void BuildDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message,
                 size_t key_keep, size_t payload_keep, uint64_t payload_xxh3);
+
+  // A DLQ or late record waiting for SendSideRecords: its bytes copied (key,
+  // value, then each header's value), the topic and header names pointing
+  // at this sink's strings and string literals.
+  struct SideRecord {
+    const std::string* topic;
+    uint32_t key_size;
+    uint32_t value_size;
+    uint32_t header_count;
+    std::array<std::pair<std::string_view, uint32_t>, 9> headers;  // name, value size
+    std::string bytes;
+  };
+  static constexpr size_t kSideBatch = 512;
+  static constexpr size_t kSideBatchBytes = size_t{4} << 20;
+  // Keeps a copy; sends them all once kSideBatch or kSideBatchBytes wait.
+  // Called with emit_mutex_ held when concurrent_.
+  void KeepSideRecord(const std::string& topic, std::string_view key, std::string_view value,
+                      std::span<const KafkaHeader> headers);
+  // Produces the waiting side records, in the order they came. Takes
+  // emit_mutex_ when concurrent_.
+  void SendSideRecords();
+  void SendSideRecordsLocked();
+  std::vector<SideRecord> side_;
+  size_t side_bytes_ = 0;
 
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
   std::vector<uint8_t> suppressed_;

@@ -1,10 +1,17 @@
-// KafkaSink's exactly-once commit on the embedded broker: which aborted
-// commits a scaled-out job may rewind and redo (LastCommitAborted), and
-// that the sink's next epoch commits after such an abort.
+// KafkaSink on the embedded broker: which aborted exactly-once commits a
+// scaled-out job may rewind and redo (LastCommitAborted), and that the
+// sink's next epoch commits after such an abort; DLQ and late records, which
+// the sink hands to the producer in groups, are all in the broker's log by
+// the end of the barrier that follows them, in the order they came.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "engine/kafka_sink.h"
 #include "kafka/partition_consumer.h"
@@ -57,6 +64,112 @@ INSTANTIATE_TEST_SUITE_P(
                       AbortCase{RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaSink::AbortedCommit::kSequenceGap},
                       AbortCase{RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED, KafkaSink::AbortedCommit::kNone}),
     [](const ::testing::TestParamInfo<AbortCase>& info) { return std::string(rd_kafka_err2name(info.param.error)); });
+
+// One bad record of `partition` at `offset`: its key says which.
+struct BadRecord {
+  explicit BadRecord(int64_t offset) : key("bad-" + std::to_string(offset)), payload("not a transaction") {
+    record.key = reinterpret_cast<const uint8_t*>(key.data());
+    record.key_size = static_cast<uint32_t>(key.size());
+    record.payload = reinterpret_cast<const uint8_t*>(payload.data());
+    record.size = static_cast<uint32_t>(payload.size());
+    record.offset = offset;
+    record.watermark_ms = 1000;
+  }
+  std::string key;
+  std::string payload;
+  InputRecord record;
+};
+
+class SideRecordsTest : public EngineTest {
+ protected:
+  // The keys on `topic` now (every record the broker has, committed or not
+  // by the reader's isolation: read_committed).
+  std::vector<std::string> Keys(const std::string& topic) {
+    std::vector<std::string> keys;
+    auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord& r) { keys.emplace_back(r.key); }, 2000);
+    EXPECT_TRUE(read.ok()) << read.status().ToString();
+    return keys;
+  }
+  static std::vector<std::string> KeysOf(int64_t first, int64_t count) {
+    std::vector<std::string> keys;
+    for (int64_t o = first; o < first + count; ++o) keys.push_back("bad-" + std::to_string(o));
+    return keys;
+  }
+  void EmitDlq(int64_t first, int64_t count) {
+    for (int64_t o = first; o < first + count; ++o) {
+      BadRecord bad(o);
+      sink_->EmitDlq(0, bad.record, DlqReason::kUndecodable, "undecodable");
+    }
+  }
+};
+
+// At least once: what CloseOutputs closes is what its wait acknowledges, DLQ
+// and late records included, and more of them than one group go in order.
+TEST_F(SideRecordsTest, AreInTheBrokersLogOnceTheCheckpointsWaitReturns) {
+  CreateTopic("engine-test.dlq", 1);
+  CreateTopic("engine-test.late", 1);
+  ScratchDir dir("side-records");
+  const JobSpec spec = Spec("tx", dir / "state");
+  ASSERT_NO_FATAL_FAILURE(MakeTasks(spec, 1));
+  EmitDlq(0, 1100);  // two groups of 512 and a part
+  BadRecord late(5000);
+  sink_->EmitLate(0, late.record);
+  auto wait = sink_->CloseOutputs(30000);
+  ASSERT_TRUE(wait);
+  ASSERT_TRUE(wait().ok());
+  EXPECT_EQ(Keys("engine-test.dlq"), KeysOf(0, 1100));
+  EXPECT_EQ(Keys("engine-test.late"), KeysOf(5000, 1));
+
+  EmitDlq(1100, 3);
+  ASSERT_TRUE(sink_->Flush(30000).ok());
+  EXPECT_EQ(Keys("engine-test.dlq"), KeysOf(0, 1103));
+}
+
+// Exactly once: a DLQ record goes into the transaction of its epoch, so a
+// read_committed reader sees it once that epoch's commit returns.
+TEST_F(SideRecordsTest, CommitWithTheEpochTheyBelongTo) {
+  CreateTopic("tx", 1);
+  CreateTopic("engine-test.dlq", 1);
+  ScratchDir dir("side-records-eos");
+  JobSpec spec = Spec("tx", dir / "state");
+  spec.delivery = DeliveryMode::kExactlyOnce;
+  ASSERT_NO_FATAL_FAILURE(MakeTasks(spec, 1));
+  ASSERT_TRUE(sink_->transactional());
+  PartitionConsumerOptions options;
+  options.group = spec.ConsumerGroup();
+  auto consumer = PartitionConsumer::Create(Config(), options);
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+
+  EmitDlq(0, 2);
+  Status st = sink_->CommitEpoch((*consumer)->handle(), "tx", {{0, 2}});
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(Keys("engine-test.dlq"), KeysOf(0, 2));
+
+  EmitDlq(2, 1);
+  auto commit = sink_->CommitEpochLater((*consumer)->handle(), "tx", {{0, 3}});
+  ASSERT_TRUE(commit);
+  st = commit();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(Keys("engine-test.dlq"), KeysOf(0, 3));
+}
+
+// Between checkpoints a DLQ record still reaches the broker soon: the job's
+// loop polls the sink after every read.
+TEST_F(SideRecordsTest, ReachTheBrokerAtTheNextPollWithoutABarrier) {
+  CreateTopic("engine-test.dlq", 1);
+  ScratchDir dir("side-records-poll");
+  const JobSpec spec = Spec("tx", dir / "state");
+  ASSERT_NO_FATAL_FAILURE(MakeTasks(spec, 1));
+  EmitDlq(0, 1);
+  sink_->Poll();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::vector<std::string> keys;
+  while ((keys = Keys("engine-test.dlq")).empty() && std::chrono::steady_clock::now() < deadline) {
+    sink_->Poll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(keys, KeysOf(0, 1));
+}
 
 }  // namespace
 }  // namespace kappa::testing
