@@ -139,6 +139,10 @@ KafkaProducer::~KafkaProducer() {
     epochs_->producer = nullptr;
   }
   rd_kafka_t* rk = producer_.get();
+  for (Topic* t = topics_.exchange(nullptr); t != nullptr;) {
+    rd_kafka_topic_destroy(t->handle);
+    delete std::exchange(t, t->next);
+  }
   if (!rk) return;
   // Whatever is still unacknowledged was either flushed before (a clean end)
   // or is abandoned (a failure, a stop): drop it rather than let
@@ -235,6 +239,21 @@ Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::
   return ProduceNow(topic, partition, key, value, headers, timestamp_ms);
 }
 
+rd_kafka_topic_s* KafkaProducer::TopicHandle(const std::string& topic) {
+  for (Topic* t = topics_.load(std::memory_order_acquire); t != nullptr; t = t->next) {
+    if (t->name == topic) return t->handle;
+  }
+  std::lock_guard<std::mutex> lock(topics_mutex_);
+  Topic* head = topics_.load(std::memory_order_acquire);
+  for (Topic* t = head; t != nullptr; t = t->next) {
+    if (t->name == topic) return t->handle;
+  }
+  rd_kafka_topic_t* handle = rd_kafka_topic_new(producer_.get(), topic.c_str(), nullptr);
+  if (handle == nullptr) return nullptr;
+  topics_.store(new Topic{topic, handle, head}, std::memory_order_release);
+  return handle;
+}
+
 Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, std::string_view key,
                                  std::string_view value, std::span<const KafkaHeader> headers,
                                  int64_t timestamp_ms) {
@@ -252,17 +271,20 @@ Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, st
   const int64_t slot = epochs_->open.load(std::memory_order_relaxed) % Epochs::kSlots;
   void* tag = reinterpret_cast<void*>(static_cast<intptr_t>(slot));
   epochs_->produced[slot].fetch_add(1, std::memory_order_release);
+  rd_kafka_topic_t* rkt = TopicHandle(topic);
   for (;;) {
-    // On success librdkafka owns the headers.
+    // On success librdkafka owns the headers. A name librdkafka refused
+    // fails as producing by that name would.
     const rd_kafka_resp_err_t err =
-        h ? rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
-                              RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
-                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END)
-          : rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
-                              RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
-                              RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
+        rkt == nullptr ? RD_KAFKA_RESP_ERR__INVALID_ARG
+        : h ? rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
+                                RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
+                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END)
+            : rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
+                                RD_KAFKA_V_VALUE(payload, value.size()), RD_KAFKA_V_TIMESTAMP(timestamp_ms),
+                                RD_KAFKA_V_OPAQUE(tag), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(rk, 20);  // back-pressure: serve delivery reports until there is room

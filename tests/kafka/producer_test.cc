@@ -36,6 +36,52 @@ bool Contains(const std::string& s, const std::string& part) { return s.find(par
 
 class ProducerTest : public BrokerTest {};
 
+// The producer keeps one librdkafka handle per topic, made at the topic's
+// first record: workers producing to several topics at once each reach
+// their own, and a name librdkafka refuses is an error naming it.
+TEST_F(ProducerTest, SeveralThreadsProduceToSeveralTopicsAndARefusedNameIsAnError) {
+  CreateTopic("out-a", 1);
+  CreateTopic("out-b", 1);
+  CreateTopic("out-c", 1);
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  const std::array<std::string, 3> topics = {"out-a", "out-b", "out-c"};
+  constexpr int kPerThread = 300;
+  std::vector<std::thread> threads;
+  std::atomic<int> refused{0};
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string& topic = topics[(t + i) % topics.size()];
+        if (!(*producer)->Produce(topic, 0, "t" + std::to_string(t), std::to_string(i)).ok()) ++refused;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(refused.load(), 0);
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  int64_t total = 0;
+  for (const std::string& topic : topics) {
+    std::map<std::string, std::vector<int>> by_thread;
+    auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord& r) {
+      by_thread[std::string(r.key)].push_back(std::stoi(std::string(r.value)));
+    });
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    for (const auto& [key, seq] : by_thread) {
+      EXPECT_EQ(seq.size(), kPerThread / topics.size()) << topic << " " << key;
+      EXPECT_TRUE(std::is_sorted(seq.begin(), seq.end())) << topic << " " << key;  // one thread's order kept
+    }
+    total += read->total;
+  }
+  EXPECT_EQ(total, 3 * kPerThread);
+
+  const std::string too_long(600, 'x');  // librdkafka refuses topic names over 512 bytes
+  Status st = (*producer)->Produce(too_long, 0, "k", "v");
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.ToString(), "cannot produce to " + too_long)) << st.ToString();
+  EXPECT_TRUE((*producer)->failed());
+}
+
 TEST_F(ProducerTest, ABatchIsReadBackWithItsHeaders) {
   CreateTopic("out", 2);
   auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
