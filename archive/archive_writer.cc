@@ -22,6 +22,7 @@ struct ArchiveWriter::Impl {
   size_t block_bytes = 0;
   int64_t segment_bytes = 0;
   uint32_t codec = kCodecLz4;
+  int lz4_level = kLz4HcDefault;
   int lock_fd = -1;
   int fd = -1;
   int64_t segment_size = 0;
@@ -55,7 +56,8 @@ struct ArchiveWriter::Impl {
 
   Status WriteBlock() {
     if (pending_records == 0) return Status::OK();
-    if (Status st = EncodeBlock(raw, pending_records, pending_first, pending_last, &block, codec); !st.ok()) {
+    if (Status st = EncodeBlock(raw, pending_records, pending_first, pending_last, &block, codec, lz4_level);
+        !st.ok()) {
       return Status::IOError(st.message() + " in " + dir);
     }
     const size_t total = block.size();
@@ -122,12 +124,19 @@ struct ArchiveWriter::Impl {
 
 Result<ArchiveCompression> ParseArchiveCompression(std::string_view name) {
   if (name == "lz4") return ArchiveCompression::kLz4;
+  if (name == "lz4-fast") return ArchiveCompression::kLz4Fast;
   if (name == "none") return ArchiveCompression::kNone;
-  return Status::InvalidArgument("unknown archive compression '" + std::string(name) + "': use lz4 or none");
+  return Status::InvalidArgument("unknown archive compression '" + std::string(name) +
+                                 "': use lz4, lz4-fast or none");
 }
 
 const char* ArchiveCompressionName(ArchiveCompression compression) {
-  return compression == ArchiveCompression::kNone ? "none" : "lz4";
+  switch (compression) {
+    case ArchiveCompression::kLz4: return "lz4";
+    case ArchiveCompression::kLz4Fast: return "lz4-fast";
+    case ArchiveCompression::kNone: return "none";
+  }
+  return "lz4";
 }
 
 ArchiveWriter::ArchiveWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -145,6 +154,7 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& ro
   impl->block_bytes = std::clamp<size_t>(block_bytes, 1024, kMaxRawBlock / 2);
   impl->segment_bytes = std::max<int64_t>(segment_bytes, 1 << 16);
   impl->codec = compression == ArchiveCompression::kNone ? kCodecNone : kCodecLz4;
+  impl->lz4_level = compression == ArchiveCompression::kLz4Fast ? kLz4Fast : kLz4HcDefault;
   KAPPA_RETURN_IF_ERROR(MakeDirs(impl->dir));
   const std::string lock_path = impl->dir + "/LOCK";
   impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

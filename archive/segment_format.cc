@@ -1,6 +1,7 @@
 #include "archive/segment_format.h"
 
 #include <lz4.h>
+#include <lz4hc.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -66,7 +67,7 @@ void AppendRecord(const ArchiveRecord& r, std::string* raw) {
 }
 
 Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_offset, int64_t last_offset,
-                   std::string* block, uint32_t codec) {
+                   std::string* block, uint32_t codec, int lz4_level) {
   if (raw.size() > kMaxRawBlock) return Status::InvalidArgument("block payload over 64 MiB");
   if (codec != kCodecLz4 && codec != kCodecNone) return Status::InvalidArgument("unknown block codec");
   // One contiguous buffer, header first, so the block goes out in one write().
@@ -80,8 +81,10 @@ Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_of
   } else {
     block->resize(kHeaderBytes + static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
     payload = block->data() + kHeaderBytes;
-    stored = LZ4_compress_default(raw.data(), payload, static_cast<int>(raw.size()),
-                                  static_cast<int>(block->size() - kHeaderBytes));
+    const int capacity = static_cast<int>(block->size() - kHeaderBytes);
+    stored = lz4_level == kLz4Fast
+                 ? LZ4_compress_default(raw.data(), payload, static_cast<int>(raw.size()), capacity)
+                 : LZ4_compress_HC(raw.data(), payload, static_cast<int>(raw.size()), capacity, lz4_level);
     if (stored <= 0) return Status::IOError("LZ4 compression failed");
   }
   BlockHeader h{};

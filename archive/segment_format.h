@@ -84,9 +84,13 @@ void AppendRecord(const ArchiveRecord& record, std::string* raw);
 
 // Compresses a raw payload of `record_count` records with offsets
 // first..last into a complete block (header + payload) in *block, with
-// `codec` (kCodecLz4 or kCodecNone).
+// `codec` (kCodecLz4 or kCodecNone). For kCodecLz4, lz4_level 0 is LZ4's
+// fast compressor and 3-12 LZ4HC's levels: the same block format, read by
+// the same decompressor (faster on HC's output, which has longer matches).
+constexpr int kLz4Fast = 0;
+constexpr int kLz4HcDefault = 3;
 Status EncodeBlock(std::string_view raw, uint32_t record_count, int64_t first_offset, int64_t last_offset,
-                   std::string* block, uint32_t codec = kCodecLz4);
+                   std::string* block, uint32_t codec = kCodecLz4, int lz4_level = kLz4HcDefault);
 
 // What the bytes at the start of a buffer are. Only kIncomplete is a torn
 // write (at the tail of the newest segment); the rest but kComplete is damage.

@@ -128,7 +128,9 @@ Status EnsureArchive(const std::string& root, const NexmarkOptions& options, int
   char want[200];
   std::snprintf(want, sizeof(want), "events=%llu seed=%llu rate=%.3f partitions=%d compression=%s\n",
                 static_cast<unsigned long long>(options.count), static_cast<unsigned long long>(options.seed),
-                options.events_per_second, partitions, ArchiveCompressionName(compression));
+                options.events_per_second, partitions,
+                // "lz4" named LZ4's fast compressor before LZ4HC became the default
+                compression == ArchiveCompression::kLz4 ? "lz4hc3" : ArchiveCompressionName(compression));
   {
     std::ifstream in(params);
     std::stringstream have;
@@ -177,7 +179,7 @@ int Usage(const char* why) {
                "kappa_nexmark_bench: %s\nusage: kappa_nexmark_bench [--events N] [--partitions P] [--seed S] "
                "[--rate R] [--source archive|memory|both] [--compression lz4|none|both] [--archive DIR] [--batch B] "
                "[--queries q0,q1,q2,q5,q7] [--repeat K] [--results DIR] [--specs DIR]\n"
-               "  --compression: the archive's blocks, LZ4 (as `kappa archive` writes by default) or stored as they\n"
+               "  --compression: the archive's blocks, LZ4 (LZ4HC level 3, as `kappa archive` writes by default) or stored as they\n"
                "  are (`--compression none`); both (the default) runs the archive source over each. An uncompressed\n"
                "  archive is kept in DIR-none.\n",
                why);

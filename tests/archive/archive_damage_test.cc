@@ -166,7 +166,7 @@ TEST(ArchiveDamageTest, AnIncompleteBlockInASealedSegmentIsCorruption) {
   {
     auto w = ArchiveWriter::Open(root, "t", 0, 4096, 1 << 16);
     ASSERT_TRUE(w.ok());
-    for (int64_t o = 0; o < 3000; ++o) {
+    for (int64_t o = 0; o < 12000; ++o) {
       const std::string value = Value(o);
       ArchiveRecord r;
       r.offset = o;

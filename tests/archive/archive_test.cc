@@ -138,12 +138,14 @@ TEST(ArchiveTest, SeekAndBlockReadsRespectStartAndLimit) {
 
 TEST(ArchiveTest, APartitionMixingCompressionsReadsBackEveryRecordInOrder) {
   // `kappa archive --compression none` on a partition archived with LZ4 (and
-  // back): each block is read as its header says, by record and by block.
+  // back, then LZ4's fast compressor): each block is read as its header
+  // says, by record and by block.
   ScratchDir dir("archive_mixed_codecs");
   const std::string root = dir.path().string();
   const auto offsets = Offsets(9000);
   std::vector<Owned> all;
-  const ArchiveCompression runs[] = {ArchiveCompression::kLz4, ArchiveCompression::kNone, ArchiveCompression::kLz4};
+  const ArchiveCompression runs[] = {ArchiveCompression::kLz4, ArchiveCompression::kNone,
+                                     ArchiveCompression::kLz4Fast};
   for (int run = 0; run < 3; ++run) {
     auto w = ArchiveWriter::Open(root, "t", 0, 16 << 10, 1 << 20, {}, runs[run]);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
@@ -181,10 +183,11 @@ TEST(ArchiveTest, APartitionMixingCompressionsReadsBackEveryRecordInOrder) {
 }
 
 TEST(ArchiveTest, AnUncompressedArchiveStoresTheRecordsAsTheyAre) {
-  ScratchDir lz4("archive_lz4_size"), none("archive_none_size");
+  ScratchDir lz4("archive_lz4_size"), fast("archive_lz4_fast_size"), none("archive_none_size");
   int64_t raw = 0;
-  for (const auto& [root, compression] :
-       {std::pair{lz4.path().string(), ArchiveCompression::kLz4}, std::pair{none.path().string(), ArchiveCompression::kNone}}) {
+  for (const auto& [root, compression] : {std::pair{lz4.path().string(), ArchiveCompression::kLz4},
+                                          std::pair{fast.path().string(), ArchiveCompression::kLz4Fast},
+                                          std::pair{none.path().string(), ArchiveCompression::kNone}}) {
     auto w = ArchiveWriter::Open(root, "t", 0, 16 << 10, 1 << 20, {}, compression);
     ASSERT_TRUE(w.ok());
     raw = 0;
@@ -196,15 +199,20 @@ TEST(ArchiveTest, AnUncompressedArchiveStoresTheRecordsAsTheyAre) {
     ASSERT_TRUE((*w)->Flush().ok());
   }
   auto lz4_range = ArchiveRanges(lz4.path().string(), "t");
+  auto fast_range = ArchiveRanges(fast.path().string(), "t");
   auto none_range = ArchiveRanges(none.path().string(), "t");
-  ASSERT_TRUE(lz4_range.ok() && none_range.ok());
+  ASSERT_TRUE(lz4_range.ok() && fast_range.ok() && none_range.ok());
   EXPECT_GE((*none_range)[0].stored_bytes, raw) << "every value and key byte is on disk as it is";
-  EXPECT_LT((*lz4_range)[0].stored_bytes * 2, (*none_range)[0].stored_bytes) << "these values compress well";
+  EXPECT_LT((*fast_range)[0].stored_bytes * 2, (*none_range)[0].stored_bytes) << "these values compress well";
+  EXPECT_LT((*lz4_range)[0].stored_bytes, (*fast_range)[0].stored_bytes) << "LZ4HC finds longer matches";
   EXPECT_EQ((*lz4_range)[0].records, (*none_range)[0].records);
+  EXPECT_EQ((*fast_range)[0].records, (*none_range)[0].records);
   EXPECT_EQ(ParseArchiveCompression("none").status().code(), Status::Code::kOk);
+  ASSERT_TRUE(ParseArchiveCompression("lz4-fast").ok());
+  EXPECT_EQ(*ParseArchiveCompression("lz4-fast"), ArchiveCompression::kLz4Fast);
   auto bad = ParseArchiveCompression("zstd");
   EXPECT_EQ(bad.status().code(), Status::Code::kInvalidArgument);
-  EXPECT_NE(bad.status().message().find("lz4 or none"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("lz4, lz4-fast or none"), std::string::npos) << bad.status().message();
 }
 
 TEST(ArchiveTest, ReopenResumesAtTheEndAndRefusesDuplicates) {
