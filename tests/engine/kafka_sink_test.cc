@@ -25,7 +25,32 @@ struct AbortCase {
   KafkaSink::AbortedCommit expected;
 };
 
-class AbortedCommitTest : public EngineTest, public ::testing::WithParamInterface<AbortCase> {};
+class SinkTest : public EngineTest {
+ protected:
+  // An exactly-once sink reading topic "tx" (one task) under `dir`, and a
+  // consumer in its group, whose handle CommitEpoch takes.
+  void MakeExactlyOnceSink(const ScratchDir& dir) {
+    spec_ = Spec("tx", dir / "state");
+    spec_.delivery = DeliveryMode::kExactlyOnce;
+    ASSERT_NO_FATAL_FAILURE(MakeTasks(spec_, 1));
+    ASSERT_TRUE(sink_->transactional());
+    PartitionConsumerOptions options;
+    options.group = spec_.ConsumerGroup();
+    auto consumer = PartitionConsumer::Create(Config(), options);
+    ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+    consumer_ = std::move(*consumer);
+  }
+  ~SinkTest() override {
+    // Before spec_, which they point to.
+    owned_.clear();
+    tasks_.clear();
+    sink_.reset();
+  }
+  JobSpec spec_;
+  std::unique_ptr<PartitionConsumer> consumer_;
+};
+
+class AbortedCommitTest : public SinkTest, public ::testing::WithParamInterface<AbortCase> {};
 
 // A rebalance's refusal, and the sequence gap the records an earlier abort
 // purged leave behind (seen on a real broker as OUT_OF_ORDER_SEQUENCE_NUMBER
@@ -36,24 +61,17 @@ TEST_P(AbortedCommitTest, SaysWhetherAnAbortedEpochCanBeRedone) {
   CreateTopic("tx", 1);
   CreateTopic("engine-test-out", 1);
   ScratchDir dir("aborted-commit");
-  JobSpec spec = Spec("tx", dir / "state");
-  spec.delivery = DeliveryMode::kExactlyOnce;
-  ASSERT_NO_FATAL_FAILURE(MakeTasks(spec, 1));
-  ASSERT_TRUE(sink_->transactional());
-  PartitionConsumerOptions options;
-  options.group = spec.ConsumerGroup();
-  auto consumer = PartitionConsumer::Create(Config(), options);
-  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(MakeExactlyOnceSink(dir));
 
   ASSERT_TRUE(sink_->ProduceState("engine-test-out", 0, "k", "epoch 1").ok());
   rd_kafka_mock_push_request_errors(broker_->mock_cluster(), 28 /* TxnOffsetCommit */, 1, GetParam().error);
-  Status st = sink_->CommitEpoch((*consumer)->handle(), "tx", {{0, 10}});
+  Status st = sink_->CommitEpoch(consumer_->handle(), "tx", {{0, 10}});
   ASSERT_FALSE(st.ok()) << "the injected refusal did not reach the commit";
   EXPECT_EQ(sink_->LastCommitAborted(), GetParam().expected) << st.ToString();
 
   // Aborted, the next transaction open: the redone epoch commits.
   ASSERT_TRUE(sink_->ProduceState("engine-test-out", 0, "k", "epoch 1 again").ok());
-  st = sink_->CommitEpoch((*consumer)->handle(), "tx", {{0, 10}});
+  st = sink_->CommitEpoch(consumer_->handle(), "tx", {{0, 10}});
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(sink_->LastCommitAborted(), KafkaSink::AbortedCommit::kNone);
 }
@@ -80,7 +98,7 @@ struct BadRecord {
   InputRecord record;
 };
 
-class SideRecordsTest : public EngineTest {
+class SideRecordsTest : public SinkTest {
  protected:
   // The keys on `topic` now (every record the broker has, committed or not
   // by the reader's isolation: read_committed).
@@ -131,22 +149,15 @@ TEST_F(SideRecordsTest, CommitWithTheEpochTheyBelongTo) {
   CreateTopic("tx", 1);
   CreateTopic("engine-test.dlq", 1);
   ScratchDir dir("side-records-eos");
-  JobSpec spec = Spec("tx", dir / "state");
-  spec.delivery = DeliveryMode::kExactlyOnce;
-  ASSERT_NO_FATAL_FAILURE(MakeTasks(spec, 1));
-  ASSERT_TRUE(sink_->transactional());
-  PartitionConsumerOptions options;
-  options.group = spec.ConsumerGroup();
-  auto consumer = PartitionConsumer::Create(Config(), options);
-  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(MakeExactlyOnceSink(dir));
 
   EmitDlq(0, 2);
-  Status st = sink_->CommitEpoch((*consumer)->handle(), "tx", {{0, 2}});
+  Status st = sink_->CommitEpoch(consumer_->handle(), "tx", {{0, 2}});
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(Keys("engine-test.dlq"), KeysOf(0, 2));
 
   EmitDlq(2, 1);
-  auto commit = sink_->CommitEpochLater((*consumer)->handle(), "tx", {{0, 3}});
+  auto commit = sink_->CommitEpochLater(consumer_->handle(), "tx", {{0, 3}});
   ASSERT_TRUE(commit);
   st = commit();
   ASSERT_TRUE(st.ok()) << st.ToString();
