@@ -288,7 +288,8 @@ void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason 
   // out of the DLQ that `kappa dlq replay` keeps re-injecting.
   const std::string& topic = record.retry_count + 1 > spec_->dlq_max_retries ? parked_topic_ : spec_->dlq_topic;
   KeepSideRecord(topic, std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
-                 std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()), h);
+                 std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()), h,
+                 h.size());
 }
 
 void KafkaSink::KeepSideRecord(const std::string& topic, std::string_view key, std::string_view value,
@@ -297,7 +298,7 @@ void KafkaSink::KeepSideRecord(const std::string& topic, std::string_view key, s
   r.topic = &topic;
   r.key_size = static_cast<uint32_t>(key.size());
   r.value_size = static_cast<uint32_t>(value.size());
-  r.header_count = static_cast<uint32_t>(std::min(headers.size(), r.headers.size()));
+  r.header_count = static_cast<uint32_t>(headers.size());  // <= kMaxSideHeaders (the template's check)
   size_t size = key.size() + value.size();
   for (uint32_t i = 0; i < r.header_count; ++i) {
     r.headers[i] = {headers[i].name, static_cast<uint32_t>(headers[i].value.size())};
@@ -317,7 +318,7 @@ void KafkaSink::SendSideRecords() {
 }
 
 void KafkaSink::SendSideRecordsLocked() {
-  std::array<KafkaHeader, 9> h;
+  std::array<KafkaHeader, kMaxSideHeaders> h;
   for (const SideRecord& r : side_) {
     const char* p = r.bytes.data();
     const std::string_view key(p, r.key_size);
@@ -347,7 +348,7 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   const int on = std::snprintf(offset_buf, sizeof(offset_buf), "%lld", static_cast<long long>(record.offset));
   const int wn =
       std::snprintf(watermark_buf, sizeof(watermark_buf), "%lld", static_cast<long long>(record.watermark_ms));
-  std::array<KafkaHeader, 9> h = {{
+  std::array<KafkaHeader, kMaxSideHeaders> h = {{
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
       {"kappa.partition", std::string_view(partition_buf, pn)},
@@ -378,8 +379,7 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
     payload_keep = limit > fixed ? std::min<size_t>(limit - fixed, record.size) : 0;
   }
   KeepSideRecord(spec_->late_topic, std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
-                 std::string_view(reinterpret_cast<const char*>(record.payload), payload_keep),
-                 std::span<const KafkaHeader>(h.data(), count));
+                 std::string_view(reinterpret_cast<const char*>(record.payload), payload_keep), h, count);
 }
 
 Status KafkaSink::Flush(int timeout_ms) {
