@@ -118,6 +118,16 @@ GeneratorOptions Workload(const Config& c, int64_t count) {
   return g;
 }
 
+// How the archive's blocks are stored, for the tables.
+const char* BlocksLabel(ArchiveCompression compression) {
+  switch (compression) {
+    case ArchiveCompression::kNone: return "uncompressed";
+    case ArchiveCompression::kLz4Fast: return "LZ4 fast";
+    case ArchiveCompression::kLz4: return "LZ4HC level 3";
+  }
+  return "LZ4HC level 3";
+}
+
 // The archive (and the DuckDB CSV of the same records) under data_dir,
 // reused when a previous run built it with the same parameters.
 Status BuildArchive(const Config& c, Row* row) {
@@ -491,11 +501,7 @@ int main(int argc, char** argv) {
 
   Row build;
   build.id = "w";
-  build.what = c.compression == ArchiveCompression::kNone
-                   ? "archive write (uncompressed XXH3 blocks, fdatasync at the end)"
-               : c.compression == ArchiveCompression::kLz4Fast
-                   ? "archive write (LZ4 fast + XXH3 blocks, fdatasync at the end)"
-                   : "archive write (LZ4HC level 3 + XXH3 blocks, fdatasync at the end)";
+  build.what = std::string("archive write (") + BlocksLabel(c.compression) + " blocks with XXH3, fdatasync at the end)";
   if (Status st = BuildArchive(c, &build); !st.ok()) return fail(st);
   auto ranges = ArchiveRanges(c.data_dir + "/archive", "transactions");
   if (!ranges.ok()) return fail(ranges.status());
@@ -619,10 +625,7 @@ int main(int argc, char** argv) {
      << "Measured " << date << " on " << machine << " (shared and noisy: compare ratios within one run).\n"
      << "Archive: " << archived << " generated transactions (" << c.users << " users, Zipf " << c.zipf
      << ", 2% duplicate sends, 5% out of order, 0.1% malformed), " << c.partitions << " partitions, "
-     << Fmt(stored / 1e6, "%.0f") << " MB stored ("
-     << (c.compression == ArchiveCompression::kNone      ? "uncompressed"
-         : c.compression == ArchiveCompression::kLz4Fast ? "LZ4 fast"
-                                                         : "LZ4HC level 3")
+     << Fmt(stored / 1e6, "%.0f") << " MB stored (" << BlocksLabel(c.compression)
      << "). Command: `scripts/bench.sh`.\n\n"
      << "| id | what | threads | records | seconds | records/s | MB/s | peak RSS MB | checkpoint max / total ms | note |\n"
      << "|---|---|---|---|---|---|---|---|---|---|\n";

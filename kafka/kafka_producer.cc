@@ -240,14 +240,16 @@ Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::
 }
 
 rd_kafka_topic_s* KafkaProducer::TopicHandle(const std::string& topic) {
-  for (Topic* t = topics_.load(std::memory_order_acquire); t != nullptr; t = t->next) {
-    if (t->name == topic) return t->handle;
-  }
+  auto find = [&](Topic* head) -> rd_kafka_topic_t* {
+    for (Topic* t = head; t != nullptr; t = t->next) {
+      if (t->name == topic) return t->handle;
+    }
+    return nullptr;
+  };
+  if (rd_kafka_topic_t* known = find(topics_.load(std::memory_order_acquire))) return known;
   std::lock_guard<std::mutex> lock(topics_mutex_);
   Topic* head = topics_.load(std::memory_order_acquire);
-  for (Topic* t = head; t != nullptr; t = t->next) {
-    if (t->name == topic) return t->handle;
-  }
+  if (rd_kafka_topic_t* known = find(head)) return known;  // made meanwhile by another thread
   rd_kafka_topic_t* handle = rd_kafka_topic_new(producer_.get(), topic.c_str(), nullptr);
   if (handle == nullptr) return nullptr;
   topics_.store(new Topic{topic, handle, head}, std::memory_order_release);
