@@ -134,7 +134,9 @@ Result<Row> RunJob(const std::string& bootstrap, const std::string& topic, const
              std::to_string(k.deduped) + " + filtered " + std::to_string(k.filtered) + " + late " +
              std::to_string(k.late) + " + dlq " + std::to_string(k.dlq) + "; " + std::to_string(k.outputs) +
              " outputs, " + std::to_string(runner.summary().epochs) + " checkpoints (sink flushes " +
-             std::to_string(static_cast<int>(runner.summary().flush_total_ms)) + " ms)";
+             std::to_string(static_cast<int>(runner.summary().flush_total_ms)) + " ms, waits for the state writer " +
+             std::to_string(static_cast<int>(runner.summary().writer_wait_total_ms)) + " ms, longest capture " +
+             std::to_string(static_cast<int>(runner.summary().capture_max_ms)) + " ms)";
   }
   std::error_code ignored;
   fs::remove_all(state, ignored);

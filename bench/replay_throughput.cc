@@ -284,7 +284,9 @@ Result<Row> RunJob(const Config& c, EmbeddedBroker& broker, const std::string& n
              " + filtered " + std::to_string(k.filtered) + " + late " + std::to_string(k.late) + " + dlq " +
              std::to_string(k.dlq) + "; " + std::to_string(k.outputs) + " outputs, " +
              std::to_string(runner.summary().epochs) + " checkpoints (sink flushes " +
-             std::to_string(static_cast<int>(runner.summary().flush_total_ms)) + " ms, final durable wait " +
+             std::to_string(static_cast<int>(runner.summary().flush_total_ms)) + " ms, waits for the state writer " +
+             std::to_string(static_cast<int>(runner.summary().writer_wait_total_ms)) + " ms, longest capture " +
+             std::to_string(static_cast<int>(runner.summary().capture_max_ms)) + " ms, final durable wait " +
              std::to_string(static_cast<int>(runner.summary().final_durable_ms)) + " ms)";
   fs::remove_all(state);
   return row;

@@ -67,13 +67,14 @@ int RunCommand(int argc, char** argv) {
               static_cast<long long>(s.counters.outputs), spec->OutputName().c_str());
   if (s.epochs > 0) {
     std::printf("kappa run: checkpoints stalled processing %.0f ms in total (mean %.0f ms, max %.0f ms), of which "
-                "%.0f ms waiting for the sink (%s); %.1f s in all\n",
+                "%.0f ms waiting for the sink (%s) and %.0f ms (max %.0f ms) for room behind the state writer; the "
+                "longest state capture %.0f ms; %.1f s in all\n",
                 s.checkpoint_total_ms, s.checkpoint_total_ms / static_cast<double>(s.epochs), s.checkpoint_max_ms,
                 s.flush_total_ms,
                 spec->postgres()                                ? "the database transaction"
                 : spec->delivery == DeliveryMode::kExactlyOnce ? "Kafka transaction commits"
                                                                 : "Kafka acks",
-                s.seconds);
+                s.writer_wait_total_ms, s.writer_wait_max_ms, s.capture_max_ms, s.seconds);
   }
   if (s.archive_records > 0) {
     std::printf("kappa run: %lld records came from the archive, %lld from Kafka\n",

@@ -18,7 +18,28 @@ CheckpointCoordinator::CheckpointCoordinator(std::vector<Task*> tasks, StateBack
     : tasks_(std::move(tasks)), backend_(backend), barrier_(barrier), group_(group), topic_(std::move(topic)),
       gaps_(gaps), interval_ms_(interval_ms), clock_(clock), epoch_(backend.last_epoch()), last_ms_(clock.NowMs()) {}
 
+std::vector<Task*> CheckpointCoordinator::ActiveTasks() const {
+  std::vector<Task*> active;
+  active.reserve(tasks_.size());
+  for (Task* t : tasks_) {
+    if (!owned_ || (*owned_)[static_cast<size_t>(t->partition())]) active.push_back(t);
+  }
+  return active;
+}
+
+void CheckpointCoordinator::PrepareCapture() {
+  if (prepared_) return;
+  const int64_t elapsed = clock_.NowMs() - last_ms_;
+  if (elapsed <= 0 || elapsed * 2 < interval_ms_) return;
+  prepared_ = true;
+  std::vector<StateBackend::TaskSnapshot> snapshots;
+  for (Task* t : ActiveTasks()) snapshots.push_back({&t->checkpoint(), &t->registry(), t->expiry_watermark_ms()});
+  // The rest of the interval at the rate so far, and a quarter more.
+  backend_.PrepareCapture(snapshots, 1.25 * static_cast<double>(interval_ms_) / static_cast<double>(elapsed));
+}
+
 Status CheckpointCoordinator::Checkpoint() {
+  prepared_ = false;
   const int64_t began = clock_.NowMs();
   Status st = CheckpointNow();
   const double ms = static_cast<double>(clock_.NowMs() - began);
@@ -56,11 +77,7 @@ Status CheckpointCoordinator::CheckpointNow() {
   // Step 0: room for this checkpoint, before anything is committed anywhere.
   KAPPA_RETURN_IF_ERROR(CheckHeadroom(backend_.dir(), static_cast<int64_t>(backend_.last_checkpoint_bytes()),
                                       headroom_, free_space_));
-  std::vector<Task*> active;
-  active.reserve(tasks_.size());
-  for (Task* t : tasks_) {
-    if (!owned_ || (*owned_)[static_cast<size_t>(t->partition())]) active.push_back(t);
-  }
+  const std::vector<Task*> active = ActiveTasks();
   if (before_barrier_) KAPPA_RETURN_IF_ERROR(before_barrier_(active, epoch_ + 1));
   KAPPA_KILL_POINT(kill_switch_, "before-flush");
   std::function<Status()> acked;  // set: the writer waits for the outputs' acks (or commits them)
@@ -83,6 +100,9 @@ Status CheckpointCoordinator::CheckpointNow() {
   for (Task* t : active) snapshots.push_back({&t->checkpoint(), &t->registry(), t->expiry_watermark_ms()});
   auto captured = backend_.BeginCommit(epoch_ + 1, snapshots, std::move(acked));
   if (!captured.ok()) return captured.status();
+  stats_.writer_wait_total_ms += captured->wait_ms;
+  stats_.writer_wait_max_ms = std::max(stats_.writer_wait_max_ms, captured->wait_ms);
+  stats_.capture_max_ms = std::max(stats_.capture_max_ms, captured->capture_ms);
   ++epoch_;
   ++stats_.epochs;
   if (KAPPA_KILL_ARMED(kill_switch_, "after-commit")) {

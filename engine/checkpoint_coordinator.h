@@ -76,6 +76,9 @@ struct CheckpointStats {
   double total_ms = 0;
   double flush_total_ms = 0;   // of which: the sink barrier (acks, or the whole transaction commit,
                                // where the processing thread waits for them)
+  double writer_wait_total_ms = 0;  // of which: waiting for room behind the state writer's
+  double writer_wait_max_ms = 0;    // pending checkpoints (it is behind: slow acks or disk)
+  double capture_max_ms = 0;        // the longest copy of the dirty state out of the tables
   double final_durable_ms = 0; // at the end: waiting for the last checkpoint to be durable
 };
 
@@ -106,6 +109,11 @@ class CheckpointCoordinator {
   // changelog's entries and markers, which the barrier then makes durable).
   using BeforeBarrier = std::function<Status(const std::vector<Task*>& tasks, int64_t epoch)>;
   void SetBeforeBarrier(BeforeBarrier hook) { before_barrier_ = std::move(hook); }
+  // Halfway to the first checkpoint (and to any other that would find no
+  // ready capture), asks the state's writer to ready one of about the
+  // interval's size (StateBackend::PrepareCapture). Cheap: the job calls
+  // it as it goes, beside Due().
+  void PrepareCapture();
   // Takes one checkpoint now.
   Status Checkpoint();
   // The final checkpoint of a clean stop, durable before it returns.
@@ -118,6 +126,8 @@ class CheckpointCoordinator {
 
  private:
   Status CheckpointNow();
+  // The tasks taking part (SetOwned).
+  std::vector<Task*> ActiveTasks() const;
   // Step 1; *acked: set when the sink hands over the wait for its acks (CloseOutputs).
   Status SinkBarrier(const std::vector<Task*>& tasks, std::function<Status()>* acked);
   void CommitGroupOffsets();
@@ -134,6 +144,7 @@ class CheckpointCoordinator {
   const Clock& clock_;
   int64_t epoch_ = 0;
   int64_t last_ms_ = 0;
+  bool prepared_ = false;  // PrepareCapture asked the backend in this interval
   // The offsets of the last begun checkpoint, committed to the group once
   // that checkpoint is durable.
   int64_t pending_group_epoch_ = 0;

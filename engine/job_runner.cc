@@ -765,6 +765,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   }
   KAPPA_RETURN_IF_ERROR(WriteDurableMetrics());
   coordinator->CommitDurableOffsets();
+  coordinator->PrepareCapture();
   if (coordinator->Due()) {
     KAPPA_RETURN_IF_ERROR(GroupCheckpoint());
     // Begun, not yet durable: its metrics wait for the backend's writer.
@@ -918,6 +919,9 @@ Status JobRunner::Impl::Finish(bool input_ended) {
   summary->checkpoint_max_ms = c.max_ms;
   summary->checkpoint_total_ms = c.total_ms;
   summary->flush_total_ms = c.flush_total_ms;
+  summary->writer_wait_total_ms = c.writer_wait_total_ms;
+  summary->writer_wait_max_ms = c.writer_wait_max_ms;
+  summary->capture_max_ms = c.capture_max_ms;
   summary->final_durable_ms = c.final_durable_ms;
   summary->seconds = run_time.Seconds();
   ProgressSnapshot final_snapshot = Snapshot();

@@ -99,6 +99,9 @@ struct RunSummary {
   double checkpoint_max_ms = 0;
   double checkpoint_total_ms = 0;
   double flush_total_ms = 0;       // of which: waiting for the sink's acks
+  double writer_wait_total_ms = 0; // of which: waiting for room behind the state writer
+  double writer_wait_max_ms = 0;
+  double capture_max_ms = 0;       // the longest copy of the dirty state
   double final_durable_ms = 0;     // waiting at the end for the last checkpoint to be durable
   double seconds = 0;
   // The run stopped because its input ended (stop_at_end reached, or an

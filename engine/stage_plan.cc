@@ -171,6 +171,9 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   summary->checkpoint_max_ms = std::max(a.checkpoint_max_ms, b.checkpoint_max_ms);
   summary->checkpoint_total_ms += b.checkpoint_total_ms;
   summary->flush_total_ms += b.flush_total_ms;
+  summary->writer_wait_total_ms += b.writer_wait_total_ms;
+  summary->writer_wait_max_ms = std::max(a.writer_wait_max_ms, b.writer_wait_max_ms);
+  summary->capture_max_ms = std::max(a.capture_max_ms, b.capture_max_ms);
   summary->final_durable_ms = std::max(a.final_durable_ms, b.final_durable_ms);
   summary->seconds = std::max(a.seconds, b.seconds);
   summary->input_ended = a.input_ended && b.input_ended;

@@ -145,6 +145,8 @@ class StateTable {
   // deletions before the dirty puts of the same commit.
   virtual void ForEachErased(const std::function<void(std::string_view key)>& fn) const = 0;
   virtual size_t DirtyCount() const = 0;
+  // The bytes the next TakeChanges would copy into TableChanges::puts.
+  virtual size_t DirtyBytes() const = 0;
   virtual void ClearDirty() = 0;
   // The checkpoint capture: replaces *out (whose buffers are reused) with
   // the erased keys and a copy of every dirty entry, then clears the dirty
@@ -341,6 +343,7 @@ class KeyedState final {
     erased_.ForEachErased(fn);
   }
   size_t DirtyCount() const { return dirty_count_; }
+  size_t DirtyBytes() const { return dirty_count_ * (sizeof(uint32_t) + sizeof(V)) + dirty_key_bytes_; }
   void ClearDirty() {
     ForEachDirtySlot([&](uint32_t i) { At(i).hash |= state_internal::kStoredBit; });
     ClearDirtyBits();
@@ -356,7 +359,7 @@ class KeyedState final {
     // One exact-size reservation, then per entry one copy of length, key
     // and value, in slot order (ascending addresses within each chunk).
     const size_t n = dirty_count_;
-    char* p = out->puts.Extend(n * (sizeof(uint32_t) + sizeof(V)) + dirty_key_bytes_);
+    char* p = out->puts.Extend(DirtyBytes());
     ForEachDirtySlot([&](uint32_t i) {
       Slot& s = At(i);
       const uint32_t len = s.key_size;
@@ -563,6 +566,7 @@ class KeyedTable final : public StateTable {
   }
   void ForEachErased(const std::function<void(std::string_view)>& fn) const override { state_.ForEachErased(fn); }
   size_t DirtyCount() const override { return state_.DirtyCount(); }
+  size_t DirtyBytes() const override { return state_.DirtyBytes(); }
   void ClearDirty() override { state_.ClearDirty(); }
   void TakeChanges(TableChanges* out) override { state_.TakeChanges(out); }
   Status Load(std::string_view key, std::string_view value) override { return state_.Load(key, value); }

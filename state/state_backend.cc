@@ -370,6 +370,8 @@ struct StateBackend::Impl {
   // and pops it when done.
   std::deque<std::unique_ptr<PendingCommit>> queue;
   std::vector<std::unique_ptr<PendingCommit>> spare;  // finished, for reuse
+  std::vector<size_t> prepare;  // PrepareCapture: each part's bytes, for the writer to fault in
+  bool preparing = false;       // from PrepareCapture until its capture is in `spare`
   Status error;                                       // first write error; sticky
   CommitStats last_stats;                             // of the last durable commit
   bool stop = false;
@@ -398,8 +400,22 @@ struct StateBackend::Impl {
   void WriterLoop() {
     std::unique_lock<std::mutex> lock(mu);
     for (;;) {
-      work_cv.wait(lock, [&] { return stop || !queue.empty(); });
-      if (queue.empty()) return;  // stop, and nothing left
+      work_cv.wait(lock, [&] { return stop || !queue.empty() || !prepare.empty(); });
+      if (queue.empty() && stop) return;  // nothing left
+      if (queue.empty()) {
+        // PrepareCapture's: a capture's buffers, faulted in here and not
+        // inside the next checkpoint's stall.
+        const std::vector<size_t> sizes = std::exchange(prepare, {});
+        lock.unlock();
+        auto ready = std::make_unique<PendingCommit>();
+        ready->parts.resize(sizes.size());
+        for (size_t i = 0; i < sizes.size(); ++i) ready->parts[i].changes.puts.Prefault(sizes[i]);
+        lock.lock();
+        spare.push_back(std::move(ready));
+        preparing = false;
+        done_cv.notify_all();
+        continue;
+      }
       PendingCommit* c = queue.front().get();
       const bool failed_before = !error.ok();
       std::optional<std::string> injected = std::exchange(fail_next, std::nullopt);
@@ -936,6 +952,10 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
     impl_->done_cv.wait(lock,
                         [&] { return impl_->queue.size() < kMaxPendingCommits || !impl_->error.ok(); });
     if (!impl_->error.ok()) return impl_->error;
+    if (!impl_->prepare.empty()) {
+      impl_->prepare.clear();  // too late to be of use: the capture is now
+      impl_->preparing = false;
+    }
     if (!impl_->spare.empty()) {
       c = std::move(impl_->spare.back());
       impl_->spare.pop_back();
@@ -996,9 +1016,28 @@ Result<SnapshotStats> StateBackend::BeginCommit(int64_t epoch, const std::vector
   return stats;
 }
 
+void StateBackend::PrepareCapture(const std::vector<TaskSnapshot>& tasks, double scale) {
+  constexpr size_t kWorthIt = size_t{1} << 20;  // below: a few hundred page faults
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (!impl_->spare.empty() || !impl_->queue.empty() || impl_->preparing || !impl_->error.ok()) return;
+  std::vector<size_t> sizes;
+  size_t total = 0;
+  for (const auto& snapshot : tasks) {
+    if (snapshot.registry == nullptr) return;
+    for (const auto& table : snapshot.registry->tables()) {
+      sizes.push_back(static_cast<size_t>(static_cast<double>(table->DirtyBytes()) * scale));
+      total += sizes.back();
+    }
+  }
+  if (total < kWorthIt) return;
+  impl_->prepare = std::move(sizes);
+  impl_->preparing = true;
+  impl_->work_cv.notify_one();
+}
+
 Result<CommitStats> StateBackend::WaitForCommits() {
   std::unique_lock<std::mutex> lock(impl_->mu);
-  impl_->done_cv.wait(lock, [&] { return impl_->queue.empty(); });
+  impl_->done_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->preparing; });
   if (!impl_->error.ok()) return impl_->error;
   return impl_->last_stats;
 }

@@ -207,6 +207,14 @@ class StateBackend {
   // table). If an earlier background write failed, returns that error.
   Result<SnapshotStats> BeginCommit(int64_t epoch, const std::vector<TaskSnapshot>& tasks,
                                     std::function<Status()> ready = nullptr);
+  // Has the writer thread make a capture ready in the background: buffers
+  // of `scale` times each table's changes so far, faulted in, so that the
+  // next BeginCommit copies into them instead of paying a page fault per
+  // 4 KiB of fresh memory inside its stall (the first checkpoint's; later
+  // ones reuse the buffers the writer readies after each write). Cheap and
+  // never waits: nothing while a recycled capture is at hand, a commit is
+  // pending, a preparation runs, or the changes are under 1 MiB.
+  void PrepareCapture(const std::vector<TaskSnapshot>& tasks, double scale);
   // Waits until every begun commit is durable (or failed). Returns the
   // stats of the last durable one, or the first write error. A write error
   // is sticky: the failed checkpoint's changes have left the tables' dirty

@@ -235,6 +235,38 @@ TEST_F(CheckpointCoordinatorTest, HandedToTheWriterTheAcksHoldTheCheckpointBackN
   ExpectWrittenOnlyAfter(acks, "the checkpoint was written before its outputs were acknowledged");
 }
 
+// A stall is accounted for: with the writer behind (its first checkpoint
+// still waiting for the acks, a second queued), the third checkpoint waits
+// for room, and that wait is the stall's writer share, not the sink's.
+TEST_F(CheckpointCoordinatorTest, AWriterThatIsBehindIsTheStallsNamedShare) {
+  SetUpJob("writer-behind", 1, 1000);
+  ObservingBarrier barrier(*sink_, *backend_, false);
+  const auto acks = HoldHandover(barrier);
+  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  ProcessAll();
+  ASSERT_TRUE(coordinator.Checkpoint().ok());
+  ASSERT_TRUE(coordinator.Checkpoint().ok());
+  EXPECT_LT(coordinator.stats().writer_wait_total_ms, 50) << "two pending checkpoints fit the writer's queue";
+  const double before = coordinator.stats().writer_wait_total_ms;
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    acks();
+  });
+  const auto began = std::chrono::steady_clock::now();
+  Status st = coordinator.Checkpoint();
+  const double stalled = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count();
+  release.join();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  const CheckpointStats& s = coordinator.stats();
+  EXPECT_GE(s.writer_wait_total_ms, 150) << "the third checkpoint waited for the acks of the first";
+  EXPECT_LE(s.writer_wait_total_ms, stalled);
+  EXPECT_DOUBLE_EQ(s.writer_wait_max_ms, s.writer_wait_total_ms - before) << "the third's wait is the longest";
+  EXPECT_LT(s.flush_total_ms, 100) << "the acks were the writer's to wait for, not the checkpoint's";
+  EXPECT_LT(s.capture_max_ms, s.writer_wait_max_ms);
+  ASSERT_TRUE(backend_->WaitForCommits().ok());
+  EXPECT_EQ(backend_->last_epoch(), 3);
+}
+
 TEST_F(CheckpointCoordinatorTest, HandedToTheWriterAFailedDeliveryLeavesTheCheckpointUnwrittenAndStopsTheJob) {
   SetUpJob("acks-failed", 1, 1000);
   ObservingBarrier barrier(*sink_, *backend_, false);
