@@ -215,7 +215,6 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
     // broker's log, uncommitted": send them before dying (once a commit
     // under way has put the held ones into the open transaction).
     producer_->WaitUntilNotHolding();
-    SendSideRecordsLocked();
     (void)producer_->Flush(30000);
     KAPPA_KILL_NOW("mid-transaction");
   }
@@ -287,60 +286,14 @@ void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason 
   // Failed more often than dlq.max_retries (re-injections included): parked,
   // out of the DLQ that `kappa dlq replay` keeps re-injecting.
   const std::string& topic = record.retry_count + 1 > spec_->dlq_max_retries ? parked_topic_ : spec_->dlq_topic;
-  KeepSideRecord(topic, std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
-                 std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()), h,
-                 h.size());
-}
-
-void KafkaSink::KeepSideRecord(const std::string& topic, std::string_view key, std::string_view value,
-                               std::span<const KafkaHeader> headers) {
-  SideRecord& r = side_.emplace_back();
-  r.topic = &topic;
-  r.key_size = static_cast<uint32_t>(key.size());
-  r.value_size = static_cast<uint32_t>(value.size());
-  r.header_count = static_cast<uint32_t>(headers.size());  // <= kMaxSideHeaders (the template's check)
-  size_t size = key.size() + value.size();
-  for (uint32_t i = 0; i < r.header_count; ++i) {
-    r.headers[i] = {headers[i].name, static_cast<uint32_t>(headers[i].value.size())};
-    size += headers[i].value.size();
-  }
-  r.bytes.reserve(size);
-  r.bytes.append(key).append(value);
-  for (uint32_t i = 0; i < r.header_count; ++i) r.bytes.append(headers[i].value);
-  side_bytes_ += size;
-  if (side_.size() >= kSideBatch || side_bytes_ >= kSideBatchBytes) SendSideRecordsLocked();
-}
-
-void KafkaSink::SendSideRecords() {
-  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
-  if (concurrent_) lock.lock();
-  SendSideRecordsLocked();
-}
-
-void KafkaSink::SendSideRecordsLocked() {
-  std::array<KafkaHeader, kMaxSideHeaders> h;
-  for (const SideRecord& r : side_) {
-    const char* p = r.bytes.data();
-    const std::string_view key(p, r.key_size);
-    const std::string_view value(p + r.key_size, r.value_size);
-    p += r.key_size + r.value_size;
-    for (uint32_t i = 0; i < r.header_count; ++i) {
-      h[i] = {r.headers[i].first, std::string_view(p, r.headers[i].second)};
-      p += r.headers[i].second;
-    }
-    // A refusal is recorded as the producer's failure (failed()): the job
-    // stops before its next checkpoint.
-    (void)producer_->Produce(*r.topic, KafkaProducer::kAnyPartition, key, value,
-                             std::span<const KafkaHeader>(h.data(), r.header_count));
-  }
-  side_.clear();
-  side_bytes_ = 0;
+  // Sparse beside the outputs: produced in groups (ProduceLater says why).
+  producer_->ProduceLater(topic, std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
+                          std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()),
+                          h);
 }
 
 void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   if (Suppressed(partition)) return;
-  std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);  // side_
-  if (concurrent_) lock.lock();
   char partition_buf[16];
   char offset_buf[24];
   char watermark_buf[24];
@@ -348,7 +301,7 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   const int on = std::snprintf(offset_buf, sizeof(offset_buf), "%lld", static_cast<long long>(record.offset));
   const int wn =
       std::snprintf(watermark_buf, sizeof(watermark_buf), "%lld", static_cast<long long>(record.watermark_ms));
-  std::array<KafkaHeader, kMaxSideHeaders> h = {{
+  std::array<KafkaHeader, 9> h = {{
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
       {"kappa.partition", std::string_view(partition_buf, pn)},
@@ -378,12 +331,12 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
         KafkaProducer::RecordSize(key_keep, 0, std::span<const KafkaHeader>(h.data(), count)) + kSizeMargin;
     payload_keep = limit > fixed ? std::min<size_t>(limit - fixed, record.size) : 0;
   }
-  KeepSideRecord(spec_->late_topic, std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
-                 std::string_view(reinterpret_cast<const char*>(record.payload), payload_keep), h, count);
+  producer_->ProduceLater(spec_->late_topic, std::string_view(reinterpret_cast<const char*>(record.key), key_keep),
+                          std::string_view(reinterpret_cast<const char*>(record.payload), payload_keep),
+                          std::span<const KafkaHeader>(h.data(), count));
 }
 
 Status KafkaSink::Flush(int timeout_ms) {
-  SendSideRecords();
   Status st = producer_->Flush(timeout_ms);
   if (st.ok()) return st;
   if (failed()) return failure();
@@ -391,7 +344,6 @@ Status KafkaSink::Flush(int timeout_ms) {
 }
 
 std::function<Status()> KafkaSink::CloseOutputs(int timeout_ms) {
-  SendSideRecords();  // into the epoch this closes
   // The messages Flush and failure() give (at-least-once: never fenced).
   return [wait = producer_->CloseEpoch(timeout_ms)] {
     bool failed = false;
@@ -403,7 +355,6 @@ std::function<Status()> KafkaSink::CloseOutputs(int timeout_ms) {
 
 Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
                               const std::vector<std::pair<int32_t, int64_t>>& offsets) {
-  SendSideRecords();  // into this transaction
   if (failed()) return failure();
   Status st = producer_->CommitTransaction(consumer, TaggedOffsets(topic, offsets), 150000);
   if (st.ok()) return st;
@@ -423,7 +374,6 @@ PartitionList KafkaSink::TaggedOffsets(const std::string& topic,
 
 std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const std::string& topic,
                                                     const std::vector<std::pair<int32_t, int64_t>>& offsets) {
-  SendSideRecords();  // into this transaction
   if (failed()) return nullptr;  // CommitEpoch then says so at once
   // The messages CommitEpoch gives, built now: the sink may be gone when it runs.
   return [commit = producer_->CommitTransactionLater(consumer, TaggedOffsets(topic, offsets), 150000),

@@ -147,12 +147,9 @@ class KafkaSink final : public OutputCollector {
   // First delivery or fatal error seen, if any (checked on the hot path).
   bool failed() const { return producer_->failed(); }
   Status failure() const;
-  // Hands the waiting DLQ and late records to the producer, then serves
+  // Hands the waiting DLQ and late records to librdkafka, then serves
   // delivery reports.
-  void Poll() {
-    SendSideRecords();
-    producer_->Poll(0);
-  }
+  void Poll() { producer_->Poll(0); }
   int64_t produced() const { return producer_->produced(); }
   // DLQ records written by this process, per error type name
   // (Undecodable, MissingField, InvalidValue, SinkRejected).
@@ -179,39 +176,6 @@ class KafkaSink final : public OutputCollector {
   // key_keep/payload_keep bytes of its key/payload.
   void BuildDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message,
                 size_t key_keep, size_t payload_keep, uint64_t payload_xxh3);
-
-  // A DLQ or late record waiting for SendSideRecords: its bytes copied (key,
-  // value, then each header's value), the topic and header names pointing
-  // at this sink's strings and string literals.
-  // The most headers a side record has (a truncated late record's nine).
-  static constexpr size_t kMaxSideHeaders = 9;
-  struct SideRecord {
-    const std::string* topic;
-    uint32_t key_size;
-    uint32_t value_size;
-    uint32_t header_count;
-    std::array<std::pair<std::string_view, uint32_t>, kMaxSideHeaders> headers;  // name, value size
-    std::string bytes;
-  };
-  static constexpr size_t kSideBatch = 512;
-  static constexpr size_t kSideBatchBytes = size_t{4} << 20;
-  // Keeps a copy (the first `count` of `headers`); sends them all once
-  // kSideBatch or kSideBatchBytes wait. Called with emit_mutex_ held when
-  // concurrent_.
-  template <size_t N>
-  void KeepSideRecord(const std::string& topic, std::string_view key, std::string_view value,
-                      const std::array<KafkaHeader, N>& headers, size_t count) {
-    static_assert(N <= kMaxSideHeaders, "a side record keeps at most kMaxSideHeaders headers");
-    KeepSideRecord(topic, key, value, std::span<const KafkaHeader>(headers.data(), std::min(count, N)));
-  }
-  void KeepSideRecord(const std::string& topic, std::string_view key, std::string_view value,
-                      std::span<const KafkaHeader> headers);
-  // Produces the waiting side records, in the order they came. Takes
-  // emit_mutex_ when concurrent_.
-  void SendSideRecords();
-  void SendSideRecordsLocked();
-  std::vector<SideRecord> side_;
-  size_t side_bytes_ = 0;
 
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
   std::vector<uint8_t> suppressed_;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <utility>
 
@@ -33,14 +34,56 @@ struct KafkaProducer::Epochs {
   }
 };
 
-// A record Produce held while a transaction commits (CommitTransactionLater).
-struct KafkaProducer::Held {
+// A record copied to be produced later: held while a transaction commits
+// (CommitTransactionLater) or kept by ProduceLater. Its key, value and
+// headers (each name and value after a 32-bit size) are in one buffer.
+struct KafkaProducer::Copy {
   std::string topic;
-  int32_t partition = 0;
-  std::string key, value;
-  bool key_null = false, value_null = false;
-  std::vector<std::pair<std::string, std::string>> headers;
+  int32_t partition = kAnyPartition;
   int64_t timestamp_ms = 0;
+  uint32_t key_size = 0;
+  uint32_t value_size = 0;
+  uint32_t header_count = 0;
+  bool key_null = false;
+  bool value_null = false;
+  std::string bytes;
+
+  Copy(const std::string& t, int32_t p, std::string_view key, std::string_view value,
+       std::span<const KafkaHeader> headers, int64_t ts)
+      : topic(t), partition(p), timestamp_ms(ts), key_size(static_cast<uint32_t>(key.size())),
+        value_size(static_cast<uint32_t>(value.size())), header_count(static_cast<uint32_t>(headers.size())),
+        key_null(key.data() == nullptr), value_null(value.data() == nullptr) {
+    size_t size = key.size() + value.size();
+    for (const KafkaHeader& h : headers) size += 2 * sizeof(uint32_t) + h.name.size() + h.value.size();
+    bytes.reserve(size);
+    bytes.append(key.data() ? key.data() : "", key.size()).append(value.data() ? value.data() : "", value.size());
+    for (const KafkaHeader& h : headers) {
+      for (std::string_view part : {h.name, h.value}) {
+        const auto n = static_cast<uint32_t>(part.size());
+        bytes.append(reinterpret_cast<const char*>(&n), sizeof(n)).append(part.data() ? part.data() : "", n);
+      }
+    }
+  }
+  std::string_view key() const { return key_null ? std::string_view() : std::string_view(bytes.data(), key_size); }
+  std::string_view value() const {
+    return value_null ? std::string_view() : std::string_view(bytes.data() + key_size, value_size);
+  }
+  // The headers, as views of `bytes`, into *out.
+  void Headers(std::vector<KafkaHeader>* out) const {
+    out->clear();
+    const char* p = bytes.data() + key_size + value_size;
+    auto next = [&p] {
+      uint32_t n;
+      std::memcpy(&n, p, sizeof(n));
+      const std::string_view part(p + sizeof(n), n);
+      p += sizeof(n) + n;
+      return part;
+    };
+    for (uint32_t i = 0; i < header_count; ++i) {
+      const std::string_view name = next();
+      out->push_back({name, next()});
+    }
+  }
 };
 
 // The records held while a transaction commits, in the order they came.
@@ -50,8 +93,16 @@ struct KafkaProducer::Hold {
   std::mutex mu;  // guards the rest but `holding`; held by EndHold while it produces
   std::condition_variable cv;
   std::atomic<bool> holding{false};  // written under mu
-  std::vector<Held> records;
+  std::vector<Copy> records;
   size_t bytes = 0;
+};
+
+// ProduceLater's records, in the order they came.
+struct KafkaProducer::Later {
+  std::mutex mu;  // guards the rest but `count`; held while they are produced
+  std::vector<Copy> records;
+  size_t bytes = 0;
+  std::atomic<size_t> count{0};  // records.size(), read without the lock
 };
 
 ProducerOptions BulkProducerOptions() {
@@ -101,6 +152,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& 
   p->epochs_ = std::make_shared<Epochs>();
   p->epochs_->producer = p.get();
   p->hold_ = std::make_shared<Hold>();
+  p->later_ = std::make_unique<Later>();
   options.on_delivery = &KafkaProducer::OnDeliveryReport;
   options.on_error = &KafkaProducer::OnClientError;
   options.opaque = p.get();
@@ -221,22 +273,41 @@ Status KafkaProducer::Produce(const std::string& topic, int32_t partition, std::
       return !hold_->holding.load(std::memory_order_relaxed) || hold_->bytes < hold_->max_bytes;
     });
     if (hold_->holding.load(std::memory_order_relaxed)) {
-      Held& r = hold_->records.emplace_back();
-      r.topic = topic;
-      r.partition = partition;
-      r.key_null = key.data() == nullptr;
-      r.value_null = value.data() == nullptr;
-      r.key.assign(key.data() ? key.data() : "", key.size());
-      r.value.assign(value.data() ? value.data() : "", value.size());
-      r.headers.reserve(headers.size());
-      for (const KafkaHeader& header : headers) r.headers.emplace_back(header.name, header.value);
-      r.timestamp_ms = timestamp_ms;
+      hold_->records.emplace_back(topic, partition, key, value, headers, timestamp_ms);
       hold_->bytes += 64 + topic.size() + key.size() + value.size() + RecordSize(0, 0, headers);
       return Status::OK();
     }
     // The commit ended the hold meanwhile (its held records are in): in turn.
   }
   return ProduceNow(topic, partition, key, value, headers, timestamp_ms);
+}
+
+void KafkaProducer::ProduceLater(const std::string& topic, std::string_view key, std::string_view value,
+                                 std::span<const KafkaHeader> headers) {
+  std::lock_guard<std::mutex> lock(later_->mu);
+  const Copy& c = later_->records.emplace_back(topic, kAnyPartition, key, value, headers, 0);
+  later_->bytes += c.bytes.size();
+  later_->count.store(later_->records.size(), std::memory_order_relaxed);
+  if (later_->records.size() >= kLaterBatch || later_->bytes >= kLaterBatchBytes) SendLaterLocked();
+}
+
+void KafkaProducer::SendLater() {
+  if (later_->count.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard<std::mutex> lock(later_->mu);
+  SendLaterLocked();
+}
+
+void KafkaProducer::SendLaterLocked() {
+  std::vector<KafkaHeader> headers;
+  for (const Copy& c : later_->records) {
+    c.Headers(&headers);
+    // Through Produce: held like any record while a transaction commits. A
+    // refusal is recorded as the producer's failure (failed()).
+    (void)Produce(c.topic, c.partition, c.key(), c.value(), headers, c.timestamp_ms);
+  }
+  later_->records.clear();
+  later_->bytes = 0;
+  later_->count.store(0, std::memory_order_relaxed);
 }
 
 rd_kafka_topic_s* KafkaProducer::TopicHandle(const std::string& topic) {
@@ -341,6 +412,7 @@ Status KafkaProducer::DrainQueue(std::chrono::steady_clock::time_point deadline,
 }
 
 Status KafkaProducer::Flush(int timeout_ms) {
+  SendLater();
   std::lock_guard<std::mutex> polling(poll_mutex_);
   auto stop_deadline = std::chrono::steady_clock::time_point::max();
   KAPPA_RETURN_IF_ERROR(DrainQueue(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms),
@@ -353,6 +425,7 @@ Status KafkaProducer::Flush(int timeout_ms) {
 }
 
 KafkaProducer::EpochWait KafkaProducer::CloseEpoch(int timeout_ms) {
+  SendLater();  // into the epoch this closes
   const int64_t closed = epochs_->open.load(std::memory_order_relaxed);
   // The next epoch's slot last counted epoch closed + 1 - kSlots: settle it
   // before counting anew (with a checkpoint queue of two, never in practice).
@@ -408,7 +481,8 @@ Status KafkaProducer::WaitForEpoch(const std::shared_ptr<Epochs>& epochs, int64_
   }
 }
 
-void KafkaProducer::Poll(int timeout_ms) const {
+void KafkaProducer::Poll(int timeout_ms) {
+  SendLater();
   // Not behind an epoch's waiter (it serves the same callbacks, up to 10 ms
   // a poll): the job's thread must not wait for it between reads.
   std::unique_lock<std::mutex> polling(poll_mutex_, std::try_to_lock);
@@ -420,6 +494,7 @@ int KafkaProducer::InFlight() const { return rd_kafka_outq_len(producer_.get());
 
 Status KafkaProducer::CommitTransaction(rd_kafka_s* consumer, const PartitionList& offsets, int timeout_ms) {
   if (!transactional_) return Status::FailedPrecondition("CommitTransaction on a producer without transactional.id");
+  SendLater();  // into this transaction
   if (offsets.size() == 0) return CommitOpenTransaction(nullptr, offsets, timeout_ms);
   rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer);
   Status st = CommitOpenTransaction(group, offsets, timeout_ms);
@@ -455,17 +530,14 @@ Status KafkaProducer::EndHold(Hold& hold, KafkaProducer* producer, bool produce)
   Status st;
   if (produce && producer) {
     std::vector<KafkaHeader> headers;
-    for (const Held& r : hold.records) {
-      headers.clear();
-      for (const auto& [name, value] : r.headers) headers.push_back({name, value});
-      st = producer->ProduceNow(r.topic, r.partition, r.key_null ? std::string_view() : std::string_view(r.key),
-                                r.value_null ? std::string_view() : std::string_view(r.value), headers,
-                                r.timestamp_ms);
+    for (const Copy& r : hold.records) {
+      r.Headers(&headers);
+      st = producer->ProduceNow(r.topic, r.partition, r.key(), r.value(), headers, r.timestamp_ms);
       if (!st.ok()) break;  // recorded as the producer's failure: the job stops
     }
   }
   if (hold.records.capacity() > 4096) {
-    std::vector<Held>().swap(hold.records);
+    std::vector<Copy>().swap(hold.records);
   } else {
     hold.records.clear();
   }
@@ -482,6 +554,7 @@ KafkaProducer::CommitWait KafkaProducer::CommitTransactionLater(rd_kafka_s* cons
       return Status::FailedPrecondition("CommitTransactionLater on a producer without transactional.id");
     };
   }
+  SendLater();  // into this transaction
   {
     // One commit at a time: the previous one's held records go in first.
     std::unique_lock<std::mutex> lock(hold_->mu);

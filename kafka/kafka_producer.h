@@ -100,6 +100,22 @@ class KafkaProducer {
   Status Produce(const std::string& topic, int32_t partition, std::string_view key, std::string_view value,
                  std::span<const KafkaHeader> headers = {}, int64_t timestamp_ms = 0);
 
+  // Keeps a copy of the record (any partition, stamped when it is produced)
+  // and produces it at the next Poll or barrier (Flush, CloseEpoch,
+  // CommitTransaction, CommitTransactionLater: into the epoch or
+  // transaction they close), or once kLaterBatch records or kLaterBatchBytes
+  // wait; in the order they came. For sparse records beside a stream (a
+  // job's DLQ and late records): each one produced at once found its
+  // partition's queue empty and woke librdkafka's broker thread for itself
+  // (a write() and a cross-core wake-up). A refusal is recorded as the
+  // failure (failed()). Any thread.
+  void ProduceLater(const std::string& topic, std::string_view key, std::string_view value,
+                    std::span<const KafkaHeader> headers = {});
+  static constexpr size_t kLaterBatch = 512;
+  static constexpr size_t kLaterBatchBytes = size_t{4} << 20;
+  // Produces ProduceLater's records now.
+  void SendLater();
+
   // Waits until every queued record is acknowledged. The first failure if
   // any delivery failed (or a fatal error happened); Unavailable if records
   // are still unacknowledged after timeout_ms, or kStopBoundMs after a stop
@@ -125,9 +141,10 @@ class KafkaProducer {
   // kStopBoundMs, and the destructor drops what is still unacknowledged.
   void SetStopToken(StopToken stop) { stop_ = stop; }
   static constexpr int kStopBoundMs = 4000;
-  // Serves delivery reports; waits at most timeout_ms. Returns at once if
-  // an epoch's wait (CloseEpoch) is serving them on another thread.
-  void Poll(int timeout_ms = 0) const;
+  // Produces ProduceLater's records, then serves delivery reports; waits at
+  // most timeout_ms. Returns at once if an epoch's wait (CloseEpoch) is
+  // serving them on another thread.
+  void Poll(int timeout_ms = 0);
   // Records queued and not yet acknowledged.
   int InFlight() const;
 
@@ -220,8 +237,10 @@ class KafkaProducer {
   // Hands `value` etc. to librdkafka now (Produce past the hold check).
   Status ProduceNow(const std::string& topic, int32_t partition, std::string_view key, std::string_view value,
                     std::span<const KafkaHeader> headers, int64_t timestamp_ms);
-  struct Held;
+  struct Copy;
   struct Hold;
+  struct Later;
+  void SendLaterLocked();
   // Ends the hold: produces the held records (produce) or drops them, and
   // wakes producers waiting for it. Holds hold_->mu while it produces.
   static Status EndHold(Hold& hold, KafkaProducer* producer, bool produce);
@@ -250,6 +269,7 @@ class KafkaProducer {
   KafkaHandle producer_;
   std::shared_ptr<Epochs> epochs_;  // shared with the waiters CloseEpoch hands out
   std::shared_ptr<Hold> hold_;      // shared with the commits CommitTransactionLater hands out
+  std::unique_ptr<Later> later_;   // ProduceLater's records
   std::unique_ptr<ClientErrorNotes> error_notes_;
   StopToken stop_;
   size_t max_message_bytes_ = 1000000;

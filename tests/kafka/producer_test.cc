@@ -132,6 +132,51 @@ TEST_F(ProducerTest, ABatchIsReadBackWithItsHeaders) {
   EXPECT_TRUE(got["bare"].headers.empty());
 }
 
+// ProduceLater keeps its records from librdkafka until the next Poll or
+// barrier, or a full group: a sparse record does not wake the broker thread
+// for itself. Kept records keep their order, keys and headers.
+TEST_F(ProducerTest, ProduceLaterHandsItsRecordsOverAtPollBarriersOrAFullGroup) {
+  CreateTopic("later", 1);
+  auto created = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  KafkaProducer& p = **created;
+  int64_t sent = 0;
+  auto keep = [&](int n) {
+    for (int i = 0; i < n; ++i, ++sent) {
+      const std::string seq = std::to_string(sent);
+      const std::array<KafkaHeader, 2> headers = {{{"kappa.seq", seq}, {"kappa.empty", ""}}};
+      p.ProduceLater("later", sent == 1 ? std::string_view() : std::string_view("k" + seq), "v" + seq, headers);
+    }
+  };
+  keep(3);
+  EXPECT_EQ(p.produced(), 0) << "kept, not handed to librdkafka";
+  p.Poll(0);
+  EXPECT_EQ(p.produced(), 3);
+  keep(static_cast<int>(KafkaProducer::kLaterBatch) + 5);
+  EXPECT_EQ(p.produced(), 3 + static_cast<int64_t>(KafkaProducer::kLaterBatch)) << "a full group goes at once";
+  KafkaProducer::EpochWait wait = p.CloseEpoch(30000);
+  EXPECT_EQ(p.produced(), sent) << "the epoch CloseEpoch closes has them";
+  ASSERT_TRUE(wait(nullptr).ok());
+  keep(2);
+  ASSERT_TRUE(p.Flush(30000).ok());
+  EXPECT_EQ(p.produced(), sent);
+
+  std::vector<std::string> values;
+  bool headers_kept = true;
+  bool keys_kept = true;
+  auto read = ReadTopic(Config(), "later", [&](const ConsumedRecord& r) {
+    const std::string seq = std::to_string(values.size());
+    values.emplace_back(r.value);
+    headers_kept &= r.Header("kappa.seq") == seq && r.headers.size() == 2 && r.headers[1].second.empty();
+    keys_kept &= seq == "1" ? r.key_null : std::string(r.key) == "k" + seq;
+  });
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(static_cast<int64_t>(values.size()), sent);
+  for (int64_t i = 0; i < sent; ++i) ASSERT_EQ(values[static_cast<size_t>(i)], "v" + std::to_string(i)) << "in order";
+  EXPECT_TRUE(headers_kept);
+  EXPECT_TRUE(keys_kept) << "a null key stays null";
+}
+
 TEST_F(ProducerTest, FlushNamesTheTopicOfAFailedDelivery) {
   CreateTopic("no-such-topic", 1);
   // The broker refuses every write (a permanent error: no retry helps).
