@@ -204,6 +204,12 @@ std::string JobMetrics::Render() const {
         s.checkpoint_total_ms / 1000.0);
   e.One("kappa_sink_flush_seconds_total", "counter",
         "Of the checkpoint stalls: the sink barrier (acks, or the sink's transaction).", s.sink_flush_total_ms / 1000.0);
+  e.One("kappa_checkpoint_writer_wait_seconds_total", "counter",
+        "Of the checkpoint stalls: waiting for room behind the state's writer (behind: slow acks, commits or disk).",
+        s.writer_wait_total_ms / 1000.0);
+  e.One("kappa_checkpoint_capture_max_seconds", "gauge",
+        "The longest copy of a checkpoint's changed state out of the tables (part of its stall).",
+        s.capture_max_ms / 1000.0);
   e.One("kappa_state_size_bytes", "gauge", "RocksDB's estimate of the state (live SST files and memtables).",
         s.state_bytes);
   e.One("kappa_restore_records_remaining", "gauge",

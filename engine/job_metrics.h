@@ -29,6 +29,8 @@ struct JobMetricsSample {
   double checkpoint_max_ms = 0;
   double checkpoint_total_ms = 0;
   double sink_flush_total_ms = 0;  // of which the sink barrier (acks, or the transaction)
+  double writer_wait_total_ms = 0; // of which waiting for room behind the state's writer
+  double capture_max_ms = 0;       // the longest copy of the dirty state
   int64_t state_bytes = 0;
   // DLQ records written by this process, per error type (Undecodable, ...).
   std::vector<std::pair<std::string, int64_t>> dlq_by_type;

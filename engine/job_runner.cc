@@ -796,6 +796,8 @@ void JobRunner::Impl::PublishMetrics() {
   sample.checkpoint_max_ms = c.max_ms;
   sample.checkpoint_total_ms = c.total_ms;
   sample.sink_flush_total_ms = c.flush_total_ms;
+  sample.writer_wait_total_ms = c.writer_wait_total_ms;
+  sample.capture_max_ms = c.capture_max_ms;
   sample.last_checkpoint_ms = c.last_ms;
   sample.state_bytes = static_cast<int64_t>(backend->ApproximateBytes());
   sample.dlq_by_type = sink->DlqByType();

@@ -114,6 +114,15 @@ TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
   EXPECT_EQ(m["kappa_alert{job=mx,name=dlq_per_hour,version=1}"], 1);
   EXPECT_EQ(m["kappa_alert{job=mx,name=lag_records,version=1}"], 0);
   EXPECT_GT(m["kappa_checkpoints_total{" + labels + "}"], 0);
+  // A stall's parts: none is more than the whole (timed in whole ms per
+  // checkpoint, the parts finer).
+  const double stalled = m["kappa_checkpoint_stall_seconds_total{" + labels + "}"] +
+                         0.001 * m["kappa_checkpoints_total{" + labels + "}"];
+  for (const char* part : {"kappa_sink_flush_seconds_total", "kappa_checkpoint_writer_wait_seconds_total",
+                           "kappa_checkpoint_capture_max_seconds"}) {
+    ASSERT_TRUE(m.contains(std::string(part) + "{" + labels + "}")) << part;
+    EXPECT_LE(m[std::string(part) + "{" + labels + "}"], stalled) << part;
+  }
   EXPECT_GT(m["kappa_state_size_bytes{" + labels + "}"], 0);
   EXPECT_EQ(m["kappa_progress_ratio{" + labels + "}"], 1);
   EXPECT_GT(m["kappa_watermark_seconds{" + labels + "}"], 1.7e9);
