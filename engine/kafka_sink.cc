@@ -301,7 +301,7 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   const int on = std::snprintf(offset_buf, sizeof(offset_buf), "%lld", static_cast<long long>(record.offset));
   const int wn =
       std::snprintf(watermark_buf, sizeof(watermark_buf), "%lld", static_cast<long long>(record.watermark_ms));
-  std::array<KafkaHeader, 9> h = {{
+  std::array<KafkaHeader, 9> h = {{  // five, and four more for a truncated record
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
       {"kappa.partition", std::string_view(partition_buf, pn)},
