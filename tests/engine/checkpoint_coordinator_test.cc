@@ -131,6 +131,16 @@ class CheckpointCoordinatorTest : public EngineTest {
     barrier.handover = [ready = done->get_future().share()] { return ready.get(); };
     return [done] { done->set_value(Status::OK()); };
   }
+  // A coordinator whose barrier hands the writer a wait that returns only
+  // once `release` is called (HoldHandover).
+  struct HandedOver {
+    HandedOver(CheckpointCoordinatorTest& t, bool transactional)
+        : barrier(*t.sink_, *t.backend_, transactional), release(HoldHandover(barrier)),
+          coordinator(t.tasks_, *t.backend_, barrier, t.consumer_.get(), "tx", *t.gaps_, 5000) {}
+    ObservingBarrier barrier;
+    std::function<void()> release;
+    CheckpointCoordinator coordinator;
+  };
   // Checkpoint 1, begun: unwritten until `release`, then durable with every
   // task's offset. `early`: what writing it before would mean.
   void ExpectWrittenOnlyAfter(const std::function<void()>& release, const char* early) {
@@ -223,9 +233,8 @@ TEST_F(CheckpointCoordinatorTest, AFailedBarrierCommitsNoState) {
 // backend writes it only once the outputs before it are acknowledged.
 TEST_F(CheckpointCoordinatorTest, HandedToTheWriterTheAcksHoldTheCheckpointBackNotTheProcessing) {
   SetUpJob("acks-in-writer", 2, 2000);
-  ObservingBarrier barrier(*sink_, *backend_, false);
-  const auto acks = HoldHandover(barrier);
-  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  HandedOver job(*this, false);
+  auto& [barrier, acks, coordinator] = job;
   ProcessAll();
   Status st = coordinator.Checkpoint();
   ASSERT_TRUE(st.ok()) << st.ToString();
@@ -240,9 +249,8 @@ TEST_F(CheckpointCoordinatorTest, HandedToTheWriterTheAcksHoldTheCheckpointBackN
 // for room, and that wait is the stall's writer share, not the sink's.
 TEST_F(CheckpointCoordinatorTest, AWriterThatIsBehindIsTheStallsNamedShare) {
   SetUpJob("writer-behind", 1, 1000);
-  ObservingBarrier barrier(*sink_, *backend_, false);
-  const auto acks = HoldHandover(barrier);
-  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  HandedOver job(*this, false);
+  auto& [barrier, acks, coordinator] = job;
   ProcessAll();
   ASSERT_TRUE(coordinator.Checkpoint().ok());
   ASSERT_TRUE(coordinator.Checkpoint().ok());
@@ -288,9 +296,8 @@ TEST_F(CheckpointCoordinatorTest, HandedToTheWriterAFailedDeliveryLeavesTheCheck
 // included, runs on the backend's writer, and the state follows it.
 TEST_F(CheckpointCoordinatorTest, UnderExactlyOnceTheWriterCommitsTheTransactionBeforeTheState) {
   SetUpJob("eos-in-writer", 2, 2000);
-  ObservingBarrier barrier(*sink_, *backend_, true);
-  const auto commit = HoldHandover(barrier);
-  CheckpointCoordinator coordinator(tasks_, *backend_, barrier, consumer_.get(), "tx", *gaps_, 5000);
+  HandedOver job(*this, true);
+  auto& [barrier, commit, coordinator] = job;
   ProcessAll();
   ASSERT_TRUE(coordinator.Checkpoint().ok());
   EXPECT_EQ(barrier.handovers, 1);
