@@ -20,24 +20,22 @@
 // error saying so. Outputs of a partition can be suppressed while its
 // already-committed records are re-read to rebuild state. One thread.
 //
-// DLQ and late records (sparse side outputs) are copied and handed to the
-// producer together: at each Poll (once per read of the job's loop), before
-// every barrier (Flush, CloseOutputs, CommitEpoch, CommitEpochLater) and
-// whenever kSideBatch of them (or kSideBatchBytes) wait. One at a time, each
-// found the sink's partition queue empty and woke the producer's thread: a
-// syscall and a cross-core wake-up per record, often enough (7.7 k such
-// writes in two archive replays of 20 k DLQ records each) to take 1.6% of the
-// worker's time.
+// DLQ and late records (sparse side outputs) go through the producer's
+// ProduceLater: handed to librdkafka together at each Poll (once per read of
+// the job's loop), before every barrier (Flush, CloseOutputs, CommitEpoch,
+// CommitEpochLater) and whenever KafkaProducer::kLaterBatch of them wait.
+// One at a time, each found its partition queue empty and woke the
+// producer's thread: a syscall and a cross-core wake-up per record, often
+// enough (7.7 k such writes in two archive replays of 20 k DLQ records each)
+// to take 1.6% of the worker's time.
 #pragma once
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>

@@ -113,8 +113,6 @@ class KafkaProducer {
                     std::span<const KafkaHeader> headers = {});
   static constexpr size_t kLaterBatch = 512;
   static constexpr size_t kLaterBatchBytes = size_t{4} << 20;
-  // Produces ProduceLater's records now.
-  void SendLater();
 
   // Waits until every queued record is acknowledged. The first failure if
   // any delivery failed (or a fatal error happened); Unavailable if records
@@ -240,6 +238,8 @@ class KafkaProducer {
   struct Copy;
   struct Hold;
   struct Later;
+  // Produces ProduceLater's records now (Locked: with later_->mu held).
+  void SendLater();
   void SendLaterLocked();
   // Ends the hold: produces the held records (produce) or drops them, and
   // wakes producers waiting for it. Holds hold_->mu while it produces.
