@@ -1,12 +1,12 @@
 #include "state/memtable_rep.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
-#include <shared_mutex>
 #include <utility>
 #include <vector>
 
@@ -33,13 +33,20 @@ class PrefixSortedVectorRep final : public MemTableRep {
       : MemTableRep(allocator), cmp_(cmp) {}
   ~PrefixSortedVectorRep() override;
 
+  // RocksDB inserts from one thread at a time (this rep does not offer
+  // concurrent inserts) and asks ApproximateMemoryUsage after every insert;
+  // readers (Contains, an iterator over a memtable still written to) are
+  // rare. So the lock is a plain mutex and the size an atomic: a
+  // checkpoint's writer inserts millions of entries, and a reader-writer
+  // lock taken twice per entry was a fifth of its CPU.
   void Insert(KeyHandle handle) override {
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     entries_.push_back(static_cast<const char*>(handle));
+    capacity_.store(entries_.capacity(), std::memory_order_relaxed);
   }
 
   bool Contains(const char* key) const override {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (const char* e : entries_) {
       if (cmp_(e, key) == 0) return true;
     }
@@ -47,13 +54,12 @@ class PrefixSortedVectorRep final : public MemTableRep {
   }
 
   void MarkReadOnly() override {
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     read_only_ = true;
   }
 
   size_t ApproximateMemoryUsage() override {
-    std::shared_lock<std::shared_mutex> lock(mu_);
-    return sizeof(*this) + entries_.capacity() * sizeof(const char*);
+    return sizeof(*this) + capacity_.load(std::memory_order_relaxed) * sizeof(const char*);
   }
 
   Iterator* GetIterator(rocksdb::Arena* arena) override;
@@ -91,8 +97,9 @@ class PrefixSortedVectorRep final : public MemTableRep {
   class Iter;
 
   const KeyComparator& cmp_;
-  mutable std::shared_mutex mu_;
+  mutable std::mutex mu_;
   std::vector<const char*> entries_;  // insertion order until sorted_
+  std::atomic<size_t> capacity_{0};   // entries_.capacity(), read without mu_
   bool read_only_ = false;
   bool sorted_ = false;               // read-only and sorted in place
   // Every iterator handed out lives in memory this memtable owns (an
@@ -166,7 +173,7 @@ MemTableRep::Iterator* PrefixSortedVectorRep::GetIterator(rocksdb::Arena* arena)
   const std::vector<const char*>* shared = nullptr;
   std::vector<const char*> owned;
   {
-    std::unique_lock<std::shared_mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (read_only_) {
       // Sorted once, in place; later iterators (the flush's, a restore's)
       // share it. Nothing is inserted any more.
