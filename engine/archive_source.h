@@ -4,7 +4,9 @@
 // proportion to what each has left, unless a rate cap sets it), so a
 // partition is only ever processed by one thread at a time, in offset order,
 // and the output equals a single-threaded run; between rounds (all workers
-// idle) the runner checkpoints and reports. An uncapped round ends after
+// idle) the runner checkpoints and reports; with several workers, whoever
+// finishes an archive block serves the sink's delivery reports (left to the
+// runner between rounds, they kept the other workers waiting). An uncapped round ends after
 // about kRoundMs: its slices are large (a task's state is warm in the
 // core's cache for the whole slice) and stop at the next archive block once
 // the round's time is up, so the workers reach the barrier together and the

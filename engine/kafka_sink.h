@@ -22,7 +22,8 @@
 //
 // DLQ and late records (sparse side outputs) go through the producer's
 // ProduceLater: handed to librdkafka together at each Poll (once per read of
-// the job's loop), before every barrier (Flush, CloseOutputs, CommitEpoch,
+// the job's loop, and after each archive block when several workers replay
+// from the archive), before every barrier (Flush, CloseOutputs, CommitEpoch,
 // CommitEpochLater) and whenever KafkaProducer::kLaterBatch of them wait.
 // One at a time, each found its partition queue empty and woke the
 // producer's thread: a syscall and a cross-core wake-up per record, often
