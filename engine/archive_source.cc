@@ -124,7 +124,7 @@ Status ArchiveSource::Slice(size_t i, int64_t budget, std::chrono::steady_clock:
     // delivery reports (one poller at a time; the others skip it): left to
     // the job's thread between rounds, that serial part kept the other
     // workers waiting.
-    if (poll_in_round_) sink_->Poll();
+    if (pool_->size() > 1) sink_->Poll();
   }
   return Status::OK();
 }
@@ -173,7 +173,6 @@ Status ArchiveSource::Round(int64_t budget, int64_t* records) {
   const auto until = budget > 0 ? std::chrono::steady_clock::time_point::max()
                                 : std::chrono::steady_clock::now() + std::chrono::milliseconds(round_ms_);
   sink_->SetConcurrent(pool_->size() > 1);
-  poll_in_round_ = pool_->size() > 1;
   pool_->Run([&](int w) {
     for (size_t k = next++; k < n; k = next++) {
       // A slice reads whole archive blocks (up to 1 MiB each), so a capped

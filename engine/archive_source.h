@@ -120,7 +120,6 @@ class ArchiveSource final : public Source {
   int64_t records_ = 0;
   int64_t round_records_ = kRoundRecords;
   int round_ms_ = kRoundMs;
-  bool poll_in_round_ = false;  // the workers serve the sink between blocks
 };
 
 }  // namespace kappa
