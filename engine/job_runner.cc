@@ -344,8 +344,12 @@ Status JobRunner::Impl::MakeTasks() {
     auto stored = backend->ReadTask(p);
     if (!stored.ok()) return stored.status();
     if (stored->has_value()) {
-      KAPPA_RETURN_IF_ERROR(backend->Restore(p, (*task)->registry()));
+      // The task first: its watermark says which dedup entries have expired
+      // (those are not loaded).
       (*task)->Restore(**stored);
+      const int64_t expiry = (*task)->expiry_watermark_ms();
+      KAPPA_RETURN_IF_ERROR(backend->Restore(p, (*task)->registry(),
+                                             expiry == kNoTime ? std::nullopt : std::optional<int64_t>(expiry)));
       restored[p] = true;
     }
     tasks.push_back(task->get());

@@ -803,16 +803,33 @@ std::vector<int32_t> StateBackend::StoredPartitions() {
   return out;
 }
 
-Status StateBackend::Restore(int32_t partition, StateRegistry& registry) {
+Status StateBackend::Restore(int32_t partition, StateRegistry& registry, std::optional<int64_t> expiry_watermark_ms,
+                             size_t* expired_skipped) {
   std::vector<std::string> names;
   std::map<std::string, StateTable*, std::less<>> by_name;
   for (const auto& table : registry.tables()) {
     names.push_back(table->name());
     by_name[table->name()] = table.get();
   }
-  return ForEachEntry(partition, names, [&](const std::string& table, std::string_view key, std::string_view value) {
-    return by_name.find(table)->second->Load(key, value);
+  size_t skipped = 0;
+  Status st = ForEachEntry(partition, names, [&](const std::string& name, std::string_view key, std::string_view value) {
+    StateTable* table = by_name.find(name)->second;
+    // The compaction filter's rule (ExpiredEntryFilter), at the watermark
+    // the task resumes from.
+    if (expiry_watermark_ms && table->forgets_expired() && table->expiry_ttl_ms() > 0 &&
+        value.size() >= sizeof(int64_t)) {
+      int64_t since;
+      std::memcpy(&since, value.data(), sizeof(since));
+      int64_t limit;
+      if (!__builtin_add_overflow(since, table->expiry_ttl_ms(), &limit) && *expiry_watermark_ms > limit) {
+        ++skipped;
+        return Status::OK();
+      }
+    }
+    return table->Load(key, value);
   });
+  if (expired_skipped) *expired_skipped = skipped;
+  return st;
 }
 
 Status StateBackend::ForEachEntry(int32_t partition, const std::vector<std::string>& tables,

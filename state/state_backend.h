@@ -145,7 +145,15 @@ class StateBackend {
   // table name == column family) through StateTable::Load; entries stay
   // clean. InvalidArgument if a table has no column family (neither named
   // to Open nor found on disk).
-  Status Restore(int32_t partition, StateRegistry& registry);
+  //
+  // With `expiry_watermark_ms` (the restored task's watermark, as
+  // Task::expiry_watermark_ms gives it), a table that forgets expired
+  // entries (StateTable::forgets_expired) does not load those expired at
+  // it: they read as unseen, the first purge would drop them unrecorded,
+  // and the compaction filter drops their stored copies by the same rule.
+  // `expired_skipped`, when given, counts them.
+  Status Restore(int32_t partition, StateRegistry& registry,
+                 std::optional<int64_t> expiry_watermark_ms = std::nullopt, size_t* expired_skipped = nullptr);
 
   // Every stored entry of `partition`, table by table (key without the
   // partition prefix): what a changelog is seeded with when a task's state
