@@ -347,9 +347,7 @@ Status JobRunner::Impl::MakeTasks() {
       // The task first: its watermark says which dedup entries have expired
       // (those are not loaded).
       (*task)->Restore(**stored);
-      const int64_t expiry = (*task)->expiry_watermark_ms();
-      KAPPA_RETURN_IF_ERROR(backend->Restore(p, (*task)->registry(),
-                                             expiry == kNoTime ? std::nullopt : std::optional<int64_t>(expiry)));
+      KAPPA_RETURN_IF_ERROR(backend->Restore(p, (*task)->registry(), (*task)->expiry_watermark_ms()));
       restored[p] = true;
     }
     tasks.push_back(task->get());

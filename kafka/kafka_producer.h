@@ -238,7 +238,8 @@ class KafkaProducer {
   struct Copy;
   struct Hold;
   struct Later;
-  // Produces ProduceLater's records now (Locked: with later_->mu held).
+  // Produces ProduceLater's records now; SendLaterLocked does it with
+  // later_->mu already held.
   void SendLater();
   void SendLaterLocked();
   // Ends the hold: produces the held records (produce) or drops them, and

@@ -288,22 +288,29 @@ class ExpiryRules {
 
 namespace {
 
-// Keys are the 4-byte big-endian partition, then the operator's key; an
-// expiring table's value starts with the int64_t event time its TTL counts
-// from. Drops an entry once watermark > that time + TTL (Dedup::Expired).
+// An expiring table's value starts with the int64_t event time its TTL
+// counts from; the entry is expired once the watermark passes that time +
+// TTL (Dedup::Expired). The one rule of the compaction filter and Restore.
+bool ExpiredAt(std::string_view value, int64_t ttl_ms, int64_t watermark_ms) {
+  if (value.size() < sizeof(int64_t)) return false;
+  int64_t since;
+  std::memcpy(&since, value.data(), sizeof(since));
+  int64_t limit;
+  if (__builtin_add_overflow(since, ttl_ms, &limit)) return false;
+  return watermark_ms > limit;
+}
+
+// Keys are the 4-byte big-endian partition, then the operator's key. Drops
+// an entry expired at its partition's durable watermark (ExpiredAt).
 class ExpiredEntryFilter final : public rocksdb::CompactionFilter {
  public:
   ExpiredEntryFilter(std::shared_ptr<const ExpiryRules::Rules> rules, int64_t ttl_ms)
       : rules_(std::move(rules)), ttl_ms_(ttl_ms) {}
   bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*, bool*) const override {
-    if (key.size() < 4 || value.size() < sizeof(int64_t)) return false;
+    if (key.size() < 4) return false;
     auto it = rules_->watermark_ms.find(DecodePartition(key));
     if (it == rules_->watermark_ms.end()) return false;
-    int64_t since;
-    std::memcpy(&since, value.data(), sizeof(since));
-    int64_t limit;
-    if (__builtin_add_overflow(since, ttl_ms_, &limit)) return false;
-    return it->second > limit;
+    return ExpiredAt(std::string_view(value.data(), value.size()), ttl_ms_, it->second);
   }
   const char* Name() const override { return "kappa.ExpiredEntryFilter"; }
 
@@ -803,7 +810,7 @@ std::vector<int32_t> StateBackend::StoredPartitions() {
   return out;
 }
 
-Status StateBackend::Restore(int32_t partition, StateRegistry& registry, std::optional<int64_t> expiry_watermark_ms,
+Status StateBackend::Restore(int32_t partition, StateRegistry& registry, int64_t expiry_watermark_ms,
                              size_t* expired_skipped) {
   std::vector<std::string> names;
   std::map<std::string, StateTable*, std::less<>> by_name;
@@ -814,17 +821,11 @@ Status StateBackend::Restore(int32_t partition, StateRegistry& registry, std::op
   size_t skipped = 0;
   Status st = ForEachEntry(partition, names, [&](const std::string& name, std::string_view key, std::string_view value) {
     StateTable* table = by_name.find(name)->second;
-    // The compaction filter's rule (ExpiredEntryFilter), at the watermark
-    // the task resumes from.
-    if (expiry_watermark_ms && table->forgets_expired() && table->expiry_ttl_ms() > 0 &&
-        value.size() >= sizeof(int64_t)) {
-      int64_t since;
-      std::memcpy(&since, value.data(), sizeof(since));
-      int64_t limit;
-      if (!__builtin_add_overflow(since, table->expiry_ttl_ms(), &limit) && *expiry_watermark_ms > limit) {
-        ++skipped;
-        return Status::OK();
-      }
+    // The compaction filter's rule, at the watermark the task resumes from.
+    if (expiry_watermark_ms != kNoWatermark && table->forgets_expired() && table->expiry_ttl_ms() > 0 &&
+        ExpiredAt(value, table->expiry_ttl_ms(), expiry_watermark_ms)) {
+      ++skipped;
+      return Status::OK();
     }
     return table->Load(key, value);
   });

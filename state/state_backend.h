@@ -147,13 +147,14 @@ class StateBackend {
   // to Open nor found on disk).
   //
   // With `expiry_watermark_ms` (the restored task's watermark, as
-  // Task::expiry_watermark_ms gives it), a table that forgets expired
-  // entries (StateTable::forgets_expired) does not load those expired at
-  // it: they read as unseen, the first purge would drop them unrecorded,
-  // and the compaction filter drops their stored copies by the same rule.
-  // `expired_skipped`, when given, counts them.
-  Status Restore(int32_t partition, StateRegistry& registry,
-                 std::optional<int64_t> expiry_watermark_ms = std::nullopt, size_t* expired_skipped = nullptr);
+  // Task::expiry_watermark_ms gives it, like TaskSnapshot's), a table that
+  // forgets expired entries (StateTable::forgets_expired) does not load
+  // those expired at it: they read as unseen, the first purge would drop
+  // them unrecorded, and the compaction filter drops their stored copies by
+  // the same rule. kNoWatermark: everything is loaded. `expired_skipped`,
+  // when given, counts the entries left out.
+  Status Restore(int32_t partition, StateRegistry& registry, int64_t expiry_watermark_ms = kNoWatermark,
+                 size_t* expired_skipped = nullptr);
 
   // Every stored entry of `partition`, table by table (key without the
   // partition prefix): what a changelog is seeded with when a task's state

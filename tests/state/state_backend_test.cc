@@ -686,7 +686,7 @@ TEST_F(StateBackendTest, ARestoreLeavesOutTheEntriesExpiredAtTheTasksWatermark) 
     size_t dedup = 0, plain = 0, skipped = 0;
     int64_t min_since = std::numeric_limits<int64_t>::max();
   };
-  auto restore = [&](int32_t p, bool forget, std::optional<int64_t> watermark, const std::string& dedup_table) {
+  auto restore = [&](int32_t p, bool forget, int64_t watermark, const std::string& dedup_table) {
     StateRegistry r;
     if (forget) r.ForgetExpiredEntries();
     auto* d = r.RegisterExpiring<Seen>(dedup_table, 1000);
@@ -712,7 +712,7 @@ TEST_F(StateBackendTest, ARestoreLeavesOutTheEntriesExpiredAtTheTasksWatermark) 
   r = restore(0, true, 5900, "op1_dedup");
   EXPECT_EQ(r.dedup, 51u);
   EXPECT_EQ(r.min_since, 4900);
-  r = restore(0, true, std::nullopt, "op1_dedup");
+  r = restore(0, true, kNoWatermark, "op1_dedup");
   EXPECT_EQ(r.dedup, 100u) << "no watermark: everything";
   EXPECT_EQ(r.skipped, 0u);
   r = restore(1, false, 6000, "op3_dedup");
