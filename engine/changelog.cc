@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "engine/kafka_sink.h"
 #include "engine/task.h"
@@ -180,6 +181,57 @@ Result<ChangelogTail> ChangelogReader::Tail(int32_t partition) {
   return tail;
 }
 
+constexpr char kDamaged[] =
+    "; the changelog is damaged: rebuild this version's state from its input (--reset-state on every instance)";
+
+// A state entry's key, "<table>\0<key>"; false for anything else.
+static bool SplitStateKey(std::string_view key, std::pair<std::string, std::string>* out) {
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos || nul == 0) return false;
+  *out = {std::string(key.substr(0, nul)), std::string(key.substr(nul + 1))};
+  return true;
+}
+
+Result<ChangelogLastMarker> ChangelogReader::LastMarker(int32_t partition) {
+  auto marks = QueryWatermarks(consumer_.get(), topic_, partition, 10000);
+  if (!marks.ok()) return marks.status();
+  const std::string where = topic_ + "[" + std::to_string(partition) + "]";
+  ChangelogLastMarker out;
+  // What follows the latest marker is one epoch's entries of one task at
+  // most: 256 records back, then 8 times as many each time.
+  for (int64_t window = 256;; window *= 8) {
+    const int64_t from = std::max(marks->low, marks->high - window);
+    std::optional<std::string> marker;
+    std::vector<std::pair<int64_t, std::string>> after;  // (offset, key) of the entries after it
+    KAPPA_RETURN_IF_ERROR(Read(partition, from, marks->high, [&](const Record& r) {
+      ++out.records;
+      if (r.key != kMarkerKey) {
+        after.emplace_back(r.offset, std::string(r.key));
+      } else if (!r.value_null) {
+        marker = std::string(r.value);
+        after.clear();
+      }
+    }));
+    if (!marker && from > marks->low) continue;
+    if (marker) {
+      auto m = DecodeChangelogMarker(*marker);
+      if (!m.ok()) return Status::Corruption(where + ": " + m.status().message() + kDamaged);
+      out.marker = std::move(*m);
+    }
+    std::set<std::pair<std::string, std::string>> keys;
+    for (const auto& [offset, key] : after) {
+      std::pair<std::string, std::string> k;
+      if (!SplitStateKey(key, &k)) {
+        return Status::Corruption(where + ": a record at offset " + std::to_string(offset) +
+                                  " has a key that is neither a state entry nor the marker" + kDamaged);
+      }
+      keys.insert(std::move(k));
+    }
+    out.orphans.assign(keys.begin(), keys.end());
+    return out;
+  }
+}
+
 Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const NoteCallback& note,
                                                    const std::function<void(const RestoreProgress&)>& progress) {
   ChangelogContents out;
@@ -208,13 +260,12 @@ Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const Note
       pending.clear();
       out.marker = std::move(*m);
     } else {
-      const size_t nul = r.key.find('\0');
-      if (nul == std::string_view::npos || nul == 0) {
+      Key k;
+      if (!SplitStateKey(r.key, &k)) {
         bad = Status::Corruption("a record at offset " + std::to_string(r.offset) +
                                  " has a key that is neither a state entry nor the marker");
         return;
       }
-      Key k(std::string(r.key.substr(0, nul)), std::string(r.key.substr(nul + 1)));
       if (r.value_null) pending[std::move(k)].reset();
       else pending[std::move(k)] = std::string(r.value);
     }
@@ -233,9 +284,7 @@ Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const Note
     }
   }));
   if (!bad.ok()) {
-    return Status::Corruption(where + ": " + bad.message() +
-                              "; the changelog is damaged: rebuild this version's state from its input "
-                              "(--reset-state on every instance)");
+    return Status::Corruption(where + ": " + bad.message() + kDamaged);
   }
   for (auto& [k, v] : committed) {
     if (v) out.entries.push_back({k.first, k.second, std::move(*v)});

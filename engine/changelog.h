@@ -19,7 +19,9 @@
 // after the latest marker (a writer that died between its entries and its
 // marker, at-least-once) are "orphans": they are not state, and the new
 // owner rewrites their keys with the restored values at once, so a later
-// marker never covers them.
+// marker never covers them. A partition that ends with orphans is read back
+// from its end to its latest marker first (LastMarker): a local checkpoint
+// at that marker is restored, and only the orphans rewritten from it.
 #pragma once
 
 #include <cstdint>
@@ -80,6 +82,17 @@ struct ChangelogTail {
 };
 Result<ChangelogTail> ReadChangelogTail(const KafkaConfig& config, const std::string& topic, int32_t partition);
 
+// The latest marker of a partition that does not end with one, and the
+// entries written after it (a writer that died between its entries and its
+// marker), found by reading back from the end in growing windows: a local
+// state at that marker is the state without a read of the whole partition.
+// marker nullopt: the partition holds no marker (or is empty).
+struct ChangelogLastMarker {
+  std::optional<ChangelogMarker> marker;
+  std::vector<std::pair<std::string, std::string>> orphans;  // (table, key) after it, each once
+  int64_t records = 0;                                       // read to find it
+};
+
 // Reads `partition` from its log start to its end (the last stable offset
 // under transactions), reporting progress through `note` about every 2 s.
 Result<ChangelogContents> ReadChangelog(const KafkaConfig& config, const std::string& topic, int32_t partition,
@@ -93,6 +106,7 @@ class ChangelogReader {
   static Result<std::unique_ptr<ChangelogReader>> Create(const KafkaConfig& config, std::string topic);
   ~ChangelogReader();
   Result<ChangelogTail> Tail(int32_t partition);
+  Result<ChangelogLastMarker> LastMarker(int32_t partition);
   // `progress` (if set) is called as the read starts and about every 2 s,
   // with the note.
   Result<ChangelogContents> ReadAll(int32_t partition, const NoteCallback& note,

@@ -149,6 +149,7 @@ struct JobRunner::Impl {
   Status MakeGroupTasks(int32_t partitions);
   Status OnRebalance(RebalanceEvent event, const std::vector<int32_t>& partitions, std::vector<int64_t>* offsets);
   Status TakePartition(int32_t p, int64_t* offset);
+  Status RewriteOrphans(int32_t p, const std::vector<std::pair<std::string, std::string>>& orphans);
   Status StandbyTurn();
   // A checkpoint of a scaled-out exactly_once version; a transaction the
   // group fenced, or that a sequence gap aborted, is rewound
@@ -599,57 +600,71 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
       how = "restored from local state, which seeds the empty changelog";
     }
   } else {
-    const auto began = std::chrono::steady_clock::now();
-    Note(NoteLevel::kInfo, where + ": restoring its state from the changelog " + topic + "[" + std::to_string(p) +
-                               "] (its local state is not at the latest marker)");
-    // `kappa status` shows the restore while it lasts: a progress record
-    // as it starts and every 2 s (the loop publishes none meanwhile).
-    auto contents = changelog_reader->ReadAll(p, options.on_note, [this](const RestoreProgress& rp) {
-      if (!options.on_checkpoint) return;
-      ProgressSnapshot snapshot = Snapshot();
-      snapshot.restoring = rp;
-      (void)options.on_checkpoint(snapshot);
-    });
-    if (!contents.ok()) return contents.status();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-    if (contents->marker && local->has_value() && (*local)->next_offset == contents->marker->task.next_offset &&
-        contents->orphans.empty()) {
-      // The tail was an aborted transaction (not readable): local state is
-      // the latest marker's.
-      KAPPA_RETURN_IF_ERROR(check_hash(*contents->marker));
-      KAPPA_RETURN_IF_ERROR(from_local());
-      restored = true;
-      how = "restored from local state (it matches the changelog's latest committed marker)";
-    } else if (contents->marker &&
-               (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {
-      KAPPA_RETURN_IF_ERROR(check_hash(*contents->marker));
-      TaskCheckpointData data = contents->marker->task;
-      data.partition = p;
-      KAPPA_RETURN_IF_ERROR(backend->ReplacePartition(p, contents->entries, data));
-      KAPPA_RETURN_IF_ERROR(backend->Restore(p, task.registry()));
-      task.Restore(data);
-      KAPPA_RETURN_IF_ERROR(changelog->Rewrite(p, contents->orphans, contents->entries));
-      restored = true;
-      char rate[64];
-      std::snprintf(rate, sizeof(rate), "%.1f MB/s", static_cast<double>(contents->bytes) / 1e6 / std::max(1e-3, s));
-      how = "restored from the changelog (" + std::to_string(contents->entries.size()) + " entries from " +
-            std::to_string(contents->records) + " records, " + std::to_string(contents->bytes) + " bytes in " +
-            std::to_string(static_cast<int64_t>(s * 1000)) + " ms, " + rate + "; written by " +
-            contents->marker->writer + ")";
-      if (!contents->orphans.empty()) {
-        how += "; " + std::to_string(contents->orphans.size()) + " entries a writer left after its last marker "
-               "are rewritten";
-      }
-    } else {
-      // No marker at all, or local state ahead of it (the changelog lost
-      // records): local state if any, written to the changelog whole; the
-      // entries without a marker are not state.
-      KAPPA_RETURN_IF_ERROR(changelog->Rewrite(p, contents->orphans, {}));
-      if (local->has_value()) {
+    if (local->has_value()) {
+      // The partition does not end with a marker: a writer died between
+      // its entries and its marker (or, under exactly_once, its last
+      // transaction was aborted). Local state at the marker before them (a
+      // standby's copy, or this process's own last checkpoint) is the
+      // state: only the entries after that marker are rewritten, and the
+      // changelog is not read whole.
+      auto last = changelog_reader->LastMarker(p);
+      if (!last.ok()) return last.status();
+      if (last->marker && (*local)->next_offset == last->marker->task.next_offset) {
+        KAPPA_RETURN_IF_ERROR(check_hash(*last->marker));
         KAPPA_RETURN_IF_ERROR(from_local());
-        KAPPA_RETURN_IF_ERROR(changelog->WriteAll(p, *backend, table_names));
+        KAPPA_RETURN_IF_ERROR(RewriteOrphans(p, last->orphans));
         restored = true;
-        how = "restored from local state, ahead of the changelog, which it reseeds";
+        how = last->orphans.empty()
+                  ? "restored from local state (it matches the changelog's latest committed marker)"
+                  : "restored from local state (it matches the changelog) and rewrote the " +
+                        std::to_string(last->orphans.size()) + " entries a writer left after its last marker";
+      }
+    }
+    if (!restored) {
+      const auto began = std::chrono::steady_clock::now();
+      Note(NoteLevel::kInfo, where + ": restoring its state from the changelog " + topic + "[" + std::to_string(p) +
+                                 "] (its local state is not at the latest marker)");
+      // `kappa status` shows the restore while it lasts: a progress record
+      // as it starts and every 2 s (the loop publishes none meanwhile).
+      auto contents = changelog_reader->ReadAll(p, options.on_note, [this](const RestoreProgress& rp) {
+        if (!options.on_checkpoint) return;
+        ProgressSnapshot snapshot = Snapshot();
+        snapshot.restoring = rp;
+        (void)options.on_checkpoint(snapshot);
+      });
+      if (!contents.ok()) return contents.status();
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+      if (contents->marker &&
+                 (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {
+        KAPPA_RETURN_IF_ERROR(check_hash(*contents->marker));
+        TaskCheckpointData data = contents->marker->task;
+        data.partition = p;
+        KAPPA_RETURN_IF_ERROR(backend->ReplacePartition(p, contents->entries, data));
+        KAPPA_RETURN_IF_ERROR(backend->Restore(p, task.registry()));
+        task.Restore(data);
+        KAPPA_RETURN_IF_ERROR(changelog->Rewrite(p, contents->orphans, contents->entries));
+        restored = true;
+        char rate[64];
+        std::snprintf(rate, sizeof(rate), "%.1f MB/s", static_cast<double>(contents->bytes) / 1e6 / std::max(1e-3, s));
+        how = "restored from the changelog (" + std::to_string(contents->entries.size()) + " entries from " +
+              std::to_string(contents->records) + " records, " + std::to_string(contents->bytes) + " bytes in " +
+              std::to_string(static_cast<int64_t>(s * 1000)) + " ms, " + rate + "; written by " +
+              contents->marker->writer + ")";
+        if (!contents->orphans.empty()) {
+          how += "; " + std::to_string(contents->orphans.size()) + " entries a writer left after its last marker "
+                 "are rewritten";
+        }
+      } else {
+        // No marker at all, or local state ahead of it (the changelog lost
+        // records): local state if any, written to the changelog whole; the
+        // entries without a marker are not state.
+        KAPPA_RETURN_IF_ERROR(changelog->Rewrite(p, contents->orphans, {}));
+        if (local->has_value()) {
+          KAPPA_RETURN_IF_ERROR(from_local());
+          KAPPA_RETURN_IF_ERROR(changelog->WriteAll(p, *backend, table_names));
+          restored = true;
+          how = "restored from local state, ahead of the changelog, which it reseeds";
+        }
       }
     }
   }
@@ -669,6 +684,28 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
                              (in_archive ? " in the archive (up to " + std::to_string(*offset) + "), then Kafka"
                                          : std::string()));
   return Status::OK();
+}
+
+// Rewrites the entries a dead writer left after partition p's last marker
+// with p's restored state (a tombstone where it holds none), so that no
+// later marker covers them.
+Status JobRunner::Impl::RewriteOrphans(int32_t p, const std::vector<std::pair<std::string, std::string>>& orphans) {
+  if (orphans.empty()) return Status::OK();
+  std::set<std::pair<std::string_view, std::string_view>> wanted;
+  std::set<std::string> tables;
+  for (const auto& [table, key] : orphans) wanted.emplace(table, key);
+  // (A table this spec does not have holds nothing here: its orphans become tombstones.)
+  for (const std::string& name : table_names) {
+    if (std::any_of(orphans.begin(), orphans.end(), [&](const auto& o) { return o.first == name; })) tables.insert(name);
+  }
+  std::vector<StateBackend::Entry> entries;
+  KAPPA_RETURN_IF_ERROR(backend->ForEachEntry(
+      p, std::vector<std::string>(tables.begin(), tables.end()),
+      [&](const std::string& table, std::string_view key, std::string_view value) {
+        if (wanted.count({table, key}) > 0) entries.push_back({table, std::string(key), std::string(value)});
+        return Status::OK();
+      }));
+  return changelog->Rewrite(p, orphans, entries);
 }
 
 // Standbys, once per loop turn: about every 5 s and after each rebalance

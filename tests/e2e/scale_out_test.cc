@@ -237,6 +237,48 @@ TEST_F(ScaleOutTest, TheChangelogRestoresTheStateAtTheLatestMarkerAndListsOrphan
   EXPECT_EQ(settled->marker->task.next_offset, 25);
 }
 
+// The latest marker of a partition that ends with orphans is found by
+// reading back from the end, past more orphans than the first window holds;
+// each orphan key is listed once; a partition without a marker has none.
+TEST_F(ScaleOutTest, TheLastMarkerIsFoundBackFromTheEndPastTheOrphansAfterIt) {
+  CreateTopic("cl-last", 2, {{"cleanup.policy", "compact"}});
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  auto marker = [](int64_t next) {
+    ChangelogMarker m;
+    m.task.partition = 1;
+    m.task.next_offset = next;
+    m.spec_hash = "h";
+    m.writer = "w";
+    return EncodeChangelogMarker(m);
+  };
+  const std::string marker_key("\0marker", 7);
+  auto put = [&](int32_t p, std::string_view key, std::string_view value) {
+    ASSERT_TRUE((*producer)->Produce("cl-last", p, key, value).ok());
+  };
+  put(1, marker_key, marker(10));
+  put(1, ChangelogStateKey("t", "a"), "1");
+  put(1, marker_key, marker(20));
+  for (int i = 0; i < 700; ++i) put(1, ChangelogStateKey("t", "k" + std::to_string(i % 600)), "x");
+  put(1, ChangelogStateKey("u", "z"), std::string_view());  // a tombstone is an orphan too
+  put(0, ChangelogStateKey("t", "a"), "1");                  // no marker at all
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+
+  auto reader = ChangelogReader::Create(Config(), "cl-last");
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto last = (*reader)->LastMarker(1);
+  ASSERT_TRUE(last.ok()) << last.status().ToString();
+  ASSERT_TRUE(last->marker);
+  EXPECT_EQ(last->marker->task.next_offset, 20);
+  EXPECT_EQ(last->orphans.size(), 601u);
+  EXPECT_EQ(std::count(last->orphans.begin(), last->orphans.end(), std::make_pair(std::string("u"), std::string("z"))), 1);
+  EXPECT_LT(last->records, 704 * 8) << "read further back than the windows needed";
+  auto none = (*reader)->LastMarker(0);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->marker);
+  EXPECT_EQ(none->orphans.size(), 1u);
+}
+
 TEST_F(ScaleOutTest, AKilledInstancesPartitionsMoveWithTheirStateAndTheOutputsEqualOneProcess) {
   ASSERT_NO_FATAL_FAILURE(Produce());
   ScratchDir dir("scaleout-kill");
@@ -270,10 +312,65 @@ TEST_F(ScaleOutTest, AKilledInstancesPartitionsMoveWithTheirStateAndTheOutputsEq
   ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
 }
 
+// A writer that dies between its entries and its marker leaves them after
+// the partition's last marker. The next owner whose local state is at that
+// marker (here the same instance, restarted; a standby's copy is the other
+// case) restores locally and rewrites only those entries with its state,
+// instead of reading the whole changelog; the outputs stay one process's.
+TEST_F(ScaleOutTest, LocalStateAtTheLastMarkerIsRestoredAndTheEntriesADeadWriterLeftAfterItAreRewritten) {
+  ASSERT_NO_FATAL_FAILURE(Produce());
+  ScratchDir dir("scaleout-orphans");
+  const TopicContents want = Reference(dir, "at_least_once");
+  const std::string spec = ScaledSpec(dir, "at_least_once");
+  {
+    ChildProcess first(Instance(dir, spec, "a", 1000000), "a");
+    ASSERT_TRUE(WaitUntilAllAtEnd(120)) << "the instance did not finish the input:\n" << first.Stderr();
+    first.Kill(SIGTERM);
+    ASSERT_EQ(first.WaitFor(60000), 0) << first.Stderr();
+  }
+  Phase("first run done");
+  // What a writer killed mid-epoch leaves: a changed entry and a new one.
+  auto before = ReadChangelog(Config(), "so.v1.changelog", 2, nullptr);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  ASSERT_TRUE(before->marker);
+  ASSERT_TRUE(before->orphans.empty());
+  ASSERT_FALSE(before->entries.empty());
+  const StateBackend::Entry kept = before->entries.front();
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    ASSERT_TRUE((*producer)->Produce("so.v1.changelog", 2, ChangelogStateKey(kept.table, kept.key), "half-written").ok());
+    ASSERT_TRUE((*producer)->Produce("so.v1.changelog", 2, ChangelogStateKey(kept.table, "never-state"), "x").ok());
+    ASSERT_TRUE((*producer)->Flush(10000).ok());
+  }
+  ASSERT_FALSE(ReadChangelogTail(Config(), "so.v1.changelog", 2)->marker);
+
+  ChildProcess again(Instance(dir, spec, "a", 1000000), "a");
+  ASSERT_NO_FATAL_FAILURE(WaitForLine(
+      again, "transactions[2]: restored from local state (it matches the changelog) and rewrote the 2 entries", 60));
+  ASSERT_TRUE(WaitUntilAllAtEnd(60)) << again.Stderr();
+  again.Kill(SIGTERM);
+  ASSERT_EQ(again.WaitFor(60000), 0) << again.Stderr();
+  EXPECT_EQ(again.Stderr().find("restored from the changelog"), std::string::npos)
+      << "the changelog was read whole:\n" << again.Stderr();
+
+  auto after = ReadChangelog(Config(), "so.v1.changelog", 2, nullptr);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_TRUE(after->orphans.empty());
+  std::map<std::pair<std::string, std::string>, std::string> state;
+  for (const auto& e : after->entries) state[{e.table, e.key}] = e.value;
+  const std::pair<std::string, std::string> changed(kept.table, kept.key), added(kept.table, "never-state");
+  EXPECT_EQ(state[changed], kept.value) << "the half-written entry was not rewritten";
+  EXPECT_EQ(state.count(added), 0u) << "an entry that never was state survived";
+  EXPECT_EQ(after->entries.size(), before->entries.size());
+  ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
+}
+
 // standbys: 1: each of two instances keeps a copy of the other's partitions
 // by following the changelog; one is killed with SIGKILL and the survivor
-// restores the moved partitions from its local copy (no changelog read),
-// and the outputs still equal one process's.
+// restores the moved partitions from its local copy (no changelog read,
+// also for a partition whose entries s1 was writing when it died), and the
+// outputs still equal one process's.
 TEST_F(ScaleOutTest, WithStandbysAFailoverRestoresFromTheLocalCopyAndTheOutputsEqualOneProcess) {
   if (!real_broker()) {
     GTEST_SKIP() << "standbys place themselves with DescribeConsumerGroups, which the embedded broker "
@@ -313,11 +410,13 @@ TEST_F(ScaleOutTest, WithStandbysAFailoverRestoresFromTheLocalCopyAndTheOutputsE
   EXPECT_NE(after.find("restored from local state (it matches the changelog)"), std::string::npos)
       << "the moved partitions were not restored from the standby copy:\n" << after;
   // (A partition s1 had not read from yet restores "locally" at offset 0
-  // too: at least one must have carried state.)
-  const std::string local = "restored from local state (it matches the changelog); reading from offset ";
+  // too: at least one must have carried state. One that s1 was writing
+  // when it died is restored locally too, and the entries it left rewritten.)
+  const std::string local = "restored from local state (it matches the changelog)", from = "reading from offset ";
   int64_t furthest = 0;
   for (size_t at = moved.find(local); at != std::string::npos; at = moved.find(local, at + 1)) {
-    furthest = std::max<int64_t>(furthest, std::atoll(moved.c_str() + at + local.size()));
+    const size_t offset = moved.find(from, at), eol = moved.find('\n', at);
+    if (offset < eol) furthest = std::max<int64_t>(furthest, std::atoll(moved.c_str() + offset + from.size()));
   }
   EXPECT_GT(furthest, 0) << "no moved partition was restored locally with any state:\n" << moved;
   EXPECT_EQ(after.find("restored from the changelog"), std::string::npos)
