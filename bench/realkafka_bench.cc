@@ -3,9 +3,12 @@
 //   (d)   a bare librdkafka consume loop over every partition (the transport
 //         limit, as in replay_throughput's (d) on the embedded broker)
 //   (e)   the stateful user-spend job over the same topic, at_least_once
+//   (e2)  the same with 2 worker threads (the partitions' tasks split over
+//         them, as `parallelism: 2` does): whether the job uses the second
+//         core the broker and the fetch thread also want
 //   (eos) the same job with delivery: exactly_once (a Kafka transaction per
 //         checkpoint, every second)
-// Three rounds of (d), (e), (eos); the ratios use the best run of each.
+// Three rounds of (d), (e), (e2), (eos); the ratios use the best run of each.
 // and writes bench/results/realkafka.{md,json} with the produce rate the
 // script measured and this machine. Every job runs the real JobRunner (real
 // RocksDB checkpoints, real Kafka sink). This is a benchmark, never a test.
@@ -98,7 +101,7 @@ Result<Row> BareConsume(const std::string& bootstrap, const std::string& topic, 
 
 // (e) / (eos): the stateful job, as in replay_throughput.
 Result<Row> RunJob(const std::string& bootstrap, const std::string& topic, const std::string& name,
-                   const std::string& delivery, const std::string& state_root) {
+                   const std::string& delivery, int threads, const std::string& state_root) {
   const std::string state = state_root + "/state-" + name;
   fs::remove_all(state);
   const std::string yaml =
@@ -117,7 +120,7 @@ Result<Row> RunJob(const std::string& bootstrap, const std::string& topic, const
   RunOptions options;
   options.status_interval_ms = 0;
   options.stop_at_end = true;
-  options.parallelism = 1;
+  options.parallelism = threads;
   Row row;
   {
   // Closed (RocksDB included) before its directory is removed.
@@ -197,7 +200,7 @@ int main(int argc, char** argv) {
 
   // Three rounds of (d), (e), (eos) in turn (the shared machine drifts, so
   // each round sees about the same conditions); ratios use the best run of each.
-  Row best_d, best_e, best_eos;
+  Row best_d, best_e, best_e2, best_eos;
   for (int run = 1; run <= 3; ++run) {
     auto d = BareConsume(bootstrap, topic, partitions);
     if (!d.ok()) return fail(d.status());
@@ -205,23 +208,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "  (d) run %d: %s rec/s\n", run, Rate(d->rate()).c_str());
     if (d->rate() > best_d.rate()) best_d = *d;
     rows.push_back(*d);
-    for (const std::string delivery : {"at_least_once", "exactly_once"}) {
-      const bool eos = delivery == "exactly_once";
-      const std::string name = std::string(eos ? "eos" : "e") + std::to_string(run);
-      auto r = RunJob(bootstrap, topic, name, delivery, state_root);
+    struct Job {
+      const char* id;
+      const char* delivery;
+      int threads;
+      const char* what;
+    };
+    for (const Job& job : {Job{"e", "at_least_once", 1, "stateful job, delivery at_least_once"},
+                           Job{"e2", "at_least_once", 2, "stateful job, delivery at_least_once, 2 worker threads"},
+                           Job{"eos", "exactly_once", 1,
+                               "stateful job, delivery exactly_once (a Kafka transaction per checkpoint)"}}) {
+      const std::string id = job.id;
+      auto r = RunJob(bootstrap, topic, id + std::to_string(run), job.delivery, job.threads, state_root);
       if (!r.ok()) return fail(r.status());
-      r->id = eos ? "eos" : "e";
-      r->what = eos ? "stateful job, delivery exactly_once (a Kafka transaction per checkpoint), run " + std::to_string(run)
-                    : "stateful job, delivery at_least_once, run " + std::to_string(run);
+      r->id = id;
+      r->what = std::string(job.what) + ", run " + std::to_string(run);
       r->bytes = d->bytes;
       std::fprintf(stderr, "  (%s) run %d: %s rec/s\n", r->id.c_str(), run, Rate(r->rate()).c_str());
-      Row& best = eos ? best_eos : best_e;
+      Row& best = id == "eos" ? best_eos : id == "e2" ? best_e2 : best_e;
       if (r->rate() > best.rate()) best = *r;
       rows.push_back(*r);
     }
   }
   const Row* d = &best_d;
   const Row* e = &best_e;
+  const Row* e2 = &best_e2;
   const Row* eos = &best_eos;
   std::error_code ignored;
   fs::remove_all(state_root, ignored);
@@ -237,6 +248,7 @@ int main(int argc, char** argv) {
   };
   const double e_over_d = e->rate() / d->rate();
   const double eos_over_e = eos->rate() / e->rate();
+  const double e2_over_d = e2->rate() / d->rate(), e2_over_e = e2->rate() / e->rate();
   const std::string machine = Machine();
   char date[32];
   std::time_t now = std::time(nullptr);
@@ -246,7 +258,8 @@ int main(int argc, char** argv) {
      << "Measured " << date << " on " << machine << ", Apache Kafka " << kafka_version
      << " (KRaft, one broker+controller on loopback, 256 MiB heap, on the same machine: it competes for the cores).\n"
      << "Topic: " << gen_records << " generated transactions over " << partitions
-     << " partitions (written by `kappa gen`); the job (dedup, filter, hourly windows per user) runs 1 worker thread, "
+     << " partitions (written by `kappa gen`); the job (dedup, filter, hourly windows per user) runs 1 worker thread "
+     << "(2 in (e2)), "
      << "checkpoint every 1 s. Command: `scripts/bench_realkafka.sh`. "
      << "Shared and noisy machine: compare ratios within one run.\n\n"
      << "| id | what | records | seconds | records/s | MB/s | checkpoint max / total ms | note |\n"
@@ -261,9 +274,12 @@ int main(int argc, char** argv) {
   md << "\nRatios (same run):\n\n"
      << "- (e)/(d), stateful job vs bare consume on the real broker (best run of each): " << Fmt(e_over_d)
      << " (embedded broker: see replay_throughput.md)\n"
+     << "- (e2)/(d), the same job with 2 worker threads: " << Fmt(e2_over_d) << "; (e2)/(e): " << Fmt(e2_over_e)
+     << " (the broker's JVM and the fetch thread share the same 2 cores)\n"
      << "- (eos)/(e), exactly-once vs at-least-once throughput (best run of each): " << Fmt(eos_over_e) << " (overhead "
      << Fmt((1 - eos_over_e) * 100, "%.0f") << "%)\n"
-     << "- spread between runs: (d) " << spread("d") << ", (e) " << spread("e") << ", (eos) " << spread("eos")
+     << "- spread between runs: (d) " << spread("d") << ", (e) " << spread("e") << ", (e2) " << spread("e2")
+     << ", (eos) " << spread("eos")
      << " (other work on the machine moves single runs more than the delivery mode does when the ranges overlap)\n";
   std::ostringstream js;
   js << "{\n  \"date\": \"" << date << "\",\n  \"machine\": \"" << machine << "\",\n  \"kafka_version\": \""
@@ -275,7 +291,8 @@ int main(int argc, char** argv) {
        << r.seconds << ", \"records_per_second\": " << r.rate() << ", \"checkpoint_max_ms\": " << r.checkpoint_max_ms
        << ", \"checkpoint_total_ms\": " << r.checkpoint_total_ms << ", \"note\": \"" << r.note << "\"}";
   }
-  js << "\n  ],\n  \"ratios\": {\"e_over_d\": " << e_over_d << ", \"eos_over_e\": " << eos_over_e << "}\n}\n";
+  js << "\n  ],\n  \"ratios\": {\"e_over_d\": " << e_over_d << ", \"e2_over_d\": " << e2_over_d
+     << ", \"e2_over_e\": " << e2_over_e << ", \"eos_over_e\": " << eos_over_e << "}\n}\n";
   std::fputs(md.str().c_str(), stdout);
   fs::create_directories(results_dir);
   std::ofstream(results_dir + "/realkafka.md") << md.str();
