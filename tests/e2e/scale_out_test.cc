@@ -157,6 +157,18 @@ class ScaleOutTest : public BrokerTest {
     ASSERT_EQ((*instances)[0]->Wait(), 128 + SIGKILL) << (*instances)[0]->Stderr();
   }
 
+  // For changelog partitions written by hand: the marker's key, and the
+  // marker of partition 1 at input offset `next` (writer w, spec h).
+  static std::string MarkerKey() { return std::string("\0marker", 7); }
+  static std::string MarkerAt(int64_t next) {
+    ChangelogMarker m;
+    m.task.partition = 1;
+    m.task.next_offset = next;
+    m.spec_hash = "h";
+    m.writer = "w";
+    return EncodeChangelogMarker(m);
+  }
+
   static void ExpectSameOutputs(const TopicContents& want, const TopicContents& got) {
     ASSERT_GT(want.rows.size(), 100u);
     EXPECT_TRUE(got.all_copies_identical) << "a re-emitted row differs from its first emission";
@@ -182,25 +194,17 @@ TEST_F(ScaleOutTest, TheChangelogRestoresTheStateAtTheLatestMarkerAndListsOrphan
   CreateTopic("cl-test", 2, {{"cleanup.policy", "compact"}});
   auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
   ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  auto marker = [](int64_t next) {
-    ChangelogMarker m;
-    m.task.partition = 1;
-    m.task.next_offset = next;
-    m.spec_hash = "h";
-    m.writer = "w";
-    return EncodeChangelogMarker(m);
-  };
-  const std::string marker_key("\0marker", 7);
+  const std::string marker_key = MarkerKey();
   auto put = [&](std::string_view key, std::string_view value) {
     ASSERT_TRUE((*producer)->Produce("cl-test", 1, key, value).ok());
   };
   put(ChangelogStateKey("t", "a"), "1");
   put(ChangelogStateKey("t", "b"), "2");
-  put(marker_key, marker(10));
+  put(marker_key, MarkerAt(10));
   put(ChangelogStateKey("t", "a"), "3");
   put(ChangelogStateKey("t", "b"), std::string_view());  // erased
   put(ChangelogStateKey("u", "c"), "");                  // present, empty
-  put(marker_key, marker(20));
+  put(marker_key, MarkerAt(20));
   put(ChangelogStateKey("t", "a"), "9");                 // a writer died here
   put(ChangelogStateKey("t", "d"), "9");
   ASSERT_TRUE((*producer)->Flush(10000).ok());
@@ -229,7 +233,7 @@ TEST_F(ScaleOutTest, TheChangelogRestoresTheStateAtTheLatestMarkerAndListsOrphan
   // A partition that ends with its marker: the tail read finds it.
   put(ChangelogStateKey("t", "a"), "3");
   put(ChangelogStateKey("t", "d"), std::string_view());
-  put(marker_key, marker(25));
+  put(marker_key, MarkerAt(25));
   ASSERT_TRUE((*producer)->Flush(10000).ok());
   auto settled = ReadChangelogTail(Config(), "cl-test", 1);
   ASSERT_TRUE(settled.ok()) << settled.status().ToString();
@@ -244,21 +248,13 @@ TEST_F(ScaleOutTest, TheLastMarkerIsFoundBackFromTheEndPastTheOrphansAfterIt) {
   CreateTopic("cl-last", 2, {{"cleanup.policy", "compact"}});
   auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
   ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  auto marker = [](int64_t next) {
-    ChangelogMarker m;
-    m.task.partition = 1;
-    m.task.next_offset = next;
-    m.spec_hash = "h";
-    m.writer = "w";
-    return EncodeChangelogMarker(m);
-  };
-  const std::string marker_key("\0marker", 7);
+  const std::string marker_key = MarkerKey();
   auto put = [&](int32_t p, std::string_view key, std::string_view value) {
     ASSERT_TRUE((*producer)->Produce("cl-last", p, key, value).ok());
   };
-  put(1, marker_key, marker(10));
+  put(1, marker_key, MarkerAt(10));
   put(1, ChangelogStateKey("t", "a"), "1");
-  put(1, marker_key, marker(20));
+  put(1, marker_key, MarkerAt(20));
   for (int i = 0; i < 700; ++i) put(1, ChangelogStateKey("t", "k" + std::to_string(i % 600)), "x");
   put(1, ChangelogStateKey("u", "z"), std::string_view());  // a tombstone is an orphan too
   put(0, ChangelogStateKey("t", "a"), "1");                  // no marker at all
