@@ -622,8 +622,8 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
     }
     if (!restored) {
       const auto began = std::chrono::steady_clock::now();
-      Note(NoteLevel::kInfo, where + ": restoring its state from the changelog " + topic + "[" + std::to_string(p) +
-                                 "] (its local state is not at the latest marker)");
+      Note(NoteLevel::kInfo, where + ": restoring its state from the changelog " + topic + "[" +
+                                 std::to_string(p) + "] (its local state is not at the latest marker)");
       // `kappa status` shows the restore while it lasts: a progress record
       // as it starts and every 2 s (the loop publishes none meanwhile).
       auto contents = changelog_reader->ReadAll(p, options.on_note, [this](const RestoreProgress& rp) {
@@ -645,14 +645,15 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
         KAPPA_RETURN_IF_ERROR(changelog->Rewrite(p, contents->orphans, contents->entries));
         restored = true;
         char rate[64];
-        std::snprintf(rate, sizeof(rate), "%.1f MB/s", static_cast<double>(contents->bytes) / 1e6 / std::max(1e-3, s));
+        std::snprintf(rate, sizeof(rate), "%.1f MB/s",
+                      static_cast<double>(contents->bytes) / 1e6 / std::max(1e-3, s));
         how = "restored from the changelog (" + std::to_string(contents->entries.size()) + " entries from " +
-              std::to_string(contents->records) + " records, " + std::to_string(contents->bytes) + " bytes in " +
-              std::to_string(static_cast<int64_t>(s * 1000)) + " ms, " + rate + "; written by " +
+              std::to_string(contents->records) + " records, " + std::to_string(contents->bytes) +
+              " bytes in " + std::to_string(static_cast<int64_t>(s * 1000)) + " ms, " + rate + "; written by " +
               contents->marker->writer + ")";
         if (!contents->orphans.empty()) {
-          how += "; " + std::to_string(contents->orphans.size()) + " entries a writer left after its last marker "
-                 "are rewritten";
+          how += "; " + std::to_string(contents->orphans.size()) +
+                 " entries a writer left after its last marker are rewritten";
         }
       } else {
         // No marker at all, or local state ahead of it (the changelog lost
@@ -689,14 +690,16 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
 // Rewrites the entries a dead writer left after partition p's last marker
 // with p's restored state (a tombstone where it holds none), so that no
 // later marker covers them.
-Status JobRunner::Impl::RewriteOrphans(int32_t p, const std::vector<std::pair<std::string, std::string>>& orphans) {
+Status JobRunner::Impl::RewriteOrphans(int32_t p,
+                                       const std::vector<std::pair<std::string, std::string>>& orphans) {
   if (orphans.empty()) return Status::OK();
   std::set<std::pair<std::string_view, std::string_view>> wanted;
   std::set<std::string> tables;
   for (const auto& [table, key] : orphans) wanted.emplace(table, key);
   // (A table this spec does not have holds nothing here: its orphans become tombstones.)
   for (const std::string& name : table_names) {
-    if (std::any_of(orphans.begin(), orphans.end(), [&](const auto& o) { return o.first == name; })) tables.insert(name);
+    const bool has = std::any_of(orphans.begin(), orphans.end(), [&](const auto& o) { return o.first == name; });
+    if (has) tables.insert(name);
   }
   std::vector<StateBackend::Entry> entries;
   KAPPA_RETURN_IF_ERROR(backend->ForEachEntry(
