@@ -103,8 +103,8 @@ Result<std::unique_ptr<ChangelogReader>> ChangelogReader::Create(const KafkaConf
                               {"enable.auto.offset.store", "false"},
                               {"auto.offset.reset", "error"},
                               {"enable.partition.eof", "true"},
-                              {"max.partition.fetch.bytes", "16777216"},
-                              {"fetch.max.bytes", "67108864"}});
+                              {"max.partition.fetch.bytes", kChangelogPartitionFetchBytes},
+                              {"fetch.max.bytes", kChangelogFetchBytes}});
   if (!client.ok()) return client.status();
   std::unique_ptr<ChangelogReader> r(new ChangelogReader());
   r->consumer_ = std::unique_ptr<rd_kafka_s, void (*)(rd_kafka_s*)>(client->release(), [](rd_kafka_s* rk) {

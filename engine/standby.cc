@@ -28,7 +28,9 @@ Result<std::unique_ptr<StandbyFollower>> StandbyFollower::Create(const KafkaConf
                               {"enable.auto.commit", "false"},
                               {"enable.auto.offset.store", "false"},
                               {"auto.offset.reset", "earliest"},
-                              {"enable.partition.eof", "true"}});
+                              {"enable.partition.eof", "true"},
+                              {"max.partition.fetch.bytes", kChangelogPartitionFetchBytes},
+                              {"fetch.max.bytes", kChangelogFetchBytes}});
   if (!client.ok()) return client.status();
   std::unique_ptr<StandbyFollower> f(new StandbyFollower());
   f->consumer_ = std::unique_ptr<rd_kafka_s, void (*)(rd_kafka_s*)>(client->release(), [](rd_kafka_s* rk) {
