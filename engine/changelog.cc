@@ -1,7 +1,7 @@
 #include "engine/changelog.h"
 
-#include <flatbuffers/flatbuffers.h>
 #include <absl/container/flat_hash_map.h>
+#include <flatbuffers/flatbuffers.h>
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>

@@ -600,7 +600,7 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
       how = "restored from local state, which seeds the empty changelog";
     }
   } else {
-    if (local->has_value()) {
+    if (local->has_value() && !tail->marker) {
       // The partition does not end with a marker: a writer died between
       // its entries and its marker (or, under exactly_once, its last
       // transaction was aborted). Local state at the marker before them (a
@@ -635,7 +635,7 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
       if (!contents.ok()) return contents.status();
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
       if (contents->marker &&
-                 (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {
+          (!local->has_value() || (*local)->next_offset <= contents->marker->task.next_offset)) {
         KAPPA_RETURN_IF_ERROR(check_hash(*contents->marker));
         TaskCheckpointData data = contents->marker->task;
         data.partition = p;
