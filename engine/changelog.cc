@@ -34,6 +34,19 @@ std::string ChangelogStateKey(std::string_view table, std::string_view key) {
   return out;
 }
 
+// Whether `key` is a state entry's, "<table>\0<key>" (a table name first).
+static bool IsStateKey(std::string_view key) {
+  const size_t nul = key.find('\0');
+  return nul != std::string_view::npos && nul != 0;
+}
+
+bool SplitChangelogStateKey(std::string_view key, std::pair<std::string, std::string>* out) {
+  if (!IsStateKey(key)) return false;
+  const size_t nul = key.find('\0');
+  *out = {std::string(key.substr(0, nul)), std::string(key.substr(nul + 1))};
+  return true;
+}
+
 std::string EncodeChangelogMarker(const ChangelogMarker& m) {
   flatbuffers::FlatBufferBuilder fbb(256);
   auto task = BuildTaskCheckpoint(fbb, m.task, m.epoch);
@@ -188,20 +201,6 @@ constexpr char kDamaged[] =
     "; the changelog is damaged: rebuild this version's state from its input "
     "(--reset-state on every instance)";
 
-// Whether `key` is a state entry's, "<table>\0<key>" (a table name first).
-static bool IsStateKey(std::string_view key) {
-  const size_t nul = key.find('\0');
-  return nul != std::string_view::npos && nul != 0;
-}
-
-// A state entry's key split in two; false for anything else.
-static bool SplitStateKey(std::string_view key, std::pair<std::string, std::string>* out) {
-  if (!IsStateKey(key)) return false;
-  const size_t nul = key.find('\0');
-  *out = {std::string(key.substr(0, nul)), std::string(key.substr(nul + 1))};
-  return true;
-}
-
 Result<ChangelogLastMarker> ChangelogReader::LastMarker(int32_t partition) {
   auto marks = QueryWatermarks(consumer_.get(), topic_, partition, 10000);
   if (!marks.ok()) return marks.status();
@@ -231,7 +230,7 @@ Result<ChangelogLastMarker> ChangelogReader::LastMarker(int32_t partition) {
     std::set<std::pair<std::string, std::string>> keys;
     for (const auto& [offset, key] : after) {
       std::pair<std::string, std::string> k;
-      if (!SplitStateKey(key, &k)) {
+      if (!SplitChangelogStateKey(key, &k)) {
         return Status::Corruption(where + ": a record at offset " + std::to_string(offset) +
                                   " has a key that is neither a state entry nor the marker" + kDamaged);
       }
@@ -313,7 +312,7 @@ Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const Note
   }
   for (const auto& [k, v] : pending) {
     std::pair<std::string, std::string> split;
-    SplitStateKey(k, &split);
+    SplitChangelogStateKey(k, &split);
     out.orphans.push_back(std::move(split));
   }
   std::sort(out.orphans.begin(), out.orphans.end());

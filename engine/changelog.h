@@ -54,6 +54,9 @@ struct ChangelogMarker {
 };
 
 std::string ChangelogStateKey(std::string_view table, std::string_view key);
+// The reverse: (table, key) of a state entry's record key; false for
+// anything else (the marker, or a damaged key).
+bool SplitChangelogStateKey(std::string_view key, std::pair<std::string, std::string>* out);
 std::string EncodeChangelogMarker(const ChangelogMarker& marker);
 // Corruption if the bytes are not a marker.
 Result<ChangelogMarker> DecodeChangelogMarker(std::string_view bytes);

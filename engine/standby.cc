@@ -116,12 +116,11 @@ Status StandbyFollower::Handle(void* message) {
     s.marker = std::move(*marker);
     return Status::OK();
   }
-  const size_t nul = key.find('\0');
-  if (nul == std::string_view::npos || nul == 0) {
+  Partition::Key k;
+  if (!SplitChangelogStateKey(key, &k)) {
     return Status::Corruption(topic_ + "[" + std::to_string(m->partition) + "] at offset " +
                               std::to_string(m->offset) + ": a key that is neither a state entry nor the marker");
   }
-  Partition::Key k(std::string(key.substr(0, nul)), std::string(key.substr(nul + 1)));
   if (m->payload == nullptr) s.pending[std::move(k)].reset();
   else s.pending[std::move(k)] = std::string(static_cast<const char*>(m->payload), m->len);
   return Status::OK();
