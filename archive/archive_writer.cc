@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "base/test_hooks.h"
 #include "archive/segment_file.h"
@@ -35,6 +36,7 @@ struct ArchiveWriter::Impl {
   int64_t pending_first = -1;
   int64_t pending_last = -1;
   std::string block;
+  Status broken;  // Break: every later call fails with it
   KAPPA_KILL_SWITCH(kill_switch);
 
   ~Impl() {
@@ -42,16 +44,38 @@ struct ArchiveWriter::Impl {
     if (lock_fd >= 0) ::close(lock_fd);
   }
 
+  // An I/O error of this partition's files (errno as the failed call left
+  // it); a full disk also says what to do.
+  static Status IOError(const std::string& what) {
+    const int err = errno;
+    std::string message = Errno(what);
+    if (err == ENOSPC || err == EDQUOT) {
+      message += ": free space on the archive's disk, then run the same `kappa archive` command again; the archive "
+                 "keeps every complete block and resumes after the last one";
+    }
+    return Status::IOError(message);
+  }
+
   Status OpenSegment(int64_t base) {
     if (fd >= 0) {
-      if (::fdatasync(fd) != 0) return Status::IOError(Errno("fdatasync " + dir));
+      if (::fdatasync(fd) != 0) return Break(IOError("fdatasync " + dir));
       ::close(fd);
     }
     const std::string path = dir + "/" + SegmentName(base);
     fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) return Status::IOError(Errno("create " + path));
+    if (fd < 0) return IOError("create " + path);
     segment_size = 0;
     return SyncDir(dir);
+  }
+
+  // After an fdatasync error (the kernel may have dropped the pages it
+  // could not write, so nothing this writer wrote is known durable), or a
+  // fragment of a block it could not cut, the writer refuses every later
+  // call with the same error. Reopening the partition scans what is
+  // actually on disk.
+  Status Break(const Status& st) {
+    broken = Status::IOError(st.message() + "; this writer stops (open the archive again to go on)");
+    return broken;
   }
 
   Status WriteBlock() {
@@ -74,7 +98,20 @@ struct ArchiveWriter::Impl {
     while (written < total) {
       ssize_t n = ::write(fd, block.data() + written, total - written);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status::IOError(Errno("write " + dir));
+      if (n <= 0) {
+        if (n == 0) errno = ENOSPC;
+        // The bytes of the block that did reach the segment are cut: the
+        // block stays pending, and a later Flush (once there is room)
+        // writes it whole where it belongs instead of after a fragment of
+        // itself, which would read as damage in the middle of the archive.
+        const Status st = IOError("write " + dir);
+        if (written > 0 && ::ftruncate(fd, segment_size) != 0) {
+          return Break(Status::IOError(st.message() + "; cutting the " + std::to_string(written) +
+                                       " bytes written of the block failed as well (" + std::strerror(errno) +
+                                       "): they are cut when the partition is next opened"));
+        }
+        return st;
+      }
       written += static_cast<size_t>(n);
     }
     segment_size += static_cast<int64_t>(total);
@@ -177,6 +214,7 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& ro
 
 Status ArchiveWriter::Append(const ArchiveRecord& r) {
   Impl& s = *impl_;
+  if (!s.broken.ok()) return s.broken;
   if (r.offset < s.end_offset) {
     return Status::InvalidArgument("archive " + s.dir + ": offset " + std::to_string(r.offset) +
                                    " is below the archived end " + std::to_string(s.end_offset) +
@@ -200,10 +238,13 @@ Status ArchiveWriter::Append(const ArchiveRecord& r) {
 
 Status ArchiveWriter::Flush() {
   Impl& s = *impl_;
-  KAPPA_RETURN_IF_ERROR(s.WriteBlock());
-  if (s.fd >= 0 && ::fdatasync(s.fd) != 0) return Status::IOError(Errno("fdatasync " + s.dir));
-  s.durable_end = s.end_offset;
-  return Status::OK();
+  if (!s.broken.ok()) return s.broken;
+  const Status written = s.WriteBlock();
+  if (!s.broken.ok()) return s.broken;
+  // The blocks before one that failed to write are good data: durable too.
+  if (s.fd >= 0 && ::fdatasync(s.fd) != 0) return s.Break(s.IOError("fdatasync " + s.dir));
+  s.durable_end = written.ok() || s.pending_records == 0 ? s.end_offset : s.pending_first;
+  return written;
 }
 
 int32_t ArchiveWriter::partition() const { return impl_->partition; }

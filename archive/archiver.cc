@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <utility>
 
 #include "kafka/partition_consumer.h"
 #include "kafka/partition_list.h"
@@ -58,9 +59,15 @@ class FollowedSet {
     for (const auto& f : all_) backlog += std::max<int64_t>(0, f.end_at_start - f.position);
     return backlog;
   }
+  // Every writer, even after one fails (a full disk): what the others
+  // hold is made durable all the same. The first error.
   Status FlushAll() {
-    for (auto& f : all_) KAPPA_RETURN_IF_ERROR(f.writer->Flush());
-    return Status::OK();
+    Status first;
+    for (auto& f : all_) {
+      Status st = f.writer->Flush();
+      if (first.ok() && !st.ok()) first = std::move(st);
+    }
+    return first;
   }
   ProgressSnapshot Snapshot(int64_t records) const {
     ProgressSnapshot s;

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <utility>
 
 #include "archive/archive_writer.h"
 #include "archive/record_file.h"
@@ -18,9 +19,13 @@ Result<ImportSummary> ImportRecordFile(const std::string& file, const std::strin
   ImportSummary summary;
   Status result;
   RecordFileEntry entry;
-  auto flush_all = [&]() -> Status {
-    for (auto& [p, w] : writers) KAPPA_RETURN_IF_ERROR(w->Flush());
-    return Status::OK();
+  auto flush_all = [&]() -> Status {  // every writer, even after one fails; the first error
+    Status first;
+    for (auto& [p, w] : writers) {
+      Status st = w->Flush();
+      if (first.ok() && !st.ok()) first = std::move(st);
+    }
+    return first;
   };
   for (;;) {
     auto more = (*reader)->Next(&entry);

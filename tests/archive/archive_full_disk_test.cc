@@ -1,0 +1,207 @@
+// The archive writer on a file system that fills up (a small tmpfs of the
+// test's own): the write that runs out of space is an IOError that says what
+// to do, the segment is left ending on a complete block (no fragment of the
+// failed block), and once space is freed the same writer writes that block
+// whole and goes on, so the partition reads back every record once, in
+// order. Needs root (mount); skipped with the reason otherwise.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "archive/archive.h"
+#include "archive/segment_file.h"
+#include "tests/archive/owned_record.h"
+#include "tests/support/test_support.h"
+
+namespace kappa {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ScratchDir;
+
+int64_t FreeBytes(const std::string& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+}
+
+Owned Make(int64_t offset) {
+  Owned o;
+  o.offset = offset;
+  o.timestamp_ms = 1767225600000 + offset;
+  o.key = "user-" + std::to_string(offset % 97);
+  o.value = std::string(100 + static_cast<size_t>(offset % 157), static_cast<char>('a' + offset % 26));
+  if (offset % 3 == 0) o.headers = {{"h", std::to_string(offset)}};
+  return o;
+}
+
+// Every segment of t/0 under `root` ends on a complete block.
+void ExpectNoFragment(const std::string& root) {
+  for (const auto& e : fs::directory_iterator(fs::path(root) / "t" / "0")) {
+    if (e.path().extension() != ".kseg") continue;
+    auto scan = segment_file::ScanSegment(e.path().string(), /*verify_payloads=*/true);
+    ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+    EXPECT_FALSE(scan->damaged) << e.path();
+    EXPECT_FALSE(scan->torn_tail) << e.path() << ": " << scan->file_bytes - scan->valid_bytes
+                                  << " bytes of a block that failed to write are left at the tail";
+  }
+}
+
+class ArchiveFullDiskTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (!mount_point_.empty()) ::umount2(mount_point_.c_str(), MNT_DETACH);
+  }
+  std::string mount_point_;
+};
+
+TEST_F(ArchiveFullDiskTest, AWriteThatRunsOutOfSpaceLeavesNoFragmentAndTheBlockIsWrittenWholeOnceSpaceIsFreed) {
+  ScratchDir dir("archive_full_disk");
+  const std::string mnt = dir / "small-fs";
+  fs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs at " << mnt << " (" << std::strerror(errno)
+                 << "): needs root or CAP_SYS_ADMIN";
+  }
+  mount_point_ = mnt;
+  const std::string root = mnt + "/archive";
+  auto w = ArchiveWriter::Open(root, "t", 0, 16 << 10, 1 << 20, {}, ArchiveCompression::kNone);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+
+  // Leave ~150 KiB free, not a whole number of blocks.
+  const std::string filler = mnt + "/filler";
+  {
+    const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::posix_fallocate(fd, 0, FreeBytes(mnt) - 150 * 1024 - 1000), 0);
+    ::close(fd);
+  }
+
+  std::vector<Owned> all;
+  Status failed;
+  for (int64_t o = 0; o < 100000 && failed.ok(); ++o) {
+    Owned r = Make(o);
+    failed = (*w)->Append(View(r));
+    // A failed Append may still have taken the record (it says so by end_offset).
+    if ((*w)->end_offset() > o) all.push_back(std::move(r));
+  }
+  ASSERT_FALSE(failed.ok()) << "the 2 MiB file system never filled up";
+  EXPECT_EQ(failed.code(), Status::Code::kIOError);
+  EXPECT_NE(failed.message().find("No space left on device"), std::string::npos) << failed.message();
+  EXPECT_NE(failed.message().find("free space"), std::string::npos)
+      << "a full disk says what to do: " << failed.message();
+  ExpectNoFragment(root);
+
+  // Still full: a flush fails the same way and leaves no fragment either.
+  const Status again = (*w)->Flush();
+  EXPECT_EQ(again.code(), Status::Code::kIOError) << again.ToString();
+  ExpectNoFragment(root);
+
+  // Space freed: the same writer writes the pending block whole and goes on.
+  fs::remove(filler);
+  ASSERT_TRUE((*w)->Flush().ok());
+  for (int64_t o = (*w)->end_offset(), end = o + 300; o < end; ++o) {
+    all.push_back(Make(o));
+    ASSERT_TRUE((*w)->Append(View(all.back())).ok());
+  }
+  ASSERT_TRUE((*w)->Flush().ok());
+  w->reset();
+  ExpectNoFragment(root);
+
+  // Reopened (the recovery scan), then read back: every record once, in order.
+  auto reopened = ArchiveWriter::Open(root, "t", 0, 16 << 10, 1 << 20, {}, ArchiveCompression::kNone);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ((*reopened)->end_offset(), all.back().offset + 1);
+  reopened->reset();
+  auto r = ArchiveReader::Open(root, "t", 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ArchiveRecord got;
+  size_t i = 0;
+  for (;;) {
+    auto more = (*r)->Next(&got);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    ASSERT_LT(i, all.size());
+    ASSERT_EQ(got.offset, all[i].offset);
+    EXPECT_EQ(got.value, all[i].value);
+    ++i;
+  }
+  EXPECT_EQ(i, all.size());
+}
+
+// Out of inodes: the next segment cannot be created. The writer says so,
+// keeps the block pending and creates the segment on a later flush.
+TEST_F(ArchiveFullDiskTest, ASegmentThatCannotBeCreatedIsCreatedByALaterFlush) {
+  ScratchDir dir("archive_no_inodes");
+  const std::string mnt = dir / "small-fs";
+  fs::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m,nr_inodes=64") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs at " << mnt << " (" << std::strerror(errno)
+                 << "): needs root or CAP_SYS_ADMIN";
+  }
+  mount_point_ = mnt;
+  const std::string root = mnt + "/archive";
+  constexpr int64_t kSegment = 64 << 10;
+  auto w = ArchiveWriter::Open(root, "t", 0, 8 << 10, kSegment, {}, ArchiveCompression::kNone);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  std::vector<Owned> all;
+  for (int64_t o = 0; o < 100; ++o) {  // the first segment exists
+    all.push_back(Make(o));
+    ASSERT_TRUE((*w)->Append(View(all.back())).ok());
+  }
+  ASSERT_TRUE((*w)->Flush().ok());
+  // Use up the inodes.
+  std::vector<std::string> fillers;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string f = mnt + "/filler-" + std::to_string(i);
+    const int fd = ::open(f.c_str(), O_WRONLY | O_CREAT, 0644);
+    if (fd < 0) break;
+    ::close(fd);
+    fillers.push_back(f);
+  }
+  ASSERT_FALSE(fillers.empty());
+  ASSERT_LT(fillers.size(), 1000u) << "the inodes never ran out";
+
+  Status failed;
+  for (int64_t o = 100; o < 10000 && failed.ok(); ++o) {
+    Owned r = Make(o);
+    failed = (*w)->Append(View(r));
+    if ((*w)->end_offset() > o) all.push_back(std::move(r));
+  }
+  ASSERT_FALSE(failed.ok()) << "no second segment was needed";
+  EXPECT_NE(failed.message().find("create "), std::string::npos) << failed.message();
+  EXPECT_NE(failed.message().find("free space"), std::string::npos) << failed.message();
+  EXPECT_FALSE((*w)->Flush().ok()) << "still no inode";
+
+  fs::remove(fillers.back());
+  const Status flushed = (*w)->Flush();
+  ASSERT_TRUE(flushed.ok()) << flushed.ToString();
+  w->reset();
+  ExpectNoFragment(root);
+  auto r = ArchiveReader::Open(root, "t", 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ArchiveRecord got;
+  size_t i = 0;
+  for (;;) {
+    auto more = (*r)->Next(&got);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    ASSERT_LT(i, all.size());
+    ASSERT_EQ(got.offset, all[i].offset);
+    EXPECT_EQ(got.value, all[i].value);
+    ++i;
+  }
+  EXPECT_EQ(i, all.size());
+}
+
+}  // namespace
+}  // namespace kappa
