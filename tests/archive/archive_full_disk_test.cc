@@ -5,12 +5,8 @@
 // whole and goes on, so the partition reads back every record once, in
 // order. Needs root (mount); skipped with the reason otherwise.
 #include <fcntl.h>
-#include <sys/mount.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -25,14 +21,8 @@
 namespace kappa {
 namespace {
 
-namespace fs = std::filesystem;
 using testing::ScratchDir;
-
-int64_t FreeBytes(const std::string& dir) {
-  struct statvfs st {};
-  if (::statvfs(dir.c_str(), &st) != 0) return -1;
-  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
-}
+using testing::SmallFileSystem;
 
 Owned Make(int64_t offset) {
   Owned o;
@@ -44,9 +34,22 @@ Owned Make(int64_t offset) {
   return o;
 }
 
+// Appends Make(from), Make(from + 1), ... below `end` until one fails, and
+// that error; `all` gets every record the writer took (a failed Append may
+// have taken its record: end_offset says so).
+Status AppendUntilAnError(ArchiveWriter& w, int64_t from, int64_t end, std::vector<Owned>* all) {
+  for (int64_t o = from; o < end; ++o) {
+    Owned r = Make(o);
+    Status st = w.Append(View(r));
+    if (w.end_offset() > o) all->push_back(std::move(r));
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
 // Every segment of t/0 under `root` ends on a complete block.
 void ExpectNoFragment(const std::string& root) {
-  for (const auto& e : fs::directory_iterator(fs::path(root) / "t" / "0")) {
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(root) / "t" / "0")) {
     if (e.path().extension() != ".kseg") continue;
     auto scan = segment_file::ScanSegment(e.path().string(), /*verify_payloads=*/true);
     ASSERT_TRUE(scan.ok()) << scan.status().ToString();
@@ -56,23 +59,11 @@ void ExpectNoFragment(const std::string& root) {
   }
 }
 
-class ArchiveFullDiskTest : public ::testing::Test {
- protected:
-  void TearDown() override {
-    if (!mount_point_.empty()) ::umount2(mount_point_.c_str(), MNT_DETACH);
-  }
-  std::string mount_point_;
-};
-
-TEST_F(ArchiveFullDiskTest, AWriteThatRunsOutOfSpaceLeavesNoFragmentAndTheBlockIsWrittenWholeOnceSpaceIsFreed) {
+TEST(ArchiveFullDiskTest, AWriteThatRunsOutOfSpaceLeavesNoFragmentAndTheBlockIsWrittenWholeOnceSpaceIsFreed) {
   ScratchDir dir("archive_full_disk");
   const std::string mnt = dir / "small-fs";
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs at " << mnt << " (" << std::strerror(errno)
-                 << "): needs root or CAP_SYS_ADMIN";
-  }
-  mount_point_ = mnt;
+  SmallFileSystem small(mnt, "size=2m");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
   const std::string root = mnt + "/archive";
   auto w = ArchiveWriter::Open(root, "t", 0, 16 << 10, 1 << 20, {}, ArchiveCompression::kNone);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
@@ -82,18 +73,12 @@ TEST_F(ArchiveFullDiskTest, AWriteThatRunsOutOfSpaceLeavesNoFragmentAndTheBlockI
   {
     const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ASSERT_GE(fd, 0);
-    ASSERT_EQ(::posix_fallocate(fd, 0, FreeBytes(mnt) - 150 * 1024 - 1000), 0);
+    ASSERT_EQ(::posix_fallocate(fd, 0, small.FreeBytes() - 150 * 1024 - 1000), 0);
     ::close(fd);
   }
 
   std::vector<Owned> all;
-  Status failed;
-  for (int64_t o = 0; o < 100000 && failed.ok(); ++o) {
-    Owned r = Make(o);
-    failed = (*w)->Append(View(r));
-    // A failed Append may still have taken the record (it says so by end_offset).
-    if ((*w)->end_offset() > o) all.push_back(std::move(r));
-  }
+  const Status failed = AppendUntilAnError(**w, 0, 100000, &all);
   ASSERT_FALSE(failed.ok()) << "the 2 MiB file system never filled up";
   EXPECT_EQ(failed.code(), Status::Code::kIOError);
   EXPECT_NE(failed.message().find("No space left on device"), std::string::npos) << failed.message();
@@ -107,7 +92,7 @@ TEST_F(ArchiveFullDiskTest, AWriteThatRunsOutOfSpaceLeavesNoFragmentAndTheBlockI
   ExpectNoFragment(root);
 
   // Space freed: the same writer writes the pending block whole and goes on.
-  fs::remove(filler);
+  std::filesystem::remove(filler);
   ASSERT_TRUE((*w)->Flush().ok());
   for (int64_t o = (*w)->end_offset(), end = o + 300; o < end; ++o) {
     all.push_back(Make(o));
@@ -122,33 +107,16 @@ TEST_F(ArchiveFullDiskTest, AWriteThatRunsOutOfSpaceLeavesNoFragmentAndTheBlockI
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   EXPECT_EQ((*reopened)->end_offset(), all.back().offset + 1);
   reopened->reset();
-  auto r = ArchiveReader::Open(root, "t", 0);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ArchiveRecord got;
-  size_t i = 0;
-  for (;;) {
-    auto more = (*r)->Next(&got);
-    ASSERT_TRUE(more.ok()) << more.status().ToString();
-    if (!*more) break;
-    ASSERT_LT(i, all.size());
-    ASSERT_EQ(got.offset, all[i].offset);
-    EXPECT_EQ(got.value, all[i].value);
-    ++i;
-  }
-  EXPECT_EQ(i, all.size());
+  ExpectReadsBack(root, all);
 }
 
 // Out of inodes: the next segment cannot be created. The writer says so,
 // keeps the block pending and creates the segment on a later flush.
-TEST_F(ArchiveFullDiskTest, ASegmentThatCannotBeCreatedIsCreatedByALaterFlush) {
+TEST(ArchiveFullDiskTest, ASegmentThatCannotBeCreatedIsCreatedByALaterFlush) {
   ScratchDir dir("archive_no_inodes");
   const std::string mnt = dir / "small-fs";
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m,nr_inodes=64") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs at " << mnt << " (" << std::strerror(errno)
-                 << "): needs root or CAP_SYS_ADMIN";
-  }
-  mount_point_ = mnt;
+  SmallFileSystem small(mnt, "size=16m,nr_inodes=64");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
   const std::string root = mnt + "/archive";
   constexpr int64_t kSegment = 64 << 10;
   auto w = ArchiveWriter::Open(root, "t", 0, 8 << 10, kSegment, {}, ArchiveCompression::kNone);
@@ -171,36 +139,18 @@ TEST_F(ArchiveFullDiskTest, ASegmentThatCannotBeCreatedIsCreatedByALaterFlush) {
   ASSERT_FALSE(fillers.empty());
   ASSERT_LT(fillers.size(), 1000u) << "the inodes never ran out";
 
-  Status failed;
-  for (int64_t o = 100; o < 10000 && failed.ok(); ++o) {
-    Owned r = Make(o);
-    failed = (*w)->Append(View(r));
-    if ((*w)->end_offset() > o) all.push_back(std::move(r));
-  }
+  const Status failed = AppendUntilAnError(**w, 100, 10000, &all);
   ASSERT_FALSE(failed.ok()) << "no second segment was needed";
   EXPECT_NE(failed.message().find("create "), std::string::npos) << failed.message();
   EXPECT_NE(failed.message().find("free space"), std::string::npos) << failed.message();
   EXPECT_FALSE((*w)->Flush().ok()) << "still no inode";
 
-  fs::remove(fillers.back());
+  std::filesystem::remove(fillers.back());
   const Status flushed = (*w)->Flush();
   ASSERT_TRUE(flushed.ok()) << flushed.ToString();
   w->reset();
   ExpectNoFragment(root);
-  auto r = ArchiveReader::Open(root, "t", 0);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ArchiveRecord got;
-  size_t i = 0;
-  for (;;) {
-    auto more = (*r)->Next(&got);
-    ASSERT_TRUE(more.ok()) << more.status().ToString();
-    if (!*more) break;
-    ASSERT_LT(i, all.size());
-    ASSERT_EQ(got.offset, all[i].offset);
-    EXPECT_EQ(got.value, all[i].value);
-    ++i;
-  }
-  EXPECT_EQ(i, all.size());
+  ExpectReadsBack(root, all);
 }
 
 }  // namespace

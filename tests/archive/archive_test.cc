@@ -34,20 +34,6 @@ Owned Make(int64_t offset) {
   return o;
 }
 
-void ExpectSame(const Owned& want, const ArchiveRecord& got) {
-  ASSERT_EQ(want.offset, got.offset);
-  EXPECT_EQ(want.timestamp_ms, got.timestamp_ms);
-  EXPECT_EQ(want.key_null, got.key_null) << want.offset;
-  EXPECT_EQ(want.key, got.key);
-  EXPECT_EQ(want.value, got.value);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(got.value.data()) % 8, 0u) << "values are 8-byte aligned";
-  ASSERT_EQ(want.headers.size(), got.headers.size()) << want.offset;
-  for (size_t i = 0; i < want.headers.size(); ++i) {
-    EXPECT_EQ(want.headers[i].first, got.headers[i].name);
-    EXPECT_EQ(want.headers[i].second, got.headers[i].value);
-  }
-}
-
 // Offsets 0.., with a hole at every 1000th (transaction markers do that).
 std::vector<int64_t> Offsets(int n) {
   std::vector<int64_t> out;
@@ -70,22 +56,6 @@ std::vector<Owned> WriteAll(const std::string& root, const std::vector<int64_t>&
   }
   EXPECT_TRUE((*w)->Flush().ok());
   return all;
-}
-
-// Reads t/0 of `root` record by record and expects exactly `all`.
-void ExpectReadsBack(const std::string& root, const std::vector<Owned>& all) {
-  auto r = ArchiveReader::Open(root, "t", 0);
-  ASSERT_TRUE(r.ok());
-  ArchiveRecord got;
-  size_t i = 0;
-  for (;;) {
-    auto more = (*r)->Next(&got);
-    ASSERT_TRUE(more.ok()) << more.status().ToString();
-    if (!*more) break;
-    ASSERT_LT(i, all.size());
-    ExpectSame(all[i++], got);
-  }
-  EXPECT_EQ(i, all.size());
 }
 
 TEST(ArchiveTest, RoundTripKeepsEveryFieldAcrossBlocksAndSegments) {

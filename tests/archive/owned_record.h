@@ -1,5 +1,5 @@
-// A record that owns its bytes, for the archive tests, and the borrowed
-// ArchiveRecord view the writer takes.
+// A record that owns its bytes, for the archive tests, the borrowed
+// ArchiveRecord view the writer takes, and the read-back check.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,9 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "archive/archive.h"
 #include "archive/archive_record.h"
 
 namespace kappa {
@@ -31,6 +34,36 @@ inline ArchiveRecord View(const Owned& o) {
   r.value_null = o.value_null;
   for (const auto& [name, value] : o.headers) r.headers.push_back({name, value, false});
   return r;
+}
+
+inline void ExpectSame(const Owned& want, const ArchiveRecord& got) {
+  ASSERT_EQ(want.offset, got.offset);
+  EXPECT_EQ(want.timestamp_ms, got.timestamp_ms);
+  EXPECT_EQ(want.key_null, got.key_null) << want.offset;
+  EXPECT_EQ(want.key, got.key);
+  EXPECT_EQ(want.value, got.value);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(got.value.data()) % 8, 0u) << "values are 8-byte aligned";
+  ASSERT_EQ(want.headers.size(), got.headers.size()) << want.offset;
+  for (size_t i = 0; i < want.headers.size(); ++i) {
+    EXPECT_EQ(want.headers[i].first, got.headers[i].name);
+    EXPECT_EQ(want.headers[i].second, got.headers[i].value);
+  }
+}
+
+// Reads t/0 of `root` record by record and expects exactly `all`.
+inline void ExpectReadsBack(const std::string& root, const std::vector<Owned>& all) {
+  auto r = ArchiveReader::Open(root, "t", 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ArchiveRecord got;
+  size_t i = 0;
+  for (;;) {
+    auto more = (*r)->Next(&got);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    if (!*more) break;
+    ASSERT_LT(i, all.size());
+    ExpectSame(all[i++], got);
+  }
+  EXPECT_EQ(i, all.size());
 }
 
 }  // namespace kappa

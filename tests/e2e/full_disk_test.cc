@@ -7,13 +7,9 @@
 // and accounts for every record exactly once. Needs root (mount); skipped
 // with the reason otherwise.
 #include <fcntl.h>
-#include <sys/mount.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 
 #include <gtest/gtest.h>
@@ -25,30 +21,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class FullDiskTest : public BrokerTest {
- protected:
-  void TearDown() override {
-    if (!mount_point_.empty()) ::umount2(mount_point_.c_str(), MNT_DETACH);
-    BrokerTest::TearDown();
-  }
-  std::string mount_point_;
-};
-
-int64_t FreeBytes(const std::string& dir) {
-  struct statvfs st {};
-  if (::statvfs(dir.c_str(), &st) != 0) return -1;
-  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
-}
+using FullDiskTest = BrokerTest;
 
 TEST_F(FullDiskTest, AFullStateDiskStopsCleanlyAtTheLastDurableCheckpoint) {
   ScratchDir dir("full-disk");
   const std::string mnt = dir / "small-fs";
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=24m") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs at " << mnt << " (" << std::strerror(errno)
-                 << "): needs root or CAP_SYS_ADMIN";
-  }
-  mount_point_ = mnt;
+  SmallFileSystem small(mnt, "size=24m");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
   constexpr uint64_t kFirst = 6000, kSecond = 4000;
   CreateTopic("transactions", 4);
   GeneratorOptions first = SmallWorkload(21, kFirst, 300, 2);
@@ -66,7 +45,7 @@ TEST_F(FullDiskTest, AFullStateDiskStopsCleanlyAtTheLastDurableCheckpoint) {
 
   // Fill the disk to between 1 and 2 MiB free.
   const std::string filler = mnt + "/filler";
-  const int64_t free_now = FreeBytes(mnt);
+  const int64_t free_now = small.FreeBytes();
   ASSERT_GT(free_now, 3 << 20);
   {
     const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -74,7 +53,7 @@ TEST_F(FullDiskTest, AFullStateDiskStopsCleanlyAtTheLastDurableCheckpoint) {
     ASSERT_EQ(::posix_fallocate(fd, 0, free_now - (int64_t{3} << 19)), 0);
     ::close(fd);
   }
-  ASSERT_LT(FreeBytes(mnt), 2 << 20);
+  ASSERT_LT(small.FreeBytes(), 2 << 20);
 
   GeneratorOptions second = SmallWorkload(22, kSecond, 300, 2);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", second));
@@ -104,12 +83,8 @@ TEST_F(FullDiskTest, AFullStateDiskStopsCleanlyAtTheLastDurableCheckpoint) {
 TEST_F(FullDiskTest, AFullArchiveDiskStopsTheArchiverAndTheSameCommandResumesWithoutLoss) {
   ScratchDir dir("full-archive-disk");
   const std::string mnt = dir / "small-fs";
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs at " << mnt << " (" << std::strerror(errno)
-                 << "): needs root or CAP_SYS_ADMIN";
-  }
-  mount_point_ = mnt;
+  SmallFileSystem small(mnt, "size=2m");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
   constexpr uint64_t kRecords = 40000;  // ~5 MB stored uncompressed
   CreateTopic("transactions", 4);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(23, kRecords, 300, 2)));
@@ -134,7 +109,7 @@ TEST_F(FullDiskTest, AFullArchiveDiskStopsTheArchiverAndTheSameCommandResumesWit
       << err;
   EXPECT_EQ(err.find("Assertion"), std::string::npos) << err;
 
-  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT, "size=32m"), 0) << std::strerror(errno);
+  ASSERT_EQ(small.Remount("size=32m"), "");
   ASSERT_EQ(archive(root, &err), 0) << err;
   const std::string reference = dir / "reference";
   ASSERT_EQ(archive(reference, &err), 0) << err;

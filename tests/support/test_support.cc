@@ -6,12 +6,16 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -206,6 +210,30 @@ int RunKappa(const std::vector<std::string>& args, std::string* out, std::string
   if (out) *out = child.Stdout();
   if (err) *err = child.Stderr();
   return rc;
+}
+
+SmallFileSystem::SmallFileSystem(const std::string& dir, const std::string& options) : dir_(dir) {
+  std::filesystem::create_directories(dir);
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) == 0) {
+    mounted_ = true;
+  } else {
+    why_ = "cannot mount a small tmpfs at " + dir + " (" + std::strerror(errno) + "): needs root or CAP_SYS_ADMIN";
+  }
+}
+
+SmallFileSystem::~SmallFileSystem() {
+  if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+}
+
+std::string SmallFileSystem::Remount(const std::string& options) {
+  if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, options.c_str()) == 0) return "";
+  return "cannot remount " + dir_ + " with " + options + ": " + std::strerror(errno);
+}
+
+int64_t SmallFileSystem::FreeBytes() const {
+  struct statvfs st {};
+  if (::statvfs(dir_.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
 }
 
 }  // namespace kappa::testing

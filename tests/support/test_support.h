@@ -114,4 +114,28 @@ std::string RunShell(const std::string& command);
 // Whether something accepts TCP connections on 127.0.0.1:port.
 bool CanConnect(int port);
 
+// A small file system of the test's own for the full-disk stories: a tmpfs
+// mounted at `dir` (created) with `options` ("size=2m", "nr_inodes=64"),
+// detached by the destructor (declare it after the ScratchDir holding
+// `dir`). Where the process may not mount (needs root or CAP_SYS_ADMIN),
+// mounted() is false and why() says so: the test skips with it.
+class SmallFileSystem {
+ public:
+  SmallFileSystem(const std::string& dir, const std::string& options);
+  ~SmallFileSystem();
+  SmallFileSystem(const SmallFileSystem&) = delete;
+  SmallFileSystem& operator=(const SmallFileSystem&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::string& why() const { return why_; }
+  // New options for the mounted file system (e.g. a larger size); "" or why not.
+  std::string Remount(const std::string& options);
+  // Bytes an unprivileged writer may still use, -1 if unknown.
+  int64_t FreeBytes() const;
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+  std::string why_;
+};
+
 }  // namespace kappa::testing
