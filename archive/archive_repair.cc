@@ -35,7 +35,8 @@ std::string AsideName(const std::string& path) {
   return name;
 }
 
-// Copies bytes [from, end) of `path` into a new file `to`, made durable.
+// Copies bytes [from, end) of `path` into a new file `to`, made durable;
+// on failure `to` is removed.
 Status CopyTail(const std::string& path, int64_t from, const std::string& to) {
   int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) return Status::IOError(Errno("open " + path));
@@ -70,6 +71,9 @@ Status CopyTail(const std::string& path, int64_t from, const std::string& to) {
   if (result.ok() && ::fsync(out) != 0) result = Status::IOError(Errno("fsync " + to));
   ::close(out);
   ::close(in);
+  // A partial copy would pass for the damaged tail, and push the next
+  // try's copy to another name: nothing stays unless it is whole.
+  if (!result.ok()) ::unlink(to.c_str());
   return result;
 }
 
@@ -225,7 +229,13 @@ Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOpt
                              "] changed during --repair; run it again");
     }
     std::vector<std::string> moved;
-    KAPPA_RETURN_IF_ERROR(MoveDamagedTailAside(d, &moved));
+    if (Status st = MoveDamagedTailAside(d, &moved); !st.ok()) {
+      struct stat seg{};
+      const int64_t tail = ::stat(d.segment.c_str(), &seg) == 0 ? static_cast<int64_t>(seg.st_size) - d.byte : -1;
+      return Status::IOError(d.topic + "[" + std::to_string(d.partition) + "]: moving the damaged tail aside: " +
+                             st.message() + "; nothing was refetched: once the archive's disk has room for a copy "
+                             "of the tail (" + std::to_string(tail) + " bytes), run --repair again");
+    }
     std::string line = d.topic + "[" + std::to_string(d.partition) + "]: " + d.what + "; moved aside to";
     for (const auto& m : moved) line += " " + m;
     line += "; refetching from offset " + std::to_string(d.from);

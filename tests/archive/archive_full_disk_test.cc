@@ -14,8 +14,11 @@
 #include <gtest/gtest.h>
 
 #include "archive/archive.h"
+#include "archive/archive_repair.h"
+#include "archive/segment_format.h"
 #include "archive/segment_file.h"
 #include "tests/archive/owned_record.h"
+#include "tests/support/archive_bytes.h"
 #include "tests/support/test_support.h"
 
 namespace kappa {
@@ -151,6 +154,58 @@ TEST(ArchiveFullDiskTest, ASegmentThatCannotBeCreatedIsCreatedByALaterFlush) {
   w->reset();
   ExpectNoFragment(root);
   ExpectReadsBack(root, all);
+}
+
+// `kappa archive --repair` moves a damaged tail aside before it refetches:
+// when the disk is too full for the copy, the repair fails saying so, the
+// partition is left as it was and no partial copy stays behind to pass for
+// the damaged tail; with room again it copies the tail whole.
+TEST(ArchiveFullDiskTest, ARepairWithoutRoomForTheDamagedTailLeavesThePartitionAsItWasAndNoPartialCopy) {
+  ScratchDir dir("archive_repair_full_disk");
+  const std::string mnt = dir / "small-fs";
+  SmallFileSystem small(mnt, "size=2m");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
+  const std::string root = mnt + "/archive";
+  std::vector<Owned> all;
+  {
+    auto w = ArchiveWriter::Open(root, "t", 0, 16 << 10, 4 << 20, {}, ArchiveCompression::kNone);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE(AppendUntilAnError(**w, 0, 3000, &all).ok());
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  const auto segments = testing::SegmentFiles(root + "/t/0");
+  ASSERT_EQ(segments.size(), 1u);
+  const std::string segment = segments[0];
+  const auto blocks = testing::Blocks(segment);
+  ASSERT_GT(blocks.size(), 8u);
+  const testing::BlockPos& b = blocks[2];
+  ASSERT_NO_FATAL_FAILURE(testing::FlipBit(segment, b.at + static_cast<int64_t>(segment_format::kHeaderBytes) + 9, 0));
+  const std::string before = testing::ReadFile(segment);
+  ASSERT_GT(static_cast<int64_t>(before.size()) - b.at, 200 << 10) << "a damaged tail larger than the room left";
+
+  const std::string filler = mnt + "/filler";
+  {
+    const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::posix_fallocate(fd, 0, small.FreeBytes() - 100 * 1024), 0);
+    ::close(fd);
+  }
+  auto found = FindDamage(root, "t", 0);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  ASSERT_TRUE(found->has_value());
+  std::vector<std::string> moved;
+  const Status full = MoveDamagedTailAside(**found, &moved);
+  EXPECT_EQ(full.code(), Status::Code::kIOError) << full.ToString();
+  EXPECT_NE(full.message().find("No space left on device"), std::string::npos) << full.message();
+  EXPECT_TRUE(moved.empty());
+  EXPECT_FALSE(std::filesystem::exists(segment + ".damaged")) << "a partial copy of the damaged tail was left";
+  EXPECT_EQ(testing::ReadFile(segment), before);
+
+  std::filesystem::remove(filler);
+  ASSERT_TRUE(MoveDamagedTailAside(**found, &moved).ok());
+  ASSERT_EQ(moved, std::vector<std::string>{segment + ".damaged"});
+  EXPECT_EQ(testing::ReadFile(segment + ".damaged"), before.substr(static_cast<size_t>(b.at)));
+  EXPECT_EQ(std::filesystem::file_size(segment), static_cast<uintmax_t>(b.at));
 }
 
 }  // namespace

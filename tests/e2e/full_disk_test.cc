@@ -14,7 +14,9 @@
 
 #include <gtest/gtest.h>
 
+#include "archive/segment_format.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/archive_bytes.h"
 
 namespace kappa::testing {
 namespace {
@@ -79,7 +81,8 @@ TEST_F(FullDiskTest, AFullStateDiskStopsCleanlyAtTheLastDurableCheckpoint) {
 // Story: the archive's disk fills up while `kappa archive` follows a topic.
 // It stops with an error that says what to do; once space is freed, the
 // same command resumes, and the archive holds exactly what one run on a
-// roomy disk archives: no record lost, none twice, no damaged block.
+// roomy disk archives: no record lost, none twice, no damaged block. A
+// repair without room for its copy of a damaged tail changes nothing.
 TEST_F(FullDiskTest, AFullArchiveDiskStopsTheArchiverAndTheSameCommandResumesWithoutLoss) {
   ScratchDir dir("full-archive-disk");
   const std::string mnt = dir / "small-fs";
@@ -116,6 +119,35 @@ TEST_F(FullDiskTest, AFullArchiveDiskStopsTheArchiverAndTheSameCommandResumesWit
   const std::string want = dump(reference);
   EXPECT_EQ(std::count(want.begin(), want.end(), '\n'), static_cast<long>(kRecords));
   EXPECT_TRUE(dump(root) == want) << "the resumed archive differs from one archived on a roomy disk";
+
+  // Then a block goes bad, and --repair, which first copies the damaged
+  // tail aside, finds no room for the copy: it says so and changes
+  // nothing. With room, it repairs the archive back to the reference.
+  const auto segments = SegmentFiles(root + "/transactions/0");
+  ASSERT_FALSE(segments.empty());
+  const auto blocks = Blocks(segments[0]);
+  ASSERT_GT(blocks.size(), 8u);
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], blocks[2].at + static_cast<int64_t>(segment_format::kHeaderBytes) + 9, 0));
+  const std::string filler = mnt + "/filler";
+  {
+    const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::posix_fallocate(fd, 0, small.FreeBytes() - 64 * 1024), 0);
+    ::close(fd);
+  }
+  const std::vector<std::string> repair = {"archive", "-a", root, "-t", "transactions", "-b", bootstrap(), "--repair"};
+  std::string out;
+  EXPECT_NE(RunKappa(repair, &out, &err), 0) << out << err;
+  EXPECT_NE(err.find("nothing was refetched: once the archive's disk has room for a copy of the tail"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(SegmentFiles(root + "/transactions/0"), segments);
+  for (const auto& e : fs::directory_iterator(root + "/transactions/0")) {
+    EXPECT_EQ(e.path().string().find(".damaged"), std::string::npos) << "left behind: " << e.path();
+  }
+  fs::remove(filler);
+  ASSERT_EQ(RunKappa(repair, &out, &err), 0) << out << err;
+  EXPECT_TRUE(dump(root) == want) << "the repaired archive differs from one archived on a roomy disk";
 }
 
 }  // namespace
