@@ -510,8 +510,14 @@ struct StateBackend::Impl {
       s = db->Write(wo, &batch);
     }
     if (!s.ok()) {
-      return Status::IOError("checkpoint " + std::to_string(c.epoch) + " could not be written to " + dir + ": " +
-                             s.ToString());
+      std::string message =
+          "checkpoint " + std::to_string(c.epoch) + " could not be written to " + dir + ": " + s.ToString();
+      if (s.IsNoSpace()) {
+        message += "; free space there (or move the state with --state-dir) and run the job again: it resumes "
+                   "from its last durable checkpoint, nothing is lost (--state-headroom-mib stops it before the "
+                   "disk is this full)";
+      }
+      return Status::IOError(message);
     }
     const auto end = std::chrono::steady_clock::now();
     stats->epoch = c.epoch;

@@ -78,6 +78,38 @@ TEST_F(FullDiskTest, AFullStateDiskStopsCleanlyAtTheLastDurableCheckpoint) {
   EXPECT_EQ(MetricsField(metrics, "records_in"), static_cast<int64_t>(kFirst + kSecond));
 }
 
+// Story: the headroom check is turned off (--state-headroom-mib 0) and a
+// job's first checkpoint outgrows its state disk. RocksDB runs out of space
+// inside the write: the job stops with an error that says what to do, not
+// an abort, and once there is room the same command resumes and counts
+// every record once.
+TEST_F(FullDiskTest, WithoutHeadroomRocksDBRunningOutOfSpaceStopsTheJobSayingWhatToDoAndItResumes) {
+  ScratchDir dir("full-disk-rocksdb");
+  const std::string mnt = dir / "small-fs";
+  SmallFileSystem small(mnt, "size=3m");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
+  constexpr uint64_t kRecords = 150000;  // ~100 k txn ids and windows in the first checkpoint
+  CreateTopic("transactions", 8);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(24, kRecords, 100000, 100)));
+  SpecOptions o;
+  o.state_dir = mnt + "/state";
+  o.filter = "";
+  const std::vector<std::string> args = {"run", WriteSpec(dir, "job.yaml", o), "-b", bootstrap(), "--stop-at-end",
+                                         "--status-interval-ms", "0", "--state-headroom-mib", "0"};
+  std::string err;
+  EXPECT_EQ(RunKappa(args, nullptr, &err), 1) << "a clean error exit, not an abort inside RocksDB: " << err;
+  EXPECT_NE(err.find("checkpoint 1 could not be written to " + o.state_dir), std::string::npos) << err;
+  EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
+  EXPECT_NE(err.find("free space there (or move the state with --state-dir) and run the job again: it resumes from "
+                     "its last durable checkpoint"),
+            std::string::npos)
+      << err;
+
+  ASSERT_EQ(small.Remount("size=256m"), "");
+  ASSERT_EQ(RunKappa(args, nullptr, &err), 0) << err;
+  EXPECT_EQ(MetricsField(ReadFile(o.state_dir + "/metrics.json"), "records_in"), static_cast<int64_t>(kRecords));
+}
+
 // Story: the archive's disk fills up while `kappa archive` follows a topic.
 // It stops with an error that says what to do; once space is freed, the
 // same command resumes, and the archive holds exactly what one run on a
