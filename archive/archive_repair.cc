@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <memory>
 
+#include "base/test_hooks.h"
 #include "kafka/partition_consumer.h"
 #include "archive/archive_range.h"
 #include "archive/segment_file.h"
@@ -139,25 +140,34 @@ Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const
 }
 
 Status MoveDamagedTailAside(const PartitionDamage& d, std::vector<std::string>* moved) {
+  // In an order that a crash between any two steps leaves recoverable: the
+  // damaged segment is cut last, so until then it still reads as damaged
+  // and a repair run again finds it and starts over. Cut first, a crash
+  // before the later segments were moved left a partition that looked
+  // whole: the damaged block's records, and those after it up to the next
+  // segment, silently gone and never refetched.
+  KAPPA_KILL_SWITCH(kill_switch);
   const std::string dir = d.segment.substr(0, d.segment.rfind('/'));
   const std::string aside = AsideName(d.segment);
   KAPPA_RETURN_IF_ERROR(CopyTail(d.segment, d.byte, aside));
   moved->push_back(aside);
   KAPPA_RETURN_IF_ERROR(SyncDir(dir));
-  if (::truncate(d.segment.c_str(), d.byte) != 0) return Status::IOError(Errno("truncate " + d.segment));
-  {
-    int fd = ::open(d.segment.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return Status::IOError(Errno("open " + d.segment));
-    const int rc = ::fdatasync(fd);
-    ::close(fd);
-    if (rc != 0) return Status::IOError(Errno("fdatasync " + d.segment));
-  }
+  KAPPA_KILL_POINT(kill_switch, "repair-copied-aside");
   for (const auto& later : d.later_segments) {
     const std::string name = AsideName(later);
     if (::rename(later.c_str(), name.c_str()) != 0) return Status::IOError(Errno("rename " + later));
     moved->push_back(name);
+    KAPPA_RETURN_IF_ERROR(SyncDir(dir));
+    KAPPA_KILL_POINT(kill_switch, "repair-moved-later");
   }
-  return SyncDir(dir);
+  if (::truncate(d.segment.c_str(), d.byte) != 0) return Status::IOError(Errno("truncate " + d.segment));
+  int fd = ::open(d.segment.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(Errno("open " + d.segment));
+  const int rc = ::fdatasync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::IOError(Errno("fdatasync " + d.segment));
+  KAPPA_KILL_POINT(kill_switch, "repair-cut");
+  return Status::OK();
 }
 
 Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOptions& options, StopToken stop) {

@@ -43,7 +43,10 @@ Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const
 // Moves the damaged tail aside: the damaged segment's bytes from the bad
 // block on into <segment>.damaged (the segment is cut there), and each later
 // segment renamed to <name>.damaged (".damaged.2"... if taken). The paths
-// written go to *moved.
+// written go to *moved. Crash-safe: the segment is cut last, so an
+// interrupted move leaves it damaged, and FindDamage then a second move
+// finish the job (kill points repair-copied-aside, repair-moved-later,
+// repair-cut).
 Status MoveDamagedTailAside(const PartitionDamage& damage, std::vector<std::string>* moved);
 
 struct RepairSummary {

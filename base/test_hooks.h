@@ -8,7 +8,8 @@
 // it reaches <point> (the checkpoint coordinator's before-flush, after-flush,
 // after-commit; the Kafka sink's mid-transaction; kappa dlq replay's
 // dlq-replay-after-flush and dlq-replay-after-mark; the archive writer's
-// archive-torn-block), so the crash tests can kill -9 at exact awkward moments. Without the variable a hook is one
+// archive-torn-block; archive --repair's repair-copied-aside,
+// repair-moved-later and repair-cut), so the crash tests can kill -9 at exact awkward moments. Without the variable a hook is one
 // string compare.
 #pragma once
 

@@ -8,6 +8,8 @@
 // Topic names are checked before any path is built; a missing archive root
 // is NotFound, not an empty archive.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -255,6 +257,72 @@ TEST(ArchiveDamageTest, RepairFindsTheFirstDamagedBlockAndMovesTheTailAside) {
   auto w = ArchiveWriter::Open(root, "t", 0);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   EXPECT_EQ((*w)->end_offset(), b.header.first_offset);
+}
+
+// --repair moves a damaged tail aside in steps (copy it, move the later
+// segments aside, cut the damaged segment), and a kill -9 may fall between
+// any two. Whatever it leaves, a repair run again must end with the
+// partition ending right before the damaged block, so that the refetch
+// fills everything after it: never a partition that looks whole but has
+// lost the damaged block's records and those after it in its segment.
+TEST(ArchiveDamageTest, ARepairKilledAtAnyStepEndsLikeAnUninterruptedOneWhenRunAgain) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  ScratchDir dir("archive_repair_killed");
+  const std::string pristine = dir / "pristine";
+  constexpr int64_t kRecords = 6000;
+  {
+    auto w = ArchiveWriter::Open(pristine, "t", 0, 4096, 64 << 10, {}, ArchiveCompression::kNone);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    for (int64_t o = 0; o < kRecords; ++o) {
+      const std::string value = Value(o);
+      ArchiveRecord r;
+      r.offset = o;
+      r.timestamp_ms = 1767225600000 + o;
+      r.value = value;
+      ASSERT_TRUE((*w)->Append(r).ok());
+    }
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  const auto segments = testing::SegmentFiles(pristine + "/t/0");
+  ASSERT_GE(segments.size(), 5u) << "the first segment and at least three after it";
+  const auto blocks = Blocks(segments[0]);
+  ASSERT_GT(blocks.size(), 4u);
+  const BlockPos& b = blocks[blocks.size() / 2];
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], b.at + static_cast<int64_t>(kHeaderBytes) + 9, 0));
+
+  for (const char* kill_at : {"repair-copied-aside:1", "repair-cut:1", "repair-moved-later:1", "repair-moved-later:2"}) {
+    SCOPED_TRACE(kill_at);
+    const std::string root = dir / (std::string("killed-") + kill_at);
+    std::filesystem::copy(pristine, root, std::filesystem::copy_options::recursive);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::setenv("KAPPA_TEST_KILL_AT", kill_at, 1);
+      auto found = FindDamage(root, "t", 0);
+      std::vector<std::string> moved;
+      ::_exit(found.ok() && *found && MoveDamagedTailAside(**found, &moved).ok() ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the kill point was never reached";
+
+    // Run again (what `kappa archive --repair` does before it refetches).
+    for (int round = 0; round < 3; ++round) {
+      auto found = FindDamage(root, "t", 0);
+      ASSERT_TRUE(found.ok()) << found.status().ToString();
+      if (!*found) break;
+      std::vector<std::string> moved;
+      ASSERT_TRUE(MoveDamagedTailAside(**found, &moved).ok());
+    }
+    auto w = ArchiveWriter::Open(root, "t", 0);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    EXPECT_EQ((*w)->end_offset(), b.header.first_offset)
+        << "the refetch would start there; anything else leaves a hole or keeps records past the damage";
+    w->reset();
+    int64_t count = 0;
+    ASSERT_TRUE(ReadAll(root, &count).ok());
+    EXPECT_EQ(count, b.header.first_offset);
+  }
 }
 
 TEST(ArchiveDamageTest, TopicNamesFollowKafkasRuleBeforeAnyPathIsBuilt) {
