@@ -418,6 +418,67 @@ TEST(AvroDecoderTest, EveryAvroTypeIsReadOrSkipped) {
   }
 }
 
+// Damaged bytes (a flipped byte, a cut, a stray byte, runs of 0xff or
+// 0x80) through every kind of writer value, read or skipped: each record
+// either decodes or is one bad record with its error, never a crash or a
+// read past its end (the sanitizer build checks that), and the decoder
+// goes on decoding good records after them.
+TEST(AvroDecoderTest, RandomDamageIsABadRecordNeverACrash) {
+  AllTypesWriter writer;
+  const RecordSchema schema =
+      Schema({F("i", ValueType::kInt64), F("i_d", ValueType::kDouble, "f"), F("b", ValueType::kBool),
+              F("raw", ValueType::kString), F("note", ValueType::kString, "", true),
+              F("x", ValueType::kDouble, "opt.x", true), Ts("ts", "again.ts", TimestampEncoding::kEpochMillis),
+              F("last", ValueType::kString)});
+  auto decoder = WithSchemas(schema, {{9, kAllTypes}});
+  ASSERT_TRUE(decoder);
+  const auto txns = Generate(4);
+  const auto payments = EncodeAll(txns, 5);
+  auto payment_decoder = WithSchemas(PaymentFields(), {{5, kPayment()}});
+  ASSERT_TRUE(payment_decoder);
+  FieldValue out[10];
+  DecodeError error;
+  uint64_t x = 0x2545f4914f6cdd1dULL;
+  auto next = [&x] {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return x;
+  };
+  int decoded = 0, bad = 0;
+  for (int round = 0; round < 20000; ++round) {
+    const bool all_types = round % 2 == 0;
+    std::string bytes = all_types ? writer.Write(9, round % 12, round % 3 != 0) : payments[round % payments.size()];
+    const size_t edits = 1 + next() % 3;
+    for (size_t e = 0; e < edits && bytes.size() > 5; ++e) {
+      const size_t at = 5 + next() % (bytes.size() - 5);  // the 5-byte header stays: the body is what is read
+      switch (next() % 5) {
+        case 0: bytes[at] = static_cast<char>(next()); break;
+        case 1: bytes.resize(at); break;
+        case 2: bytes.insert(at, 1, static_cast<char>(next())); break;
+        case 3: bytes.replace(at, std::min<size_t>(10, bytes.size() - at), std::string(10, '\xff')); break;
+        default: bytes.insert(at, std::string(1 + next() % 12, '\x80')); break;
+      }
+    }
+    AvroDecoder* d = all_types ? decoder.get() : payment_decoder.get();
+    // A copy of exactly its size, so that a read past the end is the sanitizer's to see.
+    std::unique_ptr<char[]> exact(new char[bytes.size() + 1]);
+    std::memcpy(exact.get(), bytes.data(), bytes.size());
+    RawRecord raw;
+    raw.payload = reinterpret_cast<const uint8_t*>(exact.get());
+    raw.size = static_cast<uint32_t>(bytes.size());
+    if (d->Decode(raw, out, &error)) {
+      ++decoded;
+    } else {
+      ++bad;
+      EXPECT_FALSE(error.message.empty());
+      EXPECT_TRUE(d->last_fatal().ok()) << "damage is a bad record, not a fatal error: " << error.message;
+    }
+  }
+  EXPECT_GT(bad, 10000) << decoded << " decoded";
+  const std::string good = writer.Write(9, 3, true);
+  EXPECT_TRUE(decoder->Decode(Raw(good), out, &error)) << error.message;
+  EXPECT_TRUE(payment_decoder->Decode(Raw(payments[0], &txns[0].key), out, &error)) << error.message;
+}
+
 std::string SharedRegistryUrl() {
   std::ifstream in(std::string(KAPPA_SCHEMA_REGISTRY_DIR) + "/url");
   std::string url;
