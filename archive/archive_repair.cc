@@ -61,7 +61,16 @@ Status CopyTail(const std::string& path, int64_t from, const std::string& to) {
       ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(n - done));
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) {
+        if (w == 0) errno = ENOSPC;
+        const bool full = errno == ENOSPC || errno == EDQUOT;
         result = Status::IOError(Errno("write " + to));
+        if (full) {
+          struct stat st{};
+          const int64_t tail = ::fstat(in, &st) == 0 ? static_cast<int64_t>(st.st_size) - from : -1;
+          result = Status::IOError(result.message() + ": the copy of the damaged tail needs " +
+                                   std::to_string(tail) + " bytes on the archive's disk; free space, then run "
+                                   "--repair again (nothing was changed)");
+        }
         break;
       }
       done += w;
@@ -240,11 +249,7 @@ Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOpt
     }
     std::vector<std::string> moved;
     if (Status st = MoveDamagedTailAside(d, &moved); !st.ok()) {
-      struct stat seg{};
-      const int64_t tail = ::stat(d.segment.c_str(), &seg) == 0 ? static_cast<int64_t>(seg.st_size) - d.byte : -1;
-      return Status::IOError(d.topic + "[" + std::to_string(d.partition) + "]: moving the damaged tail aside: " +
-                             st.message() + "; nothing was refetched: once the archive's disk has room for a copy "
-                             "of the tail (" + std::to_string(tail) + " bytes), run --repair again");
+      return st.WithContext(d.topic + "[" + std::to_string(d.partition) + "]: moving the damaged tail aside: ");
     }
     std::string line = d.topic + "[" + std::to_string(d.partition) + "]: " + d.what + "; moved aside to";
     for (const auto& m : moved) line += " " + m;
