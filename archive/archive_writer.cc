@@ -46,7 +46,7 @@ struct ArchiveWriter::Impl {
 
   // An I/O error of this partition's files (errno as the failed call left
   // it); a full disk also says what to do.
-  static Status IOError(const std::string& what) {
+  static Status FileError(const std::string& what) {
     const int err = errno;
     std::string message = Errno(what);
     if (err == ENOSPC || err == EDQUOT) {
@@ -58,12 +58,12 @@ struct ArchiveWriter::Impl {
 
   Status OpenSegment(int64_t base) {
     if (fd >= 0) {
-      if (::fdatasync(fd) != 0) return Break(IOError("fdatasync " + dir));
+      if (::fdatasync(fd) != 0) return Break(FileError("fdatasync " + dir));
       ::close(fd);
     }
     const std::string path = dir + "/" + SegmentName(base);
     fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) return IOError("create " + path);
+    if (fd < 0) return FileError("create " + path);
     segment_size = 0;
     return SyncDir(dir);
   }
@@ -104,7 +104,7 @@ struct ArchiveWriter::Impl {
         // block stays pending, and a later Flush (once there is room)
         // writes it whole where it belongs instead of after a fragment of
         // itself, which would read as damage in the middle of the archive.
-        const Status st = IOError("write " + dir);
+        const Status st = FileError("write " + dir);
         if (written > 0 && ::ftruncate(fd, segment_size) != 0) {
           return Break(Status::IOError(st.message() + "; cutting the " + std::to_string(written) +
                                        " bytes written of the block failed as well (" + std::strerror(errno) +
@@ -242,7 +242,7 @@ Status ArchiveWriter::Flush() {
   const Status written = s.WriteBlock();
   if (!s.broken.ok()) return s.broken;
   // The blocks before one that failed to write are good data: durable too.
-  if (s.fd >= 0 && ::fdatasync(s.fd) != 0) return s.Break(s.IOError("fdatasync " + s.dir));
+  if (s.fd >= 0 && ::fdatasync(s.fd) != 0) return s.Break(s.FileError("fdatasync " + s.dir));
   s.durable_end = written.ok() || s.pending_records == 0 ? s.end_offset : s.pending_first;
   return written;
 }

@@ -1,9 +1,12 @@
-// The archive writer on a file system that fills up (a small tmpfs of the
-// test's own): the write that runs out of space is an IOError that says what
-// to do, the segment is left ending on a complete block (no fragment of the
-// failed block), and once space is freed the same writer writes that block
-// whole and goes on, so the partition reads back every record once, in
-// order. Needs root (mount); skipped with the reason otherwise.
+// The archive on a file system that fills up (a small tmpfs of the test's
+// own). The writer: the write that runs out of space is an IOError that
+// says what to do, the segment is left ending on a complete block (no
+// fragment of the failed block), and once space is freed the same writer
+// writes that block whole and goes on, so the partition reads back every
+// record once, in order; the same when a new segment cannot be created (no
+// inode left). --repair: without room to copy a damaged tail aside it
+// changes nothing and leaves no partial copy. Needs root (mount); skipped
+// with the reason otherwise.
 #include <fcntl.h>
 #include <unistd.h>
 
