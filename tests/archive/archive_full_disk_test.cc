@@ -53,6 +53,14 @@ Status AppendUntilAnError(ArchiveWriter& w, int64_t from, int64_t end, std::vect
   return Status::OK();
 }
 
+// A file of `bytes` allocated bytes at `path`: the disk fills up.
+void Fill(const std::string& path, int64_t bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::posix_fallocate(fd, 0, bytes), 0);
+  ::close(fd);
+}
+
 // Every segment of t/0 under `root` ends on a complete block.
 void ExpectNoFragment(const std::string& root) {
   for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(root) / "t" / "0")) {
@@ -76,12 +84,7 @@ TEST(ArchiveFullDiskTest, AWriteThatRunsOutOfSpaceLeavesNoFragmentAndTheBlockIsW
 
   // Leave ~150 KiB free, not a whole number of blocks.
   const std::string filler = mnt + "/filler";
-  {
-    const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::posix_fallocate(fd, 0, small.FreeBytes() - 150 * 1024 - 1000), 0);
-    ::close(fd);
-  }
+  ASSERT_NO_FATAL_FAILURE(Fill(filler, small.FreeBytes() - 150 * 1024 - 1000));
 
   std::vector<Owned> all;
   const Status failed = AppendUntilAnError(**w, 0, 100000, &all);
@@ -187,12 +190,7 @@ TEST(ArchiveFullDiskTest, ARepairWithoutRoomForTheDamagedTailLeavesThePartitionA
   ASSERT_GT(static_cast<int64_t>(before.size()) - b.at, 200 << 10) << "a damaged tail larger than the room left";
 
   const std::string filler = mnt + "/filler";
-  {
-    const int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::posix_fallocate(fd, 0, small.FreeBytes() - 100 * 1024), 0);
-    ::close(fd);
-  }
+  ASSERT_NO_FATAL_FAILURE(Fill(filler, small.FreeBytes() - 100 * 1024));
   auto found = FindDamage(root, "t", 0);
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   ASSERT_TRUE(found->has_value());

@@ -384,14 +384,17 @@ struct AllTypesWriter {
   }
 };
 
+// The fields read from kAllTypes's records: some read, the rest skipped.
+RecordSchema AllTypesFields() {
+  return Schema({F("i", ValueType::kInt64), F("i_d", ValueType::kDouble, "f"), F("b", ValueType::kBool),
+                 F("raw", ValueType::kString), F("note", ValueType::kString, "", true),
+                 F("x", ValueType::kDouble, "opt.x", true), Ts("ts", "again.ts", TimestampEncoding::kEpochMillis),
+                 F("last", ValueType::kString)});
+}
+
 TEST(AvroDecoderTest, EveryAvroTypeIsReadOrSkipped) {
   AllTypesWriter writer;
-  const RecordSchema schema =
-      Schema({F("i", ValueType::kInt64), F("i_d", ValueType::kDouble, "f"), F("b", ValueType::kBool),
-              F("raw", ValueType::kString), F("note", ValueType::kString, "", true),
-              F("x", ValueType::kDouble, "opt.x", true), Ts("ts", "again.ts", TimestampEncoding::kEpochMillis),
-              F("last", ValueType::kString)});
-  auto decoder = WithSchemas(schema, {{9, kAllTypes}});
+  auto decoder = WithSchemas(AllTypesFields(), {{9, kAllTypes}});
   ASSERT_TRUE(decoder);
   FieldValue out[8];
   DecodeError error;
@@ -425,12 +428,7 @@ TEST(AvroDecoderTest, EveryAvroTypeIsReadOrSkipped) {
 // goes on decoding good records after them.
 TEST(AvroDecoderTest, RandomDamageIsABadRecordNeverACrash) {
   AllTypesWriter writer;
-  const RecordSchema schema =
-      Schema({F("i", ValueType::kInt64), F("i_d", ValueType::kDouble, "f"), F("b", ValueType::kBool),
-              F("raw", ValueType::kString), F("note", ValueType::kString, "", true),
-              F("x", ValueType::kDouble, "opt.x", true), Ts("ts", "again.ts", TimestampEncoding::kEpochMillis),
-              F("last", ValueType::kString)});
-  auto decoder = WithSchemas(schema, {{9, kAllTypes}});
+  auto decoder = WithSchemas(AllTypesFields(), {{9, kAllTypes}});
   ASSERT_TRUE(decoder);
   const auto txns = Generate(4);
   const auto payments = EncodeAll(txns, 5);
