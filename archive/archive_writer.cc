@@ -243,7 +243,7 @@ Status ArchiveWriter::Flush() {
   if (!s.broken.ok()) return s.broken;
   // The blocks before one that failed to write are good data: durable too.
   if (s.fd >= 0 && ::fdatasync(s.fd) != 0) return s.Break(s.FileError("fdatasync " + s.dir));
-  s.durable_end = written.ok() || s.pending_records == 0 ? s.end_offset : s.pending_first;
+  s.durable_end = written.ok() ? s.end_offset : s.pending_first;  // a failed write left its block pending
   return written;
 }
 

@@ -34,15 +34,16 @@ std::string ChangelogStateKey(std::string_view table, std::string_view key) {
   return out;
 }
 
-// Whether `key` is a state entry's, "<table>\0<key>" (a table name first).
-static bool IsStateKey(std::string_view key) {
+// Where a state entry's key, "<table>\0<key>", ends its table name (the
+// NUL); npos for any other key (no NUL, or no table name before it).
+static size_t TableNameEnd(std::string_view key) {
   const size_t nul = key.find('\0');
-  return nul != std::string_view::npos && nul != 0;
+  return nul == 0 ? std::string_view::npos : nul;
 }
 
 bool SplitChangelogStateKey(std::string_view key, std::pair<std::string, std::string>* out) {
-  if (!IsStateKey(key)) return false;
-  const size_t nul = key.find('\0');
+  const size_t nul = TableNameEnd(key);
+  if (nul == std::string_view::npos) return false;
   *out = {std::string(key.substr(0, nul)), std::string(key.substr(nul + 1))};
   return true;
 }
@@ -277,7 +278,7 @@ Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const Note
       pending.clear();
       out.marker = std::move(*m);
     } else {
-      if (!IsStateKey(r.key)) {
+      if (TableNameEnd(r.key) == std::string_view::npos) {
         bad = Status::Corruption("a record at offset " + std::to_string(r.offset) +
                                  " has a key that is neither a state entry nor the marker");
         return;
@@ -307,7 +308,7 @@ Result<ChangelogContents> ChangelogReader::ReadAll(int32_t partition, const Note
   out.entries.reserve(committed.size());
   for (auto& [k, v] : committed) {
     if (!v) continue;
-    const size_t nul = k.find('\0');
+    const size_t nul = TableNameEnd(k);
     out.entries.push_back({k.substr(0, nul), k.substr(nul + 1), std::move(*v)});
   }
   for (const auto& [k, v] : pending) {

@@ -694,12 +694,10 @@ Status JobRunner::Impl::RewriteOrphans(int32_t p,
                                        const std::vector<std::pair<std::string, std::string>>& orphans) {
   if (orphans.empty()) return Status::OK();
   std::set<std::pair<std::string_view, std::string_view>> wanted;
-  std::set<std::string> tables;
-  for (const auto& [table, key] : orphans) wanted.emplace(table, key);
-  // (A table this spec does not have holds nothing here: its orphans become tombstones.)
-  for (const std::string& name : table_names) {
-    const bool has = std::any_of(orphans.begin(), orphans.end(), [&](const auto& o) { return o.first == name; });
-    if (has) tables.insert(name);
+  std::set<std::string> tables;  // of this spec (another table holds nothing here: its orphans become tombstones)
+  for (const auto& [table, key] : orphans) {
+    wanted.emplace(table, key);
+    if (std::find(table_names.begin(), table_names.end(), table) != table_names.end()) tables.insert(table);
   }
   std::vector<StateBackend::Entry> entries;
   KAPPA_RETURN_IF_ERROR(backend->ForEachEntry(
