@@ -233,7 +233,9 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
     }
     if (status_due) {
       for (auto& f : followed.all()) f.high = std::max(f.high, (*consumer)->CachedLogEnd(f.topic, f.partition));
-      reporter.Report(followed.Snapshot(summary.records), summary.records);
+      ProgressSnapshot snapshot = followed.Snapshot(summary.records);
+      snapshot.source_unreachable_since_ms = (*consumer)->UnreachableSinceMs();
+      reporter.Report(std::move(snapshot), summary.records);
     }
   }
   // What was appended before a failure is good data: make it durable.

@@ -52,6 +52,12 @@ struct ProgressSnapshot {
   std::vector<PartitionProgress> partitions;
   std::vector<StandbyProgress> standbys;  // scale_out.standbys: the copies this process keeps
   std::optional<RestoreProgress> restoring;  // a restore from the changelog under way
+  // Since when (wall clock ms) no Kafka broker has answered the reader; 0:
+  // reachable, or not reading from Kafka. While set, every log_end is the
+  // last one seen, so the lag is a lower bound: status lines say "lag
+  // unknown", and a version is never counted as caught up.
+  int64_t source_unreachable_since_ms = 0;
+  bool source_unreachable() const { return source_unreachable_since_ms != 0; }
 
   int64_t total_lag() const {
     int64_t lag = 0;
@@ -81,8 +87,10 @@ struct ProgressSnapshot {
     }
     return total > 0 ? 100.0 * static_cast<double>(std::min(done, total)) / static_cast<double>(total) : 100.0;
   }
-  // Seconds until the lag is worked off at the current rate (< 0: unknown).
+  // Seconds until the lag is worked off at the current rate (< 0: unknown,
+  // as it is while the source's broker is unreachable).
   double eta_seconds() const {
+    if (source_unreachable()) return -1;
     const int64_t lag = total_lag();
     if (lag == 0) return 0;
     return records_per_second > 0 ? static_cast<double>(lag) / records_per_second : -1;

@@ -199,7 +199,8 @@ int StatusCommand(int argc, char** argv) {
       }
       // Lag as of now: the reported positions against the source's current ends.
       ProgressSnapshot s = progress->snapshot;
-      (void)RefreshLogEnds(config, v.source_topic, &s);  // unreadable ends: the reported ones
+      // Unreadable ends: the reported ones, and the line says so.
+      const Status ends = RefreshLogEnds(config, v.source_topic, &s);
       std::string parts;
       for (const auto& p : s.partitions) {
         parts += " p" + std::to_string(p.partition) + ":" + std::to_string(p.position) + "/" + std::to_string(p.log_end);
@@ -211,6 +212,10 @@ int StatusCommand(int argc, char** argv) {
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
                   static_cast<long long>(s.counters.late), progress->caught_up_since_ms ? ", within catch-up lag" : "");
       std::printf("      positions/ends:%s\n", parts.c_str());
+      if (!ends.ok()) {
+        std::printf("      log ends as the version last reported them: cannot read them now (%s)\n",
+                    ends.message().c_str());
+      }
       // A scaled-out version: which instance runs which partitions.
       for (const auto& inst : registry.InstanceProgress(name, v.version)) {
         std::string owned;

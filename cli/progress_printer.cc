@@ -27,17 +27,22 @@ std::string FormatTimeMs(int64_t ms) {
 
 std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s, bool with_epoch) {
   const RecordCounters& c = s.counters;
-  std::string eta;
-  if (s.total_lag() > 0 && s.eta_seconds() >= 0) {
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), ", ETA %.1f s", s.eta_seconds());
-    eta = buf;
+  char lag[192];
+  if (s.source_unreachable()) {
+    // The log ends are the last ones seen: "lag 0" would claim caught up.
+    std::snprintf(lag, sizeof(lag), "lag unknown: no Kafka broker has answered for %lld s (last known %s, max p%d %s)",
+                  static_cast<long long>(std::max<int64_t>(0, s.checkpoint_ms - s.source_unreachable_since_ms) / 1000),
+                  HumanCount(s.total_lag()).c_str(), std::max(0, s.max_lag_partition()),
+                  HumanCount(s.max_lag()).c_str());
+  } else {
+    char eta[32] = "";
+    if (s.total_lag() > 0 && s.eta_seconds() >= 0) std::snprintf(eta, sizeof(eta), ", ETA %.1f s", s.eta_seconds());
+    std::snprintf(lag, sizeof(lag), "lag %s (max p%d %s%s)", HumanCount(s.total_lag()).c_str(),
+                  std::max(0, s.max_lag_partition()), HumanCount(s.max_lag()).c_str(), eta);
   }
   char line[512];
-  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s, in %s, lag %s (max p%d %s%s)", label.c_str(),
-                s.percent_done(), HumanCount(s.records_per_second).c_str(), HumanCount(c.in).c_str(),
-                HumanCount(s.total_lag()).c_str(), std::max(0, s.max_lag_partition()),
-                HumanCount(s.max_lag()).c_str(), eta.c_str());
+  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s, in %s, %s", label.c_str(), s.percent_done(),
+                HumanCount(s.records_per_second).c_str(), HumanCount(c.in).c_str(), lag);
   std::string out = line;
   if (!with_epoch) return out;
   std::snprintf(line, sizeof(line),

@@ -62,7 +62,13 @@ std::string StatusBoard::Json() const {
     // ETA at the rate measured over the last second (the snapshot's own
     // rate is set only where the status line is printed).
     const int64_t lag = s.progress.total_lag();
-    const double eta = lag == 0 ? 0 : v.in_per_s > 0 ? static_cast<double>(lag) / v.in_per_s : -1;
+    const bool lost = s.progress.source_unreachable();
+    const double eta = lost ? -1 : lag == 0 ? 0 : v.in_per_s > 0 ? static_cast<double>(lag) / v.in_per_s : -1;
+    // Seconds no Kafka broker has answered (null: reachable): the lag is then the last one seen.
+    out += ",\"source_unreachable_s\":" +
+           (lost ? Num(static_cast<double>(std::max<int64_t>(0, s.now_ms - s.progress.source_unreachable_since_ms)) /
+                       1000.0)
+                 : std::string("null"));
     out += ",\"eta_s\":" + (eta < 0 ? std::string("null") : Num(eta)) + ",\"checkpoints\":" + Num(s.checkpoints) +
            ",\"last_checkpoint_ms\":" + Num(s.last_checkpoint_ms) + ",\"state_bytes\":" + Num(s.state_bytes) +
            ",\"watermark_delay_s\":" +
@@ -215,7 +221,9 @@ function render(d){
   const age=(d.now_ms-d.sample_ms)/1000;
   set("updated","sample of "+new Date(d.sample_ms).toLocaleTimeString("en-GB")+(age>3?" ("+age.toFixed(0)+" s old)":""));
   $("updated").dataset.ms=d.sample_ms;
-  set("records-in",int(d.records_in));set("rate",int(d.rate));set("lag",int(d.lag));set("eta",d.lag===0?"caught up":dur(d.eta_s));
+  const lost=d.source_unreachable_s!=null;
+  const myEta=lost?"Kafka unreachable for "+dur(d.source_unreachable_s):d.lag===0?"caught up":dur(d.eta_s);
+  set("records-in",int(d.records_in));set("rate",int(d.rate));set("lag",lost?"unknown":int(d.lag));set("eta",myEta);
   set("records-out",int(d.records_out));set("outputs",int(d.outputs));set("dlq",int(d.dlq));set("late",int(d.late));
   set("deduped",int(d.deduped));set("filtered",int(d.filtered));set("checkpoints",int(d.checkpoints));
   set("watermark-delay",dur(d.watermark_delay_s));set("percent",pct(d.percent));set("late-count",int(d.late));
@@ -232,14 +240,14 @@ function render(d){
       const pts=mine?d.history:v.history;
       rate.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[1]])});
       lag.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[2]])});
-      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?", stopped":""}</span></td><td class="n">${int(mine?d.rate:v.rate)}</td><td class="n">${int(mine?d.lag:v.lag)}</td><td class="n">${pct(mine?d.percent:v.percent)}</td><td class="n">${(mine?d.lag:v.lag)===0?"caught up":dur(mine?d.eta_s:v.eta_s)}</td></tr>`);
+      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?", stopped":""}</span></td><td class="n">${int(mine?d.rate:v.rate)}</td><td class="n">${mine&&lost?"unknown":int(mine?d.lag:v.lag)}</td><td class="n">${pct(mine?d.percent:v.percent)}</td><td class="n">${mine?myEta:v.lag===0?"caught up":dur(v.eta_s)}</td></tr>`);
     });
     set("versions-note","registry read "+new Date(d.registry.read_ms).toLocaleTimeString("en-GB")+"; other versions as of their last checkpoint");
     set("promotion",d.registry.promotion||"none recorded");
   }else{
     rate.push({name:"v"+d.version,color:COLORS[0],points:d.history.map(p=>[p[0],p[1]])});
     lag.push({name:"v"+d.version,color:COLORS[0],points:d.history.map(p=>[p[0],p[2]])});
-    rows.push(`<tr id="version-${d.version}"><td>v${d.version} (here)</td><td><span class="state">running</span></td><td class="n">${int(d.rate)}</td><td class="n">${int(d.lag)}</td><td class="n">${pct(d.percent)}</td><td class="n">${d.lag===0?"caught up":dur(d.eta_s)}</td></tr>`);
+    rows.push(`<tr id="version-${d.version}"><td>v${d.version} (here)</td><td><span class="state">running</span></td><td class="n">${int(d.rate)}</td><td class="n">${lost?"unknown":int(d.lag)}</td><td class="n">${pct(d.percent)}</td><td class="n">${myEta}</td></tr>`);
     set("versions-note","kappa run has no registry: deploy and replay show every version of the job");
     set("promotion","no registry (kappa run)");
   }

@@ -25,6 +25,7 @@ class HybridSource final : public Source {
   Status Read(int64_t budget, int64_t* records) override;
   bool exhausted() const override { return false; }
   int64_t LogEnd(size_t i) const override;
+  int64_t UnreachableSinceMs() const override { return kafka_.UnreachableSinceMs(); }
   int64_t EndAtOpen(size_t i) const override;
   int64_t archive_records() const override { return archive_.archive_records(); }
   std::string Describe() const override;

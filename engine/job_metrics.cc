@@ -1,5 +1,6 @@
 #include "engine/job_metrics.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -215,6 +216,12 @@ std::string JobMetrics::Render() const {
   e.One("kappa_restore_records_remaining", "gauge",
         "Records still to re-read with outputs suppressed to restore state after a crash.",
         s.restore_records_remaining);
+  e.One("kappa_source_unreachable_seconds", "gauge",
+        "How long no Kafka broker has answered the source (0: reachable); while > 0 the log ends and lag are the "
+        "last ones seen.",
+        s.progress.source_unreachable()
+            ? static_cast<double>(std::max<int64_t>(0, s.now_ms - s.progress.source_unreachable_since_ms)) / 1000.0
+            : 0.0);
   e.One("kappa_progress_ratio", "gauge", "Share of the input from the start to the log end processed (0 to 1).",
         s.progress.percent_done() / 100.0);
   const double eta = s.progress.eta_seconds();

@@ -23,6 +23,7 @@ ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& sourc
   s.epoch = epoch;
   s.checkpoint_ms = WallClockMs();
   s.counters = TotalCounters(tasks);
+  s.source_unreachable_since_ms = source.UnreachableSinceMs();
   s.partitions.reserve(tasks.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
     PartitionProgress p;

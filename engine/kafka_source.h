@@ -37,6 +37,7 @@ class KafkaSource final : public Source {
   Status Read(int64_t budget, int64_t* records) override;
   bool exhausted() const override { return false; }
   int64_t LogEnd(size_t i) const override;
+  int64_t UnreachableSinceMs() const override { return consumer_.UnreachableSinceMs(); }
   int64_t EndAtOpen(size_t i) const override { return end_at_open_[i]; }
   std::string Describe() const override;
 

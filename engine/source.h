@@ -43,6 +43,9 @@ class Source {
   // had when the source opened (the target of stop_at_end).
   virtual int64_t LogEnd(size_t i) const = 0;
   virtual int64_t EndAtOpen(size_t i) const = 0;
+  // Since when (wall clock ms) no Kafka broker answers; 0: reachable, or a
+  // source that needs none (PartitionConsumer::UnreachableSinceMs).
+  virtual int64_t UnreachableSinceMs() const { return 0; }
   // Records served from the archive so far (the rest came from Kafka).
   virtual int64_t archive_records() const { return 0; }
   // A one-line description for the start note ("transactions[0..7] from Kafka").

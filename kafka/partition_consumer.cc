@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/clock.h"
 #include "kafka/kafka_status.h"
 
 namespace kappa {
@@ -66,7 +67,25 @@ PartitionConsumer::~PartitionConsumer() {
 
 void PartitionConsumer::OnClientError(rd_kafka_t*, int err, const char* reason, void* opaque) {
   auto* self = static_cast<PartitionConsumer*>(opaque);
+  // Served by rd_kafka_poll inside Poll, on the polling thread. One broker of
+  // several going away is _TRANSPORT alone: the others still serve.
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && self->unreachable_since_ms_ == 0) {
+    self->unreachable_since_ms_ = WallClockMs();
+  }
   if (self->error_notes_) self->error_notes_->OnError(err, reason);
+}
+
+void PartitionConsumer::ProbeBroker() {
+  const int64_t now = SteadyClock::Instance().NowMs();
+  if (now - last_probe_ms_ < 1000) return;
+  last_probe_ms_ = now;
+  // Locally known topics only (all_topics=0): a small request any broker
+  // answers; it fails within the timeout while none is up.
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_metadata(consumer_.get(), 0, nullptr, &md, 100) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_metadata_destroy(md);
+    unreachable_since_ms_ = 0;
+  }
 }
 
 Result<int32_t> PartitionConsumer::PartitionCount(const std::string& topic) const {
@@ -240,6 +259,9 @@ Status PartitionConsumer::Poll(int max, int wait_ms, MessageBatch* batch) {
     }
   }
   if (n < 0) return StatusFromKafka(rd_kafka_last_error(), "consume failed");
+  // Queued messages prove nothing (they may have been fetched before the
+  // brokers went): only an answered request clears the flag.
+  if (n == 0 && unreachable_since_ms_ != 0) ProbeBroker();
   if (!rebalance_error_.ok()) {
     for (ssize_t i = 0; i < n; ++i) rd_kafka_message_destroy(out[i]);
     batch->count_ = 0;

@@ -95,6 +95,13 @@ class PartitionConsumer {
   // The latest log end this consumer has seen for topic[partition], from its
   // cached fetch state (no request); 0 if unknown.
   int64_t CachedLogEnd(const std::string& topic, int32_t partition) const;
+  // Since when (wall clock ms) every broker has been unreachable as far as
+  // this consumer knows: librdkafka reported all brokers down, and no
+  // request has been answered since. 0: reachable. While it is set, the log
+  // ends above are the last ones seen, so a lag computed from them is a
+  // lower bound, not a measurement. Poll clears it once a broker answers
+  // again (it asks, at most once a second, while nothing is queued).
+  int64_t UnreachableSinceMs() const { return unreachable_since_ms_; }
   // The first offset whose timestamp is >= timestamp_ms, or -1 if none yet.
   Result<int64_t> OffsetForTime(const std::string& topic, int32_t partition, int64_t timestamp_ms) const;
 
@@ -135,6 +142,8 @@ class PartitionConsumer {
   static void OnClientError(rd_kafka_s* rk, int err, const char* reason, void* opaque);
   static void OnRebalance(rd_kafka_s* rk, int err, rd_kafka_topic_partition_list_s* partitions, void* opaque);
   Status HandleRebalance(int err, rd_kafka_topic_partition_list_s* partitions);
+  // While unreachable: a short metadata request, at most once a second.
+  void ProbeBroker();
 
   PartitionConsumerOptions options_;
   KafkaHandle consumer_;
@@ -145,6 +154,8 @@ class PartitionConsumer {
   std::vector<int32_t> assigned_;  // Subscribe
   bool joined_ = false;
   Status rebalance_error_;         // returned by the next Poll
+  int64_t unreachable_since_ms_ = 0;  // see UnreachableSinceMs; set and cleared on the polling thread
+  int64_t last_probe_ms_ = 0;         // steady clock
 };
 
 }  // namespace kappa

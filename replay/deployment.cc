@@ -485,7 +485,8 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   RunOptions run = options.run;
   run.rate_control = rate;
   run.on_checkpoint = [&](const ProgressSnapshot& snapshot) -> bool {
-    if (snapshot.max_lag() <= options.catch_up_max_lag) {
+    // With no broker answering, the log ends are stale: not caught up.
+    if (!snapshot.source_unreachable() && snapshot.max_lag() <= options.catch_up_max_lag) {
       if (caught_up_since == 0) caught_up_since = WallClockMs();
     } else {
       caught_up_since = 0;

@@ -152,9 +152,12 @@ Status RefreshLogEnds(const KafkaConfig& config, const std::string& topic, Progr
     auto w = QueryWatermarks(consumer->get(), topic, p.partition, 10000);
     if (w.ok()) {
       p.log_end = w->high;
-    } else if (first.ok()) {
-      first = w.status();
+      continue;
     }
+    if (first.ok()) first = w.status();
+    // A broker that did not answer within the timeout will not answer for
+    // the next partition either: one wait, not one per partition.
+    if (first.code() == Status::Code::kUnavailable) break;
   }
   return first;
 }

@@ -39,7 +39,8 @@ Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& 
 // Sets each partition's log_end in *snapshot (a version's reported progress)
 // to `topic`'s end now, so its lag() and percent_done() say how far behind
 // the version is now. A partition whose end cannot be read keeps the log_end
-// it reported; the first such error is returned.
+// it reported; the first such error is returned (after the first timeout
+// the rest are not asked: they keep theirs).
 Status RefreshLogEnds(const KafkaConfig& config, const std::string& topic, ProgressSnapshot* snapshot);
 
 struct PromoteOptions {

@@ -3,7 +3,9 @@
 // within 10 s whatever the broker does, without a checkpoint past outputs
 // the broker never acknowledged, and a rerun against a fresh broker resumes
 // from the last durable checkpoint; when the sink gives up on its outputs
-// the error names the topic and the cause in readable text.
+// the error names the topic and the cause in readable text. While no broker
+// answers, status lines say the lag is unknown instead of the last one seen
+// ("lag 0" read as caught up while nothing could be read).
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -104,6 +106,9 @@ TEST_F(BrokerLostTest, WarnsWithinAStatusIntervalAndSigtermExitsWithinTenSeconds
   // One status interval (1 s), plus slack for a loaded machine.
   EXPECT_TRUE(WaitUntil(3000, [&] { return live->Stderr().find("Kafka broker unreachable") != std::string::npos; }))
       << "no warning within a status interval of losing the broker:\n" << live->Stderr();
+  EXPECT_TRUE(WaitUntil(3000, [&] { return live->Stderr().find("lag unknown: no Kafka broker has answered") !=
+                                           std::string::npos; }))
+      << "the status line does not say the lag is unknown:\n" << live->Stderr();
   std::this_thread::sleep_for(std::chrono::milliseconds(1000) - (Clock::now() - lost));
 
   live->Kill(SIGTERM);
@@ -159,6 +164,31 @@ TEST_F(BrokerLostTest, OutputsThatTimeOutStopTheJobWithAReadableError) {
   EXPECT_NE(line.find("last checkpoint intact"), std::string::npos) << line;
   for (char c : line) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "unreadable byte " << int(c) << " in: " << line;
   EXPECT_GE(Epoch(metrics), 2);
+}
+
+// The archiver caught up, then the broker is lost: its status line had gone
+// on printing "100.0% done, lag 0" from the last log ends it saw.
+TEST_F(BrokerLostTest, TheArchiversStatusSaysTheLagIsUnknownWhileNoBrokerAnswers) {
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(22, 2000, 100, 0.5)));
+  ScratchDir dir("broker-lost-archive");
+  ChildProcess archiver({"archive", "-b", Config().brokers, "-t", "transactions", "-a", dir / "archive",
+                         "--status-interval-ms", "300"},
+                        "archiver");
+  ASSERT_TRUE(WaitUntil(30000, [&] { return archiver.Stderr().find("100.0% done") != std::string::npos; }))
+      << archiver.Stderr();
+  ASSERT_EQ(archiver.Stderr().find("lag unknown"), std::string::npos) << archiver.Stderr();
+
+  broker_.reset();
+  ASSERT_TRUE(WaitUntil(15000, [&] {
+    return archiver.Stderr().find("lag unknown: no Kafka broker has answered for") != std::string::npos;
+  })) << "the status line still reads as caught up with the broker gone:\n" << archiver.Stderr();
+  // From then on, no line claims a lag while no broker answers.
+  const std::string err = archiver.Stderr();
+  const std::string after = err.substr(err.find("lag unknown"));
+  EXPECT_EQ(after.find(", lag 0"), std::string::npos) << after;
+
+  archiver.Kill(SIGTERM);
+  EXPECT_EQ(archiver.WaitFor(10000), 0) << archiver.Stderr();
 }
 
 }  // namespace

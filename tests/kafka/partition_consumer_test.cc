@@ -1,10 +1,17 @@
-// PartitionConsumer::Seek (kafka/partition_consumer.h) on the embedded
-// broker. librdkafka before 2.1.0 (Debian's is 2.0.2) waited a thousandth
+// PartitionConsumer (kafka/partition_consumer.h) on the embedded broker.
+//
+// Seek: librdkafka before 2.1.0 (Debian's is 2.0.2) waited a thousandth
 // of rd_kafka_seek_partitions' timeout (librdkafka #4230): a 10 s seek gave
 // up after 10 ms, and a scaled-out job switching from the archive to Kafka
 // on a loaded machine stopped with "Timed out waiting for 1 remaining
 // partition seek(s) to finish". Seeking many partitions at once on one
 // broker thread takes longer than 10 ms, so this story sees the short wait.
+//
+// UnreachableSinceMs: with every broker gone, the log ends a reader knows
+// are the last ones it saw; a status line that went on saying "lag 0" told
+// an operator the archiver was caught up while nothing could be read. The
+// consumer says since when no broker answers, and stops saying it once one
+// does.
 #include "kafka/partition_consumer.h"
 
 #include <algorithm>
@@ -15,7 +22,12 @@
 
 #include <gtest/gtest.h>
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "base/clock.h"
 #include "kafka/kafka_client.h"
+#include "kafka/kafka_producer.h"
 #include "kafka/partition_list.h"
 #include "tests/support/test_support.h"
 
@@ -59,6 +71,64 @@ TEST_F(PartitionConsumerTest, SeekingManyPartitionsAtOnceWaitsForEveryOne) {
   }
   stop = true;
   for (auto& t : hogs) t.join();
+}
+
+// Polls until pred holds or timeout_ms pass; every message is counted.
+template <typename Pred>
+bool PollUntil(PartitionConsumer& consumer, int timeout_ms, int64_t* received, Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  MessageBatch batch;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!consumer.Poll(100, 50, &batch).ok()) return false;
+    *received += static_cast<int64_t>(batch.size());
+    if (pred()) return true;
+  }
+  return pred();
+}
+
+TEST_F(PartitionConsumerTest, SaysSinceWhenNoBrokerAnswersAndStopsOnceOneDoes) {
+  if (real_broker()) GTEST_SKIP() << "takes the embedded broker's brokers down";
+  CreateTopic("followed", 2);
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  auto produce = [&](int n) {
+    for (int i = 0; i < n; ++i) ASSERT_TRUE((*producer)->Produce("followed", i % 2, "k", "v").ok());
+    ASSERT_TRUE((*producer)->CloseEpoch(30000)(nullptr).ok());
+  };
+  ASSERT_NO_FATAL_FAILURE(produce(100));
+  std::vector<std::string> warnings;
+  PartitionConsumerOptions o;
+  o.group = "followers";
+  o.on_transient = [&](const std::string& w) { warnings.push_back(w); };
+  auto consumer = PartitionConsumer::Create(Config(), std::move(o));
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  PartitionList assignment(2);
+  assignment.Add("followed", 0, 0);
+  assignment.Add("followed", 1, 0);
+  ASSERT_TRUE((*consumer)->Assign(assignment).ok());
+  int64_t received = 0;
+  ASSERT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return received == 100; })) << received;
+  EXPECT_EQ((*consumer)->UnreachableSinceMs(), 0);
+  // Caught up, as far as the consumer knows.
+  EXPECT_EQ((*consumer)->CachedLogEnd("followed", 0) + (*consumer)->CachedLogEnd("followed", 1), 100);
+
+  const int64_t before = WallClockMs();
+  ASSERT_EQ(rd_kafka_mock_broker_set_down(broker_->mock_cluster(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return (*consumer)->UnreachableSinceMs() != 0; }))
+      << "no broker answers, yet the consumer does not say so";
+  EXPECT_GE((*consumer)->UnreachableSinceMs(), before);
+  EXPECT_LE((*consumer)->UnreachableSinceMs(), WallClockMs());
+  // It stays set while the brokers stay down (the probe fails).
+  ASSERT_TRUE(PollUntil(**consumer, 2500, &received, [] { return false; }) == false);
+  EXPECT_NE((*consumer)->UnreachableSinceMs(), 0);
+
+  ASSERT_EQ(rd_kafka_mock_broker_set_up(broker_->mock_cluster(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return (*consumer)->UnreachableSinceMs() == 0; }))
+      << "a broker answers again, yet the consumer still says none does";
+  // And it reads on from where it was.
+  ASSERT_NO_FATAL_FAILURE(produce(50));
+  EXPECT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return received == 150; })) << received;
+  EXPECT_EQ((*consumer)->UnreachableSinceMs(), 0);
 }
 
 }  // namespace
