@@ -27,10 +27,11 @@ bool RowRefusal(const std::string& sqlstate) {
 
 // Worth waiting for: the server gone, restarting, out of connections or
 // of disk (class 53), or a transaction that lost a conflict.
-bool Transient(const Status& st, const std::string& sqlstate) {
-  if (st.code() == Status::Code::kUnavailable) return true;
-  return sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("53", 0) == 0 || sqlstate.rfind("57P", 0) == 0 ||
-         sqlstate == "40001" || sqlstate == "40P01" || sqlstate == "55P03";
+// Why a failed attempt is worth another (RetryableReason), "" if it is not.
+std::string Transient(const Status& st, const std::string& sqlstate) {
+  std::string reason = RetryableReason(sqlstate);
+  if (reason.empty() && st.code() == Status::Code::kUnavailable) reason = "unreachable";
+  return reason;
 }
 
 void AppendInt(std::string& out, int64_t v) {
@@ -266,7 +267,8 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
       return Status::OK();
     }
     const std::string sqlstate = client_ ? client_->last_sqlstate() : "";
-    if (!Transient(st, sqlstate)) {
+    const std::string reason = Transient(st, sqlstate);
+    if (reason.empty()) {
       const std::string text = "writing epoch " + std::to_string(epoch) + " to PostgreSQL table " +
                                    spec_.PostgresTable() + ": " + st.message() +
                                    "; nothing of this epoch was committed and the job stopped with its last "
@@ -276,13 +278,13 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
     }
     client_.reset();  // reconnect for the next attempt
     if (stop_.stop_requested()) {
-      return Status::Unavailable("PostgreSQL for " + spec_.PostgresTable() + " still unreachable while stopping (" +
+      return Status::Unavailable("PostgreSQL for " + spec_.PostgresTable() + " still " + reason + " while stopping (" +
                                  st.message() + "); epoch " + std::to_string(epoch) +
                                  " was not committed, the last checkpoint is intact: restart the job to resume");
     }
     if (waiting.Seconds() >= next_note_s) {
       Note(NoteLevel::kWarning,
-           "PostgreSQL unreachable (" + st.message() + "): epoch " + std::to_string(epoch) + " (" +
+           "PostgreSQL " + reason + " (" + st.message() + "): epoch " + std::to_string(epoch) + " (" +
                std::to_string(rows_.size()) + " rows) waits, nothing is read meanwhile; retrying (attempt " +
                std::to_string(attempts) + ", waiting " + std::to_string(static_cast<int>(waiting.Seconds())) + " s)");
       next_note_s = waiting.Seconds() + 10;

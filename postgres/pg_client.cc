@@ -124,6 +124,22 @@ std::string QuoteIdentifier(std::string_view name) {
   return out + "\"";
 }
 
+std::string RetryableReason(std::string_view sqlstate) {
+  const std::string code(sqlstate);
+  auto starts = [&](std::string_view prefix) { return sqlstate.substr(0, prefix.size()) == prefix; };
+  if (sqlstate.empty()) return "";
+  if (starts("08")) return "unreachable";
+  if (sqlstate == "53100") return "out of disk space (53100)";
+  if (sqlstate == "53200") return "out of memory (53200)";
+  if (sqlstate == "53300") return "refusing connections: too many clients (53300)";
+  if (starts("53")) return "out of resources (" + code + ")";
+  if (starts("57P")) return "shutting down or restarting (" + code + ")";
+  if (sqlstate == "40001") return "in a serialization conflict (40001)";
+  if (sqlstate == "40P01") return "in a deadlock (40P01)";
+  if (sqlstate == "55P03") return "waiting for a lock (55P03)";
+  return "";
+}
+
 std::string QuoteLiteral(std::string_view value) {
   std::string out = "'";
   for (char c : value) {

@@ -73,6 +73,15 @@ class PgClient {
   std::string last_sqlstate_;
 };
 
+// What keeps PostgreSQL from taking a statement, when retrying can mend it,
+// in a few words for a warning ("PostgreSQL <reason> (server's message)"),
+// from the statement's SQLSTATE: "unreachable" (class 08), "out of disk
+// space (53100)", "shutting down or restarting (57P01)"... Empty for any
+// other SQLSTATE (a syntax error, a refused row, a missing table) and for
+// none at all (a lost connection has none: the caller knows it from its
+// Unavailable status).
+std::string RetryableReason(std::string_view sqlstate);
+
 // A SQL identifier, double-quoted ("user_spend_v2", quotes doubled).
 std::string QuoteIdentifier(std::string_view name);
 // A string literal ('it''s'); standard_conforming_strings is on in every

@@ -26,6 +26,26 @@ TEST(RedactDsnTest, ThePasswordNeverSurvives) {
 
 // What the registry stores: the DSN without any trace of the password
 // (libpq then takes it from PGPASSWORD or ~/.pgpass).
+// The PostgreSQL sink's warning while it retries says what the server's
+// trouble is: a full disk had read "PostgreSQL unreachable".
+TEST(RetryableReasonTest, NamesTheTroubleForWhatRetryingCanMendAndNothingElse) {
+  EXPECT_EQ(RetryableReason("08006"), "unreachable");
+  EXPECT_EQ(RetryableReason("53100"), "out of disk space (53100)");
+  EXPECT_EQ(RetryableReason("53200"), "out of memory (53200)");
+  EXPECT_EQ(RetryableReason("53300"), "refusing connections: too many clients (53300)");
+  EXPECT_EQ(RetryableReason("53400"), "out of resources (53400)");
+  EXPECT_EQ(RetryableReason("57P01"), "shutting down or restarting (57P01)");
+  EXPECT_EQ(RetryableReason("57P03"), "shutting down or restarting (57P03)");
+  EXPECT_EQ(RetryableReason("40001"), "in a serialization conflict (40001)");
+  EXPECT_EQ(RetryableReason("40P01"), "in a deadlock (40P01)");
+  EXPECT_EQ(RetryableReason("55P03"), "waiting for a lock (55P03)");
+  // What no retry mends: a refused row, a syntax error, a missing table, a
+  // privilege; and no SQLSTATE at all.
+  for (const char* code : {"23505", "22003", "42601", "42P01", "42501", "57014", ""}) {
+    EXPECT_EQ(RetryableReason(code), "") << code;
+  }
+}
+
 TEST(RedactDsnTest, DsnWithoutPasswordRemovesItInBothForms) {
   EXPECT_EQ(DsnWithoutPassword("host=h port=5432 user=u password=s3cret dbname=d"), "host=h port=5432 user=u dbname=d");
   EXPECT_EQ(DsnWithoutPassword("password = 's3 cr\\'et' host=h"), "host=h");
