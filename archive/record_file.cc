@@ -6,6 +6,9 @@
 #include <cerrno>
 #include <cstring>
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
+#include <xxhash.h>
+
 #include "flatbuffers/flatbuffers.h"
 #include "schemas/log_record_generated.h"
 
@@ -13,7 +16,35 @@ namespace kappa {
 
 namespace {
 constexpr uint32_t kMaxRecordBytes = 64u << 20;
+
+void Feed(XXH3_state_t* state, const void* data, size_t size) { XXH3_64bits_update(state, data, size); }
+template <typename T>
+void FeedValue(XXH3_state_t* state, T value) {
+  Feed(state, &value, sizeof(value));  // little-endian machines only, as the archive's blocks
+}
+void FeedBytes(XXH3_state_t* state, std::string_view bytes, bool null) {
+  FeedValue<uint8_t>(state, null ? 1 : 0);
+  FeedValue<uint64_t>(state, bytes.size());
+  Feed(state, bytes.data(), bytes.size());
+}
 }  // namespace
+
+uint64_t RecordFileChecksum(int32_t partition, const ArchiveRecord& record) {
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  FeedValue<int32_t>(&state, partition);
+  FeedValue<int64_t>(&state, record.offset);
+  FeedValue<int64_t>(&state, record.timestamp_ms);
+  FeedBytes(&state, record.key, record.key_null);
+  FeedBytes(&state, record.value, record.value_null);
+  FeedValue<uint64_t>(&state, record.headers.size());
+  for (const auto& h : record.headers) {
+    FeedBytes(&state, h.name, false);
+    FeedBytes(&state, h.value, h.value_null);
+  }
+  const uint64_t sum = XXH3_64bits_digest(&state);
+  return sum == 0 ? 1 : sum;
+}
 
 // ---------------------------------------------------------------- writer
 
@@ -40,6 +71,12 @@ Status RecordFileWriter::Append(int32_t partition, int64_t offset, int64_t times
   if (partition < 0 || offset < 0) {
     return Status::InvalidArgument("record file " + path_ + ": negative partition or offset");
   }
+  ArchiveRecord record;
+  record.offset = offset;
+  record.timestamp_ms = timestamp_ms;
+  record.key = key;
+  record.value = value;
+  const uint64_t checksum = RecordFileChecksum(partition, record);
   auto& fbb = builder_->fbb;
   fbb.Clear();
   auto k = fbb.CreateVector(reinterpret_cast<const uint8_t*>(key.data()), key.size());
@@ -50,6 +87,7 @@ Status RecordFileWriter::Append(int32_t partition, int64_t offset, int64_t times
   b.add_timestamp_ms(timestamp_ms);
   b.add_key(k);
   b.add_value(v);
+  b.add_checksum(checksum);
   fbb.FinishSizePrefixed(b.Finish(), schema::LogRecordIdentifier());
   if (std::fwrite(fbb.GetBufferPointer(), 1, fbb.GetSize(), file_) != fbb.GetSize()) {
     return Status::IOError("cannot write " + path_ + ": " + std::strerror(errno));
@@ -133,6 +171,13 @@ Result<bool> RecordFileReader::Next(RecordFileEntry* out) {
   record.headers.clear();
   if (r->headers()) {
     for (const auto* h : *r->headers()) record.headers.push_back({h->name()->string_view(), view(h->value()), h->value_null()});
+  }
+  if (r->checksum() != 0 && r->checksum() != RecordFileChecksum(out->partition, record)) {
+    return Status::Corruption(path_ + ": the record at byte " + std::to_string(position_) + " (partition " +
+                              std::to_string(out->partition) + ", offset " + std::to_string(record.offset) +
+                              ") fails its checksum: the file was damaged after it was written. Records before it "
+                              "are imported; write or copy the file again and run the same import: what is already "
+                              "in the archive is skipped");
   }
   position_ += 4 + size;
   return true;

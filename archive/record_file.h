@@ -17,6 +17,11 @@
 
 namespace kappa {
 
+// The checksum a record file stores with each record: XXH3-64 over its
+// partition, offset, timestamp, key, value (with their null flags) and
+// headers, each length-prefixed. Never 0 (0 means "none").
+uint64_t RecordFileChecksum(int32_t partition, const ArchiveRecord& record);
+
 class RecordFileWriter {
  public:
   static Result<std::unique_ptr<RecordFileWriter>> Create(const std::string& path);
@@ -65,7 +70,9 @@ class RecordFileReader {
 
   // The next record into *out; false at the end of the file. Corruption,
   // naming the byte position, for a bad length, a record the file ends
-  // inside of, or one that fails FlatBuffers verification.
+  // inside of, one that fails FlatBuffers verification, or one whose
+  // checksum does not match its contents (records without one are taken
+  // as they are).
   Result<bool> Next(RecordFileEntry* out);
   // Byte position of the next record.
   int64_t position() const { return position_; }

@@ -1,7 +1,11 @@
 // Record files: what the writer appends comes back from the reader field by
 // field (explicit offsets and AppendNext's per-partition numbering); a file
 // cut anywhere inside a record is Corruption naming that record's byte
-// position; the import loads a file into the archive once, however often it
+// position; a byte flipped inside a record (one that FlatBuffers still
+// verifies) fails the record's checksum, and the import stops there with
+// what came before archived, then completes from a good copy; records of a
+// file without checksums (written before they existed) are read as they
+// are; the import loads a file into the archive once, however often it
 // runs.
 #include "archive/record_file.h"
 
@@ -14,6 +18,8 @@
 
 #include "archive/archive.h"
 #include "archive/record_import.h"
+#include "flatbuffers/flatbuffers.h"
+#include "schemas/log_record_generated.h"
 #include "tests/support/test_support.h"
 
 namespace kappa {
@@ -166,6 +172,113 @@ TEST(RecordFileTest, ImportLoadsEachRecordOnceAcrossRuns) {
     EXPECT_EQ(range.end_offset, 100);
     EXPECT_EQ(range.records, 100);
   }
+}
+
+TEST(RecordFileTest, AByteFlippedInsideARecordFailsItsChecksumAndTheImportResumesFromAGoodCopy) {
+  ScratchDir dir("record_file_flipped");
+  const std::string good = dir / "records.krec";
+  Write(good, Rows());
+  const auto starts = RecordStarts(good);
+  ASSERT_EQ(starts.size(), 300u);
+  // "key-151" becomes "key-757": still a well-formed LogRecord.
+  std::string bytes;
+  {
+    std::FILE* f = std::fopen(good.c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    bytes.resize(std::filesystem::file_size(good));
+    ASSERT_EQ(std::fread(bytes.data(), 1, bytes.size(), f), bytes.size());
+    std::fclose(f);
+  }
+  const size_t at = bytes.find("key-151");
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_GT(static_cast<int64_t>(at), starts[151]);
+  ASSERT_LT(static_cast<int64_t>(at), starts[152]);
+  bytes[at + 4] = '7';
+  const std::string damaged = dir / "damaged.krec";
+  {
+    std::FILE* f = std::fopen(damaged.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(bytes.data(), 1, bytes.size(), f), bytes.size());
+    std::fclose(f);
+  }
+
+  auto r = RecordFileReader::Open(damaged);
+  ASSERT_TRUE(r.ok());
+  RecordFileEntry e;
+  size_t read = 0;
+  Status failure;
+  for (;;) {
+    auto more = (*r)->Next(&e);
+    if (!more.ok()) {
+      failure = more.status();
+      break;
+    }
+    ASSERT_TRUE(*more) << "the damaged record was read as good";
+    ++read;
+  }
+  EXPECT_EQ(read, 151u);
+  EXPECT_EQ(failure.code(), Status::Code::kCorruption) << failure.ToString();
+  EXPECT_NE(failure.message().find("at byte " + std::to_string(starts[151])), std::string::npos) << failure.ToString();
+  EXPECT_NE(failure.message().find("(partition 1, offset 50) fails its checksum"), std::string::npos)
+      << failure.ToString();
+
+  // The import stops at it: the 151 records before it are archived, the
+  // damaged one and those after it are not.
+  auto first = ImportRecordFile(damaged, dir / "archive", "t");
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().code(), Status::Code::kCorruption) << first.status().ToString();
+  auto ranges = ArchiveRanges(dir / "archive", "t");
+  ASSERT_TRUE(ranges.ok());
+  int64_t archived = 0;
+  for (const auto& range : *ranges) archived += range.records;
+  EXPECT_EQ(archived, 151);
+  // The same import from a good copy completes it, each record once.
+  auto second = ImportRecordFile(good, dir / "archive", "t");
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->records, 149);
+  EXPECT_EQ(second->skipped, 151);
+  auto archive = ArchiveReader::Open(dir / "archive", "t", 1);
+  ASSERT_TRUE(archive.ok()) << archive.status().ToString();
+  ArchiveRecord record;
+  auto found = (*archive)->Seek(50);
+  ASSERT_TRUE(found.ok()) << found.ToString();
+  auto got = (*archive)->Next(&record);
+  ASSERT_TRUE(got.ok() && *got);
+  EXPECT_EQ(record.key, "key-151");
+}
+
+TEST(RecordFileTest, RecordsWithoutAChecksumAreReadAsTheyAre) {
+  ScratchDir dir("record_file_no_checksum");
+  const std::string path = dir / "old.krec";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      flatbuffers::FlatBufferBuilder fbb;
+      const std::string value = "value-" + std::to_string(i);
+      auto v = fbb.CreateVector(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+      schema::LogRecordBuilder b(fbb);
+      b.add_partition(0);
+      b.add_offset(i);
+      b.add_value(v);
+      fbb.FinishSizePrefixed(b.Finish(), schema::LogRecordIdentifier());
+      ASSERT_EQ(std::fwrite(fbb.GetBufferPointer(), 1, fbb.GetSize(), f), fbb.GetSize());
+    }
+    std::fclose(f);
+  }
+  auto r = RecordFileReader::Open(path);
+  ASSERT_TRUE(r.ok());
+  RecordFileEntry e;
+  for (int i = 0; i < 3; ++i) {
+    auto more = (*r)->Next(&e);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    ASSERT_TRUE(*more);
+    EXPECT_EQ(e.record.offset, i);
+    EXPECT_EQ(e.record.value, "value-" + std::to_string(i));
+  }
+  auto end = (*r)->Next(&e);
+  ASSERT_TRUE(end.ok());
+  EXPECT_FALSE(*end);
 }
 
 }  // namespace
