@@ -53,8 +53,6 @@ GeneratorOptions Options(uint64_t count, uint64_t seed = 5) {
   return o;
 }
 
-bool IsValid(const GeneratedRecord& r) { return r.kind == RecordKind::kValid || r.kind == RecordKind::kDuplicate; }
-
 // The generator's records with their encoding in `format`.
 struct Encoded {
   GeneratedRecord record;
@@ -327,7 +325,9 @@ TEST(EventEncodingTest, AvroDecodesBackWithAvroCsGenericReader) {
       ++decoded;
     } else {
       EXPECT_FALSE(ok) << MalformedClassName(e.cls) << " decoded";
-      if (e.cls == MalformedClass::kTruncated) EXPECT_GE(e.value.size(), 5u) << "a truncated body keeps its header";
+      if (e.cls == MalformedClass::kTruncated) {
+        EXPECT_GE(e.value.size(), 5u) << "a truncated body keeps its header";
+      }
     }
   }
   EXPECT_GT(decoded, 3000u);
@@ -396,7 +396,9 @@ TEST(EventEncodingTest, GenToFileWritesTheSameEventsInEveryFormat) {
     if (f == "avro") args.insert(args.end(), {"--schema-id", "77"});
     std::string out, err;
     ASSERT_EQ(RunKappa(args, &out, &err), 0) << err;
-    if (f != "transaction") EXPECT_NE(out.find("format " + f + ", malformed by class:"), std::string::npos) << out;
+    if (f != "transaction") {
+      EXPECT_NE(out.find("format " + f + ", malformed by class:"), std::string::npos) << out;
+    }
     auto reader = RecordFileReader::Open(dir / (f + ".krec"));
     ASSERT_TRUE(reader.ok()) << reader.status().ToString();
     RecordFileEntry entry;
@@ -424,9 +426,13 @@ TEST(EventEncodingTest, GenToFileWritesTheSameEventsInEveryFormat) {
     }
     Decoded d;
     ASSERT_EQ(DecodePayment(rows["flatbuffers"][i].value, &d), valid) << i;
-    if (valid) EXPECT_EQ(d, want) << "flatbuffers #" << i;
+    if (valid) {
+      EXPECT_EQ(d, want) << "flatbuffers #" << i;
+    }
     ASSERT_EQ(DecodeAvro(avro, rows["avro"][i].value, 77, &d), valid) << i;
-    if (valid) EXPECT_EQ(d, want) << "avro #" << i;
+    if (valid) {
+      EXPECT_EQ(d, want) << "avro #" << i;
+    }
     if (!valid) continue;
     const std::string& json = rows["json"][i].value;
     for (const std::string& part : {"\"txn_id\":\"" + want.txn_id + "\"", "\"id\":\"" + want.user_id + "\"",
