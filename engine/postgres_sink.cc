@@ -25,9 +25,9 @@ bool RowRefusal(const std::string& sqlstate) {
   return sqlstate.size() == 5 && (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0);
 }
 
-// Worth waiting for: the server gone, restarting, out of connections or
-// of disk (class 53), or a transaction that lost a conflict.
-// Why a failed attempt is worth another (RetryableReason), "" if it is not.
+// Why a failed attempt is worth waiting for, in a few words: the server
+// gone, restarting, out of connections or of disk (class 53), a transaction
+// that lost a conflict (RetryableReason); "" if it is not.
 std::string Transient(const Status& st, const std::string& sqlstate) {
   std::string reason = RetryableReason(sqlstate);
   if (reason.empty() && st.code() == Status::Code::kUnavailable) reason = "unreachable";

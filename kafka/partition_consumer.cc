@@ -80,9 +80,10 @@ void PartitionConsumer::ProbeBroker() {
   if (now - last_probe_ms_ < 1000) return;
   last_probe_ms_ = now;
   // Locally known topics only (all_topics=0): a small request any broker
-  // answers; it fails within the timeout while none is up.
+  // answers; it fails within the timeout while none is up (then it costs
+  // the polling thread 200 ms a second, while it can only drain the queue).
   const rd_kafka_metadata_t* md = nullptr;
-  if (rd_kafka_metadata(consumer_.get(), 0, nullptr, &md, 100) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (rd_kafka_metadata(consumer_.get(), 0, nullptr, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     rd_kafka_metadata_destroy(md);
     unreachable_since_ms_ = 0;
   }
@@ -259,9 +260,11 @@ Status PartitionConsumer::Poll(int max, int wait_ms, MessageBatch* batch) {
     }
   }
   if (n < 0) return StatusFromKafka(rd_kafka_last_error(), "consume failed");
-  // Queued messages prove nothing (they may have been fetched before the
-  // brokers went): only an answered request clears the flag.
-  if (n == 0 && unreachable_since_ms_ != 0) ProbeBroker();
+  // Messages prove nothing (they may have been queued before the brokers
+  // went): only an answered request clears the flag. Asked whether or not
+  // messages come, or a catch-up after the outage would read "lag unknown"
+  // until it ran dry.
+  if (unreachable_since_ms_ != 0) ProbeBroker();
   if (!rebalance_error_.ok()) {
     for (ssize_t i = 0; i < n; ++i) rd_kafka_message_destroy(out[i]);
     batch->count_ = 0;

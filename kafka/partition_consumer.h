@@ -100,7 +100,7 @@ class PartitionConsumer {
   // request has been answered since. 0: reachable. While it is set, the log
   // ends above are the last ones seen, so a lag computed from them is a
   // lower bound, not a measurement. Poll clears it once a broker answers
-  // again (it asks, at most once a second, while nothing is queued).
+  // again (it asks, at most once a second, while the flag is set).
   int64_t UnreachableSinceMs() const { return unreachable_since_ms_; }
   // The first offset whose timestamp is >= timestamp_ms, or -1 if none yet.
   Result<int64_t> OffsetForTime(const std::string& topic, int32_t partition, int64_t timestamp_ms) const;
