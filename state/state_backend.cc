@@ -542,9 +542,26 @@ Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir) {
     if (ec) return Status::IOError("cannot look for " + path + ": " + ec.message());
     return std::optional<int64_t>();
   }
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) return Status::IOError("cannot read " + path);
+  // POSIX reads: an ifstream over a directory throws from its buffer (an
+  // abort here), and the marker is a few bytes anyway.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError("cannot read " + path + ": " + std::strerror(errno));
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Status::IOError("cannot read " + path + ": " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Damaged(dir, std::string("its epoch marker ") + kEpochMarkerFile + " is not a regular file");
+  }
+  char buf[64];
+  const ssize_t got = ::read(fd, buf, sizeof(buf));
+  const int err = errno;
+  ::close(fd);
+  if (got < 0) return Status::IOError("cannot read " + path + ": " + std::strerror(err));
+  const std::string text(buf, static_cast<size_t>(got));
   const std::string prefix = kMarkerPrefix;
   bool ok = text.starts_with(prefix) && text.size() > prefix.size() + 1 && text.back() == '\n' &&
             text.size() < prefix.size() + 21;
@@ -555,7 +572,7 @@ Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir) {
   }
   if (!ok) {
     return Damaged(dir, std::string("its epoch marker ") + kEpochMarkerFile + " is not \"" + prefix +
-                            "<N>\" (" + std::to_string(text.size()) + " bytes)");
+                            "<N>\" (" + std::to_string(st.st_size) + " bytes)");
   }
   return std::optional<int64_t>(epoch);
 }
@@ -590,6 +607,13 @@ Result<StateResetReport> StateBackend::Reset(const std::string& dir) {
   for (const auto& path : entries) {
     const std::string name = path.filename().string();
     const bool ours = IsStateFile(name);
+    // A marker that became an (empty) directory is refused by Open: the
+    // reset clears it too, or its advice would go round in a circle.
+    if (name == kEpochMarkerFile && std::filesystem::is_directory(std::filesystem::symlink_status(path, ec)) &&
+        std::filesystem::is_empty(path, ec) && std::filesystem::remove(path, ec)) {
+      report.removed.push_back(name);
+      continue;
+    }
     if (!ours || name == "LOCK" || !std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec))) {
       if (name != "LOCK") report.kept.push_back(name);
       continue;

@@ -150,6 +150,21 @@ TEST_F(DamagedStateTest, AGarbledMarkerIsCorruption) {
   ExpectRefused(kEpochMarkerFile);
 }
 
+// A marker replaced by a directory: reading it threw from the ifstream's
+// buffer, and kappa run aborted ("terminate called ... Is a directory").
+TEST_F(DamagedStateTest, AMarkerThatIsADirectoryIsCorruptionNotAnAbort) {
+  ASSERT_NO_FATAL_FAILURE(Checkpoint(2));
+  fs::remove(fs::path(dir_) / kEpochMarkerFile);
+  fs::create_directory(fs::path(dir_) / kEpochMarkerFile);
+  ExpectRefused("is not a regular file");
+  // And the advice works: a reset clears it, and the state opens fresh.
+  auto reset = StateBackend::Reset(dir_);
+  ASSERT_TRUE(reset.ok()) << reset.status().ToString();
+  auto backend = StateBackend::Open(dir_, kTables);
+  ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+  EXPECT_EQ((*backend)->last_epoch(), 0);
+}
+
 TEST_F(DamagedStateTest, ADirectoryOfOtherFilesIsNotKappaStateAndOpensFresh) {
   fs::create_directories(dir_);
   std::ofstream(fs::path(dir_) / "README") << "mine";
