@@ -1,5 +1,6 @@
 #include "archive/record_file.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -123,6 +124,15 @@ Result<std::unique_ptr<RecordFileReader>> RecordFileReader::Open(const std::stri
   r->file_ = std::fopen(path.c_str(), "rb");
   if (!r->file_) return Status::NotFound("cannot open record file " + path + ": " + std::strerror(errno));
   r->path_ = path;
+  // fopen takes a directory, and its first read fails: that read error
+  // must not pass for an empty file.
+  struct stat st{};
+  if (::fstat(fileno(r->file_), &st) != 0) return Status::IOError("cannot stat " + path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) {
+    return Status::InvalidArgument("record file " + path + " is not a regular file (" +
+                                   (S_ISDIR(st.st_mode) ? "a directory" : "a device, pipe or socket") +
+                                   "): pass the file `kappa gen --to-archive` wrote");
+  }
   return r;
 }
 
@@ -133,6 +143,10 @@ RecordFileReader::~RecordFileReader() {
 Result<bool> RecordFileReader::Next(RecordFileEntry* out) {
   uint32_t size = 0;
   const size_t got = std::fread(&size, 1, 4, file_);
+  if (got == 0 && std::ferror(file_)) {
+    return Status::IOError("cannot read " + path_ + " at byte " + std::to_string(position_) + ": " +
+                           std::strerror(errno));
+  }
   if (got == 0) return false;
   if (got != 4 || size == 0 || size > kMaxRecordBytes) {
     return Status::Corruption(path_ + ": bad record length at byte " + std::to_string(position_) +

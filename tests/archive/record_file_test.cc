@@ -281,5 +281,19 @@ TEST(RecordFileTest, RecordsWithoutAChecksumAreReadAsTheyAre) {
   EXPECT_FALSE(*end);
 }
 
+// fopen opens a directory, and its first read fails with EISDIR: the
+// import took that for an empty file and said "imported 0 records".
+TEST(RecordFileTest, ADirectoryIsRefusedNotAnEmptyFile) {
+  ScratchDir dir("record_file_directory");
+  std::filesystem::create_directories(dir / "not-a-file");
+  auto r = RecordFileReader::Open(dir / "not-a-file");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("is not a regular file (a directory)"), std::string::npos)
+      << r.status().ToString();
+  auto imported = ImportRecordFile(dir / "not-a-file", dir / "archive", "t");
+  EXPECT_FALSE(imported.ok());
+}
+
 }  // namespace
 }  // namespace kappa
