@@ -16,14 +16,22 @@ using namespace segment_file;
 Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition) {
   ArchiveRange range;
   range.partition = partition;
+  auto chain = ReadChainStart(dir);
+  if (!chain.ok()) return chain.status();
   auto segments = ListSegments(dir);
   if (!segments.ok()) return segments.status();
+  int64_t prev_end = -1;
   for (size_t i = 0; i < segments->size(); ++i) {
     const bool last = i + 1 == segments->size();
     const std::string path = dir + "/" + SegmentName((*segments)[i]);
     auto scan = ScanSegment(path, /*verify_payloads=*/false);
     if (!scan.ok()) return scan.status();
     if (scan->damaged || (scan->torn_tail && !last)) return Status::Corruption(DamageMessage(path, *scan));
+    if (const std::string problem = SegmentOrderProblem(dir, (*segments)[i], scan->first_offset, prev_end, *chain);
+        !problem.empty()) {
+      return Status::Corruption(problem);
+    }
+    prev_end = ChainedEnd((*segments)[i], scan->first_offset, scan->last_offset);
     if (scan->records == 0) continue;
     if (range.first_offset < 0) range.first_offset = scan->first_offset;
     range.end_offset = scan->last_offset + 1;

@@ -22,6 +22,11 @@ struct ArchiveReader::Impl {
   int fd = -1;
   int64_t file_pos = 0;   // start of the next block to read in the segment
   int64_t position = 0;   // next offset wanted
+  int64_t chain_from = -1;  // CHAIN (segment_file.h)
+  // Offsets of the blocks seen in the current segment (all of them: it is
+  // always read from its first byte), for the check that the next follows.
+  int64_t seg_first = -1;
+  int64_t seg_last = -1;
   std::string stored;
   std::vector<uint64_t> block;  // decompressed, 8-byte aligned
   size_t block_bytes = 0;
@@ -38,6 +43,7 @@ struct ArchiveReader::Impl {
     fd = -1;
     segment_index = index;
     file_pos = 0;
+    seg_first = seg_last = -1;
     if (index >= segments.size()) return Status::OK();
     const std::string path = dir + "/" + SegmentName(segments[index]);
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -51,9 +57,25 @@ struct ArchiveReader::Impl {
   }
 
   Status Refresh() {
+    auto chain = ReadChainStart(dir);
+    if (!chain.ok()) return chain.status();
+    chain_from = *chain;
     auto list = ListSegments(dir);
     if (!list.ok()) return list.status();
     segments = std::move(*list);
+    return Status::OK();
+  }
+
+  // On to the next segment, which must follow this one: no overlap and, in
+  // a chained partition, no hole (a segment deleted or cut short).
+  Status Advance() {
+    const int64_t end = ChainedEnd(segments[segment_index], seg_first, seg_last);
+    const size_t next = segment_index + 1;
+    KAPPA_RETURN_IF_ERROR(OpenSegmentAt(next));
+    if (next < segments.size()) {
+      const std::string problem = SegmentOrderProblem(dir, segments[next], -1, end, chain_from);
+      if (!problem.empty()) return Status::Corruption(problem);
+    }
     return Status::OK();
   }
 
@@ -87,7 +109,7 @@ struct ArchiveReader::Impl {
       }
       if (state == BlockState::kIncomplete) {
         if (file_pos >= size && !last_segment) {
-          KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index + 1));
+          KAPPA_RETURN_IF_ERROR(Advance());
           continue;
         }
         if (!last_segment) {
@@ -99,7 +121,7 @@ struct ArchiveReader::Impl {
         const size_t known = segments.size();
         KAPPA_RETURN_IF_ERROR(Refresh());
         if (segments.size() > known && file_pos >= size) {
-          KAPPA_RETURN_IF_ERROR(OpenSegmentAt(segment_index + 1));
+          KAPPA_RETURN_IF_ERROR(Advance());
           continue;
         }
         return false;
@@ -108,6 +130,12 @@ struct ArchiveReader::Impl {
         return Status::Corruption("archive " + SegmentPath() + ": the block at byte " + std::to_string(file_pos) +
                                   " fails: " + BlockStateName(state) + ": the archive is damaged");
       }
+      if (file_pos == 0) {
+        const std::string problem = SegmentOrderProblem(dir, segments[segment_index], h.first_offset, -1, -1);
+        if (!problem.empty()) return Status::Corruption(problem);
+      }
+      if (seg_first < 0) seg_first = h.first_offset;
+      seg_last = std::max(seg_last, h.last_offset);
       if (h.last_offset < position) {  // the offset index: skip without reading the payload
         file_pos += static_cast<int64_t>(kHeaderBytes + h.stored_size);
         continue;

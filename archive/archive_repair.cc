@@ -115,14 +115,45 @@ Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const
                                                   int32_t partition) {
   KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
   const std::string dir = PartitionDir(root, topic, partition);
+  auto chain = ReadChainStart(dir);
+  if (!chain.ok()) return chain.status();
   auto segments = ListSegments(dir);
   if (!segments.ok()) return segments.status();
   int64_t end = -1;  // after the last good block so far
+  int64_t prev_end = -1;  // ChainedEnd of the segment before
   for (size_t i = 0; i < segments->size(); ++i) {
     const bool last = i + 1 == segments->size();
     const std::string path = dir + "/" + SegmentName((*segments)[i]);
     auto scan = ScanSegment(path, /*verify_payloads=*/true);
     if (!scan.ok()) return scan.status();
+    // A segment out of place (a hole before it, an overlap, offsets below
+    // its name): the damage starts where the segment before it ends, and
+    // this one and every later one go aside (nothing of the one before is
+    // cut); everything from that end on is fetched again.
+    if (const std::string problem = SegmentOrderProblem(dir, (*segments)[i], scan->first_offset, prev_end, *chain);
+        !problem.empty()) {
+      PartitionDamage d;
+      d.topic = topic;
+      d.partition = partition;
+      d.what = problem;
+      if (i == 0) {
+        // The first segment itself is not this partition's: all of it goes aside.
+        d.segment = path;
+        d.byte = 0;
+        d.from = (*segments)[0];
+        for (size_t j = 1; j < segments->size(); ++j) d.later_segments.push_back(dir + "/" + SegmentName((*segments)[j]));
+      } else {
+        d.segment = dir + "/" + SegmentName((*segments)[i - 1]);
+        struct stat st{};
+        if (::stat(d.segment.c_str(), &st) != 0) return Status::IOError(Errno("stat " + d.segment));
+        d.byte = st.st_size;
+        d.from = prev_end;
+        for (size_t j = i; j < segments->size(); ++j) d.later_segments.push_back(dir + "/" + SegmentName((*segments)[j]));
+      }
+      d.damaged_end = std::max(d.from, (*segments)[i]);  // the hole, if that is what it is
+      return std::optional<PartitionDamage>(std::move(d));
+    }
+    prev_end = ChainedEnd((*segments)[i], scan->first_offset, scan->last_offset);
     const int64_t end_before = end;
     if (scan->records > 0) end = scan->last_offset + 1;
     if (!scan->damaged && !(scan->torn_tail && !last)) continue;
@@ -157,10 +188,14 @@ Status MoveDamagedTailAside(const PartitionDamage& d, std::vector<std::string>* 
   // segment, silently gone and never refetched.
   KAPPA_KILL_SWITCH(kill_switch);
   const std::string dir = d.segment.substr(0, d.segment.rfind('/'));
-  const std::string aside = AsideName(d.segment);
-  KAPPA_RETURN_IF_ERROR(CopyTail(d.segment, d.byte, aside));
-  moved->push_back(aside);
-  KAPPA_RETURN_IF_ERROR(SyncDir(dir));
+  struct stat st{};
+  if (::stat(d.segment.c_str(), &st) != 0) return Status::IOError(Errno("stat " + d.segment));
+  if (st.st_size > d.byte) {  // nothing to copy when the damage starts after the segment (a hole after it)
+    const std::string aside = AsideName(d.segment);
+    KAPPA_RETURN_IF_ERROR(CopyTail(d.segment, d.byte, aside));
+    moved->push_back(aside);
+    KAPPA_RETURN_IF_ERROR(SyncDir(dir));
+  }
   KAPPA_KILL_POINT(kill_switch, "repair-copied-aside");
   for (const auto& later : d.later_segments) {
     const std::string name = AsideName(later);

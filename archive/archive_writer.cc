@@ -30,6 +30,10 @@ struct ArchiveWriter::Impl {
   int64_t first_offset = -1;
   int64_t end_offset = 0;
   int64_t durable_end = 0;
+  // The end of the blocks on disk (last offset + 1), which names the next
+  // segment (segment_file.h, CHAIN); -1 while the partition has no segment.
+  int64_t written_end = -1;
+  int64_t chain_from = -1;  // CHAIN's "from", -1 until written
   // The block being filled.
   std::string raw;
   uint32_t pending_records = 0;
@@ -86,7 +90,15 @@ struct ArchiveWriter::Impl {
     }
     const size_t total = block.size();
     if (fd < 0 || (segment_size > 0 && segment_size + static_cast<int64_t>(total) > segment_bytes)) {
-      KAPPA_RETURN_IF_ERROR(OpenSegment(pending_first));
+      // Named after the end of the one before it, not after its first
+      // record (a transaction marker may sit between): a hole between two
+      // names is then always a segment lost.
+      const int64_t base = written_end >= 0 ? written_end : pending_first;
+      if (chain_from < 0) {
+        KAPPA_RETURN_IF_ERROR(WriteChainStart(dir, base));
+        chain_from = base;
+      }
+      KAPPA_RETURN_IF_ERROR(OpenSegment(base));
     }
     if (KAPPA_KILL_REACHED(kill_switch, "archive-torn-block")) {
       // Half a block reaches the disk, then the process dies.
@@ -115,6 +127,7 @@ struct ArchiveWriter::Impl {
       written += static_cast<size_t>(n);
     }
     segment_size += static_cast<int64_t>(total);
+    written_end = pending_last + 1;
     raw.clear();
     pending_records = 0;
     pending_first = pending_last = -1;
@@ -127,6 +140,7 @@ struct ArchiveWriter::Impl {
   // incomplete block at its very end (a crash mid-write) is cut; a complete
   // block that fails a checksum, anywhere, is Corruption and nothing is cut.
   Status Recover(const std::vector<int64_t>& segments, const std::string& repair_hint, const NoteCallback& on_note) {
+    int64_t prev_end = -1;
     for (size_t i = 0; i < segments.size(); ++i) {
       const bool last = i + 1 == segments.size();
       const std::string path = dir + "/" + SegmentName(segments[i]);
@@ -135,6 +149,11 @@ struct ArchiveWriter::Impl {
       if (scan->damaged || (scan->torn_tail && !last)) {
         return Status::Corruption(DamageMessage(path, *scan) + "; nothing was cut or skipped. " + repair_hint);
       }
+      if (const std::string problem = SegmentOrderProblem(dir, segments[i], scan->first_offset, prev_end, chain_from);
+          !problem.empty()) {
+        return Status::Corruption(problem + "; nothing was written. " + repair_hint);
+      }
+      prev_end = ChainedEnd(segments[i], scan->first_offset, scan->last_offset);
       if (first_offset < 0) first_offset = scan->first_offset;
       if (scan->records > 0) {
         end_offset = scan->last_offset + 1;
@@ -155,6 +174,7 @@ struct ArchiveWriter::Impl {
       segment_size = scan->valid_bytes;
     }
     durable_end = end_offset;
+    written_end = end_offset;
     return Status::OK();
   }
 };
@@ -201,6 +221,9 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& ro
                                " is being written by another process (a second `kappa archive` on the same "
                                "directory and topic?); stop it first");
   }
+  auto chain = ReadChainStart(impl->dir);
+  if (!chain.ok()) return chain.status();
+  impl->chain_from = *chain;
   auto segments = ListSegments(impl->dir);
   if (!segments.ok()) return segments.status();
   if (!segments->empty()) {

@@ -156,6 +156,75 @@ Result<SegmentScan> ScanSegment(const std::string& path, bool verify_payloads) {
   return scan;
 }
 
+Result<int64_t> ReadChainStart(const std::string& dir) {
+  const std::string path = dir + "/" + kChainFile;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return int64_t{-1};
+    return Status::IOError(Errno("open " + path));
+  }
+  char buf[64];
+  const ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  const int err = errno;
+  ::close(fd);
+  if (n < 0) {
+    errno = err;
+    return Status::IOError(Errno("read " + path));
+  }
+  buf[n] = '\0';
+  long long from = -1;
+  char end = 0;
+  if (std::sscanf(buf, "from %lld%c", &from, &end) != 2 || end != '\n' || from < 0) {
+    return Status::Corruption("archive " + path + " is not \"from <offset>\" (" + std::to_string(n) +
+                              " bytes): the archive is damaged; `--repair` cannot tell holes between segments without it. Write "
+                              "it as \"from <the first segment's offset>\" if kappa wrote every segment of the partition "
+                              "with it, or delete it to read without that check");
+  }
+  return static_cast<int64_t>(from);
+}
+
+Status WriteChainStart(const std::string& dir, int64_t from) {
+  const std::string path = dir + "/" + kChainFile;
+  const std::string tmp = path + ".tmp";
+  const std::string text = "from " + std::to_string(from) + "\n";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(Errno("create " + tmp));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok) {
+    errno = err;
+    return Status::IOError(Errno("write " + tmp));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError(Errno("rename " + tmp));
+  return SyncDir(dir);
+}
+
+int64_t ChainedEnd(int64_t name, int64_t first_offset, int64_t last_offset) {
+  return first_offset >= 0 ? last_offset + 1 : name;
+}
+
+std::string SegmentOrderProblem(const std::string& dir, int64_t name, int64_t first_offset, int64_t prev_end,
+                                int64_t chain_from) {
+  const std::string path = dir + "/" + SegmentName(name);
+  if (first_offset >= 0 && first_offset < name) {
+    return "archive " + path + " holds offsets from " + std::to_string(first_offset) +
+           ", below its name: it is not this partition's segment (a copy, or another partition's or archive's, "
+           "put here by hand); move it out of " + dir;
+  }
+  if (prev_end < 0) return "";
+  if (name < prev_end) {
+    return "archive " + path + " overlaps the segment before it, which ends at offset " + std::to_string(prev_end) +
+           " (a copy put here by hand?); move it out of " + dir;
+  }
+  if (chain_from >= 0 && name >= chain_from && name != prev_end) {
+    return "archive " + dir + ": offsets " + std::to_string(prev_end) + ".." + std::to_string(name - 1) +
+           " are missing: the segment before " + SegmentName(name) + " ends at " + std::to_string(prev_end) +
+           " (a segment deleted, or one cut short): the archive has a hole";
+  }
+  return "";
+}
+
 std::string DamageMessage(const std::string& path, const SegmentScan& scan) {
   std::string what = "archive " + path + ": the block at byte " + std::to_string(scan.valid_bytes);
   if (scan.damaged) {

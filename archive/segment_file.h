@@ -31,6 +31,20 @@ Result<std::vector<int64_t>> ListSegments(const std::string& dir);
 // pread until `size` bytes are read; false on an error or the end of the file.
 bool PreadAll(int fd, void* buf, size_t size, int64_t at);
 
+// The partition's chain file (CHAIN, "from <N>"): every segment named N or
+// above is named after the end of the segment before it (its last offset
+// + 1, or its own name if it holds nothing), so a segment deleted, or a
+// sealed one cut short at a block boundary, shows as a hole between two
+// names, even where Kafka's offsets legitimately skip (transaction markers,
+// compaction): the writer, not the records, names the segment. Archives
+// written before it have no CHAIN (-1): their segments are named after
+// their first record, and a hole between them cannot be told from a skip.
+inline constexpr char kChainFile[] = "CHAIN";
+Result<int64_t> ReadChainStart(const std::string& dir);
+// Writes CHAIN atomically and durably (the writer, before it creates the
+// first segment the rule applies to).
+Status WriteChainStart(const std::string& dir, int64_t from);
+
 // What a scan of one segment file found.
 struct SegmentScan {
   int64_t valid_bytes = 0;  // end of the last good block before a torn tail or damage
@@ -57,5 +71,17 @@ Result<SegmentScan> ScanSegment(const std::string& path, bool verify_payloads);
 // "archive <path>: the block at byte N <damage> ..." for a scan that found
 // damage or (in a sealed segment) an incomplete block.
 std::string DamageMessage(const std::string& path, const SegmentScan& scan);
+
+// Where the next segment of a chained partition must be named, after this
+// one: its last offset + 1, or its own name if it holds no record.
+int64_t ChainedEnd(int64_t name, int64_t first_offset, int64_t last_offset);
+// What is wrong with segment `name`, whose first record is `first_offset`
+// (-1: none), in its place after a segment ending at `prev_end` (-1: it is
+// the first), in a partition chained from `chain_from` (-1: not chained):
+// "" if nothing. A segment holding offsets below its name (a copy, another
+// partition's segment), one overlapping the one before it, and, where
+// chained, a hole between the two.
+std::string SegmentOrderProblem(const std::string& dir, int64_t name, int64_t first_offset, int64_t prev_end,
+                                int64_t chain_from);
 
 }  // namespace kappa::segment_file
