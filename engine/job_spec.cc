@@ -542,6 +542,26 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   KAPPA_RETURN_IF_ERROR(topic_of("sink", &spec.sink_topic));
   KAPPA_RETURN_IF_ERROR(topic_of("dlq", &spec.dlq_topic));
   KAPPA_RETURN_IF_ERROR(topic_of("late", &spec.late_topic));
+  // A topic the job writes that is also its input feeds the job its own
+  // records: a DLQ or late topic equal to the source sent each bad record
+  // back in to fail again, for ever, and the source's history out of the
+  // broker's retention.
+  const std::vector<std::pair<std::string, std::string>> written = {
+      {"dlq", spec.dlq_topic},
+      {"dlq", spec.dlq_topic + ".parked"},
+      {"late", spec.late_topic},
+      {"sink", spec.sink_topic.empty() ? std::string() : spec.sink_topic + ".v" + std::to_string(spec.version)}};
+  for (const auto& [key, topic] : written) {
+    if (topic.empty() || topic != spec.source_topic) continue;
+    return root.Find(key.c_str())->Find("topic")->Error(
+        "`" + key + ".topic` makes the job write " + topic + ", its own source topic: every record it wrote there "
+        "would come back in as input (a DLQ or late record failing again, for ever); give it a topic of its own");
+  }
+  if (spec.dlq_topic == spec.late_topic) {
+    return root.Find("late")->Find("topic")->Error(
+        "`late.topic` is the DLQ topic " + spec.dlq_topic + ": late records (the input as it came) and dead letters "
+        "(DlqRecord envelopes, read by `kappa dlq`) need topics of their own");
+  }
   KAPPA_RETURN_IF_ERROR(ParseSinkFormat(*root.Find("sink"), spec));
   KAPPA_RETURN_IF_ERROR(ParsePostgresSink(*root.Find("sink"), spec));
   // Without a topic, the table names the outputs where a topic name is shown.

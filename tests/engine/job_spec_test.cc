@@ -172,6 +172,32 @@ TEST(JobSpecTest, DurationsTooLongAreRefusedWithTheLimit) {
 }
 
 // Issue 10 item 9: `version: 2147483648` ran as v-2147483648.
+// A topic the job writes that is also its source: a bug bash's job with
+// `dlq: {topic: loop}` over source `loop` read each dead letter back in,
+// failed it again, and went on until killed, pushing the source's history
+// out of the broker. Each such spec is refused, naming the line.
+TEST(JobSpecTest, ATopicTheJobWritesMustNotBeItsSource) {
+  const struct {
+    const char* from;
+    const char* to;
+    const char* says;
+  } cases[] = {
+      {"dlq: {topic: out.dlq}", "dlq: {topic: transactions}", "`dlq.topic` makes the job write transactions"},
+      {"late: {topic: out.late}", "late: {topic: transactions}", "`late.topic` makes the job write transactions"},
+      {"source: {topic: transactions,", "source: {topic: out.v2,", "`sink.topic` makes the job write out.v2"},
+      {"source: {topic: transactions,", "source: {topic: out.dlq.parked,", "`dlq.topic` makes the job write out.dlq.parked"},
+      {"late: {topic: out.late}", "late: {topic: out.dlq}", "`late.topic` is the DLQ topic out.dlq"},
+  };
+  for (const auto& c : cases) {
+    auto spec = ParseJobSpec(SpecWith(c.from, c.to), "job.yaml");
+    ASSERT_FALSE(spec.ok()) << c.to;
+    EXPECT_EQ(spec.status().code(), Status::Code::kInvalidArgument) << spec.status().ToString();
+    EXPECT_NE(spec.status().message().find("job.yaml:"), std::string::npos) << spec.status().message();
+    EXPECT_NE(spec.status().message().find(c.says), std::string::npos) << spec.status().message();
+  }
+  EXPECT_TRUE(ParseJobSpec(kSpec).ok());
+}
+
 TEST(JobSpecTest, VersionMustFitAPositiveInt32) {
   for (const char* v : {"2147483648", "4294967297", "99999999999999999999", "-1", "0", "1.5"}) {
     auto spec = ParseJobSpec(SpecWith("version: 2", std::string("version: ") + v), "job.yaml");
