@@ -91,13 +91,67 @@ std::string RedactUri(std::string_view dsn, bool drop = false) {
   return out;
 }
 
+std::string OneLine(std::string msg);
+
 // The server's message with its SQLSTATE, which also goes to *sqlstate.
 std::string ServerMessage(const PGresult* r, pg_conn* conn, std::string* sqlstate) {
-  std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  std::string msg = OneLine(r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
   const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
   if (state != nullptr) msg += " (SQLSTATE " + std::string(state) + ")";
   *sqlstate = state != nullptr ? state : "";
+  return msg;
+}
+
+// libpq's text on one line: "...failed: Connection refused\n\tIs the server
+// running...?" becomes "...; Is the server running...?".
+std::string OneLine(std::string msg) {
+  while (!msg.empty() && IsSpace(msg.back())) msg.pop_back();
+  std::string out;
+  for (size_t i = 0; i < msg.size(); ++i) {
+    if (msg[i] != '\n' && msg[i] != '\r') {
+      out.push_back(msg[i]);
+      continue;
+    }
+    while (i + 1 < msg.size() && IsSpace(msg[i + 1])) ++i;
+    out += "; ";
+  }
+  return out;
+}
+
+// Every place the DSN's password could show in a libpq message replaced by
+// "***": the whole DSN as given (libpq quotes a URI it cannot parse), the
+// password libpq parsed out of it (both forms), and, for a DSN libpq cannot
+// parse, what the key=value and URI forms would hold there.
+std::string Scrub(std::string msg, const std::string& dsn, const std::string& redacted) {
+  auto replace_all = [&msg](const std::string& secret, const std::string& with) {
+    if (secret.empty()) return;
+    for (size_t at = msg.find(secret); at != std::string::npos; at = msg.find(secret, at + with.size())) {
+      msg.replace(at, secret.size(), with);
+    }
+  };
+  replace_all(dsn, redacted);
+  std::vector<std::string> secrets;
+  char* error = nullptr;
+  if (PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error)) {
+    for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+      if (std::string_view(o->keyword) == "password" && o->val != nullptr) secrets.emplace_back(o->val);
+    }
+    PQconninfoFree(options);
+  }
+  if (error) PQfreemem(error);
+  if (const size_t p = dsn.find("password="); p != std::string::npos) {
+    secrets.push_back(dsn.substr(p + 9, dsn.find_first_of(" &'", p + 9) - (p + 9)));
+  }
+  if (const size_t scheme = dsn.find("://"); scheme != std::string::npos) {
+    const size_t at = dsn.find('@', scheme + 3);
+    const size_t colon = dsn.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) {
+      secrets.push_back(dsn.substr(colon + 1, at - colon - 1));
+    }
+  }
+  for (const auto& secret : secrets) {
+    if (secret.size() >= 3) replace_all(secret, "***");  // shorter ones would mangle the text, and guess little
+  }
   return msg;
 }
 
@@ -151,6 +205,20 @@ std::string QuoteLiteral(std::string_view value) {
 
 Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std::chrono::seconds timeout) {
   const std::string redacted = RedactDsn(dsn);
+  // A DSN libpq cannot parse is the user's typo, not a server to wait for;
+  // and libpq's message about it quotes the DSN, password and all.
+  {
+    char* error = nullptr;
+    PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
+    if (options == nullptr) {
+      const std::string why = error ? OneLine(error) : std::string("out of memory");
+      if (error) PQfreemem(error);
+      return Status::InvalidArgument("PostgreSQL dsn " + redacted + " is not valid: " + Scrub(why, dsn, redacted) +
+                                     "; see libpq's connection strings (key=value pairs, or postgresql://user@host:"
+                                     "port/db?param=value)");
+    }
+    PQconninfoFree(options);
+  }
   const std::string timeout_text = std::to_string(std::max<int64_t>(1, timeout.count()));
   // The DSN as given, its connect_timeout (if any) replaced by `timeout`:
   // libpq lets parameters after the expanded dbname override it.
@@ -159,17 +227,14 @@ Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std:
   pg_conn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (conn == nullptr) return Status::Unavailable("PostgreSQL " + redacted + ": out of memory connecting");
   if (PQstatus(conn) != CONNECTION_OK) {
-    std::string msg = PQerrorMessage(conn);
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    // libpq's messages name host and port, not the password; scrubbed
+    // anyway should one echo the connection string.
+    const std::string msg = Scrub(OneLine(PQerrorMessage(conn)), dsn, redacted);
     PQfinish(conn);
-    // libpq's messages name host and port, never the password; strip it
-    // anyway should a future one echo the connection string.
-    if (const size_t p = dsn.find("password="); p != std::string::npos) {
-      const std::string secret = dsn.substr(p + 9, dsn.find_first_of(" &", p + 9) - (p + 9));
-      for (size_t at = secret.empty() ? std::string::npos : msg.find(secret); at != std::string::npos;
-           at = msg.find(secret)) {
-        msg.replace(at, secret.size(), "***");
-      }
+    // A value libpq checks only as it connects ("invalid sslmode value",
+    // "invalid integer value ... for connection option \"port\""): a typo too.
+    if (msg.rfind("invalid ", 0) == 0) {
+      return Status::InvalidArgument("PostgreSQL dsn " + redacted + " is not valid: " + msg);
     }
     const bool refused = msg.find("authentication") != std::string::npos ||
                          msg.find("does not exist") != std::string::npos ||
@@ -187,8 +252,7 @@ Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std:
 PgClient::~PgClient() { PQfinish(conn_); }
 
 Status PgClient::ConnectionError(const std::string& what) const {
-  std::string msg = PQerrorMessage(conn_);
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  const std::string msg = OneLine(PQerrorMessage(conn_));
   return Status::Unavailable("PostgreSQL " + redacted_ + ": " + what + ": " + msg);
 }
 

@@ -28,6 +28,26 @@ TEST(RedactDsnTest, ThePasswordNeverSurvives) {
 // (libpq then takes it from PGPASSWORD or ~/.pgpass).
 // The PostgreSQL sink's warning while it retries says what the server's
 // trouble is: a full disk had read "PostgreSQL unreachable".
+// A DSN libpq cannot parse: its message quoted the whole URI, password and
+// all ("... in URI: \"postgresql://u:Hunter2Secret@[::1:1/x\""), and the
+// error said to check whether the server runs. It is the user's typo: an
+// InvalidArgument on one line, the password nowhere. No server is needed.
+TEST(PgDsnTest, AnUnparsableDsnIsInvalidOnOneLineWithoutThePassword) {
+  for (const char* dsn : {"postgresql://u:Hunter2Secret@[::1:1/x", "host=127.0.0.1 bogus_opt=1 password=Hunter2Secret",
+                          "host=127.0.0.1 sslmode=bogus password='Hunter2Secret'",
+                          "host=127.0.0.1 port=notaport password=Hunter2Secret",
+                          "postgresql://u@127.0.0.1/x?password=Hunter2Secret&nosuch=1"}) {
+    auto c = PgClient::Connect(dsn, std::chrono::seconds(2));
+    ASSERT_FALSE(c.ok()) << dsn;
+    const std::string m = c.status().message();
+    EXPECT_EQ(c.status().code(), Status::Code::kInvalidArgument) << m;
+    EXPECT_NE(m.find("is not valid"), std::string::npos) << m;
+    EXPECT_EQ(m.find("Hunter2Secret"), std::string::npos) << "the password was printed: " << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    EXPECT_EQ(m.find("is the server running"), std::string::npos) << m;
+  }
+}
+
 TEST(RetryableReasonTest, NamesTheTroubleForWhatRetryingCanMendAndNothingElse) {
   EXPECT_EQ(RetryableReason("08006"), "unreachable");
   EXPECT_EQ(RetryableReason("53100"), "out of disk space (53100)");
