@@ -117,10 +117,13 @@ Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
   spec.size_ms = *size;
   auto slide = body.DurationAt("slide", *size, /*required=*/sliding);
   if (!slide.ok()) return slide.status();
-  // A tumbling window's slide is its size; one written anyway must still
-  // make sense (Validate checks a sliding window's).
-  if (!sliding && body.Find("slide") != nullptr && (*slide <= 0 || *slide > *size)) {
-    return body.Error("window `slide` must be positive and at most `size`");
+  // A tumbling window's slide is its size; one written otherwise was meant
+  // for a sliding window and would be ignored (Validate checks a sliding
+  // window's).
+  if (!sliding && body.Find("slide") != nullptr && *slide != *size) {
+    return body.Find("slide")->Error(
+        "a tumbling window's `slide` is its `size`: for windows of `size` that start every `slide`, write "
+        "type: sliding");
   }
   spec.slide_ms = sliding ? *slide : *size;
   auto key = FieldAt(body, "key", Field::kUserId);
@@ -135,11 +138,20 @@ Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
     spec.features = std::move(*parsed);
   } else if (const ConfigNode* aggs = body.Find("aggregates")) {
     if (!aggs->IsList()) return aggs->Error("window `aggregates` must be a list (count, sum, min, max, avg)");
+    // An empty list wrote rows of zeros beside the count; a repeated name, a
+    // column twice.
+    if (aggs->items().empty()) {
+      return aggs->Error("window `aggregates` is empty: name at least one of count, sum, min, max, avg (or leave "
+                         "it out for all five)");
+    }
     for (const ConfigNode& a : aggs->items()) {
       auto name = a.String();
       if (!name.ok()) return name.status();
       auto agg = ParseAggregate(*name);
       if (!agg.ok()) return a.Error(agg.status().message());
+      if (std::find(spec.aggregates.begin(), spec.aggregates.end(), *agg) != spec.aggregates.end()) {
+        return a.Error("window `aggregates` lists `" + *name + "` twice");
+      }
       spec.aggregates.push_back(*agg);
     }
   } else {

@@ -198,6 +198,35 @@ TEST(JobSpecTest, ATopicTheJobWritesMustNotBeItsSource) {
   EXPECT_TRUE(ParseJobSpec(kSpec).ok());
 }
 
+// Window options that were accepted and then ignored or filled with zeros:
+// `aggregates: []` (rows of zeros beside the count), a name twice, and a
+// tumbling window's `slide` (hourly rows for a user who asked for every 5
+// minutes). Each is refused, naming the line.
+TEST(JobSpecTest, WindowOptionsThatWouldBeIgnoredAreRefused) {
+  const std::string window = "window: {type: sliding, size: 1h, slide: 15m, key: user_id, aggregates: [count, sum]}";
+  const struct {
+    const char* to;
+    const char* says;
+  } cases[] = {
+      {"window: {type: sliding, size: 1h, slide: 15m, key: user_id, aggregates: []}", "`aggregates` is empty"},
+      {"window: {type: sliding, size: 1h, slide: 15m, key: user_id, aggregates: [count, sum, count]}",
+       "lists `count` twice"},
+      {"window: {type: tumbling, size: 1h, slide: 5m, key: user_id, aggregates: [count]}",
+       "a tumbling window's `slide` is its `size`"},
+  };
+  for (const auto& c : cases) {
+    auto spec = ParseJobSpec(SpecWith(window, c.to), "job.yaml");
+    ASSERT_FALSE(spec.ok()) << c.to;
+    EXPECT_EQ(spec.status().code(), Status::Code::kInvalidArgument) << spec.status().ToString();
+    EXPECT_NE(spec.status().message().find("job.yaml:"), std::string::npos) << spec.status().message();
+    EXPECT_NE(spec.status().message().find(c.says), std::string::npos) << spec.status().message();
+  }
+  // A tumbling window may still spell out its slide as its size.
+  EXPECT_TRUE(
+      ParseJobSpec(SpecWith(window, "window: {type: tumbling, size: 1h, slide: 1h, key: user_id, aggregates: [count]}"))
+          .ok());
+}
+
 TEST(JobSpecTest, VersionMustFitAPositiveInt32) {
   for (const char* v : {"2147483648", "4294967297", "99999999999999999999", "-1", "0", "1.5"}) {
     auto spec = ParseJobSpec(SpecWith("version: 2", std::string("version: ") + v), "job.yaml");
