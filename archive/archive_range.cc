@@ -1,7 +1,9 @@
 #include "archive/archive_range.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -90,6 +92,76 @@ Result<std::vector<int32_t>> ArchivedPartitions(const std::string& root, const s
   ::closedir(d);
   std::sort(partitions.begin(), partitions.end());
   return partitions;
+}
+
+Result<int32_t> ArchivedPartitionCount(const std::string& root, const std::string& topic) {
+  KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
+  const std::string path = root + "/" + topic + "/PARTITIONS";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return -1;
+    return Status::IOError(Errno("open " + path));
+  }
+  char buf[32];
+  const ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  ::close(fd);
+  if (n < 0) return Status::IOError(Errno("read " + path));
+  buf[n] = '\0';
+  char* end = nullptr;
+  const long count = std::strtol(buf, &end, 10);
+  if (end == buf || *end != '\n' || count < 1 || count > 1000000) {
+    return Status::Corruption("archive " + path + " is not a partition count: the archive is damaged; delete it "
+                              "(the next `kappa archive` writes it again)");
+  }
+  return static_cast<int32_t>(count);
+}
+
+Status RecordPartitionCount(const std::string& root, const std::string& topic, int32_t count) {
+  auto known = ArchivedPartitionCount(root, topic);
+  if (known.ok() && *known >= count) return Status::OK();
+  const std::string dir = root + "/" + topic;
+  KAPPA_RETURN_IF_ERROR(MakeDirs(dir));
+  const std::string path = dir + "/PARTITIONS";
+  const std::string tmp = path + ".tmp";
+  const std::string text = std::to_string(count) + "\n";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError(Errno("create " + tmp));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok) {
+    errno = err;
+    return Status::IOError(Errno("write " + tmp));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError(Errno("rename " + tmp));
+  return SyncDir(dir);
+}
+
+Result<int32_t> CheckArchivedPartitions(const std::string& root, const std::string& topic) {
+  auto partitions = ArchivedPartitions(root, topic);
+  if (!partitions.ok()) return partitions.status();
+  auto count = ArchivedPartitionCount(root, topic);
+  if (!count.ok()) return count.status();
+  const std::string where = "the archive of " + topic + " in " + root;
+  std::string present;
+  for (size_t i = 0; i < partitions->size() && i < 12; ++i) present += (i ? "," : "") + std::to_string((*partitions)[i]);
+  if (partitions->size() > 12) present += ",...";
+  const int32_t expected = *count > 0 ? *count : (partitions->empty() ? 0 : partitions->back() + 1);
+  for (int32_t p : *partitions) {
+    if (p >= expected) {
+      return Status::Corruption(where + " holds partition directory " + std::to_string(p) + ", but Kafka's topic had " +
+                                std::to_string(expected) + " partitions when it was archived: move " + root + "/" +
+                                topic + "/" + std::to_string(p) + " out of the archive (a stray directory?)");
+    }
+  }
+  for (int32_t p = 0; p < expected; ++p) {
+    if (!std::binary_search(partitions->begin(), partitions->end(), p)) {
+      return Status::Corruption(where + " lacks partition " + std::to_string(p) + " of " + std::to_string(expected) +
+                                " (it holds " + present + "): its directory was deleted or never copied; archive it "
+                                "again from Kafka (`kappa archive ... --repair` refetches what Kafka still holds)");
+    }
+  }
+  return expected;
 }
 
 Result<std::vector<ArchiveRange>> ArchiveRanges(const std::string& root, const std::string& topic) {

@@ -32,6 +32,18 @@ Result<std::vector<std::string>> ArchivedTopics(const std::string& root);
 // InvalidArgument for a topic name Kafka would refuse; NotFound if `root`
 // does not exist (a missing archive is not an empty one).
 Result<std::vector<int32_t>> ArchivedPartitions(const std::string& root, const std::string& topic);
+// How many partitions Kafka's topic had when it was last archived
+// (<root>/<topic>/PARTITIONS, written by the archiver), so that a replay
+// from the archive alone can tell a partition directory deleted from the
+// end; -1 if unknown (an archive made before it, or by --import).
+Result<int32_t> ArchivedPartitionCount(const std::string& root, const std::string& topic);
+// Records `count` there (atomically, durably) if it is more than what the
+// file says.
+Status RecordPartitionCount(const std::string& root, const std::string& topic, int32_t count);
+// Partitions 0..n-1 of `topic` as a replay from the archive alone would
+// read them: Corruption naming what is wrong if a directory in that range
+// is missing, one lies beyond it, or fewer exist than PARTITIONS says.
+Result<int32_t> CheckArchivedPartitions(const std::string& root, const std::string& topic);
 // The range of each archived partition of `topic` (empty vector: the root
 // exists but holds nothing of `topic`).
 Result<std::vector<ArchiveRange>> ArchiveRanges(const std::string& root, const std::string& topic);

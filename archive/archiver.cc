@@ -118,6 +118,7 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
     if (!partitions.ok()) return partitions.status();
     auto marks = consumer.AllWatermarks(topic, *partitions);
     if (!marks.ok()) return marks.status();
+    KAPPA_RETURN_IF_ERROR(RecordPartitionCount(options.root, topic, *partitions));
     for (int32_t p = 0; p < *partitions; ++p) {
       auto writer = ArchiveWriter::Open(options.root, topic, p, options.block_bytes,
                                         ArchiveWriter::kDefaultSegmentBytes, options.on_note, options.compression);

@@ -30,6 +30,7 @@ std::string Hex(std::string_view bytes) {
 }
 
 int List(const std::string& root, const std::vector<std::string>& topics) {
+  if (topics.empty()) std::printf("nothing archived in %s\n", root.c_str());
   for (const auto& topic : topics) {
     auto ranges = ArchiveRanges(root, topic);
     if (!ranges.ok()) return Fail("archive", ranges.status());
@@ -39,6 +40,10 @@ int List(const std::string& root, const std::vector<std::string>& topics) {
     }
     int64_t records = 0, bytes = 0;
     for (const auto& r : *ranges) {
+      if (r.records == 0) {
+        std::printf("%s[%d]: empty\n", topic.c_str(), r.partition);
+        continue;
+      }
       std::printf("%s[%d]: offsets %lld..%lld, %lld records, %.1f MB stored\n", topic.c_str(), r.partition,
                   static_cast<long long>(r.first_offset), static_cast<long long>(r.end_offset - 1),
                   static_cast<long long>(r.records), r.stored_bytes / 1e6);
@@ -57,6 +62,13 @@ int Dump(const std::string& root, const std::string& topic, int partition, int64
   auto partitions = ArchivedPartitions(root, topic);
   if (!partitions.ok()) return Fail("archive", partitions.status());
   if (partitions->empty()) return Fail("archive", Status::NotFound("nothing archived for topic " + topic + " in " + root));
+  if (partition >= 0 && std::find(partitions->begin(), partitions->end(), partition) == partitions->end()) {
+    return Fail("archive", Status::NotFound("no partition " + std::to_string(partition) + " of " + topic +
+                                                " is archived in " + root + " (it holds " +
+                                                std::to_string(partitions->size()) + ": " +
+                                                std::to_string(partitions->front()) + ".." +
+                                                std::to_string(partitions->back()) + ")"));
+  }
   for (int32_t p : *partitions) {
     if (partition >= 0 && p != partition) continue;
     auto reader = ArchiveReader::Open(root, topic, p);
@@ -129,6 +141,14 @@ int ArchiveCommand(int argc, char** argv) {
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "archive", usage, desc, nullptr, vm); rc >= 0) return rc;
   if (block_kb < 1 || block_kb > 16384) return Fail("archive", Status::InvalidArgument("--block-kb must be between 1 and 16384"));
+  if (options.flush_interval_ms < 1) return Fail("archive", Status::InvalidArgument("--flush-interval-ms must be at least 1"));
+  if (options.status_interval_ms < 0) {
+    return Fail("archive", Status::InvalidArgument("--status-interval-ms must not be negative (0: never)"));
+  }
+  if (partition < -1 || (!vm["partition"].defaulted() && partition < 0)) {
+    return Fail("archive", Status::InvalidArgument("--partition must not be negative"));
+  }
+  if (from < 0) return Fail("archive", Status::InvalidArgument("--from must not be negative"));
   options.block_bytes = static_cast<size_t>(block_kb) * 1024;
   auto parsed_compression = ParseArchiveCompression(compression);
   if (!parsed_compression.ok()) return Fail("archive", parsed_compression.status());

@@ -31,6 +31,11 @@ int BrokerCommand(int argc, char** argv) {
     for (const auto& t : vm["topic"].as<std::vector<std::string>>()) {
       auto spec = ParseTopicSpec(t);
       if (!spec.ok()) return Fail("broker", spec.status());
+      for (const auto& earlier : options.topics) {
+        if (earlier.name == spec->name) {
+          return Fail("broker", Status::InvalidArgument("topic " + spec->name + " is given twice (--topic " + t + ")"));
+        }
+      }
       options.topics.push_back(*spec);
     }
   }

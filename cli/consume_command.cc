@@ -25,6 +25,9 @@ int ConsumeCommand(int argc, char** argv) {
       "then prints the number of records per partition.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "consume", usage, desc, nullptr, vm); rc >= 0) return rc;
+  if (vm["idle-timeout-ms"].as<int>() < 1) {
+    return Fail("consume", Status::InvalidArgument("--idle-timeout-ms must be at least 1"));
+  }
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("consume", st);
   const bool print = vm.count("print") > 0;

@@ -209,6 +209,7 @@ int Show(int argc, char** argv) {
       "message, retry count, first and last failure time, job, version and spec hash.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "dlq show", usage, desc, &pos, vm); rc >= 0) return rc;
+  if (limit < 0) return Fail("dlq show", Status::InvalidArgument("--limit must not be negative (0: all)"));
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("dlq show", st);
   std::optional<schema::DlqErrorType> type;

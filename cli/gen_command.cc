@@ -2,6 +2,7 @@
 // into a topic, or writes it to a record file for `kappa archive --import`.
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
@@ -181,7 +182,21 @@ int GenCommand(int argc, char** argv) {
   g.count = static_cast<uint64_t>(count);
   g.users = static_cast<uint64_t>(users);
   g.seed = static_cast<uint64_t>(seed);
-  if (st.ok() && g.events_per_second <= 0) st = Status::InvalidArgument("--rate must be positive");
+  // `!(x > 0)` catches NaN too (it compares false both ways).
+  if (st.ok() && !(g.events_per_second > 0 && std::isfinite(g.events_per_second))) {
+    st = Status::InvalidArgument("--rate must be a positive number of events per second");
+  }
+  if (st.ok() && g.max_delay_ms < 0) st = Status::InvalidArgument("--max-delay-ms must not be negative");
+  if (st.ok() && g.start_time_ms < 0) st = Status::InvalidArgument("--start-time-ms must not be negative");
+  // The last event's time, start + count / rate seconds (and late ones
+  // max_delay earlier), must fit in 64 bits: it wrapped to negative times.
+  if (st.ok()) {
+    const double span_ms = static_cast<double>(count) / g.events_per_second * 1000.0;
+    if (static_cast<double>(g.start_time_ms) + span_ms >= 9.2e18) {
+      st = Status::InvalidArgument("--start-time-ms plus --count / --rate seconds of event time goes past the "
+                                   "largest time a record holds (year 292 million): start earlier or raise --rate");
+    }
+  }
   if (st.ok() && workload != "transactions" && workload != "nexmark") {
     st = Status::InvalidArgument("--workload must be transactions or nexmark, not `" + workload + "`");
   }

@@ -39,12 +39,10 @@ Result<int32_t> ArchiveSource::Partitions() {
     return Status::NotFound("nothing archived for topic " + spec_.source_topic + " in " + dir_ +
                             " (build it with `kappa archive`)");
   }
-  for (size_t p = 0; p < ranges->size(); ++p) {
-    if ((*ranges)[p].partition != static_cast<int32_t>(p)) {
-      return Status::Corruption("the archive of " + spec_.source_topic + " in " + dir_ + " lacks partition " +
-                                std::to_string(p));
-    }
-  }
+  // Every partition 0..n-1 there, none beyond (n: what Kafka's topic had
+  // when it was archived): a directory deleted from the end would
+  // otherwise shrink the topic without a word.
+  if (auto checked = CheckArchivedPartitions(dir_, spec_.source_topic); !checked.ok()) return checked.status();
   KAPPA_RETURN_IF_ERROR(ReadRanges());
   return static_cast<int32_t>(ranges_.size());
 }

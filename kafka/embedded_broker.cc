@@ -1,4 +1,5 @@
 #include "kafka/embedded_broker.h"
+#include "kafka/kafka_config.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -77,6 +78,8 @@ Result<TopicSpec> ParseTopicSpec(const std::string& text) {
     spec.partitions = static_cast<int32_t>(n);
   }
   if (spec.name.empty()) return Status::InvalidArgument("topic '" + text + "': empty name");
+  // The mock cluster takes any name; a real broker, and `kappa run`, would not.
+  if (Status st = CheckTopicName(spec.name); !st.ok()) return Status::InvalidArgument("topic '" + text + "': " + st.message());
   return spec;
 }
 

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -110,6 +111,11 @@ Status KafkaConfig::AddProperty(const std::string& kv) {
 }
 
 Status KafkaConfig::AddPropertiesFromFile(const std::string& path) {
+  // An ifstream opens a directory, and reads nothing from it: no properties, no error.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status::InvalidArgument("-F " + path + ": is a directory, not a properties file");
+  }
   std::ifstream in(path);
   if (!in) return Status::InvalidArgument("-F " + path + ": cannot read the properties file");
   std::string raw;

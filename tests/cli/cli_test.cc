@@ -131,6 +131,22 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"broker", "--topic", ":3"}, {":3"});
   ExpectUsageError({"broker", "--port", "70000"}, {"--port"});
   ExpectUsageError({"broker", "--broker-count", "0"}, {"--broker-count"});
+  // Found by a bug bash, each accepted before: event times past 64 bits
+  // (they wrapped to negative), a NaN rate (every event at one time),
+  // negative delays, intervals and limits, topic names Kafka refuses, a
+  // topic given twice, a properties file that is a directory.
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--start-time-ms", "9223372036854775807"}, {"--start-time-ms"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--rate", "1e-300"}, {"--rate"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--rate", "nan"}, {"--rate"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--max-delay-ms", "-1"}, {"--max-delay-ms"});
+  ExpectUsageError({"consume", "-b", b, "-t", "x", "--idle-timeout-ms", "-1"}, {"--idle-timeout-ms"});
+  ExpectUsageError({"dlq", "show", "x.dlq", "-b", b, "--limit", "-1"}, {"--limit"});
+  ExpectUsageError({"archive", "-a", "/tmp", "-t", "x", "-b", b, "--flush-interval-ms", "-1"}, {"--flush-interval-ms"});
+  ExpectUsageError({"archive", "-a", "/tmp", "-t", "x", "-b", b, "--status-interval-ms", "-1"},
+                   {"--status-interval-ms"});
+  ExpectUsageError({"broker", "--topic", "a b:2"}, {"a b:2"});
+  ExpectUsageError({"broker", "--topic", "foo:2", "--topic", "foo:3"}, {"foo", "twice"});
+  ExpectUsageError({"consume", "-b", b, "-t", "x", "-F", "/tmp"}, {"-F /tmp", "is a directory"});
   std::string err;
   EXPECT_EQ(RunKappa({"run", "/nonexistent/spec.yaml", "-b", b}, nullptr, &err), 1);
   EXPECT_TRUE(Contains(err, "/nonexistent/spec.yaml")) << err;

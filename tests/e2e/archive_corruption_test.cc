@@ -9,7 +9,11 @@
 //    records fetched again;
 //  - `kappa archive --repair` refetches the damaged range while Kafka holds
 //    it, and otherwise says exactly which offsets are lost and changes nothing;
-//  - bad topic names and a missing archive directory are one clear line.
+//  - bad topic names and a missing archive directory are one clear line;
+//  - a partition directory deleted from the end, or a stray one beyond the
+//    topic's partitions, stops a replay from the archive alone (it read
+//    three partitions of four with exit 0), and `--dump`/`--list` say what
+//    is not there instead of printing nothing.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -192,6 +196,41 @@ TEST_F(ArchiveCorruptionTest, BadTopicNamesAndAMissingArchiveAreOneClearLine) {
   CreateTopic("transactions", 1);
   EXPECT_NE(ReplayArchiveOnly(dir, dir / "nonexistent", "missing", &err), 0) << err;
   EXPECT_NE(err.find(dir / "nonexistent"), std::string::npos) << err;
+}
+
+TEST_F(ArchiveCorruptionTest, APartitionDirectoryDeletedOrStrayStopsAReplayFromTheArchiveAlone) {
+  CreateTopic("transactions", 4);
+  Produce("transactions", 4000, 3);
+  ScratchDir dir("archive_partitions");
+  std::string err;
+  ASSERT_EQ(Archive(dir / "good", "transactions", &err), 0) << err;
+  ASSERT_EQ(ReplayArchiveOnly(dir, dir / "good", "whole", &err), 0) << err;
+
+  fs::copy(dir / "good", dir / "last-gone", fs::copy_options::recursive);
+  fs::remove_all(dir / "last-gone/transactions/3");
+  EXPECT_EQ(ReplayArchiveOnly(dir, dir / "last-gone", "last-gone", &err), 1) << err;
+  EXPECT_NE(err.find("lacks partition 3 of 4 (it holds 0,1,2)"), std::string::npos) << err;
+
+  fs::copy(dir / "good", dir / "stray", fs::copy_options::recursive);
+  fs::create_directories(dir / "stray/transactions/7");
+  EXPECT_EQ(ReplayArchiveOnly(dir, dir / "stray", "stray", &err), 1) << err;
+  EXPECT_NE(err.find("holds partition directory 7, but Kafka's topic had 4 partitions"), std::string::npos) << err;
+
+  // --dump of a partition that is not there, and its bad numbers, are errors.
+  std::string out;
+  EXPECT_EQ(RunKappa({"archive", "-a", dir / "good", "-t", "transactions", "--dump", "-p", "9"}, &out, &err), 1);
+  EXPECT_NE(err.find("no partition 9 of transactions is archived"), std::string::npos) << err;
+  EXPECT_EQ(out, "");
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{{"-p", "-7"}, {"--from", "-5"}}) {
+    std::vector<std::string> args = {"archive", "-a", dir / "good", "-t", "transactions", "--dump"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    EXPECT_EQ(RunKappa(args, &out, &err), 2) << bad[0] << " " << bad[1] << ": " << err;
+    EXPECT_NE(err.find("must not be negative"), std::string::npos) << err;
+  }
+  // --list of an archive directory that holds nothing says so.
+  fs::create_directories(dir / "empty");
+  EXPECT_EQ(RunKappa({"archive", "-a", dir / "empty", "--list"}, &out, &err), 0) << err;
+  EXPECT_NE(out.find("nothing archived in"), std::string::npos) << out;
 }
 
 }  // namespace
