@@ -92,6 +92,15 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
 Status FromOpenError(const rocksdb::Status& s, const std::string& dir) {
   const std::string text = s.ToString();
   if (s.IsIOError() && text.find("/LOCK") != std::string::npos) {
+    // A LOCK that is not a file cannot be locked by anyone: saying another
+    // process holds it sent the user looking for one.
+    std::error_code ec;
+    const auto lock = std::filesystem::symlink_status(dir + "/LOCK", ec);
+    if (!ec && std::filesystem::exists(lock) && !std::filesystem::is_regular_file(lock)) {
+      return Status::FailedPrecondition("state directory " + dir + ": its LOCK is not a file (" +
+                                        (std::filesystem::is_directory(lock) ? "a directory" : "a special file") +
+                                        "), so RocksDB cannot lock it: remove " + dir + "/LOCK and run again");
+    }
     if (text.find("current process") != std::string::npos) {
       return Status::Unavailable(
           "state directory " + dir +

@@ -203,6 +203,23 @@ TEST_F(DamagedStateTest, ResetOfAMissingDirectoryIsANoOp) {
   EXPECT_TRUE(reset->removed.empty());
 }
 
+// A LOCK that became a directory: RocksDB cannot lock it, and the error
+// said another kappa process held the state, sending the user after one.
+TEST_F(DamagedStateTest, ALockThatIsADirectoryIsNamedNotBlamedOnAnotherProcess) {
+  ASSERT_NO_FATAL_FAILURE(Checkpoint(1));
+  fs::remove(fs::path(dir_) / "LOCK");
+  fs::create_directory(fs::path(dir_) / "LOCK");
+  auto backend = StateBackend::Open(dir_, kTables);
+  ASSERT_FALSE(backend.ok());
+  const std::string& m = backend.status().message();
+  EXPECT_NE(m.find("its LOCK is not a file (a directory)"), std::string::npos) << m;
+  EXPECT_EQ(m.find("another kappa process"), std::string::npos) << m;
+  fs::remove(fs::path(dir_) / "LOCK");
+  auto reopened = StateBackend::Open(dir_, kTables);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ((*reopened)->last_epoch(), 1);
+}
+
 TEST_F(DamagedStateTest, ResetRefusesADirectoryInUse) {
   ASSERT_NO_FATAL_FAILURE(Checkpoint(1));
   auto backend = StateBackend::Open(dir_, kTables);
