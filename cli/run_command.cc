@@ -1,4 +1,5 @@
 // kappa run: runs one version of a job (a job spec file) over its source.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -77,8 +78,12 @@ int RunCommand(int argc, char** argv) {
                 s.writer_wait_total_ms, s.writer_wait_max_ms, s.capture_max_ms, s.seconds);
   }
   if (s.archive_records > 0) {
+    // Of this run's records: counters.in also counts those of the runs
+    // before it (restored with the checkpoint), none of which came from
+    // Kafka in this one.
     std::printf("kappa run: %lld records came from the archive, %lld from Kafka\n",
-                static_cast<long long>(s.archive_records), static_cast<long long>(s.counters.in - s.archive_records));
+                static_cast<long long>(s.archive_records),
+                static_cast<long long>(std::max<int64_t>(0, s.records_this_run - s.archive_records)));
   }
   return 0;
 }

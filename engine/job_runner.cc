@@ -992,6 +992,7 @@ Status JobRunner::Run(StopToken stop) {
     summary_.counters = TotalCounters(d.Running());
     summary_.history_gap_records = d.gap_rule ? d.gap_rule->gap_records() : 0;
     summary_.archive_records = d.archive ? d.archive->archive_records() : 0;
+    summary_.records_this_run = d.processed;
     // After a failure the in-memory counters are ahead of the last checkpoint;
     // the metrics file keeps describing what is durably committed.
     if (st.ok() && d.coordinator) {

@@ -93,7 +93,8 @@ struct RunSummary {
   RecordCounters counters;
   int64_t epochs = 0;
   int64_t history_gap_records = 0;  // records skipped below log start (allow_truncated_history)
-  int64_t archive_records = 0;      // records served by the archive (the rest came from Kafka)
+  int64_t archive_records = 0;      // records this run read from the archive
+  int64_t records_this_run = 0;     // records this run read (counters.in also holds those of earlier runs)
   // Checkpoints: how long processing stood still for them (sink flush +
   // state commit), the longest and in total.
   double checkpoint_max_ms = 0;

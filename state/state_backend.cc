@@ -895,6 +895,12 @@ Status StateBackend::ForEachEntry(int32_t partition, const std::vector<std::stri
       const rocksdb::Slice v = it->value();
       KAPPA_RETURN_IF_ERROR(fn(name, std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size())));
     }
+    if (it->status().IsCorruption()) {
+      // A damaged SST found while restoring: the same advice as the
+      // damage Open finds.
+      return Damaged(dir_, "restoring table " + name + " of partition " + std::to_string(partition) + ": " +
+                               it->status().ToString());
+    }
     KAPPA_RETURN_IF_ERROR(FromRocks(it->status(), "cannot restore table " + name + " of partition " +
                                                       std::to_string(partition) + " from " + dir_));
   }

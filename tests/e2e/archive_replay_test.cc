@@ -319,6 +319,19 @@ TEST_F(ArchiveReplayTest, ParallelReplayEqualsSingleThreadedReplay) {
       EXPECT_EQ(it->second.headers.at("kappa.offsets"), row.headers.at("kappa.offsets"));
     }
   }
+  // More history archived, and the first job resumed from its checkpoint:
+  // its account is of this run's records, all from the archive. It said
+  // "... from Kafka" for the 60000 of the run before.
+  ASSERT_EQ(RunKappa({"gen", "--to-archive", dir / "more.bin", "--partitions", "6", "-n", "66000", "--users", "400",
+                      "--zipf", "0.8", "--rate", "2"},
+                     &out, &err), 0) << err;
+  ASSERT_EQ(RunKappa({"archive", "-a", dir / "arch", "-t", "transactions", "--import", dir / "more.bin"}, &out, &err),
+            0) << err;
+  EXPECT_NE(out.find("imported 6000 records"), std::string::npos) << out;
+  ASSERT_EQ(RunKappa({"run", dir / "par1.yaml", "-b", bootstrap(), "--archive", dir / "arch", "--archive-only",
+                      "--status-interval-ms", "0"},
+                     &out, &err), 0) << err;
+  EXPECT_NE(out.find("6000 records came from the archive, 0 from Kafka"), std::string::npos) << out;
 }
 
 TEST_F(ArchiveReplayTest, AnUncompressedArchiveReplaysToTheSameOutputs) {

@@ -165,6 +165,44 @@ TEST_F(DamagedStateTest, AMarkerThatIsADirectoryIsCorruptionNotAnAbort) {
   EXPECT_EQ((*backend)->last_epoch(), 0);
 }
 
+// A data block of an SST damaged: found only when the table is read back
+// (a restore). The error named the table but not the way out.
+TEST_F(DamagedStateTest, ADamagedSstFoundWhileRestoringSaysHowToStartOver) {
+  {
+    auto backend = StateBackend::Open(dir_, kTables);
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    ASSERT_TRUE((*backend)->CheckIdentity(id_).ok());
+    StateRegistry r;
+    auto* table = r.Register<int64_t>("op1_window");
+    for (int64_t k = 0; k < 20000; ++k) table->Upsert("key-" + std::to_string(k), k);
+    TaskCheckpointData t;
+    t.next_offset = 20000;
+    ASSERT_TRUE((*backend)->Commit(1, {{&t, &r}}).ok());
+    ASSERT_TRUE((*backend)->CompactForTesting().ok());
+  }
+  const auto ssts = Files(".sst", true);
+  ASSERT_FALSE(ssts.empty());
+  for (const auto& p : ssts) {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    const auto size = static_cast<std::streamoff>(fs::file_size(p));
+    for (std::streamoff at = 64; at < size / 2; at += 211) {
+      f.seekp(at);
+      f.put('\x5a');
+    }
+  }
+  auto backend = StateBackend::Open(dir_, kTables);
+  Status st = backend.ok() ? Status::OK() : backend.status();
+  if (backend.ok()) {
+    StateRegistry r;
+    r.Register<int64_t>("op1_window");
+    st = (*backend)->Restore(0, r);
+  }
+  ASSERT_FALSE(st.ok()) << "a damaged SST was read back as good";
+  EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find(dir_), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("--reset-state"), std::string::npos) << st.message();
+}
+
 TEST_F(DamagedStateTest, ADirectoryOfOtherFilesIsNotKappaStateAndOpensFresh) {
   fs::create_directories(dir_);
   std::ofstream(fs::path(dir_) / "README") << "mine";
