@@ -544,6 +544,21 @@ StateBackend::StateBackend(std::string dir, std::unique_ptr<Impl> impl)
     : dir_(std::move(dir)), impl_(std::move(impl)) {}
 StateBackend::~StateBackend() = default;
 
+namespace {
+// The "epoch" of <dir>/metrics.json (kappa run writes it there for each
+// durable checkpoint unless --metrics-file says elsewhere); 0 if there is
+// none or it cannot be read.
+int64_t MetricsFileEpoch(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.json");
+  std::error_code ec;
+  if (!in || !std::filesystem::is_regular_file(dir + "/metrics.json", ec)) return 0;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = text.find("\"epoch\":");
+  if (at == std::string::npos) return 0;
+  return std::max<int64_t>(0, std::strtoll(text.c_str() + at + 8, nullptr, 10));
+}
+}  // namespace
+
 Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir) {
   const std::string path = dir + "/" + kEpochMarkerFile;
   std::error_code ec;
@@ -758,6 +773,16 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
                             kEpochMarkerFile + " says epoch " + std::to_string(**marker) +
                             " was durable: the epoch went backwards, so RocksDB lost data (a truncated MANIFEST, "
                             "a deleted WAL *.log, or an older copy of the directory)");
+  }
+  // The marker gone as well: the job's metrics.json in the directory (it is
+  // written only for a durable checkpoint) still says how far it got.
+  if (!marker->has_value()) {
+    if (const int64_t reported = MetricsFileEpoch(dir); reported > backend->last_epoch()) {
+      return Damaged(dir, "its last checkpoint is epoch " + std::to_string(backend->last_epoch()) + " and " +
+                              kEpochMarkerFile + " is missing, but metrics.json says epoch " +
+                              std::to_string(reported) + " was durable: RocksDB lost data (a deleted WAL *.log, "
+                              "or an older copy of the directory) and the marker is gone too");
+    }
   }
   backend->impl_->StartWriter();
   return backend;

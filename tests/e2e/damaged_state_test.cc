@@ -1,6 +1,7 @@
 // Story: a job runs to a checkpoint with the real kappa binary; then its
 // state directory is damaged the ways a disk, an operator or a bad copy
-// would (the WAL deleted, the MANIFEST truncated, CURRENT missing). Each
+// would (the WAL deleted, the MANIFEST truncated, CURRENT missing, the WAL
+// and the epoch marker both deleted). Each
 // rerun exits non-zero naming the directory and the problem, never
 // restarting silently from epoch 0 (which, with `start: earliest`, would
 // re-emit every output). With --reset-state the run starts over from
@@ -64,6 +65,13 @@ TEST_F(DamagedStateTest, DamagedStateIsAnErrorAndResetStateStartsOver) {
          each(d, "MANIFEST-", "", [](const fs::path& p) { fs::resize_file(p, fs::file_size(p) / 3); });
        }},
       {"current-missing", "CURRENT", [](const fs::path& d) { fs::remove(d / "CURRENT"); }},
+      // Both deleted: the run started over from epoch 0 with exit 0 (found
+      // by a bug bash); metrics.json still says how far the job had got.
+      {"wal-and-marker-deleted", "metrics.json says epoch",
+       [&](const fs::path& d) {
+         each(d, "", ".log", [](const fs::path& p) { fs::remove(p); });
+         fs::remove(d / "KAPPA_EPOCH");
+       }},
   };
   for (const Damage& damage : damages) {
     SCOPED_TRACE(damage.name);
