@@ -1,6 +1,8 @@
 #include "engine/job_progress.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -61,8 +63,15 @@ Status WriteMetricsText(const std::string& path, const std::string& text) {
   std::ofstream out(tmp);
   out << text;
   out.close();
-  if (!out) return Status::IOError("cannot write the metrics file " + tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError("cannot rename " + tmp + " to " + path);
+  if (!out) return Status::IOError("cannot write the metrics file " + tmp + ": " + std::strerror(errno));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    // The checkpoint it describes is durable all the same: say so, and why.
+    return Status::IOError("cannot replace the metrics file " + path + ": " + std::strerror(err) +
+                           (err == EISDIR ? " (it is a directory: remove it, or pass --metrics-file elsewhere)" : "") +
+                           "; the checkpoint itself is durable");
+  }
   return Status::OK();
 }
 

@@ -2,9 +2,15 @@
 // published sample with the rate over the second before it and the lag,
 // bounded to the last five minutes, so a page opened during a long run draws
 // the last minutes at once and a job running for days keeps 300 points.
+// And the metrics file: one that cannot be replaced says why.
 #include "engine/job_metrics.h"
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
+
+#include "engine/job_progress.h"
+#include "tests/support/test_support.h"
 
 namespace kappa {
 namespace {
@@ -42,6 +48,21 @@ TEST(JobMetricsHistory, KeepsTheLastFiveMinutesOfRatesAndLag) {
     EXPECT_EQ(point.in_per_s, 500);
     EXPECT_EQ(point.lag, 10'000);
   }
+}
+
+// metrics.json replaced by a directory: the error was "cannot rename
+// .../metrics.json.tmp to .../metrics.json", with neither cause nor remedy,
+// and the temporary file stayed.
+TEST(MetricsFileTest, AMetricsPathThatIsADirectorySaysSoAndLeavesNoTemporaryFile) {
+  testing::ScratchDir dir("metrics_file_dir");
+  const std::string path = dir / "metrics.json";
+  std::filesystem::create_directories(path + "/inside");
+  const Status st = WriteMetricsText(path, "{}\n");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("it is a directory"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("the checkpoint itself is durable"), std::string::npos) << st.ToString();
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  ASSERT_TRUE(WriteMetricsText(dir / "ok.json", "{}\n").ok());
 }
 
 }  // namespace
