@@ -24,7 +24,13 @@ namespace kappa::cli {
 namespace {
 
 void AddControlOption(po::options_description& desc) {
-  desc.add_options()("control-topic", po::value<std::string>()->default_value("kappa.control"),
+  desc.add_options()("control-topic",
+                     po::value<std::string>()->default_value("kappa.control")->notifier([](const std::string& topic) {
+                       // An empty or invalid name read "no jobs registered in " with exit 0.
+                       if (!CheckTopicName(topic).ok()) {
+                         throw po::validation_error(po::validation_error::invalid_option_value, "control-topic", topic);
+                       }
+                     }),
                      "the registry's control topic (compacted on a real cluster)");
 }
 

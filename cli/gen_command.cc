@@ -165,6 +165,10 @@ int GenCommand(int argc, char** argv) {
   const bool file_mode = vm.count("to-archive") > 0;
   Status st = file_mode ? Status::OK() : KafkaConfigFromOptions(vm, &config);
   if (st.ok() && !file_mode && topic.empty()) st = Status::InvalidArgument("--topic is required (or --to-archive FILE)");
+  if (st.ok() && file_mode && (vm.count("brokers") || !topic.empty())) {
+    st = Status::InvalidArgument("--to-archive writes a file, not to Kafka: --brokers and --topic do not apply (the "
+                                 "topic is named when the file is imported: kappa archive --import FILE -t TOPIC)");
+  }
   if (st.ok() && file_mode && (partitions < 1 || partitions > 100000)) {
     st = Status::InvalidArgument("--to-archive needs --partitions between 1 and 100000");
   }

@@ -32,6 +32,12 @@ int SchemaCommand(int argc, char** argv) {
       "then the features in the order the spec names them; times are epoch milliseconds.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "schema", usage, desc, &positional, vm); rc >= 0) return rc;
+  // Checked first: a bad --format was hidden behind whatever the spec lacked.
+  if (!format_name.empty() && format_name != "postgres") {
+    if (auto parsed = ParseRowFormat(format_name); !parsed.ok()) {
+      return Fail("schema", Status::InvalidArgument("--format: " + parsed.status().message()));
+    }
+  }
   auto spec = LoadJobSpec(spec_path);
   if (!spec.ok()) return Fail("schema", spec.status());
   const WindowSpec* window = spec->FeatureWindow();

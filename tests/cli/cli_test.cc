@@ -147,6 +147,9 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"broker", "--topic", "a b:2"}, {"a b:2"});
   ExpectUsageError({"broker", "--topic", "foo:2", "--topic", "foo:3"}, {"foo", "twice"});
   ExpectUsageError({"consume", "-b", b, "-t", "x", "-F", "/tmp"}, {"-F /tmp", "is a directory"});
+  ExpectUsageError({"gen", "--to-archive", "/tmp/never.krec", "--partitions", "2", "-t", "x"}, {"--to-archive", "--topic"});
+  ExpectUsageError({"status", "-b", b, "--control-topic", ""}, {"control-topic"});
+  ExpectUsageError({"schema", "/nonexistent/spec.yaml", "--format", "bogus"}, {"--format", "bogus"});
   std::string err;
   EXPECT_EQ(RunKappa({"run", "/nonexistent/spec.yaml", "-b", b}, nullptr, &err), 1);
   EXPECT_TRUE(Contains(err, "/nonexistent/spec.yaml")) << err;
