@@ -1,9 +1,7 @@
 #include "archive/archive_range.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -96,21 +94,15 @@ Result<std::vector<int32_t>> ArchivedPartitions(const std::string& root, const s
 
 Result<int32_t> ArchivedPartitionCount(const std::string& root, const std::string& topic) {
   KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
-  const std::string path = root + "/" + topic + "/PARTITIONS";
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return -1;
-    return Status::IOError(Errno("open " + path));
-  }
-  char buf[32];
-  const ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
-  ::close(fd);
-  if (n < 0) return Status::IOError(Errno("read " + path));
-  buf[n] = '\0';
+  const std::string dir = root + "/" + topic;
+  auto text = ReadSmallFile(dir, "PARTITIONS");
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return -1;
+  const char* buf = (*text)->c_str();
   char* end = nullptr;
   const long count = std::strtol(buf, &end, 10);
   if (end == buf || *end != '\n' || count < 1 || count > 1000000) {
-    return Status::Corruption("archive " + path + " is not a partition count: the archive is damaged; delete it "
+    return Status::Corruption("archive " + dir + "/PARTITIONS is not a partition count: the archive is damaged; delete it "
                               "(the next `kappa archive` writes it again)");
   }
   return static_cast<int32_t>(count);
@@ -121,20 +113,7 @@ Status RecordPartitionCount(const std::string& root, const std::string& topic, i
   if (known.ok() && *known >= count) return Status::OK();
   const std::string dir = root + "/" + topic;
   KAPPA_RETURN_IF_ERROR(MakeDirs(dir));
-  const std::string path = dir + "/PARTITIONS";
-  const std::string tmp = path + ".tmp";
-  const std::string text = std::to_string(count) + "\n";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError(Errno("create " + tmp));
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) {
-    errno = err;
-    return Status::IOError(Errno("write " + tmp));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError(Errno("rename " + tmp));
-  return SyncDir(dir);
+  return WriteSmallFile(dir, "PARTITIONS", std::to_string(count) + "\n");
 }
 
 Result<int32_t> CheckArchivedPartitions(const std::string& root, const std::string& topic) {

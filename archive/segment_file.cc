@@ -156,11 +156,11 @@ Result<SegmentScan> ScanSegment(const std::string& path, bool verify_payloads) {
   return scan;
 }
 
-Result<int64_t> ReadChainStart(const std::string& dir) {
-  const std::string path = dir + "/" + kChainFile;
+Result<std::optional<std::string>> ReadSmallFile(const std::string& dir, const std::string& name) {
+  const std::string path = dir + "/" + name;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return int64_t{-1};
+    if (errno == ENOENT) return std::optional<std::string>();
     return Status::IOError(Errno("open " + path));
   }
   char buf[64];
@@ -171,11 +171,18 @@ Result<int64_t> ReadChainStart(const std::string& dir) {
     errno = err;
     return Status::IOError(Errno("read " + path));
   }
-  buf[n] = '\0';
+  return std::optional<std::string>(std::string(buf, static_cast<size_t>(n)));
+}
+
+Result<int64_t> ReadChainStart(const std::string& dir) {
+  auto text = ReadSmallFile(dir, kChainFile);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return int64_t{-1};
+  const std::string path = dir + "/" + kChainFile;
   long long from = -1;
   char end = 0;
-  if (std::sscanf(buf, "from %lld%c", &from, &end) != 2 || end != '\n' || from < 0) {
-    return Status::Corruption("archive " + path + " is not \"from <offset>\" (" + std::to_string(n) +
+  if (std::sscanf((*text)->c_str(), "from %lld%c", &from, &end) != 2 || end != '\n' || from < 0) {
+    return Status::Corruption("archive " + path + " is not \"from <offset>\" (" + std::to_string((*text)->size()) +
                               " bytes): the archive is damaged; `--repair` cannot tell holes between segments without it. Write "
                               "it as \"from <the first segment's offset>\" if kappa wrote every segment of the partition "
                               "with it, or delete it to read without that check");
@@ -183,10 +190,9 @@ Result<int64_t> ReadChainStart(const std::string& dir) {
   return static_cast<int64_t>(from);
 }
 
-Status WriteChainStart(const std::string& dir, int64_t from) {
-  const std::string path = dir + "/" + kChainFile;
+Status WriteSmallFile(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
   const std::string tmp = path + ".tmp";
-  const std::string text = "from " + std::to_string(from) + "\n";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::IOError(Errno("create " + tmp));
   const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
@@ -198,6 +204,10 @@ Status WriteChainStart(const std::string& dir, int64_t from) {
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError(Errno("rename " + tmp));
   return SyncDir(dir);
+}
+
+Status WriteChainStart(const std::string& dir, int64_t from) {
+  return WriteSmallFile(dir, kChainFile, "from " + std::to_string(from) + "\n");
 }
 
 int64_t ChainedEnd(int64_t name, int64_t first_offset, int64_t last_offset) {

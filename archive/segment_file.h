@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,12 @@ Status SyncDir(const std::string& dir);
 // Segment base offsets in a partition directory, ascending; NotFound if the
 // directory does not exist.
 Result<std::vector<int64_t>> ListSegments(const std::string& dir);
+// Replaces <dir>/<name> with `text`, atomically and durably (a temporary
+// file, fsync, rename, fsync of the directory): the archive's small
+// metadata files (CHAIN, PARTITIONS).
+Status WriteSmallFile(const std::string& dir, const std::string& name, const std::string& text);
+// Its first bytes (at most 63), or nullopt if it does not exist.
+Result<std::optional<std::string>> ReadSmallFile(const std::string& dir, const std::string& name);
 // pread until `size` bytes are read; false on an error or the end of the file.
 bool PreadAll(int fd, void* buf, size_t size, int64_t at);
 

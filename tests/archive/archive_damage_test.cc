@@ -25,6 +25,7 @@
 #include "archive/archive_repair.h"
 #include "archive/record_import.h"
 #include "archive/segment_format.h"
+#include "tests/archive/owned_record.h"
 #include "tests/support/archive_bytes.h"
 #include "tests/support/test_support.h"
 
@@ -62,21 +63,6 @@ std::string OnlySegment(const std::string& root) {
     if (e.path().extension() == ".kseg") segment = e.path().string();
   }
   return segment;
-}
-
-// Reads every record of t/0; the status of the first failure, or OK with
-// the count read.
-Status ReadAll(const std::string& root, int64_t* count) {
-  auto r = ArchiveReader::Open(root, "t", 0);
-  if (!r.ok()) return r.status();
-  ArchiveRecord got;
-  *count = 0;
-  for (;;) {
-    auto more = (*r)->Next(&got);
-    if (!more.ok()) return more.status();
-    if (!*more) return Status::OK();
-    ++*count;
-  }
 }
 
 struct Damage {

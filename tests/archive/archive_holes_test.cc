@@ -20,6 +20,7 @@
 #include "archive/archive.h"
 #include "archive/archive_repair.h"
 #include "archive/segment_file.h"
+#include "tests/archive/owned_record.h"
 #include "tests/support/archive_bytes.h"
 #include "tests/support/test_support.h"
 
@@ -54,20 +55,6 @@ std::vector<std::string> Segments(const std::string& root) {
   }
   std::sort(segments.begin(), segments.end());
   return segments;
-}
-
-// Reads every record of t/0: the first failure, or OK with the count.
-Status ReadAll(const std::string& root, int64_t* count) {
-  auto r = ArchiveReader::Open(root, "t", 0);
-  if (!r.ok()) return r.status();
-  ArchiveRecord got;
-  *count = 0;
-  for (;;) {
-    auto more = (*r)->Next(&got);
-    if (!more.ok()) return more.status();
-    if (!*more) return Status::OK();
-    ++*count;
-  }
 }
 
 // Every way of reading the partition reports `problem` as corruption.

@@ -1,5 +1,5 @@
 // A record that owns its bytes, for the archive tests, the borrowed
-// ArchiveRecord view the writer takes, and the read-back check.
+// ArchiveRecord view the writer takes, and the read-back checks.
 #pragma once
 
 #include <cstdint>
@@ -64,6 +64,21 @@ inline void ExpectReadsBack(const std::string& root, const std::vector<Owned>& a
     ExpectSame(all[i++], got);
   }
   EXPECT_EQ(i, all.size());
+}
+
+// Reads every record of <root>/<topic>/<partition>: the first failure, or
+// OK with *count the records read.
+inline Status ReadAll(const std::string& root, int64_t* count, const std::string& topic = "t", int32_t partition = 0) {
+  auto r = ArchiveReader::Open(root, topic, partition);
+  if (!r.ok()) return r.status();
+  ArchiveRecord got;
+  *count = 0;
+  for (;;) {
+    auto more = (*r)->Next(&got);
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::OK();
+    ++*count;
+  }
 }
 
 }  // namespace kappa

@@ -73,6 +73,30 @@ std::vector<int64_t> RecordStarts(const std::string& path) {
   return starts;
 }
 
+// Reads records until the file ends or one fails: how many were read, and
+// the failure in *failure (OK if the file ended cleanly).
+size_t ReadUntilFailure(const std::string& path, Status* failure) {
+  auto r = RecordFileReader::Open(path);
+  if (!r.ok()) {
+    *failure = r.status();
+    return 0;
+  }
+  RecordFileEntry e;
+  size_t read = 0;
+  for (;;) {
+    auto more = (*r)->Next(&e);
+    if (!more.ok()) {
+      *failure = more.status();
+      return read;
+    }
+    if (!*more) {
+      *failure = Status::OK();
+      return read;
+    }
+    ++read;
+  }
+}
+
 TEST(RecordFileTest, WhatIsWrittenIsReadBack) {
   ScratchDir dir("record_file_roundtrip");
   const std::string path = dir / "records.krec";
@@ -111,20 +135,9 @@ TEST(RecordFileTest, ATruncatedFileIsCorruptionWithTheBytePosition) {
                                                                             {size - 1, 299}}) {
     std::filesystem::copy_file(path, dir / "cut.krec", std::filesystem::copy_options::overwrite_existing);
     std::filesystem::resize_file(dir / "cut.krec", static_cast<uintmax_t>(cut));
-    auto r = RecordFileReader::Open(dir / "cut.krec");
-    ASSERT_TRUE(r.ok());
-    RecordFileEntry e;
-    size_t read = 0;
     Status failure;
-    for (;;) {
-      auto more = (*r)->Next(&e);
-      if (!more.ok()) {
-        failure = more.status();
-        break;
-      }
-      ASSERT_TRUE(*more) << "the cut file must not end cleanly";
-      ++read;
-    }
+    const size_t read = ReadUntilFailure(dir / "cut.krec", &failure);
+    ASSERT_FALSE(failure.ok()) << "the cut file must not end cleanly";
     EXPECT_EQ(read, record) << "every record before the cut is read";
     EXPECT_EQ(failure.code(), Status::Code::kCorruption) << failure.ToString();
     EXPECT_NE(failure.message().find("at byte " + std::to_string(starts[record])), std::string::npos)
@@ -202,20 +215,9 @@ TEST(RecordFileTest, AByteFlippedInsideARecordFailsItsChecksumAndTheImportResume
     std::fclose(f);
   }
 
-  auto r = RecordFileReader::Open(damaged);
-  ASSERT_TRUE(r.ok());
-  RecordFileEntry e;
-  size_t read = 0;
   Status failure;
-  for (;;) {
-    auto more = (*r)->Next(&e);
-    if (!more.ok()) {
-      failure = more.status();
-      break;
-    }
-    ASSERT_TRUE(*more) << "the damaged record was read as good";
-    ++read;
-  }
+  const size_t read = ReadUntilFailure(damaged, &failure);
+  ASSERT_FALSE(failure.ok()) << "the damaged record was read as good";
   EXPECT_EQ(read, 151u);
   EXPECT_EQ(failure.code(), Status::Code::kCorruption) << failure.ToString();
   EXPECT_NE(failure.message().find("at byte " + std::to_string(starts[151])), std::string::npos) << failure.ToString();
