@@ -288,6 +288,12 @@ int PromoteCommand(int argc, char** argv) {
       "left behind by a crash).";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "promote", usage, desc, &positional, vm); rc >= 0) return rc;
+  // NaN passed every comparison of the gate, so it was off; -1 is "the spec's".
+  if (options.max_changed_share != -1 && !(options.max_changed_share >= 0 && options.max_changed_share <= 1)) {
+    return Fail("promote", Status::InvalidArgument("--max-changed-share must be from 0 to 1 (a share of the compared "
+                                                   "rows; leave it out for the spec's promote.max_changed_share)"));
+  }
+  if (options.max_lag < 0) return Fail("promote", Status::InvalidArgument("--max-lag must not be negative"));
   options.force = vm.count("force") > 0;
   options.accept = vm.count("accept") > 0;
   options.postgres_dsn = PostgresDsn(vm);
@@ -383,8 +389,8 @@ int ThrottleCommand(int argc, char** argv) {
   if (!pause && !resume && !rate) {
     return Fail("throttle", Status::InvalidArgument("say what to change: --max-rate R, --pause or --resume"));
   }
-  if (rate && (!(max_rate >= 0) || std::isinf(max_rate))) {
-    return Fail("throttle", Status::InvalidArgument("--max-rate must be a finite number >= 0 (0: no cap)"));
+  if (Status st = rate ? CheckMaxRate(max_rate) : Status::OK(); !st.ok()) {
+    return Fail("throttle", st);
   }
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("throttle", st);
@@ -434,6 +440,7 @@ int GetCommand(int argc, char** argv) {
   positional.add("key", 1);
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "get", "usage: kappa get JOB KEY --brokers HOST:PORT\n\nPrints the latest output for KEY from the version that serves JOB, read from a local\ntable materialized from its output topic (upsert by key, caught up on every call).\nA job with sink.postgres is read from PostgreSQL: the view <table> (the serving\nversion), or with --version N its table <table>_vN.", desc, &positional, vm); rc >= 0) return rc;
+  if (key.empty()) return Fail("get", Status::InvalidArgument("the KEY is empty: give the output key to look up"));
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("get", st);
   Registry registry(config, vm["control-topic"].as<std::string>());

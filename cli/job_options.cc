@@ -28,11 +28,14 @@ void AddJobOptions(po::options_description& desc, po::positional_options_descrip
   positional.add("spec", 1);
 }
 
+Status CheckMaxRate(double max_rate) {
+  if (max_rate == 0 || (max_rate >= 1 && max_rate <= 1e9)) return Status::OK();
+  return Status::InvalidArgument("--max-rate must be 0 (no cap) or from 1 to 1000000000 records per second");
+}
+
 Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, KafkaConfig* config) {
   RunOptions& run = options->run;
-  if (!(run.max_rate >= 0) || std::isinf(run.max_rate)) {
-    return Status::InvalidArgument("--max-rate must be a finite number >= 0 (0: no cap)");
-  }
+  KAPPA_RETURN_IF_ERROR(CheckMaxRate(run.max_rate));
   if (run.status_interval_ms < 0) return Status::InvalidArgument("--status-interval-ms must not be negative");
   if (!run.metrics_file.empty()) KAPPA_RETURN_IF_ERROR(CheckWritableFile(run.metrics_file, "--metrics-file"));
   run.parallelism = 0;  // the spec's

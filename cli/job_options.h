@@ -28,6 +28,11 @@ void AddJobOptions(boost::program_options::options_description& desc,
 
 // Checks the shared flags (InvalidArgument, exit 2, before anything is read),
 // then loads the spec (applying --state-dir) and the Kafka configuration.
+// --max-rate's rule, for run/deploy/replay and throttle: 0 (no cap), or
+// from 1 to a billion records per second. A fraction showed as "0" (no cap)
+// while the process capped at 1; 1e19 overflowed the process's int64 cap.
+Status CheckMaxRate(double max_rate);
+
 Status LoadJob(const boost::program_options::variables_map& vm, JobOptions* options, JobSpec* spec,
                KafkaConfig* config);
 

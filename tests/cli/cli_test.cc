@@ -150,6 +150,17 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"gen", "--to-archive", "/tmp/never.krec", "--partitions", "2", "-t", "x"}, {"--to-archive", "--topic"});
   ExpectUsageError({"status", "-b", b, "--control-topic", ""}, {"control-topic"});
   ExpectUsageError({"schema", "/nonexistent/spec.yaml", "--format", "bogus"}, {"--format", "bogus"});
+  // The version lifecycle's bug bash: NaN turned the promote gate off, a
+  // negative lag was taken, throttle's rate overflowed, an empty key was
+  // looked up.
+  for (const char* share : {"nan", "inf", "7", "-0.5"}) {
+    ExpectUsageError({"promote", "j", "--version", "2", "-b", b, "--max-changed-share", share}, {"--max-changed-share"});
+  }
+  ExpectUsageError({"promote", "j", "--version", "2", "-b", b, "--max-lag=-5"}, {"--max-lag"});
+  for (const char* rate : {"1e19", "0.5", "nan"}) {
+    ExpectUsageError({"throttle", "j", "--version", "2", "-b", b, "--max-rate", rate}, {"--max-rate"});
+  }
+  ExpectUsageError({"get", "j", "", "-b", b}, {"KEY is empty"});
   std::string err;
   EXPECT_EQ(RunKappa({"run", "/nonexistent/spec.yaml", "-b", b}, nullptr, &err), 1);
   EXPECT_TRUE(Contains(err, "/nonexistent/spec.yaml")) << err;
@@ -167,6 +178,9 @@ TEST(CliTest, JobCommandsRejectOutOfRangeParallelismAndRate) {
                        {"--parallelism", "between 1 and 256", n});
     }
     ExpectUsageError({cmd, "/nonexistent/spec.yaml", "-b", b, "--max-rate=-5"}, {"--max-rate"});
+    // A fraction showed as no cap; 1e19 overflowed the process's cap.
+    ExpectUsageError({cmd, "/nonexistent/spec.yaml", "-b", b, "--max-rate", "0.5"}, {"--max-rate"});
+    ExpectUsageError({cmd, "/nonexistent/spec.yaml", "-b", b, "--max-rate", "1e19"}, {"--max-rate"});
     ExpectUsageError({cmd, "-b", b}, {"spec"});
     ExpectUsageError({cmd, "--nonsense"}, {"nonsense", "--help"});
     std::string out, err;
