@@ -59,6 +59,10 @@ void Dedup::Process(RecordBatch& batch, TaskContext& ctx) {
   constexpr size_t kAhead = 8;
   size_t hashes[kAhead];  // of records j .. j + kAhead - 1, by j % kAhead
   const size_t n = batch.selection.size();
+  // A declared optional field may be absent: such records cannot be told
+  // apart, and taken as one key every one after the first was dropped as a
+  // repeat. They are dead letters instead.
+  const bool declared = IsDeclaredField(spec_.field);
   auto ahead = [&](size_t j) {
     const std::string_view k = FieldText(batch.records[batch.selection[j]], spec_.field, ahead_scratch);
     hashes[j % kAhead] = KeyedState<Entry>::HashOf(k);
@@ -70,6 +74,13 @@ void Dedup::Process(RecordBatch& batch, TaskContext& ctx) {
     const size_t hash = hashes[j % kAhead];
     if (j + kAhead < n) ahead(j + kAhead);
     const InputRecord& rec = batch.records[idx];
+    if (declared && !DeclaredSlot(rec, spec_.field).present) {
+      ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
+                       "dedup by `" + std::string(FieldName(spec_.field)) +
+                           "`, absent in this record (declared optional): it cannot be told from a repeat");
+      ++ctx.counters->dlq;
+      continue;
+    }
     const std::string_view key = FieldText(rec, spec_.field, scratch);
     // One hash lookup per record; only a new key allocates. A repeat marks
     // its unchanged entry dirty, which costs one rewrite at the checkpoint.

@@ -228,6 +228,15 @@ class RollingWindow final : public Operator {
         ++ctx.counters->late;
         continue;
       }
+      // A feature over an optional field the record lacks would count it
+      // as 0: a dead letter instead (as in the tumbling and sliding windows).
+      if (const FeatureSpec* missing = MissingFeatureInput(rec)) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
+                         "feature `" + missing->name + "` needs `" + std::string(FieldName(missing->field)) +
+                             "`, absent in this record (declared optional)");
+        ++ctx.counters->dlq;
+        continue;
+      }
       const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
       // Found ahead in this batch: still there (only OnBatchEnd erases groups).
       Group* found = ahead_groups_[pos % kRing];
@@ -404,6 +413,14 @@ class RollingWindow final : public Operator {
     PutBE(p, offset);
     p[8] = static_cast<char>(feature);
     std::memcpy(p + 9, value.data(), value.size());
+  }
+
+  // The first feature whose declared input field the record lacks, if any.
+  const FeatureSpec* MissingFeatureInput(const InputRecord& rec) const {
+    for (const FeatureSpec& f : spec_.features) {
+      if (f.kind != FeatureKind::kCount && IsDeclaredField(f.field) && !DeclaredSlot(rec, f.field).present) return &f;
+    }
+    return nullptr;
   }
 
   // The record's count_distinct value of feature f, as the window keys it.

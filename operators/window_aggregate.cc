@@ -344,10 +344,26 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
     // its 8 start bytes.
     MakeStateKey(&key_scratch_, key, 0);
     if constexpr (kFeatures) {
+      // A feature over an optional field the record lacks: counted as 0 (or,
+      // for count_distinct, as a value of its own) it would change the
+      // aggregate in silence, so the record is a dead letter instead.
+      const FeatureSpec* missing = nullptr;
       for (size_t i = 0; i < feature_count; ++i) {
         const FeatureSpec& f = spec_.features[i];
-        if (f.kind == FeatureKind::kCount || f.kind == FeatureKind::kCountDistinct) continue;
+        if (f.kind == FeatureKind::kCount) continue;
+        if (IsDeclaredField(f.field) && !DeclaredSlot(rec, f.field).present) {
+          missing = &f;
+          break;
+        }
+        if (f.kind == FeatureKind::kCountDistinct) continue;
         in[i] = FeatureInputIsDouble(f) ? DoubleBits(DeclaredSlot(rec, f.field).d) : NumericField(rec, f.field);
+      }
+      if (missing != nullptr) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
+                         "feature `" + missing->name + "` needs `" + std::string(FieldName(missing->field)) +
+                             "`, absent in this record (declared optional)");
+        ++ctx.counters->dlq;
+        continue;
       }
     }
     // Windows containing t: starts s = k*slide with s <= t < s + size.

@@ -12,6 +12,7 @@
 
 #include <fstream>
 
+#include "kafka/kafka_producer.h"
 #include "schemas/dlq_record_generated.h"
 #include "schemas/window_aggregate_generated.h"
 #include "tests/e2e/e2e_util.h"
@@ -296,6 +297,68 @@ TEST_F(DeclaredFormatsTest, NamedFeaturesInJsonAndFlatBuffersRowsEqualTheBuiltIn
     for (const char* n : names) got.push_back(flatbuffers::GetAnyFieldF(t, *schema->root_table()->fields()->LookupByKey(n)));
     EXPECT_EQ(got, expected[key]) << key;
   }
+}
+
+// A bug bash's records: an optional field that a dedup or a feature needs,
+// absent. The window counted it as 0 (avg 1 of a single price 2, min 0),
+// and the dedup took every record without it for a repeat of the first
+// (dropped). Such a record is now a dead letter naming the field.
+TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadLetter) {
+  CreateTopic("opt-in", 1);
+  CreateTopic("opt-out.v1", 1);
+  CreateTopic("opt.dlq", 1);
+  CreateTopic("opt.late", 1);
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    for (const char* json : {R"({"user_id":"A","t":1767225600001,"price":2,"txn":"a"})",
+                             R"({"user_id":"A","t":1767225600002,"txn":"b"})",
+                             R"({"user_id":"A","t":1767225600003,"price":4})",
+                             R"({"user_id":"A","t":1767225600004,"price":6,"txn":"c"})",
+                             R"({"user_id":"A","t":1767225600005,"price":8,"txn":"a"})"}) {
+      ASSERT_TRUE((*producer)->Produce("opt-in", 0, "k", json).ok());
+    }
+    ASSERT_TRUE((*producer)->CloseEpoch(30000)(nullptr).ok());
+  }
+  ScratchDir dir("declared-optional");
+  const std::string spec = dir / "opt.yaml";
+  std::ofstream(spec) << "job: opt\nversion: 1\nsource:\n  topic: opt-in\n  start: earliest\n  format: json\n"
+                         "  fields:\n    user_id: string\n    price: {type: int64, optional: true}\n"
+                         "    txn: {type: string, optional: true}\n    t: timestamp\n  event_time: t\n"
+                         "operators:\n  - dedup: {field: txn, ttl: 1h}\n"
+                         "  - window: {type: tumbling, size: 1h, key: user_id, features: {n: count, s: sum(price), "
+                         "mn: min(price), av: avg(price)}}\n"
+                         "sink: {topic: opt-out}\ndlq: {topic: opt.dlq}\nlate: {topic: opt.late}\n"
+                         "checkpoint: {interval: 1s, dir: "
+                      << (dir / "state") << "}\n";
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
+                     &out, &err),
+            0)
+      << err;
+  // in 5 = out 2 (prices 2 and 6) + deduped 1 (the second "a") + dlq 2.
+  EXPECT_NE((out + err).find("in 5 = out 2 + deduped 1 + filtered 0 + late 0 + dlq 2"), std::string::npos)
+      << out << err;
+  const TopicContents rows = ReadOutputs(Config(), "opt-out.v1");
+  ASSERT_EQ(rows.rows.size(), 1u);
+  simdjson::dom::parser parser;
+  simdjson::dom::object obj = parser.parse(rows.rows.begin()->second.value).get_object();
+  EXPECT_EQ(int64_t(obj["n"]), 2);
+  EXPECT_EQ(int64_t(obj["s"]), 8);
+  EXPECT_EQ(int64_t(obj["mn"]), 2);
+  EXPECT_EQ(double(obj["av"]), 4.0);
+  std::vector<std::string> messages;
+  auto read = ReadTopic(Config(), "opt.dlq", [&](const ConsumedRecord& r) {
+    const std::string bytes(r.value);
+    const auto* d = schema::GetDlqRecord(bytes.data());
+    EXPECT_EQ(d->error_type(), schema::DlqErrorType::MissingField);
+    messages.push_back(d->error_message()->str());
+  });
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(messages.size(), 2u);
+  // The dedup sees each batch first.
+  EXPECT_NE(messages[0].find("dedup by `txn`, absent in this record"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[1].find("feature `s` needs `price`, absent in this record"), std::string::npos) << messages[1];
 }
 
 }  // namespace
