@@ -3,7 +3,9 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "kafka/topic_reader.h"
@@ -17,14 +19,30 @@ struct MaterializedTable::Impl {
 
 MaterializedTable::~MaterializedTable() = default;
 
-Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::string& dir, const std::string& topic) {
+Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::string& dir, const std::string& topic,
+                                                                   int wait_ms) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   rocksdb::Options options;
   options.create_if_missing = true;
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, &db);
-  if (!s.ok()) return Status::IOError("cannot open table " + dir + ": " + s.ToString());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  rocksdb::Status s;
+  for (;;) {
+    s = rocksdb::DB::Open(options, dir, &db);
+    // Held by another lookup (another process, or this one): it is done
+    // within a catch-up, so wait for it.
+    const bool locked = s.IsIOError() && s.ToString().find("/LOCK") != std::string::npos;
+    if (!locked || std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!s.ok()) {
+    const bool locked = s.IsIOError() && s.ToString().find("/LOCK") != std::string::npos;
+    return Status::IOError("cannot open table " + dir + ": " + s.ToString() +
+                           (locked ? "; another `kappa get` has held it for " + std::to_string(wait_ms / 1000) +
+                                         " s: is one stuck?"
+                                   : ""));
+  }
   std::unique_ptr<MaterializedTable> table(new MaterializedTable());
   table->impl_ = std::make_unique<Impl>();
   table->impl_->db.reset(db);

@@ -16,7 +16,10 @@ namespace kappa {
 
 class MaterializedTable {
  public:
-  static Result<std::unique_ptr<MaterializedTable>> Open(const std::string& dir, const std::string& topic);
+  // Another `kappa get` holding the table (RocksDB's LOCK) is waited for,
+  // up to `wait_ms`: two lookups at once failed with the lock's I/O error.
+  static Result<std::unique_ptr<MaterializedTable>> Open(const std::string& dir, const std::string& topic,
+                                                         int wait_ms = 30000);
   ~MaterializedTable();
   // Applies every record added to the topic since the last call; returns how many.
   Result<int64_t> CatchUp(const KafkaConfig& config);
