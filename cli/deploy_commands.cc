@@ -189,7 +189,7 @@ int StatusCommand(int argc, char** argv) {
     if (!job) continue;
     ++shown;
     std::printf("job %s: serving v%d%s\n", name.c_str(), job->serving,
-                job->previous_serving.empty() ? "" : (" (rollback to v" + std::to_string(job->previous_serving.back()) + ")").c_str());
+                job->RollbackTarget() == 0 ? "" : (" (rollback to v" + std::to_string(job->RollbackTarget()) + ")").c_str());
     if (const VersionInfo* serving = job->Find(job->serving); serving && !serving->postgres_table.empty()) {
       PrintPostgresServing(*job, *serving, PostgresDsn(vm));
     }

@@ -334,11 +334,19 @@ Status Rollback(Registry& registry, const std::string& job, std::string* report,
     }
     expected_serving = record->serving;
     bool found = false;
+    std::string skipped;  // retired versions passed over, for the refusal
     while (!record->previous_serving.empty()) {
       const int32_t previous = record->previous_serving.back();
       record->previous_serving.pop_back();
       const VersionInfo* v = record->Find(previous);
-      if (v && v->state != VersionState::kRetired) {
+      if (v && v->state == VersionState::kRetired) {
+        skipped += (skipped.empty() ? "v" : ", v") + std::to_string(previous);
+        continue;
+      }
+      // The version serving now is no rollback: a promote back and forth
+      // (1, 2, 1) with 2 retired reported "version 1 serves again (was 1)".
+      if (previous == record->serving) continue;
+      if (v) {
         const int32_t from = record->serving;
         record->serving = previous;
         auto won = registry.TryPutJob(*record);
@@ -353,7 +361,10 @@ Status Rollback(Registry& registry, const std::string& job, std::string* report,
         break;
       }
     }
-    if (!found) return Status::FailedPrecondition("job " + job + " has no earlier serving version to roll back to");
+    if (!found) {
+      return Status::FailedPrecondition("job " + job + " has no earlier serving version to roll back to" +
+                                        (skipped.empty() ? std::string() : " (" + skipped + " retired)"));
+    }
   }
   return GaveUp(job, "the rollback was");
 }

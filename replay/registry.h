@@ -70,6 +70,15 @@ struct JobRecord {
   int64_t seq = 0;
   VersionInfo* Find(int32_t version);
   const VersionInfo* Find(int32_t version) const;
+  // The version `kappa rollback` would make serve (the latest earlier
+  // serving one that is neither retired nor serving now); 0 if none.
+  int32_t RollbackTarget() const {
+    for (auto it = previous_serving.rbegin(); it != previous_serving.rend(); ++it) {
+      const VersionInfo* v = Find(*it);
+      if (v && v->state != VersionState::kRetired && *it != serving) return *it;
+    }
+    return 0;
+  }
 };
 
 struct ProgressRecord {

@@ -150,6 +150,40 @@ TEST_F(PromotionTest, PromoteSwitchesACaughtUpVersionAndRollbackRestoresThePrevi
   EXPECT_EQ(Rollback(registry, "spend", &report).code(), Status::Code::kFailedPrecondition);
 }
 
+// Served 1, then 2, then 1 again, and 2 retired: the rollback history is
+// [1, 2]. Rollback skipped the retired 2 and went on to 1, the version
+// serving now, and reported "version 1 serves again (was 1)" with exit 0
+// (a bug bash). It refuses now, naming the retired version, and status's
+// rollback target is the same rule's.
+TEST_F(PromotionTest, RollbackNeverChoosesTheServingVersionAndNamesARetiredOne) {
+  Registry registry(Config());
+  JobRecord job;
+  job.job = "spend";
+  job.versions = {Version(1, VersionState::kLive), Version(2, VersionState::kRetired)};
+  job.serving = 1;
+  job.previous_serving = {1, 2};
+  ASSERT_TRUE(registry.PutJob(job).ok());
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->RollbackTarget(), 0);
+  std::string report;
+  Status st = Rollback(registry, "spend", &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString() << " " << report;
+  EXPECT_NE(st.message().find("no earlier serving version to roll back to (v2 retired)"), std::string::npos)
+      << st.ToString();
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->serving, 1);
+
+  // With a live version 3 before them in the history, that one is chosen.
+  job.versions.push_back(Version(3, VersionState::kCaughtUp));
+  job.previous_serving = {3, 1, 2};
+  ASSERT_TRUE(registry.PutJob(job).ok());
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->RollbackTarget(), 3);
+  st = Rollback(registry, "spend", &report);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_NE(report.find("version 3 serves again (was 1)"), std::string::npos) << report;
+}
+
 TEST_F(PromotionTest, PromoteRefusesOverTheChangedShareGateUnlessAccepted) {
   FillSource({10, 10});
   ProduceRaw(Config(), "out.v1", {{"k1", "x"}, {"k2", "y"}});
