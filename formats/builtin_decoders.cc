@@ -122,6 +122,10 @@ BuiltinVerdict TransactionDecoder::Decode(const uint8_t* payload, uint32_t size,
                std::to_string(checks_.min_event_time_ms);
     return BuiltinVerdict::kInvalidValue;
   }
+  if (event_time > kMaxEventTimeMs) {
+    *message = "event_time_ms " + std::to_string(event_time) + " is after the year 9999";
+    return BuiltinVerdict::kInvalidValue;
+  }
   const std::string_view currency(t->currency()->c_str(), t->currency()->size());
   if (currency.empty()) {
     *message = "currency is empty";
@@ -281,6 +285,10 @@ BuiltinVerdict NexmarkDecoder::Decode(const uint8_t* payload, uint32_t size, Fie
   if (date_time < min_event_time_ms_) {
     *message = "date_time " + std::to_string(date_time) + " is below the minimum " +
                std::to_string(min_event_time_ms_);
+    return BuiltinVerdict::kInvalidValue;
+  }
+  if (date_time > kMaxEventTimeMs) {
+    *message = "date_time " + std::to_string(date_time) + " is after the year 9999";
     return BuiltinVerdict::kInvalidValue;
   }
   const int code = static_cast<int>(type);

@@ -62,6 +62,12 @@ struct BuiltinRecordTimes {
   int64_t value = 0;          // amount_cents, a bid's price (0 for persons and auctions)
 };
 
+// The latest event time a record may carry: 9999-12-31T23:59:59.999Z.
+// Beyond it a window's end (start + size) overflowed int64, and an on-time
+// record near INT64_MAX was sent to the late topic; such a time is a bad
+// value (a dead letter), as one below the minimum is.
+constexpr int64_t kMaxEventTimeMs = 253402300799999;
+
 struct TransactionChecks {
   int64_t min_amount_cents = 0;
   int64_t max_amount_cents = INT64_MAX;

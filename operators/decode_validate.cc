@@ -194,9 +194,10 @@ void DecodeValidate::ProcessDeclared(RecordBatch& batch, TaskContext& ctx) {
       continue;
     }
     const int64_t event_time = values[spec_.event_time_slot].i;
-    if (event_time < spec_.min_event_time_ms) {
+    if (event_time < spec_.min_event_time_ms || event_time > kMaxEventTimeMs) {
       message_ = spec_.schema->field(spec_.event_time_slot).path + ": event time " + std::to_string(event_time) +
-                 " is below the minimum " + std::to_string(spec_.min_event_time_ms);
+                 (event_time > kMaxEventTimeMs ? std::string(" is after the year 9999")
+                                               : " is below the minimum " + std::to_string(spec_.min_event_time_ms));
       ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, message_);
       ++ctx.counters->dlq;
       continue;

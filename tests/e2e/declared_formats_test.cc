@@ -302,7 +302,8 @@ TEST_F(DeclaredFormatsTest, NamedFeaturesInJsonAndFlatBuffersRowsEqualTheBuiltIn
 // A bug bash's records: an optional field that a dedup or a feature needs,
 // absent. The window counted it as 0 (avg 1 of a single price 2, min 0),
 // and the dedup took every record without it for a repeat of the first
-// (dropped). Such a record is now a dead letter naming the field.
+// (dropped). Such a record is now a dead letter naming the field. And an
+// event time past the year 9999 is a bad value, not a late record.
 TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadLetter) {
   CreateTopic("opt-in", 1);
   CreateTopic("opt-out.v1", 1);
@@ -315,7 +316,9 @@ TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadL
                              R"({"user_id":"A","t":1767225600002,"txn":"b"})",
                              R"({"user_id":"A","t":1767225600003,"price":4})",
                              R"({"user_id":"A","t":1767225600004,"price":6,"txn":"c"})",
-                             R"({"user_id":"A","t":1767225600005,"price":8,"txn":"a"})"}) {
+                             R"({"user_id":"A","t":1767225600005,"price":8,"txn":"a"})",
+                             // Past the year 9999: it was sent to the late topic though the newest.
+                             R"({"user_id":"A","t":9223372036854775807,"price":1,"txn":"z"})"}) {
       ASSERT_TRUE((*producer)->Produce("opt-in", 0, "k", json).ok());
     }
     ASSERT_TRUE((*producer)->CloseEpoch(30000)(nullptr).ok());
@@ -336,8 +339,8 @@ TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadL
                      &out, &err),
             0)
       << err;
-  // in 5 = out 2 (prices 2 and 6) + deduped 1 (the second "a") + dlq 2.
-  EXPECT_NE((out + err).find("in 5 = out 2 + deduped 1 + filtered 0 + late 0 + dlq 2"), std::string::npos)
+  // in 6 = out 2 (prices 2 and 6) + deduped 1 (the second "a") + dlq 3.
+  EXPECT_NE((out + err).find("in 6 = out 2 + deduped 1 + filtered 0 + late 0 + dlq 3"), std::string::npos)
       << out << err;
   const TopicContents rows = ReadOutputs(Config(), "opt-out.v1");
   ASSERT_EQ(rows.rows.size(), 1u);
@@ -351,14 +354,18 @@ TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadL
   auto read = ReadTopic(Config(), "opt.dlq", [&](const ConsumedRecord& r) {
     const std::string bytes(r.value);
     const auto* d = schema::GetDlqRecord(bytes.data());
-    EXPECT_EQ(d->error_type(), schema::DlqErrorType::MissingField);
-    messages.push_back(d->error_message()->str());
+    messages.push_back(std::string(schema::EnumNameDlqErrorType(d->error_type())) + ": " +
+                       d->error_message()->str());
   });
   ASSERT_TRUE(read.ok()) << read.status().ToString();
-  ASSERT_EQ(messages.size(), 2u);
-  // The dedup sees each batch first.
-  EXPECT_NE(messages[0].find("dedup by `txn`, absent in this record"), std::string::npos) << messages[0];
-  EXPECT_NE(messages[1].find("feature `s` needs `price`, absent in this record"), std::string::npos) << messages[1];
+  ASSERT_EQ(messages.size(), 3u);
+  // In the chain's order: the decoder sees each batch first, then the dedup.
+  EXPECT_NE(messages[0].find("InvalidValue: t: event time 9223372036854775807 is after the year 9999"),
+            std::string::npos)
+      << messages[0];
+  EXPECT_NE(messages[1].find("MissingField: dedup by `txn`, absent in this record"), std::string::npos) << messages[1];
+  EXPECT_NE(messages[2].find("MissingField: feature `s` needs `price`, absent in this record"), std::string::npos)
+      << messages[2];
 }
 
 }  // namespace

@@ -198,6 +198,10 @@ TEST(DecodeValidateTest, InvalidValuesNameTheFieldAndTheValue) {
       {Txn("t", "u", kT0, 0), {"amount_cents 0", "[1, 1000]"}},
       {Txn("t", "u", kT0, 1001), {"amount_cents 1001"}},
       {Txn("t", "u", kT0 - 1, 5), {"event_time_ms", "below the minimum"}},
+      // Near INT64_MAX a window's end overflowed and the record went to the
+      // late topic though it was the newest (a bug bash).
+      {Txn("t", "u", INT64_MAX, 5), {"event_time_ms 9223372036854775807", "after the year 9999"}},
+      {Txn("t", "u", kMaxEventTimeMs + 1, 5), {"after the year 9999"}},
       {Txn("t", "u", kT0, 5, schema::TxnStatus::Approved, ""), {"currency is empty"}},
       {Txn("t", "u", kT0, 5, schema::TxnStatus::Approved, "GBP"), {"currency `GBP`", "allowed"}},
       {RawTxn("t", "u", "EUR", 5, kT0, /*status=*/7), {"status 7", "approved", "cancelled", "refunded"}},
@@ -212,9 +216,10 @@ TEST(DecodeValidateTest, InvalidValuesNameTheFieldAndTheValue) {
   // The limits themselves are valid, as are the allowed currencies.
   run.out.dlq.clear();
   run.Run(std::vector<std::string>{Txn("t", "u", kT0, 1),
-                                   Txn("t", "u", kT0, 1000, schema::TxnStatus::Refunded, "USD")});
+                                   Txn("t", "u", kT0, 1000, schema::TxnStatus::Refunded, "USD"),
+                                   Txn("t", "u", kMaxEventTimeMs, 1)});
   EXPECT_TRUE(run.out.dlq.empty());
-  EXPECT_EQ(run.batch.selection.size(), 2u);
+  EXPECT_EQ(run.batch.selection.size(), 3u);
 }
 
 TEST(DecodeValidateTest, RejectedRecordsLeaveTheChainAndNeverMoveTheWatermark) {
