@@ -41,6 +41,15 @@ constexpr const char* kCheckpointIntact = "the job stopped with its last checkpo
 // The errors of the two barriers, from the producer's message: a delivery
 // failed, or outputs are still unacknowledged (the flush gave up).
 Status DeliveryFailed(const std::string& cause) {
+  // An output too large for the producer is made again, the same size, by
+  // every restart from the checkpoint: "restart it to resume" would loop.
+  if (cause.find("MSG_SIZE_TOO_LARGE") != std::string::npos) {
+    return Status::Unavailable("sink delivery failed: " + cause +
+                               "; the job stopped with its last checkpoint intact, but a restart makes the same "
+                               "output again: raise -X message.max.bytes=N (and the output topic's "
+                               "max.message.bytes), or change the job so that its rows are smaller (a shorter key, "
+                               "fewer features), then restart it");
+  }
   return Status::Unavailable("sink delivery failed: " + cause + "; " + kCheckpointIntact);
 }
 Status Unacknowledged(const std::string& cause) {

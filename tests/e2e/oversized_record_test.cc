@@ -3,9 +3,13 @@
 // Its DLQ record would exceed the producer's message.max.bytes (1,000,000 by
 // default); the sink keeps the metadata and as much of the payload as fits,
 // says it was truncated, with the original size and an XXH3-64 checksum, and
-// the job finishes every other record.
+// the job finishes every other record. An output row too large for the
+// producer stops the job, saying that a restart alone would stop there again
+// and what to change (it said "restart it to resume", which looped).
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -89,6 +93,41 @@ TEST_F(OversizedRecordTest, AOneMebibyteRecordIsDeadLetteredTruncatedAndTheJobFi
   ASSERT_EQ(RunKappa({"consume", "--topic", "user-spend.dlq", "-b", bootstrap(), "--print"}, &printed, &err), 0) << err;
   EXPECT_NE(printed.find("\"truncated\":true"), std::string::npos) << printed.substr(0, 2000);
   EXPECT_NE(printed.find("\"original_size\":1048576"), std::string::npos) << printed.substr(0, 2000);
+}
+
+TEST_F(OversizedRecordTest, AnOutputTooLargeToProduceSaysARestartAloneWouldStopAgain) {
+  CreateTopic("big-in", 1);
+  CreateTopic("big-out.v1", 1);
+  CreateTopic("big.dlq", 1);
+  CreateTopic("big.late", 1);
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    // A window key of 600 kB: the row carries it twice (Kafka key and "key").
+    const std::string key(600000, 'K');
+    ASSERT_TRUE((*producer)->Produce("big-in", 0, "k", R"({"user_id":")" + key + R"(","t":1767225600000})").ok());
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  ScratchDir dir("oversized-output");
+  const std::string spec = dir / "big.yaml";
+  std::ofstream(spec) << "job: big\nversion: 1\nsource:\n  topic: big-in\n  start: earliest\n  format: json\n"
+                         "  fields: {user_id: string, t: timestamp}\n  event_time: t\n"
+                         "operators:\n  - window: {type: tumbling, size: 1h, key: user_id, features: {n: count}}\n"
+                         "sink: {topic: big-out}\ndlq: {topic: big.dlq}\nlate: {topic: big.late}\n"
+                         "checkpoint: {interval: 1s, dir: "
+                      << (dir / "state") << "}\n";
+  for (int run = 0; run < 2; ++run) {
+    std::string out, err;
+    EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms",
+                        "0"},
+                       &out, &err),
+              1)
+        << err;
+    EXPECT_NE(err.find("MSG_SIZE_TOO_LARGE"), std::string::npos) << err;
+    EXPECT_NE(err.find("a restart makes the same output again"), std::string::npos) << err;
+    EXPECT_NE(err.find("-X message.max.bytes"), std::string::npos) << err;
+    EXPECT_EQ(err.find("restart it to resume"), std::string::npos) << err;
+  }
 }
 
 }  // namespace
