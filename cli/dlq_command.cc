@@ -226,11 +226,14 @@ int Show(int argc, char** argv) {
         ++matched;
         if (limit > 0 && shown >= limit) return;
         ++shown;
-        const std::string key = e.record->key() ? std::string(reinterpret_cast<const char*>(e.record->key()->data()),
-                                                              e.record->key()->size())
-                                                : std::string();
+        // A null key (absent) prints as null, an empty one as "".
+        const std::string key =
+            e.record->key() ? "\"" + JsonEscape(std::string(reinterpret_cast<const char*>(e.record->key()->data()),
+                                                            e.record->key()->size())) +
+                                  "\""
+                            : std::string("null");
         std::string line = "{\"dlq\":\"" + JsonEscape(e.where(topic)) + "\",\"source\":\"" + JsonEscape(e.source()) +
-                           "\",\"key\":\"" + JsonEscape(key) + "\",\"record\":" +
+                           "\",\"key\":" + key + ",\"record\":" +
                            FormatRecordJson(reinterpret_cast<const uint8_t*>(e.bytes.data()), e.bytes.size()) +
                            "}\n";
         std::fputs(line.c_str(), stdout);

@@ -244,7 +244,11 @@ void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason
   const bool truncated = key_keep < record.key_size || payload_keep < record.size;
   if (truncated && message.size() > kMaxKeptMessage) message = message.substr(0, kMaxKeptMessage);
   auto topic = fbb.CreateString(spec_->source_topic);
-  auto key = fbb.CreateVector(record.key, std::min<size_t>(key_keep, record.key_size));
+  // A null Kafka key (no key pointer) stays null: an absent vector, which
+  // `kappa dlq replay` re-injects as a null key. An empty vector made it an
+  // empty key, which a job reading `kafka.key` then took as present.
+  const flatbuffers::Offset<flatbuffers::Vector<uint8_t>> key =
+      record.key == nullptr ? 0 : fbb.CreateVector(record.key, std::min<size_t>(key_keep, record.key_size));
   auto payload = fbb.CreateVector(record.payload, std::min<size_t>(payload_keep, record.size));
   auto msg = fbb.CreateString(message.data(), message.size());
   auto job = fbb.CreateString(spec_->job);

@@ -368,5 +368,43 @@ TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadL
       << messages[2];
 }
 
+// A record with a null Kafka key that a job needed (`kafka.key`, required)
+// is a dead letter; `kappa dlq replay` re-injected it with an EMPTY key,
+// which the job then took as present (a bug bash). Null stays null: in the
+// DLQ record, in `dlq show`, and in the re-injected record.
+TEST_F(DeclaredFormatsTest, ANullKeyStaysNullThroughTheDlqAndItsReplay) {
+  CreateTopic("nk-in", 1);
+  CreateTopic("nk-out.v1", 1);
+  CreateTopic("nk.dlq", 1);
+  CreateTopic("nk.late", 1);
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    ASSERT_TRUE((*producer)->Produce("nk-in", 0, std::string_view(), R"({"user_id":"u","t":1767225600000})").ok());
+    ASSERT_TRUE((*producer)->Produce("nk-in", 0, "", R"({"user_id":"u","t":1767225600001})").ok());
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  ScratchDir dir("declared-null-key");
+  const std::string spec = dir / "nk.yaml";
+  std::ofstream(spec) << "job: nk\nversion: 1\nsource:\n  topic: nk-in\n  start: earliest\n  format: json\n"
+                         "  fields: {user_id: string, k: {type: string, path: kafka.key}, t: timestamp}\n"
+                         "  event_time: t\noperators:\n  - emit: {key: k}\n"
+                         "sink: {topic: nk-out}\ndlq: {topic: nk.dlq}\nlate: {topic: nk.late}\n"
+                         "checkpoint: {interval: 1s, dir: "
+                      << (dir / "state") << "}\n";
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+      << err;
+  EXPECT_NE((out + err).find("in 2 = out 1 + deduped 0 + filtered 0 + late 0 + dlq 1"), std::string::npos)
+      << out << err;
+  ASSERT_EQ(RunKappa({"dlq", "show", "nk.dlq", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_NE(out.find("\"key\":null"), std::string::npos) << out;
+  ASSERT_EQ(RunKappa({"dlq", "replay", "nk.dlq", "--to", "nk-in", "-b", bootstrap()}, &out, &err), 0) << err;
+  std::vector<bool> null_keys;
+  auto read = ReadTopic(Config(), "nk-in", [&](const ConsumedRecord& r) { null_keys.push_back(r.key_null); });
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(null_keys, (std::vector<bool>{true, false, true})) << "the re-injected record keeps its null key";
+}
+
 }  // namespace
 }  // namespace kappa::testing
