@@ -188,6 +188,7 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
       }
       rec.computed = values;
       bool ok = true;
+      size_t failed = spec_.computed.size();  // which computed value came out absent (size: the value)
       for (size_t i = 0; i < spec_.computed.size() && ok; ++i) {
         const ExprValue v = spec_.computed[i].expr.Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
         FieldValue& out = values[first_computed_ + static_cast<int>(i)];
@@ -199,6 +200,7 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
           out.i = v.i;
         }
         ok = v.present;
+        if (!ok) failed = i;
       }
       if (ok && !spec_.value_expr.empty()) {
         const ExprValue v = spec_.value_expr[0].Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
@@ -206,7 +208,10 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
         if (ok) rec.value = v.is_double ? ToInt64(v.d) : v.i;
       }
       if (!ok) {
-        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, kAbsentValue);
+        // Which one, when a map computes several.
+        const std::string_view name =
+            failed < spec_.computed.size() ? FieldName(spec_.computed[failed].field) : std::string_view("value");
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, AbsentMessage(name));
         ++ctx.counters->dlq;
         continue;
       }
@@ -223,7 +228,7 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
       InputRecord& rec = batch.records[idx];
       const ExprValue v = expr.Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
       if (!v.present) {
-        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, kAbsentValue);
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, AbsentMessage("value"));
         ++ctx.counters->dlq;
         continue;
       }

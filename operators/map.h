@@ -61,7 +61,10 @@ class Map final : public Operator {
   // `spec` must have passed Validate.
   explicit Map(const MapSpec& spec);
   // The message of the DLQ records whose value is absent.
-  static constexpr std::string_view kAbsentValue = "map value is absent (an absent field or a division by zero)";
+  // The DLQ message for a record whose value `name` came out absent.
+  static std::string AbsentMessage(std::string_view name) {
+    return "map value `" + std::string(name) + "` is absent (an absent field or a division by zero)";
+  }
   std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
 

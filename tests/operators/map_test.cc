@@ -136,6 +136,7 @@ TEST(MapExpressionTest, AnAbsentValueGoesToTheDlqAndAggregatesUseTheRest) {
   ASSERT_EQ(chain.out.dlq.size(), 1u) << "division by zero";
   EXPECT_EQ(chain.out.dlq[0].offset, 1);
   EXPECT_EQ(chain.out.dlq[0].reason, DlqReason::kInvalidValue);
+  EXPECT_EQ(chain.out.dlq[0].message, "map value `value` is absent (an absent field or a division by zero)");
   EXPECT_EQ(chain.counters.dlq, 1);
   ASSERT_EQ(chain.out.emitted.size(), 1u);
   const auto* w = AsWindow(chain.out.emitted[0]);
