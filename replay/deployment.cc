@@ -491,8 +491,8 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
     } else {
       caught_up_since = 0;
     }
-    ProgressRecord record{spec.job, spec.version, snapshot, caught_up_since, false};
-    if (spec.scale_out.enabled) record.instance = spec.scale_out.instance;
+    ProgressRecord record{spec.job, spec.version, snapshot, caught_up_since, false,
+                          spec.scale_out.enabled ? spec.scale_out.instance : std::string()};
     publisher.Offer(std::move(record));
     drain_notes();
     return !publisher.retired();
