@@ -305,10 +305,7 @@ TEST_F(DeclaredFormatsTest, NamedFeaturesInJsonAndFlatBuffersRowsEqualTheBuiltIn
 // (dropped). Such a record is now a dead letter naming the field. And an
 // event time past the year 9999 is a bad value, not a late record.
 TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadLetter) {
-  CreateTopic("opt-in", 1);
-  CreateTopic("opt-out.v1", 1);
-  CreateTopic("opt.dlq", 1);
-  CreateTopic("opt.late", 1);
+  for (const char* t : {"opt-in", "opt-out.v1", "opt.dlq", "opt.late"}) CreateTopic(t, 1);
   {
     auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
     ASSERT_TRUE(producer.ok()) << producer.status().ToString();
@@ -324,16 +321,12 @@ TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadL
     ASSERT_TRUE((*producer)->CloseEpoch(30000)(nullptr).ok());
   }
   ScratchDir dir("declared-optional");
-  const std::string spec = dir / "opt.yaml";
-  std::ofstream(spec) << "job: opt\nversion: 1\nsource:\n  topic: opt-in\n  start: earliest\n  format: json\n"
-                         "  fields:\n    user_id: string\n    price: {type: int64, optional: true}\n"
-                         "    txn: {type: string, optional: true}\n    t: timestamp\n  event_time: t\n"
-                         "operators:\n  - dedup: {field: txn, ttl: 1h}\n"
-                         "  - window: {type: tumbling, size: 1h, key: user_id, features: {n: count, s: sum(price), "
-                         "mn: min(price), av: avg(price)}}\n"
-                         "sink: {topic: opt-out}\ndlq: {topic: opt.dlq}\nlate: {topic: opt.late}\n"
-                         "checkpoint: {interval: 1s, dir: "
-                      << (dir / "state") << "}\n";
+  const std::string spec = WriteJsonJobSpec(
+      dir, "opt", "{user_id: string, price: {type: int64, optional: true}, txn: {type: string, optional: true}, "
+                  "t: timestamp}",
+      "  - dedup: {field: txn, ttl: 1h}\n"
+      "  - window: {type: tumbling, size: 1h, key: user_id, features: {n: count, s: sum(price), mn: min(price), "
+      "av: avg(price)}}\n");
   std::string out, err;
   ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
                      &out, &err),
@@ -373,10 +366,7 @@ TEST_F(DeclaredFormatsTest, ARecordLackingAnOptionalFieldAnOperatorNeedsIsADeadL
 // which the job then took as present (a bug bash). Null stays null: in the
 // DLQ record, in `dlq show`, and in the re-injected record.
 TEST_F(DeclaredFormatsTest, ANullKeyStaysNullThroughTheDlqAndItsReplay) {
-  CreateTopic("nk-in", 1);
-  CreateTopic("nk-out.v1", 1);
-  CreateTopic("nk.dlq", 1);
-  CreateTopic("nk.late", 1);
+  for (const char* t : {"nk-in", "nk-out.v1", "nk.dlq", "nk.late"}) CreateTopic(t, 1);
   {
     auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
     ASSERT_TRUE(producer.ok()) << producer.status().ToString();
@@ -385,13 +375,8 @@ TEST_F(DeclaredFormatsTest, ANullKeyStaysNullThroughTheDlqAndItsReplay) {
     ASSERT_TRUE((*producer)->Flush(30000).ok());
   }
   ScratchDir dir("declared-null-key");
-  const std::string spec = dir / "nk.yaml";
-  std::ofstream(spec) << "job: nk\nversion: 1\nsource:\n  topic: nk-in\n  start: earliest\n  format: json\n"
-                         "  fields: {user_id: string, k: {type: string, path: kafka.key}, t: timestamp}\n"
-                         "  event_time: t\noperators:\n  - emit: {key: k}\n"
-                         "sink: {topic: nk-out}\ndlq: {topic: nk.dlq}\nlate: {topic: nk.late}\n"
-                         "checkpoint: {interval: 1s, dir: "
-                      << (dir / "state") << "}\n";
+  const std::string spec = WriteJsonJobSpec(dir, "nk", "{user_id: string, k: {type: string, path: kafka.key}, t: timestamp}",
+                                            "  - emit: {key: k}\n");
   std::string out, err;
   ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
       << err;

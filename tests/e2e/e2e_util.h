@@ -111,6 +111,22 @@ inline std::string WriteDeclaredSpec(const ScratchDir& dir, const SpecOptions& o
   std::ofstream(path) << text;
   return path;
 }
+// A job `name` over a JSON source the story produces itself: it reads
+// <name>-in from the start, declares `fields` (a YAML flow mapping) with the
+// timestamp field `t` as its event time, runs `operators` (YAML list
+// items, one per line), writes <name>-out.v1, <name>.dlq and <name>.late,
+// state in dir/<name>-state. Returns the spec's path.
+inline std::string WriteJsonJobSpec(const ScratchDir& dir, const std::string& name, const std::string& fields,
+                                    const std::string& operators) {
+  const std::string path = dir / (name + ".yaml");
+  std::ofstream(path) << "job: " << name << "\nversion: 1\nsource:\n  topic: " << name
+                      << "-in\n  start: earliest\n  format: json\n  fields: " << fields
+                      << "\n  event_time: t\noperators:\n"
+                      << operators << "sink: {topic: " << name << "-out}\ndlq: {topic: " << name
+                      << ".dlq}\nlate: {topic: " << name << ".late}\ncheckpoint: {interval: 1s, dir: "
+                      << (dir / (name + "-state")) << "}\n";
+  return path;
+}
 // The reference of the format stories: the built-in user-spend spec over
 // `transactions`, run to the end of its input into builtin-out.v1, state in
 // dir/builtin.

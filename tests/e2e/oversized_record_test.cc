@@ -96,10 +96,7 @@ TEST_F(OversizedRecordTest, AOneMebibyteRecordIsDeadLetteredTruncatedAndTheJobFi
 }
 
 TEST_F(OversizedRecordTest, AnOutputTooLargeToProduceSaysARestartAloneWouldStopAgain) {
-  CreateTopic("big-in", 1);
-  CreateTopic("big-out.v1", 1);
-  CreateTopic("big.dlq", 1);
-  CreateTopic("big.late", 1);
+  for (const char* t : {"big-in", "big-out.v1", "big.dlq", "big.late"}) CreateTopic(t, 1);
   {
     auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
     ASSERT_TRUE(producer.ok()) << producer.status().ToString();
@@ -109,13 +106,8 @@ TEST_F(OversizedRecordTest, AnOutputTooLargeToProduceSaysARestartAloneWouldStopA
     ASSERT_TRUE((*producer)->Flush(30000).ok());
   }
   ScratchDir dir("oversized-output");
-  const std::string spec = dir / "big.yaml";
-  std::ofstream(spec) << "job: big\nversion: 1\nsource:\n  topic: big-in\n  start: earliest\n  format: json\n"
-                         "  fields: {user_id: string, t: timestamp}\n  event_time: t\n"
-                         "operators:\n  - window: {type: tumbling, size: 1h, key: user_id, features: {n: count}}\n"
-                         "sink: {topic: big-out}\ndlq: {topic: big.dlq}\nlate: {topic: big.late}\n"
-                         "checkpoint: {interval: 1s, dir: "
-                      << (dir / "state") << "}\n";
+  const std::string spec = WriteJsonJobSpec(dir, "big", "{user_id: string, t: timestamp}",
+                                            "  - window: {type: tumbling, size: 1h, key: user_id, features: {n: count}}\n");
   for (int run = 0; run < 2; ++run) {
     std::string out, err;
     EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms",
