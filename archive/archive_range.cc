@@ -113,7 +113,7 @@ Status RecordPartitionCount(const std::string& root, const std::string& topic, i
   if (known.ok() && *known >= count) return Status::OK();
   const std::string dir = root + "/" + topic;
   KAPPA_RETURN_IF_ERROR(MakeDirs(dir));
-  return WriteSmallFile(dir, "PARTITIONS", std::to_string(count) + "\n");
+  return WriteFileAtomically(dir, "PARTITIONS", std::to_string(count) + "\n");
 }
 
 Result<int32_t> CheckArchivedPartitions(const std::string& root, const std::string& topic) {

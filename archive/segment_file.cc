@@ -190,24 +190,8 @@ Result<int64_t> ReadChainStart(const std::string& dir) {
   return static_cast<int64_t>(from);
 }
 
-Status WriteSmallFile(const std::string& dir, const std::string& name, const std::string& text) {
-  const std::string path = dir + "/" + name;
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::IOError(Errno("create " + tmp));
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  if (!ok) {
-    errno = err;
-    return Status::IOError(Errno("write " + tmp));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::IOError(Errno("rename " + tmp));
-  return SyncDir(dir);
-}
-
 Status WriteChainStart(const std::string& dir, int64_t from) {
-  return WriteSmallFile(dir, kChainFile, "from " + std::to_string(from) + "\n");
+  return WriteFileAtomically(dir, kChainFile, "from " + std::to_string(from) + "\n");
 }
 
 int64_t ChainedEnd(int64_t name, int64_t first_offset, int64_t last_offset) {

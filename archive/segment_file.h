@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/atomic_file.h"
 #include "base/status.h"
 #include "archive/segment_format.h"
 
@@ -29,11 +30,9 @@ Status SyncDir(const std::string& dir);
 // Segment base offsets in a partition directory, ascending; NotFound if the
 // directory does not exist.
 Result<std::vector<int64_t>> ListSegments(const std::string& dir);
-// Replaces <dir>/<name> with `text`, atomically and durably (a temporary
-// file, fsync, rename, fsync of the directory): the archive's small
-// metadata files (CHAIN, PARTITIONS).
-Status WriteSmallFile(const std::string& dir, const std::string& name, const std::string& text);
-// Its first bytes (at most 63), or nullopt if it does not exist.
+// The first bytes (at most 63) of <dir>/<name>, one of the archive's small
+// metadata files (CHAIN, PARTITIONS; written by base/atomic_file.h), or
+// nullopt if it does not exist.
 Result<std::optional<std::string>> ReadSmallFile(const std::string& dir, const std::string& name);
 // pread until `size` bytes are read; false on an error or the end of the file.
 bool PreadAll(int fd, void* buf, size_t size, int64_t at);
