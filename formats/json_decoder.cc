@@ -134,11 +134,33 @@ struct JsonDecoder::Impl {
     return nullptr;
   }
 
+  // Whether a key, as it stands in the payload, has an escape: its first `\`
+  // comes before its closing quote (an escaped quote starts with `\` too).
+  static bool HasEscapes(od::raw_json_string key) {
+    for (const char* p = key.raw();; ++p) {
+      if (*p == '"') return false;
+      if (*p == '\\') return true;
+    }
+  }
+  const Node* MatchUnescaped(const Node& node, std::string_view key) const {
+    for (const Node& c : node.children) {
+      if (key == c.key) return &c;
+    }
+    return nullptr;
+  }
+
   bool VisitObject(od::object& obj, const Node& node) {
     for (auto item : obj) {
       od::field field;
       if (auto e = std::move(item).get(field)) return Undecodable(e);
       const Node* child = Match(node, field.key());
+      if (child == nullptr && HasEscapes(field.key())) {
+        // "i\u0064" names `id` too: compare such a key unescaped (rare, so
+        // only after the raw comparison found nothing).
+        std::string_view unescaped;
+        if (auto e = field.unescaped_key().get(unescaped)) return Undecodable(e);
+        child = MatchUnescaped(node, unescaped);
+      }
       if (child == nullptr) continue;  // skipped, unparsed, when the loop moves on
       od::value& v = field.value();
       if (child->slot >= 0) {

@@ -141,6 +141,33 @@ TEST(JsonDecoderTest, NestedPathsThreeDeepInAnyKeyOrderSkippingTheRest) {
   }
 }
 
+// A member name may spell its letters as escapes ("i\u0064" is `id`): JSON
+// says it is the same name, and Python's json.dumps(ensure_ascii=True) writes
+// every non-ASCII name that way.
+TEST(JsonDecoderTest, MemberNamesWithEscapesMatchTheirDeclaredPath) {
+  RecordSchema s = Schema({{"id", ValueType::kString, ""},
+                           {"city", ValueType::kString, "adr.stra\xc3\x9f" "e"},
+                           {"n", ValueType::kInt64, ""}});
+  auto d = MakeDecoder(s);
+  const std::vector<std::string> docs = {
+      R"({"i\u0064":"u1","adr":{"stra\u00dfe":"Delft"},"\u006e":3})",
+      R"({"\"id\"":"not this","id":"u1","a\u0064r":{"stra)" "\xc3\x9f" R"(e":"Delft"},"n":3})",
+      R"({"id":"u1","\u0061dr":{"stra\u00DFe":"Delft","x\\":1},"n\u0000":9,"n":3})",
+  };
+  for (const std::string& json : docs) {
+    std::vector<FieldValue> out(3);
+    DecodeError e;
+    ASSERT_TRUE(d->Decode(Raw(json), out.data(), &e)) << e.message << "\n" << json;
+    EXPECT_EQ(out[0].text(), "u1") << json;
+    EXPECT_EQ(out[1].text(), "Delft") << json;
+    EXPECT_EQ(out[2].i, 3) << json;
+  }
+  // An escaped name that is not a declared one is still skipped, and a
+  // declared field absent under any spelling is still missing.
+  DecodeError e = ErrorFor(*d, 3, R"({"i\u0065":"u1","adr":{"stra\u00dfe":"Delft"},"n":3})");
+  EXPECT_NE(e.message.find("`id`"), std::string::npos) << e.message;
+}
+
 TEST(JsonDecoderTest, StringsStayValidUntilBeginBatch) {
   RecordSchema s = Schema({{"s", ValueType::kString, "a.s"}});
   auto d = MakeDecoder(s);
