@@ -332,6 +332,23 @@ Status JobRunner::Impl::RegisterRowSchema() {
   return Status::OK();
 }
 
+// "resuming from checkpoint epoch 7: partitions 0-3 at offsets 0:1200 1:..."
+// for a restart (so that nobody reads "from offset 0" into it); empty when
+// no partition had a checkpoint.
+static std::string DescribeResume(const std::vector<Task*>& tasks, const std::vector<bool>& restored, int64_t epoch) {
+  std::string offsets;
+  size_t count = 0;
+  for (size_t p = 0; p < tasks.size(); ++p) {
+    if (!restored[p]) continue;
+    if (++count <= 8) offsets += " " + std::to_string(p) + ":" + std::to_string(tasks[p]->next_offset());
+  }
+  if (count == 0) return "";
+  if (count > 8) offsets += " ...";
+  return "resuming from checkpoint epoch " + std::to_string(epoch) + ": " + std::to_string(count) + " of " +
+         std::to_string(tasks.size()) + " partition(s) restored, next offsets" + offsets +
+         (count < tasks.size() ? "; the others start fresh" : "");
+}
+
 // One task per partition, restored from RocksDB (the only source of truth
 // for offsets) where it has a checkpoint, then positioned by the source.
 Status JobRunner::Impl::MakeTasks() {
@@ -355,6 +372,9 @@ Status JobRunner::Impl::MakeTasks() {
     owned_tasks.push_back(std::move(*task));
   }
   sink->SetPartitions(*partitions);
+  if (const std::string resumed = DescribeResume(tasks, restored, backend->last_epoch()); !resumed.empty()) {
+    Note(NoteLevel::kInfo, resumed);
+  }
   KAPPA_RETURN_IF_ERROR(source->Open(tasks, restored));
   if (pg) {
     KAPPA_RETURN_IF_ERROR(PostgresGaps(restored));

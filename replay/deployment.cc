@@ -463,7 +463,8 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   if (spec.postgres()) ReconcilePostgres(spec, *registered, note);
   note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) + " registered (" +
                              (registered->serving == spec.version ? "serving" : "not serving") + "); " +
-                             (options.replay ? "replaying from offset 0 beside the running versions" : "running live"));
+                             (options.replay ? "replaying beside the running versions, from offset 0 or from its checkpoint"
+                                             : "running live"));
 
   // The cap the job reads at every read, set by the publisher from the
   // throttle record and protect_live_lag; a throttle written before this

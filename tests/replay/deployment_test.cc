@@ -8,6 +8,8 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <chrono>
+#include <cinttypes>
+#include <cstdio>
 #include <future>
 #include <mutex>
 
@@ -195,6 +197,40 @@ TEST_F(DeploymentTest, AReplayRunToTheEndIsMarkedCaughtUpBeforeItReturns) {
   ASSERT_TRUE(Retire(other, spec.job, 1, 0, &report).ok()) << report;
   EXPECT_NE(report.find("deleted the state of version 1"), std::string::npos) << report;
   EXPECT_FALSE(std::filesystem::exists(spec.state_dir)) << report;
+}
+
+// A restarted replay says it resumes from its checkpoint, and where; it used
+// to say only "replaying from offset 0", which read like a replay that had
+// lost its state.
+TEST_F(DeploymentTest, ARestartedReplaySaysWhereItResumes) {
+  ScratchDir dir("resume");
+  JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  DeploymentOptions options;
+  options.replay = true;
+  options.run.stop_at_end = true;
+  options.run.status_interval_ms = 0;
+  options.catch_up_hold_ms = 0;
+  options.on_note = Collect();
+  options.run.on_note = Collect();  // the job's own notes, as kappa replay prints them
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
+  EXPECT_EQ(Notes().find("resuming from checkpoint"), std::string::npos) << "a first start resumes nothing\n"
+                                                                           << Notes();
+  notes_.clear();
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
+  const std::string notes = Notes();
+  EXPECT_EQ(notes.find("from offset 0 beside"), std::string::npos) << notes;
+  const size_t at = notes.find("resuming from checkpoint epoch ");
+  ASSERT_NE(at, std::string::npos) << notes;
+  int64_t epoch = 0, offset0 = 0, offset1 = 0;
+  ASSERT_EQ(std::sscanf(notes.c_str() + at,
+                        "resuming from checkpoint epoch %" SCNd64 ": 2 of 2 partition(s) restored, next offsets 0:%" SCNd64
+                        " 1:%" SCNd64,
+                        &epoch, &offset0, &offset1),
+            3)
+      << notes;
+  EXPECT_GT(epoch, 0);
+  EXPECT_EQ(offset0 + offset1, 20000) << "both partitions read to their end before the restart";
 }
 
 }  // namespace
