@@ -17,19 +17,56 @@
 
 namespace kappa {
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at text[i] (RFC 3629: no
+// overlong forms, no surrogates, at most U+10FFFF); 0 if there is none.
+size_t Utf8SequenceAt(const std::string& text, size_t i) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = at(i);
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xbf;  // the range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + n > text.size()) return 0;
+  if (at(i + 1) < lo || at(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
 std::string JsonEscape(const std::string& text) {
   std::string out;
   out.reserve(text.size() + 2);
-  for (unsigned char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
     if (c == '"' || c == '\\') {
       out += '\\';
       out += static_cast<char>(c);
-    } else if (c < 0x20 || c >= 0x7f) {
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else if (const size_t n = c >= 0x80 ? Utf8SequenceAt(text, i) : 0; n > 0) {
+      out.append(text, i, n);  // a UTF-8 character: as it is
+      i += n - 1;
+    } else {
+      // A control character, or a byte that is not part of UTF-8: \u00XX.
       char buf[8];
       std::snprintf(buf, sizeof(buf), "\\u%04x", c);
       out += buf;
-    } else {
-      out += static_cast<char>(c);
     }
   }
   return out;
@@ -37,6 +74,10 @@ std::string JsonEscape(const std::string& text) {
 
 namespace {
 std::string Str(const flatbuffers::String* s) { return s ? JsonEscape(s->str()) : std::string(); }
+std::string Num(const char* name, long long value) { return std::string(",\"") + name + "\":" + std::to_string(value); }
+std::string Text(const char* name, const std::string& escaped) {
+  return std::string(",\"") + name + "\":\"" + escaped + "\"";
+}
 }  // namespace
 
 std::string FormatRecordJson(const uint8_t* data, size_t size) {
@@ -45,35 +86,27 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
   std::vector<uint64_t> aligned((size + 7) / 8 + 1);
   if (size) std::memcpy(aligned.data(), data, size);
   data = reinterpret_cast<const uint8_t*>(aligned.data());
-  char buf[1024];
   {
     flatbuffers::Verifier v(data, size);
     if (schema::VerifyTransactionBuffer(v)) {
       auto* t = schema::GetTransaction(data);
-      std::snprintf(buf, sizeof(buf),
-                    "{\"type\":\"transaction\",\"txn_id\":\"%s\",\"user_id\":\"%s\",\"status\":\"%s\","
-                    "\"amount_cents\":%lld,\"currency\":\"%s\",\"event_time_ms\":%lld}",
-                    Str(t->txn_id()).c_str(), Str(t->user_id()).c_str(),
-                    schema::EnumNameTxnStatus(t->status()), static_cast<long long>(t->amount_cents()),
-                    Str(t->currency()).c_str(), static_cast<long long>(t->event_time_ms()));
-      return buf;
+      return "{\"type\":\"transaction\"" + Text("txn_id", Str(t->txn_id())) + Text("user_id", Str(t->user_id())) +
+             Text("status", schema::EnumNameTxnStatus(t->status())) + Num("amount_cents", t->amount_cents()) +
+             Text("currency", Str(t->currency())) + Num("event_time_ms", t->event_time_ms()) + "}";
     }
   }
   {
     flatbuffers::Verifier v(data, size);
     if (schema::VerifyWindowAggregateBuffer(v)) {
       auto* w = schema::GetWindowAggregate(data);
-      std::snprintf(buf, sizeof(buf),
-                    "{\"type\":\"window\",\"key\":\"%s\",\"window_start_ms\":%lld,\"window_end_ms\":%lld,"
-                    "\"count\":%lld,\"sum\":%lld,\"min\":%lld,\"max\":%lld,\"avg\":%.6f,"
-                    "\"first_offset\":%lld,\"last_offset\":%lld}",
-                    Str(w->key()).c_str(), static_cast<long long>(w->window_start_ms()),
-                    static_cast<long long>(w->window_end_ms()), static_cast<long long>(w->count()),
-                    static_cast<long long>(w->sum()), static_cast<long long>(w->min()),
-                    static_cast<long long>(w->max()), w->avg(), static_cast<long long>(w->first_offset()),
-                    static_cast<long long>(w->last_offset()));
-      if (w->argmax() == nullptr) return buf;
-      std::string out(buf, std::strlen(buf) - 1);  // without the closing brace
+      char avg[40];
+      std::snprintf(avg, sizeof(avg), "%.6f", w->avg());
+      std::string out = "{\"type\":\"window\"" + Text("key", Str(w->key())) +
+                        Num("window_start_ms", w->window_start_ms()) + Num("window_end_ms", w->window_end_ms()) +
+                        Num("count", w->count()) + Num("sum", w->sum()) + Num("min", w->min()) +
+                        Num("max", w->max()) + ",\"avg\":" + avg + Num("first_offset", w->first_offset()) +
+                        Num("last_offset", w->last_offset());
+      if (w->argmax() == nullptr) return out + "}";
       out += ",\"argmax\":[";
       for (flatbuffers::uoffset_t i = 0; i < w->argmax()->size(); ++i) {
         out += (i ? "," : "") + std::to_string(w->argmax()->Get(i));
@@ -85,23 +118,22 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
     flatbuffers::Verifier v(data, size);
     if (schema::VerifyDlqRecordBuffer(v)) {
       auto* d = schema::GetDlqRecord(data);
-      const int n = std::snprintf(buf, sizeof(buf),
-                    "{\"type\":\"dlq\",\"source\":\"%s[%d]@%lld\",\"error_type\":\"%s\",\"error\":\"%s\","
-                    "\"payload_bytes\":%u,\"job\":\"%s\",\"version\":%d,\"spec_hash\":\"%s\","
-                    "\"retry_count\":%d,\"first_failure_at_ms\":%lld,\"last_failure_at_ms\":%lld}",
-                    Str(d->source_topic()).c_str(), d->source_partition(),
-                    static_cast<long long>(d->source_offset()), schema::EnumNameDlqErrorType(d->error_type()),
-                    Str(d->error_message()).c_str(), d->payload() ? d->payload()->size() : 0u,
-                    Str(d->job()).c_str(), d->version(), Str(d->spec_hash()).c_str(),
-                    std::max(1, d->retry_count()),
-                    static_cast<long long>(d->first_failure_at_ms() ? d->first_failure_at_ms() : d->failed_at_ms()),
-                    static_cast<long long>(d->last_failure_at_ms() ? d->last_failure_at_ms() : d->failed_at_ms()));
-      if (!d->truncated() || n <= 0 || static_cast<size_t>(n) >= sizeof(buf)) return buf;
-      // Cut to fit the sink's record size limit: what the whole was.
-      std::string out(buf, std::strlen(buf) - 1);  // without the closing brace
-      out += ",\"truncated\":true,\"original_size\":" + std::to_string(d->original_size()) +
-             ",\"original_key_size\":" + std::to_string(d->original_key_size()) + ",\"payload_xxh3\":\"" +
-             HashToHex(d->payload_xxh3()) + "\"}";
+      std::string out =
+          "{\"type\":\"dlq\"" +
+          Text("source", Str(d->source_topic()) + "[" + std::to_string(d->source_partition()) + "]@" +
+                             std::to_string(d->source_offset())) +
+          Text("error_type", schema::EnumNameDlqErrorType(d->error_type())) + Text("error", Str(d->error_message())) +
+          Num("payload_bytes", d->payload() ? d->payload()->size() : 0u) + Text("job", Str(d->job())) +
+          Num("version", d->version()) + Text("spec_hash", Str(d->spec_hash())) +
+          Num("retry_count", std::max(1, d->retry_count())) +
+          Num("first_failure_at_ms", d->first_failure_at_ms() ? d->first_failure_at_ms() : d->failed_at_ms()) +
+          Num("last_failure_at_ms", d->last_failure_at_ms() ? d->last_failure_at_ms() : d->failed_at_ms());
+      if (d->truncated()) {
+        // Cut to fit the sink's record size limit: what the whole was.
+        out += ",\"truncated\":true" + Num("original_size", d->original_size()) +
+               Num("original_key_size", d->original_key_size()) + Text("payload_xxh3", HashToHex(d->payload_xxh3()));
+      }
+      out += "}";
       return out;
     }
   }
@@ -109,28 +141,22 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
     flatbuffers::Verifier v(data, size);
     if (schema::VerifyNexmarkEventBuffer(v)) {
       const auto* e = schema::GetNexmarkEvent(data);
-      auto num = [](const char* name, int64_t value) {
-        return std::string(",\"") + name + "\":" + std::to_string(value);
-      };
-      auto str = [](const char* name, const flatbuffers::String* value) {
-        return std::string(",\"") + name + "\":\"" + Str(value) + "\"";
-      };
       if (const auto* b = e->body_as_Bid()) {
-        return "{\"type\":\"bid\"" + num("auction", b->auction()) + num("bidder", b->bidder()) +
-               num("price", b->price()) + str("channel", b->channel()) + str("url", b->url()) +
-               num("date_time", b->date_time()) + str("extra", b->extra()) + "}";
+        return "{\"type\":\"bid\"" + Num("auction", b->auction()) + Num("bidder", b->bidder()) +
+               Num("price", b->price()) + Text("channel", Str(b->channel())) + Text("url", Str(b->url())) +
+               Num("date_time", b->date_time()) + Text("extra", Str(b->extra())) + "}";
       }
       if (const auto* a = e->body_as_Auction()) {
-        return "{\"type\":\"auction\"" + num("id", a->id()) + str("item_name", a->item_name()) +
-               str("description", a->description()) + num("initial_bid", a->initial_bid()) +
-               num("reserve", a->reserve()) + num("date_time", a->date_time()) + num("expires", a->expires()) +
-               num("seller", a->seller()) + num("category", a->category()) + str("extra", a->extra()) + "}";
+        return "{\"type\":\"auction\"" + Num("id", a->id()) + Text("item_name", Str(a->item_name())) +
+               Text("description", Str(a->description())) + Num("initial_bid", a->initial_bid()) +
+               Num("reserve", a->reserve()) + Num("date_time", a->date_time()) + Num("expires", a->expires()) +
+               Num("seller", a->seller()) + Num("category", a->category()) + Text("extra", Str(a->extra())) + "}";
       }
       if (const auto* p = e->body_as_Person()) {
-        return "{\"type\":\"person\"" + num("id", p->id()) + str("name", p->name()) +
-               str("email_address", p->email_address()) + str("credit_card", p->credit_card()) +
-               str("city", p->city()) + str("state", p->state()) + num("date_time", p->date_time()) +
-               str("extra", p->extra()) + "}";
+        return "{\"type\":\"person\"" + Num("id", p->id()) + Text("name", Str(p->name())) +
+               Text("email_address", Str(p->email_address())) + Text("credit_card", Str(p->credit_card())) +
+               Text("city", Str(p->city())) + Text("state", Str(p->state())) + Num("date_time", p->date_time()) +
+               Text("extra", Str(p->extra())) + "}";
       }
       return "{\"type\":\"nexmark\",\"body_type\":" + std::to_string(static_cast<int>(e->body_type())) + "}";
     }
@@ -152,8 +178,7 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
     for (size_t i = 0; i < size && text; ++i) text = data[i] >= 0x20 || data[i] == '\t';
     if (text) return std::string(reinterpret_cast<const char*>(data), size);
   }
-  std::snprintf(buf, sizeof(buf), "{\"type\":\"undecodable\",\"bytes\":%zu}", size);
-  return buf;
+  return "{\"type\":\"undecodable\",\"bytes\":" + std::to_string(size) + "}";
 }
 
 }  // namespace kappa
