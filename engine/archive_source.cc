@@ -111,8 +111,11 @@ Status ArchiveSource::Slice(size_t i, int64_t budget, std::chrono::steady_clock:
       for (size_t j = from; j < to; ++j) {
         const ArchiveRecord& r = (*block)[j];
         gaps_.BeforeAppend(i, *task, r.offset);
-        task->AppendBorrowed(r.value.data(), static_cast<uint32_t>(r.value.size()), r.key.data(),
-                             static_cast<uint32_t>(r.key.size()), r.offset, r.timestamp_ms);
+        // Null stays null (a tombstone, a record without a key), apart
+        // from empty, as from Kafka.
+        task->AppendBorrowed(r.value_null ? nullptr : r.value.data(), static_cast<uint32_t>(r.value.size()),
+                             r.key_null ? nullptr : r.key.data(), static_cast<uint32_t>(r.key.size()), r.offset,
+                             r.timestamp_ms);
       }
       task->Process();
       if (!task->fatal().ok()) return task->fatal();

@@ -249,7 +249,9 @@ void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason
   // empty key, which a job reading `kafka.key` then took as present.
   const flatbuffers::Offset<flatbuffers::Vector<uint8_t>> key =
       record.key == nullptr ? 0 : fbb.CreateVector(record.key, std::min<size_t>(key_keep, record.key_size));
-  auto payload = fbb.CreateVector(record.payload, std::min<size_t>(payload_keep, record.size));
+  // A null value (a tombstone) likewise stays absent.
+  const flatbuffers::Offset<flatbuffers::Vector<uint8_t>> payload =
+      record.payload == nullptr ? 0 : fbb.CreateVector(record.payload, std::min<size_t>(payload_keep, record.size));
   auto msg = fbb.CreateString(message.data(), message.size());
   auto job = fbb.CreateString(spec_->job);
   auto hash = fbb.CreateString(spec_->spec_hash);

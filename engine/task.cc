@@ -60,8 +60,10 @@ void Task::Append(const void* payload, uint32_t size, const void* key, uint32_t 
   if (arena_.size() < arena_words_ + words) arena_.resize(std::max(arena_.size() * 2, arena_words_ + words + 1024));
   if (size) std::memcpy(arena_.data() + arena_words_, payload, size);
   // The arena may still move while the batch fills: keep the word index
-  // here and turn it into a pointer in Process().
-  Push(reinterpret_cast<const uint8_t*>(arena_words_), size, key, key_size, offset, timestamp_ms);
+  // here and turn it into a pointer in Process(). A null value (a tombstone)
+  // stays null, apart from an empty one: kNullPayload.
+  Push(reinterpret_cast<const uint8_t*>(payload == nullptr ? kNullPayload : arena_words_), size, key, key_size,
+       offset, timestamp_ms);
   arena_words_ += words;
 }
 
@@ -75,7 +77,10 @@ void Task::Process() {
   if (batch_.records.empty()) return;
   if (!borrowed_) {
     const auto* base = reinterpret_cast<const uint8_t*>(arena_.data());
-    for (auto& r : batch_.records) r.payload = base + 8 * reinterpret_cast<size_t>(r.payload);
+    for (auto& r : batch_.records) {
+      const size_t word = reinterpret_cast<size_t>(r.payload);
+      r.payload = word == kNullPayload ? nullptr : base + 8 * word;
+    }
   }
   borrowed_ = false;
   batch_.partition = partition_;

@@ -5,6 +5,7 @@
 // one thread; not thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,6 +97,7 @@ class Task {
   RecordBatch batch_;
   std::vector<uint64_t> arena_;
   size_t arena_words_ = 0;
+  static constexpr size_t kNullPayload = SIZE_MAX;  // Append's word index of a null payload
   bool borrowed_ = false;
 };
 

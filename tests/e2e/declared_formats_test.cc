@@ -389,6 +389,63 @@ TEST_F(DeclaredFormatsTest, ANullKeyStaysNullThroughTheDlqAndItsReplay) {
   auto read = ReadTopic(Config(), "nk-in", [&](const ConsumedRecord& r) { null_keys.push_back(r.key_null); });
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(null_keys, (std::vector<bool>{true, false, true})) << "the re-injected record keeps its null key";
+
+  // From the archive, null stays null as well: the archive keeps the flag,
+  // and the replay read an archived null key as an empty one.
+  const std::string archive = dir / "archive";
+  ASSERT_EQ(RunKappa({"archive", "-a", archive, "-t", "nk-in", "-b", bootstrap(), "--stop-at-end"}, &out, &err), 0)
+      << err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--archive", archive, "--state-dir", dir / "state2",
+                      "--stop-at-end", "--status-interval-ms", "0"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_NE((out + err).find("in 3 = out 1 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos)
+      << out << err;
+}
+
+// A tombstone (a record with a null value) is a dead letter of its own kind,
+// and stays a tombstone through the DLQ and `kappa dlq replay`: the task's
+// copy of each payload made it an empty value, which came back as one.
+TEST_F(DeclaredFormatsTest, ATombstoneStaysNullThroughTheDlqAndItsReplay) {
+  for (const char* t : {"ts-in", "ts-out.v1", "ts.dlq", "ts.late"}) CreateTopic(t, 1);
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    ASSERT_TRUE((*producer)->Produce("ts-in", 0, "k1", std::string_view()).ok());
+    ASSERT_TRUE((*producer)->Produce("ts-in", 0, "k2", "").ok());
+    ASSERT_TRUE((*producer)->Produce("ts-in", 0, "k3", R"({"user_id":"u","t":1767225600001})").ok());
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  ScratchDir dir("declared-tombstone");
+  const std::string spec = WriteJsonJobSpec(dir, "ts", "{user_id: string, t: timestamp}", "  - emit: {key: user_id}\n");
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+      << err;
+  EXPECT_NE((out + err).find("in 3 = out 1 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos)
+      << out << err;
+  std::vector<std::string> messages;
+  std::vector<bool> absent;
+  auto dlq = ReadTopic(Config(), "ts.dlq", [&](const ConsumedRecord& r) {
+    const std::string bytes(r.value);
+    const auto* d = schema::GetDlqRecord(bytes.data());
+    messages.push_back(d->error_message()->str());
+    absent.push_back(d->payload() == nullptr);
+  });
+  ASSERT_TRUE(dlq.ok()) << dlq.status().ToString();
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_NE(messages[0].find("tombstone"), std::string::npos) << messages[0];
+  EXPECT_EQ(messages[1].find("tombstone"), std::string::npos) << "an empty value is not a tombstone: " << messages[1];
+  EXPECT_EQ(absent, (std::vector<bool>{true, false}));
+  ASSERT_EQ(RunKappa({"dlq", "replay", "ts.dlq", "--to", "ts-in", "-b", bootstrap()}, &out, &err), 0) << err;
+  std::vector<std::string> values;
+  auto read = ReadTopic(Config(), "ts-in", [&](const ConsumedRecord& r) {
+    values.push_back(r.value_null ? "null" : "'" + std::string(r.value) + "'");
+  });
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(values.size(), 5u);
+  EXPECT_EQ(values[3], "null") << "the re-injected tombstone";
+  EXPECT_EQ(values[4], "''") << "the re-injected empty value";
 }
 
 }  // namespace
