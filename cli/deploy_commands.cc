@@ -422,6 +422,12 @@ int ThrottleCommand(int argc, char** argv) {
   std::printf("kappa throttle: %s v%d: %s (applied by its process within about 1 s%s)\n", job.c_str(), version,
               DescribeThrottle(wish).c_str(),
               progress && !progress->stopped ? "" : "; it reports no running process now: applied when it starts");
+  if (wish.paused && record->serving == version) {
+    std::fprintf(stderr,
+                 "kappa throttle: warning: %s v%d is the serving version: while it is paused its outputs stop and "
+                 "what `kappa get` answers grows stale (kappa throttle %s --version %d --resume reads again)\n",
+                 job.c_str(), version, job.c_str(), version);
+  }
   return 0;
 }
 

@@ -143,7 +143,11 @@ TEST_F(ThrottleTest, MaxRatePauseAndResumeTakeEffectWithinOneStatusInterval) {
   EXPECT_NE(status.find("throttle: max-rate 8000 rec/s"), std::string::npos) << status;
 
   // Paused: nothing read from one status interval on, the process alive.
-  ASSERT_NO_FATAL_FAILURE(Throttle("thr", 1, {"--pause"}, &out));
+  // v1 serves: the command says what a pause of it means.
+  ASSERT_EQ(RunKappa(Cmd({"throttle", "thr", "--version", "1", "--pause"}), &out, &err), 0) << err;
+  EXPECT_NE(err.find("warning: thr v1 is the serving version: while it is paused its outputs stop"),
+            std::string::npos)
+      << err;
   auto paused = SampleFor(metrics, kEffectS + 2.5);
   EXPECT_EQ(At(paused, kEffectS), paused.back().in) << "still reading after --pause: " << Show(paused);
   EXPECT_LT(paused.back().in, 100000) << "the workload ran out before the pause could show";
