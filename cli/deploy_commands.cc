@@ -149,6 +149,12 @@ void PrintPostgresServing(const JobRecord& job, const VersionInfo& serving, cons
   }
 }
 
+std::string Rate(double records_per_second) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.0f rec/s", records_per_second);
+  return buf;
+}
+
 }  // namespace
 
 int StatusCommand(int argc, char** argv) {
@@ -211,12 +217,16 @@ int StatusCommand(int argc, char** argv) {
       for (const auto& p : s.partitions) {
         parts += " p" + std::to_string(p.partition) + ":" + std::to_string(p.position) + "/" + std::to_string(p.log_end);
       }
-      std::printf("      %s, %.0f rec/s, lag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s\n",
-                  progress->stopped ? "stopped" : "running", s.records_per_second, static_cast<long long>(s.total_lag()),
-                  s.percent_done(), static_cast<long long>(s.epoch),
+      // The rate and "within catch-up lag" are what a running process
+      // measured: a stopped or silent one shows neither (they were stale).
+      const std::string liveness = progress->Liveness(now);
+      std::printf("      %s, %slag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s\n",
+                  liveness.c_str(), liveness == "running" ? (Rate(s.records_per_second) + ", ").c_str() : "",
+                  static_cast<long long>(s.total_lag()), s.percent_done(), static_cast<long long>(s.epoch),
                   static_cast<long long>((now - s.checkpoint_ms) / 1000), static_cast<long long>(s.counters.in),
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
-                  static_cast<long long>(s.counters.late), progress->caught_up_since_ms ? ", within catch-up lag" : "");
+                  static_cast<long long>(s.counters.late),
+                  liveness == "running" && progress->caught_up_since_ms ? ", within catch-up lag" : "");
       std::printf("      positions/ends:%s\n", parts.c_str());
       if (!ends.ok()) {
         std::printf("      log ends as the version last reported them: cannot read them now (%s)\n",
@@ -246,9 +256,11 @@ int StatusCommand(int argc, char** argv) {
                         rs->eta_seconds < 0 ? "" : (", ETA " + std::to_string(static_cast<int64_t>(rs->eta_seconds)) + " s").c_str());
           copies += line;
         }
-        std::printf("      instance %s: %s, partitions %s, %.0f rec/s, lag %lld, checkpoint epoch %lld %llds ago%s\n",
-                    inst.instance.c_str(), inst.stopped ? "stopped" : "running", owned.empty() ? "none" : owned.c_str(),
-                    inst.snapshot.records_per_second, static_cast<long long>(lag),
+        const std::string alive = inst.Liveness(now);
+        std::printf("      instance %s: %s, partitions %s, %slag %lld, checkpoint epoch %lld %llds ago%s\n",
+                    inst.instance.c_str(), alive.c_str(), owned.empty() ? "none" : owned.c_str(),
+                    alive == "running" ? (Rate(inst.snapshot.records_per_second) + ", ").c_str() : "",
+                    static_cast<long long>(lag),
                     static_cast<long long>(inst.snapshot.epoch),
                     static_cast<long long>((now - inst.snapshot.checkpoint_ms) / 1000), copies.c_str());
       }

@@ -493,7 +493,8 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
       caught_up_since = 0;
     }
     ProgressRecord record{spec.job, spec.version, snapshot, caught_up_since, false,
-                          spec.scale_out.enabled ? spec.scale_out.instance : std::string()};
+                          spec.scale_out.enabled ? spec.scale_out.instance : std::string(),
+                          spec.checkpoint_interval_ms};
     publisher.Offer(std::move(record));
     drain_notes();
     return !publisher.retired();

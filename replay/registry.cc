@@ -18,6 +18,18 @@
 #include "schemas/control_generated.h"
 
 namespace kappa {
+
+std::string ProgressRecord::Liveness(int64_t now_ms) const {
+  if (stopped) return "stopped";
+  const int64_t last_report_ms = snapshot.checkpoint_ms;
+  const int64_t silent_ms = now_ms - last_report_ms;
+  if (report_interval_ms > 0 && last_report_ms > 0 && silent_ms > std::max<int64_t>(30000, 3 * report_interval_ms)) {
+    return "not reporting for " + std::to_string(silent_ms / 1000) + " s (it reports every " +
+           std::to_string((report_interval_ms + 999) / 1000) +
+           " s: its process may be gone; start it again with the same spec to resume)";
+  }
+  return "running";
+}
 namespace {
 
 std::string JobKey(const std::string& job) { return "job/" + job; }
@@ -133,7 +145,7 @@ std::string EncodeProgress(const ProgressRecord& r) {
                                                   r.snapshot.checkpoint_ms, r.snapshot.records_per_second, c.in,
                                                   c.outputs, c.dlq, c.late, &parts, r.caught_up_since_ms, r.stopped,
                                                   r.instance.empty() ? nullptr : r.instance.c_str(),
-                                                  copies.empty() ? nullptr : &copies, restoring);
+                                                  copies.empty() ? nullptr : &copies, restoring, r.report_interval_ms);
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -167,6 +179,7 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   }
   r.caught_up_since_ms = p->caught_up_since_ms();
   r.stopped = p->stopped();
+  r.report_interval_ms = p->report_interval_ms();
   r.instance = Str(p->instance());
   if (const auto* rs = p->restoring()) {
     r.snapshot.restoring =
@@ -325,6 +338,7 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
     const ProgressSnapshot& s = r.snapshot;
     merged.snapshot.epoch = std::max(merged.snapshot.epoch, s.epoch);
     merged.snapshot.checkpoint_ms = std::max(merged.snapshot.checkpoint_ms, s.checkpoint_ms);
+    merged.report_interval_ms = std::max(merged.report_interval_ms, r.report_interval_ms);
     merged.snapshot.records_per_second += s.records_per_second;
     merged.snapshot.counters.Add(s.counters);
     if (r.caught_up_since_ms == 0) all_caught_up = false;

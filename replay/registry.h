@@ -90,6 +90,12 @@ struct ProgressRecord {
   // A process of a scaled-out version: the record covers the partitions it
   // runs; each instance has its own (empty: the version's one process).
   std::string instance;
+  int64_t report_interval_ms = 0;  // how often the process reports (0: unknown)
+
+  // "running"; "stopped"; or, for a process silent for three of its report
+  // intervals (at least 30 s), "not reporting for N s (...)": a process
+  // killed with -9 or on a lost host never says "stopped".
+  std::string Liveness(int64_t now_ms) const;
 };
 
 // What `kappa throttle` asked of a running version, keyed

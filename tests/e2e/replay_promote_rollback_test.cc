@@ -163,6 +163,12 @@ TEST_F(ReplayPromoteRollbackTest, PromoteRefusesWhileBehindAndOverTheDiffGate) {
     EXPECT_NE(err.find("has not caught up"), std::string::npos) << err;
     slow.Kill(SIGTERM);
     EXPECT_EQ(slow.WaitFor(30000), 0) << slow.Stderr();
+    // Both stopped: no rate and no "within catch-up lag" from before the
+    // stop (v2's last rate was ~1000 rec/s, and it was far behind).
+    ASSERT_EQ(RunKappa(Cmd({"status", "spend"}), &out, &err), 0) << err;
+    EXPECT_EQ(out.find("rec/s"), std::string::npos) << out;
+    EXPECT_EQ(out.find("within catch-up lag"), std::string::npos) << out;
+    EXPECT_NE(out.find("stopped, lag "), std::string::npos) << out;
   }
   // Let it finish; now it is caught up but differs from v1 on many rows.
   ASSERT_EQ(RunKappa(Cmd({"replay", Spec(dir, 2, true), "--stop-at-end", "--catch-up-hold-ms", "0",

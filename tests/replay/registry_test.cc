@@ -136,6 +136,29 @@ TEST_F(RegistryTest, AnInstancesRestoreInProgressRoundTrips) {
   EXPECT_FALSE(b.snapshot.restoring.has_value());
 }
 
+// A process killed with -9 never writes "stopped": its record says how often
+// it reports, and `kappa status` calls it silent after three of those (at
+// least 30 s) rather than "running" at its last rate for ever.
+TEST_F(RegistryTest, AProcessSilentForThreeReportIntervalsIsNotReporting) {
+  ProgressRecord p = Progress("spend", 1, {{0, 10}});
+  p.snapshot.checkpoint_ms = 1'000'000;
+  p.report_interval_ms = 20'000;
+  ProgressRecord a, b;
+  ASSERT_NO_FATAL_FAILURE(RoundTripInstances(p, Progress("spend", 1, {{1, 7}}), &a, &b));
+  EXPECT_EQ(a.report_interval_ms, 20'000);
+  EXPECT_EQ(b.report_interval_ms, 0) << "a record that does not say reads 0";
+  EXPECT_EQ(a.Liveness(1'000'000 + 60'000), "running");
+  EXPECT_EQ(a.Liveness(1'000'000 + 61'000).rfind("not reporting for 61 s (it reports every 20 s", 0), 0u)
+      << a.Liveness(1'000'000 + 61'000);
+  a.report_interval_ms = 1'000;
+  EXPECT_EQ(a.Liveness(1'000'000 + 30'000), "running") << "never sooner than 30 s";
+  EXPECT_NE(a.Liveness(1'000'000 + 30'001), "running");
+  a.stopped = true;
+  EXPECT_EQ(a.Liveness(1'000'000 + 90'000), "stopped");
+  b.snapshot.checkpoint_ms = 1'000'000;
+  EXPECT_EQ(b.Liveness(1'000'000 + 3'600'000), "running") << "without an interval there is no judging";
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());
