@@ -204,7 +204,8 @@ void DecodeValidate::ProcessDeclared(RecordBatch& batch, TaskContext& ctx) {
     }
     rec.fields = values;
     rec.event_time_ms = event_time;
-    rec.value = spec_.value_slot >= 0 && values[spec_.value_slot].present ? values[spec_.value_slot].i : 0;
+    rec.value_absent = spec_.value_slot >= 0 && !values[spec_.value_slot].present;
+    rec.value = rec.value_absent || spec_.value_slot < 0 ? 0 : values[spec_.value_slot].i;
     if (ctx.max_event_time_ms == kNoTime || rec.event_time_ms > ctx.max_event_time_ms) {
       ctx.max_event_time_ms = rec.event_time_ms;
     }

@@ -206,6 +206,7 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
         const ExprValue v = spec_.value_expr[0].Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
         ok = v.present;
         if (ok) rec.value = v.is_double ? ToInt64(v.d) : v.i;
+        rec.value_absent = false;
       }
       if (!ok) {
         // Which one, when a map computes several.
@@ -233,13 +234,30 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
         continue;
       }
       rec.value = v.is_double ? ToInt64(v.d) : v.i;
+      rec.value_absent = false;
       batch.selection[kept++] = idx;
     }
     batch.selection.resize(kept);
     return;
   }
+  // `value: price` over an optional declared field the record lacks: a
+  // dead letter, as an expression over it is (not a 0).
+  if (IsDeclaredField(spec_.value_field)) {
+    size_t kept = 0;
+    for (uint32_t idx : batch.selection) {
+      InputRecord& rec = batch.records[idx];
+      if (!DeclaredSlot(rec, spec_.value_field).present) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, AbsentMessage("value"));
+        ++ctx.counters->dlq;
+        continue;
+      }
+      batch.selection[kept++] = idx;
+    }
+    batch.selection.resize(kept);
+  }
   for (uint32_t idx : batch.selection) {
     InputRecord& rec = batch.records[idx];
+    rec.value_absent = false;
     const int64_t v = NumericField(rec, spec_.value_field);
     int64_t product;
     // The 64-bit path gives the same quotient as the 128-bit one whenever

@@ -36,6 +36,10 @@ struct InputRecord {
   // before and when it first did; 0 for any other record (and for a record
   // read from the archive, which stores no headers: it fails as a first).
   int32_t retry_count = 0;
+  // `value` is 0 because its declared field is optional and absent here
+  // (set by DecodeValidate, cleared by a map that computes the value): a
+  // window's sum/min/max/avg would count it as 0, so the window dead-letters it.
+  bool value_absent = false;
   int64_t first_failure_at_ms = 0;
   // Filled by DecodeValidate for valid records:
   // The record view (formats/record_view.h), whatever the format: one value

@@ -257,6 +257,8 @@ WindowAggregate::WindowAggregate(const WindowSpec& spec, const std::string& stat
     : spec_(spec),
       slide_ms_(spec.kind == WindowSpec::Kind::kTumbling ? spec.size_ms : spec.slide_ms),
       fbb_(std::make_unique<flatbuffers::FlatBufferBuilder>(256)) {
+  needs_value_ = !spec_.argmax.empty() || std::any_of(spec_.aggregates.begin(), spec_.aggregates.end(),
+                                                      [](Aggregate a) { return a != Aggregate::kCount; });
   if (!spec_.features.empty()) {
     feature_windows_ = registry.Register<FeatureAccumulator>(state_name);
     if (HasDistinct(spec_)) distinct_ = registry.Register<uint8_t>(state_name + "_distinct");
@@ -362,6 +364,15 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
         ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
                          "feature `" + missing->name + "` needs `" + std::string(FieldName(missing->field)) +
                              "`, absent in this record (declared optional)");
+        ++ctx.counters->dlq;
+        continue;
+      }
+    } else {
+      if (rec.value_absent && needs_value_) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
+                         "the window's " + std::string(spec_.argmax.empty() ? "sum/min/max/avg" : "argmax") +
+                             " need the value, whose field (source `value:`) is absent in this record (declared "
+                             "optional; a filter before the window can drop such records)");
         ++ctx.counters->dlq;
         continue;
       }

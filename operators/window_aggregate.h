@@ -156,6 +156,9 @@ class WindowAggregate final : public Operator {
 
   WindowSpec spec_;
   int64_t slide_ms_;  // size for tumbling windows
+  // sum, min, max, avg or argmax asked for: a record whose value is absent
+  // (InputRecord::value_absent) is a dead letter, not a 0.
+  bool needs_value_ = false;
   // Exactly one is set: Accumulators, or ArgmaxAccumulators with `argmax`.
   KeyedState<Accumulator>* windows_ = nullptr;
   KeyedState<ArgmaxAccumulator>* argmax_windows_ = nullptr;
