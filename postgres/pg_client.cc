@@ -169,6 +169,26 @@ std::string DsnWithoutPassword(std::string_view dsn) {
   return out;
 }
 
+std::string DsnDatabase(std::string_view dsn) {
+  const std::string text(dsn);
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(text.c_str(), &error);
+  if (error) PQfreemem(error);
+  if (options == nullptr) return "";
+  std::string host, port, dbname, user;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    const std::string_view k(o->keyword);
+    if (k == "host" || (k == "hostaddr" && host.empty())) host = o->val;
+    if (k == "port") port = o->val;
+    if (k == "dbname") dbname = o->val;
+    if (k == "user") user = o->val;
+  }
+  PQconninfoFree(options);
+  // Without a dbname, PostgreSQL takes the user's name.
+  return "host=" + host + " port=" + port + " dbname=" + (dbname.empty() ? user : dbname);
+}
+
 std::string QuoteIdentifier(std::string_view name) {
   std::string out = "\"";
   for (char c : name) {

@@ -25,6 +25,10 @@ std::string RedactDsn(std::string_view dsn);
 // stores (the registry in the control topic): libpq then takes the password
 // from PGPASSWORD or ~/.pgpass.
 std::string DsnWithoutPassword(std::string_view dsn);
+// Which database a DSN names: "host=H port=P dbname=D" from the values it
+// sets (either form; an unset one stays empty, libpq's default), so that
+// two spellings of one database compare equal. "" if it does not parse.
+std::string DsnDatabase(std::string_view dsn);
 
 // One result: rows of text values (NULL reads as "").
 struct PgRows {

@@ -67,6 +67,21 @@ Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool repl
       return Status::FailedPrecondition("version " + std::to_string(v.version) + " already uses output topic " +
                                         v.output_topic + " / group " + v.group);
     }
+    // The versions of a job serve through one view, named by the table, in
+    // one database: promotion swaps that view, and compares the two tables
+    // in one query. A version elsewhere would be promoted in name only.
+    if (spec.postgres() && !v.postgres_table.empty() && v.state != VersionState::kRetired) {
+      const std::string mine = DsnDatabase(spec.postgres_dsn), theirs = DsnDatabase(v.postgres_dsn);
+      if (v.postgres_table != spec.postgres_table || mine != theirs) {
+        return Status::FailedPrecondition(
+            "job " + spec.job + " version " + std::to_string(spec.version) + " writes PostgreSQL table " +
+            spec.postgres_table + " in " + mine + ", but version " + std::to_string(v.version) + " writes " +
+            v.postgres_table + " in " + theirs +
+            ": every version of a job serves through one view (the table name) in one database, which promotion "
+            "switches; keep sink.postgres.table and the database, or retire version " + std::to_string(v.version) +
+            " first, or use a new job name");
+      }
+    }
   }
   VersionInfo info;
   info.version = spec.version;

@@ -66,6 +66,19 @@ TEST(RetryableReasonTest, NamesTheTroubleForWhatRetryingCanMendAndNothingElse) {
   }
 }
 
+// Two spellings of one database are one database; another port, host or
+// database name is another (what keeps a job's versions in one database).
+TEST(PgDsnTest, DsnDatabaseNamesTheDatabaseWhateverTheSpelling) {
+  const std::string a = DsnDatabase("host=127.0.0.1 port=5433 dbname=kappa user=kappa password=secret");
+  EXPECT_EQ(a, "host=127.0.0.1 port=5433 dbname=kappa");
+  EXPECT_EQ(DsnDatabase("postgresql://kappa:other@127.0.0.1:5433/kappa?connect_timeout=3"), a);
+  EXPECT_EQ(DsnDatabase("dbname=kappa port=5433 host=127.0.0.1 sslmode=disable"), a);
+  EXPECT_NE(DsnDatabase("host=127.0.0.1 port=5434 dbname=kappa"), a);
+  EXPECT_NE(DsnDatabase("host=127.0.0.1 port=5433 dbname=analytics"), a);
+  EXPECT_EQ(DsnDatabase("host=h user=ann"), "host=h port= dbname=ann") << "no dbname: the user's";
+  EXPECT_EQ(DsnDatabase("host='unclosed"), "");
+}
+
 TEST(RedactDsnTest, DsnWithoutPasswordRemovesItInBothForms) {
   EXPECT_EQ(DsnWithoutPassword("host=h port=5432 user=u password=s3cret dbname=d"), "host=h port=5432 user=u dbname=d");
   EXPECT_EQ(DsnWithoutPassword("password = 's3 cr\\'et' host=h"), "host=h");

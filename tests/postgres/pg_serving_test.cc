@@ -248,6 +248,33 @@ TEST_F(PgServingTest, ACrashBetweenRegistryAndSwapIsRepairedByTheRegistry) {
   EXPECT_EQ(ViewVersion(), 1);
 }
 
+// A bug bash: v2 writing analytics.spend_hourly beside v1's spend_hourly was
+// registered; promote then left readers of v1's view on v1, and rollback
+// left v2's view serving v2. The versions of a job share the table name and
+// the database (one view, which promotion switches): another is refused at
+// registration. A restart, or a version after the other was retired, is not.
+TEST_F(PgServingTest, AVersionWritingAnotherTableOrDatabaseIsRefused) {
+  Registry registry(Config());
+  AddVersion(registry, Spec(1), Rows(3, 1), false);
+  JobSpec other_table = Spec(2);
+  other_table.postgres_table = base_ + "_moved";
+  auto refused = RegisterVersion(registry, other_table, true);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("writes PostgreSQL table " + base_ + "_moved in "), std::string::npos)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("but version 1 writes " + base_ + " in "), std::string::npos)
+      << refused.status().message();
+  JobSpec other_database = Spec(2);
+  other_database.postgres_dsn += " dbname=elsewhere";
+  refused = RegisterVersion(registry, other_database, true);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("dbname=elsewhere"), std::string::npos) << refused.status().message();
+  // The same table and database, spelled with the password left out: fine.
+  EXPECT_TRUE(RegisterVersion(registry, Spec(1), false).ok()) << "a restart of v1";
+  ASSERT_TRUE(RegisterVersion(registry, Spec(2), true).ok());
+}
+
 TEST_F(PgServingTest, ThePromotionDiffRunsInSqlAndFeedsTheGate) {
   Registry registry(Config());
   // v1: u1..u5. v2: u1 same, u2 n 3->5 and spend 300->250, u3 spend
