@@ -17,6 +17,11 @@ namespace {
 constexpr const char* kTempTable = "kappa_epoch_rows";
 constexpr int kFlushTimeoutMs = 150000;
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
+// How long one statement waits for a lock on the table (an ALTER, a VACUUM
+// FULL, a LOCK TABLE, a session left idle in a transaction holding one):
+// then the attempt fails with 55P03 and is retried, with a warning naming
+// the holders every 10 s, and a stop is honoured between attempts.
+constexpr const char* kLockTimeout = "5s";
 
 // A refusal of one row's values: integrity constraints (23: NOT NULL,
 // CHECK, UNIQUE other than the key, foreign keys) and data exceptions (22:
@@ -76,13 +81,28 @@ Status PostgresSink::Connect(bool with_temp_table) {
   auto client = PgClient::Connect(spec_.postgres_dsn, kConnectTimeout);
   if (!client.ok()) return client.status();
   client_ = std::move(*client);
+  if (Status st = client_->Exec(std::string("SET lock_timeout = '") + kLockTimeout + "'").status(); !st.ok()) {
+    client_.reset();
+    return st;
+  }
   if (!with_temp_table) return Status::OK();
   // Rows of an epoch wait here; ON COMMIT DELETE ROWS empties it for the next.
   Status st = client_->Exec("CREATE TEMP TABLE IF NOT EXISTS " + std::string(kTempTable) + " (LIKE " + table_ +
                             " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
                   .status();
-  if (!st.ok()) client_.reset();
+  if (!st.ok()) {
+    st = NameLockHolders(st, client_->last_sqlstate());
+    client_.reset();
+  }
   return st;
+}
+
+Status PostgresSink::NameLockHolders(const Status& st, const std::string& sqlstate) {
+  if (client_ == nullptr || sqlstate != "55P03") return st;
+  const std::string holders = DescribeLockHolders(*client_, {spec_.PostgresTable(), spec_.postgres_table});
+  return Status::FailedPrecondition(st.message() + "; " + spec_.PostgresTable() + " is locked by " +
+                                    (holders.empty() ? std::string("another session (see pg_locks)") : holders) +
+                                    ": start the job again once that lock is released");
 }
 
 Status PostgresSink::PrepareTables() {
@@ -93,9 +113,11 @@ Status PostgresSink::PrepareTables() {
   }
   ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; COMMIT";
   if (auto st = client_->Exec(ddl); !st.ok()) {
+    const std::string sqlstate = client_->last_sqlstate();
     (void)client_->Exec("ROLLBACK");
-    return Status::FailedPrecondition("creating " + spec_.PostgresTable() + " and kappa_offsets: " +
-                                      st.status().message());
+    return NameLockHolders(Status::FailedPrecondition("creating " + spec_.PostgresTable() + " and kappa_offsets: " +
+                                                      st.status().message()),
+                           sqlstate);
   }
   // A table made beforehand (by a user, or an earlier run): its columns must
   // be this spec's.
@@ -216,9 +238,14 @@ Status PostgresSink::InsertRowByRow() {
 }
 
 Status PostgresSink::Attempt(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
+  failed_sqlstate_.clear();
   if (client_ == nullptr) KAPPA_RETURN_IF_ERROR(Connect(/*with_temp_table=*/true));
   KAPPA_RETURN_IF_ERROR(client_->Exec("BEGIN").status());
   auto fail = [&](Status st) {
+    // The failure's SQLSTATE decides whether it is retried: kept before the
+    // ROLLBACK clears it (a lock timeout or a serialization conflict read
+    // as final otherwise).
+    failed_sqlstate_ = client_->last_sqlstate();
     (void)client_->Exec("ROLLBACK");
     return st;
   };
@@ -266,8 +293,13 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
       committed_ = offsets;
       return Status::OK();
     }
-    const std::string sqlstate = client_ ? client_->last_sqlstate() : "";
-    const std::string reason = Transient(st, sqlstate);
+    const std::string sqlstate = !failed_sqlstate_.empty() ? failed_sqlstate_ : client_ ? client_->last_sqlstate() : "";
+    std::string reason = Transient(st, sqlstate);
+    if (sqlstate == "55P03" && client_ != nullptr) {
+      const std::string holders = DescribeLockHolders(*client_, {spec_.PostgresTable(), spec_.postgres_table});
+      reason = "waiting for a lock on " + spec_.PostgresTable() + " held by " +
+               (holders.empty() ? std::string("another session (see pg_locks)") : holders);
+    }
     if (reason.empty()) {
       const std::string text = "writing epoch " + std::to_string(epoch) + " to PostgreSQL table " +
                                    spec_.PostgresTable() + ": " + st.message() +

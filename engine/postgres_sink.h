@@ -85,6 +85,10 @@ class PostgresSink final : public OutputCollector {
   PostgresSink(const JobSpec& spec, KafkaSink* kafka, NoteCallback on_note);
   // A new connection; with the temporary table once the version's table exists.
   Status Connect(bool with_temp_table);
+  // `st` (a statement that failed with `sqlstate`) with, for a lock
+  // timeout (55P03), the sessions holding the lock and what to do.
+  Status NameLockHolders(const Status& st, const std::string& sqlstate);
+  std::string failed_sqlstate_;  // of the last Attempt's failed statement
   Status PrepareTables();
   // One try at the epoch's transaction; *rejected counts refused rows.
   Status Attempt(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets);

@@ -189,6 +189,25 @@ std::string DsnDatabase(std::string_view dsn) {
   return "host=" + host + " port=" + port + " dbname=" + (dbname.empty() ? user : dbname);
 }
 
+std::string DescribeLockHolders(PgClient& pg, const std::vector<std::string>& relations) {
+  std::string list;
+  for (const auto& r : relations) {
+    list += (list.empty() ? "" : ", ") + std::string("to_regclass(") + QuoteLiteral(r) + ")";
+  }
+  if (list.empty()) return "";
+  auto rows = pg.Exec(
+      "SELECT a.pid, coalesce(a.usename, ''), coalesce(a.state, ''), "
+      "left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80) FROM pg_stat_activity a "
+      "WHERE a.pid <> pg_backend_pid() AND a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.granted AND "
+      "l.relation IN (" + list + ")) ORDER BY a.pid LIMIT 5");
+  if (!rows.ok()) return "";
+  std::string out;
+  for (const auto& r : rows->rows) {
+    out += (out.empty() ? "" : ", ") + std::string("pid ") + r[0] + " (user " + r[1] + ", " + r[2] + ": " + r[3] + ")";
+  }
+  return out;
+}
+
 std::string QuoteIdentifier(std::string_view name) {
   std::string out = "\"";
   for (char c : name) {
@@ -256,6 +275,13 @@ Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std:
     if (msg.rfind("invalid ", 0) == 0) {
       return Status::InvalidArgument("PostgreSQL dsn " + redacted + " is not valid: " + msg);
     }
+    if (msg.find("no password supplied") != std::string::npos) {
+      // What `kappa get`, `status` and `promote` meet in a shell without
+      // the password: the registry keeps every DSN without it.
+      return Status::FailedPrecondition("PostgreSQL " + redacted + ": " + msg +
+                                        ": set PGPASSWORD or add the password to ~/.pgpass (kappa's registry "
+                                        "keeps the dsn without it), or pass --postgres with a dsn that has it");
+    }
     const bool refused = msg.find("authentication") != std::string::npos ||
                          msg.find("does not exist") != std::string::npos ||
                          msg.find("no pg_hba.conf entry") != std::string::npos;
@@ -298,7 +324,9 @@ Result<PgRows> PgClient::Exec(const std::string& sql) {
   } else {
     const std::string msg = ServerMessage(r, conn_, &last_sqlstate_);
     PQclear(r);
-    return Status::InvalidArgument("PostgreSQL " + redacted_ + " refused the statement: " + msg);
+    // Not a usage error of kappa's (exit 2): what the database refuses
+    // (rights, a constraint, a lock timeout) is a failed precondition.
+    return Status::FailedPrecondition("PostgreSQL " + redacted_ + " refused the statement: " + msg);
   }
   PQclear(r);
   return out;
@@ -331,7 +359,7 @@ Result<int64_t> PgClient::CopyInText(const std::string& table, const std::vector
   if (PQresultStatus(r) != PGRES_COPY_IN) {
     const std::string msg = ServerMessage(r, conn_, &last_sqlstate_);
     PQclear(r);
-    return Status::InvalidArgument("PostgreSQL " + redacted_ + " refused the COPY: " + msg);
+    return Status::FailedPrecondition("PostgreSQL " + redacted_ + " refused the COPY: " + msg);
   }
   PQclear(r);
   constexpr size_t kChunk = 1 << 16;
@@ -346,7 +374,7 @@ Result<int64_t> PgClient::CopyInText(const std::string& table, const std::vector
   if (r == nullptr || PQstatus(conn_) != CONNECTION_OK) {
     st = ConnectionError("COPY result");
   } else if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-    st = Status::InvalidArgument("PostgreSQL " + redacted_ + " refused a row of the COPY into " + table + ": " +
+    st = Status::FailedPrecondition("PostgreSQL " + redacted_ + " refused a row of the COPY into " + table + ": " +
                                  ServerMessage(r, conn_, &last_sqlstate_));
   } else {
     const char* n = PQcmdTuples(r);

@@ -48,7 +48,7 @@ class PgClient {
   PgClient(const PgClient&) = delete;
   PgClient& operator=(const PgClient&) = delete;
 
-  // Runs one or more statements (no parameters). Errors: InvalidArgument
+  // Runs one or more statements (no parameters). Errors: FailedPrecondition
   // for what the server refuses (syntax, constraint: the message has the
   // server's text and SQLSTATE), Unavailable when the connection is lost.
   Result<PgRows> Exec(const std::string& sql);
@@ -76,6 +76,13 @@ class PgClient {
   std::string redacted_;
   std::string last_sqlstate_;
 };
+
+// The other sessions holding locks on `relations` (names as written, e.g.
+// "analytics.spend_v2"), for a message about a lock wait: "pid 4242 (user
+// kappa, idle in transaction: LOCK TABLE spend_v2 IN ACCESS EXCLUSIVE MODE)";
+// at most five, "" when none (or when they cannot be read). Outside a failed
+// transaction only.
+std::string DescribeLockHolders(PgClient& pg, const std::vector<std::string>& relations);
 
 // What keeps PostgreSQL from taking a statement, when retrying can mend it,
 // in a few words for a warning ("PostgreSQL <reason> (server's message)"),

@@ -4,6 +4,7 @@
 // never carry the password.
 #include "postgres/pg_client.h"
 
+#include <cstdlib>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -126,7 +127,7 @@ TEST_F(PgClientTest, StatementsCopyAndRefusedRows) {
   // leaves the connection usable.
   auto bad = c.CopyIn("pg_client_t", {"k", "n"}, {{"b", "5"}, {"c", "-1"}});
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(bad.status().code(), Status::Code::kFailedPrecondition) << "not a usage error: exit 1, not 2";
   EXPECT_NE(bad.status().message().find("violates check constraint"), std::string::npos) << bad.status().message();
   EXPECT_NE(bad.status().message().find("SQLSTATE 23514"), std::string::npos) << bad.status().message();
   auto count = c.Exec("SELECT count(*) FROM pg_client_t");
@@ -148,6 +149,16 @@ TEST_F(PgClientTest, ConnectionErrorsSayWhatToDoAndHideThePassword) {
   EXPECT_NE(refused.status().message().find("password authentication failed"), std::string::npos);
   EXPECT_NE(refused.status().message().find("password=***"), std::string::npos);
   EXPECT_EQ(refused.status().message().find(password), std::string::npos) << "the password was printed";
+  // No password at all (the registry's DSN, in a shell without PGPASSWORD):
+  // says where the password goes, not "is the server running".
+  ::unsetenv("PGPASSWORD");
+  ::setenv("PGPASSFILE", "/nonexistent/pgpass", 1);
+  auto none = PgClient::Connect(DsnWithoutPassword(dsn_));
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), Status::Code::kFailedPrecondition) << none.status().ToString();
+  EXPECT_NE(none.status().message().find("set PGPASSWORD or add the password to ~/.pgpass"), std::string::npos)
+      << none.status().message();
+  EXPECT_EQ(none.status().message().find("is the server running"), std::string::npos) << none.status().message();
   // Nothing listening: Unavailable, within the timeout.
   auto down = PgClient::Connect("host=127.0.0.1 port=9 dbname=postgres user=kappa password=" + password,
                                 std::chrono::seconds(2));

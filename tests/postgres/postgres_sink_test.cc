@@ -192,6 +192,61 @@ TEST_F(PostgresSinkTest, ADatabaseLostMidRunIsWaitedOutWithNothingLostOrDoubled)
   RunShell("timeout 60 " + script + " stop --dir " + own);
 }
 
+// A bug bash: a session holding a lock on the version's table (LOCK TABLE
+// here; an ALTER, a VACUUM FULL, a transaction left open) hung the job with
+// no word, and a SIGTERM waited for the lock too. The sink now waits 5 s per
+// attempt, warns naming the holder, honours a stop between attempts, and a
+// restart after the lock is gone completes the table.
+TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHonoured) {
+  Forget("pgs-lock", "pgs_lock_v1");
+  Produce("pgs-lock-in", 9, 8000);
+  ScratchDir dir("pg-lock");
+  const TopicContents reference = Reference("pgs-lock", "pgs-lock-in", dir);
+  const SpecOptions o = Options("pgs-lock", "pgs-lock-in", dir, "state");
+  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_lock"));
+  std::string ddl;
+  ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
+  ASSERT_TRUE(pg_->Exec(ddl).ok());
+  auto locker = PgClient::Connect(dsn_);
+  ASSERT_TRUE(locker.ok()) << locker.status().ToString();
+  auto pid = (*locker)->Exec("SELECT pg_backend_pid()");
+  ASSERT_TRUE(pid.ok());
+  // Locked before the start: a clear refusal naming the holder, at once.
+  ASSERT_TRUE((*locker)->Exec("BEGIN; LOCK TABLE pgs_lock_v1 IN ACCESS EXCLUSIVE MODE").ok());
+  std::string refused;
+  EXPECT_EQ(Run(spec, &refused), 1);
+  EXPECT_NE(refused.find("pgs_lock_v1 is locked by pid " + pid->rows[0][0] + " (user kappa, idle in transaction: "),
+            std::string::npos)
+      << refused;
+  EXPECT_NE(refused.find("start the job again once that lock is released"), std::string::npos) << refused;
+  ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
+  // Locked while it runs: waited out.
+  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
+                    "--status-interval-ms", "0"},
+                   "pg-lock");
+  for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pgs_lock_v1") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE((*locker)->Exec("BEGIN; LOCK TABLE pgs_lock_v1 IN ACCESS EXCLUSIVE MODE").ok());
+  const int64_t committed = CountOf(*pg_, "SELECT count(*) FROM kappa_offsets WHERE job = 'pgs-lock'");
+  bool warned = false;
+  for (int i = 0; i < 300 && !warned; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    warned = job.Stderr().find("waiting for a lock on pgs_lock_v1 held by pid " + pid->rows[0][0] +
+                               " (user kappa, idle in transaction: ") != std::string::npos;
+  }
+  EXPECT_TRUE(warned) << job.Stderr();
+  const auto asked = std::chrono::steady_clock::now();
+  job.Kill(SIGTERM);
+  EXPECT_NE(job.WaitFor(20000), -1) << "still waiting for the lock 20 s after SIGTERM:\n" << job.Stderr();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::seconds(20));
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM kappa_offsets WHERE job = 'pgs-lock'"), committed);
+  ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ExpectTableEquals("pgs_lock_v1", reference);
+}
+
 TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
   Forget("pgs-check", "pgs_check_v1");
   Produce("pgs-check-in");
