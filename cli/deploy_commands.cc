@@ -472,12 +472,20 @@ int GetCommand(int argc, char** argv) {
     // Served from PostgreSQL: the view (made to agree with the registry
     // first), or with --version that version's table.
     const std::string dsn = PostgresDsn(vm);
+    // A view that cannot be made to agree (a lock, views built on it) does
+    // not stop the answer: the registry's serving version is read from its
+    // own table then, and the view's trouble is a warning.
+    bool view_agrees = version == 0;
     if (version == 0) {
-      if (auto line = ReconcileServing(*record, dsn); !line.ok()) return Fail("get", line.status());
+      if (auto line = ReconcileServing(*record, dsn); !line.ok()) {
+        std::fprintf(stderr, "kappa get: warning: %s; reading v%d's table %s instead\n",
+                     line.status().message().c_str(), v, info->PostgresVersionTable().c_str());
+        view_agrees = false;
+      }
     }
     auto pg = PgClient::Connect(ServingDsn(*info, dsn));
     if (!pg.ok()) return Fail("get", pg.status());
-    const std::string table = version ? info->PostgresVersionTable() : info->postgres_table;
+    const std::string table = view_agrees ? info->postgres_table : info->PostgresVersionTable();
     auto row = PgRowJson(**pg, table, key);
     if (!row.ok()) return Fail("get", row.status());
     if (!row->has_value()) return Fail("get", Status::NotFound("no row for key " + key + " in PostgreSQL " + table));

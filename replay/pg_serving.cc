@@ -1,6 +1,8 @@
 #include "replay/pg_serving.h"
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <map>
 #include <utility>
 #include <vector>
@@ -89,13 +91,52 @@ Result<bool> PgRelationExists(PgClient& pg, const std::string& table) {
   return !kind->empty();
 }
 
+Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t version) {
+  const std::string target = base_table + "_v" + std::to_string(version);
+  auto kind = RelKind(pg, base_table);
+  if (!kind.ok()) return kind.status();
+  if (*kind != "v") return Status::OK();  // no view yet (or not kappa's: the swap says so)
+  auto columns = RelationColumns(pg, target);
+  if (!columns.ok()) return columns.status();
+  auto view_columns = RelationColumns(pg, base_table);
+  if (!view_columns.ok()) return view_columns.status();
+  if (columns->empty() || *view_columns == *columns) return Status::OK();
+  // The view is dropped and made again: PostgreSQL refuses while views or
+  // rules of someone else's are built on it.
+  auto dependents = pg.Exec(
+      "SELECT DISTINCT n.nspname || '.' || c.relname FROM pg_depend d JOIN pg_rewrite r ON d.objid = r.oid "
+      "JOIN pg_class c ON r.ev_class = c.oid JOIN pg_namespace n ON c.relnamespace = n.oid "
+      "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass(" +
+      QuoteLiteral(QuoteQualified(base_table)) + ") AND c.oid <> to_regclass(" +
+      QuoteLiteral(QuoteQualified(base_table)) + ") ORDER BY 1");
+  if (!dependents.ok()) return dependents.status();
+  if (dependents->rows.empty()) return Status::OK();
+  std::string list;
+  for (const auto& r : dependents->rows) list += (list.empty() ? "" : ", ") + r[0];
+  return Status::FailedPrecondition(
+      "version " + std::to_string(version) + "'s columns differ from those of the view " + base_table +
+      ", so the view must be dropped and made again, but " + list + " depend" +
+      (dependents->rows.size() == 1 ? "s" : "") + " on it: drop " + (dependents->rows.size() == 1 ? "it" : "them") +
+      " first (and create again after the switch), or define " + (dependents->rows.size() == 1 ? "it" : "them") +
+      " over " + target + " instead; nothing was changed");
+}
+
 Status SwapServingView(PgClient& pg, const std::string& job, const std::string& base_table, int32_t version,
                        int64_t registry_seq, bool* applied) {
   if (applied) *applied = false;
   const std::string target = base_table + "_v" + std::to_string(version);
   KAPPA_RETURN_IF_ERROR(EnsureServingTable(pg, base_table));
+  KAPPA_RETURN_IF_ERROR(CheckServingSwap(pg, base_table, version));
+  // Readers of the view hold a lock the swap must wait for, and every new
+  // reader queues behind the swap's request: so each attempt waits at most
+  // kSwapLockWait, and readers get through between attempts.
+  constexpr const char* kSwapLockWait = "500ms";
+  constexpr int kSwapAttempts = 60;  // with the pauses between them, about a minute
   bool done = false;
-  Status st = InTransaction(pg, [&]() -> Status {
+  bool lock_wait = false;
+  auto attempt = [&]() -> Status {
+    lock_wait = false;
+    if (auto t = pg.Exec(std::string("SET LOCAL lock_timeout = '") + kSwapLockWait + "'"); !t.ok()) return t.status();
     // One swap of this job at a time; the second sees the first's row.
     auto lock = pg.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
     if (!lock.ok()) return lock.status();
@@ -135,10 +176,26 @@ Status SwapServingView(PgClient& pg, const std::string& job, const std::string& 
            "promoted_at = EXCLUDED.promoted_at, registry_seq = GREATEST(" +
            PgServingTable(base_table) + ".registry_seq, EXCLUDED.registry_seq)";
     auto swap = pg.Exec(sql);
-    if (!swap.ok()) return swap.status();
+    if (!swap.ok()) {
+      lock_wait = pg.last_sqlstate() == "55P03";
+      return swap.status();
+    }
     done = true;
     return Status::OK();
-  });
+  };
+  Status st;
+  for (int i = 1; i <= kSwapAttempts; ++i) {
+    st = InTransaction(pg, attempt);
+    if (st.ok() || !lock_wait) break;
+    if (i == kSwapAttempts) {
+      const std::string holders = DescribeLockHolders(pg, {base_table, target});
+      return Status::Unavailable("switching the view " + base_table + " to " + target + " waited " +
+                                 std::to_string(kSwapAttempts) + " times for sessions reading or locking it (" +
+                                 (holders.empty() ? std::string("see pg_locks") : holders) +
+                                 "); the swap waits at most 500 ms at a time so that readers are not held up");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
   if (st.ok() && applied) *applied = done;
   return st;
 }

@@ -35,13 +35,22 @@ std::string PgCreateServingTable(std::string_view base_table);
 // Whether the table or view `table` ([schema.]name) exists.
 Result<bool> PgRelationExists(PgClient& pg, const std::string& table);
 
+// FailedPrecondition, naming them, when the swap to `version` would have to
+// drop the view (the columns differ) and views of someone else's depend on
+// it; OK otherwise. Promote and rollback check this before they write the
+// registry, so a swap that cannot be done is refused, not left half done.
+Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t version);
+
 // In ONE transaction: points the view `base_table` at
 // `base_table`_v<version> (CREATE OR REPLACE VIEW, or DROP VIEW + CREATE
 // VIEW when the columns differ from the view's) and upserts the job's
 // kappa_serving row. With registry_seq > 0 the swap is skipped (*applied =
 // false) when kappa_serving already records a later registry sequence.
 // FailedPrecondition when the version's table does not exist, or when
-// `base_table` is a table rather than kappa's view.
+// `base_table` is a table rather than kappa's view, or as CheckServingSwap;
+// Unavailable, naming the sessions, when readers keep the view locked for
+// about a minute (each attempt waits at most 500 ms for the lock, so that
+// new readers never queue behind the swap for long).
 Status SwapServingView(PgClient& pg, const std::string& job, const std::string& base_table, int32_t version,
                        int64_t registry_seq = 0, bool* applied = nullptr);
 

@@ -195,6 +195,17 @@ Result<std::optional<OutputDiff>> CompareVersions(const KafkaConfig& config, con
   return std::optional<OutputDiff>(*diff);
 }
 
+// Before a registry write that makes `v` serve: a PostgreSQL view that
+// cannot be switched to it (views of someone else's on it, when it must be
+// made again) refuses the change, rather than leave the registry and the
+// database disagreeing. Nothing to check for a version without a table.
+Status CheckPostgresSwap(const VersionInfo& v, const std::string& postgres_dsn) {
+  if (v.postgres_table.empty()) return Status::OK();
+  auto pg = PgClient::Connect(ServingDsn(v, postgres_dsn));
+  if (!pg.ok()) return pg.status();
+  return CheckServingSwap(**pg, v.postgres_table, v.version);
+}
+
 // After a registry write: makes PostgreSQL serve what the registry now says.
 // Appends its line to *report; a failure says the registry already changed.
 Status SwapAfterRegistry(Registry& registry, const std::string& job, const std::string& postgres_dsn,
@@ -281,6 +292,7 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     }
     record->previous_serving.push_back(record->serving);
   }
+  KAPPA_RETURN_IF_ERROR(CheckPostgresSwap(*candidate, options.postgres_dsn));
   record->serving = version;
   auto won = registry.TryPutJob(*record);
   if (!won.ok()) return won.status();
@@ -347,6 +359,7 @@ Status Rollback(Registry& registry, const std::string& job, std::string* report,
       // (1, 2, 1) with 2 retired reported "version 1 serves again (was 1)".
       if (previous == record->serving) continue;
       if (v) {
+        KAPPA_RETURN_IF_ERROR(CheckPostgresSwap(*v, postgres_dsn));
         const int32_t from = record->serving;
         record->serving = previous;
         auto won = registry.TryPutJob(*record);

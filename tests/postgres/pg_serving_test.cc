@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -416,6 +417,84 @@ TEST_F(PgServingTest, RetireDropsATableAfterItsRetentionNeverTheServingOne) {
   EXPECT_TRUE(TableExists(base_ + "_v1"));
   EXPECT_EQ(offsets_of(1), 2);
   EXPECT_EQ(ViewVersion(), 1);
+}
+
+// A bug bash: a view of the team's own on the serving view made promote
+// write the registry and then fail to remake the view (v2 has another
+// column), and every `kappa get` failed from then on. The promotion is now
+// refused before the registry changes, naming the view; and `get` answers
+// from the serving version's own table when the view cannot agree.
+TEST_F(PgServingTest, AViewOnTheServingViewRefusesAPromotionThatMustRemakeIt) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  ASSERT_TRUE(pg_->Exec("CREATE VIEW " + schema_ + ".big_spenders AS SELECT key, spend FROM " + QuoteQualified(base_) +
+                        " WHERE spend > 1000")
+                  .ok());
+  PromoteOptions options;
+  options.force = true;
+  options.accept = true;
+  options.postgres_dsn = dsn_;
+  std::string report;
+  Status refused = Promote(registry, Config(), job_, 2, options, &report);
+  EXPECT_EQ(refused.code(), Status::Code::kFailedPrecondition) << refused.ToString();
+  EXPECT_NE(refused.message().find(schema_ + ".big_spenders depends on it"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("nothing was changed"), std::string::npos) << refused.message();
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job(job_)->serving, 1) << "the registry was written";
+  EXPECT_EQ(ViewVersion(), 1);
+
+  // A registry that says v2 all the same (written before this check, or by
+  // hand): `get` warns and reads v2's table.
+  JobRecord record = *registry.Job(job_);
+  record.previous_serving.push_back(1);
+  record.serving = 2;
+  auto put = registry.TryPutJob(record);
+  ASSERT_TRUE(put.ok() && *put);
+  std::string out, err;
+  ASSERT_EQ(RunKappa(Kappa("get", {"u3|1767229200000", "--postgres", dsn_}), &out, &err), 0) << out << err;
+  EXPECT_NE(out.find("\"version\":2"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"spend\":360,\"mean\":360"), std::string::npos) << out;
+  EXPECT_NE(err.find("warning:"), std::string::npos) << err;
+  EXPECT_NE(err.find("reading v2's table " + base_ + "_v2 instead"), std::string::npos) << err;
+
+  // Without the team's view, the switch goes through.
+  ASSERT_TRUE(pg_->Exec("DROP VIEW " + schema_ + ".big_spenders").ok());
+  ASSERT_TRUE(registry.Refresh().ok());
+  ASSERT_TRUE(ReconcileServing(*registry.Job(job_), dsn_).ok());
+  EXPECT_EQ(ViewVersion(), 2);
+}
+
+// A bug bash: promote's swap queued behind a long reader of the view, and
+// every new reader queued behind the swap for as long. Each attempt now
+// waits at most 500 ms for the lock, so readers get through in between, and
+// the swap happens once the long reader is done.
+TEST_F(PgServingTest, APromotionWaitingForALongReaderDoesNotHoldUpOtherReaders) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  AddVersion(registry, Spec(3), Rows(120, 80), true);  // v1's columns: CREATE OR REPLACE
+  auto long_reader = PgClient::Connect(dsn_);
+  ASSERT_TRUE(long_reader.ok());
+  ASSERT_TRUE((*long_reader)->Exec("BEGIN; SELECT count(*) FROM " + QuoteQualified(base_)).ok());
+  PromoteOptions options;
+  options.force = true;
+  options.accept = true;
+  options.postgres_dsn = dsn_;
+  std::string report;
+  auto promoting = std::async(std::launch::async, [&] { return Promote(registry, Config(), job_, 3, options, &report); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Another reader meanwhile: answered, not held up for the long one's 8 s.
+  auto reader = PgClient::Connect(dsn_);
+  ASSERT_TRUE(reader.ok());
+  const auto began = std::chrono::steady_clock::now();
+  auto read = (*reader)->Exec("SELECT count(*) FROM " + QuoteQualified(base_));
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_LT(waited, 5.0) << "a reader queued behind the swap";
+  std::this_thread::sleep_for(std::chrono::milliseconds(5000));
+  EXPECT_EQ(promoting.wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "swapped under a reader";
+  ASSERT_TRUE((*long_reader)->Exec("COMMIT").ok());
+  ASSERT_TRUE(promoting.get().ok()) << report;
+  EXPECT_EQ(ViewVersion(), 3);
 }
 
 TEST_F(PgServingTest, GetAndStatusReadPostgres) {
