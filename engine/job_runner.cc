@@ -1013,6 +1013,7 @@ Status JobRunner::Run(StopToken stop) {
     summary_.history_gap_records = d.gap_rule ? d.gap_rule->gap_records() : 0;
     summary_.archive_records = d.archive ? d.archive->archive_records() : 0;
     summary_.records_this_run = d.processed;
+    summary_.sink_rejected = d.pg ? d.pg->rows_rejected() : 0;
     // After a failure the in-memory counters are ahead of the last checkpoint;
     // the metrics file keeps describing what is durably committed.
     if (st.ok() && d.coordinator) {

@@ -95,6 +95,9 @@ struct RunSummary {
   int64_t history_gap_records = 0;  // records skipped below log start (allow_truncated_history)
   int64_t archive_records = 0;      // records this run read from the archive
   int64_t records_this_run = 0;     // records this run read (counters.in also holds those of earlier runs)
+  // Output rows the sink's database refused this run (sink.postgres): in
+  // counters.outputs, and in the DLQ as SinkRejected, not in the table.
+  int64_t sink_rejected = 0;
   // Checkpoints: how long processing stood still for them (sink flush +
   // state commit), the longest and in total.
   double checkpoint_max_ms = 0;

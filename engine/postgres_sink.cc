@@ -123,11 +123,21 @@ Status PostgresSink::PrepareTables() {
   // be this spec's.
   const std::string schema_name = schema.empty() ? "current_schema()" : QuoteLiteral(schema.substr(0, schema.size() - 1));
   auto existing = client_->Exec(
-      "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = " + schema_name +
-      " AND table_name = " + QuoteLiteral(PgBareName(spec_.PostgresTable())));
+      "SELECT column_name, data_type, is_nullable, column_default IS NOT NULL FROM information_schema.columns "
+      "WHERE table_schema = " + schema_name + " AND table_name = " + QuoteLiteral(PgBareName(spec_.PostgresTable())));
   if (!existing.ok()) return existing.status();
   std::unordered_map<std::string, std::string> types;
   for (const auto& row : existing->rows) types[row[0]] = row[1];
+  // A column of the team's own that kappa does not write must be able to
+  // stay empty or have a default, or the database refuses every row.
+  std::unordered_map<std::string, bool> spec_columns;
+  for (const PgColumn& c : PostgresColumns(spec_)) spec_columns[c.name] = true;
+  for (const auto& row : existing->rows) {
+    if (spec_columns.count(row[0]) || row[2] != "NO" || row[3] == "t") continue;
+    return Status::FailedPrecondition("PostgreSQL table " + spec_.PostgresTable() + " has a column `" + row[0] +
+                                      "` NOT NULL without a default, which kappa does not write: every row would "
+                                      "be refused; give it a DEFAULT, drop its NOT NULL, or drop the column");
+  }
   for (const PgColumn& c : PostgresColumns(spec_)) {
     auto it = types.find(c.name);
     if (it == types.end() || it->second != c.type) {

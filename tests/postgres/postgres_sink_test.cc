@@ -264,9 +264,17 @@ TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
   ASSERT_TRUE(pg_->Exec(ddl).ok());
   ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_check_v1 ADD CONSTRAINT spend_below_3000 CHECK (spend < 300000)").ok());
   CreateTopic("pgs-check.dlq", 1);
-  std::string err;
-  ASSERT_EQ(Run(spec, &err), 0) << err;
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
+                     &out, &err),
+            0)
+      << err;
   EXPECT_NE(err.find("PostgreSQL refused"), std::string::npos) << err;
+  // The summary counts them (it said "dlq 0" and all the outputs).
+  EXPECT_NE(out.find("PostgreSQL refused " + std::to_string(big) + " rows this run: they are in pgs-check.dlq as "
+                     "SinkRejected"),
+            std::string::npos)
+      << out;
   EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_check_v1"), static_cast<int64_t>(reference.rows.size()) - big);
   EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_check_v1 WHERE spend >= 300000"), 0);
   // Each refused row is in the DLQ, with the database's message.
@@ -296,6 +304,17 @@ TEST_F(PostgresSinkTest, ATableOfAnotherShapeIsRefusedNamingTheColumn) {
   EXPECT_EQ(Run(FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_shape")), &err), 1) << err;
   EXPECT_NE(err.find("does not fit this spec"), std::string::npos) << err;
   EXPECT_NE(err.find("`window_start` is missing"), std::string::npos) << err;
+  // The spec's columns and one of the team's own, NOT NULL without a
+  // default: every row would be refused (a bug bash: 427 of 427 went to the
+  // DLQ, and the run exited 0). Refused at the start, naming the column.
+  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_shape"));
+  std::string ddl;
+  ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
+  ASSERT_TRUE(pg_->Exec("DROP TABLE pgs_shape_v1; " + ddl + "; ALTER TABLE pgs_shape_v1 ADD COLUMN region text NOT NULL").ok());
+  EXPECT_EQ(Run(spec, &err), 1) << err;
+  EXPECT_NE(err.find("column `region` NOT NULL without a default"), std::string::npos) << err;
+  ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_shape_v1 ALTER COLUMN region SET DEFAULT 'eu'").ok());
+  EXPECT_EQ(Run(spec, &err), 0) << err;
 }
 
 TEST_F(PostgresSinkTest, AStateAheadOfTheDatabaseIsRefusedAndResetStateRebuildsIt) {
