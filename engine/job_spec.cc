@@ -480,6 +480,12 @@ Status ParsePostgresSink(const ConfigNode& sink, JobSpec& spec) {
       return pg->Error("feature `" + f.name + "`: names starting with kappa_ are kappa's own columns in a "
                        "PostgreSQL table; rename it");
     }
+    // PostgreSQL cuts a longer name in silence: the table it made would then
+    // lack the column kappa looks for.
+    if (f.name.size() > 63) {
+      return pg->Error("feature `" + f.name + "`: " + std::to_string(f.name.size()) +
+                       " characters, more than PostgreSQL's 63 for a column name; shorten it");
+    }
   }
   spec.postgres_dsn = *dsn;
   spec.postgres_table = *table;

@@ -497,6 +497,18 @@ TEST(FeaturesTest, APostgresSinkWritesTheRowsToTheVersionsTable) {
                             "{postgres: {dsn: x, table: spend}}");
   ASSERT_FALSE(reserved.ok());
   EXPECT_NE(reserved.status().message().find("kappa's own columns"), std::string::npos);
+  // A feature name PostgreSQL would cut (a bug bash: the table was made with
+  // the cut name, then refused for lacking the column).
+  const std::string long_name(64, 'n');
+  auto cut = ParseSpec("  - window: {size: 1h, features: {" + long_name + ": count}}\n", kTxnSource,
+                       "{postgres: {dsn: x, table: spend}}");
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.status().message().find("64 characters, more than PostgreSQL's 63 for a column name"),
+            std::string::npos)
+      << cut.status().message();
+  EXPECT_TRUE(ParseSpec("  - window: {size: 1h, features: {" + long_name.substr(1) + ": count}}\n", kTxnSource,
+                        "{postgres: {dsn: x, table: spend}}")
+                  .ok());
 }
 
 TEST(FeaturesTest, PostgresRowsAreCopyTextThatReadsBackExactly) {
