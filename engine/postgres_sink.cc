@@ -86,6 +86,10 @@ Status PostgresSink::Connect(bool with_temp_table) {
     return st;
   }
   if (!with_temp_table) return Status::OK();
+  if (Status st = TakeWriterLock(); !st.ok()) {
+    client_.reset();
+    return st;
+  }
   // Rows of an epoch wait here; ON COMMIT DELETE ROWS empties it for the next.
   Status st = client_->Exec("CREATE TEMP TABLE IF NOT EXISTS " + std::string(kTempTable) + " (LIKE " + table_ +
                             " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
@@ -95,6 +99,51 @@ Status PostgresSink::Connect(bool with_temp_table) {
     client_.reset();
   }
   return st;
+}
+
+// One writer per version: a second process of the same job and version
+// (started twice by mistake, or a zombie) would write its rows and move
+// kappa_offsets back under the first, which a restart then refuses as a
+// database behind the state. Kafka's exactly-once fences such a process;
+// here a session advisory lock on the writing connection does, held as long
+// as it lives (and the server drops a dead client's within ~11 s: keepalives).
+Status PostgresSink::TakeWriterLock() {
+  const std::string name = "kappa " + spec_.job + " v" + version_text_;
+  const std::string setup = "SET application_name = " + QuoteLiteral(name.substr(0, 63)) +
+                            "; SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
+                            "SET tcp_keepalives_count = 3";
+  KAPPA_RETURN_IF_ERROR(client_->Exec(setup).status());
+  const std::string lock = "SELECT pg_try_advisory_lock(hashtextextended(" +
+                           QuoteLiteral("kappa writer " + spec_.job + " " + version_text_) + ", 0))";
+  // A writer that just died may still hold it until the server notices.
+  constexpr int kWaitS = 15;
+  for (int waited = 0;; ++waited) {
+    auto got = client_->Exec(lock);
+    if (!got.ok()) return got.status();
+    if (!got->rows.empty() && got->rows[0][0] == "t") return Status::OK();
+    auto others = client_->Exec(
+        "SELECT pid, coalesce(host(client_addr), 'a local socket'), backend_start::text FROM pg_stat_activity "
+        "WHERE application_name = " + QuoteLiteral(name.substr(0, 63)) + " AND pid <> pg_backend_pid() ORDER BY 1");
+    std::string who;
+    if (others.ok()) {
+      for (const auto& r : others->rows) {
+        who += (who.empty() ? "" : ", ") + std::string("pid ") + r[0] + " from " + r[1] + " since " + r[2];
+      }
+    }
+    if (who.empty()) who = "another session";
+    if (waited >= kWaitS || stop_.stop_requested()) {
+      return Status::FailedPrecondition(
+          "another process writes " + spec_.job + " v" + version_text_ + " to " + spec_.PostgresTable() +
+          " (PostgreSQL session " + who + "): two processes of one version would undo each other's offsets; stop "
+          "the other one (or, if it is gone, wait until PostgreSQL drops its session), then start this again");
+    }
+    if (waited == 0) {
+      Note(NoteLevel::kWarning, "another process writes " + spec_.job + " v" + version_text_ + " to " +
+                                    spec_.PostgresTable() + " (PostgreSQL session " + who + "); waiting up to " +
+                                    std::to_string(kWaitS) + " s for it to end");
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
 }
 
 Status PostgresSink::NameLockHolders(const Status& st, const std::string& sqlstate) {

@@ -247,6 +247,35 @@ TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHono
   ExpectTableEquals("pgs_lock_v1", reference);
 }
 
+// A bug bash: a second process of the same version (another state dir) ran
+// beside the first in silence, moved kappa_offsets back to its own position,
+// and the first's restart was then refused as "rows missing". The second is
+// now refused, naming the first's session; the first finishes unharmed.
+TEST_F(PostgresSinkTest, ASecondProcessOfTheSameVersionIsRefused) {
+  Forget("pgs-twin", "pgs_twin_v1");
+  Produce("pgs-twin-in", 10, 8000);
+  ScratchDir dir("pg-twin");
+  const TopicContents reference = Reference("pgs-twin", "pgs-twin-in", dir);
+  const SpecOptions o = Options("pgs-twin", "pgs-twin-in", dir, "state");
+  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_twin"));
+  ChildProcess first({"run", spec, "-b", bootstrap(), "--max-rate", "2000", "--status-interval-ms", "0"}, "pg-twin");
+  // Until the first one writes (its session names itself).
+  for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                           "'kappa pgs-twin v1'") == 0;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::string err;
+  EXPECT_EQ(Run(spec, &err, {"--state-dir", dir / "state-twin"}), 1) << err;
+  EXPECT_NE(err.find("another process writes pgs-twin v1 to pgs_twin_v1 (PostgreSQL session pid "), std::string::npos)
+      << err;
+  EXPECT_EQ(first.WaitFor(0), -1) << "the first one stopped: " << first.Stderr();
+  first.Kill(SIGTERM);
+  ASSERT_EQ(first.WaitFor(30000), 0) << first.Stderr();
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ExpectTableEquals("pgs_twin_v1", reference);
+}
+
 TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
   Forget("pgs-check", "pgs_check_v1");
   Produce("pgs-check-in");
