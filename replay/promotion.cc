@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 #include <regex>
+#include <set>
 #include <vector>
 
 #include "base/test_hooks.h"
@@ -491,8 +492,23 @@ Status Retire(Registry& registry, const std::string& job, int32_t version, int64
       if (!*won) continue;  // redone on the newer state
     }
     *report = "job " + job + ": version " + std::to_string(version) + " retired; its process stops at its next check";
+    // A version whose process still reports (it has not seen the retirement
+    // yet) keeps its state and table: deleted under it, the process failed
+    // on its own files (a bug bash, with --retention 0s). A process that went
+    // silent (kill -9, a lost host) counts as gone.
+    std::set<int32_t> running;
+    for (const auto& other : record->versions) {
+      if (other.state != VersionState::kRetired || now - other.retired_at_ms < retention_ms) continue;
+      auto progress = registry.Progress(job, other.version);
+      if (progress && progress->Liveness(now) == "running") {
+        running.insert(other.version);
+        *report += "\n  kept the state of version " + std::to_string(other.version) +
+                   ": its process still runs (it stops within a few seconds); retire again afterwards to delete it";
+      }
+    }
     // Local state of versions retired longer ago than the retention is deleted.
     for (const auto& other : record->versions) {
+      if (running.count(other.version)) continue;
       if (other.state == VersionState::kRetired && now - other.retired_at_ms >= retention_ms && !other.state_dir.empty()) {
         const std::string line = DeleteVersionState(job, other);
         if (!line.empty()) *report += "\n  " + line;
@@ -506,7 +522,7 @@ Status Retire(Registry& registry, const std::string& job, int32_t version, int64
     std::unique_ptr<PgClient> pg;
     for (const auto& other : record->versions) {
       if (other.state != VersionState::kRetired || now - other.retired_at_ms < retention_ms ||
-          other.postgres_table.empty() || other.version == record->serving) {
+          other.postgres_table.empty() || other.version == record->serving || running.count(other.version)) {
         continue;
       }
       Result<std::string> line = std::string();

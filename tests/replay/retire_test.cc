@@ -102,6 +102,33 @@ TEST_F(RetireTest, ARelativeStateDirIsRetiredWhereTheVersionRanNotWhereRetireRun
       << report;
 }
 
+// A bug bash: `retire --retention 0s` of a version whose process still ran
+// deleted its state under it, and the process died on its own files. The
+// state stays while the version reports running; it goes once the version
+// reports stopped, or has been silent for long (kill -9).
+TEST_F(RetireTest, AVersionStillRunningKeepsItsStateUntilItStops) {
+  ScratchDir dir("running");
+  Registry registry(Config());
+  RegisterTwo(registry, dir, dir / "v2");
+  ASSERT_TRUE(ClaimStateDir(dir / "v2", "spend", 2).ok());
+  FillLikeAState(dir / "v2");
+  ProgressRecord progress;
+  progress.job = "spend";
+  progress.version = 2;
+  progress.snapshot.checkpoint_ms = WallClockMs();
+  progress.report_interval_ms = 1000;
+  ASSERT_TRUE(registry.PutProgress(progress).ok());
+  std::string report = RetireNow(2);
+  EXPECT_TRUE(fs::exists(dir / "v2/CURRENT")) << report;
+  EXPECT_NE(report.find("kept the state of version 2: its process still runs"), std::string::npos) << report;
+  // It saw the retirement and stopped: the next retire deletes.
+  progress.stopped = true;
+  ASSERT_TRUE(registry.PutProgress(progress).ok());
+  report = RetireNow(2);
+  EXPECT_FALSE(fs::exists(dir / "v2")) << report;
+  EXPECT_NE(report.find("deleted the state of version 2"), std::string::npos) << report;
+}
+
 // A repartitioned version's stage 2 keeps its state in <state_dir>.stage1
 // (engine/stage_plan.h): retiring the version deletes it too. Before, it
 // was left behind for good.
