@@ -13,6 +13,7 @@
 #include <array>
 #include <charconv>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -50,6 +51,21 @@ inline bool IsBuiltinSlotField(Field f) { return static_cast<unsigned>(f) < stat
 inline const FieldValue& DeclaredSlot(const InputRecord& r, Field f) {
   const int slot = DeclaredSlotOf(f);
   return slot < kComputedSlotBase ? r.fields[slot] : r.computed[slot - kComputedSlotBase];
+}
+
+// Whether `f` is a declared field without a value in `r` (optional and
+// absent or null, or `kafka.key` of a record without a key).
+inline bool DeclaredAbsent(const InputRecord& r, Field f) {
+  return IsDeclaredField(f) && !DeclaredSlot(r, f).present;
+}
+
+// The dead letter's message for a record whose grouping key `f` is absent:
+// grouped under "" it would be merged with every other such record (and an
+// empty value) in silence.
+inline std::string AbsentKeyMessage(std::string_view what, Field f) {
+  return std::string(what) + " key `" + std::string(FieldName(f)) +
+         "` is absent in this record (declared optional): grouped under \"\" it would merge with every other "
+         "record lacking it";
 }
 
 // A numeric field of a decoded record (type: its code; status: its enum

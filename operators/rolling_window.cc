@@ -237,6 +237,12 @@ class RollingWindow final : public Operator {
         ++ctx.counters->dlq;
         continue;
       }
+      if (!by_partition && DeclaredAbsent(rec, spec_.key_field)) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
+                         AbsentKeyMessage("rolling window", spec_.key_field));
+        ++ctx.counters->dlq;
+        continue;
+      }
       const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
       // Found ahead in this batch: still there (only OnBatchEnd erases groups).
       Group* found = ahead_groups_[pos % kRing];

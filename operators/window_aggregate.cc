@@ -339,6 +339,11 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
     const size_t hash = tumbling ? hashes[j % kAhead] : 0;
     if (tumbling && j + kAhead < n) ahead(j + kAhead);
     const InputRecord& rec = batch.records[idx];
+    if (!by_partition && DeclaredAbsent(rec, spec_.key_field)) {
+      ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField, AbsentKeyMessage("window", spec_.key_field));
+      ++ctx.counters->dlq;
+      continue;
+    }
     const std::string_view key = by_partition ? partition_key : FieldText(rec, spec_.key_field, scratch);
     const int64_t t = rec.event_time_ms;
     bool accepted = false;

@@ -417,6 +417,61 @@ TEST_F(DeclaredFormatsTest, AWindowsSumOverAnAbsentOptionalValueIsADeadLetter) {
       "in 3 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 1");
 }
 
+// A bug bash: a window keyed by an optional field merged every record
+// without it (absent, null) with those whose value is "" into one key "".
+// Such a record is a dead letter, in the tumbling and the rolling window;
+// an empty string is a value like any other.
+TEST_F(DeclaredFormatsTest, AWindowKeyAbsentFromARecordIsADeadLetterNotTheEmptyKey) {
+  for (const char* t : {"wk-in", "wk-out.v1", "wk.dlq", "wk.late", "wkr-in", "wkr-out.v1", "wkr.dlq", "wkr.late"}) {
+    CreateTopic(t, 1);
+  }
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    for (const char* topic : {"wk-in", "wkr-in"}) {
+      for (const char* json : {R"({"u":"x","t":1767225600000})", R"({"t":1767225600001})", R"({"u":null,"t":1767225600002})",
+                               R"({"u":"","t":1767225600003})"}) {
+        ASSERT_TRUE((*producer)->Produce(topic, 0, "k", json).ok());
+      }
+    }
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  ScratchDir dir("declared-absent-key");
+  const std::string fields = "{u: {type: string, optional: true}, t: timestamp}";
+  for (const auto& [name, window] :
+       {std::pair<std::string, std::string>{"wk", "{type: tumbling, size: 1h, key: u, features: {c: count}}"},
+        std::pair<std::string, std::string>{"wkr", "{type: rolling, size: 1h, key: u, features: {c: count}}"}}) {
+    const std::string spec = WriteJsonJobSpec(dir, name, fields, "  - window: " + window + "\n");
+    std::string out, err;
+    ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms",
+                        "0"},
+                       &out, &err),
+              0)
+        << err;
+    EXPECT_NE((out + err).find("in 4 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos)
+        << name << "\n" << out << err;
+    std::vector<std::string> messages;
+    auto read = ReadTopic(Config(), name + ".dlq", [&](const ConsumedRecord& r) {
+      const std::string bytes(r.value);
+      messages.push_back(schema::GetDlqRecord(bytes.data())->error_message()->str());
+    });
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    ASSERT_EQ(messages.size(), 2u) << name;
+    EXPECT_NE(messages[0].find("key `u` is absent in this record (declared optional)"), std::string::npos)
+        << messages[0];
+    const TopicContents rows = ReadOutputs(Config(), name + "-out.v1");
+    size_t empty_key_rows = 0;
+    for (const auto& [key, row] : rows.rows) {
+      if (key.rfind("|", 0) == 0) {
+        ++empty_key_rows;
+        EXPECT_NE(row.value.find("\"c\":1"), std::string::npos) << name << ": only the record whose u is \"\": "
+                                                                 << row.value;
+      }
+    }
+    EXPECT_EQ(empty_key_rows, 1u) << name;
+  }
+}
+
 // A record with a null Kafka key that a job needed (`kafka.key`, required)
 // is a dead letter; `kappa dlq replay` re-injected it with an EMPTY key,
 // which the job then took as present (a bug bash). Null stays null: in the
