@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/hash.h"
+#include "base/utf8.h"
 #include "schemas/dlq_record_generated.h"
 #include "schemas/nexmark_generated.h"
 #include "schemas/row_generated.h"
@@ -16,38 +17,6 @@
 #include "schemas/window_aggregate_generated.h"
 
 namespace kappa {
-
-namespace {
-
-// The length of the well-formed UTF-8 sequence at text[i] (RFC 3629: no
-// overlong forms, no surrogates, at most U+10FFFF); 0 if there is none.
-size_t Utf8SequenceAt(const std::string& text, size_t i) {
-  const auto at = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char c = at(i);
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xbf;  // the range of the second byte
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (i + n > text.size()) return 0;
-  if (at(i + 1) < lo || at(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
-  }
-  return n;
-}
-
-}  // namespace
 
 std::string JsonEscape(const std::string& text) {
   std::string out;

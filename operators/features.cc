@@ -8,6 +8,7 @@
 #include <set>
 
 #include "base/iso_time.h"
+#include "base/utf8.h"
 #include "postgres/copy_text.h"
 
 namespace kappa {
@@ -45,7 +46,23 @@ bool IsNumericOrDouble(Field f) {
 
 void AppendJsonString(std::string& out, std::string_view s) {
   out.push_back('"');
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      // A UTF-8 character as it is; a byte that is not UTF-8 (a binary
+      // Kafka key, an Avro or FlatBuffers string that is not text) as
+      // \u00XX, so that the row stays valid JSON.
+      if (const size_t n = Utf8SequenceAt(s, i); n > 0) {
+        out.append(s.data() + i, n);
+        i += n - 1;
+      } else {
+        static constexpr char kHex[] = "0123456789abcdef";
+        out.append("\\u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 15]);
+      }
+      continue;
+    }
     switch (c) {
       case '"': out.append("\\\""); break;
       case '\\': out.append("\\\\"); break;

@@ -359,6 +359,18 @@ TEST(FeaturesTest, JsonRowsEscapeKeysAndWriteDoublesExactly) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(again.data()), again.size()),
             R"({"key":"","x":null,"ok":false,"n":0})")
       << "JSON has no NaN";
+  // Text in UTF-8 as it is; bytes that are not UTF-8 (a binary Kafka key:
+  // Java's LongSerializer for 200) as \u00XX, so the row is still JSON (a
+  // bug bash: the raw bytes made every JSON parser refuse the row).
+  rows.Begin();
+  rows.Str(std::string("Zo\xc3\xab \xe2\x82\xac|") + std::string("\0\0\0\0\0\0\0\xc8", 8) + "|\xff\xfe");
+  rows.Double(1);
+  rows.Int(0);
+  rows.Int(0);
+  const auto binary = rows.Finish();
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(binary.data()), binary.size()),
+            "{\"key\":\"Zo\xc3\xab \xe2\x82\xac|\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u00c8|"
+            "\\u00ff\\u00fe\",\"x\":1,\"ok\":false,\"n\":0}");
 }
 
 constexpr const char* kTxnSource = "source: {topic: in}\n";
