@@ -233,6 +233,7 @@ int GenCommand(int argc, char** argv) {
   if (st.ok() && !schema_registry.empty()) {
     // The Confluent convention: the value schema of topic T is subject T-value.
     auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", schema_registry}});
+    if (options.ok()) options->setting = "--schema-registry";
     auto client = options.ok() ? SchemaRegistryClient::Create(*options)
                                : Result<std::unique_ptr<SchemaRegistryClient>>(options.status());
     auto id = client.ok() ? (*client)->Register((file_mode ? std::string("kappa-gen") : topic) + "-value",

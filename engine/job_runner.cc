@@ -316,6 +316,7 @@ Status JobRunner::Impl::RegisterRowSchema() {
   WindowSpec* window = spec.FeatureWindow();
   if (window == nullptr || window->row_format != RowFormat::kAvro) return Status::OK();
   auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", spec.sink_schema_registry_url}});
+  if (options.ok()) options->setting = "sink.schema_registry";
   if (!options.ok()) return options.status();
   auto client = SchemaRegistryClient::Create(*options);
   if (!client.ok()) return client.status();

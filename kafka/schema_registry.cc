@@ -327,9 +327,10 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::Send(const char* me
       default: cause = httplib::to_string(error); break;
     }
     return Status::Unavailable("schema registry at " + options_.url + " is unreachable (" + method + " " +
-                               path + ": " + cause +
-                               "): check that it is running and that schema.registry.url is right; "
-                               "schema.registry.timeout.ms bounds the wait");
+                               path + ": " + cause + "): check that it is running and that " + options_.setting +
+                               " is right" +
+                               (options_.setting == "schema.registry.url" ? "; schema.registry.timeout.ms bounds the wait"
+                                                                          : std::string()));
   }
   return Response{result->status, result->body};
 }
@@ -370,8 +371,11 @@ Status SchemaRegistryClient::ErrorFrom(const Response& response, const std::stri
   }
   if (response.status == 422 || response.status == 400) return Status::InvalidArgument(text);
   if (response.status == 404) {
-    return Status::NotFound(text + ": is schema.registry.url the API's base (for Apicurio "
-                            "http://host:port/apis/ccompat/v7)?");
+    // Not "not found": the registry's own 404s carry its error codes (40403
+    // is handled by the caller), this is a URL with no API behind it. A
+    // decoder that took it for an unknown schema dead-lettered every record.
+    return Status::FailedPrecondition(text + ": is " + options_.setting +
+                                      " the API's base (for Apicurio http://host:port/apis/ccompat/v7)?");
   }
   if (response.status == 401 || response.status == 403) {
     return Status::FailedPrecondition(text + ": the registry refuses this client");
@@ -416,7 +420,7 @@ Result<std::string> SchemaRegistryClient::SchemaById(int32_t id) {
   if (response->status == 404 && error_code.ok() && *error_code == 40403) {
     return Status::NotFound("unknown schema id " + std::to_string(id) + " at schema registry " +
                             options_.url + ": the record names a writer schema this registry does not "
-                            "have (is schema.registry.url the registry its producer used?)");
+                            "have (is " + options_.setting + " the registry its producer used?)");
   }
   std::string what = "fetching schema id " + std::to_string(id);
   if (response->status / 100 != 2) return ErrorFrom(*response, what);

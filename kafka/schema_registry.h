@@ -39,6 +39,9 @@ struct SchemaRegistryOptions {
   // schema.registry.timeout.ms: the bound on connecting and on waiting for
   // each response; a registry that does not answer within it is Unavailable.
   std::chrono::milliseconds timeout{5000};
+  // What the user set the URL with, for messages: a job spec's
+  // `source.schema_registry`, a flag; schema.registry.url for -X properties.
+  std::string setting = "schema.registry.url";
 
   // From key=value properties (the source's settings, or -X flags): reads
   // schema.registry.url and schema.registry.timeout.ms, ignores the rest.

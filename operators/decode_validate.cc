@@ -33,6 +33,7 @@ Result<std::unique_ptr<RecordDecoder>> MakeRecordDecoder(const DecodeSpec& spec)
             "format avro needs `source.schema_registry`: the URL of the Schema Registry holding the writer schemas");
       }
       auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", spec.schema_registry_url}});
+      if (options.ok()) options->setting = "source.schema_registry";
       if (!options.ok()) return options.status();
       auto client = SchemaRegistryClient::Create(*options);
       if (!client.ok()) return client.status();

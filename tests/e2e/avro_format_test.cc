@@ -78,7 +78,15 @@ TEST_F(AvroFormatTest, AvroThroughTheRegistryGivesTheBuiltInOutputsAndALostRegis
   const std::string lost = AvroSpec(dir, declared, "http://127.0.0.1:9/apis/ccompat/v7");
   EXPECT_NE(RunKappa({"run", lost, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err), 0);
   EXPECT_NE(err.find("127.0.0.1:9"), std::string::npos) << err;
+  EXPECT_NE(err.find("that source.schema_registry is right"), std::string::npos) << "the spec's key: " << err;
   EXPECT_EQ(ReadOutputs(Config(), "user-spend-avro.dlq").total, 0) << "a lost registry is not a bad record";
+  // Nor a registry's root without the API's path (a bug bash: its plain 404
+  // was read as "no such schema", and every record was dead-lettered).
+  const std::string root = url.substr(0, url.find('/', std::string("http://").size()));
+  const std::string wrong = AvroSpec(dir, declared, root);
+  EXPECT_NE(RunKappa({"run", wrong, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err), 0);
+  EXPECT_NE(err.find("is source.schema_registry the API's base"), std::string::npos) << err;
+  EXPECT_EQ(ReadOutputs(Config(), "user-spend-avro.dlq").total, 0) << "a wrong registry URL is not a bad record";
   // The registry URL is not logic (the spec hash leaves it out): the same
   // version continues with the right one.
   ASSERT_EQ(RunKappa({"run", AvroSpec(dir, declared, url), "-b", bootstrap(), "--stop-at-end", "--status-interval-ms",
