@@ -23,7 +23,9 @@ namespace {
 // ---- The writer schema, flattened from Avro C's tree ----
 
 enum class WKind : uint8_t { kNull, kBool, kInt, kLong, kFloat, kDouble, kBytes, kString, kFixed, kEnum, kRecord, kArray, kMap, kUnion };
-enum class Logical : uint8_t { kNone, kMillis, kMicros };
+// The int/long logical types that say what a number means in time. kTime:
+// time-millis / time-micros, a time of day, which is no timestamp.
+enum class Logical : uint8_t { kNone, kMillis, kMicros, kNanos, kDate, kTime };
 
 struct WNode {
   WKind kind = WKind::kNull;
@@ -41,10 +43,13 @@ std::string TypeName(const std::vector<WNode>& nodes, int index) {
   switch (n.kind) {
     case WKind::kNull: return "null";
     case WKind::kBool: return "boolean";
-    case WKind::kInt: return "int";
+    case WKind::kInt:
+      return n.logical == Logical::kDate ? "int (date)" : n.logical == Logical::kTime ? "int (time-millis: a time of day)" : "int";
     case WKind::kLong:
       return n.logical == Logical::kMillis ? "long (timestamp-millis)"
              : n.logical == Logical::kMicros ? "long (timestamp-micros)"
+             : n.logical == Logical::kNanos  ? "long (timestamp-nanos)"
+             : n.logical == Logical::kTime   ? "long (time-micros: a time of day)"
                                              : "long";
     case WKind::kFloat: return "float";
     case WKind::kDouble: return "double";
@@ -99,6 +104,9 @@ class SchemaWalker {
         if (is_obj && !obj["logicalType"].get_string().get(logical)) {
           if (logical == "timestamp-millis" || logical == "local-timestamp-millis") node().logical = Logical::kMillis;
           if (logical == "timestamp-micros" || logical == "local-timestamp-micros") node().logical = Logical::kMicros;
+          if (logical == "timestamp-nanos" || logical == "local-timestamp-nanos") node().logical = Logical::kNanos;
+          if (logical == "date") node().logical = Logical::kDate;
+          if (logical == "time-millis" || logical == "time-micros") node().logical = Logical::kTime;
         }
         break;
       }
@@ -189,6 +197,8 @@ enum class Conv : uint8_t {
   kVarintToDouble,
   kVarintToMillis,
   kVarintMicrosToMillis,
+  kVarintNanosToMillis,
+  kVarintDaysToMillis,  // Avro `date`: days since 1970-01-01, as midnight UTC
   kFloatToDouble,
   kDoubleToDouble,
   kBool,
@@ -295,6 +305,9 @@ class PlanBuilder {
           // The writer's logical type says what the number is; else the declaration.
           if (w.logical == Logical::kMillis) return *conv = Conv::kVarintToMillis, true;
           if (w.logical == Logical::kMicros) return *conv = Conv::kVarintMicrosToMillis, true;
+          if (w.logical == Logical::kNanos) return *conv = Conv::kVarintNanosToMillis, true;
+          if (w.logical == Logical::kDate) return *conv = Conv::kVarintDaysToMillis, true;
+          if (w.logical == Logical::kTime) return false;  // a time of day: no instant
           if (f.timestamp == TimestampEncoding::kEpochMillis) return *conv = Conv::kVarintToMillis, true;
           if (f.timestamp == TimestampEncoding::kEpochMicros) return *conv = Conv::kVarintMicrosToMillis, true;
           return false;
@@ -540,6 +553,14 @@ struct AvroDecoder::Impl {
       case Conv::kVarintMicrosToMillis:
         if (!ReadLong(&v)) return false;
         fv.i = v >= 0 ? v / 1000 : -((-(v + 1)) / 1000) - 1;
+        break;
+      case Conv::kVarintNanosToMillis:
+        if (!ReadLong(&v)) return false;
+        fv.i = v >= 0 ? v / 1000000 : -((-(v + 1)) / 1000000) - 1;
+        break;
+      case Conv::kVarintDaysToMillis:
+        if (!ReadLong(&v)) return false;
+        fv.i = v * 86400000;  // |days| < 2^31 (an Avro int): no overflow
         break;
       case Conv::kFloatToDouble: {
         if (end - p < 4) return Truncated();

@@ -240,6 +240,43 @@ TEST(AvroDecoderTest, EnumAsIndexAndTimestampFromAPlainLong) {
   }
 }
 
+// Avro's other logical types of time, declared `type: timestamp`: a
+// timestamp-nanos and a date are instants (read as epoch ms: a bug bash saw
+// the date 2026-01-01 land in 1970 and the nanos dead-lettered "after the
+// year 9999"); a time of day is no instant, refused by name.
+TEST(AvroDecoderTest, DateAndNanosAreTimestampsATimeOfDayIsNot) {
+  const std::string writer = R"({"type": "record", "name": "P", "fields": [
+    {"name": "d", "type": {"type": "int", "logicalType": "date"}},
+    {"name": "tn", "type": {"type": "long", "logicalType": "timestamp-nanos"}},
+    {"name": "tm", "type": {"type": "int", "logicalType": "time-millis"}}]})";
+  auto zigzag = [](std::string& out, int64_t v) {
+    uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+    while (z >= 0x80) {
+      out.push_back(static_cast<char>((z & 0x7f) | 0x80));
+      z >>= 7;
+    }
+    out.push_back(static_cast<char>(z));
+  };
+  std::string bytes("\0\0\0\0\x04", 5);  // the wire format's magic byte and schema id 4
+  zigzag(bytes, 20454);                      // 2026-01-01
+  zigzag(bytes, 1767225600123456789LL);      // 2026-01-01T00:00:00.123456789Z
+  zigzag(bytes, 3600000);                    // 01:00
+  auto decoder = WithSchemas(Schema({Ts("d", "d", TimestampEncoding::kEpochMillis),
+                                     Ts("tn", "tn", TimestampEncoding::kEpochMillis)}),
+                             {{4, writer}});
+  ASSERT_TRUE(decoder);
+  FieldValue out[2];
+  DecodeError error;
+  ASSERT_TRUE(decoder->Decode(Raw(bytes), out, &error)) << error.message;
+  EXPECT_EQ(out[0].i, 1767225600000);
+  EXPECT_EQ(out[1].i, 1767225600123);
+  decoder = WithSchemas(Schema({Ts("tm", "tm", TimestampEncoding::kEpochMillis)}), {{4, writer}});
+  ASSERT_TRUE(decoder);
+  EXPECT_FALSE(decoder->Decode(Raw(bytes), out, &error));
+  EXPECT_EQ(error.kind, Kind::kWrongType);
+  EXPECT_NE(error.message.find("int (time-millis: a time of day)"), std::string::npos) << error.message;
+}
+
 TEST(AvroDecoderTest, MalformedRecordsAreUndecodable) {
   const auto txns = Generate(1);
   const std::string good = EncodeAll(txns, 5)[0];
