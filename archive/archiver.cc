@@ -76,6 +76,7 @@ class FollowedSet {
     for (const auto& f : all_) {
       PartitionProgress p;
       p.partition = f.partition;
+      p.topic = f.topic;
       p.start_offset = f.start;
       p.position = f.position;
       p.log_end = std::max(f.high, f.position);

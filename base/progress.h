@@ -23,6 +23,9 @@ struct PartitionProgress {
   int64_t position = 0;      // next offset to process (checkpointed, for a job)
   int64_t log_end = 0;       // latest known log end offset
   int64_t watermark_ms = 0;  // 0: none yet
+  // Set by a process that reads several topics (the archiver), so that its
+  // per-partition metrics can tell them apart; "" for a job (one source).
+  std::string topic;
   int64_t lag() const { return log_end > position ? log_end - position : 0; }
 };
 

@@ -16,6 +16,19 @@ Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::strin
                                                                 std::function<std::string()> status) {
   std::unique_ptr<MetricsEndpoint> e(new MetricsEndpoint());
   e->server_ = std::make_unique<httplib::Server>();
+  // cpp-httplib sets SO_REUSEPORT, with which a second kappa bound the same
+  // port and scrapes alternated between two jobs' metrics: SO_REUSEADDR only
+  // (a restart still rebinds over TIME_WAIT), so the second one is refused.
+  e->server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
+  });
+  // Each open connection holds a worker while it idles: with httplib's 8
+  // workers and 5 s, a dozen open status pages held up every scrape. More
+  // workers, and an idle connection let go after a second.
+  e->server_->new_task_queue = [] { return new httplib::ThreadPool(32); };
+  e->server_->set_keep_alive_timeout(1);
+  e->server_->set_read_timeout(1, 0);
   e->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
     res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
   });

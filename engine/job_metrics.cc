@@ -59,7 +59,12 @@ class Exposition {
   std::string out_;
 };
 
-std::string PartitionLabel(int32_t p) { return "partition=\"" + std::to_string(p) + "\""; }
+// "partition=\"3\"", with the topic first when the snapshot names one (the
+// archiver follows several: without it their series were duplicates).
+std::string PartitionLabel(const PartitionProgress& p) {
+  std::string label = "partition=\"" + std::to_string(p.partition) + "\"";
+  return p.topic.empty() ? label : "topic=\"" + LabelValue(p.topic) + "\"," + label;
+}
 
 }  // namespace
 
@@ -172,20 +177,20 @@ std::string JobMetrics::Render() const {
   e.One("kappa_outputs_per_second", "gauge", "Rows written per second, over the last second or so.",
         outputs_per_s_);
   e.Family("kappa_partition_position", "gauge", "Next input offset to process, per partition.");
-  for (const auto& p : s.progress.partitions) e.Sample("kappa_partition_position", p.position, PartitionLabel(p.partition));
+  for (const auto& p : s.progress.partitions) e.Sample("kappa_partition_position", p.position, PartitionLabel(p));
   e.Family("kappa_partition_log_end_offset", "gauge", "The input partition's log end offset as last seen.");
   for (const auto& p : s.progress.partitions) {
-    e.Sample("kappa_partition_log_end_offset", p.log_end, PartitionLabel(p.partition));
+    e.Sample("kappa_partition_log_end_offset", p.log_end, PartitionLabel(p));
   }
   e.Family("kappa_partition_lag_records", "gauge", "Records between the position and the log end, per partition.");
-  for (const auto& p : s.progress.partitions) e.Sample("kappa_partition_lag_records", p.lag(), PartitionLabel(p.partition));
+  for (const auto& p : s.progress.partitions) e.Sample("kappa_partition_lag_records", p.lag(), PartitionLabel(p));
   e.One("kappa_lag_records", "gauge", "Records between the positions and the log ends, all partitions.",
         s.progress.total_lag());
   e.Family("kappa_partition_watermark_seconds", "gauge", "Event-time watermark per partition (Unix seconds).");
   for (const auto& p : s.progress.partitions) {
     if (p.watermark_ms != 0) {
       e.Sample("kappa_partition_watermark_seconds", static_cast<double>(p.watermark_ms) / 1000.0,
-               PartitionLabel(p.partition));
+               PartitionLabel(p));
     }
   }
   const int64_t watermark = s.progress.min_watermark_ms();
@@ -224,7 +229,11 @@ std::string JobMetrics::Render() const {
             : 0.0);
   e.One("kappa_progress_ratio", "gauge", "Share of the input from the start to the log end processed (0 to 1).",
         s.progress.percent_done() / 100.0);
-  const double eta = s.progress.eta_seconds();
+  // At the rate measured here (the snapshot's own rate is set only where a
+  // status line is printed: it read NaN while there was lag).
+  ProgressSnapshot at_rate = s.progress;
+  at_rate.records_per_second = in_per_s_;
+  const double eta = at_rate.eta_seconds();
   e.One("kappa_eta_seconds", "gauge", "Seconds until the lag is worked off at the current rate (NaN: unknown).",
         eta < 0 ? std::nan("") : eta);
   if (!firing_.empty()) {

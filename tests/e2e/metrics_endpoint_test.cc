@@ -84,6 +84,11 @@ TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
   auto early = Scrape(url);
   EXPECT_EQ(early["kappa_alert{job=mx,name=lag_records,version=1}"], 1) << job.Stderr();
   EXPECT_GT(early["kappa_lag_records{" + labels + "}"], 1000);
+  // The ETA at the rate measured (it read NaN whenever there was lag): the
+  // lag over roughly 2,000 records/s.
+  const double eta = early["kappa_eta_seconds{" + labels + "}"];
+  EXPECT_FALSE(std::isnan(eta)) << "kappa_eta_seconds is NaN with a lag and a rate";
+  EXPECT_GT(eta, early["kappa_lag_records{" + labels + "}"] / 4000);
   // Caught up: everything read, every position at its log end; and once
   // the DLQ rate has 5 s of samples behind it, its alert fires.
   std::map<std::string, double> m;
@@ -153,21 +158,42 @@ TEST_F(MetricsEndpointTest, PrometheusSeesTheJobsOwnCountersAndItsAlerts) {
 
 TEST_F(MetricsEndpointTest, TheArchiverServesItsProgressToo) {
   CreateTopic("mxa-in", 2);
+  CreateTopic("mxb-in", 2);
   ProduceWorkload(Config(), "mxa-in", SmallWorkload(4, 3000, 100));
+  ProduceWorkload(Config(), "mxb-in", SmallWorkload(5, 1000, 100));
   ScratchDir dir("metrics-archive");
-  ChildProcess archiver({"archive", "-a", dir / "archive", "-t", "mxa-in", "-b", bootstrap(), "--metrics-port", "0",
-                         "--status-interval-ms", "0"},
+  ChildProcess archiver({"archive", "-a", dir / "archive", "-t", "mxa-in", "-t", "mxb-in", "-b", bootstrap(),
+                         "--metrics-port", "0", "--status-interval-ms", "0"},
                         "mxa");
   const std::string url = MetricsUrl(archiver);
   ASSERT_FALSE(url.empty()) << archiver.Stderr();
   std::map<std::string, double> m;
   for (int i = 0; i < 100; ++i) {
     m = Scrape(url);
-    if (m["kappa_records_in_total{job=archive,version=0}"] == 3000) break;
+    if (m["kappa_records_in_total{job=archive,version=0}"] == 4000) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  EXPECT_EQ(m["kappa_records_in_total{job=archive,version=0}"], 3000);
+  EXPECT_EQ(m["kappa_records_in_total{job=archive,version=0}"], 4000);
   EXPECT_EQ(m["kappa_lag_records{job=archive,version=0}"], 0);
+  // Each topic's partitions are series of their own (they were duplicates,
+  // which the parser above refuses).
+  double a = 0, b = 0;
+  for (int p = 0; p < 2; ++p) {
+    a += m["kappa_partition_position{job=archive,partition=" + std::to_string(p) + ",topic=mxa-in,version=0}"];
+    b += m["kappa_partition_position{job=archive,partition=" + std::to_string(p) + ",topic=mxb-in,version=0}"];
+  }
+  EXPECT_EQ(a, 3000);
+  EXPECT_EQ(b, 1000);
+  // A second process on the same port is refused (cpp-httplib's SO_REUSEPORT
+  // let it bind, and scrapes alternated between the two).
+  const std::string port = url.substr(url.rfind(':') + 1, url.find("/metrics") - url.rfind(':') - 1);
+  std::string err;
+  EXPECT_EQ(RunKappa({"archive", "-a", dir / "archive2", "-t", "mxa-in", "-b", bootstrap(), "--metrics-port", port,
+                      "--stop-at-end"},
+                     nullptr, &err),
+            1)
+      << err;
+  EXPECT_NE(err.find("cannot listen for /metrics on 127.0.0.1:" + port), std::string::npos) << err;
   archiver.Kill(SIGTERM);
   EXPECT_EQ(archiver.WaitFor(60000), 0) << archiver.Stderr();
 }
