@@ -86,6 +86,16 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
         "a repartitioned job needs Kafka between its stages: run it with --archive (the archive, then Kafka) "
         "instead of --archive-only");
   }
+  if (spec.scale_out.enabled && options.stop_at_end) {
+    // Stage 2 of one process cannot tell when the other processes' stage 1
+    // has written its last record: it stopped at the repartition topic's
+    // end of the moment, and each process "stopped cleanly" with outputs
+    // missing (a bug bash).
+    return Status::InvalidArgument(
+        "--stop-at-end is not supported for a scaled-out job with repartition: one process cannot tell when "
+        "the others have written their last repartitioned record; run it without --stop-at-end (stop it once "
+        "`kappa status` shows no lag), or in one process (scale_out: false) to read to the end");
+  }
   int32_t source_partitions = 0;
   {
     auto client = CreateClient(ClientKind::kProducer, config, {});

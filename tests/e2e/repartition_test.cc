@@ -233,6 +233,18 @@ TEST_F(RepartitionTest, ThreeInstancesOneKilledGiveTheSingleProcessOutputs) {
     CreateTopic("rso.v1.changelog", kPartitions, {{"cleanup.policy", "compact"}});
     CreateTopic("rso.v1.stage1.changelog", 3, {{"cleanup.policy", "compact"}});
   }
+  // A bug bash: with --stop-at-end each process's stage 2 stopped at the
+  // repartition topic's end of the moment while the others still wrote into
+  // it, and both "stopped cleanly" with outputs missing. Refused.
+  {
+    std::string err;
+    EXPECT_EQ(Run({"run", spec, "-b", bootstrap(), "--instance", "r0", "--state-dir", dir / "r0", "--stop-at-end"},
+                  &err),
+              2)
+        << err;
+    EXPECT_NE(err.find("--stop-at-end is not supported for a scaled-out job with repartition"), std::string::npos)
+        << err;
+  }
   std::vector<std::unique_ptr<ChildProcess>> instances;
   for (const char* name : {"r1", "r2", "r3"}) {
     instances.push_back(std::make_unique<ChildProcess>(
