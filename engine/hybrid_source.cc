@@ -44,6 +44,7 @@ Status HybridSource::Open(const std::vector<Task*>& tasks, const std::vector<boo
   after_archive_.assign(tasks.size(), false);
   KAPPA_RETURN_IF_ERROR(archive_.ReadRanges());
   archive_.Attach(tasks);
+  kafka_.SetRanBefore(restored);
   auto marks = kafka_.ReadWatermarks(tasks.size());
   if (!marks.ok()) return marks.status();
   for (size_t i = 0; i < tasks.size(); ++i) KAPPA_RETURN_IF_ERROR(Position(*tasks[i], i, restored[i], (*marks)[i]));

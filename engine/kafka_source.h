@@ -11,6 +11,7 @@
 // Driven by one thread.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,13 @@ class KafkaSource final : public Source {
   Result<std::vector<Watermarks>> ReadWatermarks(size_t partitions);
   // The offset a task wants by the spec's start rule on this topic.
   Result<int64_t> Wanted(const Task& task, bool restored, const Watermarks& marks);
+  // Whether the job has run before (some partition restored from its
+  // checkpoint): a partition without a checkpoint then was added to the
+  // topic since, and is read from its beginning whatever `start` says
+  // (`latest` means where the job started, not where a new partition is).
+  void SetRanBefore(const std::vector<bool>& restored) {
+    ran_before_ = std::find(restored.begin(), restored.end(), true) != restored.end();
+  }
   // Starts reading every task at its next offset (the switch from the
   // archive, for tasks with after_archive[i]). Applies the gap rule against
   // the log start as it is now.
@@ -87,6 +95,7 @@ class KafkaSource final : public Source {
   int parallelism_;
   KafkaSink* sink_;
   std::unique_ptr<WorkerPool> pool_;  // made on the first batch that touches two tasks
+  bool ran_before_ = false;
 };
 
 }  // namespace kappa

@@ -12,6 +12,9 @@
 #include <gtest/gtest.h>
 
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/real_kafka.h"
+
+#include <fstream>
 
 namespace kappa::testing {
 namespace {
@@ -96,6 +99,38 @@ TEST_F(CrashRecoveryTest, KilledRunsConvergeToTheUninterruptedOutput) {
   for (const char* field : {"records_in", "records_out", "deduped", "filtered", "late", "dlq", "outputs"}) {
     EXPECT_EQ(MetricsField(metrics, field), MetricsField(clean_metrics, field)) << field;
   }
+}
+
+// A bug bash on a real Kafka: partitions added to the source topic between
+// two runs of a `start: latest` job were started at their end too, so what
+// had been written to them meanwhile was never read. `latest` is where the
+// job started: a partition without a checkpoint in a job that has run
+// before is new, and is read from its beginning.
+TEST_F(CrashRecoveryTest, PartitionsAddedBetweenRunsAreReadFromTheirBeginning) {
+  if (!real_broker()) GTEST_SKIP() << "the embedded broker cannot add partitions to a topic";
+  CreateTopic("grow-in", 2);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "grow-in", SmallWorkload(11, 2000, 100)));
+  ScratchDir dir("grow");
+  SpecOptions o;
+  o.job = "grow";
+  o.source = "grow-in";
+  o.sink = "grow-out";
+  o.state_dir = dir / "state";
+  std::string text = ReadFile(WriteSpec(dir, "grow.yaml", o));
+  text.replace(text.find("start: earliest"), 15, "start: latest");
+  const std::string spec = dir / "grow-latest.yaml";
+  std::ofstream(spec) << text;
+  std::string out, err;
+  const std::vector<std::string> run = {"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"};
+  ASSERT_EQ(RunKappa(run, &out, &err), 0) << err;
+  EXPECT_NE(out.find("in 0 = "), std::string::npos) << "latest: the records before the first run are not read\n"
+                                                    << out;
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "grow-in", SmallWorkload(12, 1000, 100)));
+  ASSERT_TRUE(AddPartitionsAdmin(Config(), "grow-in", 4).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "grow-in", SmallWorkload(13, 2000, 100)));
+  ASSERT_EQ(RunKappa(run, &out, &err), 0) << err;
+  EXPECT_NE(out.find("in 3000 = "), std::string::npos) << "every record since the first run\n" << out << err;
+  EXPECT_NE(err.find("grow-in[2] has no checkpoint though the job ran before"), std::string::npos) << err;
 }
 
 }  // namespace

@@ -158,6 +158,46 @@ Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int 
   return Status::OK();
 }
 
+Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, int partitions) {
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  rd_kafka_t* rk = client->get();
+  char err[512];
+  rd_kafka_NewPartitions_t* grow = rd_kafka_NewPartitions_new(topic.c_str(), static_cast<size_t>(partitions), err,
+                                                              sizeof err);
+  if (!grow) return Status::InvalidArgument(topic + ": " + err);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_CreatePartitions(rk, &grow, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  std::string error;
+  if (!event) {
+    error = "no answer to CreatePartitions within 30 s";
+  } else if (rd_kafka_event_error(event)) {
+    error = rd_kafka_event_error_string(event);
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(event), &n);
+    if (n != 1) {
+      error = "CreatePartitions answered for " + std::to_string(n) + " topics";
+    } else if (rd_kafka_topic_result_error(results[0])) {
+      error = rd_kafka_topic_result_error_string(results[0]);
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_NewPartitions_destroy(grow);
+  if (!error.empty()) return Status::Unavailable("growing " + topic + ": " + error);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!TopicReady(rk, topic, partitions)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Status::Unavailable(topic + "'s new partitions have no leaders after 30 s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Status::OK();
+}
+
 Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset) {
   auto client = CreateClient(ClientKind::kProducer, config, {});
   if (!client.ok()) return client.status();

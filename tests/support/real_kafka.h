@@ -55,6 +55,10 @@ std::string SharedRealKafkaBootstrap(const std::string& realkafka_dir);
 Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int partitions, int replication = 0,
                         const std::map<std::string, std::string>& topic_configs = {});
 
+// Grows `topic` to `partitions` partitions through the admin API
+// (CreatePartitions) and waits until every one has a leader.
+Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, int partitions);
+
 // Moves the log start offset of topic[partition] to `offset` through the admin
 // API (DeleteRecords): what retention does to a real topic, on demand.
 Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset);
