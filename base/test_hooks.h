@@ -11,6 +11,10 @@
 // archive-torn-block; archive --repair's repair-copied-aside,
 // repair-moved-later and repair-cut), so the crash tests can kill -9 at exact awkward moments. Without the variable a hook is one
 // string compare.
+//
+// KAPPA_TEST_HANG_AT=<point> makes the thread that reaches <point> wait for
+// ever instead (a wait inside a client library with no timeout), so the
+// tests can show that a stop request still ends the process.
 #pragma once
 
 #if defined(KAPPA_TEST_HOOKS)
@@ -18,15 +22,18 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 namespace kappa {
 
 class KillSwitch {
  public:
   KillSwitch() {
+    if (const char* hang = std::getenv("KAPPA_TEST_HANG_AT")) hang_point_ = hang;
     const char* env = std::getenv("KAPPA_TEST_KILL_AT");
     if (!env) return;
     std::string s(env);
@@ -44,10 +51,16 @@ class KillSwitch {
     ::kill(::getpid(), SIGKILL);
   }
   void At(const char* point) {
+    if (!hang_point_.empty() && hang_point_ == point) {
+      std::fprintf(stderr, "kappa: KAPPA_TEST_HANG_AT reached %s: waiting for ever\n", point);
+      std::fflush(stderr);
+      for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
     if (Reached(point)) Kill(point);
   }
 
  private:
+  std::string hang_point_;
   std::string point_;
   int remaining_ = 0;
 };

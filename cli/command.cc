@@ -5,7 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -92,7 +99,38 @@ bool StderrIsTerminal() { return ::isatty(STDERR_FILENO) == 1; }
 
 namespace {
 StopSource g_stop;
-void OnSignal(int) { g_stop.RequestStop(); }
+std::atomic<int> g_signals{0};
+
+void WriteStderr(const char* text) {
+  ssize_t ignored = ::write(STDERR_FILENO, text, std::strlen(text));
+  (void)ignored;
+}
+
+void OnSignal(int) {
+  if (g_signals.fetch_add(1, std::memory_order_relaxed) > 0) {
+    // A second request: the user will not wait (async-signal-safe).
+    WriteStderr("kappa: a second stop signal: exiting at once, as a crash would (the last durable checkpoint is "
+                "intact; the next start resumes from it)\n");
+    ::_exit(130);
+  }
+  g_stop.RequestStop();
+}
+
+// A stop must end in a bounded time whatever the brokers or the database do:
+// some waits are inside librdkafka with no timeout (a transaction's commit
+// while the cluster has lost its quorum). After the grace, the process exits
+// as a crash would, which every checkpoint is made to survive.
+void StopWatchdog(int64_t grace_ms) {
+  while (!g_stop.stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms));
+  std::fprintf(stderr,
+               "kappa: still stopping %lld s after the stop request (a broker or database that does not answer); "
+               "exiting now, as a crash would: the last durable checkpoint is intact and the next start resumes "
+               "from it (KAPPA_STOP_GRACE_MS sets this wait)\n",
+               static_cast<long long>(grace_ms / 1000));
+  std::fflush(stderr);
+  ::_exit(1);
+}
 }  // namespace
 
 StopToken InstallStopSignals() {
@@ -101,6 +139,12 @@ StopToken InstallStopSignals() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  static std::once_flag watchdog;
+  std::call_once(watchdog, [] {
+    int64_t grace_ms = 20000;
+    if (const char* env = std::getenv("KAPPA_STOP_GRACE_MS")) grace_ms = std::max<int64_t>(100, std::atoll(env));
+    std::thread(StopWatchdog, grace_ms).detach();
+  });
   return StopToken(g_stop);
 }
 

@@ -107,5 +107,49 @@ TEST_F(DeadLettersAndStopTest, SigtermTakesAFinalCheckpointAndResumesThere) {
   EXPECT_GT(after.rows.size(), before.rows.size());
 }
 
+// A bug bash on a real Kafka: under exactly_once, with the cluster's quorum
+// lost, a transaction's commit waited inside librdkafka with no timeout and
+// SIGTERM was ignored for minutes. Whatever hangs, a stop ends the process
+// within its grace (KAPPA_STOP_GRACE_MS, 20 s by default), as a crash
+// would; a second signal ends it at once; and the next run resumes from the
+// last durable checkpoint to the same outputs.
+TEST_F(DeadLettersAndStopTest, AStopEndsTheProcessEvenWhenAWaitHangs) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  CreateTopic("transactions", 4);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload(20000)));
+  ScratchDir dir("hang");
+  SpecOptions spec;
+  spec.state_dir = dir / "state";
+  spec.checkpoint_interval = "200ms";
+  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  ::setenv("KAPPA_TEST_HANG_AT", "before-flush", 1);
+  ::setenv("KAPPA_STOP_GRACE_MS", "2000", 1);
+  ChildProcess hung({"run", path, "-b", bootstrap(), "--max-rate", "5000", "--status-interval-ms", "0"}, "hung");
+  ChildProcess twice({"run", path, "-b", bootstrap(), "--state-dir", dir / "state2", "--max-rate", "5000",
+                      "--status-interval-ms", "0"},
+                     "twice");
+  ::unsetenv("KAPPA_TEST_HANG_AT");
+  ::unsetenv("KAPPA_STOP_GRACE_MS");
+  for (ChildProcess* p : {&hung, &twice}) {
+    for (int i = 0; i < 300 && p->Stderr().find("KAPPA_TEST_HANG_AT reached") == std::string::npos; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_NE(p->Stderr().find("KAPPA_TEST_HANG_AT reached before-flush"), std::string::npos) << p->Stderr();
+  }
+  hung.Kill(SIGTERM);
+  EXPECT_EQ(hung.WaitFor(15000), 1) << hung.Stderr();
+  EXPECT_NE(hung.Stderr().find("still stopping 2 s after the stop request"), std::string::npos) << hung.Stderr();
+  twice.Kill(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  twice.Kill(SIGINT);
+  EXPECT_EQ(twice.WaitFor(5000), 130) << twice.Stderr();
+  EXPECT_NE(twice.Stderr().find("a second stop signal: exiting at once"), std::string::npos) << twice.Stderr();
+  // Like a crash: the next run resumes and reads everything once more at most.
+  std::string err;
+  ASSERT_EQ(RunKappa({"run", path, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err), 0)
+      << err;
+  EXPECT_EQ(MetricsField(ReadFile(dir / "state/metrics.json"), "records_in"), 20000);
+}
+
 }  // namespace
 }  // namespace kappa::testing
