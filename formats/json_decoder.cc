@@ -112,11 +112,36 @@ struct JsonDecoder::Impl {
   }
   bool Undecodable(std::string what) { return Fail(DecodeError::Kind::kUndecodable, -1, std::move(what)); }
   bool Undecodable(simdjson::error_code e) {
+    if (std::string why = Diagnose(); !why.empty()) return Undecodable(std::move(why));
     return Undecodable(std::string("not valid JSON: ") + simdjson::error_message(e));
+  }
+  // What is wrong with a record simdjson refused, when its first or last
+  // bytes say it better than the parser (which reports content after the
+  // object as "ended early"); "" otherwise. Only on the failure path.
+  std::string Diagnose() const {
+    std::string_view s(reinterpret_cast<const char*>(record->payload), record->size);
+    if (s.substr(0, 3) == "\xEF\xBB\xBF") {
+      return "the record starts with a UTF-8 byte-order mark (EF BB BF), which JSON does not allow: the producer "
+             "should write UTF-8 without one";
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
+      s.remove_suffix(1);
+    }
+    if (!s.empty() && s.back() == '\0') {
+      return "the record ends with a NUL byte after the JSON (a C string's terminator sent with it?)";
+    }
+    const size_t start = s.find_first_not_of(" \n\r\t");
+    if (start != std::string_view::npos && s[start] == '{' && s.back() != '}') {
+      return "not valid JSON: the record does not end with the object's `}` (content after the JSON object, or "
+             "the record was cut): it ends `" + Excerpt(s.substr(s.size() > 20 ? s.size() - 20 : 0)) + "`";
+    }
+    return "";
   }
   // A declared value that simdjson cannot read (1e999, 01, a broken string).
   bool BadValue(int slot, simdjson::error_code e, od::value& v) {
-    const char* what = e == simdjson::NUMBER_ERROR ? "a number" : e == simdjson::STRING_ERROR ? "a string" : "a value";
+    const char* what = e == simdjson::NUMBER_ERROR   ? "a number, or one beyond a double's range (about 1.8e308)"
+                       : e == simdjson::STRING_ERROR ? "a string"
+                                                     : "a value";
     return Fail(DecodeError::Kind::kUndecodable, slot,
                 "field `" + schema.field(slot).name + "` at `" + schema.field(slot).path + "`: not valid JSON (" +
                     what + "): " + Excerpt(v.raw_json_token()));

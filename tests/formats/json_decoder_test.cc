@@ -225,6 +225,21 @@ TEST(JsonDecoderTest, RecordsThatAreNotJsonObjectsAreUndecodable) {
             std::string::npos);
   EXPECT_NE(ErrorFor(*d, 1, "{\"a\":1} {\"a\":2}").message.find("`{\"a\":2}`"), std::string::npos)
       << ErrorFor(*d, 1, "{\"a\":1} {\"a\":2}").message;
+  // What a bug bash's producers sent, named as such: content after the
+  // object, a C string's NUL, a byte-order mark. simdjson says "ended early"
+  // for the first two and "not the requested type" for the third.
+  const std::pair<std::string, std::string> named[] = {
+      {"{\"a\":1} x", "does not end with the object's `}` (content after the JSON object, or the record was cut)"},
+      {"{\"a\":1}]", "it ends `{\"a\":1}]`"},
+      {std::string("{\"a\":1}\0", 8), "ends with a NUL byte after the JSON"},
+      {"\xEF\xBB\xBF{\"a\":1}", "starts with a UTF-8 byte-order mark"},
+      {"{\"a\":1e400}", "beyond a double's range"},
+  };
+  for (const auto& [bad, message] : named) {
+    DecodeError named_error = ErrorFor(*d, 1, bad);
+    EXPECT_EQ(named_error.kind, DecodeError::Kind::kUndecodable) << bad;
+    EXPECT_NE(named_error.message.find(message), std::string::npos) << bad << ": " << named_error.message;
+  }
   // Whitespace around the object is fine (JSON-lines producers end with \n).
   FieldValue v;
   DecodeError e;
@@ -309,8 +324,8 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
     EXPECT_NE(e.message.find(c.message), std::string::npos) << e.message;
   }
   // A declared value that is not valid JSON: undecodable, at its path.
-  for (const Case& c : std::vector<Case>{{doc("d", "1e999"), "v.d", "(a number): 1e999"},
-                                         {doc("n", "01"), "v.n", "(a number): 01"},
+  for (const Case& c : std::vector<Case>{{doc("d", "1e999"), "v.d", "beyond a double's range (about 1.8e308)): 1e999"},
+                                         {doc("n", "01"), "v.n", "(a number, or one beyond a double's range (about 1.8e308)): 01"},
                                          {doc("b", "tru"), "v.b", "(a value): tru"}}) {
     DecodeError e = ErrorFor(*d, 7, c.json);
     EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << c.json << ": " << e.message;
