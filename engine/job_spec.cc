@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "formats/flatbuffers_decoder.h"
 #include "formats/schema_spec.h"
 #include "operators/decode_validate.h"
 
@@ -746,11 +747,10 @@ std::string JobSpec::CanonicalLogic() const {
        << ";value=" << decode.value_slot;
     // The user's FlatBuffers schema is logic: its bytes, not its path. (An
     // Avro writer schema is data: each record names its own.)
+    // With the files it includes (a change there is logic too).
     if (!decode.schema_file.empty()) {
-      std::ifstream in(decode.schema_file, std::ios::binary);
-      std::ostringstream bytes;
-      bytes << in.rdbuf();
-      os << ";schema=" << HashToHex(Fnv1a64(bytes.str())) << ";root=" << decode.root_type;
+      auto digest = FlatBuffersSchemaDigest(decode.schema_file);
+      os << ";schema=" << (digest.ok() ? HashToHex(*digest) : "unreadable") << ";root=" << decode.root_type;
     }
   }
   return os.str();

@@ -10,6 +10,10 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <utility>
+#include <vector>
+
+#include "base/hash.h"
 
 namespace kappa {
 
@@ -573,6 +577,31 @@ bool FlatBuffersDecoder::VerifyReferenced(Bounds& b, const VCheck& c, size_t tab
     }
   }
   return true;
+}
+
+Result<uint64_t> FlatBuffersSchemaDigest(const std::string& schema_path) {
+  auto bytes = ReadWholeFile(schema_path);
+  if (!bytes.ok()) return bytes.status();
+  if (LooksBinarySchema(*bytes)) return Fnv1a64(*bytes);  // compiled: includes are in it
+  flatbuffers::IDLOptions opts;
+  flatbuffers::Parser parser(opts);
+  const std::string dir = std::filesystem::path(schema_path).parent_path().string();
+  const std::string include_dir = dir.empty() ? "." : dir;
+  const char* include_paths[] = {include_dir.c_str(), nullptr};
+  if (!parser.Parse(bytes->c_str(), include_paths, schema_path.c_str())) return Fnv1a64(*bytes);  // refused later
+  // The included files' contents, in an order that does not depend on paths.
+  std::vector<std::pair<uint64_t, std::string>> included;
+  for (const std::string& file : parser.GetIncludedFilesRecursive(schema_path)) {
+    if (file == schema_path) continue;
+    auto text = ReadWholeFile(file);
+    if (!text.ok()) return text.status();
+    included.emplace_back(Fnv1a64(*text), std::move(*text));
+  }
+  if (included.empty()) return Fnv1a64(*bytes);
+  std::sort(included.begin(), included.end());
+  std::string all = *bytes;
+  for (const auto& [hash, text] : included) all += '\0' + text;
+  return Fnv1a64(all);
 }
 
 Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::Create(const RecordSchema& schema,

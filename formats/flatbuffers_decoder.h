@@ -52,6 +52,12 @@ struct Object;
 
 namespace kappa {
 
+// What a FlatBuffers schema file means, for the spec hash: its bytes and
+// those of every file it includes (recursively), independent of where they
+// are; a schema without includes hashes to Fnv1a64 of its bytes alone. A
+// change in an included .fbs is a logic change like one in the file itself.
+Result<uint64_t> FlatBuffersSchemaDigest(const std::string& schema_path);
+
 class FlatBuffersDecoder : public RecordDecoder {
  public:
   // schema_path: a .fbs (compiled here; `include`s are found next to it) or

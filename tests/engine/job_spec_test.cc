@@ -69,6 +69,39 @@ TEST(JobSpecTest, HashIgnoresFormattingAndOperationalKnobsButNotLogic) {
   EXPECT_NE(ParseJobSpec(lateness)->spec_hash, base->spec_hash);
 }
 
+// A bug bash: a change in a .fbs that the declared schema `include`s left
+// the spec hash as it was, so a restart decoded one version's history two
+// ways. The included files' bytes count; where the files are does not.
+TEST(JobSpecTest, AFlatBuffersSchemasIncludedFilesArePartOfTheHash) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(::testing::TempDir()) / ("fbs_hash_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  auto write_schema = [](const fs::path& dir, const std::string& cents_type) {
+    fs::create_directories(dir);
+    std::ofstream(dir / "amount.fbs") << "namespace t;\ntable Amount { cents: " << cents_type << "; }\n";
+    std::ofstream(dir / "ev.fbs") << "include \"amount.fbs\";\nnamespace t;\n"
+                                     "table Ev { u: string; ts: long; amount: Amount; }\nroot_type Ev;\n";
+  };
+  auto hash_of = [](const fs::path& dir) {
+    const std::string yaml =
+        "job: fb\nversion: 1\nsource:\n  topic: in\n  format: flatbuffers\n  schema: " + (dir / "ev.fbs").string() +
+        "\n  fields: {u: string, ts: timestamp, cents: {type: int64, path: amount.cents}}\n  event_time: ts\n"
+        "operators:\n  - window: {size: 1h, key: u, features: {s: sum(cents)}}\n"
+        "sink: {topic: out}\ndlq: {topic: d}\nlate: {topic: l}\n";
+    auto spec = ParseJobSpec(yaml);
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? spec->spec_hash : std::string();
+  };
+  write_schema(root / "a", "long");
+  write_schema(root / "b", "long");
+  write_schema(root / "c", "int");
+  const std::string a = hash_of(root / "a");
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(hash_of(root / "b"), a) << "the same files elsewhere";
+  EXPECT_NE(hash_of(root / "c"), a) << "only the included file differs";
+  fs::remove_all(root);
+}
+
 TEST(JobSpecTest, ArchiveAndParallelismAreOperationalNotLogic) {
   auto base = ParseJobSpec(kSpec);
   ASSERT_TRUE(base.ok());
