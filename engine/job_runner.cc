@@ -24,6 +24,7 @@
 #include "engine/start_position.h"
 #include "engine/task.h"
 #include "kafka/group_members.h"
+#include "kafka/kafka_client.h"
 #include "kafka/partition_consumer.h"
 #include "kafka/partition_list.h"
 #include "kafka/schema_registry.h"
@@ -221,6 +222,15 @@ Status JobRunner::Impl::Open() {
   }
   auto names = Task::StateTableNames(spec);
   if (!names.ok()) return names.status();
+  if (!archive_only) {
+    // Kafka reachable and the source there before anything is made: a run
+    // that fails on them left its state directory behind, and the sink, DLQ
+    // and late topics auto-created by the sink's first metadata request.
+    auto client = CreateClient(ClientKind::kProducer, config, {});
+    if (!client.ok()) return client.status();
+    auto count = TopicPartitionCount(client->get(), spec.source_topic, 10000);
+    if (!count.ok()) return count.status().WithContext("the source topic " + spec.source_topic + ": ");
+  }
   if (options.reset_state) KAPPA_RETURN_IF_ERROR(ResetState());
   auto backend_or = StateBackend::Open(spec.state_dir, *names);
   if (!backend_or.ok()) return backend_or.status();
