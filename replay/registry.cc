@@ -1,5 +1,7 @@
 #include "replay/registry.h"
 
+#include "base/clock.h"
+
 #include <flatbuffers/flatbuffers.h>
 #include <librdkafka/rdkafka.h>
 
@@ -324,9 +326,17 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
     if (it == progress_.end()) return std::nullopt;
     return DecodeProgress(it->second);
   }
-  // Running instances speak for the version; once all stopped, all do.
+  // Running instances speak for the version; once all stopped, all do. An
+  // instance silent for long (kill -9, a lost host) speaks no more while
+  // another runs: its partitions went to the others, whose counters and rate
+  // are counted (adding its last ones counted them twice, a bug bash).
   bool all_stopped = true;
-  for (const auto& r : instances) all_stopped = all_stopped && r.stopped;
+  const int64_t now = WallClockMs();
+  size_t running = 0;
+  for (const auto& r : instances) {
+    all_stopped = all_stopped && r.stopped;
+    running += r.Liveness(now) == "running";
+  }
   ProgressRecord merged;
   merged.job = job;
   merged.version = version;
@@ -335,6 +345,7 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   std::map<int32_t, std::pair<int64_t, PartitionProgress>> parts;  // partition -> (checkpoint_ms, progress)
   for (const auto& r : instances) {
     if (r.stopped && !all_stopped) continue;
+    if (running > 0 && r.Liveness(now) != "running") continue;
     const ProgressSnapshot& s = r.snapshot;
     merged.snapshot.epoch = std::max(merged.snapshot.epoch, s.epoch);
     merged.snapshot.checkpoint_ms = std::max(merged.snapshot.checkpoint_ms, s.checkpoint_ms);

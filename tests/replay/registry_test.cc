@@ -159,6 +159,35 @@ TEST_F(RegistryTest, AProcessSilentForThreeReportIntervalsIsNotReporting) {
   EXPECT_EQ(b.Liveness(1'000'000 + 3'600'000), "running") << "without an interval there is no judging";
 }
 
+// A bug bash: after one instance of a scaled-out version was killed, status
+// added its last counters and rate to the new owner's (which took its
+// partitions over): 1000 rec/s from one live process capped at 500. A silent
+// instance no longer counts while another runs.
+TEST_F(RegistryTest, AVersionsProgressLeavesOutASilentInstanceWhileAnotherRuns) {
+  const int64_t now = WallClockMs();
+  ProgressRecord live = Progress("spend", 5, {{0, 100}, {1, 200}});
+  live.snapshot.checkpoint_ms = now;
+  live.report_interval_ms = 1000;
+  live.snapshot.records_per_second = 500;
+  live.snapshot.counters.in = 300;
+  ProgressRecord dead = Progress("spend", 5, {{1, 150}});
+  dead.snapshot.checkpoint_ms = now - 120000;
+  dead.report_interval_ms = 1000;
+  dead.snapshot.records_per_second = 500;
+  dead.snapshot.counters.in = 150;
+  ProgressRecord a, b;
+  ASSERT_NO_FATAL_FAILURE(RoundTripInstances(live, dead, &a, &b));
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto merged = reader.Progress("spend", 5);
+  ASSERT_TRUE(merged.has_value());
+  EXPECT_EQ(merged->snapshot.records_per_second, 500);
+  EXPECT_EQ(merged->snapshot.counters.in, 300);
+  ASSERT_EQ(merged->snapshot.partitions.size(), 2u);
+  EXPECT_EQ(merged->snapshot.partitions[1].position, 200) << "the live owner's position";
+  EXPECT_EQ(merged->Liveness(now), "running");
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());
