@@ -226,10 +226,28 @@ Status PartitionConsumer::Classify(rd_kafka_message_t* m) {
     case RD_KAFKA_RESP_ERR__PARTITION_EOF:
       return Status::OK();
     case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
-    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
-      return Status::DataLoss(where + ": the offset to read is out of range (retention deleted it while the reader " +
-                              "was behind): " + MessageErrorText(m) +
-                              "; records would be skipped, so reading stops");
+    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: {
+      // Which side of the log it fell off says what happened (only here, on
+      // the way to stopping: the question takes a round trip).
+      int64_t low = -1, high = -1;
+      const bool known = m->rkt != nullptr && m->offset >= 0 &&
+                         rd_kafka_query_watermark_offsets(consumer_.get(), rd_kafka_topic_name(m->rkt), m->partition,
+                                                          &low, &high, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+      if (known && m->offset < low) {
+        return Status::DataLoss(where + ": records " + std::to_string(m->offset) + ".." + std::to_string(low - 1) +
+                                " were deleted (retention) while the reader was behind: the log now starts at " +
+                                std::to_string(low) + "; records would be skipped, so reading stops");
+      }
+      if (known && m->offset > high) {
+        return Status::DataLoss(where + ": the reader is at offset " + std::to_string(m->offset) +
+                                " but the log now ends at " + std::to_string(high) +
+                                ": the topic was recreated or truncated; records would be skipped or read twice, so "
+                                "reading stops");
+      }
+      return Status::DataLoss(where + ": the offset to read is out of range (" + MessageErrorText(m) +
+                              (known ? "; the log holds " + std::to_string(low) + ".." + std::to_string(high) : "") +
+                              "): records would be skipped, so reading stops");
+    }
     case RD_KAFKA_RESP_ERR__FATAL:
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
