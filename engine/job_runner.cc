@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <iterator>
 #include <set>
@@ -32,6 +33,16 @@
 
 namespace kappa {
 namespace {
+
+// How often a running job asks whether its source topic has grown
+// (KAPPA_TOPIC_CHECK_MS, 30 s by default).
+int64_t GrowthCheckMs() {
+  static const int64_t ms = [] {
+    const char* env = std::getenv("KAPPA_TOPIC_CHECK_MS");
+    return env ? std::max<int64_t>(100, std::atoll(env)) : int64_t{30000};
+  }();
+  return ms;
+}
 
 // The coordinator's view of the Kafka sink. `acks_in_writer`: an
 // at-least-once checkpoint does not stall on the broker's acks, nor an
@@ -136,6 +147,11 @@ struct JobRunner::Impl {
   int64_t processed_at_checkpoint = 0;
   Stopwatch since_checkpoint;
   Stopwatch since_metrics;
+  // Partitions added to the source while the job runs are not read until it
+  // restarts (its tasks are made at the start): checked every 30 s, and said.
+  Stopwatch since_growth_check;
+  int32_t growth_warned_at = 0;
+  void CheckSourceGrowth();
   double last_checkpoint_ms = 0;
   // Metrics rendered when a checkpoint was begun, written once it is durable.
   std::deque<std::pair<int64_t, std::string>> pending_metrics;
@@ -824,6 +840,19 @@ void JobRunner::Impl::UpdateRate() {
   paused = now_paused;
 }
 
+void JobRunner::Impl::CheckSourceGrowth() {
+  since_growth_check.Reset();
+  if (group || consumer == nullptr || archive_only) return;  // a group rebalances by itself
+  // A short wait: this runs on the job's thread (a broker away is said elsewhere).
+  auto count = TopicPartitionCount(consumer->handle(), spec.source_topic, 200);
+  if (!count.ok() || *count <= static_cast<int32_t>(tasks.size()) || *count == growth_warned_at) return;
+  growth_warned_at = *count;
+  Note(NoteLevel::kWarning, "the source topic " + spec.source_topic + " now has " + std::to_string(*count) +
+                                " partitions; this run reads the " + std::to_string(tasks.size()) +
+                                " it had at the start (its lag and progress count those only): restart the job to "
+                                "read the new ones, from their beginning");
+}
+
 Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   if (rate_cap > 0 && !paused) {
     const double ahead = static_cast<double>(processed - rate_base_processed) / rate_cap -
@@ -854,6 +883,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   }
   if (reporter->Due()) reporter->Report(Snapshot(), processed);
   if (options.metrics != nullptr && since_metrics.Millis() >= 1000) PublishMetrics();
+  if (since_growth_check.Millis() >= GrowthCheckMs()) CheckSourceGrowth();
   return Status::OK();
 }
 

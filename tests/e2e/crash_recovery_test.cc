@@ -131,6 +131,23 @@ TEST_F(CrashRecoveryTest, PartitionsAddedBetweenRunsAreReadFromTheirBeginning) {
   ASSERT_EQ(RunKappa(run, &out, &err), 0) << err;
   EXPECT_NE(out.find("in 3000 = "), std::string::npos) << "every record since the first run\n" << out << err;
   EXPECT_NE(err.find("grow-in[2] has no checkpoint though the job ran before"), std::string::npos) << err;
+
+  // While it runs: the new partitions are not read until a restart (its
+  // tasks are made at the start), and it says so instead of "lag 0".
+  ::setenv("KAPPA_TOPIC_CHECK_MS", "500", 1);
+  ChildProcess running({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0"}, "grow-running");
+  ::unsetenv("KAPPA_TOPIC_CHECK_MS");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(AddPartitionsAdmin(Config(), "grow-in", 6).ok());
+  bool warned = false;
+  for (int i = 0; i < 200 && !warned; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    warned = running.Stderr().find("the source topic grow-in now has 6 partitions; this run reads the 4") !=
+             std::string::npos;
+  }
+  EXPECT_TRUE(warned) << running.Stderr();
+  running.Kill(SIGTERM);
+  EXPECT_EQ(running.WaitFor(30000), 0) << running.Stderr();
 }
 
 }  // namespace
