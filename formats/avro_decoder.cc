@@ -215,6 +215,7 @@ struct Reader {
   int slot = -1;
   std::vector<Reader> subs;
   std::string message;  // kWrongBranch
+  DecodeError::Kind error_kind = DecodeError::Kind::kWrongType;  // kWrongBranch
 };
 
 struct Plan {
@@ -366,17 +367,41 @@ class PlanBuilder {
     if (w.kind == WKind::kUnion) {
       Reader u{Op::kUnion, Conv::kVarintToInt64, node, -1, {}, {}};
       bool usable = false;
+      std::optional<std::pair<int, DecodeError>> branch_error;  // of a record branch that cannot serve
       for (int b : w.children) {
         if (N(b).kind == WKind::kNull) {
           u.subs.push_back(Reader{Op::kNull, Conv::kVarintToInt64, b, -1, {}, {}});
         } else if (N(b).kind == WKind::kRecord) {
-          u.subs.push_back(Record(b, t));
-          usable = true;
+          // A branch that cannot give a declared field fails the records
+          // that take it, not the plan: records of the other branches are
+          // fine (a leaf union's wrong branch works the same way).
+          const size_t before = errors_.size();
+          Reader branch = Record(b, t);
+          if (errors_.size() == before) {
+            u.subs.push_back(std::move(branch));
+            usable = true;
+          } else {
+            size_t first = before;
+            for (size_t i = before + 1; i < errors_.size(); ++i) {
+              if (errors_[i].first < errors_[first].first) first = i;
+            }
+            Reader wrong{Op::kWrongBranch, Conv::kVarintToInt64, b, errors_[first].first, {},
+                         errors_[first].second.message + " (a branch of the union at `" +
+                             (t.prefix.empty() ? std::string("the record") : t.prefix) + "`)"};
+            wrong.error_kind = errors_[first].second.kind;
+            if (!branch_error) branch_error = errors_[first];
+            errors_.resize(before);
+            u.subs.push_back(std::move(wrong));
+          }
         } else {
           u.subs.push_back(Reader{Op::kWrongBranch, Conv::kVarintToInt64, b, t.first_slot, {}, NotARecord(t, b)});
         }
       }
-      if (!usable) Error(t.first_slot, DecodeError::Kind::kWrongType, NotARecord(t, node));
+      if (!usable && branch_error) {
+        errors_.push_back(std::move(*branch_error));  // no branch serves: what the first lacks
+      } else if (!usable) {
+        Error(t.first_slot, DecodeError::Kind::kWrongType, NotARecord(t, node));
+      }
       return u;
     }
     Error(t.first_slot, DecodeError::Kind::kWrongType, NotARecord(t, node));
@@ -635,7 +660,7 @@ struct AvroDecoder::Impl {
         if (!Branch(r.subs.size(), &b)) return false;
         return Run(r.subs[static_cast<size_t>(b)]);
       }
-      case Op::kWrongBranch: return Fail(DecodeError::Kind::kWrongType, r.slot, r.message);
+      case Op::kWrongBranch: return Fail(r.error_kind, r.slot, r.message);
     }
     return true;
   }

@@ -277,6 +277,52 @@ TEST(AvroDecoderTest, DateAndNanosAreTimestampsATimeOfDayIsNot) {
   EXPECT_NE(error.message.find("int (time-millis: a time of day)"), std::string::npos) << error.message;
 }
 
+// A union of records where one branch lacks a declared field: the records
+// that take that branch are bad, the others decode (a bug bash: the whole
+// writer schema was refused, so every record of it went to the DLQ).
+TEST(AvroDecoderTest, AUnionBranchLackingADeclaredFieldFailsOnlyItsRecords) {
+  const std::string writer = R"({"type": "record", "name": "Ev", "fields": [
+    {"name": "ts", "type": "long"},
+    {"name": "payment", "type": [
+      {"type": "record", "name": "Card", "fields": [{"name": "amount", "type": "long"}]},
+      {"type": "record", "name": "Voucher", "fields": [{"name": "code", "type": "string"}]}]}]})";
+  auto zigzag = [](std::string& out, int64_t v) {
+    uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+    while (z >= 0x80) {
+      out.push_back(static_cast<char>((z & 0x7f) | 0x80));
+      z >>= 7;
+    }
+    out.push_back(static_cast<char>(z));
+  };
+  std::string card("\0\0\0\0\x05", 5), voucher = card;
+  zigzag(card, 1767225600000);
+  zigzag(card, 0);    // the Card branch
+  zigzag(card, 100);  // amount
+  zigzag(voucher, 1767225600001);
+  zigzag(voucher, 1);  // the Voucher branch
+  zigzag(voucher, 1);
+  voucher += "X";
+  auto decoder = WithSchemas(Schema({Ts("ts", "ts", TimestampEncoding::kEpochMillis),
+                                     F("amount", ValueType::kInt64, "payment.amount")}),
+                             {{5, writer}});
+  ASSERT_TRUE(decoder);
+  FieldValue out[2];
+  DecodeError error;
+  ASSERT_TRUE(decoder->Decode(Raw(card), out, &error)) << error.message;
+  EXPECT_EQ(out[1].i, 100);
+  EXPECT_FALSE(decoder->Decode(Raw(voucher), out, &error));
+  EXPECT_EQ(error.kind, Kind::kMissingField);
+  EXPECT_EQ(error.path, "payment.amount");
+  EXPECT_NE(error.message.find("no field `amount` in record Voucher"), std::string::npos) << error.message;
+  ASSERT_TRUE(decoder->Decode(Raw(card), out, &error)) << "and the next Card decodes: " << error.message;
+  // Optional: a Voucher has no amount, and decodes.
+  decoder = WithSchemas(Schema({Ts("ts", "ts", TimestampEncoding::kEpochMillis),
+                                F("amount", ValueType::kInt64, "payment.amount", true)}),
+                        {{5, writer}});
+  ASSERT_TRUE(decoder->Decode(Raw(voucher), out, &error)) << error.message;
+  EXPECT_FALSE(out[1].present);
+}
+
 TEST(AvroDecoderTest, MalformedRecordsAreUndecodable) {
   const auto txns = Generate(1);
   const std::string good = EncodeAll(txns, 5)[0];
