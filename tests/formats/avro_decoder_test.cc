@@ -240,6 +240,16 @@ TEST(AvroDecoderTest, EnumAsIndexAndTimestampFromAPlainLong) {
   }
 }
 
+// An Avro int or long as written: zigzag, then 7 bits a byte.
+void AppendZigZag(std::string& out, int64_t v) {
+  uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+  while (z >= 0x80) {
+    out.push_back(static_cast<char>((z & 0x7f) | 0x80));
+    z >>= 7;
+  }
+  out.push_back(static_cast<char>(z));
+}
+
 // Avro's other logical types of time, declared `type: timestamp`: a
 // timestamp-nanos and a date are instants (read as epoch ms: a bug bash saw
 // the date 2026-01-01 land in 1970 and the nanos dead-lettered "after the
@@ -249,18 +259,10 @@ TEST(AvroDecoderTest, DateAndNanosAreTimestampsATimeOfDayIsNot) {
     {"name": "d", "type": {"type": "int", "logicalType": "date"}},
     {"name": "tn", "type": {"type": "long", "logicalType": "timestamp-nanos"}},
     {"name": "tm", "type": {"type": "int", "logicalType": "time-millis"}}]})";
-  auto zigzag = [](std::string& out, int64_t v) {
-    uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-    while (z >= 0x80) {
-      out.push_back(static_cast<char>((z & 0x7f) | 0x80));
-      z >>= 7;
-    }
-    out.push_back(static_cast<char>(z));
-  };
   std::string bytes("\0\0\0\0\x04", 5);  // the wire format's magic byte and schema id 4
-  zigzag(bytes, 20454);                      // 2026-01-01
-  zigzag(bytes, 1767225600123456789LL);      // 2026-01-01T00:00:00.123456789Z
-  zigzag(bytes, 3600000);                    // 01:00
+  AppendZigZag(bytes, 20454);                      // 2026-01-01
+  AppendZigZag(bytes, 1767225600123456789LL);      // 2026-01-01T00:00:00.123456789Z
+  AppendZigZag(bytes, 3600000);                    // 01:00
   auto decoder = WithSchemas(Schema({Ts("d", "d", TimestampEncoding::kEpochMillis),
                                      Ts("tn", "tn", TimestampEncoding::kEpochMillis)}),
                              {{4, writer}});
@@ -286,21 +288,13 @@ TEST(AvroDecoderTest, AUnionBranchLackingADeclaredFieldFailsOnlyItsRecords) {
     {"name": "payment", "type": [
       {"type": "record", "name": "Card", "fields": [{"name": "amount", "type": "long"}]},
       {"type": "record", "name": "Voucher", "fields": [{"name": "code", "type": "string"}]}]}]})";
-  auto zigzag = [](std::string& out, int64_t v) {
-    uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-    while (z >= 0x80) {
-      out.push_back(static_cast<char>((z & 0x7f) | 0x80));
-      z >>= 7;
-    }
-    out.push_back(static_cast<char>(z));
-  };
   std::string card("\0\0\0\0\x05", 5), voucher = card;
-  zigzag(card, 1767225600000);
-  zigzag(card, 0);    // the Card branch
-  zigzag(card, 100);  // amount
-  zigzag(voucher, 1767225600001);
-  zigzag(voucher, 1);  // the Voucher branch
-  zigzag(voucher, 1);
+  AppendZigZag(card, 1767225600000);
+  AppendZigZag(card, 0);    // the Card branch
+  AppendZigZag(card, 100);  // amount
+  AppendZigZag(voucher, 1767225600001);
+  AppendZigZag(voucher, 1);  // the Voucher branch
+  AppendZigZag(voucher, 1);
   voucher += "X";
   auto decoder = WithSchemas(Schema({Ts("ts", "ts", TimestampEncoding::kEpochMillis),
                                      F("amount", ValueType::kInt64, "payment.amount")}),

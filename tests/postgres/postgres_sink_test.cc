@@ -76,6 +76,17 @@ class PostgresSinkTest : public BrokerTest {
     return ReadOutputs(Config(), o.sink + ".v1");
   }
 
+  // A story's start: job `job` over its own 8,000 records (`seed`), the
+  // same job's rows in a topic (*reference), and the spec (returned) that
+  // writes them into `table`_v1, which an earlier run may have left.
+  std::string Story(const std::string& job, const std::string& table, uint64_t seed, const ScratchDir& dir,
+                    TopicContents* reference) {
+    Forget(job, table + "_v1");
+    Produce(job + "-in", seed, 8000);
+    *reference = Reference(job, job + "-in", dir);
+    return FeatureSpec(dir, "pg", Options(job, job + "-in", dir, "state"), PostgresSinkValue(dsn_, table));
+  }
+
   // Every reference row is in `table` with the same features, and nothing else.
   void ExpectTableEquals(const std::string& table, const TopicContents& reference) {
     auto rows = pg_->Exec("SELECT kappa_key, txns, spend, biggest, mean, kappa_version FROM " + table);
@@ -198,12 +209,9 @@ TEST_F(PostgresSinkTest, ADatabaseLostMidRunIsWaitedOutWithNothingLostOrDoubled)
 // attempt, warns naming the holder, honours a stop between attempts, and a
 // restart after the lock is gone completes the table.
 TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHonoured) {
-  Forget("pgs-lock", "pgs_lock_v1");
-  Produce("pgs-lock-in", 9, 8000);
   ScratchDir dir("pg-lock");
-  const TopicContents reference = Reference("pgs-lock", "pgs-lock-in", dir);
-  const SpecOptions o = Options("pgs-lock", "pgs-lock-in", dir, "state");
-  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_lock"));
+  TopicContents reference;
+  const std::string spec = Story("pgs-lock", "pgs_lock", 9, dir, &reference);
   std::string ddl;
   ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
   ASSERT_TRUE(pg_->Exec(ddl).ok());
@@ -252,12 +260,9 @@ TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHono
 // and the first's restart was then refused as "rows missing". The second is
 // now refused, naming the first's session; the first finishes unharmed.
 TEST_F(PostgresSinkTest, ASecondProcessOfTheSameVersionIsRefused) {
-  Forget("pgs-twin", "pgs_twin_v1");
-  Produce("pgs-twin-in", 10, 8000);
   ScratchDir dir("pg-twin");
-  const TopicContents reference = Reference("pgs-twin", "pgs-twin-in", dir);
-  const SpecOptions o = Options("pgs-twin", "pgs-twin-in", dir, "state");
-  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_twin"));
+  TopicContents reference;
+  const std::string spec = Story("pgs-twin", "pgs_twin", 10, dir, &reference);
   ChildProcess first({"run", spec, "-b", bootstrap(), "--max-rate", "2000", "--status-interval-ms", "0"}, "pg-twin");
   // Until the first one writes (its session names itself).
   for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
