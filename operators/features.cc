@@ -194,6 +194,11 @@ void AppendCanonicalFeatures(std::string& out, const std::vector<FeatureSpec>& f
   }
 }
 
+std::string MissingFeatureMessage(const FeatureSpec& f) {
+  return "feature `" + f.name + "` needs `" + std::string(FieldName(f.field)) +
+         "`, absent in this record (declared optional)";
+}
+
 bool FeatureInputIsDouble(const FeatureSpec& f) {
   return f.kind != FeatureKind::kCount && IsDeclaredField(f.field) && DeclaredTypeOf(f.field) == ValueType::kDouble;
 }

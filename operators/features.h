@@ -80,6 +80,9 @@ void AppendCanonicalFeatures(std::string& out, const std::vector<FeatureSpec>& f
 std::string_view FeatureKindName(FeatureKind kind);
 // Whether the feature aggregates a declared double field (in double).
 bool FeatureInputIsDouble(const FeatureSpec& f);
+// The dead letter's message for a record that lacks the optional declared
+// field feature `f` reads (the tumbling, sliding and rolling windows').
+std::string MissingFeatureMessage(const FeatureSpec& f);
 // The column type: int64 for count, count_distinct and aggregates of int64
 // fields; double for avg and aggregates of doubles; a timestamp stays a
 // timestamp for min, max, first and last.

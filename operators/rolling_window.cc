@@ -231,9 +231,7 @@ class RollingWindow final : public Operator {
       // A feature over an optional field the record lacks would count it
       // as 0: a dead letter instead (as in the tumbling and sliding windows).
       if (const FeatureSpec* missing = MissingFeatureInput(rec)) {
-        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
-                         "feature `" + missing->name + "` needs `" + std::string(FieldName(missing->field)) +
-                             "`, absent in this record (declared optional)");
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField, MissingFeatureMessage(*missing));
         ++ctx.counters->dlq;
         continue;
       }

@@ -366,9 +366,7 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
         in[i] = FeatureInputIsDouble(f) ? DoubleBits(DeclaredSlot(rec, f.field).d) : NumericField(rec, f.field);
       }
       if (missing != nullptr) {
-        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
-                         "feature `" + missing->name + "` needs `" + std::string(FieldName(missing->field)) +
-                             "`, absent in this record (declared optional)");
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField, MissingFeatureMessage(*missing));
         ++ctx.counters->dlq;
         continue;
       }
