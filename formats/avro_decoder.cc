@@ -585,7 +585,11 @@ struct AvroDecoder::Impl {
         break;
       case Conv::kVarintDaysToMillis:
         if (!ReadLong(&v)) return false;
-        fv.i = v * 86400000;  // |days| < 2^31 (an Avro int): no overflow
+        // An Avro int holds any date; a damaged record's longer varint must
+        // not overflow.
+        if (__builtin_mul_overflow(v, int64_t{86400000}, &fv.i)) {
+          return Undecodable("a date of " + std::to_string(v) + " days, beyond any timestamp");
+        }
         break;
       case Conv::kFloatToDouble: {
         if (end - p < 4) return Truncated();

@@ -272,6 +272,14 @@ TEST(AvroDecoderTest, DateAndNanosAreTimestampsATimeOfDayIsNot) {
   ASSERT_TRUE(decoder->Decode(Raw(bytes), out, &error)) << error.message;
   EXPECT_EQ(out[0].i, 1767225600000);
   EXPECT_EQ(out[1].i, 1767225600123);
+  // A damaged date (a varint far beyond an Avro int): a bad record, not an
+  // overflow.
+  std::string damaged("\0\0\0\0\x04", 5);
+  AppendZigZag(damaged, int64_t{1} << 60);
+  AppendZigZag(damaged, 0);
+  AppendZigZag(damaged, 0);
+  EXPECT_FALSE(decoder->Decode(Raw(damaged), out, &error));
+  EXPECT_NE(error.message.find("beyond any timestamp"), std::string::npos) << error.message;
   decoder = WithSchemas(Schema({Ts("tm", "tm", TimestampEncoding::kEpochMillis)}), {{4, writer}});
   ASSERT_TRUE(decoder);
   EXPECT_FALSE(decoder->Decode(Raw(bytes), out, &error));
