@@ -406,7 +406,9 @@ class RollingWindow final : public Operator {
 
   void BlockKey(std::string* out, std::string_view group, uint64_t seq) const {
     out->resize(group.size() + kSeqBytes);
-    std::memcpy(out->data(), group.data(), group.size());
+    // (An absent field's view has a null data(): prefetches look ahead of
+    // the records the dead-letter checks drop, and memcpy wants non-null.)
+    if (!group.empty()) std::memcpy(out->data(), group.data(), group.size());
     PutBE(out->data() + group.size(), static_cast<int64_t>(seq));
   }
   // Offsets are unique within a task, so the offset names the event; short
@@ -416,7 +418,7 @@ class RollingWindow final : public Operator {
     char* p = out->data();
     PutBE(p, offset);
     p[8] = static_cast<char>(feature);
-    std::memcpy(p + 9, value.data(), value.size());
+    if (!value.empty()) std::memcpy(p + 9, value.data(), value.size());
   }
 
   // The first feature whose declared input field the record lacks, if any.
@@ -514,7 +516,7 @@ class RollingWindow final : public Operator {
       const std::string_view value = DistinctValue(rec, spec_.features[i], scratch, &number);
       e.d[s] = AddDistinct(g, s, value);
       if (value.size() <= kInlineValueBytes) {
-        std::memcpy(cells.dv[s], value.data(), value.size());
+        if (!value.empty()) std::memcpy(cells.dv[s], value.data(), value.size());
         cells.dlen[s] = static_cast<uint8_t>(value.size());
       } else {
         cells.dlen[s] = kInTable;

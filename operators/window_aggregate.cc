@@ -27,7 +27,7 @@ int64_t FloorDiv(int64_t a, int64_t b) {
 // key is everything before the last 9 bytes, so any key text is unambiguous.
 void MakeStateKey(std::string* out, std::string_view key, int64_t start) {
   out->resize(key.size() + 1 + kStartBytes);
-  std::memcpy(out->data(), key.data(), key.size());
+  if (!key.empty()) std::memcpy(out->data(), key.data(), key.size());  // an absent key's data() is null
   (*out)[key.size()] = '|';
   const uint64_t u = static_cast<uint64_t>(start);
   char* p = out->data() + key.size() + 1;
@@ -66,8 +66,8 @@ void MakeDistinctKey(std::string* out, int64_t start, size_t feature, std::strin
   p[8] = static_cast<char>(feature);
   const auto n = static_cast<uint32_t>(group.size());
   for (int i = 0; i < 4; ++i) p[9 + i] = static_cast<char>(n >> (8 * (3 - i)));
-  std::memcpy(p + 13, group.data(), group.size());
-  std::memcpy(p + 13 + group.size(), value.data(), value.size());
+  if (!group.empty()) std::memcpy(p + 13, group.data(), group.size());  // an absent field's data() is null
+  if (!value.empty()) std::memcpy(p + 13 + group.size(), value.data(), value.size());
 }
 int64_t DistinctKeyStart(std::string_view key) {
   uint64_t u = 0;

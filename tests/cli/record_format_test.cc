@@ -60,9 +60,9 @@ TEST(RecordFormatTest, ATransactionWithLongAndNonAsciiStringsIsOneValidObject) {
 TEST(RecordFormatTest, ADeadLetterWithALongMessageIsOneValidObject) {
   const std::string message = "field `user` at `u`: expected string, found " + std::string(2000, 'n') + " \"q\"";
   flatbuffers::FlatBufferBuilder fbb;
-  schema::DlqRecordBuilder b(fbb);
   auto topic = fbb.CreateString("in");
   auto text = fbb.CreateString(message);
+  schema::DlqRecordBuilder b(fbb);  // after the strings: a table under construction nests nothing
   b.add_source_topic(topic);
   b.add_source_partition(3);
   b.add_source_offset(77);
