@@ -116,12 +116,7 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   std::printf("kappa %s: %s v%d stopped cleanly: in %lld, %lld outputs to %s\n", command.c_str(), spec->job.c_str(),
               spec->version, static_cast<long long>(summary.counters.in),
               static_cast<long long>(summary.counters.outputs), spec->OutputName().c_str());
-  if (summary.sink_rejected > 0) {
-    std::printf("kappa %s: of those outputs, PostgreSQL refused %lld rows this run: they are in %s as SinkRejected "
-                "(kappa dlq show %s), not in the table\n",
-                command.c_str(), static_cast<long long>(summary.sink_rejected), spec->dlq_topic.c_str(),
-                spec->dlq_topic.c_str());
-  }
+  PrintSinkRejected(command, summary, *spec);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "cli/job_options.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "cli/command.h"
 #include "cli/metrics_endpoint.h"
@@ -74,6 +75,14 @@ Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, 
     spec->scale_out.instance = DefaultInstanceName(spec->state_dir);
   }
   return Status::OK();
+}
+
+void PrintSinkRejected(const std::string& command, const RunSummary& summary, const JobSpec& spec) {
+  if (summary.sink_rejected <= 0) return;
+  std::printf("kappa %s: of those outputs, PostgreSQL refused %lld rows this run: they are in %s as SinkRejected "
+              "(kappa dlq show %s), not in the table\n",
+              command.c_str(), static_cast<long long>(summary.sink_rejected), spec.dlq_topic.c_str(),
+              spec.dlq_topic.c_str());
 }
 
 }  // namespace kappa::cli

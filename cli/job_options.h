@@ -33,6 +33,10 @@ void AddJobOptions(boost::program_options::options_description& desc,
 // while the process capped at 1; 1e19 overflowed the process's int64 cap.
 Status CheckMaxRate(double max_rate);
 
+// After a run's summary line: the output rows the PostgreSQL sink's database
+// refused this run (in the DLQ as SinkRejected), if any.
+void PrintSinkRejected(const std::string& command, const RunSummary& summary, const JobSpec& spec);
+
 Status LoadJob(const boost::program_options::variables_map& vm, JobOptions* options, JobSpec* spec,
                KafkaConfig* config);
 

@@ -66,11 +66,7 @@ int RunCommand(int argc, char** argv) {
               static_cast<long long>(s.counters.deduped), static_cast<long long>(s.counters.filtered),
               static_cast<long long>(s.counters.late), static_cast<long long>(s.counters.dlq),
               static_cast<long long>(s.counters.outputs), spec->OutputName().c_str());
-  if (s.sink_rejected > 0) {
-    std::printf("kappa run: of those outputs, PostgreSQL refused %lld rows this run: they are in %s as SinkRejected "
-                "(kappa dlq show %s), not in the table\n",
-                static_cast<long long>(s.sink_rejected), spec->dlq_topic.c_str(), spec->dlq_topic.c_str());
-  }
+  PrintSinkRejected("run", s, *spec);
   if (s.epochs > 0) {
     std::printf("kappa run: checkpoints stalled processing %.0f ms in total (mean %.0f ms, max %.0f ms), of which "
                 "%.0f ms waiting for the sink (%s) and %.0f ms (max %.0f ms) for room behind the state writer; the "
