@@ -108,8 +108,9 @@ Status PostgresSink::Connect(bool with_temp_table) {
 // here a session advisory lock on the writing connection does, held as long
 // as it lives (and the server drops a dead client's within ~11 s: keepalives).
 Status PostgresSink::TakeWriterLock() {
-  const std::string name = "kappa " + spec_.job + " v" + version_text_;
-  const std::string setup = "SET application_name = " + QuoteLiteral(name.substr(0, 63)) +
+  // What pg_stat_activity shows of this session (PostgreSQL keeps 63 bytes).
+  const std::string name = ("kappa " + spec_.job + " v" + version_text_).substr(0, 63);
+  const std::string setup = "SET application_name = " + QuoteLiteral(name) +
                             "; SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; "
                             "SET tcp_keepalives_count = 3";
   KAPPA_RETURN_IF_ERROR(client_->Exec(setup).status());
@@ -123,7 +124,7 @@ Status PostgresSink::TakeWriterLock() {
     if (!got->rows.empty() && got->rows[0][0] == "t") return Status::OK();
     auto others = client_->Exec(
         "SELECT pid, coalesce(host(client_addr), 'a local socket'), backend_start::text FROM pg_stat_activity "
-        "WHERE application_name = " + QuoteLiteral(name.substr(0, 63)) + " AND pid <> pg_backend_pid() ORDER BY 1");
+        "WHERE application_name = " + QuoteLiteral(name) + " AND pid <> pg_backend_pid() ORDER BY 1");
     std::string who;
     if (others.ok()) {
       for (const auto& r : others->rows) {
@@ -146,11 +147,13 @@ Status PostgresSink::TakeWriterLock() {
   }
 }
 
+std::string PostgresSink::LockHolders() {
+  return DescribeLockHolders(*client_, {spec_.PostgresTable(), spec_.postgres_table});
+}
+
 Status PostgresSink::NameLockHolders(const Status& st, const std::string& sqlstate) {
   if (client_ == nullptr || sqlstate != "55P03") return st;
-  const std::string holders = DescribeLockHolders(*client_, {spec_.PostgresTable(), spec_.postgres_table});
-  return Status::FailedPrecondition(st.message() + "; " + spec_.PostgresTable() + " is locked by " +
-                                    (holders.empty() ? std::string("another session (see pg_locks)") : holders) +
+  return Status::FailedPrecondition(st.message() + "; " + spec_.PostgresTable() + " is locked by " + LockHolders() +
                                     ": start the job again once that lock is released");
 }
 
@@ -355,9 +358,7 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
     const std::string sqlstate = !failed_sqlstate_.empty() ? failed_sqlstate_ : client_ ? client_->last_sqlstate() : "";
     std::string reason = Transient(st, sqlstate);
     if (sqlstate == "55P03" && client_ != nullptr) {
-      const std::string holders = DescribeLockHolders(*client_, {spec_.PostgresTable(), spec_.postgres_table});
-      reason = "waiting for a lock on " + spec_.PostgresTable() + " held by " +
-               (holders.empty() ? std::string("another session (see pg_locks)") : holders);
+      reason = "waiting for a lock on " + spec_.PostgresTable() + " held by " + LockHolders();
     }
     if (reason.empty()) {
       const std::string text = "writing epoch " + std::to_string(epoch) + " to PostgreSQL table " +

@@ -88,6 +88,8 @@ class PostgresSink final : public OutputCollector {
   // `st` (a statement that failed with `sqlstate`) with, for a lock
   // timeout (55P03), the sessions holding the lock and what to do.
   Status NameLockHolders(const Status& st, const std::string& sqlstate);
+  // The sessions holding locks on the version's table (DescribeLockHolders).
+  std::string LockHolders();
   // The version's writer lock on the new connection (see the .cc).
   Status TakeWriterLock();
   std::string failed_sqlstate_;  // of the last Attempt's failed statement

@@ -194,18 +194,19 @@ std::string DescribeLockHolders(PgClient& pg, const std::vector<std::string>& re
   for (const auto& r : relations) {
     list += (list.empty() ? "" : ", ") + std::string("to_regclass(") + QuoteLiteral(r) + ")";
   }
-  if (list.empty()) return "";
+  const std::string unknown = "another session (see pg_locks)";
+  if (list.empty()) return unknown;
   auto rows = pg.Exec(
       "SELECT a.pid, coalesce(a.usename, ''), coalesce(a.state, ''), "
       "left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 80) FROM pg_stat_activity a "
       "WHERE a.pid <> pg_backend_pid() AND a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.granted AND "
       "l.relation IN (" + list + ")) ORDER BY a.pid LIMIT 5");
-  if (!rows.ok()) return "";
+  if (!rows.ok()) return unknown;
   std::string out;
   for (const auto& r : rows->rows) {
     out += (out.empty() ? "" : ", ") + std::string("pid ") + r[0] + " (user " + r[1] + ", " + r[2] + ": " + r[3] + ")";
   }
-  return out;
+  return out.empty() ? unknown : out;
 }
 
 std::string QuoteIdentifier(std::string_view name) {

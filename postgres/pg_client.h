@@ -80,8 +80,9 @@ class PgClient {
 // The other sessions holding locks on `relations` (names as written, e.g.
 // "analytics.spend_v2"), for a message about a lock wait: "pid 4242 (user
 // kappa, idle in transaction: LOCK TABLE spend_v2 IN ACCESS EXCLUSIVE MODE)";
-// at most five, "" when none (or when they cannot be read). Outside a failed
-// transaction only.
+// at most five; "another session (see pg_locks)" when none can be read (the
+// holder just let go, or no rights to see it). Outside a failed transaction
+// only.
 std::string DescribeLockHolders(PgClient& pg, const std::vector<std::string>& relations);
 
 // What keeps PostgreSQL from taking a statement, when retrying can mend it,

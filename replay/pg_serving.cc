@@ -103,18 +103,12 @@ Result<bool> PgRelationExists(PgClient& pg, const std::string& table) {
   return !kind->empty();
 }
 
-Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t version) {
-  const std::string target = base_table + "_v" + std::to_string(version);
-  auto kind = RelKind(pg, base_table);
-  if (!kind.ok()) return kind.status();
-  if (*kind != "v") return Status::OK();  // no view yet (or not kappa's: the swap says so)
-  auto columns = RelationColumns(pg, target);
-  if (!columns.ok()) return columns.status();
-  auto view_columns = RelationColumns(pg, base_table);
-  if (!view_columns.ok()) return view_columns.status();
-  if (columns->empty() || *view_columns == *columns) return Status::OK();
-  // The view is dropped and made again: PostgreSQL refuses while views or
-  // rules of someone else's are built on it.
+namespace {
+
+// The view `base_table` is to be dropped and made again over `target` (the
+// columns differ): PostgreSQL refuses while views or rules of someone else's
+// are built on it, so that is a FailedPrecondition naming them.
+Status RefuseIfViewsDependOn(PgClient& pg, const std::string& base_table, int32_t version, const std::string& target) {
   auto dependents = pg.Exec(
       "SELECT DISTINCT n.nspname || '.' || c.relname FROM pg_depend d JOIN pg_rewrite r ON d.objid = r.oid "
       "JOIN pg_class c ON r.ev_class = c.oid JOIN pg_namespace n ON c.relnamespace = n.oid "
@@ -133,12 +127,26 @@ Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t ver
       " over " + target + " instead; nothing was changed");
 }
 
+}  // namespace
+
+Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t version) {
+  const std::string target = base_table + "_v" + std::to_string(version);
+  auto kind = RelKind(pg, base_table);
+  if (!kind.ok()) return kind.status();
+  if (*kind != "v") return Status::OK();  // no view yet (or not kappa's: the swap says so)
+  auto columns = RelationColumns(pg, target);
+  if (!columns.ok()) return columns.status();
+  auto view_columns = RelationColumns(pg, base_table);
+  if (!view_columns.ok()) return view_columns.status();
+  if (columns->empty() || *view_columns == *columns) return Status::OK();
+  return RefuseIfViewsDependOn(pg, base_table, version, target);
+}
+
 Status SwapServingView(PgClient& pg, const std::string& job, const std::string& base_table, int32_t version,
                        int64_t registry_seq, bool* applied) {
   if (applied) *applied = false;
   const std::string target = base_table + "_v" + std::to_string(version);
   KAPPA_RETURN_IF_ERROR(EnsureServingTable(pg, base_table));
-  KAPPA_RETURN_IF_ERROR(CheckServingSwap(pg, base_table, version));
   // Readers of the view hold a lock the swap must wait for, and every new
   // reader queues behind the swap's request: so each attempt waits at most
   // kSwapLockWait, and readers get through between attempts.
@@ -178,7 +186,10 @@ Status SwapServingView(PgClient& pg, const std::string& job, const std::string& 
       if (!view_columns.ok()) return view_columns.status();
       // CREATE OR REPLACE VIEW only appends columns; other changes need the
       // view dropped and created again (in this same transaction).
-      if (*view_columns != *columns) sql = "DROP VIEW " + QuoteQualified(base_table) + "; ";
+      if (*view_columns != *columns) {
+        KAPPA_RETURN_IF_ERROR(RefuseIfViewsDependOn(pg, base_table, version, target));
+        sql = "DROP VIEW " + QuoteQualified(base_table) + "; ";
+      }
     }
     sql += "CREATE OR REPLACE VIEW " + QuoteQualified(base_table) + " AS SELECT * FROM " + QuoteQualified(target) + "; ";
     sql += "INSERT INTO " + PgServingTable(base_table) + " (job, version, table_name, promoted_at, registry_seq) VALUES (" +
@@ -200,11 +211,9 @@ Status SwapServingView(PgClient& pg, const std::string& job, const std::string& 
     st = InTransaction(pg, attempt);
     if (st.ok() || !lock_wait) break;
     if (i == kSwapAttempts) {
-      const std::string holders = DescribeLockHolders(pg, {base_table, target});
       return Status::Unavailable("switching the view " + base_table + " to " + target + " waited " +
                                  std::to_string(kSwapAttempts) + " times for sessions reading or locking it (" +
-                                 (holders.empty() ? std::string("see pg_locks") : holders) +
-                                 "); the swap waits at most 500 ms at a time so that readers are not held up");
+                                 DescribeLockHolders(pg, {base_table, target}) + "); the swap waits at most 500 ms at a time so that readers are not held up");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
