@@ -559,5 +559,40 @@ TEST_F(DeclaredFormatsTest, ATombstoneStaysNullThroughTheDlqAndItsReplay) {
   EXPECT_EQ(values[4], "''") << "the re-injected empty value";
 }
 
+// `emit` keyed by an optional field: a record without it (absent, null) is
+// written with a null Kafka key, as a Kafka Streams selectKey to null would,
+// never "" (which a consumer could not tell from a record whose field is the
+// empty string). A bug bash saw "" before absent fields read as a view
+// without data (478e2b2); this pins it, in both delivery modes (exactly-once
+// holds records in copies while a transaction commits).
+TEST_F(DeclaredFormatsTest, AnEmitKeyAbsentFromARecordIsANullKafkaKey) {
+  for (const char* delivery : {"at_least_once", "exactly_once"}) {
+    const std::string name = std::string("ek") + (delivery[0] == 'e' ? "x" : "a");
+    for (const std::string& t : {name + "-in", name + "-out.v1", name + ".dlq", name + ".late"}) CreateTopic(t, 1);
+    {
+      auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+      ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+      for (const char* json : {R"({"u":"x","t":1767225600000})", R"({"t":1767225600001})",
+                               R"({"u":null,"t":1767225600002})", R"({"u":"","t":1767225600003})"}) {
+        ASSERT_TRUE((*producer)->Produce(name + "-in", 0, "k", json).ok());
+      }
+      ASSERT_TRUE((*producer)->Flush(30000).ok());
+    }
+    ScratchDir dir("declared-absent-emit-key");
+    std::string spec = WriteJsonJobSpec(dir, name, "{u: {type: string, optional: true}, t: timestamp}",
+                                        "  - emit: {key: u}\n");
+    std::ofstream(spec, std::ios::app) << "delivery: " << delivery << "\n";
+    std::string out, err;
+    ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+        << err;
+    std::vector<std::string> keys;
+    auto read = ReadTopic(Config(), name + "-out.v1", [&](const ConsumedRecord& r) {
+      keys.push_back(r.key_null ? "null" : "'" + std::string(r.key) + "'");
+    });
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    EXPECT_EQ(keys, (std::vector<std::string>{"'x'", "null", "null", "''"})) << delivery;
+  }
+}
+
 }  // namespace
 }  // namespace kappa::testing
