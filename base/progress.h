@@ -52,6 +52,9 @@ struct ProgressSnapshot {
   int64_t checkpoint_ms = 0;  // wall clock of the snapshot
   double records_per_second = 0;
   RecordCounters counters;
+  // Output rows the sink refused (PostgreSQL: into the DLQ as SinkRejected),
+  // since the version began, out of these partitions' inputs.
+  int64_t sink_rejected = 0;
   std::vector<PartitionProgress> partitions;
   std::vector<StandbyProgress> standbys;  // scale_out.standbys: the copies this process keeps
   std::optional<RestoreProgress> restoring;  // a restore from the changelog under way

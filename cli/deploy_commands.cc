@@ -221,12 +221,16 @@ int StatusCommand(int argc, char** argv) {
       // The rate and "within catch-up lag" are what a running process
       // measured: a stopped or silent one shows neither (they were stale).
       const std::string liveness = progress->Liveness(now);
-      std::printf("      %s, %slag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s\n",
+      // Rows the database refused are in the DLQ too, but they are outputs,
+      // not input records: said apart, never added to `dlq`.
+      const std::string refused =
+          s.sink_rejected > 0 ? ", refused by the sink " + std::to_string(s.sink_rejected) + " (in the DLQ)" : "";
+      std::printf("      %s, %slag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s%s\n",
                   liveness.c_str(), liveness == "running" ? (Rate(s.records_per_second) + ", ").c_str() : "",
                   static_cast<long long>(s.total_lag()), s.percent_done(), static_cast<long long>(s.epoch),
                   static_cast<long long>((now - s.checkpoint_ms) / 1000), static_cast<long long>(s.counters.in),
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
-                  static_cast<long long>(s.counters.late),
+                  static_cast<long long>(s.counters.late), refused.c_str(),
                   liveness == "running" && progress->caught_up_since_ms ? ", within catch-up lag" : "");
       std::printf("      positions/ends:%s\n", parts.c_str());
       if (!ends.ok()) {

@@ -50,7 +50,9 @@ std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s
                 FormatTimeMs(s.min_watermark_ms()).c_str(), HumanCount(c.out).c_str(), HumanCount(c.outputs).c_str(),
                 HumanCount(c.deduped).c_str(), HumanCount(c.filtered).c_str(), static_cast<long long>(c.late),
                 static_cast<long long>(c.dlq), static_cast<long long>(s.epoch));
-  return out + line;
+  out += line;
+  if (s.sink_rejected > 0) out += ", refused by the sink " + std::to_string(s.sink_rejected) + " (in the DLQ)";
+  return out;
 }
 
 NoteCallback NotePrinter(const std::string& command) {

@@ -94,7 +94,9 @@ void JobMetrics::Publish(JobMetricsSample sample) {
     outputs_per_s_ = static_cast<double>(sample.progress.counters.outputs - latest_.progress.counters.outputs) / dt;
   }
   const RecordCounters& c = sample.progress.counters;
-  window_.push_back({sample.now_ms, c.in, c.dlq, c.late});
+  // The DLQ alert counts every record the DLQ topic gains: refused output
+  // rows as well as input records.
+  window_.push_back({sample.now_ms, c.in, c.dlq + sample.progress.sink_rejected, c.late});
   while (window_.size() > 2 && window_.front().ms < sample.now_ms - kAlertWindowMs) window_.pop_front();
   history_.push_back({sample.now_ms, in_per_s_, sample.progress.total_lag()});
   while (history_.size() > 2 && history_.front().ms < sample.now_ms - kHistoryMs) history_.pop_front();
@@ -170,6 +172,9 @@ std::string JobMetrics::Render() const {
   e.One("kappa_records_late_total", "counter", "Input records sent to the late topic.", c.late);
   e.One("kappa_records_dlq_total", "counter", "Input records sent to the DLQ topic.", c.dlq);
   e.One("kappa_outputs_total", "counter", "Rows written to the sink.", c.outputs);
+  e.One("kappa_sink_rejected_total", "counter",
+        "Output rows the sink refused (PostgreSQL), sent to the DLQ topic as SinkRejected.",
+        s.progress.sink_rejected);
   e.Family("kappa_dlq_written_total", "counter", "DLQ records written by this process, by error type.");
   for (const auto& [type, n] : s.dlq_by_type) e.Sample("kappa_dlq_written_total", n, "error_type=\"" + type + "\"");
   e.One("kappa_input_records_per_second", "gauge", "Input records read per second, over the last second or so.",

@@ -40,14 +40,15 @@ ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& sourc
 }
 
 std::string RenderMetrics(const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
-                          int64_t history_gap_records) {
+                          int64_t history_gap_records, int64_t sink_rejected) {
   const RecordCounters c = TotalCounters(tasks);
   std::ostringstream out;
   out << "{\n  \"job\": \"" << spec.job << "\",\n  \"version\": " << spec.version << ",\n  \"spec_hash\": \""
       << spec.spec_hash << "\",\n  \"epoch\": " << epoch << ",\n  \"records_in\": " << c.in
       << ",\n  \"records_out\": " << c.out << ",\n  \"deduped\": " << c.deduped << ",\n  \"filtered\": " << c.filtered
       << ",\n  \"late\": " << c.late << ",\n  \"dlq\": " << c.dlq << ",\n  \"outputs\": " << c.outputs
-      << ",\n  \"history_gap_records\": " << history_gap_records << ",\n  \"partitions\": [";
+      << ",\n  \"history_gap_records\": " << history_gap_records << ",\n  \"sink_rejected\": " << sink_rejected
+      << ",\n  \"partitions\": [";
   for (size_t i = 0; i < tasks.size(); ++i) {
     const Task& t = *tasks[i];
     out << (i ? "," : "") << "\n    {\"partition\": " << t.partition() << ", \"next_offset\": " << t.next_offset()
@@ -76,8 +77,8 @@ Status WriteMetricsText(const std::string& path, const std::string& text) {
 }
 
 Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
-                        int64_t history_gap_records) {
-  return WriteMetricsText(path, RenderMetrics(spec, tasks, epoch, history_gap_records));
+                        int64_t history_gap_records, int64_t sink_rejected) {
+  return WriteMetricsText(path, RenderMetrics(spec, tasks, epoch, history_gap_records, sink_rejected));
 }
 
 }  // namespace kappa

@@ -20,13 +20,14 @@ class Task;
 
 RecordCounters TotalCounters(const std::vector<Task*>& tasks);
 ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& source, int64_t epoch);
-// The metrics file's JSON for the tasks as they are now, labelled `epoch`.
+// The metrics file's JSON for the tasks as they are now, labelled `epoch`;
+// `sink_rejected`: the rows the sink refused (ProgressSnapshot).
 std::string RenderMetrics(const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
-                          int64_t history_gap_records);
+                          int64_t history_gap_records, int64_t sink_rejected);
 // Writes `text` to path.tmp, then renames it to path.
 Status WriteMetricsText(const std::string& path, const std::string& text);
 // RenderMetrics + WriteMetricsText.
 Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
-                        int64_t history_gap_records);
+                        int64_t history_gap_records, int64_t sink_rejected);
 
 }  // namespace kappa

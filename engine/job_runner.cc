@@ -178,6 +178,11 @@ struct JobRunner::Impl {
   void UpdateActive();
   // The tasks this process runs now: every task, or the owned ones.
   const std::vector<Task*>& Running() const { return group ? active : tasks; }
+  std::vector<int32_t> RunningPartitions() const {
+    std::vector<int32_t> out;
+    for (const Task* t : Running()) out.push_back(t->partition());
+    return out;
+  }
   Status Loop(StopToken stop);
   Status AfterRead(bool* asked_to_stop);
   void UpdateRate();
@@ -210,6 +215,7 @@ struct JobRunner::Impl {
   }
   ProgressSnapshot Snapshot() const {
     ProgressSnapshot s = SnapshotOf(Running(), *source, coordinator->epoch());
+    if (pg) s.sink_rejected = pg->RejectedSinceStart(RunningPartitions());
     if (standby) {
       for (const auto& c : standby->Copies()) s.standbys.push_back({c.partition, c.lag_records, c.applied_next_offset});
     }
@@ -870,7 +876,8 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     KAPPA_RETURN_IF_ERROR(GroupCheckpoint());
     // Begun, not yet durable: its metrics wait for the backend's writer.
     pending_metrics.emplace_back(coordinator->epoch(),
-                                 RenderMetrics(spec, Running(), coordinator->epoch(), gap_rule->gap_records()));
+                                 RenderMetrics(spec, Running(), coordinator->epoch(), gap_rule->gap_records(),
+                                               pg ? pg->RejectedSinceStart(RunningPartitions()) : 0));
     if (options.on_checkpoint) {
       // The rate since the previous checkpoint.
       ProgressSnapshot snapshot = Snapshot();
@@ -1060,7 +1067,8 @@ Status JobRunner::Run(StopToken stop) {
     if (st.ok() && d.coordinator) {
       // Finish made the final checkpoint durable.
       st = WriteMetricsFile(d.options.metrics_file, d.spec, d.Running(), d.coordinator->epoch(),
-                            summary_.history_gap_records);
+                            summary_.history_gap_records,
+                            d.pg ? d.pg->RejectedSinceStart(d.RunningPartitions()) : 0);
     } else if (d.backend) {
       // The begun checkpoints that did become durable before the failure.
       (void)d.backend->WaitForCommits();

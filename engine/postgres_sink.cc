@@ -163,7 +163,13 @@ Status PostgresSink::PrepareTables() {
   if (!schema.empty()) {
     ddl += "CREATE SCHEMA IF NOT EXISTS " + QuoteIdentifier(schema.substr(0, schema.size() - 1)) + "; ";
   }
-  ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; COMMIT";
+  ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; ";
+  // kappa_offsets of a kappa before the refused rows were counted there:
+  // the column once, not an ALTER (and its exclusive lock) at every start.
+  ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " +
+         QuoteLiteral(PgOffsetsTable(spec_.postgres_table)) +
+         "::regclass AND attname = 'rejected' AND NOT attisdropped) THEN ALTER TABLE " +
+         PgOffsetsTable(spec_.postgres_table) + " ADD COLUMN rejected bigint NOT NULL DEFAULT 0; END IF; END $$; COMMIT";
   if (auto st = client_->Exec(ddl); !st.ok()) {
     const std::string sqlstate = client_->last_sqlstate();
     (void)client_->Exec("ROLLBACK");
@@ -206,9 +212,11 @@ Status PostgresSink::PrepareTables() {
 
 Result<std::vector<int64_t>> PostgresSink::CommittedOffsets(int32_t partitions) {
   std::vector<int64_t> out(std::max(0, partitions), -1);
-  auto rows = client_->Exec("SELECT partition, next_offset, spec_hash, epoch FROM " + offsets_ + " WHERE job = " +
-                            QuoteLiteral(spec_.job) + " AND version = " + version_text_);
+  auto rows = client_->Exec("SELECT partition, next_offset, spec_hash, epoch, rejected FROM " + offsets_ +
+                            " WHERE job = " + QuoteLiteral(spec_.job) + " AND version = " + version_text_);
   if (!rows.ok()) return rows.status();
+  std::lock_guard<std::mutex> lock(rejected_mutex_);
+  rejected_by_partition_.clear();
   for (const auto& r : rows->rows) {
     if (r[2] != spec_.spec_hash) {
       return Status::FailedPrecondition(
@@ -218,8 +226,19 @@ Result<std::vector<int64_t>> PostgresSink::CommittedOffsets(int32_t partitions) 
     }
     const int64_t p = std::stoll(r[0]);
     if (p >= 0 && p < partitions) out[p] = std::stoll(r[1]);
+    rejected_by_partition_[static_cast<int32_t>(p)] = std::stoll(r[4]);
   }
   return out;
+}
+
+int64_t PostgresSink::RejectedSinceStart(const std::vector<int32_t>& partitions) const {
+  std::lock_guard<std::mutex> lock(rejected_mutex_);
+  int64_t n = 0;
+  for (int32_t p : partitions) {
+    auto it = rejected_by_partition_.find(p);
+    if (it != rejected_by_partition_.end()) n += it->second;
+  }
+  return n;
 }
 
 void PostgresSink::Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) {
@@ -254,14 +273,20 @@ void PostgresSink::EmitLate(int32_t partition, const InputRecord& record) { kafk
 
 Status PostgresSink::UpsertOffsets(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   if (offsets.empty()) return Status::OK();
-  std::string sql = "INSERT INTO " + offsets_ + " (job, version, partition, next_offset, epoch, spec_hash) VALUES ";
+  // The epoch's refused rows are added to their partitions' counts in the
+  // same transaction as the offsets past them: counted exactly once.
+  std::string sql =
+      "INSERT INTO " + offsets_ + " (job, version, partition, next_offset, epoch, spec_hash, rejected) VALUES ";
   const std::string job = QuoteLiteral(spec_.job), hash = QuoteLiteral(spec_.spec_hash);
   for (size_t i = 0; i < offsets.size(); ++i) {
+    auto refused = attempt_rejected_.find(offsets[i].first);
     sql += (i ? ", (" : "(") + job + ", " + version_text_ + ", " + std::to_string(offsets[i].first) + ", " +
-           std::to_string(offsets[i].second) + ", " + std::to_string(epoch) + ", " + hash + ")";
+           std::to_string(offsets[i].second) + ", " + std::to_string(epoch) + ", " + hash + ", " +
+           std::to_string(refused == attempt_rejected_.end() ? 0 : refused->second) + ")";
   }
   sql += " ON CONFLICT (job, version, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
-         "epoch = EXCLUDED.epoch, spec_hash = EXCLUDED.spec_hash";
+         "epoch = EXCLUDED.epoch, spec_hash = EXCLUDED.spec_hash, rejected = " +
+         offsets_ + ".rejected + EXCLUDED.rejected";
   auto st = client_->Exec(sql);
   return st.ok() ? Status::OK() : st.status();
 }
@@ -288,10 +313,10 @@ Status PostgresSink::InsertRowByRow() {
     record.key_size = static_cast<uint32_t>(row.key.size());
     record.offset = row.offset;
     kafka_->EmitDlq(row.partition, record, DlqReason::kSinkRejected, message);
+    ++attempt_rejected_[row.partition];
   }
   // The refused rows are safely in the DLQ before the others commit.
   KAPPA_RETURN_IF_ERROR(kafka_->Flush(kFlushTimeoutMs));
-  rows_rejected_ += static_cast<int64_t>(refused.size());
   Note(NoteLevel::kWarning, "PostgreSQL refused " + std::to_string(refused.size()) + " of " +
                                 std::to_string(rows_.size()) + " rows for " + spec_.PostgresTable() + "; they went to " +
                                 spec_.dlq_topic + " (error type SinkRejected); the first: key " +
@@ -301,6 +326,7 @@ Status PostgresSink::InsertRowByRow() {
 
 Status PostgresSink::Attempt(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   failed_sqlstate_.clear();
+  attempt_rejected_.clear();
   if (client_ == nullptr) KAPPA_RETURN_IF_ERROR(Connect(/*with_temp_table=*/true));
   KAPPA_RETURN_IF_ERROR(client_->Exec("BEGIN").status());
   auto fail = [&](Status st) {
@@ -349,7 +375,16 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
                                    " committed after " + std::to_string(attempts) + " attempts, " +
                                    std::to_string(static_cast<int>(waiting.Seconds())) + " s");
       }
-      rows_written_ += static_cast<int64_t>(rows_.size());
+      int64_t refused = 0;
+      {
+        std::lock_guard<std::mutex> lock(rejected_mutex_);
+        for (const auto& [partition, n] : attempt_rejected_) {
+          rejected_by_partition_[partition] += n;
+          refused += n;
+        }
+      }
+      rows_rejected_ += refused;
+      rows_written_ += static_cast<int64_t>(rows_.size()) - refused;
       rows_.clear();
       index_.clear();
       committed_ = offsets;

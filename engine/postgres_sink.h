@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -73,7 +74,13 @@ class PostgresSink final : public OutputCollector {
   Status CommitEpoch(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets);
 
   int64_t rows_written() const { return rows_written_; }
+  // Rows the database refused (into the DLQ as SinkRejected) and committed
+  // past: this run's.
   int64_t rows_rejected() const { return rows_rejected_; }
+  // Since the version began, out of `partitions`' inputs: counted in
+  // kappa_offsets in the transaction that moves the offsets past them, so
+  // they survive restarts and a takeover of the partition. Any thread.
+  int64_t RejectedSinceStart(const std::vector<int32_t>& partitions) const;
 
  private:
   struct Row {
@@ -120,6 +127,10 @@ class PostgresSink final : public OutputCollector {
   std::vector<std::pair<int32_t, int64_t>> committed_;  // the last offsets committed
   int64_t rows_written_ = 0;
   int64_t rows_rejected_ = 0;
+  // The refused rows of the epoch being attempted, by input partition.
+  std::map<int32_t, int64_t> attempt_rejected_;
+  mutable std::mutex rejected_mutex_;
+  std::map<int32_t, int64_t> rejected_by_partition_;  // committed, since the version began
   // "pg-before-commit": inside the database transaction, rows and offsets
   // written, before COMMIT (test builds only).
   KAPPA_KILL_SWITCH(kill_switch_);

@@ -147,7 +147,8 @@ std::string EncodeProgress(const ProgressRecord& r) {
                                                   r.snapshot.checkpoint_ms, r.snapshot.records_per_second, c.in,
                                                   c.outputs, c.dlq, c.late, &parts, r.caught_up_since_ms, r.stopped,
                                                   r.instance.empty() ? nullptr : r.instance.c_str(),
-                                                  copies.empty() ? nullptr : &copies, restoring, r.report_interval_ms);
+                                                  copies.empty() ? nullptr : &copies, restoring, r.report_interval_ms,
+                                                  r.snapshot.sink_rejected);
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -166,6 +167,7 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   r.snapshot.counters.outputs = p->outputs();
   r.snapshot.counters.dlq = p->dlq();
   r.snapshot.counters.late = p->late();
+  r.snapshot.sink_rejected = p->sink_rejected();
   if (p->partitions()) {
     for (const auto* pp : *p->partitions()) {
       // Field by field: a positional initializer silently shifted fields
@@ -352,6 +354,7 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
     merged.report_interval_ms = std::max(merged.report_interval_ms, r.report_interval_ms);
     merged.snapshot.records_per_second += s.records_per_second;
     merged.snapshot.counters.Add(s.counters);
+    merged.snapshot.sink_rejected += s.sink_rejected;
     if (r.caught_up_since_ms == 0) all_caught_up = false;
     else merged.caught_up_since_ms = std::max(merged.caught_up_since_ms, r.caught_up_since_ms);
     for (const auto& p : s.partitions) {

@@ -326,6 +326,34 @@ TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
   for (const auto& key : refused) {
     EXPECT_GE(std::stoll(JsonNumber(reference.rows.at(key).value, "spend")), 300000) << key;
   }
+  // The metrics file counts them too (only the summary did), and keeps
+  // counting them after a restart: kappa_offsets holds the count, committed
+  // with the offsets past them (a retried epoch is not counted twice).
+  EXPECT_EQ(MetricsField(ReadFile(o.state_dir + "/metrics.json"), "sink_rejected"), big);
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+      << err;
+  EXPECT_EQ(out.find("PostgreSQL refused"), std::string::npos) << "none this run: " << out;
+  EXPECT_EQ(MetricsField(ReadFile(o.state_dir + "/metrics.json"), "sink_rejected"), big);
+  EXPECT_EQ(CountOf(*pg_, "SELECT sum(rejected) FROM kappa_offsets WHERE job = 'pgs-check'"), big);
+}
+
+// A kappa_offsets made by a kappa before it counted refused rows there
+// gains the column at the next start, and the job writes as before.
+TEST_F(PostgresSinkTest, AnOlderKappaOffsetsTableGainsTheRefusedCount) {
+  ScratchDir dir("pg-old-offsets");
+  TopicContents reference;
+  std::string spec = Story("pgs-old", "pgs_old.t", 12, dir, &reference);
+  ASSERT_TRUE(pg_->Exec("DROP SCHEMA IF EXISTS pgs_old CASCADE; CREATE SCHEMA pgs_old; "
+                        "CREATE TABLE pgs_old.kappa_offsets (job text NOT NULL, version integer NOT NULL, "
+                        "partition integer NOT NULL, next_offset bigint NOT NULL, epoch bigint NOT NULL, "
+                        "spec_hash text NOT NULL, PRIMARY KEY (job, version, partition)); "
+                        "INSERT INTO pgs_old.kappa_offsets VALUES ('other', 1, 0, 5, 1, 'x')")
+                  .ok());
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ExpectTableEquals("pgs_old.t_v1", reference);
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_old.kappa_offsets WHERE rejected = 0"), 5)
+      << "the other job's row and this job's four partitions";
 }
 
 TEST_F(PostgresSinkTest, ATableOfAnotherShapeIsRefusedNamingTheColumn) {
