@@ -115,7 +115,8 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   if (!st.ok()) return Fail(command, st);
   std::printf("kappa %s: %s v%d stopped cleanly: in %lld, %lld outputs to %s\n", command.c_str(), spec->job.c_str(),
               spec->version, static_cast<long long>(summary.counters.in),
-              static_cast<long long>(summary.counters.outputs), spec->OutputName().c_str());
+              static_cast<long long>(summary.stage2 ? summary.stage2->outputs : summary.counters.outputs),
+              spec->OutputName().c_str());
   PrintSinkRejected(command, summary, *spec);
   return 0;
 }

@@ -59,13 +59,30 @@ int RunCommand(int argc, char** argv) {
   Status st = runner.Run(stop);
   if (!st.ok()) return Fail("run", st);
   const auto& s = runner.summary();
-  std::printf("kappa run: %s v%d stopped cleanly after %lld checkpoints: in %lld = out %lld + deduped %lld + "
-              "filtered %lld + late %lld + dlq %lld; %lld outputs to %s\n",
-              spec->job.c_str(), spec->version, static_cast<long long>(s.epochs),
-              static_cast<long long>(s.counters.in), static_cast<long long>(s.counters.out),
-              static_cast<long long>(s.counters.deduped), static_cast<long long>(s.counters.filtered),
-              static_cast<long long>(s.counters.late), static_cast<long long>(s.counters.dlq),
-              static_cast<long long>(s.counters.outputs), spec->OutputName().c_str());
+  if (s.stage2) {
+    // A scaled-out repartitioned job: each stage's own account.
+    const RecordCounters& c = s.counters;
+    const RecordCounters& d = *s.stage2;
+    std::printf("kappa run: %s v%d stopped cleanly after %lld checkpoints: this process's partitions of %s: in "
+                "%lld = repartitioned %lld + deduped %lld + filtered %lld + late %lld + dlq %lld\n",
+                spec->job.c_str(), spec->version, static_cast<long long>(s.epochs), spec->source_topic.c_str(),
+                static_cast<long long>(c.in), static_cast<long long>(c.out), static_cast<long long>(c.deduped),
+                static_cast<long long>(c.filtered), static_cast<long long>(c.late), static_cast<long long>(c.dlq));
+    std::printf("kappa run: its partitions of %s (from every process): in %lld = out %lld + deduped %lld + "
+                "filtered %lld + late %lld + dlq %lld; %lld outputs to %s\n",
+                spec->RepartitionTopic(1).c_str(), static_cast<long long>(d.in), static_cast<long long>(d.out),
+                static_cast<long long>(d.deduped), static_cast<long long>(d.filtered),
+                static_cast<long long>(d.late), static_cast<long long>(d.dlq), static_cast<long long>(d.outputs),
+                spec->OutputName().c_str());
+  } else {
+    std::printf("kappa run: %s v%d stopped cleanly after %lld checkpoints: in %lld = out %lld + deduped %lld + "
+                "filtered %lld + late %lld + dlq %lld; %lld outputs to %s\n",
+                spec->job.c_str(), spec->version, static_cast<long long>(s.epochs),
+                static_cast<long long>(s.counters.in), static_cast<long long>(s.counters.out),
+                static_cast<long long>(s.counters.deduped), static_cast<long long>(s.counters.filtered),
+                static_cast<long long>(s.counters.late), static_cast<long long>(s.counters.dlq),
+                static_cast<long long>(s.counters.outputs), spec->OutputName().c_str());
+  }
   PrintSinkRejected("run", s, *spec);
   if (s.epochs > 0) {
     std::printf("kappa run: checkpoints stalled processing %.0f ms in total (mean %.0f ms, max %.0f ms), of which "

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,12 @@ struct RunOptions {
 
 struct RunSummary {
   RecordCounters counters;
+  // A scaled-out repartitioned job: this process's second stage, on its own
+  // (it aggregates the repartition partitions it holds, fed by every
+  // process's first stage, so its counts do not continue this process's
+  // `counters`, whose `out` are then the records it repartitioned). Unset
+  // otherwise: one process's two stages add up into `counters`.
+  std::optional<RecordCounters> stage2;
   int64_t epochs = 0;
   int64_t history_gap_records = 0;  // records skipped below log start (allow_truncated_history)
   int64_t archive_records = 0;      // records this run read from the archive

@@ -169,14 +169,22 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   const RunSummary& a = up.summary();
   const RunSummary& b = down.summary();
   *summary = a;
-  // The job's records: read and dropped by stage 0, aggregated and written
-  // by stage 1 (stage 0's `out` is what it repartitioned).
-  summary->counters.out = b.counters.out;
-  summary->counters.outputs = b.counters.outputs;
-  summary->counters.deduped += b.counters.deduped;
-  summary->counters.filtered += b.counters.filtered;
-  summary->counters.late += b.counters.late;
-  summary->counters.dlq += b.counters.dlq;
+  if (whole.scale_out.enabled) {
+    // Stage 1 holds some repartition partitions, written by every process:
+    // its records are not this process's stage 0 outputs, and adding them up
+    // made an account that did not balance. Each stage balances on its own.
+    summary->stage2 = b.counters;
+  } else {
+    // The job's records: read and dropped by stage 0, aggregated and written
+    // by stage 1 (stage 0's `out` is what it repartitioned).
+    summary->counters.out = b.counters.out;
+    summary->counters.outputs = b.counters.outputs;
+    summary->counters.deduped += b.counters.deduped;
+    summary->counters.filtered += b.counters.filtered;
+    summary->counters.late += b.counters.late;
+    summary->counters.dlq += b.counters.dlq;
+  }
+  summary->sink_rejected = b.sink_rejected;  // stage 1 writes the sink
   summary->epochs += b.epochs;
   summary->checkpoint_max_ms = std::max(a.checkpoint_max_ms, b.checkpoint_max_ms);
   summary->checkpoint_total_ms += b.checkpoint_total_ms;

@@ -23,6 +23,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "schemas/transaction_generated.h"
 #include "tests/e2e/e2e_util.h"
 #include "workload/nexmark_generator.h"
@@ -275,6 +277,21 @@ TEST_F(RepartitionTest, ThreeInstancesOneKilledGiveTheSingleProcessOutputs) {
   for (size_t i = 1; i < instances.size(); ++i) {
     instances[i]->Kill(SIGTERM);
     EXPECT_EQ(instances[i]->WaitFor(60000), 0) << instances[i]->Stderr();
+    // Each stage's account balances on its own. The exit summary added
+    // stage 2's records (fed by every process) to this process's stage 1
+    // equation, which then did not add up (a bug bash).
+    const std::string summary = instances[i]->Stdout();
+    std::smatch m;
+    const std::regex up(R"(partitions of transactions: in (\d+) = repartitioned (\d+) \+ deduped (\d+) \+ )"
+                        R"(filtered (\d+) \+ late (\d+) \+ dlq (\d+))");
+    const std::regex down(R"(its partitions of rso\.v1\.repartition\.1 \(from every process\): in (\d+) = out (\d+) )"
+                          R"(\+ deduped (\d+) \+ filtered (\d+) \+ late (\d+) \+ dlq (\d+); (\d+) outputs)");
+    for (const std::regex* r : {&up, &down}) {
+      ASSERT_TRUE(std::regex_search(summary, m, *r)) << summary;
+      int64_t rest = 0;
+      for (int k = 2; k <= 6; ++k) rest += std::stoll(m[k]);
+      EXPECT_EQ(std::stoll(m[1]), rest) << summary;
+    }
   }
   EXPECT_TRUE(out.all_copies_identical) << "a row written again differs";
   EXPECT_EQ(got, want) << instances[1]->Stderr() << instances[2]->Stderr();
