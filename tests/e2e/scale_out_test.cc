@@ -280,6 +280,18 @@ TEST_F(ScaleOutTest, AKilledInstancesPartitionsMoveWithTheirStateAndTheOutputsEq
   ScratchDir dir("scaleout-kill");
   const TopicContents want = Reference(dir, "at_least_once");
   const std::string spec = ScaledSpec(dir, "at_least_once");
+  // A bounded run (--stop-at-end, --archive-only) of an instance is refused:
+  // a member was "at the end" once the partitions it held were, exited 0,
+  // and the partitions of a member killed meanwhile were never read (a bug
+  // bash: 594 of 1247 rows missing).
+  for (const char* bounded : {"--stop-at-end", "--archive-only"}) {
+    std::string err;
+    std::vector<std::string> args = Instance(dir, spec, "i0", 8000);
+    args.push_back(bounded);
+    if (std::string(bounded) == "--archive-only") args.insert(args.end(), {"--archive", dir / "no-archive"});
+    EXPECT_EQ(RunKappa(args, nullptr, &err), 2) << err;
+    EXPECT_NE(err.find(std::string(bounded) + " is not supported for a scaled-out job"), std::string::npos) << err;
+  }
 
   std::vector<std::unique_ptr<ChildProcess>> instances;
   ASSERT_NO_FATAL_FAILURE(StartThreeKillOne(dir, spec, {"i1", "i2", "i3"}, &instances));
