@@ -16,8 +16,9 @@ int ConsumeCommand(int argc, char** argv) {
   desc.add_options()
       ("help,h", "show this help")
       ("topic,t", po::value<std::string>(&topic)->required(), "topic to read")
-      ("print", "print every record as one JSON line on stdout (FlatBuffers payloads decoded; UTF-8 text as it is, "
-       "other bytes as \\u00XX)")
+      ("print", "print every record as one JSON line on stdout: kappa's FlatBuffers payloads decoded, a valid JSON "
+       "payload as it is, any other payload (Avro, malformed text, other binary) as {\"type\":\"raw\",\"bytes\":N,"
+       "\"text\":...} with UTF-8 as it is and other bytes as \\u00XX")
       ("idle-timeout-ms", po::value<int>()->default_value(15000), "give up after this long without progress");
   AddKafkaOptions(desc);
   const std::string usage =

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <flatbuffers/flatbuffers.h>
+#include <simdjson.h>
 
 #include <cstdio>
 #include <cstring>
@@ -141,13 +142,21 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
       return out + "]}";
     }
   }
-  // Text that looks like a JSON object (feature rows, JSON inputs): as it is.
-  if (size >= 2 && data[0] == '{' && data[size - 1] == '}') {
-    bool text = true;
-    for (size_t i = 0; i < size && text; ++i) text = data[i] >= 0x20 || data[i] == '\t';
-    if (text) return std::string(reinterpret_cast<const char*>(data), size);
+  // A JSON document on one line (feature rows, JSON inputs): as it is, once
+  // a parser accepts it. A malformed one (a DLQ's usual payload) used to be
+  // pasted in too, which made the whole line invalid JSON.
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  bool one_line = size > 0;
+  for (size_t i = 0; i < size && one_line; ++i) one_line = data[i] >= 0x20 || data[i] == '\t';
+  if (one_line) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    if (!parser.parse(simdjson::padded_string(text)).get(doc)) return std::string(text);
   }
-  return "{\"type\":\"undecodable\",\"bytes\":" + std::to_string(size) + "}";
+  // Anything else (Avro, other binary formats, malformed text), shown rather
+  // than only counted: UTF-8 as it is, other bytes as \u00XX.
+  return "{\"type\":\"raw\",\"bytes\":" + std::to_string(size) + ",\"text\":\"" + JsonEscape(std::string(text)) +
+         "\"}";
 }
 
 }  // namespace kappa

@@ -76,5 +76,28 @@ TEST(RecordFormatTest, ADeadLetterWithALongMessageIsOneValidObject) {
   EXPECT_NE(line.find("\"truncated\":true,\"original_size\":9000000"), std::string::npos) << line;
 }
 
+// A bug bash: a payload that began with '{' and ended with '}' was pasted
+// in as it was, valid JSON or not (141 of 40,000 `--print` lines did not
+// parse), and any other payload (Avro, malformed text) was shown only as
+// {"type":"undecodable","bytes":N}. Valid JSON stays as it is; anything
+// else is a "raw" object with its text, one valid line either way.
+TEST(RecordFormatTest, OnlyValidJsonIsPastedAndAnythingElseIsShownEscaped) {
+  auto format = [](const std::string& payload) {
+    return FormatRecordJson(reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+  };
+  EXPECT_EQ(format(R"({"a":1,"b":[true,null]})"), R"({"a":1,"b":[true,null]})");
+  EXPECT_EQ(format("[1,2]"), "[1,2]");
+  // Text (UTF-8, control characters escaped) reads back as it was.
+  for (const std::string& bad : {std::string(R"({"status":approved,"t":1})"), std::string(R"({"a":1)"),
+                                 std::string("{\"a\":\n1}"), std::string("plain text \xc3\xab"), std::string()}) {
+    const std::string line = format(bad);
+    EXPECT_EQ(Member(line, "type"), "raw") << line;
+    EXPECT_EQ(Member(line, "text"), bad) << line;
+  }
+  // Other bytes as \u00XX, each.
+  EXPECT_EQ(format(std::string("\x00\x02z\xff", 4)),
+            R"({"type":"raw","bytes":4,"text":"\u0000\u0002z\u00ff"})");
+}
+
 }  // namespace
 }  // namespace kappa
