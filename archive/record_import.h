@@ -19,7 +19,9 @@ struct ImportSummary {
 
 // Loads a record file into <root>/<topic>. Idempotent: records below a
 // partition's archived end are skipped, so an interrupted import can simply
-// run again. Corruption (with the byte position) on a damaged file; what was
+// run again; they must equal the archived records at their offsets
+// (FailedPrecondition naming the first that differs, before anything is
+// appended: the file holds another history). Corruption (with the byte position) on a damaged file; what was
 // appended before it stays, durable. `on_note` hears about torn tail blocks
 // cut from an earlier crash. New blocks are written with `compression`.
 Result<ImportSummary> ImportRecordFile(const std::string& file, const std::string& root, const std::string& topic,

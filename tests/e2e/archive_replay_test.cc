@@ -322,8 +322,11 @@ TEST_F(ArchiveReplayTest, ParallelReplayEqualsSingleThreadedReplay) {
   // More history archived, and the first job resumed from its checkpoint:
   // its account is of this run's records, all from the archive. It said
   // "... from Kafka" for the 60000 of the run before.
+  // The same history, longer (the same generator options and seed): its
+  // first 60000 records are those archived, which the import checks.
   ASSERT_EQ(RunKappa({"gen", "--to-archive", dir / "more.bin", "--partitions", "6", "-n", "66000", "--users", "400",
-                      "--zipf", "0.8", "--rate", "2"},
+                      "--zipf", "0.8", "--rate", "2", "--duplicate-fraction", "0.02", "--late-fraction", "0.05",
+                      "--max-delay-ms", "900000", "--malformed-fraction", "0.005"},
                      &out, &err), 0) << err;
   ASSERT_EQ(RunKappa({"archive", "-a", dir / "arch", "-t", "transactions", "--import", dir / "more.bin"}, &out, &err),
             0) << err;
