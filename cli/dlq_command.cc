@@ -8,7 +8,9 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "base/clock.h"
@@ -56,6 +58,12 @@ struct DlqEntry {
   std::string where(const std::string& topic) const {
     return topic + "[" + std::to_string(dlq_partition) + "]@" + std::to_string(dlq_offset);
   }
+  // The failed source record: versions sharing a DLQ each dead-letter it.
+  std::tuple<std::string, int32_t, int64_t> source_key() const {
+    return {record->source_topic() ? record->source_topic()->str() : std::string(), record->source_partition(),
+            record->source_offset()};
+  }
+  bool twin = false;  // replay: its source record is re-injected through another DLQ record
 };
 
 // Reads every record of the DLQ topic; *undecodable counts those that are
@@ -380,11 +388,15 @@ int Replay(int argc, char** argv) {
   std::vector<DlqEntry> selected;
   std::vector<std::string> refused;
   int64_t skipped_done = 0, filtered = 0, undecodable = 0;
+  // Source records re-injected already: through a DLQ record marked by an
+  // earlier run, or one selected in this one.
+  std::set<std::tuple<std::string, int32_t, int64_t>> reinjected;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
         if (Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
           ++skipped_done;
+          reinjected.insert(e.source_key());
           return;
         }
         if ((type && e.record->error_type() != *type) || e.last_failure_ms() < since) {
@@ -400,6 +412,16 @@ int Replay(int argc, char** argv) {
       },
       &undecodable);
   if (!st.ok()) return Fail("dlq replay", st);
+  // Versions that share a DLQ (a replaying version beside the live one)
+  // each dead-letter the same bad source record: one re-injection serves
+  // them all, as both read the source topic. Each copy was re-injected
+  // (a bug bash: 96 bad records came back as 192, then 384). The others are
+  // marked done with it.
+  int64_t twins = 0;
+  for (DlqEntry& e : selected) {
+    e.twin = !reinjected.insert(e.source_key()).second;
+    twins += e.twin;
+  }
 
   for (const auto& r : refused) {
     std::fprintf(stderr,
@@ -407,14 +429,22 @@ int Replay(int argc, char** argv) {
                  "from its origin (payload_xxh3 in `kappa dlq show` identifies it)\n",
                  r.c_str());
   }
+  // "; N more of other versions for the same source records" when there are.
+  auto twins_text = [&] {
+    return twins == 0 ? std::string()
+                      : ", " + std::to_string(twins) +
+                            " more DLQ records of the same source records (another version's) marked with them";
+  };
   if (dry_run || selected.empty()) {
     for (const auto& e : selected) {
+      if (e.twin) continue;
       std::printf("would re-inject %s -> %s[%d] (retry_count %d, %s)\n", e.where(topic).c_str(), to.c_str(),
                   e.record->source_partition(), e.retry_count(), e.error_type().c_str());
     }
-    std::printf("kappa dlq replay: %s -> %s: %zu records %s, %lld already re-injected before, %lld filtered out, "
-                "%zu refused (truncated)\n",
-                topic.c_str(), to.c_str(), selected.size(), dry_run ? "would be re-injected" : "re-injected",
+    std::printf("kappa dlq replay: %s -> %s: %lld records %s%s, %lld already re-injected before, %lld filtered "
+                "out, %zu refused (truncated)\n",
+                topic.c_str(), to.c_str(), static_cast<long long>(selected.size()) - twins,
+                dry_run ? "would be re-injected" : "re-injected", twins_text().c_str(),
                 static_cast<long long>(skipped_done), static_cast<long long>(filtered), refused.size());
     return 0;
   }
@@ -437,6 +467,7 @@ int Replay(int argc, char** argv) {
     const size_t end = std::min(selected.size(), begin + static_cast<size_t>(batch_records));
     for (size_t i = begin; i < end; ++i) {
       const DlqEntry& e = selected[i];
+      if (e.twin) continue;
       const auto* d = e.record;
       const std::string retries = std::to_string(e.retry_count());
       const std::string first = std::to_string(e.first_failure_ms());
@@ -492,12 +523,12 @@ int Replay(int argc, char** argv) {
       }
     }
     KAPPA_KILL_POINT(kill_switch, "dlq-replay-after-mark");
-    injected += end - begin;
+    for (size_t i = begin; i < end; ++i) injected += !selected[i].twin;
     begin = end;
   }
-  std::printf("kappa dlq replay: %s -> %s: %zu records re-injected, %lld already re-injected before, %lld filtered "
-              "out, %zu refused (truncated)\n",
-              topic.c_str(), to.c_str(), injected, static_cast<long long>(skipped_done),
+  std::printf("kappa dlq replay: %s -> %s: %zu records re-injected%s, %lld already re-injected before, %lld "
+              "filtered out, %zu refused (truncated)\n",
+              topic.c_str(), to.c_str(), injected, twins_text().c_str(), static_cast<long long>(skipped_done),
               static_cast<long long>(filtered), refused.size());
   return 0;
 }

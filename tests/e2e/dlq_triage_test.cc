@@ -207,6 +207,48 @@ TEST_F(DlqTriageTest, FixedRecordsPassTheOthersComeBackCountedThenParked) {
   EXPECT_EQ(ReadOutputs(Config(), "pay-out.v2").rows.size(), gbp_txns.size());
 }
 
+// Two versions sharing a DLQ (the README's spend v1 and v2 do) each
+// dead-letter the same bad source record. A replay re-injected every copy
+// (a bug bash: 96 bad records came back as 192, then 384, each version
+// failing each copy). One re-injection serves both, in one run and across
+// runs: a version that dead-letters a record later (a replay behind the
+// live version) finds it re-injected already.
+TEST_F(DlqTriageTest, VersionsSharingADlqGetEachBadRecordReinjectedOnce) {
+  CreateTopic("transactions", kPartitions);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(23, 600, 200, 1)));
+  ScratchDir dir("dlq-shared");
+  const std::string v1 = Spec(dir, 1, "EUR, USD", "earliest", ", max_retries: 10");
+  const std::string v2 = Spec(dir, 2, "EUR, USD", "earliest", ", max_retries: 10");
+  Run(v1);
+  Run(v2);
+  const int64_t dead = Count(kDlq) / 2;
+  ASSERT_GT(dead, 20);
+  ASSERT_EQ(Count(kDlq), 2 * dead);
+  std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap()};
+  std::string out, err;
+  ASSERT_EQ(RunKappa(args, &out, &err), 0) << err;
+  EXPECT_NE(out.find(std::to_string(dead) + " records re-injected, " + std::to_string(dead) +
+                     " more DLQ records of the same source records (another version's) marked with them"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(Count("transactions"), 600 + dead);
+  EXPECT_EQ(Replay(), 0);
+  // Both fail the re-injected copies again (retry 2): each copy once more.
+  Run(v1);
+  Run(v2);
+  EXPECT_EQ(Replay(), dead);
+  EXPECT_EQ(Count("transactions"), 600 + 2 * dead);
+  // Across runs: v1 fails those copies and they are re-injected; v2 fails
+  // the same copies later (behind, like a replaying version): already
+  // re-injected through v1's. Only v2's failures of the newest copies are
+  // left (each once), not twice that.
+  Run(v1);
+  EXPECT_EQ(Replay(), dead);
+  Run(v2);
+  EXPECT_EQ(Replay(), dead);
+  EXPECT_EQ(Count("transactions"), 600 + 4 * dead);
+}
+
 // Filters pick what is re-injected and leave the rest for later; a DLQ
 // record truncated to fit is refused by name; `dlq.max_retries: 1` parks a
 // record at its second failure.
