@@ -1,6 +1,7 @@
 #include "replay/registry.h"
 
 #include "base/clock.h"
+#include "base/hash.h"
 
 #include <flatbuffers/flatbuffers.h>
 #include <librdkafka/rdkafka.h>
@@ -272,6 +273,19 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
     }
     return summary.status();
   }
+  if (!summary->log_start_offsets.empty() && summary->log_start_offsets[0] > 0) {
+    // Each job record builds on the one before it: without the first ones,
+    // every later record of those jobs was ignored, and the registry read as
+    // if they (or their promotions) had never been (a bug bash: a promotion
+    // vanished and a new deploy became the serving version).
+    return Status::FailedPrecondition(
+        "the control topic " + topic_ + " has lost its first " + std::to_string(summary->log_start_offsets[0]) +
+        " records in partition 0 (its log start offset), where the job records are: the registry's history is "
+        "incomplete and cannot be read safely. A retention policy deleted them (the control topic must be "
+        "cleanup.policy=compact, with no retention.ms / retention.bytes), or the embedded broker's 5 MiB per "
+        "partition did; restore the topic, or start over with another --control-topic and deploy the versions "
+        "again");
+  }
   // Records from before sequences (one key per job, latest wins) come first,
   // then the sequenced ones, all in partition 0, in log order.
   std::stable_sort(writes.begin(), writes.end(), [](const JobWrite& a, const JobWrite& b) {
@@ -419,7 +433,7 @@ Status Registry::PutProgress(const ProgressRecord& record) {
   const std::string key = ProgressKey(record);
   const std::string value = EncodeProgress(record);
   int64_t offset = -1;
-  KAPPA_RETURN_IF_ERROR(Put(key, value, RD_KAFKA_PARTITION_UA, &offset));
+  KAPPA_RETURN_IF_ERROR(Put(key, value, kNotJobRecord, &offset));
   progress_[key] = value;
   return Status::OK();
 }
@@ -432,7 +446,7 @@ std::optional<std::string> Registry::Value(const std::string& key) const {
 
 Status Registry::PutValue(const std::string& key, const std::string& value) {
   int64_t offset = -1;
-  KAPPA_RETURN_IF_ERROR(Put(key, value, RD_KAFKA_PARTITION_UA, &offset));
+  KAPPA_RETURN_IF_ERROR(Put(key, value, kNotJobRecord, &offset));
   progress_[key] = value;
   return Status::OK();
 }
@@ -461,7 +475,7 @@ Status Registry::EnsureTopic() {
   // broker's default cleanup.policy=delete, and retention would delete the
   // registry's job records after retention.ms (7 days by default).
   std::string refused;
-  auto created = CreateTopicIfMissing(producer_.get(), topic_, 1, TopicConfigs(), 20000, &refused);
+  auto created = CreateTopicIfMissing(producer_.get(), topic_, 2, TopicConfigs(), 20000, &refused);
   if (!created.ok()) {
     return Status::Unavailable(created.status().message() + "; create the control topic " + topic_ +
                                " yourself with cleanup.policy=compact (see the README), then retry");
@@ -484,6 +498,28 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
     producer_ = std::move(*producer);
   }
   KAPPA_RETURN_IF_ERROR(EnsureTopic());
+  if (partition == kNotJobRecord) {
+    for (int attempt = 0; partitions_ == 0; ++attempt) {
+      auto count = TopicPartitionCount(producer_.get(), topic_, 20000);
+      if (count.ok()) {
+        partitions_ = *count;
+      } else if (count.status().code() != Status::Code::kNotFound || attempt == 50) {
+        return count.status().WithContext("the control topic " + topic_ + ": ");
+      } else if (attempt == 0) {
+        // A broker that creates topics on first use (the embedded one): a
+        // first write makes it, so that this key's partition is known before
+        // it is written (the latest value of a key is the last one read only
+        // within one partition).
+        int64_t ignored = -1;
+        KAPPA_RETURN_IF_ERROR(Put("kappa/created", "", 0, &ignored));
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+    // Off partition 0 (the job records') when there is another; the same
+    // partition for a key every time.
+    partition = partitions_ == 1 ? 0 : 1 + PartitionForKey(key, partitions_ - 1);
+  }
   Delivery delivery;
   rd_kafka_resp_err_t err = rd_kafka_producev(
       producer_.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_PARTITION(partition),

@@ -148,10 +148,17 @@ class Registry {
   Status PutThrottle(const ThrottleRecord& record);
   const std::string& control_topic() const { return topic_; }
   // The topic configs kappa creates a missing control topic with (before its
-  // first write, through the admin API, one partition, the broker's default
+  // first write, through the admin API, two partitions, the broker's default
   // replication): compacted, never deleted by time or size, since job
   // records are the registry's history (each under a key of its own, so
   // compaction keeps every one) and progress records are latest-per-key.
+  // Job records go to partition 0, everything else (progress, throttles,
+  // markers) to the others when there are others: a version's heartbeats
+  // cannot push job records out of a size-bounded partition (the embedded
+  // broker keeps 5 MiB of each). A partition 0 that lost its first records
+  // anyway (retention, the embedded broker) is an error on every read: the
+  // registry's history is gone, and what is left would read as a registry
+  // without those jobs or versions.
   static const std::map<std::string, std::string>& TopicConfigs();
 
  private:
@@ -159,12 +166,15 @@ class Registry {
   // job record keyed watch_key was accepted (1), rejected (-1) or not seen (0).
   Status Load(const std::string* watch_key, int* watched);
   // Produces and waits for the ack; *offset: where it was written.
+  // kNotJobRecord: a partition other than 0 when the topic has one.
+  static constexpr int32_t kNotJobRecord = -2;
   Status Put(const std::string& key, const std::string& value, int32_t partition, int64_t* offset);
   // Creates the control topic compacted if it does not exist (once).
   Status EnsureTopic();
   KafkaConfig config_;
   std::string topic_;
   bool topic_ensured_ = false;
+  int32_t partitions_ = 0;  // of the control topic, once known (Put)
   KafkaHandle producer_;
   std::map<std::string, JobRecord> jobs_;       // job -> its accepted state
   std::map<std::string, std::string> progress_;  // progress key -> latest value bytes

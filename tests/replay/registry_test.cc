@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "kafka/kafka_producer.h"
+#include "kafka/topic_reader.h"
 #include "tests/replay/replay_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -102,6 +104,55 @@ TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
   ASSERT_TRUE(v1.has_value());
   EXPECT_EQ(v1->snapshot.partitions.at(0).position, 99);
   EXPECT_FALSE(reader.Progress("spend", 3).has_value());
+}
+
+// A bug bash: progress records (a version's heartbeat, 36 KB a second
+// over 1000 partitions) went to partition 0 with the job records, and the
+// embedded broker's 5 MiB per partition dropped the first job records; each
+// job record builds on the one before it, so every later one was ignored in
+// silence: a promotion vanished, a new deploy read as the serving version,
+// then "no jobs registered". Job records keep partition 0 to themselves
+// (when the topic has another), and a partition 0 that lost its first
+// records is an error, never a smaller registry.
+TEST_F(RegistryTest, HeartbeatsStayOffTheJobRecordsPartitionAndALostHistoryIsAnError) {
+  CreateTopic("kappa.control", 3);
+  Registry writer(Config());
+  JobRecord job;
+  job.job = "spend";
+  job.versions = {Version(1, VersionState::kLive)};
+  job.serving = 1;
+  ASSERT_TRUE(writer.PutJob(job).ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(writer.PutProgress(Progress("spend", 1, {{0, i}}, i)).ok());
+  ASSERT_TRUE(writer.PutValue("dlq-replayed/x/0", "0-5").ok());
+  job.versions.push_back(Version(2, VersionState::kReplaying));
+  ASSERT_TRUE(writer.PutJob(job).ok());
+  auto read = ReadTopic(Config(), "kappa.control", [](const ConsumedRecord& r) {
+    EXPECT_EQ(r.partition == 0, std::string(r.key).rfind("job/", 0) == 0) << r.key << " in partition " << r.partition;
+  });
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  ASSERT_TRUE(reader.Job("spend").has_value());
+  EXPECT_EQ(reader.Job("spend")->versions.size(), 2u);
+  EXPECT_EQ(reader.Progress("spend", 1)->snapshot.epoch, 19);
+
+  // Partition 0 loses its oldest records: retention on a real broker, the
+  // 5 MiB bound on the embedded one (filled here with other keys).
+  if (real_broker()) {
+    ExpireOldestRecords("kappa.control", 0);
+  } else {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    const std::string filler(256 * 1024, 'x');
+    for (int i = 0; i < 24; ++i) ASSERT_TRUE((*producer)->Produce("kappa.control", 0, "filler", filler).ok());
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  Registry after(Config());
+  const Status st = after.Refresh();
+  ASSERT_FALSE(st.ok()) << "a registry missing its first job records read as a smaller one";
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(st.message().find("the control topic kappa.control has lost its first"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("cleanup.policy=compact"), std::string::npos) << st.ToString();
 }
 
 // A scaled-out instance's record carries its standby copies and their lag
