@@ -139,7 +139,7 @@ TEST_F(ControlTopicTest, KappaCreatesAMissingControlTopicCompacted) {
   ASSERT_TRUE(client.ok());
   auto partitions = TopicPartitionCount(client->get(), control, 10000);
   ASSERT_TRUE(partitions.ok()) << partitions.status().ToString();
-  EXPECT_EQ(*partitions, 1);
+  EXPECT_EQ(*partitions, 2);
 }
 
 TEST_F(ControlTopicTest, RegistrySurvivesCompaction) {
