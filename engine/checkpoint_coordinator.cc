@@ -74,6 +74,10 @@ Status CheckpointCoordinator::SinkBarrier(const std::vector<Task*>& tasks, std::
 }
 
 Status CheckpointCoordinator::CheckpointNow() {
+  // A checkpoint that failed to write is the cause to report, not the room
+  // the next one would need (a bug bash: a full disk inside the first
+  // checkpoint's write read as "needs twice the last checkpoint").
+  KAPPA_RETURN_IF_ERROR(backend_.WriteError());
   // Step 0: room for this checkpoint, before anything is committed anywhere.
   KAPPA_RETURN_IF_ERROR(CheckHeadroom(backend_.dir(), static_cast<int64_t>(backend_.last_checkpoint_bytes()),
                                       headroom_, free_space_));

@@ -882,6 +882,9 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     if (ahead < -kRateBurstS) rate_paused_s += -ahead - kRateBurstS;
   }
   KAPPA_RETURN_IF_ERROR(WriteDurableMetrics());
+  // A checkpoint the writer failed to make durable stops the job now, with
+  // its own error, not at the next checkpoint.
+  KAPPA_RETURN_IF_ERROR(backend->WriteError());
   coordinator->CommitDurableOffsets();
   coordinator->PrepareCapture();
   if (coordinator->Due()) {

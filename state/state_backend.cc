@@ -1087,6 +1087,11 @@ Result<CommitStats> StateBackend::WaitForCommits() {
   return impl_->last_stats;
 }
 
+Status StateBackend::WriteError() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->error;
+}
+
 void StateBackend::FailNextWriteForTesting(std::string message) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->fail_next = std::move(message);

@@ -232,6 +232,9 @@ class StateBackend {
   // the job must stop and restart from the last durable checkpoint (the
   // store itself holds the whole previous checkpoint, never a mix).
   Result<CommitStats> WaitForCommits();
+  // The sticky write error, if a background write failed by now (OK
+  // otherwise); never waits for the writer.
+  Status WriteError() const;
   // BeginCommit + WaitForCommits: returns once `epoch` is durable.
   Result<CommitStats> Commit(int64_t epoch, const std::vector<TaskSnapshot>& tasks);
   const std::string& dir() const { return dir_; }

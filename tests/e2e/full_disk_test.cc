@@ -116,6 +116,33 @@ TEST_F(FullDiskTest, WithoutHeadroomRocksDBRunningOutOfSpaceStopsTheJobSayingWha
 // same command resumes, and the archive holds exactly what one run on a
 // roomy disk archives: no record lost, none twice, no damaged block. A
 // repair without room for its copy of a damaged tail changes nothing.
+// A bug bash: the headroom check has nothing to measure a first checkpoint
+// against, so a first checkpoint larger than the disk failed inside
+// RocksDB's write; the job went on (its status line at epoch 1) and stopped
+// at the next checkpoint with "needs twice the last checkpoint", implying a
+// checkpoint 1 that never was. The write's own error stops the job.
+TEST_F(FullDiskTest, AFirstCheckpointThatDoesNotFitStopsTheJobWithTheWriteError) {
+  ScratchDir dir("full-disk-first");
+  const std::string mnt = dir / "small-fs";
+  SmallFileSystem small(mnt, "size=2m");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
+  constexpr uint64_t kRecords = 150000;
+  CreateTopic("transactions", 8);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(25, kRecords, 100000, 100)));
+  SpecOptions o;
+  o.state_dir = mnt + "/state";
+  o.filter = "";
+  o.checkpoint_interval = "700ms";  // the first one at ~100 k records, larger than the disk; then the final one
+  std::string err;
+  const int rc = RunKappa({"run", WriteSpec(dir, "job.yaml", o), "-b", bootstrap(), "--stop-at-end",
+                           "--status-interval-ms", "0", "--state-headroom-mib", "1", "--max-rate", "150000"},
+                          nullptr, &err);
+  EXPECT_EQ(rc, 1) << err;
+  EXPECT_NE(err.find("checkpoint 1 could not be written to " + o.state_dir), std::string::npos) << err;
+  EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
+  EXPECT_EQ(err.find("twice the last checkpoint"), std::string::npos) << err;
+}
+
 TEST_F(FullDiskTest, AFullArchiveDiskStopsTheArchiverAndTheSameCommandResumesWithoutLoss) {
   ScratchDir dir("full-archive-disk");
   const std::string mnt = dir / "small-fs";
