@@ -1,6 +1,9 @@
 // kappa: the command-line entry point. Dispatches to one subcommand.
+#include <unistd.h>
+
 #include <cstring>
 #include <iostream>
+#include <new>
 #include <string>
 
 #include "cli/command.h"
@@ -29,9 +32,25 @@ const char kUsage[] =
     "  get       read the latest output for a key from the serving version\n"
     "  schema    print the schema (Avro, .fbs or JSON columns) of a job's feature rows\n";
 
+// An allocation that fails (a memory limit: ulimit -v, a container's)
+// would throw std::bad_alloc from whichever thread asked, which nothing
+// catches: an abort and a core dump (a bug bash). Said plainly instead, and
+// the process exits as a crash would, which every checkpoint survives.
+// Only async-signal-safe calls: nothing here may allocate.
+void OutOfMemory() {
+  static const char kMessage[] =
+      "kappa: out of memory: an allocation failed. A job holds its state (dedup keys, open windows) in memory, "
+      "about 250 bytes a key: give the process more memory, shorten the dedup TTL or the windows, or split the "
+      "job across processes (scale_out). Nothing is lost: the next start resumes from the last durable "
+      "checkpoint.\n";
+  [[maybe_unused]] const ssize_t n = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  ::_exit(1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::set_new_handler(OutOfMemory);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     std::cout << kUsage;

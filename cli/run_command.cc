@@ -1,8 +1,10 @@
 // kappa run: runs one version of a job (a job spec file) over its source.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
+#include "base/test_hooks.h"
 #include "cli/command.h"
 #include "cli/metrics_endpoint.h"
 #include "cli/job_options.h"
@@ -55,6 +57,16 @@ int RunCommand(int argc, char** argv) {
   options.on_status = StatusPrinter("kappa run " + spec->job + " v" + std::to_string(spec->version), true);
   options.on_note = NotePrinter("kappa run");
   StopToken stop = InstallStopSignals();
+#if KAPPA_TEST_HOOKS_ENABLED
+  // KAPPA_TEST_ALLOCATE_GIB=N (test builds): one allocation of N GiB before
+  // the job starts, as a job whose state outgrows a memory limit would make
+  // one that fails (cli/main.cc's out-of-memory handler).
+  if (const char* gib = std::getenv("KAPPA_TEST_ALLOCATE_GIB")) {
+    auto* block = new char[static_cast<size_t>(std::atoll(gib)) << 30];
+    block[0] = 1;
+    delete[] block;
+  }
+#endif
   JobRunner runner(*spec, config, options);
   Status st = runner.Run(stop);
   if (!st.ok()) return Fail("run", st);

@@ -151,5 +151,33 @@ TEST_F(DeadLettersAndStopTest, AStopEndsTheProcessEvenWhenAWaitHangs) {
   EXPECT_EQ(MetricsField(ReadFile(dir / "state/metrics.json"), "records_in"), 20000);
 }
 
+// A bug bash: a job whose state outgrew a memory limit (ulimit -v) died of
+// an uncaught std::bad_alloc: an abort and a core dump. An allocation that
+// fails now ends the process with a plain message and exit status 1, like
+// any failure; the checkpoints survive it as they survive a crash. (Here
+// one allocation far larger than the machine's memory, which the kernel
+// refuses; AddressSanitizer's allocator reports such a request itself.)
+TEST_F(DeadLettersAndStopTest, AnAllocationThatFailsIsAPlainErrorNotAnAbort) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer reports the allocation itself";
+#endif
+  CreateTopic("transactions", 4);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload(2000)));
+  ScratchDir dir("oom");
+  SpecOptions spec;
+  spec.state_dir = dir / "state";
+  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  ::setenv("KAPPA_TEST_ALLOCATE_GIB", "1048576", 1);  // 1 PiB
+  std::string err;
+  const int rc = RunKappa({"run", path, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err);
+  ::unsetenv("KAPPA_TEST_ALLOCATE_GIB");
+  EXPECT_EQ(rc, 1) << err;
+  EXPECT_NE(err.find("kappa: out of memory: an allocation failed"), std::string::npos) << err;
+  EXPECT_NE(err.find("the next start resumes from the last durable checkpoint"), std::string::npos) << err;
+  ASSERT_EQ(RunKappa({"run", path, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err), 0)
+      << err;
+}
+
 }  // namespace
 }  // namespace kappa::testing
