@@ -379,6 +379,30 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
     }
   }
   KAPPA_RETURN_IF_ERROR(CheckRepartition(*ops, spec));
+  // The text filters compare declared string fields with: a decoder that
+  // reads such a field from an enum checks it against the symbols.
+  if (IsDeclaredFormat(spec.decode.format) && spec.decode.schema) {
+    RecordSchema schema = *spec.decode.schema;
+    const ConfigNode* first_filter = nullptr;  // with such a literal
+    for (size_t i = 0; i < spec.operators.size(); ++i) {
+      const auto* filter = std::get_if<FilterSpec>(&spec.operators[i]);
+      if (filter == nullptr) continue;
+      for (const Predicate& p : filter->all_of) {
+        if (!IsDeclaredField(p.field) || DeclaredSlotOf(p.field) >= kComputedSlotBase) continue;
+        FieldDecl& decl = schema.mutable_field(DeclaredSlotOf(p.field));
+        if (decl.type != ValueType::kString) continue;
+        decl.literals.push_back(p.text);
+        if (first_filter == nullptr) first_filter = &ops->items()[i];
+      }
+    }
+    spec.decode.schema = std::make_shared<const RecordSchema>(std::move(schema));
+    // A schema fixed in the spec (FlatBuffers) checks them now: a literal
+    // no enum symbol matches is a spec error, at the filter's line.
+    if (first_filter != nullptr && spec.decode.format == RecordFormat::kFlatBuffers) {
+      auto decoder = MakeRecordDecoder(spec.decode);
+      if (!decoder.ok()) return first_filter->Error(decoder.status().message());
+    }
+  }
   // A value a map names must be read after it: a name nothing reads is a
   // typo (`vaule:`) that would otherwise change nothing in silence.
   for (size_t i = 0; i < spec.operators.size(); ++i) {

@@ -224,6 +224,10 @@ struct Plan {
   Reader root;
   bool failed = false;
   DecodeError error;  // every record of this writer schema, when failed
+  // Not the records' fault, the spec's: a filter literal this writer
+  // schema's enum has in another case only (EnumLiteralMismatch). The job
+  // stops with it (last_fatal) instead of filtering nothing in silence.
+  std::string fatal;
 };
 
 // The declared paths as a tree of record field names.
@@ -331,6 +335,7 @@ class PlanBuilder {
         if (N(b).kind == WKind::kNull) {
           u.subs.push_back(Reader{Op::kNull, Conv::kVarintToInt64, b, slot, {}, {}});
         } else if (ConvFor(b, slot, &conv)) {
+          if (conv == Conv::kEnumToString) CheckEnumLiterals(b, slot);
           u.subs.push_back(Reader{Op::kLeaf, conv, b, slot, {}, {}});
           usable = true;
         } else {
@@ -351,7 +356,17 @@ class PlanBuilder {
             Field(slot) + ": expected " + Expected(slot) + ", " + Id() + " has " + TypeName(plan_->nodes, node));
       return Reader{Op::kSkip, Conv::kVarintToInt64, node, -1, {}, {}};
     }
+    if (conv == Conv::kEnumToString) CheckEnumLiterals(node, slot);
     return Reader{Op::kLeaf, conv, node, slot, {}, {}};
+  }
+
+  void CheckEnumLiterals(int node, int slot) {
+    if (!plan_->fatal.empty()) return;
+    const WNode& w = N(node);
+    const std::vector<std::string_view> symbols(w.symbols.begin(), w.symbols.end());
+    if (auto problem = EnumLiteralMismatch(schema_.field(slot), w.name, symbols, /*every_literal=*/false)) {
+      plan_->fatal = *problem + " (" + Id() + ")";
+    }
   }
 
   std::string NotARecord(const Trie& t, int node) const {
@@ -751,6 +766,10 @@ struct AvroDecoder::Impl {
         Result<std::string> text = registry->SchemaById(id);
         if (text.ok()) {
           plan = BuildPlan(id, *text);
+          if (!plan->fatal.empty()) {
+            last_fatal = Status::FailedPrecondition(plan->fatal);
+            return nullptr;
+          }
         } else if (text.status().code() == Status::Code::kNotFound) {
           plan = UnknownPlan(id, " (the schema registry at " + registry->url() + " has no such schema)");
         } else {
@@ -788,7 +807,7 @@ struct AvroDecoder::Impl {
     plan = PlanFor(id);
     if (plan == nullptr) {
       return Fail(DecodeError::Kind::kUndecodable, -1,
-                  "the writer schema " + std::to_string(id) + " could not be fetched: " + last_fatal.ToString());
+                  "the writer schema " + std::to_string(id) + ": " + last_fatal.ToString());
     }
     if (plan->failed) {
       *error = plan->error;

@@ -336,6 +336,16 @@ Status Resolve(const reflection::Schema& schema, const reflection::Object& root,
           plan->enum_sparse.emplace_back(v->value(), v->name()->string_view());
         }
         std::sort(plan->enum_sparse.begin(), plan->enum_sparse.end());
+        {
+          // The schema is the job's for good: a filter literal that is no
+          // symbol never matches, which is refused now rather than filtering
+          // nothing in silence.
+          std::vector<std::string_view> symbols;
+          for (const auto* v : *e->values()) symbols.push_back(v->name()->string_view());
+          if (auto problem = EnumLiteralMismatch(decl, plan->enum_name, symbols, /*every_literal=*/true)) {
+            return Status::InvalidArgument(*problem);
+          }
+        }
         if (!plan->enum_sparse.empty() && static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) < 4096) {
           plan->enum_min = lo;
           plan->enum_dense.assign(static_cast<size_t>(hi - lo + 1), std::string_view());

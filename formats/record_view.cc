@@ -4,6 +4,34 @@
 
 namespace kappa {
 
+std::optional<std::string> EnumLiteralMismatch(const FieldDecl& field, std::string_view enum_name,
+                                               const std::vector<std::string_view>& symbols, bool every_literal) {
+  auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  for (const std::string& literal : field.literals) {
+    std::string_view other_case;
+    bool exact = false;
+    for (std::string_view symbol : symbols) {
+      if (symbol == literal) exact = true;
+      else if (lower(symbol) == lower(literal)) other_case = symbol;
+    }
+    if (exact || (other_case.empty() && !every_literal)) continue;
+    std::string list;
+    for (size_t i = 0; i < symbols.size() && i < 12; ++i) list += (i ? ", " : "") + std::string(symbols[i]);
+    if (symbols.size() > 12) list += ", ...";
+    std::string text = "field `" + field.name + "` reads enum " + std::string(enum_name) + " by its symbols (" +
+                       list + "), and a filter compares it with `" + literal + "`, which is none of them: ";
+    text += other_case.empty() ? "that comparison never holds; name one of the symbols"
+                               : "symbols compare as written, case included; write `" + std::string(other_case) +
+                                     "`";
+    return text;
+  }
+  return std::nullopt;
+}
+
 std::string_view ValueTypeName(ValueType type) {
   switch (type) {
     case ValueType::kString: return "string";

@@ -48,7 +48,21 @@ struct FieldDecl {
   // Absent in a record: not present (operators see no value) instead of a
   // MissingField dead letter.
   bool optional = false;
+  // The text the spec's filters compare this (string) field with: checked
+  // against an enum's symbols where the field reads one by name
+  // (EnumLiteralMismatch). Not part of the schema's identity.
+  std::vector<std::string> literals = {};
 };
+
+// A problem with `field.literals` for a field that reads enum `enum_name`
+// by its symbols, or nullopt. A literal that is a symbol in another case
+// only (`cancelled` for CANCELLED) always is: symbols compare as written,
+// so that filter never held and nothing said so (a bug bash). With
+// `every_literal` (a schema fixed for the job: FlatBuffers) so is one that
+// is no symbol at all; an Avro writer schema is one of many, and a later
+// one may add the symbol.
+std::optional<std::string> EnumLiteralMismatch(const FieldDecl& field, std::string_view enum_name,
+                                               const std::vector<std::string_view>& symbols, bool every_literal);
 
 class RecordSchema {
  public:
@@ -68,6 +82,7 @@ class RecordSchema {
     return std::nullopt;
   }
   const FieldDecl& field(int slot) const { return fields_[static_cast<size_t>(slot)]; }
+  FieldDecl& mutable_field(int slot) { return fields_[static_cast<size_t>(slot)]; }
   const std::vector<FieldDecl>& fields() const { return fields_; }
   int size() const { return static_cast<int>(fields_.size()); }
 
