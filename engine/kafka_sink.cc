@@ -312,18 +312,28 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   char partition_buf[16];
   char offset_buf[24];
   char watermark_buf[24];
+  char timestamp_buf[24];
   const int pn = std::snprintf(partition_buf, sizeof(partition_buf), "%d", partition);
   const int on = std::snprintf(offset_buf, sizeof(offset_buf), "%lld", static_cast<long long>(record.offset));
   const int wn =
       std::snprintf(watermark_buf, sizeof(watermark_buf), "%lld", static_cast<long long>(record.watermark_ms));
-  std::array<KafkaHeader, 9> h = {{  // five, and four more for a truncated record
+  const int tn =
+      std::snprintf(timestamp_buf, sizeof(timestamp_buf), "%lld", static_cast<long long>(record.timestamp_ms));
+  // The late record is stamped when it was routed (a replay of old history
+  // would otherwise hand the late topic's time retention records years
+  // old); the input's own topic and Kafka timestamp travel as headers (a
+  // bug bash: with `event_time: kafka.timestamp` the late record's event
+  // time was lost).
+  std::array<KafkaHeader, 11> h = {{  // seven, and four more for a truncated record
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
+      {"kappa.input", spec_->source_topic},
       {"kappa.partition", std::string_view(partition_buf, pn)},
       {"kappa.offset", std::string_view(offset_buf, on)},
+      {"kappa.timestamp_ms", std::string_view(timestamp_buf, tn)},
       {"kappa.watermark_ms", std::string_view(watermark_buf, wn)},
   }};
-  size_t count = 5;
+  size_t count = 7;
   size_t key_keep = record.key_size;
   size_t payload_keep = record.size;
   char size_buf[24];

@@ -94,6 +94,24 @@ TEST_F(PipelineAggregatesTest, EveryOutputMatchesIndependentComputationAndCounte
   EXPECT_EQ(static_cast<uint64_t>(dlq.total), produced.stats.malformed());
   const TopicContents late = ReadOutputs(Config(), "user-spend.late");
   EXPECT_EQ(late.total, expected.late);
+  // Each late record names where it came from, with its own Kafka timestamp
+  // (a bug bash: the late topic's wall-clock stamp was all it had, so a job
+  // whose event time is kafka.timestamp lost it).
+  std::map<std::pair<int32_t, int64_t>, int64_t> source_timestamps;
+  auto source = ReadTopic(Config(), "transactions", [&](const ConsumedRecord& r) {
+    source_timestamps[{r.partition, r.offset}] = r.timestamp_ms;
+  });
+  ASSERT_TRUE(source.ok()) << source.status().ToString();
+  int64_t checked = 0;
+  auto late_read = ReadTopic(Config(), "user-spend.late", [&](const ConsumedRecord& r) {
+    EXPECT_EQ(r.Header("kappa.input"), "transactions");
+    const std::pair<int32_t, int64_t> at{std::stoi(r.Header("kappa.partition")), std::stoll(r.Header("kappa.offset"))};
+    ASSERT_TRUE(source_timestamps.count(at)) << at.first << "@" << at.second;
+    EXPECT_EQ(r.Header("kappa.timestamp_ms"), std::to_string(source_timestamps.at(at)));
+    ++checked;
+  });
+  ASSERT_TRUE(late_read.ok()) << late_read.status().ToString();
+  EXPECT_EQ(checked, expected.late);
 }
 
 }  // namespace
