@@ -208,7 +208,17 @@ int StatusCommand(int argc, char** argv) {
                   job->serving == v.version ? " SERVING" : "        ", v.spec_hash.c_str(), output.c_str(),
                   v.state_dir.c_str());
       if (!progress) {
-        std::printf("      no progress reported yet\n");
+        // A process reports at its first checkpoint; one that failed at its
+        // start never does, and read as "live" for ever (a bug bash).
+        const int64_t silent_s = v.registered_at_ms > 0 ? (now - v.registered_at_ms) / 1000 : 0;
+        if (v.state != VersionState::kRetired && silent_s >= 30) {
+          std::printf("      no progress reported in the %llds since it was registered: its process may have "
+                      "failed at its start (see that command's output) or not be running; `kappa %s` with the "
+                      "same spec starts it again\n",
+                      static_cast<long long>(silent_s), v.state == VersionState::kReplaying ? "replay" : "deploy");
+        } else {
+          std::printf("      no progress reported yet\n");
+        }
         continue;
       }
       // Lag as of now: the reported positions against the source's current ends.

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "cli/command.h"
 #include "replay/registry.h"
 #include "tests/support/test_support.h"
@@ -522,6 +523,32 @@ TEST_F(CliBrokerTest, StatusOfAnUnknownJobNamesTheRegisteredOnes) {
   ASSERT_EQ(RunKappa({"status", "a", "-b", bootstrap()}, &out, &err), 0) << err;
   EXPECT_TRUE(Contains(out, "job a:")) << out;
   EXPECT_FALSE(Contains(out, "job b:")) << out;
+  EXPECT_TRUE(Contains(out, "no progress reported yet")) << out;
+}
+
+// A bug bash: a version whose process failed at its start (its PostgreSQL
+// unreachable) never reports, and showed "live ... no progress reported
+// yet" for ever. Past 30 s since its registration, status says it may have
+// failed.
+TEST_F(CliBrokerTest, StatusSaysAVersionSilentSinceItsRegistrationMayHaveFailed) {
+  Registry registry(Config());
+  ASSERT_TRUE(registry.Refresh().ok());
+  JobRecord job;
+  job.job = "dead";
+  VersionInfo v;
+  v.version = 1;
+  v.spec_hash = "0123456789abcdef";
+  v.source_topic = "transactions";
+  v.output_topic = "out.v1";
+  v.registered_at_ms = WallClockMs() - 45000;
+  job.versions.push_back(v);
+  job.serving = 1;
+  ASSERT_TRUE(registry.PutJob(job).ok());
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"status", "dead", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "no progress reported in the 4")) << out;
+  EXPECT_TRUE(Contains(out, "s since it was registered: its process may have failed at its start")) << out;
+  EXPECT_TRUE(Contains(out, "`kappa deploy` with the same spec starts it again")) << out;
 }
 
 // Issue 14 (standbys): `kappa status` shows, on a scaled-out instance's
