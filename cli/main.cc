@@ -1,6 +1,8 @@
 // kappa: the command-line entry point. Dispatches to one subcommand.
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <new>
@@ -47,10 +49,21 @@ void OutOfMemory() {
   ::_exit(1);
 }
 
+// The open-files limit's soft value up to its hard one (as servers do): a
+// job holds RocksDB's files and a socket per broker and client, and the
+// usual soft 1024 is far below what the hard limit allows.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, 1 << 20);
+  (void)::setrlimit(RLIMIT_NOFILE, &limit);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::set_new_handler(OutOfMemory);
+  RaiseFileLimit();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     std::cout << kUsage;

@@ -1,5 +1,12 @@
 #include "kafka/kafka_client.h"
 
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -67,7 +74,7 @@ std::string ClientErrorNotes::Describe(const std::string& client, int code, cons
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
     case RD_KAFKA_RESP_ERR__RESOLVE:
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
-      return "Kafka broker unreachable (" + client + "): " + why + "; retrying";
+      return "Kafka broker unreachable (" + client + "): " + why + FileLimitNote() + "; retrying";
     default:
       return "Kafka error (" + client + "): " + why + "; retrying";
   }
@@ -93,6 +100,23 @@ void ClientErrorNotes::OnError(int err, const char* reason) {
   warn_(text);
 }
 
+std::string FileLimitNote() {
+  // The connection needs a socket like any file: with none left, librdkafka
+  // reports only that the broker is not reachable (a bug bash: `ulimit -n
+  // 16` read as a broker down).
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    ::close(fd);
+    return "";
+  }
+  if (errno != EMFILE && errno != ENFILE) return "";
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  return errno == EMFILE ? " (this process cannot open another file: it has used its open-files limit, ulimit -n " +
+                               std::to_string(limit.rlim_cur) + "; raise it)"
+                         : " (the system cannot open another file: its file table is full)";
+}
+
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {
   const rd_kafka_metadata_t* md = nullptr;
   // all_topics=1 so that asking never auto-creates the topic.
@@ -101,10 +125,12 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
     char servers[512] = "(unknown)";
     size_t size = sizeof(servers);
     rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+    const std::string files = FileLimitNote();
     return StatusFromKafka(err,
                            "cannot reach Kafka at " + std::string(servers) + " within " +
-                               std::to_string(timeout_ms / 1000) + " s",
-                           "is the broker running and --brokers right?");
+                               std::to_string(timeout_ms / 1000) + " s" + files,
+                           files.empty() ? "is the broker running and --brokers right?"
+                                         : "raise the open-files limit first");
   }
   int32_t count = -1;
   for (int i = 0; i < md->topic_cnt; ++i) {

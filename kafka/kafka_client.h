@@ -68,6 +68,10 @@ class ClientErrorNotes {
 // Partition count of `topic`. NotFound if the topic does not exist (without
 // creating it), Unavailable if no broker answers within timeout_ms.
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms);
+// " (this process cannot open another file: ... ulimit -n N; raise it)" when
+// a socket cannot be opened for want of file descriptors, else "": what a
+// broker that cannot be reached may really mean.
+std::string FileLimitNote();
 
 struct Watermarks {
   int64_t low = 0;   // log start offset

@@ -10,6 +10,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -109,6 +111,13 @@ Status FromOpenError(const rocksdb::Status& s, const std::string& dir) {
     }
     return Status::Unavailable("state directory " + dir +
                                " is in use by another kappa process (RocksDB LOCK held): stop it first");
+  }
+  if (text.find("Too many open files") != std::string::npos) {
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    return Status::IOError("cannot open state directory " + dir + ": " + text +
+                           ": this process has used its open-files limit (ulimit -n " +
+                           std::to_string(limit.rlim_cur) + "): raise it and run again");
   }
   return FromRocks(s, "cannot open state directory " + dir);
 }
@@ -629,8 +638,10 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   // afresh over what is left of it.
   bool has_store_files = false;
   bool has_current = false;
+  std::set<std::string> before;  // the directory's entries before RocksDB
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
+    before.insert(name);
     has_store_files = has_store_files || IsRocksDbDataFile(name);
     has_current = has_current || name == "CURRENT";
   }
@@ -710,6 +721,15 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   if (!s.ok()) {
     if (store_exists && (s.IsCorruption() || s.IsPathNotFound() || s.IsInvalidArgument())) {
       return Damaged(dir, "RocksDB cannot open it consistently (" + s.ToString() + ")");
+    }
+    if (!store_exists) {
+      // A store being created that failed half-way (out of file descriptors
+      // or disk) left a MANIFEST without kappa's families, which the next
+      // start took for a damaged store whose "checkpoints are lost" (a bug
+      // bash). Nothing was in it: what this attempt made goes.
+      for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        if (!before.count(e.path().filename().string())) std::filesystem::remove_all(e.path(), ec);
+      }
     }
     return FromOpenError(s, dir);
   }

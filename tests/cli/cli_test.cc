@@ -294,6 +294,32 @@ TEST_F(CliBrokerTest, ARunOverAMissingSourceLeavesNothingBehind) {
   EXPECT_LT(Clock::now() - began, std::chrono::seconds(18)) << "the message says 10 s";
 }
 
+// A bug bash: under `ulimit -n 16` a job said "cannot reach Kafka ... is
+// the broker running?", the real cause (Too many open files) only in
+// librdkafka's debug log. The message names the limit; and a low soft limit
+// alone (under a higher hard one) is raised at the start, as servers do.
+TEST_F(CliBrokerTest, RunningOutOfFileDescriptorsIsNamedAndALowSoftLimitIsRaised) {
+  CreateTopic("fd-in", 1);
+  ScratchDir dir("fd-limit");
+  const std::string spec = dir / "job.yaml";
+  WriteFile(spec, "job: fd\nversion: 1\nsource: {topic: fd-in}\noperators:\n  - emit:\nsink: {topic: fd-out}\n"
+                  "dlq: {topic: fd.dlq}\nlate: {topic: fd.late}\ncheckpoint: {dir: " + dir / "state" + "}\n");
+  const std::string run = std::string(KAPPA_BINARY) + " run " + spec + " -b " + bootstrap() +
+                          " --stop-at-end --status-interval-ms 0 2>&1; echo rc=$?";
+  // Whichever runs out first, the Kafka client's socket or RocksDB's files.
+  const std::string hard = RunShell("timeout 60 bash -c 'ulimit -n 16; " + run + "'");
+  EXPECT_TRUE(Contains(hard, "(this process cannot open another file: it has used its open-files limit, ulimit -n 16; "
+                             "raise it)") ||
+              Contains(hard, "this process has used its open-files limit (ulimit -n 16): raise it and run again"))
+      << hard;
+  EXPECT_TRUE(Contains(hard, "rc=1")) << hard;
+  // A store whose creation failed half-way was taken for a damaged one
+  // ("the checkpoints are lost", --reset-state needed): it is left as it was.
+  const std::string soft = RunShell("timeout 60 bash -c 'ulimit -Sn 16; " + run + "'");
+  EXPECT_TRUE(Contains(soft, "stopped cleanly")) << soft;
+  EXPECT_TRUE(Contains(soft, "rc=0")) << soft;
+}
+
 TEST_F(CliBrokerTest, PropertiesPassThroughToLibrdkafka) {
   CreateTopic("t", 2);
   // TLS against the plaintext embedded broker cannot connect: proof that the
