@@ -404,8 +404,20 @@ int Replay(int argc, char** argv) {
           return;
         }
         if (e.record->truncated()) {
-          refused.push_back(e.where(topic) + " (source " + e.source() + ", original size " +
-                            std::to_string(e.record->original_size()) + " bytes)");
+          // Which was cut: the payload, the key, or both (a bug bash: a
+          // 1.2 MB key was reported as "original size 8 bytes").
+          const auto* d = e.record;
+          const bool payload_cut = d->payload() == nullptr || d->original_size() > d->payload()->size();
+          const bool key_cut = d->original_key_size() > 0 && (d->key() == nullptr ||
+                                                              d->original_key_size() > d->key()->size());
+          std::string what;
+          if (payload_cut) what = "payload of " + std::to_string(d->original_size()) + " bytes";
+          if (key_cut) {
+            what += (what.empty() ? "" : " and ") + std::string("key of ") + std::to_string(d->original_key_size()) +
+                    " bytes";
+          }
+          if (what.empty()) what = "payload of " + std::to_string(d->original_size()) + " bytes";
+          refused.push_back(e.where(topic) + " (source " + e.source() + ", its " + what + " cut)");
           return;
         }
         selected.push_back(std::move(e));

@@ -806,8 +806,11 @@ struct AvroDecoder::Impl {
                                             (uint32_t{r.payload[3]} << 8) | uint32_t{r.payload[4]});
     plan = PlanFor(id);
     if (plan == nullptr) {
+      // The registry failed, or the spec does not fit this writer schema.
       return Fail(DecodeError::Kind::kUndecodable, -1,
-                  "the writer schema " + std::to_string(id) + ": " + last_fatal.ToString());
+                  "the writer schema " + std::to_string(id) +
+                      (last_fatal.code() == Status::Code::kFailedPrecondition ? ": " : " could not be fetched: ") +
+                      last_fatal.ToString());
     }
     if (plan->failed) {
       *error = plan->error;

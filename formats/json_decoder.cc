@@ -321,6 +321,14 @@ struct JsonDecoder::Impl {
     if (auto e = doc.get_object().get(obj)) {
       od::json_type t;
       if (e == simdjson::INCORRECT_TYPE && !doc.type().get(t)) {
+        // The type is only a look at the first byte ("trash" starts like
+        // `true`): a record that is no JSON at all read as "a JSON bool" (a
+        // bug bash). Said only of a whole, valid scalar.
+        simdjson::dom::parser whole;
+        simdjson::dom::element ignored;
+        if (whole.parse(input.data(), r.size, /*realloc_if_needed=*/false).get(ignored)) {
+          return Undecodable("not valid JSON (not an object, nor any JSON value)");
+        }
         return Undecodable("not a JSON object: the record is a JSON " + std::string(JsonTypeName(t)));
       }
       return Undecodable(e);

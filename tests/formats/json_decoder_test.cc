@@ -221,6 +221,13 @@ TEST(JsonDecoderTest, RecordsThatAreNotJsonObjectsAreUndecodable) {
   }
   EXPECT_NE(ErrorFor(*d, 1, "[1,2]").message.find("not a JSON object: the record is a JSON array"),
             std::string::npos);
+  EXPECT_NE(ErrorFor(*d, 1, "null").message.find("the record is a JSON null"), std::string::npos);
+  // Text that only starts like a scalar is not called one (a bug bash:
+  // "not json" read as "a JSON null", "trash" as "a JSON bool").
+  for (const char* text : {"not json", "trash", "123abc", "nulls"}) {
+    EXPECT_NE(ErrorFor(*d, 1, text).message.find("not valid JSON"), std::string::npos)
+        << text << ": " << ErrorFor(*d, 1, text).message;
+  }
   EXPECT_NE(ErrorFor(*d, 1, "{\"a\":1} {\"a\":2}").message.find("content after the JSON object"),
             std::string::npos);
   EXPECT_NE(ErrorFor(*d, 1, "{\"a\":1} {\"a\":2}").message.find("`{\"a\":2}`"), std::string::npos)
