@@ -348,7 +348,11 @@ Status CheckRepartition(const ConfigNode& ops, const JobSpec& spec) {
       if (w->kind == WindowSpec::Kind::kRolling) {
         why = "a rolling window's rows depend on the order records arrive in";
       } else if (!w->features.empty()) {
-        why = "named features (first, last, double sums) depend on the order records arrive in; use aggregates";
+        // Every feature window, even count and sum only (a bug bash read the
+        // old wording as blaming only first, last and double sums).
+        why = "a window with named `features` is not supported after it (some features, such as first, last "
+              "and double sums, depend on the order records arrive in); use `aggregates: [count, sum, min, max, "
+              "avg]` instead";
       }
     }
     if (!why.empty()) {

@@ -137,6 +137,11 @@ TEST(JobSpecTest, ErrorsNameTheFileLineAndProblem) {
       {"job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - dedup: {ttl: 1h}\n", "must end with"},
       {"job: j\nversion: 1\nsource: {topic: t, strat: earliest}\n", "unknown key `strat`"},
       {"job: [unclosed\n", "invalid YAML"},
+      // A bug bash: a count-and-sum feature window after a repartition was
+      // refused with a message that blamed only first, last and double sums.
+      {"job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - repartition: {key: user_id}\n  - window: {size: 1h, "
+       "key: user_id, features: {n: count, s: sum(amount_cents)}}\nsink: {topic: o}\n",
+       "a window with named `features` is not supported after it"},
   };
   for (const auto& c : cases) {
     auto spec = ParseJobSpec(c.yaml, "job.yaml");
