@@ -48,13 +48,15 @@ ProgressFn FileProgress(bool tty) {
 // flatbuffers; workload/event_encoding.h), after the summary line.
 void PrintMalformedClasses(const EncodingOptions& e, const EncodingStats& stats) {
   if (e.format == EventFormat::kTransaction) return;
-  std::printf("  format %s, malformed by class:", EventFormatName(e.format));
+  std::string classes;
   for (int c = 1; c < kMalformedClasses; ++c) {
     if (stats.count[c] == 0) continue;
-    std::printf(" %s %llu", MalformedClassName(static_cast<MalformedClass>(c)),
-                static_cast<unsigned long long>(stats.count[c]));
+    classes += " " + std::string(MalformedClassName(static_cast<MalformedClass>(c))) + " " +
+               std::to_string(stats.count[c]);
   }
-  std::printf("\n");
+  // Nothing malformed: said so, not an empty list.
+  std::printf("  format %s, malformed by class:%s\n", EventFormatName(e.format),
+              classes.empty() ? " none" : classes.c_str());
 }
 
 // Writes the transaction workload to a record file (workload/record_file_export.h).

@@ -66,6 +66,11 @@ std::string OutputDiff::ToString() const {
                 static_cast<long long>(compared), static_cast<long long>(equal), static_cast<long long>(changed),
                 100 * changed_share(), static_cast<long long>(only_serving), static_cast<long long>(only_candidate));
   std::string out = buf;
+  if (compared == 0 && only_serving == 0 && only_candidate == 0) {
+    // No window of either version has closed yet: the gate had nothing to
+    // go by (a bug bash read "0 changed (0.0%)" as a clean diff).
+    out += "; nothing to compare yet (neither version has written a row), so the diff checked nothing";
+  }
   for (const auto& f : fields) {
     if (f.changed == 0) continue;
     std::snprintf(buf, sizeof(buf), "\n  %-6s changed in %lld rows, largest change %.2f, mean change %.2f", f.field.c_str(),

@@ -66,6 +66,15 @@ TEST_F(PromotionTest, CompareOutputsCountsTheLatestValuePerKey) {
   ASSERT_TRUE(empty.ok()) << empty.status().ToString();
   EXPECT_EQ(empty->compared, 0);
   EXPECT_EQ(empty->only_serving, 4);
+  // Neither has written a row yet: the report says the diff checked
+  // nothing (a bug bash read "0 changed (0.0%)" as a clean diff).
+  auto none = CompareOutputs(Config(), "nothing.yet", "nothing.either");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_NE(none->ToString().find("nothing to compare yet (neither version has written a row), so the diff checked "
+                                  "nothing"),
+            std::string::npos)
+      << none->ToString();
+  EXPECT_EQ(diff->ToString().find("nothing to compare"), std::string::npos) << diff->ToString();
 }
 
 TEST_F(PromotionTest, CompareOutputsDiffsJsonFeatureRowsPerNamedColumn) {
