@@ -254,7 +254,23 @@ TEST(CliTest, UnreachableOrSilentBrokerIsOneLineWithinThirtySeconds) {
   }
 }
 
-class CliBrokerTest : public BrokerTest {};
+class CliBrokerTest : public BrokerTest {
+ protected:
+  // Registers job `job` with one version (1, source "transactions", output
+  // "out.v1") registered at `registered_at_ms`.
+  void RegisterOneVersion(Registry& registry, const std::string& job_name, int64_t registered_at_ms = 0) {
+    JobRecord job;
+    job.job = job_name;
+    VersionInfo v;
+    v.version = 1;
+    v.spec_hash = "0123456789abcdef";
+    v.source_topic = "transactions";
+    v.output_topic = "out.v1";
+    v.registered_at_ms = registered_at_ms;
+    job.versions.push_back(v);
+    ASSERT_TRUE(registry.PutJob(job).ok());
+  }
+};
 
 TEST_F(CliBrokerTest, MissingTopicIsNamedAndNotCreated) {
   std::string err;
@@ -532,17 +548,7 @@ TEST_F(CliBrokerTest, StatusOfAnUnknownJobNamesTheRegisteredOnes) {
 
   Registry registry(Config());
   ASSERT_TRUE(registry.Refresh().ok());
-  for (const char* name : {"b", "a"}) {
-    JobRecord job;
-    job.job = name;
-    VersionInfo v;
-    v.version = 1;
-    v.spec_hash = "0123456789abcdef";
-    v.source_topic = "transactions";
-    v.output_topic = "out.v1";
-    job.versions.push_back(v);
-    ASSERT_TRUE(registry.PutJob(job).ok());
-  }
+  for (const char* name : {"b", "a"}) ASSERT_NO_FATAL_FAILURE(RegisterOneVersion(registry, name));
   EXPECT_EQ(RunKappa({"status", "nosuchjob", "-b", bootstrap()}, &out, &err), 1) << out << err;
   EXPECT_TRUE(Contains(err, "no job named nosuchjob (registered: a, b)")) << err;
   EXPECT_EQ(Lines(err), 1) << err;
@@ -559,17 +565,7 @@ TEST_F(CliBrokerTest, StatusOfAnUnknownJobNamesTheRegisteredOnes) {
 TEST_F(CliBrokerTest, StatusSaysAVersionSilentSinceItsRegistrationMayHaveFailed) {
   Registry registry(Config());
   ASSERT_TRUE(registry.Refresh().ok());
-  JobRecord job;
-  job.job = "dead";
-  VersionInfo v;
-  v.version = 1;
-  v.spec_hash = "0123456789abcdef";
-  v.source_topic = "transactions";
-  v.output_topic = "out.v1";
-  v.registered_at_ms = WallClockMs() - 45000;
-  job.versions.push_back(v);
-  job.serving = 1;
-  ASSERT_TRUE(registry.PutJob(job).ok());
+  ASSERT_NO_FATAL_FAILURE(RegisterOneVersion(registry, "dead", WallClockMs() - 45000));
   std::string out, err;
   ASSERT_EQ(RunKappa({"status", "dead", "-b", bootstrap()}, &out, &err), 0) << err;
   EXPECT_TRUE(Contains(out, "no progress reported in the 4")) << out;
@@ -583,15 +579,7 @@ TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesTheirLagAndARestoreUnde
   CreateTopic("transactions", 4);
   Registry registry(Config());
   ASSERT_TRUE(registry.Refresh().ok());
-  JobRecord job;
-  job.job = "so";
-  VersionInfo v;
-  v.version = 1;
-  v.spec_hash = "0123456789abcdef";
-  v.source_topic = "transactions";
-  v.output_topic = "out.v1";
-  job.versions.push_back(v);
-  ASSERT_TRUE(registry.PutJob(job).ok());
+  ASSERT_NO_FATAL_FAILURE(RegisterOneVersion(registry, "so"));
   for (const char* name : {"a", "b"}) {
     ProgressRecord r;
     r.job = "so";

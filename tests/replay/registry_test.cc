@@ -13,6 +13,15 @@
 namespace kappa::testing {
 namespace {
 
+// Job "spend" with version 1 live and serving.
+JobRecord SpendV1Serving() {
+  JobRecord job;
+  job.job = "spend";
+  job.versions = {Version(1, VersionState::kLive)};
+  job.serving = 1;
+  return job;
+}
+
 class RegistryTest : public BrokerTest {
  protected:
   // Writes the progress records of instances "a" and "b" (same job and
@@ -48,10 +57,7 @@ TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
   CreateTopic("kappa.control", 1);
   {
     Registry writer(Config());
-    JobRecord job;
-    job.job = "spend";
-    job.versions = {Version(1, VersionState::kLive)};
-    job.serving = 1;
+    JobRecord job = SpendV1Serving();
     ASSERT_TRUE(writer.PutJob(job).ok());
     job.versions.push_back(Version(2, VersionState::kReplaying));
     ASSERT_TRUE(writer.PutJob(job).ok());  // supersedes the first
@@ -117,10 +123,7 @@ TEST_F(RegistryTest, AFreshRegistrySeesTheLatestRecordPerKey) {
 TEST_F(RegistryTest, HeartbeatsStayOffTheJobRecordsPartitionAndALostHistoryIsAnError) {
   CreateTopic("kappa.control", 3);
   Registry writer(Config());
-  JobRecord job;
-  job.job = "spend";
-  job.versions = {Version(1, VersionState::kLive)};
-  job.serving = 1;
+  JobRecord job = SpendV1Serving();
   ASSERT_TRUE(writer.PutJob(job).ok());
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(writer.PutProgress(Progress("spend", 1, {{0, i}}, i)).ok());
   ASSERT_TRUE(writer.PutValue("dlq-replayed/x/0", "0-5").ok());
