@@ -86,8 +86,47 @@ JobMetrics::JobMetrics(std::string job, std::string version, std::string spec_ha
   for (const auto& [name, on] : firing_) alert_values_.emplace_back(name, 0.0);
 }
 
+void JobMetrics::MakeMonotonic(JobMetricsSample& sample) {
+  if (sample.partition_counters.empty() && !monotonic_started_) return;
+  std::sort(sample.partition_counters.begin(), sample.partition_counters.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (!monotonic_started_) {
+    // The first sample: the counters as restored (a restart resumes them).
+    monotonic_started_ = true;
+    monotonic_ = sample.progress.counters;
+    monotonic_rejected_ = sample.progress.sink_rejected;
+  } else {
+    bool same_partitions = sample.partition_counters.size() == last_partitions_.size();
+    for (const auto& [p, c] : sample.partition_counters) {
+      auto it = std::lower_bound(last_partitions_.begin(), last_partitions_.end(), p,
+                                 [](const auto& e, int32_t key) { return e.first < key; });
+      if (it == last_partitions_.end() || it->first != p) {
+        same_partitions = false;  // taken over: its history is another process's
+        continue;
+      }
+      const RecordCounters& b = it->second;
+      auto grow = [](int64_t now, int64_t before) { return std::max<int64_t>(0, now - before); };
+      monotonic_.in += grow(c.in, b.in);
+      monotonic_.out += grow(c.out, b.out);
+      monotonic_.deduped += grow(c.deduped, b.deduped);
+      monotonic_.filtered += grow(c.filtered, b.filtered);
+      monotonic_.late += grow(c.late, b.late);
+      monotonic_.dlq += grow(c.dlq, b.dlq);
+      monotonic_.outputs += grow(c.outputs, b.outputs);
+    }
+    // Refused rows are summed over the held partitions only: their growth
+    // counts while the partitions stay the same.
+    if (same_partitions) monotonic_rejected_ += std::max<int64_t>(0, sample.progress.sink_rejected - last_rejected_);
+  }
+  last_partitions_ = sample.partition_counters;
+  last_rejected_ = sample.progress.sink_rejected;
+  sample.progress.counters = monotonic_;
+  sample.progress.sink_rejected = monotonic_rejected_;
+}
+
 void JobMetrics::Publish(JobMetricsSample sample) {
   std::lock_guard<std::mutex> lock(mu_);
+  MakeMonotonic(sample);
   if (has_sample_ && sample.now_ms > latest_.now_ms) {
     const double dt = static_cast<double>(sample.now_ms - latest_.now_ms) / 1000.0;
     in_per_s_ = static_cast<double>(sample.progress.counters.in - latest_.progress.counters.in) / dt;

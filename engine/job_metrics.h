@@ -37,6 +37,13 @@ struct JobMetricsSample {
   // Records still to re-read with outputs suppressed (restoring state after
   // a crash between a sink commit and a checkpoint).
   int64_t restore_records_remaining = 0;
+  // Each held partition's counters (restored with its state). With them,
+  // Publish turns progress.counters into this process's own, which only
+  // grow: a scaled-out process's sum over the partitions it holds dropped
+  // at a rebalance and jumped by a taken-over partition's history (and
+  // fired the DLQ alert); only what a held partition adds between two
+  // samples counts. Empty: progress.counters as given.
+  std::vector<std::pair<int32_t, RecordCounters>> partition_counters;
 };
 
 class JobMetrics {
@@ -78,6 +85,14 @@ class JobMetrics {
     int64_t ms, in, dlq, late;
   };
   void Evaluate(const JobMetricsSample& sample);
+  // sample.progress.counters (and sink_rejected) made this process's
+  // monotonic ones from sample.partition_counters (above).
+  void MakeMonotonic(JobMetricsSample& sample);
+  bool monotonic_started_ = false;
+  RecordCounters monotonic_;
+  int64_t monotonic_rejected_ = 0;
+  int64_t last_rejected_ = 0;
+  std::vector<std::pair<int32_t, RecordCounters>> last_partitions_;
   void Note(NoteLevel level, const std::string& text) const {
     if (on_note_) on_note_(level, text);
   }

@@ -925,6 +925,7 @@ void JobRunner::Impl::PublishMetrics() {
   sample.state_bytes = static_cast<int64_t>(backend->ApproximateBytes());
   sample.dlq_by_type = sink->DlqByType();
   sample.restore_records_remaining = gaps->remaining(tasks);
+  for (const Task* t : Running()) sample.partition_counters.emplace_back(t->partition(), t->counters());
   options.metrics->Publish(std::move(sample));
 }
 

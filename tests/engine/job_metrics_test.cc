@@ -50,6 +50,49 @@ TEST(JobMetricsHistory, KeepsTheLastFiveMinutesOfRatesAndLag) {
   }
 }
 
+// A scaled-out process's counters were the sum over the partitions it
+// held: they dropped when a rebalance took one away and jumped by a
+// taken-over partition's whole history, which also fired the DLQ alert (a
+// bug bash). The process's own counters only grow, by what each held
+// partition adds between two samples.
+TEST(JobMetricsCounters, AScaledOutProcessesCountersOnlyGrowAcrossRebalances) {
+  JobSpec spec;
+  spec.job = "so";
+  spec.version = 1;
+  spec.alerts.dlq_per_hour = 1000;
+  JobMetrics metrics(spec, nullptr);
+  const int64_t t0 = 1'700'000'000'000;
+  auto counters = [](int64_t in, int64_t dlq) {
+    RecordCounters c;
+    c.in = in;
+    c.dlq = dlq;
+    c.out = in - dlq;
+    return c;
+  };
+  auto publish = [&](int64_t second, std::vector<std::pair<int32_t, RecordCounters>> parts) {
+    JobMetricsSample s;
+    s.now_ms = t0 + second * 1000;
+    for (const auto& [p, c] : parts) s.progress.counters.Add(c);
+    s.partition_counters = std::move(parts);
+    metrics.Publish(std::move(s));
+    return metrics.Snapshot().latest.progress.counters;
+  };
+  EXPECT_EQ(publish(0, {{0, counters(10, 0)}, {1, counters(20, 0)}}).in, 30) << "restored counters, as they were";
+  EXPECT_EQ(publish(10, {{0, counters(15, 0)}}).in, 35) << "partition 1 went to another process";
+  // Partition 2 taken over with 100,000 records and 500 dead letters behind it.
+  const RecordCounters taken = publish(20, {{0, counters(15, 0)}, {2, counters(100000, 500)}});
+  EXPECT_EQ(taken.in, 35);
+  EXPECT_EQ(taken.dlq, 0);
+  const RecordCounters later = publish(30, {{0, counters(16, 0)}, {2, counters(100002, 501)}});
+  EXPECT_EQ(later.in, 38);
+  EXPECT_EQ(later.dlq, 1);
+  for (const auto& [name, on] : metrics.Alerts()) {
+    if (name == "dlq_per_hour") EXPECT_FALSE(on) << "one dead letter in 30 s is 120 an hour";
+  }
+  EXPECT_NE(metrics.Render().find("kappa_records_in_total{job=\"so\",version=\"1\"} 38"), std::string::npos)
+      << metrics.Render();
+}
+
 // metrics.json replaced by a directory: the error was "cannot rename
 // .../metrics.json.tmp to .../metrics.json", with neither cause nor remedy,
 // and the temporary file stayed.
