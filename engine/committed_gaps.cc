@@ -13,13 +13,16 @@ Status CommittedGaps::Find(const JobSpec& spec, PartitionConsumer& consumer, con
   for (const Task* t : tasks) list.Add(spec.source_topic, t->partition());
   KAPPA_RETURN_IF_ERROR(consumer.Committed(&list, 10000));
   const std::string tag = EosOffsetTag(spec);
+  const std::string final_tag = EosFinalOffsetTag(spec);
   for (int i = 0; i < list.size(); ++i) {
     const int32_t p = list.partition(i);
     const int64_t committed = list.offset(i);
     if (p < 0 || p >= static_cast<int32_t>(tasks.size()) || committed < 0) continue;
-    if (list.Metadata(i) != tag) continue;  // not committed by this spec's transactions
+    const std::string metadata = list.Metadata(i);
+    if (metadata != tag && metadata != final_tag) continue;  // not committed by this spec's transactions
     if (committed <= tasks[p]->next_offset()) continue;
     Suppress(spec, *tasks[p], p, committed, "a Kafka transaction", note);
+    final_[static_cast<size_t>(p)] = metadata == final_tag;
   }
   return Status::OK();
 }

@@ -35,7 +35,10 @@ class CommittedGaps {
   void FromCommitted(const JobSpec& spec, const std::vector<Task*>& tasks, const std::vector<int64_t>& committed,
                      const std::string& by, const NoteCallback& note);
   // For tests and for runs without exactly_once: no gaps, `partitions` of them.
-  void Reset(size_t partitions) { end_.assign(partitions, -1); }
+  void Reset(size_t partitions) {
+    end_.assign(partitions, -1);
+    final_.assign(partitions, false);
+  }
 
   // Before task i takes the record at `offset`: at the end of its gap, the
   // gap's last batch is processed (still suppressed) and outputs resume.
@@ -48,6 +51,16 @@ class CommittedGaps {
     return end_[i] > next_offset ? end_[i] : next_offset;
   }
   bool suppressing(size_t i) const { return end_[i] >= 0; }
+  // At the end of a bounded run's input, before the final watermark: a gap
+  // re-read to its end closes unless the transaction that committed it was
+  // a final watermark's (its windows are in the log then). Without this the
+  // gap stayed open through the final watermark, whose windows were then
+  // suppressed though no run had written them (after a run without
+  // --final-watermark committed and crashed before its checkpoint); a
+  // PostgreSQL sink's upserts take the same rows again unchanged.
+  void AtInputEnd(size_t i, Task& task) {
+    if (end_[i] >= 0 && !final_[i]) EndGap(i, task);
+  }
   // Records still to re-read with outputs suppressed, over all tasks.
   int64_t remaining(const std::vector<Task*>& tasks) const {
     int64_t n = 0;
@@ -63,6 +76,7 @@ class CommittedGaps {
                 const NoteCallback& note);
   KafkaSink* sink_;
   std::vector<int64_t> end_;  // per task: the gap's end (-1: none)
+  std::vector<bool> final_;   // per task: committed by a final watermark's transaction
 };
 
 }  // namespace kappa

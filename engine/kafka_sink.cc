@@ -69,6 +69,7 @@ uint64_t Xxh3(const uint8_t* data, size_t size) { return XXH3_64bits(data, size)
 }  // namespace
 
 std::string EosOffsetTag(const JobSpec& spec) { return "kappa eos " + spec.spec_hash; }
+std::string EosFinalOffsetTag(const JobSpec& spec) { return EosOffsetTag(spec) + " final"; }
 
 KafkaSink::~KafkaSink() = default;
 
@@ -391,7 +392,7 @@ Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
 PartitionList KafkaSink::TaggedOffsets(const std::string& topic,
                                        const std::vector<std::pair<int32_t, int64_t>>& offsets) const {
   // Tagged, so recovery trusts only offsets this spec committed transactionally.
-  const std::string tag = EosOffsetTag(*spec_);
+  const std::string tag = final_watermark_ ? EosFinalOffsetTag(*spec_) : EosOffsetTag(*spec_);
   PartitionList list(static_cast<int>(offsets.size()));
   for (const auto& [p, o] : offsets) list.Add(topic, p, o, tag);
   return list;

@@ -61,6 +61,9 @@ namespace kappa {
 // commits to the same group (informational ones of an at-least-once run, a
 // different spec) say nothing about what this spec delivered.
 std::string EosOffsetTag(const JobSpec& spec);
+// The tag of the offsets a bounded run's last transaction commits once its
+// final watermark emitted every open window into it (--final-watermark).
+std::string EosFinalOffsetTag(const JobSpec& spec);
 
 class KafkaSink final : public OutputCollector {
  public:
@@ -127,6 +130,10 @@ class KafkaSink final : public OutputCollector {
   // Call with every partition (SetPartitions) before workers run, so that
   // workers only touch their own partition's entry.
   void SetSuppressed(int32_t partition, bool suppressed);
+  // The final watermark has emitted every open window: the transactions
+  // from now on commit their offsets with EosFinalOffsetTag, so that a
+  // restart re-reading them knows those windows are in the log already.
+  void MarkFinalWatermark() { final_watermark_ = true; }
   void SetPartitions(int32_t partitions);
   // Several worker threads emit at once (partitions processed in parallel):
   // the dead-letter path (one shared builder) then takes a mutex; outputs and
@@ -178,6 +185,7 @@ class KafkaSink final : public OutputCollector {
 
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
   std::vector<uint8_t> suppressed_;
+  bool final_watermark_ = false;  // MarkFinalWatermark
   std::vector<std::string> history_gap_;
   bool concurrent_ = false;
   std::mutex emit_mutex_;

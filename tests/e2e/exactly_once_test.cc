@@ -172,5 +172,74 @@ TEST_F(ExactlyOnceTest, ACommittedGapIsReReadWithOutputsSuppressed) {
   EXPECT_EQ(got.rows.size(), all.rows.size() - suppressed);
 }
 
+// The gap ends where the input ends, and the run is bounded with
+// --final-watermark. The gap stayed open through the final watermark, so
+// its windows were suppressed: lost, when the transaction that committed
+// the gap was not a final watermark's (a run without --final-watermark that
+// crashed before its checkpoint); and a reset-state rerun of a finished run
+// said "emitted" for windows it suppressed (a bug bash). A final
+// watermark's transaction tags its offsets "... final": only then are its
+// windows in the log already.
+TEST_F(ExactlyOnceTest, AGapToTheEndOfInputEmitsTheFinalWindowsUnlessAFinalWatermarkCommittedThem) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  CreateTopic("transactions", 1);
+  const GeneratorOptions gen = Workload();
+  ASSERT_TRUE(ProduceEvents(Config(), "transactions", gen).ok());
+  ScratchDir dir("eos-gap-end");
+  std::string err;
+  SpecOptions clean;
+  clean.sink = "clean-out";
+  clean.state_dir = dir / "clean";
+  ASSERT_EQ(RunKappa(Run(dir, "clean", clean, {"--final-watermark"}), nullptr, &err), 0) << err;
+  const TopicContents all = ReadOutputs(Config(), "clean-out.v1");
+  // What a live run (no final watermark) writes: the final windows are the rest.
+  SpecOptions live = clean;
+  live.sink = "live-out";
+  live.state_dir = dir / "live";
+  ASSERT_EQ(RunKappa(Run(dir, "live", live), nullptr, &err), 0) << err;
+  const size_t live_rows = ReadOutputs(Config(), "live-out.v1").rows.size();
+  ASSERT_GT(all.rows.size(), live_rows);
+  const size_t final_rows = all.rows.size() - live_rows;
+
+  for (const bool final_committed : {false, true}) {
+    const std::string name = final_committed ? "eosf" : "eosn";
+    SpecOptions eos = clean;
+    eos.job = name;
+    eos.sink = name + "-out";
+    eos.state_dir = dir / name;
+    eos.delivery = "exactly_once";
+    std::string hash;
+    ASSERT_EQ(RunKappa({"run", WriteSpec(dir, name + ".yaml", eos), "--print-spec-hash"}, &hash, &err), 0) << err;
+    hash = hash.substr(0, 16);
+    {
+      // The whole input committed, RocksDB with no checkpoint.
+      auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", name + ".v1"}});
+      ASSERT_TRUE(consumer.ok());
+      PartitionList list(1);
+      list.Add("transactions", 0, static_cast<int64_t>(gen.count),
+               "kappa eos " + hash + (final_committed ? " final" : ""));
+      const Status committed = StatusFromKafka(rd_kafka_commit(consumer->get(), list.get(), 0), "commit");
+      ASSERT_TRUE(committed.ok()) << committed.ToString();
+    }
+    ASSERT_EQ(RunKappa(Run(dir, name, eos, {"--final-watermark"}), nullptr, &err), 0) << err;
+    EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;
+    const TopicContents got = ReadOutputs(Config(), name + "-out.v1");
+    if (final_committed) {
+      EXPECT_EQ(got.rows.size(), 0u) << "a final watermark's transaction holds every window already";
+      EXPECT_NE(err.find("emitted 0 open window(s) and closed " + std::to_string(final_rows) +
+                         " more whose rows a committed transaction already holds (outputs suppressed)"),
+                std::string::npos)
+          << err;
+    } else {
+      EXPECT_EQ(got.rows.size(), final_rows) << "the final windows nobody had written";
+      for (const auto& [key, row] : got.rows) {
+        ASSERT_TRUE(all.rows.count(key)) << key;
+        EXPECT_EQ(row.value, all.rows.at(key).value) << key;
+      }
+      EXPECT_NE(err.find("emitted " + std::to_string(final_rows) + " open window(s)"), std::string::npos) << err;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kappa::testing
