@@ -522,8 +522,12 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   drain_notes();
   // Say the process has stopped, so status never shows a dead version as
   // running; this one write is awaited.
+  // Only a process that ran: one refused at its start (its state directory
+  // in use by the version's running process) marked that process's record
+  // stopped, and retire then deleted the running version's state (a bug
+  // bash). A run too short to report marks the record it found.
   std::optional<ProgressRecord> last = publisher.latest();
-  if (!last) last = registry.Progress(spec.job, spec.version);
+  if (!last && st.ok()) last = registry.Progress(spec.job, spec.version);
   if (last) {
     last->stopped = true;
     if (spec.scale_out.enabled) last->instance = spec.scale_out.instance;

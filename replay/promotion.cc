@@ -2,8 +2,6 @@
 
 #include <simdjson.h>
 
-#include "state/state_backend.h"
-
 #include <flatbuffers/flatbuffers.h>
 
 #include <algorithm>
@@ -21,6 +19,7 @@
 #include "replay/deployment.h"
 #include "replay/pg_serving.h"
 #include "schemas/window_aggregate_generated.h"
+#include "state/state_backend.h"
 
 namespace kappa {
 namespace {
@@ -418,6 +417,13 @@ std::string DeleteVersionState(const std::string& job, const VersionInfo& v) {
   if (marker->job != job || marker->version != v.version) {
     return "not deleting " + what + ": its " + std::string(kStateMarkerFile) + " names job " + marker->job +
            " version " + std::to_string(marker->version);
+  }
+  // A process that has the store open (whatever the registry's progress
+  // records say: a refused second start once marked a running version
+  // stopped, and its state was deleted under it, a bug bash).
+  if (StateBackend::InUse(v.state_dir)) {
+    return "not deleting " + what + ": a process still has it open (RocksDB LOCK held); retire again once it "
+           "has stopped";
   }
   std::vector<fs::path> ours;
   std::vector<std::string> foreign;

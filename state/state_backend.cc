@@ -211,7 +211,27 @@ std::string HowToStartOver(const std::string& dir) {
          "which deletes kappa's files in " + dir;
 }
 
+// Whether another open store (this process or another) holds `dir`'s
+// RocksDB LOCK: tried, and let go at once.
+bool LockHeld(const std::string& dir) {
+  std::error_code ec;
+  const std::string lock_path = dir + "/LOCK";
+  if (!std::filesystem::exists(lock_path, ec)) return false;
+  rocksdb::Env* env = rocksdb::Env::Default();
+  rocksdb::FileLock* lock = nullptr;
+  if (!env->LockFile(lock_path, &lock).ok()) return true;
+  (void)env->UnlockFile(lock);
+  return false;
+}
+
 Status Damaged(const std::string& dir, const std::string& problem) {
+  // What looks damaged may be a store another process is creating or
+  // opening right now (two starts at once: CURRENT not written yet): that
+  // is a store in use, not one to reset (a bug bash followed the advice).
+  if (LockHeld(dir)) {
+    return Status::Unavailable("state directory " + dir +
+                               " is in use by another kappa process (RocksDB LOCK held): stop it first");
+  }
   return Status::Corruption("state directory " + dir + " is damaged: " + problem + HowToStartOver(dir));
 }
 
@@ -566,6 +586,8 @@ Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir) {
   }
   return std::optional<int64_t>(epoch);
 }
+
+bool StateBackend::InUse(const std::string& dir) { return LockHeld(dir); }
 
 Result<StateResetReport> StateBackend::Reset(const std::string& dir) {
   StateResetReport report;

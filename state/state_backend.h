@@ -120,6 +120,9 @@ class StateBackend {
   // directory itself stays. A missing directory is nothing to do.
   // Unavailable if the store is open (this or another process).
   static Result<StateResetReport> Reset(const std::string& dir);
+  // Whether a store open in this or another process holds `dir` (its
+  // RocksDB LOCK): what must not be deleted.
+  static bool InUse(const std::string& dir);
   // Finishes the pending commits (each is a valid checkpoint) before
   // closing; call WaitForCommits first to learn whether they succeeded.
   ~StateBackend();

@@ -141,6 +141,16 @@ TEST_F(ThrottleTest, MaxRatePauseAndResumeTakeEffectWithinOneStatusInterval) {
   std::string status, err;
   ASSERT_EQ(RunKappa(Cmd({"status", "thr"}), &status, &err), 0) << err;
   EXPECT_NE(status.find("throttle: max-rate 8000 rec/s"), std::string::npos) << status;
+  // A second start of the running version is refused (its state is in use)
+  // and leaves the registry as it was: it wrote "stopped" over the running
+  // process's record, and a retire then deleted that process's state (a
+  // bug bash).
+  ASSERT_EQ(RunKappa(Cmd({"deploy", Spec(dir, "thr", "throttled", 1), "--status-interval-ms", "0"}), &out, &err), 1)
+      << err;
+  EXPECT_NE(err.find("in use by another kappa process"), std::string::npos) << err;
+  ASSERT_EQ(RunKappa(Cmd({"status", "thr"}), &status, &err), 0) << err;
+  EXPECT_NE(status.find("      running, "), std::string::npos) << status;
+  EXPECT_EQ(status.find("stopped"), std::string::npos) << status;
 
   // Paused: nothing read from one status interval on, the process alive.
   // v1 serves: the command says what a pause of it means.

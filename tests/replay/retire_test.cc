@@ -13,6 +13,7 @@
 
 #include "replay/deployment.h"
 #include "replay/promotion.h"
+#include "state/state_backend.h"
 #include "tests/replay/replay_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -127,6 +128,34 @@ TEST_F(RetireTest, AVersionStillRunningKeepsItsStateUntilItStops) {
   report = RetireNow(2);
   EXPECT_FALSE(fs::exists(dir / "v2")) << report;
   EXPECT_NE(report.find("deleted the state of version 2"), std::string::npos) << report;
+}
+
+// A bug bash: a refused second start of a running version (its state
+// directory in use) wrote a "stopped" progress record over the running
+// process's, and `retire --retention 0s` then deleted the state under it.
+// Whatever the progress records say, a store that is open stays.
+TEST_F(RetireTest, AStoreStillOpenIsNotDeletedWhateverTheProgressRecordsSay) {
+  ScratchDir dir("open-store");
+  Registry registry(Config());
+  RegisterTwo(registry, dir, dir / "v2");
+  ASSERT_TRUE(ClaimStateDir(dir / "v2", "spend", 2).ok());
+  auto open = StateBackend::Open(dir / "v2", {"t"});  // the running process's store
+  ASSERT_TRUE(open.ok()) << open.status().ToString();
+  ProgressRecord progress;
+  progress.job = "spend";
+  progress.version = 2;
+  progress.snapshot.checkpoint_ms = WallClockMs();
+  progress.stopped = true;
+  ASSERT_TRUE(registry.PutProgress(progress).ok());
+  std::string report = RetireNow(2);
+  EXPECT_TRUE(fs::exists(dir / "v2/CURRENT")) << report;
+  EXPECT_NE(report.find("not deleting the state of version 2 (" + dir / "v2" +
+                        "): a process still has it open (RocksDB LOCK held)"),
+            std::string::npos)
+      << report;
+  open->reset();  // the process stops
+  report = RetireNow(2);
+  EXPECT_FALSE(fs::exists(dir / "v2")) << report;
 }
 
 // A repartitioned version's stage 2 keeps its state in <state_dir>.stage1

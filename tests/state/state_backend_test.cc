@@ -411,6 +411,29 @@ TEST_F(StateBackendTest, ASecondOpenInThisProcessFailsClearly) {
   EXPECT_TRUE(StateBackend::Open(dir_, {"op1_window"}).ok()) << "free again once the first is closed";
 }
 
+// A bug bash: two starts at once on a fresh directory; the second saw the
+// first's store half-created (CURRENT not written yet, or a MANIFEST
+// without the meta family) and called it damaged, advising --reset-state,
+// a full reprocess. A store whose LOCK is held is in use, whatever its
+// files look like at that moment. (Here CURRENT goes missing under an open
+// store, the state the second start saw.)
+TEST_F(StateBackendTest, AStoreThatLooksDamagedWhileOpenElsewhereIsInUseNotDamaged) {
+  auto first = OpenOrDie();
+  ASSERT_NE(first, nullptr);
+  std::filesystem::rename(dir_ + "/CURRENT", dir_ + "/CURRENT.aside");
+  auto second = StateBackend::Open(dir_, {"op1_window"});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Status::Code::kUnavailable) << second.status().ToString();
+  EXPECT_NE(second.status().message().find("in use by another kappa process"), std::string::npos)
+      << second.status().message();
+  first.reset();
+  auto third = StateBackend::Open(dir_, {"op1_window"});
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.status().code(), Status::Code::kCorruption) << "damaged, once nobody holds it";
+  std::filesystem::rename(dir_ + "/CURRENT.aside", dir_ + "/CURRENT");
+  EXPECT_TRUE(StateBackend::Open(dir_, {"op1_window"}).ok());
+}
+
 TEST_F(StateBackendTest, AnotherProcessHoldingTheDirectoryIsNamedInOneLine) {
   int ready[2], release[2];
   ASSERT_EQ(::pipe(ready), 0);
