@@ -445,7 +445,7 @@ int ThrottleCommand(int argc, char** argv) {
   if (pause) wish.paused = true;
   if (resume) wish.paused = false;
   wish.updated_at_ms = WallClockMs();
-  if (Status st = registry.PutThrottle(wish); !st.ok()) return Fail("throttle", st);
+  if (Status st = registry.PutThrottle(wish, rate, pause || resume); !st.ok()) return Fail("throttle", st);
   auto progress = registry.Progress(job, version);
   std::printf("kappa throttle: %s v%d: %s (applied by its process within about 1 s%s)\n", job.c_str(), version,
               DescribeThrottle(wish).c_str(),

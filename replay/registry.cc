@@ -382,13 +382,33 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
 }
 
 std::optional<ThrottleRecord> Registry::Throttle(const std::string& job, int32_t version) const {
-  auto value = Value(ThrottleKey(job, version));
-  if (!value) return std::nullopt;
-  return DecodeThrottle(job, *value);
+  std::optional<ThrottleRecord> merged;
+  if (auto value = Value(ThrottleKey(job, version))) merged = DecodeThrottle(job, *value);
+  auto part = [&](const char* name) -> std::optional<ThrottleRecord> {
+    auto value = Value(ThrottleKey(job, version) + "/" + name);
+    return value ? DecodeThrottle(job, *value) : std::nullopt;
+  };
+  const auto rate = part("rate");
+  const auto paused = part("paused");
+  if (!rate && !paused) return merged;
+  if (!merged) {
+    merged = ThrottleRecord{};
+    merged->job = job;
+    merged->version = version;
+  }
+  if (rate) merged->max_rate = rate->max_rate;
+  if (paused) merged->paused = paused->paused;
+  for (const auto& p : {rate, paused}) {
+    if (p) merged->updated_at_ms = std::max(merged->updated_at_ms, p->updated_at_ms);
+  }
+  return merged;
 }
 
-Status Registry::PutThrottle(const ThrottleRecord& record) {
-  return PutValue(ThrottleKey(record.job, record.version), EncodeThrottle(record));
+Status Registry::PutThrottle(const ThrottleRecord& record, bool rate, bool pause) {
+  const std::string key = ThrottleKey(record.job, record.version);
+  if (rate) KAPPA_RETURN_IF_ERROR(PutValue(key + "/rate", EncodeThrottle(record)));
+  if (pause) KAPPA_RETURN_IF_ERROR(PutValue(key + "/paused", EncodeThrottle(record)));
+  return Status::OK();
 }
 
 Result<bool> Registry::TryPutJob(JobRecord& record) {

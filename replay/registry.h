@@ -98,9 +98,13 @@ struct ProgressRecord {
   std::string Liveness(int64_t now_ms) const;
 };
 
-// What `kappa throttle` asked of a running version, keyed
-// "throttle/<job>/v<N>" (the latest per key wins); the version's deployment
-// applies it at its next registry poll.
+// What `kappa throttle` asked of a running version; the version's
+// deployment applies it at its next registry poll. The rate and the pause
+// are kept under keys of their own, "throttle/<job>/v<N>/rate" and
+// ".../paused" (the latest per key wins), so that a --pause and a
+// --max-rate at the same time both hold: one record for both lost either
+// (a bug bash). A record under "throttle/<job>/v<N>" (an older kappa's)
+// is what the two keys start from.
 struct ThrottleRecord {
   std::string job;
   int32_t version = 0;
@@ -145,7 +149,8 @@ class Registry {
   // status page shows.
   static std::string PromotionKey(const std::string& job) { return "promotion/" + job; }
   std::optional<ThrottleRecord> Throttle(const std::string& job, int32_t version) const;
-  Status PutThrottle(const ThrottleRecord& record);
+  // Writes the rate (if `rate`) and the pause (if `pause`) of `record`.
+  Status PutThrottle(const ThrottleRecord& record, bool rate, bool pause);
   const std::string& control_topic() const { return topic_; }
   // The topic configs kappa creates a missing control topic with (before its
   // first write, through the admin API, two partitions, the broker's default
