@@ -254,6 +254,7 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
   }
   *serving_seen = record->serving;
   std::string text;
+  std::string stopped_note;
   if (!options.force) {
     if (candidate->state == VersionState::kReplaying) {
       return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
@@ -263,6 +264,27 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     if (!progress) {
       return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
                                         " has reported no progress yet; wait, or --force");
+    }
+    // A candidate that will not keep up after the switch: paused, or its
+    // process gone. It was promoted without a word, and `kappa get` then
+    // served what it had (a bug bash).
+    // (One that stopped cleanly, a bounded run's, has said where its outputs
+    // end: promoted as before, the report says so.)
+    const std::string liveness = progress->Liveness(WallClockMs());
+    if (liveness != "running" && liveness != "stopped") {
+      return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) + " is " + liveness +
+                                        ": serving it would serve outputs that no longer move; start it again "
+                                        "(kappa deploy/replay with its spec), or --force");
+    }
+    if (liveness == "stopped") {
+      stopped_note = "\nnote: version " + std::to_string(version) +
+                     "'s process has stopped: its outputs do not move until it runs again";
+    }
+    if (auto throttle = registry.Throttle(job, version); throttle && throttle->paused) {
+      return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
+                                        " is paused (kappa throttle): serving it would serve outputs that no "
+                                        "longer move; kappa throttle " + job + " --version " +
+                                        std::to_string(version) + " --resume first, or --force");
     }
     ProgressSnapshot now = progress->snapshot;
     KAPPA_RETURN_IF_ERROR(RefreshLogEnds(config, candidate->source_topic, &now));
@@ -305,7 +327,8 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     *lost = true;
     return Status::OK();
   }
-  *report = text + (text.empty() ? "" : "\n") + "job " + job + ": version " + std::to_string(version) + " now serves";
+  *report = text + (text.empty() ? "" : "\n") + "job " + job + ": version " + std::to_string(version) + " now serves" +
+            stopped_note;
   KAPPA_KILL_POINT(kill_switch, "promote-registry-written");
   return Status::OK();
 }

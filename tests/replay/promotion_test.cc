@@ -3,6 +3,7 @@
 // names the partition; Rollback restores the previous serving version;
 // Retire marks a version retired; CompareOutputs counts compared, equal and
 // changed keys on the latest value per key.
+#include "base/clock.h"
 #include "replay/promotion.h"
 
 #include <gtest/gtest.h>
@@ -126,6 +127,42 @@ TEST_F(PromotionTest, PromoteRefusesAVersionThatIsBehindAndNamesThePartition) {
 
   ASSERT_TRUE(registry.Refresh().ok());
   EXPECT_EQ(registry.Job("spend")->serving, 1) << "nothing was promoted";
+}
+
+// A bug bash: a candidate that was paused and whose process had died
+// (status: "not reporting") was promoted without a word, within the lag
+// bound, and `kappa get` served what it had. Both are refused unless
+// --force.
+TEST_F(PromotionTest, PromoteRefusesAPausedOrSilentCandidateUnlessForced) {
+  FillSource({30, 40});
+  Registry registry(Config());
+  RegisterTwoVersions(registry);
+  ProgressRecord silent = Progress("spend", 2, {{0, 30}, {1, 40}});
+  silent.report_interval_ms = 1000;
+  silent.snapshot.checkpoint_ms = WallClockMs() - 60000;
+  ASSERT_TRUE(registry.PutProgress(silent).ok());
+  PromoteOptions options;
+  std::string report;
+  Status st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("version 2 is not reporting for 60 s"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("or --force"), std::string::npos) << st.ToString();
+
+  ProgressRecord alive = silent;
+  alive.snapshot.checkpoint_ms = WallClockMs();
+  ASSERT_TRUE(registry.PutProgress(alive).ok());
+  ThrottleRecord pause;
+  pause.job = "spend";
+  pause.version = 2;
+  pause.paused = true;
+  ASSERT_TRUE(registry.PutThrottle(pause, false, true).ok());
+  st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("version 2 is paused (kappa throttle)"), std::string::npos) << st.ToString();
+  ASSERT_EQ(registry.Job("spend")->serving, 1);
+
+  options.force = true;
+  ASSERT_TRUE(Promote(registry, Config(), "spend", 2, options, &report).ok()) << report;
 }
 
 TEST_F(PromotionTest, PromoteSwitchesACaughtUpVersionAndRollbackRestoresThePrevious) {
