@@ -472,11 +472,16 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   auto note = [&](NoteLevel level, const std::string& text) {
     if (options.on_note) options.on_note(level, text);
   };
+  const int64_t registering_at = WallClockMs();
   auto registered = RegisterVersion(registry, spec, options.replay);
   if (!registered.ok()) return registered.status();
+  // A restart finds its version registered: said so, not "registered" again.
+  const VersionInfo* mine = registered->Find(spec.version);
+  const bool fresh = mine != nullptr && mine->registered_at_ms >= registering_at;
   KAPPA_RETURN_IF_ERROR(ClaimStateDir(spec.state_dir, spec.job, spec.version));
   if (spec.postgres()) ReconcilePostgres(spec, *registered, note);
-  note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) + " registered (" +
+  note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) +
+                             (fresh ? " registered (" : " registered already (") +
                              (registered->serving == spec.version ? "serving" : "not serving") + "); " +
                              (options.replay ? "replaying beside the running versions, from offset 0 or from its checkpoint"
                                              : "running live"));

@@ -518,14 +518,17 @@ Status Retire(Registry& registry, const std::string& job, int32_t version, int64
                                         " serves; promote another version (or roll back) before retiring it");
     }
     const int64_t now = WallClockMs();
-    if (v->state != VersionState::kRetired) {
+    const bool already = v->state == VersionState::kRetired;
+    if (!already) {
       v->state = VersionState::kRetired;
       v->retired_at_ms = now;
       auto won = registry.TryPutJob(*record);
       if (!won.ok()) return won.status();
       if (!*won) continue;  // redone on the newer state
     }
-    *report = "job " + job + ": version " + std::to_string(version) + " retired; its process stops at its next check";
+    *report = "job " + job + ": version " + std::to_string(version) +
+              (already ? " was retired already, " + std::to_string((now - v->retired_at_ms) / 1000) + " s ago"
+                       : " retired; its process stops at its next check");
     // A version whose process still reports (it has not seen the retirement
     // yet) keeps its state and table: deleted under it, the process failed
     // on its own files (a bug bash, with --retention 0s). A process that went
