@@ -225,14 +225,20 @@ bool LockHeld(const std::string& dir) {
 }
 
 Status Damaged(const std::string& dir, const std::string& problem) {
-  // What looks damaged may be a store another process is creating or
-  // opening right now (two starts at once: CURRENT not written yet): that
-  // is a store in use, not one to reset (a bug bash followed the advice).
+  return Status::Corruption("state directory " + dir + " is damaged: " + problem + HowToStartOver(dir));
+}
+
+// Damaged, for what is seen before this process opens the store: it may be
+// a store another process is creating or opening right now (two starts at
+// once: CURRENT not written yet), which is a store in use, not one to reset
+// (a bug bash followed the advice). (Once this process has it open, its own
+// LOCK would read as "in use".)
+Status DamagedUnlessInUse(const std::string& dir, const std::string& problem) {
   if (LockHeld(dir)) {
     return Status::Unavailable("state directory " + dir +
                                " is in use by another kappa process (RocksDB LOCK held): stop it first");
   }
-  return Status::Corruption("state directory " + dir + " is damaged: " + problem + HowToStartOver(dir));
+  return Damaged(dir, problem);
 }
 
 }  // namespace
@@ -671,11 +677,12 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   auto marker = ReadEpochMarker(dir);
   if (!marker.ok()) return marker.status();
   if (has_store_files && !has_current) {
-    return Damaged(dir, "RocksDB's CURRENT file is missing, so the MANIFEST naming the live files cannot be found");
+    return DamagedUnlessInUse(
+        dir, "RocksDB's CURRENT file is missing, so the MANIFEST naming the live files cannot be found");
   }
   if (!has_store_files && marker->has_value()) {
-    return Damaged(dir, "RocksDB's files are gone, but " + std::string(kEpochMarkerFile) + " says checkpoint epoch " +
-                            std::to_string(**marker) + " was durable here");
+    return DamagedUnlessInUse(dir, "RocksDB's files are gone, but " + std::string(kEpochMarkerFile) +
+                                       " says checkpoint epoch " + std::to_string(**marker) + " was durable here");
   }
   const bool store_exists = has_store_files;
 
@@ -705,11 +712,11 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
     if (s.IsIOError() && !s.IsPathNotFound()) {
       return FromRocks(s, "cannot list the column families of state directory " + dir);
     }
-    return Damaged(dir, "RocksDB cannot read its MANIFEST (" + s.ToString() + ")");
+    return DamagedUnlessInUse(dir, "RocksDB cannot read its MANIFEST (" + s.ToString() + ")");
   }
   if (store_exists && std::find(existing.begin(), existing.end(), kMetaFamily) == existing.end()) {
-    return Damaged(dir, "the MANIFEST lists no \"meta\" column family, so the checkpoints are lost (a truncated "
-                        "or replaced MANIFEST)");
+    return DamagedUnlessInUse(dir, "the MANIFEST lists no \"meta\" column family, so the checkpoints are lost (a "
+                                   "truncated or replaced MANIFEST)");
   }
   for (const auto& n : table_names) add(n);
   // State tables take a checkpoint's puts and deletes in bulk and are read
@@ -742,7 +749,7 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   s = rocksdb::DB::Open(options, dir, descriptors, &impl->handles, &raw);
   if (!s.ok()) {
     if (store_exists && (s.IsCorruption() || s.IsPathNotFound() || s.IsInvalidArgument())) {
-      return Damaged(dir, "RocksDB cannot open it consistently (" + s.ToString() + ")");
+      return DamagedUnlessInUse(dir, "RocksDB cannot open it consistently (" + s.ToString() + ")");
     }
     if (!store_exists) {
       // A store being created that failed half-way (out of file descriptors
