@@ -114,6 +114,11 @@ void ToRecord(rd_kafka_message_t* m, ArchiveRecord* record) {
 // archive and Kafka's log do not meet, and lists where to assign each.
 Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& options, FollowedSet* followed,
                       PartitionList* assignment) {
+  // Every partition whose records retention deleted before they were
+  // archived, named at once: the first alone was named, and while the
+  // archiver stood still the others went on losing records (a bug bash).
+  std::vector<std::string> gaps;
+  int64_t first_low = 0;
   for (const auto& topic : options.topics) {
     auto partitions = consumer.PartitionCount(topic);
     if (!partitions.ok()) return partitions.status();
@@ -127,11 +132,9 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
       const Watermarks& w = (*marks)[p];
       const int64_t end = (*writer)->end_offset();
       if (end < w.low) {
-        return Status::DataLoss(
-            "cannot archive " + Range(topic, p, end, w.low) + ": Kafka's log of that partition now starts at " +
-            std::to_string(w.low) + " (retention deleted those records before they were archived). The archive " +
-            "would have a hole, so nothing is written; archive into a new directory to keep history from " +
-            std::to_string(w.low) + " on, and keep the old archive for what it holds");
+        if (gaps.empty()) first_low = w.low;
+        gaps.push_back(Range(topic, p, end, w.low));
+        continue;
       }
       if (end > w.high) {
         return Status::FailedPrecondition(
@@ -150,6 +153,17 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
       followed->Add(std::move(f));
       assignment->Add(topic, p, end);
     }
+  }
+  if (!gaps.empty()) {
+    std::string list;
+    for (size_t i = 0; i < gaps.size() && i < 16; ++i) list += (i ? ", " : "") + gaps[i];
+    if (gaps.size() > 16) list += " and " + std::to_string(gaps.size() - 16) + " more partitions";
+    return Status::DataLoss(
+        "cannot archive " + list + ": Kafka's log of " + (gaps.size() == 1 ? "that partition" : "those partitions") +
+        " now starts after them (retention deleted those records before they were archived; the first now starts "
+        "at " + std::to_string(first_low) + "). The archive would have a hole, so nothing is written, for any "
+        "partition, and retention goes on deleting what is not archived: archive into a new directory now to keep "
+        "history from Kafka's log start on, and keep the old archive for what it holds");
   }
   return Status::OK();
 }
