@@ -95,6 +95,7 @@ Status KafkaSource::Assign(const std::vector<Task*>& tasks, const std::vector<Wa
 
 Status KafkaSource::PositionOne(Task& t, const Watermarks& w, bool after_archive, bool fresh) {
   const std::string where = spec_.source_topic + "[" + std::to_string(t.partition()) + "]";
+  const int64_t archive_end = t.next_offset();  // after_archive: where the archive ended
   if (t.next_offset() < w.low) {
     const std::string holdings =
         std::string(after_archive ? "the archive ends there and " : "") + "the Kafka log starts at " +
@@ -112,9 +113,14 @@ Status KafkaSource::PositionOne(Task& t, const Watermarks& w, bool after_archive
     return PastTheEnd(spec_, t.partition(), t.next_offset(), "the Kafka log ends at " + std::to_string(w.high));
   }
   if (after_archive && note_) {
-    note_(NoteLevel::kInfo, where + ": archive done at offset " + std::to_string(t.next_offset()) +
-                                ", switching to Kafka (log " + std::to_string(w.low) + ".." + std::to_string(w.high) +
-                                ")");
+    // Where the archive ended, and the gap skipped (allow_truncated_history)
+    // if any: the gap's end read as the archive's (a bug bash).
+    const std::string gap = t.next_offset() > archive_end ? ", skipping the gap " + std::to_string(archive_end) +
+                                                                ".." + std::to_string(t.next_offset() - 1)
+                                                          : "";
+    note_(NoteLevel::kInfo, where + ": archive done at offset " + std::to_string(archive_end) + gap +
+                                ", switching to Kafka at " + std::to_string(t.next_offset()) + " (log " +
+                                std::to_string(w.low) + ".." + std::to_string(w.high) + ")");
   }
   return Status::OK();
 }

@@ -340,7 +340,8 @@ TEST_F(SourceTest, HybridReadsTheArchiveThenSwitchesToKafkaAtExactlyItsEnd) {
   EXPECT_EQ(tasks_[0]->counters().in, marks[0].high) << "every record once across the switch";
   EXPECT_EQ(tasks_[1]->counters().in, marks[1].high);
   EXPECT_EQ(source.archive_records(), 700);
-  EXPECT_TRUE(NoteContains("tx[0]: archive done at offset 700, switching to Kafka")) << "the switch is announced";
+  EXPECT_TRUE(NoteContains("tx[0]: archive done at offset 700, switching to Kafka at 700"))
+      << "the switch is announced";
   EXPECT_FALSE(NoteContains("tx[1]: archive done")) << "partition 1 never read the archive";
 }
 
