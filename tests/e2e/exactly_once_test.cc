@@ -44,6 +44,23 @@ class ExactlyOnceTest : public BrokerTest {
     gen.malformed_fraction = 0.01;
     return gen;
   }
+  // Stages "Kafka committed ahead of RocksDB": group `group` says offsets
+  // below `offset` of transactions[0] are done, tagged `tag` as the
+  // transactional path tags them (only such offsets are trusted).
+  void CommitTagged(const std::string& group, int64_t offset, const std::string& tag) {
+    auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", group}});
+    ASSERT_TRUE(consumer.ok());
+    PartitionList list(1);
+    list.Add("transactions", 0, offset, tag);
+    const Status committed = StatusFromKafka(rd_kafka_commit(consumer->get(), list.get(), 0), "commit");
+    ASSERT_TRUE(committed.ok()) << committed.ToString();
+  }
+  // The spec hash `kappa run --print-spec-hash` gives for `spec`.
+  std::string SpecHash(const ScratchDir& dir, const std::string& name, const SpecOptions& spec) {
+    std::string hash, err;
+    EXPECT_EQ(RunKappa({"run", WriteSpec(dir, name + ".yaml", spec), "--print-spec-hash"}, &hash, &err), 0) << err;
+    return hash.substr(0, 16);
+  }
   std::vector<std::string> Run(const ScratchDir& dir, const std::string& name, const SpecOptions& spec,
                                std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"run", WriteSpec(dir, name + ".yaml", spec), "-b", bootstrap(), "--stop-at-end",
@@ -120,18 +137,7 @@ TEST_F(ExactlyOnceTest, ACommittedGapIsReReadWithOutputsSuppressed) {
   eos.sink = "eos-out";
   eos.state_dir = dir / "eos";
   eos.delivery = "exactly_once";
-  std::string hash;
-  ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "eos.yaml", eos), "--print-spec-hash"}, &hash, &err), 0) << err;
-  hash = hash.substr(0, 16);
-  {
-    auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "user-spend.v1"}});
-    ASSERT_TRUE(consumer.ok());
-    PartitionList list(1);
-    // Tagged as the transactional path tags it: only such offsets are trusted.
-    list.Add("transactions", 0, K, "kappa eos " + hash);
-    const Status committed = StatusFromKafka(rd_kafka_commit(consumer->get(), list.get(), 0), "commit");
-    ASSERT_TRUE(committed.ok()) << committed.ToString();
-  }
+  ASSERT_NO_FATAL_FAILURE(CommitTagged("user-spend.v1", K, "kappa eos " + SpecHash(dir, "eos", eos)));
   ASSERT_EQ(RunKappa(Run(dir, "eos", eos), nullptr, &err), 0) << err;
   EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;
 
@@ -208,19 +214,9 @@ TEST_F(ExactlyOnceTest, AGapToTheEndOfInputEmitsTheFinalWindowsUnlessAFinalWater
     eos.sink = name + "-out";
     eos.state_dir = dir / name;
     eos.delivery = "exactly_once";
-    std::string hash;
-    ASSERT_EQ(RunKappa({"run", WriteSpec(dir, name + ".yaml", eos), "--print-spec-hash"}, &hash, &err), 0) << err;
-    hash = hash.substr(0, 16);
-    {
-      // The whole input committed, RocksDB with no checkpoint.
-      auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", name + ".v1"}});
-      ASSERT_TRUE(consumer.ok());
-      PartitionList list(1);
-      list.Add("transactions", 0, static_cast<int64_t>(gen.count),
-               "kappa eos " + hash + (final_committed ? " final" : ""));
-      const Status committed = StatusFromKafka(rd_kafka_commit(consumer->get(), list.get(), 0), "commit");
-      ASSERT_TRUE(committed.ok()) << committed.ToString();
-    }
+    // The whole input committed, RocksDB with no checkpoint.
+    ASSERT_NO_FATAL_FAILURE(CommitTagged(name + ".v1", static_cast<int64_t>(gen.count),
+                                         "kappa eos " + SpecHash(dir, name, eos) + (final_committed ? " final" : "")));
     ASSERT_EQ(RunKappa(Run(dir, name, eos, {"--final-watermark"}), nullptr, &err), 0) << err;
     EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;
     const TopicContents got = ReadOutputs(Config(), name + "-out.v1");
