@@ -411,12 +411,11 @@ int Replay(int argc, char** argv) {
           const bool key_cut = d->original_key_size() > 0 && (d->key() == nullptr ||
                                                               d->original_key_size() > d->key()->size());
           std::string what;
-          if (payload_cut) what = "payload of " + std::to_string(d->original_size()) + " bytes";
+          if (payload_cut || !key_cut) what = "payload of " + std::to_string(d->original_size()) + " bytes";
           if (key_cut) {
             what += (what.empty() ? "" : " and ") + std::string("key of ") + std::to_string(d->original_key_size()) +
                     " bytes";
           }
-          if (what.empty()) what = "payload of " + std::to_string(d->original_size()) + " bytes";
           refused.push_back(e.where(topic) + " (source " + e.source() + ", its " + what + " cut)");
           return;
         }
@@ -441,7 +440,7 @@ int Replay(int argc, char** argv) {
                  "from its origin (payload_xxh3 in `kappa dlq show` identifies it)\n",
                  r.c_str());
   }
-  // "; N more of other versions for the same source records" when there are.
+  // ", N more DLQ records of the same source records ..." when there are.
   auto twins_text = [&] {
     return twins == 0 ? std::string()
                       : ", " + std::to_string(twins) +

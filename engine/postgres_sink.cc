@@ -166,10 +166,10 @@ Status PostgresSink::PrepareTables() {
   ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; ";
   // kappa_offsets of a kappa before the refused rows were counted there:
   // the column once, not an ALTER (and its exclusive lock) at every start.
-  ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " +
-         QuoteLiteral(PgOffsetsTable(spec_.postgres_table)) +
-         "::regclass AND attname = 'rejected' AND NOT attisdropped) THEN ALTER TABLE " +
-         PgOffsetsTable(spec_.postgres_table) + " ADD COLUMN rejected bigint NOT NULL DEFAULT 0; END IF; END $$; COMMIT";
+  const std::string offsets = PgOffsetsTable(spec_.postgres_table);
+  ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + QuoteLiteral(offsets) +
+         "::regclass AND attname = 'rejected' AND NOT attisdropped) THEN ALTER TABLE " + offsets +
+         " ADD COLUMN rejected bigint NOT NULL DEFAULT 0; END IF; END $$; COMMIT";
   if (auto st = client_->Exec(ddl); !st.ok()) {
     const std::string sqlstate = client_->last_sqlstate();
     (void)client_->Exec("ROLLBACK");
