@@ -109,10 +109,11 @@ std::string FileLimitNote() {
     ::close(fd);
     return "";
   }
-  if (errno != EMFILE && errno != ENFILE) return "";
+  const int err = errno;
+  if (err != EMFILE && err != ENFILE) return "";
   rlimit limit{};
   ::getrlimit(RLIMIT_NOFILE, &limit);
-  return errno == EMFILE ? " (this process cannot open another file: it has used its open-files limit, ulimit -n " +
+  return err == EMFILE ? " (this process cannot open another file: it has used its open-files limit, ulimit -n " +
                                std::to_string(limit.rlim_cur) + "; raise it)"
                          : " (the system cannot open another file: its file table is full)";
 }
