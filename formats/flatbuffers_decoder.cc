@@ -341,7 +341,7 @@ Status Resolve(const reflection::Schema& schema, const reflection::Object& root,
           // symbol never matches, which is refused now rather than filtering
           // nothing in silence.
           std::vector<std::string_view> symbols;
-          for (const auto* v : *e->values()) symbols.push_back(v->name()->string_view());
+          for (const auto& [value, name] : plan->enum_sparse) symbols.push_back(name);
           if (auto problem = EnumLiteralMismatch(decl, plan->enum_name, symbols, /*every_literal=*/true)) {
             return Status::InvalidArgument(*problem);
           }
