@@ -205,6 +205,9 @@ bool Filter::Matches(const InputRecord& r) const {
   char scratch[kFieldTextScratchBytes];
   for (size_t i = 0; i < spec_.all_of.size(); ++i) {
     const Predicate& p = spec_.all_of[i];
+    // As in an expression: a comparison with an absent (or null) optional
+    // field is false, never one with 0 or "".
+    if (DeclaredAbsent(r, p.field)) return false;
     bool ok;
     switch (how_[i]) {
       case How::kNumber: {

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <optional>
 
 namespace kappa {
 namespace {
@@ -18,12 +20,19 @@ bool IsOneName(std::string_view text) {
   return true;
 }
 
-// A double value as int64: truncated toward zero, saturating; NaN is 0.
-int64_t ToInt64(double d) {
-  if (std::isnan(d)) return 0;
-  if (d >= 9223372036854775807.0) return INT64_MAX;
-  if (d <= -9223372036854775808.0) return INT64_MIN;
-  return static_cast<int64_t>(d);
+// The int64 value aggregates use, from an expression's result: a double
+// is truncated toward zero. False for a double that has no such value (NaN,
+// an infinity, or beyond int64's range): the record is dead-lettered, never
+// counted as 0 or as int64's limits.
+bool ToValue(const ExprValue& v, int64_t* out) {
+  if (!v.is_double) {
+    *out = v.i;
+    return true;
+  }
+  // -2^63 is exact as a double; 2^63 is the first double above the range.
+  if (!(v.d >= -9223372036854775808.0 && v.d < 9223372036854775808.0)) return false;
+  *out = static_cast<int64_t>(v.d);
+  return true;
 }
 // Resolves an expression's field names into the slots of spec.expr_fields
 // (shared by every expression of one map); why a name was refused goes to
@@ -106,6 +115,13 @@ Result<MapSpec> Map::Parse(const ConfigNode& body) {
   spec.multiply = *mul;
   spec.divide = *div;
   return spec;
+}
+
+std::string Map::UnrepresentableMessage(double d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.17g", d);
+  return std::string("map value `value` is ") + text +
+         ": the value aggregates use is an int64 (a double is truncated toward zero), and no int64 holds it";
 }
 
 void Map::AppendCanonical(const MapSpec& spec, std::string& out) {
@@ -202,17 +218,19 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
         ok = v.present;
         if (!ok) failed = i;
       }
+      std::optional<double> unrepresentable;  // a double `value` no int64 holds
       if (ok && !spec_.value_expr.empty()) {
         const ExprValue v = spec_.value_expr[0].Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
-        ok = v.present;
-        if (ok) rec.value = v.is_double ? ToInt64(v.d) : v.i;
+        ok = v.present && ToValue(v, &rec.value);
+        if (v.present && !ok) unrepresentable = v.d;
         rec.value_absent = false;
       }
       if (!ok) {
         // Which one, when a map computes several.
         const std::string_view name =
             failed < spec_.computed.size() ? FieldName(spec_.computed[failed].field) : std::string_view("value");
-        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, AbsentMessage(name));
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue,
+                         unrepresentable ? UnrepresentableMessage(*unrepresentable) : AbsentMessage(name));
         ++ctx.counters->dlq;
         continue;
       }
@@ -228,12 +246,12 @@ void Map::Process(RecordBatch& batch, TaskContext& ctx) {
     for (uint32_t idx : batch.selection) {
       InputRecord& rec = batch.records[idx];
       const ExprValue v = expr.Evaluate(RecordAccessor{rec, spec_.expr_fields, scratch});
-      if (!v.present) {
-        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue, AbsentMessage("value"));
+      if (!v.present || !ToValue(v, &rec.value)) {
+        ctx.out->EmitDlq(batch.partition, rec, DlqReason::kInvalidValue,
+                         v.present ? UnrepresentableMessage(v.d) : AbsentMessage("value"));
         ++ctx.counters->dlq;
         continue;
       }
-      rec.value = v.is_double ? ToInt64(v.d) : v.i;
       rec.value_absent = false;
       batch.selection[kept++] = idx;
     }

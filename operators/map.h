@@ -65,6 +65,9 @@ class Map final : public Operator {
   static std::string AbsentMessage(std::string_view name) {
     return "map value `" + std::string(name) + "` is absent (an absent field or a division by zero)";
   }
+  // The DLQ message for a record whose `value` came out a double that no
+  // int64 holds (NaN, an infinity, or beyond +-9.2e18).
+  static std::string UnrepresentableMessage(double d);
   std::string_view name() const override { return kKind; }
   void Process(RecordBatch& batch, TaskContext& ctx) override;
 

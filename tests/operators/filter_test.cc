@@ -296,5 +296,57 @@ TEST(FilterExpressionTest, DeclaredFieldsOfAUserFormat) {
   EXPECT_FALSE(Entries({"amount >= 100 and merchant == acme"}).ok());
 }
 
+// A plain `field op value` entry (the simple-predicate path, no expression
+// syntax) reads an absent optional field as the expression path does: the
+// comparison is false. It used to read 0 or "", so `amount <= 1` and
+// `merchant != acme` kept records that had neither field (a bug bash).
+TEST(FilterExpressionTest, APlainPredicateOnAnAbsentOptionalFieldIsFalse) {
+  RecordSchema schema;
+  ASSERT_TRUE(schema.Add({"merchant", ValueType::kString, "", TimestampEncoding::kEpochMillis, true}).ok());
+  ASSERT_TRUE(schema.Add({"amount", ValueType::kInt64, "", TimestampEncoding::kEpochMillis, true}).ok());
+  FieldValue absent{};
+  FieldValue zero{};
+  zero.present = true;
+  FieldValue acme{};
+  acme.str = "acme";
+  acme.len = 4;
+  acme.present = true;
+  for (const char* entry : {"amount <= 1", "amount % 2 == 0", "merchant != acme", "merchant < b"}) {
+    FilterSpec spec;
+    {
+      DeclaredFieldsScope scope(&schema);
+      auto parsed = Entries({entry});
+      ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+      spec = *parsed;
+    }
+    ASSERT_EQ(spec.all_of.size(), 1u) << entry << " takes the simple-predicate path";
+    const Filter filter(spec);
+    const FieldValue none[2] = {absent, absent};
+    InputRecord r;
+    r.fields = none;
+    EXPECT_FALSE(filter.Matches(r)) << entry << " kept a record without the field";
+    // A present empty string or 0 still compares.
+    const FieldValue empty[2] = {zero, zero};
+    r.fields = empty;
+    EXPECT_TRUE(filter.Matches(r)) << entry << " with the field present as 0 / \"\"";
+  }
+  // The same entry in parentheses (the expression path) agrees.
+  FilterSpec spec;
+  {
+    DeclaredFieldsScope scope(&schema);
+    auto parsed = Entries({"(merchant != acme)"});
+    ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+    spec = *parsed;
+  }
+  const Filter filter(spec);
+  const FieldValue none[2] = {absent, absent};
+  InputRecord r;
+  r.fields = none;
+  EXPECT_FALSE(filter.Matches(r));
+  const FieldValue other[2] = {acme, absent};
+  r.fields = other;
+  EXPECT_FALSE(filter.Matches(r));
+}
+
 }  // namespace
 }  // namespace kappa::testing

@@ -144,5 +144,39 @@ TEST(MapExpressionTest, AnAbsentValueGoesToTheDlqAndAggregatesUseTheRest) {
   EXPECT_TRUE(chain.counters.Balanced());
 }
 
+// A double value is truncated toward zero; one that no int64 holds (beyond
+// +-9.2e18, an infinity, NaN) goes to the DLQ. It used to become int64's
+// limits or 0 and enter the sums in silence (a bug bash).
+TEST(MapExpressionTest, ADoubleValueNoInt64HoldsGoesToTheDlq) {
+  auto spec = MapOf("amount_cents * 1e17");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  Chain chain({*spec, Tumbling()});
+  chain.Feed({Txn("a", "u1", kT0, 5), Txn("b", "u1", kT0 + 1, 100), Txn("c", "u1", kT0 + 2, 200),
+              Txn("d", "u1", kT0 + 3, 0), Txn("z", "u1", kT0 + 2 * kHour, 6)});
+  ASSERT_EQ(chain.out.dlq.size(), 2u);
+  EXPECT_EQ(chain.out.dlq[0].offset, 1);
+  EXPECT_EQ(chain.out.dlq[0].reason, DlqReason::kInvalidValue);
+  EXPECT_EQ(chain.out.dlq[0].message,
+            "map value `value` is 1e+19: the value aggregates use is an int64 (a double is truncated toward zero), "
+            "and no int64 holds it");
+  EXPECT_EQ(chain.out.dlq[1].offset, 2);
+  ASSERT_EQ(chain.out.emitted.size(), 1u);
+  const auto* w = AsWindow(chain.out.emitted[0]);
+  EXPECT_EQ(w->count(), 2);
+  EXPECT_EQ(w->sum(), 500'000'000'000'000'000);
+  EXPECT_TRUE(chain.counters.Balanced());
+
+  // inf - inf is NaN.
+  auto nan = MapOf("amount_cents * 1e300 * 1e300 - amount_cents * 1e300 * 1e300");
+  ASSERT_TRUE(nan.ok()) << nan.status().ToString();
+  Chain nan_chain({*nan, Tumbling()});
+  nan_chain.Feed({Txn("a", "u1", kT0, 0), Txn("b", "u1", kT0 + 1, 3), Txn("z", "u1", kT0 + 2 * kHour, 0)});
+  ASSERT_EQ(nan_chain.out.dlq.size(), 1u);
+  EXPECT_EQ(nan_chain.out.dlq[0].offset, 1);
+  EXPECT_NE(nan_chain.out.dlq[0].message.find("nan"), std::string::npos) << nan_chain.out.dlq[0].message;
+  ASSERT_EQ(nan_chain.out.emitted.size(), 1u);
+  EXPECT_EQ(AsWindow(nan_chain.out.emitted[0])->count(), 1);
+}
+
 }  // namespace
 }  // namespace kappa::testing
