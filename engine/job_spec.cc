@@ -363,6 +363,46 @@ Status CheckRepartition(const ConfigNode& ops, const JobSpec& spec) {
   return Status::OK();
 }
 
+// A declared format has no `value` unless `source.value` names one or a
+// map computes it: an operator that reads it before then (a window's sum,
+// min, max, avg or argmax, a filter on `value`) would read 0 for every
+// record, in silence.
+Status CheckValueIsSet(const ConfigNode& ops, const JobSpec& spec) {
+  if (!IsDeclaredFormat(spec.decode.format) || spec.decode.value_slot >= 0) return Status::OK();
+  std::vector<Field> fields;
+  for (size_t i = 0; i < spec.operators.size(); ++i) {
+    const OperatorSpec& op = spec.operators[i];
+    if (const auto* map = std::get_if<MapSpec>(&op)) {
+      // A map of named values only leaves the value as it was.
+      if (!map->value_expr.empty() || map->computed.empty()) return Status::OK();
+      continue;
+    }
+    std::string what;
+    if (const auto* w = std::get_if<WindowSpec>(&op); w != nullptr && w->features.empty()) {
+      // Aggregates the spec lists (by default a window fills all five, and
+      // a row's sum, min, max and avg stay 0 without a value, as the README
+      // says: refusing those specs now would break running jobs).
+      const ConfigNode* body = ops.items()[i].Find("window");
+      if (body != nullptr && body->IsMap() && body->Find("aggregates") != nullptr) {
+        for (Aggregate a : w->aggregates) {
+          if (a != Aggregate::kCount) what = "its aggregates (sum, min, max, avg)";
+        }
+      }
+      if (!w->argmax.empty()) what = "its argmax (the record holding the max value)";
+    }
+    fields.clear();
+    KindOf(op).append_fields(op, fields);
+    if (std::find(fields.begin(), fields.end(), Field::kValue) != fields.end()) what = "`value`";
+    if (!what.empty()) {
+      return ops.items()[i].Error("this operator reads " + what +
+                                  " from the record's value, which this source does not set: name a declared "
+                                  "int64 field with `source.value:`, or compute it with `map: {value: ...}` "
+                                  "before this operator (or keep `aggregates: [count]`)");
+    }
+  }
+  return Status::OK();
+}
+
 Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
   const ConfigNode* ops = root.Find("operators");
   if (ops == nullptr || !ops->IsList() || ops->size() == 0) {
@@ -407,6 +447,7 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
       if (!decoder.ok()) return first_filter->Error(decoder.status().message());
     }
   }
+  KAPPA_RETURN_IF_ERROR(CheckValueIsSet(*ops, spec));
   // A value a map names must be read after it: a name nothing reads is a
   // typo (`vaule:`) that would otherwise change nothing in silence.
   for (size_t i = 0; i < spec.operators.size(); ++i) {

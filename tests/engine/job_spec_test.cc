@@ -440,5 +440,44 @@ TEST(JobSpecTest, DlqMaxRetriesDefaultsToThreeAndIsOperational) {
   EXPECT_TRUE(Has(too_long.status().message(), ".parked")) << too_long.status().ToString();
 }
 
+// A declared format sets no value unless `source.value` names one or a map
+// computes it; a window listing sum/min/max/avg (or with argmax), or a
+// filter on `value`, before then would read 0 for every record (a bug bash
+// got rows of sum 0, min 0, max 0 over real amounts).
+TEST(JobSpecTest, ReadingTheValueOfADeclaredFormatThatSetsNoneIsRefused) {
+  auto spec_with = [](const std::string& value_line, const std::string& ops) {
+    return ParseJobSpec("job: j\nversion: 1\nsource: {topic: in, format: json, fields: {k: string, amount: int64, "
+                        "ts: timestamp}, event_time: ts" + value_line + "}\noperators:\n" + ops +
+                        "sink: {topic: out}\ndlq: {topic: d}\nlate: {topic: l}\n");
+  };
+  const std::string listed = "  - window: {size: 1s, key: k, aggregates: [count, sum, min, max, avg]}\n";
+  auto refused = spec_with("", listed);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("reads its aggregates (sum, min, max, avg) from the record's value, "
+                                            "which this source does not set"),
+            std::string::npos)
+      << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("spec:5:"), std::string::npos) << refused.status().ToString();
+  for (const std::string& ops : {std::string("  - filter: [\"value > 1\"]\n  - emit: {key: k}\n"),
+                                 std::string("  - window: {size: 1s, key: k, aggregates: [max], argmax: [amount]}\n")}) {
+    auto r = spec_with("", ops);
+    EXPECT_FALSE(r.ok()) << ops;
+    if (!r.ok()) EXPECT_NE(r.status().message().find("which this source does not set"), std::string::npos) << r.status().ToString();
+  }
+  // Set by the source, or by a map before the window: accepted.
+  EXPECT_TRUE(spec_with(", value: amount", listed).ok());
+  auto mapped = spec_with("", "  - map: {value: amount}\n" + listed);
+  EXPECT_TRUE(mapped.ok()) << mapped.status().ToString();
+  auto expr = spec_with("", "  - map: {value: \"amount * 2\"}\n" + listed);
+  EXPECT_TRUE(expr.ok()) << expr.status().ToString();
+  // A map of named values only leaves the value unset.
+  auto named = spec_with("", "  - map: {double: \"amount * 2\"}\n  - filter: [\"double > 0\"]\n" + listed);
+  EXPECT_FALSE(named.ok());
+  // Counting needs no value, and a window that lists nothing keeps working
+  // as it did (its sum, min, max and avg are 0, as the README says).
+  EXPECT_TRUE(spec_with("", "  - window: {size: 1s, key: k, aggregates: [count]}\n").ok());
+  EXPECT_TRUE(spec_with("", "  - window: {size: 1s, key: k}\n").ok());
+}
+
 }  // namespace
 }  // namespace kappa
