@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "base/clock.h"
@@ -27,7 +28,11 @@ constexpr const char* kLockTimeout = "5s";
 // CHECK, UNIQUE other than the key, foreign keys) and data exceptions (22:
 // out of range, invalid text, a timestamp outside the type's range).
 bool RowRefusal(const std::string& sqlstate) {
-  return sqlstate.size() == 5 && (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0);
+  // 54000 (program_limit_exceeded) is a row too large for the table or
+  // for the key's index (a window key over ~2.7 KB): that row would be
+  // refused on every restart.
+  return sqlstate.size() == 5 &&
+         (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0 || sqlstate == "54000");
 }
 
 // Why a failed attempt is worth waiting for, in a few words: the server
@@ -37,6 +42,21 @@ std::string Transient(const Status& st, const std::string& sqlstate) {
   std::string reason = RetryableReason(sqlstate);
   if (reason.empty() && st.code() == Status::Code::kUnavailable) reason = "unreachable";
   return reason;
+}
+
+// A key for a log line: control bytes (a NUL ended the line there) as \xNN.
+std::string PrintableKey(std::string_view key) {
+  std::string out;
+  for (unsigned char c : key) {
+    if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 void AppendInt(std::string& out, int64_t v) {
@@ -90,9 +110,15 @@ Status PostgresSink::Connect(bool with_temp_table) {
     client_.reset();
     return st;
   }
-  // Rows of an epoch wait here; ON COMMIT DELETE ROWS empties it for the next.
-  Status st = client_->Exec("CREATE TEMP TABLE IF NOT EXISTS " + std::string(kTempTable) + " (LIKE " + table_ +
-                            " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+  // Rows of an epoch wait here; ON COMMIT DELETE ROWS empties it for the
+  // next. Only the columns kappa writes, with their types: a column of the
+  // team's own (NOT NULL with a default, an identity) is the table's to
+  // fill at the upsert (LIKE copied an identity column as NOT NULL without
+  // its values, and every row was refused).
+  std::string names;
+  for (const std::string& c : columns_) names += (names.empty() ? "" : ", ") + QuoteIdentifier(c);
+  Status st = client_->Exec("CREATE TEMP TABLE IF NOT EXISTS " + std::string(kTempTable) +
+                            " ON COMMIT DELETE ROWS AS SELECT " + names + " FROM " + table_ + " WITH NO DATA")
                   .status();
   if (!st.ok()) {
     st = NameLockHolders(st, client_->last_sqlstate());
@@ -159,14 +185,44 @@ Status PostgresSink::NameLockHolders(const Status& st, const std::string& sqlsta
 
 Status PostgresSink::PrepareTables() {
   const std::string schema = PgSchemaPrefix(spec_.postgres_table);
-  std::string ddl = "BEGIN; SELECT pg_advisory_xact_lock(hashtext('kappa ddl')); ";
-  if (!schema.empty()) {
-    ddl += "CREATE SCHEMA IF NOT EXISTS " + QuoteIdentifier(schema.substr(0, schema.size() - 1)) + "; ";
+  const std::string offsets = PgOffsetsTable(spec_.postgres_table);
+  // What is there already. Tables made beforehand are used as they are: a
+  // writer role without CREATE on the schema (least privilege) is refused
+  // even a CREATE ... IF NOT EXISTS of a table that exists.
+  auto there = client_->Exec("SELECT to_regclass(" + QuoteLiteral(spec_.PostgresTable()) + ") IS NOT NULL, to_regclass(" +
+                             QuoteLiteral(offsets) + ") IS NOT NULL");
+  if (!there.ok()) return there.status();
+  const bool table_exists = !there->rows.empty() && there->rows[0][0] == "t";
+  const bool offsets_exist = !there->rows.empty() && there->rows[0][1] == "t";
+  // The version's table gone while kappa_offsets says rows were committed
+  // to it (dropped by hand, or a restore of another table): creating it
+  // empty would leave those rows missing for good, since the offsets say
+  // they are written and the job would not write them again.
+  if (!table_exists && offsets_exist) {
+    auto committed = client_->Exec("SELECT count(*), coalesce(sum(next_offset), 0) FROM " + offsets +
+                                   " WHERE job = " + QuoteLiteral(spec_.job) + " AND version = " + version_text_ +
+                                   " AND next_offset > 0");
+    if (!committed.ok()) return committed.status();
+    if (!committed->rows.empty() && committed->rows[0][0] != "0") {
+      return Status::FailedPrecondition(
+          "PostgreSQL table " + spec_.PostgresTable() + " does not exist, but " + offsets + " says " + spec_.job +
+          " v" + version_text_ + " committed rows to it (" + committed->rows[0][1] +
+          " input records over " + committed->rows[0][0] +
+          " partitions): the table was dropped or the database restored without it, and a new empty table "
+          "would stay without those rows. Restore the table; or, to write it again from the start, run `DELETE "
+          "FROM " + offsets + " WHERE job = " + QuoteLiteral(spec_.job) + " AND version = " + version_text_ +
+          "` and start the job with --reset-state");
+    }
   }
-  ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; ";
+  std::string ddl = "BEGIN; SELECT pg_advisory_xact_lock(hashtext('kappa ddl')); ";
+  if (!table_exists || !offsets_exist) {
+    if (!schema.empty()) {
+      ddl += "CREATE SCHEMA IF NOT EXISTS " + QuoteIdentifier(schema.substr(0, schema.size() - 1)) + "; ";
+    }
+    ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; ";
+  }
   // kappa_offsets of a kappa before the refused rows were counted there:
   // the column once, not an ALTER (and its exclusive lock) at every start.
-  const std::string offsets = PgOffsetsTable(spec_.postgres_table);
   ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + QuoteLiteral(offsets) +
          "::regclass AND attname = 'rejected' AND NOT attisdropped) THEN ALTER TABLE " + offsets +
          " ADD COLUMN rejected bigint NOT NULL DEFAULT 0; END IF; END $$; COMMIT";
@@ -181,7 +237,8 @@ Status PostgresSink::PrepareTables() {
   // be this spec's.
   const std::string schema_name = schema.empty() ? "current_schema()" : QuoteLiteral(schema.substr(0, schema.size() - 1));
   auto existing = client_->Exec(
-      "SELECT column_name, data_type, is_nullable, column_default IS NOT NULL FROM information_schema.columns "
+      "SELECT column_name, data_type, is_nullable, column_default IS NOT NULL OR is_identity = 'YES' OR "
+      "is_generated = 'ALWAYS' FROM information_schema.columns "
       "WHERE table_schema = " + schema_name + " AND table_name = " + QuoteLiteral(PgBareName(spec_.PostgresTable())));
   if (!existing.ok()) return existing.status();
   std::unordered_map<std::string, std::string> types;
@@ -205,6 +262,20 @@ Status PostgresSink::PrepareTables() {
           " (`kappa schema SPEC` prints the table it expects); drop or fix the table, or name another "
           "sink.postgres.table");
     }
+  }
+  // The upsert needs a unique index on kappa_key alone (a table made
+  // beforehand without one failed at the first commit, after the whole
+  // first interval had been read).
+  auto unique = client_->Exec(
+      "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+      "WHERE i.indrelid = " + QuoteLiteral(spec_.PostgresTable()) + "::regclass AND i.indisunique AND "
+      "i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'kappa_key'");
+  if (!unique.ok()) return unique.status();
+  if (unique->rows.empty() || unique->rows[0][0] == "0") {
+    return Status::FailedPrecondition("PostgreSQL table " + spec_.PostgresTable() +
+                                      " has no unique index on kappa_key alone, which kappa's upsert (INSERT ... ON "
+                                      "CONFLICT (kappa_key)) needs: `ALTER TABLE " + spec_.PostgresTable() +
+                                      " ADD PRIMARY KEY (kappa_key)`, or drop the table and let kappa create it");
   }
   // Now that the table exists, a connection with the temporary table.
   return Connect(/*with_temp_table=*/true);
@@ -292,16 +363,40 @@ Status PostgresSink::UpsertOffsets(int64_t epoch, const std::vector<std::pair<in
 }
 
 Status PostgresSink::InsertRowByRow() {
+  // By halves: a range of rows goes in under a savepoint with one COPY and
+  // one upsert, and only a range the database refuses is split, down to the
+  // refused rows themselves. The temporary table is truncated after each
+  // range, so an upsert reads its own range only. (One row at a time with a
+  // DELETE after each left every earlier row dead in the table to be read
+  // again: 16,000 rows with one refused took a minute, and a stop waited.)
   std::vector<std::pair<size_t, std::string>> refused;
-  for (size_t i = 0; i < rows_.size(); ++i) {
-    KAPPA_RETURN_IF_ERROR(client_->Exec("SAVEPOINT kappa_row").status());
-    auto copied = client_->CopyInText(kTempTable, columns_, rows_[i].line);
+  std::vector<std::pair<size_t, size_t>> pending{{0, rows_.size()}};  // [begin, end), the next on top
+  std::string data;
+  while (!pending.empty()) {
+    if (stop_.stop_requested()) {
+      return Status::Aborted("stopping while PostgreSQL refused a row of the epoch; the epoch was not committed "
+                             "and the last checkpoint is intact");
+    }
+    const auto [begin, end] = pending.back();
+    pending.pop_back();
+    data.clear();
+    for (size_t i = begin; i < end; ++i) data += rows_[i].line;
+    KAPPA_RETURN_IF_ERROR(client_->Exec("SAVEPOINT kappa_rows").status());
+    auto copied = client_->CopyInText(kTempTable, columns_, data);
     Status st = copied.ok() ? client_->Exec(upsert_sql_).status() : copied.status();
-    if (st.ok()) st = client_->Exec("DELETE FROM " + std::string(kTempTable) + "; RELEASE SAVEPOINT kappa_row").status();
+    if (st.ok()) {
+      st = client_->Exec("TRUNCATE " + std::string(kTempTable) + "; RELEASE SAVEPOINT kappa_rows").status();
+    }
     if (st.ok()) continue;
     if (!RowRefusal(client_->last_sqlstate())) return st;
-    refused.emplace_back(i, st.message());
-    KAPPA_RETURN_IF_ERROR(client_->Exec("ROLLBACK TO SAVEPOINT kappa_row").status());
+    KAPPA_RETURN_IF_ERROR(client_->Exec("ROLLBACK TO SAVEPOINT kappa_rows").status());
+    if (end - begin == 1) {
+      refused.emplace_back(begin, st.message());
+      continue;
+    }
+    const size_t mid = begin + (end - begin) / 2;
+    pending.emplace_back(mid, end);  // the first half is tried first: refusals in row order
+    pending.emplace_back(begin, mid);
   }
   if (refused.empty()) return Status::OK();
   for (const auto& [i, message] : refused) {
@@ -320,7 +415,7 @@ Status PostgresSink::InsertRowByRow() {
   Note(NoteLevel::kWarning, "PostgreSQL refused " + std::to_string(refused.size()) + " of " +
                                 std::to_string(rows_.size()) + " rows for " + spec_.PostgresTable() + "; they went to " +
                                 spec_.dlq_topic + " (error type SinkRejected); the first: key " +
-                                rows_[refused[0].first].key + ": " + refused[0].second);
+                                PrintableKey(rows_[refused[0].first].key) + ": " + refused[0].second);
   return Status::OK();
 }
 
@@ -395,6 +490,7 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
     if (sqlstate == "55P03" && client_ != nullptr) {
       reason = "waiting for a lock on " + spec_.PostgresTable() + " held by " + LockHolders();
     }
+    if (st.code() == Status::Code::kAborted && stop_.stop_requested()) return st;
     if (reason.empty()) {
       const std::string text = "writing epoch " + std::to_string(epoch) + " to PostgreSQL table " +
                                    spec_.PostgresTable() + ": " + st.message() +

@@ -9,10 +9,12 @@
 #include <signal.h>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "kafka/kafka_producer.h"
 #include "schemas/dlq_record_generated.h"
 #include "tests/postgres/pg_sink_util.h"
 
@@ -395,6 +397,126 @@ TEST_F(PostgresSinkTest, AStateAheadOfTheDatabaseIsRefusedAndResetStateRebuildsI
   EXPECT_NE(err.find("missing from pgs_ahead_v1"), std::string::npos) << err;
   ASSERT_EQ(Run(spec, &err, {"--reset-state"}), 0) << err;
   ExpectTableEquals("pgs_ahead_v1", reference);
+}
+
+// A job over JSON records of `keys` users, one hour of event time, whose
+// window rows go to `table` (kappa creates it): `extra` more records first.
+std::string JsonStory(const ScratchDir& dir, const std::string& name, const std::string& dsn, const std::string& table,
+                      int keys, const std::vector<std::string>& extra, const std::function<void(const std::string&, const std::string&)>& produce) {
+  for (const std::string& json : extra) produce(name + "-in", json);
+  for (int i = 0; i < keys; ++i) {
+    produce(name + "-in", R"({"user_id":"u)" + std::to_string(i) + R"(","t":)" +
+                              std::to_string(1767225600000 + i) + R"(,"price":)" + std::to_string(i) + "}");
+  }
+  std::string path = WriteJsonJobSpec(dir, name, "{user_id: string, price: int64, t: timestamp}",
+                                      "  - window: {type: tumbling, size: 1h, key: user_id, features: {n: count, "
+                                      "s: sum(price)}}\n");
+  std::string text = ReadFile(path);
+  const std::string old_sink = "sink: {topic: " + name + "-out}";
+  text.replace(text.find(old_sink), old_sink.size(), "sink: " + PostgresSinkValue(dsn, table));
+  std::ofstream(path) << text;
+  return path;
+}
+
+// A row the database refuses for its size (a window key past what the
+// primary key's index holds, SQLSTATE 54000) goes to the DLQ like any other
+// refused row; the job used to stop at it on every start. The refused row
+// is found among 3,000 by halves (one at a time, with a DELETE after each,
+// took minutes for such an epoch).
+TEST_F(PostgresSinkTest, ARowTooLargeForTheKeysIndexGoesToTheDlqAndTheRestIsWritten) {
+  Forget("pgs-long", "pgs_long_v1");
+  for (const char* t : {"pgs-long-in", "pgs-long.dlq", "pgs-long.late"}) CreateTopic(t, 1);
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  // Letters that do not compress (PostgreSQL compresses an index entry
+  // before it measures it).
+  std::string long_user;
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 4000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    long_user += static_cast<char>('a' + x % 26);
+  }
+  ScratchDir dir("pg-long");
+  const std::string spec = JsonStory(
+      dir, "pgs-long", dsn_, "pgs_long", 3000,
+      {R"({"user_id":")" + long_user + R"(","t":1767225600500,"price":1})"},
+      [&](const std::string& topic, const std::string& json) { ASSERT_TRUE((*producer)->Produce(topic, 0, "k", json).ok()); });
+  ASSERT_TRUE((*producer)->CloseEpoch(30000)(nullptr).ok());
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("PostgreSQL refused 1 of 3001 rows"), std::string::npos) << err;
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_long_v1"), 3000);
+  int refused = 0;
+  auto st = ReadTopic(Config(), "pgs-long.dlq", [&](const ConsumedRecord& r) {
+    const std::string bytes(r.value);
+    auto* d = schema::GetDlqRecord(bytes.data());
+    EXPECT_EQ(d->error_type(), schema::DlqErrorType::SinkRejected);
+    EXPECT_NE(d->error_message()->str().find("54000"), std::string::npos) << d->error_message()->str();
+    EXPECT_EQ(std::string(r.key).substr(0, long_user.size()), long_user);
+    ++refused;
+  });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(refused, 1);
+}
+
+// The version's table dropped while kappa_offsets says rows were committed
+// to it: a restart refuses, naming the way to write it again (it created an
+// empty table and said "stopped cleanly", and --reset-state wrote nothing,
+// since the offsets said every row was there).
+TEST_F(PostgresSinkTest, ADroppedTableIsRefusedNotMadeAgainEmpty) {
+  ScratchDir dir("pg-dropped");
+  TopicContents reference;
+  const std::string spec = Story("pgs-dropped", "pgs_dropped", 15, dir, &reference);
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ASSERT_TRUE(pg_->Exec("DROP TABLE pgs_dropped_v1").ok());
+  EXPECT_EQ(Run(spec, &err), 1) << err;
+  EXPECT_NE(err.find("pgs_dropped_v1 does not exist, but \"kappa_offsets\" says pgs-dropped v1 committed rows to it"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pg_class WHERE relname = 'pgs_dropped_v1'"), 0) << "not made again";
+  // What the message says to do writes it again.
+  const std::string advice = "DELETE FROM \"kappa_offsets\" WHERE job = 'pgs-dropped' AND version = 1";
+  ASSERT_NE(err.find(advice), std::string::npos) << err;
+  ASSERT_TRUE(pg_->Exec(advice).ok());
+  ASSERT_EQ(Run(spec, &err, {"--reset-state"}), 0) << err;
+  ExpectTableEquals("pgs_dropped_v1", reference);
+}
+
+// Tables made beforehand: without a unique index on kappa_key the upsert
+// cannot run (refused at the start now, not at the first commit); an
+// identity column of the team's own is fine (it was refused as NOT NULL
+// without a default); and a writer role without CREATE on the schema uses
+// them (it was refused by the CREATE ... IF NOT EXISTS kappa always ran).
+TEST_F(PostgresSinkTest, TablesMadeBeforehandNeedAUniqueKeyAndNoCreatePrivilege) {
+  Forget("pgs-made", "pgs_made_v1");
+  Produce("pgs-made-in", 7, 300);
+  ScratchDir dir("pg-made");
+  const SpecOptions o = Options("pgs-made", "pgs-made-in", dir, "state");
+  const std::string spec = FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_made"));
+  std::string ddl, err;
+  ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
+  ASSERT_TRUE(pg_->Exec(ddl + "; ALTER TABLE pgs_made_v1 DROP CONSTRAINT pgs_made_v1_pkey").ok()) << ddl;
+  EXPECT_EQ(Run(spec, &err), 1) << err;
+  EXPECT_NE(err.find("has no unique index on kappa_key alone"), std::string::npos) << err;
+  ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_made_v1 ADD PRIMARY KEY (kappa_key); "
+                        "ALTER TABLE pgs_made_v1 ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY")
+                  .ok());
+  // A role that may only read and write these two tables.
+  ASSERT_TRUE(pg_->Exec("DROP ROLE IF EXISTS pgs_writer; CREATE ROLE pgs_writer LOGIN PASSWORD 'w'; "
+                        "REVOKE CREATE ON SCHEMA public FROM PUBLIC; "
+                        "GRANT SELECT, INSERT, UPDATE, DELETE ON pgs_made_v1, kappa_offsets TO pgs_writer")
+                  .ok());
+  std::string writer_dsn = dsn_;
+  writer_dsn.replace(writer_dsn.find("user=kappa"), std::string("user=kappa").size(), "user=pgs_writer");
+  writer_dsn.replace(writer_dsn.find("password="), std::string::npos, "password=w");
+  const std::string writer_spec = FeatureSpec(dir, "pg-writer", o, PostgresSinkValue(writer_dsn, "pgs_made"));
+  EXPECT_EQ(Run(writer_spec, &err), 0) << err;
+  EXPECT_GT(CountOf(*pg_, "SELECT count(*) FROM pgs_made_v1 WHERE id IS NOT NULL"), 0) << err;
+  ASSERT_TRUE(pg_->Exec("REASSIGN OWNED BY pgs_writer TO kappa; DROP OWNED BY pgs_writer; DROP ROLE pgs_writer").ok());
 }
 
 }  // namespace
