@@ -381,7 +381,13 @@ void RowEncoder::Double(double v) {
         out_.append("null");  // JSON has no NaN or infinity
       } else {
         char buf[32];
-        out_.append(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
+        // The shortest text, except that a whole number beyond int64
+        // (27670116110564327424) would read back as an integer no reader
+        // holds: those are written with an exponent (2.7670116110564327e+19).
+        const bool beyond_int64 = std::fabs(v) >= 9223372036854775808.0;
+        out_.append(buf, (beyond_int64 ? std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific)
+                                       : std::to_chars(buf, buf + sizeof(buf), v))
+                             .ptr);
       }
       break;
     }
