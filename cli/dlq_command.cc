@@ -336,6 +336,8 @@ int Replay(int argc, char** argv) {
       "and its first failure time; past the spec's dlq.max_retries (default 3) it goes to <dlq>.parked.\n"
       "Truncated DLQ records (too large to keep whole) are refused and named on stderr at every run (their\n"
       "bytes are not in the DLQ, re-produce them from their origin); they do not change the exit status.\n"
+      "SinkRejected records (output rows the PostgreSQL sink refused) are not source records: they are left\n"
+      "where they are and counted on stderr.\n"
       "The retry headers are read from Kafka: a re-injected record read back from a log archive (which keeps\n"
       "no headers) counts as a first failure.\n\n"
       "Idempotent: the DLQ offsets re-injected are recorded per DLQ partition in the compacted control topic\n"
@@ -387,7 +389,8 @@ int Replay(int argc, char** argv) {
   // What to inject, in DLQ order.
   std::vector<DlqEntry> selected;
   std::vector<std::string> refused;
-  int64_t skipped_done = 0, filtered = 0, undecodable = 0;
+  int64_t skipped_done = 0, filtered = 0, undecodable = 0, sink_rows = 0;
+  std::string first_sink_row;
   // Source records re-injected already: through a DLQ record marked by an
   // earlier run, or one selected in this one.
   std::set<std::tuple<std::string, int32_t, int64_t>> reinjected;
@@ -401,6 +404,15 @@ int Replay(int argc, char** argv) {
         }
         if ((type && e.record->error_type() != *type) || e.last_failure_ms() < since) {
           ++filtered;
+          return;
+        }
+        if (e.record->error_type() == schema::DlqErrorType::SinkRejected) {
+          // An output row PostgreSQL refused: its payload is the row's text,
+          // not a source record (a bug bash: re-injected, it came back as
+          // an Undecodable record of the source, and the row never reached
+          // the table).
+          ++sink_rows;
+          if (first_sink_row.empty()) first_sink_row = e.where(topic);
           return;
         }
         if (e.record->truncated()) {
@@ -439,6 +451,14 @@ int Replay(int argc, char** argv) {
                  "kappa dlq replay: refused %s: truncated in the DLQ, its original bytes are gone; re-produce it "
                  "from its origin (payload_xxh3 in `kappa dlq show` identifies it)\n",
                  r.c_str());
+  }
+  if (sink_rows > 0) {
+    std::fprintf(stderr,
+                 "kappa dlq replay: left %lld SinkRejected records (the first: %s): they are output rows the "
+                 "PostgreSQL sink refused, not source records, and re-injecting them would feed the job its own "
+                 "output; fix what refused them (the table's constraint, a column's type) and write them to the "
+                 "table yourself (`kappa dlq show` prints each row and the database's message)\n",
+                 static_cast<long long>(sink_rows), first_sink_row.c_str());
   }
   // ", N more DLQ records of the same source records ..." when there are.
   auto twins_text = [&] {

@@ -337,6 +337,15 @@ TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
   EXPECT_EQ(out.find("PostgreSQL refused"), std::string::npos) << "none this run: " << out;
   EXPECT_EQ(MetricsField(ReadFile(o.state_dir + "/metrics.json"), "sink_rejected"), big);
   EXPECT_EQ(CountOf(*pg_, "SELECT sum(rejected) FROM kappa_offsets WHERE job = 'pgs-check'"), big);
+  // `kappa dlq replay` leaves them: they are output rows, not source
+  // records (re-injected, each came back as an Undecodable source record).
+  ASSERT_EQ(RunKappa({"dlq", "replay", "pgs-check.dlq", "--to", "pgs-check-in", "-b", bootstrap(), "--error-type",
+                      "SinkRejected"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_NE(out.find(": 0 records re-injected"), std::string::npos) << out;
+  EXPECT_NE(err.find("left " + std::to_string(big) + " SinkRejected records"), std::string::npos) << err;
 }
 
 // A kappa_offsets made by a kappa before it counted refused rows there
