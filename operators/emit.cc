@@ -76,8 +76,28 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
   OutputCollector* const out = ctx.out;
   const int32_t partition = batch.partition;
   const InputRecord* const records = batch.records.data();
+  // A row's field declared optional and absent in a record: the row has no
+  // null, and a 0 in its place would be taken for a value (a bug bash), so
+  // the record is a dead letter, as for a window feature over it.
+  bool row_declared = false;
+  for (size_t i = 0; i < row_count; ++i) row_declared |= IsDeclaredField(row_fields[i]);
+  int64_t dead = 0;
   for (uint32_t idx : batch.selection) {
     const InputRecord& rec = records[idx];
+    if (row_declared) [[unlikely]] {
+      const Field* absent = nullptr;
+      for (size_t i = 0; i < row_count && absent == nullptr; ++i) {
+        if (DeclaredAbsent(rec, row_fields[i])) absent = &row_fields[i];
+      }
+      if (absent != nullptr) {
+        out->EmitDlq(partition, rec, DlqReason::kMissingField,
+                     "emit row field `" + std::string(FieldName(*absent)) +
+                         "` is absent in this record (declared optional): a row has no null, and a 0 would read "
+                         "as a value");
+        ++dead;
+        continue;
+      }
+    }
     if (offset_key) {
       // "<partition>|<offset>": names exactly one input record.
       char* const p = std::to_chars(offset_at, offset_key_text + sizeof(offset_key_text), rec.offset).ptr;
@@ -100,9 +120,10 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
   }
   // Counted once per batch: the collector call could alias the counters,
   // which would force two memory increments per record.
-  const auto n = static_cast<int64_t>(batch.selection.size());
+  const auto n = static_cast<int64_t>(batch.selection.size()) - dead;
   ctx.counters->out += n;
   ctx.counters->outputs += n;
+  ctx.counters->dlq += dead;
 }
 
 }  // namespace kappa

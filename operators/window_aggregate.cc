@@ -257,6 +257,7 @@ WindowAggregate::WindowAggregate(const WindowSpec& spec, const std::string& stat
     : spec_(spec),
       slide_ms_(spec.kind == WindowSpec::Kind::kTumbling ? spec.size_ms : spec.slide_ms),
       fbb_(std::make_unique<flatbuffers::FlatBufferBuilder>(256)) {
+  for (Field f : spec_.argmax) argmax_declared_ |= IsDeclaredField(f);
   needs_value_ = !spec_.argmax.empty() || std::any_of(spec_.aggregates.begin(), spec_.aggregates.end(),
                                                       [](Aggregate a) { return a != Aggregate::kCount; });
   if (!spec_.features.empty()) {
@@ -371,6 +372,24 @@ void WindowAggregate::ProcessWith(KeyedState<A>* table, RecordBatch& batch, Task
         continue;
       }
     } else {
+      if (argmax_declared_) [[unlikely]] {
+        const Field* absent = nullptr;
+        for (const Field& f : spec_.argmax) {
+          if (DeclaredAbsent(rec, f)) {
+            absent = &f;
+            break;
+          }
+        }
+        if (absent != nullptr) {
+          // Read as 0 it would win the smallest-values tie-break in silence.
+          ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
+                           "the window's argmax field `" + std::string(FieldName(*absent)) +
+                               "` is absent in this record (declared optional): a 0 in its place would be taken "
+                               "for a value");
+          ++ctx.counters->dlq;
+          continue;
+        }
+      }
       if (rec.value_absent && needs_value_) {
         ctx.out->EmitDlq(batch.partition, rec, DlqReason::kMissingField,
                          "the window's " + std::string(spec_.argmax.empty() ? "sum/min/max/avg" : "argmax") +

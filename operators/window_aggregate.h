@@ -159,6 +159,7 @@ class WindowAggregate final : public Operator {
   // sum, min, max, avg or argmax asked for: a record whose value is absent
   // (InputRecord::value_absent) is a dead letter, not a 0.
   bool needs_value_ = false;
+  bool argmax_declared_ = false;  // some argmax field is declared (and may be absent)
   // Exactly one is set: Accumulators, or ArgmaxAccumulators with `argmax`.
   KeyedState<Accumulator>* windows_ = nullptr;
   KeyedState<ArgmaxAccumulator>* argmax_windows_ = nullptr;

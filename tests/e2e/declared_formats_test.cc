@@ -444,6 +444,74 @@ TEST_F(DeclaredFormatsTest, AWindowsSumOverAnAbsentOptionalValueIsADeadLetter) {
       "in 3 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 1");
 }
 
+// An emit row or a window's argmax over an optional field a record lacks:
+// a Row has no null, and the 0 written in its place read as a value (and
+// won argmax's smallest-values tie-break). Such a record is a dead letter,
+// as for a window feature over the field (a bug bash).
+TEST_F(DeclaredFormatsTest, AnEmitRowOrArgmaxOverAnAbsentOptionalFieldIsADeadLetter) {
+  for (const char* t : {"er-in", "er-out.v1", "er.dlq", "er.late", "am-in", "am-out.v1", "am.dlq", "am.late"}) {
+    CreateTopic(t, 1);
+  }
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    for (const char* topic : {"er-in", "am-in"}) {
+      for (const char* json : {R"({"user_id":"A","t":1767225600001,"price":5,"seller":7})",
+                               R"({"user_id":"A","t":1767225600002,"price":5})",
+                               R"({"user_id":"A","t":1767225600003,"price":5,"seller":null})",
+                               R"({"user_id":"A","t":1767225600004,"price":3,"seller":1})"}) {
+        ASSERT_TRUE((*producer)->Produce(topic, 0, "k", json).ok());
+      }
+    }
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  ScratchDir dir("declared-optional-row");
+  const std::string fields =
+      "{user_id: string, price: int64, seller: {type: int64, optional: true}, t: timestamp}\n  value: price";
+  auto run = [&](const std::string& name, const std::string& operators) {
+    const std::string spec = WriteJsonJobSpec(dir, name, fields, operators);
+    std::string out, err;
+    ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms",
+                        "0"},
+                       &out, &err),
+              0)
+        << err;
+    EXPECT_NE((out + err).find("in 4 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos)
+        << name << "\n" << out << err;
+  };
+  auto dlq_messages = [&](const std::string& topic) {
+    std::vector<std::string> messages;
+    auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord& r) {
+      const std::string bytes(r.value);
+      const auto* d = schema::GetDlqRecord(bytes.data());
+      messages.push_back(std::string(schema::EnumNameDlqErrorType(d->error_type())) + ": " +
+                         d->error_message()->str());
+    });
+    EXPECT_TRUE(read.ok()) << read.status().ToString();
+    return messages;
+  };
+  run("er", "  - emit: {key: user_id, row: [price, seller]}\n");
+  EXPECT_EQ(ReadOutputs(Config(), "er-out.v1").rows.size(), 1u) << "both rows keyed A: the last one stays";
+  for (const std::string& m : dlq_messages("er.dlq")) {
+    EXPECT_NE(m.find("MissingField: emit row field `seller` is absent in this record"), std::string::npos) << m;
+  }
+  run("am", "  - window: {type: tumbling, size: 1h, key: user_id, aggregates: [count, max], argmax: [seller]}\n");
+  const TopicContents rows = ReadOutputs(Config(), "am-out.v1");
+  ASSERT_EQ(rows.rows.size(), 1u);
+  const std::string bytes = rows.rows.begin()->second.value;
+  const auto* w = schema::GetWindowAggregate(bytes.data());
+  EXPECT_EQ(w->count(), 2);
+  EXPECT_EQ(w->max(), 5);
+  ASSERT_NE(w->argmax(), nullptr);
+  EXPECT_EQ(w->argmax()->Get(0), 7) << "the records without a seller read as 0 and won the tie";
+  const auto messages = dlq_messages("am.dlq");
+  EXPECT_EQ(messages.size(), 2u);
+  for (const std::string& m : messages) {
+    EXPECT_NE(m.find("MissingField: the window's argmax field `seller` is absent in this record"), std::string::npos)
+        << m;
+  }
+}
+
 // A bug bash: a window keyed by an optional field merged every record
 // without it (absent, null) with those whose value is "" into one key "".
 // Such a record is a dead letter, in the tumbling and the rolling window;
