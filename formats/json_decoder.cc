@@ -174,6 +174,81 @@ struct JsonDecoder::Impl {
     return nullptr;
   }
 
+  // A value no declared field reads. On-Demand would skip it unparsed, so a
+  // record like `{"id":"a","status":approved}` passed as valid and was copied
+  // to the sink (a bug bash; the README says a record that does not parse
+  // goes to the DLQ). Each scalar is parsed as its type says; a string is
+  // unescaped only when it has an escape to check.
+  bool CheckUnread(od::value v, int depth = 0) {
+    od::json_type t;
+    if (auto e = v.type().get(t)) return Undecodable(e);
+    auto bad = [&](simdjson::error_code e) {
+      const std::string_view token = v.raw_json_token();
+      return Undecodable("not valid JSON in a field the job does not read (`" + Excerpt(token) +
+                         "`): " + simdjson::error_message(e));
+    };
+    switch (t) {
+      case od::json_type::object: {
+        od::object o;
+        if (auto e = v.get_object().get(o)) return Undecodable(e);
+        for (auto item : o) {
+          od::field f;
+          if (auto e = std::move(item).get(f)) return Undecodable(e);
+          if (HasEscapes(f.key())) {
+            std::string_view key;
+            if (auto e = f.unescaped_key().get(key)) return Undecodable(e);
+          }
+          if (!CheckUnread(f.value(), depth + 1)) return false;
+        }
+        return true;
+      }
+      case od::json_type::array: {
+        od::array a;
+        if (auto e = v.get_array().get(a)) return Undecodable(e);
+        for (auto item : a) {
+          od::value element;
+          if (auto e = std::move(item).get(element)) return Undecodable(e);
+          if (!CheckUnread(element, depth + 1)) return false;
+        }
+        return true;
+      }
+      case od::json_type::string: {
+        const std::string_view raw = v.raw_json_token();
+        if (raw.find('\\') == std::string_view::npos) return true;
+        std::string_view text;
+        if (auto e = v.get_string().get(text)) return bad(e);
+        return true;
+      }
+      case od::json_type::number: {
+        od::number n;
+        if (auto e = v.get_number().get(n)) {
+          // An integer beyond 64 bits is JSON all the same.
+          std::string_view digits = v.raw_json_token();
+          while (!digits.empty() && (digits.back() == ' ' || digits.back() == '\n' || digits.back() == '\r' ||
+                                     digits.back() == '\t')) {
+            digits.remove_suffix(1);
+          }
+          if (!digits.empty() && digits.front() == '-') digits.remove_prefix(1);
+          const bool integer = digits.size() > 1 && digits.front() != '0' &&
+                               digits.find_first_not_of("0123456789") == std::string_view::npos;
+          if (!integer) return bad(e);
+        }
+        return true;
+      }
+      case od::json_type::boolean: {
+        bool b;
+        if (auto e = v.get_bool().get(b)) return bad(e);
+        return true;
+      }
+      case od::json_type::null: {
+        bool null = false;
+        if (auto e = v.is_null().get(null); e || !null) return bad(e ? e : simdjson::N_ATOM_ERROR);
+        return true;
+      }
+    }
+    return true;
+  }
+
   bool VisitObject(od::object& obj, const Node& node) {
     for (auto item : obj) {
       od::field field;
@@ -186,7 +261,11 @@ struct JsonDecoder::Impl {
         if (auto e = field.unescaped_key().get(unescaped)) return Undecodable(e);
         child = MatchUnescaped(node, unescaped);
       }
-      if (child == nullptr) continue;  // skipped, unparsed, when the loop moves on
+      if (child == nullptr) {
+        // Not read, but part of the record: it must be JSON too.
+        if (!CheckUnread(field.value())) return false;
+        continue;
+      }
       od::value& v = field.value();
       if (child->slot >= 0) {
         if (!ReadValue(v, child->slot)) return false;
