@@ -335,7 +335,7 @@ class PlanBuilder {
         if (N(b).kind == WKind::kNull) {
           u.subs.push_back(Reader{Op::kNull, Conv::kVarintToInt64, b, slot, {}, {}});
         } else if (ConvFor(b, slot, &conv)) {
-          if (conv == Conv::kEnumToString) CheckEnumLiterals(b, slot);
+          CheckEnum(conv, b, slot);
           u.subs.push_back(Reader{Op::kLeaf, conv, b, slot, {}, {}});
           usable = true;
         } else {
@@ -356,8 +356,23 @@ class PlanBuilder {
             Field(slot) + ": expected " + Expected(slot) + ", " + Id() + " has " + TypeName(plan_->nodes, node));
       return Reader{Op::kSkip, Conv::kVarintToInt64, node, -1, {}, {}};
     }
-    if (conv == Conv::kEnumToString) CheckEnumLiterals(node, slot);
+    CheckEnum(conv, node, slot);
     return Reader{Op::kLeaf, conv, node, slot, {}, {}};
+  }
+
+  // An enum read into a declared field: as its symbol, checked against the
+  // filters' literals; as an int64 it stops the job. The index is the
+  // writer schema's: a symbol added before others (a compatible change,
+  // Avro matches enums by name) gives the same symbol another number, and a
+  // replay from the start read two numbers for one value without a sign (a
+  // bug bash).
+  void CheckEnum(Conv conv, int node, int slot) {
+    if (conv == Conv::kEnumToString) CheckEnumLiterals(node, slot);
+    if (conv == Conv::kEnumToInt64 && plan_->fatal.empty()) {
+      plan_->fatal = Field(slot) + " is declared int64 but " + Id() + " has " + TypeName(plan_->nodes, node) +
+                     ": an enum's number is its index in each writer schema, which changes as symbols are added; "
+                     "declare the field `string` (the symbol), which reads the same in every writer schema";
+    }
   }
 
   void CheckEnumLiterals(int node, int slot) {
@@ -766,10 +781,6 @@ struct AvroDecoder::Impl {
         Result<std::string> text = registry->SchemaById(id);
         if (text.ok()) {
           plan = BuildPlan(id, *text);
-          if (!plan->fatal.empty()) {
-            last_fatal = Status::FailedPrecondition(plan->fatal);
-            return nullptr;
-          }
         } else if (text.status().code() == Status::Code::kNotFound) {
           plan = UnknownPlan(id, " (the schema registry at " + registry->url() + " has no such schema)");
         } else {
@@ -778,6 +789,11 @@ struct AvroDecoder::Impl {
         }
       }
       it = plans.emplace(id, std::move(plan)).first;
+    }
+    // The spec does not fit this writer schema (also one given at the start).
+    if (!it->second->fatal.empty()) {
+      last_fatal = Status::FailedPrecondition(it->second->fatal);
+      return nullptr;
     }
     last_plan = it->second.get();
     return last_plan;

@@ -26,7 +26,8 @@
 //    to newer writers, with or without defaults, change nothing).
 //  - Types: int/long -> int64 (also double: Avro's promotion); float/double ->
 //    double; boolean -> bool; string/bytes -> string (pointing into the
-//    payload); enum -> string (the symbol) or int64 (its index);
+//    payload); enum -> string (the symbol; declared int64 it stops the job:
+//    an index is its writer schema's, and changes as symbols are added);
 //    timestamp: long with logicalType timestamp-millis / timestamp-micros
 //    (or local-timestamp-*) in ms whatever the declared encoding (the
 //    writer's annotation wins); a plain int/long read by the declared

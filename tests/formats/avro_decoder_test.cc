@@ -213,11 +213,11 @@ TEST(AvroDecoderTest, ASteadyStreamCostsNoAllocation) {
   EXPECT_EQ(decoded, 2000);
 }
 
-TEST(AvroDecoderTest, EnumAsIndexAndTimestampFromAPlainLong) {
+TEST(AvroDecoderTest, AnEnumDeclaredInt64StopsAndATimestampReadsFromAPlainLong) {
   const auto txns = Generate(50);
   const auto encoded = EncodeAll(txns, 3);
   // amount.cents is a plain long: as a timestamp it is read by the declared encoding.
-  auto decoder = WithSchemas(Schema({F("status", ValueType::kInt64), Ts("us", "amount.cents", TimestampEncoding::kEpochMicros),
+  auto decoder = WithSchemas(Schema({F("status", ValueType::kString), Ts("us", "amount.cents", TimestampEncoding::kEpochMicros),
                                      F("cents_d", ValueType::kDouble, "user.country", true)}),
                              {{3, kPayment()}});
   ASSERT_TRUE(decoder);
@@ -230,14 +230,25 @@ TEST(AvroDecoderTest, EnumAsIndexAndTimestampFromAPlainLong) {
     EXPECT_EQ(error.path, "user.country");
     EXPECT_NE(error.message.find("writer schema 3 has string"), std::string::npos) << error.message;
   }
-  decoder = WithSchemas(Schema({F("status", ValueType::kInt64), Ts("us", "amount.cents", TimestampEncoding::kEpochMicros)}),
+  decoder = WithSchemas(Schema({F("status", ValueType::kString), Ts("us", "amount.cents", TimestampEncoding::kEpochMicros)}),
                         {{3, kPayment()}});
   for (size_t i = 0; i < txns.size(); ++i) {
     ASSERT_TRUE(decoder->Decode(Raw(encoded[i]), out, &error)) << error.message;
-    EXPECT_EQ(out[0].i, txns[i].status);
     const int64_t c = txns[i].amount_cents;
     EXPECT_EQ(out[1].i, c >= 0 ? c / 1000 : -((-(c + 1)) / 1000) - 1);
   }
+  // An enum declared int64 read its index in the writer schema: a symbol
+  // added before the others (a compatible change) gave the same symbol
+  // another number in the records after it (a bug bash). It stops the job
+  // at the first record of such a writer schema, saying to declare it
+  // string.
+  decoder = WithSchemas(Schema({F("status", ValueType::kInt64)}), {{3, kPayment()}});
+  EXPECT_FALSE(decoder->Decode(Raw(encoded[0]), out, &error));
+  EXPECT_EQ(decoder->last_fatal().code(), Status::Code::kFailedPrecondition) << decoder->last_fatal().ToString();
+  EXPECT_NE(decoder->last_fatal().message().find("is declared int64 but writer schema 3 has enum"), std::string::npos)
+      << decoder->last_fatal().ToString();
+  EXPECT_NE(decoder->last_fatal().message().find("declare the field `string`"), std::string::npos)
+      << decoder->last_fatal().ToString();
 }
 
 // An Avro int or long as written: zigzag, then 7 bits a byte.
