@@ -783,6 +783,13 @@ struct AvroDecoder::Impl {
           plan = BuildPlan(id, *text);
         } else if (text.status().code() == Status::Code::kNotFound) {
           plan = UnknownPlan(id, " (the schema registry at " + registry->url() + " has no such schema)");
+        } else if (text.status().code() == Status::Code::kInvalidArgument) {
+          // A schema there that is no Avro kappa reads (another schema
+          // type, references): each record of it is a dead letter saying so.
+          plan = std::make_unique<Plan>();
+          plan->id = id;
+          plan->failed = true;
+          plan->error = DecodeError{DecodeError::Kind::kUndecodable, "", text.status().message()};
         } else {
           last_fatal = text.status();
           return nullptr;

@@ -423,12 +423,39 @@ Result<std::string> SchemaRegistryClient::SchemaById(int32_t id) {
                             "have (is " + options_.setting + " the registry its producer used?)");
   }
   std::string what = "fetching schema id " + std::to_string(id);
-  if (response->status / 100 != 2) return ErrorFrom(*response, what);
+  if (response->status / 100 != 2) {
+    // InvalidArgument is kept for a schema this client cannot read (below);
+    // a registry that refuses the request itself stops the job as before.
+    Status st = ErrorFrom(*response, what);
+    return st.code() == Status::Code::kInvalidArgument ? Status::Unavailable(st.message()) : st;
+  }
   Result<std::string> schema = JsonMemberString(response->body, "schema");
   if (!schema.ok()) {
     return Status::Unavailable(what + " at " + options_.url + ": the answer has no \"schema\" (HTTP " +
                                std::to_string(response->status) + "): is this a Confluent-compatible "
                                "Schema Registry API?");
+  }
+  // A schema of another kind, or one that names types from other subjects
+  // (references): its text alone is no Avro schema kappa can read, and the
+  // records of that writer were dead-lettered as "not a valid Avro schema:
+  // Unknown Avro type" (a bug bash). Said as it is.
+  if (Result<std::string> type = JsonMemberString(response->body, "schemaType"); type.ok() && *type != "AVRO") {
+    return Status::InvalidArgument("writer schema " + std::to_string(id) + " is a " + *type +
+                                   " schema, not Avro: the record was written by a " + *type +
+                                   " serializer, and this job reads format avro");
+  }
+  if (Result<std::string_view> refs = MemberRaw(response->body, "references"); refs.ok()) {
+    std::string_view r = *refs;
+    while (!r.empty() && (r.front() == '[' || r.front() == ' ' || r.front() == '\n' || r.front() == '\t')) {
+      r.remove_prefix(1);
+    }
+    if (!r.empty() && r.front() != ']') {
+      return Status::InvalidArgument("writer schema " + std::to_string(id) +
+                                     " uses schema references (types defined under other subjects), which kappa "
+                                     "does not read yet: its records stay in the DLQ for `kappa dlq replay` once "
+                                     "it does; to read them now, register the writer schema with the referenced "
+                                     "types inlined");
+    }
   }
   std::unique_lock<std::shared_mutex> lock(cache_mu_);
   return schemas_by_id_.emplace(id, std::move(*schema)).first->second;

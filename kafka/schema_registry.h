@@ -70,7 +70,9 @@ class SchemaRegistryClient {
 
   // The writer schema (JSON text, as the registry stores it) with this id;
   // cached after the first fetch. NotFound("unknown schema id N ...") if the
-  // registry has no such id; Unavailable if it cannot be reached.
+  // registry has no such id; InvalidArgument if its schema is none kappa
+  // can read from the text alone (another schemaType, or references to
+  // other subjects); Unavailable if it cannot be reached or refuses.
   Result<std::string> SchemaById(int32_t id);
 
   // The URL as configured (for messages).

@@ -2,6 +2,8 @@
 // scripts/schema_registry.sh): what the Avro input relies on to turn a
 // record's schema id into its writer schema.
 #include "kafka/schema_registry.h"
+#include "formats/avro_decoder.h"
+#include "formats/schema_spec.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -285,6 +287,50 @@ class ScriptedRegistry {
   int port_ = 0;
   std::thread thread_;
 };
+
+// A writer schema kappa cannot read from its text alone: another schema
+// type, or references to types under other subjects. The fetch says so as
+// InvalidArgument, and the Avro decoder dead-letters each of its records
+// with that reason (a bug bash: "not a valid Avro schema: Unknown Avro
+// type acme.User"); an empty list of references is an ordinary schema.
+TEST(SchemaRegistryScriptedTest, ASchemaOfAnotherTypeOrWithReferencesIsNamedAsSuch) {
+  const std::string escaped = R"({\"type\":\"record\",\"name\":\"P\",\"fields\":[{\"name\":\"a\",\"type\":\"long\"}]})";
+  {
+    ScriptedRegistry registry({{200, R"({"schema":"syntax = \"proto3\"; message P { int64 a = 1; }","schemaType":"PROTOBUF"})"}});
+    Result<std::string> s = Client(registry.url())->SchemaById(5);
+    EXPECT_EQ(s.status().code(), Status::Code::kInvalidArgument) << s.status().ToString();
+    EXPECT_NE(s.status().message().find("writer schema 5 is a PROTOBUF schema, not Avro"), std::string::npos)
+        << s.status().ToString();
+  }
+  {
+    ScriptedRegistry registry({{200, "{\"schema\":\"" + escaped +
+                                         "\",\"references\":[{\"name\":\"acme.User\",\"subject\":\"u\",\"version\":1}]}"}});
+    auto client = Client(registry.url());
+    Result<std::string> s = client->SchemaById(6);
+    EXPECT_EQ(s.status().code(), Status::Code::kInvalidArgument) << s.status().ToString();
+    EXPECT_NE(s.status().message().find("writer schema 6 uses schema references"), std::string::npos)
+        << s.status().ToString();
+    // In the decoder: each record of it is a dead letter with that reason,
+    // not a stop of the job.
+    RecordSchema fields;
+    ASSERT_TRUE(fields.Add({"a", ValueType::kInt64, ""}).ok());
+    auto decoder = AvroDecoder::Create(fields, client.get());
+    ASSERT_TRUE(decoder.ok()) << decoder.status().ToString();
+    const std::string record("\0\0\0\0\6\2", 6);  // magic, id 6, a = 1
+    RawRecord raw{reinterpret_cast<const uint8_t*>(record.data()), static_cast<uint32_t>(record.size())};
+    FieldValue out[1];
+    DecodeError error;
+    EXPECT_FALSE((*decoder)->Decode(raw, out, &error));
+    EXPECT_EQ(error.kind, DecodeError::Kind::kUndecodable);
+    EXPECT_NE(error.message.find("uses schema references"), std::string::npos) << error.message;
+    EXPECT_TRUE((*decoder)->last_fatal().ok()) << (*decoder)->last_fatal().ToString();
+  }
+  {
+    ScriptedRegistry registry({{200, "{\"schema\":\"" + escaped + "\",\"references\":[ ],\"schemaType\":\"AVRO\"}"}});
+    Result<std::string> s = Client(registry.url())->SchemaById(7);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+  }
+}
 
 TEST(SchemaRegistryConflictTest, ATransientVersionConflictIsAskedAgain) {
   // Apicurio's answer to a version registered while the previous one is
