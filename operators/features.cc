@@ -92,6 +92,46 @@ void AppendAvroLong(std::string& out, int64_t v) {
   out.push_back(static_cast<char>(z));
 }
 
+// An Avro string is UTF-8. Text as it is; a byte that is not UTF-8 (a
+// binary Kafka key, Avro `bytes` declared string) as the character U+00XX
+// in UTF-8, the one the JSON rows write as \u00XX: the raw byte made the
+// row unreadable to every Avro reader (a bug bash).
+void AppendAvroString(std::string& out, std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+    } else if (const size_t n = Utf8SequenceAt(s, i); n > 0) {
+      i += n;
+    } else {
+      break;
+    }
+  }
+  if (i == s.size()) {
+    AppendAvroLong(out, static_cast<int64_t>(s.size()));
+    out.append(s);
+    return;
+  }
+  std::string text(s.substr(0, i));
+  for (; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      if (const size_t n = Utf8SequenceAt(s, i); n > 0) {
+        text.append(s.data() + i, n);
+        i += n - 1;
+      } else {
+        text.push_back(static_cast<char>(0xc0 | (c >> 6)));
+        text.push_back(static_cast<char>(0x80 | (c & 0x3f)));
+      }
+      continue;
+    }
+    text.push_back(static_cast<char>(c));
+  }
+  AppendAvroLong(out, static_cast<int64_t>(text.size()));
+  out.append(text);
+}
+
 }  // namespace
 
 std::string_view FeatureKindName(FeatureKind kind) {
@@ -321,8 +361,7 @@ void RowEncoder::Str(std::string_view v) {
       AppendJsonString(out_, v);
       break;
     case RowFormat::kAvro:
-      AppendAvroLong(out_, static_cast<int64_t>(v.size()));
-      out_.append(v);
+      AppendAvroString(out_, v);
       break;
     case RowFormat::kFlatBuffers:
       pending_[next_].s = v;
