@@ -21,7 +21,32 @@
 namespace kappa::testing {
 namespace {
 
-class DeclaredFormatsTest : public BrokerTest {};
+class DeclaredFormatsTest : public BrokerTest {
+ protected:
+  // For each story name: its one-partition topics <name>-in, -out.v1, .dlq
+  // and .late, and the JSON `records` in <name>-in.
+  void ProduceStories(const std::vector<std::string>& names, const std::vector<std::string>& records) {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    for (const std::string& name : names) {
+      for (const std::string& t : {name + "-in", name + "-out.v1", name + ".dlq", name + ".late"}) CreateTopic(t, 1);
+      for (const std::string& json : records) ASSERT_TRUE((*producer)->Produce(name + "-in", 0, "k", json).ok());
+    }
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  // The DLQ records of `topic` in order, as "ErrorType: message".
+  std::vector<std::string> DlqMessages(const std::string& topic) {
+    std::vector<std::string> messages;
+    auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord& r) {
+      const std::string bytes(r.value);
+      const auto* d = schema::GetDlqRecord(bytes.data());
+      messages.push_back(std::string(schema::EnumNameDlqErrorType(d->error_type())) + ": " +
+                         d->error_message()->str());
+    });
+    EXPECT_TRUE(read.ok()) << read.status().ToString();
+    return messages;
+  }
+};
 
 std::string WriteJsonSpec(const ScratchDir& dir, const SpecOptions& o) { return WriteDeclaredSpec(dir, o, kJsonSource); }
 
@@ -449,22 +474,10 @@ TEST_F(DeclaredFormatsTest, AWindowsSumOverAnAbsentOptionalValueIsADeadLetter) {
 // won argmax's smallest-values tie-break). Such a record is a dead letter,
 // as for a window feature over the field (a bug bash).
 TEST_F(DeclaredFormatsTest, AnEmitRowOrArgmaxOverAnAbsentOptionalFieldIsADeadLetter) {
-  for (const char* t : {"er-in", "er-out.v1", "er.dlq", "er.late", "am-in", "am-out.v1", "am.dlq", "am.late"}) {
-    CreateTopic(t, 1);
-  }
-  {
-    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
-    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-    for (const char* topic : {"er-in", "am-in"}) {
-      for (const char* json : {R"({"user_id":"A","t":1767225600001,"price":5,"seller":7})",
-                               R"({"user_id":"A","t":1767225600002,"price":5})",
-                               R"({"user_id":"A","t":1767225600003,"price":5,"seller":null})",
-                               R"({"user_id":"A","t":1767225600004,"price":3,"seller":1})"}) {
-        ASSERT_TRUE((*producer)->Produce(topic, 0, "k", json).ok());
-      }
-    }
-    ASSERT_TRUE((*producer)->Flush(30000).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(ProduceStories({"er", "am"}, {R"({"user_id":"A","t":1767225600001,"price":5,"seller":7})",
+                                                        R"({"user_id":"A","t":1767225600002,"price":5})",
+                                                        R"({"user_id":"A","t":1767225600003,"price":5,"seller":null})",
+                                                        R"({"user_id":"A","t":1767225600004,"price":3,"seller":1})"}));
   ScratchDir dir("declared-optional-row");
   const std::string fields =
       "{user_id: string, price: int64, seller: {type: int64, optional: true}, t: timestamp}\n  value: price";
@@ -479,20 +492,9 @@ TEST_F(DeclaredFormatsTest, AnEmitRowOrArgmaxOverAnAbsentOptionalFieldIsADeadLet
     EXPECT_NE((out + err).find("in 4 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos)
         << name << "\n" << out << err;
   };
-  auto dlq_messages = [&](const std::string& topic) {
-    std::vector<std::string> messages;
-    auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord& r) {
-      const std::string bytes(r.value);
-      const auto* d = schema::GetDlqRecord(bytes.data());
-      messages.push_back(std::string(schema::EnumNameDlqErrorType(d->error_type())) + ": " +
-                         d->error_message()->str());
-    });
-    EXPECT_TRUE(read.ok()) << read.status().ToString();
-    return messages;
-  };
   run("er", "  - emit: {key: user_id, row: [price, seller]}\n");
   EXPECT_EQ(ReadOutputs(Config(), "er-out.v1").rows.size(), 1u) << "both rows keyed A: the last one stays";
-  for (const std::string& m : dlq_messages("er.dlq")) {
+  for (const std::string& m : DlqMessages("er.dlq")) {
     EXPECT_NE(m.find("MissingField: emit row field `seller` is absent in this record"), std::string::npos) << m;
   }
   run("am", "  - window: {type: tumbling, size: 1h, key: user_id, aggregates: [count, max], argmax: [seller]}\n");
@@ -504,7 +506,7 @@ TEST_F(DeclaredFormatsTest, AnEmitRowOrArgmaxOverAnAbsentOptionalFieldIsADeadLet
   EXPECT_EQ(w->max(), 5);
   ASSERT_NE(w->argmax(), nullptr);
   EXPECT_EQ(w->argmax()->Get(0), 7) << "the records without a seller read as 0 and won the tie";
-  const auto messages = dlq_messages("am.dlq");
+  const auto messages = DlqMessages("am.dlq");
   EXPECT_EQ(messages.size(), 2u);
   for (const std::string& m : messages) {
     EXPECT_NE(m.find("MissingField: the window's argmax field `seller` is absent in this record"), std::string::npos)
@@ -517,20 +519,8 @@ TEST_F(DeclaredFormatsTest, AnEmitRowOrArgmaxOverAnAbsentOptionalFieldIsADeadLet
 // Such a record is a dead letter, in the tumbling and the rolling window;
 // an empty string is a value like any other.
 TEST_F(DeclaredFormatsTest, AWindowKeyAbsentFromARecordIsADeadLetterNotTheEmptyKey) {
-  for (const char* t : {"wk-in", "wk-out.v1", "wk.dlq", "wk.late", "wkr-in", "wkr-out.v1", "wkr.dlq", "wkr.late"}) {
-    CreateTopic(t, 1);
-  }
-  {
-    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
-    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-    for (const char* topic : {"wk-in", "wkr-in"}) {
-      for (const char* json : {R"({"u":"x","t":1767225600000})", R"({"t":1767225600001})", R"({"u":null,"t":1767225600002})",
-                               R"({"u":"","t":1767225600003})"}) {
-        ASSERT_TRUE((*producer)->Produce(topic, 0, "k", json).ok());
-      }
-    }
-    ASSERT_TRUE((*producer)->Flush(30000).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(ProduceStories({"wk", "wkr"}, {R"({"u":"x","t":1767225600000})", R"({"t":1767225600001})",
+                                                         R"({"u":null,"t":1767225600002})", R"({"u":"","t":1767225600003})"}));
   ScratchDir dir("declared-absent-key");
   const std::string fields = "{u: {type: string, optional: true}, t: timestamp}";
   for (const auto& [name, window] :
@@ -549,12 +539,7 @@ TEST_F(DeclaredFormatsTest, AWindowKeyAbsentFromARecordIsADeadLetterNotTheEmptyK
     // "watermark 292278994-08-17T07:02:55Z").
     EXPECT_NE((out + err).find("watermark end of input"), std::string::npos) << out << err;
     EXPECT_EQ((out + err).find("292278994"), std::string::npos) << out << err;
-    std::vector<std::string> messages;
-    auto read = ReadTopic(Config(), name + ".dlq", [&](const ConsumedRecord& r) {
-      const std::string bytes(r.value);
-      messages.push_back(schema::GetDlqRecord(bytes.data())->error_message()->str());
-    });
-    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    const std::vector<std::string> messages = DlqMessages(name + ".dlq");
     ASSERT_EQ(messages.size(), 2u) << name;
     EXPECT_NE(messages[0].find("key `u` is absent in this record (declared optional)"), std::string::npos)
         << messages[0];
