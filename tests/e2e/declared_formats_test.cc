@@ -34,6 +34,17 @@ class DeclaredFormatsTest : public BrokerTest {
     }
     ASSERT_TRUE((*producer)->Flush(30000).ok());
   }
+  // Runs `spec` to the end of its input with the final watermark; its
+  // stdout and stderr, after a clean exit.
+  std::string RunToEnd(const std::string& spec, const char* status_interval_ms = "0") {
+    std::string out, err;
+    EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms",
+                        status_interval_ms},
+                       &out, &err),
+              0)
+        << err;
+    return out + err;
+  }
   // The DLQ records of `topic` in order, as "ErrorType: message".
   std::vector<std::string> DlqMessages(const std::string& topic) {
     std::vector<std::string> messages;
@@ -482,15 +493,8 @@ TEST_F(DeclaredFormatsTest, AnEmitRowOrArgmaxOverAnAbsentOptionalFieldIsADeadLet
   const std::string fields =
       "{user_id: string, price: int64, seller: {type: int64, optional: true}, t: timestamp}\n  value: price";
   auto run = [&](const std::string& name, const std::string& operators) {
-    const std::string spec = WriteJsonJobSpec(dir, name, fields, operators);
-    std::string out, err;
-    ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms",
-                        "0"},
-                       &out, &err),
-              0)
-        << err;
-    EXPECT_NE((out + err).find("in 4 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos)
-        << name << "\n" << out << err;
+    const std::string log = RunToEnd(WriteJsonJobSpec(dir, name, fields, operators));
+    EXPECT_NE(log.find("in 4 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos) << name << "\n" << log;
   };
   run("er", "  - emit: {key: user_id, row: [price, seller]}\n");
   EXPECT_EQ(ReadOutputs(Config(), "er-out.v1").rows.size(), 1u) << "both rows keyed A: the last one stays";
@@ -526,19 +530,12 @@ TEST_F(DeclaredFormatsTest, AWindowKeyAbsentFromARecordIsADeadLetterNotTheEmptyK
   for (const auto& [name, window] :
        {std::pair<std::string, std::string>{"wk", "{type: tumbling, size: 1h, key: u, features: {c: count}}"},
         std::pair<std::string, std::string>{"wkr", "{type: rolling, size: 1h, key: u, features: {c: count}}"}}) {
-    const std::string spec = WriteJsonJobSpec(dir, name, fields, "  - window: " + window + "\n");
-    std::string out, err;
-    ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms",
-                        "1"},
-                       &out, &err),
-              0)
-        << err;
-    EXPECT_NE((out + err).find("in 4 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos)
-        << name << "\n" << out << err;
+    const std::string log = RunToEnd(WriteJsonJobSpec(dir, name, fields, "  - window: " + window + "\n"), "1");
+    EXPECT_NE(log.find("in 4 = out 2 + deduped 0 + filtered 0 + late 0 + dlq 2"), std::string::npos) << name << "\n" << log;
     // The final watermark is the end of time, not a date (a bug bash saw
     // "watermark 292278994-08-17T07:02:55Z").
-    EXPECT_NE((out + err).find("watermark end of input"), std::string::npos) << out << err;
-    EXPECT_EQ((out + err).find("292278994"), std::string::npos) << out << err;
+    EXPECT_NE(log.find("watermark end of input"), std::string::npos) << log;
+    EXPECT_EQ(log.find("292278994"), std::string::npos) << log;
     const std::vector<std::string> messages = DlqMessages(name + ".dlq");
     ASSERT_EQ(messages.size(), 2u) << name;
     EXPECT_NE(messages[0].find("key `u` is absent in this record (declared optional)"), std::string::npos)
