@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "kafka/kafka_client.h"
+
 namespace po = boost::program_options;
 
 namespace kappa::cli {
@@ -123,11 +125,16 @@ void OnSignal(int) {
 void StopWatchdog(int64_t grace_ms) {
   while (!g_stop.stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms));
+  // What it waits for: with every broker answering, a bug bash read "a
+  // broker that does not answer" while librdkafka's own teardown was stuck.
+  const char* cause = KafkaTeardownInProgress()
+                          ? "the teardown of a Kafka client (librdkafka's rd_kafka_destroy) has not finished"
+                          : "a broker or database that does not answer";
   std::fprintf(stderr,
-               "kappa: still stopping %lld s after the stop request (a broker or database that does not answer); "
-               "exiting now, as a crash would: the last durable checkpoint is intact and the next start resumes "
-               "from it (KAPPA_STOP_GRACE_MS sets this wait)\n",
-               static_cast<long long>(grace_ms / 1000));
+               "kappa: still stopping %lld s after the stop request (%s); exiting now, as a crash would: the last "
+               "durable checkpoint is intact and the next start resumes from it (KAPPA_STOP_GRACE_MS sets this "
+               "wait)\n",
+               static_cast<long long>(grace_ms / 1000), cause);
   std::fflush(stderr);
   ::_exit(1);
 }

@@ -56,6 +56,10 @@ int RunCommand(int argc, char** argv) {
   options.metrics = endpoint.metrics.get();
   options.on_status = StatusPrinter("kappa run " + spec->job + " v" + std::to_string(spec->version), true);
   options.on_note = NotePrinter("kappa run");
+  // The error is printed when the run knows it, before its teardown (which
+  // librdkafka can make wait): not after Run returns.
+  int failed_rc = -1;
+  options.on_error = [&failed_rc](const Status& st) { failed_rc = Fail("run", st); };
   StopToken stop = InstallStopSignals();
 #if KAPPA_TEST_HOOKS_ENABLED
   // KAPPA_TEST_ALLOCATE_GIB=N (test builds): one allocation of N GiB before
@@ -69,7 +73,7 @@ int RunCommand(int argc, char** argv) {
 #endif
   JobRunner runner(*spec, config, options);
   Status st = runner.Run(stop);
-  if (!st.ok()) return Fail("run", st);
+  if (!st.ok()) return failed_rc >= 0 ? failed_rc : Fail("run", st);
   const auto& s = runner.summary();
   if (s.stage2) {
     // A scaled-out repartitioned job: each stage's own account.

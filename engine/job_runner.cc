@@ -1105,6 +1105,7 @@ Status JobRunner::Run(StopToken stop) {
       (void)d.WriteDurableMetrics();
     }
   }
+  if (!st.ok() && d.options.on_error) d.options.on_error(st);
   // The sources hold the consumer by reference: they go first. A group
   // member's close hands its partitions back; the final checkpoint is taken.
   d.closing = true;

@@ -64,6 +64,11 @@ struct RunOptions {
   // runner never prints; null callbacks drop them.
   ProgressReporter::StatusCallback on_status;
   NoteCallback on_note;
+  // Called with the error that ends the run, before the run tears down its
+  // Kafka clients, which can block (a librdkafka teardown that never
+  // finishes, see CloseConsumer): why the run stopped is said first. Run
+  // returns the same error afterwards. Null: only returned.
+  std::function<void(const Status&)> on_error;
   // Override the spec's source.archive and parallelism (empty / 0: the spec's).
   std::string archive_dir;
   int parallelism = 0;

@@ -118,6 +118,9 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   auto upstream_ended = std::make_shared<std::atomic<bool>>(false);
   RunOptions up_options = options;
   RunOptions down_options = options;
+  // Which error ends the job is decided here, from both stages' (returned).
+  up_options.on_error = nullptr;
+  down_options.on_error = nullptr;
   down_options.upstream_ended = upstream_ended;
   down_options.archive_dir.clear();
   down_options.metrics_file.clear();  // its own state directory's

@@ -10,17 +10,37 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <thread>
-#include <string_view>
 #include <cstring>
+#include <future>
+#include <memory>
+#include <string_view>
+#include <thread>
 
 #include "kafka/kafka_status.h"
 
 namespace kappa {
+namespace {
+
+std::atomic<int> g_teardowns{0};
+
+// Counts a thread waiting for librdkafka's teardown (KafkaTeardownInProgress).
+struct TeardownWait {
+  TeardownWait() { g_teardowns.fetch_add(1, std::memory_order_relaxed); }
+  ~TeardownWait() { g_teardowns.fetch_sub(1, std::memory_order_relaxed); }
+  TeardownWait(const TeardownWait&) = delete;
+  TeardownWait& operator=(const TeardownWait&) = delete;
+};
+
+}  // namespace
+
+bool KafkaTeardownInProgress() { return g_teardowns.load(std::memory_order_relaxed) > 0; }
 
 void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
-  if (rk) rd_kafka_destroy(rk);
+  if (!rk) return;
+  TeardownWait waiting;
+  rd_kafka_destroy(rk);
 }
 
 std::string BrokersOf(const KafkaConfig& config) {
@@ -191,9 +211,10 @@ Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::str
   return OpenPartition{};
 }
 
-void CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy) {
+bool CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy, int destroy_timeout_ms) {
   rd_kafka_t* rk = consumer.get();
-  if (!rk) return;
+  if (!rk) return true;
+  TeardownWait waiting;
   bool closed = false;
   rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
   if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk, q)) {
@@ -221,7 +242,22 @@ void CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy) {
   }
   rd_kafka_queue_destroy(q);
   consumer.release();
-  if (destroy) rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  if (!destroy) return true;
+  // librdkafka 2.0.2 (Debian's) keeps a reference to a partition of a topic
+  // deleted while it was assigned, so one of its broker threads never exits
+  // and rd_kafka_destroy, which joins them, never returns: a bounded `kappa
+  // run` whose input topic was deleted hung for good after its final
+  // checkpoint, without printing how it ended (a bug bash). The destroy
+  // runs on a thread of its own; once the bound passes it is left to run
+  // (or hang) until the process exits, which takes its threads with it.
+  const int flags = closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> destroyed = done->get_future();
+  std::thread([rk, flags, done] {
+    rd_kafka_destroy_flags(rk, flags);
+    done->set_value();
+  }).detach();
+  return destroyed.wait_for(std::chrono::milliseconds(std::max(0, destroy_timeout_ms))) == std::future_status::ready;
 }
 
 }  // namespace kappa

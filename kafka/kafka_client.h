@@ -128,7 +128,18 @@ std::string MessageErrorText(const rd_kafka_message_s* message);
 // commit); after that the handle is destroyed without a consumer close.
 // `destroy` false: closed (a group member leaves its group) but not
 // destroyed, its memory and threads left to the process's exit (see
-// PartitionConsumer's destructor for when). Leaves `consumer` empty.
-void CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy = true);
+// PartitionConsumer's destructor for when). The destroy itself is waited
+// for at most destroy_timeout_ms: librdkafka 2.0.2 can wait in it forever
+// (see kafka_client.cc); past that it goes on, on a thread of its own, and is
+// left to the process's exit, and CloseConsumer returns false. Leaves
+// `consumer` empty.
+constexpr int kConsumerDestroyTimeoutMs = 5000;
+bool CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy = true,
+                   int destroy_timeout_ms = kConsumerDestroyTimeoutMs);
+
+// Whether a thread of this process is waiting right now for librdkafka to
+// tear a client down (rd_kafka_destroy, or a consumer's close): the stop
+// watchdog (cli/command.cc) names that, not a broker, as what it waited for.
+bool KafkaTeardownInProgress();
 
 }  // namespace kappa

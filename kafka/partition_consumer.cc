@@ -62,7 +62,13 @@ PartitionConsumer::~PartitionConsumer() {
   // with SIGABRT. Such a member is closed (it leaves the group) and not
   // destroyed: what it holds goes with the process.
   const bool never_assigned = !topic_.empty() && !joined_ && rd_kafka_version() < 0x020300ff;
-  CloseConsumer(consumer_, options_.close_timeout_ms, /*destroy=*/!never_assigned);
+  if (!CloseConsumer(consumer_, options_.close_timeout_ms, /*destroy=*/!never_assigned) && options_.on_transient) {
+    options_.on_transient("the Kafka consumer's teardown (librdkafka's rd_kafka_destroy) did not finish within " +
+                          std::to_string(kConsumerDestroyTimeoutMs / 1000) +
+                          " s: not waiting for it; the process's exit ends it (librdkafka " +
+                          std::string(rd_kafka_version_str()) +
+                          " can wait there forever once a topic it read was deleted; nothing of the job is lost)");
+  }
 }
 
 void PartitionConsumer::OnClientError(rd_kafka_t*, int err, const char* reason, void* opaque) {

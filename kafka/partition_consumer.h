@@ -85,7 +85,10 @@ class PartitionConsumer {
  public:
   static Result<std::unique_ptr<PartitionConsumer>> Create(const KafkaConfig& config,
                                                            PartitionConsumerOptions options);
-  ~PartitionConsumer();  // closes the consumer, waiting at most close_timeout_ms for a broker that is gone
+  // Closes the consumer, waiting at most close_timeout_ms for a broker that
+  // is gone and kConsumerDestroyTimeoutMs for librdkafka's destroy (past
+  // that, says so through on_transient and leaves it to the process's exit).
+  ~PartitionConsumer();
 
   // Partition count of a topic (NotFound if it does not exist) and every
   // partition's log start/end offsets.

@@ -198,6 +198,40 @@ Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, i
   return Status::OK();
 }
 
+Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic) {
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  rd_kafka_t* rk = client->get();
+  rd_kafka_DeleteTopic_t* doomed = rd_kafka_DeleteTopic_new(topic.c_str());
+  char err[512];
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(options, 20000, err, sizeof err);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_DeleteTopics(rk, &doomed, 1, options, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  std::string error;
+  if (!event) {
+    error = "no answer to DeleteTopics within 30 s";
+  } else if (rd_kafka_event_error(event)) {
+    error = rd_kafka_event_error_string(event);
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), &n);
+    if (n != 1) {
+      error = "DeleteTopics answered for " + std::to_string(n) + " topics";
+    } else if (rd_kafka_topic_result_error(results[0])) {
+      error = rd_kafka_topic_result_error_string(results[0]);
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_DeleteTopic_destroy(doomed);
+  if (!error.empty()) return Status::Unavailable("deleting topic " + topic + ": " + error);
+  return Status::OK();
+}
+
 Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset) {
   auto client = CreateClient(ClientKind::kProducer, config, {});
   if (!client.ok()) return client.status();

@@ -59,6 +59,10 @@ Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int 
 // (CreatePartitions) and waits until every one has a leader.
 Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, int partitions);
 
+// Deletes `topic` through the admin API (DeleteTopics) and returns once the
+// controller has accepted it (brokers may still list it for a moment).
+Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic);
+
 // Moves the log start offset of topic[partition] to `offset` through the admin
 // API (DeleteRecords): what retention does to a real topic, on demand.
 Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset);

@@ -1,0 +1,104 @@
+// Topics that go wrong under a `kappa run` on a real Apache Kafka (the
+// suite's broker, CTest fixture `realkafka`), found by a bug bash:
+//   - the input topic is deleted while a bounded run reads it: the run ends
+//     within a bound and says how (its summary, or an error), under both
+//     deliveries; librdkafka 2.0.2's teardown of a consumer whose topic was
+//     deleted never finishes, and the run hung for good after its final
+//     checkpoint (exactly_once: without printing its error);
+// Each test uses its own topics and job names, so they may share the broker
+// and run in parallel.
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "tests/e2e/e2e_util.h"
+#include "tests/support/real_kafka.h"
+#include "tests/support/test_support.h"
+
+namespace kappa::testing {
+namespace {
+
+class TopicFaultsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
+    if (bootstrap_.empty()) {
+      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
+                   << KAPPA_REALKAFKA_DIR;
+    }
+    std::random_device rd;
+    id_ = GetParam() + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+  }
+
+  KafkaConfig Config() const {
+    KafkaConfig config;
+    config.brokers = bootstrap_;
+    return config;
+  }
+  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
+
+  // A 4-partition input of `count` records (hourly windows close as it goes)
+  // and a spec reading it with the test's delivery.
+  SpecOptions MakeInput(const ScratchDir& dir, const std::string& name, uint64_t count) {
+    SpecOptions o;
+    o.job = Unique(name);
+    o.source = Unique(name + "-in");
+    o.sink = Unique(name + "-out");
+    o.state_dir = dir / "state";
+    o.delivery = GetParam();
+    Status created = CreateTopicAdmin(Config(), o.source, 4, 1);
+    EXPECT_TRUE(created.ok()) << created.ToString();
+    GeneratorOptions gen = SmallWorkload(53, count, 300);
+    gen.start_time_ms = WallClockMs() - 48LL * 3600 * 1000;
+    ProduceWorkload(Config(), o.source, gen);
+    return o;
+  }
+
+  std::string bootstrap_;
+  std::string id_;
+};
+
+// An error as `kappa run` prints it when the run ends with one.
+const std::regex kRunError("kappa run: (unavailable|data loss|not found|aborted|failed precondition|I/O error): ");
+
+TEST_P(TopicFaultsTest, ABoundedRunWhoseInputTopicIsDeletedEndsAndSaysHow) {
+  ScratchDir dir("input-deleted-" + GetParam());
+  SpecOptions o;
+  ASSERT_NO_FATAL_FAILURE(o = MakeInput(dir, "gone", 40000));
+  const std::string spec = WriteSpec(dir, "spec.yaml", o);
+  // Rate-limited, so the deletion comes while it reads (~10 s of input).
+  ChildProcess job({"run", spec, "-b", bootstrap_, "--stop-at-end", "--final-watermark", "--max-rate", "4000",
+                    "--status-interval-ms", "1000"},
+                   "input-deleted-" + GetParam());
+  ASSERT_TRUE(WaitUntilReading(job, 60)) << job.Stderr();
+  Status deleted = DeleteTopicAdmin(Config(), o.source);
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+
+  // No stop request: the run must end by itself (it hung for good).
+  const int rc = job.WaitFor(60000);
+  ASSERT_NE(rc, -1) << "still running 60 s after its input topic was deleted\n" << job.Stderr();
+  const std::string err = job.Stderr();
+  EXPECT_EQ(err.find("still stopping"), std::string::npos) << err;
+  if (rc == 0) {
+    // It had fetched everything before the deletion: a clean end.
+    EXPECT_NE(job.Stdout().find("stopped cleanly"), std::string::npos) << job.Stdout() << err;
+  } else {
+    EXPECT_EQ(rc, 1) << err;
+    EXPECT_TRUE(std::regex_search(err, kRunError)) << "no error printed\n" << err;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Delivery, TopicFaultsTest, ::testing::Values("at_least_once", "exactly_once"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "exactly_once" ? std::string("ExactlyOnce")
+                                                               : std::string("AtLeastOnce");
+                         });
+
+}  // namespace
+}  // namespace kappa::testing
