@@ -405,9 +405,13 @@ std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const 
   return [commit = producer_->CommitTransactionLater(consumer, TaggedOffsets(topic, offsets), 150000),
           fenced_error = FencedError()] {
     bool fenced = false;
-    Status st = commit(&fenced);
+    bool producer_failed = false;
+    Status st = commit(&fenced, &producer_failed);
     if (st.ok()) return st;
     if (fenced) return fenced_error;
+    // A failed delivery (its topic and cause), said as failure() says it:
+    // with the advice for a fault a restart would meet again.
+    if (producer_failed) return DeliveryFailed(st.message());
     return Status::Unavailable(st.message() + "; " + kCheckpointIntact);
   };
 }

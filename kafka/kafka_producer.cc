@@ -550,7 +550,7 @@ Status KafkaProducer::EndHold(Hold& hold, KafkaProducer* producer, bool produce)
 KafkaProducer::CommitWait KafkaProducer::CommitTransactionLater(rd_kafka_s* consumer, PartitionList offsets,
                                                                 int timeout_ms) {
   if (!transactional_) {
-    return [](bool*) {
+    return [](bool*, bool*) {
       return Status::FailedPrecondition("CommitTransactionLater on a producer without transactional.id");
     };
   }
@@ -588,7 +588,7 @@ KafkaProducer::CommitWait KafkaProducer::CommitTransactionLater(rd_kafka_s* cons
   pending->epochs = epochs_;
   pending->hold = hold_;
   auto list = std::make_shared<PartitionList>(std::move(offsets));
-  return [pending, group, list, timeout_ms](bool* fenced) -> Status {
+  return [pending, group, list, timeout_ms](bool* fenced, bool* producer_failed) -> Status {
     pending->ran = true;
     std::lock_guard<std::mutex> lock(pending->epochs->mu);
     KafkaProducer* p = pending->epochs->producer;
@@ -597,6 +597,10 @@ KafkaProducer::CommitWait KafkaProducer::CommitTransactionLater(rd_kafka_s* cons
       return Status::Unavailable("the producer was closed before its transaction was committed");
     }
     Status st = p->failed() ? p->failure() : p->CommitOpenTransaction(group.get(), *list, timeout_ms);
+    // A delivery that failed meanwhile (its report served on another
+    // thread) says more than the transaction step that failed after it.
+    if (!st.ok() && p->failed()) st = p->failure();
+    if (producer_failed) *producer_failed = !st.ok() && p->failed();
     if (st.ok()) {
       st = EndHold(*pending->hold, p, true);
     } else {
@@ -670,6 +674,19 @@ Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metada
       }
     }
     rd_kafka_error_destroy(error);
+    // A failed delivery puts the transaction in an abortable state, and the
+    // step after it fails for that: send_offsets with _STATE, commit with
+    // _INCONSISTENT ("N message(s) failed delivery"), naming neither the
+    // topic nor the cause (a bug bash: an output over the topic's
+    // max.message.bytes, a topic the broker would not create). The first
+    // failed delivery is that: its report, queued by now (the abort waited
+    // for every record), is served here unless another thread serves
+    // reports right now, and it wins over the transaction's error.
+    {
+      std::unique_lock<std::mutex> polling(poll_mutex_, std::try_to_lock);
+      if (polling.owns_lock()) rd_kafka_poll(rk, 0);
+    }
+    if (failed()) return failure();
     return st;
   }
   if (failed()) return failure();

@@ -152,7 +152,9 @@ class KafkaProducer {
   // record first) and opens the next one. On error the transaction is
   // aborted where librdkafka allows it, so nothing of this epoch is visible.
   // After an abortable failure the next transaction is begun, so the
-  // producer can go on (last_commit_error() says what failed).
+  // producer can go on (last_commit_error() says what failed). A failed
+  // delivery is returned as the error (failure()), not the transaction
+  // step it made fail.
   Status CommitTransaction(rd_kafka_s* consumer, const PartitionList& offsets, int timeout_ms = 150000);
   // The rd_kafka_resp_err_t of the last failed CommitTransaction (0: it
   // succeeded), and whether that transaction was aborted and a new one begun.
@@ -169,14 +171,17 @@ class KafkaProducer {
   // begins the next transaction and produces the held records into it, in
   // the order they came, before any record produced after them. The commit
   // may run on another thread (the state backend's writer, before it
-  // writes the checkpoint); its argument (if not null) is set to whether
-  // another producer with the same transactional.id fenced this one. If the
+  // writes the checkpoint); its first argument (if not null) is set to
+  // whether another producer with the same transactional.id fenced this
+  // one, its second to whether the error is the producer's recorded failure
+  // (failure(): a failed delivery, which wins over the error of the
+  // transaction step it made fail, a refused record, a fatal error). If the
   // commit fails, or the returned function is dropped without running, the
   // held records are dropped and the failure is recorded (failed()): the
   // caller stops with its last checkpoint. Waits first until the previous
   // such commit has handed its held records over: one at a time. Call from
   // one thread while no other thread produces.
-  using CommitWait = std::function<Status(bool* fenced)>;
+  using CommitWait = std::function<Status(bool* fenced, bool* producer_failed)>;
   CommitWait CommitTransactionLater(rd_kafka_s* consumer, PartitionList offsets, int timeout_ms = 150000);
   // Whether this producer's fatal error says another producer with its
   // transactional.id fenced it.

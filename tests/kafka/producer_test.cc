@@ -568,7 +568,7 @@ TEST_F(CommitLaterTest, ACommitLaterHoldsNewRecordsForTheNextTransactionInTheirO
   // The commit runs on another thread, as the state's writer runs it.
   bool fenced = true;
   Status committed;
-  std::thread writer([&] { committed = commit(&fenced); });
+  std::thread writer([&] { committed = commit(&fenced, nullptr); });
   writer.join();
   ASSERT_TRUE(committed.ok()) << committed.ToString();
   EXPECT_FALSE(fenced);
@@ -613,7 +613,7 @@ TEST_F(CommitLaterTest, ACommitLaterThatFailsDropsItsHeldRecordsAndFailsTheProdu
   auto commit = p.CommitTransactionLater(consumer.get(), std::move(offsets), 30000);
   ASSERT_TRUE(p.Produce("txn-out", 0, "k", "held").ok());
   bool fenced = true;
-  Status st = commit(&fenced);
+  Status st = commit(&fenced, nullptr);
   ASSERT_FALSE(st.ok());
   EXPECT_TRUE(Contains(st.message(), "GROUP_AUTHORIZATION_FAILED")) << st.ToString();
   EXPECT_FALSE(fenced);
@@ -641,7 +641,7 @@ TEST_F(CommitLaterTest, CommitsLaterRunOneAtATimeAndOneNeverRunEndsItsHold) {
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_FALSE(second_begun.load()) << "began while the first commit's records were still held";
-  ASSERT_TRUE(first(nullptr).ok());
+  ASSERT_TRUE(first(nullptr, nullptr).ok());
   job.join();
   EXPECT_TRUE(second_begun.load());
   // Dropped without running (the state's writer failed before it): the
@@ -653,7 +653,7 @@ TEST_F(CommitLaterTest, CommitsLaterRunOneAtATimeAndOneNeverRunEndsItsHold) {
   EXPECT_TRUE(p.failed());
   EXPECT_TRUE(Contains(p.failure().message(), "uncommitted")) << p.failure().ToString();
   auto third = p.CommitTransactionLater(nullptr, PartitionList(), 30000);  // does not wait forever
-  EXPECT_FALSE(third(nullptr).ok()) << "a failed producer commits nothing";
+  EXPECT_FALSE(third(nullptr, nullptr).ok()) << "a failed producer commits nothing";
 }
 
 TEST_F(CommitLaterTest, PastItsLimitAHoldMakesProduceWaitForTheCommit) {
@@ -681,7 +681,7 @@ TEST_F(CommitLaterTest, PastItsLimitAHoldMakesProduceWaitForTheCommit) {
   }
   EXPECT_LT(while_held, 10u) << "the hold grew past its limit";
   EXPECT_LT(produced.load(), 100);
-  ASSERT_TRUE(commit(nullptr).ok());
+  ASSERT_TRUE(commit(nullptr, nullptr).ok());
   worker.join();
   EXPECT_EQ(produced.load(), 100);
   ASSERT_TRUE(p.CommitTransaction(nullptr, PartitionList(), 30000).ok());

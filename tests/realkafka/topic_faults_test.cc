@@ -5,6 +5,10 @@
 //     deliveries; librdkafka 2.0.2's teardown of a consumer whose topic was
 //     deleted never finishes, and the run hung for good after its final
 //     checkpoint (exactly_once: without printing its error);
+//   - an output the broker refuses (larger than the output topic's
+//     max.message.bytes): exactly_once names the topic, the cause and what to
+//     raise, as at_least_once does, not the transaction step that failed
+//     after it.
 // Each test uses its own topics and job names, so they may share the broker
 // and run in parallel.
 #include <unistd.h>
@@ -92,6 +96,31 @@ TEST_P(TopicFaultsTest, ABoundedRunWhoseInputTopicIsDeletedEndsAndSaysHow) {
     EXPECT_EQ(rc, 1) << err;
     EXPECT_TRUE(std::regex_search(err, kRunError)) << "no error printed\n" << err;
   }
+}
+
+TEST_P(TopicFaultsTest, AnOutputTheBrokerRefusesAsTooLargeIsNamedWithWhatToRaise) {
+  ScratchDir dir("output-too-large-" + GetParam());
+  SpecOptions o;
+  // 50 min of event time: every output comes from the final watermark, into
+  // the last transaction, whose commit met the refused delivery first (in
+  // the middle of a run the job's loop sees the failed delivery first).
+  ASSERT_NO_FATAL_FAILURE(o = MakeInput(dir, "big", 3000));
+  // The output topic made beforehand with a limit below any batch of rows:
+  // the broker refuses them (MESSAGE_TOO_LARGE), the producer does not.
+  const std::string out_topic = o.sink + ".v1";
+  Status created = CreateTopicAdmin(Config(), out_topic, 1, 1, {{"max.message.bytes", "100"}});
+  ASSERT_TRUE(created.ok()) << created.ToString();
+  const std::string spec = WriteSpec(dir, "spec.yaml", o);
+  std::string out, err;
+  const int rc = RunKappa({"run", spec, "-b", bootstrap_, "--stop-at-end", "--final-watermark",
+                           "--status-interval-ms", "0"},
+                          &out, &err, "output-too-large-" + GetParam());
+  EXPECT_EQ(rc, 1) << err;
+  EXPECT_NE(err.find("delivery to " + out_topic), std::string::npos) << "names the topic\n" << err;
+  EXPECT_NE(err.find("MSG_SIZE_TOO_LARGE"), std::string::npos) << "names the cause\n" << err;
+  EXPECT_NE(err.find("max.message.bytes"), std::string::npos) << "says what to raise\n" << err;
+  EXPECT_EQ(err.find("Kafka transaction failed"), std::string::npos) << err;
+  EXPECT_EQ(err.find("restart it to resume"), std::string::npos) << "a restart makes the same output\n" << err;
 }
 
 INSTANTIATE_TEST_SUITE_P(Delivery, TopicFaultsTest, ::testing::Values("at_least_once", "exactly_once"),
