@@ -52,6 +52,21 @@ Status DeliveryFailed(const std::string& cause) {
   }
   return Status::Unavailable("sink delivery failed: " + cause + "; " + kCheckpointIntact);
 }
+// The error for sink topics that do not exist on a broker that does not
+// create topics on first use (auto.create.topics.enable=false).
+std::string MissingTopics(const std::vector<std::string>& topics, const std::string& brokers) {
+  std::string names;
+  for (size_t i = 0; i < topics.size(); ++i) {
+    names += (i == 0 ? "" : i + 1 == topics.size() ? " and " : ", ") + topics[i];
+  }
+  const bool one = topics.size() == 1;
+  return std::string(one ? "topic " : "topics ") + names + (one ? " does" : " do") +
+         " not exist and the broker does not create topics (auto.create.topics.enable=false): create " +
+         (one ? "it" : "them") + " (kafka-topics.sh --bootstrap-server " + brokers + " --create --topic " +
+         (one ? topics[0] : "NAME") + (one ? "" : " for each") +
+         ", with the partitions and replication you want) or let the broker create topics, then start the job "
+         "again";
+}
 Status Unacknowledged(const std::string& cause) {
   return Status::Unavailable("sink: " + cause + "; no checkpoint was taken past those outputs; " +
                              kCheckpointIntact);
@@ -119,11 +134,13 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   // Connect and learn the sink topics' leaders now, not when the first
   // checkpoint waits for acks (measured: the first flush took ~600 ms on the
   // embedded broker without this).
-  if (spec.postgres()) {
-    sink->producer_->WarmUp({spec.dlq_topic, spec.late_topic});
-  } else {
-    sink->producer_->WarmUp({sink->output_topic_, spec.dlq_topic, spec.late_topic});
-  }
+  const std::vector<std::string> missing =
+      spec.postgres() ? sink->producer_->WarmUp({spec.dlq_topic, spec.late_topic})
+                      : sink->producer_->WarmUp({sink->output_topic_, spec.dlq_topic, spec.late_topic});
+  // A topic the broker will not create fails every delivery to it, but only
+  // once the message timeout has passed, at the end of a bounded run, and
+  // again after every restart (a bug bash): say so before reading anything.
+  if (!missing.empty()) return Status::NotFound(MissingTopics(missing, BrokersOf(config)));
   return sink;
 }
 

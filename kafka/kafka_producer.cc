@@ -698,15 +698,36 @@ Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metada
   return Status::OK();
 }
 
-void KafkaProducer::WarmUp(const std::vector<std::string>& topics, int timeout_ms) const {
+std::vector<std::string> KafkaProducer::WarmUp(const std::vector<std::string>& topics, int timeout_ms,
+                                              int creation_wait_ms) const {
   rd_kafka_t* rk = producer_.get();
+  std::vector<std::string> missing;
+  // A KRaft broker that creates topics on first use answers the request
+  // that makes it create one with UNKNOWN_TOPIC_OR_PART too (Kafka 4.1):
+  // only a topic still unknown after a while is one it will not create.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(creation_wait_ms);
   for (const std::string& t : topics) {
     if (t.empty()) continue;
     rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, t.c_str(), nullptr);
-    const rd_kafka_metadata_t* md = nullptr;
-    if (rd_kafka_metadata(rk, 0, topic, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_metadata_destroy(md);
+    for (;;) {
+      const rd_kafka_metadata_t* md = nullptr;
+      bool unknown = false;
+      if (rd_kafka_metadata(rk, 0, topic, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < md->topic_cnt; ++i) {
+          if (t == md->topics[i].topic) unknown = md->topics[i].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        }
+        rd_kafka_metadata_destroy(md);
+      }
+      if (!unknown) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        missing.push_back(t);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
     rd_kafka_topic_destroy(topic);
   }
+  return missing;
 }
 
 }  // namespace kappa

@@ -202,8 +202,13 @@ class KafkaProducer {
   static size_t RecordSize(size_t key_size, size_t value_size, std::span<const KafkaHeader> headers);
 
   // Fetches the metadata (leaders) of `topics` now rather than at the first
-  // flush. Failures are not errors: they surface at the first flush.
-  void WarmUp(const std::vector<std::string>& topics, int timeout_ms = 5000) const;
+  // flush; asking for a topic lets a broker that creates topics on first
+  // use create it. Returns those the broker still says do not exist
+  // (UNKNOWN_TOPIC_OR_PART) creation_wait_ms after the first request: it
+  // does not create topics. Other failures (no broker answers) are not
+  // reported: they surface at the first flush.
+  std::vector<std::string> WarmUp(const std::vector<std::string>& topics, int timeout_ms = 5000,
+                                  int creation_wait_ms = 10000) const;
 
   // First delivery, produce or fatal error seen, if any (cheap: hot path).
   bool failed() const { return failed_.load(std::memory_order_relaxed); }

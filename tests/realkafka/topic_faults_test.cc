@@ -8,13 +8,17 @@
 //   - an output the broker refuses (larger than the output topic's
 //     max.message.bytes): exactly_once names the topic, the cause and what to
 //     raise, as at_least_once does, not the transaction step that failed
-//     after it.
+//     after it;
+//   - output, DLQ and late topics missing on a broker that does not create
+//     topics: the job stops at start naming them (on a cluster of its own).
 // Each test uses its own topics and job names, so they may share the broker
 // and run in parallel.
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <fstream>
 #include <random>
 #include <regex>
 #include <string>
@@ -128,6 +132,68 @@ INSTANTIATE_TEST_SUITE_P(Delivery, TopicFaultsTest, ::testing::Values("at_least_
                            return info.param == "exactly_once" ? std::string("ExactlyOnce")
                                                                : std::string("AtLeastOnce");
                          });
+
+// A broker that does not create topics (auto.create.topics.enable=false)
+// and a job whose output, DLQ and late topics do not exist: it stops at
+// start naming them and what to do, not after reading its whole input and
+// the message timeout with "restart it to resume", which met the same
+// again. On a cluster of its own: the setting is read at the broker's start.
+TEST(MissingOutputTopicTest, AJobWhoseTopicsTheBrokerWillNotCreateStopsAtStartNamingThem) {
+  ScratchDir dir("missing-output");
+  auto started = RealKafka::Start(dir / "kafka", 1);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  RealKafka& kafka = **started;
+  ASSERT_TRUE(kafka.StopNode(1).ok());
+  const std::string properties = dir / "kafka/node1/server.properties";
+  std::string text = ReadFile(properties);
+  const std::string on = "auto.create.topics.enable=true";
+  ASSERT_NE(text.find(on), std::string::npos) << text;
+  text.replace(text.find(on), on.size(), "auto.create.topics.enable=false");
+  std::ofstream(properties) << text;
+  ASSERT_TRUE(kafka.StartNode(1).ok());
+  KafkaConfig config;
+  config.brokers = kafka.bootstrap();
+  Status created = CreateTopicAdmin(config, "transactions", 2, 1);
+  ASSERT_TRUE(created.ok()) << created.ToString();
+  GeneratorOptions gen = SmallWorkload(57, 2000, 100);
+  gen.start_time_ms = WallClockMs() - 8LL * 3600 * 1000;
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(config, "transactions", gen));
+
+  for (const std::string delivery : {"at_least_once", "exactly_once"}) {
+    SpecOptions o;  // source transactions, sink user-spend-hourly, DLQ user-spend.dlq, late user-spend.late
+    o.state_dir = dir / ("state-" + delivery);
+    o.delivery = delivery;
+    const std::string spec = WriteSpec(dir, delivery + ".yaml", o);
+    std::string out, err;
+    const auto began = std::chrono::steady_clock::now();
+    const int rc = RunKappa({"run", spec, "-b", kafka.bootstrap(), "--stop-at-end", "--final-watermark",
+                             "--status-interval-ms", "0"},
+                            &out, &err, "missing-output-" + delivery);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    EXPECT_EQ(rc, 1) << delivery << "\n" << err;
+    EXPECT_NE(err.find("topics user-spend-hourly.v1, user-spend.dlq and user-spend.late do not exist and the broker "
+                       "does not create topics"),
+              std::string::npos)
+        << delivery << "\n" << err;
+    EXPECT_NE(err.find("--create"), std::string::npos) << "says how to create them\n" << err;
+    EXPECT_EQ(err.find("restart it to resume"), std::string::npos) << "a restart meets the same\n" << err;
+    EXPECT_LT(seconds, 20) << delivery << ": not at start\n" << err;
+  }
+
+  // Created as advised, the job runs.
+  for (const std::string topic : {"user-spend-hourly.v1", "user-spend.dlq", "user-spend.late"}) {
+    Status made = CreateTopicAdmin(config, topic, 1, 1);
+    ASSERT_TRUE(made.ok()) << made.ToString();
+  }
+  SpecOptions o;
+  o.state_dir = dir / "state-created";
+  std::string err;
+  EXPECT_EQ(RunKappa({"run", WriteSpec(dir, "created.yaml", o), "-b", kafka.bootstrap(), "--stop-at-end",
+                      "--final-watermark", "--status-interval-ms", "0"},
+                     nullptr, &err, "missing-output-created"),
+            0)
+      << err;
+}
 
 }  // namespace
 }  // namespace kappa::testing
