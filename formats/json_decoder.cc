@@ -179,7 +179,7 @@ struct JsonDecoder::Impl {
   // to the sink (a bug bash; the README says a record that does not parse
   // goes to the DLQ). Each scalar is parsed as its type says; a string is
   // unescaped only when it has an escape to check.
-  bool CheckUnread(od::value v, int depth = 0) {
+  bool CheckUnread(od::value v) {
     od::json_type t;
     if (auto e = v.type().get(t)) return Undecodable(e);
     auto bad = [&](simdjson::error_code e) {
@@ -198,7 +198,7 @@ struct JsonDecoder::Impl {
             std::string_view key;
             if (auto e = f.unescaped_key().get(key)) return Undecodable(e);
           }
-          if (!CheckUnread(f.value(), depth + 1)) return false;
+          if (!CheckUnread(f.value())) return false;
         }
         return true;
       }
@@ -208,7 +208,7 @@ struct JsonDecoder::Impl {
         for (auto item : a) {
           od::value element;
           if (auto e = std::move(item).get(element)) return Undecodable(e);
-          if (!CheckUnread(element, depth + 1)) return false;
+          if (!CheckUnread(element)) return false;
         }
         return true;
       }
