@@ -370,7 +370,19 @@ Status PostgresSink::InsertRowByRow() {
   // DELETE after each left every earlier row dead in the table to be read
   // again: 16,000 rows with one refused took a minute, and a stop waited.)
   std::vector<std::pair<size_t, std::string>> refused;
-  std::vector<std::pair<size_t, size_t>> pending{{0, rows_.size()}};  // [begin, end), the next on top
+  // Ranges [begin, end) still to try, the next on top.
+  std::vector<std::pair<size_t, size_t>> pending;
+  auto split = [&pending](size_t begin, size_t end) {
+    const size_t mid = begin + (end - begin) / 2;
+    pending.emplace_back(mid, end);  // the first half is tried first: refusals in row order
+    pending.emplace_back(begin, mid);
+  };
+  // The whole epoch was just refused: its halves come first.
+  if (rows_.size() > 1) {
+    split(0, rows_.size());
+  } else {
+    pending.emplace_back(0, rows_.size());
+  }
   std::string data;
   while (!pending.empty()) {
     if (stop_.stop_requested()) {
@@ -394,9 +406,7 @@ Status PostgresSink::InsertRowByRow() {
       refused.emplace_back(begin, st.message());
       continue;
     }
-    const size_t mid = begin + (end - begin) / 2;
-    pending.emplace_back(mid, end);  // the first half is tried first: refusals in row order
-    pending.emplace_back(begin, mid);
+    split(begin, end);
   }
   if (refused.empty()) return Status::OK();
   for (const auto& [i, message] : refused) {
