@@ -111,6 +111,29 @@ std::string SharedRealKafkaBootstrap(const std::string& realkafka_dir) {
   return bootstrap;
 }
 
+// The error of a one-topic admin request (`request`: its name) answered on
+// `queue`, "" if none: no answer within 30 s, the request's own error, or
+// the topic's; topics_of(event, &n) lists the answer's topic results.
+template <typename TopicsOf>
+std::string OneTopicAdminError(rd_kafka_queue_t* queue, const std::string& request, TopicsOf topics_of) {
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  if (!event) return "no answer to " + request + " within 30 s";
+  std::string error;
+  if (rd_kafka_event_error(event)) {
+    error = rd_kafka_event_error_string(event);
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** results = topics_of(event, &n);
+    if (n != 1) {
+      error = request + " answered for " + std::to_string(n) + " topics";
+    } else if (rd_kafka_topic_result_error(results[0])) {
+      error = rd_kafka_topic_result_error_string(results[0]);
+    }
+  }
+  rd_kafka_event_destroy(event);
+  return error;
+}
+
 Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int partitions, int replication,
                         const std::map<std::string, std::string>& topic_configs) {
   auto client = CreateClient(ClientKind::kProducer, config, {});
@@ -125,23 +148,9 @@ Status CreateTopicAdmin(const KafkaConfig& config, const std::string& name, int 
   rd_kafka_AdminOptions_set_operation_timeout(options, 20000, err, sizeof err);
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_CreateTopics(rk, &topic, 1, options, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
-  std::string error;
-  if (!event) {
-    error = "no answer to CreateTopics within 30 s";
-  } else if (rd_kafka_event_error(event)) {
-    error = rd_kafka_event_error_string(event);
-  } else {
-    size_t n = 0;
-    const rd_kafka_topic_result_t** results =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &n);
-    if (n != 1) {
-      error = "CreateTopics answered for " + std::to_string(n) + " topics";
-    } else if (rd_kafka_topic_result_error(results[0])) {
-      error = rd_kafka_topic_result_error_string(results[0]);
-    }
-  }
-  if (event) rd_kafka_event_destroy(event);
+  const std::string error = OneTopicAdminError(queue, "CreateTopics", [](rd_kafka_event_t* e, size_t* n) {
+    return rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(e), n);
+  });
   rd_kafka_queue_destroy(queue);
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_NewTopic_destroy(topic);
@@ -168,23 +177,9 @@ Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, i
   if (!grow) return Status::InvalidArgument(topic + ": " + err);
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_CreatePartitions(rk, &grow, 1, nullptr, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
-  std::string error;
-  if (!event) {
-    error = "no answer to CreatePartitions within 30 s";
-  } else if (rd_kafka_event_error(event)) {
-    error = rd_kafka_event_error_string(event);
-  } else {
-    size_t n = 0;
-    const rd_kafka_topic_result_t** results =
-        rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(event), &n);
-    if (n != 1) {
-      error = "CreatePartitions answered for " + std::to_string(n) + " topics";
-    } else if (rd_kafka_topic_result_error(results[0])) {
-      error = rd_kafka_topic_result_error_string(results[0]);
-    }
-  }
-  if (event) rd_kafka_event_destroy(event);
+  const std::string error = OneTopicAdminError(queue, "CreatePartitions", [](rd_kafka_event_t* e, size_t* n) {
+    return rd_kafka_CreatePartitions_result_topics(rd_kafka_event_CreatePartitions_result(e), n);
+  });
   rd_kafka_queue_destroy(queue);
   rd_kafka_NewPartitions_destroy(grow);
   if (!error.empty()) return Status::Unavailable("growing " + topic + ": " + error);
@@ -208,23 +203,9 @@ Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic) {
   rd_kafka_AdminOptions_set_operation_timeout(options, 20000, err, sizeof err);
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_DeleteTopics(rk, &doomed, 1, options, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
-  std::string error;
-  if (!event) {
-    error = "no answer to DeleteTopics within 30 s";
-  } else if (rd_kafka_event_error(event)) {
-    error = rd_kafka_event_error_string(event);
-  } else {
-    size_t n = 0;
-    const rd_kafka_topic_result_t** results =
-        rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), &n);
-    if (n != 1) {
-      error = "DeleteTopics answered for " + std::to_string(n) + " topics";
-    } else if (rd_kafka_topic_result_error(results[0])) {
-      error = rd_kafka_topic_result_error_string(results[0]);
-    }
-  }
-  if (event) rd_kafka_event_destroy(event);
+  const std::string error = OneTopicAdminError(queue, "DeleteTopics", [](rd_kafka_event_t* e, size_t* n) {
+    return rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(e), n);
+  });
   rd_kafka_queue_destroy(queue);
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_DeleteTopic_destroy(doomed);
