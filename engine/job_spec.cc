@@ -372,12 +372,19 @@ Status CheckValueIsSet(const ConfigNode& ops, const JobSpec& spec) {
   std::vector<Field> fields;
   for (size_t i = 0; i < spec.operators.size(); ++i) {
     const OperatorSpec& op = spec.operators[i];
+    std::string what;
     if (const auto* map = std::get_if<MapSpec>(&op)) {
-      // A map of named values only leaves the value as it was.
+      // A map that sets the value must not read it first (it would read 0);
+      // a map of named values only leaves the value as it was.
+      fields.clear();
+      KindOf(op).append_fields(op, fields);
+      if (std::find(fields.begin(), fields.end(), Field::kValue) != fields.end()) {
+        return ops.items()[i].Error("this map reads `value`, which this source does not set: name a declared int64 "
+                                    "field with `source.value:`, or compute the value from declared fields");
+      }
       if (!map->value_expr.empty() || map->computed.empty()) return Status::OK();
       continue;
     }
-    std::string what;
     if (const auto* w = std::get_if<WindowSpec>(&op); w != nullptr && w->features.empty()) {
       // Aggregates the spec lists (by default a window fills all five, and
       // a row's sum, min, max and avg stay 0 without a value, as the README

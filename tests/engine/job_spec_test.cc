@@ -462,7 +462,9 @@ TEST(JobSpecTest, ReadingTheValueOfADeclaredFormatThatSetsNoneIsRefused) {
                                  std::string("  - window: {size: 1s, key: k, aggregates: [max], argmax: [amount]}\n")}) {
     auto r = spec_with("", ops);
     EXPECT_FALSE(r.ok()) << ops;
-    if (!r.ok()) EXPECT_NE(r.status().message().find("which this source does not set"), std::string::npos) << r.status().ToString();
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("which this source does not set"), std::string::npos) << r.status().ToString();
+    }
   }
   // Set by the source, or by a map before the window: accepted.
   EXPECT_TRUE(spec_with(", value: amount", listed).ok());
@@ -470,6 +472,18 @@ TEST(JobSpecTest, ReadingTheValueOfADeclaredFormatThatSetsNoneIsRefused) {
   EXPECT_TRUE(mapped.ok()) << mapped.status().ToString();
   auto expr = spec_with("", "  - map: {value: \"amount * 2\"}\n" + listed);
   EXPECT_TRUE(expr.ok()) << expr.status().ToString();
+  // A map that sets the value from the unset value itself would read 0.
+  for (const std::string& map : {std::string("  - map: {value: \"value + amount\"}\n"),
+                                 std::string("  - map: {value: value, multiply: 2}\n"),
+                                 std::string("  - map: {half: \"value / 2\", value: amount}\n  - filter: [\"half > 0\"]\n")}) {
+    auto r = spec_with("", map + listed);
+    EXPECT_FALSE(r.ok()) << map;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("this map reads `value`, which this source does not set"), std::string::npos)
+          << r.status().ToString();
+    }
+  }
+  EXPECT_TRUE(spec_with(", value: amount", "  - map: {value: \"value + amount\"}\n" + listed).ok());
   // A map of named values only leaves the value unset.
   auto named = spec_with("", "  - map: {double: \"amount * 2\"}\n  - filter: [\"double > 0\"]\n" + listed);
   EXPECT_FALSE(named.ok());
