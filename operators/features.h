@@ -49,6 +49,11 @@ inline double BitsDouble(int64_t b) {
   std::memcpy(&d, &b, 8);
   return d;
 }
+// The order of min and max over doubles: NaN above every number (as
+// PostgreSQL and Java's Double.compare order it), so a window holding NaN
+// has max NaN and min its smallest number, in tumbling and rolling windows
+// alike.
+inline bool DoubleBefore(double a, double b) { return a != a ? false : (b != b || a < b); }
 inline int64_t WrappingAdd(int64_t a, int64_t b) {
   return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
 }

@@ -31,10 +31,13 @@ int64_t GetBE(const char* p) {
 }
 
 // A double's bits mapped so that int64 order is the double order (-0.0 and
-// 0.0 compare equal, as `<` does, because both map to 0.0's bits first).
+// 0.0 compare equal, as `<` does, because both map to 0.0's bits first;
+// every NaN, whatever its sign bit, is one value above +infinity, as
+// DoubleBefore orders it).
 int64_t OrderKey(int64_t bits) {
   const double d = BitsDouble(bits);
   if (d == 0.0) bits = 0;
+  if (d != d) bits = DoubleBits(std::numeric_limits<double>::quiet_NaN());
   const uint64_t u = static_cast<uint64_t>(bits);
   const uint64_t k = (u >> 63) ? ~u : (u | (uint64_t{1} << 63));
   return static_cast<int64_t>(k ^ (uint64_t{1} << 63));

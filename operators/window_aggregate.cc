@@ -589,10 +589,10 @@ void WindowAggregate::UpdateFeatures(FeatureAccumulator& v, const InputRecord& r
         c = dbl ? DoubleBits(BitsDouble(c) + BitsDouble(in[i])) : WrappingAdd(c, in[i]);
         break;
       case FeatureKind::kMin:
-        if (dbl ? BitsDouble(in[i]) < BitsDouble(c) : in[i] < c) c = in[i];
+        if (dbl ? inserted || DoubleBefore(BitsDouble(in[i]), BitsDouble(c)) : in[i] < c) c = in[i];
         break;
       case FeatureKind::kMax:
-        if (dbl ? BitsDouble(in[i]) > BitsDouble(c) : in[i] > c) c = in[i];
+        if (dbl ? inserted || DoubleBefore(BitsDouble(c), BitsDouble(in[i])) : in[i] > c) c = in[i];
         break;
       case FeatureKind::kFirst:
         if (becomes_first) c = in[i];

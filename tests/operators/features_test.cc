@@ -639,30 +639,17 @@ TEST(FeaturesTest, NamedValuesAMapComputesAreFeaturesInputs) {
   }
 }
 
-TEST(FeaturesTest, DoubleFieldsAggregateInDoubleOnlyInFeatures) {
-  auto w = ParseWindow(
-      "window: {size: 1h, key: user, features: {total: sum(score), best: max(score), mean: avg(score), "
-      "scores: count_distinct(score), latest: max(at)}}",
-      kJsonSource);
-  ASSERT_TRUE(w.ok()) << w.status().ToString();
-  auto dedup = ParseSpec("  - dedup: {field: score, ttl: 1h}\n  - window: {size: 1h, features: {n: count}}\n",
-                         kJsonSource);
-  ASSERT_FALSE(dedup.ok());
-  EXPECT_NE(dedup.status().message().find("is a double; only window features"), std::string::npos)
-      << dedup.status().message();
-  EXPECT_EQ(FeatureOutputType(w->features[0]), ValueType::kDouble);
-  EXPECT_EQ(FeatureOutputType(w->features[2]), ValueType::kDouble);
-  EXPECT_EQ(FeatureOutputType(w->features[3]), ValueType::kInt64);
-  EXPECT_EQ(FeatureOutputType(w->features[4]), ValueType::kTimestamp) << "max of a timestamp stays one";
-
-  // Records with declared slots, fed to the operator directly.
+// Records of user "u" with the declared double `score` (kJsonSource's
+// fields), one a millisecond from kT0, fed to the window directly, then
+// the watermark an hour on: the rows it writes, as JSON text.
+std::vector<std::string> FeedScores(const WindowSpec& w, const std::vector<double>& scores) {
   StateRegistry registry;
-  auto op = MakeOperator(*w, "op1", registry);
-  ASSERT_TRUE(op.ok()) << op.status().ToString();
-  const double scores[] = {0.1, 0.2, -0.0, 0.0, 2.5};
-  std::vector<std::array<FieldValue, 3>> slots(5);
+  auto op = MakeOperator(w, "op1", registry);
+  EXPECT_TRUE(op.ok()) << op.status().ToString();
+  if (!op.ok()) return {};
+  std::vector<std::array<FieldValue, 3>> slots(scores.size());
   RecordBatch batch;
-  for (size_t i = 0; i < 5; ++i) {
+  for (size_t i = 0; i < scores.size(); ++i) {
     slots[i][0] = FieldValue{};
     slots[i][0].str = "u";
     slots[i][0].len = 1;
@@ -689,13 +676,64 @@ TEST(FeaturesTest, DoubleFieldsAggregateInDoubleOnlyInFeatures) {
   (*op)->Process(batch, ctx);
   ctx.max_event_time_ms = kT0 + kHour;
   (*op)->OnBatchEnd(ctx);
-  ASSERT_EQ(out.emitted.size(), 1u);
-  const Row row = ParseJsonRow(out.emitted[0].value);
+  std::vector<std::string> rows;
+  for (const Emitted& e : out.emitted) rows.push_back(e.value);
+  return rows;
+}
+
+TEST(FeaturesTest, DoubleFieldsAggregateInDoubleOnlyInFeatures) {
+  auto w = ParseWindow(
+      "window: {size: 1h, key: user, features: {total: sum(score), best: max(score), mean: avg(score), "
+      "scores: count_distinct(score), latest: max(at)}}",
+      kJsonSource);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  auto dedup = ParseSpec("  - dedup: {field: score, ttl: 1h}\n  - window: {size: 1h, features: {n: count}}\n",
+                         kJsonSource);
+  ASSERT_FALSE(dedup.ok());
+  EXPECT_NE(dedup.status().message().find("is a double; only window features"), std::string::npos)
+      << dedup.status().message();
+  EXPECT_EQ(FeatureOutputType(w->features[0]), ValueType::kDouble);
+  EXPECT_EQ(FeatureOutputType(w->features[2]), ValueType::kDouble);
+  EXPECT_EQ(FeatureOutputType(w->features[3]), ValueType::kInt64);
+  EXPECT_EQ(FeatureOutputType(w->features[4]), ValueType::kTimestamp) << "max of a timestamp stays one";
+
+  const auto rows = FeedScores(*w, {0.1, 0.2, -0.0, 0.0, 2.5});
+  ASSERT_EQ(rows.size(), 1u);
+  const Row row = ParseJsonRow(rows[0]);
   EXPECT_DOUBLE_EQ(row.values.at("total"), ((0.1 + 0.2) + -0.0 + 0.0) + 2.5);
   EXPECT_EQ(row.values.at("best"), 2.5);
   EXPECT_DOUBLE_EQ(row.values.at("mean"), (0.1 + 0.2 + 2.5) / 5);
   EXPECT_EQ(row.values.at("scores"), 4) << "-0.0 and 0.0 are one value";
   EXPECT_EQ(row.values.at("latest"), static_cast<double>(kT0 + 4));
+}
+
+// NaN (from map arithmetic such as inf - inf, or a declared double) orders
+// above every number, as in PostgreSQL and Java's Double.compare: a window
+// holding one has max NaN (written null) and min its smallest number. The
+// tumbling windows ignored NaN and the rolling ones ordered it by its sign
+// bit (x86's inf - inf is a negative NaN: min NaN, max a number).
+TEST(FeaturesTest, NaNOrdersAboveEveryNumberInTumblingAndRollingWindows) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::string features = "features: {lo: min(score), hi: max(score)}}";
+  auto tumbling = ParseWindow("window: {size: 1h, key: user, " + features, kJsonSource);
+  auto rolling = ParseWindow("window: {type: rolling, size: 1h, key: user, " + features, kJsonSource);
+  ASSERT_TRUE(tumbling.ok()) << tumbling.status().ToString();
+  ASSERT_TRUE(rolling.ok()) << rolling.status().ToString();
+  const std::vector<std::pair<std::vector<double>, std::string>> cases = {
+      {{1.5, nan, -2.0}, "\"lo\":-2,\"hi\":null"},
+      {{1.5, -nan, -2.0}, "\"lo\":-2,\"hi\":null"},
+      {{nan, 3.0}, "\"lo\":3,\"hi\":null"},
+      {{-nan, -nan}, "\"lo\":null,\"hi\":null"},
+      {{1.5, -2.0}, "\"lo\":-2,\"hi\":1.5"},
+  };
+  for (const auto& [scores, expected] : cases) {
+    const auto t = FeedScores(*tumbling, scores);
+    const auto r = FeedScores(*rolling, scores);
+    ASSERT_EQ(t.size(), 1u);
+    ASSERT_EQ(r.size(), scores.size()) << "a rolling row per record";
+    EXPECT_NE(t[0].find(expected), std::string::npos) << "tumbling: " << t[0];
+    EXPECT_NE(r.back().find(expected), std::string::npos) << "rolling: " << r.back();
+  }
 }
 
 }  // namespace
