@@ -295,6 +295,11 @@ Result<Predicate> ParsePredicate(std::string_view text) {
   if (IsNumericField(p.field)) {
     auto r = std::from_chars(value.data(), value.data() + value.size(), p.number);
     if (r.ec != std::errc() || r.ptr != value.data() + value.size()) {
+      if (IsDeclaredField(p.field) && DeclaredTypeOf(p.field) == ValueType::kBool) {
+        const std::string name(FieldName(p.field));
+        return bad("`" + name + "` is a bool, so `" + value + "` is no value of it: compare it with true or false (`" +
+                   name + " == true`), or write `" + name + "` or `not " + name + "`");
+      }
       std::string why = "`";
       why.append(FieldName(p.field)).append("` is numeric but `").append(value).append("` is not an integer");
       return bad(why);

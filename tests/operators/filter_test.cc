@@ -290,6 +290,18 @@ TEST(FilterExpressionTest, DeclaredFieldsOfAUserFormat) {
     EXPECT_FALSE(f.Matches(r));
     r.fields = clean;
     EXPECT_TRUE(f.Matches(r));
+    // A word that is no bool value is named as such (it read "`is_fraud`
+    // is numeric but `yes` is not an integer").
+    for (const char* entry : {"is_fraud == yes", "is_fraud != \"no\""}) {
+      auto word = Entries({entry});
+      ASSERT_FALSE(word.ok()) << entry;
+      EXPECT_NE(word.status().message().find("`is_fraud` is a bool, so `"), std::string::npos)
+          << word.status().ToString();
+      EXPECT_NE(word.status().message().find("compare it with true or false (`is_fraud == true`)"),
+                std::string::npos)
+          << word.status().ToString();
+    }
+    EXPECT_TRUE(Entries({"is_fraud == true"}).ok());
   }
 
   // Outside the scope the declared names are not fields.
