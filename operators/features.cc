@@ -402,7 +402,7 @@ void RowEncoder::Int(int64_t v) {
       if (columns_[next_].type == ValueType::kBool) {
         out_.push_back(v ? 't' : 'f');
       } else if (columns_[next_].type == ValueType::kTimestamp) {
-        out_.append(buf, IsoTime(v, buf));  // timestamptz; out of its range: the database refuses the row
+        out_.append(buf, PostgresTime(v, buf));  // timestamptz; out of its range: the database refuses the row
       } else {
         out_.append(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
       }

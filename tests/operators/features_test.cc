@@ -577,6 +577,15 @@ TEST(FeaturesTest, PostgresRowsAreCopyTextThatReadsBackExactly) {
   const auto bytes = rows.Finish();
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
             "a\\tb\\nc\\\\d\\re\t2026-01-01T01:00:00.123Z\t-42\tt\t0.1\tNaN\t-Infinity");
+  // Years PostgreSQL holds beyond four digits, and before year 1 (BC).
+  for (const auto& [ms, text] : {std::pair<int64_t, std::string>{253402300800000, "10000-01-01T00:00:00.000Z"},
+                                 {-62135596800001, "0001-12-31T23:59:59.999Z BC"}}) {
+    RowEncoder one(RowFormat::kPostgres, {{"at", ValueType::kTimestamp}});
+    one.Begin();
+    one.Int(ms);
+    const auto b = one.Finish();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(b.data()), b.size()), text);
+  }
 }
 
 TEST(FeaturesTest, NamedValuesAMapComputesAreFeaturesInputs) {

@@ -4,6 +4,8 @@
 // never carry the password.
 #include "postgres/pg_client.h"
 
+#include "base/iso_time.h"
+
 #include <cstdlib>
 #include <fstream>
 
@@ -137,6 +139,52 @@ TEST_F(PgClientTest, StatementsCopyAndRefusedRows) {
   ASSERT_FALSE(syntax.ok());
   EXPECT_NE(syntax.status().message().find("syntax error"), std::string::npos);
   ASSERT_TRUE(c.Exec("DROP TABLE pg_client_t").ok());
+}
+
+// A timestamp feature's text (base/iso_time.h's PostgresTime) reads back
+// as the same millisecond across the whole range timestamptz holds, 4713
+// BC to 294276 AD; before, years past 9999 and before 1 were written as
+// epoch ms, which the database refused (each such row a dead letter).
+TEST_F(PgClientTest, TimestampTextReadsBackAsTheSameMillisecondInEveryYearPostgresHolds) {
+  auto pg = PgClient::Connect(dsn_);
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  PgClient& c = **pg;
+  ASSERT_TRUE(c.Exec("SET client_min_messages = warning; DROP TABLE IF EXISTS pg_client_ts; "
+                     "CREATE TABLE pg_client_ts (i bigint PRIMARY KEY, t timestamptz NOT NULL)")
+                  .ok());
+  const int64_t kDay = 86400000;
+  const std::vector<int64_t> times = {
+      0,
+      1767229200123,
+      -62135596800000,            // 0001-01-01T00:00:00.000Z
+      -62135596800000 - 1,        // the millisecond before: 1 BC
+      -62135596800000 - 366 * kDay,  // 1 BC's first day (a leap year)
+      -62167219200000 - 1,        // 2 BC's last millisecond
+      -210866803200000,           // 4713-11-24 BC, PostgreSQL's first day
+      253402300799999,            // 9999-12-31T23:59:59.999Z
+      253402300800000,            // 10000-01-01
+      253402300800000 + 59 * kDay + 7,  // 10000-02-29, a leap day
+      9224318015999999,           // 294276-12-31T23:59:59.999Z, the last
+  };
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < times.size(); ++i) {
+    char buf[32];
+    rows.push_back({std::to_string(i), std::string(buf, PostgresTime(times[i], buf))});
+  }
+  auto copied = c.CopyIn("pg_client_ts", {"i", "t"}, rows);
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  auto read = c.Exec("SELECT i, (extract(epoch FROM t) * 1000)::bigint FROM pg_client_ts ORDER BY i");
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->rows.size(), times.size());
+  for (size_t i = 0; i < times.size(); ++i) {
+    EXPECT_EQ(read->rows[i][1], std::to_string(times[i])) << rows[i][1];
+  }
+  // Beyond what timestamptz holds the database still refuses the row.
+  char buf[32];
+  auto beyond = c.CopyIn("pg_client_ts", {"i", "t"},
+                         {{"100", std::string(buf, PostgresTime(9224318016000000 + kDay * 400, buf))}});
+  EXPECT_FALSE(beyond.ok()) << buf;
+  ASSERT_TRUE(c.Exec("DROP TABLE pg_client_ts").ok());
 }
 
 TEST_F(PgClientTest, ConnectionErrorsSayWhatToDoAndHideThePassword) {
