@@ -67,6 +67,23 @@ std::string MissingTopics(const std::vector<std::string>& topics, const std::str
          ", with the partitions and replication you want) or let the broker create topics, then start the job "
          "again";
 }
+// A transaction's commit that failed: when the broker no longer knows the
+// input topic whose offsets it carries (deleted while the job read it),
+// "restart it to resume" would meet the same.
+Status CommitFailed(const std::string& message, const std::string& input_topic) {
+  // (librdkafka cuts its message short: a long topic name may be cut.)
+  if (message.find("UNKNOWN_TOPIC_OR_PART") != std::string::npos &&
+      (message.find(input_topic + "[") != std::string::npos ||
+       message.find("commit offsets to transaction") != std::string::npos)) {
+    return Status::Unavailable(
+        message + "; the input topic " + input_topic +
+        " does not exist any more (deleted while the job read it?), so the transaction's offsets could not be "
+        "committed. The job stopped with its last checkpoint intact, but a restart meets the same until the "
+        "topic exists again with its history: if it was recreated, or its history is gone, replay the history "
+        "from a log archive (--archive DIR) or start a new version over the new topic");
+  }
+  return Status::Unavailable(message + "; " + kCheckpointIntact);
+}
 Status Unacknowledged(const std::string& cause) {
   return Status::Unavailable("sink: " + cause + "; no checkpoint was taken past those outputs; " +
                              kCheckpointIntact);
@@ -403,7 +420,7 @@ Status KafkaSink::CommitEpoch(rd_kafka_s* consumer, const std::string& topic,
   if (st.ok()) return st;
   if (Fenced()) return FencedError();
   if (failed()) return failure();
-  return Status::Unavailable(st.message() + "; " + kCheckpointIntact);
+  return CommitFailed(st.message(), topic);
 }
 
 PartitionList KafkaSink::TaggedOffsets(const std::string& topic,
@@ -420,7 +437,7 @@ std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const 
   if (failed()) return nullptr;  // CommitEpoch then says so at once
   // The messages CommitEpoch gives, built now: the sink may be gone when it runs.
   return [commit = producer_->CommitTransactionLater(consumer, TaggedOffsets(topic, offsets), 150000),
-          fenced_error = FencedError()] {
+          fenced_error = FencedError(), topic] {
     bool fenced = false;
     bool producer_failed = false;
     Status st = commit(&fenced, &producer_failed);
@@ -429,7 +446,7 @@ std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const 
     // A failed delivery (its topic and cause), said as failure() says it:
     // with the advice for a fault a restart would meet again.
     if (producer_failed) return DeliveryFailed(st.message());
-    return Status::Unavailable(st.message() + "; " + kCheckpointIntact);
+    return CommitFailed(st.message(), topic);
   };
 }
 
