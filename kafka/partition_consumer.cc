@@ -225,7 +225,7 @@ Status PartitionConsumer::HandleRebalance(int err, rd_kafka_topic_partition_list
   return st;
 }
 
-Status PartitionConsumer::Classify(rd_kafka_message_t* m) {
+Status PartitionConsumer::Classify(rd_kafka_message_t* m, DeletedRange* deleted) {
   const std::string where = std::string(m->rkt ? rd_kafka_topic_name(m->rkt) : "?") + "[" +
                             std::to_string(m->partition) + "]";
   switch (m->err) {
@@ -240,9 +240,18 @@ Status PartitionConsumer::Classify(rd_kafka_message_t* m) {
                          rd_kafka_query_watermark_offsets(consumer_.get(), rd_kafka_topic_name(m->rkt), m->partition,
                                                           &low, &high, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR;
       if (known && m->offset < low) {
-        return Status::DataLoss(where + ": records " + std::to_string(m->offset) + ".." + std::to_string(low - 1) +
-                                " were deleted (retention) while the reader was behind: the log now starts at " +
-                                std::to_string(low) + "; records would be skipped, so reading stops");
+        Status loss = Status::DataLoss(where + ": records " + std::to_string(m->offset) + ".." +
+                                       std::to_string(low - 1) +
+                                       " were deleted (retention) while the reader was behind: the log now starts at " +
+                                       std::to_string(low) + "; records would be skipped, so reading stops");
+        if (deleted) {
+          deleted->topic = rd_kafka_topic_name(m->rkt);
+          deleted->partition = m->partition;
+          deleted->from = m->offset;
+          deleted->log_start = low;
+          deleted->message = loss.message();
+        }
+        return loss;
       }
       if (known && m->offset > high) {
         return Status::DataLoss(where + ": the reader is at offset " + std::to_string(m->offset) +
@@ -303,7 +312,17 @@ Status PartitionConsumer::Poll(int max, int wait_ms, MessageBatch* batch) {
       out[kept++] = m;
       continue;
     }
-    if (result.ok()) result = Classify(m);
+    // With hold_deleted every error is classified: a partition deleted past
+    // the reader is reported once, and one left out would stall unseen.
+    if (result.ok() || options_.hold_deleted) {
+      DeletedRange deleted;
+      Status st = Classify(m, options_.hold_deleted ? &deleted : nullptr);
+      if (!deleted.topic.empty()) {
+        deleted_.push_back(std::move(deleted));
+      } else if (result.ok()) {
+        result = std::move(st);
+      }
+    }
     rd_kafka_message_destroy(m);
   }
   batch->count_ = kept;

@@ -58,9 +58,25 @@ struct PartitionConsumerOptions {
   // unreachable, all brokers down), those at most once per kind every
   // 10 s. Called on the thread that calls Poll. Null: ignored.
   std::function<void(const std::string&)> on_transient;
+  // A partition whose log start passed the reader's position (retention
+  // deleted records it had not read yet) no longer ends Poll with DataLoss:
+  // Poll goes on with the other partitions and TakeDeleted() lists it
+  // (librdkafka stops fetching it). For a reader that can hold one
+  // partition back and carry on with the rest (the archiver).
+  bool hold_deleted = false;
   // How long the destructor waits for librdkafka's consumer close before
   // destroying the handle without it (a broker that is gone never answers).
   int close_timeout_ms = 2000;
+};
+
+// Records of a partition deleted before the reader got them (see
+// PartitionConsumerOptions::hold_deleted): offsets from..log_start-1.
+struct DeletedRange {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t from = 0;       // the reader's position
+  int64_t log_start = 0;  // where the log starts now
+  std::string message;    // the DataLoss text Poll would have returned
 };
 
 // Messages taken by one Poll(); owned until the next Poll() or destruction.
@@ -127,6 +143,9 @@ class PartitionConsumer {
   // never reach `batch`: they either end the poll with a Status or are
   // reported as transient.
   Status Poll(int max, int wait_ms, MessageBatch* batch);
+  // With hold_deleted: the partitions Poll found deleted past the reader's
+  // position since the last call (each once).
+  std::vector<DeletedRange> TakeDeleted() { return std::exchange(deleted_, {}); }
   // Fills each listed partition's offset with the consumer's position (the
   // next offset it will return; it passes transaction markers that never
   // arrive as messages).
@@ -141,7 +160,9 @@ class PartitionConsumer {
 
  private:
   PartitionConsumer() = default;
-  Status Classify(rd_kafka_message_s* message);
+  // *deleted (if given) is filled when the error is records deleted past the
+  // reader's position (its topic is set then).
+  Status Classify(rd_kafka_message_s* message, DeletedRange* deleted = nullptr);
   static void OnClientError(rd_kafka_s* rk, int err, const char* reason, void* opaque);
   static void OnRebalance(rd_kafka_s* rk, int err, rd_kafka_topic_partition_list_s* partitions, void* opaque);
   Status HandleRebalance(int err, rd_kafka_topic_partition_list_s* partitions);
@@ -157,6 +178,7 @@ class PartitionConsumer {
   std::vector<int32_t> assigned_;  // Subscribe
   bool joined_ = false;
   Status rebalance_error_;         // returned by the next Poll
+  std::vector<DeletedRange> deleted_;  // hold_deleted: for TakeDeleted
   int64_t unreachable_since_ms_ = 0;  // see UnreachableSinceMs; set and cleared on the polling thread
   int64_t last_probe_ms_ = 0;         // steady clock
 };
