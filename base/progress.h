@@ -64,6 +64,11 @@ struct ProgressSnapshot {
   // unknown", and a version is never counted as caught up.
   int64_t source_unreachable_since_ms = 0;
   bool source_unreachable() const { return source_unreachable_since_ms != 0; }
+  // Partitions the reader holds back instead of reading, each named with the
+  // range it cannot get (the archiver: records retention deleted before they
+  // were archived, "topic[p] offsets a..b"). They are not in `partitions`:
+  // their lag is not work this reader will ever do.
+  std::vector<std::string> held_back;
 
   int64_t total_lag() const {
     int64_t lag = 0;
@@ -163,7 +168,9 @@ namespace kappa {
 // A library's one-line messages for a human (a partition switching from the
 // archive to Kafka, a warning about skipped history): the library never
 // prints; whoever runs it (the CLI) decides where they go.
-enum class NoteLevel { kInfo, kWarning };
+// kError: something the reader will not do until someone acts (it goes on
+// with the rest), said again for as long as it lasts.
+enum class NoteLevel { kInfo, kWarning, kError };
 using NoteCallback = std::function<void(NoteLevel, const std::string&)>;
 
 }  // namespace kappa

@@ -49,6 +49,11 @@ std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s
   std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s, in %s, %s", label.c_str(), s.percent_done(),
                 HumanCount(s.records_per_second).c_str(), HumanCount(c.in).c_str(), lag);
   std::string out = line;
+  if (!s.held_back.empty()) {
+    // Not in the lag above: records this reader will not get (see the ERROR note).
+    out += ", NOT READ (held back): " + s.held_back.front();
+    if (s.held_back.size() > 1) out += " and " + std::to_string(s.held_back.size() - 1) + " more";
+  }
   if (!with_epoch) return out;
   std::snprintf(line, sizeof(line),
                 ", watermark %s, out %s, outputs %s, deduped %s, filtered %s, late %lld, dlq %lld, epoch %lld",
@@ -62,7 +67,8 @@ std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s
 
 NoteCallback NotePrinter(const std::string& command) {
   return [command](NoteLevel level, const std::string& text) {
-    std::fprintf(stderr, "%s: %s%s\n", command.c_str(), level == NoteLevel::kWarning ? "WARNING " : "", text.c_str());
+    const char* prefix = level == NoteLevel::kError ? "ERROR " : level == NoteLevel::kWarning ? "WARNING " : "";
+    std::fprintf(stderr, "%s: %s%s\n", command.c_str(), prefix, text.c_str());
     std::fflush(stderr);
   };
 }
