@@ -28,7 +28,42 @@ struct Followed {
   int64_t end_at_start = 0;  // log end offset when the archiver started (stop_at_end)
   int64_t position = 0;      // the consumer's next offset (passes transaction markers too)
   int64_t high = 0;          // latest known log end
+  bool held = false;         // retention passed it while it was followed: no longer read (see Hole)
 };
+
+// A partition whose records retention deleted before they were archived
+// (offsets from..log_start-1): it is held back, never written again (the
+// archive must not get a hole), while the others go on.
+struct Hole {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t from = 0;       // the archive's end
+  int64_t log_start = 0;  // Kafka's log start when it was found
+};
+
+std::string HoleList(const std::vector<Hole>& holes) {
+  std::string list;
+  for (size_t i = 0; i < holes.size() && i < 16; ++i) {
+    list += (i ? ", " : "") + Range(holes[i].topic, holes[i].partition, holes[i].from, holes[i].log_start);
+  }
+  if (holes.size() > 16) list += " and " + std::to_string(holes.size() - 16) + " more partitions";
+  return list;
+}
+
+constexpr const char* kHoleAdvice =
+    "archive into a new directory now to keep history from Kafka's log start on, and keep the old archive for what "
+    "it holds";
+
+// Why the held partitions are not archived and what to do, for the notes
+// while the archiver runs and for the status it ends with.
+std::string HoleText(const std::vector<Hole>& holes) {
+  const bool one = holes.size() == 1;
+  return HoleList(holes) + ": Kafka's log of " + (one ? "that partition" : "those partitions") +
+         " now starts after them (retention deleted those records before they were archived; the first now starts "
+         "at " + std::to_string(holes.front().log_start) + "). The archive would have a hole, so nothing more is "
+         "written for " + (one ? "that partition" : "those partitions") +
+         ", and retention goes on deleting what is not archived there: " + kHoleAdvice;
+}
 
 // Everything the loop needs to know about the followed partitions.
 class FollowedSet {
@@ -48,15 +83,31 @@ class FollowedSet {
     auto it = index_.find({topic, partition});
     return it == index_.end() ? nullptr : &all_[it->second];
   }
+  // Holds back a followed partition that retention passed (once).
+  void Hold(Followed& f, int64_t log_start) {
+    if (f.held) return;
+    f.held = true;
+    holes_.push_back({f.topic, f.partition, f.writer->end_offset(), log_start});
+  }
+  void AddHole(Hole hole) { holes_.push_back(std::move(hole)); }
+  const std::vector<Hole>& holes() const { return holes_; }
+  bool AllHeld() const {
+    for (const auto& f : all_) {
+      if (!f.held) return false;
+    }
+    return true;
+  }
   bool AtEnd() const {
     for (const auto& f : all_) {
-      if (f.position < f.end_at_start) return false;
+      if (!f.held && f.position < f.end_at_start) return false;
     }
     return true;
   }
   int64_t Backlog() const {
     int64_t backlog = 0;
-    for (const auto& f : all_) backlog += std::max<int64_t>(0, f.end_at_start - f.position);
+    for (const auto& f : all_) {
+      if (!f.held) backlog += std::max<int64_t>(0, f.end_at_start - f.position);
+    }
     return backlog;
   }
   // Every writer, even after one fails (a full disk): what the others
@@ -73,7 +124,9 @@ class FollowedSet {
     ProgressSnapshot s;
     s.checkpoint_ms = WallClockMs();
     s.counters.in = records;
+    for (const auto& h : holes_) s.held_back.push_back(Range(h.topic, h.partition, h.from, h.log_start));
     for (const auto& f : all_) {
+      if (f.held) continue;
       PartitionProgress p;
       p.partition = f.partition;
       p.topic = f.topic;
@@ -87,6 +140,7 @@ class FollowedSet {
 
  private:
   std::vector<Followed> all_;
+  std::vector<Hole> holes_;
   std::map<std::pair<std::string, int32_t>, size_t> index_;
 };
 
@@ -110,15 +164,14 @@ void ToRecord(rd_kafka_message_t* m, ArchiveRecord* record) {
   }
 }
 
-// Opens a writer per partition of every topic, refusing to start where the
-// archive and Kafka's log do not meet, and lists where to assign each.
+// Opens a writer per partition of every topic and lists where to assign
+// each. A partition whose records retention deleted before they were
+// archived is held back (followed->holes()), every one of them: the
+// archiver once stopped for all partitions at the first, and while it stood
+// still retention went on deleting the healthy ones' records too. Refuses to
+// start where an archive ends after Kafka's log (another topic).
 Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& options, FollowedSet* followed,
                       PartitionList* assignment) {
-  // Every partition whose records retention deleted before they were
-  // archived, named at once: the first alone was named, and while the
-  // archiver stood still the others went on losing records (a bug bash).
-  std::vector<std::string> gaps;
-  int64_t first_low = 0;
   for (const auto& topic : options.topics) {
     auto partitions = consumer.PartitionCount(topic);
     if (!partitions.ok()) return partitions.status();
@@ -132,8 +185,7 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
       const Watermarks& w = (*marks)[p];
       const int64_t end = (*writer)->end_offset();
       if (end < w.low) {
-        if (gaps.empty()) first_low = w.low;
-        gaps.push_back(Range(topic, p, end, w.low));
+        followed->AddHole({topic, p, end, w.low});
         continue;
       }
       if (end > w.high) {
@@ -153,17 +205,6 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
       followed->Add(std::move(f));
       assignment->Add(topic, p, end);
     }
-  }
-  if (!gaps.empty()) {
-    std::string list;
-    for (size_t i = 0; i < gaps.size() && i < 16; ++i) list += (i ? ", " : "") + gaps[i];
-    if (gaps.size() > 16) list += " and " + std::to_string(gaps.size() - 16) + " more partitions";
-    return Status::DataLoss(
-        "cannot archive " + list + ": Kafka's log of " + (gaps.size() == 1 ? "that partition" : "those partitions") +
-        " now starts after them (retention deleted those records before they were archived; the first now starts "
-        "at " + std::to_string(first_low) + "). The archive would have a hole, so nothing is written, for any "
-        "partition, and retention goes on deleting what is not archived: archive into a new directory now to keep "
-        "history from Kafka's log start on, and keep the old archive for what it holds");
   }
   return Status::OK();
 }
@@ -190,6 +231,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
   consumer_options.group = "kappa-archive";
   consumer_options.fetch_wait_max_ms = 50;
   consumer_options.queued_min_messages = 100000;
+  consumer_options.hold_deleted = true;  // one partition retention passed is held back, not the archiver
   consumer_options.on_transient = [&options](const std::string& what) {
     if (options.on_note) options.on_note(NoteLevel::kWarning, what);
   };
@@ -200,13 +242,26 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
   {
     PartitionList assignment(16);
     KAPPA_RETURN_IF_ERROR(OpenPartitions(**consumer, options, &followed, &assignment));
+    // Nothing it could archive: said at once, as before there were partitions to go on with.
+    if (followed.all().empty() && !followed.holes().empty()) {
+      return Status::DataLoss("cannot archive " + HoleText(followed.holes()));
+    }
     KAPPA_RETURN_IF_ERROR((*consumer)->Assign(assignment));
   }
+  // Said loudly at start and again with every status: the archiver goes on
+  // with the healthy partitions, and a long run must not bury it.
+  auto note_holes = [&options, &followed] {
+    if (options.on_note && !followed.holes().empty()) {
+      options.on_note(NoteLevel::kError, "not archiving " + HoleText(followed.holes()) +
+                                             " (the other partitions are archived; the archiver ends with an error)");
+    }
+  };
   if (options.on_note) {
     options.on_note(NoteLevel::kInfo, "following " + std::to_string(followed.all().size()) + " partition(s) of " +
                                           std::to_string(options.topics.size()) + " topic(s) into " + options.root +
                                           ", " + std::to_string(followed.Backlog()) + " record(s) behind");
   }
+  note_holes();
 
   ArchiverSummary summary;
   ProgressReporter reporter(options.status_interval_ms, options.on_status);
@@ -227,7 +282,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
     for (size_t i = 0; i < batch.size() && result.ok(); ++i) {
       rd_kafka_message_t* m = batch[i];
       Followed* f = followed.Find(rd_kafka_topic_name(m->rkt), m->partition);
-      if (!f) continue;
+      if (!f || f->held) continue;
       if (m->offset < f->writer->end_offset()) continue;  // re-delivered after a reassignment
       ToRecord(m, &record);
       result = f->writer->Append(record);
@@ -238,6 +293,19 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
     const bool empty = batch.empty();
     batch.Clear();
     if (!result.ok()) break;
+    // Partitions retention passed while followed (after what the batch held
+    // of them): held back from now on, the others go on.
+    for (const DeletedRange& d : (*consumer)->TakeDeleted()) {
+      Followed* f = followed.Find(d.topic.c_str(), d.partition);
+      if (!f || f->held) continue;
+      followed.Hold(*f, d.log_start);
+      if (options.on_note) {
+        options.on_note(NoteLevel::kError, d.message + "; the archive would have a hole, so " + d.topic + "[" +
+                                               std::to_string(d.partition) +
+                                               "] is no longer archived (the other partitions are): " + kHoleAdvice);
+      }
+    }
+    if (followed.AllHeld()) break;  // nothing left to archive
 
     const bool flush_due = SteadyTime::now() - last_flush >= std::chrono::milliseconds(options.flush_interval_ms);
     const bool status_due = reporter.Due();
@@ -252,6 +320,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
       ProgressSnapshot snapshot = followed.Snapshot(summary.records);
       snapshot.source_unreachable_since_ms = (*consumer)->UnreachableSinceMs();
       reporter.Report(std::move(snapshot), summary.records);
+      note_holes();
     }
   }
   // What was appended before a failure is good data: make it durable.
@@ -261,6 +330,12 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
   reporter.ReportFinal(followed.Snapshot(summary.records), summary.records);
   if (!result.ok()) return result;
   if (!flushed.ok()) return flushed;
+  // What the healthy partitions archived is durable; the held ones end the
+  // run with an error (`kappa archive` exits non-zero).
+  if (!followed.holes().empty()) {
+    return Status::DataLoss((followed.AllHeld() ? "cannot archive " : "archived the other partitions, but not ") +
+                            HoleText(followed.holes()));
+  }
   return summary;
 }
 

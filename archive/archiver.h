@@ -33,7 +33,8 @@ struct ArchiverOptions {
   // archived as counters.in) every status_interval_ms, and a final one.
   ProgressReporter::StatusCallback on_status;
   // One-line messages: what is followed, a torn block cut at start, transient
-  // consumer errors (warnings).
+  // consumer errors (warnings), partitions held back for a hole (errors, at
+  // start or when found and again with every status).
   NoteCallback on_note;
 };
 
@@ -44,9 +45,13 @@ struct ArchiverSummary {
 };
 
 // Follows `options.topics` until *stop is set (or the end, with
-// stop_at_end). DataLoss, naming the partition and the range, if a
-// partition's log start offset is past what the archive holds (history
-// deleted before it could be archived) or moves past it while following.
+// stop_at_end). A partition whose log start offset is past what the archive
+// holds (history deleted before it could be archived), or moves past it
+// while following, is held back: nothing more is written to it (the archive
+// never gets a hole), an error note names it and the range, and the others
+// go on. The run then ends, after flushing what they archived, with
+// DataLoss naming the held partitions and ranges; at once if none is left
+// to archive. FailedPrecondition if an archive ends after Kafka's log.
 Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOptions& options,
                                     StopToken stop);
 

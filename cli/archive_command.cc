@@ -135,9 +135,10 @@ int ArchiveCommand(int argc, char** argv) {
       "Keeps Kafka history beyond retention: appends every record of every partition (exact\n"
       "offset, timestamp, key, value, headers) to DIR/<topic>/<partition>/ as checksummed\n"
       "blocks, LZ4-compressed (LZ4HC) unless --compression says otherwise. Resumable after any crash (the\n"
-      "archive is its own progress record); refuses to leave a hole when Kafka already\n"
-      "deleted records it has not archived. Jobs replay from it with `source: {archive: DIR}`\n"
-      "or `--archive DIR`.";
+      "archive is its own progress record). Never leaves a hole: a partition whose records\n"
+      "Kafka deleted before they were archived is held back (named in ERROR notes), the\n"
+      "others are archived, and it exits non-zero naming it. Jobs replay from it with\n"
+      "`source: {archive: DIR}` or `--archive DIR`.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "archive", usage, desc, nullptr, vm); rc >= 0) return rc;
   if (block_kb < 1 || block_kb > 16384) return Fail("archive", Status::InvalidArgument("--block-kb must be between 1 and 16384"));
