@@ -10,7 +10,10 @@
 //   - an archiver that retention beat (resumed after the log start passed its
 //     end, or started after history was deleted) refuses, naming the partition
 //     and the missing range, and writes nothing: the archive never has a
-//     silent hole, and a replay over it names the same range.
+//     silent hole, and a replay over it names the same range;
+//   - when retention beat it on one partition only (at start, or while it
+//     runs), the archiver holds that one back and archives the others to
+//     their end, then exits with the held partition and range.
 //
 // How the log start is moved: the admin API's DeleteRecords, which advances
 // the partition's log start offset exactly as retention does (the same
@@ -32,6 +35,7 @@
 #include <map>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <thread>
 #include <string>
 #include <vector>
@@ -100,10 +104,71 @@ class RetentionTest : public ::testing::Test {
   std::vector<std::string> Archive(const std::string& root, const std::string& topic) const {
     return {"archive", "-a", root, "-t", topic, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
   }
-  int64_t ArchivedRecords(const std::string& root, const std::string& topic) {
+  int64_t ArchivedRecords(const std::string& root, const std::string& topic, int32_t partition = -1) {
     std::string out, err;
-    EXPECT_EQ(RunKappa({"archive", "-a", root, "-t", topic, "--dump"}, &out, &err), 0) << err;
+    std::vector<std::string> args = {"archive", "-a", root, "-t", topic, "--dump"};
+    if (partition >= 0) args.insert(args.end(), {"-p", std::to_string(partition)});
+    EXPECT_EQ(RunKappa(args, &out, &err), 0) << err;
     return std::count(out.begin(), out.end(), '\n');
+  }
+
+  // offset -> "key/value" (hex, "null" for a null), as `--dump` prints them.
+  using Records = std::map<int64_t, std::string>;
+  Records ArchivedPartition(const std::string& root, const std::string& topic, int32_t partition) {
+    std::string out, err;
+    EXPECT_EQ(RunKappa({"archive", "-a", root, "-t", topic, "--dump", "-p", std::to_string(partition)}, &out, &err), 0)
+        << err;
+    static const std::regex line(R"re("offset":(\d+),.*"key":(null|"[0-9a-f]*"),"value":(null|"[0-9a-f]*"))re");
+    Records records;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);) {
+      std::smatch m;
+      if (!std::regex_search(l, m, line)) {
+        ADD_FAILURE() << "unexpected dump line: " << l;
+        continue;
+      }
+      records[std::stoll(m[1])] = Unquote(m[2]) + "/" + Unquote(m[3]);
+    }
+    return records;
+  }
+  // What Kafka holds of topic[partition] from `from` up to `end`, read by a
+  // plain librdkafka consumer (not the archiver's).
+  Records KafkaPartition(const std::string& topic, int32_t partition, int64_t from, int64_t end) {
+    Records records;
+    auto consumer = CreateClient(ClientKind::kConsumer, Config(),
+                                 {{"group.id", Unique("read")}, {"enable.auto.commit", "false"}});
+    EXPECT_TRUE(consumer.ok()) << consumer.status().ToString();
+    if (!consumer.ok()) return records;
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = from;
+    EXPECT_EQ(rd_kafka_assign(consumer->get(), list), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(list);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    int64_t next = from;
+    while (next < end && std::chrono::steady_clock::now() < deadline) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer->get(), 200);
+      if (!m) continue;
+      if (!m->err && m->offset < end) {
+        records[m->offset] = Hex(m->key, m->key_len) + "/" + Hex(m->payload, m->len);
+        next = m->offset + 1;
+      }
+      rd_kafka_message_destroy(m);
+    }
+    EXPECT_GE(next, end) << "could not read " << topic << "[" << partition << "] up to " << end;
+    rd_kafka_assign(consumer->get(), nullptr);
+    return records;
+  }
+  static std::string Unquote(const std::string& s) { return s == "null" ? s : s.substr(1, s.size() - 2); }
+  static std::string Hex(const void* data, size_t size) {
+    if (!data) return "null";
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (size_t i = 0; i < size; ++i) {
+      const unsigned char c = static_cast<const unsigned char*>(data)[i];
+      out.push_back(digits[c >> 4]);
+      out.push_back(digits[c & 15]);
+    }
+    return out;
   }
 
   std::string bootstrap_;
@@ -318,6 +383,125 @@ TEST_F(RetentionTest, ARunningArchiverPassedByRetentionNamesTheDeletedRange) {
                                            "behind: the log now starts at 4000"),
             std::string::npos)
       << archiver.Stderr();
+}
+
+
+// Retention got ahead of the archive on one partition of two while the
+// archiver was stopped (a bug bash: the archiver then refused to start at
+// all, and retention went on deleting the healthy partition's unarchived
+// records too). The healthy partition is archived to its end, the holed one
+// is left as it was (no hole), and the run exits naming what is missing.
+TEST_F(RetentionTest, ArchiverHoldsBackTheOnePartitionRetentionGotAheadOfAndArchivesTheOthers) {
+  const std::string topic = Unique("ret-hold-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 1));
+  ScratchDir dir("ret-hold");
+  std::string err;
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-hold-archiver"), 0) << err;
+  const auto archived = Marks(topic);
+  ASSERT_EQ(archived.size(), 2u);
+  ASSERT_GT(archived[0].high, 0);
+  ASSERT_GT(archived[1].high, 0);
+
+  // Stopped, it falls behind; retention passes its end on partition 0 only.
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
+  const int64_t log_start = archived[0].high + 500;
+  ASSERT_LT(log_start, Marks(topic)[0].high);
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, log_start));
+  const auto now = Marks(topic);
+  ASSERT_GT(now[1].high, archived[1].high);
+
+  // Resumed to the end: it archives partition 1 and exits non-zero naming
+  // partition 0 and the range retention took, with the advice.
+  const std::string hole = topic + "[0] offsets " + Range(archived[0].high, log_start);
+  EXPECT_NE(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-hold-resume"), 0) << err;
+  EXPECT_NE(err.find("ERROR not archiving " + hole), std::string::npos) << err;
+  EXPECT_NE(err.find("now starts at " + std::to_string(log_start)), std::string::npos) << err;
+  EXPECT_NE(err.find("archive into a new directory"), std::string::npos) << err;
+  EXPECT_NE(err.find("archived the other partitions, but not " + hole), std::string::npos) << err;
+  EXPECT_EQ(err.find(topic + "[1] offsets"), std::string::npos) << "partition 1 lost nothing: " << err;
+
+  // Partition 1 holds exactly what Kafka holds, to its log end; partition 0
+  // is unchanged (never continued past the hole).
+  const Records got = ArchivedPartition(dir / "arch", topic, 1);
+  ASSERT_EQ(static_cast<int64_t>(got.size()), now[1].high);
+  EXPECT_EQ(got, KafkaPartition(topic, 1, 0, now[1].high));
+  EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 0), archived[0].high) << "the archive must not continue past a hole";
+
+  // Run again, it says the same (the hole does not heal) and archives
+  // nothing more anywhere.
+  EXPECT_NE(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-hold-again"), 0) << err;
+  EXPECT_NE(err.find("archived the other partitions, but not " + hole), std::string::npos) << err;
+  EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 0), archived[0].high);
+  EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 1), now[1].high);
+}
+
+// The same while the archiver runs: frozen with SIGSTOP while records
+// arrive on both partitions and retention passes it on partition 0, it holds
+// partition 0 back when it wakes, archives partition 1's new records, keeps
+// naming the hole with every status, and exits with it when stopped.
+TEST_F(RetentionTest, ARunningArchiverPassedByRetentionOnOnePartitionGoesOnWithTheOthers) {
+  const std::string topic = Unique("ret-livehold-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 2000, 1));
+  const auto before = Marks(topic);
+  ASSERT_EQ(before.size(), 2u);
+  ScratchDir dir("ret-livehold");
+  std::vector<std::string> follow = Archive(dir / "arch", topic);
+  follow.erase(std::find(follow.begin(), follow.end(), "--stop-at-end"));
+  *(std::find(follow.begin(), follow.end(), "--status-interval-ms") + 1) = "300";
+  ChildProcess archiver(follow, "ret-livehold-archiver");
+  for (int i = 0; i < 300 && (!std::filesystem::exists(dir / "arch") || ArchivedRecords(dir / "arch", topic) < 2000);
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(ArchivedRecords(dir / "arch", topic), 2000) << archiver.Stderr();
+  archiver.Kill(SIGSTOP);
+  // Its pending fetch is answered empty before the records arrive (see above).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
+  const int64_t log_start = before[0].high + 500;
+  ASSERT_LT(log_start, Marks(topic)[0].high);
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, log_start));
+  const auto now = Marks(topic);
+  archiver.Kill(SIGCONT);
+
+  // It goes on with partition 1 up to its new end...
+  for (int i = 0; i < 300 && ArchivedRecords(dir / "arch", topic, 1) < now[1].high; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 1), now[1].high) << archiver.Stderr();
+  // ...and keeps saying partition 0 is held back (two statuses at least).
+  const std::string hole = topic + "[0] offsets " + Range(before[0].high, log_start);
+  for (int i = 0; i < 100; ++i) {
+    const std::string e = archiver.Stderr();
+    size_t count = 0;
+    for (size_t at = e.find("ERROR not archiving " + hole); at != std::string::npos;
+         at = e.find("ERROR not archiving " + hole, at + 1)) {
+      ++count;
+    }
+    if (count >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(archiver.WaitFor(0), -1) << "it stopped for one partition: " << archiver.Stderr();
+  archiver.Kill(SIGTERM);
+  const int rc = archiver.WaitFor(60000);
+  const std::string e = archiver.Stderr();
+  EXPECT_NE(rc, 0) << e;
+  EXPECT_NE(rc, -1) << "still running: " << e;
+  EXPECT_NE(e.find("ERROR " + topic + "[0]: records " + Range(before[0].high, log_start) +
+                   " were deleted (retention) while the reader was behind"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("ERROR not archiving " + hole), std::string::npos) << e;
+  EXPECT_NE(e.find("ERROR not archiving " + hole, e.find("ERROR not archiving " + hole) + 1), std::string::npos)
+      << "said once only: " << e;
+  EXPECT_NE(e.find("NOT READ (held back): " + hole), std::string::npos) << e;
+  EXPECT_NE(e.find("archived the other partitions, but not " + hole), std::string::npos) << e;
+  EXPECT_EQ(e.find(topic + "[1] offsets"), std::string::npos) << e;
+
+  EXPECT_EQ(ArchivedPartition(dir / "arch", topic, 1), KafkaPartition(topic, 1, 0, now[1].high));
+  EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 0), before[0].high) << "the archive must not continue past a hole";
 }
 
 }  // namespace
