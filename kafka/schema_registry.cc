@@ -1,10 +1,13 @@
 #include "kafka/schema_registry.h"
 
 #include <httplib.h>
+#include <simdjson.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <thread>
 
 namespace kappa {
@@ -201,6 +204,244 @@ Status SplitUrl(const std::string& url, std::string& origin, std::string& base_p
   while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
   return Status::OK();
 }
+
+// ---- schema references ----------------------------------------------------
+
+// A registry's answer for one schema (GET /schemas/ids/N or
+// /subjects/S/versions/V): its text, type and references. False if the
+// answer has no "schema" string (not this API); `error` says what is wrong.
+bool ParseSchemaAnswer(const std::string& body, RegisteredSchema& out, std::string& schema_type,
+                       std::string& error) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (auto e = parser.parse(body).get(doc); e) {
+    error = std::string("not JSON: ") + simdjson::error_message(e);
+    return false;
+  }
+  std::string_view schema;
+  if (doc["schema"].get_string().get(schema)) {
+    error = "the answer has no \"schema\"";
+    return false;
+  }
+  out.schema = std::string(schema);
+  std::string_view type;
+  schema_type = doc["schemaType"].get_string().get(type) ? "AVRO" : std::string(type);
+  simdjson::dom::array refs;
+  if (doc["references"].get_array().get(refs)) return true;  // none (or null)
+  for (simdjson::dom::element r : refs) {
+    SchemaReference ref;
+    std::string_view name, subject;
+    int64_t version = 0;
+    if (r["name"].get_string().get(name) || r["subject"].get_string().get(subject) ||
+        r["version"].get_int64().get(version)) {
+      error = "a reference is not {name, subject, version}: " + simdjson::minify(r);
+      return false;
+    }
+    ref.name = std::string(name);
+    ref.subject = std::string(subject);
+    ref.version = version;
+    out.references.push_back(std::move(ref));
+  }
+  return true;
+}
+
+bool IsAvroPrimitive(std::string_view s) {
+  return s == "null" || s == "boolean" || s == "int" || s == "long" || s == "float" || s == "double" ||
+         s == "bytes" || s == "string";
+}
+
+std::string ReferenceLabel(const std::string& subject, int64_t version) {
+  return "subject '" + subject + "' version " + std::to_string(version);
+}
+
+// InlineSchemaReferences' work: every referenced schema fetched and parsed
+// first (the reference graph, checked for cycles and depth), then one walk
+// of the writer schema that writes each referenced definition at the first
+// use of its name.
+class ReferenceInliner {
+ public:
+  explicit ReferenceInliner(const std::function<Result<RegisteredSchema>(const SchemaReference&)>& lookup)
+      : lookup_(lookup) {}
+
+  Result<std::string> Run(const std::string& schema, const std::vector<SchemaReference>& references) {
+    Node root;
+    root.registered.schema = schema;
+    root.registered.references = references;
+    root.label = "the writer schema";
+    if (auto e = root.parser.parse(root.registered.schema).get(root.json); e) {
+      return Status::InvalidArgument(std::string("the writer schema is not JSON: ") + simdjson::error_message(e));
+    }
+    std::vector<std::pair<std::string, int64_t>> chain;
+    KAPPA_RETURN_IF_ERROR(Load(root, chain));
+    std::string out;
+    out.reserve(schema.size() * 2);
+    KAPPA_RETURN_IF_ERROR(Type(root.json, "", root, out));
+    return out;
+  }
+
+ private:
+  struct Node {
+    RegisteredSchema registered;
+    std::string label;
+    simdjson::dom::parser parser;
+    simdjson::dom::element json;
+    std::map<std::string, Node*> refs;  // by reference name
+  };
+
+  // Fetches `node`'s references and theirs, depth-first; `chain` holds the
+  // (subject, version) path from the writer schema to `node`.
+  Status Load(Node& node, std::vector<std::pair<std::string, int64_t>>& chain) {
+    for (const SchemaReference& ref : node.registered.references) {
+      const std::pair<std::string, int64_t> key{ref.subject, ref.version};
+      const std::string label = ReferenceLabel(ref.subject, ref.version);
+      if (std::find(chain.begin(), chain.end(), key) != chain.end()) {
+        std::string path;
+        for (const auto& [subject, version] : chain) path += ReferenceLabel(subject, version) + " -> ";
+        return Status::InvalidArgument("its schema references form a cycle (" + path + label + ")");
+      }
+      if (auto it = nodes_.find(key); it != nodes_.end()) {  // referenced twice: fetched once
+        node.refs.emplace(ref.name, it->second.get());
+        continue;
+      }
+      if (static_cast<int>(chain.size()) + 1 > kMaxSchemaReferenceDepth) {
+        return Status::InvalidArgument("its schema references nest deeper than " +
+                                       std::to_string(kMaxSchemaReferenceDepth) + " (at " + label + ")");
+      }
+      Result<RegisteredSchema> fetched = lookup_(ref);
+      if (!fetched.ok()) return fetched.status();
+      auto child = std::make_unique<Node>();
+      child->registered = std::move(*fetched);
+      child->label = label;
+      if (auto e = child->parser.parse(child->registered.schema).get(child->json); e) {
+        return Status::InvalidArgument("the schema it references as " + label + " is not JSON: " +
+                                       simdjson::error_message(e));
+      }
+      Node* raw = child.get();
+      nodes_.emplace(key, std::move(child));
+      node.refs.emplace(ref.name, raw);
+      chain.push_back(key);
+      KAPPA_RETURN_IF_ERROR(Load(*raw, chain));
+      chain.pop_back();
+    }
+    return Status::OK();
+  }
+
+  static std::string FullName(std::string_view name, const std::string& ns) {
+    if (name.find('.') != std::string_view::npos || ns.empty()) return std::string(name);
+    return ns + "." + std::string(name);
+  }
+
+  // A schema in a type position, under namespace `ns`, of the schema `node`.
+  Status Type(simdjson::dom::element e, const std::string& ns, const Node& node, std::string& out) {
+    switch (e.type()) {
+      case simdjson::dom::element_type::STRING: {
+        std::string_view name;
+        if (e.get_string().get(name)) return Status::InvalidArgument("malformed JSON string");
+        if (!IsAvroPrimitive(name)) {
+          const std::string full = FullName(name, ns);
+          auto it = node.refs.find(full);
+          if (it == node.refs.end()) it = node.refs.find(std::string(name));
+          if (it != node.refs.end() && !defined_.count(it->first) && !defined_.count(full)) {
+            // The first use: the definition itself (its names defined as it
+            // is written, so a recursive use inside stays a name).
+            defined_.insert(it->first);
+            return Type(it->second->json, "", *it->second, out);
+          }
+        }
+        out += JsonQuote(name);
+        return Status::OK();
+      }
+      case simdjson::dom::element_type::ARRAY: {  // a union
+        simdjson::dom::array branches;
+        if (e.get_array().get(branches)) return Status::InvalidArgument("malformed JSON array");
+        out += '[';
+        bool first = true;
+        for (simdjson::dom::element branch : branches) {
+          if (!first) out += ',';
+          first = false;
+          KAPPA_RETURN_IF_ERROR(Type(branch, ns, node, out));
+        }
+        out += ']';
+        return Status::OK();
+      }
+      case simdjson::dom::element_type::OBJECT: {
+        simdjson::dom::object obj;
+        if (e.get_object().get(obj)) return Status::InvalidArgument("malformed JSON object");
+        return Object(obj, ns, node, out);
+      }
+      default: out += simdjson::minify(e); return Status::OK();
+    }
+  }
+
+  Status Object(simdjson::dom::object obj, const std::string& ns, const Node& node, std::string& out) {
+    std::string_view type;
+    const bool type_is_string = !obj["type"].get_string().get(type);
+    const bool named = type_is_string && (type == "record" || type == "error" || type == "enum" || type == "fixed");
+    const bool record = type_is_string && (type == "record" || type == "error");
+    std::string own_ns = ns;  // the namespace of the names inside (a named type's own)
+    if (named) {
+      std::string_view name;
+      if (!obj["name"].get_string().get(name)) {
+        std::string_view declared;
+        if (size_t dot = name.rfind('.'); dot != std::string_view::npos) {
+          own_ns = std::string(name.substr(0, dot));
+        } else if (!obj["namespace"].get_string().get(declared)) {
+          own_ns = std::string(declared);
+        }
+        defined_.insert(FullName(name, own_ns));
+      }
+    }
+    out += '{';
+    bool first = true;
+    for (simdjson::dom::key_value_pair member : obj) {
+      if (!first) out += ',';
+      first = false;
+      out += JsonQuote(member.key);
+      out += ':';
+      simdjson::dom::array fields;
+      if (record && member.key == "fields" && !member.value.get_array().get(fields)) {
+        out += '[';
+        bool first_field = true;
+        for (simdjson::dom::element field : fields) {
+          if (!first_field) out += ',';
+          first_field = false;
+          simdjson::dom::object f;
+          if (field.get_object().get(f)) {
+            out += simdjson::minify(field);
+            continue;
+          }
+          out += '{';
+          bool first_key = true;
+          for (simdjson::dom::key_value_pair fm : f) {
+            if (!first_key) out += ',';
+            first_key = false;
+            out += JsonQuote(fm.key);
+            out += ':';
+            if (fm.key == "type") {
+              KAPPA_RETURN_IF_ERROR(Type(fm.value, own_ns, node, out));
+            } else {
+              out += simdjson::minify(fm.value);
+            }
+          }
+          out += '}';
+        }
+        out += ']';
+      } else if ((member.key == "items" && type_is_string && type == "array") ||
+                 (member.key == "values" && type_is_string && type == "map") ||
+                 (member.key == "type" && !named && !(type_is_string && (type == "array" || type == "map")))) {
+        KAPPA_RETURN_IF_ERROR(Type(member.value, own_ns, node, out));
+      } else {
+        out += simdjson::minify(member.value);
+      }
+    }
+    out += '}';
+    return Status::OK();
+  }
+
+  const std::function<Result<RegisteredSchema>(const SchemaReference&)>& lookup_;
+  std::map<std::pair<std::string, int64_t>, std::unique_ptr<Node>> nodes_;
+  std::set<std::string> defined_;  // full names (and reference names) written so far
+};
 
 }  // namespace
 
@@ -415,12 +656,25 @@ Result<std::string> SchemaRegistryClient::SchemaById(int32_t id) {
   Result<Response> response =
       SendAgainIfTransient("GET", base_path_ + "/schemas/ids/" + std::to_string(id), "", /*registering=*/false);
   if (!response.ok()) return response.status();
+  const std::string writer = "writer schema " + std::to_string(id);
   // 40403 is the API's "schema not found"; another 404 is a wrong URL.
   Result<int64_t> error_code = JsonMemberInt(response->body, "error_code");
   if (response->status == 404 && error_code.ok() && *error_code == 40403) {
     return Status::NotFound("unknown schema id " + std::to_string(id) + " at schema registry " +
                             options_.url + ": the record names a writer schema this registry does not "
                             "have (is " + options_.setting + " the registry its producer used?)");
+  }
+  // Subject or version not found (40401, 40402) for a schema id: Apicurio
+  // resolves the references of a schema it serves by id, and answers so
+  // when one names a subject or version it no longer has (its message names
+  // them). The schema is there but cannot be read: a dead letter, as below.
+  if (response->status == 404 && error_code.ok() && (*error_code == 40401 || *error_code == 40402)) {
+    Result<std::string> message = JsonMemberString(response->body, "message");
+    return Status::InvalidArgument(writer + " uses a schema reference that the schema registry at " + options_.url +
+                                   " cannot resolve (HTTP 404, error_code " + std::to_string(*error_code) +
+                                   (message.ok() ? ": " + *message : std::string()) +
+                                   "): its records stay in the DLQ for `kappa dlq replay` once the referenced "
+                                   "subject and version are registered again");
   }
   std::string what = "fetching schema id " + std::to_string(id);
   if (response->status / 100 != 2) {
@@ -429,36 +683,86 @@ Result<std::string> SchemaRegistryClient::SchemaById(int32_t id) {
     Status st = ErrorFrom(*response, what);
     return st.code() == Status::Code::kInvalidArgument ? Status::Unavailable(st.message()) : st;
   }
-  Result<std::string> schema = JsonMemberString(response->body, "schema");
-  if (!schema.ok()) {
-    return Status::Unavailable(what + " at " + options_.url + ": the answer has no \"schema\" (HTTP " +
+  RegisteredSchema registered;
+  std::string type, error;
+  if (!ParseSchemaAnswer(response->body, registered, type, error)) {
+    return Status::Unavailable(what + " at " + options_.url + ": " + error + " (HTTP " +
                                std::to_string(response->status) + "): is this a Confluent-compatible "
                                "Schema Registry API?");
   }
-  // A schema of another kind, or one that names types from other subjects
-  // (references): its text alone is no Avro schema kappa can read, and the
-  // records of that writer were dead-lettered as "not a valid Avro schema:
-  // Unknown Avro type" (a bug bash). Said as it is.
-  if (Result<std::string> type = JsonMemberString(response->body, "schemaType"); type.ok() && *type != "AVRO") {
-    return Status::InvalidArgument("writer schema " + std::to_string(id) + " is a " + *type +
-                                   " schema, not Avro: the record was written by a " + *type +
-                                   " serializer, and this job reads format avro");
+  // A schema of another kind: its records were dead-lettered as "not a
+  // valid Avro schema: Unknown Avro type" (a bug bash). Said as it is.
+  if (type != "AVRO") {
+    return Status::InvalidArgument(writer + " is a " + type + " schema, not Avro: the record was written by a " +
+                                   type + " serializer, and this job reads format avro");
   }
-  if (Result<std::string_view> refs = MemberRaw(response->body, "references"); refs.ok()) {
-    std::string_view r = *refs;
-    while (!r.empty() && (r.front() == '[' || r.front() == ' ' || r.front() == '\n' || r.front() == '\t')) {
-      r.remove_prefix(1);
+  std::string text = std::move(registered.schema);
+  if (!registered.references.empty()) {
+    // Types defined under other subjects (Confluent's schema references):
+    // inlined, so that the text alone is the whole writer schema.
+    auto lookup = [&](const SchemaReference& ref) -> Result<RegisteredSchema> {
+      Result<RegisteredSchema> referenced = SchemaBySubjectVersion(ref.subject, ref.version);
+      if (!referenced.ok() && referenced.status().code() == Status::Code::kNotFound) {
+        return Status::InvalidArgument("it references type `" + ref.name + "`, but " +
+                                       referenced.status().message() +
+                                       ": its records stay in the DLQ for `kappa dlq replay` once that is registered");
+      }
+      return referenced;
+    };
+    Result<std::string> inlined = InlineSchemaReferences(text, registered.references, lookup);
+    if (!inlined.ok()) {
+      if (inlined.status().code() != Status::Code::kInvalidArgument) return inlined.status();
+      return Status::InvalidArgument(writer + " uses schema references kappa cannot resolve: " +
+                                     inlined.status().message());
     }
-    if (!r.empty() && r.front() != ']') {
-      return Status::InvalidArgument("writer schema " + std::to_string(id) +
-                                     " uses schema references (types defined under other subjects), which kappa "
-                                     "does not read yet: its records stay in the DLQ for `kappa dlq replay` once "
-                                     "it does; to read them now, register the writer schema with the referenced "
-                                     "types inlined");
-    }
+    text = std::move(*inlined);
   }
   std::unique_lock<std::shared_mutex> lock(cache_mu_);
-  return schemas_by_id_.emplace(id, std::move(*schema)).first->second;
+  return schemas_by_id_.emplace(id, std::move(text)).first->second;
+}
+
+Result<RegisteredSchema> SchemaRegistryClient::SchemaBySubjectVersion(const std::string& subject, int64_t version) {
+  {
+    std::shared_lock<std::shared_mutex> lock(cache_mu_);
+    auto it = schemas_by_subject_version_.find({subject, version});
+    if (it != schemas_by_subject_version_.end()) return it->second;
+  }
+  const std::string label = ReferenceLabel(subject, version);
+  Result<Response> response = SendAgainIfTransient(
+      "GET", base_path_ + "/subjects/" + EncodePathSegment(subject) + "/versions/" + std::to_string(version), "",
+      /*registering=*/false);
+  if (!response.ok()) return response.status();
+  // 40401 subject not found, 40402 version not found; another 404 is a
+  // wrong URL.
+  Result<int64_t> error_code = JsonMemberInt(response->body, "error_code");
+  if (response->status == 404 && error_code.ok() && (*error_code == 40401 || *error_code == 40402)) {
+    Result<std::string> message = JsonMemberString(response->body, "message");
+    return Status::NotFound(label + " is not in the schema registry at " + options_.url + " (HTTP 404, error_code " +
+                            std::to_string(*error_code) + (message.ok() ? ": " + *message : std::string()) + ")");
+  }
+  std::string what = "fetching the schema of " + label;
+  if (response->status / 100 != 2) {
+    Status st = ErrorFrom(*response, what);
+    return st.code() == Status::Code::kInvalidArgument ? Status::Unavailable(st.message()) : st;
+  }
+  RegisteredSchema registered;
+  std::string type, error;
+  if (!ParseSchemaAnswer(response->body, registered, type, error)) {
+    return Status::Unavailable(what + " at " + options_.url + ": " + error + " (HTTP " +
+                               std::to_string(response->status) + "): is this a Confluent-compatible "
+                               "Schema Registry API?");
+  }
+  if (type != "AVRO") {
+    return Status::InvalidArgument("the schema of " + label + " is a " + type + " schema, not Avro");
+  }
+  std::unique_lock<std::shared_mutex> lock(cache_mu_);
+  return schemas_by_subject_version_.emplace(std::make_pair(subject, version), std::move(registered)).first->second;
+}
+
+Result<std::string> InlineSchemaReferences(
+    const std::string& schema, const std::vector<SchemaReference>& references,
+    const std::function<Result<RegisteredSchema>(const SchemaReference&)>& lookup) {
+  return ReferenceInliner(lookup).Run(schema, references);
 }
 
 }  // namespace kappa

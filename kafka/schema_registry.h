@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,25 @@ struct SchemaRegistryOptions {
       const std::vector<std::pair<std::string, std::string>>& properties);
 };
 
+// A schema reference as the Confluent Schema Registry defines it: the named
+// type `name` (its full name, e.g. "acme.Money") is the schema registered
+// under `subject` at `version`.
+struct SchemaReference {
+  std::string name;
+  std::string subject;
+  int64_t version = 0;
+};
+
+// A schema as registered under a subject: its text and its own references.
+struct RegisteredSchema {
+  std::string schema;
+  std::vector<SchemaReference> references;
+};
+
+// The most schema references nest (A references B references C ... is 2
+// deep at C): deeper is refused as InvalidArgument, as is a cycle.
+constexpr int kMaxSchemaReferenceDepth = 32;
+
 class SchemaRegistryClient {
  public:
   // InvalidArgument if the URL is not http(s)://host[:port][/base/path].
@@ -68,12 +88,25 @@ class SchemaRegistryClient {
   // Unavailable (unreachable or failing).
   Result<int32_t> Register(const std::string& subject, const std::string& avro_schema_json);
 
-  // The writer schema (JSON text, as the registry stores it) with this id;
-  // cached after the first fetch. NotFound("unknown schema id N ...") if the
-  // registry has no such id; InvalidArgument if its schema is none kappa
-  // can read from the text alone (another schemaType, or references to
-  // other subjects); Unavailable if it cannot be reached or refuses.
+  // The writer schema (JSON text) with this id; cached after the first
+  // fetch. A schema without references is the registry's text as it is; one
+  // with references (types defined under other subjects) has each
+  // referenced type's definition inlined at its first use (see
+  // InlineSchemaReferences), the referenced schemas fetched by subject and
+  // version, so Avro C reads it alone. NotFound("unknown schema id N ...")
+  // if the registry has no such id; InvalidArgument if its schema is none
+  // kappa can read (another schemaType; a reference to a subject or version
+  // the registry does not have, named; a reference cycle or references
+  // nested deeper than kMaxSchemaReferenceDepth); Unavailable if it cannot
+  // be reached or refuses.
   Result<std::string> SchemaById(int32_t id);
+
+  // The schema registered under `subject` at `version`, with its own
+  // references (not resolved); cached after the first fetch (a version is
+  // immutable). NotFound naming the subject and version if the registry
+  // has neither; InvalidArgument if it is not an Avro schema; Unavailable
+  // as SchemaById.
+  Result<RegisteredSchema> SchemaBySubjectVersion(const std::string& subject, int64_t version);
 
   // The URL as configured (for messages).
   const std::string& url() const { return options_.url; }
@@ -113,7 +146,25 @@ class SchemaRegistryClient {
   mutable std::shared_mutex cache_mu_;
   std::unordered_map<int32_t, std::string> schemas_by_id_;
   std::map<std::pair<std::string, std::string>, int32_t> ids_by_subject_schema_;
+  std::map<std::pair<std::string, int64_t>, RegisteredSchema> schemas_by_subject_version_;
 };
+
+// `schema` (Avro JSON) with its references resolved by inlining, the way a
+// Confluent deserializer makes referenced types known before parsing: each
+// use of a referenced type's name (a JSON string in a type position: the
+// schema itself, a field's type, a union branch, an array's items, a map's
+// values), resolved against the enclosing namespace, is replaced by the
+// referenced schema's definition at its first use, depth-first in document
+// order; later uses stay names, which Avro resolves once defined. The
+// referenced schemas come from `lookup` (by subject and version) with their
+// own references, resolved the same way. Every reference is fetched, used or
+// not, as a Confluent deserializer does. Errors: InvalidArgument for a
+// schema that is not JSON, a reference cycle, or references nested deeper
+// than kMaxSchemaReferenceDepth; whatever `lookup` returns otherwise. The
+// result is minified JSON.
+Result<std::string> InlineSchemaReferences(
+    const std::string& schema, const std::vector<SchemaReference>& references,
+    const std::function<Result<RegisteredSchema>(const SchemaReference&)>& lookup);
 
 // JSON helpers for the registry's small documents (exposed for tests).
 // The JSON string literal (with quotes) for `text`.
