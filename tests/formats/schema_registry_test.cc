@@ -12,7 +12,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -401,6 +403,301 @@ TEST(SchemaRegistryConflictTest, AServerErrorThatLastsIsReportedAfterTheRetries)
       << id.status().message();
   EXPECT_EQ(registry.requests(), 1 + SchemaRegistryClient::kTransientRetries);
   EXPECT_GE(took, std::chrono::milliseconds(3000)) << "100 ms doubling: 3.1 s of pauses";
+}
+
+// ---- Schema references (Confluent's: a type registered once under its own
+// subject, named by the schemas that use it) ----
+
+struct Ref {
+  std::string name, subject;
+  int version = 1;
+};
+
+// The registry's answer to a request of the test's own (what Confluent's
+// serializers send, which SchemaRegistryClient::Register does not).
+httplib::Result Request(const std::string& url, const std::string& method, const std::string& path,
+                        const std::string& body = "") {
+  const size_t origin_end = url.find('/', std::string("http://").size());
+  httplib::Client http(url.substr(0, origin_end));
+  const std::string full = (origin_end == std::string::npos ? "" : url.substr(origin_end)) + path;
+  if (method == "POST") return http.Post(full, body, "application/vnd.schemaregistry.v1+json");
+  return http.Delete(full);
+}
+
+// Registers `schema` under `subject` with `refs`, as a Confluent serializer
+// does for a schema using types of other subjects; its id, or -1.
+int32_t RegisterWithReferences(const std::string& url, const std::string& subject, const std::string& schema,
+                               const std::vector<Ref>& refs) {
+  std::string body = "{\"schemaType\":\"AVRO\",\"schema\":" + JsonQuote(schema) + ",\"references\":[";
+  for (size_t i = 0; i < refs.size(); ++i) {
+    body += (i ? "," : "") + std::string("{\"name\":") + JsonQuote(refs[i].name) +
+            ",\"subject\":" + JsonQuote(refs[i].subject) + ",\"version\":" + std::to_string(refs[i].version) + "}";
+  }
+  body += "]}";
+  httplib::Result r = Request(url, "POST", "/subjects/" + subject + "/versions", body);
+  EXPECT_TRUE(r) << "no answer registering " << subject;
+  if (!r) return -1;
+  EXPECT_EQ(r->status, 200) << subject << ": " << r->body;
+  Result<int64_t> id = JsonMemberInt(r->body, "id");
+  return id.ok() ? static_cast<int32_t>(*id) : -1;
+}
+
+// Deletes a subject for good (Apicurio, like Confluent, first soft-deletes).
+void DeleteSubject(const std::string& url, const std::string& subject) {
+  httplib::Result soft = Request(url, "DELETE", "/subjects/" + subject);
+  ASSERT_TRUE(soft && soft->status == 200) << (soft ? soft->body : "no answer");
+  httplib::Result hard = Request(url, "DELETE", "/subjects/" + subject + "?permanent=true");
+  ASSERT_TRUE(hard && hard->status == 200) << (hard ? hard->body : "no answer");
+}
+
+// Avro binary pieces.
+std::string AvroLong(int64_t v) {
+  uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+  std::string out;
+  while (z >= 0x80) {
+    out += static_cast<char>((z & 0x7F) | 0x80);
+    z >>= 7;
+  }
+  out += static_cast<char>(z);
+  return out;
+}
+std::string AvroStr(const std::string& s) { return AvroLong(static_cast<int64_t>(s.size())) + s; }
+std::string AvroDouble(double d) {
+  char b[8];
+  std::memcpy(b, &d, 8);  // little-endian on every platform kappa builds for
+  return std::string(b, 8);
+}
+// The Confluent wire format: magic byte 0, the schema id big-endian, the body.
+std::string Framed(int32_t id, const std::string& body) {
+  std::string out(1, '\0');
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((static_cast<uint32_t>(id) >> shift) & 0xFF);
+  return out + body;
+}
+
+RawRecord RawOf(const std::string& bytes) {
+  return RawRecord{reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<uint32_t>(bytes.size())};
+}
+
+RecordSchema Fields(std::initializer_list<FieldDecl> decls) {
+  RecordSchema schema;
+  for (const FieldDecl& d : decls) EXPECT_TRUE(schema.Add(d).ok()) << d.name;
+  return schema;
+}
+
+FieldDecl Optional(FieldDecl d) {
+  d.optional = true;
+  return d;
+}
+
+const std::string kMoney =
+    R"({"type":"record","name":"Money","namespace":"kappa.ref","fields":[)"
+    R"({"name":"amount","type":"double"},{"name":"currency","type":"string"}]})";
+
+// A Payment whose `price` is a Money registered under its own subject, and
+// whose optional `fee` is a Money again (the same type referenced twice:
+// defined once, at its first use). Every record decodes, the referenced
+// type's fields included, and the referenced schema is fetched once.
+TEST_F(SchemaRegistryTest, ASchemaWithAReferenceDecodesTheReferencedFields) {
+  const std::string money_subject = UniqueSubject("money");
+  auto writer = Client(url_);
+  Result<int32_t> money = writer->Register(money_subject, kMoney);
+  ASSERT_TRUE(money.ok()) << money.status().ToString();
+  const std::string payment =
+      R"({"type":"record","name":"Payment","namespace":"kappa.ref","fields":[)"
+      R"({"name":"user","type":"string"},{"name":"price","type":"Money"},)"
+      R"({"name":"fee","type":["null","kappa.ref.Money"],"default":null}]})";
+  const int32_t id =
+      RegisterWithReferences(url_, UniqueSubject("payment"), payment, {{"kappa.ref.Money", money_subject, 1}});
+  ASSERT_GE(id, 0);
+
+  auto client = Client(url_);
+  Result<std::string> text = client->SchemaById(id);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  EXPECT_EQ(*text,
+            R"({"type":"record","name":"Payment","namespace":"kappa.ref","fields":[)"
+            R"({"name":"user","type":"string"},{"name":"price","type":)" + kMoney + "}," +
+                R"({"name":"fee","type":["null","kappa.ref.Money"],"default":null}]})");
+  EXPECT_EQ(client->requests(), 2u) << "the schema by id, then the referenced subject's version";
+
+  auto decoder = AvroDecoder::Create(
+      Fields({{"user", ValueType::kString, ""},
+              {"amount", ValueType::kDouble, "price.amount"},
+              {"currency", ValueType::kString, "price.currency"},
+              Optional({"fee", ValueType::kDouble, "fee.amount"})}),
+      client.get());
+  ASSERT_TRUE(decoder.ok()) << decoder.status().ToString();
+  FieldValue out[4];
+  DecodeError error;
+  for (int i = 0; i < 100; ++i) {
+    const bool with_fee = i % 2 == 1;
+    const std::string record =
+        Framed(id, AvroStr("user-" + std::to_string(i)) + AvroDouble(i + 0.25) + AvroStr(i % 3 ? "EUR" : "USD") +
+                       (with_fee ? AvroLong(1) + AvroDouble(i / 8.0) + AvroStr("CHF") : AvroLong(0)));
+    ASSERT_TRUE((*decoder)->Decode(RawOf(record), out, &error)) << i << ": " << error.message;
+    EXPECT_EQ(out[0].text(), "user-" + std::to_string(i));
+    EXPECT_EQ(out[1].d, i + 0.25);
+    EXPECT_EQ(out[2].text(), i % 3 ? "EUR" : "USD");
+    ASSERT_EQ(out[3].present, with_fee) << i;
+    if (with_fee) {
+      EXPECT_EQ(out[3].d, i / 8.0);
+    }
+  }
+  EXPECT_EQ(client->requests(), 2u) << "the resolved schema is cached by id";
+}
+
+// Payment references Money and Currency; Money references Currency (a chain
+// two deep, and Currency referenced twice): each is fetched once, defined
+// once, and an enum from the end of the chain decodes.
+TEST_F(SchemaRegistryTest, NestedReferencesResolveThroughTheChain) {
+  auto writer = Client(url_);
+  const std::string currency_subject = UniqueSubject("currency");
+  const std::string money_subject = UniqueSubject("money-chain");
+  Result<int32_t> currency =
+      writer->Register(currency_subject, R"({"type":"enum","name":"Currency","namespace":"kappa.ref","symbols":["EUR","USD","CHF"]})");
+  ASSERT_TRUE(currency.ok()) << currency.status().ToString();
+  ASSERT_GE(RegisterWithReferences(url_, money_subject,
+                                   R"({"type":"record","name":"Money","namespace":"kappa.ref","fields":[)"
+                                   R"({"name":"amount","type":"double"},{"name":"currency","type":"Currency"}]})",
+                                   {{"kappa.ref.Currency", currency_subject, 1}}),
+            0);
+  const int32_t id = RegisterWithReferences(
+      url_, UniqueSubject("payment-chain"),
+      R"({"type":"record","name":"Payment","namespace":"kappa.pay","fields":[)"
+      R"({"name":"user","type":"string"},{"name":"price","type":"kappa.ref.Money"},)"
+      R"({"name":"settled_in","type":"kappa.ref.Currency"}]})",
+      {{"kappa.ref.Money", money_subject, 1}, {"kappa.ref.Currency", currency_subject, 1}});
+  ASSERT_GE(id, 0);
+
+  auto client = Client(url_);
+  auto decoder = AvroDecoder::Create(Fields({{"user", ValueType::kString, ""},
+                                             {"amount", ValueType::kDouble, "price.amount"},
+                                             {"currency", ValueType::kString, "price.currency"},
+                                             {"settled_in", ValueType::kString, "settled_in"}}),
+                                     client.get());
+  ASSERT_TRUE(decoder.ok()) << decoder.status().ToString();
+  const char* symbols[] = {"EUR", "USD", "CHF"};
+  FieldValue out[4];
+  DecodeError error;
+  for (int i = 0; i < 30; ++i) {
+    const std::string record = Framed(id, AvroStr("u" + std::to_string(i)) + AvroDouble(i * 1.5) + AvroLong(i % 3) +
+                                              AvroLong((i + 1) % 3));
+    ASSERT_TRUE((*decoder)->Decode(RawOf(record), out, &error)) << i << ": " << error.message;
+    EXPECT_EQ(out[0].text(), "u" + std::to_string(i));
+    EXPECT_EQ(out[1].d, i * 1.5);
+    EXPECT_EQ(out[2].text(), symbols[i % 3]);
+    EXPECT_EQ(out[3].text(), symbols[(i + 1) % 3]);
+  }
+  EXPECT_EQ(client->requests(), 3u) << "the id, Money's version, Currency's version (once)";
+}
+
+// A referenced subject deleted after the schema using it was registered:
+// each record of that schema is a dead letter naming the subject and
+// version, not a stop of the job and not an unknown id.
+TEST_F(SchemaRegistryTest, AReferenceToAMissingSubjectVersionIsADeadLetterNamingIt) {
+  auto writer = Client(url_);
+  const std::string money_subject = UniqueSubject("money-gone");
+  ASSERT_TRUE(writer->Register(money_subject, kMoney).ok());
+  const int32_t id = RegisterWithReferences(
+      url_, UniqueSubject("payment-gone"),
+      R"({"type":"record","name":"Payment","namespace":"kappa.ref","fields":[{"name":"price","type":"Money"}]})",
+      {{"kappa.ref.Money", money_subject, 1}});
+  ASSERT_GE(id, 0);
+  ASSERT_NO_FATAL_FAILURE(DeleteSubject(url_, money_subject));
+
+  auto client = Client(url_);
+  auto decoder = AvroDecoder::Create(Fields({{"amount", ValueType::kDouble, "price.amount"}}), client.get());
+  ASSERT_TRUE(decoder.ok()) << decoder.status().ToString();
+  FieldValue out[1];
+  DecodeError error;
+  for (int i = 0; i < 5; ++i) {
+    const std::string record = Framed(id, AvroDouble(i) + AvroStr("EUR"));
+    EXPECT_FALSE((*decoder)->Decode(RawOf(record), out, &error));
+    EXPECT_EQ(error.kind, DecodeError::Kind::kUndecodable);
+    EXPECT_TRUE((*decoder)->last_fatal().ok()) << (*decoder)->last_fatal().ToString();
+    EXPECT_NE(error.message.find("writer schema " + std::to_string(id)), std::string::npos) << error.message;
+    EXPECT_NE(error.message.find(money_subject), std::string::npos) << error.message;
+    EXPECT_NE(error.message.find("version"), std::string::npos) << error.message;
+    EXPECT_EQ(error.message.find("unknown schema id"), std::string::npos) << error.message;
+  }
+}
+
+// References nested 32 deep resolve; 33 deep is refused, saying so.
+TEST_F(SchemaRegistryTest, ReferencesNestedDeeperThan32AreRefused) {
+  auto writer = Client(url_);
+  const std::string prefix = UniqueSubject("deep");
+  std::vector<int32_t> ids;
+  Result<int32_t> first = writer->Register(
+      prefix + "-0", R"({"type":"record","name":"T0","namespace":"kappa.deep","fields":[{"name":"v","type":"long"}]})");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ids.push_back(*first);
+  for (int i = 1; i <= kMaxSchemaReferenceDepth + 1; ++i) {
+    const std::string schema = R"({"type":"record","name":"T)" + std::to_string(i) +
+                               R"(","namespace":"kappa.deep","fields":[{"name":"inner","type":"T)" +
+                               std::to_string(i - 1) + R"("}]})";
+    ids.push_back(RegisterWithReferences(url_, prefix + "-" + std::to_string(i), schema,
+                                         {{"kappa.deep.T" + std::to_string(i - 1), prefix + "-" + std::to_string(i - 1), 1}}));
+    ASSERT_GE(ids.back(), 0) << i;
+  }
+  auto client = Client(url_);
+  Result<std::string> deepest_allowed = client->SchemaById(ids[kMaxSchemaReferenceDepth]);
+  ASSERT_TRUE(deepest_allowed.ok()) << deepest_allowed.status().ToString();
+  EXPECT_NE(deepest_allowed->find(R"("name":"T0")"), std::string::npos) << *deepest_allowed;
+  Result<std::string> too_deep = client->SchemaById(ids[kMaxSchemaReferenceDepth + 1]);
+  EXPECT_EQ(too_deep.status().code(), Status::Code::kInvalidArgument) << too_deep.status().ToString();
+  EXPECT_NE(too_deep.status().message().find("nest deeper than 32"), std::string::npos) << too_deep.status().ToString();
+}
+
+// The inlining itself, on schemas given directly (what the registry would
+// return for each subject and version).
+class InlineTest : public ::testing::Test {
+ protected:
+  std::map<std::pair<std::string, int64_t>, RegisteredSchema> subjects_;
+  int lookups_ = 0;
+  Result<std::string> Inline(const std::string& schema, const std::vector<SchemaReference>& refs) {
+    return InlineSchemaReferences(schema, refs, [this](const SchemaReference& ref) -> Result<RegisteredSchema> {
+      ++lookups_;
+      auto it = subjects_.find({ref.subject, ref.version});
+      if (it == subjects_.end()) return Status::NotFound(ref.subject);
+      return it->second;
+    });
+  }
+};
+
+TEST_F(InlineTest, NamesResolveAgainstTheEnclosingNamespaceAndOtherStringsStay) {
+  subjects_[{"m", 1}] = {R"({"type":"record","name":"M","namespace":"a","fields":[{"name":"x","type":"int"}]})", {}};
+  // "M" inside namespace a is a.M; "doc" text that spells a.M stays text;
+  // a map's values and an array's items are type positions.
+  Result<std::string> out = Inline(
+      R"({"type":"record","name":"R","namespace":"a","doc":"a.M","fields":[)"
+      R"({"name":"ms","type":{"type":"map","values":{"type":"array","items":"M"}}},{"name":"m","type":"a.M"}]})",
+      {{"a.M", "m", 1}});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(*out, R"({"type":"record","name":"R","namespace":"a","doc":"a.M","fields":[)"
+                  R"({"name":"ms","type":{"type":"map","values":{"type":"array","items":)"
+                  R"({"type":"record","name":"M","namespace":"a","fields":[{"name":"x","type":"int"}]}}}},)"
+                  R"({"name":"m","type":"a.M"}]})");
+  // In another namespace "M" is b.M: not the reference, left to Avro.
+  Result<std::string> other = Inline(R"({"type":"record","name":"R","namespace":"b","fields":[{"name":"m","type":"M"}]})",
+                                     {{"a.M", "m", 1}});
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(other->find("\"x\""), std::string::npos) << *other;
+}
+
+TEST_F(InlineTest, ACycleIsRefusedNamingItsSubjects) {
+  subjects_[{"a", 1}] = {R"({"type":"record","name":"A","fields":[{"name":"b","type":["null","B"]}]})", {{"B", "b", 1}}};
+  subjects_[{"b", 1}] = {R"({"type":"record","name":"B","fields":[{"name":"a","type":["null","A"]}]})", {{"A", "a", 1}}};
+  Result<std::string> out = Inline(R"({"type":"record","name":"R","fields":[{"name":"a","type":"A"}]})", {{"A", "a", 1}});
+  EXPECT_EQ(out.status().code(), Status::Code::kInvalidArgument) << out.status().ToString();
+  EXPECT_NE(out.status().message().find("cycle (subject 'a' version 1 -> subject 'b' version 1 -> subject 'a' version 1)"),
+            std::string::npos)
+      << out.status().ToString();
+  EXPECT_EQ(lookups_, 2);
+}
+
+TEST_F(InlineTest, ALookupFailureIsReturnedAsItIs) {
+  Result<std::string> out = Inline(R"({"type":"record","name":"R","fields":[{"name":"a","type":"A"}]})", {{"A", "gone", 3}});
+  EXPECT_EQ(out.status().code(), Status::Code::kNotFound) << out.status().ToString();
+  EXPECT_EQ(Inline("not json", {{"A", "gone", 3}}).status().code(), Status::Code::kInvalidArgument);
 }
 
 TEST(SchemaRegistryOptionsTest, UrlAndTimeoutFromProperties) {
