@@ -434,7 +434,14 @@ int32_t RegisterWithReferences(const std::string& url, const std::string& subjec
             ",\"subject\":" + JsonQuote(refs[i].subject) + ",\"version\":" + std::to_string(refs[i].version) + "}";
   }
   body += "]}";
+  // Apicurio's in-memory store answers 500 (a key violation) or 409
+  // ("already exists") to registrations that race others' (the client's
+  // SendAgainIfTransient asks again the same way).
   httplib::Result r = Request(url, "POST", "/subjects/" + subject + "/versions", body);
+  for (int retry = 0; retry < 5 && r && (r->status / 100 == 5 || r->status == 409); ++retry) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 << retry));
+    r = Request(url, "POST", "/subjects/" + subject + "/versions", body);
+  }
   EXPECT_TRUE(r) << "no answer registering " << subject;
   if (!r) return -1;
   EXPECT_EQ(r->status, 200) << subject << ": " << r->body;
