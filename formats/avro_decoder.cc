@@ -785,7 +785,8 @@ struct AvroDecoder::Impl {
           plan = UnknownPlan(id, " (the schema registry at " + registry->url() + " has no such schema)");
         } else if (text.status().code() == Status::Code::kInvalidArgument) {
           // A schema there that is no Avro kappa reads (another schema
-          // type, references): each record of it is a dead letter saying so.
+          // type, references the registry cannot resolve): each record of
+          // it is a dead letter saying so.
           plan = std::make_unique<Plan>();
           plan->id = id;
           plan->failed = true;
