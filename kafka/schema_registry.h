@@ -7,10 +7,12 @@
 // The URL is `schema.registry.url`: scheme, host, port and the API's base
 // path, e.g. http://127.0.0.1:8081 or http://host:8080/apis/ccompat/v7;
 // https works too. Writer schemas are immutable once registered, so every
-// schema fetched by id is cached for the client's life: a registry that goes
-// down stops nothing that already decoded its schemas. Thread-safe: one
-// client is shared by every worker; requests to the registry are serialised
-// (they are rare: one per schema id), cache hits take a shared lock only.
+// schema fetched by id (and every subject version one references) is cached
+// for the client's life: a registry that goes down stops nothing that
+// already decoded its schemas. Thread-safe: one client is shared by every
+// worker; requests to the registry are serialised (they are rare: one per
+// schema id and per referenced subject version), cache hits take a shared
+// lock only.
 #pragma once
 
 #include <chrono>
