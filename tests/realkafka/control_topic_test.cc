@@ -35,25 +35,8 @@
 namespace kappa::testing {
 namespace {
 
-class ControlTopicTest : public ::testing::Test {
+class ControlTopicTest : public SharedRealKafkaTest<> {
  protected:
-  void SetUp() override {
-    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
-    if (bootstrap_.empty()) {
-      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
-                   << KAPPA_REALKAFKA_DIR;
-    }
-    std::random_device rd;
-    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
-  }
-
-  KafkaConfig Config() const {
-    KafkaConfig config;
-    config.brokers = bootstrap_;
-    return config;
-  }
-  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
-
   // A topic's configs as the broker reports them (DescribeConfigs).
   std::map<std::string, std::string> DescribeTopicConfigs(const std::string& topic) {
     std::map<std::string, std::string> out;
@@ -110,8 +93,6 @@ class ControlTopicTest : public ::testing::Test {
     return WriteSpec(dir, "v" + std::to_string(version) + ".yaml", o);
   }
 
-  std::string bootstrap_;
-  std::string id_;
 };
 
 // `kappa status` without what moves from one call to the next (rates and

@@ -47,25 +47,8 @@ struct LogRecord {
   std::string value;
 };
 
-class ExactlyOnceRealTest : public ::testing::Test {
+class ExactlyOnceRealTest : public SharedRealKafkaTest<> {
  protected:
-  void SetUp() override {
-    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
-    if (bootstrap_.empty()) {
-      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
-                   << KAPPA_REALKAFKA_DIR;
-    }
-    std::random_device rd;
-    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
-  }
-
-  KafkaConfig Config() const {
-    KafkaConfig config;
-    config.brokers = bootstrap_;
-    return config;
-  }
-  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
-
   std::vector<std::string> Run(const std::string& spec, std::vector<std::string> extra = {}) const {
     std::vector<std::string> args = {"run", spec, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -175,8 +158,6 @@ class ExactlyOnceRealTest : public ::testing::Test {
     EXPECT_EQ(differ, 0) << "outputs with another value than the uninterrupted run's";
   }
 
-  std::string bootstrap_;
-  std::string id_;
 };
 
 TEST_F(ExactlyOnceRealTest, TwentyKillsAtEveryStepOfAnEpochLeaveEveryOutputExactlyOnce) {

@@ -71,19 +71,14 @@ std::vector<std::string> Lines(const std::string& text) {
   return out;
 }
 
-class JavaInteropTest : public ::testing::Test {
+class JavaInteropTest : public SharedRealKafkaTest<> {
  protected:
   void SetUp() override {
-    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
-    if (bootstrap_.empty()) {
-      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
-                   << KAPPA_REALKAFKA_DIR;
-    }
+    SharedRealKafkaTest::SetUp();
+    if (this->IsSkipped()) return;
     classpath_ = BrokerClasspath();
     ASSERT_FALSE(classpath_.empty()) << "cannot find the running broker's classpath (-cp) in /proc/<pid>/cmdline of "
                                      << KAPPA_REALKAFKA_DIR << "/node1/pid";
-    std::random_device rd;
-    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
   }
 
   // The -cp of the broker scripts/kafka.sh started: its Kafka's jars
@@ -107,12 +102,6 @@ class JavaInteropTest : public ::testing::Test {
     return "";
   }
 
-  KafkaConfig Config() const {
-    KafkaConfig config;
-    config.brokers = bootstrap_;
-    return config;
-  }
-  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
   // A Java command line on the broker's classpath; its log (log4j2 writes
   // to stdout by default, where the console tools print records) goes to
   // stderr.
@@ -143,9 +132,7 @@ class JavaInteropTest : public ::testing::Test {
                  dir, "console-" + isolation, 90);
   }
 
-  std::string bootstrap_;
   std::string classpath_;
-  std::string id_;
 };
 
 TEST_F(JavaInteropTest, ConsoleConsumerReadCommittedSeesExactlyTheCommittedOutputsOfAnExactlyOnceJob) {

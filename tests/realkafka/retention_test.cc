@@ -48,25 +48,8 @@
 namespace kappa::testing {
 namespace {
 
-class RetentionTest : public ::testing::Test {
+class RetentionTest : public SharedRealKafkaTest<> {
  protected:
-  void SetUp() override {
-    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
-    if (bootstrap_.empty()) {
-      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
-                   << KAPPA_REALKAFKA_DIR;
-    }
-    std::random_device rd;
-    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
-  }
-
-  KafkaConfig Config() const {
-    KafkaConfig config;
-    config.brokers = bootstrap_;
-    return config;
-  }
-  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
-
   void Produce(const std::string& topic, uint64_t count, uint64_t seed) {
     GeneratorOptions gen = SmallWorkload(seed, count, 300, 2);
     gen.duplicate_fraction = 0.02;
@@ -171,8 +154,6 @@ class RetentionTest : public ::testing::Test {
     return out;
   }
 
-  std::string bootstrap_;
-  std::string id_;
 };
 
 std::string Range(int64_t from, int64_t to_exclusive) {

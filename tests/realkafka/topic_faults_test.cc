@@ -32,24 +32,13 @@
 namespace kappa::testing {
 namespace {
 
-class TopicFaultsTest : public ::testing::TestWithParam<std::string> {
+class TopicFaultsTest : public SharedRealKafkaTest<::testing::TestWithParam<std::string>> {
  protected:
   void SetUp() override {
-    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
-    if (bootstrap_.empty()) {
-      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
-                   << KAPPA_REALKAFKA_DIR;
-    }
-    std::random_device rd;
-    id_ = GetParam() + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+    SharedRealKafkaTest::SetUp();
+    if (this->IsSkipped()) return;
+    id_ = GetParam() + "-" + id_;
   }
-
-  KafkaConfig Config() const {
-    KafkaConfig config;
-    config.brokers = bootstrap_;
-    return config;
-  }
-  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
 
   // A 4-partition input of `count` records (hourly windows close as it goes)
   // and a spec reading it with the test's delivery.
@@ -67,9 +56,6 @@ class TopicFaultsTest : public ::testing::TestWithParam<std::string> {
     ProduceWorkload(Config(), o.source, gen);
     return o;
   }
-
-  std::string bootstrap_;
-  std::string id_;
 };
 
 // An error as `kappa run` prints it when the run ends with one.

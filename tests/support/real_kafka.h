@@ -5,11 +5,15 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "base/status.h"
 #include "kafka/kafka_config.h"
@@ -83,5 +87,36 @@ struct CommittedContents {
 };
 Result<CommittedContents> ReadCommitted(const KafkaConfig& config, const std::string& topic,
                                         int timeout_ms = 30000);
+
+#ifdef KAPPA_REALKAFKA_DIR
+// A test of the suite's shared broker (the CTest fixture `realkafka`, or
+// `scripts/kafka.sh start --dir KAPPA_REALKAFKA_DIR` by hand), skipped when
+// none runs; each test names its topics and groups with Unique(), so tests
+// share the broker in parallel and a re-run meets none of an earlier run's.
+// Base: ::testing::Test or ::testing::TestWithParam<...>.
+template <typename Base = ::testing::Test>
+class SharedRealKafkaTest : public Base {
+ protected:
+  void SetUp() override {
+    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
+    if (bootstrap_.empty()) {
+      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
+                   << KAPPA_REALKAFKA_DIR;
+    }
+    std::random_device rd;
+    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+  }
+
+  KafkaConfig Config() const {
+    KafkaConfig config;
+    config.brokers = bootstrap_;
+    return config;
+  }
+  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
+
+  std::string bootstrap_;
+  std::string id_;
+};
+#endif  // KAPPA_REALKAFKA_DIR
 
 }  // namespace kappa::testing
