@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "kafka/kafka_client.h"
 #include "kafka/kafka_status.h"
@@ -36,6 +37,29 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
   if (!partitions.ok()) return partitions.status();
   auto marks = QueryAllWatermarks(rk, topic, *partitions, 10000);
   if (!marks.ok()) return marks.status();
+  // Read to the log end as of the call. A read_committed client is told the
+  // last stable offset, which Kafka moves past a committed transaction only
+  // once it has written the commit's markers, after it answered the
+  // producer's commit: read right after an exactly-once job ended, a topic
+  // came back without its last transaction (CI, now and then). So the ends
+  // are those of a settled log: the last stable offset at the log end on
+  // every partition, waited for up to kSettleMs (the markers take
+  // milliseconds); a transaction still open then (an exactly-once job
+  // running) is read up to where it starts, as before. A reader resuming
+  // from its offsets (`from`) reads on next time: it does not wait.
+  constexpr int kSettleMs = 2000;
+  if (from == nullptr) {
+    if (auto uncommitted = CreateReadUncommittedClient(config); uncommitted.ok()) {
+      const auto settle_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSettleMs);
+      while (true) {
+        auto open = FirstOpenPartition(uncommitted->get(), topic, *marks, 10000);
+        if (!open.ok() || open->partition < 0 || std::chrono::steady_clock::now() > settle_deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        marks = QueryAllWatermarks(rk, topic, *partitions, 10000);
+        if (!marks.ok()) return marks.status();
+      }
+    }
+  }
 
   TopicReadSummary summary;
   summary.records_per_partition.assign(*partitions, 0);
