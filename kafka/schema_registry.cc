@@ -676,20 +676,10 @@ Result<std::string> SchemaRegistryClient::SchemaById(int32_t id) {
                                    "): its records stay in the DLQ for `kappa dlq replay` once the referenced "
                                    "subject and version are registered again");
   }
-  std::string what = "fetching schema id " + std::to_string(id);
-  if (response->status / 100 != 2) {
-    // InvalidArgument is kept for a schema this client cannot read (below);
-    // a registry that refuses the request itself stops the job as before.
-    Status st = ErrorFrom(*response, what);
-    return st.code() == Status::Code::kInvalidArgument ? Status::Unavailable(st.message()) : st;
-  }
-  RegisteredSchema registered;
-  std::string type, error;
-  if (!ParseSchemaAnswer(response->body, registered, type, error)) {
-    return Status::Unavailable(what + " at " + options_.url + ": " + error + " (HTTP " +
-                               std::to_string(response->status) + "): is this a Confluent-compatible "
-                               "Schema Registry API?");
-  }
+  std::string type;
+  Result<RegisteredSchema> answer = SchemaFrom(*response, "fetching schema id " + std::to_string(id), &type);
+  if (!answer.ok()) return answer.status();
+  RegisteredSchema& registered = *answer;
   // A schema of another kind: its records were dead-lettered as "not a
   // valid Avro schema: Unknown Avro type" (a bug bash). Said as it is.
   if (type != "AVRO") {
@@ -740,23 +730,32 @@ Result<RegisteredSchema> SchemaRegistryClient::SchemaBySubjectVersion(const std:
     return Status::NotFound(label + " is not in the schema registry at " + options_.url + " (HTTP 404, error_code " +
                             std::to_string(*error_code) + (message.ok() ? ": " + *message : std::string()) + ")");
   }
-  std::string what = "fetching the schema of " + label;
-  if (response->status / 100 != 2) {
-    Status st = ErrorFrom(*response, what);
-    return st.code() == Status::Code::kInvalidArgument ? Status::Unavailable(st.message()) : st;
-  }
-  RegisteredSchema registered;
-  std::string type, error;
-  if (!ParseSchemaAnswer(response->body, registered, type, error)) {
-    return Status::Unavailable(what + " at " + options_.url + ": " + error + " (HTTP " +
-                               std::to_string(response->status) + "): is this a Confluent-compatible "
-                               "Schema Registry API?");
-  }
+  std::string type;
+  Result<RegisteredSchema> answer = SchemaFrom(*response, "fetching the schema of " + label, &type);
+  if (!answer.ok()) return answer.status();
   if (type != "AVRO") {
     return Status::InvalidArgument("the schema of " + label + " is a " + type + " schema, not Avro");
   }
   std::unique_lock<std::shared_mutex> lock(cache_mu_);
-  return schemas_by_subject_version_.emplace(std::make_pair(subject, version), std::move(registered)).first->second;
+  return schemas_by_subject_version_.emplace(std::make_pair(subject, version), std::move(*answer)).first->second;
+}
+
+Result<RegisteredSchema> SchemaRegistryClient::SchemaFrom(const Response& response, const std::string& what,
+                                                          std::string* type) const {
+  if (response.status / 100 != 2) {
+    // InvalidArgument is kept for a schema this client cannot read; a
+    // registry that refuses the request itself stops the job.
+    Status st = ErrorFrom(response, what);
+    return st.code() == Status::Code::kInvalidArgument ? Status::Unavailable(st.message()) : st;
+  }
+  RegisteredSchema registered;
+  std::string error;
+  if (!ParseSchemaAnswer(response.body, registered, *type, error)) {
+    return Status::Unavailable(what + " at " + options_.url + ": " + error + " (HTTP " +
+                               std::to_string(response.status) + "): is this a Confluent-compatible "
+                               "Schema Registry API?");
+  }
+  return registered;
 }
 
 Result<std::string> InlineSchemaReferences(

@@ -136,6 +136,11 @@ class SchemaRegistryClient {
                                         bool registering);
   // A non-2xx response as a Status: the registry's own message and code.
   Status ErrorFrom(const Response& response, const std::string& what) const;
+  // The schema in an answer to `what` (GET /schemas/ids/N or
+  // /subjects/S/versions/V; a 404 of the API already handled), with its type
+  // in *type: Unavailable if the registry refused or the answer is not this
+  // API's.
+  Result<RegisteredSchema> SchemaFrom(const Response& response, const std::string& what, std::string* type) const;
 
   const SchemaRegistryOptions options_;
   const std::string origin_;     // scheme://host:port
