@@ -34,26 +34,8 @@
 namespace kappa::testing {
 namespace {
 
-class RealBrokerTest : public ::testing::Test {
+class RealBrokerTest : public SharedRealKafkaTest<> {
  protected:
-  void SetUp() override {
-    std::ifstream in(std::string(KAPPA_REALKAFKA_DIR) + "/bootstrap");
-    std::getline(in, bootstrap_);
-    if (bootstrap_.empty()) {
-      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
-                   << KAPPA_REALKAFKA_DIR;
-    }
-    std::random_device rd;
-    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
-  }
-
-  KafkaConfig Config() const {
-    KafkaConfig config;
-    config.brokers = bootstrap_;
-    return config;
-  }
-  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
-
   // Creates the topic with the admin API (CreateTopics), replication 1.
   void CreateTopic(const std::string& name, int partitions) {
     const Status st = CreateTopicAdmin(Config(), name, partitions, 1);
@@ -65,9 +47,6 @@ class RealBrokerTest : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
-
-  std::string bootstrap_;
-  std::string id_;
 };
 
 struct PartitionMetrics {

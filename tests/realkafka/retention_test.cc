@@ -31,8 +31,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -84,6 +86,26 @@ class RetentionTest : public SharedRealKafkaTest<> {
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
+
+  // `kappa archive` following `topic` into `root` (no --stop-at-end), frozen
+  // with SIGSTOP once it has archived `records` (the caller checks the
+  // count) and after its pending fetch, a long poll, was answered empty:
+  // records produced next wait for SIGCONT instead of waiting in its socket.
+  std::unique_ptr<ChildProcess> FrozenArchiver(const std::filesystem::path& root, const std::string& topic,
+                                               const std::string& name, int64_t records,
+                                               const std::string& status_interval_ms = "0") {
+    std::vector<std::string> follow = Archive(root, topic);
+    follow.erase(std::find(follow.begin(), follow.end(), "--stop-at-end"));
+    *(std::find(follow.begin(), follow.end(), "--status-interval-ms") + 1) = status_interval_ms;
+    auto archiver = std::make_unique<ChildProcess>(follow, name);
+    for (int i = 0; i < 300 && (!std::filesystem::exists(root) || ArchivedRecords(root, topic) < records); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    archiver->Kill(SIGSTOP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    return archiver;
+  }
+
   std::vector<std::string> Archive(const std::string& root, const std::string& topic) const {
     return {"archive", "-a", root, "-t", topic, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
   }
@@ -342,18 +364,9 @@ TEST_F(RetentionTest, ARunningArchiverPassedByRetentionNamesTheDeletedRange) {
   ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
   ASSERT_NO_FATAL_FAILURE(Produce(topic, 2000, 1));
   ScratchDir dir("ret-live");
-  std::vector<std::string> follow = Archive(dir / "arch", topic);
-  follow.erase(std::find(follow.begin(), follow.end(), "--stop-at-end"));
-  ChildProcess archiver(follow, "ret-live-archiver");
-  for (int i = 0; i < 300 && (!std::filesystem::exists(dir / "arch") || ArchivedRecords(dir / "arch", topic) < 2000);
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto frozen = FrozenArchiver(dir / "arch", topic, "ret-live-archiver", 2000);
+  ChildProcess& archiver = *frozen;
   ASSERT_EQ(ArchivedRecords(dir / "arch", topic), 2000) << archiver.Stderr();
-  archiver.Kill(SIGSTOP);
-  // Its pending fetch (a long poll) is answered empty before the records
-  // arrive; they would otherwise wait in its socket and be read after all.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
   ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, 4000));
   archiver.Kill(SIGCONT);
@@ -428,18 +441,9 @@ TEST_F(RetentionTest, ARunningArchiverPassedByRetentionOnOnePartitionGoesOnWithT
   const auto before = Marks(topic);
   ASSERT_EQ(before.size(), 2u);
   ScratchDir dir("ret-livehold");
-  std::vector<std::string> follow = Archive(dir / "arch", topic);
-  follow.erase(std::find(follow.begin(), follow.end(), "--stop-at-end"));
-  *(std::find(follow.begin(), follow.end(), "--status-interval-ms") + 1) = "300";
-  ChildProcess archiver(follow, "ret-livehold-archiver");
-  for (int i = 0; i < 300 && (!std::filesystem::exists(dir / "arch") || ArchivedRecords(dir / "arch", topic) < 2000);
-       ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto frozen = FrozenArchiver(dir / "arch", topic, "ret-livehold-archiver", 2000, "300");
+  ChildProcess& archiver = *frozen;
   ASSERT_EQ(ArchivedRecords(dir / "arch", topic), 2000) << archiver.Stderr();
-  archiver.Kill(SIGSTOP);
-  // Its pending fetch is answered empty before the records arrive (see above).
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
   const int64_t log_start = before[0].high + 500;
   ASSERT_LT(log_start, Marks(topic)[0].high);
