@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <regex>
@@ -215,6 +216,26 @@ inline TopicContents ReadOutputs(const KafkaConfig& config, const std::string& t
   });
   EXPECT_TRUE(st.ok()) << st.status().ToString();
   return out;
+}
+
+// The outputs of `got_topic` are those of `want_topic` (a reference run of
+// the same job: the built-in decoder, an uninterrupted run): the same keys
+// with the same values, as many of them, and nothing else; `also` checks
+// more of each pair of rows (their headers, say).
+inline void ExpectTopicsEqual(
+    const KafkaConfig& config, const std::string& want_topic, const std::string& got_topic,
+    const std::function<void(const std::string& key, const OutputRow& want, const OutputRow& got)>& also = {}) {
+  const TopicContents want = ReadOutputs(config, want_topic);
+  const TopicContents got = ReadOutputs(config, got_topic);
+  ASSERT_GT(want.rows.size(), 100u);
+  EXPECT_EQ(got.total, want.total);
+  ASSERT_EQ(got.rows.size(), want.rows.size());
+  for (const auto& [key, row] : want.rows) {
+    auto it = got.rows.find(key);
+    ASSERT_NE(it, got.rows.end()) << key;
+    EXPECT_EQ(it->second.value, row.value) << key << " (" << got_topic << " against " << want_topic << ")";
+    if (also) also(key, row, it->second);
+  }
 }
 
 inline const schema::WindowAggregate* AsWindow(const std::string& bytes) {
