@@ -274,5 +274,8 @@ int32_t ArchiveWriter::partition() const { return impl_->partition; }
 int64_t ArchiveWriter::end_offset() const { return impl_->end_offset; }
 int64_t ArchiveWriter::durable_end_offset() const { return impl_->durable_end; }
 int64_t ArchiveWriter::first_offset() const { return impl_->first_offset; }
+bool ArchiveWriter::fresh() const {
+  return impl_->written_end < 0 && impl_->chain_from < 0 && impl_->pending_records == 0 && impl_->first_offset < 0;
+}
 
 }  // namespace kappa

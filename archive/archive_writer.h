@@ -63,6 +63,11 @@ class ArchiveWriter {
   // Offset after the last record made durable by Flush (or found on open).
   int64_t durable_end_offset() const;
   int64_t first_offset() const;  // -1 if empty
+  // True while the partition has nothing at all: no segment was found on
+  // open, no CHAIN file, and nothing has been appended. Its first record
+  // may be at any offset (an archive begun after retention deleted the
+  // start of Kafka's log): the first segment is named after it.
+  bool fresh() const;
   // Test-only crash injection (base/test_hooks.h): with
   // KAPPA_TEST_KILL_AT=archive-torn-block:<n> the n-th block is written only
   // half, then the process SIGKILLs itself.

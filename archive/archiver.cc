@@ -183,7 +183,19 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
                                         ArchiveWriter::kDefaultSegmentBytes, options.on_note, options.compression);
       if (!writer.ok()) return writer.status();
       const Watermarks& w = (*marks)[p];
-      const int64_t end = (*writer)->end_offset();
+      int64_t end = (*writer)->end_offset();
+      if (end < w.low && (*writer)->fresh()) {
+        // Nothing archived yet (a new archive directory, as the hole's
+        // advice says, or a new partition): the archive starts where Kafka's
+        // log does, and a replay finds the records before it in neither
+        // (history_gap). It was held back as a hole, for good.
+        if (options.on_note) {
+          options.on_note(NoteLevel::kInfo, topic + "[" + std::to_string(p) + "]: Kafka's log starts at offset " +
+                                                std::to_string(w.low) + " (records before it were deleted before "
+                                                "this archive began); its archive starts there");
+        }
+        end = w.low;
+      }
       if (end < w.low) {
         followed->AddHole({topic, p, end, w.low});
         continue;

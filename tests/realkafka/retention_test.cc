@@ -338,10 +338,11 @@ TEST_F(RetentionTest, ArchiverBeatenByRetentionNamesTheMissingRangeAndWritesNoHo
   EXPECT_NE(err.find("now starts at 4000"), std::string::npos) << err;
   EXPECT_EQ(ArchivedRecords(dir / "arch", topic), 3000) << "the archive must not continue past a hole";
 
-  // A new archive started after the deletion: the same, for 0..3999.
-  EXPECT_NE(RunKappa(Archive(dir / "late", topic), nullptr, &err, "ret-gap-late"), 0) << err;
-  EXPECT_NE(err.find(topic + "[0] offsets 0..3999"), std::string::npos) << err;
-  EXPECT_EQ(ArchivedRecords(dir / "late", topic), 0);
+  // A new archive started after the deletion starts at Kafka's log start
+  // (it was refused for 0..3999, for good).
+  EXPECT_EQ(RunKappa(Archive(dir / "late", topic), nullptr, &err, "ret-gap-late"), 0) << err;
+  EXPECT_NE(err.find(topic + "[0]: Kafka's log starts at offset 4000"), std::string::npos) << err;
+  EXPECT_EQ(ArchivedPartition(dir / "late", topic, 0), KafkaPartition(topic, 0, 4000, 6000));
 
   // A replay over the old archive finds the same range in neither store.
   SpecOptions job;
@@ -428,6 +429,16 @@ TEST_F(RetentionTest, ArchiverHoldsBackTheOnePartitionRetentionGotAheadOfAndArch
   EXPECT_NE(err.find("archived the other partitions, but not " + hole), std::string::npos) << err;
   EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 0), archived[0].high);
   EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 1), now[1].high);
+
+  // The advice works: a new directory archives partition 0 from Kafka's log
+  // start on (it held a partition with nothing archived back as a hole
+  // too, so following the advice archived nothing of it, ever).
+  ASSERT_EQ(RunKappa(Archive(dir / "new", topic), nullptr, &err, "ret-hold-new"), 0) << err;
+  EXPECT_NE(err.find(topic + "[0]: Kafka's log starts at offset " + std::to_string(log_start)), std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("ERROR"), std::string::npos) << err;
+  EXPECT_EQ(ArchivedPartition(dir / "new", topic, 0), KafkaPartition(topic, 0, log_start, now[0].high));
+  EXPECT_EQ(ArchivedPartition(dir / "new", topic, 1), KafkaPartition(topic, 1, 0, now[1].high));
 }
 
 // The same while the archiver runs: frozen with SIGSTOP while records
