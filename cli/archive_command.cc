@@ -1,5 +1,6 @@
 // kappa archive: follows topics into the log archive, imports record files,
 // lists and dumps what an archive holds.
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <iostream>
@@ -161,6 +162,15 @@ int ArchiveCommand(int argc, char** argv) {
   }
   for (const auto& topic : options.topics) {
     if (Status st = segment_file::ValidateTopic(topic); !st.ok()) return Fail("archive", st);
+  }
+  // A topic given twice is one topic: two writers of one partition refused
+  // each other ("being written by another process"), and --repair aborted
+  // half done.
+  for (size_t i = 1; i < options.topics.size(); ++i) {
+    if (std::find(options.topics.begin(), options.topics.begin() + static_cast<std::ptrdiff_t>(i),
+                  options.topics[i]) != options.topics.begin() + static_cast<std::ptrdiff_t>(i)) {
+      options.topics.erase(options.topics.begin() + static_cast<std::ptrdiff_t>(i--));
+    }
   }
   if (vm.count("list") || vm.count("dump") || vm.count("repair")) {
     // These read an existing archive: a directory that is not there is a
