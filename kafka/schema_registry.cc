@@ -275,7 +275,7 @@ class ReferenceInliner {
     KAPPA_RETURN_IF_ERROR(Load(root, chain));
     std::string out;
     out.reserve(schema.size() * 2);
-    KAPPA_RETURN_IF_ERROR(Type(root.json, "", root, out));
+    KAPPA_RETURN_IF_ERROR(Type(root.json, "", "", root, out));
     return out;
   }
 
@@ -285,8 +285,25 @@ class ReferenceInliner {
     std::string label;
     simdjson::dom::parser parser;
     simdjson::dom::element json;
-    std::map<std::string, Node*> refs;  // by reference name
+    std::string full_name;  // the full name of its top-level named type ("" if none)
+    std::vector<std::pair<std::string, Node*>> refs;  // (reference name, node), in order
   };
+
+  // The full name of the named type `json` is (Avro's rules: a dotted name,
+  // else "namespace", else the null namespace); "" if it is not one.
+  static std::string TopLevelFullName(simdjson::dom::element json) {
+    simdjson::dom::object obj;
+    std::string_view type, name, ns;
+    if (json.get_object().get(obj) || obj["type"].get_string().get(type) ||
+        !(type == "record" || type == "error" || type == "enum" || type == "fixed") ||
+        obj["name"].get_string().get(name)) {
+      return "";
+    }
+    if (name.find('.') != std::string_view::npos || obj["namespace"].get_string().get(ns) || ns.empty()) {
+      return std::string(name);
+    }
+    return std::string(ns) + "." + std::string(name);
+  }
 
   // Fetches `node`'s references and theirs, depth-first; `chain` holds the
   // (subject, version) path from the writer schema to `node`.
@@ -300,7 +317,7 @@ class ReferenceInliner {
         return Status::InvalidArgument("its schema references form a cycle (" + path + label + ")");
       }
       if (auto it = nodes_.find(key); it != nodes_.end()) {  // referenced twice: fetched once
-        node.refs.emplace(ref.name, it->second.get());
+        node.refs.emplace_back(ref.name, it->second.get());
         continue;
       }
       if (static_cast<int>(chain.size()) + 1 > kMaxSchemaReferenceDepth) {
@@ -316,9 +333,11 @@ class ReferenceInliner {
         return Status::InvalidArgument("the schema it references as " + label + " is not JSON: " +
                                        simdjson::error_message(e));
       }
+      child->full_name = TopLevelFullName(child->json);
+      if (!child->full_name.empty()) referenced_names_.insert(child->full_name);
       Node* raw = child.get();
       nodes_.emplace(key, std::move(child));
-      node.refs.emplace(ref.name, raw);
+      node.refs.emplace_back(ref.name, raw);
       chain.push_back(key);
       KAPPA_RETURN_IF_ERROR(Load(*raw, chain));
       chain.pop_back();
@@ -331,21 +350,67 @@ class ReferenceInliner {
     return ns + "." + std::string(name);
   }
 
-  // A schema in a type position, under namespace `ns`, of the schema `node`.
-  Status Type(simdjson::dom::element e, const std::string& ns, const Node& node, std::string& out) {
+  // A type known by this full name: defined so far, or the top-level type
+  // of a referenced schema (all of which a Confluent deserializer parses
+  // before the writer schema).
+  bool Known(const std::string& full) const { return defined_.count(full) || referenced_names_.count(full); }
+
+  // The referenced schema a use of `name` (full name `full`) in `node` means:
+  // the one of `node`'s references whose type has that full name, else any
+  // referenced schema's (a Confluent deserializer knows them all), else, as
+  // before, the reference of `node` named so.
+  Node* Match(const Node& node, const std::string& full, std::string_view name, const std::string& in_ns) const {
+    for (const auto& [ref_name, child] : node.refs) {
+      if (child->full_name == full) return child;
+    }
+    for (const auto& [key, child] : nodes_) {
+      if (child->full_name == full) return child.get();
+    }
+    for (const auto& [ref_name, child] : node.refs) {
+      if (ref_name == in_ns) return child;
+    }
+    for (const auto& [ref_name, child] : node.refs) {
+      if (ref_name == name) return child;
+    }
+    return nullptr;
+  }
+
+  // A schema in a type position of the schema `node`: `ns` is its enclosing
+  // namespace as Avro (Java) reads `node`, `out_ns` the one Avro C will see
+  // at this place of the output (they differ inside an inlined definition
+  // until its first named type, which then says its namespace).
+  Status Type(simdjson::dom::element e, const std::string& ns, const std::string& out_ns, const Node& node,
+              std::string& out) {
     switch (e.type()) {
       case simdjson::dom::element_type::STRING: {
         std::string_view name;
         if (e.get_string().get(name)) return Status::InvalidArgument("malformed JSON string");
         if (!IsAvroPrimitive(name)) {
-          const std::string full = FullName(name, ns);
-          auto it = node.refs.find(full);
-          if (it == node.refs.end()) it = node.refs.find(std::string(name));
-          if (it != node.refs.end() && !defined_.count(it->first) && !defined_.count(full)) {
+          // Java's resolution: the current namespace, else the null one.
+          const std::string in_ns = FullName(name, ns);
+          std::string full = in_ns;
+          if (name.find('.') == std::string_view::npos && !ns.empty() && !Known(in_ns) &&
+              Known(std::string(name))) {
+            full = std::string(name);
+          }
+          Node* target = Match(node, full, name, in_ns);
+          if (target != nullptr && !inlined_.count(target) && !defined_.count(full) &&
+              (target->full_name.empty() || !defined_.count(target->full_name))) {
             // The first use: the definition itself (its names defined as it
-            // is written, so a recursive use inside stays a name).
-            defined_.insert(it->first);
-            return Type(it->second->json, "", *it->second, out);
+            // is written, so a recursive use inside stays a name). A
+            // referenced schema is read at the top level: the null namespace.
+            inlined_.insert(target);
+            return Type(target->json, "", out_ns, *target, out);
+          }
+          if (FullName(name, out_ns) != full && Known(full)) {
+            // Avro C would read the bare name in another namespace: say the
+            // full name, which a type of the null namespace has none of.
+            if (full.find('.') == std::string::npos) {
+              return Status::InvalidArgument("its type '" + full + "' (of the null namespace) is used again inside "
+                                             "namespace '" + out_ns + "', where Avro C cannot name it");
+            }
+            out += JsonQuote(full);
+            return Status::OK();
           }
         }
         out += JsonQuote(name);
@@ -359,7 +424,7 @@ class ReferenceInliner {
         for (simdjson::dom::element branch : branches) {
           if (!first) out += ',';
           first = false;
-          KAPPA_RETURN_IF_ERROR(Type(branch, ns, node, out));
+          KAPPA_RETURN_IF_ERROR(Type(branch, ns, out_ns, node, out));
         }
         out += ']';
         return Status::OK();
@@ -367,18 +432,21 @@ class ReferenceInliner {
       case simdjson::dom::element_type::OBJECT: {
         simdjson::dom::object obj;
         if (e.get_object().get(obj)) return Status::InvalidArgument("malformed JSON object");
-        return Object(obj, ns, node, out);
+        return Object(obj, ns, out_ns, node, out);
       }
       default: out += simdjson::minify(e); return Status::OK();
     }
   }
 
-  Status Object(simdjson::dom::object obj, const std::string& ns, const Node& node, std::string& out) {
+  Status Object(simdjson::dom::object obj, const std::string& ns, const std::string& out_ns, const Node& node,
+                std::string& out) {
     std::string_view type;
     const bool type_is_string = !obj["type"].get_string().get(type);
     const bool named = type_is_string && (type == "record" || type == "error" || type == "enum" || type == "fixed");
     const bool record = type_is_string && (type == "record" || type == "error");
     std::string own_ns = ns;  // the namespace of the names inside (a named type's own)
+    std::string inner_out_ns = out_ns;  // the same as Avro C will see it
+    bool say_namespace = false;  // the namespace Avro C would take is not its own: write it
     if (named) {
       std::string_view name;
       if (!obj["name"].get_string().get(name)) {
@@ -387,7 +455,10 @@ class ReferenceInliner {
           own_ns = std::string(name.substr(0, dot));
         } else if (!obj["namespace"].get_string().get(declared)) {
           own_ns = std::string(declared);
+        } else {
+          say_namespace = ns != out_ns;  // "" is the null namespace to Avro C too
         }
+        inner_out_ns = own_ns;
         defined_.insert(FullName(name, own_ns));
       }
     }
@@ -418,7 +489,7 @@ class ReferenceInliner {
             out += JsonQuote(fm.key);
             out += ':';
             if (fm.key == "type") {
-              KAPPA_RETURN_IF_ERROR(Type(fm.value, own_ns, node, out));
+              KAPPA_RETURN_IF_ERROR(Type(fm.value, own_ns, inner_out_ns, node, out));
             } else {
               out += simdjson::minify(fm.value);
             }
@@ -429,9 +500,13 @@ class ReferenceInliner {
       } else if ((member.key == "items" && type_is_string && type == "array") ||
                  (member.key == "values" && type_is_string && type == "map") ||
                  (member.key == "type" && !named && !(type_is_string && (type == "array" || type == "map")))) {
-        KAPPA_RETURN_IF_ERROR(Type(member.value, own_ns, node, out));
+        KAPPA_RETURN_IF_ERROR(Type(member.value, own_ns, inner_out_ns, node, out));
       } else {
         out += simdjson::minify(member.value);
+        if (say_namespace && member.key == "name") {
+          out += ",\"namespace\":";
+          out += JsonQuote(own_ns);
+        }
       }
     }
     out += '}';
@@ -440,7 +515,9 @@ class ReferenceInliner {
 
   const std::function<Result<RegisteredSchema>(const SchemaReference&)>& lookup_;
   std::map<std::pair<std::string, int64_t>, std::unique_ptr<Node>> nodes_;
-  std::set<std::string> defined_;  // full names (and reference names) written so far
+  std::set<std::string> defined_;             // full names of the named types written so far
+  std::set<std::string> referenced_names_;    // full names of the referenced schemas' top-level types
+  std::set<const Node*> inlined_;             // referenced schemas (subject, version) written so far
 };
 
 }  // namespace

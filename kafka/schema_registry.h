@@ -160,15 +160,23 @@ class SchemaRegistryClient {
 // Confluent deserializer makes referenced types known before parsing: each
 // use of a referenced type's name (a JSON string in a type position: the
 // schema itself, a field's type, a union branch, an array's items, a map's
-// values), resolved against the enclosing namespace, is replaced by the
-// referenced schema's definition at its first use, depth-first in document
-// order; later uses stay names, which Avro resolves once defined. The
-// referenced schemas come from `lookup` (by subject and version) with their
-// own references, resolved the same way. Every reference is fetched, used or
-// not, as a Confluent deserializer does. Errors: InvalidArgument for a
-// schema that is not JSON, a reference cycle, or references nested deeper
-// than kMaxSchemaReferenceDepth; whatever `lookup` returns otherwise. The
-// result is minified JSON.
+// values), resolved as Java's Avro does (in the enclosing namespace, else
+// the null one), is replaced by the referenced schema's definition at its
+// first use, depth-first in document order; later uses stay names, which
+// Avro resolves once defined. A reference is the one whose schema's
+// top-level type has that full name (the reference's own name need not be
+// it), else, failing that, the reference so named; each referenced schema
+// (subject, version) is written once. A referenced schema is read at the
+// top level, as Confluent's deserializer parses it: a named type there
+// without a namespace is in the null namespace, written with
+// "namespace":"" where Avro C would otherwise give it the enclosing one.
+// The referenced schemas come from `lookup` (by subject and version) with
+// their own references, resolved the same way. Every reference is fetched,
+// used or not, as a Confluent deserializer does. Errors: InvalidArgument
+// for a schema that is not JSON, a reference cycle, references nested
+// deeper than kMaxSchemaReferenceDepth, or a null-namespace type used again
+// inside a namespace (Avro C has no name for it there; named); whatever
+// `lookup` returns otherwise. The result is minified JSON.
 Result<std::string> InlineSchemaReferences(
     const std::string& schema, const std::vector<SchemaReference>& references,
     const std::function<Result<RegisteredSchema>(const SchemaReference&)>& lookup);
