@@ -654,6 +654,52 @@ TEST_F(SchemaRegistryTest, ReferencesNestedDeeperThan32AreRefused) {
   EXPECT_NE(too_deep.status().message().find("nest deeper than 32"), std::string::npos) << too_deep.status().ToString();
 }
 
+// A no-namespace R {m: Money} whose Money is a no-namespace type of its own
+// reference (named MoneyZ, not Money), inside a writer com.x.Pay that also
+// uses its own com.x.Money (the two longs in the other order): R and its
+// Money keep the null namespace, so r.m is R's Money and m1 the writer's,
+// as a Java reader decodes them, not the same type twice.
+TEST_F(SchemaRegistryTest, ANoNamespaceReferenceInsideANamespacedWriterKeepsItsOwnTypes) {
+  auto writer = Client(url_);
+  const std::string a_subject = UniqueSubject("money-x");
+  const std::string b_subject = UniqueSubject("money-null");
+  const std::string r_subject = UniqueSubject("r-null");
+  ASSERT_TRUE(writer->Register(a_subject, R"({"type":"record","name":"Money","namespace":"com.x","fields":[)"
+                                          R"({"name":"cents","type":"long"},{"name":"fee","type":"long"}]})")
+                  .ok());
+  ASSERT_TRUE(writer->Register(b_subject, R"({"type":"record","name":"Money","fields":[)"
+                                          R"({"name":"fee","type":"long"},{"name":"cents","type":"long"}]})")
+                  .ok());
+  ASSERT_GE(RegisterWithReferences(url_, r_subject, R"({"type":"record","name":"R","fields":[{"name":"m","type":"Money"}]})",
+                                   {{"MoneyZ", b_subject, 1}}),
+            0);
+  const int32_t id = RegisterWithReferences(
+      url_, UniqueSubject("pay-x"),
+      R"({"type":"record","name":"Pay","namespace":"com.x","fields":[{"name":"m1","type":"Money"},{"name":"r","type":"R"}]})",
+      {{"Money", a_subject, 1}, {"R", r_subject, 1}});
+  ASSERT_GE(id, 0);
+
+  auto client = Client(url_);
+  auto decoder = AvroDecoder::Create(Fields({{"m1_cents", ValueType::kInt64, "m1.cents"},
+                                             {"m1_fee", ValueType::kInt64, "m1.fee"},
+                                             {"r_cents", ValueType::kInt64, "r.m.cents"},
+                                             {"r_fee", ValueType::kInt64, "r.m.fee"}}),
+                                     client.get());
+  ASSERT_TRUE(decoder.ok()) << decoder.status().ToString();
+  FieldValue out[4];
+  DecodeError error;
+  for (int i = 0; i < 20; ++i) {
+    // m1 (com.x.Money): cents, fee; r.m (Money): fee, cents.
+    const std::string record =
+        Framed(id, AvroLong(100 + i) + AvroLong(i) + AvroLong(7 * i) + AvroLong(1000 + i));
+    ASSERT_TRUE((*decoder)->Decode(RawOf(record), out, &error)) << i << ": " << error.message;
+    EXPECT_EQ(out[0].i, 100 + i);
+    EXPECT_EQ(out[1].i, i);
+    EXPECT_EQ(out[2].i, 1000 + i);
+    EXPECT_EQ(out[3].i, 7 * i);
+  }
+}
+
 // The inlining itself, on schemas given directly (what the registry would
 // return for each subject and version).
 class InlineTest : public ::testing::Test {
@@ -705,6 +751,93 @@ TEST_F(InlineTest, ALookupFailureIsReturnedAsItIs) {
   Result<std::string> out = Inline(R"({"type":"record","name":"R","fields":[{"name":"a","type":"A"}]})", {{"A", "gone", 3}});
   EXPECT_EQ(out.status().code(), Status::Code::kNotFound) << out.status().ToString();
   EXPECT_EQ(Inline("not json", {{"A", "gone", 3}}).status().code(), Status::Code::kInvalidArgument);
+}
+
+// Finding 1: a no-namespace R inlined inside com.x keeps the null namespace
+// (said as "" where Avro C would give it com.x), and its bare Money is the
+// no-namespace Money of its own reference (named MoneyZ), not the writer's
+// com.x.Money; a later "Money" in com.x stays the writer's.
+TEST_F(InlineTest, ANoNamespaceReferenceKeepsTheNullNamespaceAndItsOwnTypes) {
+  const std::string x_money =
+      R"({"type":"record","name":"Money","namespace":"com.x","fields":[{"name":"cents","type":"long"},{"name":"fee","type":"long"}]})";
+  const std::string null_money =
+      R"({"type":"record","name":"Money","fields":[{"name":"fee","type":"long"},{"name":"cents","type":"long"}]})";
+  subjects_[{"a", 1}] = {x_money, {}};
+  subjects_[{"b", 1}] = {null_money, {}};
+  subjects_[{"r", 1}] = {R"({"type":"record","name":"R","fields":[{"name":"m","type":"Money"}]})", {{"MoneyZ", "b", 1}}};
+  Result<std::string> out = Inline(
+      R"({"type":"record","name":"Pay","namespace":"com.x","fields":[)"
+      R"({"name":"m1","type":"Money"},{"name":"r","type":"R"},{"name":"m2","type":"Money"}]})",
+      {{"Money", "a", 1}, {"R", "r", 1}});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(*out, R"({"type":"record","name":"Pay","namespace":"com.x","fields":[{"name":"m1","type":)" + x_money +
+                      R"(},{"name":"r","type":{"type":"record","name":"R","namespace":"","fields":[{"name":"m","type":)" +
+                      null_money + R"(}]}},{"name":"m2","type":"Money"}]})");
+}
+
+// Finding 4: a no-namespace enum Kind inside a no-namespace Addr, beside the
+// writer's own com.a.Kind: two types, Addr's in the null namespace.
+TEST_F(InlineTest, ANoNamespaceEnumBesideTheWritersOwnIsItsOwnType) {
+  subjects_[{"addr", 1}] = {
+      R"({"type":"record","name":"Addr","fields":[{"name":"k","type":{"type":"enum","name":"Kind","symbols":["HOME"]}}]})", {}};
+  Result<std::string> out = Inline(R"({"type":"record","name":"W","namespace":"com.a","fields":[)"
+                                   R"({"name":"k","type":{"type":"enum","name":"Kind","symbols":["X"]}},)"
+                                   R"({"name":"addr","type":"Addr"}]})",
+                                   {{"Addr", "addr", 1}});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(*out, R"({"type":"record","name":"W","namespace":"com.a","fields":[)"
+                  R"({"name":"k","type":{"type":"enum","name":"Kind","symbols":["X"]}},)"
+                  R"({"name":"addr","type":{"type":"record","name":"Addr","namespace":"","fields":[)"
+                  R"({"name":"k","type":{"type":"enum","name":"Kind","symbols":["HOME"]}}]}}]})");
+}
+
+// Finding 2: Confluent does not ask a reference's name to be its type's full
+// name; a reference named "amt.avsc" defining com.x.Amt is matched by the
+// type's full name.
+TEST_F(InlineTest, AReferenceNamedOtherwiseThanItsTypeIsInlined) {
+  const std::string amt = R"({"type":"record","name":"Amt","namespace":"com.x","fields":[{"name":"v","type":"long"}]})";
+  subjects_[{"amt", 1}] = {amt, {}};
+  Result<std::string> out = Inline(R"({"type":"record","name":"W","namespace":"com.x","fields":[)"
+                                   R"({"name":"a","type":"Amt"},{"name":"b","type":["null","com.x.Amt"]}]})",
+                                   {{"amt.avsc", "amt", 1}});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(*out, R"({"type":"record","name":"W","namespace":"com.x","fields":[{"name":"a","type":)" + amt +
+                      R"(},{"name":"b","type":["null","com.x.Amt"]}]})");
+}
+
+// Finding 3: P and Q each have a reference named "Kind", to different types
+// (p.Kind, q.Kind): each is inlined where its own schema uses it.
+TEST_F(InlineTest, SameReferenceNameInTwoSchemasMeansEachItsOwnType) {
+  const std::string p_kind = R"({"type":"enum","name":"Kind","namespace":"p","symbols":["A"]})";
+  const std::string q_kind = R"({"type":"enum","name":"Kind","namespace":"q","symbols":["B"]})";
+  subjects_[{"pk", 1}] = {p_kind, {}};
+  subjects_[{"qk", 1}] = {q_kind, {}};
+  subjects_[{"p", 1}] = {R"({"type":"record","name":"P","namespace":"p","fields":[{"name":"k","type":"Kind"}]})",
+                         {{"Kind", "pk", 1}}};
+  subjects_[{"q", 1}] = {R"({"type":"record","name":"Q","namespace":"q","fields":[{"name":"k","type":"Kind"}]})",
+                         {{"Kind", "qk", 1}}};
+  Result<std::string> out = Inline(R"({"type":"record","name":"W","namespace":"w","fields":[)"
+                                   R"({"name":"p","type":"p.P"},{"name":"q","type":"q.Q"}]})",
+                                   {{"p.P", "p", 1}, {"q.Q", "q", 1}});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(*out, R"({"type":"record","name":"W","namespace":"w","fields":[)"
+                  R"({"name":"p","type":{"type":"record","name":"P","namespace":"p","fields":[{"name":"k","type":)" +
+                      p_kind + R"(}]}},)"
+                      R"({"name":"q","type":{"type":"record","name":"Q","namespace":"q","fields":[{"name":"k","type":)" +
+                      q_kind + R"(}]}}]})");
+}
+
+// A null-namespace type used a second time from inside a namespace: Avro C
+// has no way to name it there (it would read com.x.R), so the schema is
+// refused naming the type, rather than read as another type.
+TEST_F(InlineTest, ANullNamespaceTypeUsedAgainInsideANamespaceIsRefusedNamingIt) {
+  subjects_[{"r", 1}] = {R"({"type":"record","name":"R","fields":[{"name":"v","type":"long"}]})", {}};
+  Result<std::string> out = Inline(R"({"type":"record","name":"Pay","namespace":"com.x","fields":[)"
+                                   R"({"name":"r1","type":"R"},{"name":"r2","type":"R"}]})",
+                                   {{"R", "r", 1}});
+  EXPECT_EQ(out.status().code(), Status::Code::kInvalidArgument) << out.status().ToString();
+  EXPECT_NE(out.status().message().find("'R'"), std::string::npos) << out.status().ToString();
+  EXPECT_NE(out.status().message().find("com.x"), std::string::npos) << out.status().ToString();
 }
 
 TEST(SchemaRegistryOptionsTest, UrlAndTimeoutFromProperties) {
