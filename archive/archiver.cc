@@ -87,7 +87,7 @@ class FollowedSet {
   void Hold(Followed& f, int64_t log_start) {
     if (f.held) return;
     f.held = true;
-    holes_.push_back({f.topic, f.partition, f.writer->end_offset(), log_start});
+    holes_.push_back({f.topic, f.partition, std::max(f.writer->end_offset(), f.start), log_start});
   }
   void AddHole(Hole hole) { holes_.push_back(std::move(hole)); }
   const std::vector<Hole>& holes() const { return holes_; }

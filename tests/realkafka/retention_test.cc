@@ -441,6 +441,29 @@ TEST_F(RetentionTest, ArchiverHoldsBackTheOnePartitionRetentionGotAheadOfAndArch
   EXPECT_EQ(ArchivedPartition(dir / "new", topic, 1), KafkaPartition(topic, 1, 0, now[1].high));
 }
 
+// A partition whose archive began at Kafka's log start and holds nothing
+// yet, passed by retention while the archiver was frozen: held back, named
+// with the range from where its archive began (it said 0..).
+TEST_F(RetentionTest, AnArchiveBegunAtTheLogStartNamesTheRangeFromThereWhenPassedAgain) {
+  const std::string topic = Unique("ret-fresh-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 1000, 1));
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, 1000));
+  ScratchDir dir("ret-fresh");
+  auto frozen = FrozenArchiver(dir / "arch", topic, "ret-fresh-archiver", 0);
+  ChildProcess& archiver = *frozen;
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 1000, 2));
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, 1500));
+  archiver.Kill(SIGCONT);
+  // Its only partition held back, it ends by itself.
+  const int rc = archiver.WaitFor(60000);
+  const std::string e = archiver.Stderr();
+  EXPECT_NE(rc, -1) << "still running: " << e;
+  EXPECT_NE(rc, 0) << e;
+  EXPECT_NE(e.find(topic + "[0]: Kafka's log starts at offset 1000"), std::string::npos) << e;
+  EXPECT_NE(e.find("cannot archive " + topic + "[0] offsets 1000..1499"), std::string::npos) << e;
+}
+
 // The same while the archiver runs: frozen with SIGSTOP while records
 // arrive on both partitions and retention passes it on partition 0, it holds
 // partition 0 back when it wakes, archives partition 1's new records, keeps
