@@ -59,8 +59,7 @@ size_t PostgresTime(int64_t epoch_ms, char* buf) {
   if (c.year >= 1 && c.year <= 9999) return PutIso(c, c.year, buf);
   if (c.year > 9999) {
     // PostgreSQL reads a year of more than four digits (up to 294276).
-    const int digits = static_cast<int>(std::snprintf(nullptr, 0, "%lld", static_cast<long long>(c.year)));
-    if (digits > 7) return static_cast<size_t>(std::snprintf(buf, 32, "%lld", static_cast<long long>(epoch_ms)));
+    if (c.year > 9999999) return static_cast<size_t>(std::snprintf(buf, 32, "%lld", static_cast<long long>(epoch_ms)));
     char iso[32];
     PutIso(c, 0, iso);
     const size_t n = static_cast<size_t>(std::snprintf(buf, 32, "%lld", static_cast<long long>(c.year)));
