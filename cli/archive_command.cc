@@ -166,12 +166,11 @@ int ArchiveCommand(int argc, char** argv) {
   // A topic given twice is one topic: two writers of one partition refused
   // each other ("being written by another process"), and --repair aborted
   // half done.
-  for (size_t i = 1; i < options.topics.size(); ++i) {
-    if (std::find(options.topics.begin(), options.topics.begin() + static_cast<std::ptrdiff_t>(i),
-                  options.topics[i]) != options.topics.begin() + static_cast<std::ptrdiff_t>(i)) {
-      options.topics.erase(options.topics.begin() + static_cast<std::ptrdiff_t>(i--));
-    }
+  std::vector<std::string> topics;
+  for (auto& topic : options.topics) {
+    if (std::find(topics.begin(), topics.end(), topic) == topics.end()) topics.push_back(std::move(topic));
   }
+  options.topics = std::move(topics);
   if (vm.count("list") || vm.count("dump") || vm.count("repair")) {
     // These read an existing archive: a directory that is not there is a
     // mistake on the command line, not an empty archive.
