@@ -247,7 +247,6 @@ Status PartitionConsumer::Classify(rd_kafka_message_t* m, DeletedRange* deleted)
         if (deleted) {
           deleted->topic = rd_kafka_topic_name(m->rkt);
           deleted->partition = m->partition;
-          deleted->from = m->offset;
           deleted->log_start = low;
           deleted->message = loss.message();
         }

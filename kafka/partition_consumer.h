@@ -70,11 +70,11 @@ struct PartitionConsumerOptions {
 };
 
 // Records of a partition deleted before the reader got them (see
-// PartitionConsumerOptions::hold_deleted): offsets from..log_start-1.
+// PartitionConsumerOptions::hold_deleted): from the reader's position to
+// log_start-1.
 struct DeletedRange {
   std::string topic;
   int32_t partition = 0;
-  int64_t from = 0;       // the reader's position
   int64_t log_start = 0;  // where the log starts now
   std::string message;    // the DataLoss text Poll would have returned
 };
