@@ -21,7 +21,8 @@ std::string ConsumedRecord::Header(std::string_view name) const {
 
 Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
                                    const std::function<void(const ConsumedRecord&)>& on_record,
-                                   int idle_timeout_ms, const std::vector<int64_t>* from, int32_t only_partition) {
+                                   int idle_timeout_ms, const std::vector<int64_t>* from, int32_t only_partition,
+                                   int settle_ms) {
   auto consumer = CreateClient(ClientKind::kConsumer, config,
                                {{"group.id", "kappa-reader"},
                                 {"enable.auto.commit", "false"},
@@ -42,15 +43,11 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
   // once it has written the commit's markers, after it answered the
   // producer's commit: read right after an exactly-once job ended, a topic
   // came back without its last transaction (CI, now and then). So the ends
-  // are those of a settled log: the last stable offset at the log end on
-  // every partition, waited for up to kSettleMs (the markers take
-  // milliseconds); a transaction still open then (an exactly-once job
-  // running) is read up to where it starts, as before. A reader resuming
-  // from its offsets (`from`) reads on next time: it does not wait.
-  constexpr int kSettleMs = 2000;
-  if (from == nullptr) {
+  // are those of a settled log (the last stable offset at the log end on
+  // every partition), waited for up to settle_ms.
+  if (settle_ms > 0) {
     if (auto uncommitted = CreateReadUncommittedClient(config); uncommitted.ok()) {
-      const auto settle_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSettleMs);
+      const auto settle_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(settle_ms);
       while (true) {
         auto open = FirstOpenPartition(uncommitted->get(), topic, *marks, 10000);
         if (!open.ok() || open->partition < 0 || std::chrono::steady_clock::now() > settle_deadline) break;

@@ -38,12 +38,18 @@ struct TopicReadSummary {
   int64_t total = 0;
 };
 
+// Reads every committed record of `topic` up to its end as of the call.
 // `from` (optional) gives the first offset to read per partition instead of
 // the log start (e.g. to resume an incremental reader). `only_partition` >=
-// 0: that partition alone.
+// 0: that partition alone. `settle_ms`: how long to wait for the end a
+// read_committed client is told (the last stable offset) to reach the log
+// end, so that a transaction just committed, whose markers Kafka writes
+// after answering the commit, is read whole; 0 for a topic written without
+// transactions or a reader that reads on next time (no second client is
+// made to look). A transaction still open after it is read up to its start.
 Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string& topic,
                                    const std::function<void(const ConsumedRecord&)>& on_record,
                                    int idle_timeout_ms = 15000, const std::vector<int64_t>* from = nullptr,
-                                   int32_t only_partition = -1);
+                                   int32_t only_partition = -1, int settle_ms = 2000);
 
 }  // namespace kappa

@@ -68,7 +68,7 @@ Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config) {
         next[r.partition] = r.offset + 1;
         ++applied;
       },
-      15000, &from);
+      15000, &from, /*only_partition=*/-1, /*settle_ms=*/0);  // the next refresh reads on
   if (!summary.ok()) {
     if (summary.status().code() == Status::Code::kNotFound) return int64_t{0};  // no output yet
     return summary.status();

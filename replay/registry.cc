@@ -263,7 +263,7 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
     } else {
       progress[std::string(r.key)] = std::string(r.value);
     }
-  });
+  }, 15000, nullptr, -1, /*settle_ms=*/0);  // written without transactions: nothing to settle
   if (watched) *watched = 0;
   if (!summary.ok()) {
     if (summary.status().code() == Status::Code::kNotFound) {

@@ -157,31 +157,6 @@ struct TopicContents {
   bool all_copies_identical = true;
 };
 
-// Waits until no transaction is open on `topic`: its last stable offset
-// (what a read_committed client is told) has reached the log end on every
-// partition. Kafka answers a producer's commit before the commit's markers
-// are in the partitions, so right after an exactly_once run has exited the
-// last transaction can still be hidden from a reader for a moment; a
-// killed producer's transaction stays open until the broker aborts it.
-// Returns false if something is still open after timeout_s.
-inline bool WaitForSettledEnds(const KafkaConfig& config, const std::string& topic, int timeout_s) {
-  auto committed = CreateClient(ClientKind::kConsumer, config, {{"group.id", "probe"}});
-  auto uncommitted = CreateReadUncommittedClient(config);
-  if (!committed.ok() || !uncommitted.ok()) return false;
-  auto n = TopicPartitionCount(committed->get(), topic, 10000);
-  if (!n.ok()) return false;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (true) {
-    auto stable = QueryAllWatermarks(committed->get(), topic, *n, 10000);
-    if (stable.ok()) {
-      auto open = FirstOpenPartition(uncommitted->get(), topic, *stable, 10000);
-      if (open.ok() && open->partition < 0) return true;
-    }
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-}
-
 // Waits (up to timeout_s) until a `kappa run` started with a positive
 // --status-interval-ms prints a status line with a non-zero input count
 // ("in N"): it has read something. A fixed sleep is not always enough for
@@ -196,11 +171,9 @@ inline bool WaitUntilReading(ChildProcess& job, int timeout_s) {
 }
 
 // Every committed record of `topic`, read once no transaction is open on it
-// any more (up to 60 s; after that, what a read_committed reader sees then).
+// any more (up to 60 s: a killed producer's transaction stays open until the
+// broker aborts it; after that, what a read_committed reader sees then).
 inline TopicContents ReadOutputs(const KafkaConfig& config, const std::string& topic) {
-  if (!WaitForSettledEnds(config, topic, 60)) {
-    std::cerr << "ReadOutputs: " << topic << " still has an open transaction after 60 s; reading what is committed\n";
-  }
   TopicContents out;
   auto st = ReadTopic(config, topic, [&](const ConsumedRecord& r) {
     std::string key(r.key);
@@ -213,7 +186,7 @@ inline TopicContents ReadOutputs(const KafkaConfig& config, const std::string& t
     row.partition = r.partition;
     out.rows[key] = std::move(row);
     ++out.copies[key];
-  });
+  }, 15000, nullptr, -1, /*settle_ms=*/60000);
   EXPECT_TRUE(st.ok()) << st.status().ToString();
   return out;
 }
