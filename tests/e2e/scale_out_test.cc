@@ -146,7 +146,10 @@ class ScaleOutTest : public BrokerTest {
   void StartThreeKillOne(const ScratchDir& dir, const std::string& spec, const std::vector<std::string>& names,
                          std::vector<std::unique_ptr<ChildProcess>>* instances) {
     for (const std::string& name : names) {
-      instances->push_back(std::make_unique<ChildProcess>(Instance(dir, spec, name, 6000), name));
+      // 3,000 records/s each: on the real broker the group can take ~10 s to
+      // settle, and at 6,000 the first instance had read the whole input
+      // alone by then (CI, 2026-12-06: "the input was finished before the kill").
+      instances->push_back(std::make_unique<ChildProcess>(Instance(dir, spec, name, 3000), name));
     }
     ASSERT_NO_FATAL_FAILURE(WaitUntilEachRunsSome(*instances, 90));
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
