@@ -12,6 +12,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "base/hash.h"
 #include "kafka/partition_list.h"
@@ -38,6 +39,39 @@ schema::DlqErrorType DlqTypeOf(DlqReason reason) {
 
 constexpr const char* kCheckpointIntact = "the job stopped with its last checkpoint intact, restart it to resume";
 
+// A transaction's offsets refused because the broker no longer knows the
+// input topic they are of (deleted while the job read it): "restart it to
+// resume" would meet the same on every restart. The refusal is the
+// transaction's error or, once recorded as the producer's failure, what
+// every later step of the sink says, so it is recognised by its message
+// ("... Failed to commit offsets to transaction on broker B: topic[p](...)",
+// which names the topic; `input_topic` when the caller knows it).
+std::optional<Status> DeletedInputTopic(const std::string& message, std::string input_topic = {}) {
+  constexpr std::string_view kOffsets = "commit offsets to transaction on broker ";
+  const size_t at = message.find(kOffsets);
+  if (message.find("UNKNOWN_TOPIC_OR_PART") == std::string::npos ||
+      (at == std::string::npos && (input_topic.empty() || message.find(input_topic + "[") == std::string::npos))) {
+    return std::nullopt;
+  }
+  if (input_topic.empty()) {
+    // (librdkafka cuts its message short: a long topic name may be cut.)
+    const size_t from = message.find(": ", at + kOffsets.size());
+    const size_t to = from == std::string::npos ? from : message.find('[', from + 2);
+    if (to != std::string::npos) input_topic = message.substr(from + 2, to - from - 2);
+  }
+  return Status::Unavailable(
+      message + "; the input topic " + (input_topic.empty() ? std::string("of the job") : input_topic) +
+      " does not exist any more (deleted while the job read it?), so the transaction's offsets could not be "
+      "committed. The job stopped with its last checkpoint intact, but a restart meets the same until the "
+      "topic exists again with its history: if it was recreated, or its history is gone, replay the history "
+      "from a log archive (--archive DIR) or start a new version over the new topic");
+}
+// A transaction's commit that failed.
+Status CommitFailed(const std::string& message, const std::string& input_topic) {
+  if (auto deleted = DeletedInputTopic(message, input_topic)) return *deleted;
+  return Status::Unavailable(message + "; " + kCheckpointIntact);
+}
+
 // The errors of the two barriers, from the producer's message: a delivery
 // failed, or outputs are still unacknowledged (the flush gave up).
 Status DeliveryFailed(const std::string& cause) {
@@ -50,6 +84,7 @@ Status DeliveryFailed(const std::string& cause) {
                                "max.message.bytes), or change the job so that its rows are smaller (a shorter key, "
                                "fewer features), then restart it");
   }
+  if (auto deleted = DeletedInputTopic(cause)) return *deleted;
   return Status::Unavailable("sink delivery failed: " + cause + "; " + kCheckpointIntact);
 }
 // The error for sink topics that do not exist on a broker that does not
@@ -66,23 +101,6 @@ std::string MissingTopics(const std::vector<std::string>& topics, const std::str
          (one ? topics[0] : "NAME") + (one ? "" : " for each") +
          ", with the partitions and replication you want) or let the broker create topics, then start the job "
          "again";
-}
-// A transaction's commit that failed: when the broker no longer knows the
-// input topic whose offsets it carries (deleted while the job read it),
-// "restart it to resume" would meet the same.
-Status CommitFailed(const std::string& message, const std::string& input_topic) {
-  // (librdkafka cuts its message short: a long topic name may be cut.)
-  if (message.find("UNKNOWN_TOPIC_OR_PART") != std::string::npos &&
-      (message.find(input_topic + "[") != std::string::npos ||
-       message.find("commit offsets to transaction") != std::string::npos)) {
-    return Status::Unavailable(
-        message + "; the input topic " + input_topic +
-        " does not exist any more (deleted while the job read it?), so the transaction's offsets could not be "
-        "committed. The job stopped with its last checkpoint intact, but a restart meets the same until the "
-        "topic exists again with its history: if it was recreated, or its history is gone, replay the history "
-        "from a log archive (--archive DIR) or start a new version over the new topic");
-  }
-  return Status::Unavailable(message + "; " + kCheckpointIntact);
 }
 Status Unacknowledged(const std::string& cause) {
   return Status::Unavailable("sink: " + cause + "; no checkpoint was taken past those outputs; " +

@@ -83,6 +83,34 @@ INSTANTIATE_TEST_SUITE_P(
                       AbortCase{RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED, KafkaSink::AbortedCommit::kNone}),
     [](const ::testing::TestParamInfo<AbortCase>& info) { return std::string(rd_kafka_err2name(info.param.error)); });
 
+// An input topic deleted mid-run fails the epoch's offsets with
+// UNKNOWN_TOPIC_OR_PART, and every restart meets the same: neither the
+// deferred commit nor what the sink says after it (the next epoch's commit,
+// which the job may reach first: a real-Kafka test said "restart it to
+// resume" one run in a few) advises a restart.
+TEST_F(SinkTest, ACommitRefusedForADeletedInputTopicSaysSoOnEveryPath) {
+  CreateTopic("tx", 1);
+  CreateTopic("engine-test-out", 1);
+  ScratchDir dir("deleted-input");
+  ASSERT_NO_FATAL_FAILURE(MakeExactlyOnceSink(dir));
+
+  ASSERT_TRUE(sink_->ProduceState("engine-test-out", 0, "k", "epoch 1").ok());
+  // As a real broker answers, for as long as librdkafka asks again.
+  const std::vector<rd_kafka_resp_err_t> unknown(50, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  rd_kafka_mock_push_request_errors_array(broker_->mock_cluster(), 28 /* TxnOffsetCommit */, unknown.size(),
+                                          unknown.data());
+  auto commit = sink_->CommitEpochLater(consumer_->handle(), "tx", {{0, 10}});
+  ASSERT_TRUE(commit);
+  const Status deferred = commit();
+  ASSERT_FALSE(deferred.ok()) << "the injected refusal did not reach the commit";
+  const Status next = sink_->CommitEpoch(consumer_->handle(), "tx", {{0, 20}});
+  ASSERT_FALSE(next.ok());
+  for (const Status& st : {deferred, next}) {
+    EXPECT_NE(st.message().find("the input topic tx does not exist any more"), std::string::npos) << st.ToString();
+    EXPECT_EQ(st.message().find("restart it to resume"), std::string::npos) << st.ToString();
+  }
+}
+
 // One bad record of `partition` at `offset`: its key says which.
 struct BadRecord {
   explicit BadRecord(int64_t offset) : key("bad-" + std::to_string(offset)), payload("not a transaction") {
