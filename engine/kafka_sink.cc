@@ -203,6 +203,18 @@ bool KafkaSink::Fenced() const { return !transactional_id_.empty() && producer_-
 
 Status KafkaSink::FencedError() const {
   // Not "restart it": a restart would fence the other process in turn.
+  if (spec_->scale_out.enabled) {
+    // Each instance of a scaled-out version has transactions of its own
+    // (the group fences a zombie by its generation): only another process
+    // with the same instance name takes them over.
+    return Status::Aborted(
+        spec_->job + " v" + version_text_ + ": another process started as the same instance " +
+        spec_->scale_out.instance + " took over its Kafka transactions (transactional.id " + transactional_id_ +
+        ") and fenced this one, which stops: its open transaction is aborted and the other process carries on "
+        "from the last committed one. Each process of a scaled-out version needs a name of its own: give every "
+        "one a different --instance (or leave it out: the default is the host name and a hash of the state "
+        "directory), and do not restart this one as instance " + spec_->scale_out.instance + " while the other runs");
+  }
   return Status::Aborted(spec_->job + " v" + version_text_ +
                          ": another process of this job version took over its Kafka transactions (transactional.id " +
                          transactional_id_ +

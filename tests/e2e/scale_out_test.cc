@@ -535,5 +535,42 @@ TEST_F(ScaleOutTest, ExactlyOnceAKilledInstanceLeavesNoDuplicateForAReadCommitte
   EXPECT_EQ(got.total, static_cast<int64_t>(got.rows.size())) << "a read_committed reader saw a duplicate";
 }
 
+// Two processes started with the same --instance (a copied command line):
+// exactly-once, they share one transactional.id, and the second fences the
+// first, which stops saying that two instances have one name (not only
+// "another process of this job version", which reads as if the version ran
+// twice); the second carries on with every partition, and a read_committed
+// reader sees each output once.
+TEST_F(ScaleOutTest, ExactlyOnceTwoInstancesWithOneNameStopTheFirstNamingIt) {
+  if (!real_broker()) {
+    GTEST_SKIP() << "the embedded broker does not fence transactional producers";
+  }
+  ASSERT_NO_FATAL_FAILURE(Produce());
+  ScratchDir dir("scaleout-same-name");
+  const TopicContents want = Reference(dir, "exactly_once");
+  const std::string spec = ScaledSpec(dir, "exactly_once");
+  std::vector<std::string> first_args = Instance(dir, spec, "twin", 3000);
+  std::vector<std::string> second_args = Instance(dir, spec, "twin", 3000);
+  second_args[7] = dir / "twin-second";  // its own state directory, as on another machine
+  ChildProcess first(first_args, "twin-first");
+  ASSERT_NO_FATAL_FAILURE(WaitForLine(first, "took partition(s)", 90));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ChildProcess second(second_args, "twin-second");
+  const int first_rc = first.WaitFor(60000);
+  ASSERT_NE(first_rc, -1) << "the fenced instance still runs 60 s after its twin started\n" << first.Stderr();
+  EXPECT_EQ(first_rc, 1) << first.Stderr();
+  const std::string said = first.Stderr();
+  EXPECT_NE(said.find("the same instance twin"), std::string::npos) << said;
+  EXPECT_NE(said.find("--instance"), std::string::npos) << said;
+  EXPECT_EQ(said.find("restart it to resume"), std::string::npos) << said;
+
+  ASSERT_TRUE(WaitUntilAllAtEnd(240)) << "the second instance did not finish the input:\n" << second.Stderr();
+  second.Kill(SIGTERM);
+  EXPECT_EQ(second.WaitFor(60000), 0) << second.Stderr();
+  const TopicContents got = ReadOutputs(Config(), "so-out.v1");
+  ExpectSameOutputs(want, got);
+  EXPECT_EQ(got.total, static_cast<int64_t>(got.rows.size())) << "a read_committed reader saw a duplicate";
+}
+
 }  // namespace
 }  // namespace kappa::testing
