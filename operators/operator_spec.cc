@@ -292,14 +292,17 @@ Result<Predicate> ParsePredicate(std::string_view text) {
     value = value.substr(1, value.size() - 2);
   }
   if (value.empty()) return bad("missing value");
+  if (IsDeclaredField(p.field) && DeclaredTypeOf(p.field) == ValueType::kBool) {
+    // Not a number either (a bool is held as 0/1, but `f == 1` is refused
+    // inside an expression too): an entry comparing it with true or false
+    // is read as an expression (AddFilterEntry), this error stands otherwise.
+    const std::string name(FieldName(p.field));
+    return bad("`" + name + "` is a bool, so `" + value + "` is no value of it: compare it with true or false (`" +
+               name + " == true`), or write `" + name + "` or `not " + name + "`");
+  }
   if (IsNumericField(p.field)) {
     auto r = std::from_chars(value.data(), value.data() + value.size(), p.number);
     if (r.ec != std::errc() || r.ptr != value.data() + value.size()) {
-      if (IsDeclaredField(p.field) && DeclaredTypeOf(p.field) == ValueType::kBool) {
-        const std::string name(FieldName(p.field));
-        return bad("`" + name + "` is a bool, so `" + value + "` is no value of it: compare it with true or false (`" +
-                   name + " == true`), or write `" + name + "` or `not " + name + "`");
-      }
       std::string why = "`";
       why.append(FieldName(p.field)).append("` is numeric but `").append(value).append("` is not an integer");
       return bad(why);

@@ -302,6 +302,16 @@ TEST(FilterExpressionTest, DeclaredFieldsOfAUserFormat) {
           << word.status().ToString();
     }
     EXPECT_TRUE(Entries({"is_fraud == true"}).ok());
+    // A number is no bool value either, in a plain entry as inside an
+    // expression (the plain entry compared the bool as 0/1 and accepted
+    // `is_fraud == 1` and `is_fraud > 0`, which the expression refuses).
+    for (const char* entry : {"is_fraud == 1", "is_fraud > 0", "is_fraud != 0"}) {
+      auto number = Entries({entry});
+      ASSERT_FALSE(number.ok()) << entry;
+      EXPECT_NE(number.status().message().find("`is_fraud` is a bool, so `"), std::string::npos)
+          << number.status().ToString();
+    }
+    EXPECT_FALSE(Entries({"is_fraud == 1 and amount > 0"}).ok());
   }
 
   // Outside the scope the declared names are not fields.
