@@ -89,6 +89,14 @@ class FollowedSet {
     f.held = true;
     holes_.push_back({f.topic, f.partition, std::max(f.writer->end_offset(), f.start), log_start});
   }
+  // Where to read each partition still followed: its position.
+  PartitionList Assignment() const {
+    PartitionList list(static_cast<int>(all_.size()));
+    for (const auto& f : all_) {
+      if (!f.held) list.Add(f.topic, f.partition, f.position);
+    }
+    return list;
+  }
   void AddHole(Hole hole) { holes_.push_back(std::move(hole)); }
   const std::vector<Hole>& holes() const { return holes_; }
   bool AllHeld() const {
@@ -307,15 +315,39 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
     if (!result.ok()) break;
     // Partitions retention passed while followed (after what the batch held
     // of them): held back from now on, the others go on.
+    bool restarted = false;
     for (const DeletedRange& d : (*consumer)->TakeDeleted()) {
       Followed* f = followed.Find(d.topic.c_str(), d.partition);
       if (!f || f->held) continue;
+      if (f->writer->fresh()) {
+        // Nothing archived yet (it began at Kafka's log start, and retention
+        // passed that start again before a record came): there is nothing
+        // to keep continuous with, so it starts again where the log starts
+        // now, as it did at first. It was held back as a hole, for good.
+        if (options.on_note) {
+          options.on_note(NoteLevel::kInfo, f->topic + "[" + std::to_string(f->partition) +
+                                                "]: Kafka's log now starts at offset " + std::to_string(d.log_start) +
+                                                " (retention deleted records " + std::to_string(f->position) + ".." +
+                                                std::to_string(d.log_start - 1) +
+                                                " before this archive got any of them); its archive starts there");
+        }
+        f->start = std::max(f->start, d.log_start);
+        f->position = std::max(f->position, d.log_start);
+        restarted = true;
+        continue;
+      }
       followed.Hold(*f, d.log_start);
       if (options.on_note) {
         options.on_note(NoteLevel::kError, d.message + "; the archive would have a hole, so " + d.topic + "[" +
                                                std::to_string(d.partition) +
                                                "] is no longer archived (the other partitions are): " + kHoleAdvice);
       }
+    }
+    if (restarted) {
+      // librdkafka stopped fetching it (a seek is refused in that state):
+      // assigned again, every partition still read at its position.
+      result = (*consumer)->Assign(followed.Assignment());
+      if (!result.ok()) break;
     }
     if (followed.AllHeld()) break;  // nothing left to archive
 

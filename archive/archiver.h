@@ -51,7 +51,10 @@ struct ArchiverSummary {
 // never gets a hole), an error note names it and the range, and the others
 // go on. The run then ends, after flushing what they archived, with
 // DataLoss naming the held partitions and ranges; at once if none is left
-// to archive. FailedPrecondition if an archive ends after Kafka's log.
+// to archive. A partition with nothing archived yet is no hole: it starts
+// at Kafka's log start, and starts again there (an info note) if retention
+// passes it before its first record. FailedPrecondition if an archive ends
+// after Kafka's log.
 Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOptions& options,
                                     StopToken stop);
 

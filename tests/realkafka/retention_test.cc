@@ -442,9 +442,11 @@ TEST_F(RetentionTest, ArchiverHoldsBackTheOnePartitionRetentionGotAheadOfAndArch
 }
 
 // A partition whose archive began at Kafka's log start and holds nothing
-// yet, passed by retention while the archiver was frozen: held back, named
-// with the range from where its archive began (it said 0..).
-TEST_F(RetentionTest, AnArchiveBegunAtTheLogStartNamesTheRangeFromThereWhenPassedAgain) {
+// yet, passed by retention again while the archiver was frozen. It was held
+// back as a hole (1000..1499), for good, though nothing was archived that
+// the new start would have to continue: it starts again at the new log
+// start, saying so once, and archives from there.
+TEST_F(RetentionTest, AnArchiveBegunAtTheLogStartThatHoldsNothingYetStartsAgainWhenPassedAgain) {
   const std::string topic = Unique("ret-fresh-in");
   ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
   ASSERT_NO_FATAL_FAILURE(Produce(topic, 1000, 1));
@@ -455,13 +457,25 @@ TEST_F(RetentionTest, AnArchiveBegunAtTheLogStartNamesTheRangeFromThereWhenPasse
   ASSERT_NO_FATAL_FAILURE(Produce(topic, 1000, 2));
   ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, 1500));
   archiver.Kill(SIGCONT);
-  // Its only partition held back, it ends by itself.
+  // It archives 1500..1999 and goes on following (it has a partition to follow).
+  for (int i = 0; i < 300 && ArchivedRecords(dir / "arch", topic) < 500 && archiver.WaitFor(0) == -1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(archiver.WaitFor(0), -1) << "it stopped: " << archiver.Stderr();
+  archiver.Kill(SIGTERM);
   const int rc = archiver.WaitFor(60000);
   const std::string e = archiver.Stderr();
   EXPECT_NE(rc, -1) << "still running: " << e;
-  EXPECT_NE(rc, 0) << e;
+  EXPECT_EQ(rc, 0) << e;
   EXPECT_NE(e.find(topic + "[0]: Kafka's log starts at offset 1000"), std::string::npos) << e;
-  EXPECT_NE(e.find("cannot archive " + topic + "[0] offsets 1000..1499"), std::string::npos) << e;
+  const std::string again = topic + "[0]: Kafka's log now starts at offset 1500";
+  EXPECT_NE(e.find(again), std::string::npos) << e;
+  EXPECT_EQ(e.find(again, e.find(again) + 1), std::string::npos) << "said more than once: " << e;
+  EXPECT_EQ(e.find("ERROR"), std::string::npos) << e;
+  EXPECT_NE(e.find("retention deleted records 1000..1499 before this archive got any of them"), std::string::npos)
+      << e;
+  EXPECT_EQ(e.find("offsets 1000..1499"), std::string::npos) << "nothing archived was left behind a hole: " << e;
+  EXPECT_EQ(ArchivedPartition(dir / "arch", topic, 0), KafkaPartition(topic, 0, 1500, 2000));
 }
 
 // The same while the archiver runs: frozen with SIGSTOP while records
