@@ -214,91 +214,200 @@ Status MoveDamagedTailAside(const PartitionDamage& d, std::vector<std::string>* 
   return Status::OK();
 }
 
+namespace {
+
+constexpr int64_t kUnknown = INT64_MAX;
+
+// Where the archive of a partition ends, from its block headers alone (a
+// damaged payload's block included: what Kafka deleted past it is lost
+// whether or not that block is): -1 if it holds nothing (no segment), and
+// kUnknown if a damaged header in the newest segment hides it.
+Result<int64_t> ArchivedEnd(const std::string& root, const std::string& topic, int32_t partition) {
+  const std::string dir = PartitionDir(root, topic, partition);
+  auto segments = ListSegments(dir);
+  if (!segments.ok()) return segments.status();
+  if (segments->empty()) return int64_t{-1};
+  const int64_t name = segments->back();
+  auto scan = ScanSegment(dir + "/" + SegmentName(name), /*verify_payloads=*/false);
+  if (!scan.ok()) return scan.status();
+  if (scan->damaged) return kUnknown;
+  return ChainedEnd(name, scan->first_offset, scan->last_offset);
+}
+
+std::string Partition(const std::string& topic, int32_t p) { return topic + "[" + std::to_string(p) + "]"; }
+
+// "topic[p] offsets a..b are lost: retention deleted them ...", for a hole.
+std::string HoleLost(const ArchiveHole& h) {
+  return Range(h.topic, h.partition, h.from, h.log_start) + " are lost: the archive ends at " +
+         std::to_string(h.from) + " and Kafka's log of that partition now starts at " + std::to_string(h.log_start) +
+         " (retention deleted them before they were archived)";
+}
+
+struct Checked {
+  std::string topic;
+  int32_t partition = 0;
+  std::optional<PartitionDamage> damage;
+  int64_t end = -1;  // ArchivedEnd
+};
+
+}  // namespace
+
 Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOptions& options, StopToken stop) {
   if (options.root.empty()) return Status::InvalidArgument("no archive directory given (--archive DIR)");
   if (options.topics.empty()) return Status::InvalidArgument("no topic to repair (--topic NAME)");
   RepairSummary summary;
-  std::vector<PartitionDamage> damaged;
+  std::vector<Checked> checked;
   for (const auto& topic : options.topics) {
     auto partitions = ArchivedPartitions(options.root, topic);
     if (!partitions.ok()) return partitions.status();
     if (partitions->empty()) {
       return Status::NotFound("nothing archived for topic " + topic + " in " + options.root);
     }
-    size_t bad = 0;
     for (int32_t p : *partitions) {
+      Checked c;
+      c.topic = topic;
+      c.partition = p;
       auto found = FindDamage(options.root, topic, p);
       if (!found.ok()) return found.status();
-      if (*found) {
-        damaged.push_back(std::move(**found));
-        ++bad;
-      }
+      c.damage = std::move(*found);
+      auto end = ArchivedEnd(options.root, topic, p);
+      if (!end.ok()) return end.status();
+      c.end = *end;
+      checked.push_back(std::move(c));
     }
-    summary.lines.push_back(topic + ": every block of " + std::to_string(partitions->size()) + " partition(s) verified; " +
-                            (bad == 0 ? std::string("no damage") : std::to_string(bad) + " damaged"));
   }
-  if (damaged.empty()) return summary;
 
-  // Where Kafka's logs start: whether each damaged range can be refetched.
+  // Where Kafka's logs start: whether each damaged range can be refetched,
+  // and which partitions Kafka has deleted past the archive's end (a hole:
+  // the archiver holds them back; no repair brings those offsets back).
   PartitionConsumerOptions consumer_options;
   consumer_options.group = "kappa-archive";
   auto consumer = PartitionConsumer::Create(config, consumer_options);
   if (!consumer.ok()) return consumer.status();
   std::string lost;
-  for (const auto& d : damaged) {
-    auto count = (*consumer)->PartitionCount(d.topic);
-    if (!count.ok()) return count.status();
-    if (d.partition >= *count) {
-      lost += (lost.empty() ? "" : "; ") + Range(d.topic, d.partition, d.from, d.damaged_end) + " are lost: " +
-              d.what + ", and Kafka's topic has no partition " + std::to_string(d.partition);
-      continue;
+  std::vector<ArchiveHole> holes;
+  std::vector<const PartitionDamage*> damaged;
+  auto add_lost = [&lost](const std::string& what) { lost += (lost.empty() ? "" : "; ") + what; };
+  for (const auto& topic : options.topics) {
+    bool topic_damaged = false;
+    for (const auto& c : checked) topic_damaged |= c.topic == topic && c.damage.has_value();
+    auto count = (*consumer)->PartitionCount(topic);
+    if (!count.ok()) {
+      // A topic gone from Kafka: nothing to refetch, and no log start to compare.
+      if (!topic_damaged && count.status().code() == Status::Code::kNotFound) continue;
+      return count.status();
     }
-    auto marks = (*consumer)->AllWatermarks(d.topic, *count);
+    auto marks = (*consumer)->AllWatermarks(topic, *count);
     if (!marks.ok()) return marks.status();
-    const Watermarks& w = (*marks)[d.partition];
-    if (w.low > d.from) {
-      lost += (lost.empty() ? "" : "; ") + Range(d.topic, d.partition, d.from, std::min(w.low, d.damaged_end)) +
-              " are lost: " + d.what + ", and Kafka's log of that partition now starts at " + std::to_string(w.low);
-    } else if (w.high < d.from) {
-      lost += (lost.empty() ? "" : "; ") + d.what + ", and Kafka's log of " + d.topic + "[" +
-              std::to_string(d.partition) + "] ends at " + std::to_string(w.high) + ", before the archive's " +
-              std::to_string(d.from) + " (the topic was recreated?)";
+    for (const auto& c : checked) {
+      if (c.topic != topic) continue;
+      if (c.partition >= *count) {
+        if (!c.damage) continue;
+        const PartitionDamage& d = *c.damage;
+        add_lost(Range(d.topic, d.partition, d.from, d.damaged_end) + " are lost: " + d.what +
+                 ", and Kafka's topic has no partition " + std::to_string(d.partition));
+        continue;
+      }
+      const Watermarks& w = (*marks)[c.partition];
+      // The hole past the archive's end, if Kafka's log starts after it.
+      const bool hole = c.end >= 0 && c.end != kUnknown && w.low > c.end;
+      if (!c.damage) {
+        if (hole) holes.push_back({c.topic, c.partition, c.end, w.low});
+        continue;
+      }
+      const PartitionDamage& d = *c.damage;
+      if (w.low > d.from) {
+        // The damaged block's offsets Kafka no longer holds, and apart from
+        // them the hole past the archive's end: the records between are
+        // intact in the archive.
+        const bool apart = hole && d.damaged_end != INT64_MAX && d.damaged_end < w.low && c.end >= d.damaged_end;
+        std::string what = Range(d.topic, d.partition, d.from, std::min(w.low, apart ? d.damaged_end : INT64_MAX)) +
+                           " are lost: " + d.what + ", and Kafka's log of that partition now starts at " +
+                           std::to_string(w.low);
+        if (apart) {
+          what += "; and " + HoleLost({c.topic, c.partition, c.end, w.low});
+        }
+        add_lost(what);
+      } else if (w.high < d.from) {
+        add_lost(d.what + ", and Kafka's log of " + Partition(d.topic, d.partition) + " ends at " +
+                 std::to_string(w.high) + ", before the archive's " + std::to_string(d.from) +
+                 " (the topic was recreated?)");
+      } else {
+        damaged.push_back(&d);
+      }
     }
   }
   consumer->reset();
+  for (const auto& topic : options.topics) {
+    size_t partitions = 0, bad = 0, holed = 0;
+    for (const auto& c : checked) {
+      if (c.topic != topic) continue;
+      ++partitions;
+      if (c.damage) ++bad;
+    }
+    for (const auto& h : holes) holed += h.topic == topic ? 1 : 0;
+    summary.lines.push_back(topic + ": every block of " + std::to_string(partitions) + " partition(s) verified; " +
+                            (bad == 0 ? std::string("no damage") : std::to_string(bad) + " damaged") +
+                            (holed == 0 ? std::string()
+                                        : "; " + std::to_string(holed) + " with a hole past the archive's end"));
+  }
   if (!lost.empty()) {
+    for (const auto& h : holes) add_lost(HoleLost(h));
     return Status::DataLoss(lost + ". Nothing was changed: the blocks around the damage are intact, but the archive "
                                    "cannot be read or extended across it");
   }
+  if (!holes.empty()) {
+    summary.whole = Status::DataLoss("the archive is not whole, and --repair cannot refetch what Kafka deleted: " +
+                                     ArchiveHoleText(holes));
+  }
+  if (damaged.empty()) return summary;
 
   std::vector<std::string> topics;
-  for (const auto& d : damaged) {
+  std::vector<std::string> aside;  // per damaged partition: what was moved aside
+  ArchiverOptions refetch = options;
+  for (const PartitionDamage* d : damaged) {
     PartitionLock lock;
-    KAPPA_RETURN_IF_ERROR(lock.Lock(d.segment.substr(0, d.segment.rfind('/'))));
+    KAPPA_RETURN_IF_ERROR(lock.Lock(d->segment.substr(0, d->segment.rfind('/'))));
     // Looked at again under the lock: an archiver may have run meanwhile.
-    auto again = FindDamage(options.root, d.topic, d.partition);
+    auto again = FindDamage(options.root, d->topic, d->partition);
     if (!again.ok()) return again.status();
-    if (!*again || (*again)->segment != d.segment || (*again)->byte != d.byte) {
-      return Status::Aborted("the archive of " + d.topic + "[" + std::to_string(d.partition) +
-                             "] changed during --repair; run it again");
+    if (!*again || (*again)->segment != d->segment || (*again)->byte != d->byte) {
+      return Status::Aborted("the archive of " + Partition(d->topic, d->partition) +
+                             " changed during --repair; run it again");
     }
     std::vector<std::string> moved;
-    if (Status st = MoveDamagedTailAside(d, &moved); !st.ok()) {
-      return st.WithContext(d.topic + "[" + std::to_string(d.partition) + "]: moving the damaged tail aside: ");
+    if (Status st = MoveDamagedTailAside(*d, &moved); !st.ok()) {
+      return st.WithContext(Partition(d->topic, d->partition) + ": moving the damaged tail aside: ");
     }
-    std::string line = d.topic + "[" + std::to_string(d.partition) + "]: " + d.what + "; moved aside to";
+    std::string line = Partition(d->topic, d->partition) + ": " + d->what + "; moved aside to";
     for (const auto& m : moved) line += " " + m;
-    line += "; refetching from offset " + std::to_string(d.from);
-    summary.lines.push_back(line);
-    if (std::find(topics.begin(), topics.end(), d.topic) == topics.end()) topics.push_back(d.topic);
+    aside.push_back(std::move(line));
+    if (std::find(topics.begin(), topics.end(), d->topic) == topics.end()) topics.push_back(d->topic);
+    refetch.only_partitions.emplace_back(d->topic, d->partition);
     ++summary.damaged;
   }
-  ArchiverOptions refetch = options;
   refetch.topics = topics;
   refetch.stop_at_end = true;
   auto archived = RunArchiver(config, refetch, stop);
-  if (!archived.ok()) return archived.status();
+  if (!archived.ok()) {
+    std::string what;
+    for (const auto& line : aside) what += (what.empty() ? "" : "; ") + line;
+    return archived.status().WithContext(what + "; refetching from Kafka: ");
+  }
   summary.refetched = archived->records;
+  // What each partition got back.
+  for (size_t i = 0; i < damaged.size(); ++i) {
+    const PartitionDamage& d = *damaged[i];
+    auto end = ArchivedEnd(options.root, d.topic, d.partition);
+    if (!end.ok()) return end.status();
+    std::string line = aside[i] + "; ";
+    if (*end > d.from && *end != kUnknown) {
+      line += "refetched " + Range(d.topic, d.partition, d.from, *end) + " from Kafka";
+    } else {
+      line += "nothing to refetch (Kafka's log ends at offset " + std::to_string(d.from) + ")";
+    }
+    summary.lines.push_back(std::move(line));
+  }
   return summary;
 }
 

@@ -50,16 +50,27 @@ Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const
 Status MoveDamagedTailAside(const PartitionDamage& damage, std::vector<std::string>* moved);
 
 struct RepairSummary {
-  std::vector<std::string> lines;  // one per partition: no damage, or what was moved aside and refetched
+  // One per topic (how many partitions are damaged, or have a hole), then
+  // one per repaired partition: the damaged block (file and byte), where
+  // its tail was moved aside, and the offsets refetched.
+  std::vector<std::string> lines;
   int damaged = 0;                 // partitions repaired
   int64_t refetched = 0;           // records archived while refetching
+  // DataLoss naming each partition with a hole (Kafka's log now starts
+  // past the archive's end: those offsets are in neither, and the archiver
+  // holds the partition back), with what to do; OK if there is none.
+  Status whole;
 };
 
 // Repairs `options.topics` in `options.root`: finds the damage in every
-// partition first; if Kafka no longer holds a damaged range, DataLoss naming
-// each lost range (topic[p] offsets a..b, the file and byte) and nothing is
-// changed. Otherwise moves each damaged tail aside and runs the archiver
-// (with stop_at_end) to refetch it.
+// partition first, and asks Kafka where each partition's log starts; if
+// Kafka no longer holds a damaged range, DataLoss naming each lost range
+// (topic[p] offsets a..b, the file and byte; and apart from it the hole up
+// to Kafka's log start, when the archive ends before it; and the other
+// partitions' holes) and nothing is changed. Otherwise moves each damaged
+// tail aside and runs the archiver (with stop_at_end, on those partitions
+// only) to refetch it. Partitions with a hole but no damage are left as
+// they are and named in `whole`.
 Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOptions& options, StopToken stop);
 
 }  // namespace kappa

@@ -34,12 +34,7 @@ struct Followed {
 // A partition whose records retention deleted before they were archived
 // (offsets from..log_start-1): it is held back, never written again (the
 // archive must not get a hole), while the others go on.
-struct Hole {
-  std::string topic;
-  int32_t partition = 0;
-  int64_t from = 0;       // the archive's end
-  int64_t log_start = 0;  // Kafka's log start when it was found
-};
+using Hole = ArchiveHole;
 
 std::string HoleList(const std::vector<Hole>& holes) {
   std::string list;
@@ -54,9 +49,11 @@ constexpr const char* kHoleAdvice =
     "archive into a new directory now to keep history from Kafka's log start on, and keep the old archive for what "
     "it holds";
 
+}  // namespace
+
 // Why the held partitions are not archived and what to do, for the notes
 // while the archiver runs and for the status it ends with.
-std::string HoleText(const std::vector<Hole>& holes) {
+std::string ArchiveHoleText(const std::vector<ArchiveHole>& holes) {
   const bool one = holes.size() == 1;
   return HoleList(holes) + ": Kafka's log of " + (one ? "that partition" : "those partitions") +
          " now starts after them (retention deleted those records before they were archived; the first now starts "
@@ -64,6 +61,10 @@ std::string HoleText(const std::vector<Hole>& holes) {
          "written for " + (one ? "that partition" : "those partitions") +
          ", and retention goes on deleting what is not archived there: " + kHoleAdvice;
 }
+
+namespace {
+
+std::string HoleText(const std::vector<Hole>& holes) { return ArchiveHoleText(holes); }
 
 // Everything the loop needs to know about the followed partitions.
 class FollowedSet {
@@ -187,6 +188,11 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
     if (!marks.ok()) return marks.status();
     KAPPA_RETURN_IF_ERROR(RecordPartitionCount(options.root, topic, *partitions));
     for (int32_t p = 0; p < *partitions; ++p) {
+      if (!options.only_partitions.empty() &&
+          std::find(options.only_partitions.begin(), options.only_partitions.end(), std::make_pair(topic, p)) ==
+              options.only_partitions.end()) {
+        continue;
+      }
       auto writer = ArchiveWriter::Open(options.root, topic, p, options.block_bytes,
                                         ArchiveWriter::kDefaultSegmentBytes, options.on_note, options.compression);
       if (!writer.ok()) return writer.status();

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/progress.h"
@@ -36,7 +37,24 @@ struct ArchiverOptions {
   // consumer errors (warnings), partitions held back for a hole (errors, at
   // start or when found and again with every status).
   NoteCallback on_note;
+  // When not empty, only these partitions (topic, partition) of `topics`
+  // are followed: --repair refetches the damaged ones and no other.
+  std::vector<std::pair<std::string, int32_t>> only_partitions;
 };
+
+// A partition whose records Kafka deleted (retention) past the archive's
+// end before they were archived: offsets from..log_start-1 are in neither.
+struct ArchiveHole {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t from = 0;       // the archive's end
+  int64_t log_start = 0;  // Kafka's log start when it was found
+};
+
+// "<topic>[p] offsets a..b: Kafka's log of that partition now starts after
+// them (...). The archive would have a hole, ...: <what to do>", the text
+// the archiver holds partitions back with (holes not empty).
+std::string ArchiveHoleText(const std::vector<ArchiveHole>& holes);
 
 struct ArchiverSummary {
   int64_t records = 0;

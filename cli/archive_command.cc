@@ -210,6 +210,7 @@ int ArchiveCommand(int argc, char** argv) {
       std::printf("kappa archive: repaired %d partition(s); refetched %lld records from Kafka\n", repaired->damaged,
                   static_cast<long long>(repaired->refetched));
     }
+    if (!repaired->whole.ok()) return Fail("archive", repaired->whole);
     return 0;
   }
   options.stop_at_end = vm.count("stop-at-end") > 0;

@@ -42,8 +42,10 @@
 #include <string>
 #include <vector>
 
+#include "archive/segment_format.h"
 #include "kafka/kafka_client.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/archive_bytes.h"
 #include "tests/support/real_kafka.h"
 #include "tests/support/test_support.h"
 
@@ -108,6 +110,9 @@ class RetentionTest : public SharedRealKafkaTest<> {
 
   std::vector<std::string> Archive(const std::string& root, const std::string& topic) const {
     return {"archive", "-a", root, "-t", topic, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
+  }
+  std::vector<std::string> Repair(const std::string& root, const std::string& topic) const {
+    return {"archive", "-a", root, "-t", topic, "-b", bootstrap_, "--repair", "--status-interval-ms", "0"};
   }
   int64_t ArchivedRecords(const std::string& root, const std::string& topic, int32_t partition = -1) {
     std::string out, err;
@@ -535,6 +540,98 @@ TEST_F(RetentionTest, ARunningArchiverPassedByRetentionOnOnePartitionGoesOnWithT
 
   EXPECT_EQ(ArchivedPartition(dir / "arch", topic, 1), KafkaPartition(topic, 1, 0, now[1].high));
   EXPECT_EQ(ArchivedRecords(dir / "arch", topic, 0), before[0].high) << "the archive must not continue past a hole";
+}
+
+// `kappa archive --repair` on an archive with a held-back partition (a
+// hole: retention passed its end before it was archived). It said "no
+// damage" and exited 0, as if the archive were whole; and when it repaired
+// another partition's damage, the refetch ended with the archiver's error
+// about the hole and nothing said what was repaired. It names the hole and
+// its range and exits non-zero, and says which partition, block and
+// offsets it refetched.
+TEST_F(RetentionTest, RepairNamesAHeldBackPartitionsHoleAndWhatItRefetched) {
+  const std::string topic = Unique("ret-repair-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 1));
+  ScratchDir dir("ret-repair");
+  const std::string root = dir / "arch";
+  std::string out, err;
+  std::vector<std::string> archive = Archive(root, topic);
+  archive.insert(archive.end(), {"--block-kb", "8"});
+  ASSERT_EQ(RunKappa(archive, nullptr, &err, "ret-repair-archiver"), 0) << err;
+  const auto archived = Marks(topic);
+  ASSERT_EQ(archived.size(), 2u);
+  ASSERT_GT(archived[0].high, 0);
+  ASSERT_GT(archived[1].high, 0);
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
+  const int64_t log_start = archived[0].high + 500;
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, log_start));
+  const auto now = Marks(topic);
+  const std::string hole = topic + "[0] offsets " + Range(archived[0].high, log_start);
+
+  // No damaged block, but a hole: named, with the advice, and not whole.
+  EXPECT_NE(RunKappa(Repair(root, topic), &out, &err, "ret-repair-hole"), 0) << out << err;
+  EXPECT_NE(err.find(hole), std::string::npos) << out << err;
+  EXPECT_NE(err.find("now starts at " + std::to_string(log_start)), std::string::npos) << err;
+  EXPECT_NE(err.find("archive into a new directory"), std::string::npos) << err;
+  EXPECT_EQ((out + err).find(topic + "[1] offsets"), std::string::npos) << "partition 1 lost nothing: " << out << err;
+  EXPECT_EQ(ArchivedRecords(root, topic, 0), archived[0].high) << "nothing changes";
+  EXPECT_EQ(ArchivedRecords(root, topic, 1), archived[1].high) << "nothing changes";
+
+  // Partition 1 gets a damaged block (Kafka still holds it): repaired, and
+  // said so, while the hole is still named.
+  const auto segments = SegmentFiles(root + "/" + topic + "/1");
+  ASSERT_EQ(segments.size(), 1u);
+  const auto blocks = Blocks(segments[0]);
+  ASSERT_GT(blocks.size(), 4u);
+  const BlockPos b = blocks[blocks.size() / 2];
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], b.at + static_cast<int64_t>(segment_format::kHeaderBytes) + 40, 3));
+  EXPECT_NE(RunKappa(Repair(root, topic), &out, &err, "ret-repair-damaged"), 0) << out << err;
+  EXPECT_NE(out.find(topic + "[1]: archive " + segments[0] + ": the block at byte " + std::to_string(b.at)),
+            std::string::npos)
+      << out << err;
+  EXPECT_NE(out.find("refetched " + topic + "[1] offsets " + Range(b.header.first_offset, now[1].high)),
+            std::string::npos)
+      << out << err;
+  EXPECT_NE(err.find(hole), std::string::npos) << out << err;
+  EXPECT_EQ(ArchivedPartition(root, topic, 1), KafkaPartition(topic, 1, 0, now[1].high));
+  EXPECT_EQ(ArchivedRecords(root, topic, 0), archived[0].high) << "the archive must not continue past a hole";
+}
+
+// --repair of a held-back partition whose last block is damaged (here its
+// only one): the damaged block's offsets are lost (Kafka deleted them), and
+// so are those past the archive's end up to Kafka's log start. It named the
+// first range only, as if the archive went on after it.
+TEST_F(RetentionTest, RepairOfAHeldBackPartitionWithADamagedLastBlockNamesTheBlockAndTheHole) {
+  const std::string topic = Unique("ret-repair-lost-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 744, 1));
+  ScratchDir dir("ret-repair-lost");
+  const std::string root = dir / "arch";
+  std::string out, err;
+  ASSERT_EQ(RunKappa(Archive(root, topic), nullptr, &err, "ret-repair-lost-archiver"), 0) << err;
+  const int64_t end = Marks(topic)[0].high;
+  const auto segments = SegmentFiles(root + "/" + topic + "/0");
+  ASSERT_EQ(segments.size(), 1u);
+  const auto blocks = Blocks(segments[0]);
+  ASSERT_FALSE(blocks.empty());
+  const BlockPos b = blocks.back();
+  ASSERT_EQ(b.header.last_offset + 1, end);
+  ASSERT_NO_FATAL_FAILURE(FlipBit(segments[0], b.at + static_cast<int64_t>(segment_format::kHeaderBytes) + 40, 3));
+  const std::string damaged_bytes = ReadFile(segments[0]);
+
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 1000, 2));
+  const int64_t log_start = end + 500;
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, log_start));
+
+  EXPECT_NE(RunKappa(Repair(root, topic), &out, &err, "ret-repair-lost"), 0) << out << err;
+  EXPECT_NE(err.find(topic + "[0] offsets " + Range(b.header.first_offset, end) + " are lost"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("byte " + std::to_string(b.at)), std::string::npos) << err;
+  EXPECT_NE(err.find(topic + "[0] offsets " + Range(end, log_start)), std::string::npos) << err;
+  EXPECT_EQ(err.find(Range(b.header.first_offset, log_start)), std::string::npos) << "one range for two: " << err;
+  EXPECT_EQ(ReadFile(segments[0]), damaged_bytes) << "nothing is changed";
+  EXPECT_FALSE(std::filesystem::exists(segments[0] + ".damaged"));
 }
 
 }  // namespace
