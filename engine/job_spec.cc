@@ -347,6 +347,19 @@ Status CheckRepartition(const ConfigNode& ops, const JobSpec& spec) {
     } else if (const auto* w = std::get_if<WindowSpec>(&op)) {
       if (w->kind == WindowSpec::Kind::kRolling) {
         why = "a rolling window's rows depend on the order records arrive in";
+      } else if (const auto& r = std::get<RepartitionSpec>(spec.operators[at]);
+                 r.has_key && r.partitions != 1 && w->key_field != r.key && w->key_field != Field::kPartition) {
+        // Each task would count its part of a group, and write it under
+        // the group's output key: the latest row is one part, not the whole.
+        const std::string key(FieldName(w->key_field));
+        const std::string by(FieldName(r.key));
+        const std::string spread = r.partitions > 1 ? "its " + std::to_string(r.partitions) + " partitions"
+                                                    : "its partitions";
+        return ops.items()[i].Error(
+            "this window groups by `" + key + "`, but the repartition spread each `" + key + "` over " + spread +
+            " by `" + by + "`: every task would write its own part of a group's aggregates under the same output "
+            "key. Repartition by the window's key (`repartition: {key: " + key + "}`), group the window by `" + by +
+            "`, or use `partitions: 1` for one task");
       } else if (!w->features.empty()) {
         // Every feature window, even count and sum only (a bug bash read the
         // old wording as blaming only first, last and double sums).
