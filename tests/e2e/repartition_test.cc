@@ -25,6 +25,8 @@
 
 #include <regex>
 
+#include "kafka/kafka_producer.h"
+#include "schemas/dlq_record_generated.h"
 #include "schemas/transaction_generated.h"
 #include "tests/e2e/e2e_util.h"
 #include "workload/nexmark_generator.h"
@@ -71,6 +73,15 @@ class RepartitionTest : public BrokerTest {
   }
 
   int Run(const std::vector<std::string>& args, std::string* err) { return RunKappa(args, nullptr, err); }
+
+  // Every record of `topic` by "<partition>|<offset>": its value.
+  std::map<std::string, std::string> InputByCoordinates(const std::string& topic) {
+    std::map<std::string, std::string> in;
+    EXPECT_TRUE(ReadTopic(Config(), topic, [&](const ConsumedRecord& r) {
+                  in[std::to_string(r.partition) + "|" + std::to_string(r.offset)] = std::string(r.value);
+                }).ok());
+    return in;
+  }
 
   static std::map<std::string, Agg> Rows(const TopicContents& t) {
     std::map<std::string, Agg> rows;
@@ -136,6 +147,174 @@ TEST_F(RepartitionTest, GroupingByANonKeyFieldEqualsAnIndependentComputation) {
   EXPECT_GT(late_found, 0u) << "the workload has records beyond the lateness: some must be late";
   ASSERT_GT(want.size(), 20u);
   EXPECT_EQ(got, want);
+
+  // A late record's headers name where it is in the input (stage 2 once
+  // named the repartition topic, its partition and its offset there).
+  const std::map<std::string, std::string> input = InputByCoordinates("transactions");
+  size_t late_checked = 0;
+  ASSERT_TRUE(ReadTopic(Config(), "cur.late", [&](const ConsumedRecord& r) {
+                EXPECT_EQ(r.Header("kappa.input"), "transactions");
+                const std::string at = r.Header("kappa.partition") + "|" + r.Header("kappa.offset");
+                auto it = input.find(at);
+                ASSERT_NE(it, input.end()) << "late record names " << at << ", not an input record";
+                EXPECT_EQ(it->second, std::string(r.value)) << "late record names " << at;
+                ++late_checked;
+              }).ok());
+  EXPECT_EQ(late_checked, late_found);
+}
+
+// Stage 2's dead letters name the input topic, partition and offset of the
+// record (not the repartition topic's), so `kappa dlq replay --to <input>`
+// puts each back into the partition it came from.
+TEST_F(RepartitionTest, StageTwoDeadLettersNameTheInputPartitionAndOffset) {
+  CreateTopic("src", 3);
+  RepartitionTopic("dl", 2);
+  {
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    for (int p = 0; p < 3; ++p) {
+      for (int i = 0; i < 3; ++i) {
+        // No `currency` (optional): the window keyed by it dead-letters the record in stage 2.
+        const std::string value = "{\"txn_id\":\"t" + std::to_string(p) + "-" + std::to_string(i) +
+                                  "\",\"amount_cents\":5,\"event_time\":1767225600000}";
+        ASSERT_TRUE((*producer)->Produce("src", p, "u" + std::to_string(p), value).ok());
+      }
+    }
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
+  }
+  ScratchDir dir("repartition-dlq");
+  const std::string spec = dir / "dl.yaml";
+  std::ofstream(spec) << "job: dl\nversion: 1\nsource:\n  topic: src\n  start: earliest\n  format: json\n"
+                      << "  fields: {txn_id: string, amount_cents: int64, currency: {type: string, optional: true}, "
+                         "event_time: {type: timestamp, encoding: epoch_ms}}\n"
+                      << "  event_time: event_time\n  value: amount_cents\noperators:\n"
+                      << "  - repartition: {key: currency, partitions: 2}\n"
+                      << "  - window: {type: tumbling, size: 10m, key: currency, aggregates: [count]}\n"
+                      << "sink: {topic: dl-out}\ndlq: {topic: dl.dlq}\nlate: {topic: dl.late}\n"
+                      << "checkpoint: {interval: 1s, dir: " << (dir / "dl-state") << "}\n";
+  std::string err;
+  ASSERT_EQ(Run({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &err), 0) << err;
+  std::set<std::string> seen;
+  ASSERT_TRUE(ReadTopic(Config(), "dl.dlq", [&](const ConsumedRecord& c) {
+                const std::string bytes(c.value);
+                flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+                ASSERT_TRUE(schema::VerifyDlqRecordBuffer(v));
+                const auto* d = schema::GetDlqRecord(bytes.data());
+                EXPECT_EQ(d->source_topic()->str(), "src");
+                const std::string key(c.key);  // u<the partition it was produced to>
+                EXPECT_EQ("u" + std::to_string(d->source_partition()), key);
+                EXPECT_GE(d->source_offset(), 0);
+                EXPECT_LT(d->source_offset(), 3);
+                seen.insert(std::to_string(d->source_partition()) + "@" + std::to_string(d->source_offset()));
+              }).ok());
+  EXPECT_EQ(seen.size(), 9u) << "each input record dead-lettered once, under its own coordinates";
+
+  std::string out;
+  ASSERT_EQ(RunKappa({"dlq", "replay", "--topic", "dl.dlq", "--to", "src", "-b", bootstrap(), "--dry-run"}, &out,
+                     &err),
+            0)
+      << err << out;
+  // Three records came from each partition of src: three go back to each.
+  const std::regex would("would re-inject [^ ]+ -> src\\[([0-9]+)\\]");
+  std::map<std::string, int> targets;
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), would); it != std::sregex_iterator(); ++it) {
+    ++targets[(*it)[1].str()];
+  }
+  EXPECT_EQ(targets, (std::map<std::string, int>{{"0", 3}, {"1", 3}, {"2", 3}})) << out;
+}
+
+// `emit: {key: offset}` after a repartition keys each row by the input
+// partition and offset of its record: every key names that record, and a
+// rerun over the same input gives the same keys.
+TEST_F(RepartitionTest, EmitKeyOffsetNamesTheInputRecordAndRerunsAgree) {
+  CreateTopic("transactions", kPartitions);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(5, 4000, 200, 5)));
+  ScratchDir dir("repartition-emit");
+  std::map<std::string, std::string> runs[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string job = i == 0 ? "ea" : "eb";
+    RepartitionTopic(job, 3);
+    const std::string spec = dir / (job + ".yaml");
+    std::ofstream(spec) << "job: " << job << "\nversion: 1\nsource: {topic: transactions, start: earliest}\n"
+                        << "operators:\n  - repartition: {key: currency, partitions: 3}\n  - emit: {key: offset}\n"
+                        << "sink: {topic: " << job << "-out}\ndlq: {topic: " << job << ".dlq}\nlate: {topic: " << job
+                        << ".late}\ncheckpoint: {interval: 300ms, dir: " << (dir / (job + "-state")) << "}\n";
+    std::string err;
+    ASSERT_EQ(Run({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &err), 0) << err;
+    const TopicContents out = ReadOutputs(Config(), job + "-out.v1");
+    for (const auto& [key, row] : out.rows) runs[i][key] = row.value;
+  }
+  const std::map<std::string, std::string> input = InputByCoordinates("transactions");
+  ASSERT_EQ(input.size(), 4000u);
+  EXPECT_EQ(runs[0].size(), input.size());
+  size_t wrong = 0;
+  std::string example;
+  for (const auto& [key, value] : runs[0]) {
+    auto it = input.find(key);
+    if (it == input.end() || it->second != value) {
+      if (wrong++ == 0) example = key;
+    }
+  }
+  EXPECT_EQ(wrong, 0u) << "rows whose key is not the input partition|offset of their record, e.g. " << example;
+  EXPECT_TRUE(runs[0] == runs[1]) << "two runs over the same input keyed rows differently";
+}
+
+// A window row's lineage after a repartition (first_offset/last_offset,
+// kappa.input, kappa.partition, kappa.offsets) is a function of the input:
+// the input topic and the smallest and largest input offset of its records,
+// equal in two runs.
+TEST_F(RepartitionTest, WindowLineageNamesTheInputAndRerunsAgree) {
+  CreateTopic("transactions", kPartitions);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(9, 4000, 200, 1)));
+  // The expected lineage: min and max input offset per currency and 10-minute window.
+  std::map<std::string, std::pair<int64_t, int64_t>> want;
+  ASSERT_TRUE(ReadTopic(Config(), "transactions", [&](const ConsumedRecord& r) {
+                const auto* t = flatbuffers::GetRoot<schema::Transaction>(r.value.data());
+                const int64_t size = 10 * 60 * 1000;
+                const int64_t end = (t->event_time_ms() / size + 1) * size;
+                const std::string key = t->currency()->str() + "|" + std::to_string(end);
+                auto [it, inserted] = want.try_emplace(key, r.offset, r.offset);
+                it->second.first = std::min(it->second.first, r.offset);
+                it->second.second = std::max(it->second.second, r.offset);
+              }).ok());
+  ScratchDir dir("repartition-lineage");
+  TopicContents runs[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string job = i == 0 ? "wa" : "wb";
+    RepartitionTopic(job, 3);
+    const std::string spec = dir / (job + ".yaml");
+    std::ofstream(spec) << "job: " << job << "\nversion: 1\nsource: {topic: transactions, start: earliest}\n"
+                        << "operators:\n  - repartition: {key: currency, partitions: 3}\n"
+                        << "  - window: {type: tumbling, size: 10m, key: currency, aggregates: [count, sum]}\n"
+                        << "allowed_lateness: 10m\nsink: {topic: " << job << "-out}\ndlq: {topic: " << job
+                        << ".dlq}\nlate: {topic: " << job << ".late}\ncheckpoint: {interval: 300ms, dir: "
+                        << (dir / (job + "-state")) << "}\n";
+    std::string err;
+    ASSERT_EQ(Run({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--status-interval-ms", "0"},
+                  &err),
+              0)
+        << err;
+    runs[i] = ReadOutputs(Config(), job + "-out.v1");
+  }
+  ASSERT_EQ(runs[0].rows.size(), want.size());
+  for (const auto& [key, row] : runs[0].rows) {
+    const auto* w = AsWindow(row.value);
+    ASSERT_NE(w, nullptr) << key;
+    auto it = want.find(key);
+    ASSERT_NE(it, want.end()) << key;
+    EXPECT_EQ(w->first_offset(), it->second.first) << key;
+    EXPECT_EQ(w->last_offset(), it->second.second) << key;
+    EXPECT_EQ(row.headers.at("kappa.input"), "transactions") << key;
+    EXPECT_EQ(row.headers.at("kappa.offsets"),
+              std::to_string(it->second.first) + "-" + std::to_string(it->second.second))
+        << key;
+    auto other = runs[1].rows.find(key);
+    ASSERT_NE(other, runs[1].rows.end()) << key;
+    EXPECT_EQ(other->second.value, row.value) << key << ": the rows differ between two runs";
+    for (const char* h : {"kappa.input", "kappa.partition", "kappa.offsets"}) {
+      EXPECT_EQ(other->second.headers.at(h), row.headers.at(h)) << key << " " << h;
+    }
+  }
 }
 
 TEST_F(RepartitionTest, AKilledProcessRestartedGivesTheUninterruptedOutputs) {
