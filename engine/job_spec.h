@@ -105,6 +105,13 @@ struct JobSpec {
   int32_t stage = 0;
   int32_t stage_upstreams = 0;
   std::string stage_output_topic;
+  // Stage k > 0: the job's input topic (source_topic is the repartition
+  // topic), where its records' origin coordinates are
+  // (InputRecord::origin_partition): dead letters, late records and output
+  // lineage name it.
+  std::string origin_topic;
+  // The topic a record's (or a row's) coordinates are in.
+  const std::string& InputTopic(bool origin) const { return origin ? origin_topic : source_topic; }
 
   // The feature window ending the chain (a window with `features`), or null.
   WindowSpec* FeatureWindow();

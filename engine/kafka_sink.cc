@@ -253,11 +253,15 @@ void KafkaSink::SetHistoryGap(int32_t partition, std::string gap) {
 // wait for each other's header allocations.
 void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) {
   if (Suppressed(lineage.partition)) return;
+  // After a repartition the offsets are the job's input topic's, in
+  // lineage.origin_partition (-1: possibly several).
+  const bool origin = !spec_->origin_topic.empty();
   // std::to_chars, not snprintf: this runs once per output row.
   char partition_buf[16];
   char offsets_buf[48];
   const int pn = static_cast<int>(std::to_chars(partition_buf, partition_buf + sizeof(partition_buf),
-                                                lineage.partition).ptr - partition_buf);
+                                                origin ? lineage.origin_partition : lineage.partition).ptr -
+                                  partition_buf);
   char* o = std::to_chars(offsets_buf, offsets_buf + 20, lineage.first_offset).ptr;
   *o++ = '-';
   o = std::to_chars(o, offsets_buf + sizeof(offsets_buf), lineage.last_offset).ptr;
@@ -266,7 +270,7 @@ void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, co
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
       {"kappa.spec_hash", spec_->spec_hash},
-      {"kappa.input", spec_->source_topic},
+      {"kappa.input", spec_->InputTopic(origin)},
       {"kappa.partition", std::string_view(partition_buf, pn)},
       {"kappa.offsets", std::string_view(offsets_buf, on)},
       {},
@@ -308,7 +312,12 @@ void KafkaSink::BuildDlq(int32_t partition, const InputRecord& record, DlqReason
   const schema::DlqErrorType type = DlqTypeOf(reason);
   const bool truncated = key_keep < record.key_size || payload_keep < record.size;
   if (truncated && message.size() > kMaxKeptMessage) message = message.substr(0, kMaxKeptMessage);
-  auto topic = fbb.CreateString(spec_->source_topic);
+  // After a repartition: where the record is in the job's input, not in
+  // the repartition topic (a record read there with no valid envelope has
+  // no other place, and keeps that one).
+  const bool origin = record.origin_partition >= 0;
+  if (origin) partition = record.origin_partition;
+  auto topic = fbb.CreateString(spec_->InputTopic(origin));
   // A null Kafka key (no key pointer) stays null: an absent vector, which
   // `kappa dlq replay` re-injects as a null key. An empty vector made it an
   // empty key, which a job reading `kafka.key` then took as present.
@@ -378,7 +387,8 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   char offset_buf[24];
   char watermark_buf[24];
   char timestamp_buf[24];
-  const int pn = std::snprintf(partition_buf, sizeof(partition_buf), "%d", partition);
+  const bool origin = record.origin_partition >= 0;  // after a repartition: where it is in the input
+  const int pn = std::snprintf(partition_buf, sizeof(partition_buf), "%d", origin ? record.origin_partition : partition);
   const int on = std::snprintf(offset_buf, sizeof(offset_buf), "%lld", static_cast<long long>(record.offset));
   const int wn =
       std::snprintf(watermark_buf, sizeof(watermark_buf), "%lld", static_cast<long long>(record.watermark_ms));
@@ -392,7 +402,7 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
   std::array<KafkaHeader, 11> h = {{  // seven, and four more for a truncated record
       {"kappa.job", spec_->job},
       {"kappa.version", version_text_},
-      {"kappa.input", spec_->source_topic},
+      {"kappa.input", spec_->InputTopic(origin)},
       {"kappa.partition", std::string_view(partition_buf, pn)},
       {"kappa.offset", std::string_view(offset_buf, on)},
       {"kappa.timestamp_ms", std::string_view(timestamp_buf, tn)},

@@ -325,7 +325,9 @@ void PostgresSink::Emit(std::string_view key, const uint8_t* value, size_t size,
   row.line.push_back('\t');
   row.line.append(version_text_);
   row.line.push_back('\t');
-  AppendInt(row.line, lineage.partition);
+  // After a repartition the offsets are the job's input's, in its partition
+  // origin_partition (-1: possibly several).
+  AppendInt(row.line, spec_.origin_topic.empty() ? lineage.partition : lineage.origin_partition);
   row.line.push_back('\t');
   AppendInt(row.line, lineage.first_offset);
   row.line.push_back('\t');

@@ -71,6 +71,7 @@ std::vector<JobSpec> PlanStages(const JobSpec& spec, int32_t source_partitions) 
   down.stage = 1;
   down.stage_upstreams = source_partitions;
   down.source_topic = spec.RepartitionTopic(1);
+  down.origin_topic = spec.source_topic;
   down.start = StartPosition::kEarliest;
   down.start_timestamp_ms = 0;
   down.allow_truncated_history = false;

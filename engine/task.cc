@@ -86,6 +86,9 @@ void Task::Process() {
   batch_.partition = partition_;
   checkpoint_.counters.in += static_cast<int64_t>(batch_.records.size());
   batch_.SelectAll();
+  // Read before the chain: after a repartition, RepartitionReceive gives
+  // the records their input offsets, which are not this task's position.
+  const int64_t next_offset = batch_.records.back().offset + 1;
   for (auto& op : chain_) op->Process(batch_, context_);
   if (!context_.fatal.ok()) {
     // Nothing of this batch counts as processed: the job stops here.
@@ -96,7 +99,7 @@ void Task::Process() {
     return;
   }
   for (auto& op : chain_) op->OnBatchEnd(context_);
-  checkpoint_.next_offset = batch_.records.back().offset + 1;
+  checkpoint_.next_offset = next_offset;
   checkpoint_.max_event_time_ms = context_.max_event_time_ms;
   batch_.records.clear();
   batch_.selection.clear();

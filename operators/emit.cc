@@ -99,8 +99,14 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
       }
     }
     if (offset_key) {
-      // "<partition>|<offset>": names exactly one input record.
-      char* const p = std::to_chars(offset_at, offset_key_text + sizeof(offset_key_text), rec.offset).ptr;
+      // "<partition>|<offset>": names exactly one input record (after a
+      // repartition, its input partition and offset: the same in any rerun).
+      char* at = offset_at;
+      if (rec.origin_partition >= 0) [[unlikely]] {
+        at = std::to_chars(offset_key_text, offset_key_text + 11, rec.origin_partition).ptr + 1;
+        at[-1] = '|';
+      }
+      char* const p = std::to_chars(at, offset_key_text + sizeof(offset_key_text), rec.offset).ptr;
       key = std::string_view(offset_key_text, static_cast<size_t>(p - offset_key_text));
     } else if (key_field == Field::kPartition) {
       key = std::string_view(scratch, static_cast<size_t>(
@@ -108,7 +114,7 @@ void Emit::Process(RecordBatch& batch, TaskContext& ctx) {
     } else {
       key = FieldText(rec, key_field, scratch);
     }
-    const OutputLineage lineage{partition, rec.offset, rec.offset};
+    const OutputLineage lineage{partition, rec.offset, rec.offset, rec.origin_partition};
     if (row_count == 0) {
       out->Emit(key, rec.payload, rec.size, lineage);
     } else {

@@ -29,6 +29,13 @@ struct InputRecord {
   uint32_t size = 0;
   const uint8_t* key = nullptr;
   uint32_t key_size = 0;
+  // After a repartition (set by RepartitionReceive): the partition of the
+  // job's input topic the record came from, and `offset` is its offset
+  // there, so dead letters, late records, `emit {key: offset}` and window
+  // lineage name the input record whatever the interleaving in the
+  // repartition topic. -1 otherwise: the record is at `offset` of the
+  // batch's partition (OriginPartition).
+  int32_t origin_partition = -1;
   int64_t offset = 0;
   int64_t timestamp_ms = 0;  // Kafka record timestamp
   // A record re-injected by `kappa dlq replay` (headers kappa.retry_count and
@@ -59,6 +66,11 @@ struct InputRecord {
   int64_t value = 0;  // the number aggregates use (MapSpec; default amount_cents, a bid's price)
 };
 
+// The input partition `r` (of a batch of partition `batch_partition`) came from.
+inline int32_t OriginPartition(const InputRecord& r, int32_t batch_partition) {
+  return r.origin_partition < 0 ? batch_partition : r.origin_partition;
+}
+
 struct RecordBatch {
   int32_t partition = 0;
   std::vector<InputRecord> records;
@@ -82,9 +94,16 @@ enum class DlqReason { kUndecodable, kMissingField, kInvalidValue, kSinkRejected
 
 // Which input records an output row came from (output lineage headers).
 struct OutputLineage {
-  int32_t partition = 0;
+  int32_t partition = 0;  // the task's
   int64_t first_offset = 0;
   int64_t last_offset = 0;
+  // After a repartition, where the offsets are the input topic's: the input
+  // partition of the row's record(s) when it is one (an emitted record), -1
+  // when records of several input partitions may have made the row (a
+  // window: its offsets are then the smallest and largest input offset of
+  // its records, whichever partitions they were in). Unused without a
+  // repartition (the offsets are in `partition`).
+  int32_t origin_partition = -1;
 };
 
 // Where records leave the chain. Implemented by the runtime (Kafka sink,

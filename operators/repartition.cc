@@ -170,6 +170,11 @@ void RepartitionReceive::Process(RecordBatch& batch, TaskContext& ctx) {
     rec.retry_count = env.retry_count;
     rec.first_failure_at_ms = env.first_failure_at_ms;
     rec.watermark_ms = env.watermark_ms;  // decode keeps it (ctx.watermark_from_upstreams)
+    // Where the record is in the job's input: deterministic, unlike its
+    // place in the repartition topic (Task keeps the batch's own offsets
+    // for its position).
+    rec.origin_partition = env.origin_partition;
+    rec.offset = env.origin_offset;
     batch.selection[kept++] = idx;
   }
   batch.selection.resize(kept);

@@ -667,7 +667,7 @@ class RollingWindow final : public Operator {
     const auto po = std::to_chars(offset_text, offset_text + sizeof(offset_text), rec.offset);
     const auto pp = std::to_chars(partition_text, partition_text + sizeof(partition_text), partition);
     out_key_.assign(key).append(1, '|').append(partition_text, pp.ptr).append(1, '|').append(offset_text, po.ptr);
-    ctx.out->Emit(out_key_, bytes.data(), bytes.size(), OutputLineage{partition, rec.offset, rec.offset});
+    ctx.out->Emit(out_key_, bytes.data(), bytes.size(), OutputLineage{partition, rec.offset, rec.offset, rec.origin_partition});
     ++ctx.counters->out;
     ++ctx.counters->outputs;
   }
