@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Apache Kafka (KRaft, no ZooKeeper) on loopback, for the real-broker
 # tests and for trying kappa against the real thing.
-#   scripts/kafka.sh start [--brokers 1|3] [--dir DIR] [--owner PID] [--test]   prints the bootstrap address (last line)
+#   scripts/kafka.sh start [--brokers 1|3] [--dir DIR] [--owner PID] [--test] [--secure]   prints the bootstrap address (last line)
 #   scripts/kafka.sh stop [--dir DIR] [--signal TERM|KILL]
 #   scripts/kafka.sh stop-node --node N [--signal TERM|KILL] [--dir DIR]
 #   scripts/kafka.sh start-node --node N [--dir DIR]
@@ -27,6 +27,12 @@
 # 4.5 s here) and is slower under sustained load, which a test does not
 # put on it; benchmarks start without it. `stop --signal KILL` ends a
 # cluster without its clean shutdown (1.5-2 s), for data nobody reads again.
+# --secure (one broker): as a secured cluster runs, with authorization
+# (StandardAuthorizer, allow.everyone.if.no.acl.found=false) and a second
+# listener, SASL_PLAINTEXT with PLAIN logins admin/admin-secret (a super
+# user) and alice/alice-secret (what ACLs allow her, nothing else); its
+# address goes to DIR/sasl_bootstrap. The PLAINTEXT listener (DIR/bootstrap)
+# stays, as the super user ANONYMOUS, for the tests' own setup and ACLs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-4.1.1}"
@@ -34,14 +40,14 @@ CACHE="${KAPPA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kappa}/kafka-$KAFKA_VERSIO
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 usage() {
-  echo "usage: scripts/kafka.sh start [--brokers 1|3] [--dir DIR] [--owner PID] [--test] | stop [--dir DIR] [--signal TERM|KILL]" \
+  echo "usage: scripts/kafka.sh start [--brokers 1|3] [--dir DIR] [--owner PID] [--test] [--secure] | stop [--dir DIR] [--signal TERM|KILL]" \
     "| create-topic --topic T --partitions P [--dir DIR]" \
     "| stop-node --node N [--signal TERM|KILL] [--dir DIR] | start-node --node N [--dir DIR]" >&2
   exit 2
 }
 
 cmd="${1:-}"; shift || true
-brokers=1; dir="$ROOT/build/realkafka"; node=""; signal=TERM; owner=""; test_jvm=0; topic=""; partitions=""
+brokers=1; dir="$ROOT/build/realkafka"; node=""; signal=TERM; owner=""; test_jvm=0; topic=""; partitions=""; secure=0
 while (($#)); do
   case "$1" in
     --node) [ $# -ge 2 ] || usage; node="$2"; shift 2 ;;
@@ -50,6 +56,7 @@ while (($#)); do
     --dir) [ $# -ge 2 ] || usage; dir="$2"; shift 2 ;;
     --owner) [ $# -ge 2 ] || usage; owner="$2"; shift 2 ;;
     --test) test_jvm=1; shift ;;
+    --secure) secure=1; shift ;;
     --topic) [ $# -ge 2 ] || usage; topic="$2"; shift 2 ;;
     --partitions) [ $# -ge 2 ] || usage; partitions="$2"; shift 2 ;;
     *) usage ;;
@@ -57,6 +64,7 @@ while (($#)); do
 done
 case "$brokers" in 1|3) ;; *) die "--brokers must be 1 or 3, not '$brokers'" ;; esac
 case "$signal" in TERM|KILL) ;; *) die "--signal must be TERM or KILL, not '$signal'" ;; esac
+((secure == 0 || brokers == 1)) || die "--secure starts one broker (not --brokers $brokers)"
 mkdir -p "$dir" && dir="$(cd "$dir" && pwd)"
 
 # The pid in nodeN/pid if it is still the broker this script started there.
@@ -95,7 +103,7 @@ stop_cluster() {
     for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do while alive "$pid"; do sleep 0.05; done; done
   fi
-  rm -f "$dir"/node*/pid "$dir/bootstrap"
+  rm -f "$dir"/node*/pid "$dir/bootstrap" "$dir/sasl_bootstrap"
 }
 
 if [ "$cmd" = stop ]; then
@@ -175,7 +183,8 @@ if [ -f "$dir/bootstrap" ]; then
     total=$((total + 1))
     node_pid "$n" >/dev/null && running=$((running + 1))
   done
-  if ((total == brokers && running == total)) && kcat -L -b "$(cat "$dir/bootstrap")" -m 5 >/dev/null 2>&1; then
+  was_secure=0; [ -f "$dir/sasl_bootstrap" ] && was_secure=1
+  if ((total == brokers && running == total && was_secure == secure)) && kcat -L -b "$(cat "$dir/bootstrap")" -m 5 >/dev/null 2>&1; then
     cat "$dir/bootstrap"
     exit 0
   fi
@@ -208,9 +217,10 @@ if [ ! -f "$CACHE/lib/.complete" ]; then
 fi
 CP="$CACHE/lib/*"
 
-# 2 free loopback ports per node (client, controller), and Kafka-style ids
-# (16 random bytes, URL-safe base64, not starting with '-').
-read -r -a ports <<<"$(python3 - "$((2 * brokers))" <<'PY'
+# 2 free loopback ports per node (client, controller), one more for
+# --secure's SASL listener, and Kafka-style ids (16 random bytes, URL-safe
+# base64, not starting with '-').
+read -r -a ports <<<"$(python3 - "$((2 * brokers + secure))" <<'PY'
 import socket, sys
 socks = []
 for _ in range(int(sys.argv[1])):
@@ -269,6 +279,21 @@ log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=1000
 PROPS
 done
+if ((secure)); then
+  sport="${ports[2]}"
+  jaas='org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";'
+  sed -i -e "s|^listeners=PLAINTEXT://\([^,]*\),|listeners=PLAINTEXT://\1,SASL_PLAINTEXT://127.0.0.1:$sport,|" \
+    -e "s|^advertised.listeners=PLAINTEXT://\([^,]*\),|advertised.listeners=PLAINTEXT://\1,SASL_PLAINTEXT://127.0.0.1:$sport,|" \
+    -e "s|^listener.security.protocol.map=.*|listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT|" \
+    "$dir/node1/server.properties"
+  cat >>"$dir/node1/server.properties" <<PROPS
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:admin
+allow.everyone.if.no.acl.found=false
+PROPS
+fi
 
 format() {
   local n="$dir/node$1" quorum_flag
@@ -306,6 +331,7 @@ for _ in $(seq 1 600); do  # 60 s
   done
   up="$(kcat -L -b "$bootstrap" -m 2 2>/dev/null | sed -n 's/^ *\([0-9]*\) brokers:$/\1/p' | head -n 1 || true)"
   if [ "${up:-0}" = "$brokers" ]; then
+    ((secure)) && echo "127.0.0.1:$sport" >"$dir/sasl_bootstrap"
     echo "$bootstrap" >"$dir/bootstrap"
     if [ -n "$owner" ]; then
       # Detached like the brokers; ends on its own once the cluster is gone.

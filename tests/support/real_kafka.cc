@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -210,6 +211,60 @@ Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic) {
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_DeleteTopic_destroy(doomed);
   if (!error.empty()) return Status::Unavailable("deleting topic " + topic + ": " + error);
+  return Status::OK();
+}
+
+Status AllowAcl(const KafkaConfig& config, const std::string& principal, const std::string& resource_type,
+                const std::string& name, const std::string& operation, bool prefixed) {
+  const std::map<std::string, rd_kafka_ResourceType_t> types = {{"topic", RD_KAFKA_RESOURCE_TOPIC},
+                                                                 {"group", RD_KAFKA_RESOURCE_GROUP},
+                                                                 {"cluster", RD_KAFKA_RESOURCE_BROKER}};
+  const std::map<std::string, rd_kafka_AclOperation_t> operations = {
+      {"read", RD_KAFKA_ACL_OPERATION_READ},         {"write", RD_KAFKA_ACL_OPERATION_WRITE},
+      {"describe", RD_KAFKA_ACL_OPERATION_DESCRIBE}, {"all", RD_KAFKA_ACL_OPERATION_ALL},
+      {"create", RD_KAFKA_ACL_OPERATION_CREATE},     {"idempotent_write", RD_KAFKA_ACL_OPERATION_IDEMPOTENT_WRITE}};
+  auto type = types.find(resource_type);
+  auto op = operations.find(operation);
+  if (type == types.end() || op == operations.end()) {
+    return Status::InvalidArgument("AllowAcl: unknown resource type or operation");
+  }
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  rd_kafka_t* rk = client->get();
+  char err[512];
+  // The cluster resource is named "kafka-cluster".
+  const std::string resource = resource_type == "cluster" ? "kafka-cluster" : name;
+  rd_kafka_AclBinding_t* binding = rd_kafka_AclBinding_new(
+      type->second, resource.c_str(),
+      prefixed ? RD_KAFKA_RESOURCE_PATTERN_PREFIXED : RD_KAFKA_RESOURCE_PATTERN_LITERAL, principal.c_str(), "*",
+      op->second, RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, err, sizeof err);
+  if (!binding) return Status::InvalidArgument(std::string("AllowAcl: ") + err);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_CreateAcls(rk, &binding, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  std::string error;
+  if (!event) {
+    error = "no answer to CreateAcls within 30 s";
+  } else if (rd_kafka_event_error(event)) {
+    error = rd_kafka_event_error_string(event);
+  } else {
+    size_t n = 0;
+    const rd_kafka_acl_result_t** results =
+        rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(event), &n);
+    if (n != 1) {
+      error = "CreateAcls answered for " + std::to_string(n) + " bindings";
+    } else if (const rd_kafka_error_t* e = rd_kafka_acl_result_error(results[0])) {
+      error = rd_kafka_error_string(e);
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_AclBinding_destroy(binding);
+  if (!error.empty()) return Status::Unavailable("granting " + principal + " " + operation + " on " + resource_type +
+                                                 " " + resource + ": " + error);
+  // The authorizer of a combined node applies ACLs from the metadata log,
+  // which the broker side reads a moment later.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   return Status::OK();
 }
 

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -71,6 +72,15 @@ Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic);
 // API (DeleteRecords): what retention does to a real topic, on demand.
 Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset);
 
+// Grants `principal` ("User:alice") `operation` on a resource through the
+// admin API (CreateAcls), on a broker with authorization (`scripts/kafka.sh
+// start --secure`). resource_type: "topic", "group" or "cluster"
+// (librdkafka 2.0.2 names no transactional id resource); operation: "read", "write", "describe", "all",
+// "idempotent_write", "create"; name "*" with prefixed=false is every
+// resource of the type, prefixed=true makes `name` a prefix.
+Status AllowAcl(const KafkaConfig& config, const std::string& principal, const std::string& resource_type,
+                const std::string& name, const std::string& operation, bool prefixed = false);
+
 // The leader (node id, 1-based) of each partition of topic as the cluster's
 // metadata says now; -1 for a partition without one.
 Result<std::vector<int32_t>> PartitionLeaders(const KafkaConfig& config, const std::string& topic);
@@ -118,5 +128,62 @@ class SharedRealKafkaTest : public Base {
   std::string id_;
 };
 #endif  // KAPPA_REALKAFKA_DIR
+
+#ifdef KAPPA_REALKAFKA_SECURE_DIR
+// A test of the suite's secured broker (the CTest fixture `realkafka_secure`:
+// `scripts/kafka.sh start --secure --dir KAPPA_REALKAFKA_SECURE_DIR`),
+// skipped when none runs. Config() is its PLAINTEXT listener, whose
+// ANONYMOUS principal is a super user (setup, ACLs, reading results back);
+// As(user) are the kappa options of a SASL/PLAIN login as admin (a super
+// user) or alice (only what AllowAlice grants).
+template <typename Base = ::testing::Test>
+class SecureRealKafkaTest : public Base {
+ protected:
+  void SetUp() override {
+    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_SECURE_DIR);
+    std::ifstream in(std::string(KAPPA_REALKAFKA_SECURE_DIR) + "/sasl_bootstrap");
+    std::getline(in, sasl_bootstrap_);
+    if (bootstrap_.empty() || sasl_bootstrap_.empty()) {
+      GTEST_SKIP() << "no secured broker: ctest starts one (fixture realkafka_secure), or run scripts/kafka.sh "
+                      "start --secure --dir "
+                   << KAPPA_REALKAFKA_SECURE_DIR;
+    }
+    std::random_device rd;
+    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+  }
+
+  KafkaConfig Config() const {
+    KafkaConfig config;
+    config.brokers = bootstrap_;
+    return config;
+  }
+  // The password of `user` on the secured broker.
+  static std::string Password(const std::string& user) { return user + "-secret"; }
+  // kappa's options to reach the SASL listener as `user`.
+  std::vector<std::string> As(const std::string& user) const {
+    return {"-b", sasl_bootstrap_, "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+            "-X", "sasl.username=" + user, "-X", "sasl.password=" + Password(user)};
+  }
+  // The same as a client configuration.
+  KafkaConfig ConfigAs(const std::string& user) const {
+    KafkaConfig config;
+    config.brokers = sasl_bootstrap_;
+    config.properties = {{"security.protocol", "SASL_PLAINTEXT"}, {"sasl.mechanisms", "PLAIN"},
+                         {"sasl.username", user}, {"sasl.password", Password(user)}};
+    return config;
+  }
+  // Grants alice `operation` on a resource (AllowAcl).
+  void AllowAlice(const std::string& resource_type, const std::string& name, const std::string& operation,
+                  bool prefixed = false) {
+    Status st = AllowAcl(Config(), "User:alice", resource_type, name, operation, prefixed);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
+
+  std::string bootstrap_;
+  std::string sasl_bootstrap_;
+  std::string id_;
+};
+#endif  // KAPPA_REALKAFKA_SECURE_DIR
 
 }  // namespace kappa::testing
