@@ -13,6 +13,7 @@ std::string_view Status::CodeName(Code code) {
     case Code::kFailedPrecondition: return "failed precondition";
     case Code::kDataLoss: return "data loss";
     case Code::kAborted: return "aborted";
+    case Code::kPermissionDenied: return "permission denied";
   }
   return "unknown";
 }

@@ -22,6 +22,7 @@ class Status {
     kFailedPrecondition, // state does not allow this (spec hash mismatch...)
     kDataLoss,           // history below the log start offset is gone
     kAborted,            // stopped by a signal or a fatal downstream error
+    kPermissionDenied,   // the broker (or service) does not allow this principal to do it
   };
 
   Status() = default;
@@ -34,6 +35,7 @@ class Status {
   static Status FailedPrecondition(std::string msg) { return Status(Code::kFailedPrecondition, std::move(msg)); }
   static Status DataLoss(std::string msg) { return Status(Code::kDataLoss, std::move(msg)); }
   static Status Aborted(std::string msg) { return Status(Code::kAborted, std::move(msg)); }
+  static Status PermissionDenied(std::string msg) { return Status(Code::kPermissionDenied, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -138,6 +138,60 @@ std::string FileLimitNote() {
                          : " (the system cannot open another file: its file table is full)";
 }
 
+namespace {
+
+// Whether `rk` may ask for one topic's metadata without the broker creating
+// it: a consumer's allow.auto.create.topics is false unless set, a
+// producer's true.
+bool AsksWithoutCreating(rd_kafka_t* rk) {
+  char value[16] = "";
+  size_t size = sizeof(value);
+  if (rd_kafka_conf_get(rd_kafka_conf(rk), "allow.auto.create.topics", value, &size) != RD_KAFKA_CONF_OK) {
+    return false;
+  }
+  return std::string_view(value) == "false";
+}
+
+// The broker's answer for `topic` alone (Kafka leaves a topic the principal
+// may not describe out of an all-topics answer, but answers
+// TOPIC_AUTHORIZATION_FAILED for it alone), asked so that it never creates
+// the topic: on `rk` if it may (AsksWithoutCreating), otherwise on a
+// short-lived consumer with rk's settings (brokers, security) and
+// allow.auto.create.topics=false. NO_ERROR if it exists after all.
+rd_kafka_resp_err_t TopicAloneError(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
+  rd_kafka_t* ask = rk;
+  rd_kafka_t* own = nullptr;
+  if (!AsksWithoutCreating(rk)) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_dup(rd_kafka_conf(rk));
+    char err[256];
+    // Nothing of rk's own callbacks: they serve rk's objects.
+    rd_kafka_conf_set_error_cb(conf, nullptr);
+    rd_kafka_conf_set_opaque(conf, nullptr);
+    if (rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", err, sizeof err) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
+    own = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (own == nullptr) {
+      rd_kafka_conf_destroy(conf);
+      return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
+    ask = own;
+  }
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(ask, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rkt ? rd_kafka_metadata(ask, 0, rkt, &md, timeout_ms) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+  if (!err) {
+    err = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    rd_kafka_metadata_destroy(md);
+  }
+  if (rkt) rd_kafka_topic_destroy(rkt);
+  if (own) rd_kafka_destroy(own);
+  return err;
+}
+
+}  // namespace
+
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {
   const rd_kafka_metadata_t* md = nullptr;
   // all_topics=1 so that asking never auto-creates the topic.
@@ -161,6 +215,15 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
     }
   }
   rd_kafka_metadata_destroy(md);
+  if (count < 0 && TopicAloneError(rk, topic, timeout_ms) == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+    // Not "create it first": it may well exist, and creating it is not
+    // what this principal lacks.
+    return Status::PermissionDenied("topic '" + topic +
+                                    "': not authorized (TOPIC_AUTHORIZATION_FAILED): the broker does not let "
+                                    "this principal describe it (it may exist); grant it the ACLs it needs (Describe "
+                                    "and Read to read it, Describe and Write to write it) or use other credentials "
+                                    "(-X sasl.username=...)");
+  }
   if (count < 0) {
     return Status::NotFound("topic '" + topic +
                             "' does not exist: create it first (embedded broker: `kappa broker "

@@ -27,6 +27,11 @@ Status WithCode(rd_kafka_resp_err_t err, std::string message) {
       return Status::NotFound(message);
     case RD_KAFKA_RESP_ERR__FATAL:
       return Status::Unavailable(message);
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+      return Status::PermissionDenied(message);
     default:
       return IsTransientKafkaError(err) ? Status::Unavailable(message) : Status::IOError(message);
   }
