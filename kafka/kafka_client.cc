@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string_view>
 #include <thread>
@@ -33,14 +35,104 @@ struct TeardownWait {
   TeardownWait& operator=(const TeardownWait&) = delete;
 };
 
+// LastSecurityFailure's records, by client name (rd_kafka_name: unique in
+// the process, unlike a handle's address, which a later client may reuse).
+struct SecurityRecord {
+  SecurityFailure failure;
+};
+std::mutex g_security_mutex;
+std::map<std::string, SecurityRecord>& SecurityRecords() {
+  static auto* records = new std::map<std::string, SecurityRecord>;  // outlives every client
+  return *records;
+}
+
+bool Has(std::string_view text, std::string_view what) { return text.find(what) != std::string_view::npos; }
+
+// The security failure a line of librdkafka's log reports, if any. Its
+// broker failures read "<broker>: <reason> (after Nms in state S)".
+SecurityFailure ClassifyFailure(std::string_view line) {
+  SecurityFailure f;
+  const bool sasl = Has(line, "SASL") || Has(line, "Authentication failed") || Has(line, "authentication failed");
+  const bool tls = Has(line, "SSL handshake") || Has(line, "certificate") || Has(line, "SSL:");
+  const bool protocol = Has(line, "security.protocol");
+  if (sasl && Has(line, "not supported by broker")) {
+    f.kind = SecurityFailure::Kind::kAuthentication;
+    f.advice = "check security.protocol: this listener takes no SASL login (PLAINTEXT or SSL), or --brokers "
+               "names the wrong port";
+  } else if (sasl) {
+    f.kind = SecurityFailure::Kind::kAuthentication;
+    f.advice = "check the SASL settings: sasl.mechanisms (one the broker enables), sasl.username and sasl.password, "
+               "and that security.protocol (SASL_PLAINTEXT or SASL_SSL) matches the broker's listener";
+  } else if (tls) {
+    f.kind = SecurityFailure::Kind::kTls;
+    if (Has(line, "PLAINTEXT")) {
+      f.advice = "check security.protocol: this listener does not speak TLS (PLAINTEXT or SASL_PLAINTEXT), "
+                 "or --brokers names the wrong port";
+    } else if (Has(line, "verify") || Has(line, "ssl.ca.location")) {
+      f.advice = "check ssl.ca.location: it must name the CA that signed the broker's certificate (and the "
+                 "certificate must be for the host in --brokers)";
+    } else {
+      f.advice = "check the TLS settings: security.protocol (SSL or SASL_SSL only for a TLS listener), "
+                 "ssl.ca.location and any client certificate";
+    }
+  } else if (protocol) {
+    f.kind = SecurityFailure::Kind::kProtocol;
+    f.advice = "check security.protocol: it must match the broker's listener (PLAINTEXT, SSL, SASL_PLAINTEXT or "
+               "SASL_SSL); a TLS listener needs SSL or SASL_SSL";
+  } else {
+    return f;
+  }
+  // Without the thread's and broker's names in front ("[thrd:ssl://h:p/bootstrap]:
+  // ssl://h:p/bootstrap: ") and the "(after Nms in state S)" behind.
+  std::string_view reason = line;
+  for (int i = 0; i < 2; ++i) {
+    const size_t colon = reason.find(": ");
+    if (colon == std::string_view::npos || reason.substr(0, colon).find(' ') != std::string_view::npos) break;
+    reason.remove_prefix(colon + 2);
+  }
+  if (const size_t after = reason.rfind(" (after "); after != std::string_view::npos) reason = reason.substr(0, after);
+  f.reason = std::string(reason.substr(0, 400));
+  return f;
+}
+
 }  // namespace
+
+void NoteKafkaLog(const rd_kafka_s* rk, int level, const char* /*facility*/, const char* message) {
+  // Broker failures are logged at LOG_ERR (3) as "FAIL" (other facilities
+  // may carry the same reason: the text decides).
+  if (!rk || !message || level > 3) return;
+  SecurityFailure f = ClassifyFailure(message);
+  if (f.kind == SecurityFailure::Kind::kNone) return;
+  std::lock_guard<std::mutex> lock(g_security_mutex);
+  SecurityRecord& record = SecurityRecords()[rd_kafka_name(rk)];
+  // "Disconnected while requesting ApiVersion" follows some handshake
+  // failures: the more specific reason stays.
+  if (f.kind == SecurityFailure::Kind::kProtocol && record.failure.kind != SecurityFailure::Kind::kNone) return;
+  record.failure = std::move(f);
+}
+
+void ForgetKafkaClient(const rd_kafka_s* rk) {
+  if (!rk) return;
+  std::lock_guard<std::mutex> lock(g_security_mutex);
+  SecurityRecords().erase(rd_kafka_name(rk));
+}
+
+SecurityFailure LastSecurityFailure(const rd_kafka_s* rk) {
+  if (!rk) return {};
+  std::lock_guard<std::mutex> lock(g_security_mutex);
+  auto it = SecurityRecords().find(rd_kafka_name(rk));
+  return it == SecurityRecords().end() ? SecurityFailure{} : it->second.failure;
+}
 
 bool KafkaTeardownInProgress() { return g_teardowns.load(std::memory_order_relaxed) > 0; }
 
 void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
   if (!rk) return;
   TeardownWait waiting;
+  const std::string name = rd_kafka_name(rk);
   rd_kafka_destroy(rk);
+  std::lock_guard<std::mutex> lock(g_security_mutex);
+  SecurityRecords().erase(name);
 }
 
 std::string BrokersOf(const KafkaConfig& config) {
@@ -194,12 +286,58 @@ rd_kafka_resp_err_t TopicAloneError(rd_kafka_t* rk, const std::string& topic, in
 
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {
   const rd_kafka_metadata_t* md = nullptr;
-  // all_topics=1 so that asking never auto-creates the topic.
-  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(std::max(0, timeout_ms));
+  auto left_ms = [&] {
+    return static_cast<int>(std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count()));
+  };
+  // all_topics=1 so that asking never auto-creates the topic. librdkafka
+  // answers _TRANSPORT when no broker became usable within the time given,
+  // before it sends anything: asked in slices while that lasts, a failed
+  // authentication or TLS handshake ends the wait (librdkafka retries those
+  // for ever, to the same end). Once a broker is up, the request has all the
+  // time left.
+  constexpr int kSliceMs = 500;
+  constexpr int kSecurityGraceMs = 1500;  // another bootstrap broker may still connect
+  rd_kafka_resp_err_t err;
+  SecurityFailure security;
+  for (;;) {
+    const int left = left_ms();
+    const auto asked = std::chrono::steady_clock::now();
+    err = rd_kafka_metadata(rk, 1, nullptr, &md, std::min(left, kSliceMs));
+    if (err != RD_KAFKA_RESP_ERR__TRANSPORT || left <= kSliceMs) break;
+    if (std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(kSliceMs / 2)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // never a busy loop
+    }
+    security = LastSecurityFailure(rk);
+    const bool final = security.kind == SecurityFailure::Kind::kAuthentication ||
+                       security.kind == SecurityFailure::Kind::kTls;
+    if (final && std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(kSecurityGraceMs)) break;
+  }
+  if (err == RD_KAFKA_RESP_ERR__TIMED_OUT && left_ms() > 0) {
+    // A broker was up and the request sent, unanswered within a slice: ask
+    // again with the rest of the time.
+    err = rd_kafka_metadata(rk, 1, nullptr, &md, left_ms());
+  }
   if (err) {
     char servers[512] = "(unknown)";
     size_t size = sizeof(servers);
     rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+    security = LastSecurityFailure(rk);
+    if (security.kind != SecurityFailure::Kind::kNone &&
+        (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+         err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL)) {
+      const char* what = security.kind == SecurityFailure::Kind::kAuthentication ? "authentication with Kafka at "
+                         : security.kind == SecurityFailure::Kind::kTls          ? "the TLS handshake with Kafka at "
+                                                                                  : "connecting to Kafka at ";
+      const int code = security.kind == SecurityFailure::Kind::kAuthentication ? RD_KAFKA_RESP_ERR__AUTHENTICATION
+                       : security.kind == SecurityFailure::Kind::kTls          ? RD_KAFKA_RESP_ERR__SSL
+                                                                                : err;
+      // Unavailable as before (exit 1), whatever the code says.
+      return Status::Unavailable(std::string(what) + servers + " failed: " + security.reason + " (" + rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(code)) +
+                                 "); " + security.advice);
+    }
     const std::string files = FileLimitNote();
     return StatusFromKafka(err,
                            "cannot reach Kafka at " + std::string(servers) + " within " +
@@ -207,6 +345,8 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
                            files.empty() ? "is the broker running and --brokers right?"
                                          : "raise the open-files limit first");
   }
+  // Connected: what failed before (a broker restarted with new settings) is past.
+  ForgetKafkaClient(rk);
   int32_t count = -1;
   for (int i = 0; i < md->topic_cnt; ++i) {
     if (topic == md->topics[i].topic) {
@@ -316,8 +456,12 @@ bool CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy, int dest
   const int flags = closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
   auto done = std::make_shared<std::promise<void>>();
   std::future<void> destroyed = done->get_future();
-  std::thread([rk, flags, done] {
+  std::thread([rk, flags, done, name = std::string(rd_kafka_name(rk))] {
     rd_kafka_destroy_flags(rk, flags);
+    {
+      std::lock_guard<std::mutex> lock(g_security_mutex);
+      SecurityRecords().erase(name);
+    }
     done->set_value();
   }).detach();
   return destroyed.wait_for(std::chrono::milliseconds(std::max(0, destroy_timeout_ms))) == std::future_status::ready;

@@ -65,8 +65,35 @@ class ClientErrorNotes {
   int64_t suppressed_ = 0;
 };
 
+// Why a client could not set up a connection, when the reason lies in its
+// security settings rather than in the address: SASL authentication failed
+// (a wrong password, a mechanism the broker does not enable), the TLS
+// handshake failed (a CA that does not verify the broker, TLS against a
+// plaintext listener), or security.protocol does not match the listener
+// (plaintext against a TLS one). librdkafka reports these only to its error
+// callback, which rd_kafka_poll serves (nobody polls while a metadata
+// request waits), and to its log (level 3, "FAIL", below KAPPA_KAFKA_LOG's
+// default): every client made by KafkaConfig::Build logs through kappa,
+// which keeps the last such reason per client here.
+struct SecurityFailure {
+  enum class Kind { kNone, kAuthentication, kTls, kProtocol };
+  Kind kind = Kind::kNone;
+  std::string reason;  // librdkafka's text, e.g. "SASL authentication error: ..."
+  std::string advice;  // which settings to check
+};
+SecurityFailure LastSecurityFailure(const rd_kafka_s* rk);
+// Called with each line librdkafka logs (kafka_config.cc's log callback),
+// from any thread: records a security failure of `rk`.
+void NoteKafkaLog(const rd_kafka_s* rk, int level, const char* facility, const char* message);
+// Forgets what was recorded for `rk`, once it is destroyed.
+void ForgetKafkaClient(const rd_kafka_s* rk);
+
 // Partition count of `topic`. NotFound if the topic does not exist (without
-// creating it), Unavailable if no broker answers within timeout_ms.
+// creating it), Unavailable if no broker answers within timeout_ms. When
+// the client cannot connect for a security reason (LastSecurityFailure) the
+// message says so and what to check instead of --brokers; a failed SASL
+// authentication or TLS handshake (which librdkafka's retries will not
+// mend) ends the wait early, within a few seconds.
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms);
 // " (this process cannot open another file: ... ulimit -n N; raise it)" when
 // a socket cannot be opened for want of file descriptors, else "": what a

@@ -1,5 +1,7 @@
 #include "kafka/kafka_config.h"
 
+#include "kafka/kafka_client.h"
+
 #include <librdkafka/rdkafka.h>
 
 #include <cctype>
@@ -24,6 +26,7 @@ int KafkaLogLevel() {
 }
 
 void LogToStderr(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+  NoteKafkaLog(rk, level, facility, message);  // a failed authentication or TLS handshake, for the error message
   if (level <= KafkaLogLevel()) std::fprintf(stderr, "kappa: librdkafka %s %s: %s\n", rd_kafka_name(rk), facility, message);
 }
 
