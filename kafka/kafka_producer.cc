@@ -248,10 +248,9 @@ void KafkaProducer::OnClientError(rd_kafka_t* rk, int err, const char* reason, v
     if (self->error_notes_) self->error_notes_->OnError(err, reason);
     return;
   }
-  char fatal[512];
-  const rd_kafka_resp_err_t cause = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-  static_cast<KafkaProducer*>(opaque)->RecordFailure(
-      StatusFromKafka(cause ? cause : RD_KAFKA_RESP_ERR__FATAL, std::string("fatal producer error: ") + fatal));
+  // The cause (rd_kafka_fatal_error) and, for an authorization failure,
+  // which ACL is missing.
+  static_cast<KafkaProducer*>(opaque)->RecordFailure(StatusFromKafkaFatal(rk, err, "fatal producer error"));
 }
 
 void KafkaProducer::RecordFailure(Status status) {
@@ -371,7 +370,7 @@ Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, st
                   " bytes to " + topic + ": more than the producer's message.max.bytes (" +
                   std::to_string(max_message_bytes_) + "; raise it with -X message.max.bytes=N if the topic allows)"
             : "cannot produce to " + topic;
-    Status st = StatusFromKafka(err, what);
+    Status st = StatusFromKafkaFatal(rk, err, what);  // _FATAL: its cause, not "Local: Fatal error"
     RecordFailure(st);
     return st;
   }

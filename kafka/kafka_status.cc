@@ -57,6 +57,36 @@ Status StatusFromKafkaError(const rd_kafka_error_t* error, const std::string& wh
   return WithCode(err == RD_KAFKA_RESP_ERR_NO_ERROR ? RD_KAFKA_RESP_ERR__FAIL : err, std::move(message));
 }
 
+std::string AuthorizationHint(int code, const std::string& topic) {
+  const std::string on_topic = topic.empty() ? std::string("the topic") : "topic " + topic;
+  switch (static_cast<rd_kafka_resp_err_t>(code)) {
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+      // An idempotent producer asks for a producer id: IdempotentWrite on the
+      // cluster before Kafka 3.0, Write on any topic since (KIP-679).
+      return "the principal needs IdempotentWrite on the cluster (Kafka before 3.0) or Write on " + on_topic +
+             " (ACLs: kafka-acls.sh --add --allow-principal User:NAME --operation Write --topic ...)";
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+      return "the principal needs Write and Describe on " + on_topic + " (ACLs)";
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+      return "the principal needs Write and Describe on the transactional id (ACLs)";
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+      return "the principal needs Read on the consumer group (ACLs)";
+    default:
+      return std::string();
+  }
+}
+
+Status StatusFromKafkaFatal(rd_kafka_t* rk, int code, const std::string& what) {
+  const auto err = static_cast<rd_kafka_resp_err_t>(code);
+  if (err != RD_KAFKA_RESP_ERR__FATAL && err != RD_KAFKA_RESP_ERR_NO_ERROR) return StatusFromKafka(code, what);
+  char text[512] = "";
+  const rd_kafka_resp_err_t cause = rk ? rd_kafka_fatal_error(rk, text, sizeof(text)) : RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (cause == RD_KAFKA_RESP_ERR_NO_ERROR) return StatusFromKafka(code, what);
+  std::string message = what + ": " + rd_kafka_err2name(cause) + ": " + text + " (fatal)";
+  if (const std::string hint = AuthorizationHint(cause); !hint.empty()) message += "; " + hint;
+  return WithCode(cause, std::move(message));  // a fenced producer stays Aborted
+}
+
 bool IsTransientKafkaError(int code) {
   switch (static_cast<rd_kafka_resp_err_t>(code)) {
     case RD_KAFKA_RESP_ERR__TRANSPORT:

@@ -8,6 +8,7 @@
 #include "base/status.h"
 
 struct rd_kafka_error_s;
+struct rd_kafka_s;
 
 namespace kappa {
 
@@ -25,6 +26,20 @@ Status StatusFromKafka(int err, const std::string& what, const std::string& hint
 // specific than err2str). OK for nullptr. Does not destroy `error`.
 Status StatusFromKafkaError(const rd_kafka_error_s* error, const std::string& what,
                             const std::string& hint = std::string());
+
+// For a call on `rk` that failed with `err`: when err is _FATAL (or 0 with
+// a fatal error raised on rk, e.g. from the error callback), librdkafka's
+// "Local: Fatal error" says nothing, so the message carries the fatal
+// error's own code and text (rd_kafka_fatal_error): "<what>: <CAUSE_NAME>:
+// <cause text> (fatal)", with what to do for an authorization failure
+// (AuthorizationHint); its Status code is the cause's (a fenced producer
+// is Aborted). OK for err 0 without a fatal error. Any other err:
+// StatusFromKafka(err, what).
+Status StatusFromKafkaFatal(rd_kafka_s* rk, int err, const std::string& what);
+
+// What the principal needs when Kafka refused it `err` (the *_AUTHORIZATION_FAILED
+// codes): "" for any other code. `topic` names the topic, if known.
+std::string AuthorizationHint(int err, const std::string& topic = std::string());
 
 // True for errors librdkafka retries by itself or that pass (a broker
 // restarting, a leader moving): worth a warning and another try, not a stop.

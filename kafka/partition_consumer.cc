@@ -262,7 +262,11 @@ Status PartitionConsumer::Classify(rd_kafka_message_t* m, DeletedRange* deleted)
                               (known ? "; the log holds " + std::to_string(low) + ".." + std::to_string(high) : "") +
                               "): records would be skipped, so reading stops");
     }
-    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__FATAL: {
+      // "Local: Fatal error" alone says nothing: the cause is rd_kafka_fatal_error's.
+      Status fatal = StatusFromKafkaFatal(consumer_.get(), m->err, "source " + where);
+      return Status::Unavailable(fatal.ok() ? "source " + where + ": " + MessageErrorText(m) : fatal.message());
+    }
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:

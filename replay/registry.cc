@@ -545,16 +545,26 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
       producer_.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_PARTITION(partition),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
       RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_OPAQUE(&delivery), RD_KAFKA_V_END);
-  if (err) return StatusFromKafka(err, "cannot write to the control topic " + topic_);
+  // A refused producer id (no IdempotentWrite/Write ACL) is a fatal error
+  // whose cause only rd_kafka_fatal_error gives.
+  if (err) return StatusFromKafkaFatal(producer_.get(), err, "cannot write to the control topic " + topic_);
   rd_kafka_flush(producer_.get(), 35000);
   if (rd_kafka_outq_len(producer_.get()) > 0) {
     // The delivery report still points at `delivery`: wait it out rather than
     // return with the opaque dangling.
     rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_flush(producer_.get(), 5000);
+    Status fatal = StatusFromKafkaFatal(producer_.get(), RD_KAFKA_RESP_ERR_NO_ERROR,
+                                        "cannot write to the control topic " + topic_);
+    if (!fatal.ok()) return fatal;
     return Status::Unavailable("the control topic " + topic_ + " did not acknowledge a registry write within 35 s");
   }
-  if (delivery.err) return StatusFromKafka(delivery.err, "registry write to " + topic_ + " failed");
+  if (delivery.err) {
+    Status fatal = StatusFromKafkaFatal(producer_.get(), RD_KAFKA_RESP_ERR_NO_ERROR, "registry write to " + topic_ + " failed");
+    if (!fatal.ok()) return fatal;
+    return StatusFromKafka(delivery.err, "registry write to " + topic_ + " failed",
+                           AuthorizationHint(delivery.err, topic_));
+  }
   *offset = delivery.offset;
   return Status::OK();
 }
