@@ -370,7 +370,7 @@ Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, st
                   " bytes to " + topic + ": more than the producer's message.max.bytes (" +
                   std::to_string(max_message_bytes_) + "; raise it with -X message.max.bytes=N if the topic allows)"
             : "cannot produce to " + topic;
-    Status st = StatusFromKafkaFatal(rk, err, what);  // _FATAL: its cause, not "Local: Fatal error"
+    Status st = StatusFromKafkaFatal(rk, err, what, topic);  // _FATAL: its cause, not "Local: Fatal error"
     RecordFailure(st);
     return st;
   }

@@ -64,7 +64,8 @@ std::string AuthorizationHint(int code, const std::string& topic) {
       // An idempotent producer asks for a producer id: IdempotentWrite on the
       // cluster before Kafka 3.0, Write on any topic since (KIP-679).
       return "the principal needs IdempotentWrite on the cluster (Kafka before 3.0) or Write on " + on_topic +
-             " (ACLs: kafka-acls.sh --add --allow-principal User:NAME --operation Write --topic ...)";
+             " (ACLs: kafka-acls.sh --add --allow-principal User:NAME --operation Write --topic " +
+             (topic.empty() ? std::string("TOPIC") : topic) + ")";
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
       return "the principal needs Write and Describe on " + on_topic + " (ACLs)";
     case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
@@ -76,14 +77,14 @@ std::string AuthorizationHint(int code, const std::string& topic) {
   }
 }
 
-Status StatusFromKafkaFatal(rd_kafka_t* rk, int code, const std::string& what) {
+Status StatusFromKafkaFatal(rd_kafka_t* rk, int code, const std::string& what, const std::string& topic) {
   const auto err = static_cast<rd_kafka_resp_err_t>(code);
   if (err != RD_KAFKA_RESP_ERR__FATAL && err != RD_KAFKA_RESP_ERR_NO_ERROR) return StatusFromKafka(code, what);
   char text[512] = "";
   const rd_kafka_resp_err_t cause = rk ? rd_kafka_fatal_error(rk, text, sizeof(text)) : RD_KAFKA_RESP_ERR_NO_ERROR;
   if (cause == RD_KAFKA_RESP_ERR_NO_ERROR) return StatusFromKafka(code, what);
   std::string message = what + ": " + rd_kafka_err2name(cause) + ": " + text + " (fatal)";
-  if (const std::string hint = AuthorizationHint(cause); !hint.empty()) message += "; " + hint;
+  if (const std::string hint = AuthorizationHint(cause, topic); !hint.empty()) message += "; " + hint;
   return WithCode(cause, std::move(message));  // a fenced producer stays Aborted
 }
 

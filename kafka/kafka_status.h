@@ -32,10 +32,10 @@ Status StatusFromKafkaError(const rd_kafka_error_s* error, const std::string& wh
 // "Local: Fatal error" says nothing, so the message carries the fatal
 // error's own code and text (rd_kafka_fatal_error): "<what>: <CAUSE_NAME>:
 // <cause text> (fatal)", with what to do for an authorization failure
-// (AuthorizationHint); its Status code is the cause's (a fenced producer
+// (AuthorizationHint, naming `topic` if given); its Status code is the cause's (a fenced producer
 // is Aborted). OK for err 0 without a fatal error. Any other err:
 // StatusFromKafka(err, what).
-Status StatusFromKafkaFatal(rd_kafka_s* rk, int err, const std::string& what);
+Status StatusFromKafkaFatal(rd_kafka_s* rk, int err, const std::string& what, const std::string& topic = std::string());
 
 // What the principal needs when Kafka refused it `err` (the *_AUTHORIZATION_FAILED
 // codes): "" for any other code. `topic` names the topic, if known.

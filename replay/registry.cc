@@ -547,7 +547,7 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
       RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_OPAQUE(&delivery), RD_KAFKA_V_END);
   // A refused producer id (no IdempotentWrite/Write ACL) is a fatal error
   // whose cause only rd_kafka_fatal_error gives.
-  if (err) return StatusFromKafkaFatal(producer_.get(), err, "cannot write to the control topic " + topic_);
+  if (err) return StatusFromKafkaFatal(producer_.get(), err, "cannot write to the control topic " + topic_, topic_);
   rd_kafka_flush(producer_.get(), 35000);
   if (rd_kafka_outq_len(producer_.get()) > 0) {
     // The delivery report still points at `delivery`: wait it out rather than
@@ -555,12 +555,15 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
     rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_flush(producer_.get(), 5000);
     Status fatal = StatusFromKafkaFatal(producer_.get(), RD_KAFKA_RESP_ERR_NO_ERROR,
-                                        "cannot write to the control topic " + topic_);
+                                        "cannot write to the control topic " + topic_, topic_);
     if (!fatal.ok()) return fatal;
     return Status::Unavailable("the control topic " + topic_ + " did not acknowledge a registry write within 35 s");
   }
   if (delivery.err) {
-    Status fatal = StatusFromKafkaFatal(producer_.get(), RD_KAFKA_RESP_ERR_NO_ERROR, "registry write to " + topic_ + " failed");
+    // Fatal (the producer id refused): the same words whether the refusal
+    // came before rd_kafka_producev returned or with the delivery report.
+    Status fatal = StatusFromKafkaFatal(producer_.get(), RD_KAFKA_RESP_ERR_NO_ERROR,
+                                        "cannot write to the control topic " + topic_, topic_);
     if (!fatal.ok()) return fatal;
     return StatusFromKafka(delivery.err, "registry write to " + topic_ + " failed",
                            AuthorizationHint(delivery.err, topic_));
