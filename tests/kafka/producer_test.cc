@@ -775,6 +775,84 @@ TEST(StatusFromKafkaTest, ConvertsAnErrorObject) {
   EXPECT_EQ(st.message(), "Kafka transaction failed: _FENCED: fenced by a newer instance; restart it");
 }
 
+// A bug bash: a deploy without Kafka rights said "_FATAL: Local: Fatal
+// error". The message gives the fatal error's cause and the missing ACL.
+TEST(StatusFromKafkaTest, AFatalErrorGivesItsCauseAndTheMissingAcl) {
+  KafkaConfig config;
+  config.brokers = "127.0.0.1:1";  // never asked
+  auto producer = CreateClient(ClientKind::kProducer, config, {{"enable.idempotence", "true"}});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  rd_kafka_t* rk = producer->get();
+  // No fatal error raised: the code alone, as StatusFromKafka says it.
+  EXPECT_TRUE(StatusFromKafkaFatal(rk, RD_KAFKA_RESP_ERR_NO_ERROR, "w").ok());
+  EXPECT_EQ(StatusFromKafkaFatal(rk, RD_KAFKA_RESP_ERR__FATAL, "w").message(),
+            StatusFromKafka(RD_KAFKA_RESP_ERR__FATAL, "w").message());
+  ASSERT_EQ(rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED, "producer id refused"),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  for (int err : {RD_KAFKA_RESP_ERR__FATAL, RD_KAFKA_RESP_ERR_NO_ERROR}) {
+    Status st = StatusFromKafkaFatal(rk, err, "cannot write to the control topic c", "c");
+    EXPECT_FALSE(st.ok());
+    EXPECT_TRUE(st.message().starts_with("cannot write to the control topic c: CLUSTER_AUTHORIZATION_FAILED: "))
+        << st.message();
+    EXPECT_TRUE(Contains(st.message(), "producer id refused")) << st.message();
+    EXPECT_TRUE(Contains(st.message(), "IdempotentWrite on the cluster")) << st.message();
+    EXPECT_TRUE(Contains(st.message(), "Write on topic c")) << st.message();
+    EXPECT_FALSE(Contains(st.message(), "Local: Fatal error")) << st.message();
+  }
+  // Not a fatal error: unchanged.
+  EXPECT_EQ(StatusFromKafkaFatal(rk, RD_KAFKA_RESP_ERR__TRANSPORT, "w").message(),
+            StatusFromKafka(RD_KAFKA_RESP_ERR__TRANSPORT, "w").message());
+  EXPECT_TRUE(Contains(AuthorizationHint(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, "t"),
+                       "Write and Describe on topic t"));
+  EXPECT_EQ(AuthorizationHint(RD_KAFKA_RESP_ERR__TRANSPORT), "");
+}
+
+// librdkafka's log lines of a failed connection, as a secured Kafka gave
+// them in a bug bash: each is a security failure of its client, with what
+// to check.
+TEST(SecurityFailureTest, LogLinesOfAFailedConnectionAreKeptPerClientWithWhatToCheck) {
+  KafkaConfig config;
+  config.brokers = "127.0.0.1:1";
+  auto a = CreateClient(ClientKind::kProducer, config, {});
+  auto b = CreateClient(ClientKind::kProducer, config, {});
+  ASSERT_TRUE(a.ok() && b.ok());
+  using Kind = SecurityFailure::Kind;
+  EXPECT_EQ(LastSecurityFailure(a->get()).kind, Kind::kNone);
+  NoteKafkaLog(a->get(), 3, "FAIL",
+               "[thrd:sasl_ssl://127.0.0.1:9094/bootstrap]: sasl_ssl://127.0.0.1:9094/bootstrap: SASL authentication "
+               "error: Authentication failed: Invalid username or password (after 12ms in state AUTH_REQ)");
+  SecurityFailure f = LastSecurityFailure(a->get());
+  EXPECT_EQ(f.kind, Kind::kAuthentication);
+  EXPECT_EQ(f.reason, "SASL authentication error: Authentication failed: Invalid username or password");
+  EXPECT_TRUE(Contains(f.advice, "sasl.username and sasl.password")) << f.advice;
+  EXPECT_EQ(LastSecurityFailure(b->get()).kind, Kind::kNone) << "another client's failure";
+  // Only errors count; "Disconnected while requesting ApiVersion" does not
+  // replace a more specific reason.
+  NoteKafkaLog(b->get(), 6, "FAIL", "ssl://h:1/bootstrap: SSL handshake failed: certificate verify failed");
+  EXPECT_EQ(LastSecurityFailure(b->get()).kind, Kind::kNone);
+  NoteKafkaLog(b->get(), 3, "FAIL",
+               "ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify "
+               "failed: broker certificate could not be verified, verify that ssl.ca.location is correctly configured "
+               "(after 4ms in state SSL_HANDSHAKE)");
+  EXPECT_EQ(LastSecurityFailure(b->get()).kind, Kind::kTls);
+  EXPECT_TRUE(Contains(LastSecurityFailure(b->get()).advice, "check ssl.ca.location"));
+  NoteKafkaLog(b->get(), 3, "FAIL",
+               "127.0.0.1:9093/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect "
+               "security.protocol configuration (connecting to a SSL listener?) (after 1ms in state APIVERSION_QUERY)");
+  EXPECT_EQ(LastSecurityFailure(b->get()).kind, Kind::kTls);
+  ForgetKafkaClient(b->get());
+  NoteKafkaLog(b->get(), 3, "FAIL",
+               "127.0.0.1:9093/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect "
+               "security.protocol configuration (connecting to a SSL listener?) (after 1ms in state APIVERSION_QUERY)");
+  f = LastSecurityFailure(b->get());
+  EXPECT_EQ(f.kind, Kind::kProtocol);
+  EXPECT_TRUE(Contains(f.advice, "check security.protocol")) << f.advice;
+  // A broker that is just down is no security failure.
+  ForgetKafkaClient(b->get());
+  NoteKafkaLog(b->get(), 3, "FAIL", "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused");
+  EXPECT_EQ(LastSecurityFailure(b->get()).kind, Kind::kNone);
+}
+
 TEST(PartitionListTest, OwnsItsElementsAndTheirMetadata) {
   PartitionList list(2);
   EXPECT_EQ(list.size(), 0);
