@@ -97,10 +97,12 @@ SecurityFailure ClassifyFailure(std::string_view line) {
 
 }  // namespace
 
-void NoteKafkaLog(const rd_kafka_s* rk, int level, const char* /*facility*/, const char* message) {
-  // Broker failures are logged at LOG_ERR (3) as "FAIL" (other facilities
-  // may carry the same reason: the text decides).
-  if (!rk || !message || level > 3) return;
+void NoteKafkaLog(const rd_kafka_s* rk, int level, const char* facility, const char* message) {
+  // Broker failures are logged as "FAIL": at LOG_ERR (3), but a disconnect
+  // right after connecting (plaintext against a TLS listener: "Disconnected
+  // while requesting ApiVersion ...") at LOG_INFO (6). Debug lines never.
+  if (!rk || !message || level > 6) return;
+  if (level > 3 && (!facility || std::string_view(facility) != "FAIL")) return;
   SecurityFailure f = ClassifyFailure(message);
   if (f.kind == SecurityFailure::Kind::kNone) return;
   std::lock_guard<std::mutex> lock(g_security_mutex);
