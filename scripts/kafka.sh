@@ -30,7 +30,8 @@
 # --secure (one broker): as a secured cluster runs, with authorization
 # (StandardAuthorizer, allow.everyone.if.no.acl.found=false) and a second
 # listener, SASL_PLAINTEXT with PLAIN logins admin/admin-secret (a super
-# user) and alice/alice-secret (what ACLs allow her, nothing else); its
+# user) and alice, bob and carol (NAME-secret: what ACLs allow them, nothing
+# else; a test that must see no grant of another uses a user of its own); its
 # address goes to DIR/sasl_bootstrap. The PLAINTEXT listener (DIR/bootstrap)
 # stays, as the super user ANONYMOUS, for the tests' own setup and ACLs.
 set -euo pipefail
@@ -281,7 +282,7 @@ PROPS
 done
 if ((secure)); then
   sport="${ports[2]}"
-  jaas='org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";'
+  jaas='org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret" user_bob="bob-secret" user_carol="carol-secret";'
   sed -i -e "s|^listeners=PLAINTEXT://\([^,]*\),|listeners=PLAINTEXT://\1,SASL_PLAINTEXT://127.0.0.1:$sport,|" \
     -e "s|^advertised.listeners=PLAINTEXT://\([^,]*\),|advertised.listeners=PLAINTEXT://\1,SASL_PLAINTEXT://127.0.0.1:$sport,|" \
     -e "s|^listener.security.protocol.map=.*|listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT|" \

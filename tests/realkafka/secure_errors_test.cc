@@ -1,7 +1,7 @@
 // What a user whose Kafka rights fall short is told, on the suite's secured
-// broker (CTest fixture `realkafka_secure`: authorization on, alice has
-// only what a test grants her):
-//   - `kappa deploy` as alice, who may read the control topic but write
+// broker (CTest fixture `realkafka_secure`: authorization on, bob has
+// only what this test grants him; alice gets grants from other suites):
+//   - `kappa deploy` as bob, who may read the control topic but write
 //     nothing: the registry's producer id is refused, a fatal producer
 //     error. The message gives that cause
 //     and the missing ACL (IdempotentWrite on the cluster or Write on the
@@ -27,9 +27,9 @@ bool Contains(const std::string& s, const std::string& part) { return s.find(par
 
 class SecureErrorsTest : public SecureRealKafkaTest<> {
  protected:
-  std::vector<std::string> AsAlice(std::vector<std::string> args, const std::string& control) const {
+  std::vector<std::string> AsBob(std::vector<std::string> args, const std::string& control) const {
     args.insert(args.end(), {"--control-topic", control});
-    const std::vector<std::string> as = As("alice");
+    const std::vector<std::string> as = As("bob");
     args.insert(args.end(), as.begin(), as.end());
     return args;
   }
@@ -40,12 +40,12 @@ TEST_F(SecureErrorsTest, DeployWithoutAclsNamesTheAuthorizationFailureAndTheMiss
   const std::string input = Unique("sec-in");
   ASSERT_TRUE(CreateTopicAdmin(Config(), input, 1, 1).ok());
   // The control topic exists (an administrator made it, compacted) and
-  // alice may see and read it, but write nothing anywhere: the registry's
+  // bob may see and read it, but write nothing anywhere: the registry's
   // idempotent producer is refused its producer id, whatever a topic
   // that cannot be described would say.
   ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
-  ASSERT_NO_FATAL_FAILURE(AllowAlice("topic", control, "describe"));
-  ASSERT_NO_FATAL_FAILURE(AllowAlice("topic", control, "read"));
+  ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", control, "describe"));
+  ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", control, "read"));
   ScratchDir dir("sec-deploy");
   SpecOptions o;
   o.job = Unique("sec-job");
@@ -55,7 +55,7 @@ TEST_F(SecureErrorsTest, DeployWithoutAclsNamesTheAuthorizationFailureAndTheMiss
   const std::string spec = WriteSpec(dir, "v1.yaml", o);
   std::string out, err;
   const auto began = std::chrono::steady_clock::now();
-  EXPECT_EQ(RunKappa(AsAlice({"deploy", spec, "--stop-at-end", "--status-interval-ms", "0"}, control), &out, &err,
+  EXPECT_EQ(RunKappa(AsBob({"deploy", spec, "--stop-at-end", "--status-interval-ms", "0"}, control), &out, &err,
                      "sec-deploy"),
             1)
       << out << err;
@@ -66,7 +66,7 @@ TEST_F(SecureErrorsTest, DeployWithoutAclsNamesTheAuthorizationFailureAndTheMiss
   EXPECT_TRUE(Contains(err, "Write on topic " + control)) << err;
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one line: " << err;
   EXPECT_FALSE(Contains(err, "Local: Fatal error")) << err;
-  EXPECT_FALSE(Contains(out + err, Password("alice"))) << out << err;
+  EXPECT_FALSE(Contains(out + err, Password("bob"))) << out << err;
 }
 
 TEST_F(SecureErrorsTest, AWrongPasswordIsAnAuthenticationErrorWithinSeconds) {

@@ -135,7 +135,7 @@ class SharedRealKafkaTest : public Base {
 // skipped when none runs. Config() is its PLAINTEXT listener, whose
 // ANONYMOUS principal is a super user (setup, ACLs, reading results back);
 // As(user) are the kappa options of a SASL/PLAIN login as admin (a super
-// user) or alice (only what AllowAlice grants).
+// user), alice, bob or carol (only what Allow grants them).
 template <typename Base = ::testing::Test>
 class SecureRealKafkaTest : public Base {
  protected:
@@ -172,11 +172,17 @@ class SecureRealKafkaTest : public Base {
                          {"sasl.username", user}, {"sasl.password", Password(user)}};
     return config;
   }
-  // Grants alice `operation` on a resource (AllowAcl).
+  // Grants `user` `operation` on a resource (AllowAcl). Grants stay for the
+  // broker's life: a test that must meet none of another's uses its own
+  // user (alice, bob, carol).
+  void Allow(const std::string& user, const std::string& resource_type, const std::string& name,
+             const std::string& operation, bool prefixed = false) {
+    Status st = AllowAcl(Config(), "User:" + user, resource_type, name, operation, prefixed);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
   void AllowAlice(const std::string& resource_type, const std::string& name, const std::string& operation,
                   bool prefixed = false) {
-    Status st = AllowAcl(Config(), "User:alice", resource_type, name, operation, prefixed);
-    ASSERT_TRUE(st.ok()) << st.ToString();
+    Allow("alice", resource_type, name, operation, prefixed);
   }
   std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
 
