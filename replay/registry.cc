@@ -253,6 +253,11 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
   };
   std::vector<JobWrite> writes;
   std::map<std::string, std::string> progress;
+  // Per key, the partition and timestamp of the record kept: an older kappa
+  // wrote these keys to the partition librdkafka chose, this one to its
+  // own, so after an upgrade a key may be in two partitions, read in any
+  // order.
+  std::map<std::string, std::pair<int32_t, int64_t>, std::less<>> written_at;
   auto summary = ReadTopic(config_, topic_, [&](const ConsumedRecord& r) {
     if (r.key.rfind("job/", 0) == 0) {
       const std::string bytes(r.value);
@@ -261,6 +266,11 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
       const auto* j = flatbuffers::GetRoot<schema::JobRegistry>(bytes.data());
       writes.push_back(JobWrite{std::string(r.key), std::move(*record), j->base_seq(), j->seq(), r.partition, r.offset});
     } else {
+      // Within a partition the one read last (its log's order, whatever the
+      // writers' clocks say); across partitions the later written.
+      auto [at, fresh] = written_at.try_emplace(std::string(r.key), r.partition, r.timestamp_ms);
+      if (!fresh && at->second.first != r.partition && r.timestamp_ms < at->second.second) return;
+      at->second = {r.partition, r.timestamp_ms};
       progress[std::string(r.key)] = std::string(r.value);
     }
   }, 15000, nullptr, -1, /*settle_ms=*/0);  // written without transactions: nothing to settle

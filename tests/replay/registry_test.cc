@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "kafka/kafka_producer.h"
 #include "kafka/topic_reader.h"
 #include "tests/replay/replay_test_util.h"
@@ -156,6 +159,31 @@ TEST_F(RegistryTest, HeartbeatsStayOffTheJobRecordsPartitionAndALostHistoryIsAnE
   EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition);
   EXPECT_NE(st.message().find("the control topic kappa.control has lost its first"), std::string::npos) << st.ToString();
   EXPECT_NE(st.message().find("cleanup.policy=compact"), std::string::npos) << st.ToString();
+}
+
+// An older kappa wrote heartbeats, throttles and DLQ replay markers to the
+// partition librdkafka's partitioner chose; this one writes a key to a
+// partition of its own choosing, so after an upgrade a key has records in
+// two partitions. The latest written wins, whichever partition is read
+// last (a bug bash: the old binary's marker was read after the new one's,
+// and `dlq replay` re-injected what the new one had just re-injected).
+TEST_F(RegistryTest, AKeyWrittenToAnotherPartitionBeforeAnUpgradeReadsAsItsLatestValue) {
+  CreateTopic("kappa.control", 4);
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  const std::string key = "dlq-replayed/x/0";
+  // The old layout's copies, in every partition: whichever one this kappa
+  // writes to, an older value is in a partition read after it.
+  for (int32_t p = 0; p < 4; ++p) ASSERT_TRUE((*producer)->Produce("kappa.control", p, key, "old").ok());
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later timestamp, as an upgrade's
+  Registry writer(Config());
+  ASSERT_TRUE(writer.PutValue(key, "new").ok());
+  for (int i = 0; i < 3; ++i) {
+    Registry reader(Config());
+    ASSERT_TRUE(reader.Refresh().ok());
+    EXPECT_EQ(reader.Value(key).value_or("(none)"), "new");
+  }
 }
 
 // A scaled-out instance's record carries its standby copies and their lag
