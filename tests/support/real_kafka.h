@@ -98,25 +98,20 @@ struct CommittedContents {
 Result<CommittedContents> ReadCommitted(const KafkaConfig& config, const std::string& topic,
                                         int timeout_ms = 30000);
 
-#ifdef KAPPA_REALKAFKA_DIR
-// A test of the suite's shared broker (the CTest fixture `realkafka`, or
-// `scripts/kafka.sh start --dir KAPPA_REALKAFKA_DIR` by hand), skipped when
-// none runs; each test names its topics and groups with Unique(), so tests
-// share the broker in parallel and a re-run meets none of an earlier run's.
-// Base: ::testing::Test or ::testing::TestWithParam<...>.
-template <typename Base = ::testing::Test>
-class SharedRealKafkaTest : public Base {
+// What a suite of a broker started once for it (by a CTest fixture, or by
+// hand with scripts/kafka.sh) shares: its address, read from `dir`, and a
+// suffix that makes each test's topics and groups its own, so tests share
+// the broker in parallel and a re-run meets none of an earlier run's.
+template <typename Base>
+class RealKafkaSuiteTest : public Base {
  protected:
-  void SetUp() override {
-    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_DIR);
-    if (bootstrap_.empty()) {
-      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
-                   << KAPPA_REALKAFKA_DIR;
-    }
+  // Reads `dir`/bootstrap; false (the test should skip) when none runs.
+  bool Attach(const std::string& dir) {
+    bootstrap_ = SharedRealKafkaBootstrap(dir);
     std::random_device rd;
     id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+    return !bootstrap_.empty();
   }
-
   KafkaConfig Config() const {
     KafkaConfig config;
     config.brokers = bootstrap_;
@@ -126,6 +121,21 @@ class SharedRealKafkaTest : public Base {
 
   std::string bootstrap_;
   std::string id_;
+};
+
+#ifdef KAPPA_REALKAFKA_DIR
+// A test of the suite's shared broker (the CTest fixture `realkafka`, or
+// `scripts/kafka.sh start --dir KAPPA_REALKAFKA_DIR` by hand), skipped when
+// none runs. Base: ::testing::Test or ::testing::TestWithParam<...>.
+template <typename Base = ::testing::Test>
+class SharedRealKafkaTest : public RealKafkaSuiteTest<Base> {
+ protected:
+  void SetUp() override {
+    if (!this->Attach(KAPPA_REALKAFKA_DIR)) {
+      GTEST_SKIP() << "no real broker: ctest starts one (fixture realkafka), or run scripts/kafka.sh start --dir "
+                   << KAPPA_REALKAFKA_DIR;
+    }
+  }
 };
 #endif  // KAPPA_REALKAFKA_DIR
 
@@ -137,26 +147,18 @@ class SharedRealKafkaTest : public Base {
 // As(user) are the kappa options of a SASL/PLAIN login as admin (a super
 // user), alice, bob or carol (only what Allow grants them).
 template <typename Base = ::testing::Test>
-class SecureRealKafkaTest : public Base {
+class SecureRealKafkaTest : public RealKafkaSuiteTest<Base> {
  protected:
   void SetUp() override {
-    bootstrap_ = SharedRealKafkaBootstrap(KAPPA_REALKAFKA_SECURE_DIR);
     std::ifstream in(std::string(KAPPA_REALKAFKA_SECURE_DIR) + "/sasl_bootstrap");
     std::getline(in, sasl_bootstrap_);
-    if (bootstrap_.empty() || sasl_bootstrap_.empty()) {
+    if (!this->Attach(KAPPA_REALKAFKA_SECURE_DIR) || sasl_bootstrap_.empty()) {
       GTEST_SKIP() << "no secured broker: ctest starts one (fixture realkafka_secure), or run scripts/kafka.sh "
                       "start --secure --dir "
                    << KAPPA_REALKAFKA_SECURE_DIR;
     }
-    std::random_device rd;
-    id_ = std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
   }
 
-  KafkaConfig Config() const {
-    KafkaConfig config;
-    config.brokers = bootstrap_;
-    return config;
-  }
   // The password of `user` on the secured broker.
   static std::string Password(const std::string& user) { return user + "-secret"; }
   // kappa's options to reach the SASL listener as `user`.
@@ -164,31 +166,20 @@ class SecureRealKafkaTest : public Base {
     return {"-b", sasl_bootstrap_, "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
             "-X", "sasl.username=" + user, "-X", "sasl.password=" + Password(user)};
   }
-  // The same as a client configuration.
-  KafkaConfig ConfigAs(const std::string& user) const {
-    KafkaConfig config;
-    config.brokers = sasl_bootstrap_;
-    config.properties = {{"security.protocol", "SASL_PLAINTEXT"}, {"sasl.mechanisms", "PLAIN"},
-                         {"sasl.username", user}, {"sasl.password", Password(user)}};
-    return config;
-  }
   // Grants `user` `operation` on a resource (AllowAcl). Grants stay for the
   // broker's life: a test that must meet none of another's uses its own
   // user (alice, bob, carol).
   void Allow(const std::string& user, const std::string& resource_type, const std::string& name,
              const std::string& operation, bool prefixed = false) {
-    Status st = AllowAcl(Config(), "User:" + user, resource_type, name, operation, prefixed);
+    Status st = AllowAcl(this->Config(), "User:" + user, resource_type, name, operation, prefixed);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
   void AllowAlice(const std::string& resource_type, const std::string& name, const std::string& operation,
                   bool prefixed = false) {
     Allow("alice", resource_type, name, operation, prefixed);
   }
-  std::string Unique(const std::string& prefix) const { return prefix + "-" + id_; }
 
-  std::string bootstrap_;
   std::string sasl_bootstrap_;
-  std::string id_;
 };
 #endif  // KAPPA_REALKAFKA_SECURE_DIR
 
