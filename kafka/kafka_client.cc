@@ -343,8 +343,8 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
                        : security.kind == SecurityFailure::Kind::kTls          ? RD_KAFKA_RESP_ERR__SSL
                                                                                 : err;
       // Unavailable as before (exit 1), whatever the code says.
-      return Status::Unavailable(std::string(what) + servers + " failed: " + security.reason + " (" + rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(code)) +
-                                 "); " + security.advice);
+      return Status::Unavailable(std::string(what) + servers + " failed: " + security.reason + " (" +
+                                 rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(code)) + "); " + security.advice);
     }
     const std::string files = FileLimitNote();
     return StatusFromKafka(err,
