@@ -8,7 +8,7 @@
 // markers in the unreadable control topic read as none), and promote's
 // changed-share gate passing on an unreadable serving output (read as no
 // rows). Each says now that the principal is not authorized, and nothing
-// is written.
+// is written or promoted.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -100,6 +100,47 @@ TEST_F(SecureAccessTest, DlqReplayWithoutAccessToTheControlTopicInjectsNothing) 
       << out << err;
   ExpectNotAuthorized(err, control);
   EXPECT_EQ(Records(input), before) << "records were re-injected without their markers";
+}
+
+// Promote's diff reads the serving version's outputs: unreadable, they are
+// no "nothing produced yet" (0 rows compared, 0% changed, promoted), and the
+// gate refuses nothing it has not compared.
+TEST_F(SecureAccessTest, PromoteRefusesWhenTheServingOutputCannotBeRead) {
+  const std::string input = Unique("pr-in");
+  const std::string control = Unique("pr-control");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 2, 1).ok());
+  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(9, 3000, 50)));
+  ScratchDir dir("secure-promote");
+  SpecOptions o;
+  o.job = Unique("prjob");
+  o.source = input;
+  o.sink = o.job + "-out";
+  o.state_dir = dir / "v1";
+  const std::string v1 = WriteSpec(dir, "v1.yaml", o);
+  o.version = 2;
+  o.filter = "amount_cents > 100";  // other rows: the gate has something to refuse
+  o.state_dir = dir / "v2";
+  const std::string v2 = WriteSpec(dir, "v2.yaml", o);
+  std::string out, err;
+  for (const auto& [command, spec] : {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}}) {
+    ASSERT_EQ(RunKappa({command, spec, "-b", bootstrap_, "--control-topic", control, "--stop-at-end",
+                        "--status-interval-ms", "0"},
+                       &out, &err),
+              0)
+        << command << ": " << err;
+  }
+  // alice may run the registry and read v2's outputs, not v1's.
+  AllowAlice("topic", control, "all");
+  AllowAlice("topic", o.sink + ".v2", "read");
+  AllowAlice("group", "*", "all");
+  EXPECT_EQ(RunKappa(AsAlice({"promote", o.job, "--version", "2", "--force", "--max-changed-share", "0.05",
+                              "--control-topic", control}),
+                     &out, &err),
+            1)
+      << out << err;
+  ExpectNotAuthorized(err, o.sink + ".v1");
+  EXPECT_EQ(out.find("now serves"), std::string::npos) << out;
 }
 
 }  // namespace
