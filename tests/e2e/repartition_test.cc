@@ -269,7 +269,8 @@ TEST_F(RepartitionTest, WindowLineageNamesTheInputAndRerunsAgree) {
   // The expected lineage: min and max input offset per currency and 10-minute window.
   std::map<std::string, std::pair<int64_t, int64_t>> want;
   ASSERT_TRUE(ReadTopic(Config(), "transactions", [&](const ConsumedRecord& r) {
-                const auto* t = flatbuffers::GetRoot<schema::Transaction>(r.value.data());
+                const std::string bytes(r.value);  // aligned, as FlatBuffers wants (the consumer's buffer need not be)
+                const auto* t = flatbuffers::GetRoot<schema::Transaction>(bytes.data());
                 const int64_t size = 10 * 60 * 1000;
                 const int64_t end = (t->event_time_ms() / size + 1) * size;
                 const std::string key = t->currency()->str() + "|" + std::to_string(end);
