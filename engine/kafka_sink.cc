@@ -181,7 +181,13 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
 
 Status KafkaSink::ProduceState(const std::string& topic, int32_t partition, std::string_view key,
                                std::string_view value) {
-  return producer_->Produce(topic, partition, key, value);
+  Status st = producer_->Produce(topic, partition, key, value);
+  // Fenced while writing state (the changelog): the same message as at a
+  // transactional step, not the produce error (CI: a second process of
+  // the same instance fenced the first during a changelog write, which then
+  // said only "cannot produce to <changelog>: _FENCED").
+  if (!st.ok() && Fenced()) return FencedError();
+  return st;
 }
 
 KafkaSink::AbortedCommit KafkaSink::LastCommitAborted() const {
