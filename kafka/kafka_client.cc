@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <memory>
@@ -48,39 +49,59 @@ std::map<std::string, SecurityRecord>& SecurityRecords() {
 
 bool Has(std::string_view text, std::string_view what) { return text.find(what) != std::string_view::npos; }
 
+// What a line of librdkafka's log names: a SASL login, a TLS handshake, or
+// a security.protocol that does not match the listener.
+SecurityFailure::Kind FailureKindOf(std::string_view line) {
+  if (Has(line, "SASL") || Has(line, "Authentication failed") || Has(line, "authentication failed")) {
+    return SecurityFailure::Kind::kAuthentication;
+  }
+  if (Has(line, "SSL handshake") || Has(line, "certificate") || Has(line, "SSL:")) return SecurityFailure::Kind::kTls;
+  if (Has(line, "security.protocol")) return SecurityFailure::Kind::kProtocol;
+  return SecurityFailure::Kind::kNone;
+}
+
+// The advice for a failure of a kind, by what else its line says: the first
+// row of the kind whose `says` (any of them, or none given) the line holds.
+struct FailureAdvice {
+  SecurityFailure::Kind kind;
+  std::initializer_list<std::string_view> says;
+  const char* advice;
+};
+const FailureAdvice kFailureAdvice[] = {
+    {SecurityFailure::Kind::kAuthentication, {"not supported by broker"},
+     "check security.protocol: this listener takes no SASL login (PLAINTEXT or SSL), or --brokers names the wrong "
+     "port"},
+    {SecurityFailure::Kind::kAuthentication, {},
+     "check the SASL settings: sasl.mechanisms (one the broker enables), sasl.username and sasl.password, and that "
+     "security.protocol (SASL_PLAINTEXT or SASL_SSL) matches the broker's listener"},
+    {SecurityFailure::Kind::kTls, {"PLAINTEXT"},
+     "check security.protocol: this listener does not speak TLS (PLAINTEXT or SASL_PLAINTEXT), or --brokers names "
+     "the wrong port"},
+    {SecurityFailure::Kind::kTls, {"verify", "ssl.ca.location"},
+     "check ssl.ca.location: it must name the CA that signed the broker's certificate (and the certificate must be "
+     "for the host in --brokers)"},
+    {SecurityFailure::Kind::kTls, {},
+     "check the TLS settings: security.protocol (SSL or SASL_SSL only for a TLS listener), ssl.ca.location and any "
+     "client certificate"},
+    {SecurityFailure::Kind::kProtocol, {},
+     "check security.protocol: it must match the broker's listener (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL); a "
+     "TLS listener needs SSL or SASL_SSL"},
+};
+
 // The security failure a line of librdkafka's log reports, if any. Its
 // broker failures read "<broker>: <reason> (after Nms in state S)".
 SecurityFailure ClassifyFailure(std::string_view line) {
   SecurityFailure f;
-  const bool sasl = Has(line, "SASL") || Has(line, "Authentication failed") || Has(line, "authentication failed");
-  const bool tls = Has(line, "SSL handshake") || Has(line, "certificate") || Has(line, "SSL:");
-  const bool protocol = Has(line, "security.protocol");
-  if (sasl && Has(line, "not supported by broker")) {
-    f.kind = SecurityFailure::Kind::kAuthentication;
-    f.advice = "check security.protocol: this listener takes no SASL login (PLAINTEXT or SSL), or --brokers "
-               "names the wrong port";
-  } else if (sasl) {
-    f.kind = SecurityFailure::Kind::kAuthentication;
-    f.advice = "check the SASL settings: sasl.mechanisms (one the broker enables), sasl.username and sasl.password, "
-               "and that security.protocol (SASL_PLAINTEXT or SASL_SSL) matches the broker's listener";
-  } else if (tls) {
-    f.kind = SecurityFailure::Kind::kTls;
-    if (Has(line, "PLAINTEXT")) {
-      f.advice = "check security.protocol: this listener does not speak TLS (PLAINTEXT or SASL_PLAINTEXT), "
-                 "or --brokers names the wrong port";
-    } else if (Has(line, "verify") || Has(line, "ssl.ca.location")) {
-      f.advice = "check ssl.ca.location: it must name the CA that signed the broker's certificate (and the "
-                 "certificate must be for the host in --brokers)";
-    } else {
-      f.advice = "check the TLS settings: security.protocol (SSL or SASL_SSL only for a TLS listener), "
-                 "ssl.ca.location and any client certificate";
+  f.kind = FailureKindOf(line);
+  if (f.kind == SecurityFailure::Kind::kNone) return f;
+  for (const FailureAdvice& row : kFailureAdvice) {
+    if (row.kind != f.kind) continue;
+    bool says = row.says.size() == 0;
+    for (std::string_view what : row.says) says = says || Has(line, what);
+    if (says) {
+      f.advice = row.advice;
+      break;
     }
-  } else if (protocol) {
-    f.kind = SecurityFailure::Kind::kProtocol;
-    f.advice = "check security.protocol: it must match the broker's listener (PLAINTEXT, SSL, SASL_PLAINTEXT or "
-               "SASL_SSL); a TLS listener needs SSL or SASL_SSL";
-  } else {
-    return f;
   }
   // Without the thread's and broker's names in front ("[thrd:ssl://h:p/bootstrap]:
   // ssl://h:p/bootstrap: ") and the "(after Nms in state S)" behind.
@@ -290,9 +311,10 @@ rd_kafka_resp_err_t TopicAloneError(rd_kafka_t* rk, const std::string& topic, in
   return err;
 }
 
-}  // namespace
-
-Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {
+// TopicPartitionCount; with ask_alone false, a topic missing from the
+// all-topics answer is NotFound without asking for it alone (which may take
+// a client of its own): for a wait on a topic just created.
+Result<int32_t> PartitionCountOf(rd_kafka_s* rk, const std::string& topic, int timeout_ms, bool ask_alone) {
   const rd_kafka_metadata_t* md = nullptr;
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + std::chrono::milliseconds(std::max(0, timeout_ms));
@@ -363,7 +385,8 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
     }
   }
   rd_kafka_metadata_destroy(md);
-  if (count < 0 && TopicAloneError(rk, topic, timeout_ms) == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+  if (count < 0 && ask_alone &&
+      TopicAloneError(rk, topic, timeout_ms) == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
     // Not "create it first": it may well exist, and creating it is not
     // what this principal lacks.
     return Status::PermissionDenied("topic '" + topic +
@@ -378,6 +401,12 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
                             "--topic " + topic + ":PARTITIONS`)");
   }
   return count;
+}
+
+}  // namespace
+
+Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {
+  return PartitionCountOf(rk, topic, timeout_ms, /*ask_alone=*/true);
 }
 
 Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int32_t partition,
@@ -532,9 +561,11 @@ Result<TopicCreation> CreateTopicIfMissing(rd_kafka_t* rk, const std::string& to
     case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS: {
       // The controller has it; the broker this client asks for metadata
       // may learn of it a moment later (several instances creating one
-      // changelog at once met exactly that): wait until it answers too.
+      // changelog at once met exactly that): wait until it answers too,
+      // without a client of its own per look (the topic is there).
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-      while (TopicPartitionCount(rk, topic, timeout_ms).status().code() == Status::Code::kNotFound &&
+      while (PartitionCountOf(rk, topic, timeout_ms, /*ask_alone=*/false).status().code() ==
+                 Status::Code::kNotFound &&
              std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
