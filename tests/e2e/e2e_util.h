@@ -72,6 +72,17 @@ struct SpecOptions {
   std::string delivery = "at_least_once";
 };
 
+// The user-spend job `job` reading `source` into `<job>-out`, its state in
+// `state_dir` (the other options as the defaults above).
+inline SpecOptions JobOptions(const std::string& job, const std::string& source, const std::string& state_dir) {
+  SpecOptions o;
+  o.job = job;
+  o.source = source;
+  o.sink = job + "-out";
+  o.state_dir = state_dir;
+  return o;
+}
+
 inline std::string WriteSpec(const ScratchDir& dir, const std::string& name, const SpecOptions& o) {
   const std::string path = dir / name;
   std::ofstream out(path);

@@ -181,6 +181,33 @@ class RetentionTest : public SharedRealKafkaTest<> {
     return out;
   }
 
+  // An archive of a 2-partition topic (3000 records) that then falls
+  // behind: 3000 more arrive and retention deletes partition 0 up to 500
+  // past the archive's end, so partition 0 is held back with a hole.
+  struct HeldBack {
+    std::vector<Watermarks> archived;  // the topic's marks when archived
+    int64_t log_start = 0;             // partition 0's log start after retention
+    std::vector<Watermarks> now;       // the marks after retention
+  };
+  void ArchiveThenPassPartition0(const std::string& root, const std::string& topic, const std::string& name,
+                                 const std::vector<std::string>& extra, HeldBack* held) {
+    ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
+    ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 1));
+    std::vector<std::string> archive = Archive(root, topic);
+    archive.insert(archive.end(), extra.begin(), extra.end());
+    std::string err;
+    ASSERT_EQ(RunKappa(archive, nullptr, &err, name), 0) << err;
+    held->archived = Marks(topic);
+    ASSERT_EQ(held->archived.size(), 2u);
+    ASSERT_GT(held->archived[0].high, 0);
+    ASSERT_GT(held->archived[1].high, 0);
+    ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
+    held->log_start = held->archived[0].high + 500;
+    ASSERT_LT(held->log_start, Marks(topic)[0].high);
+    ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, held->log_start));
+    held->now = Marks(topic);
+    ASSERT_GT(held->now[1].high, held->archived[1].high);
+  }
 };
 
 std::string Range(int64_t from, int64_t to_exclusive) {
@@ -393,23 +420,14 @@ TEST_F(RetentionTest, ARunningArchiverPassedByRetentionNamesTheDeletedRange) {
 // is left as it was (no hole), and the run exits naming what is missing.
 TEST_F(RetentionTest, ArchiverHoldsBackTheOnePartitionRetentionGotAheadOfAndArchivesTheOthers) {
   const std::string topic = Unique("ret-hold-in");
-  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
-  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 1));
   ScratchDir dir("ret-hold");
-  std::string err;
-  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-hold-archiver"), 0) << err;
-  const auto archived = Marks(topic);
-  ASSERT_EQ(archived.size(), 2u);
-  ASSERT_GT(archived[0].high, 0);
-  ASSERT_GT(archived[1].high, 0);
-
   // Stopped, it falls behind; retention passes its end on partition 0 only.
-  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
-  const int64_t log_start = archived[0].high + 500;
-  ASSERT_LT(log_start, Marks(topic)[0].high);
-  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, log_start));
-  const auto now = Marks(topic);
-  ASSERT_GT(now[1].high, archived[1].high);
+  HeldBack held;
+  ASSERT_NO_FATAL_FAILURE(ArchiveThenPassPartition0(dir / "arch", topic, "ret-hold-archiver", {}, &held));
+  const auto& archived = held.archived;
+  const auto& now = held.now;
+  const int64_t log_start = held.log_start;
+  std::string err;
 
   // Resumed to the end: it archives partition 1 and exits non-zero naming
   // partition 0 and the range retention took, with the advice.
@@ -551,22 +569,14 @@ TEST_F(RetentionTest, ARunningArchiverPassedByRetentionOnOnePartitionGoesOnWithT
 // offsets it refetched.
 TEST_F(RetentionTest, RepairNamesAHeldBackPartitionsHoleAndWhatItRefetched) {
   const std::string topic = Unique("ret-repair-in");
-  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 2, 1).ok());
-  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 1));
   ScratchDir dir("ret-repair");
   const std::string root = dir / "arch";
+  HeldBack held;
+  ASSERT_NO_FATAL_FAILURE(ArchiveThenPassPartition0(root, topic, "ret-repair-archiver", {"--block-kb", "8"}, &held));
+  const auto& archived = held.archived;
+  const auto& now = held.now;
+  const int64_t log_start = held.log_start;
   std::string out, err;
-  std::vector<std::string> archive = Archive(root, topic);
-  archive.insert(archive.end(), {"--block-kb", "8"});
-  ASSERT_EQ(RunKappa(archive, nullptr, &err, "ret-repair-archiver"), 0) << err;
-  const auto archived = Marks(topic);
-  ASSERT_EQ(archived.size(), 2u);
-  ASSERT_GT(archived[0].high, 0);
-  ASSERT_GT(archived[1].high, 0);
-  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
-  const int64_t log_start = archived[0].high + 500;
-  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, log_start));
-  const auto now = Marks(topic);
   const std::string hole = topic + "[0] offsets " + Range(archived[0].high, log_start);
 
   // No damaged block, but a hole: named, with the advice, and not whole.

@@ -78,11 +78,7 @@ TEST_F(SecureAccessTest, DlqReplayWithoutAccessToTheControlTopicInjectsNothing) 
   gen.malformed_fraction = 0.05;
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, gen));
   ScratchDir dir("secure-dlq");
-  SpecOptions o;
-  o.job = Unique("dlqjob");
-  o.source = input;
-  o.sink = o.job + "-out";
-  o.state_dir = dir / "state";
+  SpecOptions o = JobOptions(Unique("dlqjob"), input, dir / "state");
   std::string out, err;
   ASSERT_EQ(RunKappa({"run", WriteSpec(dir, "job.yaml", o), "-b", bootstrap_, "--stop-at-end",
                       "--status-interval-ms", "0"},
@@ -112,11 +108,7 @@ TEST_F(SecureAccessTest, PromoteRefusesWhenTheServingOutputCannotBeRead) {
   ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(9, 3000, 50)));
   ScratchDir dir("secure-promote");
-  SpecOptions o;
-  o.job = Unique("prjob");
-  o.source = input;
-  o.sink = o.job + "-out";
-  o.state_dir = dir / "v1";
+  SpecOptions o = JobOptions(Unique("prjob"), input, dir / "v1");
   const std::string v1 = WriteSpec(dir, "v1.yaml", o);
   o.version = 2;
   o.filter = "amount_cents > 100";  // other rows: the gate has something to refuse

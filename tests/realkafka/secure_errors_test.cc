@@ -47,11 +47,7 @@ TEST_F(SecureErrorsTest, DeployWithoutAclsNamesTheAuthorizationFailureAndTheMiss
   ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", control, "describe"));
   ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", control, "read"));
   ScratchDir dir("sec-deploy");
-  SpecOptions o;
-  o.job = Unique("sec-job");
-  o.source = input;
-  o.sink = o.job + "-hourly";
-  o.state_dir = dir / "state";
+  SpecOptions o = JobOptions(Unique("sec-job"), input, dir / "state");
   const std::string spec = WriteSpec(dir, "v1.yaml", o);
   std::string out, err;
   const auto began = std::chrono::steady_clock::now();
