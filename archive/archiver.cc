@@ -369,6 +369,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
       for (auto& f : followed.all()) f.high = std::max(f.high, (*consumer)->CachedLogEnd(f.topic, f.partition));
       ProgressSnapshot snapshot = followed.Snapshot(summary.records);
       snapshot.source_unreachable_since_ms = (*consumer)->UnreachableSinceMs();
+      snapshot.source_unreachable_reason = (*consumer)->UnreachableReason();
       reporter.Report(std::move(snapshot), summary.records);
       note_holes();
     }

@@ -64,6 +64,9 @@ struct ProgressSnapshot {
   // unknown", and a version is never counted as caught up.
   int64_t source_unreachable_since_ms = 0;
   bool source_unreachable() const { return source_unreachable_since_ms != 0; }
+  // Why, when the client's log named it ("authentication with Kafka fails:
+  // ..."): status lines say that rather than "no broker has answered".
+  std::string source_unreachable_reason;
   // Partitions the reader holds back instead of reading, each named with the
   // range it cannot get (the archiver: records retention deleted before they
   // were archived, "topic[p] offsets a..b"). They are not in `partitions`:

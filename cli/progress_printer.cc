@@ -33,22 +33,30 @@ std::string FormatTimeMs(int64_t ms) {
 std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s, bool with_epoch) {
   const RecordCounters& c = s.counters;
   char lag[192];
+  std::string lag_text;
   if (s.source_unreachable()) {
     // The log ends are the last ones seen: "lag 0" would claim caught up.
-    std::snprintf(lag, sizeof(lag), "lag unknown: no Kafka broker has answered for %lld s (last known %s, max p%d %s)",
-                  static_cast<long long>(std::max<int64_t>(0, s.checkpoint_ms - s.source_unreachable_since_ms) / 1000),
+    const long long seconds =
+        static_cast<long long>(std::max<int64_t>(0, s.checkpoint_ms - s.source_unreachable_since_ms) / 1000);
+    std::snprintf(lag, sizeof(lag), " for %lld s (last known %s, max p%d %s)", seconds,
                   HumanCount(s.total_lag()).c_str(), std::max(0, s.max_lag_partition()),
                   HumanCount(s.max_lag()).c_str());
+    // A refused login is no broker away: waiting will not mend it.
+    lag_text = "lag unknown: " +
+               (s.source_unreachable_reason.empty() ? std::string("no Kafka broker has answered")
+                                                    : s.source_unreachable_reason) +
+               lag;
   } else {
     char eta[32] = "";
     if (s.total_lag() > 0 && s.eta_seconds() >= 0) std::snprintf(eta, sizeof(eta), ", ETA %.1f s", s.eta_seconds());
     std::snprintf(lag, sizeof(lag), "lag %s (max p%d %s%s)", HumanCount(s.total_lag()).c_str(),
                   std::max(0, s.max_lag_partition()), HumanCount(s.max_lag()).c_str(), eta);
+    lag_text = lag;
   }
   char line[512];
-  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s, in %s, %s", label.c_str(), s.percent_done(),
-                HumanCount(s.records_per_second).c_str(), HumanCount(c.in).c_str(), lag);
-  std::string out = line;
+  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s, in %s, ", label.c_str(), s.percent_done(),
+                HumanCount(s.records_per_second).c_str(), HumanCount(c.in).c_str());
+  std::string out = line + lag_text;
   if (!s.held_back.empty()) {
     // Not in the lag above: records this reader will not get (see the ERROR note).
     out += ", NOT READ (held back): " + s.held_back.front();

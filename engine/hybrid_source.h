@@ -26,6 +26,7 @@ class HybridSource final : public Source {
   bool exhausted() const override { return false; }
   int64_t LogEnd(size_t i) const override;
   int64_t UnreachableSinceMs() const override { return kafka_.UnreachableSinceMs(); }
+  std::string UnreachableReason() const override { return kafka_.UnreachableReason(); }
   int64_t EndAtOpen(size_t i) const override;
   int64_t archive_records() const override { return archive_.archive_records(); }
   std::string Describe() const override;

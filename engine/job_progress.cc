@@ -26,6 +26,7 @@ ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& sourc
   s.checkpoint_ms = WallClockMs();
   s.counters = TotalCounters(tasks);
   s.source_unreachable_since_ms = source.UnreachableSinceMs();
+  s.source_unreachable_reason = source.UnreachableReason();
   s.partitions.reserve(tasks.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
     PartitionProgress p;

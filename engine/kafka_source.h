@@ -39,6 +39,7 @@ class KafkaSource final : public Source {
   bool exhausted() const override { return false; }
   int64_t LogEnd(size_t i) const override;
   int64_t UnreachableSinceMs() const override { return consumer_.UnreachableSinceMs(); }
+  std::string UnreachableReason() const override { return consumer_.UnreachableReason(); }
   int64_t EndAtOpen(size_t i) const override { return end_at_open_[i]; }
   std::string Describe() const override;
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "base/progress.h"
@@ -46,6 +47,8 @@ class Source {
   // Since when (wall clock ms) no Kafka broker answers; 0: reachable, or a
   // source that needs none (PartitionConsumer::UnreachableSinceMs).
   virtual int64_t UnreachableSinceMs() const { return 0; }
+  // Why, when known (PartitionConsumer::UnreachableReason); empty otherwise.
+  virtual std::string UnreachableReason() const { return {}; }
   // Records served from the archive so far (the rest came from Kafka).
   virtual int64_t archive_records() const { return 0; }
   // A one-line description for the start note ("transactions[0..7] from Kafka").

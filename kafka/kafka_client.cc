@@ -52,6 +52,11 @@ bool Has(std::string_view text, std::string_view what) { return text.find(what) 
 // What a line of librdkafka's log names: a SASL login, a TLS handshake, or
 // a security.protocol that does not match the listener.
 SecurityFailure::Kind FailureKindOf(std::string_view line) {
+  // librdkafka's guess after a plaintext connection closed early ("Disconnected:
+  // verify that security.protocol is correctly configured, broker might
+  // require SASL authentication"): a SASL listener does that, and so does a
+  // broker that is shutting down or just went away. No login failed.
+  if (Has(line, "might require SASL")) return SecurityFailure::Kind::kProtocol;
   if (Has(line, "SASL") || Has(line, "Authentication failed") || Has(line, "authentication failed")) {
     return SecurityFailure::Kind::kAuthentication;
   }
@@ -83,6 +88,9 @@ const FailureAdvice kFailureAdvice[] = {
     {SecurityFailure::Kind::kTls, {},
      "check the TLS settings: security.protocol (SSL or SASL_SSL only for a TLS listener), ssl.ca.location and any "
      "client certificate"},
+    {SecurityFailure::Kind::kProtocol, {"might require SASL"},
+     "check security.protocol: a SASL listener needs SASL_PLAINTEXT or SASL_SSL and a login (or the broker went "
+     "away while connecting)"},
     {SecurityFailure::Kind::kProtocol, {},
      "check security.protocol: it must match the broker's listener (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL); a "
      "TLS listener needs SSL or SASL_SSL"},

@@ -92,7 +92,23 @@ void PartitionConsumer::ProbeBroker() {
   if (rd_kafka_metadata(consumer_.get(), 0, nullptr, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     rd_kafka_metadata_destroy(md);
     unreachable_since_ms_ = 0;
+    ForgetKafkaClient(consumer_.get());  // what failed before is past
   }
+}
+
+std::string PartitionConsumer::UnreachableReason() const {
+  if (unreachable_since_ms_ == 0) return {};
+  const SecurityFailure f = LastSecurityFailure(consumer_.get());
+  switch (f.kind) {
+    case SecurityFailure::Kind::kAuthentication:
+      return "authentication with Kafka fails: " + f.reason;
+    case SecurityFailure::Kind::kTls:
+      return "the TLS handshake with Kafka fails: " + f.reason;
+    case SecurityFailure::Kind::kProtocol:  // a guess, which a broker that went away also gives
+    case SecurityFailure::Kind::kNone:
+      break;
+  }
+  return {};
 }
 
 Result<int32_t> PartitionConsumer::PartitionCount(const std::string& topic) const {

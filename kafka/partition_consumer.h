@@ -121,6 +121,12 @@ class PartitionConsumer {
   // lower bound, not a measurement. Poll clears it once a broker answers
   // again (it asks, at most once a second, while the flag is set).
   int64_t UnreachableSinceMs() const { return unreachable_since_ms_; }
+  // Why, when librdkafka's log named it (a refused SASL login, a failed TLS
+  // handshake: credentials revoked or a listener changed under a running
+  // job): "authentication with Kafka fails: <librdkafka's reason>"; empty
+  // while reachable, for a broker that is just away, and for librdkafka's
+  // guesses about security.protocol (a broker going away gives those too).
+  std::string UnreachableReason() const;
   // The first offset whose timestamp is >= timestamp_ms, or -1 if none yet.
   Result<int64_t> OffsetForTime(const std::string& topic, int32_t partition, int64_t timestamp_ms) const;
 

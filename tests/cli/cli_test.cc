@@ -24,6 +24,7 @@
 
 #include "base/clock.h"
 #include "cli/command.h"
+#include "cli/progress_printer.h"
 #include "replay/registry.h"
 #include "tests/support/test_support.h"
 
@@ -702,6 +703,32 @@ TEST(CliTest, BrokerServesOnItsFixedPortUntilInterrupted) {
   broker.Kill(SIGINT);
   EXPECT_EQ(broker.WaitFor(10000), 0) << "Ctrl-C stops the broker cleanly: " << broker.Stderr();
   EXPECT_FALSE(CanConnect(port)) << "still listening on " << address << " after it stopped";
+}
+
+// While no broker answers, the status line says the lag is unknown and
+// why: a refused login (credentials revoked under a running job) is named
+// instead of "no Kafka broker has answered", which reads as wait and see.
+TEST(StatusLineTest, AnUnreachableSourceSaysWhyWhenKnown) {
+  ProgressSnapshot s;
+  PartitionProgress p;
+  p.partition = 0;
+  p.position = 10;
+  p.log_end = 40;
+  s.partitions.push_back(p);
+  s.checkpoint_ms = 100000;
+  EXPECT_NE(cli::FormatStatusLine("kappa run j v1", s, false).find("lag 30 (max p0 30)"), std::string::npos);
+  s.source_unreachable_since_ms = 88000;
+  std::string line = cli::FormatStatusLine("kappa run j v1", s, false);
+  EXPECT_NE(line.find("lag unknown: no Kafka broker has answered for 12 s (last known 30, max p0 30)"),
+            std::string::npos)
+      << line;
+  s.source_unreachable_reason = "authentication with Kafka fails: SASL authentication error: Authentication failed";
+  line = cli::FormatStatusLine("kappa run j v1", s, true);
+  EXPECT_NE(line.find("lag unknown: authentication with Kafka fails: SASL authentication error: Authentication "
+                      "failed for 12 s (last known 30, max p0 30), watermark"),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(line.find("no Kafka broker has answered"), std::string::npos) << line;
 }
 
 }  // namespace

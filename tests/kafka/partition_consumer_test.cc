@@ -11,7 +11,10 @@
 // are the last ones it saw; a status line that went on saying "lag 0" told
 // an operator the archiver was caught up while nothing could be read. The
 // consumer says since when no broker answers, and stops saying it once one
-// does.
+// does. When librdkafka's log named why (a login refused: credentials
+// revoked under a running job), it says that too: the status line said "no
+// Kafka broker has answered" beside the SASL warning, as if waiting would
+// mend it.
 #include "kafka/partition_consumer.h"
 
 #include <algorithm>
@@ -118,6 +121,15 @@ TEST_F(PartitionConsumerTest, SaysSinceWhenNoBrokerAnswersAndStopsOnceOneDoes) {
       << "no broker answers, yet the consumer does not say so";
   EXPECT_GE((*consumer)->UnreachableSinceMs(), before);
   EXPECT_LE((*consumer)->UnreachableSinceMs(), WallClockMs());
+  EXPECT_EQ((*consumer)->UnreachableReason(), "") << "a broker that is just away names no cause";
+  // The line librdkafka logs when a broker refuses the login (the mock
+  // cluster has no SASL: written as the real broker's failure is).
+  NoteKafkaLog((*consumer)->handle(), 3, "FAIL",
+               "[thrd:sasl_plaintext://127.0.0.1:9094/1]: sasl_plaintext://127.0.0.1:9094/1: SASL authentication "
+               "error: Authentication failed: Invalid username or password (after 3ms in state AUTH_REQ)");
+  EXPECT_EQ((*consumer)->UnreachableReason(),
+            "authentication with Kafka fails: SASL authentication error: Authentication failed: Invalid username or "
+            "password");
   // It stays set while the brokers stay down (the probe fails).
   ASSERT_TRUE(PollUntil(**consumer, 2500, &received, [] { return false; }) == false);
   EXPECT_NE((*consumer)->UnreachableSinceMs(), 0);
@@ -125,6 +137,13 @@ TEST_F(PartitionConsumerTest, SaysSinceWhenNoBrokerAnswersAndStopsOnceOneDoes) {
   ASSERT_EQ(rd_kafka_mock_broker_set_up(broker_->mock_cluster(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
   ASSERT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return (*consumer)->UnreachableSinceMs() == 0; }))
       << "a broker answers again, yet the consumer still says none does";
+  EXPECT_EQ((*consumer)->UnreachableReason(), "");
+  // Reachable again, an old failure is no reason for a later outage.
+  ASSERT_EQ(rd_kafka_mock_broker_set_down(broker_->mock_cluster(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return (*consumer)->UnreachableSinceMs() != 0; }));
+  EXPECT_EQ((*consumer)->UnreachableReason(), "") << "the login failure before the last recovery";
+  ASSERT_EQ(rd_kafka_mock_broker_set_up(broker_->mock_cluster(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return (*consumer)->UnreachableSinceMs() == 0; }));
   // And it reads on from where it was.
   ASSERT_NO_FATAL_FAILURE(produce(50));
   EXPECT_TRUE(PollUntil(**consumer, 30000, &received, [&] { return received == 150; })) << received;

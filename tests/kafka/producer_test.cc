@@ -849,6 +849,15 @@ TEST(SecurityFailureTest, LogLinesOfAFailedConnectionAreKeptPerClientWithWhatToC
   f = LastSecurityFailure(b->get());
   EXPECT_EQ(f.kind, Kind::kProtocol);
   EXPECT_TRUE(Contains(f.advice, "check security.protocol")) << f.advice;
+  // A plaintext connection closed early is librdkafka's guess at SASL (a
+  // broker going away gives it as well): no login failed.
+  ForgetKafkaClient(b->get());
+  NoteKafkaLog(b->get(), 3, "FAIL",
+               "127.0.0.1:9094/1: Disconnected: verify that security.protocol is correctly configured, broker might "
+               "require SASL authentication (after 0ms in state UP)");
+  f = LastSecurityFailure(b->get());
+  EXPECT_EQ(f.kind, Kind::kProtocol);
+  EXPECT_TRUE(Contains(f.advice, "a SASL listener needs SASL_PLAINTEXT or SASL_SSL")) << f.advice;
   // A broker that is just down is no security failure.
   ForgetKafkaClient(b->get());
   NoteKafkaLog(b->get(), 3, "FAIL", "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused");
