@@ -78,8 +78,11 @@ bool IsNumericType(const std::string& type) {
 }
 
 // A column as a number for the change magnitude.
-std::string AsDouble(const std::string& expr, const std::string& type) {
-  return type == "boolean" ? "(" + expr + ")::int::float8" : "(" + expr + ")::float8";
+// As numeric: exact for bigint (float8 hid changes past 2^53), and no
+// "value out of range: overflow" for a difference of doubles near 1.8e308;
+// read back as text (strtod: a number past the double's range is infinity).
+std::string AsNumeric(const std::string& expr, const std::string& type) {
+  return type == "boolean" ? "(" + expr + ")::int::numeric" : "(" + expr + ")::numeric";
 }
 
 double ToDouble(const std::string& text) { return text.empty() ? 0 : std::strtod(text.c_str(), nullptr); }
@@ -300,12 +303,15 @@ Result<OutputDiff> ComparePgTables(PgClient& pg, const std::string& serving_tabl
     const std::string changed = both + " AND " + s + " IS DISTINCT FROM " + c;
     per_feature += ", count(*) FILTER (WHERE " + changed + ")";
     if (numeric) {
-      const std::string delta = "abs(" + AsDouble("c." + QuoteIdentifier(name), it->second) + " - " +
-                                AsDouble("s." + QuoteIdentifier(name), type) + ")";
-      per_feature += ", max(" + delta + ") FILTER (WHERE " + changed + "), avg(" + delta + ") FILTER (WHERE " + changed + ")";
+      const std::string delta = "abs(" + AsNumeric("c." + QuoteIdentifier(name), it->second) + " - " +
+                                AsNumeric("s." + QuoteIdentifier(name), type) + ")";
+      per_feature += ", max(" + delta + ") FILTER (WHERE " + changed + "), avg(" + delta + ") FILTER (WHERE " +
+                     changed + ")";
     } else {
       per_feature += ", NULL, NULL";
     }
+    // Changes between a value and NULL (a NaN or a sum past the double's range, in JSON's terms).
+    per_feature += ", count(*) FILTER (WHERE " + both + " AND (" + s + " IS NULL) <> (" + c + " IS NULL))";
   }
   const std::string row_changed =
       row_s.empty() ? "false" : "ROW(" + row_s + ") IS DISTINCT FROM ROW(" + row_c + ")";
@@ -327,9 +333,11 @@ Result<OutputDiff> ComparePgTables(PgClient& pg, const std::string& serving_tabl
   for (size_t i = 0; i < features.size(); ++i) {
     FieldChange f;
     f.field = features[i].name;
-    f.changed = ToInt(r[5 + 3 * i]);
-    f.largest = ToDouble(r[6 + 3 * i]);
-    f.mean = ToDouble(r[7 + 3 * i]);
+    f.changed = ToInt(r[5 + 4 * i]);
+    f.largest = ToDouble(r[6 + 4 * i]);
+    f.mean = ToDouble(r[7 + 4 * i]);
+    f.number_null = features[i].numeric ? ToInt(r[8 + 4 * i]) : 0;
+    if (!features[i].numeric) f.text = f.changed;
     diff.fields.push_back(f);
   }
   return diff;

@@ -39,23 +39,59 @@ const schema::WindowAggregate* AsWindow(const std::string& bytes) {
   return schema::VerifyWindowAggregateBuffer(v) ? schema::GetWindowAggregate(bytes.data()) : nullptr;
 }
 
-// A feature row written as JSON (a flat object): its numeric columns.
-bool JsonNumbers(simdjson::dom::parser& parser, const std::string& bytes, std::map<std::string, double>* out) {
+// One column of a feature row written as JSON. Integers stay exact: an
+// int64 feature (a wrapping sum) above 2^53 compared as a double hid its
+// changes.
+struct JsonColumn {
+  enum class Kind { kInt, kDouble, kNull, kOther } kind = Kind::kOther;
+  int64_t i = 0;
+  double d = 0;
+  std::string raw;  // kOther: the value as JSON text (text columns)
+  bool numeric() const { return kind == Kind::kInt || kind == Kind::kDouble; }
+  long double number() const { return kind == Kind::kInt ? static_cast<long double>(i) : d; }
+};
+
+// A feature row written as JSON (a flat object): its columns.
+bool JsonColumns(simdjson::dom::parser& parser, const std::string& bytes, std::map<std::string, JsonColumn>* out) {
   out->clear();
   if (bytes.size() < 2 || bytes.front() != '{') return false;
   simdjson::dom::object obj;
   if (parser.parse(bytes).get_object().get(obj) != simdjson::SUCCESS) return false;
   for (auto field : obj) {
-    double d;
+    JsonColumn c;
     if (field.value.is_int64()) {
-      d = static_cast<double>(int64_t(field.value));
-    } else if (field.value.get_double().get(d) != simdjson::SUCCESS) {
-      continue;  // the key, text columns
+      c.kind = JsonColumn::Kind::kInt;
+      c.i = int64_t(field.value);
+    } else if (field.value.is_null()) {
+      c.kind = JsonColumn::Kind::kNull;
+    } else if (field.value.get_double().get(c.d) == simdjson::SUCCESS) {
+      c.kind = JsonColumn::Kind::kDouble;
+    } else {
+      c.raw = simdjson::minify(field.value);
     }
-    (*out)[std::string(field.key)] = d;
+    (*out)[std::string(field.key)] = std::move(c);
   }
   return true;
 }
+
+bool SameColumn(const JsonColumn& x, const JsonColumn& y) {
+  if (x.kind == JsonColumn::Kind::kInt && y.kind == JsonColumn::Kind::kInt) return x.i == y.i;
+  if (x.numeric() && y.numeric()) return x.number() == y.number();  // 80-bit: exact for int64
+  return x.kind == y.kind && x.raw == y.raw;
+}
+
+// "50.00"; past 1e15 in exponent form (%.2f of 1.7e308 is 300 digits), and
+// what infinity stands for.
+std::string Magnitude(double v) {
+  if (std::isinf(v)) return "beyond the double range";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), std::fabs(v) < 1e15 ? "%.2f" : "%.6g", v);
+  return buf;
+}
+
+// |x - y| without rounding it to nothing (80-bit: exact for int64, and
+// past the double's range).
+long double Distance(long double x, long double y) { return fabsl(x - y); }
 
 }  // namespace
 
@@ -72,9 +108,20 @@ std::string OutputDiff::ToString() const {
   }
   for (const auto& f : fields) {
     if (f.changed == 0) continue;
-    std::snprintf(buf, sizeof(buf), "\n  %-6s changed in %lld rows, largest change %.2f, mean change %.2f", f.field.c_str(),
-                  static_cast<long long>(f.changed), f.largest, f.mean);
+    std::snprintf(buf, sizeof(buf), "\n  %-6s changed in %lld rows", f.field.c_str(), static_cast<long long>(f.changed));
     out += buf;
+    if (f.changed > f.number_null + f.text) {
+      out += ", largest change " + Magnitude(f.largest) + ", mean change " + Magnitude(f.mean);
+    }
+    if (f.number_null > 0) {
+      out += "; in " + std::to_string(f.number_null) +
+             " of them one version has a number and the other null (NaN, or a double past its range)";
+    }
+    if (f.text > 0) out += "; in " + std::to_string(f.text) + " of them as text";
+  }
+  if (!columns_only_in_one.empty()) {
+    out += "\n  columns in one version only (not compared): ";
+    for (size_t i = 0; i < columns_only_in_one.size(); ++i) out += (i ? ", " : "") + columns_only_in_one[i];
   }
   return out;
 }
@@ -87,12 +134,31 @@ Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& 
   if (!b.ok()) return b.status();
   OutputDiff diff;
   const char* names[] = {"count", "sum", "min", "max", "avg"};
-  std::vector<double> total(5, 0);
+  std::vector<long double> total(5, 0);
+  std::vector<int64_t> measured(5, 0);  // changes with a magnitude (both numbers)
   diff.fields.resize(5);
   for (int i = 0; i < 5; ++i) diff.fields[i].field = names[i];
   simdjson::dom::parser parser;
-  std::map<std::string, double> jx, jy;
+  std::map<std::string, JsonColumn> jx, jy;
   std::map<std::string, size_t> feature_index;  // JSON feature column -> its entry in diff.fields
+  std::set<std::string> only_in_one;
+  auto field_slot = [&](const std::string& name) -> size_t {
+    auto slot = feature_index.try_emplace(name, diff.fields.size());
+    if (slot.second) {
+      diff.fields.push_back(FieldChange{});
+      diff.fields.back().field = name;
+      total.push_back(0);
+      measured.push_back(0);
+    }
+    return slot.first->second;
+  };
+  auto add_change = [&](size_t i, long double d) {
+    ++diff.fields[i].changed;
+    ++measured[i];
+    // A double: infinity past its range, which the report names.
+    diff.fields[i].largest = std::max(diff.fields[i].largest, static_cast<double>(d));
+    total[i] += d;
+  };
   for (const auto& [key, value] : *a) {
     auto it = b->find(key);
     if (it == b->end()) {
@@ -109,43 +175,48 @@ Result<OutputDiff> CompareOutputs(const KafkaConfig& config, const std::string& 
     const auto* y = AsWindow(it->second);
     if (!x || !y) {
       // Feature rows in JSON: the change per named column.
-      if (JsonNumbers(parser, value, &jx) && JsonNumbers(parser, it->second, &jy)) {
+      if (JsonColumns(parser, value, &jx) && JsonColumns(parser, it->second, &jy)) {
         for (const auto& [name, vx] : jx) {
           auto vy = jy.find(name);
-          if (vy == jy.end() || vy->second == vx) continue;
-          auto slot = feature_index.try_emplace(name, diff.fields.size());
-          if (slot.second) {
-            diff.fields.push_back(FieldChange{});
-            diff.fields.back().field = name;
-            total.push_back(0);
+          if (vy == jy.end()) {
+            only_in_one.insert(name);
+            continue;
           }
-          FieldChange& f = diff.fields[slot.first->second];
-          const double d = std::fabs(vx - vy->second);
-          ++f.changed;
-          f.largest = std::max(f.largest, d);
-          total[slot.first->second] += d;
+          if (SameColumn(vx, vy->second)) continue;
+          const size_t i = field_slot(name);
+          if (vx.numeric() && vy->second.numeric()) {
+            add_change(i, Distance(vx.number(), vy->second.number()));
+          } else {
+            ++diff.fields[i].changed;
+            const bool number_null = (vx.numeric() && vy->second.kind == JsonColumn::Kind::kNull) ||
+                                     (vy->second.numeric() && vx.kind == JsonColumn::Kind::kNull);
+            ++(number_null ? diff.fields[i].number_null : diff.fields[i].text);
+          }
+        }
+        for (const auto& [name, vy] : jy) {
+          if (!jx.count(name)) only_in_one.insert(name);
         }
       }
       continue;
     }
-    const double dx[] = {static_cast<double>(x->count()), static_cast<double>(x->sum()), static_cast<double>(x->min()),
-                         static_cast<double>(x->max()), x->avg()};
-    const double dy[] = {static_cast<double>(y->count()), static_cast<double>(y->sum()), static_cast<double>(y->min()),
-                         static_cast<double>(y->max()), y->avg()};
+    // Exact for the int64 aggregates: a double hid changes past 2^53.
+    const long double dx[] = {static_cast<long double>(x->count()), static_cast<long double>(x->sum()),
+                              static_cast<long double>(x->min()), static_cast<long double>(x->max()), x->avg()};
+    const long double dy[] = {static_cast<long double>(y->count()), static_cast<long double>(y->sum()),
+                              static_cast<long double>(y->min()), static_cast<long double>(y->max()), y->avg()};
     for (int i = 0; i < 5; ++i) {
-      const double d = std::fabs(dx[i] - dy[i]);
-      if (d == 0) continue;
-      ++diff.fields[i].changed;
-      diff.fields[i].largest = std::max(diff.fields[i].largest, d);
-      total[i] += d;
+      if (dx[i] == dy[i]) continue;
+      add_change(static_cast<size_t>(i), Distance(dx[i], dy[i]));
     }
   }
   for (const auto& [key, value] : *b) {
     if (!a->count(key)) ++diff.only_candidate;
   }
   for (size_t i = 0; i < diff.fields.size(); ++i) {
-    if (diff.fields[i].changed) diff.fields[i].mean = total[i] / static_cast<double>(diff.fields[i].changed);
+    // The sum in 80 bits: changes near the double range add past it.
+    if (measured[i]) diff.fields[i].mean = static_cast<double>(total[i] / static_cast<long double>(measured[i]));
   }
+  diff.columns_only_in_one.assign(only_in_one.begin(), only_in_one.end());
   return diff;
 }
 

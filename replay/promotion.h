@@ -15,8 +15,13 @@ namespace kappa {
 struct FieldChange {
   std::string field;
   int64_t changed = 0;
-  double largest = 0;  // largest absolute change
-  double mean = 0;     // mean absolute change over changed rows
+  double largest = 0;  // largest absolute change (infinity past the double range)
+  double mean = 0;     // mean absolute change over the rows where both values are numbers
+  // Of `changed`: rows where one version has a number and the other null
+  // (a NaN or a double sum past the range; no magnitude), and rows where a
+  // text column differs.
+  int64_t number_null = 0;
+  int64_t text = 0;
 };
 
 struct OutputDiff {
@@ -26,6 +31,9 @@ struct OutputDiff {
   int64_t only_serving = 0;
   int64_t only_candidate = 0;
   std::vector<FieldChange> fields;
+  // JSON feature rows: columns one version writes and the other does not
+  // (a feature added or renamed), by name.
+  std::vector<std::string> columns_only_in_one;
   double changed_share() const { return compared ? static_cast<double>(changed) / compared : 0; }
   std::string ToString() const;
 };

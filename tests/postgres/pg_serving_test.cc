@@ -18,10 +18,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <future>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -334,6 +336,36 @@ TEST_F(PgServingTest, ThePromotionDiffRunsInSqlAndFeedsTheGate) {
 
 // The start of a deployment creates the version's table (the sink's DDL)
 // and makes the view agree with the registry: the first version serves.
+// The SQL diff compared bigint features as float8 (a change past 2^53 had
+// size 0) and subtracted doubles in float8, which fails with "value out of
+// range: overflow" near 1.8e308: promote stopped with an SQL error. Changes
+// between a number and NULL are counted apart.
+TEST_F(PgServingTest, ThePromotionDiffIsExactForBigintsAndSurvivesHugeDoubles) {
+  Registry registry(Config());
+  AddVersion(registry, Spec(1, /*mean=*/true), {{"u1", 1, 9000000000000000001}, {"u2", 1, 5}, {"u3", 1, 5}}, false);
+  AddVersion(registry, Spec(2, /*mean=*/true), {{"u1", 1, 9000000000000000003}, {"u2", 1, 5}, {"u3", 1, 5}}, true);
+  for (const auto& [version, key, mean] : {std::tuple<const char*, const char*, const char*>{"_v1", "u2", "1.7e308"},
+                                          {"_v2", "u2", "-1.7e308"},
+                                          {"_v2", "u3", "NULL"}}) {
+    auto done = pg_->Exec("UPDATE " + QuoteQualified(base_ + version) + " SET mean = " + mean +
+                          " WHERE kappa_key = " + QuoteLiteral(std::string(key) + "|1767229200000"));
+    ASSERT_TRUE(done.ok()) << done.status().ToString();
+  }
+  auto diff = ComparePgTables(*pg_, base_ + "_v1", base_ + "_v2");
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_EQ(diff->changed, 3);
+  std::map<std::string, FieldChange> by_name;
+  for (const FieldChange& f : diff->fields) by_name[f.field] = f;
+  EXPECT_EQ(by_name["spend"].changed, 1);
+  EXPECT_DOUBLE_EQ(by_name["spend"].largest, 2);
+  EXPECT_EQ(by_name["mean"].changed, 2);  // u1's means are one double
+  EXPECT_EQ(by_name["mean"].number_null, 1);
+  EXPECT_TRUE(std::isinf(by_name["mean"].largest)) << by_name["mean"].largest;
+  EXPECT_NE(diff->ToString().find("mean   changed in 2 rows, largest change beyond the double range"),
+            std::string::npos)
+      << diff->ToString();
+}
+
 TEST_F(PgServingTest, ADeploymentStartCreatesTheTableAndTheView) {
   CreateTopic("transactions", 1);
   Registry registry(Config());

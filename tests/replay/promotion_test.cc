@@ -102,6 +102,64 @@ TEST_F(PromotionTest, CompareOutputsDiffsJsonFeatureRowsPerNamedColumn) {
       << diff->ToString();
 }
 
+// What the per-column diff missed (a bug bash against its own diff of two
+// versions): a change to or from null (NaN, a double sum past its range)
+// was not counted for its column; int64 features compared as doubles, so
+// changes past 2^53 (a wrapping sum) vanished; a change near 1.8e308 was
+// printed as 212 digits cut off at 255 characters, without its mean.
+TEST_F(PromotionTest, CompareOutputsCountsNullsExactIntegersHugeDoublesAndText) {
+  ProduceRaw(Config(), "serving.edge",
+             {{"a|1", R"({"key":"a","isum":9000000000000000001,"dsum":null,"top":"x","old":1})"},
+              {"b|1", R"({"key":"b","isum":1,"dsum":1.5,"top":"x","old":1})"},
+              {"c|1", R"({"key":"c","isum":-9223372036854775808,"dsum":2,"top":"x","old":1})"}});
+  ProduceRaw(Config(), "candidate.edge",
+             {{"a|1", R"({"key":"a","isum":9000000000000000002,"dsum":2,"top":"x","new":1})"},
+              {"b|1", R"({"key":"b","isum":1,"dsum":1.7e308,"top":"y","new":1})"},
+              {"c|1", R"({"key":"c","isum":9223372036854775807,"dsum":null,"top":"x","new":1})"}});
+  auto diff = CompareOutputs(Config(), "serving.edge", "candidate.edge");
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_EQ(diff->changed, 3);
+  std::map<std::string, FieldChange> by_name;
+  for (const FieldChange& f : diff->fields) by_name[f.field] = f;
+  EXPECT_EQ(by_name["isum"].changed, 2);
+  EXPECT_DOUBLE_EQ(by_name["isum"].largest, 18446744073709551615.0);
+  EXPECT_EQ(by_name["dsum"].changed, 3);
+  EXPECT_EQ(by_name["dsum"].number_null, 2);
+  EXPECT_DOUBLE_EQ(by_name["dsum"].largest, 1.7e308 - 1.5);
+  EXPECT_DOUBLE_EQ(by_name["dsum"].mean, 1.7e308 - 1.5);
+  EXPECT_EQ(by_name["top"].changed, 1);
+  EXPECT_EQ(by_name["top"].text, 1);
+  EXPECT_EQ(by_name["key"].changed, 0);
+  EXPECT_EQ(diff->columns_only_in_one, (std::vector<std::string>{"new", "old"}));
+  const std::string report = diff->ToString();
+  EXPECT_NE(report.find("isum   changed in 2 rows, largest change 1.84467e+19, mean change 9.22337e+18"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("dsum   changed in 3 rows, largest change 1.7e+308, mean change 1.7e+308; in 2 of them one "
+                        "version has a number and the other null"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("top    changed in 1 rows; in 1 of them as text"), std::string::npos) << report;
+  EXPECT_NE(report.find("columns in one version only (not compared): new, old"), std::string::npos) << report;
+
+  // Two changes near the double's limit add past it: the mean is still a
+  // number; a change past the limit is said to be.
+  ProduceRaw(Config(), "serving.big", {{"a|1", R"({"d":0.8e308})"}, {"b|1", R"({"d":-0.8e308})"}});
+  ProduceRaw(Config(), "candidate.big", {{"a|1", R"({"d":-0.8e308})"}, {"b|1", R"({"d":0.8e308})"}});
+  auto big = CompareOutputs(Config(), "serving.big", "candidate.big");
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  EXPECT_NE(big->ToString().find("d      changed in 2 rows, largest change 1.6e+308, mean change 1.6e+308"),
+            std::string::npos)
+      << big->ToString();
+  ProduceRaw(Config(), "candidate.big", {{"a|1", R"({"d":-1.0e308})"}});
+  big = CompareOutputs(Config(), "serving.big", "candidate.big");
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  EXPECT_NE(big->ToString().find("d      changed in 2 rows, largest change beyond the double range, mean change "
+                                 "1.7e+308"),
+            std::string::npos)
+      << big->ToString();
+}
+
 TEST_F(PromotionTest, PromoteRefusesAVersionThatIsBehindAndNamesThePartition) {
   FillSource({30, 500});
   Registry registry(Config());
