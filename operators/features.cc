@@ -418,6 +418,8 @@ void RowEncoder::Double(double v) {
       JsonName();
       if (!std::isfinite(v)) {
         out_.append("null");  // JSON has no NaN or infinity
+      } else if (v == 0 && std::signbit(v)) {
+        out_.append("-0.0");  // "-0" reads back as the integer 0 (simdjson, Python): the sign was lost
       } else {
         char buf[32];
         // The shortest text, except that a whole number beyond int64
@@ -475,7 +477,14 @@ std::span<const uint8_t> RowEncoder::Finish() {
         fbb.AddOffset(vo, flatbuffers::Offset<flatbuffers::String>(strings[i]));
         break;
       case ValueType::kDouble:
-        fbb.AddElement<double>(vo, pending_[i].d, 0.0);
+        // -0.0 equals the default 0.0, which AddElement leaves out: readers got +0.0.
+        if (pending_[i].d == 0 && std::signbit(pending_[i].d)) {
+          fbb.ForceDefaults(true);
+          fbb.AddElement<double>(vo, pending_[i].d, 0.0);
+          fbb.ForceDefaults(false);
+        } else {
+          fbb.AddElement<double>(vo, pending_[i].d, 0.0);
+        }
         break;
       case ValueType::kBool:
         fbb.AddElement<uint8_t>(vo, pending_[i].i != 0, 0);

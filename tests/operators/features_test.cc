@@ -6,6 +6,8 @@
 #include "operators/features.h"
 
 #include <avro.h>
+#include <cmath>
+
 #include <flatbuffers/idl.h>
 #include <flatbuffers/reflection.h>
 #include <gtest/gtest.h>
@@ -714,6 +716,35 @@ TEST(FeaturesTest, DoubleFieldsAggregateInDoubleOnlyInFeatures) {
   EXPECT_DOUBLE_EQ(row.values.at("mean"), (0.1 + 0.2 + 2.5) / 5);
   EXPECT_EQ(row.values.at("scores"), 4) << "-0.0 and 0.0 are one value";
   EXPECT_EQ(row.values.at("latest"), static_cast<double>(kT0 + 4));
+}
+
+// A feature of -0.0 keeps its sign in every row format. FlatBuffers leaves
+// out a field equal to its default, and -0.0 == 0.0: its readers got +0.0
+// where the JSON and Avro rows say -0.0 (a bug bash).
+TEST(FeaturesTest, NegativeZeroKeepsItsSignInEveryRowFormat) {
+  auto w = ParseWindow("window: {size: 1h, key: user, features: {head: first(score), low: min(score), n: count}}",
+                       kJsonSource);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  for (RowFormat format : {RowFormat::kJson, RowFormat::kAvro, RowFormat::kFlatBuffers}) {
+    WindowSpec spec = *w;
+    spec.row_format = format;
+    spec.avro_schema_id = 7;
+    const auto rows = FeedScores(spec, {-0.0, 0.0, 1.5});
+    ASSERT_EQ(rows.size(), 1u);
+    const auto columns = spec.RowColumns();
+    Row row;
+    if (format == RowFormat::kJson) {
+      row = ParseJsonRow(rows[0]);
+    } else if (format == RowFormat::kAvro) {
+      row = AvroRows(columns).Read(rows[0], 7);
+    } else {
+      row = FlatBuffersRows(columns).Read(rows[0]);
+    }
+    const int f = static_cast<int>(format);
+    EXPECT_EQ(row.values.at("head"), 0.0) << f;
+    EXPECT_TRUE(std::signbit(row.values.at("head"))) << "first(score) is -0.0, format " << f;
+    EXPECT_EQ(row.values.at("n"), 3) << f;
+  }
 }
 
 // NaN (from map arithmetic such as inf - inf, or a declared double) orders
