@@ -28,6 +28,9 @@ class HybridSource final : public Source {
   int64_t UnreachableSinceMs() const override { return kafka_.UnreachableSinceMs(); }
   std::string UnreachableReason() const override { return kafka_.UnreachableReason(); }
   int64_t EndAtOpen(size_t i) const override;
+  // Kafka's, once task i reads from Kafka (before the switch the consumer
+  // has no position for it).
+  int64_t ReadPast(size_t i) const override { return kafka_.ReadPast(i); }
   int64_t archive_records() const override { return archive_.archive_records(); }
   std::string Describe() const override;
 

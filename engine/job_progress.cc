@@ -1,5 +1,6 @@
 #include "engine/job_progress.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -32,7 +33,9 @@ ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& sourc
     PartitionProgress p;
     p.partition = tasks[i]->partition();
     p.start_offset = tasks[i]->checkpoint().start_offset;
-    p.position = tasks[i]->next_offset();
+    // Past a transactional topic's markers (and aborted records): what is
+    // left to read, not offsets no record stands for.
+    p.position = std::max(tasks[i]->next_offset(), source.ReadPast(static_cast<size_t>(tasks[i]->partition())));
     p.log_end = source.LogEnd(static_cast<size_t>(tasks[i]->partition()));
     p.watermark_ms = WatermarkOrZero(*tasks[i]);
     s.partitions.push_back(p);

@@ -219,6 +219,17 @@ int64_t KafkaSource::LogEnd(size_t i) const {
   return std::max(consumer_.CachedLogEnd(spec_.source_topic, static_cast<int32_t>(i)), end_at_open_[i]);
 }
 
+int64_t KafkaSource::ReadPast(size_t i) const {
+  // The consumer's position passes markers and aborted records; a partition
+  // it does not read for this task (still served by the archive, or not
+  // owned) has none that counts.
+  if (i >= tasks_.size() || (owned_ && (*owned_)[i] != 1)) return -1;
+  PartitionList one(1);
+  one.Add(spec_.source_topic, static_cast<int32_t>(i));
+  if (!consumer_.Positions(&one).ok() || one.offset(0) < 0) return -1;
+  return one.offset(0);
+}
+
 std::string KafkaSource::Describe() const {
   return spec_.source_topic + "[0.." + std::to_string(tasks_.empty() ? 0 : tasks_.size() - 1) + "] from Kafka";
 }

@@ -41,6 +41,7 @@ class KafkaSource final : public Source {
   int64_t UnreachableSinceMs() const override { return consumer_.UnreachableSinceMs(); }
   std::string UnreachableReason() const override { return consumer_.UnreachableReason(); }
   int64_t EndAtOpen(size_t i) const override { return end_at_open_[i]; }
+  int64_t ReadPast(size_t i) const override;
   std::string Describe() const override;
 
   // For the hybrid source. Reads every partition's log start and end now

@@ -49,6 +49,13 @@ class Source {
   virtual int64_t UnreachableSinceMs() const { return 0; }
   // Why, when known (PartitionConsumer::UnreachableReason); empty otherwise.
   virtual std::string UnreachableReason() const { return {}; }
+  // The offset task i's reading has passed, when the source skips offsets
+  // no record stands for (a transactional topic's commit and abort markers,
+  // an aborted transaction's records under read_committed): at or past the
+  // task's next offset; -1 when unknown or the same. A topic written
+  // transactionally ends in a marker, so a task's next offset never
+  // reaches its log end.
+  virtual int64_t ReadPast(size_t /*i*/) const { return -1; }
   // Records served from the archive so far (the rest came from Kafka).
   virtual int64_t archive_records() const { return 0; }
   // A one-line description for the start note ("transactions[0..7] from Kafka").
