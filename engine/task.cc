@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/record_fingerprint.h"
+
 namespace kappa {
 namespace {
 // The column family of the i-th operator (0-based) of a chain: "op2_window".
@@ -88,7 +90,11 @@ void Task::Process() {
   batch_.SelectAll();
   // Read before the chain: after a repartition, RepartitionReceive gives
   // the records their input offsets, which are not this task's position.
-  const int64_t next_offset = batch_.records.back().offset + 1;
+  const InputRecord& last = batch_.records.back();
+  const int64_t next_offset = last.offset + 1;
+  // Once per batch: which record the checkpoint follows, for a restore to
+  // tell this log from a topic recreated under the same name.
+  const uint64_t fingerprint = RecordFingerprint(last.key, last.key_size, last.payload, last.size, last.timestamp_ms);
   for (auto& op : chain_) op->Process(batch_, context_);
   if (!context_.fatal.ok()) {
     // Nothing of this batch counts as processed: the job stops here.
@@ -100,6 +106,8 @@ void Task::Process() {
   }
   for (auto& op : chain_) op->OnBatchEnd(context_);
   checkpoint_.next_offset = next_offset;
+  checkpoint_.last_offset = next_offset - 1;
+  checkpoint_.last_fingerprint = fingerprint;
   checkpoint_.max_event_time_ms = context_.max_event_time_ms;
   batch_.records.clear();
   batch_.selection.clear();

@@ -50,6 +50,10 @@ struct TaskCheckpointData {
   int64_t max_event_time_ms = std::numeric_limits<int64_t>::min();  // none seen yet
   RecordCounters counters;
   int64_t start_offset = 0;  // first offset this version processed (> 0: history gap)
+  // The last record consumed (the last of its batch): its offset (-1: none
+  // recorded) and RecordFingerprint, which a restore holds against the log.
+  int64_t last_offset = -1;
+  uint64_t last_fingerprint = 0;
 };
 
 struct JobIdentity {

@@ -14,7 +14,8 @@ inline flatbuffers::Offset<schema::TaskCheckpoint> BuildTaskCheckpoint(flatbuffe
                                                                        const TaskCheckpointData& t, int64_t epoch) {
   return schema::CreateTaskCheckpoint(fbb, t.partition, t.next_offset, t.max_event_time_ms, epoch, t.counters.in,
                                       t.counters.out, t.counters.deduped, t.counters.filtered, t.counters.late,
-                                      t.counters.dlq, t.counters.outputs, t.start_offset);
+                                      t.counters.dlq, t.counters.outputs, t.start_offset, t.last_offset,
+                                      t.last_fingerprint);
 }
 
 inline TaskCheckpointData TaskCheckpointFrom(const schema::TaskCheckpoint& t) {
@@ -30,6 +31,8 @@ inline TaskCheckpointData TaskCheckpointFrom(const schema::TaskCheckpoint& t) {
   d.counters.dlq = t.dlq();
   d.counters.outputs = t.outputs();
   d.start_offset = t.start_offset();
+  d.last_offset = t.last_offset();
+  d.last_fingerprint = t.last_fingerprint();
   return d;
 }
 
