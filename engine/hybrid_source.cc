@@ -48,7 +48,13 @@ Status HybridSource::Open(const std::vector<Task*>& tasks, const std::vector<boo
   auto marks = kafka_.ReadWatermarks(tasks.size());
   if (!marks.ok()) return marks.status();
   for (size_t i = 0; i < tasks.size(); ++i) KAPPA_RETURN_IF_ERROR(Position(*tasks[i], i, restored[i], (*marks)[i]));
-  return Status::OK();
+  // Where Kafka serves the resumed records, the log must be the one
+  // checkpointed; a position the archive serves is not checked (the archive
+  // holds the log the state came from, and its end is held against Kafka's
+  // at the switch).
+  std::vector<bool> check(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) check[i] = restored[i] && !after_archive_[i];
+  return kafka_.VerifyRestored(tasks, *marks, check);
 }
 
 Status HybridSource::Read(int64_t budget, int64_t* records) {

@@ -19,6 +19,7 @@
 #include "engine/job_progress.h"
 #include "engine/kafka_sink.h"
 #include "engine/kafka_source.h"
+#include "engine/log_identity.h"
 #include "engine/postgres_sink.h"
 #include "engine/stage_plan.h"
 #include "engine/standby.h"
@@ -349,7 +350,8 @@ Status JobRunner::Impl::MakeSource() {
     archive = std::make_unique<ArchiveSource>(spec, archive_dir, parallelism, sink.get(), *gaps, *gap_rule);
   }
   if (!archive_only) {
-    kafka = std::make_unique<KafkaSource>(spec, *consumer, *gaps, *gap_rule, options.on_note, parallelism, sink.get());
+    kafka = std::make_unique<KafkaSource>(spec, *consumer, *gaps, *gap_rule, options.on_note, parallelism, sink.get(),
+                                          &config);
   }
   if (archive && kafka) hybrid = std::make_unique<HybridSource>(*archive, *kafka, *gap_rule, spec);
   // A group member reads Kafka through its KafkaSource and the archive
@@ -407,6 +409,9 @@ static std::string DescribeResume(const std::vector<Task*>& tasks, const std::ve
 Status JobRunner::Impl::MakeTasks() {
   auto partitions = source->Partitions();
   if (!partitions.ok()) return partitions.status();
+  // Kafka never takes partitions away: checkpoints past the topic's count
+  // mean a recreated topic, and their state is not dropped silently.
+  KAPPA_RETURN_IF_ERROR(CheckStoredPartitions(spec, backend->StoredPartitions(), *partitions));
   if (group) return MakeGroupTasks(*partitions);
   std::vector<bool> restored(*partitions, false);
   for (int32_t p = 0; p < *partitions; ++p) {

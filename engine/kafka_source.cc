@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "engine/kafka_sink.h"
+#include "engine/log_identity.h"
 #include "engine/task.h"
 
 namespace kappa {
@@ -16,8 +17,10 @@ constexpr int kPollWaitMs = 10;
 }  // namespace
 
 KafkaSource::KafkaSource(const JobSpec& spec, PartitionConsumer& consumer, CommittedGaps& gaps,
-                         HistoryGapRule& gap_rule, NoteCallback note, int parallelism, KafkaSink* sink)
+                         HistoryGapRule& gap_rule, NoteCallback note, int parallelism, KafkaSink* sink,
+                         const KafkaConfig* config)
     : spec_(spec),
+      config_(config),
       consumer_(consumer),
       gaps_(gaps),
       gap_rule_(gap_rule),
@@ -69,9 +72,16 @@ Status KafkaSource::Open(const std::vector<Task*>& tasks, const std::vector<bool
     if (!wanted.ok()) return wanted.status();
     if (!restored[i]) tasks[i]->StartAt(*wanted);
   }
+  KAPPA_RETURN_IF_ERROR(VerifyRestored(tasks, *marks, restored));
   std::vector<bool> fresh(restored.size());
   for (size_t i = 0; i < restored.size(); ++i) fresh[i] = !restored[i];
   return Assign(tasks, *marks, std::vector<bool>(tasks.size(), false), fresh);
+}
+
+Status KafkaSource::VerifyRestored(const std::vector<Task*>& tasks, const std::vector<Watermarks>& marks,
+                                   const std::vector<bool>& check) {
+  if (!config_) return Status::OK();
+  return VerifyResumedLog(*config_, spec_, tasks, marks, check, note_);
 }
 
 Status KafkaSource::Continue(const std::vector<Task*>& tasks, const std::vector<bool>& after_archive) {

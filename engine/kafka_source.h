@@ -7,7 +7,9 @@
 // concurrent). Records below a task's next
 // offset (already covered by its checkpoint) are dropped here. A position
 // below Kafka's log start goes through the history-gap rule; a position
-// past the log end means the state belongs to another log and is refused.
+// past the log end means the state belongs to another log and is refused,
+// and so does a restored position whose last record differs from the one
+// checkpointed (engine/log_identity.h).
 // Driven by one thread.
 #pragma once
 
@@ -30,7 +32,7 @@ class KafkaSink;
 class KafkaSource final : public Source {
  public:
   KafkaSource(const JobSpec& spec, PartitionConsumer& consumer, CommittedGaps& gaps, HistoryGapRule& gap_rule,
-              NoteCallback note, int parallelism = 1, KafkaSink* sink = nullptr);
+              NoteCallback note, int parallelism = 1, KafkaSink* sink = nullptr, const KafkaConfig* config = nullptr);
   ~KafkaSource() override;
 
   Result<int32_t> Partitions() override;
@@ -56,6 +58,11 @@ class KafkaSource final : public Source {
   void SetRanBefore(const std::vector<bool>& restored) {
     ran_before_ = std::find(restored.begin(), restored.end(), true) != restored.end();
   }
+  // The restore's identity check (engine/log_identity.h) for the tasks with
+  // check[i]: the record each checkpoint follows is still the one in Kafka.
+  // Skipped without a KafkaConfig (a source made without one, in tests).
+  Status VerifyRestored(const std::vector<Task*>& tasks, const std::vector<Watermarks>& marks,
+                        const std::vector<bool>& check);
   // Starts reading every task at its next offset (the switch from the
   // archive, for tasks with after_archive[i]). Applies the gap rule against
   // the log start as it is now.
@@ -85,6 +92,7 @@ class KafkaSource final : public Source {
                 const std::vector<bool>& after_archive, const std::vector<bool>& fresh);
 
   const JobSpec& spec_;
+  const KafkaConfig* config_;
   PartitionConsumer& consumer_;
   CommittedGaps& gaps_;
   HistoryGapRule& gap_rule_;
