@@ -78,7 +78,7 @@ TEST_F(RecreatedTopicRestartTest, RecreatedTopicFilledPastTheCheckpointIsRefused
   EXPECT_NE(err.find("transactions["), std::string::npos) << err;
   EXPECT_NE(err.find("recreated"), std::string::npos) << err;
   EXPECT_NE(err.find("version"), std::string::npos) << err;
-  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one clear line: " << err;
+  EXPECT_NE(err.find("would skip the new log's records"), std::string::npos) << err;
   EXPECT_EQ(MetricsField(ReadFile(dir / "state/metrics.json"), "records_in"), 20000) << "nothing read on";
 }
 
@@ -97,7 +97,7 @@ TEST_F(RecreatedTopicRestartTest, RecreatedTopicWithFewerPartitionsIsRefusedNami
   EXPECT_NE(Run(path, again, &err), 0) << "dropped the state of partitions 1 and 2";
   EXPECT_NE(err.find("transactions[1], transactions[2]"), std::string::npos) << err;
   EXPECT_NE(err.find("fewer partitions"), std::string::npos) << err;
-  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one clear line: " << err;
+  EXPECT_NE(err.find("state would be dropped"), std::string::npos) << err;
 }
 
 TEST_F(RecreatedTopicRestartTest, UnchangedTopicResumesAfterMoreRecords) {
