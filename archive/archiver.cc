@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <utility>
 
+#include "kafka/kafka_client.h"
 #include "kafka/partition_consumer.h"
 #include "kafka/partition_list.h"
 
@@ -15,6 +17,16 @@ namespace kappa {
 namespace {
 
 using SteadyTime = std::chrono::steady_clock;
+
+// How often a running archiver asks whether its topics have grown
+// (KAPPA_TOPIC_CHECK_MS, 30 s by default, as for a running job).
+int64_t GrowthCheckMs() {
+  static const int64_t ms = [] {
+    const char* env = std::getenv("KAPPA_TOPIC_CHECK_MS");
+    return env ? std::max<int64_t>(100, std::atoll(env)) : int64_t{30000};
+  }();
+  return ms;
+}
 
 std::string Range(const std::string& topic, int32_t p, int64_t from, int64_t to_exclusive) {
   return topic + "[" + std::to_string(p) + "] offsets " + std::to_string(from) + ".." + std::to_string(to_exclusive - 1);
@@ -28,6 +40,7 @@ struct Followed {
   int64_t end_at_start = 0;  // log end offset when the archiver started (stop_at_end)
   int64_t position = 0;      // the consumer's next offset (passes transaction markers too)
   int64_t high = 0;          // latest known log end
+  int64_t log_start = 0;     // Kafka's log start when it was opened
   bool held = false;         // retention passed it while it was followed: no longer read (see Hole)
 };
 
@@ -99,6 +112,8 @@ class FollowedSet {
     return list;
   }
   void AddHole(Hole hole) { holes_.push_back(std::move(hole)); }
+  // Partitions of each topic as far as the archiver knows (followed or not).
+  std::map<std::string, int32_t>& partition_counts() { return counts_; }
   const std::vector<Hole>& holes() const { return holes_; }
   bool AllHeld() const {
     for (const auto& f : all_) {
@@ -151,6 +166,7 @@ class FollowedSet {
   std::vector<Followed> all_;
   std::vector<Hole> holes_;
   std::map<std::pair<std::string, int32_t>, size_t> index_;
+  std::map<std::string, int32_t> counts_;
 };
 
 void ToRecord(rd_kafka_message_t* m, ArchiveRecord* record) {
@@ -186,7 +202,12 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
     if (!partitions.ok()) return partitions.status();
     auto marks = consumer.AllWatermarks(topic, *partitions);
     if (!marks.ok()) return marks.status();
+    // What the archive knew of the topic when it last ran: a partition
+    // beyond it was added to the topic since.
+    auto known = ArchivedPartitionCount(options.root, topic);
+    const int32_t archived_count = known.ok() ? *known : -1;
     KAPPA_RETURN_IF_ERROR(RecordPartitionCount(options.root, topic, *partitions));
+    followed->partition_counts()[topic] = *partitions;
     for (int32_t p = 0; p < *partitions; ++p) {
       if (!options.only_partitions.empty() &&
           std::find(options.only_partitions.begin(), options.only_partitions.end(), std::make_pair(topic, p)) ==
@@ -203,7 +224,16 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
         // advice says, or a new partition): the archive starts where Kafka's
         // log does, and a replay finds the records before it in neither
         // (history_gap). It was held back as a hole, for good.
-        if (options.on_note) {
+        const bool added_since = archived_count > 0 && p >= archived_count;
+        if (options.on_note && added_since) {
+          // Its records were written after this archive began: they are
+          // missing from it, not older than it.
+          options.on_note(NoteLevel::kWarning,
+                          topic + "[" + std::to_string(p) + "]: Kafka's log starts at offset " + std::to_string(w.low) +
+                              "; the partition was added to the topic after this archive last ran (it knew " +
+                              std::to_string(archived_count) + " partitions), and retention deleted its records 0.." +
+                              std::to_string(w.low - 1) + " before they were archived; its archive starts there");
+        } else if (options.on_note) {
           options.on_note(NoteLevel::kInfo, topic + "[" + std::to_string(p) + "]: Kafka's log starts at offset " +
                                                 std::to_string(w.low) + " (records before it were deleted before "
                                                 "this archive began); its archive starts there");
@@ -228,6 +258,7 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
       f.end_at_start = w.high;
       f.position = end;
       f.high = w.high;
+      f.log_start = w.low;
       followed->Add(std::move(f));
       assignment->Add(topic, p, end);
     }
@@ -246,6 +277,147 @@ void UpdatePositions(const PartitionConsumer& consumer, FollowedSet& followed) {
     Followed* f = followed.Find(e.topic, e.partition);
     if (f && e.offset >= 0) f->position = std::max(f->position, e.offset);
   }
+}
+
+// Whether Kafka still holds the history the archive continues: for every
+// followed partition with records archived, the record at the archive's
+// last offset is read from Kafka and compared with the archived one (key,
+// value, timestamp). A topic deleted and recreated (or another cluster's
+// topic of the same name) that has grown past the archive's end would
+// otherwise be appended after the old topic's records. Where the check
+// cannot be made (retention or compaction removed that offset, or it is not
+// readable, as an aborted record) the archiver goes on as before.
+// FailedPrecondition naming the first partition that differs.
+Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& options, FollowedSet& followed) {
+  struct Check {
+    const Followed* f;
+    int64_t offset;
+    int64_t timestamp_ms;
+    bool key_null, value_null;
+    std::string key, value;
+    bool done = false;
+  };
+  std::vector<Check> checks;
+  std::map<std::pair<std::string, int32_t>, size_t> index;
+  for (const auto& f : followed.all()) {
+    if (f.writer->first_offset() < 0 || f.start <= 0) continue;  // nothing archived
+    const int64_t last = f.start - 1;
+    if (last < f.log_start) continue;  // retention removed it: no check possible
+    auto reader = ArchiveReader::Open(options.root, f.topic, f.partition);
+    if (!reader.ok()) return reader.status();
+    KAPPA_RETURN_IF_ERROR((*reader)->Seek(last));
+    ArchiveRecord record;
+    auto got = (*reader)->Next(&record);
+    if (!got.ok()) return got.status();
+    if (!*got || record.offset != last) continue;  // not where the writer says: nothing to compare
+    index[{f.topic, f.partition}] = checks.size();
+    checks.push_back({&f, last, record.timestamp_ms, record.key_null, record.value_null, std::string(record.key),
+                      std::string(record.value)});
+  }
+  if (checks.empty()) return Status::OK();
+
+  PartitionConsumerOptions consumer_options;
+  consumer_options.group = "kappa-archive";
+  consumer_options.fetch_wait_max_ms = 50;
+  consumer_options.queued_min_messages = 10;
+  consumer_options.queued_max_kbytes = 1024;
+  consumer_options.hold_deleted = true;  // retention passing it now: no check, as below the log start
+  auto consumer = PartitionConsumer::Create(config, consumer_options);
+  if (!consumer.ok()) return consumer.status();
+  PartitionList assignment(static_cast<int>(checks.size()));
+  for (const auto& c : checks) assignment.Add(c.f->topic, c.f->partition, c.offset);
+  KAPPA_RETURN_IF_ERROR((*consumer)->Assign(assignment));
+  size_t left = checks.size();
+  const auto deadline = SteadyTime::now() + std::chrono::seconds(30);
+  MessageBatch batch;
+  while (left > 0 && SteadyTime::now() < deadline) {
+    Status st = (*consumer)->Poll(1000, 200, &batch);
+    if (!st.ok()) break;  // no check possible: as before
+    for (size_t i = 0; i < batch.size(); ++i) {
+      rd_kafka_message_t* m = batch[i];
+      auto it = index.find({rd_kafka_topic_name(m->rkt), m->partition});
+      if (it == index.end()) continue;
+      Check& c = checks[it->second];
+      if (c.done || m->offset < c.offset) continue;
+      c.done = true;
+      --left;
+      if (m->offset != c.offset) continue;  // compacted away or not readable: no check possible
+      ArchiveRecord kafka;
+      ToRecord(m, &kafka);
+      std::string differs;
+      if (kafka.key_null != c.key_null || kafka.key != c.key) differs = "key";
+      else if (kafka.value_null != c.value_null || kafka.value != c.value) differs = "value";
+      else if (kafka.timestamp_ms != c.timestamp_ms) differs = "timestamp";
+      if (differs.empty()) continue;
+      return Status::FailedPrecondition(
+          "the archive of " + c.f->topic + "[" + std::to_string(c.f->partition) + "] ends with offset " +
+          std::to_string(c.offset) + ", but Kafka's record at that offset has another " + differs +
+          " than the archived one: the topic was recreated or this archive belongs to another cluster; use another "
+          "archive directory");
+    }
+    batch.Clear();
+    for (const DeletedRange& d : (*consumer)->TakeDeleted()) {
+      auto it = index.find({d.topic, d.partition});
+      if (it != index.end() && !checks[it->second].done) {
+        checks[it->second].done = true;
+        --left;
+      }
+    }
+  }
+  if (left > 0 && options.on_note) {
+    for (const auto& c : checks) {
+      if (c.done) continue;
+      options.on_note(NoteLevel::kWarning, "could not read " + c.f->topic + "[" + std::to_string(c.f->partition) +
+                                               "] offset " + std::to_string(c.offset) +
+                                               " from Kafka to check that it is the archived record; archiving "
+                                               "without that check");
+    }
+  }
+  return Status::OK();
+}
+
+// Partitions added to a followed topic while the archiver runs: each is
+// opened and followed from its beginning (offset 0, or where its archive
+// ends), said once. *added: whether any was (the caller assigns again).
+Status FollowNewPartitions(PartitionConsumer& consumer, const ArchiverOptions& options, FollowedSet& followed,
+                           bool* added) {
+  *added = false;
+  if (!options.only_partitions.empty()) return Status::OK();  // --repair: the damaged partitions only
+  for (const auto& topic : options.topics) {
+    // A short wait: this runs on the archiver's thread (a broker away is said elsewhere).
+    auto count = TopicPartitionCount(consumer.handle(), topic, 500);
+    int32_t& known = followed.partition_counts()[topic];
+    if (!count.ok() || *count <= known) continue;
+    KAPPA_RETURN_IF_ERROR(RecordPartitionCount(options.root, topic, *count));
+    const int32_t was = known;
+    for (int32_t p = was; p < *count; ++p) {
+      if (followed.Find(topic.c_str(), p)) continue;
+      auto writer = ArchiveWriter::Open(options.root, topic, p, options.block_bytes,
+                                        ArchiveWriter::kDefaultSegmentBytes, options.on_note, options.compression);
+      if (!writer.ok()) return writer.status();
+      auto marks = QueryWatermarks(consumer.handle(), topic, p, 500);
+      Followed f;
+      f.topic = topic;
+      f.partition = p;
+      f.start = (*writer)->end_offset();
+      f.position = f.start;
+      f.high = marks.ok() ? marks->high : 0;
+      f.end_at_start = std::max(f.high, f.start);
+      f.writer = std::move(*writer);
+      followed.Add(std::move(f));
+    }
+    known = *count;
+    *added = true;
+    if (options.on_note) {
+      const std::string range = *count - was == 1 ? "partition " + std::to_string(was)
+                                                  : "partitions " + std::to_string(was) + ".." +
+                                                        std::to_string(*count - 1);
+      options.on_note(NoteLevel::kInfo, "the topic " + topic + " now has " + std::to_string(*count) +
+                                            " partitions (it had " + std::to_string(was) + "): archiving its new " +
+                                            range + " too, from their beginning");
+    }
+  }
+  return Status::OK();
 }
 
 }  // namespace
@@ -268,6 +440,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
   {
     PartitionList assignment(16);
     KAPPA_RETURN_IF_ERROR(OpenPartitions(**consumer, options, &followed, &assignment));
+    KAPPA_RETURN_IF_ERROR(CheckSameHistory(config, options, followed));
     // Nothing it could archive: said at once, as before there were partitions to go on with.
     if (followed.all().empty() && !followed.holes().empty()) {
       return Status::DataLoss("cannot archive " + HoleText(followed.holes()));
@@ -293,6 +466,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
   ProgressReporter reporter(options.status_interval_ms, options.on_status);
   reporter.Start(0);
   auto last_flush = SteadyTime::now();
+  auto last_growth_check = SteadyTime::now();
   MessageBatch batch;
   ArchiveRecord record;
   Status result;
@@ -356,6 +530,17 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
       if (!result.ok()) break;
     }
     if (followed.AllHeld()) break;  // nothing left to archive
+    if (SteadyTime::now() - last_growth_check >= std::chrono::milliseconds(GrowthCheckMs())) {
+      last_growth_check = SteadyTime::now();
+      bool added = false;
+      result = FollowNewPartitions(**consumer, options, followed, &added);
+      if (!result.ok()) break;
+      if (added) {
+        UpdatePositions(**consumer, followed);
+        result = (*consumer)->Assign(followed.Assignment());
+        if (!result.ok()) break;
+      }
+    }
 
     const bool flush_due = SteadyTime::now() - last_flush >= std::chrono::milliseconds(options.flush_interval_ms);
     const bool status_due = reporter.Due();

@@ -72,7 +72,11 @@ struct ArchiverSummary {
 // to archive. A partition with nothing archived yet is no hole: it starts
 // at Kafka's log start, and starts again there (an info note) if retention
 // passes it before its first record. FailedPrecondition if an archive ends
-// after Kafka's log.
+// after Kafka's log, or if Kafka's record at a partition's last archived
+// offset is not the archived one (key, value, timestamp: a topic recreated
+// under the archive; not checked where retention or compaction removed that
+// offset). Partitions added to a topic while it runs are followed from
+// their beginning (checked every KAPPA_TOPIC_CHECK_MS, 30 s by default).
 Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOptions& options,
                                     StopToken stop);
 

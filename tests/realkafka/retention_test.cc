@@ -644,5 +644,142 @@ TEST_F(RetentionTest, RepairOfAHeldBackPartitionWithADamagedLastBlockNamesTheBlo
   EXPECT_FALSE(std::filesystem::exists(segments[0] + ".damaged"));
 }
 
+// A topic deleted and recreated under its archive (a bug bash): once the new
+// topic grew past the archived end, the archiver went on from that end,
+// appending the new topic's records after the old one's (exit 0, no word).
+// On start it now reads Kafka's record at the archive's last offset and
+// compares it with the archived one: an unchanged topic (also one whose log
+// start retention moved up to the archive's end, where no check can be
+// made) resumes, a recreated one is refused and the archive left as it was.
+TEST_F(RetentionTest, AnArchiverRefusesATopicRecreatedPastTheArchivedEnd) {
+  const std::string topic = Unique("ret-recreate-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 2000, 1));
+  ScratchDir dir("ret-recreate");
+  std::string err;
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-recreate-first"), 0) << err;
+  const int64_t first_end = Marks(topic)[0].high;
+  ASSERT_EQ(ArchivedRecords(dir / "arch", topic), first_end);
+
+  // The same topic, grown: resumed, checked, continued.
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 500, 2));
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-recreate-same"), 0) << err;
+  EXPECT_EQ(err.find("recreated"), std::string::npos) << err;
+  const int64_t second_end = Marks(topic)[0].high;
+  ASSERT_EQ(ArchivedRecords(dir / "arch", topic), second_end);
+  // Retention up to the archived end: the last archived record is gone from
+  // Kafka, no check can be made, and it goes on as before.
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 300, 3));
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, second_end));
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-recreate-retained"), 0) << err;
+  EXPECT_EQ(err.find("recreated"), std::string::npos) << err;
+  const int64_t archived_end = Marks(topic)[0].high;
+  const Records archived = ArchivedPartition(dir / "arch", topic, 0);
+  ASSERT_EQ(static_cast<int64_t>(archived.size()), archived_end);
+
+  // Deleted and recreated, then filled past the archived end.
+  Status deleted = DeleteTopicAdmin(Config(), topic);
+  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
+  Status created;
+  for (int i = 0; i < 60; ++i) {
+    created = CreateTopicAdmin(Config(), topic, 1, 1);
+    if (created.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_TRUE(created.ok()) << created.ToString();
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, archived_end + 1000, 7));
+  ASSERT_GT(Marks(topic)[0].high, archived_end);
+
+  // Refused, naming the partition, and nothing is appended.
+  EXPECT_NE(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-recreate-new"), 0) << err;
+  EXPECT_NE(err.find("the archive of " + topic + "[0] ends with offset " + std::to_string(archived_end - 1) +
+                     ", but Kafka's record at that offset has another"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("the topic was recreated or this archive belongs to another cluster; use another archive "
+                     "directory"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(ArchivedPartition(dir / "arch", topic, 0), archived) << "the archive must not continue another topic";
+}
+
+// Partitions added to a topic under a running archiver (a bug bash: it went
+// on with the partitions it had at the start, its status said 100% done and
+// lag 0 while the new ones filled, and a restart after retention removed
+// their head blamed records "deleted before this archive began"). It now
+// asks for the partition count periodically (KAPPA_TOPIC_CHECK_MS, 30 s by
+// default) and archives new partitions from their beginning, saying so once.
+TEST_F(RetentionTest, ARunningArchiverFollowsPartitionsAddedToItsTopicFromTheirBeginning) {
+  const std::string topic = Unique("ret-grow-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 1000, 1));
+  ScratchDir dir("ret-grow");
+  ::setenv("KAPPA_TOPIC_CHECK_MS", "500", 1);
+  std::vector<std::string> follow = Archive(dir / "arch", topic);
+  follow.erase(std::find(follow.begin(), follow.end(), "--stop-at-end"));
+  ChildProcess archiver(follow, "ret-grow-archiver");
+  ::unsetenv("KAPPA_TOPIC_CHECK_MS");
+  for (int i = 0; i < 300 && (!std::filesystem::exists(dir / "arch") || ArchivedRecords(dir / "arch", topic) < 1000);
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(ArchivedRecords(dir / "arch", topic), 1000) << archiver.Stderr();
+
+  ASSERT_TRUE(AddPartitionsAdmin(Config(), topic, 3).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 3000, 2));
+  const auto now = Marks(topic);
+  ASSERT_EQ(now.size(), 3u);
+  ASSERT_GT(now[1].high, 0);
+  ASSERT_GT(now[2].high, 0);
+  // The new partitions' directories appear once it follows them (--dump of
+  // one that does not exist is an error).
+  auto caught_up = [&] {
+    for (int32_t p = 1; p < 3; ++p) {
+      if (!std::filesystem::exists(std::filesystem::path(dir / "arch") / topic / std::to_string(p))) return false;
+      if (ArchivedRecords(dir / "arch", topic, p) < now[p].high) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 300 && !caught_up(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(archiver.WaitFor(0), -1) << "it stopped: " << archiver.Stderr();
+  archiver.Kill(SIGTERM);
+  const int rc = archiver.WaitFor(60000);
+  const std::string e = archiver.Stderr();
+  EXPECT_EQ(rc, 0) << e;
+  const std::string said = "the topic " + topic + " now has 3 partitions (it had 1): archiving its new partitions 1..2 "
+                           "too, from their beginning";
+  EXPECT_NE(e.find(said), std::string::npos) << e;
+  EXPECT_EQ(e.find(said, e.find(said) + 1), std::string::npos) << "said more than once: " << e;
+  for (int32_t p = 0; p < 3; ++p) {
+    EXPECT_EQ(ArchivedPartition(dir / "arch", topic, p), KafkaPartition(topic, p, 0, now[p].high)) << p;
+  }
+}
+
+// A partition added while no archiver ran, whose head retention deleted
+// before it was archived: the restart said its records were "deleted before
+// this archive began", when they were written after. It says they were
+// never archived (the partition was added after the archive last ran).
+TEST_F(RetentionTest, APartitionAddedWhileTheArchiverWasStoppedIsNotCalledOlderThanTheArchive) {
+  const std::string topic = Unique("ret-grown-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 500, 1));
+  ScratchDir dir("ret-grown");
+  std::string err;
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-grown-first"), 0) << err;
+  ASSERT_TRUE(AddPartitionsAdmin(Config(), topic, 2).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 2000, 2));
+  const auto marks = Marks(topic);
+  ASSERT_EQ(marks.size(), 2u);
+  ASSERT_GT(marks[1].high, 100);
+  ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 1, 100));
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-grown-again"), 0) << err;
+  EXPECT_EQ(err.find("deleted before this archive began"), std::string::npos) << err;
+  EXPECT_NE(err.find(topic + "[1]: Kafka's log starts at offset 100; the partition was added to the topic after this "
+                             "archive last ran (it knew 1 partitions), and retention deleted its records 0..99 before "
+                             "they were archived"),
+            std::string::npos)
+      << err;
+}
+
 }  // namespace
 }  // namespace kappa::testing
