@@ -301,7 +301,7 @@ int PromoteCommand(int argc, char** argv) {
       ("version", po::value<int>(&version)->required(), "version to promote")
       ("force", "promote even if the version has not caught up")
       ("accept", "promote even if more rows changed than the gate allows")
-      ("max-changed-share", po::value<double>(&options.max_changed_share)->default_value(-1), "gate: refuse when more than this share of compared rows changed (overrides the spec's promote.max_changed_share)")
+      ("max-changed-share", po::value<double>(&options.max_changed_share)->default_value(-1), "gate: refuse when more than this share of rows differ: changed, or written by one version only, over every key either wrote (overrides the spec's promote.max_changed_share)")
       ("max-lag", po::value<int64_t>(&options.max_lag)->default_value(1000), "caught up: every partition within this many records of the log end");
   po::positional_options_description positional;
   AddJobCommandOptions(desc, positional);

@@ -101,6 +101,11 @@ std::string OutputDiff::ToString() const {
                 static_cast<long long>(compared), static_cast<long long>(equal), static_cast<long long>(changed),
                 100 * changed_share(), static_cast<long long>(only_serving), static_cast<long long>(only_candidate));
   std::string out = buf;
+  if (only_serving > 0 || only_candidate > 0) {
+    std::snprintf(buf, sizeof(buf), "; rows that differ, counting those of one version only: %.1f%%",
+                  100 * differing_share());
+    out += buf;
+  }
   if (compared == 0 && only_serving == 0 && only_candidate == 0) {
     // No window of either version has closed yet: the gate had nothing to
     // go by (a bug bash read "0 changed (0.0%)" as a clean diff).
@@ -381,11 +386,15 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     }
     const OutputDiff* diff = compared->has_value() ? &**compared : nullptr;
     if (diff) text = "v" + std::to_string(record->serving) + " -> v" + std::to_string(version) + ": " + diff->ToString();
-    if (diff && gate >= 0 && diff->changed_share() > gate && !options.accept) {
+    if (diff && gate >= 0 && diff->differing_share() > gate && !options.accept) {
       *report = text;
-      char buf[160];
-      std::snprintf(buf, sizeof(buf), "%.1f%% of compared rows changed, over the %.1f%% gate", 100 * diff->changed_share(),
-                    100 * gate);
+      char buf[320];
+      std::snprintf(buf, sizeof(buf),
+                    "%.1f%% of rows differ (%lld changed, %lld only in the serving version, %lld only in the "
+                    "candidate, of %lld keys), over the %.1f%% gate",
+                    100 * diff->differing_share(), static_cast<long long>(diff->changed),
+                    static_cast<long long>(diff->only_serving), static_cast<long long>(diff->only_candidate),
+                    static_cast<long long>(diff->compared + diff->only_serving + diff->only_candidate), 100 * gate);
       return Status::FailedPrecondition(std::string(buf) + "; review the diff and promote with --accept to proceed");
     }
     record->previous_serving.push_back(record->serving);

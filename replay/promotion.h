@@ -35,6 +35,15 @@ struct OutputDiff {
   // (a feature added or renamed), by name.
   std::vector<std::string> columns_only_in_one;
   double changed_share() const { return compared ? static_cast<double>(changed) / compared : 0; }
+  // The gate's measure: rows that differ (changed, or written by one
+  // version only) over every key either version wrote. A candidate that
+  // lost rows (a mistyped field sending every record to the DLQ) compared
+  // few or none and passed a gate on changed_share alone.
+  int64_t differing() const { return changed + only_serving + only_candidate; }
+  double differing_share() const {
+    const int64_t all = compared + only_serving + only_candidate;
+    return all ? static_cast<double>(differing()) / static_cast<double>(all) : 0;
+  }
   std::string ToString() const;
 };
 

@@ -319,7 +319,9 @@ TEST_F(PgServingTest, ThePromotionDiffRunsInSqlAndFeedsTheGate) {
   std::string report;
   Status refused = Promote(registry, Config(), job_, 2, options, &report);
   EXPECT_EQ(refused.code(), Status::Code::kFailedPrecondition) << refused.ToString();
-  EXPECT_NE(refused.message().find("50.0% of compared rows changed, over the 25.0% gate"), std::string::npos)
+  EXPECT_NE(refused.message().find("66.7% of rows differ (2 changed, 1 only in the serving version, 1 only in the "
+                                   "candidate, of 6 keys), over the 25.0% gate"),
+            std::string::npos)
       << refused.message();
   EXPECT_NE(report.find("compared 4 rows: 2 equal, 2 changed (50.0%); only in serving 1, only in candidate 1"),
             std::string::npos)

@@ -307,6 +307,42 @@ TEST_F(PromotionTest, PromoteRefusesOverTheChangedShareGateUnlessAccepted) {
   EXPECT_NE(report.find("version 2 now serves"), std::string::npos) << report;
 }
 
+// A candidate that wrote no rows at all (a mistyped event-time path sent
+// every record to the DLQ) compared nothing: 0% changed, and the gate
+// promoted it (a bug bash; `kappa get` then found nothing). Rows only one
+// version wrote count as differing.
+TEST_F(PromotionTest, TheGateCountsRowsTheCandidateLostOrAdded) {
+  FillSource({10, 10});
+  Registry registry(Config());
+  ASSERT_NO_FATAL_FAILURE(RegisterTwoVersions(registry));
+  ASSERT_TRUE(registry.PutProgress(Progress("spend", 2, {{0, 10}, {1, 10}})).ok());
+  ProduceRaw(Config(), "out.v1", {{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}});
+  PromoteOptions options;
+  options.max_lag = 10;
+  options.max_changed_share = 0.1;
+  std::string report;
+  Status st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString() << " " << report;
+  EXPECT_NE(st.message().find("100.0% of rows differ (0 changed, 4 only in the serving version, 0 only in the "
+                              "candidate, of 4 keys), over the 10.0% gate"),
+            std::string::npos)
+      << st.ToString();
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->serving, 1);
+
+  // The same rows and one more: 1 of 5 keys differs, over 10%; under 25%.
+  ProduceRaw(Config(), "out.v2", {{"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}, {"e", "5"}});
+  st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_NE(st.message().find("20.0% of rows differ (0 changed, 0 only in the serving version, 1 only in the "
+                              "candidate, of 5 keys)"),
+            std::string::npos)
+      << st.ToString();
+  EXPECT_NE(report.find("rows that differ, counting those of one version only: 20.0%"), std::string::npos) << report;
+  options.max_changed_share = 0.25;
+  st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_TRUE(st.ok()) << st.ToString() << " " << report;
+}
+
 TEST_F(PromotionTest, RetireMarksTheVersionRetiredButNeverTheServingOne) {
   Registry registry(Config());
   RegisterTwoVersions(registry);
