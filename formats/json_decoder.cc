@@ -3,6 +3,8 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -301,11 +303,62 @@ struct JsonDecoder::Impl {
     }
     double d;
     if (auto e = v.get_double().get(d)) return BadValue(slot, e, v);
-    if (std::isfinite(d) && d == std::trunc(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
-      *result = static_cast<int64_t>(d);
+    // From the token's digits, not the double: 9007199254740993.0 is a
+    // whole number the double rounds to ...992 (taken as it, silently).
+    if (ExactInteger(v.raw_json_token(), result)) return true;
+    return WrongType(slot, expected, "double (" + Excerpt(v.raw_json_token()) + ")");
+  }
+
+  // A JSON number token ("-12.50e1", trailing spaces allowed) that is a
+  // whole number within int64, exactly; false otherwise.
+  static bool ExactInteger(std::string_view token, int64_t* result) {
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t' || token.back() == '\n' ||
+                              token.back() == '\r')) {
+      token.remove_suffix(1);
+    }
+    const bool negative = !token.empty() && token.front() == '-';
+    if (negative) token.remove_prefix(1);
+    std::string digits;  // the significand's digits, the point removed
+    int64_t point = -1;  // digits before the point
+    size_t i = 0;
+    for (; i < token.size() && (std::isdigit(static_cast<unsigned char>(token[i])) || token[i] == '.'); ++i) {
+      if (token[i] == '.') {
+        point = static_cast<int64_t>(digits.size());
+      } else {
+        digits.push_back(token[i]);
+      }
+    }
+    if (digits.empty()) return false;
+    if (point < 0) point = static_cast<int64_t>(digits.size());
+    int64_t exponent = 0;
+    if (i < token.size()) {
+      if (token[i] != 'e' && token[i] != 'E') return false;
+      ++i;
+      if (i < token.size() && token[i] == '+') ++i;
+      auto [end, ec] = std::from_chars(token.data() + i, token.data() + token.size(), exponent);
+      if (ec != std::errc() || end != token.data() + token.size() || exponent > 400 || exponent < -400) return false;
+    }
+    // The value is 0.<digits> x 10^(point + exponent): the digits after the
+    // integer part must be zeros.
+    const int64_t whole = point + exponent;  // digits of the integer part
+    size_t first = digits.find_first_not_of('0');
+    if (first == std::string::npos) {
+      *result = 0;
       return true;
     }
-    return WrongType(slot, expected, "double (" + Excerpt(v.raw_json_token()) + ")");
+    if (whole <= static_cast<int64_t>(first)) return false;  // |value| < 1 and not 0
+    for (size_t k = static_cast<size_t>(std::max<int64_t>(whole, 0)); k < digits.size(); ++k) {
+      if (digits[k] != '0') return false;  // a fraction
+    }
+    std::string integer = digits.substr(first, static_cast<size_t>(std::min<int64_t>(whole, digits.size())) - first);
+    if (whole > static_cast<int64_t>(digits.size())) {
+      if (whole - static_cast<int64_t>(digits.size()) > 19) return false;
+      integer.append(static_cast<size_t>(whole - static_cast<int64_t>(digits.size())), '0');
+    }
+    if (integer.size() > 19) return false;
+    if (negative) integer.insert(integer.begin(), '-');
+    auto [end, ec] = std::from_chars(integer.data(), integer.data() + integer.size(), *result);
+    return ec == std::errc() && end == integer.data() + integer.size();
   }
 
   // The string's bytes in the payload when it has no escapes, else unescaped

@@ -367,6 +367,36 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
   }
 }
 
+// A whole number written with a fraction or an exponent is read from its
+// digits: 9007199254740993.0 became ...992 through the double (a bug bash;
+// no DLQ entry), while the same digits without ".0" were exact.
+TEST(JsonDecoderTest, AWholeNumberWithAFractionOrExponentIsExactInAnInt64Field) {
+  RecordSchema s = Schema({{"n", ValueType::kInt64, ""}});
+  auto d = MakeDecoder(s);
+  for (const auto& [token, want] : std::vector<std::pair<std::string, int64_t>>{
+           {"9007199254740993.0", 9007199254740993},
+           {"-9007199254740993.000", -9007199254740993},
+           {"9223372036854775807.0", INT64_MAX},
+           {"-9223372036854775808.0", INT64_MIN},
+           {"1e3", 1000},
+           {"1.5e1", 15},
+           {"0.0001e4", 1},
+           {"90071992547409930e-1", 9007199254740993},
+           {"-0.0", 0},
+           {"5.0 ", 5}}) {
+    std::vector<FieldValue> out(1);
+    DecodeError e;
+    const std::string json = R"({"n":)" + token + "}";
+    ASSERT_TRUE(d->Decode(Raw(json), out.data(), &e)) << json << ": " << e.message;
+    EXPECT_EQ(out[0].i, want) << json;
+  }
+  for (const std::string token : {"9223372036854775808.0", "123e-1", "0.5", "5e-3", "1e19", "1.0000000000000000001"}) {
+    DecodeError e = ErrorFor(*d, 1, R"({"n":)" + token + "}");
+    EXPECT_EQ(e.kind, DecodeError::Kind::kWrongType) << token << ": " << e.message;
+    EXPECT_NE(e.message.find("expected int64, found double (" + token + ")"), std::string::npos) << e.message;
+  }
+}
+
 TEST(JsonDecoderTest, OptionalFieldsAbsentOrNullHaveNoValue) {
   RecordSchema s = Schema({{"id", ValueType::kString, ""},
                            Opt("flagged", ValueType::kBool),
