@@ -77,7 +77,7 @@ Result<ChangelogMarker> DecodeChangelogMarker(std::string_view bytes) {
   return out;
 }
 
-Status EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int32_t partitions) {
+Result<int32_t> EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int32_t partitions) {
   auto client = CreateClient(ClientKind::kProducer, config, {});
   if (!client.ok()) return client.status();
   const std::string topic = spec.ChangelogTopic();
@@ -100,14 +100,15 @@ Status EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int3
     }
     return count.status();
   }
-  if (*count != partitions) {
+  if (*count > partitions) {
     return Status::FailedPrecondition("the changelog topic " + topic + " has " + std::to_string(*count) +
                                       " partitions, but " + spec.source_topic + " has " +
                                       std::to_string(partitions) +
-                                      ": a task's state must live in the partition of its input; delete " + topic +
+                                      ": a task's state must live in the partition of its input (was the topic "
+                                      "recreated?); delete " + topic +
                                       " only if no instance of this version runs, or deploy a new version");
   }
-  return Status::OK();
+  return *count;
 }
 
 Result<std::unique_ptr<ChangelogReader>> ChangelogReader::Create(const KafkaConfig& config, std::string topic) {

@@ -81,7 +81,10 @@ inline constexpr char kChangelogFetchBytes[] = "67108864";
 // exists; FailedPrecondition if it exists with another partition count, or
 // cannot be created (the embedded broker: then it must be made beforehand,
 // `kappa broker --topic <job>.v<N>.changelog:P`).
-Status EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int32_t partitions);
+// Returns the changelog's partition count: `partitions`, or fewer when
+// partitions were added to the input since the version began (its tasks
+// are the changelog's; the caller reads only those). More is refused.
+Result<int32_t> EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& spec, int32_t partitions);
 
 // The latest marker of `partition` from the partition's last records, and
 // whether the partition ends with it (no orphans after it). nullopt: the

@@ -166,6 +166,9 @@ struct JobRunner::Impl {
   Status PostgresGaps(const std::vector<bool>& restored);
   Status MakeGroupTasks(int32_t partitions);
   Status OnRebalance(RebalanceEvent event, const std::vector<int32_t>& partitions, std::vector<int64_t>* offsets);
+  // The warning for a source topic grown to `now` partitions, of which this
+  // run (or scaled-out version) reads `reads`.
+  std::string GrowthText(int32_t now, int32_t reads) const;
   Status TakePartition(int32_t p, int64_t* offset);
   Status RewriteOrphans(int32_t p, const std::vector<std::pair<std::string, std::string>>& orphans);
   Status StandbyTurn();
@@ -458,7 +461,17 @@ Status JobRunner::Impl::MakeGroupTasks(int32_t partitions) {
   auto names = Task::StateTableNames(spec);
   if (!names.ok()) return names.status();
   table_names = *names;
-  KAPPA_RETURN_IF_ERROR(EnsureChangelogTopic(config, spec, partitions));
+  auto changelog_partitions = EnsureChangelogTopic(config, spec, partitions);
+  if (!changelog_partitions.ok()) return changelog_partitions.status();
+  if (*changelog_partitions < partitions) {
+    // Partitions were added to the input since this version began: its
+    // state lives in one changelog partition per input partition, so it
+    // reads the ones it began with; the group's assignments of the others
+    // are taken and left unread.
+    Note(NoteLevel::kWarning, GrowthText(partitions, *changelog_partitions));
+    growth_warned_at = partitions;
+    partitions = *changelog_partitions;
+  }
   owned.assign(static_cast<size_t>(partitions), 0);
   owned_tasks.resize(static_cast<size_t>(partitions));
   tasks.assign(static_cast<size_t>(partitions), nullptr);
@@ -539,6 +552,41 @@ Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int3
   std::string list;
   for (int32_t p : partitions) list += (list.empty() ? "" : ",") + std::to_string(p);
   placement_due = true;
+  // Partitions added to the input since this version began: taken from the
+  // group (at the log end, so nothing is fetched for them but new records,
+  // which the source drops) and never read (GrowthText says why).
+  auto beyond = [&](int32_t p) { return p < 0 || static_cast<size_t>(p) >= tasks.size(); };
+  if (std::any_of(partitions.begin(), partitions.end(), beyond)) {
+    std::vector<int32_t> known;
+    std::string extra;
+    for (size_t i = 0; i < partitions.size(); ++i) {
+      if (!beyond(partitions[i])) {
+        known.push_back(partitions[i]);
+        continue;
+      }
+      extra += (extra.empty() ? "" : ",") + std::to_string(partitions[i]);
+      if (offsets) (*offsets)[i] = RD_KAFKA_OFFSET_END;
+    }
+    if (event == RebalanceEvent::kAssign) {
+      Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " was given partition(s) " + extra + " of " +
+                                 spec.source_topic + ", added since this version began: not read");
+      auto count = static_cast<int32_t>(tasks.size());
+      for (int32_t p : partitions) count = std::max(count, p + 1);
+      if (count > growth_warned_at) {
+        growth_warned_at = count;
+        Note(NoteLevel::kWarning, GrowthText(count, static_cast<int32_t>(tasks.size())));
+      }
+    }
+    if (known.empty()) return Status::OK();
+    std::vector<int64_t> known_offsets(known.size(), RD_KAFKA_OFFSET_INVALID);
+    KAPPA_RETURN_IF_ERROR(OnRebalance(event, known, offsets ? &known_offsets : nullptr));
+    if (offsets) {
+      for (size_t i = 0, k = 0; i < partitions.size(); ++i) {
+        if (!beyond(partitions[i])) (*offsets)[i] = known_offsets[k++];
+      }
+    }
+    return Status::OK();
+  }
   if (event == RebalanceEvent::kAssign) {
     // A partition this process kept a copy of: the copy reads up to the
     // changelog's end first, so that TakePartition finds it at the latest
@@ -871,17 +919,27 @@ void JobRunner::Impl::UpdateRate() {
   paused = now_paused;
 }
 
+std::string JobRunner::Impl::GrowthText(int32_t now, int32_t reads) const {
+  const std::string head = "the source topic " + spec.source_topic + " now has " + std::to_string(now) +
+                           " partitions; this " + (group ? "version" : "run") + " reads the " + std::to_string(reads) +
+                           (group ? " it began with" : " it had at the start") +
+                           " (its lag and progress count those only): ";
+  if (group) {
+    // Its state lives in one changelog partition per input partition.
+    return head + "a scaled-out version cannot take new partitions (its changelog has " + std::to_string(reads) +
+           "); deploy a new version (bump `version:`) to read all " + std::to_string(now) + ", and promote it";
+  }
+  return head + "restart the job to read the new ones, from their beginning";
+}
+
 void JobRunner::Impl::CheckSourceGrowth() {
   since_growth_check.Reset();
-  if (group || consumer == nullptr || archive_only) return;  // a group rebalances by itself
+  if (consumer == nullptr || archive_only) return;
   // A short wait: this runs on the job's thread (a broker away is said elsewhere).
   auto count = TopicPartitionCount(consumer->handle(), spec.source_topic, 200);
   if (!count.ok() || *count <= static_cast<int32_t>(tasks.size()) || *count == growth_warned_at) return;
   growth_warned_at = *count;
-  Note(NoteLevel::kWarning, "the source topic " + spec.source_topic + " now has " + std::to_string(*count) +
-                                " partitions; this run reads the " + std::to_string(tasks.size()) +
-                                " it had at the start (its lag and progress count those only): restart the job to "
-                                "read the new ones, from their beginning");
+  Note(NoteLevel::kWarning, GrowthText(*count, static_cast<int32_t>(tasks.size())));
 }
 
 Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
