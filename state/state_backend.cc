@@ -651,7 +651,8 @@ Result<StateResetReport> StateBackend::Reset(const std::string& dir) {
 }
 
 Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
-                                                         const std::vector<std::string>& table_names) {
+                                                         const std::vector<std::string>& table_names,
+                                                         uint64_t max_total_wal_bytes) {
   for (const auto& n : table_names) {
     if (n.empty() || n == rocksdb::kDefaultColumnFamilyName || n == kMetaFamily) {
       return Status::InvalidArgument("state table name '" + n + "' is empty or reserved (default, meta)");
@@ -693,6 +694,7 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   options.create_missing_column_families = true;
   options.max_background_jobs = 2;
   options.db_write_buffer_size = size_t{256} << 20;  // across all families
+  options.max_total_wal_size = max_total_wal_bytes;  // see Open
   options.info_log = std::make_shared<StateInfoLogger>(dir + "/LOG");
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.compression = PickCompression();

@@ -575,6 +575,41 @@ TEST_F(StateBackendTest, LargeCommitRoundTrips) {
 // (ApplyToPartition without clear_first): puts overwrite, erasures delete,
 // other entries stay, and the checkpoint reads back as the marker's; other
 // partitions are untouched. With clear_first the partition starts over.
+// The write-ahead logs stay bounded: a family that takes small writes (the
+// meta family, a checkpoint's marker) kept every log since its last flush
+// alive, 148 MB of logs beside under 1 MB of state after 15 minutes of a
+// soak test. Past max_total_wal_bytes RocksDB flushes what holds the oldest.
+TEST_F(StateBackendTest, TheWriteAheadLogsStayBoundedWhileStateIsWritten) {
+  constexpr uint64_t kCap = uint64_t{2} << 20;
+  auto opened = StateBackend::Open(dir_, kTables, kCap);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto& backend = *opened;
+  ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+  const std::string table = kTables[0];
+  auto wal_bytes = [&] {
+    uint64_t total = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      if (e.path().extension() == ".log") total += e.file_size();
+    }
+    return total;
+  };
+  TaskCheckpointData task;
+  uint64_t most = 0;
+  for (int round = 0; round < 80; ++round) {  // 8 MB of state writes, a marker with each
+    std::vector<StateBackend::Entry> puts;
+    for (int i = 0; i < 100; ++i) {
+      puts.push_back({table, "k" + std::to_string(round) + "-" + std::to_string(i), std::string(1000, 'v')});
+    }
+    task.next_offset = round + 1;
+    ASSERT_TRUE(backend->ApplyToPartition(0, puts, {}, task, false).ok());
+    most = std::max(most, wal_bytes());
+  }
+  EXPECT_LT(most, 2 * kCap) << "the logs grew with the writes";
+  auto stored = backend->ReadTask(0);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->next_offset, 80);
+}
+
 TEST_F(StateBackendTest, ApplyToPartitionAddsAMarkersChangesWithoutWipingAndClearFirstStartsOver) {
   auto backend = OpenOrDie();
   ASSERT_NE(backend, nullptr);
