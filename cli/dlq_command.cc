@@ -322,6 +322,7 @@ int Replay(int argc, char** argv) {
       "from now (30m, 2h, 7d)")("control-topic", po::value<std::string>(&control_topic)->default_value("kappa.control"),
                                 "where the re-injection markers are kept")(
       "dry-run", "print what would be re-injected, inject nothing")(
+      "force", "re-inject records that a running version of the job accepted (it counts them a second time)")(
       "batch-records", po::value<int64_t>()->default_value(kReplayBatch),
       "records per flush and marker write: the most a crash can make a rerun inject twice");
   AddKafkaOptions(desc);
@@ -394,9 +395,13 @@ int Replay(int argc, char** argv) {
   // Source records re-injected already: through a DLQ record marked by an
   // earlier run, or one selected in this one.
   std::set<std::tuple<std::string, int32_t, int64_t>> reinjected;
+  // Which versions of which job dead-lettered each source record.
+  std::map<std::tuple<std::string, int32_t, int64_t>, std::set<std::pair<std::string, int32_t>>> rejected_by;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
+        rejected_by[e.source_key()].insert({e.record->job() ? e.record->job()->str() : std::string(),
+                                            e.record->version()});
         if (Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
           ++skipped_done;
           reinjected.insert(e.source_key());
@@ -444,6 +449,45 @@ int Replay(int argc, char** argv) {
   for (DlqEntry& e : selected) {
     e.twin = !reinjected.insert(e.source_key()).second;
     twins += e.twin;
+  }
+  // A re-injected record is input to every version reading the topic, and
+  // one that accepted it the first time counts it again (a bug bash: after
+  // a schema change v2 rejected 50 records v1, serving, had counted; the
+  // replay made v1's window 150 instead of 100). Versions of the job that
+  // are not retired, read `to` and did not dead-letter the record.
+  std::map<std::pair<std::string, int32_t>, int64_t> accepted_by;
+  for (const DlqEntry& e : selected) {
+    if (e.twin || !e.record->job()) continue;
+    const std::string job = e.record->job()->str();
+    auto record = registry.Job(job);
+    if (!record) continue;
+    const auto& rejecting = rejected_by[e.source_key()];
+    for (const VersionInfo& v : record->versions) {
+      if (v.state == VersionState::kRetired || v.source_topic != to) continue;
+      if (!rejecting.count({job, v.version})) ++accepted_by[{job, v.version}];
+    }
+  }
+  if (!accepted_by.empty()) {
+    std::string who;
+    for (const auto& [jv, n] : accepted_by) {
+      if (!who.empty()) who += ", ";
+      auto record = registry.Job(jv.first);
+      who += jv.first + " v" + std::to_string(jv.second) + (record && record->serving == jv.second ? " (serving)" : "") +
+             ": " + std::to_string(n);
+    }
+    const std::string text = "records that a running version of the job read and did not dead-letter (" + who +
+                             " of them): re-injected into " + to + ", every version reading it counts them, and " +
+                             "those versions a second time";
+    if (dry_run) {
+      std::fprintf(stderr, "kappa dlq replay: WARNING without --force, a replay would refuse: %s\n", text.c_str());
+    } else if (!vm.count("force")) {
+      return Fail("dlq replay",
+                  Status::FailedPrecondition(
+                      "refusing to re-inject " + text + ". Retire those versions first (promote the fixed one, "
+                      "then `kappa retire`), select only records no running version accepted (--error-type, "
+                      "--since), or pass --force to re-inject them anyway"));
+    }
+    std::fprintf(stderr, "kappa dlq replay: WARNING --force: re-injecting %s\n", text.c_str());
   }
 
   for (const auto& r : refused) {

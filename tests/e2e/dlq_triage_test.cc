@@ -249,6 +249,46 @@ TEST_F(DlqTriageTest, VersionsSharingADlqGetEachBadRecordReinjectedOnce) {
   EXPECT_EQ(Count("transactions"), 600 + 4 * dead);
 }
 
+// A record only a newer version dead-lettered (a schema change, a stricter
+// validation) was accepted by the serving version: re-injected into the
+// source both read, the serving version counted it twice (a bug bash: a
+// window of 100 became 150). The replay refuses, naming the version and
+// the count, unless --force; --dry-run says so and injects nothing.
+TEST_F(DlqTriageTest, ReplayRefusesRecordsARunningVersionAcceptedUnlessForced) {
+  CreateTopic("transactions", kPartitions);
+  CreateTopic("kappa.control", 1);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(29, 600, 200, 1)));
+  ScratchDir dir("dlq-accepted");
+  const std::string v1 = Spec(dir, 1, "EUR, USD, GBP, JPY", "earliest");
+  const std::string v2 = Spec(dir, 2, "EUR, USD, GBP", "earliest");  // JPY is refused from v2 on
+  std::string out, err;
+  for (const auto& [command, spec] : {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}}) {
+    ASSERT_EQ(RunKappa({command, spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err),
+              0)
+        << err << out;
+  }
+  const int64_t dead = Count(kDlq);
+  ASSERT_GT(dead, 50);
+  std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap()};
+  EXPECT_EQ(RunKappa(args, &out, &err), 1) << err << out;
+  EXPECT_NE(err.find("refusing to re-inject records that a running version of the job read and did not "
+                     "dead-letter (pay v1 (serving): " + std::to_string(dead) + " of them)"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("--force"), std::string::npos) << err;
+  EXPECT_EQ(Count("transactions"), 600) << "nothing re-injected";
+
+  std::vector<std::string> dry = args;
+  dry.push_back("--dry-run");
+  EXPECT_EQ(RunKappa(dry, &out, &err), 0) << err << out;
+  EXPECT_NE(err.find("without --force, a replay would refuse"), std::string::npos) << err;
+  EXPECT_EQ(Count("transactions"), 600);
+
+  EXPECT_EQ(Replay({"--force"}, &err), dead);
+  EXPECT_NE(err.find("WARNING --force: re-injecting records"), std::string::npos) << err;
+  EXPECT_EQ(Count("transactions"), 600 + dead);
+}
+
 // Filters pick what is re-injected and leave the rest for later; a DLQ
 // record truncated to fit is refused by name; `dlq.max_retries: 1` parks a
 // record at its second failure.
