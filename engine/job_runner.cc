@@ -152,7 +152,10 @@ struct JobRunner::Impl {
   // restarts (its tasks are made at the start): checked every 30 s, and said.
   Stopwatch since_growth_check;
   int32_t growth_warned_at = 0;
+  std::vector<int32_t> idle_seen;  // CheckIdleUpstreams: idle input partitions at the last check
+  bool idle_warned = false;
   void CheckSourceGrowth();
+  void CheckIdleUpstreams();
   double last_checkpoint_ms = 0;
   // Metrics rendered when a checkpoint was begun, written once it is durable.
   std::deque<std::pair<int64_t, std::string>> pending_metrics;
@@ -976,8 +979,42 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   }
   if (reporter->Due()) reporter->Report(Snapshot(), processed);
   if (options.metrics != nullptr && since_metrics.Millis() >= 1000) PublishMetrics();
-  if (since_growth_check.Millis() >= GrowthCheckMs()) CheckSourceGrowth();
+  if (since_growth_check.Millis() >= GrowthCheckMs()) {
+    CheckSourceGrowth();
+    CheckIdleUpstreams();
+  }
   return Status::OK();
+}
+
+// Stage 1 of a repartitioned job: stage 2's watermark is the minimum over
+// every input partition's, and one that has had no record has none, so
+// stage 2's windows never close while it stays empty (no idle timeout yet).
+// Status and metrics show stage 1's watermark moving while nothing is
+// written (a bug bash): an input partition at its end without a record,
+// while others have some, at two checks running is named once.
+void JobRunner::Impl::CheckIdleUpstreams() {
+  if (idle_warned || spec.stage != 0 || spec.stage_output_topic.empty()) return;
+  std::vector<int32_t> idle;
+  bool others_moved = false;
+  for (const Task* t : Running()) {
+    const bool none = t->watermark_ms() == kNoTime;
+    if (!none) others_moved = true;
+    if (none && t->next_offset() >= source->LogEnd(static_cast<size_t>(t->partition()))) idle.push_back(t->partition());
+  }
+  std::vector<int32_t> still;
+  for (int32_t p : idle) {
+    if (std::find(idle_seen.begin(), idle_seen.end(), p) != idle_seen.end()) still.push_back(p);
+  }
+  idle_seen = std::move(idle);
+  if (!others_moved || still.empty()) return;
+  idle_warned = true;
+  std::string list;
+  for (int32_t p : still) list += (list.empty() ? "" : ",") + std::to_string(p);
+  Note(NoteLevel::kWarning,
+       "input partition(s) " + list + " of " + spec.source_topic +
+           " have had no record: the stage after the repartition waits for a watermark from every input partition, "
+           "so its windows do not close and it writes nothing until they have records (there is no idle timeout "
+           "yet); write to them, or use a topic without empty partitions");
 }
 
 void JobRunner::Impl::PublishMetrics() {

@@ -25,6 +25,7 @@
 
 #include <regex>
 
+#include "kafka/kafka_client.h"
 #include "kafka/kafka_producer.h"
 #include "schemas/dlq_record_generated.h"
 #include "schemas/transaction_generated.h"
@@ -316,6 +317,41 @@ TEST_F(RepartitionTest, WindowLineageNamesTheInputAndRerunsAgree) {
       EXPECT_EQ(other->second.headers.at(h), row.headers.at(h)) << key << " " << h;
     }
   }
+}
+
+// An input partition without records gives stage 2 no watermark, so its
+// windows never close; status showed stage 1's watermark moving and the job
+// wrote nothing, without a word (a bug bash). The empty partitions are
+// named once.
+TEST_F(RepartitionTest, EmptyInputPartitionsHoldingStageTwoBackAreNamed) {
+  CreateTopic("transactions", 4);
+  // One user: every record in one partition, the other three empty.
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(5, 500, 1)));
+  auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", "marks"}});
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  auto marks = QueryAllWatermarks(consumer->get(), "transactions", 4, 10000);
+  ASSERT_TRUE(marks.ok()) << marks.status().ToString();
+  std::string empty;
+  for (int32_t p = 0; p < 4; ++p) {
+    if ((*marks)[static_cast<size_t>(p)].high == 0) empty += (empty.empty() ? "" : ",") + std::to_string(p);
+  }
+  ASSERT_EQ(empty.size(), 5u) << "three empty partitions: " << empty;
+  ScratchDir dir("idle");
+  const std::string spec = CurrencySpec(dir, "idle");
+  ::setenv("KAPPA_TOPIC_CHECK_MS", "300", 1);
+  ChildProcess run({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0"}, "repartition-idle");
+  const std::string said = "input partition(s) " + empty + " of transactions have had no record";
+  bool warned = false;
+  for (int i = 0; i < 300 && !warned && run.WaitFor(0) == -1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    warned = run.Stderr().find(said) != std::string::npos;
+  }
+  ::unsetenv("KAPPA_TOPIC_CHECK_MS");
+  run.Kill(SIGTERM);
+  EXPECT_EQ(run.WaitFor(60000), 0) << run.Stderr();
+  EXPECT_TRUE(warned) << run.Stderr();
+  const std::string err = run.Stderr();
+  EXPECT_EQ(err.find(said, err.find(said) + 1), std::string::npos) << "said more than once: " << err;
 }
 
 TEST_F(RepartitionTest, AKilledProcessRestartedGivesTheUninterruptedOutputs) {
