@@ -33,7 +33,12 @@ Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition) {
     }
     prev_end = ChainedEnd((*segments)[i], scan->first_offset, scan->last_offset);
     if (scan->records == 0) continue;
-    if (range.first_offset < 0) range.first_offset = scan->first_offset;
+    // A chained partition's first segment is named after where its writer
+    // began reading (ArchiveWriter::BeginAt): the offsets up to its first
+    // record held none, and the archive covers them.
+    if (range.first_offset < 0) {
+      range.first_offset = *chain >= 0 && i == 0 && (*segments)[0] >= *chain ? (*segments)[0] : scan->first_offset;
+    }
     range.end_offset = scan->last_offset + 1;
     range.records += scan->records;
     range.stored_bytes += scan->valid_bytes;

@@ -33,6 +33,7 @@ struct ArchiveWriter::Impl {
   // The end of the blocks on disk (last offset + 1), which names the next
   // segment (segment_file.h, CHAIN); -1 while the partition has no segment.
   int64_t written_end = -1;
+  int64_t begin_at = -1;  // BeginAt: the first segment's name, if set while fresh
   int64_t chain_from = -1;  // CHAIN's "from", -1 until written
   // The block being filled.
   std::string raw;
@@ -93,7 +94,7 @@ struct ArchiveWriter::Impl {
       // Named after the end of the one before it, not after its first
       // record (a transaction marker may sit between): a hole between two
       // names is then always a segment lost.
-      const int64_t base = written_end >= 0 ? written_end : pending_first;
+      const int64_t base = written_end >= 0 ? written_end : begin_at >= 0 ? begin_at : pending_first;
       if (chain_from < 0) {
         KAPPA_RETURN_IF_ERROR(WriteChainStart(dir, base));
         chain_from = base;
@@ -274,6 +275,12 @@ int32_t ArchiveWriter::partition() const { return impl_->partition; }
 int64_t ArchiveWriter::end_offset() const { return impl_->end_offset; }
 int64_t ArchiveWriter::durable_end_offset() const { return impl_->durable_end; }
 int64_t ArchiveWriter::first_offset() const { return impl_->first_offset; }
+void ArchiveWriter::BeginAt(int64_t offset) {
+  if (!fresh() || offset < 0) return;
+  impl_->begin_at = offset;
+  impl_->end_offset = offset;
+}
+
 bool ArchiveWriter::fresh() const {
   return impl_->written_end < 0 && impl_->chain_from < 0 && impl_->pending_records == 0 && impl_->first_offset < 0;
 }

@@ -68,6 +68,14 @@ class ArchiveWriter {
   // may be at any offset (an archive begun after retention deleted the
   // start of Kafka's log): the first segment is named after it.
   bool fresh() const;
+  // A fresh writer that starts reading the log at `offset` (the archiver:
+  // Kafka's log start) names its first segment and CHAIN after it, not
+  // after its first record: offsets before that record held none (an
+  // aborted transaction and its marker, records compaction removed), and a
+  // replay from the archive alone took them for a hole ("records 0..50 are
+  // gone"). Records below `offset` are refused like any below end_offset().
+  // Nothing to do unless fresh().
+  void BeginAt(int64_t offset);
   // Test-only crash injection (base/test_hooks.h): with
   // KAPPA_TEST_KILL_AT=archive-torn-block:<n> the n-th block is written only
   // half, then the process SIGKILLs itself.

@@ -240,6 +240,10 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
         }
         end = w.low;
       }
+      // Where this archive begins reading: the first segment is named after
+      // it, so offsets before the first record (an aborted transaction,
+      // compacted records) are not a hole to a replay.
+      if ((*writer)->fresh()) (*writer)->BeginAt(end);
       if (end < w.low) {
         followed->AddHole({topic, p, end, w.low});
         continue;
@@ -399,6 +403,7 @@ Status FollowNewPartitions(PartitionConsumer& consumer, const ArchiverOptions& o
       Followed f;
       f.topic = topic;
       f.partition = p;
+      if ((*writer)->fresh()) (*writer)->BeginAt((*writer)->end_offset());
       f.start = (*writer)->end_offset();
       f.position = f.start;
       f.high = marks.ok() ? marks->high : 0;
@@ -513,6 +518,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
         }
         f->start = std::max(f->start, d.log_start);
         f->position = std::max(f->position, d.log_start);
+        f->writer->BeginAt(f->start);  // what retention deleted is no part of it
         restarted = true;
         continue;
       }
