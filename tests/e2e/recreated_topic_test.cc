@@ -57,18 +57,25 @@ class RecreatedTopicRestartTest : public BrokerTest {
     config.brokers = bootstrap;
     return config;
   }
+  // "transactions" with `partitions` partitions and `count` records, and a
+  // first run of the job over it to its end: the spec's path.
+  std::string FirstRun(const ScratchDir& dir, int partitions, uint64_t count, uint64_t seed) {
+    CreateTopic("transactions", partitions);
+    Produce(Config(), count, seed);
+    SpecOptions spec;
+    spec.state_dir = dir / "state";
+    const std::string path = WriteSpec(dir, "v1.yaml", spec);
+    std::string err;
+    EXPECT_EQ(Run(path, bootstrap(), &err), 0) << err;
+    return path;
+  }
   std::unique_ptr<EmbeddedBroker> recreated_;
 };
 
 TEST_F(RecreatedTopicRestartTest, RecreatedTopicFilledPastTheCheckpointIsRefused) {
-  CreateTopic("transactions", 2);
-  Produce(Config(), 20000, 1);
   ScratchDir dir("recreated");
-  SpecOptions spec;
-  spec.state_dir = dir / "state";
-  const std::string path = WriteSpec(dir, "v1.yaml", spec);
+  const std::string path = FirstRun(dir, 2, 20000, 1);
   std::string err;
-  ASSERT_EQ(Run(path, bootstrap(), &err), 0) << err;
   ASSERT_EQ(MetricsField(ReadFile(dir / "state/metrics.json"), "records_in"), 20000);
 
   // Twice as many records: every partition is past its checkpoint.
@@ -83,14 +90,9 @@ TEST_F(RecreatedTopicRestartTest, RecreatedTopicFilledPastTheCheckpointIsRefused
 }
 
 TEST_F(RecreatedTopicRestartTest, RecreatedTopicWithFewerPartitionsIsRefusedNamingThem) {
-  CreateTopic("transactions", 3);
-  Produce(Config(), 15000, 3);
   ScratchDir dir("fewer");
-  SpecOptions spec;
-  spec.state_dir = dir / "state";
-  const std::string path = WriteSpec(dir, "v1.yaml", spec);
+  const std::string path = FirstRun(dir, 3, 15000, 3);
   std::string err;
-  ASSERT_EQ(Run(path, bootstrap(), &err), 0) << err;
 
   const std::string again = Recreate(1);
   Produce(ConfigOf(again), 40000, 4);
@@ -101,14 +103,9 @@ TEST_F(RecreatedTopicRestartTest, RecreatedTopicWithFewerPartitionsIsRefusedNami
 }
 
 TEST_F(RecreatedTopicRestartTest, UnchangedTopicResumesAfterMoreRecords) {
-  CreateTopic("transactions", 2);
-  Produce(Config(), 10000, 5);
   ScratchDir dir("unchanged");
-  SpecOptions spec;
-  spec.state_dir = dir / "state";
-  const std::string path = WriteSpec(dir, "v1.yaml", spec);
+  const std::string path = FirstRun(dir, 2, 10000, 5);
   std::string err;
-  ASSERT_EQ(Run(path, bootstrap(), &err), 0) << err;
   // Nothing new: resumes at the end.
   ASSERT_EQ(Run(path, bootstrap(), &err), 0) << err;
   EXPECT_EQ(err.find("recreated"), std::string::npos) << err;

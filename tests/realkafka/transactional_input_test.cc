@@ -96,6 +96,14 @@ class TransactionalInputTest : public SharedRealKafkaTest<> {
     *err = run.Stdout() + run.Stderr();
     return rc;
   }
+  // RunToEnd ends, exit 0, having read `in` records; *err: what it said.
+  void ExpectRunEnds(const ScratchDir& dir, const std::string& input, const std::string& name, int64_t in,
+                     std::string* err) {
+    const int rc = RunToEnd(dir, input, name, err);
+    ASSERT_NE(rc, -1) << "the bounded run never ended: " << *err;
+    EXPECT_EQ(rc, 0) << *err;
+    EXPECT_NE(err->find("in " + std::to_string(in) + " = "), std::string::npos) << *err;
+  }
 };
 
 TEST_F(TransactionalInputTest, ABoundedRunEndsAfterTheLastCommitMarkerAndReadsEveryCommittedRecord) {
@@ -105,10 +113,7 @@ TEST_F(TransactionalInputTest, ABoundedRunEndsAfterTheLastCommitMarkerAndReadsEv
   ASSERT_NO_FATAL_FAILURE(WriteTransactions(input, records, 100, {}));
   ScratchDir dir("txn-committed");
   std::string err;
-  const int rc = RunToEnd(dir, input, "txn-committed-job", &err);
-  ASSERT_NE(rc, -1) << "the bounded run never ended: " << err;
-  EXPECT_EQ(rc, 0) << err;
-  EXPECT_NE(err.find("in 1200 = "), std::string::npos) << err;
+  ASSERT_NO_FATAL_FAILURE(ExpectRunEnds(dir, input, "txn-committed-job", 1200, &err));
 }
 
 // The last transaction aborted: its records and markers are the end of the
@@ -121,10 +126,7 @@ TEST_F(TransactionalInputTest, ABoundedRunEndsAfterAnAbortedLastTransactionWitho
   ASSERT_NO_FATAL_FAILURE(WriteTransactions(input, records, 100, {3, 9}));
   ScratchDir dir("txn-aborted");
   std::string err;
-  const int rc = RunToEnd(dir, input, "txn-aborted-job", &err);
-  ASSERT_NE(rc, -1) << "the bounded run never ended: " << err;
-  EXPECT_EQ(rc, 0) << err;
-  EXPECT_NE(err.find("in 800 = "), std::string::npos) << err;
+  ASSERT_NO_FATAL_FAILURE(ExpectRunEnds(dir, input, "txn-aborted-job", 800, &err));
   // Its last status says no lag: the markers and aborted records are no work left.
   const size_t last = err.rfind("% done");
   ASSERT_NE(last, std::string::npos) << err;
