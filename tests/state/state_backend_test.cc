@@ -588,14 +588,21 @@ TEST_F(StateBackendTest, TheWriteAheadLogsStayBoundedWhileStateIsWritten) {
   const std::string table = kTables[0];
   auto wal_bytes = [&] {
     uint64_t total = 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-      if (e.path().extension() == ".log") total += e.file_size();
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+      if (e.path().extension() != ".log") continue;
+      const uintmax_t size = e.file_size(ec);  // RocksDB may delete it meanwhile
+      if (!ec) total += size;
     }
     return total;
   };
   TaskCheckpointData task;
   uint64_t most = 0;
-  for (int round = 0; round < 80; ++round) {  // 8 MB of state writes, a marker with each
+  // 16 MB of state writes, a marker with each. The flush past the bound
+  // runs in the background while writes go on, so the logs can pass it for
+  // a while (under a sanitizer, by more): without it they hold all 16 MB.
+  constexpr int kRounds = 160;
+  for (int round = 0; round < kRounds; ++round) {
     std::vector<StateBackend::Entry> puts;
     for (int i = 0; i < 100; ++i) {
       puts.push_back({table, "k" + std::to_string(round) + "-" + std::to_string(i), std::string(1000, 'v')});
@@ -604,10 +611,10 @@ TEST_F(StateBackendTest, TheWriteAheadLogsStayBoundedWhileStateIsWritten) {
     ASSERT_TRUE(backend->ApplyToPartition(0, puts, {}, task, false).ok());
     most = std::max(most, wal_bytes());
   }
-  EXPECT_LT(most, 2 * kCap) << "the logs grew with the writes";
+  EXPECT_LT(most, 4 * kCap) << "the logs grew with the writes";
   auto stored = backend->ReadTask(0);
   ASSERT_TRUE(stored.ok() && stored->has_value());
-  EXPECT_EQ((*stored)->next_offset, 80);
+  EXPECT_EQ((*stored)->next_offset, kRounds);
 }
 
 TEST_F(StateBackendTest, ApplyToPartitionAddsAMarkersChangesWithoutWipingAndClearFirstStartsOver) {
