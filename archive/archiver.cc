@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <utility>
@@ -17,16 +16,6 @@ namespace kappa {
 namespace {
 
 using SteadyTime = std::chrono::steady_clock;
-
-// How often a running archiver asks whether its topics have grown
-// (KAPPA_TOPIC_CHECK_MS, 30 s by default, as for a running job).
-int64_t GrowthCheckMs() {
-  static const int64_t ms = [] {
-    const char* env = std::getenv("KAPPA_TOPIC_CHECK_MS");
-    return env ? std::max<int64_t>(100, std::atoll(env)) : int64_t{30000};
-  }();
-  return ms;
-}
 
 std::string Range(const std::string& topic, int32_t p, int64_t from, int64_t to_exclusive) {
   return topic + "[" + std::to_string(p) + "] offsets " + std::to_string(from) + ".." + std::to_string(to_exclusive - 1);
@@ -536,7 +525,7 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
       if (!result.ok()) break;
     }
     if (followed.AllHeld()) break;  // nothing left to archive
-    if (SteadyTime::now() - last_growth_check >= std::chrono::milliseconds(GrowthCheckMs())) {
+    if (SteadyTime::now() - last_growth_check >= std::chrono::milliseconds(TopicCheckIntervalMs())) {
       last_growth_check = SteadyTime::now();
       bool added = false;
       result = FollowNewPartitions(**consumer, options, followed, &added);

@@ -35,16 +35,6 @@
 namespace kappa {
 namespace {
 
-// How often a running job asks whether its source topic has grown
-// (KAPPA_TOPIC_CHECK_MS, 30 s by default).
-int64_t GrowthCheckMs() {
-  static const int64_t ms = [] {
-    const char* env = std::getenv("KAPPA_TOPIC_CHECK_MS");
-    return env ? std::max<int64_t>(100, std::atoll(env)) : int64_t{30000};
-  }();
-  return ms;
-}
-
 // The coordinator's view of the Kafka sink. `acks_in_writer`: an
 // at-least-once checkpoint does not stall on the broker's acks, nor an
 // exactly-once one on its transaction's commit; the state backend's writer
@@ -979,7 +969,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   }
   if (reporter->Due()) reporter->Report(Snapshot(), processed);
   if (options.metrics != nullptr && since_metrics.Millis() >= 1000) PublishMetrics();
-  if (since_growth_check.Millis() >= GrowthCheckMs()) {
+  if (since_growth_check.Millis() >= TopicCheckIntervalMs()) {
     CheckSourceGrowth();
     CheckIdleUpstreams();
   }

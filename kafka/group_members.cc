@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "kafka/kafka_client.h"
 #include "kafka/kafka_status.h"
 
 namespace kappa {
@@ -26,10 +27,9 @@ void GroupAssignmentQuery::Send(int timeout_ms) {
   // The embedded broker (librdkafka 2.0.2's mock cluster, cluster id
   // "mockCluster...") has no DescribeConsumerGroups, and librdkafka 2.0.2
   // deadlocks in rd_kafka_destroy after asking it anyway: it is not asked.
-  char* cluster = rd_kafka_clusterid(rk_, 0);  // known once any metadata came back
-  if (cluster == nullptr) return;                // not yet: the caller asks again later
-  mock_ = std::strncmp(cluster, "mockCluster", 11) == 0;
-  rd_kafka_mem_free(rk_, cluster);
+  const std::optional<bool> embedded = IsEmbeddedBroker(rk_);  // known once any metadata came back
+  if (!embedded) return;                                         // not yet: the caller asks again later
+  mock_ = *embedded;
   pending_ = true;
   if (mock_) return;
   char errstr[256];

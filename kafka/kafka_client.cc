@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <initializer_list>
@@ -284,10 +285,7 @@ bool AsksWithoutCreating(rd_kafka_t* rk) {
 rd_kafka_resp_err_t TopicAloneError(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
   // The embedded broker (librdkafka's mock cluster) has no authorization,
   // and creates a topic asked for alone whatever the request says.
-  char* cluster = rd_kafka_clusterid(rk, 0);  // known from the all-topics answer
-  const bool mock = cluster && std::strncmp(cluster, "mockCluster", 11) == 0;
-  if (cluster) rd_kafka_mem_free(rk, cluster);
-  if (mock) return RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  if (IsEmbeddedBroker(rk).value_or(false)) return RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;  // id known from the all-topics answer
   rd_kafka_t* ask = rk;
   rd_kafka_t* own = nullptr;
   if (!AsksWithoutCreating(rk)) {
@@ -417,6 +415,22 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
   return PartitionCountOf(rk, topic, timeout_ms, /*ask_alone=*/true);
 }
 
+int64_t TopicCheckIntervalMs() {
+  static const int64_t ms = [] {
+    const char* env = std::getenv("KAPPA_TOPIC_CHECK_MS");
+    return env ? std::max<int64_t>(100, std::atoll(env)) : int64_t{30000};
+  }();
+  return ms;
+}
+
+std::optional<bool> IsEmbeddedBroker(rd_kafka_s* rk) {
+  char* cluster = rd_kafka_clusterid(rk, 0);
+  if (cluster == nullptr) return std::nullopt;
+  const bool mock = std::strncmp(cluster, "mockCluster", 11) == 0;
+  rd_kafka_mem_free(rk, cluster);
+  return mock;
+}
+
 Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int32_t partition,
                                    int timeout_ms) {
   Watermarks w;
@@ -525,10 +539,7 @@ Result<TopicCreation> CreateTopicIfMissing(rd_kafka_t* rk, const std::string& to
   // The embedded broker (librdkafka's mock cluster, cluster id
   // "mockCluster...") has no CreateTopics: the request would wait for a
   // controller until it times out. Its topics are created on first use.
-  char* cluster = rd_kafka_clusterid(rk, 0);  // known from the metadata answer above
-  const bool mock = cluster && std::strncmp(cluster, "mockCluster", 11) == 0;
-  if (cluster) rd_kafka_mem_free(rk, cluster);
-  if (mock) {
+  if (IsEmbeddedBroker(rk).value_or(false)) {  // id known from the metadata answer above
     if (reason) *reason = "the embedded broker has no CreateTopics";
     return TopicCreation::kRefused;
   }

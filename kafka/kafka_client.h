@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -95,6 +96,13 @@ void ForgetKafkaClient(const rd_kafka_s* rk);
 // authentication or TLS handshake (which librdkafka's retries will not
 // mend) ends the wait early, within a few seconds.
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms);
+// How often a long-running reader (a job, the archiver) asks whether its
+// topics have grown: KAPPA_TOPIC_CHECK_MS (at least 100), 30 s by default.
+int64_t TopicCheckIntervalMs();
+// Whether `rk` talks to the embedded broker (librdkafka's mock cluster,
+// cluster id "mockCluster..."), which lacks some admin requests; nullopt
+// until the client has the cluster id (from any metadata answer).
+std::optional<bool> IsEmbeddedBroker(rd_kafka_s* rk);
 // " (this process cannot open another file: ... ulimit -n N; raise it)" when
 // a socket cannot be opened for want of file descriptors, else "": what a
 // broker that cannot be reached may really mean.
