@@ -282,16 +282,8 @@ void UpdatePositions(const PartitionConsumer& consumer, FollowedSet& followed) {
 // readable, as an aborted record) the archiver goes on as before.
 // FailedPrecondition naming the first partition that differs.
 Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& options, FollowedSet& followed) {
-  struct Check {
-    const Followed* f;
-    int64_t offset;
-    int64_t timestamp_ms;
-    bool key_null, value_null;
-    std::string key, value;
-    bool done = false;
-  };
-  std::vector<Check> checks;
-  std::map<std::pair<std::string, int32_t>, size_t> index;
+  std::vector<RecordAtOffset> kafka;     // what to read from Kafka
+  std::vector<RecordAtOffset> archived;  // the archived record at each, in the same shape
   for (const auto& f : followed.all()) {
     if (f.writer->first_offset() < 0 || f.start <= 0) continue;  // nothing archived
     const int64_t last = f.start - 1;
@@ -303,68 +295,45 @@ Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& option
     auto got = (*reader)->Next(&record);
     if (!got.ok()) return got.status();
     if (!*got || record.offset != last) continue;  // not where the writer says: nothing to compare
-    index[{f.topic, f.partition}] = checks.size();
-    checks.push_back({&f, last, record.timestamp_ms, record.key_null, record.value_null, std::string(record.key),
-                      std::string(record.value)});
+    RecordAtOffset a;
+    a.topic = f.topic;
+    a.partition = f.partition;
+    a.offset = last;
+    kafka.push_back(a);
+    a.found = RecordAtOffset::Found::kRecord;
+    a.key_null = record.key_null;
+    a.value_null = record.value_null;
+    a.key.assign(record.key);
+    a.value.assign(record.value);
+    a.timestamp_ms = record.timestamp_ms;
+    archived.push_back(std::move(a));
   }
-  if (checks.empty()) return Status::OK();
-
-  PartitionConsumerOptions consumer_options;
-  consumer_options.group = "kappa-archive";
-  consumer_options.fetch_wait_max_ms = 50;
-  consumer_options.queued_min_messages = 10;
-  consumer_options.queued_max_kbytes = 1024;
-  consumer_options.hold_deleted = true;  // retention passing it now: no check, as below the log start
-  auto consumer = PartitionConsumer::Create(config, consumer_options);
-  if (!consumer.ok()) return consumer.status();
-  PartitionList assignment(static_cast<int>(checks.size()));
-  for (const auto& c : checks) assignment.Add(c.f->topic, c.f->partition, c.offset);
-  KAPPA_RETURN_IF_ERROR((*consumer)->Assign(assignment));
-  size_t left = checks.size();
-  const auto deadline = SteadyTime::now() + std::chrono::seconds(30);
-  MessageBatch batch;
-  while (left > 0 && SteadyTime::now() < deadline) {
-    Status st = (*consumer)->Poll(1000, 200, &batch);
-    if (!st.ok()) break;  // no check possible: as before
-    for (size_t i = 0; i < batch.size(); ++i) {
-      rd_kafka_message_t* m = batch[i];
-      auto it = index.find({rd_kafka_topic_name(m->rkt), m->partition});
-      if (it == index.end()) continue;
-      Check& c = checks[it->second];
-      if (c.done || m->offset < c.offset) continue;
-      c.done = true;
-      --left;
-      if (m->offset != c.offset) continue;  // compacted away or not readable: no check possible
-      ArchiveRecord kafka;
-      ToRecord(m, &kafka);
-      std::string differs;
-      if (kafka.key_null != c.key_null || kafka.key != c.key) differs = "key";
-      else if (kafka.value_null != c.value_null || kafka.value != c.value) differs = "value";
-      else if (kafka.timestamp_ms != c.timestamp_ms) differs = "timestamp";
-      if (differs.empty()) continue;
-      return Status::FailedPrecondition(
-          "the archive of " + c.f->topic + "[" + std::to_string(c.f->partition) + "] ends with offset " +
-          std::to_string(c.offset) + ", but Kafka's record at that offset has another " + differs +
-          " than the archived one: the topic was recreated or this archive belongs to another cluster; use another "
-          "archive directory");
-    }
-    batch.Clear();
-    for (const DeletedRange& d : (*consumer)->TakeDeleted()) {
-      auto it = index.find({d.topic, d.partition});
-      if (it != index.end() && !checks[it->second].done) {
-        checks[it->second].done = true;
-        --left;
+  if (kafka.empty()) return Status::OK();
+  std::string poll_error;  // a failed poll leaves the rest unread: named below
+  KAPPA_RETURN_IF_ERROR(ReadRecordsAt(config, "kappa-archive", &kafka, 30000, &poll_error));
+  for (size_t i = 0; i < kafka.size(); ++i) {
+    const RecordAtOffset& k = kafka[i];
+    const RecordAtOffset& a = archived[i];
+    if (k.found == RecordAtOffset::Found::kUnread) {
+      if (options.on_note) {
+        options.on_note(NoteLevel::kWarning, "could not read " + a.topic + "[" + std::to_string(a.partition) +
+                                                 "] offset " + std::to_string(a.offset) +
+                                                 " from Kafka to check that it is the archived record; archiving "
+                                                 "without that check");
       }
+      continue;
     }
-  }
-  if (left > 0 && options.on_note) {
-    for (const auto& c : checks) {
-      if (c.done) continue;
-      options.on_note(NoteLevel::kWarning, "could not read " + c.f->topic + "[" + std::to_string(c.f->partition) +
-                                               "] offset " + std::to_string(c.offset) +
-                                               " from Kafka to check that it is the archived record; archiving "
-                                               "without that check");
-    }
+    if (k.found == RecordAtOffset::Found::kNone) continue;  // compacted away or not readable: no check possible
+    std::string differs;
+    if (k.key_null != a.key_null || k.key != a.key) differs = "key";
+    else if (k.value_null != a.value_null || k.value != a.value) differs = "value";
+    else if (k.timestamp_ms != a.timestamp_ms) differs = "timestamp";
+    if (differs.empty()) continue;
+    return Status::FailedPrecondition(
+        "the archive of " + a.topic + "[" + std::to_string(a.partition) + "] ends with offset " +
+        std::to_string(a.offset) + ", but Kafka's record at that offset has another " + differs +
+        " than the archived one: the topic was recreated or this archive belongs to another cluster; use another "
+        "archive directory");
   }
   return Status::OK();
 }

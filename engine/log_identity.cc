@@ -1,9 +1,5 @@
 #include "engine/log_identity.h"
 
-#include <librdkafka/rdkafka.h>
-
-#include <chrono>
-
 #include "engine/record_fingerprint.h"
 #include "engine/task.h"
 
@@ -27,76 +23,53 @@ std::string Advice(const JobSpec& spec) {
 Status VerifyResumedLog(const KafkaConfig& config, const JobSpec& spec, const std::vector<Task*>& tasks,
                         const std::vector<Watermarks>& marks, const std::vector<bool>& check,
                         const NoteCallback& note, int wait_ms) {
-  // Index by partition: the tasks still waiting for their record.
-  std::vector<Task*> pending(tasks.size(), nullptr);
-  size_t open = 0;
-  PartitionList assignment;
+  std::vector<RecordAtOffset> asks;
+  std::vector<const Task*> asked;  // by ask
   for (size_t i = 0; i < tasks.size() && i < marks.size() && i < check.size(); ++i) {
     const TaskCheckpointData& c = tasks[i]->checkpoint();
     // Below the log start: retention's case (the gap rule). At or past the
     // end: the past-the-end check's.
     if (!check[i] || c.last_offset < 0 || c.last_offset < marks[i].low || c.last_offset >= marks[i].high) continue;
-    pending[static_cast<size_t>(tasks[i]->partition())] = tasks[i];
-    assignment.Add(spec.source_topic, tasks[i]->partition(), c.last_offset);
-    ++open;
+    RecordAtOffset a;
+    a.topic = spec.source_topic;
+    a.partition = tasks[i]->partition();
+    a.offset = c.last_offset;
+    asks.push_back(std::move(a));
+    asked.push_back(tasks[i]);
   }
-  if (open == 0) return Status::OK();
-
-  PartitionConsumerOptions options;
-  options.group = spec.ConsumerGroup();
-  options.hold_deleted = true;  // retention ran past a record: no verdict for it
-  options.queued_min_messages = 1;
-  options.queued_max_kbytes = 1024;
-  auto consumer = PartitionConsumer::Create(config, std::move(options));
-  if (!consumer.ok()) return consumer.status();
-  KAPPA_RETURN_IF_ERROR((*consumer)->Assign(assignment));
-
-  MessageBatch batch;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
-  while (open > 0 && std::chrono::steady_clock::now() < deadline) {
-    Status polled = (*consumer)->Poll(1024, 100, &batch);
-    if (!polled.ok()) {
-      if (note) {
-        note(NoteLevel::kWarning, spec.source_topic + ": cannot read back the records the checkpoint follows (" +
-                                      polled.message() + "); resuming without checking that the log is the same");
-      }
-      return Status::OK();
+  if (asks.empty()) return Status::OK();
+  std::string poll_error;
+  KAPPA_RETURN_IF_ERROR(ReadRecordsAt(config, spec.ConsumerGroup(), &asks, wait_ms, &poll_error));
+  std::string unread;
+  for (size_t k = 0; k < asks.size(); ++k) {
+    const RecordAtOffset& a = asks[k];
+    // kNone: compaction (or an aborted transaction) removed the record, or
+    // retention did: there is nothing to compare.
+    if (a.found == RecordAtOffset::Found::kNone) continue;
+    if (a.found == RecordAtOffset::Found::kUnread) {
+      unread += " " + std::to_string(a.partition);
+      continue;
     }
-    for (const DeletedRange& d : (*consumer)->TakeDeleted()) {
-      if (d.partition >= 0 && static_cast<size_t>(d.partition) < pending.size() && pending[d.partition]) {
-        pending[d.partition] = nullptr;
-        --open;
-      }
-    }
-    for (size_t k = 0; k < batch.size(); ++k) {
-      const rd_kafka_message_t* m = batch[k];
-      if (m->partition < 0 || static_cast<size_t>(m->partition) >= pending.size()) continue;
-      Task* task = pending[m->partition];
-      if (!task) continue;
-      pending[m->partition] = nullptr;
-      --open;
-      const TaskCheckpointData& c = task->checkpoint();
-      // A higher offset: compaction (or an aborted transaction) removed the
-      // record, so there is nothing to compare.
-      if (m->offset != c.last_offset) continue;
-      const uint64_t now = RecordFingerprint(m->key, static_cast<uint32_t>(m->key_len), m->payload,
-                                             static_cast<uint32_t>(m->len), rd_kafka_message_timestamp(m, nullptr));
-      if (now == c.last_fingerprint) continue;
-      const std::string where = Where(spec, m->partition);
-      return Status::FailedPrecondition(
-          where + ": the job's checkpoint follows offset " + std::to_string(c.last_offset) + ", but the record " +
-          spec.source_topic + " holds at offset " + std::to_string(c.last_offset) +
-          " now is not the one the job consumed there (its key, value or timestamp differ): the topic was "
-          "recreated or truncated since the checkpoint, and resuming at offset " + std::to_string(c.next_offset) +
-          " would skip the new log's records below it. Not resuming: " + Advice(spec));
-    }
+    const TaskCheckpointData& c = asked[k]->checkpoint();
+    const uint64_t now = RecordFingerprint(a.key.data(), static_cast<uint32_t>(a.key.size()), a.value.data(),
+                                           static_cast<uint32_t>(a.value.size()), a.timestamp_ms);
+    if (now == c.last_fingerprint) continue;
+    return Status::FailedPrecondition(
+        Where(spec, a.partition) + ": the job's checkpoint follows offset " + std::to_string(c.last_offset) +
+        ", but the record " + spec.source_topic + " holds at offset " + std::to_string(c.last_offset) +
+        " now is not the one the job consumed there (its key, value or timestamp differ): the topic was "
+        "recreated or truncated since the checkpoint, and resuming at offset " + std::to_string(c.next_offset) +
+        " would skip the new log's records below it. Not resuming: " + Advice(spec));
   }
-  if (open > 0 && note) {
-    std::string which;
-    for (size_t p = 0; p < pending.size(); ++p) {
-      if (pending[p]) which += " " + std::to_string(p);
+  if (!poll_error.empty()) {
+    if (note) {
+      note(NoteLevel::kWarning, spec.source_topic + ": cannot read back the records the checkpoint follows (" +
+                                    poll_error + "); resuming without checking that the log is the same");
     }
-    note(NoteLevel::kWarning, spec.source_topic + ": the records the checkpoint follows in partition(s)" + which +
+    return Status::OK();
+  }
+  if (!unread.empty() && note) {
+    note(NoteLevel::kWarning, spec.source_topic + ": the records the checkpoint follows in partition(s)" + unread +
                                   " could not be read back within " + std::to_string(wait_ms) +
                                   " ms; resuming without checking that their log is the same");
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -374,6 +375,62 @@ Status PartitionConsumer::Committed(PartitionList* partitions, int timeout_ms) c
 
 void PartitionConsumer::CommitAsync(const PartitionList& offsets) {
   if (offsets.size() > 0) rd_kafka_commit(consumer_.get(), offsets.get(), 1);
+}
+
+Status ReadRecordsAt(const KafkaConfig& config, const std::string& group, std::vector<RecordAtOffset>* asks,
+                     int wait_ms, std::string* poll_error) {
+  if (asks->empty()) return Status::OK();
+  PartitionConsumerOptions options;
+  options.group = group;
+  options.fetch_wait_max_ms = 50;
+  options.queued_min_messages = 1;
+  options.queued_max_kbytes = 1024;
+  options.hold_deleted = true;  // retention ran past a record: nothing to compare, not an error
+  auto consumer = PartitionConsumer::Create(config, std::move(options));
+  if (!consumer.ok()) return consumer.status();
+  std::map<std::pair<std::string, int32_t>, size_t> index;
+  PartitionList assignment(static_cast<int>(asks->size()));
+  for (size_t i = 0; i < asks->size(); ++i) {
+    const RecordAtOffset& a = (*asks)[i];
+    index[{a.topic, a.partition}] = i;
+    assignment.Add(a.topic, a.partition, a.offset);
+  }
+  KAPPA_RETURN_IF_ERROR((*consumer)->Assign(assignment));
+  size_t left = asks->size();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  MessageBatch batch;
+  while (left > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (Status polled = (*consumer)->Poll(1000, 100, &batch); !polled.ok()) {
+      if (poll_error) *poll_error = polled.message();
+      break;
+    }
+    for (size_t k = 0; k < batch.size(); ++k) {
+      const rd_kafka_message_t* m = batch[k];
+      auto it = index.find({rd_kafka_topic_name(m->rkt), m->partition});
+      if (it == index.end()) continue;
+      RecordAtOffset& a = (*asks)[it->second];
+      if (a.found != RecordAtOffset::Found::kUnread || m->offset < a.offset) continue;
+      --left;
+      if (m->offset != a.offset) {
+        a.found = RecordAtOffset::Found::kNone;
+        continue;
+      }
+      a.found = RecordAtOffset::Found::kRecord;
+      a.key_null = m->key == nullptr;
+      a.value_null = m->payload == nullptr;
+      if (m->key) a.key.assign(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload) a.value.assign(static_cast<const char*>(m->payload), m->len);
+      a.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
+    }
+    batch.Clear();
+    for (const DeletedRange& d : (*consumer)->TakeDeleted()) {
+      auto it = index.find({d.topic, d.partition});
+      if (it == index.end() || (*asks)[it->second].found != RecordAtOffset::Found::kUnread) continue;
+      (*asks)[it->second].found = RecordAtOffset::Found::kNone;
+      --left;
+    }
+  }
+  return Status::OK();
 }
 
 }  // namespace kappa

@@ -189,4 +189,26 @@ class PartitionConsumer {
   int64_t last_probe_ms_ = 0;         // steady clock
 };
 
+// One record ReadRecordsAt asks for, and what Kafka holds there.
+struct RecordAtOffset {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  // kRecord: the record at `offset` (below). kNone: nothing stands there to
+  // compare (retention deleted it, or the first record read is at a higher
+  // offset: compaction, an aborted transaction, a marker). kUnread: not read
+  // within the wait.
+  enum class Found { kUnread, kRecord, kNone } found = Found::kUnread;
+  std::string key, value;
+  bool key_null = false, value_null = false;
+  int64_t timestamp_ms = 0;
+};
+// Reads the record at each asked offset (a restore's or the archiver's
+// check that Kafka still holds the log it continues) with one short-lived
+// read_committed consumer of `group`, for at most wait_ms. An error creating
+// or assigning the consumer is returned; a failed poll ends the wait, the
+// rest staying kUnread, with its text in *poll_error.
+Status ReadRecordsAt(const KafkaConfig& config, const std::string& group, std::vector<RecordAtOffset>* asks,
+                     int wait_ms, std::string* poll_error);
+
 }  // namespace kappa
