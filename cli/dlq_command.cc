@@ -486,8 +486,9 @@ int Replay(int argc, char** argv) {
                       "refusing to re-inject " + text + ". Retire those versions first (promote the fixed one, "
                       "then `kappa retire`), select only records no running version accepted (--error-type, "
                       "--since), or pass --force to re-inject them anyway"));
+    } else {
+      std::fprintf(stderr, "kappa dlq replay: WARNING --force: re-injecting %s\n", text.c_str());
     }
-    std::fprintf(stderr, "kappa dlq replay: WARNING --force: re-injecting %s\n", text.c_str());
   }
 
   for (const auto& r : refused) {

@@ -282,6 +282,7 @@ TEST_F(DlqTriageTest, ReplayRefusesRecordsARunningVersionAcceptedUnlessForced) {
   dry.push_back("--dry-run");
   EXPECT_EQ(RunKappa(dry, &out, &err), 0) << err << out;
   EXPECT_NE(err.find("without --force, a replay would refuse"), std::string::npos) << err;
+  EXPECT_EQ(err.find("re-injecting"), std::string::npos) << "a dry run re-injects nothing: " << err;
   EXPECT_EQ(Count("transactions"), 600);
 
   EXPECT_EQ(Replay({"--force"}, &err), dead);
