@@ -456,10 +456,15 @@ int Replay(int argc, char** argv) {
   // replay made v1's window 150 instead of 100). Versions of the job that
   // are not retired, read `to` and did not dead-letter the record.
   std::map<std::pair<std::string, int32_t>, int64_t> accepted_by;
+  std::map<std::string, std::optional<JobRecord>> jobs;  // registry records, looked up once per job
+  auto job_record = [&](const std::string& job) -> const std::optional<JobRecord>& {
+    auto it = jobs.find(job);
+    return it != jobs.end() ? it->second : jobs.emplace(job, registry.Job(job)).first->second;
+  };
   for (const DlqEntry& e : selected) {
     if (e.twin || !e.record->job()) continue;
     const std::string job = e.record->job()->str();
-    auto record = registry.Job(job);
+    const auto& record = job_record(job);
     if (!record) continue;
     const auto& rejecting = rejected_by[e.source_key()];
     for (const VersionInfo& v : record->versions) {
@@ -471,7 +476,7 @@ int Replay(int argc, char** argv) {
     std::string who;
     for (const auto& [jv, n] : accepted_by) {
       if (!who.empty()) who += ", ";
-      auto record = registry.Job(jv.first);
+      const auto& record = job_record(jv.first);
       who += jv.first + " v" + std::to_string(jv.second) + (record && record->serving == jv.second ? " (serving)" : "") +
              ": " + std::to_string(n);
     }
