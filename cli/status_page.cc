@@ -117,7 +117,8 @@ std::string StatusBoard::Json() const {
       first = false;
       auto p = progress_.find(info.version);
       if (p != progress_.end()) {
-        out += ",\"stopped\":" + std::string(p->second.stopped ? "true" : "false") +
+        out += ",\"stopped\":" + std::string(p->second.stopped ? "true" : "false") + ",\"exit_error\":" +
+               (p->second.exit_error.empty() ? std::string("null") : Str(p->second.exit_error)) +
                ",\"progress_ms\":" + Num(p->second.snapshot.checkpoint_ms) + ",";
         ProgressFields(p->second.snapshot, p->second.stopped, out);
       }
@@ -244,7 +245,7 @@ function render(d){
       const pts=mine?d.history:v.history;
       rate.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[1]])});
       lag.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[2]])});
-      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?", stopped":""}</span></td><td class="n">${int(mine?d.rate:v.rate)}</td><td class="n">${mine&&lost?"unknown":int(mine?d.lag:v.lag)}</td><td class="n">${pct(mine?d.percent:v.percent)}</td><td class="n">${mine?myEta:v.lag===0?"caught up":dur(v.eta_s)}</td></tr>`);
+      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?(v.exit_error?", stopped on an error: "+esc(v.exit_error):", stopped"):""}</span></td><td class="n">${int(mine?d.rate:v.rate)}</td><td class="n">${mine&&lost?"unknown":int(mine?d.lag:v.lag)}</td><td class="n">${pct(mine?d.percent:v.percent)}</td><td class="n">${mine?myEta:v.lag===0?"caught up":dur(v.eta_s)}</td></tr>`);
     });
     set("versions-note","registry read "+new Date(d.registry.read_ms).toLocaleTimeString("en-GB")+"; other versions as of their last checkpoint");
     set("promotion",d.registry.promotion||"none recorded");

@@ -24,6 +24,19 @@ namespace kappa {
 
 namespace {
 
+// The status's first line, at most 300 bytes: what `kappa status` shows of
+// why a version's process exited.
+std::string ExitErrorLine(const Status& st) {
+  std::string text = st.ToString();
+  text = text.substr(0, text.find('\n'));
+  if (text.size() > 300) {
+    size_t cut = 297;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 character
+    text = text.substr(0, cut) + "...";
+  }
+  return text;
+}
+
 // Whether a registered state dir (absolute; relative if registered by an
 // older kappa) is the spec's.
 bool SameStateDir(const std::string& registered, const std::string& spec_dir, const std::string& absolute) {
@@ -512,9 +525,13 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
     } else {
       caught_up_since = 0;
     }
-    ProgressRecord record{spec.job, spec.version, snapshot, caught_up_since, false,
-                          spec.scale_out.enabled ? spec.scale_out.instance : std::string(),
-                          spec.checkpoint_interval_ms};
+    ProgressRecord record;
+    record.job = spec.job;
+    record.version = spec.version;
+    record.snapshot = snapshot;
+    record.caught_up_since_ms = caught_up_since;
+    record.instance = spec.scale_out.enabled ? spec.scale_out.instance : std::string();
+    record.report_interval_ms = spec.checkpoint_interval_ms;
     publisher.Offer(std::move(record));
     drain_notes();
     return !publisher.retired();
@@ -531,10 +548,19 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // in use by the version's running process) marked that process's record
   // stopped, and retire then deleted the running version's state (a bug
   // bash). A run too short to report marks the record it found.
+  // A process that failed before it reported (a restore refused, say)
+  // marks the record of the version's last process only if that one had
+  // stopped: a running one is another process's.
   std::optional<ProgressRecord> last = publisher.latest();
   if (!last && st.ok()) last = registry.Progress(spec.job, spec.version);
+  if (!last && !st.ok() && !spec.scale_out.enabled) {
+    if (auto found = registry.Progress(spec.job, spec.version); found && found->stopped) last = found;
+  }
   if (last) {
     last->stopped = true;
+    // An exit on an error said so only on the process's stderr: status
+    // showed "stopped", as after an operator's clean stop (a bug bash).
+    last->exit_error = st.ok() ? std::string() : ExitErrorLine(st);
     if (spec.scale_out.enabled) last->instance = spec.scale_out.instance;
     Status put = registry.PutProgress(*last);
     if (!put.ok()) note(NoteLevel::kWarning, "could not record that the version stopped: " + put.ToString());

@@ -347,6 +347,13 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     // (One that stopped cleanly, a bounded run's, has said where its outputs
     // end: promoted as before, the report says so.)
     const std::string liveness = progress->Liveness(WallClockMs());
+    if (!progress->exit_error.empty()) {
+      // Exited on an error: not a bounded run that ended.
+      return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
+                                        "'s process stopped on an error (" + progress->exit_error +
+                                        "): serving it would serve outputs that no longer move; mend that and "
+                                        "start it again (kappa deploy/replay with its spec), or --force");
+    }
     if (liveness != "running" && liveness != "stopped") {
       return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) + " is " + liveness +
                                         ": serving it would serve outputs that no longer move; start it again "

@@ -23,6 +23,10 @@
 namespace kappa {
 
 std::string ProgressRecord::Liveness(int64_t now_ms) const {
+  if (stopped && !exit_error.empty()) {
+    return "stopped on an error (" + exit_error +
+           "; start it again with the same spec once that is mended: it resumes from its last checkpoint)";
+  }
   if (stopped) return "stopped";
   const int64_t last_report_ms = snapshot.checkpoint_ms;
   const int64_t silent_ms = now_ms - last_report_ms;
@@ -149,7 +153,8 @@ std::string EncodeProgress(const ProgressRecord& r) {
                                                   c.outputs, c.dlq, c.late, &parts, r.caught_up_since_ms, r.stopped,
                                                   r.instance.empty() ? nullptr : r.instance.c_str(),
                                                   copies.empty() ? nullptr : &copies, restoring, r.report_interval_ms,
-                                                  r.snapshot.sink_rejected);
+                                                  r.snapshot.sink_rejected,
+                                                  r.exit_error.empty() ? nullptr : r.exit_error.c_str());
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -184,6 +189,7 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   }
   r.caught_up_since_ms = p->caught_up_since_ms();
   r.stopped = p->stopped();
+  r.exit_error = Str(p->exit_error());
   r.report_interval_ms = p->report_interval_ms();
   r.instance = Str(p->instance());
   if (const auto* rs = p->restoring()) {
@@ -367,6 +373,12 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   merged.job = job;
   merged.version = version;
   merged.stopped = all_stopped;
+  // All stopped: the version stopped on an error if any instance did.
+  for (const auto& r : instances) {
+    if (all_stopped && merged.exit_error.empty() && !r.exit_error.empty()) {
+      merged.exit_error = "instance " + r.instance + ": " + r.exit_error;
+    }
+  }
   bool all_caught_up = true;
   std::map<int32_t, std::pair<int64_t, PartitionProgress>> parts;  // partition -> (checkpoint_ms, progress)
   for (const auto& r : instances) {

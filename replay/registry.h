@@ -91,8 +91,11 @@ struct ProgressRecord {
   // runs; each instance has its own (empty: the version's one process).
   std::string instance;
   int64_t report_interval_ms = 0;  // how often the process reports (0: unknown)
+  // With stopped: why the process exited, when it was an error (the first
+  // line of it); empty for a clean stop (SIGTERM, retire, a bounded run's end).
+  std::string exit_error;
 
-  // "running"; "stopped"; or, for a process silent for three of its report
+  // "running"; "stopped"; "stopped on an error (...)"; or, for a process silent for three of its report
   // intervals (at least 30 s), "not reporting for N s (...)": a process
   // killed with -9 or on a lost host never says "stopped".
   std::string Liveness(int64_t now_ms) const;

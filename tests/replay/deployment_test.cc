@@ -234,5 +234,53 @@ TEST_F(DeploymentTest, ARestartedReplaySaysWhereItResumes) {
   EXPECT_EQ(offset0 + offset1, 20000) << "both partitions read to their end before the restart";
 }
 
+// A version whose process exits on an error says so in its progress record:
+// `kappa status` showed it "stopped", as after an operator's clean stop, and
+// promote took it for a bounded run that had ended (a bug bash).
+TEST_F(DeploymentTest, AVersionThatExitsOnAnErrorSaysWhyInItsProgress) {
+  ScratchDir dir("exit-error");
+  JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  DeploymentOptions options;
+  options.run.stop_at_end = true;
+  options.run.status_interval_ms = 0;
+  options.catch_up_hold_ms = 0;
+  options.on_note = Collect();
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok()) << Notes();
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  auto progress = other.Progress(spec.job, 1);
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_EQ(progress->Liveness(WallClockMs()), "stopped");
+  EXPECT_EQ(progress->exit_error, "");
+
+  // More history; the sink (the data broker, not the control topic's)
+  // refuses every write for a while: the run fails.
+  ProduceWorkload(Config(), "transactions", SmallWorkload(2, 20000));
+  constexpr int16_t kProduceApi = 0;
+  std::vector<rd_kafka_resp_err_t> errors(50, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  rd_kafka_mock_push_request_errors_array(broker_->mock_cluster(), kProduceApi, errors.size(), errors.data());
+  const Status failed = RunDeployment(Config(), spec, options, registry, StopSource());
+  ASSERT_FALSE(failed.ok());
+  ASSERT_TRUE(other.Refresh().ok());
+  progress = other.Progress(spec.job, 1);
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_TRUE(progress->stopped);
+  EXPECT_NE(progress->exit_error.find("sink delivery failed"), std::string::npos) << progress->exit_error;
+  const std::string liveness = progress->Liveness(WallClockMs());
+  EXPECT_EQ(liveness.rfind("stopped on an error (", 0), 0u) << liveness;
+  EXPECT_NE(liveness.find("start it again with the same spec"), std::string::npos) << liveness;
+
+  // Mended, a restart ends cleanly and the error is gone from the record.
+  rd_kafka_mock_clear_request_errors(broker_->mock_cluster(), kProduceApi);
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok()) << Notes();
+  ASSERT_TRUE(other.Refresh().ok());
+  progress = other.Progress(spec.job, 1);
+  ASSERT_TRUE(progress.has_value());
+  EXPECT_EQ(progress->Liveness(WallClockMs()), "stopped");
+  EXPECT_EQ(progress->exit_error, "");
+  EXPECT_EQ(progress->snapshot.counters.in, 40000);
+}
+
 }  // namespace
 }  // namespace kappa::testing

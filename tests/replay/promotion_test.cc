@@ -206,6 +206,19 @@ TEST_F(PromotionTest, PromoteRefusesAPausedOrSilentCandidateUnlessForced) {
   EXPECT_NE(st.message().find("version 2 is not reporting for 60 s"), std::string::npos) << st.ToString();
   EXPECT_NE(st.message().find("or --force"), std::string::npos) << st.ToString();
 
+  // One whose process exited on an error is not a bounded run that ended.
+  ProgressRecord failed = silent;
+  failed.snapshot.checkpoint_ms = WallClockMs();
+  failed.stopped = true;
+  failed.exit_error = "sink delivery failed: Broker: Topic authorization failed";
+  ASSERT_TRUE(registry.PutProgress(failed).ok());
+  st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("version 2's process stopped on an error (sink delivery failed: Broker: Topic "
+                              "authorization failed)"),
+            std::string::npos)
+      << st.ToString();
+
   ProgressRecord alive = silent;
   alive.snapshot.checkpoint_ms = WallClockMs();
   ASSERT_TRUE(registry.PutProgress(alive).ok());
