@@ -2,6 +2,7 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -426,9 +427,14 @@ void RowEncoder::Double(double v) {
         // (27670116110564327424) would read back as an integer no reader
         // holds: those are written with an exponent (2.7670116110564327e+19).
         const bool beyond_int64 = std::fabs(v) >= 9223372036854775808.0;
-        out_.append(buf, (beyond_int64 ? std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific)
-                                       : std::to_chars(buf, buf + sizeof(buf), v))
-                             .ptr);
+        char* end = (beyond_int64 ? std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific)
+                                  : std::to_chars(buf, buf + sizeof(buf), v))
+                        .ptr;
+        out_.append(buf, end);
+        // A whole double keeps its point ("9.0", not "9"): typed readers
+        // (Spark, pandas, simdjson) took "9" for an integer, so one column
+        // changed type from row to row (a bug bash).
+        if (std::find_if(buf, end, [](char c) { return c == '.' || c == 'e'; }) == end) out_.append(".0");
       }
       break;
     }

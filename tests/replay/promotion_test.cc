@@ -102,6 +102,36 @@ TEST_F(PromotionTest, CompareOutputsDiffsJsonFeatureRowsPerNamedColumn) {
       << diff->ToString();
 }
 
+// Rows with the same values written differently are equal: a whole double
+// as "9" (a kappa before 2026-12-06) and "9.0" (now), columns in another
+// order. A version replayed by the newer kappa beside one of the older
+// counted every such row as changed.
+TEST_F(PromotionTest, CompareOutputsTakesTheSameValuesWrittenDifferentlyAsEqual) {
+  ProduceRaw(Config(), "serving.old",
+             {{"u1|1", R"({"key":"u1","n":3,"spend":300,"mean":100})"},
+              {"u2|1", R"({"key":"u2","n":1,"spend":50,"mean":50.5})"},
+              {"u3|1", R"({"key":"u3","n":2,"spend":20,"mean":10})"}});
+  ProduceRaw(Config(), "candidate.new",
+             {{"u1|1", R"({"key":"u1","n":3,"spend":300,"mean":100.0})"},
+              {"u2|1", R"({"mean":50.5,"spend":50,"n":1,"key":"u2"})"},
+              {"u3|1", R"({"key":"u3","n":2,"spend":20,"mean":10.5})"}});
+  auto diff = CompareOutputs(Config(), "serving.old", "candidate.new");
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_EQ(diff->compared, 3);
+  EXPECT_EQ(diff->equal, 2) << diff->ToString();
+  EXPECT_EQ(diff->changed, 1) << diff->ToString();
+  std::map<std::string, FieldChange> by_name;
+  for (const FieldChange& f : diff->fields) by_name[f.field] = f;
+  EXPECT_EQ(by_name["mean"].changed, 1);
+  EXPECT_DOUBLE_EQ(by_name["mean"].largest, 0.5);
+  // A column one row lacks is a change.
+  ProduceRaw(Config(), "candidate.fewer", {{"u1|1", R"({"key":"u1","n":3,"spend":300})"}});
+  diff = CompareOutputs(Config(), "serving.old", "candidate.fewer");
+  ASSERT_TRUE(diff.ok()) << diff.status().ToString();
+  EXPECT_EQ(diff->changed, 1) << diff->ToString();
+  EXPECT_EQ(diff->equal, 0) << diff->ToString();
+}
+
 // What the per-column diff missed (a bug bash against its own diff of two
 // versions): a change to or from null (NaN, a double sum past its range)
 // was not counted for its column; int64 features compared as doubles, so
