@@ -112,6 +112,16 @@ SecurityFailure ClassifyFailure(std::string_view line) {
       break;
     }
   }
+  // librdkafka before 2.6.1 sends a SCRAM proof over a nonce it built
+  // wrong, which Apache Kafka 4.x rejects as invalid credentials (librdkafka
+  // #4895); Debian bookworm's is 2.0.2. The right password then reads as
+  // the wrong one: say so.
+  if (f.kind == SecurityFailure::Kind::kAuthentication && Has(line, "SCRAM") && rd_kafka_version() < 0x020601ff) {
+    f.advice += std::string("; if they are right and the broker is Apache Kafka 4.0 or newer: this kappa's librdkafka (") +
+                rd_kafka_version_str() +
+                ") cannot log in to it with SCRAM (fixed in librdkafka 2.6.1): use sasl.mechanisms=PLAIN over "
+                "SASL_SSL, or a kappa built with librdkafka 2.6.1 or newer";
+  }
   // Without the thread's and broker's names in front ("[thrd:ssl://h:p/bootstrap]:
   // ssl://h:p/bootstrap: ") and the "(after Nms in state S)" behind.
   std::string_view reason = line;

@@ -29,9 +29,10 @@
 # cluster without its clean shutdown (1.5-2 s), for data nobody reads again.
 # --secure (one broker): as a secured cluster runs, with authorization
 # (StandardAuthorizer, allow.everyone.if.no.acl.found=false) and a second
-# listener, SASL_PLAINTEXT with PLAIN logins admin/admin-secret (a super
-# user) and alice, bob and carol (NAME-secret: what ACLs allow them, nothing
-# else; a test that must see no grant of another uses a user of its own); its
+# listener, SASL_PLAINTEXT with PLAIN and SCRAM-SHA-256/512 logins
+# admin/admin-secret (a super user) and alice, bob and carol (NAME-secret:
+# what ACLs allow them, nothing else; a test that must see no grant of
+# another uses a user of its own); its
 # address goes to DIR/sasl_bootstrap. The PLAINTEXT listener (DIR/bootstrap)
 # stays, as the super user ANONYMOUS, for the tests' own setup and ACLs.
 set -euo pipefail
@@ -288,8 +289,10 @@ if ((secure)); then
     -e "s|^listener.security.protocol.map=.*|listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT|" \
     "$dir/node1/server.properties"
   cat >>"$dir/node1/server.properties" <<PROPS
-sasl.enabled.mechanisms=PLAIN
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:ANONYMOUS;User:admin
 allow.everyone.if.no.acl.found=false
@@ -297,10 +300,17 @@ PROPS
 fi
 
 format() {
-  local n="$dir/node$1" quorum_flag
+  local n="$dir/node$1" quorum_flag scram=() user mech
   if ((brokers == 1)); then quorum_flag=(--standalone); else quorum_flag=(--initial-controllers "$initial"); fi
+  # --secure: the same users log in with SCRAM too (credentials kept in the
+  # cluster's metadata, written at format time).
+  if ((secure)); then
+    for user in admin alice bob carol; do
+      for mech in SCRAM-SHA-256 SCRAM-SHA-512; do scram+=(--add-scram "$mech=[name=\"$user\",password=\"$user-secret\"]"); done
+    done
+  fi
   java -Xmx256m "${jvm_extra[@]}" -cp "$CP" -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
-    kafka.tools.StorageTool format -t "$cluster_id" -c "$n/server.properties" "${quorum_flag[@]}" \
+    kafka.tools.StorageTool format -t "$cluster_id" -c "$n/server.properties" "${quorum_flag[@]}" "${scram[@]}" \
     >"$n/format.log" 2>&1
 }
 jvm_extra=()
