@@ -66,6 +66,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
   int remaining = 0;
   for (int32_t p = 0; p < *partitions; ++p) {
     summary.log_start_offsets.push_back((*marks)[p].low);
+    summary.log_end_offsets.push_back((*marks)[p].high);
     position[p] = (*marks)[p].low;
     if (from && p < static_cast<int32_t>(from->size())) position[p] = std::max(position[p], (*from)[p]);
     if ((*marks)[p].high > position[p] && (only_partition < 0 || p == only_partition)) {

@@ -35,6 +35,7 @@ struct ConsumedRecord {
 struct TopicReadSummary {
   std::vector<int64_t> records_per_partition;
   std::vector<int64_t> log_start_offsets;
+  std::vector<int64_t> log_end_offsets;  // what was read up to (the high watermarks, as of the call)
   int64_t total = 0;
 };
 

@@ -249,46 +249,59 @@ Registry::~Registry() = default;
 Status Registry::Refresh() { return Load(nullptr, nullptr); }
 
 Status Registry::Load(const std::string* watch_key, int* watched) {
-  struct JobWrite {
-    std::string key;
-    JobRecord record;
-    int64_t base_seq = 0;
-    int64_t seq = 0;  // 0: written before sequences existed
-    int32_t partition = 0;
-    int64_t offset = 0;
-  };
-  std::vector<JobWrite> writes;
-  std::map<std::string, std::string> progress;
-  // Per key, the partition and timestamp of the record kept: an older kappa
-  // wrote these keys to the partition librdkafka chose, this one to its
-  // own, so after an upgrade a key may be in two partitions, read in any
-  // order.
-  std::map<std::string, std::pair<int32_t, int64_t>, std::less<>> written_at;
-  auto summary = ReadTopic(config_, topic_, [&](const ConsumedRecord& r) {
-    if (r.key.rfind("job/", 0) == 0) {
-      const std::string bytes(r.value);
-      auto record = DecodeJob(bytes);
-      if (!record) return;  // not a job record this kappa can read
-      const auto* j = flatbuffers::GetRoot<schema::JobRegistry>(bytes.data());
-      writes.push_back(JobWrite{std::string(r.key), std::move(*record), j->base_seq(), j->seq(), r.partition, r.offset});
-    } else {
-      // Within a partition the one read last (its log's order, whatever the
-      // writers' clocks say); across partitions the later written.
-      auto [at, fresh] = written_at.try_emplace(std::string(r.key), r.partition, r.timestamp_ms);
-      if (!fresh && at->second.first != r.partition && r.timestamp_ms < at->second.second) return;
-      at->second = {r.partition, r.timestamp_ms};
-      progress[std::string(r.key)] = std::string(r.value);
-    }
-  }, 15000, nullptr, -1, /*settle_ms=*/0);  // written without transactions: nothing to settle
   if (watched) *watched = 0;
+  last_read_records_ = 0;
+  // Reads on from where the last read ended; from the start the first time,
+  // or when the topic is no longer the one read (fewer partitions, or an end
+  // before where the last read ended: deleted and created again).
+  auto read = [&](bool from_start) {
+    if (from_start) {
+      read_to_.clear();
+      job_writes_.clear();
+      read_values_.clear();
+      written_at_.clear();
+    }
+    return ReadTopic(config_, topic_, [&](const ConsumedRecord& r) {
+      if (r.key.rfind("job/", 0) == 0) {
+        const std::string bytes(r.value);
+        auto record = DecodeJob(bytes);
+        if (!record) return;  // not a job record this kappa can read
+        const auto* j = flatbuffers::GetRoot<schema::JobRegistry>(bytes.data());
+        job_writes_.push_back(
+            JobWrite{std::string(r.key), std::move(*record), j->base_seq(), j->seq(), r.partition, r.offset});
+      } else {
+        // Within a partition the one read last (its log's order, whatever the
+        // writers' clocks say); across partitions the later written. (An
+        // older kappa wrote these keys to the partition librdkafka chose,
+        // this one to its own, so after an upgrade a key may be in two
+        // partitions, read in any order.)
+        auto [at, fresh] = written_at_.try_emplace(std::string(r.key), r.partition, r.timestamp_ms);
+        if (!fresh && at->second.first != r.partition && r.timestamp_ms < at->second.second) return;
+        at->second = {r.partition, r.timestamp_ms};
+        read_values_[std::string(r.key)] = std::string(r.value);
+      }
+    }, 15000, read_to_.empty() ? nullptr : &read_to_, -1, /*settle_ms=*/0);  // written without transactions
+  };
+  auto summary = read(read_to_.empty());
+  if (summary.ok() && !read_to_.empty()) {
+    bool same_topic = summary->log_end_offsets.size() >= read_to_.size();
+    for (size_t p = 0; same_topic && p < read_to_.size(); ++p) same_topic = summary->log_end_offsets[p] >= read_to_[p];
+    if (!same_topic) summary = read(true);
+  }
   if (!summary.ok()) {
     if (summary.status().code() == Status::Code::kNotFound) {
       jobs_.clear();
       progress_.clear();
+      read_to_.clear();
+      job_writes_.clear();
+      read_values_.clear();
+      written_at_.clear();
       return Status::OK();  // no deployment has been registered yet
     }
     return summary.status();
   }
+  read_to_ = summary->log_end_offsets;
+  last_read_records_ = summary->total;
   if (!summary->log_start_offsets.empty() && summary->log_start_offsets[0] > 0) {
     // Each job record builds on the one before it: without the first ones,
     // every later record of those jobs was ignored, and the registry read as
@@ -303,30 +316,36 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
         "again");
   }
   // Records from before sequences (one key per job, latest wins) come first,
-  // then the sequenced ones, all in partition 0, in log order.
-  std::stable_sort(writes.begin(), writes.end(), [](const JobWrite& a, const JobWrite& b) {
+  // then the sequenced ones, all in partition 0, in log order. Applied from
+  // the first each time: a job's state is the chain of its accepted writes.
+  std::stable_sort(job_writes_.begin(), job_writes_.end(), [](const JobWrite& a, const JobWrite& b) {
     const bool a_new = a.seq != 0, b_new = b.seq != 0;
     if (a_new != b_new) return !a_new;
     if (a.partition != b.partition) return a.partition < b.partition;
     return a.offset < b.offset;
   });
   std::map<std::string, JobRecord> jobs;
-  for (auto& w : writes) {
+  for (const auto& w : job_writes_) {
     auto it = jobs.find(w.record.job);
     const int64_t current = it == jobs.end() ? 0 : it->second.seq;
     bool accepted = false;
+    int64_t seq = 0;
     if (w.seq == 0) {
-      w.record.seq = current;  // unsequenced: applied as it always was
+      seq = current;  // unsequenced: applied as it always was
       accepted = true;
     } else if (w.base_seq == current && w.seq == current + 1) {
-      w.record.seq = w.seq;
+      seq = w.seq;
       accepted = true;
     }
     if (watch_key && watched && w.key == *watch_key) *watched = accepted ? 1 : -1;
-    if (accepted) jobs[w.record.job] = std::move(w.record);
+    if (accepted) {
+      JobRecord& record = jobs[w.record.job];
+      record = w.record;
+      record.seq = seq;
+    }
   }
   jobs_ = std::move(jobs);
-  progress_ = std::move(progress);
+  progress_ = read_values_;
   return Status::OK();
 }
 
@@ -507,7 +526,12 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
 }  // namespace
 
 const std::map<std::string, std::string>& Registry::TopicConfigs() {
-  static const std::map<std::string, std::string> configs = {{"cleanup.policy", "compact"}};
+  // Segments rolled hourly: the cleaner compacts only closed segments, and
+  // with the broker's default (7 days) the progress records every running
+  // version writes at each checkpoint piled up for a week before any was
+  // dropped, and every process starting read them all.
+  static const std::map<std::string, std::string> configs = {{"cleanup.policy", "compact"},
+                                                             {"segment.ms", "3600000"}};
   return configs;
 }
 

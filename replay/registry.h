@@ -168,6 +168,9 @@ class Registry {
   // registry's history is gone, and what is left would read as a registry
   // without those jobs or versions.
   static const std::map<std::string, std::string>& TopicConfigs();
+  // How many records the last Refresh read: what was written since the one
+  // before (all of the topic the first time).
+  int64_t last_read_records() const { return last_read_records_; }
 
  private:
   // Reads the topic to its end; *watched (if given) is set to whether the
@@ -186,6 +189,25 @@ class Registry {
   KafkaHandle producer_;
   std::map<std::string, JobRecord> jobs_;       // job -> its accepted state
   std::map<std::string, std::string> progress_;  // progress key -> latest value bytes
+  // What the reads so far found, so that a re-read reads only what came
+  // since (a running version re-reads the registry every second; reading
+  // the whole topic each time grew with every progress record written
+  // until compaction, days later). Per partition, where the last read
+  // ended; the job records in it; and per other key its latest value and
+  // where that came from.
+  struct JobWrite {
+    std::string key;
+    JobRecord record;
+    int64_t base_seq = 0;
+    int64_t seq = 0;  // 0: written before sequences existed
+    int32_t partition = 0;
+    int64_t offset = 0;
+  };
+  std::vector<int64_t> read_to_;
+  int64_t last_read_records_ = 0;
+  std::vector<JobWrite> job_writes_;
+  std::map<std::string, std::string> read_values_;
+  std::map<std::string, std::pair<int32_t, int64_t>, std::less<>> written_at_;
 };
 
 

@@ -116,6 +116,10 @@ TEST_F(ControlTopicTest, KappaCreatesAMissingControlTopicCompacted) {
   const auto configs = DescribeTopicConfigs(control);
   ASSERT_TRUE(configs.count("cleanup.policy")) << "the control topic was not created";
   EXPECT_EQ(configs.at("cleanup.policy"), "compact") << "an auto-created control topic would be deleted by retention";
+  // Rolled hourly, so that compaction drops superseded progress records
+  // within hours, not after the broker's default 7 days.
+  ASSERT_TRUE(configs.count("segment.ms"));
+  EXPECT_EQ(configs.at("segment.ms"), "3600000");
   auto client = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", Unique("probe")}});
   ASSERT_TRUE(client.ok());
   auto partitions = TopicPartitionCount(client->get(), control, 10000);
@@ -213,6 +217,54 @@ TEST_F(ControlTopicTest, RegistrySurvivesCompaction) {
   EXPECT_NE(out.find("SERVING"), std::string::npos) << out;
   ASSERT_TRUE(after.Refresh().ok());
   EXPECT_EQ(after.Job(job)->serving, 1);
+}
+
+// A registry re-reads only what was written since its last read; a control
+// topic deleted and created again (its ends now before where the last read
+// ended) is read again from its start, not taken for the old one.
+TEST_F(ControlTopicTest, ARegistryReadsARecreatedControlTopicFromItsStart) {
+  const std::string control = Unique("ctl-recreated");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
+  Registry writer(Config(), control), reader(Config(), control);
+  JobRecord job;
+  job.job = "spend";
+  VersionInfo v1;
+  v1.version = 1;
+  v1.source_topic = "in";
+  v1.output_topic = "out.v1";
+  job.versions = {v1};
+  job.serving = 1;
+  ASSERT_TRUE(writer.PutJob(job).ok());
+  ProgressRecord progress;
+  progress.job = "spend";
+  progress.version = 1;
+  for (int i = 0; i < 40; ++i) {
+    progress.snapshot.epoch = i;
+    ASSERT_TRUE(writer.PutProgress(progress).ok());
+  }
+  ASSERT_TRUE(reader.Refresh().ok());
+  EXPECT_EQ(reader.last_read_records(), 41);
+  ASSERT_TRUE(reader.Job("spend").has_value());
+  EXPECT_EQ(reader.Progress("spend", 1)->snapshot.epoch, 39);
+
+  ASSERT_TRUE(DeleteTopicAdmin(Config(), control).ok());
+  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
+  Registry fresh(Config(), control);
+  JobRecord other;
+  other.job = "other";
+  other.versions = {v1};
+  other.serving = 1;
+  ASSERT_TRUE(fresh.PutJob(other).ok());
+  progress.job = "other";
+  progress.snapshot.epoch = 7;
+  ASSERT_TRUE(fresh.PutProgress(progress).ok());
+
+  ASSERT_TRUE(reader.Refresh().ok());
+  EXPECT_EQ(reader.last_read_records(), 2);
+  EXPECT_FALSE(reader.Job("spend").has_value()) << "the deleted topic's job";
+  EXPECT_FALSE(reader.Progress("spend", 1).has_value());
+  ASSERT_TRUE(reader.Job("other").has_value());
+  EXPECT_EQ(reader.Progress("other", 1)->snapshot.epoch, 7);
 }
 
 }  // namespace

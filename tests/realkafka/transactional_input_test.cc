@@ -63,7 +63,9 @@ class TransactionalInputTest : public SharedRealKafkaTest<> {
       const bool abort = std::find(aborted.begin(), aborted.end(), t) != aborted.end();
       // Sent before the abort: else librdkafka drops them unsent and the
       // log holds neither them nor a marker.
-      if (abort) ASSERT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+      if (abort) {
+        ASSERT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+      }
       ASSERT_TRUE(check(abort ? rd_kafka_abort_transaction(rk, 30000) : rd_kafka_commit_transaction(rk, 30000),
                         abort ? "abort_transaction" : "commit_transaction"));
     }

@@ -304,5 +304,60 @@ TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   ASSERT_TRUE(a.Progress("spend", 2).has_value());
 }
 
+// A re-read reads what was written since the last one, not the whole topic:
+// every running version re-reads the registry each second, and read from
+// the start each time it read every progress record written since the
+// topic's last compaction (days of them), growing without bound.
+TEST_F(RegistryTest, ARefreshReadsOnlyWhatWasWrittenSinceTheLastOne) {
+  CreateTopic("kappa.control", 2);
+  Registry writer(Config()), reader(Config());
+  JobRecord job;
+  job.job = "spend";
+  job.versions = {Version(1, VersionState::kLive)};
+  job.serving = 1;
+  ASSERT_TRUE(writer.PutJob(job).ok());
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(writer.PutProgress(Progress("spend", 1 + i % 3, {{0, i}})).ok());
+  ASSERT_TRUE(reader.Refresh().ok());
+  EXPECT_EQ(reader.last_read_records(), 301);
+  ASSERT_TRUE(reader.Progress("spend", 1).has_value());
+  EXPECT_EQ(reader.Progress("spend", 1)->snapshot.partitions.at(0).position, 297);
+
+  ASSERT_TRUE(reader.Refresh().ok());
+  EXPECT_EQ(reader.last_read_records(), 0) << "nothing new";
+  EXPECT_EQ(reader.Job("spend")->serving, 1) << "what was read before is kept";
+  EXPECT_EQ(reader.Progress("spend", 3)->snapshot.partitions.at(0).position, 299);
+
+  // A change and a progress record: two records read, both seen.
+  auto changed = writer.Job("spend");
+  ASSERT_TRUE(changed.has_value());
+  changed->versions.push_back(Version(2, VersionState::kCaughtUp));
+  changed->previous_serving.push_back(1);
+  changed->serving = 2;
+  ASSERT_TRUE(writer.PutJob(*changed).ok());
+  ASSERT_TRUE(writer.PutProgress(Progress("spend", 2, {{0, 1000}})).ok());
+  ASSERT_TRUE(reader.Refresh().ok());
+  EXPECT_EQ(reader.last_read_records(), 2);
+  EXPECT_EQ(reader.Job("spend")->serving, 2);
+  EXPECT_EQ(reader.Job("spend")->previous_serving, (std::vector<int32_t>{1}));
+  EXPECT_EQ(reader.Progress("spend", 2)->snapshot.partitions.at(0).position, 1000);
+
+  // The reader's own write is judged against the whole history (its
+  // sequence follows the writer's), and the next refresh reads just it.
+  auto mine = reader.Job("spend");
+  mine->serving = 1;
+  mine->previous_serving.push_back(2);
+  auto won = reader.TryPutJob(*mine);
+  ASSERT_TRUE(won.ok()) << won.status().ToString();
+  EXPECT_TRUE(*won);
+  // A stale write based on the sequence before is refused.
+  auto stale = changed;
+  stale->serving = 1;
+  auto lost = writer.TryPutJob(*stale);
+  ASSERT_TRUE(lost.ok()) << lost.status().ToString();
+  EXPECT_FALSE(*lost);
+  ASSERT_TRUE(writer.Refresh().ok());
+  EXPECT_EQ(writer.Job("spend")->previous_serving, (std::vector<int32_t>{1, 2}));
+}
+
 }  // namespace
 }  // namespace kappa::testing
