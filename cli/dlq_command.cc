@@ -564,7 +564,12 @@ int Replay(int argc, char** argv) {
       const std::string_view payload =
           d->payload() ? std::string_view(reinterpret_cast<const char*>(d->payload()->data()), d->payload()->size())
                        : std::string_view();
-      if (Status ps = (*producer)->Produce(to, partition, key, payload, headers); !ps.ok()) {
+      // With its original Kafka timestamp: a job whose event time is
+      // kafka.timestamp counted a re-injected record at the time of the
+      // replay, in the current window, and moved the partition's watermark
+      // to now (a bug bash). 0 (not known): the broker stamps it.
+      const int64_t timestamp_ms = std::max<int64_t>(0, d->source_timestamp_ms());
+      if (Status ps = (*producer)->Produce(to, partition, key, payload, headers, timestamp_ms); !ps.ok()) {
         return Fail("dlq replay", Status::Unavailable(ps.message() + "; nothing of this batch is marked: rerun"));
       }
     }

@@ -92,7 +92,7 @@ std::string FormatRecordJson(const uint8_t* data, size_t size) {
           "{\"type\":\"dlq\"" +
           Text("source", Str(d->source_topic()) + "[" + std::to_string(d->source_partition()) + "]@" +
                              std::to_string(d->source_offset())) +
-          Text("error_type", schema::EnumNameDlqErrorType(d->error_type())) + Text("error", Str(d->error_message())) +
+          Num("source_timestamp_ms", d->source_timestamp_ms()) + Text("error_type", schema::EnumNameDlqErrorType(d->error_type())) + Text("error", Str(d->error_message())) +
           Num("payload_bytes", d->payload() ? d->payload()->size() : 0u) + Text("job", Str(d->job())) +
           Num("version", d->version()) + Text("spec_hash", Str(d->spec_hash())) +
           Num("retry_count", std::max(1, d->retry_count())) +

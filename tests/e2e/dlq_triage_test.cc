@@ -161,8 +161,25 @@ TEST_F(DlqTriageTest, FixedRecordsPassTheOthersComeBackCountedThenParked) {
   Run(v2);
   const int64_t source_before = Count("transactions");
   ASSERT_EQ(source_before, 600);
+  std::map<std::string, int64_t> original_timestamp;  // payload -> Kafka timestamp
+  ASSERT_TRUE(ReadTopic(Config(), "transactions", [&](const ConsumedRecord& c) {
+                original_timestamp[std::string(c.value)] = c.timestamp_ms;
+              }).ok());
   EXPECT_EQ(Replay(), rejected);
   EXPECT_EQ(Count("transactions"), 600 + rejected);
+  // Each re-injected record keeps its Kafka timestamp (the event time of a
+  // job that reads kafka.timestamp); it was stamped with the replay's time.
+  int64_t reinjected = 0;
+  ASSERT_TRUE(ReadTopic(Config(), "transactions", [&](const ConsumedRecord& c) {
+                if (c.Header("kappa.retry_count").empty()) return;
+                ++reinjected;
+                auto it = original_timestamp.find(std::string(c.value));
+                ASSERT_NE(it, original_timestamp.end());
+                EXPECT_EQ(c.timestamp_ms, it->second) << "partition " << c.partition << " offset " << c.offset;
+              }).ok());
+  EXPECT_EQ(reinjected, rejected);
+  EXPECT_TRUE(std::regex_search(shown, std::regex("\"source_timestamp_ms\":[1-9][0-9]{12},")))
+      << "dlq show prints the record's Kafka timestamp: " << shown;
   EXPECT_EQ(Replay(), 0) << "a second replay of the same DLQ injects nothing";
   EXPECT_EQ(Count("transactions"), 600 + rejected);
 
