@@ -54,6 +54,21 @@ void ArchiveSource::Attach(const std::vector<Task*>& tasks) {
   ranges_.resize(std::max(ranges_.size(), tasks.size()));
 }
 
+Result<int64_t> ArchiveSource::OffsetForTime(int32_t partition, int64_t ms, int64_t from, int64_t until) {
+  if (from >= until) return int64_t{-1};
+  auto reader = ArchiveReader::Open(dir_, spec_.source_topic, partition);
+  if (!reader.ok()) return reader.status();
+  KAPPA_RETURN_IF_ERROR((*reader)->Seek(from));
+  std::vector<ArchiveRecord> block;
+  while (true) {
+    KAPPA_RETURN_IF_ERROR((*reader)->NextBlock(&block, until));
+    if (block.empty()) return int64_t{-1};
+    for (const ArchiveRecord& r : block) {
+      if (r.timestamp_ms >= ms) return r.offset;
+    }
+  }
+}
+
 Status ArchiveSource::Serve(size_t i) {
   auto reader = ArchiveReader::Open(dir_, spec_.source_topic, tasks_[i]->partition());
   if (!reader.ok()) return reader.status();
@@ -69,7 +84,9 @@ Status ArchiveSource::Open(const std::vector<Task*>& tasks, const std::vector<bo
   for (size_t i = 0; i < tasks.size(); ++i) {
     Task& t = *tasks[i];
     const ArchiveRange& r = ranges_[i];
-    auto wanted = WantedOffset(spec_, restored[i], t.next_offset(), r.end_offset, nullptr);
+    auto wanted = WantedOffset(spec_, restored[i], t.next_offset(), r.end_offset, [&](int64_t ms) {
+      return OffsetForTime(t.partition(), ms, r.records > 0 ? r.first_offset : r.end_offset, r.end_offset);
+    });
     if (!wanted.ok()) return wanted.status();
     if (!restored[i]) t.StartAt(*wanted);
     const int64_t first = r.records > 0 ? r.first_offset : r.end_offset;

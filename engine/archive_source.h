@@ -43,7 +43,7 @@ class ArchiveSource final : public Source {
   // no Kafka topic to ask).
   Result<int32_t> Partitions() override;
   // Archive only: every task's start must be in the archive (the gap rule
-  // applies below its first offset).
+  // applies below its first offset); a start time is looked up in it.
   Status Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) override;
   Status Read(int64_t budget, int64_t* records) override;
   bool exhausted() const override { return exhausted_; }
@@ -60,6 +60,10 @@ class ArchiveSource final : public Source {
     return ranges_[i].records > 0 && offset >= ranges_[i].first_offset && offset < ranges_[i].end_offset;
   }
   void Attach(const std::vector<Task*>& tasks);
+  // The first archived offset in [from, until) of partition `partition`
+  // whose record's timestamp is at or after `ms` (Kafka's offsets-for-times,
+  // answered from the archive by reading it from `from`); -1 if none.
+  Result<int64_t> OffsetForTime(int32_t partition, int64_t ms, int64_t from, int64_t until);
   Status Serve(size_t i);
   bool serving(size_t i) const { return readers_[i] != nullptr; }
 

@@ -11,8 +11,26 @@ namespace kappa {
 Status HybridSource::Position(Task& t, size_t i, bool restored, const Watermarks& w) {
   auto wanted = kafka_.Wanted(t, restored, w);
   if (!wanted.ok()) return wanted.status();
-  if (!restored) t.StartAt(*wanted);
   const ArchiveRange& r = archive_.Range(i);
+  // A start time Kafka resolves to its log start (or past an emptied log)
+  // may be in the history before it, which only the archive holds: Kafka
+  // answers with the first record it still has. Looked up there (a bug
+  // bash: the archived records between the start time and Kafka's log
+  // start were skipped, without a gap counted).
+  if (!restored && !kafka_.ran_before() && spec_.start == StartPosition::kTimestamp && r.records > 0 &&
+      r.first_offset < w.low && *wanted <= w.low) {
+    auto in_archive = archive_.OffsetForTime(t.partition(), spec_.start_timestamp_ms, r.first_offset,
+                                             std::min(w.low, r.end_offset));
+    if (!in_archive.ok()) return in_archive.status();
+    if (*in_archive >= 0) {
+      kafka_.Note(NoteLevel::kInfo, spec_.source_topic + "[" + std::to_string(t.partition()) + "]: start time " +
+                                        std::to_string(spec_.start_timestamp_ms) +
+                                        " is in the archive's history: offset " + std::to_string(*in_archive) +
+                                        " (Kafka's log starts at " + std::to_string(w.low) + ")");
+      *wanted = *in_archive;
+    }
+  }
+  if (!restored) t.StartAt(*wanted);
   if (!archive_.Holds(i, t.next_offset()) && t.next_offset() < w.low) {
     // Neither store holds it: the next record either has is `next`.
     int64_t next = w.low;

@@ -55,6 +55,10 @@ class KafkaSource final : public Source {
   // checkpoint): a partition without a checkpoint then was added to the
   // topic since, and is read from its beginning whatever `start` says
   // (`latest` means where the job started, not where a new partition is).
+  bool ran_before() const { return ran_before_; }
+  void Note(NoteLevel level, const std::string& text) const {
+    if (note_) note_(level, text);
+  }
   void SetRanBefore(const std::vector<bool>& restored) {
     ran_before_ = std::find(restored.begin(), restored.end(), true) != restored.end();
   }
