@@ -22,6 +22,20 @@ struct RecordCounters {
     late += o.late; dlq += o.dlq; outputs += o.outputs;
   }
   bool Balanced() const { return in == out + deduped + filtered + late + dlq; }
+  // A repartitioned job's counters: this (the first stage's: read and
+  // dropped before the repartition) with the second stage's (what it
+  // dropped, aggregated and wrote); the second stage's input is the first's
+  // `out`, not counted again.
+  RecordCounters WithSecondStage(const RecordCounters& second) const {
+    RecordCounters c = *this;
+    c.out = second.out;
+    c.outputs = second.outputs;
+    c.deduped += second.deduped;
+    c.filtered += second.filtered;
+    c.late += second.late;
+    c.dlq += second.dlq;
+    return c;
+  }
 };
 
 }  // namespace kappa

@@ -44,8 +44,9 @@ ProgressSnapshot SnapshotOf(const std::vector<Task*>& tasks, const Source& sourc
 }
 
 std::string RenderMetrics(const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
-                          int64_t history_gap_records, int64_t sink_rejected) {
-  const RecordCounters c = TotalCounters(tasks);
+                          int64_t history_gap_records, int64_t sink_rejected, const RecordCounters* second_stage) {
+  const RecordCounters c =
+      second_stage ? TotalCounters(tasks).WithSecondStage(*second_stage) : TotalCounters(tasks);
   std::ostringstream out;
   out << "{\n  \"job\": \"" << spec.job << "\",\n  \"version\": " << spec.version << ",\n  \"spec_hash\": \""
       << spec.spec_hash << "\",\n  \"epoch\": " << epoch << ",\n  \"records_in\": " << c.in
@@ -81,8 +82,8 @@ Status WriteMetricsText(const std::string& path, const std::string& text) {
 }
 
 Status WriteMetricsFile(const std::string& path, const JobSpec& spec, const std::vector<Task*>& tasks, int64_t epoch,
-                        int64_t history_gap_records, int64_t sink_rejected) {
-  return WriteMetricsText(path, RenderMetrics(spec, tasks, epoch, history_gap_records, sink_rejected));
+                        int64_t history_gap_records, int64_t sink_rejected, const RecordCounters* second_stage) {
+  return WriteMetricsText(path, RenderMetrics(spec, tasks, epoch, history_gap_records, sink_rejected, second_stage));
 }
 
 }  // namespace kappa

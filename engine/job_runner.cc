@@ -138,6 +138,23 @@ struct JobRunner::Impl {
   int64_t processed_at_checkpoint = 0;
   Stopwatch since_checkpoint;
   Stopwatch since_metrics;
+  Stopwatch since_stage_counters;
+  // Second stage of a repartitioned job: its counters for the first stage.
+  void PublishStageCounters() {
+    since_stage_counters.Reset();
+    std::vector<std::pair<int32_t, RecordCounters>> parts;
+    for (const Task* t : Running()) parts.emplace_back(t->partition(), t->counters());
+    options.publish_counters->Set(std::move(parts), pg ? pg->RejectedSinceStart(RunningPartitions()) : 0);
+  }
+  // The first stage's: the second stage's counters to add (null: none).
+  std::optional<RecordCounters> SecondStage() const {
+    if (!options.second_stage) return std::nullopt;
+    return options.second_stage->Total();
+  }
+  int64_t SinkRejectedNow() const {
+    if (options.second_stage) return options.second_stage->SinkRejected();
+    return pg ? pg->RejectedSinceStart(RunningPartitions()) : 0;
+  }
   // Partitions added to the source while the job runs are not read until it
   // restarts (its tasks are made at the start): checked every 30 s, and said.
   Stopwatch since_growth_check;
@@ -221,6 +238,10 @@ struct JobRunner::Impl {
   ProgressSnapshot Snapshot() const {
     ProgressSnapshot s = SnapshotOf(Running(), *source, coordinator->epoch());
     if (pg) s.sink_rejected = pg->RejectedSinceStart(RunningPartitions());
+    if (options.second_stage) {
+      s.counters = s.counters.WithSecondStage(options.second_stage->Total());
+      s.sink_rejected = options.second_stage->SinkRejected();  // the second stage writes the sink
+    }
     if (standby) {
       for (const auto& c : standby->Copies()) s.standbys.push_back({c.partition, c.lag_records, c.applied_next_offset});
     }
@@ -954,9 +975,10 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   if (coordinator->Due()) {
     KAPPA_RETURN_IF_ERROR(GroupCheckpoint());
     // Begun, not yet durable: its metrics wait for the backend's writer.
+    const std::optional<RecordCounters> second = SecondStage();
     pending_metrics.emplace_back(coordinator->epoch(),
                                  RenderMetrics(spec, Running(), coordinator->epoch(), gap_rule->gap_records(),
-                                               pg ? pg->RejectedSinceStart(RunningPartitions()) : 0));
+                                               SinkRejectedNow(), second ? &*second : nullptr));
     if (options.on_checkpoint) {
       // The rate since the previous checkpoint.
       ProgressSnapshot snapshot = Snapshot();
@@ -969,6 +991,7 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   }
   if (reporter->Due()) reporter->Report(Snapshot(), processed);
   if (options.metrics != nullptr && since_metrics.Millis() >= 1000) PublishMetrics();
+  if (options.publish_counters && since_stage_counters.Millis() >= 1000) PublishStageCounters();
   if (since_growth_check.Millis() >= TopicCheckIntervalMs()) {
     CheckSourceGrowth();
     CheckIdleUpstreams();
@@ -1023,7 +1046,19 @@ void JobRunner::Impl::PublishMetrics() {
   sample.state_bytes = static_cast<int64_t>(backend->ApproximateBytes());
   sample.dlq_by_type = sink->DlqByType();
   sample.restore_records_remaining = gaps->remaining(tasks);
-  for (const Task* t : Running()) sample.partition_counters.emplace_back(t->partition(), t->counters());
+  for (const Task* t : Running()) {
+    RecordCounters c = t->counters();
+    if (options.second_stage) c.out = c.outputs = 0;  // the second stage's (WithSecondStage)
+    sample.partition_counters.emplace_back(t->partition(), c);
+  }
+  if (options.second_stage) {
+    // Its partitions (of the repartition topic) apart from the first
+    // stage's, numbered below them; their input is the first stage's `out`.
+    for (auto [p, c] : options.second_stage->Partitions()) {
+      c.in = 0;
+      sample.partition_counters.emplace_back(-1 - p, c);
+    }
+  }
   options.metrics->Publish(std::move(sample));
 }
 
@@ -1162,12 +1197,28 @@ Status JobRunner::Impl::Finish(bool input_ended) {
   summary->capture_max_ms = c.capture_max_ms;
   summary->final_durable_ms = c.final_durable_ms;
   summary->seconds = run_time.Seconds();
+  if (options.publish_counters) PublishStageCounters();
   ProgressSnapshot final_snapshot = Snapshot();
   final_snapshot.records_per_second = summary->seconds > 0 ? static_cast<double>(processed) / summary->seconds : 0;
   if (options.on_checkpoint) options.on_checkpoint(final_snapshot);
   reporter->ReportFinal(final_snapshot, processed);
   if (options.metrics != nullptr) PublishMetrics();
   return Status::OK();
+}
+
+Status JobRunner::ReportWithFinalSecondStage() {
+  Impl& d = *impl_;
+  if (d.tasks.empty() || !d.coordinator || !d.options.second_stage) return Status::OK();
+  if (d.options.on_checkpoint) {
+    ProgressSnapshot snapshot = d.Snapshot();
+    snapshot.records_per_second =
+        summary_.seconds > 0 ? static_cast<double>(d.processed) / summary_.seconds : 0;
+    d.options.on_checkpoint(snapshot);
+  }
+  if (d.options.metrics != nullptr) d.PublishMetrics();
+  const std::optional<RecordCounters> second = d.SecondStage();
+  return WriteMetricsFile(d.options.metrics_file, d.spec, d.Running(), d.coordinator->epoch(),
+                          summary_.history_gap_records, d.SinkRejectedNow(), second ? &*second : nullptr);
 }
 
 Status JobRunner::Run(StopToken stop) {
@@ -1194,9 +1245,9 @@ Status JobRunner::Run(StopToken stop) {
     // the metrics file keeps describing what is durably committed.
     if (st.ok() && d.coordinator) {
       // Finish made the final checkpoint durable.
+      const std::optional<RecordCounters> second = d.SecondStage();
       st = WriteMetricsFile(d.options.metrics_file, d.spec, d.Running(), d.coordinator->epoch(),
-                            summary_.history_gap_records,
-                            d.pg ? d.pg->RejectedSinceStart(d.RunningPartitions()) : 0);
+                            summary_.history_gap_records, d.SinkRejectedNow(), second ? &*second : nullptr);
     } else if (d.backend) {
       // The begun checkpoints that did become durable before the failure.
       (void)d.backend->WaitForCommits();

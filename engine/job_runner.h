@@ -17,6 +17,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,6 +45,35 @@ struct RateControl {
   explicit RateControl(double rate = 0) : max_rate(rate) {}
   std::atomic<double> max_rate{0};  // records/s (0: none)
   std::atomic<bool> paused{false};
+};
+
+// What the second stage of a repartitioned job counted so far, per
+// repartition partition it runs. Any thread.
+struct StageCounters {
+  void Set(std::vector<std::pair<int32_t, RecordCounters>> partitions, int64_t sink_rejected) {
+    std::lock_guard<std::mutex> lock(mu);
+    partitions_ = std::move(partitions);
+    sink_rejected_ = sink_rejected;
+  }
+  std::vector<std::pair<int32_t, RecordCounters>> Partitions() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return partitions_;
+  }
+  RecordCounters Total() const {
+    std::lock_guard<std::mutex> lock(mu);
+    RecordCounters c;
+    for (const auto& [p, pc] : partitions_) c.Add(pc);
+    return c;
+  }
+  int64_t SinkRejected() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return sink_rejected_;
+  }
+
+ private:
+  mutable std::mutex mu;
+  std::vector<std::pair<int32_t, RecordCounters>> partitions_;
+  int64_t sink_rejected_ = 0;
 };
 
 struct RunOptions {
@@ -93,6 +123,14 @@ struct RunOptions {
   // its topic to the end as of that moment and stops; before, it never
   // counts itself at the end.
   std::shared_ptr<std::atomic<bool>> upstream_ended;
+  // The two stages of a repartitioned job: the second publishes its
+  // counters into `publish_counters` (about once a second, and at its end);
+  // the first adds those in `second_stage` to what it reports (status line,
+  // /metrics and alerts, registry progress, metrics.json), so late and
+  // dead-lettered records found after the repartition, and its outputs,
+  // show while the job runs (they showed only in the exit summary).
+  std::shared_ptr<StageCounters> publish_counters;
+  std::shared_ptr<StageCounters> second_stage;
 };
 
 struct RunSummary {
@@ -131,6 +169,11 @@ class JobRunner {
   ~JobRunner();
   Status Run(StopToken stop);
   const RunSummary& summary() const { return summary_; }
+  // The first stage of a repartitioned job, once both stages have ended
+  // cleanly: it ended first, with what the second had counted by then; its
+  // last progress (on_checkpoint), /metrics sample and metrics file are
+  // given again with the second stage's final counters.
+  Status ReportWithFinalSecondStage();
 
  private:
   struct Impl;

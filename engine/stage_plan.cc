@@ -130,6 +130,9 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   down_options.on_checkpoint = nullptr;
   down_options.rate_control = nullptr;
   down_options.max_rate = 0;  // the cap is on the input; stage 1 follows
+  auto second_stage = std::make_shared<StageCounters>();
+  down_options.publish_counters = second_stage;
+  up_options.second_stage = second_stage;
   if (options.on_note) {
     down_options.on_note = [note = options.on_note](NoteLevel level, const std::string& text) {
       note(level, "stage 2 (after the repartition): " + text);
@@ -181,12 +184,7 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   } else {
     // The job's records: read and dropped by stage 0, aggregated and written
     // by stage 1 (stage 0's `out` is what it repartitioned).
-    summary->counters.out = b.counters.out;
-    summary->counters.outputs = b.counters.outputs;
-    summary->counters.deduped += b.counters.deduped;
-    summary->counters.filtered += b.counters.filtered;
-    summary->counters.late += b.counters.late;
-    summary->counters.dlq += b.counters.dlq;
+    summary->counters = a.counters.WithSecondStage(b.counters);
   }
   summary->sink_rejected = b.sink_rejected;  // stage 1 writes the sink
   summary->epochs += b.epochs;
@@ -203,7 +201,7 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   if (!down_status.ok()) {
     return down_status.WithContext("stage 2 (after the repartition): ");
   }
-  return Status::OK();
+  return up.ReportWithFinalSecondStage();
 }
 
 }  // namespace kappa

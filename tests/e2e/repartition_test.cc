@@ -354,6 +354,39 @@ TEST_F(RepartitionTest, EmptyInputPartitionsHoldingStageTwoBackAreNamed) {
   EXPECT_EQ(err.find(said, err.find(said) + 1), std::string::npos) << "said more than once: " << err;
 }
 
+// The late records stage 2 finds, and its outputs, count in what the job
+// reports while it runs (status line, metrics file): they showed only in
+// the exit summary, and the spec's late_fraction alert never fired for a
+// repartitioned job (a bug bash).
+TEST_F(RepartitionTest, ARunningJobReportsWhatItsSecondStageCounted) {
+  CreateTopic("transactions", kPartitions);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  ScratchDir dir("repartition-live");
+  ChildProcess run({"run", CurrencySpec(dir, "live"), "-b", bootstrap(), "--status-interval-ms", "200"},
+                   "repartition-live");
+  int64_t late_topic = -1, late_said = -2, outputs_said = 0;
+  const std::regex counters(R"(outputs (\d+), deduped [^,]+, filtered [^,]+, late (\d+),)");
+  for (int i = 0; i < 300 && run.WaitFor(0) == -1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto summary = ReadTopic(Config(), "live.late", nullptr);
+    if (summary.ok()) late_topic = summary->total;
+    const std::string err = run.Stderr();
+    for (std::sregex_iterator it(err.begin(), err.end(), counters), end; it != end; ++it) {
+      outputs_said = std::stoll((*it)[1]);
+      late_said = std::stoll((*it)[2]);
+    }
+    if (late_topic > 0 && late_said == late_topic && outputs_said > 0) break;
+  }
+  run.Kill(SIGTERM);
+  ASSERT_EQ(run.WaitFor(60000), 0) << run.Stderr();
+  ASSERT_GT(late_topic, 0) << "the workload has records beyond the lateness";
+  EXPECT_EQ(late_said, late_topic) << "the status line while it ran: " << run.Stderr();
+  EXPECT_GT(outputs_said, 0) << run.Stderr();
+  const std::string metrics = ReadFile(dir / "live-state/metrics.json");
+  EXPECT_EQ(MetricsField(metrics, "late"), late_topic) << metrics;
+  EXPECT_EQ(MetricsField(metrics, "outputs"), ReadOutputs(Config(), "live-out.v1").total) << metrics;
+}
+
 TEST_F(RepartitionTest, AKilledProcessRestartedGivesTheUninterruptedOutputs) {
   CreateTopic("transactions", kPartitions);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
