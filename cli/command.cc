@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "base/config_node.h"
 #include "kafka/kafka_client.h"
 
 namespace po = boost::program_options;
@@ -130,12 +131,17 @@ void StopWatchdog(int64_t grace_ms) {
   const char* cause = KafkaTeardownInProgress()
                           ? "the teardown of a Kafka client (librdkafka's rd_kafka_destroy) has not finished"
                           : "a broker or database that does not answer";
-  std::fprintf(stderr,
-               "kappa: still stopping %lld s after the stop request (%s); exiting now, as a crash would: the last "
-               "durable checkpoint is intact and the next start resumes from it (KAPPA_STOP_GRACE_MS sets this "
-               "wait)\n",
-               static_cast<long long>(grace_ms / 1000), cause);
-  std::fflush(stderr);
+  char text[512];
+  const int n = std::snprintf(text, sizeof(text),
+                              "kappa: still stopping %lld s after the stop request (%s); exiting now, as a crash "
+                              "would: the last durable checkpoint is intact and the next start resumes from it "
+                              "(KAPPA_STOP_GRACE_MS sets this wait)\n",
+                              static_cast<long long>(grace_ms / 1000), cause);
+  // Without waiting on stderr: a pipe nobody reads held the watchdog in
+  // fprintf, and the process never exited (a bug bash).
+  const int flags = ::fcntl(STDERR_FILENO, F_GETFL);
+  if (flags >= 0) ::fcntl(STDERR_FILENO, F_SETFL, flags | O_NONBLOCK);
+  if (n > 0) (void)!::write(STDERR_FILENO, text, std::min<size_t>(static_cast<size_t>(n), sizeof(text) - 1));
   ::_exit(1);
 }
 }  // namespace
@@ -149,7 +155,21 @@ StopToken InstallStopSignals() {
   static std::once_flag watchdog;
   std::call_once(watchdog, [] {
     int64_t grace_ms = 20000;
-    if (const char* env = std::getenv("KAPPA_STOP_GRACE_MS")) grace_ms = std::max<int64_t>(100, std::atoll(env));
+    if (const char* env = std::getenv("KAPPA_STOP_GRACE_MS")) {
+      // Milliseconds, or a duration ("30s"): atoll read "30s" as 30 ms, and
+      // every stop that took longer became a crash-exit (a bug bash).
+      char* end = nullptr;
+      const long long ms = std::strtoll(env, &end, 10);
+      auto duration = ParseDurationMs(env);
+      if (end != env && *end == '\0' && ms >= 0) {
+        grace_ms = std::max<int64_t>(100, ms);
+      } else if (duration.ok()) {
+        grace_ms = std::max<int64_t>(100, *duration);
+      } else {
+        std::fprintf(stderr, "kappa: KAPPA_STOP_GRACE_MS=%s is neither milliseconds nor a duration (30s, 2m): "
+                             "using 20 s\n", env);
+      }
+    }
     std::thread(StopWatchdog, grace_ms).detach();
   });
   return StopToken(g_stop);

@@ -3,9 +3,13 @@
 // a maintained server, not one of ours) on its own thread from a JobMetrics
 // (engine/job_metrics.h), and the live status page at / with its JSON at
 // /api/status (cli/status_page.h). Binds loopback unless told otherwise; port 0 picks
-// a free one. Stopped and joined by the destructor.
+// a free one. Stopped and joined by the destructor. No client can take the
+// job down or hold it: at most 32 connections served and 32 waiting (the
+// rest wait in the kernel's backlog), each cut after 5 s, every one cut
+// when it stops; request bodies are refused unread.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,7 +40,10 @@ class MetricsEndpoint {
 
  private:
   MetricsEndpoint() = default;
+  class Watchdog;  // cuts connections open too long, and all at the end
   std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<Watchdog> watchdog_;
+  std::shared_ptr<std::atomic<bool>> listening_ = std::make_shared<std::atomic<bool>>(true);
   std::thread thread_;
   int port_ = 0;
 };

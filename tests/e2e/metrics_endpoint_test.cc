@@ -10,7 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
 #include <map>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -196,6 +199,157 @@ TEST_F(MetricsEndpointTest, TheArchiverServesItsProgressToo) {
   EXPECT_NE(err.find("cannot listen for /metrics on 127.0.0.1:" + port), std::string::npos) << err;
   archiver.Kill(SIGTERM);
   EXPECT_EQ(archiver.WaitFor(60000), 0) << archiver.Stderr();
+}
+
+// A connection to 127.0.0.1:port (-1 if none).
+int Connect(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+size_t OpenFds(pid_t pid) {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
+  return n;
+}
+
+// No client of the endpoint can take the job down or hold it (a bug bash):
+// 600 idle connections took the job's file descriptors (its checkpoint
+// failed "Too many open files" under ulimit -n 1024); clients sending
+// their request a byte at a time held every worker (no scrape answered)
+// and kept the process from exiting on SIGTERM; a POST body was read into
+// memory whole.
+TEST_F(MetricsEndpointTest, NoClientCanExhaustHoldOrStopTheJob) {
+  CreateTopic("mxc-in", 2);
+  ProduceWorkload(Config(), "mxc-in", SmallWorkload(4, 2000, 50));
+  ScratchDir dir("metrics-clients");
+  SpecOptions o;
+  o.job = "mxc";
+  o.source = "mxc-in";
+  o.sink = "mxc-out";
+  o.state_dir = dir / "state";
+  o.checkpoint_interval = "200ms";
+  ChildProcess job({"run", WriteSpec(dir, "mxc.yaml", o), "-b", bootstrap(), "--metrics-port", "0",
+                    "--status-interval-ms", "0"},
+                   "mxc");
+  const std::string url = MetricsUrl(job);
+  ASSERT_FALSE(url.empty()) << job.Stderr();
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  const size_t fds_before = OpenFds(job.pid());
+
+  // 600 idle connections: the job holds at most 32 served and 32 waiting.
+  std::vector<int> idle;
+  for (int i = 0; i < 600; ++i) {
+    const int fd = Connect(port);
+    if (fd >= 0) idle.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_LT(OpenFds(job.pid()), fds_before + 100) << "connections held open by the job";
+  for (int fd : idle) close(fd);
+
+  // 40 clients sending a request a byte at a time: cut after 5 s, so a
+  // scrape is answered within Prometheus' 10 s timeout.
+  std::vector<int> slow;
+  for (int i = 0; i < 40; ++i) {
+    const int fd = Connect(port);
+    if (fd >= 0) slow.push_back(fd);
+  }
+  std::atomic<bool> dripping{true};
+  std::mutex slow_mu;
+  std::thread drip([&] {
+    while (dripping.load()) {
+      {
+        std::lock_guard<std::mutex> lock(slow_mu);
+        for (int fd : slow) (void)!send(fd, "G", 1, MSG_NOSIGNAL);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  });
+  // Stopped and joined however the test ends (an ASSERT returns early).
+  struct Joiner {
+    std::atomic<bool>& flag;
+    std::thread& thread;
+    ~Joiner() {
+      flag.store(false);
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{dripping, drip};
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const std::string scraped = RunShell("timeout 12 curl -s -m 10 -o /dev/null -w '%{http_code}' " + url);
+  EXPECT_EQ(scraped, "200") << "a scrape beside 40 slow clients";
+
+  // A POST body is refused, not read.
+  const int post = Connect(port);
+  ASSERT_GE(post, 0);
+  const std::string head = "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n";
+  ASSERT_EQ(send(post, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  char answer[64] = {};
+  timeval tv{5, 0};
+  setsockopt(post, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ASSERT_GT(recv(post, answer, sizeof(answer) - 1, 0), 0);
+  EXPECT_EQ(std::string(answer).rfind("HTTP/1.1 413", 0), 0u) << answer;
+  close(post);
+
+  // A slow client still connected does not hold the stop.
+  const int holder = Connect(port);
+  ASSERT_GE(holder, 0);
+  {
+    std::lock_guard<std::mutex> lock(slow_mu);
+    slow.push_back(holder);
+  }
+  const auto stopped = std::chrono::steady_clock::now();
+  job.Kill(SIGTERM);
+  EXPECT_EQ(job.WaitFor(30000), 0) << job.Stderr();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopped, std::chrono::seconds(10)) << job.Stderr();
+  EXPECT_NE(job.Stdout().find("stopped cleanly"), std::string::npos) << job.Stdout();
+  dripping.store(false);
+  drip.join();
+  for (int fd : slow) close(fd);
+}
+
+// Settings that served nothing, or a URL that was none, without a word.
+TEST_F(MetricsEndpointTest, ANegativePortIsRefusedAndAnIpv6UrlHasBrackets) {
+  CreateTopic("mx6-in", 1);
+  ProduceWorkload(Config(), "mx6-in", SmallWorkload(6, 100, 10));
+  ScratchDir dir("metrics-ipv6");
+  SpecOptions o;
+  o.job = "mx6";
+  o.source = "mx6-in";
+  o.state_dir = dir / "state";
+  const std::string spec = WriteSpec(dir, "mx6.yaml", o);
+  std::string err;
+  EXPECT_NE(RunKappa({"run", spec, "-b", bootstrap(), "--metrics-port", "-9100", "--stop-at-end"}, nullptr, &err), 0)
+      << err;
+  EXPECT_NE(err.find("--metrics-port must be between 0 and 65535"), std::string::npos) << err;
+  EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--metrics-port", "0", "--metrics-bind", "::1",
+                      "--stop-at-end", "--status-interval-ms", "0"},
+                     nullptr, &err),
+            0)
+      << err;
+  EXPECT_TRUE(std::regex_search(err, std::regex(R"(metrics at http://\[::1\]:[0-9]+/metrics)"))) << err;
+
+  // KAPPA_STOP_GRACE_MS: "30s" is 30 s (it was read as 30 ms); what is
+  // neither milliseconds nor a duration is said, and 20 s used.
+  ::setenv("KAPPA_STOP_GRACE_MS", "30s", 1);
+  EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err), 0)
+      << err;
+  EXPECT_EQ(err.find("KAPPA_STOP_GRACE_MS"), std::string::npos) << err;
+  ::setenv("KAPPA_STOP_GRACE_MS", "soon", 1);
+  EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err), 0)
+      << err;
+  ::unsetenv("KAPPA_STOP_GRACE_MS");
+  EXPECT_NE(err.find("KAPPA_STOP_GRACE_MS=soon is neither milliseconds nor a duration (30s, 2m): using 20 s"),
+            std::string::npos)
+      << err;
 }
 
 TEST_F(MetricsEndpointTest, APortInUseIsAClearError) {
