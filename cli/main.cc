@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <new>
@@ -59,17 +61,7 @@ void RaiseFileLimit() {
   (void)::setrlimit(RLIMIT_NOFILE, &limit);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  std::set_new_handler(OutOfMemory);
-  RaiseFileLimit();
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
-      !std::strcmp(argv[1], "help")) {
-    std::cout << kUsage;
-    return argc < 2 ? 2 : 0;
-  }
-  const std::string command = argv[1];
+int Dispatch(const std::string& command, int argc, char** argv) {
   if (command == "broker") return kappa::cli::BrokerCommand(argc - 1, argv + 1);
   if (command == "gen") return kappa::cli::GenCommand(argc - 1, argv + 1);
   if (command == "consume") return kappa::cli::ConsumeCommand(argc - 1, argv + 1);
@@ -87,4 +79,32 @@ int main(int argc, char** argv) {
   if (command == "dlq") return kappa::cli::DlqCommand(argc - 1, argv + 1);
   std::cerr << "kappa: unknown command '" << command << "' (see `kappa --help`)" << std::endl;
   return 2;
+}
+
+// What a command printed must have reached stdout: a full disk or a closed
+// stdout left `consume --print`, `dlq show` and `archive --dump` with a
+// truncated copy and exit 0 (a bug bash).
+int CheckStdout(const std::string& command, int rc) {
+  std::cout.flush();
+  errno = 0;
+  const bool failed = std::fflush(stdout) != 0 || std::ferror(stdout) || std::cout.fail();
+  if (!failed) return rc;
+  const int err = errno;
+  std::fprintf(stderr, "kappa %s: cannot write its output: %s; what it printed is incomplete\n", command.c_str(),
+               err ? std::strerror(err) : "write error");
+  return rc == 0 ? 1 : rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::set_new_handler(OutOfMemory);
+  RaiseFileLimit();
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  return CheckStdout(command, Dispatch(command, argc, argv));
 }

@@ -337,6 +337,26 @@ TEST_F(CliBrokerTest, RunningOutOfFileDescriptorsIsNamedAndALowSoftLimitIsRaised
   EXPECT_TRUE(Contains(soft, "rc=0")) << soft;
 }
 
+// Output that cannot be written is an error: a full disk or a closed stdout
+// left `consume --print` with a truncated copy, "N records" said and exit 0
+// (a bug bash).
+TEST_F(CliBrokerTest, OutputThatCannotBeWrittenIsAnError) {
+  CreateTopic("full-in", 1);
+  std::string err;
+  ASSERT_EQ(RunKappa({"gen", "-t", "full-in", "-n", "3000", "-b", bootstrap()}, nullptr, &err), 0) << err;
+  const std::string consume = std::string(KAPPA_BINARY) + " consume -t full-in --print -b " + bootstrap();
+  const std::string full = RunShell("timeout 60 " + consume + " 2>&1 > /dev/full; echo rc=$?");
+  EXPECT_TRUE(Contains(full, "rc=1")) << full;
+  EXPECT_TRUE(Contains(full, "kappa consume: cannot write its output: ")) << full;
+  EXPECT_TRUE(Contains(full, "what it printed is incomplete")) << full;
+  const std::string closed = RunShell("timeout 60 " + consume + " 2>&1 >&-; echo rc=$?");
+  EXPECT_TRUE(Contains(closed, "rc=1")) << closed;
+  EXPECT_TRUE(Contains(closed, "cannot write its output")) << closed;
+  // Written whole: as before.
+  const std::string fine = RunShell("timeout 60 " + consume + " > /dev/null 2>&1; echo rc=$?");
+  EXPECT_TRUE(Contains(fine, "rc=0")) << fine;
+}
+
 TEST_F(CliBrokerTest, PropertiesPassThroughToLibrdkafka) {
   CreateTopic("t", 2);
   // TLS against the plaintext embedded broker cannot connect: proof that the
