@@ -109,8 +109,18 @@ Status FromOpenError(const rocksdb::Status& s, const std::string& dir) {
           "state directory " + dir +
           " is already open in this process (RocksDB LOCK held): open it once and share it");
     }
-    return Status::Unavailable("state directory " + dir +
-                               " is in use by another kappa process (RocksDB LOCK held): stop it first");
+    // Only a lock another process holds is "in use": a directory this one
+    // may not write (read-only file system, no permission) was reported so
+    // too, and the user went looking for a process that did not exist (a
+    // bug bash).
+    if (text.find("Resource temporarily unavailable") != std::string::npos ||
+        text.find("already held") != std::string::npos) {
+      return Status::Unavailable("state directory " + dir +
+                                 " is in use by another kappa process (RocksDB LOCK held): stop it first");
+    }
+    return Status::IOError("cannot lock state directory " + dir + " (" + text +
+                           "): this process must be able to write there; check its permissions and that its file "
+                           "system is not read-only");
   }
   if (text.find("Too many open files") != std::string::npos) {
     rlimit limit{};

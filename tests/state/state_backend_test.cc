@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "schemas/checkpoint_generated.h"
@@ -479,6 +480,30 @@ TEST_F(StateBackendTest, AnotherProcessHoldingTheDirectoryIsNamedInOneLine) {
   EXPECT_EQ(
       second.status().message(),
       "state directory " + dir_ + " is in use by another kappa process (RocksDB LOCK held): stop it first");
+}
+
+// A state directory this process may not write (its file system mounted
+// read-only here) is said to be that, not "in use by another kappa
+// process": a bug bash was sent looking for a process that did not exist.
+TEST_F(StateBackendTest, AStateDirectoryOnAReadOnlyFileSystemIsNotCalledInUse) {
+  OpenOrDie().reset();  // a store, closed
+  const std::string mount = "mount --bind '" + dir_ + "' '" + dir_ + "' 2>/dev/null && mount -o remount,bind,ro '" +
+                            dir_ + "' 2>/dev/null";
+  if (std::system(mount.c_str()) != 0) {
+    (void)std::system(("umount '" + dir_ + "' 2>/dev/null").c_str());
+    GTEST_SKIP() << "cannot mount " << dir_ << " read-only here (not root, or no mount namespace rights)";
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { (void)std::system(("umount '" + dir + "'").c_str()); }
+  } unmount{dir_};
+  auto opened = StateBackend::Open(dir_, kTables);
+  ASSERT_FALSE(opened.ok());
+  const std::string message = opened.status().ToString();
+  EXPECT_EQ(message.find("in use by another kappa process"), std::string::npos) << message;
+  EXPECT_NE(message.find("Read-only file system"), std::string::npos) << message;
+  EXPECT_NE(message.find("check its permissions and that its file system is not read-only"), std::string::npos)
+      << message;
 }
 
 TEST_F(StateBackendTest, CorruptCheckpointRecordIsReportedNotTrusted) {
