@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cstdlib>
 #include <deque>
 #include <iterator>
@@ -203,6 +204,7 @@ struct JobRunner::Impl {
   Status Finish(bool input_ended);
   Status ResetState();
   void PublishMetrics();
+  void WarnIfOutputsExist();
   Status WriteDurableMetrics();
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
@@ -421,6 +423,35 @@ static std::string DescribeResume(const std::vector<Task*>& tasks, const std::ve
          (count < tasks.size() ? "; the others start fresh" : "");
 }
 
+// `dir` in full: a relative one is relative to the working directory.
+static std::string AbsoluteDir(const std::string& dir) {
+  std::error_code ec;
+  const auto absolute = std::filesystem::absolute(dir, ec);
+  return ec ? dir : absolute.lexically_normal().string();
+}
+
+// A version starting without any checkpoint whose output topic already
+// holds rows writes them again: its state directory is another one than its
+// last run's (a relative checkpoint.dir, or the default .kappa/state, from
+// another working directory: a bug bash duplicated every output that way),
+// or was deleted. Said, with the directory in full.
+void JobRunner::Impl::WarnIfOutputsExist() {
+  if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return;
+  const std::string topic = spec.OutputTopic();
+  auto n = consumer->PartitionCount(topic);
+  if (!n.ok()) return;  // none yet (or unreadable: the sink will say)
+  auto marks = consumer->AllWatermarks(topic, *n);
+  if (!marks.ok()) return;
+  int64_t rows = 0;
+  for (const Watermarks& w : *marks) rows += w.high - w.low;
+  if (rows <= 0) return;
+  const std::string dir = AbsoluteDir(spec.state_dir);
+  Note(NoteLevel::kWarning,
+       topic + " already holds " + std::to_string(rows) + " records, but this version has no checkpoint in " + dir +
+           ": it starts over and writes its outputs again. If it ran before with another state directory (a "
+           "relative checkpoint.dir is relative to the working directory), stop it and run it with that one");
+}
+
 // One task per partition, restored from RocksDB (the only source of truth
 // for offsets) where it has a checkpoint, then positioned by the source.
 Status JobRunner::Impl::MakeTasks() {
@@ -449,6 +480,8 @@ Status JobRunner::Impl::MakeTasks() {
   sink->SetPartitions(*partitions);
   if (const std::string resumed = DescribeResume(tasks, restored, backend->last_epoch()); !resumed.empty()) {
     Note(NoteLevel::kInfo, resumed);
+  } else {
+    WarnIfOutputsExist();
   }
   KAPPA_RETURN_IF_ERROR(source->Open(tasks, restored));
   if (pg) {
@@ -1232,7 +1265,7 @@ Status JobRunner::Run(StopToken stop) {
   if (st.ok()) {
     d.Note(NoteLevel::kInfo, d.spec.job + " v" + std::to_string(d.spec.version) + " (spec " + d.spec.spec_hash +
                                  ") from " + d.source->Describe() + " to " + d.spec.OutputName() + ", state " +
-                                 d.spec.state_dir + ", epoch " + std::to_string(d.coordinator->epoch()));
+                                 AbsoluteDir(d.spec.state_dir) + ", epoch " + std::to_string(d.coordinator->epoch()));
     st = d.Loop(stop);
   }
   if (!d.tasks.empty()) {

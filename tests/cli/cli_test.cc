@@ -357,6 +357,34 @@ TEST_F(CliBrokerTest, OutputThatCannotBeWrittenIsAnError) {
   EXPECT_TRUE(Contains(fine, "rc=0")) << fine;
 }
 
+// The default state directory (.kappa/state/<job>.v<N>) is relative to the
+// working directory: run from another one, a version started over and
+// wrote every output again without a word (a bug bash). It says so now,
+// with the directory in full.
+TEST_F(CliBrokerTest, AVersionStartingOverBesideItsOwnOutputsSaysSo) {
+  CreateTopic("cwd-in", 1);
+  std::string err;
+  ASSERT_EQ(RunKappa({"gen", "-t", "cwd-in", "-n", "500", "-b", bootstrap()}, nullptr, &err), 0) << err;
+  ScratchDir dir("cwd");
+  const std::string spec = dir / "job.yaml";
+  WriteFile(spec, "job: cwd\nversion: 1\nsource: {topic: cwd-in}\noperators:\n  - emit:\nsink: {topic: cwd-out}\n"
+                  "dlq: {topic: cwd.dlq}\nlate: {topic: cwd.late}\n");
+  std::filesystem::create_directories(dir / "a");
+  std::filesystem::create_directories(dir / "b");
+  const std::string run = std::string(KAPPA_BINARY) + " run " + spec + " -b " + bootstrap() +
+                          " --stop-at-end --status-interval-ms 0 2>&1; echo rc=$?";
+  const std::string first = RunShell("cd " + dir / "a" + " && " + run);
+  EXPECT_TRUE(Contains(first, "rc=0")) << first;
+  EXPECT_FALSE(Contains(first, "already holds")) << first;
+  EXPECT_TRUE(Contains(first, "state " + dir / "a/.kappa/state/cwd.v1")) << "the directory in full: " << first;
+  const std::string again = RunShell("cd " + dir / "a" + " && " + run);
+  EXPECT_FALSE(Contains(again, "already holds")) << "it resumed: " << again;
+  const std::string elsewhere = RunShell("cd " + dir / "b" + " && " + run);
+  EXPECT_TRUE(Contains(elsewhere, "cwd-out.v1 already holds 500 records, but this version has no checkpoint in " +
+                                      dir / "b/.kappa/state/cwd.v1" + ": it starts over and writes its outputs again"))
+      << elsewhere;
+}
+
 TEST_F(CliBrokerTest, PropertiesPassThroughToLibrdkafka) {
   CreateTopic("t", 2);
   // TLS against the plaintext embedded broker cannot connect: proof that the
