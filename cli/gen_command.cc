@@ -59,6 +59,17 @@ void PrintMalformedClasses(const EncodingOptions& e, const EncodingStats& stats)
               classes.empty() ? " none" : classes.c_str());
 }
 
+// A delivery the broker refused for its timestamp: each record's Kafka
+// timestamp is its event time, which the message alone did not say.
+Status WithTimestampHint(Status st) {
+  if (st.message().find("INVALID_TIMESTAMP") == std::string::npos) return st;
+  return Status::FailedPrecondition(
+      st.message() +
+      "; each record's Kafka timestamp is its event time (--start-time-ms on): the broker refuses timestamps more "
+      "than message.timestamp.after.max.ms ahead of its clock (1 h by default) or more than "
+      "message.timestamp.before.max.ms behind it; start earlier, or set those on the topic");
+}
+
 // Writes the transaction workload to a record file (workload/record_file_export.h).
 int GenToFile(const GeneratorOptions& g, const EncodingOptions& e, const std::string& path, int partitions, bool tty) {
   auto summary = WriteEventsToFile(path, g, partitions, FileProgress(tty), e);
@@ -100,7 +111,7 @@ int GenNexmark(const KafkaConfig& config, const std::string& topic, const Genera
   const ProgressFn progress = GenProgress(tty, "events");
   auto summary = ProduceNexmark(config, topic, n, progress, format);
   if (tty) std::fprintf(stderr, "\n");
-  if (!summary.ok()) return Fail("gen", summary.status());
+  if (!summary.ok()) return Fail("gen", WithTimestampHint(summary.status()));
   const auto& s = summary->nexmark;
   std::printf("kappa gen: %llu nexmark events to %s (%d partitions) in %.2f s, %.0f events/s, %.1f MB\n"
               "  persons %llu, auctions %llu, bids %llu\n",
@@ -160,6 +171,9 @@ int GenCommand(int argc, char** argv) {
       "FlatBuffers schema, and produces them, keyed by user_id, with\n"
       "an idempotent producer, or writes them with their partition and offset to a record file\n"
       "that `kappa archive --import` loads (the way to build a large history without a broker).\n"
+      "Each record's Kafka timestamp is its event time (from --start-time-ms, 2026-01-01 by default):\n"
+      "on a topic with time-based retention (retention.ms, 7 days by default) a history older than\n"
+      "that goes at the broker's next retention check.\n"
       "Shows progress on a terminal and prints a summary.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "gen", usage, desc, nullptr, vm); rc >= 0) return rc;
@@ -194,6 +208,14 @@ int GenCommand(int argc, char** argv) {
   }
   if (st.ok() && g.max_delay_ms < 0) st = Status::InvalidArgument("--max-delay-ms must not be negative");
   if (st.ok() && g.start_time_ms < 0) st = Status::InvalidArgument("--start-time-ms must not be negative");
+  // Out-of-order events are up to max_delay earlier: before 1 ms they were
+  // counted valid here and dead-lettered by every job (event time must be
+  // at least 1).
+  if (st.ok() && g.out_of_order_fraction > 0 && g.start_time_ms <= g.max_delay_ms) {
+    st = Status::InvalidArgument("--start-time-ms must be above --max-delay-ms (" + std::to_string(g.max_delay_ms) +
+                                 "): out-of-order events are up to that much earlier, and an event time must be at "
+                                 "least 1 ms since the epoch");
+  }
   // The last event's time, start + count / rate seconds (and late ones
   // max_delay earlier), must fit in 64 bits: it wrapped to negative times.
   if (st.ok()) {
@@ -258,7 +280,7 @@ int GenCommand(int argc, char** argv) {
   const ProgressFn progress = GenProgress(tty, "records");
   auto summary = ProduceEvents(config, topic, g, progress, encoding);
   if (tty) std::fprintf(stderr, "\n");
-  if (!summary.ok()) return Fail("gen", summary.status());
+  if (!summary.ok()) return Fail("gen", WithTimestampHint(summary.status()));
   const auto& s = summary->stats;
   std::printf(
       "kappa gen: %llu records to %s (%d partitions) in %.2f s, %.0f records/s, %.1f MB\n"

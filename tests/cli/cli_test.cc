@@ -141,6 +141,11 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"gen", "-b", b, "-t", "x", "--rate", "1e-300"}, {"--rate"});
   ExpectUsageError({"gen", "-b", b, "-t", "x", "--rate", "nan"}, {"--rate"});
   ExpectUsageError({"gen", "-b", b, "-t", "x", "--max-delay-ms", "-1"}, {"--max-delay-ms"});
+  // Out-of-order events before 1 ms were counted valid, then dead-lettered
+  // by every job (a bug bash).
+  ExpectUsageError({"gen", "--to-archive", "/tmp/never.krec", "--partitions", "1", "--start-time-ms", "0",
+                    "--late-fraction", "0.5", "--max-delay-ms", "60000"},
+                   {"--start-time-ms must be above --max-delay-ms (60000)"});
   ExpectUsageError({"consume", "-b", b, "-t", "x", "--idle-timeout-ms", "-1"}, {"--idle-timeout-ms"});
   ExpectUsageError({"dlq", "show", "x.dlq", "-b", b, "--limit", "-1"}, {"--limit"});
   ExpectUsageError({"archive", "-a", "/tmp", "-t", "x", "-b", b, "--flush-interval-ms", "-1"}, {"--flush-interval-ms"});

@@ -66,6 +66,23 @@ std::map<int32_t, PartitionMetrics> PartitionsOf(const std::string& metrics_json
   return out;
 }
 
+// `kappa gen` stamps each record with its event time: one the broker
+// refuses (more than an hour ahead) was a bare INVALID_TIMESTAMP.
+TEST_F(RealBrokerTest, GenSaysATimestampTheBrokerRefusesIsTheEventTime) {
+  const std::string topic = Unique("rk-gen-future");
+  ASSERT_NO_FATAL_FAILURE(CreateTopic(topic, 1));
+  std::string out, err;
+  EXPECT_EQ(RunKappa({"gen", "-t", topic, "-n", "10", "-b", bootstrap_, "--start-time-ms",
+                      std::to_string(WallClockMs() + 2 * 3600 * 1000)},
+                     &out, &err),
+            1)
+      << out << err;
+  EXPECT_NE(err.find("INVALID_TIMESTAMP"), std::string::npos) << err;
+  EXPECT_NE(err.find("each record's Kafka timestamp is its event time (--start-time-ms on)"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("message.timestamp.after.max.ms"), std::string::npos) << err;
+}
+
 TEST_F(RealBrokerTest, StartAtATimestampResolvesThroughOffsetsForTimes) {
   constexpr int kPartitions = 3;
   const std::string topic = Unique("rk-start-in");
