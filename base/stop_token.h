@@ -35,4 +35,12 @@ class StopToken {
   const std::atomic<int>* flag_ = nullptr;
 };
 
+// The process's own stop request (SIGINT/SIGTERM, once the command line has
+// installed its handlers; never stops before): waits no StopToken reaches,
+// such as the first look for a broker inside a Kafka client call, end on it.
+inline StopToken& ProcessStopToken() {
+  static StopToken token;
+  return token;
+}
+
 }  // namespace kappa

@@ -172,6 +172,7 @@ StopToken InstallStopSignals() {
     }
     std::thread(StopWatchdog, grace_ms).detach();
   });
+  ProcessStopToken() = StopToken(g_stop);
   return StopToken(g_stop);
 }
 

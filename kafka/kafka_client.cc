@@ -1,5 +1,7 @@
 #include "kafka/kafka_client.h"
 
+#include "base/stop_token.h"
+
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -353,6 +355,14 @@ Result<int32_t> PartitionCountOf(rd_kafka_s* rk, const std::string& topic, int t
     const auto asked = std::chrono::steady_clock::now();
     err = rd_kafka_metadata(rk, 1, nullptr, &md, std::min(left, kSliceMs));
     if (err != RD_KAFKA_RESP_ERR__TRANSPORT || left <= kSliceMs) break;
+    // Ctrl-C on a mistyped --brokers waited out the whole timeout (a bug bash).
+    if (ProcessStopToken().stop_requested()) {
+      char servers[512] = "(unknown)";
+      size_t size = sizeof(servers);
+      rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+      return Status::Unavailable("stopped while waiting for Kafka at " + std::string(servers) +
+                                 " to answer (nothing was read or written)");
+    }
     if (std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(kSliceMs / 2)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));  // never a busy loop
     }

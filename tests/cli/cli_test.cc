@@ -234,6 +234,24 @@ TEST(CliTest, DlqSubcommandsHaveHelpAndRefuseBadUsage) {
                    {"--since", "yesterday", "2h"});
 }
 
+// A stop request while the first broker look waits (a mistyped --brokers,
+// Ctrl-C) ends the wait: it was waited out, ~10 s, then "cannot reach".
+TEST(CliTest, AStopWhileWaitingForTheFirstBrokerEndsTheWait) {
+  LoopbackPort refusing(/*listen=*/false);
+  ASSERT_GT(refusing.port(), 0);
+  const std::string dir = "/tmp/kappa-stop-wait-" + std::to_string(getpid());
+  ChildProcess archive({"archive", "-a", dir, "-t", "x", "-b", refusing.address(), "--status-interval-ms", "0"},
+                       "stop-wait");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto stopped = Clock::now();
+  archive.Kill(SIGTERM);
+  EXPECT_EQ(archive.WaitFor(30000), 1) << archive.Stderr();
+  EXPECT_LT(Clock::now() - stopped, std::chrono::seconds(3)) << archive.Stderr();
+  EXPECT_TRUE(Contains(archive.Stderr(), "stopped while waiting for Kafka at " + refusing.address()))
+      << archive.Stderr();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CliTest, UnreachableOrSilentBrokerIsOneLineWithinThirtySeconds) {
   LoopbackPort refusing(/*listen=*/false);  // connection refused
   LoopbackPort silent(/*listen=*/true);     // accepted, never answered
