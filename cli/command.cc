@@ -18,6 +18,7 @@
 #include <iostream>
 
 #include "base/config_node.h"
+#include "cli/progress_printer.h"
 #include "kafka/kafka_client.h"
 
 namespace po = boost::program_options;
@@ -94,6 +95,7 @@ int ParseOrExit(int argc, char** argv, const std::string& command, const std::st
 }
 
 int Fail(const std::string& command, const Status& status) {
+  FlushStderrLines();  // the notes before it come first
   std::cerr << "kappa " << command << ": " << status.ToString() << std::endl;
   return status.code() == Status::Code::kInvalidArgument ? 2 : 1;
 }

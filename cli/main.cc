@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "cli/progress_printer.h"
 
 namespace {
 
@@ -106,5 +107,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string command = argv[1];
-  return CheckStdout(command, Dispatch(command, argc, argv));
+  const int rc = Dispatch(command, argc, argv);
+  kappa::cli::FlushStderrLines();
+  return CheckStdout(command, rc);
 }

@@ -2,7 +2,13 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <ctime>
 
 namespace kappa::cli {
@@ -73,11 +79,75 @@ std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s
   return out;
 }
 
+namespace {
+
+class StderrLines {
+ public:
+  static StderrLines& Get() {
+    static StderrLines* lines = new StderrLines();  // never destroyed: its thread may be in write()
+    return *lines;
+  }
+  void Write(std::string line) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (bytes_ + line.size() > kMaxBytes) {
+        ++dropped_;
+        return;
+      }
+      bytes_ += line.size();
+      lines_.push_back(std::move(line));
+    }
+    ready_.notify_one();
+  }
+  void Flush(int max_ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    drained_.wait_for(lock, std::chrono::milliseconds(max_ms), [&] { return lines_.empty() && !writing_; });
+  }
+
+ private:
+  static constexpr size_t kMaxBytes = size_t{4} << 20;
+  StderrLines() { std::thread([this] { Run(); }).detach(); }
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      ready_.wait(lock, [&] { return !lines_.empty(); });
+      std::string line = std::move(lines_.front());
+      lines_.pop_front();
+      bytes_ -= line.size();
+      if (lines_.empty() && dropped_ > 0) {
+        line += "kappa: " + std::to_string(dropped_) + " lines of output were dropped: stderr was not read\n";
+        dropped_ = 0;
+      }
+      writing_ = true;
+      lock.unlock();
+      for (size_t done = 0; done < line.size();) {
+        const ssize_t n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // stderr gone: nothing to tell
+        done += static_cast<size_t>(n);
+      }
+      lock.lock();
+      writing_ = false;
+      if (lines_.empty()) drained_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable ready_, drained_;
+  std::deque<std::string> lines_;
+  size_t bytes_ = 0;
+  int64_t dropped_ = 0;
+  bool writing_ = false;
+};
+
+}  // namespace
+
+void WriteStderrLine(std::string line) { StderrLines::Get().Write(std::move(line)); }
+void FlushStderrLines(int max_ms) { StderrLines::Get().Flush(max_ms); }
+
 NoteCallback NotePrinter(const std::string& command) {
   return [command](NoteLevel level, const std::string& text) {
     const char* prefix = level == NoteLevel::kError ? "ERROR " : level == NoteLevel::kWarning ? "WARNING " : "";
-    std::fprintf(stderr, "%s: %s%s\n", command.c_str(), prefix, text.c_str());
-    std::fflush(stderr);
+    WriteStderrLine(command + ": " + prefix + text + "\n");
   };
 }
 
@@ -86,11 +156,10 @@ ProgressReporter::StatusCallback StatusPrinter(const std::string& label, bool wi
   return [label, with_epoch, terminal](const ProgressSnapshot& snapshot, bool final) {
     const std::string line = FormatStatusLine(label, snapshot, with_epoch);
     if (terminal && !final) {
-      std::fprintf(stderr, "\r%s   ", line.c_str());
+      WriteStderrLine("\r" + line + "   ");
     } else {
-      std::fprintf(stderr, "%s%s\n", terminal ? "\r" : "", line.c_str());
+      WriteStderrLine((terminal ? "\r" : "") + line + "\n");
     }
-    std::fflush(stderr);
   };
 }
 

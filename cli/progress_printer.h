@@ -19,6 +19,15 @@ std::string FormatTimeMs(int64_t ms);
 // `label` names what runs; `epoch` is shown when >= 0.
 std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& snapshot, bool with_epoch);
 
+// Lines for stderr, written by a thread of their own: a job's thread never
+// waits on stderr. With stderr on a pipe nobody read, the job stopped
+// processing and checkpointing while /metrics served frozen numbers (a bug
+// bash). Past 4 MiB waiting, lines are dropped and counted, and said once
+// written again. Flush waits (at most max_ms) until what waits is written:
+// before a command's last words, so that lines keep their order.
+void WriteStderrLine(std::string line);
+void FlushStderrLines(int max_ms = 2000);
+
 // Prints notes on stderr as "<command>: <text>" ("<command>: WARNING <text>").
 NoteCallback NotePrinter(const std::string& command);
 // Prints status lines on stderr; on a terminal the line is rewritten in

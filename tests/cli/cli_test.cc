@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -406,6 +407,36 @@ TEST_F(CliBrokerTest, AVersionStartingOverBesideItsOwnOutputsSaysSo) {
   EXPECT_TRUE(Contains(elsewhere, "cwd-out.v1 already holds 500 records, but this version has no checkpoint in " +
                                       dir / "b/.kappa/state/cwd.v1" + ": it starts over and writes its outputs again"))
       << elsewhere;
+}
+
+// With stderr on a pipe nobody reads, the job goes on (its notes and
+// status lines wait, or are dropped and counted) and a stop still ends it:
+// it stopped processing and checkpointing, and SIGTERM never ended it (a
+// bug bash).
+TEST_F(CliBrokerTest, AStderrNobodyReadsHoldsNeitherTheJobNorItsStop) {
+  CreateTopic("pipe-in", 1);
+  std::string err;
+  ASSERT_EQ(RunKappa({"gen", "-t", "pipe-in", "-n", "1000", "-b", bootstrap()}, nullptr, &err), 0) << err;
+  ScratchDir dir("stderr-pipe");
+  const std::string spec = dir / "job.yaml";
+  WriteFile(spec, "job: pipe\nversion: 1\nsource: {topic: pipe-in}\noperators:\n  - emit:\nsink: {topic: pipe-out}\n"
+                  "dlq: {topic: pipe.dlq}\nlate: {topic: pipe.late}\ncheckpoint: {interval: 200ms, dir: " +
+                      dir / "state" + "}\n");
+  const std::string kappa = KAPPA_BINARY;
+  const std::string script =
+      "cd " + dir.path().string() + " && mkfifo err.fifo && exec 3<>err.fifo && "  // held open, never read
+      "{ " + kappa + " run " + spec + " -b " + bootstrap() + " --status-interval-ms 1 2>err.fifo >out.txt & "
+      "pid=$!; sleep 8; " + kappa + " gen -t pipe-in -n 1000 --seed 9 -b " + bootstrap() + " >/dev/null 2>&1; "
+      "for i in $(seq 100); do grep -q '\"records_in\": 2000' state/metrics.json 2>/dev/null && break; sleep 0.1; done; "
+      "grep -o '\"records_in\": [0-9]*' state/metrics.json | head -1; kill -TERM $pid; "
+      "for i in $(seq 150); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
+      "kill -0 $pid 2>/dev/null && { echo STUCK; kill -9 $pid; }; wait $pid; echo rc=$?; }";
+  const std::string result = RunShell("timeout 90 bash -c '" + std::regex_replace(script, std::regex("'"), "'\\''") +
+                                      "' 2>&1");
+  EXPECT_TRUE(Contains(result, "\"records_in\": 2000")) << "records that came after stderr filled up: " << result;
+  EXPECT_FALSE(Contains(result, "STUCK")) << result;
+  EXPECT_TRUE(Contains(result, "rc=0")) << result;
+  EXPECT_TRUE(Contains(ReadFile(dir / "out.txt"), "stopped cleanly")) << ReadFile(dir / "out.txt");
 }
 
 TEST_F(CliBrokerTest, PropertiesPassThroughToLibrdkafka) {
