@@ -279,8 +279,26 @@ TEST(CliTest, UnreachableOrSilentBrokerIsOneLineWithinThirtySeconds) {
   }
 }
 
+void WriteFile(const std::string& path, const std::string& text);
+
 class CliBrokerTest : public BrokerTest {
  protected:
+  // A pass-through job (emit) `job` from `<job>-in` to `<job>-out`, written
+  // to dir/job.yaml; `checkpoint`: the spec's checkpoint block, if any.
+  static std::string EmitSpec(const ScratchDir& dir, const std::string& job, const std::string& checkpoint = "") {
+    const std::string spec = dir / "job.yaml";
+    WriteFile(spec, "job: " + job + "\nversion: 1\nsource: {topic: " + job + "-in}\noperators:\n  - emit:\n" +
+                        "sink: {topic: " + job + "-out}\ndlq: {topic: " + job + ".dlq}\nlate: {topic: " + job +
+                        ".late}\n" + checkpoint);
+    return spec;
+  }
+  // `records` generated transactions in `topic` (made with one partition).
+  void GeneratedTopic(const std::string& topic, int records) {
+    CreateTopic(topic, 1);
+    std::string err;
+    ASSERT_EQ(RunKappa({"gen", "-t", topic, "-n", std::to_string(records), "-b", bootstrap()}, nullptr, &err), 0)
+        << err;
+  }
   // Registers job `job` with one version (1, source "transactions", output
   // "out.v1") registered at `registered_at_ms`.
   void RegisterOneVersion(Registry& registry, const std::string& job_name, int64_t registered_at_ms = 0) {
@@ -313,7 +331,6 @@ TEST_F(CliBrokerTest, MissingTopicIsNamedAndNotCreated) {
 // sink's first metadata request had auto-created the output, DLQ and late
 // topics; against an unreachable broker it said "within 10 s" after 25 s.
 // The source is checked first.
-void WriteFile(const std::string& path, const std::string& text);
 
 TEST_F(CliBrokerTest, ARunOverAMissingSourceLeavesNothingBehind) {
   ScratchDir dir("missing-source");
@@ -342,9 +359,7 @@ TEST_F(CliBrokerTest, ARunOverAMissingSourceLeavesNothingBehind) {
 TEST_F(CliBrokerTest, RunningOutOfFileDescriptorsIsNamedAndALowSoftLimitIsRaised) {
   CreateTopic("fd-in", 1);
   ScratchDir dir("fd-limit");
-  const std::string spec = dir / "job.yaml";
-  WriteFile(spec, "job: fd\nversion: 1\nsource: {topic: fd-in}\noperators:\n  - emit:\nsink: {topic: fd-out}\n"
-                  "dlq: {topic: fd.dlq}\nlate: {topic: fd.late}\ncheckpoint: {dir: " + dir / "state" + "}\n");
+  const std::string spec = EmitSpec(dir, "fd", "checkpoint: {dir: " + dir / "state" + "}\n");
   const std::string run = std::string(KAPPA_BINARY) + " run " + spec + " -b " + bootstrap() +
                           " --stop-at-end --status-interval-ms 0 2>&1; echo rc=$?";
   // Whichever runs out first, the Kafka client's socket or RocksDB's files.
@@ -365,9 +380,7 @@ TEST_F(CliBrokerTest, RunningOutOfFileDescriptorsIsNamedAndALowSoftLimitIsRaised
 // left `consume --print` with a truncated copy, "N records" said and exit 0
 // (a bug bash).
 TEST_F(CliBrokerTest, OutputThatCannotBeWrittenIsAnError) {
-  CreateTopic("full-in", 1);
-  std::string err;
-  ASSERT_EQ(RunKappa({"gen", "-t", "full-in", "-n", "3000", "-b", bootstrap()}, nullptr, &err), 0) << err;
+  ASSERT_NO_FATAL_FAILURE(GeneratedTopic("full-in", 3000));
   const std::string consume = std::string(KAPPA_BINARY) + " consume -t full-in --print -b " + bootstrap();
   const std::string full = RunShell("timeout 60 " + consume + " 2>&1 > /dev/full; echo rc=$?");
   EXPECT_TRUE(Contains(full, "rc=1")) << full;
@@ -386,13 +399,9 @@ TEST_F(CliBrokerTest, OutputThatCannotBeWrittenIsAnError) {
 // wrote every output again without a word (a bug bash). It says so now,
 // with the directory in full.
 TEST_F(CliBrokerTest, AVersionStartingOverBesideItsOwnOutputsSaysSo) {
-  CreateTopic("cwd-in", 1);
-  std::string err;
-  ASSERT_EQ(RunKappa({"gen", "-t", "cwd-in", "-n", "500", "-b", bootstrap()}, nullptr, &err), 0) << err;
+  ASSERT_NO_FATAL_FAILURE(GeneratedTopic("cwd-in", 500));
   ScratchDir dir("cwd");
-  const std::string spec = dir / "job.yaml";
-  WriteFile(spec, "job: cwd\nversion: 1\nsource: {topic: cwd-in}\noperators:\n  - emit:\nsink: {topic: cwd-out}\n"
-                  "dlq: {topic: cwd.dlq}\nlate: {topic: cwd.late}\n");
+  const std::string spec = EmitSpec(dir, "cwd");
   std::filesystem::create_directories(dir / "a");
   std::filesystem::create_directories(dir / "b");
   const std::string run = std::string(KAPPA_BINARY) + " run " + spec + " -b " + bootstrap() +
@@ -414,14 +423,9 @@ TEST_F(CliBrokerTest, AVersionStartingOverBesideItsOwnOutputsSaysSo) {
 // it stopped processing and checkpointing, and SIGTERM never ended it (a
 // bug bash).
 TEST_F(CliBrokerTest, AStderrNobodyReadsHoldsNeitherTheJobNorItsStop) {
-  CreateTopic("pipe-in", 1);
-  std::string err;
-  ASSERT_EQ(RunKappa({"gen", "-t", "pipe-in", "-n", "1000", "-b", bootstrap()}, nullptr, &err), 0) << err;
+  ASSERT_NO_FATAL_FAILURE(GeneratedTopic("pipe-in", 1000));
   ScratchDir dir("stderr-pipe");
-  const std::string spec = dir / "job.yaml";
-  WriteFile(spec, "job: pipe\nversion: 1\nsource: {topic: pipe-in}\noperators:\n  - emit:\nsink: {topic: pipe-out}\n"
-                  "dlq: {topic: pipe.dlq}\nlate: {topic: pipe.late}\ncheckpoint: {interval: 200ms, dir: " +
-                      dir / "state" + "}\n");
+  const std::string spec = EmitSpec(dir, "pipe", "checkpoint: {interval: 200ms, dir: " + dir / "state" + "}\n");
   const std::string kappa = KAPPA_BINARY;
   const std::string script =
       "cd " + dir.path().string() + " && mkfifo err.fifo && exec 3<>err.fifo && "  // held open, never read

@@ -232,11 +232,7 @@ TEST_F(MetricsEndpointTest, NoClientCanExhaustHoldOrStopTheJob) {
   CreateTopic("mxc-in", 2);
   ProduceWorkload(Config(), "mxc-in", SmallWorkload(4, 2000, 50));
   ScratchDir dir("metrics-clients");
-  SpecOptions o;
-  o.job = "mxc";
-  o.source = "mxc-in";
-  o.sink = "mxc-out";
-  o.state_dir = dir / "state";
+  SpecOptions o = JobOptions("mxc", "mxc-in", dir / "state");
   o.checkpoint_interval = "200ms";
   ChildProcess job({"run", WriteSpec(dir, "mxc.yaml", o), "-b", bootstrap(), "--metrics-port", "0",
                     "--status-interval-ms", "0"},
@@ -321,11 +317,7 @@ TEST_F(MetricsEndpointTest, ANegativePortIsRefusedAndAnIpv6UrlHasBrackets) {
   CreateTopic("mx6-in", 1);
   ProduceWorkload(Config(), "mx6-in", SmallWorkload(6, 100, 10));
   ScratchDir dir("metrics-ipv6");
-  SpecOptions o;
-  o.job = "mx6";
-  o.source = "mx6-in";
-  o.state_dir = dir / "state";
-  const std::string spec = WriteSpec(dir, "mx6.yaml", o);
+  const std::string spec = WriteSpec(dir, "mx6.yaml", JobOptions("mx6", "mx6-in", dir / "state"));
   std::string err;
   EXPECT_NE(RunKappa({"run", spec, "-b", bootstrap(), "--metrics-port", "-9100", "--stop-at-end"}, nullptr, &err), 0)
       << err;
