@@ -332,9 +332,22 @@ class ProgressPublisher {
     if (!registry_.Refresh().ok()) return;  // transient: try again at the next poll
     if (options_.on_registry_read) options_.on_registry_read(registry_);
     auto job = registry_.Job(job_);
-    if (!job) return;
-    VersionInfo* self = job->Find(version_);
-    if (!self) return;
+    VersionInfo* self = job ? job->Find(version_) : nullptr;
+    if (!self) {
+      // Its registration is gone (the control topic deleted, or made
+      // again): it ran on unseen by status, promote, throttle and retire,
+      // without a word (a bug bash).
+      if (!unregistered_warned_) {
+        unregistered_warned_ = true;
+        Note(NoteLevel::kWarning, "job " + job_ + " version " + std::to_string(version_) +
+                                      " is no longer in the control topic " + registry_.control_topic() +
+                                      " (deleted, or made again?): it runs on, but kappa status, promote, throttle "
+                                      "and retire do not see it; stop it and register it again with kappa "
+                                      "deploy/replay");
+      }
+      return;
+    }
+    unregistered_warned_ = false;
     if (self->state == VersionState::kRetired) {
       if (!retired_.exchange(true)) {
         Note(NoteLevel::kInfo, "job " + job_ + " version " + std::to_string(version_) + " was retired; stopping");
@@ -450,6 +463,7 @@ class ProgressPublisher {
   std::vector<std::pair<NoteLevel, std::string>> notes_;
   bool stopping_ = false;
   bool caught_up_settled_ = false;  // publisher thread only: marked caught up, or nothing to mark
+  bool unregistered_warned_ = false;  // publisher thread only: said that its registration is gone
   std::atomic<bool> retired_{false};
   std::thread thread_;
 };

@@ -611,6 +611,14 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
     Status fatal = StatusFromKafkaFatal(producer_.get(), RD_KAFKA_RESP_ERR_NO_ERROR,
                                         "cannot write to the control topic " + topic_, topic_);
     if (!fatal.ok()) return fatal;
+    if (delivery.err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || delivery.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+        delivery.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+      // The topic was deleted (and perhaps made again with fewer
+      // partitions): learnt again at the next write, which retried into
+      // the old count for ever (a bug bash).
+      partitions_ = 0;
+      topic_ensured_ = false;
+    }
     return StatusFromKafka(delivery.err, "registry write to " + topic_ + " failed",
                            AuthorizationHint(delivery.err, topic_));
   }

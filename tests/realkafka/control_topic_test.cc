@@ -12,11 +12,13 @@
 // so the cleaner (log.cleaner.backoff.ms=1000 in scripts/kafka.sh) acts in
 // seconds. Each test uses its own topics and job names.
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <random>
 #include <regex>
@@ -265,6 +267,41 @@ TEST_F(ControlTopicTest, ARegistryReadsARecreatedControlTopicFromItsStart) {
   EXPECT_FALSE(reader.Progress("spend", 1).has_value());
   ASSERT_TRUE(reader.Job("other").has_value());
   EXPECT_EQ(reader.Progress("other", 1)->snapshot.epoch, 7);
+}
+
+// The control topic deleted under a running version (the broker's
+// auto-create makes it again at its next write, with one partition): the
+// version's progress writes retried into the old partition count for ever,
+// and it ran on unseen by status, promote, throttle and retire without a
+// word (a bug bash). It learns the topic again, publishes, and says that
+// its registration is gone.
+TEST_F(ControlTopicTest, AVersionWhoseControlTopicIsDeletedSaysSoAndPublishesAgain) {
+  const std::string control = Unique("ctl-deleted");
+  const std::string input = Unique("ctl-deleted-in");
+  const std::string job = Unique("ctl-del");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(9, 300)));
+  ScratchDir dir("ctl-deleted");
+  ChildProcess deploy(Cmd({"deploy", Spec(dir, job, input, 1, true), "--status-interval-ms", "0"}, control),
+                      "ctl-deleted-deploy");
+  auto wait_for = [&](const std::function<bool()>& done, int seconds) {
+    for (int i = 0; i < seconds * 10 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return done();
+  };
+  Registry reader(Config(), control);
+  ASSERT_TRUE(wait_for([&] { return reader.Refresh().ok() && reader.Progress(job, 1).has_value(); }, 60))
+      << deploy.Stderr();
+  ASSERT_TRUE(DeleteTopicAdmin(Config(), control).ok());
+  EXPECT_TRUE(wait_for([&] { return deploy.Stderr().find("is no longer in the control topic " + control) !=
+                                    std::string::npos; },
+                       60))
+      << deploy.Stderr();
+  // Its progress is published again, into the topic as it is now.
+  Registry after(Config(), control);
+  EXPECT_TRUE(wait_for([&] { return after.Refresh().ok() && after.Progress(job, 1).has_value(); }, 60))
+      << deploy.Stderr();
+  deploy.Kill(SIGTERM);
+  EXPECT_EQ(deploy.WaitFor(60000), 0) << deploy.Stderr();
 }
 
 }  // namespace
