@@ -394,8 +394,10 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   merged.stopped = all_stopped;
   // All stopped: the version stopped on an error if any instance did.
   for (const auto& r : instances) {
-    if (all_stopped && merged.exit_error.empty() && !r.exit_error.empty()) {
+    if (!all_stopped) break;
+    if (!r.exit_error.empty()) {
       merged.exit_error = "instance " + r.instance + ": " + r.exit_error;
+      break;
     }
   }
   bool all_caught_up = true;
