@@ -31,6 +31,7 @@
 #include "kafka/topic_reader.h"
 #include "replay/registry.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/replay/replay_test_util.h"
 #include "tests/support/real_kafka.h"
 #include "tests/support/test_support.h"
 
@@ -228,14 +229,7 @@ TEST_F(ControlTopicTest, ARegistryReadsARecreatedControlTopicFromItsStart) {
   const std::string control = Unique("ctl-recreated");
   ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
   Registry writer(Config(), control), reader(Config(), control);
-  JobRecord job;
-  job.job = "spend";
-  VersionInfo v1;
-  v1.version = 1;
-  v1.source_topic = "in";
-  v1.output_topic = "out.v1";
-  job.versions = {v1};
-  job.serving = 1;
+  JobRecord job = OneVersionJob("spend");
   ASSERT_TRUE(writer.PutJob(job).ok());
   ProgressRecord progress;
   progress.job = "spend";
@@ -252,10 +246,7 @@ TEST_F(ControlTopicTest, ARegistryReadsARecreatedControlTopicFromItsStart) {
   ASSERT_TRUE(DeleteTopicAdmin(Config(), control).ok());
   ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
   Registry fresh(Config(), control);
-  JobRecord other;
-  other.job = "other";
-  other.versions = {v1};
-  other.serving = 1;
+  JobRecord other = OneVersionJob("other");
   ASSERT_TRUE(fresh.PutJob(other).ok());
   progress.job = "other";
   progress.snapshot.epoch = 7;

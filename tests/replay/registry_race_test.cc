@@ -76,10 +76,7 @@ class RegistryRaceTest : public BrokerTest {
 
 TEST_F(RegistryRaceTest, AWriteBasedOnAStaleViewIsRejectedAndEveryReaderAgrees) {
   Registry a(Config()), b(Config());
-  JobRecord job;
-  job.job = "spend";
-  job.versions = {Version(1, VersionState::kLive)};
-  job.serving = 1;
+  JobRecord job = OneVersionJob("spend");
   ASSERT_TRUE(a.PutJob(job).ok());
   ASSERT_TRUE(a.Refresh().ok());
   ASSERT_TRUE(b.Refresh().ok());

@@ -311,10 +311,7 @@ TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
 TEST_F(RegistryTest, ARefreshReadsOnlyWhatWasWrittenSinceTheLastOne) {
   CreateTopic("kappa.control", 2);
   Registry writer(Config()), reader(Config());
-  JobRecord job;
-  job.job = "spend";
-  job.versions = {Version(1, VersionState::kLive)};
-  job.serving = 1;
+  JobRecord job = OneVersionJob("spend");
   ASSERT_TRUE(writer.PutJob(job).ok());
   for (int i = 0; i < 300; ++i) ASSERT_TRUE(writer.PutProgress(Progress("spend", 1 + i % 3, {{0, i}})).ok());
   ASSERT_TRUE(reader.Refresh().ok());

@@ -43,6 +43,15 @@ inline VersionInfo Version(int32_t version, VersionState state, const std::strin
   return v;
 }
 
+// Job `job` with one version (1, `state`), which serves.
+inline JobRecord OneVersionJob(const std::string& job, VersionState state = VersionState::kLive) {
+  JobRecord record;
+  record.job = job;
+  record.versions = {Version(1, state)};
+  record.serving = 1;
+  return record;
+}
+
 inline ProgressRecord Progress(const std::string& job, int32_t version,
                                const std::vector<std::pair<int32_t, int64_t>>& positions, int64_t epoch = 1) {
   ProgressRecord r;
