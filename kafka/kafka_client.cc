@@ -52,6 +52,14 @@ std::map<std::string, SecurityRecord>& SecurityRecords() {
 
 bool Has(std::string_view text, std::string_view what) { return text.find(what) != std::string_view::npos; }
 
+// The client's bootstrap.servers, for messages.
+std::string BootstrapServers(rd_kafka_t* rk) {
+  char servers[512] = "(unknown)";
+  size_t size = sizeof(servers);
+  rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+  return servers;
+}
+
 // What a line of librdkafka's log names: a SASL login, a TLS handshake, or
 // a security.protocol that does not match the listener.
 SecurityFailure::Kind FailureKindOf(std::string_view line) {
@@ -357,10 +365,7 @@ Result<int32_t> PartitionCountOf(rd_kafka_s* rk, const std::string& topic, int t
     if (err != RD_KAFKA_RESP_ERR__TRANSPORT || left <= kSliceMs) break;
     // Ctrl-C on a mistyped --brokers waited out the whole timeout (a bug bash).
     if (ProcessStopToken().stop_requested()) {
-      char servers[512] = "(unknown)";
-      size_t size = sizeof(servers);
-      rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
-      return Status::Unavailable("stopped while waiting for Kafka at " + std::string(servers) +
+      return Status::Unavailable("stopped while waiting for Kafka at " + BootstrapServers(rk) +
                                  " to answer (nothing was read or written)");
     }
     if (std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(kSliceMs / 2)) {
@@ -377,9 +382,7 @@ Result<int32_t> PartitionCountOf(rd_kafka_s* rk, const std::string& topic, int t
     err = rd_kafka_metadata(rk, 1, nullptr, &md, left_ms());
   }
   if (err) {
-    char servers[512] = "(unknown)";
-    size_t size = sizeof(servers);
-    rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", servers, &size);
+    const std::string servers = BootstrapServers(rk);
     security = LastSecurityFailure(rk);
     if (security.kind != SecurityFailure::Kind::kNone &&
         (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
