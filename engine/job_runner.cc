@@ -3,7 +3,6 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <cstdlib>
 #include <deque>
 #include <iterator>
@@ -423,13 +422,6 @@ static std::string DescribeResume(const std::vector<Task*>& tasks, const std::ve
          (count < tasks.size() ? "; the others start fresh" : "");
 }
 
-// `dir` in full: a relative one is relative to the working directory.
-static std::string AbsoluteDir(const std::string& dir) {
-  std::error_code ec;
-  const auto absolute = std::filesystem::absolute(dir, ec);
-  return ec ? dir : absolute.lexically_normal().string();
-}
-
 // A version starting without any checkpoint whose output topic already
 // holds rows writes them again: its state directory is another one than its
 // last run's (a relative checkpoint.dir, or the default .kappa/state, from
@@ -445,7 +437,7 @@ void JobRunner::Impl::WarnIfOutputsExist() {
   int64_t rows = 0;
   for (const Watermarks& w : *marks) rows += w.high - w.low;
   if (rows <= 0) return;
-  const std::string dir = AbsoluteDir(spec.state_dir);
+  const std::string dir = AbsoluteStateDir(spec.state_dir);
   Note(NoteLevel::kWarning,
        topic + " already holds " + std::to_string(rows) + " records, but this version has no checkpoint in " + dir +
            ": it starts over and writes its outputs again. If it ran before with another state directory (a "
@@ -1265,7 +1257,7 @@ Status JobRunner::Run(StopToken stop) {
   if (st.ok()) {
     d.Note(NoteLevel::kInfo, d.spec.job + " v" + std::to_string(d.spec.version) + " (spec " + d.spec.spec_hash +
                                  ") from " + d.source->Describe() + " to " + d.spec.OutputName() + ", state " +
-                                 AbsoluteDir(d.spec.state_dir) + ", epoch " + std::to_string(d.coordinator->epoch()));
+                                 AbsoluteStateDir(d.spec.state_dir) + ", epoch " + std::to_string(d.coordinator->epoch()));
     st = d.Loop(stop);
   }
   if (!d.tasks.empty()) {

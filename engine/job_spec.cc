@@ -888,4 +888,14 @@ Result<JobSpec> LoadJobSpec(const std::string& path) {
   return ParseJobSpec(text, path);
 }
 
+std::string AbsoluteStateDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(dir, ec);
+  if (ec) p = std::filesystem::path(dir);
+  p = p.lexically_normal();
+  std::string s = p.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
 }  // namespace kappa

@@ -151,4 +151,8 @@ Result<JobSpec> LoadJobSpec(const std::string& path);
 std::string DefaultInstanceName(const std::string& state_dir);
 Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& origin = "spec");
 
+// `dir` as an absolute, normalized path (against the current directory):
+// where a state directory is, said and registered in full.
+std::string AbsoluteStateDir(const std::string& dir);
+
 }  // namespace kappa

@@ -138,16 +138,6 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
   }
 }
 
-std::string AbsoluteStateDir(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::path p = std::filesystem::absolute(dir, ec);
-  if (ec) p = std::filesystem::path(dir);
-  p = p.lexically_normal();
-  std::string s = p.string();
-  while (s.size() > 1 && s.back() == '/') s.pop_back();
-  return s;
-}
-
 std::optional<StateMarker> ReadStateMarker(const std::string& dir) {
   std::ifstream in(std::filesystem::path(dir) / kStateMarkerFile);
   if (!in) return std::nullopt;

@@ -63,9 +63,6 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
 // and version; `kappa retire` deletes only directories that hold it.
 inline constexpr const char kStateMarkerFile[] = "KAPPA_STATE";
 
-// `dir` as an absolute, normalized path (against the current directory).
-std::string AbsoluteStateDir(const std::string& dir);
-
 // Before a version runs: creates its state directory with the marker if it
 // does not exist (atomically: the directory appears with its marker), and
 // refuses (FailedPrecondition) a directory whose marker names another job or
