@@ -45,7 +45,7 @@ case "$type" in
   Release) dir=build; flags=(-DCMAKE_BUILD_TYPE=Release -DKAPPA_TEST_HOOKS=OFF) ;;
   Test) dir=build-test; flags=(-DCMAKE_BUILD_TYPE=Release -DKAPPA_TEST_HOOKS=ON -DKAPPA_BUILD_BENCH=OFF) ;;
   Debug) dir=build-debug; flags=(-DCMAKE_BUILD_TYPE=Debug -DKAPPA_TEST_HOOKS=ON) ;;
-  Sanitize) dir=build-sanitize; flags=(-DCMAKE_BUILD_TYPE=Debug -DKAPPA_TEST_HOOKS=ON -DKAPPA_SANITIZE=ON -DKAPPA_BUILD_BENCH=OFF) ;;
+  Sanitize) dir=build-sanitize; flags=(-DCMAKE_BUILD_TYPE=Debug -DKAPPA_TEST_HOOKS=ON -DKAPPA_SANITIZE=ON -DKAPPA_BUILD_BENCH=OFF -DKAPPA_BUILD_REALKAFKA_TESTS=OFF) ;;
   *) echo "setup: unknown build type '$type' (Release, Test, Debug or Sanitize)" >&2; exit 2 ;;
 esac
 # Where ccache is installed (developer machines), compiles are cached across
