@@ -179,7 +179,9 @@ struct JobRunner::Impl {
   // The warning for a source topic grown to `now` partitions, of which this
   // run (or scaled-out version) reads `reads`.
   std::string GrowthText(int32_t now, int32_t reads) const;
-  Status TakePartition(int32_t p, int64_t* offset);
+  // Takes partition p from the group: restores its state and positions it.
+  // *resumed: its restored task reads on in Kafka (for VerifyResumedLog).
+  Status TakePartition(int32_t p, int64_t* offset, bool* resumed = nullptr);
   Status RewriteOrphans(int32_t p, const std::vector<std::pair<std::string, std::string>>& orphans);
   Status StandbyTurn();
   // A checkpoint of a scaled-out exactly_once version; a transaction the
@@ -640,7 +642,16 @@ Status JobRunner::Impl::OnRebalance(RebalanceEvent event, const std::vector<int3
         if (!reached.ok()) return reached.status();
       }
     }
-    for (size_t i = 0; i < partitions.size(); ++i) KAPPA_RETURN_IF_ERROR(TakePartition(partitions[i], &(*offsets)[i]));
+    std::vector<Task*> resumed;
+    for (size_t i = 0; i < partitions.size(); ++i) {
+      bool in_kafka = false;
+      KAPPA_RETURN_IF_ERROR(TakePartition(partitions[i], &(*offsets)[i], &in_kafka));
+      if (in_kafka) resumed.push_back(tasks[static_cast<size_t>(partitions[i])]);
+    }
+    // The log under a restored partition must be the one checkpointed (an
+    // input deleted and recreated since would be read on at the old offsets,
+    // skipping the new log's records below them): one read-back for all.
+    KAPPA_RETURN_IF_ERROR(kafka->VerifyAssigned(resumed));
     UpdateActive();
     Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " took partition(s) " + list + " of " +
                                spec.source_topic + "; it runs " + std::to_string(active.size()) + " now");
@@ -731,7 +742,7 @@ Status JobRunner::Impl::RewindAbortedEpoch(const Status& why, KafkaSink::Aborted
 // the changelog's latest marker, otherwise from the changelog (see
 // engine/changelog.h); a partition nobody checkpointed starts where the spec
 // says. *offset: where to read from.
-Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
+Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset, bool* resumed) {
   Task& task = *tasks[static_cast<size_t>(p)];
   const std::string topic = spec.ChangelogTopic();
   const std::string where = spec.source_topic + "[" + std::to_string(p) + "]";
@@ -844,6 +855,7 @@ Status JobRunner::Impl::TakePartition(int32_t p, int64_t* offset) {
   // 2: read from the archive for now; Kafka is assigned at the archive's end
   // and its records are dropped until the switch seeks it (SwitchFromArchive).
   owned[static_cast<size_t>(p)] = in_archive ? 2 : 1;
+  if (resumed) *resumed = restored && !in_archive;
   *offset = in_archive ? archive->Range(static_cast<size_t>(p)).end_offset : task.next_offset();
   Note(NoteLevel::kInfo, where + ": " + (restored ? how : std::string("no checkpoint anywhere, starts fresh")) +
                              "; reading from offset " + std::to_string(task.next_offset()) +

@@ -159,6 +159,17 @@ Status KafkaSource::PositionAssigned(Task& t, bool restored) {
   return PositionOne(t, *marks, false, !restored);
 }
 
+Status KafkaSource::VerifyAssigned(const std::vector<Task*>& tasks) {
+  if (tasks.empty()) return Status::OK();
+  std::vector<Watermarks> marks;
+  for (const Task* t : tasks) {
+    auto w = WatermarksOf(t->partition());
+    if (!w.ok()) return w.status();
+    marks.push_back(*w);
+  }
+  return VerifyRestored(tasks, marks, std::vector<bool>(tasks.size(), true));
+}
+
 namespace {
 // A record re-injected by `kappa dlq replay` carries how often it failed
 // (kappa.retry_count) and when it first did (kappa.first_failure_at_ms), in

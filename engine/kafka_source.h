@@ -84,6 +84,8 @@ class KafkaSource final : public Source {
   // Where task `t`, just assigned, starts reading: its checkpoint (restored)
   // or the spec's start, through the gap rule and the past-the-end check.
   Status PositionAssigned(Task& t, bool restored);
+  // VerifyRestored for restored tasks just assigned that read on in Kafka.
+  Status VerifyAssigned(const std::vector<Task*>& tasks);
   // Partition p's log start and end now (its end also becomes EndAtOpen).
   Result<Watermarks> WatermarksOf(int32_t p);
   // Applies the gap rule and the past-the-end check to task t against `w`

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <fstream>
 #include <thread>
 
 #include "kafka/embedded_broker.h"
@@ -115,6 +117,57 @@ TEST_F(RecreatedTopicRestartTest, UnchangedTopicResumesAfterMoreRecords) {
   EXPECT_EQ(err.find("recreated"), std::string::npos) << err;
   EXPECT_EQ(err.find("could not be read back"), std::string::npos) << err;
   EXPECT_EQ(MetricsField(ReadFile(dir / "state/metrics.json"), "records_in"), 20000);
+}
+
+// A scaled-out instance takes its partitions from the consumer group: the
+// same check on each restored partition it is given. It read on at the old
+// offsets before (a bug bash's "left alone"), skipping the new log's first
+// records without a word.
+TEST_F(RecreatedTopicRestartTest, AScaledOutInstanceGivenARecreatedTopicsPartitionsRefusesThem) {
+  ScratchDir dir("recreated-scaled");
+  CreateTopic("transactions", 2);
+  CreateTopic("rso.v1.changelog", 2, {{"cleanup.policy", "compact"}});
+  Produce(Config(), 20000, 7);
+  SpecOptions o;
+  o.job = "rso";
+  o.state_dir = dir / "unused";
+  o.checkpoint_interval = "200ms";
+  const std::string path = WriteSpec(dir, "rso.yaml", o);
+  std::ofstream(path, std::ios::app) << "scale_out: {session_timeout: 6s}\n";
+  auto instance = [&](const std::string& at) {
+    return std::vector<std::string>{"run", path, "-b", at, "--instance", "a", "--state-dir", dir / "a",
+                                    "--status-interval-ms", "0"};
+  };
+  {
+    ChildProcess first(instance(bootstrap()), "rso-first");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+    // metrics.json: what the instance's partitions hold at its last checkpoint.
+    auto read = [&] {
+      const std::string metrics = ReadFile(dir / "a/metrics.json");
+      return metrics.find("\"records_in\"") == std::string::npos ? 0 : MetricsField(metrics, "records_in");
+    };
+    while (read() < 20000) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << first.Stderr();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    first.Kill(SIGTERM);
+    ASSERT_EQ(first.WaitFor(30000), 0) << first.Stderr();
+  }
+
+  const std::string again = Recreate(2);
+  if (!real_broker()) {
+    Status st = recreated_->CreateTopic({"rso.v1.changelog", 2});
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  Produce(ConfigOf(again), 40000, 8);
+  ChildProcess second(instance(again), "rso-second");
+  const int code = second.WaitFor(60000);
+  EXPECT_NE(code, -1) << "still running: resumed another log at the old offsets\n" << second.Stderr();
+  EXPECT_NE(code, 0) << second.Stderr();
+  EXPECT_NE(second.Stderr().find("recreated"), std::string::npos) << second.Stderr();
+  EXPECT_NE(second.Stderr().find("would skip the new log's records"), std::string::npos) << second.Stderr();
+  // Refused as it took the partitions, before it read a record.
+  EXPECT_EQ(second.Stderr().find("took partition(s)"), std::string::npos) << second.Stderr();
 }
 
 }  // namespace
