@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -48,6 +49,18 @@ inline double BitsDouble(int64_t b) {
   double d;
   std::memcpy(&d, &b, 8);
   return d;
+}
+// A double as min, max and count_distinct keep it: -0.0 as 0.0 (they
+// compare equal; the rolling window's order keeps one of them, so a
+// tumbling window's min of -0.0 was -0.0 and a rolling window's 0.0, and of
+// {0.0, -0.0} whichever came first), every NaN as one quiet NaN (x86's
+// 0.0/0.0 has its sign bit set: count_distinct counted it apart from
+// Java's and Python's NaN, though all print alike; PostgreSQL's
+// count(DISTINCT) and Java's Double.equals take every NaN as one value).
+inline int64_t CanonicalDoubleBits(double d) {
+  if (d == 0.0) return DoubleBits(0.0);
+  if (d != d) return DoubleBits(std::numeric_limits<double>::quiet_NaN());
+  return DoubleBits(d);
 }
 // The order of min and max over doubles: NaN above every number (as
 // PostgreSQL and Java's Double.compare order it), so a window holding NaN

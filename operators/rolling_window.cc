@@ -440,7 +440,7 @@ class RollingWindow final : public Operator {
     if (IsNumericField(f.field) || FeatureInputIsDouble(f)) {
       if (FeatureInputIsDouble(f)) {
         const double d = DeclaredSlot(rec, f.field).d;
-        *number = DoubleBits(d == 0.0 ? 0.0 : d);
+        *number = CanonicalDoubleBits(d);
       } else {
         *number = NumericField(rec, f.field);
       }

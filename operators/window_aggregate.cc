@@ -589,10 +589,14 @@ void WindowAggregate::UpdateFeatures(FeatureAccumulator& v, const InputRecord& r
         c = dbl ? DoubleBits(BitsDouble(c) + BitsDouble(in[i])) : WrappingAdd(c, in[i]);
         break;
       case FeatureKind::kMin:
-        if (dbl ? inserted || DoubleBefore(BitsDouble(in[i]), BitsDouble(c)) : in[i] < c) c = in[i];
+        if (dbl ? inserted || DoubleBefore(BitsDouble(in[i]), BitsDouble(c)) : in[i] < c) {
+          c = dbl ? CanonicalDoubleBits(BitsDouble(in[i])) : in[i];
+        }
         break;
       case FeatureKind::kMax:
-        if (dbl ? inserted || DoubleBefore(BitsDouble(c), BitsDouble(in[i])) : in[i] > c) c = in[i];
+        if (dbl ? inserted || DoubleBefore(BitsDouble(c), BitsDouble(in[i])) : in[i] > c) {
+          c = dbl ? CanonicalDoubleBits(BitsDouble(in[i])) : in[i];
+        }
         break;
       case FeatureKind::kFirst:
         if (becomes_first) c = in[i];
@@ -610,7 +614,7 @@ void WindowAggregate::UpdateFeatures(FeatureAccumulator& v, const InputRecord& r
         } else if (IsNumericField(f.field) || FeatureInputIsDouble(f)) {
           if (FeatureInputIsDouble(f)) {
             const double d = DeclaredSlot(rec, f.field).d;
-            number = DoubleBits(d == 0.0 ? 0.0 : d);
+            number = CanonicalDoubleBits(d);
           } else {
             number = NumericField(rec, f.field);
           }

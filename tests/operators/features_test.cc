@@ -783,5 +783,34 @@ TEST(FeaturesTest, NaNOrdersAboveEveryNumberInTumblingAndRollingWindows) {
   }
 }
 
+// -0.0 and 0.0 are one value for min, max and count_distinct, and so is
+// every NaN, in tumbling and rolling windows alike and in any order (a bug
+// bash: a tumbling min of -0.0 was -0.0 and a rolling one 0.0; of {0.0,
+// -0.0} the tumbling window kept whichever came first; x86's 0.0/0.0, a NaN
+// with its sign bit, was a second distinct value beside another NaN).
+TEST(FeaturesTest, SignedZerosAndNaNsAreOneValueForMinMaxAndCountDistinct) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::string features = "features: {lo: min(score), hi: max(score), kinds: count_distinct(score)}}";
+  auto tumbling = ParseWindow("window: {size: 1h, key: user, " + features, kJsonSource);
+  auto rolling = ParseWindow("window: {type: rolling, size: 1h, key: user, " + features, kJsonSource);
+  ASSERT_TRUE(tumbling.ok()) << tumbling.status().ToString();
+  ASSERT_TRUE(rolling.ok()) << rolling.status().ToString();
+  const std::vector<std::pair<std::vector<double>, std::string>> cases = {
+      {{-0.0}, "\"lo\":0.0,\"hi\":0.0,\"kinds\":1"},
+      {{-0.0, 0.0}, "\"lo\":0.0,\"hi\":0.0,\"kinds\":1"},
+      {{0.0, -0.0}, "\"lo\":0.0,\"hi\":0.0,\"kinds\":1"},
+      {{nan, -nan, nan}, "\"lo\":null,\"hi\":null,\"kinds\":1"},
+      {{-nan, 1.0, nan, -0.0, 0.0}, "\"lo\":0.0,\"hi\":null,\"kinds\":3"},
+  };
+  for (const auto& [scores, expected] : cases) {
+    const auto t = FeedScores(*tumbling, scores);
+    const auto r = FeedScores(*rolling, scores);
+    ASSERT_EQ(t.size(), 1u);
+    ASSERT_EQ(r.size(), scores.size()) << "a rolling row per record";
+    EXPECT_NE(t[0].find(expected), std::string::npos) << "tumbling: " << t[0];
+    EXPECT_NE(r.back().find(expected), std::string::npos) << "rolling: " << r.back();
+  }
+}
+
 }  // namespace
 }  // namespace kappa::testing
