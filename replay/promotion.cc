@@ -80,12 +80,14 @@ bool SameColumn(const JsonColumn& x, const JsonColumn& y) {
   return x.kind == y.kind && x.raw == y.raw;
 }
 
-// "50.00"; past 1e15 in exponent form (%.2f of 1.7e308 is 300 digits), and
+// "50.00"; past 1e15 in exponent form (%.2f of 1.7e308 is 300 digits),
+// below 0.01 in significant digits (a drift of a ratio is not "0.00"), and
 // what infinity stands for.
 std::string Magnitude(double v) {
   if (std::isinf(v)) return "beyond the double range";
   char buf[64];
-  std::snprintf(buf, sizeof(buf), std::fabs(v) < 1e15 ? "%.2f" : "%.6g", v);
+  const double a = std::fabs(v);
+  std::snprintf(buf, sizeof(buf), a >= 1e15 ? "%.6g" : a != 0 && a < 0.01 ? "%.3g" : "%.2f", v);
   return buf;
 }
 
