@@ -96,6 +96,24 @@ Status CheckTopicName(std::string_view name) {
   return Status::OK();
 }
 
+// Properties kappa sets itself, per job version, that a -X or -F must not
+// replace: with its own group.id a version no longer reads as <job>.v<N>
+// (two jobs given one value split the source's partitions between them,
+// each reading about half, a bug bash), with its own transactional.id every
+// process of a job fences the others. Empty if `key` is the user's to set.
+static std::string ReservedProperty(const std::string& key) {
+  if (key == "group.id") {
+    return "group.id is kappa's to set: each job version reads as the consumer group <job>.v<N> (its scaled-out "
+           "instances share it), so that no two versions or jobs split a source's partitions between them; "
+           "remove it (kappa consume and dlq need none)";
+  }
+  if (key == "transactional.id") {
+    return "transactional.id is kappa's to set: each job version and instance has its own, so that a restarted "
+           "process fences only its own predecessor; remove it";
+  }
+  return "";
+}
+
 Status KafkaConfig::AddProperty(const std::string& kv) {
   auto eq = kv.find('=');
   if (eq == std::string::npos || eq == 0) {
@@ -107,6 +125,7 @@ Status KafkaConfig::AddProperty(const std::string& kv) {
     return Status::InvalidArgument("-X expects key=value, got '" + kv + "'");
   }
   const std::string key = kv.substr(0, eq);
+  if (const std::string why = ReservedProperty(key); !why.empty()) return Status::InvalidArgument("-X " + why);
   auto value = ResolveValue(key, kv.substr(eq + 1));
   if (!value.ok()) return value.status();
   properties.emplace_back(key, std::move(*value));
@@ -132,6 +151,9 @@ Status KafkaConfig::AddPropertiesFromFile(const std::string& path) {
     if (key.empty()) {
       return Status::InvalidArgument(path + ":" + std::to_string(line) +
                                      ": expected key=value (one librdkafka property per line, # for comments)");
+    }
+    if (const std::string why = ReservedProperty(key); !why.empty()) {
+      return Status::InvalidArgument(path + ":" + std::to_string(line) + ": " + why);
     }
     auto value = ResolveValue(key, Trim(text.substr(eq + 1)));
     if (!value.ok()) {

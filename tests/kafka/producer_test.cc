@@ -13,6 +13,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -749,6 +751,28 @@ TEST(CreateProducerTest, ClientsDisableNagleUnlessTheUserSaysOtherwise) {
   ASSERT_EQ(rd_kafka_conf_get(rd_kafka_conf(nagle_on->get()), "socket.nagle.disable", value, &size),
             RD_KAFKA_CONF_OK);
   EXPECT_STREQ(value, "false");
+}
+
+// group.id and transactional.id are kappa's, per job version: a -X or -F
+// that set them silently joined two jobs into one consumer group, each
+// reading about half of its source (a bug bash).
+TEST(KafkaConfigTest, TheGroupAndTransactionalIdsAreRefusedSayingWhy) {
+  KafkaConfig config;
+  Status st = config.AddProperty("group.id=shared");
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "-X group.id is kappa's to set")) << st.ToString();
+  EXPECT_TRUE(Contains(st.message(), "<job>.v<N>")) << st.ToString();
+  st = config.AddProperty("transactional.id=t");
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), "transactional.id is kappa's to set")) << st.ToString();
+  EXPECT_TRUE(config.properties.empty());
+
+  const std::string path = ::testing::TempDir() + "/reserved.properties";
+  std::ofstream(path) << "# shared settings\nlinger.ms=5\n group.id = shared\n";
+  st = config.AddPropertiesFromFile(path);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(Contains(st.message(), path + ":3: group.id is kappa's to set")) << st.ToString();
+  std::remove(path.c_str());
 }
 
 TEST(StatusFromKafkaTest, NamesWhatTheCodeAndTheReason) {
