@@ -46,6 +46,37 @@ bool SameStateDir(const std::string& registered, const std::string& spec_dir, co
 
 // One read-modify-write of the registration. *won: false when the write lost
 // to a concurrent one (the registry view is then the newer state).
+// Another job's version (not retired) that writes where this one would:
+// the same output topic, or the same PostgreSQL table in the same database.
+// Rows of two jobs in one place cannot be told apart by `kappa get` and
+// promote's diff (a bug bash: `get` answered with the other job's row, and
+// promote compared the other job's rows and found nothing changed).
+Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec) {
+  for (const std::string& other : registry.Jobs()) {
+    if (other == spec.job) continue;
+    auto record = registry.Job(other);
+    if (!record) continue;
+    for (const VersionInfo& v : record->versions) {
+      if (v.state == VersionState::kRetired) continue;
+      const std::string who = "job " + other + " version " + std::to_string(v.version);
+      if (!spec.postgres() && v.postgres_table.empty() && v.output_topic == spec.OutputTopic()) {
+        return Status::FailedPrecondition(
+            "output topic " + spec.OutputTopic() + " is written by " + who +
+            ": the rows of two jobs in one topic cannot be told apart by `kappa get` and promote's diff. Give job " +
+            spec.job + " its own sink.topic, or retire " + who + " first");
+      }
+      if (spec.postgres() && v.postgres_table == spec.postgres_table &&
+          DsnDatabase(v.postgres_dsn) == DsnDatabase(spec.postgres_dsn)) {
+        return Status::FailedPrecondition(
+            "PostgreSQL table " + spec.postgres_table + " in " + DsnDatabase(spec.postgres_dsn) +
+            " is written by " + who + " (its view and version tables): give job " + spec.job +
+            " its own sink.postgres.table, or retire " + who + " first");
+      }
+    }
+  }
+  return Status::OK();
+}
+
 Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool replay, bool* won) {
   *won = true;
   const std::string state_dir = AbsoluteStateDir(spec.state_dir);
@@ -96,6 +127,7 @@ Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool repl
       }
     }
   }
+  KAPPA_RETURN_IF_ERROR(CheckOutputIsOwn(registry, spec));
   VersionInfo info;
   info.version = spec.version;
   info.spec_hash = spec.spec_hash;
@@ -489,13 +521,16 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   auto note = [&](NoteLevel level, const std::string& text) {
     if (options.on_note) options.on_note(level, text);
   };
+  // The state directory first: a directory another job or version holds
+  // (or one that cannot be made) refused after the registration left a
+  // version registered, serving, that no process could ever run (a bug bash).
+  KAPPA_RETURN_IF_ERROR(ClaimStateDir(spec.state_dir, spec.job, spec.version));
   const int64_t registering_at = WallClockMs();
   auto registered = RegisterVersion(registry, spec, options.replay);
   if (!registered.ok()) return registered.status();
   // A restart finds its version registered: said so, not "registered" again.
   const VersionInfo* mine = registered->Find(spec.version);
   const bool fresh = mine != nullptr && mine->registered_at_ms >= registering_at;
-  KAPPA_RETURN_IF_ERROR(ClaimStateDir(spec.state_dir, spec.job, spec.version));
   if (spec.postgres()) ReconcilePostgres(spec, *registered, note);
   note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) +
                              (fresh ? " registered (" : " registered already (") +

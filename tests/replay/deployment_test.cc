@@ -282,5 +282,46 @@ TEST_F(DeploymentTest, AVersionThatExitsOnAnErrorSaysWhyInItsProgress) {
   EXPECT_EQ(progress->snapshot.counters.in, 40000);
 }
 
+// Two jobs writing one output topic: `kappa get` answered with the other
+// job's row and promote compared the other job's rows (a bug bash). The
+// second job is refused at registration, naming the first; a deploy refused
+// for its state directory (another job's) registers nothing, where it left
+// a version serving that no process could run.
+TEST_F(DeploymentTest, ASecondJobIsRefusedTheOutputTopicOrStateDirOfAnotherAndRegistersNothing) {
+  ScratchDir dir("shared-output");
+  auto spec_of = [&](const std::string& job, const std::string& state, const std::string& sink = "shared-out") {
+    SpecOptions o;
+    o.job = job;
+    o.sink = sink;
+    o.state_dir = dir / state;
+    auto spec = LoadJobSpec(WriteSpec(dir, job + ".yaml", o));
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? *spec : JobSpec{};
+  };
+  Registry registry(ControlConfig());
+  DeploymentOptions options;
+  options.run.stop_at_end = true;
+  options.run.status_interval_ms = 0;
+  options.catch_up_hold_ms = 0;
+  options.on_note = Collect();
+  ASSERT_TRUE(RunDeployment(Config(), spec_of("alpha", "alpha"), options, registry, StopSource()).ok()) << Notes();
+
+  Status beta = RunDeployment(Config(), spec_of("beta", "beta"), options, registry, StopSource());
+  ASSERT_FALSE(beta.ok());
+  EXPECT_NE(beta.message().find("output topic shared-out.v1 is written by job alpha version 1"), std::string::npos)
+      << beta.ToString();
+  EXPECT_NE(beta.message().find("its own sink.topic"), std::string::npos) << beta.ToString();
+
+  Status gamma = RunDeployment(Config(), spec_of("gamma", "alpha", "gamma-out"), options, registry, StopSource());
+  ASSERT_FALSE(gamma.ok());
+  EXPECT_NE(gamma.message().find("alpha"), std::string::npos) << gamma.ToString();
+
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  EXPECT_TRUE(other.Job("alpha").has_value());
+  EXPECT_FALSE(other.Job("beta").has_value()) << "a refused job was registered";
+  EXPECT_FALSE(other.Job("gamma").has_value()) << "a refused job was registered";
+}
+
 }  // namespace
 }  // namespace kappa::testing
