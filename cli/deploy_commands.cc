@@ -511,8 +511,10 @@ int GetCommand(int argc, char** argv) {
   }
   auto table = MaterializedTable::Open(table_dir + "/" + info->output_topic, info->output_topic);
   if (!table.ok()) return Fail("get", table.status());
-  auto applied = (*table)->CatchUp(config);
+  std::string rebuilt;
+  auto applied = (*table)->CatchUp(config, &rebuilt);
   if (!applied.ok()) return Fail("get", applied.status());
+  if (!rebuilt.empty()) std::fprintf(stderr, "kappa get: %s\n", rebuilt.c_str());
   auto value = (*table)->Get(key);
   if (!value.ok()) return Fail("get", value.status());
   if (!value->has_value()) return Fail("get", Status::NotFound("no output for key " + key + " in " + info->output_topic));

@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/record_fingerprint.h"
+#include "kafka/partition_consumer.h"
 #include "kafka/topic_reader.h"
 
 namespace kappa {
@@ -50,35 +52,124 @@ Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::st
   return table;
 }
 
-Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config) {
+namespace {
+
+uint64_t Fingerprint(const ConsumedRecord& r) {
+  return RecordFingerprint(r.key.data(), static_cast<uint32_t>(r.key.size()), r.value.data(),
+                           static_cast<uint32_t>(r.value.size()), r.timestamp_ms);
+}
+
+}  // namespace
+
+// Whether the table was built from the log `config` reaches now: the same
+// bootstrap servers, and in each partition the record it applied last is
+// the one Kafka holds at that offset (not a topic deleted and made again
+// under the name, nor one of another cluster). A table of an older kappa,
+// which kept neither, is taken as it is.
+Result<bool> MaterializedTable::SameLog(const KafkaConfig& config, const std::vector<int64_t>& from) {
+  std::string brokers;
+  if (impl_->db->Get(rocksdb::ReadOptions(), "c", &brokers).ok() && brokers != config.brokers) return false;
+  std::vector<RecordAtOffset> asks;
+  std::vector<uint64_t> want;
+  for (size_t p = 0; p < from.size(); ++p) {
+    std::string f;
+    if (from[p] <= 0 || !impl_->db->Get(rocksdb::ReadOptions(), "f/" + std::to_string(p), &f).ok()) continue;
+    RecordAtOffset a;
+    a.topic = impl_->topic;
+    a.partition = static_cast<int32_t>(p);
+    a.offset = from[p] - 1;
+    asks.push_back(std::move(a));
+    want.push_back(std::stoull(f));
+  }
+  if (asks.empty()) return true;
+  std::string poll_error;
+  Status st = ReadRecordsAt(config, "kappa-get", &asks, 10000, &poll_error);
+  if (!st.ok()) return st;
+  for (size_t i = 0; i < asks.size(); ++i) {
+    const RecordAtOffset& a = asks[i];
+    if (a.found != RecordAtOffset::Found::kRecord) continue;  // compacted or deleted: nothing to compare
+    ConsumedRecord r;
+    r.key = a.key;
+    r.value = a.value;
+    r.timestamp_ms = a.timestamp_ms;
+    if (Fingerprint(r) != want[i]) return false;
+  }
+  return true;
+}
+
+Status MaterializedTable::Clear() {
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(it->key());
+  if (!it->status().ok()) return Status::IOError("table read failed: " + it->status().ToString());
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = impl_->db->Write(wo, &batch);
+  if (!s.ok()) return Status::IOError("table write failed: " + s.ToString());
+  return Status::OK();
+}
+
+Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config, std::string* note) {
   std::vector<int64_t> from;
   for (int32_t p = 0;; ++p) {
     std::string v;
     if (!impl_->db->Get(rocksdb::ReadOptions(), "o/" + std::to_string(p), &v).ok()) break;
     from.push_back(std::stoll(v));
   }
-  rocksdb::WriteBatch batch;
-  std::vector<int64_t> next = from;
-  int64_t applied = 0;
-  auto summary = ReadTopic(
-      config, impl_->topic,
-      [&](const ConsumedRecord& r) {
-        batch.Put("k/" + std::string(r.key), rocksdb::Slice(r.value.data(), r.value.size()));
-        if (static_cast<size_t>(r.partition) >= next.size()) next.resize(r.partition + 1, 0);
-        next[r.partition] = r.offset + 1;
-        ++applied;
-      },
-      15000, &from, /*only_partition=*/-1, /*settle_ms=*/0);  // the next refresh reads on
-  if (!summary.ok()) {
-    if (summary.status().code() == Status::Code::kNotFound) return int64_t{0};  // no output yet
-    return summary.status();
+  auto same = SameLog(config, from);
+  if (!same.ok()) return same.status();
+  auto rebuild = [&](const std::string& why) -> Status {
+    if (note) *note = "the local table of " + impl_->topic + " " + why + ": rebuilt from the topic";
+    from.clear();
+    return Clear();
+  };
+  if (!*same) KAPPA_RETURN_IF_ERROR(rebuild("was built from another cluster or an earlier topic of this name"));
+  for (int attempt = 0;; ++attempt) {
+    rocksdb::WriteBatch batch;
+    std::vector<int64_t> next = from;
+    std::vector<uint64_t> last(from.size(), 0);
+    std::vector<bool> seen(from.size(), false);
+    int64_t applied = 0;
+    auto summary = ReadTopic(
+        config, impl_->topic,
+        [&](const ConsumedRecord& r) {
+          batch.Put("k/" + std::string(r.key), rocksdb::Slice(r.value.data(), r.value.size()));
+          const auto p = static_cast<size_t>(r.partition);
+          if (p >= next.size()) {
+            next.resize(p + 1, 0);
+            last.resize(p + 1, 0);
+            seen.resize(p + 1, false);
+          }
+          next[p] = r.offset + 1;
+          last[p] = Fingerprint(r);
+          seen[p] = true;
+          ++applied;
+        },
+        15000, &from, /*only_partition=*/-1, /*settle_ms=*/0);  // the next refresh reads on
+    if (!summary.ok()) {
+      if (summary.status().code() == Status::Code::kNotFound) return int64_t{0};  // no output yet
+      return summary.status();
+    }
+    // A log that now ends before where the table read to is another one.
+    bool shorter = false;
+    for (size_t p = 0; p < from.size(); ++p) {
+      shorter = shorter || (p < summary->log_end_offsets.size() && summary->log_end_offsets[p] < from[p]);
+    }
+    if (shorter && attempt == 0) {
+      KAPPA_RETURN_IF_ERROR(rebuild("reads past the topic's end (the topic was made again)"));
+      continue;
+    }
+    for (size_t p = 0; p < next.size(); ++p) {
+      batch.Put("o/" + std::to_string(p), std::to_string(next[p]));
+      if (seen[p]) batch.Put("f/" + std::to_string(p), std::to_string(last[p]));
+    }
+    batch.Put("c", config.brokers);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    rocksdb::Status s = impl_->db->Write(wo, &batch);
+    if (!s.ok()) return Status::IOError("table write failed: " + s.ToString());
+    return applied;
   }
-  for (size_t p = 0; p < next.size(); ++p) batch.Put("o/" + std::to_string(p), std::to_string(next[p]));
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  rocksdb::Status s = impl_->db->Write(wo, &batch);
-  if (!s.ok()) return Status::IOError("table write failed: " + s.ToString());
-  return applied;
 }
 
 Result<std::optional<std::string>> MaterializedTable::Get(const std::string& key) {

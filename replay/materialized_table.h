@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "kafka/kafka_config.h"
@@ -21,11 +22,17 @@ class MaterializedTable {
   static Result<std::unique_ptr<MaterializedTable>> Open(const std::string& dir, const std::string& topic,
                                                          int wait_ms = 30000);
   ~MaterializedTable();
-  // Applies every record added to the topic since the last call; returns how many.
-  Result<int64_t> CatchUp(const KafkaConfig& config);
+  // Applies every record added to the topic since the last call; returns how
+  // many. A table built from another log (other bootstrap servers, or a
+  // topic deleted and made again: the record it applied last in a partition
+  // is not the one there now, or the partition ends before it) is cleared
+  // and read again from the start, and *note (if given) says so.
+  Result<int64_t> CatchUp(const KafkaConfig& config, std::string* note = nullptr);
   Result<std::optional<std::string>> Get(const std::string& key);
 
  private:
+  Result<bool> SameLog(const KafkaConfig& config, const std::vector<int64_t>& from);
+  Status Clear();
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

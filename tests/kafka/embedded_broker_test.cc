@@ -30,24 +30,8 @@ namespace kappa {
 namespace {
 
 using kappa::testing::CanConnect;
+using kappa::testing::FreePort;
 using kappa::testing::RunShell;
-
-
-// A loopback port nobody listens on right now: bind port 0, note, release.
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // "127.0.0.1:1234,127.0.0.1:1235" -> {1234, 1235}
 std::vector<int> PortsOf(const std::string& bootstraps) {

@@ -113,6 +113,9 @@ std::string RunShell(const std::string& command);
 
 // Whether something accepts TCP connections on 127.0.0.1:port.
 bool CanConnect(int port);
+// A TCP port on 127.0.0.1 that nothing listens on just now (-1 if none
+// could be had), for a server a test starts on a fixed port.
+int FreePort();
 
 // A small file system of the test's own for the full-disk stories: a tmpfs
 // mounted at `dir` (created) with `options` ("size=2m", "nr_inodes=64"),
