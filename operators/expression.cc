@@ -769,6 +769,14 @@ class Compiler {
       }
       case K::kCmp: {
         const ValueType ct = CompareType(x.l, x.r);
+        const ValueType lt = nodes_[x.l].type, rt = nodes_[x.r].type;
+        if (ct == ValueType::kDouble && (lt == ValueType::kInt64) != (rt == ValueType::kInt64)) {
+          // An int64 with a double: compared exactly, each as it is.
+          Emit(x.l, e);
+          Emit(x.r, e);
+          Push(e, {lt == ValueType::kInt64 ? Op::kCmpID : Op::kCmpDI, x.cmp}, -1);
+          return;
+        }
         EmitAs(x.l, ct, e);
         EmitAs(x.r, ct, e);
         Op op = Op::kCmpI;

@@ -93,6 +93,7 @@ enum class Op : uint8_t {
   kAddI, kSubI, kMulI, kDivI, kModI,
   kAddD, kSubD, kMulD, kDivD, kModD,
   kCmpI, kCmpD, kCmpS, kCmpB,                   // cmp: Cmp
+  kCmpID, kCmpDI,                               // int64 with double (DI: double with int64), exactly
   kInI, kInD, kInS,                             // a: first, b: count (sorted); negate: `not in`
   kNot,
   kJumpIfFalseElsePop, kJumpIfTrueElsePop,      // a: target pc (`and`, `or`: short circuit)
@@ -116,6 +117,33 @@ struct Cell {
 };
 // Expressions nesting deeper than this are rejected at compile time.
 constexpr int kMaxStack = 48;
+
+// An int64 against a double, exactly: -1, 0 or 1 as i is below, equal to
+// or above d; 2 if d is NaN. Not through (double)i, which rounds above 2^53
+// (a bug bash: `amt > 9007199254740992.5` dropped 9007199254740993, and
+// `amt < 9223372036854775808.0` dropped 2^63 - 1).
+inline int CompareIntDouble(int64_t i, double d) {
+  if (d != d) return 2;
+  if (d >= 9223372036854775808.0) return -1;
+  if (d < -9223372036854775808.0) return 1;
+  const double f = std::floor(d);  // in [-2^63, 2^63): fits an int64
+  const auto fi = static_cast<int64_t>(f);
+  if (i != fi) return i < fi ? -1 : 1;
+  return f == d ? 0 : -1;
+}
+// Whether a three-way result (2: unordered, as NaN is) satisfies cmp.
+inline bool Satisfies(int r, Cmp cmp) {
+  if (r == 2) return cmp == Cmp::kNe;
+  switch (cmp) {
+    case Cmp::kEq: return r == 0;
+    case Cmp::kNe: return r != 0;
+    case Cmp::kLt: return r < 0;
+    case Cmp::kLe: return r <= 0;
+    case Cmp::kGt: return r > 0;
+    case Cmp::kGe: return r >= 0;
+  }
+  return false;
+}
 
 template <typename T>
 inline bool Compare(const T& x, Cmp cmp, const T& y) {
@@ -316,6 +344,17 @@ int CompiledExpr::Run(Accessor& acc, expr_internal::Cell* st) const {
         auto& x = st[sp - 1];
         const auto& y = st[sp--];
         x.b = x.present && y.present && expr_internal::Compare(x.d, in.cmp, y.d);
+        x.present = true;
+        break;
+      }
+      case Op::kCmpID:
+      case Op::kCmpDI: {
+        auto& x = st[sp - 1];
+        const auto& y = st[sp--];
+        int r = in.op == Op::kCmpID ? expr_internal::CompareIntDouble(x.i, y.d)
+                                    : expr_internal::CompareIntDouble(y.i, x.d);
+        if (in.op == Op::kCmpDI && r != 2) r = -r;
+        x.b = x.present && y.present && expr_internal::Satisfies(r, in.cmp);
         x.present = true;
         break;
       }

@@ -302,6 +302,13 @@ Result<Predicate> ParsePredicate(std::string_view text) {
   }
   if (IsNumericField(p.field)) {
     auto r = std::from_chars(value.data(), value.data() + value.size(), p.number);
+    if (r.ec == std::errc::result_out_of_range && r.ptr == value.data() + value.size()) {
+      // An integer all the same (a bug bash read "is not an integer" of 2^63).
+      return bad("`" + value + "` does not fit in an int64: write the filter as an expression, `" +
+                 std::string(FieldName(p.field)) + (modulus ? " % " + std::to_string(modulus) : "") + " " +
+                 std::string(op) + " " + value +
+                 ".0`, which compares the field with it exactly");
+    }
     if (r.ec != std::errc() || r.ptr != value.data() + value.size()) {
       std::string why = "`";
       why.append(FieldName(p.field)).append("` is numeric but `").append(value).append("` is not an integer");

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <limits>
 #include <random>
 #include <regex>
 
@@ -217,6 +218,41 @@ TEST(ExpressionTest, SmallestInt64AndWrappingOverflow) {
   EXPECT_EQ(N("9223372036854775807 + 1")->Evaluate(Sample()).i, INT64_MIN);
   EXPECT_EQ(N("-9223372036854775808 / -1")->Evaluate(Sample()).i, INT64_MIN);
   EXPECT_EQ(N("-9223372036854775808 % -1")->Evaluate(Sample()).i, 0);
+}
+
+// An int64 against a double compares exactly, not through a double that
+// rounds above 2^53 (a bug bash: `amt > 9007199254740992.5` dropped
+// 9007199254740993, `amt < 9223372036854775808.0` dropped 2^63 - 1; the
+// second is the form an int64 literal's error message recommends).
+TEST(ExpressionTest, AnInt64AndADoubleCompareExactly) {
+  TestRecord r = Sample();
+  r.SetInt(0, 9007199254740993);  // amount: 2^53 + 1
+  EXPECT_TRUE(Eval("amount > 9007199254740992.5", r));
+  EXPECT_TRUE(Eval("9007199254740992.5 < amount", r));
+  EXPECT_FALSE(Eval("amount == 9007199254740992.0", r));
+  EXPECT_TRUE(Eval("amount != 9007199254740992.0", r));
+  EXPECT_FALSE(Eval("amount < 9007199254740993.0", r)) << "2^53 + 1 as a double is 2^53";
+  r.SetInt(0, INT64_MAX);
+  EXPECT_TRUE(Eval("amount < 9223372036854775808.0", r));
+  EXPECT_TRUE(Eval("amount <= 9223372036854775808.0", r));
+  EXPECT_FALSE(Eval("amount >= 9223372036854775808.0", r));
+  EXPECT_TRUE(Eval("amount > 9.2e18", r));
+  r.SetInt(0, INT64_MIN);
+  EXPECT_TRUE(Eval("amount == -9223372036854775808.0", r));
+  EXPECT_TRUE(Eval("amount > -1e300", r));
+  // Fractions either side, negative numbers, and a double field against an int.
+  r.SetInt(0, -3);
+  EXPECT_TRUE(Eval("amount < -2.5", r));
+  EXPECT_FALSE(Eval("amount < -3.5", r));
+  EXPECT_TRUE(Eval("amount == -3.0", r));
+  EXPECT_TRUE(Eval("fee > 1", r));
+  EXPECT_TRUE(Eval("fee < amount + 5", r));
+  // NaN is unordered: every comparison false but !=.
+  r.SetDouble(1, std::numeric_limits<double>::quiet_NaN());
+  EXPECT_FALSE(Eval("fee < 1", r));
+  EXPECT_FALSE(Eval("fee >= 1", r));
+  EXPECT_FALSE(Eval("fee == amount", r));
+  EXPECT_TRUE(Eval("fee != amount", r));
 }
 
 TEST(ExpressionTest, AbsentFieldsMakeComparisonsFalse) {

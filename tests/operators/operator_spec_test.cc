@@ -86,6 +86,10 @@ TEST(ParsePredicateTest, ErrorsSayWhatIsWrongAndWhatIsAccepted) {
       {"status != canceled", "status is approved, cancelled or refunded, not `canceled`"},
       {"amount_cents > ten", "`amount_cents` is numeric but `ten` is not an integer"},
       {"amount_cents >= 100 EUR", "is not an integer"},
+      // An integer beyond int64 is one (a bug bash read "is not an integer").
+      {"amount_cents < 9223372036854775808",
+       "`9223372036854775808` does not fit in an int64: write the filter as an expression, `amount_cents < "
+       "9223372036854775808.0`, which compares the field with it exactly"},
       {"colour == red", "unknown field `colour`"},
       {"status ~ approved", "unknown operator `~`"},
       {"amount_cents === 1", "unknown operator `===`"},
