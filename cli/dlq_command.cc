@@ -322,6 +322,8 @@ int Replay(int argc, char** argv) {
       "from now (30m, 2h, 7d)")("control-topic", po::value<std::string>(&control_topic)->default_value("kappa.control"),
                                 "where the re-injection markers are kept")(
       "dry-run", "print what would be re-injected, inject nothing")(
+      "any-source", "also re-inject records whose source topic was another than --to (a DLQ shared by jobs on "
+                    "several topics; by default those are left and counted)")(
       "force", "re-inject records that a running version of the job accepted (it counts them a second time)")(
       "batch-records", po::value<int64_t>()->default_value(kReplayBatch),
       "records per flush and marker write: the most a crash can make a rerun inject twice");
@@ -337,6 +339,8 @@ int Replay(int argc, char** argv) {
       "and its first failure time; past the spec's dlq.max_retries (default 3) it goes to <dlq>.parked.\n"
       "Truncated DLQ records (too large to keep whole) are refused and named on stderr at every run (their\n"
       "bytes are not in the DLQ, re-produce them from their origin); they do not change the exit status.\n"
+      "Records whose source topic is another than SOURCE_TOPIC (a DLQ shared by jobs) are left and counted\n"
+      "on stderr, unless --any-source.\n"
       "SinkRejected records (output rows the PostgreSQL sink refused) are not source records: they are left\n"
       "where they are and counted on stderr.\n"
       "The retry headers are read from Kafka: a re-injected record read back from a log archive (which keeps\n"
@@ -391,6 +395,8 @@ int Replay(int argc, char** argv) {
   std::vector<DlqEntry> selected;
   std::vector<std::string> refused;
   int64_t skipped_done = 0, filtered = 0, undecodable = 0, sink_rows = 0;
+  std::map<std::string, int64_t> other_sources;  // records of other source topics, left where they are
+  const bool any_source = vm.count("any-source") > 0;
   std::string first_sink_row;
   // Source records re-injected already: through a DLQ record marked by an
   // earlier run, or one selected in this one.
@@ -418,6 +424,13 @@ int Replay(int argc, char** argv) {
           // the table).
           ++sink_rows;
           if (first_sink_row.empty()) first_sink_row = e.where(topic);
+          return;
+        }
+        if (!any_source && e.record->source_topic() && !e.record->source_topic()->str().empty() &&
+            e.record->source_topic()->str() != to) {
+          // Another job's source (a DLQ shared by jobs): re-injected into
+          // `to`, it was input of the wrong job (a bug bash).
+          ++other_sources[e.record->source_topic()->str()];
           return;
         }
         if (e.record->truncated()) {
@@ -461,15 +474,21 @@ int Replay(int argc, char** argv) {
     auto it = jobs.find(job);
     return it != jobs.end() ? it->second : jobs.emplace(job, registry.Job(job)).first->second;
   };
-  for (const DlqEntry& e : selected) {
-    if (e.twin || !e.record->job()) continue;
-    const std::string job = e.record->job()->str();
+  // Every version of every job reading `to`: another job on the same topic
+  // counted the re-injected records a second time too (a bug bash).
+  std::vector<std::pair<std::string, int32_t>> readers;
+  for (const std::string& job : registry.Jobs()) {
     const auto& record = job_record(job);
     if (!record) continue;
-    const auto& rejecting = rejected_by[e.source_key()];
     for (const VersionInfo& v : record->versions) {
-      if (v.state == VersionState::kRetired || v.source_topic != to) continue;
-      if (!rejecting.count({job, v.version})) ++accepted_by[{job, v.version}];
+      if (v.state != VersionState::kRetired && v.source_topic == to) readers.emplace_back(job, v.version);
+    }
+  }
+  for (const DlqEntry& e : selected) {
+    if (e.twin) continue;
+    const auto& rejecting = rejected_by[e.source_key()];
+    for (const auto& reader : readers) {
+      if (!rejecting.count(reader)) ++accepted_by[reader];
     }
   }
   if (!accepted_by.empty()) {
@@ -480,7 +499,7 @@ int Replay(int argc, char** argv) {
       who += jv.first + " v" + std::to_string(jv.second) + (record && record->serving == jv.second ? " (serving)" : "") +
              ": " + std::to_string(n);
     }
-    const std::string text = "records that a running version of the job read and did not dead-letter (" + who +
+    const std::string text = "records that a running version reading " + to + " did not dead-letter (" + who +
                              " of them): re-injected into " + to + ", every version reading it counts them, and " +
                              "those versions a second time";
     if (dry_run) {
@@ -496,6 +515,18 @@ int Replay(int argc, char** argv) {
     }
   }
 
+  if (!other_sources.empty()) {
+    std::string which;
+    int64_t n = 0;
+    for (const auto& [source, count] : other_sources) {
+      which += (which.empty() ? "" : ", ") + source + ": " + std::to_string(count);
+      n += count;
+    }
+    std::fprintf(stderr,
+                 "kappa dlq replay: left %lld records that came from other source topics (%s): they are not "
+                 "records of %s; replay them with --to their topic, or pass --any-source to put them into %s\n",
+                 static_cast<long long>(n), which.c_str(), to.c_str(), to.c_str());
+  }
   for (const auto& r : refused) {
     std::fprintf(stderr,
                  "kappa dlq replay: refused %s: truncated in the DLQ, its original bytes are gone; re-produce it "

@@ -36,15 +36,20 @@ class DlqTriageTest : public BrokerTest {
  protected:
   // A stateless job: every valid record out, keyed by txn_id; records in a
   // currency outside `currencies` are InvalidValue in the DLQ.
+  // `job` (default pay) reads `source` and writes <job>-out; every job's
+  // dead letters go to kDlq.
   std::string Spec(const ScratchDir& dir, int version, const std::string& currencies, const std::string& start,
-                   const std::string& dlq_extra = "") {
-    const std::string path = dir / ("v" + std::to_string(version) + ".yaml");
-    std::ofstream(path) << "job: pay\nversion: " << version << "\nsource: {topic: transactions, start: " << start
-                        << "}\nvalidate: {currencies: [" << currencies << "]}\n"
+                   const std::string& dlq_extra = "", const std::string& job = "pay",
+                   const std::string& source = "transactions") {
+    const std::string name = job + std::to_string(version);
+    const std::string path = dir / ((job == "pay" ? "v" + std::to_string(version) : name) + ".yaml");
+    std::ofstream(path) << "job: " << job << "\nversion: " << version << "\nsource: {topic: " << source
+                        << ", start: " << start << "}\nvalidate: {currencies: [" << currencies << "]}\n"
                         << "operators:\n  - emit: {key: txn_id}\nallowed_lateness: 30d\n"
-                        << "sink: {topic: pay-out}\ndlq: {topic: " << kDlq << dlq_extra << "}\nlate: {topic: pay.late}\n"
-                        << "checkpoint: {interval: 1s, dir: " << (dir / ("state" + std::to_string(version)))
-                        << "}\n";
+                        << "sink: {topic: " << job << "-out}\ndlq: {topic: " << kDlq << dlq_extra
+                        << "}\nlate: {topic: " << job << ".late}\n"
+                        << "checkpoint: {interval: 1s, dir: "
+                        << (dir / (job == "pay" ? "state" + std::to_string(version) : "state-" + name)) << "}\n";
     return path;
   }
 
@@ -288,7 +293,7 @@ TEST_F(DlqTriageTest, ReplayRefusesRecordsARunningVersionAcceptedUnlessForced) {
   ASSERT_GT(dead, 50);
   std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap()};
   EXPECT_EQ(RunKappa(args, &out, &err), 1) << err << out;
-  EXPECT_NE(err.find("refusing to re-inject records that a running version of the job read and did not "
+  EXPECT_NE(err.find("refusing to re-inject records that a running version reading transactions did not "
                      "dead-letter (pay v1 (serving): " + std::to_string(dead) + " of them)"),
             std::string::npos)
       << err;
@@ -305,6 +310,54 @@ TEST_F(DlqTriageTest, ReplayRefusesRecordsARunningVersionAcceptedUnlessForced) {
   EXPECT_EQ(Replay({"--force"}, &err), dead);
   EXPECT_NE(err.find("WARNING --force: re-injecting records"), std::string::npos) << err;
   EXPECT_EQ(Count("transactions"), 600 + dead);
+}
+
+// A DLQ shared by jobs on different topics: `--to transactions` put the
+// other job's dead letters into transactions, and a second job reading
+// transactions (which accepted the records) counted the re-injected ones
+// again, unwarned (a bug bash). Records of another source are left and
+// counted; a replay that another job's running version would count twice
+// is refused, naming it.
+TEST_F(DlqTriageTest, ReplayLeavesOtherSourcesAndRefusesWhatAnotherJobAccepted) {
+  CreateTopic("transactions", kPartitions);
+  CreateTopic("transactions2", kPartitions);
+  CreateTopic("kappa.control", 1);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(31, 600, 200, 1)));
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions2", SmallWorkload(37, 600, 200, 1)));
+  ScratchDir dir("dlq-other-jobs");
+  std::string out, err;
+  auto deploy = [&](const std::string& spec) {
+    ASSERT_EQ(RunKappa({"deploy", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err),
+              0)
+        << err << out;
+  };
+  ASSERT_NO_FATAL_FAILURE(deploy(Spec(dir, 1, "EUR, USD", "earliest")));
+  ASSERT_NO_FATAL_FAILURE(deploy(Spec(dir, 1, "EUR, USD", "earliest", "", "other", "transactions2")));
+  const int64_t all = Count(kDlq);
+  ASSERT_GT(all, 40);
+
+  std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap(), "--dry-run"};
+  ASSERT_EQ(RunKappa(args, &out, &err), 0) << err << out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("([0-9]+) records would be re-injected"))) << out;
+  const int64_t of_transactions = std::stoll(m[1]);
+  EXPECT_GT(of_transactions, 10);
+  EXPECT_NE(err.find("left " + std::to_string(all - of_transactions) +
+                     " records that came from other source topics (transactions2: " +
+                     std::to_string(all - of_transactions) + ")"),
+            std::string::npos)
+      << err;
+
+  // A second job reading transactions that accepts every currency.
+  ASSERT_NO_FATAL_FAILURE(deploy(Spec(dir, 1, "EUR, USD, GBP, JPY", "earliest", "", "audit")));
+  args.pop_back();  // --dry-run
+  EXPECT_EQ(RunKappa(args, &out, &err), 1) << err << out;
+  EXPECT_NE(err.find("refusing to re-inject records that a running version reading transactions did not "
+                     "dead-letter (audit v1 (serving): "),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(Count("transactions"), 600) << "nothing re-injected";
+  EXPECT_EQ(Count("transactions2"), 600) << "nothing re-injected";
 }
 
 // Filters pick what is re-injected and leave the rest for later; a DLQ
