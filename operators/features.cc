@@ -45,44 +45,6 @@ bool IsNumericOrDouble(Field f) {
   return IsNumericField(f) || (IsDeclaredField(f) && DeclaredTypeOf(f) == ValueType::kDouble);
 }
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (size_t i = 0; i < s.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      // A UTF-8 character as it is; a byte that is not UTF-8 (a binary
-      // Kafka key, an Avro or FlatBuffers string that is not text) as
-      // \u00XX, so that the row stays valid JSON.
-      if (const size_t n = Utf8SequenceAt(s, i); n > 0) {
-        out.append(s.data() + i, n);
-        i += n - 1;
-      } else {
-        static constexpr char kHex[] = "0123456789abcdef";
-        out.append("\\u00");
-        out.push_back(kHex[c >> 4]);
-        out.push_back(kHex[c & 15]);
-      }
-      continue;
-    }
-    switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          static constexpr char kHex[] = "0123456789abcdef";
-          out.append("\\u00");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 15]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
-}
 
 void AppendAvroLong(std::string& out, int64_t v) {
   uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
@@ -134,6 +96,45 @@ void AppendAvroString(std::string& out, std::string_view s) {
 }
 
 }  // namespace
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      // A UTF-8 character as it is; a byte that is not UTF-8 (a binary
+      // Kafka key, an Avro or FlatBuffers string that is not text) as
+      // \u00XX, so that the row stays valid JSON.
+      if (const size_t n = Utf8SequenceAt(s, i); n > 0) {
+        out.append(s.data() + i, n);
+        i += n - 1;
+      } else {
+        static constexpr char kHex[] = "0123456789abcdef";
+        out.append("\\u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 15]);
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      default:
+        if (c < 0x20) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out.append("\\u00");
+          out.push_back(kHex[c >> 4]);
+          out.push_back(kHex[c & 15]);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+}
 
 std::string_view FeatureKindName(FeatureKind kind) {
   for (const KindName& k : kKinds) {
@@ -413,29 +414,33 @@ void RowEncoder::Int(int64_t v) {
   ++next_;
 }
 
+void AppendJsonDouble(std::string* out, double v) {
+  if (!std::isfinite(v)) {
+    out->append("null");  // JSON has no NaN or infinity
+  } else if (v == 0 && std::signbit(v)) {
+    out->append("-0.0");  // "-0" reads back as the integer 0 (simdjson, Python): the sign was lost
+  } else {
+    char buf[32];
+    // The shortest text, except that a whole number beyond int64
+    // (27670116110564327424) would read back as an integer no reader
+    // holds: those are written with an exponent (2.7670116110564327e+19).
+    const bool beyond_int64 = std::fabs(v) >= 9223372036854775808.0;
+    char* end = (beyond_int64 ? std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific)
+                              : std::to_chars(buf, buf + sizeof(buf), v))
+                    .ptr;
+    out->append(buf, end);
+    // A whole double keeps its point ("9.0", not "9"): typed readers
+    // (Spark, pandas, simdjson) took "9" for an integer, so one column
+    // changed type from row to row (a bug bash).
+    if (std::find_if(buf, end, [](char c) { return c == '.' || c == 'e'; }) == end) out->append(".0");
+  }
+}
+
 void RowEncoder::Double(double v) {
   switch (format_) {
     case RowFormat::kJson: {
       JsonName();
-      if (!std::isfinite(v)) {
-        out_.append("null");  // JSON has no NaN or infinity
-      } else if (v == 0 && std::signbit(v)) {
-        out_.append("-0.0");  // "-0" reads back as the integer 0 (simdjson, Python): the sign was lost
-      } else {
-        char buf[32];
-        // The shortest text, except that a whole number beyond int64
-        // (27670116110564327424) would read back as an integer no reader
-        // holds: those are written with an exponent (2.7670116110564327e+19).
-        const bool beyond_int64 = std::fabs(v) >= 9223372036854775808.0;
-        char* end = (beyond_int64 ? std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific)
-                                  : std::to_chars(buf, buf + sizeof(buf), v))
-                        .ptr;
-        out_.append(buf, end);
-        // A whole double keeps its point ("9.0", not "9"): typed readers
-        // (Spark, pandas, simdjson) took "9" for an integer, so one column
-        // changed type from row to row (a bug bash).
-        if (std::find_if(buf, end, [](char c) { return c == '.' || c == 'e'; }) == end) out_.append(".0");
-      }
+      AppendJsonDouble(&out_, v);
       break;
     }
     case RowFormat::kAvro: {

@@ -129,6 +129,14 @@ std::string AvroRowSchema(std::string_view record_name, const std::vector<RowCol
 // fields in column order (field i has id i), root_type that table.
 std::string FlatBuffersRowSchema(std::string_view table_name, const std::vector<RowColumn>& columns);
 
+// A double as the JSON rows write it: whole numbers keep their point
+// ("9.0"), -0.0 its sign, NaN and the infinities are null (JSON has none),
+// beyond int64 in exponent form. `kappa get` of a PostgreSQL sink writes
+// its double columns with it too.
+void AppendJsonDouble(std::string* out, double v);
+// A JSON string literal of s, quotes included.
+void AppendJsonString(std::string& out, std::string_view s);
+
 // Writes rows of fixed columns: Begin, then one Str/Int/Double per column in
 // column order, then Finish. The bytes stay valid until the next Begin.
 class RowEncoder {

@@ -383,11 +383,41 @@ Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const
 }
 
 Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& table, const std::string& key) {
-  auto rows = pg.Exec("SELECT row_to_json(t)::text FROM " + QuoteQualified(table) + " t WHERE kappa_key = " +
+  // Each column as PostgreSQL writes it in JSON, except the doubles: as the
+  // JSON rows of a Kafka sink write them (row_to_json wrote NaN and the
+  // infinities as strings, 2.0 as 2 and -0.0 as -0: a bug bash).
+  auto columns = RelationColumns(pg, table);
+  if (!columns.ok()) return columns.status();
+  if (columns->empty()) return Status::NotFound("PostgreSQL has no table or view " + table);
+  std::string select;
+  for (const auto& [name, type] : *columns) {
+    const std::string column = "t." + QuoteIdentifier(name);
+    select += select.empty() ? "" : ", ";
+    select += type == "double precision" ? "(" + column + ")::text, (" + column + " IS NULL)::text"
+                                         : "to_json(" + column + ")::text, 'false'";
+  }
+  auto rows = pg.Exec("SELECT " + select + " FROM " + QuoteQualified(table) + " t WHERE kappa_key = " +
                       QuoteLiteral(key));
   if (!rows.ok()) return rows.status();
   if (rows->rows.empty()) return std::optional<std::string>();
-  return std::optional<std::string>(rows->rows[0][0]);
+  const auto& row = rows->rows[0];
+  std::string json = "{";
+  for (size_t i = 0; i < columns->size(); ++i) {
+    const std::string& text = row[2 * i];
+    const bool null = row[2 * i + 1] == "true";
+    if (i > 0) json += ",";
+    AppendJsonString(json, (*columns)[i].first);
+    json += ":";
+    if (null) {
+      json += "null";
+    } else if ((*columns)[i].second == "double precision") {
+      AppendJsonDouble(&json, std::strtod(text.c_str(), nullptr));
+    } else {
+      json += text;
+    }
+  }
+  json += "}";
+  return std::optional<std::string>(json);
 }
 
 }  // namespace kappa

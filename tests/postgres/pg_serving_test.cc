@@ -568,5 +568,31 @@ TEST_F(PgServingTest, GetAndStatusReadPostgres) {
   EXPECT_EQ((out + err).find(PasswordOf(dsn_)), std::string::npos);
 }
 
+// `kappa get` of a PostgreSQL sink writes a row as the JSON rows of a Kafka
+// sink do: row_to_json wrote NaN and the infinities as strings ("NaN",
+// "Infinity": a typed client breaks on them), 2.0 as 2 and -0.0 as -0,
+// which reads back as the integer 0 (a bug bash).
+TEST_F(PgServingTest, ARowReadsBackWithDoublesAsTheJsonRowsWriteThem) {
+  const std::string table = schema_ + ".doubles";
+  ASSERT_TRUE(pg_->Exec("CREATE TABLE " + table +
+                        " (kappa_key text, \"Name\" text, n bigint, ok boolean, whole double precision, "
+                        "neg_zero double precision, nan double precision, inf double precision, "
+                        "ninf double precision, gone double precision, frac double precision)")
+                  .ok());
+  ASSERT_TRUE(pg_->Exec("INSERT INTO " + table +
+                        " VALUES ('k', 'a \"quoted\" name', 42, true, 2, '-0', 'NaN', 'Infinity', '-Infinity', "
+                        "NULL, 0.1)")
+                  .ok());
+  auto row = PgRowJson(*pg_, table, "k");
+  ASSERT_TRUE(row.ok()) << row.status().ToString();
+  ASSERT_TRUE(row->has_value());
+  EXPECT_EQ(**row,
+            R"({"kappa_key":"k","Name":"a \"quoted\" name","n":42,"ok":true,"whole":2.0,"neg_zero":-0.0,)"
+            R"("nan":null,"inf":null,"ninf":null,"gone":null,"frac":0.1})");
+  auto none = PgRowJson(*pg_, table, "other");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value());
+}
+
 }  // namespace
 }  // namespace kappa::testing
