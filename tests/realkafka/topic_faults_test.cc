@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <random>
@@ -124,6 +125,30 @@ INSTANTIATE_TEST_SUITE_P(Delivery, TopicFaultsTest, ::testing::Values("at_least_
                            return info.param == "exactly_once" ? std::string("ExactlyOnce")
                                                                : std::string("AtLeastOnce");
                          });
+
+// An output topic whose name differs from an existing one only in '.'
+// against '_': Kafka refuses to create it, and the job said the broker
+// creates no topics (auto.create.topics.enable=false), which was false (a
+// bug bash). It names the collision.
+TEST_P(TopicFaultsTest, AnOutputCollidingWithAnExistingTopicIsNamed) {
+  ScratchDir dir("output-collides-" + GetParam());
+  SpecOptions o;
+  ASSERT_NO_FATAL_FAILURE(o = MakeInput(dir, "clash", 500));
+  o.sink = "clash_out_" + Unique("x");
+  std::string existing = o.sink + ".v1";
+  std::replace(existing.begin(), existing.end(), '_', '.');
+  Status created = CreateTopicAdmin(Config(), existing, 1, 1);
+  ASSERT_TRUE(created.ok()) << created.ToString();
+  const std::string spec = WriteSpec(dir, "spec.yaml", o);
+  std::string out, err;
+  const int rc = RunKappa({"run", spec, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"}, &out, &err,
+                          "output-collides-" + GetParam());
+  EXPECT_EQ(rc, 1) << err;
+  EXPECT_NE(err.find("topic " + o.sink + ".v1 cannot be created: it collides with the existing topic " + existing),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("auto.create.topics.enable"), std::string::npos) << err;
+}
 
 // A broker that does not create topics (auto.create.topics.enable=false)
 // and a job whose output, DLQ and late topics do not exist: it stops at
