@@ -365,8 +365,30 @@ std::vector<std::pair<std::string, int64_t>> KafkaSink::DlqByType() const {
   return out;
 }
 
-void KafkaSink::EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) {
+// A dead letter whose payload is itself a DLQ record (KDLQ) came from a
+// dead-letter topic read as a source: jobs whose DLQs feed each other's
+// sources passed one bad record back and forth for ever, retry_count
+// always 1, growing at each hop (a bug bash). Each hop counts as a retry of
+// the record inside, so dlq.max_retries parks it.
+static InputRecord CountingHops(const InputRecord& record) {
+  InputRecord r = record;
+  if (record.payload == nullptr || record.size < 8 ||
+      !flatbuffers::BufferHasIdentifier(record.payload, schema::DlqRecordIdentifier())) {
+    return r;
+  }
+  flatbuffers::Verifier verifier(record.payload, record.size);
+  if (!schema::VerifyDlqRecordBuffer(verifier)) return r;
+  const schema::DlqRecord* inner = schema::GetDlqRecord(record.payload);
+  if (inner->retry_count() > r.retry_count) {
+    r.retry_count = inner->retry_count();
+    r.first_failure_at_ms = inner->first_failure_at_ms();
+  }
+  return r;
+}
+
+void KafkaSink::EmitDlq(int32_t partition, const InputRecord& in, DlqReason reason, std::string_view message) {
   if (Suppressed(partition)) return;
+  const InputRecord record = CountingHops(in);
   std::unique_lock<std::mutex> lock(emit_mutex_, std::defer_lock);
   if (concurrent_) lock.lock();
   const std::array<KafkaHeader, 2> h = {{{"kappa.job", spec_->job}, {"kappa.version", version_text_}}};

@@ -360,6 +360,47 @@ TEST_F(DlqTriageTest, ReplayLeavesOtherSourcesAndRefusesWhatAnotherJobAccepted) 
   EXPECT_EQ(Count("transactions2"), 600) << "nothing re-injected";
 }
 
+// Two jobs whose dead-letter topics are each other's sources: a bad record
+// went back and forth for ever (550 hops in 20 s in a bug bash), its retry
+// count always 1, since each hop was a first failure of a new record. A
+// hop now counts as a retry of the record inside: past dlq.max_retries it
+// is parked, and the loop ends.
+TEST_F(DlqTriageTest, DeadLetterTopicsFeedingEachOtherParkTheRecordAfterMaxRetries) {
+  for (const char* topic : {"ping", "pong", "ping.parked", "pong.parked"}) CreateTopic(topic, 1);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "ping", SmallWorkload(41, 50, 10, 1)));
+  ScratchDir dir("dlq-loop");
+  auto spec = [&](const std::string& job, const std::string& source, const std::string& dlq) {
+    const std::string path = dir / (job + ".yaml");
+    std::ofstream(path) << "job: " << job << "\nversion: 1\nsource: {topic: " << source
+                        << ", start: earliest}\nvalidate: {currencies: [EUR]}\n"
+                        << "operators:\n  - emit: {key: txn_id}\nallowed_lateness: 30d\n"
+                        << "sink: {topic: " << job << "-out}\ndlq: {topic: " << dlq << ", max_retries: 3}\n"
+                        << "late: {topic: " << job << ".late}\ncheckpoint: {interval: 1s, dir: "
+                        << (dir / ("state-" + job)) << "}\n";
+    return path;
+  };
+  const std::string a = spec("a", "ping", "pong");
+  const std::string b = spec("b", "pong", "ping");
+  const int64_t bad = [&] {
+    Run(a);
+    return Count("pong");
+  }();
+  ASSERT_GT(bad, 0);
+  // a's dead letters are b's input (undecodable: a DLQ record is no
+  // transaction) and the other way round.
+  for (int round = 0; round < 4; ++round) {
+    Run(b);
+    Run(a);
+  }
+  EXPECT_EQ(Count("pong.parked") + Count("ping.parked"), bad) << "each bad record parked once";
+  const int64_t ping = Count("ping"), pong = Count("pong");
+  Run(b);
+  Run(a);
+  EXPECT_EQ(Count("ping"), ping) << "the loop has ended";
+  EXPECT_EQ(Count("pong"), pong) << "the loop has ended";
+  EXPECT_LE(pong, 2 * bad) << "two hops through pong before the record was parked";
+}
+
 // Filters pick what is re-injected and leave the rest for later; a DLQ
 // record truncated to fit is refused by name; `dlq.max_retries: 1` parks a
 // record at its second failure.
