@@ -324,7 +324,7 @@ int Replay(int argc, char** argv) {
       "dry-run", "print what would be re-injected, inject nothing")(
       "any-source", "also re-inject records whose source topic was another than --to (a DLQ shared by jobs on "
                     "several topics; by default those are left and counted)")(
-      "force", "re-inject records that a running version of the job accepted (it counts them a second time)")(
+      "force", "re-inject records that a running version reading --to accepted (it counts them a second time)")(
       "batch-records", po::value<int64_t>()->default_value(kReplayBatch),
       "records per flush and marker write: the most a crash can make a rerun inject twice");
   AddKafkaOptions(desc);

@@ -44,8 +44,6 @@ bool SameStateDir(const std::string& registered, const std::string& spec_dir, co
   return std::filesystem::path(registered).is_relative() && registered == spec_dir;
 }
 
-// One read-modify-write of the registration. *won: false when the write lost
-// to a concurrent one (the registry view is then the newer state).
 // Another job's version (not retired) that writes where this one would:
 // the same output topic, or the same PostgreSQL table in the same database.
 // Rows of two jobs in one place cannot be told apart by `kappa get` and
@@ -77,6 +75,8 @@ Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec) {
   return Status::OK();
 }
 
+// One read-modify-write of the registration. *won: false when the write lost
+// to a concurrent one (the registry view is then the newer state).
 Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool replay, bool* won) {
   *won = true;
   const std::string state_dir = AbsoluteStateDir(spec.state_dir);

@@ -55,6 +55,16 @@ class DeploymentTest : public BrokerTest {
     EXPECT_TRUE(spec.ok()) << spec.status().ToString();
     return spec.ok() ? *spec : JobSpec{};
   }
+  // A deployment that runs to the end of its input, holds no catch-up, prints
+  // no status and collects its notes.
+  DeploymentOptions BoundedOptions() {
+    DeploymentOptions options;
+    options.run.stop_at_end = true;
+    options.run.status_interval_ms = 0;
+    options.catch_up_hold_ms = 0;
+    options.on_note = Collect();
+    return options;
+  }
   // Notes, collected from whatever thread calls.
   NoteCallback Collect() {
     return [this](NoteLevel, const std::string& text) {
@@ -169,13 +179,9 @@ TEST_F(DeploymentTest, AReplayRunToTheEndIsMarkedCaughtUpBeforeItReturns) {
   ScratchDir dir("to-the-end");
   const JobSpec spec = Spec(dir);
   Registry registry(ControlConfig());
-  DeploymentOptions options;
+  DeploymentOptions options = BoundedOptions();
   options.replay = true;
-  options.run.stop_at_end = true;
-  options.run.status_interval_ms = 0;
-  options.catch_up_hold_ms = 0;
   options.registry_poll_ms = 60000;  // no poll while it runs: the end decides
-  options.on_note = Collect();
   ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
   Registry other(ControlConfig());
   ASSERT_TRUE(other.Refresh().ok());
@@ -207,12 +213,8 @@ TEST_F(DeploymentTest, ARestartedReplaySaysWhereItResumes) {
   ScratchDir dir("resume");
   JobSpec spec = Spec(dir);
   Registry registry(ControlConfig());
-  DeploymentOptions options;
+  DeploymentOptions options = BoundedOptions();
   options.replay = true;
-  options.run.stop_at_end = true;
-  options.run.status_interval_ms = 0;
-  options.catch_up_hold_ms = 0;
-  options.on_note = Collect();
   options.run.on_note = Collect();  // the job's own notes, as kappa replay prints them
   ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
   EXPECT_EQ(Notes().find("resuming from checkpoint"), std::string::npos) << "a first start resumes nothing\n"
@@ -241,11 +243,7 @@ TEST_F(DeploymentTest, AVersionThatExitsOnAnErrorSaysWhyInItsProgress) {
   ScratchDir dir("exit-error");
   JobSpec spec = Spec(dir);
   Registry registry(ControlConfig());
-  DeploymentOptions options;
-  options.run.stop_at_end = true;
-  options.run.status_interval_ms = 0;
-  options.catch_up_hold_ms = 0;
-  options.on_note = Collect();
+  DeploymentOptions options = BoundedOptions();
   ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok()) << Notes();
   Registry other(ControlConfig());
   ASSERT_TRUE(other.Refresh().ok());
@@ -299,11 +297,7 @@ TEST_F(DeploymentTest, ASecondJobIsRefusedTheOutputTopicOrStateDirOfAnotherAndRe
     return spec.ok() ? *spec : JobSpec{};
   };
   Registry registry(ControlConfig());
-  DeploymentOptions options;
-  options.run.stop_at_end = true;
-  options.run.status_interval_ms = 0;
-  options.catch_up_hold_ms = 0;
-  options.on_note = Collect();
+  DeploymentOptions options = BoundedOptions();
   ASSERT_TRUE(RunDeployment(Config(), spec_of("alpha", "alpha"), options, registry, StopSource()).ok()) << Notes();
 
   Status beta = RunDeployment(Config(), spec_of("beta", "beta"), options, registry, StopSource());
