@@ -496,9 +496,12 @@ TEST_F(ProtectLiveLagTest, ReplayYieldsWhileTheServingVersionLagsAndRecovers) {
   ASSERT_NO_FATAL_FAILURE(Throttle(job, 1, {"--max-rate", "0"}, &out));
   ASSERT_TRUE(wait_for_note("replay rate raised to", 5)) << v2.Stderr();
   ASSERT_TRUE(wait_for_note("replay rate back to 20000 rec/s", 20)) << v2.Stderr();
-  auto recovered = SampleFor(replay_metrics, 1.5);
+  // Well above the protected rate (below 6000), with room for a loaded
+  // machine: 10,900 of the 20,000 cap was measured while the suite's
+  // longest stories ran beside it.
+  auto recovered = SampleFor(replay_metrics, 2.5);
   const double recovered_rate = RateOf(recovered);
-  EXPECT_GT(recovered_rate, 12000) << Show(recovered) << "\n" << v2.Stderr();
+  EXPECT_GT(recovered_rate, 9000) << Show(recovered) << "\n" << v2.Stderr();
 
   for (ChildProcess* c : {&v3, &v2, &v1}) {
     c->Kill(SIGTERM);
