@@ -3,8 +3,10 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <charconv>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -54,6 +56,16 @@ Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::st
 
 namespace {
 
+// A number the table stored; nullopt if it is not one (a damaged table is
+// rebuilt, never a crash).
+template <typename T>
+std::optional<T> Stored(const std::string& text) {
+  T v{};
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
 uint64_t Fingerprint(const ConsumedRecord& r) {
   return RecordFingerprint(r.key.data(), static_cast<uint32_t>(r.key.size()), r.value.data(),
                            static_cast<uint32_t>(r.value.size()), r.timestamp_ms);
@@ -74,12 +86,14 @@ Result<bool> MaterializedTable::SameLog(const KafkaConfig& config, const std::ve
   for (size_t p = 0; p < from.size(); ++p) {
     std::string f;
     if (from[p] <= 0 || !impl_->db->Get(rocksdb::ReadOptions(), "f/" + std::to_string(p), &f).ok()) continue;
+    const auto fingerprint = Stored<uint64_t>(f);
+    if (!fingerprint) return false;
     RecordAtOffset a;
     a.topic = impl_->topic;
     a.partition = static_cast<int32_t>(p);
     a.offset = from[p] - 1;
     asks.push_back(std::move(a));
-    want.push_back(std::stoull(f));
+    want.push_back(*fingerprint);
   }
   if (asks.empty()) return true;
   std::string poll_error;
@@ -111,19 +125,26 @@ Status MaterializedTable::Clear() {
 
 Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config, std::string* note) {
   std::vector<int64_t> from;
+  bool damaged = false;
   for (int32_t p = 0;; ++p) {
     std::string v;
     if (!impl_->db->Get(rocksdb::ReadOptions(), "o/" + std::to_string(p), &v).ok()) break;
-    from.push_back(std::stoll(v));
+    const auto offset = Stored<int64_t>(v);
+    damaged = damaged || !offset;
+    from.push_back(offset.value_or(0));
   }
-  auto same = SameLog(config, from);
+  Result<bool> same = !damaged;
+  if (!damaged) same = SameLog(config, from);
   if (!same.ok()) return same.status();
   auto rebuild = [&](const std::string& why) -> Status {
     if (note) *note = "the local table of " + impl_->topic + " " + why + ": rebuilt from the topic";
     from.clear();
     return Clear();
   };
-  if (!*same) KAPPA_RETURN_IF_ERROR(rebuild("was built from another cluster or an earlier topic of this name"));
+  if (!*same) {
+    KAPPA_RETURN_IF_ERROR(rebuild(damaged ? "was damaged (an offset it kept is not a number)"
+                                          : "was built from another cluster or an earlier topic of this name"));
+  }
   for (int attempt = 0;; ++attempt) {
     rocksdb::WriteBatch batch;
     std::vector<int64_t> next = from;
