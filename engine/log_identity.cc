@@ -51,8 +51,7 @@ Status VerifyResumedLog(const KafkaConfig& config, const JobSpec& spec, const st
       continue;
     }
     const TaskCheckpointData& c = asked[k]->checkpoint();
-    const uint64_t now = RecordFingerprint(a.key.data(), static_cast<uint32_t>(a.key.size()), a.value.data(),
-                                           static_cast<uint32_t>(a.value.size()), a.timestamp_ms);
+    const uint64_t now = RecordFingerprint(a.key, a.value, a.timestamp_ms);
     if (now == c.last_fingerprint) continue;
     return Status::FailedPrecondition(
         Where(spec, a.partition) + ": the job's checkpoint follows offset " + std::to_string(c.last_offset) +

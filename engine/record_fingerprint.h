@@ -7,11 +7,17 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 namespace kappa {
 
 // A null key or value hashes as an empty one.
 uint64_t RecordFingerprint(const void* key, uint32_t key_size, const void* value, uint32_t value_size,
                            int64_t timestamp_ms);
+// The same of a record read back whole (RecordAtOffset, ConsumedRecord).
+inline uint64_t RecordFingerprint(std::string_view key, std::string_view value, int64_t timestamp_ms) {
+  return RecordFingerprint(key.data(), static_cast<uint32_t>(key.size()), value.data(),
+                           static_cast<uint32_t>(value.size()), timestamp_ms);
+}
 
 }  // namespace kappa

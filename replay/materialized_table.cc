@@ -66,10 +66,6 @@ std::optional<T> Stored(const std::string& text) {
   return v;
 }
 
-uint64_t Fingerprint(const ConsumedRecord& r) {
-  return RecordFingerprint(r.key.data(), static_cast<uint32_t>(r.key.size()), r.value.data(),
-                           static_cast<uint32_t>(r.value.size()), r.timestamp_ms);
-}
 
 }  // namespace
 
@@ -102,11 +98,7 @@ Result<bool> MaterializedTable::SameLog(const KafkaConfig& config, const std::ve
   for (size_t i = 0; i < asks.size(); ++i) {
     const RecordAtOffset& a = asks[i];
     if (a.found != RecordAtOffset::Found::kRecord) continue;  // compacted or deleted: nothing to compare
-    ConsumedRecord r;
-    r.key = a.key;
-    r.value = a.value;
-    r.timestamp_ms = a.timestamp_ms;
-    if (Fingerprint(r) != want[i]) return false;
+    if (RecordFingerprint(a.key, a.value, a.timestamp_ms) != want[i]) return false;
   }
   return true;
 }
@@ -162,7 +154,7 @@ Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config, std::strin
             seen.resize(p + 1, false);
           }
           next[p] = r.offset + 1;
-          last[p] = Fingerprint(r);
+          last[p] = RecordFingerprint(r.key, r.value, r.timestamp_ms);
           seen[p] = true;
           ++applied;
         },
