@@ -178,8 +178,9 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
   if (!missing.empty()) {
     // Not created because another topic's name differs only in '.' and '_'
     // (a bug bash: that was reported as a broker that creates no topics).
+    const std::vector<std::string> existing = TopicNames(sink->producer_->handle(), 5000);
     for (const std::string& topic : missing) {
-      const std::string other = CollidingTopic(sink->producer_->handle(), topic, 5000);
+      const std::string other = CollidingTopic(topic, existing);
       if (other.empty()) continue;
       return Status::FailedPrecondition(
           "topic " + topic + " cannot be created: it collides with the existing topic " + other +

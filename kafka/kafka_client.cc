@@ -438,21 +438,15 @@ Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, in
   return PartitionCountOf(rk, topic, timeout_ms, /*ask_alone=*/true);
 }
 
-std::string CollidingTopic(rd_kafka_s* rk, const std::string& name, int timeout_ms) {
-  auto folded = [](std::string text) {
-    std::replace(text.begin(), text.end(), '.', '_');
-    return text;
-  };
+std::vector<std::string> TopicNames(rd_kafka_s* rk, int timeout_ms) {
   const rd_kafka_metadata_t* md = nullptr;
-  if (rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) return "";
-  std::string found;
-  const std::string want = folded(name);
-  for (int i = 0; i < md->topic_cnt && found.empty(); ++i) {
-    const std::string topic = md->topics[i].topic;
-    if (topic != name && folded(topic) == want && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) found = topic;
+  if (rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+  std::vector<std::string> names;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) names.emplace_back(md->topics[i].topic);
   }
   rd_kafka_metadata_destroy(md);
-  return found;
+  return names;
 }
 
 int64_t TopicCheckIntervalMs() {

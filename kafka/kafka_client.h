@@ -96,11 +96,9 @@ void ForgetKafkaClient(const rd_kafka_s* rk);
 // authentication or TLS handshake (which librdkafka's retries will not
 // mend) ends the wait early, within a few seconds.
 Result<int32_t> TopicPartitionCount(rd_kafka_s* rk, const std::string& topic, int timeout_ms);
-// The existing topic whose name differs from `name` only in '.' against
-// '_' (Kafka refuses to create a topic that collides so with another: their
-// metric names would be one), "" if none or if the cluster's topics cannot be
-// listed within timeout_ms.
-std::string CollidingTopic(rd_kafka_s* rk, const std::string& name, int timeout_ms);
+// The names of the cluster's topics (without creating any); empty if they
+// cannot be listed within timeout_ms.
+std::vector<std::string> TopicNames(rd_kafka_s* rk, int timeout_ms);
 // How often a long-running reader (a job, the archiver) asks whether its
 // topics have grown: KAPPA_TOPIC_CHECK_MS (at least 100), 30 s by default.
 int64_t TopicCheckIntervalMs();

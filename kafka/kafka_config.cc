@@ -4,6 +4,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -94,6 +95,18 @@ Status CheckTopicName(std::string_view name) {
     return Status::InvalidArgument("topic name '" + shown + "' has " + what + ", which Kafka refuses" + rule);
   }
   return Status::OK();
+}
+
+std::string CollidingTopic(const std::string& name, const std::vector<std::string>& existing) {
+  auto folded = [](std::string text) {
+    std::replace(text.begin(), text.end(), '.', '_');
+    return text;
+  };
+  const std::string want = folded(name);
+  for (const std::string& topic : existing) {
+    if (topic != name && folded(topic) == want) return topic;
+  }
+  return "";
 }
 
 // Properties kappa sets itself, per job version, that a -X or -F must not

@@ -41,6 +41,10 @@ struct KafkaConfig {
 // prefixes where the name came from).
 inline constexpr size_t kMaxTopicNameLength = 249;
 Status CheckTopicName(std::string_view name);
+// The topic of `existing` whose name differs from `name` only in '.'
+// against '_' (Kafka refuses to create a topic that collides so with
+// another: their metric names would be one); "" if none.
+std::string CollidingTopic(const std::string& name, const std::vector<std::string>& existing);
 
 // Whether a property's value must never be printed: its name contains
 // "password", "secret" or "key" (any case).
