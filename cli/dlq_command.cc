@@ -426,11 +426,11 @@ int Replay(int argc, char** argv) {
           if (first_sink_row.empty()) first_sink_row = e.where(topic);
           return;
         }
-        if (!any_source && e.record->source_topic() && !e.record->source_topic()->str().empty() &&
-            e.record->source_topic()->str() != to) {
+        if (const std::string source = e.record->source_topic() ? e.record->source_topic()->str() : "";
+            !any_source && !source.empty() && source != to) {
           // Another job's source (a DLQ shared by jobs): re-injected into
           // `to`, it was input of the wrong job (a bug bash).
-          ++other_sources[e.record->source_topic()->str()];
+          ++other_sources[source];
           return;
         }
         if (e.record->truncated()) {

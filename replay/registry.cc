@@ -393,9 +393,9 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   merged.version = version;
   merged.stopped = all_stopped;
   // All stopped: the version stopped on an error if any instance did.
-  for (const auto& r : instances) {
-    if (!all_stopped) break;
-    if (!r.exit_error.empty()) {
+  if (all_stopped) {
+    for (const auto& r : instances) {
+      if (r.exit_error.empty()) continue;
       merged.exit_error = "instance " + r.instance + ": " + r.exit_error;
       break;
     }
