@@ -87,7 +87,9 @@ TEST(JobMetricsCounters, AScaledOutProcessesCountersOnlyGrowAcrossRebalances) {
   EXPECT_EQ(later.in, 38);
   EXPECT_EQ(later.dlq, 1);
   for (const auto& [name, on] : metrics.Alerts()) {
-    if (name == "dlq_per_hour") EXPECT_FALSE(on) << "one dead letter in 30 s is 120 an hour";
+    if (name == "dlq_per_hour") {
+      EXPECT_FALSE(on) << "one dead letter in 30 s is 120 an hour";
+    }
   }
   EXPECT_NE(metrics.Render().find("kappa_records_in_total{job=\"so\",version=\"1\"} 38"), std::string::npos)
       << metrics.Render();
