@@ -653,6 +653,17 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
         "`" + key + ".topic` makes the job write " + topic + ", its own source topic: every record it wrote there "
         "would come back in as input (a DLQ or late record failing again, for ever); give it a topic of its own");
   }
+  // The job's own rows and its dead letters or late records in one topic:
+  // `kappa dlq` and `kappa get` would each read the other's records.
+  if (!spec.sink_topic.empty()) {
+    const std::string output = spec.sink_topic + ".v" + std::to_string(spec.version);
+    for (const auto& [key, topic] : written) {
+      if (key == "sink" || topic != output) continue;
+      return root.Find(key.c_str())->Find("topic")->Error(
+          "`" + key + ".topic` makes the job write " + topic + ", its own output topic (<sink>.v<version>): rows and " +
+          (key == "dlq" ? "dead letters" : "late records") + " need topics of their own");
+    }
+  }
   if (spec.dlq_topic == spec.late_topic) {
     return root.Find("late")->Find("topic")->Error(
         "`late.topic` is the DLQ topic " + spec.dlq_topic + ": late records (the input as it came) and dead letters "

@@ -63,6 +63,31 @@ Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec) {
             ": the rows of two jobs in one topic cannot be told apart by `kappa get` and promote's diff. Give job " +
             spec.job + " its own sink.topic, or retire " + who + " first");
       }
+      // Rows in a dead-letter or late topic: `kappa dlq` would read them as
+      // dead letters (failing each), `kappa get` the dead letters as rows.
+      if (!spec.postgres() && v.postgres_table.empty()) {
+        for (const auto& [what, topic] : {std::pair<std::string, std::string>{"dead-letter", v.dlq_topic},
+                                          {"parked dead-letter", v.dlq_topic.empty() ? "" : v.dlq_topic + ".parked"},
+                                          {"late", v.late_topic}}) {
+          if (topic.empty() || topic != spec.OutputTopic()) continue;
+          return Status::FailedPrecondition(
+              "output topic " + spec.OutputTopic() + " is the " + what + " topic of " + who +
+              ": rows and another job's " + what + " records in one topic cannot be told apart. Give job " +
+              spec.job + " its own sink.topic, or retire " + who + " first");
+        }
+      }
+      if (v.postgres_table.empty() && !v.output_topic.empty()) {
+        for (const auto& [key, topic] : {std::pair<std::string, std::string>{"dlq", spec.dlq_topic},
+                                         {"dlq", spec.dlq_topic + ".parked"},
+                                         {"late", spec.late_topic}}) {
+          if (topic != v.output_topic) continue;
+          return Status::FailedPrecondition(
+              "`" + key + ".topic` makes job " + spec.job + " write " + topic + ", the output topic of " + who +
+              ": its rows and this job's " + (key == "dlq" ? "dead letters" : "late records") +
+              " in one topic cannot be told apart. Give job " + spec.job + " its own " + key +
+              ".topic, or retire " + who + " first");
+        }
+      }
       if (spec.postgres() && v.postgres_table == spec.postgres_table &&
           DsnDatabase(v.postgres_dsn) == DsnDatabase(spec.postgres_dsn)) {
         return Status::FailedPrecondition(
@@ -138,6 +163,8 @@ Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool repl
   info.state_dir = state_dir;
   info.registered_at_ms = WallClockMs();
   info.max_changed_share = spec.max_changed_share;
+  info.dlq_topic = spec.dlq_topic;
+  info.late_topic = spec.late_topic;
   if (spec.postgres()) {
     info.postgres_table = spec.postgres_table;
     info.postgres_dsn = DsnWithoutPassword(spec.postgres_dsn);

@@ -95,7 +95,8 @@ std::string EncodeJob(const JobRecord& r, int64_t base) {
     versions.push_back(schema::CreateVersionEntryDirect(
         fbb, v.version, v.spec_hash.c_str(), static_cast<schema::VersionState>(v.state), v.source_topic.c_str(),
         v.output_topic.c_str(), v.group.c_str(), v.state_dir.c_str(), v.registered_at_ms, v.retired_at_ms,
-        v.max_changed_share, v.postgres_table.c_str(), v.postgres_dsn.c_str()));
+        v.max_changed_share, v.postgres_table.c_str(), v.postgres_dsn.c_str(), v.dlq_topic.c_str(),
+        v.late_topic.c_str()));
   }
   auto root = schema::CreateJobRegistryDirect(fbb, r.job.c_str(), &versions, r.serving, &r.previous_serving,
                                               r.updated_at_ms, base + 1, base);
@@ -127,6 +128,8 @@ std::optional<JobRecord> DecodeJob(const std::string& bytes) {
       info.max_changed_share = e->max_changed_share();
       info.postgres_table = Str(e->postgres_table());
       info.postgres_dsn = Str(e->postgres_dsn());
+      info.dlq_topic = Str(e->dlq_topic());
+      info.late_topic = Str(e->late_topic());
       r.versions.push_back(info);
     }
   }

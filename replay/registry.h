@@ -56,6 +56,10 @@ struct VersionInfo {
   // stored in the control topic).
   std::string postgres_table;
   std::string postgres_dsn;
+  // The topics its dead letters (and their .parked) and late records go to;
+  // "" when registered by a kappa before they were kept.
+  std::string dlq_topic;
+  std::string late_topic;
   std::string PostgresVersionTable() const { return postgres_table + "_v" + std::to_string(version); }
 };
 

@@ -261,6 +261,25 @@ TEST(JobSpecTest, ATopicTheJobWritesMustNotBeItsSource) {
   EXPECT_TRUE(ParseJobSpec(kSpec).ok());
 }
 
+// A DLQ or late topic equal to the job's own output topic <sink>.v<N> was
+// accepted: its rows and dead letters in one topic, `kappa get` reading dead
+// letters as rows and `kappa dlq` failing on every row.
+TEST(JobSpecTest, TheDlqOrLateTopicMustNotBeTheJobsOwnOutput) {
+  for (const auto& [from, to, says] : {std::tuple<const char*, const char*, const char*>{
+                                           "dlq: {topic: out.dlq}", "dlq: {topic: out.v2}",
+                                           "`dlq.topic` makes the job write out.v2, its own output topic"},
+                                       {"late: {topic: out.late}", "late: {topic: out.v2}",
+                                        "`late.topic` makes the job write out.v2, its own output topic"}}) {
+    auto spec = ParseJobSpec(SpecWith(from, to), "job.yaml");
+    ASSERT_FALSE(spec.ok()) << to;
+    EXPECT_EQ(spec.status().code(), Status::Code::kInvalidArgument) << spec.status().ToString();
+    EXPECT_TRUE(Has(spec.status().message(), "job.yaml:")) << spec.status().message();
+    EXPECT_TRUE(Has(spec.status().message(), says)) << spec.status().message();
+  }
+  // Another version's output topic is a topic like any other.
+  EXPECT_TRUE(ParseJobSpec(SpecWith("dlq: {topic: out.dlq}", "dlq: {topic: out.v1}")).ok());
+}
+
 // Window options that were accepted and then ignored or filled with zeros:
 // `aggregates: []` (rows of zeros beside the count), a name twice, and a
 // tumbling window's `slide` (hourly rows for a user who asked for every 5

@@ -317,5 +317,66 @@ TEST_F(DeploymentTest, ASecondJobIsRefusedTheOutputTopicOrStateDirOfAnotherAndRe
   EXPECT_FALSE(other.Job("gamma").has_value()) << "a refused job was registered";
 }
 
+// A job whose output topic was another job's DLQ (or late topic), or whose
+// DLQ was another job's output, was registered: `kappa dlq` read the rows as
+// dead letters and `kappa get` the dead letters as rows (left alone by the
+// last bug bash). Each is refused at registration, naming the other job.
+TEST_F(DeploymentTest, AnOutputTopicIsNeverAnotherJobsDeadLetterOrLateTopic) {
+  ScratchDir dir("shared-dlq");
+  auto spec_of = [&](const std::string& job, const std::string& sink, const std::string& from = "",
+                     const std::string& to = "") {
+    SpecOptions o;
+    o.job = job;
+    o.sink = sink;
+    o.state_dir = dir / job;
+    std::string path = WriteSpec(dir, job + ".yaml", o);
+    if (!from.empty()) {
+      std::string text = ReadFile(path);
+      const size_t at = text.find(from);
+      EXPECT_NE(at, std::string::npos) << text;
+      text.replace(at, from.size(), to);
+      std::ofstream(path) << text;
+    }
+    auto spec = LoadJobSpec(path);
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? *spec : JobSpec{};
+  };
+  Registry registry(ControlConfig());
+  DeploymentOptions options = BoundedOptions();
+  // alpha's dead letters go to beta-out.v1, its late records to gamma-out.v1.
+  ASSERT_TRUE(RunDeployment(Config(),
+                            spec_of("alpha", "alpha-out", "dlq: {topic: alpha.dlq}\nlate: {topic: alpha.late}",
+                                    "dlq: {topic: beta-out.v1}\nlate: {topic: gamma-out.v1}"),
+                            options, registry, StopSource())
+                  .ok())
+      << Notes();
+
+  Status beta = RunDeployment(Config(), spec_of("beta", "beta-out"), options, registry, StopSource());
+  ASSERT_FALSE(beta.ok());
+  EXPECT_NE(beta.message().find("output topic beta-out.v1 is the dead-letter topic of job alpha version 1"),
+            std::string::npos)
+      << beta.ToString();
+  Status gamma = RunDeployment(Config(), spec_of("gamma", "gamma-out"), options, registry, StopSource());
+  ASSERT_FALSE(gamma.ok());
+  EXPECT_NE(gamma.message().find("output topic gamma-out.v1 is the late topic of job alpha version 1"),
+            std::string::npos)
+      << gamma.ToString();
+  // delta's dead letters would land among alpha's rows.
+  Status delta = RunDeployment(Config(), spec_of("delta", "delta-out", "dlq: {topic: delta.dlq}", "dlq: {topic: alpha-out.v1}"),
+                               options, registry, StopSource());
+  ASSERT_FALSE(delta.ok());
+  EXPECT_NE(delta.message().find("`dlq.topic` makes job delta write alpha-out.v1, the output topic of job alpha version 1"),
+            std::string::npos)
+      << delta.ToString();
+
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  for (const char* job : {"beta", "gamma", "delta"}) EXPECT_FALSE(other.Job(job).has_value()) << job << " registered";
+  const auto alpha = other.Job("alpha");
+  ASSERT_TRUE(alpha.has_value());
+  EXPECT_EQ(alpha->versions.at(0).dlq_topic, "beta-out.v1") << "kept in the control topic";
+  EXPECT_EQ(alpha->versions.at(0).late_topic, "gamma-out.v1");
+}
+
 }  // namespace
 }  // namespace kappa::testing
