@@ -152,7 +152,7 @@ int Stats(int argc, char** argv) {
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("dlq stats", st);
   const int64_t now = WallClockMs();
   std::map<std::string, int64_t> by_type;
-  std::map<int32_t, int64_t> by_version;
+  std::map<std::pair<std::string, int32_t>, int64_t> by_version;  // (job, version)
   std::map<std::string, int64_t> by_source;
   std::map<int32_t, int64_t> by_retry;
   int64_t ages[4] = {0, 0, 0, 0};
@@ -164,7 +164,7 @@ int Stats(int argc, char** argv) {
       [&](DlqEntry& e) {
         ++total;
         ++by_type[e.error_type()];
-        ++by_version[e.record->version()];
+        ++by_version[{e.record->job() ? e.record->job()->str() : std::string(), e.record->version()}];
         ++by_source[(e.record->source_topic() ? e.record->source_topic()->str() : std::string("?")) + "[" +
                     std::to_string(e.record->source_partition()) + "]"];
         ++by_retry[e.retry_count()];
@@ -175,7 +175,9 @@ int Stats(int argc, char** argv) {
           oldest_ms = first;
           oldest_line = e.source() + " (at " + e.where(topic) + "), first failed " + Age(age) + " ago (" +
                         std::to_string(first) + " ms), " + e.error_type() + ", retry_count " +
-                        std::to_string(e.retry_count()) + ", version " + std::to_string(e.record->version());
+                        std::to_string(e.retry_count()) + ", job " +
+                        (e.record->job() ? e.record->job()->str() : std::string("?")) + " version " +
+                        std::to_string(e.record->version());
         }
       },
       &undecodable);
@@ -186,8 +188,14 @@ int Stats(int argc, char** argv) {
   }
   std::printf("by error type:\n");
   for (const auto& [k, n] : by_type) std::printf("  %s: %lld\n", k.c_str(), static_cast<long long>(n));
+  // A DLQ that several jobs share counts each job's versions apart (their
+  // v1s are different logic): "<job> v<N>", and "v<N>" for one job's DLQ.
+  const bool one_job = by_version.empty() || by_version.begin()->first.first == by_version.rbegin()->first.first;
   std::printf("by version:\n");
-  for (const auto& [k, n] : by_version) std::printf("  v%d: %lld\n", k, static_cast<long long>(n));
+  for (const auto& [k, n] : by_version) {
+    const std::string job = one_job ? "" : (k.first.empty() ? "?" : k.first) + " ";
+    std::printf("  %sv%d: %lld\n", job.c_str(), k.second, static_cast<long long>(n));
+  }
   std::printf("by source partition:\n");
   for (const auto& [k, n] : by_source) std::printf("  %s: %lld\n", k.c_str(), static_cast<long long>(n));
   std::printf("by retry count:\n");

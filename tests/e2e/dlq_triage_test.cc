@@ -335,6 +335,12 @@ TEST_F(DlqTriageTest, ReplayLeavesOtherSourcesAndRefusesWhatAnotherJobAccepted) 
   ASSERT_NO_FATAL_FAILURE(deploy(Spec(dir, 1, "EUR, USD", "earliest", "", "other", "transactions2")));
   const int64_t all = Count(kDlq);
   ASSERT_GT(all, 40);
+  // stats counted both jobs' records as "v1": two jobs' logic added together.
+  const std::string stats = Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  EXPECT_GT(StatLine(stats, "pay v1"), 10) << stats;
+  EXPECT_GT(StatLine(stats, "other v1"), 10) << stats;
+  EXPECT_EQ(StatLine(stats, "pay v1") + StatLine(stats, "other v1"), all) << stats;
+  EXPECT_EQ(StatLine(stats, "v1"), 0) << stats;
 
   std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap(), "--dry-run"};
   ASSERT_EQ(RunKappa(args, &out, &err), 0) << err << out;
