@@ -388,10 +388,18 @@ struct JsonDecoder::Impl {
       was_null[static_cast<size_t>(slot)] = 1;
       return true;
     }
-    const std::string_view found = JsonTypeName(t);
+    // What was there, for a wrong type: a scalar with its token (a string
+    // "12.5" for a double said only "found string").
+    auto found = [&] {
+      std::string what(JsonTypeName(t));
+      if (t == od::json_type::string || t == od::json_type::number || t == od::json_type::boolean) {
+        what += " (" + Excerpt(v.raw_json_token()) + ")";
+      }
+      return what;
+    };
     switch (f.type) {
       case ValueType::kString: {
-        if (t != od::json_type::string) return WrongType(slot, "string", found);
+        if (t != od::json_type::string) return WrongType(slot, "string", found());
         std::string_view s;
         if (!ReadString(v, slot, &s)) return false;
         fv.str = s.data();
@@ -399,15 +407,15 @@ struct JsonDecoder::Impl {
         break;
       }
       case ValueType::kInt64:
-        if (t != od::json_type::number) return WrongType(slot, "int64", found);
+        if (t != od::json_type::number) return WrongType(slot, "int64", found());
         if (!ReadInt(v, slot, "int64", &fv.i)) return false;
         break;
       case ValueType::kDouble:
-        if (t != od::json_type::number) return WrongType(slot, "double", found);
+        if (t != od::json_type::number) return WrongType(slot, "double", found());
         if (auto e = v.get_double().get(fv.d)) return BadValue(slot, e, v);
         break;
       case ValueType::kBool: {
-        if (t != od::json_type::boolean) return WrongType(slot, "bool", found);
+        if (t != od::json_type::boolean) return WrongType(slot, "bool", found());
         bool b;
         if (auto e = v.get_bool().get(b)) return BadValue(slot, e, v);
         fv.i = b ? 1 : 0;
@@ -415,7 +423,7 @@ struct JsonDecoder::Impl {
       }
       case ValueType::kTimestamp:
         if (f.timestamp == TimestampEncoding::kIso8601) {
-          if (t != od::json_type::string) return WrongType(slot, "an ISO-8601 timestamp string", found);
+          if (t != od::json_type::string) return WrongType(slot, "an ISO-8601 timestamp string", found());
           std::string_view s;
           if (auto e = v.get_string().get(s)) return BadValue(slot, e, v);
           auto ms = ParseIso8601Millis(s);
@@ -424,7 +432,7 @@ struct JsonDecoder::Impl {
         } else {
           const bool micros = f.timestamp == TimestampEncoding::kEpochMicros;
           const std::string_view expected = micros ? "an epoch_us integer" : "an epoch_ms integer";
-          if (t != od::json_type::number) return WrongType(slot, expected, found);
+          if (t != od::json_type::number) return WrongType(slot, expected, found());
           int64_t n;
           if (!ReadInt(v, slot, expected, &n)) return false;
           fv.i = micros ? (n >= 0 ? n / 1000 : -((-(n + 1)) / 1000) - 1) : n;

@@ -304,6 +304,8 @@ TEST(JsonDecoderTest, MissingFieldsNameTheirPath) {
   }
 }
 
+// A scalar of the wrong type is shown with its value: the DLQ message of
+// "12.5" (a string) in a double field said only "found string" (a bug bash).
 TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
   RecordSchema s = Schema({{"n", ValueType::kInt64, "v.n"},
                            {"d", ValueType::kDouble, "v.d"},
@@ -332,20 +334,20 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
     std::string json, path, message;
   };
   for (const Case& c : std::vector<Case>{
-           {doc("n", R"("12")"), "v.n", "expected int64, found string"},
+           {doc("n", R"("12")"), "v.n", R"(expected int64, found string ("12"))"},
            {doc("n", "1.5"), "v.n", "expected int64, found double (1.5)"},
            {doc("n", "1e300"), "v.n", "expected int64, found double (1e300)"},
            {doc("n", "18446744073709551615"), "v.n", "expected int64, found an integer beyond int64"},
-           {doc("n", "true"), "v.n", "expected int64, found bool"},
+           {doc("n", "true"), "v.n", "expected int64, found bool (true)"},
            {doc("n", "-9223372036854775809"), "v.n", "expected int64, found an integer beyond int64"},
            {doc("n", "[1]"), "v.n", "expected int64, found array"},
-           {doc("d", R"("1.5")"), "v.d", "expected double, found string"},
+           {doc("d", R"("1.5")"), "v.d", R"(expected double, found string ("1.5"))"},
            {doc("d", "{}"), "v.d", "expected double, found object"},
-           {doc("b", "1"), "v.b", "expected bool, found number"},
-           {doc("s", "12"), "v.s", "expected string, found number"},
-           {doc("ms", R"("2026-01-01T00:00:00Z")"), "v.ms", "expected an epoch_ms integer, found string"},
+           {doc("b", "1"), "v.b", "expected bool, found number (1)"},
+           {doc("s", "12"), "v.s", "expected string, found number (12)"},
+           {doc("ms", R"("2026-01-01T00:00:00Z")"), "v.ms", R"(expected an epoch_ms integer, found string ("2026-01-01T00:00:00Z"))"},
            {doc("ms", "1.25"), "v.ms", "expected an epoch_ms integer, found double (1.25)"},
-           {doc("iso", "1767225600000"), "v.iso", "expected an ISO-8601 timestamp string, found number"},
+           {doc("iso", "1767225600000"), "v.iso", "expected an ISO-8601 timestamp string, found number (1767225600000)"},
            {doc("iso", R"("yesterday")"), "v.iso", R"(expected an ISO-8601 timestamp, found "yesterday")"},
            {R"({"x":{"y":5},"v":{}})", "x.y.z", "expected an object at `x.y` (holding `x.y.z`), found number"},
            {R"({"x":"str","v":{}})", "x.y.z", "expected an object at `x` (holding `x.y.z`), found string"},
