@@ -205,7 +205,7 @@ struct JobRunner::Impl {
   Status Finish(bool input_ended);
   Status ResetState();
   void PublishMetrics();
-  void WarnIfOutputsExist();
+  Status CheckExistingOutputs();
   Status WriteDurableMetrics();
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
@@ -428,22 +428,43 @@ static std::string DescribeResume(const std::vector<Task*>& tasks, const std::ve
 // holds rows writes them again: its state directory is another one than its
 // last run's (a relative checkpoint.dir, or the default .kappa/state, from
 // another working directory: a bug bash duplicated every output that way),
-// or was deleted. Said, with the directory in full.
-void JobRunner::Impl::WarnIfOutputsExist() {
-  if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return;
+// or was deleted. Said, with the directory in full. Rows of another job
+// there (the lineage header kappa.job of a partition's first record) are
+// refused: `kappa run` of two jobs with one sink mixed their rows, which
+// `kappa get` and promote cannot tell apart (deploy's registry refuses it).
+Status JobRunner::Impl::CheckExistingOutputs() {
+  if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return Status::OK();
   const std::string topic = spec.OutputTopic();
   auto n = consumer->PartitionCount(topic);
-  if (!n.ok()) return;  // none yet (or unreadable: the sink will say)
+  if (!n.ok()) return Status::OK();  // none yet (or unreadable: the sink will say)
   auto marks = consumer->AllWatermarks(topic, *n);
-  if (!marks.ok()) return;
+  if (!marks.ok()) return Status::OK();
   int64_t rows = 0;
-  for (const Watermarks& w : *marks) rows += w.high - w.low;
-  if (rows <= 0) return;
+  std::vector<RecordAtOffset> first;
+  for (int32_t p = 0; p < static_cast<int32_t>(marks->size()); ++p) {
+    const Watermarks& w = (*marks)[static_cast<size_t>(p)];
+    rows += w.high - w.low;
+    if (w.high > w.low && first.empty()) first.push_back(RecordAtOffset{topic, p, w.low});
+  }
+  if (rows <= 0) return Status::OK();
+  std::string poll_error;
+  if (ReadRecordsAt(config, spec.ConsumerGroup(), &first, 10000, &poll_error).ok() &&
+      first[0].found == RecordAtOffset::Found::kRecord) {
+    for (const auto& [name, value] : first[0].headers) {
+      if (name != "kappa.job" || value == spec.job) continue;
+      return Status::FailedPrecondition(
+          topic + " holds rows of another job, " + value + " (the kappa.job header of partition " +
+          std::to_string(first[0].partition) + "'s record at offset " + std::to_string(first[0].offset) +
+          "): the rows of two jobs in one topic cannot be told apart by `kappa get` and promote's diff. Give job " +
+          spec.job + " its own sink.topic");
+    }
+  }
   const std::string dir = AbsoluteStateDir(spec.state_dir);
   Note(NoteLevel::kWarning,
        topic + " already holds " + std::to_string(rows) + " records, but this version has no checkpoint in " + dir +
            ": it starts over and writes its outputs again. If it ran before with another state directory (a "
            "relative checkpoint.dir is relative to the working directory), stop it and run it with that one");
+  return Status::OK();
 }
 
 // One task per partition, restored from RocksDB (the only source of truth
@@ -475,7 +496,7 @@ Status JobRunner::Impl::MakeTasks() {
   if (const std::string resumed = DescribeResume(tasks, restored, backend->last_epoch()); !resumed.empty()) {
     Note(NoteLevel::kInfo, resumed);
   } else {
-    WarnIfOutputsExist();
+    KAPPA_RETURN_IF_ERROR(CheckExistingOutputs());
   }
   KAPPA_RETURN_IF_ERROR(source->Open(tasks, restored));
   if (pg) {

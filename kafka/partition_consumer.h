@@ -202,6 +202,7 @@ struct RecordAtOffset {
   std::string key, value;
   bool key_null = false, value_null = false;
   int64_t timestamp_ms = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // name, value; in the record's order
 };
 // Reads the record at each asked offset (a restore's or the archiver's
 // check that Kafka still holds the log it continues) with one short-lived

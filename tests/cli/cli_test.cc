@@ -418,6 +418,40 @@ TEST_F(CliBrokerTest, AVersionStartingOverBesideItsOwnOutputsSaysSo) {
       << elsewhere;
 }
 
+// `kappa run` of two jobs given one sink topic: the second only warned that
+// the topic held records (naming its own state directory), then mixed its
+// rows with the first job's (left alone by a bug bash). It is refused,
+// naming the other job from the rows' lineage header, and writes nothing.
+TEST_F(CliBrokerTest, RunIsRefusedAnOutputTopicHoldingAnotherJobsRows) {
+  ASSERT_NO_FATAL_FAILURE(GeneratedTopic("twojobs-in", 300));
+  ScratchDir dir("two-jobs-one-sink");
+  auto spec_of = [&](const std::string& job) {
+    const std::string path = dir / (job + ".yaml");
+    WriteFile(path, "job: " + job + "\nversion: 1\nsource: {topic: twojobs-in}\noperators:\n  - emit:\n" +
+                        "sink: {topic: twojobs-out}\ndlq: {topic: " + job + ".dlq}\nlate: {topic: " + job +
+                        ".late}\ncheckpoint: {dir: " + dir / (job + "-state") + "}\n");
+    return path;
+  };
+  const std::string run = std::string(KAPPA_BINARY) + " run ";
+  const std::string args = " -b " + bootstrap() + " --stop-at-end --status-interval-ms 0 2>&1; echo rc=$?";
+  const std::string alpha = RunShell(run + spec_of("alpha") + args);
+  ASSERT_TRUE(Contains(alpha, "rc=0")) << alpha;
+  const std::string beta = RunShell(run + spec_of("beta") + args);
+  EXPECT_TRUE(Contains(beta, "rc=1")) << beta;
+  EXPECT_TRUE(Contains(beta, "twojobs-out.v1 holds rows of another job, alpha (the kappa.job header of partition 0's "
+                             "record at offset 0)"))
+      << beta;
+  EXPECT_TRUE(Contains(beta, "its own sink.topic")) << beta;
+  std::string out;
+  ASSERT_EQ(RunKappa({"consume", "-t", "twojobs-out.v1", "-b", bootstrap()}, &out, nullptr), 0);
+  EXPECT_TRUE(Contains(out, "300 records")) << "beta wrote nothing: " << out;
+  // The same job started over (its state directory gone) still only warns.
+  std::filesystem::remove_all(dir / "alpha-state");
+  const std::string again = RunShell(run + spec_of("alpha") + args);
+  EXPECT_TRUE(Contains(again, "rc=0")) << again;
+  EXPECT_TRUE(Contains(again, "twojobs-out.v1 already holds 300 records")) << again;
+}
+
 // With stderr on a pipe nobody reads, the job goes on (its notes and
 // status lines wait, or are dropped and counted) and a stop still ends it:
 // it stopped processing and checkpointing, and SIGTERM never ended it (a
