@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <bit>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -24,12 +25,14 @@ namespace {
 
 enum class WKind : uint8_t { kNull, kBool, kInt, kLong, kFloat, kDouble, kBytes, kString, kFixed, kEnum, kRecord, kArray, kMap, kUnion };
 // The int/long logical types that say what a number means in time. kTime:
-// time-millis / time-micros, a time of day, which is no timestamp.
-enum class Logical : uint8_t { kNone, kMillis, kMicros, kNanos, kDate, kTime };
+// time-millis / time-micros, a time of day, which is no timestamp. kDecimal
+// (bytes or fixed): a big-endian two's-complement unscaled integer.
+enum class Logical : uint8_t { kNone, kMillis, kMicros, kNanos, kDate, kTime, kDecimal };
 
 struct WNode {
   WKind kind = WKind::kNull;
-  Logical logical = Logical::kNone;  // int/long only
+  Logical logical = Logical::kNone;  // int/long; kDecimal for bytes/fixed
+  int decimal_precision = 0, decimal_scale = 0;
   bool zero_width = false;           // encodes as no bytes at all (null, fixed(0), records of those)
   int64_t fixed_size = 0;
   std::string name;                      // records, enums, fixed
@@ -37,6 +40,11 @@ struct WNode {
   std::vector<int> children;             // record fields, union branches, array items / map values
   std::vector<std::string> symbols;      // enums
 };
+
+std::string DecimalName(const WNode& n) {
+  if (n.logical != Logical::kDecimal) return "";
+  return " (decimal(" + std::to_string(n.decimal_precision) + "," + std::to_string(n.decimal_scale) + "))";
+}
 
 std::string TypeName(const std::vector<WNode>& nodes, int index) {
   const WNode& n = nodes[static_cast<size_t>(index)];
@@ -53,9 +61,9 @@ std::string TypeName(const std::vector<WNode>& nodes, int index) {
                                              : "long";
     case WKind::kFloat: return "float";
     case WKind::kDouble: return "double";
-    case WKind::kBytes: return "bytes";
+    case WKind::kBytes: return "bytes" + DecimalName(n);
     case WKind::kString: return "string";
-    case WKind::kFixed: return "fixed " + n.name;
+    case WKind::kFixed: return "fixed " + n.name + DecimalName(n);
     case WKind::kEnum: return "enum " + n.name;
     case WKind::kRecord: return "record " + n.name;
     case WKind::kArray: return "array";
@@ -100,19 +108,34 @@ class SchemaWalker {
       case AVRO_INT32:
       case AVRO_INT64: {
         node().kind = avro_typeof(s) == AVRO_INT32 ? WKind::kInt : WKind::kLong;
+        // A logical type on another base type than the spec's is ignored,
+        // as the spec asks (Java and fastavro alike): a `date` long is a
+        // plain long, not days to multiply, a `timestamp-micros` int a plain int.
+        const bool is_int = node().kind == WKind::kInt;
         std::string_view logical;
         if (is_obj && !obj["logicalType"].get_string().get(logical)) {
-          if (logical == "timestamp-millis" || logical == "local-timestamp-millis") node().logical = Logical::kMillis;
-          if (logical == "timestamp-micros" || logical == "local-timestamp-micros") node().logical = Logical::kMicros;
-          if (logical == "timestamp-nanos" || logical == "local-timestamp-nanos") node().logical = Logical::kNanos;
-          if (logical == "date") node().logical = Logical::kDate;
-          if (logical == "time-millis" || logical == "time-micros") node().logical = Logical::kTime;
+          if (!is_int && (logical == "timestamp-millis" || logical == "local-timestamp-millis")) {
+            node().logical = Logical::kMillis;
+          }
+          if (!is_int && (logical == "timestamp-micros" || logical == "local-timestamp-micros")) {
+            node().logical = Logical::kMicros;
+          }
+          if (!is_int && (logical == "timestamp-nanos" || logical == "local-timestamp-nanos")) {
+            node().logical = Logical::kNanos;
+          }
+          if (is_int && logical == "date") node().logical = Logical::kDate;
+          if ((is_int && logical == "time-millis") || (!is_int && logical == "time-micros")) {
+            node().logical = Logical::kTime;
+          }
         }
         break;
       }
       case AVRO_FLOAT: node().kind = WKind::kFloat; break;
       case AVRO_DOUBLE: node().kind = WKind::kDouble; break;
-      case AVRO_BYTES: node().kind = WKind::kBytes; break;
+      case AVRO_BYTES:
+        node().kind = WKind::kBytes;
+        Decimal(obj, is_obj, node());
+        break;
       case AVRO_STRING: node().kind = WKind::kString; break;
       case AVRO_FIXED:
         named_[s] = index;
@@ -120,6 +143,7 @@ class SchemaWalker {
         node().name = avro_schema_name(s);
         node().fixed_size = avro_schema_fixed_size(s);
         node().zero_width = node().fixed_size == 0;
+        Decimal(obj, is_obj, node());
         break;
       case AVRO_ENUM: {
         named_[s] = index;
@@ -177,6 +201,20 @@ class SchemaWalker {
   }
 
  private:
+  // `decimal` on bytes or fixed: a precision of 1 or more, a scale between 0
+  // and the precision (else the annotation is invalid and ignored).
+  static void Decimal(simdjson::dom::object& obj, bool is_obj, WNode& n) {
+    std::string_view logical;
+    if (!is_obj || obj["logicalType"].get_string().get(logical) || logical != "decimal") return;
+    int64_t precision = 0, scale = 0;
+    if (obj["precision"].get_int64().get(precision) || precision < 1 || precision > 1000) return;
+    if (obj["scale"].get_int64().get(scale) != simdjson::SUCCESS) scale = 0;
+    if (scale < 0 || scale > precision) return;
+    n.logical = Logical::kDecimal;
+    n.decimal_precision = static_cast<int>(precision);
+    n.decimal_scale = static_cast<int>(scale);
+  }
+
   std::vector<WNode>* nodes_;
   std::unordered_map<avro_schema_t, int> named_;
 };
@@ -206,6 +244,8 @@ enum class Conv : uint8_t {
   kStringIso8601,
   kEnumToString,
   kEnumToInt64,
+  kDecimalToDouble,  // bytes or fixed `decimal`: its value, correctly rounded
+  kDecimalToInt64,   // a `decimal` of scale 0 that fits
 };
 
 struct Reader {
@@ -283,6 +323,14 @@ class PlanBuilder {
     return std::string(ValueTypeName(f.type));
   }
 
+  // What to declare instead, for a decimal (or a union holding one).
+  std::string DecimalHint(int node) const {
+    bool decimal = N(node).logical == Logical::kDecimal;
+    for (int b : N(node).children) decimal = decimal || (N(node).kind == WKind::kUnion && N(b).logical == Logical::kDecimal);
+    return decimal ? ": declare a decimal `double` (its value, rounded to the nearest double) or, at scale 0, `int64`"
+                   : "";
+  }
+
   // How the writer type at `node` becomes the declared field's value, if it can.
   bool ConvFor(int node, int slot, Conv* conv) const {
     const FieldDecl& f = schema_.field(slot);
@@ -290,17 +338,22 @@ class PlanBuilder {
     const bool integer = w.kind == WKind::kInt || w.kind == WKind::kLong;
     switch (f.type) {
       case ValueType::kString:
+        // A decimal's bytes are a binary integer, no text (refused, its
+        // message says to declare it double).
+        if (w.logical == Logical::kDecimal) return false;
         if (w.kind == WKind::kString || w.kind == WKind::kBytes) return *conv = Conv::kString, true;
         if (w.kind == WKind::kEnum) return *conv = Conv::kEnumToString, true;
         return false;
       case ValueType::kInt64:
         if (integer) return *conv = Conv::kVarintToInt64, true;
         if (w.kind == WKind::kEnum) return *conv = Conv::kEnumToInt64, true;
+        if (w.logical == Logical::kDecimal && w.decimal_scale == 0) return *conv = Conv::kDecimalToInt64, true;
         return false;
       case ValueType::kDouble:
         if (integer) return *conv = Conv::kVarintToDouble, true;
         if (w.kind == WKind::kFloat) return *conv = Conv::kFloatToDouble, true;
         if (w.kind == WKind::kDouble) return *conv = Conv::kDoubleToDouble, true;
+        if (w.logical == Logical::kDecimal) return *conv = Conv::kDecimalToDouble, true;
         return false;
       case ValueType::kBool:
         if (w.kind == WKind::kBool) return *conv = Conv::kBool, true;
@@ -341,19 +394,21 @@ class PlanBuilder {
         } else {
           u.subs.push_back(Reader{Op::kWrongBranch, Conv::kVarintToInt64, b, slot, {},
                                   Field(slot) + ": expected " + Expected(slot) + ", found " + TypeName(plan_->nodes, b) +
-                                      " (" + Id() + ")"});
+                                      " (" + Id() + ")" + DecimalHint(b)});
         }
       }
       if (!usable) {
         Error(slot, DecodeError::Kind::kWrongType,
-              Field(slot) + ": expected " + Expected(slot) + ", " + Id() + " has " + TypeName(plan_->nodes, node));
+              Field(slot) + ": expected " + Expected(slot) + ", " + Id() + " has " + TypeName(plan_->nodes, node) +
+                  DecimalHint(node));
       }
       return u;
     }
     Conv conv;
     if (!ConvFor(node, slot, &conv)) {
       Error(slot, DecodeError::Kind::kWrongType,
-            Field(slot) + ": expected " + Expected(slot) + ", " + Id() + " has " + TypeName(plan_->nodes, node));
+            Field(slot) + ": expected " + Expected(slot) + ", " + Id() + " has " + TypeName(plan_->nodes, node) +
+                DecimalHint(node));
       return Reader{Op::kSkip, Conv::kVarintToInt64, node, -1, {}, {}};
     }
     CheckEnum(conv, node, slot);
@@ -513,7 +568,9 @@ struct AvroDecoder::Impl {
     for (int shift = 0; shift < 70; shift += 7) {
       if (p == end) return Truncated();
       const uint8_t b = *p++;
-      if (shift == 63 && b > 1) break;
+      if (shift == 63 && b > 1) {
+        return Undecodable((b & 0x80) != 0 ? "a varint longer than 10 bytes" : "a varint beyond 64 bits");
+      }
       acc |= uint64_t{b & 0x7fu} << shift;
       if ((b & 0x80) == 0) {
         *v = static_cast<int64_t>((acc >> 1) ^ (~(acc & 1) + 1));
@@ -593,17 +650,75 @@ struct AvroDecoder::Impl {
     return true;
   }
 
+  // An Avro int is 32 bits: a longer varint is a damaged record (Java's
+  // readInt throws), not a long read from an int column.
+  bool FitsWriterInt(const Reader& r, int64_t v) {
+    if (plan->nodes[static_cast<size_t>(r.node)].kind != WKind::kInt || (v >= INT32_MIN && v <= INT32_MAX)) return true;
+    return Undecodable("an int of " + std::to_string(v) + ", beyond 32 bits");
+  }
+
+  // A bytes or fixed `decimal`: a big-endian two's-complement integer of
+  // the unscaled value. Up to 38 digits (16 bytes, sign bytes aside); as a
+  // double, rounded once (its decimal text through strtod), as an int64
+  // (scale 0) exact or refused.
+  bool ReadDecimal(const Reader& r, FieldValue* fv) {
+    const WNode& w = plan->nodes[static_cast<size_t>(r.node)];
+    int64_t n = w.fixed_size;
+    if (w.kind == WKind::kBytes && !ReadLength(&n)) return false;
+    if (n > end - p) return Truncated();
+    const uint8_t* b = p;
+    p += n;
+    const bool negative = n > 0 && (b[0] & 0x80) != 0;
+    const uint8_t sign = negative ? 0xff : 0x00;
+    while (n > 1 && b[0] == sign && ((b[1] & 0x80) != 0) == negative) ++b, --n;  // redundant sign bytes
+    const FieldDecl& f = schema.field(r.slot);
+    if (n > 16) {
+      return Fail(DecodeError::Kind::kWrongType, r.slot,
+                  "field `" + f.name + "` at `" + f.path + "`: a decimal of " + std::to_string(n) +
+                      " bytes, beyond the 38 digits kappa reads");
+    }
+    unsigned __int128 u = negative ? ~static_cast<unsigned __int128>(0) : 0;
+    for (int64_t i = 0; i < n; ++i) u = (u << 8) | b[i];
+    const __int128 value = static_cast<__int128>(u);
+    if (r.conv == Conv::kDecimalToInt64) {
+      if (value < INT64_MIN || value > INT64_MAX) {
+        return Fail(DecodeError::Kind::kWrongType, r.slot,
+                    "field `" + f.name + "` at `" + f.path + "`: a decimal beyond int64; declare it `double`");
+      }
+      fv->i = static_cast<int64_t>(value);
+      return true;
+    }
+    unsigned __int128 mag = negative ? -u : u;
+    char text[64];
+    char* t = text + sizeof(text);
+    *--t = '\0';
+    const std::string exponent = "e-" + std::to_string(w.decimal_scale);
+    t -= exponent.size();
+    std::memcpy(t, exponent.data(), exponent.size());
+    do {
+      *--t = static_cast<char>('0' + static_cast<int>(mag % 10));
+      mag /= 10;
+    } while (mag != 0);
+    if (negative) *--t = '-';
+    fv->d = std::strtod(t, nullptr);
+    return true;
+  }
+
   bool ReadLeaf(const Reader& r) {
     FieldValue& fv = out[r.slot];
     int64_t v;
     switch (r.conv) {
       case Conv::kVarintToInt64:
       case Conv::kVarintToMillis:
-        if (!ReadLong(&fv.i)) return false;
+        if (!ReadLong(&fv.i) || !FitsWriterInt(r, fv.i)) return false;
         break;
       case Conv::kVarintToDouble:
-        if (!ReadLong(&v)) return false;
+        if (!ReadLong(&v) || !FitsWriterInt(r, v)) return false;
         fv.d = static_cast<double>(v);
+        break;
+      case Conv::kDecimalToDouble:
+      case Conv::kDecimalToInt64:
+        if (!ReadDecimal(r, &fv)) return false;
         break;
       case Conv::kVarintMicrosToMillis:
         if (!ReadLong(&v)) return false;

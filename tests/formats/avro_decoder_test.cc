@@ -298,6 +298,105 @@ TEST(AvroDecoderTest, DateAndNanosAreTimestampsATimeOfDayIsNot) {
   EXPECT_NE(error.message.find("int (time-millis: a time of day)"), std::string::npos) << error.message;
 }
 
+// A bug bash on Avro's numbers at their limits:
+// - an `int` field took any 64-bit varint: 2^40 (or 2^31) from an int
+//   column, where Java's readInt throws on the damaged record;
+// - a varint whose tenth byte carried bits beyond 64 was "longer than 10
+//   bytes", being 10 bytes long;
+// - a logical type on another base type than the spec's was applied, not
+//   ignored: a `date` long multiplied into "not a valid Avro record", a
+//   `timestamp-micros` int divided by 1000.
+TEST(AvroDecoderTest, AnIntIs32BitsAndALogicalTypeOnAnotherBaseTypeIsIgnored) {
+  const std::string writer = R"({"type": "record", "name": "P", "fields": [
+    {"name": "i", "type": "int"},
+    {"name": "ld", "type": {"type": "long", "logicalType": "date"}},
+    {"name": "im", "type": {"type": "int", "logicalType": "timestamp-micros"}}]})";
+  auto decoder = WithSchemas(Schema({F("i", ValueType::kInt64), Ts("ld", "ld", TimestampEncoding::kEpochMillis),
+                                     Ts("im", "im", TimestampEncoding::kEpochMillis)}),
+                             {{4, writer}});
+  ASSERT_TRUE(decoder);
+  auto record = [](int64_t i) {
+    std::string bytes("\0\0\0\0\x04", 5);
+    AppendZigZag(bytes, i);
+    AppendZigZag(bytes, 1767225600000);
+    AppendZigZag(bytes, 1767225600);
+    return bytes;
+  };
+  FieldValue out[3];
+  DecodeError error;
+  for (int64_t fits : {int64_t{INT32_MAX}, int64_t{INT32_MIN}, int64_t{0}}) {
+    ASSERT_TRUE(decoder->Decode(Raw(record(fits)), out, &error)) << fits << ": " << error.message;
+    EXPECT_EQ(out[0].i, fits);
+    EXPECT_EQ(out[1].i, 1767225600000) << "a `date` long is a plain long (epoch ms, as declared)";
+    EXPECT_EQ(out[2].i, 1767225600) << "a `timestamp-micros` int is a plain int (epoch ms, as declared)";
+  }
+  for (int64_t beyond : {int64_t{INT32_MAX} + 1, int64_t{INT32_MIN} - 1, int64_t{1} << 40, INT64_MIN}) {
+    EXPECT_FALSE(decoder->Decode(Raw(record(beyond)), out, &error)) << beyond << " read as " << out[0].i;
+    EXPECT_EQ(error.kind, Kind::kUndecodable);
+    EXPECT_NE(error.message.find("an int of " + std::to_string(beyond) + ", beyond 32 bits"), std::string::npos)
+        << error.message;
+  }
+  std::string wide("\0\0\0\0\x04", 5);
+  wide += std::string(9, '\xff') + "\x7f";
+  EXPECT_FALSE(decoder->Decode(Raw(wide), out, &error));
+  EXPECT_NE(error.message.find("a varint beyond 64 bits"), std::string::npos) << error.message;
+}
+
+// A decimal (bytes or fixed): its bytes were refused as a number ("expected
+// double, writer schema 5 has bytes") and taken, declared `string`, as raw
+// binary (a bug bash). It reads as a double (or at scale 0 an int64); as a
+// string it is refused with what to declare.
+TEST(AvroDecoderTest, ADecimalReadsAsItsValue) {
+  const std::string writer = R"({"type": "record", "name": "P", "fields": [
+    {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 2}},
+    {"name": "units", "type": {"type": "fixed", "name": "U", "size": 9, "logicalType": "decimal", "precision": 20}}]})";
+  // The unscaled value as big-endian two's complement, `size` bytes (0: as few as it takes).
+  auto twos = [](__int128 v, size_t size) {
+    std::string b;
+    for (int i = 15; i >= 0; --i) b.push_back(static_cast<char>(static_cast<unsigned __int128>(v) >> (8 * i)));
+    if (size == 0) {
+      while (b.size() > 1 && ((b[0] == '\0' && !(b[1] & 0x80)) || (b[0] == '\xff' && (b[1] & 0x80)))) b.erase(0, 1);
+      return b;
+    }
+    return b.substr(16 - size);
+  };
+  auto record = [&](__int128 amount, int64_t units) {
+    std::string bytes("\0\0\0\0\x04", 5);
+    const std::string a = twos(amount, 0);
+    AppendZigZag(bytes, static_cast<int64_t>(a.size()));
+    return bytes + a + std::string(units < 0 ? "\xff" : std::string(1, '\0')) + twos(units, 8);
+  };
+  auto decoder = WithSchemas(Schema({F("amount", ValueType::kDouble), F("units", ValueType::kInt64)}), {{4, writer}});
+  ASSERT_TRUE(decoder);
+  const __int128 big = static_cast<__int128>(12345678901234567LL) * 1000000000000000000LL;  // 35 digits
+  const struct {
+    __int128 amount;
+    double as_double;
+    int64_t units;
+  } cases[] = {{1234, 12.34, 7},
+               {-1, -0.01, -7},
+               {0, 0.0, INT64_MAX},
+               {-128, -1.28, INT64_MIN},
+               {big, 123456789012345670000000000000000.0, 1},
+               {-big, -123456789012345670000000000000000.0, 1}};
+  for (const auto& c : cases) {
+    FieldValue out[2];
+    DecodeError error;
+    ASSERT_TRUE(decoder->Decode(Raw(record(c.amount, c.units)), out, &error)) << error.message;
+    EXPECT_EQ(out[0].d, c.as_double) << static_cast<double>(c.amount);
+    EXPECT_EQ(out[1].i, c.units);
+  }
+  // As a string: refused by the writer schema, saying what to declare.
+  auto as_string = WithSchemas(Schema({F("amount", ValueType::kString)}), {{4, writer}});
+  ASSERT_TRUE(as_string);
+  FieldValue out[1];
+  DecodeError error;
+  EXPECT_FALSE(as_string->Decode(Raw(record(1234, 7)), out, &error));
+  EXPECT_EQ(error.kind, Kind::kWrongType);
+  EXPECT_NE(error.message.find("has bytes (decimal(38,2)): declare a decimal `double`"), std::string::npos)
+      << error.message;
+}
+
 // A union of records where one branch lacks a declared field: the records
 // that take that branch are bad, the others decode (a bug bash: the whole
 // writer schema was refused, so every record of it went to the DLQ).
