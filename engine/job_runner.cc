@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <ctime>
 #include <deque>
 #include <iterator>
+#include <map>
 #include <set>
 #include <thread>
 #include <utility>
@@ -161,8 +163,13 @@ struct JobRunner::Impl {
   int32_t growth_warned_at = 0;
   std::vector<int32_t> idle_seen;  // CheckIdleUpstreams: idle input partitions at the last check
   bool idle_warned = false;
+  // CheckIdleUpstreams: each input partition's watermark at the last check,
+  // and whether it was at its end then.
+  std::map<int32_t, std::pair<int64_t, bool>> quiet_seen;
+  bool quiet_warned = false;
   void CheckSourceGrowth();
   void CheckIdleUpstreams();
+  void CheckQuietUpstreams();
   double last_checkpoint_ms = 0;
   // Metrics rendered when a checkpoint was begun, written once it is durable.
   std::deque<std::pair<int64_t, std::string>> pending_metrics;
@@ -444,7 +451,13 @@ Status JobRunner::Impl::CheckExistingOutputs() {
   for (int32_t p = 0; p < static_cast<int32_t>(marks->size()); ++p) {
     const Watermarks& w = (*marks)[static_cast<size_t>(p)];
     rows += w.high - w.low;
-    if (w.high > w.low && first.empty()) first.push_back(RecordAtOffset{topic, p, w.low});
+    if (w.high > w.low && first.empty()) {
+      RecordAtOffset ask;
+      ask.topic = topic;
+      ask.partition = p;
+      ask.offset = w.low;
+      first.push_back(std::move(ask));
+    }
   }
   if (rows <= 0) return Status::OK();
   std::string poll_error;
@@ -1064,7 +1077,9 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
 // written (a bug bash): an input partition at its end without a record,
 // while others have some, at two checks running is named once.
 void JobRunner::Impl::CheckIdleUpstreams() {
-  if (idle_warned || spec.stage != 0 || spec.stage_output_topic.empty()) return;
+  if (spec.stage != 0 || spec.stage_output_topic.empty()) return;
+  CheckQuietUpstreams();
+  if (idle_warned) return;
   std::vector<int32_t> idle;
   bool others_moved = false;
   for (const Task* t : Running()) {
@@ -1086,6 +1101,49 @@ void JobRunner::Impl::CheckIdleUpstreams() {
            " have had no record: the stage after the repartition waits for a watermark from every input partition, "
            "so its windows do not close and it writes nothing until they have records (there is no idle timeout "
            "yet); write to them, or use a topic without empty partitions");
+}
+
+// The same for a partition that had records and went quiet (a bug bash:
+// one record in partition 1, then 100 minutes of event time in partition
+// 0, and no window closed nor anything said): at its end with the same
+// watermark at two checks running while another partition's advanced past
+// it, named once with the watermark it holds stage 2 at.
+void JobRunner::Impl::CheckQuietUpstreams() {
+  if (quiet_warned) return;
+  std::map<int32_t, std::pair<int64_t, bool>> now;
+  for (const Task* t : Running()) {
+    now[t->partition()] = {t->watermark_ms(),
+                           t->next_offset() >= source->LogEnd(static_cast<size_t>(t->partition()))};
+  }
+  std::map<int32_t, std::pair<int64_t, bool>> before = std::move(quiet_seen);
+  quiet_seen = now;
+  bool others_advanced = false;
+  int64_t held_at = kNoTime;
+  std::string list;
+  for (const auto& [p, mark] : now) {
+    auto was = before.find(p);
+    if (was == before.end()) continue;
+    const auto [wm, at_end] = mark;
+    if (wm != kNoTime && was->second.first != kNoTime && wm > was->second.first) others_advanced = true;
+    if (wm == kNoTime || !at_end || !was->second.second || was->second.first != wm) continue;
+    bool behind = false;  // another partition's watermark is ahead of this one's
+    for (const auto& [q, other] : now) behind = behind || (q != p && other.first != kNoTime && other.first > wm);
+    if (!behind) continue;
+    list += (list.empty() ? "" : ",") + std::to_string(p);
+    held_at = held_at == kNoTime ? wm : std::min(held_at, wm);
+  }
+  if (!others_advanced || list.empty()) return;
+  quiet_warned = true;
+  char when[32] = "?";
+  const std::time_t secs = static_cast<std::time_t>(held_at / 1000);
+  std::tm tm{};
+  if (gmtime_r(&secs, &tm) != nullptr) std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  Note(NoteLevel::kWarning,
+       "input partition(s) " + list + " of " + spec.source_topic +
+           " have had no new record since the last look while others advance: the stage after the repartition "
+           "waits for a watermark from every input partition, so its windows do not close past " + when +
+           " until they have records again (there is no idle timeout yet); write to them, or use a topic "
+           "without quiet partitions");
 }
 
 void JobRunner::Impl::PublishMetrics() {
@@ -1225,12 +1283,24 @@ Status JobRunner::Impl::Finish(bool input_ended) {
       (sink->Suppressed(t->partition()) ? suppressed : emitted) += t->counters().outputs - before;
     }
     sink->MarkFinalWatermark();
-    Note(NoteLevel::kInfo, "end of input: the final watermark emitted " + std::to_string(emitted) +
-                               " open window(s)" +
-                               (suppressed > 0 ? " and closed " + std::to_string(suppressed) +
-                                                     " more whose rows a committed transaction already holds "
-                                                     "(outputs suppressed)"
-                                               : std::string()));
+    // A repartitioned job's stage 1 holds no window: its final watermark
+    // goes on to stage 2, whose windows it closes as it arrives there, in
+    // stage 2's reading, before its own end of input. Each said "emitted 0
+    // open window(s)" while the flag had emitted every one (a bug bash).
+    if (spec.stage == 0 && !spec.stage_output_topic.empty()) {
+      Note(NoteLevel::kInfo, "end of input: the final watermark goes on to the stage after the repartition");
+    } else if (spec.stage > 0) {
+      Note(NoteLevel::kInfo, "end of input: the final watermark of every input partition closed each open window "
+                             "as it arrived" +
+                                 (emitted > 0 ? " (" + std::to_string(emitted) + " more at the end)" : std::string()));
+    } else {
+      Note(NoteLevel::kInfo, "end of input: the final watermark emitted " + std::to_string(emitted) +
+                                 " open window(s)" +
+                                 (suppressed > 0 ? " and closed " + std::to_string(suppressed) +
+                                                       " more whose rows a committed transaction already holds "
+                                                       "(outputs suppressed)"
+                                                 : std::string()));
+    }
   }
   if (Status fin = coordinator->Finish(); !fin.ok()) {
     // A stop that meets a rebalance (or a sequence gap): the last epoch is
