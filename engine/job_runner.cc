@@ -163,7 +163,7 @@ struct JobRunner::Impl {
   int32_t growth_warned_at = 0;
   std::vector<int32_t> idle_seen;  // CheckIdleUpstreams: idle input partitions at the last check
   bool idle_warned = false;
-  // CheckIdleUpstreams: each input partition's watermark at the last check,
+  // CheckQuietUpstreams: each input partition's watermark at the last check,
   // and whether it was at its end then.
   std::map<int32_t, std::pair<int64_t, bool>> quiet_seen;
   bool quiet_warned = false;
