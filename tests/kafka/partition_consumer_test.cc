@@ -29,6 +29,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "base/clock.h"
+#include "base/stop_token.h"
 #include "kafka/kafka_client.h"
 #include "kafka/kafka_producer.h"
 #include "kafka/partition_list.h"
@@ -74,6 +75,69 @@ TEST_F(PartitionConsumerTest, SeekingManyPartitionsAtOnceWaitsForEveryOne) {
   }
   stop = true;
   for (auto& t : hogs) t.join();
+}
+
+// ReadRecordsAt (a restart's check that the log under its checkpoint is
+// the same one) over 32 full partitions: the answered partitions' later
+// records filled the consumer's queue and starved the others, so a
+// restart after a stop mid-run waited the whole 10 s and resumed the last
+// partitions unchecked (a bug bash). Every partition is answered, each
+// with the record at its offset.
+TEST_F(PartitionConsumerTest, ReadingOneRecordInEachOfManyFullPartitionsAnswersEveryOne) {
+  constexpr int kPartitions = 32;
+  constexpr int kPerPartition = 3000;
+  CreateTopic("full", kPartitions);
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  const std::string pad(400, 'x');
+  for (int i = 0; i < kPerPartition; ++i) {
+    for (int p = 0; p < kPartitions; ++p) {
+      const std::string value = std::to_string(p) + "@" + std::to_string(i) + pad;
+      ASSERT_TRUE((*producer)->Produce("full", p, "k", value).ok());
+    }
+  }
+  ASSERT_TRUE((*producer)->Flush(60000).ok());
+  std::vector<RecordAtOffset> asks;
+  for (int p = 0; p < kPartitions; ++p) {
+    RecordAtOffset a;
+    a.topic = "full";
+    a.partition = p;
+    a.offset = 100 + p;
+    asks.push_back(a);
+  }
+  std::string poll_error;
+  ASSERT_TRUE(ReadRecordsAt(Config(), "check", &asks, 10000, &poll_error).ok());
+  EXPECT_EQ(poll_error, "");
+  for (const RecordAtOffset& a : asks) {
+    ASSERT_EQ(a.found, RecordAtOffset::Found::kRecord) << "partition " << a.partition << " unread";
+    EXPECT_EQ(a.value.substr(0, a.value.find('x')), std::to_string(a.partition) + "@" + std::to_string(a.offset));
+  }
+}
+
+// A stop asked of the process while the check waits (a record not there
+// yet) ends the wait: a SIGTERM during a restart's check went unheeded
+// until the check gave up (a bug bash). The record stays unread.
+TEST_F(PartitionConsumerTest, ReadingRecordsAtEndsItsWaitWhenTheProcessIsAskedToStop) {
+  CreateTopic("empty", 1);
+  StopSource stop;
+  ProcessStopToken() = StopToken(stop);
+  std::thread stopper([&stop] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    stop.RequestStop();
+  });
+  std::vector<RecordAtOffset> asks(1);
+  asks[0].topic = "empty";
+  asks[0].partition = 0;
+  asks[0].offset = 0;
+  const auto start = std::chrono::steady_clock::now();
+  std::string poll_error;
+  const Status st = ReadRecordsAt(Config(), "check", &asks, 60000, &poll_error);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  stopper.join();
+  ProcessStopToken() = StopToken();
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(asks[0].found, RecordAtOffset::Found::kUnread);
+  EXPECT_LT(waited, std::chrono::seconds(30)) << "the stop was not heeded: the whole 60 s wait";
 }
 
 // Polls until pred holds or timeout_ms pass; every message is counted.
