@@ -12,6 +12,10 @@
 // repair-moved-later and repair-cut), so the crash tests can kill -9 at exact awkward moments. Without the variable a hook is one
 // string compare.
 //
+// KAPPA_TEST_SIGNAL_AT=<point>:<n> sends the process SIGTERM the n-th time
+// it reaches <point> and goes on: a user's Ctrl-C arriving at that exact
+// moment, for the stories of a graceful stop.
+//
 // KAPPA_TEST_HANG_AT=<point> makes the thread that reaches <point> wait for
 // ever instead (a wait inside a client library with no timeout), so the
 // tests can show that a stop request still ends the process.
@@ -34,6 +38,12 @@ class KillSwitch {
  public:
   KillSwitch() {
     if (const char* hang = std::getenv("KAPPA_TEST_HANG_AT")) hang_point_ = hang;
+    if (const char* signal = std::getenv("KAPPA_TEST_SIGNAL_AT")) {
+      std::string s(signal);
+      const auto colon = s.find(':');
+      signal_point_ = s.substr(0, colon);
+      signal_remaining_ = colon == std::string::npos ? 1 : std::atoi(s.c_str() + colon + 1);
+    }
     const char* env = std::getenv("KAPPA_TEST_KILL_AT");
     if (!env) return;
     std::string s(env);
@@ -56,11 +66,18 @@ class KillSwitch {
       std::fflush(stderr);
       for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+    if (!signal_point_.empty() && signal_point_ == point && --signal_remaining_ == 0) {
+      std::fprintf(stderr, "kappa: KAPPA_TEST_SIGNAL_AT reached %s: SIGTERM\n", point);
+      std::fflush(stderr);
+      ::kill(::getpid(), SIGTERM);
+    }
     if (Reached(point)) Kill(point);
   }
 
  private:
   std::string hang_point_;
+  std::string signal_point_;
+  int signal_remaining_ = 0;
   std::string point_;
   int remaining_ = 0;
 };

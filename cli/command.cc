@@ -154,6 +154,12 @@ StopToken InstallStopSignals() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // A hang-up (a closed terminal, a dropped ssh session) stops as SIGTERM
+  // does: it killed the job as kill -9 would, and the restart wrote the
+  // outputs since the last checkpoint again (a bug bash). Under nohup it
+  // stays ignored.
+  struct sigaction hup {};
+  if (sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler != SIG_IGN) sigaction(SIGHUP, &sa, nullptr);
   static std::once_flag watchdog;
   std::call_once(watchdog, [] {
     int64_t grace_ms = 20000;

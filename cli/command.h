@@ -54,7 +54,8 @@ int Fail(const std::string& command, const Status& status);
 // True when stderr is a terminal (progress lines are redrawn in place).
 bool StderrIsTerminal();
 
-// Installs SIGINT/SIGTERM handlers that set the returned flag. A process
+// Installs SIGINT/SIGTERM (and SIGHUP, unless ignored) handlers that set the
+// returned flag. A process
 // still running 20 s after the first (KAPPA_STOP_GRACE_MS), or at a second
 // signal, exits at once, as a crash would (exit 1, or 130 for the second).
 StopToken InstallStopSignals();

@@ -358,7 +358,8 @@ int Replay(int argc, char** argv) {
       "offsets recorded there are never re-injected again, so running it twice injects nothing the second\n"
       "time; records filtered out stay available to a later run. Failure window: records are flushed and\n"
       "marked in batches (--batch-records, 5000); a crash between a batch's flush and its marker write re-injects at most\n"
-      "that batch on the next run. Not for two replays of the same DLQ at once. Exit 1 if a read or write\n"
+      "that batch on the next run (a stop, Ctrl-C or SIGTERM, ends it between two batches, exit 1, and a\n"
+      "rerun injects the rest). Not for two replays of the same DLQ at once. Exit 1 if a read or write\n"
       "failed (rerun once fixed: what was marked is not injected again).";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "dlq replay", usage, desc, &pos, vm); rc >= 0) return rc;
@@ -583,7 +584,19 @@ int Replay(int argc, char** argv) {
 
   size_t injected = 0;
   size_t begin = 0;
+  // A stop (Ctrl-C, SIGTERM) ends the replay between batches, each
+  // re-injected and marked: killed by the signal mid-batch, a rerun
+  // injected that batch again (a bug bash: 200 duplicates from one Ctrl-C).
+  StopToken stop = InstallStopSignals();
+  size_t to_inject = 0;
+  for (const DlqEntry& e : selected) to_inject += !e.twin;
   while (begin < selected.size()) {
+    if (stop.stop_requested()) {
+      std::printf("kappa dlq replay: %s -> %s: stopped as asked after %zu of %zu records re-injected and marked; "
+                  "the other %zu were not touched: rerun to re-inject them\n",
+                  topic.c_str(), to.c_str(), injected, to_inject, to_inject - injected);
+      return 1;
+    }
     const size_t end = std::min(selected.size(), begin + static_cast<size_t>(batch_records));
     for (size_t i = begin; i < end; ++i) {
       const DlqEntry& e = selected[i];

@@ -418,6 +418,35 @@ TEST_F(CliBrokerTest, AVersionStartingOverBesideItsOwnOutputsSaysSo) {
       << elsewhere;
 }
 
+// A hang-up (a closed terminal, a dropped ssh session) killed a job as
+// kill -9 does: no final checkpoint, exit 129, and the restart wrote the
+// outputs since the last checkpoint again (a bug bash). It stops as
+// SIGTERM does.
+TEST_F(CliBrokerTest, AHangUpStopsAJobAsSigtermDoes) {
+  ASSERT_NO_FATAL_FAILURE(GeneratedTopic("hup-in", 2000));
+  ScratchDir dir("hang-up");
+  const std::string spec = EmitSpec(dir, "hup", "checkpoint: {interval: 10m, dir: " + dir / "state" + "}\n");
+  ChildProcess run({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0"}, "hang-up");
+  bool caught_up = false;
+  for (int i = 0; i < 300 && !caught_up && run.WaitFor(0) == -1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::string out;
+    caught_up = RunKappa({"consume", "-t", "hup-out.v1", "-b", bootstrap()}, &out, nullptr) == 0 &&
+                Contains(out, "2000 records");
+  }
+  ASSERT_TRUE(caught_up) << run.Stderr();
+  run.Kill(SIGHUP);
+  EXPECT_EQ(run.WaitFor(30000), 0) << run.Stderr();
+  EXPECT_TRUE(Contains(run.Stdout(), "stopped cleanly")) << run.Stdout() << run.Stderr();
+  // Its final checkpoint holds every output: a restart writes none again.
+  std::string err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err), 0)
+      << err;
+  std::string out;
+  ASSERT_EQ(RunKappa({"consume", "-t", "hup-out.v1", "-b", bootstrap()}, &out, nullptr), 0);
+  EXPECT_TRUE(Contains(out, "2000 records")) << out;
+}
+
 // `kappa run` of two jobs given one sink topic: the second only warned that
 // the topic held records (naming its own state directory), then mixed its
 // rows with the first job's (left alone by a bug bash). It is refused,

@@ -516,5 +516,36 @@ TEST_F(DlqTriageTest, AReplayKilledMidwayInjectsAtMostOneBatchTwice) {
   EXPECT_EQ(Count("transactions"), 300 + dead + 40);
 }
 
+// Ctrl-C (or SIGTERM) during a replay killed it on the signal's default
+// action: a batch flushed and not yet marked was injected again by the
+// rerun (a bug bash: 200 duplicates). A stop now ends the replay between
+// batches, each re-injected and marked, saying so; the rerun injects the
+// rest, and nothing twice.
+TEST_F(DlqTriageTest, AStopEndsAReplayBetweenBatchesAndTheRerunInjectsNothingTwice) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  CreateTopic("transactions", 2);
+  CreateTopic(kDlq, 2);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(3, 300, 100, 1)));
+  ScratchDir dir("dlq-stop");
+  Run(Spec(dir, 1, "EUR", "earliest"));
+  const int64_t dead = Count(kDlq);
+  ASSERT_GT(dead, 160);
+  // The stop arrives as the second batch's records are acknowledged, before
+  // they are marked.
+  setenv("KAPPA_TEST_SIGNAL_AT", "dlq-replay-after-flush:2", 1);
+  std::string out, err;
+  const int rc = RunKappa({"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap(), "--batch-records", "40"},
+                          &out, &err);
+  unsetenv("KAPPA_TEST_SIGNAL_AT");
+  EXPECT_NE(err.find("KAPPA_TEST_SIGNAL_AT reached"), std::string::npos) << err;
+  EXPECT_EQ(rc, 1) << out << err;
+  EXPECT_NE(out.find("stopped as asked after 80 of " + std::to_string(dead) + " records re-injected and marked"),
+            std::string::npos)
+      << out << err;
+  EXPECT_EQ(Count("transactions"), 300 + 80);
+  EXPECT_EQ(Replay({"--batch-records", "40"}), dead - 80);
+  EXPECT_EQ(Count("transactions"), 300 + dead) << "a batch injected twice";
+}
+
 }  // namespace
 }  // namespace kappa::testing
