@@ -305,7 +305,10 @@ Status Resolve(const reflection::Schema& schema, const reflection::Object& root,
   plan->struct_offset = struct_offset;
   plan->leaf = LeafOf(bt);
   plan->default_i = leaf->default_integer();
-  plan->default_d = leaf->default_real();
+  // A float field's default as the float generated code returns (0.1 read
+  // 0.1 absent and 0.10000000149011612 stored: two values for one).
+  plan->default_d = bt == reflection::Float ? static_cast<double>(static_cast<float>(leaf->default_real()))
+                                            : leaf->default_real();
   plan->schema_optional = leaf->optional() && bt != reflection::String;
 
   switch (decl.type) {
@@ -633,6 +636,23 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::Create(const Rec
     std::string err = parser.error_;
     while (!err.empty() && (err.back() == '\n' || err.back() == ' ')) err.pop_back();
     return Status::InvalidArgument("the FlatBuffers schema " + schema_path + " does not compile: " + err);
+  }
+  // Reflection keeps a default as an int64: a ulong default above
+  // INT64_MAX (18446744073709551615) was stored as 0, and an absent field
+  // read 0 (a bug bash). Its two's-complement int64 keeps the bits, which
+  // the reader takes back as uint64.
+  for (flatbuffers::StructDef* def : parser.structs_.vec) {
+    for (flatbuffers::FieldDef* field : def->fields.vec) {
+      if (field->value.type.base_type != flatbuffers::BASE_TYPE_ULONG) continue;
+      const std::string& text = field->value.constant;
+      char* end = nullptr;
+      errno = 0;
+      const unsigned long long u = std::strtoull(text.c_str(), &end, 0);
+      if (errno == 0 && end != text.c_str() && *end == '\0' &&
+          u > static_cast<unsigned long long>(std::numeric_limits<int64_t>::max())) {
+        field->value.constant = std::to_string(static_cast<int64_t>(u));
+      }
+    }
   }
   parser.Serialize();
   std::string bfbs(reinterpret_cast<const char*>(parser.builder_.GetBufferPointer()), parser.builder_.GetSize());
