@@ -451,12 +451,25 @@ Status ParseOperators(const ConfigNode& root, JobSpec& spec) {
     for (size_t i = 0; i < spec.operators.size(); ++i) {
       const auto* filter = std::get_if<FilterSpec>(&spec.operators[i]);
       if (filter == nullptr) continue;
-      for (const Predicate& p : filter->all_of) {
-        if (!IsDeclaredField(p.field) || DeclaredSlotOf(p.field) >= kComputedSlotBase) continue;
-        FieldDecl& decl = schema.mutable_field(DeclaredSlotOf(p.field));
-        if (decl.type != ValueType::kString) continue;
-        decl.literals.push_back(p.text);
+      auto compared = [&](Field field, const std::string& text, bool ordered) {
+        if (!IsDeclaredField(field) || DeclaredSlotOf(field) >= kComputedSlotBase) return;
+        FieldDecl& decl = schema.mutable_field(DeclaredSlotOf(field));
+        if (decl.type != ValueType::kString) return;
+        decl.literals.push_back(text);
+        decl.ordered_by_text = decl.ordered_by_text || ordered;
         if (first_filter == nullptr) first_filter = &ops->items()[i];
+      };
+      for (const Predicate& p : filter->all_of) {
+        compared(p.field, p.text, p.op != Predicate::Op::kEq && p.op != Predicate::Op::kNe);
+      }
+      // And inside expressions: `(color != Purpel)`, `color in (Blue, Purpel)`
+      // and `... or color == Purpel` went unchecked (a bug bash).
+      for (const CompiledExpr& e : filter->exprs) {
+        for (const auto& c : e.text_comparisons()) {
+          if (c.slot >= 0 && static_cast<size_t>(c.slot) < filter->expr_fields.size()) {
+            compared(filter->expr_fields[static_cast<size_t>(c.slot)], c.text, c.ordered);
+          }
+        }
       }
     }
     spec.decode.schema = std::make_shared<const RecordSchema>(std::move(schema));

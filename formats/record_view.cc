@@ -11,6 +11,14 @@ std::optional<std::string> EnumLiteralMismatch(const FieldDecl& field, std::stri
     for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
   };
+  if (field.ordered_by_text) {
+    // `level >= Mid` over {Low, Mid, High} dropped High ("High" < "Mid"), and
+    // nothing said so (a bug bash).
+    return "field `" + field.name + "` reads enum " + std::string(enum_name) +
+           " by its symbols, and a filter orders it (<, <=, >, >=) against text: symbols would compare "
+           "alphabetically, not by their values; compare with == / != / in, or declare the field int64 (the "
+           "enum's value) to order it";
+  }
   for (const std::string& literal : field.literals) {
     std::string_view other_case;
     bool exact = false;

@@ -52,6 +52,9 @@ struct FieldDecl {
   // against an enum's symbols where the field reads one by name
   // (EnumLiteralMismatch). Not part of the schema's identity.
   std::vector<std::string> literals = {};
+  // A filter orders this (string) field against text (`<`, `>=`): an enum
+  // read by name would compare its symbols alphabetically, not by value.
+  bool ordered_by_text = false;
 };
 
 // A problem with `field.literals` for a field that reads enum `enum_name`

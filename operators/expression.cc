@@ -781,7 +781,14 @@ class Compiler {
         EmitAs(x.r, ct, e);
         Op op = Op::kCmpI;
         if (ct == ValueType::kDouble) op = Op::kCmpD;
-        if (ct == ValueType::kString) op = Op::kCmpS;
+        if (ct == ValueType::kString) {
+          op = Op::kCmpS;
+          const Node& l = nodes_[x.l];
+          const Node& r = nodes_[x.r];
+          const bool ordered = x.cmp != Cmp::kEq && x.cmp != Cmp::kNe;
+          if (l.k == K::kField && r.k == K::kStr) e.text_comparisons_.push_back({l.slot, r.s, ordered});
+          if (r.k == K::kField && l.k == K::kStr) e.text_comparisons_.push_back({r.slot, l.s, ordered});
+        }
         if (ct == ValueType::kBool) op = Op::kCmpB;
         Push(e, {op, x.cmp}, -1);
         return;
@@ -792,6 +799,9 @@ class Compiler {
         Instr in{Op::kInI, Cmp::kEq, x.negate};
         if (lt == ValueType::kString) {
           in.op = Op::kInS;
+          if (nodes_[x.l].k == K::kField) {
+            for (int item : x.items) e.text_comparisons_.push_back({nodes_[x.l].slot, nodes_[item].s, false});
+          }
           in.a = static_cast<int32_t>(e.strings_.size());
           for (int item : x.items) e.strings_.push_back(nodes_[item].s);
           std::sort(e.strings_.begin() + in.a, e.strings_.end());

@@ -170,6 +170,15 @@ class CompiledExpr {
   const std::string& text() const { return text_; }
   // The slots of the fields the expression reads, sorted, without repeats.
   const std::vector<int>& slots() const { return slots_; }
+  // Each text a string field is compared with (`==`, `<`, ... or `in`), for
+  // the checks against an enum's symbols (EnumLiteralMismatch); `ordered`
+  // for `<`, `<=`, `>`, `>=`.
+  struct TextComparison {
+    int slot = 0;
+    std::string text;
+    bool ordered = false;
+  };
+  const std::vector<TextComparison>& text_comparisons() const { return text_comparisons_; }
 
   // Accessor: bool Present(int slot), int64_t Int(int slot) (int64 and
   // timestamp fields), double Double(int slot), std::string_view Str(int
@@ -212,6 +221,7 @@ class CompiledExpr {
   std::vector<int64_t> ints_;
   std::vector<double> doubles_;
   std::vector<std::string> strings_;
+  std::vector<TextComparison> text_comparisons_;
 };
 
 // A boolean predicate (a filter). Errors read
