@@ -579,9 +579,12 @@ bool FlatBuffersDecoder::VerifyReferenced(Bounds& b, const VCheck& c, size_t tab
     case VCheck::Kind::kUnion: {
       const auto* t = reinterpret_cast<const flatbuffers::Table*>(b.buf + table_pos);
       const uint8_t type = t->GetField<uint8_t>(c.type_slot, 0);
-      // A type the schema does not know is rejected, as the reflection
-      // verifier does (generated code would skip it).
-      if (type >= c.union_objs.size() || c.union_objs[type] < 0) return false;
+      // A type the schema does not know (a member a newer schema appended,
+      // an allowed change) is skipped, as generated code's verifier does:
+      // rejecting it dead-lettered records whose declared fields never go
+      // near the union (a bug bash). Paths through unions are refused at
+      // load, so nothing reads it.
+      if (type >= c.union_objs.size() || c.union_objs[type] < 0) break;
       if (!VerifyTable(b, c.union_objs[type], p, missing)) {
         if (!missing->empty()) *missing = c.name + "." + *missing;
         return false;
