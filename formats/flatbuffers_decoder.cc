@@ -2,6 +2,7 @@
 
 #include <flatbuffers/idl.h>
 #include <flatbuffers/reflection.h>
+#include <simdjson.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -330,6 +331,12 @@ Status Resolve(const reflection::Schema& schema, const reflection::Object& root,
         plan->out = Plan::Out::kString;
       } else if (is_enum) {
         const auto* e = schema.enums()->Get(static_cast<flatbuffers::uoffset_t>(leaf->type()->index()));
+        // A bit_flags value is a set of flags (3: Read and Write; 0: none),
+        // not one symbol: as a name every combination was dead-lettered as
+        // an unnamed value "(a newer schema?)" (a bug bash).
+        if (e->attributes() != nullptr && e->attributes()->LookupByKey("bit_flags") != nullptr) {
+          return mismatch("; a bit_flags enum's value is a set of flags, not one name: declare it int64 (its bits)");
+        }
         plan->out = Plan::Out::kEnumName;
         plan->enum_name = e->name()->str();
         int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
@@ -629,8 +636,10 @@ Result<std::unique_ptr<FlatBuffersDecoder>> FlatBuffersDecoder::Create(const Rec
     return CreateFromBinarySchema(schema, std::move(*bytes), std::move(root_type), schema_path);
   }
   // A .fbs: compile it with FlatBuffers' own parser (what `flatc -b --schema`
-  // runs); `include "x.fbs"` is looked up next to the file.
+  // runs); `include "x.fbs"` is looked up next to the file. With the
+  // built-in attributes (bit_flags) kept in the reflection.
   flatbuffers::IDLOptions opts;
+  opts.binary_schema_builtins = true;
   flatbuffers::Parser parser(opts);
   const std::string dir = std::filesystem::path(schema_path).parent_path().string();
   const std::string include_dir = dir.empty() ? "." : dir;
@@ -891,6 +900,19 @@ inline bool EnumName8(const Plan& p, int64_t value, FieldValue& v) {
   v.len = static_cast<uint32_t>(p.enum_dense[idx].size());
   return true;
 }
+[[gnu::cold, gnu::noinline]] bool FailUtf8(DecodeError* error, const std::string& path, const char* chars,
+                                           uint32_t len) {
+  size_t at = 0;  // where the first character that is not UTF-8 starts
+  while (at < len) {
+    size_t n = 1;
+    while (n <= 4 && at + n <= len && !simdjson::validate_utf8(chars + at, n)) ++n;
+    if (n > 4 || at + n > len) break;
+    at += n;
+  }
+  return Fail(error, DecodeError::Kind::kWrongType, path,
+              "`" + path + "` is not valid UTF-8 (a FlatBuffers string is UTF-8): byte " + std::to_string(at) + " of " +
+                  std::to_string(len) + " is not");
+}
 [[gnu::cold, gnu::noinline]] bool FailU64(DecodeError* error, const std::string& path, uint64_t value) {
   return Fail(error, DecodeError::Kind::kWrongType, path, "`" + path + "` is " + std::to_string(value) + ", beyond int64");
 }
@@ -903,6 +925,15 @@ inline bool EnumName8(const Plan& p, int64_t value, FieldValue& v) {
     missing_.clear();
     return Fail(error, DecodeError::Kind::kMissingField, missing,
                 "the record lacks `" + missing + "`, which the schema requires");
+  }
+  // FinishSizePrefixed's buffer: was blamed on its file identifier, which
+  // stands 4 bytes further on (a bug bash).
+  if (record.payload != nullptr && record.size >= 12 &&
+      flatbuffers::ReadScalar<uint32_t>(record.payload) == record.size - sizeof(flatbuffers::uoffset_t)) {
+    return Fail(error, DecodeError::Kind::kUndecodable, "",
+                "a size-prefixed buffer (its first 4 bytes are the length of the rest, as FinishSizePrefixed "
+                "writes): kappa reads " + root_name_ + " buffers as Finish writes them; produce them without the "
+                "size prefix");
   }
   if (record.payload != nullptr && record.size >= 8 && !file_ident_.empty() &&
       std::memcmp(record.payload + sizeof(flatbuffers::uoffset_t), file_ident_.data(), file_ident_.size()) != 0) {
@@ -1022,6 +1053,7 @@ template <bool kRoot>
           v->str = reinterpret_cast<const char*>(buf + s + sizeof(flatbuffers::uoffset_t));
           v->len = n;
           v->present = true;
+          *later |= !simdjson::validate_utf8(v->str, n);  // ReadField says which field
         }
         continue;
       }
@@ -1127,6 +1159,9 @@ bool FlatBuffersDecoder::ReadField(const Plan& p, const RawRecord& record, const
         const uint32_t len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(s);
         const char* chars = reinterpret_cast<const char*>(s + sizeof(flatbuffers::uoffset_t));
         if (p.out == Plan::Out::kString) [[likely]] {
+          // A FlatBuffers string is UTF-8: a stray byte read as U+00XX in
+          // a JSON row, and "x\xff" became one key with "x\u00ff" (a bug bash).
+          if (!simdjson::validate_utf8(chars, len)) [[unlikely]] return FailUtf8(error, p.path, chars, len);
           v.i = 0;
           v.str = chars;
           v.len = len;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <tuple>
 
 #include <flatbuffers/reflection.h>
 
@@ -613,6 +614,64 @@ TEST_F(FlatBuffersSchemaFileTest, AUnionMemberANewerSchemaAddedIsSkipped) {
   ASSERT_TRUE((*d)->Decode(build(1, false).raw(), v.data(), &err)) << err.message;
   EXPECT_FALSE((*d)->Decode(build(1, true).raw(), v.data(), &err)) << "a known member is verified";
   EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable);
+}
+
+// A string that is not UTF-8 (the FlatBuffers spec says strings are) was
+// passed on, and a JSON row wrote its 0xFF as U+00FF: "x\xff" and "xÿ"
+// became one `key` in two rows (a bug bash). It is a dead letter naming
+// the field. And a bit_flags enum declared string, every combination of
+// flags (and 0) dead-lettered "(a newer schema?)", is refused at load; a
+// size-prefixed buffer says so.
+TEST_F(FlatBuffersSchemaFileTest, AStringNotUtf8ABitFlagsEnumAndASizePrefixSayWhatTheyAre) {
+  const std::string fbs = Write("text.fbs",
+                                "enum Perm : ubyte (bit_flags) { Read, Write, Exec }\n"
+                                "table Inner { name: string; }\n"
+                                "table T { id: string; inner: Inner; perm: Perm; }\nroot_type T;\n");
+  auto build = [](const std::string& id, const std::string& name) {
+    flatbuffers::FlatBufferBuilder fbb;
+    const auto n = fbb.CreateString(name);
+    const auto inner_start = fbb.StartTable();
+    fbb.AddOffset(4, n);
+    const auto inner = fbb.EndTable(inner_start);
+    const auto i = fbb.CreateString(id);
+    const auto start = fbb.StartTable();
+    fbb.AddOffset(4, i);
+    fbb.AddOffset(6, flatbuffers::Offset<void>(inner));
+    fbb.Finish(flatbuffers::Offset<void>(fbb.EndTable(start)));
+    return Payload(fbb);
+  };
+  auto d = FlatBuffersDecoder::Create(Schema({F("id", ValueType::kString), F("name", ValueType::kString, "inner.name")}),
+                                      fbs);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  std::vector<FieldValue> v(2);
+  DecodeError err;
+  ASSERT_TRUE((*d)->Decode(build("x\xc3\xbf", "caf\xc3\xa9").raw(), v.data(), &err)) << err.message;
+  EXPECT_EQ(v[0].text(), "x\xc3\xbf");
+  for (const auto& [id, name, path, at] : {std::tuple<std::string, std::string, std::string, std::string>{
+                                               "x\xff", "ok", "id", "byte 1 of 2"},
+                                           {"ok", "caf\xc3", "inner.name", "byte 3 of 4"},
+                                           {"\xe2\x82", "ok", "id", "byte 0 of 2"}}) {
+    EXPECT_FALSE((*d)->Decode(build(id, name).raw(), v.data(), &err)) << path;
+    EXPECT_EQ(err.kind, DecodeError::Kind::kWrongType) << err.message;
+    EXPECT_EQ(err.path, path);
+    EXPECT_NE(err.message.find("is not valid UTF-8 (a FlatBuffers string is UTF-8): " + at), std::string::npos)
+        << err.message;
+  }
+  const std::string error = LoadError(Schema({F("perm", ValueType::kString)}), fbs);
+  EXPECT_NE(error.find("a bit_flags enum's value is a set of flags, not one name: declare it int64"),
+            std::string::npos)
+      << error;
+  EXPECT_TRUE(FlatBuffersDecoder::Create(Schema({F("perm", ValueType::kInt64)}), fbs).ok());
+  // A size-prefixed buffer was blamed on its file identifier or called
+  // corrupt: it says what it is.
+  flatbuffers::FlatBufferBuilder fbb;
+  const auto id = fbb.CreateString("t");
+  const auto start = fbb.StartTable();
+  fbb.AddOffset(4, id);
+  fbb.FinishSizePrefixed(flatbuffers::Offset<void>(fbb.EndTable(start)));
+  EXPECT_FALSE((*d)->Decode(Payload(fbb).raw(), v.data(), &err));
+  EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable);
+  EXPECT_NE(err.message.find("a size-prefixed buffer"), std::string::npos) << err.message;
 }
 
 TEST(FlatBuffersDecoderTest, RootTypeCanBeNamed) {
