@@ -113,10 +113,15 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   RunSummary summary;
   Status st = RunDeployment(config, *spec, options, registry, stop, &summary);
   if (!st.ok()) return Fail(command, st);
-  std::printf("kappa %s: %s v%d stopped cleanly: in %lld, %lld outputs to %s\n", command.c_str(), spec->job.c_str(),
+  // Its checkpoint is durable either way; a stop the registry did not take
+  // was reported "stopped cleanly" while status showed it running (a bug bash).
+  std::printf("kappa %s: %s v%d stopped cleanly: in %lld, %lld outputs to %s%s\n", command.c_str(), spec->job.c_str(),
               spec->version, static_cast<long long>(summary.counters.in),
               static_cast<long long>(summary.stage2 ? summary.stage2->outputs : summary.counters.outputs),
-              spec->OutputName().c_str());
+              spec->OutputName().c_str(),
+              summary.stop_unrecorded ? "; but the control topic did not take its stop (the warning above): `kappa "
+                                        "status` shows it running until its reports are overdue"
+                                      : "");
   PrintSinkRejected(command, summary, *spec);
   return 0;
 }

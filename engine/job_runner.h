@@ -148,6 +148,10 @@ struct RunSummary {
   // Output rows the sink's database refused this run (sink.postgres): in
   // counters.outputs, and in the DLQ as SinkRejected, not in the table.
   int64_t sink_rejected = 0;
+  // Set by RunDeployment (replay/): the control topic did not take the
+  // record that this version stopped, so `kappa status` still shows it
+  // running.
+  bool stop_unrecorded = false;
   // Checkpoints: how long processing stood still for them (sink flush +
   // state commit), the longest and in total.
   double checkpoint_max_ms = 0;

@@ -629,7 +629,10 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
     last->exit_error = st.ok() ? std::string() : ExitErrorLine(st);
     if (spec.scale_out.enabled) last->instance = spec.scale_out.instance;
     Status put = registry.PutProgress(*last);
-    if (!put.ok()) note(NoteLevel::kWarning, "could not record that the version stopped: " + put.ToString());
+    if (!put.ok()) {
+      note(NoteLevel::kWarning, "could not record that the version stopped: " + put.ToString());
+      if (summary) summary->stop_unrecorded = true;
+    }
   }
   return st;
 }

@@ -236,6 +236,31 @@ TEST_F(DeploymentTest, ARestartedReplaySaysWhereItResumes) {
   EXPECT_EQ(offset0 + offset1, 20000) << "both partitions read to their end before the restart";
 }
 
+// A stop the control topic did not take was reported as any clean stop:
+// `kappa deploy` said "stopped cleanly" while status showed the version
+// running (a bug bash). The summary says so.
+TEST_F(DeploymentTest, AStopTheControlTopicDidNotTakeIsReported) {
+  ScratchDir dir("stop-unrecorded");
+  JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  DeploymentOptions options = BoundedOptions();
+  RunSummary summary;
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource(), &summary).ok()) << Notes();
+  EXPECT_FALSE(summary.stop_unrecorded);
+  // Registered already: the restart writes to the control topic only its
+  // progress, every write of which is refused now.
+  ProduceWorkload(Config(), "transactions", SmallWorkload(2, 2000));
+  constexpr int16_t kProduceApi = 0;
+  std::vector<rd_kafka_resp_err_t> errors(5000, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  rd_kafka_mock_push_request_errors_array(control_->mock_cluster(), kProduceApi, errors.size(), errors.data());
+  const Status st = RunDeployment(Config(), spec, options, registry, StopSource(), &summary);
+  rd_kafka_mock_clear_request_errors(control_->mock_cluster(), kProduceApi);
+  ASSERT_TRUE(st.ok()) << st.ToString() << Notes();
+  EXPECT_EQ(summary.counters.in, 22000);
+  EXPECT_TRUE(summary.stop_unrecorded) << Notes();
+  EXPECT_NE(Notes().find("could not record that the version stopped"), std::string::npos) << Notes();
+}
+
 // A version whose process exits on an error says so in its progress record:
 // `kappa status` showed it "stopped", as after an operator's clean stop, and
 // promote took it for a bounded run that had ended (a bug bash).
