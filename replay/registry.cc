@@ -2,6 +2,7 @@
 
 #include "base/clock.h"
 #include "base/hash.h"
+#include "base/stop_token.h"
 
 #include <flatbuffers/flatbuffers.h>
 #include <librdkafka/rdkafka.h>
@@ -599,8 +600,29 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
   // A refused producer id (no IdempotentWrite/Write ACL) is a fatal error
   // whose cause only rd_kafka_fatal_error gives.
   if (err) return StatusFromKafkaFatal(producer_.get(), err, "cannot write to the control topic " + topic_, topic_);
-  rd_kafka_flush(producer_.get(), 35000);
+  // Up to 35 s; a process asked to stop waits 8 s more at most, so that a
+  // stop with the broker gone ends before its grace (a bug bash: deploy's
+  // last progress write held a SIGTERM 20 s, until it exited as a crash).
+  // The 8 s are the process's, shared by every write after the stop (the
+  // progress publisher's, then the last one).
+  static std::atomic<int64_t> stop_deadline_ns{0};
+  const auto began = std::chrono::steady_clock::now();
+  auto deadline = began + std::chrono::seconds(35);
+  while (rd_kafka_outq_len(producer_.get()) > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (ProcessStopToken().stop_requested()) {
+      int64_t at = stop_deadline_ns.load();
+      if (at == 0) {
+        const int64_t mine = (now + std::chrono::seconds(8)).time_since_epoch().count();
+        at = stop_deadline_ns.compare_exchange_strong(at, mine) ? mine : at;
+      }
+      deadline = std::min(deadline, std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(at)));
+    }
+    if (now >= deadline) break;
+    rd_kafka_flush(producer_.get(), 100);
+  }
   if (rd_kafka_outq_len(producer_.get()) > 0) {
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - began);
     // The delivery report still points at `delivery`: wait it out rather than
     // return with the opaque dangling.
     rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -608,7 +630,8 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
     Status fatal = StatusFromKafkaFatal(producer_.get(), RD_KAFKA_RESP_ERR_NO_ERROR,
                                         "cannot write to the control topic " + topic_, topic_);
     if (!fatal.ok()) return fatal;
-    return Status::Unavailable("the control topic " + topic_ + " did not acknowledge a registry write within 35 s");
+    return Status::Unavailable("the control topic " + topic_ + " did not acknowledge a registry write within " +
+                               std::to_string(waited.count()) + " s");
   }
   if (delivery.err) {
     // Fatal (the producer id refused): the same words whether the refusal

@@ -127,6 +127,39 @@ TEST_F(BrokerLostTest, WarnsWithinAStatusIntervalAndSigtermExitsWithinTenSeconds
   EXPECT_GT(Epoch(metrics), durable);
 }
 
+// kappa deploy with the broker gone: its last progress write ("stopped")
+// waited its 35 s while the stop's grace is 20 s, and the process exited
+// as a crash would, exit 1 (a bug bash). The write gives up in time: a
+// clean stop, which says the control topic did not take it.
+TEST_F(BrokerLostTest, DeploySigtermWithTheBrokerGoneStopsCleanlyWithinTheGrace) {
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  ScratchDir dir("broker-lost-deploy");
+  SpecOptions spec;
+  spec.state_dir = dir / "state";
+  spec.checkpoint_interval = "1s";
+  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  const std::string metrics = dir / "state/metrics.json";
+  ChildProcess deploy({"deploy", path, "-b", Config().brokers, "--max-rate", "2000", "--status-interval-ms", "1000"},
+                      "deploy-lost");
+  ASSERT_TRUE(WaitUntil(30000, [&] { return Epoch(metrics) >= 2; })) << deploy.Stderr();
+  broker_.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  deploy.Kill(SIGTERM);
+  const int rc = deploy.WaitFor(19000);
+  ASSERT_NE(rc, -1) << "SIGTERM did not end deploy before its grace with the broker gone:\n" << deploy.Stderr();
+  EXPECT_EQ(deploy.Stderr().find("exiting now, as a crash would"), std::string::npos) << deploy.Stderr();
+  // Stopped on its own: cleanly, or (outputs in flight unacknowledged) with
+  // its last checkpoint intact, as `kappa run` does.
+  if (rc == 0) {
+    EXPECT_NE(deploy.Stdout().find("the control topic did not take its stop"), std::string::npos)
+        << deploy.Stdout() << deploy.Stderr();
+  } else {
+    EXPECT_EQ(rc, 1) << deploy.Stderr();
+    EXPECT_NE(deploy.Stderr().find("stopped with its last checkpoint intact"), std::string::npos) << deploy.Stderr();
+  }
+  EXPECT_NE(deploy.Stderr().find("could not record that the version stopped"), std::string::npos) << deploy.Stderr();
+}
+
 TEST_F(BrokerLostTest, OutputsThatTimeOutStopTheJobWithAReadableError) {
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
   ScratchDir dir("broker-lost-timeout");
