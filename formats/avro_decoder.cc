@@ -758,6 +758,14 @@ struct AvroDecoder::Impl {
         fv.str = reinterpret_cast<const char*>(p);
         fv.len = static_cast<uint32_t>(v);
         p += v;
+        // An Avro string is UTF-8 (bytes are any): a stray byte read as
+        // U+00XX in a JSON row, one key with a string that has it.
+        if (plan->nodes[static_cast<size_t>(r.node)].kind == WKind::kString &&
+            !simdjson::validate_utf8(fv.str, fv.len)) [[unlikely]] {
+          const FieldDecl& f = schema.field(r.slot);
+          return Fail(DecodeError::Kind::kWrongType, r.slot,
+                      "field `" + f.name + "` at `" + f.path + "`: an Avro string that is not valid UTF-8");
+        }
         break;
       case Conv::kStringIso8601: {
         if (!ReadLength(&v)) return false;

@@ -342,6 +342,32 @@ TEST(AvroDecoderTest, AnIntIs32BitsAndALogicalTypeOnAnotherBaseTypeIsIgnored) {
   EXPECT_NE(error.message.find("a varint beyond 64 bits"), std::string::npos) << error.message;
 }
 
+// An Avro string is UTF-8: one that is not was passed on, and a JSON row
+// wrote its 0xFF as U+00FF, one key with "xÿ" (the FlatBuffers bug bash's
+// finding, which Avro shared). A dead letter naming the field; bytes
+// declared string stay any bytes.
+TEST(AvroDecoderTest, AStringThatIsNotUtf8IsWrongType) {
+  const std::string writer = R"({"type": "record", "name": "P", "fields": [
+    {"name": "s", "type": "string"}, {"name": "b", "type": "bytes"}]})";
+  auto decoder = WithSchemas(Schema({F("s", ValueType::kString), F("b", ValueType::kString)}), {{4, writer}});
+  ASSERT_TRUE(decoder);
+  auto record = [](const std::string& s, const std::string& b) {
+    std::string bytes("\0\0\0\0\x04", 5);
+    AppendZigZag(bytes, static_cast<int64_t>(s.size()));
+    bytes += s;
+    AppendZigZag(bytes, static_cast<int64_t>(b.size()));
+    return bytes + b;
+  };
+  FieldValue out[2];
+  DecodeError error;
+  ASSERT_TRUE(decoder->Decode(Raw(record("x\xc3\xbf", std::string("\xff\x00", 2))), out, &error)) << error.message;
+  EXPECT_EQ(std::string(out[1].str, out[1].len), std::string("\xff\x00", 2));
+  EXPECT_FALSE(decoder->Decode(Raw(record("x\xff", "")), out, &error));
+  EXPECT_EQ(error.kind, Kind::kWrongType);
+  EXPECT_EQ(error.path, "s");
+  EXPECT_NE(error.message.find("an Avro string that is not valid UTF-8"), std::string::npos) << error.message;
+}
+
 // A decimal (bytes or fixed): its bytes were refused as a number ("expected
 // double, writer schema 5 has bytes") and taken, declared `string`, as raw
 // binary (a bug bash). It reads as a double (or at scale 0 an int64); as a
