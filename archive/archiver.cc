@@ -311,6 +311,16 @@ Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& option
   if (kafka.empty()) return Status::OK();
   std::string poll_error;  // a failed poll leaves the rest unread: named below
   KAPPA_RETURN_IF_ERROR(ReadRecordsAt(config, "kappa-archive", &kafka, 30000, &poll_error));
+  // For a topic's cleanup.policy, asked only where an offset holds no record.
+  KafkaHandle admin;
+  rd_kafka_s* client = nullptr;
+  for (const RecordAtOffset& k : kafka) {
+    if (k.found != RecordAtOffset::Found::kNone || k.deleted || client != nullptr) continue;
+    auto made = CreateClient(ClientKind::kProducer, config, {});
+    if (!made.ok()) return made.status();
+    admin = std::move(*made);
+    client = admin.get();
+  }
   for (size_t i = 0; i < kafka.size(); ++i) {
     const RecordAtOffset& k = kafka[i];
     const RecordAtOffset& a = archived[i];
@@ -323,7 +333,24 @@ Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& option
       }
       continue;
     }
-    if (k.found == RecordAtOffset::Found::kNone) continue;  // compacted away or not readable: no check possible
+    if (k.found == RecordAtOffset::Found::kNone) {
+      // Retention's deletion, or compaction, leave nothing to compare. But
+      // the archived record was a committed one, which stays readable in
+      // the same log: where a topic that is not compacted holds no record
+      // at that offset now (a transaction marker or an aborted record of
+      // a new log), the topic was recreated. It was taken for "nothing to
+      // compare", and the new log's records were archived after the old
+      // one's (a bug bash).
+      if (k.deleted) continue;
+      auto policy = TopicConfigValue(client, a.topic, "cleanup.policy", 10000);
+      if (!policy.ok() || policy->find("compact") != std::string::npos) continue;  // unknown, or compacted
+      return Status::FailedPrecondition(
+          "the archive of " + a.topic + "[" + std::to_string(a.partition) + "] ends with offset " +
+          std::to_string(a.offset) + ", a committed record, but Kafka holds no record at that offset now (a "
+          "transaction marker or an aborted record stands there) in a topic that is not compacted (cleanup.policy=" +
+          *policy + "): the topic was recreated or this archive belongs to another cluster; use another archive "
+          "directory");
+    }
     std::string differs;
     if (k.key_null != a.key_null || k.key != a.key) differs = "key";
     else if (k.value_null != a.value_null || k.value != a.value) differs = "value";

@@ -564,6 +564,50 @@ bool CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy, int dest
 
 namespace kappa {
 
+Result<std::string> TopicConfigValue(rd_kafka_s* rk, const std::string& topic, const std::string& name,
+                                     int timeout_ms) {
+  if (IsEmbeddedBroker(rk).value_or(false)) {
+    return Status::Unavailable("the embedded broker has no DescribeConfigs");
+  }
+  char errstr[512];
+  rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof errstr);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_DescribeConfigs(rk, &resource, 1, options, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, timeout_ms + 5000);
+  Result<std::string> value = Status::Unavailable("no answer to DescribeConfigs for " + topic + " within " +
+                                                  std::to_string(timeout_ms / 1000) + " s");
+  if (event && rd_kafka_event_error(event)) {
+    value = StatusFromKafka(rd_kafka_event_error(event), "cannot describe topic " + topic);
+  } else if (event) {
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t** resources =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &n);
+    if (n != 1) {
+      value = Status::Unavailable("DescribeConfigs for " + topic + " answered " + std::to_string(n) + " resources");
+    } else if (rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(resources[0])) {
+      value = StatusFromKafka(err, "cannot describe topic " + topic);
+    } else {
+      value = Status::NotFound("topic " + topic + " has no config " + name);
+      size_t count = 0;
+      const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(resources[0], &count);
+      for (size_t k = 0; k < count; ++k) {
+        const char* entry = rd_kafka_ConfigEntry_name(entries[k]);
+        if (entry == nullptr || name != entry) continue;
+        const char* text = rd_kafka_ConfigEntry_value(entries[k]);
+        value = std::string(text ? text : "");
+        break;
+      }
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_ConfigResource_destroy(resource);
+  return value;
+}
+
 Result<TopicCreation> CreateTopicIfMissing(rd_kafka_t* rk, const std::string& topic, int32_t partitions,
                                            const std::map<std::string, std::string>& configs, int timeout_ms,
                                            std::string* reason) {

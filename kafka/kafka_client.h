@@ -145,6 +145,13 @@ Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::str
 
 std::string BrokersOf(const KafkaConfig& config);
 
+// A topic config's value as the broker describes it (DescribeConfigs):
+// "compact,delete" for cleanup.policy. NotFound when the broker lists no
+// such config, Unavailable when it cannot answer (the embedded broker has
+// no DescribeConfigs), an error otherwise.
+Result<std::string> TopicConfigValue(rd_kafka_s* rk, const std::string& topic, const std::string& name,
+                                     int timeout_ms);
+
 // Creates `topic` with the admin API (CreateTopics: `partitions`, the
 // broker's default replication, `configs` as topic configs) unless it
 // exists. kRefused: this client may not create topics there (authorization

@@ -441,6 +441,7 @@ Status ReadRecordsAt(const KafkaConfig& config, const std::string& group, std::v
       auto it = index.find({d.topic, d.partition});
       if (it == index.end() || (*asks)[it->second].found != RecordAtOffset::Found::kUnread) continue;
       (*asks)[it->second].found = RecordAtOffset::Found::kNone;
+      (*asks)[it->second].deleted = true;
       --left;
     }
     if (left > 0 && left < left_before) {

@@ -199,6 +199,7 @@ struct RecordAtOffset {
   // offset: compaction, an aborted transaction, a marker). kUnread: not read
   // within the wait.
   enum class Found { kUnread, kRecord, kNone } found = Found::kUnread;
+  bool deleted = false;  // kNone because retention deleted the offset (else: no record stands there)
   std::string key, value;
   bool key_null = false, value_null = false;
   int64_t timestamp_ms = 0;

@@ -166,5 +166,45 @@ TEST_F(TransactionalInputTest, AnArchiveOfATopicWhoseFirstTransactionAbortedRepl
   EXPECT_NE(said.find("in 500 = "), std::string::npos) << said;
 }
 
+// A topic recreated and written transactionally so that the archive's last
+// offset is a commit marker in the new log: the check of the same history
+// found no record there, took it for "nothing to compare", and the new
+// log's records were archived after the old one's (a bug bash). A topic
+// that is not compacted keeps every committed record readable: refused.
+TEST_F(TransactionalInputTest, ARecreatedTopicWhoseMarkerStandsAtTheArchivesEndIsRefused) {
+  const std::string input = Unique("txn-recreated");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 1, 1).ok());
+  auto records = Workload(17, 40);
+  for (auto& r : records) r.partition = 0;
+  // The old log: records 0..9 in one transaction (its marker at 10).
+  ASSERT_NO_FATAL_FAILURE(WriteTransactions(input, {records.begin(), records.begin() + 10}, 10, {}));
+  ScratchDir dir("txn-recreated");
+  const std::string archive = dir / "archive";
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"archive", "-a", archive, "-t", input, "-b", bootstrap_, "--stop-at-end"}, &out, &err), 0)
+      << err;
+  ASSERT_TRUE(DeleteTopicAdmin(Config(), input).ok());
+  Status created;
+  for (int i = 0; i < 60; ++i) {
+    created = CreateTopicAdmin(Config(), input, 1, 1);
+    if (created.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_TRUE(created.ok()) << created.ToString();
+  // The new log: 9 records (0..8, the marker at 9: the archive's last
+  // offset), then 11 more (10..20).
+  ASSERT_NO_FATAL_FAILURE(WriteTransactions(input, {records.begin() + 10, records.begin() + 19}, 9, {}));
+  ASSERT_NO_FATAL_FAILURE(WriteTransactions(input, {records.begin() + 19, records.begin() + 30}, 11, {}));
+  EXPECT_EQ(RunKappa({"archive", "-a", archive, "-t", input, "-b", bootstrap_, "--stop-at-end"}, &out, &err), 1)
+      << out << err;
+  EXPECT_NE(err.find("the archive of " + input + "[0] ends with offset 9, a committed record, but Kafka holds no "
+                     "record at that offset now"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("the topic was recreated"), std::string::npos) << err;
+  ASSERT_EQ(RunKappa({"archive", "-a", archive, "--list"}, &out, &err), 0) << err;
+  EXPECT_NE(out.find(input + "[0]: offsets 0..9"), std::string::npos) << "nothing appended: " << out;
+}
+
 }  // namespace
 }  // namespace kappa::testing
