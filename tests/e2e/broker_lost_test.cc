@@ -60,6 +60,14 @@ class BrokerLostTest : public ::testing::Test {
     const std::string metrics = ReadFile(metrics_path);
     return metrics.empty() ? -1 : MetricsField(metrics, "epoch");
   }
+  // The user-spend job checkpointing every second, state in dir/state
+  // (its metrics in dir/state/metrics.json): the spec's path.
+  static std::string LostSpec(const ScratchDir& dir) {
+    SpecOptions spec;
+    spec.state_dir = dir / "state";
+    spec.checkpoint_interval = "1s";
+    return WriteSpec(dir, "job.yaml", spec);
+  }
   // Runs the job live (no end), rate-capped so that it is mid-stream with
   // outputs in flight when the broker goes, until it has checkpointed.
   std::unique_ptr<ChildProcess> StartLive(const std::string& spec, const std::string& metrics,
@@ -79,10 +87,7 @@ class BrokerLostTest : public ::testing::Test {
 TEST_F(BrokerLostTest, WarnsWithinAStatusIntervalAndSigtermExitsWithinTenSeconds) {
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
   ScratchDir dir("broker-lost");
-  SpecOptions spec;
-  spec.state_dir = dir / "state";
-  spec.checkpoint_interval = "1s";
-  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  const std::string path = LostSpec(dir);
   const std::string metrics = dir / "state/metrics.json";
   auto live = StartLive(path, metrics);
   ASSERT_EQ(live->WaitFor(0), -1) << live->Stderr();
@@ -134,10 +139,7 @@ TEST_F(BrokerLostTest, WarnsWithinAStatusIntervalAndSigtermExitsWithinTenSeconds
 TEST_F(BrokerLostTest, DeploySigtermWithTheBrokerGoneStopsCleanlyWithinTheGrace) {
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
   ScratchDir dir("broker-lost-deploy");
-  SpecOptions spec;
-  spec.state_dir = dir / "state";
-  spec.checkpoint_interval = "1s";
-  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  const std::string path = LostSpec(dir);
   const std::string metrics = dir / "state/metrics.json";
   ChildProcess deploy({"deploy", path, "-b", Config().brokers, "--max-rate", "2000", "--status-interval-ms", "1000"},
                       "deploy-lost");
@@ -163,10 +165,7 @@ TEST_F(BrokerLostTest, DeploySigtermWithTheBrokerGoneStopsCleanlyWithinTheGrace)
 TEST_F(BrokerLostTest, OutputsThatTimeOutStopTheJobWithAReadableError) {
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
   ScratchDir dir("broker-lost-timeout");
-  SpecOptions spec;
-  spec.state_dir = dir / "state";
-  spec.checkpoint_interval = "1s";
-  const std::string path = WriteSpec(dir, "job.yaml", spec);
+  const std::string path = LostSpec(dir);
   const std::string metrics = dir / "state/metrics.json";
   auto live = StartLive(path, metrics, {"-X", "message.timeout.ms=3000"});
   ASSERT_EQ(live->WaitFor(0), -1) << live->Stderr();

@@ -732,15 +732,8 @@ TEST_F(RetentionTest, AnArchiverRefusesATopicRecreatedPastTheArchivedEnd) {
   ASSERT_EQ(static_cast<int64_t>(archived.size()), archived_end);
 
   // Deleted and recreated, then filled past the archived end.
-  Status deleted = DeleteTopicAdmin(Config(), topic);
-  ASSERT_TRUE(deleted.ok()) << deleted.ToString();
-  Status created;
-  for (int i = 0; i < 60; ++i) {
-    created = CreateTopicAdmin(Config(), topic, 1, 1);
-    if (created.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  ASSERT_TRUE(created.ok()) << created.ToString();
+  const Status recreated = RecreateTopicAdmin(Config(), topic, 1);
+  ASSERT_TRUE(recreated.ok()) << recreated.ToString();
   ASSERT_NO_FATAL_FAILURE(Produce(topic, archived_end + 1000, 7));
   ASSERT_GT(Marks(topic)[0].high, archived_end);
 

@@ -200,6 +200,17 @@ Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, i
   return Status::OK();
 }
 
+Status RecreateTopicAdmin(const KafkaConfig& config, const std::string& topic, int partitions) {
+  KAPPA_RETURN_IF_ERROR(DeleteTopicAdmin(config, topic));
+  Status created;
+  for (int i = 0; i < 60; ++i) {
+    created = CreateTopicAdmin(config, topic, partitions, 1);
+    if (created.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return created;
+}
+
 Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic) {
   auto client = CreateClient(ClientKind::kProducer, config, {});
   if (!client.ok()) return client.status();

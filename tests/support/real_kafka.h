@@ -68,6 +68,10 @@ Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, i
 // controller has accepted it (brokers may still list it for a moment).
 Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic);
 
+// Deletes `topic` and creates it again empty with `partitions` (replication
+// 1), retrying the creation for up to 30 s while the deletion completes.
+Status RecreateTopicAdmin(const KafkaConfig& config, const std::string& topic, int partitions);
+
 // Moves the log start offset of topic[partition] to `offset` through the admin
 // API (DeleteRecords): what retention does to a real topic, on demand.
 Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, int32_t partition, int64_t offset);
