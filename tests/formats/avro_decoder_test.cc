@@ -360,7 +360,8 @@ TEST(AvroDecoderTest, AStringThatIsNotUtf8IsWrongType) {
   };
   FieldValue out[2];
   DecodeError error;
-  ASSERT_TRUE(decoder->Decode(Raw(record("x\xc3\xbf", std::string("\xff\x00", 2))), out, &error)) << error.message;
+  const std::string valid = record("x\xc3\xbf", std::string("\xff\x00", 2));  // the values point into it
+  ASSERT_TRUE(decoder->Decode(Raw(valid), out, &error)) << error.message;
   EXPECT_EQ(std::string(out[1].str, out[1].len), std::string("\xff\x00", 2));
   EXPECT_FALSE(decoder->Decode(Raw(record("x\xff", "")), out, &error));
   EXPECT_EQ(error.kind, Kind::kWrongType);

@@ -645,7 +645,8 @@ TEST_F(FlatBuffersSchemaFileTest, AStringNotUtf8ABitFlagsEnumAndASizePrefixSayWh
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   std::vector<FieldValue> v(2);
   DecodeError err;
-  ASSERT_TRUE((*d)->Decode(build("x\xc3\xbf", "caf\xc3\xa9").raw(), v.data(), &err)) << err.message;
+  const Payload valid = build("x\xc3\xbf", "caf\xc3\xa9");  // the values point into it
+  ASSERT_TRUE((*d)->Decode(valid.raw(), v.data(), &err)) << err.message;
   EXPECT_EQ(v[0].text(), "x\xc3\xbf");
   for (const auto& [id, name, path, at] : {std::tuple<std::string, std::string, std::string, std::string>{
                                                "x\xff", "ok", "id", "byte 1 of 2"},
