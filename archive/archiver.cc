@@ -313,13 +313,12 @@ Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& option
   KAPPA_RETURN_IF_ERROR(ReadRecordsAt(config, "kappa-archive", &kafka, 30000, &poll_error));
   // For a topic's cleanup.policy, asked only where an offset holds no record.
   KafkaHandle admin;
-  rd_kafka_s* client = nullptr;
-  for (const RecordAtOffset& k : kafka) {
-    if (k.found != RecordAtOffset::Found::kNone || k.deleted || client != nullptr) continue;
+  if (std::any_of(kafka.begin(), kafka.end(), [](const RecordAtOffset& k) {
+        return k.found == RecordAtOffset::Found::kNone && !k.deleted;
+      })) {
     auto made = CreateClient(ClientKind::kProducer, config, {});
     if (!made.ok()) return made.status();
     admin = std::move(*made);
-    client = admin.get();
   }
   for (size_t i = 0; i < kafka.size(); ++i) {
     const RecordAtOffset& k = kafka[i];
@@ -342,7 +341,7 @@ Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& option
       // compare", and the new log's records were archived after the old
       // one's (a bug bash).
       if (k.deleted) continue;
-      auto policy = TopicConfigValue(client, a.topic, "cleanup.policy", 10000);
+      auto policy = TopicConfigValue(admin.get(), a.topic, "cleanup.policy", 10000);
       if (!policy.ok() || policy->find("compact") != std::string::npos) continue;  // unknown, or compacted
       return Status::FailedPrecondition(
           "the archive of " + a.topic + "[" + std::to_string(a.partition) + "] ends with offset " +

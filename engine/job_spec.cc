@@ -655,11 +655,10 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   // records: a DLQ or late topic equal to the source sent each bad record
   // back in to fail again, for ever, and the source's history out of the
   // broker's retention.
+  const std::string output =
+      spec.sink_topic.empty() ? std::string() : spec.sink_topic + ".v" + std::to_string(spec.version);
   const std::vector<std::pair<std::string, std::string>> written = {
-      {"dlq", spec.dlq_topic},
-      {"dlq", spec.dlq_topic + ".parked"},
-      {"late", spec.late_topic},
-      {"sink", spec.sink_topic.empty() ? std::string() : spec.sink_topic + ".v" + std::to_string(spec.version)}};
+      {"dlq", spec.dlq_topic}, {"dlq", spec.dlq_topic + ".parked"}, {"late", spec.late_topic}, {"sink", output}};
   for (const auto& [key, topic] : written) {
     if (topic.empty() || topic != spec.source_topic) continue;
     return root.Find(key.c_str())->Find("topic")->Error(
@@ -668,8 +667,7 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   }
   // The job's own rows and its dead letters or late records in one topic:
   // `kappa dlq` and `kappa get` would each read the other's records.
-  if (!spec.sink_topic.empty()) {
-    const std::string output = spec.sink_topic + ".v" + std::to_string(spec.version);
+  if (!output.empty()) {
     for (const auto& [key, topic] : written) {
       if (key == "sink" || topic != output) continue;
       return root.Find(key.c_str())->Find("topic")->Error(

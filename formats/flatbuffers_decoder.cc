@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/hash.h"
+#include "base/utf8.h"
 
 namespace kappa {
 
@@ -902,11 +903,11 @@ inline bool EnumName8(const Plan& p, int64_t value, FieldValue& v) {
 }
 [[gnu::cold, gnu::noinline]] bool FailUtf8(DecodeError* error, const std::string& path, const char* chars,
                                            uint32_t len) {
+  const std::string_view s(chars, len);
   size_t at = 0;  // where the first character that is not UTF-8 starts
   while (at < len) {
-    size_t n = 1;
-    while (n <= 4 && at + n <= len && !simdjson::validate_utf8(chars + at, n)) ++n;
-    if (n > 4 || at + n > len) break;
+    const size_t n = Utf8SequenceAt(s, at);
+    if (n == 0) break;
     at += n;
   }
   return Fail(error, DecodeError::Kind::kWrongType, path,

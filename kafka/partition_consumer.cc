@@ -425,16 +425,7 @@ Status ReadRecordsAt(const KafkaConfig& config, const std::string& group, std::v
       if (m->key) a.key.assign(static_cast<const char*>(m->key), m->key_len);
       if (m->payload) a.value.assign(static_cast<const char*>(m->payload), m->len);
       a.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
-      rd_kafka_headers_t* headers = nullptr;
-      // const_cast: the headers are parsed (and cached) on first access.
-      if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char* name;
-        const void* value;
-        size_t size;
-        for (size_t h = 0; !rd_kafka_header_get_all(headers, h, &name, &value, &size); ++h) {
-          a.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
-        }
-      }
+      AppendMessageHeaders(m, &a.headers);
     }
     batch.Clear();
     for (const DeletedRange& d : (*consumer)->TakeDeleted()) {

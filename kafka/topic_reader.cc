@@ -121,15 +121,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
       record.value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
       record.value_null = msg->payload == nullptr;
       record.headers.clear();
-      rd_kafka_headers_t* headers = nullptr;
-      if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char* name;
-        const void* value;
-        size_t size;
-        for (size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
-          record.headers.emplace_back(name, std::string(static_cast<const char*>(value), size));
-        }
-      }
+      AppendMessageHeaders(msg, &record.headers);
       if (on_record) on_record(record);
       ++summary.records_per_partition[p];
       ++summary.total;
