@@ -718,6 +718,53 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
   return Status::OK();
 }
 
+// Topics kappa names after the job: a repartitioned job's
+// <job>.v<N>.repartition.1 and a scaled-out one's changelogs. Checked here,
+// as the sink's output topic is, before anything is registered or written:
+// a long job name passed the load, a deploy registered the version as
+// serving and then failed creating them (a bug bash). And none of them may
+// be a topic the job writes otherwise, or reads: with its own repartition
+// topic as its DLQ, stage 1's dead letters became stage 2's input, which
+// dead-lettered them again, into the same topic (the same bug bash).
+Status CheckDerivedTopics(const ConfigNode& root, const JobSpec& spec) {
+  const bool repartitioned = std::any_of(spec.operators.begin(), spec.operators.end(), [](const OperatorSpec& op) {
+    return std::holds_alternative<RepartitionSpec>(op);
+  });
+  std::vector<std::pair<std::string, std::string>> derived;  // what it is, its name
+  if (repartitioned) derived.emplace_back("repartition topic", spec.RepartitionTopic(1));
+  if (spec.scale_out.enabled) {
+    derived.emplace_back("changelog topic", spec.ChangelogTopic());
+    if (repartitioned) {
+      JobSpec stage2 = spec;
+      stage2.stage = 1;
+      derived.emplace_back("stage-2 changelog topic", stage2.ChangelogTopic());
+    }
+  }
+  for (const auto& [what, name] : derived) {
+    if (name.size() <= kMaxTopicNameLength) continue;
+    return root.Find("job")->Error(
+        "`job`: the job's " + what + " <job>" + name.substr(spec.job.size()) + " would be " +
+        std::to_string(name.size()) + " characters, more than Kafka's 249; shorten the job name to " +
+        std::to_string(kMaxTopicNameLength - (name.size() - spec.job.size())) + " at most");
+  }
+  const std::vector<std::pair<std::string, std::string>> used = {
+      {"source", spec.source_topic}, {"dlq", spec.dlq_topic}, {"late", spec.late_topic}};
+  for (const auto& [what, name] : derived) {
+    for (const auto& [key, topic] : used) {
+      if (topic != name) continue;
+      const bool between_stages = what == "repartition topic";
+      return root.Find(key.c_str())->Find("topic")->Error(
+          "`" + key + ".topic` is the job's own " + what + " " + name + ", which kappa writes " +
+          (between_stages ? "between the job's two stages" : "with the state's changes") +
+          (key == "source" ? ": the job would read what it writes there"
+           : between_stages ? ": stage 2 reads it as input, and would take these records back in"
+                            : ": a restore would read these records as state") +
+          "; give it a topic of its own");
+    }
+  }
+  return Status::OK();
+}
+
 Result<JobSpec> ParseTree(const ConfigNode& root) {
   KAPPA_RETURN_IF_ERROR(root.CheckKeys({"job", "version", "format", "source", "validate", "operators",
                                         "allowed_lateness", "sink", "dlq", "late", "checkpoint", "delivery",
@@ -810,6 +857,7 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
   KAPPA_RETURN_IF_ERROR(ParseFormatAndValidate(root, spec));
   KAPPA_RETURN_IF_ERROR(ParseOperators(root, spec));
   KAPPA_RETURN_IF_ERROR(ParseSinksAndOptions(root, spec));
+  KAPPA_RETURN_IF_ERROR(CheckDerivedTopics(root, spec));
   if (spec.state_dir.empty()) spec.state_dir = ".kappa/state/" + spec.job + ".v" + std::to_string(spec.version);
   spec.spec_hash = HashToHex(Fnv1a64(spec.CanonicalLogic()));
   return spec;

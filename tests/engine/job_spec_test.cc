@@ -280,6 +280,47 @@ TEST(JobSpecTest, TheDlqOrLateTopicMustNotBeTheJobsOwnOutput) {
   EXPECT_TRUE(ParseJobSpec(SpecWith("dlq: {topic: out.dlq}", "dlq: {topic: out.v1}")).ok());
 }
 
+// The topics kappa names after the job (a repartitioned job's
+// <job>.v<N>.repartition.1, a scaled-out job's changelogs) were not checked
+// at load: a DLQ equal to the repartition topic sent stage 1's dead letters
+// into stage 2's input, which dead-lettered them again (825 dead letters for
+// 266 bad records); a long job name passed the load and the version was
+// registered before creating its repartition topic failed (a bug bash).
+TEST(JobSpecTest, TopicsNamedAfterTheJobAreCheckedAtLoad) {
+  const struct {
+    std::string from, to;
+    const char* says;
+  } cases[] = {
+      {"dlq: {topic: out.dlq}", "dlq: {topic: user-spend.v2.repartition.1}",
+       "`dlq.topic` is the job's own repartition topic user-spend.v2.repartition.1"},
+      {"late: {topic: out.late}", "late: {topic: user-spend.v2.repartition.1}",
+       "`late.topic` is the job's own repartition topic"},
+      {"source: {topic: transactions,", "source: {topic: user-spend.v2.repartition.1,",
+       "`source.topic` is the job's own repartition topic"},
+      {"dlq: {topic: out.dlq}", "dlq: {topic: user-spend.v2.changelog}\nscale_out: true",
+       "`dlq.topic` is the job's own changelog topic user-spend.v2.changelog"},
+      {"dlq: {topic: out.dlq}", "dlq: {topic: user-spend.v2.stage1.changelog}\nscale_out: true",
+       "`dlq.topic` is the job's own stage-2 changelog topic"},
+      {"job: user-spend", "job: " + std::string(233, 'j'),
+       "the job's repartition topic <job>.v2.repartition.1 would be 250 characters, more than Kafka's 249; "
+       "shorten the job name to 232 at most"},
+      {"job: user-spend", "job: " + std::string(230, 'j') + "\nscale_out: true",
+       "the job's stage-2 changelog topic <job>.v2.stage1.changelog would be 250 characters"},
+  };
+  for (const auto& c : cases) {
+    std::string yaml = SpecWith(c.from, c.to);
+    yaml.insert(yaml.find("  - map"), "  - repartition: {key: user_id}\n");
+    auto spec = ParseJobSpec(yaml, "job.yaml");
+    ASSERT_FALSE(spec.ok()) << c.to;
+    EXPECT_EQ(spec.status().code(), Status::Code::kInvalidArgument) << spec.status().ToString();
+    EXPECT_TRUE(Has(spec.status().message(), "job.yaml:")) << spec.status().message();
+    EXPECT_TRUE(Has(spec.status().message(), c.says)) << spec.status().message();
+  }
+  // Without a repartition or scale-out, those names are topics like any other.
+  EXPECT_TRUE(ParseJobSpec(SpecWith("dlq: {topic: out.dlq}", "dlq: {topic: user-spend.v2.repartition.1}")).ok());
+  EXPECT_TRUE(ParseJobSpec(SpecWith("job: user-spend", "job: " + std::string(233, 'j'))).ok());
+}
+
 // Window options that were accepted and then ignored or filled with zeros:
 // `aggregates: []` (rows of zeros beside the count), a name twice, and a
 // tumbling window's `slide` (hourly rows for a user who asked for every 5
