@@ -17,7 +17,13 @@ namespace kappa::segment_file {
 
 using namespace segment_format;
 
-std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+// Out of file descriptors, the archive says which limit: it holds about two
+// files per partition it writes, and a topic of 500 partitions ran into the
+// usual 1024 with a bare "Too many open files" (a bug bash).
+std::string Errno(const std::string& what) {
+  const int err = errno;
+  return what + ": " + std::strerror(err) + FileLimitHint(err);
+}
 
 Status ValidateTopic(const std::string& topic) {
   const bool valid = !topic.empty() && topic.size() <= 249 && topic != "." && topic != ".." &&

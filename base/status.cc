@@ -1,5 +1,9 @@
 #include "base/status.h"
 
+#include <sys/resource.h>
+
+#include <cerrno>
+
 namespace kappa {
 
 std::string_view Status::CodeName(Code code) {
@@ -24,6 +28,15 @@ std::string Status::ToString() const {
   out += ": ";
   out += message_;
   return out;
+}
+
+std::string FileLimitHint(int err) {
+  if (err == ENFILE) return " (the system cannot open another file: its file table is full)";
+  if (err != EMFILE) return "";
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  return " (this process cannot open another file: it has used its open-files limit, ulimit -n " +
+         std::to_string(limit.rlim_cur) + "; raise it)";
 }
 
 }  // namespace kappa

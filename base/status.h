@@ -71,6 +71,11 @@ class Result {
   T value_{};
 };
 
+// For an errno from opening a file or socket: EMFILE names the process's
+// open-files limit (ulimit -n, its value) and says to raise it, ENFILE the
+// system's full file table, as " (...)"; anything else "".
+std::string FileLimitHint(int err);
+
 }  // namespace kappa
 
 #define KAPPA_RETURN_IF_ERROR(expr)        \

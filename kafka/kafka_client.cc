@@ -3,7 +3,6 @@
 #include "base/stop_token.h"
 
 #include <netinet/in.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -273,13 +272,7 @@ std::string FileLimitNote() {
     ::close(fd);
     return "";
   }
-  const int err = errno;
-  if (err != EMFILE && err != ENFILE) return "";
-  rlimit limit{};
-  ::getrlimit(RLIMIT_NOFILE, &limit);
-  return err == EMFILE ? " (this process cannot open another file: it has used its open-files limit, ulimit -n " +
-                               std::to_string(limit.rlim_cur) + "; raise it)"
-                         : " (the system cannot open another file: its file table is full)";
+  return FileLimitHint(errno);
 }
 
 namespace {
