@@ -447,7 +447,8 @@ Result<ArchiverSummary> RunArchiver(const KafkaConfig& config, const ArchiverOpt
   if (options.on_note) {
     options.on_note(NoteLevel::kInfo, "following " + std::to_string(followed.all().size()) + " partition(s) of " +
                                           std::to_string(options.topics.size()) + " topic(s) into " + options.root +
-                                          ", " + std::to_string(followed.Backlog()) + " record(s) behind");
+                                          ", up to " + std::to_string(followed.Backlog()) +
+                                          " record(s) behind");  // offsets: compaction and markers leave fewer
   }
   note_holes();
 
