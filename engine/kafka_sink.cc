@@ -11,7 +11,9 @@
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 
 #include "base/hash.h"
@@ -161,7 +163,40 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
       options.message_timeout_ms = 12000;
     }
     sink->transactional_id_ = options.transactional_id;
-    options.transaction_timeout_ms = spec.scale_out.enabled ? 15000 : 150000;
+    // A transaction is open from one checkpoint to the next, and the broker
+    // aborts one open longer than transaction.timeout.ms, then fences the
+    // producer: with a checkpoint interval at or over the timeout (30 s
+    // under scale_out's 15) every checkpoint failed as if another process
+    // had taken over (a bug bash). Unless set, the timeout is at least
+    // twice the interval, up to the broker's default ceiling
+    // (transaction.max.timeout.ms, 15 min); one set is held against the
+    // interval.
+    auto user_set = [&config](const char* name) -> const std::string* {
+      for (const auto& [key, value] : config.properties) {
+        if (key == name) return &value;
+      }
+      return nullptr;
+    };
+    const int base_timeout_ms = spec.scale_out.enabled ? 15000 : 150000;
+    options.transaction_timeout_ms =
+        static_cast<int>(std::max<int64_t>(base_timeout_ms, std::min<int64_t>(900000, 2 * spec.checkpoint_interval_ms)));
+    if (const std::string* set = user_set("transaction.timeout.ms")) {
+      char* end = nullptr;
+      const long long ms = std::strtoll(set->c_str(), &end, 10);
+      if (end != set->c_str() && *end == '\0' && ms > 0 && ms <= spec.checkpoint_interval_ms) {
+        return Status::InvalidArgument(
+            "transaction.timeout.ms " + *set + " is not longer than the checkpoint interval (" +
+            std::to_string(spec.checkpoint_interval_ms) +
+            " ms): the broker would abort each checkpoint's transaction before the checkpoint commits it; set "
+            "-X transaction.timeout.ms to at least twice `checkpoint.interval`, or shorten the interval");
+      }
+      // librdkafka wants message.timeout.ms <= transaction.timeout.ms:
+      // kappa's own 120 s made a lower timeout fail on a setting the user
+      // never set (the same bug bash).
+      if (ms > 0 && ms < options.message_timeout_ms && user_set("message.timeout.ms") == nullptr) {
+        options.message_timeout_ms = static_cast<int>(ms);
+      }
+    }
   }
   auto producer = KafkaProducer::Create(config, std::move(options));
   if (!producer.ok()) return producer.status();
@@ -221,6 +256,20 @@ KafkaSink::AbortedCommit KafkaSink::LastCommitAborted() const {
 bool KafkaSink::Fenced() const { return !transactional_id_.empty() && producer_->fenced(); }
 
 Status KafkaSink::FencedError() const {
+  // The broker aborts a transaction open past transaction.timeout.ms and
+  // fences its producer as a second process would: after a broker outage
+  // that long, the job said another process had taken over and must not be
+  // restarted (a bug bash). There was none; a restart resumes.
+  const int64_t open_ms = producer_->transaction_open_ms();
+  if (producer_->transaction_timeout_ms() > 0 && open_ms >= producer_->transaction_timeout_ms()) {
+    return Status::Aborted(
+        spec_->job + " v" + version_text_ + ": its Kafka transaction (transactional.id " + transactional_id_ +
+        ") had been open " + std::to_string(open_ms / 1000) + " s, longer than transaction.timeout.ms (" +
+        std::to_string(producer_->transaction_timeout_ms() / 1000) +
+        " s), and the broker aborted it and fenced this producer (the broker was out of reach that long, or a "
+        "checkpoint took that long; else another process of this version took over). Nothing committed is "
+        "lost: unless another process of this version runs, restart it and it resumes from its last checkpoint");
+  }
   // Not "restart it": a restart would fence the other process in turn.
   if (spec_->scale_out.enabled) {
     // Each instance of a scaled-out version has transactions of its own

@@ -168,10 +168,23 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& 
     if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", value, &size) == RD_KAFKA_CONF_OK) {
       p->max_message_bytes_ = static_cast<size_t>(std::strtoull(value, nullptr, 10));
     }
+    size = sizeof(value);
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "transaction.timeout.ms", value, &size) == RD_KAFKA_CONF_OK) {
+      p->transaction_timeout_ms_ = static_cast<int>(std::strtol(value, nullptr, 10));
+    }
   }
   if (p->transactional_) {
     if (rd_kafka_error_t* e = rd_kafka_init_transactions(rk, 30000)) {
       Status st = StatusFromKafkaError(e, "cannot initialise Kafka transactions (" + options.transactional_id + ")");
+      // The broker's transaction.max.timeout.ms (15 min by default) below
+      // the producer's: the error named neither (a bug bash).
+      if (rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT) {
+        st = Status::FailedPrecondition(
+            st.message() + ": the broker refuses a transaction timeout of " +
+            std::to_string(p->transaction_timeout_ms_) +
+            " ms (transaction.timeout.ms), more than its transaction.max.timeout.ms allows; raise the broker's "
+            "setting, or lower kappa's with -X transaction.timeout.ms=<ms> (longer than the checkpoint interval)");
+      }
       rd_kafka_error_destroy(e);
       return st;
     }
@@ -180,6 +193,7 @@ Result<std::unique_ptr<KafkaProducer>> KafkaProducer::Create(const KafkaConfig& 
       rd_kafka_error_destroy(e);
       return st;
     }
+    p->MarkTransactionBegun();
   }
   return p;
 }
@@ -501,6 +515,22 @@ Status KafkaProducer::CommitTransaction(rd_kafka_s* consumer, const PartitionLis
   return st;
 }
 
+namespace {
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void KafkaProducer::MarkTransactionBegun() {
+  transaction_began_ms_.store(std::max<int64_t>(1, SteadyMs()), std::memory_order_relaxed);
+}
+
+int64_t KafkaProducer::transaction_open_ms() const {
+  const int64_t began = transaction_began_ms_.load(std::memory_order_relaxed);
+  return began == 0 ? 0 : SteadyMs() - began;
+}
+
 bool KafkaProducer::fenced() const {
   if (!transactional_) return false;
   char text[256];
@@ -669,6 +699,7 @@ Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metada
       } else if (rd_kafka_error_t* begin_error = rd_kafka_begin_transaction(rk)) {
         rd_kafka_error_destroy(begin_error);
       } else {
+        MarkTransactionBegun();
         last_commit_aborted_ = true;  // nothing of the epoch is visible; the next one is open
       }
     }
@@ -694,6 +725,7 @@ Status KafkaProducer::CommitOpenTransaction(const rd_kafka_consumer_group_metada
     rd_kafka_error_destroy(e);
     return st;
   }
+  MarkTransactionBegun();
   return Status::OK();
 }
 

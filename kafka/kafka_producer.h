@@ -186,6 +186,12 @@ class KafkaProducer {
   // Whether this producer's fatal error says another producer with its
   // transactional.id fenced it.
   bool fenced() const;
+  // How long the open transaction has been open (since its
+  // begin_transaction), and the transaction.timeout.ms this producer runs
+  // with: a transaction open longer is aborted by the broker, which then
+  // fences the producer as a second one would.
+  int64_t transaction_open_ms() const;
+  int transaction_timeout_ms() const { return transaction_timeout_ms_; }
   // Records held by an open CommitTransactionLater (tests).
   size_t held() const;
   // Waits until no commit holds records back (they are then in the open
@@ -288,6 +294,9 @@ class KafkaProducer {
   int last_commit_error_ = 0;
   bool last_commit_aborted_ = false;
   int commit_calls_ = 0;
+  int transaction_timeout_ms_ = 0;
+  std::atomic<int64_t> transaction_began_ms_{0};  // steady clock; 0: none open
+  void MarkTransactionBegun();
   std::atomic<int64_t> produced_{0};  // Produce is called from several workers at once
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> failed_count_{0};

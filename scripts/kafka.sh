@@ -279,6 +279,8 @@ auto.create.topics.enable=true
 # default): every second, so compaction and retention stories end in seconds.
 log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=1000
+# Likewise the abort of transactions open past their timeout (10 s by default).
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 PROPS
 done
 if ((secure)); then

@@ -111,6 +111,60 @@ TEST_F(SinkTest, ACommitRefusedForADeletedInputTopicSaysSoOnEveryPath) {
   }
 }
 
+// The producer's setting `name`, as librdkafka holds it.
+std::string ProducerSetting(const KafkaSink& sink, const char* name) {
+  char value[64];
+  size_t size = sizeof(value);
+  if (rd_kafka_conf_get(rd_kafka_conf(sink.handle()), name, value, &size) != RD_KAFKA_CONF_OK) return "";
+  return value;
+}
+
+// A transaction is open from one checkpoint to the next, and the broker
+// aborts one open past transaction.timeout.ms and fences its producer: a
+// scaled-out job (timeout 15 s) checkpointing every 30 s was fenced 15-25 s
+// in, and a job checkpointing every 170 s (timeout 150 s) at every
+// checkpoint, each saying that another process had taken over (a bug
+// bash). The timeout is at least twice the interval unless set; a timeout
+// set no longer than the interval is refused, and one set below kappa's
+// message timeout takes that down with it (librdkafka refused the
+// producer on message.timeout.ms, a setting the user never made).
+TEST_F(SinkTest, TheTransactionTimeoutOutlastsTheCheckpointInterval) {
+  CreateTopic("tx", 1);
+  ScratchDir dir("txn-timeout");
+  JobSpec spec = Spec("tx", dir / "state");
+  spec.delivery = DeliveryMode::kExactlyOnce;
+  spec.checkpoint_interval_ms = 5000;
+  {
+    auto sink = KafkaSink::Create(Config(), spec);
+    ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+    EXPECT_EQ(ProducerSetting(**sink, "transaction.timeout.ms"), "150000");
+  }
+  spec.scale_out.enabled = true;
+  spec.scale_out.instance = "a";
+  spec.checkpoint_interval_ms = 30000;
+  {
+    auto sink = KafkaSink::Create(Config(), spec);
+    ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+    EXPECT_EQ(ProducerSetting(**sink, "transaction.timeout.ms"), "60000");
+  }
+  spec.scale_out.enabled = false;
+  spec.checkpoint_interval_ms = 5000;
+  KafkaConfig set = Config();
+  ASSERT_TRUE(set.AddProperty("transaction.timeout.ms=5000").ok());
+  auto refused = KafkaSink::Create(set, spec);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kInvalidArgument) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("transaction.timeout.ms 5000 is not longer than the checkpoint interval"),
+            std::string::npos)
+      << refused.status().ToString();
+  KafkaConfig lower = Config();
+  ASSERT_TRUE(lower.AddProperty("transaction.timeout.ms=20000").ok());
+  auto sink = KafkaSink::Create(lower, spec);
+  ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+  EXPECT_EQ(ProducerSetting(**sink, "transaction.timeout.ms"), "20000");
+  EXPECT_EQ(ProducerSetting(**sink, "message.timeout.ms"), "20000");
+}
+
 // One bad record of `partition` at `offset`: its key says which.
 struct BadRecord {
   explicit BadRecord(int64_t offset) : key("bad-" + std::to_string(offset)), payload("not a transaction") {
