@@ -464,13 +464,29 @@ Status JobRunner::Impl::CheckExistingOutputs() {
   std::string poll_error;
   if (ReadRecordsAt(config, spec.ConsumerGroup(), &first, 10000, &poll_error).ok() &&
       first[0].found == RecordAtOffset::Found::kRecord) {
+    const std::string where = "partition " + std::to_string(first[0].partition) + "'s record at offset " +
+                              std::to_string(first[0].offset);
+    std::string job, hash;
     for (const auto& [name, value] : first[0].headers) {
-      if (name != "kappa.job" || value == spec.job) continue;
+      if (name == "kappa.job") job = value;
+      if (name == "kappa.spec_hash") hash = value;
+    }
+    if (!job.empty() && job != spec.job) {
       return Status::FailedPrecondition(
-          topic + " holds rows of another job, " + value + " (the kappa.job header of partition " +
-          std::to_string(first[0].partition) + "'s record at offset " + std::to_string(first[0].offset) +
+          topic + " holds rows of another job, " + job + " (the kappa.job header of " + where +
           "): the rows of two jobs in one topic cannot be told apart by `kappa get` and promote's diff. Give job " +
           spec.job + " its own sink.topic");
+    }
+    // The same version with other logic: with its state directory the
+    // restart is refused (the checkpoint's identity), without it the new
+    // logic wrote its rows beside the old ones in one version's topic (a
+    // bug bash: 92,913 rows of two spec hashes).
+    if (job == spec.job && !hash.empty() && hash != spec.spec_hash) {
+      return Status::FailedPrecondition(
+          topic + " holds rows of " + spec.job + " v" + std::to_string(spec.version) + " written by other logic (spec " +
+          hash + ", the kappa.spec_hash header of " + where + "; this spec is " + spec.spec_hash +
+          "): a version's logic never changes. Give the new logic a new version (kappa replay, or `version:` in the "
+          "spec), or, to start this version over, delete " + topic + " first");
     }
   }
   const std::string dir = AbsoluteStateDir(spec.state_dir);

@@ -479,6 +479,19 @@ TEST_F(CliBrokerTest, RunIsRefusedAnOutputTopicHoldingAnotherJobsRows) {
   const std::string again = RunShell(run + spec_of("alpha") + args);
   EXPECT_TRUE(Contains(again, "rc=0")) << again;
   EXPECT_TRUE(Contains(again, "twojobs-out.v1 already holds 300 records")) << again;
+  // Started over with other logic under the same version: its rows beside
+  // the old logic's in one version's topic (a bug bash). Refused, naming
+  // both spec hashes.
+  std::filesystem::remove_all(dir / "alpha-state");
+  std::string changed = ReadFile(spec_of("alpha"));
+  changed.replace(changed.find("  - emit:"), 9, "  - filter: [\"amount_cents > 0\"]\n  - emit:");
+  WriteFile(dir / "alpha2.yaml", changed);
+  const std::string other = RunShell(run + (dir / "alpha2.yaml") + args);
+  EXPECT_TRUE(Contains(other, "rc=1")) << other;
+  EXPECT_TRUE(Contains(other, "twojobs-out.v1 holds rows of alpha v1 written by other logic (spec ")) << other;
+  EXPECT_TRUE(Contains(other, "a version's logic never changes")) << other;
+  ASSERT_EQ(RunKappa({"consume", "-t", "twojobs-out.v1", "-b", bootstrap()}, &out, nullptr), 0);
+  EXPECT_TRUE(Contains(out, "600 records")) << "the changed logic wrote nothing: " << out;
 }
 
 // With stderr on a pipe nobody reads, the job goes on (its notes and
