@@ -221,6 +221,13 @@ Status PostgresSink::PrepareTables() {
     }
     ddl += PgCreateOffsetsTable(spec_.postgres_table) + "; " + PostgresCreateTable(spec_) + "; ";
   }
+  // The job that writes the table, in its comment: the first to create it
+  // names itself (a table made beforehand is the team's, left as it is).
+  if (!table_exists) {
+    ddl += "DO $$ BEGIN IF obj_description(" + QuoteLiteral(QuoteQualified(spec_.PostgresTable())) +
+           "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + QuoteQualified(spec_.PostgresTable()) +
+           " IS " + QuoteLiteral(PgOwnerComment(spec_.job)) + "; END IF; END $$; ";
+  }
   // kappa_offsets of a kappa before the refused rows were counted there:
   // the column once, not an ALTER (and its exclusive lock) at every start.
   ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + QuoteLiteral(offsets) +
@@ -232,6 +239,23 @@ Status PostgresSink::PrepareTables() {
     return NameLockHolders(Status::FailedPrecondition("creating " + spec_.PostgresTable() + " and kappa_offsets: " +
                                                       st.status().message()),
                            sqlstate);
+  }
+  // Another job's table: `kappa run` (which has no registry to ask) of a
+  // job given another job's table upserted its rows into that one's, and a
+  // name spelled another way (`public.t` for `t`) got past deploy's check
+  // (a bug bash). The comment kappa gave the table says whose it is.
+  auto comment = client_->Exec("SELECT coalesce(obj_description(" +
+                               QuoteLiteral(QuoteQualified(spec_.PostgresTable())) + "::regclass, 'pg_class'), '')");
+  if (!comment.ok()) return comment.status();
+  if (!comment->rows.empty()) {
+    const std::string owner = PgOwnerOf(comment->rows[0][0]);
+    if (!owner.empty() && owner != spec_.job) {
+      return Status::FailedPrecondition(
+          "PostgreSQL table " + spec_.PostgresTable() + " is written by job " + owner +
+          " (its comment, which kappa set when it created the table): the rows of two jobs in one table cannot be "
+          "told apart by `kappa get` and promote's diff, and would overwrite each other. Give job " + spec_.job +
+          " its own sink.postgres.table");
+    }
   }
   // A table made beforehand (by a user, or an earlier run): its columns must
   // be this spec's.

@@ -53,6 +53,24 @@ std::string PgBareName(std::string_view table) {
   return std::string(dot == std::string_view::npos ? table : table.substr(dot + 1));
 }
 
+bool SamePgTable(std::string_view a, std::string_view b) {
+  auto qualified = [](std::string_view t) {
+    return t.find('.') == std::string_view::npos ? "public." + std::string(t) : std::string(t);
+  };
+  return qualified(a) == qualified(b);
+}
+
+namespace {
+constexpr std::string_view kOwnerPrefix = "kappa: written by job ";
+}  // namespace
+
+std::string PgOwnerComment(const std::string& job) { return std::string(kOwnerPrefix) + job; }
+
+std::string PgOwnerOf(std::string_view comment) {
+  if (comment.substr(0, kOwnerPrefix.size()) != kOwnerPrefix) return "";
+  return std::string(comment.substr(kOwnerPrefix.size()));
+}
+
 std::string QuoteQualified(std::string_view table) {
   const std::string schema = PgSchemaPrefix(table);
   if (schema.empty()) return QuoteIdentifier(table);

@@ -34,6 +34,15 @@ std::string PostgresCreateTable(const JobSpec& spec);
 // "schema." of a [schema.]name ("" without one), and the name alone.
 std::string PgSchemaPrefix(std::string_view table);
 std::string PgBareName(std::string_view table);
+// Whether two [schema.]names may be one table: equal once an unqualified
+// name is read as schema public's (PostgreSQL's default search_path), so
+// `t` and `public.t` are one (a bug bash: they passed deploy's check that
+// two jobs do not write one table).
+bool SamePgTable(std::string_view a, std::string_view b);
+// The comment kappa gives a version's table it creates, naming the job
+// that writes it; and the job a comment names ("" for another comment).
+std::string PgOwnerComment(const std::string& job);
+std::string PgOwnerOf(std::string_view comment);
 // A [schema.]name quoted for SQL ("analytics"."user_spend_v2").
 std::string QuoteQualified(std::string_view table);
 // The kappa_offsets table beside `table`, quoted, and its DDL.

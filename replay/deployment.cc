@@ -88,12 +88,13 @@ Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec) {
               ".topic, or retire " + who + " first");
         }
       }
-      if (spec.postgres() && v.postgres_table == spec.postgres_table &&
+      if (spec.postgres() && SamePgTable(v.postgres_table, spec.postgres_table) &&
           DsnDatabase(v.postgres_dsn) == DsnDatabase(spec.postgres_dsn)) {
         return Status::FailedPrecondition(
             "PostgreSQL table " + spec.postgres_table + " in " + DsnDatabase(spec.postgres_dsn) +
-            " is written by " + who + " (its view and version tables): give job " + spec.job +
-            " its own sink.postgres.table, or retire " + who + " first");
+            " is written by " + who + (v.postgres_table == spec.postgres_table ? "" : " (as " + v.postgres_table + ")") +
+            " (its view and version tables): give job " + spec.job + " its own sink.postgres.table, or retire " +
+            who + " first");
       }
     }
   }

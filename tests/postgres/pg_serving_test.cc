@@ -278,6 +278,32 @@ TEST_F(PgServingTest, AVersionWritingAnotherTableOrDatabaseIsRefused) {
   ASSERT_TRUE(RegisterVersion(registry, Spec(2), true).ok());
 }
 
+// A second job given the first one's table spelled `public.<table>` (one
+// table to PostgreSQL) passed the check that two jobs never write one table:
+// its deploy moved the first job's view to its own version, and its retire
+// dropped the first job's table (a bug bash). Refused at registration.
+TEST_F(PgServingTest, AnotherJobIsRefusedTheSameTableSpelledWithItsSchema) {
+  Registry registry(Config());
+  JobSpec first = Spec(1);
+  first.postgres_table = schema_ + "_t";  // in public, unqualified
+  ASSERT_TRUE(RegisterVersion(registry, first, false).ok());
+  JobSpec second = Spec(1);
+  second.job = job_ + "-other";
+  second.state_dir = dir_ / "other";
+  second.postgres_table = "public." + schema_ + "_t";
+  auto refused = RegisterVersion(registry, second, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("PostgreSQL table public." + schema_ + "_t in "), std::string::npos)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("is written by job " + job_ + " version 1 (as " + schema_ + "_t)"),
+            std::string::npos)
+      << refused.status().message();
+  // Another schema's table of that name is another table.
+  second.postgres_table = schema_ + "." + schema_ + "_t";
+  EXPECT_TRUE(RegisterVersion(registry, second, false).ok());
+}
+
 TEST_F(PgServingTest, ThePromotionDiffRunsInSqlAndFeedsTheGate) {
   Registry registry(Config());
   // v1: u1..u5. v2: u1 same, u2 n 3->5 and spend 300->250, u3 spend

@@ -283,6 +283,34 @@ TEST_F(PostgresSinkTest, ASecondProcessOfTheSameVersionIsRefused) {
   ExpectTableEquals("pgs_twin_v1", reference);
 }
 
+// `kappa run` of a second job given the first one's table (here spelled
+// `public.<table>`, one table to PostgreSQL) upserted its rows into it:
+// 1669 of the first job's rows changed (a bug bash). The table kappa
+// creates names its job in its comment; another job is refused before it
+// writes anything, and the first job's rows stay as they were.
+TEST_F(PostgresSinkTest, AnotherJobIsRefusedTheTableAJobCreated) {
+  ScratchDir dir("pg-other-job");
+  TopicContents reference;
+  const std::string spec = Story("pgs-owner", "pgs_owner", 12, dir, &reference);
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ExpectTableEquals("pgs_owner_v1", reference);
+  Forget("pgs-intruder", "pgs_intruder_unused");
+  Produce("pgs-intruder-in", 13, 2000);
+  for (const std::string& table : {std::string("pgs_owner"), std::string("public.pgs_owner")}) {
+    const std::string other = FeatureSpec(dir, "intruder", Options("pgs-intruder", "pgs-intruder-in", dir, "intruder"),
+                                          PostgresSinkValue(dsn_, table));
+    EXPECT_EQ(Run(other, &err), 1) << err;
+    EXPECT_NE(err.find("PostgreSQL table " + table + "_v1 is written by job pgs-owner (its comment"),
+              std::string::npos)
+        << err;
+    std::filesystem::remove_all(dir / "intruder");
+  }
+  ExpectTableEquals("pgs_owner_v1", reference);
+  // The job itself goes on writing it.
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+}
+
 TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
   Forget("pgs-check", "pgs_check_v1");
   Produce("pgs-check-in");
