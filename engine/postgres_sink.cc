@@ -98,6 +98,10 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Create(const JobSpec& spec, 
 }
 
 Status PostgresSink::Connect(bool with_temp_table) {
+  // The session before is closed first: a job holds one session, and a
+  // role limited to one (CONNECTION LIMIT 1) was refused its second at the
+  // start, when the setup's session still stood (a bug bash).
+  client_.reset();
   auto client = PgClient::Connect(spec_.postgres_dsn, kConnectTimeout);
   if (!client.ok()) return client.status();
   client_ = std::move(*client);

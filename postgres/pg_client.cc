@@ -288,6 +288,15 @@ Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std:
                          msg.find("no pg_hba.conf entry") != std::string::npos;
     const std::string text = "PostgreSQL " + redacted + ": " + msg;
     if (refused) return Status::FailedPrecondition(text + "; check the user, password and database in the dsn");
+    // SQLSTATE 53300: the server is up and refuses another session. It was
+    // asked whether it ran at all (a bug bash, a role's CONNECTION LIMIT 1).
+    if (msg.find("too many connections") != std::string::npos || msg.find("too many clients") != std::string::npos ||
+        msg.find("connection slots are reserved") != std::string::npos) {
+      return Status::Unavailable(text + "; the server is up but takes no more sessions for this role or database "
+                                        "(each kappa process writing to it holds one, and `kappa get`, `status` "
+                                        "and `promote` one each while they run): raise the role's CONNECTION "
+                                        "LIMIT or the server's max_connections, or stop other clients");
+    }
     return Status::Unavailable(text + "; is the server running and reachable at that host and port?");
   }
   // The server's notices ("relation ... already exists, skipping" after

@@ -6,6 +6,8 @@
 
 #include "base/iso_time.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <fstream>
 
@@ -214,6 +216,27 @@ TEST_F(PgClientTest, ConnectionErrorsSayWhatToDoAndHideThePassword) {
   EXPECT_EQ(down.status().code(), Status::Code::kUnavailable) << down.status().ToString();
   EXPECT_NE(down.status().message().find("is the server running"), std::string::npos);
   EXPECT_EQ(down.status().message().find(password), std::string::npos) << "the password was printed";
+  // A server that takes no more sessions for the role (SQLSTATE 53300) is up:
+  // it was asked whether it ran (a bug bash).
+  auto admin = PgClient::Connect(dsn_);
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  const std::string role = "kappa_one_session_" + std::to_string(::getpid());
+  ASSERT_TRUE((*admin)->Exec("CREATE ROLE " + role + " LOGIN PASSWORD 'one' CONNECTION LIMIT 1").ok());
+  {
+    const std::string limited = dsn_ + " user=" + role + " password=one";
+    auto first = PgClient::Connect(limited);
+    ASSERT_TRUE(first.ok()) << first.status().ToString();
+    auto second = PgClient::Connect(limited);
+    ASSERT_FALSE(second.ok());
+    EXPECT_EQ(second.status().code(), Status::Code::kUnavailable) << second.status().ToString();
+    EXPECT_NE(second.status().message().find("too many connections for role"), std::string::npos)
+        << second.status().message();
+    EXPECT_NE(second.status().message().find("the server is up but takes no more sessions"), std::string::npos)
+        << second.status().message();
+    EXPECT_EQ(second.status().message().find("is the server running"), std::string::npos)
+        << second.status().message();
+  }
+  EXPECT_TRUE((*admin)->Exec("DROP ROLE " + role).ok());
 }
 
 }  // namespace
