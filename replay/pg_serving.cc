@@ -383,19 +383,34 @@ Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const
 }
 
 Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& table, const std::string& key) {
-  // Each column as PostgreSQL writes it in JSON, except the doubles: as the
-  // JSON rows of a Kafka sink write them (row_to_json wrote NaN and the
-  // infinities as strings, 2.0 as 2 and -0.0 as -0: a bug bash).
-  auto columns = RelationColumns(pg, table);
-  if (!columns.ok()) return columns.status();
-  if (columns->empty()) return Status::NotFound("PostgreSQL has no table or view " + table);
+  // The row as the JSON rows of a Kafka sink are written: the doubles (
+  // row_to_json wrote NaN and the infinities as strings, 2.0 as 2 and -0.0
+  // as -0), the times as epoch milliseconds, and the lineage, which a Kafka
+  // row carries in its headers, left out (the row read the times as ISO
+  // strings and added five kappa_ columns, so a client of `kappa get` broke
+  // when a job moved to PostgreSQL: two bug bashes). Other columns as
+  // PostgreSQL writes them in JSON.
+  auto all = RelationColumns(pg, table);
+  if (!all.ok()) return all.status();
+  if (all->empty()) return Status::NotFound("PostgreSQL has no table or view " + table);
+  std::vector<std::pair<std::string, std::string>> columns_kept;
+  for (const auto& c : *all) {
+    if (c.first.rfind("kappa_", 0) != 0) columns_kept.push_back(c);
+  }
+  const auto* columns = &columns_kept;
   std::string select;
   for (const auto& [name, type] : *columns) {
     const std::string column = "t." + QuoteIdentifier(name);
     select += select.empty() ? "" : ", ";
-    select += type == "double precision" ? "(" + column + ")::text, (" + column + " IS NULL)::text"
-                                         : "to_json(" + column + ")::text, 'false'";
+    if (type == "double precision") {
+      select += "(" + column + ")::text, (" + column + " IS NULL)::text";
+    } else if (type == "timestamp with time zone" || type == "timestamp without time zone") {
+      select += "to_json(floor(extract(epoch FROM " + column + ") * 1000)::bigint)::text, 'false'";
+    } else {
+      select += "to_json(" + column + ")::text, 'false'";
+    }
   }
+  if (select.empty()) select = "1";
   auto rows = pg.Exec("SELECT " + select + " FROM " + QuoteQualified(table) + " t WHERE kappa_key = " +
                       QuoteLiteral(key));
   if (!rows.ok()) return rows.status();
