@@ -461,8 +461,23 @@ std::optional<bool> IsEmbeddedBroker(rd_kafka_s* rk) {
 Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int32_t partition,
                                    int timeout_ms) {
   Watermarks w;
-  rd_kafka_resp_err_t err =
-      rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &w.low, &w.high, timeout_ms);
+  // A leader that moved, or a topic just created whose leaders the client
+  // has not learnt yet, answers NOT_LEADER_FOR_PARTITION or
+  // LEADER_NOT_AVAILABLE, which librdkafka hands back as is: asked again
+  // within the time given, once the client's metadata is fresh. A scaled-out
+  // job's first start stopped on its new changelog topic that way, 4 times
+  // in 16 (a bug bash).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  rd_kafka_resp_err_t err;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &w.low, &w.high,
+                                           static_cast<int>(std::max<int64_t>(100, left.count())));
+    const bool leader_moving = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                               err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+    if (!leader_moving || std::chrono::steady_clock::now() + std::chrono::milliseconds(100) >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   KAPPA_RETURN_IF_ERROR(
       StatusFromKafka(err, "cannot read offsets of " + topic + "[" + std::to_string(partition) + "]"));
   return w;
