@@ -447,6 +447,18 @@ struct StateBackend::Impl {
                      : Write(*c, &stats);
       }
       c->ready = nullptr;
+      // RocksDB writes on through the files it holds open after they are
+      // deleted: with the directory's files removed under a running job
+      // (rm -rf <dir>/*), every checkpoint "succeeded" into unlinked
+      // files, the run said "stopped cleanly", and the next start found
+      // the directory damaged (a bug bash). Its CURRENT file names the
+      // store: gone, the checkpoint is not durable.
+      if (s.ok() && !failed_before && ::access((dir + "/CURRENT").c_str(), F_OK) != 0 && errno == ENOENT) {
+        s = Status::IOError("checkpoint " + std::to_string(c->epoch) + " is not durable: the state directory " + dir +
+                            " has lost RocksDB's files (CURRENT is gone) while the job ran, deleted from outside; "
+                            "the job stops. Restore the directory from a backup, or start over with "
+                            "--reset-state (the history is read again)");
+      }
       // The marker follows the durable checkpoint (never precedes it): a
       // crash in between leaves it one behind, which Open accepts.
       Status marker = s.ok() && !failed_before ? WriteEpochMarker(dir, c->epoch) : Status::OK();

@@ -322,6 +322,29 @@ TEST_F(StateBackendTest, CommitBeforeCheckIdentityOrWithAnOldEpochIsRefused) {
   EXPECT_EQ(StateRegistryTestAccess::Tables(r)[0]->DirtyCount(), 1u);
 }
 
+// The state directory's files deleted under a running job (rm -rf
+// <dir>/*): RocksDB wrote on into the unlinked files, every checkpoint
+// succeeded, and the next start found the directory damaged (a bug bash).
+// The next checkpoint fails, saying what happened.
+TEST_F(StateBackendTest, ACheckpointAfterTheFilesWereDeletedFailsSayingSo) {
+  auto backend = OpenOrDie();
+  ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+  TaskCheckpointData t;
+  StateRegistry r;
+  auto* w = r.Register<Value>("op1_window");
+  w->Upsert("k", Value{1, 1});
+  ASSERT_TRUE(backend->Commit(1, {{&t, &r}}).ok());
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) std::filesystem::remove_all(e.path());
+  w->Upsert("k2", Value{2, 2});
+  auto lost = backend->Commit(2, {{&t, &r}});
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), Status::Code::kIOError) << lost.status().ToString();
+  EXPECT_NE(lost.status().message().find("has lost RocksDB's files (CURRENT is gone) while the job ran"),
+            std::string::npos)
+      << lost.status().ToString();
+  EXPECT_NE(backend->last_epoch(), 2);
+}
+
 TEST_F(StateBackendTest, ARefusedCommitWritesNothingAndClearsNothing) {
   TaskCheckpointData t0, t1;
   t0.partition = 0;
