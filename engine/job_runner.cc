@@ -23,6 +23,7 @@
 #include "engine/kafka_source.h"
 #include "engine/log_identity.h"
 #include "engine/postgres_sink.h"
+#include "engine/postgres_table.h"
 #include "engine/stage_plan.h"
 #include "engine/standby.h"
 #include "engine/start_position.h"
@@ -32,6 +33,7 @@
 #include "kafka/partition_consumer.h"
 #include "kafka/partition_list.h"
 #include "kafka/schema_registry.h"
+#include "postgres/pg_client.h"
 #include "state/state_backend.h"
 
 namespace kappa {
@@ -996,6 +998,32 @@ Status JobRunner::Impl::PostgresGaps(const std::vector<bool>& restored) {
         ": rows the job committed are missing from " + spec.PostgresTable() +
         " (the database restored from a backup, or rows deleted). Rebuild from history with --reset-state: the "
         "job re-reads the input, emitting only past what the database holds");
+  }
+  // The table emptied (TRUNCATE, or DELETE) while kappa_offsets kept its
+  // offsets: the restart resumed writing into an empty table, and a start
+  // without state re-read the history with its rows suppressed, all
+  // without a word (a bug bash). Unless the checkpoint says the job has
+  // written no row yet, an empty table beside committed offsets is
+  // refused. (Rows deleted from a table that keeps others are not seen.)
+  int64_t committed_to = -1, restored_outputs = 0;
+  bool all_restored = true;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    committed_to = std::max(committed_to, (*committed)[i]);
+    all_restored = all_restored && restored[i];
+    if (restored[i]) restored_outputs += tasks[i]->counters().outputs;
+  }
+  if (committed_to > 0 && !(all_restored && restored_outputs == 0)) {
+    auto empty = pg->TableEmpty();
+    if (!empty.ok()) return empty.status();
+    if (*empty) {
+      const std::string offsets = PgOffsetsTable(spec.postgres_table);
+      return Status::FailedPrecondition(
+          "PostgreSQL table " + spec.PostgresTable() + " is empty, but " + offsets + " says " + spec.job + " v" +
+          std::to_string(spec.version) + " committed rows to it (input up to offset " + std::to_string(committed_to) +
+          "): they were deleted (TRUNCATE?), and the job would not write them again. To write them again, run "
+          "`DELETE FROM " + offsets + " WHERE job = " + QuoteLiteral(spec.job) + " AND version = " +
+          std::to_string(spec.version) + "` and start the job with --reset-state");
+    }
   }
   gaps->FromCommitted(spec, tasks, *committed, "PostgreSQL (kappa_offsets)", options.on_note);
   return Status::OK();

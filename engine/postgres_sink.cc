@@ -309,6 +309,12 @@ Status PostgresSink::PrepareTables() {
   return Connect(/*with_temp_table=*/true);
 }
 
+Result<bool> PostgresSink::TableEmpty() {
+  auto rows = client_->Exec("SELECT NOT EXISTS (SELECT 1 FROM " + table_ + ")");
+  if (!rows.ok()) return rows.status();
+  return !rows->rows.empty() && rows->rows[0][0] == "t";
+}
+
 Result<std::vector<int64_t>> PostgresSink::CommittedOffsets(int32_t partitions) {
   std::vector<int64_t> out(std::max(0, partitions), -1);
   auto rows = client_->Exec("SELECT partition, next_offset, spec_hash, epoch, rejected FROM " + offsets_ +

@@ -59,6 +59,8 @@ class PostgresSink final : public OutputCollector {
   // partitions (-1: none). FailedPrecondition when they were committed by
   // another spec under the same version.
   Result<std::vector<int64_t>> CommittedOffsets(int32_t partitions);
+  // Whether the version's table holds no row at all.
+  Result<bool> TableEmpty();
   // A stop request ends the retries of an unreachable database.
   void SetStopToken(StopToken stop) { stop_ = stop; }
 

@@ -523,6 +523,31 @@ TEST_F(PostgresSinkTest, ADroppedTableIsRefusedNotMadeAgainEmpty) {
   ExpectTableEquals("pgs_dropped_v1", reference);
 }
 
+// The version's table emptied (TRUNCATE) with its kappa_offsets kept: the
+// restart resumed into the empty table and said nothing, and --reset-state
+// re-read the history with its rows suppressed (a bug bash). Both are
+// refused; what the message says to do writes the table again.
+TEST_F(PostgresSinkTest, AnEmptiedTableIsRefusedNotResumedInto) {
+  ScratchDir dir("pg-emptied");
+  TopicContents reference;
+  const std::string spec = Story("pgs-emptied", "pgs_emptied", 16, dir, &reference);
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ASSERT_TRUE(pg_->Exec("TRUNCATE pgs_emptied_v1").ok());
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{}, std::vector<std::string>{"--reset-state"}}) {
+    EXPECT_EQ(Run(spec, &err, extra), 1) << err;
+    EXPECT_NE(err.find("PostgreSQL table pgs_emptied_v1 is empty, but \"kappa_offsets\" says pgs-emptied v1 committed "
+                       "rows to it"),
+              std::string::npos)
+        << err;
+  }
+  const std::string advice = "DELETE FROM \"kappa_offsets\" WHERE job = 'pgs-emptied' AND version = 1";
+  ASSERT_NE(err.find(advice), std::string::npos) << err;
+  ASSERT_TRUE(pg_->Exec(advice).ok());
+  ASSERT_EQ(Run(spec, &err, {"--reset-state"}), 0) << err;
+  ExpectTableEquals("pgs_emptied_v1", reference);
+}
+
 // Tables made beforehand: without a unique index on kappa_key the upsert
 // cannot run (refused at the start now, not at the first commit); an
 // identity column of the team's own is fine (it was refused as NOT NULL
