@@ -24,41 +24,7 @@ Status CommittedGaps::Find(const JobSpec& spec, PartitionConsumer& consumer, con
     Suppress(spec, *tasks[p], p, committed, "a Kafka transaction", note);
     final_[static_cast<size_t>(p)] = metadata == final_tag;
   }
-  return CheckOutputsThere(spec, consumer);
-}
-
-// A transaction that committed outputs left them in the output topic, with
-// its commit markers: a topic empty in every partition was deleted or
-// recreated since. Re-reading the gap with outputs suppressed then wrote
-// nothing and reported every output as written (a bug bash: 46,922
-// "outputs" into an empty topic after --reset-state, and a redeployed
-// version serving an empty topic).
-Status CommittedGaps::CheckOutputsThere(const JobSpec& spec, PartitionConsumer& consumer) {
-  int64_t suppressed_upto = -1;
-  int32_t where = -1;
-  for (size_t i = 0; i < end_.size(); ++i) {
-    if (end_[i] > suppressed_upto) {
-      suppressed_upto = end_[i];
-      where = static_cast<int32_t>(i);
-    }
-  }
-  if (where < 0) return Status::OK();
-  const std::string topic = spec.OutputTopic();
-  int64_t log_end = 0;
-  if (auto n = consumer.PartitionCount(topic); n.ok()) {
-    auto marks = consumer.AllWatermarks(topic, *n);
-    if (!marks.ok()) return Status::OK();  // unreadable: not evidence of anything
-    for (const Watermarks& w : *marks) log_end += w.high;
-  }
-  if (log_end > 0) return Status::OK();
-  return Status::FailedPrecondition(
-      spec.job + " v" + std::to_string(spec.version) + "'s Kafka transactions committed input offsets (up to " +
-      std::to_string(suppressed_upto) + " on " + spec.source_topic + "[" + std::to_string(where) +
-      "]) beyond its checkpoint, but its output topic " + topic +
-      " is empty in every partition: it was deleted or recreated since, and re-reading those offsets with "
-      "outputs suppressed would write none of them. To write them again, delete the version's committed offsets "
-      "(kafka-consumer-groups.sh --bootstrap-server BROKERS --group " + spec.ConsumerGroup() + " --topic " +
-      spec.source_topic + " --delete-offsets) and start it again (with --reset-state if its state is kept)");
+  return Status::OK();
 }
 
 void CommittedGaps::FromCommitted(const JobSpec& spec, const std::vector<Task*>& tasks,

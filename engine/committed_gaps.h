@@ -26,9 +26,7 @@ class CommittedGaps {
   explicit CommittedGaps(KafkaSink* sink) : sink_(sink) {}
 
   // Reads the group's committed offsets; every partition whose tagged
-  // offset is ahead of its task starts suppressed. FailedPrecondition if
-  // there are such gaps but the output topic is empty in every partition
-  // (deleted or recreated: the rows to suppress are not there).
+  // offset is ahead of its task starts suppressed.
   Status Find(const JobSpec& spec, PartitionConsumer& consumer, const std::vector<Task*>& tasks,
               const NoteCallback& note);
   // The same from offsets committed elsewhere (a PostgreSQL sink's
@@ -73,7 +71,6 @@ class CommittedGaps {
   }
 
  private:
-  Status CheckOutputsThere(const JobSpec& spec, PartitionConsumer& consumer);
   void EndGap(size_t i, Task& task);
   void Suppress(const JobSpec& spec, Task& task, size_t i, int64_t committed, const std::string& by,
                 const NoteCallback& note);

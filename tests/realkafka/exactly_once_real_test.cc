@@ -351,36 +351,5 @@ TEST_F(ExactlyOnceRealTest, ATransactionTimeoutTheBrokerRefusesNamesBothSettings
       << err;
 }
 
-// The output topic deleted and made again after an exactly-once run, then
-// the version started over (--reset-state): the group's committed offsets
-// (its transactions') said every output was delivered, so the whole
-// history was re-read with outputs suppressed into the empty topic while
-// the summary counted them written (a bug bash). Refused, saying how to
-// write them again; done that way, the topic holds every output once.
-TEST_F(ExactlyOnceRealTest, AnEmptiedOutputTopicIsNotFilledWithSuppressedOutputs) {
-  ScratchDir dir("eos-emptied");
-  SpecOptions eos;
-  CommittedContents want;
-  ASSERT_NO_FATAL_FAILURE(MakeInputAndReference(dir, 35, 8000, &eos, &want));
-  const std::string spec = WriteSpec(dir, "eos.yaml", eos);
-  std::string err;
-  ASSERT_EQ(RunKappa(Run(spec), nullptr, &err, "eos-emptied-first"), 0) << err;
-  auto client = CreateClient(ClientKind::kProducer, Config(), {});
-  ASSERT_TRUE(client.ok());
-  auto partitions = TopicPartitionCount(client->get(), eos.sink + ".v1", 10000);
-  ASSERT_TRUE(partitions.ok()) << partitions.status().ToString();
-  ASSERT_TRUE(RecreateTopicAdmin(Config(), eos.sink + ".v1", *partitions).ok());
-
-  EXPECT_EQ(RunKappa(Run(spec, {"--reset-state"}), nullptr, &err, "eos-emptied-again"), 1) << err;
-  EXPECT_NE(err.find("but its output topic " + eos.sink + ".v1 is empty in every partition"), std::string::npos)
-      << err;
-  EXPECT_NE(err.find("--group " + eos.job + ".v1"), std::string::npos) << err;
-  ASSERT_TRUE(DeleteGroupAdmin(Config(), eos.job + ".v1").ok());
-  ASSERT_EQ(RunKappa(Run(spec, {"--reset-state"}), nullptr, &err, "eos-emptied-rewritten"), 0) << err;
-  auto got = ReadCommitted(Config(), eos.sink + ".v1");
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
-  ExpectExactlyTheReference(*got, want);
-}
-
 }  // namespace
 }  // namespace kappa::testing

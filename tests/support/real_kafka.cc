@@ -231,37 +231,6 @@ Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic) {
   return Status::OK();
 }
 
-Status DeleteGroupAdmin(const KafkaConfig& config, const std::string& group) {
-  auto client = CreateClient(ClientKind::kProducer, config, {});
-  if (!client.ok()) return client.status();
-  rd_kafka_t* rk = client->get();
-  rd_kafka_DeleteGroup_t* doomed = rd_kafka_DeleteGroup_new(group.c_str());
-  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS);
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-  rd_kafka_DeleteGroups(rk, &doomed, 1, options, queue);
-  std::string error;
-  if (rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000)) {
-    if (rd_kafka_event_error(event)) {
-      error = rd_kafka_event_error_string(event);
-    } else {
-      size_t n = 0;
-      const rd_kafka_group_result_t** results =
-          rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(event), &n);
-      if (n == 1 && rd_kafka_group_result_error(results[0])) {
-        error = rd_kafka_error_string(rd_kafka_group_result_error(results[0]));
-      }
-    }
-    rd_kafka_event_destroy(event);
-  } else {
-    error = "no answer to DeleteGroups within 30 s";
-  }
-  rd_kafka_queue_destroy(queue);
-  rd_kafka_AdminOptions_destroy(options);
-  rd_kafka_DeleteGroup_destroy(doomed);
-  if (!error.empty()) return Status::Unavailable("deleting group " + group + ": " + error);
-  return Status::OK();
-}
-
 Status AllowAcl(const KafkaConfig& config, const std::string& principal, const std::string& resource_type,
                 const std::string& name, const std::string& operation, bool prefixed) {
   const std::map<std::string, rd_kafka_ResourceType_t> types = {{"topic", RD_KAFKA_RESOURCE_TOPIC},

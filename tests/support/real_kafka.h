@@ -68,10 +68,6 @@ Status AddPartitionsAdmin(const KafkaConfig& config, const std::string& topic, i
 // controller has accepted it (brokers may still list it for a moment).
 Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic);
 
-// Deletes consumer group `group` (its committed offsets) through the admin
-// API (DeleteGroups); the group must have no active member.
-Status DeleteGroupAdmin(const KafkaConfig& config, const std::string& group);
-
 // Deletes `topic` and creates it again empty with `partitions` (replication
 // 1), retrying the creation for up to 30 s while the deletion completes.
 Status RecreateTopicAdmin(const KafkaConfig& config, const std::string& topic, int partitions);
