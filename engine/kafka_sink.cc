@@ -11,7 +11,6 @@
 #include <array>
 #include <charconv>
 #include <chrono>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>

@@ -393,13 +393,12 @@ Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& ta
   auto all = RelationColumns(pg, table);
   if (!all.ok()) return all.status();
   if (all->empty()) return Status::NotFound("PostgreSQL has no table or view " + table);
-  std::vector<std::pair<std::string, std::string>> columns_kept;
+  Columns columns;
   for (const auto& c : *all) {
-    if (c.first.rfind("kappa_", 0) != 0) columns_kept.push_back(c);
+    if (c.first.rfind("kappa_", 0) != 0) columns.push_back(c);
   }
-  const auto* columns = &columns_kept;
   std::string select;
-  for (const auto& [name, type] : *columns) {
+  for (const auto& [name, type] : columns) {
     const std::string column = "t." + QuoteIdentifier(name);
     select += select.empty() ? "" : ", ";
     if (type == "double precision") {
@@ -417,15 +416,15 @@ Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& ta
   if (rows->rows.empty()) return std::optional<std::string>();
   const auto& row = rows->rows[0];
   std::string json = "{";
-  for (size_t i = 0; i < columns->size(); ++i) {
+  for (size_t i = 0; i < columns.size(); ++i) {
     const std::string& text = row[2 * i];
     const bool null = row[2 * i + 1] == "true";
     if (i > 0) json += ",";
-    AppendJsonString(json, (*columns)[i].first);
+    AppendJsonString(json, columns[i].first);
     json += ":";
     if (null) {
       json += "null";
-    } else if ((*columns)[i].second == "double precision") {
+    } else if (columns[i].second == "double precision") {
       AppendJsonDouble(&json, std::strtod(text.c_str(), nullptr));
     } else {
       json += text;
