@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <set>
 #include <sstream>
@@ -336,6 +337,41 @@ TEST_F(ArchiveReplayTest, ParallelReplayEqualsSingleThreadedReplay) {
                       "--status-interval-ms", "0"},
                      &out, &err), 0) << err;
   EXPECT_NE(out.find("6000 records came from the archive, 0 from Kafka"), std::string::npos) << out;
+}
+
+// --max-rate held for records from Kafka but not from the archive: an
+// archive hands out whole blocks (thousands of records) whatever a read's
+// budget, and the run slept at most half a second per read, so a capped
+// replay ran at several times its cap (a bug bash: 20,000 records at
+// --max-rate 2000 in 2 s), starving the live version it is meant to spare.
+// The cap holds, in steps of a block: 40,000 records in 4 partitions (a
+// block each) at 4,000/s take at least the time of the 30,000 after the
+// first block (7.5 s; it took ~3 s).
+TEST_F(ArchiveReplayTest, TheRateCapHoldsForRecordsFromTheArchive) {
+  CreateTopic("transactions", 1);
+  ScratchDir dir("archive-rate");
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"gen", "--to-archive", dir / "records.bin", "--partitions", "4", "-n", "40000"}, &out, &err), 0)
+      << err;
+  // Blocks of 8 MiB: each partition's 10,000 records in one.
+  ASSERT_EQ(RunKappa({"archive", "-a", dir / "arch", "-t", "transactions", "--import", dir / "records.bin",
+                      "--block-kb", "8192"},
+                     &out, &err),
+            0)
+      << err;
+  SpecOptions o;
+  o.sink = "capped";
+  o.state_dir = dir / "state";
+  const std::string spec = WriteSpec(dir, "capped.yaml", o);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--archive", dir / "arch", "--archive-only", "--max-rate",
+                      "4000", "--status-interval-ms", "0"},
+                     &out, &err),
+            0)
+      << err;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(out.find("40000 records came from the archive"), std::string::npos) << out;
+  EXPECT_GE(seconds, 7.0) << "40000 records at --max-rate 4000";
 }
 
 TEST_F(ArchiveReplayTest, AnUncompressedArchiveReplaysToTheSameOutputs) {
