@@ -11,6 +11,7 @@
 
 #include "schemas/dlq_record_generated.h"
 #include "schemas/transaction_generated.h"
+#include "schemas/window_aggregate_generated.h"
 
 namespace kappa {
 namespace {
@@ -74,6 +75,28 @@ TEST(RecordFormatTest, ADeadLetterWithALongMessageIsOneValidObject) {
   EXPECT_EQ(Member(line, "error"), message);
   EXPECT_EQ(Member(line, "source"), "in[3]@77");
   EXPECT_NE(line.find("\"truncated\":true,\"original_size\":9000000"), std::string::npos) << line;
+}
+
+// A window row's avg was printed "%.6f": 48116.645193 for the stored
+// 48116.64519326065 (sum / count), and an average below 5e-7 as 0.000000
+// (a bug bash). It reads back as the double stored.
+TEST(RecordFormatTest, AWindowsAverageIsTheStoredDoubleExactly) {
+  for (const double avg : {48116.64519326065, 3e-9, 2.0, -0.5}) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto key = fbb.CreateString("user-1");
+    schema::WindowAggregateBuilder b(fbb);
+    b.add_key(key);
+    b.add_count(3);
+    b.add_avg(avg);
+    fbb.Finish(b.Finish(), "KWAG");
+    const std::string line = Format(fbb);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    ASSERT_FALSE(parser.parse(line).get(doc)) << line;
+    double read = 0;
+    ASSERT_FALSE(doc["avg"].get_double().get(read)) << line;
+    EXPECT_EQ(read, avg) << line;
+  }
 }
 
 // A bug bash: a payload that began with '{' and ended with '}' was pasted
