@@ -79,7 +79,10 @@ int ParseOrExit(int argc, char** argv, const std::string& command, const std::st
   try {
     po::command_line_parser parser(argc, argv);
     parser.options(desc);
-    if (positional) parser.positional(*positional);
+    // A command without positional arguments refuses stray words: `archive
+    // -t A B` archived A alone and dropped B without a word (a bug bash).
+    const po::positional_options_description none;
+    parser.positional(positional ? *positional : none);
     po::store(parser.run(), vm);
     if (vm.count("help")) {
       std::cout << usage << "\n\n" << desc << std::endl;

@@ -169,6 +169,11 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
     ExpectUsageError({"throttle", "j", "--version", "2", "-b", b, "--max-rate", rate}, {"--max-rate"});
   }
   ExpectUsageError({"get", "j", "", "-b", b}, {"KEY is empty"});
+  // A stray word was dropped without a word by the commands that take no
+  // positional argument: `archive -t A B` archived A alone (a bug bash).
+  ExpectUsageError({"consume", "-b", b, "-t", "x", "y"}, {"too many positional options"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "y"}, {"too many positional options"});
+  ExpectUsageError({"archive", "-a", "/tmp/never-archive", "-t", "A", "B", "-b", b}, {"too many positional options"});
   std::string err;
   EXPECT_EQ(RunKappa({"run", "/nonexistent/spec.yaml", "-b", b}, nullptr, &err), 1);
   EXPECT_TRUE(Contains(err, "/nonexistent/spec.yaml")) << err;
