@@ -51,6 +51,13 @@ Result<std::string> ResolveValue(const std::string& key, const std::string& valu
   }
   if (value.rfind("@file:", 0) == 0) {
     const std::string path = value.substr(6);
+    // An ifstream opens a directory and reads nothing: an empty secret, no
+    // error (a bug bash).
+    std::error_code ec;
+    if (!path.empty() && std::filesystem::is_directory(path, ec)) {
+      return Status::InvalidArgument("Kafka property " + key + "=@file:" + path + ": " + path +
+                                     " is a directory, not a file");
+    }
     std::ifstream in(path, std::ios::binary);
     if (path.empty() || !in) {
       return Status::InvalidArgument("Kafka property " + key + "=@file:" + path + ": cannot read " +
@@ -157,6 +164,10 @@ Status KafkaConfig::AddPropertiesFromFile(const std::string& path) {
   int line = 0;
   while (std::getline(in, raw)) {
     ++line;
+    // A UTF-8 byte order mark (editors on Windows write one) was read as
+    // part of the first key: "no such librdkafka property client.id", the
+    // mark invisible (a bug bash).
+    if (line == 1 && raw.rfind("\xEF\xBB\xBF", 0) == 0) raw.erase(0, 3);
     const std::string text = Trim(raw);
     if (text.empty() || text.front() == '#') continue;
     const size_t eq = text.find('=');
@@ -208,8 +219,14 @@ Result<rd_kafka_conf_s*> KafkaConfig::Build(
   for (const auto& [k, v] : defaults) {
     if (st.ok()) st = set(k, v);
   }
-  for (const auto& [k, v] : properties) {
-    if (st.ok()) st = set(k, v);
+  // The last value of a property wins, and only it is set: a bad value in
+  // the -F file failed the run though -X set that property again, where
+  // the README says -X wins (a bug bash).
+  for (size_t i = 0; i < properties.size(); ++i) {
+    const auto& [k, v] = properties[i];
+    const bool set_again = std::any_of(properties.begin() + static_cast<std::ptrdiff_t>(i) + 1, properties.end(),
+                                       [&k](const auto& later) { return later.first == k; });
+    if (st.ok() && !set_again) st = set(k, v);
   }
   if (!st.ok()) {
     rd_kafka_conf_destroy(conf);

@@ -768,6 +768,19 @@ TEST_F(CliBrokerTest, KafkaPropertiesFromFileAndEnvironmentReachTheClient) {
             0)
       << err;
   EXPECT_TRUE(Contains(out, "t: 7 records")) << out;
+  // Three from a bug bash: -X wins over a bad value in the file too (the
+  // file's value failed the run first); a file that begins with a UTF-8
+  // byte order mark reads its first key without it; @file: of a directory
+  // is refused (it read as an empty value).
+  WriteFile(dir / "typo.properties", "\xEF\xBB\xBF" "client.id=x\nsecurity.protocol=ssl-typo\n");
+  ASSERT_EQ(RunKappa({"consume", "-b", bootstrap(), "-t", "t", "-F", dir / "typo.properties", "-X",
+                      "security.protocol=plaintext"},
+                     &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(Contains(out, "t: 7 records")) << out;
+  ExpectUsageError({"consume", "-b", bootstrap(), "-t", "t", "-X", "sasl.password=@file:" + dir.path().string()},
+                   {"is a directory, not a file"});
 }
 
 // Issue 10, smaller: `kappa status nosuchjob` said "no jobs registered" and
