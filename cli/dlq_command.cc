@@ -256,9 +256,16 @@ int Show(int argc, char** argv) {
       },
       &undecodable);
   if (!st.ok()) return Fail("dlq show", st);
-  std::fprintf(stderr, "kappa dlq show: %s: %lld matching records, %lld shown%s\n", topic.c_str(),
+  // Records that are not dead letters (the wrong topic given: the source)
+  // were passed over without a word, "0 matching records" (a bug bash);
+  // `dlq stats` counts them.
+  const std::string skipped =
+      undecodable > 0 ? "; " + std::to_string(undecodable) + " records that are not DLQ records (ignored: is " + topic +
+                            " a DLQ topic?)"
+                      : std::string();
+  std::fprintf(stderr, "kappa dlq show: %s: %lld matching records, %lld shown%s%s\n", topic.c_str(),
                static_cast<long long>(matched), static_cast<long long>(shown),
-               limit > 0 && matched > shown ? " (raise --limit, 0 for all)" : "");
+               limit > 0 && matched > shown ? " (raise --limit, 0 for all)" : "", skipped.c_str());
   return 0;
 }
 

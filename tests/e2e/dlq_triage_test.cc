@@ -157,6 +157,16 @@ TEST_F(DlqTriageTest, FixedRecordsPassTheOthersComeBackCountedThenParked) {
   EXPECT_NE(shown.find("\"retry_count\":1"), std::string::npos) << shown;
   EXPECT_EQ(Kappa({"dlq", "show", kDlq, "--error-type", "Undecodable", "-b", bootstrap()}), "");
   Kappa({"dlq", "show", kDlq, "--error-type", "Nonsense", "-b", bootstrap()}, 2);
+  // The wrong topic (the source): "0 matching records" and nothing of the
+  // 600 records passed over (a bug bash). It says so.
+  {
+    std::string out, err;
+    ASSERT_EQ(RunKappa({"dlq", "show", "transactions", "-b", bootstrap()}, &out, &err), 0) << err;
+    EXPECT_NE(err.find("0 matching records, 0 shown; 600 records that are not DLQ records (ignored: is transactions "
+                       "a DLQ topic?)"),
+              std::string::npos)
+        << err;
+  }
 
   // The fix: version 2 allows GBP too. It starts at the end of the source
   // (a first run pins its position there), so it reads only what is
