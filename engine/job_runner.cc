@@ -1323,9 +1323,8 @@ Status JobRunner::Impl::Loop(StopToken stop) {
     const bool over_cap = rate_cap > 0 && !paused && RateAhead() > 0;
     if (paused || over_cap) {
       // Reads nothing; checkpoints, status and the hook go on.
-      std::this_thread::sleep_for(std::chrono::milliseconds(paused ? 50 : std::clamp<int64_t>(
-                                                                              static_cast<int64_t>(RateAhead() * 1000),
-                                                                              1, 50)));
+      const int64_t wait_ms = paused ? 50 : std::clamp<int64_t>(static_cast<int64_t>(RateAhead() * 1000), 1, 50);
+      std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
       sink->Poll();
       KAPPA_RETURN_IF_ERROR(StandbyTurn());
       KAPPA_RETURN_IF_ERROR(AfterRead(&asked_to_stop));

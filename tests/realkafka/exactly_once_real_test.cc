@@ -135,6 +135,18 @@ class ExactlyOnceRealTest : public SharedRealKafkaTest<> {
     return out;
   }
 
+  // Until `job` has committed a checkpoint (and so transactions) into
+  // `state_dir`, and half a second more; it must not end before.
+  static void WaitForACheckpoint(ChildProcess& job, const std::filesystem::path& state_dir) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!std::filesystem::exists(state_dir / "metrics.json")) {
+      ASSERT_EQ(job.WaitFor(0), -1) << "the job ended early\n" << job.Stderr();
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no checkpoint in 30 s\n" << job.Stderr();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+
   // The exactly-once claim: every reference output once, with its value.
   static void ExpectExactlyTheReference(const CommittedContents& got, const CommittedContents& want) {
     EXPECT_TRUE(got.all_copies_identical);
@@ -250,14 +262,7 @@ TEST_F(ExactlyOnceRealTest, AZombieOfTheSameVersionIsFencedAndStopsSayingSo) {
   const std::string second_spec = WriteSpec(dir, "eos-other.yaml", other);
 
   ChildProcess first(Run(first_spec, {"--max-rate", "2000"}), "eos-zombie-first");
-  // Until the first process has committed a checkpoint (and so transactions).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!std::filesystem::exists(dir / "eos/metrics.json")) {
-    ASSERT_EQ(first.WaitFor(0), -1) << "the first process ended early\n" << first.Stderr();
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no checkpoint in 30 s\n" << first.Stderr();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_NO_FATAL_FAILURE(WaitForACheckpoint(first, dir / "eos"));
   ASSERT_EQ(first.WaitFor(0), -1) << "the first process ended before the second started\n" << first.Stderr();
 
   ChildProcess second(Run(second_spec), "eos-zombie-second");
@@ -301,13 +306,7 @@ TEST_F(ExactlyOnceRealTest, ATransactionTheBrokerTimedOutIsSaidSoAndARestartResu
   std::vector<std::string> paced = timeout;
   paced.insert(paced.end(), {"--max-rate", "2000"});
   ChildProcess job(Run(spec, paced), "eos-timeout-first");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!std::filesystem::exists(dir / "eos/metrics.json")) {
-    ASSERT_EQ(job.WaitFor(0), -1) << "the job ended early\n" << job.Stderr();
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no checkpoint in 30 s\n" << job.Stderr();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_NO_FATAL_FAILURE(WaitForACheckpoint(job, dir / "eos"));
   job.Kill(SIGSTOP);
   // The timeout, and the broker's check for timed-out transactions (every
   // second under scripts/kafka.sh), with room to spare.
