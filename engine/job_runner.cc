@@ -1277,13 +1277,12 @@ void JobRunner::Impl::NoteOpenTransactions() {
   if (!stable.ok()) return;
   auto uncommitted = CreateReadUncommittedClient(config);
   if (!uncommitted.ok()) return;
-  auto ends = QueryAllWatermarks(uncommitted->get(), spec.source_topic, static_cast<int32_t>(stable->size()), 10000);
-  if (!ends.ok()) return;
+  auto partitions = OpenPartitions(uncommitted->get(), spec.source_topic, *stable, 10000);
+  if (!partitions.ok()) return;
   std::string open;
-  for (size_t p = 0; p < stable->size() && p < ends->size(); ++p) {
-    if ((*stable)[p].high >= (*ends)[p].high) continue;
-    open += std::string(open.empty() ? "" : ", ") + spec.source_topic + "[" + std::to_string(p) + "] at offset " +
-            std::to_string((*stable)[p].high) + " (log end " + std::to_string((*ends)[p].high) + ")";
+  for (const OpenPartition& o : *partitions) {
+    open += std::string(open.empty() ? "" : ", ") + spec.source_topic + "[" + std::to_string(o.partition) +
+            "] at offset " + std::to_string(o.last_stable) + " (log end " + std::to_string(o.log_end) + ")";
   }
   if (open.empty()) return;
   Note(NoteLevel::kWarning, "--stop-at-end stops at the last committed record: a transaction still open holds " +
@@ -1320,10 +1319,10 @@ Status JobRunner::Impl::Loop(StopToken stop) {
     // sleeps at most 0.5 s at a time, so a capped replay from the archive
     // read on at 5x its cap (a bug bash: 20,000 records at --max-rate 2000
     // in 2 s). Nothing is read until the cap has caught up.
-    const bool over_cap = rate_cap > 0 && !paused && RateAhead() > 0;
-    if (paused || over_cap) {
+    const double ahead = rate_cap > 0 && !paused ? RateAhead() : 0;
+    if (paused || ahead > 0) {
       // Reads nothing; checkpoints, status and the hook go on.
-      const int64_t wait_ms = paused ? 50 : std::clamp<int64_t>(static_cast<int64_t>(RateAhead() * 1000), 1, 50);
+      const int64_t wait_ms = paused ? 50 : std::clamp<int64_t>(static_cast<int64_t>(ahead * 1000), 1, 50);
       std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
       sink->Poll();
       KAPPA_RETURN_IF_ERROR(StandbyTurn());

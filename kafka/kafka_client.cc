@@ -504,15 +504,23 @@ Result<KafkaHandle> CreateReadUncommittedClient(const KafkaConfig& config) {
   });
 }
 
-Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::string& topic,
-                                         const std::vector<Watermarks>& stable, int timeout_ms) {
+Result<std::vector<OpenPartition>> OpenPartitions(rd_kafka_s* uncommitted, const std::string& topic,
+                                                  const std::vector<Watermarks>& stable, int timeout_ms) {
   const auto n = static_cast<int32_t>(stable.size());
   auto ends = QueryAllWatermarks(uncommitted, topic, n, timeout_ms);
   if (!ends.ok()) return ends.status().WithContext("reading the log ends of " + topic + ": ");
+  std::vector<OpenPartition> open;
   for (int32_t p = 0; p < n; ++p) {
-    if (stable[p].high < (*ends)[p].high) return OpenPartition{p, stable[p].high, (*ends)[p].high};
+    if (stable[p].high < (*ends)[p].high) open.push_back(OpenPartition{p, stable[p].high, (*ends)[p].high});
   }
-  return OpenPartition{};
+  return open;
+}
+
+Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::string& topic,
+                                         const std::vector<Watermarks>& stable, int timeout_ms) {
+  auto open = OpenPartitions(uncommitted, topic, stable, timeout_ms);
+  if (!open.ok()) return open.status();
+  return open->empty() ? OpenPartition{} : open->front();
 }
 
 bool CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy, int destroy_timeout_ms) {

@@ -138,8 +138,11 @@ struct OpenPartition {
 };
 // Compares `stable` (one entry per partition of `topic`, as a
 // read_committed client reads them) with the log ends read through
-// `uncommitted` (CreateReadUncommittedClient) and returns the first
-// partition that has not settled.
+// `uncommitted` (CreateReadUncommittedClient) and returns every partition
+// that has not settled, in partition order; FirstOpenPartition the first
+// (partition -1 when none).
+Result<std::vector<OpenPartition>> OpenPartitions(rd_kafka_s* uncommitted, const std::string& topic,
+                                                  const std::vector<Watermarks>& stable, int timeout_ms);
 Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::string& topic,
                                          const std::vector<Watermarks>& stable, int timeout_ms);
 

@@ -188,6 +188,13 @@ Status KafkaConfig::AddPropertiesFromFile(const std::string& path) {
   return Status::OK();
 }
 
+const std::string* KafkaConfig::Property(std::string_view name) const {
+  for (auto it = properties.rbegin(); it != properties.rend(); ++it) {
+    if (it->first == name) return &it->second;
+  }
+  return nullptr;
+}
+
 Result<rd_kafka_conf_s*> KafkaConfig::Build(
     const std::vector<std::pair<std::string, std::string>>& defaults) const {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -222,11 +229,8 @@ Result<rd_kafka_conf_s*> KafkaConfig::Build(
   // The last value of a property wins, and only it is set: a bad value in
   // the -F file failed the run though -X set that property again, where
   // the README says -X wins (a bug bash).
-  for (size_t i = 0; i < properties.size(); ++i) {
-    const auto& [k, v] = properties[i];
-    const bool set_again = std::any_of(properties.begin() + static_cast<std::ptrdiff_t>(i) + 1, properties.end(),
-                                       [&k](const auto& later) { return later.first == k; });
-    if (st.ok() && !set_again) st = set(k, v);
+  for (const auto& [k, v] : properties) {
+    if (st.ok() && Property(k) == &v) st = set(k, v);
   }
   if (!st.ok()) {
     rd_kafka_conf_destroy(conf);

@@ -27,6 +27,9 @@ struct KafkaConfig {
   // blank lines and lines starting with '#' skipped, values as in
   // AddProperty. Errors name the file and line, never the line's text.
   Status AddPropertiesFromFile(const std::string& path);
+  // The value a property is built with: its last one among `properties`
+  // (-X after -F, a later -X after an earlier one), or null if unset.
+  const std::string* Property(std::string_view name) const;
   // A new rd_kafka_conf_t with bootstrap.servers, `defaults` and then the
   // user's -X properties (which win). InvalidArgument names a bad property;
   // the value is shown only for a known, non-secret property (a name with
