@@ -170,16 +170,10 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
     // twice the interval, up to the broker's default ceiling
     // (transaction.max.timeout.ms, 15 min); one set is held against the
     // interval.
-    auto user_set = [&config](const char* name) -> const std::string* {
-      for (const auto& [key, value] : config.properties) {
-        if (key == name) return &value;
-      }
-      return nullptr;
-    };
     const int base_timeout_ms = spec.scale_out.enabled ? 15000 : 150000;
     options.transaction_timeout_ms =
         static_cast<int>(std::max<int64_t>(base_timeout_ms, std::min<int64_t>(900000, 2 * spec.checkpoint_interval_ms)));
-    if (const std::string* set = user_set("transaction.timeout.ms")) {
+    if (const std::string* set = config.Property("transaction.timeout.ms")) {
       char* end = nullptr;
       const long long ms = std::strtoll(set->c_str(), &end, 10);
       if (end != set->c_str() && *end == '\0' && ms > 0 && ms <= spec.checkpoint_interval_ms) {
@@ -192,7 +186,7 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Create(const KafkaConfig& config, 
       // librdkafka wants message.timeout.ms <= transaction.timeout.ms:
       // kappa's own 120 s made a lower timeout fail on a setting the user
       // never set (the same bug bash).
-      if (ms > 0 && ms < options.message_timeout_ms && user_set("message.timeout.ms") == nullptr) {
+      if (ms > 0 && ms < options.message_timeout_ms && config.Property("message.timeout.ms") == nullptr) {
         options.message_timeout_ms = static_cast<int>(ms);
       }
     }
@@ -254,21 +248,27 @@ KafkaSink::AbortedCommit KafkaSink::LastCommitAborted() const {
 
 bool KafkaSink::Fenced() const { return !transactional_id_.empty() && producer_->fenced(); }
 
-Status KafkaSink::FencedError() const {
-  // The broker aborts a transaction open past transaction.timeout.ms and
-  // fences its producer as a second process would: after a broker outage
-  // that long, the job said another process had taken over and must not be
-  // restarted (a bug bash). There was none; a restart resumes.
+// The broker aborts a transaction open past transaction.timeout.ms and
+// fences its producer as a second process would: after a broker outage
+// that long, the job said another process had taken over and must not be
+// restarted (a bug bash). There was none; a restart resumes. The records
+// waiting meanwhile may time out first (message.timeout.ms follows a lower
+// transaction timeout down), which is the same cause said the same way.
+std::optional<Status> KafkaSink::TransactionTimedOut() const {
+  if (transactional_id_.empty()) return std::nullopt;
   const int64_t open_ms = producer_->transaction_open_ms();
-  if (producer_->transaction_timeout_ms() > 0 && open_ms >= producer_->transaction_timeout_ms()) {
-    return Status::Aborted(
-        spec_->job + " v" + version_text_ + ": its Kafka transaction (transactional.id " + transactional_id_ +
-        ") had been open " + std::to_string(open_ms / 1000) + " s, longer than transaction.timeout.ms (" +
-        std::to_string(producer_->transaction_timeout_ms() / 1000) +
-        " s), and the broker aborted it and fenced this producer (the broker was out of reach that long, or a "
-        "checkpoint took that long; else another process of this version took over). Nothing committed is "
-        "lost: unless another process of this version runs, restart it and it resumes from its last checkpoint");
-  }
+  if (producer_->transaction_timeout_ms() <= 0 || open_ms < producer_->transaction_timeout_ms()) return std::nullopt;
+  return Status::Aborted(
+      spec_->job + " v" + version_text_ + ": its Kafka transaction (transactional.id " + transactional_id_ +
+      ") had been open " + std::to_string(open_ms / 1000) + " s, longer than transaction.timeout.ms (" +
+      std::to_string(producer_->transaction_timeout_ms() / 1000) +
+      " s), and the broker aborted it and fenced this producer (the broker was out of reach that long, or a "
+      "checkpoint took that long; else another process of this version took over). Nothing committed is "
+      "lost: unless another process of this version runs, restart it and it resumes from its last checkpoint");
+}
+
+Status KafkaSink::FencedError() const {
+  if (auto timed_out = TransactionTimedOut()) return *timed_out;
   // Not "restart it": a restart would fence the other process in turn.
   if (spec_->scale_out.enabled) {
     // Each instance of a scaled-out version has transactions of its own
@@ -294,6 +294,7 @@ Status KafkaSink::failure() const {
   Status cause = producer_->failure();
   if (cause.ok()) return cause;
   if (Fenced()) return FencedError();
+  if (auto timed_out = TransactionTimedOut()) return *timed_out;
   return DeliveryFailed(cause.message());
 }
 

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -169,6 +170,9 @@ class KafkaSink final : public OutputCollector {
   // INVALID_PRODUCER_EPOCH), and the error that says so.
   bool Fenced() const;
   Status FencedError() const;
+  // Set when the open transaction has outlived transaction.timeout.ms: why
+  // the job stops, whatever failed first (the fencing, a record's timeout).
+  std::optional<Status> TransactionTimedOut() const;
   // `offsets` of `topic` with this spec's EosOffsetTag, as a transaction sends them.
   PartitionList TaggedOffsets(const std::string& topic, const std::vector<std::pair<int32_t, int64_t>>& offsets) const;
 
