@@ -217,6 +217,9 @@ struct JobRunner::Impl {
   Status ResetState();
   void PublishMetrics();
   Status CheckExistingOutputs();
+  bool OutputTopicNeverWritten() const;
+  Status CheckRestoredOutputsKept(const std::vector<bool>& restored);
+  void WriteGapsIntoEmptyOutput();
   Status WriteDurableMetrics();
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
@@ -501,6 +504,59 @@ Status JobRunner::Impl::CheckExistingOutputs() {
   return Status::OK();
 }
 
+// Whether the job's output topic has never held a record in its present
+// life: missing, or every partition's high watermark 0 (retention leaves
+// the high watermark where it was). Unknown (an error) reads as false.
+// Only for a single-stage job's Kafka outputs, where CheckExistingOutputs
+// looks too.
+bool JobRunner::Impl::OutputTopicNeverWritten() const {
+  if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return false;
+  const std::string topic = spec.OutputTopic();
+  auto n = consumer->PartitionCount(topic);
+  if (!n.ok()) return n.status().code() == Status::Code::kNotFound;
+  auto marks = consumer->AllWatermarks(topic, *n);
+  if (!marks.ok()) return false;
+  for (const Watermarks& w : *marks) {
+    if (w.high > 0) return false;
+  }
+  return true;
+}
+
+// A restart whose checkpoint says the job wrote rows, beside an output topic
+// that never held one (deleted, or deleted and made again, between runs):
+// it went on writing only what came next, and the rows before were gone
+// without a word (a bug bash). Refused, saying how to write them again.
+Status JobRunner::Impl::CheckRestoredOutputsKept(const std::vector<bool>& restored) {
+  int64_t written = 0;
+  for (size_t i = 0; i < tasks.size() && i < restored.size(); ++i) {
+    if (restored[i]) written += tasks[i]->counters().outputs;
+  }
+  if (written == 0 || !OutputTopicNeverWritten()) return Status::OK();
+  return Status::FailedPrecondition(
+      spec.OutputTopic() + " holds no record, but the checkpoint in " + AbsoluteStateDir(spec.state_dir) +
+      " says " + spec.job + " v" + std::to_string(spec.version) + " wrote " + std::to_string(written) +
+      " rows to it: the topic was deleted (or deleted and made again) since, and the job would not write them "
+      "again. To write them again, start the version over with --reset-state: it re-reads the history and "
+      "writes every output again");
+}
+
+// Exactly-once without the state the transactions committed (--reset-state,
+// a lost directory): a gap's outputs are suppressed because the output
+// topic holds them. An output topic that never held a record does not: the
+// gap's rows went with the topic's old life (a bug bash: --reset-state after
+// the topic was made again re-read 46,922 outputs into nothing). Its rows
+// are written again; were there none, the re-read makes none either.
+void JobRunner::Impl::WriteGapsIntoEmptyOutput() {
+  const int64_t gap = gaps->remaining(tasks);
+  if (gap == 0 || !OutputTopicNeverWritten()) return;
+  sink->WriteSuppressedOutputs();
+  Note(NoteLevel::kWarning,
+       spec.OutputTopic() + " holds no record, though this version's Kafka transactions committed input it had "
+       "not checkpointed (" + std::to_string(gap) + " records): the topic was deleted or made again since. The "
+       "re-read writes those outputs again (its dead letters and late records, in their own topics, stay "
+       "suppressed)");
+}
+
 // One task per partition, restored from RocksDB (the only source of truth
 // for offsets) where it has a checkpoint, then positioned by the source.
 Status JobRunner::Impl::MakeTasks() {
@@ -533,13 +589,18 @@ Status JobRunner::Impl::MakeTasks() {
     KAPPA_RETURN_IF_ERROR(CheckExistingOutputs());
   }
   KAPPA_RETURN_IF_ERROR(source->Open(tasks, restored));
+  KAPPA_RETURN_IF_ERROR(CheckRestoredOutputsKept(restored));
   NoteOpenTransactions();
   if (pg) {
     KAPPA_RETURN_IF_ERROR(PostgresGaps(restored));
     barrier = std::make_unique<PostgresBarrier>(*pg);
   } else {
-    if (sink->transactional()) KAPPA_RETURN_IF_ERROR(gaps->Find(spec, *consumer, tasks, options.on_note));
-    else gaps->Reset(tasks.size());
+    if (sink->transactional()) {
+      KAPPA_RETURN_IF_ERROR(gaps->Find(spec, *consumer, tasks, options.on_note));
+      WriteGapsIntoEmptyOutput();
+    } else {
+      gaps->Reset(tasks.size());
+    }
     barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic, /*acks_in_writer=*/true);
   }
   coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier,
@@ -1365,7 +1426,7 @@ Status JobRunner::Impl::Finish(bool input_ended) {
       gaps->AtInputEnd(static_cast<size_t>(t->partition()), *t);
       const int64_t before = t->counters().outputs;
       t->EndOfInput();
-      (sink->Suppressed(t->partition()) ? suppressed : emitted) += t->counters().outputs - before;
+      (sink->OutputsSuppressed(t->partition()) ? suppressed : emitted) += t->counters().outputs - before;
     }
     sink->MarkFinalWatermark();
     // A repartitioned job's stage 1 holds no window: its final watermark

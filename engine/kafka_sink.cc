@@ -320,7 +320,7 @@ void KafkaSink::SetHistoryGap(int32_t partition, std::string gap) {
 // between rounds, on the main thread. Two workers emitting at once no longer
 // wait for each other's header allocations.
 void KafkaSink::Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) {
-  if (Suppressed(lineage.partition)) return;
+  if (OutputsSuppressed(lineage.partition)) return;
   // After a repartition the offsets are the job's input topic's, in
   // lineage.origin_partition (-1: possibly several).
   const bool origin = !spec_->origin_topic.empty();

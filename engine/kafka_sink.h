@@ -147,6 +147,12 @@ class KafkaSink final : public OutputCollector {
   bool Suppressed(int32_t partition) const {
     return partition >= 0 && static_cast<size_t>(partition) < suppressed_.size() && suppressed_[partition];
   }
+  // The output topic was found empty in every partition beside a gap that
+  // committed transactions wrote (the topic deleted or recreated since):
+  // the gap's output rows are written again, its dead letters and late
+  // records (in their own topics) stay suppressed. Before workers run.
+  void WriteSuppressedOutputs() { write_suppressed_outputs_ = true; }
+  bool OutputsSuppressed(int32_t partition) const { return !write_suppressed_outputs_ && Suppressed(partition); }
   // Records history_gap ("<from>-<to>", offsets skipped because retention
   // deleted them and the spec allowed it) for `partition`: every output of
   // that partition carries it as the kappa.history_gap lineage header.
@@ -189,6 +195,7 @@ class KafkaSink final : public OutputCollector {
 
   std::unique_ptr<flatbuffers::FlatBufferBuilder> dlq_builder_;
   std::vector<uint8_t> suppressed_;
+  bool write_suppressed_outputs_ = false;  // WriteSuppressedOutputs
   bool final_watermark_ = false;  // MarkFinalWatermark
   std::vector<std::string> history_gap_;
   bool concurrent_ = false;

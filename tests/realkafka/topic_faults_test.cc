@@ -10,7 +10,9 @@
 //     raise, as at_least_once does, not the transaction step that failed
 //     after it;
 //   - output, DLQ and late topics missing on a broker that does not create
-//     topics: the job stops at start naming them (on a cluster of its own).
+//     topics: the job stops at start naming them (on a cluster of its own);
+//   - the output topic deleted and made again between runs: the restart is
+//     refused, --reset-state writes every row again.
 // Each test uses its own topics and job names, so they may share the broker
 // and run in parallel.
 #include <unistd.h>
@@ -118,6 +120,47 @@ TEST_P(TopicFaultsTest, AnOutputTheBrokerRefusesAsTooLargeIsNamedWithWhatToRaise
   EXPECT_NE(err.find("max.message.bytes"), std::string::npos) << "says what to raise\n" << err;
   EXPECT_EQ(err.find("Kafka transaction failed"), std::string::npos) << err;
   EXPECT_EQ(err.find("restart it to resume"), std::string::npos) << "a restart makes the same output\n" << err;
+}
+
+// The output topic deleted and made again between two runs (a bug bash).
+// The restart, its checkpoint saying rows were written, went on writing
+// only what came next into the empty topic, without a word: refused now,
+// saying how to write them again. --reset-state then writes every row
+// again; under exactly_once its re-read of what the transactions had
+// committed suppressed them (the topic that held them gone), and the
+// topic stayed empty: those rows are written again too.
+TEST_P(TopicFaultsTest, AnOutputTopicMadeAgainIsRefusedThenResetStateWritesEveryRowAgain) {
+  ScratchDir dir("output-recreated-" + GetParam());
+  SpecOptions o;
+  ASSERT_NO_FATAL_FAILURE(o = MakeInput(dir, "remade", 6000));
+  const std::string spec = WriteSpec(dir, "spec.yaml", o);
+  const std::string out_topic = o.sink + ".v1";
+  const std::vector<std::string> run = {"run", spec, "-b", bootstrap_, "--stop-at-end", "--status-interval-ms", "0"};
+  std::string out, err;
+  ASSERT_EQ(RunKappa(run, &out, &err, "output-recreated-first-" + GetParam()), 0) << err;
+  const TopicContents first = ReadOutputs(Config(), out_topic);
+  ASSERT_GT(first.rows.size(), 100u);
+
+  Status remade = RecreateTopicAdmin(Config(), out_topic, 2);
+  ASSERT_TRUE(remade.ok()) << remade.ToString();
+  EXPECT_EQ(RunKappa(run, &out, &err, "output-recreated-restart-" + GetParam()), 1) << out << err;
+  EXPECT_NE(err.find(out_topic + " holds no record, but the checkpoint"), std::string::npos) << err;
+  EXPECT_NE(err.find("--reset-state"), std::string::npos) << "says how to write them again\n" << err;
+
+  std::vector<std::string> reset = run;
+  reset.push_back("--reset-state");
+  ASSERT_EQ(RunKappa(reset, &out, &err, "output-recreated-reset-" + GetParam()), 0) << err;
+  if (GetParam() == "exactly_once") {
+    EXPECT_NE(err.find("writes those outputs again"), std::string::npos) << err;
+  }
+  const TopicContents again = ReadOutputs(Config(), out_topic);
+  EXPECT_EQ(again.total, first.total) << "every row once";
+  ASSERT_EQ(again.rows.size(), first.rows.size());
+  for (const auto& [key, row] : first.rows) {
+    auto it = again.rows.find(key);
+    ASSERT_NE(it, again.rows.end()) << key;
+    EXPECT_EQ(it->second.value, row.value) << key;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Delivery, TopicFaultsTest, ::testing::Values("at_least_once", "exactly_once"),
