@@ -171,7 +171,8 @@ int GenCommand(int argc, char** argv) {
       "FlatBuffers schema, and produces them, keyed by user_id, with\n"
       "an idempotent producer, or writes them with their partition and offset to a record file\n"
       "that `kappa archive --import` loads (the way to build a large history without a broker).\n"
-      "Each record's Kafka timestamp is its event time (from --start-time-ms, 2026-01-01 by default):\n"
+      "Each record's Kafka timestamp is its event time (from --start-time-ms, 2026-01-01 by default;\n"
+      "a malformed record, which has none, gets --start-time-ms):\n"
       "on a topic with time-based retention (retention.ms, 7 days by default) a history older than\n"
       "that goes at the broker's next retention check.\n"
       "Shows progress on a terminal and prints a summary.";

@@ -89,10 +89,7 @@ Result<ProduceSummary> ProduceEvents(const KafkaConfig& config, const std::strin
     encode_status = (*encoder)->Encode(record, &out->value);
     if (!encode_status.ok()) return false;
     out->key = &record.key;
-    // Valid records carry their event time as the Kafka timestamp; 0 lets
-    // the producer stamp malformed ones with the current time.
-    out->timestamp_ms =
-        record.kind == RecordKind::kValid || record.kind == RecordKind::kDuplicate ? record.event_time_ms : 0;
+    out->timestamp_ms = GeneratedTimestampMs(record, options.start_time_ms);
     return true;
   }, progress);
   if (!encode_status.ok()) return encode_status;

@@ -47,9 +47,8 @@ Result<ProduceSummary> WriteEventsToFile(const std::string& path, const Generato
     if (!generator.Next(&record)) return false;
     encode_status = (*encoder)->Encode(record, value);
     if (!encode_status.ok()) return false;
-    const bool has_time = record.kind == RecordKind::kValid || record.kind == RecordKind::kDuplicate;
     *key = &record.key;
-    *timestamp_ms = has_time ? record.event_time_ms : options.start_time_ms;
+    *timestamp_ms = GeneratedTimestampMs(record, options.start_time_ms);
     return true;
   };
   ProduceSummary summary;

@@ -46,6 +46,15 @@ struct GeneratedRecord {
   int64_t event_time_ms = 0;
 };
 
+// The Kafka timestamp `kappa gen` gives a record, on a broker and in a
+// record file alike: its event time; a malformed record, which has none,
+// --start-time-ms. (On a broker malformed records took the producer's
+// clock, so one seed wrote other timestamps there than in a record file.)
+inline int64_t GeneratedTimestampMs(const GeneratedRecord& record, int64_t start_time_ms) {
+  return record.kind == RecordKind::kValid || record.kind == RecordKind::kDuplicate ? record.event_time_ms
+                                                                                  : start_time_ms;
+}
+
 struct GeneratorStats {
   uint64_t total = 0, valid = 0, out_of_order = 0, duplicates = 0;
   uint64_t garbage = 0, truncated = 0, missing_field = 0;
