@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "formats/builtin_decoders.h"
 #include "kafka/schema_registry.h"
 #include "workload/event_encoding.h"
 #include "workload/event_producer.h"
@@ -208,7 +209,14 @@ int GenCommand(int argc, char** argv) {
     st = Status::InvalidArgument("--rate must be a positive number of events per second");
   }
   if (st.ok() && g.max_delay_ms < 0) st = Status::InvalidArgument("--max-delay-ms must not be negative");
-  if (st.ok() && g.start_time_ms < 0) st = Status::InvalidArgument("--start-time-ms must not be negative");
+  // Every job dead-letters an event time below 1 ms or after the year 9999
+  // (formats/builtin_decoders.h), and librdkafka stamps a record of
+  // timestamp 0 with its clock: such records were counted valid here (a
+  // bug bash).
+  if (st.ok() && g.start_time_ms < 1) {
+    st = Status::InvalidArgument("--start-time-ms must be at least 1: an event time is at least 1 ms since the epoch "
+                                 "(every job dead-letters 0)");
+  }
   // Out-of-order events are up to max_delay earlier: before 1 ms they were
   // counted valid here and dead-lettered by every job (event time must be
   // at least 1).
@@ -217,13 +225,16 @@ int GenCommand(int argc, char** argv) {
                                  "): out-of-order events are up to that much earlier, and an event time must be at "
                                  "least 1 ms since the epoch");
   }
-  // The last event's time, start + count / rate seconds (and late ones
-  // max_delay earlier), must fit in 64 bits: it wrapped to negative times.
+  // The last event's time, start + count / rate seconds, must be one a job
+  // takes: up to 9999-12-31T23:59:59.999Z (beyond 64 bits it wrapped to
+  // negative times; beyond the year 9999 it was counted valid and
+  // dead-lettered by every job).
   if (st.ok()) {
-    const double span_ms = static_cast<double>(count) / g.events_per_second * 1000.0;
-    if (static_cast<double>(g.start_time_ms) + span_ms >= 9.2e18) {
-      st = Status::InvalidArgument("--start-time-ms plus --count / --rate seconds of event time goes past the "
-                                   "largest time a record holds (year 292 million): start earlier or raise --rate");
+    const double span_ms = static_cast<double>(std::max<int64_t>(count - 1, 0)) / g.events_per_second * 1000.0;
+    if (static_cast<double>(g.start_time_ms) + span_ms > static_cast<double>(kMaxEventTimeMs)) {
+      st = Status::InvalidArgument("--start-time-ms plus --count / --rate seconds of event time goes past "
+                                   "9999-12-31T23:59:59.999Z, the latest event time a job takes: start earlier or "
+                                   "raise --rate");
     }
   }
   if (st.ok() && workload != "transactions" && workload != "nexmark") {

@@ -144,9 +144,14 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"gen", "-b", b, "-t", "x", "--max-delay-ms", "-1"}, {"--max-delay-ms"});
   // Out-of-order events before 1 ms were counted valid, then dead-lettered
   // by every job (a bug bash).
-  ExpectUsageError({"gen", "--to-archive", "/tmp/never.krec", "--partitions", "1", "--start-time-ms", "0",
+  ExpectUsageError({"gen", "--to-archive", "/tmp/never.krec", "--partitions", "1", "--start-time-ms", "1000",
                     "--late-fraction", "0.5", "--max-delay-ms", "60000"},
                    {"--start-time-ms must be above --max-delay-ms (60000)"});
+  // Event times no job takes, counted valid (a bug bash): 0 (which
+  // librdkafka also stamped with its clock) and past the year 9999.
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--start-time-ms", "0"}, {"--start-time-ms must be at least 1"});
+  ExpectUsageError({"gen", "-b", b, "-t", "x", "--start-time-ms", "253402300799000", "-n", "3", "--rate", "1"},
+                   {"--start-time-ms", "9999-12-31T23:59:59.999Z"});
   ExpectUsageError({"consume", "-b", b, "-t", "x", "--idle-timeout-ms", "-1"}, {"--idle-timeout-ms"});
   ExpectUsageError({"dlq", "show", "x.dlq", "-b", b, "--limit", "-1"}, {"--limit"});
   ExpectUsageError({"archive", "-a", "/tmp", "-t", "x", "-b", b, "--flush-interval-ms", "-1"}, {"--flush-interval-ms"});
@@ -929,6 +934,16 @@ TEST(StatusLineTest, AnUnreachableSourceSaysWhyWhenKnown) {
             std::string::npos)
       << line;
   EXPECT_EQ(line.find("no Kafka broker has answered"), std::string::npos) << line;
+}
+
+// A watermark before 1970 (event times near the epoch less the allowed
+// lateness) is shown to the second below it: -599999 ms printed 23:50:01
+// (a bug bash).
+TEST(StatusLineTest, AWatermarkBeforeTheEpochRoundsDown) {
+  EXPECT_EQ(cli::FormatTimeMs(-599999), "1969-12-31T23:50:00Z");
+  EXPECT_EQ(cli::FormatTimeMs(-1000), "1969-12-31T23:59:59Z");
+  EXPECT_EQ(cli::FormatTimeMs(-1), "1969-12-31T23:59:59Z");
+  EXPECT_EQ(cli::FormatTimeMs(1767225600999), "2026-01-01T00:00:00Z");
 }
 
 }  // namespace
