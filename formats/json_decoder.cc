@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "formats/schema_spec.h"
+#include "kafka/schema_registry.h"
 
 namespace kappa {
 
@@ -86,6 +87,14 @@ std::string Excerpt(std::string_view token) {
   }
   if (token.size() > 40) return std::string(token.substr(0, 40)) + "...";
   return std::string(token);
+}
+
+// A string value as it is, quoted and escaped, long ones cut: its spaces
+// and control characters are part of what is wrong with it (a trailing
+// space trimmed by Excerpt quoted a valid-looking timestamp, a bug bash).
+std::string QuotedExcerpt(std::string_view text) {
+  if (text.size() > 40) return JsonQuote(text.substr(0, 40)) + "...";
+  return JsonQuote(text);
 }
 
 }  // namespace
@@ -427,7 +436,7 @@ struct JsonDecoder::Impl {
           std::string_view s;
           if (auto e = v.get_string().get(s)) return BadValue(slot, e, v);
           auto ms = ParseIso8601Millis(s);
-          if (!ms) return WrongType(slot, "an ISO-8601 timestamp", "\"" + Excerpt(s) + "\"");
+          if (!ms) return WrongType(slot, "an ISO-8601 timestamp", QuotedExcerpt(s));
           fv.i = *ms;
         } else {
           const bool micros = f.timestamp == TimestampEncoding::kEpochMicros;

@@ -121,7 +121,16 @@ std::optional<int64_t> ParseIso8601Millis(std::string_view s) {
   }
   if (i != s.size()) return std::nullopt;
   const int64_t days = DaysFromCivil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  const int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+  int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+  if (second == 60) {
+    // A leap second exists only at 23:59:60 UTC, read as 23:59:59 (as
+    // Java's Instant.parse reads it). Anywhere else :60 is not a time: it
+    // was taken as the next minute's :00, moving its record into the next
+    // window without a word (a bug bash).
+    const int64_t utc_minute = ((hour * 60 + minute - offset_minutes) % 1440 + 1440) % 1440;
+    if (utc_minute != 23 * 60 + 59) return std::nullopt;
+    secs -= 1;
+  }
   return secs * 1000 + millis;
 }
 

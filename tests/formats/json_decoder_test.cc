@@ -349,6 +349,12 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
            {doc("ms", "1.25"), "v.ms", "expected an epoch_ms integer, found double (1.25)"},
            {doc("iso", "1767225600000"), "v.iso", "expected an ISO-8601 timestamp string, found number (1767225600000)"},
            {doc("iso", R"("yesterday")"), "v.iso", R"(expected an ISO-8601 timestamp, found "yesterday")"},
+           // Quoted as it is: a trailing space or tab, trimmed, left a
+           // valid-looking timestamp in the message (a bug bash).
+           {doc("iso", R"("2026-01-01T00:00:00Z ")"), "v.iso",
+            R"(expected an ISO-8601 timestamp, found "2026-01-01T00:00:00Z ")"},
+           {doc("iso", R"("2026-01-01T00:00:00Z\t")"), "v.iso",
+            R"(expected an ISO-8601 timestamp, found "2026-01-01T00:00:00Z\t")"},
            {R"({"x":{"y":5},"v":{}})", "x.y.z", "expected an object at `x.y` (holding `x.y.z`), found number"},
            {R"({"x":"str","v":{}})", "x.y.z", "expected an object at `x` (holding `x.y.z`), found string"},
        }) {

@@ -38,5 +38,19 @@ TEST(Iso8601Test, ParsesZonesFractionsAndRefusesWhatIsNotATime) {
   }
 }
 
+// Second 60 is a leap second, which only 23:59 UTC has; read as 23:59:59
+// as Java's Instant.parse reads it. In any other minute it was the next
+// minute's :00, and 00:59:60 moved its record into the next hour's window
+// (a bug bash).
+TEST(Iso8601Test, SecondSixtyIsALeapSecondAt235960UtcAndRefusedElsewhere) {
+  EXPECT_EQ(ParseIso8601Millis("2016-12-31T23:59:60Z"), ParseIso8601Millis("2016-12-31T23:59:59Z"));
+  EXPECT_EQ(ParseIso8601Millis("2016-12-31T23:59:60.250Z"), ParseIso8601Millis("2016-12-31T23:59:59.250Z"));
+  EXPECT_EQ(ParseIso8601Millis("2017-01-01T05:29:60+05:30"), ParseIso8601Millis("2016-12-31T23:59:59Z"))
+      << "23:59:60 UTC in another zone";
+  for (const char* bad : {"2026-01-01T00:59:60Z", "2016-12-31T23:58:60Z", "2016-12-31T23:59:60+01:00"}) {
+    EXPECT_FALSE(ParseIso8601Millis(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace kappa
