@@ -28,7 +28,8 @@ std::string FormatTimeMs(int64_t ms) {
   // 292278994 in the status line).
   constexpr int64_t kYear10000Ms = 253402300800000;
   if (ms >= kYear10000Ms) return "end of input";
-  std::time_t s = static_cast<std::time_t>(ms / 1000);
+  // Whole seconds rounded down: -599999 ms is 23:50:00, not 23:50:01.
+  std::time_t s = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : -((-(ms + 1)) / 1000) - 1);
   std::tm tm{};
   gmtime_r(&s, &tm);
   char buf[32];
