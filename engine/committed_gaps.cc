@@ -48,6 +48,11 @@ void CommittedGaps::Suppress(const JobSpec& spec, Task& task, size_t i, int64_t 
   }
 }
 
+void CommittedGaps::WriteOutputs() {
+  write_outputs_ = true;
+  sink_->WriteSuppressedOutputs();
+}
+
 void CommittedGaps::EndGap(size_t i, Task& task) {
   task.Process();
   sink_->SetSuppressed(task.partition(), false);

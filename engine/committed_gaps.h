@@ -48,8 +48,16 @@ class CommittedGaps {
   // The offset to commit for task i inside a transaction: a partition still
   // re-reading its gap keeps the committed offset where it was.
   int64_t CommitOffset(size_t i, int64_t next_offset) const {
-    return end_[i] > next_offset ? end_[i] : next_offset;
+    return end_[i] > next_offset && !write_outputs_ ? end_[i] : next_offset;
   }
+  // The output topic lost what the gaps' transactions wrote (deleted or made
+  // again since): their outputs are written again, their dead letters and
+  // late records stay suppressed (KafkaSink::WriteSuppressedOutputs). The
+  // transactions then commit the offsets re-read so far, not the gaps' ends:
+  // a restart after a crash in a gap resumes writing where the rewritten
+  // outputs end (the rest of the gap's dead letters are written again then).
+  // The caller has committed the offsets the tasks start from.
+  void WriteOutputs();
   bool suppressing(size_t i) const { return end_[i] >= 0; }
   // At the end of a bounded run's input, before the final watermark: a gap
   // re-read to its end closes unless the transaction that committed it was
@@ -77,6 +85,7 @@ class CommittedGaps {
   KafkaSink* sink_;
   std::vector<int64_t> end_;  // per task: the gap's end (-1: none)
   std::vector<bool> final_;   // per task: committed by a final watermark's transaction
+  bool write_outputs_ = false;  // WriteOutputs
 };
 
 }  // namespace kappa

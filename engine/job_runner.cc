@@ -219,7 +219,7 @@ struct JobRunner::Impl {
   Status CheckExistingOutputs();
   bool OutputTopicNeverWritten() const;
   Status CheckRestoredOutputsKept(const std::vector<bool>& restored);
-  void WriteGapsIntoEmptyOutput();
+  Status WriteGapsIntoEmptyOutput();
   Status WriteDurableMetrics();
   void Note(NoteLevel level, const std::string& text) const {
     if (options.on_note) options.on_note(level, text);
@@ -545,16 +545,24 @@ Status JobRunner::Impl::CheckRestoredOutputsKept(const std::vector<bool>& restor
 // topic holds them. An output topic that never held a record does not: the
 // gap's rows went with the topic's old life (a bug bash: --reset-state after
 // the topic was made again re-read 46,922 outputs into nothing). Its rows
-// are written again; were there none, the re-read makes none either.
-void JobRunner::Impl::WriteGapsIntoEmptyOutput() {
+// are written again; were there none, the re-read makes none either. First
+// an empty transaction commits the offsets the tasks start from, so that a
+// crash in the re-read (whose aborted records leave the topic's high
+// watermark above 0) does not find the old gaps again and suppress the rest
+// into a topic that no longer looks new.
+Status JobRunner::Impl::WriteGapsIntoEmptyOutput() {
   const int64_t gap = gaps->remaining(tasks);
-  if (gap == 0 || !OutputTopicNeverWritten()) return;
-  sink->WriteSuppressedOutputs();
+  if (gap == 0 || !OutputTopicNeverWritten()) return Status::OK();
+  std::vector<std::pair<int32_t, int64_t>> starts;
+  for (const Task* t : tasks) starts.emplace_back(t->partition(), t->next_offset());
+  KAPPA_RETURN_IF_ERROR(sink->CommitEpoch(consumer->handle(), spec.source_topic, starts));
+  gaps->WriteOutputs();
   Note(NoteLevel::kWarning,
        spec.OutputTopic() + " holds no record, though this version's Kafka transactions committed input it had "
        "not checkpointed (" + std::to_string(gap) + " records): the topic was deleted or made again since. The "
        "re-read writes those outputs again (its dead letters and late records, in their own topics, stay "
        "suppressed)");
+  return Status::OK();
 }
 
 // One task per partition, restored from RocksDB (the only source of truth
@@ -597,7 +605,7 @@ Status JobRunner::Impl::MakeTasks() {
   } else {
     if (sink->transactional()) {
       KAPPA_RETURN_IF_ERROR(gaps->Find(spec, *consumer, tasks, options.on_note));
-      WriteGapsIntoEmptyOutput();
+      KAPPA_RETURN_IF_ERROR(WriteGapsIntoEmptyOutput());
     } else {
       gaps->Reset(tasks.size());
     }

@@ -15,6 +15,7 @@
 //     refused, --reset-state writes every row again.
 // Each test uses its own topics and job names, so they may share the broker
 // and run in parallel.
+#include <signal.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -128,7 +129,8 @@ TEST_P(TopicFaultsTest, AnOutputTheBrokerRefusesAsTooLargeIsNamedWithWhatToRaise
 // saying how to write them again. --reset-state then writes every row
 // again; under exactly_once its re-read of what the transactions had
 // committed suppressed them (the topic that held them gone), and the
-// topic stayed empty: those rows are written again too.
+// topic stayed empty: those rows are written again too, and a kill in the
+// middle of that loses none of them.
 TEST_P(TopicFaultsTest, AnOutputTopicMadeAgainIsRefusedThenResetStateWritesEveryRowAgain) {
   ScratchDir dir("output-recreated-" + GetParam());
   SpecOptions o;
@@ -149,12 +151,26 @@ TEST_P(TopicFaultsTest, AnOutputTopicMadeAgainIsRefusedThenResetStateWritesEvery
 
   std::vector<std::string> reset = run;
   reset.push_back("--reset-state");
-  ASSERT_EQ(RunKappa(reset, &out, &err, "output-recreated-reset-" + GetParam()), 0) << err;
   if (GetParam() == "exactly_once") {
-    EXPECT_NE(err.find("writes those outputs again"), std::string::npos) << err;
+    // Killed inside that re-read, after its second transaction's commit
+    // (before its checkpoint): its transactions had committed the gap's
+    // end as their offset, so the restart suppressed the rest of the gap
+    // into the topic that now held rows, and lost them. They commit what
+    // was re-read instead.
+    KAPPA_REQUIRE_TEST_HOOKS();
+    reset.insert(reset.end(), {"--max-rate", "1500"});
+    setenv("KAPPA_TEST_KILL_AT", "after-commit:2", 1);
+    ChildProcess killed(reset, "output-recreated-reset-killed");
+    const int rc = killed.WaitFor(60000);
+    unsetenv("KAPPA_TEST_KILL_AT");
+    ASSERT_EQ(rc, 128 + SIGKILL) << killed.Stderr();
+    EXPECT_NE(killed.Stderr().find("writes those outputs again"), std::string::npos) << killed.Stderr();
+    ASSERT_EQ(RunKappa(run, &out, &err, "output-recreated-resumed"), 0) << err;
+  } else {
+    ASSERT_EQ(RunKappa(reset, &out, &err, "output-recreated-reset-" + GetParam()), 0) << err;
   }
   const TopicContents again = ReadOutputs(Config(), out_topic);
-  EXPECT_EQ(again.total, first.total) << "every row once";
+  EXPECT_EQ(again.total, first.total) << "every row once\n" << err;
   ASSERT_EQ(again.rows.size(), first.rows.size());
   for (const auto& [key, row] : first.rows) {
     auto it = again.rows.find(key);
