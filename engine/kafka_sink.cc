@@ -254,17 +254,22 @@ bool KafkaSink::Fenced() const { return !transactional_id_.empty() && producer_-
 // restarted (a bug bash). There was none; a restart resumes. The records
 // waiting meanwhile may time out first (message.timeout.ms follows a lower
 // transaction timeout down), which is the same cause said the same way.
-std::optional<Status> KafkaSink::TransactionTimedOut() const {
-  if (transactional_id_.empty()) return std::nullopt;
-  const int64_t open_ms = producer_->transaction_open_ms();
-  if (producer_->transaction_timeout_ms() <= 0 || open_ms < producer_->transaction_timeout_ms()) return std::nullopt;
+// `who` is "<job> v<version>".
+static std::optional<Status> TimedOutTransaction(const std::string& who, const std::string& transactional_id,
+                                                 int64_t open_ms, int64_t timeout_ms) {
+  if (transactional_id.empty() || timeout_ms <= 0 || open_ms < timeout_ms) return std::nullopt;
   return Status::Aborted(
-      spec_->job + " v" + version_text_ + ": its Kafka transaction (transactional.id " + transactional_id_ +
-      ") had been open " + std::to_string(open_ms / 1000) + " s, longer than transaction.timeout.ms (" +
-      std::to_string(producer_->transaction_timeout_ms() / 1000) +
+      who + ": its Kafka transaction (transactional.id " + transactional_id + ") had been open " +
+      std::to_string(open_ms / 1000) + " s, longer than transaction.timeout.ms (" + std::to_string(timeout_ms / 1000) +
       " s), and the broker aborted it and fenced this producer (the broker was out of reach that long, or a "
       "checkpoint took that long; else another process of this version took over). Nothing committed is "
       "lost: unless another process of this version runs, restart it and it resumes from its last checkpoint");
+}
+
+std::optional<Status> KafkaSink::TransactionTimedOut() const {
+  if (transactional_id_.empty()) return std::nullopt;
+  return TimedOutTransaction(spec_->job + " v" + version_text_, transactional_id_, producer_->transaction_open_ms(),
+                             producer_->transaction_timeout_ms());
 }
 
 Status KafkaSink::FencedError() const {
@@ -565,13 +570,24 @@ PartitionList KafkaSink::TaggedOffsets(const std::string& topic,
 std::function<Status()> KafkaSink::CommitEpochLater(rd_kafka_s* consumer, const std::string& topic,
                                                     const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   if (failed()) return nullptr;  // CommitEpoch then says so at once
-  // The messages CommitEpoch gives, built now: the sink may be gone when it runs.
+  // The messages CommitEpoch gives, built now: the sink may be gone when it
+  // runs. All but the timed-out transaction's, which depends on how long
+  // the transaction being committed has been open when the commit fails
+  // (built then, the fencing of a transaction that timed out while this
+  // commit waited read as another process's, a CI run).
+  const auto began = std::chrono::steady_clock::now() - std::chrono::milliseconds(producer_->transaction_open_ms());
   return [commit = producer_->CommitTransactionLater(consumer, TaggedOffsets(topic, offsets), 150000),
-          fenced_error = FencedError(), topic] {
+          fenced_error = FencedError(), topic, began, who = spec_->job + " v" + version_text_,
+          transactional_id = transactional_id_, timeout_ms = producer_->transaction_timeout_ms()] {
     bool fenced = false;
     bool producer_failed = false;
     Status st = commit(&fenced, &producer_failed);
     if (st.ok()) return st;
+    const int64_t open_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began).count();
+    if (fenced || producer_failed) {
+      if (auto timed_out = TimedOutTransaction(who, transactional_id, open_ms, timeout_ms)) return *timed_out;
+    }
     if (fenced) return fenced_error;
     // A failed delivery (its topic and cause), said as failure() says it:
     // with the advice for a fault a restart would meet again.
