@@ -75,6 +75,12 @@ int RunCommand(int argc, char** argv) {
   Status st = runner.Run(stop);
   if (!st.ok()) return failed_rc >= 0 ? failed_rc : Fail("run", st);
   const auto& s = runner.summary();
+  if (s.stopped_restoring) {
+    std::printf("kappa run: %s v%d stopped while restoring its state, before processing any record: the last "
+                "checkpoint is as it was, and the next start restores it again\n",
+                spec->job.c_str(), spec->version);
+    return 0;
+  }
   if (s.stage2) {
     // A scaled-out repartitioned job: each stage's own account.
     const RecordCounters& c = s.counters;

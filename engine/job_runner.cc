@@ -3,6 +3,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <deque>
@@ -117,6 +119,8 @@ struct JobRunner::Impl {
   bool placement_due = true;
   std::vector<std::string> table_names;
   bool closing = false;
+  StopToken run_stop;              // Run's, for what comes before the loop
+  bool stopped_restoring = false;  // WhileRestoring met a stop request
   std::unique_ptr<CommittedGaps> gaps;
   std::unique_ptr<HistoryGapRule> gap_rule;
   std::unique_ptr<ArchiveSource> archive;
@@ -217,6 +221,8 @@ struct JobRunner::Impl {
   Status ResetState();
   void PublishMetrics();
   Status CheckExistingOutputs();
+  Status WhileRestoring(int32_t partition, int32_t partitions, int64_t loaded,
+                         std::chrono::steady_clock::time_point began, std::chrono::steady_clock::time_point* said);
   bool OutputTopicNeverWritten() const;
   Status CheckRestoredOutputsKept(const std::vector<bool>& restored);
   Status WriteGapsIntoEmptyOutput();
@@ -565,6 +571,38 @@ Status JobRunner::Impl::WriteGapsIntoEmptyOutput() {
   return Status::OK();
 }
 
+// Between each 65,536 entries a restore loads: a large state took 20-35 s
+// to load without a word (a bug bash), and a stop request then waited out
+// the 20 s stop grace and exited 1 blaming "a broker or database that does
+// not answer". The restore says how far it is at the status interval, and
+// ends on a stop request (the run then stops before processing anything).
+Status JobRunner::Impl::WhileRestoring(int32_t partition, int32_t partitions, int64_t loaded,
+                                       std::chrono::steady_clock::time_point began,
+                                       std::chrono::steady_clock::time_point* said) {
+#if KAPPA_TEST_HOOKS_ENABLED
+  // KAPPA_TEST_RESTORE_PAUSE_MS=N (test builds): N ms here, so that a test's
+  // stop request finds a restore under way.
+  if (const char* pause = std::getenv("KAPPA_TEST_RESTORE_PAUSE_MS")) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(pause)));
+  }
+#endif
+  if (run_stop.stop_requested()) {
+    stopped_restoring = true;
+    return Status::Aborted("stopped while restoring the state");
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (options.status_interval_ms <= 0 || now - *said < std::chrono::milliseconds(options.status_interval_ms)) {
+    return Status::OK();
+  }
+  *said = now;
+  char line[160];
+  std::snprintf(line, sizeof(line), "restoring the state: partition %d of %d, %lld entries loaded in %.0f s",
+                partition + 1, partitions, static_cast<long long>(loaded),
+                std::chrono::duration<double>(now - began).count());
+  Note(NoteLevel::kInfo, line + (" from " + AbsoluteStateDir(spec.state_dir)));
+  return Status::OK();
+}
+
 // One task per partition, restored from RocksDB (the only source of truth
 // for offsets) where it has a checkpoint, then positioned by the source.
 Status JobRunner::Impl::MakeTasks() {
@@ -575,6 +613,9 @@ Status JobRunner::Impl::MakeTasks() {
   KAPPA_RETURN_IF_ERROR(CheckStoredPartitions(spec, backend->StoredPartitions(), *partitions));
   if (group) return MakeGroupTasks(*partitions);
   std::vector<bool> restored(*partitions, false);
+  const auto restore_began = std::chrono::steady_clock::now();
+  auto restore_said = restore_began;
+  int64_t loaded = 0;  // entries, over the partitions restored so far
   for (int32_t p = 0; p < *partitions; ++p) {
     auto task = Task::Create(p, spec, pg ? static_cast<OutputCollector*>(pg.get()) : sink.get());
     if (!task.ok()) return task.status();
@@ -584,7 +625,14 @@ Status JobRunner::Impl::MakeTasks() {
       // The task first: its watermark says which dedup entries have expired
       // (those are not loaded).
       (*task)->Restore(**stored);
-      KAPPA_RETURN_IF_ERROR(backend->Restore(p, (*task)->registry(), (*task)->expiry_watermark_ms()));
+      int64_t here = 0;
+      const auto every = [&](int64_t n) {
+        here = n;
+        return WhileRestoring(p, *partitions, loaded + n, restore_began, &restore_said);
+      };
+      KAPPA_RETURN_IF_ERROR(
+          backend->Restore(p, (*task)->registry(), (*task)->expiry_watermark_ms(), nullptr, every));
+      loaded += here;
       restored[p] = true;
     }
     tasks.push_back(task->get());
@@ -1508,9 +1556,18 @@ Status JobRunner::Run(StopToken stop) {
   if (d.spec.stage == 0 && d.spec.stage_output_topic.empty() && IsRepartitioned(d.spec)) {
     return RunRepartitioned(d.spec, d.config, d.options, stop, &summary_);
   }
+  d.run_stop = stop;
   Status st = d.Open();
   if (st.ok()) st = d.RegisterRowSchema();
   if (st.ok()) st = d.MakeTasks();
+  if (d.stopped_restoring) {
+    // Nothing was processed, and the tasks hold part of the state: no
+    // metrics file is written from them.
+    summary_.stopped_restoring = true;
+    d.closing = true;
+    d.consumer.reset();
+    return Status::OK();
+  }
   if (st.ok()) {
     d.Note(NoteLevel::kInfo, d.spec.job + " v" + std::to_string(d.spec.version) + " (spec " + d.spec.spec_hash +
                                  ") from " + d.source->Describe() + " to " + d.spec.OutputName() + ", state " +

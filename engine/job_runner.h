@@ -165,6 +165,10 @@ struct RunSummary {
   // The run stopped because its input ended (stop_at_end reached, or an
   // archive-only run exhausted), not because it was asked to.
   bool input_ended = false;
+  // Asked to stop while it restored its state from RocksDB, before it
+  // processed anything: nothing changed, the checkpoint is as it was (the
+  // other fields describe nothing).
+  bool stopped_restoring = false;
 };
 
 class JobRunner {

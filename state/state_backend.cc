@@ -905,7 +905,7 @@ std::vector<int32_t> StateBackend::StoredPartitions() {
 }
 
 Status StateBackend::Restore(int32_t partition, StateRegistry& registry, int64_t expiry_watermark_ms,
-                             size_t* expired_skipped) {
+                             size_t* expired_skipped, const std::function<Status(int64_t loaded)>& every) {
   std::vector<std::string> names;
   std::map<std::string, StateTable*, std::less<>> by_name;
   for (const auto& table : registry.tables()) {
@@ -913,7 +913,9 @@ Status StateBackend::Restore(int32_t partition, StateRegistry& registry, int64_t
     by_name[table->name()] = table.get();
   }
   size_t skipped = 0;
+  int64_t seen = 0;
   Status st = ForEachEntry(partition, names, [&](const std::string& name, std::string_view key, std::string_view value) {
+    if (every && (++seen & 0xffff) == 0) KAPPA_RETURN_IF_ERROR(every(seen));
     StateTable* table = by_name.find(name)->second;
     // The compaction filter's rule, at the watermark the task resumes from.
     if (expiry_watermark_ms != kNoWatermark && table->forgets_expired() && table->expiry_ttl_ms() > 0 &&

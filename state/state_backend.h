@@ -169,8 +169,11 @@ class StateBackend {
   // them unrecorded, and the compaction filter drops their stored copies by
   // the same rule. kNoWatermark: everything is loaded. `expired_skipped`,
   // when given, counts the entries left out.
+  // `every`, when given, is called after each 65,536 entries loaded with
+  // the count so far; an error it returns ends the restore with it (a stop
+  // request, a progress line between).
   Status Restore(int32_t partition, StateRegistry& registry, int64_t expiry_watermark_ms = kNoWatermark,
-                 size_t* expired_skipped = nullptr);
+                 size_t* expired_skipped = nullptr, const std::function<Status(int64_t loaded)>& every = nullptr);
 
   // Every stored entry of `partition`, table by table (key without the
   // partition prefix): what a changelog is seeded with when a task's state
