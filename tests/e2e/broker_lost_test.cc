@@ -118,18 +118,24 @@ TEST_F(BrokerLostTest, WarnsWithinAStatusIntervalAndSigtermExitsWithinTenSeconds
   const int64_t records_at_stop = MetricsField(ReadFile(metrics), "records_in");
   ASSERT_LT(records_at_stop, 20000) << "the rate cap should have kept it mid-stream";
 
-  // A fresh broker with the same history: the state reopens at its last
-  // durable epoch and the job completes from there.
+  // A fresh embedded broker with the same input: the state reopens at its
+  // last durable epoch, but the outputs written before it went with the old
+  // broker, so the restart is refused rather than write only the rest;
+  // --reset-state writes them all again.
   ASSERT_NO_FATAL_FAILURE(StartBroker());
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
   std::string out, err;
-  ASSERT_EQ(RunKappa({"run", path, "-b", Config().brokers, "--stop-at-end", "--status-interval-ms", "0"}, &out, &err),
-            0)
-      << err;
-  EXPECT_NE(err.find("epoch " + std::to_string(durable)), std::string::npos)
-      << "the rerun starts from the last durable epoch " << durable << ":\n" << err;
+  const std::vector<std::string> rerun = {"run", path, "-b", Config().brokers, "--stop-at-end", "--status-interval-ms",
+                                          "0"};
+  ASSERT_EQ(RunKappa(rerun, &out, &err), 1) << err;
+  EXPECT_NE(err.find("resuming from checkpoint epoch " + std::to_string(durable)), std::string::npos)
+      << "the rerun restores the last durable epoch " << durable << ":\n" << err;
+  EXPECT_NE(err.find("user-spend-hourly.v1 holds no record, but the checkpoint"), std::string::npos) << err;
+  std::vector<std::string> reset = rerun;
+  reset.push_back("--reset-state");
+  ASSERT_EQ(RunKappa(reset, &out, &err), 0) << err;
   EXPECT_EQ(MetricsField(ReadFile(metrics), "records_in"), 20000);
-  EXPECT_GT(Epoch(metrics), durable);
+  EXPECT_GT(ReadOutputs(Config(), "user-spend-hourly.v1").rows.size(), 100u);
 }
 
 // kappa deploy with the broker gone: its last progress write ("stopped")

@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "base/hash.h"
+#include "kafka/kafka_producer.h"
 #include "kafka/kafka_status.h"
 #include "kafka/partition_list.h"
 #include "workload/event_producer.h"
@@ -54,6 +55,18 @@ class ExactlyOnceTest : public BrokerTest {
     list.Add("transactions", 0, offset, tag);
     const Status committed = StatusFromKafka(rd_kafka_commit(consumer->get(), list.get(), 0), "commit");
     ASSERT_TRUE(committed.ok()) << committed.ToString();
+  }
+  // The output topic of a staged gap holds what the gap's transactions
+  // delivered: without it, the topic never written says those rows went
+  // with an older topic, and the re-read writes them again. One record
+  // (key kStaged) stands for them.
+  static constexpr const char* kStaged = "staged: delivered before the gap";
+  void StageDelivered(const std::string& output_topic) {
+    CreateTopic(output_topic, 1);
+    auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+    ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+    ASSERT_TRUE((*producer)->Produce(output_topic, 0, kStaged, "").ok());
+    ASSERT_TRUE((*producer)->Flush(30000).ok());
   }
   // The spec hash `kappa run --print-spec-hash` gives for `spec`.
   std::string SpecHash(const ScratchDir& dir, const std::string& name, const SpecOptions& spec) {
@@ -138,6 +151,7 @@ TEST_F(ExactlyOnceTest, ACommittedGapIsReReadWithOutputsSuppressed) {
   eos.state_dir = dir / "eos";
   eos.delivery = "exactly_once";
   ASSERT_NO_FATAL_FAILURE(CommitTagged("user-spend.v1", K, "kappa eos " + SpecHash(dir, "eos", eos)));
+  ASSERT_NO_FATAL_FAILURE(StageDelivered("eos-out.v1"));
   ASSERT_EQ(RunKappa(Run(dir, "eos", eos), nullptr, &err), 0) << err;
   EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;
 
@@ -160,7 +174,8 @@ TEST_F(ExactlyOnceTest, ACommittedGapIsReReadWithOutputsSuppressed) {
     return false;
   };
   const TopicContents all = ReadOutputs(Config(), "clean-out.v1");
-  const TopicContents got = ReadOutputs(Config(), "eos-out.v1");
+  TopicContents got = ReadOutputs(Config(), "eos-out.v1");
+  ASSERT_EQ(got.rows.erase(kStaged), 1u);
   size_t suppressed = 0;
   for (const auto& [key, row] : all.rows) {
     const auto* w = AsWindow(row.value);
@@ -217,9 +232,11 @@ TEST_F(ExactlyOnceTest, AGapToTheEndOfInputEmitsTheFinalWindowsUnlessAFinalWater
     // The whole input committed, RocksDB with no checkpoint.
     ASSERT_NO_FATAL_FAILURE(CommitTagged(name + ".v1", static_cast<int64_t>(gen.count),
                                          "kappa eos " + SpecHash(dir, name, eos) + (final_committed ? " final" : "")));
+    ASSERT_NO_FATAL_FAILURE(StageDelivered(name + "-out.v1"));
     ASSERT_EQ(RunKappa(Run(dir, name, eos, {"--final-watermark"}), nullptr, &err), 0) << err;
     EXPECT_NE(err.find("re-reading them with outputs suppressed"), std::string::npos) << err;
-    const TopicContents got = ReadOutputs(Config(), name + "-out.v1");
+    TopicContents got = ReadOutputs(Config(), name + "-out.v1");
+    ASSERT_EQ(got.rows.erase(kStaged), 1u);
     if (final_committed) {
       EXPECT_EQ(got.rows.size(), 0u) << "a final watermark's transaction holds every window already";
       EXPECT_NE(err.find("emitted 0 open window(s) and closed " + std::to_string(final_rows) +
