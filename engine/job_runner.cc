@@ -1562,10 +1562,15 @@ Status JobRunner::Run(StopToken stop) {
   if (st.ok()) st = d.MakeTasks();
   if (d.stopped_restoring) {
     // Nothing was processed, and the tasks hold part of the state: no
-    // metrics file is written from them.
+    // metrics file is written from them. Torn down as below: the sources
+    // before the consumer they hold by reference.
     summary_.stopped_restoring = true;
     d.closing = true;
+    d.hybrid.reset();
+    d.kafka.reset();
+    d.archive.reset();
     d.consumer.reset();
+    d.pg.reset();
     return Status::OK();
   }
   if (st.ok()) {
