@@ -220,16 +220,10 @@ fi
 CP="$CACHE/lib/*"
 
 # 2 free loopback ports per node (client, controller), one more for
-# --secure's SASL listener, and Kafka-style ids (16 random bytes, URL-safe
-# base64, not starting with '-').
-read -r -a ports <<<"$(python3 - "$((2 * brokers + secure))" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)"
+# --secure's SASL listener (scripts/free_ports.py says why not bind(0)'s),
+# and Kafka-style ids (16 random bytes, URL-safe base64, not starting with
+# '-').
+read -r -a ports <<<"$(python3 "$ROOT/scripts/free_ports.py" "$((2 * brokers + secure))")"
 kafka_uuid() {
   python3 -c 'import base64, os
 while True:

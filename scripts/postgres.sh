@@ -78,7 +78,7 @@ case "$cmd" in
     as_server "$BIN/initdb" -D "$dir/data" -U kappa --pwfile="$dir/pwfile" -A scram-sha-256 -E UTF8 --no-locale \
       >"$dir/initdb.log" 2>&1 || die "initdb failed (see $dir/initdb.log)"
     rm -f "$dir/pwfile"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(python3 "$ROOT/scripts/free_ports.py")
     touch "$dir/postgres.log"
     if [ "$(id -u)" = 0 ]; then chown postgres "$dir/postgres.log"; fi
     as_server "$BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \

@@ -121,7 +121,7 @@ if [ ! -f "$APP/.complete" ]; then
   exec 9>&-
 fi
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(python3 "$ROOT/scripts/free_ports.py")"
 url="http://127.0.0.1:$port/apis/ccompat/v7"
 # Detached: its own session, no terminal, every stream to a file, so a caller
 # waiting on our stdout (CTest) is not held open by the registry.
