@@ -378,6 +378,14 @@ Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, st
     }
     if (h) rd_kafka_headers_destroy(h);
     epochs_->produced[slot].fetch_sub(1, std::memory_order_release);  // refused: never in flight
+    if (err == RD_KAFKA_RESP_ERR__STATE && transactional_) {
+      // The transaction failed before (a record the broker refused made it
+      // abortable) and librdkafka refuses the next ones with _STATE; the
+      // cause comes in that record's delivery report, served here first (up
+      // to 1 s), so that the job's failure names it, not "Erroneous state"
+      // (a loaded CI run reported the refused output that way).
+      for (int i = 0; i < 10 && !failed(); ++i) rd_kafka_poll(rk, 100);
+    }
     const std::string what =
         err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
             ? "cannot produce a record of " + std::to_string(RecordSize(key.size(), value.size(), headers)) +
