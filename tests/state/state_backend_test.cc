@@ -648,7 +648,8 @@ TEST_F(StateBackendTest, TheWriteAheadLogsStayBoundedWhileStateIsWritten) {
   uint64_t most = 0;
   // 16 MB of state writes, a marker with each. The flush past the bound
   // runs in the background while writes go on, so the logs can pass it for
-  // a while (under a sanitizer, by more): without it they hold all 16 MB.
+  // a while (under a sanitizer, or on a machine busy compiling, by more:
+  // 9.6 MB once): without it they hold all 16 MB.
   constexpr int kRounds = 160;
   for (int round = 0; round < kRounds; ++round) {
     std::vector<StateBackend::Entry> puts;
@@ -659,7 +660,7 @@ TEST_F(StateBackendTest, TheWriteAheadLogsStayBoundedWhileStateIsWritten) {
     ASSERT_TRUE(backend->ApplyToPartition(0, puts, {}, task, false).ok());
     most = std::max(most, wal_bytes());
   }
-  EXPECT_LT(most, 4 * kCap) << "the logs grew with the writes";
+  EXPECT_LT(most, 6 * kCap) << "the logs grew with the writes";
   auto stored = backend->ReadTask(0);
   ASSERT_TRUE(stored.ok() && stored->has_value());
   EXPECT_EQ((*stored)->next_offset, kRounds);
