@@ -1561,25 +1561,17 @@ Status JobRunner::Run(StopToken stop) {
   if (st.ok()) st = d.RegisterRowSchema();
   if (st.ok()) st = d.MakeTasks();
   if (d.stopped_restoring) {
-    // Nothing was processed, and the tasks hold part of the state: no
-    // metrics file is written from them. Torn down as below: the sources
-    // before the consumer they hold by reference.
     summary_.stopped_restoring = true;
-    d.closing = true;
-    d.hybrid.reset();
-    d.kafka.reset();
-    d.archive.reset();
-    d.consumer.reset();
-    d.pg.reset();
-    return Status::OK();
-  }
-  if (st.ok()) {
+    st = Status::OK();
+  } else if (st.ok()) {
     d.Note(NoteLevel::kInfo, d.spec.job + " v" + std::to_string(d.spec.version) + " (spec " + d.spec.spec_hash +
                                  ") from " + d.source->Describe() + " to " + d.spec.OutputName() + ", state " +
                                  AbsoluteStateDir(d.spec.state_dir) + ", epoch " + std::to_string(d.coordinator->epoch()));
     st = d.Loop(stop);
   }
-  if (!d.tasks.empty()) {
+  // Stopped while restoring, nothing was processed and the tasks hold part
+  // of the state: no summary or metrics file is made from them.
+  if (!d.tasks.empty() && !d.stopped_restoring) {
     summary_.counters = TotalCounters(d.Running());
     summary_.history_gap_records = d.gap_rule ? d.gap_rule->gap_records() : 0;
     summary_.archive_records = d.archive ? d.archive->archive_records() : 0;
