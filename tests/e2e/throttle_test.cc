@@ -463,7 +463,8 @@ TEST_F(ProtectLiveLagTest, ReplayYieldsWhileTheServingVersionLagsAndRecovers) {
   };
   // v1's lag grows 1000 rec/s: past the limit within about 3 s, then the
   // replay halves its rate at each poll: from its measured rate, which is
-  // the 20000 cap or just under it (CI once saw 19998, so 9999 then 5000).
+  // the 20000 cap or just under it on a quiet machine (19998, so 9999 then
+  // 5000), and less on a loaded one (CI once measured 14044, so 7022).
   auto lowered_rates = [&] {
     std::vector<int64_t> rates;
     const std::string err = v2.Stderr(), text = "replay rate lowered to ";
@@ -474,7 +475,7 @@ TEST_F(ProtectLiveLagTest, ReplayYieldsWhileTheServingVersionLagsAndRecovers) {
   };
   ASSERT_TRUE(wait_for_note("replay rate lowered to ", 15)) << v2.Stderr();
   const int64_t first = lowered_rates().front();
-  EXPECT_GE(first, 9000) << v2.Stderr();
+  EXPECT_GE(first, 2000) << v2.Stderr();
   EXPECT_LE(first, 10000) << v2.Stderr();
   const auto halved_again = Clock::now();
   while (lowered_rates().size() < 2 && SecondsSince(halved_again) < 3) {
