@@ -41,6 +41,14 @@ KAFKA_VERSION="${KAPPA_KAFKA_VERSION:-4.1.1}"
 CACHE="${KAPPA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kappa}/kafka-$KAFKA_VERSION"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
+# The broker's class path, listed jar by jar rather than "lib/*": a
+# class-data archive (cds_flags) holds the class path it was made with, and
+# a wildcard does not match it.
+class_path() {
+  local cp
+  cp="$(printf '%s:' "$CACHE"/lib/*.jar)"
+  echo "${cp%:}"
+}
 usage() {
   echo "usage: scripts/kafka.sh start [--brokers 1|3] [--dir DIR] [--owner PID] [--test] [--secure] | stop [--dir DIR] [--signal TERM|KILL]" \
     "| create-topic --topic T --partitions P [--dir DIR]" \
@@ -88,23 +96,71 @@ alive() {
   [ -n "$state" ] && [ "$state" != Z ]
 }
 
+# Class-data sharing: most of a JVM's start is loading and verifying the
+# broker's ~3,000 classes. The first run of each JVM here (the format tool,
+# the broker) writes its classes to an archive as it exits
+# (-XX:ArchiveClassesAtExit, into the node's directory), which then goes to
+# the cache; every later run maps it (-XX:SharedArchiveFile). Measured here:
+# a test broker answers in 2.2 s rather than 4.3 s and its start takes 2.8
+# rather than 4.5 CPU-seconds, the format tool 1.0 rather than 1.7; a suite
+# starts ~130 brokers. An archive made by another JVM build is refused by
+# the JVM, which then just starts without it; the key below names the JVM
+# and the options, so that an update makes a new one.
+cds_key() {
+  local java_bin
+  java_bin="$(readlink -f "$(command -v java)")"
+  printf '%s %s %s' "$java_bin" "$(stat -c %Y "$java_bin" 2>/dev/null)" "$*" | cksum | cut -d' ' -f1
+}
+# The flags for JVM `name` (format or broker): the cached archive if there
+# is one, otherwise make one at `dump` when the JVM exits.
+cds_flags() {
+  local name="$1" dump="$2" archive
+  archive="$CACHE/cds/$name-$(cds_key "${jvm_extra[@]}").jsa"
+  if [ -s "$archive" ]; then echo "-XX:SharedArchiveFile=$archive"; else echo "-XX:ArchiveClassesAtExit=$dump"; fi
+}
+# After a JVM made `dump` and exited cleanly: keep it as the cached archive
+# (copied then renamed, so a parallel start never maps half a file).
+cds_keep() {
+  local name="$1" dump="$2" archive tmp
+  [ -s "$dump" ] || return 0
+  archive="$CACHE/cds/$name-$(cds_key "${jvm_extra[@]}").jsa"
+  if [ ! -s "$archive" ] && mkdir -p "$CACHE/cds"; then
+    tmp="$(mktemp "$CACHE/cds/.$name.XXXXXX")" && cp "$dump" "$tmp" && mv -f "$tmp" "$archive" || rm -f "$tmp"
+  fi
+  rm -f "$dump"
+}
+
 stop_cluster() {
-  local pids=() n pid
+  local pids=() sigs=() n pid sig clean=1
   for n in "$dir"/node*; do
     [ -d "$n" ] || continue
-    if pid="$(node_pid "$n")"; then pids+=("$pid"); fi
+    if pid="$(node_pid "$n")"; then
+      # A node making its class-data archive writes it as it exits: a clean
+      # shutdown even when KILL was asked (once per machine, see cds_flags).
+      sig="$signal"; [ -f "$n/cds.dump" ] && sig=TERM
+      pids+=("$pid"); sigs+=("$sig")
+    fi
   done
   if ((${#pids[@]})); then
-    kill -"$signal" "${pids[@]}" 2>/dev/null || true
+    for i in "${!pids[@]}"; do kill -"${sigs[$i]}" "${pids[$i]}" 2>/dev/null || true; done
     for _ in $(seq 1 150); do  # 15 s for a clean shutdown, then SIGKILL
       local still=()
       for pid in "${pids[@]}"; do alive "$pid" && still+=("$pid"); done
       ((${#still[@]})) || break
       sleep 0.1
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do alive "$pid" && clean=0; kill -KILL "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do while alive "$pid"; do sleep 0.05; done; done
   fi
+  for n in "$dir"/node*; do
+    [ -f "$n/cds.dump" ] || continue
+    if ((clean)); then
+      jvm_extra=()
+      [ -f "$dir/jvm.opts" ] && read -r -a jvm_extra <"$dir/jvm.opts"
+      cds_keep broker "$n/broker.jsa"
+    fi
+    rm -f "$n/cds.dump" "$n/broker.jsa"
+  done
   rm -f "$dir"/node*/pid "$dir/bootstrap" "$dir/sasl_bootstrap"
 }
 
@@ -131,7 +187,9 @@ if [ "$cmd" = stop-node ]; then
     kill -KILL "$pid" 2>/dev/null || true
     while alive "$pid"; do sleep 0.05; done
   fi
-  rm -f "$n/pid"
+  # A class-data archive it wrote as it stopped is not kept (a timed-out
+  # stop may have cut it short); the cluster's own stop keeps one.
+  rm -f "$n/pid" "$n/cds.dump" "$n/broker.jsa"
   exit 0
 fi
 
@@ -141,7 +199,7 @@ if [ "$cmd" = create-topic ]; then
   [ -f "$dir/bootstrap" ] || die "no cluster running in $dir (scripts/kafka.sh start --dir $dir first)"
   [ -f "$CACHE/lib/.complete" ] || die "no Kafka jars in $CACHE/lib (run scripts/kafka.sh start first)"
   address="$(cat "$dir/bootstrap")"
-  java -Xmx256m -cp "$CACHE/lib/*" -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+  java -Xmx256m -cp "$(class_path)" -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
     org.apache.kafka.tools.TopicCommand --bootstrap-server "$address" --create --topic "$topic" \
     --partitions "$partitions" >&2 || die "creating topic $topic on $address failed"
   for _ in $(seq 1 300); do  # 30 s
@@ -156,11 +214,15 @@ if [ "$cmd" = start-node ]; then
   n="$(one_node)"
   [ -f "$CACHE/lib/.complete" ] || die "no Kafka jars in $CACHE/lib (run scripts/kafka.sh start first)"
   if ! node_pid "$n" >/dev/null; then
+    CP="$(class_path)"
     jvm_extra=()
     [ -f "$dir/jvm.opts" ] && read -r -a jvm_extra <"$dir/jvm.opts"
-    setsid java -Xmx256m -Xms64m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true "${jvm_extra[@]}" \
+    cds=()
+    archive="$CACHE/cds/broker-$(cds_key "${jvm_extra[@]}").jsa"
+    [ -s "$archive" ] && cds=("-XX:SharedArchiveFile=$archive")
+    setsid java -Xmx256m -Xms64m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true "${jvm_extra[@]}" "${cds[@]}" \
       -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
-      -cp "$CACHE/lib/*" kafka.Kafka "$n/server.properties" </dev/null >>"$n/stdout.log" 2>&1 &
+      -cp "$CP" kafka.Kafka "$n/server.properties" </dev/null >>"$n/stdout.log" 2>&1 &
     echo $! >"$n/pid"
   fi
   address="$(sed -n 's|^listeners=PLAINTEXT://\([^,]*\),.*|\1|p' "$n/server.properties")"
@@ -217,7 +279,7 @@ if [ ! -f "$CACHE/lib/.complete" ]; then
   fi
   exec 9>&-
 fi
-CP="$CACHE/lib/*"
+CP="$(class_path)"
 
 # 2 free loopback ports per node (client, controller), one more for
 # --secure's SASL listener (scripts/free_ports.py says why not bind(0)'s),
@@ -305,9 +367,12 @@ format() {
       for mech in SCRAM-SHA-256 SCRAM-SHA-512; do scram+=(--add-scram "$mech=[name=\"$user\",password=\"$user-secret\"]"); done
     done
   fi
-  java -Xmx256m "${jvm_extra[@]}" -cp "$CP" -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+  local cds
+  cds="$(cds_flags format "$n/format.jsa")"
+  java -Xmx256m "${jvm_extra[@]}" "$cds" -cp "$CP" -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
     kafka.tools.StorageTool format -t "$cluster_id" -c "$n/server.properties" "${quorum_flag[@]}" "${scram[@]}" \
-    >"$n/format.log" 2>&1
+    >"$n/format.log" 2>&1 || return 1
+  cds_keep format "$n/format.jsa"
 }
 jvm_extra=()
 ((test_jvm)) && jvm_extra=(-XX:TieredStopAtLevel=1)
@@ -322,7 +387,9 @@ for ((i = 1; i <= brokers; i++)); do
   n="$dir/node$i"
   # Detached: its own session, no terminal, every stream to a file, so a
   # caller waiting on our stdout (CTest) is not held open by the broker.
-  setsid java -Xmx256m -Xms64m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true "${jvm_extra[@]}" \
+  cds="$(cds_flags broker "$n/broker.jsa")"
+  [[ "$cds" == -XX:ArchiveClassesAtExit=* ]] && touch "$n/cds.dump"
+  setsid java -Xmx256m -Xms64m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true "${jvm_extra[@]}" "$cds" \
     -Dkafka.logs.dir="$n" -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
     -cp "$CP" kafka.Kafka "$n/server.properties" </dev/null >"$n/stdout.log" 2>&1 &
   echo $! >"$n/pid"
