@@ -12,6 +12,9 @@
 // repair-moved-later and repair-cut), so the crash tests can kill -9 at exact awkward moments. Without the variable a hook is one
 // string compare.
 //
+// KAPPA_TEST_KILL_SIGNAL=STOP makes that SIGSTOP: the process freezes at
+// the point until a test sends SIGCONT.
+//
 // KAPPA_TEST_SIGNAL_AT=<point>:<n> sends the process SIGTERM the n-th time
 // it reaches <point> and goes on: a user's Ctrl-C arriving at that exact
 // moment, for the stories of a graceful stop.
@@ -55,10 +58,15 @@ class KillSwitch {
   // True when this call is the n-th arrival (the caller may then do its
   // damage before Kill()).
   bool Reached(const char* point) { return Armed(point) && --remaining_ == 0; }
+  // With KAPPA_TEST_KILL_SIGNAL=STOP the process stops instead (SIGSTOP)
+  // and goes on where it was once continued: frozen at that exact moment,
+  // as a paused process or a long GC pause is, for as long as a test likes.
   static void Kill(const char* point) {
-    std::fprintf(stderr, "kappa: KAPPA_TEST_KILL_AT reached %s: SIGKILL\n", point);
+    const char* how = std::getenv("KAPPA_TEST_KILL_SIGNAL");
+    const bool stop = how != nullptr && std::string(how) == "STOP";
+    std::fprintf(stderr, "kappa: KAPPA_TEST_KILL_AT reached %s: %s\n", point, stop ? "SIGSTOP" : "SIGKILL");
     std::fflush(stderr);
-    ::kill(::getpid(), SIGKILL);
+    ::kill(::getpid(), stop ? SIGSTOP : SIGKILL);
   }
   void At(const char* point) {
     if (!hang_point_.empty() && hang_point_ == point) {
