@@ -132,10 +132,15 @@ TEST_F(FullDiskTest, AFirstCheckpointThatDoesNotFitStopsTheJobWithTheWriteError)
   SpecOptions o;
   o.state_dir = mnt + "/state";
   o.filter = "";
-  o.checkpoint_interval = "700ms";  // the first one at ~100 k records, larger than the disk; then the final one
+  // The first checkpoint at ~120 k records (4 s at the 30 k/s cap), larger
+  // than the disk from ~40 k on, so a job at a quarter of its cap still
+  // meets it; then the final one. (At 700 ms and a 150 k/s cap, the
+  // sanitized build's slower job reached its first checkpoint with a state
+  // that fitted.)
+  o.checkpoint_interval = "4s";
   std::string err;
   const int rc = RunKappa({"run", WriteSpec(dir, "job.yaml", o), "-b", bootstrap(), "--stop-at-end",
-                           "--status-interval-ms", "0", "--state-headroom-mib", "1", "--max-rate", "150000"},
+                           "--status-interval-ms", "0", "--state-headroom-mib", "1", "--max-rate", "30000"},
                           nullptr, &err);
   EXPECT_EQ(rc, 1) << err;
   EXPECT_NE(err.find("checkpoint 1 could not be written to " + o.state_dir), std::string::npos) << err;
