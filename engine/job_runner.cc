@@ -1121,9 +1121,11 @@ Status JobRunner::Impl::PostgresGaps(const std::vector<bool>& restored) {
   // The table emptied (TRUNCATE, or DELETE) while kappa_offsets kept its
   // offsets: the restart resumed writing into an empty table, and a start
   // without state re-read the history with its rows suppressed, all
-  // without a word (a bug bash). Unless the checkpoint says the job has
-  // written no row yet, an empty table beside committed offsets is
-  // refused. (Rows deleted from a table that keeps others are not seen.)
+  // without a word (a bug bash). Unless the checkpoint, or kappa_offsets'
+  // count of rows written, says the job has written no row yet (a job
+  // restarted without its state in its first hour was refused as emptied:
+  // a bug bash), an empty table beside committed offsets is refused. (Rows
+  // deleted from a table that keeps others are not seen.)
   int64_t committed_to = -1, restored_outputs = 0;
   bool all_restored = true;
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -1131,7 +1133,7 @@ Status JobRunner::Impl::PostgresGaps(const std::vector<bool>& restored) {
     all_restored = all_restored && restored[i];
     if (restored[i]) restored_outputs += tasks[i]->counters().outputs;
   }
-  if (committed_to > 0 && !(all_restored && restored_outputs == 0)) {
+  if (committed_to > 0 && !(all_restored && restored_outputs == 0) && !pg->CommittedNoRow()) {
     auto empty = pg->TableEmpty();
     if (!empty.ok()) return empty.status();
     if (*empty) {

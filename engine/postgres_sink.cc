@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include "base/clock.h"
@@ -232,11 +233,17 @@ Status PostgresSink::PrepareTables() {
            "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + QuoteQualified(spec_.PostgresTable()) +
            " IS " + QuoteLiteral(PgOwnerComment(spec_.job)) + "; END IF; END $$; ";
   }
-  // kappa_offsets of a kappa before the refused rows were counted there:
-  // the column once, not an ALTER (and its exclusive lock) at every start.
-  ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + QuoteLiteral(offsets) +
-         "::regclass AND attname = 'rejected' AND NOT attisdropped) THEN ALTER TABLE " + offsets +
-         " ADD COLUMN rejected bigint NOT NULL DEFAULT 0; END IF; END $$; COMMIT";
+  // kappa_offsets of a kappa before the refused rows, or the rows written,
+  // were counted there: the column once, not an ALTER (and its exclusive
+  // lock) at every start. The rows an older kappa wrote are unknown (NULL),
+  // and stay so: a count from here on would read as all of them.
+  for (const char* column : {"rejected bigint NOT NULL DEFAULT 0", "written bigint"}) {
+    const std::string name(column, std::strchr(column, ' '));
+    ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + QuoteLiteral(offsets) +
+           "::regclass AND attname = '" + name + "' AND NOT attisdropped) THEN ALTER TABLE " + offsets +
+           " ADD COLUMN " + column + "; END IF; END $$; ";
+  }
+  ddl += "COMMIT";
   if (auto st = client_->Exec(ddl); !st.ok()) {
     const std::string sqlstate = client_->last_sqlstate();
     (void)client_->Exec("ROLLBACK");
@@ -317,11 +324,12 @@ Result<bool> PostgresSink::TableEmpty() {
 
 Result<std::vector<int64_t>> PostgresSink::CommittedOffsets(int32_t partitions) {
   std::vector<int64_t> out(std::max(0, partitions), -1);
-  auto rows = client_->Exec("SELECT partition, next_offset, spec_hash, epoch, rejected FROM " + offsets_ +
+  auto rows = client_->Exec("SELECT partition, next_offset, spec_hash, epoch, rejected, written FROM " + offsets_ +
                             " WHERE job = " + QuoteLiteral(spec_.job) + " AND version = " + version_text_);
   if (!rows.ok()) return rows.status();
   std::lock_guard<std::mutex> lock(rejected_mutex_);
   rejected_by_partition_.clear();
+  committed_no_row_ = true;
   for (const auto& r : rows->rows) {
     if (r[2] != spec_.spec_hash) {
       return Status::FailedPrecondition(
@@ -332,6 +340,8 @@ Result<std::vector<int64_t>> PostgresSink::CommittedOffsets(int32_t partitions) 
     const int64_t p = std::stoll(r[0]);
     if (p >= 0 && p < partitions) out[p] = std::stoll(r[1]);
     rejected_by_partition_[static_cast<int32_t>(p)] = std::stoll(r[4]);
+    // NULL (an older kappa's row) reads as "" here: unknown, not none.
+    if (r[5] != "0") committed_no_row_ = false;
   }
   return out;
 }
@@ -381,19 +391,27 @@ void PostgresSink::EmitLate(int32_t partition, const InputRecord& record) { kafk
 Status PostgresSink::UpsertOffsets(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   if (offsets.empty()) return Status::OK();
   // The epoch's refused rows are added to their partitions' counts in the
-  // same transaction as the offsets past them: counted exactly once.
-  std::string sql =
-      "INSERT INTO " + offsets_ + " (job, version, partition, next_offset, epoch, spec_hash, rejected) VALUES ";
+  // same transaction as the offsets past them: counted exactly once. So are
+  // the rows written: a version with offsets but no row yet (the first hour
+  // of an hourly window, or every record filtered) is told apart from a
+  // table emptied by hand (PostgresGaps).
+  std::map<int32_t, int64_t> upserted;
+  for (const Row& r : rows_) ++upserted[r.partition];
+  std::string sql = "INSERT INTO " + offsets_ +
+                    " (job, version, partition, next_offset, epoch, spec_hash, rejected, written) VALUES ";
   const std::string job = QuoteLiteral(spec_.job), hash = QuoteLiteral(spec_.spec_hash);
   for (size_t i = 0; i < offsets.size(); ++i) {
     auto refused = attempt_rejected_.find(offsets[i].first);
+    const int64_t rejected = refused == attempt_rejected_.end() ? 0 : refused->second;
+    auto rows = upserted.find(offsets[i].first);
+    const int64_t written = (rows == upserted.end() ? 0 : rows->second) - rejected;
     sql += (i ? ", (" : "(") + job + ", " + version_text_ + ", " + std::to_string(offsets[i].first) + ", " +
            std::to_string(offsets[i].second) + ", " + std::to_string(epoch) + ", " + hash + ", " +
-           std::to_string(refused == attempt_rejected_.end() ? 0 : refused->second) + ")";
+           std::to_string(rejected) + ", " + std::to_string(written) + ")";
   }
   sql += " ON CONFLICT (job, version, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
          "epoch = EXCLUDED.epoch, spec_hash = EXCLUDED.spec_hash, rejected = " +
-         offsets_ + ".rejected + EXCLUDED.rejected";
+         offsets_ + ".rejected + EXCLUDED.rejected, written = " + offsets_ + ".written + EXCLUDED.written";
   auto st = client_->Exec(sql);
   return st.ok() ? Status::OK() : st.status();
 }

@@ -59,6 +59,10 @@ class PostgresSink final : public OutputCollector {
   // partitions (-1: none). FailedPrecondition when they were committed by
   // another spec under the same version.
   Result<std::vector<int64_t>> CommittedOffsets(int32_t partitions);
+  // Whether kappa_offsets says no row was ever committed to the version's
+  // table (read by CommittedOffsets): its `written` counts are all 0. False
+  // when any is unknown (rows of a kappa from before the column).
+  bool CommittedNoRow() const { return committed_no_row_; }
   // Whether the version's table holds no row at all.
   Result<bool> TableEmpty();
   // A stop request ends the retries of an unreachable database.
@@ -133,6 +137,7 @@ class PostgresSink final : public OutputCollector {
   std::map<int32_t, int64_t> attempt_rejected_;
   mutable std::mutex rejected_mutex_;
   std::map<int32_t, int64_t> rejected_by_partition_;  // committed, since the version began
+  bool committed_no_row_ = false;                      // see CommittedNoRow
   // "pg-before-commit": inside the database transaction, rows and offsets
   // written, before COMMIT (test builds only).
   KAPPA_KILL_SWITCH(kill_switch_);

@@ -548,6 +548,35 @@ TEST_F(PostgresSinkTest, AnEmptiedTableIsRefusedNotResumedInto) {
   ExpectTableEquals("pgs_emptied_v1", reference);
 }
 
+// A version that has committed offsets but no row yet (its first hour of
+// hourly windows) is not a table emptied by hand: killed between its first
+// database commit and its first checkpoint, it starts again without state
+// (as --reset-state does) and resumes; it was refused as "emptied
+// (TRUNCATE?)" (a bug bash). The table ends equal to an uninterrupted run's.
+TEST_F(PostgresSinkTest, OffsetsCommittedBeforeAnyRowAreNotReadAsAnEmptiedTable) {
+  ScratchDir dir("pg-no-row-yet");
+  TopicContents reference;
+  const std::string spec = Story("pgs-no-row", "pgs_no_row", 17, dir, &reference);
+  std::string err;
+  // ~40 records (40 s of event time) in the first 200 ms epoch: no window
+  // closes in it, and the kill ends it after its database commit.
+  setenv("KAPPA_TEST_KILL_AT", "after-flush:1", 1);
+  const int killed = RunKappa({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0", "--max-rate", "200"},
+                              nullptr, &err);
+  unsetenv("KAPPA_TEST_KILL_AT");
+  ASSERT_EQ(killed, 128 + SIGKILL) << err;
+  ASSERT_GT(CountOf(*pg_, "SELECT count(*) FROM kappa_offsets WHERE job = 'pgs-no-row' AND next_offset > 0"), 0);
+  ASSERT_EQ(CountOf(*pg_, "SELECT count(*) FROM pgs_no_row_v1"), 0);
+  // No checkpoint was written: the restart starts without state, as
+  // --reset-state does, and re-reads what the database committed.
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ExpectTableEquals("pgs_no_row_v1", reference);
+  // A table emptied by hand is still refused.
+  ASSERT_TRUE(pg_->Exec("TRUNCATE pgs_no_row_v1").ok());
+  EXPECT_EQ(Run(spec, &err), 1) << err;
+  EXPECT_NE(err.find("PostgreSQL table pgs_no_row_v1 is empty"), std::string::npos) << err;
+}
+
 // Tables made beforehand: without a unique index on kappa_key the upsert
 // cannot run (refused at the start now, not at the first commit); an
 // identity column of the team's own is fine (it was refused as NOT NULL
