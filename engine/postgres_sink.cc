@@ -103,6 +103,7 @@ Status PostgresSink::Connect(bool with_temp_table) {
   // role limited to one (CONNECTION LIMIT 1) was refused its second at the
   // start, when the setup's session still stood (a bug bash).
   client_.reset();
+  connect_sqlstate_.clear();
   auto client = PgClient::Connect(spec_.postgres_dsn, kConnectTimeout);
   if (!client.ok()) return client.status();
   client_ = std::move(*client);
@@ -126,7 +127,8 @@ Status PostgresSink::Connect(bool with_temp_table) {
                             " ON COMMIT DELETE ROWS AS SELECT " + names + " FROM " + table_ + " WITH NO DATA")
                   .status();
   if (!st.ok()) {
-    st = NameLockHolders(st, client_->last_sqlstate());
+    connect_sqlstate_ = client_->last_sqlstate();
+    st = NameLockHolders(st, connect_sqlstate_);
     client_.reset();
   }
   return st;
@@ -486,7 +488,16 @@ Status PostgresSink::InsertRowByRow() {
 Status PostgresSink::Attempt(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   failed_sqlstate_.clear();
   attempt_rejected_.clear();
-  if (client_ == nullptr) KAPPA_RETURN_IF_ERROR(Connect(/*with_temp_table=*/true));
+  if (client_ == nullptr) {
+    // Reconnecting makes the temporary table from the version's table, which
+    // waits for a lock on it like the upsert: a lock held past lock_timeout
+    // is retried as there, not final (a bug bash: an ALTER TABLE held open
+    // 12 s stopped the job at its second attempt).
+    if (Status st = Connect(/*with_temp_table=*/true); !st.ok()) {
+      failed_sqlstate_ = connect_sqlstate_;
+      return st;
+    }
+  }
   KAPPA_RETURN_IF_ERROR(client_->Exec("BEGIN").status());
   auto fail = [&](Status st) {
     // The failure's SQLSTATE decides whether it is retried: kept before the

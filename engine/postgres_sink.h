@@ -138,6 +138,7 @@ class PostgresSink final : public OutputCollector {
   mutable std::mutex rejected_mutex_;
   std::map<int32_t, int64_t> rejected_by_partition_;  // committed, since the version began
   bool committed_no_row_ = false;                      // see CommittedNoRow
+  std::string connect_sqlstate_;  // of the statement that failed Connect (temporary table)
   // "pg-before-commit": inside the database transaction, rows and offsets
   // written, before COMMIT (test builds only).
   KAPPA_KILL_SWITCH(kill_switch_);

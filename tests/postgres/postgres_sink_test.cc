@@ -257,6 +257,36 @@ TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHono
   ExpectTableEquals("pgs_lock_v1", reference);
 }
 
+// A bug bash: a lock held past two attempts (an ALTER TABLE in a migration
+// left open 12 s) stopped the job: the retry reconnects, and making its
+// temporary table from the version's table waits for the lock too; that
+// wait's timeout was read as final. It is retried like the upsert's, and
+// the job finishes once the lock is gone.
+TEST_F(PostgresSinkTest, ALockHeldAcrossAttemptsIsWaitedOutToTheEnd) {
+  ScratchDir dir("pg-long-lock");
+  TopicContents reference;
+  const std::string spec = Story("pgs-long-lock", "pgs_long_lock", 18, dir, &reference);
+  std::string ddl;
+  ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
+  ASSERT_TRUE(pg_->Exec(ddl).ok());
+  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
+                    "--status-interval-ms", "0"},
+                   "pg-long-lock");
+  for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pgs_long_lock_v1") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  auto locker = PgClient::Connect(dsn_);
+  ASSERT_TRUE(locker.ok()) << locker.status().ToString();
+  ASSERT_TRUE((*locker)->Exec("BEGIN; LOCK TABLE pgs_long_lock_v1 IN ACCESS EXCLUSIVE MODE").ok());
+  // Three lock timeouts (5 s each) and their reconnections.
+  std::this_thread::sleep_for(std::chrono::seconds(16));
+  EXPECT_EQ(job.WaitFor(0), -1) << "the job gave up on the lock:\n" << job.Stderr();
+  ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
+  ASSERT_EQ(job.WaitFor(120000), 0) << job.Stderr();
+  EXPECT_NE(job.Stderr().find(" committed after "), std::string::npos) << job.Stderr();
+  ExpectTableEquals("pgs_long_lock_v1", reference);
+}
+
 // A bug bash: a second process of the same version (another state dir) ran
 // beside the first in silence, moved kappa_offsets back to its own position,
 // and the first's restart was then refused as "rows missing". The second is
