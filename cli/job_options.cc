@@ -71,6 +71,12 @@ Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, 
     }
     spec->scale_out.instance = name;
   }
+  // Before anything is registered or created: deploy and replay made the
+  // version's table and view and registered the version (shown by status
+  // as never running), then the runtime refused (a bug bash).
+  if (spec->scale_out.enabled && spec->postgres()) {
+    return Status::InvalidArgument("scale_out with a PostgreSQL sink is not supported yet: run one process");
+  }
   if (spec->scale_out.enabled && spec->scale_out.instance.empty()) {
     spec->scale_out.instance = DefaultInstanceName(spec->state_dir);
   }

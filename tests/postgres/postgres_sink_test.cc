@@ -287,6 +287,28 @@ TEST_F(PostgresSinkTest, ALockHeldAcrossAttemptsIsWaitedOutToTheEnd) {
   ExpectTableEquals("pgs_long_lock_v1", reference);
 }
 
+// A bug bash: deploy and replay with --scale-out and a PostgreSQL sink
+// registered the version and made its table and the serving view before
+// the runtime refused the combination; the refusal comes first now.
+TEST_F(PostgresSinkTest, ScaleOutWithAPostgresSinkIsRefusedBeforeAnythingIsMade) {
+  Forget("pgs-so", "pgs_so_v1");
+  Produce("pgs-so-in", 19, 200);
+  ScratchDir dir("pg-so");
+  const std::string spec =
+      FeatureSpec(dir, "pg", Options("pgs-so", "pgs-so-in", dir, "state"), PostgresSinkValue(dsn_, "pgs_so"));
+  for (const char* command : {"deploy", "replay", "run"}) {
+    std::string err;
+    EXPECT_NE(RunKappa({command, spec, "-b", bootstrap(), "--scale-out", "--status-interval-ms", "0"}, nullptr, &err),
+              0)
+        << command;
+    EXPECT_NE(err.find("scale_out with a PostgreSQL sink is not supported yet"), std::string::npos) << err;
+    EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pg_class WHERE relname IN ('pgs_so', 'pgs_so_v1')"), 0) << command;
+  }
+  std::string status;
+  RunKappa({"status", "-b", bootstrap()}, &status, nullptr);
+  EXPECT_EQ(status.find("pgs-so"), std::string::npos) << status;
+}
+
 // A bug bash: a second process of the same version (another state dir) ran
 // beside the first in silence, moved kappa_offsets back to its own position,
 // and the first's restart was then refused as "rows missing". The second is
