@@ -842,10 +842,12 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
       }
       spec.scale_out.standbys = static_cast<int>(*standbys);
     } else {
-      auto on = so->String();
-      if (!on.ok()) return on.status();
-      if (*on == "false" || *on == "off") spec.scale_out.enabled = false;
-      else if (*on != "true" && *on != "on") return so->Error("`scale_out` is true, false or a map {session_timeout, standbys}");
+      // The booleans every other key of a spec takes (ConfigNode::Bool:
+      // true/false, yes/no, on/off, y/n, any case); True and yes were
+      // refused here while on was taken (a bug bash).
+      auto on = so->Bool();
+      if (!on.ok()) return so->Error("`scale_out` is true, false or a map {session_timeout, standbys}");
+      spec.scale_out.enabled = *on;
     }
   }
   if (const ConfigNode* p = root.Find("parallelism")) {

@@ -321,6 +321,24 @@ TEST(JobSpecTest, TopicsNamedAfterTheJobAreCheckedAtLoad) {
   EXPECT_TRUE(ParseJobSpec(SpecWith("job: user-spend", "job: " + std::string(233, 'j'))).ok());
 }
 
+// `scale_out:` took on/off and refused True, yes and no, unlike every other
+// boolean of a spec (a bug bash); it takes the same spellings now.
+TEST(JobSpecTest, ScaleOutTakesTheBooleansOfEveryOtherKey) {
+  for (const char* on : {"true", "True", "TRUE", "yes", "on", "y"}) {
+    auto spec = ParseJobSpec(std::string(kSpec) + "scale_out: " + on + "\n", "job.yaml");
+    ASSERT_TRUE(spec.ok()) << on << ": " << spec.status().ToString();
+    EXPECT_TRUE(spec->scale_out.enabled) << on;
+  }
+  for (const char* off : {"false", "False", "no", "off", "n"}) {
+    auto spec = ParseJobSpec(std::string(kSpec) + "scale_out: " + off + "\n", "job.yaml");
+    ASSERT_TRUE(spec.ok()) << off << ": " << spec.status().ToString();
+    EXPECT_FALSE(spec->scale_out.enabled) << off;
+  }
+  auto bad = ParseJobSpec(std::string(kSpec) + "scale_out: 2\n", "job.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(Has(bad.status().message(), "`scale_out` is true, false or a map")) << bad.status().message();
+}
+
 // Window options that were accepted and then ignored or filled with zeros:
 // `aggregates: []` (rows of zeros beside the count), a name twice, and a
 // tumbling window's `slide` (hourly rows for a user who asked for every 5
