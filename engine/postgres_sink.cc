@@ -302,17 +302,22 @@ Status PostgresSink::PrepareTables() {
   }
   // The upsert needs a unique index on kappa_key alone (a table made
   // beforehand without one failed at the first commit, after the whole
-  // first interval had been read).
+  // first interval had been read), checked at once (ON CONFLICT takes no
+  // DEFERRABLE one: a bug bash saw it refused at the first commit).
   auto unique = client_->Exec(
-      "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-      "WHERE i.indrelid = " + QuoteLiteral(spec_.PostgresTable()) + "::regclass AND i.indisunique AND "
-      "i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = 'kappa_key'");
+      "SELECT count(*) FILTER (WHERE i.indimmediate), count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+      "i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = " + QuoteLiteral(spec_.PostgresTable()) +
+      "::regclass AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND "
+      "a.attname = 'kappa_key'");
   if (!unique.ok()) return unique.status();
   if (unique->rows.empty() || unique->rows[0][0] == "0") {
-    return Status::FailedPrecondition("PostgreSQL table " + spec_.PostgresTable() +
-                                      " has no unique index on kappa_key alone, which kappa's upsert (INSERT ... ON "
-                                      "CONFLICT (kappa_key)) needs: `ALTER TABLE " + spec_.PostgresTable() +
-                                      " ADD PRIMARY KEY (kappa_key)`, or drop the table and let kappa create it");
+    const bool deferrable = !unique->rows.empty() && unique->rows[0][1] != "0";
+    return Status::FailedPrecondition("PostgreSQL table " + spec_.PostgresTable() + " has no unique index on " +
+                                      "kappa_key alone" + (deferrable ? " checked at once (its one is DEFERRABLE)" : "") +
+                                      ", which kappa's upsert (INSERT ... ON CONFLICT (kappa_key)) needs: `ALTER TABLE " +
+                                      spec_.PostgresTable() + " ADD PRIMARY KEY (kappa_key)`" +
+                                      (deferrable ? " in place of the deferrable one" : "") +
+                                      ", or drop the table and let kappa create it");
   }
   // Now that the table exists, a connection with the temporary table.
   return Connect(/*with_temp_table=*/true);

@@ -646,6 +646,16 @@ TEST_F(PostgresSinkTest, TablesMadeBeforehandNeedAUniqueKeyAndNoCreatePrivilege)
   ASSERT_TRUE(pg_->Exec(ddl + "; ALTER TABLE pgs_made_v1 DROP CONSTRAINT pgs_made_v1_pkey").ok()) << ddl;
   EXPECT_EQ(Run(spec, &err), 1) << err;
   EXPECT_NE(err.find("has no unique index on kappa_key alone"), std::string::npos) << err;
+  // A DEFERRABLE unique key cannot serve ON CONFLICT: refused at the start
+  // too (it passed, and the first commit failed).
+  ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_made_v1 ADD CONSTRAINT pgs_made_deferred UNIQUE (kappa_key) DEFERRABLE "
+                        "INITIALLY DEFERRED").ok());
+  EXPECT_EQ(Run(spec, &err), 1) << err;
+  EXPECT_NE(err.find("has no unique index on kappa_key alone checked at once (its one is DEFERRABLE)"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM kappa_offsets WHERE job = 'pgs-made'"), 0) << "nothing committed";
+  ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_made_v1 DROP CONSTRAINT pgs_made_deferred").ok());
   ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_made_v1 ADD PRIMARY KEY (kappa_key); "
                         "ALTER TABLE pgs_made_v1 ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY")
                   .ok());
