@@ -239,7 +239,7 @@ Status PostgresSink::PrepareTables() {
   // were counted there: the column once, not an ALTER (and its exclusive
   // lock) at every start. The rows an older kappa wrote are unknown (NULL),
   // and stay so: a count from here on would read as all of them.
-  for (const char* column : {"rejected bigint NOT NULL DEFAULT 0", "written bigint"}) {
+  for (const char* column : {"rejected bigint NOT NULL DEFAULT 0", "written bigint", "table_oid bigint"}) {
     const std::string name(column, std::strchr(column, ' '));
     ddl += "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + QuoteLiteral(offsets) +
            "::regclass AND attname = '" + name + "' AND NOT attisdropped) THEN ALTER TABLE " + offsets +
@@ -269,6 +269,20 @@ Status PostgresSink::PrepareTables() {
           "told apart by `kappa get` and promote's diff, and would overwrite each other. Give job " + spec_.job +
           " its own sink.postgres.table");
     }
+  }
+  // A table made beforehand has no such comment (kappa leaves the team's
+  // table as it is), and two jobs given one such table overwrote each
+  // other's rows in silence (a bug bash). kappa_offsets says which table
+  // each job's rows went to (its OID: whatever the spelling of its name).
+  auto others = client_->Exec("SELECT string_agg(DISTINCT job, ', ') FROM " + offsets + " WHERE table_oid = " +
+                              QuoteLiteral(QuoteQualified(spec_.PostgresTable())) + "::regclass::oid AND job <> " +
+                              QuoteLiteral(spec_.job));
+  if (!others.ok()) return others.status();
+  if (!others->rows.empty() && !others->rows[0][0].empty()) {
+    return Status::FailedPrecondition(
+        "PostgreSQL table " + spec_.PostgresTable() + " holds rows of job " + others->rows[0][0] + " (" + offsets +
+        "): the rows of two jobs in one table cannot be told apart by `kappa get` and promote's diff, and would "
+        "overwrite each other. Give job " + spec_.job + " its own sink.postgres.table");
   }
   // A table made beforehand (by a user, or an earlier run): its columns must
   // be this spec's.
@@ -405,8 +419,9 @@ Status PostgresSink::UpsertOffsets(int64_t epoch, const std::vector<std::pair<in
   std::map<int32_t, int64_t> upserted;
   for (const Row& r : rows_) ++upserted[r.partition];
   std::string sql = "INSERT INTO " + offsets_ +
-                    " (job, version, partition, next_offset, epoch, spec_hash, rejected, written) VALUES ";
+                    " (job, version, partition, next_offset, epoch, spec_hash, rejected, written, table_oid) VALUES ";
   const std::string job = QuoteLiteral(spec_.job), hash = QuoteLiteral(spec_.spec_hash);
+  const std::string oid = QuoteLiteral(table_) + "::regclass::oid";
   for (size_t i = 0; i < offsets.size(); ++i) {
     auto refused = attempt_rejected_.find(offsets[i].first);
     const int64_t rejected = refused == attempt_rejected_.end() ? 0 : refused->second;
@@ -414,11 +429,12 @@ Status PostgresSink::UpsertOffsets(int64_t epoch, const std::vector<std::pair<in
     const int64_t written = (rows == upserted.end() ? 0 : rows->second) - rejected;
     sql += (i ? ", (" : "(") + job + ", " + version_text_ + ", " + std::to_string(offsets[i].first) + ", " +
            std::to_string(offsets[i].second) + ", " + std::to_string(epoch) + ", " + hash + ", " +
-           std::to_string(rejected) + ", " + std::to_string(written) + ")";
+           std::to_string(rejected) + ", " + std::to_string(written) + ", " + oid + ")";
   }
   sql += " ON CONFLICT (job, version, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, "
          "epoch = EXCLUDED.epoch, spec_hash = EXCLUDED.spec_hash, rejected = " +
-         offsets_ + ".rejected + EXCLUDED.rejected, written = " + offsets_ + ".written + EXCLUDED.written";
+         offsets_ + ".rejected + EXCLUDED.rejected, written = " + offsets_ + ".written + EXCLUDED.written, "
+         "table_oid = EXCLUDED.table_oid";
   auto st = client_->Exec(sql);
   return st.ok() ? Status::OK() : st.status();
 }

@@ -83,7 +83,7 @@ std::string PgOffsetsTable(std::string_view table) { return QuoteQualified(PgSch
 std::string PgCreateOffsetsTable(std::string_view table) {
   return "CREATE TABLE IF NOT EXISTS " + PgOffsetsTable(table) +
          " (job text NOT NULL, version integer NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL, "
-         "epoch bigint NOT NULL, spec_hash text NOT NULL, rejected bigint NOT NULL DEFAULT 0, written bigint, "
+         "epoch bigint NOT NULL, spec_hash text NOT NULL, rejected bigint NOT NULL DEFAULT 0, written bigint, table_oid bigint, "
          "PRIMARY KEY (job, version, partition))";
 }
 

@@ -309,6 +309,29 @@ TEST_F(PostgresSinkTest, ScaleOutWithAPostgresSinkIsRefusedBeforeAnythingIsMade)
   EXPECT_EQ(status.find("pgs-so"), std::string::npos) << status;
 }
 
+// A bug bash: two jobs given one table made beforehand (no comment of
+// kappa's naming its job) overwrote each other's rows in silence. The
+// second is refused, naming the first; the first's rows stay its own.
+TEST_F(PostgresSinkTest, TwoJobsOnOneTableMadeBeforehandAreRefused) {
+  Forget("pgs-share-a", "pgs_shared_v1");
+  Forget("pgs-share-b", "pgs_shared_v1");
+  Produce("pgs-share-in", 20, 600);
+  ScratchDir dir("pg-share");
+  const std::string a = FeatureSpec(dir, "a", Options("pgs-share-a", "pgs-share-in", dir, "state-a"),
+                                    PostgresSinkValue(dsn_, "pgs_shared"));
+  const std::string b = FeatureSpec(dir, "b", Options("pgs-share-b", "pgs-share-in", dir, "state-b"),
+                                    PostgresSinkValue(dsn_, "public.pgs_shared"));
+  std::string ddl, err;
+  ASSERT_EQ(RunKappa({"schema", a}, &ddl), 0);
+  ASSERT_TRUE(pg_->Exec(ddl).ok());
+  ASSERT_EQ(Run(a, &err), 0) << err;
+  const std::string before = DumpTable(*pg_, "pgs_shared_v1");
+  EXPECT_EQ(Run(b, &err), 1) << err;
+  EXPECT_NE(err.find("holds rows of job pgs-share-a"), std::string::npos) << err;
+  EXPECT_EQ(DumpTable(*pg_, "pgs_shared_v1"), before);
+  ASSERT_EQ(Run(a, &err), 0) << "its own job goes on: " << err;
+}
+
 // A bug bash: a second process of the same version (another state dir) ran
 // beside the first in silence, moved kappa_offsets back to its own position,
 // and the first's restart was then refused as "rows missing". The second is
