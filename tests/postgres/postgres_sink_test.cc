@@ -89,6 +89,17 @@ class PostgresSinkTest : public BrokerTest {
     return FeatureSpec(dir, "pg", Options(job, job + "-in", dir, "state"), PostgresSinkValue(dsn_, table));
   }
 
+  // Story, with the version's table made beforehand (`kappa schema`), so a
+  // test can lock or watch it before the job starts.
+  std::string StoryWithTable(const std::string& job, const std::string& table, uint64_t seed, const ScratchDir& dir,
+                             TopicContents* reference) {
+    const std::string spec = Story(job, table, seed, dir, reference);
+    std::string ddl;
+    EXPECT_EQ(RunKappa({"schema", spec}, &ddl), 0);
+    EXPECT_TRUE(pg_->Exec(ddl).ok()) << ddl;
+    return spec;
+  }
+
   // Every reference row is in `table` with the same features, and nothing else.
   void ExpectTableEquals(const std::string& table, const TopicContents& reference) {
     auto rows = pg_->Exec("SELECT kappa_key, txns, spend, biggest, mean, kappa_version FROM " + table);
@@ -213,10 +224,8 @@ TEST_F(PostgresSinkTest, ADatabaseLostMidRunIsWaitedOutWithNothingLostOrDoubled)
 TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHonoured) {
   ScratchDir dir("pg-lock");
   TopicContents reference;
-  const std::string spec = Story("pgs-lock", "pgs_lock", 9, dir, &reference);
-  std::string ddl;
-  ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
-  ASSERT_TRUE(pg_->Exec(ddl).ok());
+  const std::string spec = StoryWithTable("pgs-lock", "pgs_lock", 9, dir, &reference);
+  ASSERT_FALSE(HasFailure());
   auto locker = PgClient::Connect(dsn_);
   ASSERT_TRUE(locker.ok()) << locker.status().ToString();
   auto pid = (*locker)->Exec("SELECT pg_backend_pid()");
@@ -265,10 +274,8 @@ TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHono
 TEST_F(PostgresSinkTest, ALockHeldAcrossAttemptsIsWaitedOutToTheEnd) {
   ScratchDir dir("pg-long-lock");
   TopicContents reference;
-  const std::string spec = Story("pgs-long-lock", "pgs_long_lock", 18, dir, &reference);
-  std::string ddl;
-  ASSERT_EQ(RunKappa({"schema", spec}, &ddl), 0);
-  ASSERT_TRUE(pg_->Exec(ddl).ok());
+  const std::string spec = StoryWithTable("pgs-long-lock", "pgs_long_lock", 18, dir, &reference);
+  ASSERT_FALSE(HasFailure());
   ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
                     "--status-interval-ms", "0"},
                    "pg-long-lock");
