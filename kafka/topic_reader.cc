@@ -76,6 +76,13 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
     }
   }
   KAPPA_RETURN_IF_ERROR(StatusFromKafka(rd_kafka_assign(rk, assignment.get()), "cannot assign " + topic));
+  // Bounded: librdkafka 2.0.2's teardown of a consumer whose topic was
+  // deleted while it was assigned never returns, and a deployed version's
+  // registry poll that read its control topic as it was deleted hung there
+  // for good: it never said its registration was gone, never published
+  // again, and its stop waited out its grace (CI). Past the bound the
+  // teardown is left to the process's exit (see CloseConsumer).
+  auto close = [&] { CloseConsumer(*consumer, 2000); };
 
   auto last_progress = std::chrono::steady_clock::now();
   ConsumedRecord record;
@@ -83,7 +90,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
     rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 200);
     if (!msg) {
       if (std::chrono::steady_clock::now() - last_progress > std::chrono::milliseconds(idle_timeout_ms)) {
-        rd_kafka_consumer_close(rk);
+        close();
         return Status::Unavailable("reading " + topic + ": no progress for " +
                                    std::to_string(idle_timeout_ms / 1000) + " s with " +
                                    std::to_string(remaining) + " partitions unfinished");
@@ -106,7 +113,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
         last_progress = std::chrono::steady_clock::now();
         continue;
       }
-      rd_kafka_consumer_close(rk);
+      close();
       return Status::Unavailable("reading " + topic + ": " + what);
     }
     last_progress = std::chrono::steady_clock::now();
@@ -133,7 +140,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
     }
     rd_kafka_message_destroy(msg);
   }
-  rd_kafka_consumer_close(rk);
+  close();
   return summary;
 }
 
