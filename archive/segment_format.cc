@@ -145,9 +145,8 @@ BlockState InspectBlock(std::string_view bytes, BlockHeader* header) {
 std::string OldFormatMessage(const std::string& path) {
   return "archive " + path +
          " is of block format 1 (written by an older kappa, before block headers had their own checksum); this "
-         "kappa reads format 2 only; rebuild the archive: move the archive directory aside and run `kappa archive "
-         "-a DIR -t TOPIC -b BROKERS --stop-at-end` again while Kafka still holds the history (or re-import the "
-         "record file with `kappa archive --import`)";
+         "kappa reads format 2 only; stop the archivers writing it, then upgrade it in place with `kappa archive -a "
+         "DIR --upgrade` (every record is kept; blocks are verified and rewritten segment by segment)";
 }
 
 bool DecompressPayload(const BlockHeader& h, const char* stored, std::vector<uint64_t>* raw) {

@@ -11,6 +11,7 @@
 #include "cli/record_format.h"
 #include "archive/archive.h"
 #include "archive/archive_repair.h"
+#include "archive/archive_upgrade.h"
 #include "archive/archiver.h"
 #include "archive/segment_file.h"
 
@@ -28,6 +29,21 @@ std::string Hex(std::string_view bytes) {
     out.push_back(digits[c & 15]);
   }
   return out;
+}
+
+// --upgrade: an older kappa's archive (block format 1) rewritten in place.
+int Upgrade(const std::string& root, const std::vector<std::string>& topics) {
+  auto summary = UpgradeArchive(root, topics, NotePrinter("kappa archive"));
+  if (!summary.ok()) return Fail("archive", summary.status());
+  if (summary->upgraded == 0) {
+    std::printf("kappa archive: %s is already in today's format (%d segments): nothing to upgrade\n", root.c_str(),
+                summary->current);
+    return 0;
+  }
+  std::printf("kappa archive: upgraded %d segments of %s (%lld records) to block format 2; %d were already in it%s\n",
+              summary->upgraded, root.c_str(), static_cast<long long>(summary->records), summary->current,
+              summary->torn_bytes > 0 ? "; torn tails were left out (see above)" : "");
+  return 0;
 }
 
 int List(const std::string& root, const std::vector<std::string>& topics) {
@@ -120,6 +136,7 @@ int ArchiveCommand(int argc, char** argv) {
       ("status-interval-ms", po::value<int>(&options.status_interval_ms)->default_value(options.status_interval_ms), "follow: print progress this often (0: never)")
       ("import", po::value<std::string>(&import_file), "load a record file (e.g. from `kappa gen --to-archive`) into --topic instead of following Kafka")
       ("list", "print each archived partition's offset range, record count and size")
+      ("upgrade", "rewrite the segments an older kappa wrote (block format 1) in today's format, keeping every record: needed once before this kappa reads such an archive; stop its archivers first")
       ("repair", "verify every block of --topic; refetch from Kafka what follows the first damaged block of each partition (the damaged tail is kept as <segment>.damaged), or say which offsets are lost")
       ("dump", "print every archived record of --topic as a JSON line (bytes in hex)")
       ("decode", "with --dump: also decode kappa FlatBuffers payloads")
@@ -132,7 +149,8 @@ int ArchiveCommand(int argc, char** argv) {
       "       kappa archive --archive DIR --topic TOPIC --import FILE\n"
       "       kappa archive --archive DIR --list [--topic TOPIC]\n"
       "       kappa archive --archive DIR --topic TOPIC --dump [--partition P] [--from OFFSET]\n"
-      "       kappa archive --archive DIR --topic TOPIC... --brokers HOST:PORT --repair\n\n"
+      "       kappa archive --archive DIR --topic TOPIC... --brokers HOST:PORT --repair\n"
+      "       kappa archive --archive DIR [--topic TOPIC...] --upgrade\n\n"
       "Keeps Kafka history beyond retention: appends every record of every partition (exact\n"
       "offset, timestamp, key, value, headers) to DIR/<topic>/<partition>/ as checksummed\n"
       "blocks, LZ4-compressed (LZ4HC) unless --compression says otherwise. Resumable after any crash (the\n"
@@ -156,9 +174,10 @@ int ArchiveCommand(int argc, char** argv) {
   if (!parsed_compression.ok()) return Fail("archive", parsed_compression.status());
   options.compression = *parsed_compression;
   const int modes = (vm.count("import") ? 1 : 0) + (vm.count("list") ? 1 : 0) + (vm.count("dump") ? 1 : 0) +
-                    (vm.count("repair") ? 1 : 0);
+                    (vm.count("repair") ? 1 : 0) + (vm.count("upgrade") ? 1 : 0);
   if (modes > 1) {
-    return Fail("archive", Status::InvalidArgument("--import, --list, --dump and --repair exclude each other"));
+    return Fail("archive",
+                Status::InvalidArgument("--import, --list, --dump, --repair and --upgrade exclude each other"));
   }
   for (const auto& topic : options.topics) {
     if (Status st = segment_file::ValidateTopic(topic); !st.ok()) return Fail("archive", st);
@@ -171,7 +190,7 @@ int ArchiveCommand(int argc, char** argv) {
     if (std::find(topics.begin(), topics.end(), topic) == topics.end()) topics.push_back(std::move(topic));
   }
   options.topics = std::move(topics);
-  if (vm.count("list") || vm.count("dump") || vm.count("repair")) {
+  if (vm.count("list") || vm.count("dump") || vm.count("repair") || vm.count("upgrade")) {
     // These read an existing archive: a directory that is not there is a
     // mistake on the command line, not an empty archive.
     auto topics = ArchivedTopics(options.root);
@@ -181,6 +200,7 @@ int ArchiveCommand(int argc, char** argv) {
       return Fail("archive", usage ? Status::InvalidArgument(st.message()) : st);
     }
     if (vm.count("list")) return List(options.root, options.topics.empty() ? *topics : options.topics);
+    if (vm.count("upgrade")) return Upgrade(options.root, options.topics);
   }
   if (options.topics.empty()) return Fail("archive", Status::InvalidArgument("--topic is required"));
   if (vm.count("dump")) {
