@@ -137,7 +137,10 @@ TEST_F(ThrottleTest, MaxRatePauseAndResumeTakeEffectWithinOneStatusInterval) {
   EXPECT_NE(out.find("thr v1: max-rate 8000 rec/s"), std::string::npos) << out;
   auto raised = SampleFor(metrics, kEffectS + 2.0);
   const double r1 = (At(raised, kEffectS + 2.0) - At(raised, kEffectS)) / 2.0;
-  EXPECT_GT(r1, 5000) << "the new cap did not apply within " << kEffectS << " s: " << Show(raised);
+  // Above what the old cap allows over 2 s with its 1 s of burst (3000/s),
+  // not the new cap itself: a job starved of CPU (a loaded machine ran it
+  // at 3800/s) cannot show 8000/s, and that is no fault of the throttle.
+  EXPECT_GT(r1, 3500) << "the new cap did not apply within " << kEffectS << " s: " << Show(raised);
   EXPECT_LT(r1, 10000) << Show(raised);
   std::string status, err;
   ASSERT_EQ(RunKappa(Cmd({"status", "thr"}), &status, &err), 0) << err;
