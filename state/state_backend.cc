@@ -182,6 +182,11 @@ namespace {
 
 // RocksDB files that hold data (not the lock or the info log): their
 // presence means a store was created here.
+bool IsWriteAheadLog(const std::string& name) {
+  return name.size() > 4 && name.ends_with(".log") &&
+         name.find_first_not_of("0123456789") == name.size() - 4;
+}
+
 bool IsRocksDbDataFile(const std::string& name) {
   return IsRocksDbFile(name) && name != "LOCK" && name != "LOG" && !name.starts_with("LOG.old.");
 }
@@ -406,6 +411,18 @@ struct StateBackend::Impl {
       writer.join();
     }
     if (db) {
+      uint64_t memtables = 0;
+      for (auto* h : handles) {
+        uint64_t v = 0;
+        if (db->GetIntProperty(h, rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) memtables += v;
+      }
+      if (memtables > StateBackend::kFlushAtCloseBytes) {
+        // Best effort: a failure (a full disk) leaves the log, which the
+        // next Open replays as after a crash.
+        rocksdb::FlushOptions flush;
+        flush.allow_write_stall = true;
+        (void)db->Flush(flush, handles);
+      }
       for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
       db->Close();
     }
@@ -616,6 +633,17 @@ Result<std::optional<int64_t>> ReadEpochMarker(const std::string& dir) {
 }
 
 bool StateBackend::InUse(const std::string& dir) { return LockHeld(dir); }
+
+uint64_t StateBackend::WriteAheadLogBytes(const std::string& dir) {
+  std::error_code ec;
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!IsWriteAheadLog(e.path().filename().string())) continue;
+    const uint64_t size = e.file_size(ec);
+    if (!ec) total += size;
+  }
+  return total;
+}
 
 Result<StateResetReport> StateBackend::Reset(const std::string& dir) {
   StateResetReport report;
