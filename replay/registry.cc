@@ -36,6 +36,16 @@ std::string ProgressRecord::Liveness(int64_t now_ms) const {
            std::to_string((report_interval_ms + 999) / 1000) +
            " s: its process may be gone; start it again with the same spec to resume)";
   }
+  // A kappa from before report intervals (2026-12-05) does not say how
+  // often it reports: its process killed with -9 read as running for ever
+  // (a bug bash). Ten minutes of silence is past any checkpoint interval
+  // but a rare one.
+  constexpr int64_t kUnknownIntervalSilenceMs = 600'000;
+  if (report_interval_ms <= 0 && last_report_ms > 0 && silent_ms > kUnknownIntervalSilenceMs) {
+    return "not reporting for " + std::to_string(silent_ms / 1000) +
+           " s (its record, from an older kappa, does not say how often it reports: its process may be gone; "
+           "start it again with the same spec to resume)";
+  }
   return "running";
 }
 namespace {
