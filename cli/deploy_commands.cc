@@ -180,6 +180,9 @@ int StatusCommand(int argc, char** argv) {
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("status", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
   if (Status st = registry.Refresh(); !st.ok()) return Fail("status", st);
+  if (std::string risk = registry.RetentionRisk(); !risk.empty()) {
+    std::fprintf(stderr, "kappa status: WARNING %s\n", risk.c_str());
+  }
   if (vm.count("job")) {
     // A job that is not registered is an error naming those that are, not
     // "no jobs registered" and success.

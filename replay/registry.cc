@@ -468,7 +468,38 @@ Status Registry::PutThrottle(const ThrottleRecord& record, bool rate, bool pause
   return Status::OK();
 }
 
+std::string Registry::RetentionRisk() {
+  if (retention_checked_) return "";
+  // A client of its own: producer_ is made by Put, with its delivery reports.
+  auto client = CreateClient(ClientKind::kProducer, config_, {});
+  if (!client.ok()) return "";  // the write that follows says why
+  auto policy = TopicConfigValue(client->get(), topic_, "cleanup.policy", 10000);
+  if (!policy.ok()) return "";  // no such topic yet (made compacted), or the broker cannot say
+  bool compact = false, del = false;
+  std::string_view rest = *policy;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string_view one = rest.substr(0, comma);
+    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
+    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
+    compact = compact || one == "compact";
+    del = del || one == "delete";
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  if (compact && !del) {
+    retention_checked_ = true;
+    return "";
+  }
+  return "the control topic " + topic_ + " has cleanup.policy=" + *policy +
+         ": Kafka deletes its records once retention.ms passes (7 days by default), and with them the registry's "
+         "jobs, versions and promotions (an older kappa, or the broker's auto-create, made it so). Make it "
+         "compacted: kafka-configs.sh --bootstrap-server <brokers> --alter --entity-type topics --entity-name " +
+         topic_ + " --add-config cleanup.policy=compact" +
+         "; nothing is lost while its retention has not passed";
+}
+
 Result<bool> Registry::TryPutJob(JobRecord& record) {
+  if (std::string risk = RetentionRisk(); !risk.empty()) return Status::FailedPrecondition(risk);
   const int64_t base = record.seq;
   record.updated_at_ms = WallClockMs();
   const std::string key = JobKey(record.job) + "/" + std::to_string(base + 1) + "-" + Nonce();

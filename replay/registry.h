@@ -172,6 +172,13 @@ class Registry {
   // registry's history is gone, and what is left would read as a registry
   // without those jobs or versions.
   static const std::map<std::string, std::string>& TopicConfigs();
+  // Empty when the control topic keeps its records (cleanup.policy=compact)
+  // or the broker cannot say (the embedded broker has no DescribeConfigs;
+  // an ACL may deny it); else what is wrong and what to do. A topic an
+  // older kappa (or a broker's auto-create) made has cleanup.policy=delete,
+  // and retention then deleted the registry a week later (a bug bash).
+  // Job records are refused on such a topic (PutJob, TryPutJob).
+  std::string RetentionRisk();
   // How many records the last Refresh read: what was written since the one
   // before (all of the topic the first time).
   int64_t last_read_records() const { return last_read_records_; }
@@ -189,6 +196,7 @@ class Registry {
   KafkaConfig config_;
   std::string topic_;
   bool topic_ensured_ = false;
+  bool retention_checked_ = false;  // RetentionRisk found the topic compacted
   int32_t partitions_ = 0;  // of the control topic, once known (Put)
   KafkaHandle producer_;
   std::map<std::string, JobRecord> jobs_;       // job -> its accepted state

@@ -78,6 +78,34 @@ class ControlTopicTest : public SharedRealKafkaTest<> {
     return out;
   }
 
+  // Sets one config of a topic (AlterConfigs, as kafka-configs.sh --alter).
+  void AlterTopicConfig(const std::string& topic, const std::string& name, const std::string& value) {
+    auto client = CreateClient(ClientKind::kProducer, Config(), {});
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    rd_kafka_t* rk = client->get();
+    rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+    ASSERT_EQ(rd_kafka_ConfigResource_set_config(resource, name.c_str(), value.c_str()), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS);
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+    rd_kafka_AlterConfigs(rk, &resource, 1, options, queue);
+    rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+    EXPECT_NE(event, nullptr) << "no answer to AlterConfigs within 30 s";
+    if (event) {
+      EXPECT_EQ(rd_kafka_event_error(event), RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_event_error_string(event);
+      size_t n = 0;
+      const rd_kafka_ConfigResource_t** resources =
+          rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(event), &n);
+      for (size_t r = 0; r < n; ++r) {
+        EXPECT_EQ(rd_kafka_ConfigResource_error(resources[r]), RD_KAFKA_RESP_ERR_NO_ERROR)
+            << rd_kafka_ConfigResource_error_string(resources[r]);
+      }
+      rd_kafka_event_destroy(event);
+    }
+    rd_kafka_queue_destroy(queue);
+    rd_kafka_AdminOptions_destroy(options);
+    rd_kafka_ConfigResource_destroy(resource);
+  }
+
   std::vector<std::string> Cmd(std::vector<std::string> args, const std::string& control) const {
     args.insert(args.end(), {"-b", bootstrap_, "--control-topic", control});
     return args;
@@ -327,6 +355,39 @@ TEST_F(ControlTopicTest, ATopicDeletedWhileReadTopicReadsItEndsTheReadWithinItsB
     EXPECT_EQ(read->total, 3000);
     EXPECT_EQ(seen, 3000);
   }
+}
+
+// A control topic that retention deletes (cleanup.policy=delete: what an
+// older kappa's, or a broker's auto-create, has): after retention.ms (7
+// days by default) the registry was gone, and nothing had said so before
+// (a bug bash). `kappa status` warns, naming the command that mends it; a
+// job record is refused before it is written; compacted, the deploy goes on.
+TEST_F(ControlTopicTest, AControlTopicThatRetentionDeletesIsNamedAndJobRecordsAreRefusedUntilCompacted) {
+  const std::string control = Unique("ctl-delete-policy");
+  const std::string input = Unique("ctl-delete-policy-in");
+  const std::string job = Unique("ctl-dp");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1).ok());  // the broker's default: delete
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(9, 300)));
+  ScratchDir dir("ctl-delete-policy");
+  const std::vector<std::string> deploy = {"deploy", Spec(dir, job, input, 1, true), "--stop-at-end",
+                                           "--status-interval-ms", "0"};
+  std::string out, err;
+  EXPECT_EQ(RunKappa(Cmd(deploy, control), &out, &err), 1) << out << err;
+  EXPECT_NE(err.find("the control topic " + control + " has cleanup.policy=delete"), std::string::npos) << err;
+  EXPECT_NE(err.find("--entity-name " + control + " --add-config cleanup.policy=compact"), std::string::npos) << err;
+
+  ASSERT_EQ(RunKappa(Cmd({"status"}, control), &out, &err), 0) << err;
+  EXPECT_NE(out.find("no jobs registered"), std::string::npos) << "refused before it was registered: " << out;
+  EXPECT_NE(err.find("kappa status: WARNING the control topic " + control + " has cleanup.policy=delete"),
+            std::string::npos)
+      << err;
+
+  ASSERT_NO_FATAL_FAILURE(AlterTopicConfig(control, "cleanup.policy", "compact"));
+  ASSERT_EQ(RunKappa(Cmd(deploy, control), &out, &err), 0) << out << err;
+  ASSERT_EQ(RunKappa(Cmd({"status"}, control), &out, &err), 0) << err;
+  EXPECT_EQ(err.find("WARNING"), std::string::npos) << err;
+  EXPECT_NE(out.find("job " + job + ": serving v1"), std::string::npos) << out;
 }
 
 }  // namespace
