@@ -183,6 +183,7 @@ int StatusCommand(int argc, char** argv) {
   if (std::string risk = registry.RetentionRisk(); !risk.empty()) {
     std::fprintf(stderr, "kappa status: WARNING %s\n", risk.c_str());
   }
+  for (const auto& warning : registry.warnings()) std::fprintf(stderr, "kappa status: WARNING %s\n", warning.c_str());
   if (vm.count("job")) {
     // A job that is not registered is an error naming those that are, not
     // "no jobs registered" and success.

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "kafka/kafka_producer.h"
@@ -281,8 +282,8 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
         auto record = DecodeJob(bytes);
         if (!record) return;  // not a job record this kappa can read
         const auto* j = flatbuffers::GetRoot<schema::JobRegistry>(bytes.data());
-        job_writes_.push_back(
-            JobWrite{std::string(r.key), std::move(*record), j->base_seq(), j->seq(), r.partition, r.offset});
+        job_writes_.push_back(JobWrite{std::string(r.key), std::move(*record), j->base_seq(), j->seq(), r.partition,
+                                       r.offset, r.timestamp_ms});
       } else {
         // Within a partition the one read last (its log's order, whatever the
         // writers' clocks say); across partitions the later written. (An
@@ -338,6 +339,27 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
     if (a.partition != b.partition) return a.partition < b.partition;
     return a.offset < b.offset;
   });
+  // An unsequenced write (an older kappa's) after a sequenced one of the
+  // same job: applied before it, whatever came later, so it is ignored.
+  warnings_.clear();
+  std::map<std::string, int64_t> first_sequenced_ms;
+  for (const auto& w : job_writes_) {
+    if (w.seq == 0) continue;
+    auto [at, fresh] = first_sequenced_ms.try_emplace(w.record.job, w.timestamp_ms);
+    if (!fresh) at->second = std::min(at->second, w.timestamp_ms);
+  }
+  std::set<std::string> warned;
+  for (const auto& w : job_writes_) {
+    if (w.seq != 0) continue;
+    auto first = first_sequenced_ms.find(w.record.job);
+    if (first == first_sequenced_ms.end() || w.timestamp_ms <= first->second) continue;
+    if (!warned.insert(w.record.job).second) continue;
+    warnings_.push_back("job " + w.record.job + ": an older kappa (one from before sequenced job records, 2026-12-02) wrote to it in " + topic_ +
+                        " (partition " + std::to_string(w.partition) + ", offset " + std::to_string(w.offset) +
+                        ") after this kappa had: that write is ignored, so what that kappa did there (a deploy, "
+                        "a promotion, a retirement) has not happened for this one; upgrade every kappa that uses " +
+                        topic_ + ", then do it again");
+  }
   std::map<std::string, JobRecord> jobs;
   for (const auto& w : job_writes_) {
     auto it = jobs.find(w.record.job);

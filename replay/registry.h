@@ -182,6 +182,12 @@ class Registry {
   // How many records the last Refresh read: what was written since the one
   // before (all of the topic the first time).
   int64_t last_read_records() const { return last_read_records_; }
+  // What the last read found that a user must hear of: a job record an
+  // older kappa (before sequenced job records) wrote after this kappa had
+  // written that job's, which is ignored (the older kappa's promote said
+  // "now serves" while every newer kappa went on with the old serving
+  // version, a bug bash).
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   // Reads the topic to its end; *watched (if given) is set to whether the
@@ -214,7 +220,9 @@ class Registry {
     int64_t seq = 0;  // 0: written before sequences existed
     int32_t partition = 0;
     int64_t offset = 0;
+    int64_t timestamp_ms = 0;
   };
+  std::vector<std::string> warnings_;  // of the last read (warnings())
   std::vector<int64_t> read_to_;
   int64_t last_read_records_ = 0;
   std::vector<JobWrite> job_writes_;

@@ -3,12 +3,14 @@
 // empty registry; two registries see each other's writes.
 #include "replay/registry.h"
 
+#include <flatbuffers/flatbuffers.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <thread>
 
 #include "kafka/kafka_producer.h"
+#include "schemas/control_generated.h"
 #include "kafka/topic_reader.h"
 #include "tests/replay/replay_test_util.h"
 #include "tests/support/test_support.h"
@@ -184,6 +186,55 @@ TEST_F(RegistryTest, AKeyWrittenToAnotherPartitionBeforeAnUpgradeReadsAsItsLates
     ASSERT_TRUE(reader.Refresh().ok());
     EXPECT_EQ(reader.Value(key).value_or("(none)"), "new");
   }
+}
+
+// An older kappa (before sequenced job records) still running beside this
+// one: its job records carry no sequence, so they are applied before every
+// sequenced one, and a write of it that came after this kappa's is ignored:
+// its promote said "version 2 now serves" while this kappa went on serving
+// v1, without a word (a bug bash). The registry now says so; an older
+// record from before the upgrade is history, not a warning.
+TEST_F(RegistryTest, AnOlderKappasJobRecordWrittenAfterThisKappasIsNamed) {
+  CreateTopic("kappa.control", 2);
+  auto old_record = [](int32_t serving) {
+    flatbuffers::FlatBufferBuilder fbb(512);
+    std::vector<flatbuffers::Offset<schema::VersionEntry>> versions = {
+        schema::CreateVersionEntryDirect(fbb, 1, "h1", schema::VersionState::Live),
+        schema::CreateVersionEntryDirect(fbb, 2, "h2", schema::VersionState::CaughtUp)};
+    std::vector<int32_t> previous;
+    fbb.Finish(schema::CreateJobRegistryDirect(fbb, "spend", &versions, serving, &previous, 1, /*seq=*/0,
+                                               /*base_seq=*/0));
+    return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  };
+  auto producer = KafkaProducer::Create(Config(), ProducerOptions{});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  // Before the upgrade: the older kappa registered spend, v1 serving.
+  ASSERT_TRUE((*producer)->Produce("kappa.control", 0, "job/spend", old_record(1)).ok());
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  Registry writer(Config());
+  ASSERT_TRUE(writer.Refresh().ok());
+  JobRecord job = *writer.Job("spend");
+  job.versions.push_back(Version(3, VersionState::kReplaying));
+  ASSERT_TRUE(writer.PutJob(job).ok());
+  {
+    Registry reader(Config());
+    ASSERT_TRUE(reader.Refresh().ok());
+    EXPECT_TRUE(reader.warnings().empty()) << reader.warnings().front();
+    EXPECT_EQ(reader.Job("spend")->versions.size(), 3u);
+  }
+  // After it: the older kappa promotes v2.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE((*producer)->Produce("kappa.control", 0, "job/spend", old_record(2)).ok());
+  ASSERT_TRUE((*producer)->Flush(30000).ok());
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  EXPECT_EQ(reader.Job("spend")->serving, 1) << "the sequenced history holds";
+  ASSERT_EQ(reader.warnings().size(), 1u);
+  EXPECT_NE(reader.warnings()[0].find("job spend: an older kappa"), std::string::npos) << reader.warnings()[0];
+  EXPECT_NE(reader.warnings()[0].find("that write is ignored"), std::string::npos) << reader.warnings()[0];
+  EXPECT_NE(reader.warnings()[0].find("upgrade every kappa that uses kappa.control"), std::string::npos)
+      << reader.warnings()[0];
 }
 
 // A scaled-out instance's record carries its standby copies and their lag
