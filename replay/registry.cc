@@ -380,6 +380,36 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
       record.seq = seq;
     }
   }
+  // An older kappa's control topic (made before job records kept to
+  // partition 0) holds job records in any partition: one of those that lost
+  // its first records lost job history as partition 0 would, and read as a
+  // registry without those jobs (a bug bash: "no jobs registered", then a
+  // new deploy of v1 became serving over a promoted v2). Lost there: a job
+  // record still read from it, or progress of a job no job record names.
+  for (size_t p = 1; p < summary->log_start_offsets.size(); ++p) {
+    if (summary->log_start_offsets[p] <= 0) continue;
+    std::string lost;
+    for (const auto& w : job_writes_) {
+      if (w.partition == static_cast<int32_t>(p)) {
+        lost = w.record.job;
+        break;
+      }
+    }
+    for (auto it = read_values_.lower_bound("progress/"); lost.empty() && it != read_values_.end() &&
+                                                          it->first.rfind("progress/", 0) == 0;
+         ++it) {
+      auto progress = DecodeProgress(it->second);
+      if (progress && !jobs.count(progress->job)) lost = progress->job;
+    }
+    if (lost.empty()) continue;
+    return Status::FailedPrecondition(
+        "the control topic " + topic_ + " has lost its first " + std::to_string(summary->log_start_offsets[p]) +
+        " records in partition " + std::to_string(p) + ", where an older kappa kept job records (job " + lost +
+        "'s among them): the registry's history is incomplete and cannot be read safely. A retention policy "
+        "deleted them (the control topic must be cleanup.policy=compact, with no retention.ms / "
+        "retention.bytes), or the embedded broker's 5 MiB per partition did; restore the topic, or start over "
+        "with another --control-topic and deploy the versions again");
+  }
   jobs_ = std::move(jobs);
   progress_ = read_values_;
   return Status::OK();
