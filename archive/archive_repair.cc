@@ -87,28 +87,6 @@ Status CopyTail(const std::string& path, int64_t from, const std::string& to) {
   return result;
 }
 
-// Holds the partition's writer lock (the one ArchiveWriter takes) while
-// the damage is looked at and moved aside.
-class PartitionLock {
- public:
-  Status Lock(const std::string& dir) {
-    const std::string path = dir + "/LOCK";
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) return Status::IOError(Errno("open " + path));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      return Status::Unavailable("archive partition " + dir + " is being written by another process (a running "
-                                 "`kappa archive`?); stop it before --repair");
-    }
-    return Status::OK();
-  }
-  ~PartitionLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
- private:
-  int fd_ = -1;
-};
-
 }  // namespace
 
 Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const std::string& topic,
@@ -367,7 +345,7 @@ Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOpt
   ArchiverOptions refetch = options;
   for (const PartitionDamage* d : damaged) {
     PartitionLock lock;
-    KAPPA_RETURN_IF_ERROR(lock.Lock(d->segment.substr(0, d->segment.rfind('/'))));
+    KAPPA_RETURN_IF_ERROR(lock.Lock(d->segment.substr(0, d->segment.rfind('/')), "--repair"));
     // Looked at again under the lock: an archiver may have run meanwhile.
     auto again = FindDamage(options.root, d->topic, d->partition);
     if (!again.ok()) return again.status();

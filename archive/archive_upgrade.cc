@@ -8,7 +8,9 @@
 #include <xxhash.h>
 
 #include <cstddef>
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "base/test_hooks.h"
 #include "archive/archive_range.h"
@@ -45,26 +47,6 @@ bool SaneV1(const HeaderV1& h) {
          h.record_count > 0 && h.first_offset >= 0 && h.last_offset >= h.first_offset;
 }
 
-class PartitionLock {
- public:
-  Status Lock(const std::string& dir) {
-    const std::string path = dir + "/LOCK";
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) return Status::IOError(Errno("open " + path));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      return Status::Unavailable("archive partition " + dir + " is being written by another process (a running "
-                                 "`kappa archive`?); stop it before --upgrade");
-    }
-    return Status::OK();
-  }
-  ~PartitionLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // The kill points count across segments (upgrade-written:2 is the second
 // segment's): one switch for the process.
 KAPPA_KILL_SWITCH(kill_switch);
@@ -94,7 +76,8 @@ Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
   return Status::OK();
 }
 
-// What the first 4 bytes of a segment say: 1, 2, or 0 for an empty file.
+// What the first 4 bytes of a segment say: 1, 2, 0 for an empty file, -1
+// for neither format (damage).
 Result<int> SegmentFormat(const std::string& path) {
   Fd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) return Status::IOError(Errno("open " + path));
@@ -103,11 +86,34 @@ Result<int> SegmentFormat(const std::string& path) {
   if (n < 0) return Status::IOError(Errno("read " + path));
   if (n == 0) return 0;
   if (n == 4 && magic == fmt::kMagicV1) return 1;
-  return 2;  // format 2, or not a block at all: today's reader says which
+  if (n == 4 && magic == fmt::kMagic) return 2;
+  return -1;
+}
+
+// <path><suffix>, or <path><suffix>.2, .3... if taken.
+std::string FreeName(const std::string& path, const std::string& suffix) {
+  std::string name = path + suffix;
+  struct stat st{};
+  for (int i = 2; ::lstat(name.c_str(), &st) == 0; ++i) name = path + suffix + "." + std::to_string(i);
+  return name;
+}
+
+// Copies `size` bytes at `at` of `in` into a new file `to`, made durable.
+Status KeepAside(int in, int64_t at, int64_t size, const std::string& to, const struct stat& like) {
+  std::string bytes(static_cast<size_t>(size), '\0');
+  if (!PreadAll(in, bytes.data(), bytes.size(), at)) return Status::IOError(Errno("read for " + to));
+  Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, like.st_mode & 07777));
+  if (out.get() < 0) return Status::IOError(Errno("create " + to));
+  (void)::fchown(out.get(), like.st_uid, like.st_gid);
+  Status st = WriteAll(out.get(), bytes.data(), bytes.size(), to);
+  if (st.ok() && ::fsync(out.get()) != 0) st = Status::IOError(Errno("fsync " + to));
+  if (!st.ok()) ::unlink(to.c_str());
+  return st;
 }
 
 // Rewrites one format-1 segment in format 2 (see the header). `newest`: the
 // partition's last segment, whose incomplete last block is a torn tail.
+// Corruption when the segment is left as it is.
 Status UpgradeSegment(const std::string& dir, const std::string& name, bool newest, UpgradeSummary* summary,
                       const NoteCallback& on_note) {
   const std::string path = dir + "/" + name;
@@ -118,57 +124,50 @@ Status UpgradeSegment(const std::string& dir, const std::string& name, bool newe
   if (::fstat(in.get(), &st) != 0) return Status::IOError(Errno("stat " + path));
   const int64_t size = st.st_size;
   ::unlink(temp.c_str());  // a crash's leftover
-  Fd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  Fd out(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777));
   if (out.get() < 0) return Status::IOError(Errno("create " + temp));
+  // The archiver's user must still be able to write it, and no one else
+  // read it where they could not before.
+  if (::fchown(out.get(), st.st_uid, st.st_gid) != 0 && (st.st_uid != ::geteuid())) {
+    const Status failed = Status::IOError(Errno("chown " + temp + " to the segment's owner"));
+    ::unlink(temp.c_str());
+    return failed;
+  }
   auto fail = [&](Status status) {
     ::unlink(temp.c_str());
     return status;
   };
+  auto left_as_is = [&](int64_t at, const std::string& what) {
+    return fail(Status::Corruption(
+        "archive " + path + ": the block at byte " + std::to_string(at) + " " + what +
+        ": damage that hides where the records after it are; this segment is left as it is (in format 1, which "
+        "this kappa does not read). To go on without the bytes from there: copy the archive aside, cut the "
+        "segment there (truncate -s " + std::to_string(at) + " " + path +
+        "), and run --upgrade again; `kappa archive` then fetches those offsets from Kafka while it holds them"));
+  };
   std::string block;
   int64_t at = 0, records = 0, last = -1;
+  int damaged = 0;
+  int64_t torn_at = -1;
   while (at < size) {
     HeaderV1 h{};
     const int64_t left = size - at;
     const bool header_whole = left >= static_cast<int64_t>(sizeof h);
     if (header_whole && !PreadAll(in.get(), &h, sizeof h, at)) return fail(Status::IOError(Errno("read " + path)));
-    if (header_whole && h.magic != fmt::kMagicV1) {
-      return fail(Status::Corruption("archive " + path + ": the block at byte " + std::to_string(at) +
-                                     " is not a block of format 1 (its magic is wrong): damage; this segment is "
-                                     "left as it is"));
-    }
-    if (header_whole && !SaneV1(h)) {
-      return fail(Status::Corruption("archive " + path + ": the block at byte " + std::to_string(at) +
-                                     " has an invalid header: damage; this segment is left as it is"));
-    }
+    if (header_whole && h.magic != fmt::kMagicV1) return left_as_is(at, "is not a block of format 1 (its magic)");
+    if (header_whole && !SaneV1(h)) return left_as_is(at, "has an invalid header");
     if (!header_whole || left < static_cast<int64_t>(sizeof h + h.stored_size)) {
-      if (!newest) {
-        return fail(Status::Corruption("archive " + path + ": the block at byte " + std::to_string(at) +
-                                       " is cut short in a sealed segment: damage; this segment is left as it is"));
-      }
-      summary->torn_bytes += left;
-      if (on_note) {
-        on_note(NoteLevel::kWarning, "archive " + path + ": leaving out " + std::to_string(left) + " bytes of an incomplete block at "
-                "the tail (a crash mid-write); kappa archive fetches those offsets again from Kafka if it still "
-                "holds them");
-      }
+      if (!newest) return left_as_is(at, "is cut short in a sealed segment");
+      torn_at = at;
       break;
     }
     if (h.first_offset <= last) {
-      return fail(Status::Corruption("archive " + path + ": the block at byte " + std::to_string(at) +
-                                     " starts at offset " + std::to_string(h.first_offset) +
-                                     ", not after the block before it: damage; this segment is left as it is"));
+      return left_as_is(at, "starts at offset " + std::to_string(h.first_offset) + ", not after the block before it");
     }
     block.resize(fmt::kHeaderBytes + h.stored_size);
     char* payload = block.data() + fmt::kHeaderBytes;
     if (!PreadAll(in.get(), payload, h.stored_size, at + static_cast<int64_t>(sizeof h))) {
       return fail(Status::IOError(Errno("read " + path)));
-    }
-    const uint64_t seed = XXH3_64bits(&h, offsetof(HeaderV1, checksum));
-    if (XXH3_64bits_withSeed(payload, h.stored_size, seed) != h.checksum) {
-      return fail(Status::Corruption("archive " + path + ": the block at byte " + std::to_string(at) +
-                                     " (offsets " + std::to_string(h.first_offset) + ".." +
-                                     std::to_string(h.last_offset) +
-                                     ") fails its checksum: damage; this segment is left as it is"));
     }
     fmt::BlockHeader n{};
     n.magic = fmt::kMagic;
@@ -180,6 +179,21 @@ Status UpgradeSegment(const std::string& dir, const std::string& name, bool newe
     n.first_offset = h.first_offset;
     n.last_offset = h.last_offset;
     n.payload_checksum = fmt::PayloadChecksum(payload, h.stored_size);
+    const uint64_t seed = XXH3_64bits(&h, offsetof(HeaderV1, checksum));
+    if (XXH3_64bits_withSeed(payload, h.stored_size, seed) != h.checksum) {
+      // Carried over as damage: today's readers stop at it, and --repair
+      // refetches it (and what follows) or says what is lost.
+      n.payload_checksum = ~n.payload_checksum;
+      ++damaged;
+      if (on_note) {
+        on_note(NoteLevel::kWarning,
+                "archive " + path + ": the block at byte " + std::to_string(at) + " (offsets " +
+                    std::to_string(h.first_offset) + ".." + std::to_string(h.last_offset) +
+                    ") fails its checksum: carried over as a damaged block; `kappa archive -a DIR -t TOPIC -b "
+                    "BROKERS --repair` refetches it and what follows from Kafka while it holds them, or says "
+                    "which offsets are lost");
+      }
+    }
     n.header_checksum = fmt::HeaderChecksum(n);
     std::memcpy(block.data(), &n, fmt::kHeaderBytes);
     if (Status w = WriteAll(out.get(), block.data(), block.size(), temp); !w.ok()) return fail(w);
@@ -188,12 +202,29 @@ Status UpgradeSegment(const std::string& dir, const std::string& name, bool newe
     at += static_cast<int64_t>(sizeof h) + h.stored_size;
   }
   if (::fsync(out.get()) != 0) return fail(Status::IOError(Errno("fsync " + temp)));
-  // What today's reader will make of it, before it replaces the original.
-  auto scan = ScanSegment(temp, /*verify_payloads=*/true);
+  // What today's reader will make of it, before it replaces the original:
+  // every header (and, with no damage carried over, every payload).
+  auto scan = ScanSegment(temp, /*verify_payloads=*/damaged == 0);
   if (!scan.ok()) return fail(scan.status());
   if (scan->damaged || scan->torn_tail || scan->records != records) {
     return fail(Status::IOError("archive " + path + ": its upgraded copy does not read back whole (" +
-                                 DamageMessage(temp, *scan) + "); the segment is left as it is"));
+                                DamageMessage(temp, *scan) + "); the segment is left as it is"));
+  }
+  if (torn_at >= 0) {
+    // Format 1 cannot tell a write cut short by a crash from a damaged size
+    // field with whole blocks after it: the bytes are kept, not dropped.
+    const std::string aside = FreeName(path, ".torn");
+    if (Status kept = KeepAside(in.get(), torn_at, size - torn_at, aside, st); !kept.ok()) return fail(kept);
+    KAPPA_RETURN_IF_ERROR(SyncDir(dir));
+    ++summary->torn;
+    if (on_note) {
+      on_note(NoteLevel::kWarning,
+              "archive " + path + ": " + std::to_string(size - torn_at) + " bytes at byte " +
+                  std::to_string(torn_at) + " are an incomplete block (the older archiver killed mid-write, or a "
+                  "damaged block size): cut from the segment and kept in " + aside +
+                  "; `kappa archive` fetches the offsets after " + std::to_string(last) +
+                  " again from Kafka while it holds them");
+    }
   }
   KAPPA_KILL_POINT(kill_switch, "upgrade-written");
   if (::rename(temp.c_str(), path.c_str()) != 0) return fail(Status::IOError(Errno("rename " + temp)));
@@ -201,53 +232,90 @@ Status UpgradeSegment(const std::string& dir, const std::string& name, bool newe
   KAPPA_KILL_POINT(kill_switch, "upgrade-renamed");
   ++summary->upgraded;
   summary->records += records;
+  summary->damaged_blocks += damaged;
   return Status::OK();
 }
 
 }  // namespace
 
-Result<UpgradeSummary> UpgradeArchive(const std::string& root, const std::vector<std::string>& topics,
-                                      const NoteCallback& on_note) {
+Status UpgradeArchive(const std::string& root, const std::vector<std::string>& topics, const NoteCallback& on_note,
+                      UpgradeSummary* summary) {
   std::vector<std::string> names = topics;
   if (names.empty()) {
     auto all = ArchivedTopics(root);
     if (!all.ok()) return all.status();
     names = std::move(*all);
+    if (names.empty()) return Status::NotFound("nothing archived in " + root + " (no <topic>/<partition>/ in it)");
   }
-  UpgradeSummary summary;
-  Status first_damage;
+  // Every topic checked before anything is changed.
+  std::vector<std::pair<std::string, std::vector<int32_t>>> partitions;
   for (const auto& topic : names) {
     KAPPA_RETURN_IF_ERROR(ValidateTopic(topic));
-    auto partitions = ArchivedPartitions(root, topic);
-    if (!partitions.ok()) return partitions.status();
-    if (partitions->empty()) return Status::NotFound("nothing archived for topic " + topic + " in " + root);
-    for (int32_t p : *partitions) {
+    auto found = ArchivedPartitions(root, topic);
+    if (!found.ok()) return found.status();
+    if (found->empty()) return Status::NotFound("nothing archived for topic " + topic + " in " + root);
+    partitions.emplace_back(topic, std::move(*found));
+  }
+  for (const auto& [topic, list] : partitions) {
+    for (int32_t p : list) {
       const std::string dir = PartitionDir(root, topic, p);
+      // Locked only where there is something to rewrite: a running
+      // archiver of an upgraded partition is no reason to refuse.
+      auto formats = [&](std::vector<int64_t>* segments, std::vector<int>* format) -> Status {
+        auto listed = ListSegments(dir);
+        if (!listed.ok()) return listed.status();
+        *segments = std::move(*listed);
+        format->clear();
+        for (int64_t base : *segments) {
+          auto f = SegmentFormat(dir + "/" + SegmentName(base));
+          if (!f.ok()) return f.status();
+          format->push_back(*f);
+        }
+        return Status::OK();
+      };
+      std::vector<int64_t> segments;
+      std::vector<int> format;
+      KAPPA_RETURN_IF_ERROR(formats(&segments, &format));
+      if (std::find(format.begin(), format.end(), 1) == format.end()) {
+        for (size_t i = 0; i < segments.size(); ++i) {
+          if (format[i] >= 0) {
+            ++summary->current;
+          } else {
+            summary->left.push_back("archive " + dir + "/" + SegmentName(segments[i]) +
+                                    ": its first block is of neither format (damage at byte 0); left as it is");
+          }
+        }
+        continue;
+      }
       PartitionLock lock;
-      KAPPA_RETURN_IF_ERROR(lock.Lock(dir));
-      auto segments = ListSegments(dir);
-      if (!segments.ok()) return segments.status();
-      for (size_t i = 0; i < segments->size(); ++i) {
-        const std::string name = SegmentName((*segments)[i]);
-        auto format = SegmentFormat(dir + "/" + name);
-        if (!format.ok()) return format.status();
-        if (*format != 1) {
-          ++summary.current;
+      KAPPA_RETURN_IF_ERROR(lock.Lock(dir, "--upgrade"));
+      KAPPA_RETURN_IF_ERROR(formats(&segments, &format));  // again, under the lock
+      for (size_t i = 0; i < segments.size(); ++i) {
+        const std::string name = SegmentName(segments[i]);
+        if (format[i] == 0 || format[i] == 2) {
+          ++summary->current;
           continue;
         }
-        Status st = UpgradeSegment(dir, name, i + 1 == segments->size(), &summary, on_note);
+        if (format[i] < 0) {
+          // The rest of the partition stays as it is: its records follow.
+          summary->left.push_back("archive " + dir + "/" + name +
+                                  ": its first block is of neither format (damage at byte 0); it and the segments "
+                                  "after it are left as they are");
+          break;
+        }
+        Status st = UpgradeSegment(dir, name, i + 1 == segments.size(), summary, on_note);
         if (st.code() == Status::Code::kCorruption) {
-          // The rest of this partition stays as it is (its records follow
-          // the damage); the other partitions are upgraded.
-          if (first_damage.ok()) first_damage = st;
+          summary->left.push_back(st.message());
           break;
         }
         KAPPA_RETURN_IF_ERROR(st);
       }
     }
   }
-  if (!first_damage.ok()) return first_damage;
-  return summary;
+  if (summary->left.empty()) return Status::OK();
+  std::string text = std::to_string(summary->left.size()) + " segment(s) left as they are:";
+  for (const auto& l : summary->left) text += "\n  " + l;
+  return Status::Corruption(text);
 }
 
 }  // namespace kappa

@@ -7,12 +7,19 @@
 // kept byte for byte, after its format-1 checksum has been verified.
 //
 // Each segment is rewritten beside itself (<segment>.upgrading), verified,
-// made durable and renamed over the original: a crash at any moment leaves
-// every segment either as it was or upgraded, and a second run finishes the
-// job. An incomplete block at the very end of a partition's newest segment
-// (a crash of the old archiver mid-write) is left out, as the old archiver
-// would have cut it; a block failing its checksum, or cut short in a sealed
-// segment, is damage: that segment is left as it is and named.
+// made durable and renamed over the original (its owner and mode kept): a
+// crash at any moment leaves every segment either as it was or upgraded,
+// and a second run finishes the job. Nothing is dropped:
+//   - a block whose payload fails its format-1 checksum is carried over as
+//     a damaged block (its format-2 payload checksum fails too), so that
+//     `kappa archive --repair` refetches it from Kafka or says what is lost;
+//   - an incomplete block at the very end of a partition's newest segment
+//     (the old archiver killed mid-write, or a damaged size field: format 1
+//     cannot tell them apart) is cut from the segment and kept beside it as
+//     <segment>.torn;
+//   - a block whose header is damaged (nothing says where the next one
+//     starts), or cut short in a sealed segment, leaves its segment as it
+//     is, named with the file and the byte.
 #pragma once
 
 #include <cstdint>
@@ -29,15 +36,19 @@ struct UpgradeSummary {
   int upgraded = 0;         // segments rewritten in format 2
   int current = 0;          // segments already in format 2 (or empty)
   int64_t records = 0;      // records in the rewritten segments
-  int64_t torn_bytes = 0;   // bytes of torn tails left out
+  int torn = 0;             // torn tails kept aside as <segment>.torn
+  int damaged_blocks = 0;   // damaged blocks carried over (see --repair)
+  std::vector<std::string> left;  // segments left as they are, and why
 };
 
 // Upgrades every segment of `topics` (every archived topic if empty) under
-// `root`. Takes each partition's writer lock (Unavailable if an archiver
-// holds it). Corruption naming the file and the byte of the first damaged
-// block, after the other partitions are upgraded. `on_note` receives a line
-// per torn tail left out.
-Result<UpgradeSummary> UpgradeArchive(const std::string& root, const std::vector<std::string>& topics,
-                                      const NoteCallback& on_note);
+// `root`, into *summary (what was done, also when it fails). Checks every
+// topic before changing anything (NotFound for one with nothing
+// archived); takes the writer lock of each partition it rewrites
+// (Unavailable if an archiver holds it). Corruption, naming each segment
+// left as it is, once the others are upgraded. `on_note` receives a
+// warning per torn tail and per damaged block.
+Status UpgradeArchive(const std::string& root, const std::vector<std::string>& topics, const NoteCallback& on_note,
+                      UpgradeSummary* summary);
 
 }  // namespace kappa

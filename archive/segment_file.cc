@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -236,6 +237,21 @@ std::string DamageMessage(const std::string& path, const SegmentScan& scan) {
     what += " is incomplete, in a sealed segment (not the newest)";
   }
   return what + ": the archive is damaged, not torn by a crash";
+}
+
+Status PartitionLock::Lock(const std::string& dir, const std::string& command) {
+  const std::string path = dir + "/LOCK";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) return Status::IOError(Errno("open " + path));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    return Status::Unavailable("archive partition " + dir + " is being written by another process (a running "
+                               "`kappa archive`?); stop it before " + command);
+  }
+  return Status::OK();
+}
+
+PartitionLock::~PartitionLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace kappa::segment_file

@@ -90,4 +90,19 @@ int64_t ChainedEnd(int64_t name, int64_t first_offset, int64_t last_offset);
 std::string SegmentOrderProblem(const std::string& dir, int64_t name, int64_t first_offset, int64_t prev_end,
                                 int64_t chain_from);
 
+// Holds a partition directory's writer lock (the flock on <dir>/LOCK that
+// ArchiveWriter takes) while a command rewrites its files; `command` names
+// it in the refusal when an archiver holds it ("--repair").
+class PartitionLock {
+ public:
+  PartitionLock() = default;
+  PartitionLock(const PartitionLock&) = delete;
+  PartitionLock& operator=(const PartitionLock&) = delete;
+  Status Lock(const std::string& dir, const std::string& command);
+  ~PartitionLock();
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace kappa::segment_file

@@ -33,16 +33,23 @@ std::string Hex(std::string_view bytes) {
 
 // --upgrade: an older kappa's archive (block format 1) rewritten in place.
 int Upgrade(const std::string& root, const std::vector<std::string>& topics) {
-  auto summary = UpgradeArchive(root, topics, NotePrinter("kappa archive"));
-  if (!summary.ok()) return Fail("archive", summary.status());
-  if (summary->upgraded == 0) {
+  UpgradeSummary summary;
+  const Status st = UpgradeArchive(root, topics, NotePrinter("kappa archive"), &summary);
+  if (st.ok() && summary.upgraded == 0) {
     std::printf("kappa archive: %s is already in today's format (%d segments): nothing to upgrade\n", root.c_str(),
-                summary->current);
+                summary.current);
     return 0;
   }
-  std::printf("kappa archive: upgraded %d segments of %s (%lld records) to block format 2; %d were already in it%s\n",
-              summary->upgraded, root.c_str(), static_cast<long long>(summary->records), summary->current,
-              summary->torn_bytes > 0 ? "; torn tails were left out (see above)" : "");
+  if (summary.upgraded > 0 || !st.ok()) {
+    std::printf("kappa archive: upgraded %d segments of %s (%lld records) to block format 2; %d were already in it",
+                summary.upgraded, root.c_str(), static_cast<long long>(summary.records), summary.current);
+    if (summary.torn > 0) std::printf("; %d torn tails kept aside as .torn (see above)", summary.torn);
+    if (summary.damaged_blocks > 0) {
+      std::printf("; %d damaged blocks carried over: run --repair (see above)", summary.damaged_blocks);
+    }
+    std::printf("\n");
+  }
+  if (!st.ok()) return Fail("archive", st);
   return 0;
 }
 

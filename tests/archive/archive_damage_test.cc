@@ -177,7 +177,7 @@ TEST(ArchiveDamageTest, AnIncompleteBlockInASealedSegmentIsCorruption) {
   EXPECT_EQ(ArchiveWriter::Open(root, "t", 0).status().code(), Status::Code::kCorruption);
 }
 
-TEST(ArchiveDamageTest, AnArchiveOfTheOldFormatIsRefusedSayingHowToRebuildIt) {
+TEST(ArchiveDamageTest, AnArchiveOfTheOldFormatIsRefusedSayingHowToUpgradeIt) {
   ScratchDir dir("archive_old_format");
   const std::string root = dir.path().string();
   std::filesystem::create_directories(root + "/t/0");
@@ -197,10 +197,10 @@ TEST(ArchiveDamageTest, AnArchiveOfTheOldFormatIsRefusedSayingHowToRebuildIt) {
   int64_t count = 0;
   Status read = ReadAll(root, &count);
   EXPECT_EQ(read.code(), Status::Code::kFailedPrecondition) << read.ToString();
-  EXPECT_NE(read.message().find("rebuild"), std::string::npos) << read.message();
+  EXPECT_NE(read.message().find("kappa archive -a DIR --upgrade"), std::string::npos) << read.message();
   auto w = ArchiveWriter::Open(root, "t", 0);
   EXPECT_EQ(w.status().code(), Status::Code::kFailedPrecondition) << w.status().ToString();
-  EXPECT_NE(w.status().message().find("rebuild"), std::string::npos) << w.status().message();
+  EXPECT_NE(w.status().message().find("kappa archive -a DIR --upgrade"), std::string::npos) << w.status().message();
   EXPECT_EQ(std::filesystem::file_size(segment), size);
   auto ranges = ArchiveRanges(root, "t");
   EXPECT_EQ(ranges.status().code(), Status::Code::kFailedPrecondition) << ranges.status().ToString();

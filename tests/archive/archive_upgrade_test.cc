@@ -9,13 +9,19 @@
 //     and a second upgrade changes nothing;
 //   - killed (kill -9) between a segment's copy and its rename, or after
 //     the rename, a second run finishes it, the records the same;
-//   - a torn last block (the older archiver killed mid-write) is left out,
-//     said, and the complete blocks kept; a block failing its checksum is
-//     named with its file and byte, its segment left untouched, and the
-//     other partition upgraded;
-//   - a partition an archiver is writing is not touched.
+//   - a torn last block (the older archiver killed mid-write, or a damaged
+//     size field: format 1 cannot tell) is cut and kept beside the segment
+//     as .torn, the complete blocks kept; a block whose payload fails its
+//     checksum is carried over as a damaged block, which --repair handles;
+//     a damaged header leaves its segment as it is, named with the byte,
+//     and every such segment is named, the other partitions upgraded;
+//   - an upgraded segment keeps its owner and mode;
+//   - a partition an archiver is writing is not touched, nor anything when
+//     a topic given has nothing archived; an archiver of a partition with
+//     nothing to upgrade is no reason to refuse.
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -114,17 +120,20 @@ TEST_F(ArchiveUpgradeTest, AKilledUpgradeRunAgainFinishesWithTheSameRecords) {
   }
 }
 
-TEST_F(ArchiveUpgradeTest, ATornTailIsLeftOutAndADamagedBlockIsNamedWithItsSegmentUntouched) {
+TEST_F(ArchiveUpgradeTest, ATornTailIsKeptAsideAndDamageIsCarriedOverOrNamed) {
   ScratchDir dir("archive_upgrade_damage");
   // Partition 0's last block cut short: the older archiver killed mid-write.
   {
     const std::string root = CopyFixture(dir, "torn");
-    const auto size = std::filesystem::file_size(Segment(root, 0));
-    std::filesystem::resize_file(Segment(root, 0), size - 20);
+    const std::string whole = ReadFile(Segment(root, 0));
+    std::filesystem::resize_file(Segment(root, 0), whole.size() - 20);
     std::string out, err;
     ASSERT_EQ(Upgrade(root, &out, &err), 0) << err;
-    EXPECT_NE(err.find("leaving out"), std::string::npos) << err;
-    EXPECT_NE(err.find("incomplete block at the tail"), std::string::npos) << err;
+    EXPECT_NE(err.find("are an incomplete block"), std::string::npos) << err;
+    EXPECT_NE(out.find("1 torn tails kept aside as .torn"), std::string::npos) << out;
+    const std::string torn = ReadFile(Segment(root, 0) + ".torn");
+    ASSERT_FALSE(torn.empty()) << "the cut bytes are kept";
+    EXPECT_EQ(whole.compare(whole.size() - 20 - torn.size(), torn.size(), torn), 0) << "byte for byte";
     const std::string got = Dump(root, 0), want = OldDump(0);
     // The complete blocks, in order: the older kappa's lines up to the torn block's first record.
     ASSERT_FALSE(got.empty());
@@ -132,22 +141,59 @@ TEST_F(ArchiveUpgradeTest, ATornTailIsLeftOutAndADamagedBlockIsNamedWithItsSegme
     EXPECT_EQ(want.compare(0, got.size(), got), 0) << "a prefix of the older kappa's records";
     EXPECT_EQ(Dump(root, 1), OldDump(1));
   }
-  // A bit flipped inside partition 0's payloads: damage, named; the segment
-  // stays as it was; partition 1 is upgraded.
+  // A bit flipped inside one of partition 0's payloads: carried over as a
+  // damaged block, which today's reader names (and --repair refetches).
   {
-    const std::string root = CopyFixture(dir, "damaged");
+    const std::string root = CopyFixture(dir, "damaged-payload");
     std::string bytes = ReadFile(Segment(root, 0));
     bytes[bytes.size() / 2] ^= 0x10;
     { std::ofstream(Segment(root, 0), std::ios::binary | std::ios::trunc) << bytes; }
     std::string out, err;
-    ASSERT_EQ(Upgrade(root, &out, &err), 1) << out;
-    EXPECT_NE(err.find(Segment(root, 0)), std::string::npos) << err;
-    EXPECT_NE(err.find("the block at byte"), std::string::npos) << err;
-    EXPECT_NE(err.find("damage"), std::string::npos) << err;
-    EXPECT_EQ(ReadFile(Segment(root, 0)), bytes) << "a damaged segment is never rewritten";
-    EXPECT_FALSE(std::filesystem::exists(Segment(root, 0) + ".upgrading"));
+    ASSERT_EQ(Upgrade(root, &out, &err), 0) << out << err;
+    EXPECT_NE(err.find("fails its checksum: carried over as a damaged block"), std::string::npos) << err;
+    EXPECT_NE(out.find("1 damaged blocks carried over: run --repair"), std::string::npos) << out;
     EXPECT_EQ(Dump(root, 1), OldDump(1));
+    std::string dump;
+    EXPECT_EQ(RunKappa({"archive", "-a", root, "-t", "transactions", "--dump", "--partition", "0"}, &dump, &err), 1);
+    EXPECT_NE(err.find("payload checksum"), std::string::npos) << err;
+    EXPECT_EQ(OldDump(0).compare(0, dump.size(), dump), 0) << "the blocks before it read as they were";
   }
+  // A damaged header in each partition: nothing says where the next block
+  // starts; each segment is left as it is and named.
+  {
+    const std::string root = CopyFixture(dir, "damaged-header");
+    std::vector<std::string> before;
+    for (int p = 0; p < 2; ++p) {
+      std::string bytes = ReadFile(Segment(root, p));
+      bytes[4] ^= 0x06;  // the first block's codec: 7, no codec there is
+      { std::ofstream(Segment(root, p), std::ios::binary | std::ios::trunc) << bytes; }
+      before.push_back(bytes);
+    }
+    std::string out, err;
+    ASSERT_EQ(Upgrade(root, &out, &err), 1) << out;
+    EXPECT_NE(err.find("2 segment(s) left as they are"), std::string::npos) << err;
+    for (int p = 0; p < 2; ++p) {
+      EXPECT_NE(err.find(Segment(root, p) + ": the block at byte 0 has an invalid header"), std::string::npos) << err;
+      EXPECT_EQ(ReadFile(Segment(root, p)), before[p]) << "a segment left as it is is not rewritten";
+      EXPECT_FALSE(std::filesystem::exists(Segment(root, p) + ".upgrading"));
+    }
+    EXPECT_NE(err.find("truncate -s 0 " + Segment(root, 0)), std::string::npos) << "the way on: " << err;
+  }
+}
+
+TEST_F(ArchiveUpgradeTest, AnUpgradedSegmentKeepsItsOwnerAndMode) {
+  if (::geteuid() != 0) GTEST_SKIP() << "giving a file to another user needs root";
+  ScratchDir dir("archive_upgrade_owner");
+  const std::string root = CopyFixture(dir, "archive");
+  ASSERT_EQ(::chown(Segment(root, 0).c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chmod(Segment(root, 0).c_str(), 0640), 0);
+  std::string out, err;
+  ASSERT_EQ(Upgrade(root, &out, &err), 0) << err;
+  struct stat st{};
+  ASSERT_EQ(::stat(Segment(root, 0).c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_gid, 65534u);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
 }
 
 TEST_F(ArchiveUpgradeTest, APartitionAnArchiverHoldsIsNotTouched) {
@@ -163,8 +209,24 @@ TEST_F(ArchiveUpgradeTest, APartitionAnArchiverHoldsIsNotTouched) {
   EXPECT_NE(err.find("is being written by another process"), std::string::npos) << err;
   EXPECT_EQ(ReadFile(Segment(root, 1)), before);
   ::close(fd);
+  // A topic given that has nothing archived: refused before anything changes.
+  const std::string before0 = ReadFile(Segment(root, 0));
+  EXPECT_EQ(RunKappa({"archive", "-a", root, "-t", "transactions", "-t", "nosuch", "--upgrade"}, &out, &err), 1);
+  EXPECT_NE(err.find("nothing archived for topic nosuch"), std::string::npos) << err;
+  EXPECT_EQ(ReadFile(Segment(root, 0)), before0);
   ASSERT_EQ(Upgrade(root, &out, &err), 0) << err;
   EXPECT_EQ(Dump(root), OldDump());
+  // Upgraded, an archiver holding a partition is no reason to refuse.
+  const int again = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(again, 0);
+  ASSERT_EQ(::flock(again, LOCK_EX | LOCK_NB), 0);
+  EXPECT_EQ(Upgrade(root, &out, &err), 0) << err;
+  EXPECT_NE(out.find("already in today's format"), std::string::npos) << out;
+  ::close(again);
+  // Nothing archived there at all: said, not "already in today's format".
+  std::filesystem::create_directories(dir / "empty");
+  EXPECT_EQ(Upgrade(dir / "empty", &out, &err), 1);
+  EXPECT_NE(err.find("nothing archived in"), std::string::npos) << err;
 }
 
 }  // namespace
