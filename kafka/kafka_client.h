@@ -104,8 +104,9 @@ std::vector<std::string> TopicNames(rd_kafka_s* rk, int timeout_ms);
 int64_t TopicCheckIntervalMs();
 // Whether `rk` talks to the embedded broker (librdkafka's mock cluster,
 // cluster id "mockCluster..."), which lacks some admin requests; nullopt
-// until the client has the cluster id (from any metadata answer).
-std::optional<bool> IsEmbeddedBroker(rd_kafka_s* rk);
+// until the client has the cluster id (from any metadata answer), waited
+// for up to timeout_ms.
+std::optional<bool> IsEmbeddedBroker(rd_kafka_s* rk, int timeout_ms = 0);
 // " (this process cannot open another file: ... ulimit -n N; raise it)" when
 // a socket cannot be opened for want of file descriptors, else "": what a
 // broker that cannot be reached may really mean.
