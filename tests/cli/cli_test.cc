@@ -838,7 +838,7 @@ TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesTheirLagAndARestoreUnde
     r.version = 1;
     r.instance = name;
     r.snapshot.epoch = 3;
-    r.snapshot.checkpoint_ms = 1767225600000;
+    r.snapshot.checkpoint_ms = WallClockMs();  // reporting (see ProgressRecord::Liveness)
     for (int32_t p : name == std::string("a") ? std::vector<int32_t>{0, 2} : std::vector<int32_t>{1, 3}) {
       PartitionProgress part;
       part.partition = p;
