@@ -354,8 +354,10 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
     auto first = first_sequenced_ms.find(w.record.job);
     if (first == first_sequenced_ms.end() || w.timestamp_ms <= first->second) continue;
     if (!warned.insert(w.record.job).second) continue;
-    warnings_.push_back("job " + w.record.job + ": an older kappa (one from before sequenced job records, 2026-12-02) wrote to it in " + topic_ +
-                        " (partition " + std::to_string(w.partition) + ", offset " + std::to_string(w.offset) +
+    warnings_.push_back("job " + w.record.job +
+                        ": an older kappa (one from before sequenced job records, 2026-12-02) wrote to it in " +
+                        topic_ + " (partition " + std::to_string(w.partition) + ", offset " +
+                        std::to_string(w.offset) +
                         ") after this kappa had: that write is ignored, so what that kappa did there (a deploy, "
                         "a promotion, a retirement) has not happened for this one; upgrade every kappa that uses " +
                         topic_ + ", then do it again");
@@ -526,7 +528,12 @@ std::string Registry::RetentionRisk() {
   auto client = CreateClient(ClientKind::kProducer, config_, {});
   if (!client.ok()) return "";  // the write that follows says why
   auto policy = TopicConfigValue(client->get(), topic_, "cleanup.policy", 10000);
-  if (!policy.ok()) return "";  // no such topic yet (made compacted), or the broker cannot say
+  if (!policy.ok()) {
+    // No such topic yet (made compacted by the write), or a broker that
+    // cannot say (the embedded one; an ACL): asked no more.
+    retention_checked_ = policy.status().code() != Status::Code::kNotFound;
+    return "";
+  }
   bool compact = false, del = false;
   std::string_view rest = *policy;
   while (!rest.empty()) {
