@@ -326,8 +326,8 @@ Status JobRunner::Impl::Open() {
     // for 4-7 s (a bug bash).
     Note(NoteLevel::kInfo, "opening the state in " + AbsoluteStateDir(spec.state_dir) + ": RocksDB first replays " +
                                std::to_string(log >> 20) +
-                               " MB of write-ahead log the last run left (a crash leaves it, and a clean stop of a kappa "
-                               "before 2026-12-07); some seconds per 100 MB");
+                               " MB of write-ahead log the last run left (a crash leaves it, and a clean stop of "
+                               "a kappa before 2026-12-07); some seconds per 100 MB");
   }
   auto backend_or = StateBackend::Open(spec.state_dir, *names);
   if (!backend_or.ok()) return backend_or.status();

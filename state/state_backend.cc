@@ -180,13 +180,14 @@ bool IsStateFile(const std::string& name) {
 
 namespace {
 
-// RocksDB files that hold data (not the lock or the info log): their
-// presence means a store was created here.
+// RocksDB's write-ahead log files (<number>.log).
 bool IsWriteAheadLog(const std::string& name) {
   return name.size() > 4 && name.ends_with(".log") &&
          name.find_first_not_of("0123456789") == name.size() - 4;
 }
 
+// RocksDB files that hold data (not the lock or the info log): their
+// presence means a store was created here.
 bool IsRocksDbDataFile(const std::string& name) {
   return IsRocksDbFile(name) && name != "LOCK" && name != "LOG" && !name.starts_with("LOG.old.");
 }
