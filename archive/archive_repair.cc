@@ -1,7 +1,6 @@
 #include "archive/archive_repair.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,69 +21,6 @@ namespace {
 
 std::string Range(const std::string& topic, int32_t p, int64_t from, int64_t to_exclusive) {
   return topic + "[" + std::to_string(p) + "] offsets " + std::to_string(from) + ".." + std::to_string(to_exclusive - 1);
-}
-
-bool Exists(const std::string& path) {
-  struct stat st{};
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
-// <path>.damaged, or .damaged.2, .damaged.3... if taken.
-std::string AsideName(const std::string& path) {
-  std::string name = path + ".damaged";
-  for (int i = 2; Exists(name); ++i) name = path + ".damaged." + std::to_string(i);
-  return name;
-}
-
-// Copies bytes [from, end) of `path` into a new file `to`, made durable;
-// on failure `to` is removed.
-Status CopyTail(const std::string& path, int64_t from, const std::string& to) {
-  int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) return Status::IOError(Errno("open " + path));
-  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (out < 0) {
-    Status failed = Status::IOError(Errno("create " + to));
-    ::close(in);
-    return failed;
-  }
-  Status result;
-  std::string buf(1 << 20, '\0');
-  for (int64_t at = from;;) {
-    ssize_t n = ::pread(in, buf.data(), buf.size(), at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      result = Status::IOError(Errno("read " + path));
-      break;
-    }
-    if (n == 0) break;
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        if (w == 0) errno = ENOSPC;
-        const bool full = errno == ENOSPC || errno == EDQUOT;
-        result = Status::IOError(Errno("write " + to));
-        if (full) {
-          struct stat st{};
-          const int64_t tail = ::fstat(in, &st) == 0 ? static_cast<int64_t>(st.st_size) - from : -1;
-          result = Status::IOError(result.message() + ": the copy of the damaged tail needs " +
-                                   std::to_string(tail) + " bytes on the archive's disk; free space, then run "
-                                   "--repair again (nothing was changed)");
-        }
-        break;
-      }
-      done += w;
-    }
-    if (!result.ok()) break;
-    at += n;
-  }
-  if (result.ok() && ::fsync(out) != 0) result = Status::IOError(Errno("fsync " + to));
-  ::close(out);
-  ::close(in);
-  // A partial copy would pass for the damaged tail, and push the next
-  // try's copy to another name: nothing stays unless it is whole.
-  if (!result.ok()) ::unlink(to.c_str());
-  return result;
 }
 
 }  // namespace
@@ -169,14 +105,14 @@ Status MoveDamagedTailAside(const PartitionDamage& d, std::vector<std::string>* 
   struct stat st{};
   if (::stat(d.segment.c_str(), &st) != 0) return Status::IOError(Errno("stat " + d.segment));
   if (st.st_size > d.byte) {  // nothing to copy when the damage starts after the segment (a hole after it)
-    const std::string aside = AsideName(d.segment);
-    KAPPA_RETURN_IF_ERROR(CopyTail(d.segment, d.byte, aside));
+    const std::string aside = AsideName(d.segment, ".damaged");
+    KAPPA_RETURN_IF_ERROR(CopyTail(d.segment, d.byte, aside, "damaged tail", "--repair"));
     moved->push_back(aside);
     KAPPA_RETURN_IF_ERROR(SyncDir(dir));
   }
   KAPPA_KILL_POINT(kill_switch, "repair-copied-aside");
   for (const auto& later : d.later_segments) {
-    const std::string name = AsideName(later);
+    const std::string name = AsideName(later, ".damaged");
     if (::rename(later.c_str(), name.c_str()) != 0) return Status::IOError(Errno("rename " + later));
     moved->push_back(name);
     KAPPA_RETURN_IF_ERROR(SyncDir(dir));

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <lz4.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -88,27 +87,6 @@ Result<int> SegmentFormat(const std::string& path) {
   if (n == 4 && magic == fmt::kMagicV1) return 1;
   if (n == 4 && magic == fmt::kMagic) return 2;
   return -1;
-}
-
-// <path><suffix>, or <path><suffix>.2, .3... if taken.
-std::string FreeName(const std::string& path, const std::string& suffix) {
-  std::string name = path + suffix;
-  struct stat st{};
-  for (int i = 2; ::lstat(name.c_str(), &st) == 0; ++i) name = path + suffix + "." + std::to_string(i);
-  return name;
-}
-
-// Copies `size` bytes at `at` of `in` into a new file `to`, made durable.
-Status KeepAside(int in, int64_t at, int64_t size, const std::string& to, const struct stat& like) {
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (!PreadAll(in, bytes.data(), bytes.size(), at)) return Status::IOError(Errno("read for " + to));
-  Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, like.st_mode & 07777));
-  if (out.get() < 0) return Status::IOError(Errno("create " + to));
-  (void)::fchown(out.get(), like.st_uid, like.st_gid);
-  Status st = WriteAll(out.get(), bytes.data(), bytes.size(), to);
-  if (st.ok() && ::fsync(out.get()) != 0) st = Status::IOError(Errno("fsync " + to));
-  if (!st.ok()) ::unlink(to.c_str());
-  return st;
 }
 
 // Rewrites one format-1 segment in format 2 (see the header). `newest`: the
@@ -213,8 +191,10 @@ Status UpgradeSegment(const std::string& dir, const std::string& name, bool newe
   if (torn_at >= 0) {
     // Format 1 cannot tell a write cut short by a crash from a damaged size
     // field with whole blocks after it: the bytes are kept, not dropped.
-    const std::string aside = FreeName(path, ".torn");
-    if (Status kept = KeepAside(in.get(), torn_at, size - torn_at, aside, st); !kept.ok()) return fail(kept);
+    const std::string aside = AsideName(path, ".torn");
+    if (Status kept = CopyTail(path, torn_at, aside, "torn tail", "--upgrade"); !kept.ok()) return fail(kept);
+    (void)::chown(aside.c_str(), st.st_uid, st.st_gid);  // the segment's owner and mode, as the upgraded one
+    (void)::chmod(aside.c_str(), st.st_mode & 07777);
     KAPPA_RETURN_IF_ERROR(SyncDir(dir));
     ++summary->torn;
     if (on_note) {

@@ -239,6 +239,64 @@ std::string DamageMessage(const std::string& path, const SegmentScan& scan) {
   return what + ": the archive is damaged, not torn by a crash";
 }
 
+std::string AsideName(const std::string& path, const std::string& suffix) {
+  auto exists = [](const std::string& name) {
+    struct stat st{};
+    return ::lstat(name.c_str(), &st) == 0;
+  };
+  std::string name = path + suffix;
+  for (int i = 2; exists(name); ++i) name = path + suffix + "." + std::to_string(i);
+  return name;
+}
+
+Status CopyTail(const std::string& path, int64_t from, const std::string& to, const std::string& what,
+                const std::string& command) {
+  int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return Status::IOError(Errno("open " + path));
+  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    Status failed = Status::IOError(Errno("create " + to));
+    ::close(in);
+    return failed;
+  }
+  Status result;
+  std::string buf(1 << 20, '\0');
+  for (int64_t at = from;;) {
+    ssize_t n = ::pread(in, buf.data(), buf.size(), at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      result = Status::IOError(Errno("read " + path));
+      break;
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        if (w == 0) errno = ENOSPC;
+        const bool full = errno == ENOSPC || errno == EDQUOT;
+        result = Status::IOError(Errno("write " + to));
+        if (full) {
+          struct stat st{};
+          const int64_t tail = ::fstat(in, &st) == 0 ? static_cast<int64_t>(st.st_size) - from : -1;
+          result = Status::IOError(result.message() + ": the copy of the " + what + " needs " +
+                                   std::to_string(tail) + " bytes on the archive's disk; free space, then run " +
+                                   command + " again (nothing was changed)");
+        }
+        break;
+      }
+      done += w;
+    }
+    if (!result.ok()) break;
+    at += n;
+  }
+  if (result.ok() && ::fsync(out) != 0) result = Status::IOError(Errno("fsync " + to));
+  ::close(out);
+  ::close(in);
+  if (!result.ok()) ::unlink(to.c_str());
+  return result;
+}
+
 Status PartitionLock::Lock(const std::string& dir, const std::string& command) {
   const std::string path = dir + "/LOCK";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

@@ -90,6 +90,16 @@ int64_t ChainedEnd(int64_t name, int64_t first_offset, int64_t last_offset);
 std::string SegmentOrderProblem(const std::string& dir, int64_t name, int64_t first_offset, int64_t prev_end,
                                 int64_t chain_from);
 
+// <path><suffix>, or <path><suffix>.2, .3... if taken: where a command
+// keeps bytes it moves out of a segment (".damaged", ".torn").
+std::string AsideName(const std::string& path, const std::string& suffix);
+// Copies bytes [from, end) of `path` into a new file `to`, made durable;
+// on failure `to` is removed (a partial copy would pass for the whole).
+// Out of space, the error says how much the copy of the `what` ("damaged
+// tail") needs, and to run `command` ("--repair") again.
+Status CopyTail(const std::string& path, int64_t from, const std::string& to, const std::string& what,
+                const std::string& command);
+
 // Holds a partition directory's writer lock (the flock on <dir>/LOCK that
 // ArchiveWriter takes) while a command rewrites its files; `command` names
 // it in the refusal when an archiver holds it ("--repair").
