@@ -231,8 +231,8 @@ Status PostgresSink::PrepareTables() {
   // The job that writes the table, in its comment: the first to create it
   // names itself (a table made beforehand is the team's, left as it is).
   if (!table_exists) {
-    ddl += "DO $$ BEGIN IF obj_description(" + QuoteLiteral(QuoteQualified(spec_.PostgresTable())) +
-           "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + QuoteQualified(spec_.PostgresTable()) +
+    ddl += "DO $$ BEGIN IF obj_description(" + QuoteLiteral(table_) +
+           "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + table_ +
            " IS " + QuoteLiteral(PgOwnerComment(spec_.job)) + "; END IF; END $$; ";
   }
   // kappa_offsets of a kappa before the refused rows, or the rows written,
@@ -258,7 +258,7 @@ Status PostgresSink::PrepareTables() {
   // name spelled another way (`public.t` for `t`) got past deploy's check
   // (a bug bash). The comment kappa gave the table says whose it is.
   auto comment = client_->Exec("SELECT coalesce(obj_description(" +
-                               QuoteLiteral(QuoteQualified(spec_.PostgresTable())) + "::regclass, 'pg_class'), '')");
+                               QuoteLiteral(table_) + "::regclass, 'pg_class'), '')");
   if (!comment.ok()) return comment.status();
   if (!comment->rows.empty()) {
     const std::string owner = PgOwnerOf(comment->rows[0][0]);
@@ -275,7 +275,7 @@ Status PostgresSink::PrepareTables() {
   // other's rows in silence (a bug bash). kappa_offsets says which table
   // each job's rows went to (its OID: whatever the spelling of its name).
   auto others = client_->Exec("SELECT string_agg(DISTINCT job, ', ') FROM " + offsets + " WHERE table_oid = " +
-                              QuoteLiteral(QuoteQualified(spec_.PostgresTable())) + "::regclass::oid AND job <> " +
+                              QuoteLiteral(table_) + "::regclass::oid AND job <> " +
                               QuoteLiteral(spec_.job));
   if (!others.ok()) return others.status();
   if (!others->rows.empty() && !others->rows[0][0].empty()) {
