@@ -534,18 +534,8 @@ std::string Registry::RetentionRisk() {
     retention_checked_ = policy.status().code() != Status::Code::kNotFound;
     return "";
   }
-  bool compact = false, del = false;
-  std::string_view rest = *policy;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    std::string_view one = rest.substr(0, comma);
-    while (!one.empty() && one.front() == ' ') one.remove_prefix(1);
-    while (!one.empty() && one.back() == ' ') one.remove_suffix(1);
-    compact = compact || one == "compact";
-    del = del || one == "delete";
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-  }
-  if (compact && !del) {
+  // "compact", "delete" or "compact,delete" (as the archiver reads it).
+  if (policy->find("compact") != std::string::npos && policy->find("delete") == std::string::npos) {
     retention_checked_ = true;
     return "";
   }
