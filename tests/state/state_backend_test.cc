@@ -695,16 +695,7 @@ TEST_F(StateBackendTest, TheWriteAheadLogsStayBoundedWhileStateIsWritten) {
   auto& backend = *opened;
   ASSERT_TRUE(backend->CheckIdentity(id_).ok());
   const std::string table = kTables[0];
-  auto wal_bytes = [&] {
-    uint64_t total = 0;
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-      if (e.path().extension() != ".log") continue;
-      const uintmax_t size = e.file_size(ec);  // RocksDB may delete it meanwhile
-      if (!ec) total += size;
-    }
-    return total;
-  };
+  auto wal_bytes = [&] { return StateBackend::WriteAheadLogBytes(dir_); };
   TaskCheckpointData task;
   uint64_t most = 0;
   // 16 MB of state writes, a marker with each. The flush past the bound
