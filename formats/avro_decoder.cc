@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "formats/field_paths.h"
 #include "formats/schema_spec.h"
 #include "kafka/schema_registry.h"
 
@@ -271,13 +272,7 @@ struct Plan {
 };
 
 // The declared paths as a tree of record field names.
-struct Trie {
-  std::string key;
-  std::string prefix;  // "user.address"
-  int slot = -1;
-  int first_slot = -1;
-  std::vector<Trie> children;
-};
+using Trie = FieldPathNode;
 
 void SlotsUnder(const Trie& t, std::vector<int>* slots) {
   if (t.slot >= 0) slots->push_back(t.slot);
@@ -826,36 +821,10 @@ struct AvroDecoder::Impl {
   Status Init(const RecordSchema& declared) {
     KAPPA_RETURN_IF_ERROR(ValidateRecordSchema(declared));
     schema = declared;
-    for (int slot = 0; slot < schema.size(); ++slot) {
-      const std::string& path = schema.field(slot).path;
-      if (path == "kafka.key") {
-        kafka_key_slots.push_back(slot);
-        continue;
-      }
-      if (path == "kafka.timestamp") {
-        kafka_ts_slots.push_back(slot);
-        continue;
-      }
-      Trie* node = &trie;
-      if (node->first_slot < 0) node->first_slot = slot;
-      size_t start = 0;
-      while (true) {
-        const size_t dot = path.find('.', start);
-        const std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-        Trie* child = nullptr;
-        for (Trie& c : node->children) {
-          if (c.key == key) child = &c;
-        }
-        if (child == nullptr) {
-          node->children.push_back(Trie{key, path.substr(0, dot), -1, slot, {}});
-          child = &node->children.back();
-        }
-        node = child;
-        if (dot == std::string::npos) break;
-        start = dot + 1;
-      }
-      node->slot = slot;  // ValidateRecordSchema: no other field is on or under this path
-    }
+    FieldPaths paths = BuildFieldPaths(schema);
+    trie = std::move(paths.root);
+    kafka_key_slots = std::move(paths.kafka_key_slots);
+    kafka_ts_slots = std::move(paths.kafka_ts_slots);
     return Status::OK();
   }
 

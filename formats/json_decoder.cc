@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "formats/field_paths.h"
 #include "formats/schema_spec.h"
 #include "kafka/schema_registry.h"
 
@@ -59,13 +60,7 @@ class StringArena {
 };
 
 // A key on a declared path: a leaf (slot >= 0) or an object holding more.
-struct Node {
-  std::string key;
-  std::string prefix;  // the path up to and including key: "user.address"
-  int slot = -1;
-  int first_slot = -1;  // the first declared field at or under this node (for error paths)
-  std::vector<Node> children;
-};
+using Node = FieldPathNode;
 
 std::string_view JsonTypeName(od::json_type t) {
   switch (t) {
@@ -522,35 +517,10 @@ Result<std::unique_ptr<JsonDecoder>> JsonDecoder::Create(const RecordSchema& sch
   auto impl = std::make_unique<Impl>();
   impl->schema = schema;
   impl->was_null.assign(static_cast<size_t>(schema.size()), 0);
-  for (int slot = 0; slot < schema.size(); ++slot) {
-    const std::string& path = schema.field(slot).path;
-    if (path == "kafka.key") {
-      impl->kafka_key_slots.push_back(slot);
-      continue;
-    }
-    if (path == "kafka.timestamp") {
-      impl->kafka_ts_slots.push_back(slot);
-      continue;
-    }
-    Node* node = &impl->root;
-    size_t start = 0;
-    while (true) {
-      const size_t dot = path.find('.', start);
-      const std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-      Node* child = nullptr;
-      for (Node& c : node->children) {
-        if (c.key == key) child = &c;
-      }
-      if (child == nullptr) {
-        node->children.push_back(Node{key, path.substr(0, dot), -1, slot, {}});
-        child = &node->children.back();
-      }
-      node = child;
-      if (dot == std::string::npos) break;
-      start = dot + 1;
-    }
-    node->slot = slot;  // ValidateRecordSchema: no other field is on or under this path
-  }
+  FieldPaths paths = BuildFieldPaths(schema);
+  impl->root = std::move(paths.root);
+  impl->kafka_key_slots = std::move(paths.kafka_key_slots);
+  impl->kafka_ts_slots = std::move(paths.kafka_ts_slots);
   return std::unique_ptr<JsonDecoder>(new JsonDecoder(std::move(impl)));
 }
 
