@@ -59,17 +59,16 @@ using namespace kappa;
 
 using kappa::bench::Machine;
 using kappa::bench::Shell;
+using kappa::bench::CpuSeconds;
+using kappa::bench::Fmt;
+using kappa::bench::ProcStatusMb;
+using kappa::bench::Rate;
+using kappa::bench::ResetPeakRss;
 using kappa::bench::Since;
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double CpuSeconds() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
 
 // CPU seconds of this process's threads whose name starts with `prefix`
 // (the embedded broker's "rdk:mock" thread: the broker is not the job).
@@ -368,15 +367,6 @@ struct Run {
   double wall_rate() const { return wall > 0 ? counters.in / wall : 0; }
 };
 
-void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
-double StatusMb(const char* field) {  // VmHWM: peak RSS, VmRSS: RSS now
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stod(line.substr(std::strlen(field))) / 1024.0;
-  }
-  return 0;
-}
 
 constexpr int kOutputPartitions = 64;  // the embedded broker keeps 5 MiB a partition: room for every output
 
@@ -407,7 +397,7 @@ Result<Run> RunCase(const Config& c, const Case& k, int rep) {
   options.archive_only = true;
   options.parallelism = c.threads;
   ResetPeakRss();
-  const double rss0 = StatusMb("VmRSS:");
+  const double rss0 = ProcStatusMb("VmRSS:");
   Run run;
   run.id = k.id;
   run.rep = rep;
@@ -424,7 +414,7 @@ Result<Run> RunCase(const Config& c, const Case& k, int rep) {
     run.counters = runner.summary().counters;
     run.epochs = runner.summary().epochs;
   }
-  run.peak_rss_mb = StatusMb("VmHWM:") - rss0;
+  run.peak_rss_mb = ProcStatusMb("VmHWM:") - rss0;
   fs::remove_all(state);
   // Every output row, as an order-independent multiset hash.
   std::unordered_set<uint64_t> keys;
@@ -450,12 +440,6 @@ Result<Run> RunCase(const Config& c, const Case& k, int rep) {
 
 // ---- report ------------------------------------------------------------------
 
-std::string Fmt(double v, const char* f = "%.2f") {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-std::string Rate(double r) { return r >= 1e6 ? Fmt(r / 1e6) + " M" : Fmt(r / 1e3, "%.1f") + " k"; }
 std::string JsonEscape(const std::string& s) {
   std::string o;
   for (char ch : s) {

@@ -44,6 +44,8 @@ using namespace kappa;
 
 using kappa::bench::Machine;
 using kappa::bench::Shell;
+using kappa::bench::Fmt;
+using kappa::bench::Rate;
 using kappa::bench::Since;
 
 namespace {
@@ -64,12 +66,6 @@ struct Row {
 
 std::string Load() { return Shell("cut -d' ' -f1-3 /proc/loadavg"); }
 
-std::string Fmt(double v, const char* f = "%.2f") {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-std::string Rate(double r) { return r >= 1e6 ? Fmt(r / 1e6) + " M" : Fmt(r / 1e3, "%.1f") + " k"; }
 
 const char* kSpendFeatures =
     "{txn_count_1h: count, spend_1h: sum(amount_cents), max_amount_1h: max(amount_cents), "

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_kafka.h"
 #include "bench/bench_report.h"
 #include "engine/job_runner.h"
 #include "engine/job_spec.h"
@@ -41,6 +42,8 @@ using namespace kappa;
 
 using kappa::bench::Machine;
 using kappa::bench::Shell;
+using kappa::bench::Fmt;
+using kappa::bench::Rate;
 using kappa::bench::Since;
 
 namespace {
@@ -58,44 +61,14 @@ struct Row {
 
 // (d) the transport limit: a bare consume loop over every partition.
 Result<Row> BareConsume(const std::string& bootstrap, const std::string& topic, int partitions) {
-  KafkaConfig kc;
-  kc.brokers = bootstrap;
-  auto consumer = CreateClient(ClientKind::kConsumer, kc,
-                               {{"group.id", "bench-bare"}, {"enable.auto.commit", "false"},
-                                {"queued.min.messages", "50000"}, {"fetch.wait.max.ms", "20"}});
-  if (!consumer.ok()) return consumer.status();
-  rd_kafka_t* rk = consumer->get();
-  auto marks = QueryAllWatermarks(rk, topic, partitions, 10000);
-  if (!marks.ok()) return marks.status();
-  PartitionList list(partitions);
-  int64_t total = 0;
-  for (int p = 0; p < partitions; ++p) {
-    list.Add(topic, p, 0);
-    total += (*marks)[p].high;
-  }
-  if (Status st = StatusFromKafka(rd_kafka_assign(rk, list.get()), "cannot assign " + topic); !st.ok()) return st;
-  rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(rk);
-  std::vector<rd_kafka_message_t*> batch(8192);
+  auto run = kappa::bench::BareConsume(bootstrap, topic, partitions, 120);
+  if (!run.ok()) return run.status();
   Row row;
   row.id = "d";
   row.what = "bare librdkafka consume loop (transport limit)";
-  const auto start = Clock::now();
-  int64_t n = 0, bytes = 0;
-  while (n < total && Since(start) < 120) {
-    ssize_t got = rd_kafka_consume_batch_queue(q, 100, batch.data(), batch.size());
-    for (ssize_t i = 0; i < got; ++i) {
-      if (!batch[i]->err) {
-        ++n;
-        bytes += static_cast<int64_t>(batch[i]->len + batch[i]->key_len);
-      }
-      rd_kafka_message_destroy(batch[i]);
-    }
-  }
-  row.seconds = Since(start);
-  row.records = n;
-  row.bytes = bytes;
-  rd_kafka_queue_destroy(q);
-  rd_kafka_consumer_close(rk);
+  row.records = run->records;
+  row.bytes = run->bytes;
+  row.seconds = run->seconds;
   return row;
 }
 
@@ -146,12 +119,6 @@ Result<Row> RunJob(const std::string& bootstrap, const std::string& topic, const
   return row;
 }
 
-std::string Fmt(double v, const char* f = "%.2f") {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-std::string Rate(double r) { return r >= 1e6 ? Fmt(r / 1e6) + " M" : Fmt(r / 1e3, "%.1f") + " k"; }
 
 }  // namespace
 

@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_kafka.h"
 #include "bench/bench_report.h"
 #include "base/hash.h"
 #include "kafka/embedded_broker.h"
@@ -56,6 +57,10 @@ using namespace kappa;
 
 using kappa::bench::Machine;
 using kappa::bench::Shell;
+using kappa::bench::Fmt;
+using kappa::bench::PeakRssMb;
+using kappa::bench::Rate;
+using kappa::bench::ResetPeakRss;
 using kappa::bench::Since;
 
 namespace {
@@ -92,17 +97,6 @@ struct Row {
   double mbps() const { return seconds > 0 ? bytes / seconds / 1e6 : 0; }
 };
 
-void ResetPeakRss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
-double PeakRssMb() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  }
-  return 0;
-}
 
 GeneratorOptions Workload(const Config& c, int64_t count) {
   GeneratorOptions g;
@@ -393,55 +387,19 @@ std::vector<Row> DuckDb(const Config& c) {
 
 // (d) the transport limit: a bare consume loop over every partition.
 Result<Row> BareConsume(const std::string& bootstrap, const std::string& topic, int partitions) {
-  KafkaConfig kc;
-  kc.brokers = bootstrap;
-  auto consumer = CreateClient(ClientKind::kConsumer, kc,
-                               {{"group.id", "bench-bare"}, {"enable.auto.commit", "false"},
-                                {"queued.min.messages", "50000"}, {"fetch.wait.max.ms", "20"}});
-  if (!consumer.ok()) return consumer.status();
-  rd_kafka_t* rk = consumer->get();
-  auto marks = QueryAllWatermarks(rk, topic, partitions, 10000);
-  if (!marks.ok()) return marks.status();
-  PartitionList list(partitions);
-  int64_t total = 0;
-  for (int p = 0; p < partitions; ++p) {
-    list.Add(topic, p, 0);
-    total += (*marks)[p].high;
-  }
-  if (Status st = StatusFromKafka(rd_kafka_assign(rk, list.get()), "cannot assign " + topic); !st.ok()) return st;
-  rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(rk);
-  std::vector<rd_kafka_message_t*> batch(8192);
+  ResetPeakRss();
+  auto run = kappa::bench::BareConsume(bootstrap, topic, partitions, 300);
+  if (!run.ok()) return run.status();
   Row row;
   row.id = "d";
   row.what = "bare librdkafka consume loop, embedded broker (transport limit)";
-  ResetPeakRss();
-  const auto start = Clock::now();
-  int64_t n = 0, bytes = 0;
-  while (n < total && Since(start) < 300) {
-    ssize_t got = rd_kafka_consume_batch_queue(q, 100, batch.data(), batch.size());
-    for (ssize_t i = 0; i < got; ++i) {
-      if (!batch[i]->err) {
-        ++n;
-        bytes += static_cast<int64_t>(batch[i]->len + batch[i]->key_len);
-      }
-      rd_kafka_message_destroy(batch[i]);
-    }
-  }
-  row.seconds = Since(start);
-  row.records = n;
-  row.bytes = bytes;
+  row.records = run->records;
+  row.bytes = run->bytes;
+  row.seconds = run->seconds;
   row.peak_rss_mb = PeakRssMb();
-  rd_kafka_queue_destroy(q);
-  rd_kafka_consumer_close(rk);
   return row;
 }
 
-std::string Fmt(double v, const char* f = "%.2f") {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-std::string Rate(double r) { return r >= 1e6 ? Fmt(r / 1e6) + " M" : Fmt(r / 1e3, "%.1f") + " k"; }
 
 const Row* Find(const std::vector<Row>& rows, const std::string& id, int threads) {
   for (const auto& r : rows) {
