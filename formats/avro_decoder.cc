@@ -529,9 +529,7 @@ constexpr int kMaxDepth = 256;
 
 struct AvroDecoder::Impl {
   RecordSchema schema;
-  Trie trie;
-  std::vector<int> kafka_key_slots;
-  std::vector<int> kafka_ts_slots;
+  FieldPaths paths;  // the tree of declared paths (paths.root) and the kafka.* slots
   SchemaRegistryClient* registry = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<Plan>> plans;
   const Plan* last_plan = nullptr;
@@ -821,10 +819,7 @@ struct AvroDecoder::Impl {
   Status Init(const RecordSchema& declared) {
     KAPPA_RETURN_IF_ERROR(ValidateRecordSchema(declared));
     schema = declared;
-    FieldPaths paths = BuildFieldPaths(schema);
-    trie = std::move(paths.root);
-    kafka_key_slots = std::move(paths.kafka_key_slots);
-    kafka_ts_slots = std::move(paths.kafka_ts_slots);
+    paths = BuildFieldPaths(schema);
     return Status::OK();
   }
 
@@ -848,7 +843,7 @@ struct AvroDecoder::Impl {
     SchemaWalker walker(&plan->nodes);
     const int root = walker.Walk(parsed, json, has_json);
     avro_schema_decref(parsed);
-    PlanBuilder(schema, plan.get()).Build(root, trie);
+    PlanBuilder(schema, plan.get()).Build(root, paths.root);
     return plan;
   }
 
@@ -937,16 +932,7 @@ struct AvroDecoder::Impl {
     if (!Run(plan->root)) return false;
     if (p != end) return Undecodable(std::to_string(end - p) + " bytes after the record");
 
-    for (int slot : kafka_key_slots) {
-      if (r.key == nullptr) continue;  // a null key: absent
-      out[slot].str = reinterpret_cast<const char*>(r.key);
-      out[slot].len = r.key_size;
-      out[slot].present = true;
-    }
-    for (int slot : kafka_ts_slots) {
-      out[slot].i = r.timestamp_ms;
-      out[slot].present = true;
-    }
+    paths.FillKafkaFields(r, out);
     for (int i = 0; i < n; ++i) {
       const FieldDecl& f = schema.field(i);
       if (out[i].present || f.optional) continue;

@@ -24,6 +24,21 @@ struct FieldPaths {
   FieldPathNode root;
   std::vector<int> kafka_key_slots;
   std::vector<int> kafka_ts_slots;
+
+  // Sets the kafka.key slots to the record's key (left absent when the key
+  // is null) and the kafka.timestamp slots to its timestamp.
+  void FillKafkaFields(const RawRecord& r, FieldValue* out) const {
+    for (int slot : kafka_key_slots) {
+      if (r.key == nullptr) continue;
+      out[slot].str = reinterpret_cast<const char*>(r.key);
+      out[slot].len = r.key_size;
+      out[slot].present = true;
+    }
+    for (int slot : kafka_ts_slots) {
+      out[slot].i = r.timestamp_ms;
+      out[slot].present = true;
+    }
+  }
 };
 
 // The tree of `schema`'s paths. The schema has passed ValidateRecordSchema:

@@ -96,9 +96,7 @@ std::string QuotedExcerpt(std::string_view text) {
 
 struct JsonDecoder::Impl {
   RecordSchema schema;
-  Node root;
-  std::vector<int> kafka_key_slots;
-  std::vector<int> kafka_ts_slots;
+  FieldPaths paths;  // the tree of declared paths (paths.root) and the kafka.* slots
   std::vector<uint8_t> was_null;  // per slot, this record
 
   od::parser parser;
@@ -477,7 +475,7 @@ struct JsonDecoder::Impl {
       }
       return Undecodable(e);
     }
-    if (!VisitObject(obj, root)) return false;
+    if (!VisitObject(obj, paths.root)) return false;
     const char* rest;
     if (!doc.current_location().get(rest)) {
       const size_t left = static_cast<size_t>(input.data() + r.size - rest);
@@ -485,16 +483,7 @@ struct JsonDecoder::Impl {
                          "`");
     }
 
-    for (int slot : kafka_key_slots) {
-      if (r.key == nullptr) continue;  // a null key: absent
-      out[slot].str = reinterpret_cast<const char*>(r.key);
-      out[slot].len = r.key_size;
-      out[slot].present = true;
-    }
-    for (int slot : kafka_ts_slots) {
-      out[slot].i = r.timestamp_ms;
-      out[slot].present = true;
-    }
+    paths.FillKafkaFields(r, out);
     for (int i = 0; i < n; ++i) {
       const FieldDecl& f = schema.field(i);
       if (out[i].present || f.optional) continue;
@@ -517,10 +506,7 @@ Result<std::unique_ptr<JsonDecoder>> JsonDecoder::Create(const RecordSchema& sch
   auto impl = std::make_unique<Impl>();
   impl->schema = schema;
   impl->was_null.assign(static_cast<size_t>(schema.size()), 0);
-  FieldPaths paths = BuildFieldPaths(schema);
-  impl->root = std::move(paths.root);
-  impl->kafka_key_slots = std::move(paths.kafka_key_slots);
-  impl->kafka_ts_slots = std::move(paths.kafka_ts_slots);
+  impl->paths = BuildFieldPaths(schema);
   return std::unique_ptr<JsonDecoder>(new JsonDecoder(std::move(impl)));
 }
 
