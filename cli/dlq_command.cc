@@ -67,9 +67,11 @@ struct DlqEntry {
 };
 
 // Reads every record of the DLQ topic; *undecodable counts those that are
-// not DlqRecords (another producer's records in the topic).
+// not DlqRecords (another producer's records in the topic). *log_starts:
+// each partition's first offset still in the topic (above 0: dead letters
+// deleted before this read, by retention or a delete-records).
 Status ReadDlq(const KafkaConfig& config, const std::string& topic, const std::function<void(DlqEntry&)>& on_entry,
-               int64_t* undecodable, std::vector<int64_t>* per_partition = nullptr) {
+               int64_t* undecodable, std::vector<int64_t>* log_starts) {
   *undecodable = 0;
   std::map<int32_t, int64_t> last;
   auto summary = ReadTopic(config, topic, [&](const ConsumedRecord& r) {
@@ -95,8 +97,34 @@ Status ReadDlq(const KafkaConfig& config, const std::string& topic, const std::f
     }
     return summary.status();
   }
-  if (per_partition) *per_partition = summary->records_per_partition;
+  *log_starts = summary->log_start_offsets;
   return Status::OK();
+}
+
+// The dead letters deleted from the DLQ before a read, "partition 2 offsets
+// 0-4413, partition 5 offsets 0-99", and how many; empty when none.
+std::string DeletedDeadLetters(const std::vector<int64_t>& log_starts, int64_t* count) {
+  std::string text;
+  *count = 0;
+  for (size_t p = 0; p < log_starts.size(); ++p) {
+    if (log_starts[p] <= 0) continue;
+    *count += log_starts[p];
+    text += (text.empty() ? "" : ", ") + std::string("partition ") + std::to_string(p) + " offsets 0-" +
+            std::to_string(log_starts[p] - 1);
+  }
+  return text;
+}
+
+// A deletion is the DLQ topic's retention (it deletes dead letters nobody
+// triaged: nothing else in Kafka says so).
+std::string DeletedWarning(const std::string& topic, const std::vector<int64_t>& log_starts) {
+  int64_t n = 0;
+  const std::string where = DeletedDeadLetters(log_starts, &n);
+  if (n == 0) return std::string();
+  return std::to_string(n) + " dead letters of " + topic + " were deleted before this read (" + where +
+         ": the topic's retention, or a delete-records) and are not counted, shown or re-injectable here; keep "
+         "a DLQ longer than its triage takes (kafka-configs.sh --alter --entity-type topics --entity-name " + topic +
+         " --add-config retention.ms=-1)";
 }
 
 Result<schema::DlqErrorType> ParseErrorType(const std::string& text) {
@@ -157,12 +185,17 @@ int Stats(int argc, char** argv) {
   std::map<int32_t, int64_t> by_retry;
   int64_t ages[4] = {0, 0, 0, 0};
   int64_t total = 0, undecodable = 0;
+  // Source records: one bad record is dead-lettered again by every version
+  // sharing the DLQ, and by the same version after a restart (at least once).
+  std::set<std::tuple<std::string, int32_t, int64_t>> sources;
+  std::vector<int64_t> log_starts;
   std::optional<std::string> oldest_line;
   int64_t oldest_ms = 0;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
         ++total;
+        sources.insert(e.source_key());
         ++by_type[e.error_type()];
         ++by_version[{e.record->job() ? e.record->job()->str() : std::string(), e.record->version()}];
         ++by_source[(e.record->source_topic() ? e.record->source_topic()->str() : std::string("?")) + "[" +
@@ -180,9 +213,22 @@ int Stats(int argc, char** argv) {
                         std::to_string(e.record->version());
         }
       },
-      &undecodable);
+      &undecodable, &log_starts);
   if (!st.ok()) return Fail("dlq stats", st);
   std::printf("kappa dlq stats: %s: %lld records\n", topic.c_str(), static_cast<long long>(total));
+  if (static_cast<int64_t>(sources.size()) < total) {
+    // A crash's duplicates (a bug bash: 52769 records against the job's
+    // 47749 dead letters, nothing said why).
+    std::printf("  %lld distinct source records: the other %lld are a source record dead-lettered again (by "
+                "another version sharing the DLQ, or by the same one after a restart); `dlq replay` re-injects "
+                "each source record once\n",
+                static_cast<long long>(sources.size()), static_cast<long long>(total) - static_cast<long long>(sources.size()));
+  }
+  if (const std::string deleted = DeletedWarning(topic, log_starts); !deleted.empty()) {
+    // Retention's deletions read as a smaller DLQ (a bug bash: 35583
+    // records of a job's 39997 dead letters, without a word).
+    std::printf("  WARNING %s\n", deleted.c_str());
+  }
   if (undecodable) {
     std::printf("  %lld records that are not DLQ records (ignored)\n", static_cast<long long>(undecodable));
   }
@@ -235,6 +281,7 @@ int Show(int argc, char** argv) {
     type = *t;
   }
   int64_t shown = 0, matched = 0, undecodable = 0;
+  std::vector<int64_t> log_starts;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
@@ -254,8 +301,11 @@ int Show(int argc, char** argv) {
                            "}\n";
         std::fputs(line.c_str(), stdout);
       },
-      &undecodable);
+      &undecodable, &log_starts);
   if (!st.ok()) return Fail("dlq show", st);
+  if (const std::string deleted = DeletedWarning(topic, log_starts); !deleted.empty()) {
+    std::fprintf(stderr, "kappa dlq show: WARNING %s\n", deleted.c_str());
+  }
   // Records that are not dead letters (the wrong topic given: the source)
   // were passed over without a word, "0 matching records" (a bug bash);
   // `dlq stats` counts them.
@@ -305,6 +355,15 @@ bool Covered(const Ranges& ranges, int64_t offset) {
   if (it == ranges.begin()) return false;
   --it;
   return offset >= it->first && offset <= it->second;
+}
+
+// How many offsets below `end` the ranges cover.
+int64_t CoveredCount(const Ranges& ranges, int64_t end) {
+  int64_t n = 0;
+  for (const auto& [a, b] : ranges) {
+    if (a < end) n += std::min(b, end - 1) - a + 1;
+  }
+  return n;
 }
 
 // Adds [a, b] to ranges, merging what overlaps or touches.
@@ -419,6 +478,7 @@ int Replay(int argc, char** argv) {
   std::set<std::tuple<std::string, int32_t, int64_t>> reinjected;
   // Which versions of which job dead-lettered each source record.
   std::map<std::tuple<std::string, int32_t, int64_t>, std::set<std::pair<std::string, int32_t>>> rejected_by;
+  std::vector<int64_t> log_starts;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
@@ -467,17 +527,32 @@ int Replay(int argc, char** argv) {
         }
         selected.push_back(std::move(e));
       },
-      &undecodable);
+      &undecodable, &log_starts);
   if (!st.ok()) return Fail("dlq replay", st);
+  if (const std::string deleted = DeletedWarning(topic, log_starts); !deleted.empty()) {
+    // Of the deleted offsets, those an earlier replay had re-injected are
+    // not lost: its markers say which.
+    int64_t never = 0;
+    for (size_t p = 0; p < log_starts.size(); ++p) {
+      if (log_starts[p] > 0) never += log_starts[p] - CoveredCount(ranges_of(static_cast<int32_t>(p)), log_starts[p]);
+    }
+    std::fprintf(stderr, "kappa dlq replay: WARNING %s; %lld of them had not been re-injected by an earlier replay\n",
+                 deleted.c_str(), static_cast<long long>(never));
+  }
   // Versions that share a DLQ (a replaying version beside the live one)
   // each dead-letter the same bad source record: one re-injection serves
   // them all, as both read the source topic. Each copy was re-injected
   // (a bug bash: 96 bad records came back as 192, then 384). The others are
   // marked done with it.
   int64_t twins = 0;
+  int64_t own_twins = 0;  // of them, a version's own dead letter again (at least once, after a restart)
+  std::map<std::tuple<std::string, int32_t, int64_t>, std::set<std::pair<std::string, int32_t>>> seen_from;
   for (DlqEntry& e : selected) {
     e.twin = !reinjected.insert(e.source_key()).second;
     twins += e.twin;
+    own_twins += !seen_from[e.source_key()]
+                      .insert({e.record->job() ? e.record->job()->str() : std::string(), e.record->version()})
+                      .second;
   }
   // A re-injected record is input to every version reading the topic, and
   // one that accepted it the first time counts it again (a bug bash: after
@@ -558,10 +633,18 @@ int Replay(int argc, char** argv) {
                  static_cast<long long>(sink_rows), first_sink_row.c_str());
   }
   // ", N more DLQ records of the same source records ..." when there are.
+  // A version's own dead letters written twice (at least once, across a
+  // restart) were called "another version's" (a bug bash).
   auto twins_text = [&] {
-    return twins == 0 ? std::string()
-                      : ", " + std::to_string(twins) +
-                            " more DLQ records of the same source records (another version's) marked with them";
+    if (twins == 0) return std::string();
+    const int64_t others = twins - own_twins;
+    const std::string whose =
+        own_twins == 0 ? "another version's"
+        : others == 0  ? "the same version's, dead-lettered again after a restart"
+                       : std::to_string(others) + " another version's, " + std::to_string(own_twins) +
+                            " the same version's, dead-lettered again after a restart";
+    return ", " + std::to_string(twins) + " more DLQ records of the same source records (" + whose +
+           ") marked with them";
   };
   if (dry_run || selected.empty()) {
     for (const auto& e : selected) {
