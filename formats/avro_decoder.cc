@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <bit>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -265,6 +266,9 @@ struct Plan {
   Reader root;
   bool failed = false;
   DecodeError error;  // every record of this writer schema, when failed
+  // The registry answered that it has no such id, at this steady-clock
+  // time (ms): asked again kUnknownIdRecheckMs later. 0: not that.
+  int64_t unknown_at_ms = 0;
   // Not the records' fault, the spec's: a filter literal this writer
   // schema's enum has in another case only (EnumLiteralMismatch). The job
   // stops with it (last_fatal) instead of filtering nothing in silence.
@@ -855,11 +859,26 @@ struct AvroDecoder::Impl {
     return plan;
   }
 
+  static int64_t SteadyMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
   // The plan for writer schema `id`; null (and last_fatal set) when the
   // registry could not be asked.
   const Plan* PlanFor(int32_t id) {
-    if (last_plan != nullptr && last_plan->id == id) return last_plan;
+    if (last_plan != nullptr && last_plan->id == id && last_plan->unknown_at_ms == 0) return last_plan;
     auto it = plans.find(id);
+    // An id the registry did not have is asked again a while later: a
+    // schema registered after its first record was read (a producer ahead
+    // of a registry replica) stayed unknown for the process's life, its
+    // records dead-lettered as "no such schema" (a bug bash).
+    if (it != plans.end() && it->second->unknown_at_ms != 0 &&
+        SteadyMs() - it->second->unknown_at_ms >= kUnknownIdRecheckMs) {
+      if (last_plan == it->second.get()) last_plan = nullptr;
+      plans.erase(it);
+      it = plans.end();
+    }
     if (it == plans.end()) {
       std::unique_ptr<Plan> plan;
       if (registry == nullptr || id < 0) {  // ids are 0 .. 2^31-1: a negative one is no registry's
@@ -870,6 +889,7 @@ struct AvroDecoder::Impl {
           plan = BuildPlan(id, *text);
         } else if (text.status().code() == Status::Code::kNotFound) {
           plan = UnknownPlan(id, " (the schema registry at " + registry->url() + " has no such schema)");
+          plan->unknown_at_ms = SteadyMs();
         } else if (text.status().code() == Status::Code::kInvalidArgument) {
           // A schema there that is no Avro kappa reads (another schema
           // type, references the registry cannot resolve): each record of

@@ -53,8 +53,9 @@
 // stop or retry the record instead of dead-lettering it; nothing is cached,
 // so a later Decode of the same id asks the registry again. An id the
 // registry does not know (NotFound) is a bad record (kUndecodable "unknown
-// schema id N") and is remembered for the decoder's life, so a stream of
-// such records costs one registry request.
+// schema id N") and is remembered for kUnknownIdRecheckMs, so a stream of
+// such records costs one registry request a second, and a schema
+// registered after the first of its records was read is found.
 //
 // Not thread-safe: one decoder per task (the registry client is shared).
 #pragma once
@@ -74,6 +75,10 @@ class SchemaRegistryClient;
 
 class AvroDecoder final : public RecordDecoder {
  public:
+  // How long an id the registry did not have is taken as unknown before
+  // the registry is asked again.
+  static constexpr int64_t kUnknownIdRecheckMs = 1000;
+
   // Writer schemas fetched from `registry` (not owned, must outlive the
   // decoder). InvalidArgument if the schema breaks ValidateRecordSchema's
   // rules or registry is null.

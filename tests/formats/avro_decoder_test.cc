@@ -19,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -875,6 +876,45 @@ TEST_F(AvroRegistryTest, AnUnknownSchemaIdIsUndecodableAndAskedOnce) {
   EXPECT_EQ(error.kind, Kind::kUndecodable);
   EXPECT_NE(error.message.find("unknown schema id -2"), std::string::npos) << error.message;
   EXPECT_TRUE(decoder->last_fatal().ok()) << decoder->last_fatal().ToString();
+}
+
+// A schema registered after the first record naming its id was read (a
+// producer ahead of the registry replica the job asks) stayed unknown for
+// the decoder's life: every later record of it a dead letter saying the
+// registry had no such schema (a bug bash). The id is asked again a second
+// later, and not before.
+TEST_F(AvroRegistryTest, AnIdRegisteredAfterItsFirstRecordIsFoundOnceAskedAgain) {
+  auto decoder = Decoder(PaymentFields());
+  ASSERT_TRUE(decoder);
+  const auto txns = Generate(1);
+  // The registry's next id: one past a schema of unique content registered
+  // now (the registry tests take it one at a time).
+  const std::string unique = std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  // Unique content: payment.avsc in a namespace of its own (the binary
+  // encoding does not depend on it).
+  auto in_namespace = [](const std::string& ns) {
+    std::string s = kPayment();
+    const std::string from = R"("namespace": "acme.payments")";
+    s.replace(s.find(from), from.size(), R"("namespace": ")" + ns + R"(")");
+    return s;
+  };
+  const int32_t before = Register(subject_ + "-probe", in_namespace("probe" + unique));
+  ASSERT_GE(before, 0);
+  const int32_t next = before + 1;
+  const std::string bytes = EncodeAll(txns, next)[0];
+  std::vector<FieldValue> out(10);
+  DecodeError error;
+  ASSERT_FALSE(decoder->Decode(Raw(bytes, &txns[0].key), out.data(), &error));
+  EXPECT_NE(error.message.find("unknown schema id " + std::to_string(next)), std::string::npos) << error.message;
+
+  const int32_t id = Register(subject_, in_namespace("late" + unique));
+  ASSERT_EQ(id, next) << "the registry did not give the next id: the test's record names another";
+  const uint64_t requests = client_->requests();
+  EXPECT_FALSE(decoder->Decode(Raw(bytes, &txns[0].key), out.data(), &error)) << "asked again at once";
+  EXPECT_EQ(client_->requests(), requests) << "an unknown id is asked again at most once a recheck interval";
+  std::this_thread::sleep_for(std::chrono::milliseconds(AvroDecoder::kUnknownIdRecheckMs + 100));
+  EXPECT_TRUE(decoder->Decode(Raw(bytes, &txns[0].key), out.data(), &error)) << error.message;
+  EXPECT_EQ(std::string(out[0].str, out[0].len), txns[0].txn_id);
 }
 
 }  // namespace
