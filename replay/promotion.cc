@@ -418,7 +418,7 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
                     static_cast<long long>(diff->compared + diff->only_serving + diff->only_candidate), 100 * gate);
       return Status::FailedPrecondition(std::string(buf) + "; review the diff and promote with --accept to proceed");
     }
-    record->previous_serving.push_back(record->serving);
+    record->PushPreviousServing(record->serving);
   }
   KAPPA_RETURN_IF_ERROR(CheckPostgresSwap(*candidate, options.postgres_dsn));
   record->serving = version;

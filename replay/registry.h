@@ -21,6 +21,7 @@
 // A promotion is one record. Not thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -67,6 +68,8 @@ struct JobRecord {
   std::string job;
   std::vector<VersionInfo> versions;
   int32_t serving = 0;  // 0: nothing serves yet
+  // The versions that served before, the latest last, each once (at its
+  // latest time): bounded by the versions, not by the promotions.
   std::vector<int32_t> previous_serving;
   int64_t updated_at_ms = 0;
   // The job's registry sequence this state was read at (how many writes were
@@ -74,6 +77,21 @@ struct JobRecord {
   int64_t seq = 0;
   VersionInfo* Find(int32_t version);
   const VersionInfo* Find(int32_t version) const;
+  // Adds `version` as the latest earlier serving one (a promotion from it).
+  // Its earlier places are dropped, and any repeats an older kappa's record
+  // held: the whole history went into every job record, so a job promoted
+  // back and forth a thousand times wrote records of 6 KB, every one kept,
+  // until the control topic's partition 0 overflowed (a bug bash). Rollback
+  // chooses as before (the latest place of each version is the one it
+  // reaches first).
+  void PushPreviousServing(int32_t version) {
+    previous_serving.push_back(version);
+    std::vector<int32_t> kept;
+    for (auto it = previous_serving.rbegin(); it != previous_serving.rend(); ++it) {
+      if (std::find(kept.begin(), kept.end(), *it) == kept.end()) kept.push_back(*it);
+    }
+    previous_serving.assign(kept.rbegin(), kept.rend());
+  }
   // The version `kappa rollback` would make serve (the latest earlier
   // serving one that is neither retired nor serving now); 0 if none.
   int32_t RollbackTarget() const {
