@@ -304,11 +304,16 @@ class ProgressPublisher {
     if (thread_.joinable()) thread_.join();
   }
   // After Stop(), on the caller's thread: a catch-up that became due with
-  // the last checkpoints is still recorded (a replay run to the end).
-  void FinishCatchUp() {
+  // the last checkpoints is still recorded (a replay run to the end). A
+  // bounded run that ended at its input's end within the catch-up lag has
+  // caught up without the hold (which guards a live stream against a
+  // moment's dip in lag): it stayed "replaying" for good, shown so even
+  // once promoted, and a plain promote refused it (a bug bash).
+  void FinishCatchUp(bool input_ended) {
     const int64_t since = latest_ ? latest_->caught_up_since_ms : 0;
-    if (since != 0 && !caught_up_settled_ && WallClockMs() - since >= options_.catch_up_hold_ms) {
-      CheckRegistry(since);
+    if (since != 0 && !caught_up_settled_ &&
+        (input_ended || WallClockMs() - since >= options_.catch_up_hold_ms)) {
+      CheckRegistry(since, /*hold_over=*/true);
     }
   }
   // The last offered record, published or not.
@@ -378,7 +383,7 @@ class ProgressPublisher {
   }
 
   // Off the lock: re-reads the registry; sees a retirement; marks caught up.
-  void CheckRegistry(int64_t caught_up_since) {
+  void CheckRegistry(int64_t caught_up_since, bool hold_over = false) {
     if (!registry_.Refresh().ok()) return;  // transient: try again at the next poll
     if (options_.on_registry_read) options_.on_registry_read(registry_);
     auto job = registry_.Job(job_);
@@ -410,7 +415,7 @@ class ProgressPublisher {
       return;
     }
     if (caught_up_since != 0 && !caught_up_settled_ &&
-        WallClockMs() - caught_up_since >= options_.catch_up_hold_ms) {
+        (hold_over || WallClockMs() - caught_up_since >= options_.catch_up_hold_ms)) {
       // A write that loses to a concurrent one is redone on the new state (a
       // failure is retried at the next check).
       for (int attempt = 0; attempt < 5; ++attempt) {
@@ -419,10 +424,13 @@ class ProgressPublisher {
         if (!won.ok()) return;
         if (*won) {
           caught_up_settled_ = true;
+          const bool held = WallClockMs() - caught_up_since >= options_.catch_up_hold_ms;
           Note(NoteLevel::kInfo, "job " + job_ + " version " + std::to_string(version_) +
                                      " caught up (every partition within " +
-                                     std::to_string(options_.catch_up_max_lag) + " records of the end for " +
-                                     std::to_string(options_.catch_up_hold_ms) + " ms); ready to promote");
+                                     std::to_string(options_.catch_up_max_lag) + " records of the end " +
+                                     (held ? "for " + std::to_string(options_.catch_up_hold_ms) + " ms"
+                                           : std::string("when its bounded run ended")) +
+                                     "); ready to promote");
           return;
         }
         job = registry_.Job(job_);
@@ -607,7 +615,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   Status st = runner.Run(stop);
   if (summary) *summary = runner.summary();
   publisher.Stop();
-  publisher.FinishCatchUp();
+  publisher.FinishCatchUp(st.ok() && runner.summary().input_ended && run.stop_at_end);
   drain_notes();
   // Say the process has stopped, so status never shows a dead version as
   // running; this one write is awaited.

@@ -175,6 +175,29 @@ TEST_F(DeploymentTest, AReplayIsMarkedCaughtUpAndStopsWhenRetired) {
   EXPECT_EQ(progress->snapshot.counters.in, 20000);
 }
 
+// A bounded replay (--stop-at-end) that ended before the catch-up hold
+// (3 s by default) stayed "replaying" for good: a plain promote refused it
+// and, once forced, status showed it "replaying SERVING" (a bug bash). Its
+// input's end is within the catch-up lag: caught up, without the hold.
+TEST_F(DeploymentTest, ABoundedReplayEndingBeforeTheHoldIsCaughtUp) {
+  ScratchDir dir("to-the-end-early");
+  const JobSpec spec = Spec(dir);
+  Registry registry(ControlConfig());
+  DeploymentOptions options = BoundedOptions();
+  options.replay = true;
+  options.catch_up_hold_ms = 600000;  // ten minutes: never over while it runs
+  options.registry_poll_ms = 60000;
+  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  auto job = other.Job(spec.job);
+  ASSERT_TRUE(job.has_value());
+  ASSERT_NE(job->Find(1), nullptr);
+  EXPECT_EQ(job->Find(1)->state, VersionState::kCaughtUp) << Notes();
+  EXPECT_NE(Notes().find("records of the end when its bounded run ended); ready to promote"), std::string::npos)
+      << Notes();
+}
+
 TEST_F(DeploymentTest, AReplayRunToTheEndIsMarkedCaughtUpBeforeItReturns) {
   ScratchDir dir("to-the-end");
   const JobSpec spec = Spec(dir);
