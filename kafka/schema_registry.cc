@@ -583,6 +583,14 @@ Result<SchemaRegistryOptions> SchemaRegistryOptions::FromProperties(
                                        "milliseconds, not '" + value + "'");
       }
       options.timeout = std::chrono::milliseconds(ms);
+    } else if (key == "schema.registry.retry.ms") {
+      int64_t ms = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), ms);
+      if (ec != std::errc() || end != value.data() + value.size() || ms < 0) {
+        return Status::InvalidArgument("schema.registry.retry.ms must be a number of milliseconds (0: no "
+                                       "retry), not '" + value + "'");
+      }
+      options.retry_for = std::chrono::milliseconds(ms);
     }
   }
   if (options.url.empty()) {
@@ -666,12 +674,33 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::SendAgainIfTransien
     return r.status == 429 || r.status / 100 == 5 ||
            (registering && r.status == 409 && r.body.find("already exists") != std::string::npos);
   };
+  // A registry that cannot be reached (refused, or no answer within the
+  // timeout) is asked again too: it may be restarting.
+  auto again = [&](Result<Response>& r) {
+    return r.ok() ? transient(*r) : r.status().code() == Status::Code::kUnavailable;
+  };
+  const auto began = std::chrono::steady_clock::now();
+  const auto deadline = began + options_.retry_for;
   Result<Response> response = Send(method, path, body);
   auto pause = std::chrono::milliseconds(100);
-  for (int retry = 0; retry < kTransientRetries && response.ok() && transient(*response); ++retry) {
+  int attempts = 1;
+  while (again(response) && std::chrono::steady_clock::now() + pause <= deadline) {
     std::this_thread::sleep_for(pause);
-    pause *= 2;
+    pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(2));
     response = Send(method, path, body);
+    ++attempts;
+  }
+  if (!response.ok() && attempts > 1) {
+    const auto tried = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
+    char over[32];
+    std::snprintf(over, sizeof(over), "%.1f s", static_cast<double>(tried.count()) / 1000);
+    return Status::Unavailable(response.status().message() + " (asked " + std::to_string(attempts) + " times over " +
+                               over + "; " +
+                               (options_.setting == "schema.registry.url" ? "schema.registry.retry.ms"
+                                                                          : "the registry's retry time, " +
+                                                                                std::to_string(options_.retry_for.count() / 1000) +
+                                                                                " s,") +
+                               " bounds it)");
   }
   return response;
 }

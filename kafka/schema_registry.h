@@ -42,14 +42,21 @@ struct SchemaRegistryOptions {
   // schema.registry.timeout.ms: the bound on connecting and on waiting for
   // each response; a registry that does not answer within it is Unavailable.
   std::chrono::milliseconds timeout{5000};
+  // schema.registry.retry.ms: how long a request is asked again while the
+  // registry cannot be reached or answers a transient error (HTTP 5xx, 429),
+  // 100 ms apart doubling up to 2 s, before it fails: a registry's restart
+  // (Apicurio takes 6-10 s) stopped every job that met a new schema id
+  // meanwhile (a bug bash). 0: asked once.
+  std::chrono::milliseconds retry_for{20000};
   // What the user set the URL with, for messages: a job spec's
   // `source.schema_registry`, a flag; schema.registry.url for -X properties.
   std::string setting = "schema.registry.url";
 
   // From key=value properties (the source's settings, or -X flags): reads
-  // schema.registry.url and schema.registry.timeout.ms, ignores the rest.
-  // InvalidArgument if the URL is missing or the timeout is not a positive
-  // number of milliseconds.
+  // schema.registry.url, schema.registry.timeout.ms and
+  // schema.registry.retry.ms, ignores the rest. InvalidArgument if the URL
+  // is missing, the timeout is not a positive number of milliseconds or the
+  // retry time a negative one.
   static Result<SchemaRegistryOptions> FromProperties(
       const std::vector<std::pair<std::string, std::string>>& properties);
 };
@@ -114,9 +121,6 @@ class SchemaRegistryClient {
   const std::string& url() const { return options_.url; }
   // HTTP requests sent so far (for tests and metrics: a cache hit sends none).
   uint64_t requests() const;
-  // How many more times a transient answer (HTTP 5xx, 429, Apicurio's
-  // concurrent-version 409) is asked again: 100 ms apart, doubling.
-  static constexpr int kTransientRetries = 5;
 
  private:
   struct Response {
@@ -127,11 +131,12 @@ class SchemaRegistryClient {
   // One request; Unavailable (naming the URL and the cause) when no HTTP
   // response came back.
   Result<Response> Send(const char* method, const std::string& path, const std::string& body);
-  // Send, asked again while the answer is transient: a server error or
-  // overload (HTTP 5xx, 429) and, when `registering`, Apicurio's 409
-  // "... already exists" for a version stored concurrently. Registering
-  // and fetching are idempotent. At most kTransientRetries more times,
-  // 100 ms apart doubling; the last answer is returned as it is.
+  // Send, asked again while the registry cannot be reached or its answer is
+  // transient: a server error or overload (HTTP 5xx, 429) and, when
+  // `registering`, Apicurio's 409 "... already exists" for a version stored
+  // concurrently. Registering and fetching are idempotent. For up to
+  // options_.retry_for, 100 ms apart doubling up to 2 s; the last answer
+  // (or failure, saying how long it was tried) is returned.
   Result<Response> SendAgainIfTransient(const char* method, const std::string& path, const std::string& body,
                                         bool registering);
   // A non-2xx response as a Status: the registry's own message and code.

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include "formats/avro_decoder.h"
 #include "formats/flatbuffers_decoder.h"
@@ -10,6 +13,30 @@
 #include "operators/field_access.h"
 
 namespace kappa {
+
+namespace {
+
+// One registry client per registry URL in the process, shared by the
+// decoders of every task that reads from it: each task made its own, and a
+// topic of P partitions asked the registry for every writer schema P times
+// at a start or a replay (a bug bash; the client is thread-safe and its
+// cache is what makes a schema "fetched once per id").
+Result<std::shared_ptr<SchemaRegistryClient>> SharedRegistryClient(const std::string& url) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<SchemaRegistryClient>> clients;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto client = clients[url].lock()) return client;
+  auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", url}});
+  if (!options.ok()) return options.status();
+  options->setting = "source.schema_registry";
+  auto created = SchemaRegistryClient::Create(*options);
+  if (!created.ok()) return created.status();
+  std::shared_ptr<SchemaRegistryClient> client(std::move(*created));
+  clients[url] = client;
+  return client;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<RecordDecoder>> MakeRecordDecoder(const DecodeSpec& spec) {
   if (!spec.schema) return Status::InvalidArgument("a declared format needs its declared fields");
@@ -32,12 +59,9 @@ Result<std::unique_ptr<RecordDecoder>> MakeRecordDecoder(const DecodeSpec& spec)
         return Status::InvalidArgument(
             "format avro needs `source.schema_registry`: the URL of the Schema Registry holding the writer schemas");
       }
-      auto options = SchemaRegistryOptions::FromProperties({{"schema.registry.url", spec.schema_registry_url}});
-      if (options.ok()) options->setting = "source.schema_registry";
-      if (!options.ok()) return options.status();
-      auto client = SchemaRegistryClient::Create(*options);
+      auto client = SharedRegistryClient(spec.schema_registry_url);
       if (!client.ok()) return client.status();
-      std::shared_ptr<SchemaRegistryClient> registry(std::move(*client));
+      std::shared_ptr<SchemaRegistryClient> registry = std::move(*client);
       auto decoder = AvroDecoder::Create(*spec.schema, registry.get());
       if (!decoder.ok()) return decoder.status();
       // The decoder borrows the client: keep it alive beside it.

@@ -2,6 +2,7 @@
 // scripts/schema_registry.sh): what the Avro input relies on to turn a
 // record's schema id into its writer schema.
 #include "kafka/schema_registry.h"
+#include "operators/decode_validate.h"
 #include "formats/avro_decoder.h"
 #include "formats/schema_spec.h"
 
@@ -39,10 +40,12 @@ std::string SharedRegistryUrl() {
 }
 
 std::unique_ptr<SchemaRegistryClient> Client(const std::string& url,
-                                              std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+                                              std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                                              std::chrono::milliseconds retry_for = SchemaRegistryOptions().retry_for) {
   SchemaRegistryOptions options;
   options.url = url;
   options.timeout = timeout;
+  options.retry_for = retry_for;
   auto client = SchemaRegistryClient::Create(options);
   EXPECT_TRUE(client.ok()) << client.status().ToString();
   return client.ok() ? std::move(*client) : nullptr;
@@ -192,7 +195,7 @@ TEST(SchemaRegistryOwnTest, CachedSchemasOutliveTheRegistry) {
   Result<int32_t> v2 = writer->Register("down-value", kPaymentV2);
   ASSERT_TRUE(v2.ok()) << v2.status().ToString();
 
-  auto reader = Client(registry.url(), std::chrono::milliseconds(2000));
+  auto reader = Client(registry.url(), std::chrono::milliseconds(2000), std::chrono::milliseconds(0));
   ASSERT_TRUE(reader->SchemaById(*v1).ok());
   registry.Stop();
 
@@ -221,7 +224,7 @@ int ClosedPort() {
 
 TEST(SchemaRegistryUnreachableTest, RefusedConnectionIsUnavailableAndNamesTheUrl) {
   std::string url = "http://127.0.0.1:" + std::to_string(ClosedPort()) + "/apis/ccompat/v7";
-  auto client = Client(url, std::chrono::milliseconds(2000));
+  auto client = Client(url, std::chrono::milliseconds(2000), std::chrono::milliseconds(0));
   auto start = steady_clock::now();
   Result<std::string> schema = client->SchemaById(1);
   ASSERT_FALSE(schema.ok());
@@ -244,7 +247,7 @@ TEST(SchemaRegistryUnreachableTest, SilentServerIsUnavailableWithinTheTimeout) {
   socklen_t len = sizeof(addr);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   std::string url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-  auto client = Client(url, std::chrono::milliseconds(500));
+  auto client = Client(url, std::chrono::milliseconds(500), std::chrono::milliseconds(0));
   auto start = steady_clock::now();
   Result<std::string> schema = client->SchemaById(7);
   auto waited = steady_clock::now() - start;
@@ -260,7 +263,9 @@ TEST(SchemaRegistryUnreachableTest, SilentServerIsUnavailableWithinTheTimeout) {
 // repeated): for the answers a real registry gives only in a race.
 class ScriptedRegistry {
  public:
-  explicit ScriptedRegistry(std::vector<std::pair<int, std::string>> answers) : answers_(std::move(answers)) {
+  // On `port` if given (else a free one).
+  explicit ScriptedRegistry(std::vector<std::pair<int, std::string>> answers, int port = 0)
+      : answers_(std::move(answers)) {
     // Registrations and fetches by id take their answers from one script,
     // in order; the last answer repeats.
     auto answer = [this](const httplib::Request&, httplib::Response& res) {
@@ -271,7 +276,12 @@ class ScriptedRegistry {
     };
     server_.Post(R"(/subjects/([^/]+)/versions)", answer);
     server_.Get(R"(/schemas/ids/(\d+))", answer);
-    port_ = server_.bind_to_any_port("127.0.0.1");
+    port_ = port;
+    if (port == 0) {
+      port_ = server_.bind_to_any_port("127.0.0.1");
+    } else if (!server_.bind_to_port("127.0.0.1", port)) {
+      ADD_FAILURE() << "cannot listen on port " << port;
+    }
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -392,7 +402,7 @@ TEST(SchemaRegistryConflictTest, AFetchByIdIsAskedAgainAfterAServerError) {
 
 TEST(SchemaRegistryConflictTest, AServerErrorThatLastsIsReportedAfterTheRetries) {
   ScriptedRegistry registry({{500, R"({"error_code":50001,"message":"Error in the backend data store"})"}});
-  auto client = Client(registry.url(), std::chrono::milliseconds(2000));
+  auto client = Client(registry.url(), std::chrono::milliseconds(2000), std::chrono::milliseconds(3500));
   const auto began = std::chrono::steady_clock::now();
   Result<int32_t> id = client->Register("s-value", kPaymentV1);
   const auto took = std::chrono::steady_clock::now() - began;
@@ -401,8 +411,70 @@ TEST(SchemaRegistryConflictTest, AServerErrorThatLastsIsReportedAfterTheRetries)
   EXPECT_NE(id.status().message().find("HTTP 500, error_code 50001: Error in the backend data store"),
             std::string::npos)
       << id.status().message();
-  EXPECT_EQ(registry.requests(), 1 + SchemaRegistryClient::kTransientRetries);
-  EXPECT_GE(took, std::chrono::milliseconds(3000)) << "100 ms doubling: 3.1 s of pauses";
+  EXPECT_EQ(registry.requests(), 6) << "100 ms doubling within 3.5 s: 3.1 s of pauses";
+  EXPECT_GE(took, std::chrono::milliseconds(3000));
+}
+
+// Each task's decoder made its own registry client: a topic of P
+// partitions asked for every writer schema P times at a start or a replay
+// (a bug bash). The decoders of one registry URL share one client (and its
+// cache): one request for all of them.
+TEST(SchemaRegistryConflictTest, TheDecodersOfOneRegistryShareItsAnswers) {
+  ScriptedRegistry registry({{200, R"({"schema":"\"string\""})"}});
+  DecodeSpec spec;
+  spec.format = RecordFormat::kAvro;
+  auto schema = std::make_shared<RecordSchema>();
+  ASSERT_TRUE(schema->Add(FieldDecl{"txn_id", ValueType::kString, ""}).ok());
+  spec.schema = schema;
+  spec.schema_registry_url = registry.url();
+  const std::string record("\0\0\0\0\x05garbage", 12);
+  RawRecord raw;
+  raw.payload = reinterpret_cast<const uint8_t*>(record.data());
+  raw.size = record.size();
+  std::vector<std::unique_ptr<RecordDecoder>> decoders;
+  for (int task = 0; task < 4; ++task) {
+    auto decoder = MakeRecordDecoder(spec);
+    ASSERT_TRUE(decoder.ok()) << decoder.status().ToString();
+    FieldValue out[1];
+    DecodeError error;
+    EXPECT_FALSE((*decoder)->Decode(raw, out, &error)) << "a string is not the declared record";
+    EXPECT_TRUE((*decoder)->last_fatal().ok()) << (*decoder)->last_fatal().ToString();
+    decoders.push_back(std::move(*decoder));
+  }
+  EXPECT_EQ(registry.requests(), 1) << "writer schema 5 asked once for the four tasks";
+}
+
+// A registry restarting (Apicurio takes 6-10 s) stopped every job that met
+// a new schema id meanwhile: a refused connection was an error at once (a
+// bug bash). It is asked again until the registry answers, within
+// schema.registry.retry.ms; past it the error says how long it was tried.
+TEST(SchemaRegistryConflictTest, ARegistryThatIsNotUpYetIsAskedAgainUntilItAnswers) {
+  const int port = ClosedPort();
+  auto client = Client("http://127.0.0.1:" + std::to_string(port), std::chrono::milliseconds(2000));
+  std::unique_ptr<ScriptedRegistry> registry;
+  std::thread starter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    registry = std::make_unique<ScriptedRegistry>(std::vector<std::pair<int, std::string>>{
+                                                      {200, R"({"schema":"\"string\""})"}},
+                                                  port);
+  });
+  const auto began = steady_clock::now();
+  Result<std::string> schema = client->SchemaById(3);
+  const auto took = steady_clock::now() - began;
+  starter.join();
+  ASSERT_TRUE(schema.ok()) << schema.status().ToString();
+  EXPECT_EQ(*schema, "\"string\"");
+  EXPECT_EQ(registry->requests(), 1);
+  EXPECT_GE(took, std::chrono::milliseconds(1400));
+
+  auto impatient = Client("http://127.0.0.1:" + std::to_string(ClosedPort()), std::chrono::milliseconds(2000),
+                          std::chrono::milliseconds(1000));
+  Result<std::string> none = impatient->SchemaById(3);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), Status::Code::kUnavailable) << none.status().ToString();
+  EXPECT_NE(none.status().message().find(" times over 0."), std::string::npos) << none.status().message();
+  EXPECT_NE(none.status().message().find(" s; schema.registry.retry.ms bounds it)"), std::string::npos)
+      << none.status().message();
 }
 
 // ---- Schema references (Confluent's: a type registered once under its own
@@ -853,6 +925,15 @@ TEST(SchemaRegistryOptionsTest, UrlAndTimeoutFromProperties) {
   auto bad_timeout = SchemaRegistryOptions::FromProperties({{"schema.registry.url", "http://h"},
                                                             {"schema.registry.timeout.ms", "soon"}});
   EXPECT_EQ(bad_timeout.status().code(), Status::Code::kInvalidArgument);
+  auto retry = SchemaRegistryOptions::FromProperties({{"schema.registry.url", "http://h"},
+                                                      {"schema.registry.retry.ms", "0"}});
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_EQ(retry->retry_for, std::chrono::milliseconds(0));
+  EXPECT_EQ(SchemaRegistryOptions::FromProperties({{"schema.registry.url", "http://h"}})->retry_for,
+            std::chrono::seconds(20));
+  auto bad_retry = SchemaRegistryOptions::FromProperties({{"schema.registry.url", "http://h"},
+                                                          {"schema.registry.retry.ms", "-1"}});
+  EXPECT_EQ(bad_retry.status().code(), Status::Code::kInvalidArgument);
   SchemaRegistryOptions no_scheme;
   no_scheme.url = "127.0.0.1:8081";
   EXPECT_EQ(SchemaRegistryClient::Create(no_scheme).status().code(), Status::Code::kInvalidArgument);
