@@ -882,7 +882,11 @@ struct AvroDecoder::Impl {
     if (it == plans.end()) {
       std::unique_ptr<Plan> plan;
       if (registry == nullptr || id < 0) {  // ids are 0 .. 2^31-1: a negative one is no registry's
-        plan = UnknownPlan(id, "");
+        // The 4 id bytes with the top bit set read as a negative id, as
+        // Java's deserializer reads them; said so, beside the bare number.
+        plan = UnknownPlan(id, id < 0 ? " (the record's 4 id bytes have the top bit set: schema ids are 0 to "
+                                        "2147483647, no registry holds this one)"
+                                      : std::string());
       } else {
         Result<std::string> text = registry->SchemaById(id);
         if (text.ok()) {

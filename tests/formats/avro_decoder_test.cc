@@ -875,7 +875,9 @@ TEST_F(AvroRegistryTest, AnUnknownSchemaIdIsUndecodableAndAskedOnce) {
   // An id with the top bit set is no registry's (ids are 0 .. 2^31-1).
   EXPECT_FALSE(decoder->Decode(Raw(WithId(bytes, -2)), out.data(), &error));
   EXPECT_EQ(error.kind, Kind::kUndecodable);
-  EXPECT_NE(error.message.find("unknown schema id -2"), std::string::npos) << error.message;
+  EXPECT_NE(error.message.find("unknown schema id -2 (the record's 4 id bytes have the top bit set"),
+            std::string::npos)
+      << error.message;
   EXPECT_TRUE(decoder->last_fatal().ok()) << decoder->last_fatal().ToString();
 }
 
