@@ -131,10 +131,34 @@ struct JsonDecoder::Impl {
     while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
       s.remove_suffix(1);
     }
-    if (!s.empty() && s.back() == '\0') {
-      return "the record ends with a NUL byte after the JSON (a C string's terminator sent with it?)";
-    }
     const size_t start = s.find_first_not_of(" \n\r\t");
+    if (!s.empty() && s.back() == '\0' && start != std::string_view::npos && s[start] == '{') {
+      std::string_view body = s;
+      while (!body.empty() && body.back() == '\0') body.remove_suffix(1);
+      if (!body.empty() && body.back() == '}') {
+        return "the record ends with a NUL byte after the JSON (a C string's terminator sent with it?)";
+      }
+    }
+    // Binary bytes where JSON text starts: a record of another format (a
+    // FlatBuffers payload read as JSON was called "a C string's terminator
+    // sent with it", by its trailing NUL: a bug bash).
+    if (start == std::string_view::npos || (s[start] != '{' && s[start] != '[' && s[start] != '"')) {
+      const std::string_view head = s.substr(0, 16);
+      const bool binary = std::any_of(head.begin(), head.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u < 0x20 && c != '\t' && c != '\n' && c != '\r';
+      });
+      if (binary) {
+        std::string hex;
+        for (size_t i = 0; i < std::min<size_t>(s.size(), 8); ++i) {
+          char b[4];
+          std::snprintf(b, sizeof(b), "%s%02x", i ? " " : "", static_cast<unsigned char>(s[i]));
+          hex += b;
+        }
+        return "not JSON: the record is binary (it starts with bytes " + hex +
+               "): a record of another format, such as FlatBuffers or Avro, in a topic the spec reads as JSON?";
+      }
+    }
     if (start != std::string_view::npos && s[start] == '{' && s.back() != '}') {
       return "not valid JSON: the record does not end with the object's `}` (content after the JSON object, or "
              "the record was cut): it ends `" + Excerpt(s.substr(s.size() > 20 ? s.size() - 20 : 0)) + "`";

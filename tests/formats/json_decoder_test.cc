@@ -241,6 +241,10 @@ TEST(JsonDecoderTest, RecordsThatAreNotJsonObjectsAreUndecodable) {
       {std::string("{\"a\":1}\0", 8), "ends with a NUL byte after the JSON"},
       {"\xEF\xBB\xBF{\"a\":1}", "starts with a UTF-8 byte-order mark"},
       {"{\"a\":1e400}", "beyond a double's range"},
+      // A FlatBuffers Transaction (size, "KTX1", a NUL at its end) in a
+      // topic read as JSON was called a C string's terminator (a bug bash).
+      {std::string("\x1c\0\0\0KTX1\x0c\0\x10\0\0\0", 16), "not JSON: the record is binary (it starts with bytes "
+                                                           "1c 00 00 00 4b 54 58 31): a record of another format"},
   };
   for (const auto& [bad, message] : named) {
     DecodeError named_error = ErrorFor(*d, 1, bad);
