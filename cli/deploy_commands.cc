@@ -115,8 +115,21 @@ int DeployOrReplay(int argc, char** argv, bool replay) {
   if (!st.ok()) return Fail(command, st);
   // Its checkpoint is durable either way; a stop the registry did not take
   // was reported "stopped cleanly" while status showed it running (a bug bash).
-  std::printf("kappa %s: %s v%d stopped cleanly: in %lld, %lld outputs to %s%s\n", command.c_str(), spec->job.c_str(),
-              spec->version, static_cast<long long>(summary.counters.in),
+  // The account `kappa run` prints (a bug bash: every record of a topic in
+  // another format went to the DLQ, and deploy said only "in 200000, 0
+  // outputs").
+  const RecordCounters& c = summary.counters;
+  char account[256];
+  if (summary.stage2) {
+    std::snprintf(account, sizeof(account), "in %lld, dlq %lld (both stages)", static_cast<long long>(c.in),
+                  static_cast<long long>(c.dlq + summary.stage2->dlq));
+  } else {
+    std::snprintf(account, sizeof(account), "in %lld = out %lld + deduped %lld + filtered %lld + late %lld + dlq %lld",
+                  static_cast<long long>(c.in), static_cast<long long>(c.out), static_cast<long long>(c.deduped),
+                  static_cast<long long>(c.filtered), static_cast<long long>(c.late), static_cast<long long>(c.dlq));
+  }
+  std::printf("kappa %s: %s v%d stopped cleanly: %s; %lld outputs to %s%s\n", command.c_str(), spec->job.c_str(),
+              spec->version, account,
               static_cast<long long>(summary.stage2 ? summary.stage2->outputs : summary.counters.outputs),
               spec->OutputName().c_str(),
               summary.stop_unrecorded ? "; but the control topic did not take its stop (the warning above): `kappa "
