@@ -110,11 +110,18 @@ Status KafkaSource::PositionOne(Task& t, const Watermarks& w, bool after_archive
     const std::string holdings =
         std::string(after_archive ? "the archive ends there and " : "") + "the Kafka log starts at " +
         std::to_string(w.low);
-    auto next = gap_rule_.Apply(t.partition(), t.next_offset(), w.low, holdings,
-                                after_archive ? "retention deleted them; keep `kappa archive` running so the "
-                                                "archive covers them"
-                                              : "deleted by retention before they were archived; restore them "
-                                                "into an archive with `kappa archive --import`");
+    // The embedded broker drops a partition's oldest records past 5 MiB:
+    // "deleted by retention" and an --import sent its users looking for a
+    // retention setting and a file they never had (a bug bash).
+    const bool embedded = IsEmbeddedBroker(consumer_.handle()).value_or(false);
+    auto next = gap_rule_.Apply(
+        t.partition(), t.next_offset(), w.low, holdings,
+        embedded ? "dropped by the embedded broker, which keeps the last 5 MiB of each partition: write the topic "
+                   "over more partitions (kappa broker --topic NAME:PARTITIONS), or keep its history in an "
+                   "archive (`kappa archive` following it as it is written)"
+        : after_archive ? "retention deleted them; keep `kappa archive` running so the archive covers them"
+                        : "deleted by retention before they were archived; restore them into an archive with "
+                          "`kappa archive --import`");
     if (!next.ok()) return next.status();
     if (fresh) t.StartAt(*next);
     else t.SkipTo(*next);
