@@ -10,6 +10,7 @@
 
 #include "cli/command.h"
 #include "formats/builtin_decoders.h"
+#include "kafka/kafka_client.h"
 #include "kafka/schema_registry.h"
 #include "workload/event_encoding.h"
 #include "workload/event_producer.h"
@@ -62,6 +63,45 @@ void PrintMalformedClasses(const EncodingOptions& e, const EncodingStats& stats)
 
 // A delivery the broker refused for its timestamp: each record's Kafka
 // timestamp is its event time, which the message alone did not say.
+// Each partition's log start of `topic` (empty if it cannot be asked).
+std::vector<int64_t> LogStarts(const KafkaConfig& config, const std::string& topic) {
+  auto client = CreateClient(ClientKind::kConsumer, config, {});
+  if (!client.ok()) return {};
+  auto partitions = TopicPartitionCount(client->get(), topic, 10000);
+  if (!partitions.ok()) return {};
+  auto marks = QueryAllWatermarks(client->get(), topic, *partitions, 10000);
+  if (!marks.ok()) return {};
+  std::vector<int64_t> starts;
+  for (const Watermarks& m : *marks) starts.push_back(m.low);
+  return starts;
+}
+
+// Records the broker dropped while they were written (the embedded
+// broker keeps the last 5 MiB of each partition; a real one's retention.bytes
+// or retention.ms can too): gen said it wrote them all, and the job then
+// stopped on a history gap (a bug bash: 22,068 of 150,000 gone in silence).
+void WarnIfDropped(const KafkaConfig& config, const std::string& topic, const std::vector<int64_t>& before) {
+  const std::vector<int64_t> after = LogStarts(config, topic);
+  int64_t dropped = 0;
+  std::string where;
+  for (size_t p = 0; p < after.size(); ++p) {
+    const int64_t was = p < before.size() ? before[p] : 0;
+    if (after[p] <= was) continue;
+    dropped += after[p] - was;
+    where += (where.empty() ? "" : ", ") + std::string("partition ") + std::to_string(p) + " now starts at " +
+             std::to_string(after[p]);
+  }
+  if (dropped == 0) return;
+  auto client = CreateClient(ClientKind::kConsumer, config, {});
+  const bool embedded = client.ok() && IsEmbeddedBroker(client->get(), 5000).value_or(false);
+  std::fprintf(stderr,
+               "kappa gen: WARNING the broker no longer holds %lld of the records of %s (%s): %s\n",
+               static_cast<long long>(dropped), topic.c_str(), where.c_str(),
+               embedded ? "the embedded broker keeps the last 5 MiB of each partition; give the topic more "
+                          "partitions (kappa broker --topic NAME:PARTITIONS), or write fewer records"
+                        : "the topic's retention (retention.bytes or retention.ms) deleted them");
+}
+
 Status WithTimestampHint(Status st) {
   if (st.message().find("INVALID_TIMESTAMP") == std::string::npos) return st;
   return Status::FailedPrecondition(
@@ -110,9 +150,11 @@ int GenNexmark(const KafkaConfig& config, const std::string& topic, const Genera
     return 0;
   }
   const ProgressFn progress = GenProgress(tty, "events");
+  const std::vector<int64_t> starts = LogStarts(config, topic);
   auto summary = ProduceNexmark(config, topic, n, progress, format);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", WithTimestampHint(summary.status()));
+  WarnIfDropped(config, topic, starts);
   const auto& s = summary->nexmark;
   std::printf("kappa gen: %llu nexmark events to %s (%d partitions) in %.2f s, %.0f events/s, %.1f MB\n"
               "  persons %llu, auctions %llu, bids %llu\n",
@@ -290,9 +332,11 @@ int GenCommand(int argc, char** argv) {
   const bool tty = StderrIsTerminal();
   if (file_mode) return GenToFile(g, encoding, to_archive, partitions, tty);
   const ProgressFn progress = GenProgress(tty, "records");
+  const std::vector<int64_t> starts = LogStarts(config, topic);
   auto summary = ProduceEvents(config, topic, g, progress, encoding);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", WithTimestampHint(summary.status()));
+  WarnIfDropped(config, topic, starts);
   const auto& s = summary->stats;
   // The garbage/truncated/missing-field split is the Transaction's; a user
   // format's malformed records are of its own classes, on the next line (a
