@@ -20,7 +20,7 @@ int BrokerCommand(int argc, char** argv) {
       ("address-file", po::value<std::string>(), "also write the bootstrap address to this file once listening");
   const std::string usage = std::string("usage: kappa broker [options]\n\nRuns the ") +
                             EmbeddedBroker::Description() +
-                            "\nPrints the bootstrap address, then runs until SIGINT or SIGTERM.";
+                            "\nPrints the bootstrap address, then runs until SIGINT, SIGTERM or SIGHUP (exit 0).";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "broker", usage, desc, nullptr, vm); rc >= 0) return rc;
 

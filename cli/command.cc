@@ -89,6 +89,24 @@ int ParseOrExit(int argc, char** argv, const std::string& command, const std::st
       return 0;
     }
     po::notify(vm);
+  } catch (const po::required_option& e) {
+    // A missing positional argument was named as an option (`kappa run`:
+    // "the option '--spec' is required", where the usage writes JOB_SPEC
+    // without a flag: a bug bash).
+    std::string name = e.get_option_name();
+    while (!name.empty() && name.front() == '-') name.erase(0, 1);
+    bool is_positional = false;
+    for (unsigned i = 0; positional && i < std::min(positional->max_total_count(), 4u); ++i) {
+      is_positional = is_positional || positional->name_for_position(i) == name;
+    }
+    const std::string first_line = usage.substr(0, usage.find('\n'));
+    if (is_positional) {
+      std::cerr << "kappa " << command << ": the " << name << " argument is missing (" << first_line << ")"
+                << std::endl;
+    } else {
+      std::cerr << "kappa " << command << ": " << e.what() << " (see `kappa " << command << " --help`)" << std::endl;
+    }
+    return 2;
   } catch (const po::error& e) {
     std::cerr << "kappa " << command << ": " << e.what() << " (see `kappa " << command << " --help`)"
               << std::endl;

@@ -33,7 +33,7 @@ int RunCommand(int argc, char** argv) {
       "Runs one version of a job: restores its state and input offsets from RocksDB (or starts\n"
       "where the spec says), processes the source topic, writes results to <sink>.v<version>,\n"
       "bad records to the DLQ topic and late ones to the late topic, and checkpoints state and\n"
-      "offsets atomically. SIGINT/SIGTERM take a final checkpoint and exit 0. A restart with a\n"
+      "offsets atomically. SIGINT/SIGTERM/SIGHUP take a final checkpoint and exit 0. A restart with a\n"
       "different spec under the same version is refused: a logic change is a new version.";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "run", usage, desc, &positional, vm); rc >= 0) return rc;

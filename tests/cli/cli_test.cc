@@ -111,6 +111,10 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   EXPECT_TRUE(Contains(out, "usage: kappa COMMAND"));
   ExpectUsageError({"frobnicate"}, {"unknown command", "frobnicate"});
   for (const char* cmd : {"broker", "gen", "consume", "run"}) ExpectUsageError({cmd, "--nonsense"}, {"nonsense", "--help"});
+  // A missing positional argument is named as the usage writes it, not as
+  // a flag `--spec` that the usage never shows (a bug bash).
+  ExpectUsageError({"run"}, {"the spec argument is missing", "usage: kappa run JOB_SPEC"});
+  ExpectUsageError({"dlq", "stats", "-b", b}, {"the topic argument is missing", "usage: kappa dlq stats TOPIC"});
   ExpectUsageError({"gen", "-b", b}, {"--topic"});
   ExpectUsageError({"consume", "-b", b}, {"--topic"});
   ExpectUsageError({"gen", "-t", "x"}, {"--brokers"});
