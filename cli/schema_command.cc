@@ -42,7 +42,9 @@ int SchemaCommand(int argc, char** argv) {
   if (!spec.ok()) return Fail("schema", spec.status());
   const WindowSpec* window = spec->FeatureWindow();
   if (window == nullptr) {
-    return Fail("schema", Status::InvalidArgument(
+    // A valid spec this command has nothing to print for: not a usage
+    // error (exit 1, not 2; a bug bash).
+    return Fail("schema", Status::FailedPrecondition(
                               spec_path + ": the chain does not end in a window with `features`, so its rows have "
                               "kappa's own formats (the input records, or kappa.schema.WindowAggregate in "
                               "schemas/window_aggregate.fbs)"));

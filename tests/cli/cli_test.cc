@@ -167,6 +167,14 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"gen", "--to-archive", "/tmp/never.krec", "--partitions", "2", "-t", "x"}, {"--to-archive", "--topic"});
   ExpectUsageError({"status", "-b", b, "--control-topic", ""}, {"control-topic"});
   ExpectUsageError({"schema", "/nonexistent/spec.yaml", "--format", "bogus"}, {"--format", "bogus"});
+  {
+    // A valid spec without features: nothing to print, exit 1 (not a
+    // usage error).
+    std::string out, err;
+    EXPECT_EQ(RunKappa({"schema", std::string(KAPPA_SOURCE_DIR) + "/scripts/jobs/user_spend.yaml"}, &out, &err), 1)
+        << out << err;
+    EXPECT_TRUE(Contains(err, "does not end in a window with `features`")) << err;
+  }
   // The version lifecycle's bug bash: NaN turned the promote gate off, a
   // negative lag was taken, throttle's rate overflowed, an empty key was
   // looked up.
