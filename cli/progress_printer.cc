@@ -37,7 +37,7 @@ std::string FormatTimeMs(int64_t ms) {
   return buf;
 }
 
-std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s, bool with_epoch) {
+std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s, bool with_epoch, bool final) {
   const RecordCounters& c = s.counters;
   char lag[192];
   std::string lag_text;
@@ -61,8 +61,11 @@ std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s
     lag_text = lag;
   }
   char line[512];
-  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s, in %s, ", label.c_str(), s.percent_done(),
-                HumanCount(s.records_per_second).c_str(), HumanCount(c.in).c_str());
+  // The last line's rate is the run's mean (ProgressReporter::ReportFinal):
+  // after an idle end, "10.5k rec/s" under lines of 0 read as a glitch (a
+  // bug bash).
+  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s%s, in %s, ", label.c_str(), s.percent_done(),
+                HumanCount(s.records_per_second).c_str(), final ? " over the run" : "", HumanCount(c.in).c_str());
   std::string out = line + lag_text;
   if (!s.held_back.empty()) {
     // Not in the lag above: records this reader will not get (see the ERROR note).
@@ -155,7 +158,7 @@ NoteCallback NotePrinter(const std::string& command) {
 ProgressReporter::StatusCallback StatusPrinter(const std::string& label, bool with_epoch) {
   const bool terminal = ::isatty(STDERR_FILENO) == 1;
   return [label, with_epoch, terminal](const ProgressSnapshot& snapshot, bool final) {
-    const std::string line = FormatStatusLine(label, snapshot, with_epoch);
+    const std::string line = FormatStatusLine(label, snapshot, with_epoch, final);
     if (terminal && !final) {
       WriteStderrLine("\r" + line + "   ");
     } else {

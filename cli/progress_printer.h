@@ -16,8 +16,10 @@ std::string HumanCount(double n);
 // "2026-01-01T10:00:00Z", or "none" for 0.
 std::string FormatTimeMs(int64_t ms);
 // One status line (without a newline), e.g. "kappa run spend v2: 41.0% done, ...".
-// `label` names what runs; `epoch` is shown when >= 0.
-std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& snapshot, bool with_epoch);
+// `label` names what runs; `epoch` is shown when >= 0. The final line's
+// rate is the run's mean, and says so.
+std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& snapshot, bool with_epoch,
+                             bool final = false);
 
 // Lines for stderr, written by a thread of their own: a job's thread never
 // waits on stderr. With stderr on a pipe nobody read, the job stopped

@@ -940,6 +940,10 @@ TEST(StatusLineTest, AnUnreachableSourceSaysWhyWhenKnown) {
             std::string::npos)
       << line;
   s.source_unreachable_reason = "authentication with Kafka fails: SASL authentication error: Authentication failed";
+  EXPECT_EQ(line.find("over the run"), std::string::npos) << line;
+  EXPECT_NE(cli::FormatStatusLine("kappa run j v1", s, false, /*final=*/true).find(" rec/s over the run, in "),
+            std::string::npos)
+      << "the last line's rate is the run's mean, and says so";
   line = cli::FormatStatusLine("kappa run j v1", s, true);
   EXPECT_NE(line.find("lag unknown: authentication with Kafka fails: SASL authentication error: Authentication "
                       "failed for 12 s (last known 30, max p0 30), watermark"),

@@ -44,8 +44,15 @@ bool WaitUntil(int timeout_ms, Pred pred) {
 // The records read as of the last status line in `err` ("... rec/s, in 9.0k,
 // lag ..."): what the job has processed, durable or not. -1 if none yet.
 int64_t LastStatusRecordsIn(const std::string& err) {
-  const std::string tag = " rec/s, in ";
-  const size_t at = err.rfind(tag);
+  // The last line of a run says "rec/s over the run, in".
+  std::string tag = " rec/s, in ";
+  size_t at = err.rfind(tag);
+  const std::string final_tag = " rec/s over the run, in ";
+  const size_t final_at = err.rfind(final_tag);
+  if (final_at != std::string::npos && (at == std::string::npos || final_at > at)) {
+    at = final_at;
+    tag = final_tag;
+  }
   if (at == std::string::npos) return -1;
   size_t used = 0;
   const double n = std::stod(err.substr(at + tag.size()), &used);
