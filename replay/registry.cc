@@ -228,7 +228,8 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
 std::string DescribeThrottle(const ThrottleRecord& r) {
   std::string rate;
   if (r.max_rate < 0) {
-    rate = "started cap";
+    // "started cap" said nothing a user could look up (a bug bash).
+    rate = "the rate cap the version was started with";
   } else if (r.max_rate == 0) {
     rate = "no cap";
   } else {

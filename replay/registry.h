@@ -137,7 +137,8 @@ struct ThrottleRecord {
   bool paused = false;
   int64_t updated_at_ms = 0;
 };
-// "paused", "max-rate 5000 rec/s", "no cap", "started cap" (+ ", paused").
+// "max-rate 5000 rec/s", "no cap", "the rate cap the version was started with";
+// paused: "paused (... on resume)".
 std::string DescribeThrottle(const ThrottleRecord& record);
 
 class Registry {

@@ -454,5 +454,21 @@ TEST_F(RegistryTest, ARefreshReadsOnlyWhatWasWrittenSinceTheLastOne) {
   EXPECT_EQ(writer.Job("spend")->previous_serving, (std::vector<int32_t>{1, 2}));
 }
 
+// What `kappa throttle` and `kappa status` say of a throttle record: the
+// cap a paused version resumes at was "started cap", which nothing
+// explained (a bug bash).
+TEST(ThrottleTextTest, EveryCapIsNamedInWords) {
+  ThrottleRecord r;
+  r.max_rate = -1;
+  EXPECT_EQ(DescribeThrottle(r), "the rate cap the version was started with");
+  r.paused = true;
+  EXPECT_EQ(DescribeThrottle(r), "paused (the rate cap the version was started with on resume)");
+  r.max_rate = 0;
+  EXPECT_EQ(DescribeThrottle(r), "paused (no cap on resume)");
+  r.paused = false;
+  r.max_rate = 5000;
+  EXPECT_EQ(DescribeThrottle(r), "max-rate 5000 rec/s");
+}
+
 }  // namespace
 }  // namespace kappa::testing
