@@ -16,6 +16,7 @@
 #include "kafka/kafka_producer.h"
 #include "schemas/dlq_record_generated.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/replay/replay_test_util.h"
 
 namespace kappa::testing {
 namespace {
@@ -325,6 +326,30 @@ TEST_F(DlqTriageTest, AVersionsDeadLettersWrittenAgainAfterACrashAreNamedAsSuch)
                      "after a restart) marked with them"),
             std::string::npos)
       << out;
+}
+
+// A dead letter whose first failure time is after this host's clock (the
+// failing host's clock ahead) was counted as "<1h" old (a bug bash); it is
+// counted apart, naming the clock skew.
+TEST_F(DlqTriageTest, StatsCountsAFirstFailureInTheFutureApart) {
+  CreateTopic(kDlq, 1);
+  auto record = [](int64_t first_failure_ms) {
+    flatbuffers::FlatBufferBuilder fbb;
+    const std::vector<uint8_t> payload = {'x'};
+    auto root = schema::CreateDlqRecordDirect(fbb, "transactions", 0, 7, first_failure_ms, nullptr, &payload,
+                                              schema::DlqErrorType::Undecodable, "bad", "pay", 1, "hash",
+                                              first_failure_ms, false, 1, 0, 0, 1, first_failure_ms,
+                                              first_failure_ms);
+    schema::FinishDlqRecordBuffer(fbb, root);
+    return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+  };
+  const int64_t now = WallClockMs();
+  ProduceRaw(Config(), kDlq, {{"a", record(now - 60000)}, {"b", record(now + 2 * 3600 * 1000)}});
+  const std::string stats = Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  EXPECT_EQ(StatLine(stats, "<1h"), 1) << stats;
+  EXPECT_NE(stats.find("  in the future: 1 (their first failure time is after this host's clock"),
+            std::string::npos)
+      << stats;
 }
 
 // A record only a newer version dead-lettered (a schema change, a stricter
