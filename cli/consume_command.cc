@@ -18,7 +18,8 @@ int ConsumeCommand(int argc, char** argv) {
       ("topic,t", po::value<std::string>(&topic)->required(), "topic to read")
       ("print", "print every record as one JSON line on stdout: kappa's FlatBuffers payloads decoded, a valid JSON "
        "payload as it is, any other payload (Avro, malformed text, other binary) as {\"type\":\"raw\",\"bytes\":N,"
-       "\"text\":...} with UTF-8 as it is and other bytes as \\u00XX")
+       "\"text\":...} with UTF-8 as it is and other bytes as \\u00XX; headers as an object of name: value (a name "
+       "the record has more than once: an array of its values)")
       ("idle-timeout-ms", po::value<int>()->default_value(15000), "give up after this long without progress");
   AddKafkaOptions(desc);
   const std::string usage =
@@ -43,9 +44,29 @@ int ConsumeCommand(int argc, char** argv) {
                            ",\"value\":" +
                            FormatRecordJson(reinterpret_cast<const uint8_t*>(r.value.data()), r.value.size());
         if (!r.headers.empty()) {
+          // Kafka allows a header name more than once; a JSON reader keeps
+          // one value of a repeated member (a bug bash), so a repeated
+          // name's values are one array, in the record's order.
           line += ",\"headers\":{";
+          bool first = true;
           for (size_t i = 0; i < r.headers.size(); ++i) {
-            line += (i ? ",\"" : "\"") + JsonEscape(r.headers[i].first) + "\":\"" + JsonEscape(r.headers[i].second) + "\"";
+            const std::string& name = r.headers[i].first;
+            bool seen = false;
+            for (size_t j = 0; j < i && !seen; ++j) seen = r.headers[j].first == name;
+            if (seen) continue;
+            std::vector<const std::string*> values;
+            for (size_t j = i; j < r.headers.size(); ++j) {
+              if (r.headers[j].first == name) values.push_back(&r.headers[j].second);
+            }
+            line += (first ? "\"" : ",\"") + JsonEscape(name) + "\":";
+            first = false;
+            if (values.size() == 1) {
+              line += "\"" + JsonEscape(*values[0]) + "\"";
+            } else {
+              line += "[";
+              for (size_t v = 0; v < values.size(); ++v) line += (v ? ",\"" : "\"") + JsonEscape(*values[v]) + "\"";
+              line += "]";
+            }
           }
           line += "}";
         }

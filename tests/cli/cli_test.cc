@@ -4,6 +4,7 @@
 // -X passes librdkafka properties through; `kappa broker` serves on its port
 // until SIGINT.
 #include <arpa/inet.h>
+#include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -26,6 +27,7 @@
 #include "base/clock.h"
 #include "cli/command.h"
 #include "cli/progress_printer.h"
+#include "kafka/kafka_client.h"
 #include "replay/registry.h"
 #include "tests/support/test_support.h"
 
@@ -346,6 +348,29 @@ TEST_F(CliBrokerTest, MissingTopicIsNamedAndNotCreated) {
   EXPECT_EQ(RunKappa({"consume", "-b", bootstrap(), "-t", "no-such-topic"}, nullptr, &err), 1);
   EXPECT_TRUE(Contains(err, "'no-such-topic' does not exist")) << err;
   EXPECT_EQ(Lines(err), 1) << err;
+}
+
+// Kafka allows a header name more than once; printed as repeated members
+// of one JSON object, a reader kept one of the values (a bug bash). A
+// repeated name's values are one array, in order.
+TEST_F(CliBrokerTest, ConsumePrintsARepeatedHeaderNamesValuesAsOneArray) {
+  CreateTopic("hdr", 1);
+  auto producer = CreateClient(ClientKind::kProducer, Config(), {{"acks", "all"}});
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(3);
+  rd_kafka_header_add(headers, "trace", -1, "a", -1);
+  rd_kafka_header_add(headers, "kind", -1, "x", -1);
+  rd_kafka_header_add(headers, "trace", -1, "b", -1);
+  const std::string value = "{\"n\":1}";
+  ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("hdr"), RD_KAFKA_V_PARTITION(0),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_flush(producer->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"consume", "-b", bootstrap(), "-t", "hdr", "--print"}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "\"headers\":{\"trace\":[\"a\",\"b\"],\"kind\":\"x\"}")) << out;
 }
 
 // A bug bash on a real Kafka: `kappa run` over a source topic that does not
