@@ -24,7 +24,7 @@ int RunCommand(int argc, char** argv) {
   AddJobOptions(desc, positional, &job, 5000);
   RunOptions& options = job.run;
   desc.add_options()
-      ("archive-only", "read only the archive, up to its end, then stop (no Kafka source needed)")
+      ("archive-only", "read only the archive, up to its end, then stop (no Kafka source read; --brokers still names where the outputs, DLQ and late records go)")
       ("final-watermark", "with --stop-at-end or --archive-only: at the end of the input, advance event time to its end so every open window is emitted, as a batch job would (the version's input is then over: later records are late)")
       ("metrics-file", po::value<std::string>(&options.metrics_file), "where to write metrics JSON (default <state dir>/metrics.json)")
       ("print-spec-hash", "print the spec hash and exit");

@@ -472,6 +472,16 @@ TEST(EventEncodingTest, GenRejectsUnknownFormatsAndMisplacedFlags) {
                      &out, &err),
             0);
   EXPECT_NE(err.find("--schema-id must be between"), std::string::npos) << err;
+  // The transactions workload's shape options with --workload nexmark:
+  // ignored before, 50% malformed asked for and none written (a bug bash).
+  for (const char* option : {"--malformed-fraction", "--late-fraction", "--duplicate-fraction", "--users"}) {
+    EXPECT_EQ(RunKappa({"gen", "--workload", "nexmark", option, option == std::string("--users") ? "10" : "0.5",
+                        "--to-archive", "/dev/null", "--partitions", "1", "-n", "1"},
+                       &out, &err),
+              2)
+        << option;
+    EXPECT_NE(err.find(std::string(option) + " shapes the transactions workload"), std::string::npos) << err;
+  }
 }
 
 // ---- Nexmark as JSON (kappa gen --workload nexmark --format json) ----
