@@ -131,6 +131,11 @@ struct JobRunner::Impl {
   std::unique_ptr<KafkaSource> kafka;
   std::unique_ptr<HybridSource> hybrid;
   Source* source = nullptr;
+  // What the source said of the tasks' positions when Run closed it: a
+  // report after the run (ReportWithFinalSecondStage) read the positions
+  // of a destroyed source, and deploy/replay of a repartitioned job crashed
+  // at every stop (a bug bash).
+  std::optional<ProgressSnapshot> closed_source_snapshot;
   std::unique_ptr<OutputBarrier> barrier;
   std::unique_ptr<CheckpointCoordinator> coordinator;
   std::unique_ptr<ProgressReporter> reporter;
@@ -265,7 +270,8 @@ struct JobRunner::Impl {
     return true;
   }
   ProgressSnapshot Snapshot() const {
-    ProgressSnapshot s = SnapshotOf(Running(), *source, coordinator->epoch());
+    ProgressSnapshot s = source != nullptr ? SnapshotOf(Running(), *source, coordinator->epoch())
+                                           : closed_source_snapshot.value_or(ProgressSnapshot{});
     if (pg) s.sink_rejected = pg->RejectedSinceStart(RunningPartitions());
     if (options.second_stage) {
       s.counters = s.counters.WithSecondStage(options.second_stage->Total());
@@ -1640,6 +1646,10 @@ Status JobRunner::Run(StopToken stop) {
   // The sources hold the consumer by reference: they go first. A group
   // member's close hands its partitions back; the final checkpoint is taken.
   d.closing = true;
+  if (d.source != nullptr && d.coordinator && !d.tasks.empty()) {
+    d.closed_source_snapshot = SnapshotOf(d.Running(), *d.source, d.coordinator->epoch());
+  }
+  d.source = nullptr;
   d.hybrid.reset();
   d.kafka.reset();
   d.archive.reset();

@@ -442,6 +442,29 @@ TEST_F(RepartitionTest, ARunningJobReportsWhatItsSecondStageCounted) {
   EXPECT_EQ(MetricsField(metrics, "outputs"), ReadOutputs(Config(), "live-out.v1").total) << metrics;
 }
 
+// deploy and replay of a repartitioned job crashed (SIGSEGV) at every stop:
+// the report after stage 2 ended read the positions of stage 1's source,
+// already destroyed (a bug bash). A bounded replay and a deploy stopped
+// with SIGTERM end cleanly, saying so, and status shows them stopped.
+TEST_F(RepartitionTest, DeployAndReplayOfARepartitionedJobStopCleanly) {
+  CreateTopic("transactions", kPartitions);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
+  ScratchDir dir("repartition-deploy");
+  const std::string spec = CurrencySpec(dir, "rd");
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"replay", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+      << err;
+  EXPECT_NE(out.find("kappa replay: rd v1 stopped cleanly: in "), std::string::npos) << out << err;
+  ChildProcess live({"deploy", spec, "-b", bootstrap(), "--status-interval-ms", "200"}, "rd-deploy");
+  ASSERT_TRUE(WaitUntilReading(live, 60)) << live.Stderr();
+  live.Kill(SIGTERM);
+  ASSERT_EQ(live.WaitFor(60000), 0) << live.Stderr();
+  EXPECT_NE(live.Stdout().find("kappa deploy: rd v1 stopped cleanly"), std::string::npos) << live.Stdout();
+  ASSERT_EQ(RunKappa({"status", "rd", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_NE(out.find("stopped"), std::string::npos) << out;
+  EXPECT_EQ(out.find("not reporting"), std::string::npos) << out;
+}
+
 TEST_F(RepartitionTest, AKilledProcessRestartedGivesTheUninterruptedOutputs) {
   CreateTopic("transactions", kPartitions);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", Workload()));
