@@ -497,6 +497,7 @@ int GetCommand(int argc, char** argv) {
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "get", "usage: kappa get JOB KEY --brokers HOST:PORT\n\nPrints the latest output for KEY from the version that serves JOB, read from a local\ntable materialized from its output topic (upsert by key, caught up on every call).\nA job with sink.postgres is read from PostgreSQL: the view <table> (the serving\nversion), or with --version N its table <table>_vN.", desc, &positional, vm); rc >= 0) return rc;
   if (key.empty()) return Fail("get", Status::InvalidArgument("the KEY is empty: give the output key to look up"));
+  if (version < 0) return Fail("get", Status::InvalidArgument("--version must be a version number (1 or more)"));
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("get", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
@@ -505,7 +506,17 @@ int GetCommand(int argc, char** argv) {
   if (!record) return Fail("get", Status::NotFound("no job " + job + " in the registry"));
   const int32_t v = version ? version : record->serving;
   const VersionInfo* info = record->Find(v);
-  if (!info) return Fail("get", Status::NotFound("job " + job + " has no version " + std::to_string(v) + " (nothing serves yet?)"));
+  if (!info) {
+    // "nothing serves yet?" was said of an explicit --version too, while
+    // another version served (a bug bash).
+    if (version == 0) return Fail("get", Status::NotFound("job " + job + " has no serving version yet: promote one"));
+    std::string versions;
+    for (const VersionInfo& known : record->versions) {
+      versions += (versions.empty() ? "" : ", ") + std::to_string(known.version);
+    }
+    return Fail("get", Status::NotFound("job " + job + " has no version " + std::to_string(v) + " (its versions: " +
+                                        (versions.empty() ? "none" : versions) + ")"));
+  }
   if (!info->postgres_table.empty()) {
     // Served from PostgreSQL: the view (made to agree with the registry
     // first), or with --version that version's table.
@@ -531,8 +542,10 @@ int GetCommand(int argc, char** argv) {
                 JsonEscape(key).c_str(), (*row)->c_str());
     return 0;
   }
-  auto table = MaterializedTable::Open(table_dir + "/" + info->output_topic, info->output_topic);
+  std::string aside;
+  auto table = MaterializedTable::Open(table_dir + "/" + info->output_topic, info->output_topic, 30000, &aside);
   if (!table.ok()) return Fail("get", table.status());
+  if (!aside.empty()) std::fprintf(stderr, "kappa get: %s\n", aside.c_str());
   std::string rebuilt;
   auto applied = (*table)->CatchUp(config, &rebuilt);
   if (!applied.ok()) return Fail("get", applied.status());

@@ -19,14 +19,20 @@ class MaterializedTable {
  public:
   // Another `kappa get` holding the table (RocksDB's LOCK) is waited for,
   // up to `wait_ms`: two lookups at once failed with the lock's I/O error.
+  // A table RocksDB finds damaged is moved aside (<dir>.damaged-<ms>) and
+  // an empty one made in its place, for CatchUp to build from the topic:
+  // it is a copy of the topic, and it was left to be removed by hand (a
+  // bug bash); *note (if given) says where the damaged one went.
   static Result<std::unique_ptr<MaterializedTable>> Open(const std::string& dir, const std::string& topic,
-                                                         int wait_ms = 30000);
+                                                         int wait_ms = 30000, std::string* note = nullptr);
   ~MaterializedTable();
   // Applies every record added to the topic since the last call; returns how
   // many. A table built from another log (other bootstrap servers, or a
   // topic deleted and made again: the record it applied last in a partition
   // is not the one there now, or the partition ends before it) is cleared
-  // and read again from the start, and *note (if given) says so.
+  // and read again from the start, and *note (if given) says so. A table
+  // that has read from the topic while the topic is gone (deleted) is
+  // FailedPrecondition: its rows were answered as if caught up (a bug bash).
   Result<int64_t> CatchUp(const KafkaConfig& config, std::string* note = nullptr);
   Result<std::optional<std::string>> Get(const std::string& key);
 

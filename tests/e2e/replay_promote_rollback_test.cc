@@ -139,6 +139,13 @@ TEST_F(ReplayPromoteRollbackTest, FixedVersionReplaysBesideLiveOnePromotesAndRol
   EXPECT_NE(rolled_back.find("\"version\":1"), std::string::npos) << rolled_back;
   EXPECT_NE(rolled_back.find("\"count\":" + std::to_string(want_v1.windows.at(key).count) + ","), std::string::npos)
       << rolled_back;
+  // A version the job does not have is named with the ones it has, not
+  // "nothing serves yet?" while v1 serves; a negative one is a usage error
+  // (a bug bash).
+  EXPECT_EQ(RunKappa(Cmd({"get", "spend", key, "--version", "3", "--table-dir", dir / "tables"}), &out, &err), 1);
+  EXPECT_NE(err.find("job spend has no version 3 (its versions: 1, 2)"), std::string::npos) << err;
+  EXPECT_EQ(RunKappa(Cmd({"get", "spend", key, "--version", "-1", "--table-dir", dir / "tables"}), &out, &err), 2);
+  EXPECT_NE(err.find("--version must be a version number"), std::string::npos) << err;
 
   // Retiring v2 (no longer serving) stops its process cleanly.
   ASSERT_EQ(RunKappa(Cmd({"retire", "spend", "--version", "2"}), &out, &err), 0) << err;
