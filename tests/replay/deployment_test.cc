@@ -65,6 +65,21 @@ class DeploymentTest : public BrokerTest {
     options.on_note = Collect();
     return options;
   }
+  // Runs `spec` as a bounded replay with catch-up hold `hold_ms` (no
+  // registry poll while it runs: the end decides); *job: its record as
+  // `reader` then reads it.
+  void BoundedReplay(const JobSpec& spec, int64_t hold_ms, Registry& reader, std::optional<JobRecord>* job) {
+    Registry registry(ControlConfig());
+    DeploymentOptions options = BoundedOptions();
+    options.replay = true;
+    options.catch_up_hold_ms = hold_ms;
+    options.registry_poll_ms = 60000;
+    ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
+    ASSERT_TRUE(reader.Refresh().ok());
+    *job = reader.Job(spec.job);
+    ASSERT_TRUE(job->has_value());
+    ASSERT_NE((*job)->Find(1), nullptr);
+  }
   // Notes, collected from whatever thread calls.
   NoteCallback Collect() {
     return [this](NoteLevel, const std::string& text) {
@@ -182,17 +197,9 @@ TEST_F(DeploymentTest, AReplayIsMarkedCaughtUpAndStopsWhenRetired) {
 TEST_F(DeploymentTest, ABoundedReplayEndingBeforeTheHoldIsCaughtUp) {
   ScratchDir dir("to-the-end-early");
   const JobSpec spec = Spec(dir);
-  Registry registry(ControlConfig());
-  DeploymentOptions options = BoundedOptions();
-  options.replay = true;
-  options.catch_up_hold_ms = 600000;  // ten minutes: never over while it runs
-  options.registry_poll_ms = 60000;
-  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
   Registry other(ControlConfig());
-  ASSERT_TRUE(other.Refresh().ok());
-  auto job = other.Job(spec.job);
-  ASSERT_TRUE(job.has_value());
-  ASSERT_NE(job->Find(1), nullptr);
+  std::optional<JobRecord> job;
+  ASSERT_NO_FATAL_FAILURE(BoundedReplay(spec, /*hold_ms=*/600000, other, &job));  // the hold never over
   EXPECT_EQ(job->Find(1)->state, VersionState::kCaughtUp) << Notes();
   EXPECT_NE(Notes().find("records of the end when its bounded run ended); ready to promote"), std::string::npos)
       << Notes();
@@ -201,16 +208,9 @@ TEST_F(DeploymentTest, ABoundedReplayEndingBeforeTheHoldIsCaughtUp) {
 TEST_F(DeploymentTest, AReplayRunToTheEndIsMarkedCaughtUpBeforeItReturns) {
   ScratchDir dir("to-the-end");
   const JobSpec spec = Spec(dir);
-  Registry registry(ControlConfig());
-  DeploymentOptions options = BoundedOptions();
-  options.replay = true;
-  options.registry_poll_ms = 60000;  // no poll while it runs: the end decides
-  ASSERT_TRUE(RunDeployment(Config(), spec, options, registry, StopSource()).ok());
   Registry other(ControlConfig());
-  ASSERT_TRUE(other.Refresh().ok());
-  auto job = other.Job(spec.job);
-  ASSERT_TRUE(job.has_value());
-  ASSERT_NE(job->Find(1), nullptr);
+  std::optional<JobRecord> job;
+  ASSERT_NO_FATAL_FAILURE(BoundedReplay(spec, /*hold_ms=*/0, other, &job));
   EXPECT_EQ(job->Find(1)->state, VersionState::kCaughtUp) << Notes();
   EXPECT_EQ(job->serving, 0) << "a replay does not serve by itself";
   EXPECT_NE(Notes().find("ready to promote"), std::string::npos) << Notes();
