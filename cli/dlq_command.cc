@@ -101,25 +101,18 @@ Status ReadDlq(const KafkaConfig& config, const std::string& topic, const std::f
   return Status::OK();
 }
 
-// The dead letters deleted from the DLQ before a read, "partition 2 offsets
-// 0-4413, partition 5 offsets 0-99", and how many; empty when none.
-std::string DeletedDeadLetters(const std::vector<int64_t>& log_starts, int64_t* count) {
-  std::string text;
-  *count = 0;
-  for (size_t p = 0; p < log_starts.size(); ++p) {
-    if (log_starts[p] <= 0) continue;
-    *count += log_starts[p];
-    text += (text.empty() ? "" : ", ") + std::string("partition ") + std::to_string(p) + " offsets 0-" +
-            std::to_string(log_starts[p] - 1);
-  }
-  return text;
-}
-
-// A deletion is the DLQ topic's retention (it deletes dead letters nobody
-// triaged: nothing else in Kafka says so).
+// The dead letters deleted from the DLQ before a read ("partition 2 offsets
+// 0-4413, ..."), "" when none. A deletion is the DLQ topic's retention (it
+// deletes dead letters nobody triaged: nothing else in Kafka says so).
 std::string DeletedWarning(const std::string& topic, const std::vector<int64_t>& log_starts) {
   int64_t n = 0;
-  const std::string where = DeletedDeadLetters(log_starts, &n);
+  std::string where;
+  for (size_t p = 0; p < log_starts.size(); ++p) {
+    if (log_starts[p] <= 0) continue;
+    n += log_starts[p];
+    where += (where.empty() ? "" : ", ") + std::string("partition ") + std::to_string(p) + " offsets 0-" +
+             std::to_string(log_starts[p] - 1);
+  }
   if (n == 0) return std::string();
   return std::to_string(n) + " dead letters of " + topic + " were deleted before this read (" + where +
          ": the topic's retention, or a delete-records) and are not counted, shown or re-injectable here; keep "

@@ -74,16 +74,18 @@ double FileMb(const std::string& path) {
 }
 
 // Each partition's log start of `topic` (empty if it cannot be asked).
-std::vector<int64_t> LogStarts(const KafkaConfig& config, const std::string& topic) {
-  auto client = CreateClient(ClientKind::kConsumer, config, {});
-  if (!client.ok()) return {};
-  auto partitions = TopicPartitionCount(client->get(), topic, 10000);
+std::vector<int64_t> LogStarts(rd_kafka_s* rk, const std::string& topic) {
+  auto partitions = TopicPartitionCount(rk, topic, 10000);
   if (!partitions.ok()) return {};
-  auto marks = QueryAllWatermarks(client->get(), topic, *partitions, 10000);
+  auto marks = QueryAllWatermarks(rk, topic, *partitions, 10000);
   if (!marks.ok()) return {};
   std::vector<int64_t> starts;
   for (const Watermarks& m : *marks) starts.push_back(m.low);
   return starts;
+}
+std::vector<int64_t> LogStarts(const KafkaConfig& config, const std::string& topic) {
+  auto client = CreateClient(ClientKind::kConsumer, config, {});
+  return client.ok() ? LogStarts(client->get(), topic) : std::vector<int64_t>{};
 }
 
 // Records the broker dropped while they were written (the embedded
@@ -91,7 +93,9 @@ std::vector<int64_t> LogStarts(const KafkaConfig& config, const std::string& top
 // or retention.ms can too): gen said it wrote them all, and the job then
 // stopped on a history gap (a bug bash: 22,068 of 150,000 gone in silence).
 void WarnIfDropped(const KafkaConfig& config, const std::string& topic, const std::vector<int64_t>& before) {
-  const std::vector<int64_t> after = LogStarts(config, topic);
+  auto client = CreateClient(ClientKind::kConsumer, config, {});
+  if (!client.ok()) return;
+  const std::vector<int64_t> after = LogStarts(client->get(), topic);
   int64_t dropped = 0;
   std::string where;
   for (size_t p = 0; p < after.size(); ++p) {
@@ -102,8 +106,7 @@ void WarnIfDropped(const KafkaConfig& config, const std::string& topic, const st
              std::to_string(after[p]);
   }
   if (dropped == 0) return;
-  auto client = CreateClient(ClientKind::kConsumer, config, {});
-  const bool embedded = client.ok() && IsEmbeddedBroker(client->get(), 5000).value_or(false);
+  const bool embedded = IsEmbeddedBroker(client->get(), 5000).value_or(false);
   std::fprintf(stderr,
                "kappa gen: WARNING the broker no longer holds %lld of the records of %s (%s): %s\n",
                static_cast<long long>(dropped), topic.c_str(), where.c_str(),

@@ -4,7 +4,6 @@
 #include <simdjson.h>
 
 #include <bit>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -13,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/clock.h"
 #include "formats/field_paths.h"
 #include "formats/schema_spec.h"
 #include "kafka/schema_registry.h"
@@ -859,11 +859,6 @@ struct AvroDecoder::Impl {
     return plan;
   }
 
-  static int64_t SteadyMs() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
-
   // The plan for writer schema `id`; null (and last_fatal set) when the
   // registry could not be asked.
   const Plan* PlanFor(int32_t id) {
@@ -874,7 +869,7 @@ struct AvroDecoder::Impl {
     // of a registry replica) stayed unknown for the process's life, its
     // records dead-lettered as "no such schema" (a bug bash).
     if (it != plans.end() && it->second->unknown_at_ms != 0 &&
-        SteadyMs() - it->second->unknown_at_ms >= kUnknownIdRecheckMs) {
+        SteadyClock::Instance().NowMs() - it->second->unknown_at_ms >= kUnknownIdRecheckMs) {
       if (last_plan == it->second.get()) last_plan = nullptr;
       plans.erase(it);
       it = plans.end();
@@ -893,7 +888,7 @@ struct AvroDecoder::Impl {
           plan = BuildPlan(id, *text);
         } else if (text.status().code() == Status::Code::kNotFound) {
           plan = UnknownPlan(id, " (the schema registry at " + registry->url() + " has no such schema)");
-          plan->unknown_at_ms = SteadyMs();
+          plan->unknown_at_ms = SteadyClock::Instance().NowMs();
         } else if (text.status().code() == Status::Code::kInvalidArgument) {
           // A schema there that is no Avro kappa reads (another schema
           // type, references the registry cannot resolve): each record of

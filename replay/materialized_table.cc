@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "engine/record_fingerprint.h"
 #include "kafka/partition_consumer.h"
 #include "kafka/topic_reader.h"
@@ -40,11 +41,7 @@ Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::st
     s = rocksdb::DB::Open(options, dir, &db);
     if (s.IsCorruption() && !moved_aside) {
       // A copy of the topic: the damaged one is kept aside, a new one built.
-      const std::string aside =
-          dir + ".damaged-" +
-          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count());
+      const std::string aside = dir + ".damaged-" + std::to_string(WallClockMs());
       std::filesystem::rename(dir, aside, ec);
       if (ec) break;
       std::filesystem::create_directories(dir, ec);
