@@ -75,9 +75,7 @@ double FileMb(const std::string& path) {
 
 // Each partition's log start of `topic` (empty if it cannot be asked).
 std::vector<int64_t> LogStarts(rd_kafka_s* rk, const std::string& topic) {
-  auto partitions = TopicPartitionCount(rk, topic, 10000);
-  if (!partitions.ok()) return {};
-  auto marks = QueryAllWatermarks(rk, topic, *partitions, 10000);
+  auto marks = QueryTopicWatermarks(rk, topic, 10000);
   if (!marks.ok()) return {};
   std::vector<int64_t> starts;
   for (const Watermarks& m : *marks) starts.push_back(m.low);

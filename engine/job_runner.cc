@@ -1502,9 +1502,7 @@ void JobRunner::Impl::WarnIfTheEmbeddedBrokerDroppedOutputs() {
   rd_kafka_s* rk = consumer->handle();
   if (!IsEmbeddedBroker(rk).value_or(false)) return;
   const std::string topic = spec.OutputTopic();
-  auto partitions = TopicPartitionCount(rk, topic, 5000);
-  if (!partitions.ok()) return;
-  auto marks = QueryAllWatermarks(rk, topic, *partitions, 5000);
+  auto marks = QueryTopicWatermarks(rk, topic, 5000);
   if (!marks.ok()) return;
   int64_t dropped = 0;
   int32_t first = -1;
@@ -1518,7 +1516,8 @@ void JobRunner::Impl::WarnIfTheEmbeddedBrokerDroppedOutputs() {
        "the embedded broker no longer holds the first " + std::to_string(dropped) + " records of " + topic +
            " (partition " + std::to_string(first) + " starts at " + std::to_string((*marks)[first].low) +
            "): it keeps the last 5 MiB of each partition; start it with more partitions for the topic (kappa "
-           "broker --topic " + topic + ":" + std::to_string(std::max<int32_t>(*partitions * 4, 16)) +
+           "broker --topic " + topic + ":" +
+           std::to_string(std::max<size_t>(marks->size() * 4, 16)) +
            ") and run the version again with its state removed");
 }
 

@@ -495,6 +495,12 @@ Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::st
   return out;
 }
 
+Result<std::vector<Watermarks>> QueryTopicWatermarks(rd_kafka_s* rk, const std::string& topic, int timeout_ms) {
+  auto partitions = TopicPartitionCount(rk, topic, timeout_ms);
+  if (!partitions.ok()) return partitions.status();
+  return QueryAllWatermarks(rk, topic, *partitions, timeout_ms);
+}
+
 Result<KafkaHandle> CreateReadUncommittedClient(const KafkaConfig& config) {
   // Set after the user's properties: an isolation.level among them must not
   // turn this back into the last stable offset.

@@ -120,6 +120,9 @@ Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int
                                    int timeout_ms);
 Result<std::vector<Watermarks>> QueryAllWatermarks(rd_kafka_s* rk, const std::string& topic,
                                                    int32_t partitions, int timeout_ms);
+// Every partition's watermarks of `topic`, its partition count asked first
+// (NotFound if the topic does not exist; never creates it).
+Result<std::vector<Watermarks>> QueryTopicWatermarks(rd_kafka_s* rk, const std::string& topic, int timeout_ms);
 // The queries above answer with the client's isolation level: for a
 // read_committed client (librdkafka's default) `high` is the last stable
 // offset, which stops before the first record of a transaction still open

@@ -34,10 +34,9 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
                                 {"enable.partition.eof", "true"}});
   if (!consumer.ok()) return consumer.status();
   rd_kafka_t* rk = consumer->get();
-  auto partitions = TopicPartitionCount(rk, topic, 10000);
-  if (!partitions.ok()) return partitions.status();
-  auto marks = QueryAllWatermarks(rk, topic, *partitions, 10000);
+  auto marks = QueryTopicWatermarks(rk, topic, 10000);
   if (!marks.ok()) return marks.status();
+  const auto partitions = static_cast<int32_t>(marks->size());
   // Read to the log end as of the call. A read_committed client is told the
   // last stable offset, which Kafka moves past a committed transaction only
   // once it has written the commit's markers, after it answered the
@@ -52,19 +51,19 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
         auto open = FirstOpenPartition(uncommitted->get(), topic, *marks, 10000);
         if (!open.ok() || open->partition < 0 || std::chrono::steady_clock::now() > settle_deadline) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        marks = QueryAllWatermarks(rk, topic, *partitions, 10000);
+        marks = QueryAllWatermarks(rk, topic, partitions, 10000);
         if (!marks.ok()) return marks.status();
       }
     }
   }
 
   TopicReadSummary summary;
-  summary.records_per_partition.assign(*partitions, 0);
-  std::vector<int64_t> position(*partitions);
-  std::vector<bool> done(*partitions, true);
-  PartitionList assignment(*partitions);
+  summary.records_per_partition.assign(partitions, 0);
+  std::vector<int64_t> position(partitions);
+  std::vector<bool> done(partitions, true);
+  PartitionList assignment(partitions);
   int remaining = 0;
-  for (int32_t p = 0; p < *partitions; ++p) {
+  for (int32_t p = 0; p < partitions; ++p) {
     summary.log_start_offsets.push_back((*marks)[p].low);
     summary.log_end_offsets.push_back((*marks)[p].high);
     position[p] = (*marks)[p].low;
@@ -106,7 +105,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
         // Everything readable is read: up to the high watermark asked for
         // above, or, with isolation.level=read_committed (librdkafka's
         // default), up to the last stable offset when a transaction is open.
-        if (p >= 0 && p < *partitions && !done[p]) {
+        if (p >= 0 && p < partitions && !done[p]) {
           done[p] = true;
           --remaining;
         }
