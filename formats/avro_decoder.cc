@@ -772,7 +772,8 @@ struct AvroDecoder::Impl {
         if (!ms) {
           const FieldDecl& f = schema.field(r.slot);
           return Fail(DecodeError::Kind::kWrongType, r.slot,
-                      "field `" + f.name + "` at `" + f.path + "`: expected an ISO-8601 timestamp, found \"" +
+                      "field `" + f.name + "` at `" + f.path + "`: expected " + std::string(Iso8601Expectation(s)) +
+                          ", found \"" +
                           std::string(s.substr(0, 40)) + (s.size() > 40 ? "...\"" : "\""));
         }
         fv.i = *ms;

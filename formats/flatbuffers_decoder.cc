@@ -885,7 +885,8 @@ namespace {
 }
 [[gnu::cold, gnu::noinline]] bool FailIso(DecodeError* error, const std::string& path, const char* chars, uint32_t len) {
   return Fail(error, DecodeError::Kind::kWrongType, path,
-              "`" + path + "` is not an ISO-8601 timestamp: \"" + std::string(chars, std::min<uint32_t>(len, 64)) + "\"");
+              "`" + path + "`: expected " + std::string(Iso8601Expectation(std::string_view(chars, len))) +
+                  ", found \"" + std::string(chars, std::min<uint32_t>(len, 64)) + "\"");
 }
 [[gnu::cold, gnu::noinline]] bool FailEnum(DecodeError* error, const Plan& p, int64_t value) {
   return Fail(error, DecodeError::Kind::kWrongType, p.path,

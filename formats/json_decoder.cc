@@ -453,7 +453,7 @@ struct JsonDecoder::Impl {
           std::string_view s;
           if (auto e = v.get_string().get(s)) return BadValue(slot, e, v);
           auto ms = ParseIso8601Millis(s);
-          if (!ms) return WrongType(slot, "an ISO-8601 timestamp", QuotedExcerpt(s));
+          if (!ms) return WrongType(slot, Iso8601Expectation(s), QuotedExcerpt(s));
           fv.i = *ms;
         } else {
           const bool micros = f.timestamp == TimestampEncoding::kEpochMicros;

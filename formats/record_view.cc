@@ -134,4 +134,11 @@ std::optional<int64_t> ParseIso8601Millis(std::string_view s) {
   return secs * 1000 + millis;
 }
 
+std::string_view Iso8601Expectation(std::string_view text) {
+  if (ParseIso8601Millis(std::string(text) + "Z")) {
+    return "an ISO-8601 timestamp with its zone (Z or an offset such as +01:00; a local time is ambiguous)";
+  }
+  return "an ISO-8601 timestamp";
+}
+
 }  // namespace kappa

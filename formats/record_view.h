@@ -145,5 +145,10 @@ class RecordDecoder {
 // "2026-01-01T00:00:00.123+01:00", "2026-01-01 00:00:00.123456Z") into epoch
 // milliseconds (fraction truncated to ms); nullopt if it is not one.
 std::optional<int64_t> ParseIso8601Millis(std::string_view text);
+// What a decoder's "expected ..." says of `text`, which ParseIso8601Millis
+// refused: "an ISO-8601 timestamp", or, for a valid time without a zone,
+// one that asks for the zone (a bug bash: "expected an ISO-8601 timestamp,
+// found \"2026-01-01T00:17:09.202\"" did not say what was wrong).
+std::string_view Iso8601Expectation(std::string_view text);
 
 }  // namespace kappa

@@ -214,13 +214,16 @@ Status ValidateFeatures(const std::vector<FeatureSpec>& features) {
                                      "` is taken by a row column (key, window_start, window_end, event_time)");
     }
     if (!seen.insert(f.name).second) return Status::InvalidArgument("feature `" + f.name + "` is named twice");
+    // Before the numeric check: `max(partition)` was told partition is not
+    // numeric, `count_distinct(partition)` that it is not a field, while
+    // the unknown-field message lists it (a bug bash).
+    if (f.kind != FeatureKind::kCount && IsKeyOnlyField(f.field)) {
+      return Status::InvalidArgument("feature `" + f.name + "`: `partition` can only key a window or an emit");
+    }
     const bool needs_number = f.kind != FeatureKind::kCount && f.kind != FeatureKind::kCountDistinct;
     if (needs_number && !IsNumericOrDouble(f.field)) {
       return Status::InvalidArgument("feature `" + f.name + "`: " + std::string(FeatureKindName(f.kind)) +
                                      " takes a numeric field, not `" + std::string(FieldName(f.field)) + "`");
-    }
-    if (f.kind == FeatureKind::kCountDistinct && IsKeyOnlyField(f.field)) {
-      return Status::InvalidArgument("feature `" + f.name + "`: `partition` is not a field of the record");
     }
   }
   return Status::OK();

@@ -170,7 +170,7 @@ Result<Field> ParseField(std::string_view name, bool allow_double) {
     std::string known;
     for (const FieldDecl& decl : schema->fields()) known.append(known.empty() ? "" : ", ").append(decl.name);
     return Status::InvalidArgument("unknown field `" + std::string(name) + "` (declared in source.fields: " +
-                                   known + "; any format: offset, value, partition)");
+                                   known + "; any format: offset, value, and partition as a window's or emit's key)");
   }
   for (const auto& [n, f] : kFields) {
     if (n == name) return f;

@@ -168,7 +168,7 @@ TEST(CliTest, BadUsageIsOneLineNamingTheProblemAndExitTwo) {
   ExpectUsageError({"consume", "-b", b, "-t", "x", "-F", "/tmp"}, {"-F /tmp", "is a directory"});
   ExpectUsageError({"gen", "--to-archive", "/tmp/never.krec", "--partitions", "2", "-t", "x"}, {"--to-archive", "--topic"});
   ExpectUsageError({"status", "-b", b, "--control-topic", ""}, {"control-topic"});
-  ExpectUsageError({"schema", "/nonexistent/spec.yaml", "--format", "bogus"}, {"--format", "bogus"});
+  ExpectUsageError({"schema", "/nonexistent/spec.yaml", "--format", "bogus"}, {"--format", "bogus", "or postgres"});
   {
     // A valid spec without features: nothing to print, exit 1 (not a
     // usage error).

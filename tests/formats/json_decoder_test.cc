@@ -359,6 +359,10 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
             R"(expected an ISO-8601 timestamp, found "2026-01-01T00:00:00Z ")"},
            {doc("iso", R"("2026-01-01T00:00:00Z\t")"), "v.iso",
             R"(expected an ISO-8601 timestamp, found "2026-01-01T00:00:00Z\t")"},
+           // A local time says what it lacks (a bug bash: the message did
+           // not say the zone was missing).
+           {doc("iso", R"("2026-01-01T00:17:09.202")"), "v.iso",
+            R"(expected an ISO-8601 timestamp with its zone (Z or an offset such as +01:00; a local time is ambiguous), found "2026-01-01T00:17:09.202")"},
            {R"({"x":{"y":5},"v":{}})", "x.y.z", "expected an object at `x.y` (holding `x.y.z`), found number"},
            {R"({"x":"str","v":{}})", "x.y.z", "expected an object at `x` (holding `x.y.z`), found string"},
        }) {

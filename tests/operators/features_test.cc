@@ -470,6 +470,10 @@ TEST(FeaturesTest, BadFeaturesAreRefusedWithWhatIsAllowed) {
       {"{window_end: count}", "taken by a row column"},
       {"{'1st': count}", "letters, digits and _"},
       {"[count]", "must map output names"},
+      // One reason for both (a bug bash: "takes a numeric field" for one,
+      // "not a field of the record" for the other).
+      {"{n: max(partition)}", "`partition` can only key a window or an emit"},
+      {"{n: count_distinct(partition)}", "`partition` can only key a window or an emit"},
   };
   for (const auto& [features, message] : cases) {
     auto w = ParseWindow("window: {size: 1h, features: " + features + "}");
