@@ -284,6 +284,23 @@ Status PostgresSink::PrepareTables() {
         "): the rows of two jobs in one table cannot be told apart by `kappa get` and promote's diff, and would "
         "overwrite each other. Give job " + spec_.job + " its own sink.postgres.table");
   }
+  // The rights the job needs on a table made beforehand, asked before its
+  // columns: information_schema.columns lists only the columns a role may
+  // use, so a writer without rights was told `kappa_key` was missing and to
+  // drop or fix a good table (a bug bash).
+  auto rights = client_->Exec(
+      "SELECT current_user, quote_ident(current_user), concat_ws(', ', CASE WHEN NOT has_table_privilege(" + QuoteLiteral(table_) +
+      "::regclass, 'SELECT') THEN 'SELECT' END, CASE WHEN NOT has_table_privilege(" + QuoteLiteral(table_) +
+      "::regclass, 'INSERT') THEN 'INSERT' END, CASE WHEN NOT has_table_privilege(" + QuoteLiteral(table_) +
+      "::regclass, 'UPDATE') THEN 'UPDATE' END, CASE WHEN NOT has_table_privilege(" + QuoteLiteral(table_) +
+      "::regclass, 'DELETE') THEN 'DELETE' END)");
+  if (!rights.ok()) return rights.status();
+  if (!rights->rows.empty() && !rights->rows[0][2].empty()) {
+    return Status::FailedPrecondition("PostgreSQL role " + rights->rows[0][0] + " lacks " + rights->rows[0][2] +
+                                      " on table " + spec_.PostgresTable() + ", which the job needs: `GRANT SELECT, "
+                                      "INSERT, UPDATE, DELETE ON " + spec_.PostgresTable() + " TO " +
+                                      rights->rows[0][1] + "` as the table's owner");
+  }
   // A table made beforehand (by a user, or an earlier run): its columns must
   // be this spec's.
   const std::string schema_name = schema.empty() ? "current_schema()" : QuoteLiteral(schema.substr(0, schema.size() - 1));
