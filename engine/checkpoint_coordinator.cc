@@ -78,6 +78,10 @@ Status CheckpointCoordinator::CheckpointNow() {
   // the next one would need (a bug bash: a full disk inside the first
   // checkpoint's write read as "needs twice the last checkpoint").
   KAPPA_RETURN_IF_ERROR(backend_.WriteError());
+  // Room in the writer's queue, waited for here rather than inside
+  // BeginCommit, whose wait said nothing: with the broker gone the status
+  // line and metrics stopped for the whole outage (a bug bash).
+  const double awaited_ms = AwaitWriter(/*idle=*/false);
   // Step 0: room for this checkpoint, before anything is committed anywhere.
   KAPPA_RETURN_IF_ERROR(CheckHeadroom(backend_.dir(), static_cast<int64_t>(backend_.last_checkpoint_bytes()),
                                       headroom_, free_space_));
@@ -104,8 +108,8 @@ Status CheckpointCoordinator::CheckpointNow() {
   for (Task* t : active) snapshots.push_back({&t->checkpoint(), &t->registry(), t->expiry_watermark_ms()});
   auto captured = backend_.BeginCommit(epoch_ + 1, snapshots, std::move(acked));
   if (!captured.ok()) return captured.status();
-  stats_.writer_wait_total_ms += captured->wait_ms;
-  stats_.writer_wait_max_ms = std::max(stats_.writer_wait_max_ms, captured->wait_ms);
+  stats_.writer_wait_total_ms += awaited_ms + captured->wait_ms;
+  stats_.writer_wait_max_ms = std::max(stats_.writer_wait_max_ms, awaited_ms + captured->wait_ms);
   stats_.capture_max_ms = std::max(stats_.capture_max_ms, captured->capture_ms);
   ++epoch_;
   ++stats_.epochs;
@@ -140,9 +144,21 @@ void CheckpointCoordinator::CommitGroupOffsets() {
   pending_group_offsets_.clear();
 }
 
+double CheckpointCoordinator::AwaitWriter(bool idle) {
+  if (!while_waiting_) return 0;
+  const int64_t began = clock_.NowMs();
+  // Exactly-once commits one transaction at a time: room in the writer's
+  // queue is not enough, the commit before must have ended too.
+  while (idle ? !backend_.WaitIdleFor(200) : !backend_.WaitForRoom(200) || !barrier_.AwaitCommitRoom(200)) {
+    while_waiting_();
+  }
+  return static_cast<double>(clock_.NowMs() - began);
+}
+
 Status CheckpointCoordinator::Finish() {
   KAPPA_RETURN_IF_ERROR(Checkpoint());
   const int64_t began = clock_.NowMs();
+  AwaitWriter(/*idle=*/true);
   auto durable = backend_.WaitForCommits();
   stats_.final_durable_ms = static_cast<double>(clock_.NowMs() - began);
   if (!durable.ok()) return durable.status();

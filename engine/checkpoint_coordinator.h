@@ -67,6 +67,9 @@ class OutputBarrier {
                                                    const std::vector<std::pair<int32_t, int64_t>>& /*offsets*/) {
     return nullptr;
   }
+  // With CommitEpochLater: whether, within timeout_ms, the commit before has
+  // ended, which the next CommitEpochLater would otherwise wait for.
+  virtual bool AwaitCommitRoom(int /*timeout_ms*/) { return true; }
 };
 
 struct CheckpointStats {
@@ -109,6 +112,11 @@ class CheckpointCoordinator {
   // changelog's entries and markers, which the barrier then makes durable).
   using BeforeBarrier = std::function<Status(const std::vector<Task*>& tasks, int64_t epoch)>;
   void SetBeforeBarrier(BeforeBarrier hook) { before_barrier_ = std::move(hook); }
+  // Called about every 200 ms while a checkpoint waits for the state's
+  // writer (which waits for the sink's acks or commit of the checkpoints
+  // before: a broker away can hold it for minutes), so that the job's
+  // status line and metrics go on saying what it waits for.
+  void SetWhileWaiting(std::function<void()> hook) { while_waiting_ = std::move(hook); }
   // Halfway to the first checkpoint (and to any other that would find no
   // ready capture), asks the state's writer to ready one of about the
   // interval's size (StateBackend::PrepareCapture). Cheap: the job calls
@@ -131,10 +139,15 @@ class CheckpointCoordinator {
   // Step 1; *acked: set when the sink hands over the wait for its acks (CloseOutputs).
   Status SinkBarrier(const std::vector<Task*>& tasks, std::function<Status()>* acked);
   void CommitGroupOffsets();
+  // Waits until the writer has room for another checkpoint (or, `idle`,
+  // has made every begun one durable), calling while_waiting_ meanwhile;
+  // the milliseconds waited.
+  double AwaitWriter(bool idle);
 
   std::vector<Task*> tasks_;
   const std::vector<uint8_t>* owned_ = nullptr;
   BeforeBarrier before_barrier_;
+  std::function<void()> while_waiting_;
   StateBackend& backend_;
   OutputBarrier& barrier_;
   PartitionConsumer* group_;

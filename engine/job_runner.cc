@@ -67,6 +67,9 @@ class SinkBarrier final : public OutputBarrier {
                                            const std::vector<std::pair<int32_t, int64_t>>& offsets) override {
     return acks_in_writer_ ? sink_.CommitEpochLater(consumer_.handle(), topic_, offsets) : nullptr;
   }
+  bool AwaitCommitRoom(int timeout_ms) override {
+    return !acks_in_writer_ || !sink_.transactional() || sink_.AwaitCommitRoom(timeout_ms);
+  }
 
  private:
   KafkaSink& sink_;
@@ -269,9 +272,21 @@ struct JobRunner::Impl {
     }
     return true;
   }
+  // While a checkpoint waits for the state's writer, which waits for the
+  // sink's acks or commit: status line and metrics as usual. The consumer
+  // is not polled meanwhile, so the sink's producer says whether a broker
+  // answers.
+  bool waiting_for_writer = false;
+  void ReportWhileWaiting() {
+    waiting_for_writer = true;
+    if (reporter->Due()) reporter->Report(Snapshot(), processed);
+    if (options.metrics != nullptr && since_metrics.Millis() >= 1000) PublishMetrics();
+    waiting_for_writer = false;
+  }
   ProgressSnapshot Snapshot() const {
     ProgressSnapshot s = source != nullptr ? SnapshotOf(Running(), *source, coordinator->epoch())
                                            : closed_source_snapshot.value_or(ProgressSnapshot{});
+    if (waiting_for_writer && !s.source_unreachable() && sink) s.source_unreachable_since_ms = sink->UnreachableSinceMs();
     if (pg) s.sink_rejected = pg->RejectedSinceStart(RunningPartitions());
     if (options.second_stage) {
       s.counters = s.counters.WithSecondStage(options.second_stage->Total());
@@ -686,6 +701,7 @@ Status JobRunner::Impl::MakeTasks() {
   headroom.min_bytes = options.state_headroom_mib << 20;
   coordinator->SetHeadroom(headroom);
   reporter = std::make_unique<ProgressReporter>(options.status_interval_ms, options.on_status);
+  coordinator->SetWhileWaiting([this] { ReportWhileWaiting(); });
   return Status::OK();
 }
 
@@ -743,6 +759,7 @@ Status JobRunner::Impl::MakeGroupTasks(int32_t partitions) {
   headroom.min_bytes = options.state_headroom_mib << 20;
   coordinator->SetHeadroom(headroom);
   reporter = std::make_unique<ProgressReporter>(options.status_interval_ms, options.on_status);
+  coordinator->SetWhileWaiting([this] { ReportWhileWaiting(); });
   Note(NoteLevel::kInfo, "instance " + spec.scale_out.instance + " joining consumer group " + spec.ConsumerGroup() +
                              " (cooperative-sticky, session timeout " +
                              std::to_string(spec.scale_out.session_timeout_ms) + " ms); state also to " +

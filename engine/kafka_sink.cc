@@ -261,8 +261,9 @@ static std::optional<Status> TimedOutTransaction(const std::string& who, const s
   return Status::Aborted(
       who + ": its Kafka transaction (transactional.id " + transactional_id + ") had been open " +
       std::to_string(open_ms / 1000) + " s, longer than transaction.timeout.ms (" + std::to_string(timeout_ms / 1000) +
-      " s), and the broker aborted it and fenced this producer (the broker was out of reach that long, or a "
-      "checkpoint took that long; else another process of this version took over). Nothing committed is "
+      " s), past which Kafka lets no one commit it: it is aborted and this producer fenced (the broker was out "
+      "of reach that long, or a checkpoint took that long; else another process of this version took over). "
+      "Nothing committed is "
       "lost: unless another process of this version runs, restart it and it resumes from its last checkpoint");
 }
 
@@ -530,6 +531,8 @@ void KafkaSink::EmitLate(int32_t partition, const InputRecord& record) {
                           std::string_view(reinterpret_cast<const char*>(record.payload), payload_keep),
                           std::span<const KafkaHeader>(h.data(), count));
 }
+
+int64_t KafkaSink::UnreachableSinceMs() const { return producer_->UnreachableSinceMs(); }
 
 Status KafkaSink::Flush(int timeout_ms) {
   Status st = producer_->Flush(timeout_ms);

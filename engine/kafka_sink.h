@@ -122,6 +122,11 @@ class KafkaSink final : public OutputCollector {
   // transaction must be aborted). kNone: any other outcome.
   enum class AbortedCommit { kNone, kRebalance, kSequenceGap };
   AbortedCommit LastCommitAborted() const;
+  // KafkaProducer::UnreachableSinceMs of the sink's producer.
+  int64_t UnreachableSinceMs() const;
+  // Exactly-once: whether, within timeout_ms, no commit begun by
+  // CommitEpochLater is still running (the next one would wait for it).
+  bool AwaitCommitRoom(int timeout_ms) const { return producer_->WaitUntilNotHoldingFor(timeout_ms); }
   // A state record for the changelog (engine/changelog.h), through the
   // same producer: flushed by Flush, inside the epoch's transaction under
   // exactly_once. A value with a null data() is a tombstone. Job thread

@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/clock.h"
 #include "kafka/kafka_status.h"
 #include "kafka/partition_list.h"
 
@@ -234,6 +235,9 @@ void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg,
   const auto slot = reinterpret_cast<intptr_t>(msg->_private);
   if (!msg->err) {
     self->epochs_->settled[slot].fetch_add(1, std::memory_order_release);
+    if (self->unreachable_since_ms_.load(std::memory_order_relaxed) != 0) {
+      self->unreachable_since_ms_.store(0, std::memory_order_relaxed);
+    }
     return;
   }
   struct SettleOnExit {
@@ -250,8 +254,16 @@ void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg,
   self->failed_count_.fetch_add(1, std::memory_order_relaxed);
   if (self->failed()) return;  // only the first failure is described
   const char* topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "?";
-  self->RecordFailure(StatusFromKafka(
-      msg->err, std::string("delivery to ") + topic + "[" + std::to_string(msg->partition) + "] failed"));
+  Status failure = StatusFromKafka(
+      msg->err, std::string("delivery to ") + topic + "[" + std::to_string(msg->partition) + "] failed");
+  if (msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
+    // Named alone, a DLQ partition read as the fault (a bug bash of a lost
+    // broker): what timing out means.
+    failure = Status::Unavailable(failure.message() +
+                                  " (no broker acknowledged it within message.timeout.ms: the brokers were out of "
+                                  "reach, or this partition's leader was, that long)");
+  }
+  self->RecordFailure(std::move(failure));
 }
 
 void KafkaProducer::OnClientError(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
@@ -259,6 +271,10 @@ void KafkaProducer::OnClientError(rd_kafka_t* rk, int err, const char* reason, v
   // librdkafka, and said (a broker lost must not go unnoticed).
   if (err != RD_KAFKA_RESP_ERR__FATAL) {
     auto* self = static_cast<KafkaProducer*>(opaque);
+    int64_t reachable = 0;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+      self->unreachable_since_ms_.compare_exchange_strong(reachable, WallClockMs(), std::memory_order_relaxed);
+    }
     if (self->error_notes_) self->error_notes_->OnError(err, reason);
     return;
   }
@@ -555,6 +571,12 @@ void KafkaProducer::SetHoldLimitForTesting(size_t bytes) {
 void KafkaProducer::WaitUntilNotHolding() const {
   std::unique_lock<std::mutex> lock(hold_->mu);
   hold_->cv.wait(lock, [&] { return !hold_->holding.load(std::memory_order_relaxed); });
+}
+
+bool KafkaProducer::WaitUntilNotHoldingFor(int timeout_ms) const {
+  std::unique_lock<std::mutex> lock(hold_->mu);
+  return hold_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                            [&] { return !hold_->holding.load(std::memory_order_relaxed); });
 }
 
 size_t KafkaProducer::held() const {

@@ -197,6 +197,8 @@ class KafkaProducer {
   // Waits until no commit holds records back (they are then in the open
   // transaction): for the crash tests' "mid-transaction" kill point.
   void WaitUntilNotHolding() const;
+  // The same within timeout_ms: whether no commit holds records now.
+  bool WaitUntilNotHoldingFor(int timeout_ms) const;
   // The bytes held past which Produce waits for the commit (default 256 MiB).
   void SetHoldLimitForTesting(size_t bytes);
 
@@ -223,6 +225,11 @@ class KafkaProducer {
   Status failure() const;
   // Records whose delivery failed.
   uint64_t failed_count() const { return failed_count_.load(std::memory_order_relaxed); }
+  // Since when (wall clock ms) librdkafka has said all brokers are down for
+  // this producer, with no delivery acknowledged since; 0: reachable. Seen
+  // from any thread: a job whose checkpoint waits for this producer's acks
+  // polls no consumer, so the consumer's own flag may never be raised.
+  int64_t UnreachableSinceMs() const { return unreachable_since_ms_.load(std::memory_order_relaxed); }
   // Records accepted by Produce.
   int64_t produced() const { return produced_.load(std::memory_order_relaxed); }
   rd_kafka_s* handle() const { return producer_.get(); }
@@ -300,6 +307,7 @@ class KafkaProducer {
   std::atomic<int64_t> produced_{0};  // Produce is called from several workers at once
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> failed_count_{0};
+  std::atomic<int64_t> unreachable_since_ms_{0};  // see UnreachableSinceMs
   mutable std::mutex failure_mutex_;
   mutable std::mutex poll_mutex_;  // Poll and an epoch's waiter take turns serving callbacks
   Status failure_;

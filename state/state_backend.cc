@@ -1191,6 +1191,20 @@ Result<CommitStats> StateBackend::WaitForCommits() {
   return impl_->last_stats;
 }
 
+bool StateBackend::WaitForRoom(int timeout_ms) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  return impl_->done_cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+    return impl_->queue.size() < kMaxPendingCommits || !impl_->error.ok();
+  });
+}
+
+bool StateBackend::WaitIdleFor(int timeout_ms) {
+  std::unique_lock<std::mutex> lock(impl_->mu);
+  return impl_->done_cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+    return (impl_->queue.empty() && !impl_->preparing) || !impl_->error.ok();
+  });
+}
+
 Status StateBackend::WriteError() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->error;

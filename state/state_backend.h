@@ -262,6 +262,11 @@ class StateBackend {
   // the job must stop and restart from the last durable checkpoint (the
   // store itself holds the whole previous checkpoint, never a mix).
   Result<CommitStats> WaitForCommits();
+  // Whether, within timeout_ms, the writer has room for another BeginCommit
+  // (WaitForRoom) or has made every begun commit durable (WaitIdleFor); true
+  // at once after a write error (which BeginCommit/WaitForCommits return).
+  bool WaitForRoom(int timeout_ms);
+  bool WaitIdleFor(int timeout_ms);
   // The sticky write error, if a background write failed by now (OK
   // otherwise); never waits for the writer.
   Status WriteError() const;

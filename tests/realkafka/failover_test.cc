@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -60,6 +61,17 @@ int64_t LastStatusRecordsIn(const std::string& err) {
   return static_cast<int64_t>(n * (unit == 'k' ? 1e3 : unit == 'M' ? 1e6 : 1.0));
 }
 
+// The largest N of the status lines' "no Kafka broker has answered for N s"
+// in `err`; -1 if none says so.
+int64_t UnreachableSecondsSaid(const std::string& err) {
+  const std::string tag = "no Kafka broker has answered for ";
+  int64_t most = -1;
+  for (size_t at = err.find(tag); at != std::string::npos; at = err.find(tag, at + 1)) {
+    most = std::max<int64_t>(most, std::atoll(err.c_str() + at + tag.size()));
+  }
+  return most;
+}
+
 int64_t Epoch(const std::string& metrics_path) {
   const std::string metrics = ReadFile(metrics_path);
   return metrics.empty() ? -1 : MetricsField(metrics, "epoch");
@@ -89,6 +101,7 @@ class FailoverTest : public ::testing::Test {
   std::string Spec(const std::string& job) {
     SpecOptions spec;
     spec.job = job;
+    spec.delivery = delivery_;
     spec.sink = job + "-out";
     spec.state_dir = *dir_ / (job + "-state");
     spec.checkpoint_interval = "1s";
@@ -100,7 +113,7 @@ class FailoverTest : public ::testing::Test {
   std::unique_ptr<ChildProcess> StartJob(const std::string& job, int max_rate) {
     return std::make_unique<ChildProcess>(
         std::vector<std::string>{"run", Spec(job), "-b", config_.brokers, "--stop-at-end", "--max-rate",
-                                 std::to_string(max_rate), "--status-interval-ms", "1000"},
+                                 std::to_string(max_rate), "--status-interval-ms", "1000", "--metrics-port", "0"},
         job);
   }
 
@@ -144,7 +157,8 @@ class FailoverTest : public ::testing::Test {
   }
 
   // The single broker goes down with `signal` mid-run and comes back.
-  void BrokerRestartStory(const std::string& job, int signal) {
+  void BrokerRestartStory(const std::string& job, int signal, const std::string& delivery) {
+    delivery_ = delivery;
     ASSERT_NO_FATAL_FAILURE(StartCluster("rk-" + job, 1, 2));
     auto live = StartJob(job, kRate);
     ASSERT_NO_FATAL_FAILURE(AwaitMidRun(*live, job));
@@ -156,6 +170,20 @@ class FailoverTest : public ::testing::Test {
     // One status interval (1 s), plus slack for a loaded machine.
     EXPECT_TRUE(WaitUntil(3000, [&] { return live->Stderr().find("Kafka broker unreachable") != std::string::npos; }))
         << "no warning within a status interval of losing the broker:\n" << live->Stderr();
+    // While it waits it goes on saying so, once a status interval: the
+    // status line stopped for the whole outage, and the metrics with it,
+    // their kappa_source_unreachable_seconds frozen near 0 (a bug bash).
+    EXPECT_TRUE(WaitUntil(9000, [&] { return UnreachableSecondsSaid(live->Stderr()) >= 4; }))
+        << "no status line saying how long the broker has been gone:\n" << live->Stderr();
+    std::smatch url;
+    const std::string err_now = live->Stderr();
+    ASSERT_TRUE(std::regex_search(err_now, url, std::regex("metrics at (http://127\\.0\\.0\\.1:[0-9]+/metrics)")))
+        << err_now;
+    const std::string scraped = RunShell("timeout 10 curl -sf " + url[1].str());
+    std::smatch gauge;
+    ASSERT_TRUE(std::regex_search(scraped, gauge, std::regex("kappa_source_unreachable_seconds\\{[^}]*\\} ([0-9.]+)")))
+        << scraped;
+    EXPECT_GE(std::stod(gauge[1].str()), 3.0) << "what an alert on the outage reads:\n" << scraped;
     // Down for some seconds; the job waits for it, it does not give up.
     std::this_thread::sleep_for(std::chrono::seconds(4) - (Clock::now() - lost));
     ASSERT_EQ(live->WaitFor(0), -1) << "the job ended while the broker was down:\n" << live->Stderr();
@@ -191,14 +219,17 @@ class FailoverTest : public ::testing::Test {
   std::unique_ptr<ScratchDir> dir_;
   std::unique_ptr<RealKafka> kafka_;  // destroyed (cluster stopped) before dir_ is removed
   KafkaConfig config_;
+  std::string delivery_ = "at_least_once";
 };
 
+// Exactly-once here: its checkpoint waits for the transaction before, not
+// only for acks (the status line stopped at that wait too).
 TEST_F(FailoverTest, SingleBrokerStoppedMidRunAndRestartedLosesNothing) {
-  BrokerRestartStory("restart-term", SIGTERM);
+  BrokerRestartStory("restart-term", SIGTERM, "exactly_once");
 }
 
 TEST_F(FailoverTest, SingleBrokerKilledMidRunAndRestartedLosesNothing) {
-  BrokerRestartStory("restart-kill", SIGKILL);
+  BrokerRestartStory("restart-kill", SIGKILL, "at_least_once");
 }
 
 TEST_F(FailoverTest, OutputLeaderKilledInAThreeNodeClusterLosesNothing) {
