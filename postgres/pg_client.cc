@@ -18,6 +18,7 @@ bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 std::string RedactKeyValue(std::string_view dsn, bool drop = false) {
   std::string out;
   size_t i = 0;
+  bool after_password = false;
   while (i < dsn.size()) {
     if (IsSpace(dsn[i])) {
       out.push_back(dsn[i++]);
@@ -28,11 +29,19 @@ std::string RedactKeyValue(std::string_view dsn, bool drop = false) {
     const std::string_view key = dsn.substr(i, key_end - i);
     size_t j = key_end;
     while (j < dsn.size() && IsSpace(dsn[j])) ++j;
-    if (j >= dsn.size() || dsn[j] != '=') {  // not key=value: keep as it is
-      out.append(dsn.substr(i, key_end - i));
+    if (j >= dsn.size() || dsn[j] != '=') {
+      // Not key=value: kept as it is, unless it follows a password, where it
+      // is likely the rest of one with an unquoted space ("password=ab cd"),
+      // which libpq refuses and the message showed (a bug bash).
+      if (after_password) {
+        if (!drop) out.append("***");
+      } else {
+        out.append(dsn.substr(i, key_end - i));
+      }
       i = key_end;
       continue;
     }
+    after_password = key == "password";
     ++j;
     while (j < dsn.size() && IsSpace(dsn[j])) ++j;
     size_t v = j;
@@ -140,7 +149,18 @@ std::string Scrub(std::string msg, const std::string& dsn, const std::string& re
   }
   if (error) PQfreemem(error);
   if (const size_t p = dsn.find("password="); p != std::string::npos) {
-    secrets.push_back(dsn.substr(p + 9, dsn.find_first_of(" &'", p + 9) - (p + 9)));
+    size_t at = dsn.find_first_of(" &'", p + 9);
+    secrets.push_back(dsn.substr(p + 9, at - (p + 9)));
+    // And the words after it up to the next key=value: the rest of a
+    // password with an unquoted space, which libpq's message quotes.
+    while (at != std::string::npos && dsn[at] == ' ') {
+      const size_t begin = dsn.find_first_not_of(' ', at);
+      if (begin == std::string::npos) break;
+      at = dsn.find(' ', begin);
+      const std::string word = dsn.substr(begin, at == std::string::npos ? std::string::npos : at - begin);
+      if (word.find('=') != std::string::npos) break;
+      secrets.push_back(word);
+    }
   }
   if (const size_t scheme = dsn.find("://"); scheme != std::string::npos) {
     const size_t at = dsn.find('@', scheme + 3);
