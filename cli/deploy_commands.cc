@@ -149,7 +149,9 @@ namespace {
 // Status of a job served through PostgreSQL: makes the view agree with the
 // registry (the registry wins) and says which version the view serves.
 void PrintPostgresServing(const JobRecord& job, const VersionInfo& serving, const std::string& dsn) {
-  auto line = ReconcileServing(job, dsn);
+  // A status answers in seconds: a view its readers hold is said, not
+  // waited out for a minute (a bug bash); promote and rollback wait longer.
+  auto line = ReconcileServing(job, dsn, SwapWait{.attempts = 5});
   if (!line.ok()) {
     std::printf("  postgres view %s: not checked: %s\n", serving.postgres_table.c_str(), line.status().message().c_str());
     return;
@@ -526,7 +528,7 @@ int GetCommand(int argc, char** argv) {
     // own table then, and the view's trouble is a warning.
     bool view_agrees = version == 0;
     if (version == 0) {
-      if (auto line = ReconcileServing(*record, dsn); !line.ok()) {
+      if (auto line = ReconcileServing(*record, dsn, SwapWait{.attempts = 5}); !line.ok()) {
         std::fprintf(stderr, "kappa get: warning: %s; reading v%d's table %s instead\n",
                      line.status().message().c_str(), v, info->PostgresVersionTable().c_str());
         view_agrees = false;

@@ -543,7 +543,9 @@ void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note)
     st = created.status();
   }
   if (st.ok()) {
-    auto line = ReconcileServing(record, spec.postgres_dsn);
+    SwapWait wait;
+    wait.on_wait = [&note](const std::string& text) { note(NoteLevel::kWarning, text); };
+    auto line = ReconcileServing(record, spec.postgres_dsn, wait);
     st = line.status();
     if (line.ok() && !line->empty()) note(NoteLevel::kInfo, *line);
   }

@@ -1,5 +1,6 @@
 #include "replay/pg_serving.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -146,7 +147,7 @@ Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t ver
 }
 
 Status SwapServingView(PgClient& pg, const std::string& job, const std::string& base_table, int32_t version,
-                       int64_t registry_seq, bool* applied) {
+                       int64_t registry_seq, bool* applied, const SwapWait& wait) {
   if (applied) *applied = false;
   const std::string target = base_table + "_v" + std::to_string(version);
   KAPPA_RETURN_IF_ERROR(EnsureServingTable(pg, base_table));
@@ -154,7 +155,7 @@ Status SwapServingView(PgClient& pg, const std::string& job, const std::string& 
   // reader queues behind the swap's request: so each attempt waits at most
   // kSwapLockWait, and readers get through between attempts.
   constexpr const char* kSwapLockWait = "500ms";
-  constexpr int kSwapAttempts = 60;  // with the pauses between them, about a minute
+  const int attempts = std::max(1, wait.attempts);  // with the pauses between them, about a second each
   bool done = false;
   bool lock_wait = false;
   auto attempt = [&]() -> Status {
@@ -210,12 +211,17 @@ Status SwapServingView(PgClient& pg, const std::string& job, const std::string& 
     return Status::OK();
   };
   Status st;
-  for (int i = 1; i <= kSwapAttempts; ++i) {
+  for (int i = 1; i <= attempts; ++i) {
     st = InTransaction(pg, attempt);
     if (st.ok() || !lock_wait) break;
-    if (i == kSwapAttempts) {
+    if (i == 3 && wait.on_wait && attempts > 3) {
+      wait.on_wait("switching the view " + base_table + " to " + target + " waits for sessions reading or locking it (" +
+                   DescribeLockHolders(pg, {base_table, target}) + "), up to " + std::to_string(attempts - 3) +
+                   " s more; readers are not held up meanwhile");
+    }
+    if (i == attempts) {
       return Status::Unavailable("switching the view " + base_table + " to " + target + " waited " +
-                                 std::to_string(kSwapAttempts) + " times for sessions reading or locking it (" +
+                                 std::to_string(attempts) + " times for sessions reading or locking it (" +
                                  DescribeLockHolders(pg, {base_table, target}) + "); the swap waits at most 500 ms at a time so that readers are not held up");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -238,7 +244,8 @@ std::string ServingDsn(const VersionInfo& v, const std::string& override_dsn) {
   return override_dsn.empty() ? v.postgres_dsn : override_dsn;
 }
 
-Result<std::string> ReconcileServing(const JobRecord& record, const std::string& override_dsn) {
+Result<std::string> ReconcileServing(const JobRecord& record, const std::string& override_dsn,
+                                     const SwapWait& wait) {
   if (record.serving == 0) return std::string();
   const VersionInfo* v = record.Find(record.serving);
   if (v == nullptr || v->postgres_table.empty()) return std::string();
@@ -253,7 +260,8 @@ Result<std::string> ReconcileServing(const JobRecord& record, const std::string&
   if (!view.ok()) return view.status();
   if (*current == record.serving && *view == "v") return std::string();
   bool applied = false;
-  KAPPA_RETURN_IF_ERROR(SwapServingView(**pg, record.job, v->postgres_table, record.serving, record.seq, &applied));
+  KAPPA_RETURN_IF_ERROR(
+      SwapServingView(**pg, record.job, v->postgres_table, record.serving, record.seq, &applied, wait));
   if (!applied) return std::string();
   return "PostgreSQL view " + v->postgres_table + " now serves v" + std::to_string(record.serving) +
          ", the registry's serving version (kappa_serving said " +

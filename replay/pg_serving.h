@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <functional>
 #include <string>
 
 #include "base/status.h"
@@ -51,8 +52,16 @@ Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t ver
 // Unavailable, naming the sessions, when readers keep the view locked for
 // about a minute (each attempt waits at most 500 ms for the lock, so that
 // new readers never queue behind the swap for long).
+// How long a swap waits for the view's readers: `attempts` of about a
+// second each; on_wait (if set) is told once, some seconds in, who holds
+// the view (promote and rollback waited up to a minute without a word, and
+// status and get as long: a bug bash).
+struct SwapWait {
+  int attempts = 60;
+  std::function<void(const std::string&)> on_wait;
+};
 Status SwapServingView(PgClient& pg, const std::string& job, const std::string& base_table, int32_t version,
-                       int64_t registry_seq = 0, bool* applied = nullptr);
+                       int64_t registry_seq = 0, bool* applied = nullptr, const SwapWait& wait = {});
 
 // The version kappa_serving records for `job` (nullopt: none, or no table).
 Result<std::optional<int32_t>> ServingVersion(PgClient& pg, const std::string& job, const std::string& base_table);
@@ -66,7 +75,8 @@ std::string ServingDsn(const VersionInfo& v, const std::string& override_dsn);
 // serving version has no PostgreSQL table, or nothing serving. A serving
 // version whose table does not exist yet is skipped quietly. Returns a line
 // for the user when it changed something ("" otherwise).
-Result<std::string> ReconcileServing(const JobRecord& record, const std::string& override_dsn);
+Result<std::string> ReconcileServing(const JobRecord& record, const std::string& override_dsn,
+                                     const SwapWait& wait = {});
 
 // The promotion diff of two versions' tables, computed in the database (a
 // FULL OUTER JOIN on kappa_key; nothing is loaded into memory): rows are

@@ -307,7 +307,9 @@ Status SwapAfterRegistry(Registry& registry, const std::string& job, const std::
                          std::string* report) {
   auto record = registry.Job(job);
   if (!record) return Status::OK();
-  auto line = ReconcileServing(*record, postgres_dsn);
+  SwapWait wait;
+  wait.on_wait = [](const std::string& text) { std::fprintf(stderr, "kappa: %s\n", text.c_str()); };
+  auto line = ReconcileServing(*record, postgres_dsn, wait);
   if (!line.ok()) {
     return Status::Unavailable(
                   "the registry records v" + std::to_string(record->serving) + " as serving job " + job +
