@@ -573,15 +573,20 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
   Stopwatch waiting;
   double next_note_s = 0;
   int attempts = 0;
+  std::string last_reason;  // what the last failed attempt met
   auto backoff = std::chrono::milliseconds(250);
   while (true) {
     ++attempts;
     Status st = Attempt(epoch, offsets);
     if (st.ok()) {
       if (attempts > 1) {
-        Note(NoteLevel::kInfo, "PostgreSQL " + client_->redacted_dsn() + " is back: epoch " + std::to_string(epoch) +
+        // "is back" read oddly after a lock wait on a server that was never
+        // away (a bug bash): what was waited for.
+        Note(NoteLevel::kInfo, "PostgreSQL " + client_->redacted_dsn() + ": epoch " + std::to_string(epoch) +
                                    " committed after " + std::to_string(attempts) + " attempts, " +
-                                   std::to_string(static_cast<int>(waiting.Seconds())) + " s");
+                                   std::to_string(static_cast<int>(waiting.Seconds())) + " s " +
+                                   (last_reason.rfind("waiting for a lock", 0) == 0 ? "of waiting for the lock"
+                                                                                      : "after the server was " + last_reason));
       }
       int64_t refused = 0;
       {
@@ -603,6 +608,7 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
     if (sqlstate == "55P03" && client_ != nullptr) {
       reason = "waiting for a lock on " + spec_.PostgresTable() + " held by " + LockHolders();
     }
+    if (!reason.empty()) last_reason = reason;
     if (st.code() == Status::Code::kAborted && stop_.stop_requested()) return st;
     if (reason.empty()) {
       const std::string text = "writing epoch " + std::to_string(epoch) + " to PostgreSQL table " +
@@ -622,7 +628,7 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
       Note(NoteLevel::kWarning,
            "PostgreSQL " + reason + " (" + st.message() + "): epoch " + std::to_string(epoch) + " (" +
                std::to_string(rows_.size()) + " rows) waits, nothing is read meanwhile; retrying (attempt " +
-               std::to_string(attempts) + ", waiting " + std::to_string(static_cast<int>(waiting.Seconds())) + " s)");
+               std::to_string(attempts) + ", " + std::to_string(static_cast<int>(waiting.Seconds())) + " s so far)");
       next_note_s = waiting.Seconds() + 10;
     }
     const auto until = std::chrono::steady_clock::now() + backoff;

@@ -317,6 +317,8 @@ Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std:
                                         "and `promote` one each while they run): raise the role's CONNECTION "
                                         "LIMIT or the server's max_connections, or stop other clients");
     }
+    // libpq's own text asks it already when it could not connect.
+    if (msg.find("Is the server running") != std::string::npos) return Status::Unavailable(text);
     return Status::Unavailable(text + "; is the server running and reachable at that host and port?");
   }
   // The server's notices ("relation ... already exists, skipping" after

@@ -218,7 +218,7 @@ TEST_F(PgClientTest, ConnectionErrorsSayWhatToDoAndHideThePassword) {
                                 std::chrono::seconds(2));
   ASSERT_FALSE(down.ok());
   EXPECT_EQ(down.status().code(), Status::Code::kUnavailable) << down.status().ToString();
-  EXPECT_NE(down.status().message().find("is the server running"), std::string::npos);
+  EXPECT_NE(down.status().message().find("Is the server running"), std::string::npos);
   EXPECT_EQ(down.status().message().find(password), std::string::npos) << "the password was printed";
   // A server that takes no more sessions for the role (SQLSTATE 53300) is up:
   // it was asked whether it ran (a bug bash).

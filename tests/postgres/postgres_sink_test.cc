@@ -176,7 +176,9 @@ TEST_F(PostgresSinkTest, ADatabaseThatIsDownAtStartIsAClearErrorWithoutThePasswo
   const SpecOptions o = Options("pgs-down", "pgs-down-in", dir, "state");
   std::string err;
   EXPECT_EQ(Run(FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn, "pgs_down")), &err), 1) << err;
-  EXPECT_NE(err.find("is the server running"), std::string::npos) << err;
+  EXPECT_NE(err.find("Is the server running"), std::string::npos) << err;
+  // Asked once: libpq's text asks it already (a bug bash saw it twice).
+  EXPECT_EQ(err.find("is the server running"), std::string::npos) << err;
   EXPECT_NE(err.find("password=***"), std::string::npos) << err;
   EXPECT_EQ(err.find("hunter2secret"), std::string::npos) << err;
 }
@@ -208,7 +210,7 @@ TEST_F(PostgresSinkTest, ADatabaseLostMidRunIsWaitedOutWithNothingLostOrDoubled)
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   RunShell("timeout 60 " + script + " up --dir " + own);
   ASSERT_EQ(job.WaitFor(120000), 0) << job.Stderr();
-  EXPECT_NE(job.Stderr().find("is back"), std::string::npos) << job.Stderr();
+  EXPECT_NE(job.Stderr().find("s after the server was unreachable"), std::string::npos) << job.Stderr();
   auto pg = PgClient::Connect(dsn);
   ASSERT_TRUE(pg.ok()) << pg.status().ToString();
   std::swap(pg_, *pg);
@@ -290,7 +292,9 @@ TEST_F(PostgresSinkTest, ALockHeldAcrossAttemptsIsWaitedOutToTheEnd) {
   EXPECT_EQ(job.WaitFor(0), -1) << "the job gave up on the lock:\n" << job.Stderr();
   ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
   ASSERT_EQ(job.WaitFor(120000), 0) << job.Stderr();
-  EXPECT_NE(job.Stderr().find(" committed after "), std::string::npos) << job.Stderr();
+  // What was waited for: "is back" read as if the server had been away (a bug bash).
+  EXPECT_NE(job.Stderr().find(" s of waiting for the lock"), std::string::npos) << job.Stderr();
+  EXPECT_EQ(job.Stderr().find("is back"), std::string::npos) << job.Stderr();
   ExpectTableEquals("pgs_long_lock_v1", reference);
 }
 
