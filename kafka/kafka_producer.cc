@@ -420,7 +420,7 @@ bool KafkaProducer::PastDeadline(std::chrono::steady_clock::time_point deadline,
                                  std::chrono::steady_clock::time_point* stop_deadline) const {
   const auto now = std::chrono::steady_clock::now();
   if (stop_.stop_requested() && *stop_deadline == std::chrono::steady_clock::time_point::max()) {
-    *stop_deadline = now + std::chrono::milliseconds(kStopBoundMs);
+    *stop_deadline = std::min(now, stop_.requested_at()) + std::chrono::milliseconds(kStopBoundMs);
   }
   return now > deadline || now > *stop_deadline;
 }

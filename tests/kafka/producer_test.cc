@@ -482,6 +482,31 @@ TEST_F(ProducerTest, AStopBoundsACommitWhoseEndTxnHangs) {
   EXPECT_EQ((*producer)->commit_calls(), 1);
 }
 
+// The bound counts from the stop request, not from the commit's first look
+// at it: a commit that began while librdkafka held it in a call for 10 s
+// (a lost broker) waited its whole bound again after that (a bug bash: a
+// SIGTERM took 16-20 s).
+TEST_F(ProducerTest, AStopBoundCountsFromTheRequest) {
+  CreateTopic("txn-out", 1);
+  ProducerOptions options;
+  options.transactional_id = "kappa.producer-test-stop-from-request";
+  auto producer = KafkaProducer::Create(Config(), options);
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  StopSource stop;
+  (*producer)->SetStopToken(stop);
+  ASSERT_TRUE((*producer)->Produce("txn-out", 0, "k", "v").ok());
+  ASSERT_TRUE((*producer)->Flush(10000).ok());
+  rd_kafka_mock_broker_push_request_error_rtts(broker_->mock_cluster(), 1, 26 /* EndTxn */, 1,
+                                               RD_KAFKA_RESP_ERR_NO_ERROR, 20000);
+  stop.RequestStop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(KafkaProducer::kStopBoundMs - 1000));
+  const auto began = std::chrono::steady_clock::now();
+  Status st = (*producer)->CommitTransaction(nullptr, PartitionList(), 150000);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  EXPECT_FALSE(st.ok()) << "the EndTxn was not delayed: the test shows nothing";
+  EXPECT_LT(took, 2.5) << "what was left of the bound is 1 s (the commit's least wait)";
+}
+
 TEST_F(ProducerTest, AnEpochWhoseOffsetsAreRefusedIsAbortedWhole) {
   CreateTopic("in", 1);
   CreateTopic("txn-out", 1);
