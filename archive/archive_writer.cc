@@ -24,7 +24,7 @@ struct ArchiveWriter::Impl {
   int64_t segment_bytes = 0;
   uint32_t codec = kCodecLz4;
   int lz4_level = kLz4HcDefault;
-  int lock_fd = -1;
+  segment_file::PartitionLock lock;
   int fd = -1;
   int64_t segment_size = 0;
   int64_t first_offset = -1;
@@ -46,7 +46,6 @@ struct ArchiveWriter::Impl {
 
   ~Impl() {
     if (fd >= 0) ::close(fd);
-    if (lock_fd >= 0) ::close(lock_fd);
   }
 
   // An I/O error of this partition's files (errno as the failed call left
@@ -214,14 +213,7 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& ro
   impl->codec = compression == ArchiveCompression::kNone ? kCodecNone : kCodecLz4;
   impl->lz4_level = compression == ArchiveCompression::kLz4Fast ? kLz4Fast : kLz4HcDefault;
   KAPPA_RETURN_IF_ERROR(MakeDirs(impl->dir));
-  const std::string lock_path = impl->dir + "/LOCK";
-  impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (impl->lock_fd < 0) return Status::IOError(Errno("open " + lock_path));
-  if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    return Status::Unavailable("archive partition " + impl->dir +
-                               " is being written by another process (a second `kappa archive` on the same "
-                               "directory and topic?); stop it first");
-  }
+  KAPPA_RETURN_IF_ERROR(impl->lock.Lock(impl->dir, "archiving to it"));
   auto chain = ReadChainStart(impl->dir);
   if (!chain.ok()) return chain.status();
   impl->chain_from = *chain;

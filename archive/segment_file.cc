@@ -300,7 +300,18 @@ Status CopyTail(const std::string& path, int64_t from, const std::string& to, co
 Status PartitionLock::Lock(const std::string& dir, const std::string& command) {
   const std::string path = dir + "/LOCK";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) return Status::IOError(Errno("open " + path));
+  if (fd_ < 0) {
+    const int err = errno;
+    std::string status = Errno("open " + path);
+    // What to do about it (a bug bash: "Read-only file system" alone).
+    if (err == EROFS || err == EACCES || err == EPERM) {
+      status += " (kappa writes this archive directory: check its permissions and that its file system is not "
+                "read-only, or give --archive another directory)";
+    } else if (err == ENOSPC || err == EDQUOT) {
+      status += " (free space on the archive's file system, or give --archive another directory)";
+    }
+    return Status::IOError(status);
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     return Status::Unavailable("archive partition " + dir + " is being written by another process (a running "
                                "`kappa archive`?); stop it before " + command);

@@ -69,13 +69,21 @@ Status WriteMetricsText(const std::string& path, const std::string& text) {
   std::ofstream out(tmp);
   out << text;
   out.close();
-  if (!out) return Status::IOError("cannot write the metrics file " + tmp + ": " + std::strerror(errno));
+  if (!out) {
+    const int err = errno;
+    std::remove(tmp.c_str());  // an empty .tmp was left behind (a bug bash)
+    return Status::IOError("cannot write the metrics file " + tmp + ": " + std::strerror(err) +
+                           (err == ENOSPC ? " (free space on its file system, or move it: --state-dir, or --metrics-file "
+                                            "with kappa run)"
+                                          : "") +
+                           "; the checkpoint itself is durable");
+  }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
     // The checkpoint it describes is durable all the same: say so, and why.
     return Status::IOError("cannot replace the metrics file " + path + ": " + std::strerror(err) +
-                           (err == EISDIR ? " (it is a directory: remove it, or pass --metrics-file elsewhere)" : "") +
+                           (err == EISDIR ? " (it is a directory: remove it; kappa run can also write it elsewhere, --metrics-file)" : "") +
                            "; the checkpoint itself is durable");
   }
   return Status::OK();

@@ -20,19 +20,39 @@ namespace kappa {
 struct MaterializedTable::Impl {
   std::unique_ptr<rocksdb::DB> db;
   std::string topic;
+  std::string dir;
+  FreeSpaceFn free_space;
+  // FailedPrecondition when `dir` has less than `needed` bytes free.
+  Status CheckFree(int64_t needed) const {
+    auto free_bytes = free_space(dir);
+    if (!free_bytes.ok()) return free_bytes.status();
+    if (*free_bytes >= needed) return Status::OK();
+    return Status::FailedPrecondition("the local table " + dir + " has " + std::to_string(*free_bytes >> 20) +
+                                      " MiB free, needs " + std::to_string((needed + (1 << 20) - 1) >> 20) +
+                                      " MiB to keep kappa get's copy of " + topic +
+                                      ": free space, or pass --table-dir on another file system");
+  }
 };
 
 MaterializedTable::~MaterializedTable() = default;
 
 Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::string& dir, const std::string& topic,
-                                                                   int wait_ms, std::string* note) {
+                                                                   int wait_ms, std::string* note,
+                                                                   FreeSpaceFn free_space) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
+  auto impl = std::make_unique<Impl>();
+  impl->topic = topic;
+  impl->dir = dir;
+  impl->free_space = std::move(free_space);
+  // Opening writes too (its LOG, MANIFEST and WAL).
+  KAPPA_RETURN_IF_ERROR(impl->CheckFree(kMinFreeBytes));
   rocksdb::Options options;
   options.create_if_missing = true;
   // RocksDB rolls its LOG at every open: a LOG.old.* a lookup, up to its
   // default of 1000 files (a bug bash counted 252 after 250 gets).
   options.keep_log_file_num = 2;
+  options.allow_fallocate = false;  // no WAL space reserved ahead (see StateBackend::Open)
   rocksdb::DB* db = nullptr;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   rocksdb::Status s;
@@ -66,9 +86,8 @@ Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::st
                                    : ""));
   }
   std::unique_ptr<MaterializedTable> table(new MaterializedTable());
-  table->impl_ = std::make_unique<Impl>();
+  table->impl_ = std::move(impl);
   table->impl_->db.reset(db);
-  table->impl_->topic = topic;
   return table;
 }
 
@@ -126,6 +145,7 @@ Status MaterializedTable::Clear() {
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(it->key());
   if (!it->status().ok()) return Status::IOError("table read failed: " + it->status().ToString());
+  KAPPA_RETURN_IF_ERROR(impl_->CheckFree(kMinFreeBytes + 2 * static_cast<int64_t>(batch.GetDataSize())));
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = impl_->db->Write(wo, &batch);
@@ -201,6 +221,8 @@ Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config, std::strin
       if (seen[p]) batch.Put("f/" + std::to_string(p), std::to_string(last[p]));
     }
     batch.Put("c", config.brokers);
+    // Its WAL write, then its flush to a table file.
+    KAPPA_RETURN_IF_ERROR(impl_->CheckFree(kMinFreeBytes + 2 * static_cast<int64_t>(batch.GetDataSize())));
     rocksdb::WriteOptions wo;
     wo.sync = true;
     rocksdb::Status s = impl_->db->Write(wo, &batch);

@@ -12,6 +12,7 @@
 
 #include "base/status.h"
 #include "kafka/kafka_config.h"
+#include "state/state_headroom.h"
 
 namespace kappa {
 
@@ -23,8 +24,13 @@ class MaterializedTable {
   // an empty one made in its place, for CatchUp to build from the topic:
   // it is a copy of the topic, and it was left to be removed by hand (a
   // bug bash); *note (if given) says where the damaged one went.
+  // A directory with less than kMinFreeBytes free is refused before RocksDB
+  // writes there: Debian's RocksDB aborted the process on a full disk (its
+  // debug assertions), and CatchUp checks again before each write.
+  static constexpr int64_t kMinFreeBytes = int64_t{16} << 20;
   static Result<std::unique_ptr<MaterializedTable>> Open(const std::string& dir, const std::string& topic,
-                                                         int wait_ms = 30000, std::string* note = nullptr);
+                                                         int wait_ms = 30000, std::string* note = nullptr,
+                                                         FreeSpaceFn free_space = StatvfsFreeBytes);
   ~MaterializedTable();
   // Applies every record added to the topic since the last call; returns how
   // many. A table built from another log (other bootstrap servers, or a

@@ -162,6 +162,24 @@ TEST(ArchiveFullDiskTest, ASegmentThatCannotBeCreatedIsCreatedByALaterFlush) {
   ExpectReadsBack(root, all);
 }
 
+// A read-only archive directory: "open .../LOCK: Read-only file system" and
+// nothing more (a bug bash). The message says what to check.
+TEST(ArchiveFullDiskTest, AReadOnlyArchiveSaysWhatToCheck) {
+  ScratchDir dir("archive_read_only");
+  const std::string mnt = dir / "small-fs";
+  SmallFileSystem small(mnt, "size=4m");
+  if (!small.mounted()) GTEST_SKIP() << small.why();
+  std::filesystem::create_directories(mnt + "/archive/t/0");
+  ASSERT_EQ(small.Remount("size=4m", /*read_only=*/true), "");
+  auto w = ArchiveWriter::Open(mnt + "/archive", "t", 0, 8 << 10, 64 << 10, {}, ArchiveCompression::kNone);
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.status().message().find("Read-only file system"), std::string::npos) << w.status().ToString();
+  EXPECT_NE(w.status().message().find("that its file system is not read-only, or give --archive another directory"),
+            std::string::npos)
+      << w.status().ToString();
+  ASSERT_EQ(small.Remount("size=4m"), "") << "left read-only";
+}
+
 // `kappa archive --repair` moves a damaged tail aside before it refetches:
 // when the disk is too full for the copy, the repair fails saying so, the
 // partition is left as it was and no partial copy stays behind to pass for

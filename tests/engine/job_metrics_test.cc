@@ -107,7 +107,24 @@ TEST(MetricsFileTest, AMetricsPathThatIsADirectorySaysSoAndLeavesNoTemporaryFile
   EXPECT_NE(st.message().find("it is a directory"), std::string::npos) << st.ToString();
   EXPECT_NE(st.message().find("the checkpoint itself is durable"), std::string::npos) << st.ToString();
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  // deploy and replay have no --metrics-file: said as run's (a bug bash).
+  EXPECT_NE(st.message().find("kappa run can also write it elsewhere, --metrics-file"), std::string::npos)
+      << st.ToString();
   ASSERT_TRUE(WriteMetricsText(dir / "ok.json", "{}\n").ok());
+}
+
+// A full disk: the write failed with the cause alone, and an empty .tmp
+// stayed behind (a bug bash). /dev/full answers every write with ENOSPC.
+TEST(MetricsFileTest, AFullDiskSaysWhatToDoAndLeavesNoTemporaryFile) {
+  testing::ScratchDir dir("metrics_file_full");
+  const std::string path = dir / "metrics.json";
+  std::filesystem::create_symlink("/dev/full", path + ".tmp");
+  const Status st = WriteMetricsText(path, std::string(1 << 16, 'x'));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("No space left on device (free space on its file system"), std::string::npos)
+      << st.ToString();
+  EXPECT_NE(st.message().find("the checkpoint itself is durable"), std::string::npos) << st.ToString();
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(path + ".tmp")));
 }
 
 }  // namespace

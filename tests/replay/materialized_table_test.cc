@@ -146,6 +146,49 @@ TEST(MaterializedTableTest, ATopicMadeAgainBehindTheSameAddressIsReadAgain) {
   EXPECT_FALSE((*table)->Get("k3")->has_value()) << "a key of the old log";
 }
 
+// A full disk under --table-dir: Debian's RocksDB aborted `kappa get` on an
+// assertion (SIGABRT, a bug bash), whether the table was new or built before
+// the disk filled. Refused before RocksDB writes, saying what to do; a disk
+// that fills between lookups stops the catch-up before its write, the table
+// as it was.
+TEST(MaterializedTableTest, AFullDiskIsRefusedBeforeRocksDBWritesThere) {
+  testing::ScratchDir dir("materialized_table_full_disk");
+  int64_t free_bytes = int64_t{1} << 20;
+  auto free_space = [&free_bytes](const std::string&) -> Result<int64_t> { return free_bytes; };
+  auto refused = MaterializedTable::Open(dir / "table", "out.v1", 30000, nullptr, free_space);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("has 1 MiB free, needs 16 MiB to keep kappa get's copy of out.v1"),
+            std::string::npos)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("--table-dir"), std::string::npos) << refused.status().message();
+  EXPECT_FALSE(std::filesystem::exists(dir / "table/LOG")) << "RocksDB opened it";
+
+  const int port = testing::FreePort();
+  ASSERT_GT(port, 0);
+  EmbeddedBroker::Options options;
+  options.port = port;
+  options.topics = {{"out.v1", 1}};
+  auto broker = EmbeddedBroker::Start(options);
+  ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+  KafkaConfig config;
+  config.brokers = "127.0.0.1:" + std::to_string(port);
+  free_bytes = int64_t{1} << 30;
+  auto table = MaterializedTable::Open(dir / "table", "out.v1", 30000, nullptr, free_space);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  testing::ProduceRaw(config, "out.v1", {{"k1", "55"}});
+  ASSERT_TRUE((*table)->CatchUp(config).ok());
+  testing::ProduceRaw(config, "out.v1", {{"k1", "56"}});
+  free_bytes = int64_t{10} << 20;
+  auto full = (*table)->CatchUp(config);
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.status().message().find("has 10 MiB free"), std::string::npos) << full.status().message();
+  EXPECT_EQ((*table)->Get("k1")->value_or(""), "55") << "the table as it was";
+  free_bytes = int64_t{1} << 30;
+  ASSERT_TRUE((*table)->CatchUp(config).ok());
+  EXPECT_EQ((*table)->Get("k1")->value_or(""), "56");
+}
+
 // A damaged table (a truncated file RocksDB reads at open) stopped every
 // later `kappa get` with RocksDB's Corruption until removed by hand (a bug
 // bash). It is a copy of the topic: moved aside, said so, built again. And

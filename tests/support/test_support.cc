@@ -240,8 +240,10 @@ SmallFileSystem::~SmallFileSystem() {
   if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
 }
 
-std::string SmallFileSystem::Remount(const std::string& options) {
-  if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, options.c_str()) == 0) return "";
+std::string SmallFileSystem::Remount(const std::string& options, bool read_only) {
+  if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT | (read_only ? MS_RDONLY : 0), options.c_str()) == 0) {
+    return "";
+  }
   return "cannot remount " + dir_ + " with " + options + ": " + std::strerror(errno);
 }
 

@@ -130,8 +130,9 @@ class SmallFileSystem {
   SmallFileSystem& operator=(const SmallFileSystem&) = delete;
   bool mounted() const { return mounted_; }
   const std::string& why() const { return why_; }
-  // New options for the mounted file system (e.g. a larger size); "" or why not.
-  std::string Remount(const std::string& options);
+  // New options for the mounted file system (e.g. a larger size), read-only
+  // or not; "" or why not.
+  std::string Remount(const std::string& options, bool read_only = false);
   // Bytes an unprivileged writer may still use, -1 if unknown.
   int64_t FreeBytes() const;
 
