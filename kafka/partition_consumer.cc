@@ -305,11 +305,27 @@ Status PartitionConsumer::Poll(int max, int wait_ms, MessageBatch* batch) {
   rd_kafka_message_t** out = batch->messages_.data();
   // consume_batch_queue with a timeout waits for a FULL batch, which costs up
   // to the timeout per batch; take what is there, and block only for the first.
-  ssize_t n = rd_kafka_consume_batch_queue(queue_, 0, out, max);
+  // One message at a time in a group: librdkafka before 2.1.0 (Debian's is
+  // 2.0.2) let the batch call move a partition's application offset past
+  // messages it then dropped at a rebalance's barrier, and fetching resumed
+  // after them (librdkafka #4208; "Known issues" of 2.0.0). A scaled-out
+  // exactly-once job lost 307 records of a partition it kept while it was
+  // given another (a bug bash on a real Kafka).
+  auto take_ready = [&](rd_kafka_message_t** into, int room) -> ssize_t {
+    if (!options_.group_member) return rd_kafka_consume_batch_queue(queue_, 0, into, room);
+    ssize_t taken = 0;
+    while (taken < room) {
+      rd_kafka_message_t* m = rd_kafka_consume_queue(queue_, 0);
+      if (m == nullptr) break;
+      into[taken++] = m;
+    }
+    return taken;
+  };
+  ssize_t n = take_ready(out, max);
   if (n == 0 && wait_ms > 0) {
     if (rd_kafka_message_t* first = rd_kafka_consume_queue(queue_, wait_ms)) {
       out[0] = first;
-      const ssize_t more = max > 1 ? rd_kafka_consume_batch_queue(queue_, 0, out + 1, max - 1) : 0;
+      const ssize_t more = max > 1 ? take_ready(out + 1, max - 1) : 0;
       n = 1 + std::max<ssize_t>(0, more);
     }
   }
