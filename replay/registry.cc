@@ -450,6 +450,30 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   // instance silent for long (kill -9, a lost host) speaks no more while
   // another runs: its partitions went to the others, whose counters and rate
   // are counted (adding its last ones counted them twice, a bug bash).
+  // An instance every one of whose partitions another has checkpointed
+  // since speaks for none: killed, its last record stays, and within the
+  // 30 s it still reads as running its counters were added to those of the
+  // instance that took its partitions over (with their counters), 1.5 M
+  // for a 1 M-record input; once the taker stopped, the version showed the
+  // dead one's record alone (a bug bash).
+  std::map<int32_t, std::pair<int64_t, size_t>> latest;  // partition -> (checkpoint_ms, instance)
+  for (size_t i = 0; i < instances.size(); ++i) {
+    for (const auto& p : instances[i].snapshot.partitions) {
+      auto found = latest.find(p.partition);
+      if (found == latest.end() || found->second.first < instances[i].snapshot.checkpoint_ms) {
+        latest[p.partition] = {instances[i].snapshot.checkpoint_ms, i};
+      }
+    }
+  }
+  std::vector<ProgressRecord> speaking;
+  for (size_t i = 0; i < instances.size(); ++i) {
+    const auto& ps = instances[i].snapshot.partitions;
+    const bool superseded = !ps.empty() && std::all_of(ps.begin(), ps.end(), [&](const PartitionProgress& p) {
+      return latest[p.partition].second != i;
+    });
+    if (!superseded) speaking.push_back(std::move(instances[i]));
+  }
+  instances = std::move(speaking);
   bool all_stopped = true;
   const int64_t now = WallClockMs();
   size_t running = 0;

@@ -368,6 +368,48 @@ TEST_F(RegistryTest, AVersionsProgressLeavesOutASilentInstanceWhileAnotherRuns) 
   EXPECT_EQ(merged->Liveness(now), "running");
 }
 
+// A bug bash: within the 30 s a killed instance still reads as running, its
+// last counters were added to those of the one that took its partitions over
+// (1.5 M "in" for a 1 M-record input); once the taker stopped cleanly, the
+// version showed the dead one's record alone, its partitions only. An
+// instance all of whose partitions another has checkpointed since speaks for
+// none of them.
+TEST_F(RegistryTest, AnInstanceWhosePartitionsAllMovedOnIsLeftOut) {
+  const int64_t now = WallClockMs();
+  ProgressRecord taker = Progress("spend", 5, {{0, 100}, {1, 200}, {2, 300}, {3, 400}});
+  taker.snapshot.checkpoint_ms = now;
+  taker.report_interval_ms = 1000;
+  taker.snapshot.records_per_second = 500;
+  taker.snapshot.counters.in = 1000;
+  ProgressRecord killed = Progress("spend", 5, {{2, 250}, {3, 350}});
+  killed.snapshot.checkpoint_ms = now - 5000;  // silent for less than "not reporting" takes
+  killed.report_interval_ms = 1000;
+  killed.snapshot.records_per_second = 400;
+  killed.snapshot.counters.in = 500;
+  ProgressRecord a, b;
+  ASSERT_NO_FATAL_FAILURE(RoundTripInstances(taker, killed, &a, &b));
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto merged = reader.Progress("spend", 5);
+  ASSERT_TRUE(merged.has_value());
+  EXPECT_EQ(merged->snapshot.counters.in, 1000);
+  EXPECT_EQ(merged->snapshot.records_per_second, 500);
+  ASSERT_EQ(merged->snapshot.partitions.size(), 4u);
+  EXPECT_EQ(merged->snapshot.partitions[3].position, 400);
+
+  // The taker stops cleanly: the version is stopped, with the taker's record.
+  taker.stopped = true;
+  taker.instance = "a";
+  taker.snapshot.checkpoint_ms = now + 1;
+  ASSERT_TRUE(Registry(Config()).PutProgress(taker).ok());
+  ASSERT_TRUE(reader.Refresh().ok());
+  merged = reader.Progress("spend", 5);
+  ASSERT_TRUE(merged.has_value());
+  EXPECT_TRUE(merged->stopped);
+  EXPECT_EQ(merged->snapshot.counters.in, 1000);
+  EXPECT_EQ(merged->snapshot.partitions.size(), 4u);
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());
