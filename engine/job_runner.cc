@@ -929,7 +929,7 @@ Status JobRunner::Impl::RewindAbortedEpoch(const Status& why, KafkaSink::Aborted
                        ? "the consumer group moved on while a checkpoint committed ("
                        : "the broker refused a checkpoint's outputs for a gap in the producer's sequence "
                          "numbers, left by an earlier aborted epoch (") +
-           why.message() +
+           std::string(WithoutRestartAdvice(why.message())) +
            "): the epoch's transaction is aborted and its outputs are never visible; the "
            "partitions go back to their last checkpoint");
   std::vector<int32_t> ps;

@@ -67,6 +67,18 @@ std::optional<Status> DeletedInputTopic(const std::string& message, std::string 
       "topic exists again with its history: if it was recreated, or its history is gone, replay the history "
       "from a log archive (--archive DIR) or start a new version over the new topic");
 }
+}  // namespace
+
+std::string_view WithoutRestartAdvice(std::string_view message) {
+  const std::string advice = std::string("; ") + kCheckpointIntact;
+  if (message.size() >= advice.size() && message.substr(message.size() - advice.size()) == advice) {
+    message.remove_suffix(advice.size());
+  }
+  return message;
+}
+
+namespace {
+
 // A transaction's commit that failed.
 Status CommitFailed(const std::string& message, const std::string& input_topic) {
   if (auto deleted = DeletedInputTopic(message, input_topic)) return *deleted;

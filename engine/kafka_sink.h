@@ -66,6 +66,11 @@ std::string EosOffsetTag(const JobSpec& spec);
 // final watermark emitted every open window into it (--final-watermark).
 std::string EosFinalOffsetTag(const JobSpec& spec);
 
+// A commit or delivery error's message without the "; the job stopped with
+// its last checkpoint intact, restart it to resume" it ends with: for a
+// warning about an epoch the job redoes itself, where that advice is wrong.
+std::string_view WithoutRestartAdvice(std::string_view message);
+
 class KafkaSink final : public OutputCollector {
  public:
   ~KafkaSink() override;
