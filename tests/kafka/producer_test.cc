@@ -458,28 +458,41 @@ TEST_F(ProducerTest, ACommitSlowerThanASecondIsWaitedForNotResumed) {
   CloseConsumer(*consumer, 5000);
 }
 
+// A transactional producer with one acknowledged record, whose EndTxn the
+// coordinator answers after 20 s; a stop is requested `stopped_before_ms`
+// before its commit, and the commit's seconds (it must fail) are returned.
+double SecondsOfACommitWhoseEndTxnHangs(EmbeddedBroker& broker, const KafkaConfig& config, const std::string& id,
+                                        int stopped_before_ms, int* commit_calls) {
+  ProducerOptions options;
+  options.transactional_id = id;
+  auto producer = KafkaProducer::Create(config, options);
+  EXPECT_TRUE(producer.ok()) << producer.status().ToString();
+  if (!producer.ok()) return -1;
+  StopSource stop;
+  (*producer)->SetStopToken(stop);
+  EXPECT_TRUE((*producer)->Produce("txn-out", 0, "k", "v").ok());
+  EXPECT_TRUE((*producer)->Flush(10000).ok());
+  rd_kafka_mock_broker_push_request_error_rtts(broker.mock_cluster(), 1, 26 /* EndTxn */, 1,
+                                               RD_KAFKA_RESP_ERR_NO_ERROR, 20000);
+  stop.RequestStop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(stopped_before_ms));
+  const auto began = std::chrono::steady_clock::now();
+  Status st = (*producer)->CommitTransaction(nullptr, PartitionList(), 150000);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+  EXPECT_FALSE(st.ok()) << "the EndTxn was not delayed: the test shows nothing";
+  *commit_calls = (*producer)->commit_calls();
+  return took;
+}
+
 // Once a stop is requested a commit gives up within the stop bound, also
 // when its records are all acknowledged and only the EndTxn is left (the
 // coordinator answers it after 20 s here): not resumed, not waited for.
 TEST_F(ProducerTest, AStopBoundsACommitWhoseEndTxnHangs) {
   CreateTopic("txn-out", 1);
-  ProducerOptions options;
-  options.transactional_id = "kappa.producer-test-stop-commit";
-  auto producer = KafkaProducer::Create(Config(), options);
-  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  StopSource stop;
-  (*producer)->SetStopToken(stop);
-  ASSERT_TRUE((*producer)->Produce("txn-out", 0, "k", "v").ok());
-  ASSERT_TRUE((*producer)->Flush(10000).ok());
-  rd_kafka_mock_broker_push_request_error_rtts(broker_->mock_cluster(), 1, 26 /* EndTxn */, 1,
-                                               RD_KAFKA_RESP_ERR_NO_ERROR, 20000);
-  stop.RequestStop();
-  const auto began = std::chrono::steady_clock::now();
-  Status st = (*producer)->CommitTransaction(nullptr, PartitionList(), 150000);
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-  EXPECT_FALSE(st.ok()) << "the EndTxn was not delayed: the test shows nothing";
+  int calls = 0;
+  const double took = SecondsOfACommitWhoseEndTxnHangs(*broker_, Config(), "kappa.producer-test-stop-commit", 0, &calls);
   EXPECT_LT(took, KafkaProducer::kStopBoundMs / 1000.0 + 2);
-  EXPECT_EQ((*producer)->commit_calls(), 1);
+  EXPECT_EQ(calls, 1);
 }
 
 // The bound counts from the stop request, not from the commit's first look
@@ -488,22 +501,9 @@ TEST_F(ProducerTest, AStopBoundsACommitWhoseEndTxnHangs) {
 // SIGTERM took 16-20 s).
 TEST_F(ProducerTest, AStopBoundCountsFromTheRequest) {
   CreateTopic("txn-out", 1);
-  ProducerOptions options;
-  options.transactional_id = "kappa.producer-test-stop-from-request";
-  auto producer = KafkaProducer::Create(Config(), options);
-  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
-  StopSource stop;
-  (*producer)->SetStopToken(stop);
-  ASSERT_TRUE((*producer)->Produce("txn-out", 0, "k", "v").ok());
-  ASSERT_TRUE((*producer)->Flush(10000).ok());
-  rd_kafka_mock_broker_push_request_error_rtts(broker_->mock_cluster(), 1, 26 /* EndTxn */, 1,
-                                               RD_KAFKA_RESP_ERR_NO_ERROR, 20000);
-  stop.RequestStop();
-  std::this_thread::sleep_for(std::chrono::milliseconds(KafkaProducer::kStopBoundMs - 1000));
-  const auto began = std::chrono::steady_clock::now();
-  Status st = (*producer)->CommitTransaction(nullptr, PartitionList(), 150000);
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
-  EXPECT_FALSE(st.ok()) << "the EndTxn was not delayed: the test shows nothing";
+  int calls = 0;
+  const double took = SecondsOfACommitWhoseEndTxnHangs(*broker_, Config(), "kappa.producer-test-stop-from-request",
+                                                       KafkaProducer::kStopBoundMs - 1000, &calls);
   EXPECT_LT(took, 2.5) << "what was left of the bound is 1 s (the commit's least wait)";
 }
 

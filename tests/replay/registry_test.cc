@@ -44,6 +44,17 @@ class RegistryTest : public BrokerTest {
  protected:
   // Writes the progress records of instances "a" and "b" (same job and
   // version) and reads them back through a fresh registry, in that order.
+  // An instance's record of version 5 of "spend": its partitions' positions,
+  // when it reported (every second), its rate and records read.
+  static ProgressRecord Instance(const std::vector<std::pair<int32_t, int64_t>>& positions, int64_t checkpoint_ms,
+                                 double rate, int64_t in) {
+    ProgressRecord r = Progress("spend", 5, positions);
+    r.snapshot.checkpoint_ms = checkpoint_ms;
+    r.report_interval_ms = 1000;
+    r.snapshot.records_per_second = rate;
+    r.snapshot.counters.in = in;
+    return r;
+  }
   void RoundTripInstances(ProgressRecord a, ProgressRecord b, ProgressRecord* got_a, ProgressRecord* got_b) {
     CreateTopic("kappa.control", 1);
     a.instance = "a";
@@ -345,16 +356,8 @@ TEST_F(RegistryTest, AProcessSilentForThreeReportIntervalsIsNotReporting) {
 // instance no longer counts while another runs.
 TEST_F(RegistryTest, AVersionsProgressLeavesOutASilentInstanceWhileAnotherRuns) {
   const int64_t now = WallClockMs();
-  ProgressRecord live = Progress("spend", 5, {{0, 100}, {1, 200}});
-  live.snapshot.checkpoint_ms = now;
-  live.report_interval_ms = 1000;
-  live.snapshot.records_per_second = 500;
-  live.snapshot.counters.in = 300;
-  ProgressRecord dead = Progress("spend", 5, {{1, 150}});
-  dead.snapshot.checkpoint_ms = now - 120000;
-  dead.report_interval_ms = 1000;
-  dead.snapshot.records_per_second = 500;
-  dead.snapshot.counters.in = 150;
+  ProgressRecord live = Instance({{0, 100}, {1, 200}}, now, 500, 300);
+  ProgressRecord dead = Instance({{1, 150}}, now - 120000, 500, 150);
   ProgressRecord a, b;
   ASSERT_NO_FATAL_FAILURE(RoundTripInstances(live, dead, &a, &b));
   Registry reader(Config());
@@ -376,16 +379,9 @@ TEST_F(RegistryTest, AVersionsProgressLeavesOutASilentInstanceWhileAnotherRuns) 
 // none of them.
 TEST_F(RegistryTest, AnInstanceWhosePartitionsAllMovedOnIsLeftOut) {
   const int64_t now = WallClockMs();
-  ProgressRecord taker = Progress("spend", 5, {{0, 100}, {1, 200}, {2, 300}, {3, 400}});
-  taker.snapshot.checkpoint_ms = now;
-  taker.report_interval_ms = 1000;
-  taker.snapshot.records_per_second = 500;
-  taker.snapshot.counters.in = 1000;
-  ProgressRecord killed = Progress("spend", 5, {{2, 250}, {3, 350}});
-  killed.snapshot.checkpoint_ms = now - 5000;  // silent for less than "not reporting" takes
-  killed.report_interval_ms = 1000;
-  killed.snapshot.records_per_second = 400;
-  killed.snapshot.counters.in = 500;
+  ProgressRecord taker = Instance({{0, 100}, {1, 200}, {2, 300}, {3, 400}}, now, 500, 1000);
+  // Silent for less than "not reporting" takes.
+  ProgressRecord killed = Instance({{2, 250}, {3, 350}}, now - 5000, 400, 500);
   ProgressRecord a, b;
   ASSERT_NO_FATAL_FAILURE(RoundTripInstances(taker, killed, &a, &b));
   Registry reader(Config());
