@@ -491,10 +491,8 @@ static std::string DescribeResume(const std::vector<Task*>& tasks, const std::ve
 Status JobRunner::Impl::CheckExistingOutputs() {
   if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return Status::OK();
   const std::string topic = spec.OutputTopic();
-  auto n = consumer->PartitionCount(topic);
-  if (!n.ok()) return Status::OK();  // none yet (or unreadable: the sink will say)
-  auto marks = consumer->AllWatermarks(topic, *n);
-  if (!marks.ok()) return Status::OK();
+  auto marks = consumer->TopicWatermarks(topic);
+  if (!marks.ok()) return Status::OK();  // none yet (or unreadable: the sink will say)
   int64_t rows = 0;
   std::vector<RecordAtOffset> first;
   for (int32_t p = 0; p < static_cast<int32_t>(marks->size()); ++p) {
@@ -553,10 +551,8 @@ Status JobRunner::Impl::CheckExistingOutputs() {
 bool JobRunner::Impl::OutputTopicNeverWritten() const {
   if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return false;
   const std::string topic = spec.OutputTopic();
-  auto n = consumer->PartitionCount(topic);
-  if (!n.ok()) return n.status().code() == Status::Code::kNotFound;
-  auto marks = consumer->AllWatermarks(topic, *n);
-  if (!marks.ok()) return false;
+  auto marks = consumer->TopicWatermarks(topic);
+  if (!marks.ok()) return marks.status().code() == Status::Code::kNotFound;
   for (const Watermarks& w : *marks) {
     if (w.high > 0) return false;
   }

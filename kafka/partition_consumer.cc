@@ -121,6 +121,10 @@ Result<std::vector<Watermarks>> PartitionConsumer::AllWatermarks(const std::stri
   return QueryAllWatermarks(consumer_.get(), topic, partitions, options_.metadata_timeout_ms);
 }
 
+Result<std::vector<Watermarks>> PartitionConsumer::TopicWatermarks(const std::string& topic) const {
+  return QueryTopicWatermarks(consumer_.get(), topic, options_.metadata_timeout_ms);
+}
+
 Result<Watermarks> PartitionConsumer::PartitionWatermarks(const std::string& topic, int32_t partition) const {
   return QueryWatermarks(consumer_.get(), topic, partition, options_.metadata_timeout_ms);
 }

@@ -110,6 +110,8 @@ class PartitionConsumer {
   // partition's log start/end offsets.
   Result<int32_t> PartitionCount(const std::string& topic) const;
   Result<std::vector<Watermarks>> AllWatermarks(const std::string& topic, int32_t partitions) const;
+  // Both: every partition's watermarks, the count asked first (NotFound: no such topic).
+  Result<std::vector<Watermarks>> TopicWatermarks(const std::string& topic) const;
   Result<Watermarks> PartitionWatermarks(const std::string& topic, int32_t partition) const;
   // The latest log end this consumer has seen for topic[partition], from its
   // cached fetch state (no request); 0 if unknown.
