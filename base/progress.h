@@ -67,6 +67,13 @@ struct ProgressSnapshot {
   // Why, when the client's log named it ("authentication with Kafka fails:
   // ..."): status lines say that rather than "no broker has answered".
   std::string source_unreachable_reason;
+  // Since when (wall clock ms) the sink has been retrying an epoch the
+  // database would not take (PostgreSQL away, a lock on the table); 0: not
+  // waiting. Nothing is read meanwhile. `sink_waiting_reason` says what it
+  // met ("unreachable", "waiting for a lock on ... held by ...").
+  int64_t sink_waiting_since_ms = 0;
+  bool sink_waiting() const { return sink_waiting_since_ms != 0; }
+  std::string sink_waiting_reason;
   // Partitions the reader holds back instead of reading, each named with the
   // range it cannot get (the archiver: records retention deleted before they
   // were archived, "topic[p] offsets a..b"). They are not in `partitions`:

@@ -67,6 +67,12 @@ std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s
   std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s%s, in %s, ", label.c_str(), s.percent_done(),
                 HumanCount(s.records_per_second).c_str(), final ? " over the run" : "", HumanCount(c.in).c_str());
   std::string out = line + lag_text;
+  if (s.sink_waiting()) {
+    // Nothing is read while the sink retries: a rate of 0 alone read as a stall.
+    out += ", waiting " +
+           std::to_string(std::max<int64_t>(0, s.checkpoint_ms - s.sink_waiting_since_ms) / 1000) +
+           " s for PostgreSQL (" + s.sink_waiting_reason + ")";
+  }
   if (!s.held_back.empty()) {
     // Not in the lag above: records this reader will not get (see the ERROR note).
     out += ", NOT READ (held back): " + s.held_back.front();

@@ -73,6 +73,13 @@ std::string StatusBoard::Json() const {
     out += ",\"source_unreachable_reason\":" +
            (lost && !s.progress.source_unreachable_reason.empty() ? Str(s.progress.source_unreachable_reason)
                                                                   : std::string("null"));
+    // Seconds the sink has been retrying a checkpoint the database would not take (null: not waiting), and why.
+    const bool waiting = s.progress.sink_waiting();
+    out += ",\"sink_waiting_s\":" +
+           (waiting ? Num(static_cast<double>(std::max<int64_t>(0, s.now_ms - s.progress.sink_waiting_since_ms)) /
+                          1000.0)
+                    : std::string("null"));
+    out += ",\"sink_waiting_reason\":" + (waiting ? Str(s.progress.sink_waiting_reason) : std::string("null"));
     out += ",\"eta_s\":" + (eta < 0 ? std::string("null") : Num(eta)) + ",\"checkpoints\":" + Num(s.checkpoints) +
            ",\"last_checkpoint_ms\":" + Num(s.last_checkpoint_ms) + ",\"state_bytes\":" + Num(s.state_bytes) +
            ",\"watermark_delay_s\":" +
@@ -227,7 +234,7 @@ function render(d){
   set("updated","sample of "+new Date(d.sample_ms).toLocaleTimeString("en-GB")+(age>3?" ("+age.toFixed(0)+" s old)":""));
   $("updated").dataset.ms=d.sample_ms;
   const lost=d.source_unreachable_s!=null;
-  const myEta=lost?(d.source_unreachable_reason||"Kafka unreachable")+" for "+dur(d.source_unreachable_s):d.lag===0?"caught up":dur(d.eta_s);
+  const myEta=lost?(d.source_unreachable_reason||"Kafka unreachable")+" for "+dur(d.source_unreachable_s):d.sink_waiting_s!=null?"waiting "+dur(d.sink_waiting_s)+" for PostgreSQL ("+d.sink_waiting_reason+")":d.lag===0?"caught up":dur(d.eta_s);
   set("records-in",int(d.records_in));set("rate",int(d.rate));set("lag",lost?"unknown":int(d.lag));set("eta",myEta);
   set("records-out",int(d.records_out));set("outputs",int(d.outputs));set("dlq",int(d.dlq));set("late",int(d.late));
   set("deduped",int(d.deduped));set("filtered",int(d.filtered));set("checkpoints",int(d.checkpoints));

@@ -287,7 +287,11 @@ struct JobRunner::Impl {
     ProgressSnapshot s = source != nullptr ? SnapshotOf(Running(), *source, coordinator->epoch())
                                            : closed_source_snapshot.value_or(ProgressSnapshot{});
     if (waiting_for_writer && !s.source_unreachable() && sink) s.source_unreachable_since_ms = sink->UnreachableSinceMs();
-    if (pg) s.sink_rejected = pg->RejectedSinceStart(RunningPartitions());
+    if (pg) {
+      s.sink_rejected = pg->RejectedSinceStart(RunningPartitions());
+      s.sink_waiting_since_ms = pg->WaitingSinceMs();
+      s.sink_waiting_reason = pg->WaitingReason();
+    }
     if (options.second_stage) {
       s.counters = s.counters.WithSecondStage(options.second_stage->Total());
       s.sink_rejected = options.second_stage->SinkRejected();  // the second stage writes the sink
@@ -1445,7 +1449,10 @@ void JobRunner::Impl::NoteOpenTransactions() {
 
 Status JobRunner::Impl::Loop(StopToken stop) {
   sink->SetStopToken(stop);  // a stopping job does not wait long for a broker that is gone
-  if (pg) pg->SetStopToken(stop);
+  if (pg) {
+    pg->SetStopToken(stop);
+    pg->SetWhileWaiting([this] { ReportWhileWaiting(); });
+  }
   reporter->Start(0);
   if (options.metrics != nullptr) PublishMetrics();
   run_time.Reset();

@@ -575,6 +575,14 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
   int attempts = 0;
   std::string last_reason;  // what the last failed attempt met
   auto backoff = std::chrono::milliseconds(250);
+  // Whatever way the loop ends, the sink no longer waits.
+  struct Waiting {
+    PostgresSink& sink;
+    ~Waiting() {
+      sink.waiting_since_ms_ = 0;
+      sink.waiting_reason_.clear();
+    }
+  } waiting_state{*this};
   while (true) {
     ++attempts;
     Status st = Attempt(epoch, offsets);
@@ -608,7 +616,11 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
     if (sqlstate == "55P03" && client_ != nullptr) {
       reason = "waiting for a lock on " + spec_.PostgresTable() + " held by " + LockHolders();
     }
-    if (!reason.empty()) last_reason = reason;
+    if (!reason.empty()) {
+      last_reason = reason;
+      if (waiting_since_ms_ == 0) waiting_since_ms_ = WallClockMs() - static_cast<int64_t>(waiting.Millis());
+      waiting_reason_ = reason;
+    }
     if (st.code() == Status::Code::kAborted && stop_.stop_requested()) return st;
     if (reason.empty()) {
       const std::string text = "writing epoch " + std::to_string(epoch) + " to PostgreSQL table " +
@@ -633,6 +645,9 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
     }
     const auto until = std::chrono::steady_clock::now() + backoff;
     while (std::chrono::steady_clock::now() < until && !stop_.stop_requested()) {
+      // A long outage froze the status line and /metrics (a bug bash of
+      // the same wait for Kafka): the job reports between attempts.
+      if (while_waiting_) while_waiting_();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,6 +68,14 @@ class PostgresSink final : public OutputCollector {
   Result<bool> TableEmpty();
   // A stop request ends the retries of an unreachable database.
   void SetStopToken(StopToken stop) { stop_ = stop; }
+  // Called every ~50 ms while CommitEpoch waits between attempts (on the
+  // thread that called it): the job keeps its status line and metrics.
+  void SetWhileWaiting(std::function<void()> hook) { while_waiting_ = std::move(hook); }
+  // Since when (wall clock ms) CommitEpoch has been retrying the epoch it
+  // holds; 0 when it is not. WaitingReason: what the last attempt met
+  // ("unreachable", "waiting for a lock on ... held by ...").
+  int64_t WaitingSinceMs() const { return waiting_since_ms_; }
+  const std::string& WaitingReason() const { return waiting_reason_; }
 
   void Emit(std::string_view key, const uint8_t* value, size_t size, const OutputLineage& lineage) override;
   void EmitDlq(int32_t partition, const InputRecord& record, DlqReason reason, std::string_view message) override;
@@ -121,6 +130,9 @@ class PostgresSink final : public OutputCollector {
   KafkaSink* kafka_;
   NoteCallback on_note_;
   StopToken stop_;
+  std::function<void()> while_waiting_;
+  int64_t waiting_since_ms_ = 0;
+  std::string waiting_reason_;
   std::unique_ptr<PgClient> client_;
   std::string table_;      // quoted, qualified
   std::string offsets_;    // quoted, qualified kappa_offsets

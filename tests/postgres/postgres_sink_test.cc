@@ -9,7 +9,10 @@
 #include <signal.h>
 
 #include <chrono>
+#include <algorithm>
 #include <functional>
+#include <regex>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -196,7 +199,8 @@ TEST_F(PostgresSinkTest, ADatabaseLostMidRunIsWaitedOutWithNothingLostOrDoubled)
   const std::string dsn = start.substr(0, start.find('\n'));
   const SpecOptions o = Options("pgs-lost", "pgs-lost-in", dir, "state");
   ChildProcess job({"run", FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn, "pgs_lost")), "-b", bootstrap(),
-                    "--stop-at-end", "--final-watermark", "--max-rate", "1500", "--status-interval-ms", "500"},
+                    "--stop-at-end", "--final-watermark", "--max-rate", "1500", "--status-interval-ms", "500",
+                    "--metrics-port", "0"},
                    "pg-lost");
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   RunShell("timeout 60 " + script + " down --dir " + own);
@@ -207,10 +211,38 @@ TEST_F(PostgresSinkTest, ADatabaseLostMidRunIsWaitedOutWithNothingLostOrDoubled)
     warned = job.Stderr().find("PostgreSQL unreachable") != std::string::npos;
   }
   EXPECT_TRUE(warned) << job.Stderr();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // While it waits it goes on saying so, once a status interval, and the
+  // metrics say it too: the retries held the main thread, the status line
+  // and /metrics stood still for the whole outage (a bug bash).
+  const std::regex waiting("waiting ([0-9]+) s for PostgreSQL \\(unreachable\\)");
+  auto longest_wait_said = [&] {
+    const std::string err = job.Stderr();
+    int64_t most = -1;
+    for (std::sregex_iterator it(err.begin(), err.end(), waiting), end; it != end; ++it) {
+      most = std::max<int64_t>(most, std::stoll((*it)[1].str()));
+    }
+    return most;
+  };
+  for (int i = 0; i < 100 && longest_wait_said() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_GE(longest_wait_said(), 3) << "no status line saying how long the database has been away:\n" << job.Stderr();
+  std::smatch url;
+  const std::string err_now = job.Stderr();
+  ASSERT_TRUE(std::regex_search(err_now, url, std::regex("metrics at (http://127\\.0\\.0\\.1:[0-9]+/metrics)")))
+      << err_now;
+  const std::string scraped = RunShell("timeout 10 curl -sf " + url[1].str());
+  std::smatch gauge;
+  ASSERT_TRUE(std::regex_search(scraped, gauge, std::regex("kappa_sink_waiting_seconds\\{[^}]*\\} ([0-9.]+)")))
+      << scraped;
+  EXPECT_GE(std::stod(gauge[1].str()), 2.0) << "what an alert on the outage reads:\n" << scraped;
   RunShell("timeout 60 " + script + " up --dir " + own);
   ASSERT_EQ(job.WaitFor(120000), 0) << job.Stderr();
   EXPECT_NE(job.Stderr().find("s after the server was unreachable"), std::string::npos) << job.Stderr();
+  // Once it is back, the status lines no longer say it waits.
+  const std::string all = job.Stderr();
+  const size_t back = all.rfind("committed after");
+  if (back != std::string::npos) {
+    EXPECT_EQ(all.find("for PostgreSQL (", back), std::string::npos) << all.substr(back);
+  }
   auto pg = PgClient::Connect(dsn);
   ASSERT_TRUE(pg.ok()) << pg.status().ToString();
   std::swap(pg_, *pg);
