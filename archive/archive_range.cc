@@ -20,6 +20,10 @@ Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition) {
   if (!chain.ok()) return chain.status();
   auto segments = ListSegments(dir);
   if (!segments.ok()) return segments.status();
+  // Deleted first segments read as an empty partition (a bug bash).
+  if (const std::string problem = ChainStartProblem(dir, *segments, *chain); !problem.empty()) {
+    return Status::Corruption(problem);
+  }
   int64_t prev_end = -1;
   for (size_t i = 0; i < segments->size(); ++i) {
     const bool last = i + 1 == segments->size();
@@ -32,6 +36,11 @@ Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition) {
       return Status::Corruption(problem);
     }
     prev_end = ChainedEnd((*segments)[i], scan->first_offset, scan->last_offset);
+    // A cut segment read as a shorter whole one (a bug bash): said, unless
+    // a writer is there (its block being written).
+    if (last && scan->torn_tail && !PartitionBeingWritten(dir)) {
+      range.torn_tail = TornTailMessage(path, *scan, scan->records > 0 ? scan->last_offset + 1 : prev_end);
+    }
     if (scan->records == 0) continue;
     // A chained partition's first segment is named after where its writer
     // began reading (ArchiveWriter::BeginAt): the offsets up to its first

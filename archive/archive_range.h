@@ -17,12 +17,17 @@ struct ArchiveRange {
   int64_t end_offset = 0;     // last archived offset + 1 (0 when empty)
   int64_t records = 0;
   int64_t stored_bytes = 0;
+  // The newest segment ends in an incomplete block and no writer holds the
+  // partition (a writer died mid-block, or the file was cut): what to tell
+  // the user (segment_file::TornTailMessage); "" otherwise.
+  std::string torn_tail;
 };
 
 // The range of one partition directory (<root>/<topic>/<partition>):
 // NotFound if it does not exist; Corruption, naming the file and byte, if a
 // block header fails its checksum or a sealed segment (not the newest) ends
-// in an incomplete block (payloads are verified by the reader).
+// in an incomplete block (payloads are verified by the reader), or a
+// chained partition lacks its first segment (ChainStartProblem).
 Result<ArchiveRange> PartitionRange(const std::string& dir, int32_t partition);
 
 // Topics archived under `root` (their directory exists), by name. NotFound

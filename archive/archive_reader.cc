@@ -63,6 +63,9 @@ struct ArchiveReader::Impl {
     auto list = ListSegments(dir);
     if (!list.ok()) return list.status();
     segments = std::move(*list);
+    if (const std::string problem = ChainStartProblem(dir, segments, chain_from); !problem.empty()) {
+      return Status::Corruption(problem);
+    }
     return Status::OK();
   }
 

@@ -33,6 +33,20 @@ Result<std::optional<PartitionDamage>> FindDamage(const std::string& root, const
   if (!chain.ok()) return chain.status();
   auto segments = ListSegments(dir);
   if (!segments.ok()) return segments.status();
+  // The first segments deleted: every segment goes aside and the partition
+  // is fetched again from CHAIN's offset (the writer appends only at the end).
+  if (*chain >= 0 && !segments->empty() && segments->front() > *chain) {
+    PartitionDamage d;
+    d.topic = topic;
+    d.partition = partition;
+    d.what = ChainStartProblem(dir, *segments, *chain);
+    d.segment = dir + "/" + SegmentName(segments->front());
+    d.byte = 0;
+    d.from = *chain;
+    d.damaged_end = segments->front();
+    for (size_t j = 1; j < segments->size(); ++j) d.later_segments.push_back(dir + "/" + SegmentName((*segments)[j]));
+    return std::optional<PartitionDamage>(std::move(d));
+  }
   int64_t end = -1;  // after the last good block so far
   int64_t prev_end = -1;  // ChainedEnd of the segment before
   for (size_t i = 0; i < segments->size(); ++i) {
@@ -104,7 +118,7 @@ Status MoveDamagedTailAside(const PartitionDamage& d, std::vector<std::string>* 
   const std::string dir = d.segment.substr(0, d.segment.rfind('/'));
   struct stat st{};
   if (::stat(d.segment.c_str(), &st) != 0) return Status::IOError(Errno("stat " + d.segment));
-  if (st.st_size > d.byte) {  // nothing to copy when the damage starts after the segment (a hole after it)
+  if (st.st_size > d.byte && d.byte > 0) {  // nothing to copy when the damage starts after the segment (a hole after it)
     const std::string aside = AsideName(d.segment, ".damaged");
     KAPPA_RETURN_IF_ERROR(CopyTail(d.segment, d.byte, aside, "damaged tail", "--repair"));
     moved->push_back(aside);
@@ -117,6 +131,16 @@ Status MoveDamagedTailAside(const PartitionDamage& d, std::vector<std::string>* 
     moved->push_back(name);
     KAPPA_RETURN_IF_ERROR(SyncDir(dir));
     KAPPA_KILL_POINT(kill_switch, "repair-moved-later");
+  }
+  if (d.byte == 0) {
+    // All of it goes: renamed aside whole, not copied and cut to an empty
+    // file whose name would still claim where the partition begins.
+    const std::string name = AsideName(d.segment, ".damaged");
+    if (::rename(d.segment.c_str(), name.c_str()) != 0) return Status::IOError(Errno("rename " + d.segment));
+    moved->push_back(name);
+    KAPPA_RETURN_IF_ERROR(SyncDir(dir));
+    KAPPA_KILL_POINT(kill_switch, "repair-cut");
+    return Status::OK();
   }
   if (::truncate(d.segment.c_str(), d.byte) != 0) return Status::IOError(Errno("truncate " + d.segment));
   int fd = ::open(d.segment.c_str(), O_WRONLY | O_CLOEXEC);
@@ -323,6 +347,13 @@ Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOpt
     summary.lines.push_back(std::move(line));
   }
   return summary;
+}
+
+Status WithRepairAdvice(const Status& st, const std::string& root, const std::string& topic) {
+  if (st.code() != Status::Code::kCorruption || st.message().find("kappa archive") != std::string::npos) return st;
+  return Status::Corruption(st.message() + "; `kappa archive -a " + root + " -t " + topic +
+                            " -b BROKERS --repair` moves the damage aside and fetches its records again from Kafka "
+                            "while Kafka still holds them");
 }
 
 }  // namespace kappa

@@ -73,4 +73,10 @@ struct RepairSummary {
 // they are and named in `whole`.
 Result<RepairSummary> RepairArchive(const KafkaConfig& config, const ArchiverOptions& options, StopToken stop);
 
+// A reader's Corruption (a damaged block, a hole) with what brings the
+// records back: the archiver said it; --dump and replays named the damage
+// alone (a bug bash). Other statuses, and messages that already say what
+// to run, as they are.
+Status WithRepairAdvice(const Status& st, const std::string& root, const std::string& topic);
+
 }  // namespace kappa

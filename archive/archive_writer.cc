@@ -219,10 +219,26 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Open(const std::string& ro
   impl->chain_from = *chain;
   auto segments = ListSegments(impl->dir);
   if (!segments.ok()) return segments.status();
-  if (!segments->empty()) {
-    const std::string hint = "`kappa archive -a " + root + " -t " + topic +
-                             " -b BROKERS --repair` refetches the damaged range from Kafka while it still holds it";
-    KAPPA_RETURN_IF_ERROR(impl->Recover(*segments, hint, on_note));
+  const std::string hint = "`kappa archive -a " + root + " -t " + topic +
+                           " -b BROKERS --repair` refetches the damaged range from Kafka while it still holds it";
+  // This process holds the lock: a chained partition without its first
+  // segment is a hole at its start, or (no segment from CHAIN's offset on)
+  // one whose segments were deleted or whose writer died as it began.
+  if (const std::string problem = ChainStartProblem(impl->dir, *segments, impl->chain_from); !problem.empty()) {
+    return Status::Corruption(problem + "; nothing was written. " + hint);
+  }
+  if (!segments->empty()) KAPPA_RETURN_IF_ERROR(impl->Recover(*segments, hint, on_note));
+  if (impl->chain_from >= 0 && segments->empty()) {
+    // Began from CHAIN's offset, not from whatever record comes first (it
+    // took the partition for a fresh one: BeginAt and end 0).
+    if (on_note) {
+      on_note(NoteLevel::kWarning, "archive " + impl->dir + ": its CHAIN file says its segments begin with " +
+                                       SegmentName(impl->chain_from) +
+                                       ", but none is there (deleted, or an archiver died as it began the "
+                                       "partition): archiving it from offset " +
+                                       std::to_string(impl->chain_from) + " again");
+    }
+    impl->end_offset = impl->durable_end = impl->written_end = impl->chain_from;
   }
   impl->raw.reserve(impl->block_bytes + 4096);
   return std::unique_ptr<ArchiveWriter>(new ArchiveWriter(std::move(impl)));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "archive/segment_file.h"
 #include "kafka/kafka_client.h"
 #include "kafka/partition_consumer.h"
 #include "kafka/partition_list.h"
@@ -184,6 +185,15 @@ void ToRecord(rd_kafka_message_t* m, ArchiveRecord* record) {
 // archiver once stopped for all partitions at the first, and while it stood
 // still retention went on deleting the healthy ones' records too. Refuses to
 // start where an archive ends after Kafka's log (another topic).
+// Why an archive's end disagrees with Kafka's log, and what to do (a
+// segment copied over from another partition was blamed on the topic).
+std::string NotThisLog(const std::string& root, const std::string& topic, int32_t p) {
+  return ": the topic was recreated, this archive belongs to another cluster, or a segment file in " +
+         segment_file::PartitionDir(root, topic, p) +
+         " came from another partition or archive (put this partition's own back); otherwise use another archive "
+         "directory";
+}
+
 Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& options, FollowedSet* followed,
                       PartitionList* assignment) {
   for (const auto& topic : options.topics) {
@@ -193,6 +203,17 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
     if (!marks.ok()) return marks.status();
     // What the archive knew of the topic when it last ran: a partition
     // beyond it was added to the topic since.
+    // A directory beyond Kafka's partitions: a replay from the archive
+    // refuses it, and the archiver went on without a word (a bug bash).
+    auto present = ArchivedPartitions(options.root, topic);
+    if (!present.ok() && present.status().code() != Status::Code::kNotFound) return present.status();
+    if (present.ok() && !present->empty() && present->back() >= *partitions) {
+      return Status::FailedPrecondition(
+          "the archive of " + topic + " in " + options.root + " holds partition directory " +
+          std::to_string(present->back()) + ", but Kafka's topic has " + std::to_string(*partitions) +
+          " partitions: move " + segment_file::PartitionDir(options.root, topic, present->back()) +
+          " out of the archive (a stray directory?), or use another archive directory if the topic was recreated");
+    }
     auto known = ArchivedPartitionCount(options.root, topic);
     const int32_t archived_count = known.ok() ? *known : -1;
     KAPPA_RETURN_IF_ERROR(RecordPartitionCount(options.root, topic, *partitions));
@@ -240,8 +261,7 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
       if (end > w.high) {
         return Status::FailedPrecondition(
             "the archive of " + topic + "[" + std::to_string(p) + "] ends at offset " + std::to_string(end) +
-            " but Kafka's log ends at " + std::to_string(w.high) +
-            ": the topic was recreated or this archive belongs to another cluster; use another archive directory");
+            " but Kafka's log ends at " + std::to_string(w.high) + NotThisLog(options.root, topic, p));
       }
       Followed f;
       f.topic = topic;
@@ -347,8 +367,7 @@ Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& option
           "the archive of " + a.topic + "[" + std::to_string(a.partition) + "] ends with offset " +
           std::to_string(a.offset) + ", a committed record, but Kafka holds no record at that offset now (a "
           "transaction marker or an aborted record stands there) in a topic that is not compacted (cleanup.policy=" +
-          *policy + "): the topic was recreated or this archive belongs to another cluster; use another archive "
-          "directory");
+          *policy + ")" + NotThisLog(options.root, a.topic, a.partition));
     }
     std::string differs;
     if (k.key_null != a.key_null || k.key != a.key) differs = "key";
@@ -358,8 +377,7 @@ Status CheckSameHistory(const KafkaConfig& config, const ArchiverOptions& option
     return Status::FailedPrecondition(
         "the archive of " + a.topic + "[" + std::to_string(a.partition) + "] ends with offset " +
         std::to_string(a.offset) + ", but Kafka's record at that offset has another " + differs +
-        " than the archived one: the topic was recreated or this archive belongs to another cluster; use another "
-        "archive directory");
+        " than the archived one" + NotThisLog(options.root, a.topic, a.partition));
   }
   return Status::OK();
 }

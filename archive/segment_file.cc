@@ -226,6 +226,42 @@ std::string SegmentOrderProblem(const std::string& dir, int64_t name, int64_t fi
   return "";
 }
 
+std::string ChainStartProblem(const std::string& dir, const std::vector<int64_t>& segments, int64_t chain_from) {
+  // Segments named below it are from before CHAIN (written by an older
+  // kappa), continued by the writer that began the chain: not checked.
+  if (chain_from < 0 || (!segments.empty() && segments.front() <= chain_from)) return "";
+  const auto first = segments.begin();
+  if (first != segments.end()) {
+    return "archive " + dir + ": offsets " + std::to_string(chain_from) + ".." + std::to_string(*first - 1) +
+           " are missing: its CHAIN file says its segments begin with " + SegmentName(chain_from) +
+           ", which is not there (deleted or moved; put it back), and the first segment left is " +
+           SegmentName(*first) + ": the archive has a hole";
+  }
+  if (PartitionBeingWritten(dir)) return "";  // a writer is making that segment
+  return "archive " + dir + ": its CHAIN file says its segments begin with " + SegmentName(chain_from) +
+         ", but no segment from there on is there: they were deleted or moved (put them back), or the archiver died "
+         "as it began the partition (then run `kappa archive` for this topic again: it archives the partition from "
+         "offset " + std::to_string(chain_from) + ")";
+}
+
+bool PartitionBeingWritten(const std::string& dir) {
+  const std::string path = dir + "/LOCK";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;  // no writer ever locked it (or it cannot be read: then no lock can be seen either)
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the probe's lock
+  return held;
+}
+
+std::string TornTailMessage(const std::string& path, const SegmentScan& scan, int64_t archived_end) {
+  return "archive " + path + " ends in an incomplete block at byte " + std::to_string(scan.valid_bytes) + " (" +
+         std::to_string(scan.file_bytes - scan.valid_bytes) +
+         " bytes) and no archiver is writing it: one died mid-write, or the file was cut. The archive holds this "
+         "partition up to offset " + std::to_string(archived_end - 1) +
+         "; records after it may be missing. Run `kappa archive` for this topic again: it drops the incomplete "
+         "bytes and fetches what follows from Kafka while Kafka still holds it";
+}
+
 std::string DamageMessage(const std::string& path, const SegmentScan& scan) {
   std::string what = "archive " + path + ": the block at byte " + std::to_string(scan.valid_bytes);
   if (scan.damaged) {
@@ -312,7 +348,14 @@ Status PartitionLock::Lock(const std::string& dir, const std::string& command) {
     }
     return Status::IOError(status);
   }
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+  // A reader's probe (PartitionBeingWritten) holds a shared lock for a
+  // moment: that is no writer, so a refusal waits past it.
+  bool locked = false;
+  for (int i = 0; i < 50 && !(locked = ::flock(fd_, LOCK_EX | LOCK_NB) == 0); ++i) {
+    if (errno != EWOULDBLOCK) break;
+    ::usleep(20000);
+  }
+  if (!locked) {
     return Status::Unavailable("archive partition " + dir + " is being written by another process (a running "
                                "`kappa archive`?); stop it before " + command);
   }

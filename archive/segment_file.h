@@ -74,6 +74,27 @@ struct SegmentScan {
 // checksum too when `verify_payloads`. Stops at the first torn or damaged
 // block. FailedPrecondition for a segment of the old block format.
 Result<SegmentScan> ScanSegment(const std::string& path, bool verify_payloads);
+// In a chained partition, the segment named CHAIN's "from" is the first
+// the writer made: "" if it is there (or the partition is not chained),
+// else what is missing. Segments above it without it: a hole at the
+// start, always (the first of them deleted). No segment from it on at
+// all: its segments were deleted, or a writer died between writing CHAIN
+// and making that segment; while a writer holds the partition
+// (PartitionBeingWritten) that is a partition being begun, and "" too.
+// Not checked where segments from before CHAIN (named below it) are there.
+std::string ChainStartProblem(const std::string& dir, const std::vector<int64_t>& segments, int64_t chain_from);
+
+// Whether a process holds the partition's writer lock (an archiver, a
+// repair or an upgrade): a torn block at the newest segment's end is then
+// one being written. Probed with a shared lock released at once
+// (PartitionLock waits a moment for such a probe to end).
+bool PartitionBeingWritten(const std::string& dir);
+
+// What a reader tells about the incomplete block at the end of the newest
+// segment `path` (its scan), with no writer there: from where records may
+// be missing and what brings them back.
+std::string TornTailMessage(const std::string& path, const SegmentScan& scan, int64_t archived_end);
+
 // "archive <path>: the block at byte N <damage> ..." for a scan that found
 // damage or (in a sealed segment) an incomplete block.
 std::string DamageMessage(const std::string& path, const SegmentScan& scan);

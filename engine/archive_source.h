@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "archive/archive.h"
+#include "base/progress.h"
 #include "base/worker_pool.h"
 #include "engine/committed_gaps.h"
 #include "engine/job_spec.h"
@@ -40,8 +41,11 @@ class ArchiveSource final : public Source {
   ~ArchiveSource() override;
 
   // The archived partitions; they must be 0..n-1 (an archive-only job has
-  // no Kafka topic to ask).
+  // no Kafka topic to ask). A partition whose newest segment ends in an
+  // incomplete block no writer is finishing is warned of through `on_note`
+  // (SetOnNote): the replay ends where the archive's whole blocks do.
   Result<int32_t> Partitions() override;
+  void SetOnNote(NoteCallback on_note) { on_note_ = std::move(on_note); }
   // Archive only: every task's start must be in the archive (the gap rule
   // applies below its first offset); a start time is looked up in it.
   Status Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) override;
@@ -107,6 +111,7 @@ class ArchiveSource final : public Source {
 
   const JobSpec& spec_;
   std::string dir_;
+  NoteCallback on_note_;
   int parallelism_;
   KafkaSink* sink_;
   CommittedGaps& gaps_;

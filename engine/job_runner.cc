@@ -428,6 +428,7 @@ Status JobRunner::Impl::MakeSource() {
   gap_rule = std::make_unique<HistoryGapRule>(spec, sink.get(), options.on_note);
   if (!archive_dir.empty()) {
     archive = std::make_unique<ArchiveSource>(spec, archive_dir, parallelism, sink.get(), *gaps, *gap_rule);
+    archive->SetOnNote(options.on_note);
   }
   if (!archive_only) {
     kafka = std::make_unique<KafkaSource>(spec, *consumer, *gaps, *gap_rule, options.on_note, parallelism, sink.get(),

@@ -126,6 +126,128 @@ TEST(ArchiveHolesTest, ASegmentDeletedFromTheMiddleIsAHoleThatRepairRefetches) {
   EXPECT_FALSE(again->has_value());
 }
 
+// A bug bash: the first segment deleted (CHAIN still "from 0") read as an
+// empty partition, or one beginning later, everywhere, with exit 0.
+TEST(ArchiveHolesTest, ADeletedFirstSegmentIsAHoleThatRepairRefetchesFromTheChainsStart) {
+  ScratchDir dir("archive_holes_first");
+  const std::string root = dir.path().string();
+  ASSERT_NO_FATAL_FAILURE(WriteSkipping(root));
+  const auto segments = Segments(root);
+  ASSERT_GE(segments.size(), 3u);
+  fs::remove(segments[0]);
+  const int64_t next = std::stoll(fs::path(segments[1]).stem().string());
+  ExpectEveryReaderRefuses(root, "offsets 0.." + std::to_string(next - 1) + " are missing");
+
+  // Every segment goes aside (the writer appends only at the end), and the
+  // refetch begins where CHAIN says the partition does.
+  auto found = FindDamage(root, "t", 0);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((**found).from, 0);
+  EXPECT_EQ((**found).damaged_end, next);
+  std::vector<std::string> moved;
+  ASSERT_TRUE(MoveDamagedTailAside(**found, &moved).ok());
+  EXPECT_EQ(moved.size(), segments.size() - 1);
+  EXPECT_TRUE(Segments(root).empty()) << "no empty segment left claiming where the partition begins";
+  auto w = ArchiveWriter::Open(root, "t", 0, 4096, 1 << 16);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ((*w)->end_offset(), 0);
+  ArchiveRecord r;
+  r.offset = 0;
+  r.value = "again";
+  ASSERT_TRUE((*w)->Append(r).ok());
+  ASSERT_TRUE((*w)->Flush().ok());
+  w->reset();
+  int64_t count = 0;
+  ASSERT_TRUE(ReadAll(root, &count).ok());
+  EXPECT_EQ(count, 1);
+}
+
+// A bug bash: with every segment gone the partition listed as empty, and
+// the archiver began it anew without a word. A reader says what is gone;
+// the writer begins again where CHAIN says (so a retention gap before it is
+// one the archiver reports) and says so.
+TEST(ArchiveHolesTest, EverySegmentDeletedIsReportedAndTheWriterBeginsAgainAtTheChain) {
+  ScratchDir dir("archive_holes_all");
+  const std::string root = dir.path().string();
+  // Begun at offset 500 (Kafka's log start then).
+  {
+    auto w = ArchiveWriter::Open(root, "t", 0, 4096, 1 << 16);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    (*w)->BeginAt(500);
+    for (int64_t i = 500; i < 2000; ++i) {
+      ArchiveRecord r;
+      r.offset = i;
+      r.value = "v" + std::to_string(i);
+      ASSERT_TRUE((*w)->Append(r).ok());
+    }
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  for (const auto& s : Segments(root)) fs::remove(s);
+  const std::string problem = "no segment from there on is there";
+  int64_t count = 0;
+  const Status read = ReadAll(root, &count);
+  EXPECT_EQ(read.code(), Status::Code::kCorruption) << read.ToString();
+  EXPECT_NE(read.message().find(problem), std::string::npos) << read.ToString();
+  auto ranges = ArchiveRanges(root, "t");
+  EXPECT_EQ(ranges.status().code(), Status::Code::kCorruption) << ranges.status().ToString();
+  {
+    // While a writer holds the partition, that is a partition being begun.
+    segment_file::PartitionLock lock;
+    ASSERT_TRUE(lock.Lock(root + "/t/0", "testing").ok());
+    auto held = ArchiveRanges(root, "t");
+    ASSERT_TRUE(held.ok()) << held.status().ToString();
+    EXPECT_EQ((*held)[0].records, 0);
+  }
+  std::vector<std::string> notes;
+  auto w = ArchiveWriter::Open(root, "t", 0, 4096, 1 << 16,
+                               [&](NoteLevel, const std::string& text) { notes.push_back(text); });
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  EXPECT_EQ((*w)->end_offset(), 500);
+  EXPECT_FALSE((*w)->fresh());
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("archiving it from offset 500 again"), std::string::npos) << notes[0];
+  ArchiveRecord r;
+  r.offset = 500;
+  r.value = "again";
+  ASSERT_TRUE((*w)->Append(r).ok());
+  ASSERT_TRUE((*w)->Flush().ok());
+  w->reset();
+  EXPECT_EQ(Segments(root).size(), 1u);
+  EXPECT_EQ(fs::path(Segments(root)[0]).stem().string(), segment_file::SegmentName(500).substr(0, 20));
+  ASSERT_TRUE(ReadAll(root, &count).ok());
+  EXPECT_EQ(count, 1);
+}
+
+// A bug bash: a segment cut mid-block with no archiver running listed,
+// dumped and replayed as a shorter whole one. The range says so, unless a
+// writer holds the partition (its block being written).
+TEST(ArchiveHolesTest, ATornTailIsToldUnlessAWriterIsThere) {
+  ScratchDir dir("archive_holes_torn");
+  const std::string root = dir.path().string();
+  ASSERT_NO_FATAL_FAILURE(WriteSkipping(root));
+  const auto segments = Segments(root);
+  const auto blocks = Blocks(segments.back());
+  ASSERT_GE(blocks.size(), 2u);
+  fs::resize_file(segments.back(), static_cast<uintmax_t>(blocks.back().at + 70));
+  const int64_t end = blocks[blocks.size() - 2].header.last_offset + 1;
+  auto ranges = ArchiveRanges(root, "t");
+  ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+  EXPECT_EQ((*ranges)[0].end_offset, end);
+  EXPECT_NE((*ranges)[0].torn_tail.find(segments.back() + " ends in an incomplete block at byte " +
+                                        std::to_string(blocks.back().at) + " (70 bytes)"),
+            std::string::npos)
+      << (*ranges)[0].torn_tail;
+  EXPECT_NE((*ranges)[0].torn_tail.find("up to offset " + std::to_string(end - 1) + "; records after it may be missing"),
+            std::string::npos)
+      << (*ranges)[0].torn_tail;
+  segment_file::PartitionLock lock;
+  ASSERT_TRUE(lock.Lock(root + "/t/0", "testing").ok());
+  auto held = ArchiveRanges(root, "t");
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ((*held)[0].torn_tail, "");
+}
+
 TEST(ArchiveHolesTest, ASealedSegmentCutAtABlockBoundaryIsAHole) {
   ScratchDir dir("archive_holes_cut");
   const std::string root = dir.path().string();

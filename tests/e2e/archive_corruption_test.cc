@@ -103,12 +103,18 @@ TEST_F(ArchiveCorruptionTest, AFlippedBitInAMiddleOrTheLastBlockStopsTheArchiver
     EXPECT_EQ(err.find("retention"), std::string::npos) << err;
     EXPECT_EQ(fs::file_size(segments[0]), size) << "nothing was cut";
 
-    // A replay of the archive fails instead of ending early with exit 0.
+    // A replay of the archive fails instead of ending early with exit 0,
+    // and, like --dump, says what brings the records back (the archiver
+    // alone did: a bug bash).
+    const std::string repair = "`kappa archive -a " + root + " -t transactions -b BROKERS --repair`";
     EXPECT_NE(ReplayArchiveOnly(dir, root, "replay-" + c.name, &err), 0) << err;
     EXPECT_NE(err.find(segments[0]), std::string::npos) << err;
+    EXPECT_NE(err.find(repair), std::string::npos) << err;
+    std::string out;
+    EXPECT_EQ(RunKappa({"archive", "-a", root, "-t", "transactions", "--dump"}, &out, &err), 1) << err;
+    EXPECT_NE(err.find(repair), std::string::npos) << err;
 
     // Kafka still holds every offset: --repair refetches them.
-    std::string out;
     ASSERT_EQ(RunKappa({"archive", "-a", root, "-t", "transactions", "-b", bootstrap(), "--repair",
                         "--status-interval-ms", "0"},
                        &out, &err), 0) << out << err;
@@ -133,11 +139,28 @@ TEST_F(ArchiveCorruptionTest, ATornTailIsStillCutAndRefetched) {
   ASSERT_EQ(segments.size(), 1u);
   const auto blocks = Blocks(segments[0]);
   // Mid-payload of the last block, then mid-header.
+  int run = 0;
   for (int64_t keep : {static_cast<int64_t>(kHeaderBytes) + 100, int64_t{20}}) {
     fs::resize_file(segments[0], static_cast<uintmax_t>(blocks.back().at + keep));
+    // Until the archiver runs again, every reader says the segment is cut
+    // (they listed, dumped and replayed it as a shorter whole one, exit 0,
+    // no word: a bug bash).
+    const std::string torn = segments[0] + " ends in an incomplete block at byte " + std::to_string(blocks.back().at);
+    std::string out;
+    EXPECT_EQ(RunKappa({"archive", "-a", dir / "arch", "-t", "transactions", "--list"}, &out, &err), 0) << err;
+    EXPECT_NE(err.find("WARNING archive " + torn), std::string::npos) << err;
+    EXPECT_NE(err.find("Run `kappa archive` for this topic again"), std::string::npos) << err;
+    EXPECT_EQ(RunKappa({"archive", "-a", dir / "arch", "-t", "transactions", "--dump"}, &out, &err), 0) << err;
+    EXPECT_NE(err.find("WARNING archive " + torn), std::string::npos) << err;
+    EXPECT_EQ(ReplayArchiveOnly(dir, dir / "arch", "torn-" + std::to_string(run++), &err), 0) << err;
+    EXPECT_NE(err.find(torn), std::string::npos) << err;
+    EXPECT_NE(err.find("this replay from the archive alone reads transactions[0] up to there"), std::string::npos)
+        << err;
     ASSERT_EQ(Archive(dir / "arch", "transactions", &err), 0) << err;
     EXPECT_NE(err.find("incomplete block"), std::string::npos) << err;
     EXPECT_EQ(Dump(dir / "arch", "transactions"), good_dump);
+    EXPECT_EQ(RunKappa({"archive", "-a", dir / "arch", "-t", "transactions", "--list"}, &out, &err), 0) << err;
+    EXPECT_EQ(err.find("incomplete block"), std::string::npos) << err;
   }
 }
 
@@ -215,6 +238,19 @@ TEST_F(ArchiveCorruptionTest, APartitionDirectoryDeletedOrStrayStopsAReplayFromT
   fs::create_directories(dir / "stray/transactions/7");
   EXPECT_EQ(ReplayArchiveOnly(dir, dir / "stray", "stray", &err), 1) << err;
   EXPECT_NE(err.find("holds partition directory 7, but Kafka's topic had 4 partitions"), std::string::npos) << err;
+  // --list counted it as a partition and the archiver went on (a bug bash):
+  // the listing says what is wrong, the archiver refuses like the replay.
+  {
+    std::string out;
+    EXPECT_EQ(RunKappa({"archive", "-a", dir / "stray", "-t", "transactions", "--list"}, &out, &err), 1) << err;
+    EXPECT_NE(err.find("holds partition directory 7"), std::string::npos) << err;
+    EXPECT_NE(out.find("transactions[3]: offsets"), std::string::npos) << out;
+    EXPECT_EQ(RunKappa({"archive", "-a", dir / "last-gone", "-t", "transactions", "--list"}, &out, &err), 1) << err;
+    EXPECT_NE(err.find("lacks partition 3 of 4"), std::string::npos) << err;
+    EXPECT_EQ(Archive(dir / "stray", "transactions", &err), 1) << err;
+    EXPECT_NE(err.find("holds partition directory 7, but Kafka's topic has 4 partitions: move "), std::string::npos)
+        << err;
+  }
 
   // --dump of a partition that is not there, and its bad numbers, are errors.
   std::string out;
