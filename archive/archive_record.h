@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +25,32 @@ struct ArchiveRecord {
   std::string_view value;  // 8-byte aligned when it comes from a reader
   bool value_null = false;
   std::vector<ArchiveHeader> headers;
+  // The headers as stored (segment_format.h), set by a reader whether or
+  // not it decoded them into `headers`: FindArchivedHeader looks one up.
+  uint32_t header_count = 0;
+  std::string_view raw_headers;
 };
+
+// The value of the last header named `name` in a record's stored headers
+// (`raw`, `count` of them); false if there is none or it is null.
+inline bool FindArchivedHeader(std::string_view raw, uint32_t count, std::string_view name, std::string_view* value) {
+  bool found = false;
+  size_t at = 0;
+  for (uint32_t i = 0; i < count && at + 8 <= raw.size(); ++i) {
+    uint32_t name_size;
+    int32_t value_size;
+    std::memcpy(&name_size, raw.data() + at, 4);
+    std::memcpy(&value_size, raw.data() + at + 4, 4);
+    at += 8;
+    const size_t v = value_size < 0 ? 0 : static_cast<size_t>(value_size);
+    if (at + name_size + v > raw.size()) return found;
+    if (raw.substr(at, name_size) == name) {
+      found = value_size >= 0;
+      if (found) *value = raw.substr(at + name_size, v);
+    }
+    at += name_size + v;
+  }
+  return found;
+}
 
 }  // namespace kappa

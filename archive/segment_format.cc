@@ -184,7 +184,10 @@ Status ParseRecords(const char* base, size_t raw_bytes, int64_t from, int64_t li
                                                              .key_null = f.key_size < 0,
                                                              .value = value,
                                                              .value_null = f.value_size < 0,
-                                                             .headers = {}});
+                                                             .headers = {},
+                                                             .header_count = f.header_count,
+                                                             .raw_headers = std::string_view(p + key_size,
+                                                                                             f.headers_size)});
       p += key_size;
       if (with_headers) {
         for (uint32_t i = 0; i < f.header_count; ++i) {

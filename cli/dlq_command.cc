@@ -18,6 +18,7 @@
 #include "base/test_hooks.h"
 #include "cli/command.h"
 #include "cli/record_format.h"
+#include "engine/reinjected.h"
 #include "kafka/kafka_client.h"
 #include "kafka/kafka_producer.h"
 #include "kafka/topic_reader.h"
@@ -64,6 +65,9 @@ struct DlqEntry {
             record->source_offset()};
   }
   bool twin = false;  // replay: its source record is re-injected through another DLQ record
+  std::pair<std::string, int32_t> job_version() const {
+    return {record->job() ? record->job()->str() : std::string(), record->version()};
+  }
 };
 
 // Reads every record of the DLQ topic; *undecodable counts those that are
@@ -401,7 +405,8 @@ int Replay(int argc, char** argv) {
       "dry-run", "print what would be re-injected, inject nothing")(
       "any-source", "also re-inject records whose source topic was another than --to (a DLQ shared by jobs on "
                     "several topics; by default those are left and counted)")(
-      "force", "re-inject records that a running version reading --to accepted (it counts them a second time)")(
+      "force", "accepted for older scripts: re-injected copies no longer need it (a version that accepted the "
+               "original skips its copy)")(
       "batch-records", po::value<int64_t>()->default_value(kReplayBatch),
       "records per flush and marker write: the most a crash can make a rerun inject twice");
   AddKafkaOptions(desc);
@@ -414,6 +419,10 @@ int Replay(int argc, char** argv) {
       "(else the partitioner picks), with headers kappa.retry_count (how often it failed so far) and\n"
       "kappa.first_failure_at_ms, so that a record failing again comes back to the DLQ with retry_count + 1\n"
       "and its first failure time; past the spec's dlq.max_retries (default 3) it goes to <dlq>.parked.\n"
+      "Headers kappa.dlq_source (the original's topic[partition]@offset) and kappa.dlq_rejected_by (the\n"
+      "versions that dead-lettered it) let every version reading SOURCE_TOPIC that read the original and\n"
+      "did not dead-letter it (one replayed from offset zero after a fix, say) skip the copy as a repeat\n"
+      "(counted deduped); the versions that dead-lettered it, and those begun after it, process it.\n"
       "Truncated DLQ records (too large to keep whole) are refused and named on stderr at every run (their\n"
       "bytes are not in the DLQ, re-produce them from their origin); they do not change the exit status.\n"
       "Records whose source topic is another than SOURCE_TOPIC (a DLQ shared by jobs) are left and counted\n"
@@ -476,20 +485,20 @@ int Replay(int argc, char** argv) {
   std::map<std::string, int64_t> other_sources;  // records of other source topics, left where they are
   const bool any_source = vm.count("any-source") > 0;
   std::string first_sink_row;
-  // Source records re-injected already: through a DLQ record marked by an
-  // earlier run, or one selected in this one.
-  std::set<std::tuple<std::string, int32_t, int64_t>> reinjected;
-  // Which versions of which job dead-lettered each source record.
-  std::map<std::tuple<std::string, int32_t, int64_t>, std::set<std::pair<std::string, int32_t>>> rejected_by;
+  // Per source record, the versions (job, version) an earlier run served:
+  // those of its DLQ records marked then. A re-injected copy lists the
+  // versions it is for (kappa.dlq_rejected_by); the others skip it where
+  // they read the original (engine/reinjected.h).
+  using SourceKey = std::tuple<std::string, int32_t, int64_t>;
+  using JobVersion = std::pair<std::string, int32_t>;
+  std::map<SourceKey, std::set<JobVersion>> served;
   std::vector<int64_t> log_starts;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
-        rejected_by[e.source_key()].insert({e.record->job() ? e.record->job()->str() : std::string(),
-                                            e.record->version()});
         if (Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
           ++skipped_done;
-          reinjected.insert(e.source_key());
+          served[e.source_key()].insert(e.job_version());
           return;
         }
         if ((type && e.record->error_type() != *type) || e.last_failure_ms() < since) {
@@ -547,29 +556,38 @@ int Replay(int argc, char** argv) {
   // them all, as both read the source topic. Each copy was re-injected
   // (a bug bash: 96 bad records came back as 192, then 384). The others are
   // marked done with it.
+  // A version that dead-letters the record later (a replay behind the live
+  // version, after the copy was made) is not among those the copy is for:
+  // its dead letter makes another copy, for it alone (with one copy for
+  // all it skipped it: a bug bash).
   int64_t twins = 0;
   int64_t own_twins = 0;  // of them, a version's own dead letter again (at least once, after a restart)
-  std::map<std::tuple<std::string, int32_t, int64_t>, std::set<std::pair<std::string, int32_t>>> seen_from;
-  for (DlqEntry& e : selected) {
-    e.twin = !reinjected.insert(e.source_key()).second;
-    twins += e.twin;
-    own_twins += !seen_from[e.source_key()]
-                      .insert({e.record->job() ? e.record->job()->str() : std::string(), e.record->version()})
-                      .second;
+  std::map<SourceKey, std::set<JobVersion>> rejected_by;  // the versions this run's copy of each record is for
+  for (const DlqEntry& e : selected) {
+    if (!served[e.source_key()].count(e.job_version())) rejected_by[e.source_key()].insert(e.job_version());
   }
-  // A re-injected record is input to every version reading the topic, and
-  // one that accepted it the first time counts it again (a bug bash: after
-  // a schema change v2 rejected 50 records v1, serving, had counted; the
-  // replay made v1's window 150 instead of 100). Versions of the job that
-  // are not retired, read `to` and did not dead-letter the record.
+  std::set<SourceKey> injecting;
+  std::map<SourceKey, std::set<JobVersion>> seen_from = served;
+  for (DlqEntry& e : selected) {
+    e.twin = rejected_by[e.source_key()].empty() || !injecting.insert(e.source_key()).second;
+    twins += e.twin;
+    const bool again = !seen_from[e.source_key()].insert(e.job_version()).second;
+    own_twins += e.twin && again;
+  }
+  // A re-injected record is input to every version reading the topic: one
+  // that accepted the original counted it again (a bug bash: after a
+  // schema change v2 rejected 50 records v1, serving, had counted; the
+  // replay made v1's window 150 instead of 100), and so did a fixed version
+  // replayed from offset zero (a bug bash: 3,491 of 3,525 counted twice).
+  // The copy names its original and the versions that dead-lettered it:
+  // the others skip it where they read the original (engine/reinjected.h).
+  // Said here for the versions running now.
   std::map<std::pair<std::string, int32_t>, int64_t> accepted_by;
   std::map<std::string, std::optional<JobRecord>> jobs;  // registry records, looked up once per job
   auto job_record = [&](const std::string& job) -> const std::optional<JobRecord>& {
     auto it = jobs.find(job);
     return it != jobs.end() ? it->second : jobs.emplace(job, registry.Job(job)).first->second;
   };
-  // Every version of every job reading `to`: another job on the same topic
-  // counted the re-injected records a second time too (a bug bash).
   std::vector<std::pair<std::string, int32_t>> readers;
   for (const std::string& job : registry.Jobs()) {
     const auto& record = job_record(job);
@@ -593,20 +611,11 @@ int Replay(int argc, char** argv) {
       who += jv.first + " v" + std::to_string(jv.second) + (record && record->serving == jv.second ? " (serving)" : "") +
              ": " + std::to_string(n);
     }
-    const std::string text = "records that a running version reading " + to + " did not dead-letter (" + who +
-                             " of them): re-injected into " + to + ", every version reading it counts them, and " +
-                             "those versions a second time";
-    if (dry_run) {
-      std::fprintf(stderr, "kappa dlq replay: WARNING without --force, a replay would refuse: %s\n", text.c_str());
-    } else if (!vm.count("force")) {
-      return Fail("dlq replay",
-                  Status::FailedPrecondition(
-                      "refusing to re-inject " + text + ". Retire those versions first (promote the fixed one, "
-                      "then `kappa retire`), select only records no running version accepted (--error-type, "
-                      "--since), or pass --force to re-inject them anyway"));
-    } else {
-      std::fprintf(stderr, "kappa dlq replay: WARNING --force: re-injecting %s\n", text.c_str());
-    }
+    std::fprintf(stderr,
+                 "kappa dlq replay: versions reading %s that did not dead-letter some of these records (%s of "
+                 "them) skip their copies where they read the original, and process those of records they had "
+                 "not read (begun after them)\n",
+                 to.c_str(), who.c_str());
   }
 
   if (!other_sources.empty()) {
@@ -698,8 +707,16 @@ int Replay(int argc, char** argv) {
       const std::string retries = std::to_string(e.retry_count());
       const std::string first = std::to_string(e.first_failure_ms());
       const std::string from = e.where(topic);
-      const KafkaHeader headers[] = {
-          {"kappa.retry_count", retries}, {"kappa.first_failure_at_ms", first}, {"kappa.dlq", from}};
+      std::string rejecting;
+      for (const auto& [job, version] : rejected_by[e.source_key()]) {
+        rejecting += (rejecting.empty() ? "" : ",") + RejectingVersion(job, version);
+      }
+      const std::string source = e.source();
+      const KafkaHeader headers[] = {{kRetryCountHeader, retries},
+                                     {kFirstFailureHeader, first},
+                                     {kDlqRecordHeader, from},
+                                     {kDlqSourceHeader, source},
+                                     {kDlqRejectedByHeader, rejecting}};
       const int32_t partition =
           d->source_partition() >= 0 && d->source_partition() < *partitions ? d->source_partition()
                                                                              : KafkaProducer::kAnyPartition;

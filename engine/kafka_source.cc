@@ -8,6 +8,7 @@
 
 #include "engine/kafka_sink.h"
 #include "engine/log_identity.h"
+#include "engine/reinjected.h"
 #include "engine/task.h"
 
 namespace kappa {
@@ -180,24 +181,35 @@ Status KafkaSource::VerifyAssigned(const std::vector<Task*>& tasks) {
 namespace {
 // A record re-injected by `kappa dlq replay` carries how often it failed
 // (kappa.retry_count) and when it first did (kappa.first_failure_at_ms), in
-// decimal: its next DLQ record counts on from there. Records without headers
-// (all others) cost one pointer check in librdkafka.
-void ReadRetryHeaders(rd_kafka_message_t* m, Task* task) {
+// decimal: its next DLQ record counts on from there; and which record it
+// is a copy of, which this version skips if it processed that one
+// (engine/reinjected.h). Records without headers (all others) cost one
+// pointer check in librdkafka.
+void ReadRetryHeaders(rd_kafka_message_t* m, Task* task, const JobSpec& spec) {
   rd_kafka_headers_t* headers = nullptr;
   if (rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR || headers == nullptr) return;
-  auto number = [&](const char* name, int64_t* out) {
+  auto text = [&](const char* name) {
     const void* value = nullptr;
     size_t size = 0;
-    if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || !value) return false;
-    const char* text = static_cast<const char*>(value);
-    auto r = std::from_chars(text, text + size, *out);
-    return r.ec == std::errc() && r.ptr == text + size && *out >= 0;
+    if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || !value) {
+      return std::string_view();
+    }
+    return std::string_view(static_cast<const char*>(value), size);
+  };
+  auto number = [&](const char* name, int64_t* out) {
+    const std::string_view t = text(name);
+    auto r = std::from_chars(t.data(), t.data() + t.size(), *out);
+    return !t.empty() && r.ec == std::errc() && r.ptr == t.data() + t.size() && *out >= 0;
   };
   int64_t retries = 0;
-  if (!number("kappa.retry_count", &retries)) return;
+  if (!number(kRetryCountHeader, &retries)) return;
   int64_t first = 0;
-  if (!number("kappa.first_failure_at_ms", &first)) first = 0;
+  if (!number(kFirstFailureHeader, &first)) first = 0;
   task->SetLastRetry(static_cast<int32_t>(std::min<int64_t>(retries, 1 << 30)), first);
+  if (RepeatOfProcessedRecord(spec, task->partition(), task->checkpoint().start_offset, m->offset,
+                              text(kDlqSourceHeader), text(kDlqRejectedByHeader))) {
+    task->MarkLastRepeat();
+  }
 }
 }  // namespace
 
@@ -217,7 +229,7 @@ Status KafkaSource::Read(int64_t budget, int64_t* records) {
     if (!task->has_pending()) touched_.push_back(task);
     task->Append(m->payload, static_cast<uint32_t>(m->len), m->key, static_cast<uint32_t>(m->key_len), m->offset,
                  rd_kafka_message_timestamp(m, nullptr));
-    ReadRetryHeaders(const_cast<rd_kafka_message_t*>(m), task);
+    ReadRetryHeaders(const_cast<rd_kafka_message_t*>(m), task, spec_);
   }
   if (parallelism_ > 1 && touched_.size() > 1) {
     if (!pool_) pool_ = std::make_unique<WorkerPool>(parallelism_);

@@ -88,6 +88,21 @@ void Task::Process() {
   batch_.partition = partition_;
   checkpoint_.counters.in += static_cast<int64_t>(batch_.records.size());
   batch_.SelectAll();
+  if (!repeats_.empty()) {
+    // Re-injected copies of records this version processed: out of the
+    // selection before the chain sees them.
+    size_t kept = 0, r = 0;
+    for (uint32_t i : batch_.selection) {
+      if (r < repeats_.size() && repeats_[r] == i) {
+        ++r;
+        continue;
+      }
+      batch_.selection[kept++] = i;
+    }
+    batch_.selection.resize(kept);
+    checkpoint_.counters.deduped += static_cast<int64_t>(repeats_.size());
+    repeats_.clear();
+  }
   // Read before the chain: after a repartition, RepartitionReceive gives
   // the records their input offsets, which are not this task's position.
   const InputRecord& last = batch_.records.back();

@@ -43,6 +43,10 @@ class Task {
     batch_.records.back().retry_count = retry_count;
     batch_.records.back().first_failure_at_ms = first_failure_at_ms;
   }
+  // Marks the record appended last as a repeat this version has processed
+  // already (a re-injected copy: engine/reinjected.h): counted in and
+  // deduped, nothing else sees it, and the position passes it.
+  void MarkLastRepeat() { repeats_.push_back(static_cast<uint32_t>(batch_.records.size() - 1)); }
   bool has_pending() const { return !batch_.records.empty(); }
   // Runs batch() through the chain, then advances next_offset past it.
   void Process();
@@ -99,6 +103,7 @@ class Task {
   size_t arena_words_ = 0;
   static constexpr size_t kNullPayload = SIZE_MAX;  // Append's word index of a null payload
   bool borrowed_ = false;
+  std::vector<uint32_t> repeats_;  // MarkLastRepeat: indices into batch_.records, ascending
 };
 
 }  // namespace kappa

@@ -39,9 +39,8 @@ struct InputRecord {
   int64_t offset = 0;
   int64_t timestamp_ms = 0;  // Kafka record timestamp
   // A record re-injected by `kappa dlq replay` (headers kappa.retry_count and
-  // kappa.first_failure_at_ms, read by the Kafka source): how often it failed
-  // before and when it first did; 0 for any other record (and for a record
-  // read from the archive, which stores no headers: it fails as a first).
+  // kappa.first_failure_at_ms, read by the Kafka and archive sources): how
+  // often it failed before and when it first did; 0 for any other record.
   int32_t retry_count = 0;
   // `value` is 0 because its declared field is optional and absent here
   // (set by DecodeValidate, cleared by a map that computes the value): a

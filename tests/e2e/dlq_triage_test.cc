@@ -352,58 +352,85 @@ TEST_F(DlqTriageTest, StatsCountsAFirstFailureInTheFutureApart) {
       << stats;
 }
 
-// A record only a newer version dead-lettered (a schema change, a stricter
-// validation) was accepted by the serving version: re-injected into the
-// source both read, the serving version counted it twice (a bug bash: a
-// window of 100 became 150). The replay refuses, naming the version and
-// the count, unless --force; --dry-run says so and injects nothing.
-TEST_F(DlqTriageTest, ReplayRefusesRecordsARunningVersionAcceptedUnlessForced) {
+// A re-injected record is a second copy of one every version reading the
+// topic may have read. The serving version that accepted it counted it
+// twice (a bug bash: a window of 100 became 150), so the replay refused
+// such records unless --force; and a fixed version replayed from offset
+// zero after a re-injection counted every re-injected record twice, no
+// word (a bug bash: 7,153 rows where the input gives 3,525), while a
+// fixed version begun at `latest` was refused the records it needed. The
+// copy now names its original and the versions that dead-lettered it: a
+// version that read the original and accepted it skips the copy (deduped),
+// the one that rejected it and one begun after it process it.
+TEST_F(DlqTriageTest, AReinjectedRecordIsProcessedOnceByEveryVersion) {
   CreateTopic("transactions", kPartitions);
   CreateTopic("kappa.control", 1);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(29, 600, 200, 1)));
   ScratchDir dir("dlq-accepted");
-  const std::string v1 = Spec(dir, 1, "EUR, USD, GBP, JPY", "earliest");
-  const std::string v2 = Spec(dir, 2, "EUR, USD, GBP", "earliest");  // JPY is refused from v2 on
+  const std::string v1 = Spec(dir, 1, "EUR, USD, GBP", "earliest");  // JPY is refused
+  const std::string v2 = Spec(dir, 2, "EUR, USD, GBP, JPY", "earliest");  // the fix, replayed from zero
+  const std::string v3 = Spec(dir, 3, "EUR, USD, GBP, JPY", "latest");  // the fix, begun at the end
   std::string out, err;
-  for (const auto& [command, spec] : {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}}) {
+  for (const auto& [command, spec] :
+       {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}, {"replay", v3}}) {
     ASSERT_EQ(RunKappa({command, spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err),
               0)
         << err << out;
   }
   const int64_t dead = Count(kDlq);
   ASSERT_GT(dead, 50);
-  // The replay's last line is the run's account, dead letters included
-  // (deploy and replay said only "in 600, N outputs": a bug bash).
-  EXPECT_NE(out.find("kappa replay: pay v2 stopped cleanly: in 600 = out "), std::string::npos) << out;
-  EXPECT_NE(out.find(" + dlq " + std::to_string(dead) + "; "), std::string::npos) << out;
-  std::vector<std::string> args = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap()};
-  EXPECT_EQ(RunKappa(args, &out, &err), 1) << err << out;
-  EXPECT_NE(err.find("refusing to re-inject records that a running version reading transactions did not "
-                     "dead-letter (pay v1 (serving): " + std::to_string(dead) + " of them)"),
+  const int64_t out1 = Count("pay-out.v1"), out2 = Count("pay-out.v2");
+  ASSERT_EQ(out2, out1 + dead) << "the fix accepts what v1 dead-lettered";
+  EXPECT_EQ(Count("pay-out.v3"), 0);
+
+  // No refusal, and no --force needed: what each running version does with the copies.
+  EXPECT_EQ(Replay({}, &err), dead);
+  EXPECT_NE(err.find("versions reading transactions that did not dead-letter some of these records (pay v2: " +
+                     std::to_string(dead) + ", pay v3: " + std::to_string(dead) + " of them) skip their copies"),
             std::string::npos)
       << err;
-  EXPECT_NE(err.find("--force"), std::string::npos) << err;
-  EXPECT_EQ(Count("transactions"), 600) << "nothing re-injected";
-
-  std::vector<std::string> dry = args;
-  dry.push_back("--dry-run");
-  EXPECT_EQ(RunKappa(dry, &out, &err), 0) << err << out;
-  EXPECT_NE(err.find("without --force, a replay would refuse"), std::string::npos) << err;
-  EXPECT_EQ(err.find("re-injecting"), std::string::npos) << "a dry run re-injects nothing: " << err;
-  EXPECT_EQ(Count("transactions"), 600);
-
-  EXPECT_EQ(Replay({"--force"}, &err), dead);
-  EXPECT_NE(err.find("WARNING --force: re-injecting records"), std::string::npos) << err;
   EXPECT_EQ(Count("transactions"), 600 + dead);
+
+  // v2 read the originals: it skips the copies, counted as deduped.
+  Run(v2);
+  EXPECT_EQ(Count("pay-out.v2"), out2) << "the fixed version counted re-injected records twice";
+  // v3 began after them: it processes the copies, once.
+  Run(v3);
+  EXPECT_EQ(Count("pay-out.v3"), dead);
+  // v1 dead-lettered them: it processes them again and dead-letters them again.
+  Run(v1);
+  EXPECT_EQ(Count("pay-out.v1"), out1);
+  EXPECT_EQ(Count(kDlq), 2 * dead);
+  int retried = 0;
+  for (const DlqSeen& d : ReadDlq(kDlq)) retried += d.retry_count == 2 ? 1 : 0;
+  EXPECT_EQ(retried, dead);
+  // A fixed version replayed from zero after the re-injection: the same rows as v2, none twice.
+  const std::string v4 = Spec(dir, 4, "EUR, USD, GBP, JPY", "earliest");
+  ASSERT_EQ(RunKappa({"replay", v4, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+      << err << out;
+  EXPECT_EQ(Count("pay-out.v4"), out2);
+  EXPECT_NE(out.find(" deduped " + std::to_string(dead)), std::string::npos) << out;
+  // The same from the archive alone, which keeps the copies' headers.
+  ASSERT_EQ(RunKappa({"archive", "-a", dir / "archive", "-t", "transactions", "-b", bootstrap(), "--stop-at-end",
+                      "--status-interval-ms", "0"},
+                     &out, &err),
+            0)
+      << err << out;
+  const std::string v5 = Spec(dir, 5, "EUR, USD, GBP, JPY", "earliest");
+  ASSERT_EQ(RunKappa({"run", v5, "-b", bootstrap(), "--archive", dir / "archive", "--archive-only",
+                      "--status-interval-ms", "0"},
+                     &out, &err),
+            0)
+      << err << out;
+  EXPECT_EQ(Count("pay-out.v5"), out2);
 }
 
 // A DLQ shared by jobs on different topics: `--to transactions` put the
 // other job's dead letters into transactions, and a second job reading
 // transactions (which accepted the records) counted the re-injected ones
 // again, unwarned (a bug bash). Records of another source are left and
-// counted; a replay that another job's running version would count twice
-// is refused, naming it.
-TEST_F(DlqTriageTest, ReplayLeavesOtherSourcesAndRefusesWhatAnotherJobAccepted) {
+// counted; another job that accepted the records skips their copies.
+TEST_F(DlqTriageTest, ReplayLeavesOtherSourcesAndAnotherJobThatAcceptedThemSkipsTheCopies) {
   CreateTopic("transactions", kPartitions);
   CreateTopic("transactions2", kPartitions);
   CreateTopic("kappa.control", 1);
@@ -439,16 +466,21 @@ TEST_F(DlqTriageTest, ReplayLeavesOtherSourcesAndRefusesWhatAnotherJobAccepted) 
             std::string::npos)
       << err;
 
-  // A second job reading transactions that accepts every currency.
-  ASSERT_NO_FATAL_FAILURE(deploy(Spec(dir, 1, "EUR, USD, GBP, JPY", "earliest", "", "audit")));
+  // A second job reading transactions that accepts every currency: it
+  // read the originals, and skips the copies (it counted them again).
+  const std::string audit = Spec(dir, 1, "EUR, USD, GBP, JPY", "earliest", "", "audit");
+  ASSERT_NO_FATAL_FAILURE(deploy(audit));
+  const int64_t audited = Count("audit-out.v1");
   args.pop_back();  // --dry-run
-  EXPECT_EQ(RunKappa(args, &out, &err), 1) << err << out;
-  EXPECT_NE(err.find("refusing to re-inject records that a running version reading transactions did not "
-                     "dead-letter (audit v1 (serving): "),
+  EXPECT_EQ(RunKappa(args, &out, &err), 0) << err << out;
+  EXPECT_NE(err.find("versions reading transactions that did not dead-letter some of these records (audit v1 "
+                     "(serving): " + std::to_string(of_transactions) + " of them) skip their copies"),
             std::string::npos)
       << err;
-  EXPECT_EQ(Count("transactions"), 600) << "nothing re-injected";
-  EXPECT_EQ(Count("transactions2"), 600) << "nothing re-injected";
+  EXPECT_EQ(Count("transactions"), 600 + of_transactions);
+  EXPECT_EQ(Count("transactions2"), 600) << "another source's records are left";
+  Run(audit);
+  EXPECT_EQ(Count("audit-out.v1"), audited) << "the other job counted the re-injected records again";
 }
 
 // Two jobs whose dead-letter topics are each other's sources: a bad record

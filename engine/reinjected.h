@@ -1,0 +1,43 @@
+// Records `kappa dlq replay` re-injects into a source topic: what they
+// carry besides their original key and bytes, and which version processes
+// them. A re-injected record is a second copy of a record every version
+// reading the topic may already have read: a version that read the
+// original and did not dead-letter it (it accepted, filtered or deduped it)
+// skips the copy as a repeat; the versions that dead-lettered the original,
+// and those that began after its offset, process it. Without this a fixed
+// version replayed from offset zero counted every re-injected record twice
+// (a bug bash: 7,153 rows where the input gives 3,525).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kappa {
+
+struct JobSpec;
+
+// How often the record failed so far and when it first did (decimal).
+inline constexpr char kRetryCountHeader[] = "kappa.retry_count";
+inline constexpr char kFirstFailureHeader[] = "kappa.first_failure_at_ms";
+// The DLQ record it came from ("dlq[p]@o").
+inline constexpr char kDlqRecordHeader[] = "kappa.dlq";
+// The original record: "<topic>[<partition>]@<offset>".
+inline constexpr char kDlqSourceHeader[] = "kappa.dlq_source";
+// The versions that dead-lettered the original when it was re-injected:
+// "<job> v<version>" joined by ",".
+inline constexpr char kDlqRejectedByHeader[] = "kappa.dlq_rejected_by";
+
+// "<job> v<version>" as kDlqRejectedByHeader lists it.
+std::string RejectingVersion(const std::string& job, int32_t version);
+
+// Whether the re-injected copy at `copy_offset` of `partition`, with the
+// two headers above (`source` and `rejected_by`; empty if absent), is a
+// repeat for the version of `spec` that began reading `partition` at
+// `start_offset`: the original is in the same partition of the version's
+// source topic, at or after where the version began and before the copy,
+// and the version is not among those that dead-lettered it.
+bool RepeatOfProcessedRecord(const JobSpec& spec, int32_t partition, int64_t start_offset, int64_t copy_offset,
+                             std::string_view source, std::string_view rejected_by);
+
+}  // namespace kappa
