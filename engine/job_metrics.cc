@@ -197,13 +197,19 @@ JobMetrics::View JobMetrics::Snapshot() const {
 
 std::string JobMetrics::Render() const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!has_sample_) return "";
-  const JobMetricsSample& s = latest_;
-  const RecordCounters& c = s.progress.counters;
   Exposition e("job=\"" + LabelValue(job_) + "\",version=\"" + version_ + "\"");
   e.Family("kappa_info", "gauge", "The job version this process runs (always 1).");
   e.Sample("kappa_info", int64_t{1},
            "spec_hash=\"" + LabelValue(spec_hash_) + "\",output=\"" + LabelValue(output_) + "\"");
+  // Before the first sample (while the job opens and restores its state,
+  // 12 s and more for a large one) an empty 200 was a scrape with no series
+  // at all: absent() alerts fired and every series went stale (a bug bash).
+  e.One("kappa_starting", "gauge",
+        "1 until the job's first sample (while it opens and restores its state); the other series appear then.",
+        int64_t{has_sample_ ? 0 : 1});
+  if (!has_sample_) return e.Take();
+  const JobMetricsSample& s = latest_;
+  const RecordCounters& c = s.progress.counters;
   e.One("kappa_records_in_total", "counter", "Input records read (restored with the checkpoint on a restart).", c.in);
   e.One("kappa_records_out_total", "counter", "Input records that reached the end of the chain.", c.out);
   e.One("kappa_records_deduped_total", "counter", "Input records dropped as repeats.", c.deduped);

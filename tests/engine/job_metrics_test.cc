@@ -55,6 +55,26 @@ TEST(JobMetricsHistory, KeepsTheLastFiveMinutesOfRatesAndLag) {
 // taken-over partition's whole history, which also fired the DLQ alert (a
 // bug bash). The process's own counters only grow, by what each held
 // partition adds between two samples.
+// A bug bash: until the first sample (a restore of the state lasts it) the
+// endpoint answered 200 with an empty body, a scrape with no series.
+TEST(JobMetricsRender, BeforeTheFirstSampleTheJobSaysItIsStarting) {
+  JobSpec spec;
+  spec.job = "st";
+  spec.version = 2;
+  JobMetrics metrics(spec, nullptr);
+  const std::string before = metrics.Render();
+  EXPECT_NE(before.find("# TYPE kappa_info gauge"), std::string::npos) << before;
+  EXPECT_NE(before.find("kappa_info{job=\"st\",version=\"2\""), std::string::npos) << before;
+  EXPECT_NE(before.find("kappa_starting{job=\"st\",version=\"2\"} 1\n"), std::string::npos) << before;
+  EXPECT_EQ(before.find("kappa_records_in_total"), std::string::npos) << before;
+  JobMetricsSample s;
+  s.now_ms = 1'700'000'000'000;
+  metrics.Publish(std::move(s));
+  const std::string after = metrics.Render();
+  EXPECT_NE(after.find("kappa_starting{job=\"st\",version=\"2\"} 0\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("kappa_records_in_total{job=\"st\",version=\"2\"} 0"), std::string::npos) << after;
+}
+
 TEST(JobMetricsCounters, AScaledOutProcessesCountersOnlyGrowAcrossRebalances) {
   JobSpec spec;
   spec.job = "so";
