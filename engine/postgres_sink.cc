@@ -206,10 +206,22 @@ Status PostgresSink::PrepareTables() {
   // empty would leave those rows missing for good, since the offsets say
   // they are written and the job would not write them again.
   if (!table_exists && offsets_exist) {
-    auto committed = client_->Exec("SELECT count(*), coalesce(sum(next_offset), 0) FROM " + offsets +
+    auto committed = client_->Exec("SELECT count(*), coalesce(sum(next_offset), 0), coalesce(min(spec_hash), '') "
+                                   "FROM " + offsets +
                                    " WHERE job = " + QuoteLiteral(spec_.job) + " AND version = " + version_text_ +
                                    " AND next_offset > 0");
     if (!committed.ok()) return committed.status();
+    if (!committed->rows.empty() && committed->rows[0][0] != "0" && !committed->rows[0][2].empty() &&
+        committed->rows[0][2] != spec_.spec_hash) {
+      // Another spec under the same version (a new table name, say) was
+      // told its table had been dropped, and to delete the other table's
+      // offsets (a bug bash).
+      return Status::FailedPrecondition(
+          "PostgreSQL " + client_->redacted_dsn() + ": " + offsets + " holds offsets of " + spec_.job + " v" +
+          version_text_ + " committed by spec " + committed->rows[0][2] + ", but this spec is " + spec_.spec_hash +
+          " (writing another table, " + spec_.PostgresTable() + ", which does not exist): a changed spec needs a "
+          "new version (`kappa replay` with the next version number)");
+    }
     if (!committed->rows.empty() && committed->rows[0][0] != "0") {
       return Status::FailedPrecondition(
           "PostgreSQL table " + spec_.PostgresTable() + " does not exist, but " + offsets + " says " + spec_.job +

@@ -150,6 +150,32 @@ TEST_F(PostgresSinkTest, RowsEqualTheSameJobsRowsInATopicAndTheOffsetsAreCommitt
   EXPECT_EQ(err.find(password), std::string::npos) << err;
 }
 
+// A bug bash: `delivery: exactly_once` was accepted without a word, and
+// the DLQ (written to Kafka before the database commits) repeated records
+// after a crash. The job says what the mode gives with this sink.
+TEST_F(PostgresSinkTest, ExactlyOnceSaysItsDeadLettersStayAtLeastOnce) {
+  Forget("pgs-eos", "pgs_eos_v1");
+  Produce("pgs-eos-in");
+  ScratchDir dir("pg-eos");
+  const TopicContents reference = Reference("pgs-eos", "pgs-eos-in", dir);
+  SpecOptions o = Options("pgs-eos", "pgs-eos-in", dir, "state");
+  o.delivery = "exactly_once";
+  std::string err;
+  ASSERT_EQ(Run(FeatureSpec(dir, "pg", o, PostgresSinkValue(dsn_, "pgs_eos")), &err), 0) << err;
+  EXPECT_NE(err.find("WARNING delivery: exactly_once with a PostgreSQL sink: rows and input offsets commit in one "
+                     "database transaction (exactly once), but DLQ and late records go to Kafka topics before it, at "
+                     "least once"),
+            std::string::npos)
+      << err;
+  ExpectTableEquals("pgs_eos_v1", reference);
+  // At least once (the default) says nothing of it.
+  o.delivery = "at_least_once";
+  o.state_dir = dir / "state-alo";
+  Forget("pgs-eos", "pgs_eos_v1");
+  ASSERT_EQ(Run(FeatureSpec(dir, "pg-alo", o, PostgresSinkValue(dsn_, "pgs_eos")), &err), 0) << err;
+  EXPECT_EQ(err.find("delivery: exactly_once"), std::string::npos) << err;
+}
+
 TEST_F(PostgresSinkTest, ARerunOfTheSameHistoryLeavesTheTableByteIdentical) {
   Forget("pgs-rerun", "pgs_rerun_v1");
   Produce("pgs-rerun-in");
@@ -639,6 +665,34 @@ TEST_F(PostgresSinkTest, ADroppedTableIsRefusedNotMadeAgainEmpty) {
   ASSERT_TRUE(pg_->Exec(advice).ok());
   ASSERT_EQ(Run(spec, &err, {"--reset-state"}), 0) << err;
   ExpectTableEquals("pgs_dropped_v1", reference);
+}
+
+// A bug bash: the spec changed to another table under the same job and
+// version was told the table had been dropped, and to delete the offsets
+// (the other table's record) and --reset-state. It is a changed spec.
+TEST_F(PostgresSinkTest, AnotherTableUnderTheSameVersionIsAChangedSpecNotADroppedTable) {
+  ScratchDir dir("pg-retabled");
+  TopicContents reference;
+  const std::string spec = Story("pgs-retabled", "pgs_retabled", 16, dir, &reference);
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  std::string text = ReadFile(spec);
+  const size_t at = text.find("table: pgs_retabled");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, std::string("table: pgs_retabled").size(), "table: pgs_retabled_new");
+  const std::string changed = dir / "changed.yaml";
+  std::ofstream(changed) << text;
+  // The state belongs to the first spec: a new state (--reset-state, or
+  // another state directory) meets the database's record of it.
+  EXPECT_EQ(Run(changed, &err, {"--reset-state"}), 1) << err;
+  EXPECT_NE(err.find("\"kappa_offsets\" holds offsets of pgs-retabled v1 committed by spec "), std::string::npos) << err;
+  EXPECT_NE(err.find("(writing another table, pgs_retabled_new_v1, which does not exist): a changed spec needs a new "
+                     "version"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("was dropped"), std::string::npos) << err;
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pg_class WHERE relname = 'pgs_retabled_new_v1'"), 0);
+  ExpectTableEquals("pgs_retabled_v1", reference);
 }
 
 // The version's table emptied (TRUNCATE) with its kappa_offsets kept: the
