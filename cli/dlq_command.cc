@@ -178,7 +178,7 @@ int Stats(int argc, char** argv) {
   const int64_t now = WallClockMs();
   std::map<std::string, int64_t> by_type;
   std::map<std::pair<std::string, int32_t>, int64_t> by_version;  // (job, version)
-  std::map<std::string, int64_t> by_source;
+  std::map<std::pair<std::string, int32_t>, int64_t> by_source;  // (topic, partition): numeric order
   std::map<int32_t, int64_t> by_retry;
   int64_t ages[4] = {0, 0, 0, 0};
   int64_t future = 0;  // first failed after now: the failing host's clock ahead of this one's
@@ -189,6 +189,7 @@ int Stats(int argc, char** argv) {
   std::vector<int64_t> log_starts;
   std::optional<std::string> oldest_line;
   int64_t oldest_ms = 0;
+  std::pair<int32_t, int64_t> oldest_at{0, 0};
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
@@ -196,8 +197,8 @@ int Stats(int argc, char** argv) {
         sources.insert(e.source_key());
         ++by_type[e.error_type()];
         ++by_version[{e.record->job() ? e.record->job()->str() : std::string(), e.record->version()}];
-        ++by_source[(e.record->source_topic() ? e.record->source_topic()->str() : std::string("?")) + "[" +
-                    std::to_string(e.record->source_partition()) + "]"];
+        ++by_source[{e.record->source_topic() ? e.record->source_topic()->str() : std::string("?"),
+                     e.record->source_partition()}];
         ++by_retry[e.retry_count()];
         const int64_t first = e.first_failure_ms();
         const int64_t age = now - first;
@@ -206,8 +207,12 @@ int Stats(int argc, char** argv) {
         } else {
           ages[age < kHourMs ? 0 : age < kDayMs ? 1 : age < 7 * kDayMs ? 2 : 3]++;
         }
-        if (!oldest_line || first < oldest_ms) {
+        // Ties go to the first in DLQ order (partition, offset): the
+        // record named changed from run to run (a bug bash).
+        const std::pair<int32_t, int64_t> at{e.dlq_partition, e.dlq_offset};
+        if (!oldest_line || first < oldest_ms || (first == oldest_ms && at < oldest_at)) {
           oldest_ms = first;
+          oldest_at = at;
           oldest_line = e.source() + " (at " + e.where(topic) + "), first failed " + Age(age) + " ago (" +
                         std::to_string(first) + " ms), " + e.error_type() + ", retry_count " +
                         std::to_string(e.retry_count()) + ", job " +
@@ -245,7 +250,9 @@ int Stats(int argc, char** argv) {
     std::printf("  %sv%d: %lld\n", job.c_str(), k.second, static_cast<long long>(n));
   }
   std::printf("by source partition:\n");
-  for (const auto& [k, n] : by_source) std::printf("  %s: %lld\n", k.c_str(), static_cast<long long>(n));
+  for (const auto& [k, n] : by_source) {
+    std::printf("  %s[%d]: %lld\n", k.first.c_str(), k.second, static_cast<long long>(n));
+  }
   std::printf("by retry count:\n");
   for (const auto& [k, n] : by_retry) std::printf("  %d: %lld\n", k, static_cast<long long>(n));
   std::printf("by age since first failure:\n  <1h: %lld\n  1h-1d: %lld\n  1d-7d: %lld\n  >7d: %lld\n",
@@ -289,13 +296,20 @@ int Show(int argc, char** argv) {
   }
   int64_t shown = 0, matched = 0, undecodable = 0;
   std::vector<int64_t> log_starts;
+  // Printed in partition and offset order, as the help says: the topic is
+  // read with its partitions interleaved, and --limit 5 showed partition
+  // 15's records or partition 0's from run to run (a bug bash). With a
+  // limit only the first `limit` are kept (a max-heap on the position).
+  using Line = std::pair<std::pair<int32_t, int64_t>, std::string>;
+  std::vector<Line> lines;
+  auto later = [](const Line& a, const Line& b) { return a.first < b.first; };
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
         if (type && e.record->error_type() != *type) return;
         ++matched;
-        if (limit > 0 && shown >= limit) return;
-        ++shown;
+        const std::pair<int32_t, int64_t> at{e.dlq_partition, e.dlq_offset};
+        if (limit > 0 && static_cast<int64_t>(lines.size()) >= limit && !(at < lines.front().first)) return;
         // A null key (absent) prints as null, an empty one as "".
         const std::string key =
             e.record->key() ? "\"" + JsonEscape(std::string(reinterpret_cast<const char*>(e.record->key()->data()),
@@ -306,10 +320,20 @@ int Show(int argc, char** argv) {
                            "\",\"key\":" + key + ",\"record\":" +
                            FormatRecordJson(reinterpret_cast<const uint8_t*>(e.bytes.data()), e.bytes.size()) +
                            "}\n";
-        std::fputs(line.c_str(), stdout);
+        lines.emplace_back(at, std::move(line));
+        if (limit > 0) {
+          std::push_heap(lines.begin(), lines.end(), later);
+          if (static_cast<int64_t>(lines.size()) > limit) {
+            std::pop_heap(lines.begin(), lines.end(), later);
+            lines.pop_back();
+          }
+        }
       },
       &undecodable, &log_starts);
   if (!st.ok()) return Fail("dlq show", st);
+  std::sort(lines.begin(), lines.end(), later);
+  for (const Line& l : lines) std::fputs(l.second.c_str(), stdout);
+  shown = static_cast<int64_t>(lines.size());
   if (const std::string deleted = DeletedWarning(topic, log_starts); !deleted.empty()) {
     std::fprintf(stderr, "kappa dlq show: WARNING %s\n", deleted.c_str());
   }
@@ -470,6 +494,38 @@ int Replay(int argc, char** argv) {
     return Fail("dlq replay", Status::Unavailable("cannot read the control topic " + control_topic +
                                                   " (where re-injections are recorded): " + st.message()));
   }
+  // A target that is no source topic: the DLQ itself, its .parked, or a
+  // topic a version writes (its output, DLQ or late records). Accepted, it
+  // put raw source bytes among DLQ records or output rows (a bug bash).
+  {
+    std::string why;
+    if (to == topic) why = "is the DLQ topic itself";
+    else if (to == topic + ".parked") why = "is the DLQ's parked topic";
+    // A topic some version reads is a source, whatever else writes it
+    // (jobs whose DLQs are each other's sources).
+    bool a_source = false;
+    for (const std::string& job : registry.Jobs()) {
+      if (const auto record = registry.Job(job)) {
+        for (const VersionInfo& v : record->versions) a_source |= v.source_topic == to;
+      }
+    }
+    for (const std::string& job : registry.Jobs()) {
+      const auto record = registry.Job(job);
+      if (!record || !why.empty() || a_source) continue;
+      for (const VersionInfo& v : record->versions) {
+        const std::string who = " of " + job + " v" + std::to_string(v.version);
+        if (to == v.output_topic) why = "is the output topic" + who;
+        else if (to == v.dlq_topic || (!v.dlq_topic.empty() && to == v.dlq_topic + ".parked")) why = "is the DLQ topic" + who;
+        else if (to == v.late_topic) why = "is the late-records topic" + who;
+        if (!why.empty()) break;
+      }
+    }
+    if (!why.empty()) {
+      return Fail("dlq replay", Status::InvalidArgument("--to " + to + " " + why +
+                                                        ": --to names the source topic the records were read from "
+                                                        "(the DLQ records' source, as `kappa dlq stats` lists it)"));
+    }
+  }
   std::map<int32_t, Ranges> done;  // per DLQ partition
   auto ranges_of = [&](int32_t p) -> Ranges& {
     auto it = done.find(p);
@@ -541,6 +597,11 @@ int Replay(int argc, char** argv) {
       },
       &undecodable, &log_starts);
   if (!st.ok()) return Fail("dlq replay", st);
+  if (undecodable > 0) {
+    // "0 records would be re-injected" and nothing else, given the wrong topic (a bug bash).
+    std::fprintf(stderr, "kappa dlq replay: %lld records of %s are not DLQ records (ignored: is %s a DLQ topic?)\n",
+                 static_cast<long long>(undecodable), topic.c_str(), topic.c_str());
+  }
   if (const std::string deleted = DeletedWarning(topic, log_starts); !deleted.empty()) {
     // Of the deleted offsets, those an earlier replay had re-injected are
     // not lost: its markers say which.
@@ -658,6 +719,18 @@ int Replay(int argc, char** argv) {
     return ", " + std::to_string(twins) + " more DLQ records of the same source records (" + whose +
            ") marked with them";
   };
+  if (dry_run && !selected.empty()) {
+    // A target that is not there was said only by a real run (a bug bash).
+    ProducerOptions probe = BulkProducerOptions();
+    probe.client = "dlq replay dry run";
+    auto producer = KafkaProducer::Create(config, std::move(probe));
+    if (!producer.ok()) return Fail("dlq replay", producer.status());
+    if (auto partitions = TopicPartitionCount((*producer)->handle(), to, 15000); !partitions.ok()) {
+      return Fail("dlq replay", Status::NotFound("the target topic " + to + " is not there (" +
+                                                 partitions.status().message() +
+                                                 "): --to names the job's source topic, which must exist"));
+    }
+  }
   if (dry_run || selected.empty()) {
     for (const auto& e : selected) {
       if (e.twin) continue;

@@ -3,6 +3,7 @@
 // records: the fixed ones come out, the others come back with retry_count
 // + 1 and their first failure time, and past dlq.max_retries they are
 // parked. Re-injecting twice injects nothing the second time.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -488,6 +489,71 @@ TEST_F(DlqTriageTest, ReplayLeavesOtherSourcesAndAnotherJobThatAcceptedThemSkips
 // count always 1, since each hop was a first failure of a new record. A
 // hop now counts as a retry of the record inside: past dlq.max_retries it
 // is parked, and the loop ends.
+// A bug bash of the triage commands at scale: `show` said "in partition and
+// offset order" but printed the topic's partitions interleaved, so --limit 5
+// showed partition 15's records one run and partition 0's the next; `stats`
+// listed source partitions as text (p[0], p[10], p[1]); `replay` took the
+// DLQ itself or a job's output as --to, named no missing target on a dry
+// run, and said "0 records" of a topic that is no DLQ.
+TEST_F(DlqTriageTest, ShowStatsAndReplayTargetsAreWhatTheHelpSays) {
+  CreateTopic("transactions", 12);
+  CreateTopic(kDlq, 3);
+  CreateTopic("kappa.control", 1);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(43, 2400, 200, 1)));
+  ScratchDir dir("dlq-order");
+  const std::string v1 = Spec(dir, 1, "EUR, USD", "earliest");
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"deploy", v1, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+      << err << out;
+  ASSERT_GT(Count(kDlq), 100);
+
+  const std::regex where("\"dlq\":\"pay\\.dlq\\[([0-9]+)\\]@([0-9]+)\"");
+  auto positions = [&](const std::string& text) {
+    std::vector<std::pair<int, long long>> found;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), where); it != std::sregex_iterator(); ++it) {
+      found.emplace_back(std::stoi((*it)[1]), std::stoll((*it)[2]));
+    }
+    return found;
+  };
+  out = Kappa({"dlq", "show", kDlq, "-b", bootstrap(), "--limit", "5"});
+  std::vector<std::pair<int, long long>> at = positions(out);
+  const std::vector<std::pair<int, long long>> first5 = {{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}};
+  EXPECT_EQ(at, first5) << out;
+  out = Kappa({"dlq", "show", kDlq, "-b", bootstrap(), "--limit", "0"});
+  at = positions(out);
+  EXPECT_EQ(static_cast<int64_t>(at.size()), Count(kDlq));
+  EXPECT_TRUE(std::is_sorted(at.begin(), at.end())) << out.substr(0, 2000);
+
+  const std::string stats = Kappa({"dlq", "stats", kDlq, "-b", bootstrap()});
+  const size_t p2 = stats.find("\n  transactions[2]: "), p10 = stats.find("\n  transactions[10]: ");
+  ASSERT_NE(p2, std::string::npos) << stats;
+  ASSERT_NE(p10, std::string::npos) << stats;
+  EXPECT_LT(p2, p10) << stats;
+
+  for (const auto& [target, why] : std::vector<std::pair<std::string, std::string>>{
+           {kDlq, "is the DLQ topic itself"},
+           {std::string(kDlq) + ".parked", "is the DLQ's parked topic"},
+           {"pay-out.v1", "is the output topic of pay v1"},
+           {"pay.late", "is the late-records topic of pay v1"}}) {
+    EXPECT_EQ(RunKappa({"dlq", "replay", kDlq, "--to", target, "-b", bootstrap(), "--dry-run"}, &out, &err), 2)
+        << target << ": " << err << out;
+    EXPECT_NE(err.find("--to " + target + " " + why), std::string::npos) << err;
+  }
+  EXPECT_EQ(RunKappa({"dlq", "replay", kDlq, "--to", "nosuch", "-b", bootstrap(), "--dry-run", "--any-source"}, &out,
+                     &err),
+            1)
+      << err << out;
+  EXPECT_NE(err.find("the target topic nosuch is not there"), std::string::npos) << err;
+  EXPECT_EQ(RunKappa({"dlq", "replay", "pay-out.v1", "--to", "transactions", "-b", bootstrap(), "--dry-run"}, &out,
+                     &err),
+            0)
+      << err << out;
+  EXPECT_NE(err.find(" records of pay-out.v1 are not DLQ records (ignored: is pay-out.v1 a DLQ topic?)"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(Count("transactions"), 2400) << "nothing re-injected";
+}
+
 TEST_F(DlqTriageTest, DeadLetterTopicsFeedingEachOtherParkTheRecordAfterMaxRetries) {
   for (const char* topic : {"ping", "pong", "ping.parked", "pong.parked"}) CreateTopic(topic, 1);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "ping", SmallWorkload(41, 50, 10, 1)));
