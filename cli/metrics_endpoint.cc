@@ -2,14 +2,17 @@
 
 #include <dirent.h>
 #include <httplib.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -159,6 +162,43 @@ class MetricsEndpoint::Watchdog {
   std::thread thread_;
 };
 
+namespace {
+// Why `bind`:`port` cannot be listened on, found by binding a socket of our
+// own: every cause read "in use, or not an address of this machine" (a bug
+// bash: port 80 as a user, a host name that does not resolve).
+std::string WhyNoListen(const std::string& bind, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(bind.c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) return bind + " is not an address or a host name that resolves (" + gai_strerror(rc) + ")";
+  std::string why = "in use, or not an address of this machine";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    const int bound = ::bind(fd, a->ai_addr, a->ai_addrlen);
+    const int err = errno;
+    ::close(fd);
+    if (bound == 0) continue;
+    if (err == EADDRINUSE) why = "the port is in use by another process";
+    else if (err == EACCES || err == EPERM) {
+      why = port < 1024 ? "ports below 1024 need root (or CAP_NET_BIND_SERVICE)" : "permission denied";
+    } else if (err == EADDRNOTAVAIL) {
+      why = bind + " is not an address of this machine";
+    } else {
+      why = std::strerror(err);
+    }
+    break;
+  }
+  freeaddrinfo(found);
+  return why;
+}
+}  // namespace
+
 Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::string& bind, int port,
                                                                 std::function<std::string()> render,
                                                                 std::function<std::string()> status) {
@@ -183,6 +223,16 @@ Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::strin
   e->server_->Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {
     res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
   });
+  // Other methods: 405 with what is allowed (a POST was "404 Not Found").
+  auto not_allowed = [](const httplib::Request&, httplib::Response& res) {
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD");
+    res.set_content("only GET\n", "text/plain");
+  };
+  e->server_->Post(".*", not_allowed);
+  e->server_->Put(".*", not_allowed);
+  e->server_->Patch(".*", not_allowed);
+  e->server_->Delete(".*", not_allowed);
   if (status) {
     e->server_->Get("/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(kStatusPageHtml, "text/html; charset=utf-8");
@@ -194,9 +244,9 @@ Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::strin
   }
   const int bound = port == 0 ? e->server_->bind_to_any_port(bind) : (e->server_->bind_to_port(bind, port) ? port : -1);
   if (bound < 0) {
-    return Status::FailedPrecondition("cannot listen for /metrics on " + bind + ":" + std::to_string(port) +
-                                      " (in use, or not an address of this machine); choose another --metrics-port "
-                                      "(0: any free port)");
+    return Status::FailedPrecondition("cannot listen for /metrics on " + bind + ":" + std::to_string(port) + " (" +
+                                      WhyNoListen(bind, port) +
+                                      "); choose another --metrics-port (0: any free port) or --metrics-bind");
   }
   e->port_ = bound;
   e->watchdog_ = std::make_unique<Watchdog>(bound);

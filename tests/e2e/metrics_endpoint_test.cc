@@ -294,6 +294,11 @@ TEST_F(MetricsEndpointTest, NoClientCanExhaustHoldOrStopTheJob) {
   ASSERT_GT(recv(post, answer, sizeof(answer) - 1, 0), 0);
   EXPECT_EQ(std::string(answer).rfind("HTTP/1.1 413", 0), 0u) << answer;
   close(post);
+  // Another method without a body: 405 naming what is allowed (it was 404).
+  const std::string posted =
+      RunShell("timeout 12 curl -s -m 10 -X POST -d '' -D - -o /dev/null http://127.0.0.1:" + std::to_string(port) + "/metrics");
+  EXPECT_EQ(posted.rfind("HTTP/1.1 405", 0), 0u) << posted;
+  EXPECT_NE(posted.find("Allow: GET, HEAD"), std::string::npos) << posted;
 
   // A slow client still connected does not hold the stop.
   const int holder = Connect(port);
@@ -390,8 +395,23 @@ TEST_F(MetricsEndpointTest, APortInUseIsAClearError) {
   std::string err;
   EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--metrics-port", port, "--stop-at-end"}, nullptr, &err), 1)
       << err;
-  EXPECT_NE(err.find("cannot listen for /metrics on 127.0.0.1:" + port), std::string::npos) << err;
+  EXPECT_NE(err.find("cannot listen for /metrics on 127.0.0.1:" + port + " (the port is in use by another process)"),
+            std::string::npos)
+      << err;
   close(fd);
+  // Every cause read "in use, or not an address of this machine" (a bug bash).
+  EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--metrics-port", "0", "--metrics-bind", "no-such-host.invalid",
+                      "--stop-at-end"},
+                     nullptr, &err),
+            1)
+      << err;
+  EXPECT_NE(err.find("no-such-host.invalid is not an address or a host name that resolves"), std::string::npos) << err;
+  EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--metrics-port", "0", "--metrics-bind", "192.0.2.1",
+                      "--stop-at-end"},
+                     nullptr, &err),
+            1)
+      << err;
+  EXPECT_NE(err.find("192.0.2.1 is not an address of this machine"), std::string::npos) << err;
 }
 
 }  // namespace
