@@ -252,6 +252,13 @@ if [ -f "$dir/bootstrap" ]; then
     cat "$dir/bootstrap"
     exit 0
   fi
+  # A cluster with a node stopped was wiped without a word, topics and all
+  # (a bug bash: `start` used to bring a killed node back).
+  if ((total > 0)); then
+    echo "kafka.sh: $dir held a cluster at $(cat "$dir/bootstrap") with $running of $total nodes running: starting" \
+      "a new, empty cluster in its place (its data is wiped); to bring a stopped node of a cluster back, use" \
+      "\`kafka.sh start-node --node N --dir $dir\`" >&2
+  fi
 fi
 stop_cluster
 
