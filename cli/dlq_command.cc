@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -416,6 +417,14 @@ std::string MarkerKey(const std::string& topic, int32_t partition) {
   return "dlq-replayed/" + topic + "/" + std::to_string(partition);
 }
 
+// Written before each batch is produced, cleared after the last: the
+// target topic and its log end offsets then ("<to>\n<o0>,<o1>,..."). A run
+// killed between a batch's flush and its markers left that batch to be
+// injected again by the rerun (a bug bash: 1,000 and 3,000 records, each
+// then counted twice); the rerun reads the target from these offsets and
+// marks the DLQ records whose copies it finds there (header kappa.dlq).
+std::string InflightKey(const std::string& topic) { return "dlq-inflight/" + topic; }
+
 int Replay(int argc, char** argv) {
   po::options_description desc("options");
   std::string topic, to, error_type, since_text, control_topic;
@@ -432,7 +441,8 @@ int Replay(int argc, char** argv) {
       "force", "accepted for older scripts: re-injected copies no longer need it (a version that accepted the "
                "original skips its copy)")(
       "batch-records", po::value<int64_t>()->default_value(kReplayBatch),
-      "records per flush and marker write: the most a crash can make a rerun inject twice");
+      "records per flush and marker write (a rerun after a crash finds a flushed batch's copies in the target "
+      "and marks them)");
   AddKafkaOptions(desc);
   po::positional_options_description pos;
   pos.add("topic", 1);
@@ -533,6 +543,57 @@ int Replay(int argc, char** argv) {
     auto value = registry.Value(MarkerKey(topic, p));
     return done[p] = value ? ParseRanges(*value) : Ranges{};
   };
+
+  // A batch an earlier run produced and did not mark: its copies are
+  // found in the target and marked, not injected again.
+  if (auto inflight = registry.Value(InflightKey(topic)); inflight && !inflight->empty()) {
+    const size_t nl = inflight->find('\n');
+    const std::string target = inflight->substr(0, nl);
+    std::vector<int64_t> from;
+    if (nl != std::string::npos) {
+      const std::string list = inflight->substr(nl + 1);
+      for (size_t at = 0; at < list.size();) {
+        size_t comma = list.find(',', at);
+        if (comma == std::string::npos) comma = list.size();
+        from.push_back(std::strtoll(list.substr(at, comma - at).c_str(), nullptr, 10));
+        at = comma + 1;
+      }
+    }
+    std::map<int32_t, bool> touched;
+    int64_t found = 0;
+    const std::string prefix = topic + "[";
+    auto read = ReadTopic(config, target, [&](const ConsumedRecord& r) {
+      const std::string where = r.Header(kDlqRecordHeader);  // "<dlq>[p]@o"
+      if (where.rfind(prefix, 0) != 0) return;
+      const size_t close = where.find("]@", prefix.size());
+      if (close == std::string::npos) return;
+      const int32_t p = std::atoi(where.substr(prefix.size(), close - prefix.size()).c_str());
+      const int64_t o = std::strtoll(where.c_str() + close + 2, nullptr, 10);
+      AddRange(ranges_of(p), o, o);
+      touched[p] = true;
+      ++found;
+    }, 15000, from.empty() ? nullptr : &from, -1, 0);
+    if (!read.ok()) {
+      return Fail("dlq replay", Status::Unavailable("an earlier replay of " + topic + " was stopped between "
+                                                    "re-injecting a batch into " + target + " and marking it, and "
+                                                    "reading " + target + " for that batch's copies failed: " +
+                                                    read.status().message() + "; rerun once it can be read"));
+    }
+    std::fprintf(stderr,
+                 "kappa dlq replay: an earlier run was stopped between re-injecting a batch into %s and marking "
+                 "it: %lld of its records are in %s already%s\n",
+                 target.c_str(), static_cast<long long>(found), target.c_str(),
+                 dry_run ? " (a run would mark them)" : ": marked, not injected again");
+    if (!dry_run) {
+      for (const auto& [p, _] : touched) {
+        if (Status ws = registry.PutValue(MarkerKey(topic, p), FormatRanges(ranges_of(p))); !ws.ok()) {
+          return Fail("dlq replay", Status::Unavailable("marking the copies found in " + target + " in " +
+                                                        control_topic + " failed: " + ws.message() + "; rerun"));
+        }
+      }
+      if (Status ws = registry.PutValue(InflightKey(topic), ""); !ws.ok()) return Fail("dlq replay", ws);
+    }
+  }
 
   // What to inject, in DLQ order.
   std::vector<DlqEntry> selected;
@@ -767,12 +828,24 @@ int Replay(int argc, char** argv) {
   for (const DlqEntry& e : selected) to_inject += !e.twin;
   while (begin < selected.size()) {
     if (stop.stop_requested()) {
+      if (Status ws = registry.PutValue(InflightKey(topic), ""); !ws.ok()) return Fail("dlq replay", ws);
       std::printf("kappa dlq replay: %s -> %s: stopped as asked after %zu of %zu records re-injected and marked; "
                   "the other %zu were not touched: rerun to re-inject them\n",
                   topic.c_str(), to.c_str(), injected, to_inject, to_inject - injected);
       return 1;
     }
     const size_t end = std::min(selected.size(), begin + static_cast<size_t>(batch_records));
+    {
+      // Where the target ends before this batch (InflightKey).
+      auto marks = QueryTopicWatermarks((*producer)->handle(), to, 15000);
+      if (!marks.ok()) return Fail("dlq replay", marks.status());
+      std::string value = to + "\n";
+      for (size_t p = 0; p < marks->size(); ++p) value += (p ? "," : "") + std::to_string((*marks)[p].high);
+      if (Status ws = registry.PutValue(InflightKey(topic), value); !ws.ok()) {
+        return Fail("dlq replay", Status::Unavailable("writing to " + control_topic + " failed: " + ws.message() +
+                                                      "; nothing of this batch was injected: rerun"));
+      }
+    }
     for (size_t i = begin; i < end; ++i) {
       const DlqEntry& e = selected[i];
       if (e.twin) continue;
@@ -847,6 +920,7 @@ int Replay(int argc, char** argv) {
     for (size_t i = begin; i < end; ++i) injected += !selected[i].twin;
     begin = end;
   }
+  if (Status ws = registry.PutValue(InflightKey(topic), ""); !ws.ok()) return Fail("dlq replay", ws);
   std::printf("kappa dlq replay: %s -> %s: %zu records re-injected%s, %lld already re-injected before, %lld "
               "filtered out, %zu refused (truncated)\n",
               topic.c_str(), to.c_str(), injected, twins_text().c_str(), static_cast<long long>(skipped_done),
