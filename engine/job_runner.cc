@@ -14,6 +14,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/clock.h"
 #include "engine/archive_source.h"
 #include "engine/changelog.h"
 #include "engine/checkpoint_coordinator.h"
@@ -277,6 +278,7 @@ struct JobRunner::Impl {
   // is not polled meanwhile, so the sink's producer says whether a broker
   // answers.
   bool waiting_for_writer = false;
+  int64_t source_lost_since_ms = 0;  // the source's outage being waited out (wall clock ms), 0: none
   void ReportWhileWaiting() {
     waiting_for_writer = true;
     if (reporter->Due()) reporter->Report(Snapshot(), processed);
@@ -1278,6 +1280,19 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
     since_checkpoint.Reset();
   }
   if (reporter->Due()) reporter->Report(Snapshot(), processed);
+  if (source != nullptr) {
+    // The outage was warned of, its end never said (a bug bash): once the
+    // reader's broker answers again, a line says so and how long it was.
+    const int64_t unreachable_since = source->UnreachableSinceMs();
+    if (unreachable_since != 0) {
+      source_lost_since_ms = unreachable_since;
+    } else if (source_lost_since_ms != 0) {
+      Note(NoteLevel::kInfo, "Kafka answers again after " +
+                                 std::to_string(std::max<int64_t>(0, WallClockMs() - source_lost_since_ms) / 1000) +
+                                 " s unreachable; reading on");
+      source_lost_since_ms = 0;
+    }
+  }
   if (options.metrics != nullptr && since_metrics.Millis() >= 1000) PublishMetrics();
   if (options.publish_counters && since_stage_counters.Millis() >= 1000) PublishStageCounters();
   if (since_growth_check.Millis() >= TopicCheckIntervalMs()) {

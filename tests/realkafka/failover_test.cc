@@ -203,6 +203,8 @@ class FailoverTest : public ::testing::Test {
     const int rc = live->WaitFor(60000);
     ASSERT_EQ(rc, 0) << live->Stderr();
     EXPECT_GT(Epoch(Metrics(job)), epoch_while_down);
+    // The outage's end is said too (only its start was: a bug bash).
+    EXPECT_NE(live->Stderr().find("Kafka answers again after "), std::string::npos) << live->Stderr();
     // The rate cap still holds after the outage: the job does not make up
     // for the time it waited by bursting (a capped replay would starve the
     // live job just when that one catches up too). Allowance: the records
