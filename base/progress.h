@@ -47,6 +47,12 @@ struct RestoreProgress {
   double eta_seconds = -1;    // < 0: unknown yet
 };
 
+// Seconds from `since_ms` (wall clock ms; 0: not happening) to `now_ms`,
+// never negative; 0 when not happening.
+inline double SecondsSince(int64_t since_ms, int64_t now_ms) {
+  return since_ms == 0 ? 0.0 : static_cast<double>(std::max<int64_t>(0, now_ms - since_ms)) / 1000.0;
+}
+
 struct ProgressSnapshot {
   int64_t epoch = 0;
   int64_t checkpoint_ms = 0;  // wall clock of the snapshot

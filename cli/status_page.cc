@@ -66,9 +66,7 @@ std::string StatusBoard::Json() const {
     const double eta = lost ? -1 : lag == 0 ? 0 : v.in_per_s > 0 ? static_cast<double>(lag) / v.in_per_s : -1;
     // Seconds no Kafka broker has answered (null: reachable): the lag is then the last one seen.
     out += ",\"source_unreachable_s\":" +
-           (lost ? Num(static_cast<double>(std::max<int64_t>(0, s.now_ms - s.progress.source_unreachable_since_ms)) /
-                       1000.0)
-                 : std::string("null"));
+           (lost ? Num(SecondsSince(s.progress.source_unreachable_since_ms, s.now_ms)) : std::string("null"));
     // Why, when known (a refused login, a failed TLS handshake); null otherwise.
     out += ",\"source_unreachable_reason\":" +
            (lost && !s.progress.source_unreachable_reason.empty() ? Str(s.progress.source_unreachable_reason)
@@ -76,9 +74,7 @@ std::string StatusBoard::Json() const {
     // Seconds the sink has been retrying a checkpoint the database would not take (null: not waiting), and why.
     const bool waiting = s.progress.sink_waiting();
     out += ",\"sink_waiting_s\":" +
-           (waiting ? Num(static_cast<double>(std::max<int64_t>(0, s.now_ms - s.progress.sink_waiting_since_ms)) /
-                          1000.0)
-                    : std::string("null"));
+           (waiting ? Num(SecondsSince(s.progress.sink_waiting_since_ms, s.now_ms)) : std::string("null"));
     out += ",\"sink_waiting_reason\":" + (waiting ? Str(s.progress.sink_waiting_reason) : std::string("null"));
     out += ",\"eta_s\":" + (eta < 0 ? std::string("null") : Num(eta)) + ",\"checkpoints\":" + Num(s.checkpoints) +
            ",\"last_checkpoint_ms\":" + Num(s.last_checkpoint_ms) + ",\"state_bytes\":" + Num(s.state_bytes) +

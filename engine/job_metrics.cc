@@ -274,15 +274,11 @@ std::string JobMetrics::Render() const {
   e.One("kappa_source_unreachable_seconds", "gauge",
         "How long no Kafka broker has answered the source (0: reachable); while > 0 the log ends and lag are the "
         "last ones seen.",
-        s.progress.source_unreachable()
-            ? static_cast<double>(std::max<int64_t>(0, s.now_ms - s.progress.source_unreachable_since_ms)) / 1000.0
-            : 0.0);
+        SecondsSince(s.progress.source_unreachable_since_ms, s.now_ms));
   e.One("kappa_sink_waiting_seconds", "gauge",
         "How long the sink has been retrying a checkpoint the database would not take (PostgreSQL away, a lock "
         "on the table; 0: not waiting); nothing is read meanwhile.",
-        s.progress.sink_waiting()
-            ? static_cast<double>(std::max<int64_t>(0, s.now_ms - s.progress.sink_waiting_since_ms)) / 1000.0
-            : 0.0);
+        SecondsSince(s.progress.sink_waiting_since_ms, s.now_ms));
   e.One("kappa_progress_ratio", "gauge", "Share of the input from the start to the log end processed (0 to 1).",
         s.progress.percent_done() / 100.0);
   // At the rate measured here (the snapshot's own rate is set only where a
