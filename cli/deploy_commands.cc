@@ -371,16 +371,17 @@ int PromoteCommand(int argc, char** argv) {
 int RollbackCommand(int argc, char** argv) {
   po::options_description desc("options");
   std::string job;
-  desc.add_options()("help,h", "show this help")("job", po::value<std::string>(&job)->required(), "job name (positional)");
+  desc.add_options()("help,h", "show this help")("job", po::value<std::string>(&job)->required(), "job name (positional)")(
+      "force", "roll back even to a version whose process is gone, stopped on an error or paused");
   po::positional_options_description positional;
   AddJobCommandOptions(desc, positional);
   po::variables_map vm;
-  if (int rc = ParseOrExit(argc, argv, "rollback", "usage: kappa rollback JOB --brokers HOST:PORT\n\nMakes the previously serving version serve again.", desc, &positional, vm); rc >= 0) return rc;
+  if (int rc = ParseOrExit(argc, argv, "rollback", "usage: kappa rollback JOB --brokers HOST:PORT [--force]\n\nMakes the previously serving version serve again. Refuses one whose outputs no longer move\n(its process gone, stopped on an error, or paused) unless --force.", desc, &positional, vm); rc >= 0) return rc;
   KafkaConfig config;
   if (Status st = KafkaConfigFromOptions(vm, &config); !st.ok()) return Fail("rollback", st);
   Registry registry(config, vm["control-topic"].as<std::string>());
   std::string report;
-  Status st = Rollback(registry, job, &report, PostgresDsn(vm));
+  Status st = Rollback(registry, job, &report, PostgresDsn(vm), vm.count("force") > 0);
   if (!st.ok()) return Fail("rollback", st);
   std::printf("%s\n", report.c_str());
   return 0;

@@ -463,7 +463,26 @@ Status Promote(Registry& registry, const KafkaConfig& config, const std::string&
   return GaveUp(job, "the promotion was");
 }
 
-Status Rollback(Registry& registry, const std::string& job, std::string* report, const std::string& postgres_dsn) {
+namespace {
+// Why `version` would serve outputs that no longer move: its process
+// exited on an error, is silent (killed, a lost host) or is paused; "" if
+// none of these (or nothing is known of it).
+std::string NotMoving(const Registry& registry, const std::string& job, int32_t version) {
+  const std::string v = "job " + job + " version " + std::to_string(version);
+  if (auto progress = registry.Progress(job, version)) {
+    if (!progress->exit_error.empty()) return v + "'s process stopped on an error (" + progress->exit_error + ")";
+    const std::string liveness = progress->Liveness(WallClockMs());
+    if (liveness != "running" && liveness != "stopped") return v + " is " + liveness;
+  }
+  if (auto throttle = registry.Throttle(job, version); throttle && throttle->paused) {
+    return v + " is paused (kappa throttle " + job + " --version " + std::to_string(version) + " --resume)";
+  }
+  return "";
+}
+}  // namespace
+
+Status Rollback(Registry& registry, const std::string& job, std::string* report, const std::string& postgres_dsn,
+                bool force) {
   KAPPA_RETURN_IF_ERROR(registry.Refresh());
   int32_t expected_serving = -1;
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
@@ -490,6 +509,14 @@ Status Rollback(Registry& registry, const std::string& job, std::string* report,
       // (1, 2, 1) with 2 retired reported "version 1 serves again (was 1)".
       if (previous == record->serving) continue;
       if (v) {
+        // Rolled back to a killed or paused version without a word, where
+        // promote refuses both (a bug bash): readers of the alias got rows
+        // that no longer moved.
+        if (const std::string why = NotMoving(registry, job, previous); !why.empty() && !force) {
+          return Status::FailedPrecondition(why + ": serving it again would serve outputs that no longer move; "
+                                            "start (or resume) it first, then roll back, or --force; nothing was "
+                                            "rolled back");
+        }
         KAPPA_RETURN_IF_ERROR(CheckPostgresSwap(*v, postgres_dsn));
         const int32_t from = record->serving;
         record->serving = previous;

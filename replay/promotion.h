@@ -78,9 +78,11 @@ struct PromoteOptions {
 // repaired by the next promote, rollback, status, get or deployment start.
 Status Promote(Registry& registry, const KafkaConfig& config, const std::string& job, int32_t version,
                const PromoteOptions& options, std::string* report);
-// The same order as Promote: the registry record, then the view.
+// The same order as Promote: the registry record, then the view. Refuses
+// a version whose process exited on an error, is silent or is paused (its
+// outputs no longer move) unless `force`.
 Status Rollback(Registry& registry, const std::string& job, std::string* report,
-                const std::string& postgres_dsn = "");
+                const std::string& postgres_dsn = "", bool force = false);
 // Marks the version retired (its process stops at its next registry check)
 // and deletes the local state of versions retired more than retention_ms ago,
 // and their PostgreSQL tables and kappa_offsets rows (never the serving one's).

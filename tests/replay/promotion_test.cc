@@ -302,6 +302,51 @@ TEST_F(PromotionTest, PromoteSwitchesACaughtUpVersionAndRollbackRestoresThePrevi
   EXPECT_EQ(Rollback(registry, "spend", &report).code(), Status::Code::kFailedPrecondition);
 }
 
+// A bug bash: rollback made a killed version (status: "not reporting for
+// 55 s") and a paused one the serving version again, exit 0, where
+// promote refuses both; readers of the alias got rows that no longer
+// moved. Refused unless --force.
+TEST_F(PromotionTest, RollbackRefusesAPausedOrSilentVersionUnlessForced) {
+  Registry registry(Config());
+  JobRecord job;
+  job.job = "spend";
+  job.versions = {Version(1, VersionState::kLive), Version(2, VersionState::kLive)};
+  job.serving = 2;
+  job.previous_serving = {1};
+  ASSERT_TRUE(registry.PutJob(job).ok());
+  ProgressRecord silent = Progress("spend", 1, {{0, 30}, {1, 40}});
+  silent.report_interval_ms = 1000;
+  silent.snapshot.checkpoint_ms = WallClockMs() - 60000;
+  ASSERT_TRUE(registry.PutProgress(silent).ok());
+  ASSERT_TRUE(registry.Refresh().ok());
+  std::string report;
+  Status st = Rollback(registry, "spend", &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("job spend version 1 is not reporting for 60 s"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("or --force; nothing was rolled back"), std::string::npos) << st.ToString();
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->serving, 2);
+
+  ProgressRecord alive = silent;
+  alive.snapshot.checkpoint_ms = WallClockMs();
+  ASSERT_TRUE(registry.PutProgress(alive).ok());
+  ThrottleRecord pause;
+  pause.job = "spend";
+  pause.version = 1;
+  pause.paused = true;
+  ASSERT_TRUE(registry.PutThrottle(pause, false, true).ok());
+  ASSERT_TRUE(registry.Refresh().ok());
+  st = Rollback(registry, "spend", &report);
+  EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("job spend version 1 is paused (kappa throttle spend --version 1 --resume)"),
+            std::string::npos)
+      << st.ToString();
+
+  st = Rollback(registry, "spend", &report, "", /*force=*/true);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_NE(report.find("version 1 serves again (was 2)"), std::string::npos) << report;
+}
+
 // Served 1, then 2, then 1 again, and 2 retired: the rollback history is
 // [1, 2]. Rollback skipped the retired 2 and went on to 1, the version
 // serving now, and reported "version 1 serves again (was 1)" with exit 0
