@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "base/iso_time.h"
@@ -228,9 +229,14 @@ int StatusCommand(int argc, char** argv) {
     for (const auto& v : job->versions) {
       auto progress = registry.Progress(name, v.version);
       const std::string output = v.postgres_table.empty() ? v.output_topic : "postgres table " + v.PostgresVersionTable();
-      std::printf("  v%d %-9s%s spec %s  output %s  state %s\n", v.version, VersionStateName(v.state),
+      // A retired version's state deleted after its retention was still
+      // listed as if there (a bug bash).
+      const bool retired = v.state == VersionState::kRetired;
+      std::error_code gone;
+      const bool deleted = retired && !std::filesystem::exists(v.state_dir, gone) && !gone;
+      std::printf("  v%d %-9s%s spec %s  output %s  state %s%s\n", v.version, VersionStateName(v.state),
                   job->serving == v.version ? " SERVING" : "        ", v.spec_hash.c_str(), output.c_str(),
-                  v.state_dir.c_str());
+                  v.state_dir.c_str(), deleted ? " (deleted)" : "");
       if (!progress) {
         // A process reports at its first checkpoint; one that failed at its
         // start never does, and read as "live" for ever (a bug bash).
@@ -255,7 +261,14 @@ int StatusCommand(int argc, char** argv) {
       }
       // The rate and "within catch-up lag" are what a running process
       // measured: a stopped or silent one shows neither (they were stale).
-      const std::string liveness = progress->Liveness(now);
+      std::string liveness = progress->Liveness(now);
+      if (retired) {
+        // Its process was told to stop: "not reporting ... start it again
+        // with the same spec to resume" was advice the deploy refuses (a
+        // bug bash).
+        liveness = liveness == "running" ? "running (retired: it stops at its next registry check)"
+                                         : "stopped (retired)";
+      }
       // Rows the database refused are in the DLQ too, but they are outputs,
       // not input records: said apart, never added to `dlq`.
       const std::string refused =
@@ -266,7 +279,7 @@ int StatusCommand(int argc, char** argv) {
                   static_cast<long long>((now - s.checkpoint_ms) / 1000), static_cast<long long>(s.counters.in),
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
                   static_cast<long long>(s.counters.late), refused.c_str(),
-                  liveness == "running" && progress->caught_up_since_ms ? ", within catch-up lag" : "");
+                  liveness == "running" && !retired && progress->caught_up_since_ms ? ", within catch-up lag" : "");
       std::printf("      positions/ends:%s\n", parts.c_str());
       if (!ends.ok()) {
         std::printf("      log ends as the version last reported them: cannot read them now (%s)\n",
@@ -304,7 +317,7 @@ int StatusCommand(int argc, char** argv) {
                     static_cast<long long>(inst.snapshot.epoch),
                     static_cast<long long>((now - inst.snapshot.checkpoint_ms) / 1000), copies.c_str());
       }
-      if (auto throttle = registry.Throttle(name, v.version)) {
+      if (auto throttle = registry.Throttle(name, v.version); throttle && !retired) {
         std::printf("      throttle: %s (set %llds ago)\n", DescribeThrottle(*throttle).c_str(),
                     static_cast<long long>((now - throttle->updated_at_ms) / 1000));
       }

@@ -151,6 +151,19 @@ TEST_F(ReplayPromoteRollbackTest, FixedVersionReplaysBesideLiveOnePromotesAndRol
   ASSERT_EQ(RunKappa(Cmd({"retire", "spend", "--version", "2"}), &out, &err), 0) << err;
   EXPECT_EQ(v2.WaitFor(30000), 0) << v2.Stderr();
   EXPECT_NE(v2.Stderr().find("was retired"), std::string::npos) << v2.Stderr();
+  // Status tells a retired version as it is: stopped, its state deleted
+  // once a retire's retention passed, no advice to start it again and no
+  // catch-up or throttle (a bug bash).
+  ASSERT_EQ(RunKappa(Cmd({"retire", "spend", "--version", "2", "--retention", "0s"}), &out, &err), 0) << err;
+  EXPECT_NE(out.find("deleted the state of version 2"), std::string::npos) << out;
+  ASSERT_EQ(RunKappa(Cmd({"status", "spend"}), &out, &err), 0) << err;
+  const size_t v2_line = out.find("  v2 retired");
+  ASSERT_NE(v2_line, std::string::npos) << out;
+  const std::string v2_status = out.substr(v2_line, out.find("\n  v", v2_line + 1) - v2_line);
+  EXPECT_NE(v2_status.find(" (deleted)\n"), std::string::npos) << v2_status;
+  EXPECT_NE(v2_status.find("      stopped (retired), lag "), std::string::npos) << v2_status;
+  EXPECT_EQ(v2_status.find("start it again"), std::string::npos) << v2_status;
+  EXPECT_EQ(v2_status.find("within catch-up lag"), std::string::npos) << v2_status;
   v1.Kill(SIGTERM);
   EXPECT_EQ(v1.WaitFor(30000), 0) << v1.Stderr();
 }
