@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <utility>
 
 #include "archive/archive_repair.h"
@@ -121,33 +120,6 @@ Status ArchiveSource::Open(const std::vector<Task*>& tasks, const std::vector<bo
   return Status::OK();
 }
 
-// A record `kappa dlq replay` re-injected, archived with its headers: as
-// the Kafka source reads them (its retry count, and whether this version
-// processed the record it is a copy of: engine/reinjected.h).
-void ArchiveSource::ReadRetryHeaders(const ArchiveRecord& r, Task* task) const {
-  std::string_view retries_text;
-  int64_t retries = 0;
-  if (!FindArchivedHeader(r.raw_headers, r.header_count, kRetryCountHeader, &retries_text)) return;
-  auto parse = [](std::string_view t, int64_t* out) {
-    auto got = std::from_chars(t.data(), t.data() + t.size(), *out);
-    return !t.empty() && got.ec == std::errc() && got.ptr == t.data() + t.size() && *out >= 0;
-  };
-  if (!parse(retries_text, &retries)) return;
-  std::string_view first_text, source, rejected_by;
-  int64_t first = 0;
-  if (!FindArchivedHeader(r.raw_headers, r.header_count, kFirstFailureHeader, &first_text) ||
-      !parse(first_text, &first)) {
-    first = 0;
-  }
-  task->SetLastRetry(static_cast<int32_t>(std::min<int64_t>(retries, 1 << 30)), first);
-  FindArchivedHeader(r.raw_headers, r.header_count, kDlqSourceHeader, &source);
-  FindArchivedHeader(r.raw_headers, r.header_count, kDlqRejectedByHeader, &rejected_by);
-  if (RepeatOfProcessedRecord(spec_, task->partition(), task->checkpoint().start_offset, r.offset, source,
-                              rejected_by)) {
-    task->MarkLastRepeat();
-  }
-}
-
 // Up to `budget` records of task i, block by block, until `until` has passed;
 // a block's records go through the chain kBatchRecords at a time.
 Status ArchiveSource::Slice(size_t i, int64_t budget, std::chrono::steady_clock::time_point until,
@@ -173,7 +145,15 @@ Status ArchiveSource::Slice(size_t i, int64_t budget, std::chrono::steady_clock:
         task->AppendBorrowed(r.value_null ? nullptr : r.value.data(), static_cast<uint32_t>(r.value.size()),
                              r.key_null ? nullptr : r.key.data(), static_cast<uint32_t>(r.key.size()), r.offset,
                              r.timestamp_ms);
-        if (r.header_count > 0) ReadRetryHeaders(r, task);
+        if (r.header_count > 0) {
+          // A record `kappa dlq replay` re-injected, archived with its
+          // headers: read as the Kafka source reads them.
+          ApplyReinjectionHeaders(spec_, task, r.offset, [&r](const char* name) {
+            std::string_view value;
+            FindArchivedHeader(r.raw_headers, r.header_count, name, &value);
+            return value;
+          });
+        }
       }
       task->Process();
       if (!task->fatal().ok()) return task->fatal();

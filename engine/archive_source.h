@@ -103,7 +103,6 @@ class ArchiveSource final : public Source {
   void SetRoundMsForTesting(int ms) { round_ms_ = ms; }
 
  private:
-  void ReadRetryHeaders(const ArchiveRecord& r, Task* task) const;
   // `until`: where an uncapped round's time ends (time_point::max(): none).
   Status Slice(size_t i, int64_t budget, std::chrono::steady_clock::time_point until,
                std::vector<ArchiveRecord>* block, int64_t* done);

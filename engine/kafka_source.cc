@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 
 #include "engine/kafka_sink.h"
 #include "engine/log_identity.h"
@@ -188,28 +187,14 @@ namespace {
 void ReadRetryHeaders(rd_kafka_message_t* m, Task* task, const JobSpec& spec) {
   rd_kafka_headers_t* headers = nullptr;
   if (rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR || headers == nullptr) return;
-  auto text = [&](const char* name) {
+  ApplyReinjectionHeaders(spec, task, m->offset, [headers](const char* name) {
     const void* value = nullptr;
     size_t size = 0;
     if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR || !value) {
       return std::string_view();
     }
     return std::string_view(static_cast<const char*>(value), size);
-  };
-  auto number = [&](const char* name, int64_t* out) {
-    const std::string_view t = text(name);
-    auto r = std::from_chars(t.data(), t.data() + t.size(), *out);
-    return !t.empty() && r.ec == std::errc() && r.ptr == t.data() + t.size() && *out >= 0;
-  };
-  int64_t retries = 0;
-  if (!number(kRetryCountHeader, &retries)) return;
-  int64_t first = 0;
-  if (!number(kFirstFailureHeader, &first)) first = 0;
-  task->SetLastRetry(static_cast<int32_t>(std::min<int64_t>(retries, 1 << 30)), first);
-  if (RepeatOfProcessedRecord(spec, task->partition(), task->checkpoint().start_offset, m->offset,
-                              text(kDlqSourceHeader), text(kDlqRejectedByHeader))) {
-    task->MarkLastRepeat();
-  }
+  });
 }
 }  // namespace
 

@@ -1,8 +1,10 @@
 #include "engine/reinjected.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "engine/job_spec.h"
+#include "engine/task.h"
 
 namespace kappa {
 
@@ -34,6 +36,24 @@ bool RepeatOfProcessedRecord(const JobSpec& spec, int32_t partition, int64_t sta
     at = comma + 1;
   }
   return true;
+}
+
+void ApplyReinjectionHeaders(const JobSpec& spec, Task* task, int64_t offset,
+                             const std::function<std::string_view(const char* name)>& header) {
+  auto number = [&](const char* name, int64_t* out) {
+    const std::string_view t = header(name);
+    auto r = std::from_chars(t.data(), t.data() + t.size(), *out);
+    return !t.empty() && r.ec == std::errc() && r.ptr == t.data() + t.size() && *out >= 0;
+  };
+  int64_t retries = 0;
+  if (!number(kRetryCountHeader, &retries)) return;
+  int64_t first = 0;
+  if (!number(kFirstFailureHeader, &first)) first = 0;
+  task->SetLastRetry(static_cast<int32_t>(std::min<int64_t>(retries, 1 << 30)), first);
+  if (RepeatOfProcessedRecord(spec, task->partition(), task->checkpoint().start_offset, offset,
+                              header(kDlqSourceHeader), header(kDlqRejectedByHeader))) {
+    task->MarkLastRepeat();
+  }
 }
 
 }  // namespace kappa

@@ -10,12 +10,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
 namespace kappa {
 
 struct JobSpec;
+class Task;
 
 // How often the record failed so far and when it first did (decimal).
 inline constexpr char kRetryCountHeader[] = "kappa.retry_count";
@@ -39,5 +41,14 @@ std::string RejectingVersion(const std::string& job, int32_t version);
 // and the version is not among those that dead-lettered it.
 bool RepeatOfProcessedRecord(const JobSpec& spec, int32_t partition, int64_t start_offset, int64_t copy_offset,
                              std::string_view source, std::string_view rejected_by);
+
+// Reads a record's re-injection headers for the record `task` appended
+// last, at `offset`: its retry count and first failure (Task::SetLastRetry)
+// and, where RepeatOfProcessedRecord says so, Task::MarkLastRepeat.
+// `header(name)`: the value of the last header of that name, empty if none.
+// Records without kRetryCountHeader are left as they are. The Kafka and
+// archive sources' one reader of these headers.
+void ApplyReinjectionHeaders(const JobSpec& spec, Task* task, int64_t offset,
+                             const std::function<std::string_view(const char* name)>& header);
 
 }  // namespace kappa
