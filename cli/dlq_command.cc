@@ -514,22 +514,20 @@ int Replay(int argc, char** argv) {
     // A topic some version reads is a source, whatever else writes it
     // (jobs whose DLQs are each other's sources).
     bool a_source = false;
-    for (const std::string& job : registry.Jobs()) {
-      if (const auto record = registry.Job(job)) {
-        for (const VersionInfo& v : record->versions) a_source |= v.source_topic == to;
-      }
-    }
+    std::string written;  // what a version writes into `to`, if one does
     for (const std::string& job : registry.Jobs()) {
       const auto record = registry.Job(job);
-      if (!record || !why.empty() || a_source) continue;
+      if (!record) continue;
       for (const VersionInfo& v : record->versions) {
+        a_source |= v.source_topic == to;
+        if (!written.empty()) continue;
         const std::string who = " of " + job + " v" + std::to_string(v.version);
-        if (to == v.output_topic) why = "is the output topic" + who;
-        else if (to == v.dlq_topic || (!v.dlq_topic.empty() && to == v.dlq_topic + ".parked")) why = "is the DLQ topic" + who;
-        else if (to == v.late_topic) why = "is the late-records topic" + who;
-        if (!why.empty()) break;
+        if (to == v.output_topic) written = "is the output topic" + who;
+        else if (to == v.dlq_topic || (!v.dlq_topic.empty() && to == v.dlq_topic + ".parked")) written = "is the DLQ topic" + who;
+        else if (to == v.late_topic) written = "is the late-records topic" + who;
       }
     }
+    if (why.empty() && !a_source) why = written;
     if (!why.empty()) {
       return Fail("dlq replay", Status::InvalidArgument("--to " + to + " " + why +
                                                         ": --to names the source topic the records were read from "
@@ -780,17 +778,24 @@ int Replay(int argc, char** argv) {
     return ", " + std::to_string(twins) + " more DLQ records of the same source records (" + whose +
            ") marked with them";
   };
-  if (dry_run && !selected.empty()) {
-    // A target that is not there was said only by a real run (a bug bash).
-    ProducerOptions probe = BulkProducerOptions();
-    probe.client = "dlq replay dry run";
-    auto producer = KafkaProducer::Create(config, std::move(probe));
-    if (!producer.ok()) return Fail("dlq replay", producer.status());
-    if (auto partitions = TopicPartitionCount((*producer)->handle(), to, 15000); !partitions.ok()) {
+  // The target must be there, a dry run's too (it was said only by a real
+  // run: a bug bash).
+  std::unique_ptr<KafkaProducer> producer;
+  int32_t partitions = 0;
+  if (!selected.empty()) {
+    ProducerOptions options = BulkProducerOptions();
+    options.client = "dlq replay producer";
+    options.message_timeout_ms = 60000;
+    auto created = KafkaProducer::Create(config, std::move(options));
+    if (!created.ok()) return Fail("dlq replay", created.status());
+    producer = std::move(*created);
+    auto count = TopicPartitionCount(producer->handle(), to, 15000);
+    if (!count.ok()) {
       return Fail("dlq replay", Status::NotFound("the target topic " + to + " is not there (" +
-                                                 partitions.status().message() +
+                                                 count.status().message() +
                                                  "): --to names the job's source topic, which must exist"));
     }
+    partitions = *count;
   }
   if (dry_run || selected.empty()) {
     for (const auto& e : selected) {
@@ -806,17 +811,6 @@ int Replay(int argc, char** argv) {
     return 0;
   }
 
-  ProducerOptions options = BulkProducerOptions();
-  options.client = "dlq replay producer";
-  options.message_timeout_ms = 60000;
-  auto producer = KafkaProducer::Create(config, std::move(options));
-  if (!producer.ok()) return Fail("dlq replay", producer.status());
-  auto partitions = TopicPartitionCount((*producer)->handle(), to, 15000);
-  if (!partitions.ok()) {
-    return Fail("dlq replay", Status::NotFound("the target topic " + to + " is not there (" +
-                                               partitions.status().message() +
-                                               "): --to names the job's source topic, which must exist"));
-  }
 
   size_t injected = 0;
   size_t begin = 0;
@@ -837,7 +831,7 @@ int Replay(int argc, char** argv) {
     const size_t end = std::min(selected.size(), begin + static_cast<size_t>(batch_records));
     {
       // Where the target ends before this batch (InflightKey).
-      auto marks = QueryTopicWatermarks((*producer)->handle(), to, 15000);
+      auto marks = QueryTopicWatermarks(producer->handle(), to, 15000);
       if (!marks.ok()) return Fail("dlq replay", marks.status());
       std::string value = to + "\n";
       for (size_t p = 0; p < marks->size(); ++p) value += (p ? "," : "") + std::to_string((*marks)[p].high);
@@ -864,7 +858,7 @@ int Replay(int argc, char** argv) {
                                      {kDlqSourceHeader, source},
                                      {kDlqRejectedByHeader, rejecting}};
       const int32_t partition =
-          d->source_partition() >= 0 && d->source_partition() < *partitions ? d->source_partition()
+          d->source_partition() >= 0 && d->source_partition() < partitions ? d->source_partition()
                                                                              : KafkaProducer::kAnyPartition;
       const std::string_view key = d->key() ? std::string_view(reinterpret_cast<const char*>(d->key()->data()),
                                                                d->key()->size())
@@ -877,11 +871,11 @@ int Replay(int argc, char** argv) {
       // replay, in the current window, and moved the partition's watermark
       // to now (a bug bash). 0 (not known): the broker stamps it.
       const int64_t timestamp_ms = std::max<int64_t>(0, d->source_timestamp_ms());
-      if (Status ps = (*producer)->Produce(to, partition, key, payload, headers, timestamp_ms); !ps.ok()) {
+      if (Status ps = producer->Produce(to, partition, key, payload, headers, timestamp_ms); !ps.ok()) {
         return Fail("dlq replay", Status::Unavailable(ps.message() + "; nothing of this batch is marked: rerun"));
       }
     }
-    if (Status fs = (*producer)->Flush(60000); !fs.ok()) {
+    if (Status fs = producer->Flush(60000); !fs.ok()) {
       return Fail("dlq replay",
                   Status::Unavailable("re-injecting into " + to + " failed after " + std::to_string(injected) +
                                       " records were re-injected and marked: " + fs.message() +
