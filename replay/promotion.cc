@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <vector>
@@ -320,6 +321,34 @@ Status SwapAfterRegistry(Registry& registry, const std::string& job, const std::
   return Status::OK();
 }
 
+// Why `version` would serve outputs that no longer move, and what to do:
+// its process exited on an error, is silent (killed, a lost host) or is
+// paused; nullopt if none of these (or nothing is known of it). Promote's
+// and rollback's refusal alike.
+struct NotMoving {
+  std::string why;
+  std::string remedy;
+};
+std::optional<NotMoving> WhyNotMoving(const Registry& registry, const std::string& job, int32_t version) {
+  const std::string v = "job " + job + " version " + std::to_string(version);
+  if (auto progress = registry.Progress(job, version)) {
+    if (!progress->exit_error.empty()) {
+      // Exited on an error: not a bounded run that ended.
+      return NotMoving{v + "'s process stopped on an error (" + progress->exit_error + ")",
+                       "mend that and start it again (kappa deploy/replay with its spec)"};
+    }
+    const std::string liveness = progress->Liveness(WallClockMs());
+    if (liveness != "running" && liveness != "stopped") {
+      return NotMoving{v + " is " + liveness, "start it again (kappa deploy/replay with its spec)"};
+    }
+  }
+  if (auto throttle = registry.Throttle(job, version); throttle && throttle->paused) {
+    return NotMoving{v + " is paused (kappa throttle)",
+                     "kappa throttle " + job + " --version " + std::to_string(version) + " --resume first"};
+  }
+  return std::nullopt;
+}
+
 // One attempt of Promote on the registry's current view. *lost: the write
 // lost to a concurrent one. *serving_seen: the serving version the checks
 // and the diff were made against.
@@ -362,28 +391,13 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     // served what it had (a bug bash).
     // (One that stopped cleanly, a bounded run's, has said where its outputs
     // end: promoted as before, the report says so.)
-    const std::string liveness = progress->Liveness(WallClockMs());
-    if (!progress->exit_error.empty()) {
-      // Exited on an error: not a bounded run that ended.
-      return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
-                                        "'s process stopped on an error (" + progress->exit_error +
-                                        "): serving it would serve outputs that no longer move; mend that and "
-                                        "start it again (kappa deploy/replay with its spec), or --force");
+    if (const auto stalled = WhyNotMoving(registry, job, version)) {
+      return Status::FailedPrecondition(stalled->why + ": serving it would serve outputs that no longer move; " +
+                                        stalled->remedy + ", or --force");
     }
-    if (liveness != "running" && liveness != "stopped") {
-      return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) + " is " + liveness +
-                                        ": serving it would serve outputs that no longer move; start it again "
-                                        "(kappa deploy/replay with its spec), or --force");
-    }
-    if (liveness == "stopped") {
+    if (progress->Liveness(WallClockMs()) == "stopped") {
       stopped_note = "\nnote: version " + std::to_string(version) +
                      "'s process has stopped: its outputs do not move until it runs again";
-    }
-    if (auto throttle = registry.Throttle(job, version); throttle && throttle->paused) {
-      return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
-                                        " is paused (kappa throttle): serving it would serve outputs that no "
-                                        "longer move; kappa throttle " + job + " --version " +
-                                        std::to_string(version) + " --resume first, or --force");
     }
     ProgressSnapshot now = progress->snapshot;
     KAPPA_RETURN_IF_ERROR(RefreshLogEnds(config, candidate->source_topic, &now));
@@ -463,23 +477,6 @@ Status Promote(Registry& registry, const KafkaConfig& config, const std::string&
   return GaveUp(job, "the promotion was");
 }
 
-namespace {
-// Why `version` would serve outputs that no longer move: its process
-// exited on an error, is silent (killed, a lost host) or is paused; "" if
-// none of these (or nothing is known of it).
-std::string NotMoving(const Registry& registry, const std::string& job, int32_t version) {
-  const std::string v = "job " + job + " version " + std::to_string(version);
-  if (auto progress = registry.Progress(job, version)) {
-    if (!progress->exit_error.empty()) return v + "'s process stopped on an error (" + progress->exit_error + ")";
-    const std::string liveness = progress->Liveness(WallClockMs());
-    if (liveness != "running" && liveness != "stopped") return v + " is " + liveness;
-  }
-  if (auto throttle = registry.Throttle(job, version); throttle && throttle->paused) {
-    return v + " is paused (kappa throttle " + job + " --version " + std::to_string(version) + " --resume)";
-  }
-  return "";
-}
-}  // namespace
 
 Status Rollback(Registry& registry, const std::string& job, std::string* report, const std::string& postgres_dsn,
                 bool force) {
@@ -512,10 +509,10 @@ Status Rollback(Registry& registry, const std::string& job, std::string* report,
         // Rolled back to a killed or paused version without a word, where
         // promote refuses both (a bug bash): readers of the alias got rows
         // that no longer moved.
-        if (const std::string why = NotMoving(registry, job, previous); !why.empty() && !force) {
-          return Status::FailedPrecondition(why + ": serving it again would serve outputs that no longer move; "
-                                            "start (or resume) it first, then roll back, or --force; nothing was "
-                                            "rolled back");
+        if (const auto stalled = WhyNotMoving(registry, job, previous); stalled && !force) {
+          return Status::FailedPrecondition(stalled->why + ": serving it again would serve outputs that no longer "
+                                            "move; " + stalled->remedy + ", then roll back, or --force; nothing "
+                                            "was rolled back");
         }
         KAPPA_RETURN_IF_ERROR(CheckPostgresSwap(*v, postgres_dsn));
         const int32_t from = record->serving;

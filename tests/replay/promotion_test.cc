@@ -338,7 +338,8 @@ TEST_F(PromotionTest, RollbackRefusesAPausedOrSilentVersionUnlessForced) {
   ASSERT_TRUE(registry.Refresh().ok());
   st = Rollback(registry, "spend", &report);
   EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
-  EXPECT_NE(st.message().find("job spend version 1 is paused (kappa throttle spend --version 1 --resume)"),
+  EXPECT_NE(st.message().find("job spend version 1 is paused (kappa throttle): serving it again would serve outputs "
+                              "that no longer move; kappa throttle spend --version 1 --resume first, then roll back"),
             std::string::npos)
       << st.ToString();
 
