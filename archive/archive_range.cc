@@ -140,12 +140,10 @@ Result<int32_t> CheckArchivedPartitions(const std::string& root, const std::stri
   for (size_t i = 0; i < partitions->size() && i < 12; ++i) present += (i ? "," : "") + std::to_string((*partitions)[i]);
   if (partitions->size() > 12) present += ",...";
   const int32_t expected = *count > 0 ? *count : (partitions->empty() ? 0 : partitions->back() + 1);
-  for (int32_t p : *partitions) {
-    if (p >= expected) {
-      return Status::Corruption(where + " holds partition directory " + std::to_string(p) + ", but Kafka's topic had " +
-                                std::to_string(expected) + " partitions when it was archived: move " + root + "/" +
-                                topic + "/" + std::to_string(p) + " out of the archive (a stray directory?)");
-    }
+  if (Status stray = CheckNoStrayPartition(root, topic, *partitions, expected,
+                                           "had " + std::to_string(expected) + " partitions when it was archived", "");
+      !stray.ok()) {
+    return Status::Corruption(stray.message());
   }
   for (int32_t p = 0; p < expected; ++p) {
     if (!std::binary_search(partitions->begin(), partitions->end(), p)) {
@@ -155,6 +153,16 @@ Result<int32_t> CheckArchivedPartitions(const std::string& root, const std::stri
     }
   }
   return expected;
+}
+
+Status CheckNoStrayPartition(const std::string& root, const std::string& topic, const std::vector<int32_t>& present,
+                             int32_t expected, const std::string& kafka_had, const std::string& or_else) {
+  const auto stray = std::lower_bound(present.begin(), present.end(), expected);
+  if (stray == present.end()) return Status::OK();
+  return Status::FailedPrecondition("the archive of " + topic + " in " + root + " holds partition directory " +
+                                    std::to_string(*stray) + ", but Kafka's topic " + kafka_had + ": move " +
+                                    PartitionDir(root, topic, *stray) + " out of the archive (a stray directory?)" +
+                                    or_else);
 }
 
 Result<std::vector<ArchiveRange>> ArchiveRanges(const std::string& root, const std::string& topic) {

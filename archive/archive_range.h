@@ -49,6 +49,14 @@ Status RecordPartitionCount(const std::string& root, const std::string& topic, i
 // read them: Corruption naming what is wrong if a directory in that range
 // is missing, one lies beyond it, or fewer exist than PARTITIONS says.
 Result<int32_t> CheckArchivedPartitions(const std::string& root, const std::string& topic);
+// A partition directory of `topic` at or beyond `expected` partitions
+// (`present`: ArchivedPartitions, ascending), as FailedPrecondition naming
+// it and "move it out of the archive"; OK if none. `kafka_had`: how Kafka's
+// count is known ("had N partitions when it was archived"); `or_else`:
+// advice after the move (may be empty). CheckArchivedPartitions and the
+// archiver's start.
+Status CheckNoStrayPartition(const std::string& root, const std::string& topic, const std::vector<int32_t>& present,
+                             int32_t expected, const std::string& kafka_had, const std::string& or_else);
 // The range of each archived partition of `topic` (empty vector: the root
 // exists but holds nothing of `topic`).
 Result<std::vector<ArchiveRange>> ArchiveRanges(const std::string& root, const std::string& topic);

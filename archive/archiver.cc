@@ -207,12 +207,10 @@ Status OpenPartitions(PartitionConsumer& consumer, const ArchiverOptions& option
     // refuses it, and the archiver went on without a word (a bug bash).
     auto present = ArchivedPartitions(options.root, topic);
     if (!present.ok() && present.status().code() != Status::Code::kNotFound) return present.status();
-    if (present.ok() && !present->empty() && present->back() >= *partitions) {
-      return Status::FailedPrecondition(
-          "the archive of " + topic + " in " + options.root + " holds partition directory " +
-          std::to_string(present->back()) + ", but Kafka's topic has " + std::to_string(*partitions) +
-          " partitions: move " + segment_file::PartitionDir(options.root, topic, present->back()) +
-          " out of the archive (a stray directory?), or use another archive directory if the topic was recreated");
+    if (present.ok()) {
+      KAPPA_RETURN_IF_ERROR(CheckNoStrayPartition(
+          options.root, topic, *present, *partitions, "has " + std::to_string(*partitions) + " partitions",
+          ", or use another archive directory if the topic was recreated"));
     }
     auto known = ArchivedPartitionCount(options.root, topic);
     const int32_t archived_count = known.ok() ? *known : -1;
