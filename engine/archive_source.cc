@@ -24,14 +24,18 @@ ArchiveSource::~ArchiveSource() = default;
 Status ArchiveSource::ReadRanges() {
   auto ranges = ArchiveRanges(dir_, spec_.source_topic);
   if (!ranges.ok()) return WithRepairAdvice(ranges.status(), dir_, spec_.source_topic);
+  TakeRanges(*ranges);
+  return Status::OK();
+}
+
+void ArchiveSource::TakeRanges(const std::vector<ArchiveRange>& ranges) {
   ranges_.clear();
-  for (const ArchiveRange& r : *ranges) {
+  for (const ArchiveRange& r : ranges) {
     if (r.partition < 0) continue;
     if (static_cast<size_t>(r.partition) >= ranges_.size()) ranges_.resize(r.partition + 1);
     ranges_[r.partition] = r;
   }
   for (size_t p = 0; p < ranges_.size(); ++p) ranges_[p].partition = static_cast<int32_t>(p);
-  return Status::OK();
 }
 
 Result<int32_t> ArchiveSource::Partitions() {
@@ -45,7 +49,7 @@ Result<int32_t> ArchiveSource::Partitions() {
   // when it was archived): a directory deleted from the end would
   // otherwise shrink the topic without a word.
   if (auto checked = CheckArchivedPartitions(dir_, spec_.source_topic); !checked.ok()) return checked.status();
-  KAPPA_RETURN_IF_ERROR(ReadRanges());
+  TakeRanges(*ranges);  // read once: every segment's headers are scanned for it
   // From the archive alone nothing reads past a cut segment: said (a
   // replay ended there with exit 0 and no word: a bug bash).
   if (on_note_) {

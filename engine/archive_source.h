@@ -103,6 +103,8 @@ class ArchiveSource final : public Source {
   void SetRoundMsForTesting(int ms) { round_ms_ = ms; }
 
  private:
+  // What ReadRanges read, as the ranges of partitions 0..n-1.
+  void TakeRanges(const std::vector<ArchiveRange>& ranges);
   // `until`: where an uncapped round's time ends (time_point::max(): none).
   Status Slice(size_t i, int64_t budget, std::chrono::steady_clock::time_point until,
                std::vector<ArchiveRecord>* block, int64_t* done);
