@@ -31,10 +31,12 @@ struct ArchiveRecord {
   std::string_view raw_headers;
 };
 
-// The value of the last header named `name` in a record's stored headers
-// (`raw`, `count` of them); false if there is none or it is null.
-inline bool FindArchivedHeader(std::string_view raw, uint32_t count, std::string_view name, std::string_view* value) {
-  bool found = false;
+// Calls `f(header)` for each of a record's stored headers (`raw`, `count`
+// of them: name_size u32 | value_size i32, -1: null | name | value), in
+// order; stops at one that would run past `raw`. The one walker of the
+// encoding (segment_format.h).
+template <typename F>
+void ForEachArchivedHeader(std::string_view raw, uint32_t count, F&& f) {
   size_t at = 0;
   for (uint32_t i = 0; i < count && at + 8 <= raw.size(); ++i) {
     uint32_t name_size;
@@ -43,13 +45,21 @@ inline bool FindArchivedHeader(std::string_view raw, uint32_t count, std::string
     std::memcpy(&value_size, raw.data() + at + 4, 4);
     at += 8;
     const size_t v = value_size < 0 ? 0 : static_cast<size_t>(value_size);
-    if (at + name_size + v > raw.size()) return found;
-    if (raw.substr(at, name_size) == name) {
-      found = value_size >= 0;
-      if (found) *value = raw.substr(at + name_size, v);
-    }
+    if (at + name_size + v > raw.size()) return;
+    f(ArchiveHeader{raw.substr(at, name_size), raw.substr(at + name_size, v), value_size < 0});
     at += name_size + v;
   }
+}
+
+// The value of the last header named `name` in a record's stored headers
+// (`raw`, `count` of them); false if there is none or it is null.
+inline bool FindArchivedHeader(std::string_view raw, uint32_t count, std::string_view name, std::string_view* value) {
+  bool found = false;
+  ForEachArchivedHeader(raw, count, [&](const ArchiveHeader& h) {
+    if (h.name != name) return;
+    found = !h.value_null;
+    if (found) *value = h.value;
+  });
   return found;
 }
 

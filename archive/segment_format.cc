@@ -188,22 +188,8 @@ Status ParseRecords(const char* base, size_t raw_bytes, int64_t from, int64_t li
                                                              .header_count = f.header_count,
                                                              .raw_headers = std::string_view(p + key_size,
                                                                                              f.headers_size)});
-      p += key_size;
       if (with_headers) {
-        for (uint32_t i = 0; i < f.header_count; ++i) {
-          uint32_t name_size;
-          int32_t hv;
-          std::memcpy(&name_size, p, 4);
-          std::memcpy(&hv, p + 4, 4);
-          p += 8;
-          ArchiveHeader h;
-          h.name = std::string_view(p, name_size);
-          p += name_size;
-          h.value_null = hv < 0;
-          h.value = std::string_view(p, hv < 0 ? 0 : static_cast<size_t>(hv));
-          p += h.value.size();
-          r.headers.push_back(h);
-        }
+        ForEachArchivedHeader(r.raw_headers, r.header_count, [&r](const ArchiveHeader& h) { r.headers.push_back(h); });
       }
     }
     at += total;
