@@ -222,6 +222,24 @@ TEST_F(PromotionTest, PromoteRefusesAVersionThatIsBehindAndNamesThePartition) {
   EXPECT_EQ(registry.Job("spend")->serving, 1) << "nothing was promoted";
 }
 
+// A version whose process reported every second, last 60 s ago (status:
+// "not reporting for 60 s").
+ProgressRecord SilentFor60s(const std::string& job, int32_t version) {
+  ProgressRecord silent = Progress(job, version, {{0, 30}, {1, 40}});
+  silent.report_interval_ms = 1000;
+  silent.snapshot.checkpoint_ms = WallClockMs() - 60000;
+  return silent;
+}
+
+// `kappa throttle JOB --version N --pause`.
+Status Pause(Registry& registry, const std::string& job, int32_t version) {
+  ThrottleRecord pause;
+  pause.job = job;
+  pause.version = version;
+  pause.paused = true;
+  return registry.PutThrottle(pause, false, true);
+}
+
 // A bug bash: a candidate that was paused and whose process had died
 // (status: "not reporting") was promoted without a word, within the lag
 // bound, and `kappa get` served what it had. Both are refused unless
@@ -230,9 +248,7 @@ TEST_F(PromotionTest, PromoteRefusesAPausedOrSilentCandidateUnlessForced) {
   FillSource({30, 40});
   Registry registry(Config());
   RegisterTwoVersions(registry);
-  ProgressRecord silent = Progress("spend", 2, {{0, 30}, {1, 40}});
-  silent.report_interval_ms = 1000;
-  silent.snapshot.checkpoint_ms = WallClockMs() - 60000;
+  ProgressRecord silent = SilentFor60s("spend", 2);
   ASSERT_TRUE(registry.PutProgress(silent).ok());
   PromoteOptions options;
   std::string report;
@@ -257,11 +273,7 @@ TEST_F(PromotionTest, PromoteRefusesAPausedOrSilentCandidateUnlessForced) {
   ProgressRecord alive = silent;
   alive.snapshot.checkpoint_ms = WallClockMs();
   ASSERT_TRUE(registry.PutProgress(alive).ok());
-  ThrottleRecord pause;
-  pause.job = "spend";
-  pause.version = 2;
-  pause.paused = true;
-  ASSERT_TRUE(registry.PutThrottle(pause, false, true).ok());
+  ASSERT_TRUE(Pause(registry, "spend", 2).ok());
   st = Promote(registry, Config(), "spend", 2, options, &report);
   EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
   EXPECT_NE(st.message().find("version 2 is paused (kappa throttle)"), std::string::npos) << st.ToString();
@@ -314,9 +326,7 @@ TEST_F(PromotionTest, RollbackRefusesAPausedOrSilentVersionUnlessForced) {
   job.serving = 2;
   job.previous_serving = {1};
   ASSERT_TRUE(registry.PutJob(job).ok());
-  ProgressRecord silent = Progress("spend", 1, {{0, 30}, {1, 40}});
-  silent.report_interval_ms = 1000;
-  silent.snapshot.checkpoint_ms = WallClockMs() - 60000;
+  ProgressRecord silent = SilentFor60s("spend", 1);
   ASSERT_TRUE(registry.PutProgress(silent).ok());
   ASSERT_TRUE(registry.Refresh().ok());
   std::string report;
@@ -330,11 +340,7 @@ TEST_F(PromotionTest, RollbackRefusesAPausedOrSilentVersionUnlessForced) {
   ProgressRecord alive = silent;
   alive.snapshot.checkpoint_ms = WallClockMs();
   ASSERT_TRUE(registry.PutProgress(alive).ok());
-  ThrottleRecord pause;
-  pause.job = "spend";
-  pause.version = 1;
-  pause.paused = true;
-  ASSERT_TRUE(registry.PutThrottle(pause, false, true).ok());
+  ASSERT_TRUE(Pause(registry, "spend", 1).ok());
   ASSERT_TRUE(registry.Refresh().ok());
   st = Rollback(registry, "spend", &report);
   EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
