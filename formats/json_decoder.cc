@@ -92,6 +92,42 @@ std::string QuotedExcerpt(std::string_view text) {
   return JsonQuote(text);
 }
 
+// Whether a number token (trailing spaces allowed) follows JSON's grammar,
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, whatever its size: 1e999
+// and a 30-digit integer are JSON that simdjson cannot hold, not bad JSON.
+bool IsJsonNumber(std::string_view t) {
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\n' || t.back() == '\r' || t.back() == '\t')) {
+    t.remove_suffix(1);
+  }
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t from = i;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
+    return i - from;
+  };
+  if (i < t.size() && t[i] == '-') ++i;
+  if (i < t.size() && t[i] == '0') {
+    ++i;
+  } else if (digits() == 0) {
+    return false;
+  }
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    if (digits() == 0) return false;
+  }
+  if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == t.size();
+}
+
+// simdjson's own limit for a document (its DOM parser refuses deeper ones);
+// On-Demand does not check it inside values the job skips, and checking
+// them one call per level overflowed the stack at ~50,000 (a bug bash).
+constexpr int kMaxJsonDepth = 1024;
+
 }  // namespace
 
 struct JsonDecoder::Impl {
@@ -167,6 +203,11 @@ struct JsonDecoder::Impl {
   }
   // A declared value that simdjson cannot read (1e999, 01, a broken string).
   bool BadValue(int slot, simdjson::error_code e, od::value& v) {
+    if (e == simdjson::NUMBER_ERROR && IsJsonNumber(v.raw_json_token())) {
+      return Fail(DecodeError::Kind::kUndecodable, slot,
+                  "field `" + schema.field(slot).name + "` at `" + schema.field(slot).path +
+                      "`: a number beyond a double's range (about 1.8e308): " + Excerpt(v.raw_json_token()));
+    }
     const char* what = e == simdjson::NUMBER_ERROR   ? "a number, or one beyond a double's range (about 1.8e308)"
                        : e == simdjson::STRING_ERROR ? "a string"
                                                      : "a value";
@@ -207,9 +248,13 @@ struct JsonDecoder::Impl {
   // to the sink (a bug bash; the README says a record that does not parse
   // goes to the DLQ). Each scalar is parsed as its type says; a string is
   // unescaped only when it has an escape to check.
-  bool CheckUnread(od::value v) {
+  bool CheckUnread(od::value v, int depth) {
     od::json_type t;
     if (auto e = v.type().get(t)) return Undecodable(e);
+    if (depth > kMaxJsonDepth && (t == od::json_type::object || t == od::json_type::array)) {
+      return Undecodable("a field the job does not read is nested deeper than " + std::to_string(kMaxJsonDepth) +
+                         " levels (the most kappa reads)");
+    }
     auto bad = [&](simdjson::error_code e) {
       const std::string_view token = v.raw_json_token();
       return Undecodable("not valid JSON in a field the job does not read (`" + Excerpt(token) +
@@ -226,7 +271,7 @@ struct JsonDecoder::Impl {
             std::string_view key;
             if (auto e = f.unescaped_key().get(key)) return Undecodable(e);
           }
-          if (!CheckUnread(f.value())) return false;
+          if (!CheckUnread(f.value(), depth + 1)) return false;
         }
         return true;
       }
@@ -236,7 +281,7 @@ struct JsonDecoder::Impl {
         for (auto item : a) {
           od::value element;
           if (auto e = std::move(item).get(element)) return Undecodable(e);
-          if (!CheckUnread(element)) return false;
+          if (!CheckUnread(element, depth + 1)) return false;
         }
         return true;
       }
@@ -256,10 +301,7 @@ struct JsonDecoder::Impl {
                                      digits.back() == '\t')) {
             digits.remove_suffix(1);
           }
-          if (!digits.empty() && digits.front() == '-') digits.remove_prefix(1);
-          const bool integer = digits.size() > 1 && digits.front() != '0' &&
-                               digits.find_first_not_of("0123456789") == std::string_view::npos;
-          if (!integer) return bad(e);
+          if (!IsJsonNumber(digits)) return bad(e);
         }
         return true;
       }
@@ -277,7 +319,18 @@ struct JsonDecoder::Impl {
     return true;
   }
 
-  bool VisitObject(od::object& obj, const Node& node) {
+  // A key given twice: the last one wins, as in most JSON readers (Python,
+  // Jackson's default). A leaf's slot is overwritten anyway; an object's
+  // fields are cleared first, or `"a":{"x":1},"a":null` kept a.x (a bug bash).
+  void ClearUnder(const Node& node) {
+    if (node.slot >= 0) {
+      out[node.slot].present = false;
+      was_null[static_cast<size_t>(node.slot)] = 0;
+    }
+    for (const Node& c : node.children) ClearUnder(c);
+  }
+
+  bool VisitObject(od::object& obj, const Node& node, int depth) {
     for (auto item : obj) {
       od::field field;
       if (auto e = std::move(item).get(field)) return Undecodable(e);
@@ -291,7 +344,7 @@ struct JsonDecoder::Impl {
       }
       if (child == nullptr) {
         // Not read, but part of the record: it must be JSON too.
-        if (!CheckUnread(field.value())) return false;
+        if (!CheckUnread(field.value(), depth + 1)) return false;
         continue;
       }
       od::value& v = field.value();
@@ -300,7 +353,11 @@ struct JsonDecoder::Impl {
         continue;
       }
       od::json_type t;
-      if (auto e = v.type().get(t)) return Undecodable(e);
+      if (v.type().get(t)) {
+        return Fail(DecodeError::Kind::kUndecodable, child->first_slot,
+                    "not valid JSON at `" + child->prefix + "`: " + Excerpt(v.raw_json_token()));
+      }
+      ClearUnder(*child);
       if (t == od::json_type::null) continue;  // its fields are absent
       if (t != od::json_type::object) {
         return Fail(DecodeError::Kind::kWrongType, child->first_slot,
@@ -309,7 +366,7 @@ struct JsonDecoder::Impl {
       }
       od::object sub;
       if (auto e = v.get_object().get(sub)) return Undecodable(e);
-      if (!VisitObject(sub, *child)) return false;
+      if (!VisitObject(sub, *child, depth + 1)) return false;
     }
     return true;
   }
@@ -328,7 +385,10 @@ struct JsonDecoder::Impl {
       return WrongType(slot, expected, "an integer beyond int64 (" + Excerpt(v.raw_json_token()) + ")");
     }
     double d;
-    if (auto e = v.get_double().get(d)) return BadValue(slot, e, v);
+    if (auto e = v.get_double().get(d)) {
+      if (ExactInteger(v.raw_json_token(), result)) return true;  // 0e-999999: 0 all the same
+      return BadValue(slot, e, v);
+    }
     // From the token's digits, not the double: 9007199254740993.0 is a
     // whole number the double rounds to ...992 (taken as it, silently).
     if (ExactInteger(v.raw_json_token(), result)) return true;
@@ -362,7 +422,15 @@ struct JsonDecoder::Impl {
       ++i;
       if (i < token.size() && token[i] == '+') ++i;
       auto [end, ec] = std::from_chars(token.data() + i, token.data() + token.size(), exponent);
-      if (ec != std::errc() || end != token.data() + token.size() || exponent > 400 || exponent < -400) return false;
+      if (end != token.data() + token.size() || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+        return false;
+      }
+      // 0e999 is 0 whatever the exponent (it was refused as a double).
+      if (digits.find_first_not_of('0') == std::string::npos) {
+        *result = 0;
+        return true;
+      }
+      if (ec != std::errc() || exponent > 400 || exponent < -400) return false;
     }
     // The value is 0.<digits> x 10^(point + exponent): the digits after the
     // integer part must be zeros.
@@ -408,7 +476,9 @@ struct JsonDecoder::Impl {
     const FieldDecl& f = schema.field(slot);
     FieldValue& fv = out[slot];
     od::json_type t;
-    if (auto e = v.type().get(t)) return Undecodable(e);
+    // NaN, Infinity, +1, .5, True: no JSON value starts so; named at their
+    // field like -Infinity or 01 (they read "improper structure", no path).
+    if (auto e = v.type().get(t)) return BadValue(slot, e, v);
     if (t == od::json_type::null) {
       fv.present = false;
       was_null[static_cast<size_t>(slot)] = 1;
@@ -499,7 +569,7 @@ struct JsonDecoder::Impl {
       }
       return Undecodable(e);
     }
-    if (!VisitObject(obj, paths.root)) return false;
+    if (!VisitObject(obj, paths.root, 1)) return false;
     const char* rest;
     if (!doc.current_location().get(rest)) {
       const size_t left = static_cast<size_t>(input.data() + r.size - rest);

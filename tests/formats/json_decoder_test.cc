@@ -267,7 +267,7 @@ TEST(JsonDecoderTest, InvalidJsonInAFieldTheJobDoesNotReadIsUndecodable) {
   RecordSchema s = Schema({{"a", ValueType::kInt64, ""}});
   auto d = MakeDecoder(s);
   for (const char* bad : {R"({"a":1,"status":approved})", R"({"a":1,"x":tru})", R"({"a":1,"x":{"b" 1}})",
-                          R"({"a":1,"x":01})", R"({"a":1,"x":NaN})", R"({"a":1,"x":"\x"})", R"({"a":1,"x":1e999})",
+                          R"({"a":1,"x":01})", R"({"a":1,"x":NaN})", R"({"a":1,"x":"\x"})", R"({"a":1,"x":1e99x})",
                           R"({"a":1,"x":[1,2,{"b":}]})", R"({"x":nul,"a":1})", R"({"x":[1,-],"a":1})"}) {
     DecodeError e = ErrorFor(*d, 1, bad);
     EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << bad << ": " << e.message;
@@ -275,7 +275,10 @@ TEST(JsonDecoderTest, InvalidJsonInAFieldTheJobDoesNotReadIsUndecodable) {
   }
   for (const char* good :
        {R"({"a":1,"x":"approved","y":[1,2.5,-3e2,true,false,null,{"z":"q\u00e9\n"}],"w":{}})",
-        R"({"x":123456789012345678901234567890,"a":1})", R"({"x":-0,"a":1,"y":[]})", R"({"x\u0041":1,"a":1})"}) {
+        R"({"x":123456789012345678901234567890,"a":1})", R"({"x":-0,"a":1,"y":[]})", R"({"x\u0041":1,"a":1})",
+        // JSON beyond a double's range: valid, and not read (it was a dead
+        // letter "not valid JSON", a bug bash).
+        R"({"a":1,"x":1e999,"y":[-1.5E-999,123456789012345678901234567890.5]})"}) {
     std::vector<FieldValue> out(1);
     DecodeError e;
     EXPECT_TRUE(d->Decode(Raw(good), out.data(), &e)) << good << ": " << e.message;
@@ -372,14 +375,102 @@ TEST(JsonDecoderTest, WrongTypesNameTheirPathAndWhatWasFound) {
     EXPECT_NE(e.message.find(c.message), std::string::npos) << e.message;
   }
   // A declared value that is not valid JSON: undecodable, at its path.
-  for (const Case& c : std::vector<Case>{{doc("d", "1e999"), "v.d", "beyond a double's range (about 1.8e308)): 1e999"},
-                                         {doc("n", "01"), "v.n", "(a number, or one beyond a double's range (about 1.8e308)): 01"},
-                                         {doc("b", "tru"), "v.b", "(a value): tru"}}) {
+  for (const Case& c : std::vector<Case>{{doc("n", "01"), "v.n", "(a number, or one beyond a double's range (about 1.8e308)): 01"},
+                                         {doc("b", "tru"), "v.b", "(a value): tru"},
+                                         // No JSON value starts so: these said "improper structure" and
+                                         // named no field (a bug bash).
+                                         {doc("d", "NaN"), "v.d", "(a value): NaN"},
+                                         {doc("d", "Infinity"), "v.d", "(a value): Infinity"},
+                                         {doc("n", "+1"), "v.n", "(a value): +1"},
+                                         {doc("d", ".5"), "v.d", "(a value): .5"},
+                                         {doc("b", "True"), "v.b", "(a value): True"}}) {
     DecodeError e = ErrorFor(*d, 7, c.json);
     EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << c.json << ": " << e.message;
     EXPECT_EQ(e.path, c.path) << c.json;
     EXPECT_NE(e.message.find("not valid JSON"), std::string::npos) << e.message;
     EXPECT_NE(e.message.find(c.message), std::string::npos) << e.message;
+  }
+}
+
+// A number JSON allows but a double cannot hold is said to be that, at its
+// field, not "not valid JSON".
+TEST(JsonDecoderTest, ADeclaredNumberBeyondADoubleSaysSo) {
+  RecordSchema s = Schema({{"d", ValueType::kDouble, "v.d"}, {"n", ValueType::kInt64, "v.n"}});
+  auto d = MakeDecoder(s);
+  for (const auto& [json, path] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"v":{"d":1e999,"n":1}})", "v.d"}, {R"({"v":{"d":1,"n":-2E+400}})", "v.n"}}) {
+    DecodeError e = ErrorFor(*d, 2, json);
+    EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << json << ": " << e.message;
+    EXPECT_EQ(e.path, path) << json;
+    EXPECT_NE(e.message.find("a number beyond a double's range (about 1.8e308): "), std::string::npos) << e.message;
+    EXPECT_EQ(e.message.find("not valid JSON"), std::string::npos) << e.message;
+  }
+}
+
+// Nesting the job skips is checked to simdjson's depth of 1024: 50,000
+// nested arrays in an unread field crashed the job (SIGSEGV, the stack) on
+// every restart (a bug bash).
+TEST(JsonDecoderTest, DeepNestingInAFieldTheJobDoesNotReadIsADeadLetterNotACrash) {
+  RecordSchema s = Schema({{"a", ValueType::kInt64, ""}});
+  auto d = MakeDecoder(s);
+  for (const auto& [open, close] : std::vector<std::pair<std::string, std::string>>{{"[", "]"}, {R"({"k":)", "}"}}) {
+    for (int levels : {50000, 1000000}) {
+      std::string json = R"({"a":1,"deep":)";
+      for (int i = 0; i < levels; ++i) json += open;
+      json += "1";
+      for (int i = 0; i < levels; ++i) json += close;
+      json += "}";
+      DecodeError e = ErrorFor(*d, 1, json);
+      EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << open << " x " << levels;
+      EXPECT_NE(e.message.find("nested deeper than 1024 levels"), std::string::npos) << e.message;
+    }
+    std::string json = R"({"a":7,"deep":)";
+    for (int i = 0; i < 1000; ++i) json += open;
+    json += "1";
+    for (int i = 0; i < 1000; ++i) json += close;
+    json += "}";
+    std::vector<FieldValue> out(1);
+    DecodeError e;
+    ASSERT_TRUE(d->Decode(Raw(json), out.data(), &e)) << open << " x 1000: " << e.message;
+    EXPECT_EQ(out[0].i, 7);
+  }
+}
+
+// A key given twice: the last one wins, an object's as a value's. A second
+// `"amount":null` or `"amount":{"x":1}` kept the first one's amount.cents
+// (a bug bash), where Python and Jackson see it absent.
+TEST(JsonDecoderTest, ARepeatedKeyTakesItsLastValueObjectsToo) {
+  RecordSchema s = Schema({{"cents", ValueType::kInt64, "amount.cents"}, Opt("cur", ValueType::kString, "amount.cur")});
+  auto d = MakeDecoder(s);
+  struct Case {
+    std::string json;
+    int64_t cents;  // -1: a dead letter, amount.cents absent
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"({"amount":{"cents":1,"cents":2}})", 2},
+           {R"({"amount":{"cents":1},"x":0,"amount":{"cents":3}})", 3},
+           {R"({"amount":{"cents":1,"cur":"EUR"},"amount":null})", -1},
+           {R"({"amount":{"cents":1,"cur":"EUR"},"amount":{"x":1}})", -1},
+           {R"({"amount":null,"amount":{"cents":4}})", 4}}) {
+    std::vector<FieldValue> out(2);
+    DecodeError e;
+    const bool ok = d->Decode(Raw(c.json), out.data(), &e);
+    if (c.cents < 0) {
+      EXPECT_FALSE(ok) << c.json;
+      EXPECT_EQ(e.kind, DecodeError::Kind::kMissingField) << c.json << ": " << e.message;
+      EXPECT_EQ(e.path, "amount.cents") << c.json;
+    } else {
+      ASSERT_TRUE(ok) << c.json << ": " << e.message;
+      EXPECT_EQ(out[0].i, c.cents) << c.json;
+      EXPECT_FALSE(out[1].present) << c.json << ": the first object's cur survived";
+    }
+  }
+  {
+    std::vector<FieldValue> out(2);
+    DecodeError e;
+    ASSERT_TRUE(d->Decode(Raw(R"({"amount":{"cents":5,"cur":"EUR"},"amount":{"cents":6}})"), out.data(), &e));
+    EXPECT_EQ(out[0].i, 6);
+    EXPECT_FALSE(out[1].present) << "the first amount's cur outlived it";
   }
 }
 
@@ -399,6 +490,8 @@ TEST(JsonDecoderTest, AWholeNumberWithAFractionOrExponentIsExactInAnInt64Field) 
            {"0.0001e4", 1},
            {"90071992547409930e-1", 9007199254740993},
            {"-0.0", 0},
+           {"0e999", 0},  // refused as a double (a bug bash)
+           {"-0.000E-99999999999999999999", 0},
            {"5.0 ", 5}}) {
     std::vector<FieldValue> out(1);
     DecodeError e;
