@@ -64,7 +64,11 @@ std::string FormatStatusLine(const std::string& label, const ProgressSnapshot& s
   // The last line's rate is the run's mean (ProgressReporter::ReportFinal):
   // after an idle end, "10.5k rec/s" under lines of 0 read as a glitch (a
   // bug bash).
-  std::snprintf(line, sizeof(line), "%s: %.1f%% done, %s rec/s%s, in %s, ", label.c_str(), s.percent_done(),
+  // A scaled-out instance with no partitions (more instances than
+  // partitions, or before its first assignment) read "100.0% done".
+  char done[32] = "no partitions assigned";
+  if (!s.partitions.empty()) std::snprintf(done, sizeof(done), "%.1f%% done", s.percent_done());
+  std::snprintf(line, sizeof(line), "%s: %s, %s rec/s%s, in %s, ", label.c_str(), done,
                 HumanCount(s.records_per_second).c_str(), final ? " over the run" : "", HumanCount(c.in).c_str());
   std::string out = line + lag_text;
   if (s.sink_waiting()) {

@@ -977,6 +977,22 @@ TEST(StatusLineTest, AnUnreachableSourceSaysWhyWhenKnown) {
   EXPECT_EQ(line.find("no Kafka broker has answered"), std::string::npos) << line;
 }
 
+// An instance that holds no partition (a scaled-out version with more
+// instances than partitions) said "100.0% done" while doing nothing.
+TEST(StatusLineTest, AnInstanceWithoutPartitionsSaysSo) {
+  ProgressSnapshot s;
+  std::string line = cli::FormatStatusLine("kappa run j v1", s, false);
+  EXPECT_NE(line.find("kappa run j v1: no partitions assigned, "), std::string::npos) << line;
+  EXPECT_EQ(line.find("% done"), std::string::npos) << line;
+  PartitionProgress p;
+  p.partition = 0;
+  p.position = 40;
+  p.log_end = 40;
+  s.partitions.push_back(p);
+  line = cli::FormatStatusLine("kappa run j v1", s, false);
+  EXPECT_NE(line.find("kappa run j v1: 100.0% done, "), std::string::npos) << line;
+}
+
 // A watermark before 1970 (event times near the epoch less the allowed
 // lateness) is shown to the second below it: -599999 ms printed 23:50:01
 // (a bug bash).
