@@ -234,7 +234,7 @@ std::string DescribeThrottle(const ThrottleRecord& r) {
     rate = "no cap";
   } else {
     char buf[64];
-    std::snprintf(buf, sizeof(buf), "max-rate %.0f rec/s", r.max_rate);
+    std::snprintf(buf, sizeof(buf), "max-rate %.10g rec/s", r.max_rate);  // 1.5 is 1.5, not 2
     rate = buf;
   }
   return r.paused ? "paused (" + rate + " on resume)" : rate;

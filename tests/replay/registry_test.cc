@@ -506,6 +506,11 @@ TEST(ThrottleTextTest, EveryCapIsNamedInWords) {
   r.paused = false;
   r.max_rate = 5000;
   EXPECT_EQ(DescribeThrottle(r), "max-rate 5000 rec/s");
+  // A cap of 1.5 rec/s is kept as given; it was printed "2 rec/s" (a bug bash).
+  r.max_rate = 1.5;
+  EXPECT_EQ(DescribeThrottle(r), "max-rate 1.5 rec/s");
+  r.max_rate = 1e9;
+  EXPECT_EQ(DescribeThrottle(r), "max-rate 1000000000 rec/s");
 }
 
 }  // namespace
