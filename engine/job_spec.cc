@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <charconv>
 #include <climits>
 #include <cstdint>
@@ -34,8 +36,20 @@ namespace {
 constexpr size_t kMaxSpecValues = 100000;
 
 ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::string>& origin, std::string path,
-                    Status* error, size_t* values) {
+                    Status* error, size_t* values, int depth = 0) {
   const int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+  // The text's nesting is checked before parsing (CheckNesting), but an
+  // alias can hold itself (`x: &x [*x]`): expanded, it recursed until the
+  // stack overflowed (SIGSEGV, no message; a bug bash).
+  if (depth > kMaxSpecNesting) {
+    if (error->ok()) {
+      *error = Status::InvalidArgument(*origin + ":" + std::to_string(line) + ": nested more than " +
+                                       std::to_string(kMaxSpecNesting) +
+                                       " levels deep once its aliases are expanded (an alias inside the value it "
+                                       "names, such as `x: &x [*x]`?)");
+    }
+    return ConfigNode(ConfigNode::Kind::kNull, origin, std::move(path), line);
+  }
   if (++*values > kMaxSpecValues) {
     if (error->ok()) {
       *error = Status::InvalidArgument(*origin + ":" + std::to_string(line) + ": the spec holds more than " +
@@ -58,7 +72,7 @@ ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::str
           break;
         }
       }
-      ConfigNode value = FromYaml(kv.second, origin, ConfigNode::ChildPath(path, key), error, values);
+      ConfigNode value = FromYaml(kv.second, origin, ConfigNode::ChildPath(path, key), error, values, depth + 1);
       map.AddEntry(std::move(key_node), std::move(value));
     }
     return map;
@@ -67,7 +81,7 @@ ConfigNode FromYaml(const YAML::Node& node, const std::shared_ptr<const std::str
     ConfigNode list(ConfigNode::Kind::kList, origin, path, line);
     size_t i = 0;
     for (const auto& item : node) {
-      list.AddItem(FromYaml(item, origin, ConfigNode::ItemPath(path, i++), error, values));
+      list.AddItem(FromYaml(item, origin, ConfigNode::ItemPath(path, i++), error, values, depth + 1));
     }
     return list;
   }
@@ -302,6 +316,11 @@ Status ParseFormatAndValidate(const ConfigNode& root, JobSpec& spec) {
   if (!mn.ok()) return mn.status();
   auto mx = v->IntAt("max_amount_cents", spec.decode.max_amount_cents);
   if (!mx.ok()) return mx.status();
+  // An empty range dead-lettered every record, "outside [10, 5]" (a bug bash).
+  if (*mn > *mx) {
+    return v->Error("`validate`: min_amount_cents " + std::to_string(*mn) + " is above max_amount_cents " +
+                    std::to_string(*mx) + ", so every record would be a dead letter");
+  }
   spec.decode.min_amount_cents = *mn;
   spec.decode.max_amount_cents = *mx;
   if (const ConfigNode* currencies = v->Find("currencies")) {
@@ -675,9 +694,12 @@ Status ParseSinksAndOptions(const ConfigNode& root, JobSpec& spec) {
           (key == "dlq" ? "dead letters" : "late records") + " need topics of their own");
     }
   }
-  if (spec.dlq_topic == spec.late_topic) {
+  // The parked topic holds DlqRecord envelopes too (a late topic equal to it
+  // was accepted, a bug bash).
+  if (spec.dlq_topic == spec.late_topic || spec.dlq_topic + ".parked" == spec.late_topic) {
     return root.Find("late")->Find("topic")->Error(
-        "`late.topic` is the DLQ topic " + spec.dlq_topic + ": late records (the input as it came) and dead letters "
+        "`late.topic` is the DLQ" + std::string(spec.dlq_topic == spec.late_topic ? "" : "'s parked") + " topic " +
+        spec.late_topic + ": late records (the input as it came) and dead letters "
         "(DlqRecord envelopes, read by `kappa dlq`) need topics of their own");
   }
   KAPPA_RETURN_IF_ERROR(ParseSinkFormat(*root.Find("sink"), spec));
@@ -931,7 +953,17 @@ Result<JobSpec> ParseJobSpec(const std::string& yaml_text, const std::string& or
   KAPPA_RETURN_IF_ERROR(CheckNesting(yaml_text, origin));
   YAML::Node root;
   try {
-    root = YAML::Load(yaml_text);
+    // Every document, not only the first: a second one (after `---`, or
+    // text after `...`) was dropped without a word, so two versions pasted
+    // into one file ran the first (a bug bash).
+    std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
+    for (size_t i = 1; i < documents.size(); ++i) {
+      if (documents[i].IsNull()) continue;  // a trailing `---` alone
+      return Status::InvalidArgument(origin + ":" + std::to_string(documents[i].Mark().line + 1) +
+                                     ": a second YAML document (after `---` or `...`); a job spec is one document, "
+                                     "one version per file");
+    }
+    if (!documents.empty()) root = documents.front();
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
@@ -947,13 +979,21 @@ Result<JobSpec> LoadJobSpec(const std::string& path) {
   // Checked before reading: a huge file is refused without loading it.
   const uintmax_t size = std::filesystem::file_size(path, ec);
   if (!ec && size > kMaxSpecBytes) return SizeLimitError(path, size);
+  // A directory read as "not found" (a bug bash): say what is there.
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status::InvalidArgument("job spec " + path + " is a directory, not a YAML file");
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot read job spec " + path);
+  if (!in) {
+    const int err = errno;
+    if (err == ENOENT) return Status::NotFound("cannot read job spec " + path + ": no such file");
+    return Status::InvalidArgument("cannot read job spec " + path + ": " + std::strerror(err));
+  }
   // At most one byte over the limit, also for a pipe or a file that grew.
   std::string text(kMaxSpecBytes + 1, '\0');
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in.gcount()));
-  if (in.bad()) return Status::NotFound("cannot read job spec " + path);
+  if (in.bad()) return Status::InvalidArgument("cannot read job spec " + path + ": " + std::strerror(errno));
   if (text.size() > kMaxSpecBytes) {
     return SizeLimitError(path, ec ? text.size() : std::max<uintmax_t>(size, text.size()));
   }

@@ -250,6 +250,9 @@ TEST(JobSpecTest, ATopicTheJobWritesMustNotBeItsSource) {
       {"source: {topic: transactions,", "source: {topic: out.v2,", "`sink.topic` makes the job write out.v2"},
       {"source: {topic: transactions,", "source: {topic: out.dlq.parked,", "`dlq.topic` makes the job write out.dlq.parked"},
       {"late: {topic: out.late}", "late: {topic: out.dlq}", "`late.topic` is the DLQ topic out.dlq"},
+      // The parked dead letters are DlqRecords too (accepted, a bug bash).
+      {"late: {topic: out.late}", "late: {topic: out.dlq.parked}",
+       "`late.topic` is the DLQ's parked topic out.dlq.parked"},
   };
   for (const auto& c : cases) {
     auto spec = ParseJobSpec(SpecWith(c.from, c.to), "job.yaml");
@@ -505,6 +508,61 @@ TEST(JobSpecTest, AliasBombIsRefusedFast) {
   // and all memory); refusing takes milliseconds, and 4 s under ASan on a
   // loaded 2-core machine (a 2 s bound failed there once).
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+}
+
+// An alias inside the value it names expands for ever: the loader recursed
+// until the stack overflowed (SIGSEGV, no message; a bug bash), under run,
+// schema and deploy alike.
+TEST(JobSpecTest, AnAliasThatHoldsItselfIsRefused) {
+  for (const std::string yaml : {"x: &x [*x]\n", "job: a\nversion: 1\nsource: &s {topic: t, extra: *s}\n",
+                                 "a: &a {b: [1, {c: *a}]}\n"}) {
+    auto spec = ParseJobSpec(yaml, "job.yaml");
+    ASSERT_FALSE(spec.ok()) << yaml;
+    EXPECT_TRUE(Has(spec.status().message(), "once its aliases are expanded")) << spec.status().message();
+    EXPECT_EQ(spec.status().message().rfind("job.yaml:", 0), 0u) << spec.status().message();
+  }
+}
+
+// Everything after a first YAML document was dropped in silence, also
+// text that does not parse: two versions pasted into one file ran the
+// first (a bug bash).
+TEST(JobSpecTest, ASecondYamlDocumentIsRefused) {
+  const std::string spec = kSpec;
+  for (const std::string& yaml : {spec + "---\n" + spec, "---\n" + spec + "---\njob: x\n"}) {
+    auto parsed = ParseJobSpec(yaml, "job.yaml");
+    ASSERT_FALSE(parsed.ok()) << yaml;
+    EXPECT_TRUE(Has(parsed.status().message(), "a second YAML document")) << parsed.status().message();
+  }
+  auto garbage = ParseJobSpec(spec + "...\ngarbage: [\n", "job.yaml");
+  ASSERT_FALSE(garbage.ok());
+  EXPECT_TRUE(Has(garbage.status().message(), "invalid YAML")) << garbage.status().message();
+  // A document marker before the only document, or a trailing one, is fine.
+  EXPECT_TRUE(ParseJobSpec("---\n" + spec).ok());
+  EXPECT_TRUE(ParseJobSpec(spec + "---\n").ok());
+}
+
+// A directory given as the spec read "not found" (a bug bash).
+TEST(JobSpecTest, ASpecPathThatIsNoFileSaysWhatItIs) {
+  const std::string dir = ::testing::TempDir() + "/spec_dir_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto spec = LoadJobSpec(dir);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_TRUE(Has(spec.status().message(), "is a directory, not a YAML file")) << spec.status().message();
+  std::filesystem::remove_all(dir);
+  auto missing = LoadJobSpec(dir + "/none.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Status::Code::kNotFound);
+  EXPECT_TRUE(Has(missing.status().message(), "no such file")) << missing.status().message();
+}
+
+// validate with min above max dead-lettered every record, "outside [10,
+// 5]" (a bug bash).
+TEST(JobSpecTest, AnEmptyValidateRangeIsRefused) {
+  auto spec = ParseJobSpec(std::string(kSpec) + "validate: {min_amount_cents: 10, max_amount_cents: 5}\n", "job.yaml");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_TRUE(Has(spec.status().message(), "min_amount_cents 10 is above max_amount_cents 5"))
+      << spec.status().message();
+  EXPECT_TRUE(ParseJobSpec(std::string(kSpec) + "validate: {min_amount_cents: 5, max_amount_cents: 5}\n").ok());
 }
 
 // A `start:` timestamp beyond int64 was clamped by strtoll in silence.
