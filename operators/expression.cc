@@ -500,6 +500,38 @@ class Compiler {
       const Token t = Lex(start);
       return ExpectedValue(t);
     }
+    // Bare text of several words that holds a comparison is a missing
+    // `and`: `currency != EUR amount_cents > 100000` compared currency with
+    // that whole text and filtered nothing, in silence (a bug bash); so was
+    // a stray parenthesis (`status != cancelled)`). Quoted, it is text.
+    if (!in_list) {
+      const std::string_view bare = text_.substr(start, end - start);
+      int open = 0;
+      bool unbalanced = false;
+      for (char c : bare) {
+        if (c == '(') ++open;
+        if (c == ')' && --open < 0) unbalanced = true;
+      }
+      if (unbalanced || open != 0) {
+        return Fail(start, "`" + std::string(bare) +
+                               "` is read as text, but its parentheses do not pair up; quote the text ('...') if "
+                               "it is meant so");
+      }
+      size_t word = bare.find_first_of(" \t");
+      while (word != std::string_view::npos) {
+        const size_t begin = bare.find_first_not_of(" \t", word);
+        if (begin == std::string_view::npos) break;
+        const size_t stop = std::min(bare.find_first_of(" \t", begin), bare.size());
+        const std::string_view w = bare.substr(begin, stop - begin);
+        if (w.find_first_of("=<>") != std::string_view::npos || w.substr(0, 2) == "!=") {
+          return Fail(start, "`" + std::string(bare) + "` is read as one piece of text, but it holds `" +
+                                 std::string(w) +
+                                 "`: a missing `and` or `or` between two conditions? Quote the text ('...') if it "
+                                 "is meant so");
+        }
+        word = stop;
+      }
+    }
     pos_ = end;
     Node x;
     x.k = K::kStr;

@@ -33,7 +33,11 @@
 //    (use the other quote) nor be followed by more text (`'a' b`: the
 //    original syntax read the text `'a' b`, this is an error); a quote that
 //    is never closed is part of the bare text. In `in (...)` lists bare
-//    words are text too.
+//    words are text too. Bare text of several words with a comparison in a
+//    later word (`currency != EUR amount > 100`: a missing `and`) or with
+//    parentheses that do not pair up (`status != cancelled)`) is an error
+//    naming it (the original syntax read it as text, and filtered nothing);
+//    quoted, it is text.
 //  - A quoted literal compared with an int64 field is read as an integer when
 //    it is one (`amount_cents >= "100"`, as the original syntax accepted).
 //  - Arithmetic on two int64s is int64 (wrapping on overflow; `/` truncates
