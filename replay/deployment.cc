@@ -554,11 +554,32 @@ void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note)
 
 }  // namespace
 
+Status CheckControlTopic(const JobSpec& spec, const std::string& control_topic) {
+  // `--control-topic transactions` wrote registry records into the job's
+  // input, which every job reading it then dead-lettered (a bug bash); the
+  // spec refuses the same for its own output topics.
+  const std::vector<std::pair<const char*, std::string>> topics = {
+      {"source", spec.source_topic},
+      {"output", spec.postgres() ? std::string() : spec.OutputTopic()},
+      {"DLQ", spec.dlq_topic},
+      {"parked DLQ", spec.ParkedTopic()},
+      {"late", spec.late_topic},
+      {"repartition", spec.RepartitionTopic(1)},
+      {"changelog", spec.ChangelogTopic()}};
+  for (const auto& [what, topic] : topics) {
+    if (topic.empty() || topic != control_topic) continue;
+    return Status::InvalidArgument("--control-topic " + control_topic + " is the job's " + what +
+                                   " topic: the registry needs a topic of its own (default kappa.control)");
+  }
+  return Status::OK();
+}
+
 Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const DeploymentOptions& options,
                      Registry& registry, StopToken stop, RunSummary* summary) {
   auto note = [&](NoteLevel level, const std::string& text) {
     if (options.on_note) options.on_note(level, text);
   };
+  KAPPA_RETURN_IF_ERROR(CheckControlTopic(spec, registry.control_topic()));
   // The state directory first: a directory another job or version holds
   // (or one that cannot be made) refused after the registration left a
   // version registered, serving, that no process could ever run (a bug bash).

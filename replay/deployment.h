@@ -77,6 +77,10 @@ struct StateMarker {
 // What `dir`'s marker says; nullopt without a readable marker.
 std::optional<StateMarker> ReadStateMarker(const std::string& dir);
 
+// InvalidArgument when `control_topic` (the registry's) is one of the
+// topics the job reads or writes.
+Status CheckControlTopic(const JobSpec& spec, const std::string& control_topic);
+
 // Registers and runs the version until stopped, retired, or (stop_at_end)
 // caught up with the log as it was at start.
 Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const DeploymentOptions& options,

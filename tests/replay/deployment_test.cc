@@ -365,6 +365,28 @@ TEST_F(DeploymentTest, ASecondJobIsRefusedTheOutputTopicOrStateDirOfAnotherAndRe
   EXPECT_FALSE(other.Job("gamma").has_value()) << "a refused job was registered";
 }
 
+// `--control-topic transactions` (the job's source) was taken: registry
+// records went into the input and every job reading it dead-lettered them
+// (a bug bash). Refused before anything is written, as each topic the job
+// reads or writes.
+TEST_F(DeploymentTest, TheControlTopicIsNeverATopicOfTheJob) {
+  ScratchDir dir("control-is-source");
+  const JobSpec spec = Spec(dir);
+  Registry registry(Config(), "transactions");
+  Status st = RunDeployment(Config(), spec, BoundedOptions(), registry, StopSource());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("--control-topic transactions is the job's source topic"), std::string::npos)
+      << st.ToString();
+  Registry reader(Config(), "transactions");
+  ASSERT_TRUE(reader.Refresh().ok());
+  EXPECT_FALSE(reader.Job(spec.job).has_value()) << "registry records were written into the source topic";
+  for (const std::string& topic : {spec.OutputTopic(), spec.dlq_topic, spec.ParkedTopic(), spec.late_topic,
+                                   spec.RepartitionTopic(1), spec.ChangelogTopic()}) {
+    EXPECT_FALSE(CheckControlTopic(spec, topic).ok()) << topic;
+  }
+  EXPECT_TRUE(CheckControlTopic(spec, "kappa.control").ok());
+}
+
 // A job whose output topic was another job's DLQ (or late topic), or whose
 // DLQ was another job's output, was registered: `kappa dlq` read the rows as
 // dead letters and `kappa get` the dead letters as rows (left alone by the
