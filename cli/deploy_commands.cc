@@ -434,7 +434,7 @@ int ThrottleCommand(int argc, char** argv) {
       ("help,h", "show this help")
       ("job", po::value<std::string>(&job)->required(), "job name (positional)")
       ("version", po::value<int>(&version)->required(), "the running version to throttle")
-      ("max-rate", po::value<double>(&max_rate), "new cap in records per second (0: no cap)")
+      ("max-rate", po::value<double>(&max_rate), "new cap in records per second for the version (0: no cap); the instances of a scaled-out version share it by the partitions each holds")
       ("pause", "read nothing until --resume (checkpoints, status and retirement still work)")
       ("resume", "read again, at the cap in force");
   po::positional_options_description positional;

@@ -16,7 +16,7 @@ void AddJobOptions(po::options_description& desc, po::positional_options_descrip
       ("spec", po::value<std::string>(&out->spec_path)->required(), "job spec file (YAML); also the first positional argument")
       ("state-dir", po::value<std::string>(), "RocksDB state directory (overrides checkpoint.dir of the spec)")
       ("stop-at-end", "stop (after a final checkpoint) once every partition reaches the log end offset it had at start")
-      ("max-rate", po::value<double>(&out->run.max_rate)->default_value(0), "cap on records per second, e.g. so a replay never starves the live version (0: no cap)")
+      ("max-rate", po::value<double>(&out->run.max_rate)->default_value(0), "cap on records per second of this process, e.g. so a replay never starves the live version (0: no cap; `kappa throttle --max-rate` caps a whole scaled-out version)")
       ("archive", po::value<std::string>(&out->run.archive_dir), "log archive (kappa archive) to read each partition from up to its archived end, then Kafka (overrides source.archive)")
       ("parallelism", po::value<int>(), "worker threads running partitions in parallel, from the archive and from Kafka, 1..256 (default: the spec's parallelism, else 1)")
       ("scale-out", "join the version's consumer group and share its partitions with the other processes of the version (as the spec's scale_out: true); state moves through the changelog topic <job>.v<N>.changelog")

@@ -1209,6 +1209,12 @@ void JobRunner::Impl::UpdateRate() {
   if (options.rate_control) {
     cap = options.rate_control->max_rate.load(std::memory_order_relaxed);
     now_paused = options.rate_control->paused.load(std::memory_order_relaxed);
+    // Two instances under `kappa throttle --max-rate 3000` read 6,000
+    // rec/s together (a bug bash): each takes its partitions' share.
+    if (cap > 0 && group && !owned.empty() && options.rate_control->version_wide.load(std::memory_order_relaxed)) {
+      const auto mine = std::count_if(owned.begin(), owned.end(), [](uint8_t o) { return o != 0; });
+      if (mine > 0) cap = cap * static_cast<double>(mine) / static_cast<double>(owned.size());
+    }
   }
   if (cap != rate_cap || now_paused || now_paused != paused) {
     rate_cap = cap;

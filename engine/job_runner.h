@@ -45,6 +45,10 @@ struct RateControl {
   explicit RateControl(double rate = 0) : max_rate(rate) {}
   std::atomic<double> max_rate{0};  // records/s (0: none)
   std::atomic<bool> paused{false};
+  // max_rate is the version's (`kappa throttle`), not this process's
+  // (`--max-rate`): a scaled-out process takes the share of it that its
+  // partitions are of the source's.
+  std::atomic<bool> version_wide{false};
 };
 
 // What the second stage of a repartitioned job counted so far, per

@@ -500,6 +500,8 @@ class ProgressPublisher {
     }
     double effective = cap;
     if (protect_rate_ > 0) effective = cap > 0 ? std::min(cap, protect_rate_) : protect_rate_;
+    // protect_live_lag works from this process's measured rate: its own.
+    rate_->version_wide.store(throttle && throttle->max_rate >= 0 && protect_rate_ <= 0, std::memory_order_relaxed);
     rate_->max_rate.store(effective, std::memory_order_relaxed);
     rate_->paused.store(paused, std::memory_order_relaxed);
   }
@@ -602,7 +604,10 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // start applies from the first read.
   auto rate = std::make_shared<RateControl>(options.run.max_rate);
   if (auto throttle = registry.Throttle(spec.job, spec.version)) {
-    if (throttle->max_rate >= 0) rate->max_rate.store(throttle->max_rate);
+    if (throttle->max_rate >= 0) {
+      rate->max_rate.store(throttle->max_rate);
+      rate->version_wide.store(true);
+    }
     rate->paused.store(throttle->paused);
     note(NoteLevel::kInfo, "throttle: v" + std::to_string(spec.version) + " starts " + DescribeThrottle(*throttle) +
                                " (kappa throttle; --resume / --max-rate to change)");

@@ -180,6 +180,58 @@ TEST_F(ThrottleTest, MaxRatePauseAndResumeTakeEffectWithinOneStatusInterval) {
   EXPECT_NE(v1.Stderr().find("throttle: v1 paused"), std::string::npos) << v1.Stderr();
 }
 
+// `kappa throttle --max-rate` caps the version: with two scaled-out
+// instances each read at the whole cap, 6,000 rec/s for a cap of 3,000 (a
+// bug bash). Each now takes the share its partitions are of the source's.
+// (`--max-rate` on the command line stays a cap of that process.)
+TEST_F(ThrottleTest, AThrottleCapsAScaledOutVersionNotEachInstance) {
+  CreateTopic("wide", 4);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "wide", SmallWorkload(3, 100000, 20000)));
+  CreateTopic("wide.v1.changelog", 4, {{"cleanup.policy", "compact"}});
+  ScratchDir dir("wide");
+  const std::string spec = Spec(dir, "wide", "wide", 1);
+  std::ofstream(spec, std::ios::app) << "scale_out: {session_timeout: 6s}\n";
+  auto instance = [&](const std::string& name) {
+    return Cmd({"deploy", spec, "--instance", name, "--state-dir", dir / name, "--max-rate", "1000",
+                "--status-interval-ms", "500"});
+  };
+  ChildProcess a(instance("a"), "wide-a");
+  ASSERT_NO_FATAL_FAILURE(WaitForRecordsIn(dir / "a/metrics.json", 1));
+  ChildProcess b(instance("b"), "wide-b");
+  // Both hold partitions ("it runs K now" with K > 0 from each).
+  auto runs = [](const ChildProcess& child) {
+    const std::string err = child.Stderr();
+    const size_t at = err.rfind("it runs ");
+    return at == std::string::npos ? 0 : std::atoi(err.c_str() + at + 8);
+  };
+  const auto deadline = Clock::now() + std::chrono::seconds(90);
+  while (runs(a) == 0 || runs(b) == 0) {
+    ASSERT_LT(Clock::now(), deadline) << "the group did not give both instances partitions:\n"
+                                      << a.Stderr() << "---\n" << b.Stderr();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::string out;
+  ASSERT_NO_FATAL_FAILURE(Throttle("wide", 1, {"--max-rate", "2000"}, &out));
+  std::this_thread::sleep_for(std::chrono::duration<double>(kEffectS));
+  auto sa = SampleFor(dir / "a/metrics.json", 0.05);
+  auto sb = SampleFor(dir / "b/metrics.json", 0.05);
+  const auto start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  auto ea = SampleFor(dir / "a/metrics.json", 0.05);
+  auto eb = SampleFor(dir / "b/metrics.json", 0.05);
+  const double seconds = SecondsSince(start);
+  ASSERT_TRUE(runs(a) > 0 && runs(b) > 0) << "an instance lost its partitions while measured";
+  const double rate = static_cast<double>(ea.back().in - sa.front().in + eb.back().in - sb.front().in) / seconds;
+  EXPECT_GT(rate, 1000) << "a " << Show(sa) << Show(ea) << " b " << Show(sb) << Show(eb);
+  EXPECT_LT(rate, 2700) << "two instances read past the version's cap of 2000 rec/s together: a " << Show(sa)
+                        << Show(ea) << " b " << Show(sb) << Show(eb);
+  EXPECT_LT(ea.back().in + eb.back().in, 100000) << "the workload ran out while measured";
+  for (ChildProcess* child : {&a, &b}) {
+    child->Kill(SIGTERM);
+    EXPECT_EQ(child->Wait(), 0) << child->Stderr();
+  }
+}
+
 // A capped job that could not read for a while (stopped here with SIGSTOP,
 // in life a slow checkpoint or a starved CPU) does not make the time up with
 // a burst past its cap: the capped replay would take the CPU and the broker
