@@ -656,6 +656,15 @@ Status Retire(Registry& registry, const std::string& job, int32_t version, int64
     *report = "job " + job + ": version " + std::to_string(version) +
               (already ? " was retired already, " + std::to_string((now - v->retired_at_ms) / 1000) + " s ago"
                        : " retired; its process stops at its next check");
+    // Its topics were left without a word (a bug bash: a repartitioned
+    // version's copy of its whole input stayed on the broker).
+    if (!already) {
+      const std::string group = v->group.empty() ? job + ".v" + std::to_string(version) : v->group;
+      *report += "\n  its Kafka topics stay (kappa deletes no topic): " +
+                 (v->output_topic.empty() || !v->postgres_table.empty() ? std::string() : v->output_topic + ", ") +
+                 "and " + group + ".repartition.1 and " + group +
+                 ".changelog if it has them; delete them (kafka-topics.sh --delete) once nothing reads them";
+    }
     // A version whose process still reports (it has not seen the retirement
     // yet) keeps its state and table: deleted under it, the process failed
     // on its own files (a bug bash, with --retention 0s). A process that went
