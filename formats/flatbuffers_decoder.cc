@@ -200,12 +200,29 @@ Plan::Leaf LeafOf(BaseType t) {
   }
 }
 
+// A schema is kilobytes; /dev/zero as `schema:` was read until memory ran
+// out, and the message blamed the job's state (a bug bash).
+constexpr size_t kMaxSchemaBytes = 16 << 20;
+
 Result<std::string> ReadWholeFile(const std::string& path) {
+  std::error_code ec;
+  const auto type = std::filesystem::status(path, ec).type();
+  if (!ec && type != std::filesystem::file_type::regular) {
+    return Status::InvalidArgument("the FlatBuffers schema " + path + " is not a regular file (" +
+                                   (type == std::filesystem::file_type::directory ? "a directory" : "a device or pipe") +
+                                   "): give the .fbs or .bfbs file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IOError("cannot read the FlatBuffers schema " + path + ": " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string bytes(kMaxSchemaBytes + 1, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (in.bad()) return Status::IOError("cannot read the FlatBuffers schema " + path + ": " + std::strerror(errno));
+  bytes.resize(static_cast<size_t>(in.gcount()));
+  if (bytes.size() > kMaxSchemaBytes) {
+    return Status::InvalidArgument("the FlatBuffers schema " + path + " is over " +
+                                   std::to_string(kMaxSchemaBytes >> 20) + " MiB (is this the right file?)");
+  }
+  return bytes;
 }
 
 bool LooksBinarySchema(const std::string& bytes) {

@@ -10,6 +10,9 @@
 
 #include <cstring>
 #include <filesystem>
+#include <unistd.h>
+
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <tuple>
@@ -800,6 +803,27 @@ TEST_F(FlatBuffersSchemaFileTest, FieldsOfANestedTableReadAsTheGeneralPathReadsT
   *entry = 0xfff0;
   EXPECT_FALSE((*d)->Decode(bad.raw(), v.data(), &err));
   EXPECT_EQ(err.kind, DecodeError::Kind::kUndecodable) << err.message;
+}
+
+// `schema: /dev/zero` was read until memory ran out (or for ever), and the
+// out-of-memory message blamed the job's state (a bug bash). A schema that
+// is no regular file, or is huge, is refused at once.
+TEST(FlatBuffersDecoderTest, ASchemaThatIsNoRegularFileIsRefusedAtOnce) {
+  const RecordSchema s = Schema({F("id", ValueType::kString)});
+  for (const char* path : {"/dev/zero", "/dev/urandom", "/tmp"}) {
+    const std::string err = LoadError(s, path);
+    EXPECT_NE(err.find("is not a regular file"), std::string::npos) << path << ": " << err;
+    auto digest = FlatBuffersSchemaDigest(path);
+    EXPECT_FALSE(digest.ok()) << path;
+  }
+  const std::string big = ::testing::TempDir() + "/big_schema_" + std::to_string(::getpid()) + ".fbs";
+  {
+    std::ofstream out(big, std::ios::binary);
+    out << std::string((16 << 20) + 1, ' ');
+  }
+  const std::string err = LoadError(s, big);
+  EXPECT_NE(err.find("is over 16 MiB"), std::string::npos) << err;
+  std::remove(big.c_str());
 }
 
 }  // namespace
