@@ -81,9 +81,20 @@ std::vector<int64_t> LogStarts(rd_kafka_s* rk, const std::string& topic) {
   for (const Watermarks& m : *marks) starts.push_back(m.low);
   return starts;
 }
-std::vector<int64_t> LogStarts(const KafkaConfig& config, const std::string& topic) {
+// Before writing: Kafka out of reach is the answer (gen waited 10 s here,
+// then 10 s more to write, and said "within 10 s", a bug bash); a topic
+// that does not exist yet has no starts.
+Result<std::vector<int64_t>> LogStartsBefore(const KafkaConfig& config, const std::string& topic) {
   auto client = CreateClient(ClientKind::kConsumer, config, {});
-  return client.ok() ? LogStarts(client->get(), topic) : std::vector<int64_t>{};
+  if (!client.ok()) return client.status();
+  auto marks = QueryTopicWatermarks(client->get(), topic, 10000);
+  if (!marks.ok()) {
+    if (marks.status().code() == Status::Code::kUnavailable) return marks.status();
+    return std::vector<int64_t>{};
+  }
+  std::vector<int64_t> starts;
+  for (const Watermarks& m : *marks) starts.push_back(m.low);
+  return starts;
 }
 
 // Records the broker dropped while they were written (the embedded
@@ -162,7 +173,9 @@ int GenNexmark(const KafkaConfig& config, const std::string& topic, const Genera
     return 0;
   }
   const ProgressFn progress = GenProgress(tty, "events");
-  const std::vector<int64_t> starts = LogStarts(config, topic);
+  auto before = LogStartsBefore(config, topic);
+  if (!before.ok()) return Fail("gen", before.status());
+  const std::vector<int64_t> starts = std::move(*before);
   auto summary = ProduceNexmark(config, topic, n, progress, format);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", WithTimestampHint(summary.status()));
@@ -357,7 +370,9 @@ int GenCommand(int argc, char** argv) {
   const bool tty = StderrIsTerminal();
   if (file_mode) return GenToFile(g, encoding, to_archive, partitions, tty);
   const ProgressFn progress = GenProgress(tty, "records");
-  const std::vector<int64_t> starts = LogStarts(config, topic);
+  auto before = LogStartsBefore(config, topic);
+  if (!before.ok()) return Fail("gen", before.status());
+  const std::vector<int64_t> starts = std::move(*before);
   auto summary = ProduceEvents(config, topic, g, progress, encoding);
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", WithTimestampHint(summary.status()));

@@ -397,6 +397,11 @@ TEST_F(CliBrokerTest, ARunOverAMissingSourceLeavesNothingBehind) {
   EXPECT_EQ(RunKappa({"run", spec, "-b", refusing.address(), "--stop-at-end"}, nullptr, &err), 1);
   EXPECT_TRUE(Contains(err, "cannot reach Kafka at " + refusing.address() + " within 10 s")) << err;
   EXPECT_LT(Clock::now() - began, std::chrono::seconds(18)) << "the message says 10 s";
+  // gen waited 10 s for the log starts, then 10 s to write (a bug bash).
+  const auto gen_began = Clock::now();
+  EXPECT_EQ(RunKappa({"gen", "-b", refusing.address(), "-t", "t", "-n", "10"}, nullptr, &err), 1);
+  EXPECT_TRUE(Contains(err, "cannot reach Kafka at " + refusing.address() + " within 10 s")) << err;
+  EXPECT_LT(Clock::now() - gen_began, std::chrono::seconds(18)) << "the message says 10 s";
 }
 
 // A bug bash: under `ulimit -n 16` a job said "cannot reach Kafka ... is
