@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -324,6 +325,19 @@ Status JobRunner::Impl::Open() {
   if (archive_only && archive_dir.empty()) {
     return Status::InvalidArgument("--archive-only needs an archive (--archive DIR or source.archive in the spec)");
   }
+  // Before Kafka is asked and before --reset-state deletes anything: a
+  // missing archive was named after the state had been deleted, and 15 s
+  // after an --archive-only start against a Kafka away (a bug bash).
+  if (!archive_dir.empty()) {
+    std::error_code ec;
+    const auto type = std::filesystem::status(archive_dir, ec).type();
+    if (type == std::filesystem::file_type::not_found) {
+      return Status::NotFound("archive directory " + archive_dir + " does not exist");
+    }
+    if (!ec && type != std::filesystem::file_type::directory) {
+      return Status::InvalidArgument("archive " + archive_dir + " is not a directory");
+    }
+  }
   if (spec.scale_out.enabled && (options.stop_at_end || archive_only)) {
     // A member knows only the partitions it holds now: it was "at the end"
     // with those, exited 0, and the partitions of a member that died (or
@@ -405,6 +419,10 @@ Status JobRunner::Impl::Open() {
 
 // --reset-state: only what kappa created goes, and the note says what.
 Status JobRunner::Impl::ResetState() {
+  // Nothing to delete: no "deleted 0 files" warning (for a directory that
+  // could not even be made, a bug bash).
+  std::error_code ec;
+  if (!std::filesystem::exists(spec.state_dir, ec)) return Status::OK();
   auto reset = StateBackend::Reset(spec.state_dir);
   if (!reset.ok()) return reset.status();
   std::string text = "--reset-state: deleted " + std::to_string(reset->removed.size()) +

@@ -93,6 +93,19 @@ TEST_F(DamagedStateTest, DamagedStateIsAnErrorAndResetStateStartsOver) {
   const fs::path damaged = dir / "wal-deleted";
   std::ofstream(damaged / "operator-notes.txt") << "not kappa's";
   std::string out;
+  // An argument that fails is found before the reset deletes anything: a
+  // missing --archive was named after the state had gone (a bug bash).
+  const auto files_before = std::distance(fs::directory_iterator(damaged), fs::directory_iterator());
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0", "--state-dir",
+                      damaged.string(), "--reset-state", "--archive", (dir / "no-archive")},
+                     &out, &err),
+            1)
+      << err;
+  EXPECT_NE(err.find("archive directory " + (dir / "no-archive") + " does not exist"), std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("--reset-state: deleted"), std::string::npos) << err;
+  EXPECT_EQ(std::distance(fs::directory_iterator(damaged), fs::directory_iterator()), files_before)
+      << "the state was reset by a run that then refused to start";
   ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0", "--state-dir",
                       damaged.string(), "--reset-state"},
                      &out, &err),
