@@ -325,6 +325,18 @@ Status JobRunner::Impl::Open() {
   if (archive_only && archive_dir.empty()) {
     return Status::InvalidArgument("--archive-only needs an archive (--archive DIR or source.archive in the spec)");
   }
+  if (spec.scale_out.enabled && (options.stop_at_end || archive_only)) {
+    // A member knows only the partitions it holds now: it was "at the end"
+    // with those, exited 0, and the partitions of a member that died (or
+    // had not joined yet) were never read (a bug bash). A bounded run is
+    // one process's.
+    return Status::InvalidArgument(
+        std::string(archive_only ? "--archive-only" : "--stop-at-end") +
+        " is not supported for a scaled-out job: one process cannot tell when the others' partitions are done, "
+        "and those of a process that died would be left unread; run the bounded replay in one process "
+        "(without --scale-out / scale_out: false), or run the instances without it and stop them once `kappa "
+        "status` (or kappa_lag_records) shows no lag");
+  }
   // Before Kafka is asked and before --reset-state deletes anything: a
   // missing archive was named after the state had been deleted, and 15 s
   // after an --archive-only start against a Kafka away (a bug bash).
@@ -337,18 +349,6 @@ Status JobRunner::Impl::Open() {
     if (!ec && type != std::filesystem::file_type::directory) {
       return Status::InvalidArgument("archive " + archive_dir + " is not a directory");
     }
-  }
-  if (spec.scale_out.enabled && (options.stop_at_end || archive_only)) {
-    // A member knows only the partitions it holds now: it was "at the end"
-    // with those, exited 0, and the partitions of a member that died (or
-    // had not joined yet) were never read (a bug bash). A bounded run is
-    // one process's.
-    return Status::InvalidArgument(
-        std::string(archive_only ? "--archive-only" : "--stop-at-end") +
-        " is not supported for a scaled-out job: one process cannot tell when the others' partitions are done, "
-        "and those of a process that died would be left unread; run the bounded replay in one process "
-        "(without --scale-out / scale_out: false), or run the instances without it and stop them once `kappa "
-        "status` (or kappa_lag_records) shows no lag");
   }
   auto names = Task::StateTableNames(spec);
   if (!names.ok()) return names.status();
