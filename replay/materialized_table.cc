@@ -4,6 +4,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <charconv>
+#include <set>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -36,11 +37,73 @@ struct MaterializedTable::Impl {
 
 MaterializedTable::~MaterializedTable() = default;
 
+// A checksum RocksDB finds wrong only when it reads the block: Corruption,
+// for the caller to set the table aside (it failed every lookup after, a
+// bug bash); anything else an I/O error.
+Status MaterializedTable::Failed(const char* what, const rocksdb::Status& s) const {
+  if (s.IsCorruption()) return Status::Corruption("table " + std::string(what) + " failed: " + s.ToString());
+  return Status::IOError("table " + std::string(what) + " failed: " + s.ToString());
+}
+
+Status MaterializedTable::SetAside(const std::string& dir, const std::string& why, std::string* note) {
+  const std::string aside = dir + ".damaged-" + std::to_string(WallClockMs());
+  std::error_code ec;
+  std::filesystem::rename(dir, aside, ec);
+  if (ec) {
+    return Status::IOError("the local table " + dir + " is damaged (" + why + ") and cannot be moved aside (" +
+                           ec.message() + "): remove it, kappa get builds it again from the topic");
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (note) {
+    *note = "the local table " + dir + " is damaged (" + why + "): moved to " + aside +
+            " (remove it once looked at) and rebuilt from the topic";
+  }
+  return Status::OK();
+}
+
+namespace {
+
+// The table files in `dir` now.
+std::set<std::string> TableFiles(const std::string& dir) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".sst") == 0) names.insert(name);
+  }
+  return names;
+}
+
+// What makes an opened table not the one written: a table file RocksDB no
+// longer lists. A MANIFEST cut short lost the edit that added the file, and
+// the table opened without its rows while the offsets read up to them
+// survived in the WAL: every key answered "no output" for good (a bug
+// bash). A crash between a flush's file and its edit leaves one too (its
+// rows still in the WAL): rebuilt then as well, needlessly but correctly.
+std::string MissingTableFile(rocksdb::DB* db, const std::set<std::string>& before) {
+  if (before.empty()) return "";
+  std::vector<rocksdb::LiveFileMetaData> live;
+  db->GetLiveFilesMetaData(&live);
+  std::set<std::string> listed;
+  for (const auto& f : live) listed.insert(std::filesystem::path(f.name).filename().string());
+  for (const std::string& name : before) {
+    if (!listed.count(name)) return "its MANIFEST does not list the table file " + name;
+  }
+  return "";
+}
+
+}  // namespace
+
 Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::string& dir, const std::string& topic,
                                                                    int wait_ms, std::string* note,
                                                                    FreeSpaceFn free_space) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    // Said as "cannot read the free space of state dir" (a bug bash).
+    return Status::IOError("cannot create the local table " + dir + ": " + ec.message() +
+                           " (--table-dir names where kappa get keeps its copies of output topics)");
+  }
   auto impl = std::make_unique<Impl>();
   impl->topic = topic;
   impl->dir = dir;
@@ -58,18 +121,22 @@ Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::st
   rocksdb::Status s;
   bool moved_aside = false;
   for (;;) {
+    const std::set<std::string> files = TableFiles(dir);
     s = rocksdb::DB::Open(options, dir, &db);
-    if (s.IsCorruption() && !moved_aside) {
-      // A copy of the topic: the damaged one is kept aside, a new one built.
-      const std::string aside = dir + ".damaged-" + std::to_string(WallClockMs());
-      std::filesystem::rename(dir, aside, ec);
-      if (ec) break;
-      std::filesystem::create_directories(dir, ec);
-      moved_aside = true;
-      if (note) {
-        *note = "the local table " + dir + " is damaged (" + s.ToString() + "): moved to " + aside +
-                " (remove it once looked at) and rebuilt from the topic";
+    // A MANIFEST deleted (or a CURRENT naming none) reads as a missing file.
+    const bool missing_file = s.IsIOError() && s.ToString().find("No such file") != std::string::npos;
+    std::string damage = s.IsCorruption() || missing_file ? s.ToString() : "";
+    if (s.ok() && !moved_aside) {
+      damage = MissingTableFile(db, files);
+      if (!damage.empty()) {
+        delete db;
+        db = nullptr;
       }
+    }
+    if (!damage.empty() && !moved_aside) {
+      // A copy of the topic: the damaged one is kept aside, a new one built.
+      KAPPA_RETURN_IF_ERROR(SetAside(dir, damage, note));
+      moved_aside = true;
       continue;
     }
     // Held by another lookup (another process, or this one): it is done
@@ -144,12 +211,12 @@ Status MaterializedTable::Clear() {
   rocksdb::WriteBatch batch;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
   for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(it->key());
-  if (!it->status().ok()) return Status::IOError("table read failed: " + it->status().ToString());
+  if (!it->status().ok()) return Failed("read", it->status());
   KAPPA_RETURN_IF_ERROR(impl_->CheckFree(kMinFreeBytes + 2 * static_cast<int64_t>(batch.GetDataSize())));
   rocksdb::WriteOptions wo;
   wo.sync = true;
   rocksdb::Status s = impl_->db->Write(wo, &batch);
-  if (!s.ok()) return Status::IOError("table write failed: " + s.ToString());
+  if (!s.ok()) return Failed("write", s);
   return Status::OK();
 }
 
@@ -158,7 +225,9 @@ Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config, std::strin
   bool damaged = false;
   for (int32_t p = 0;; ++p) {
     std::string v;
-    if (!impl_->db->Get(rocksdb::ReadOptions(), "o/" + std::to_string(p), &v).ok()) break;
+    const rocksdb::Status got = impl_->db->Get(rocksdb::ReadOptions(), "o/" + std::to_string(p), &v);
+    if (got.IsNotFound()) break;
+    if (!got.ok()) return Failed("read", got);
     const auto offset = Stored<int64_t>(v);
     damaged = damaged || !offset;
     from.push_back(offset.value_or(0));
@@ -226,7 +295,7 @@ Result<int64_t> MaterializedTable::CatchUp(const KafkaConfig& config, std::strin
     rocksdb::WriteOptions wo;
     wo.sync = true;
     rocksdb::Status s = impl_->db->Write(wo, &batch);
-    if (!s.ok()) return Status::IOError("table write failed: " + s.ToString());
+    if (!s.ok()) return Failed("write", s);
     // A large catch-up left its rows in the write-ahead log only, which the
     // next lookup replayed: as slow as the build (a bug bash: 2.2 s and
     // 265 MB for the second get of 377k keys, 0.15 s for the third).
@@ -242,7 +311,7 @@ Result<std::optional<std::string>> MaterializedTable::Get(const std::string& key
   std::string value;
   rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), "k/" + key, &value);
   if (s.IsNotFound()) return std::optional<std::string>();
-  if (!s.ok()) return Status::IOError("table read failed: " + s.ToString());
+  if (!s.ok()) return Failed("read", s);
   return std::optional<std::string>(value);
 }
 

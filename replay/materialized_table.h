@@ -14,6 +14,10 @@
 #include "kafka/kafka_config.h"
 #include "state/state_headroom.h"
 
+namespace rocksdb {
+class Status;
+}
+
 namespace kappa {
 
 class MaterializedTable {
@@ -40,9 +44,14 @@ class MaterializedTable {
   // that has read from the topic while the topic is gone (deleted) is
   // FailedPrecondition: its rows were answered as if caught up (a bug bash).
   Result<int64_t> CatchUp(const KafkaConfig& config, std::string* note = nullptr);
+  // A table that CatchUp or Get found damaged (Corruption: a block's
+  // checksum) is closed by the caller and set aside with this, as Open
+  // does, then opened again: moved to <dir>.damaged-<ms>, an empty one made.
+  static Status SetAside(const std::string& dir, const std::string& why, std::string* note);
   Result<std::optional<std::string>> Get(const std::string& key);
 
  private:
+  Status Failed(const char* what, const rocksdb::Status& s) const;
   Result<bool> SameLog(const KafkaConfig& config, const std::vector<int64_t>& from);
   Status Clear();
   struct Impl;
