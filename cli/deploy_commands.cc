@@ -1,6 +1,7 @@
 // Versioned deployments: deploy, replay, status, promote, rollback, retire,
 // get. The logic lives in replay/; these parse flags and print.
 #include <cmath>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -285,17 +286,42 @@ int StatusCommand(int argc, char** argv) {
         std::printf("      log ends as the version last reported them: cannot read them now (%s)\n",
                     ends.message().c_str());
       }
-      // A scaled-out version: which instance runs which partitions.
-      for (const auto& inst : registry.InstanceProgress(name, v.version)) {
-        std::string owned;
+      // A scaled-out version: which instance runs which partitions. After
+      // a kill -9 the dead instance's last report still claimed its
+      // partitions (listed under two "running" instances once the group
+      // moved them, and for good once "not reporting", a bug bash): a
+      // partition is shown where it was reported last by a running one.
+      const auto instances = registry.InstanceProgress(name, v.version);
+      std::map<int32_t, std::pair<int64_t, std::string>> reported_by;  // partition: (report time, instance)
+      for (const auto& inst : instances) {
+        if (inst.Liveness(now) != "running") continue;
+        for (const auto& p : inst.snapshot.partitions) {
+          auto& newest = reported_by[p.partition];
+          if (newest.second.empty() || inst.snapshot.checkpoint_ms > newest.first) {
+            newest = {inst.snapshot.checkpoint_ms, inst.instance};
+          }
+        }
+      }
+      for (const auto& inst : instances) {
+        const bool running = inst.Liveness(now) == "running";
+        std::string owned, moved;
         int64_t lag = 0;
         for (const auto& p : inst.snapshot.partitions) {
-          owned += (owned.empty() ? "" : ",") + std::to_string(p.partition);
-          lag += std::max<int64_t>(0, p.log_end - p.position);
+          auto it = reported_by.find(p.partition);
+          if (running && (it == reported_by.end() || it->second.second == inst.instance)) {
+            owned += (owned.empty() ? "" : ",") + std::to_string(p.partition);
+            lag += std::max<int64_t>(0, p.log_end - p.position);
+          } else {
+            moved += (moved.empty() ? "" : ",") + std::to_string(p.partition);
+          }
+        }
+        if (!moved.empty()) {
+          owned = (owned.empty() ? std::string("none") : owned) + " (held " + moved + " when it last reported" +
+                  (running ? "; now reported by another instance" : "") + ")";
         }
         // Its standby copies: partition (changelog records behind).
         std::string copies;
-        for (const auto& sb : inst.snapshot.standbys) {
+        for (const auto& sb : running ? inst.snapshot.standbys : decltype(inst.snapshot.standbys){}) {
           copies += (copies.empty() ? ", standby copies " : ",") + std::to_string(sb.partition) + " (lag " +
                     (sb.lag_records < 0 ? std::string("?") : std::to_string(sb.lag_records)) + ")";
         }

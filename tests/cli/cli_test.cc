@@ -903,6 +903,49 @@ TEST_F(CliBrokerTest, StatusShowsAnInstancesStandbyCopiesTheirLagAndARestoreUnde
   EXPECT_EQ(out.find("restoring"), out.rfind("restoring")) << "only instance b restores:\n" << out;
 }
 
+// A bug bash on real Kafka: after a kill -9, `kappa status` listed the
+// dead instance's partitions as its own, beside the survivor now running
+// them, and kept listing them (and its copies) once it was "not
+// reporting". A partition is shown under the running instance that
+// reported it last; the others say they held it.
+TEST_F(CliBrokerTest, StatusShowsAMovedPartitionWhereItRunsNow) {
+  CreateTopic("transactions", 4);
+  Registry registry(Config());
+  ASSERT_TRUE(registry.Refresh().ok());
+  ASSERT_NO_FATAL_FAILURE(RegisterOneVersion(registry, "so"));
+  const int64_t now = WallClockMs();
+  struct Inst {
+    const char* name;
+    int64_t reported_ms;
+    std::vector<int32_t> partitions;
+  };
+  for (const Inst& i : {Inst{"a", now - 1000, {0, 2}}, Inst{"b", now - 5000, {1, 2}},
+                        Inst{"c", now - 120000, {3}}}) {
+    ProgressRecord r;
+    r.job = "so";
+    r.version = 1;
+    r.instance = i.name;
+    r.snapshot.epoch = 3;
+    r.snapshot.checkpoint_ms = i.reported_ms;
+    r.report_interval_ms = 1000;
+    for (int32_t p : i.partitions) {
+      PartitionProgress part;
+      part.partition = p;
+      r.snapshot.partitions.push_back(part);
+    }
+    if (std::string(i.name) == "c") r.snapshot.standbys = {{0, 0, 40}};
+    ASSERT_TRUE(registry.PutProgress(r).ok());
+  }
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"status", "so", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "instance a: running, partitions 0,2, ")) << out;
+  EXPECT_TRUE(Contains(out, "instance b: running, partitions 1 (held 2 when it last reported; now reported by another "
+                            "instance), "))
+      << out;
+  EXPECT_TRUE(Contains(out, "partitions none (held 3 when it last reported), ")) << out;
+  EXPECT_FALSE(Contains(out, "standby copies")) << "a silent instance's copies listed:\n" << out;
+}
+
 // Issue 10, smaller: `consume --print` showed a null key as "" (the same as
 // an empty key).
 TEST_F(CliBrokerTest, ConsumePrintTellsANullKeyFromAnEmptyOne) {
