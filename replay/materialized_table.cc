@@ -4,7 +4,6 @@
 #include <rocksdb/write_batch.h>
 
 #include <charconv>
-#include <set>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -15,6 +14,7 @@
 #include "engine/record_fingerprint.h"
 #include "kafka/partition_consumer.h"
 #include "kafka/topic_reader.h"
+#include "state/table_file_check.h"
 
 namespace kappa {
 
@@ -61,39 +61,6 @@ Status MaterializedTable::SetAside(const std::string& dir, const std::string& wh
   return Status::OK();
 }
 
-namespace {
-
-// The table files in `dir` now.
-std::set<std::string> TableFiles(const std::string& dir) {
-  std::set<std::string> names;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".sst") == 0) names.insert(name);
-  }
-  return names;
-}
-
-// What makes an opened table not the one written: a table file RocksDB no
-// longer lists. A MANIFEST cut short lost the edit that added the file, and
-// the table opened without its rows while the offsets read up to them
-// survived in the WAL: every key answered "no output" for good (a bug
-// bash). A crash between a flush's file and its edit leaves one too (its
-// rows still in the WAL): rebuilt then as well, needlessly but correctly.
-std::string MissingTableFile(rocksdb::DB* db, const std::set<std::string>& before) {
-  if (before.empty()) return "";
-  std::vector<rocksdb::LiveFileMetaData> live;
-  db->GetLiveFilesMetaData(&live);
-  std::set<std::string> listed;
-  for (const auto& f : live) listed.insert(std::filesystem::path(f.name).filename().string());
-  for (const std::string& name : before) {
-    if (!listed.count(name)) return "its MANIFEST does not list the table file " + name;
-  }
-  return "";
-}
-
-}  // namespace
-
 Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::string& dir, const std::string& topic,
                                                                    int wait_ms, std::string* note,
                                                                    FreeSpaceFn free_space) {
@@ -121,13 +88,15 @@ Result<std::unique_ptr<MaterializedTable>> MaterializedTable::Open(const std::st
   rocksdb::Status s;
   bool moved_aside = false;
   for (;;) {
-    const std::set<std::string> files = TableFiles(dir);
+    TableFileCheck files(dir, /*keep_aside=*/false);  // the table is set aside whole
     s = rocksdb::DB::Open(options, dir, &db);
     // A MANIFEST deleted (or a CURRENT naming none) reads as a missing file.
     const bool missing_file = s.IsIOError() && s.ToString().find("No such file") != std::string::npos;
     std::string damage = s.IsCorruption() || missing_file ? s.ToString() : "";
     if (s.ok() && !moved_aside) {
-      damage = MissingTableFile(db, files);
+      // Its MANIFEST cut short: the rows gone, the offsets read up to them
+      // kept in the WAL, every key answered "no output" for good (a bug bash).
+      damage = files.Dropped(db);
       if (!damage.empty()) {
         delete db;
         db = nullptr;

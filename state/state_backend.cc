@@ -34,9 +34,9 @@
 #include <utility>
 
 #include "base/atomic_file.h"
-#include "base/clock.h"
 #include "schemas/checkpoint_generated.h"
 #include "state/memtable_rep.h"
+#include "state/table_file_check.h"
 #include "state/task_checkpoint_codec.h"
 
 namespace kappa {
@@ -707,93 +707,6 @@ Result<StateResetReport> StateBackend::Reset(const std::string& dir) {
   return report;
 }
 
-namespace {
-
-// The number of a RocksDB file named <digits><suffix> ("000015.sst"), or -1.
-int64_t FileNumber(const std::string& name, const std::string& suffix) {
-  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return -1;
-  const std::string digits = name.substr(0, name.size() - suffix.size());
-  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
-  return std::stoll(digits);
-}
-
-// Table files RocksDB could drop at open without a word: a MANIFEST cut
-// short loses the edits that listed them, RocksDB opens from what is left
-// and deletes them as obsolete, and the state misses their entries while
-// the checkpoint's epoch (in the WAL) looks whole (a bug bash of `kappa
-// get`'s table, which shares the fault). They are hard-linked aside first,
-// so that a refused start keeps them (best effort: a link that fails only
-// loses the evidence, not the check).
-class TableFileCheck {
- public:
-  TableFileCheck(const std::string& dir, const std::set<std::string>& names)
-      : dir_(dir), aside_(dir + ".open-check") {
-    std::error_code ec;
-    std::filesystem::remove_all(aside_, ec);  // a crash's leftover
-    for (const std::string& name : names) {
-      const int64_t n = FileNumber(name, ".sst");
-      if (n >= 0) tables_[n] = name;
-      const int64_t w = FileNumber(name, ".log");
-      if (w >= 0 && (min_wal_ < 0 || w < min_wal_)) min_wal_ = w;
-    }
-    if (tables_.empty()) return;
-    std::filesystem::create_directories(aside_, ec);
-    for (const auto& [n, name] : tables_) std::filesystem::create_hard_link(dir + "/" + name, aside_ + "/" + name, ec);
-  }
-  ~TableFileCheck() {
-    std::error_code ec;
-    if (!kept_) std::filesystem::remove_all(aside_, ec);
-  }
-  // After the open: "" or what was dropped. Not every file the live set
-  // lacks is lost after a crash (kill -9), and those are told apart:
-  //  - a flush a crash cut short before the MANIFEST listed its file: its
-  //    WAL is deleted only after that, so a remaining WAL older than the
-  //    file holds its entries, and RocksDB replays them;
-  //  - a compaction's inputs, listed as removed but not yet deleted: its
-  //    output is live and newer than they are.
-  // A MANIFEST cut short loses its last edits, so the newest files.
-  std::string Dropped(rocksdb::DB* db) {
-    if (tables_.empty()) return "";
-    std::vector<rocksdb::LiveFileMetaData> live;
-    db->GetLiveFilesMetaData(&live);
-    std::set<int64_t> listed;
-    for (const auto& f : live) listed.insert(FileNumber(std::filesystem::path(f.name).filename().string(), ".sst"));
-    int64_t newest_live = -1;  // of the files that were there before the open
-    for (const auto& [n, name] : tables_) {
-      if (listed.count(n)) newest_live = std::max(newest_live, n);
-    }
-    std::string lost;
-    int count = 0;
-    for (const auto& [n, name] : tables_) {
-      if (listed.count(n) || n < newest_live || (min_wal_ >= 0 && min_wal_ < n)) continue;
-      if (++count <= 3) lost += (lost.empty() ? "" : ", ") + name;
-    }
-    if (count == 0) return "";
-    kept_ = true;
-    std::error_code ec;
-    std::string kept;
-    if (std::filesystem::exists(aside_, ec)) {
-      kept = dir_ + ".dropped-tables-" + std::to_string(WallClockMs());
-      std::filesystem::rename(aside_, kept, ec);
-      if (ec) kept = aside_;
-    }
-    return "RocksDB opened it without " + std::to_string(count) + " table file(s) (" + lost +
-           (count > 3 ? ", ..." : "") +
-           ") whose entries no write-ahead log holds: the MANIFEST no longer lists them (cut short, or an older "
-           "copy), so the state would miss their entries" +
-           (kept.empty() ? std::string() : "; RocksDB deleted them from the directory, copies are kept in " + kept);
-  }
-
- private:
-  std::string dir_;
-  std::string aside_;
-  std::map<int64_t, std::string> tables_;
-  int64_t min_wal_ = -1;
-  bool kept_ = false;
-};
-
-}  // namespace
-
 Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
                                                          const std::vector<std::string>& table_names,
                                                          uint64_t max_total_wal_bytes) {
@@ -904,7 +817,7 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   auto impl = std::make_unique<Impl>();
   impl->expiry = expiry;
   rocksdb::DB* raw = nullptr;
-  TableFileCheck table_check(dir, before);
+  TableFileCheck table_check(dir, /*keep_aside=*/true);
   s = rocksdb::DB::Open(options, dir, descriptors, &impl->handles, &raw);
   if (!s.ok()) {
     if (store_exists && (s.IsCorruption() || s.IsPathNotFound() || s.IsInvalidArgument())) {
