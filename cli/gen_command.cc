@@ -73,21 +73,12 @@ double FileMb(const std::string& path) {
   return ec ? 0 : static_cast<double>(size) / 1e6;
 }
 
-// Each partition's log start of `topic` (empty if it cannot be asked).
-std::vector<int64_t> LogStarts(rd_kafka_s* rk, const std::string& topic) {
+// Each partition's log start of `topic`: none for a topic that does not
+// exist yet, an error when Kafka cannot be reached (asked before writing,
+// gen waited 10 s here, then 10 s more to write, and said "within 10 s",
+// a bug bash).
+Result<std::vector<int64_t>> LogStarts(rd_kafka_s* rk, const std::string& topic) {
   auto marks = QueryTopicWatermarks(rk, topic, 10000);
-  if (!marks.ok()) return {};
-  std::vector<int64_t> starts;
-  for (const Watermarks& m : *marks) starts.push_back(m.low);
-  return starts;
-}
-// Before writing: Kafka out of reach is the answer (gen waited 10 s here,
-// then 10 s more to write, and said "within 10 s", a bug bash); a topic
-// that does not exist yet has no starts.
-Result<std::vector<int64_t>> LogStartsBefore(const KafkaConfig& config, const std::string& topic) {
-  auto client = CreateClient(ClientKind::kConsumer, config, {});
-  if (!client.ok()) return client.status();
-  auto marks = QueryTopicWatermarks(client->get(), topic, 10000);
   if (!marks.ok()) {
     if (marks.status().code() == Status::Code::kUnavailable) return marks.status();
     return std::vector<int64_t>{};
@@ -95,6 +86,11 @@ Result<std::vector<int64_t>> LogStartsBefore(const KafkaConfig& config, const st
   std::vector<int64_t> starts;
   for (const Watermarks& m : *marks) starts.push_back(m.low);
   return starts;
+}
+Result<std::vector<int64_t>> LogStartsBefore(const KafkaConfig& config, const std::string& topic) {
+  auto client = CreateClient(ClientKind::kConsumer, config, {});
+  if (!client.ok()) return client.status();
+  return LogStarts(client->get(), topic);
 }
 
 // Records the broker dropped while they were written (the embedded
@@ -104,7 +100,8 @@ Result<std::vector<int64_t>> LogStartsBefore(const KafkaConfig& config, const st
 void WarnIfDropped(const KafkaConfig& config, const std::string& topic, const std::vector<int64_t>& before) {
   auto client = CreateClient(ClientKind::kConsumer, config, {});
   if (!client.ok()) return;
-  const std::vector<int64_t> after = LogStarts(client->get(), topic);
+  auto starts = LogStarts(client->get(), topic);
+  const std::vector<int64_t> after = starts.ok() ? *starts : std::vector<int64_t>{};
   int64_t dropped = 0;
   std::string where;
   for (size_t p = 0; p < after.size(); ++p) {
