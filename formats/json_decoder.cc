@@ -74,12 +74,17 @@ std::string_view JsonTypeName(od::json_type t) {
   return "?";
 }
 
+// Without the JSON whitespace after it (simdjson's raw tokens keep it).
+std::string_view TrimTrailingSpace(std::string_view t) {
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\n' || t.back() == '\r' || t.back() == '\t')) {
+    t.remove_suffix(1);
+  }
+  return t;
+}
+
 // The token as written, for messages: trailing spaces dropped, long ones cut.
 std::string Excerpt(std::string_view token) {
-  while (!token.empty() &&
-         (token.back() == ' ' || token.back() == '\n' || token.back() == '\r' || token.back() == '\t')) {
-    token.remove_suffix(1);
-  }
+  token = TrimTrailingSpace(token);
   if (token.size() > 40) return std::string(token.substr(0, 40)) + "...";
   return std::string(token);
 }
@@ -96,9 +101,7 @@ std::string QuotedExcerpt(std::string_view text) {
 // -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, whatever its size: 1e999
 // and a 30-digit integer are JSON that simdjson cannot hold, not bad JSON.
 bool IsJsonNumber(std::string_view t) {
-  while (!t.empty() && (t.back() == ' ' || t.back() == '\n' || t.back() == '\r' || t.back() == '\t')) {
-    t.remove_suffix(1);
-  }
+  t = TrimTrailingSpace(t);
   size_t i = 0;
   auto digits = [&] {
     const size_t from = i;
@@ -164,9 +167,7 @@ struct JsonDecoder::Impl {
       return "the record starts with a UTF-8 byte-order mark (EF BB BF), which JSON does not allow: the producer "
              "should write UTF-8 without one";
     }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
-      s.remove_suffix(1);
-    }
+    s = TrimTrailingSpace(s);
     const size_t start = s.find_first_not_of(" \n\r\t");
     if (!s.empty() && s.back() == '\0' && start != std::string_view::npos && s[start] == '{') {
       std::string_view body = s;
@@ -296,12 +297,7 @@ struct JsonDecoder::Impl {
         od::number n;
         if (auto e = v.get_number().get(n)) {
           // An integer beyond 64 bits is JSON all the same.
-          std::string_view digits = v.raw_json_token();
-          while (!digits.empty() && (digits.back() == ' ' || digits.back() == '\n' || digits.back() == '\r' ||
-                                     digits.back() == '\t')) {
-            digits.remove_suffix(1);
-          }
-          if (!IsJsonNumber(digits)) return bad(e);
+          if (!IsJsonNumber(v.raw_json_token())) return bad(e);
         }
         return true;
       }
@@ -398,10 +394,7 @@ struct JsonDecoder::Impl {
   // A JSON number token ("-12.50e1", trailing spaces allowed) that is a
   // whole number within int64, exactly; false otherwise.
   static bool ExactInteger(std::string_view token, int64_t* result) {
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t' || token.back() == '\n' ||
-                              token.back() == '\r')) {
-      token.remove_suffix(1);
-    }
+    token = TrimTrailingSpace(token);
     const bool negative = !token.empty() && token.front() == '-';
     if (negative) token.remove_prefix(1);
     std::string digits;  // the significand's digits, the point removed
