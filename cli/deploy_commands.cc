@@ -559,6 +559,10 @@ int GetCommand(int argc, char** argv) {
     return Fail("get", Status::NotFound("job " + job + " has no version " + std::to_string(v) + " (its versions: " +
                                         (versions.empty() ? "none" : versions) + ")"));
   }
+  if (info->state == VersionState::kRetired) {
+    // Answered without a word (a bug bash): its rows stopped where it did.
+    std::fprintf(stderr, "kappa get: note: version %d is retired: its outputs are as it left them\n", v);
+  }
   if (!info->postgres_table.empty()) {
     // Served from PostgreSQL: the view (made to agree with the registry
     // first), or with --version that version's table.
@@ -577,16 +581,27 @@ int GetCommand(int argc, char** argv) {
     auto pg = PgClient::Connect(ServingDsn(*info, dsn));
     if (!pg.ok()) return Fail("get", pg.status());
     const std::string table = view_agrees ? info->postgres_table : info->PostgresVersionTable();
-    auto row = PgRowJson(**pg, table, key);
+    int32_t row_version = v;
+    auto row = PgRowJson(**pg, table, key, &row_version);
+    if (!row.ok() && row.status().code() == Status::Code::kNotFound && info->state == VersionState::kRetired) {
+      return Fail("get", Status::NotFound(row.status().message() + " (version " + std::to_string(v) +
+                                          " is retired: retire drops its table once the retention passed)"));
+    }
     if (!row.ok()) return Fail("get", row.status());
-    if (!row->has_value()) return Fail("get", Status::NotFound("no row for key " + key + " in PostgreSQL " + table));
-    std::printf("{\"job\":\"%s\",\"version\":%d,\"key\":\"%s\",\"value\":%s}\n", JsonEscape(job).c_str(), v,
-                JsonEscape(key).c_str(), (*row)->c_str());
+    if (!row->has_value()) {
+      return Fail("get", Status::NotFound("no row for key " + key + " in PostgreSQL " + table +
+                                          (info->state == VersionState::kRetired
+                                               ? " (version " + std::to_string(v) +
+                                                     " is retired: retire drops its table once the retention passed)"
+                                               : std::string())));
+    }
+    if (row_version != v) {
+      std::fprintf(stderr, "kappa get: note: the view %s served v%d's row while the registry names v%d (a promote or "
+                   "rollback is switching it)\n", table.c_str(), row_version, v);
+    }
+    std::printf("{\"job\":\"%s\",\"version\":%d,\"key\":\"%s\",\"value\":%s}\n", JsonEscape(job).c_str(),
+                row_version, JsonEscape(key).c_str(), (*row)->c_str());
     return 0;
-  }
-  if (info->state == VersionState::kRetired) {
-    // Answered without a word (a bug bash): its rows stopped where it did.
-    std::fprintf(stderr, "kappa get: note: version %d is retired: its outputs are as it left them\n", v);
   }
   const std::string dir = table_dir + "/" + info->output_topic;
   // A block found damaged only when read (a checksum) failed every lookup

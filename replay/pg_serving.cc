@@ -351,10 +351,67 @@ Result<OutputDiff> ComparePgTables(PgClient& pg, const std::string& serving_tabl
   return diff;
 }
 
+// Whether `table` is the one version v of `job` wrote: the OID kappa_offsets
+// recorded for its rows, else the comment kappa gave a table it made. A
+// table renamed away and another made under the name was dropped, the
+// user's rows with it, and kappa's left (a bug bash). "" when it is (or
+// nothing says otherwise: a table of an older kappa), else why not.
+static Result<std::string> NotTheVersionsTable(PgClient& pg, const std::string& job, const VersionInfo& v,
+                                        const std::string& table, bool offsets_table) {
+  const std::string reg = QuoteLiteral(QuoteQualified(table)) + "::regclass";
+  auto here = pg.Exec("SELECT " + reg + "::oid::text, coalesce(obj_description(" + reg + ", 'pg_class'), '')");
+  if (!here.ok()) return here.status();
+  if (here->rows.empty()) return std::string();
+  const std::string oid = here->rows[0][0];
+  if (offsets_table) {
+    auto recorded = pg.Exec("SELECT DISTINCT table_oid::text, coalesce(table_oid::regclass::text, '') FROM " +
+                            PgOffsetsTable(v.postgres_table) + " WHERE job = " + QuoteLiteral(job) +
+                            " AND version = " + std::to_string(v.version) + " AND table_oid IS NOT NULL");
+    if (!recorded.ok()) return recorded.status();
+    bool same = recorded->rows.empty();
+    std::string where;
+    for (const auto& r : recorded->rows) {
+      same = same || r[0] == oid;
+      if (r[0] != oid) where = r[1].empty() || r[1] == r[0] ? "which no longer exists" : "now named " + r[1];
+    }
+    if (!same) {
+      return "it is not the table version " + std::to_string(v.version) + " wrote (kappa_offsets records the table " +
+             where + "; this one was made since, under its name)";
+    }
+    if (!recorded->rows.empty()) return std::string();
+  }
+  const std::string owner = PgOwnerOf(here->rows[0][1]);
+  if (!owner.empty() && owner != job) return "its comment says job " + owner + " writes it";
+  return std::string();
+}
+
 Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const VersionInfo& v) {
   const std::string table = v.PostgresVersionTable();
   std::string line;
+  bool lock_waited = false;
   Status st = InTransaction(pg, [&]() -> Status {
+    // A reader's open transaction on the table made retire wait without
+    // limit or a word, holding the serving lock, so that a promote of
+    // another version failed on it (a bug bash): the table is locked
+    // first, for at most 10 s, and only then the serving lock taken.
+    if (auto t = pg.Exec("SET LOCAL lock_timeout = '10s'"); !t.ok()) return t.status();
+    auto exists = PgRelationExists(pg, table);
+    if (!exists.ok()) return exists.status();
+    auto offsets_table = PgRelationExists(pg, PgSchemaPrefix(v.postgres_table) + "kappa_offsets");
+    if (!offsets_table.ok()) return offsets_table.status();
+    if (*exists) {
+      auto locked = pg.Exec("LOCK TABLE " + QuoteQualified(table) + " IN ACCESS EXCLUSIVE MODE");
+      if (!locked.ok()) {
+        lock_waited = pg.last_sqlstate() == "55P03";
+        return locked.status();
+      }
+      auto other = NotTheVersionsTable(pg, job, v, table, *offsets_table);
+      if (!other.ok()) return other.status();
+      if (!other->empty()) {
+        line = "not dropping PostgreSQL table " + table + ": " + *other + "; drop what should go yourself";
+        return Status::OK();
+      }
+    }
     auto lock = pg.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
     if (!lock.ok()) return lock.status();
     auto serving = ServingVersion(pg, job, v.postgres_table);
@@ -364,11 +421,7 @@ Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const
              " (run `kappa status` to make PostgreSQL agree with the registry, then retire again)";
       return Status::OK();
     }
-    auto exists = PgRelationExists(pg, table);
-    if (!exists.ok()) return exists.status();
     int64_t offsets = 0;
-    auto offsets_table = PgRelationExists(pg, PgSchemaPrefix(v.postgres_table) + "kappa_offsets");
-    if (!offsets_table.ok()) return offsets_table.status();
     if (*offsets_table) {
       auto deleted = pg.Exec("DELETE FROM " + PgOffsetsTable(v.postgres_table) + " WHERE job = " + QuoteLiteral(job) +
                              " AND version = " + std::to_string(v.version));
@@ -386,11 +439,16 @@ Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const
     }
     return Status::OK();
   });
+  if (!st.ok() && lock_waited) {
+    return Status::Unavailable("sessions have held PostgreSQL table " + table + " for 10 s: " +
+                               DescribeLockHolders(pg, {table}) + "; end them, or retire again later");
+  }
   if (!st.ok()) return st;
   return line;
 }
 
-Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& table, const std::string& key) {
+Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& table, const std::string& key,
+                                             int32_t* row_version) {
   // The row as the JSON rows of a Kafka sink are written: the doubles (
   // row_to_json wrote NaN and the infinities as strings, 2.0 as 2 and -0.0
   // as -0), the times as epoch milliseconds, and the lineage, which a Kafka
@@ -402,8 +460,10 @@ Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& ta
   if (!all.ok()) return all.status();
   if (all->empty()) return Status::NotFound("PostgreSQL has no table or view " + table);
   Columns columns;
+  bool has_version = false;
   for (const auto& c : *all) {
     if (c.first.rfind("kappa_", 0) != 0) columns.push_back(c);
+    has_version = has_version || c.first == "kappa_version";
   }
   std::string select;
   for (const auto& [name, type] : columns) {
@@ -418,11 +478,15 @@ Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& ta
     }
   }
   if (select.empty()) select = "1";
+  // The version the row is of: read through the view during a rollback, a
+  // row of v1 was labelled with the v2 the registry had named (a bug bash).
+  if (has_version) select += ", t.kappa_version::text";
   auto rows = pg.Exec("SELECT " + select + " FROM " + QuoteQualified(table) + " t WHERE kappa_key = " +
                       QuoteLiteral(key));
   if (!rows.ok()) return rows.status();
   if (rows->rows.empty()) return std::optional<std::string>();
   const auto& row = rows->rows[0];
+  if (row_version != nullptr && has_version && !row.back().empty()) *row_version = std::atoi(row.back().c_str());
   std::string json = "{";
   for (size_t i = 0; i < columns.size(); ++i) {
     const std::string& text = row[2 * i];

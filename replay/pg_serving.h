@@ -93,6 +93,8 @@ Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const
 
 // One row of a version's table (or of the view) as a JSON object of its
 // columns (row_to_json); nullopt when there is no row for `key`.
-Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& table, const std::string& key);
+// *row_version (if given): the row's kappa_version, when the table has it.
+Result<std::optional<std::string>> PgRowJson(PgClient& pg, const std::string& table, const std::string& key,
+                                             int32_t* row_version = nullptr);
 
 }  // namespace kappa

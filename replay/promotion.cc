@@ -660,9 +660,10 @@ Status Retire(Registry& registry, const std::string& job, int32_t version, int64
     // version's copy of its whole input stayed on the broker).
     if (!already) {
       const std::string group = v->group.empty() ? job + ".v" + std::to_string(version) : v->group;
+      // (A PostgreSQL version's line read "...no topic): and ...", a bug bash.)
+      const bool output = !v->output_topic.empty() && v->postgres_table.empty();
       *report += "\n  its Kafka topics stay (kappa deletes no topic): " +
-                 (v->output_topic.empty() || !v->postgres_table.empty() ? std::string() : v->output_topic + ", ") +
-                 "and " + group + ".repartition.1 and " + group +
+                 (output ? v->output_topic + ", and " : std::string()) + group + ".repartition.1 and " + group +
                  ".changelog if it has them; delete them (kafka-topics.sh --delete) once nothing reads them";
     }
     // A version whose process still reports (it has not seen the retirement

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -485,6 +486,70 @@ TEST_F(PgServingTest, RetireDropsATableAfterItsRetentionNeverTheServingOne) {
   EXPECT_TRUE(TableExists(base_ + "_v1"));
   EXPECT_EQ(offsets_of(1), 2);
   EXPECT_EQ(ViewVersion(), 1);
+}
+
+// A bug bash renamed a version's table away and made another under its
+// name: retire dropped that one, the user's rows with it, said "dropped",
+// and left kappa's. kappa_offsets records the table a version's rows went
+// to; a table that is not it is left, named. And a reader holding the
+// table made retire wait without limit or a word, holding the serving lock
+// that promote needs: it waits at most 10 s, naming the session.
+TEST_F(PgServingTest, RetireDropsOnlyTheVersionsOwnTableAndWaitsForALockWithinABound) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  const std::string v2 = base_ + "_v2";
+  ASSERT_TRUE(pg_->Exec(PgCreateOffsetsTable(base_)).ok());
+  ASSERT_TRUE(pg_->Exec("INSERT INTO " + PgOffsetsTable(base_) +
+                        " (job, version, partition, next_offset, epoch, spec_hash, table_oid) VALUES (" +
+                        QuoteLiteral(job_) + ", 2, 0, 10, 1, 'h', " + QuoteLiteral(v2) + "::regclass::oid)")
+                  .ok());
+  ASSERT_TRUE(pg_->Exec("ALTER TABLE " + v2 + " RENAME TO spend_v2_keep").ok());
+  ASSERT_TRUE(pg_->Exec("CREATE TABLE " + v2 + " (id int PRIMARY KEY, precious text); INSERT INTO " + v2 +
+                        " VALUES (1, 'not kappa''s')")
+                  .ok());
+  std::string report;
+  ASSERT_TRUE(Retire(registry, job_, 2, 0, &report, dsn_).ok()) << report;
+  EXPECT_NE(report.find("not dropping PostgreSQL table " + v2 + ": it is not the table version 2 wrote "
+                        "(kappa_offsets records the table now named " + schema_ + ".spend_v2_keep"),
+            std::string::npos)
+      << report;
+  EXPECT_TRUE(TableExists(v2)) << "the user's table was dropped";
+  EXPECT_TRUE(TableExists(schema_ + ".spend_v2_keep"));
+  // Named back: it is the version's table again, and a reader holds it.
+  ASSERT_TRUE(pg_->Exec("DROP TABLE " + v2 + "; ALTER TABLE " + schema_ + ".spend_v2_keep RENAME TO spend_v2").ok());
+  auto reader = PgClient::Connect(dsn_);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  ASSERT_TRUE((*reader)->Exec("BEGIN; SELECT count(*) FROM " + v2).ok());
+  const auto began = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Retire(registry, job_, 2, 0, &report, dsn_).ok()) << report;
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(40)) << report;
+  EXPECT_NE(report.find("could not drop PostgreSQL table " + v2 + ": sessions have held PostgreSQL table " + v2 +
+                        " for 10 s: pid "),
+            std::string::npos)
+      << report;
+  EXPECT_TRUE(TableExists(v2));
+  ASSERT_TRUE((*reader)->Exec("COMMIT").ok());
+  ASSERT_TRUE(Retire(registry, job_, 2, 0, &report, dsn_).ok()) << report;
+  EXPECT_NE(report.find("dropped PostgreSQL table " + v2 + " and its 1 kappa_offsets rows"), std::string::npos)
+      << report;
+  EXPECT_FALSE(TableExists(v2));
+}
+
+// A row read through the view says which version it is of: during a
+// rollback `kappa get` labelled v1's row with the registry's v2 (a bug
+// bash).
+TEST_F(PgServingTest, ARowReadThroughTheViewSaysItsVersion) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  int32_t version = 0;
+  auto row = PgRowJson(*pg_, base_, "u1|1767229200000", &version);
+  ASSERT_TRUE(row.ok()) << row.status().ToString();
+  ASSERT_TRUE(row->has_value());
+  EXPECT_EQ(version, 1);
+  ASSERT_TRUE(SwapServingView(*pg_, job_, base_, 2).ok());
+  row = PgRowJson(*pg_, base_, "u1|1767229200000", &version);
+  ASSERT_TRUE(row.ok() && row->has_value());
+  EXPECT_EQ(version, 2);
 }
 
 // A bug bash: a view of the team's own on the serving view made promote
