@@ -165,7 +165,8 @@ class KafkaSink final : public OutputCollector {
   bool OutputsSuppressed(int32_t partition) const { return !write_suppressed_outputs_ && Suppressed(partition); }
   // Records history_gap ("<from>-<to>", offsets skipped because retention
   // deleted them and the spec allowed it) for `partition`: every output of
-  // that partition carries it as the kappa.history_gap lineage header.
+  // that partition from now on carries it as the kappa.history_gap lineage
+  // header.
   void SetHistoryGap(int32_t partition, std::string gap);
   // First delivery or fatal error seen, if any (checked on the hot path).
   bool failed() const { return producer_->failed(); }

@@ -657,7 +657,19 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   std::optional<ProgressRecord> last = publisher.latest();
   if (!last && st.ok()) last = registry.Progress(spec.job, spec.version);
   if (!last && !st.ok() && !spec.scale_out.enabled) {
-    if (auto found = registry.Progress(spec.job, spec.version); found && found->stopped) last = found;
+    auto found = registry.Progress(spec.job, spec.version);
+    if (found && found->stopped) last = found;
+    // A first run that read records and failed before its first report (a
+    // replay stopped by a history gap within a second): status said "no
+    // progress reported yet", then "may have failed at its start", never
+    // the error (a bug bash). It ran, so no other process holds the version.
+    if (!found && runner.summary().records_this_run > 0) {
+      last = ProgressRecord{};
+      last->job = spec.job;
+      last->version = spec.version;
+      last->snapshot.checkpoint_ms = WallClockMs();
+      last->snapshot.counters = runner.summary().counters;
+    }
   }
   if (last) {
     last->stopped = true;

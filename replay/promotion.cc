@@ -377,7 +377,13 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
   std::string text;
   std::string stopped_note;
   if (!options.force) {
+    // A replay whose process died is no longer "still replaying": "wait"
+    // was advice for a version stopped on a data-loss error (a bug bash).
     if (candidate->state == VersionState::kReplaying) {
+      if (const auto stalled = WhyNotMoving(registry, job, version)) {
+        return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
+                                          " has not caught up, and " + stalled->why + ": " + stalled->remedy);
+      }
       return Status::FailedPrecondition("job " + job + " version " + std::to_string(version) +
                                         " has not caught up yet (still replaying); wait, or --force");
     }

@@ -328,6 +328,30 @@ TEST_F(DeploymentTest, AVersionThatExitsOnAnErrorSaysWhyInItsProgress) {
   EXPECT_EQ(progress->snapshot.counters.in, 40000);
 }
 
+// A first run that read records and failed before its first checkpoint (a
+// replay stopped by a history gap at once, in a bug bash) left no progress
+// record: status said "no progress reported yet", then "may have failed
+// at its start", never the error, and promote said to wait.
+TEST_F(DeploymentTest, AFirstRunThatFailsBeforeItsFirstReportStillSaysWhy) {
+  ScratchDir dir("first-run-error");
+  JobSpec spec = Spec(dir);
+  spec.job = "early-failure";
+  constexpr int16_t kProduceApi = 0;
+  std::vector<rd_kafka_resp_err_t> errors(50, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  rd_kafka_mock_push_request_errors_array(broker_->mock_cluster(), kProduceApi, errors.size(), errors.data());
+  Registry registry(ControlConfig());
+  const Status failed = RunDeployment(Config(), spec, BoundedOptions(), registry, StopSource());
+  rd_kafka_mock_clear_request_errors(broker_->mock_cluster(), kProduceApi);
+  ASSERT_FALSE(failed.ok());
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  auto progress = other.Progress(spec.job, 1);
+  ASSERT_TRUE(progress.has_value()) << "no progress record: status would say only 'no progress reported yet'";
+  EXPECT_TRUE(progress->stopped);
+  EXPECT_NE(progress->exit_error.find("sink delivery failed"), std::string::npos) << progress->exit_error;
+  EXPECT_EQ(progress->Liveness(WallClockMs()).rfind("stopped on an error (", 0), 0u);
+}
+
 // Two jobs writing one output topic: `kappa get` answered with the other
 // job's row and promote compared the other job's rows (a bug bash). The
 // second job is refused at registration, naming the first; a deploy refused

@@ -217,6 +217,18 @@ TEST_F(PromotionTest, PromoteRefusesAVersionThatIsBehindAndNamesThePartition) {
   ASSERT_TRUE(fresh.PutJob(job).ok());
   st = Promote(fresh, Config(), "spend", 2, options, &report);
   EXPECT_NE(st.message().find("has not caught up"), std::string::npos) << st.ToString();
+  // One whose process stopped on an error will never catch up: "wait" was
+  // the advice for a replay stopped by a history gap (a bug bash).
+  ProgressRecord failed = Progress("spend", 2, {{0, 30}, {1, 100}});
+  failed.stopped = true;
+  failed.exit_error = "data loss: offsets 0..6000 of transactions[2] are gone";
+  ASSERT_TRUE(fresh.PutProgress(failed).ok());
+  st = Promote(fresh, Config(), "spend", 2, options, &report);
+  EXPECT_NE(st.message().find("has not caught up, and job spend version 2's process stopped on an error (data "
+                              "loss: offsets 0..6000"),
+            std::string::npos)
+      << st.ToString();
+  EXPECT_EQ(st.message().find("wait"), std::string::npos) << st.ToString();
 
   ASSERT_TRUE(registry.Refresh().ok());
   EXPECT_EQ(registry.Job("spend")->serving, 1) << "nothing was promoted";
