@@ -168,8 +168,14 @@ void PrintPostgresServing(const JobRecord& job, const VersionInfo& serving, cons
     std::printf("  postgres view %s: not created yet (v%d has not created %s)\n", serving.postgres_table.c_str(),
                 job.serving, serving.PostgresVersionTable().c_str());
   } else {
-    std::printf("  postgres view %s serves v%d (%s)\n", serving.postgres_table.c_str(), **version,
-                (serving.postgres_table + "_v" + std::to_string(**version)).c_str());
+    const std::string table = serving.postgres_table + "_v" + std::to_string(**version);
+    // Renamed behind kappa's back, the view still reads it (by OID) while
+    // the name was shown as if there (a bug bash).
+    auto exists = PgRelationExists(**pg, table);
+    std::printf("  postgres view %s serves v%d (%s%s)\n", serving.postgres_table.c_str(), **version, table.c_str(),
+                exists.ok() && !*exists ? ": no table has that name now, renamed or dropped? the version's process "
+                                          "stops at its next checkpoint"
+                                        : "");
   }
 }
 

@@ -276,7 +276,8 @@ Result<OutputDiff> ComparePgTables(PgClient& pg, const std::string& serving_tabl
   for (const auto& [table, cols] : {std::pair{serving_table, &*sc}, std::pair{candidate_table, &*cc}}) {
     if (cols->empty()) {
       return Status::FailedPrecondition("PostgreSQL table " + table +
-                                        " does not exist, so the versions cannot be compared; has its version run?");
+                                        " does not exist, so the versions cannot be compared: has its version run, or was the table "
+                                        "renamed or dropped (a version that wrote rows has them in kappa_offsets)?");
     }
   }
   std::map<std::string, std::string> candidate_types(cc->begin(), cc->end());
