@@ -193,7 +193,8 @@ svg{width:100%;height:170px;background:#fbfbfd}
 <section><h2>Throughput (records/s), up to the last 5 minutes</h2><div class="legend" id="legend-rate"></div><svg id="chart-rate"></svg></section>
 <section><h2>Lag (records), up to the last 5 minutes</h2><div class="legend" id="legend-lag"></div><svg id="chart-lag"></svg></section>
 <section><h2>Dead letters and late records</h2>
-<table><thead><tr><th>error type</th><th class="n">records</th></tr></thead><tbody id="dlq-types"></tbody></table>
+<table><thead><tr><th>error type</th><th class="n">written by this process since it started</th></tr></thead><tbody id="dlq-types"></tbody></table>
+<p class="muted">The DLQ count above is the version's, restored with its checkpoint; these are this process's own (kappa_dlq_written_total).</p>
 <p>late (after the allowed lateness): <b id="late-count">-</b></p>
 </section>
 <section><h2>Alerts</h2><table><tbody id="alerts"></tbody></table></section>

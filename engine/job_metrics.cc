@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 namespace kappa {
 namespace {
@@ -32,6 +34,19 @@ std::string Number(double v) {
 }
 
 std::string Number(int64_t v) { return std::to_string(v); }
+
+// An alert's value for its line: 3 decimals (63692.3 per hour, 0.012 late),
+// but as many significant digits as it takes for the line to be true.
+// "0 > 1e-04" was printed for a late fraction of 0.000168 (a bug bash).
+double ShownAlertValue(double value, double threshold, bool firing) {
+  double shown = std::round(value * 1000) / 1000;
+  for (int digits = 3; digits <= 17 && (shown > threshold) != firing; ++digits) {
+    char buf[40];
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, value);
+    shown = std::strtod(buf, nullptr);
+  }
+  return (shown > threshold) == firing ? shown : value;
+}
 
 // Builds the exposition: each family's HELP and TYPE once, then its samples.
 class Exposition {
@@ -168,7 +183,7 @@ void JobMetrics::Evaluate(const JobMetricsSample& sample) {
     const bool fire = known && value > threshold;
     if (fire == firing_[i].second || !known) continue;
     firing_[i].second = fire;
-    const double shown = std::round(value * 1000) / 1000;  // 63692.3 per hour, 0.012 late
+    const double shown = ShownAlertValue(value, threshold, fire);
     const std::string text = "alert " + name + " " + (fire ? "firing" : "cleared") + ": " + Number(shown) +
                              (fire ? " > " : " <= ") + Number(threshold) + " (" + job_ + " v" + version_ + ")";
     Note(fire ? NoteLevel::kWarning : NoteLevel::kInfo, text);

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <charconv>
@@ -828,7 +829,8 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
     if (const ConfigNode* v = a->Find("dlq_per_hour")) {
       auto d = v->Double();
       if (!d.ok()) return d.status();
-      if (*d < 0) return v->Error("`alerts.dlq_per_hour` must not be negative");
+      // 1e400 read as infinity: an alert that can never fire (a bug bash).
+      if (*d < 0 || !std::isfinite(*d)) return v->Error("`alerts.dlq_per_hour` must be a finite number, not negative");
       spec.alerts.dlq_per_hour = *d;
     }
     if (const ConfigNode* v = a->Find("late_fraction")) {

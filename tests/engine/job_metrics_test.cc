@@ -115,6 +115,48 @@ TEST(JobMetricsCounters, AScaledOutProcessesCountersOnlyGrowAcrossRebalances) {
       << metrics.Render();
 }
 
+// A bug bash: "WARNING alert late_fraction firing: 0 > 1e-04" for a late
+// fraction of 0.000168 (the value rounded to 3 decimals, the threshold
+// not). The line is true: as many digits as that takes.
+TEST(JobMetricsAlerts, AnAlertLineIsTrueForSmallThresholds) {
+  JobSpec spec;
+  spec.job = "lf";
+  spec.version = 1;
+  spec.alerts.late_fraction = 0.0001;
+  spec.alerts.dlq_per_hour = 63692.25;
+  std::vector<std::string> notes;
+  JobMetrics metrics(spec, [&](NoteLevel, const std::string& text) { notes.push_back(text); });
+  const int64_t t0 = 1'700'000'000'000;
+  auto publish = [&](int64_t second, int64_t in, int64_t late, int64_t dlq) {
+    JobMetricsSample s;
+    s.now_ms = t0 + second * 1000;
+    s.progress.counters.in = in;
+    s.progress.counters.late = late;
+    s.progress.counters.dlq = dlq;
+    metrics.Publish(std::move(s));
+  };
+  publish(0, 0, 0, 0);
+  publish(10, 1'000'000, 168, 1770);  // 0.000168 late; 637,200 dead letters an hour
+  std::string all;
+  for (const auto& n : notes) all += n + "\n";
+  EXPECT_NE(all.find("alert late_fraction firing: 0.000168 > 1e-04 ("), std::string::npos) << all;
+  EXPECT_NE(all.find("alert dlq_per_hour firing: 637200 > 63692.25 ("), std::string::npos) << all;
+  // Just over the threshold: still true as printed.
+  std::vector<std::string> close;
+  JobMetrics edge(spec, [&](NoteLevel, const std::string& text) { close.push_back(text); });
+  JobMetricsSample s0;
+  s0.now_ms = t0;
+  edge.Publish(std::move(s0));
+  JobMetricsSample s1;
+  s1.now_ms = t0 + 10'000;
+  s1.progress.counters.in = 1'000'000;
+  s1.progress.counters.late = 101;
+  edge.Publish(std::move(s1));
+  all.clear();
+  for (const auto& n : close) all += n + "\n";
+  EXPECT_NE(all.find("alert late_fraction firing: 0.000101 > 1e-04 ("), std::string::npos) << all;
+}
+
 // metrics.json replaced by a directory: the error was "cannot rename
 // .../metrics.json.tmp to .../metrics.json", with neither cause nor remedy,
 // and the temporary file stayed.

@@ -565,6 +565,20 @@ TEST(JobSpecTest, AnEmptyValidateRangeIsRefused) {
   EXPECT_TRUE(ParseJobSpec(std::string(kSpec) + "validate: {min_amount_cents: 5, max_amount_cents: 5}\n").ok());
 }
 
+// Alerts that can never fire or never be read are refused: dlq_per_hour
+// 1e400 (infinity) was accepted while .inf was refused (a bug bash).
+TEST(JobSpecTest, AlertThresholdsAreFiniteAndInRange) {
+  for (const std::string bad : {"dlq_per_hour: 1e400", "dlq_per_hour: -1", "late_fraction: 1.5",
+                                "late_fraction: -0.1", "lag_records: -5"}) {
+    auto spec = ParseJobSpec(std::string(kSpec) + "alerts: {" + bad + "}\n", "job.yaml");
+    ASSERT_FALSE(spec.ok()) << bad;
+    EXPECT_TRUE(Has(spec.status().message(), "`alerts.")) << spec.status().message();
+  }
+  auto ok = ParseJobSpec(std::string(kSpec) + "alerts: {dlq_per_hour: 0, late_fraction: 0.0001, lag_records: 0}\n");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->alerts.late_fraction, 0.0001);
+}
+
 // A `start:` timestamp beyond int64 was clamped by strtoll in silence.
 TEST(JobSpecTest, StartTimestampOutOfRangeIsRefused) {
   auto spec = ParseJobSpec(SpecWith("start: earliest", "start: 99999999999999999999"), "job.yaml");
