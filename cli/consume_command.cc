@@ -18,8 +18,10 @@ int ConsumeCommand(int argc, char** argv) {
       ("topic,t", po::value<std::string>(&topic)->required(), "topic to read")
       ("print", "print every record as one JSON line on stdout: kappa's FlatBuffers payloads decoded, a valid JSON "
        "payload as it is, any other payload (Avro, malformed text, other binary) as {\"type\":\"raw\",\"bytes\":N,"
-       "\"text\":...} with UTF-8 as it is and other bytes as \\u00XX; headers as an object of name: value (a name "
-       "the record has more than once: an array of its values)")
+       "\"text\":...} with UTF-8 as it is and other bytes as \\u00XX (so a byte that is not UTF-8 reads as the "
+       "character U+00XX: the text is for reading, count its bytes with kcat); a tombstone (no value at all) as "
+       "\"value\":null,\"tombstone\":true, a JSON payload null as \"value\":null; headers as an object of name: value "
+       "(a name the record has more than once: an array of its values)")
       ("idle-timeout-ms", po::value<int>()->default_value(15000), "give up after this long without progress");
   AddKafkaOptions(desc);
   const std::string usage =
@@ -42,7 +44,10 @@ int ConsumeCommand(int argc, char** argv) {
                            ",\"offset\":" + std::to_string(r.offset) + ",\"key\":" +
                            (r.key_null ? std::string("null") : "\"" + JsonEscape(std::string(r.key)) + "\"") +
                            ",\"value\":" +
-                           FormatRecordJson(reinterpret_cast<const uint8_t*>(r.value.data()), r.value.size());
+                           // A tombstone printed as an empty value (a bug bash).
+                           (r.value_null ? std::string("null,\"tombstone\":true")
+                                         : FormatRecordJson(reinterpret_cast<const uint8_t*>(r.value.data()),
+                                                            r.value.size()));
         if (!r.headers.empty()) {
           // Kafka allows a header name more than once; a JSON reader keeps
           // one value of a repeated member (a bug bash), so a repeated

@@ -136,7 +136,7 @@ int GenToFile(const GeneratorOptions& g, const EncodingOptions& e, const std::st
   if (tty) std::fprintf(stderr, "\n");
   if (!summary.ok()) return Fail("gen", summary.status());
   const auto& s = summary->stats;
-  std::printf("kappa gen: %llu records (%.1f MB of values; the file %.1f MB) over %d partitions to %s in %.2f s; "
+  std::printf("kappa gen: %llu records (%.1f MB of keys and values; the file %.1f MB) over %d partitions to %s in %.2f s; "
               "valid %llu, duplicates %llu, malformed %llu\n",
               static_cast<unsigned long long>(s.total), summary->bytes / 1e6, FileMb(path), partitions, path.c_str(),
               summary->seconds, static_cast<unsigned long long>(s.valid), static_cast<unsigned long long>(s.duplicates),

@@ -959,6 +959,15 @@ TEST_F(CliBrokerTest, ConsumePrintTellsANullKeyFromAnEmptyOne) {
   EXPECT_TRUE(Contains(out, "\"offset\":0,\"key\":\"k\"")) << out;
   EXPECT_TRUE(Contains(out, "\"offset\":1,\"key\":\"\"")) << out;
   EXPECT_TRUE(Contains(out, "\"offset\":2,\"key\":null")) << out;
+  // A tombstone (no value) printed as an empty value, and the payload
+  // `null` as if it were one (a bug bash).
+  RunShell("printf 'k4:\\n' | timeout 20 kcat -P -b " + b + " -t keys -p 0 -K: -Z 2>&1");
+  RunShell("printf 'k5:\\nk6:null\\n' | timeout 20 kcat -P -b " + b + " -t keys -p 0 -K: 2>&1");
+  ASSERT_EQ(RunKappa({"consume", "-b", b, "-t", "keys", "--print"}, &out, &err), 0) << err;
+  ASSERT_EQ(Lines(out), 6) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":3,\"key\":\"k4\",\"value\":null,\"tombstone\":true}")) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":4,\"key\":\"k5\",\"value\":{\"type\":\"raw\",\"bytes\":0")) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":5,\"key\":\"k6\",\"value\":null}")) << out;
 }
 
 TEST(CliTest, BrokerServesOnItsFixedPortUntilInterrupted) {
