@@ -547,6 +547,27 @@ Status ParseSinkFormat(const ConfigNode& sink, JobSpec& spec) {
   } else {
     spec.sink_schema_registry_url = spec.decode.schema_registry_url;
   }
+  if (window->row_format == RowFormat::kFlatBuffers) {
+    // `n` and `N` (or `a_b` and `aB`) are two fields of the printed .fbs,
+    // but flatc's generated readers name both accessors alike (Python's
+    // N(), defined twice: one column could not be read, a bug bash).
+    auto folded = [](const std::string& name) {
+      std::string out;
+      for (char c : name) {
+        if (c != '_') out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+      }
+      return out;
+    };
+    const auto& features = window->features;
+    for (size_t i = 0; i < features.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        if (folded(features[i].name) != folded(features[j].name)) continue;
+        return sink.Error("`sink.format: flatbuffers`: features `" + features[j].name + "` and `" + features[i].name +
+                          "` differ only in case or `_`, and the readers flatc generates from the row schema name "
+                          "their accessors alike; rename one");
+      }
+    }
+  }
   if (window->row_format == RowFormat::kAvro && spec.sink_schema_registry_url.empty()) {
     return sink.Error("`sink.format: avro` needs `sink.schema_registry` (the URL of the Schema Registry the row "
                       "schema is registered with)");
