@@ -159,6 +159,7 @@ struct JobRunner::Impl {
   bool paused = false;
   int64_t processed_at_checkpoint = 0;
   Stopwatch since_checkpoint;
+  bool checkpoint_at_start = false;  // a first run's `start: latest` positions, made durable before reading
   Stopwatch since_metrics;
   Stopwatch since_stage_counters;
   // Second stage of a repartitioned job: its counters for the first stage.
@@ -710,6 +711,12 @@ Status JobRunner::Impl::MakeTasks() {
   }
   KAPPA_RETURN_IF_ERROR(source->Open(tasks, restored));
   KAPPA_RETURN_IF_ERROR(CheckRestoredOutputsKept(restored));
+  // `start: latest` is resolved now: a kill -9 before the first checkpoint
+  // resolved it again at the restart, later, and what came between was
+  // never read, without a word (a bug bash). The positions are made
+  // durable before anything is read.
+  checkpoint_at_start =
+      spec.start == StartPosition::kLatest && std::find(restored.begin(), restored.end(), true) == restored.end();
   NoteOpenTransactions();
   if (pg) {
     KAPPA_RETURN_IF_ERROR(PostgresGaps(restored));
@@ -1508,6 +1515,11 @@ Status JobRunner::Impl::Loop(StopToken stop) {
   bool asked_to_stop = false;
   bool input_ended = false;
   UpdateRate();
+  if (checkpoint_at_start) {
+    checkpoint_at_start = false;
+    KAPPA_RETURN_IF_ERROR(GroupCheckpoint());
+    since_checkpoint.Reset();
+  }
   while (!stop.stop_requested() && !asked_to_stop) {
     if (options.stop_at_end && options.upstream_ended && !upstream_ends_read &&
         options.upstream_ended->load(std::memory_order_acquire)) {

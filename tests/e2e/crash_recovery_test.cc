@@ -150,5 +150,40 @@ TEST_F(CrashRecoveryTest, PartitionsAddedBetweenRunsAreReadFromTheirBeginning) {
   EXPECT_EQ(running.WaitFor(30000), 0) << running.Stderr();
 }
 
+// A bug bash on a real Kafka: a `start: latest` job killed with -9 before
+// its first checkpoint resolved `latest` again at the restart, later, and
+// the records written between the two starts were never read, without a
+// word. The positions it started at are checkpointed before it reads.
+TEST_F(CrashRecoveryTest, ALatestStartKilledBeforeItsFirstCheckpointResumesWhereItStarted) {
+  CreateTopic("late-start", 2);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "late-start", SmallWorkload(21, 1000, 100)));
+  ScratchDir dir("late-start");
+  SpecOptions o;
+  o.job = "ls";
+  o.source = "late-start";
+  o.sink = "ls-out";
+  o.state_dir = dir / "state";
+  o.checkpoint_interval = "1h";
+  std::string text = ReadFile(WriteSpec(dir, "ls.yaml", o));
+  text.replace(text.find("start: earliest"), 15, "start: latest");
+  const std::string spec = dir / "ls-latest.yaml";
+  std::ofstream(spec) << text;
+  ChildProcess first({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0"}, "ls-first");
+  bool started = false;
+  for (int i = 0; i < 300 && !started; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    started = std::filesystem::exists(dir / "state/KAPPA_EPOCH");
+  }
+  ASSERT_TRUE(started) << "no checkpoint of where it started:\n" << first.Stderr();
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "late-start", SmallWorkload(22, 500, 100)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  first.Kill(SIGKILL);
+  ASSERT_EQ(first.Wait(), 128 + SIGKILL) << first.Stderr();
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, &out, &err), 0)
+      << err;
+  EXPECT_NE(out.find("in 500 = "), std::string::npos) << "the records written after the first start\n" << out << err;
+}
+
 }  // namespace
 }  // namespace kappa::testing
