@@ -317,6 +317,11 @@ JobRunner::JobRunner(JobSpec spec, KafkaConfig config, RunOptions options) : imp
   d.archive_dir = d.options.archive_dir.empty() ? d.spec.archive_dir : d.options.archive_dir;
   d.archive_only = d.options.archive_only;
   d.parallelism = d.options.parallelism > 0 ? d.options.parallelism : d.spec.parallelism;
+  if (d.options.on_note) {
+    d.spec.decode.on_registry_wait = [note = d.options.on_note](const std::string& text) {
+      note(text.find("answers again") != std::string::npos ? NoteLevel::kInfo : NoteLevel::kWarning, text);
+    };
+  }
 }
 
 JobRunner::~JobRunner() = default;

@@ -684,11 +684,27 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::SendAgainIfTransien
   Result<Response> response = Send(method, path, body);
   auto pause = std::chrono::milliseconds(100);
   int attempts = 1;
+  auto say = [&](const std::string& text) {
+    std::lock_guard<std::mutex> lock(note_mu_);
+    if (wait_note_) wait_note_(text);
+  };
   while (again(response) && std::chrono::steady_clock::now() + pause <= deadline) {
+    if (attempts == 1) {
+      say("the schema registry at " + options_.url + " does not answer (" +
+          (response.ok() ? "HTTP " + std::to_string(response->status) : response.status().message()) +
+          "): asking again for up to " + std::to_string(options_.retry_for.count() / 1000) +
+          " s; the records that need its schemas wait meanwhile");
+    }
     std::this_thread::sleep_for(pause);
     pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(2));
     response = Send(method, path, body);
     ++attempts;
+  }
+  if (attempts > 1 && !again(response)) {
+    char after[32];
+    std::snprintf(after, sizeof(after), "%.1f s",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    say("the schema registry at " + options_.url + " answers again after " + after);
   }
   if (!response.ok() && attempts > 1) {
     const auto tried = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
@@ -703,6 +719,11 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::SendAgainIfTransien
                                " bounds it)");
   }
   return response;
+}
+
+void SchemaRegistryClient::SetWaitNote(std::function<void(const std::string&)> note) {
+  std::lock_guard<std::mutex> lock(note_mu_);
+  wait_note_ = std::move(note);
 }
 
 Status SchemaRegistryClient::ErrorFrom(const Response& response, const std::string& what) const {

@@ -121,6 +121,11 @@ class SchemaRegistryClient {
   const std::string& url() const { return options_.url; }
   // HTTP requests sent so far (for tests and metrics: a cache hit sends none).
   uint64_t requests() const;
+  // Called (any thread) when a request starts being asked again because
+  // the registry does not answer, and when it answers after that: a job
+  // waiting on it printed nothing for up to 20 s, its last status line
+  // reading "100.0% done, lag 0" (a bug bash). Replaces the previous one.
+  void SetWaitNote(std::function<void(const std::string&)> note);
 
  private:
   struct Response {
@@ -151,6 +156,8 @@ class SchemaRegistryClient {
   const std::string origin_;     // scheme://host:port
   const std::string base_path_;  // "" or "/apis/ccompat/v7" (no trailing '/')
 
+  mutable std::mutex note_mu_;
+  std::function<void(const std::string&)> wait_note_;
   mutable std::mutex http_mu_;  // guards client_ and requests_
   std::unique_ptr<httplib::Client> client_;
   uint64_t requests_ = 0;

@@ -62,6 +62,7 @@ Result<std::unique_ptr<RecordDecoder>> MakeRecordDecoder(const DecodeSpec& spec)
       auto client = SharedRegistryClient(spec.schema_registry_url);
       if (!client.ok()) return client.status();
       std::shared_ptr<SchemaRegistryClient> registry = std::move(*client);
+      if (spec.on_registry_wait) registry->SetWaitNote(spec.on_registry_wait);
       auto decoder = AvroDecoder::Create(*spec.schema, registry.get());
       if (!decoder.ok()) return decoder.status();
       // The decoder borrows the client: keep it alive beside it.

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -161,6 +162,9 @@ struct DecodeSpec {
   std::string schema_file;
   std::string root_type;
   std::string schema_registry_url;
+  // Told when the registry stops answering and answers again (the job's
+  // notes); not part of the spec's hash.
+  std::function<void(const std::string&)> on_registry_wait;
   // The fields the job's operators read (AppendFields; Task::Create fills
   // it): a Nexmark record's view holds only these. Empty: every field.
   // Not part of the spec's hash (it follows from the operators).

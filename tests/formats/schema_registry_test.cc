@@ -394,10 +394,24 @@ TEST(SchemaRegistryConflictTest, ServerErrorsAreAskedAgainWithBackoff) {
 TEST(SchemaRegistryConflictTest, AFetchByIdIsAskedAgainAfterAServerError) {
   ScriptedRegistry registry({{502, "bad gateway"}, {429, "slow down"}, {200, R"({"schema":"\"string\""})"}});
   auto client = Client(registry.url(), std::chrono::milliseconds(2000));
+  // The wait is said as it begins and as it ends: a job waiting on the
+  // registry printed nothing for up to 20 s (a bug bash).
+  std::vector<std::string> notes;
+  client->SetWaitNote([&](const std::string& text) { notes.push_back(text); });
   Result<std::string> schema = client->SchemaById(3);
   ASSERT_TRUE(schema.ok()) << schema.status().ToString();
   EXPECT_EQ(*schema, "\"string\"");
   EXPECT_EQ(registry.requests(), 3);
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_EQ(notes[0].rfind("the schema registry at " + registry.url() + " does not answer (HTTP 502): asking again "
+                           "for up to 20 s",
+                           0),
+            0u)
+      << notes[0];
+  EXPECT_EQ(notes[1].rfind("the schema registry at " + registry.url() + " answers again after ", 0), 0u) << notes[1];
+  notes.clear();
+  EXPECT_TRUE(client->SchemaById(3).ok());
+  EXPECT_TRUE(notes.empty()) << "a cached answer waits for nothing";
 }
 
 TEST(SchemaRegistryConflictTest, AServerErrorThatLastsIsReportedAfterTheRetries) {
