@@ -22,6 +22,22 @@ namespace {
 class CrashRecoveryTest : public BrokerTest {
  protected:
   GeneratorOptions Workload() { return DisorderlyWorkload(7, 60000, 1500, 2); }
+  // A spec of job `job` reading `source` from `start: latest`, writing
+  // <job>-out, its state in dir/state.
+  static std::string LatestSpec(const ScratchDir& dir, const std::string& job, const std::string& source,
+                                const std::string& checkpoint_interval = "") {
+    SpecOptions o;
+    o.job = job;
+    o.source = source;
+    o.sink = job + "-out";
+    o.state_dir = dir / "state";
+    if (!checkpoint_interval.empty()) o.checkpoint_interval = checkpoint_interval;
+    std::string text = ReadFile(WriteSpec(dir, job + ".yaml", o));
+    text.replace(text.find("start: earliest"), 15, "start: latest");
+    const std::string spec = dir / (job + "-latest.yaml");
+    std::ofstream(spec) << text;
+    return spec;
+  }
 };
 
 TEST_F(CrashRecoveryTest, KilledRunsConvergeToTheUninterruptedOutput) {
@@ -111,15 +127,7 @@ TEST_F(CrashRecoveryTest, PartitionsAddedBetweenRunsAreReadFromTheirBeginning) {
   CreateTopic("grow-in", 2);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "grow-in", SmallWorkload(11, 2000, 100)));
   ScratchDir dir("grow");
-  SpecOptions o;
-  o.job = "grow";
-  o.source = "grow-in";
-  o.sink = "grow-out";
-  o.state_dir = dir / "state";
-  std::string text = ReadFile(WriteSpec(dir, "grow.yaml", o));
-  text.replace(text.find("start: earliest"), 15, "start: latest");
-  const std::string spec = dir / "grow-latest.yaml";
-  std::ofstream(spec) << text;
+  const std::string spec = LatestSpec(dir, "grow", "grow-in");
   std::string out, err;
   const std::vector<std::string> run = {"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"};
   ASSERT_EQ(RunKappa(run, &out, &err), 0) << err;
@@ -158,16 +166,7 @@ TEST_F(CrashRecoveryTest, ALatestStartKilledBeforeItsFirstCheckpointResumesWhere
   CreateTopic("late-start", 2);
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "late-start", SmallWorkload(21, 1000, 100)));
   ScratchDir dir("late-start");
-  SpecOptions o;
-  o.job = "ls";
-  o.source = "late-start";
-  o.sink = "ls-out";
-  o.state_dir = dir / "state";
-  o.checkpoint_interval = "1h";
-  std::string text = ReadFile(WriteSpec(dir, "ls.yaml", o));
-  text.replace(text.find("start: earliest"), 15, "start: latest");
-  const std::string spec = dir / "ls-latest.yaml";
-  std::ofstream(spec) << text;
+  const std::string spec = LatestSpec(dir, "ls", "late-start", "1h");
   ChildProcess first({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0"}, "ls-first");
   bool started = false;
   for (int i = 0; i < 300 && !started; ++i) {
