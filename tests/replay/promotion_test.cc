@@ -38,13 +38,19 @@ class PromotionTest : public BrokerTest {
     }
     ASSERT_EQ(rd_kafka_flush(producer->get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
-  // Job "spend": v1 live and serving, v2 caught up, each with an output topic.
-  void RegisterTwoVersions(Registry& registry) {
+  // Job "spend" with `versions`, `serving` serving and that rollback history.
+  static void PutSpend(Registry& registry, std::vector<VersionInfo> versions, int32_t serving,
+                       std::vector<int32_t> previous_serving = {}) {
     JobRecord job;
     job.job = "spend";
-    job.versions = {Version(1, VersionState::kLive), Version(2, VersionState::kCaughtUp)};
-    job.serving = 1;
+    job.versions = std::move(versions);
+    job.serving = serving;
+    job.previous_serving = std::move(previous_serving);
     ASSERT_TRUE(registry.PutJob(job).ok());
+  }
+  // Job "spend": v1 live and serving, v2 caught up, each with an output topic.
+  void RegisterTwoVersions(Registry& registry) {
+    PutSpend(registry, {Version(1, VersionState::kLive), Version(2, VersionState::kCaughtUp)}, 1);
   }
 };
 
@@ -332,12 +338,7 @@ TEST_F(PromotionTest, PromoteSwitchesACaughtUpVersionAndRollbackRestoresThePrevi
 // moved. Refused unless --force.
 TEST_F(PromotionTest, RollbackRefusesAPausedOrSilentVersionUnlessForced) {
   Registry registry(Config());
-  JobRecord job;
-  job.job = "spend";
-  job.versions = {Version(1, VersionState::kLive), Version(2, VersionState::kLive)};
-  job.serving = 2;
-  job.previous_serving = {1};
-  ASSERT_TRUE(registry.PutJob(job).ok());
+  ASSERT_NO_FATAL_FAILURE(PutSpend(registry, {Version(1, VersionState::kLive), Version(2, VersionState::kLive)}, 2, {1}));
   ProgressRecord silent = SilentFor60s("spend", 1);
   ASSERT_TRUE(registry.PutProgress(silent).ok());
   ASSERT_TRUE(registry.Refresh().ok());
@@ -373,12 +374,8 @@ TEST_F(PromotionTest, RollbackRefusesAPausedOrSilentVersionUnlessForced) {
 // rollback target is the same rule's.
 TEST_F(PromotionTest, RollbackNeverChoosesTheServingVersionAndNamesARetiredOne) {
   Registry registry(Config());
-  JobRecord job;
-  job.job = "spend";
-  job.versions = {Version(1, VersionState::kLive), Version(2, VersionState::kRetired)};
-  job.serving = 1;
-  job.previous_serving = {1, 2};
-  ASSERT_TRUE(registry.PutJob(job).ok());
+  ASSERT_NO_FATAL_FAILURE(
+      PutSpend(registry, {Version(1, VersionState::kLive), Version(2, VersionState::kRetired)}, 1, {1, 2}));
   ASSERT_TRUE(registry.Refresh().ok());
   EXPECT_EQ(registry.Job("spend")->RollbackTarget(), 0);
   std::string report;
@@ -390,6 +387,7 @@ TEST_F(PromotionTest, RollbackNeverChoosesTheServingVersionAndNamesARetiredOne) 
   EXPECT_EQ(registry.Job("spend")->serving, 1);
 
   // With a live version 3 before them in the history, that one is chosen.
+  JobRecord job = *registry.Job("spend");
   job.versions.push_back(Version(3, VersionState::kCaughtUp));
   job.previous_serving = {3, 1, 2};
   ASSERT_TRUE(registry.PutJob(job).ok());
@@ -408,13 +406,10 @@ TEST_F(PromotionTest, RollbackNeverChoosesTheServingVersionAndNamesARetiredOne) 
 TEST_F(PromotionTest, PromotingBackAndForthKeepsEachEarlierVersionOnceInTheHistory) {
   FillSource({5, 5});
   Registry registry(Config());
-  JobRecord job;
-  job.job = "spend";
-  job.versions = {Version(1, VersionState::kLive), Version(2, VersionState::kCaughtUp),
-                  Version(3, VersionState::kCaughtUp)};
-  job.serving = 1;
-  job.previous_serving = {2, 1, 2, 1};  // an older kappa's history, with repeats
-  ASSERT_TRUE(registry.PutJob(job).ok());
+  ASSERT_NO_FATAL_FAILURE(PutSpend(registry,
+                                   {Version(1, VersionState::kLive), Version(2, VersionState::kCaughtUp),
+                                    Version(3, VersionState::kCaughtUp)},
+                                   1, {2, 1, 2, 1}));  // an older kappa's history, with repeats
   ASSERT_TRUE(registry.PutProgress(Progress("spend", 1, {{0, 5}, {1, 5}})).ok());
   ASSERT_TRUE(registry.PutProgress(Progress("spend", 2, {{0, 5}, {1, 5}})).ok());
   ASSERT_TRUE(registry.PutProgress(Progress("spend", 3, {{0, 5}, {1, 5}})).ok());
