@@ -589,17 +589,16 @@ int GetCommand(int argc, char** argv) {
     const std::string table = view_agrees ? info->postgres_table : info->PostgresVersionTable();
     int32_t row_version = v;
     auto row = PgRowJson(**pg, table, key, &row_version);
-    if (!row.ok() && row.status().code() == Status::Code::kNotFound && info->state == VersionState::kRetired) {
-      return Fail("get", Status::NotFound(row.status().message() + " (version " + std::to_string(v) +
-                                          " is retired: retire drops its table once the retention passed)"));
+    const std::string retired_hint = info->state == VersionState::kRetired
+                                         ? " (version " + std::to_string(v) +
+                                               " is retired: retire drops its table once the retention passed)"
+                                         : std::string();
+    if (!row.ok() && row.status().code() == Status::Code::kNotFound) {
+      return Fail("get", Status::NotFound(row.status().message() + retired_hint));
     }
     if (!row.ok()) return Fail("get", row.status());
     if (!row->has_value()) {
-      return Fail("get", Status::NotFound("no row for key " + key + " in PostgreSQL " + table +
-                                          (info->state == VersionState::kRetired
-                                               ? " (version " + std::to_string(v) +
-                                                     " is retired: retire drops its table once the retention passed)"
-                                               : std::string())));
+      return Fail("get", Status::NotFound("no row for key " + key + " in PostgreSQL " + table + retired_hint));
     }
     if (row_version != v) {
       std::fprintf(stderr, "kappa get: note: the view %s served v%d's row while the registry names v%d (a promote or "
