@@ -12,13 +12,16 @@ Status HybridSource::Position(Task& t, size_t i, bool restored, const Watermarks
   auto wanted = kafka_.Wanted(t, restored, w);
   if (!wanted.ok()) return wanted.status();
   const ArchiveRange& r = archive_.Range(i);
-  // A start time Kafka resolves to its log start (or past an emptied log)
-  // may be in the history before it, which only the archive holds: Kafka
-  // answers with the first record it still has. Looked up there (a bug
-  // bash: the archived records between the start time and Kafka's log
-  // start were skipped, without a gap counted).
+  // A start time may be in the history before Kafka's log start, which
+  // only the archive holds: Kafka answers with the first record it still
+  // has at or after the time. Looked up there (a bug bash: the archived
+  // records between the start time and Kafka's log start were skipped,
+  // without a gap counted). Whatever Kafka answers: with timestamps out of
+  // order an archived record may be stamped after the time though Kafka's
+  // first such record is past its log start (a bug bash: it started there,
+  // later than --archive-only did).
   if (!restored && !kafka_.ran_before() && spec_.start == StartPosition::kTimestamp && r.records > 0 &&
-      r.first_offset < w.low && *wanted <= w.low) {
+      r.first_offset < w.low) {
     auto in_archive = archive_.OffsetForTime(t.partition(), spec_.start_timestamp_ms, r.first_offset,
                                              std::min(w.low, r.end_offset));
     if (!in_archive.ok()) return in_archive.status();
