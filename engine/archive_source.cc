@@ -97,12 +97,15 @@ Status ArchiveSource::Serve(size_t i) {
 
 Status ArchiveSource::Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) {
   Attach(tasks);
+  const bool ran_before = std::find(restored.begin(), restored.end(), true) != restored.end();
   for (size_t i = 0; i < tasks.size(); ++i) {
     Task& t = *tasks[i];
     const ArchiveRange& r = ranges_[i];
-    auto wanted = WantedOffset(spec_, restored[i], t.next_offset(), r.end_offset, [&](int64_t ms) {
+    auto by_time = [&](int64_t ms) {
       return OffsetForTime(t.partition(), ms, r.records > 0 ? r.first_offset : r.end_offset, r.end_offset);
-    });
+    };
+    auto wanted = WantedOffset(spec_, t.partition(), restored[i], ran_before, t.next_offset(), r.end_offset, by_time,
+                               on_note_);
     if (!wanted.ok()) return wanted.status();
     if (!restored[i]) t.StartAt(*wanted);
     const int64_t first = r.records > 0 ? r.first_offset : r.end_offset;

@@ -51,16 +51,7 @@ Result<int64_t> KafkaSource::Wanted(const Task& task, bool restored, const Water
     }
     return offset;
   };
-  if (!restored && ran_before_ && spec_.start != StartPosition::kEarliest) {
-    if (note_) {
-      note_(NoteLevel::kInfo, spec_.source_topic + "[" + std::to_string(p) +
-                                  "] has no checkpoint though the job ran before: a partition added to the topic "
-                                  "since, read from its beginning (start: latest or a time applies to the job's "
-                                  "first run only)");
-    }
-    return int64_t{0};
-  }
-  return WantedOffset(spec_, restored, task.next_offset(), marks.high, by_time);
+  return WantedOffset(spec_, p, restored, ran_before_, task.next_offset(), marks.high, by_time, note_);
 }
 
 Status KafkaSource::Open(const std::vector<Task*>& tasks, const std::vector<bool>& restored) {

@@ -4,9 +4,20 @@
 
 namespace kappa {
 
-Result<int64_t> WantedOffset(const JobSpec& spec, bool restored, int64_t checkpoint_offset, int64_t latest,
-                             const std::function<Result<int64_t>(int64_t)>& offset_for_time) {
+Result<int64_t> WantedOffset(const JobSpec& spec, int32_t partition, bool restored, bool ran_before,
+                             int64_t checkpoint_offset, int64_t latest,
+                             const std::function<Result<int64_t>(int64_t)>& offset_for_time,
+                             const NoteCallback& note) {
   if (restored) return checkpoint_offset;
+  if (ran_before && spec.start != StartPosition::kEarliest) {
+    if (note) {
+      note(NoteLevel::kInfo, spec.source_topic + "[" + std::to_string(partition) +
+                                 "] has no checkpoint though the job ran before: a partition added to the topic "
+                                 "since, read from its beginning (start: latest or a time applies to the job's "
+                                 "first run only)");
+    }
+    return int64_t{0};
+  }
   switch (spec.start) {
     case StartPosition::kEarliest:
       return int64_t{0};  // all of history, from offset zero

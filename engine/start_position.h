@@ -22,11 +22,16 @@ namespace kappa {
 class KafkaSink;
 
 // The offset a task wants next. `restored` / `checkpoint_offset`: the task's
-// checkpoint, if it has one. `latest`: the log end the spec's `latest`
-// means. `offset_for_time`: resolves a timestamp start (null: unsupported
-// by this source, which is then an InvalidArgument).
-Result<int64_t> WantedOffset(const JobSpec& spec, bool restored, int64_t checkpoint_offset, int64_t latest,
-                             const std::function<Result<int64_t>(int64_t)>& offset_for_time);
+// checkpoint, if it has one. `ran_before`: another task of the job has a
+// checkpoint, so one without is a partition added to the topic since the
+// first run: read from its beginning, said through `note` (the spec's
+// `start` applies to the job's first run only). `latest`: the log end the
+// spec's `latest` means. `offset_for_time`: resolves a timestamp start
+// (null: unsupported by this source, which is then an InvalidArgument).
+Result<int64_t> WantedOffset(const JobSpec& spec, int32_t partition, bool restored, bool ran_before,
+                             int64_t checkpoint_offset, int64_t latest,
+                             const std::function<Result<int64_t>(int64_t)>& offset_for_time,
+                             const NoteCallback& note);
 
 // A task positioned past the end of every store that could serve it: its
 // state belongs to another log (the topic was recreated or truncated, or

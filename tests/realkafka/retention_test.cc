@@ -61,14 +61,14 @@ class RetentionTest : public SharedRealKafkaTest<> {
     ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), topic, gen));
   }
 
-  // A spec of job `name` reading topic from start time start_ms; returns
-  // its path and its state directory.
-  std::pair<std::string, std::string> StartTimeSpec(const ScratchDir& dir, const std::string& topic,
-                                                    const std::string& name, int64_t start_ms) {
+  // A spec of job `name` reading topic from `start` (a time in ms or
+  // latest); returns its path and its state directory.
+  std::pair<std::string, std::string> StartSpec(const ScratchDir& dir, const std::string& topic,
+                                                const std::string& name, const std::string& start) {
     SpecOptions o = JobOptions(Unique(name), topic, dir / name);
     std::string text = ReadFile(WriteSpec(dir, name + "-earliest.yaml", o));
     const std::string anchor = "start: earliest";
-    text.replace(text.find(anchor), anchor.size(), "start: " + std::to_string(start_ms));
+    text.replace(text.find(anchor), anchor.size(), "start: " + start);
     const std::string path = dir / (name + ".yaml");
     std::ofstream(path) << text;
     return {path, o.state_dir};
@@ -430,7 +430,7 @@ TEST_F(RetentionTest, AStartTimeBeforeKafkasLogStartIsFoundInTheArchive) {
   ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-time-archiver"), 0) << err;
   ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, 3000));
 
-  const auto [hybrid, hybrid_state] = StartTimeSpec(dir, topic, "hybrid", start_ms);
+  const auto [hybrid, hybrid_state] = StartSpec(dir, topic, "hybrid", std::to_string(start_ms));
   ASSERT_EQ(RunKappa(Run(hybrid, {"--archive", dir / "arch"}), nullptr, &err, "ret-time-hybrid"), 0) << err;
   EXPECT_NE(err.find("start time " + std::to_string(start_ms) + " is in the archive's history: offset " +
                      std::to_string(first) + " (Kafka's log starts at 3000)"),
@@ -440,7 +440,7 @@ TEST_F(RetentionTest, AStartTimeBeforeKafkasLogStartIsFoundInTheArchive) {
   EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
   EXPECT_EQ(MetricsField(metrics, "history_gap_records"), 0);
 
-  const auto [archived, archived_state] = StartTimeSpec(dir, topic, "archived", start_ms);
+  const auto [archived, archived_state] = StartSpec(dir, topic, "archived", std::to_string(start_ms));
   ASSERT_EQ(RunKappa({"run", archived, "-b", bootstrap_, "--archive", dir / "arch", "--archive-only",
                      "--status-interval-ms", "0"},
                     nullptr, &err,
@@ -487,7 +487,7 @@ TEST_F(RetentionTest, AStartTimeIsLookedUpInTheArchiveWhateverKafkaAnswers) {
   ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-disorder-archiver"), 0) << err;
   ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, low));
 
-  const auto [hybrid, hybrid_state] = StartTimeSpec(dir, topic, "hybrid", start_ms);
+  const auto [hybrid, hybrid_state] = StartSpec(dir, topic, "hybrid", std::to_string(start_ms));
   ASSERT_EQ(RunKappa(Run(hybrid, {"--archive", dir / "arch"}), nullptr, &err, "ret-disorder-hybrid"), 0) << err;
   EXPECT_NE(err.find("start time " + std::to_string(start_ms) + " is in the archive's history: offset " +
                      std::to_string(first) + " (Kafka's log starts at " + std::to_string(low) + ")"),
@@ -497,7 +497,7 @@ TEST_F(RetentionTest, AStartTimeIsLookedUpInTheArchiveWhateverKafkaAnswers) {
   EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
   EXPECT_EQ(MetricsField(metrics, "history_gap_records"), 0);
 
-  const auto [archived, archived_state] = StartTimeSpec(dir, topic, "archived", start_ms);
+  const auto [archived, archived_state] = StartSpec(dir, topic, "archived", std::to_string(start_ms));
   ASSERT_EQ(RunKappa({"run", archived, "-b", bootstrap_, "--archive", dir / "arch", "--archive-only",
                       "--status-interval-ms", "0"},
                      nullptr, &err, "ret-disorder-archive-only"),
@@ -505,6 +505,36 @@ TEST_F(RetentionTest, AStartTimeIsLookedUpInTheArchiveWhateverKafkaAnswers) {
       << err;
   metrics = ReadFile(archived_state + "/metrics.json");
   EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
+}
+
+// A partition added to the topic after a job's first run has no
+// checkpoint though the job ran before: the Kafka path reads it from its
+// beginning (`start: latest` or a time applies to the first run only), but
+// --archive-only started it at the archive's end, and never read what was
+// archived of it (a bug bash).
+TEST_F(RetentionTest, APartitionAddedAfterTheFirstRunIsReadFromItsBeginningFromTheArchive) {
+  const std::string topic = Unique("ret-added-in");
+  ASSERT_TRUE(CreateTopicAdmin(Config(), topic, 1, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 500, 1));
+  ScratchDir dir("ret-added");
+  std::string err;
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-added-archiver"), 0) << err;
+  const auto [spec, state] = StartSpec(dir, topic, "added", "latest");
+  const std::vector<std::string> run = {"run", spec, "-b", bootstrap_, "--archive", dir / "arch", "--archive-only",
+                                        "--status-interval-ms", "0"};
+  ASSERT_EQ(RunKappa(run, nullptr, &err, "ret-added-first"), 0) << err;
+  EXPECT_EQ(MetricsField(ReadFile(state + "/metrics.json"), "records_in"), 0) << "latest: none of the first 500";
+
+  ASSERT_TRUE(AddPartitionsAdmin(Config(), topic, 2).ok());
+  ASSERT_NO_FATAL_FAILURE(Produce(topic, 2000, 2));
+  ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-added-archiver-again"), 0) << err;
+  const auto marks = Marks(topic);
+  ASSERT_EQ(marks.size(), 2u);
+  ASSERT_GT(marks[1].high, 0);
+  ASSERT_EQ(RunKappa(run, nullptr, &err, "ret-added-again"), 0) << err;
+  EXPECT_NE(err.find(topic + "[1] has no checkpoint though the job ran before"), std::string::npos) << err;
+  EXPECT_EQ(MetricsField(ReadFile(state + "/metrics.json"), "records_in"), 2000)
+      << "every record since the first run, " << marks[1].high << " of them in the added partition: " << err;
 }
 
 TEST_F(RetentionTest, ArchiverBeatenByRetentionNamesTheMissingRangeAndWritesNoHole) {
