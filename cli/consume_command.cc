@@ -21,7 +21,8 @@ int ConsumeCommand(int argc, char** argv) {
        "\"text\":...} with UTF-8 as it is and other bytes as \\u00XX (so a byte that is not UTF-8 reads as the "
        "character U+00XX: the text is for reading, count its bytes with kcat); a tombstone (no value at all) as "
        "\"value\":null,\"tombstone\":true, a JSON payload null as \"value\":null; headers as an object of name: value "
-       "(a name the record has more than once: an array of its values)")
+       "(a null value as null; a name the record has more than once: an array of its values); last the record's "
+       "Kafka timestamp in ms (null if it has none)")
       ("idle-timeout-ms", po::value<int>()->default_value(15000), "give up after this long without progress");
   AddKafkaOptions(desc);
   const std::string usage =
@@ -59,22 +60,27 @@ int ConsumeCommand(int argc, char** argv) {
             bool seen = false;
             for (size_t j = 0; j < i && !seen; ++j) seen = r.headers[j].first == name;
             if (seen) continue;
-            std::vector<const std::string*> values;
+            // A null value printed as "" (a bug bash): Kafka tells the two apart.
+            std::vector<std::string> values;
             for (size_t j = i; j < r.headers.size(); ++j) {
-              if (r.headers[j].first == name) values.push_back(&r.headers[j].second);
+              if (r.headers[j].first != name) continue;
+              const bool null = j < r.header_null.size() && r.header_null[j];
+              values.push_back(null ? "null" : "\"" + JsonEscape(r.headers[j].second) + "\"");
             }
             line += (first ? "\"" : ",\"") + JsonEscape(name) + "\":";
             first = false;
             if (values.size() == 1) {
-              line += "\"" + JsonEscape(*values[0]) + "\"";
+              line += values[0];
             } else {
               line += "[";
-              for (size_t v = 0; v < values.size(); ++v) line += (v ? ",\"" : "\"") + JsonEscape(*values[v]) + "\"";
+              for (size_t v = 0; v < values.size(); ++v) line += (v ? "," : "") + values[v];
               line += "]";
             }
           }
           line += "}";
         }
+        // Event times are what a job's windows read (kcat -f %T shows them).
+        line += ",\"timestamp\":" + (r.timestamp_ms < 0 ? std::string("null") : std::to_string(r.timestamp_ms));
         line += "}\n";
         std::fputs(line.c_str(), stdout);
       },

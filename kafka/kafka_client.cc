@@ -586,7 +586,8 @@ bool CloseConsumer(KafkaHandle& consumer, int timeout_ms, bool destroy, int dest
 
 namespace kappa {
 
-void AppendMessageHeaders(const rd_kafka_message_s* message, std::vector<std::pair<std::string, std::string>>* out) {
+void AppendMessageHeaders(const rd_kafka_message_s* message, std::vector<std::pair<std::string, std::string>>* out,
+                          std::vector<bool>* nulls) {
   rd_kafka_headers_t* headers = nullptr;
   // const_cast: librdkafka parses (and caches) the headers on first access.
   if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(message), &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -597,6 +598,7 @@ void AppendMessageHeaders(const rd_kafka_message_s* message, std::vector<std::pa
   size_t size;
   for (size_t h = 0; !rd_kafka_header_get_all(headers, h, &name, &value, &size); ++h) {
     out->emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
+    if (nulls) nulls->push_back(value == nullptr);
   }
 }
 

@@ -153,8 +153,10 @@ Result<OpenPartition> FirstOpenPartition(rd_kafka_s* uncommitted, const std::str
 std::string BrokersOf(const KafkaConfig& config);
 
 // Appends a message's headers (name, value; in the record's order, a null
-// value as empty) to *out.
-void AppendMessageHeaders(const rd_kafka_message_s* message, std::vector<std::pair<std::string, std::string>>* out);
+// value as empty) to *out, and to *nulls (if given) whether each value was
+// null.
+void AppendMessageHeaders(const rd_kafka_message_s* message, std::vector<std::pair<std::string, std::string>>* out,
+                          std::vector<bool>* nulls = nullptr);
 
 // A topic config's value as the broker describes it (DescribeConfigs):
 // "compact,delete" for cleanup.policy. NotFound when the broker lists no

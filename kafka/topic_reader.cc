@@ -127,7 +127,8 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
       record.value = std::string_view(static_cast<const char*>(msg->payload), msg->len);
       record.value_null = msg->payload == nullptr;
       record.headers.clear();
-      AppendMessageHeaders(msg, &record.headers);
+      record.header_null.clear();
+      AppendMessageHeaders(msg, &record.headers, &record.header_null);
       if (on_record) on_record(record);
       ++summary.records_per_partition[p];
       ++summary.total;

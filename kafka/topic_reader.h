@@ -29,6 +29,7 @@ struct ConsumedRecord {
   std::string_view value;
   bool value_null = false;  // a tombstone (no value at all)
   std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<bool> header_null;  // per header: its value is null (headers holds "")
   std::string Header(std::string_view name) const;
 };
 

@@ -361,16 +361,24 @@ TEST_F(CliBrokerTest, ConsumePrintsARepeatedHeaderNamesValuesAsOneArray) {
   rd_kafka_header_add(headers, "trace", -1, "a", -1);
   rd_kafka_header_add(headers, "kind", -1, "x", -1);
   rd_kafka_header_add(headers, "trace", -1, "b", -1);
+  // A null value printed as "", the same as an empty one (a bug bash).
+  rd_kafka_header_add(headers, "nothing", -1, nullptr, 0);
+  rd_kafka_header_add(headers, "empty", -1, "", 0);
   const std::string value = "{\"n\":1}";
   ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("hdr"), RD_KAFKA_V_PARTITION(0),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                               RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END),
+                              RD_KAFKA_V_TIMESTAMP(int64_t{1767225600123}), RD_KAFKA_V_HEADERS(headers),
+                              RD_KAFKA_V_END),
             RD_KAFKA_RESP_ERR_NO_ERROR);
   ASSERT_EQ(rd_kafka_flush(producer->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
   std::string out, err;
   ASSERT_EQ(RunKappa({"consume", "-b", bootstrap(), "-t", "hdr", "--print"}, &out, &err), 0) << err;
-  EXPECT_TRUE(Contains(out, "\"headers\":{\"trace\":[\"a\",\"b\"],\"kind\":\"x\"}")) << out;
+  EXPECT_TRUE(Contains(out, "\"headers\":{\"trace\":[\"a\",\"b\"],\"kind\":\"x\",\"nothing\":null,"
+                            "\"empty\":\"\"}"))
+      << out;
+  // The record's timestamp, what a job's windows read (it was not shown).
+  EXPECT_TRUE(Contains(out, ",\"timestamp\":1767225600123}\n")) << out;
 }
 
 // A bug bash on a real Kafka: `kappa run` over a source topic that does not
@@ -965,9 +973,9 @@ TEST_F(CliBrokerTest, ConsumePrintTellsANullKeyFromAnEmptyOne) {
   RunShell("printf 'k5:\\nk6:null\\n' | timeout 20 kcat -P -b " + b + " -t keys -p 0 -K: 2>&1");
   ASSERT_EQ(RunKappa({"consume", "-b", b, "-t", "keys", "--print"}, &out, &err), 0) << err;
   ASSERT_EQ(Lines(out), 6) << out;
-  EXPECT_TRUE(Contains(out, "\"offset\":3,\"key\":\"k4\",\"value\":null,\"tombstone\":true}")) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":3,\"key\":\"k4\",\"value\":null,\"tombstone\":true,\"timestamp\":")) << out;
   EXPECT_TRUE(Contains(out, "\"offset\":4,\"key\":\"k5\",\"value\":{\"type\":\"raw\",\"bytes\":0")) << out;
-  EXPECT_TRUE(Contains(out, "\"offset\":5,\"key\":\"k6\",\"value\":null}")) << out;
+  EXPECT_TRUE(Contains(out, "\"offset\":5,\"key\":\"k6\",\"value\":null,\"timestamp\":")) << out;
 }
 
 TEST(CliTest, BrokerServesOnItsFixedPortUntilInterrupted) {

@@ -253,7 +253,8 @@ TEST_F(JavaInteropTest, TopicsWrittenByTheJavaProducerWithEachCodecAndHeadersGiv
     EXPECT_EQ(part.find("compresscodec: none"), std::string::npos) << part.substr(0, 1000);
   }
 
-  // kappa reads every copied record with its headers, the null one included.
+  // kappa reads every copied record with its headers, the null one included
+  // (printed as "" once, the same as an empty value: a bug bash).
   for (const std::string& codec : codecs) {
     std::string out, err;
     ASSERT_EQ(RunKappa({"consume", "-b", bootstrap_, "-t", copy_of[codec], "--print"}, &out, &err, "rk-java-consume"),
@@ -265,7 +266,7 @@ TEST_F(JavaInteropTest, TopicsWrittenByTheJavaProducerWithEachCodecAndHeadersGiv
     for (const std::string& line : lines) {
       with_headers += line.find("\"headers\":{\"java.codec\":\"" + codec + "\",\"java.origin\":\"") !=
                           std::string::npos &&
-                      line.find("\"java.null\":\"\"}") != std::string::npos;
+                      line.find("\"java.null\":null}") != std::string::npos;
     }
     EXPECT_EQ(with_headers, 9000) << codec << ": " << lines[0];
   }
