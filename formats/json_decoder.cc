@@ -126,10 +126,14 @@ bool IsJsonNumber(std::string_view t) {
   return i == t.size();
 }
 
-// simdjson's own limit for a document (its DOM parser refuses deeper ones);
-// On-Demand does not check it inside values the job skips, and checking
-// them one call per level overflowed the stack at ~50,000 (a bug bash).
-constexpr int kMaxJsonDepth = 1024;
+// Levels of nesting a record may have, the record's object counted: within
+// simdjson's own limit (1,024 for a parser, its DOM refuses deeper
+// documents), which On-Demand does not check inside values the job skips;
+// checking them one call per level overflowed the stack at ~50,000 (a bug
+// bash). On-Demand's iterator is at depth n+1 inside a container at depth
+// n, and requires it below 1,024 (an assertion of its development checks
+// failed at 1,023 levels under the sanitized build): 1,022.
+constexpr int kMaxJsonDepth = 1022;
 
 }  // namespace
 
@@ -253,8 +257,8 @@ struct JsonDecoder::Impl {
     od::json_type t;
     if (auto e = v.type().get(t)) return Undecodable(e);
     if (depth > kMaxJsonDepth && (t == od::json_type::object || t == od::json_type::array)) {
-      return Undecodable("a field the job does not read is nested deeper than " + std::to_string(kMaxJsonDepth) +
-                         " levels (the most kappa reads)");
+      return Undecodable("the record is nested deeper than " + std::to_string(kMaxJsonDepth) +
+                         " levels (the most kappa reads), in a field the job does not read");
     }
     auto bad = [&](simdjson::error_code e) {
       const std::string_view token = v.raw_json_token();
