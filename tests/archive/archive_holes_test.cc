@@ -176,9 +176,12 @@ TEST(ArchiveHolesTest, EverySegmentDeletedIsReportedAndTheWriterBeginsAgainAtThe
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     (*w)->BeginAt(500);
     for (int64_t i = 500; i < 2000; ++i) {
+      // The record views its value: kept alive until it is appended (a
+      // temporary's was read after its end, AddressSanitizer said).
+      const std::string value = "v" + std::to_string(i);
       ArchiveRecord r;
       r.offset = i;
-      r.value = "v" + std::to_string(i);
+      r.value = value;
       ASSERT_TRUE((*w)->Append(r).ok());
     }
     ASSERT_TRUE((*w)->Flush().ok());
