@@ -211,7 +211,7 @@ int StatusCommand(int argc, char** argv) {
     // A job that is not registered is an error naming those that are, not
     // "no jobs registered" and success.
     const std::string& wanted = vm["job"].as<std::string>();
-    if (!registry.Job(wanted)) {
+    if (auto record = registry.Job(wanted); !record || record->versions.empty()) {
       const std::vector<std::string> names = registry.Jobs();  // sorted (the registry's map order)
       std::string list;
       for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;

@@ -49,13 +49,16 @@ bool SameStateDir(const std::string& registered, const std::string& spec_dir, co
 // Rows of two jobs in one place cannot be told apart by `kappa get` and
 // promote's diff (a bug bash: `get` answered with the other job's row, and
 // promote compared the other job's rows and found nothing changed).
-Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec) {
+// `counts` (if given) says which versions to hold it against.
+Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec,
+                        const std::function<bool(const std::string&, int32_t)>& counts = nullptr) {
   for (const std::string& other : registry.Jobs()) {
     if (other == spec.job) continue;
     auto record = registry.Job(other);
     if (!record) continue;
     for (const VersionInfo& v : record->versions) {
       if (v.state == VersionState::kRetired) continue;
+      if (counts && !counts(other, v.version)) continue;
       const std::string who = "job " + other + " version " + std::to_string(v.version);
       if (!spec.postgres() && v.postgres_table.empty() && v.output_topic == spec.OutputTopic()) {
         return Status::FailedPrecondition(
@@ -179,6 +182,37 @@ Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool repl
 }
 
 }  // namespace
+
+Status CheckRegisteredFirst(const Registry& registry, const JobSpec& spec) {
+  const int64_t mine = registry.RegisteredOffset(spec.job, spec.version);
+  if (mine < 0) return Status::OK();
+  return CheckOutputIsOwn(registry, spec, [&](const std::string& job, int32_t version) {
+    const int64_t theirs = registry.RegisteredOffset(job, version);
+    return theirs >= 0 && theirs < mine;
+  });
+}
+
+Status UnregisterUnstarted(Registry& registry, const JobSpec& spec, int64_t claim) {
+  const std::string who = "job " + spec.job + " version " + std::to_string(spec.version);
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    KAPPA_RETURN_IF_ERROR(registry.Refresh());
+    auto record = registry.Job(spec.job);
+    if (!record || registry.RegisteredOffset(spec.job, spec.version) != claim) return Status::OK();
+    if (registry.Progress(spec.job, spec.version)) {
+      return Status::FailedPrecondition(who + " stays registered: another process of it has reported progress");
+    }
+    if (record->serving == spec.version && record->versions.size() > 1) {
+      return Status::FailedPrecondition(who + " stays registered: it was made to serve meanwhile");
+    }
+    std::erase_if(record->versions, [&](const VersionInfo& v) { return v.version == spec.version; });
+    std::erase(record->previous_serving, spec.version);
+    if (record->serving == spec.version) record->serving = 0;
+    auto won = registry.TryPutJob(*record);
+    if (!won.ok()) return won.status();
+    if (*won) return Status::OK();
+  }
+  return Status::Unavailable("job " + spec.job + " kept changing concurrently");
+}
 
 Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay) {
   constexpr int kAttempts = 50;
@@ -592,6 +626,30 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // A restart finds its version registered: said so, not "registered" again.
   const VersionInfo* mine = registered->Find(spec.version);
   const bool fresh = mine != nullptr && mine->registered_at_ms >= registering_at;
+  const int64_t claim = fresh ? registry.RegisteredOffset(spec.job, spec.version) : -1;
+  // A version that never ran is unregistered again, so that a refused
+  // deploy leaves the registry as it was: refused at its start (its sink
+  // holding another job's rows, its state another job's, its source
+  // missing), it stayed registered, serving, unretirable, and answering
+  // `kappa get` with the other job's rows (a bug bash). Not a scaled-out
+  // version's: its other instances run it.
+  auto unregister = [&](const Status& why) {
+    if (claim < 0 || spec.scale_out.enabled) return why;
+    Status undone = UnregisterUnstarted(registry, spec, claim);
+    note(undone.ok() ? NoteLevel::kInfo : NoteLevel::kWarning,
+         undone.ok() ? "job " + spec.job + " version " + std::to_string(spec.version) +
+                           " unregistered again: it did not start"
+                     : "could not unregister job " + spec.job + " version " + std::to_string(spec.version) +
+                           ", which did not start: " + undone.ToString() + "; retire it with kappa retire");
+    return why;
+  };
+  // Two jobs registering one output at the same moment both passed the
+  // check, each before the other's write (a bug bash: both served, and
+  // `kappa get` answered with the other job's rows): the log order of the
+  // two registrations decides, the later one withdraws.
+  if (fresh) {
+    if (Status first = CheckRegisteredFirst(registry, spec); !first.ok()) return unregister(first);
+  }
   if (spec.postgres()) ReconcilePostgres(spec, *registered, note);
   note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) +
                              (fresh ? " registered (" : " registered already (") +
@@ -643,6 +701,11 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   Status st = runner.Run(stop);
   if (summary) *summary = runner.summary();
   publisher.Stop();
+  if (!st.ok() && !publisher.latest() && runner.summary().records_this_run == 0 && claim >= 0 &&
+      !spec.scale_out.enabled) {
+    drain_notes();
+    return unregister(st);
+  }
   publisher.FinishCatchUp(st.ok() && runner.summary().input_ended && run.stop_at_end);
   drain_notes();
   // Say the process has stopped, so status never shows a dead version as

@@ -58,6 +58,15 @@ struct DeploymentOptions {
 // the state). A registration that loses to a concurrent write of the same
 // job is redone on the new state, so none is lost.
 Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay);
+// After a registration: whether a version of another job registered before
+// it (lower RegisteredOffset) writes its output topic or table, or crosses
+// its DLQ and late topics (the check RegisterVersion makes on its view
+// before the write, which a concurrent registration of another job passes).
+Status CheckRegisteredFirst(const Registry& registry, const JobSpec& spec);
+// Removes spec's version from the registry again, if it is still the one
+// registered at control-topic offset `claim` and no process of it has
+// reported; a version that serves with other versions beside it is left.
+Status UnregisterUnstarted(Registry& registry, const JobSpec& spec, int64_t claim);
 
 // The marker kappa writes into a state directory it creates, naming the job
 // and version; `kappa retire` deletes only directories that hold it.

@@ -364,6 +364,7 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
                         topic_ + ", then do it again");
   }
   std::map<std::string, JobRecord> jobs;
+  std::map<std::pair<std::string, int32_t>, int64_t> claims;
   for (const auto& w : job_writes_) {
     auto it = jobs.find(w.record.job);
     const int64_t current = it == jobs.end() ? 0 : it->second.seq;
@@ -379,6 +380,12 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
     if (watch_key && watched && w.key == *watch_key) *watched = accepted ? 1 : -1;
     if (accepted) {
       JobRecord& record = jobs[w.record.job];
+      // Where each version appeared (again, if it was unregistered): the
+      // order of two jobs' claims on one output.
+      for (const VersionInfo& v : record.versions) {
+        if (!w.record.Find(v.version)) claims.erase({w.record.job, v.version});
+      }
+      for (const VersionInfo& v : w.record.versions) claims.try_emplace({w.record.job, v.version}, w.offset);
       record = w.record;
       record.seq = seq;
     }
@@ -414,13 +421,23 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
         "with another --control-topic and deploy the versions again");
   }
   jobs_ = std::move(jobs);
+  claims_ = std::move(claims);
   progress_ = read_values_;
   return Status::OK();
 }
 
+int64_t Registry::RegisteredOffset(const std::string& job, int32_t version) const {
+  auto it = claims_.find({job, version});
+  return it == claims_.end() ? -1 : it->second;
+}
+
 std::vector<std::string> Registry::Jobs() const {
   std::vector<std::string> jobs;
-  for (const auto& [name, record] : jobs_) jobs.push_back(name);
+  // A job whose only versions were unregistered again (they never ran) is
+  // not listed; its record stays, the base of its next registration.
+  for (const auto& [name, record] : jobs_) {
+    if (!record.versions.empty()) jobs.push_back(name);
+  }
   return jobs;
 }
 

@@ -147,7 +147,10 @@ class Registry {
   ~Registry();
   // Reads the control topic to its end. A missing topic is an empty registry.
   Status Refresh();
+  // The jobs with at least one version registered.
   std::vector<std::string> Jobs() const;
+  // A job's record, also one whose versions were all unregistered again
+  // (empty versions: the base of its next registration).
   std::optional<JobRecord> Job(const std::string& job) const;
   // The version's progress: its one process's, or for a scaled-out version
   // the instances' records merged (each partition from the instance that
@@ -162,6 +165,11 @@ class Registry {
   // state came first in the log (it is ignored by every reader). Either way
   // the local view is then the log's, as of the read-back.
   Result<bool> TryPutJob(JobRecord& record);
+  // The offset in the control topic of the accepted job record in which
+  // `version` of `job` was registered (its latest registration, if it was
+  // unregistered since); -1 if not registered. Job records share one
+  // partition, so of two jobs' versions the lower offset registered first.
+  int64_t RegisteredOffset(const std::string& job, int32_t version) const;
   // TryPutJob; a lost write is FailedPrecondition ("changed concurrently").
   Status PutJob(JobRecord& record);
   Status PutProgress(const ProgressRecord& record);
@@ -225,6 +233,7 @@ class Registry {
   int32_t partitions_ = 0;  // of the control topic, once known (Put)
   KafkaHandle producer_;
   std::map<std::string, JobRecord> jobs_;       // job -> its accepted state
+  std::map<std::pair<std::string, int32_t>, int64_t> claims_;  // (job, version) -> RegisteredOffset
   std::map<std::string, std::string> progress_;  // progress key -> latest value bytes
   // What the reads so far found, so that a re-read reads only what came
   // since (a running version re-reads the registry every second; reading

@@ -437,7 +437,9 @@ TEST(JsonDecoderTest, DeepNestingInAFieldTheJobDoesNotReadIsADeadLetterNotACrash
       DecodeError e;
       const bool read = d->Decode(Raw(json), out.data(), &e);
       EXPECT_EQ(read, levels == 1021) << open << " x " << levels << ": " << e.message;
-      if (read) EXPECT_EQ(out[0].i, 7);
+      if (read) {
+        EXPECT_EQ(out[0].i, 7);
+      }
     }
   }
 }

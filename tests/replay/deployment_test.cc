@@ -472,5 +472,114 @@ TEST_F(DeploymentTest, AnOutputTopicIsNeverAnotherJobsDeadLetterOrLateTopic) {
   EXPECT_EQ(alpha->versions.at(0).late_topic, "gamma-out.v1");
 }
 
+// A deploy refused at its start (its source missing, its sink holding
+// another job's rows) left its version registered: serving, no process to
+// run it, refused by retire ("it serves"), blocking the corrected spec under
+// the same number, and `kappa get` answered with the other job's rows (a bug
+// bash). A version that never ran is unregistered again.
+TEST_F(DeploymentTest, ADeployRefusedAtItsStartLeavesTheRegistryAsItWas) {
+  ScratchDir dir("refused-at-start");
+  auto spec_of = [&](const std::string& job, const std::string& sink, const std::string& source = "transactions") {
+    SpecOptions o;
+    o.job = job;
+    o.sink = sink;
+    o.source = source;
+    o.state_dir = dir / (job + "-" + source);
+    auto spec = LoadJobSpec(WriteSpec(dir, job + "-" + source + ".yaml", o));
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? *spec : JobSpec{};
+  };
+  Registry registry(ControlConfig());
+  DeploymentOptions options = BoundedOptions();
+  Registry other(ControlConfig());
+  auto registered = [&](const std::string& job) {
+    EXPECT_TRUE(other.Refresh().ok());
+    auto record = other.Job(job);
+    return record && record->Find(1) != nullptr;
+  };
+
+  const Status missing = RunDeployment(Config(), spec_of("lost", "lost-out", "no-such-topic"), options, registry,
+                                       StopSource());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("no-such-topic"), std::string::npos) << missing.ToString();
+  EXPECT_FALSE(registered("lost")) << "a version that never ran stayed registered";
+  EXPECT_TRUE(other.Jobs().empty()) << "listed with no version";
+  EXPECT_NE(Notes().find("job lost version 1 unregistered again: it did not start"), std::string::npos) << Notes();
+  // The corrected spec (another spec hash) takes version 1.
+  ASSERT_TRUE(RunDeployment(Config(), spec_of("lost", "lost-out"), options, registry, StopSource()).ok()) << Notes();
+  EXPECT_TRUE(registered("lost"));
+
+  // Rows of an unregistered run of job owner in taken.v1.
+  RunOptions run;
+  run.stop_at_end = true;
+  run.status_interval_ms = 0;
+  JobRunner owner(spec_of("owner", "taken"), Config(), run);
+  ASSERT_TRUE(owner.Run(StopSource()).ok());
+  const Status intruder = RunDeployment(Config(), spec_of("intruder", "taken"), options, registry, StopSource());
+  ASSERT_FALSE(intruder.ok());
+  EXPECT_NE(intruder.message().find("taken.v1 holds rows of another job, owner"), std::string::npos)
+      << intruder.ToString();
+  EXPECT_FALSE(registered("intruder")) << "a version that never ran stayed registered";
+}
+
+// Two jobs registering one output topic at the same moment each passed the
+// check before the other's write; both served, and `kappa get` answered
+// with the other job's rows (a bug bash, 2 of 3 tries). The registration
+// later in the control topic withdraws.
+TEST_F(DeploymentTest, OfTwoJobsRegisteringOneOutputAtOnceTheLaterWithdraws) {
+  ScratchDir dir("output-race");
+  auto spec_of = [&](const std::string& job, const std::string& sink) {
+    SpecOptions o;
+    o.job = job;
+    o.sink = sink;
+    o.state_dir = dir / job;
+    auto spec = LoadJobSpec(WriteSpec(dir, job + ".yaml", o));
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? *spec : JobSpec{};
+  };
+  // The registrations as two racing deploys write them, each unaware of the
+  // other: the first in the log keeps the topic.
+  {
+    Registry registry(ControlConfig());
+    ASSERT_TRUE(registry.Refresh().ok());
+    for (const std::string job : {"early", "late"}) {
+      JobRecord record;
+      record.job = job;
+      VersionInfo v;
+      v.version = 1;
+      v.output_topic = "contested.v1";
+      v.group = job + ".v1";
+      record.versions.push_back(v);
+      record.serving = 1;
+      ASSERT_TRUE(registry.PutJob(record).ok());
+    }
+    EXPECT_TRUE(CheckRegisteredFirst(registry, spec_of("early", "contested")).ok());
+    const Status late = CheckRegisteredFirst(registry, spec_of("late", "contested"));
+    EXPECT_NE(late.message().find("output topic contested.v1 is written by job early version 1"), std::string::npos)
+        << late.ToString();
+  }
+  // Deploys racing for real: never both registered.
+  for (int round = 0; round < 4; ++round) {
+    const std::string a = "ra" + std::to_string(round), b = "rb" + std::to_string(round);
+    const std::string sink = "race" + std::to_string(round);
+    auto deploy = [&](const std::string& job) {
+      Registry registry(ControlConfig());
+      return RunDeployment(Config(), spec_of(job, sink), BoundedOptions(), registry, StopSource());
+    };
+    auto first = std::async(std::launch::async, deploy, a);
+    auto second = std::async(std::launch::async, deploy, b);
+    const Status sa = first.get(), sb = second.get();
+    EXPECT_NE(sa.ok(), sb.ok()) << "round " << round << ": " << sa.ToString() << " / " << sb.ToString();
+    Registry reader(ControlConfig());
+    ASSERT_TRUE(reader.Refresh().ok());
+    int registered = 0;
+    for (const std::string& job : {a, b}) {
+      auto record = reader.Job(job);
+      registered += record && record->Find(1) != nullptr;
+    }
+    EXPECT_EQ(registered, 1) << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace kappa::testing
