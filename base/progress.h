@@ -62,6 +62,9 @@ struct ProgressSnapshot {
   // since the version began, out of these partitions' inputs.
   int64_t sink_rejected = 0;
   std::vector<PartitionProgress> partitions;
+  // scale_out: how many partitions the version reads (each instance holds
+  // some of them); 0: not scaled out, or unknown.
+  int32_t source_partitions = 0;
   std::vector<StandbyProgress> standbys;  // scale_out.standbys: the copies this process keeps
   std::optional<RestoreProgress> restoring;  // a restore from the changelog under way
   // Since when (wall clock ms) no Kafka broker has answered the reader; 0:

@@ -291,6 +291,7 @@ struct JobRunner::Impl {
     ProgressSnapshot s = source != nullptr ? SnapshotOf(Running(), *source, coordinator->epoch())
                                            : closed_source_snapshot.value_or(ProgressSnapshot{});
     if (waiting_for_writer && !s.source_unreachable() && sink) s.source_unreachable_since_ms = sink->UnreachableSinceMs();
+    if (group) s.source_partitions = static_cast<int32_t>(tasks.size());
     if (pg) {
       s.sink_rejected = pg->RejectedSinceStart(RunningPartitions());
       s.sink_waiting_since_ms = pg->WaitingSinceMs();

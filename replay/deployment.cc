@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -304,8 +305,8 @@ class ProgressPublisher {
  public:
   ProgressPublisher(Registry& registry, const JobSpec& spec, const DeploymentOptions& options,
                     std::shared_ptr<RateControl> rate)
-      : registry_(registry), job_(spec.job), version_(spec.version), options_(options), rate_(std::move(rate)),
-        started_cap_(options.run.max_rate) {
+      : registry_(registry), job_(spec.job), version_(spec.version), scaled_out_(spec.scale_out.enabled),
+        options_(options), rate_(std::move(rate)), started_cap_(options.run.max_rate) {
     // A throttle from before this start is already applied (and said so).
     if (auto throttle = registry_.Throttle(job_, version_)) throttle_at_ = throttle->updated_at_ms;
     thread_ = std::thread([this] { Loop(); });
@@ -448,6 +449,12 @@ class ProgressPublisher {
       caught_up_settled_ = true;  // live or already caught up: nothing to mark
       return;
     }
+    // Scaled out, the version is caught up when every partition is: its
+    // instances' records merged (this one judges only its own partitions).
+    if (scaled_out_ && caught_up_since != 0) {
+      auto merged = registry_.Progress(job_, version_);
+      caught_up_since = merged ? merged->caught_up_since_ms : 0;
+    }
     if (caught_up_since != 0 && !caught_up_settled_ &&
         (hold_over || WallClockMs() - caught_up_since >= options_.catch_up_hold_ms)) {
       // A write that loses to a concurrent one is redone on the new state (a
@@ -474,6 +481,28 @@ class ProgressPublisher {
     }
   }
 
+  // The serving version's lag as its last report says, or more where this
+  // replay has since seen its source's log further on: a live process
+  // stalled (SIGSTOP, starved of CPU) publishes nothing, and the lag it last
+  // reported, 0, held while its log grew by 60,000 records (a bug bash).
+  int64_t LiveLag(const JobRecord& job, const ProgressRecord& live) {
+    const VersionInfo* serving = job.Find(job.serving);
+    const VersionInfo* self = job.Find(version_);
+    std::map<int32_t, int64_t> ends;
+    if (serving && self && serving->source_topic == self->source_topic) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (latest_) {
+        for (const auto& p : latest_->snapshot.partitions) ends[p.partition] = p.log_end;
+      }
+    }
+    int64_t lag = 0;
+    for (PartitionProgress p : live.snapshot.partitions) {
+      if (auto it = ends.find(p.partition); it != ends.end()) p.log_end = std::max(p.log_end, it->second);
+      lag += p.lag();
+    }
+    return lag;
+  }
+
   static std::string Rate(double r) {
     return r > 0 ? std::to_string(static_cast<int64_t>(r + 0.5)) + " rec/s" : std::string("no cap");
   }
@@ -492,17 +521,24 @@ class ProgressPublisher {
                                    " (kappa throttle, " + std::to_string(WallClockMs() - at) + " ms ago)");
       }
     }
+    // A version-wide cap (kappa throttle --max-rate N) is shared by the
+    // instances; protection lowers it for all of them, from the version's
+    // rate: each instance ramping its own rate back up to the whole cap read
+    // 4,739-5,063 rec/s under a cap of 3,000 (a bug bash).
+    const bool wide = throttle && throttle->max_rate > 0;
     if (options_.protect_live_lag > 0 && job.serving != 0 && job.serving != version_) {
       auto live = registry_.Progress(job_, job.serving);
       if (live && !live->stopped) {
-        const int64_t lag = live->snapshot.total_lag();
+        const int64_t lag = LiveLag(job, *live);
         const int64_t limit = options_.protect_live_lag;
         const std::string who = "live v" + std::to_string(job.serving) + " lag " + std::to_string(lag);
         if (lag > limit) {
           double base = protect_rate_;
           if (base <= 0) {
             double measured = 0;
-            {
+            if (wide) {
+              if (auto mine = registry_.Progress(job_, version_)) measured = mine->snapshot.records_per_second;
+            } else {
               std::lock_guard<std::mutex> lock(mu_);
               if (latest_) measured = latest_->snapshot.records_per_second;
             }
@@ -534,8 +570,10 @@ class ProgressPublisher {
     }
     double effective = cap;
     if (protect_rate_ > 0) effective = cap > 0 ? std::min(cap, protect_rate_) : protect_rate_;
-    // protect_live_lag works from this process's measured rate: its own.
-    rate_->version_wide.store(throttle && throttle->max_rate >= 0 && protect_rate_ <= 0, std::memory_order_relaxed);
+    // Without a version-wide cap, protect_live_lag works from this
+    // process's measured rate: its own.
+    rate_->version_wide.store(wide || (throttle && throttle->max_rate == 0 && protect_rate_ <= 0),
+                              std::memory_order_relaxed);
     rate_->max_rate.store(effective, std::memory_order_relaxed);
     rate_->paused.store(paused, std::memory_order_relaxed);
   }
@@ -543,6 +581,7 @@ class ProgressPublisher {
   Registry& registry_;
   const std::string job_;
   const int32_t version_;
+  const bool scaled_out_;
   const DeploymentOptions& options_;
   const std::shared_ptr<RateControl> rate_;
   const double started_cap_;

@@ -169,7 +169,8 @@ std::string EncodeProgress(const ProgressRecord& r) {
                                                   r.instance.empty() ? nullptr : r.instance.c_str(),
                                                   copies.empty() ? nullptr : &copies, restoring, r.report_interval_ms,
                                                   r.snapshot.sink_rejected,
-                                                  r.exit_error.empty() ? nullptr : r.exit_error.c_str());
+                                                  r.exit_error.empty() ? nullptr : r.exit_error.c_str(),
+                                                  r.snapshot.source_partitions);
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -203,6 +204,7 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
     }
   }
   r.caught_up_since_ms = p->caught_up_since_ms();
+  r.snapshot.source_partitions = p->source_partitions();
   r.stopped = p->stopped();
   r.exit_error = Str(p->exit_error());
   r.report_interval_ms = p->report_interval_ms();
@@ -522,6 +524,7 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
     merged.snapshot.records_per_second += s.records_per_second;
     merged.snapshot.counters.Add(s.counters);
     merged.snapshot.sink_rejected += s.sink_rejected;
+    merged.snapshot.source_partitions = std::max(merged.snapshot.source_partitions, s.source_partitions);
     if (r.caught_up_since_ms == 0) all_caught_up = false;
     else merged.caught_up_since_ms = std::max(merged.caught_up_since_ms, r.caught_up_since_ms);
     for (const auto& p : s.partitions) {
@@ -529,8 +532,16 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
       if (found == parts.end() || found->second.first < s.checkpoint_ms) parts[p.partition] = {s.checkpoint_ms, p};
     }
   }
-  if (!all_caught_up) merged.caught_up_since_ms = 0;
   for (auto& [p, entry] : parts) merged.snapshot.partitions.push_back(entry.second);
+  // Caught up is every partition of the version: an instance judges by its
+  // own, so one holding none (joining, restarted) or lighter ones said
+  // "caught up" for a version 85% behind (a bug bash). Partitions no
+  // running instance reports are not caught up.
+  if (merged.snapshot.source_partitions > 0 &&
+      merged.snapshot.partitions.size() < static_cast<size_t>(merged.snapshot.source_partitions)) {
+    all_caught_up = false;
+  }
+  if (!all_caught_up) merged.caught_up_since_ms = 0;
   return merged;
 }
 

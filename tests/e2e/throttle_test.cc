@@ -565,6 +565,87 @@ TEST_F(ProtectLiveLagTest, ReplayYieldsWhileTheServingVersionLagsAndRecovers) {
   }
 }
 
+// Two bug bashes' findings, in one story of a scaled-out replay protecting a
+// stalled live version:
+// - a live process stalled (SIGSTOP here; in life starved of CPU or hung)
+//   publishes nothing, and the lag it last reported (0) held while its log
+//   grew by 20,000 records: the replay never slowed. The replay reads the
+//   same topic and counts the log ends it sees;
+// - protection made each instance's rate its own, so under a version-wide
+//   throttle the instances together read up to 1.7x the cap on the way
+//   back up, and twice the floor (100 rec/s each) at the bottom: lowered
+//   from the version's rate, the rate stays the version's, shared.
+TEST_F(ProtectLiveLagTest, AStalledLiveVersionSlowsAScaledOutReplayWithinItsVersionCap) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "timing story: not under the sanitizers";
+#endif
+  const std::string topic = "stall";
+  CreateTopic(topic, 4);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), topic, SmallWorkload(31, 20000, 20000)));
+  CreateTopic("stall.v2.changelog", 4, {{"cleanup.policy", "compact"}});
+  ScratchDir dir("stall");
+  ChildProcess v1(Cmd({"deploy", Spec(dir, "stall", topic, 1), "--status-interval-ms", "0"}), "stall-v1");
+  ASSERT_NO_FATAL_FAILURE(WaitForRecordsIn(dir / "stall-v1/metrics.json", 20000));
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // its report of lag 0 published
+  v1.Kill(SIGSTOP);
+  struct Resume {
+    ChildProcess& c;
+    ~Resume() { c.Kill(SIGCONT); }
+  } resume{v1};
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), topic, SmallWorkload(32, 40000, 20000)));
+
+  const std::string spec = Spec(dir, "stall", topic, 2);
+  std::ofstream(spec, std::ios::app) << "scale_out: {session_timeout: 6s}\n";
+  std::string out;
+  {
+    Registry registry(Config());
+    ASSERT_TRUE(registry.Refresh().ok());
+    ThrottleRecord cap;
+    cap.job = "stall";
+    cap.version = 2;
+    cap.max_rate = 4000;
+    ASSERT_TRUE(registry.PutThrottle(cap, /*rate=*/true, /*pause=*/false).ok());
+  }
+  auto instance = [&](const std::string& name) {
+    return Cmd({"replay", spec, "--instance", name, "--state-dir", dir / name, "--protect-live-lag", "3000",
+                "--status-interval-ms", "0"});
+  };
+  ChildProcess a(instance("a"), "stall-a");
+  ChildProcess b(instance("b"), "stall-b");
+  auto said = [](const ChildProcess& c, const std::string& text) { return c.Stderr().find(text) != std::string::npos; };
+  auto wait_for = [&](const std::string& text, double timeout_s) {
+    const auto start = Clock::now();
+    while (SecondsSince(start) < timeout_s) {
+      if (said(a, text) && said(b, text)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_for("protect-live-lag: live v1 lag ", 30))
+      << "the stalled live version's lag went unseen:\n" << a.Stderr() << "---\n" << b.Stderr();
+  // Halved from the version's 4,000 rec/s each second to the floor, 100
+  // rec/s for the version (1% of its cap, at least 100): ~50 each.
+  ASSERT_TRUE(wait_for("replay rate lowered to 100 rec/s", 30)) << a.Stderr() << "---\n" << b.Stderr();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto sa = SampleFor(dir / "a/metrics.json", 0.05);
+  auto sb = SampleFor(dir / "b/metrics.json", 0.05);
+  const auto start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  auto ea = SampleFor(dir / "a/metrics.json", 0.05);
+  auto eb = SampleFor(dir / "b/metrics.json", 0.05);
+  const double rate = static_cast<double>(ea.back().in - sa.front().in + eb.back().in - sb.front().in) /
+                      SecondsSince(start);
+  EXPECT_LT(rate, 160) << "the version's floor is 100 rec/s, not 100 per instance: a " << Show(sa) << Show(ea)
+                       << " b " << Show(sb) << Show(eb);
+  for (ChildProcess* c : {&a, &b}) {
+    c->Kill(SIGTERM);
+    EXPECT_EQ(c->Wait(), 0) << c->Stderr();
+  }
+  v1.Kill(SIGCONT);
+  v1.Kill(SIGTERM);
+  EXPECT_EQ(v1.Wait(), 0) << v1.Stderr();
+}
+
 // scripts/bench_protect_live.sh: the live version's lag and latency while a
 // full-speed replay runs beside it, with and without --protect-live-lag.
 // Skipped unless KAPPA_PROTECT_BENCH_OUT is set (a measurement, not a test).

@@ -406,6 +406,43 @@ TEST_F(RegistryTest, AnInstanceWhosePartitionsAllMovedOnIsLeftOut) {
   EXPECT_EQ(merged->snapshot.partitions.size(), 4u);
 }
 
+// A bug bash: each instance of a scaled-out replay judged "caught up" by
+// its own partitions, so one holding none (just joined, restarted) marked
+// the version caught up at 15% done. The version is caught up when every
+// one of its partitions is reported by a running instance within the lag.
+TEST_F(RegistryTest, AScaledOutVersionIsCaughtUpOnlyWhenEveryPartitionIs) {
+  const int64_t now = WallClockMs();
+  ProgressRecord holder = Instance({{0, 100}, {1, 200}}, now, 500, 300);
+  ProgressRecord empty = Instance({}, now, 0, 0);
+  for (ProgressRecord* r : {&holder, &empty}) {
+    r->snapshot.source_partitions = 4;
+    r->caught_up_since_ms = now - 5000;
+    for (auto& p : r->snapshot.partitions) p.log_end = p.position;
+  }
+  ProgressRecord a, b;
+  ASSERT_NO_FATAL_FAILURE(RoundTripInstances(holder, empty, &a, &b));
+  EXPECT_EQ(a.snapshot.source_partitions, 4) << "round trip";
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto merged = reader.Progress("spend", 5);
+  ASSERT_TRUE(merged.has_value());
+  EXPECT_EQ(merged->snapshot.partitions.size(), 2u);
+  EXPECT_EQ(merged->caught_up_since_ms, 0) << "partitions 2 and 3 are reported by no running instance";
+
+  // The other instance takes 2 and 3, caught up too: the version is.
+  empty.instance = "b";
+  empty.snapshot.partitions = {PartitionProgress{}, PartitionProgress{}};
+  empty.snapshot.partitions[0].partition = 2;
+  empty.snapshot.partitions[1].partition = 3;
+  empty.snapshot.checkpoint_ms = now + 1;
+  ASSERT_TRUE(Registry(Config()).PutProgress(empty).ok());
+  ASSERT_TRUE(reader.Refresh().ok());
+  merged = reader.Progress("spend", 5);
+  ASSERT_TRUE(merged.has_value());
+  EXPECT_EQ(merged->snapshot.partitions.size(), 4u);
+  EXPECT_EQ(merged->caught_up_since_ms, now - 5000);
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());
