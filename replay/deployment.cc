@@ -670,10 +670,11 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // deploy leaves the registry as it was: refused at its start (its sink
   // holding another job's rows, its state another job's, its source
   // missing), it stayed registered, serving, unretirable, and answering
-  // `kappa get` with the other job's rows (a bug bash). Not a scaled-out
-  // version's: its other instances run it.
+  // `kappa get` with the other job's rows (a bug bash); a scaled-out
+  // replay stayed "replaying" on a missing changelog topic. Not if another
+  // instance of it has reported meanwhile.
   auto unregister = [&](const Status& why) {
-    if (claim < 0 || spec.scale_out.enabled) return why;
+    if (claim < 0) return why;
     Status undone = UnregisterUnstarted(registry, spec, claim);
     note(undone.ok() ? NoteLevel::kInfo : NoteLevel::kWarning,
          undone.ok() ? "job " + spec.job + " version " + std::to_string(spec.version) +
@@ -740,8 +741,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   Status st = runner.Run(stop);
   if (summary) *summary = runner.summary();
   publisher.Stop();
-  if (!st.ok() && !publisher.latest() && runner.summary().records_this_run == 0 && claim >= 0 &&
-      !spec.scale_out.enabled) {
+  if (!st.ok() && !publisher.latest() && runner.summary().records_this_run == 0 && claim >= 0) {
     drain_notes();
     return unregister(st);
   }

@@ -520,6 +520,19 @@ TEST_F(DeploymentTest, ADeployRefusedAtItsStartLeavesTheRegistryAsItWas) {
   EXPECT_NE(intruder.message().find("taken.v1 holds rows of another job, owner"), std::string::npos)
       << intruder.ToString();
   EXPECT_FALSE(registered("intruder")) << "a version that never ran stayed registered";
+
+  // A scaled-out replay whose changelog topic the embedded broker cannot
+  // make stayed "replaying" (a bug bash).
+  JobSpec scaled = spec_of("scaled", "scaled-out");
+  scaled.scale_out.enabled = true;
+  scaled.scale_out.instance = "a";
+  DeploymentOptions replay = options;
+  replay.replay = true;
+  replay.run.stop_at_end = false;
+  const Status no_changelog = RunDeployment(Config(), scaled, replay, registry, StopSource());
+  ASSERT_FALSE(no_changelog.ok());
+  EXPECT_NE(no_changelog.message().find("scaled.v1.changelog"), std::string::npos) << no_changelog.ToString();
+  EXPECT_FALSE(registered("scaled")) << "a version that never ran stayed registered";
 }
 
 // Two jobs registering one output topic at the same moment each passed the
