@@ -430,6 +430,18 @@ Status JobRunner::Impl::ResetState() {
   // could not even be made, a bug bash).
   std::error_code ec;
   if (!std::filesystem::exists(spec.state_dir, ec)) return Status::OK();
+  // Another job's or version's checkpoints are not this one's to delete:
+  // pointed at them by mistake, --reset-state deleted them without naming
+  // whose they were (a bug bash), where a start without it is refused. A
+  // store that cannot be read (damaged) is reset as before.
+  if (auto stored = StateBackend::StoredIdentity(spec.state_dir);
+      stored && (stored->job != spec.job || stored->version != spec.version)) {
+    return Status::FailedPrecondition(
+        "--reset-state deletes only this version's own state, but " + AbsoluteStateDir(spec.state_dir) +
+        " holds the checkpoints of job " + stored->job + " version " + std::to_string(stored->version) +
+        ", not of job " + spec.job + " version " + std::to_string(spec.version) +
+        ": nothing deleted. Give this version its own state directory (checkpoint.dir or --state-dir)");
+  }
   auto reset = StateBackend::Reset(spec.state_dir);
   if (!reset.ok()) return reset.status();
   std::string text = "--reset-state: deleted " + std::to_string(reset->removed.size()) +

@@ -873,22 +873,59 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
   return backend;
 }
 
+namespace {
+// The job record's identity; nullptr if it fails verification.
+const schema::JobCheckpoint* VerifiedJob(const std::string& value) {
+  // std::string storage is heap- or object-aligned, enough for the verifier.
+  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(value.data()), value.size());
+  if (!verifier.VerifyBuffer<schema::JobCheckpoint>(nullptr)) return nullptr;
+  return flatbuffers::GetRoot<schema::JobCheckpoint>(value.data());
+}
+JobIdentity IdentityOf(const schema::JobCheckpoint& job) {
+  JobIdentity id;
+  id.job = job.job() ? job.job()->str() : "";
+  id.version = job.version();
+  id.spec_hash = job.spec_hash() ? job.spec_hash()->str() : "";
+  return id;
+}
+}  // namespace
+
+std::optional<JobIdentity> StateBackend::StoredIdentity(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec)) return std::nullopt;
+  std::vector<std::string> existing;
+  if (!rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &existing).ok() ||
+      std::find(existing.begin(), existing.end(), kMetaFamily) == existing.end()) {
+    return std::nullopt;
+  }
+  // Read-only, the two families that need no table options: a subset is
+  // allowed there, and nothing is written (no WAL replayed into the files).
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {kMetaFamily, rocksdb::ColumnFamilyOptions()}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  if (!rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, families, &handles, &raw).ok()) return std::nullopt;
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string value;
+  const rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles[1], kJobKey, &value);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  if (!s.ok()) return std::nullopt;
+  const schema::JobCheckpoint* job = VerifiedJob(value);
+  if (job == nullptr) return std::nullopt;
+  return IdentityOf(*job);
+}
+
 Status StateBackend::LoadIdentity() {
   std::string value;
   rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->meta, kJobKey, &value);
   if (s.IsNotFound()) return Status::OK();
   if (!s.ok()) return FromRocks(s, "cannot read the job record of state directory " + dir_);
-  // std::string storage is heap- or object-aligned, enough for the verifier.
-  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(value.data()), value.size());
-  if (!verifier.VerifyBuffer<schema::JobCheckpoint>(nullptr)) {
+  const schema::JobCheckpoint* job = VerifiedJob(value);
+  if (job == nullptr) {
     return Status::Corruption("state directory " + dir_ + ": the job record fails verification");
   }
-  const auto* job = flatbuffers::GetRoot<schema::JobCheckpoint>(value.data());
-  JobIdentity id;
-  id.job = job->job() ? job->job()->str() : "";
-  id.version = job->version();
-  id.spec_hash = job->spec_hash() ? job->spec_hash()->str() : "";
-  identity_ = std::move(id);
+  identity_ = IdentityOf(*job);
   last_begun_epoch_ = job->epoch();
   impl_->durable_epoch.store(job->epoch(), std::memory_order_release);
   impl_->last_stats.epoch = job->epoch();

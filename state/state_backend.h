@@ -134,6 +134,10 @@ class StateBackend {
   // directory itself stays. A missing directory is nothing to do.
   // Unavailable if the store is open (this or another process).
   static Result<StateResetReport> Reset(const std::string& dir);
+  // The job and version whose checkpoints `dir` holds, read without opening
+  // the store for writing (nothing is changed); nullopt when there is no
+  // store there, or no job recorded, or the store cannot be read (damaged).
+  static std::optional<JobIdentity> StoredIdentity(const std::string& dir);
   // Whether a store open in this or another process holds `dir` (its
   // RocksDB LOCK): what must not be deleted.
   static bool InUse(const std::string& dir);

@@ -6,6 +6,7 @@
 // restarting silently from epoch 0 (which, with `start: earliest`, would
 // re-emit every output). With --reset-state the run starts over from
 // scratch, deletes only kappa's files, and says so.
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -123,6 +124,63 @@ TEST_F(DamagedStateTest, DamagedStateIsAnErrorAndResetStateStartsOver) {
                      nullptr, &err),
             0)
       << err;
+}
+
+// A bug bash: `--reset-state` pointed at another job's state directory
+// (a copied command line) deleted that job's checkpoint, saying only how
+// many files; its own restart was then refused as another job's. A start
+// without the flag is refused there; with it, nothing is deleted either.
+TEST_F(DamagedStateTest, ResetStateRefusesAnotherJobsOrVersionsState) {
+  CreateTopic("transactions", 2);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(12, 3000, 300, 0.5)));
+  ScratchDir dir("reset-other");
+  SpecOptions o;
+  o.job = "owner";
+  o.sink = "owner-out";
+  o.state_dir = dir / "owner";
+  const std::string owner = WriteSpec(dir, "owner.yaml", o);
+  std::string err;
+  ASSERT_EQ(RunKappa({"run", owner, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err),
+            0)
+      << err;
+  const auto files = [&] {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir / "owner")) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  const auto before = files();
+  o.job = "other";
+  o.sink = "other-out";
+  const std::string other = WriteSpec(dir, "other.yaml", o);
+  o.job = "owner";
+  o.sink = "owner-out";
+  o.version = 2;
+  const std::string owner_v2 = WriteSpec(dir, "owner-v2.yaml", o);
+  for (const auto& [spec, who] : {std::pair<std::string, std::string>{other, "job other version 1"},
+                                  {owner_v2, "job owner version 2"}}) {
+    EXPECT_EQ(RunKappa({"run", spec, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0",
+                        "--reset-state"},
+                       nullptr, &err),
+              1)
+        << err;
+    EXPECT_NE(err.find("--reset-state deletes only this version's own state, but " + (dir / "owner") +
+                       " holds the checkpoints of job owner version 1, not of " + who + ": nothing deleted"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(err.find("--reset-state: deleted"), std::string::npos) << err;
+    EXPECT_EQ(files(), before);
+  }
+  // Its own version still resumes there, and may start over there.
+  ASSERT_EQ(RunKappa({"run", owner, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("resuming from checkpoint"), std::string::npos) << err;
+  ASSERT_EQ(RunKappa({"run", owner, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0", "--reset-state"},
+                     nullptr, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("--reset-state: deleted"), std::string::npos) << err;
 }
 
 }  // namespace
