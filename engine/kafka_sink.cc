@@ -305,7 +305,9 @@ Status KafkaSink::FencedError() const {
                          transactional_id_ +
                          ") and fenced this one, which stops: its open transaction is aborted and the other process "
                          "carries on from the last committed one. Only one process of a job version may run; do not "
-                         "restart this one while the other runs");
+                         "restart this one while the other runs. The transactional id comes from the job name and "
+                         "version alone: if the other process runs another spec (its own logic or output topic), "
+                         "give one of the two another `job:` name or `version:`");
 }
 
 Status KafkaSink::failure() const {
