@@ -190,6 +190,11 @@ struct JobRunner::Impl {
   bool quiet_warned = false;
   void CheckSourceGrowth();
   void CheckIdleUpstreams();
+  // Scaled out: whether another instance of this version runs other logic
+  // (the latest marker of a changelog partition it does not hold).
+  Status CheckPeersSpec();
+  Stopwatch since_peer_check;
+  bool peers_checked = false;
   void CheckQuietUpstreams();
   double last_checkpoint_ms = 0;
   // Metrics rendered when a checkpoint was begun, written once it is durable.
@@ -1347,6 +1352,36 @@ Status JobRunner::Impl::AfterRead(bool* asked_to_stop) {
   if (since_growth_check.Millis() >= TopicCheckIntervalMs()) {
     CheckSourceGrowth();
     CheckIdleUpstreams();
+  }
+  if (group && since_peer_check.Millis() >= (peers_checked ? TopicCheckIntervalMs()
+                                                           : std::min<int64_t>(5000, TopicCheckIntervalMs()))) {
+    KAPPA_RETURN_IF_ERROR(CheckPeersSpec());
+  }
+  return Status::OK();
+}
+
+// Two specs started as one job version join one consumer group and split
+// its partitions: each ran to its end with half the input, without a word
+// (a bug bash); the spec hash was compared only when a partition was
+// restored from a changelog the other had written. Each instance's markers
+// end its partitions' changelogs, so the other partitions' latest markers
+// say what runs them. Checked a few seconds after the start, then with the
+// topic checks.
+Status JobRunner::Impl::CheckPeersSpec() {
+  since_peer_check.Reset();
+  peers_checked = true;
+  if (!changelog_reader) return Status::OK();
+  for (size_t p = 0; p < tasks.size() && p < owned.size(); ++p) {
+    if (owned[p]) continue;
+    auto tail = changelog_reader->Tail(static_cast<int32_t>(p));
+    if (!tail.ok() || !tail->marker || tail->marker->spec_hash == spec.spec_hash) continue;
+    return Status::FailedPrecondition(
+        spec.ChangelogTopic() + "[" + std::to_string(p) + "] was last checkpointed by " +
+        (tail->marker->writer.empty() ? std::string("another instance") : "instance " + tail->marker->writer) +
+        " running spec " + tail->marker->spec_hash + ", and this instance runs spec " + spec.spec_hash + " of " +
+        spec.job + " v" + std::to_string(spec.version) +
+        ": two specs run as one version and split its partitions, each writing only its share. Stopping; stop "
+        "the instances of one of them and give its logic a version of its own (bump `version:`)");
   }
   return Status::OK();
 }
