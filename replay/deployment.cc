@@ -1,6 +1,7 @@
 #include "replay/deployment.h"
 
 #include "engine/postgres_table.h"
+#include "kafka/kafka_client.h"
 #include "postgres/pg_client.h"
 #include "replay/pg_serving.h"
 
@@ -107,8 +108,9 @@ Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec,
 
 // One read-modify-write of the registration. *won: false when the write lost
 // to a concurrent one (the registry view is then the newer state).
-Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool replay, bool* won) {
+Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool replay, bool* won, bool* added) {
   *won = true;
+  *added = false;
   const std::string state_dir = AbsoluteStateDir(spec.state_dir);
   JobRecord record;
   if (auto existing = registry.Job(spec.job)) record = *existing;
@@ -179,6 +181,7 @@ Result<JobRecord> TryRegister(Registry& registry, const JobSpec& spec, bool repl
   auto put = registry.TryPutJob(record);
   if (!put.ok()) return put.status();
   *won = *put;
+  *added = *put;
   return record;
 }
 
@@ -202,12 +205,24 @@ Status UnregisterUnstarted(Registry& registry, const JobSpec& spec, int64_t clai
     if (registry.Progress(spec.job, spec.version)) {
       return Status::FailedPrecondition(who + " stays registered: another process of it has reported progress");
     }
-    if (record->serving == spec.version && record->versions.size() > 1) {
-      return Status::FailedPrecondition(who + " stays registered: it was made to serve meanwhile");
-    }
     std::erase_if(record->versions, [&](const VersionInfo& v) { return v.version == spec.version; });
     std::erase(record->previous_serving, spec.version);
-    if (record->serving == spec.version) record->serving = 0;
+    if (record->serving == spec.version) {
+      // As if it had never registered: the version served before it (a
+      // promotion to it meanwhile), else the first live version registered
+      // after it (which would have served first: a bug bash left the one
+      // that never ran serving beside the one that ran), else none.
+      record->serving = record->RollbackTarget();
+      if (record->serving == 0) {
+        int64_t first = -1;
+        for (const VersionInfo& v : record->versions) {
+          const int64_t at = registry.RegisteredOffset(spec.job, v.version);
+          if (v.state != VersionState::kLive || at < 0 || (first >= 0 && at >= first)) continue;
+          first = at;
+          record->serving = v.version;
+        }
+      }
+    }
     auto won = registry.TryPutJob(*record);
     if (!won.ok()) return won.status();
     if (*won) return Status::OK();
@@ -215,13 +230,15 @@ Status UnregisterUnstarted(Registry& registry, const JobSpec& spec, int64_t clai
   return Status::Unavailable("job " + spec.job + " kept changing concurrently");
 }
 
-Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay) {
+Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay, bool* added) {
   constexpr int kAttempts = 50;
   std::mt19937 rng(std::random_device{}());
   KAPPA_RETURN_IF_ERROR(registry.Refresh());
+  bool ignored = false;
+  if (added == nullptr) added = &ignored;
   for (int attempt = 1;; ++attempt) {
     bool won = false;
-    auto record = TryRegister(registry, spec, replay, &won);
+    auto record = TryRegister(registry, spec, replay, &won, added);
     if (!record.ok() || won) return record;
     // Lost to a concurrent write: the view is now the newer state; redo it.
     if (attempt == kAttempts) {
@@ -659,12 +676,21 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // (or one that cannot be made) refused after the registration left a
   // version registered, serving, that no process could ever run (a bug bash).
   KAPPA_RETURN_IF_ERROR(ClaimStateDir(spec.state_dir, spec.job, spec.version));
-  const int64_t registering_at = WallClockMs();
-  auto registered = RegisterVersion(registry, spec, options.replay);
+  // The source first: a deploy whose source is missing registered, and
+  // while it was registered another job's valid deploy of the same sink
+  // withdrew in its favour (a bug bash).
+  if (!options.run.archive_only) {
+    auto client = CreateClient(ClientKind::kProducer, config, {});
+    if (!client.ok()) return client.status();
+    auto count = TopicPartitionCount(client->get(), spec.source_topic, 10000);
+    if (!count.ok()) return count.status().WithContext("the source topic " + spec.source_topic + ": ");
+  }
+  // A restart finds its version registered: said so, not "registered"
+  // again. Fresh: this process's write added the version (another process
+  // registering the same version at the same moment found it registered).
+  bool fresh = false;
+  auto registered = RegisterVersion(registry, spec, options.replay, &fresh);
   if (!registered.ok()) return registered.status();
-  // A restart finds its version registered: said so, not "registered" again.
-  const VersionInfo* mine = registered->Find(spec.version);
-  const bool fresh = mine != nullptr && mine->registered_at_ms >= registering_at;
   const int64_t claim = fresh ? registry.RegisteredOffset(spec.job, spec.version) : -1;
   // A version that never ran is unregistered again, so that a refused
   // deploy leaves the registry as it was: refused at its start (its sink
@@ -674,7 +700,12 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // replay stayed "replaying" on a missing changelog topic. Not if another
   // instance of it has reported meanwhile.
   auto unregister = [&](const Status& why) {
-    if (claim < 0) return why;
+    // Refusals of the spec only: a state directory in use (another process
+    // of this version started at the same moment runs it, a bug bash) or a
+    // Kafka away says nothing against the registration.
+    const bool refused = why.code() == Status::Code::kNotFound || why.code() == Status::Code::kFailedPrecondition ||
+                         why.code() == Status::Code::kInvalidArgument;
+    if (claim < 0 || !refused) return why;
     Status undone = UnregisterUnstarted(registry, spec, claim);
     note(undone.ok() ? NoteLevel::kInfo : NoteLevel::kWarning,
          undone.ok() ? "job " + spec.job + " version " + std::to_string(spec.version) +

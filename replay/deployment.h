@@ -57,7 +57,9 @@ struct DeploymentOptions {
 // registered as an absolute path, resolved here (in the process that owns
 // the state). A registration that loses to a concurrent write of the same
 // job is redone on the new state, so none is lost.
-Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay);
+// *added (if given): whether this call's write added the version (false
+// when it was registered already, by this process before or another now).
+Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool replay, bool* added = nullptr);
 // After a registration: whether a version of another job registered before
 // it (lower RegisteredOffset) writes its output topic or table, or crosses
 // its DLQ and late topics (the check RegisterVersion makes on its view
@@ -65,7 +67,8 @@ Result<JobRecord> RegisterVersion(Registry& registry, const JobSpec& spec, bool 
 Status CheckRegisteredFirst(const Registry& registry, const JobSpec& spec);
 // Removes spec's version from the registry again, if it is still the one
 // registered at control-topic offset `claim` and no process of it has
-// reported; a version that serves with other versions beside it is left.
+// reported. If it served, what would serve had it never registered serves:
+// the version it was promoted from, else the first live version after it.
 Status UnregisterUnstarted(Registry& registry, const JobSpec& spec, int64_t claim);
 
 // The marker kappa writes into a state directory it creates, naming the job

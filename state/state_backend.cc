@@ -823,7 +823,11 @@ Result<std::unique_ptr<StateBackend>> StateBackend::Open(const std::string& dir,
     if (store_exists && (s.IsCorruption() || s.IsPathNotFound() || s.IsInvalidArgument())) {
       return DamagedUnlessInUse(dir, "RocksDB cannot open it consistently (" + s.ToString() + ")");
     }
-    if (!store_exists) {
+    // Not when another process holds the store: it is creating it at the
+    // same moment (two deploys of one new version), and this attempt,
+    // refused its LOCK, removed that one's files half-way (a bug bash: both
+    // failed, "While renaming a file to .../IDENTITY").
+    if (!store_exists && !LockHeld(dir)) {
       // A store being created that failed half-way (out of file descriptors
       // or disk) left a MANIFEST without kappa's families, which the next
       // start took for a damaged store whose "checkpoints are lost" (a bug
