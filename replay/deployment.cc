@@ -52,16 +52,84 @@ bool SameStateDir(const std::string& registered, const std::string& spec_dir, co
 // promote's diff (a bug bash: `get` answered with the other job's row, and
 // promote compared the other job's rows and found nothing changed).
 // `counts` (if given) says which versions to hold it against.
+// The topics kappa writes for a version's own use: its changelogs (scaled
+// out) and the repartition topic between its stages.
+std::vector<std::string> InternalTopics(const std::string& group) {
+  return {group + ".changelog", group + ".stage1.changelog", group + ".repartition.1"};
+}
+
+// Its dead-letter or late topic as one of the other's internal topics, or
+// the other's as one of its own: a restore read the other job's dead
+// letters as state ("the changelog is damaged", for good), or stage 2 took
+// them as input (a bug bash).
+Status CheckInternalTopics(const JobSpec& spec, const VersionInfo& v, const std::string& who) {
+  const std::vector<std::pair<std::string, std::string>> mine = {
+      {"dlq", spec.dlq_topic}, {"dlq", spec.dlq_topic + ".parked"}, {"late", spec.late_topic}};
+  for (const std::string& internal : InternalTopics(v.group)) {
+    for (const auto& [key, topic] : mine) {
+      if (topic != internal) continue;
+      return Status::FailedPrecondition("`" + key + ".topic` makes job " + spec.job + " write " + topic +
+                                        ", a topic kappa keeps for " + who +
+                                        " (its state or the records between its stages). Give job " + spec.job +
+                                        " its own " + key + ".topic");
+    }
+  }
+  const std::vector<std::pair<std::string, std::string>> theirs = {
+      {"dead-letter", v.dlq_topic}, {"parked dead-letter", v.dlq_topic.empty() ? "" : v.dlq_topic + ".parked"},
+      {"late", v.late_topic}};
+  for (const std::string& internal : InternalTopics(spec.ConsumerGroup())) {
+    for (const auto& [what, topic] : theirs) {
+      if (topic.empty() || topic != internal) continue;
+      return Status::FailedPrecondition(internal + ", a topic kappa keeps for job " + spec.job + " version " +
+                                        std::to_string(spec.version) + " (its state or the records between its "
+                                        "stages), is the " + what + " topic of " + who + ". Give " + who +
+                                        " another one, or retire it first");
+    }
+  }
+  return Status::OK();
+}
+
 Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec,
                         const std::function<bool(const std::string&, int32_t)>& counts = nullptr) {
   for (const std::string& other : registry.Jobs()) {
-    if (other == spec.job) continue;
     auto record = registry.Job(other);
     if (!record) continue;
+    const bool same_job = other == spec.job;
     for (const VersionInfo& v : record->versions) {
       if (v.state == VersionState::kRetired) continue;
+      if (same_job && v.version == spec.version) continue;
       if (counts && !counts(other, v.version)) continue;
       const std::string who = "job " + other + " version " + std::to_string(v.version);
+      KAPPA_RETURN_IF_ERROR(CheckInternalTopics(spec, v, who));
+      // The versions of one job may share their dead-letter and late topics
+      // (and their PostgreSQL table's view), never one's rows with
+      // another's dead letters: a v1 dead-letter topic that was v2's output
+      // served v1's dead letters as v2's rows (a bug bash).
+      if (same_job) {
+        if (spec.postgres() || !v.postgres_table.empty()) continue;
+        for (const auto& [what, topic] : {std::pair<std::string, std::string>{"dead-letter", v.dlq_topic},
+                                          {"parked dead-letter", v.dlq_topic.empty() ? "" : v.dlq_topic + ".parked"},
+                                          {"late", v.late_topic}}) {
+          if (topic.empty() || topic != spec.OutputTopic()) continue;
+          return Status::FailedPrecondition("output topic " + spec.OutputTopic() + " is the " + what +
+                                            " topic of version " + std::to_string(v.version) +
+                                            ": its rows and those records in one topic cannot be told apart. "
+                                            "Give version " + std::to_string(spec.version) +
+                                            " another sink.topic, or retire version " + std::to_string(v.version) +
+                                            " first");
+        }
+        for (const auto& [key, topic] : {std::pair<std::string, std::string>{"dlq", spec.dlq_topic},
+                                         {"dlq", spec.dlq_topic + ".parked"},
+                                         {"late", spec.late_topic}}) {
+          if (topic != v.output_topic) continue;
+          return Status::FailedPrecondition("`" + key + ".topic` makes version " + std::to_string(spec.version) +
+                                            " write " + topic + ", the output topic of version " +
+                                            std::to_string(v.version) + ": its rows and these " +
+                                            (key == "dlq" ? "dead letters" : "late records") +
+                                            " in one topic cannot be told apart. Give it its own " + key + ".topic");
+        }
+        continue;
+      }
       if (!spec.postgres() && v.postgres_table.empty() && v.output_topic == spec.OutputTopic()) {
         return Status::FailedPrecondition(
             "output topic " + spec.OutputTopic() + " is written by " + who +

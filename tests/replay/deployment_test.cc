@@ -472,6 +472,60 @@ TEST_F(DeploymentTest, AnOutputTopicIsNeverAnotherJobsDeadLetterOrLateTopic) {
   EXPECT_EQ(alpha->versions.at(0).late_topic, "gamma-out.v1");
 }
 
+// A bug bash: one job's dead-letter or late topic could be another's
+// changelog (a restore then read the dead letters as state: "the changelog
+// is damaged", for good) or repartition topic (its stage 2 took them as
+// input), and a version's dead-letter topic its own next version's output
+// (`kappa get` served dead letters as v2's rows). Each is refused at
+// registration, in either order.
+TEST_F(DeploymentTest, DeadLettersNeverGoWhereAnotherVersionKeepsStateOrRows) {
+  ScratchDir dir("internal-topics");
+  auto spec_of = [&](const std::string& job, int version, const std::string& sink, const std::string& dlq) {
+    SpecOptions o;
+    o.job = job;
+    o.version = version;
+    o.sink = sink;
+    o.state_dir = dir / (job + std::to_string(version));
+    std::string path = WriteSpec(dir, job + std::to_string(version) + ".yaml", o);
+    std::string text = ReadFile(path);
+    if (!dlq.empty()) {
+      const size_t at = text.find("dlq: {topic: ");
+      EXPECT_NE(at, std::string::npos) << text;
+      text.replace(at, text.find('}', at) - at + 1, "dlq: {topic: " + dlq + "}");
+      std::ofstream(path) << text;
+    }
+    auto spec = LoadJobSpec(path);
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? *spec : JobSpec{};
+  };
+  Registry registry(ControlConfig());
+  DeploymentOptions options = BoundedOptions();
+  ASSERT_TRUE(RunDeployment(Config(), spec_of("epsilon", 1, "epsilon-out", "zeta.v1.changelog"), options, registry,
+                            StopSource())
+                  .ok())
+      << Notes();
+  const Status zeta = RunDeployment(Config(), spec_of("zeta", 1, "zeta-out", ""), options, registry, StopSource());
+  EXPECT_NE(zeta.message().find("zeta.v1.changelog, a topic kappa keeps for job zeta version 1"), std::string::npos)
+      << zeta.ToString();
+  const Status iota = RunDeployment(Config(), spec_of("iota", 1, "iota-out", "epsilon.v1.repartition.1"), options,
+                                    registry, StopSource());
+  EXPECT_NE(iota.message().find("`dlq.topic` makes job iota write epsilon.v1.repartition.1, a topic kappa keeps for "
+                                "job epsilon version 1"),
+            std::string::npos)
+      << iota.ToString();
+  ASSERT_TRUE(
+      RunDeployment(Config(), spec_of("eta", 1, "eta-out", "eta-out.v2"), options, registry, StopSource()).ok())
+      << Notes();
+  const Status eta2 = RunDeployment(Config(), spec_of("eta", 2, "eta-out", ""), options, registry, StopSource());
+  EXPECT_NE(eta2.message().find("output topic eta-out.v2 is the dead-letter topic of version 1"), std::string::npos)
+      << eta2.ToString();
+  Registry other(ControlConfig());
+  ASSERT_TRUE(other.Refresh().ok());
+  EXPECT_FALSE(other.Job("zeta") && other.Job("zeta")->Find(1)) << "zeta registered";
+  EXPECT_FALSE(other.Job("iota") && other.Job("iota")->Find(1)) << "iota registered";
+  EXPECT_EQ(other.Job("eta")->Find(2), nullptr) << "eta v2 registered";
+}
+
 // A deploy refused at its start (its source missing, its sink holding
 // another job's rows) left its version registered: serving, no process to
 // run it, refused by retire ("it serves"), blocking the corrected spec under
