@@ -588,9 +588,7 @@ class ProgressPublisher {
     return lag;
   }
 
-  static std::string Rate(double r) {
-    return r > 0 ? std::to_string(static_cast<int64_t>(r + 0.5)) + " rec/s" : std::string("no cap");
-  }
+  static std::string Rate(double r) { return RateText(r); }
 
   // Publisher thread: the throttle record and the serving version's lag
   // decide the job's cap (read by the job thread at its next read).

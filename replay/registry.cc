@@ -227,6 +227,16 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
 
 }  // namespace
 
+std::string RateText(double r) {
+  // Whole records a second, but a small cap as it was given: `kappa
+  // throttle --max-rate 1.5` was applied as "at 2 rec/s" (a bug bash).
+  if (r <= 0) return "no cap";
+  if (r >= 100) return std::to_string(static_cast<int64_t>(r + 0.5)) + " rec/s";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4g rec/s", r);
+  return buf;
+}
+
 std::string DescribeThrottle(const ThrottleRecord& r) {
   std::string rate;
   if (r.max_rate < 0) {

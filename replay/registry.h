@@ -140,6 +140,9 @@ struct ThrottleRecord {
 // "max-rate 5000 rec/s", "no cap", "the rate cap the version was started with";
 // paused: "paused (... on resume)".
 std::string DescribeThrottle(const ThrottleRecord& record);
+// A rate a running version applies, for its notes: "2500 rec/s", a small
+// one as given ("1.5 rec/s"), "no cap" for 0.
+std::string RateText(double records_per_second);
 
 class Registry {
  public:

@@ -548,6 +548,10 @@ TEST(ThrottleTextTest, EveryCapIsNamedInWords) {
   EXPECT_EQ(DescribeThrottle(r), "max-rate 1.5 rec/s");
   r.max_rate = 1e9;
   EXPECT_EQ(DescribeThrottle(r), "max-rate 1000000000 rec/s");
+  // And as the version applies it (its note said "at 2 rec/s": a bug bash).
+  EXPECT_EQ(RateText(1.5), "1.5 rec/s");
+  EXPECT_EQ(RateText(2499.6), "2500 rec/s");
+  EXPECT_EQ(RateText(0), "no cap");
 }
 
 }  // namespace
