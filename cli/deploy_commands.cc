@@ -278,15 +278,33 @@ int StatusCommand(int argc, char** argv) {
       }
       // Rows the database refused are in the DLQ too, but they are outputs,
       // not input records: said apart, never added to `dlq`.
-      const std::string refused =
+      std::string refused =
           s.sink_rejected > 0 ? ", refused by the sink " + std::to_string(s.sink_rejected) + " (in the DLQ)" : "";
+      // A scaled-out version's partitions no running instance reports: the
+      // line read "lag 0 (100.0% done)" for a version whose one running
+      // instance held none yet (a bug bash).
+      if (s.source_partitions > 0 && s.partitions.size() < static_cast<size_t>(s.source_partitions)) {
+        refused += ", " + std::to_string(s.source_partitions - static_cast<int32_t>(s.partitions.size())) + " of " +
+                   std::to_string(s.source_partitions) +
+                   " partitions reported by no running instance (their lag is not counted)";
+      }
+      // "Within catch-up lag" is what the process last reported; the lag
+      // above is against the log ends now. A stalled process read "lag 60000
+      // ..., within catch-up lag" (a bug bash): said as of its report when
+      // the log has since moved on by more than the default catch-up lag.
+      std::string within;
+      if (liveness == "running" && !retired && progress->caught_up_since_ms) {
+        within = s.max_lag() > progress->snapshot.max_lag() + 1000
+                     ? ", within catch-up lag at its last report " +
+                           std::to_string((now - progress->snapshot.checkpoint_ms) / 1000) + " s ago"
+                     : ", within catch-up lag";
+      }
       std::printf("      %s, %slag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s%s\n",
                   liveness.c_str(), liveness == "running" ? (Rate(s.records_per_second) + ", ").c_str() : "",
                   static_cast<long long>(s.total_lag()), s.percent_done(), static_cast<long long>(s.epoch),
                   static_cast<long long>((now - s.checkpoint_ms) / 1000), static_cast<long long>(s.counters.in),
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
-                  static_cast<long long>(s.counters.late), refused.c_str(),
-                  liveness == "running" && !retired && progress->caught_up_since_ms ? ", within catch-up lag" : "");
+                  static_cast<long long>(s.counters.late), refused.c_str(), within.c_str());
       std::printf("      positions/ends:%s\n", parts.c_str());
       if (!ends.ok()) {
         std::printf("      log ends as the version last reported them: cannot read them now (%s)\n",

@@ -954,6 +954,46 @@ TEST_F(CliBrokerTest, StatusShowsAMovedPartitionWhereItRunsNow) {
   EXPECT_FALSE(Contains(out, "standby copies")) << "a silent instance's copies listed:\n" << out;
 }
 
+// A bug bash of rate control: the version line of a scaled-out version
+// whose one running instance held no partitions read "lag 0 (100.0%
+// done)", and a stalled process's last "within catch-up lag" stood beside
+// a lag of 60000 against the log ends now.
+TEST_F(CliBrokerTest, StatusNamesUnreportedPartitionsAndAStaleCatchUp) {
+  CreateTopic("transactions", 4);
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"gen", "-b", bootstrap(), "-t", "transactions", "-n", "4000"}, &out, &err), 0) << err;
+  Registry registry(Config());
+  ASSERT_TRUE(registry.Refresh().ok());
+  ASSERT_NO_FATAL_FAILURE(RegisterOneVersion(registry, "so"));
+  ASSERT_NO_FATAL_FAILURE(RegisterOneVersion(registry, "st"));
+  const int64_t now = WallClockMs();
+  auto report = [&](const std::string& job, const std::string& instance, std::vector<int32_t> partitions) {
+    ProgressRecord r;
+    r.job = job;
+    r.version = 1;
+    r.instance = instance;
+    r.snapshot.epoch = 3;
+    r.snapshot.checkpoint_ms = now - 2000;
+    r.report_interval_ms = 10000;
+    r.caught_up_since_ms = now - 5000;
+    r.snapshot.source_partitions = instance.empty() ? 0 : 4;
+    for (int32_t p : partitions) {
+      PartitionProgress part;
+      part.partition = p;  // position and log end 0: lag 0 as reported
+      r.snapshot.partitions.push_back(part);
+    }
+    ASSERT_TRUE(registry.PutProgress(r).ok());
+  };
+  ASSERT_NO_FATAL_FAILURE(report("so", "a", {}));
+  ASSERT_NO_FATAL_FAILURE(report("st", "", {0, 1, 2, 3}));
+  ASSERT_EQ(RunKappa({"status", "so", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, ", 4 of 4 partitions reported by no running instance (their lag is not counted)")) << out;
+  EXPECT_FALSE(Contains(out, "within catch-up lag")) << out;
+  ASSERT_EQ(RunKappa({"status", "st", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "lag 4000 ")) << out;
+  EXPECT_TRUE(Contains(out, ", within catch-up lag at its last report 2 s ago")) << out;
+}
+
 // Issue 10, smaller: `consume --print` showed a null key as "" (the same as
 // an empty key).
 TEST_F(CliBrokerTest, ConsumePrintTellsANullKeyFromAnEmptyOne) {
