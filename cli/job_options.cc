@@ -65,6 +65,11 @@ Status LoadJob(const po::variables_map& vm, JobOptions* options, JobSpec* spec, 
         name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
       return Status::InvalidArgument("--instance must be 1..100 letters, digits, '.', '_' or '-', not '" + name + "'");
     }
+    if (IsReservedInstanceName(name)) {
+      return Status::InvalidArgument("--instance " + name + ": a name beginning with stage<digits> is kappa's (the "
+                                     "second stage of a repartitioned version adds .stage1 before the instance in "
+                                     "its transactional id); choose another");
+    }
     if (!spec->scale_out.enabled) {
       return Status::InvalidArgument("--instance names a process of a scaled-out version: add --scale-out (or "
                                      "scale_out: true in the spec)");

@@ -614,6 +614,14 @@ Status ParsePostgresSink(const ConfigNode& sink, JobSpec& spec) {
                                     "a-z, digits, '_'; not starting with a digit), got `" + *table + "`");
   }
   const size_t dot = versioned.find('.');
+  // kappa's own tables (kappa_offsets, kappa_serving, in the table's
+  // schema): a job named one became a view over kappa's bookkeeping, with a
+  // warning only (a bug bash).
+  const std::string base = dot == std::string::npos ? *table : table->substr(table->find('.') + 1);
+  if (base.rfind("kappa_", 0) == 0) {
+    return pg->Find("table")->Error("`sink.postgres.table`: names starting with kappa_ are kappa's own tables "
+                                    "(kappa_offsets, kappa_serving); choose another, got `" + *table + "`");
+  }
   const size_t name_len = dot == std::string::npos ? versioned.size() : versioned.size() - dot - 1;
   if (name_len > 63) {
     return pg->Find("table")->Error("`sink.postgres.table`: the version's table " + versioned + " would be " +
@@ -823,6 +831,15 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
       return root.Find("job")->Error("`job` may hold only letters, digits, '-', '_' and '.'");
     }
   }
+  if (HasVersionSegment(spec.job)) {
+    // kappa.<job>.v<N>[.<instance>] is each version's transactional id (and
+    // <job>.v<N> its group and topics): job tb.v1 version 2 and job tb
+    // version 1's instance v2 both made kappa.tb.v1.v2, and one fenced the
+    // other on a real Kafka (a bug bash).
+    return root.Find("job")->Error("`job` may not hold a part `v<digits>` between dots (`" + spec.job +
+                                   "`): kappa appends .v<version> to the job name for each version's consumer "
+                                   "group, topics and transactional id, which must name one job and version");
+  }
   const ConfigNode* version_node = root.Find("version");
   if (version_node == nullptr) return root.Error("needs `version:` (an integer from 1 to 2147483647)");
   auto version = version_node->Int();
@@ -912,6 +929,27 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
 
 }  // namespace
 
+bool HasVersionSegment(std::string_view name) {
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string_view::npos) end = name.size();
+    const std::string_view part = name.substr(start, end - start);
+    if (part.size() >= 2 && part[0] == 'v' &&
+        std::all_of(part.begin() + 1, part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
+bool IsReservedInstanceName(std::string_view name) {
+  const std::string_view first = name.substr(0, name.find('.'));
+  return first.size() > 5 && first.substr(0, 5) == "stage" &&
+         std::all_of(first.begin() + 5, first.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 std::string DefaultInstanceName(const std::string& state_dir) {
   char host[256] = "host";
   (void)gethostname(host, sizeof(host) - 1);
@@ -922,7 +960,8 @@ std::string DefaultInstanceName(const std::string& state_dir) {
   for (char& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') c = '-';
   }
-  return name + "-" + HashToHex(Fnv1a64(dir)).substr(0, 8);
+  name += "-" + HashToHex(Fnv1a64(dir)).substr(0, 8);
+  return IsReservedInstanceName(name) ? "host-" + name : name;
 }
 
 WindowSpec* JobSpec::FeatureWindow() {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/config_node.h"  // ParseDurationMs
@@ -146,6 +147,14 @@ inline constexpr size_t kMaxSpecBytes = 1 << 20;
 inline constexpr int kMaxSpecNesting = 64;
 
 Result<JobSpec> LoadJobSpec(const std::string& path);
+// Whether a dot-separated part of `name` is v<digits> (what kappa appends
+// for a version: refused in job names, or two jobs' derived names meet).
+bool HasVersionSegment(std::string_view name);
+// An instance name whose first dot-separated part is stage<digits>: the
+// stages of a repartitioned version end their transactional ids so
+// (kappa.<job>.v<N>.stage1.<instance>), and instance stage1.x of stage 0
+// met instance x of stage 1 (a bug bash).
+bool IsReservedInstanceName(std::string_view name);
 // The default name of a scaled-out process: the host name and a hash of the
 // absolute state directory (stable across restarts of that process).
 std::string DefaultInstanceName(const std::string& state_dir);

@@ -668,5 +668,23 @@ TEST(JobSpecTest, ReadingTheValueOfADeclaredFormatThatSetsNoneIsRefused) {
   EXPECT_TRUE(spec_with("", "  - window: {size: 1s, key: k}\n").ok());
 }
 
+// Names whose derived transactional ids would meet another job's or stage's
+// (a bug bash on a real Kafka: one fenced the other, and the message
+// blamed "the same instance").
+TEST(JobSpecTest, NamesThatWouldShareATransactionalIdAreTold) {
+  EXPECT_TRUE(HasVersionSegment("tb.v1"));
+  EXPECT_TRUE(HasVersionSegment("v12"));
+  EXPECT_TRUE(HasVersionSegment("a.v3.b"));
+  EXPECT_FALSE(HasVersionSegment("tb.v1x"));
+  EXPECT_FALSE(HasVersionSegment("orders.version2"));
+  EXPECT_FALSE(HasVersionSegment("v"));
+  EXPECT_FALSE(HasVersionSegment("spend-v2"));
+  EXPECT_TRUE(IsReservedInstanceName("stage1"));
+  EXPECT_TRUE(IsReservedInstanceName("stage1.x"));
+  EXPECT_FALSE(IsReservedInstanceName("stage1-x"));
+  EXPECT_FALSE(IsReservedInstanceName("stage.x"));
+  EXPECT_FALSE(IsReservedInstanceName("backstage1"));
+  EXPECT_FALSE(IsReservedInstanceName(DefaultInstanceName("/tmp/state")));
+}
 }  // namespace
 }  // namespace kappa

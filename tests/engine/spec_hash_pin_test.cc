@@ -182,6 +182,16 @@ std::vector<Bad> BadSpecs() {
        "bad.yaml:1: needs `sink:` with `topic:`"},
       {std::string("job: j k\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\n") + kTopics,
        "bad.yaml:1: `job` may hold only letters, digits, '-', '_' and '.'"},
+      // Job tb.v1 version 2 and job tb version 1's instance v2 shared the
+      // transactional id kappa.tb.v1.v2 (a bug bash).
+      {std::string("job: tb.v1\nversion: 2\nsource: {topic: t}\noperators:\n  - emit: {}\n") + kTopics,
+       "bad.yaml:1: `job` may not hold a part `v<digits>` between dots (`tb.v1`): kappa appends .v<version> to the "
+       "job name for each version's consumer group, topics and transactional id, which must name one job and "
+       "version"},
+      {std::string("job: v2.orders\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\n") + kTopics,
+       "bad.yaml:1: `job` may not hold a part `v<digits>` between dots (`v2.orders`): kappa appends .v<version> to the "
+       "job name for each version's consumer group, topics and transactional id, which must name one job and "
+       "version"},
       {std::string("job: j\nversion: 1\nsource: {topic: t, start: yesterday}\noperators:\n  - emit: {}\n") + kTopics,
        "bad.yaml:3: `start` must be earliest, latest or a timestamp in ms since the epoch"},
       {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\nallowed_lateness: -5s\n") + kTopics,
