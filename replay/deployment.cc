@@ -161,6 +161,25 @@ Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec,
               ".topic, or retire " + who + " first");
         }
       }
+      // A name of one that is the other's view or version table: readers of
+      // job pgg's view t3_v1 read job pgf's version table (a bug bash).
+      if (spec.postgres() && !v.postgres_table.empty() &&
+          DsnDatabase(v.postgres_dsn) == DsnDatabase(spec.postgres_dsn) &&
+          !SamePgTable(v.postgres_table, spec.postgres_table)) {
+        const std::vector<std::string> mine = {spec.postgres_table, spec.PostgresTable()};
+        const std::vector<std::string> theirs = {v.postgres_table, v.PostgresVersionTable()};
+        for (const std::string& a : mine) {
+          for (const std::string& b : theirs) {
+            if (!SamePgTable(a, b)) continue;
+            return Status::FailedPrecondition(
+                "PostgreSQL " + a + " in " + DsnDatabase(spec.postgres_dsn) + ", which job " + spec.job +
+                " version " + std::to_string(spec.version) + " would use (view " + spec.postgres_table +
+                ", table " + spec.PostgresTable() + "), is " +
+                (b == v.postgres_table ? "the serving view" : "the version table") + " of " + who +
+                ": give job " + spec.job + " another sink.postgres.table");
+          }
+        }
+      }
       if (spec.postgres() && SamePgTable(v.postgres_table, spec.postgres_table) &&
           DsnDatabase(v.postgres_dsn) == DsnDatabase(spec.postgres_dsn)) {
         return Status::FailedPrecondition(

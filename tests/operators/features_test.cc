@@ -552,6 +552,9 @@ TEST(FeaturesTest, APostgresSinkWritesTheRowsToTheVersionsTable) {
       {"{postgres: {table: spend}}", "dsn"},
       {"{postgres: {dsn: x, table: spend}, format: json}", "remove `format`"},
       {"{postgres: {dsn: x, table: spend, user: me}}", "unknown key `user`"},
+      // A view over kappa's own bookkeeping, with a warning only (a bug bash).
+      {"{postgres: {dsn: x, table: kappa_offsets}}", "names starting with kappa_ are kappa's own tables"},
+      {"{postgres: {dsn: x, table: analytics.kappa_serving}}", "names starting with kappa_ are kappa's own tables"},
   };
   for (const auto& [sink, message] : bad) {
     auto s = ParseSpec(window, kTxnSource, sink);

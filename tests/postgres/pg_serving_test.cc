@@ -305,6 +305,40 @@ TEST_F(PgServingTest, AnotherJobIsRefusedTheSameTableSpelledWithItsSchema) {
   EXPECT_TRUE(RegisterVersion(registry, second, false).ok());
 }
 
+// A bug bash: job pgg given table t3_v1, the version table of job pgf's
+// table t3, was registered with a warning only; readers of pgg's view
+// t3_v1 read pgf's rows. A name that is another job's view or version
+// table is refused at registration, in either order.
+TEST_F(PgServingTest, AnotherJobsViewOrVersionTableIsRefusedAsATable) {
+  Registry registry(Config());
+  JobSpec first = Spec(1);
+  first.postgres_table = schema_ + "_t3";
+  ASSERT_TRUE(RegisterVersion(registry, first, false).ok());
+  JobSpec second = Spec(1);
+  second.job = job_ + "-other";
+  second.state_dir = dir_ / "other";
+  second.postgres_table = schema_ + "_t3_v1";
+  auto refused = RegisterVersion(registry, second, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("is the version table of job " + job_ + " version 1"), std::string::npos)
+      << refused.status().message();
+  // The other order: a job whose version table would be the first's view.
+  JobSpec third = Spec(1);
+  third.job = job_ + "-third";
+  third.state_dir = dir_ / "third";
+  third.postgres_table = schema_ + "_t";
+  JobSpec view_owner = Spec(1);
+  view_owner.job = job_ + "-view";
+  view_owner.state_dir = dir_ / "view";
+  view_owner.postgres_table = schema_ + "_t_v1";
+  ASSERT_TRUE(RegisterVersion(registry, view_owner, false).ok());
+  refused = RegisterVersion(registry, third, false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("is the serving view of job " + job_ + "-view version 1"),
+            std::string::npos)
+      << refused.status().message();
+}
+
 TEST_F(PgServingTest, ThePromotionDiffRunsInSqlAndFeedsTheGate) {
   Registry registry(Config());
   // v1: u1..u5. v2: u1 same, u2 n 3->5 and spend 300->250, u3 spend
