@@ -716,8 +716,19 @@ void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note)
   auto pg = PgClient::Connect(spec.postgres_dsn);
   Status st = pg.status();
   if (pg.ok()) {
+    auto existed = PgRelationExists(**pg, spec.PostgresTable());
     auto created = (*pg)->Exec(PostgresCreateTable(spec));
     st = created.status();
+    // Made here, before the sink: its comment names the job, as the sink's
+    // would have (the check that a job is not given another's table reads
+    // it; tables deploy and replay made had none, a bug bash).
+    if (st.ok() && existed.ok() && !*existed) {
+      const std::string table = QuoteQualified(spec.PostgresTable());
+      st = (*pg)->Exec("DO $$ BEGIN IF obj_description(" + QuoteLiteral(table) +
+                       "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + table + " IS " +
+                       QuoteLiteral(PgOwnerComment(spec.job)) + "; END IF; END $$")
+               .status();
+    }
   }
   if (st.ok()) {
     SwapWait wait;

@@ -453,6 +453,20 @@ TEST_F(PostgresSinkTest, AnotherJobIsRefusedTheTableAJobCreated) {
   ExpectTableEquals("pgs_owner_v1", reference);
   // The job itself goes on writing it.
   ASSERT_EQ(Run(spec, &err), 0) << err;
+
+  // A table `kappa deploy` made (before its sink, with the serving view) had
+  // no comment, so this check had nothing to read (a bug bash).
+  Forget("pgs-deployed", "pgs_deployed_v1");
+  Produce("pgs-deployed-in", 14, 300);
+  const std::string deployed = FeatureSpec(dir, "deployed", Options("pgs-deployed", "pgs-deployed-in", dir, "dep"),
+                                           PostgresSinkValue(dsn_, "pgs_deployed"));
+  ASSERT_EQ(RunKappa({"deploy", deployed, "-b", bootstrap(), "--stop-at-end", "--status-interval-ms", "0"}, nullptr,
+                     &err),
+            0)
+      << err;
+  EXPECT_EQ(CountOf(*pg_, "SELECT count(*) FROM pg_class WHERE oid = 'pgs_deployed_v1'::regclass AND "
+                          "obj_description(oid, 'pg_class') = 'kappa: written by job pgs-deployed'"),
+            1);
 }
 
 TEST_F(PostgresSinkTest, ARowTheDatabaseRefusesGoesToTheDlqWithItsMessage) {
