@@ -74,6 +74,32 @@ class RetentionTest : public SharedRealKafkaTest<> {
     return {path, o.state_dir};
   }
 
+  // A job from start_ms with --archive, then one with --archive-only: both
+  // read the 4000 records from `first` on (the hybrid one saying it found
+  // the time in the archive, Kafka's log starting at `low`).
+  void ExpectBothStartAt(const ScratchDir& dir, const std::string& topic, int64_t start_ms, int64_t first,
+                         int64_t low, const std::string& tag) {
+    std::string err;
+    const auto [hybrid, hybrid_state] = StartSpec(dir, topic, "hybrid", std::to_string(start_ms));
+    ASSERT_EQ(RunKappa(Run(hybrid, {"--archive", dir / "arch"}), nullptr, &err, tag + "-hybrid"), 0) << err;
+    EXPECT_NE(err.find("start time " + std::to_string(start_ms) + " is in the archive's history: offset " +
+                       std::to_string(first) + " (Kafka's log starts at " + std::to_string(low) + ")"),
+              std::string::npos)
+        << err;
+    std::string metrics = ReadFile(hybrid_state + "/metrics.json");
+    EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
+    EXPECT_EQ(MetricsField(metrics, "history_gap_records"), 0);
+
+    const auto [archived, archived_state] = StartSpec(dir, topic, "archived", std::to_string(start_ms));
+    ASSERT_EQ(RunKappa({"run", archived, "-b", bootstrap_, "--archive", dir / "arch", "--archive-only",
+                        "--status-interval-ms", "0"},
+                       nullptr, &err, tag + "-archive-only"),
+              0)
+        << err;
+    metrics = ReadFile(archived_state + "/metrics.json");
+    EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
+  }
+
   std::vector<Watermarks> Marks(const std::string& topic) {
     auto consumer = CreateClient(ClientKind::kConsumer, Config(), {{"group.id", Unique("probe")}});
     EXPECT_TRUE(consumer.ok()) << consumer.status().ToString();
@@ -430,25 +456,7 @@ TEST_F(RetentionTest, AStartTimeBeforeKafkasLogStartIsFoundInTheArchive) {
   ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-time-archiver"), 0) << err;
   ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, 3000));
 
-  const auto [hybrid, hybrid_state] = StartSpec(dir, topic, "hybrid", std::to_string(start_ms));
-  ASSERT_EQ(RunKappa(Run(hybrid, {"--archive", dir / "arch"}), nullptr, &err, "ret-time-hybrid"), 0) << err;
-  EXPECT_NE(err.find("start time " + std::to_string(start_ms) + " is in the archive's history: offset " +
-                     std::to_string(first) + " (Kafka's log starts at 3000)"),
-            std::string::npos)
-      << err;
-  std::string metrics = ReadFile(hybrid_state + "/metrics.json");
-  EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
-  EXPECT_EQ(MetricsField(metrics, "history_gap_records"), 0);
-
-  const auto [archived, archived_state] = StartSpec(dir, topic, "archived", std::to_string(start_ms));
-  ASSERT_EQ(RunKappa({"run", archived, "-b", bootstrap_, "--archive", dir / "arch", "--archive-only",
-                     "--status-interval-ms", "0"},
-                    nullptr, &err,
-                     "ret-time-archive-only"),
-            0)
-      << err;
-  metrics = ReadFile(archived_state + "/metrics.json");
-  EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
+  ExpectBothStartAt(dir, topic, start_ms, first, 3000, "ret-time");
 }
 
 // With timestamps out of order, an archived record before Kafka's log
@@ -487,24 +495,7 @@ TEST_F(RetentionTest, AStartTimeIsLookedUpInTheArchiveWhateverKafkaAnswers) {
   ASSERT_EQ(RunKappa(Archive(dir / "arch", topic), nullptr, &err, "ret-disorder-archiver"), 0) << err;
   ASSERT_NO_FATAL_FAILURE(DeleteRecordsBefore(topic, 0, low));
 
-  const auto [hybrid, hybrid_state] = StartSpec(dir, topic, "hybrid", std::to_string(start_ms));
-  ASSERT_EQ(RunKappa(Run(hybrid, {"--archive", dir / "arch"}), nullptr, &err, "ret-disorder-hybrid"), 0) << err;
-  EXPECT_NE(err.find("start time " + std::to_string(start_ms) + " is in the archive's history: offset " +
-                     std::to_string(first) + " (Kafka's log starts at " + std::to_string(low) + ")"),
-            std::string::npos)
-      << "Kafka answers " << kafkas << ": " << err;
-  std::string metrics = ReadFile(hybrid_state + "/metrics.json");
-  EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
-  EXPECT_EQ(MetricsField(metrics, "history_gap_records"), 0);
-
-  const auto [archived, archived_state] = StartSpec(dir, topic, "archived", std::to_string(start_ms));
-  ASSERT_EQ(RunKappa({"run", archived, "-b", bootstrap_, "--archive", dir / "arch", "--archive-only",
-                      "--status-interval-ms", "0"},
-                     nullptr, &err, "ret-disorder-archive-only"),
-            0)
-      << err;
-  metrics = ReadFile(archived_state + "/metrics.json");
-  EXPECT_EQ(MetricsField(metrics, "records_in"), 4000 - first) << metrics;
+  ExpectBothStartAt(dir, topic, start_ms, first, low, "ret-disorder");
 }
 
 // A partition added to the topic after a job's first run has no
