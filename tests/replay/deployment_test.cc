@@ -80,6 +80,21 @@ class DeploymentTest : public BrokerTest {
     ASSERT_TRUE(job->has_value());
     ASSERT_NE((*job)->Find(1), nullptr);
   }
+  // The user-spend spec of `job` (version `version`) reading `source` into
+  // <sink>.v<version>, its state in dir/<state> (dir/<job> if empty).
+  JobSpec SpecOf(const ScratchDir& dir, const std::string& job, const std::string& sink, const std::string& state = "",
+                 const std::string& source = "transactions", int version = 1) {
+    SpecOptions o;
+    o.job = job;
+    o.version = version;
+    o.sink = sink;
+    o.source = source;
+    const std::string name = state.empty() ? job : state;
+    o.state_dir = dir / name;
+    auto spec = LoadJobSpec(WriteSpec(dir, name + ".yaml", o));
+    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+    return spec.ok() ? *spec : JobSpec{};
+  }
   // Notes, collected from whatever thread calls.
   NoteCallback Collect() {
     return [this](NoteLevel, const std::string& text) {
@@ -360,13 +375,9 @@ TEST_F(DeploymentTest, AFirstRunThatFailsBeforeItsFirstReportStillSaysWhy) {
 TEST_F(DeploymentTest, ASecondJobIsRefusedTheOutputTopicOrStateDirOfAnotherAndRegistersNothing) {
   ScratchDir dir("shared-output");
   auto spec_of = [&](const std::string& job, const std::string& state, const std::string& sink = "shared-out") {
-    SpecOptions o;
-    o.job = job;
-    o.sink = sink;
-    o.state_dir = dir / state;
-    auto spec = LoadJobSpec(WriteSpec(dir, job + ".yaml", o));
-    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-    return spec.ok() ? *spec : JobSpec{};
+    JobSpec spec = SpecOf(dir, job, sink, job);
+    spec.state_dir = dir / state;
+    return spec;
   };
   Registry registry(ControlConfig());
   DeploymentOptions options = BoundedOptions();
@@ -534,14 +545,7 @@ TEST_F(DeploymentTest, DeadLettersNeverGoWhereAnotherVersionKeepsStateOrRows) {
 TEST_F(DeploymentTest, ADeployRefusedAtItsStartLeavesTheRegistryAsItWas) {
   ScratchDir dir("refused-at-start");
   auto spec_of = [&](const std::string& job, const std::string& sink, const std::string& source = "transactions") {
-    SpecOptions o;
-    o.job = job;
-    o.sink = sink;
-    o.source = source;
-    o.state_dir = dir / (job + "-" + source);
-    auto spec = LoadJobSpec(WriteSpec(dir, job + "-" + source + ".yaml", o));
-    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-    return spec.ok() ? *spec : JobSpec{};
+    return SpecOf(dir, job, sink, job + "-" + source, source);
   };
   Registry registry(ControlConfig());
   DeploymentOptions options = BoundedOptions();
@@ -601,15 +605,11 @@ TEST_F(DeploymentTest, ADeployRefusedAtItsStartLeavesTheRegistryAsItWas) {
 TEST_F(DeploymentTest, TheSameVersionDeployedTwiceAtOnceStaysRegisteredAndOneRuns) {
   ScratchDir dir("same-twice");
   for (int round = 0; round < 3; ++round) {
-    SpecOptions o;
-    o.job = "twice" + std::to_string(round);
-    o.sink = o.job + "-out";
-    o.state_dir = dir / o.job;
-    auto spec = LoadJobSpec(WriteSpec(dir, o.job + ".yaml", o));
-    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    const std::string job = "twice" + std::to_string(round);
+    const JobSpec spec = SpecOf(dir, job, job + "-out");
     auto deploy = [&] {
       Registry registry(ControlConfig());
-      return RunDeployment(Config(), *spec, BoundedOptions(), registry, StopSource());
+      return RunDeployment(Config(), spec, BoundedOptions(), registry, StopSource());
     };
     auto first = std::async(std::launch::async, deploy);
     auto second = std::async(std::launch::async, deploy);
@@ -617,7 +617,7 @@ TEST_F(DeploymentTest, TheSameVersionDeployedTwiceAtOnceStaysRegisteredAndOneRun
     EXPECT_TRUE(a.ok() || b.ok()) << "round " << round << ": neither ran: " << a.ToString() << " / " << b.ToString();
     Registry reader(ControlConfig());
     ASSERT_TRUE(reader.Refresh().ok());
-    auto record = reader.Job(o.job);
+    auto record = reader.Job(job);
     EXPECT_TRUE(record && record->Find(1) != nullptr)
         << "round " << round << ": the version one process ran was unregistered: " << a.ToString() << " / "
         << b.ToString() << "\n" << Notes();
@@ -630,24 +630,17 @@ TEST_F(DeploymentTest, TheSameVersionDeployedTwiceAtOnceStaysRegisteredAndOneRun
 // had) beside the one that ran.
 TEST_F(DeploymentTest, AnUnregisteredFirstVersionHandsServingToTheNextLiveOne) {
   ScratchDir dir("unregister-serving");
-  SpecOptions o;
-  o.job = "handover";
-  o.state_dir = dir / "v1";
-  auto v1 = LoadJobSpec(WriteSpec(dir, "v1.yaml", o));
-  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
-  o.version = 2;
-  o.state_dir = dir / "v2";
-  auto v2 = LoadJobSpec(WriteSpec(dir, "v2.yaml", o));
-  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+  const JobSpec v1 = SpecOf(dir, "handover", "handover-out", "v1");
+  const JobSpec v2 = SpecOf(dir, "handover", "handover-out", "v2", "transactions", 2);
   Registry registry(ControlConfig());
   bool added = false;
-  ASSERT_TRUE(RegisterVersion(registry, *v1, false, &added).ok());
+  ASSERT_TRUE(RegisterVersion(registry, v1, false, &added).ok());
   ASSERT_TRUE(added);
   const int64_t claim = registry.RegisteredOffset("handover", 1);
-  ASSERT_TRUE(RegisterVersion(registry, *v2, false, &added).ok());
+  ASSERT_TRUE(RegisterVersion(registry, v2, false, &added).ok());
   ASSERT_TRUE(added);
   ASSERT_EQ(registry.Job("handover")->serving, 1);
-  ASSERT_TRUE(UnregisterUnstarted(registry, *v1, claim).ok());
+  ASSERT_TRUE(UnregisterUnstarted(registry, v1, claim).ok());
   Registry reader(ControlConfig());
   ASSERT_TRUE(reader.Refresh().ok());
   auto job = reader.Job("handover");
@@ -662,15 +655,7 @@ TEST_F(DeploymentTest, AnUnregisteredFirstVersionHandsServingToTheNextLiveOne) {
 // later in the control topic withdraws.
 TEST_F(DeploymentTest, OfTwoJobsRegisteringOneOutputAtOnceTheLaterWithdraws) {
   ScratchDir dir("output-race");
-  auto spec_of = [&](const std::string& job, const std::string& sink) {
-    SpecOptions o;
-    o.job = job;
-    o.sink = sink;
-    o.state_dir = dir / job;
-    auto spec = LoadJobSpec(WriteSpec(dir, job + ".yaml", o));
-    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-    return spec.ok() ? *spec : JobSpec{};
-  };
+  auto spec_of = [&](const std::string& job, const std::string& sink) { return SpecOf(dir, job, sink); };
   // The registrations as two racing deploys write them, each unaware of the
   // other: the first in the log keeps the topic.
   {
