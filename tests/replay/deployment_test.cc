@@ -82,8 +82,11 @@ class DeploymentTest : public BrokerTest {
   }
   // The user-spend spec of `job` (version `version`) reading `source` into
   // <sink>.v<version>, its state in dir/<state> (dir/<job> if empty).
+  // `edit` (if given): text of the written spec replaced before it is
+  // loaded (from, to).
   JobSpec SpecOf(const ScratchDir& dir, const std::string& job, const std::string& sink, const std::string& state = "",
-                 const std::string& source = "transactions", int version = 1) {
+                 const std::string& source = "transactions", int version = 1,
+                 const std::pair<std::string, std::string>& edit = {}) {
     SpecOptions o;
     o.job = job;
     o.version = version;
@@ -91,7 +94,15 @@ class DeploymentTest : public BrokerTest {
     o.source = source;
     const std::string name = state.empty() ? job : state;
     o.state_dir = dir / name;
-    auto spec = LoadJobSpec(WriteSpec(dir, name + ".yaml", o));
+    const std::string path = WriteSpec(dir, name + ".yaml", o);
+    if (!edit.first.empty()) {
+      std::string text = ReadFile(path);
+      const size_t at = text.find(edit.first);
+      EXPECT_NE(at, std::string::npos) << text;
+      if (at != std::string::npos) text.replace(at, edit.first.size(), edit.second);
+      std::ofstream(path) << text;
+    }
+    auto spec = LoadJobSpec(path);
     EXPECT_TRUE(spec.ok()) << spec.status().ToString();
     return spec.ok() ? *spec : JobSpec{};
   }
@@ -430,21 +441,7 @@ TEST_F(DeploymentTest, AnOutputTopicIsNeverAnotherJobsDeadLetterOrLateTopic) {
   ScratchDir dir("shared-dlq");
   auto spec_of = [&](const std::string& job, const std::string& sink, const std::string& from = "",
                      const std::string& to = "") {
-    SpecOptions o;
-    o.job = job;
-    o.sink = sink;
-    o.state_dir = dir / job;
-    std::string path = WriteSpec(dir, job + ".yaml", o);
-    if (!from.empty()) {
-      std::string text = ReadFile(path);
-      const size_t at = text.find(from);
-      EXPECT_NE(at, std::string::npos) << text;
-      text.replace(at, from.size(), to);
-      std::ofstream(path) << text;
-    }
-    auto spec = LoadJobSpec(path);
-    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-    return spec.ok() ? *spec : JobSpec{};
+    return SpecOf(dir, job, sink, "", "transactions", 1, {from, to});
   };
   Registry registry(ControlConfig());
   DeploymentOptions options = BoundedOptions();
@@ -492,22 +489,10 @@ TEST_F(DeploymentTest, AnOutputTopicIsNeverAnotherJobsDeadLetterOrLateTopic) {
 TEST_F(DeploymentTest, DeadLettersNeverGoWhereAnotherVersionKeepsStateOrRows) {
   ScratchDir dir("internal-topics");
   auto spec_of = [&](const std::string& job, int version, const std::string& sink, const std::string& dlq) {
-    SpecOptions o;
-    o.job = job;
-    o.version = version;
-    o.sink = sink;
-    o.state_dir = dir / (job + std::to_string(version));
-    std::string path = WriteSpec(dir, job + std::to_string(version) + ".yaml", o);
-    std::string text = ReadFile(path);
-    if (!dlq.empty()) {
-      const size_t at = text.find("dlq: {topic: ");
-      EXPECT_NE(at, std::string::npos) << text;
-      text.replace(at, text.find('}', at) - at + 1, "dlq: {topic: " + dlq + "}");
-      std::ofstream(path) << text;
-    }
-    auto spec = LoadJobSpec(path);
-    EXPECT_TRUE(spec.ok()) << spec.status().ToString();
-    return spec.ok() ? *spec : JobSpec{};
+    return SpecOf(dir, job, sink, job + std::to_string(version), "transactions", version,
+                  dlq.empty() ? std::pair<std::string, std::string>{}
+                              : std::pair<std::string, std::string>{"dlq: {topic: " + job + ".dlq}",
+                                                                    "dlq: {topic: " + dlq + "}"});
   };
   Registry registry(ControlConfig());
   DeploymentOptions options = BoundedOptions();
