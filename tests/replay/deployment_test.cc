@@ -522,6 +522,32 @@ TEST_F(DeploymentTest, DeadLettersNeverGoWhereAnotherVersionKeepsStateOrRows) {
   EXPECT_EQ(other.Job("eta")->Find(2), nullptr) << "eta v2 registered";
 }
 
+// A bug bash: job cya read job cyb's output and cyb read cya's; both were
+// registered, and 10 records seeded went round until 34,000 in 24 s. A
+// registration that would close a loop through registered versions is
+// refused, naming them; one that reads a loop's topic without closing it
+// is not.
+TEST_F(DeploymentTest, ARegistrationClosingALoopThroughAnotherJobIsRefused) {
+  ScratchDir dir("loop");
+  CreateTopic("loop-a.v1", 2);
+  CreateTopic("loop-b.v1", 2);
+  Registry registry(ControlConfig());
+  DeploymentOptions options = BoundedOptions();
+  ASSERT_TRUE(RunDeployment(Config(), SpecOf(dir, "ping", "loop-a", "", "loop-b.v1"), options, registry, StopSource())
+                  .ok())
+      << Notes();
+  const Status pong =
+      RunDeployment(Config(), SpecOf(dir, "pong", "loop-b", "", "loop-a.v1"), options, registry, StopSource());
+  ASSERT_FALSE(pong.ok());
+  EXPECT_NE(pong.message().find("job pong version 1 would close a loop: its output comes back to its source "
+                                "through job ping version 1 (loop-b.v1 -> loop-a.v1)"),
+            std::string::npos)
+      << pong.ToString();
+  EXPECT_TRUE(
+      RunDeployment(Config(), SpecOf(dir, "tap", "loop-c", "", "loop-a.v1"), options, registry, StopSource()).ok())
+      << Notes();
+}
+
 // A deploy refused at its start (its source missing, its sink holding
 // another job's rows) left its version registered: serving, no process to
 // run it, refused by retire ("it serves"), blocking the corrected spec under
