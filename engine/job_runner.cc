@@ -242,6 +242,10 @@ struct JobRunner::Impl {
   Status ResetState();
   void PublishMetrics();
   Status CheckExistingOutputs();
+  Status CheckWrittenTopicsHoldNoRows();
+  // The first record of `topic` (of its first partition holding any), read
+  // back; empty if none or unreadable. *records: how many the topic holds.
+  std::vector<RecordAtOffset> FirstRecordOf(const std::string& topic, int64_t* records);
   Status WhileRestoring(int32_t partition, int32_t partitions, int64_t loaded,
                          std::chrono::steady_clock::time_point began, std::chrono::steady_clock::time_point* said);
   bool OutputTopicNeverWritten() const;
@@ -545,16 +549,14 @@ static std::string DescribeResume(const std::vector<Task*>& tasks, const std::ve
 // there (the lineage header kappa.job of a partition's first record) are
 // refused: `kappa run` of two jobs with one sink mixed their rows, which
 // `kappa get` and promote cannot tell apart (deploy's registry refuses it).
-Status JobRunner::Impl::CheckExistingOutputs() {
-  if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return Status::OK();
-  const std::string topic = spec.OutputTopic();
+std::vector<RecordAtOffset> JobRunner::Impl::FirstRecordOf(const std::string& topic, int64_t* records) {
+  *records = 0;
   auto marks = consumer->TopicWatermarks(topic);
-  if (!marks.ok()) return Status::OK();  // none yet (or unreadable: the sink will say)
-  int64_t rows = 0;
+  if (!marks.ok()) return {};  // none yet (or unreadable: the sink will say)
   std::vector<RecordAtOffset> first;
   for (int32_t p = 0; p < static_cast<int32_t>(marks->size()); ++p) {
     const Watermarks& w = (*marks)[static_cast<size_t>(p)];
-    rows += w.high - w.low;
+    *records += w.high - w.low;
     if (w.high > w.low && first.empty()) {
       RecordAtOffset ask;
       ask.topic = topic;
@@ -563,10 +565,52 @@ Status JobRunner::Impl::CheckExistingOutputs() {
       first.push_back(std::move(ask));
     }
   }
-  if (rows <= 0) return Status::OK();
+  if (first.empty()) return {};
   std::string poll_error;
-  if (ReadRecordsAt(config, spec.ConsumerGroup(), &first, 10000, &poll_error).ok() &&
-      first[0].found == RecordAtOffset::Found::kRecord) {
+  if (!ReadRecordsAt(config, spec.ConsumerGroup(), &first, 10000, &poll_error).ok() ||
+      first[0].found != RecordAtOffset::Found::kRecord) {
+    return {};
+  }
+  return first;
+}
+
+// Dead letters and late records of an unregistered `kappa run` went into a
+// registered job's output topic (deploy refuses it from the registry, run
+// reads no registry): `kappa get` answered a dead letter as that job's row,
+// and promote's diff counted them (a bug bash). A DLQ or late topic whose
+// first record is a row (kappa.spec_hash) is refused at a first start.
+Status JobRunner::Impl::CheckWrittenTopicsHoldNoRows() {
+  if (!consumer || spec.stage > 0) return Status::OK();
+  for (const auto& [key, topic] : {std::pair<std::string, std::string>{"dlq", spec.dlq_topic},
+                                   {"late", spec.late_topic}}) {
+    if (topic.empty()) continue;
+    int64_t records = 0;
+    const std::vector<RecordAtOffset> first = FirstRecordOf(topic, &records);
+    if (first.empty()) continue;
+    std::string job, version, hash;
+    for (const auto& [name, value] : first[0].headers) {
+      if (name == "kappa.job") job = value;
+      if (name == "kappa.version") version = value;
+      if (name == "kappa.spec_hash") hash = value;
+    }
+    if (hash.empty()) continue;  // dead letters or late records, anyone's
+    return Status::FailedPrecondition(
+        "`" + key + ".topic` " + topic + " holds output rows of job " + job + " v" + version +
+        " (the kappa.spec_hash header of partition " + std::to_string(first[0].partition) + "'s record at offset " +
+        std::to_string(first[0].offset) + "): rows and this job's " +
+        (key == "dlq" ? "dead letters" : "late records") + " in one topic cannot be told apart. Give job " +
+        spec.job + " its own " + key + ".topic");
+  }
+  return Status::OK();
+}
+
+Status JobRunner::Impl::CheckExistingOutputs() {
+  if (pg || !consumer || spec.stage > 0 || !spec.stage_output_topic.empty()) return Status::OK();
+  const std::string topic = spec.OutputTopic();
+  int64_t rows = 0;
+  const std::vector<RecordAtOffset> first = FirstRecordOf(topic, &rows);
+  if (rows <= 0) return Status::OK();
+  if (!first.empty()) {
     const std::string where = "partition " + std::to_string(first[0].partition) + "'s record at offset " +
                               std::to_string(first[0].offset);
     std::string job, hash;
@@ -731,6 +775,7 @@ Status JobRunner::Impl::MakeTasks() {
     Note(NoteLevel::kInfo, resumed);
   } else {
     KAPPA_RETURN_IF_ERROR(CheckExistingOutputs());
+    KAPPA_RETURN_IF_ERROR(CheckWrittenTopicsHoldNoRows());
   }
   KAPPA_RETURN_IF_ERROR(source->Open(tasks, restored));
   KAPPA_RETURN_IF_ERROR(CheckRestoredOutputsKept(restored));

@@ -958,6 +958,18 @@ Status StateBackend::CheckIdentity(const JobIdentity& id) {
     return Status::FailedPrecondition("state in " + dir_ + " belongs to " + Describe(stored) + ", not " +
                                       Describe(id) + ": give each version its own state directory");
   }
+  if (stored.spec_hash != id.spec_hash && last_epoch() == 0) {
+    // Never checkpointed: nothing in it is the other logic's. A first run
+    // refused at its start (its DLQ topic holding another job's rows, say)
+    // recorded its identity, and the spec corrected for it was then refused
+    // as "a logic change".
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    KAPPA_RETURN_IF_ERROR(FromRocks(impl_->db->Put(wo, impl_->meta, kJobKey, EncodeJob(id, last_epoch())),
+                                    "cannot record the job identity in " + dir_));
+    identity_ = id;
+    return Status::OK();
+  }
   if (stored.spec_hash != id.spec_hash) {
     return Status::FailedPrecondition(
         "state in " + dir_ + " belongs to " + Describe(stored) + " with spec hash " + stored.spec_hash +

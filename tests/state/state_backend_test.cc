@@ -295,8 +295,20 @@ TEST_F(StateBackendTest, IdentityMismatchIsRefusedNamingBothSides) {
     ASSERT_TRUE(backend->CheckIdentity(id_).ok());
     // No Commit: the identity alone must already be durable.
   }
+  {
+    auto backend = OpenOrDie();
+    EXPECT_EQ(backend->last_epoch(), 0);
+    // Never checkpointed, another job or version is still refused.
+    JobIdentity other = id_;
+    other.version = 2;
+    EXPECT_EQ(backend->CheckIdentity(other).code(), Status::Code::kFailedPrecondition);
+    TaskCheckpointData t;
+    StateRegistry r;
+    r.Register<Value>("op1_window")->Upsert("k", Value{1, 1});
+    ASSERT_TRUE(backend->Commit(1, {{&t, &r}}).ok());
+  }
   auto backend = OpenOrDie();
-  EXPECT_EQ(backend->last_epoch(), 0);
+  EXPECT_EQ(backend->last_epoch(), 1);
   JobIdentity changed = id_;
   changed.spec_hash = "fedcba9876543210";
   Status st = backend->CheckIdentity(changed);
@@ -323,6 +335,27 @@ TEST_F(StateBackendTest, IdentityMismatchIsRefusedNamingBothSides) {
   EXPECT_NE(st.message().find("job payments"), std::string::npos) << st.message();
 
   EXPECT_TRUE(backend->CheckIdentity(id_).ok());
+}
+
+// A first run refused at its start (its DLQ topic holding another job's
+// rows, say) recorded its identity before any checkpoint; the spec
+// corrected for it, hashing otherwise, was then refused as "a logic change"
+// (a bug bash). A store never checkpointed holds nothing of the other
+// logic: the corrected spec takes it.
+TEST_F(StateBackendTest, ANeverCheckpointedStoreTakesTheCorrectedSpec) {
+  {
+    auto backend = OpenOrDie();
+    ASSERT_TRUE(backend->CheckIdentity(id_).ok());
+  }
+  JobIdentity corrected = id_;
+  corrected.spec_hash = "fedcba9876543210";
+  {
+    auto backend = OpenOrDie();
+    ASSERT_TRUE(backend->CheckIdentity(corrected).ok());
+  }
+  auto stored = StateBackend::StoredIdentity(dir_);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->spec_hash, "fedcba9876543210") << "the corrected spec is recorded";
 }
 
 TEST_F(StateBackendTest, CommitBeforeCheckIdentityOrWithAnOldEpochIsRefused) {
