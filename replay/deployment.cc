@@ -790,6 +790,10 @@ void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note)
 
 }  // namespace
 
+// How long after its registration a version that no process has reported
+// for is taken as never started.
+constexpr int64_t kUnstartedAfterMs = 30000;
+
 Status CheckControlTopic(const JobSpec& spec, const std::string& control_topic) {
   // `--control-topic transactions` wrote registry records into the job's
   // input, which every job reading it then dead-lettered (a bug bash); the
@@ -835,7 +839,15 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   bool fresh = false;
   auto registered = RegisterVersion(registry, spec, options.replay, &fresh);
   if (!registered.ok()) return registered.status();
-  const int64_t claim = fresh ? registry.RegisteredOffset(spec.job, spec.version) : -1;
+  // Registered before by a process that never reported (killed right after
+  // registering, before its start was refused: a bug bash left such a
+  // version serving, unretirable, for good): a refusal withdraws it too,
+  // once no process of it can still be starting (30 s).
+  const VersionInfo* found = registered->Find(spec.version);
+  const bool unstarted_before = !fresh && found != nullptr && found->state != VersionState::kRetired &&
+                                WallClockMs() - found->registered_at_ms >= kUnstartedAfterMs &&
+                                !registry.Progress(spec.job, spec.version);
+  const int64_t claim = fresh || unstarted_before ? registry.RegisteredOffset(spec.job, spec.version) : -1;
   // A version that never ran is unregistered again, so that a refused
   // deploy leaves the registry as it was: refused at its start (its sink
   // holding another job's rows, its state another job's, its source

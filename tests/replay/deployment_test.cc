@@ -594,6 +594,31 @@ TEST_F(DeploymentTest, ADeployRefusedAtItsStartLeavesTheRegistryAsItWas) {
   EXPECT_NE(Notes().find("job intruder version 1 unregistered again: it did not start"), std::string::npos)
       << Notes();
 
+  // Registered by a process killed before its start was refused (a bug
+  // bash): the rerun found it "registered already" and left it serving for
+  // good. No process of it has reported for 30 s: withdrawn too.
+  const JobSpec late = spec_of("late-intruder", "taken");
+  {
+    JobRecord record;
+    record.job = late.job;
+    VersionInfo v;
+    v.version = 1;
+    v.spec_hash = late.spec_hash;
+    v.source_topic = late.source_topic;
+    v.output_topic = late.OutputTopic();
+    v.group = late.ConsumerGroup();
+    v.state_dir = AbsoluteStateDir(late.state_dir);
+    v.registered_at_ms = WallClockMs() - 60000;
+    record.versions.push_back(v);
+    record.serving = 1;
+    ASSERT_TRUE(registry.Refresh().ok());
+    ASSERT_TRUE(registry.PutJob(record).ok());
+  }
+  const Status again = RunDeployment(Config(), late, options, registry, StopSource());
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.message().find("holds rows of another job, owner"), std::string::npos) << again.ToString();
+  EXPECT_FALSE(registered("late-intruder")) << "a version no process ever ran stayed registered";
+
   // A scaled-out replay whose changelog topic the embedded broker cannot
   // make stayed "replaying" (a bug bash).
   JobSpec scaled = spec_of("scaled", "scaled-out");
