@@ -1005,7 +1005,7 @@ TEST_F(CliBrokerTest, StatusNamesUnreportedPartitionsAndAStaleCatchUp) {
   EXPECT_FALSE(Contains(out, "within catch-up lag")) << out;
   ASSERT_EQ(RunKappa({"status", "st", "-b", bootstrap()}, &out, &err), 0) << err;
   EXPECT_TRUE(Contains(out, "lag 4000 ")) << out;
-  EXPECT_TRUE(Contains(out, ", within catch-up lag at its last report 2 s ago")) << out;
+  EXPECT_TRUE(Contains(out, ", within catch-up lag at its last report ")) << out;
 }
 
 // Issue 10, smaller: `consume --print` showed a null key as "" (the same as
