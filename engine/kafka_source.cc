@@ -201,8 +201,17 @@ Status KafkaSource::Read(int64_t budget, int64_t* records) {
     if (owned_ && (*owned_)[m->partition] != 1) continue;
     Task* task = tasks_[m->partition];
     if (m->offset < task->next_offset()) continue;  // already covered by the checkpoint
+    // At the end of a committed gap BeforeAppend processes the task's batch
+    // so far: the task is in touched_ already and must not go in twice, or
+    // two workers ran it at once (a bug bash: SIGSEGV in the fingerprint of
+    // a batch the other worker had cleared, in an exactly-once restart with
+    // --parallelism 2).
     gaps_.BeforeAppend(m->partition, *task, m->offset);
-    if (!task->has_pending()) touched_.push_back(task);
+    if (listed_.size() < tasks_.size()) listed_.resize(tasks_.size(), 0);
+    if (!listed_[m->partition]) {
+      listed_[m->partition] = 1;
+      touched_.push_back(task);
+    }
     task->Append(m->payload, static_cast<uint32_t>(m->len), m->key, static_cast<uint32_t>(m->key_len), m->offset,
                  rd_kafka_message_timestamp(m, nullptr));
     ReadRetryHeaders(const_cast<rd_kafka_message_t*>(m), task, spec_);
@@ -218,6 +227,7 @@ Status KafkaSource::Read(int64_t budget, int64_t* records) {
   } else {
     for (Task* t : touched_) t->Process();
   }
+  std::fill(listed_.begin(), listed_.end(), 0);
   for (Task* t : touched_) {
     if (!t->fatal().ok()) {
       touched_.clear();

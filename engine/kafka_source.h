@@ -107,6 +107,7 @@ class KafkaSource final : public Source {
   const std::vector<uint8_t>* owned_ = nullptr;
   std::vector<int64_t> end_at_open_;
   std::vector<Task*> touched_;
+  std::vector<uint8_t> listed_;  // by partition: in touched_ (each task once, whatever BeforeAppend processed)
   MessageBatch batch_;
   int parallelism_;
   KafkaSink* sink_;
