@@ -159,6 +159,11 @@ Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
   }
   auto top = body.IntAt("top", 0);
   if (!top.ok()) return top.status();
+  // `top: 0` was taken as no top at all and emitted every key's row (a bug
+  // bash).
+  if (const ConfigNode* given = body.Find("top"); given != nullptr && *top == 0) {
+    return given->Error("window `top` must be at least 1 (leave it out for a row per key)");
+  }
   spec.top = *top;
   auto argmax = FieldsAt(body, "argmax", "numeric fields");
   if (!argmax.ok()) return argmax.status();
