@@ -167,6 +167,12 @@ Result<WindowSpec> WindowAggregate::Parse(const ConfigNode& body) {
   spec.top = *top;
   auto argmax = FieldsAt(body, "argmax", "numeric fields");
   if (!argmax.ok()) return argmax.status();
+  // The record holding the max: without `max` among the aggregates the rows
+  // showed `max: 0` beside the argmax of a 99,986,186 bid (a bug bash).
+  if (!argmax->empty() &&
+      std::find(spec.aggregates.begin(), spec.aggregates.end(), Aggregate::kMax) == spec.aggregates.end()) {
+    return body.Find("argmax")->Error("window `argmax` names the record holding the max: add `max` to `aggregates`");
+  }
   spec.argmax = *argmax;
   return spec;
 }

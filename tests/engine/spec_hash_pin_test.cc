@@ -150,6 +150,8 @@ std::vector<Bad> BadSpecs() {
        "bad.yaml:5: unknown aggregate `median` (count, sum, min, max, avg)"},
       {Head("  - window: {size: 1h, top: -1}\n"),
        "bad.yaml:5: window `top` must not be negative"},
+      {Head("  - window: {size: 1h, aggregates: [count], argmax: [amount_cents]}\n"),
+       "bad.yaml:5: window `argmax` names the record holding the max: add `max` to `aggregates`"},
       // Taken as no top, it emitted every key's row (a bug bash).
       {Head("  - window: {size: 1h, top: 0}\n"),
        "bad.yaml:5: window `top` must be at least 1 (leave it out for a row per key)"},
