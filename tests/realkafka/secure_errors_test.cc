@@ -50,6 +50,9 @@ TEST_F(SecureErrorsTest, DeployWithoutAclsNamesTheAuthorizationFailureAndTheMiss
   ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
   ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", control, "describe"));
   ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", control, "read"));
+  // And the source: deploy checks it before it registers anything.
+  ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", input, "describe"));
+  ASSERT_NO_FATAL_FAILURE(Allow("bob", "topic", input, "read"));
   ScratchDir dir("sec-deploy");
   SpecOptions o = JobOptions(Unique("sec-job"), input, dir / "state");
   const std::string spec = WriteSpec(dir, "v1.yaml", o);
