@@ -945,14 +945,15 @@ void StateBackend::WaitIdle() {
 
 Status StateBackend::CheckIdentity(const JobIdentity& id) {
   WaitIdle();
-  if (!identity_) {
+  auto record = [&] {
     rocksdb::WriteOptions wo;
     wo.sync = true;
     KAPPA_RETURN_IF_ERROR(FromRocks(impl_->db->Put(wo, impl_->meta, kJobKey, EncodeJob(id, last_epoch())),
                                     "cannot record the job identity in " + dir_));
     identity_ = id;
     return Status::OK();
-  }
+  };
+  if (!identity_) return record();
   const JobIdentity& stored = *identity_;
   if (stored.job != id.job || stored.version != id.version) {
     return Status::FailedPrecondition("state in " + dir_ + " belongs to " + Describe(stored) + ", not " +
@@ -963,12 +964,7 @@ Status StateBackend::CheckIdentity(const JobIdentity& id) {
     // refused at its start (its DLQ topic holding another job's rows, say)
     // recorded its identity, and the spec corrected for it was then refused
     // as "a logic change".
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    KAPPA_RETURN_IF_ERROR(FromRocks(impl_->db->Put(wo, impl_->meta, kJobKey, EncodeJob(id, last_epoch())),
-                                    "cannot record the job identity in " + dir_));
-    identity_ = id;
-    return Status::OK();
+    return record();
   }
   if (stored.spec_hash != id.spec_hash) {
     return Status::FailedPrecondition(
