@@ -46,6 +46,15 @@ Result<std::unique_ptr<PartitionConsumer>> PartitionConsumer::Create(const Kafka
       });
     };
   }
+  if (options.read_uncommitted) {
+    // After the user's properties, as configure runs: an isolation.level
+    // among them must not turn this back.
+    configure = [then = std::move(configure)](rd_kafka_conf_t* conf) {
+      if (then) then(conf);
+      char errstr[256];
+      rd_kafka_conf_set(conf, "isolation.level", "read_uncommitted", errstr, sizeof(errstr));
+    };
+  }
   auto consumer = CreateClient(ClientKind::kConsumer, config, defaults, &PartitionConsumer::OnClientError, c.get(),
                                configure);
   if (!consumer.ok()) return consumer.status();
@@ -399,10 +408,11 @@ void PartitionConsumer::CommitAsync(const PartitionList& offsets) {
 }
 
 Status ReadRecordsAt(const KafkaConfig& config, const std::string& group, std::vector<RecordAtOffset>* asks,
-                     int wait_ms, std::string* poll_error) {
+                     int wait_ms, std::string* poll_error, bool read_uncommitted) {
   if (asks->empty()) return Status::OK();
   PartitionConsumerOptions options;
   options.group = group;
+  options.read_uncommitted = read_uncommitted;
   options.fetch_wait_max_ms = 50;
   options.queued_min_messages = 1;
   options.queued_max_kbytes = 1024;

@@ -64,6 +64,10 @@ struct PartitionConsumerOptions {
   // (librdkafka stops fetching it). For a reader that can hold one
   // partition back and carry on with the rest (the archiver).
   bool hold_deleted = false;
+  // Records of open and aborted transactions too (isolation.level
+  // read_uncommitted): a read that must not wait behind a transaction left
+  // open by a killed writer until the broker or its successor aborts it.
+  bool read_uncommitted = false;
   // How long the destructor waits for librdkafka's consumer close before
   // destroying the handle without it (a broker that is gone never answers).
   int close_timeout_ms = 2000;
@@ -213,6 +217,6 @@ struct RecordAtOffset {
 // or assigning the consumer is returned; a failed poll ends the wait, the
 // rest staying kUnread, with its text in *poll_error.
 Status ReadRecordsAt(const KafkaConfig& config, const std::string& group, std::vector<RecordAtOffset>* asks,
-                     int wait_ms, std::string* poll_error);
+                     int wait_ms, std::string* poll_error, bool read_uncommitted = false);
 
 }  // namespace kappa
