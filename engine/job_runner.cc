@@ -317,6 +317,14 @@ struct JobRunner::Impl {
   }
 };
 
+Result<int32_t> SourcePartitionCount(const KafkaConfig& config, const std::string& topic) {
+  auto client = CreateClient(ClientKind::kProducer, config, {});
+  if (!client.ok()) return client.status();
+  auto count = TopicPartitionCount(client->get(), topic, 10000);
+  if (!count.ok()) return count.status().WithContext("the source topic " + topic + ": ");
+  return *count;
+}
+
 JobRunner::JobRunner(JobSpec spec, KafkaConfig config, RunOptions options) : impl_(std::make_unique<Impl>()) {
   Impl& d = *impl_;
   d.spec = std::move(spec);
@@ -368,14 +376,12 @@ Status JobRunner::Impl::Open() {
   }
   auto names = Task::StateTableNames(spec);
   if (!names.ok()) return names.status();
-  if (!archive_only) {
+  if (!archive_only && !options.source_checked) {
     // Kafka reachable and the source there before anything is made: a run
     // that fails on them left its state directory behind, and the sink, DLQ
     // and late topics auto-created by the sink's first metadata request.
-    auto client = CreateClient(ClientKind::kProducer, config, {});
-    if (!client.ok()) return client.status();
-    auto count = TopicPartitionCount(client->get(), spec.source_topic, 10000);
-    if (!count.ok()) return count.status().WithContext("the source topic " + spec.source_topic + ": ");
+    auto count = SourcePartitionCount(config, spec.source_topic);
+    if (!count.ok()) return count.status();
   }
   if (options.reset_state) KAPPA_RETURN_IF_ERROR(ResetState());
   if (const uint64_t log = StateBackend::WriteAheadLogBytes(spec.state_dir); log >= kSayLogReplayBytes) {
@@ -578,6 +584,26 @@ std::vector<RecordAtOffset> JobRunner::Impl::FirstRecordOf(const std::string& to
   return first;
 }
 
+namespace {
+
+// The lineage headers kappa's sink writes on every record (kafka_sink.cc):
+// rows carry kappa.spec_hash, dead letters and late records do not.
+struct Lineage {
+  std::string job, version, spec_hash;
+};
+
+Lineage LineageOf(const RecordAtOffset& record) {
+  Lineage lineage;
+  for (const auto& [name, value] : record.headers) {
+    if (name == "kappa.job") lineage.job = value;
+    if (name == "kappa.version") lineage.version = value;
+    if (name == "kappa.spec_hash") lineage.spec_hash = value;
+  }
+  return lineage;
+}
+
+}  // namespace
+
 // Dead letters and late records of an unregistered `kappa run` went into a
 // registered job's output topic (deploy refuses it from the registry, run
 // reads no registry): `kappa get` answered a dead letter as that job's row,
@@ -591,15 +617,10 @@ Status JobRunner::Impl::CheckWrittenTopicsHoldNoRows() {
     int64_t records = 0;
     const std::vector<RecordAtOffset> first = FirstRecordOf(topic, &records);
     if (first.empty()) continue;
-    std::string job, version, hash;
-    for (const auto& [name, value] : first[0].headers) {
-      if (name == "kappa.job") job = value;
-      if (name == "kappa.version") version = value;
-      if (name == "kappa.spec_hash") hash = value;
-    }
-    if (hash.empty()) continue;  // dead letters or late records, anyone's
+    const Lineage lineage = LineageOf(first[0]);
+    if (lineage.spec_hash.empty()) continue;  // dead letters or late records, anyone's
     return Status::FailedPrecondition(
-        "`" + key + ".topic` " + topic + " holds output rows of job " + job + " v" + version +
+        "`" + key + ".topic` " + topic + " holds output rows of job " + lineage.job + " v" + lineage.version +
         " (the kappa.spec_hash header of partition " + std::to_string(first[0].partition) + "'s record at offset " +
         std::to_string(first[0].offset) + "): rows and this job's " +
         (key == "dlq" ? "dead letters" : "late records") + " in one topic cannot be told apart. Give job " +
@@ -617,11 +638,9 @@ Status JobRunner::Impl::CheckExistingOutputs() {
   if (!first.empty()) {
     const std::string where = "partition " + std::to_string(first[0].partition) + "'s record at offset " +
                               std::to_string(first[0].offset);
-    std::string job, hash;
-    for (const auto& [name, value] : first[0].headers) {
-      if (name == "kappa.job") job = value;
-      if (name == "kappa.spec_hash") hash = value;
-    }
+    const Lineage lineage = LineageOf(first[0]);
+    const std::string& job = lineage.job;
+    const std::string& hash = lineage.spec_hash;
     if (!job.empty() && job != spec.job) {
       return Status::FailedPrecondition(
           topic + " holds rows of another job, " + job + " (the kappa.job header of " + where +

@@ -109,6 +109,9 @@ struct RunOptions {
   // Read only the archive, up to its end, then stop (a batch backfill; no
   // Kafka source needed). Requires an archive.
   bool archive_only = false;
+  // The caller has just asked Kafka for the source topic
+  // (SourcePartitionCount): the run does not ask again.
+  bool source_checked = false;
   // At the end of a bounded run (stop_at_end reached, or the archive of an
   // archive_only run exhausted; not on a stop request): advance every task's
   // event time to its end so every open window is emitted before the final
@@ -174,6 +177,12 @@ struct RunSummary {
   // other fields describe nothing).
   bool stopped_restoring = false;
 };
+
+// The source topic's partition count, asked of the Kafka in `config`; a
+// refusal (the topic missing, Kafka away) names the topic. A run asks it
+// before it makes anything (state directory, sink topics), and so do its
+// callers before they register or plan (RunOptions::source_checked).
+Result<int32_t> SourcePartitionCount(const KafkaConfig& config, const std::string& topic);
 
 class JobRunner {
  public:

@@ -136,6 +136,18 @@ struct JobSpec {
     return job + ".v" + std::to_string(version) + ".repartition." + std::to_string(k);
   }
   std::string ChangelogTopic() const { return ConsumerGroup() + ".changelog"; }
+  // The topics kappa keeps for this version's own use, whether or not it is
+  // scaled out or repartitioned: its two stages' changelogs and the topic
+  // between the stages.
+  std::vector<std::string> InternalTopics() const {
+    JobSpec stage2;
+    stage2.job = job;
+    stage2.version = version;
+    stage2.stage = 1;
+    JobSpec whole = stage2;
+    whole.stage = 0;
+    return {whole.ChangelogTopic(), stage2.ChangelogTopic(), RepartitionTopic(1)};
+  }
   // The canonical text the hash is computed over (stable across whitespace,
   // comments and key order in the YAML).
   std::string CanonicalLogic() const;

@@ -99,13 +99,13 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   }
   int32_t source_partitions = 0;
   {
+    // Asked even when the caller has (the plan needs the count); the
+    // stages are not asked again, nor for the repartition topic made here.
+    auto count = SourcePartitionCount(config, spec.source_topic);
+    if (!count.ok()) return count.status();
+    source_partitions = *count;
     auto client = CreateClient(ClientKind::kProducer, config, {});
     if (!client.ok()) return client.status();
-    auto count = TopicPartitionCount(client->get(), spec.source_topic, 10000);
-    if (!count.ok()) {
-      return count.status().WithContext("the source topic " + spec.source_topic + ": ");
-    }
-    source_partitions = *count;
     KAPPA_RETURN_IF_ERROR(EnsureRepartitionTopic(client->get(), spec, spec.RepartitionTopic(1),
                                                  RepartitionPartitions(spec, source_partitions)));
   }
@@ -123,6 +123,8 @@ Status RunRepartitioned(const JobSpec& spec, const KafkaConfig& config, const Ru
   up_options.on_error = nullptr;
   down_options.on_error = nullptr;
   down_options.upstream_ended = upstream_ended;
+  up_options.source_checked = true;
+  down_options.source_checked = true;
   down_options.archive_dir.clear();
   down_options.metrics_file.clear();  // its own state directory's
   down_options.metrics = nullptr;

@@ -52,20 +52,23 @@ bool SameStateDir(const std::string& registered, const std::string& spec_dir, co
 // promote's diff (a bug bash: `get` answered with the other job's row, and
 // promote compared the other job's rows and found nothing changed).
 // `counts` (if given) says which versions to hold it against.
-// The topics kappa writes for a version's own use: its changelogs (scaled
-// out) and the repartition topic between its stages.
-std::vector<std::string> InternalTopics(const std::string& group) {
-  return {group + ".changelog", group + ".stage1.changelog", group + ".repartition.1"};
+// The internal topics (JobSpec::InternalTopics) of a registered version.
+std::vector<std::string> InternalTopicsOf(const std::string& job, int32_t version) {
+  JobSpec other;
+  other.job = job;
+  other.version = version;
+  return other.InternalTopics();
 }
 
 // Its dead-letter or late topic as one of the other's internal topics, or
 // the other's as one of its own: a restore read the other job's dead
 // letters as state ("the changelog is damaged", for good), or stage 2 took
 // them as input (a bug bash).
-Status CheckInternalTopics(const JobSpec& spec, const VersionInfo& v, const std::string& who) {
+Status CheckInternalTopics(const JobSpec& spec, const std::string& job, const VersionInfo& v,
+                           const std::string& who) {
   const std::vector<std::pair<std::string, std::string>> mine = {
       {"dlq", spec.dlq_topic}, {"dlq", spec.dlq_topic + ".parked"}, {"late", spec.late_topic}};
-  for (const std::string& internal : InternalTopics(v.group)) {
+  for (const std::string& internal : InternalTopicsOf(job, v.version)) {
     for (const auto& [key, topic] : mine) {
       if (topic != internal) continue;
       return Status::FailedPrecondition("`" + key + ".topic` makes job " + spec.job + " write " + topic +
@@ -77,7 +80,7 @@ Status CheckInternalTopics(const JobSpec& spec, const VersionInfo& v, const std:
   const std::vector<std::pair<std::string, std::string>> theirs = {
       {"dead-letter", v.dlq_topic}, {"parked dead-letter", v.dlq_topic.empty() ? "" : v.dlq_topic + ".parked"},
       {"late", v.late_topic}};
-  for (const std::string& internal : InternalTopics(spec.ConsumerGroup())) {
+  for (const std::string& internal : spec.InternalTopics()) {
     for (const auto& [what, topic] : theirs) {
       if (topic.empty() || topic != internal) continue;
       return Status::FailedPrecondition(internal + ", a topic kappa keeps for job " + spec.job + " version " +
@@ -147,7 +150,7 @@ Status CheckOutputIsOwn(const Registry& registry, const JobSpec& spec,
       if (same_job && v.version == spec.version) continue;
       if (counts && !counts(other, v.version)) continue;
       const std::string who = "job " + other + " version " + std::to_string(v.version);
-      KAPPA_RETURN_IF_ERROR(CheckInternalTopics(spec, v, who));
+      KAPPA_RETURN_IF_ERROR(CheckInternalTopics(spec, other, v, who));
       // The versions of one job may share their dead-letter and late topics
       // (and their PostgreSQL table's view), never one's rows with
       // another's dead letters: a v1 dead-letter topic that was v2's output
@@ -827,12 +830,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // The source first: a deploy whose source is missing registered, and
   // while it was registered another job's valid deploy of the same sink
   // withdrew in its favour (a bug bash).
-  if (!options.run.archive_only) {
-    auto client = CreateClient(ClientKind::kProducer, config, {});
-    if (!client.ok()) return client.status();
-    auto count = TopicPartitionCount(client->get(), spec.source_topic, 10000);
-    if (!count.ok()) return count.status().WithContext("the source topic " + spec.source_topic + ": ");
-  }
+  if (!options.run.archive_only) KAPPA_RETURN_IF_ERROR(SourcePartitionCount(config, spec.source_topic).status());
   // A restart finds its version registered: said so, not "registered"
   // again. Fresh: this process's write added the version (another process
   // registering the same version at the same moment found it registered).
@@ -905,6 +903,7 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   };
   int64_t caught_up_since = 0;
   RunOptions run = options.run;
+  run.source_checked = !run.archive_only;
   run.rate_control = rate;
   run.on_checkpoint = [&](const ProgressSnapshot& snapshot) -> bool {
     // With no broker answering, the log ends are stale: not caught up.
