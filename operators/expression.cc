@@ -637,6 +637,16 @@ class Compiler {
                                   TypeWord(side));
       }
     }
+    // A division by a field that is 0 is absent for that record; by the
+    // constant 0 it is absent for every record: a filter over it kept
+    // nothing and a map dead-lettered everything, accepted without a word
+    // (a bug bash: `auction % 0 == 0`).
+    const Node& divisor = nodes_[r];
+    if ((op.text == "/" || op.text == "%") &&
+        ((divisor.k == K::kInt && divisor.i == 0) || (divisor.k == K::kDouble && divisor.d == 0.0))) {
+      return Fail(op.begin, "`" + std::string(op.text) + "` by the constant " + Show(r) +
+                                ": a division by zero is absent, so it would be absent for every record");
+    }
     const bool dbl = nodes_[l].type == ValueType::kDouble || nodes_[r].type == ValueType::kDouble;
     const int n = Binary(K::kArith, dbl ? ValueType::kDouble : ValueType::kInt64, l, r);
     nodes_[n].op = op.text[0];

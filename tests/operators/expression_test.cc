@@ -282,8 +282,8 @@ TEST(ExpressionTest, AbsentFieldsMakeComparisonsFalse) {
 
 TEST(ExpressionTest, DivisionByZeroIsAbsent) {
   const TestRecord r = Sample();  // zero is 0
-  for (const char* text : {"amount / zero", "amount % zero", "fee / zero", "fee % (zero * 1.0)", "1 / 0",
-                           "1.0 / 0.0", "(amount / zero) * 0"}) {
+  for (const char* text : {"amount / zero", "amount % zero", "fee / zero", "fee % (zero * 1.0)", "1 / zero",
+                           "1.0 / (zero * 1.0)", "(amount / zero) * 0", "amount / (1 - 1)"}) {
     auto e = N(text);
     ASSERT_TRUE(e.ok()) << text << ": " << e.status().ToString();
     EXPECT_FALSE(e->Evaluate(r).present) << text;
@@ -294,6 +294,20 @@ TEST(ExpressionTest, DivisionByZeroIsAbsent) {
   EXPECT_TRUE(Eval("not amount / zero > 0", r));
   EXPECT_TRUE(Eval("zero == 0 or amount / zero > 1", r));
   EXPECT_EQ(N("amount / count")->Evaluate(r).i, 83);
+}
+
+TEST(ExpressionTest, DivisionByTheConstantZeroIsRefused) {
+  // Absent for every record: a filter over it kept nothing, silently.
+  for (const char* text : {"count % 0", "amount / 0", "1 / 0", "1.0 / 0.0", "fee % 0.0", "amount / -0", "amount / (0)"}) {
+    auto e = N(text);
+    ASSERT_FALSE(e.ok()) << text;
+    EXPECT_NE(e.status().message().find("by the constant"), std::string::npos) << e.status().ToString();
+  }
+  auto c = C("count % 0 == 0");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("absent for every record"), std::string::npos) << c.status().ToString();
+  EXPECT_TRUE(N("amount / 1").ok());
+  EXPECT_TRUE(N("amount * 0").ok());
 }
 
 TEST(ExpressionTest, AndOrShortCircuitReadsNoMoreFields) {
@@ -682,7 +696,11 @@ struct Gen {
           break;
       }
     }
-    return "(" + space() + l + space() + op + space() + rt + space() + ")";
+    // A constant 0 divisor is refused (DivisionByTheConstantZeroIsRefused);
+    // a sum that is 0 keeps the division-by-zero case.
+    const bool constant_zero = rt == "0" || rt == FormatNumber(0.0);
+    const std::string divisor = (op == '/' || op == '%') && constant_zero ? "(" + rt + " + 0)" : rt;
+    return "(" + space() + l + space() + op + space() + divisor + space() + ")";
   }
   static std::string FormatNumber(double d) {
     std::string s = std::to_string(d);  // multiples of 1/8 print exactly
