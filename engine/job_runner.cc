@@ -242,6 +242,10 @@ struct JobRunner::Impl {
   Status ResetState();
   void PublishMetrics();
   Status CheckExistingOutputs();
+  // Records CheckExistingOutputs found in the output topic of a version
+  // starting without a checkpoint (said by NoteExistingOutputs).
+  int64_t existing_output_records = 0;
+  void NoteExistingOutputs();
   Status CheckWrittenTopicsHoldNoRows();
   // The first record of `topic` (of its first partition holding any), read
   // back; empty if none or unreadable. *records: how many the topic holds.
@@ -659,12 +663,35 @@ Status JobRunner::Impl::CheckExistingOutputs() {
           "spec), or, to start this version over, delete " + topic + " first");
     }
   }
-  const std::string dir = AbsoluteStateDir(spec.state_dir);
-  Note(NoteLevel::kWarning,
-       topic + " already holds " + std::to_string(rows) + " records, but this version has no checkpoint in " + dir +
-           ": it starts over and writes its outputs again. If it ran before with another state directory (a "
-           "relative checkpoint.dir is relative to the working directory), stop it and run it with that one");
+  existing_output_records = rows;
   return Status::OK();
+}
+
+// Under exactly_once, said once the committed gaps are known: what a
+// killed run's transactions committed is re-read with its outputs
+// suppressed (CommittedGaps), so nothing is written twice; and records of
+// its aborted or open transaction count in the topic's offsets. The
+// warning said "writes its outputs again" in both cases (a bug bash).
+void JobRunner::Impl::NoteExistingOutputs() {
+  if (existing_output_records <= 0) return;
+  const std::string dir = AbsoluteStateDir(spec.state_dir);
+  const std::string topic = spec.OutputTopic();
+  const std::string elsewhere =
+      "If it ran before with another state directory (a relative checkpoint.dir is relative to the working "
+      "directory), stop it and run it with that one";
+  if (!sink->transactional()) {
+    Note(NoteLevel::kWarning, topic + " already holds " + std::to_string(existing_output_records) +
+                                  " records, but this version has no checkpoint in " + dir +
+                                  ": it starts over and writes its outputs again. " + elsewhere);
+    return;
+  }
+  if (gaps->remaining(tasks) > 0) return;  // Find said which offsets it re-reads, outputs suppressed
+  Note(NoteLevel::kWarning,
+       topic + " already holds " + std::to_string(existing_output_records) +
+           " records by its offsets (aborted transactions' count too, though no read_committed consumer sees "
+           "them), but this version has no checkpoint in " + dir +
+           " and no offsets committed in Kafka: it starts over, and rows committed there, if any, are written "
+           "again. " + elsewhere);
 }
 
 // Whether the job's output topic has never held a record in its present
@@ -819,6 +846,7 @@ Status JobRunner::Impl::MakeTasks() {
     } else {
       gaps->Reset(tasks.size());
     }
+    NoteExistingOutputs();
     barrier = std::make_unique<SinkBarrier>(*sink, *consumer, spec.source_topic, /*acks_in_writer=*/true);
   }
   coordinator = std::make_unique<CheckpointCoordinator>(tasks, *backend, *barrier,
