@@ -22,6 +22,12 @@ void ProgressFields(const ProgressSnapshot& p, bool stopped, std::string& out) {
   const double eta = stopped ? -1 : p.eta_seconds();
   out += "\"rate\":" + (stopped ? std::string("null") : Num(p.records_per_second)) + ",\"lag\":" + Num(p.total_lag()) +
          ",\"percent\":" + Num(p.percent_done()) + ",\"eta_s\":" + (eta < 0 ? "null" : Num(eta));
+  // A scaled-out version's partitions no running instance reports: their
+  // lag is in neither `lag` nor `percent` (`kappa status` says so too).
+  const int64_t unreported = p.source_partitions > 0 && p.partitions.size() < static_cast<size_t>(p.source_partitions)
+                                 ? p.source_partitions - static_cast<int64_t>(p.partitions.size())
+                                 : 0;
+  out += ",\"source_partitions\":" + Num(int64_t{p.source_partitions}) + ",\"unreported_partitions\":" + Num(unreported);
 }
 
 }  // namespace
@@ -249,7 +255,7 @@ function render(d){
       const pts=mine?d.history:v.history;
       rate.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[1]])});
       lag.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[2]])});
-      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?(v.exit_error?", stopped on an error: "+esc(v.exit_error):", stopped"):""}</span></td><td class="n">${int(mine?d.rate:v.rate)}</td><td class="n">${mine&&lost?"unknown":int(mine?d.lag:v.lag)}</td><td class="n">${pct(mine?d.percent:v.percent)}</td><td class="n">${mine?myEta:v.lag===0?"caught up":dur(v.eta_s)}</td></tr>`);
+      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?(v.exit_error?", stopped on an error: "+esc(v.exit_error):", stopped"):""}</span>${v.unreported_partitions>0?` ${v.unreported_partitions} of ${v.source_partitions} partitions reported by no running instance`:""}</td><td class="n">${int(mine?d.rate:v.rate)}</td><td class="n">${mine&&lost?"unknown":int(mine?d.lag:v.lag)}</td><td class="n">${pct(mine?d.percent:v.percent)}</td><td class="n">${mine?myEta:v.lag===0?"caught up":dur(v.eta_s)}</td></tr>`);
     });
     set("versions-note","registry read "+new Date(d.registry.read_ms).toLocaleTimeString("en-GB")+"; other versions as of their last checkpoint");
     set("promotion",d.registry.promotion||"none recorded");

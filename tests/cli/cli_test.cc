@@ -27,6 +27,7 @@
 #include "base/clock.h"
 #include "cli/command.h"
 #include "cli/progress_printer.h"
+#include "cli/status_page.h"
 #include "kafka/kafka_client.h"
 #include "replay/registry.h"
 #include "tests/support/test_support.h"
@@ -1003,6 +1004,14 @@ TEST_F(CliBrokerTest, StatusNamesUnreportedPartitionsAndAStaleCatchUp) {
   ASSERT_EQ(RunKappa({"status", "so", "-b", bootstrap()}, &out, &err), 0) << err;
   EXPECT_TRUE(Contains(out, ", 4 of 4 partitions reported by no running instance (their lag is not counted)")) << out;
   EXPECT_FALSE(Contains(out, "within catch-up lag")) << out;
+  // The status page's versions say it too (its lag and percent leave them out).
+  JobMetrics metrics("so", "1", "hash", "so.out.v1", AlertSpec{}, nullptr);
+  cli::StatusBoard board("deploy", &metrics);
+  board.OnRegistry(registry, "so");
+  const std::string json = board.Json();
+  EXPECT_TRUE(Contains(json, "\"source_partitions\":4,\"unreported_partitions\":4")) << json;
+  board.OnRegistry(registry, "st");
+  EXPECT_TRUE(Contains(board.Json(), "\"source_partitions\":0,\"unreported_partitions\":0")) << board.Json();
   ASSERT_EQ(RunKappa({"status", "st", "-b", bootstrap()}, &out, &err), 0) << err;
   EXPECT_TRUE(Contains(out, "lag 4000 ")) << out;
   EXPECT_TRUE(Contains(out, ", within catch-up lag at its last report ")) << out;
