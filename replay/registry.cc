@@ -675,13 +675,24 @@ namespace {
 struct Delivery {
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   int64_t offset = -1;
+  // Whether the broker may hold it although no acknowledgement came (sent,
+  // and the answer timed out or was given up).
+  bool possibly_persisted = false;
 };
 // The delivery result of one registry write, through its per-message opaque.
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   auto* d = static_cast<Delivery*>(msg->_private);
   d->err = msg->err;
   d->offset = msg->offset;
+  d->possibly_persisted = rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
 }
+
+// A write sent whose acknowledgement never came may have taken effect: a
+// promote that timed out said only that it failed, and whether the job had
+// changed was anyone's guess (a bug bash).
+constexpr const char* kMayHaveTakenEffect =
+    "the broker may have stored it all the same: see `kappa status` for whether it took effect before repeating "
+    "the command";
 }  // namespace
 
 const std::map<std::string, std::string>& Registry::TopicConfigs() {
@@ -784,7 +795,8 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
                                         "cannot write to the control topic " + topic_, topic_);
     if (!fatal.ok()) return fatal;
     return Status::Unavailable("the control topic " + topic_ + " did not acknowledge a registry write within " +
-                               std::to_string(waited.count()) + " s");
+                               std::to_string(waited.count()) + " s" +
+                               (delivery.possibly_persisted ? std::string("; ") + kMayHaveTakenEffect : ""));
   }
   if (delivery.err) {
     // Fatal (the producer id refused): the same words whether the refusal
@@ -801,7 +813,8 @@ Status Registry::Put(const std::string& key, const std::string& value, int32_t p
       topic_ensured_ = false;
     }
     return StatusFromKafka(delivery.err, "registry write to " + topic_ + " failed",
-                           AuthorizationHint(delivery.err, topic_));
+                           delivery.possibly_persisted ? std::string(kMayHaveTakenEffect)
+                                                       : AuthorizationHint(delivery.err, topic_));
   }
   *offset = delivery.offset;
   return Status::OK();

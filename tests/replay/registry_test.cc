@@ -5,6 +5,8 @@
 
 #include <flatbuffers/flatbuffers.h>
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include <chrono>
 #include <thread>
@@ -475,6 +477,33 @@ TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   ASSERT_NE(back->Find(2), nullptr);
   EXPECT_EQ(back->Find(2)->state, VersionState::kCaughtUp);
   ASSERT_TRUE(a.Progress("spend", 2).has_value());
+}
+
+// A registry write the broker took but never acknowledged (its answer
+// delayed past the 30 s message timeout) failed with only "timed out": a
+// promote or retire that failed so may have changed the job all the same,
+// and nothing said so (a bug bash). The error says it may have taken effect
+// and where to look; and it did.
+TEST_F(RegistryTest, AWriteWhoseAcknowledgementTimedOutSaysItMayHaveTakenEffect) {
+  CreateTopic("kappa.control", 1);
+  Registry writer(Config());
+  JobRecord job;
+  job.job = "spend";
+  job.versions = {Version(1, VersionState::kLive)};
+  job.serving = 1;
+  ASSERT_TRUE(writer.PutJob(job).ok());  // the topic and its partitions known
+  rd_kafka_mock_broker_set_rtt(broker_->mock_cluster(), -1, 45000);
+  job.versions.push_back(Version(2, VersionState::kCaughtUp));
+  job.serving = 2;
+  const Status st = writer.PutJob(job);
+  rd_kafka_mock_broker_set_rtt(broker_->mock_cluster(), -1, 0);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("may have stored it all the same: see `kappa status`"), std::string::npos)
+      << st.ToString();
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  ASSERT_TRUE(reader.Job("spend").has_value());
+  EXPECT_EQ(reader.Job("spend")->serving, 2) << "the write the error said may have taken effect did";
 }
 
 // A re-read reads what was written since the last one, not the whole topic:
