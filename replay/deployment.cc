@@ -762,8 +762,10 @@ namespace {
 // DDL, IF NOT EXISTS) and the serving view agrees with the registry (the
 // registry wins, replay/pg_serving.h). The sink reports a database it cannot
 // reach; here that is only a warning.
+// Returns whether it created the version's table.
 template <typename Note>
-void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note) {
+bool ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note) {
+  bool made = false;
   auto pg = PgClient::Connect(spec.postgres_dsn);
   Status st = pg.status();
   if (pg.ok()) {
@@ -774,6 +776,7 @@ void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note)
     // would have (the check that a job is not given another's table reads
     // it; tables deploy and replay made had none, a bug bash).
     if (st.ok() && existed.ok() && !*existed) {
+      made = true;
       const std::string table = QuoteQualified(spec.PostgresTable());
       st = (*pg)->Exec("DO $$ BEGIN IF obj_description(" + QuoteLiteral(table) +
                        "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + table + " IS " +
@@ -789,6 +792,7 @@ void ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note)
     if (line.ok() && !line->empty()) note(NoteLevel::kInfo, *line);
   }
   if (!st.ok()) note(NoteLevel::kWarning, "the PostgreSQL serving view was not checked: " + st.ToString());
+  return made;
 }
 
 }  // namespace
@@ -853,6 +857,8 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // `kappa get` with the other job's rows (a bug bash); a scaled-out
   // replay stayed "replaying" on a missing changelog topic. Not if another
   // instance of it has reported meanwhile.
+  bool reconciled_postgres = false;  // ReconcilePostgres ran (below)
+  bool created_table = false;        // and made the version's table
   auto unregister = [&](const Status& why) {
     // Refusals of the spec only: a state directory in use (another process
     // of this version started at the same moment runs it, a bug bash) or a
@@ -866,6 +872,23 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
                            " unregistered again: it did not start"
                      : "could not unregister job " + spec.job + " version " + std::to_string(spec.version) +
                            ", which did not start: " + undone.ToString() + "; retire it with kappa retire");
+    if (undone.ok() && reconciled_postgres) {
+      // What the start made in PostgreSQL goes with the registration: a
+      // refused deploy left its view (over another job's table, when that
+      // was the refusal), its kappa_serving row and its empty table (a bug
+      // bash).
+      std::optional<JobRecord> after;
+      if (registry.Refresh().ok()) after = registry.Job(spec.job);
+      auto line = WithdrawServing(after, spec.postgres_dsn, spec.job, spec.postgres_table, spec.version,
+                                  created_table);
+      if (!line.ok()) {
+        note(NoteLevel::kWarning, "PostgreSQL: what the start made for version " + std::to_string(spec.version) +
+                                      " (view " + spec.postgres_table + ", table " + spec.PostgresTable() +
+                                      ") was not undone: " + line.status().ToString());
+      } else if (!line->empty()) {
+        note(NoteLevel::kInfo, *line);
+      }
+    }
     return why;
   };
   // Two jobs registering one output at the same moment both passed the
@@ -875,7 +898,10 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   if (fresh) {
     if (Status first = CheckRegisteredFirst(registry, spec); !first.ok()) return unregister(first);
   }
-  if (spec.postgres()) ReconcilePostgres(spec, *registered, note);
+  if (spec.postgres()) {
+    created_table = ReconcilePostgres(spec, *registered, note);
+    reconciled_postgres = true;
+  }
   note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) +
                              (fresh ? " registered (" : " registered already (") +
                              (registered->serving == spec.version ? "serving" : "not serving") + "); " +

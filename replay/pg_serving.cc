@@ -268,6 +268,49 @@ Result<std::string> ReconcileServing(const JobRecord& record, const std::string&
          (*current ? "v" + std::to_string(**current) : std::string("nothing")) + ")";
 }
 
+Result<std::string> WithdrawServing(const std::optional<JobRecord>& record, const std::string& dsn,
+                                    const std::string& job, const std::string& base_table, int32_t version,
+                                    bool drop_table) {
+  const std::string table = base_table + "_v" + std::to_string(version);
+  std::string said;
+  if (record && record->serving != 0 && record->serving != version) {
+    // Another version serves now: the view goes to it (if it has a table).
+    auto line = ReconcileServing(*record, dsn);
+    if (!line.ok()) return line.status();
+    said = *line;
+  }
+  auto pg = PgClient::Connect(dsn);
+  if (!pg.ok()) return pg.status();
+  PgClient& c = **pg;
+  auto current = ServingVersion(c, job, base_table);
+  if (!current.ok()) return current.status();
+  if (*current == version) {
+    // Still this version's (nothing else serves): no view, no row.
+    KAPPA_RETURN_IF_ERROR(InTransaction(c, [&]() -> Status {
+      auto lock = c.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
+      if (!lock.ok()) return lock.status();
+      auto kind = RelKind(c, base_table);
+      if (!kind.ok()) return kind.status();
+      std::string sql = "DELETE FROM " + PgServingTable(base_table) + " WHERE job = " + QuoteLiteral(job) +
+                        " AND version = " + std::to_string(version);
+      if (*kind == "v") sql = "DROP VIEW " + QuoteQualified(base_table) + "; " + sql;
+      auto done = c.Exec(sql);
+      return done.ok() ? Status::OK() : done.status();
+    }));
+    said += std::string(said.empty() ? "" : "; ") + "PostgreSQL view " + base_table + " and its kappa_serving row removed";
+  }
+  if (drop_table) {
+    auto rows = c.Exec("SELECT count(*) FROM (SELECT 1 FROM " + QuoteQualified(table) + " LIMIT 1) t");
+    if (!rows.ok()) return rows.status();
+    if (!rows->rows.empty() && rows->rows[0][0] == "0") {
+      auto dropped = c.Exec("DROP TABLE " + QuoteQualified(table));
+      if (!dropped.ok()) return dropped.status();
+      said += std::string(said.empty() ? "" : "; ") + "its empty table " + table + " dropped";
+    }
+  }
+  return said;
+}
+
 Result<OutputDiff> ComparePgTables(PgClient& pg, const std::string& serving_table, const std::string& candidate_table) {
   auto sc = RelationColumns(pg, serving_table);
   if (!sc.ok()) return sc.status();

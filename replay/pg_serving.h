@@ -78,6 +78,17 @@ std::string ServingDsn(const VersionInfo& v, const std::string& override_dsn);
 Result<std::string> ReconcileServing(const JobRecord& record, const std::string& override_dsn,
                                      const SwapWait& wait = {});
 
+// A version that never ran, unregistered again (RunDeployment): what the
+// deployment made in PostgreSQL for it is undone. `record` is the job after
+// the unregistration (nullopt: no version left). If kappa_serving says the
+// version serves, the view and the row go to the record's serving version,
+// or, with none, are dropped; the version's table `base_table`_v<version>
+// is dropped if `drop_table` (the deployment created it) and it is empty.
+// Returns a line for the user ("" when nothing changed).
+Result<std::string> WithdrawServing(const std::optional<JobRecord>& record, const std::string& dsn,
+                                    const std::string& job, const std::string& base_table, int32_t version,
+                                    bool drop_table);
+
 // The promotion diff of two versions' tables, computed in the database (a
 // FULL OUTER JOIN on kappa_key; nothing is loaded into memory): rows are
 // equal when every common non-lineage column is; per feature column (the

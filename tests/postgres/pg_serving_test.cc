@@ -27,9 +27,11 @@
 #include <tuple>
 
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
 
 #include "engine/job_spec.h"
 #include "engine/postgres_table.h"
+#include "kafka/kafka_client.h"
 #include "postgres/pg_client.h"
 #include "replay/deployment.h"
 #include "replay/promotion.h"
@@ -448,6 +450,78 @@ TEST_F(PgServingTest, ADeploymentStartCreatesTheTableAndTheView) {
   ASSERT_TRUE(kind.ok());
   ASSERT_EQ(kind->rows.size(), 1u);
   EXPECT_EQ(kind->rows[0][0], "v");
+}
+
+// A bug bash: a deploy refused at its start (after it had registered and
+// set up PostgreSQL) was unregistered again, but left the view, the
+// kappa_serving row naming the version that never ran, and the empty table
+// it had made; when the refusal was another job's table, the view served
+// that job's rows. They go with the registration; a table not made by the
+// deployment stays.
+TEST_F(PgServingTest, ARefusedStartTakesBackTheViewTheRowAndTheTableItMade) {
+  CreateTopic("transactions", 1);
+  CreateTopic(job_ + ".dlq", 1);
+  Registry registry(Config());
+  auto deploy = [&](const JobSpec& spec, std::string* notes) {
+    DeploymentOptions options;
+    options.on_note = [notes](NoteLevel, const std::string& text) { *notes += text + "\n"; };
+    StopSource stop;
+    std::atomic<bool> done{false};
+    std::thread guard([&] {  // a start that is not refused must not hang the test
+      for (int i = 0; i < 600 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      stop.RequestStop();
+    });
+    Status st = RunDeployment(Config(), spec, options, registry, stop);
+    done.store(true);
+    guard.join();
+    return st;
+  };
+  auto view_kind = [&] {
+    auto kind = pg_->Exec("SELECT relkind FROM pg_class WHERE oid = to_regclass(" + QuoteLiteral(base_) + ")");
+    EXPECT_TRUE(kind.ok());
+    return kind.ok() && !kind->rows.empty() ? kind->rows[0][0] : std::string();
+  };
+  const JobSpec v1 = Spec(1);
+  // Another job's table, made by its unregistered `kappa run`.
+  ASSERT_TRUE(pg_->Exec(PostgresCreateTable(v1)).ok());
+  ASSERT_TRUE(pg_->Exec("COMMENT ON TABLE " + QuoteQualified(v1.PostgresTable()) + " IS " +
+                        QuoteLiteral(PgOwnerComment("someone-else")))
+                  .ok());
+  std::string notes;
+  Status st = deploy(v1, &notes);
+  ASSERT_FALSE(st.ok()) << notes;
+  EXPECT_NE(st.message().find("is written by job someone-else"), std::string::npos) << st.ToString();
+  EXPECT_NE(notes.find("unregistered again"), std::string::npos) << notes;
+  EXPECT_EQ(view_kind(), "") << "the view over another job's table stayed\n" << notes;
+  EXPECT_EQ(KappaServing(), 0) << notes;
+  EXPECT_TRUE(TableExists(v1.PostgresTable())) << "not the deployment's to drop";
+
+  // Refused after it made its table: a dead-letter topic holding rows.
+  ASSERT_TRUE(pg_->Exec("DROP TABLE " + QuoteQualified(v1.PostgresTable())).ok());
+  {
+    auto client = CreateClient(ClientKind::kProducer, Config(), {});
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    const std::string topic = job_ + ".dlq";
+    const std::string value = "{}";
+    ASSERT_EQ(rd_kafka_producev(client->get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_HEADER("kappa.job", "rows", 4),
+                                RD_KAFKA_V_HEADER("kappa.spec_hash", "0123", 4), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(client->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  notes.clear();
+  st = deploy(v1, &notes);
+  ASSERT_FALSE(st.ok()) << notes;
+  EXPECT_NE(st.message().find("holds output rows of job rows"), std::string::npos) << st.ToString();
+  EXPECT_NE(notes.find("its empty table " + v1.PostgresTable() + " dropped"), std::string::npos) << notes;
+  EXPECT_EQ(view_kind(), "") << notes;
+  EXPECT_EQ(KappaServing(), 0) << notes;
+  EXPECT_FALSE(TableExists(v1.PostgresTable())) << notes;
+  ASSERT_TRUE(registry.Refresh().ok());
+  auto record = registry.Job(job_);
+  EXPECT_TRUE(!record || record->Find(1) == nullptr) << "still registered";
 }
 
 // A reconciler that read the registry before a promotion (a `kappa status`
