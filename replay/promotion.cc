@@ -406,6 +406,18 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
                      "'s process has stopped: its outputs do not move until it runs again";
     }
     ProgressSnapshot now = progress->snapshot;
+    // Partitions no running instance reports (instances restarting or
+    // rebalancing) have no lag to check: a version thousands of records
+    // behind was promoted while its restarted instances held none yet,
+    // its lag read 0 (a bug bash).
+    if (now.source_partitions > 0 && now.partitions.size() < static_cast<size_t>(now.source_partitions)) {
+      return Status::FailedPrecondition(
+          "job " + job + " version " + std::to_string(version) + ": " +
+          std::to_string(now.source_partitions - static_cast<int32_t>(now.partitions.size())) + " of " +
+          std::to_string(now.source_partitions) + " partitions of " + candidate->source_topic +
+          " are reported by no running instance (instances starting or rebalancing), so how far behind it is "
+          "there is unknown; wait until `kappa status` shows every partition reported, or --force");
+    }
     KAPPA_RETURN_IF_ERROR(RefreshLogEnds(config, candidate->source_topic, &now));
     if (now.max_lag() > options.max_lag) {
       return Status::FailedPrecondition(

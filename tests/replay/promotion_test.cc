@@ -240,6 +240,44 @@ TEST_F(PromotionTest, PromoteRefusesAVersionThatIsBehindAndNamesThePartition) {
   EXPECT_EQ(registry.Job("spend")->serving, 1) << "nothing was promoted";
 }
 
+// A bug bash: a scaled-out candidate thousands of records behind was
+// promoted 1.5 s after its instances restarted: none held a partition yet,
+// so the lag over the partitions reported was 0. Refused while any
+// partition is reported by no running instance.
+TEST_F(PromotionTest, PromoteRefusesAScaledOutVersionWithPartitionsNoInstanceReports) {
+  FillSource({30, 500});
+  Registry registry(Config());
+  RegisterTwoVersions(registry);
+  ProgressRecord restarted = Progress("spend", 2, {});
+  restarted.instance = "a";
+  restarted.snapshot.source_partitions = 2;
+  ASSERT_TRUE(registry.PutProgress(restarted).ok());
+  PromoteOptions options;
+  options.max_lag = 50;
+  std::string report;
+  Status st = Promote(registry, Config(), "spend", 2, options, &report);
+  ASSERT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("2 of 2 partitions of transactions are reported by no running instance"),
+            std::string::npos)
+      << st.ToString();
+  // One partition reported, at its end; the other still by nobody.
+  ProgressRecord one = Progress("spend", 2, {{0, 30}});
+  one.instance = "a";
+  one.snapshot.source_partitions = 2;
+  ASSERT_TRUE(registry.PutProgress(one).ok());
+  st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_NE(st.message().find("1 of 2 partitions"), std::string::npos) << st.ToString();
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job("spend")->serving, 1) << "nothing was promoted";
+  // Both reported and at their ends: promoted.
+  ProgressRecord other = Progress("spend", 2, {{1, 500}});
+  other.instance = "b";
+  other.snapshot.source_partitions = 2;
+  ASSERT_TRUE(registry.PutProgress(other).ok());
+  st = Promote(registry, Config(), "spend", 2, options, &report);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+}
+
 // A version whose process reported every second, last 60 s ago (status:
 // "not reporting for 60 s").
 ProgressRecord SilentFor60s(const std::string& job, int32_t version) {
