@@ -283,10 +283,16 @@ int StatusCommand(int argc, char** argv) {
       // A scaled-out version's partitions no running instance reports: the
       // line read "lag 0 (100.0% done)" for a version whose one running
       // instance held none yet (a bug bash).
+      // Its lag and share done are unknown then, not 0 and 100% (a bug bash:
+      // "lag 0 (100.0% done)" for a version 6,295 records behind).
+      char lag_text[200];
+      std::snprintf(lag_text, sizeof(lag_text), "lag %lld (%.1f%% done)", static_cast<long long>(s.total_lag()),
+                    s.percent_done());
       if (s.source_partitions > 0 && s.partitions.size() < static_cast<size_t>(s.source_partitions)) {
-        refused += ", " + std::to_string(s.source_partitions - static_cast<int32_t>(s.partitions.size())) + " of " +
-                   std::to_string(s.source_partitions) +
-                   " partitions reported by no running instance (their lag is not counted)";
+        std::snprintf(lag_text, sizeof(lag_text),
+                      "lag unknown: %d of %d partitions reported by no running instance (%lld on the others)",
+                      s.source_partitions - static_cast<int32_t>(s.partitions.size()), s.source_partitions,
+                      static_cast<long long>(s.total_lag()));
       }
       // "Within catch-up lag" is what the process last reported; the lag
       // above is against the log ends now. A stalled process read "lag 60000
@@ -299,9 +305,9 @@ int StatusCommand(int argc, char** argv) {
                            std::to_string((now - progress->snapshot.checkpoint_ms) / 1000) + " s ago"
                      : ", within catch-up lag";
       }
-      std::printf("      %s, %slag %lld (%.1f%% done), checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s%s\n",
+      std::printf("      %s, %s%s, checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s%s\n",
                   liveness.c_str(), liveness == "running" ? (Rate(s.records_per_second) + ", ").c_str() : "",
-                  static_cast<long long>(s.total_lag()), s.percent_done(), static_cast<long long>(s.epoch),
+                  lag_text, static_cast<long long>(s.epoch),
                   static_cast<long long>((now - s.checkpoint_ms) / 1000), static_cast<long long>(s.counters.in),
                   static_cast<long long>(s.counters.outputs), static_cast<long long>(s.counters.dlq),
                   static_cast<long long>(s.counters.late), refused.c_str(), within.c_str());
@@ -359,10 +365,21 @@ int StatusCommand(int argc, char** argv) {
                         rs->eta_seconds < 0 ? "" : (", ETA " + std::to_string(static_cast<int64_t>(rs->eta_seconds)) + " s").c_str());
           copies += line;
         }
-        const std::string alive = inst.Liveness(now);
+        std::string alive = inst.Liveness(now);
+        // Retired: "start it again with the same spec to resume" was advice
+        // the deploy refuses (a bug bash).
+        if (retired && alive != "running") {
+          alive = alive.rfind("not reporting", 0) == 0
+                      ? "not reporting for " + std::to_string((now - inst.snapshot.checkpoint_ms) / 1000) + " s (retired)"
+                      : "stopped (retired)";
+        }
+        // Every partition it last held reported by another since: its rate
+        // is history (a killed instance's stood beside the survivor's 0 while
+        // it restored, a bug bash).
+        const bool displaced = running && !moved.empty() && owned.rfind("none", 0) == 0;
         std::printf("      instance %s: %s, partitions %s, %slag %lld, checkpoint epoch %lld %llds ago%s\n",
                     inst.instance.c_str(), alive.c_str(), owned.empty() ? "none" : owned.c_str(),
-                    alive == "running" ? (Rate(inst.snapshot.records_per_second) + ", ").c_str() : "",
+                    alive == "running" && !displaced ? (Rate(inst.snapshot.records_per_second) + ", ").c_str() : "",
                     static_cast<long long>(lag),
                     static_cast<long long>(inst.snapshot.epoch),
                     static_cast<long long>((now - inst.snapshot.checkpoint_ms) / 1000), copies.c_str());

@@ -49,6 +49,10 @@ void StatusBoard::OnRegistry(const Registry& registry, const std::string& job) {
     }
     progress_[v.version] = std::move(*progress);
   }
+  paused_.clear();
+  for (const VersionInfo& v : record->versions) {
+    if (auto throttle = registry.Throttle(job, v.version); throttle && throttle->paused) paused_.insert(v.version);
+  }
   promotion_ = registry.Value(Registry::PromotionKey(job));
 }
 
@@ -126,6 +130,12 @@ std::string StatusBoard::Json() const {
       first = false;
       auto p = progress_.find(info.version);
       if (p != progress_.end()) {
+        // Whether its processes still report (a version whose instances
+        // were all killed looked running on the page for good, a bug bash),
+        // and whether it is paused (kappa throttle --pause).
+        const std::string liveness = p->second.Liveness(WallClockMs());
+        out += ",\"reporting\":" + std::string(liveness.rfind("not reporting", 0) == 0 ? "false" : "true") +
+               ",\"liveness\":" + Str(liveness) + ",\"paused\":" + (paused_.count(info.version) ? "true" : "false");
         out += ",\"stopped\":" + std::string(p->second.stopped ? "true" : "false") + ",\"exit_error\":" +
                (p->second.exit_error.empty() ? std::string("null") : Str(p->second.exit_error)) +
                ",\"progress_ms\":" + Num(p->second.snapshot.checkpoint_ms) + ",";
@@ -252,10 +262,13 @@ function render(d){
   if(d.registry){
     d.registry.versions.forEach((v,i)=>{
       const st=v.state,c=COLORS[i%COLORS.length],mine=String(v.version)===self;
+      // A scaled-out version's numbers are the version's (the registry's),
+      // not this instance's share; unknown while partitions are unreported.
+      const own=mine&&!(v.source_partitions>0),unk=v.unreported_partitions>0;
       const pts=mine?d.history:v.history;
       rate.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[1]])});
       lag.push({name:"v"+v.version+(mine?" (this process)":""),color:c,points:pts.map(p=>[p[0],p[2]])});
-      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?(v.exit_error?", stopped on an error: "+esc(v.exit_error):", stopped"):""}</span>${v.unreported_partitions>0?` ${v.unreported_partitions} of ${v.source_partitions} partitions reported by no running instance`:""}</td><td class="n">${int(mine?d.rate:v.rate)}</td><td class="n">${mine&&lost?"unknown":int(mine?d.lag:v.lag)}</td><td class="n">${pct(mine?d.percent:v.percent)}</td><td class="n">${mine?myEta:v.lag===0?"caught up":dur(v.eta_s)}</td></tr>`);
+      rows.push(`<tr id="version-${v.version}"><td>v${v.version}${v.serving?' <span class="serving">serving</span>':""}${mine?" (here)":""}</td><td><span class="state s-${st}">${st}${v.stopped?(v.exit_error?", stopped on an error: "+esc(v.exit_error):", stopped"):""}</span>${v.paused?", paused":""}${v.reporting===false?", not reporting since "+new Date(v.progress_ms).toLocaleTimeString("en-GB"):""}${unk?` ${v.unreported_partitions} of ${v.source_partitions} partitions reported by no running instance`:""}</td><td class="n">${v.reporting===false?"-":int(own?d.rate:v.rate)}</td><td class="n">${unk?"unknown":own&&lost?"unknown":int(own?d.lag:v.lag)}</td><td class="n">${unk?"-":pct(own?d.percent:v.percent)}</td><td class="n">${unk||v.reporting===false?"-":own?myEta:v.lag===0?"caught up":dur(v.eta_s)}</td></tr>`);
     });
     set("versions-note","registry read "+new Date(d.registry.read_ms).toLocaleTimeString("en-GB")+"; other versions as of their last checkpoint");
     set("promotion",d.registry.promotion||"none recorded");

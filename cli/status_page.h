@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "engine/job_metrics.h"
@@ -48,6 +49,7 @@ class StatusBoard {
   std::map<int32_t, ProgressRecord> progress_;
   std::map<int32_t, std::deque<Point>> history_;  // per version, from its progress records
   std::optional<std::string> promotion_;
+  std::set<int32_t> paused_;  // versions kappa throttle --pause paused
 };
 
 }  // namespace kappa::cli
