@@ -88,6 +88,9 @@ class JobMetrics {
   // sample.progress.counters (and sink_rejected) made this process's
   // monotonic ones from sample.partition_counters (above).
   void MakeMonotonic(JobMetricsSample& sample);
+  // Scaled out: the counters count what this instance did since it began
+  // (summed over instances: the version's), not the restored ones.
+  bool per_instance_ = false;
   bool monotonic_started_ = false;
   RecordCounters monotonic_;
   int64_t monotonic_rejected_ = 0;
