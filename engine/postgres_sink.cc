@@ -107,7 +107,33 @@ Status PostgresSink::Connect(bool with_temp_table) {
   auto client = PgClient::Connect(spec_.postgres_dsn, kConnectTimeout);
   if (!client.ok()) return client.status();
   client_ = std::move(*client);
-  if (Status st = client_->Exec(std::string("SET lock_timeout = '") + kLockTimeout + "'").status(); !st.ok()) {
+  // A server that stops answering (a hung backend, a network path lost
+  // without a reset) held the job in poll() for good, silent, its status
+  // line and waiting gauge frozen, and a SIGTERM could not end it (a bug
+  // bash). Said every 10 s; a stop gives the statement up (its transaction
+  // is not committed: the last checkpoint stands).
+  client_->SetWaitHook([this, next_note_s = 10.0](double waited_s) mutable {
+    if (waited_s >= 10) {
+      if (waiting_since_ms_ == 0) waiting_since_ms_ = WallClockMs() - static_cast<int64_t>(waited_s * 1000);
+      waiting_reason_ = "not answering";
+      if (waited_s >= next_note_s) {
+        Note(NoteLevel::kWarning, "PostgreSQL " + client_->redacted_dsn() + " has not answered a statement for " +
+                                      std::to_string(static_cast<int>(waited_s)) +
+                                      " s (a hung server, or the network path to it lost): still waiting, nothing "
+                                      "is read meanwhile; stopping the job (SIGTERM) gives the statement up, its "
+                                      "epoch uncommitted and the last checkpoint intact");
+        next_note_s = waited_s + 10;
+      }
+      if (while_waiting_) while_waiting_();
+    }
+    return !stop_.stop_requested();
+  });
+  // kappa's own statements are not bounded by a role's or database's
+  // statement_timeout: an epoch's COPY longer than one failed at every
+  // restart, for good, blamed on "a row" (a bug bash, 150 ms on the role).
+  if (Status st = client_->Exec(std::string("SET lock_timeout = '") + kLockTimeout + "'; SET statement_timeout = 0")
+                      .status();
+      !st.ok()) {
     client_.reset();
     return st;
   }

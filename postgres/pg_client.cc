@@ -1,6 +1,7 @@
 #include "postgres/pg_client.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cctype>
@@ -324,21 +325,113 @@ Result<std::unique_ptr<PgClient>> PgClient::Connect(const std::string& dsn, std:
   // The server's notices ("relation ... already exists, skipping" after
   // IF NOT EXISTS) are not errors; libpq would print them to stderr.
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  // Statements are sent and waited for with poll (PgClient::Run), so that a
+  // server that stops answering can be given up.
+  if (PQsetnonblocking(conn, 1) != 0) {
+    const std::string msg = OneLine(PQerrorMessage(conn));
+    PQfinish(conn);
+    return Status::Unavailable("PostgreSQL " + redacted + ": " + msg);
+  }
   return std::unique_ptr<PgClient>(new PgClient(conn, redacted));
 }
 
-PgClient::~PgClient() { PQfinish(conn_); }
+PgClient::~PgClient() {
+  if (conn_ != nullptr) PQfinish(conn_);
+}
 
 Status PgClient::ConnectionError(const std::string& what) const {
   const std::string msg = OneLine(PQerrorMessage(conn_));
   return Status::Unavailable("PostgreSQL " + redacted_ + ": " + what + ": " + msg);
 }
 
+Status PgClient::WaitSocket(bool for_write, const std::string& what, double* waited_s) {
+  const int fd = PQsocket(conn_);
+  if (fd < 0) return ConnectionError(what);
+  pollfd p{fd, static_cast<short>(POLLIN | (for_write ? POLLOUT : 0)), 0};
+  const int n = ::poll(&p, 1, 200);
+  if (n > 0) return Status::OK();
+  *waited_s += 0.2;
+  if (wait_hook_ && !wait_hook_(*waited_s)) {
+    // The session's backend rolls back once it notices the socket closed.
+    abandoned_ = true;
+    PQfinish(conn_);
+    conn_ = nullptr;
+    return Status::Unavailable("PostgreSQL " + redacted_ + " had not answered " + what + " after " +
+                               std::to_string(static_cast<int>(*waited_s)) +
+                               " s; the statement was abandoned and the connection closed");
+  }
+  return Status::OK();
+}
+
+Status PgClient::FlushOut(const std::string& what) {
+  double waited = 0;
+  while (true) {
+    const int left = PQflush(conn_);
+    if (left == 0) return Status::OK();
+    if (left < 0) return ConnectionError(what);
+    KAPPA_RETURN_IF_ERROR(WaitSocket(/*for_write=*/true, what, &waited));
+    // Reading what the server sends meanwhile keeps it from blocking on us.
+    if (PQconsumeInput(conn_) == 0) return ConnectionError(what);
+  }
+}
+
+Status PgClient::AwaitResult(const std::string& what) {
+  double waited = 0;
+  while (true) {
+    if (PQconsumeInput(conn_) == 0) return ConnectionError(what);
+    if (PQisBusy(conn_) == 0) return Status::OK();
+    KAPPA_RETURN_IF_ERROR(WaitSocket(/*for_write=*/false, what, &waited));
+  }
+}
+
+PGresult* PgClient::Run(const std::string& sql, Status* error) {
+  if (abandoned_ || conn_ == nullptr) {
+    *error = Status::Unavailable("PostgreSQL " + redacted_ + ": the connection was closed after a wait was abandoned");
+    return nullptr;
+  }
+  if (PQsendQuery(conn_, sql.c_str()) == 0) {
+    *error = ConnectionError("connection lost");
+    return nullptr;
+  }
+  if (Status st = FlushOut("a statement"); !st.ok()) {
+    *error = st;
+    return nullptr;
+  }
+  // As PQexec: the last result, or the error that ended the statements.
+  PGresult* last = nullptr;
+  while (true) {
+    if (Status st = AwaitResult("a statement"); !st.ok()) {
+      if (last) PQclear(last);
+      *error = st;
+      return nullptr;
+    }
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) break;
+    const ExecStatusType type = PQresultStatus(r);
+    const bool failed = type == PGRES_FATAL_ERROR;
+    // As PQexec: an error result is kept over what came before it.
+    if (last && (failed || PQresultStatus(last) != PGRES_FATAL_ERROR)) {
+      PQclear(last);
+      last = r;
+    } else if (last) {
+      PQclear(r);
+    } else {
+      last = r;
+    }
+    // COPY ... FROM STDIN hands over to the caller with this result.
+    if (type == PGRES_COPY_IN || type == PGRES_COPY_OUT || type == PGRES_COPY_BOTH) break;
+  }
+  if (last == nullptr) *error = ConnectionError("connection lost");
+  return last;
+}
+
 Result<PgRows> PgClient::Exec(const std::string& sql) {
   last_sqlstate_.clear();
-  PGresult* r = PQexec(conn_, sql.c_str());
-  if (r == nullptr || PQstatus(conn_) != CONNECTION_OK) {
-    if (r) PQclear(r);
+  Status lost;
+  PGresult* r = Run(sql, &lost);
+  if (r == nullptr) return lost;
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    PQclear(r);
     return ConnectionError("connection lost");
   }
   PgRows out;
@@ -383,9 +476,11 @@ Result<int64_t> PgClient::CopyInText(const std::string& table, const std::vector
   std::string sql = "COPY " + table + " (";
   for (size_t i = 0; i < columns.size(); ++i) sql += (i ? ", " : "") + QuoteIdentifier(columns[i]);
   sql += ") FROM STDIN";
-  PGresult* r = PQexec(conn_, sql.c_str());
-  if (r == nullptr || PQstatus(conn_) != CONNECTION_OK) {
-    if (r) PQclear(r);
+  Status lost;
+  PGresult* r = Run(sql, &lost);
+  if (r == nullptr) return lost;
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    PQclear(r);
     return ConnectionError("COPY");
   }
   if (PQresultStatus(r) != PGRES_COPY_IN) {
@@ -394,12 +489,27 @@ Result<int64_t> PgClient::CopyInText(const std::string& table, const std::vector
     return Status::FailedPrecondition("PostgreSQL " + redacted_ + " refused the COPY: " + msg);
   }
   PQclear(r);
+  // Nonblocking while the rows go out: a server that stops reading fills
+  // the socket, and a blocking write would wait in the kernel for good.
   constexpr size_t kChunk = 1 << 16;
-  for (size_t at = 0; at < data.size(); at += kChunk) {
+  for (size_t at = 0; at < data.size();) {
     const size_t n = std::min(kChunk, data.size() - at);
-    if (PQputCopyData(conn_, data.data() + at, static_cast<int>(n)) != 1) return ConnectionError("COPY data");
+    const int put = PQputCopyData(conn_, data.data() + at, static_cast<int>(n));
+    if (put < 0) return ConnectionError("COPY data");
+    if (put == 0) {  // libpq's buffer is full: send it first
+      KAPPA_RETURN_IF_ERROR(FlushOut("the COPY's rows"));
+      continue;
+    }
+    at += n;
   }
-  if (PQputCopyEnd(conn_, nullptr) != 1) return ConnectionError("COPY end");
+  while (true) {
+    const int end = PQputCopyEnd(conn_, nullptr);
+    if (end < 0) return ConnectionError("COPY end");
+    if (end == 1) break;
+    KAPPA_RETURN_IF_ERROR(FlushOut("the COPY's rows"));
+  }
+  KAPPA_RETURN_IF_ERROR(FlushOut("the COPY's rows"));
+  KAPPA_RETURN_IF_ERROR(AwaitResult("the COPY"));
   r = PQgetResult(conn_);
   int64_t copied = 0;
   Status st;
@@ -413,7 +523,7 @@ Result<int64_t> PgClient::CopyInText(const std::string& table, const std::vector
     copied = (n && *n) ? std::stoll(n) : 0;
   }
   if (r) PQclear(r);
-  while ((r = PQgetResult(conn_)) != nullptr) PQclear(r);
+  while (AwaitResult("the COPY").ok() && (r = PQgetResult(conn_)) != nullptr) PQclear(r);
   if (!st.ok()) return st;
   return copied;
 }

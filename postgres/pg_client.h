@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "base/status.h"
 
 struct pg_conn;
+struct pg_result;
 
 namespace kappa {
 
@@ -61,6 +63,15 @@ class PgClient {
   // with AppendCopyText, tab-separated, ending in a newline).
   Result<int64_t> CopyInText(const std::string& table, const std::vector<std::string>& columns,
                              std::string_view data);
+  // Called about every 200 ms while a statement waits for the server (its
+  // answer, or room to send), with the seconds waited so far; returning
+  // false abandons the statement: the connection is closed (the server rolls
+  // back what it had of the transaction) and the call fails Unavailable. A
+  // server that stopped answering on an open connection (a hung backend, a
+  // network path dropped without a reset) held the job in poll() for good,
+  // silent, and a SIGTERM could not end it (a bug bash). None: wait.
+  void SetWaitHook(std::function<bool(double waited_s)> hook) { wait_hook_ = std::move(hook); }
+
   // The SQLSTATE of the last statement the server refused ("" after a
   // success or a lost connection), e.g. "23505" for a unique violation.
   const std::string& last_sqlstate() const { return last_sqlstate_; }
@@ -71,8 +82,20 @@ class PgClient {
  private:
   PgClient(pg_conn* conn, std::string redacted) : conn_(conn), redacted_(std::move(redacted)) {}
   Status ConnectionError(const std::string& what) const;
+  // Sends `sql` and waits for its results (the last one, or the error that
+  // ended it; null and *error set when the connection failed or the wait
+  // was abandoned).
+  struct pg_result* Run(const std::string& sql, Status* error);
+  // Wait until libpq has sent what it holds / can hand out a result,
+  // asking the wait hook; not OK when the connection failed or the wait
+  // was abandoned.
+  Status FlushOut(const std::string& what);
+  Status AwaitResult(const std::string& what);
+  Status WaitSocket(bool for_write, const std::string& what, double* waited_s);
 
   pg_conn* conn_;
+  std::function<bool(double)> wait_hook_;
+  bool abandoned_ = false;  // a wait was given up: the connection is closed
   std::string redacted_;
   std::string last_sqlstate_;
 };

@@ -7,6 +7,7 @@
 // a row the database refuses goes to the DLQ with its message; a table of
 // another shape, and a state ahead of the database, are refused.
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <algorithm>
@@ -324,6 +325,54 @@ TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHono
   std::string err;
   ASSERT_EQ(Run(spec, &err), 0) << err;
   ExpectTableEquals("pgs_lock_v1", reference);
+}
+
+// A bug bash: the job's database session stopped answering (its backend
+// stopped; a hung server or a network path lost without a reset is the
+// same to the client): the job waited in poll() for good, said nothing,
+// its waiting gauge stayed 0, and a SIGTERM could not end it. It says so
+// every 10 s, a stop gives the statement up with the last checkpoint
+// intact, and a restart once the server answers again ends equal to the
+// reference.
+TEST_F(PostgresSinkTest, AServerThatStopsAnsweringIsSaidAndAStopGivesItUp) {
+  if (::geteuid() != 0) GTEST_SKIP() << "stopping the job's PostgreSQL backend needs root";
+  ScratchDir dir("pg-hang");
+  TopicContents reference;
+  const std::string spec = Story("pgs-hang", "pgs_hang", 13, dir, &reference);
+  ASSERT_FALSE(HasFailure());
+  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
+                    "--status-interval-ms", "0"},
+                   "pg-hang");
+  std::string backend;
+  for (int i = 0; i < 300 && backend.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (CountOf(*pg_, "SELECT count(*) FROM kappa_offsets WHERE job = 'pgs-hang'") == 0) continue;
+    auto pid = pg_->Exec("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'kappa pgs-hang%'");
+    if (pid.ok() && pid->rows.size() == 1) backend = pid->rows[0][0];
+  }
+  ASSERT_FALSE(backend.empty()) << job.Stderr();
+  // Whatever happens below, the backend runs again before the test ends.
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{static_cast<pid_t>(std::stoi(backend))};
+  ASSERT_EQ(::kill(resume.pid, SIGSTOP), 0);
+  bool said = false;
+  for (int i = 0; i < 400 && !said; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    said = job.Stderr().find("has not answered a statement for 10 s") != std::string::npos;
+  }
+  EXPECT_TRUE(said) << job.Stderr();
+  const auto asked = std::chrono::steady_clock::now();
+  job.Kill(SIGTERM);
+  const int rc = job.WaitFor(20000);
+  EXPECT_NE(rc, -1) << "still waiting 20 s after SIGTERM:\n" << job.Stderr();
+  EXPECT_NE(rc, 0) << job.Stderr();
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::seconds(20));
+  ::kill(resume.pid, SIGCONT);
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ExpectTableEquals("pgs_hang_v1", reference);
 }
 
 // A bug bash: a lock held past two attempts (an ALTER TABLE in a migration
