@@ -375,6 +375,24 @@ TEST_F(PostgresSinkTest, AServerThatStopsAnsweringIsSaidAndAStopGivesItUp) {
   ExpectTableEquals("pgs_hang_v1", reference);
 }
 
+// A bug bash: a statement_timeout on the job's role (here in the DSN's
+// options, which sets it for the session the same way) shorter than an
+// epoch's COPY failed the job at every restart, for good, blamed on "a
+// row". The job's own session does not take it.
+TEST_F(PostgresSinkTest, AStatementTimeoutOfTheRoleDoesNotBoundTheJobsOwnStatements) {
+  ScratchDir dir("pg-stimeout");
+  TopicContents reference;
+  Forget("pgs-stimeout", "pgs_stimeout_v1");
+  Produce("pgs-stimeout-in", 17, 8000);
+  reference = Reference("pgs-stimeout", "pgs-stimeout-in", dir);
+  const std::string spec =
+      FeatureSpec(dir, "pg", Options("pgs-stimeout", "pgs-stimeout-in", dir, "state"),
+                  PostgresSinkValue(dsn_ + " options='-c statement_timeout=1'", "pgs_stimeout"));
+  std::string err;
+  ASSERT_EQ(Run(spec, &err), 0) << err;
+  ExpectTableEquals("pgs_stimeout_v1", reference);
+}
+
 // A bug bash: a lock held past two attempts (an ALTER TABLE in a migration
 // left open 12 s) stopped the job: the retry reconnects, and making its
 // temporary table from the version's table waits for the lock too; that
