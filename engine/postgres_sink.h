@@ -44,6 +44,7 @@ namespace kappa {
 
 class KafkaSink;
 class PgClient;
+struct PgRows;
 
 class PostgresSink final : public OutputCollector {
  public:
@@ -116,6 +117,11 @@ class PostgresSink final : public OutputCollector {
   Status TakeWriterLock();
   std::string failed_sqlstate_;  // of the last Attempt's failed statement
   Status PrepareTables();
+  // The version table's columns (name, type, nullable, has a default) and,
+  // of them, one NOT NULL without a default that kappa does not write ("":
+  // none), which refuses every row.
+  Result<PgRows> TableColumns();
+  std::string UnwritableColumn(const std::vector<std::vector<std::string>>& columns) const;
   // One try at the epoch's transaction; *rejected counts refused rows.
   Status Attempt(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets);
   // After the set-based insert was refused for a row: row by row under
