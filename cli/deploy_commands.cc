@@ -623,7 +623,12 @@ int GetCommand(int argc, char** argv) {
     if (!pg.ok()) return Fail("get", pg.status());
     const std::string table = view_agrees ? info->postgres_table : info->PostgresVersionTable();
     int32_t row_version = v;
+    constexpr int kLockWaitS = 5;
+    if (Status bound = BoundLockWait(**pg, kLockWaitS); !bound.ok()) return Fail("get", bound);
     auto row = PgRowJson(**pg, table, key, &row_version);
+    if (!row.ok()) {
+      row = NameLockWait(**pg, row.status(), {info->PostgresVersionTable()}, "kappa get", kLockWaitS);
+    }
     const std::string retired_hint = info->state == VersionState::kRetired
                                          ? " (version " + std::to_string(v) +
                                                " is retired: retire drops its table once the retention passed)"

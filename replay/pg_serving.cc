@@ -311,6 +311,20 @@ Result<std::string> WithdrawServing(const std::optional<JobRecord>& record, cons
   return said;
 }
 
+Status BoundLockWait(PgClient& pg, int seconds) {
+  return pg.Exec("SET lock_timeout = '" + std::to_string(seconds) + "s'").status();
+}
+
+Status NameLockWait(PgClient& pg, const Status& st, const std::vector<std::string>& tables, const std::string& what,
+                    int seconds) {
+  if (st.ok() || pg.last_sqlstate() != "55P03") return st;
+  std::string names;
+  for (const std::string& t : tables) names += (names.empty() ? "" : " or ") + t;
+  return Status::FailedPrecondition(what + " waited " + std::to_string(seconds) + " s for a lock on PostgreSQL " +
+                                    names + " held by " + DescribeLockHolders(pg, tables) +
+                                    " (LOCK TABLE, ALTER TABLE, VACUUM FULL ...): try again once it is released");
+}
+
 Result<OutputDiff> ComparePgTables(PgClient& pg, const std::string& serving_table, const std::string& candidate_table) {
   auto sc = RelationColumns(pg, serving_table);
   if (!sc.ok()) return sc.status();

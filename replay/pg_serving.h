@@ -89,6 +89,17 @@ Result<std::string> WithdrawServing(const std::optional<JobRecord>& record, cons
                                     const std::string& job, const std::string& base_table, int32_t version,
                                     bool drop_table);
 
+// A command reading versions' tables (kappa get, promote's diff) waits at
+// most `seconds` for a lock on one (LOCK TABLE, ALTER TABLE, VACUUM FULL):
+// it waited silently for as long as the lock stood (a bug bash: get 89 s,
+// promote 44 s). BoundLockWait sets the session's lock_timeout;
+// NameLockWait turns a statement's lock timeout (55P03) into an error
+// naming the sessions that hold `tables` and what to do, and passes any
+// other status through.
+Status BoundLockWait(PgClient& pg, int seconds);
+Status NameLockWait(PgClient& pg, const Status& st, const std::vector<std::string>& tables,
+                    const std::string& what, int seconds);
+
 // The promotion diff of two versions' tables, computed in the database (a
 // FULL OUTER JOIN on kappa_key; nothing is loaded into memory): rows are
 // equal when every common non-lineage column is; per feature column (the

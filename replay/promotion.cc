@@ -286,8 +286,13 @@ Result<std::optional<OutputDiff>> CompareVersions(const KafkaConfig& config, con
   }
   auto pg = PgClient::Connect(ServingDsn(candidate, postgres_dsn));
   if (!pg.ok()) return pg.status();
+  constexpr int kLockWaitS = 10;
+  KAPPA_RETURN_IF_ERROR(BoundLockWait(**pg, kLockWaitS));
   auto diff = ComparePgTables(**pg, serving.PostgresVersionTable(), candidate.PostgresVersionTable());
-  if (!diff.ok()) return diff.status();
+  if (!diff.ok()) {
+    return NameLockWait(**pg, diff.status(), {serving.PostgresVersionTable(), candidate.PostgresVersionTable()},
+                        "the promotion diff", kLockWaitS);
+  }
   return std::optional<OutputDiff>(*diff);
 }
 

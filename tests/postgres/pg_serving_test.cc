@@ -776,6 +776,36 @@ TEST_F(PgServingTest, StatusAndGetDoNotWaitAMinuteForAReaderOfTheView) {
   EXPECT_EQ(ViewVersion(), 2) << out;
 }
 
+// A bug bash: with the serving version's table locked (ALTER TABLE,
+// VACUUM FULL, LOCK TABLE held 90 s), `kappa get` said nothing for 89 s and
+// promote's diff 44 s. Each waits a bounded time, then fails naming the
+// session that holds the lock; with the lock gone both answer.
+TEST_F(PgServingTest, GetAndPromoteDoNotWaitSilentlyForALockOnAVersionsTable) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  auto locker = PgClient::Connect(dsn_);
+  ASSERT_TRUE(locker.ok());
+  auto pid = (*locker)->Exec("SELECT pg_backend_pid()");
+  ASSERT_TRUE(pid.ok());
+  ASSERT_TRUE((*locker)->Exec("BEGIN; LOCK TABLE " + QuoteQualified(base_ + "_v1") + " IN ACCESS EXCLUSIVE MODE").ok());
+  std::string out, err;
+  auto began = std::chrono::steady_clock::now();
+  EXPECT_EQ(RunKappa(Kappa("get", {"u3|1767229200000", "--postgres", dsn_}), &out, &err), 1) << out << err;
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(20)) << err;
+  EXPECT_NE(err.find("kappa get waited 5 s for a lock on PostgreSQL " + base_ + "_v1 held by pid " + pid->rows[0][0]),
+            std::string::npos)
+      << err;
+  began = std::chrono::steady_clock::now();
+  EXPECT_EQ(RunKappa(Kappa("promote", {"--version", "2", "--postgres", dsn_, "--accept", "--force"}), &out, &err), 1)
+      << out << err;
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(30)) << err;
+  EXPECT_NE(err.find("the promotion diff waited 10 s for a lock on PostgreSQL"), std::string::npos) << err;
+  EXPECT_NE(err.find("held by pid " + pid->rows[0][0]), std::string::npos) << err;
+  ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
+  EXPECT_EQ(RunKappa(Kappa("get", {"u3|1767229200000", "--postgres", dsn_}), &out, &err), 0) << out << err;
+  EXPECT_NE(out.find("\"version\":1"), std::string::npos) << out;
+}
+
 TEST_F(PgServingTest, GetAndStatusReadPostgres) {
   Registry registry(Config());
   TwoVersions(registry);
