@@ -135,14 +135,22 @@ Status RefuseIfViewsDependOn(PgClient& pg, const std::string& base_table, int32_
 
 Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t version) {
   const std::string target = base_table + "_v" + std::to_string(version);
+  auto columns = RelationColumns(pg, target);
+  if (!columns.ok()) return columns.status();
+  // A rollback to a version whose table was dropped or renamed recorded it
+  // as serving and exited 0, while the view went on serving the other (a
+  // bug bash).
+  if (columns->empty()) {
+    return Status::FailedPrecondition("PostgreSQL table " + target + " (version " + std::to_string(version) +
+                                      "'s rows) does not exist: dropped or renamed, or the version never started; "
+                                      "the view cannot serve it. Nothing was changed");
+  }
   auto kind = RelKind(pg, base_table);
   if (!kind.ok()) return kind.status();
   if (*kind != "v") return Status::OK();  // no view yet (or not kappa's: the swap says so)
-  auto columns = RelationColumns(pg, target);
-  if (!columns.ok()) return columns.status();
   auto view_columns = RelationColumns(pg, base_table);
   if (!view_columns.ok()) return view_columns.status();
-  if (columns->empty() || *view_columns == *columns) return Status::OK();
+  if (*view_columns == *columns) return Status::OK();
   return RefuseIfViewsDependOn(pg, base_table, version, target);
 }
 

@@ -38,7 +38,7 @@ Result<bool> PgRelationExists(PgClient& pg, const std::string& table);
 
 // FailedPrecondition, naming them, when the swap to `version` would have to
 // drop the view (the columns differ) and views of someone else's depend on
-// it; OK otherwise. Promote and rollback check this before they write the
+// it, or when the version's table does not exist; OK otherwise. Promote and rollback check this before they write the
 // registry, so a swap that cannot be done is refused, not left half done.
 Status CheckServingSwap(PgClient& pg, const std::string& base_table, int32_t version);
 

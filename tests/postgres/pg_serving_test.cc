@@ -806,6 +806,32 @@ TEST_F(PgServingTest, GetAndPromoteDoNotWaitSilentlyForALockOnAVersionsTable) {
   EXPECT_NE(out.find("\"version\":1"), std::string::npos) << out;
 }
 
+// A bug bash: a rollback to a version whose table someone had renamed
+// away recorded it as serving and exited 0 ("version 1 serves again"),
+// while the view went on serving v2. Refused, nothing changed.
+TEST_F(PgServingTest, ARollbackToAVersionWhoseTableIsGoneIsRefused) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  auto record = registry.Job(job_);
+  ASSERT_TRUE(record.has_value());
+  record->serving = 2;
+  record->previous_serving = {1};
+  auto put = registry.TryPutJob(*record);
+  ASSERT_TRUE(put.ok() && *put) << put.status().ToString();
+  ASSERT_TRUE(registry.Refresh().ok());
+  ASSERT_TRUE(ReconcileServing(*registry.Job(job_), dsn_).ok());
+  ASSERT_EQ(ViewVersion(), 2);
+  ASSERT_TRUE(pg_->Exec("ALTER TABLE " + QuoteQualified(base_ + "_v1") + " RENAME TO spend_v1_old").ok());
+  std::string out, err;
+  EXPECT_EQ(RunKappa(Kappa("rollback", {"--postgres", dsn_, "--force"}), &out, &err), 1) << out << err;
+  EXPECT_NE(err.find("PostgreSQL table " + base_ + "_v1 (version 1's rows) does not exist"), std::string::npos)
+      << err;
+  ASSERT_TRUE(registry.Refresh().ok());
+  EXPECT_EQ(registry.Job(job_)->serving, 2) << "the registry changed";
+  EXPECT_EQ(ViewVersion(), 2);
+  EXPECT_EQ(KappaServing(), 2);
+}
+
 TEST_F(PgServingTest, GetAndStatusReadPostgres) {
   Registry registry(Config());
   TwoVersions(registry);
