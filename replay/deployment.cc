@@ -835,6 +835,13 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // while it was registered another job's valid deploy of the same sink
   // withdrew in its favour (a bug bash).
   if (!options.run.archive_only) KAPPA_RETURN_IF_ERROR(SourcePartitionCount(config, spec.source_topic).status());
+  // The database too: a deploy with PostgreSQL down registered the version,
+  // said "running live", failed, and left it serving with "no progress
+  // reported yet" for good (a bug bash).
+  if (spec.postgres()) {
+    auto pg = PgClient::Connect(spec.postgres_dsn);
+    if (!pg.ok()) return pg.status().WithContext("sink.postgres: ");
+  }
   // A restart finds its version registered: said so, not "registered"
   // again. Fresh: this process's write added the version (another process
   // registering the same version at the same moment found it registered).

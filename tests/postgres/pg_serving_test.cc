@@ -832,6 +832,26 @@ TEST_F(PgServingTest, ARollbackToAVersionWhoseTableIsGoneIsRefused) {
   EXPECT_EQ(KappaServing(), 2);
 }
 
+// A bug bash: a deploy with its database down registered the version
+// (serving), said "running live", failed, and left it registered with "no
+// progress reported yet" for good. The database is asked before anything
+// is registered.
+TEST_F(PgServingTest, ADeployWithTheDatabaseDownRegistersNothing) {
+  CreateTopic("transactions", 1);
+  Registry registry(Config());
+  JobSpec spec = Spec(1);
+  spec.postgres_dsn = "host=127.0.0.1 port=1 dbname=postgres user=kappa";
+  StopSource stop;
+  DeploymentOptions options;
+  Status st = RunDeployment(Config(), spec, options, registry, stop);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Status::Code::kUnavailable) << st.ToString();
+  EXPECT_NE(st.message().find("sink.postgres: "), std::string::npos) << st.ToString();
+  ASSERT_TRUE(registry.Refresh().ok());
+  auto record = registry.Job(job_);
+  EXPECT_TRUE(!record || record->Find(1) == nullptr) << "registered";
+}
+
 TEST_F(PgServingTest, GetAndStatusReadPostgres) {
   Registry registry(Config());
   TwoVersions(registry);
