@@ -98,7 +98,7 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Create(const JobSpec& spec, 
   return sink;
 }
 
-Status PostgresSink::Connect(bool with_temp_table) {
+Status PostgresSink::Connect(bool with_temp_table, bool retried) {
   // The session before is closed first: a job holds one session, and a
   // role limited to one (CONNECTION LIMIT 1) was refused its second at the
   // start, when the setup's session still stood (a bug bash).
@@ -154,7 +154,7 @@ Status PostgresSink::Connect(bool with_temp_table) {
                   .status();
   if (!st.ok()) {
     connect_sqlstate_ = client_->last_sqlstate();
-    st = NameLockHolders(st, connect_sqlstate_);
+    st = NameLockHolders(st, connect_sqlstate_, retried);
     client_.reset();
   }
   return st;
@@ -207,13 +207,20 @@ Status PostgresSink::TakeWriterLock() {
 }
 
 std::string PostgresSink::LockHolders() {
-  return DescribeLockHolders(*client_, {spec_.PostgresTable(), spec_.postgres_table});
+  // kappa_offsets too: a lock on it was reported as one on the version's
+  // table, held by "another session" (a bug bash).
+  return DescribeLockHolders(*client_,
+                             {spec_.PostgresTable(), spec_.postgres_table, PgOffsetsTable(spec_.postgres_table)});
 }
 
-Status PostgresSink::NameLockHolders(const Status& st, const std::string& sqlstate) {
+Status PostgresSink::NameLockHolders(const Status& st, const std::string& sqlstate, bool retried) {
   if (client_ == nullptr || sqlstate != "55P03") return st;
+  // Within the checkpoint's retries the wait goes on by itself: "start the
+  // job again" sent a user to restart a job that then committed alone (a
+  // bug bash).
   return Status::FailedPrecondition(st.message() + "; " + spec_.PostgresTable() + " is locked by " + LockHolders() +
-                                    ": start the job again once that lock is released");
+                                    (retried ? ": retried until that lock is released"
+                                             : ": start the job again once that lock is released"));
 }
 
 Result<PgRows> PostgresSink::TableColumns() {
@@ -581,7 +588,7 @@ Status PostgresSink::Attempt(int64_t epoch, const std::vector<std::pair<int32_t,
     // waits for a lock on it like the upsert: a lock held past lock_timeout
     // is retried as there, not final (a bug bash: an ALTER TABLE held open
     // 12 s stopped the job at its second attempt).
-    if (Status st = Connect(/*with_temp_table=*/true); !st.ok()) {
+    if (Status st = Connect(/*with_temp_table=*/true, /*retried=*/true); !st.ok()) {
       failed_sqlstate_ = connect_sqlstate_;
       return st;
     }
@@ -679,7 +686,7 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
     const std::string sqlstate = !failed_sqlstate_.empty() ? failed_sqlstate_ : client_ ? client_->last_sqlstate() : "";
     std::string reason = Transient(st, sqlstate);
     if (sqlstate == "55P03" && client_ != nullptr) {
-      reason = "waiting for a lock on " + spec_.PostgresTable() + " held by " + LockHolders();
+      reason = "waiting for a lock on " + spec_.PostgresTable() + " or kappa_offsets held by " + LockHolders();
     }
     if (!reason.empty()) {
       last_reason = reason;

@@ -107,10 +107,12 @@ class PostgresSink final : public OutputCollector {
   };
   PostgresSink(const JobSpec& spec, KafkaSink* kafka, NoteCallback on_note);
   // A new connection; with the temporary table once the version's table exists.
-  Status Connect(bool with_temp_table);
+  // `retried`: a reconnect within the checkpoint's retries (not a start).
+  Status Connect(bool with_temp_table, bool retried = false);
   // `st` (a statement that failed with `sqlstate`) with, for a lock
   // timeout (55P03), the sessions holding the lock and what to do.
-  Status NameLockHolders(const Status& st, const std::string& sqlstate);
+  // `retried`: within the checkpoint's retries (not at a start).
+  Status NameLockHolders(const Status& st, const std::string& sqlstate, bool retried = false);
   // The sessions holding locks on the version's table (DescribeLockHolders).
   std::string LockHolders();
   // The version's writer lock on the new connection (see the .cc).
