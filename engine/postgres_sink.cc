@@ -637,11 +637,36 @@ Status PostgresSink::Attempt(int64_t epoch, const std::vector<std::pair<int32_t,
   return client_->Exec("COMMIT").status();
 }
 
+// An idle job sends nothing: after the server restarted (or dropped the
+// session: pg_terminate_backend, idle_session_timeout) the session and its
+// writer lock were gone, a second process of the version was accepted, and
+// the registered one then stopped as "another process writes" (a bug bash).
+// While idle the session is checked every 5 s, and made again, with the
+// lock, once lost. A database still away is left to the next epoch with
+// rows, which waits and says so.
+Status PostgresSink::KeepSession() {
+  if (idle_check_.Seconds() < 5) return Status::OK();
+  idle_check_.Reset();
+  if (client_ != nullptr && client_->Exec("SELECT 1").ok()) return Status::OK();
+  Status st = Connect(/*with_temp_table=*/true, /*retried=*/true);
+  if (st.ok()) {
+    Note(NoteLevel::kInfo, "PostgreSQL " + client_->redacted_dsn() + ": the session was lost while idle; made again, "
+                           "with the writer lock of " + spec_.job + " v" + version_text_);
+    return st;
+  }
+  // Another process took the lock meanwhile: as at a reconnection.
+  if (st.code() == Status::Code::kFailedPrecondition && st.message().rfind("another process writes", 0) == 0) {
+    return st;
+  }
+  client_.reset();
+  return Status::OK();
+}
+
 Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int32_t, int64_t>>& offsets) {
   // DLQ and late records of this epoch are acknowledged before the database
   // moves the offsets past their inputs.
   KAPPA_RETURN_IF_ERROR(kafka_->Flush(kFlushTimeoutMs));
-  if (rows_.empty() && offsets == committed_) return Status::OK();  // nothing new
+  if (rows_.empty() && offsets == committed_) return KeepSession();  // nothing new
   Stopwatch waiting;
   double next_note_s = 0;
   int attempts = 0;

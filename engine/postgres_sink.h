@@ -33,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/progress.h"
 #include "base/status.h"
 #include "base/stop_token.h"
@@ -119,6 +120,9 @@ class PostgresSink final : public OutputCollector {
   Status TakeWriterLock();
   std::string failed_sqlstate_;  // of the last Attempt's failed statement
   Status PrepareTables();
+  // While no epoch has rows: the session checked, and made again if lost.
+  Status KeepSession();
+  Stopwatch idle_check_;
   // The version table's columns (name, type, nullable, has a default) and,
   // of them, one NOT NULL without a default that kappa does not write ("":
   // none), which refuses every row.

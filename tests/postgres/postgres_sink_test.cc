@@ -562,6 +562,47 @@ TEST_F(PostgresSinkTest, ASecondProcessOfTheSameVersionIsRefused) {
   ExpectTableEquals("pgs_twin_v1", reference);
 }
 
+// A bug bash: an idle job (all input read) whose session the server
+// dropped (a restart; here pg_terminate_backend) no longer held its writer
+// lock, so a second process of the version was accepted, and the first
+// then stopped as "another process writes". The idle job makes its
+// session again, with the lock: the second is refused, the first runs on.
+TEST_F(PostgresSinkTest, AnIdleJobTakesItsWriterLockAgainAfterItsSessionWasDropped) {
+  ScratchDir dir("pg-idle");
+  TopicContents reference;
+  const std::string spec = Story("pgs-idle", "pgs_idle", 29, dir, &reference);
+  ChildProcess first({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0"}, "pg-idle");
+  const std::string session = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kappa pgs-idle v1'";
+  for (int i = 0; i < 300 && CountOf(*pg_, session) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // All 8,000 records read, the job idle.
+  for (int i = 0; i < 600 && CountOf(*pg_, "SELECT coalesce(sum(next_offset), 0) FROM kappa_offsets WHERE job = "
+                                           "'pgs-idle'") < 8000;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(CountOf(*pg_, session), 1) << first.Stderr();
+  ASSERT_TRUE(pg_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                        "'kappa pgs-idle v1'")
+                  .ok());
+  // Within a few of its idle checks (every 5 s) the session is back.
+  bool back = false;
+  for (int i = 0; i < 200 && !back; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    back = CountOf(*pg_, session) == 1;
+  }
+  ASSERT_TRUE(back) << first.Stderr();
+  std::string err;
+  EXPECT_EQ(Run(spec, &err, {"--state-dir", dir / "state-twin"}), 1) << err;
+  EXPECT_NE(err.find("another process writes pgs-idle v1"), std::string::npos) << err;
+  EXPECT_EQ(first.WaitFor(0), -1) << "the first one stopped: " << first.Stderr();
+  first.Kill(SIGTERM);
+  ASSERT_EQ(first.WaitFor(30000), 0) << first.Stderr();
+  ASSERT_EQ(Run(spec, &err), 0) << err;  // its last windows closed
+  ExpectTableEquals("pgs_idle_v1", reference);
+}
+
 // `kappa run` of a second job given the first one's table (here spelled
 // `public.<table>`, one table to PostgreSQL) upserted its rows into it:
 // 1669 of the first job's rows changed (a bug bash). The table kappa
