@@ -612,6 +612,11 @@ int GetCommand(int argc, char** argv) {
     // not stop the answer: the registry's serving version is read from its
     // own table then, and the view's trouble is a warning.
     bool view_agrees = version == 0;
+    // Connected first: with the database away, get warned that it read the
+    // version's table instead, then failed connecting for that too (twice
+    // the connect timeout against a hung server, a bug bash).
+    auto pg = PgClient::Connect(ServingDsn(*info, dsn));
+    if (!pg.ok()) return Fail("get", pg.status());
     if (version == 0) {
       if (auto line = ReconcileServing(*record, dsn, SwapWait{.attempts = 5}); !line.ok()) {
         std::fprintf(stderr, "kappa get: warning: %s; reading v%d's table %s instead\n",
@@ -619,8 +624,6 @@ int GetCommand(int argc, char** argv) {
         view_agrees = false;
       }
     }
-    auto pg = PgClient::Connect(ServingDsn(*info, dsn));
-    if (!pg.ok()) return Fail("get", pg.status());
     const std::string table = view_agrees ? info->postgres_table : info->PostgresVersionTable();
     int32_t row_version = v;
     constexpr int kLockWaitS = 5;

@@ -852,6 +852,22 @@ TEST_F(PgServingTest, ADeployWithTheDatabaseDownRegistersNothing) {
   EXPECT_TRUE(!record || record->Find(1) == nullptr) << "registered";
 }
 
+// A bug bash: with the database down, kappa get warned that it would read
+// the version's table instead, then failed connecting for that too (twice
+// the connect timeout against a hung server). One clear error.
+TEST_F(PgServingTest, GetWithTheDatabaseDownSaysSoOnce) {
+  Registry registry(Config());
+  TwoVersions(registry);
+  std::string out, err;
+  EXPECT_EQ(RunKappa(Kappa("get", {"u3|1767229200000", "--postgres", "host=127.0.0.1 port=1 dbname=postgres"}), &out,
+                     &err),
+            1)
+      << out << err;
+  EXPECT_EQ(err.find("instead"), std::string::npos) << err;
+  EXPECT_NE(err.find("port=1"), std::string::npos) << err;
+  EXPECT_EQ(err.find("warning"), std::string::npos) << err;
+}
+
 TEST_F(PgServingTest, GetAndStatusReadPostgres) {
   Registry registry(Config());
   TwoVersions(registry);
