@@ -121,6 +121,19 @@ class PostgresSinkTest : public BrokerTest {
     }
   }
 
+  // The job paced at 2,000 records/s to its end (so a test can act while
+  // it writes), once its first rows are in `table`.
+  std::unique_ptr<ChildProcess> StartPaced(const std::string& spec, const std::string& name, const std::string& table) {
+    auto job = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate",
+                                 "2000", "--status-interval-ms", "0"},
+        name);
+    for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM " + table) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return job;
+  }
+
   std::string dsn_;
   std::unique_ptr<PgClient> pg_;
 };
@@ -301,12 +314,8 @@ TEST_F(PostgresSinkTest, ALockOnTheTableIsWaitedOutNamingItsHolderAndAStopIsHono
   EXPECT_NE(refused.find("start the job again once that lock is released"), std::string::npos) << refused;
   ASSERT_TRUE((*locker)->Exec("COMMIT").ok());
   // Locked while it runs: waited out.
-  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
-                    "--status-interval-ms", "0"},
-                   "pg-lock");
-  for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pgs_lock_v1") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto started = StartPaced(spec, "pg-lock", "pgs_lock_v1");
+  ChildProcess& job = *started;
   ASSERT_TRUE((*locker)->Exec("BEGIN; LOCK TABLE pgs_lock_v1 IN ACCESS EXCLUSIVE MODE").ok());
   const int64_t committed = CountOf(*pg_, "SELECT count(*) FROM kappa_offsets WHERE job = 'pgs-lock'");
   bool warned = false;
@@ -340,13 +349,11 @@ TEST_F(PostgresSinkTest, AServerThatStopsAnsweringIsSaidAndAStopGivesItUp) {
   TopicContents reference;
   const std::string spec = StoryWithTable("pgs-hang", "pgs_hang", 13, dir, &reference);
   ASSERT_FALSE(HasFailure());
-  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
-                    "--status-interval-ms", "0"},
-                   "pg-hang");
+  auto started = StartPaced(spec, "pg-hang", "pgs_hang_v1");
+  ChildProcess& job = *started;
   std::string backend;
   for (int i = 0; i < 300 && backend.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (CountOf(*pg_, "SELECT count(*) FROM pgs_hang_v1") == 0) continue;
     auto pid = pg_->Exec("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'kappa pgs-hang%'");
     if (pid.ok() && pid->rows.size() == 1) backend = pid->rows[0][0];
   }
@@ -403,12 +410,8 @@ TEST_F(PostgresSinkTest, ANotNullColumnAddedWhileTheJobRunsStopsItRatherThanDead
   TopicContents reference;
   const std::string spec = StoryWithTable("pgs-notnull", "pgs_notnull", 19, dir, &reference);
   ASSERT_FALSE(HasFailure());
-  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
-                    "--status-interval-ms", "0"},
-                   "pg-notnull");
-  for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pgs_notnull_v1") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto started = StartPaced(spec, "pg-notnull", "pgs_notnull_v1");
+  ChildProcess& job = *started;
   ASSERT_TRUE(pg_->Exec("ALTER TABLE pgs_notnull_v1 ADD COLUMN owner_note text NOT NULL DEFAULT 'x'; "
                         "ALTER TABLE pgs_notnull_v1 ALTER COLUMN owner_note DROP DEFAULT")
                   .ok());
@@ -435,12 +438,8 @@ TEST_F(PostgresSinkTest, ALockOnKappaOffsetsIsNamedAndWaitedOutWithoutARestart) 
   TopicContents reference;
   const std::string spec = StoryWithTable("pgs-offlock", "pgsoff.pgs_offlock", 23, dir, &reference);
   ASSERT_FALSE(HasFailure());
-  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
-                    "--status-interval-ms", "0"},
-                   "pg-offlock");
-  for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pgsoff.pgs_offlock_v1") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto started = StartPaced(spec, "pg-offlock", "pgsoff.pgs_offlock_v1");
+  ChildProcess& job = *started;
   auto locker = PgClient::Connect(dsn_);
   ASSERT_TRUE(locker.ok());
   auto pid = (*locker)->Exec("SELECT pg_backend_pid()");
@@ -468,12 +467,8 @@ TEST_F(PostgresSinkTest, ALockHeldAcrossAttemptsIsWaitedOutToTheEnd) {
   TopicContents reference;
   const std::string spec = StoryWithTable("pgs-long-lock", "pgs_long_lock", 18, dir, &reference);
   ASSERT_FALSE(HasFailure());
-  ChildProcess job({"run", spec, "-b", bootstrap(), "--stop-at-end", "--final-watermark", "--max-rate", "2000",
-                    "--status-interval-ms", "0"},
-                   "pg-long-lock");
-  for (int i = 0; i < 300 && CountOf(*pg_, "SELECT count(*) FROM pgs_long_lock_v1") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  auto started = StartPaced(spec, "pg-long-lock", "pgs_long_lock_v1");
+  ChildProcess& job = *started;
   auto locker = PgClient::Connect(dsn_);
   ASSERT_TRUE(locker.ok()) << locker.status().ToString();
   ASSERT_TRUE((*locker)->Exec("BEGIN; LOCK TABLE pgs_long_lock_v1 IN ACCESS EXCLUSIVE MODE").ok());
