@@ -119,9 +119,9 @@ Status PostgresSink::Connect(bool with_temp_table, bool retried) {
       if (waited_s >= next_note_s) {
         Note(NoteLevel::kWarning, "PostgreSQL " + client_->redacted_dsn() + " has not answered a statement for " +
                                       std::to_string(static_cast<int>(waited_s)) +
-                                      " s (a hung server, or the network path to it lost): still waiting, nothing "
-                                      "is read meanwhile; stopping the job (SIGTERM) gives the statement up, its "
-                                      "epoch uncommitted and the last checkpoint intact");
+                                      " s (a statement that long, a hung server, or the network path to it lost): "
+                                      "still waiting, nothing is read meanwhile; stopping the job (SIGTERM) gives the "
+                                      "statement up, its epoch uncommitted and the last checkpoint intact");
         next_note_s = waited_s + 10;
       }
       if (while_waiting_) while_waiting_();
