@@ -113,6 +113,7 @@ Status PostgresSink::Connect(bool with_temp_table, bool retried) {
   // bash). Said every 10 s; a stop gives the statement up (its transaction
   // is not committed: the last checkpoint stands).
   client_->SetWaitHook([this, next_note_s = 10.0](double waited_s) mutable {
+    if (waited_s < 0.5) next_note_s = 10;  // a new wait
     if (waited_s >= 10) {
       if (waiting_since_ms_ == 0) waiting_since_ms_ = WallClockMs() - static_cast<int64_t>(waited_s * 1000);
       waiting_reason_ = "not answering";
@@ -647,6 +648,7 @@ Status PostgresSink::Attempt(int64_t epoch, const std::vector<std::pair<int32_t,
 Status PostgresSink::KeepSession() {
   if (idle_check_.Seconds() < 5) return Status::OK();
   idle_check_.Reset();
+  WaitingScope waiting_state{*this};  // a wait the check met (the hook's) is over once it returns
   if (client_ != nullptr && client_->Exec("SELECT 1").ok()) return Status::OK();
   Status st = Connect(/*with_temp_table=*/true, /*retried=*/true);
   if (st.ok()) {
@@ -672,14 +674,7 @@ Status PostgresSink::CommitEpoch(int64_t epoch, const std::vector<std::pair<int3
   int attempts = 0;
   std::string last_reason;  // what the last failed attempt met
   auto backoff = std::chrono::milliseconds(250);
-  // Whatever way the loop ends, the sink no longer waits.
-  struct Waiting {
-    PostgresSink& sink;
-    ~Waiting() {
-      sink.waiting_since_ms_ = 0;
-      sink.waiting_reason_.clear();
-    }
-  } waiting_state{*this};
+  WaitingScope waiting_state{*this};  // whatever way the loop ends, the sink no longer waits
   while (true) {
     ++attempts;
     Status st = Attempt(epoch, offsets);

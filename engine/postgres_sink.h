@@ -122,6 +122,14 @@ class PostgresSink final : public OutputCollector {
   Status PrepareTables();
   // While no epoch has rows: the session checked, and made again if lost.
   Status KeepSession();
+  // Ends the waiting state (WaitingSinceMs, WaitingReason) when it leaves.
+  struct WaitingScope {
+    PostgresSink& sink;
+    ~WaitingScope() {
+      sink.waiting_since_ms_ = 0;
+      sink.waiting_reason_.clear();
+    }
+  };
   Stopwatch idle_check_;
   // The version table's columns (name, type, nullable, has a default) and,
   // of them, one NOT NULL without a default that kappa does not write ("":
