@@ -65,6 +65,12 @@ struct ProgressSnapshot {
   // scale_out: how many partitions the version reads (each instance holds
   // some of them); 0: not scaled out, or unknown.
   int32_t source_partitions = 0;
+  // Of those, how many no running instance reports (scaled out: none
+  // while instances start or rebalance); 0 when the count is not known.
+  int32_t unreported_partitions() const {
+    const auto reported = static_cast<int32_t>(partitions.size());
+    return source_partitions > reported ? source_partitions - reported : 0;
+  }
   std::vector<StandbyProgress> standbys;  // scale_out.standbys: the copies this process keeps
   std::optional<RestoreProgress> restoring;  // a restore from the changelog under way
   // Since when (wall clock ms) no Kafka broker has answered the reader; 0:

@@ -288,10 +288,10 @@ int StatusCommand(int argc, char** argv) {
       char lag_text[200];
       std::snprintf(lag_text, sizeof(lag_text), "lag %lld (%.1f%% done)", static_cast<long long>(s.total_lag()),
                     s.percent_done());
-      if (s.source_partitions > 0 && s.partitions.size() < static_cast<size_t>(s.source_partitions)) {
+      if (s.unreported_partitions() > 0) {
         std::snprintf(lag_text, sizeof(lag_text),
                       "lag unknown: %d of %d partitions reported by no running instance (%lld on the others)",
-                      s.source_partitions - static_cast<int32_t>(s.partitions.size()), s.source_partitions,
+                      s.unreported_partitions(), s.source_partitions,
                       static_cast<long long>(s.total_lag()));
       }
       // "Within catch-up lag" is what the process last reported; the lag

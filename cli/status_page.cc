@@ -24,10 +24,8 @@ void ProgressFields(const ProgressSnapshot& p, bool stopped, std::string& out) {
          ",\"percent\":" + Num(p.percent_done()) + ",\"eta_s\":" + (eta < 0 ? "null" : Num(eta));
   // A scaled-out version's partitions no running instance reports: their
   // lag is in neither `lag` nor `percent` (`kappa status` says so too).
-  const int64_t unreported = p.source_partitions > 0 && p.partitions.size() < static_cast<size_t>(p.source_partitions)
-                                 ? p.source_partitions - static_cast<int64_t>(p.partitions.size())
-                                 : 0;
-  out += ",\"source_partitions\":" + Num(int64_t{p.source_partitions}) + ",\"unreported_partitions\":" + Num(unreported);
+  out += ",\"source_partitions\":" + Num(int64_t{p.source_partitions}) +
+         ",\"unreported_partitions\":" + Num(int64_t{p.unreported_partitions()});
 }
 
 }  // namespace

@@ -415,10 +415,10 @@ Status TryPromote(Registry& registry, const KafkaConfig& config, const std::stri
     // rebalancing) have no lag to check: a version thousands of records
     // behind was promoted while its restarted instances held none yet,
     // its lag read 0 (a bug bash).
-    if (now.source_partitions > 0 && now.partitions.size() < static_cast<size_t>(now.source_partitions)) {
+    if (now.unreported_partitions() > 0) {
       return Status::FailedPrecondition(
           "job " + job + " version " + std::to_string(version) + ": " +
-          std::to_string(now.source_partitions - static_cast<int32_t>(now.partitions.size())) + " of " +
+          std::to_string(now.unreported_partitions()) + " of " +
           std::to_string(now.source_partitions) + " partitions of " + candidate->source_topic +
           " are reported by no running instance (instances starting or rebalancing), so how far behind it is "
           "there is unknown; wait until `kappa status` shows every partition reported, or --force");

@@ -547,10 +547,7 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   // own, so one holding none (joining, restarted) or lighter ones said
   // "caught up" for a version 85% behind (a bug bash). Partitions no
   // running instance reports are not caught up.
-  if (merged.snapshot.source_partitions > 0 &&
-      merged.snapshot.partitions.size() < static_cast<size_t>(merged.snapshot.source_partitions)) {
-    all_caught_up = false;
-  }
+  if (merged.snapshot.unreported_partitions() > 0) all_caught_up = false;
   if (!all_caught_up) merged.caught_up_since_ms = 0;
   return merged;
 }
