@@ -128,25 +128,25 @@ struct JobSpec {
   std::string OutputName() const { return postgres() ? "postgres table " + PostgresTable() : OutputTopic(); }
   // A stage k > 0 of a repartitioned job: <job>.v<N>.stage<k> (its own
   // group, changelog and transactional ids).
-  std::string ConsumerGroup() const {
+  std::string ConsumerGroup() const { return ConsumerGroupOf(job, version, stage); }
+  static std::string ConsumerGroupOf(const std::string& job, int32_t version, int32_t stage) {
     return job + ".v" + std::to_string(version) + (stage > 0 ? ".stage" + std::to_string(stage) : "");
   }
   // The topic between stage k-1 and stage k of a repartitioned job.
-  std::string RepartitionTopic(int32_t k) const {
+  std::string RepartitionTopic(int32_t k) const { return RepartitionTopicOf(job, version, k); }
+  static std::string RepartitionTopicOf(const std::string& job, int32_t version, int32_t k) {
     return job + ".v" + std::to_string(version) + ".repartition." + std::to_string(k);
   }
-  std::string ChangelogTopic() const { return ConsumerGroup() + ".changelog"; }
-  // The topics kappa keeps for this version's own use, whether or not it is
+  std::string ChangelogTopic() const { return ChangelogTopicOf(job, version, stage); }
+  static std::string ChangelogTopicOf(const std::string& job, int32_t version, int32_t stage) {
+    return ConsumerGroupOf(job, version, stage) + ".changelog";
+  }
+  // The topics kappa keeps for a version's own use, whether or not it is
   // scaled out or repartitioned: its two stages' changelogs and the topic
-  // between the stages.
-  std::vector<std::string> InternalTopics() const {
-    JobSpec stage2;
-    stage2.job = job;
-    stage2.version = version;
-    stage2.stage = 1;
-    JobSpec whole = stage2;
-    whole.stage = 0;
-    return {whole.ChangelogTopic(), stage2.ChangelogTopic(), RepartitionTopic(1)};
+  // between the stages (InternalTopicsOf: of a registered version).
+  std::vector<std::string> InternalTopics() const { return InternalTopicsOf(job, version); }
+  static std::vector<std::string> InternalTopicsOf(const std::string& job, int32_t version) {
+    return {ChangelogTopicOf(job, version, 0), ChangelogTopicOf(job, version, 1), RepartitionTopicOf(job, version, 1)};
   }
   // The canonical text the hash is computed over (stable across whitespace,
   // comments and key order in the YAML).

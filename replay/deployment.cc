@@ -52,14 +52,6 @@ bool SameStateDir(const std::string& registered, const std::string& spec_dir, co
 // promote's diff (a bug bash: `get` answered with the other job's row, and
 // promote compared the other job's rows and found nothing changed).
 // `counts` (if given) says which versions to hold it against.
-// The internal topics (JobSpec::InternalTopics) of a registered version.
-std::vector<std::string> InternalTopicsOf(const std::string& job, int32_t version) {
-  JobSpec other;
-  other.job = job;
-  other.version = version;
-  return other.InternalTopics();
-}
-
 // Its dead-letter or late topic as one of the other's internal topics, or
 // the other's as one of its own: a restore read the other job's dead
 // letters as state ("the changelog is damaged", for good), or stage 2 took
@@ -68,7 +60,7 @@ Status CheckInternalTopics(const JobSpec& spec, const std::string& job, const Ve
                            const std::string& who) {
   const std::vector<std::pair<std::string, std::string>> mine = {
       {"dlq", spec.dlq_topic}, {"dlq", spec.dlq_topic + ".parked"}, {"late", spec.late_topic}};
-  for (const std::string& internal : InternalTopicsOf(job, v.version)) {
+  for (const std::string& internal : JobSpec::InternalTopicsOf(job, v.version)) {
     for (const auto& [key, topic] : mine) {
       if (topic != internal) continue;
       return Status::FailedPrecondition("`" + key + ".topic` makes job " + spec.job + " write " + topic +
@@ -762,27 +754,23 @@ namespace {
 // DDL, IF NOT EXISTS) and the serving view agrees with the registry (the
 // registry wins, replay/pg_serving.h). The sink reports a database it cannot
 // reach; here that is only a warning.
-// Returns whether it created the version's table.
+// `pg` is the session RunDeployment checked the database with. Returns
+// whether it created the version's table.
 template <typename Note>
-bool ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note) {
+bool ReconcilePostgres(const JobSpec& spec, const JobRecord& record, Note& note, PgClient& pg) {
   bool made = false;
-  auto pg = PgClient::Connect(spec.postgres_dsn);
-  Status st = pg.status();
-  if (pg.ok()) {
-    auto existed = PgRelationExists(**pg, spec.PostgresTable());
-    auto created = (*pg)->Exec(PostgresCreateTable(spec));
-    st = created.status();
-    // Made here, before the sink: its comment names the job, as the sink's
-    // would have (the check that a job is not given another's table reads
-    // it; tables deploy and replay made had none, a bug bash).
-    if (st.ok() && existed.ok() && !*existed) {
-      made = true;
-      const std::string table = QuoteQualified(spec.PostgresTable());
-      st = (*pg)->Exec("DO $$ BEGIN IF obj_description(" + QuoteLiteral(table) +
-                       "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + table + " IS " +
-                       QuoteLiteral(PgOwnerComment(spec.job)) + "; END IF; END $$")
-               .status();
-    }
+  auto existed = PgRelationExists(pg, spec.PostgresTable());
+  Status st = pg.Exec(PostgresCreateTable(spec)).status();
+  // Made here, before the sink: its comment names the job, as the sink's
+  // would have (the check that a job is not given another's table reads
+  // it; tables deploy and replay made had none, a bug bash).
+  if (st.ok() && existed.ok() && !*existed) {
+    made = true;
+    const std::string table = QuoteQualified(spec.PostgresTable());
+    st = pg.Exec("DO $$ BEGIN IF obj_description(" + QuoteLiteral(table) +
+                 "::regclass, 'pg_class') IS NULL THEN COMMENT ON TABLE " + table + " IS " +
+                 QuoteLiteral(PgOwnerComment(spec.job)) + "; END IF; END $$")
+             .status();
   }
   if (st.ok()) {
     SwapWait wait;
@@ -838,9 +826,11 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
   // The database too: a deploy with PostgreSQL down registered the version,
   // said "running live", failed, and left it serving with "no progress
   // reported yet" for good (a bug bash).
+  std::unique_ptr<PgClient> pg;  // kept for ReconcilePostgres below
   if (spec.postgres()) {
-    auto pg = PgClient::Connect(spec.postgres_dsn);
-    if (!pg.ok()) return pg.status().WithContext("sink.postgres: ");
+    auto connected = PgClient::Connect(spec.postgres_dsn);
+    if (!connected.ok()) return connected.status().WithContext("sink.postgres: ");
+    pg = std::move(*connected);
   }
   // A restart finds its version registered: said so, not "registered"
   // again. Fresh: this process's write added the version (another process
@@ -906,7 +896,8 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
     if (Status first = CheckRegisteredFirst(registry, spec); !first.ok()) return unregister(first);
   }
   if (spec.postgres()) {
-    created_table = ReconcilePostgres(spec, *registered, note);
+    created_table = ReconcilePostgres(spec, *registered, note, *pg);
+    pg.reset();  // the job's sink opens its own session
     reconciled_postgres = true;
   }
   note(NoteLevel::kInfo, "job " + spec.job + " version " + std::to_string(spec.version) +
