@@ -60,6 +60,12 @@ Status InTransaction(PgClient& pg, Body body) {
   return st;
 }
 
+// Serializes the changes of one job's view and kappa_serving row (swaps,
+// withdrawals) until the transaction ends.
+Status LockServingOf(PgClient& pg, const std::string& job) {
+  return pg.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))").status();
+}
+
 Status EnsureServingTable(PgClient& pg, const std::string& base_table) {
   auto exists = PgRelationExists(pg, PgSchemaPrefix(base_table) + "kappa_serving");
   if (!exists.ok()) return exists.status();
@@ -170,8 +176,7 @@ Status SwapServingView(PgClient& pg, const std::string& job, const std::string& 
     lock_wait = false;
     if (auto t = pg.Exec(std::string("SET LOCAL lock_timeout = '") + kSwapLockWait + "'"); !t.ok()) return t.status();
     // One swap of this job at a time; the second sees the first's row.
-    auto lock = pg.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
-    if (!lock.ok()) return lock.status();
+    KAPPA_RETURN_IF_ERROR(LockServingOf(pg, job));
     auto row = pg.Exec("SELECT version, registry_seq FROM " + PgServingTable(base_table) + " WHERE job = " +
                        QuoteLiteral(job) + " FOR UPDATE");
     if (!row.ok()) return row.status();
@@ -295,8 +300,7 @@ Result<std::string> WithdrawServing(const std::optional<JobRecord>& record, cons
   if (*current == version) {
     // Still this version's (nothing else serves): no view, no row.
     KAPPA_RETURN_IF_ERROR(InTransaction(c, [&]() -> Status {
-      auto lock = c.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
-      if (!lock.ok()) return lock.status();
+      KAPPA_RETURN_IF_ERROR(LockServingOf(c, job));
       auto kind = RelKind(c, base_table);
       if (!kind.ok()) return kind.status();
       std::string sql = "DELETE FROM " + PgServingTable(base_table) + " WHERE job = " + QuoteLiteral(job) +
@@ -478,8 +482,7 @@ Result<std::string> DropVersionTable(PgClient& pg, const std::string& job, const
         return Status::OK();
       }
     }
-    auto lock = pg.Exec("SELECT pg_advisory_xact_lock(hashtext(" + QuoteLiteral("kappa_serving " + job) + "))");
-    if (!lock.ok()) return lock.status();
+    KAPPA_RETURN_IF_ERROR(LockServingOf(pg, job));
     auto serving = ServingVersion(pg, job, v.postgres_table);
     if (!serving.ok()) return serving.status();
     if (*serving == v.version) {
