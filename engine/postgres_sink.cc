@@ -161,6 +161,10 @@ Status PostgresSink::Connect(bool with_temp_table, bool retried) {
   return st;
 }
 
+// How the refusal of a second writer of one version begins (KeepSession
+// tells it from the other refusals of a reconnection by it).
+constexpr const char* kAnotherWriter = "another process writes ";
+
 // One writer per version: a second process of the same job and version
 // (started twice by mistake, or a zombie) would write its rows and move
 // kappa_offsets back under the first, which a restart then refuses as a
@@ -194,12 +198,12 @@ Status PostgresSink::TakeWriterLock() {
     if (who.empty()) who = "another session";
     if (waited >= kWaitS || stop_.stop_requested()) {
       return Status::FailedPrecondition(
-          "another process writes " + spec_.job + " v" + version_text_ + " to " + spec_.PostgresTable() +
+          std::string(kAnotherWriter) + spec_.job + " v" + version_text_ + " to " + spec_.PostgresTable() +
           " (PostgreSQL session " + who + "): two processes of one version would undo each other's offsets; stop "
           "the other one (or, if it is gone, wait until PostgreSQL drops its session), then start this again");
     }
     if (waited == 0) {
-      Note(NoteLevel::kWarning, "another process writes " + spec_.job + " v" + version_text_ + " to " +
+      Note(NoteLevel::kWarning, std::string(kAnotherWriter) + spec_.job + " v" + version_text_ + " to " +
                                     spec_.PostgresTable() + " (PostgreSQL session " + who + "); waiting up to " +
                                     std::to_string(kWaitS) + " s for it to end");
     }
@@ -657,7 +661,7 @@ Status PostgresSink::KeepSession() {
     return st;
   }
   // Another process took the lock meanwhile: as at a reconnection.
-  if (st.code() == Status::Code::kFailedPrecondition && st.message().rfind("another process writes", 0) == 0) {
+  if (st.code() == Status::Code::kFailedPrecondition && st.message().rfind(kAnotherWriter, 0) == 0) {
     return st;
   }
   client_.reset();
