@@ -926,6 +926,15 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
     for (auto& [level, text] : publisher.TakeNotes()) note(level, text);
   };
   int64_t caught_up_since = 0;
+  // Scaled out: this instance's last record (from the registry at its
+  // start), so that positions of partitions it does not hold (yet) are
+  // carried into its records rather than forgotten by the first one.
+  std::optional<ProgressRecord> previous;
+  if (spec.scale_out.enabled) {
+    for (auto& r : registry.InstanceProgress(spec.job, spec.version)) {
+      if (r.instance == spec.scale_out.instance) previous = std::move(r);
+    }
+  }
   RunOptions run = options.run;
   run.source_checked = !run.archive_only;
   run.rate_control = rate;
@@ -943,6 +952,10 @@ Status RunDeployment(const KafkaConfig& config, const JobSpec& spec, const Deplo
     record.caught_up_since_ms = caught_up_since;
     record.instance = spec.scale_out.enabled ? spec.scale_out.instance : std::string();
     record.report_interval_ms = spec.checkpoint_interval_ms;
+    if (spec.scale_out.enabled) {
+      if (previous) CarryReleasedPositions(*previous, &record);
+      previous = record;
+    }
     publisher.Offer(std::move(record));
     drain_notes();
     return !publisher.retired();

@@ -154,6 +154,11 @@ std::string EncodeProgress(const ProgressRecord& r) {
   for (const auto& p : r.snapshot.partitions) {
     parts.push_back(schema::CreatePartitionPosition(fbb, p.partition, p.position, p.log_end, p.watermark_ms, p.start_offset));
   }
+  std::vector<flatbuffers::Offset<schema::PartitionPosition>> released;
+  for (const auto& [p, reported_ms] : r.released) {
+    released.push_back(schema::CreatePartitionPosition(fbb, p.partition, p.position, p.log_end, p.watermark_ms,
+                                                       p.start_offset, reported_ms));
+  }
   std::vector<flatbuffers::Offset<schema::StandbyCopy>> copies;
   for (const auto& sb : r.snapshot.standbys) {
     copies.push_back(schema::CreateStandbyCopy(fbb, sb.partition, sb.lag_records, sb.next_offset));
@@ -170,7 +175,7 @@ std::string EncodeProgress(const ProgressRecord& r) {
                                                   copies.empty() ? nullptr : &copies, restoring, r.report_interval_ms,
                                                   r.snapshot.sink_rejected,
                                                   r.exit_error.empty() ? nullptr : r.exit_error.c_str(),
-                                                  r.snapshot.source_partitions);
+                                                  r.snapshot.source_partitions, released.empty() ? nullptr : &released);
   fbb.Finish(root);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
@@ -190,18 +195,22 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   r.snapshot.counters.dlq = p->dlq();
   r.snapshot.counters.late = p->late();
   r.snapshot.sink_rejected = p->sink_rejected();
+  // Field by field: a positional initializer silently shifted fields when
+  // PartitionProgress gained one.
+  auto position = [](const schema::PartitionPosition* pp) {
+    PartitionProgress part;
+    part.partition = pp->partition();
+    part.position = pp->position();
+    part.log_end = pp->log_end();
+    part.watermark_ms = pp->watermark_ms();
+    part.start_offset = pp->start_offset();
+    return part;
+  };
   if (p->partitions()) {
-    for (const auto* pp : *p->partitions()) {
-      // Field by field: a positional initializer silently shifted fields
-      // when PartitionProgress gained one.
-      PartitionProgress part;
-      part.partition = pp->partition();
-      part.position = pp->position();
-      part.log_end = pp->log_end();
-      part.watermark_ms = pp->watermark_ms();
-      part.start_offset = pp->start_offset();
-      r.snapshot.partitions.push_back(part);
-    }
+    for (const auto* pp : *p->partitions()) r.snapshot.partitions.push_back(position(pp));
+  }
+  if (p->released()) {
+    for (const auto* pp : *p->released()) r.released.push_back({position(pp), pp->reported_ms()});
   }
   r.caught_up_since_ms = p->caught_up_since_ms();
   r.snapshot.source_partitions = p->source_partitions();
@@ -226,6 +235,20 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
 }
 
 }  // namespace
+
+void CarryReleasedPositions(const ProgressRecord& previous, ProgressRecord* next) {
+  std::map<int32_t, ProgressRecord::Released> known;  // partition -> latest
+  auto offer = [&](const PartitionProgress& p, int64_t reported_ms) {
+    auto found = known.find(p.partition);
+    if (found == known.end() || found->second.reported_ms < reported_ms) known[p.partition] = {p, reported_ms};
+  };
+  for (const auto& r : previous.released) offer(r.progress, r.reported_ms);
+  for (const auto& p : previous.snapshot.partitions) offer(p, previous.snapshot.checkpoint_ms);
+  for (const auto& r : next->released) offer(r.progress, r.reported_ms);
+  for (const auto& p : next->snapshot.partitions) known.erase(p.partition);
+  next->released.clear();
+  for (auto& [partition, r] : known) next->released.push_back(std::move(r));
+}
 
 std::string RateText(double r) {
   // Whole records a second, but a small cap as it was given: `kappa
@@ -494,13 +517,14 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
       }
     }
   }
+  const std::vector<ProgressRecord> everyone = instances;
   std::vector<ProgressRecord> speaking;
   for (size_t i = 0; i < instances.size(); ++i) {
     const auto& ps = instances[i].snapshot.partitions;
     const bool superseded = !ps.empty() && std::all_of(ps.begin(), ps.end(), [&](const PartitionProgress& p) {
       return latest[p.partition].second != i;
     });
-    if (!superseded) speaking.push_back(std::move(instances[i]));
+    if (!superseded) speaking.push_back(instances[i]);
   }
   instances = std::move(speaking);
   bool all_stopped = true;
@@ -540,6 +564,22 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
     for (const auto& p : s.partitions) {
       auto found = parts.find(p.partition);
       if (found == parts.end() || found->second.first < s.checkpoint_ms) parts[p.partition] = {s.checkpoint_ms, p};
+    }
+  }
+  // No instance runs: each partition's latest known position, whichever
+  // record has it (a restart that died before its first assignment left a
+  // record without its partitions, and the version showed another
+  // instance's positions from long before: 3.9% done where it had
+  // finished, a bug bash). Positions only move forward, so the latest is
+  // the furthest.
+  if (running == 0) {
+    auto offer = [&](const PartitionProgress& p, int64_t reported_ms) {
+      auto found = parts.find(p.partition);
+      if (found == parts.end() || found->second.first < reported_ms) parts[p.partition] = {reported_ms, p};
+    };
+    for (const auto& r : everyone) {
+      for (const auto& p : r.snapshot.partitions) offer(p, r.snapshot.checkpoint_ms);
+      for (const auto& released : r.released) offer(released.progress, released.reported_ms);
     }
   }
   for (auto& [p, entry] : parts) merged.snapshot.partitions.push_back(entry.second);

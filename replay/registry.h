@@ -116,12 +116,27 @@ struct ProgressRecord {
   // With stopped: why the process exited, when it was an error (the first
   // line of it); empty for a clean stop (SIGTERM, retire, a bounded run's end).
   std::string exit_error;
+  // A scaled-out instance: the last positions it reported of partitions it
+  // no longer holds (rebalanced away, or not assigned yet since a restart),
+  // with when (the checkpoint_ms of the record each was last in). When no
+  // instance runs, the version's positions are the latest known of each
+  // partition, these included.
+  struct Released {
+    PartitionProgress progress;
+    int64_t reported_ms = 0;
+  };
+  std::vector<Released> released;
 
   // "running"; "stopped"; "stopped on an error (...)"; or, for a process silent for three of its report
   // intervals (at least 30 s), "not reporting for N s (...)": a process
   // killed with -9 or on a lost host never says "stopped".
   std::string Liveness(int64_t now_ms) const;
 };
+
+// `next`, the record an instance is about to publish, keeps what `previous`
+// (its last one, or the one it found in the registry at its start) knew of
+// partitions `next` does not report: the latest position of each.
+void CarryReleasedPositions(const ProgressRecord& previous, ProgressRecord* next);
 
 // What `kappa throttle` asked of a running version; the version's
 // deployment applies it at its next registry poll. The rate and the pause

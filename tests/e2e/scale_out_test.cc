@@ -323,6 +323,37 @@ TEST_F(ScaleOutTest, AKilledInstancesPartitionsMoveWithTheirStateAndTheOutputsEq
   ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
 }
 
+// A bug bash: an instance that had run the version to its end was killed,
+// restarted, and stopped again before the group gave it a partition (the
+// dead member's session still held them). Its last record then held none,
+// and status showed another instance's positions from long before, or none
+// at all. An instance's records carry the positions of partitions it does
+// not hold, and with no instance running the version shows each
+// partition's latest.
+TEST_F(ScaleOutTest, AnInstanceStoppedBeforeItsFirstAssignmentLeavesItsPositionsInStatus) {
+  ASSERT_NO_FATAL_FAILURE(Produce());
+  ScratchDir dir("scaleout-restart-status");
+  const std::string spec = ScaledSpec(dir, "at_least_once");
+  const std::vector<std::string> deploy = {"deploy", spec, "-b", bootstrap(), "--instance", "a",
+                                           "--state-dir", dir / "a", "--status-interval-ms", "0"};
+  ChildProcess first(deploy, "restart-status-1");
+  ASSERT_TRUE(WaitUntilAllAtEnd(180)) << first.Stderr();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a report at the end
+  first.Kill(SIGKILL);
+  ASSERT_EQ(first.Wait(), 128 + SIGKILL);
+  ChildProcess second(deploy, "restart-status-2");
+  // The group waits for the killed member's session (6 s) before it gives
+  // the partitions out again; the instance reports meanwhile.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  ASSERT_EQ(Runs(second), 0) << "assigned before it was stopped:\n" << second.Stderr();
+  second.Kill(SIGTERM);
+  ASSERT_EQ(second.WaitFor(60000), 0) << second.Stderr();
+  std::string status, err;
+  ASSERT_EQ(RunKappa({"status", "so", "-b", bootstrap()}, &status, &err), 0) << err;
+  EXPECT_NE(status.find("lag 0 (100.0% done)"), std::string::npos) << status;
+  EXPECT_EQ(status.find("reported by no"), std::string::npos) << status;
+}
+
 // A writer that dies between its entries and its marker leaves them after
 // the partition's last marker. The next owner whose local state is at that
 // marker (here the same instance, restarted; a standby's copy is the other

@@ -445,6 +445,74 @@ TEST_F(RegistryTest, AScaledOutVersionIsCaughtUpOnlyWhenEveryPartitionIs) {
   EXPECT_EQ(merged->caught_up_since_ms, now - 5000);
 }
 
+// An instance's record keeps the last positions of partitions it no longer
+// reports: given up in a rebalance, or not assigned yet after a restart.
+TEST(CarryReleasedPositionsTest, KeepsTheLatestPositionOfEachPartitionNotReported) {
+  ProgressRecord first = Progress("spend", 5, {{0, 100}, {1, 200}});
+  first.snapshot.checkpoint_ms = 1000;
+  ProgressRecord second = Progress("spend", 5, {{1, 250}});
+  second.snapshot.checkpoint_ms = 2000;
+  CarryReleasedPositions(first, &second);
+  ASSERT_EQ(second.released.size(), 1u);
+  EXPECT_EQ(second.released[0].progress.partition, 0);
+  EXPECT_EQ(second.released[0].progress.position, 100);
+  EXPECT_EQ(second.released[0].reported_ms, 1000);
+  // A restart's first record, assigned nothing yet: both carried.
+  ProgressRecord third = Progress("spend", 5, {});
+  third.snapshot.checkpoint_ms = 3000;
+  CarryReleasedPositions(second, &third);
+  ASSERT_EQ(third.released.size(), 2u);
+  EXPECT_EQ(third.released[1].progress.position, 250);
+  EXPECT_EQ(third.released[1].reported_ms, 2000);
+  // Partition 0 held again: no longer carried.
+  ProgressRecord fourth = Progress("spend", 5, {{0, 120}});
+  fourth.snapshot.checkpoint_ms = 4000;
+  CarryReleasedPositions(third, &fourth);
+  ASSERT_EQ(fourth.released.size(), 1u);
+  EXPECT_EQ(fourth.released[0].progress.partition, 1);
+}
+
+// A bug bash: an instance that had run the version to its end was killed,
+// restarted, and killed again before it was assigned a partition; its record
+// then held none, and status showed the other instance's positions from long
+// before: 3.9% done where it had finished. When no instance runs, each
+// partition's latest known position counts, those an instance carried
+// included; while one runs, partitions no running instance reports stay
+// unreported.
+TEST_F(RegistryTest, AVersionWithNoInstanceRunningShowsEachPartitionsLatestKnownPosition) {
+  const int64_t now = WallClockMs();
+  ProgressRecord old_owner = Instance({{0, 10}, {1, 20}, {2, 30}, {3, 40}}, now - 600000, 0, 100);
+  ProgressRecord finished = Instance({{0, 1000}, {1, 2000}, {2, 3000}, {3, 4000}}, now - 300000, 0, 10000);
+  ProgressRecord restarted = Instance({}, now - 200000, 0, 0);
+  CarryReleasedPositions(finished, &restarted);
+  for (ProgressRecord* r : {&old_owner, &restarted}) r->snapshot.source_partitions = 4;
+  ProgressRecord a, b;
+  ASSERT_NO_FATAL_FAILURE(RoundTripInstances(restarted, old_owner, &a, &b));
+  ASSERT_EQ(a.released.size(), 4u) << "round trip";
+  EXPECT_EQ(a.released[3].progress.position, 4000);
+  EXPECT_EQ(a.released[3].reported_ms, now - 300000);
+  Registry reader(Config());
+  ASSERT_TRUE(reader.Refresh().ok());
+  auto merged = reader.Progress("spend", 5);
+  ASSERT_TRUE(merged.has_value());
+  ASSERT_EQ(merged->snapshot.partitions.size(), 4u);
+  EXPECT_EQ(merged->snapshot.partitions[0].position, 1000);
+  EXPECT_EQ(merged->snapshot.partitions[3].position, 4000);
+  EXPECT_EQ(merged->snapshot.unreported_partitions(), 0);
+
+  // Instance a runs again, still assigned nothing: its carried positions
+  // are not reports, and the old owner is silent.
+  restarted.instance = "a";
+  restarted.snapshot.checkpoint_ms = now;
+  restarted.report_interval_ms = 1000;
+  ASSERT_TRUE(Registry(Config()).PutProgress(restarted).ok());
+  ASSERT_TRUE(reader.Refresh().ok());
+  merged = reader.Progress("spend", 5);
+  ASSERT_TRUE(merged.has_value());
+  EXPECT_EQ(merged->snapshot.partitions.size(), 0u);
+  EXPECT_EQ(merged->snapshot.unreported_partitions(), 4);
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());
