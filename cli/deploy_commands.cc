@@ -304,6 +304,10 @@ int StatusCommand(int argc, char** argv) {
                      ? ", within catch-up lag at its last report " +
                            std::to_string((now - progress->snapshot.checkpoint_ms) / 1000) + " s ago"
                      : ", within catch-up lag";
+      } else if (liveness == "running" && v.state == VersionState::kCaughtUp && s.unreported_partitions() == 0) {
+        // Its state says it caught up once; a version that has fallen
+        // behind since still read "caught-up" alone (a bug bash).
+        within = ", behind the catch-up lag again since it caught up (promote checks the lag at its time)";
       }
       std::printf("      %s, %s%s, checkpoint epoch %lld %llds ago, in %lld, outputs %lld, dlq %lld, late %lld%s%s\n",
                   liveness.c_str(), liveness == "running" ? (Rate(s.records_per_second) + ", ").c_str() : "",

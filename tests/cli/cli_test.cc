@@ -1051,6 +1051,29 @@ TEST_F(CliBrokerTest, StatusNamesUnreportedPartitionsAndAStaleCatchUp) {
   ASSERT_EQ(RunKappa({"status", "st", "-b", bootstrap()}, &out, &err), 0) << err;
   EXPECT_TRUE(Contains(out, "lag 4000 ")) << out;
   EXPECT_TRUE(Contains(out, ", within catch-up lag at its last report ")) << out;
+
+  // A version that caught up once and has fallen behind since read
+  // "caught-up" and nothing more (a bug bash).
+  ASSERT_NO_FATAL_FAILURE(RegisterOneVersion(registry, "cu"));
+  ASSERT_TRUE(registry.Refresh().ok());
+  JobRecord cu = *registry.Job("cu");
+  cu.versions[0].state = VersionState::kCaughtUp;
+  ASSERT_TRUE(registry.PutJob(cu).ok());
+  ProgressRecord behind;
+  behind.job = "cu";
+  behind.version = 1;
+  behind.snapshot.checkpoint_ms = now;
+  behind.report_interval_ms = 10000;
+  behind.caught_up_since_ms = 0;
+  for (int32_t p = 0; p < 4; ++p) {
+    PartitionProgress part;
+    part.partition = p;
+    behind.snapshot.partitions.push_back(part);
+  }
+  ASSERT_TRUE(registry.PutProgress(behind).ok());
+  ASSERT_EQ(RunKappa({"status", "cu", "-b", bootstrap()}, &out, &err), 0) << err;
+  EXPECT_TRUE(Contains(out, "v1 caught-up")) << out;
+  EXPECT_TRUE(Contains(out, ", behind the catch-up lag again since it caught up")) << out;
 }
 
 // Issue 10, smaller: `consume --print` showed a null key as "" (the same as
