@@ -221,6 +221,7 @@ struct JobRunner::Impl {
   // group fenced, or that a sequence gap aborted, is rewound
   // (RewindAbortedEpoch) instead of stopping the job.
   Status GroupCheckpoint();
+  Status FollowPause();
   Status RewindAbortedEpoch(const Status& why, KafkaSink::AbortedCommit cause);
   Status SwitchFromArchive();
   Status FreshTask(int32_t p);
@@ -1063,6 +1064,21 @@ Status JobRunner::Impl::SwitchFromArchive() {
   return consumer->Seek(seek);
 }
 
+// A group member's fetching follows the pause. Resumed, each partition read
+// from Kafka goes back to its task's position: librdkafka drops what it had
+// fetched at the pause, and a partition not read since its assignment would
+// resume past it.
+Status JobRunner::Impl::FollowPause() {
+  if (paused == consumer->fetching_paused()) return Status::OK();
+  KAPPA_RETURN_IF_ERROR(consumer->PauseFetching(paused));
+  if (paused) return Status::OK();
+  PartitionList seek;
+  for (size_t p = 0; p < owned.size(); ++p) {
+    if (owned[p] == 1) seek.Add(spec.source_topic, static_cast<int32_t>(p), tasks[p]->next_offset());
+  }
+  return consumer->Seek(seek);
+}
+
 Status JobRunner::Impl::GroupCheckpoint() {
   Status st = coordinator->Checkpoint();
   if (st.ok() || !group) return st;
@@ -1688,6 +1704,20 @@ Status JobRunner::Impl::Loop(StopToken stop) {
     // read on at 5x its cap (a bug bash: 20,000 records at --max-rate 2000
     // in 2 s). Nothing is read until the cap has caught up.
     const double ahead = rate_cap > 0 && !paused ? RateAhead() : 0;
+    if (group) KAPPA_RETURN_IF_ERROR(FollowPause());
+    if (paused && group) {
+      // A member reads on with its partitions' fetching paused: that serves
+      // the group's rebalances. Not polled, it held on to a dead member's
+      // partitions until the resume, and after max.poll.interval.ms (5
+      // minutes) paused it left the group (a bug bash).
+      int64_t records = 0;
+      KAPPA_RETURN_IF_ERROR(source->Read(0, &records));
+      processed += records;
+      sink->Poll();
+      KAPPA_RETURN_IF_ERROR(StandbyTurn());
+      KAPPA_RETURN_IF_ERROR(AfterRead(&asked_to_stop));
+      continue;
+    }
     if (paused || ahead > 0) {
       // Reads nothing; checkpoints, status and the hook go on.
       const int64_t wait_ms = paused ? 50 : std::clamp<int64_t>(static_cast<int64_t>(ahead * 1000), 1, 50);

@@ -240,6 +240,12 @@ Status PartitionConsumer::HandleRebalance(int err, rd_kafka_topic_partition_list
       assigned_.insert(assigned_.end(), ids.begin(), ids.end());
       std::sort(assigned_.begin(), assigned_.end());
     }
+    if (fetching_paused_ && start.size() > 0) {
+      const rd_kafka_resp_err_t paused = rd_kafka_pause_partitions(rk, start.get());
+      if (paused != RD_KAFKA_RESP_ERR_NO_ERROR && st.ok()) {
+        st = StatusFromKafka(paused, "cannot pause the partitions group " + options_.group + " assigned");
+      }
+    }
     return st;
   }
   const bool lost = rd_kafka_assignment_lost(rk) != 0;
@@ -254,6 +260,19 @@ Status PartitionConsumer::HandleRebalance(int err, rd_kafka_topic_partition_list
   }
   std::erase_if(assigned_, [&](int32_t p) { return std::binary_search(ids.begin(), ids.end(), p); });
   return st;
+}
+
+Status PartitionConsumer::PauseFetching(bool pause) {
+  if (pause == fetching_paused_) return Status::OK();
+  rd_kafka_topic_partition_list_t* assignment = nullptr;
+  KAPPA_RETURN_IF_ERROR(StatusFromKafka(rd_kafka_assignment(consumer_.get(), &assignment),
+                                        "cannot read the consumer's assignment"));
+  const rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(consumer_.get(), assignment)
+                                        : rd_kafka_resume_partitions(consumer_.get(), assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  KAPPA_RETURN_IF_ERROR(StatusFromKafka(err, pause ? "cannot pause fetching" : "cannot resume fetching"));
+  fetching_paused_ = pause;
+  return Status::OK();
 }
 
 Status PartitionConsumer::Classify(rd_kafka_message_t* m, DeletedRange* deleted) {

@@ -146,6 +146,16 @@ class PartitionConsumer {
   Status Subscribe(const std::string& topic, RebalanceHandler handler);
   // Moves the listed partitions' read positions (they stay assigned).
   Status Seek(const PartitionList& positions);
+  // A group member (Subscribe): stops fetching every assigned partition,
+  // and those the group assigns later, until PauseFetching(false); Poll
+  // then returns no records but still serves the group's rebalances, so
+  // that a member paused for longer than max.poll.interval.ms stays in the
+  // group and a dead member's partitions still move to it. librdkafka drops
+  // what it had fetched, and a partition assigned but not yet read resumes
+  // where its fetch had got to, past what was dropped: the caller seeks
+  // each partition to its own position after resuming.
+  Status PauseFetching(bool pause);
+  bool fetching_paused() const { return fetching_paused_; }
   // Partitions the group assigned to this consumer (Subscribe), sorted.
   const std::vector<int32_t>& assigned() const { return assigned_; }
   // Whether the group has assigned this member anything yet (even nothing).
@@ -189,6 +199,7 @@ class PartitionConsumer {
   RebalanceHandler rebalance_;     // Subscribe
   std::vector<int32_t> assigned_;  // Subscribe
   bool joined_ = false;
+  bool fetching_paused_ = false;   // PauseFetching
   Status rebalance_error_;         // returned by the next Poll
   std::vector<DeletedRange> deleted_;  // hold_deleted: for TakeDeleted
   int64_t unreachable_since_ms_ = 0;  // see UnreachableSinceMs; set and cleared on the polling thread

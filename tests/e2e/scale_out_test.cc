@@ -354,6 +354,53 @@ TEST_F(ScaleOutTest, AnInstanceStoppedBeforeItsFirstAssignmentLeavesItsPositions
   EXPECT_EQ(status.find("reported by no"), std::string::npos) << status;
 }
 
+// A bug bash: a paused scaled-out version's instances did not poll the
+// group, so a killed instance's partitions stayed with no one until
+// `--resume`, and after max.poll.interval.ms (5 minutes by default) paused
+// the others left the group. A paused member serves the group's rebalances
+// with its fetching paused; resumed, it reads on from its tasks' positions.
+TEST_F(ScaleOutTest, APausedVersionStillTakesOverAKilledInstancesPartitions) {
+  ASSERT_NO_FATAL_FAILURE(Produce());
+  ScratchDir dir("scaleout-paused");
+  const TopicContents want = Reference(dir, "at_least_once");
+  const std::string spec = ScaledSpec(dir, "at_least_once");
+  auto deploy = [&](const std::string& name) {
+    return std::vector<std::string>{"deploy", spec, "-b", bootstrap(), "--instance", name,
+                                    "--state-dir", dir / name, "--max-rate", "3000",
+                                    "--status-interval-ms", "0", "-X", "session.timeout.ms=6000",
+                                    "-X", "max.poll.interval.ms=8000"};
+  };
+  std::vector<std::unique_ptr<ChildProcess>> instances;
+  instances.push_back(std::make_unique<ChildProcess>(deploy("a"), "paused-a"));
+  instances.push_back(std::make_unique<ChildProcess>(deploy("b"), "paused-b"));
+  ChildProcess& a = *instances[0];
+  ChildProcess& b = *instances[1];
+  ASSERT_NO_FATAL_FAILURE(WaitUntilEachRunsSome(instances, 90));
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"throttle", "so", "--version", "1", "--pause", "-b", bootstrap()}, &out, &err), 0) << err;
+  const auto paused_at = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // the registry poll (1 s) and a margin
+  ASSERT_FALSE(AllCheckpointedAtEnd()) << "the input was finished before the pause";
+  b.Kill(SIGKILL);
+  ASSERT_EQ(b.Wait(), 128 + SIGKILL);
+  // Its partitions move once its session (6 s) times out, pause or not.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (Runs(a) != kPartitions && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(Runs(a), kPartitions) << "the paused instance did not take the killed one's partitions:\n" << a.Stderr();
+  // Paused past max.poll.interval.ms: still a member, with all of them.
+  std::this_thread::sleep_until(paused_at + std::chrono::seconds(12));
+  EXPECT_EQ(Runs(a), kPartitions) << a.Stderr();
+  EXPECT_FALSE(AllCheckpointedAtEnd()) << "read while paused";
+  ASSERT_EQ(RunKappa({"throttle", "so", "--version", "1", "--resume", "-b", bootstrap()}, &out, &err), 0) << err;
+  ASSERT_TRUE(WaitUntilAllAtEnd(180)) << "the instance did not finish the input after the resume:\n" << a.Stderr();
+  EXPECT_EQ(a.Stderr().find("poll interval"), std::string::npos) << a.Stderr();
+  a.Kill(SIGTERM);
+  EXPECT_EQ(a.WaitFor(60000), 0) << a.Stderr();
+  ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
+}
+
 // A writer that dies between its entries and its marker leaves them after
 // the partition's last marker. The next owner whose local state is at that
 // marker (here the same instance, restarted; a standby's copy is the other
