@@ -120,7 +120,7 @@ struct JobRunner::Impl {
   std::vector<Task*> active;
   std::unique_ptr<ChangelogWriter> changelog;
   std::unique_ptr<ChangelogReader> changelog_reader;
-  // scale_out.standbys: the copies this process keeps of its predecessor's
+  // scale_out.standbys: the copies this process keeps of its predecessors'
   // partitions (engine/standby.h), placed from the group's assignments.
   std::unique_ptr<StandbyFollower> standby;
   std::unique_ptr<GroupAssignmentQuery> placement;
@@ -1270,8 +1270,8 @@ Status JobRunner::Impl::RewriteOrphans(int32_t p,
 // Standbys, once per loop turn: about every 5 s and after each rebalance
 // the group's assignments are asked for (without waiting for the answer);
 // the members ordered by member id form a ring, and this process keeps
-// copies of the partitions of the member before it (none that it runs
-// itself). Then the copies follow the changelog for at most ~20 ms.
+// copies of the partitions of the `standbys` members before it (none that
+// it runs itself). Then the copies follow the changelog for at most ~20 ms.
 Status JobRunner::Impl::StandbyTurn() {
   if (!standby) return Status::OK();
   if ((placement_due || since_placement.Millis() > 5000) && !placement->pending() && consumer->joined()) {
@@ -1295,8 +1295,12 @@ Status JobRunner::Impl::StandbyTurn() {
       auto mine = members.find(me);
       if (mine != members.end()) {  // else: not in the group's answer yet (joining)
         std::set<int32_t> want;
-        if (members.size() > 1) {
-          auto before = mine == members.begin() ? std::prev(members.end()) : std::prev(mine);
+        // The partitions of the `standbys` members before this one (fewer
+        // when the group has fewer others).
+        const size_t copies = std::min<size_t>(static_cast<size_t>(spec.scale_out.standbys), members.size() - 1);
+        auto before = mine;
+        for (size_t k = 0; k < copies; ++k) {
+          before = before == members.begin() ? std::prev(members.end()) : std::prev(before);
           for (int32_t p : before->second) {
             if (p >= 0 && static_cast<size_t>(p) < owned.size() && !owned[static_cast<size_t>(p)]) want.insert(p);
           }

@@ -898,9 +898,10 @@ Result<JobSpec> ParseTree(const ConfigNode& root) {
       spec.scale_out.session_timeout_ms = static_cast<int>(*timeout);
       auto standbys = so->IntAt("standbys", 0);
       if (!standbys.ok()) return standbys.status();
-      if (*standbys != 0 && *standbys != 1) {
-        return so->Find("standbys")->Error("`scale_out.standbys` is 0 or 1 (one warm copy of each partition's state on "
-                                           "another instance); got " + std::to_string(*standbys));
+      if (*standbys < 0 || *standbys > ScaleOutSpec::kMaxStandbys) {
+        return so->Find("standbys")->Error("`scale_out.standbys` is how many other instances keep a warm copy of "
+                                           "each partition's state, 0 to " + std::to_string(ScaleOutSpec::kMaxStandbys) +
+                                           "; got " + std::to_string(*standbys));
       }
       spec.scale_out.standbys = static_cast<int>(*standbys);
     } else {

@@ -34,10 +34,13 @@ enum class DeliveryMode { kAtLeastOnce, kExactlyOnce };
 struct ScaleOutSpec {
   bool enabled = false;
   int session_timeout_ms = 10000;  // how soon a silent instance's partitions move
-  // `standbys: 1`: each instance also keeps a warm copy of the state of the
-  // partitions its predecessor in the group runs (by member id), following
-  // the changelog, so a failover restores locally (engine/standby.h). 0 or 1.
+  // `standbys: N`: each instance also keeps a warm copy of the state of the
+  // partitions its N predecessors in the group run (members ordered by
+  // member id, a ring), following the changelog, so a failover restores
+  // locally (engine/standby.h). With N at least the instances less one,
+  // every instance copies every partition it does not run. 0 to kMaxStandbys.
   int standbys = 0;
+  static constexpr int kMaxStandbys = 8;
   // This process's name in the group (--instance; default host:state dir):
   // its transactional.id under exactly_once and its line in `kappa status`.
   std::string instance;

@@ -172,6 +172,8 @@ class ScaleOutTest : public BrokerTest {
     return EncodeChangelogMarker(m);
   }
 
+  void KillOneWithStandbys(const std::string& dir_name, const std::vector<std::string>& names, int standbys);
+
   static void ExpectSameOutputs(const TopicContents& want, const TopicContents& got) {
     ASSERT_GT(want.rows.size(), 100u);
     EXPECT_TRUE(got.all_copies_identical) << "a re-emitted row differs from its first emission";
@@ -455,52 +457,69 @@ TEST_F(ScaleOutTest, LocalStateAtTheLastMarkerIsRestoredAndTheEntriesADeadWriter
   ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
 }
 
-// standbys: 1: each of two instances keeps a copy of the other's partitions
-// by following the changelog; one is killed with SIGKILL and the survivor
-// restores the moved partitions from its local copy (no changelog read,
-// also for a partition whose entries s1 was writing when it died), and the
-// outputs still equal one process's.
-TEST_F(ScaleOutTest, WithStandbysAFailoverRestoresFromTheLocalCopyAndTheOutputsEqualOneProcess) {
+// Instances `names` with `standbys: N`; once every survivor-to-be's copies
+// of the first instance's partitions caught up, the first is killed with
+// SIGKILL. The survivors restore the moved partitions from their local
+// copies (no changelog read, also for a partition whose entries the killed
+// one was writing when it died), and the outputs equal one process's.
+void ScaleOutTest::KillOneWithStandbys(const std::string& dir_name, const std::vector<std::string>& names,
+                                       int standbys) {
   if (!real_broker()) {
     GTEST_SKIP() << "standbys place themselves with DescribeConsumerGroups, which the embedded broker "
                     "(librdkafka 2.0.2's mock) does not have";
   }
   ASSERT_NO_FATAL_FAILURE(Produce());
-  ScratchDir dir("scaleout-standby");
+  ScratchDir dir(dir_name);
   const TopicContents want = Reference(dir, "at_least_once");
   Phase("reference");
-  const std::string spec = ScaledSpec(dir, "at_least_once", ", standbys: 1");
+  const std::string spec = ScaledSpec(dir, "at_least_once", ", standbys: " + std::to_string(standbys));
   std::vector<std::unique_ptr<ChildProcess>> instances;
-  for (const std::string name : {"s1", "s2"}) {
+  for (const std::string& name : names) {
     instances.push_back(std::make_unique<ChildProcess>(Instance(dir, spec, name, 4000), name));
   }
   ASSERT_NO_FATAL_FAILURE(WaitUntilEachRunsSome(instances, 90));
-  // The survivor-to-be has a caught-up copy of the partitions s1 runs.
-  ASSERT_NO_FATAL_FAILURE(WaitForLine(*instances[1], "standby: the copy of", 40));
-  Phase("s2's standby copy caught up");
+  // Every survivor-to-be has caught-up copies: with N at least the others,
+  // of every partition it does not run.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (size_t i = 1; i < instances.size(); ++i) {
+    const int want_copies = kPartitions - Runs(*instances[i]);
+    for (;;) {
+      const std::string err = instances[i]->Stderr();
+      int caught_up = 0;
+      for (size_t at = err.find("standby: the copy of"); at != std::string::npos;
+           at = err.find("standby: the copy of", at + 1)) {
+        ++caught_up;
+      }
+      if (caught_up >= want_copies) break;
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+          << names[i] << " has " << caught_up << " caught-up copies of " << want_copies << ":\n" << err;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  Phase("the survivors' standby copies caught up");
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   ASSERT_GT(Runs(*instances[0]), 0) << instances[0]->Stderr();
   ASSERT_FALSE(AllCheckpointedAtEnd()) << "the input was finished before the kill";
-  const size_t before_kill = instances[1]->Stderr().size();
+  std::vector<size_t> before_kill;
+  for (const auto& child : instances) before_kill.push_back(child->Stderr().size());
   instances[0]->Kill(SIGKILL);
   ASSERT_EQ(instances[0]->Wait(), 128 + SIGKILL) << instances[0]->Stderr();
-  ASSERT_TRUE(WaitUntilAllAtEnd(120)) << "the survivor did not finish the input:\n" << Logs(instances);
+  ASSERT_TRUE(WaitUntilAllAtEnd(120)) << "the survivors did not finish the input:\n" << Logs(instances);
   Phase("all at end");
-  const std::string after = instances[1]->Stderr().substr(before_kill);
-  std::string moved;  // what the survivor said about the moved partitions
+  std::string after, moved;  // what the survivors said after the kill; of it, about the moved partitions
+  for (size_t i = 1; i < instances.size(); ++i) after += instances[i]->Stderr().substr(before_kill[i]);
   for (size_t at = 0, end; at < after.size(); at = end + 1) {
     end = after.find('\n', at);
     if (end == std::string::npos) end = after.size();
     const std::string line = after.substr(at, end - at);
     if (line.find("moves here") != std::string::npos || line.find("restored") != std::string::npos) moved += line + "\n";
   }
-  Phase("after the kill, the survivor said:\n" + moved);
+  Phase("after the kill, the survivors said:\n" + moved);
   EXPECT_NE(after.find("moves here"), std::string::npos) << "no standby copy was taken over:\n" << after;
   EXPECT_NE(after.find("restored from local state (it matches the changelog)"), std::string::npos)
       << "the moved partitions were not restored from the standby copy:\n" << after;
-  // (A partition s1 had not read from yet restores "locally" at offset 0
-  // too: at least one must have carried state. One that s1 was writing
-  // when it died is restored locally too, and the entries it left rewritten.)
+  // (A partition the killed one had not read from yet restores "locally" at
+  // offset 0 too: at least one must have carried state.)
   const std::string local = "restored from local state (it matches the changelog)", from = "reading from offset ";
   int64_t furthest = 0;
   for (size_t at = moved.find(local); at != std::string::npos; at = moved.find(local, at + 1)) {
@@ -510,9 +529,25 @@ TEST_F(ScaleOutTest, WithStandbysAFailoverRestoresFromTheLocalCopyAndTheOutputsE
   EXPECT_GT(furthest, 0) << "no moved partition was restored locally with any state:\n" << moved;
   EXPECT_EQ(after.find("restored from the changelog"), std::string::npos)
       << "a moved partition was read from the changelog despite its standby copy:\n" << after;
-  instances[1]->Kill(SIGTERM);
-  EXPECT_EQ(instances[1]->WaitFor(60000), 0) << instances[1]->Stderr();
+  for (size_t i = 1; i < instances.size(); ++i) {
+    instances[i]->Kill(SIGTERM);
+    EXPECT_EQ(instances[i]->WaitFor(60000), 0) << instances[i]->Stderr();
+  }
   ExpectSameOutputs(want, ReadOutputs(Config(), "so-out.v1"));
+}
+
+// standbys: 1: each of two instances keeps a copy of the other's partitions.
+TEST_F(ScaleOutTest, WithStandbysAFailoverRestoresFromTheLocalCopyAndTheOutputsEqualOneProcess) {
+  KillOneWithStandbys("scaleout-standby", {"s1", "s2"}, 1);
+}
+
+// With three instances and one standby each, the group split a dead
+// instance's partitions between the survivors while its copies were all on
+// one of them: about half were read from the changelog again (a bug bash).
+// `standbys: 2` gives each survivor copies of every partition it does not
+// run.
+TEST_F(ScaleOutTest, WithAStandbyOnEveryOtherInstanceEachMovedPartitionRestoresLocally) {
+  KillOneWithStandbys("scaleout-standby3", {"t1", "t2", "t3"}, 2);
 }
 
 TEST_F(ScaleOutTest, ScalingFromOneToThreeAndBackDuringAReplayKeepsTheOutputs) {

@@ -219,8 +219,12 @@ std::vector<Bad> BadSpecs() {
        "bad.yaml:6: `scale_out.session_timeout` must be between 6s (Kafka's group.min.session.timeout.ms) and 5m"},
       {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\nscale_out: maybe\n") + kTopics,
        "bad.yaml:6: `scale_out` is true, false or a map {session_timeout, standbys}"},
-      {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\nscale_out: {standbys: 2}\n") + kTopics,
-       "bad.yaml:6: `scale_out.standbys` is 0 or 1 (one warm copy of each partition's state on another instance); got 2"},
+      {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\nscale_out: {standbys: 9}\n") + kTopics,
+       "bad.yaml:6: `scale_out.standbys` is how many other instances keep a warm copy of each partition's state, 0 to "
+       "8; got 9"},
+      {std::string("job: j\nversion: 1\nsource: {topic: t}\noperators:\n  - emit: {}\nscale_out: {standbys: -1}\n") + kTopics,
+       "bad.yaml:6: `scale_out.standbys` is how many other instances keep a warm copy of each partition's state, 0 to "
+       "8; got -1"},
       {Head("  - map: {divide: 1.5}\n  - emit: {}\n"),
        "bad.yaml:5: `divide` must be an integer"},
       {Head("  - dedup: {ttl: 1h}\n  - emit: {}\n  - emit: {}\n"),
