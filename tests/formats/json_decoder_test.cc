@@ -514,6 +514,68 @@ TEST(JsonDecoderTest, AWholeNumberWithAFractionOrExponentIsExactInAnInt64Field) 
   }
 }
 
+// A bug bash: a number with a stray point, which is not JSON, was read in
+// an int64 field with its points dropped: `1.5.` as 15, `12.34.` as 1234,
+// an epoch_ms `1767225601.000.` as 1767225601000; nothing in the DLQ.
+TEST(JsonDecoderTest, ANumberWithAStrayPointIsNotJsonInAnIntegerField) {
+  RecordSchema s = Schema({{"n", ValueType::kInt64, ""}, Ts("t", "", TimestampEncoding::kEpochMillis)});
+  auto d = MakeDecoder(s);
+  for (const std::string token :
+       {"1.5.", "12.34.", "0.5.", "1.0.", "-2.5.", "1.5.5.", "1.0.0.0", "1.5.E1", "1.", "-1.", "0.", "1.e2"}) {
+    for (const bool in_time : {false, true}) {
+      const std::string json = in_time ? R"({"n":1,"t":)" + token + "}" : R"({"n":)" + token + R"(,"t":1})";
+      DecodeError e = ErrorFor(*d, 2, json);
+      EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << json << ": " << e.message;
+      EXPECT_NE(e.message.find("not valid JSON"), std::string::npos) << json << ": " << e.message;
+      EXPECT_EQ(e.path, in_time ? "t" : "n") << json;
+    }
+  }
+  std::vector<FieldValue> out(2);
+  DecodeError e;
+  ASSERT_TRUE(d->Decode(Raw(R"({"n":12.0,"t":1767225601.000})"), out.data(), &e)) << e.message;
+  EXPECT_EQ(out[0].i, 12);
+  EXPECT_EQ(out[1].i, 1767225601);
+}
+
+// A bug bash: a key given twice took its last value only when the first
+// had a type the field accepts; `"user":"x","user":{"id":"a1"}` went to the
+// DLQ for the value the second one replaces. A wrong type counts only if no
+// later value of the key (or of an object holding it) replaces it; the
+// replaced value must still be JSON.
+TEST(JsonDecoderTest, AWrongTypeALaterValueOfTheKeyReplacesDoesNotCount) {
+  RecordSchema s = Schema({{"user", ValueType::kString, "user.id"}, {"cents", ValueType::kInt64, "amount.cents"}});
+  auto d = MakeDecoder(s);
+  struct Case {
+    std::string json;
+    std::string user;
+    int64_t cents;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"({"user":"x","user":{"id":"a1"},"amount":{"cents":1}})", "a1", 1},
+           {R"({"user":null,"user":{"id":"a2"},"amount":{"cents":2}})", "a2", 2},
+           {R"({"user":{"id":"a3"},"amount":7,"amount":{"cents":3}})", "a3", 3},
+           {R"({"user":{"id":"a4"},"amount":{"cents":"x"},"amount":{"cents":4}})", "a4", 4},
+           {R"({"user":{"id":"a5"},"amount":{"cents":"x","cents":5}})", "a5", 5},
+           {R"({"user":{"id":[1,{"a":2}]},"user":{"id":"a6"},"amount":{"cents":1.5,"cents":6}})", "a6", 6}}) {
+    std::vector<FieldValue> out(2);
+    DecodeError e;
+    ASSERT_TRUE(d->Decode(Raw(c.json), out.data(), &e)) << c.json << ": " << e.message;
+    EXPECT_EQ(std::string(out[0].str, out[0].len), c.user) << c.json;
+    EXPECT_EQ(out[1].i, c.cents) << c.json;
+  }
+  // The last value of the wrong type, or a replaced one that is not JSON.
+  DecodeError e = ErrorFor(*d, 2, R"({"user":{"id":"a"},"user":{"id":7},"amount":{"cents":1}})");
+  EXPECT_EQ(e.kind, DecodeError::Kind::kWrongType) << e.message;
+  EXPECT_NE(e.message.find("expected string, found number (7)"), std::string::npos) << e.message;
+  e = ErrorFor(*d, 2, R"({"user":{"id":"a"},"amount":{"cents":1},"amount":"x"})");
+  EXPECT_EQ(e.kind, DecodeError::Kind::kWrongType) << e.message;
+  EXPECT_NE(e.message.find("expected an object at `amount`"), std::string::npos) << e.message;
+  e = ErrorFor(*d, 2, R"({"user":"bad \q escape","user":{"id":"a"},"amount":{"cents":1}})");
+  EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << e.message;
+  e = ErrorFor(*d, 2, R"({"user":{"id":"a"},"amount":{"cents":tru},"amount":{"cents":1}})");
+  EXPECT_EQ(e.kind, DecodeError::Kind::kUndecodable) << e.message;
+}
+
 TEST(JsonDecoderTest, OptionalFieldsAbsentOrNullHaveNoValue) {
   RecordSchema s = Schema({{"id", ValueType::kString, ""},
                            Opt("flagged", ValueType::kBool),
