@@ -81,6 +81,12 @@ int RunCommand(int argc, char** argv) {
                 spec->job.c_str(), spec->version);
     return 0;
   }
+  if (!s.stopped_waiting.empty()) {
+    std::printf("kappa run: %s v%d %s: no final checkpoint (the records waiting for it were not processed); the "
+                "last checkpoint is intact, and the next start reads on from it\n",
+                spec->job.c_str(), spec->version, s.stopped_waiting.c_str());
+    return 0;
+  }
   if (s.stage2) {
     // A scaled-out repartitioned job: each stage's own account.
     const RecordCounters& c = s.counters;

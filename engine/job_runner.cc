@@ -1904,6 +1904,12 @@ Status JobRunner::Run(StopToken stop) {
       (void)d.WriteDurableMetrics();
     }
   }
+  if (!st.ok() && stop.stop_requested() && IsStoppedWaitingForRegistry(st)) {
+    // The stop the operator asked for, without a final checkpoint (the
+    // durable metrics above describe the last one).
+    summary_.stopped_waiting = st.message();
+    st = Status::OK();
+  }
   if (!st.ok() && d.options.on_error) d.options.on_error(st);
   // The sources hold the consumer by reference: they go first. A group
   // member's close hands its partitions back; the final checkpoint is taken.

@@ -176,6 +176,11 @@ struct RunSummary {
   // processed anything: nothing changed, the checkpoint is as it was (the
   // other fields describe nothing).
   bool stopped_restoring = false;
+  // Asked to stop while the records waited for a schema registry that did
+  // not answer (IsStoppedWaitingForRegistry): what it waited for. No final
+  // checkpoint was taken (those records were not processed): the last one
+  // is intact, and the next start reads on from it.
+  std::string stopped_waiting;
 };
 
 // The source topic's partition count, asked of the Kafka in `config`; a

@@ -1,5 +1,7 @@
 #include "kafka/schema_registry.h"
 
+#include "base/stop_token.h"
+
 #include <httplib.h>
 #include <simdjson.h>
 
@@ -11,6 +13,10 @@
 #include <thread>
 
 namespace kappa {
+
+namespace {
+constexpr char kStoppedWaiting[] = "stopped while waiting for the schema registry";
+}  // namespace
 
 namespace {
 
@@ -681,6 +687,14 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::SendAgainIfTransien
   };
   const auto began = std::chrono::steady_clock::now();
   const auto deadline = began + options_.retry_for;
+  {
+    // Another request just waited out the retry time: no second wait.
+    std::lock_guard<std::mutex> lock(note_mu_);
+    constexpr auto kFailFastFor = std::chrono::seconds(10);
+    if (!gave_up_.ok() && began - gave_up_at_ < kFailFastFor) {
+      return Status::Unavailable(gave_up_.message() + " (a moment ago, for another request)");
+    }
+  }
   Result<Response> response = Send(method, path, body);
   auto pause = std::chrono::milliseconds(100);
   int attempts = 1;
@@ -695,7 +709,16 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::SendAgainIfTransien
           "): asking again for up to " + std::to_string(options_.retry_for.count() / 1000) +
           " s; the records that need its schemas wait meanwhile");
     }
-    std::this_thread::sleep_for(pause);
+    // In slices, so that a stop request ends the wait.
+    for (auto slept = std::chrono::milliseconds(0); slept < pause; slept += std::chrono::milliseconds(50)) {
+      if (ProcessStopToken().stop_requested()) {
+        return Status::Aborted(std::string(kStoppedWaiting) + " at " + options_.url + ", which did not answer (" +
+                               (response.ok() ? "HTTP " + std::to_string(response->status)
+                                              : response.status().message()) +
+                               ")");
+      }
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(50), pause - slept));
+    }
     pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(2));
     response = Send(method, path, body);
     ++attempts;
@@ -710,15 +733,32 @@ Result<SchemaRegistryClient::Response> SchemaRegistryClient::SendAgainIfTransien
     const auto tried = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
     char over[32];
     std::snprintf(over, sizeof(over), "%.1f s", static_cast<double>(tried.count()) / 1000);
-    return Status::Unavailable(response.status().message() + " (asked " + std::to_string(attempts) + " times over " +
-                               over + "; " +
-                               (options_.setting == "schema.registry.url" ? "schema.registry.retry.ms"
-                                                                          : "the registry's retry time, " +
-                                                                                std::to_string(options_.retry_for.count() / 1000) +
-                                                                                " s,") +
-                               " bounds it)");
+    Status failed = Status::Unavailable(response.status().message() + " (asked " + std::to_string(attempts) +
+                                        " times over " + over + "; " +
+                                        (options_.setting == "schema.registry.url"
+                                             ? "schema.registry.retry.ms"
+                                             : "the registry's retry time, " +
+                                                   std::to_string(options_.retry_for.count() / 1000) + " s,") +
+                                        " bounds it)");
+    std::lock_guard<std::mutex> lock(note_mu_);
+    gave_up_ = failed;
+    gave_up_at_ = std::chrono::steady_clock::now();
+    return failed;
+  }
+  if (attempts > 1 && again(response)) {
+    // Answered, with a server error to the end: that is the registry's
+    // state for now too.
+    std::lock_guard<std::mutex> lock(note_mu_);
+    gave_up_ = Status::Unavailable("the schema registry at " + options_.url + " answered HTTP " +
+                                   std::to_string(response->status) + " for " +
+                                   std::to_string(options_.retry_for.count() / 1000) + " s");
+    gave_up_at_ = std::chrono::steady_clock::now();
   }
   return response;
+}
+
+bool IsStoppedWaitingForRegistry(const Status& st) {
+  return st.code() == Status::Code::kAborted && st.message().rfind(kStoppedWaiting, 0) == 0;
 }
 
 void SchemaRegistryClient::SetWaitNote(std::function<void(const std::string&)> note) {

@@ -61,6 +61,15 @@ struct SchemaRegistryOptions {
       const std::vector<std::pair<std::string, std::string>>& properties);
 };
 
+// What a request ends with when the process is asked to stop (SIGTERM,
+// SIGINT) while it waits for a registry that does not answer: Aborted,
+// its message beginning "stopped while waiting for the schema registry".
+// A job stopped so takes no final checkpoint (the records that needed the
+// schema are not processed) and says so; it waited out the 20 s retry, and
+// then the 20 s stop grace, and exited 1 blaming "a broker or database" (a
+// bug bash).
+bool IsStoppedWaitingForRegistry(const Status& st);
+
 // A schema reference as the Confluent Schema Registry defines it: the named
 // type `name` (its full name, e.g. "acme.Money") is the schema registered
 // under `subject` at `version`.
@@ -158,6 +167,13 @@ class SchemaRegistryClient {
 
   mutable std::mutex note_mu_;
   std::function<void(const std::string&)> wait_note_;
+  // The last request that was asked again for all of retry_for without an
+  // answer, and when it gave up (guarded by note_mu_): for a while after,
+  // requests fail at once with its error. Each task of a job met the same
+  // dead registry in turn, and a job's start waited 20 s per task (38 s
+  // for two, a bug bash).
+  std::chrono::steady_clock::time_point gave_up_at_{};
+  Status gave_up_;
   mutable std::mutex http_mu_;  // guards client_ and requests_
   std::unique_ptr<httplib::Client> client_;
   uint64_t requests_ = 0;

@@ -5,9 +5,11 @@
 // reach stops it with a clear error and dead-letters nothing, and the next
 // run with the registry back finishes the same.
 #include <avro.h>
+#include <signal.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <thread>
@@ -126,6 +128,60 @@ TEST_F(AvroFormatTest, AvroThroughTheRegistryGivesTheBuiltInOutputsAndALostRegis
   for (const char* counter : {"records_in", "deduped", "filtered", "dlq"}) {
     EXPECT_EQ(MetricsField(got_metrics, counter), MetricsField(want_metrics, counter)) << counter;
   }
+}
+
+// A bug bash: SIGTERM while the records waited for a registry answering 500
+// was ignored for the whole 20 s retry, then the 20 s stop grace, and the
+// job exited 1 blaming "a broker or database"; at its start each task waited
+// out the retry in turn (38 s for two). The wait ends on the stop: exit 0,
+// no final checkpoint (those records were not processed), nothing
+// dead-lettered. (Needs no real registry: a server answering 500.)
+TEST_F(AvroFormatTest, AStopWhileWaitingForTheRegistryEndsTheJobAtOnceWithItsCheckpointIntact) {
+  httplib::Server down;
+  std::atomic<int> asked{0};
+  auto refuse = [&](const httplib::Request&, httplib::Response& res) {
+    ++asked;
+    res.status = 500;
+    res.set_content(R"({"error_code":50001,"message":"down"})", "application/vnd.schemaregistry.v1+json");
+  };
+  down.Get(".*", refuse);
+  down.Post(".*", refuse);
+  const int port = down.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { down.listen_after_bind(); });
+  while (!down.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  CreateTopic("pay-down", 4);
+  std::string out, err;
+  ASSERT_EQ(RunKappa({"gen", "--format", "avro", "--schema-id", "1", "-b", bootstrap(), "-t", "pay-down", "-n",
+                      "2000"},
+                     &out, &err),
+            0)
+      << err;
+  ScratchDir dir("avro-stop-waiting");
+  SpecOptions o;
+  o.job = "stop-waiting";
+  o.source = "pay-down";
+  o.sink = "stop-waiting-out";
+  o.state_dir = dir / "state";
+  const std::string spec = AvroSpec(dir, o, "http://127.0.0.1:" + std::to_string(port));
+  ChildProcess job({"run", spec, "-b", bootstrap(), "--status-interval-ms", "0"}, "stop-waiting");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (job.Stderr().find("does not answer (HTTP 500)") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << job.Stderr();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  job.Kill(SIGTERM);
+  const int rc = job.WaitFor(10000);
+  if (rc == -1) job.Kill(SIGKILL);
+  ASSERT_EQ(rc, 0) << "the stop waited for the registry\n" << job.Stdout() << job.Stderr();
+  EXPECT_NE(job.Stdout().find("stopped while waiting for the schema registry at http://127.0.0.1:" +
+                              std::to_string(port)),
+            std::string::npos)
+      << job.Stdout() << job.Stderr();
+  EXPECT_NE(job.Stdout().find("no final checkpoint"), std::string::npos) << job.Stdout();
+  EXPECT_EQ(ReadOutputs(Config(), "stop-waiting.dlq").total, 0) << "a registry away is not a bad record";
+  down.stop();
+  serving.join();
 }
 
 // Registers `schema` under `subject` with Confluent schema references

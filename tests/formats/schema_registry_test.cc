@@ -1,6 +1,7 @@
 // The Schema Registry client against a real registry (the suite's, started by
 // scripts/schema_registry.sh): what the Avro input relies on to turn a
 // record's schema id into its writer schema.
+#include "base/stop_token.h"
 #include "kafka/schema_registry.h"
 #include "operators/decode_validate.h"
 #include "formats/avro_decoder.h"
@@ -427,6 +428,51 @@ TEST(SchemaRegistryConflictTest, AServerErrorThatLastsIsReportedAfterTheRetries)
       << id.status().message();
   EXPECT_EQ(registry.requests(), 6) << "100 ms doubling within 3.5 s: 3.1 s of pauses";
   EXPECT_GE(took, std::chrono::milliseconds(3000));
+}
+
+// A bug bash: each task of a job met the same dead registry in turn, and a
+// job's start waited out the retry time once per task (38 s for two). For
+// a while after a request gave up, the next fails at once with its error.
+TEST(SchemaRegistryConflictTest, AfterARequestGaveUpTheNextFailsAtOnce) {
+  ScriptedRegistry registry({{500, R"({"error_code":50001,"message":"Error in the backend data store"})"}});
+  auto client = Client(registry.url(), std::chrono::milliseconds(2000), std::chrono::milliseconds(1000));
+  Result<std::string> first = client->SchemaById(1);
+  ASSERT_FALSE(first.ok());
+  const int asked = registry.requests();
+  EXPECT_GT(asked, 1);
+  const auto began = std::chrono::steady_clock::now();
+  Result<std::string> second = client->SchemaById(2);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Status::Code::kUnavailable) << second.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(500));
+  EXPECT_EQ(registry.requests(), asked) << "asked again";
+  EXPECT_NE(second.status().message().find("a moment ago, for another request"), std::string::npos)
+      << second.status().message();
+}
+
+// A bug bash: SIGTERM while a job waited for a registry answering 500 was
+// ignored for the whole retry time. The process's stop request ends the
+// wait with an error IsStoppedWaitingForRegistry knows.
+TEST(SchemaRegistryConflictTest, AStopRequestEndsTheWait) {
+  ScriptedRegistry registry({{500, R"({"error_code":50001,"message":"down"})"}});
+  auto client = Client(registry.url(), std::chrono::milliseconds(2000), std::chrono::milliseconds(20000));
+  StopSource stop;
+  ProcessStopToken() = StopToken(stop);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    stop.RequestStop();
+  });
+  const auto began = std::chrono::steady_clock::now();
+  Result<std::string> schema = client->SchemaById(1);
+  const auto took = std::chrono::steady_clock::now() - began;
+  stopper.join();
+  ProcessStopToken() = StopToken();
+  ASSERT_FALSE(schema.ok());
+  EXPECT_TRUE(IsStoppedWaitingForRegistry(schema.status())) << schema.status().ToString();
+  EXPECT_NE(schema.status().message().find(registry.url() + ", which did not answer (HTTP 500)"), std::string::npos)
+      << schema.status().message();
+  EXPECT_LT(took, std::chrono::seconds(3));
+  EXPECT_FALSE(IsStoppedWaitingForRegistry(Status::Aborted("stopped while restoring the state")));
 }
 
 // Each task's decoder made its own registry client: a topic of P
