@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -544,6 +545,12 @@ int Replay(int argc, char** argv) {
 
   // A batch an earlier run produced and did not mark: its copies are
   // found in the target and marked, not injected again.
+  using JobVersion = std::pair<std::string, int32_t>;
+  // Per original ("<topic>[p]@o"), the versions such a copy was for: their
+  // DLQ records of it are marked too (a rerun made a second copy from the
+  // other version's, a bug bash).
+  std::map<std::string, std::set<JobVersion>> copied_for;
+  std::map<int32_t, bool> marked_late;  // DLQ partitions whose markers that adds to
   if (auto inflight = registry.Value(InflightKey(topic)); inflight && !inflight->empty()) {
     const size_t nl = inflight->find('\n');
     const std::string target = inflight->substr(0, nl);
@@ -570,6 +577,19 @@ int Replay(int argc, char** argv) {
       AddRange(ranges_of(p), o, o);
       touched[p] = true;
       ++found;
+      // The other versions' DLQ records of the same original, which the
+      // copy was for too: marked when the DLQ is read below.
+      const std::string rejected_by = r.Header(kDlqRejectedByHeader);
+      std::set<JobVersion>& versions = copied_for[r.Header(kDlqSourceHeader)];
+      for (size_t at = 0; at < rejected_by.size();) {
+        size_t comma = rejected_by.find(',', at);
+        if (comma == std::string::npos) comma = rejected_by.size();
+        const std::string one = rejected_by.substr(at, comma - at);
+        if (const size_t v = one.rfind(" v"); v != std::string::npos) {
+          versions.emplace(one.substr(0, v), std::atoi(one.c_str() + v + 2));
+        }
+        at = comma + 1;
+      }
     }, 15000, from.empty() ? nullptr : &from, -1, 0);
     if (!read.ok()) {
       return Fail("dlq replay", Status::Unavailable("an earlier replay of " + topic + " was stopped between "
@@ -605,12 +625,17 @@ int Replay(int argc, char** argv) {
   // versions it is for (kappa.dlq_rejected_by); the others skip it where
   // they read the original (engine/reinjected.h).
   using SourceKey = std::tuple<std::string, int32_t, int64_t>;
-  using JobVersion = std::pair<std::string, int32_t>;
   std::map<SourceKey, std::set<JobVersion>> served;
   std::vector<int64_t> log_starts;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
+        if (!copied_for.empty() && !Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
+          if (auto it = copied_for.find(e.source()); it != copied_for.end() && it->second.count(e.job_version())) {
+            AddRange(ranges_of(e.dlq_partition), e.dlq_offset, e.dlq_offset);
+            marked_late[e.dlq_partition] = true;
+          }
+        }
         if (Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
           ++skipped_done;
           served[e.source_key()].insert(e.job_version());
@@ -656,6 +681,14 @@ int Replay(int argc, char** argv) {
       },
       &undecodable, &log_starts);
   if (!st.ok()) return Fail("dlq replay", st);
+  if (!dry_run) {
+    for (const auto& [p, _] : marked_late) {
+      if (Status ws = registry.PutValue(MarkerKey(topic, p), FormatRanges(ranges_of(p))); !ws.ok()) {
+        return Fail("dlq replay", Status::Unavailable("marking the DLQ records an earlier run's copies were for in " +
+                                                      control_topic + " failed: " + ws.message() + "; rerun"));
+      }
+    }
+  }
   if (undecodable > 0) {
     // "0 records would be re-injected" and nothing else, given the wrong topic (a bug bash).
     std::fprintf(stderr, "kappa dlq replay: %lld records of %s are not DLQ records (ignored: is %s a DLQ topic?)\n",
@@ -688,8 +721,15 @@ int Replay(int argc, char** argv) {
   }
   std::set<SourceKey> injecting;
   std::map<SourceKey, std::set<JobVersion>> seen_from = served;
-  for (DlqEntry& e : selected) {
+  // Per original, the DLQ records marked with its copy: in the batch that
+  // makes the copy, wherever they stand in the DLQ. Marked only in their own
+  // later batch, a run stopped in between left them, and the rerun made a
+  // second copy from them (a bug bash: 1,821 of 111,689 records twice).
+  std::map<SourceKey, std::vector<size_t>> twins_of;
+  for (size_t i = 0; i < selected.size(); ++i) {
+    DlqEntry& e = selected[i];
     e.twin = rejected_by[e.source_key()].empty() || !injecting.insert(e.source_key()).second;
+    if (e.twin && !rejected_by[e.source_key()].empty()) twins_of[e.source_key()].push_back(i);
     twins += e.twin;
     const bool again = !seen_from[e.source_key()].insert(e.job_version()).second;
     own_twins += e.twin && again;
@@ -852,11 +892,16 @@ int Replay(int argc, char** argv) {
         rejecting += (rejecting.empty() ? "" : ",") + RejectingVersion(job, version);
       }
       const std::string source = e.source();
+      // An earlier run re-injected this original for other versions: a
+      // version begun after the original has processed that copy.
+      const bool copied_before = served.count(e.source_key()) > 0 && !served[e.source_key()].empty();
       const KafkaHeader headers[] = {{kRetryCountHeader, retries},
                                      {kFirstFailureHeader, first},
                                      {kDlqRecordHeader, from},
                                      {kDlqSourceHeader, source},
-                                     {kDlqRejectedByHeader, rejecting}};
+                                     {kDlqRejectedByHeader, rejecting},
+                                     {kDlqCopiedBeforeHeader, "1"}};
+      const size_t header_count = copied_before ? 6 : 5;
       const int32_t partition =
           d->source_partition() >= 0 && d->source_partition() < partitions ? d->source_partition()
                                                                              : KafkaProducer::kAnyPartition;
@@ -871,7 +916,9 @@ int Replay(int argc, char** argv) {
       // replay, in the current window, and moved the partition's watermark
       // to now (a bug bash). 0 (not known): the broker stamps it.
       const int64_t timestamp_ms = std::max<int64_t>(0, d->source_timestamp_ms());
-      if (Status ps = producer->Produce(to, partition, key, payload, headers, timestamp_ms); !ps.ok()) {
+      if (Status ps = producer->Produce(to, partition, key, payload,
+                                        std::span<const KafkaHeader>(headers, header_count), timestamp_ms);
+          !ps.ok()) {
         return Fail("dlq replay", Status::Unavailable(ps.message() + "; nothing of this batch is marked: rerun"));
       }
     }
@@ -891,6 +938,14 @@ int Replay(int argc, char** argv) {
     std::map<int32_t, bool> touched;
     for (size_t i = begin; i < end; ++i) {
       const DlqEntry& e = selected[i];
+      if (!e.twin) {
+        if (auto twins = twins_of.find(e.source_key()); twins != twins_of.end()) {
+          for (size_t j : twins->second) {
+            AddRange(ranges_of(selected[j].dlq_partition), selected[j].dlq_offset, selected[j].dlq_offset);
+            touched[selected[j].dlq_partition] = true;
+          }
+        }
+      }
       touched[e.dlq_partition] = true;
       auto it = open.find(e.dlq_partition);
       if (it != open.end() && e.prev_offset == it->second.second) {

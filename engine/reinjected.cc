@@ -13,7 +13,7 @@ std::string RejectingVersion(const std::string& job, int32_t version) {
 }
 
 bool RepeatOfProcessedRecord(const JobSpec& spec, int32_t partition, int64_t start_offset, int64_t copy_offset,
-                             std::string_view source, std::string_view rejected_by) {
+                             std::string_view source, std::string_view rejected_by, bool copied_before) {
   // "<topic>[<partition>]@<offset>": topic names hold no brackets.
   const size_t open = source.rfind('[');
   const size_t close = source.rfind("]@");
@@ -27,7 +27,9 @@ bool RepeatOfProcessedRecord(const JobSpec& spec, int32_t partition, int64_t sta
   const char* o_begin = source.data() + close + 2;
   const char* o_end = source.data() + source.size();
   if (auto r = std::from_chars(o_begin, o_end, offset); r.ec != std::errc() || r.ptr != o_end) return false;
-  if (p != partition || offset < start_offset || offset >= copy_offset) return false;
+  if (p != partition || offset >= copy_offset) return false;
+  // A version begun after the original processes its first copy, not this one.
+  if (offset < start_offset && !copied_before) return false;
   const std::string self = RejectingVersion(spec.job, spec.version);
   for (size_t at = 0; at <= rejected_by.size();) {
     size_t comma = rejected_by.find(',', at);
@@ -51,7 +53,8 @@ void ApplyReinjectionHeaders(const JobSpec& spec, Task* task, int64_t offset,
   if (!number(kFirstFailureHeader, &first)) first = 0;
   task->SetLastRetry(static_cast<int32_t>(std::min<int64_t>(retries, 1 << 30)), first);
   if (RepeatOfProcessedRecord(spec, task->partition(), task->checkpoint().start_offset, offset,
-                              header(kDlqSourceHeader), header(kDlqRejectedByHeader))) {
+                              header(kDlqSourceHeader), header(kDlqRejectedByHeader),
+                              !header(kDlqCopiedBeforeHeader).empty())) {
     task->MarkLastRepeat();
   }
 }

@@ -9,6 +9,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -713,6 +714,76 @@ TEST_F(DlqTriageTest, AReplayKilledMidwayInjectsNothingTwice) {
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(static_cast<int64_t>(copies.size()), dead);
   for (const auto& [from, n] : copies) EXPECT_EQ(n, 1) << from;
+}
+
+// A bug bash: with two versions sharing the DLQ, a replay stopped midway
+// (kill -9, SIGTERM) had re-injected some records for both versions but
+// marked only the first version's DLQ records, and the rerun made a second
+// copy from the other's (1,821 of 111,689 records twice). A copy's DLQ
+// records are marked with it, wherever they stand in the DLQ.
+TEST_F(DlqTriageTest, VersionsSharingADlqGetOneCopyAfterAStoppedReplay) {
+  KAPPA_REQUIRE_TEST_HOOKS();
+  CreateTopic("transactions", 2);
+  CreateTopic(kDlq, 2);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(3, 300, 100, 1)));
+  ScratchDir dir("dlq-shared-stop");
+  Run(Spec(dir, 1, "EUR", "earliest"));
+  Run(Spec(dir, 2, "EUR", "earliest"));
+  const int64_t dead = Count(kDlq) / 2;
+  ASSERT_GT(dead, 160);
+  const std::vector<std::string> replay = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap(),
+                                           "--batch-records", "40"};
+  // Killed after two batches were injected and marked; then between a
+  // batch's flush and its markers; then the rest.
+  for (const char* point : {"dlq-replay-after-mark:2", "dlq-replay-after-flush:1"}) {
+    setenv("KAPPA_TEST_KILL_AT", point, 1);
+    std::string out, err;
+    EXPECT_NE(RunKappa(replay, &out, &err), 0) << point << " was not reached: " << out << err;
+    unsetenv("KAPPA_TEST_KILL_AT");
+  }
+  Replay({"--batch-records", "40"});
+  std::map<std::string, int> copies;
+  auto read = ReadTopic(Config(), "transactions", [&](const ConsumedRecord& r) {
+    if (const std::string source = r.Header("kappa.dlq_source"); !source.empty()) ++copies[source];
+  });
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(static_cast<int64_t>(copies.size()), dead);
+  int twice = 0;
+  for (const auto& [source, n] : copies) twice += n > 1;
+  EXPECT_EQ(twice, 0) << "originals re-injected more than once";
+  EXPECT_EQ(Count("transactions"), 300 + dead);
+  EXPECT_EQ(Replay(), 0);
+}
+
+// A bug bash: two replays that each made a copy for some of the versions
+// sharing the DLQ (the first filtered with --since to the newer version's
+// dead letters) gave a version begun after the originals both copies: each
+// record counted twice. A later copy of an original is for the versions it
+// names only; each version processes one copy.
+TEST_F(DlqTriageTest, ASecondCopyOfARecordIsOnlyForTheVersionsItNames) {
+  CreateTopic("transactions", 2);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(5, 300, 100, 1)));
+  ScratchDir dir("dlq-shared-since");
+  const std::string v1 = Spec(dir, 1, "EUR", "earliest");
+  const std::string v2 = Spec(dir, 2, "EUR", "earliest");
+  const std::string v3 = Spec(dir, 3, "EUR, USD, GBP, JPY", "latest");  // the fix, begun at the end
+  Run(v3);
+  Run(v1);
+  const int64_t dead = Count(kDlq);
+  ASSERT_GT(dead, 160);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int64_t since = WallClockMs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  Run(v2);
+  ASSERT_EQ(Count(kDlq), 2 * dead);
+  EXPECT_EQ(Replay({"--since", std::to_string(since)}), dead) << "v2's dead letters";
+  EXPECT_EQ(Replay(), dead) << "v1 dead-lettered them too: a copy for it";
+  Run(v3);
+  EXPECT_EQ(Count("pay-out.v3"), dead) << "a version begun after the originals processed both copies";
+  // v1 and v2 each process the copy for them, once: each fails it again.
+  Run(v1);
+  Run(v2);
+  EXPECT_EQ(Count(kDlq), 4 * dead);
 }
 
 // Ctrl-C (or SIGTERM) during a replay killed it on the signal's default
