@@ -1,13 +1,16 @@
 // kappa dlq stats|show|replay: triage of a dead-letter topic and
 // re-injection of its records into their source topic after a fix.
 #include <flatbuffers/flatbuffers.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -464,16 +467,17 @@ int Replay(int argc, char** argv) {
       "on stderr, unless --any-source.\n"
       "SinkRejected records (output rows the PostgreSQL sink refused) are not source records: they are left\n"
       "where they are and counted on stderr.\n"
-      "The retry headers are read from Kafka: a re-injected record read back from a log archive (which keeps\n"
-      "no headers) counts as a first failure.\n\n"
+      "The log archive keeps these headers: a replay of history from it treats the copies as one from Kafka\n"
+      "does.\n\n"
       "Idempotent: the DLQ offsets re-injected are recorded per DLQ partition in the compacted control topic\n"
       "(key dlq-replayed/<TOPIC>/<partition>, written after the producer's flush acknowledged them), and\n"
       "offsets recorded there are never re-injected again, so running it twice injects nothing the second\n"
       "time; records filtered out stay available to a later run. Failure window: records are flushed and\n"
       "marked in batches (--batch-records, 5000); a crash between a batch's flush and its marker write re-injects at most\n"
       "that batch on the next run (a stop, Ctrl-C or SIGTERM, ends it between two batches, exit 1, and a\n"
-      "rerun injects the rest). Not for two replays of the same DLQ at once. Exit 1 if a read or write\n"
-      "failed (rerun once fixed: what was marked is not injected again).";
+      "rerun injects the rest). One replay of a DLQ at a time: a second one while another runs is refused\n"
+      "(a lease in the control topic, lock/dlq-replay/<TOPIC>; one killed on another host holds it 30 s). Exit 1\n"
+      "if a read or write failed (rerun once fixed: what was marked is not injected again).";
   po::variables_map vm;
   if (int rc = ParseOrExit(argc, argv, "dlq replay", usage, desc, &pos, vm); rc >= 0) return rc;
   KafkaConfig config;
@@ -534,6 +538,32 @@ int Replay(int argc, char** argv) {
                                                         ": --to names the source topic the records were read from "
                                                         "(the DLQ records' source, as `kappa dlq stats` lists it)"));
     }
+  }
+  // One replay of a DLQ at a time: two at once each re-injected every
+  // record, both exiting 0 (a bug bash). A dry run writes nothing.
+  std::unique_ptr<RegistryLease> lease;
+  struct ReleaseAtExit {
+    std::unique_ptr<RegistryLease>& lease;
+    ~ReleaseAtExit() {
+      if (lease) (void)lease->Release();
+    }
+  } release_at_exit{lease};
+  if (!dry_run) {
+    char host[256] = "?";
+    (void)gethostname(host, sizeof(host) - 1);
+    auto acquired = RegistryLease::Acquire(registry, "dlq-replay/" + topic,
+                                           "kappa dlq replay on " + std::string(host) + ", pid " +
+                                               std::to_string(getpid()));
+    if (!acquired.ok()) {
+      const bool held = acquired.status().code() == Status::Code::kFailedPrecondition;
+      return Fail("dlq replay", held ? Status::FailedPrecondition(
+                                           "another replay of " + topic + " is running: " +
+                                           acquired.status().message() + "; two at once would each re-inject "
+                                           "every record: wait for it, then run this again")
+                                     : Status::Unavailable("cannot take the replay's lease in " + control_topic +
+                                                           ": " + acquired.status().message()));
+    }
+    lease = std::move(*acquired);
   }
   std::map<int32_t, Ranges> done;  // per DLQ partition
   auto ranges_of = [&](int32_t p) -> Ranges& {
@@ -627,9 +657,16 @@ int Replay(int argc, char** argv) {
   using SourceKey = std::tuple<std::string, int32_t, int64_t>;
   std::map<SourceKey, std::set<JobVersion>> served;
   std::vector<int64_t> log_starts;
+  // The lease is renewed while a large DLQ is read too.
+  auto renewed = std::chrono::steady_clock::now();
+  Status renewal;
   Status st = ReadDlq(
       config, topic,
       [&](DlqEntry& e) {
+        if (lease && renewal.ok() && std::chrono::steady_clock::now() - renewed > std::chrono::seconds(5)) {
+          renewal = lease->Renew();
+          renewed = std::chrono::steady_clock::now();
+        }
         if (!copied_for.empty() && !Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
           if (auto it = copied_for.find(e.source()); it != copied_for.end() && it->second.count(e.job_version())) {
             AddRange(ranges_of(e.dlq_partition), e.dlq_offset, e.dlq_offset);
@@ -681,6 +718,7 @@ int Replay(int argc, char** argv) {
       },
       &undecodable, &log_starts);
   if (!st.ok()) return Fail("dlq replay", st);
+  if (!renewal.ok()) return Fail("dlq replay", renewal);
   if (!dry_run) {
     for (const auto& [p, _] : marked_late) {
       if (Status ws = registry.PutValue(MarkerKey(topic, p), FormatRanges(ranges_of(p))); !ws.ok()) {
@@ -861,6 +899,10 @@ int Replay(int argc, char** argv) {
   size_t to_inject = 0;
   for (const DlqEntry& e : selected) to_inject += !e.twin;
   while (begin < selected.size()) {
+    if (std::chrono::steady_clock::now() - renewed > std::chrono::seconds(5)) {
+      if (Status rs = lease->Renew(); !rs.ok()) return Fail("dlq replay", rs);
+      renewed = std::chrono::steady_clock::now();
+    }
     if (stop.stop_requested()) {
       if (Status ws = registry.PutValue(InflightKey(topic), ""); !ws.ok()) return Fail("dlq replay", ws);
       std::printf("kappa dlq replay: %s -> %s: stopped as asked after %zu of %zu records re-injected and marked; "

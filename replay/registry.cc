@@ -7,9 +7,11 @@
 #include <flatbuffers/flatbuffers.h>
 #include <librdkafka/rdkafka.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -302,6 +304,7 @@ Status Registry::Refresh() { return Load(nullptr, nullptr); }
 Status Registry::Load(const std::string* watch_key, int* watched) {
   if (watched) *watched = 0;
   last_read_records_ = 0;
+  lock_writes_.clear();
   // Reads on from where the last read ended; from the start the first time,
   // or when the topic is no longer the one read (fewer partitions, or an end
   // before where the last read ended: deleted and created again).
@@ -321,6 +324,7 @@ Status Registry::Load(const std::string* watch_key, int* watched) {
         job_writes_.push_back(JobWrite{std::string(r.key), std::move(*record), j->base_seq(), j->seq(), r.partition,
                                        r.offset, r.timestamp_ms});
       } else {
+        if (r.key.rfind("lock/", 0) == 0) lock_writes_[std::string(r.key)].emplace_back(r.value);
         // Within a partition the one read last (its log's order, whatever the
         // writers' clocks say); across partitions the later written. (An
         // older kappa wrote these keys to the partition librdkafka chose,
@@ -706,6 +710,128 @@ Status Registry::PutValue(const std::string& key, const std::string& value) {
   KAPPA_RETURN_IF_ERROR(Put(key, value, kNotJobRecord, &offset));
   progress_[key] = value;
   return Status::OK();
+}
+
+std::vector<std::string> Registry::LockWrites(const std::string& key) const {
+  auto it = lock_writes_.find(key);
+  return it == lock_writes_.end() ? std::vector<std::string>() : it->second;
+}
+
+namespace {
+
+// A claim's value: "claim|<nonce>|<renewed at, ms>|<host>|<pid>|<who>";
+// "released|<nonce>|..." once given up.
+struct LeaseClaim {
+  std::string nonce;
+  int64_t renewed_ms = 0;
+  std::string host;
+  int64_t pid = 0;
+  std::string who;
+};
+std::optional<LeaseClaim> ParseClaim(const std::string& value) {
+  if (value.rfind("claim|", 0) != 0) return std::nullopt;
+  std::vector<std::string> parts;
+  for (size_t at = 6;;) {
+    const size_t bar = value.find('|', at);
+    if (bar == std::string::npos || parts.size() == 4) {
+      parts.push_back(value.substr(at));
+      break;
+    }
+    parts.push_back(value.substr(at, bar - at));
+    at = bar + 1;
+  }
+  if (parts.size() != 5) return std::nullopt;
+  LeaseClaim c;
+  c.nonce = parts[0];
+  c.renewed_ms = std::strtoll(parts[1].c_str(), nullptr, 10);
+  c.host = parts[2];
+  c.pid = std::strtoll(parts[3].c_str(), nullptr, 10);
+  c.who = parts[4];
+  return c;
+}
+
+std::string HostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) return "?";
+  return host;
+}
+
+// Whether the claim's process is gone: a claim of this host whose process
+// no longer exists (killed: a rerun right after a kill -9 was refused for
+// the minute the claim took to go stale).
+bool HolderGone(const LeaseClaim& c) {
+  if (c.host != HostName() || c.pid <= 0) return false;
+  return ::kill(static_cast<pid_t>(c.pid), 0) != 0 && errno == ESRCH;
+}
+
+}  // namespace
+
+std::string RegistryLease::Claim(int64_t now_ms) const {
+  return "claim|" + nonce_ + "|" + std::to_string(now_ms) + "|" + HostName() + "|" + std::to_string(::getpid()) +
+         "|" + who_;
+}
+
+Result<std::unique_ptr<RegistryLease>> RegistryLease::Acquire(Registry& registry, const std::string& name,
+                                                              const std::string& who) {
+  const std::string key = "lock/" + name;
+  auto held = [&](const LeaseClaim& c) {
+    const int64_t ago_s = std::max<int64_t>(0, WallClockMs() - c.renewed_ms) / 1000;
+    return Status::FailedPrecondition(name + " is held by another process (" + c.who + ", last heard of " +
+                                      std::to_string(ago_s) + " s ago); it holds it until it ends, or " +
+                                      std::to_string(kStaleMs / 1000) + " s after it was last heard of");
+  };
+  KAPPA_RETURN_IF_ERROR(registry.Refresh());
+  if (auto latest = registry.Value(key)) {
+    if (auto c = ParseClaim(*latest); c && WallClockMs() - c->renewed_ms < kStaleMs && !HolderGone(*c)) {
+      return held(*c);
+    }
+  }
+  std::unique_ptr<RegistryLease> lease(new RegistryLease(registry, key, Nonce(), who));
+  const int64_t now = WallClockMs();
+  KAPPA_RETURN_IF_ERROR(registry.PutValue(key, lease->Claim(now)));
+  // Read back past the claim: of the claims written since the read above
+  // and not released, the first in the log wins.
+  KAPPA_RETURN_IF_ERROR(registry.Refresh());
+  std::optional<std::pair<LeaseClaim, std::string>> first;  // the claim and its value
+  for (const std::string& value : registry.LockWrites(key)) {
+    if (value.rfind("released|", 0) == 0) {
+      if (first && value.compare(9, first->first.nonce.size(), first->first.nonce) == 0) first.reset();
+      continue;
+    }
+    auto c = ParseClaim(value);
+    if (!c) continue;
+    if (c->nonce == lease->nonce_) break;
+    if (!first) first.emplace(*c, value);
+  }
+  if (first) {
+    // Lost: the key names the holder again (this claim, written after
+    // its, would read as the holder for a minute).
+    (void)registry.PutValue(key, first->second);
+    return held(first->first);
+  }
+  lease->renewed_ms_ = now;
+  return lease;
+}
+
+Status RegistryLease::Renew() {
+  const int64_t now = WallClockMs();
+  if (now - renewed_ms_ >= kStaleMs) {
+    return Status::FailedPrecondition(key_.substr(5) + " was not renewed for " +
+                                      std::to_string((now - renewed_ms_) / 1000) + " s: another process may hold it "
+                                      "since, so this one stops");
+  }
+  KAPPA_RETURN_IF_ERROR(registry_.PutValue(key_, Claim(now)));
+  renewed_ms_ = now;
+  return Status::OK();
+}
+
+Status RegistryLease::Release() {
+  KAPPA_RETURN_IF_ERROR(registry_.Refresh());
+  if (auto latest = registry_.Value(key_)) {
+    auto c = ParseClaim(*latest);
+    if (c && c->nonce != nonce_) return Status::OK();  // not this one's to give up
+  }
+  return registry_.PutValue(key_, "released|" + nonce_ + "|" + std::to_string(WallClockMs()));
 }
 
 namespace {

@@ -233,6 +233,10 @@ class Registry {
   // "now serves" while every newer kappa went on with the old serving
   // version, a bug bash).
   const std::vector<std::string>& warnings() const { return warnings_; }
+  // The values written under a "lock/..." key that the last Refresh read,
+  // in the log's order (RegistryLease: of two claims written at once, the
+  // first in the log holds the lease).
+  std::vector<std::string> LockWrites(const std::string& key) const;
 
  private:
   // Reads the topic to its end; *watched (if given) is set to whether the
@@ -274,6 +278,42 @@ class Registry {
   std::vector<JobWrite> job_writes_;
   std::map<std::string, std::string> read_values_;
   std::map<std::string, std::pair<int32_t, int64_t>, std::less<>> written_at_;
+  std::map<std::string, std::vector<std::string>> lock_writes_;  // of the last read (LockWrites)
+};
+
+// A lease in the control topic: one process at a time holds `name` (the
+// key "lock/<name>"). Two `kappa dlq replay` runs of one DLQ at once each
+// re-injected every record, both exiting 0 (a bug bash). A holder renews
+// it (Renew) at least every kStaleMs; one silent for longer (killed, a
+// lost host), or on this host with its process gone, holds it no more. Of two processes claiming it at once, the
+// claim first in the control topic's log wins (all such keys are in one
+// partition).
+class RegistryLease {
+ public:
+  // A holder not heard of for this long holds it no more; nor does one on
+  // this host whose process is gone.
+  static constexpr int64_t kStaleMs = 30000;
+  // Claims the lease for `who` (a line naming the process, for the other
+  // claimants' message). FailedPrecondition naming the holder (and since
+  // when it was last heard of) when another process holds it.
+  static Result<std::unique_ptr<RegistryLease>> Acquire(Registry& registry, const std::string& name,
+                                                        const std::string& who);
+  // Writes the claim again. FailedPrecondition when the last renewal is
+  // more than kStaleMs ago: another process may hold the lease since.
+  Status Renew();
+  // Gives the lease up (once the latest claim is this one's).
+  Status Release();
+  ~RegistryLease() = default;
+
+ private:
+  RegistryLease(Registry& registry, std::string key, std::string nonce, std::string who)
+      : registry_(registry), key_(std::move(key)), nonce_(std::move(nonce)), who_(std::move(who)) {}
+  std::string Claim(int64_t now_ms) const;
+  Registry& registry_;
+  const std::string key_;
+  const std::string nonce_;
+  const std::string who_;
+  int64_t renewed_ms_ = 0;
 };
 
 

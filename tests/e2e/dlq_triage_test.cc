@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/hash.h"
 #include "kafka/kafka_producer.h"
+#include "replay/registry.h"
 #include "schemas/dlq_record_generated.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/replay/replay_test_util.h"
@@ -784,6 +785,56 @@ TEST_F(DlqTriageTest, ASecondCopyOfARecordIsOnlyForTheVersionsItNames) {
   Run(v1);
   Run(v2);
   EXPECT_EQ(Count(kDlq), 4 * dead);
+}
+
+// A bug bash: two `kappa dlq replay` runs of one DLQ at once each
+// re-injected every record, both exiting 0. One replay of a DLQ runs at a
+// time (a lease in the control topic); the other is refused naming it, and
+// a lease its holder stopped renewing a minute ago is taken over.
+TEST_F(DlqTriageTest, TwoReplaysOfOneDlqAtOnceInjectEachRecordOnce) {
+  CreateTopic("transactions", 2);
+  CreateTopic("kappa.control", 2);
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), "transactions", SmallWorkload(7, 300, 100, 1)));
+  ScratchDir dir("dlq-concurrent");
+  Run(Spec(dir, 1, "EUR", "earliest"));
+  const int64_t dead = Count(kDlq);
+  ASSERT_GT(dead, 160);
+  const std::vector<std::string> replay = {"dlq", "replay", kDlq, "--to", "transactions", "-b", bootstrap(),
+                                           "--batch-records", "20"};
+  {
+    // Held by another process: refused, naming it.
+    Registry registry(Config());
+    auto lease = RegistryLease::Acquire(registry, std::string("dlq-replay/") + kDlq, "the test's own claim");
+    ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+    std::string out, err;
+    EXPECT_EQ(RunKappa(replay, &out, &err), 1) << out << err;
+    EXPECT_NE(err.find("another replay of pay.dlq is running: dlq-replay/pay.dlq is held by another process (the "
+                       "test's own claim, last heard of "),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(Count("transactions"), 300);
+    ASSERT_TRUE((*lease)->Release().ok());
+  }
+  // Two at once: one re-injects, the other is refused (or finds nothing left).
+  ChildProcess a(replay, "dlq-concurrent-a");
+  ChildProcess b(replay, "dlq-concurrent-b");
+  const int rc_a = a.Wait(), rc_b = b.Wait();
+  EXPECT_TRUE(rc_a == 0 || rc_b == 0) << a.Stdout() << a.Stderr() << b.Stdout() << b.Stderr();
+  EXPECT_EQ(Count("transactions"), 300 + dead) << a.Stdout() << a.Stderr() << b.Stdout() << b.Stderr();
+  for (ChildProcess* c : {&a, &b}) {
+    if (c->WaitFor(0) != 0) EXPECT_NE(c->Stderr().find("another replay of pay.dlq is running"), std::string::npos);
+  }
+  // A holder silent for 30 s (killed on another host) holds it no more.
+  {
+    Registry registry(Config());
+    ASSERT_TRUE(registry.Refresh().ok());
+    ASSERT_TRUE(registry
+                    .PutValue(std::string("lock/dlq-replay/") + kDlq,
+                              "claim|dead|" + std::to_string(WallClockMs() - 31000) + "|elsewhere|1|a replay killed -9")
+                    .ok());
+  }
+  Run(Spec(dir, 1, "EUR", "earliest"));  // the copies fail again
+  EXPECT_EQ(Replay(), dead);
 }
 
 // Ctrl-C (or SIGTERM) during a replay killed it on the signal's default

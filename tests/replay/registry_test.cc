@@ -513,6 +513,46 @@ TEST_F(RegistryTest, AVersionWithNoInstanceRunningShowsEachPartitionsLatestKnown
   EXPECT_EQ(merged->snapshot.unreported_partitions(), 4);
 }
 
+// Of processes claiming a lease at once, one holds it; the others are
+// refused naming it; released, it can be taken again.
+TEST_F(RegistryTest, OfLeasesClaimedAtOnceOneIsHeld) {
+  CreateTopic("kappa.control", 2);
+  for (int round = 0; round < 3; ++round) {
+    const std::string name = "race" + std::to_string(round);
+    std::vector<std::unique_ptr<Registry>> registries;
+    for (int i = 0; i < 4; ++i) registries.push_back(std::make_unique<Registry>(Config()));
+    std::vector<Result<std::unique_ptr<RegistryLease>>> got;
+    for (int i = 0; i < 4; ++i) got.emplace_back(Status::Unavailable("not run"));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] { got[i] = RegistryLease::Acquire(*registries[i], name, "claimant " + std::to_string(i)); });
+    }
+    for (auto& t : threads) t.join();
+    int held = 0, holder = -1;
+    for (int i = 0; i < 4; ++i) {
+      if (got[i].ok()) {
+        ++held;
+        holder = i;
+      } else {
+        EXPECT_EQ(got[i].status().code(), Status::Code::kFailedPrecondition) << got[i].status().ToString();
+      }
+    }
+    ASSERT_EQ(held, 1) << "round " << round;
+    for (int i = 0; i < 4; ++i) {
+      if (i == holder) continue;
+      EXPECT_NE(got[i].status().message().find("held by another process (claimant " + std::to_string(holder)),
+                std::string::npos)
+          << got[i].status().message();
+    }
+    // Still held for a newcomer; released, taken.
+    Registry late(Config());
+    EXPECT_FALSE(RegistryLease::Acquire(late, name, "late").ok());
+    ASSERT_TRUE((*got[holder])->Renew().ok());
+    ASSERT_TRUE((*got[holder])->Release().ok());
+    EXPECT_TRUE(RegistryLease::Acquire(late, name, "late").ok());
+  }
+}
+
 TEST_F(RegistryTest, TwoRegistriesSeeEachOthersWrites) {
   CreateTopic("kappa.control", 1);
   Registry a(Config()), b(Config());
