@@ -10,7 +10,10 @@
 // rows). Each says now that the principal is not authorized, and nothing
 // is written or promoted.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -133,6 +136,40 @@ TEST_F(SecureAccessTest, PromoteRefusesWhenTheServingOutputCannotBeRead) {
       << out << err;
   ExpectNotAuthorized(err, o.sink + ".v1");
   EXPECT_EQ(out.find("now serves"), std::string::npos) << out;
+}
+
+// A bug bash: an at-least-once job whose principal lost Read on its source
+// went on "running" at 0 rec/s, with one "transient consumer error ...
+// (retrying)" per partition, status "within catch-up lag", and promote let
+// it serve. It stops, naming what to grant.
+TEST_F(SecureAccessTest, AJobThatLosesReadOnItsSourceStopsNamingTheAcl) {
+  const std::string job = Unique("rvjob");
+  const std::string input = job + "-in";
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 2, 1).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(4, 500, 50)));
+  ScratchDir dir("secure-revoked");
+  SpecOptions o = JobOptions(job, input, dir / "v1");
+  o.checkpoint_interval = "500ms";
+  const std::string spec = WriteSpec(dir, "v1.yaml", o);
+  Allow("bob", "topic", job, "all", /*prefixed=*/true);
+  Allow("bob", "group", job, "all", /*prefixed=*/true);
+  std::vector<std::string> args = {"run", spec, "--status-interval-ms", "0"};
+  for (const std::string& a : As("bob")) args.push_back(a);
+  ChildProcess run(args, "secure-revoked");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (ReadFile(dir / "v1/metrics.json").find("\"records_in\": 500") == std::string::npos) {
+    ASSERT_EQ(run.WaitFor(0), -1) << run.Stderr();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << run.Stderr();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  Deny("bob", "topic", input, "read");
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(5, 100, 50)));
+  const int rc = run.WaitFor(60000);
+  if (rc == -1) run.Kill(SIGKILL);
+  ASSERT_EQ(rc, 1) << "still running 60 s after its Read was taken away:\n" << run.Stderr();
+  EXPECT_NE(run.Stderr().find("not authorized to read it"), std::string::npos) << run.Stderr();
+  EXPECT_NE(run.Stderr().find("the principal needs Read and Describe on topic " + input), std::string::npos)
+      << run.Stderr();
 }
 
 }  // namespace

@@ -232,7 +232,7 @@ Status DeleteTopicAdmin(const KafkaConfig& config, const std::string& topic) {
 }
 
 Status AllowAcl(const KafkaConfig& config, const std::string& principal, const std::string& resource_type,
-                const std::string& name, const std::string& operation, bool prefixed) {
+                const std::string& name, const std::string& operation, bool prefixed, bool deny) {
   const std::map<std::string, rd_kafka_ResourceType_t> types = {{"topic", RD_KAFKA_RESOURCE_TOPIC},
                                                                  {"group", RD_KAFKA_RESOURCE_GROUP},
                                                                  {"cluster", RD_KAFKA_RESOURCE_BROKER}};
@@ -254,7 +254,7 @@ Status AllowAcl(const KafkaConfig& config, const std::string& principal, const s
   rd_kafka_AclBinding_t* binding = rd_kafka_AclBinding_new(
       type->second, resource.c_str(),
       prefixed ? RD_KAFKA_RESOURCE_PATTERN_PREFIXED : RD_KAFKA_RESOURCE_PATTERN_LITERAL, principal.c_str(), "*",
-      op->second, RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, err, sizeof err);
+      op->second, deny ? RD_KAFKA_ACL_PERMISSION_TYPE_DENY : RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, err, sizeof err);
   if (!binding) return Status::InvalidArgument(std::string("AllowAcl: ") + err);
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_CreateAcls(rk, &binding, 1, nullptr, queue);

@@ -82,8 +82,10 @@ Status DeleteRecordsBefore(const KafkaConfig& config, const std::string& topic, 
 // (librdkafka 2.0.2 names no transactional id resource); operation: "read", "write", "describe", "all",
 // "idempotent_write", "create"; name "*" with prefixed=false is every
 // resource of the type, prefixed=true makes `name` a prefix.
+// deny=true adds a DENY binding instead, which overrides any ALLOW: a grant
+// taken back while a process runs.
 Status AllowAcl(const KafkaConfig& config, const std::string& principal, const std::string& resource_type,
-                const std::string& name, const std::string& operation, bool prefixed = false);
+                const std::string& name, const std::string& operation, bool prefixed = false, bool deny = false);
 
 // The leader (node id, 1-based) of each partition of topic as the cluster's
 // metadata says now; -1 for a partition without one.
@@ -183,6 +185,12 @@ class SecureRealKafkaTest : public RealKafkaSuiteTest<Base> {
   void AllowAlice(const std::string& resource_type, const std::string& name, const std::string& operation,
                   bool prefixed = false) {
     Allow("alice", resource_type, name, operation, prefixed);
+  }
+  // Takes `operation` on a resource away from `user` (a DENY binding).
+  void Deny(const std::string& user, const std::string& resource_type, const std::string& name,
+            const std::string& operation) {
+    Status st = AllowAcl(this->Config(), "User:" + user, resource_type, name, operation, false, /*deny=*/true);
+    ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
   std::string sasl_bootstrap_;
