@@ -98,6 +98,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
     }
     if (msg->err) {
       const bool eof = msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+      const rd_kafka_resp_err_t code = msg->err;
       std::string what = rd_kafka_message_errstr(msg);
       const int32_t p = msg->partition;
       rd_kafka_message_destroy(msg);
@@ -113,6 +114,16 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
         continue;
       }
       close();
+      // Not authorized is no outage: it was "unavailable" with the broker's
+      // words alone, where writes named the ACL to grant (a bug bash).
+      if (code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        return Status::PermissionDenied("reading " + topic + ": not authorized (" + what +
+                                        "): the principal needs Read and Describe on topic " + topic + " (ACLs)");
+      }
+      if (code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+        return Status::PermissionDenied("reading " + topic + ": not authorized to use consumer group kappa-reader (" +
+                                        what + "): the principal needs Read on group kappa-reader (ACLs)");
+      }
       return Status::Unavailable("reading " + topic + ": " + what);
     }
     last_progress = std::chrono::steady_clock::now();

@@ -566,7 +566,29 @@ class ProgressPublisher {
 
   // Off the lock: re-reads the registry; sees a retirement; marks caught up.
   void CheckRegistry(int64_t caught_up_since, bool hold_over = false) {
-    if (!registry_.Refresh().ok()) return;  // transient: try again at the next poll
+    // Unreadable, the registry's throttle, pause and retire of this version
+    // go unseen: a principal that lost Read on the control topic went on
+    // reading while paused and retired, without a word (a bug bash). Said
+    // at once, every minute while it lasts, and when it reads again.
+    if (Status read = registry_.Refresh(); !read.ok()) {
+      const int64_t now = WallClockMs();
+      if (unreadable_since_ms_ == 0) unreadable_since_ms_ = now;
+      if (now - unreadable_warned_ms_ >= 60000) {
+        unreadable_warned_ms_ = now;
+        Note(NoteLevel::kWarning,
+             "cannot read the control topic " + registry_.control_topic() + " for " +
+                 std::to_string((now - unreadable_since_ms_) / 1000) + " s (" + read.message() + "): kappa throttle, " +
+                 "pause and retire of " + job_ + " v" + std::to_string(version_) +
+                 " are not seen until it can; it runs on and asks again every second");
+      }
+      return;
+    }
+    if (unreadable_since_ms_ != 0) {
+      Note(NoteLevel::kInfo, "reading the control topic " + registry_.control_topic() + " again after " +
+                                 std::to_string((WallClockMs() - unreadable_since_ms_) / 1000) + " s");
+      unreadable_since_ms_ = 0;
+      unreadable_warned_ms_ = 0;
+    }
     if (options_.on_registry_read) options_.on_registry_read(registry_);
     auto job = registry_.Job(job_);
     VersionInfo* self = job ? job->Find(version_) : nullptr;
@@ -742,6 +764,8 @@ class ProgressPublisher {
   bool stopping_ = false;
   bool caught_up_settled_ = false;  // publisher thread only: marked caught up, or nothing to mark
   bool unregistered_warned_ = false;  // publisher thread only: said that its registration is gone
+  int64_t unreadable_since_ms_ = 0;   // publisher thread only: the registry unreadable since (0: readable)
+  int64_t unreadable_warned_ms_ = 0;  // and when that was last said
   std::atomic<bool> retired_{false};
   std::thread thread_;
 };

@@ -151,10 +151,12 @@ TEST_F(SecureAccessTest, AJobThatLosesReadOnItsSourceStopsNamingTheAcl) {
   SpecOptions o = JobOptions(job, input, dir / "v1");
   o.checkpoint_interval = "500ms";
   const std::string spec = WriteSpec(dir, "v1.yaml", o);
-  Allow("bob", "topic", job, "all", /*prefixed=*/true);
-  Allow("bob", "group", job, "all", /*prefixed=*/true);
+  // carol: bob must hold no Write anywhere (SecureErrorsTest), and grants
+  // stay for the broker's life.
+  Allow("carol", "topic", job, "all", /*prefixed=*/true);
+  Allow("carol", "group", job, "all", /*prefixed=*/true);
   std::vector<std::string> args = {"run", spec, "--status-interval-ms", "0"};
-  for (const std::string& a : As("bob")) args.push_back(a);
+  for (const std::string& a : As("carol")) args.push_back(a);
   ChildProcess run(args, "secure-revoked");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (ReadFile(dir / "v1/metrics.json").find("\"records_in\": 500") == std::string::npos) {
@@ -162,7 +164,7 @@ TEST_F(SecureAccessTest, AJobThatLosesReadOnItsSourceStopsNamingTheAcl) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << run.Stderr();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  Deny("bob", "topic", input, "read");
+  Deny("carol", "topic", input, "read");
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(5, 100, 50)));
   const int rc = run.WaitFor(60000);
   if (rc == -1) run.Kill(SIGKILL);
@@ -170,6 +172,48 @@ TEST_F(SecureAccessTest, AJobThatLosesReadOnItsSourceStopsNamingTheAcl) {
   EXPECT_NE(run.Stderr().find("not authorized to read it"), std::string::npos) << run.Stderr();
   EXPECT_NE(run.Stderr().find("the principal needs Read and Describe on topic " + input), std::string::npos)
       << run.Stderr();
+}
+
+// A bug bash: a deployed version whose principal lost Read on the control
+// topic went on reading while paused and retired, without a word, while
+// status showed both as applied. It says it cannot read the registry, and
+// that its throttle, pause and retire go unseen.
+TEST_F(SecureAccessTest, AVersionThatCannotReadTheControlTopicSaysItsThrottleAndRetireGoUnseen) {
+  const std::string job = Unique("ctljob");
+  const std::string input = job + "-in";
+  const std::string control = job + "-control";
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 2, 1).ok());
+  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(6, 300, 50)));
+  ScratchDir dir("secure-control");
+  SpecOptions o = JobOptions(job, input, dir / "v1");
+  o.checkpoint_interval = "500ms";
+  const std::string spec = WriteSpec(dir, "v1.yaml", o);
+  Allow("carol", "topic", job, "all", /*prefixed=*/true);
+  Allow("carol", "group", "*", "all");
+  std::vector<std::string> args = {"deploy", spec, "--control-topic", control, "--status-interval-ms", "0"};
+  for (const std::string& a : As("carol")) args.push_back(a);
+  ChildProcess deploy(args, "secure-control");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (ReadFile(dir / "v1/metrics.json").find("\"records_in\": 300") == std::string::npos) {
+    ASSERT_EQ(deploy.WaitFor(0), -1) << deploy.Stderr();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << deploy.Stderr();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  Deny("carol", "topic", control, "read");
+  const std::string said = "cannot read the control topic " + control;
+  const auto warned_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (deploy.Stderr().find(said) == std::string::npos && std::chrono::steady_clock::now() < warned_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const std::string err = deploy.Stderr();
+  deploy.Kill(SIGTERM);
+  deploy.WaitFor(60000);
+  ASSERT_NE(err.find(said), std::string::npos) << "no word of the unreadable registry:\n" << err;
+  EXPECT_NE(err.find("kappa throttle, pause and retire of " + job + " v1 are not seen until it can"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("the principal needs Read and Describe on topic " + control), std::string::npos) << err;
 }
 
 }  // namespace
