@@ -256,6 +256,9 @@ void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg,
   const char* topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "?";
   Status failure = StatusFromKafka(
       msg->err, std::string("delivery to ") + topic + "[" + std::to_string(msg->partition) + "] failed");
+  if (const std::string hint = AuthorizationHint(msg->err, topic); !hint.empty()) {
+    failure = Status::PermissionDenied(failure.message() + "; " + hint);
+  }
   if (msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
     // Named alone, a DLQ partition read as the fault (a bug bash of a lost
     // broker): what timing out means.
@@ -409,6 +412,11 @@ Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, st
                   std::to_string(max_message_bytes_) + "; raise it with -X message.max.bytes=N if the topic allows)"
             : "cannot produce to " + topic;
     Status st = StatusFromKafkaFatal(rk, err, what, topic);  // _FATAL: its cause, not "Local: Fatal error"
+    if (err != RD_KAFKA_RESP_ERR__FATAL) {
+      if (const std::string hint = AuthorizationHint(err, topic); !hint.empty()) {
+        st = Status::PermissionDenied(st.message() + "; " + hint);
+      }
+    }
     RecordFailure(st);
     return st;
   }

@@ -67,7 +67,11 @@ std::string AuthorizationHint(int code, const std::string& topic) {
              " (ACLs: kafka-acls.sh --add --allow-principal User:NAME --operation Write --topic " +
              (topic.empty() ? std::string("TOPIC") : topic) + ")";
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-      return "the principal needs Write and Describe on " + on_topic + " (ACLs)";
+      // A topic that does not exist yet is made by the broker's auto-create
+      // on the first write, which needs Create: refused for Write alone,
+      // the error named only the Write the principal had (a bug bash).
+      return "the principal needs Write and Describe on " + on_topic +
+             ", and Create while it does not exist (or make it beforehand) (ACLs)";
     case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
       return "the principal needs Write and Describe on the transactional id (ACLs)";
     case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:

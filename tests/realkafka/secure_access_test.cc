@@ -174,6 +174,34 @@ TEST_F(SecureAccessTest, AJobThatLosesReadOnItsSourceStopsNamingTheAcl) {
       << run.Stderr();
 }
 
+// A bug bash: with Write on its output topic, which did not exist yet, a job
+// stopped on "cannot produce to pay-out.v1: TOPIC_AUTHORIZATION_FAILED", a
+// topic the principal may write: the broker's auto-create needs Create.
+// The error says so.
+TEST_F(SecureAccessTest, AnOutputTopicThatDoesNotExistNeedsCreateAndTheErrorSaysSo) {
+  const std::string job = Unique("crjob");
+  const std::string input = job + "-in";
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 1, 1).ok());
+  GeneratorOptions gen = SmallWorkload(8, 200, 50);
+  gen.malformed_fraction = 0.1;  // dead letters: the first write, to the DLQ topic
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, gen));
+  ScratchDir dir("secure-create");
+  SpecOptions o = JobOptions(job, input, dir / "v1");
+  const std::string spec = WriteSpec(dir, "v1.yaml", o);
+  AllowAlice("topic", input, "read");
+  AllowAlice("topic", input, "describe");
+  for (const std::string& topic : {o.sink + ".v1", job + ".dlq", job + ".late"}) {
+    AllowAlice("topic", topic, "write");
+    AllowAlice("topic", topic, "describe");
+  }
+  AllowAlice("group", job + ".v1", "read");
+  std::string out, err;
+  EXPECT_EQ(RunKappa(AsAlice({"run", spec, "--stop-at-end", "--status-interval-ms", "0"}), &out, &err), 1)
+      << out << err;
+  EXPECT_NE(err.find("TOPIC_AUTHORIZATION_FAILED"), std::string::npos) << err;
+  EXPECT_NE(err.find("and Create while it does not exist (or make it beforehand)"), std::string::npos) << err;
+}
+
 // A bug bash: a deployed version whose principal lost Read on the control
 // topic went on reading while paused and retired, without a word, while
 // status showed both as applied. It says it cannot read the registry, and
