@@ -478,6 +478,15 @@ Result<Watermarks> QueryWatermarks(rd_kafka_s* rk, const std::string& topic, int
     if (!leader_moving || std::chrono::steady_clock::now() + std::chrono::milliseconds(100) >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  // An unknown partition of a topic the principal may not describe is no
+  // missing one: promote said "not found: ... Unknown partition" for a
+  // source it lacked Describe on (a bug bash).
+  if ((err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) &&
+      TopicAloneError(rk, topic, 5000) == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+    return Status::PermissionDenied("cannot read offsets of " + topic + "[" + std::to_string(partition) +
+                                    "]: not authorized (TOPIC_AUTHORIZATION_FAILED): the principal needs Describe "
+                                    "on topic " + topic + " (ACLs)");
+  }
   KAPPA_RETURN_IF_ERROR(
       StatusFromKafka(err, "cannot read offsets of " + topic + "[" + std::to_string(partition) + "]"));
   return w;

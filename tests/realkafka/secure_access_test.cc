@@ -202,6 +202,44 @@ TEST_F(SecureAccessTest, AnOutputTopicThatDoesNotExistNeedsCreateAndTheErrorSays
   EXPECT_NE(err.find("and Create while it does not exist (or make it beforehand)"), std::string::npos) << err;
 }
 
+// A bug bash without Describe on the source: promote said "not found: ...
+// Unknown partition", and status "lag 0 (100.0% done)" for a version 3000
+// records behind (the cause on a later line). Both say what they cannot read.
+TEST_F(SecureAccessTest, WithoutDescribeOnTheSourceStatusAndPromoteSayTheyCannotReadItsEnds) {
+  const std::string job = Unique("dsjob");
+  const std::string input = job + "-in";
+  const std::string control = job + "-control";
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 2, 1).ok());
+  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(10, 600, 50)));
+  ScratchDir dir("secure-describe");
+  SpecOptions o = JobOptions(job, input, dir / "v1");
+  const std::string v1 = WriteSpec(dir, "v1.yaml", o);
+  o.version = 2;
+  o.state_dir = dir / "v2";
+  const std::string v2 = WriteSpec(dir, "v2.yaml", o);
+  std::string out, err;
+  for (const auto& [command, spec] : {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}}) {
+    ASSERT_EQ(RunKappa({command, spec, "-b", bootstrap_, "--control-topic", control, "--stop-at-end",
+                        "--status-interval-ms", "0"},
+                       &out, &err),
+              0)
+        << command << ": " << err;
+  }
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(11, 300, 50)));
+  AllowAlice("topic", control, "all");
+  AllowAlice("topic", o.sink, "read", /*prefixed=*/true);
+  AllowAlice("group", "*", "all");
+  ASSERT_EQ(RunKappa(AsAlice({"status", job, "--control-topic", control}), &out, &err), 0) << err;
+  EXPECT_NE(out.find("lag at least 0 (the log ends cannot be read now)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("100.0% done"), std::string::npos) << out;
+  EXPECT_EQ(RunKappa(AsAlice({"promote", job, "--version", "2", "--control-topic", control}), &out, &err), 1)
+      << out << err;
+  EXPECT_NE(err.find("not authorized"), std::string::npos) << err;
+  EXPECT_NE(err.find("Describe on topic " + input), std::string::npos) << err;
+  EXPECT_EQ(err.find("not found"), std::string::npos) << err;
+}
+
 // A bug bash: a deployed version whose principal lost Read on the control
 // topic went on reading while paused and retired, without a word, while
 // status showed both as applied. It says it cannot read the registry, and
