@@ -155,8 +155,21 @@ Status ChangelogReader::Read(int32_t partition, int64_t from, int64_t high,
     if (m->err) {
       // The end of what is readable: the high watermark, or under
       // read_committed the last stable offset.
-      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) done = true;
-      else st = Status::Unavailable("reading " + where + ": " + MessageErrorText(m));
+      if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        done = true;
+      } else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        // The README's ACLs once named only Write on the changelog; both
+        // instances stopped on "unavailable" (a bug bash).
+        st = Status::PermissionDenied("reading " + where + ": not authorized (" + MessageErrorText(m) +
+                                      "): the principal needs Read and Describe on topic " + topic_ +
+                                      " (a partition's state is restored from it) (ACLs)");
+      } else if (m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+        st = Status::PermissionDenied("reading " + where + ": not authorized to use its consumer group (" +
+                                      MessageErrorText(m) + "): the principal needs Read on group "
+                                      "kappa-changelog-reader (ACLs)");
+      } else {
+        st = Status::Unavailable("reading " + where + ": " + MessageErrorText(m));
+      }
       rd_kafka_message_destroy(m);
       if (!st.ok()) break;
       continue;

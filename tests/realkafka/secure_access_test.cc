@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <thread>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -238,6 +239,49 @@ TEST_F(SecureAccessTest, WithoutDescribeOnTheSourceStatusAndPromoteSayTheyCannot
   EXPECT_NE(err.find("not authorized"), std::string::npos) << err;
   EXPECT_NE(err.find("Describe on topic " + input), std::string::npos) << err;
   EXPECT_EQ(err.find("not found"), std::string::npos) << err;
+}
+
+// A bug bash: the README's ACLs named only Write on a scaled-out version's
+// changelog; its instances stopped on "unavailable: reading
+// <job>.v1.changelog[0]: ... Topic authorization failed". Restoring a
+// partition reads it: the error names the ACL.
+TEST_F(SecureAccessTest, AScaledOutInstanceWithoutReadOnTheChangelogNamesTheAcl) {
+  const std::string job = Unique("cljob");
+  const std::string input = job + "-in";
+  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 2, 1).ok());
+  ASSERT_TRUE(CreateTopicAdmin(Config(), job + ".v1.changelog", 2, 1, {{"cleanup.policy", "compact"}}).ok());
+  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(12, 400, 50)));
+  ScratchDir dir("secure-changelog");
+  SpecOptions o = JobOptions(job, input, dir / "unused");
+  o.checkpoint_interval = "300ms";
+  const std::string spec = WriteSpec(dir, "v1.yaml", o);
+  std::ofstream(spec, std::ios::app) << "scale_out: {session_timeout: 6s}\n";
+  // The super user's instance writes the changelog, then stops.
+  ChildProcess first({"run", spec, "-b", bootstrap_, "--instance", "a", "--state-dir", dir / "a",
+                      "--status-interval-ms", "0"},
+                     "secure-changelog-a");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (ReadFile(dir / "a/metrics.json").find("\"records_in\": 400") == std::string::npos) {
+    ASSERT_EQ(first.WaitFor(0), -1) << first.Stderr();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << first.Stderr();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  first.Kill(SIGTERM);
+  ASSERT_EQ(first.WaitFor(60000), 0) << first.Stderr();
+  // carol, Read on the changelog taken away, restores from it elsewhere.
+  Allow("carol", "topic", job, "all", /*prefixed=*/true);
+  Allow("carol", "group", "*", "all");
+  Deny("carol", "topic", job + ".v1.changelog", "read");
+  std::vector<std::string> args = {"run", spec, "--instance", "b", "--state-dir", dir / "b", "--status-interval-ms",
+                                    "0"};
+  for (const std::string& a : As("carol")) args.push_back(a);
+  ChildProcess second(args, "secure-changelog-b");
+  const int rc = second.WaitFor(90000);
+  if (rc == -1) second.Kill(SIGKILL);
+  ASSERT_EQ(rc, 1) << second.Stderr();
+  EXPECT_NE(second.Stderr().find("the principal needs Read and Describe on topic " + job + ".v1.changelog"),
+            std::string::npos)
+      << second.Stderr();
 }
 
 // A bug bash: a deployed version whose principal lost Read on the control
