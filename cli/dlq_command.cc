@@ -968,8 +968,11 @@ int Replay(int argc, char** argv) {
       return Fail("dlq replay",
                   Status::Unavailable("re-injecting into " + to + " failed after " + std::to_string(injected) +
                                       " records were re-injected and marked: " + fs.message() +
-                                      "; rerun once the broker is back (some records of the failed batch may "
-                                      "already be in " + to + " and would be injected again)"));
+                                      (fs.code() == Status::Code::kPermissionDenied
+                                           ? "; rerun once the ACLs are granted"
+                                           : "; rerun once the broker is back") +
+                                      " (some records of the failed batch may already be in " + to +
+                                      " and would be injected again)"));
     }
     KAPPA_KILL_POINT(kill_switch, "dlq-replay-after-flush");
     // Acknowledged: record them as done, per DLQ partition, as ranges of
