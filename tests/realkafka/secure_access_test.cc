@@ -37,6 +37,16 @@ class SecureAccessTest : public SecureRealKafkaTest<> {
     EXPECT_EQ(err.find("does not exist"), std::string::npos) << err;
     EXPECT_EQ(err.find("alice-secret"), std::string::npos) << "the password: " << err;
   }
+  // Waits (at most 90 s) until the job's metrics file says it read `n`
+  // records; the process must run meanwhile.
+  static void WaitForRecordsIn(ChildProcess& job, const std::string& metrics, int64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+    while (ReadFile(metrics).find("\"records_in\": " + std::to_string(n)) == std::string::npos) {
+      ASSERT_EQ(job.WaitFor(0), -1) << job.Stderr();
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << job.Stderr();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
   int64_t Records(const std::string& topic) {
     int64_t n = 0;
     auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord&) { ++n; });
@@ -159,12 +169,7 @@ TEST_F(SecureAccessTest, AJobThatLosesReadOnItsSourceStopsNamingTheAcl) {
   std::vector<std::string> args = {"run", spec, "--status-interval-ms", "0"};
   for (const std::string& a : As("carol")) args.push_back(a);
   ChildProcess run(args, "secure-revoked");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (ReadFile(dir / "v1/metrics.json").find("\"records_in\": 500") == std::string::npos) {
-    ASSERT_EQ(run.WaitFor(0), -1) << run.Stderr();
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << run.Stderr();
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  ASSERT_NO_FATAL_FAILURE(WaitForRecordsIn(run, dir / "v1/metrics.json", 500));
   Deny("carol", "topic", input, "read");
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(5, 100, 50)));
   const int rc = run.WaitFor(60000);
@@ -260,12 +265,7 @@ TEST_F(SecureAccessTest, AScaledOutInstanceWithoutReadOnTheChangelogNamesTheAcl)
   ChildProcess first({"run", spec, "-b", bootstrap_, "--instance", "a", "--state-dir", dir / "a",
                       "--status-interval-ms", "0"},
                      "secure-changelog-a");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
-  while (ReadFile(dir / "a/metrics.json").find("\"records_in\": 400") == std::string::npos) {
-    ASSERT_EQ(first.WaitFor(0), -1) << first.Stderr();
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << first.Stderr();
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  ASSERT_NO_FATAL_FAILURE(WaitForRecordsIn(first, dir / "a/metrics.json", 400));
   first.Kill(SIGTERM);
   ASSERT_EQ(first.WaitFor(60000), 0) << first.Stderr();
   // carol, Read on the changelog taken away, restores from it elsewhere.
@@ -304,12 +304,7 @@ TEST_F(SecureAccessTest, AVersionThatCannotReadTheControlTopicSaysItsThrottleAnd
   std::vector<std::string> args = {"deploy", spec, "--control-topic", control, "--status-interval-ms", "0"};
   for (const std::string& a : As("carol")) args.push_back(a);
   ChildProcess deploy(args, "secure-control");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (ReadFile(dir / "v1/metrics.json").find("\"records_in\": 300") == std::string::npos) {
-    ASSERT_EQ(deploy.WaitFor(0), -1) << deploy.Stderr();
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << deploy.Stderr();
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  ASSERT_NO_FATAL_FAILURE(WaitForRecordsIn(deploy, dir / "v1/metrics.json", 300));
   Deny("carol", "topic", control, "read");
   const std::string said = "cannot read the control topic " + control;
   const auto warned_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
