@@ -47,6 +47,33 @@ class SecureAccessTest : public SecureRealKafkaTest<> {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   }
+  // A job name of its own (`prefix` made unique), its source `<job>-in`
+  // (2 partitions) holding `records` generated ones (`seed`), and its own
+  // compacted control topic `<job>-control`.
+  struct JobTopics {
+    std::string job, input, control;
+  };
+  JobTopics MakeJobTopics(const std::string& prefix, uint64_t seed, uint64_t records) {
+    JobTopics t;
+    t.job = Unique(prefix);
+    t.input = t.job + "-in";
+    t.control = t.job + "-control";
+    EXPECT_TRUE(CreateTopicAdmin(Config(), t.input, 2, 1).ok());
+    EXPECT_TRUE(CreateTopicAdmin(Config(), t.control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
+    ProduceWorkload(Config(), t.input, SmallWorkload(seed, records, 50));
+    return t;
+  }
+  // As the super user: `kappa deploy v1`, then `kappa replay v2`, each to its input's end.
+  void DeployAndReplay(const std::string& v1, const std::string& v2, const std::string& control) {
+    std::string out, err;
+    for (const auto& [command, spec] : {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}}) {
+      ASSERT_EQ(RunKappa({command, spec, "-b", bootstrap_, "--control-topic", control, "--stop-at-end",
+                          "--status-interval-ms", "0"},
+                         &out, &err),
+                0)
+          << command << ": " << err;
+    }
+  }
   int64_t Records(const std::string& topic) {
     int64_t n = 0;
     auto read = ReadTopic(Config(), topic, [&](const ConsumedRecord&) { ++n; });
@@ -128,14 +155,8 @@ TEST_F(SecureAccessTest, PromoteRefusesWhenTheServingOutputCannotBeRead) {
   o.filter = "amount_cents > 100";  // other rows: the gate has something to refuse
   o.state_dir = dir / "v2";
   const std::string v2 = WriteSpec(dir, "v2.yaml", o);
+  ASSERT_NO_FATAL_FAILURE(DeployAndReplay(v1, v2, control));
   std::string out, err;
-  for (const auto& [command, spec] : {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}}) {
-    ASSERT_EQ(RunKappa({command, spec, "-b", bootstrap_, "--control-topic", control, "--stop-at-end",
-                        "--status-interval-ms", "0"},
-                       &out, &err),
-              0)
-        << command << ": " << err;
-  }
   // alice may run the registry and read v2's outputs, not v1's.
   AllowAlice("topic", control, "all");
   AllowAlice("topic", o.sink + ".v2", "read");
@@ -212,26 +233,17 @@ TEST_F(SecureAccessTest, AnOutputTopicThatDoesNotExistNeedsCreateAndTheErrorSays
 // Unknown partition", and status "lag 0 (100.0% done)" for a version 3000
 // records behind (the cause on a later line). Both say what they cannot read.
 TEST_F(SecureAccessTest, WithoutDescribeOnTheSourceStatusAndPromoteSayTheyCannotReadItsEnds) {
-  const std::string job = Unique("dsjob");
-  const std::string input = job + "-in";
-  const std::string control = job + "-control";
-  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 2, 1).ok());
-  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
-  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(10, 600, 50)));
+  const JobTopics topics = MakeJobTopics("dsjob", 10, 600);
+  ASSERT_FALSE(HasFailure());
+  const std::string &job = topics.job, &input = topics.input, &control = topics.control;
   ScratchDir dir("secure-describe");
   SpecOptions o = JobOptions(job, input, dir / "v1");
   const std::string v1 = WriteSpec(dir, "v1.yaml", o);
   o.version = 2;
   o.state_dir = dir / "v2";
   const std::string v2 = WriteSpec(dir, "v2.yaml", o);
+  ASSERT_NO_FATAL_FAILURE(DeployAndReplay(v1, v2, control));
   std::string out, err;
-  for (const auto& [command, spec] : {std::pair<std::string, std::string>{"deploy", v1}, {"replay", v2}}) {
-    ASSERT_EQ(RunKappa({command, spec, "-b", bootstrap_, "--control-topic", control, "--stop-at-end",
-                        "--status-interval-ms", "0"},
-                       &out, &err),
-              0)
-        << command << ": " << err;
-  }
   ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(11, 300, 50)));
   AllowAlice("topic", control, "all");
   AllowAlice("topic", o.sink, "read", /*prefixed=*/true);
@@ -289,12 +301,9 @@ TEST_F(SecureAccessTest, AScaledOutInstanceWithoutReadOnTheChangelogNamesTheAcl)
 // status showed both as applied. It says it cannot read the registry, and
 // that its throttle, pause and retire go unseen.
 TEST_F(SecureAccessTest, AVersionThatCannotReadTheControlTopicSaysItsThrottleAndRetireGoUnseen) {
-  const std::string job = Unique("ctljob");
-  const std::string input = job + "-in";
-  const std::string control = job + "-control";
-  ASSERT_TRUE(CreateTopicAdmin(Config(), input, 2, 1).ok());
-  ASSERT_TRUE(CreateTopicAdmin(Config(), control, 2, 1, {{"cleanup.policy", "compact"}}).ok());
-  ASSERT_NO_FATAL_FAILURE(ProduceWorkload(Config(), input, SmallWorkload(6, 300, 50)));
+  const JobTopics topics = MakeJobTopics("ctljob", 6, 300);
+  ASSERT_FALSE(HasFailure());
+  const std::string &job = topics.job, &input = topics.input, &control = topics.control;
   ScratchDir dir("secure-control");
   SpecOptions o = JobOptions(job, input, dir / "v1");
   o.checkpoint_interval = "500ms";
