@@ -236,20 +236,23 @@ std::optional<ProgressRecord> DecodeProgress(const std::string& bytes) {
   return r;
 }
 
+// Per partition, the position reported last (by when it was reported).
+using LatestPositions = std::map<int32_t, std::pair<int64_t, PartitionProgress>>;
+void KeepLatest(LatestPositions& latest, const PartitionProgress& p, int64_t reported_ms) {
+  auto found = latest.find(p.partition);
+  if (found == latest.end() || found->second.first < reported_ms) latest[p.partition] = {reported_ms, p};
+}
+
 }  // namespace
 
 void CarryReleasedPositions(const ProgressRecord& previous, ProgressRecord* next) {
-  std::map<int32_t, ProgressRecord::Released> known;  // partition -> latest
-  auto offer = [&](const PartitionProgress& p, int64_t reported_ms) {
-    auto found = known.find(p.partition);
-    if (found == known.end() || found->second.reported_ms < reported_ms) known[p.partition] = {p, reported_ms};
-  };
-  for (const auto& r : previous.released) offer(r.progress, r.reported_ms);
-  for (const auto& p : previous.snapshot.partitions) offer(p, previous.snapshot.checkpoint_ms);
-  for (const auto& r : next->released) offer(r.progress, r.reported_ms);
+  LatestPositions known;
+  for (const auto& r : previous.released) KeepLatest(known, r.progress, r.reported_ms);
+  for (const auto& p : previous.snapshot.partitions) KeepLatest(known, p, previous.snapshot.checkpoint_ms);
+  for (const auto& r : next->released) KeepLatest(known, r.progress, r.reported_ms);
   for (const auto& p : next->snapshot.partitions) known.erase(p.partition);
   next->released.clear();
-  for (auto& [partition, r] : known) next->released.push_back(std::move(r));
+  for (auto& [partition, r] : known) next->released.push_back({std::move(r.second), r.first});
 }
 
 std::string RateText(double r) {
@@ -521,22 +524,22 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
       }
     }
   }
-  const std::vector<ProgressRecord> everyone = instances;
-  std::vector<ProgressRecord> speaking;
+  // The others' records stay in `instances`: with no instance running,
+  // each partition's latest position may be in any of them.
+  std::vector<const ProgressRecord*> speaking;
   for (size_t i = 0; i < instances.size(); ++i) {
     const auto& ps = instances[i].snapshot.partitions;
     const bool superseded = !ps.empty() && std::all_of(ps.begin(), ps.end(), [&](const PartitionProgress& p) {
       return latest[p.partition].second != i;
     });
-    if (!superseded) speaking.push_back(instances[i]);
+    if (!superseded) speaking.push_back(&instances[i]);
   }
-  instances = std::move(speaking);
   bool all_stopped = true;
   const int64_t now = WallClockMs();
   size_t running = 0;
-  for (const auto& r : instances) {
-    all_stopped = all_stopped && r.stopped;
-    running += r.Liveness(now) == "running";
+  for (const ProgressRecord* r : speaking) {
+    all_stopped = all_stopped && r->stopped;
+    running += r->Liveness(now) == "running";
   }
   ProgressRecord merged;
   merged.job = job;
@@ -544,15 +547,16 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   merged.stopped = all_stopped;
   // All stopped: the version stopped on an error if any instance did.
   if (all_stopped) {
-    for (const auto& r : instances) {
-      if (r.exit_error.empty()) continue;
-      merged.exit_error = "instance " + r.instance + ": " + r.exit_error;
+    for (const ProgressRecord* r : speaking) {
+      if (r->exit_error.empty()) continue;
+      merged.exit_error = "instance " + r->instance + ": " + r->exit_error;
       break;
     }
   }
   bool all_caught_up = true;
-  std::map<int32_t, std::pair<int64_t, PartitionProgress>> parts;  // partition -> (checkpoint_ms, progress)
-  for (const auto& r : instances) {
+  LatestPositions parts;
+  for (const ProgressRecord* speaker : speaking) {
+    const ProgressRecord& r = *speaker;
     if (r.stopped && !all_stopped) continue;
     if (running > 0 && r.Liveness(now) != "running") continue;
     const ProgressSnapshot& s = r.snapshot;
@@ -565,10 +569,7 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
     merged.snapshot.source_partitions = std::max(merged.snapshot.source_partitions, s.source_partitions);
     if (r.caught_up_since_ms == 0) all_caught_up = false;
     else merged.caught_up_since_ms = std::max(merged.caught_up_since_ms, r.caught_up_since_ms);
-    for (const auto& p : s.partitions) {
-      auto found = parts.find(p.partition);
-      if (found == parts.end() || found->second.first < s.checkpoint_ms) parts[p.partition] = {s.checkpoint_ms, p};
-    }
+    for (const auto& p : s.partitions) KeepLatest(parts, p, s.checkpoint_ms);
   }
   // No instance runs: each partition's latest known position, whichever
   // record has it (a restart that died before its first assignment left a
@@ -577,13 +578,9 @@ std::optional<ProgressRecord> Registry::Progress(const std::string& job, int32_t
   // finished, a bug bash). Positions only move forward, so the latest is
   // the furthest.
   if (running == 0) {
-    auto offer = [&](const PartitionProgress& p, int64_t reported_ms) {
-      auto found = parts.find(p.partition);
-      if (found == parts.end() || found->second.first < reported_ms) parts[p.partition] = {reported_ms, p};
-    };
-    for (const auto& r : everyone) {
-      for (const auto& p : r.snapshot.partitions) offer(p, r.snapshot.checkpoint_ms);
-      for (const auto& released : r.released) offer(released.progress, released.reported_ms);
+    for (const auto& r : instances) {
+      for (const auto& p : r.snapshot.partitions) KeepLatest(parts, p, r.snapshot.checkpoint_ms);
+      for (const auto& released : r.released) KeepLatest(parts, released.progress, released.reported_ms);
     }
   }
   for (auto& [p, entry] : parts) merged.snapshot.partitions.push_back(entry.second);
