@@ -20,6 +20,7 @@
 
 #include "base/clock.h"
 #include "base/config_node.h"
+#include "base/host.h"
 #include "base/test_hooks.h"
 #include "cli/command.h"
 #include "cli/record_format.h"
@@ -549,11 +550,8 @@ int Replay(int argc, char** argv) {
     }
   } release_at_exit{lease};
   if (!dry_run) {
-    char host[256] = "?";
-    (void)gethostname(host, sizeof(host) - 1);
     auto acquired = RegistryLease::Acquire(registry, "dlq-replay/" + topic,
-                                           "kappa dlq replay on " + std::string(host) + ", pid " +
-                                               std::to_string(getpid()));
+                                           "kappa dlq replay on " + HostName() + ", pid " + std::to_string(getpid()));
     if (!acquired.ok()) {
       const bool held = acquired.status().code() == Status::Code::kFailedPrecondition;
       return Fail("dlq replay", held ? Status::FailedPrecondition(

@@ -1,7 +1,5 @@
 #include "engine/job_spec.h"
 
-#include <unistd.h>
-
 #include <filesystem>
 
 #include "formats/flatbuffers_decoder.h"
@@ -24,6 +22,7 @@
 #include <sstream>
 
 #include "base/hash.h"
+#include "base/host.h"
 #include "kafka/kafka_config.h"
 
 namespace kappa {
@@ -952,12 +951,10 @@ bool IsReservedInstanceName(std::string_view name) {
 }
 
 std::string DefaultInstanceName(const std::string& state_dir) {
-  char host[256] = "host";
-  (void)gethostname(host, sizeof(host) - 1);
-  host[sizeof(host) - 1] = '\0';
+  std::string name = HostName();
+  if (name.empty()) name = "host";
   std::error_code ec;
   const std::string dir = std::filesystem::absolute(state_dir, ec).string();
-  std::string name(host);
   for (char& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') c = '-';
   }

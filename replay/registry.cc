@@ -2,6 +2,7 @@
 
 #include "base/clock.h"
 #include "base/hash.h"
+#include "base/host.h"
 #include "base/stop_token.h"
 
 #include <flatbuffers/flatbuffers.h>
@@ -745,12 +746,6 @@ std::optional<LeaseClaim> ParseClaim(const std::string& value) {
   c.pid = std::strtoll(parts[3].c_str(), nullptr, 10);
   c.who = parts[4];
   return c;
-}
-
-std::string HostName() {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) return "?";
-  return host;
 }
 
 // Whether the claim's process is gone: a claim of this host whose process
