@@ -254,11 +254,9 @@ void KafkaProducer::OnDeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg,
   self->failed_count_.fetch_add(1, std::memory_order_relaxed);
   if (self->failed()) return;  // only the first failure is described
   const char* topic = msg->rkt ? rd_kafka_topic_name(msg->rkt) : "?";
-  Status failure = StatusFromKafka(
-      msg->err, std::string("delivery to ") + topic + "[" + std::to_string(msg->partition) + "] failed");
-  if (const std::string hint = AuthorizationHint(msg->err, topic); !hint.empty()) {
-    failure = Status::PermissionDenied(failure.message() + "; " + hint);
-  }
+  Status failure =
+      StatusFromKafka(msg->err, std::string("delivery to ") + topic + "[" + std::to_string(msg->partition) + "] failed",
+                      AuthorizationHint(msg->err, topic));
   if (msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
     // Named alone, a DLQ partition read as the fault (a bug bash of a lost
     // broker): what timing out means.
@@ -411,12 +409,8 @@ Status KafkaProducer::ProduceNow(const std::string& topic, int32_t partition, st
                   " bytes to " + topic + ": more than the producer's message.max.bytes (" +
                   std::to_string(max_message_bytes_) + "; raise it with -X message.max.bytes=N if the topic allows)"
             : "cannot produce to " + topic;
-    Status st = StatusFromKafkaFatal(rk, err, what, topic);  // _FATAL: its cause, not "Local: Fatal error"
-    if (err != RD_KAFKA_RESP_ERR__FATAL) {
-      if (const std::string hint = AuthorizationHint(err, topic); !hint.empty()) {
-        st = Status::PermissionDenied(st.message() + "; " + hint);
-      }
-    }
+    // _FATAL: its cause, not "Local: Fatal error"; an authorization failure with the ACLs to grant.
+    Status st = StatusFromKafkaFatal(rk, err, what, topic);
     RecordFailure(st);
     return st;
   }

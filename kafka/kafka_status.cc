@@ -83,7 +83,9 @@ std::string AuthorizationHint(int code, const std::string& topic) {
 
 Status StatusFromKafkaFatal(rd_kafka_t* rk, int code, const std::string& what, const std::string& topic) {
   const auto err = static_cast<rd_kafka_resp_err_t>(code);
-  if (err != RD_KAFKA_RESP_ERR__FATAL && err != RD_KAFKA_RESP_ERR_NO_ERROR) return StatusFromKafka(code, what);
+  if (err != RD_KAFKA_RESP_ERR__FATAL && err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return StatusFromKafka(code, what, AuthorizationHint(code, topic));
+  }
   char text[512] = "";
   const rd_kafka_resp_err_t cause = rk ? rd_kafka_fatal_error(rk, text, sizeof(text)) : RD_KAFKA_RESP_ERR_NO_ERROR;
   if (cause == RD_KAFKA_RESP_ERR_NO_ERROR) return StatusFromKafka(code, what);

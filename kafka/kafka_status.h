@@ -34,7 +34,8 @@ Status StatusFromKafkaError(const rd_kafka_error_s* error, const std::string& wh
 // <cause text> (fatal)", with what to do for an authorization failure
 // (AuthorizationHint, naming `topic` if given); its Status code is the cause's (a fenced producer
 // is Aborted). OK for err 0 without a fatal error. Any other err:
-// StatusFromKafka(err, what).
+// StatusFromKafka(err, what) with the same authorization hint (a write
+// refused for a topic not made yet named only the Write the principal had).
 Status StatusFromKafkaFatal(rd_kafka_s* rk, int err, const std::string& what, const std::string& topic = std::string());
 
 // What the principal needs when Kafka refused it `err` (the *_AUTHORIZATION_FAILED
