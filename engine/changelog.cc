@@ -19,7 +19,10 @@
 #include "state/task_checkpoint_codec.h"
 
 namespace kappa {
+
 namespace {
+// The consumer group of these reads (they commit nothing; a secured Kafka wants Read on it).
+constexpr char kChangelogReaderGroup[] = "kappa-changelog-reader";
 
 constexpr std::string_view kMarkerKey("\0marker", 7);
 
@@ -113,7 +116,7 @@ Result<int32_t> EnsureChangelogTopic(const KafkaConfig& config, const JobSpec& s
 
 Result<std::unique_ptr<ChangelogReader>> ChangelogReader::Create(const KafkaConfig& config, std::string topic) {
   auto client = CreateClient(ClientKind::kConsumer, config,
-                             {{"group.id", "kappa-changelog-reader"},
+                             {{"group.id", kChangelogReaderGroup},
                               {"enable.auto.commit", "false"},
                               {"enable.auto.offset.store", "false"},
                               {"auto.offset.reset", "error"},
@@ -157,16 +160,12 @@ Status ChangelogReader::Read(int32_t partition, int64_t from, int64_t high,
       // read_committed the last stable offset.
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         done = true;
-      } else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+      } else if (Status refused =
+                     ReadRefused(m->err, where, MessageErrorText(m), topic_, kChangelogReaderGroup);
+                 !refused.ok()) {
         // The README's ACLs once named only Write on the changelog; both
         // instances stopped on "unavailable" (a bug bash).
-        st = Status::PermissionDenied("reading " + where + ": not authorized (" + MessageErrorText(m) +
-                                      "): the principal needs Read and Describe on topic " + topic_ +
-                                      " (a partition's state is restored from it) (ACLs)");
-      } else if (m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
-        st = Status::PermissionDenied("reading " + where + ": not authorized to use its consumer group (" +
-                                      MessageErrorText(m) + "): the principal needs Read on group "
-                                      "kappa-changelog-reader (ACLs)");
+        st = Status::PermissionDenied(refused.message() + "; a partition's state is restored from it");
       } else {
         st = Status::Unavailable("reading " + where + ": " + MessageErrorText(m));
       }

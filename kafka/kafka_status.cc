@@ -81,6 +81,20 @@ std::string AuthorizationHint(int code, const std::string& topic) {
   }
 }
 
+Status ReadRefused(int err, const std::string& what, const std::string& cause, const std::string& topic,
+                   const std::string& group) {
+  switch (static_cast<rd_kafka_resp_err_t>(err)) {
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+      return Status::PermissionDenied(what + ": not authorized to read it (" + cause +
+                                      "): the principal needs Read and Describe on topic " + topic + " (ACLs)");
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+      return Status::PermissionDenied(what + ": not authorized to use consumer group " + group + " (" + cause +
+                                      "): the principal needs Read on group " + group + " (ACLs)");
+    default:
+      return Status::OK();
+  }
+}
+
 Status StatusFromKafkaFatal(rd_kafka_t* rk, int code, const std::string& what, const std::string& topic) {
   const auto err = static_cast<rd_kafka_resp_err_t>(code);
   if (err != RD_KAFKA_RESP_ERR__FATAL && err != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -42,6 +42,15 @@ Status StatusFromKafkaFatal(rd_kafka_s* rk, int err, const std::string& what, co
 // codes): "" for any other code. `topic` names the topic, if known.
 std::string AuthorizationHint(int err, const std::string& topic = std::string());
 
+// A read refused for authorization, as PermissionDenied naming the ACL:
+// TOPIC_AUTHORIZATION_FAILED is "<what>: not authorized to read it
+// (<cause>): the principal needs Read and Describe on topic <topic>
+// (ACLs)", GROUP_AUTHORIZATION_FAILED "<what>: not authorized to use
+// consumer group <group> (<cause>): the principal needs Read on group
+// <group> (ACLs)". OK for any other err (the caller says what it is).
+Status ReadRefused(int err, const std::string& what, const std::string& cause, const std::string& topic,
+                   const std::string& group);
+
 // True for errors librdkafka retries by itself or that pass (a broker
 // restarting, a leader moving): worth a warning and another try, not a stop.
 bool IsTransientKafkaError(int err);

@@ -326,17 +326,13 @@ Status PartitionConsumer::Classify(rd_kafka_message_t* m, DeletedRange* deleted)
     // within the catch-up lag as far as status and promote knew (a bug
     // bash on a secured Kafka): it stops, naming what to grant.
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-      return Status::PermissionDenied(
-          "source " + where + ": not authorized to read it (" + MessageErrorText(m) +
-          "): the principal needs Read and Describe on topic " +
-          (m->rkt ? std::string(rd_kafka_topic_name(m->rkt)) : std::string("?")) +
-          " (ACLs); grant them, then start the job again: it resumes from its last checkpoint");
-    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
-      return Status::PermissionDenied("source " + where + ": not authorized to use consumer group " +
-                                      options_.group + " (" + MessageErrorText(m) +
-                                      "): the principal needs Read on group " + options_.group +
-                                      " (ACLs); grant it, then start the job again: it resumes from its last "
-                                      "checkpoint");
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED: {
+      const Status refused =
+          ReadRefused(m->err, "source " + where, MessageErrorText(m),
+                      m->rkt ? std::string(rd_kafka_topic_name(m->rkt)) : std::string("?"), options_.group);
+      return Status::PermissionDenied(refused.message() +
+                                      "; grant it, then start the job again: it resumes from its last checkpoint");
+    }
     default:
       if (options_.on_transient) {
         options_.on_transient("transient consumer error on " + where + " (retrying): " + MessageErrorText(m));

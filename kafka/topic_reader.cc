@@ -12,6 +12,11 @@
 
 namespace kappa {
 
+namespace {
+// The consumer group of these reads (they commit nothing; a secured Kafka wants Read on it).
+constexpr char kReaderGroup[] = "kappa-reader";
+}  // namespace
+
 std::string ConsumedRecord::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (k == name) return v;
@@ -24,7 +29,7 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
                                    int idle_timeout_ms, const std::vector<int64_t>* from, int32_t only_partition,
                                    int settle_ms) {
   auto consumer = CreateClient(ClientKind::kConsumer, config,
-                               {{"group.id", "kappa-reader"},
+                               {{"group.id", kReaderGroup},
                                 {"enable.auto.commit", "false"},
                                 {"enable.auto.offset.store", "false"},
                                 {"auto.offset.reset", "error"},
@@ -116,13 +121,8 @@ Result<TopicReadSummary> ReadTopic(const KafkaConfig& config, const std::string&
       close();
       // Not authorized is no outage: it was "unavailable" with the broker's
       // words alone, where writes named the ACL to grant (a bug bash).
-      if (code == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
-        return Status::PermissionDenied("reading " + topic + ": not authorized (" + what +
-                                        "): the principal needs Read and Describe on topic " + topic + " (ACLs)");
-      }
-      if (code == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
-        return Status::PermissionDenied("reading " + topic + ": not authorized to use consumer group kappa-reader (" +
-                                        what + "): the principal needs Read on group kappa-reader (ACLs)");
+      if (Status refused = ReadRefused(code, "reading " + topic, what, topic, kReaderGroup); !refused.ok()) {
+        return refused;
       }
       return Status::Unavailable("reading " + topic + ": " + what);
     }
