@@ -573,11 +573,11 @@ int Replay(int argc, char** argv) {
 
   // A batch an earlier run produced and did not mark: its copies are
   // found in the target and marked, not injected again.
-  using JobVersion = std::pair<std::string, int32_t>;
-  // Per original ("<topic>[p]@o"), the versions such a copy was for: their
-  // DLQ records of it are marked too (a rerun made a second copy from the
-  // other version's, a bug bash).
-  std::map<std::string, std::set<JobVersion>> copied_for;
+  // Per original ("<topic>[p]@o"), the versions such a copy was for, as
+  // its header names them (RejectingVersion): their DLQ records of it are
+  // marked too (a rerun made a second copy from the other version's, a bug
+  // bash).
+  std::map<std::string, std::set<std::string>> copied_for;
   std::map<int32_t, bool> marked_late;  // DLQ partitions whose markers that adds to
   if (auto inflight = registry.Value(InflightKey(topic)); inflight && !inflight->empty()) {
     const size_t nl = inflight->find('\n');
@@ -608,14 +608,11 @@ int Replay(int argc, char** argv) {
       // The other versions' DLQ records of the same original, which the
       // copy was for too: marked when the DLQ is read below.
       const std::string rejected_by = r.Header(kDlqRejectedByHeader);
-      std::set<JobVersion>& versions = copied_for[r.Header(kDlqSourceHeader)];
+      std::set<std::string>& versions = copied_for[r.Header(kDlqSourceHeader)];
       for (size_t at = 0; at < rejected_by.size();) {
         size_t comma = rejected_by.find(',', at);
         if (comma == std::string::npos) comma = rejected_by.size();
-        const std::string one = rejected_by.substr(at, comma - at);
-        if (const size_t v = one.rfind(" v"); v != std::string::npos) {
-          versions.emplace(one.substr(0, v), std::atoi(one.c_str() + v + 2));
-        }
+        versions.insert(rejected_by.substr(at, comma - at));
         at = comma + 1;
       }
     }, 15000, from.empty() ? nullptr : &from, -1, 0);
@@ -653,6 +650,7 @@ int Replay(int argc, char** argv) {
   // versions it is for (kappa.dlq_rejected_by); the others skip it where
   // they read the original (engine/reinjected.h).
   using SourceKey = std::tuple<std::string, int32_t, int64_t>;
+  using JobVersion = std::pair<std::string, int32_t>;
   std::map<SourceKey, std::set<JobVersion>> served;
   std::vector<int64_t> log_starts;
   // The lease is renewed while a large DLQ is read too.
@@ -666,7 +664,8 @@ int Replay(int argc, char** argv) {
           renewed = std::chrono::steady_clock::now();
         }
         if (!copied_for.empty() && !Covered(ranges_of(e.dlq_partition), e.dlq_offset)) {
-          if (auto it = copied_for.find(e.source()); it != copied_for.end() && it->second.count(e.job_version())) {
+          if (auto it = copied_for.find(e.source());
+              it != copied_for.end() && it->second.count(RejectingVersion(e.job_version().first, e.job_version().second))) {
             AddRange(ranges_of(e.dlq_partition), e.dlq_offset, e.dlq_offset);
             marked_late[e.dlq_partition] = true;
           }
